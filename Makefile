@@ -1,0 +1,29 @@
+# dibao: two commands to know, `make up` and `make test`. See README.md.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+ROLE ?= intake_clerk
+REGION ?= 620102
+ARGS ?=
+
+.PHONY: up down status test lint token install logs
+
+up:        ## install what is missing, start PostgreSQL, Kafka and the five services, load demo data
+	@bash deploy/stack.sh up
+
+down:      ## stop what `make up` started
+	@bash deploy/stack.sh down
+
+status:    ## what is running
+	@bash deploy/stack.sh status
+
+test:      ## the whole suite against an isolated stack (ARGS=... passes pytest arguments)
+	@bash deploy/test.sh $(ARGS)
+
+lint:      ## ruff, mypy --strict, buf lint, generated code up to date
+	@bash deploy/lint.sh
+
+token:     ## a development bearer token: make token ROLE=intake_clerk REGION=620102
+	@bash deploy/token.sh "$(ROLE)" "$(REGION)"
+
+install:   ## only install tools and packages
+	@bash deploy/bootstrap.sh all

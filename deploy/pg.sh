@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# PostgreSQL for one instance: a private cluster on its own port and data directory,
+# or an existing server when DIBAO_PG_URL points at one that answers.
+#   pg.sh start | stop | status | dsn | ensure-dbs
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PG_USER=dibao
+PGBIN=${DIBAO_PGBIN:-}
+if [[ -z $PGBIN ]]; then
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+fi
+
+# The server refuses to run as root, so as root the cluster belongs to `postgres` and
+# lives where that user can reach it (a fresh clone may sit under a private directory).
+if [[ $(id -u) == 0 ]]; then
+  RUN_AS=(runuser -u postgres --)
+  PGDATA_ROOT=${DIBAO_PGDATA_ROOT:-/var/tmp/dibao-pg/$(printf '%s' "$STATE" | sha1sum | cut -c1-12)}
+else
+  RUN_AS=()
+  PGDATA_ROOT=${DIBAO_PGDATA_ROOT:-$STATE/pg}
+fi
+PGDATA=$PGDATA_ROOT/data
+
+external_url() { [[ -n ${DIBAO_PG_URL:-} ]] && psql "$DIBAO_PG_URL" -Atqc 'select 1' >/dev/null 2>&1; }
+
+dsn() {
+  if external_url; then echo "${DIBAO_PG_URL%/*}/postgres"; else echo "postgresql://$PG_USER@127.0.0.1:$PG_PORT/postgres"; fi
+}
+
+install_server() {
+  if [[ -n $PGBIN && -x $PGBIN/initdb ]]; then return; fi
+  log "installing the PostgreSQL server (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+  # Debian starts a default cluster on 5432; this project runs its own, so stop that one.
+  service postgresql stop >/dev/null 2>&1 || true
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+}
+
+start() {
+  if external_url; then log "using the PostgreSQL server at DIBAO_PG_URL"; return; fi
+  install_server
+  mkdir -p "$PGDATA_ROOT" "$STATE"
+  if [[ $(id -u) == 0 ]]; then chown postgres:postgres "$PGDATA_ROOT"; fi
+  if [[ ! -f $PGDATA/PG_VERSION ]]; then
+    log "initialising a PostgreSQL cluster in $PGDATA"
+    "${RUN_AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U "$PG_USER" --auth=trust -E UTF8 \
+      --locale=C.UTF-8 >"$PGDATA_ROOT/initdb.log" 2>&1 || { cat "$PGDATA_ROOT/initdb.log" >&2; die "initdb failed"; }
+    cat >>"$PGDATA/postgresql.conf" <<CONF
+# dibao local instance: loopback only, its own port, no unix socket in shared places.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PGDATA_ROOT'
+max_connections = 300
+shared_buffers = 256MB
+fsync = ${DIBAO_PG_FSYNC:-on}
+timezone = 'UTC'
+log_timezone = 'UTC'
+CONF
+    # Loopback only and a private port: trust is the local-development choice; production
+    # servers are given by DIBAO_PG_URL with their own credentials.
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' >"$PGDATA/pg_hba.conf"
+  fi
+  if "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    log "PostgreSQL already running on $PG_PORT"
+  else
+    "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA_ROOT/server.log" -w -t 60 start >/dev/null \
+      || { tail -n 30 "$PGDATA_ROOT/server.log" >&2; die "PostgreSQL did not start"; }
+    log "PostgreSQL started on 127.0.0.1:$PG_PORT"
+  fi
+  ln -sfn "$PGDATA_ROOT" "$STATE/pg-root"
+}
+
+stop() {
+  if [[ ! -f $PGDATA/postmaster.pid ]]; then return; fi
+  "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  log "PostgreSQL stopped"
+}
+
+status() {
+  if external_url; then echo "postgres: external server (DIBAO_PG_URL)"; return 0; fi
+  if [[ -f $PGDATA/postmaster.pid ]] && "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    echo "postgres: running on 127.0.0.1:$PG_PORT (pid $(head -n1 "$PGDATA/postmaster.pid"), data $PGDATA)"
+  else
+    echo "postgres: stopped"; return 1
+  fi
+}
+
+ensure_dbs() {
+  local admin; admin=$(dsn)
+  for svc in "${SERVICES[@]}"; do
+    local db="${DB_PREFIX}_${svc}"
+    if [[ -z $(psql "$admin" -Atqc "select 1 from pg_database where datname = '$db'") ]]; then
+      psql "$admin" -qc "create database \"$db\"" >/dev/null
+      log "created database $db"
+    fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  dsn) dsn ;;
+  ensure-dbs) ensure_dbs ;;
+  *) echo "usage: $0 start|stop|status|dsn|ensure-dbs" >&2; exit 2 ;;
+esac

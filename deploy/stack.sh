@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The local stack of one instance (default `dev`): PostgreSQL, Kafka, migrations and the
+# five services, started in the background and stopped by the pids it recorded.
+#   stack.sh up [--no-services] | down | status | env
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+RUN=$STATE/run
+LOGS=$STATE/logs
+KAFKA_DIR=$STATE/kafka
+mkdir -p "$RUN" "$LOGS"
+
+kafka_external() {
+  [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} ]] || return 1
+  local first=${DIBAO_KAFKA_BOOTSTRAP%%,*}
+  (exec 3<>"/dev/tcp/${first%:*}/${first##*:}") 2>/dev/null
+}
+kafka_bootstrap() { if kafka_external; then echo "$DIBAO_KAFKA_BOOTSTRAP"; else echo "127.0.0.1:$KAFKA_PORT"; fi; }
+
+# The environment a service process of this instance runs with.
+service_env() {  # service_env <name>
+  local base; base=$(bash "$ROOT/deploy/pg.sh" dsn)
+  base=${base%/*}
+  printf 'DIBAO_SERVICE_NAME=%s\n' "$1"
+  printf 'DIBAO_ENVIRONMENT=%s\n' "$([[ $INSTANCE == dev ]] && echo dev || echo test)"
+  printf 'DIBAO_DATABASE_URL=%s\n' "${base/postgresql:\/\//postgresql+asyncpg://}/${DB_PREFIX}_$1"
+  printf 'DIBAO_KAFKA_BOOTSTRAP=%s\n' "$(kafka_bootstrap)"
+  if [[ -f $STATE/secrets.env ]]; then cat "$STATE/secrets.env"; fi
+}
+
+with_service_env() {  # with_service_env <name> <command>...
+  local svc=$1; shift
+  env $(service_env "$svc" | xargs) "$@"
+}
+
+migrate() {
+  for svc in "${SERVICES[@]}"; do
+    (cd "$ROOT/services/$svc" && with_service_env "$svc" uv run --no-sync alembic -c alembic.ini upgrade head) \
+      >"$LOGS/migrate-$svc.log" 2>&1 || { cat "$LOGS/migrate-$svc.log" >&2; die "migrations of $svc failed"; }
+  done
+  log "migrations applied to ${SERVICES[*]}"
+}
+
+start_services() {
+  for svc in "${SERVICES[@]}"; do
+    local port; port=$(service_port "$svc")
+    if pid_alive "$RUN/$svc.pid"; then log "$svc already running on $port"; continue; fi
+    (cd "$ROOT" && with_service_env "$svc" setsid nohup uv run --no-sync uvicorn --factory \
+      "dibao_$svc.main:create_app" --host 127.0.0.1 --port "$port" --no-access-log \
+      >>"$LOGS/$svc.log" 2>&1 </dev/null & echo $! >"$RUN/$svc.pid")
+  done
+  local deadline=$((SECONDS + 60))
+  for svc in "${SERVICES[@]}"; do
+    local port; port=$(service_port "$svc")
+    until curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+      pid_alive "$RUN/$svc.pid" || { tail -n 40 "$LOGS/$svc.log" >&2; die "$svc exited"; }
+      ((SECONDS < deadline)) || { tail -n 40 "$LOGS/$svc.log" >&2; die "$svc did not answer /healthz"; }
+      sleep 0.3
+    done
+  done
+  log "services answer /healthz on $(service_port intake)-$(service_port audit)"
+}
+
+stop_services() {
+  for svc in "${SERVICES[@]}"; do
+    local f=$RUN/$svc.pid
+    if pid_alive "$f"; then
+      local pid; pid=$(cat "$f")
+      # setsid made the service a process-group leader: stop the group (uv and uvicorn).
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      log "$svc stopped"
+    fi
+    rm -f "$f"
+  done
+}
+
+load_demo() {
+  for svc in "${SERVICES[@]}"; do
+    if [[ -f $ROOT/services/$svc/src/dibao_$svc/demo.py ]]; then
+      (cd "$ROOT" && with_service_env "$svc" uv run --no-sync python -m "dibao_$svc.demo" \
+        --base-url "http://127.0.0.1:$(service_port "$svc")") || die "demo data of $svc failed"
+    fi
+  done
+}
+
+up() {
+  local t0=$SECONDS with_services=1
+  [[ ${1:-} == --no-services ]] && with_services=0
+  phase "install"; bash "$ROOT/deploy/bootstrap.sh" all
+  phase "postgres"; bash "$ROOT/deploy/pg.sh" start; bash "$ROOT/deploy/pg.sh" ensure-dbs
+  phase "kafka"
+  if kafka_external; then log "using the Kafka broker at DIBAO_KAFKA_BOOTSTRAP"
+  else
+    bash "$ROOT/deploy/kafka/kafka.sh" start --dir "$KAFKA_DIR" --port "$KAFKA_PORT" --controller-port "$KAFKA_CONTROLLER_PORT"
+  fi
+  bash "$ROOT/deploy/kafka/kafka.sh" topics --bootstrap "$(kafka_bootstrap)"
+  phase "secrets"; (cd "$ROOT" && uv run --no-sync python -m dibao_common.devsecrets "$STATE/secrets.env")
+  phase "migrations"; migrate
+  if ((with_services)); then
+    phase "services"; start_services
+    phase "demo data"; load_demo
+  fi
+  phase_end
+  log "stack '$INSTANCE' up in $((SECONDS - t0)) s"
+  if ((with_services)); then
+    cat <<MSG
+
+dibao is running (instance $INSTANCE):
+$(for s in "${SERVICES[@]}"; do printf '  %-11s http://127.0.0.1:%s  (OpenAPI: /docs)\n' "$s" "$(service_port "$s")"; done)
+  postgres    $(bash "$ROOT/deploy/pg.sh" dsn)
+  kafka       $(kafka_bootstrap)
+  logs        $LOGS
+
+A development token:  make token ROLE=intake_clerk REGION=620102
+Stop everything:      make down
+MSG
+  fi
+}
+
+down() {
+  stop_services
+  if [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" stop --dir "$KAFKA_DIR"; fi
+  bash "$ROOT/deploy/pg.sh" stop
+}
+
+status() {
+  local rc=0
+  bash "$ROOT/deploy/pg.sh" status || rc=1
+  if kafka_external; then echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP"
+  elif [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" status --dir "$KAFKA_DIR" || rc=1
+  else echo "kafka: stopped"; rc=1; fi
+  for svc in "${SERVICES[@]}"; do
+    if pid_alive "$RUN/$svc.pid"; then
+      echo "$svc: running on 127.0.0.1:$(service_port "$svc") (pid $(cat "$RUN/$svc.pid"))"
+    else echo "$svc: stopped"; rc=1; fi
+  done
+  return $rc
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) down ;;
+  status) status ;;
+  env) service_env "${2:?service}" ;;
+  *) echo "usage: $0 up [--no-services]|down|status|env <service>" >&2; exit 2 ;;
+esac

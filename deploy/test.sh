@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: an isolated stack (instance `test`: its own ports and data directories),
+# the whole suite (or the pytest arguments given), then teardown. Exits non-zero on any
+# failure.
+set -euo pipefail
+export DIBAO_INSTANCE=test
+source "$(dirname "$0")/lib.sh"
+
+KAFKA_DIR=$STATE/kafka
+teardown() {
+  local rc=$?
+  phase "teardown"
+  bash "$ROOT/deploy/stack.sh" down || true
+  rm -rf "$KAFKA_DIR"
+  phase_end
+  exit $rc
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+t0=$SECONDS
+bash "$ROOT/deploy/stack.sh" up --no-services
+log "test stack ready in $((SECONDS - t0)) s"
+
+export DIBAO_TEST_PG_DSN; DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
+export DIBAO_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export DIBAO_TEST_KAFKA_DIR=$KAFKA_DIR
+export DIBAO_TEST_DB_PREFIX=$DB_PREFIX
+export DIBAO_TEST_STATE=$STATE
+
+phase "tests"
+cd "$ROOT"
+uv run --no-sync pytest "$@"

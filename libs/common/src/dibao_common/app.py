@@ -1,0 +1,73 @@
+"""The FastAPI application skeleton every service is built on: health, readiness, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.db import make_engine
+from dibao_common.health import Probe, database_probe, kafka_probe, run_probes
+from dibao_common.settings import CommonSettings
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def build_app(
+    settings: CommonSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    engine: AsyncEngine | None = None,
+) -> FastAPI:
+    """One service's app. The engine lives on ``app.state.engine`` for dependencies."""
+    db_engine = engine if engine is not None else make_engine(settings.database_url)
+    probes: dict[str, Probe] = {
+        "database": database_probe(db_engine),
+        "kafka": kafka_probe(settings.kafka_bootstrap),
+    }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = db_engine
+        for hook in on_startup:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(on_shutdown):
+                await hook(app)
+            if engine is None:
+                await db_engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the database and the broker answer",
+        responses={503: {"description": "A dependency is not reachable"}},
+    )
+    async def readyz() -> JSONResponse:
+        results = await run_probes(probes, settings.readiness_timeout_s)
+        body: dict[str, Any] = {
+            "status": "ok" if all(r.ok for r in results) else "unavailable",
+            "checks": {r.name: r.detail for r in results},
+        }
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,10 @@
+"""Database access: async engine and sessions, naming conventions, Alembic helpers."""
+
+from dibao_common.db.engine import (
+    NAMING_CONVENTION,
+    make_engine,
+    make_sessionmaker,
+    service_metadata,
+)
+
+__all__ = ["NAMING_CONVENTION", "make_engine", "make_sessionmaker", "service_metadata"]

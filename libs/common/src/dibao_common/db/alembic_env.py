@@ -1,0 +1,54 @@
+"""The body of every service's Alembic ``env.py``: online, async, one transaction per run."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+class MigrationSettings(BaseSettings):
+    """Only the database URL: migrations need nothing else."""
+
+    model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore")
+    database_url: str
+
+
+def _do_run(connection: Connection, target_metadata: MetaData) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        # A migration must never wait behind a long lock on a live system.
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+        context.run_migrations()
+
+
+async def _run_async(url: str, target_metadata: MetaData) -> None:
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    async with engine.connect() as connection:
+        await connection.run_sync(_do_run, target_metadata)
+    await engine.dispose()
+
+
+def run_migrations(target_metadata: MetaData) -> None:
+    """Run the migrations Alembic was asked for against ``DIBAO_DATABASE_URL``.
+
+    ``-x url=...`` on the command line overrides the environment (used by tests).
+    """
+    url = context.get_x_argument(as_dictionary=True).get("url")
+    if url is None:
+        url = context.config.get_main_option("sqlalchemy.url") or MigrationSettings().database_url
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    asyncio.run(_run_async(url, target_metadata))

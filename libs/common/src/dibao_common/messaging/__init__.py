@@ -1,0 +1,1 @@
+"""Events over Kafka: CloudEvents envelope, transactional outbox and relay, inbox, DLQ."""

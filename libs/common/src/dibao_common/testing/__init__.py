@@ -1,0 +1,1 @@
+"""Test support: the pytest plugin, the isolated stack handle, factories."""

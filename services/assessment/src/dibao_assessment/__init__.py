@@ -1,0 +1,1 @@
+"""dibao assessment service: Policy, cases, investigations, income assessment and decisions."""

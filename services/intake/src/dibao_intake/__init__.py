@@ -1,0 +1,1 @@
+"""dibao intake service: Households, members, applications and documents, for district portals."""

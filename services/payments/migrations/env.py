@@ -1,0 +1,6 @@
+"""Alembic environment of the payments service."""
+
+from dibao_common.db.alembic_env import run_migrations
+from dibao_payments.models import Base
+
+run_migrations(Base.metadata)

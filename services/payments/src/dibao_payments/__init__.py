@@ -1,0 +1,1 @@
+"""dibao payments service: Beneficiaries, monthly payroll runs, bank batches and confirmations."""

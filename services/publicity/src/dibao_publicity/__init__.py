@@ -1,0 +1,1 @@
+"""dibao publicity service: Three-list publicity: notices, public pages and objections."""

@@ -1,0 +1,67 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check it refers to real things."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dibao_common.testing.stack import REPO_ROOT, SERVICES
+
+PORTS = {"intake": 8001, "assessment": 8002, "publicity": 8003, "payments": 8004, "audit": 8005}
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_every_service_is_built_from_the_repository_with_its_port() -> None:
+    services = _compose()["services"]
+    for name in SERVICES:
+        svc = services[name]
+        context = (REPO_ROOT / svc["build"]["context"]).resolve()
+        dockerfile = context / svc["build"]["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
+        assert svc["build"]["args"]["SERVICE"] == name
+        assert f"{PORTS[name]}:8000" in svc["ports"]
+        assert (REPO_ROOT / "services" / name / "src" / f"dibao_{name}" / "main.py").is_file()
+        assert services[f"{name}-migrate"]["restart"] == "no"
+        assert svc["depends_on"][f"{name}-migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_environment_matches_the_settings_the_services_read() -> None:
+    from dibao_common.settings import CommonSettings
+
+    services = _compose()["services"]
+    known = {f"DIBAO_{f.upper()}" for f in CommonSettings.model_fields}
+    known |= {line.split("=", 1)[0] for line in _dev_secret_names()}
+    for name in SERVICES:
+        env = services[name]["environment"]
+        assert env["DIBAO_SERVICE_NAME"] == name
+        assert env["DIBAO_DATABASE_URL"].endswith(f"/dibao_{name}")
+        assert env["DIBAO_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert set(env) <= known, set(env) - known
+
+
+def test_images_are_the_official_ones_and_topics_are_declared() -> None:
+    services = _compose()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["postgres"]["image"].startswith("postgres:")
+    topics_file = REPO_ROOT / "deploy" / "kafka" / "topics.conf"
+    assert topics_file.is_file()
+    init = services["kafka-topics"]
+    assert any("topics.conf" in str(v) for v in init["volumes"])
+
+
+def _dev_secret_names() -> list[str]:
+    import tempfile
+
+    from dibao_common import devsecrets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env_file = Path(tmp) / "secrets.env"
+        devsecrets.create(env_file)
+        return env_file.read_text().splitlines()
