@@ -14,6 +14,14 @@ import pytest
 
 from dibao_common.testing.stack import SERVICES, TestStack
 
+# Fixture modules of the kit, one per concern (each owns its fixtures).
+pytest_plugins = [
+    "dibao_common.testing.kafka_fixtures",
+    "dibao_common.testing.auth_fixtures",
+    "dibao_common.testing.db_fixtures",
+    "dibao_common.testing.clock_fixtures",
+]
+
 
 def _stack_from_env() -> TestStack | None:
     dsn = os.environ.get("DIBAO_TEST_PG_DSN")

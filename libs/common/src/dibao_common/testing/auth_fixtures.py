@@ -1,0 +1,1 @@
+"""Auth fixtures: a test signing key, a token factory, test secrets."""

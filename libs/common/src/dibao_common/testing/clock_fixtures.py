@@ -1,0 +1,1 @@
+"""Clock fixtures: a frozen clock that tests can move."""

@@ -1,0 +1,1 @@
+"""Database fixtures: a session per test rolled back at the end."""

@@ -1,0 +1,1 @@
+"""Kafka fixtures: a fresh real topic per test, producers and consumers."""
