@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: an isolated stack (instance `test`: its own ports and data directories),
 # the whole suite (or the pytest arguments given), then teardown. Exits non-zero on any
-# failure.
+# failure. DIBAO_TEST_INSTANCE=<name> with DIBAO_PG_PORT, DIBAO_KAFKA_PORT and
+# DIBAO_SVC_PORT_BASE runs a second isolated test stack beside the first.
 set -euo pipefail
-export DIBAO_INSTANCE=test
+export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-test}
 source "$(dirname "$0")/lib.sh"
 
 KAFKA_DIR=$STATE/kafka
