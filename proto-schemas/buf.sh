@@ -60,7 +60,10 @@ case "$cmd" in
       echo "buf.sh breaking: unknown git ref '$ref'" >&2
       exit 2
     fi
-    if ! git ls-tree -r --name-only "$sha" -- "$prefix" | grep -q '\.proto$'; then
+    # --full-tree: the path is from the repository root, not from proto-schemas/.
+    # (Listed into a variable: grep -q in a pipe would SIGPIPE git under pipefail.)
+    listed="$(git ls-tree --full-tree -r --name-only "$sha" -- "$prefix")"
+    if ! grep -q '\.proto$' <<<"$listed"; then
       echo "buf.sh breaking: note: $ref ($sha) has no $prefix/*.proto yet; nothing to compare against." >&2
       exit 0
     fi
