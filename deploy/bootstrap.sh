@@ -23,7 +23,7 @@ ensure_uv() {
 python_env() {
   ensure_uv
   cd "$ROOT"
-  if [[ ${CI:-} == true ]]; then uv sync --frozen --all-packages --quiet; else uv sync --all-packages --quiet; fi
+  if [[ ${CI:-} == true ]]; then uv sync --frozen --all-packages --all-groups --quiet; else uv sync --all-packages --all-groups --quiet; fi
 }
 
 postgres_server() {
