@@ -1,0 +1,222 @@
+"""The Merkle core against RFC 9162 known answers and a brute-force reference."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import pytest
+
+from dibao_audit import merkle
+from dibao_audit.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    ProofError,
+    consistency_ranges,
+    hash_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    node_hash,
+    range_cover,
+    root_from_range,
+    root_of,
+    verify_consistency,
+    verify_inclusion,
+)
+
+# The test vectors of the certificate-transparency reference implementations.
+CT_LEAVES = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    bytes(range(0x50, 0x58)),
+    bytes(range(0x60, 0x70)),
+]
+CT_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+
+
+class Reference:
+    """RFC 9162 section 2.1 written as literally as possible, memoised on leaf ranges."""
+
+    def __init__(self, leaves: list[bytes]) -> None:
+        self.leaves = leaves
+
+    @functools.cache  # noqa: B019 - one short-lived object per test
+    def mth(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n == 0:
+            return hashlib.sha256(b"").digest()
+        if n == 1:
+            return hashlib.sha256(b"\x00" + self.leaves[lo]).digest()
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        return hashlib.sha256(b"\x01" + self.mth(lo, lo + k) + self.mth(lo + k, hi)).digest()
+
+    def path(self, m: int, lo: int, hi: int) -> list[bytes]:
+        n = hi - lo
+        if n == 1:
+            return []
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        if m < k:
+            return [*self.path(m, lo, lo + k), self.mth(lo + k, hi)]
+        return [*self.path(m - k, lo + k, hi), self.mth(lo, lo + k)]
+
+    def subproof(self, m: int, lo: int, hi: int, b: bool) -> list[bytes]:
+        n = hi - lo
+        if m == n:
+            return [] if b else [self.mth(lo, hi)]
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        if m <= k:
+            return [*self.subproof(m, lo, lo + k, b), self.mth(lo + k, hi)]
+        return [*self.subproof(m - k, lo + k, hi, False), self.mth(lo, lo + k)]
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [f"entry-{i}".encode() for i in range(n)]
+
+
+class _Stored:
+    """What the log keeps: every complete subtree an append creates."""
+
+    def __init__(self, leaves: list[bytes]) -> None:
+        self.nodes: dict[tuple[int, int], bytes] = {}
+        self.frontier = Frontier()
+        self.roots = [EMPTY_ROOT]
+        for data in leaves:
+            for level, index, h in self.frontier.append(leaf_hash(data)):
+                self.nodes[(level, index)] = h
+            self.roots.append(self.frontier.root())
+
+    def subtree(self, key: tuple[int, int]) -> bytes:
+        return self.nodes[key]
+
+
+def test_empty_tree_is_the_hash_of_nothing() -> None:
+    assert root_of([]).hex() == ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert Frontier().root() == EMPTY_ROOT
+
+
+@pytest.mark.parametrize("size", range(1, 9))
+def test_known_roots(size: int) -> None:
+    assert root_of([leaf_hash(x) for x in CT_LEAVES[:size]]).hex() == CT_ROOTS[size - 1]
+
+
+def test_known_inclusion_and_consistency_proofs() -> None:
+    stored = _Stored(CT_LEAVES)
+    path = hash_ranges(inclusion_ranges(0, 8), stored.subtree)
+    assert [p.hex()[:16] for p in path] == [
+        "96a296d224f285c6",
+        "5f083f0a1a33ca07",
+        "6b47aaf29ee3c2af",
+    ]
+    proof = hash_ranges(consistency_ranges(6, 8), stored.subtree)
+    assert [p.hex()[:16] for p in proof] == [
+        "0ebc5d3437fbe2db",
+        "ca854ea128ed050b",
+        "d37ee418976dd957",
+    ]
+    proof = hash_ranges(consistency_ranges(2, 5), stored.subtree)
+    assert [p.hex()[:16] for p in proof] == ["5f083f0a1a33ca07", "bc1a0643b12e4d2d"]
+
+
+def test_every_inclusion_proof_up_to_300_matches_the_reference() -> None:
+    leaves = _leaves(300)
+    ref = Reference(leaves)
+    stored = _Stored(leaves)
+    for size in range(1, 301):
+        root = stored.roots[size]
+        assert root == ref.mth(0, size)
+        for index in range(size):
+            proof = hash_ranges(inclusion_ranges(index, size), stored.subtree)
+            assert proof == ref.path(index, 0, size), (index, size)
+            verify_inclusion(index, size, leaf_hash(leaves[index]), proof, root)
+
+
+def test_every_consistency_proof_up_to_150_matches_the_reference() -> None:
+    leaves = _leaves(150)
+    ref = Reference(leaves)
+    stored = _Stored(leaves)
+    for new in range(1, 151):
+        for old in range(1, new + 1):
+            proof = hash_ranges(consistency_ranges(old, new), stored.subtree)
+            expected = ref.subproof(old, 0, new, True) if old < new else []
+            assert proof == expected, (old, new)
+            verify_consistency(old, new, stored.roots[old], stored.roots[new], proof)
+
+
+def test_a_wrong_proof_is_refused() -> None:
+    leaves = _leaves(37)
+    stored = _Stored(leaves)
+    root = stored.roots[37]
+    proof = hash_ranges(inclusion_ranges(20, 37), stored.subtree)
+    with pytest.raises(ProofError):
+        verify_inclusion(20, 37, leaf_hash(b"forged"), proof, root)
+    with pytest.raises(ProofError):
+        verify_inclusion(21, 37, leaf_hash(leaves[20]), proof, root)
+    with pytest.raises(ProofError):
+        verify_inclusion(20, 37, leaf_hash(leaves[20]), proof[:-1], root)
+    with pytest.raises(ProofError):
+        verify_inclusion(20, 37, leaf_hash(leaves[20]), [*proof, root], root)
+    cons = hash_ranges(consistency_ranges(13, 37), stored.subtree)
+    with pytest.raises(ProofError):
+        verify_consistency(13, 37, stored.roots[12], root, cons)
+    with pytest.raises(ProofError):
+        verify_consistency(13, 37, stored.roots[13], stored.roots[36], cons)
+    with pytest.raises(ProofError):
+        verify_consistency(13, 37, stored.roots[13], root, [])
+    bad = list(cons)
+    bad[1] = node_hash(bad[1], bad[1])
+    with pytest.raises(ProofError):
+        verify_consistency(13, 37, stored.roots[13], root, bad)
+
+
+def test_restored_frontier_continues_exactly() -> None:
+    leaves = _leaves(77)
+    stored = _Stored(leaves[:50])
+    resumed = Frontier.restore(50, stored.subtree)
+    assert resumed.root() == stored.roots[50]
+    for data in leaves[50:]:
+        for level, index, h in resumed.append(leaf_hash(data)):
+            stored.nodes[(level, index)] = h
+    assert resumed.root() == root_of([leaf_hash(x) for x in leaves])
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "size"),
+    [(0, 0, 9), (0, 9, 9), (3, 7, 9), (8, 9, 9), (5, 6, 200), (64, 130, 257)],
+)
+def test_a_slice_with_its_cover_rebuilds_the_root(start: int, end: int, size: int) -> None:
+    leaves = [leaf_hash(x) for x in _leaves(size)]
+    stored = _Stored(_leaves(size))
+    cover_ranges = range_cover(start, end, size)
+    cover = dict(zip(cover_ranges, hash_ranges(cover_ranges, stored.subtree), strict=True))
+    assert root_from_range(start, leaves[start:end], size, cover) == stored.roots[size]
+    if end > start:
+        tampered = list(leaves[start:end])
+        tampered[0] = leaf_hash(b"tampered")
+        assert root_from_range(start, tampered, size, cover) != stored.roots[size]
+
+
+def test_ranges_outside_the_tree_are_refused() -> None:
+    with pytest.raises(ValueError, match="not in a tree"):
+        inclusion_ranges(5, 5)
+    with pytest.raises(ValueError, match="no consistency proof"):
+        consistency_ranges(6, 5)
+    assert merkle.perfect_subtrees(0, 13) == [(3, 0), (2, 2), (0, 12)]

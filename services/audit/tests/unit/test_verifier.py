@@ -1,0 +1,173 @@
+"""Canonical entries, signed notes and the offline verifier, without a database."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, VerifierKey
+from dibao_audit.entry import RecordedEvent, canonical_bytes, event_from_json, event_to_json
+from dibao_audit.merkle import (
+    Frontier,
+    consistency_ranges,
+    fold_subtrees,
+    hash_ranges,
+    leaf_hash,
+    perfect_subtrees,
+    range_cover,
+)
+from dibao_audit.verifier import ExportHeader, verify_export
+
+SEED = hashlib.sha256(b"test audit key").digest()
+AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def _event(i: int) -> RecordedEvent:
+    return RecordedEvent(
+        topic="dibao.intake.v1",
+        partition=i % 3,
+        offset=i,
+        headers=(("ce_type", b"dibao.intake.HouseholdRegistered.v1"), ("ce_id", f"{i}".encode())),
+        payload=f"payload {i}".encode(),
+    )
+
+
+class _Log:
+    def __init__(self, n: int, checkpoint_every: int) -> None:
+        self.signer = CheckpointSigner(SEED, "dibao.audit/test")
+        self.events = [_event(i) for i in range(n)]
+        self.leaves = [leaf_hash(canonical_bytes(e)) for e in self.events]
+        self.nodes: dict[tuple[int, int], bytes] = {}
+        self.notes: dict[int, str] = {}
+        f = Frontier()
+        for leaf in self.leaves:
+            for level, index, h in f.append(leaf):
+                self.nodes[(level, index)] = h
+            if f.size % checkpoint_every == 0 or f.size == n:
+                self.notes[f.size] = self.signer.sign(f.size, f.root(), AT)
+
+    def export(self, start: int, end: int) -> tuple[ExportHeader, list[dict[str, Any]]]:
+        size = max(self.notes)
+        sizes = sorted(self.notes)
+        cover_ranges = range_cover(start, end, size)
+        consistency = {
+            (a, b): hash_ranges(consistency_ranges(a, b), self.nodes.__getitem__)
+            for a, b in itertools.pairwise(sizes)
+        }
+        header = ExportHeader(
+            origin="dibao.audit/test",
+            start=start,
+            end=end,
+            tree_size=size,
+            checkpoint=self.notes[size],
+            cover=dict(
+                zip(cover_ranges, hash_ranges(cover_ranges, self.nodes.__getitem__), strict=True)
+            ),
+            history=[self.notes[s] for s in sizes[:-1]],
+            consistency=consistency,
+        )
+        lines = [
+            {"index": i, "leaf_hash": self.leaves[i].hex(), **event_to_json(self.events[i])}
+            for i in range(start, end)
+        ]
+        return ExportHeader.from_json(header.to_json()), lines
+
+
+def test_canonical_bytes_are_exact_and_header_order_free() -> None:
+    e = RecordedEvent("t", 1, 2, (("b", b"2"), ("a", b"1")), b"P")
+    swapped = RecordedEvent("t", 1, 2, (("a", b"1"), ("b", b"2")), b"P")
+    expected = (
+        b"\x00\x00\x00\x14dibao.audit.entry.v1"
+        b"\x00\x00\x00\x01t"
+        b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02"
+        b"\x00\x00\x00\x02"
+        b"\x00\x00\x00\x01a\x00\x00\x00\x011"
+        b"\x00\x00\x00\x01b\x00\x00\x00\x012"
+        b"\x00\x00\x00\x01P"
+    )
+    assert canonical_bytes(e) == expected == canonical_bytes(swapped)
+    assert event_from_json(event_to_json(e)) == e
+
+
+def test_signed_note_round_trip_and_forgery() -> None:
+    signer = CheckpointSigner(SEED, "dibao.audit/test")
+    note = signer.sign(7, b"\x11" * 32, AT)
+    assert note.startswith("dibao.audit/test\n7\n" + base64.b64encode(b"\x11" * 32).decode())
+    assert "\n\n\u2014 dibao.audit/test " in note
+    key = VerifierKey.parse(signer.verifier.vkey())
+    cp = key.verify(note)
+    assert (cp.tree_size, cp.root_hash, cp.signed_at) == (7, b"\x11" * 32, AT)
+    with pytest.raises(CheckpointError, match="does not verify"):
+        key.verify(note.replace("\n7\n", "\n8\n"))
+    other = CheckpointSigner(hashlib.sha256(b"other").digest(), "dibao.audit/test")
+    with pytest.raises(CheckpointError, match="no signature"):
+        other.verifier.verify(note)
+    with pytest.raises(CheckpointError, match="hash does not match"):
+        VerifierKey.parse("dibao.audit/x+" + signer.verifier.vkey().split("+", 1)[1])
+
+
+def test_a_whole_export_verifies() -> None:
+    log = _Log(100, 16)
+    header, lines = log.export(0, 100)
+    report = verify_export(header, lines, log.signer.verifier)
+    assert report.ok, report.problems
+    assert report.checked == 100
+    assert report.checkpoint is not None
+    assert report.checkpoint.root_hash == fold_subtrees(
+        [log.nodes[s] for s in perfect_subtrees(0, 100)]
+    )
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 40), (17, 100), (33, 34), (50, 50)])
+def test_a_slice_verifies_with_its_cover(start: int, end: int) -> None:
+    log = _Log(100, 16)
+    header, lines = log.export(start, end)
+    report = verify_export(header, lines, log.signer.verifier)
+    assert report.ok, report.problems
+
+
+def test_altered_content_is_named_by_index() -> None:
+    log = _Log(100, 16)
+    header, lines = log.export(0, 100)
+    lines[57]["payload"] = base64.b64encode(b"payload 57 but richer").decode()
+    report = verify_export(header, lines, log.signer.verifier)
+    assert not report.ok
+    assert report.first_bad_index == 57
+
+
+def test_altered_content_and_leaf_hash_is_caught_by_the_signed_root() -> None:
+    log = _Log(100, 16)
+    header, lines = log.export(0, 100)
+    forged = RecordedEvent("dibao.intake.v1", 0, 57, (), b"forged")
+    lines[57].update(event_to_json(forged))
+    lines[57]["leaf_hash"] = leaf_hash(canonical_bytes(forged)).hex()
+    report = verify_export(header, lines, log.signer.verifier)
+    assert not report.ok
+    assert report.suspect_range == (48, 64)
+
+
+def test_a_missing_entry_and_a_false_checkpoint_are_reported() -> None:
+    log = _Log(40, 16)
+    header, lines = log.export(0, 40)
+    del lines[10]
+    report = verify_export(header, lines, log.signer.verifier)
+    assert report.first_bad_index == 10
+    header, lines = log.export(0, 40)
+    forged = CheckpointSigner(hashlib.sha256(b"mallory").digest(), "dibao.audit/test")
+    bad = dataclasses.replace(header, checkpoint=forged.sign(40, b"\x00" * 32, AT))
+    assert not verify_export(bad, lines, log.signer.verifier).ok
+
+
+def test_a_rewritten_history_breaks_consistency() -> None:
+    log = _Log(48, 16)
+    header, lines = log.export(0, 48)
+    rewritten = log.signer.sign(16, b"\x22" * 32, AT)
+    bad = dataclasses.replace(header, history=[rewritten, header.history[1]])
+    report = verify_export(bad, lines, log.signer.verifier)
+    assert any("disagree" in p for p in report.problems)
