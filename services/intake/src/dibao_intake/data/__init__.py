@@ -1,0 +1,1 @@
+"""Data files shipped with the intake service (the division table)."""

@@ -1,0 +1,1 @@
+"""The pure rules of intake: no database, no HTTP, no clock; plain typed functions."""

@@ -1,0 +1,261 @@
+"""Applications: what must be consistent (else 422) and what must be complete (else returned).
+
+A payload that contradicts the household is refused outright. A consistent one that lacks
+documents or declarations is recorded and returned with *every* missing item listed once,
+as the national measures require: the applicant should never have to come back twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    AssetKind,
+    DisabilityGrade,
+    DocumentType,
+)
+from dibao_intake.domain.errors import Violation, raise_if_any
+from dibao_intake.domain.household import MemberFacts
+from dibao_intake.domain.resident_id import age_on
+
+_SEVERE = frozenset({DisabilityGrade.GRADE_1, DisabilityGrade.GRADE_2})
+
+
+@dataclass(frozen=True, slots=True)
+class IncomeDeclaration:
+    """A member's average net monthly income by category, in fen."""
+
+    person_id: uuid.UUID
+    wage_fen: int
+    operating_fen: int
+    property_fen: int
+    transfer_fen: int
+    other_fen: int
+    period_months: int
+    note: str | None = None
+
+    @property
+    def total_fen(self) -> int:
+        return (
+            self.wage_fen
+            + self.operating_fen
+            + self.property_fen
+            + self.transfer_fen
+            + self.other_fen
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetDeclaration:
+    person_id: uuid.UUID | None
+    kind: AssetKind
+    value_fen: int
+    quantity: int
+    floor_area_m2: int | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentOnFile:
+    """A document handed in with the application (already stored, so its owner is known)."""
+
+    document_id: uuid.UUID
+    document_type: DocumentType
+    household_id: uuid.UUID
+    person_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationDraft:
+    household_id: uuid.UUID
+    kind: ApplicationKind
+    applicant_person_id: uuid.UUID
+    incomes: Sequence[IncomeDeclaration]
+    assets: Sequence[AssetDeclaration]
+    documents: Sequence[DocumentOnFile]
+    has_bank_account: bool
+    requested_amount_fen: int | None
+    reason: str | None
+    individual_inclusion_person_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class MissingItem:
+    """One thing the applicant must still bring; ``field`` names a missing declaration."""
+
+    description: str
+    document_type: DocumentType | None = None
+    person_id: uuid.UUID | None = None
+    field: str | None = None
+
+
+def _kind_documents_default() -> dict[ApplicationKind, frozenset[DocumentType]]:
+    return {
+        ApplicationKind.MEDICAL: frozenset({DocumentType.MEDICAL_RECORD}),
+        ApplicationKind.EDUCATION: frozenset({DocumentType.STUDENT_PROOF}),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CompletenessPolicy:
+    """What a complete application contains; provinces tune it (defaults: national practice)."""
+
+    adult_age: int = 16
+    """From this age a member shows an ID card and, for dibao, declares income."""
+    applicant_min_age: int = 18
+    verification_authorisation_for: frozenset[ApplicationKind] = frozenset(
+        {
+            ApplicationKind.DIBAO,
+            ApplicationKind.TEMPORARY,
+            ApplicationKind.MEDICAL,
+            ApplicationKind.EDUCATION,
+        }
+    )
+    income_proof_for_wages: bool = True
+    kind_documents: Mapping[ApplicationKind, frozenset[DocumentType]] = field(
+        default_factory=_kind_documents_default
+    )
+
+
+def check_application(
+    draft: ApplicationDraft,
+    members: Sequence[MemberFacts],
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+) -> None:
+    """Consistency with the household; raises ``RulesViolatedError`` with every problem."""
+    by_id = {m.person_id: m for m in members}
+    found: list[Violation] = []
+    applicant = by_id.get(draft.applicant_person_id)
+    if applicant is None:
+        found.append(Violation("/applicant_person_id", "not an active member of the household"))
+    elif age_on(applicant.birth_date, today) < policy.applicant_min_age:
+        found.append(
+            Violation(
+                "/applicant_person_id", f"the applicant must be {policy.applicant_min_age} or older"
+            )
+        )
+    seen: set[uuid.UUID] = set()
+    for i, income in enumerate(draft.incomes):
+        if income.person_id not in by_id:
+            found.append(
+                Violation(f"/incomes/{i}/person_id", "not an active member of the household")
+            )
+        elif income.person_id in seen:
+            found.append(Violation(f"/incomes/{i}/person_id", "one declaration per member"))
+        seen.add(income.person_id)
+    for i, asset in enumerate(draft.assets):
+        if asset.person_id is not None and asset.person_id not in by_id:
+            found.append(
+                Violation(f"/assets/{i}/person_id", "not an active member of the household")
+            )
+        if asset.kind is not AssetKind.HOUSING and asset.floor_area_m2 is not None:
+            found.append(Violation(f"/assets/{i}/floor_area_m2", "only for housing"))
+    for i, document in enumerate(draft.documents):
+        if document.household_id != draft.household_id:
+            found.append(Violation(f"/document_ids/{i}", "belongs to another household"))
+    if draft.kind.one_off:
+        if draft.individual_inclusion_person_id is not None:
+            found.append(
+                Violation("/individual_inclusion_person_id", "only for dibao applications")
+            )
+    else:
+        if draft.requested_amount_fen is not None:
+            found.append(
+                Violation("/requested_amount_fen", "dibao amounts are computed, not requested")
+            )
+        found.extend(_individual_inclusion_violations(draft, by_id))
+    raise_if_any(found)
+
+
+def _individual_inclusion_violations(
+    draft: ApplicationDraft, by_id: Mapping[uuid.UUID, MemberFacts]
+) -> list[Violation]:
+    if draft.individual_inclusion_person_id is None:
+        return []
+    member = by_id.get(draft.individual_inclusion_person_id)
+    if member is None:
+        return [
+            Violation("/individual_inclusion_person_id", "not an active member of the household")
+        ]
+    if member.disability_grade not in _SEVERE and not member.seriously_ill:
+        return [
+            Violation(
+                "/individual_inclusion_person_id",
+                "individual inclusion is for a severely disabled or seriously ill member",
+            )
+        ]
+    return []
+
+
+def missing_items(
+    draft: ApplicationDraft,
+    members: Sequence[MemberFacts],
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+) -> list[MissingItem]:
+    """Every item the application lacks, in a stable order; empty when it is complete."""
+    docs = {(d.document_type, d.person_id) for d in draft.documents}
+    doc_types = {d.document_type for d in draft.documents}
+    declared = {i.person_id: i for i in draft.incomes}
+    items: list[MissingItem] = []
+
+    def need_document(kind: DocumentType, person: uuid.UUID | None, what: str) -> None:
+        present = (kind, person) in docs if person is not None else kind in doc_types
+        if not present:
+            items.append(MissingItem(description=what, document_type=kind, person_id=person))
+
+    if draft.kind.one_off:
+        if draft.requested_amount_fen is None or draft.requested_amount_fen <= 0:
+            items.append(MissingItem("the amount asked for", field="requested_amount_fen"))
+        if not (draft.reason and draft.reason.strip()):
+            items.append(MissingItem("the reason for the request", field="reason"))
+    need_document(DocumentType.APPLICATION_FORM, None, "the signed application form")
+    need_document(DocumentType.HOUSEHOLD_REGISTER, None, "the household register (户口簿)")
+    if draft.kind in policy.verification_authorisation_for:
+        need_document(
+            DocumentType.VERIFICATION_AUTHORISATION,
+            None,
+            "the signed authorisation to check the family's economic circumstances",
+        )
+    for member in members:
+        adult = age_on(member.birth_date, today) >= policy.adult_age
+        if member.counted and adult:
+            need_document(DocumentType.ID_CARD, member.person_id, "a copy of the member's ID card")
+        if draft.kind is ApplicationKind.DIBAO and member.counted and adult:
+            income = declared.get(member.person_id)
+            if income is None:
+                items.append(
+                    MissingItem(
+                        "the member's monthly income declaration (zero if none)",
+                        person_id=member.person_id,
+                        field="incomes",
+                    )
+                )
+            elif policy.income_proof_for_wages and income.wage_fen > 0:
+                need_document(
+                    DocumentType.INCOME_PROOF, member.person_id, "proof of the member's wages"
+                )
+        if member.disability_grade is not DisabilityGrade.NONE:
+            need_document(
+                DocumentType.DISABILITY_CERTIFICATE, member.person_id, "the disability certificate"
+            )
+        if member.seriously_ill and draft.kind is ApplicationKind.DIBAO:
+            need_document(
+                DocumentType.MEDICAL_RECORD, member.person_id, "the diagnosis of the illness"
+            )
+        if member.student and adult:
+            need_document(DocumentType.STUDENT_PROOF, member.person_id, "proof of full-time study")
+    for kind in sorted(policy.kind_documents.get(draft.kind, frozenset())):
+        # A member-level item of the same type already asks for it.
+        if not any(item.document_type is kind for item in items):
+            need_document(kind, None, f"a {kind.replace('_', ' ')} for this kind of assistance")
+    if not draft.has_bank_account:
+        items.append(MissingItem("a bank account for payments", field="bank_account"))
+    return items

@@ -1,0 +1,156 @@
+"""Changes to a registered household: births, deaths, marriages, moves, bank accounts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from dibao_intake.domain.codes import Relationship
+from dibao_intake.domain.errors import Violation
+from dibao_intake.domain.household import ValidMember, check_joining_member
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveMember:
+    person_id: uuid.UUID
+    relationship: Relationship
+    birth_date: date
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdState:
+    """The active members of a household as recorded now."""
+
+    head_person_id: uuid.UUID
+    members: Sequence[ActiveMember]
+
+    def member(self, person_id: uuid.UUID) -> ActiveMember | None:
+        return next((m for m in self.members if m.person_id == person_id), None)
+
+    @property
+    def head(self) -> ActiveMember:
+        head = self.member(self.head_person_id)
+        assert head is not None, "the head is always an active member"
+        return head
+
+    def has_spouse(self) -> bool:
+        return any(m.relationship is Relationship.SPOUSE for m in self.members)
+
+
+def _not_after_today(day: date, today: date, pointer: str) -> list[Violation]:
+    return [Violation(pointer, "cannot be in the future")] if day > today else []
+
+
+def _leaving(
+    state: HouseholdState, person_id: uuid.UUID, new_head_person_id: uuid.UUID | None
+) -> list[Violation]:
+    """Rules shared by a death and a move out: who leaves, and who is head afterwards."""
+    if state.member(person_id) is None:
+        return [Violation("/person_id", "not an active member of this household")]
+    remaining = [m for m in state.members if m.person_id != person_id]
+    if person_id == state.head_person_id and remaining:
+        if new_head_person_id is None:
+            return [Violation("/new_head_person_id", "the head leaves: name the new head")]
+        if not any(m.person_id == new_head_person_id for m in remaining):
+            return [Violation("/new_head_person_id", "must be another active member")]
+    elif new_head_person_id is not None and new_head_person_id != state.head_person_id:
+        return [Violation("/new_head_person_id", "only when the head leaves")]
+    return []
+
+
+def check_death(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    died_on: date,
+    new_head_person_id: uuid.UUID | None,
+    *,
+    today: date,
+) -> list[Violation]:
+    found = _leaving(state, person_id, new_head_person_id)
+    found += _not_after_today(died_on, today, "/date_of_death")
+    member = state.member(person_id)
+    if member is not None and died_on < member.birth_date:
+        found.append(Violation("/date_of_death", "is before the member's birth date"))
+    return found
+
+
+def check_move_out(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    moved_on: date,
+    new_head_person_id: uuid.UUID | None,
+    *,
+    today: date,
+) -> list[Violation]:
+    return _leaving(state, person_id, new_head_person_id) + _not_after_today(
+        moved_on, today, "/moved_on"
+    )
+
+
+def check_birth(state: HouseholdState, child: ValidMember) -> list[Violation]:
+    found = check_joining_member(child, head_birth_date=state.head.birth_date, pointer="/member")
+    if child.input.relationship not in (Relationship.CHILD, Relationship.GRANDCHILD):
+        found.append(Violation("/member/relationship", "a newborn is a child or grandchild"))
+    return found
+
+
+def check_move_in(
+    state: HouseholdState, member: ValidMember, moved_on: date, *, today: date
+) -> list[Violation]:
+    found = check_joining_member(member, head_birth_date=state.head.birth_date, pointer="/member")
+    if member.input.relationship is Relationship.SPOUSE and state.has_spouse():
+        found.append(Violation("/member/relationship", "the head already has a spouse"))
+    return found + _not_after_today(moved_on, today, "/moved_on")
+
+
+def check_marriage(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    married_on: date,
+    spouse: ValidMember | None,
+    *,
+    today: date,
+) -> list[Violation]:
+    """A member married; the spouse joins the household when given."""
+    found = _not_after_today(married_on, today, "/married_on")
+    member = state.member(person_id)
+    if member is None:
+        return [*found, Violation("/person_id", "not an active member of this household")]
+    if spouse is None:
+        return found
+    found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
+    expected = (
+        Relationship.SPOUSE
+        if person_id == state.head_person_id
+        else Relationship.CHILD_IN_LAW
+        if member.relationship is Relationship.CHILD
+        else None
+    )
+    if expected is not None and spouse.input.relationship is not expected:
+        found.append(
+            Violation("/spouse/relationship", f"the spouse of this member is a {expected}")
+        )
+    if expected is Relationship.SPOUSE and state.has_spouse():
+        found.append(Violation("/spouse", "the head already has a spouse"))
+    return found
+
+
+def check_bank_account_change(
+    *,
+    custody_agreement: bool,
+    custody_document_id: uuid.UUID | None,
+    custodian_subject: str | None,
+) -> list[Violation]:
+    """Staff may hold a recipient's card only under a written custody agreement."""
+    if not custody_agreement:
+        if custody_document_id is not None or custodian_subject is not None:
+            return [Violation("/custody_agreement", "custody details given without an agreement")]
+        return []
+    found: list[Violation] = []
+    if custody_document_id is None:
+        found.append(Violation("/custody_document_id", "the signed custody agreement is required"))
+    if not custodian_subject:
+        found.append(Violation("/custodian_subject", "say which staff member holds the card"))
+    return found

@@ -1,0 +1,158 @@
+"""Closed vocabularies of intake.
+
+Each value is the lowercase suffix of the matching protobuf enum constant
+(``Relationship.SPOUSE`` <-> ``RELATIONSHIP_SPOUSE``), so the mapping to the contracts
+is mechanical and checked by a unit test.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AreaType(StrEnum):
+    URBAN = "urban"
+    RURAL = "rural"
+
+
+class Sex(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+
+
+class Relationship(StrEnum):
+    HEAD = "head"
+    SPOUSE = "spouse"
+    CHILD = "child"
+    PARENT = "parent"
+    GRANDCHILD = "grandchild"
+    GRANDPARENT = "grandparent"
+    SIBLING = "sibling"
+    CHILD_IN_LAW = "child_in_law"
+    PARENT_IN_LAW = "parent_in_law"
+    OTHER_DEPENDANT = "other_dependant"
+    OTHER = "other"
+
+
+class DisabilityGrade(StrEnum):
+    NONE = "none"
+    GRADE_1 = "1"
+    GRADE_2 = "2"
+    GRADE_3 = "3"
+    GRADE_4 = "4"
+
+
+class EmploymentStatus(StrEnum):
+    EMPLOYED = "employed"
+    SELF_EMPLOYED = "self_employed"
+    FLEXIBLE = "flexible"
+    UNEMPLOYED = "unemployed"
+    UNABLE_TO_WORK = "unable_to_work"
+    RETIRED = "retired"
+    NOT_OF_WORKING_AGE = "not_of_working_age"
+
+
+class ExclusionReason(StrEnum):
+    IMPRISONED = "imprisoned"
+    COMPULSORY_REHABILITATION = "compulsory_rehabilitation"
+    DECLARED_MISSING = "declared_missing"
+    RELIGIOUS_LIVING_APART = "religious_living_apart"
+    MILITARY_SERVICE = "military_service"
+    PROVINCIAL_OTHER = "provincial_other"
+
+
+class IncomeCategory(StrEnum):
+    WAGE = "wage"
+    OPERATING = "operating"
+    PROPERTY = "property"
+    TRANSFER = "transfer"
+    OTHER = "other"
+
+
+class AssetKind(StrEnum):
+    DEPOSIT = "deposit"
+    SECURITIES = "securities"
+    INSURANCE = "insurance"
+    VEHICLE = "vehicle"
+    HOUSING = "housing"
+    BUSINESS_REGISTRATION = "business_registration"
+    OTHER = "other"
+
+
+class ApplicationKind(StrEnum):
+    DIBAO = "dibao"
+    TEMPORARY = "temporary"
+    MEDICAL = "medical"
+    EDUCATION = "education"
+    HEATING = "heating"
+    FESTIVAL = "festival"
+
+    @property
+    def one_off(self) -> bool:
+        """One-off assistance: an amount asked for once, with a reason."""
+        return self is not ApplicationKind.DIBAO
+
+
+class SubmissionChannel(StrEnum):
+    COUNTER = "counter"
+    ONLINE = "online"
+    OUTREACH = "outreach"
+
+
+class DocumentType(StrEnum):
+    APPLICATION_FORM = "application_form"
+    ID_CARD = "id_card"
+    HOUSEHOLD_REGISTER = "household_register"
+    VERIFICATION_AUTHORISATION = "verification_authorisation"
+    INCOME_PROOF = "income_proof"
+    ASSET_PROOF = "asset_proof"
+    DISABILITY_CERTIFICATE = "disability_certificate"
+    MEDICAL_RECORD = "medical_record"
+    STUDENT_PROOF = "student_proof"
+    BANK_CARD = "bank_card"
+    CUSTODY_AGREEMENT = "custody_agreement"
+    DEATH_CERTIFICATE = "death_certificate"
+    MARRIAGE_CERTIFICATE = "marriage_certificate"
+    BIRTH_CERTIFICATE = "birth_certificate"
+    INVESTIGATION_FORM = "investigation_form"
+    EVALUATION_MINUTES = "evaluation_minutes"
+    PHOTO = "photo"
+    OTHER = "other"
+
+
+class ApplicationStatus(StrEnum):
+    """Where an application stands in intake (later stages live in assessment)."""
+
+    SUBMITTED = "submitted"
+    RETURNED = "returned"
+    WITHDRAWN = "withdrawn"
+
+
+class HouseholdStatus(StrEnum):
+    ACTIVE = "active"
+    DISSOLVED = "dissolved"
+
+
+class ChangeKind(StrEnum):
+    BIRTH = "birth"
+    DEATH = "death"
+    MARRIAGE = "marriage"
+    MOVE_IN = "move_in"
+    MOVE_OUT = "move_out"
+    BANK_ACCOUNT_CHANGE = "bank_account_change"
+
+
+class LeaveReason(StrEnum):
+    """Why a member is no longer an active member of a household."""
+
+    DEATH = "death"
+    MOVE_OUT = "move_out"
+
+
+class StaffRole(StrEnum):
+    """Roles on a township's roster that make an applicant's relatives a conflict of interest."""
+
+    CASEWORKER = "caseworker"
+    DIBAO_STAFF = "dibao_staff"
+    TOWNSHIP_OFFICIAL = "township_official"
+    VILLAGE_COMMITTEE = "village_committee"

@@ -1,0 +1,239 @@
+"""Households and their members: who may be registered, and how."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from dibao_intake.domain.codes import (
+    AreaType,
+    DisabilityGrade,
+    EmploymentStatus,
+    ExclusionReason,
+    Relationship,
+    Sex,
+)
+from dibao_intake.domain.divisions import DivisionLevel, DivisionTable, UnknownDivisionError
+from dibao_intake.domain.errors import Violation, raise_if_any
+from dibao_intake.domain.resident_id import (
+    InvalidResidentIdError,
+    ResidentId,
+    age_on,
+    parse_resident_id,
+)
+
+MIN_EMPLOYMENT_AGE = 16
+"""Labour Law art. 15: nobody under 16 may be employed."""
+
+_WORKING = frozenset(
+    {EmploymentStatus.EMPLOYED, EmploymentStatus.SELF_EMPLOYED, EmploymentStatus.FLEXIBLE}
+)
+_YOUNGER_THAN_HEAD = frozenset({Relationship.CHILD, Relationship.GRANDCHILD})
+_OLDER_THAN_HEAD = frozenset({Relationship.PARENT, Relationship.GRANDPARENT})
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInput:
+    """A member as the clerk declares them; birth date and sex are optional cross-checks."""
+
+    name: str
+    id_number: str
+    relationship: Relationship
+    disability_grade: DisabilityGrade
+    seriously_ill: bool
+    employment_status: EmploymentStatus
+    student: bool
+    counted: bool
+    exclusion_reason: ExclusionReason | None
+    exclusion_note: str | None
+    declared_birth_date: date | None = None
+    declared_sex: Sex | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidMember:
+    """A member whose ID number is valid and agrees with what was declared."""
+
+    input: MemberInput
+    resident_id: ResidentId
+
+    @property
+    def birth_date(self) -> date:
+        return self.resident_id.birth_date
+
+    @property
+    def sex(self) -> Sex:
+        return self.resident_id.sex
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    """What the rules need to know about a recorded member."""
+
+    person_id: uuid.UUID
+    relationship: Relationship
+    birth_date: date
+    counted: bool
+    disability_grade: DisabilityGrade
+    seriously_ill: bool
+    student: bool
+    employment_status: EmploymentStatus
+
+
+def validate_member(
+    member: MemberInput, *, pointer: str, today: date
+) -> tuple[ValidMember | None, list[Violation]]:
+    """Check one member on its own: ID number, cross-checks, exclusion, employment age."""
+    violations: list[Violation] = []
+    try:
+        rid = parse_resident_id(member.id_number, today=today)
+    except InvalidResidentIdError as exc:
+        violations.append(Violation(f"{pointer}/id_number", exc.reason))
+        rid = None
+    if rid is not None:
+        if member.declared_birth_date is not None and member.declared_birth_date != rid.birth_date:
+            violations.append(
+                Violation(f"{pointer}/birth_date", "does not match the birth date in the ID number")
+            )
+        if member.declared_sex is not None and member.declared_sex is not rid.sex:
+            violations.append(
+                Violation(f"{pointer}/sex", "does not match the sex in the ID number")
+            )
+        if (
+            member.employment_status in _WORKING
+            and age_on(rid.birth_date, today) < MIN_EMPLOYMENT_AGE
+        ):
+            violations.append(
+                Violation(
+                    f"{pointer}/employment_status",
+                    f"a member under {MIN_EMPLOYMENT_AGE} cannot be employed",
+                )
+            )
+    violations.extend(_exclusion_violations(member, pointer))
+    if violations:
+        return None, violations
+    assert rid is not None
+    return ValidMember(member, rid), []
+
+
+def _exclusion_violations(member: MemberInput, pointer: str) -> list[Violation]:
+    if member.counted and member.exclusion_reason is not None:
+        return [
+            Violation(f"{pointer}/exclusion_reason", "a counted member has no exclusion reason")
+        ]
+    if not member.counted and member.exclusion_reason is None:
+        return [
+            Violation(f"{pointer}/exclusion_reason", "a member not counted needs a reason code")
+        ]
+    if member.exclusion_reason is ExclusionReason.PROVINCIAL_OTHER and not member.exclusion_note:
+        return [
+            Violation(f"{pointer}/exclusion_note", "say which provincial rule excludes the member")
+        ]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class ValidHousehold:
+    region_code: str
+    area_type: AreaType
+    members: tuple[ValidMember, ...]
+
+    @property
+    def head(self) -> ValidMember:
+        return next(m for m in self.members if m.input.relationship is Relationship.HEAD)
+
+
+def validate_household(
+    region_code: str,
+    area_type: AreaType,
+    members: Sequence[MemberInput],
+    *,
+    divisions: DivisionTable,
+    today: date,
+) -> ValidHousehold:
+    """Every rule of a new household at once; raises ``RulesViolatedError`` listing them all."""
+    violations: list[Violation] = []
+    try:
+        divisions.require(region_code, DivisionLevel.VILLAGE)
+    except UnknownDivisionError:
+        violations.append(
+            Violation("/region_code", "not a village or community in the division table")
+        )
+    valid: list[ValidMember] = []
+    seen: dict[str, int] = {}
+    for index, member in enumerate(members):
+        checked, problems = validate_member(member, pointer=f"/members/{index}", today=today)
+        violations.extend(problems)
+        if checked is None:
+            continue
+        first = seen.setdefault(checked.resident_id.number, index)
+        if first != index:
+            violations.append(
+                Violation(f"/members/{index}/id_number", f"the same person as /members/{first}")
+            )
+            continue
+        valid.append(checked)
+    violations.extend(_composition_violations(members))
+    if not violations:
+        violations.extend(_age_order_violations(valid))
+    raise_if_any(violations)
+    return ValidHousehold(region_code=region_code, area_type=area_type, members=tuple(valid))
+
+
+def _composition_violations(members: Sequence[MemberInput]) -> list[Violation]:
+    heads = [i for i, m in enumerate(members) if m.relationship is Relationship.HEAD]
+    spouses = [i for i, m in enumerate(members) if m.relationship is Relationship.SPOUSE]
+    found: list[Violation] = []
+    if not heads:
+        found.append(Violation("/members", "one member must be the head of household"))
+    found.extend(
+        Violation(f"/members/{i}/relationship", "the household already has a head")
+        for i in heads[1:]
+    )
+    found.extend(
+        Violation(f"/members/{i}/relationship", "the head already has a spouse")
+        for i in spouses[1:]
+    )
+    return found
+
+
+def _age_order_violations(members: Sequence[ValidMember]) -> list[Violation]:
+    head = next(m for m in members if m.input.relationship is Relationship.HEAD)
+    found: list[Violation] = []
+    for index, member in enumerate(members):
+        relation = member.input.relationship
+        if relation in _YOUNGER_THAN_HEAD and member.birth_date <= head.birth_date:
+            found.append(
+                Violation(
+                    f"/members/{index}/relationship", f"a {relation} is younger than the head"
+                )
+            )
+        if relation in _OLDER_THAN_HEAD and member.birth_date >= head.birth_date:
+            found.append(
+                Violation(f"/members/{index}/relationship", f"a {relation} is older than the head")
+            )
+    return found
+
+
+def check_joining_member(
+    member: ValidMember, *, head_birth_date: date, pointer: str
+) -> list[Violation]:
+    """A member joining an existing household (birth, marriage, moving in)."""
+    relation = member.input.relationship
+    if relation is Relationship.HEAD:
+        return [Violation(f"{pointer}/relationship", "the household already has a head")]
+    if relation in _YOUNGER_THAN_HEAD and member.birth_date <= head_birth_date:
+        return [Violation(f"{pointer}/relationship", f"a {relation} is younger than the head")]
+    if relation in _OLDER_THAN_HEAD and member.birth_date >= head_birth_date:
+        return [Violation(f"{pointer}/relationship", f"a {relation} is older than the head")]
+    return []
+
+
+def masked_household_ref(household_id: uuid.UUID, region_code: str) -> str:
+    """A reference that lets staff of that county find the household, and tells others little.
+
+    E.g. ``620102-****-3f9c``: the county and the last four hex digits of the id.
+    """
+    return f"{region_code[:6]}-****-{household_id.hex[-4:]}"
