@@ -22,6 +22,7 @@ class RecordedEvent:
     topic: str
     partition: int
     offset: int
+    key: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     payload: bytes
 
@@ -39,8 +40,9 @@ def _field(raw: bytes) -> bytes:
 def canonical_bytes(event: RecordedEvent) -> bytes:
     """The leaf's preimage: domain, topic, partition, offset, sorted headers, payload.
 
-    ``field(domain) field(topic) u32(partition) u64(offset) u32(n) {field(name)
-    field(value)}*n field(payload)``, where ``field(x)`` is a big-endian u32 length then
+    ``field(domain) field(topic) u32(partition) u64(offset) key u32(n) {field(name)
+    field(value)}*n field(payload)``, where ``key`` is ``u8(0)`` for a record without a
+    key and ``u8(1) field(key)`` otherwise, ``field(x)`` is a big-endian u32 length then
     the bytes; names are UTF-8; headers are sorted by (name bytes, value bytes), so the
     broker's header order does not matter.
     """
@@ -51,6 +53,7 @@ def canonical_bytes(event: RecordedEvent) -> bytes:
         _field(ENTRY_DOMAIN),
         _field(event.topic.encode()),
         struct.pack(">IQ", event.partition, event.offset),
+        b"\x00" if event.key is None else b"\x01" + _field(event.key),
         struct.pack(">I", len(headers)),
     ]
     for name, value in headers:
@@ -66,6 +69,7 @@ def event_to_json(event: RecordedEvent) -> dict[str, Any]:
         "topic": event.topic,
         "partition": event.partition,
         "offset": event.offset,
+        "key": None if event.key is None else base64.b64encode(event.key).decode(),
         "headers": [[k, base64.b64encode(v).decode()] for k, v in event.headers],
         "payload": base64.b64encode(event.payload).decode(),
     }
@@ -77,6 +81,7 @@ def event_from_json(obj: dict[str, Any]) -> RecordedEvent:
         topic=str(obj["topic"]),
         partition=int(obj["partition"]),
         offset=int(obj["offset"]),
+        key=None if obj["key"] is None else base64.b64decode(obj["key"], validate=True),
         headers=tuple((str(k), base64.b64decode(v, validate=True)) for k, v in obj["headers"]),
         payload=base64.b64decode(obj["payload"], validate=True),
     )

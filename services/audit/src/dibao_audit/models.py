@@ -1,11 +1,98 @@
-"""ORM models of the audit service (its own database, its own metadata)."""
+"""ORM models of the audit service (its own database, its own metadata).
+
+Every table here is append-only: the runtime role may only INSERT and SELECT, and a
+trigger refuses UPDATE, DELETE and TRUNCATE for everyone (migration 0002).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dibao_common.db import service_metadata
 
 
 class Base(DeclarativeBase):
     metadata = service_metadata()
+
+
+class LogEntry(Base):
+    """One consumed event, a leaf of the Merkle tree at ``leaf_index``."""
+
+    __tablename__ = "log_entry"
+
+    leaf_index: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    ce_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), unique=True)
+    ce_type: Mapped[str] = mapped_column(sa.Text)
+    ce_time: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    topic: Mapped[str] = mapped_column(sa.Text)
+    partition: Mapped[int] = mapped_column(sa.Integer)
+    offset: Mapped[int] = mapped_column(sa.BigInteger)
+    record_key: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # [[name, base64 value], ...] in delivery order: exactly what the leaf hashed.
+    headers: Mapped[list[list[str]]] = mapped_column(pg.JSONB)
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    decoded: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    household_id: Mapped[str | None] = mapped_column(sa.Text)
+    application_id: Mapped[str | None] = mapped_column(sa.Text)
+    case_id: Mapped[str | None] = mapped_column(sa.Text)
+    region: Mapped[str | None] = mapped_column(sa.Text)
+    actor: Mapped[str | None] = mapped_column(sa.Text)
+    leaf_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    appended_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+
+    __table_args__ = (
+        sa.Index("ix_log_entry_household", "household_id", "leaf_index"),
+        sa.Index(
+            "ix_log_entry_application",
+            "application_id",
+            "leaf_index",
+            postgresql_where=sa.text("application_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_log_entry_case",
+            "case_id",
+            "leaf_index",
+            postgresql_where=sa.text("case_id IS NOT NULL"),
+        ),
+        sa.Index("ix_log_entry_type", "ce_type", "leaf_index"),
+        sa.Index("ix_log_entry_actor", "actor", "leaf_index"),
+        sa.Index("ix_log_entry_time", "ce_time", "leaf_index"),
+        sa.CheckConstraint("octet_length(leaf_hash) = 32", name="leaf_hash_size"),
+    )
+
+
+class MerkleNode(Base):
+    """A complete subtree of level >= 1 (leaves are in ``log_entry``): proofs are lookups."""
+
+    __tablename__ = "merkle_node"
+
+    level: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+    __table_args__ = (
+        sa.CheckConstraint("level >= 1", name="level_above_leaves"),
+        sa.CheckConstraint("octet_length(hash) = 32", name="hash_size"),
+    )
+
+
+class Checkpoint(Base):
+    """A signed tree head; the history is kept."""
+
+    __tablename__ = "checkpoint"
+
+    tree_size: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    checkpoint_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), unique=True)
+    root_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    signed_note: Mapped[str] = mapped_column(sa.Text)
+    key_id: Mapped[str] = mapped_column(sa.Text)
+    signed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    previous_tree_size: Mapped[int | None] = mapped_column(sa.BigInteger)

@@ -2,8 +2,53 @@
 
 from __future__ import annotations
 
-from dibao_common.settings import CommonSettings
+import base64
+import binascii
+
+from pydantic import Field, field_validator
+
+from dibao_common.settings import CommonSettings, Secret
 
 
 class AuditSettings(CommonSettings):
     service_name: str = "audit"
+    audit_signing_key: Secret = Field(
+        description="Base64 of the 32-byte Ed25519 seed that signs checkpoints"
+    )
+    audit_log_origin: str = Field(
+        default="dibao.audit/local",
+        description="Origin line of checkpoints and name of the signing key (C2SP)",
+    )
+    audit_log_region: str = Field(
+        default="000000000000", description="Region the log covers (12 digits, zero-padded)"
+    )
+    audit_checkpoint_every: int = Field(default=1000, ge=1, description="Entries per checkpoint")
+    audit_checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="A checkpoint at least this often while the log grows"
+    )
+    audit_runtime_role: str | None = Field(
+        default=None,
+        description="Role assumed on connect; default `<database>_app` (migration 0002)",
+    )
+    audit_consumer_group: str = "dibao-audit"
+    audit_topic_pattern: str = r"^dibao\.[a-z_]+\.v[0-9]+$"
+    audit_batch_max: int = Field(default=2000, ge=1, description="Records per append batch")
+    audit_personal_data_roles: tuple[str, ...] = Field(
+        default=("county_approver",),
+        description="Roles that see a household timeline's personal data unmasked",
+    )
+    audit_consume: bool = Field(default=True, description="Run the log consumer in the app")
+
+    @field_validator("audit_signing_key")
+    @classmethod
+    def _is_seed(cls, value: Secret) -> Secret:
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except binascii.Error as exc:
+            raise ValueError("DIBAO_AUDIT_SIGNING_KEY is not base64") from exc
+        if len(raw) != 32:
+            raise ValueError("DIBAO_AUDIT_SIGNING_KEY must decode to a 32-byte Ed25519 seed")
+        return value
+
+    def signing_seed(self) -> bytes:
+        return base64.b64decode(self.audit_signing_key.get_secret_value())

@@ -33,6 +33,7 @@ def _event(i: int) -> RecordedEvent:
         topic="dibao.intake.v1",
         partition=i % 3,
         offset=i,
+        key=b"household-%d" % (i % 5),
         headers=(("ce_type", b"dibao.intake.HouseholdRegistered.v1"), ("ce_id", f"{i}".encode())),
         payload=f"payload {i}".encode(),
     )
@@ -80,12 +81,14 @@ class _Log:
 
 
 def test_canonical_bytes_are_exact_and_header_order_free() -> None:
-    e = RecordedEvent("t", 1, 2, (("b", b"2"), ("a", b"1")), b"P")
-    swapped = RecordedEvent("t", 1, 2, (("a", b"1"), ("b", b"2")), b"P")
+    e = RecordedEvent("t", 1, 2, b"k", (("b", b"2"), ("a", b"1")), b"P")
+    swapped = RecordedEvent("t", 1, 2, b"k", (("a", b"1"), ("b", b"2")), b"P")
+    keyless = RecordedEvent("t", 1, 2, None, (("a", b"1"), ("b", b"2")), b"P")
     expected = (
         b"\x00\x00\x00\x14dibao.audit.entry.v1"
         b"\x00\x00\x00\x01t"
         b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02"
+        b"\x01\x00\x00\x00\x01k"
         b"\x00\x00\x00\x02"
         b"\x00\x00\x00\x01a\x00\x00\x00\x011"
         b"\x00\x00\x00\x01b\x00\x00\x00\x012"
@@ -93,6 +96,8 @@ def test_canonical_bytes_are_exact_and_header_order_free() -> None:
     )
     assert canonical_bytes(e) == expected == canonical_bytes(swapped)
     assert event_from_json(event_to_json(e)) == e
+    assert event_from_json(event_to_json(keyless)) == keyless
+    assert canonical_bytes(keyless) == expected.replace(b"\x01\x00\x00\x00\x01k", b"\x00")
 
 
 def test_signed_note_round_trip_and_forgery() -> None:
@@ -144,7 +149,7 @@ def test_altered_content_is_named_by_index() -> None:
 def test_altered_content_and_leaf_hash_is_caught_by_the_signed_root() -> None:
     log = _Log(100, 16)
     header, lines = log.export(0, 100)
-    forged = RecordedEvent("dibao.intake.v1", 0, 57, (), b"forged")
+    forged = RecordedEvent("dibao.intake.v1", 0, 57, None, (), b"forged")
     lines[57].update(event_to_json(forged))
     lines[57]["leaf_hash"] = leaf_hash(canonical_bytes(forged)).hex()
     report = verify_export(header, lines, log.signer.verifier)

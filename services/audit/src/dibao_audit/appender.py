@@ -1,0 +1,183 @@
+"""The one serialized appender: batches of records in, leaves and checkpoints out.
+
+A batch is one transaction: inbox rows (the kit's ``inbox_message``, so a record seen
+twice is appended once), the entries, the complete subtrees they close, and a signed
+checkpoint when one is due. The frontier lives in memory between batches and is rebuilt
+from ``merkle_node`` (O(log n) lookups) whenever the stored size is not the one it knows,
+e.g. after a restart, a failed commit or another appender process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from dibao.audit.v1 import events_pb2 as audit_pb2
+from dibao.common.v1 import enums_pb2, types_pb2
+from dibao_audit import repository as repo
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.merkle import Frontier, perfect_subtrees
+from dibao_audit.models import Checkpoint
+from dibao_audit.projection import EntryRow, project
+from dibao_common.messaging.envelope import EventRegistry, ce_type_of
+from dibao_common.messaging.outbox import enqueue
+
+CHECKPOINT_TYPE = ce_type_of(audit_pb2.CheckpointPublished)
+Now = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    appended: int
+    duplicates: int
+    tree_size: int
+    checkpoint_size: int | None
+
+
+class LogAppender:
+    """Appends batches in one process; a database lock keeps other processes in line."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        signer: CheckpointSigner,
+        *,
+        registry: EventRegistry | None = None,
+        consumer: str = "audit",
+        checkpoint_every: int = 1000,
+        region: str = "000000000000",
+        now: Now = _utc_now,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._signer = signer
+        self._registry = registry if registry is not None else EventRegistry.default()
+        self._consumer = consumer
+        self._every = checkpoint_every
+        self._region = region
+        self._now = now
+        self._lock = asyncio.Lock()
+        self._frontier: Frontier | None = None
+        self._last_checkpoint = 0
+
+    @property
+    def signer(self) -> CheckpointSigner:
+        return self._signer
+
+    def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]:
+        """Decode and hash a batch (CPU only; done before taking the lock)."""
+        return [project(e, self._registry) for e in events]
+
+    async def append(self, events: Sequence[RecordedEvent]) -> AppendResult:
+        """Append the records not seen before, in order, and commit."""
+        rows = self.project(events)
+        async with self._lock:
+            async with self._sessionmaker() as session, session.begin():
+                work, result, cp = await self._append_in(session, rows)
+            self._frontier = work
+            if cp is not None:
+                self._last_checkpoint = cp
+            return result
+
+    async def _append_in(
+        self, session: AsyncSession, rows: Sequence[EntryRow]
+    ) -> tuple[Frontier, AppendResult, int | None]:
+        await repo.lock_appender(session)
+        frontier = await self._current(session)
+        fresh_ids = await repo.record_inbox(session, self._consumer, rows)
+        fresh: list[EntryRow] = []
+        for row in rows:
+            if row.ce_id in fresh_ids:
+                fresh_ids.discard(row.ce_id)  # a duplicate inside the batch counts once
+                fresh.append(row)
+        work = frontier.copy()
+        nodes: list[tuple[int, int, bytes]] = []
+        for row in fresh:
+            nodes.extend(work.append(row.leaf_hash))
+        await repo.insert_entries(session, frontier.size, fresh)
+        await repo.insert_nodes(session, nodes)
+        cp = None
+        if work.size - self._last_checkpoint >= self._every:
+            cp = await self._checkpoint(session, work)
+        result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp)
+        return work, result, cp
+
+    async def _current(self, session: AsyncSession) -> Frontier:
+        """The frontier of the stored tree (cached unless the stored size moved)."""
+        size = await repo.tree_size(session)
+        if self._frontier is not None and self._frontier.size == size:
+            return self._frontier
+        hashes = await repo.subtree_hashes(session, set(perfect_subtrees(0, size)))
+        frontier = Frontier.restore(size, hashes.__getitem__)
+        latest = await repo.latest_checkpoint(session)
+        self._last_checkpoint = latest.tree_size if latest is not None else 0
+        self._frontier = frontier
+        return frontier
+
+    async def checkpoint_if_grown(self) -> int | None:
+        """Sign the current tree if it grew by more than its own checkpoint announcements."""
+        async with self._lock:
+            async with self._sessionmaker() as session, session.begin():
+                await repo.lock_appender(session)
+                frontier = await self._current(session)
+                if frontier.size <= self._last_checkpoint:
+                    return None
+                grown = await repo.grew_beyond_own_checkpoints(
+                    session, self._last_checkpoint, CHECKPOINT_TYPE
+                )
+                if not grown:
+                    return None
+                size = await self._checkpoint(session, frontier)
+            self._last_checkpoint = size
+            return size
+
+    async def _checkpoint(self, session: AsyncSession, frontier: Frontier) -> int:
+        at = self._now()
+        root = frontier.root()
+        note = self._signer.sign(frontier.size, root, at)
+        checkpoint_id: uuid.UUID = uuid7()
+        previous = self._last_checkpoint or None
+        await repo.add_checkpoint(
+            session,
+            Checkpoint(
+                tree_size=frontier.size,
+                checkpoint_id=checkpoint_id,
+                root_hash=root,
+                signed_note=note,
+                key_id=self._signer.verifier.key_id,
+                signed_at=at.replace(microsecond=0),
+                previous_tree_size=previous,
+            ),
+        )
+        message = audit_pb2.CheckpointPublished(
+            origin=self._signer.origin,
+            region=types_pb2.RegionCode(code=self._region),
+            actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+            checkpoint_id=str(checkpoint_id),
+            tree_size=frontier.size,
+            root_hash=root,
+            signed_note=note,
+            key_id=self._signer.verifier.key_id,
+            previous_tree_size=previous or 0,
+        )
+        message.occurred_at.FromDatetime(at)
+        await enqueue(
+            session,
+            message,
+            key=self._signer.origin,
+            source="dibao/audit",
+            subject=f"checkpoint/{frontier.size}",
+            actor="audit",
+            time=at,
+        )
+        return frontier.size

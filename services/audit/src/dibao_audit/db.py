@@ -1,0 +1,33 @@
+"""The audit service's runtime engine: every connection assumes the append-only role."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def runtime_role(database_url: str, configured: str | None = None) -> str:
+    """The role of migration 0002 for this database (``<database>_app``) unless configured."""
+    if configured:
+        return configured
+    database = make_url(database_url).database
+    if not database:
+        raise ValueError("the database URL names no database")
+    return f"{database}_app"
+
+
+def make_runtime_engine(database_url: str, role: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg engine whose sessions run as ``role`` from their first statement.
+
+    ``role`` is a startup parameter, so it is also the value RESET ROLE / RESET ALL return
+    to; a login user that is only a member of the role (production) cannot do more.
+    """
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {"timezone": "UTC", "application_name": "dibao-audit", "role": role}
+        },
+    )

@@ -1,0 +1,257 @@
+"""All SQL of the audit log. Bulk writes go through the session's asyncpg connection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_audit.merkle import Subtree
+from dibao_audit.models import Checkpoint, LogEntry, MerkleNode
+from dibao_audit.projection import EntryRow
+
+# One appender at a time across processes (pg_advisory_xact_lock key: "dibao-audit").
+APPEND_LOCK = 0x646962616F_61756469 & 0x7FFFFFFFFFFFFFFF
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside the session's transaction."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def lock_appender(session: AsyncSession) -> None:
+    """Serialize appenders; also opens the transaction the bulk statements join."""
+    await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+
+
+async def tree_size(session: AsyncSession) -> int:
+    value = await session.scalar(sa.select(sa.func.max(LogEntry.leaf_index)))
+    return 0 if value is None else int(value) + 1
+
+
+async def subtree_hashes(session: AsyncSession, keys: set[Subtree]) -> dict[Subtree, bytes]:
+    """Hashes of complete subtrees: level 0 from the entries, above from ``merkle_node``."""
+    leaves = [i for level, i in keys if level == 0]
+    inner = [(level, i) for level, i in keys if level > 0]
+    found: dict[Subtree, bytes] = {}
+    if leaves:
+        rows = await session.execute(
+            sa.select(LogEntry.leaf_index, LogEntry.leaf_hash).where(
+                LogEntry.leaf_index.in_(leaves)
+            )
+        )
+        found.update({(0, int(i)): bytes(h) for i, h in rows})
+    if inner:
+        nodes = await session.execute(
+            sa.select(MerkleNode.level, MerkleNode.index, MerkleNode.hash).where(
+                sa.tuple_(MerkleNode.level, MerkleNode.index).in_(inner)
+            )
+        )
+        found.update({(int(lv), int(i)): bytes(h) for lv, i, h in nodes})
+    missing = keys - found.keys()
+    if missing:
+        raise LookupError(f"the log lacks subtrees {sorted(missing)[:5]}")
+    return found
+
+
+async def record_inbox(
+    session: AsyncSession, consumer: str, rows: Sequence[EntryRow]
+) -> set[uuid.UUID]:
+    """Inbox rows for a batch (the kit's table and key); returns the ce_ids new to it."""
+    if not rows:
+        return set()
+    driver = await _driver(session)
+    result = await driver.fetch(
+        """
+        INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
+        SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+        ON CONFLICT DO NOTHING
+        RETURNING ce_id
+        """,
+        consumer,
+        [r.ce_id for r in rows],
+        [r.ce_type for r in rows],
+        [r.event.topic for r in rows],
+        [r.event.partition for r in rows],
+        [r.event.offset for r in rows],
+    )
+    return {rec["ce_id"] for rec in result}
+
+
+def _headers_json(row: EntryRow) -> str:
+    return json.dumps([[k, base64.b64encode(v).decode()] for k, v in row.event.headers])
+
+
+INSERT_ENTRIES = """
+    INSERT INTO {table} (leaf_index, ce_id, ce_type, ce_time, topic, partition, "offset",
+        record_key, headers, payload, decoded, household_id, application_id, case_id, region,
+        actor, leaf_hash)
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
+        $6::int[], $7::bigint[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::jsonb[],
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::bytea[])
+"""
+
+
+def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
+    """The column arrays of ``INSERT_ENTRIES`` for rows numbered from ``first_index``."""
+    return [
+        list(range(first_index, first_index + len(rows))),
+        [r.ce_id for r in rows],
+        [r.ce_type for r in rows],
+        [r.ce_time for r in rows],
+        [r.event.topic for r in rows],
+        [r.event.partition for r in rows],
+        [r.event.offset for r in rows],
+        [r.event.key for r in rows],
+        [_headers_json(r) for r in rows],
+        [r.event.payload for r in rows],
+        [None if r.decoded is None else json.dumps(r.decoded) for r in rows],
+        [r.household_id for r in rows],
+        [r.application_id for r in rows],
+        [r.case_id for r in rows],
+        [r.region for r in rows],
+        [r.actor for r in rows],
+        [r.leaf_hash for r in rows],
+    ]
+
+
+async def insert_entries(
+    session: AsyncSession, first_index: int, rows: Sequence[EntryRow], *, table: str = "log_entry"
+) -> None:
+    """Append rows as leaves ``first_index ...``, one statement per batch."""
+    if not rows:
+        return
+    driver = await _driver(session)
+    await driver.execute(INSERT_ENTRIES.format(table=table), *entry_arrays(first_index, rows))
+
+
+async def insert_nodes(session: AsyncSession, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+    """Persist the complete subtrees (level >= 1) a batch created."""
+    inner = [n for n in nodes if n[0] > 0]
+    if not inner:
+        return
+    driver = await _driver(session)
+    await driver.execute(
+        """
+        INSERT INTO merkle_node (level, index, hash)
+        SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+        """,
+        [n[0] for n in inner],
+        [n[1] for n in inner],
+        [n[2] for n in inner],
+    )
+
+
+async def latest_checkpoint(session: AsyncSession) -> Checkpoint | None:
+    return await session.scalar(
+        sa.select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)
+    )
+
+
+async def checkpoint_at(session: AsyncSession, size: int) -> Checkpoint | None:
+    return await session.get(Checkpoint, size)
+
+
+async def checkpoints(
+    session: AsyncSession, *, before_size: int | None, limit: int
+) -> list[Checkpoint]:
+    """Checkpoints newest first, below ``before_size`` when given."""
+    query = sa.select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(limit)
+    if before_size is not None:
+        query = query.where(Checkpoint.tree_size < before_size)
+    return list(await session.scalars(query))
+
+
+async def checkpoints_up_to(session: AsyncSession, size: int) -> list[Checkpoint]:
+    """Every checkpoint with ``tree_size <= size``, oldest first."""
+    query = sa.select(Checkpoint).where(Checkpoint.tree_size <= size).order_by(Checkpoint.tree_size)
+    return list(await session.scalars(query))
+
+
+async def add_checkpoint(session: AsyncSession, checkpoint: Checkpoint) -> None:
+    session.add(checkpoint)
+    await session.flush()
+
+
+async def grew_beyond_own_checkpoints(session: AsyncSession, since: int, own_type: str) -> bool:
+    """Whether entries after ``since`` include anything but the log's own announcements."""
+    query = sa.select(sa.exists().where(LogEntry.leaf_index >= since, LogEntry.ce_type != own_type))
+    return bool(await session.scalar(query))
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """What an auditor may ask for; ``region_prefixes`` scopes every query."""
+
+    region_prefixes: tuple[str, ...]
+    household_id: str | None = None
+    application_id: str | None = None
+    case_id: str | None = None
+    ce_type: str | None = None
+    actor: str | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+
+
+def _in_regions(prefixes: Sequence[str]) -> sa.ColumnElement[bool]:
+    if not prefixes:
+        return sa.false()
+    # Region codes are digits: a LIKE pattern needs no escaping once that is checked.
+    patterns = [f"{p}%" for p in prefixes if p.isdigit() or p == ""]
+    return LogEntry.region.like(sa.any_(sa.literal(patterns, sa.ARRAY(sa.Text))))
+
+
+async def find_entries(
+    session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
+) -> list[LogEntry]:
+    """Entries matching ``flt`` in log order, after the cursor ``after`` (a leaf index)."""
+    query = sa.select(LogEntry).where(_in_regions(flt.region_prefixes))
+    for column, value in (
+        (LogEntry.household_id, flt.household_id),
+        (LogEntry.application_id, flt.application_id),
+        (LogEntry.case_id, flt.case_id),
+        (LogEntry.ce_type, flt.ce_type),
+        (LogEntry.actor, flt.actor),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if flt.time_from is not None:
+        query = query.where(LogEntry.ce_time >= flt.time_from)
+    if flt.time_to is not None:
+        query = query.where(LogEntry.ce_time < flt.time_to)
+    if after is not None:
+        query = query.where(LogEntry.leaf_index > after)
+    return list(await session.scalars(query.order_by(LogEntry.leaf_index).limit(limit)))
+
+
+async def entry_at(session: AsyncSession, index: int) -> LogEntry | None:
+    return await session.get(LogEntry, index)
+
+
+async def stream_entries(
+    session: AsyncSession, start: int, end: int, *, chunk: int = 5000
+) -> AsyncIterator[list[LogEntry]]:
+    """Entries ``[start, end)`` in order, a chunk at a time (keyset pagination)."""
+    pos = start
+    while pos < end:
+        rows = list(
+            await session.scalars(
+                sa.select(LogEntry)
+                .where(LogEntry.leaf_index >= pos, LogEntry.leaf_index < min(end, pos + chunk))
+                .order_by(LogEntry.leaf_index)
+            )
+        )
+        if not rows:
+            return
+        yield rows
+        pos = rows[-1].leaf_index + 1
+        session.expunge_all()

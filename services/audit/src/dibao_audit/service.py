@@ -1,0 +1,135 @@
+"""What the auditor interface does: proofs, exports and masked timelines."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from collections.abc import AsyncIterator, Collection
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_audit import repository as repo
+from dibao_audit.merkle import (
+    Range,
+    consistency_ranges,
+    hash_ranges,
+    inclusion_ranges,
+    range_cover,
+    subtree_hashes_needed,
+)
+from dibao_audit.models import Checkpoint, LogEntry
+from dibao_audit.verifier import ExportHeader
+
+MASK = "***"
+# Personal data inside decoded payloads (events carry masked identities already; these
+# are still personal: health, income, identity hints and free text).
+PERSONAL_FIELDS = frozenset(
+    {
+        "keyed_hash",
+        "masked_id",
+        "masked_name",
+        "holder_masked_name",
+        "masked_number",
+        "birth_date",
+        "sex",
+        "disability_grade",
+        "seriously_ill",
+        "exclusion_note",
+        "description",
+        "note",
+        "purpose_note",
+        "monthly_amount",
+        "value",
+        "custodian_subject",
+    }
+)
+
+
+async def _range_hashes(session: AsyncSession, ranges: list[Range]) -> list[bytes]:
+    found = await repo.subtree_hashes(session, subtree_hashes_needed(ranges))
+    return hash_ranges(ranges, found.__getitem__)
+
+
+async def inclusion_proof(session: AsyncSession, index: int, size: int) -> list[bytes]:
+    """Audit path of leaf ``index`` in the tree of ``size`` (one round trip per level kind)."""
+    return await _range_hashes(session, inclusion_ranges(index, size))
+
+
+async def consistency_proof(session: AsyncSession, old_size: int, new_size: int) -> list[bytes]:
+    return await _range_hashes(session, consistency_ranges(old_size, new_size))
+
+
+def _region_visible(entry: LogEntry, prefixes: Collection[str]) -> bool:
+    return entry.region is not None and any(entry.region.startswith(p) for p in prefixes)
+
+
+def export_entry(entry: LogEntry, visible: bool) -> dict[str, Any]:
+    """One export line; an entry outside the caller's regions is given by its hash only."""
+    if not visible:
+        return {"index": entry.leaf_index, "leaf_hash": entry.leaf_hash.hex(), "redacted": True}
+    return {
+        "index": entry.leaf_index,
+        "leaf_hash": bytes(entry.leaf_hash).hex(),
+        "ce_id": str(entry.ce_id),
+        "ce_type": entry.ce_type,
+        "topic": entry.topic,
+        "partition": entry.partition,
+        "offset": entry.offset,
+        "key": None
+        if entry.record_key is None
+        else base64.b64encode(bytes(entry.record_key)).decode(),
+        "headers": entry.headers,
+        "payload": base64.b64encode(bytes(entry.payload)).decode(),
+        "decoded": entry.decoded,
+    }
+
+
+async def export_header(
+    session: AsyncSession, start: int, end: int, covering: Checkpoint, origin: str
+) -> ExportHeader:
+    """The first line of an export: checkpoint, cover hashes, history and its proofs."""
+    cover_ranges = range_cover(start, end, covering.tree_size)
+    cover = dict(zip(cover_ranges, await _range_hashes(session, cover_ranges), strict=True))
+    history = await repo.checkpoints_up_to(session, covering.tree_size)
+    chain = [c.tree_size for c in history]
+    consistency = {
+        (a, b): await consistency_proof(session, a, b) for a, b in itertools.pairwise(chain)
+    }
+    return ExportHeader(
+        origin=origin,
+        start=start,
+        end=end,
+        tree_size=covering.tree_size,
+        checkpoint=covering.signed_note,
+        cover=cover,
+        history=[c.signed_note for c in history if c.tree_size != covering.tree_size],
+        consistency=consistency,
+    )
+
+
+async def export_lines(
+    session: AsyncSession,
+    start: int,
+    end: int,
+    covering: Checkpoint,
+    origin: str,
+    region_prefixes: Collection[str],
+) -> AsyncIterator[str]:
+    """JSON lines: the header, then every entry of ``[start, end)`` (or its hash only)."""
+    header = await export_header(session, start, end, covering, origin)
+    yield json.dumps(header.to_json()) + "\n"
+    async for chunk in repo.stream_entries(session, start, end):
+        yield "".join(
+            json.dumps(export_entry(e, _region_visible(e, region_prefixes))) + "\n" for e in chunk
+        )
+
+
+def mask_personal(view: Any) -> Any:
+    """The decoded view with every personal field's value replaced by a mask."""
+    if isinstance(view, dict):
+        return {k: (MASK if k in PERSONAL_FIELDS else mask_personal(v)) for k, v in view.items()}
+    if isinstance(view, list):
+        return [mask_personal(v) for v in view]
+    return view

@@ -1,0 +1,90 @@
+"""Test support of the audit service: a fresh, migrated audit database per test.
+
+Used by ``services/audit/tests`` and ``bench/audit_*.py``; never by the running service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dibao_audit.appender import LogAppender
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.db import make_runtime_engine, runtime_role
+from dibao_common.db import make_engine, make_sessionmaker
+from dibao_common.testing.stack import TestStack
+
+TEST_SEED = hashlib.sha256(b"dibao audit test signing key").digest()
+TEST_ORIGIN = "dibao.audit/test"
+_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDb:
+    """One private audit database: the owner's engine and the runtime role's engine."""
+
+    stack: TestStack
+    url: str
+    dsn: str
+    owner: AsyncEngine
+    runtime: AsyncEngine
+    role: str
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return make_sessionmaker(self.runtime)
+
+    def appender(self, *, checkpoint_every: int = 1000) -> LogAppender:
+        return LogAppender(
+            self.sessions,
+            CheckpointSigner(TEST_SEED, TEST_ORIGIN),
+            checkpoint_every=checkpoint_every,
+        )
+
+
+async def make_audit_db(stack: TestStack, name: str) -> AuditDb:
+    private = TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_{name}")
+    await private.recreate_database("audit")
+    await private.migrate("audit")
+    url = private.database_url("audit")
+    role = runtime_role(url)
+    return AuditDb(
+        stack=private,
+        url=url,
+        dsn=private.dsn("audit"),
+        owner=make_engine(url, pool_size=2),
+        runtime=make_runtime_engine(url, role, pool_size=4),
+        role=role,
+    )
+
+
+def stack_from_env() -> TestStack:
+    """The test stack `make test` started (only the audit database is needed here)."""
+    dsn = os.environ.get("DIBAO_TEST_PG_DSN")
+    bootstrap = os.environ.get("DIBAO_TEST_KAFKA_BOOTSTRAP")
+    if not dsn or not bootstrap:
+        pytest.fail("no test stack: run with `make test` / deploy/test.sh (DIBAO_TEST_PG_DSN)")
+    return TestStack(dsn, bootstrap, os.environ.get("DIBAO_TEST_DB_PREFIX", "dibao_test"))
+
+
+@pytest.fixture(scope="session")
+def audit_stack() -> TestStack:
+    return stack_from_env()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def audit_db(audit_stack: TestStack) -> AsyncIterator[AuditDb]:
+    """A freshly migrated audit database of its own (the log starts empty)."""
+    db = await make_audit_db(audit_stack, f"a{next(_numbers)}")
+    try:
+        yield db
+    finally:
+        await db.owner.dispose()
+        await db.runtime.dispose()

@@ -1,0 +1,192 @@
+"""The stored log on the real PostgreSQL: exactly-once, restart, proofs, immutability."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import repository as repo
+from dibao_audit import service
+from dibao_audit.appender import CHECKPOINT_TYPE
+from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
+from dibao_audit.models import LogEntry
+from dibao_audit.testing import AuditDb
+from dibao_audit.verifier import read_export, verify_export
+from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
+
+pytestmark = [pytest.mark.postgres]
+
+
+def household_event(i: int, household: str = "hh-1", region: str = "620102001001") -> RecordedEvent:
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id=household,
+        region=types_pb2.RegionCode(code=region),
+        actor=types_pb2.Actor(subject=f"clerk-{i % 3}"),
+        application_id=f"app-{i}",
+    )
+    envelope = Envelope(
+        ce_id=uuid.uuid4(),
+        ce_type=ce_type_of(message),
+        ce_source="dibao/intake",
+        ce_time=datetime(2026, 11, 1, tzinfo=UTC),
+        ce_subject=f"application/app-{i}",
+        key=household,
+        payload=message.SerializeToString(),
+        actor=f"clerk-{i % 3}",
+    )
+    return RecordedEvent(
+        topic=topic_of(message),
+        partition=0,
+        offset=i,
+        key=household.encode(),
+        headers=tuple(envelope.to_headers()),
+        payload=envelope.payload,
+    )
+
+
+async def test_duplicates_are_appended_once_and_a_restart_resumes_exactly(
+    audit_db: AuditDb,
+) -> None:
+    events = [household_event(i) for i in range(25)]
+    first = audit_db.appender(checkpoint_every=10)
+    r1 = await first.append([*events[:10], events[3], events[3]])
+    assert (r1.appended, r1.duplicates, r1.tree_size) == (10, 2, 10)
+    r2 = await first.append(events[5:15])  # 5 redelivered
+    assert (r2.appended, r2.duplicates, r2.tree_size) == (5, 5, 15)
+    # A new process: nothing in memory, everything from the database.
+    second = audit_db.appender(checkpoint_every=10)
+    r3 = await second.append(events[12:25])
+    assert (r3.appended, r3.duplicates, r3.tree_size) == (10, 3, 25)
+    async with audit_db.sessions() as session:
+        entries = list(await session.scalars(sa.select(LogEntry).order_by("leaf_index")))
+        cps = await repo.checkpoints_up_to(session, 25)
+        outbox = (
+            await session.execute(sa.text("SELECT ce_type FROM outbox_message ORDER BY id"))
+        ).scalars()
+        assert list(outbox) == [CHECKPOINT_TYPE, CHECKPOINT_TYPE]
+    assert [str(e.ce_id) for e in entries] == [e.header("ce_id").decode() for e in events]  # type: ignore[union-attr]
+    leaves = [leaf_hash(canonical_bytes(e)) for e in events]
+    assert [bytes(e.leaf_hash) for e in entries] == leaves
+    # Checkpoints fall at the end of the batch that reaches N more entries.
+    assert [c.tree_size for c in cps] == [10, 25]
+    assert cps[1].root_hash == root_of(leaves)
+    assert cps[1].previous_tree_size == 10
+    assert entries[7].household_id == "hh-1"
+    assert entries[7].application_id == "app-7"
+    assert entries[7].region == "620102001001"
+    assert entries[7].actor == "clerk-1"
+    assert entries[7].decoded is not None
+    assert entries[7].decoded["application_id"] == "app-7"
+
+
+async def test_stored_proofs_verify_for_every_leaf(audit_db: AuditDb) -> None:
+    events = [household_event(i) for i in range(70)]
+    appender = audit_db.appender(checkpoint_every=1000)
+    for lo in range(0, 70, 9):  # odd batch sizes cross subtree boundaries
+        await appender.append(events[lo : lo + 9])
+    leaves = [leaf_hash(canonical_bytes(e)) for e in events]
+    async with audit_db.sessions() as session:
+        for size in (1, 2, 7, 33, 64, 70):
+            root = root_of(leaves[:size])
+            for index in range(size):
+                proof = await service.inclusion_proof(session, index, size)
+                verify_inclusion(index, size, leaves[index], proof, root)
+        for old, new in ((1, 70), (13, 64), (64, 70), (32, 33)):
+            proof = await service.consistency_proof(session, old, new)
+            verify_consistency(old, new, root_of(leaves[:old]), root_of(leaves[:new]), proof)
+
+
+async def test_the_runtime_role_may_only_insert_and_select(audit_db: AuditDb) -> None:
+    await audit_db.appender().append([household_event(i) for i in range(3)])
+    conn = await asyncpg.connect(audit_db.dsn, server_settings={"role": audit_db.role})
+    try:
+        assert await conn.fetchval("SELECT current_user") == audit_db.role
+        assert await conn.fetchval("SELECT count(*) FROM log_entry") == 3
+        owner = await conn.fetchval(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'log_entry'"
+        )
+        assert owner != audit_db.role
+        for table, column in (
+            ("log_entry", "ce_type"),
+            ("merkle_node", "hash"),
+            ("checkpoint", "key_id"),
+            ("inbox_message", "ce_type"),
+        ):
+            for statement in (
+                f"UPDATE {table} SET {column} = {column}",  # noqa: S608 - fixed names
+                f"DELETE FROM {table}",  # noqa: S608 - fixed names
+                f"TRUNCATE {table}",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute(statement)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("ALTER TABLE log_entry DISABLE TRIGGER USER")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("SET session_replication_role = replica")
+    finally:
+        await conn.close()
+
+
+async def test_the_trigger_refuses_changes_even_from_the_owner(audit_db: AuditDb) -> None:
+    await audit_db.appender().append([household_event(i) for i in range(2)])
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        for statement in (
+            "UPDATE log_entry SET ce_type = 'x'",
+            "DELETE FROM log_entry",
+            "TRUNCATE log_entry CASCADE",
+            "UPDATE merkle_node SET hash = hash",
+            "DELETE FROM checkpoint",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_a_superusers_edit_is_named_by_the_verifier(audit_db: AuditDb) -> None:
+    appender = audit_db.appender(checkpoint_every=16)
+    events = [household_event(i) for i in range(40)]
+    for lo in range(0, 40, 8):
+        await appender.append(events[lo : lo + 8])
+    assert await appender.checkpoint_if_grown() == 40
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        # Only a superuser can get past the trigger, and must do so on purpose.
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE log_entry SET payload = payload || '\\x00'::bytea WHERE leaf_index = 23"
+        )
+    finally:
+        await conn.close()
+    key = appender.signer.verifier
+    async with audit_db.sessions() as session:
+        covering = await repo.latest_checkpoint(session)
+        assert covering is not None
+        assert covering.tree_size == 40
+        lines = [
+            line async for line in service.export_lines(session, 0, 40, covering, key.name, ["62"])
+        ]
+    text = "".join(lines).splitlines()
+    header, entries = read_export(text)
+    report = verify_export(header, entries, key)
+    assert not report.ok
+    assert report.first_bad_index == 23
+    assert len(header.history) == 2  # 16 and 32, then 40 covering
+
+
+async def test_a_timed_checkpoint_skips_a_log_that_only_announced_itself(
+    audit_db: AuditDb,
+) -> None:
+    appender = audit_db.appender(checkpoint_every=1000)
+    assert await appender.checkpoint_if_grown() is None  # empty log
+    await appender.append([household_event(i) for i in range(3)])
+    assert await appender.checkpoint_if_grown() == 3
+    assert await appender.checkpoint_if_grown() is None
