@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.db import make_engine
 from dibao_common.health import Probe, database_probe, kafka_probe, run_probes
+from dibao_common.observability import configure_logging, install_observability
 from dibao_common.settings import CommonSettings
 
 Hook = Callable[[FastAPI], Awaitable[None]]
@@ -49,6 +50,9 @@ def build_app(
                 await db_engine.dispose()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    # JSON logs with trace/correlation ids, request metrics and /metrics.
+    configure_logging(settings.log_level, service_name=settings.service_name)
+    install_observability(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,462 @@
+"""Logs, metrics and trace context: JSON logs carrying trace and correlation ids, Prometheus
+metrics, and W3C trace context through HTTP requests and Kafka headers.
+
+A request's (or a consumed event's) trace context and correlation id live in context
+variables; every log line written while they are set carries them. Anything that looks
+like a resident ID number is masked before a log line is written, whatever field it is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import IO, Any, TypeVar
+
+import prometheus_client
+import structlog
+from fastapi import FastAPI
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict, WrappedLogger
+
+from dibao_common.crypto import mask_id_number
+
+# --------------------------------------------------------------------------- trace context
+
+_TRACEPARENT = re.compile(
+    r"^(?P<version>[0-9a-f]{2})-(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})"
+    r"-(?P<flags>[0-9a-f]{2})(?P<rest>.*)$"
+)
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+# Generated ids are re-drawn when they contain 18 decimal digits in a row: such an id
+# would be masked in the logs like an ID number and lose its use for correlation.
+_ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """One W3C trace context: the trace, the current span, its parent and the flags."""
+
+    trace_id: str
+    span_id: str
+    flags: int = 1
+    parent_span_id: str | None = None
+
+    def to_traceparent(self) -> str:
+        """The ``traceparent`` header value (version 00)."""
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+
+    def child(self) -> TraceContext:
+        """A new span of the same trace, whose parent is this span."""
+        return TraceContext(self.trace_id, new_span_id(), self.flags, self.span_id)
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 0x01)
+
+
+def new_trace_id() -> str:
+    while True:
+        candidate = os.urandom(16).hex()
+        if candidate != _ZERO_TRACE and not _ID_NUMBER_LIKE.search(candidate):
+            return candidate
+
+
+def new_span_id() -> str:
+    while True:
+        candidate = os.urandom(8).hex()
+        if candidate != _ZERO_SPAN:
+            return candidate
+
+
+def new_trace() -> TraceContext:
+    """The root span of a new trace."""
+    return TraceContext(new_trace_id(), new_span_id())
+
+
+def parse_traceparent(value: str | bytes | None) -> TraceContext | None:
+    """A valid ``traceparent`` value as a context, anything else as None (W3C rules:
+    lowercase hex, version ff invalid, zero ids invalid, version 00 exactly 55 chars)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    value = value.strip()
+    match = _TRACEPARENT.match(value)
+    if match is None:
+        return None
+    version, trace_id, span_id = match["version"], match["trace_id"], match["span_id"]
+    if version == "ff" or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    rest = match["rest"]
+    # Version 00 has exactly four fields; a later version may append fields after a dash.
+    if (version == "00" and rest) or (rest and not rest.startswith("-")):
+        return None
+    return TraceContext(trace_id, span_id, int(match["flags"], 16))
+
+
+_trace: ContextVar[TraceContext | None] = ContextVar("dibao_trace", default=None)
+_correlation: ContextVar[str | None] = ContextVar("dibao_correlation_id", default=None)
+
+
+def current_trace() -> TraceContext | None:
+    """The trace context of the request or event being handled, if any."""
+    return _trace.get()
+
+
+def current_traceparent() -> str | None:
+    """The current ``traceparent`` value, e.g. for ``outbox.enqueue(traceparent=...)``."""
+    ctx = _trace.get()
+    return ctx.to_traceparent() if ctx is not None else None
+
+
+def current_correlation_id() -> str | None:
+    return _correlation.get()
+
+
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+
+
+def valid_correlation_id(value: str | bytes | None) -> str | None:
+    """``value`` if it is an acceptable correlation id (1-128 plain characters), else None."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    value = value.strip()
+    return value if _CORRELATION_ID.match(value) else None
+
+
+def new_correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+@contextmanager
+def use_trace(
+    parent: TraceContext | None = None, *, correlation_id: str | None = None
+) -> Iterator[TraceContext]:
+    """Handle work as a new span: a child of ``parent`` (e.g. ``extract_trace`` of a consumed
+    record) or, without one, the root of a new trace. ``correlation_id`` replaces the
+    current one when given. Log lines written inside carry both."""
+    ctx = parent.child() if parent is not None else new_trace()
+    trace_token = _trace.set(ctx)
+    correlation_token = _correlation.set(correlation_id) if correlation_id is not None else None
+    try:
+        yield ctx
+    finally:
+        if correlation_token is not None:
+            _correlation.reset(correlation_token)
+        _trace.reset(trace_token)
+
+
+# --------------------------------------------------------------------------- Kafka headers
+
+TRACEPARENT_HEADER = "traceparent"
+CORRELATION_HEADER = "x-correlation-id"
+
+
+def inject_trace(
+    headers: list[tuple[str, bytes]], ctx: TraceContext | None = None
+) -> TraceContext | None:
+    """Put ``ctx`` (default: the current trace) into Kafka ``headers`` as ``traceparent``,
+    replacing any there. Returns what was written; without a trace, changes nothing."""
+    ctx = ctx if ctx is not None else _trace.get()
+    if ctx is None:
+        return None
+    headers[:] = [(k, v) for k, v in headers if k.lower() != TRACEPARENT_HEADER]
+    headers.append((TRACEPARENT_HEADER, ctx.to_traceparent().encode("ascii")))
+    return ctx
+
+
+def extract_trace(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceContext | None:
+    """The producer's trace context from Kafka record headers (None if absent or invalid)."""
+    for key, value in headers or ():
+        if key.lower() == TRACEPARENT_HEADER:
+            return parse_traceparent(value)
+    return None
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def _mask_text(text: str) -> str:
+    return _ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+
+
+_Plain = (bool, float, type(None))
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _mask_text(value) if _ID_NUMBER_LIKE.search(value) else value
+    if isinstance(value, _Plain):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_value(v) for v in value]
+    # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
+    text = str(value)
+    return _mask_text(text) if _ID_NUMBER_LIKE.search(text) else value
+
+
+def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: masks every run of characters that looks like an 18-digit
+    resident ID number (``\\d{17}[\\dXx]``), in any field, at any depth."""
+    return {k: _mask_value(v) for k, v in event_dict.items()}
+
+
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: adds ``trace_id``, ``span_id`` and ``correlation_id``."""
+    ctx = _trace.get()
+    if ctx is not None:
+        event_dict.setdefault("trace_id", ctx.trace_id)
+        event_dict.setdefault("span_id", ctx.span_id)
+    correlation = _correlation.get()
+    if correlation is not None:
+        event_dict.setdefault("correlation_id", correlation)
+    return event_dict
+
+
+_SHARED_PROCESSORS: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    add_trace_context,
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    structlog.processors.StackInfoRenderer(),
+]
+
+def _json_default(value: object) -> str:
+    # UUIDs, datetimes, enums, paths: their plain text, not their repr.
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+_configured = False
+_handler: logging.Handler | None = None
+
+
+def configure_logging(
+    level: str = "INFO",
+    *,
+    service_name: str | None = None,
+    stream: IO[str] | None = None,
+    force: bool = False,
+) -> None:
+    """JSON lines on stdout for structlog and stdlib loggers alike, once per process.
+
+    Later calls only change the level, unless ``force`` (tests use it with ``stream``).
+    """
+    global _configured, _handler
+    root = logging.getLogger()
+    if _configured and not force:
+        root.setLevel(level)
+        return
+
+    def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        if service_name is not None:
+            event_dict.setdefault("service", service_name)
+        return event_dict
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED_PROCESSORS,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            add_service,
+            structlog.processors.format_exc_info,
+            # Last before rendering, so exception texts are masked too.
+            mask_id_numbers,
+            structlog.processors.JSONRenderer(default=_json_default),
+        ],
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(formatter)
+    # Only our own previous handler goes: others (pytest's capture) are not ours to drop.
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    _handler = handler
+    root.setLevel(level)
+    # uvicorn's own handlers would print plain text; its access log repeats ours.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: a logger used before this call must still pick up this pipeline.
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger; its lines go through ``configure_logging``'s pipeline."""
+    return structlog.stdlib.get_logger(name)
+
+
+# --------------------------------------------------------------------------- metrics
+
+REGISTRY: CollectorRegistry = prometheus_client.REGISTRY
+"""The registry ``/metrics`` exposes: prometheus_client's default one (with the process,
+platform and GC collectors), so any metric created the ordinary way is exposed."""
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+_metrics: dict[str, Counter | Gauge | Histogram] = {}
+
+
+def _metric(kind: type[_M], name: str, documentation: str, labels: Sequence[str], **kw: Any) -> _M:
+    # Idempotent, so a module imported twice or a component built twice reuses its metric.
+    existing = _metrics.get(name)
+    if existing is not None:
+        if not isinstance(existing, kind) or tuple(existing._labelnames) != tuple(labels):
+            raise ValueError(f"metric {name!r} already exists with another type or labels")
+        return existing
+    created = kind(name, documentation, list(labels), registry=REGISTRY, **kw)
+    _metrics[name] = created
+    return created
+
+
+def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+    """A counter in ``REGISTRY`` (the same object if already created with that name)."""
+    return _metric(Counter, name, documentation, labels)
+
+
+def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+    """A gauge in ``REGISTRY`` (the same object if already created with that name)."""
+    return _metric(Gauge, name, documentation, labels)
+
+
+def histogram(
+    name: str,
+    documentation: str,
+    labels: Sequence[str] = (),
+    buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+) -> Histogram:
+    """A histogram in ``REGISTRY`` (the same object if already created with that name)."""
+    return _metric(Histogram, name, documentation, labels, buckets=tuple(buckets))
+
+
+HTTP_REQUEST_DURATION = histogram(
+    "dibao_http_request_duration_seconds",
+    "HTTP request latency by method, route template and status",
+    ["method", "route", "status"],
+)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UNMATCHED = "<unmatched>"
+
+
+def _route_template(scope: Scope) -> str:
+    # The router leaves the matched route in the scope; the raw path would make one
+    # time series per household id.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else _UNMATCHED
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class ObservabilityMiddleware:
+    """Per HTTP request: trace context from ``traceparent`` (or a new trace), correlation
+    id from ``X-Correlation-ID`` (or a new one, echoed in the response), one access log
+    line and one latency observation."""
+
+    def __init__(self, app: ASGIApp, *, quiet_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        # Probes and scrapes would drown the access log; they are logged at DEBUG.
+        self.quiet_paths = frozenset(quiet_paths)
+        self.log = get_logger("dibao.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        parent = parse_traceparent(headers.get(TRACEPARENT_HEADER))
+        correlation = valid_correlation_id(headers.get(CORRELATION_HEADER)) or (
+            new_correlation_id()
+        )
+        status = 500
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                MutableHeaders(scope=message)["X-Correlation-ID"] = correlation
+            await send(message)
+
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        started = time.perf_counter()
+        with use_trace(parent, correlation_id=correlation):
+            try:
+                await self.app(scope, receive, send_with_ids)
+            except Exception:
+                status = 500
+                self.log.exception("http.request.failed", method=method, path=scope["path"])
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                route = _route_template(scope)
+                HTTP_REQUEST_DURATION.labels(method, route, str(status)).observe(elapsed)
+                level = logging.DEBUG if scope["path"] in self.quiet_paths else logging.INFO
+                # The path without its query string: queries may carry names and numbers.
+                self.log.log(
+                    level,
+                    "http.request",
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                )
+
+
+def install_observability(app: FastAPI, *, metrics_path: str = "/metrics") -> None:
+    """Add the request middleware and the Prometheus endpoint to ``app``."""
+
+    @app.get(
+        metrics_path, tags=["operations"], summary="Prometheus metrics", response_class=Response
+    )
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(ObservabilityMiddleware, quiet_paths=("/healthz", "/readyz", metrics_path))

@@ -1,0 +1,105 @@
+"""JSON logs: trace and correlation ids on every line, ID numbers masked everywhere."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from dibao_common.observability import (
+    configure_logging,
+    get_logger,
+    mask_id_numbers,
+    use_trace,
+)
+
+from .conftest import LogLines
+
+ID_LIKE = re.compile(r"\d{17}[\dXx]")
+RAW = "62010219800101123X"
+MASKED = "620102********123X"
+
+
+def test_lines_are_json_with_trace_and_correlation_ids(log_lines: LogLines) -> None:
+    log = get_logger("dibao.test")
+    with use_trace(correlation_id="corr-42") as ctx:
+        log.info("case.opened", case="c-1", amount_fen=31500)
+    log.info("outside.any.trace")
+    inside, outside = log_lines()
+    assert inside["event"] == "case.opened"
+    assert inside["level"] == "info"
+    assert inside["logger"] == "dibao.test"
+    assert inside["service"] == "obs-test"
+    assert inside["trace_id"] == ctx.trace_id
+    assert inside["span_id"] == ctx.span_id
+    assert inside["correlation_id"] == "corr-42"
+    assert inside["amount_fen"] == 31500
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", inside["ts"])
+    assert "trace_id" not in outside
+    assert "correlation_id" not in outside
+
+
+def test_stdlib_loggers_share_the_format_and_the_context(log_lines: LogLines) -> None:
+    with use_trace() as ctx:
+        logging.getLogger("sqlalchemy.engine").warning("slow query %s ms", 1500)
+    (line,) = log_lines()
+    assert line["event"] == "slow query 1500 ms"
+    assert line["level"] == "warning"
+    assert line["logger"] == "sqlalchemy.engine"
+    assert line["trace_id"] == ctx.trace_id
+
+
+def test_id_numbers_never_reach_the_output(log_lines: LogLines) -> None:
+    log = get_logger("dibao.test")
+    log.info(
+        f"member {RAW} registered",
+        member={"id_number": RAW.lower(), "others": [("620102198001011234",), {"x": RAW}]},
+        as_int=620102198001011234,
+        inside_text=f"身份证号{RAW}，已核验",
+        bank_account="6222020200112233445",
+        household_id=uuid.UUID("0192f0c8-7f2a-7b4e-9a43-5d7c2b8e1f00"),
+    )
+    logging.getLogger("asyncpg").error("duplicate key (id_number)=(%s)", RAW)
+    try:
+        raise ValueError(f"duplicate member {RAW}")
+    except ValueError:
+        log.exception("member.rejected")
+    first, foreign, failed = log_lines()
+    assert first["event"] == f"member {MASKED} registered"
+    assert first["member"]["id_number"] == MASKED
+    assert first["member"]["others"] == [["620102********1234"], {"x": MASKED}]
+    assert first["as_int"] == "620102********1234"
+    assert first["inside_text"] == f"身份证号{MASKED}，已核验"
+    assert first["household_id"] == "0192f0c8-7f2a-7b4e-9a43-5d7c2b8e1f00"
+    assert foreign["event"] == f"duplicate key (id_number)=({MASKED})"
+    assert "ValueError: duplicate member " + MASKED in failed["exception"]
+    for line in (first, foreign, failed):
+        assert not ID_LIKE.search(repr(line)), line
+
+
+def test_the_processor_masks_at_any_depth() -> None:
+    event = {
+        "event": "x",
+        "nested": {"deeper": {"list": [RAW, {"set": frozenset({RAW})}]}},
+        "number": 3.5,
+        "flag": True,
+        "nothing": None,
+        "short": "6201021980",
+    }
+    masked = mask_id_numbers(None, "info", event)
+    assert masked["nested"] == {"deeper": {"list": [MASKED, {"set": [MASKED]}]}}
+    assert masked["number"] == 3.5
+    assert masked["flag"] is True
+    assert masked["nothing"] is None
+    assert masked["short"] == "6201021980"
+
+
+def test_later_configuration_changes_only_the_level(log_lines: LogLines) -> None:
+    log = get_logger("dibao.test")
+    log.debug("shown")
+    configure_logging("WARNING")
+    log.info("hidden")
+    logging.getLogger("other").info("hidden too")
+    log.warning("shown too")
+    configure_logging("DEBUG")
+    assert [line["event"] for line in log_lines()] == ["shown", "shown too"]
