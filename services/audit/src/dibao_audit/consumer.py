@@ -1,0 +1,175 @@
+"""The audit log's own consumer: every ``dibao.*`` topic, in batches, exactly once.
+
+The kit's ``ConsumerRunner`` runs one transaction per event, which caps the log at a few
+hundred appends a second; the log needs thousands. This runner keeps the kit's
+semantics on the kit's tables (inbox row per ``ce_id`` in the same transaction as the
+effect, Kafka offsets committed only after the database commit) for a whole fetched
+batch at a time. Unlike other consumers it has no dead-letter path: the log records
+every record it sees, decodable or not (see ``projection``), and retries a failing
+database without limit rather than skip anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from dibao_audit.appender import AppendResult, LogAppender
+from dibao_audit.entry import RecordedEvent
+from dibao_common.messaging.relay import Backoff
+
+log = structlog.get_logger(__name__)
+
+AfterAppend = Callable[[AppendResult], Awaitable[None]]
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.revoked: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.revoked.update(revoked)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.revoked.difference_update(assigned)
+
+
+def recorded(record: Any) -> RecordedEvent:
+    """A consumed aiokafka record as the log keeps it."""
+    return RecordedEvent(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        headers=tuple((str(k), bytes(v)) for k, v in (record.headers or ())),
+        payload=record.value or b"",
+    )
+
+
+class LogConsumer:
+    """Consumes the topics matching ``pattern`` as ``group`` into the appender."""
+
+    def __init__(
+        self,
+        appender: LogAppender,
+        bootstrap: str,
+        *,
+        group: str,
+        pattern: str,
+        batch_max: int = 2000,
+        poll_timeout_ms: int = 200,
+        metadata_max_age_ms: int = 10_000,
+        after_append: AfterAppend | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        re.compile(pattern)
+        self._appender = appender
+        self._bootstrap = bootstrap
+        self._group = group
+        self._pattern = pattern
+        self._batch_max = batch_max
+        self._poll_timeout_ms = poll_timeout_ms
+        self._metadata_max_age_ms = metadata_max_age_ms
+        self._after_append = after_append
+        self._overrides = dict(consumer_overrides or {})
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.appended = 0
+
+    async def start(self) -> None:
+        """Run :meth:`run_forever` in a background task."""
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self.run_forever(), name=f"audit-log-{self._group}")
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, timeout_s)
+            self._task = None
+
+    @property
+    def appender(self) -> LogAppender:
+        return self._appender
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    async def run_forever(self) -> None:
+        """Consume until :meth:`stop`; a broker outage is waited out, never skipped."""
+        backoff = Backoff(0.2, 10.0)
+        while not self._stopping.is_set():
+            try:
+                await self._run()
+                return
+            except KafkaError as exc:
+                delay = backoff.next()
+                log.warning("audit_consumer_broker_error", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+
+    async def _run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            client_id=f"audit-log-{self._group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=self._metadata_max_age_ms,
+            max_poll_records=self._batch_max,
+            **self._overrides,
+        )
+        listener = _Revocations()
+        consumer.subscribe(pattern=self._pattern, listener=listener)
+        await consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
+                )
+                if batch:
+                    await self._apply(consumer, listener, batch)
+        finally:
+            await consumer.stop()
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        listener: _Revocations,
+        batch: dict[TopicPartition, list[Any]],
+    ) -> None:
+        events = [recorded(r) for records in batch.values() for r in records]
+        backoff = Backoff(0.1, 10.0)
+        while True:
+            try:
+                result = await self._appender.append(events)
+                break
+            except Exception as exc:
+                # The log must not skip anything: wait for the database and try again.
+                delay = backoff.next()
+                log.error("audit_append_failed", error=repr(exc), retry_in_s=delay)
+                if self._stopping.is_set():
+                    return
+                await asyncio.sleep(delay)
+        self.appended += result.appended
+        if self._after_append is not None:
+            await self._after_append(result)
+        offsets = {
+            tp: records[-1].offset + 1
+            for tp, records in batch.items()
+            if records and tp not in listener.revoked
+        }
+        try:
+            if offsets:
+                await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Another member now owns the partition and will redeliver; the inbox skips it.
+            log.info("audit_offset_commit_skipped", error=str(exc))

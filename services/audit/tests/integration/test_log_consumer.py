@@ -1,0 +1,164 @@
+"""The log consumer on the real Kafka broker and PostgreSQL: exactly once, across a crash."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import repository as repo
+from dibao_audit import service
+from dibao_audit.appender import AppendResult
+from dibao_audit.consumer import LogConsumer
+from dibao_audit.models import LogEntry
+from dibao_audit.testing import AuditDb
+from dibao_audit.verifier import read_export, verify_export
+from dibao_common.messaging.envelope import Envelope, ce_type_of
+from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(audit_db: AuditDb) -> AsyncIterator[str]:
+    name = f"dibao.t{uuid.uuid4().hex[:10]}.v1"
+    await create_topic(audit_db.stack.kafka_bootstrap, name, partitions=3)
+    try:
+        yield name
+    finally:
+        await delete_topics(audit_db.stack.kafka_bootstrap, [name])
+
+
+def _envelope(i: int) -> Envelope:
+    household = f"hh-{i % 7}"
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id=household,
+        region=types_pb2.RegionCode(code="620102001001"),
+        application_id=f"app-{i}",
+    )
+    return Envelope(
+        ce_id=uuid.uuid4(),
+        ce_type=ce_type_of(message),
+        ce_source="dibao/intake",
+        ce_time=datetime(2026, 11, 1, tzinfo=UTC),
+        ce_subject=None,
+        key=household,
+        payload=message.SerializeToString(),
+    )
+
+
+async def _produce(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for env in envelopes:
+            await producer.send(topic, env.payload, key=env.key.encode(), headers=env.to_headers())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _stored_ids(db: AuditDb) -> list[str]:
+    async with db.sessions() as session:
+        rows = await session.scalars(sa.select(LogEntry.ce_id).order_by(LogEntry.leaf_index))
+        return [str(x) for x in rows]
+
+
+def _consumer(db: AuditDb, topic: str, **kwargs: object) -> LogConsumer:
+    return LogConsumer(
+        db.appender(checkpoint_every=50),
+        db.stack.kafka_bootstrap,
+        group=f"audit-{topic}",
+        pattern=f"^{topic.replace('.', '[.]')}$",
+        batch_max=40,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_duplicate_delivery_is_appended_once(audit_db: AuditDb, topic: str) -> None:
+    envelopes = [_envelope(i) for i in range(120)]
+    # The relay delivers at least once: the same events again, ce_id and all.
+    await _produce(audit_db.stack.kafka_bootstrap, topic, [*envelopes, *envelopes[10:30]])
+    consumer = _consumer(audit_db, topic)
+    await consumer.start()
+    try:
+
+        async def done() -> bool:
+            return len(await _stored_ids(audit_db)) >= 120 and consumer.appended >= 120
+
+        await eventually(done, timeout_s=60, what="120 entries")
+        await _produce(audit_db.stack.kafka_bootstrap, topic, envelopes[:5])
+        async with audit_db.owner.connect() as conn:
+
+            async def inbox_saw_all() -> bool:
+                n = await conn.scalar(sa.text("SELECT count(*) FROM inbox_message"))
+                await conn.rollback()
+                return bool(n == 120)
+
+            await eventually(inbox_saw_all, what="inbox")
+    finally:
+        await consumer.stop()
+    ids = await _stored_ids(audit_db)
+    assert sorted(ids) == sorted(str(e.ce_id) for e in envelopes)
+    assert len(ids) == len(set(ids))
+
+
+async def test_a_crash_between_commit_and_offset_loses_and_duplicates_nothing(
+    audit_db: AuditDb, topic: str
+) -> None:
+    envelopes = [_envelope(i) for i in range(300)]
+    await _produce(audit_db.stack.kafka_bootstrap, topic, envelopes)
+    batches = 0
+
+    async def crash_after_second_batch(result: AppendResult) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            # The batch is committed in the database, its offsets are not in Kafka.
+            raise RuntimeError("simulated crash")
+
+    first = _consumer(audit_db, topic, after_append=crash_after_second_batch)
+    await first.start()
+    assert first.task is not None
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        await first.task
+    partial = await _stored_ids(audit_db)
+    assert 0 < len(partial) < 300
+
+    second = _consumer(audit_db, topic)  # a new process: a new appender, the same group
+    await second.start()
+    try:
+
+        async def all_there() -> bool:
+            return len(await _stored_ids(audit_db)) >= 300
+
+        await eventually(all_there, timeout_s=60, what="300 entries")
+    finally:
+        await second.stop()
+    ids = await _stored_ids(audit_db)
+    assert ids[: len(partial)] == partial
+    assert sorted(ids) == sorted(str(e.ce_id) for e in envelopes)
+    # And the tree over it all is the one the checkpoints signed.
+    appender = second.appender
+    await appender.checkpoint_if_grown()
+    async with audit_db.sessions() as session:
+        covering = await repo.latest_checkpoint(session)
+        assert covering is not None
+        assert covering.tree_size == 300
+        lines = [
+            line
+            async for line in service.export_lines(
+                session, 0, 300, covering, appender.signer.origin, ["62"]
+            )
+        ]
+    header, entries = read_export("".join(lines).splitlines())
+    report = verify_export(header, entries, appender.signer.verifier)
+    assert report.ok, report.problems
+    assert report.checked == 300
