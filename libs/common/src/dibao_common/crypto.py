@@ -212,6 +212,13 @@ class PersonHasher:
     def from_settings(cls, settings: PiiSettings) -> PersonHasher:
         return cls(settings.hash_key_bytes())
 
+    @property
+    def key_id(self) -> str:
+        """A fingerprint of the key (``PersonRef.hash_key_id``): tells which key made a
+        stored hash without revealing anything usable about it."""
+        check = hmac.new(self._key, b"dibao.person-hash.key-id", hashlib.sha256).hexdigest()
+        return f"h{check[:8]}"
+
     def hash_id_number(self, id_number: str) -> str:
         """Hex HMAC-SHA256 of the normalised ID number, for lookup and de-duplication."""
         normalised = normalise_id_number(id_number)

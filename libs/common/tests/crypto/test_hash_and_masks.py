@@ -46,6 +46,14 @@ def test_hash_depends_on_the_key_and_the_number() -> None:
     assert int(a, 16) >= 0
 
 
+def test_the_key_id_tells_keys_apart() -> None:
+    key_id = PersonHasher(KEY).key_id
+    assert key_id == PersonHasher(bytes(KEY)).key_id
+    assert key_id != PersonHasher(os.urandom(32)).key_id
+    assert len(key_id) == 9
+    assert key_id.startswith("h")
+
+
 def test_short_hash_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 32 bytes"):
         PersonHasher(b"short")
