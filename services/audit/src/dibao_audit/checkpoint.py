@@ -74,7 +74,7 @@ class VerifierKey:
     def parse(cls, vkey: str) -> VerifierKey:
         """Parse ``name+hash+base64key``; raises CheckpointError when it is inconsistent."""
         try:
-            name, hash_hex, encoded = vkey.strip().rsplit("+", 2)
+            name, hash_hex, encoded = vkey.strip().split("+", 2)
             raw = base64.b64decode(encoded, validate=True)
         except (ValueError, binascii.Error) as exc:
             raise CheckpointError(f"malformed verifier key: {exc}") from exc

@@ -2,18 +2,108 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import structlog
 from fastapi import FastAPI
 
+from dibao_audit.api import AuditRuntime, router
+from dibao_audit.appender import LogAppender
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.consumer import LogConsumer
+from dibao_audit.db import make_runtime_engine, runtime_role
 from dibao_audit.settings import AuditSettings
 from dibao_common.app import build_app
+from dibao_common.auth import AuthSettings
+from dibao_common.clock import Clock, SystemClock
+from dibao_common.db import make_sessionmaker
+from dibao_common.messaging.relay import OutboxRelay
+
+log = structlog.get_logger(__name__)
 
 
-def create_app(settings: AuditSettings | None = None) -> FastAPI:
+async def _checkpoint_ticker(appender: LogAppender, interval_s: float) -> None:
+    """A checkpoint at least every ``interval_s`` while the log grows."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            size = await appender.checkpoint_if_grown()
+        except Exception as exc:  # the next tick tries again
+            log.error("audit_checkpoint_failed", error=repr(exc))
+        else:
+            if size is not None:
+                log.info("audit_checkpoint_signed", tree_size=size)
+
+
+def create_app(
+    settings: AuditSettings | None = None,
+    *,
+    auth: AuthSettings | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
     resolved = settings if settings is not None else AuditSettings()
+    auth_settings = auth if auth is not None else AuthSettings()
+    the_clock = clock if clock is not None else SystemClock()
+    role = runtime_role(resolved.database_url, resolved.audit_runtime_role)
+    engine = make_runtime_engine(resolved.database_url, role)
+    sessions = make_sessionmaker(engine)
+    signer = CheckpointSigner(resolved.signing_seed(), resolved.audit_log_origin)
+    appender = LogAppender(
+        sessions,
+        signer,
+        consumer="audit",
+        checkpoint_every=resolved.audit_checkpoint_every,
+        region=resolved.audit_log_region,
+        now=the_clock.now,
+    )
+    consumer = LogConsumer(
+        appender,
+        resolved.kafka_bootstrap,
+        group=resolved.audit_consumer_group,
+        pattern=resolved.audit_topic_pattern,
+        batch_max=resolved.audit_batch_max,
+    )
+    relay = OutboxRelay(engine, resolved.kafka_bootstrap, name="audit")
+    tasks: list[asyncio.Task[None]] = []
+
+    async def startup(app: FastAPI) -> None:
+        app.state.audit = AuditRuntime(
+            sessions=sessions,
+            appender=appender,
+            signer=signer,
+            clock=the_clock,
+            personal_data_roles=frozenset(resolved.audit_personal_data_roles),
+        )
+        app.state.audit_consumer = consumer
+        await relay.start()
+        if resolved.audit_consume:
+            await consumer.start()
+            tasks.append(
+                asyncio.create_task(
+                    _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s)
+                )
+            )
+
+    async def shutdown(app: FastAPI) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await consumer.stop()
+        await relay.stop()
+        await engine.dispose()
+
     return build_app(
         resolved,
         title="dibao audit",
         description=(
             "The append-only, tamper-evident log of every event and every read of personal data."
         ),
+        routers=[router],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        engine=engine,
+        auth=auth_settings,
+        clock=the_clock,
     )

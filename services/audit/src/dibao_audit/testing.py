@@ -8,17 +8,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
+from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.db import make_runtime_engine, runtime_role
+from dibao_audit.entry import RecordedEvent
 from dibao_common.db import make_engine, make_sessionmaker
+from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.stack import TestStack
 
 TEST_SEED = hashlib.sha256(b"dibao audit test signing key").digest()
@@ -88,3 +93,33 @@ async def audit_db(audit_stack: TestStack) -> AsyncIterator[AuditDb]:
     finally:
         await db.owner.dispose()
         await db.runtime.dispose()
+
+
+def recorded_event(
+    message: Message,
+    *,
+    offset: int,
+    key: str,
+    partition: int = 0,
+    actor: str | None = None,
+    at: datetime | None = None,
+) -> RecordedEvent:
+    """A record as a service's relay would have put ``message`` on its topic."""
+    envelope = Envelope(
+        ce_id=uuid.uuid4(),
+        ce_type=ce_type_of(message),
+        ce_source="dibao/test",
+        ce_time=at or datetime(2026, 11, 1, tzinfo=UTC),
+        ce_subject=None,
+        key=key,
+        payload=message.SerializeToString(),
+        actor=actor,
+    )
+    return RecordedEvent(
+        topic=topic_of(message),
+        partition=partition,
+        offset=offset,
+        key=key.encode(),
+        headers=tuple(envelope.to_headers()),
+        payload=envelope.payload,
+    )

@@ -113,6 +113,10 @@ def test_signed_note_round_trip_and_forgery() -> None:
     other = CheckpointSigner(hashlib.sha256(b"other").digest(), "dibao.audit/test")
     with pytest.raises(CheckpointError, match="no signature"):
         other.verifier.verify(note)
+    for i in range(64):  # base64 keys with '+' in them parse too
+        seed = hashlib.sha256(b"seed %d" % i).digest()
+        vkey = CheckpointSigner(seed, "dibao.audit/test").verifier.vkey()
+        assert VerifierKey.parse(vkey).vkey() == vkey
     with pytest.raises(CheckpointError, match="hash does not match"):
         VerifierKey.parse("dibao.audit/x+" + signer.verifier.vkey().split("+", 1)[1])
 

@@ -1,0 +1,565 @@
+"""The auditor interface: entries, proofs, checkpoints, timelines and exports (thin routes)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from dibao.access.v1 import events_pb2 as access_pb2
+from dibao.common.v1 import enums_pb2, types_pb2
+from dibao_audit import repository as repo
+from dibao_audit import service
+from dibao_audit.appender import LogAppender
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.models import Checkpoint, LogEntry
+from dibao_audit.repository import EntryFilter
+from dibao_common.auth import Principal, Role, require_roles
+from dibao_common.clock import Clock
+from dibao_common.errors import BadRequest, NotFound, problem_responses
+from dibao_common.messaging.outbox import enqueue
+from dibao_common.observability import current_correlation_id
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRuntime:
+    """What the routes need, built once at the wiring point (``main.create_app``)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    appender: LogAppender
+    signer: CheckpointSigner
+    clock: Clock
+    personal_data_roles: frozenset[str]
+
+
+def _runtime(request: Request) -> AuditRuntime:
+    runtime: AuditRuntime = request.app.state.audit
+    return runtime
+
+
+Runtime = Annotated[AuditRuntime, Depends(_runtime)]
+Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
+
+
+async def _session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed at the boundary."""
+    async with runtime.sessions() as session, session.begin():
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session)]
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+class PublicKeyOut(BaseModel):
+    algorithm: str
+    origin: str
+    key_id: str
+    vkey: str
+    public_key: str
+
+
+class CheckpointOut(BaseModel):
+    checkpoint_id: str
+    tree_size: int
+    root_hash: str
+    signed_note: str
+    key_id: str
+    signed_at: datetime
+    previous_tree_size: int | None
+
+
+class CheckpointPage(BaseModel):
+    items: list[CheckpointOut]
+    next_cursor: str | None
+
+
+class EntryOut(BaseModel):
+    index: int
+    ce_id: str
+    ce_type: str
+    ce_time: datetime | None
+    topic: str
+    partition: int
+    offset: int
+    household_id: str | None
+    application_id: str | None
+    case_id: str | None
+    region: str | None
+    actor: str | None
+    leaf_hash: str
+    appended_at: datetime
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    next_cursor: str | None
+
+
+class InclusionProofOut(BaseModel):
+    index: int
+    tree_size: int
+    leaf_hash: str
+    path: list[str]
+    checkpoint: str
+
+
+class EntryWithProofOut(BaseModel):
+    entry: EntryOut
+    decoded: dict[str, Any] | None
+    masked: bool
+    headers: list[list[str]]
+    payload: str
+    record_key: str | None
+    proof: InclusionProofOut
+
+
+class ConsistencyProofOut(BaseModel):
+    from_size: int
+    to_size: int
+    path: list[str]
+
+
+class TimelineItem(BaseModel):
+    index: int
+    ce_type: str
+    ce_time: datetime | None
+    actor: str | None
+    application_id: str | None
+    case_id: str | None
+    decoded: dict[str, Any] | None
+
+
+class TimelineOut(BaseModel):
+    household_id: str
+    masked: bool
+    items: list[TimelineItem]
+    next_cursor: str | None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _cursor(index: int | None) -> str | None:
+    return None if index is None else base64.urlsafe_b64encode(f"i:{index}".encode()).decode()
+
+
+def _after(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not text.startswith("i:"):
+            raise ValueError(text)
+        return int(text[2:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRequest("The cursor is not one this service gave", type_slug="bad-cursor") from exc
+
+
+def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
+    return CheckpointOut(
+        checkpoint_id=str(cp.checkpoint_id),
+        tree_size=cp.tree_size,
+        root_hash=bytes(cp.root_hash).hex(),
+        signed_note=cp.signed_note,
+        key_id=cp.key_id,
+        signed_at=cp.signed_at,
+        previous_tree_size=cp.previous_tree_size,
+    )
+
+
+def _entry_out(e: LogEntry) -> EntryOut:
+    return EntryOut(
+        index=e.leaf_index,
+        ce_id=str(e.ce_id),
+        ce_type=e.ce_type,
+        ce_time=e.ce_time,
+        topic=e.topic,
+        partition=e.partition,
+        offset=e.offset,
+        household_id=e.household_id,
+        application_id=e.application_id,
+        case_id=e.case_id,
+        region=e.region,
+        actor=e.actor,
+        leaf_hash=bytes(e.leaf_hash).hex(),
+        appended_at=e.appended_at,
+    )
+
+
+def _visible(principal: Principal, entry: LogEntry) -> bool:
+    return entry.region is not None and principal.can_see(entry.region)
+
+
+def _sees_personal_data(principal: Principal, runtime: AuditRuntime) -> bool:
+    return any(str(r) in runtime.personal_data_roles for r in principal.roles)
+
+
+async def _covering(session: AsyncSession, tree_size: int | None) -> Checkpoint:
+    cp = (
+        await repo.latest_checkpoint(session)
+        if tree_size is None
+        else await repo.checkpoint_at(session, tree_size)
+    )
+    if cp is None:
+        raise NotFound(
+            "No checkpoint of that size" if tree_size is not None else "No checkpoint yet",
+            type_slug="checkpoint-not-found",
+        )
+    return cp
+
+
+async def record_access(
+    session: AsyncSession,
+    runtime: AuditRuntime,
+    principal: Principal,
+    *,
+    household_id: str,
+    region: str,
+    record_type: int,
+    record_id: str,
+    fields: list[str],
+    action: int,
+    granted: bool,
+    operation: str,
+) -> None:
+    """Log a read of personal data (``dibao.access.v1``) in the request's transaction."""
+    at = runtime.clock.now()
+    message = access_pb2.PersonalDataAccessed(
+        household_id=household_id,
+        region=types_pb2.RegionCode(code=region),
+        actor=types_pb2.Actor(
+            subject=principal.subject,
+            roles=sorted(str(r) for r in principal.roles),
+            region_prefixes=list(principal.regions),
+            kind=enums_pb2.ACTOR_KIND_STAFF,
+        ),
+        access_id=str(uuid7()),
+        service="audit",
+        record_type=record_type,  # type: ignore[arg-type]
+        record_id=record_id,
+        fields=fields,
+        action=action,  # type: ignore[arg-type]
+        outcome=access_pb2.ACCESS_OUTCOME_GRANTED if granted else access_pb2.ACCESS_OUTCOME_DENIED,
+        purpose=access_pb2.PURPOSE_AUDIT,
+        correlation_id=current_correlation_id() or "",
+        operation=operation,
+    )
+    message.occurred_at.FromDatetime(at)
+    await enqueue(
+        session,
+        message,
+        key=household_id or "audit",
+        source="dibao/audit",
+        actor=principal.subject,
+        correlation_id=current_correlation_id(),
+        time=at,
+    )
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/public-key",
+    summary="The checkpoint verifier key (C2SP vkey) and the raw Ed25519 public key",
+)
+async def public_key(runtime: Runtime) -> PublicKeyOut:
+    key = runtime.signer.verifier
+    return PublicKeyOut(
+        algorithm="Ed25519",
+        origin=key.name,
+        key_id=key.key_id,
+        vkey=key.vkey(),
+        public_key=base64.b64encode(key.public_raw).decode(),
+    )
+
+
+@router.get(
+    "/checkpoints/latest",
+    summary="The latest signed checkpoint",
+    responses=problem_responses(401, 403, 404),
+)
+async def latest_checkpoint(_: Auditor, session: Session) -> CheckpointOut:
+    return _checkpoint_out(await _covering(session, None))
+
+
+@router.get(
+    "/checkpoints",
+    summary="Past checkpoints, newest first",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def list_checkpoints(
+    _: Auditor,
+    session: Session,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> CheckpointPage:
+    found = await repo.checkpoints(session, before_size=_after(cursor), limit=limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return CheckpointPage(
+        items=[_checkpoint_out(c) for c in page],
+        next_cursor=_cursor(page[-1].tree_size) if more else None,
+    )
+
+
+@router.get(
+    "/checkpoints/{tree_size}",
+    summary="The checkpoint of one tree size",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def checkpoint_of_size(_: Auditor, session: Session, tree_size: int) -> CheckpointOut:
+    return _checkpoint_out(await _covering(session, tree_size))
+
+
+@router.get(
+    "/entries",
+    summary="Entries by household, application, case, event type, actor and time range",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def list_entries(
+    principal: Auditor,
+    session: Session,
+    household_id: str | None = None,
+    application_id: str | None = None,
+    case_id: str | None = None,
+    ce_type: str | None = None,
+    actor: str | None = None,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> EntryPage:
+    flt = EntryFilter(
+        region_prefixes=principal.regions,
+        household_id=household_id,
+        application_id=application_id,
+        case_id=case_id,
+        ce_type=ce_type,
+        actor=actor,
+        time_from=time_from,
+        time_to=time_to,
+    )
+    found = await repo.find_entries(session, flt, after=_after(cursor), limit=limit + 1)
+    page = found[:limit]
+    return EntryPage(
+        items=[_entry_out(e) for e in page],
+        next_cursor=_cursor(page[-1].leaf_index) if len(found) > limit else None,
+    )
+
+
+@router.get(
+    "/entries/{index}",
+    summary="One entry, decoded, with its inclusion proof against a checkpoint",
+    description="Against the latest checkpoint unless `tree_size` names another one. "
+    "The read of the decoded payload is itself logged.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def entry_with_proof(
+    principal: Auditor,
+    runtime: Runtime,
+    session: Session,
+    index: int,
+    tree_size: int | None = None,
+) -> EntryWithProofOut:
+    entry = await repo.entry_at(session, index)
+    if entry is None or not _visible(principal, entry):
+        raise NotFound("No such entry", type_slug="entry-not-found")
+    cp = await _covering(session, tree_size)
+    if index >= cp.tree_size:
+        raise NotFound(
+            "The entry is not covered by that checkpoint yet", type_slug="entry-not-covered"
+        )
+    path = await service.inclusion_proof(session, index, cp.tree_size)
+    unmasked = _sees_personal_data(principal, runtime)
+    decoded = entry.decoded if unmasked else service.mask_personal(entry.decoded)
+    if entry.household_id:
+        await record_access(
+            session,
+            runtime,
+            principal,
+            household_id=entry.household_id,
+            region=entry.region or "",
+            record_type=access_pb2.RECORD_TYPE_OTHER,
+            record_id=f"audit-entry/{index}",
+            fields=["decoded_event"] + ([] if not unmasked else ["personal_data"]),
+            action=access_pb2.ACCESS_ACTION_VIEW,
+            granted=True,
+            operation="GET /audit/entries/{index}",
+        )
+    return EntryWithProofOut(
+        entry=_entry_out(entry),
+        decoded=decoded,
+        masked=not unmasked,
+        headers=entry.headers,
+        payload=base64.b64encode(bytes(entry.payload)).decode(),
+        record_key=None
+        if entry.record_key is None
+        else base64.b64encode(bytes(entry.record_key)).decode(),
+        proof=InclusionProofOut(
+            index=index,
+            tree_size=cp.tree_size,
+            leaf_hash=bytes(entry.leaf_hash).hex(),
+            path=[p.hex() for p in path],
+            checkpoint=cp.signed_note,
+        ),
+    )
+
+
+@router.get(
+    "/proofs/consistency",
+    summary="Consistency proof between two tree sizes (RFC 9162 section 2.1.4)",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def consistency(
+    _: Auditor,
+    session: Session,
+    from_size: Annotated[int, Query(ge=0)],
+    to_size: Annotated[int, Query(ge=0)],
+) -> ConsistencyProofOut:
+    size = await repo.tree_size(session)
+    if not from_size <= to_size <= size:
+        raise BadRequest(
+            f"Need from_size <= to_size <= {size} (the log's size)", type_slug="bad-tree-sizes"
+        )
+    path = await service.consistency_proof(session, from_size, to_size)
+    return ConsistencyProofOut(from_size=from_size, to_size=to_size, path=[p.hex() for p in path])
+
+
+@router.get(
+    "/households/{household_id}/timeline",
+    summary="A household's events in log order, decoded; personal data masked by role",
+    description="Every read, and every refused read, is itself logged on dibao.access.v1.",
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
+async def household_timeline(
+    principal: Auditor,
+    runtime: Runtime,
+    household_id: str,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> TimelineOut:
+    unmasked = _sees_personal_data(principal, runtime)
+    after = _after(cursor)
+    async with runtime.sessions() as session, session.begin():
+        # Scoped query first; the unscoped one only tells a refused read from a missing one.
+        flt = EntryFilter(region_prefixes=principal.regions, household_id=household_id)
+        found = await repo.find_entries(session, flt, after=after, limit=limit + 1)
+        region = found[0].region if found else None
+        if not found:
+            anywhere = EntryFilter(region_prefixes=("",), household_id=household_id)
+            other = await repo.find_entries(session, anywhere, after=None, limit=1)
+            region = other[0].region if other else None
+        if region is not None:
+            await record_access(
+                session,
+                runtime,
+                principal,
+                household_id=household_id,
+                region=region,
+                record_type=access_pb2.RECORD_TYPE_HOUSEHOLD,
+                record_id=household_id,
+                fields=["timeline"] + (["personal_data"] if unmasked else []),
+                action=access_pb2.ACCESS_ACTION_VIEW,
+                granted=bool(found),
+                operation="GET /audit/households/{household_id}/timeline",
+            )
+    if not found:
+        raise NotFound("No such household in the log", type_slug="household-not-found")
+    page = found[:limit]
+    mask: Callable[[Any], Any] = (lambda v: v) if unmasked else service.mask_personal
+    return TimelineOut(
+        household_id=household_id,
+        masked=not unmasked,
+        items=[
+            TimelineItem(
+                index=e.leaf_index,
+                ce_type=e.ce_type,
+                ce_time=e.ce_time,
+                actor=e.actor,
+                application_id=e.application_id,
+                case_id=e.case_id,
+                decoded=mask(e.decoded),
+            )
+            for e in page
+        ],
+        next_cursor=_cursor(page[-1].leaf_index) if len(found) > limit else None,
+    )
+
+
+@router.get(
+    "/export",
+    summary="JSON lines of [start, end) with the covering checkpoint, for offline verification",
+    description="First line: the header (checkpoint, cover hashes, checkpoint history and "
+    "consistency proofs). Then one line per entry; entries outside the caller's regions "
+    "carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/x-ndjson": {}}, "description": "The export"},
+        **problem_responses(400, 401, 403, 404, 422),
+    },
+)
+async def export(
+    principal: Auditor,
+    runtime: Runtime,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=0)] = None,
+    tree_size: int | None = None,
+) -> StreamingResponse:
+    async with runtime.sessions() as session, session.begin():
+        cp = await _covering(session, tree_size)
+        stop = cp.tree_size if end is None else end
+        if not start <= stop <= cp.tree_size:
+            raise BadRequest(
+                f"Need start <= end <= {cp.tree_size} (the checkpoint's size)",
+                type_slug="bad-range",
+            )
+        await record_access(
+            session,
+            runtime,
+            principal,
+            household_id="",
+            region=_common_region(principal),
+            record_type=access_pb2.RECORD_TYPE_LIST,
+            record_id=f"audit-export/{start}-{stop}@{cp.tree_size}",
+            fields=["events"],
+            action=access_pb2.ACCESS_ACTION_EXPORT,
+            granted=True,
+            operation="GET /audit/export",
+        )
+
+    async def body() -> AsyncIterator[str]:
+        async with runtime.sessions() as reader, reader.begin():
+            async for chunk in service.export_lines(
+                reader, start, stop, cp, runtime.signer.origin, principal.regions
+            ):
+                yield chunk
+
+    filename = f"audit-{start}-{stop}-at-{cp.tree_size}.jsonl"
+    return StreamingResponse(
+        body(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _common_region(principal: Principal) -> str:
+    """The widest region the principal covers, padded to 12 digits (for the access record)."""
+    prefix = min(principal.regions, key=len) if principal.regions else ""
+    return (prefix + "0" * 12)[:12]

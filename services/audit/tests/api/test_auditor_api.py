@@ -1,0 +1,251 @@
+"""The auditor interface over HTTP, on a real database (the app's lifespan running)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from httpx import AsyncClient
+
+from dibao.access.v1 import events_pb2 as access_pb2
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao.intake.v1 import types_pb2 as intake_types
+from dibao_audit.checkpoint import VerifierKey
+from dibao_audit.entry import canonical_bytes
+from dibao_audit.main import create_app
+from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.verifier import read_export, verify_export
+from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
+from dibao_common.testing.stack import api_client
+
+pytestmark = [pytest.mark.postgres]
+
+LANZHOU = "620102001001"
+BEIJING = "110101001001"
+
+
+def _registered(household: str, region: str) -> intake_pb2.HouseholdRegistered:
+    person = types_pb2.PersonRef(
+        person_id=f"{household}-p1", keyed_hash="ab" * 32, masked_name="张*丰"
+    )
+    return intake_pb2.HouseholdRegistered(
+        household_id=household,
+        region=types_pb2.RegionCode(code=region),
+        household=intake_types.HouseholdSnapshot(
+            household_id=household,
+            members=[intake_types.Member(person=person, seriously_ill=True)],
+        ),
+    )
+
+
+def _withdrawn(household: str, region: str, i: int) -> intake_pb2.ApplicationWithdrawn:
+    return intake_pb2.ApplicationWithdrawn(
+        household_id=household,
+        region=types_pb2.RegionCode(code=region),
+        application_id=f"app-{household}-{i}",
+    )
+
+
+@dataclass
+class Api:
+    client: AsyncClient
+    db: AuditDb
+    tokens: TokenFactory
+    events: list[Any]
+
+    def auditor(self, regions: tuple[str, ...] = ("6201",), *extra: str) -> dict[str, str]:
+        return self.tokens.bearer(roles=["auditor", *extra], regions=list(regions))
+
+    async def access_events(self) -> list[access_pb2.PersonalDataAccessed]:
+        async with self.db.owner.connect() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT payload FROM outbox_message WHERE topic = 'dibao.access.v1' ORDER BY id"
+                )
+            )
+            return [access_pb2.PersonalDataAccessed.FromString(bytes(r[0])) for r in rows]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Api]:
+    settings = AuditSettings(
+        database_url=audit_db.url,
+        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_consume=False,
+        audit_checkpoint_every=10,
+    )
+    app = create_app(settings, auth=make_auth_settings())
+    events = [recorded_event(_registered("hh-a", LANZHOU), offset=0, key="hh-a")]
+    events += [recorded_event(_registered("hh-b", BEIJING), offset=1, key="hh-b")]
+    events += [
+        recorded_event(
+            _withdrawn("hh-a" if i % 2 else "hh-b", LANZHOU if i % 2 else BEIJING, i),
+            offset=2 + i,
+            key="hh-a" if i % 2 else "hh-b",
+            actor=f"clerk-{i % 3}",
+        )
+        for i in range(30)
+    ]
+    async with api_client(app) as client:
+        appender = app.state.audit.appender
+        for lo in range(0, len(events), 11):
+            await appender.append(events[lo : lo + 11])
+        yield Api(client, audit_db, token_factory, events)
+
+
+async def test_the_public_key_is_published(api: Api) -> None:
+    body = (await api.client.get("/audit/public-key")).json()
+    key = VerifierKey.parse(body["vkey"])
+    assert key.name == TEST_ORIGIN
+    assert body["public_key"] == base64.b64encode(key.public_raw).decode()
+
+
+async def test_auditors_only(api: Api) -> None:
+    assert (await api.client.get("/audit/entries")).status_code == 401
+    clerk = api.tokens.bearer(roles=["intake_clerk"], regions=["6201"])
+    response = await api.client.get("/audit/entries", headers=clerk)
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_entries_by_household_are_region_scoped_and_paginated(api: Api) -> None:
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"household_id": "hh-a", "limit": 4}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await api.client.get("/audit/entries", params=params, headers=api.auditor())).json()
+        seen += [e["index"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 16  # registration + 15 withdrawals
+    assert seen == sorted(seen)
+    other = await api.client.get(
+        "/audit/entries", params={"household_id": "hh-b"}, headers=api.auditor()
+    )
+    assert other.json()["items"] == []
+    by_actor = await api.client.get(
+        "/audit/entries",
+        params={"actor": "clerk-1", "ce_type": "dibao.intake.ApplicationWithdrawn.v1"},
+        headers=api.auditor(("62", "11")),
+    )
+    assert {e["actor"] for e in by_actor.json()["items"]} == {"clerk-1"}
+    assert len(by_actor.json()["items"]) == 10
+    bad = await api.client.get("/audit/entries", params={"cursor": "nope"}, headers=api.auditor())
+    assert bad.status_code == 400
+
+
+async def test_an_entry_comes_with_a_proof_that_verifies(api: Api) -> None:
+    latest = (await api.client.get("/audit/checkpoints/latest", headers=api.auditor())).json()
+    key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
+    cp = key.verify(latest["signed_note"])
+    assert cp.tree_size == latest["tree_size"] == 32
+    body = (await api.client.get("/audit/entries/0", headers=api.auditor())).json()
+    leaf = leaf_hash(canonical_bytes(api.events[0]))
+    assert body["proof"]["leaf_hash"] == leaf.hex()
+    path = [bytes.fromhex(p) for p in body["proof"]["path"]]
+    verify_inclusion(0, cp.tree_size, leaf, path, cp.root_hash)
+    assert body["masked"] is True
+    member = body["decoded"]["household"]["members"][0]
+    assert member["person"]["masked_name"] == "***"
+    assert member["seriously_ill"] == "***"
+    assert member["person"]["person_id"] == "hh-a-p1"
+    # Against an older checkpoint too.
+    older = (await api.client.get("/audit/checkpoints", headers=api.auditor())).json()["items"]
+    sizes = [c["tree_size"] for c in older]
+    assert sizes == [32, 22, 11]
+    body = (
+        await api.client.get("/audit/entries/5", params={"tree_size": 11}, headers=api.auditor())
+    ).json()
+    old = key.verify(older[-1]["signed_note"])
+    verify_inclusion(
+        5,
+        11,
+        leaf_hash(canonical_bytes(api.events[5])),
+        [bytes.fromhex(p) for p in body["proof"]["path"]],
+        old.root_hash,
+    )
+    foreign = await api.client.get("/audit/entries/1", headers=api.auditor())
+    assert foreign.status_code == 404
+
+
+async def test_consistency_between_checkpoints(api: Api) -> None:
+    key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
+    items = (await api.client.get("/audit/checkpoints", headers=api.auditor())).json()["items"]
+    new, old = key.verify(items[0]["signed_note"]), key.verify(items[2]["signed_note"])
+    body = (
+        await api.client.get(
+            "/audit/proofs/consistency",
+            params={"from_size": old.tree_size, "to_size": new.tree_size},
+            headers=api.auditor(),
+        )
+    ).json()
+    proof = [bytes.fromhex(p) for p in body["path"]]
+    verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof)
+    too_far = await api.client.get(
+        "/audit/proofs/consistency", params={"from_size": 1, "to_size": 99}, headers=api.auditor()
+    )
+    assert too_far.status_code == 400
+
+
+async def test_a_timeline_is_masked_by_role_and_every_read_is_logged(api: Api) -> None:
+    before = len(await api.access_events())
+    masked = await api.client.get("/audit/households/hh-a/timeline", headers=api.auditor())
+    assert masked.status_code == 200
+    body = masked.json()
+    assert body["masked"] is True
+    assert len(body["items"]) == 16
+    first = body["items"][0]["decoded"]["household"]["members"][0]["person"]
+    assert first["masked_name"] == "***"
+    assert first["keyed_hash"] == "***"
+    headers = api.auditor(("6201",), "county_approver")
+    plain = (await api.client.get("/audit/households/hh-a/timeline", headers=headers)).json()
+    assert plain["masked"] is False
+    assert plain["items"][0]["decoded"]["household"]["members"][0]["person"]["masked_name"] == (
+        "张*丰"
+    )
+    refused = await api.client.get("/audit/households/hh-b/timeline", headers=api.auditor())
+    assert refused.status_code == 404
+    missing = await api.client.get("/audit/households/nobody/timeline", headers=api.auditor())
+    assert missing.status_code == 404
+    logged = (await api.access_events())[before:]
+    assert [(a.household_id, a.outcome) for a in logged] == [
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED),
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED),
+        ("hh-b", access_pb2.ACCESS_OUTCOME_DENIED),
+    ]
+    assert logged[0].actor.subject == "test-user"
+    assert list(logged[1].fields) == ["timeline", "personal_data"]
+    assert logged[0].purpose == access_pb2.PURPOSE_AUDIT
+
+
+async def test_an_export_verifies_offline_and_hides_other_regions(api: Api) -> None:
+    key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
+    response = await api.client.get("/audit/export", headers=api.auditor())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    header, entries = read_export(response.text.splitlines())
+    report = verify_export(header, entries, key)
+    assert report.ok, report.problems
+    assert (report.checked, report.redacted) == (16, 16)
+    part = await api.client.get(
+        "/audit/export", params={"start": 3, "end": 9, "tree_size": 22}, headers=api.auditor()
+    )
+    header, entries = read_export(part.text.splitlines())
+    assert verify_export(header, entries, key).ok
+    bad = await api.client.get(
+        "/audit/export", params={"start": 5, "end": 99}, headers=api.auditor()
+    )
+    assert bad.status_code == 400
