@@ -1,24 +1,34 @@
-"""DDL for the outbox and inbox tables every service carries, called from its migrations."""
+"""Outbox and inbox tables every service carries: one definition for the DDL and the queries.
+
+Each service's ``0001`` migration calls :func:`create_messaging_tables`; the kit's outbox,
+relay and inbox code query the same :data:`outbox_message` / :data:`inbox_message` tables.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from dibao_common.db.engine import service_metadata
 
-def create_messaging_tables() -> None:
-    """The transactional outbox (events waiting for the relay) and the consumer inbox."""
-    op.create_table(
-        "outbox_message",
-        # The sequence gives commit-independent order per key; the relay sorts on it.
+OUTBOX = "outbox_message"
+INBOX = "inbox_message"
+
+
+def _outbox_columns() -> list[sa.Column[Any]]:
+    return [
+        # The identity gives the order of a key's events; the relay publishes in it.
         sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
         sa.Column("ce_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
         sa.Column("ce_type", sa.Text, nullable=False),
         sa.Column("ce_source", sa.Text, nullable=False),
         sa.Column("ce_subject", sa.Text, nullable=True),
+        sa.Column("ce_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
+        # traceparent, actor, correlation id: the envelope's optional attributes.
         sa.Column("headers", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("payload", sa.LargeBinary, nullable=False),
         sa.Column(
@@ -27,15 +37,11 @@ def create_messaging_tables() -> None:
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text, nullable=True),
-    )
-    op.create_index(
-        "ix_outbox_message_pending",
-        "outbox_message",
-        ["id"],
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "inbox_message",
+    ]
+
+
+def _inbox_columns() -> list[sa.Column[Any]]:
+    return [
         sa.Column("consumer", sa.Text, primary_key=True),
         sa.Column("ce_id", pg.UUID(as_uuid=True), primary_key=True),
         sa.Column("ce_type", sa.Text, nullable=False),
@@ -45,10 +51,41 @@ def create_messaging_tables() -> None:
         sa.Column(
             "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
+    ]
+
+
+_PENDING = sa.text("published_at IS NULL")
+
+metadata = service_metadata()
+outbox_message = sa.Table(OUTBOX, metadata, *_outbox_columns())
+inbox_message = sa.Table(INBOX, metadata, *_inbox_columns())
+# The relay scans pending rows by id, and checks a key's oldest pending rows by (key, id).
+sa.Index("ix_outbox_message_pending", outbox_message.c.id, postgresql_where=_PENDING)
+sa.Index(
+    "ix_outbox_message_pending_key",
+    outbox_message.c.key,
+    outbox_message.c.id,
+    postgresql_where=_PENDING,
+)
+
+
+def create_messaging_tables() -> None:
+    """The transactional outbox (events waiting for the relay) and the consumer inbox."""
+    from alembic import op  # only migrations need Alembic, not the running services
+
+    op.create_table(OUTBOX, *_outbox_columns())
+    op.create_index("ix_outbox_message_pending", OUTBOX, ["id"], postgresql_where=_PENDING)
+    op.create_index(
+        "ix_outbox_message_pending_key", OUTBOX, ["key", "id"], postgresql_where=_PENDING
     )
+    op.create_table(INBOX, *_inbox_columns())
 
 
 def drop_messaging_tables() -> None:
-    op.drop_table("inbox_message")
-    op.drop_index("ix_outbox_message_pending", table_name="outbox_message")
-    op.drop_table("outbox_message")
+    """Undo :func:`create_messaging_tables`."""
+    from alembic import op
+
+    op.drop_table(INBOX)
+    op.drop_index("ix_outbox_message_pending_key", table_name=OUTBOX)
+    op.drop_index("ix_outbox_message_pending", table_name=OUTBOX)
+    op.drop_table(OUTBOX)

@@ -1,0 +1,342 @@
+"""The consumer runner: one consumed event, one database transaction, then the offset.
+
+For each record, in partition order: read the envelope, decode the payload, then in one
+transaction claim the event in the inbox and run the handler; commit; and only after
+the database commit, commit the Kafka offset. A redelivered event finds its inbox row
+and changes nothing. A handler that raises is rolled back (its effects and its inbox row)
+and retried with backoff; after ``max_attempts`` the record goes to the dead-letter topic
+with provenance headers and the partition moves on. A record that can never be processed
+(no envelope, unknown type, payload not protobuf, a handler raising ``PoisonEventError``) goes
+there at once. Lost database connections are not the event's fault: they are retried
+without limit, so an outage never fills the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from google.protobuf.message import Message
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dibao_common.messaging import metrics
+from dibao_common.messaging.dlq import dead_letter_headers, topic_size
+from dibao_common.messaging.envelope import Envelope, EventRegistry, PoisonEventError
+from dibao_common.messaging.inbox import record_once
+from dibao_common.messaging.relay import Backoff, producer_config
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
+"""Applies one event inside the runner's transaction; never commits; raises to roll back."""
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """A lost or refused database connection: retried without limit, never dead-lettered."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(
+            current,
+            OSError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.ConnectionDoesNotExistError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.TooManyConnectionsError,
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Remembers partitions taken away so that their fetched records are left alone."""
+
+    def __init__(self) -> None:
+        self.revoked: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.revoked.update(revoked)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.revoked.difference_update(assigned)
+
+
+class ConsumerRunner:
+    """Consumes ``topics`` as consumer group ``name`` and applies ``handler`` once per event."""
+
+    def __init__(
+        self,
+        name: str,
+        topics: list[str],
+        handler: Handler,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bootstrap: str,
+        *,
+        registry: EventRegistry,
+        dlq_topic: str,
+        max_attempts: int = 5,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_records: int = 500,
+        dlq_size_refresh_s: float = 30.0,
+        consumer_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.name = name
+        self._topics = list(topics)
+        self._handler = handler
+        self._sessionmaker = sessionmaker
+        self._bootstrap = bootstrap
+        self._registry = registry
+        self._dlq_topic = dlq_topic
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._backoff_max_s = backoff_max_s
+        self._max_records = max_records
+        self._dlq_size_refresh_s = dlq_size_refresh_s
+        self._consumer_overrides = dict(consumer_overrides or {})
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._producer: Any = None
+        self._next_dlq_size = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run :meth:`run_forever` in a background task (from a service's lifespan)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run_forever(), name=f"consumer-{self.name}")
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the event in hand, commit its offset, leave the group."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout_s)
+            except TimeoutError:
+                log.warning("consumer did not stop in time, cancelled", consumer=self.name)
+
+    async def run_forever(self) -> None:
+        """Consume until stopped; a broken broker session is rebuilt after a backoff."""
+        self._stopping.clear()
+        backoff = Backoff(self._backoff_s, self._backoff_max_s)
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                backoff.reset()
+            except Exception as exc:
+                delay = backoff.next()
+                log.warning(
+                    "consumer session failed, restarting",
+                    consumer=self.name,
+                    error=repr(exc),
+                    retry_in_s=delay,
+                )
+                await self._pause(delay)
+
+    # -- one broker session ----------------------------------------------------------------
+
+    async def _session(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self.name,
+            client_id=f"consumer-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._consumer_overrides,
+        )
+        listener = _Revocations()
+        consumer.subscribe(self._topics, listener=listener)
+        producer = AIOKafkaProducer(
+            **producer_config(self._bootstrap, client_id=f"dlq-{self.name}")
+        )
+        sizer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        try:
+            await producer.start()
+            self._producer = producer
+            await sizer.start()
+            await consumer.start()
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+                for tp, records in batch.items():
+                    await self._partition(consumer, listener, tp, records)
+                    if self._stopping.is_set():
+                        break
+                await self._refresh_dlq_size(sizer)
+        finally:
+            self._producer = None
+            for client in (consumer, sizer, producer):
+                try:
+                    await client.stop()
+                except Exception as exc:
+                    log.warning("kafka client did not close", consumer=self.name, error=repr(exc))
+
+    async def _partition(
+        self, consumer: Any, listener: _Revocations, tp: TopicPartition, records: Sequence[Any]
+    ) -> None:
+        next_offset: int | None = None
+        for record in records:
+            if self._stopping.is_set() or tp in listener.revoked:
+                break
+            if not await self._handle(record):
+                break
+            next_offset = record.offset + 1
+        if next_offset is None:
+            return
+        try:
+            await consumer.commit({tp: next_offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member: it resumes from the last committed
+            # offset, and the inbox turns what we already applied into no-ops.
+            log.info("offset commit refused after a rebalance", consumer=self.name, error=repr(exc))
+            return
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(0, highwater - next_offset)
+            )
+
+    # -- one record --------------------------------------------------------------------
+
+    async def _handle(self, record: Any) -> bool:
+        """Apply, skip or dead-letter one record; False if stopping left it undone."""
+        try:
+            envelope = Envelope.from_record(record)
+            message = self._registry.decode(envelope)
+        except PoisonEventError as exc:
+            return await self._dead_letter(record, exc, attempts=0)
+        outage = Backoff(self._backoff_s, self._backoff_max_s)
+        attempt = 0
+        with structlog.contextvars.bound_contextvars(
+            ce_id=str(envelope.ce_id),
+            ce_type=envelope.ce_type,
+            correlation_id=envelope.correlation_id,
+        ):
+            while True:
+                attempt += 1
+                started = time.monotonic()
+                try:
+                    first = await self._apply(record, envelope, message)
+                except PoisonEventError as exc:
+                    return await self._dead_letter(record, exc, attempts=attempt)
+                except Exception as exc:
+                    if is_infrastructure_error(exc):
+                        attempt -= 1
+                        delay = outage.next()
+                        log.warning(
+                            "database unavailable, event retried",
+                            consumer=self.name,
+                            error=repr(exc),
+                            retry_in_s=delay,
+                        )
+                    elif attempt >= self._max_attempts:
+                        return await self._dead_letter(record, exc, attempts=attempt)
+                    else:
+                        delay = min(self._backoff_s * 2 ** (attempt - 1), self._backoff_max_s)
+                        metrics.CONSUMER_EVENTS.labels(self.name, "retried").inc()
+                        log.warning(
+                            "handler failed, event retried",
+                            consumer=self.name,
+                            attempt=attempt,
+                            error=repr(exc),
+                            retry_in_s=delay,
+                        )
+                    await self._pause(delay)
+                    if self._stopping.is_set():
+                        return False
+                    continue
+                metrics.CONSUMER_HANDLE_SECONDS.labels(self.name).observe(
+                    time.monotonic() - started
+                )
+                metrics.CONSUMER_EVENTS.labels(
+                    self.name, "processed" if first else "duplicate"
+                ).inc()
+                return True
+
+    async def _apply(self, record: Any, envelope: Envelope, message: Message) -> bool:
+        async with self._sessionmaker() as session, session.begin():
+            first = await record_once(
+                session, self.name, envelope, record.topic, record.partition, record.offset
+            )
+            if first:
+                await self._handler(session, envelope, message)
+            return first
+
+    async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> bool:
+        headers = dead_letter_headers(
+            list(record.headers or ()),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=f"{type(error).__name__}: {error}",
+            consumer=self.name,
+            attempts=attempts,
+        )
+        backoff = Backoff(self._backoff_s, self._backoff_max_s)
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    self._dlq_topic,
+                    record.value if record.value is not None else b"",
+                    key=record.key,
+                    headers=headers,
+                )
+            except KafkaError as exc:
+                # Never skip a record we could not park: it would be lost.
+                if self._stopping.is_set():
+                    return False
+                delay = backoff.next()
+                log.error(
+                    "dead-letter topic unavailable",
+                    consumer=self.name,
+                    dlq=self._dlq_topic,
+                    error=repr(exc),
+                    retry_in_s=delay,
+                )
+                await self._pause(delay)
+                continue
+            metrics.CONSUMER_EVENTS.labels(self.name, "dead_lettered").inc()
+            log.error(
+                "event dead-lettered",
+                consumer=self.name,
+                dlq=self._dlq_topic,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempts=attempts,
+                error=f"{type(error).__name__}: {error}",
+            )
+            self._next_dlq_size = 0.0
+            return True
+
+    async def _refresh_dlq_size(self, sizer: Any) -> None:
+        now = time.monotonic()
+        if now < self._next_dlq_size:
+            return
+        self._next_dlq_size = now + self._dlq_size_refresh_s
+        try:
+            size = await topic_size(sizer, self._dlq_topic)
+        except (KafkaError, LookupError) as exc:
+            log.warning("dead-letter topic size unknown", dlq=self._dlq_topic, error=repr(exc))
+            return
+        metrics.DLQ_SIZE.labels(self._dlq_topic).set(size)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,274 @@
+"""The consumer runner, inbox, dead letters and replay against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dibao.intake.v1.events_pb2 import ApplicationAccepted
+from dibao_common.messaging.consumer import ConsumerRunner
+from dibao_common.messaging.dlq import StoredRecord
+from dibao_common.messaging.envelope import Envelope, EventRegistry
+from dibao_common.messaging.inbox import record_once
+from dibao_common.messaging.outbox import build_envelope
+from dibao_common.messaging.replay import main as replay_main
+from dibao_common.messaging.replay import replay_dead_letters
+from dibao_common.testing.kafka_fixtures import TopicFactory, eventually, read_records
+from dibao_common.testing.stack import TestStack
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+class Effects:
+    """A handler with visible effects, and a switch that makes it fail for chosen events."""
+
+    def __init__(self, engine: AsyncEngine, consumer: str) -> None:
+        self.engine = engine
+        self.consumer = consumer
+        self.broken: set[uuid.UUID] = set()
+        self.calls: Counter[uuid.UUID] = Counter()
+
+    async def handle(self, session: AsyncSession, envelope: Envelope, message: Message) -> None:
+        assert isinstance(message, ApplicationAccepted)
+        self.calls[envelope.ce_id] += 1
+        await session.execute(
+            text("INSERT INTO test_applied (consumer, ce_id, key) VALUES (:c, :id, :k)"),
+            {"c": self.consumer, "id": envelope.ce_id, "k": envelope.key},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO test_total (key, total) VALUES (:k, 1) "
+                "ON CONFLICT (key) DO UPDATE SET total = test_total.total + 1"
+            ),
+            {"k": envelope.key},
+        )
+        if envelope.ce_id in self.broken:
+            raise RuntimeError(f"handler bug on {envelope.ce_id}")
+
+    async def applied(self) -> list[uuid.UUID]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT ce_id FROM test_applied WHERE consumer = :c ORDER BY seq"),
+                {"c": self.consumer},
+            )
+            return [row.ce_id for row in rows]
+
+    async def inbox(self) -> set[uuid.UUID]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT ce_id FROM inbox_message WHERE consumer = :c"), {"c": self.consumer}
+            )
+            return {row.ce_id for row in rows}
+
+    async def total(self, key: str) -> int:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT total FROM test_total WHERE key = :k"), {"k": key}
+            )
+            return int(found.scalar_one_or_none() or 0)
+
+
+Send = Callable[..., Awaitable[None]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def producer(stack: TestStack) -> AsyncIterator[AIOKafkaProducer]:
+    started = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=True)
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+async def send(producer: AIOKafkaProducer, topic: str, envelope: Envelope) -> None:
+    await producer.send_and_wait(
+        topic, envelope.payload, key=envelope.key.encode(), headers=envelope.to_headers()
+    )
+
+
+def accepted(key: str, n: int) -> Envelope:
+    return build_envelope(
+        ApplicationAccepted(household_id=key, application_id=str(n)), key=key, source="test"
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def setup(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+) -> AsyncIterator[tuple[ConsumerRunner, Effects, str, str]]:
+    """A running consumer of a fresh topic (one partition: one order), its DLQ and effects."""
+    topic = await kafka_topics(partitions=1)
+    dlq = await kafka_topics(partitions=1)
+    name = f"test-consumer-{uuid.uuid4().hex[:8]}"
+    effects = Effects(engine, name)
+    runner = ConsumerRunner(
+        name,
+        [topic],
+        effects.handle,
+        sessionmaker,
+        stack.kafka_bootstrap,
+        registry=EventRegistry([ApplicationAccepted]),
+        dlq_topic=dlq,
+        max_attempts=3,
+        backoff_s=0.02,
+        dlq_size_refresh_s=0.2,
+    )
+    await runner.start()
+    try:
+        yield runner, effects, topic, dlq
+    finally:
+        await runner.stop()
+
+
+def _header(record: StoredRecord, name: str) -> str | None:
+    return record.header(name)
+
+
+async def test_record_once_claims_an_event_once_per_consumer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    envelope = accepted("h-1", 1)
+    async with sessionmaker() as session, session.begin():
+        assert await record_once(session, "c1", envelope, "t", 0, 5) is True
+        assert await record_once(session, "c1", envelope, "t", 0, 5) is False
+        assert await record_once(session, "c2", envelope, "t", 0, 5) is True
+    async with sessionmaker() as session:
+        assert await record_once(session, "c3", envelope, "t", 0, 5) is True
+        await session.rollback()
+    async with sessionmaker() as session, session.begin():
+        # The rolled-back claim left nothing behind.
+        assert await record_once(session, "c3", envelope, "t", 0, 5) is True
+
+
+async def test_an_event_delivered_twice_changes_state_once(
+    producer: AIOKafkaProducer, setup: tuple[ConsumerRunner, Effects, str, str]
+) -> None:
+    runner, effects, topic, _dlq = setup
+    first, second = accepted("h-1", 1), accepted("h-1", 2)
+    await send(producer, topic, first)
+    await send(producer, topic, first)  # the relay's at-least-once: same ce_id again
+    await send(producer, topic, second)
+    duplicates = ("dibao_consumer_events_total", {"consumer": runner.name, "outcome": "duplicate"})
+
+    async def caught_up() -> bool:
+        return (REGISTRY.get_sample_value(*duplicates) or 0) == 1 and len(
+            await effects.applied()
+        ) == 2
+
+    await eventually(caught_up, what="both events and the duplicate")
+    assert await effects.applied() == [first.ce_id, second.ce_id]
+    assert await effects.total("h-1") == 2
+    assert await effects.inbox() == {first.ce_id, second.ce_id}
+    assert effects.calls[first.ce_id] == 1
+
+
+async def test_a_failing_handler_is_rolled_back_dead_lettered_and_replayed(
+    stack: TestStack,
+    producer: AIOKafkaProducer,
+    setup: tuple[ConsumerRunner, Effects, str, str],
+) -> None:
+    runner, effects, topic, dlq = setup
+    events = [accepted("h-1", n) for n in range(5)]
+    poisoned = events[1]
+    effects.broken.add(poisoned.ce_id)
+    for envelope in events:
+        await send(producer, topic, envelope)
+
+    async def later_ones_flowed() -> bool:
+        return len(await effects.applied()) == 4
+
+    await eventually(later_ones_flowed, what="the events after the failing one")
+    assert await effects.applied() == [e.ce_id for e in events if e is not poisoned]
+    assert effects.calls[poisoned.ce_id] == 3  # max_attempts, each rolled back
+    assert poisoned.ce_id not in await effects.inbox()
+    assert await effects.total("h-1") == 4
+
+    dead = await read_records(stack, dlq)
+    assert len(dead) == 1
+    letter = dead[0]
+    assert Envelope.from_record(letter) == poisoned
+    assert letter.value == poisoned.payload
+    assert _header(letter, "dlq_topic") == topic
+    assert _header(letter, "dlq_partition") == "0"
+    assert _header(letter, "dlq_offset") == "1"
+    assert _header(letter, "dlq_consumer") == runner.name
+    assert _header(letter, "dlq_attempts") == "3"
+    assert "RuntimeError: handler bug" in (_header(letter, "dlq_error") or "")
+
+    async def dlq_gauge_counts_it() -> bool:
+        return REGISTRY.get_sample_value("dibao_dlq_size", {"topic": dlq}) == 1
+
+    await eventually(dlq_gauge_counts_it, what="the DLQ size gauge")
+
+    # Fixed: replaying applies it once; replaying again changes nothing.
+    effects.broken.clear()
+    replayed = await replay_dead_letters(stack.kafka_bootstrap, dlq)
+    assert [r.ce_id for r in replayed] == [str(poisoned.ce_id)]
+    assert replayed[0].topic == topic
+
+    async def replay_applied() -> bool:
+        return poisoned.ce_id in await effects.applied()
+
+    await eventually(replay_applied, what="the replayed event")
+    # The command, as an operator runs it (its own event loop, hence a thread).
+    args = ["--dlq", dlq, "--bootstrap", stack.kafka_bootstrap]
+    assert await asyncio.to_thread(replay_main, args) == 0
+    assert len(await read_records(stack, topic)) == 7  # 5 sent + 2 replays
+    duplicates = ("dibao_consumer_events_total", {"consumer": runner.name, "outcome": "duplicate"})
+
+    async def second_replay_skipped() -> bool:
+        return (REGISTRY.get_sample_value(*duplicates) or 0) >= 1
+
+    await eventually(second_replay_skipped, what="the second replay to be skipped")
+    assert Counter(await effects.applied())[poisoned.ce_id] == 1
+    assert await effects.total("h-1") == 5
+    assert len(await read_records(stack, dlq)) == 1
+
+
+async def test_undecodable_and_unknown_events_go_to_the_dlq_without_stopping(
+    stack: TestStack,
+    producer: AIOKafkaProducer,
+    setup: tuple[ConsumerRunner, Effects, str, str],
+) -> None:
+    _runner, effects, topic, dlq = setup
+    not_protobuf = accepted("h-1", 1)
+    await producer.send_and_wait(
+        topic, b"not protobuf at all", key=b"h-1", headers=not_protobuf.to_headers()
+    )
+    unknown = build_envelope(ApplicationAccepted(household_id="h-1"), key="h-1", source="t")
+    unknown_headers = [
+        (n, b"dibao.intake.SomethingNew.v1" if n == "ce_type" else v)
+        for n, v in unknown.to_headers()
+    ]
+    await producer.send_and_wait(topic, unknown.payload, key=b"h-1", headers=unknown_headers)
+    await producer.send_and_wait(topic, b'{"json": true}', key=b"h-1")  # no envelope at all
+    good = accepted("h-1", 2)
+    await send(producer, topic, good)
+
+    async def good_one_applied() -> bool:
+        return await effects.applied() == [good.ce_id]
+
+    await eventually(good_one_applied, what="the valid event after three poison ones")
+    dead = await read_records(stack, dlq)
+    assert [_header(r, "dlq_offset") for r in dead] == ["0", "1", "2"]
+    errors = [_header(r, "dlq_error") or "" for r in dead]
+    assert errors[0].startswith("UndecodablePayload")
+    assert errors[1].startswith("UnknownEventType")
+    assert errors[2].startswith("InvalidEnvelopeError")
+    assert [_header(r, "dlq_attempts") for r in dead] == ["0", "0", "0"]
+    assert dead[0].value == b"not protobuf at all"
+    assert effects.calls == Counter({good.ce_id: 1})

@@ -1,0 +1,344 @@
+"""The outbox and its relay against the real PostgreSQL and the real Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import Row, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dibao.intake.v1.events_pb2 import ApplicationAccepted, ApplicationSubmitted
+from dibao_common.messaging.envelope import Envelope
+from dibao_common.messaging.outbox import enqueue
+from dibao_common.messaging.relay import OutboxRelay
+from dibao_common.messaging.schema import outbox_message
+from dibao_common.testing.kafka_fixtures import applied_order, eventually, read_records
+from dibao_common.testing.stack import TestStack
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+CommitEvents = Callable[..., Awaitable[dict[str, list[str]]]]
+Pending = Callable[[], Awaitable[int]]
+
+
+class SimulatedCrash(BaseException):
+    """Ends the relay like a kill: nothing after the raise runs, no error handling."""
+
+
+class CrashAfterAck(OutboxRelay):
+    """A relay that dies between the broker's acknowledgement and marking rows published."""
+
+    def __init__(self, *args: Any, crash_on_batch: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches = 0
+        self.crash_on_batch = crash_on_batch
+        self.acked_but_unmarked = 0
+
+    async def _before_mark(self, ids: list[int]) -> None:
+        self.batches += 1
+        if self.batches == self.crash_on_batch:
+            self.acked_but_unmarked = len(ids)
+            raise SimulatedCrash
+
+
+class SlowAfterClaim(OutboxRelay):
+    """A relay that stalls (a GC pause, a slow network) holding the rows it claimed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claimed = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def _after_claim(self, rows: Sequence[Row[Any]]) -> None:
+        self.claimed.set()
+        await self.go_on.wait()
+
+
+async def test_enqueue_writes_only_with_the_callers_commit(
+    sessionmaker: async_sessionmaker[AsyncSession], pending: Pending
+) -> None:
+    async with sessionmaker() as session:
+        await enqueue(session, ApplicationAccepted(household_id="h-1"), key="h-1", source="s")
+        await session.rollback()
+    assert await pending() == 0
+
+    async with sessionmaker() as session, session.begin():
+        envelope = await enqueue(
+            session,
+            ApplicationAccepted(household_id="h-1", application_id="a-1"),
+            key="h-1",
+            source="dibao/intake",
+            subject="application/a-1",
+            actor="clerk-1",
+            correlation_id="corr-1",
+        )
+    async with sessionmaker() as session:
+        row = (await session.execute(select(outbox_message))).one()
+    assert row.ce_id == envelope.ce_id
+    assert row.topic == "dibao.intake.v1"
+    assert row.ce_type == "dibao.intake.ApplicationAccepted.v1"
+    assert row.key == "h-1"
+    assert row.headers == {"actor": "clerk-1", "correlation_id": "corr-1"}
+    assert row.published_at is None
+
+
+async def test_relay_publishes_the_envelope_and_marks_rows(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topic: str,
+    pending: Pending,
+) -> None:
+    sent: list[Envelope] = []
+    async with sessionmaker() as session, session.begin():
+        for n in range(3):
+            sent.append(
+                await enqueue(
+                    session,
+                    ApplicationAccepted(household_id="h-1", application_id=str(n)),
+                    key="h-1",
+                    source="dibao/intake",
+                    traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    topic=kafka_topic,
+                )
+            )
+    relay = OutboxRelay(engine, stack.kafka_bootstrap, name="test-basic")
+    labels = {"relay": "test-basic"}
+    before = REGISTRY.get_sample_value("dibao_outbox_published_total", labels) or 0
+    observed = REGISTRY.get_sample_value("dibao_outbox_publish_latency_seconds_count", labels) or 0
+    try:
+        assert await relay.refresh_backlog() == 3
+        assert await relay.drain() == 3
+        assert await relay.refresh_backlog() == 0
+    finally:
+        await relay.stop()
+
+    assert await pending() == 0
+    records = await read_records(stack, kafka_topic)
+    assert [Envelope.from_record(r) for r in records] == sent
+    assert all(r.key == b"h-1" for r in records)
+    assert dict(records[0].headers)["content-type"] == b"application/protobuf"
+    assert REGISTRY.get_sample_value("dibao_outbox_published_total", labels) == before + 3
+    assert (
+        REGISTRY.get_sample_value("dibao_outbox_publish_latency_seconds_count", labels)
+        == observed + 3
+    )
+    assert REGISTRY.get_sample_value("dibao_outbox_backlog", labels) == 0
+
+
+@pytest.mark.slow
+async def test_killed_relays_lose_nothing_and_keep_each_keys_order(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    committed = await commit_events(kafka_topic, events=1000, keys=20)
+
+    # 1. A relay cancelled wherever it happens to be (sending, awaiting acks, marking).
+    first = OutboxRelay(engine, stack.kafka_bootstrap, name="test-kill", batch_size=50)
+    task = asyncio.create_task(first.run_forever())
+
+    async def some_published() -> bool:
+        return await pending() <= 800
+
+    await eventually(some_published, what="the first relay to publish 200 events")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await first.stop()
+
+    # 2. A relay that dies after the broker acknowledged a batch, before marking it.
+    crashing = CrashAfterAck(
+        engine, stack.kafka_bootstrap, name="test-kill", batch_size=50, crash_on_batch=2
+    )
+    with pytest.raises(SimulatedCrash):
+        await crashing.run_forever()
+    assert crashing.acked_but_unmarked > 0
+    left = await pending()
+    assert 0 < left < 800
+
+    # 3. Three relays restarted together finish the work.
+    relays = [
+        OutboxRelay(engine, stack.kafka_bootstrap, name=f"test-kill-{i}", batch_size=64)
+        for i in range(3)
+    ]
+    for relay in relays:
+        await relay.start()
+
+    async def drained() -> bool:
+        return await pending() == 0
+
+    try:
+        await eventually(drained, what="the restarted relays to drain the outbox")
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+    records = await read_records(stack, kafka_topic)
+    # At least once on the wire: the acknowledged-but-unmarked batch went out twice.
+    assert len(records) >= 1000 + crashing.acked_but_unmarked
+    assert applied_order(records) == committed
+
+
+@pytest.mark.slow
+async def test_a_relay_process_killed_with_sigkill_loses_nothing(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    committed = await commit_events(kafka_topic, events=1000, keys=20)
+    url = engine.url.render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dibao_common.messaging.relay",
+        "--database-url",
+        url,
+        "--bootstrap",
+        stack.kafka_bootstrap,
+        "--batch-size",
+        "7",
+        "--name",
+        "test-sigkill",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+
+        async def under_way() -> bool:
+            return await pending() <= 700
+
+        await eventually(under_way, timeout_s=60, what="the relay process to publish")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        assert await process.wait() == -signal.SIGKILL
+    assert await pending() > 0, "the process finished before it was killed"
+
+    relay = OutboxRelay(engine, stack.kafka_bootstrap, name="test-sigkill-after")
+    try:
+        await relay.drain()
+    finally:
+        await relay.stop()
+    assert applied_order(await read_records(stack, kafka_topic)) == committed
+
+
+@pytest.mark.slow
+async def test_two_relays_at_once_keep_each_keys_order(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    committed = await commit_events(kafka_topic, events=3000, keys=400, per_transaction=500)
+    relays = [
+        OutboxRelay(engine, stack.kafka_bootstrap, name=f"test-pair-{i}", batch_size=100)
+        for i in range(2)
+    ]
+    for relay in relays:
+        await relay.start()
+
+    async def drained() -> bool:
+        return await pending() == 0
+
+    try:
+        await eventually(drained, what="two relays to drain the outbox")
+    finally:
+        for relay in relays:
+            await relay.stop()
+    records = await read_records(stack, kafka_topic)
+    assert applied_order(records) == committed
+    # No failure happened, so nothing was sent twice.
+    assert len(records) == 3000
+
+
+async def test_a_relay_never_overtakes_another_holding_a_keys_earlier_rows(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    committed = await commit_events(kafka_topic, events=200, keys=10)
+    slow = SlowAfterClaim(engine, stack.kafka_bootstrap, name="test-slow", batch_size=50)
+    fast = OutboxRelay(engine, stack.kafka_bootstrap, name="test-fast", batch_size=60)
+    stalled = asyncio.create_task(slow.publish_batch())
+    try:
+        await asyncio.wait_for(slow.claimed.wait(), 30)
+        # SKIP LOCKED hands the fast relay rows 51-110, whose keys all have earlier rows
+        # in the stalled relay's hands: it must leave them all for later.
+        skipped = await fast.publish_batch()
+        assert (skipped.claimed, skipped.published, skipped.deferred) == (60, 0, 60)
+        slow.go_on.set()
+        assert (await stalled).published == 50
+        assert await fast.drain() == 150
+    finally:
+        slow.go_on.set()
+        await slow.stop()
+        await fast.stop()
+    assert await pending() == 0
+    assert applied_order(await read_records(stack, kafka_topic)) == committed
+
+
+async def test_a_refused_event_holds_back_its_key_only(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topic: str,
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        ok_before = await enqueue(
+            session, ApplicationAccepted(household_id="a"), key="a", source="s", topic=kafka_topic
+        )
+        too_big = await enqueue(
+            session,
+            ApplicationSubmitted(household_id="a", statement="x" * 20_000),
+            key="a",
+            source="s",
+            topic=kafka_topic,
+        )
+        held_back = await enqueue(
+            session, ApplicationAccepted(household_id="a"), key="a", source="s", topic=kafka_topic
+        )
+        other_key = await enqueue(
+            session, ApplicationAccepted(household_id="b"), key="b", source="s", topic=kafka_topic
+        )
+    relay = OutboxRelay(
+        engine,
+        stack.kafka_bootstrap,
+        name="test-refused",
+        producer_overrides={"max_request_size": 10_000},
+    )
+    try:
+        result = await relay.publish_batch()
+    finally:
+        await relay.stop()
+    assert (result.claimed, result.published, result.failed) == (4, 2, 1)
+
+    records = await read_records(stack, kafka_topic)
+    assert sorted(str(Envelope.from_record(r).ce_id) for r in records) == sorted(
+        [str(ok_before.ce_id), str(other_key.ce_id)]
+    )
+    async with engine.connect() as conn:
+        rows = {
+            row.ce_id: row
+            for row in await conn.execute(
+                text("SELECT ce_id, published_at, attempts, last_error FROM outbox_message")
+            )
+        }
+    assert rows[too_big.ce_id].published_at is None
+    assert rows[too_big.ce_id].attempts == 1
+    assert "MessageSizeTooLarge" in rows[too_big.ce_id].last_error
+    assert rows[held_back.ce_id].published_at is None
+    assert rows[held_back.ce_id].attempts == 0
