@@ -34,10 +34,17 @@ with_service_env() {  # with_service_env <name> <command>...
 }
 
 migrate() {
+  # Each service's chain is independent (own database), so they run side by side.
+  local pids=() svc i failed=0
   for svc in "${SERVICES[@]}"; do
     (cd "$ROOT/services/$svc" && with_service_env "$svc" uv run --no-sync alembic -c alembic.ini upgrade head) \
-      >"$LOGS/migrate-$svc.log" 2>&1 || { cat "$LOGS/migrate-$svc.log" >&2; die "migrations of $svc failed"; }
+      >"$LOGS/migrate-$svc.log" 2>&1 &
+    pids+=($!)
   done
+  for i in "${!SERVICES[@]}"; do
+    if ! wait "${pids[$i]}"; then cat "$LOGS/migrate-${SERVICES[$i]}.log" >&2; failed=1; fi
+  done
+  ((failed == 0)) || die "migrations failed"
   log "migrations applied to ${SERVICES[*]}"
 }
 
@@ -87,6 +94,7 @@ load_demo() {
 
 up() {
   local t0=$SECONDS with_services=1
+  # The test suite recreates and migrates its databases itself: `--no-services` skips both.
   [[ ${1:-} == --no-services ]] && with_services=0
   phase "install"; bash "$ROOT/deploy/bootstrap.sh" all
   phase "postgres"; bash "$ROOT/deploy/pg.sh" start; bash "$ROOT/deploy/pg.sh" ensure-dbs
@@ -97,8 +105,8 @@ up() {
   fi
   bash "$ROOT/deploy/kafka/kafka.sh" topics --bootstrap "$(kafka_bootstrap)"
   phase "secrets"; (cd "$ROOT" && uv run --no-sync python -m dibao_common.devsecrets "$STATE/secrets.env")
-  phase "migrations"; migrate
   if ((with_services)); then
+    phase "migrations"; migrate
     phase "services"; start_services
     phase "demo data"; load_demo
   fi
