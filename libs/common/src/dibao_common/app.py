@@ -10,8 +10,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao_common.auth import AuthSettings, install_token_verifier
+from dibao_common.bank import BankSettings, install_bank_verification
+from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_engine
+from dibao_common.errors import install_problem_handlers
 from dibao_common.health import Probe, database_probe, kafka_probe, run_probes
+from dibao_common.idempotency import install_idempotency
 from dibao_common.observability import configure_logging, install_observability
 from dibao_common.settings import CommonSettings
 
@@ -27,8 +32,15 @@ def build_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     engine: AsyncEngine | None = None,
+    auth: AuthSettings | None = None,
+    bank: BankSettings | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
-    """One service's app. The engine lives on ``app.state.engine`` for dependencies."""
+    """One service's app. The engine lives on ``app.state.engine`` for dependencies.
+
+    Bearer tokens and bank signatures are checked with ``auth`` / ``bank``, or with
+    ``settings`` itself when the service's settings class includes those settings.
+    """
     db_engine = engine if engine is not None else make_engine(settings.database_url)
     probes: dict[str, Probe] = {
         "database": database_probe(db_engine),
@@ -50,6 +62,9 @@ def build_app(
                 await db_engine.dispose()
 
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    # Before observability, so that its middleware sees (and logs) the 500 problem response.
+    install_problem_handlers(app)
+    _install_http_security(app, settings, auth, bank, clock or SystemClock())
     # JSON logs with trace/correlation ids, request metrics and /metrics.
     configure_logging(settings.log_level, service_name=settings.service_name)
     install_observability(app)
@@ -75,3 +90,23 @@ def build_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _install_http_security(
+    app: FastAPI,
+    settings: CommonSettings,
+    auth: AuthSettings | None,
+    bank: BankSettings | None,
+    clock: Clock,
+) -> None:
+    # Typed as object: mypy's pydantic plugin deems a CommonSettings+AuthSettings class impossible.
+    composed: object = settings
+    if auth is None and isinstance(composed, AuthSettings):
+        auth = composed
+    if bank is None and isinstance(composed, BankSettings):
+        bank = composed
+    if auth is not None:
+        install_token_verifier(app, auth, now=clock.now)
+    if bank is not None:
+        install_bank_verification(app, bank, now=clock.now)
+    install_idempotency(app, now=clock.now)

@@ -1,0 +1,427 @@
+"""Bearer-token authentication, roles and region scoping for district-portal requests.
+
+Tokens are JWTs signed by the identity provider with an asymmetric key (EdDSA/Ed25519,
+RS256 or ES256), verified against a configured public key or a JWKS URL. Claims:
+``sub``, ``roles``, ``regions`` (division-code prefixes), ``iss``, ``aud``, ``exp``,
+``iat``, ``nbf``, ``jti``. A principal sees only records under its region prefixes; a
+record of another region answers 404, exactly as one that does not exist.
+
+    @router.get("/households/{household_id}", responses=problem_responses(401, 403, 404))
+    async def get_household(
+        household_id: UUID,
+        principal: Annotated[Principal, Depends(require_roles(Role.INTAKE_CLERK))],
+    ) -> HouseholdOut:
+        household = await repository.get(session, household_id)   # NotFound if absent
+        ensure_in_scope(principal, household.region_code)          # NotFound if foreign
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+import httpx
+import jwt
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from dibao_common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+
+_log = structlog.get_logger("dibao_common.auth")
+
+Now = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    """What a principal may do; a token carries one or more."""
+
+    INTAKE_CLERK = "intake_clerk"
+    INVESTIGATOR = "investigator"
+    VILLAGE_COMMITTEE = "village_committee"
+    TOWNSHIP_REVIEWER = "township_reviewer"
+    COUNTY_APPROVER = "county_approver"
+    PUBLICITY_OFFICER = "publicity_officer"
+    FINANCE_OFFICER = "finance_officer"
+    AUDITOR = "auditor"
+    POLICY_ADMIN = "policy_admin"
+
+
+# The algorithm follows from the configured key, never from the token (RFC 8725 §3.1).
+_SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "RS256", "ES256"})
+_REGION = re.compile(r"^[0-9]{2,12}$")
+
+
+def algorithm_of(key: Any) -> str:
+    """The one JWS algorithm a public key may verify: EdDSA, RS256 or ES256."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise ValueError("RSA keys shorter than 2048 bits are refused")
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise ValueError("the JWT key must be Ed25519, RSA (>= 2048 bits) or EC P-256")
+
+
+def load_public_key(value: str) -> Any:
+    """A PEM public key given as base64 of the PEM (as in env files) or as the PEM itself."""
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        pem = text.encode()
+    else:
+        try:
+            pem = base64.b64decode(text, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("DIBAO_JWT_PUBLIC_KEY must be base64 of a PEM public key") from exc
+    try:
+        return serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise ValueError("DIBAO_JWT_PUBLIC_KEY is not a PEM public key") from exc
+
+
+class AuthSettings(BaseSettings):
+    """How bearer tokens are verified: one public key, or the issuer's JWKS URL."""
+
+    model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore", frozen=True)
+
+    jwt_public_key: str | None = Field(
+        default=None, description="Base64 of the issuer's PEM public key (Ed25519, RSA, P-256)"
+    )
+    jwt_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL instead")
+    jwt_issuer: str = Field(description="Expected `iss`")
+    jwt_audience: str = Field(description="Expected `aud`")
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed")
+    jwt_jwks_cache_s: int = Field(default=300, ge=1, description="How long fetched keys are kept")
+    jwt_jwks_min_refresh_s: int = Field(
+        default=30, ge=0, description="Unknown `kid`s refetch the JWKS at most this often"
+    )
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _key_loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            algorithm_of(load_public_key(value))
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("DIBAO_JWT_JWKS_URL must be an http(s) URL")
+        return value
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Self:
+        if (self.jwt_public_key is None) == (self.jwt_jwks_url is None):
+            raise ValueError("set exactly one of DIBAO_JWT_PUBLIC_KEY and DIBAO_JWT_JWKS_URL")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's subject, roles and region-code prefixes."""
+
+    subject: str
+    roles: frozenset[Role]
+    regions: tuple[str, ...]
+    token_id: str | None = None
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    def can_see(self, region_code: str) -> bool:
+        """True when ``region_code`` lies under one of the principal's prefixes."""
+        return any(region_code.startswith(prefix) for prefix in self.regions)
+
+
+def ensure_in_scope(principal: Principal, region_code: str, detail: str | None = None) -> None:
+    """Raise ``NotFound`` for a record outside the principal's regions (404, never 403).
+
+    Pass the same ``detail`` the route uses for a record that does not exist, so the two
+    answers cannot be told apart.
+    """
+    if not principal.can_see(region_code):
+        raise NotFound(detail)
+
+
+def region_filter(
+    column: InstrumentedAttribute[str] | ColumnElement[str], principal: Principal
+) -> ColumnElement[bool]:
+    """A SQL condition keeping rows whose region code is under the principal's prefixes."""
+    if not principal.regions:
+        return false()
+    return or_(*(column.startswith(prefix, autoescape=True) for prefix in principal.regions))
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+def _invalid(description: str) -> Unauthorized:
+    return Unauthorized(
+        f"The bearer token is not accepted: {description}",
+        type_slug="invalid-token",
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'
+        },
+    )
+
+
+class JwksCache:
+    """The issuer's signing keys, fetched with httpx and kept for ``ttl``.
+
+    A token naming an unknown ``kid`` refetches (key rotation), at most once per
+    ``min_refresh`` so that forged tokens cannot make us hammer the issuer. When a refetch
+    fails the keys already known stay in use.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: timedelta,
+        min_refresh: timedelta,
+        now: Now = _utc_now,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._ttl = ttl
+        self._min_refresh = min_refresh
+        self._now = now
+        self._timeout_s = timeout_s
+        self._keys: list[jwt.PyJWK] = []
+        self._fetched_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK:
+        """The key named ``kid`` (or the only key, when the token names none)."""
+        if self._fetched_at is None or self._now() - self._fetched_at >= self._ttl:
+            await self._refresh()
+        found = self._find(kid)
+        if found is None and self._may_refetch():
+            await self._refresh()
+            found = self._find(kid)
+        if found is None:
+            raise _invalid("unknown signing key")
+        return found
+
+    def _may_refetch(self) -> bool:
+        return self._fetched_at is None or self._now() - self._fetched_at >= self._min_refresh
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return self._keys[0] if len(self._keys) == 1 else None
+        return next((k for k in self._keys if k.key_id == kid), None)
+
+    async def _refresh(self) -> None:
+        seen = self._fetched_at
+        async with self._lock:
+            if self._fetched_at != seen:
+                return  # another request refreshed while this one waited
+            started = self._now()
+            try:
+                async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+                    response = await client.get(self._url, headers={"Accept": "application/json"})
+                    response.raise_for_status()
+                    jwks = jwt.PyJWKSet.from_dict(response.json())
+            except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+                _log.warning("jwks fetch failed", url=self._url, error=type(exc).__name__)
+                if not self._keys:
+                    raise ServiceUnavailable(
+                        "The token issuer's keys cannot be fetched right now",
+                        type_slug="authentication-unavailable",
+                        headers={"Retry-After": "5"},
+                    ) from exc
+                # Keep the old keys, and do not retry before min_refresh.
+                self._fetched_at = started
+                return
+            self._keys = [k for k in jwks.keys if k.algorithm_name in _SUPPORTED_ALGORITHMS]
+            self._fetched_at = started
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against ``AuthSettings``; one per application."""
+
+    def __init__(self, settings: AuthSettings, *, now: Now = _utc_now) -> None:
+        self._settings = settings
+        self._now = now
+        self._leeway = timedelta(seconds=settings.jwt_leeway_s)
+        self._static_key: Any = None
+        self._static_algorithm: str | None = None
+        self._jwks: JwksCache | None = None
+        if settings.jwt_public_key is not None:
+            self._static_key = load_public_key(settings.jwt_public_key)
+            self._static_algorithm = algorithm_of(self._static_key)
+        else:
+            assert settings.jwt_jwks_url is not None
+            self._jwks = JwksCache(
+                settings.jwt_jwks_url,
+                ttl=timedelta(seconds=settings.jwt_jwks_cache_s),
+                min_refresh=timedelta(seconds=settings.jwt_jwks_min_refresh_s),
+                now=now,
+            )
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token; ``Unauthorized`` (401) otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _invalid("malformed token") from exc
+        key, algorithm = await self._key_for(header)
+        if header.get("alg") != algorithm:
+            raise _invalid("unexpected signing algorithm")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer,
+                # Times are checked below against the injected clock.
+                options={
+                    "require": ["sub", "iss", "aud", "exp", "iat"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidAudienceError as exc:
+            raise _invalid("wrong audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise _invalid("untrusted issuer") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise _invalid("bad signature") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise _invalid(f"missing claim {exc.claim}") from exc
+        except jwt.PyJWTError as exc:
+            raise _invalid("malformed token") from exc
+        self._check_times(claims)
+        return _principal_of(claims)
+
+    async def _key_for(self, header: Mapping[str, Any]) -> tuple[Any, str]:
+        if self._jwks is None:
+            assert self._static_algorithm is not None
+            return self._static_key, self._static_algorithm
+        kid = header.get("kid")
+        jwk = await self._jwks.key(kid if isinstance(kid, str) else None)
+        return jwk.key, jwk.algorithm_name
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._now().timestamp()
+        leeway = self._leeway.total_seconds()
+        times: dict[str, float] = {}
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _invalid(f"claim {name} is not a number")
+            times[name] = float(value)
+        if times["exp"] <= now - leeway:
+            raise _invalid("expired")
+        if times["iat"] > now + leeway:
+            raise _invalid("issued in the future")
+        if "nbf" in times and times["nbf"] > now + leeway:
+            raise _invalid("not yet valid")
+
+
+def _principal_of(claims: Mapping[str, Any]) -> Principal:
+    subject = claims.get("sub")
+    roles = claims.get("roles", [])
+    regions = claims.get("regions", [])
+    if not isinstance(subject, str) or not subject.strip():
+        raise _invalid("empty subject")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise _invalid("roles must be a list of strings")
+    if not isinstance(regions, list) or not all(
+        isinstance(r, str) and _REGION.match(r) for r in regions
+    ):
+        raise _invalid("regions must be a list of division-code prefixes")
+    known = {r.value for r in Role}
+    unknown = [r for r in roles if r not in known]
+    if unknown:
+        # Roles this version does not know grant nothing; tokens may carry other systems' roles.
+        _log.info("token carries unknown roles", subject=subject, roles=unknown)
+    jti = claims.get("jti")
+    return Principal(
+        subject=subject,
+        roles=frozenset(Role(r) for r in roles if r in known),
+        regions=tuple(dict.fromkeys(regions)),
+        token_id=jti if isinstance(jti, str) else None,
+    )
+
+
+# --- FastAPI wiring --------------------------------------------------------------------------
+
+
+def install_token_verifier(app: FastAPI, settings: AuthSettings, *, now: Now = _utc_now) -> None:
+    """Make ``current_principal`` verify tokens of ``app`` with ``settings``."""
+    app.state.token_verifier = TokenVerifier(settings, now=now)
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    description="A JWT from the district identity provider (`make token` locally)",
+)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The verified caller (401 without a valid bearer token); also on ``request.state``."""
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        raise RuntimeError("no token verifier: build the app with auth settings")
+    if credentials is None:
+        raise Unauthorized("A bearer token is required", type_slug="missing-token")
+    principal = await verifier.verify(credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Any]:
+    """A dependency giving the caller when it holds any of ``roles`` (403 otherwise)."""
+    if not roles:
+        raise ValueError("require_roles needs at least one role")
+    wanted: Sequence[Role] = tuple(roles)
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not any(principal.has(r) for r in wanted):
+            raise Forbidden(
+                "This action needs one of the roles: " + ", ".join(r.value for r in wanted),
+                type_slug="missing-role",
+                required_roles=[r.value for r in wanted],
+            )
+        return principal
+
+    return dependency

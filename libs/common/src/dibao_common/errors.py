@@ -1,0 +1,449 @@
+"""RFC 9457 problem details for every error a dibao service returns.
+
+Routes raise typed ``ProblemError`` subclasses; ``install_problem_handlers`` renders them,
+and also renders what the framework raises (unknown route, wrong method, invalid request,
+malformed JSON) and unexpected exceptions, always as ``application/problem+json`` with a
+stable ``type`` URI. No stack trace and no request input ever reaches the client.
+
+    raise NotFound("no household with this id")
+    raise Conflict("the person is already in an active household", type_slug="person-in-household")
+
+``problem_responses(404, 409)`` declares those errors in a route's OpenAPI ``responses=``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://dibao.gov.cn/problems/"
+
+_log = structlog.get_logger("dibao_common.errors")
+
+
+def problem_type(slug: str) -> str:
+    """The ``type`` URI of a problem slug."""
+    return PROBLEM_TYPE_BASE + slug
+
+
+def _slug_of(status: int) -> str:
+    if status == HTTPStatus.INTERNAL_SERVER_ERROR:
+        return "internal-error"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return f"http-{status}"
+    return phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def _title_of(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+class ProblemError(Exception):
+    """An error rendered as an RFC 9457 problem; extension members go in ``extensions``."""
+
+    def __init__(
+        self,
+        status: int,
+        type_slug: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.type_slug = type_slug
+        self.title = title
+        self.detail = detail
+        self.headers: dict[str, str] = dict(headers or {})
+        self.extensions = extensions
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem object: ``type``, ``title``, ``status``, ``detail``, ``instance``, extras."""
+        return _problem_body(
+            self.status, self.type_slug, self.title, self.detail, instance, self.extensions
+        )
+
+    def response(self, instance: str | None = None) -> Response:
+        return problem_response(
+            self.status,
+            self.type_slug,
+            self.title,
+            self.detail,
+            instance=instance,
+            headers=self.headers,
+            **self.extensions,
+        )
+
+
+class _StatusProblem(ProblemError):  # noqa: N818 - the plan's names: NotFound, Conflict...
+    """A problem with a fixed status; slug and title default to the status's own."""
+
+    status_code: int = 500
+    default_slug: str | None = None
+    default_title: str | None = None
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        type_slug: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        status = self.status_code
+        super().__init__(
+            status,
+            type_slug or self.default_slug or _slug_of(status),
+            title or self.default_title or _title_of(status),
+            detail,
+            headers=headers,
+            **extensions,
+        )
+
+
+class BadRequest(_StatusProblem):
+    status_code = 400
+
+
+class Unauthorized(_StatusProblem):
+    """401; carries ``WWW-Authenticate`` (RFC 9110 requires it on every 401)."""
+
+    status_code = 401
+    default_title = "Authentication required"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        type_slug: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        merged = {"WWW-Authenticate": "Bearer"} | dict(headers or {})
+        super().__init__(detail, type_slug=type_slug, title=title, headers=merged, **extensions)
+
+
+class Forbidden(_StatusProblem):
+    status_code = 403
+
+
+class NotFound(_StatusProblem):
+    status_code = 404
+
+
+class Conflict(_StatusProblem):
+    status_code = 409
+
+
+class UnprocessableEntity(_StatusProblem):
+    """422: reserved for payload validation (request validation renders its own)."""
+
+    status_code = 422
+
+
+class ServiceUnavailable(_StatusProblem):
+    status_code = 503
+
+
+# --- documentation models (OpenAPI only; responses are built from dicts) ---------------
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="URI of the problem type, https://dibao.gov.cn/problems/<slug>")
+    title: str = Field(description="Short summary of the problem type")
+    status: int = Field(description="The HTTP status code")
+    detail: str | None = Field(default=None, description="What went wrong this time")
+    instance: str | None = Field(default=None, description="The request path")
+
+
+class FieldError(BaseModel):
+    """One invalid part of the request."""
+
+    pointer: str = Field(description="JSON pointer to the part, e.g. /body/members/0/id_number")
+    detail: str
+    code: str = Field(description="Machine-readable reason, e.g. missing, string_too_short")
+
+
+class ValidationProblem(Problem):
+    """A 422: the request is well-formed but some fields are invalid."""
+
+    model_config = ConfigDict(extra="allow", title="ValidationProblem")
+
+    errors: list[FieldError]
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status as ``application/problem+json``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model = ValidationProblem if status == 422 else Problem
+        out[status] = {"model": model, "description": _title_of(status)}
+    return out
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def _problem_body(
+    status: int,
+    type_slug: str,
+    title: str,
+    detail: str | None,
+    instance: str | None,
+    extensions: Mapping[str, Any],
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": problem_type(type_slug),
+        "title": title,
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    for name, value in extensions.items():
+        body.setdefault(name, value)
+    return body
+
+
+def problem_response(
+    status: int,
+    type_slug: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A ready ``application/problem+json`` response."""
+    body = _problem_body(status, type_slug, title, detail, instance, extensions)
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def json_pointer(location: Iterable[int | str]) -> str:
+    """RFC 6901 pointer of an error location: ``("body", "members", 0)`` -> ``/body/members/0``."""
+    parts = (str(p).replace("~", "~0").replace("/", "~1") for p in location)
+    return "".join("/" + p for p in parts)
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    # Only the location, message and kind: the offending input may be personal data.
+    return [
+        {
+            "pointer": json_pointer(e.get("loc", ())),
+            "detail": str(e.get("msg", "invalid")),
+            "code": str(e.get("type", "invalid")),
+        }
+        for e in errors
+    ]
+
+
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return exc.response(instance=request.url.path)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail: str | None = str(exc.detail) if exc.detail else None
+    if detail == _title_of(status):
+        detail = None
+    if status == 404 and detail is None:
+        detail = f"Nothing is found at {request.url.path}"
+    if status == 405 and detail is None:
+        detail = f"{request.method} is not allowed here"
+    return problem_response(
+        status,
+        _slug_of(status),
+        _title_of(status),
+        detail,
+        instance=request.url.path,
+        headers=exc.headers,
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        reason = (malformed.get("ctx") or {}).get("error")
+        loc = malformed.get("loc", ())
+        position = loc[-1] if len(loc) > 1 else None
+        detail = "The request body is not valid JSON"
+        if reason:
+            detail += f": {reason}" + (f" at position {position}" if position is not None else "")
+        return problem_response(
+            400, "malformed-body", "Malformed request body", detail, instance=request.url.path
+        )
+    return problem_response(
+        422,
+        "validation-failed",
+        "The request is not valid",
+        f"{len(errors)} invalid part(s) of the request",
+        instance=request.url.path,
+        errors=_validation_errors(errors),
+    )
+
+
+def _internal_error(path: str | None) -> Response:
+    return problem_response(
+        500,
+        "internal-error",
+        "Internal error",
+        "The server could not complete the request; it has been logged.",
+        instance=path,
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Reached only for errors outside the inner guard (e.g. in an outer middleware).
+    _log.error(
+        "unhandled exception",
+        method=request.method,
+        path=request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return _internal_error(request.url.path)
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an exception that no handler took into a 500 problem, logged, not re-raised.
+
+    Starlette's own last-resort handler re-raises after answering, which makes the ASGI
+    server print a second traceback and in-process test clients raise instead of seeing
+    the response the real client gets.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            _log.error(
+                "unhandled exception",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            if started:
+                raise
+            await _internal_error(scope.get("path"))(scope, receive, send)
+
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` as problem+json and document them so in its OpenAPI."""
+    handlers: dict[type[Exception], ExceptionHandler] = {
+        ProblemError: _on_problem,
+        StarletteHTTPException: _on_http_exception,
+        RequestValidationError: _on_validation_error,
+        Exception: _on_unexpected,
+    }
+    for exc_class, handler in handlers.items():
+        app.add_exception_handler(exc_class, handler)
+    app.add_middleware(UnexpectedErrorMiddleware)
+    _document_problems(app)
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+_REF = "#/components/schemas/"
+_PROBLEM_REFS = {_REF + "Problem", _REF + "ValidationProblem"}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Problem responses are ``application/problem+json``, and default 422s use our shape."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if isinstance(operation, dict):
+                    _fix_responses(operation.get("responses", {}), components)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if unused in components and not _referenced(schema, _REF + unused):
+                del components[unused]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _fix_responses(responses: dict[str, Any], components: dict[str, Any]) -> None:
+    for status, response in responses.items():
+        content = response.get("content")
+        if not isinstance(content, dict):
+            continue
+        ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+        if ref == _REF + "HTTPValidationError":
+            ref = _REF + "ValidationProblem"
+            response["description"] = _title_of(int(status))
+        if ref in _PROBLEM_REFS:
+            del content["application/json"]
+            content[PROBLEM_MEDIA_TYPE] = {"schema": {"$ref": ref}}
+            _ensure_components(components)
+
+
+def _ensure_components(components: dict[str, Any]) -> None:
+    if "ValidationProblem" in components and "FieldError" in components:
+        return
+    for model in (Problem, FieldError, ValidationProblem):
+        schema = model.model_json_schema(ref_template=_REF + "{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, schema)
+
+
+def _referenced(node: Any, ref: str) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == ref or any(_referenced(v, ref) for v in node.values())
+    if isinstance(node, list):
+        return any(_referenced(v, ref) for v in node)
+    return False

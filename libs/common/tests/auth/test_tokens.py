@@ -1,0 +1,230 @@
+"""Bearer tokens: what is accepted, and the 401 problem for everything else."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from httpx import AsyncClient
+
+from dibao_common.auth import AuthSettings, Role, TokenVerifier
+from dibao_common.clock import FrozenClock
+from dibao_common.errors import PROBLEM_MEDIA_TYPE, Unauthorized
+from dibao_common.testing.auth_fixtures import TEST_SIGNING_KEY, TokenFactory, public_key_b64
+from dibao_common.testing.stack import api_client
+
+from .conftest import auth_app
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _unauthorized(response: Any, slug: str) -> dict[str, Any]:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"https://dibao.gov.cn/problems/{slug}"
+    return body
+
+
+async def test_a_valid_token_gives_its_principal(client: AsyncClient, tokens: TokenFactory) -> None:
+    token = tokens(roles=[Role.INTAKE_CLERK, "auditor"], regions=["620102"], subject="clerk-7")
+    response = await client.get("/whoami", headers=_bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "subject": "clerk-7",
+        "roles": ["auditor", "intake_clerk"],
+        "regions": ["620102"],
+    }
+
+
+async def test_missing_token_is_401_with_www_authenticate(client: AsyncClient) -> None:
+    response = await client.get("/whoami")
+    _unauthorized(response, "missing-token")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_another_scheme_counts_as_missing(client: AsyncClient) -> None:
+    response = await client.get("/whoami", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    _unauthorized(response, "missing-token")
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", ""])
+async def test_garbage_is_an_invalid_token(client: AsyncClient, token: str) -> None:
+    response = await client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+    if token == "":
+        _unauthorized(response, "missing-token")
+        return
+    _unauthorized(response, "invalid-token")
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_expired_token(
+    client: AsyncClient, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    token = tokens(roles=["intake_clerk"], regions=["62"], expires_in=timedelta(minutes=10))
+    assert (await client.get("/whoami", headers=_bearer(token))).status_code == 200
+    # Within the 30 s leeway for clock skew it still passes; past it, it does not.
+    frozen.advance(timedelta(minutes=10, seconds=29))
+    assert (await client.get("/whoami", headers=_bearer(token))).status_code == 200
+    frozen.advance(timedelta(seconds=2))
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("expired")
+
+
+async def test_token_from_the_future(
+    client: AsyncClient, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    token = tokens(roles=["intake_clerk"], issued_at=frozen.now() + timedelta(minutes=5))
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("issued in the future")
+
+
+async def test_not_yet_valid_token(
+    client: AsyncClient, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    later = int((frozen.now() + timedelta(minutes=5)).timestamp())
+    token = tokens(roles=["intake_clerk"], extra_claims={"nbf": later})
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("not yet valid")
+
+
+async def test_wrong_issuer(client: AsyncClient, tokens: TokenFactory) -> None:
+    token = tokens(roles=["intake_clerk"], issuer="https://evil.example")
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("untrusted issuer")
+
+
+async def test_wrong_audience(client: AsyncClient, tokens: TokenFactory) -> None:
+    token = tokens(roles=["intake_clerk"], audience="another-system")
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("wrong audience")
+
+
+async def test_wrong_key(client: AsyncClient, tokens: TokenFactory) -> None:
+    token = tokens(roles=["intake_clerk"], key=ed25519.Ed25519PrivateKey.generate())
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("bad signature")
+
+
+async def test_tampered_claims_fail_the_signature(
+    client: AsyncClient, tokens: TokenFactory
+) -> None:
+    header, _, signature = tokens(roles=["intake_clerk"], regions=["620102"]).split(".")
+    claims = jwt.decode(
+        tokens(roles=["intake_clerk", "county_approver"], regions=["62"]),
+        options={"verify_signature": False},
+    )
+    forged = f"{header}.{_b64url(json.dumps(claims).encode())}.{signature}"
+    _unauthorized(await client.get("/whoami", headers=_bearer(forged)), "invalid-token")
+
+
+async def test_unsigned_and_symmetric_tokens_are_refused(
+    client: AsyncClient, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    claims = jwt.decode(tokens(roles=["intake_clerk"]), options={"verify_signature": False})
+    unsigned = jwt.encode(claims, "", algorithm="none")
+    _unauthorized(await client.get("/whoami", headers=_bearer(unsigned)), "invalid-token")
+    # The classic confusion: HMAC keyed with the (public) verification key.
+    public_pem = TEST_SIGNING_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = (
+        _b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + _b64url(json.dumps(claims).encode())
+    )
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    hmac_token = f"{signing_input}.{_b64url(mac)}"
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(hmac_token)), "invalid-token")
+    assert body["detail"].endswith("unexpected signing algorithm")
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp", "iat", "iss", "aud"])
+async def test_required_claims(client: AsyncClient, tokens: TokenFactory, claim: str) -> None:
+    claims = jwt.decode(tokens(roles=["intake_clerk"]), options={"verify_signature": False})
+    del claims[claim]
+    token = jwt.encode(claims, TEST_SIGNING_KEY, algorithm="EdDSA")
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith(f"missing claim {claim}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"regions": ["62 01"]}, "regions must be a list of division-code prefixes"),
+        ({"regions": "620102"}, "regions must be a list of division-code prefixes"),
+        ({"regions": [""]}, "regions must be a list of division-code prefixes"),
+        ({"roles": "intake_clerk"}, "roles must be a list of strings"),
+        ({"sub": " "}, "empty subject"),
+    ],
+)
+async def test_malformed_principal_claims(
+    client: AsyncClient, tokens: TokenFactory, extra: dict[str, Any], reason: str
+) -> None:
+    token = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims=extra)
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith(reason)
+
+
+async def test_unknown_roles_grant_nothing(client: AsyncClient, tokens: TokenFactory) -> None:
+    token = tokens(roles=["superuser", "auditor"], regions=["62"])
+    response = await client.get("/whoami", headers=_bearer(token))
+    assert response.json()["roles"] == ["auditor"]
+
+
+def _pem_b64(private_key: Any) -> str:
+    return public_key_b64(private_key)
+
+
+@pytest.mark.parametrize(
+    ("private_key", "algorithm"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256"),
+        (ec.generate_private_key(ec.SECP256R1()), "ES256"),
+        (ed25519.Ed25519PrivateKey.generate(), "EdDSA"),
+    ],
+)
+async def test_rs256_es256_and_eddsa_keys(
+    frozen: FrozenClock, private_key: Any, algorithm: str
+) -> None:
+    settings = AuthSettings(
+        jwt_public_key=_pem_b64(private_key), jwt_issuer="https://idp", jwt_audience="dibao"
+    )
+    factory = TokenFactory(
+        private_key, algorithm=algorithm, issuer="https://idp", audience="dibao", now=frozen.now
+    )
+    async with api_client(auth_app(settings, frozen)) as client:
+        good = await client.get("/whoami", headers=factory.bearer(roles=["auditor"]))
+        assert good.status_code == 200, good.text
+        # The same claims under the test Ed25519 key are refused by this issuer's key.
+        other = TokenFactory(issuer="https://idp", audience="dibao", now=frozen.now)
+        bad = await client.get("/whoami", headers=other.bearer(roles=["auditor"]))
+        assert bad.status_code == 401
+        assert bad.json()["detail"].endswith(
+            "bad signature" if algorithm == "EdDSA" else "unexpected signing algorithm"
+        )
+
+
+async def test_verifier_raises_unauthorized_directly(
+    auth_settings: AuthSettings, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    verifier = TokenVerifier(auth_settings, now=frozen.now)
+    principal = await verifier.verify(tokens(roles=["finance_officer"], regions=["6201", "6205"]))
+    assert principal.roles == frozenset({Role.FINANCE_OFFICER})
+    assert principal.regions == ("6201", "6205")
+    assert principal.token_id is not None
+    with pytest.raises(Unauthorized):
+        await verifier.verify(tokens(roles=["finance_officer"], expires_in=-60))

@@ -1,0 +1,215 @@
+"""Every error a kit-built app returns is an RFC 9457 problem, and none leaks internals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import pytest
+from fastapi import APIRouter, FastAPI, HTTPException, Query
+from httpx import AsyncClient
+from pydantic import BaseModel, Field
+
+from dibao_common.app import build_app
+from dibao_common.errors import (
+    PROBLEM_MEDIA_TYPE,
+    Conflict,
+    NotFound,
+    json_pointer,
+    problem_responses,
+)
+from dibao_common.settings import CommonSettings
+from dibao_common.testing.stack import api_client
+
+ID_NUMBER = "62010219800101123X"
+
+
+class Member(BaseModel):
+    name: str = Field(min_length=1)
+    id_number: str = Field(pattern=r"^[0-9]{17}[0-9X]$")
+
+
+class HouseholdIn(BaseModel):
+    region_code: str
+    members: list[Member] = Field(min_length=1)
+
+
+router = APIRouter()
+
+
+@router.post("/households", status_code=201, responses=problem_responses(409, 422))
+async def register(body: HouseholdIn) -> dict[str, int]:
+    return {"members": len(body.members)}
+
+
+@router.get("/households/{household_id}", responses=problem_responses(404))
+async def get_household(household_id: int) -> dict[str, int]:
+    raise NotFound("no household with this id")
+
+
+@router.get("/search")
+async def search(limit: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, int]:
+    return {"limit": limit}
+
+
+@router.post("/conflict")
+async def conflicting() -> None:
+    raise Conflict(
+        "the person is already in an active household",
+        type_slug="person-in-household",
+        title="Person already registered",
+        household_id="h-1",
+        headers={"X-Extra": "1"},
+    )
+
+
+@router.get("/teapot")
+async def teapot() -> None:
+    raise HTTPException(status_code=418, detail="short and stout")
+
+
+@router.get("/boom")
+async def boom() -> None:
+    raise RuntimeError(f"database password is hunter2 for {ID_NUMBER}")
+
+
+def _app() -> FastAPI:
+    # Nothing here reaches the database or the broker; the URLs are never dialled.
+    settings = CommonSettings(
+        service_name="kit-errors",
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        kafka_bootstrap="127.0.0.1:1",
+    )
+    return build_app(settings, title="kit errors", description="test app", routers=[router])
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncClient]:
+    async with api_client(_app()) as c:
+        yield c
+
+
+def _problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"https://dibao.gov.cn/problems/{slug}"
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    return body
+
+
+async def test_validation_errors_point_at_each_bad_field(client: AsyncClient) -> None:
+    response = await client.post(
+        "/households",
+        json={"members": [{"name": "张三", "id_number": "12345"}, {"id_number": ID_NUMBER}]},
+    )
+    body = _problem(response, 422, "validation-failed")
+    pointers = {e["pointer"]: e["code"] for e in body["errors"]}
+    assert pointers == {
+        "/body/region_code": "missing",
+        "/body/members/0/id_number": "string_pattern_mismatch",
+        "/body/members/1/name": "missing",
+    }
+    assert all(e["detail"] for e in body["errors"])
+    assert body["instance"] == "/households"
+
+
+async def test_validation_never_echoes_the_input(client: AsyncClient) -> None:
+    response = await client.post(
+        "/households",
+        json={"region_code": 620102, "members": [{"name": "", "id_number": ID_NUMBER + "9"}]},
+    )
+    _problem(response, 422, "validation-failed")
+    assert ID_NUMBER not in response.text
+
+
+async def test_query_and_path_errors_have_pointers_too(client: AsyncClient) -> None:
+    body = _problem(await client.get("/search", params={"limit": "0"}), 422, "validation-failed")
+    assert [e["pointer"] for e in body["errors"]] == ["/query/limit"]
+    body = _problem(await client.get("/households/abc"), 422, "validation-failed")
+    assert [e["pointer"] for e in body["errors"]] == ["/path/household_id"]
+
+
+def test_json_pointer_escapes_slash_and_tilde() -> None:
+    assert json_pointer(("body", "a/b", "~c", 0)) == "/body/a~1b/~0c/0"
+    assert json_pointer(()) == ""
+
+
+async def test_malformed_json_is_400_not_422(client: AsyncClient) -> None:
+    response = await client.post(
+        "/households",
+        content=b'{"region_code": "620102", "members": [',
+        headers={"content-type": "application/json"},
+    )
+    body = _problem(response, 400, "malformed-body")
+    assert "not valid JSON" in body["detail"]
+    assert "errors" not in body
+
+
+async def test_unknown_route_is_a_404_problem(client: AsyncClient) -> None:
+    body = _problem(await client.get("/no/such/thing"), 404, "not-found")
+    assert body["instance"] == "/no/such/thing"
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client: AsyncClient) -> None:
+    response = await client.delete("/households")
+    _problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "POST"
+
+
+async def test_problem_errors_keep_their_slug_extensions_and_headers(client: AsyncClient) -> None:
+    response = await client.post("/conflict")
+    body = _problem(response, 409, "person-in-household")
+    assert body["title"] == "Person already registered"
+    assert body["detail"] == "the person is already in an active household"
+    assert body["household_id"] == "h-1"
+    assert response.headers["x-extra"] == "1"
+    body = _problem(await client.get("/households/7"), 404, "not-found")
+    assert body["detail"] == "no household with this id"
+
+
+async def test_framework_http_exceptions_become_problems(client: AsyncClient) -> None:
+    body = _problem(await client.get("/teapot"), 418, "im-a-teapot")
+    assert body["detail"] == "short and stout"
+
+
+async def test_unexpected_exception_is_a_bare_500_problem_and_is_logged(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await client.get("/boom")
+    body = _problem(response, 500, "internal-error")
+    assert set(body) == {"type", "title", "status", "detail", "instance"}
+    for leaked in ("hunter2", "RuntimeError", "Traceback", ID_NUMBER, "test_problem_details"):
+        assert leaked not in response.text
+    logged = [r for r in caplog.records if r.name == "dibao_common.errors"]
+    assert logged, "the unexpected exception was not logged"
+    # structlog hands the event, traceback included, to the stdlib handlers.
+    assert "unhandled exception" in str(logged[0].msg)
+    assert "RuntimeError" in str(logged[0].msg)
+    # The app stays up after it.
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_openapi_declares_problems_as_problem_json(client: AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    post = spec["paths"]["/households"]["post"]["responses"]
+    assert post["409"]["content"] == {
+        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
+    assert post["422"]["content"] == {
+        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    }
+    # A route that declares nothing still documents its 422 in our shape, not FastAPI's.
+    search = spec["paths"]["/search"]["get"]["responses"]
+    assert search["422"]["content"] == {
+        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    }
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert {"Problem", "ValidationProblem", "FieldError"} <= set(schemas)
+    errors = schemas["ValidationProblem"]["properties"]["errors"]
+    assert errors["items"] == {"$ref": "#/components/schemas/FieldError"}

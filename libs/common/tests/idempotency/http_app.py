@@ -1,0 +1,167 @@
+"""A small service app for the bank and idempotency tests: a real database, real effects.
+
+Each request runs in one transaction committed at the boundary (before the response is
+sent), as a service's own session dependency does; the effect is a row in a table of
+the test's own schema in the intake database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.responses import Response
+
+from dibao_common.app import build_app
+from dibao_common.auth import AuthSettings, CurrentPrincipal
+from dibao_common.bank import BankSettings, BankWebhook, respond_to_bank
+from dibao_common.clock import FrozenClock
+from dibao_common.db import make_sessionmaker
+from dibao_common.errors import Conflict, problem_responses
+from dibao_common.idempotency import Idempotent
+from dibao_common.settings import CommonSettings
+from dibao_common.testing.stack import TestStack
+
+SCHEMA = "kit_http_test"
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with make_sessionmaker(request.app.state.engine)() as session, session.begin():
+        yield session
+
+
+# scope="function": the commit happens before the response leaves, as a service's does.
+Session = Annotated[AsyncSession, Depends(request_session, scope="function")]
+
+
+class PaymentIn(BaseModel):
+    reference: str = Field(min_length=1)
+    amount_fen: int = Field(ge=0)
+    fail_with: str | None = None
+
+
+router = APIRouter()
+
+
+async def _create(request: Request, session: AsyncSession, body: PaymentIn, who: str) -> Response:
+    gate: asyncio.Event | None = request.app.state.gate
+    request.app.state.entered.set()
+    if gate is not None:
+        await gate.wait()
+    row = await session.execute(
+        sa.text(
+            "INSERT INTO kit_http_test.effect (reference, amount_fen, who)"
+            " VALUES (:r, :a, :w) RETURNING id"
+        ),
+        {"r": body.reference, "a": body.amount_fen, "w": who},
+    )
+    effect_id = row.scalar_one()
+    if body.fail_with == "conflict":
+        raise Conflict("the payment is already settled", type_slug="payment-settled")
+    if body.fail_with == "crash":
+        raise RuntimeError("the handler broke")
+    return JSONResponse(
+        {"id": effect_id, "reference": body.reference},
+        status_code=201,
+        headers={"Location": f"/effects/{effect_id}", "X-Not-Stored": "1"},
+    )
+
+
+@router.post(
+    "/bank/confirmations", status_code=201, responses=problem_responses(400, 401, 409, 422)
+)
+async def bank_confirmation(
+    request: Request,
+    body: PaymentIn,
+    session: Session,
+    webhook: BankWebhook,
+    idempotency: Idempotent,
+) -> Response:
+    async def handle() -> Response:
+        return await _create(request, session, body, "bank")
+
+    return await respond_to_bank(session, webhook, idempotency, handle)
+
+
+@router.post("/payments", status_code=201, responses=problem_responses(400, 409, 422))
+async def create_payment(
+    request: Request, body: PaymentIn, session: Session, idempotency: Idempotent
+) -> Response:
+    async def handle() -> Response:
+        return await _create(request, session, body, "anonymous")
+
+    return await idempotency.respond(session, handle)
+
+
+@router.post("/other-payments", status_code=201, responses=problem_responses(400, 409, 422))
+async def create_other_payment(
+    request: Request, body: PaymentIn, session: Session, idempotency: Idempotent
+) -> Response:
+    async def handle() -> Response:
+        return await _create(request, session, body, "anonymous")
+
+    return await idempotency.respond(session, handle)
+
+
+@router.post("/my/payments", status_code=201, responses=problem_responses(400, 401, 409, 422))
+async def create_my_payment(
+    request: Request,
+    body: PaymentIn,
+    session: Session,
+    principal: CurrentPrincipal,
+    idempotency: Idempotent,
+) -> Response:
+    async def handle() -> Response:
+        return await _create(request, session, body, principal.subject)
+
+    return await idempotency.respond(session, handle)
+
+
+def http_app(
+    stack: TestStack, clock: FrozenClock, *, auth: AuthSettings, bank: BankSettings
+) -> FastAPI:
+    settings = CommonSettings(
+        service_name="kit-http",
+        database_url=stack.database_url("intake"),
+        kafka_bootstrap=stack.kafka_bootstrap,
+    )
+    app = build_app(
+        settings,
+        title="kit http",
+        description="test app",
+        routers=[router],
+        auth=auth,
+        bank=bank,
+        clock=clock,
+    )
+    app.state.gate = None
+    app.state.entered = asyncio.Event()
+    return app
+
+
+async def create_effect_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        await conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
+        await conn.execute(
+            sa.text(
+                f"CREATE TABLE {SCHEMA}.effect (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " reference text NOT NULL, amount_fen bigint NOT NULL, who text NOT NULL)"
+            )
+        )
+
+
+async def drop_effect_table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+
+
+async def count(engine: AsyncEngine, sql: str, **params: object) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(sa.text(sql), params)).scalar_one())

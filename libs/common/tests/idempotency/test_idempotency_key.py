@@ -1,0 +1,235 @@
+"""Idempotency-Key: 400 missing, 409 in flight, 422 reused, the stored answer otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.clock import FrozenClock
+from dibao_common.db import make_sessionmaker
+from dibao_common.errors import PROBLEM_MEDIA_TYPE
+from dibao_common.idempotency import purge_idempotency_records, request_fingerprint
+from dibao_common.testing.auth_fixtures import TokenFactory
+
+from .http_app import count
+
+pytestmark = pytest.mark.postgres
+
+EFFECTS = "SELECT count(*) FROM kit_http_test.effect"
+RECORDS = "SELECT count(*) FROM idempotency_record WHERE key = :key"
+
+
+def _key() -> str:
+    return str(uuid.uuid4())
+
+
+def _problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"https://dibao.gov.cn/problems/{slug}"
+    return body
+
+
+async def test_first_request_runs_and_a_retry_gets_the_stored_answer(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    body = {"reference": "P-1", "amount_fen": 74500}
+    first = await client.post("/payments", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    for _ in range(3):
+        again = await client.post("/payments", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 201
+        assert again.content == first.content
+        assert again.headers["location"] == first.headers["location"]
+        assert again.headers["content-type"] == "application/json"
+        assert again.headers["idempotent-replayed"] == "true"
+        assert "x-not-stored" not in again.headers
+    assert await count(engine, EFFECTS) == 1
+    assert await count(engine, RECORDS, key=key) == 1
+
+
+async def test_missing_key_is_400(client: AsyncClient, engine: AsyncEngine) -> None:
+    response = await client.post("/payments", json={"reference": "P-1", "amount_fen": 1})
+    _problem(response, 400, "idempotency-key-missing")
+    assert await count(engine, EFFECTS) == 0
+
+
+@pytest.mark.parametrize("key", [b"", b"has space", b"x" * 256, "中文".encode()])
+async def test_malformed_key_is_400(client: AsyncClient, engine: AsyncEngine, key: bytes) -> None:
+    headers = {b"Idempotency-Key": key}
+    response = await client.post(
+        "/payments", json={"reference": "P-1", "amount_fen": 1}, headers=headers
+    )
+    _problem(response, 400, "idempotency-key-invalid")
+    assert await count(engine, EFFECTS) == 0
+
+
+async def test_key_reused_with_another_body_is_422(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    first = await client.post(
+        "/payments", json={"reference": "P-1", "amount_fen": 100}, headers=headers
+    )
+    assert first.status_code == 201
+    other = await client.post(
+        "/payments", json={"reference": "P-1", "amount_fen": 101}, headers=headers
+    )
+    _problem(other, 422, "idempotency-key-reused")
+    # Same body, another route: another request too.
+    elsewhere = await client.post(
+        "/other-payments", json={"reference": "P-1", "amount_fen": 100}, headers=headers
+    )
+    _problem(elsewhere, 422, "idempotency-key-reused")
+    assert await count(engine, EFFECTS) == 1
+
+
+async def test_a_concurrent_duplicate_is_409_in_flight(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    body = {"reference": "P-2", "amount_fen": 500}
+    app.state.gate = asyncio.Event()
+    first = asyncio.create_task(client.post("/payments", json=body, headers=headers))
+    await asyncio.wait_for(app.state.entered.wait(), 10)
+    duplicate = await client.post("/payments", json=body, headers=headers)
+    problem = _problem(duplicate, 409, "idempotency-key-in-flight")
+    assert problem["title"] == "Request in flight"
+    assert duplicate.headers["retry-after"] == "1"
+    app.state.gate.set()
+    done = await asyncio.wait_for(first, 10)
+    assert done.status_code == 201
+    replay = await client.post("/payments", json=body, headers=headers)
+    assert replay.status_code == 201
+    assert replay.content == done.content
+    assert await count(engine, EFFECTS) == 1
+
+
+async def test_many_simultaneous_duplicates_run_once(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    body = {"reference": "P-3", "amount_fen": 500}
+    responses = await asyncio.gather(
+        *(client.post("/payments", json=body, headers={"Idempotency-Key": key}) for _ in range(8))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) >= 1
+    assert set(statuses) <= {201, 409}
+    created = {r.content for r in responses if r.status_code == 201}
+    assert len(created) == 1
+    assert await count(engine, EFFECTS) == 1
+
+
+async def test_a_failed_request_releases_its_key(client: AsyncClient, engine: AsyncEngine) -> None:
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    failed = await client.post(
+        "/payments",
+        json={"reference": "P-4", "amount_fen": 1, "fail_with": "conflict"},
+        headers=headers,
+    )
+    _problem(failed, 409, "payment-settled")
+    crashed = await client.post(
+        "/payments",
+        json={"reference": "P-4", "amount_fen": 1, "fail_with": "crash"},
+        headers=headers,
+    )
+    # A different body from the first attempt is fine: nothing was kept of it.
+    _problem(crashed, 500, "internal-error")
+    assert await count(engine, EFFECTS) == 0
+    assert await count(engine, RECORDS, key=key) == 0
+    ok = await client.post("/payments", json={"reference": "P-4", "amount_fen": 1}, headers=headers)
+    assert ok.status_code == 201
+    assert await count(engine, EFFECTS) == 1
+
+
+async def test_an_abandoned_claim_is_taken_over_after_the_lease_and_only_one_commits(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    body = {"reference": "P-5", "amount_fen": 9}
+    app.state.gate = asyncio.Event()
+    stuck = asyncio.create_task(client.post("/payments", json=body, headers=headers))
+    await asyncio.wait_for(app.state.entered.wait(), 10)
+    clock.advance(timedelta(minutes=2, seconds=1))
+    gate, app.state.gate = app.state.gate, None
+    second = await client.post("/payments", json=body, headers=headers)
+    assert second.status_code == 201
+    gate.set()
+    late = await asyncio.wait_for(stuck, 10)
+    # The first holder lost its claim: its work is rolled back and it says so.
+    _problem(late, 409, "idempotency-key-in-flight")
+    assert await count(engine, EFFECTS) == 1
+    replay = await client.post("/payments", json=body, headers=headers)
+    assert replay.content == second.content
+
+
+async def test_keys_belong_to_their_caller(
+    client: AsyncClient, engine: AsyncEngine, token_factory: TokenFactory, clock: FrozenClock
+) -> None:
+    tokens = token_factory.with_clock(clock.now)
+    key = _key()
+    body = {"reference": "P-6", "amount_fen": 3}
+    alice = tokens.bearer(subject="alice", roles=["finance_officer"], regions=["62"])
+    bob = tokens.bearer(subject="bob", roles=["finance_officer"], regions=["62"])
+    a1 = await client.post("/my/payments", json=body, headers=alice | {"Idempotency-Key": key})
+    b1 = await client.post("/my/payments", json=body, headers=bob | {"Idempotency-Key": key})
+    a2 = await client.post("/my/payments", json=body, headers=alice | {"Idempotency-Key": key})
+    assert (a1.status_code, b1.status_code, a2.status_code) == (201, 201, 201)
+    assert a1.content != b1.content
+    assert a2.content == a1.content
+    assert await count(engine, EFFECTS) == 2
+    assert await count(engine, RECORDS, key=key) == 2
+
+
+async def test_validation_errors_do_not_claim_the_key(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    bad = await client.post("/payments", json={"reference": ""}, headers={"Idempotency-Key": key})
+    _problem(bad, 422, "validation-failed")
+    assert await count(engine, RECORDS, key=key) == 0
+
+
+async def test_purge_forgets_old_answers(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    old, new = _key(), _key()
+    await client.post(
+        "/payments", json={"reference": "P-7", "amount_fen": 1}, headers={"Idempotency-Key": old}
+    )
+    clock.advance(timedelta(days=2))
+    await client.post(
+        "/payments", json={"reference": "P-8", "amount_fen": 1}, headers={"Idempotency-Key": new}
+    )
+    async with make_sessionmaker(engine)() as session, session.begin():
+        purged = await purge_idempotency_records(
+            session, completed_before=clock.now() - timedelta(days=1)
+        )
+    assert purged >= 1
+    assert await count(engine, RECORDS, key=old) == 0
+    assert await count(engine, RECORDS, key=new) == 1
+
+
+def test_fingerprint_covers_method_path_and_body() -> None:
+    base = request_fingerprint("POST", "/payments", b'{"a":1}')
+    assert base == request_fingerprint("post", "/payments", b'{"a":1}')
+    assert base != request_fingerprint("PUT", "/payments", b'{"a":1}')
+    assert base != request_fingerprint("POST", "/payments/", b'{"a":1}')
+    assert base != request_fingerprint("POST", "/payments", b'{"a":2}')
+    # Length-prefixed parts: moving bytes between path and body changes the digest.
+    assert request_fingerprint("POST", "/a", b"b") != request_fingerprint("POST", "/ab", b"")
