@@ -52,9 +52,13 @@ start_services() {
   for svc in "${SERVICES[@]}"; do
     local port; port=$(service_port "$svc")
     if pid_alive "$RUN/$svc.pid"; then log "$svc already running on $port"; continue; fi
-    (cd "$ROOT" && with_service_env "$svc" setsid nohup uv run --no-sync uvicorn --factory \
+    local envs; envs=$(service_env "$svc" | xargs)
+    # exec all the way down, so the recorded pid is uvicorn itself, leader of its own session
+    # and process group (setsid does not fork when its caller is not a group leader).
+    (cd "$ROOT" && exec env $envs setsid nohup "$UV_PROJECT_ENVIRONMENT/bin/uvicorn" --factory \
       "dibao_$svc.main:create_app" --host 127.0.0.1 --port "$port" --no-access-log \
-      >>"$LOGS/$svc.log" 2>&1 </dev/null & echo $! >"$RUN/$svc.pid")
+      >>"$LOGS/$svc.log" 2>&1 </dev/null) &
+    echo $! >"$RUN/$svc.pid"
   done
   local deadline=$((SECONDS + 60))
   for svc in "${SERVICES[@]}"; do
