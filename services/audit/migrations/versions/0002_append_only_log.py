@@ -1,4 +1,4 @@
-"""The append-only log: entries, complete Merkle subtrees, signed checkpoints, runtime role.
+"""The append-only log: entries, every complete Merkle subtree, checkpoints, runtime role.
 
 The runtime role (``<database>_app``, NOLOGIN; roles are cluster-wide and several
 databases share a server in tests, hence the database name in it) may only INSERT and
@@ -43,14 +43,12 @@ def upgrade() -> None:
         sa.Column("case_id", sa.Text, nullable=True),
         sa.Column("region", sa.Text, nullable=True),
         sa.Column("actor", sa.Text, nullable=True),
-        sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
         sa.Column(
             "appended_at",
             sa.DateTime(timezone=True),
             nullable=False,
             server_default=sa.func.now(),
         ),
-        sa.CheckConstraint("octet_length(leaf_hash) = 32", name="leaf_hash_size"),
     )
     op.create_index("ix_log_entry_household", "log_entry", ["household_id", "leaf_index"])
     op.create_index(
@@ -74,7 +72,7 @@ def upgrade() -> None:
         sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
         sa.Column("index", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary, nullable=False),
-        sa.CheckConstraint("level >= 1", name="level_above_leaves"),
+        sa.CheckConstraint("level >= 0", name="level_not_negative"),
         sa.CheckConstraint("octet_length(hash) = 32", name="hash_size"),
     )
     op.create_table(

@@ -183,7 +183,7 @@ def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
     )
 
 
-def _entry_out(e: LogEntry) -> EntryOut:
+def _entry_out(e: LogEntry, leaf: bytes) -> EntryOut:
     return EntryOut(
         index=e.leaf_index,
         ce_id=str(e.ce_id),
@@ -197,7 +197,7 @@ def _entry_out(e: LogEntry) -> EntryOut:
         case_id=e.case_id,
         region=e.region,
         actor=e.actor,
-        leaf_hash=bytes(e.leaf_hash).hex(),
+        leaf_hash=leaf.hex(),
         appended_at=e.appended_at,
     )
 
@@ -359,8 +359,8 @@ async def list_entries(
     found = await repo.find_entries(session, flt, after=_after(cursor), limit=limit + 1)
     page = found[:limit]
     return EntryPage(
-        items=[_entry_out(e) for e in page],
-        next_cursor=_cursor(page[-1].leaf_index) if len(found) > limit else None,
+        items=[_entry_out(e, leaf) for e, leaf in page],
+        next_cursor=_cursor(page[-1][0].leaf_index) if len(found) > limit else None,
     )
 
 
@@ -378,9 +378,10 @@ async def entry_with_proof(
     index: int,
     tree_size: int | None = None,
 ) -> EntryWithProofOut:
-    entry = await repo.entry_at(session, index)
-    if entry is None or not _visible(principal, entry):
+    found = await repo.entry_at(session, index)
+    if found is None or not _visible(principal, found[0]):
         raise NotFound("No such entry", type_slug="entry-not-found")
+    entry, leaf = found
     cp = await _covering(session, tree_size)
     if index >= cp.tree_size:
         raise NotFound(
@@ -404,7 +405,7 @@ async def entry_with_proof(
             operation="GET /audit/entries/{index}",
         )
     return EntryWithProofOut(
-        entry=_entry_out(entry),
+        entry=_entry_out(entry, leaf),
         decoded=decoded,
         masked=not unmasked,
         headers=entry.headers,
@@ -415,7 +416,7 @@ async def entry_with_proof(
         proof=InclusionProofOut(
             index=index,
             tree_size=cp.tree_size,
-            leaf_hash=bytes(entry.leaf_hash).hex(),
+            leaf_hash=leaf.hex(),
             path=[p.hex() for p in path],
             checkpoint=cp.signed_note,
         ),
@@ -461,11 +462,11 @@ async def household_timeline(
         # Scoped query first; the unscoped one only tells a refused read from a missing one.
         flt = EntryFilter(region_prefixes=principal.regions, household_id=household_id)
         found = await repo.find_entries(session, flt, after=after, limit=limit + 1)
-        region = found[0].region if found else None
+        region = found[0][0].region if found else None
         if not found:
             anywhere = EntryFilter(region_prefixes=("",), household_id=household_id)
             other = await repo.find_entries(session, anywhere, after=None, limit=1)
-            region = other[0].region if other else None
+            region = other[0][0].region if other else None
         if region is not None:
             await record_access(
                 session,
@@ -497,9 +498,9 @@ async def household_timeline(
                 case_id=e.case_id,
                 decoded=mask(e.decoded),
             )
-            for e in page
+            for e, _ in page
         ],
-        next_cursor=_cursor(page[-1].leaf_index) if len(found) > limit else None,
+        next_cursor=_cursor(page[-1][0].leaf_index) if len(found) > limit else None,
     )
 
 

@@ -43,7 +43,6 @@ class LogEntry(Base):
     case_id: Mapped[str | None] = mapped_column(sa.Text)
     region: Mapped[str | None] = mapped_column(sa.Text)
     actor: Mapped[str | None] = mapped_column(sa.Text)
-    leaf_hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
     appended_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
     )
@@ -65,12 +64,15 @@ class LogEntry(Base):
         sa.Index("ix_log_entry_type", "ce_type", "leaf_index"),
         sa.Index("ix_log_entry_actor", "actor", "leaf_index"),
         sa.Index("ix_log_entry_time", "ce_time", "leaf_index"),
-        sa.CheckConstraint("octet_length(leaf_hash) = 32", name="leaf_hash_size"),
     )
 
 
 class MerkleNode(Base):
-    """A complete subtree of level >= 1 (leaves are in ``log_entry``): proofs are lookups."""
+    """Every complete subtree, leaves (level 0) included: proofs are indexed lookups.
+
+    The tree is kept apart from the entries' content, so content changed behind the
+    log's back no longer hashes to its leaf, and the verifier names the index.
+    """
 
     __tablename__ = "merkle_node"
 
@@ -79,7 +81,7 @@ class MerkleNode(Base):
     hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
     __table_args__ = (
-        sa.CheckConstraint("level >= 1", name="level_above_leaves"),
+        sa.CheckConstraint("level >= 0", name="level_not_negative"),
         sa.CheckConstraint("octet_length(hash) = 32", name="hash_size"),
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import Checkpoint, LogEntry, MerkleNode
@@ -39,24 +40,16 @@ async def tree_size(session: AsyncSession) -> int:
 
 
 async def subtree_hashes(session: AsyncSession, keys: set[Subtree]) -> dict[Subtree, bytes]:
-    """Hashes of complete subtrees: level 0 from the entries, above from ``merkle_node``."""
-    leaves = [i for level, i in keys if level == 0]
-    inner = [(level, i) for level, i in keys if level > 0]
-    found: dict[Subtree, bytes] = {}
-    if leaves:
-        rows = await session.execute(
-            sa.select(LogEntry.leaf_index, LogEntry.leaf_hash).where(
-                LogEntry.leaf_index.in_(leaves)
-            )
+    """Hashes of complete subtrees (leaves are level 0), in one indexed query."""
+    if not keys:
+        return {}
+    wanted = sorted(keys)
+    rows = await session.execute(
+        sa.select(MerkleNode.level, MerkleNode.index, MerkleNode.hash).where(
+            sa.tuple_(MerkleNode.level, MerkleNode.index).in_(wanted)
         )
-        found.update({(0, int(i)): bytes(h) for i, h in rows})
-    if inner:
-        nodes = await session.execute(
-            sa.select(MerkleNode.level, MerkleNode.index, MerkleNode.hash).where(
-                sa.tuple_(MerkleNode.level, MerkleNode.index).in_(inner)
-            )
-        )
-        found.update({(int(lv), int(i)): bytes(h) for lv, i, h in nodes})
+    )
+    found = {(int(lv), int(i)): bytes(h) for lv, i, h in rows}
     missing = keys - found.keys()
     if missing:
         raise LookupError(f"the log lacks subtrees {sorted(missing)[:5]}")
@@ -94,10 +87,10 @@ def _headers_json(row: EntryRow) -> str:
 INSERT_ENTRIES = """
     INSERT INTO {table} (leaf_index, ce_id, ce_type, ce_time, topic, partition, "offset",
         record_key, headers, payload, decoded, household_id, application_id, case_id, region,
-        actor, leaf_hash)
+        actor)
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
         $6::int[], $7::bigint[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::jsonb[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::bytea[])
+        $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
 """
 
 
@@ -120,7 +113,6 @@ def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
         [r.case_id for r in rows],
         [r.region for r in rows],
         [r.actor for r in rows],
-        [r.leaf_hash for r in rows],
     ]
 
 
@@ -135,9 +127,8 @@ async def insert_entries(
 
 
 async def insert_nodes(session: AsyncSession, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-    """Persist the complete subtrees (level >= 1) a batch created."""
-    inner = [n for n in nodes if n[0] > 0]
-    if not inner:
+    """Persist the complete subtrees a batch created, its leaves included."""
+    if not nodes:
         return
     driver = await _driver(session)
     await driver.execute(
@@ -145,9 +136,9 @@ async def insert_nodes(session: AsyncSession, nodes: Sequence[tuple[int, int, by
         INSERT INTO merkle_node (level, index, hash)
         SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
         """,
-        [n[0] for n in inner],
-        [n[1] for n in inner],
-        [n[2] for n in inner],
+        [n[0] for n in nodes],
+        [n[1] for n in nodes],
+        [n[2] for n in nodes],
     )
 
 
@@ -210,11 +201,27 @@ def _in_regions(prefixes: Sequence[str]) -> sa.ColumnElement[bool]:
     return LogEntry.region.like(sa.any_(sa.literal(patterns, sa.ARRAY(sa.Text))))
 
 
+EntryWithLeaf = tuple[LogEntry, bytes]
+"""An entry and its leaf hash as the tree holds it."""
+
+_LEAF = aliased(MerkleNode)
+
+
+def _with_leaf() -> sa.Select[LogEntry, bytes]:
+    return sa.select(LogEntry, _LEAF.hash).join(
+        _LEAF, sa.and_(_LEAF.level == 0, _LEAF.index == LogEntry.leaf_index)
+    )
+
+
+def _pairs(rows: sa.Result[LogEntry, bytes]) -> list[EntryWithLeaf]:
+    return [(e, bytes(h)) for e, h in rows]
+
+
 async def find_entries(
     session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
-) -> list[LogEntry]:
+) -> list[EntryWithLeaf]:
     """Entries matching ``flt`` in log order, after the cursor ``after`` (a leaf index)."""
-    query = sa.select(LogEntry).where(_in_regions(flt.region_prefixes))
+    query = _with_leaf().where(_in_regions(flt.region_prefixes))
     for column, value in (
         (LogEntry.household_id, flt.household_id),
         (LogEntry.application_id, flt.application_id),
@@ -230,22 +237,24 @@ async def find_entries(
         query = query.where(LogEntry.ce_time < flt.time_to)
     if after is not None:
         query = query.where(LogEntry.leaf_index > after)
-    return list(await session.scalars(query.order_by(LogEntry.leaf_index).limit(limit)))
+    rows = await session.execute(query.order_by(LogEntry.leaf_index).limit(limit))
+    return _pairs(rows)
 
 
-async def entry_at(session: AsyncSession, index: int) -> LogEntry | None:
-    return await session.get(LogEntry, index)
+async def entry_at(session: AsyncSession, index: int) -> EntryWithLeaf | None:
+    found = _pairs(await session.execute(_with_leaf().where(LogEntry.leaf_index == index)))
+    return found[0] if found else None
 
 
 async def stream_entries(
     session: AsyncSession, start: int, end: int, *, chunk: int = 5000
-) -> AsyncIterator[list[LogEntry]]:
+) -> AsyncIterator[list[EntryWithLeaf]]:
     """Entries ``[start, end)`` in order, a chunk at a time (keyset pagination)."""
     pos = start
     while pos < end:
-        rows = list(
-            await session.scalars(
-                sa.select(LogEntry)
+        rows = _pairs(
+            await session.execute(
+                _with_leaf()
                 .where(LogEntry.leaf_index >= pos, LogEntry.leaf_index < min(end, pos + chunk))
                 .order_by(LogEntry.leaf_index)
             )
@@ -253,5 +262,5 @@ async def stream_entries(
         if not rows:
             return
         yield rows
-        pos = rows[-1].leaf_index + 1
+        pos = rows[-1][0].leaf_index + 1
         session.expunge_all()

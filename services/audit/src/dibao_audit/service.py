@@ -65,13 +65,17 @@ def _region_visible(entry: LogEntry, prefixes: Collection[str]) -> bool:
     return entry.region is not None and any(entry.region.startswith(p) for p in prefixes)
 
 
-def export_entry(entry: LogEntry, visible: bool) -> dict[str, Any]:
-    """One export line; an entry outside the caller's regions is given by its hash only."""
+def export_entry(entry: LogEntry, leaf: bytes, visible: bool) -> dict[str, Any]:
+    """One export line; an entry outside the caller's regions is given by its leaf only.
+
+    ``leaf`` is the tree's own leaf hash (``merkle_node``), not one derived from the
+    content, so content changed behind the log's back shows as a mismatch.
+    """
     if not visible:
-        return {"index": entry.leaf_index, "leaf_hash": entry.leaf_hash.hex(), "redacted": True}
+        return {"index": entry.leaf_index, "leaf_hash": leaf.hex(), "redacted": True}
     return {
         "index": entry.leaf_index,
-        "leaf_hash": bytes(entry.leaf_hash).hex(),
+        "leaf_hash": leaf.hex(),
         "ce_id": str(entry.ce_id),
         "ce_type": entry.ce_type,
         "topic": entry.topic,
@@ -122,7 +126,8 @@ async def export_lines(
     yield json.dumps(header.to_json()) + "\n"
     async for chunk in repo.stream_entries(session, start, end):
         yield "".join(
-            json.dumps(export_entry(e, _region_visible(e, region_prefixes))) + "\n" for e in chunk
+            json.dumps(export_entry(e, leaf, _region_visible(e, region_prefixes))) + "\n"
+            for e, leaf in chunk
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -73,7 +75,9 @@ async def test_duplicates_are_appended_once_and_a_restart_resumes_exactly(
         assert list(outbox) == [CHECKPOINT_TYPE, CHECKPOINT_TYPE]
     assert [str(e.ce_id) for e in entries] == [e.header("ce_id").decode() for e in events]  # type: ignore[union-attr]
     leaves = [leaf_hash(canonical_bytes(e)) for e in events]
-    assert [bytes(e.leaf_hash) for e in entries] == leaves
+    async with audit_db.sessions() as session:
+        stored = await repo.subtree_hashes(session, {(0, i) for i in range(25)})
+    assert [stored[(0, i)] for i in range(25)] == leaves
     # Checkpoints fall at the end of the batch that reaches N more entries.
     assert [c.tree_size for c in cps] == [10, 25]
     assert cps[1].root_hash == root_of(leaves)
@@ -190,3 +194,46 @@ async def test_a_timed_checkpoint_skips_a_log_that_only_announced_itself(
     await appender.append([household_event(i) for i in range(3)])
     assert await appender.checkpoint_if_grown() == 3
     assert await appender.checkpoint_if_grown() is None
+
+
+async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoints(
+    audit_db: AuditDb,
+) -> None:
+    appender = audit_db.appender(checkpoint_every=16)
+    events = [household_event(i) for i in range(40)]
+    for lo in range(0, 40, 8):
+        await appender.append(events[lo : lo + 8])
+    await appender.checkpoint_if_grown()
+    forged = household_event(999)
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE log_entry SET payload = $1, headers = $2::jsonb WHERE leaf_index = 23",
+            forged.payload,
+            json.dumps([[k, base64.b64encode(v).decode()] for k, v in forged.headers]),
+        )
+        await conn.execute(
+            'UPDATE log_entry SET "offset" = 23 WHERE leaf_index = 23',
+        )
+        stored = RecordedEvent(
+            forged.topic, forged.partition, 23, forged.key, forged.headers, forged.payload
+        )
+        await conn.execute(
+            "UPDATE merkle_node SET hash = $1 WHERE level = 0 AND index = 23",
+            leaf_hash(canonical_bytes(stored)),
+        )
+    finally:
+        await conn.close()
+    key = appender.signer.verifier
+    async with audit_db.sessions() as session:
+        covering = await repo.latest_checkpoint(session)
+        assert covering is not None
+        lines = [
+            line async for line in service.export_lines(session, 0, 40, covering, key.name, ["62"])
+        ]
+    header, entries = read_export("".join(lines).splitlines())
+    report = verify_export(header, entries, key)
+    assert not report.ok
+    assert report.first_bad_index is None  # content and leaf agree: only the roots can tell
+    assert report.suspect_range == (16, 32)
