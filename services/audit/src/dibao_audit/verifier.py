@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,9 +124,13 @@ def verify_export(
     entries: Iterable[dict[str, Any]],
     key: VerifierKey,
     *,
-    keep_leaves: bool = False,
+    keep: Collection[int] = (),
 ) -> Report:
-    """Check signatures, recompute every leaf and the root, check the consistency chain."""
+    """Check signatures, recompute every leaf and the root, check the consistency chain.
+
+    The recomputed leaves of the indices in ``keep`` are kept on the report (for
+    inclusion proofs asked of a running service).
+    """
     report = Report()
     try:
         cp = key.verify(header.checkpoint)
@@ -169,7 +173,7 @@ def verify_export(
             if stored is not None and stored != leaf:
                 report.fail(f"entry {index}: content does not match its leaf hash", index)
             report.checked += 1
-        if keep_leaves:
+        if index in keep:
             report.recomputed_leaves[index] = leaf
         if from_zero:
             frontier.append(leaf)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI
 from httpx import AsyncClient
 
 from dibao.access.v1 import events_pb2 as access_pb2
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao.intake.v1 import types_pb2 as intake_types
+from dibao_audit import verify_cli
 from dibao_audit.checkpoint import VerifierKey
 from dibao_audit.entry import canonical_bytes
 from dibao_audit.main import create_app
@@ -24,6 +31,7 @@ from dibao_audit.settings import AuditSettings
 from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
+from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
@@ -56,6 +64,7 @@ def _withdrawn(household: str, region: str, i: int) -> intake_pb2.ApplicationWit
 
 @dataclass
 class Api:
+    app: FastAPI
     client: AsyncClient
     db: AuditDb
     tokens: TokenFactory
@@ -100,7 +109,7 @@ async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[A
         appender = app.state.audit.appender
         for lo in range(0, len(events), 11):
             await appender.append(events[lo : lo + 11])
-        yield Api(client, audit_db, token_factory, events)
+        yield Api(app, client, audit_db, token_factory, events)
 
 
 async def test_the_public_key_is_published(api: Api) -> None:
@@ -249,3 +258,51 @@ async def test_an_export_verifies_offline_and_hides_other_regions(api: Api) -> N
         "/audit/export", params={"start": 5, "end": 99}, headers=api.auditor()
     )
     assert bad.status_code == 400
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def served(api: Api) -> AsyncIterator[str]:
+    """The same app on a real loopback port, for the CLI's own HTTP client."""
+    server = uvicorn.Server(
+        uvicorn.Config(api.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await eventually(started, timeout_s=10, what="uvicorn")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_verifier_cli_checks_a_running_service_and_a_saved_export(
+    api: Api, served: str, tmp_path: Path
+) -> None:
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["62", "11"])
+    saved = tmp_path / "export.jsonl"
+    out = io.StringIO()
+    args = ["--url", served, "--token", token, "--vkey", vkey, "--save", str(saved)]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 0, report
+    assert report["checked"] == 32
+    assert report["inclusion_proofs_checked"] >= 2
+    assert report["key_pinned"] is True
+
+    out = io.StringIO()
+    offline = verify_cli._parse_args(["--export", str(saved), "--vkey", vkey])
+    assert verify_cli.run(offline, out) == 0
+    lines = saved.read_text().splitlines()
+    entry = json.loads(lines[1 + 17])
+    entry["payload"] = base64.b64encode(b"rewritten").decode()
+    lines[1 + 17] = json.dumps(entry)
+    saved.write_text("\n".join(lines) + "\n")
+    out = io.StringIO()
+    assert verify_cli.run(offline, out) == 1
+    assert json.loads(out.getvalue())["first_bad_index"] == 17

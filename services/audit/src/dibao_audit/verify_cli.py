@@ -1,0 +1,140 @@
+"""Offline verifier of the audit log: ``python -m dibao_audit.verify_cli``.
+
+Given an export file (``GET /audit/export``) or the service's URL, it checks the covering
+checkpoint's signature, recomputes every leaf and the root from the entries, checks the
+consistency proofs between all earlier checkpoints and, with a URL, inclusion proofs of
+sampled entries; it prints a JSON report with the first bad index and exits 1 when
+anything is wrong. Pin the log's key with ``--vkey`` (a C2SP vkey, from
+``GET /audit/public-key`` at a time you trust); without it the key the service publishes
+now is used, which proves the log consistent but not that the key is the right one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from dibao_audit.checkpoint import CheckpointError, VerifierKey
+from dibao_audit.merkle import ProofError, verify_inclusion
+from dibao_audit.verifier import Report, read_export, verify_export
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dibao_audit.verify_cli", description=__doc__.split("\n\n")[0]
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", type=Path, help="an export file (JSON lines)")
+    source.add_argument("--url", help="the audit service, e.g. http://127.0.0.1:8005")
+    parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
+    parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
+    parser.add_argument("--token", help="bearer token of an auditor (with --url)")
+    parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
+    parser.add_argument("--end", type=int, help="end index, exclusive (with --url)")
+    parser.add_argument("--tree-size", type=int, help="checkpoint to verify against (--url)")
+    parser.add_argument(
+        "--inclusion-samples", type=int, default=32, help="entries whose proofs to ask for"
+    )
+    parser.add_argument("--save", type=Path, help="also write the fetched export here")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    return parser.parse_args(argv)
+
+
+def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[VerifierKey, bool]:
+    if args.vkey:
+        return VerifierKey.parse(args.vkey), True
+    if args.vkey_file:
+        return VerifierKey.parse(args.vkey_file.read_text()), True
+    if client is None:
+        raise SystemExit("an export is verified against a pinned key: give --vkey")
+    response = client.get("/audit/public-key")
+    response.raise_for_status()
+    return VerifierKey.parse(response.json()["vkey"]), False
+
+
+def _lines(response: httpx.Response, save: IO[str] | None) -> Iterator[str]:
+    for line in response.iter_lines():
+        if save is not None:
+            save.write(line + "\n")
+        yield line
+
+
+def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int]) -> None:
+    cp = report.checkpoint
+    assert cp is not None
+    for index in sorted(indices):
+        leaf = report.recomputed_leaves.get(index)
+        if leaf is None:
+            continue  # redacted for this caller
+        response = client.get(f"/audit/entries/{index}", params={"tree_size": cp.tree_size})
+        if response.status_code != 200:
+            report.fail(f"entry {index}: the service answered {response.status_code}", index)
+            continue
+        path = [bytes.fromhex(p) for p in response.json()["proof"]["path"]]
+        try:
+            verify_inclusion(index, cp.tree_size, leaf, path, cp.root_hash)
+        except ProofError as exc:
+            report.fail(f"entry {index}: inclusion proof: {exc}", index)
+
+
+def run(args: argparse.Namespace, out: IO[str]) -> int:
+    """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 otherwise."""
+    if args.export is not None:
+        key, pinned = _key(args, None)
+        with args.export.open() as fh:
+            header, entries = read_export(fh)
+            report = verify_export(header, entries, key)
+        summary = report.summary()
+    else:
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        with httpx.Client(base_url=args.url, headers=headers, timeout=args.timeout) as client:
+            key, pinned = _key(args, client)
+            params: dict[str, Any] = {"start": args.start}
+            if args.end is not None:
+                params["end"] = args.end
+            if args.tree_size is not None:
+                params["tree_size"] = args.tree_size
+            save = args.save.open("w") if args.save else None
+            try:
+                with client.stream("GET", "/audit/export", params=params) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise SystemExit(f"export refused: {response.status_code} {response.text}")
+                    lines = _lines(response, save)
+                    header, entries = read_export(lines)
+                    rng = random.Random(header.tree_size)  # noqa: S311 - sampling, not secrets
+                    span = range(header.start, header.end)
+                    sample = rng.sample(span, min(args.inclusion_samples, len(span)))
+                    if header.end > header.start:
+                        sample += [header.start, header.end - 1]
+                    report = verify_export(header, entries, key, keep=set(sample))
+            finally:
+                if save is not None:
+                    save.close()
+            if report.checkpoint is not None:
+                _check_inclusion(client, report, sorted(set(sample)))
+        summary = report.summary() | {"inclusion_proofs_checked": len(set(sample))}
+    summary["key"] = key.vkey()
+    summary["key_pinned"] = pinned
+    out.write(json.dumps(summary, indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        return run(args, sys.stdout)
+    except (CheckpointError, ValueError, KeyError, httpx.HTTPError) as exc:
+        sys.stderr.write(f"verification could not run: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
