@@ -1,11 +1,323 @@
-"""ORM models of the intake service (its own database, its own metadata)."""
+"""ORM models of the intake service (its own database, its own metadata).
+
+Tables only: no relationships, no behaviour. Repositories load what a use case needs with
+explicit queries, and the API has its own schemas. Encrypted columns end in ``_cipher``
+(AES-GCM through the kit, see ``adapters/pii.py``); ``id_hash`` columns hold the keyed
+HMAC of an ID number for lookups.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dibao_common.db import service_metadata
 
 
 class Base(DeclarativeBase):
     metadata = service_metadata()
+
+
+_UUID = pg.UUID(as_uuid=True)
+_TS = sa.DateTime(timezone=True)
+_REGION = sa.String(12)
+
+
+def _fk(target: str) -> sa.ForeignKey:
+    return sa.ForeignKey(target, ondelete="RESTRICT")
+
+
+class Person(Base):
+    """A person known to intake, once, whatever household they are in."""
+
+    __tablename__ = "person"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(sa.Text, unique=True)
+    hash_key_id: Mapped[str] = mapped_column(sa.Text)
+    id_number_cipher: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    masked_id: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str] = mapped_column(sa.Text)
+    birth_date: Mapped[date] = mapped_column(sa.Date)
+    sex: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(_TS)
+
+
+class Household(Base):
+    __tablename__ = "household"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    region_code: Mapped[str] = mapped_column(_REGION, index=True)
+    area_type: Mapped[str] = mapped_column(sa.Text)
+    address: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    head_person_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("person.id"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(_TS)
+    created_by: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (sa.CheckConstraint("status IN ('active', 'dissolved')", name="status"),)
+
+
+class HouseholdMember(Base):
+    """A person's membership of a household; ``active`` is false once they died or left."""
+
+    __tablename__ = "household_member"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    household_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("household.id"), index=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("person.id"), index=True)
+    relationship: Mapped[str] = mapped_column(sa.Text)
+    disability_grade: Mapped[str] = mapped_column(sa.Text)
+    seriously_ill: Mapped[bool] = mapped_column(sa.Boolean)
+    employment_status: Mapped[str] = mapped_column(sa.Text)
+    student: Mapped[bool] = mapped_column(sa.Boolean)
+    counted: Mapped[bool] = mapped_column(sa.Boolean)
+    exclusion_reason: Mapped[str | None] = mapped_column(sa.Text)
+    exclusion_note: Mapped[str | None] = mapped_column(sa.Text)
+    active: Mapped[bool] = mapped_column(sa.Boolean)
+    joined_on: Mapped[date] = mapped_column(sa.Date)
+    left_on: Mapped[date | None] = mapped_column(sa.Date)
+    left_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        # One active household per person: the database, not a hope, enforces it.
+        sa.Index(
+            "uq_household_member_active_person",
+            "person_id",
+            unique=True,
+            postgresql_where=sa.text("active"),
+        ),
+        sa.CheckConstraint("active = (left_on IS NULL)", name="active_until_left"),
+        sa.CheckConstraint("counted = (exclusion_reason IS NULL)", name="excluded_has_reason"),
+    )
+
+
+class BankAccount(Base):
+    """An account payments go to; its id is the token other services know it by."""
+
+    __tablename__ = "bank_account"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    household_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("household.id"), index=True)
+    number_cipher: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    number_hash: Mapped[str] = mapped_column(sa.Text)
+    masked_number: Mapped[str] = mapped_column(sa.Text)
+    bank_code: Mapped[str] = mapped_column(sa.Text)
+    bank_name: Mapped[str] = mapped_column(sa.Text)
+    holder_name: Mapped[str] = mapped_column(sa.Text)
+    holder_person_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("person.id"))
+    custody_agreement: Mapped[bool] = mapped_column(sa.Boolean)
+    custody_document_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("document.id"))
+    custodian_subject: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(_TS)
+    superseded_at: Mapped[datetime | None] = mapped_column(_TS)
+
+    __table_args__ = (
+        sa.Index(
+            "uq_bank_account_current",
+            "household_id",
+            unique=True,
+            postgresql_where=sa.text("superseded_at IS NULL"),
+        ),
+    )
+
+
+class Document(Base):
+    """A document handed in; the content lives in the document store under its sha256."""
+
+    __tablename__ = "document"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    household_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("household.id"), index=True)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("person.id"))
+    document_type: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    media_type: Mapped[str] = mapped_column(sa.Text)
+    uploaded_by: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(_TS)
+
+    __table_args__ = (sa.CheckConstraint("size_bytes > 0", name="not_empty"),)
+
+
+class HouseholdChange(Base):
+    """One registered change of a household (birth, death, ...), as published."""
+
+    __tablename__ = "household_change"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    household_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("household.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    effective_on: Mapped[date] = mapped_column(sa.Date)
+    # Person ids, dates and flags only: never names or ID numbers.
+    details: Mapped[dict[str, Any]] = mapped_column(pg.JSONB)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    recorded_by: Mapped[str] = mapped_column(sa.Text)
+    recorded_at: Mapped[datetime] = mapped_column(_TS)
+
+
+class Application(Base):
+    __tablename__ = "application"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    household_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("household.id"), index=True)
+    # The household's region when submitted: searches need no join.
+    region_code: Mapped[str] = mapped_column(_REGION)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    channel: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    applicant_person_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("person.id"))
+    statement: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    requested_amount_fen: Mapped[int | None] = mapped_column(sa.BigInteger)
+    individual_inclusion_person_id: Mapped[uuid.UUID | None] = mapped_column(
+        _UUID, _fk("person.id")
+    )
+    bank_account_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("bank_account.id"))
+    staff_related: Mapped[bool] = mapped_column(sa.Boolean)
+    staff_relation_note: Mapped[str | None] = mapped_column(sa.Text)
+    assigned_caseworker: Mapped[str | None] = mapped_column(sa.Text)
+    missing_items: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
+    submitted_at: Mapped[datetime] = mapped_column(_TS)
+    submitted_by: Mapped[str] = mapped_column(sa.Text)
+    accepted_on: Mapped[date | None] = mapped_column(sa.Date)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(_TS)
+    withdrawal_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('submitted', 'returned', 'withdrawn')", name="status"),
+        sa.CheckConstraint("requested_amount_fen >= 0", name="requested_amount_not_negative"),
+        # Keyset pagination runs on id (UUIDv7, time-ordered) within a region prefix.
+        sa.Index("ix_application_region_id", "region_code", "id"),
+        sa.Index("ix_application_status_id", "status", "id"),
+        sa.Index("ix_application_submitted_at", "submitted_at"),
+    )
+
+
+class ApplicationIncome(Base):
+    """A member's declared average net monthly income, by category, in fen."""
+
+    __tablename__ = "application_income"
+
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        _UUID, _fk("application.id"), primary_key=True
+    )
+    person_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("person.id"), primary_key=True)
+    wage_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    operating_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    property_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    transfer_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    other_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    period_months: Mapped[int] = mapped_column(sa.SmallInteger)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "wage_fen >= 0 AND operating_fen >= 0 AND property_fen >= 0"
+            " AND transfer_fen >= 0 AND other_fen >= 0",
+            name="amounts_not_negative",
+        ),
+        sa.CheckConstraint("period_months BETWEEN 1 AND 12", name="period_months"),
+    )
+
+
+class ApplicationAsset(Base):
+    __tablename__ = "application_asset"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("application.id"), index=True)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("person.id"))
+    kind: Mapped[str] = mapped_column(sa.Text)
+    value_fen: Mapped[int] = mapped_column(sa.BigInteger)
+    quantity: Mapped[int] = mapped_column(sa.Integer)
+    floor_area_m2: Mapped[int | None] = mapped_column(sa.Integer)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.CheckConstraint("value_fen >= 0", name="value_not_negative"),
+        sa.CheckConstraint("quantity >= 1", name="quantity_positive"),
+    )
+
+
+class ApplicationDocument(Base):
+    __tablename__ = "application_document"
+
+    application_id: Mapped[uuid.UUID] = mapped_column(
+        _UUID, _fk("application.id"), primary_key=True
+    )
+    document_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("document.id"), primary_key=True)
+
+
+class StaffMember(Base):
+    """Someone on a township's roster: their relatives' applications are flagged."""
+
+    __tablename__ = "staff_member"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    township_code: Mapped[str] = mapped_column(_REGION, index=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    role: Mapped[str] = mapped_column(sa.Text)
+    # The token subject of a caseworker, who gets cases assigned.
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    responsible_caseworker: Mapped[bool] = mapped_column(sa.Boolean)
+    id_hash: Mapped[str | None] = mapped_column(sa.Text, index=True)
+    id_number_cipher: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    masked_id: Mapped[str | None] = mapped_column(sa.Text)
+    active: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime] = mapped_column(_TS)
+    created_by: Mapped[str] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.Index(
+            "uq_staff_member_responsible_caseworker",
+            "township_code",
+            unique=True,
+            postgresql_where=sa.text("responsible_caseworker AND active"),
+        ),
+        sa.CheckConstraint(
+            "NOT responsible_caseworker OR (role = 'caseworker' AND subject IS NOT NULL)",
+            name="caseworker_has_subject",
+        ),
+    )
+
+
+class StaffRelative(Base):
+    __tablename__ = "staff_relative"
+
+    id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    staff_id: Mapped[uuid.UUID] = mapped_column(_UUID, _fk("staff_member.id"), index=True)
+    relation: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str] = mapped_column(sa.Text)
+    id_hash: Mapped[str] = mapped_column(sa.Text, index=True)
+    id_number_cipher: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    masked_id: Mapped[str] = mapped_column(sa.Text)
+
+
+class TimelineEntry(Base):
+    """One event about an application, from any service, in the order it happened."""
+
+    __tablename__ = "timeline_entry"
+
+    ce_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, index=True)
+    ce_type: Mapped[str] = mapped_column(sa.Text)
+    ce_source: Mapped[str] = mapped_column(sa.Text)
+    occurred_at: Mapped[datetime] = mapped_column(_TS)
+    actor: Mapped[str | None] = mapped_column(sa.Text)
+    summary: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = mapped_column(pg.JSONB)
+    recorded_at: Mapped[datetime] = mapped_column(_TS)
+
+
+def table_of(model: type[Base]) -> sa.Table:
+    """The Core table of a model, for the repositories' Core statements."""
+    found = model.__table__
+    assert isinstance(found, sa.Table)
+    return found

@@ -1,0 +1,1 @@
+"""What intake talks to: its database (repositories), the document store, the contracts."""

@@ -1,0 +1,222 @@
+"""Intake's records as protobuf contract messages (``dibao.intake.v1``, ``dibao.common.v1``).
+
+Only masked names and ID numbers, keyed hashes and tokens leave intake; see ADR 0007.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.common.v1 import types_pb2 as common
+from dibao.intake.v1 import types_pb2 as intake
+from dibao_common.auth import Principal
+from dibao_common.crypto import mask_name
+from dibao_intake.adapters.records import (
+    BankAccountRecord,
+    DocumentRecord,
+    HouseholdRecord,
+    MemberRecord,
+)
+from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration, MissingItem
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    AreaType,
+    AssetKind,
+    DisabilityGrade,
+    DocumentType,
+    EmploymentStatus,
+    ExclusionReason,
+    IncomeCategory,
+    Relationship,
+    Sex,
+    SubmissionChannel,
+)
+
+AREA_TYPES: dict[AreaType, enums.AreaType.ValueType] = {
+    c: enums.AreaType.Value(f"AREA_TYPE_{c.value.upper()}") for c in AreaType
+}
+SEXES: dict[Sex, enums.Sex.ValueType] = {c: enums.Sex.Value(f"SEX_{c.value.upper()}") for c in Sex}
+RELATIONSHIPS: dict[Relationship, enums.Relationship.ValueType] = {
+    c: enums.Relationship.Value(f"RELATIONSHIP_{c.value.upper()}") for c in Relationship
+}
+DISABILITY_GRADES: dict[DisabilityGrade, enums.DisabilityGrade.ValueType] = {
+    c: enums.DisabilityGrade.Value(f"DISABILITY_GRADE_{c.value.upper()}") for c in DisabilityGrade
+}
+EMPLOYMENT_STATUSES: dict[EmploymentStatus, enums.EmploymentStatus.ValueType] = {
+    c: enums.EmploymentStatus.Value(f"EMPLOYMENT_STATUS_{c.value.upper()}")
+    for c in EmploymentStatus
+}
+EXCLUSION_REASONS: dict[ExclusionReason, enums.ExclusionReason.ValueType] = {
+    c: enums.ExclusionReason.Value(f"EXCLUSION_REASON_{c.value.upper()}") for c in ExclusionReason
+}
+INCOME_CATEGORIES: dict[IncomeCategory, enums.IncomeCategory.ValueType] = {
+    c: enums.IncomeCategory.Value(f"INCOME_CATEGORY_{c.value.upper()}") for c in IncomeCategory
+}
+ASSET_KINDS: dict[AssetKind, enums.AssetKind.ValueType] = {
+    c: enums.AssetKind.Value(f"ASSET_KIND_{c.value.upper()}") for c in AssetKind
+}
+APPLICATION_KINDS: dict[ApplicationKind, enums.ApplicationKind.ValueType] = {
+    c: enums.ApplicationKind.Value(f"APPLICATION_KIND_{c.value.upper()}") for c in ApplicationKind
+}
+CHANNELS: dict[SubmissionChannel, enums.SubmissionChannel.ValueType] = {
+    c: enums.SubmissionChannel.Value(f"SUBMISSION_CHANNEL_{c.value.upper()}")
+    for c in SubmissionChannel
+}
+DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
+    c: enums.DocumentType.Value(f"DOCUMENT_TYPE_{c.value.upper()}") for c in DocumentType
+}
+
+
+def timestamp(at: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def local_date(day: date) -> common.LocalDate:
+    return common.LocalDate(year=day.year, month=day.month, day=day.day)
+
+
+def region(code: str) -> common.RegionCode:
+    return common.RegionCode(code=code)
+
+
+def money(fen: int) -> common.Money:
+    return common.Money(fen=fen)
+
+
+def actor(principal: Principal) -> common.Actor:
+    return common.Actor(
+        subject=principal.subject,
+        roles=sorted(r.value for r in principal.roles),
+        region_prefixes=list(principal.regions),
+        kind=enums.ACTOR_KIND_STAFF,
+    )
+
+
+def system_actor(service: str) -> common.Actor:
+    return common.Actor(subject=service, kind=enums.ACTOR_KIND_SYSTEM)
+
+
+def person_ref(member: MemberRecord, hash_key_id: str) -> common.PersonRef:
+    return common.PersonRef(
+        person_id=str(member.person_id),
+        keyed_hash=member.id_hash,
+        hash_key_id=hash_key_id,
+        masked_id=member.masked_id,
+        masked_name=mask_name(member.name),
+    )
+
+
+def member(record: MemberRecord, hash_key_id: str) -> intake.Member:
+    out = intake.Member(
+        person=person_ref(record, hash_key_id),
+        birth_date=local_date(record.birth_date),
+        sex=SEXES[record.sex],
+        relationship=RELATIONSHIPS[record.relationship],
+        disability_grade=DISABILITY_GRADES[record.disability_grade],
+        seriously_ill=record.seriously_ill,
+        employment_status=EMPLOYMENT_STATUSES[record.employment_status],
+        student=record.student,
+        counted=record.counted,
+    )
+    if record.exclusion_reason is not None:
+        out.exclusion_reason = EXCLUSION_REASONS[record.exclusion_reason]
+    if record.exclusion_note:
+        out.exclusion_note = record.exclusion_note
+    return out
+
+
+def household_snapshot(
+    household: HouseholdRecord, members: Iterable[MemberRecord], hash_key_id: str
+) -> intake.HouseholdSnapshot:
+    """The household as it is now: its active members only."""
+    return intake.HouseholdSnapshot(
+        household_id=str(household.id),
+        region=region(household.region_code),
+        area_type=AREA_TYPES[household.area_type],
+        head_person_id=str(household.head_person_id) if household.head_person_id else "",
+        members=[member(m, hash_key_id) for m in members if m.active],
+    )
+
+
+def bank_account_ref(account: BankAccountRecord | None) -> common.BankAccountRef | None:
+    if account is None:
+        return None
+    return common.BankAccountRef(
+        token_id=str(account.id),
+        masked_number=account.masked_number,
+        bank_code=account.bank_code,
+        bank_name=account.bank_name,
+        holder_masked_name=mask_name(account.holder_name),
+        holder_person_id=str(account.holder_person_id) if account.holder_person_id else "",
+    )
+
+
+def document_ref(document: DocumentRecord) -> common.DocumentRef:
+    return common.DocumentRef(
+        document_id=str(document.id),
+        sha256=document.sha256,
+        document_type=DOCUMENT_TYPES[document.document_type],
+        size_bytes=document.size_bytes,
+        media_type=document.media_type,
+        person_id=str(document.person_id) if document.person_id else "",
+    )
+
+
+_CATEGORY_FIELDS = (
+    (IncomeCategory.WAGE, "wage_fen"),
+    (IncomeCategory.OPERATING, "operating_fen"),
+    (IncomeCategory.PROPERTY, "property_fen"),
+    (IncomeCategory.TRANSFER, "transfer_fen"),
+    (IncomeCategory.OTHER, "other_fen"),
+)
+
+
+def declared_incomes(declarations: Iterable[IncomeDeclaration]) -> list[intake.DeclaredIncome]:
+    """Every category of every declaring member, zeros included: a declared zero is a fact."""
+    return [
+        intake.DeclaredIncome(
+            person_id=str(d.person_id),
+            category=INCOME_CATEGORIES[category],
+            monthly_amount=money(getattr(d, field)),
+            period_months=d.period_months,
+            description=d.note or "",
+        )
+        for d in declarations
+        for category, field in _CATEGORY_FIELDS
+    ]
+
+
+def declared_assets(declarations: Iterable[AssetDeclaration]) -> list[intake.DeclaredAsset]:
+    return [
+        intake.DeclaredAsset(
+            person_id=str(a.person_id) if a.person_id else "",
+            kind=ASSET_KINDS[a.kind],
+            value=money(a.value_fen),
+            quantity=a.quantity,
+            floor_area_m2=a.floor_area_m2 or 0,
+            description=a.description or "",
+        )
+        for a in declarations
+    ]
+
+
+def missing_item(item: MissingItem) -> intake.MissingItem:
+    out = intake.MissingItem(description=item.description)
+    if item.document_type is not None:
+        out.document_type = DOCUMENT_TYPES[item.document_type]
+    if item.person_id is not None:
+        out.person_id = str(item.person_id)
+    if item.field is not None:
+        out.field = item.field
+    return out
+
+
+def masked_names(members: Mapping[uuid.UUID, MemberRecord]) -> dict[uuid.UUID, str]:
+    return {person_id: mask_name(m.name) for person_id, m in members.items()}

@@ -1,0 +1,339 @@
+"""SQL for applications, their declarations and documents, and their timelines."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_common.auth import Principal, region_filter
+from dibao_intake.adapters.records import (
+    ApplicationRecord,
+    ApplicationSummary,
+    TimelineRecord,
+)
+from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ApplicationStatus,
+    AssetKind,
+    SubmissionChannel,
+)
+from dibao_intake.models import (
+    Application,
+    ApplicationAsset,
+    ApplicationDocument,
+    ApplicationIncome,
+    Person,
+    TimelineEntry,
+    table_of,
+)
+
+application_t = table_of(Application)
+income_t = table_of(ApplicationIncome)
+asset_t = table_of(ApplicationAsset)
+app_document_t = table_of(ApplicationDocument)
+timeline_t = table_of(TimelineEntry)
+person_t = table_of(Person)
+
+_COLUMNS = (
+    application_t.c.id,
+    application_t.c.household_id,
+    application_t.c.region_code,
+    application_t.c.kind,
+    application_t.c.channel,
+    application_t.c.status,
+    application_t.c.applicant_person_id,
+    application_t.c.statement,
+    application_t.c.reason,
+    application_t.c.requested_amount_fen,
+    application_t.c.individual_inclusion_person_id,
+    application_t.c.bank_account_id,
+    application_t.c.staff_related,
+    application_t.c.staff_relation_note,
+    application_t.c.assigned_caseworker,
+    application_t.c.missing_items,
+    application_t.c.submitted_at,
+    application_t.c.submitted_by,
+    application_t.c.accepted_on,
+    application_t.c.withdrawn_at,
+    application_t.c.withdrawal_reason,
+)
+
+
+def _record(row: Sequence[Any]) -> ApplicationRecord:
+    values = list(row)
+    values[3] = ApplicationKind(values[3])
+    values[4] = SubmissionChannel(values[4])
+    values[5] = ApplicationStatus(values[5])
+    return ApplicationRecord(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class NewApplication:
+    record: ApplicationRecord
+    incomes: Sequence[IncomeDeclaration]
+    assets: Sequence[tuple[uuid.UUID, AssetDeclaration]]
+    document_ids: Sequence[uuid.UUID]
+
+
+async def insert_application(session: AsyncSession, new: NewApplication) -> None:
+    r = new.record
+    await session.execute(
+        sa.insert(application_t).values(
+            id=r.id,
+            household_id=r.household_id,
+            region_code=r.region_code,
+            kind=r.kind.value,
+            channel=r.channel.value,
+            status=r.status.value,
+            applicant_person_id=r.applicant_person_id,
+            statement=r.statement,
+            reason=r.reason,
+            requested_amount_fen=r.requested_amount_fen,
+            individual_inclusion_person_id=r.individual_inclusion_person_id,
+            bank_account_id=r.bank_account_id,
+            staff_related=r.staff_related,
+            staff_relation_note=r.staff_relation_note,
+            assigned_caseworker=r.assigned_caseworker,
+            missing_items=r.missing_items,
+            submitted_at=r.submitted_at,
+            submitted_by=r.submitted_by,
+            accepted_on=r.accepted_on,
+            withdrawn_at=None,
+            withdrawal_reason=None,
+        )
+    )
+    if new.incomes:
+        await session.execute(
+            sa.insert(income_t),
+            [
+                {
+                    "application_id": r.id,
+                    "person_id": i.person_id,
+                    "wage_fen": i.wage_fen,
+                    "operating_fen": i.operating_fen,
+                    "property_fen": i.property_fen,
+                    "transfer_fen": i.transfer_fen,
+                    "other_fen": i.other_fen,
+                    "period_months": i.period_months,
+                    "note": i.note,
+                }
+                for i in new.incomes
+            ],
+        )
+    if new.assets:
+        await session.execute(
+            sa.insert(asset_t),
+            [
+                {
+                    "id": asset_id,
+                    "application_id": r.id,
+                    "person_id": a.person_id,
+                    "kind": a.kind.value,
+                    "value_fen": a.value_fen,
+                    "quantity": a.quantity,
+                    "floor_area_m2": a.floor_area_m2,
+                    "description": a.description,
+                }
+                for asset_id, a in new.assets
+            ],
+        )
+    if new.document_ids:
+        await session.execute(
+            sa.insert(app_document_t),
+            [{"application_id": r.id, "document_id": d} for d in new.document_ids],
+        )
+
+
+async def get_application(
+    session: AsyncSession, application_id: uuid.UUID, *, for_update: bool = False
+) -> ApplicationRecord | None:
+    statement = sa.select(*_COLUMNS).where(application_t.c.id == application_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).first()
+    return _record(row) if row is not None else None
+
+
+async def application_region(session: AsyncSession, application_id: uuid.UUID) -> str | None:
+    return (
+        await session.execute(
+            sa.select(application_t.c.region_code).where(application_t.c.id == application_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def load_incomes(session: AsyncSession, application_id: uuid.UUID) -> list[IncomeDeclaration]:
+    rows = await session.execute(
+        sa.select(
+            income_t.c.person_id,
+            income_t.c.wage_fen,
+            income_t.c.operating_fen,
+            income_t.c.property_fen,
+            income_t.c.transfer_fen,
+            income_t.c.other_fen,
+            income_t.c.period_months,
+            income_t.c.note,
+        )
+        .where(income_t.c.application_id == application_id)
+        .order_by(income_t.c.person_id)
+    )
+    return [IncomeDeclaration(*r) for r in rows]
+
+
+async def load_assets(session: AsyncSession, application_id: uuid.UUID) -> list[AssetDeclaration]:
+    rows = await session.execute(
+        sa.select(
+            asset_t.c.person_id,
+            asset_t.c.kind,
+            asset_t.c.value_fen,
+            asset_t.c.quantity,
+            asset_t.c.floor_area_m2,
+            asset_t.c.description,
+        )
+        .where(asset_t.c.application_id == application_id)
+        .order_by(asset_t.c.id)
+    )
+    return [AssetDeclaration(r[0], AssetKind(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+async def load_document_ids(session: AsyncSession, application_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await session.execute(
+        sa.select(app_document_t.c.document_id)
+        .where(app_document_t.c.application_id == application_id)
+        .order_by(app_document_t.c.document_id)
+    )
+    return list(rows.scalars())
+
+
+async def mark_withdrawn(
+    session: AsyncSession, application_id: uuid.UUID, *, at: datetime, reason: str
+) -> None:
+    await session.execute(
+        sa.update(application_t)
+        .where(application_t.c.id == application_id)
+        .values(status=ApplicationStatus.WITHDRAWN.value, withdrawn_at=at, withdrawal_reason=reason)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationFilter:
+    region_prefix: str | None = None
+    status: ApplicationStatus | None = None
+    kind: ApplicationKind | None = None
+    household_id: uuid.UUID | None = None
+    submitted_from: datetime | None = None
+    submitted_before: datetime | None = None
+
+
+async def search_applications(
+    session: AsyncSession,
+    principal: Principal,
+    criteria: ApplicationFilter,
+    *,
+    after_id: uuid.UUID | None,
+    limit: int,
+) -> list[ApplicationSummary]:
+    """Newest first, within the principal's regions; ``limit`` rows after ``after_id``."""
+    statement = (
+        sa.select(
+            application_t.c.id,
+            application_t.c.household_id,
+            application_t.c.region_code,
+            application_t.c.kind,
+            application_t.c.status,
+            application_t.c.applicant_person_id,
+            person_t.c.name,
+            application_t.c.staff_related,
+            application_t.c.assigned_caseworker,
+            application_t.c.submitted_at,
+        )
+        .join(person_t, person_t.c.id == application_t.c.applicant_person_id)
+        .where(region_filter(application_t.c.region_code, principal))
+        .order_by(application_t.c.id.desc())
+        .limit(limit)
+    )
+    if criteria.region_prefix:
+        statement = statement.where(
+            application_t.c.region_code.startswith(criteria.region_prefix, autoescape=True)
+        )
+    if criteria.status is not None:
+        statement = statement.where(application_t.c.status == criteria.status.value)
+    if criteria.kind is not None:
+        statement = statement.where(application_t.c.kind == criteria.kind.value)
+    if criteria.household_id is not None:
+        statement = statement.where(application_t.c.household_id == criteria.household_id)
+    if criteria.submitted_from is not None:
+        statement = statement.where(application_t.c.submitted_at >= criteria.submitted_from)
+    if criteria.submitted_before is not None:
+        statement = statement.where(application_t.c.submitted_at < criteria.submitted_before)
+    if after_id is not None:
+        statement = statement.where(application_t.c.id < after_id)
+    rows = await session.execute(statement)
+    return [
+        ApplicationSummary(
+            id=r[0],
+            household_id=r[1],
+            region_code=r[2],
+            kind=ApplicationKind(r[3]),
+            status=ApplicationStatus(r[4]),
+            applicant_person_id=r[5],
+            applicant_name=r[6],
+            staff_related=r[7],
+            assigned_caseworker=r[8],
+            submitted_at=r[9],
+        )
+        for r in rows
+    ]
+
+
+async def application_exists(session: AsyncSession, application_id: uuid.UUID) -> bool:
+    found = await session.execute(
+        sa.select(sa.literal(1)).where(application_t.c.id == application_id)
+    )
+    return found.first() is not None
+
+
+async def add_timeline_entry(
+    session: AsyncSession, application_id: uuid.UUID, entry: TimelineRecord, *, at: datetime
+) -> None:
+    """Record an event about an application once (a redelivery changes nothing)."""
+    await session.execute(
+        pg_insert(timeline_t)
+        .values(
+            ce_id=entry.ce_id,
+            application_id=application_id,
+            ce_type=entry.ce_type,
+            ce_source=entry.ce_source,
+            occurred_at=entry.occurred_at,
+            actor=entry.actor,
+            summary=entry.summary,
+            details=entry.details,
+            recorded_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=[timeline_t.c.ce_id])
+    )
+
+
+async def load_timeline(session: AsyncSession, application_id: uuid.UUID) -> list[TimelineRecord]:
+    rows = await session.execute(
+        sa.select(
+            timeline_t.c.ce_id,
+            timeline_t.c.ce_type,
+            timeline_t.c.ce_source,
+            timeline_t.c.occurred_at,
+            timeline_t.c.actor,
+            timeline_t.c.summary,
+            timeline_t.c.details,
+        )
+        .where(timeline_t.c.application_id == application_id)
+        .order_by(timeline_t.c.occurred_at, timeline_t.c.ce_id)
+    )
+    return [TimelineRecord(*r) for r in rows]

@@ -1,0 +1,208 @@
+"""SQL for the staff roster: staff, their relatives, the responsible caseworkers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_common.crypto import mask_name
+from dibao_intake.adapters.records import StaffRecord, StaffRelativeRecord
+from dibao_intake.domain.codes import StaffRole
+from dibao_intake.domain.staff import RosterEntry
+from dibao_intake.models import StaffMember, StaffRelative, table_of
+
+staff_t = table_of(StaffMember)
+relative_t = table_of(StaffRelative)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRelative:
+    id: uuid.UUID
+    relation: str
+    name: str
+    id_hash: str
+    id_number_cipher: bytes
+    masked_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewStaff:
+    id: uuid.UUID
+    township_code: str
+    name: str
+    role: StaffRole
+    subject: str | None
+    responsible_caseworker: bool
+    id_hash: str | None
+    id_number_cipher: bytes | None
+    masked_id: str | None
+    relatives: Sequence[NewRelative]
+
+
+async def insert_staff(
+    session: AsyncSession, staff: NewStaff, *, created_by: str, at: datetime
+) -> None:
+    if staff.responsible_caseworker:
+        # One responsible caseworker per township: the new one takes over.
+        await session.execute(
+            sa.update(staff_t)
+            .where(
+                staff_t.c.township_code == staff.township_code,
+                staff_t.c.responsible_caseworker,
+                staff_t.c.active,
+            )
+            .values(responsible_caseworker=False)
+        )
+    await session.execute(
+        sa.insert(staff_t).values(
+            id=staff.id,
+            township_code=staff.township_code,
+            name=staff.name,
+            role=staff.role.value,
+            subject=staff.subject,
+            responsible_caseworker=staff.responsible_caseworker,
+            id_hash=staff.id_hash,
+            id_number_cipher=staff.id_number_cipher,
+            masked_id=staff.masked_id,
+            active=True,
+            created_at=at,
+            created_by=created_by,
+        )
+    )
+    if staff.relatives:
+        await session.execute(
+            sa.insert(relative_t),
+            [
+                {
+                    "id": r.id,
+                    "staff_id": staff.id,
+                    "relation": r.relation,
+                    "name": r.name,
+                    "id_hash": r.id_hash,
+                    "id_number_cipher": r.id_number_cipher,
+                    "masked_id": r.masked_id,
+                }
+                for r in staff.relatives
+            ],
+        )
+
+
+_STAFF_COLUMNS = (
+    staff_t.c.id,
+    staff_t.c.township_code,
+    staff_t.c.name,
+    staff_t.c.role,
+    staff_t.c.subject,
+    staff_t.c.responsible_caseworker,
+    staff_t.c.masked_id,
+    staff_t.c.active,
+    staff_t.c.created_at,
+)
+
+
+async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRecord]:
+    staff_rows = (
+        await session.execute(
+            sa.select(*_STAFF_COLUMNS)
+            .where(staff_t.c.township_code == township_code)
+            .order_by(staff_t.c.active.desc(), staff_t.c.created_at, staff_t.c.id)
+        )
+    ).all()
+    ids = [r[0] for r in staff_rows]
+    relatives: dict[uuid.UUID, list[StaffRelativeRecord]] = {i: [] for i in ids}
+    if ids:
+        for r in await session.execute(
+            sa.select(
+                relative_t.c.staff_id,
+                relative_t.c.id,
+                relative_t.c.relation,
+                relative_t.c.name,
+                relative_t.c.masked_id,
+            )
+            .where(relative_t.c.staff_id.in_(ids))
+            .order_by(relative_t.c.id)
+        ):
+            relatives[r[0]].append(StaffRelativeRecord(r[1], r[2], r[3], r[4]))
+    return [
+        StaffRecord(
+            id=r[0],
+            township_code=r[1],
+            name=r[2],
+            role=StaffRole(r[3]),
+            subject=r[4],
+            responsible_caseworker=r[5],
+            masked_id=r[6],
+            active=r[7],
+            created_at=r[8],
+            relatives=tuple(relatives[r[0]]),
+        )
+        for r in staff_rows
+    ]
+
+
+async def staff_township(session: AsyncSession, staff_id: uuid.UUID) -> str | None:
+    return (
+        await session.execute(sa.select(staff_t.c.township_code).where(staff_t.c.id == staff_id))
+    ).scalar_one_or_none()
+
+
+async def deactivate_staff(session: AsyncSession, staff_id: uuid.UUID) -> None:
+    await session.execute(
+        sa.update(staff_t)
+        .where(staff_t.c.id == staff_id)
+        .values(active=False, responsible_caseworker=False)
+    )
+
+
+async def roster_entries(
+    session: AsyncSession, id_hashes: Sequence[str], township_name: Callable[[str], str]
+) -> list[RosterEntry]:
+    """Active staff, and relatives of active staff, whose ID hash is among ``id_hashes``."""
+    if not id_hashes:
+        return []
+    relatives = sa.select(
+        relative_t.c.id_hash,
+        staff_t.c.id,
+        staff_t.c.name,
+        staff_t.c.role,
+        staff_t.c.township_code,
+        relative_t.c.relation,
+    ).join(staff_t, staff_t.c.id == relative_t.c.staff_id)
+    relatives = relatives.where(relative_t.c.id_hash.in_(id_hashes), staff_t.c.active)
+    themselves = sa.select(
+        staff_t.c.id_hash,
+        staff_t.c.id,
+        staff_t.c.name,
+        staff_t.c.role,
+        staff_t.c.township_code,
+        sa.literal("self"),
+    ).where(staff_t.c.id_hash.in_(id_hashes), staff_t.c.active)
+    rows = await session.execute(sa.union_all(relatives, themselves))
+    return [
+        RosterEntry(
+            id_hash=r[0],
+            staff_id=r[1],
+            staff_masked_name=mask_name(r[2]),
+            staff_role=StaffRole(r[3]),
+            township_name=township_name(r[4]),
+            relation=r[5],
+        )
+        for r in rows
+    ]
+
+
+async def responsible_caseworker(session: AsyncSession, township_code: str) -> str | None:
+    return (
+        await session.execute(
+            sa.select(staff_t.c.subject).where(
+                staff_t.c.township_code == township_code,
+                staff_t.c.responsible_caseworker,
+                staff_t.c.active,
+            )
+        )
+    ).scalar_one_or_none()

@@ -1,0 +1,205 @@
+"""Applications: submit, search, read with timeline, withdraw."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dibao_intake.api import schemas as s
+from dibao_intake.api.deps import (
+    Clerk,
+    Idempotency,
+    Reader,
+    RuntimeDep,
+    in_transaction,
+    json_response,
+    problems,
+)
+from dibao_intake.api.households import bank_account_input
+from dibao_intake.api.mapping import application_out, summary_out
+from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
+from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus
+from dibao_intake.service_layer import applications as service
+
+router = APIRouter(tags=["applications"])
+
+
+def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
+    return service.SubmitApplication(
+        household_id=body.household_id,
+        kind=body.kind,
+        channel=body.channel,
+        applicant_person_id=body.applicant_person_id,
+        incomes=[
+            IncomeDeclaration(
+                person_id=i.person_id,
+                wage_fen=i.wage_fen,
+                operating_fen=i.operating_fen,
+                property_fen=i.property_fen,
+                transfer_fen=i.transfer_fen,
+                other_fen=i.other_fen,
+                period_months=i.period_months,
+                note=i.note,
+            )
+            for i in body.incomes
+        ],
+        assets=[
+            AssetDeclaration(
+                person_id=a.person_id,
+                kind=a.kind,
+                value_fen=a.value_fen,
+                quantity=a.quantity,
+                floor_area_m2=a.floor_area_m2,
+                description=a.description,
+            )
+            for a in body.assets
+        ],
+        document_ids=body.document_ids,
+        bank_account=bank_account_input(body.bank_account) if body.bank_account else None,
+        statement=body.statement,
+        reason=body.reason,
+        requested_amount_fen=body.requested_amount_fen,
+        individual_inclusion_person_id=body.individual_inclusion_person_id,
+    )
+
+
+@router.post(
+    "/applications",
+    status_code=201,
+    response_model=s.ApplicationOut,
+    summary="Submit an application",
+    description="A complete application is accepted (status submitted, caseworker assigned,"
+    " ApplicationSubmitted with a full snapshot, then ApplicationAccepted). An incomplete one"
+    " is recorded as returned with every missing item listed at once (ApplicationReturned)."
+    " An applicant related to staff is flagged: the county must visit. Send an"
+    " Idempotency-Key: a retried submission creates nothing twice.",
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        conflict="The household is dissolved, or the Idempotency-Key is in flight",
+    ),
+)
+async def submit_application(
+    request: Request,
+    body: s.ApplicationIn,
+    caller: Clerk,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    command = submit_command(body)
+
+    async def work(session: AsyncSession) -> Response:
+        detail = await service.submit_application(session, runtime, caller, command)
+        return json_response(
+            application_out(detail, runtime.divisions),
+            201,
+            {"Location": f"/applications/{detail.record.id}"},
+        )
+
+    return await in_transaction(request, work, idempotency)
+
+
+@router.get(
+    "/applications",
+    response_model=s.ApplicationPageOut,
+    summary="Search applications by region, status, kind and date",
+    description="Newest first, within the caller's regions, cursor-paginated. The search is"
+    " recorded on dibao.access.v1.",
+    responses=problems(400, 401, 403, 422),
+)
+async def search_applications(
+    request: Request,
+    caller: Reader,
+    runtime: RuntimeDep,
+    region: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
+    ] = None,
+    status: ApplicationStatus | None = None,
+    kind: ApplicationKind | None = None,
+    household_id: uuid.UUID | None = None,
+    submitted_from: Annotated[date | None, Query(description="First day (China time)")] = None,
+    submitted_to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Response:
+    query = service.SearchApplications(
+        region_prefix=region,
+        status=status,
+        kind=kind,
+        household_id=household_id,
+        submitted_from=submitted_from,
+        submitted_to=submitted_to,
+        cursor=cursor,
+        limit=limit,
+    )
+
+    async def work(session: AsyncSession) -> Response:
+        page = await service.search_applications(session, runtime, caller, query)
+        return json_response(
+            s.ApplicationPageOut(
+                items=[summary_out(a) for a in page.items], next_cursor=page.next_cursor
+            )
+        )
+
+    return await in_transaction(request, work)
+
+
+@router.get(
+    "/applications/{application_id}",
+    response_model=s.ApplicationOut,
+    summary="An application with its declarations, documents and timeline",
+    description="The timeline holds every service's events about the application (intake's"
+    " and audit's today, more as services publish). The read is recorded.",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_application(
+    request: Request, application_id: uuid.UUID, caller: Reader, runtime: RuntimeDep
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        detail = await service.read_application(session, runtime, caller, application_id)
+        return json_response(application_out(detail, runtime.divisions))
+
+    return await in_transaction(request, work)
+
+
+@router.post(
+    "/applications/{application_id}/withdrawal",
+    status_code=201,
+    response_model=s.ApplicationOut,
+    summary="Withdraw an accepted application not yet decided",
+    description="Publishes ApplicationWithdrawn.",
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        conflict="Returned, already withdrawn or decided; or the Idempotency-Key is in flight",
+    ),
+)
+async def withdraw_application(
+    request: Request,
+    application_id: uuid.UUID,
+    body: s.WithdrawalIn,
+    caller: Clerk,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        detail = await service.withdraw_application(
+            session, runtime, caller, application_id, body.reason
+        )
+        return json_response(application_out(detail, runtime.divisions), 201)
+
+    return await in_transaction(request, work, idempotency)

@@ -1,0 +1,122 @@
+"""Request plumbing: who calls, the runtime, and one transaction per request.
+
+No ``from __future__ import annotations`` here: FastAPI must see the real annotations of
+the dependency closures, which refer to local names.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import Response
+
+from dibao_common.auth import Principal, Role, require_roles
+from dibao_common.errors import problem_responses
+from dibao_common.idempotency import IdempotentRequest, optional_idempotent_request
+from dibao_common.observability import current_correlation_id, current_traceparent
+from dibao_intake.service_layer.runtime import Caller, Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def _operation(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return f"{request.method} {path}"
+
+
+def caller_with(*roles: Role) -> Callable[..., Any]:
+    """A dependency giving the caller when they hold one of ``roles`` (403 otherwise)."""
+
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(require_roles(*roles))]
+    ) -> Caller:
+        return Caller(
+            principal=principal,
+            correlation_id=current_correlation_id(),
+            traceparent=current_traceparent(),
+            operation=_operation(request),
+        )
+
+    return dependency
+
+
+READERS = tuple(Role)
+"""Every role reads within its regions; what it may change is narrower."""
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+Reader = Annotated[Caller, Depends(caller_with(*READERS))]
+Clerk = Annotated[Caller, Depends(caller_with(Role.INTAKE_CLERK))]
+PolicyAdmin = Annotated[Caller, Depends(caller_with(Role.POLICY_ADMIN))]
+RosterReader = Annotated[
+    Caller,
+    Depends(
+        caller_with(Role.POLICY_ADMIN, Role.COUNTY_APPROVER, Role.TOWNSHIP_REVIEWER, Role.AUDITOR)
+    ),
+]
+IdentityReader = Annotated[
+    Caller,
+    Depends(
+        caller_with(Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
+    ),
+]
+AccountReader = Annotated[Caller, Depends(caller_with(Role.FINANCE_OFFICER, Role.AUDITOR))]
+Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_request)]
+
+Work = Callable[[AsyncSession], Awaitable[Response]]
+
+
+async def in_transaction(request: Request, work: Work, idempotency: Idempotency = None) -> Response:
+    """Run ``work`` in one transaction committed before the response leaves.
+
+    With an ``Idempotency-Key``, a retry gets the stored response and nothing runs twice.
+    """
+    sessionmaker = request.app.state.sessionmaker
+    assert isinstance(sessionmaker, async_sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        if idempotency is None:
+            return await work(session)
+        return await idempotency.respond(session, lambda: work(session))
+
+
+def json_response(
+    body: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        body.model_dump_json().encode(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON, a bad Idempotency-Key or a bad cursor (problem+json)",
+    401: "No valid bearer token",
+    403: "The token lacks the role, or the region is outside its regions",
+    404: "No such record, or not in the caller's regions (the same answer)",
+    409: "A request with this Idempotency-Key is still in flight",
+    413: "The document is larger than allowed",
+    415: "The document's media type is not accepted",
+    422: "Invalid fields or broken rules; errors[] lists each with a JSON pointer",
+}
+PERSON_IN_HOUSEHOLD = (
+    "A member is already active in another household; conflicts[] names it only by a masked"
+    " reference (type person-in-household). Or the Idempotency-Key is in flight."
+)
+
+
+def problems(*statuses: int, conflict: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """The problem+json responses of a route, each described."""
+    declared = problem_responses(*statuses)
+    for status, response in declared.items():
+        response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
+    if conflict is not None and 409 in declared:
+        declared[409]["description"] = conflict
+    return declared

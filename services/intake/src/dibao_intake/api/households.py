@@ -1,0 +1,180 @@
+"""Households: register, read, record changes."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dibao_intake.api import schemas as s
+from dibao_intake.api.deps import (
+    PERSON_IN_HOUSEHOLD,
+    Clerk,
+    Idempotency,
+    Reader,
+    RuntimeDep,
+    in_transaction,
+    json_response,
+    problems,
+)
+from dibao_intake.api.mapping import household_out
+from dibao_intake.domain.household import MemberInput
+from dibao_intake.service_layer import households as service
+
+router = APIRouter(tags=["households"])
+
+
+def member_input(m: s.MemberIn) -> MemberInput:
+    return MemberInput(
+        name=m.name,
+        id_number=m.id_number,
+        relationship=m.relationship,
+        disability_grade=m.disability_grade,
+        seriously_ill=m.seriously_ill,
+        employment_status=m.employment_status,
+        student=m.student,
+        counted=m.counted,
+        exclusion_reason=m.exclusion_reason,
+        exclusion_note=m.exclusion_note,
+        declared_birth_date=m.birth_date,
+        declared_sex=m.sex,
+    )
+
+
+def bank_account_input(a: s.BankAccountIn) -> service.BankAccountInput:
+    return service.BankAccountInput(
+        account_number=a.account_number,
+        bank_code=a.bank_code,
+        bank_name=a.bank_name,
+        holder_person_id=a.holder_person_id,
+        holder_name=a.holder_name,
+    )
+
+
+@router.post(
+    "/households",
+    status_code=201,
+    response_model=s.HouseholdOut,
+    summary="Register a household with its members",
+    description="Validates every ID number (check digit, birth date and sex cross-checked), the"
+    " region against the division table and the composition, then refuses a person already"
+    " active in another household. Publishes HouseholdRegistered.",
+    responses=problems(400, 401, 403, 409, 422, conflict=PERSON_IN_HOUSEHOLD),
+)
+async def register_household(
+    request: Request,
+    body: s.HouseholdIn,
+    caller: Clerk,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    holder = body.bank_account.holder_member_index if body.bank_account else None
+    command = service.RegisterHousehold(
+        region_code=body.region_code,
+        area_type=body.area_type,
+        address=body.address,
+        members=[member_input(m) for m in body.members],
+        bank_account=(
+            service.BankAccountInput(
+                account_number=body.bank_account.account_number,
+                bank_code=body.bank_account.bank_code,
+                bank_name=body.bank_account.bank_name,
+            )
+            if body.bank_account
+            else None
+        ),
+        bank_account_holder_index=holder,
+    )
+
+    async def work(session: AsyncSession) -> Response:
+        aggregate = await service.register_household(session, runtime, caller, command)
+        return json_response(
+            household_out(aggregate, runtime.divisions),
+            201,
+            {"Location": f"/households/{aggregate.household.id}"},
+        )
+
+    return await in_transaction(request, work, idempotency)
+
+
+@router.get(
+    "/households/{household_id}",
+    response_model=s.HouseholdOut,
+    summary="A household with its members, bank account and changes",
+    description="ID numbers are masked. The read is recorded on dibao.access.v1.",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_household(
+    request: Request, household_id: uuid.UUID, caller: Reader, runtime: RuntimeDep
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        aggregate = await service.read_household(session, runtime, caller, household_id)
+        return json_response(household_out(aggregate, runtime.divisions))
+
+    return await in_transaction(request, work)
+
+
+def change_command(
+    body: s.BirthIn | s.DeathIn | s.MarriageIn | s.MoveInIn | s.MoveOutIn | s.BankAccountChangeIn,
+) -> service.RecordChange:
+    change: service.Change
+    match body:
+        case s.BirthIn():
+            change = service.Birth(member=member_input(body.member))
+        case s.DeathIn():
+            change = service.Death(body.person_id, body.date_of_death, body.new_head_person_id)
+        case s.MarriageIn():
+            change = service.Marriage(
+                body.person_id, body.married_on, member_input(body.spouse) if body.spouse else None
+            )
+        case s.MoveInIn():
+            change = service.MoveIn(member=member_input(body.member), moved_on=body.moved_on)
+        case s.MoveOutIn():
+            change = service.MoveOut(
+                body.person_id, body.moved_on, body.new_head_person_id, body.to_region_code
+            )
+        case s.BankAccountChangeIn():
+            change = service.AccountChange(
+                account=bank_account_input(body.account),
+                custody_agreement=body.custody_agreement,
+                custody_document_id=body.custody_document_id,
+                custodian_subject=body.custodian_subject,
+            )
+    return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)
+
+
+@router.post(
+    "/households/{household_id}/changes",
+    status_code=201,
+    response_model=s.HouseholdChangeOut,
+    summary="Record a birth, death, marriage, move or bank account change",
+    description="One change per request, checked against the household as it is. Publishes"
+    " HouseholdUpdated with the kind of change and the household after it.",
+    responses=problems(
+        400, 401, 403, 404, 409, 422, conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved."
+    ),
+)
+async def record_change(
+    request: Request,
+    household_id: uuid.UUID,
+    body: s.HouseholdChangeIn,
+    caller: Clerk,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    command = change_command(body)
+
+    async def work(session: AsyncSession) -> Response:
+        done = await service.record_change(session, runtime, caller, household_id, command)
+        return json_response(
+            s.HouseholdChangeOut(
+                change_id=done.change_id,
+                kind=done.kind,
+                household=household_out(done.household, runtime.divisions),
+            ),
+            201,
+        )
+
+    return await in_transaction(request, work, idempotency)

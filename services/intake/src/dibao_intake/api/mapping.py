@@ -1,0 +1,210 @@
+"""Records and use-case results as response bodies."""
+
+from __future__ import annotations
+
+from dibao_common.crypto import mask_name
+from dibao_intake.adapters.records import (
+    ApplicationSummary,
+    BankAccountRecord,
+    ChangeRecord,
+    DocumentRecord,
+    HouseholdAggregate,
+    MemberRecord,
+    StaffRecord,
+    TimelineRecord,
+)
+from dibao_intake.api import schemas as s
+from dibao_intake.domain.codes import ChangeKind, DocumentType
+from dibao_intake.domain.divisions import DivisionTable
+from dibao_intake.service_layer.applications import ApplicationDetail
+
+
+def member_out(m: MemberRecord) -> s.MemberOut:
+    return s.MemberOut(
+        person_id=m.person_id,
+        name=m.name,
+        id_number_masked=m.masked_id,
+        birth_date=m.birth_date,
+        sex=m.sex,
+        relationship=m.relationship,
+        disability_grade=m.disability_grade,
+        seriously_ill=m.seriously_ill,
+        employment_status=m.employment_status,
+        student=m.student,
+        counted=m.counted,
+        exclusion_reason=m.exclusion_reason,
+        exclusion_note=m.exclusion_note,
+        active=m.active,
+        joined_on=m.joined_on,
+        left_on=m.left_on,
+        left_reason=m.left_reason,
+    )
+
+
+def bank_account_out(a: BankAccountRecord | None) -> s.BankAccountOut | None:
+    if a is None:
+        return None
+    return s.BankAccountOut(
+        token_id=a.id,
+        masked_number=a.masked_number,
+        bank_code=a.bank_code,
+        bank_name=a.bank_name,
+        holder_name=a.holder_name,
+        holder_person_id=a.holder_person_id,
+        custody_agreement=a.custody_agreement,
+        custodian_subject=a.custodian_subject,
+        created_at=a.created_at,
+    )
+
+
+def change_out(c: ChangeRecord) -> s.ChangeOut:
+    return s.ChangeOut(
+        id=c.id,
+        kind=ChangeKind(c.kind),
+        effective_on=c.effective_on,
+        details=c.details,
+        note=c.note,
+        recorded_by=c.recorded_by,
+        recorded_at=c.recorded_at,
+    )
+
+
+def household_out(h: HouseholdAggregate, divisions: DivisionTable) -> s.HouseholdOut:
+    r = h.household
+    return s.HouseholdOut(
+        id=r.id,
+        region_code=r.region_code,
+        region_name=divisions.full_name(r.region_code),
+        area_type=r.area_type,
+        address=r.address,
+        status=r.status,
+        head_person_id=r.head_person_id,
+        version=r.version,
+        members=[member_out(m) for m in h.members],
+        bank_account=bank_account_out(h.bank_account),
+        changes=[change_out(c) for c in h.changes],
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def document_out(d: DocumentRecord) -> s.DocumentOut:
+    return s.DocumentOut(
+        id=d.id,
+        household_id=d.household_id,
+        person_id=d.person_id,
+        document_type=d.document_type,
+        sha256=d.sha256,
+        size_bytes=d.size_bytes,
+        media_type=d.media_type,
+        uploaded_by=d.uploaded_by,
+        created_at=d.created_at,
+    )
+
+
+def timeline_out(t: TimelineRecord) -> s.TimelineEntryOut:
+    return s.TimelineEntryOut(
+        ce_id=t.ce_id,
+        type=t.ce_type,
+        source=t.ce_source,
+        occurred_at=t.occurred_at,
+        actor=t.actor,
+        summary=t.summary,
+        details=t.details,
+    )
+
+
+def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.ApplicationOut:
+    r = d.record
+    return s.ApplicationOut(
+        id=r.id,
+        household_id=r.household_id,
+        region_code=r.region_code,
+        region_name=divisions.full_name(r.region_code),
+        kind=r.kind,
+        channel=r.channel,
+        status=r.status,
+        applicant_person_id=r.applicant_person_id,
+        applicant_name=d.applicant_name,
+        statement=r.statement,
+        reason=r.reason,
+        requested_amount_fen=r.requested_amount_fen,
+        individual_inclusion_person_id=r.individual_inclusion_person_id,
+        incomes=[
+            s.IncomeOut(
+                person_id=i.person_id,
+                wage_fen=i.wage_fen,
+                operating_fen=i.operating_fen,
+                property_fen=i.property_fen,
+                transfer_fen=i.transfer_fen,
+                other_fen=i.other_fen,
+                total_fen=i.total_fen,
+                period_months=i.period_months,
+                note=i.note,
+            )
+            for i in d.incomes
+        ],
+        assets=[
+            s.AssetOut(
+                person_id=a.person_id,
+                kind=a.kind,
+                value_fen=a.value_fen,
+                quantity=a.quantity,
+                floor_area_m2=a.floor_area_m2,
+                description=a.description,
+            )
+            for a in d.assets
+        ],
+        documents=[document_out(doc) for doc in d.documents],
+        bank_account=bank_account_out(d.bank_account),
+        staff_related=r.staff_related,
+        staff_relation_note=r.staff_relation_note,
+        assigned_caseworker=r.assigned_caseworker,
+        missing_items=[
+            s.MissingItemOut(
+                description=str(m["description"]),
+                document_type=DocumentType(m["document_type"]) if m.get("document_type") else None,
+                person_id=m.get("person_id"),
+                field=m.get("field"),
+            )
+            for m in r.missing_items
+        ],
+        submitted_at=r.submitted_at,
+        submitted_by=r.submitted_by,
+        accepted_on=r.accepted_on,
+        withdrawn_at=r.withdrawn_at,
+        withdrawal_reason=r.withdrawal_reason,
+        timeline=[timeline_out(t) for t in d.timeline],
+    )
+
+
+def summary_out(a: ApplicationSummary) -> s.ApplicationSummaryOut:
+    return s.ApplicationSummaryOut(
+        id=a.id,
+        household_id=a.household_id,
+        region_code=a.region_code,
+        kind=a.kind,
+        status=a.status,
+        applicant_masked_name=mask_name(a.applicant_name),
+        staff_related=a.staff_related,
+        assigned_caseworker=a.assigned_caseworker,
+        submitted_at=a.submitted_at,
+    )
+
+
+def staff_out(r: StaffRecord) -> s.StaffOut:
+    return s.StaffOut(
+        id=r.id,
+        township_code=r.township_code,
+        name=r.name,
+        role=r.role,
+        subject=r.subject,
+        responsible_caseworker=r.responsible_caseworker,
+        masked_id=r.masked_id,
+        active=r.active,
+        created_at=r.created_at,
+        relatives=[
+            s.RelativeOut(id=x.id, relation=x.relation, name=x.name, masked_id=x.masked_id)
+            for x in r.relatives
+        ],
+    )

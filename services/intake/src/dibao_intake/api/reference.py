@@ -1,0 +1,153 @@
+"""The division table, and disclosure of numbers to those who need them."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dibao.access.v1 import events_pb2 as access
+from dibao_common.errors import NotFound
+from dibao_intake.api import schemas as s
+from dibao_intake.api.deps import (
+    AccountReader,
+    IdentityReader,
+    Reader,
+    RuntimeDep,
+    in_transaction,
+    json_response,
+    problems,
+)
+from dibao_intake.service_layer import disclosure
+
+router = APIRouter()
+
+
+@router.get(
+    "/divisions/{code}",
+    tags=["divisions"],
+    response_model=s.DivisionOut,
+    summary="A division of the table and its children",
+    responses=problems(401, 403, 404, 422),
+)
+async def get_division(
+    code: Annotated[str, Path(pattern=r"^[0-9]{12}$", examples=["620123000000"])],
+    caller: Reader,
+    runtime: RuntimeDep,
+) -> Response:
+    division = runtime.divisions.get(code)
+    if division is None:
+        raise NotFound("No such division in the table")
+    return json_response(
+        s.DivisionOut(
+            code=division.code,
+            name=division.name,
+            full_name=runtime.divisions.full_name(code),
+            level=division.level,
+            parent_code=division.parent_code,
+            children=[
+                s.DivisionBrief(code=c.code, name=c.name, level=c.level)
+                for c in runtime.divisions.children(code)
+            ],
+        )
+    )
+
+
+class Purpose(StrEnum):
+    CASE_PROCESSING = "case_processing"
+    INVESTIGATION = "investigation"
+    REVIEW = "review"
+    PAYMENT = "payment"
+    AUDIT = "audit"
+    DATA_SUBJECT_REQUEST = "data_subject_request"
+    OBJECTION_HANDLING = "objection_handling"
+    SUPPORT = "support"
+    OTHER = "other"
+
+
+def _purpose(value: Purpose) -> access.Purpose.ValueType:
+    return access.Purpose.Value(f"PURPOSE_{value.value.upper()}")
+
+
+PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]
+NoteQuery = Annotated[str, Query(max_length=200, description="Detail of the purpose")]
+
+
+@router.get(
+    "/persons/{person_id}/identity",
+    tags=["disclosure"],
+    response_model=s.IdentityOut,
+    summary="A person's name and full ID number, for a named purpose",
+    description="For registry cross-checks and home-visit forms. The decryption is recorded on"
+    " dibao.access.v1 with the purpose.",
+    responses=problems(401, 403, 404, 422),
+)
+async def reveal_identity(
+    request: Request,
+    person_id: uuid.UUID,
+    purpose: PurposeQuery,
+    caller: IdentityReader,
+    runtime: RuntimeDep,
+    purpose_note: NoteQuery = "",
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        found = await disclosure.reveal_identity(
+            session,
+            runtime,
+            caller,
+            person_id,
+            purpose=_purpose(purpose),
+            purpose_note=purpose_note,
+        )
+        return json_response(
+            s.IdentityOut(person_id=found.person_id, name=found.name, id_number=found.id_number)
+        )
+
+    return await in_transaction(request, work)
+
+
+@router.get(
+    "/bank-accounts/{token_id}",
+    tags=["disclosure"],
+    response_model=s.BankAccountDisclosureOut,
+    summary="The account behind a BankAccountRef token, for a named purpose",
+    description="For bank files: payments resolves the token of an approved household. The"
+    " decryption is recorded on dibao.access.v1 with the purpose.",
+    responses=problems(401, 403, 404, 422),
+)
+async def reveal_bank_account(
+    request: Request,
+    token_id: uuid.UUID,
+    purpose: PurposeQuery,
+    caller: AccountReader,
+    runtime: RuntimeDep,
+    purpose_note: NoteQuery = "",
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        found = await disclosure.reveal_bank_account(
+            session,
+            runtime,
+            caller,
+            token_id,
+            purpose=_purpose(purpose),
+            purpose_note=purpose_note,
+        )
+        a = found.account
+        return json_response(
+            s.BankAccountDisclosureOut(
+                token_id=a.id,
+                account_number=found.account_number,
+                bank_code=a.bank_code,
+                bank_name=a.bank_name,
+                holder_name=a.holder_name,
+                holder_person_id=a.holder_person_id,
+                custody_agreement=a.custody_agreement,
+                current=found.current,
+            )
+        )
+
+    return await in_transaction(request, work)

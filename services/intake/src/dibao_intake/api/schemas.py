@@ -1,0 +1,548 @@
+"""The HTTP API's request and response bodies (separate from the ORM models).
+
+Inputs forbid unknown fields and carry their defaults; outputs have no defaults, so every
+field is always present in a response and required in the published schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ApplicationStatus,
+    AreaType,
+    AssetKind,
+    ChangeKind,
+    DisabilityGrade,
+    DocumentType,
+    EmploymentStatus,
+    ExclusionReason,
+    HouseholdStatus,
+    LeaveReason,
+    Relationship,
+    Sex,
+    StaffRole,
+    SubmissionChannel,
+)
+from dibao_intake.domain.divisions import DivisionLevel
+
+RegionCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{12}$",
+        description="12-digit statistical division code (village or community level)",
+        examples=["620102001001"],
+    ),
+]
+IdNumber = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{17}[0-9Xx]$",
+        description="18-character resident ID number (GB 11643); the check digit is verified",
+        examples=["620102197003151230"],
+    ),
+]
+Fen = Annotated[int, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
+Name = Annotated[str, Field(min_length=1, max_length=50)]
+Note = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- households ---------------------------------------------------------------------------
+
+
+class MemberIn(_In):
+    """A household member as declared; birth date and sex, if given, must match the ID."""
+
+    name: Name
+    id_number: IdNumber
+    relationship: Relationship = Field(description="Relationship to the head of household")
+    disability_grade: DisabilityGrade = DisabilityGrade.NONE
+    seriously_ill: bool = False
+    employment_status: EmploymentStatus
+    student: bool = Field(False, description="Full-time student up to bachelor level")
+    counted: bool = Field(True, description="Counted towards household size and income")
+    exclusion_reason: ExclusionReason | None = Field(
+        None, description="Why the member is not counted (required when counted is false)"
+    )
+    exclusion_note: Note | None = None
+    birth_date: date | None = Field(None, description="Optional cross-check of the ID number")
+    sex: Sex | None = Field(None, description="Optional cross-check of the ID number")
+
+
+class BankAccountIn(_In):
+    account_number: str = Field(pattern=r"^[0-9]{12,19}$", examples=["6228480402564890018"])
+    bank_code: str = Field(
+        pattern=r"^[0-9]{3,12}$", description="Bank code or CNAPS number", examples=["103"]
+    )
+    bank_name: Name = Field(examples=["中国农业银行榆中县支行"])
+    holder_person_id: uuid.UUID | None = Field(
+        None, description="The holder, when a member of the household"
+    )
+    holder_name: Name | None = Field(
+        None, description="The holder's name when not a member (a custodian's account)"
+    )
+
+
+class RegistrationBankAccountIn(_In):
+    account_number: str = Field(pattern=r"^[0-9]{12,19}$")
+    bank_code: str = Field(pattern=r"^[0-9]{3,12}$")
+    bank_name: Name
+    holder_member_index: int | None = Field(
+        None, ge=0, description="Index in members of the holder (default: the head)"
+    )
+
+
+_HOUSEHOLD_EXAMPLE: dict[str, Any] = {
+    "region_code": "620123101203",
+    "area_type": "rural",
+    "address": "榆中县夏官营镇夏官营村三社12号",
+    "members": [
+        {
+            "name": "马建国",
+            "id_number": "620123196804020115",
+            "relationship": "head",
+            "employment_status": "flexible",
+        },
+        {
+            "name": "王秀兰",
+            "id_number": "620123197009140227",
+            "relationship": "spouse",
+            "disability_grade": "2",
+            "employment_status": "unable_to_work",
+        },
+        {
+            "name": "马小军",
+            "id_number": "620123201201050335",
+            "relationship": "child",
+            "employment_status": "not_of_working_age",
+            "student": True,
+        },
+    ],
+    "bank_account": {
+        "account_number": "6228480402564890018",
+        "bank_code": "103",
+        "bank_name": "中国农业银行榆中县支行",
+    },
+}
+
+
+class HouseholdIn(_In):
+    """A household to register: region, urban or rural, address and every member."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_HOUSEHOLD_EXAMPLE]})
+
+    region_code: RegionCode
+    area_type: AreaType
+    address: str = Field(min_length=1, max_length=200)
+    members: list[MemberIn] = Field(min_length=1, max_length=30)
+    bank_account: RegistrationBankAccountIn | None = None
+
+
+class MemberOut(_Out):
+    person_id: uuid.UUID
+    name: str
+    id_number_masked: str = Field(examples=["620123********0115"])
+    birth_date: date
+    sex: Sex
+    relationship: Relationship
+    disability_grade: DisabilityGrade
+    seriously_ill: bool
+    employment_status: EmploymentStatus
+    student: bool
+    counted: bool
+    exclusion_reason: ExclusionReason | None
+    exclusion_note: str | None
+    active: bool
+    joined_on: date
+    left_on: date | None
+    left_reason: LeaveReason | None
+
+
+class BankAccountOut(_Out):
+    token_id: uuid.UUID = Field(description="The token other services know the account by")
+    masked_number: str = Field(examples=["6228 **** **** 0018"])
+    bank_code: str
+    bank_name: str
+    holder_name: str
+    holder_person_id: uuid.UUID | None
+    custody_agreement: bool
+    custodian_subject: str | None
+    created_at: datetime
+
+
+class ChangeOut(_Out):
+    id: uuid.UUID
+    kind: ChangeKind
+    effective_on: date
+    details: dict[str, Any]
+    note: str | None
+    recorded_by: str
+    recorded_at: datetime
+
+
+class HouseholdOut(_Out):
+    id: uuid.UUID
+    region_code: str
+    region_name: str = Field(examples=["甘肃省兰州市榆中县夏官营镇夏官营村委会"])
+    area_type: AreaType
+    address: str
+    status: HouseholdStatus
+    head_person_id: uuid.UUID | None
+    version: int
+    members: list[MemberOut]
+    bank_account: BankAccountOut | None
+    changes: list[ChangeOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PersonInHouseholdConflict(_Out):
+    """One member who is already active in another household."""
+
+    pointer: str = Field(examples=["/body/members/1"])
+    household_ref: str = Field(
+        description="Masked reference of the other household", examples=["620102-****-a7f2"]
+    )
+
+
+# --- household changes ---------------------------------------------------------------------
+
+
+class _ChangeIn(_In):
+    note: Note | None = None
+    document_ids: list[uuid.UUID] = Field(
+        default_factory=list, max_length=20, description="Supporting documents (uploaded first)"
+    )
+
+
+class BirthIn(_ChangeIn):
+    kind: Literal["birth"]
+    member: MemberIn
+
+
+class DeathIn(_ChangeIn):
+    kind: Literal["death"]
+    person_id: uuid.UUID
+    date_of_death: date
+    new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head died")
+
+
+class MarriageIn(_ChangeIn):
+    kind: Literal["marriage"]
+    person_id: uuid.UUID
+    married_on: date
+    spouse: MemberIn | None = Field(None, description="The spouse, when joining the household")
+
+
+class MoveInIn(_ChangeIn):
+    kind: Literal["move_in"]
+    member: MemberIn
+    moved_on: date
+
+
+class MoveOutIn(_ChangeIn):
+    kind: Literal["move_out"]
+    person_id: uuid.UUID
+    moved_on: date
+    new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head left")
+    to_region_code: RegionCode | None = None
+
+
+class BankAccountChangeIn(_ChangeIn):
+    kind: Literal["bank_account_change"]
+    account: BankAccountIn
+    custody_agreement: bool = Field(
+        False, description="Staff hold the card under a written custody agreement"
+    )
+    custody_document_id: uuid.UUID | None = Field(
+        None, description="The signed agreement (also listed in document_ids)"
+    )
+    custodian_subject: str | None = Field(None, max_length=100)
+
+
+HouseholdChangeIn = Annotated[
+    BirthIn | DeathIn | MarriageIn | MoveInIn | MoveOutIn | BankAccountChangeIn,
+    Field(discriminator="kind"),
+]
+
+
+class HouseholdChangeOut(_Out):
+    change_id: uuid.UUID
+    kind: ChangeKind
+    household: HouseholdOut
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentOut(_Out):
+    id: uuid.UUID
+    household_id: uuid.UUID
+    person_id: uuid.UUID | None
+    document_type: DocumentType
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int
+    media_type: str
+    uploaded_by: str
+    created_at: datetime
+
+
+# --- applications --------------------------------------------------------------------------
+
+
+class IncomeIn(_In):
+    """A member's average net monthly income over the period, by category, in fen."""
+
+    person_id: uuid.UUID
+    wage_fen: Fen = 0
+    operating_fen: Fen = 0
+    property_fen: Fen = 0
+    transfer_fen: Fen = 0
+    other_fen: Fen = 0
+    period_months: int = Field(6, ge=1, le=12)
+    note: Note | None = None
+
+
+class AssetIn(_In):
+    person_id: uuid.UUID | None = Field(None, description="Owner; none when held jointly")
+    kind: AssetKind
+    value_fen: Fen
+    quantity: int = Field(1, ge=1, le=1000)
+    floor_area_m2: int | None = Field(None, ge=1, le=100_000)
+    description: Note | None = None
+
+
+_APPLICATION_EXAMPLE: dict[str, Any] = {
+    "household_id": "0193a4f2-7c1e-7000-8000-3f9c0000a7f2",
+    "kind": "dibao",
+    "applicant_person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b001",
+    "incomes": [
+        {
+            "person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b001",
+            "wage_fen": 95000,
+            "period_months": 6,
+        },
+        {"person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b002", "transfer_fen": 20000},
+    ],
+    "assets": [{"kind": "deposit", "value_fen": 300000, "description": "活期存款"}],
+    "document_ids": ["0193a4f2-8000-7000-8000-00000000d001"],
+    "statement": "丈夫打零工收入不稳定，妻子二级残疾需长期照料。",
+}
+
+
+class ApplicationIn(_In):
+    """An application of a registered household; incomplete ones are returned, not refused."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_APPLICATION_EXAMPLE]})
+
+    household_id: uuid.UUID
+    kind: ApplicationKind = ApplicationKind.DIBAO
+    channel: SubmissionChannel = SubmissionChannel.COUNTER
+    applicant_person_id: uuid.UUID = Field(description="The co-resident member applying")
+    incomes: list[IncomeIn] = Field(default_factory=list, max_length=30)
+    assets: list[AssetIn] = Field(default_factory=list, max_length=100)
+    document_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100)
+    bank_account: BankAccountIn | None = Field(
+        None, description="Account for payments; default: the household's current one"
+    )
+    statement: str | None = Field(None, max_length=2000, description="Statement of hardship")
+    reason: Note | None = Field(None, description="Reason for a one-off request")
+    requested_amount_fen: Fen | None = Field(None, description="Amount asked (one-off kinds)")
+    individual_inclusion_person_id: uuid.UUID | None = Field(
+        None, description="Individual inclusion (单人保): the member applied for"
+    )
+
+
+class IncomeOut(_Out):
+    person_id: uuid.UUID
+    wage_fen: int
+    operating_fen: int
+    property_fen: int
+    transfer_fen: int
+    other_fen: int
+    total_fen: int
+    period_months: int
+    note: str | None
+
+
+class AssetOut(_Out):
+    person_id: uuid.UUID | None
+    kind: AssetKind
+    value_fen: int
+    quantity: int
+    floor_area_m2: int | None
+    description: str | None
+
+
+class MissingItemOut(_Out):
+    description: str = Field(examples=["a copy of the member's ID card"])
+    document_type: DocumentType | None
+    person_id: uuid.UUID | None
+    field: str | None
+
+
+class TimelineEntryOut(_Out):
+    ce_id: uuid.UUID
+    type: str = Field(examples=["dibao.intake.ApplicationSubmitted.v1"])
+    source: str = Field(examples=["dibao/intake"])
+    occurred_at: datetime
+    actor: str | None
+    summary: str = Field(examples=["Application submitted"])
+    details: dict[str, Any]
+
+
+class ApplicationOut(_Out):
+    id: uuid.UUID
+    household_id: uuid.UUID
+    region_code: str
+    region_name: str
+    kind: ApplicationKind
+    channel: SubmissionChannel
+    status: ApplicationStatus
+    applicant_person_id: uuid.UUID
+    applicant_name: str
+    statement: str | None
+    reason: str | None
+    requested_amount_fen: int | None
+    individual_inclusion_person_id: uuid.UUID | None
+    incomes: list[IncomeOut]
+    assets: list[AssetOut]
+    documents: list[DocumentOut]
+    bank_account: BankAccountOut | None
+    staff_related: bool = Field(description="Related to staff: the county must visit")
+    staff_relation_note: str | None
+    assigned_caseworker: str | None
+    missing_items: list[MissingItemOut] = Field(description="Every missing item, when returned")
+    submitted_at: datetime
+    submitted_by: str
+    accepted_on: date | None
+    withdrawn_at: datetime | None
+    withdrawal_reason: str | None
+    timeline: list[TimelineEntryOut] = Field(
+        description="Every service's events about the application, oldest first"
+    )
+
+
+class ApplicationSummaryOut(_Out):
+    id: uuid.UUID
+    household_id: uuid.UUID
+    region_code: str
+    kind: ApplicationKind
+    status: ApplicationStatus
+    applicant_masked_name: str = Field(examples=["马*国"])
+    staff_related: bool
+    assigned_caseworker: str | None
+    submitted_at: datetime
+
+
+class ApplicationPageOut(_Out):
+    items: list[ApplicationSummaryOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+
+
+class WithdrawalIn(_In):
+    reason: Note = Field(examples=["家庭成员找到稳定工作，主动撤回申请"])
+
+
+# --- staff ---------------------------------------------------------------------------------
+
+
+class RelativeIn(_In):
+    name: Name
+    id_number: IdNumber
+    relation: str = Field(min_length=1, max_length=30, examples=["spouse", "brother"])
+
+
+class StaffIn(_In):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "李明",
+                    "role": "caseworker",
+                    "subject": "cw-xiaguanying-01",
+                    "responsible_caseworker": True,
+                    "relatives": [
+                        {"name": "张桂芳", "id_number": "620123197203080221", "relation": "spouse"}
+                    ],
+                }
+            ]
+        }
+    )
+
+    name: Name
+    role: StaffRole
+    id_number: IdNumber | None = None
+    subject: str | None = Field(None, max_length=100, description="Token subject (caseworkers)")
+    responsible_caseworker: bool = Field(
+        False, description="Cases of the township are assigned to this caseworker"
+    )
+    relatives: list[RelativeIn] = Field(default_factory=list, max_length=50)
+
+
+class RelativeOut(_Out):
+    id: uuid.UUID
+    relation: str
+    name: str
+    masked_id: str
+
+
+class StaffOut(_Out):
+    id: uuid.UUID
+    township_code: str
+    name: str
+    role: StaffRole
+    subject: str | None
+    responsible_caseworker: bool
+    masked_id: str | None
+    active: bool
+    created_at: datetime
+    relatives: list[RelativeOut]
+
+
+# --- divisions and disclosure --------------------------------------------------------------
+
+
+class DivisionBrief(_Out):
+    code: str
+    name: str
+    level: DivisionLevel
+
+
+class DivisionOut(_Out):
+    code: str
+    name: str
+    full_name: str
+    level: DivisionLevel
+    parent_code: str | None
+    children: list[DivisionBrief]
+
+
+class IdentityOut(_Out):
+    person_id: uuid.UUID
+    name: str
+    id_number: str
+
+
+class BankAccountDisclosureOut(_Out):
+    token_id: uuid.UUID
+    account_number: str
+    bank_code: str
+    bank_name: str
+    holder_name: str
+    holder_person_id: uuid.UUID | None
+    custody_agreement: bool
+    current: bool = Field(description="False once the household changed its account")

@@ -1,0 +1,101 @@
+"""The staff roster of a township."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dibao_intake.api import schemas as s
+from dibao_intake.api.deps import (
+    Idempotency,
+    PolicyAdmin,
+    RosterReader,
+    RuntimeDep,
+    in_transaction,
+    json_response,
+    problems,
+)
+from dibao_intake.api.mapping import staff_out
+from dibao_intake.service_layer import staff as service
+
+router = APIRouter(tags=["staff roster"])
+
+TownshipCode = Annotated[
+    str,
+    Path(pattern=r"^[0-9]{9}000$", description="12-digit township code", examples=["620123101000"]),
+]
+
+
+@router.post(
+    "/townships/{township_code}/staff",
+    status_code=201,
+    response_model=s.StaffOut,
+    summary="Add someone to a township's roster",
+    description="Applicants related to anyone on the roster (by ID number of the staff member"
+    " or a listed relative) are flagged for a county visit. A responsible caseworker gets the"
+    " township's accepted applications; naming one replaces the previous one.",
+    responses=problems(400, 401, 403, 404, 409, 422),
+)
+async def add_staff(
+    request: Request,
+    township_code: TownshipCode,
+    body: s.StaffIn,
+    caller: PolicyAdmin,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    command = service.AddStaff(
+        name=body.name,
+        role=body.role,
+        id_number=body.id_number,
+        subject=body.subject,
+        responsible_caseworker=body.responsible_caseworker,
+        relatives=[service.RelativeInput(r.name, r.id_number, r.relation) for r in body.relatives],
+    )
+
+    async def work(session: AsyncSession) -> Response:
+        record = await service.add_staff(session, runtime, caller, township_code, command)
+        return json_response(staff_out(record), 201)
+
+    return await in_transaction(request, work, idempotency)
+
+
+@router.get(
+    "/townships/{township_code}/staff",
+    response_model=list[s.StaffOut],
+    summary="A township's roster (ID numbers masked; the read is recorded)",
+    responses=problems(401, 403, 404, 422),
+)
+async def list_staff(
+    request: Request, township_code: TownshipCode, caller: RosterReader, runtime: RuntimeDep
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        roster = await service.list_staff(session, runtime, caller, township_code)
+        body = b"[" + b",".join(staff_out(r).model_dump_json().encode() for r in roster) + b"]"
+        return Response(body, media_type="application/json")
+
+    return await in_transaction(request, work)
+
+
+@router.post(
+    "/staff/{staff_id}/deactivation",
+    status_code=204,
+    summary="Take someone off the roster",
+    responses=problems(400, 401, 403, 404, 409, 422),
+)
+async def deactivate_staff(
+    request: Request,
+    staff_id: uuid.UUID,
+    caller: PolicyAdmin,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        await service.deactivate_staff(session, runtime, caller, staff_id)
+        return Response(status_code=204)
+
+    return await in_transaction(request, work, idempotency)

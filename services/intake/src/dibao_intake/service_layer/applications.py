@@ -1,0 +1,531 @@
+"""Submitting, reading, searching and withdrawing applications."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import types_pb2 as common
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.clock import CHINA_TZ
+from dibao_common.crypto import mask_name
+from dibao_common.errors import BadRequest, Conflict, NotFound
+from dibao_intake.adapters import contracts
+from dibao_intake.adapters.records import (
+    ApplicationRecord,
+    ApplicationSummary,
+    BankAccountRecord,
+    DocumentRecord,
+    HouseholdAggregate,
+    MemberRecord,
+    TimelineRecord,
+)
+from dibao_intake.adapters.repositories import applications as repo
+from dibao_intake.adapters.repositories import documents as document_repo
+from dibao_intake.adapters.repositories import households as household_repo
+from dibao_intake.adapters.repositories import staff as staff_repo
+from dibao_intake.domain.application import (
+    ApplicationDraft,
+    AssetDeclaration,
+    DocumentOnFile,
+    IncomeDeclaration,
+    MissingItem,
+    check_application,
+    missing_items,
+)
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ApplicationStatus,
+    HouseholdStatus,
+    SubmissionChannel,
+)
+from dibao_intake.domain.divisions import township_of
+from dibao_intake.domain.errors import RulesViolatedError, Violation
+from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
+from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.events import publish
+from dibao_intake.service_layer.households import (
+    BankAccountInput,
+    account_holder,
+    new_bank_account,
+    rules_failed,
+)
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+
+# Decisions taken elsewhere after which an application can no longer be withdrawn here.
+DECIDED_TYPES = frozenset(
+    {
+        "dibao.assessment.BenefitApproved.v1",
+        "dibao.assessment.ApplicationRejected.v1",
+        "dibao.assessment.OneOffAssistanceApproved.v1",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitApplication:
+    household_id: uuid.UUID
+    kind: ApplicationKind
+    channel: SubmissionChannel
+    applicant_person_id: uuid.UUID
+    incomes: Sequence[IncomeDeclaration]
+    assets: Sequence[AssetDeclaration]
+    document_ids: Sequence[uuid.UUID]
+    bank_account: BankAccountInput | None
+    statement: str | None
+    reason: str | None
+    requested_amount_fen: int | None
+    individual_inclusion_person_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationDetail:
+    record: ApplicationRecord
+    members: dict[uuid.UUID, MemberRecord]
+    incomes: list[IncomeDeclaration]
+    assets: list[AssetDeclaration]
+    documents: list[DocumentRecord]
+    bank_account: BankAccountRecord | None
+    timeline: list[TimelineRecord]
+
+    @property
+    def applicant_name(self) -> str:
+        applicant = self.members.get(self.record.applicant_person_id)
+        return applicant.name if applicant is not None else ""
+
+
+def _missing_json(item: MissingItem) -> dict[str, str | None]:
+    return {
+        "description": item.description,
+        "document_type": item.document_type.value if item.document_type else None,
+        "person_id": str(item.person_id) if item.person_id else None,
+        "field": item.field,
+    }
+
+
+async def _documents_on_file(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, DocumentRecord], list[Violation]]:
+    found = await document_repo.get_documents(session, list(ids))
+    problems = [
+        Violation(f"/document_ids/{i}", "no such document")
+        for i, d in enumerate(ids)
+        if d not in found
+    ]
+    if len(set(ids)) != len(ids):
+        problems.append(Violation("/document_ids", "a document is listed twice"))
+    return found, problems
+
+
+def _repoint(violation: Violation, on_file: list[int]) -> Violation:
+    prefix = "/document_ids/"
+    if not violation.pointer.startswith(prefix):
+        return violation
+    index = int(violation.pointer[len(prefix) :])
+    return Violation(f"{prefix}{on_file[index]}", violation.detail)
+
+
+async def _account_for(
+    session: AsyncSession,
+    runtime: Runtime,
+    household: HouseholdAggregate,
+    given: BankAccountInput | None,
+) -> BankAccountRecord | None:
+    """The account payments would go to: the one given (stored when new) or the current one."""
+    current = household.bank_account
+    if given is None:
+        return current
+    holder = account_holder(household, given, "/bank_account")
+    if current is not None:
+        if current.number_hash == runtime.pii.hash_id_number(given.account_number):
+            return current
+        raise RulesViolatedError(
+            [
+                Violation(
+                    "/bank_account",
+                    "the household has another account; record a bank_account_change first",
+                )
+            ]
+        )
+    account, cipher = new_bank_account(runtime, household.household.id, given, holder)
+    await household_repo.insert_bank_account(session, account, number_cipher=cipher)
+    return account
+
+
+async def submit_application(
+    session: AsyncSession, runtime: Runtime, caller: Caller, command: SubmitApplication
+) -> ApplicationDetail:
+    """Record the application; accept it (ApplicationSubmitted) or return it with every
+    missing item (ApplicationReturned)."""
+    household = await household_repo.load_aggregate(session, command.household_id)
+    if household is None:
+        raise NotFound(NOT_FOUND)
+    region_code = household.household.region_code
+    ensure_readable(caller, region_code)
+    if household.household.status is not HouseholdStatus.ACTIVE:
+        raise Conflict("The household is dissolved", type_slug="household-dissolved")
+    today = runtime.clock.today()
+    active = household.active_members
+    documents, problems = await _documents_on_file(session, command.document_ids)
+    try:
+        account = await _account_for(session, runtime, household, command.bank_account)
+    except RulesViolatedError as error:
+        problems.extend(error.violations)
+        account = household.bank_account
+    draft = ApplicationDraft(
+        household_id=household.household.id,
+        kind=command.kind,
+        applicant_person_id=command.applicant_person_id,
+        incomes=command.incomes,
+        assets=command.assets,
+        documents=[
+            DocumentOnFile(d.id, d.document_type, d.household_id, d.person_id)
+            for d in (documents[i] for i in command.document_ids if i in documents)
+        ],
+        has_bank_account=account is not None,
+        requested_amount_fen=command.requested_amount_fen,
+        reason=command.reason,
+        individual_inclusion_person_id=command.individual_inclusion_person_id,
+    )
+    facts = [m.facts() for m in active]
+    try:
+        check_application(draft, facts, today=today, policy=runtime.policy)
+    except RulesViolatedError as error:
+        # The draft lists only the documents found: point back into the request's list.
+        on_file = [i for i, d in enumerate(command.document_ids) if d in documents]
+        problems.extend(_repoint(v, on_file) for v in error.violations)
+    if problems:
+        raise rules_failed(RulesViolatedError(problems))
+    missing = missing_items(draft, facts, today=today, policy=runtime.policy)
+    accepted = not missing
+    relations = find_staff_relations(
+        [PersonOnFile(m.person_id, m.id_hash, mask_name(m.name)) for m in active],
+        await staff_repo.roster_entries(
+            session,
+            [m.id_hash for m in active],
+            lambda code: _name(runtime, code),
+        ),
+    )
+    caseworker = (
+        await staff_repo.responsible_caseworker(session, township_of(region_code))
+        if accepted
+        else None
+    )
+    now = runtime.clock.now()
+    record = ApplicationRecord(
+        id=uuid7(),
+        household_id=household.household.id,
+        region_code=region_code,
+        kind=command.kind,
+        channel=command.channel,
+        status=ApplicationStatus.SUBMITTED if accepted else ApplicationStatus.RETURNED,
+        applicant_person_id=command.applicant_person_id,
+        statement=command.statement,
+        reason=command.reason,
+        requested_amount_fen=command.requested_amount_fen,
+        individual_inclusion_person_id=command.individual_inclusion_person_id,
+        bank_account_id=account.id if account is not None else None,
+        staff_related=bool(relations),
+        staff_relation_note=relation_note(relations) or None,
+        assigned_caseworker=caseworker,
+        missing_items=[_missing_json(m) for m in missing],
+        submitted_at=now,
+        submitted_by=caller.principal.subject,
+        accepted_on=today if accepted else None,
+        withdrawn_at=None,
+        withdrawal_reason=None,
+    )
+    await repo.insert_application(
+        session,
+        repo.NewApplication(
+            record=record,
+            incomes=command.incomes,
+            assets=[(uuid7(), a) for a in command.assets],
+            document_ids=command.document_ids,
+        ),
+    )
+    ordered_documents = [documents[i] for i in command.document_ids]
+    if accepted:
+        await _publish_submitted(
+            session, runtime, caller, household, record, command, account, ordered_documents
+        )
+    else:
+        await _publish_returned(session, runtime, caller, record, missing)
+    return ApplicationDetail(
+        record=record,
+        members={m.person_id: m for m in household.members},
+        incomes=list(command.incomes),
+        assets=list(command.assets),
+        documents=ordered_documents,
+        bank_account=account,
+        timeline=[],
+    )
+
+
+def _name(runtime: Runtime, code: str) -> str:
+    division = runtime.divisions.get(code)
+    return division.name if division is not None else code
+
+
+async def _publish_submitted(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    household: HouseholdAggregate,
+    record: ApplicationRecord,
+    command: SubmitApplication,
+    account: BankAccountRecord | None,
+    documents: list[DocumentRecord],
+) -> None:
+    now = runtime.clock.now()
+    submitted = ev.ApplicationSubmitted(
+        household_id=str(record.household_id),
+        region=contracts.region(record.region_code),
+        occurred_at=contracts.timestamp(now),
+        actor=contracts.actor(caller.principal),
+        application_id=str(record.id),
+        kind=contracts.APPLICATION_KINDS[record.kind],
+        channel=contracts.CHANNELS[record.channel],
+        applicant_person_id=str(record.applicant_person_id),
+        household=contracts.household_snapshot(
+            household.household, household.members, runtime.pii.hash_key_id
+        ),
+        incomes=contracts.declared_incomes(command.incomes),
+        assets=contracts.declared_assets(command.assets),
+        documents=[contracts.document_ref(d) for d in documents],
+        staff_related=record.staff_related,
+        staff_relation_note=record.staff_relation_note or "",
+        assigned_caseworker=record.assigned_caseworker or "",
+        statement=record.statement or "",
+        individual_inclusion_person_id=(
+            str(record.individual_inclusion_person_id)
+            if record.individual_inclusion_person_id
+            else ""
+        ),
+    )
+    ref = contracts.bank_account_ref(account)
+    if ref is not None:
+        submitted.bank_account.CopyFrom(ref)
+    if record.requested_amount_fen is not None:
+        submitted.requested_amount.CopyFrom(contracts.money(record.requested_amount_fen))
+    accepted = ev.ApplicationAccepted(
+        household_id=str(record.household_id),
+        region=contracts.region(record.region_code),
+        occurred_at=contracts.timestamp(now),
+        actor=contracts.actor(caller.principal),
+        application_id=str(record.id),
+        accepted_on=contracts.local_date(record.accepted_on or runtime.clock.today()),
+    )
+    for message in (submitted, accepted):
+        await publish(
+            session, runtime, caller, message, key=str(record.household_id), subject=str(record.id)
+        )
+
+
+async def _publish_returned(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    record: ApplicationRecord,
+    missing: list[MissingItem],
+) -> None:
+    returned = ev.ApplicationReturned(
+        household_id=str(record.household_id),
+        region=contracts.region(record.region_code),
+        occurred_at=contracts.timestamp(runtime.clock.now()),
+        actor=contracts.actor(caller.principal),
+        application_id=str(record.id),
+        missing_items=[contracts.missing_item(m) for m in missing],
+    )
+    await publish(
+        session, runtime, caller, returned, key=str(record.household_id), subject=str(record.id)
+    )
+
+
+APPLICATION_FIELDS = (
+    "applicant_name",
+    "incomes",
+    "assets",
+    "documents",
+    "bank_account_masked",
+    "staff_relation",
+)
+
+
+async def read_application(
+    session: AsyncSession, runtime: Runtime, caller: Caller, application_id: uuid.UUID
+) -> ApplicationDetail:
+    """The application with its declarations, documents and timeline; the read is recorded."""
+    record = await repo.get_application(session, application_id)
+    if record is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, record.region_code)
+    detail = await _detail(session, record)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=record.household_id,
+        region_code=record.region_code,
+        record_type=access.RECORD_TYPE_APPLICATION,
+        record_id=str(record.id),
+        persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
+        fields=APPLICATION_FIELDS,
+    )
+    return detail
+
+
+async def _detail(session: AsyncSession, record: ApplicationRecord) -> ApplicationDetail:
+    members = await household_repo.load_members(session, record.household_id)
+    document_ids = await repo.load_document_ids(session, record.id)
+    documents = await document_repo.get_documents(session, document_ids)
+    account = None
+    if record.bank_account_id is not None:
+        found = await household_repo.get_bank_account(session, record.bank_account_id)
+        account = found[0] if found is not None else None
+    return ApplicationDetail(
+        record=record,
+        members={m.person_id: m for m in members},
+        incomes=await repo.load_incomes(session, record.id),
+        assets=await repo.load_assets(session, record.id),
+        documents=[documents[d] for d in document_ids],
+        bank_account=account,
+        timeline=await repo.load_timeline(session, record.id),
+    )
+
+
+async def withdraw_application(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    application_id: uuid.UUID,
+    reason: str,
+) -> ApplicationDetail:
+    """The applicant withdraws an accepted application not yet decided."""
+    record = await repo.get_application(session, application_id, for_update=True)
+    if record is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, record.region_code)
+    if record.status is not ApplicationStatus.SUBMITTED:
+        raise Conflict(
+            f"An application that is {record.status.value} cannot be withdrawn",
+            type_slug="application-not-withdrawable",
+        )
+    timeline = await repo.load_timeline(session, record.id)
+    if any(entry.ce_type in DECIDED_TYPES for entry in timeline):
+        raise Conflict(
+            "The application has been decided; ask the county to review it instead",
+            type_slug="application-decided",
+        )
+    now = runtime.clock.now()
+    await repo.mark_withdrawn(session, record.id, at=now, reason=reason)
+    withdrawn = ev.ApplicationWithdrawn(
+        household_id=str(record.household_id),
+        region=contracts.region(record.region_code),
+        occurred_at=contracts.timestamp(now),
+        actor=contracts.actor(caller.principal),
+        application_id=str(record.id),
+        reason=reason,
+    )
+    await publish(
+        session, runtime, caller, withdrawn, key=str(record.household_id), subject=str(record.id)
+    )
+    updated = await repo.get_application(session, record.id)
+    assert updated is not None
+    return await _detail(session, updated)
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchApplications:
+    region_prefix: str | None = None
+    status: ApplicationStatus | None = None
+    kind: ApplicationKind | None = None
+    household_id: uuid.UUID | None = None
+    submitted_from: date | None = None
+    submitted_to: date | None = None
+    """Inclusive, on the China calendar."""
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationPage:
+    items: list[ApplicationSummary]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "The cursor is not one this service gave", type_slug="invalid-cursor"
+        ) from None
+
+
+def _china_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=CHINA_TZ)
+
+
+async def search_applications(
+    session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchApplications
+) -> ApplicationPage:
+    """Newest first, keyset-paginated; the search is recorded as one access."""
+    after = decode_cursor(query.cursor) if query.cursor else None
+    limit = min(query.limit, runtime.page_size_max)
+    rows = await repo.search_applications(
+        session,
+        caller.principal,
+        repo.ApplicationFilter(
+            region_prefix=query.region_prefix,
+            status=query.status,
+            kind=query.kind,
+            household_id=query.household_id,
+            submitted_from=_china_midnight(query.submitted_from) if query.submitted_from else None,
+            submitted_before=(
+                _china_midnight(query.submitted_to + timedelta(days=1))
+                if query.submitted_to
+                else None
+            ),
+        ),
+        after_id=after,
+        limit=limit + 1,
+    )
+    items = rows[:limit]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=None,
+        region_code=scope.ljust(12, "0")[:12] if scope else "0" * 12,
+        record_type=access.RECORD_TYPE_LIST,
+        record_id="applications?"
+        + "&".join(f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"),
+        persons=[
+            common.PersonRef(
+                person_id=str(s.applicant_person_id), masked_name=mask_name(s.applicant_name)
+            )
+            for s in items
+        ],
+        fields=("applicant_name", "region", "status"),
+        action=access.ACCESS_ACTION_SEARCH,
+    )
+    return ApplicationPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,118 @@
+"""Revealing an ID or account number to a service or officer that needs it, on record.
+
+Events carry only masked numbers, keyed hashes and tokens (ADR 0007). Whoever needs the
+number itself (a registry cross-check, a bank file) asks here, names the purpose, and the
+decryption is recorded on ``dibao.access.v1``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import types_pb2 as common
+from dibao_common.crypto import mask_id_number, mask_name
+from dibao_common.errors import NotFound
+from dibao_intake.adapters.records import BankAccountRecord
+from dibao_intake.adapters.repositories import households as repo
+from dibao_intake.service_layer.access import Purpose, record_access
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    person_id: uuid.UUID
+    name: str
+    id_number: str
+
+
+async def reveal_identity(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    person_id: uuid.UUID,
+    *,
+    purpose: Purpose,
+    purpose_note: str,
+) -> Identity:
+    found = await repo.person_identity(session, person_id)
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    name, cipher, households = found
+    visible = [h for h in households if caller.principal.can_see(h[1])]
+    if not visible:
+        raise NotFound(NOT_FOUND)
+    household_id, region_code = visible[0]
+    number = runtime.pii.reveal_id_number(cipher, table="person", row_id=person_id)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=household_id,
+        region_code=region_code,
+        record_type=access.RECORD_TYPE_MEMBER,
+        record_id=str(person_id),
+        persons=[
+            common.PersonRef(
+                person_id=str(person_id),
+                keyed_hash=runtime.pii.hash_id_number(number),
+                hash_key_id=runtime.pii.hash_key_id,
+                masked_id=mask_id_number(number),
+                masked_name=mask_name(name),
+            )
+        ],
+        fields=("name", "id_number"),
+        action=access.ACCESS_ACTION_DECRYPT,
+        purpose=purpose,
+        purpose_note=purpose_note,
+    )
+    return Identity(person_id=person_id, name=name, id_number=number)
+
+
+@dataclass(frozen=True, slots=True)
+class RevealedAccount:
+    account: BankAccountRecord
+    account_number: str
+    current: bool
+
+
+async def reveal_bank_account(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    token_id: uuid.UUID,
+    *,
+    purpose: Purpose,
+    purpose_note: str,
+) -> RevealedAccount:
+    found = await repo.get_bank_account(session, token_id)
+    if found is None:
+        raise NotFound(NOT_FOUND)
+    account, cipher = found
+    household = await repo.get_household(session, account.household_id)
+    assert household is not None
+    ensure_readable(caller, household.region_code)
+    number = runtime.pii.reveal_account(cipher, row_id=account.id)
+    current = await repo.current_bank_account(session, account.household_id)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=account.household_id,
+        region_code=household.region_code,
+        record_type=access.RECORD_TYPE_BANK_ACCOUNT,
+        record_id=str(account.id),
+        persons=[],
+        fields=("bank_account_number", "holder_name"),
+        action=access.ACCESS_ACTION_DECRYPT,
+        purpose=purpose,
+        purpose_note=purpose_note,
+    )
+    return RevealedAccount(
+        account=account,
+        account_number=number,
+        current=current is not None and current.id == account.id,
+    )

@@ -1,0 +1,132 @@
+"""Uploading documents (content-addressed) and reading them back."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from dibao.access.v1 import events_pb2 as access
+from dibao_common.errors import NotFound, ProblemError
+from dibao_intake.adapters import contracts
+from dibao_intake.adapters.records import DocumentRecord
+from dibao_intake.adapters.repositories import documents as repo
+from dibao_intake.adapters.repositories import households as household_repo
+from dibao_intake.domain.codes import DocumentType
+from dibao_intake.domain.errors import RulesViolatedError, Violation
+from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.households import rules_failed
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+
+
+def too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        413,
+        "document-too-large",
+        "Document too large",
+        f"A document may have at most {limit} bytes",
+        max_bytes=limit,
+    )
+
+
+def unsupported_media_type(media_type: str, allowed: frozenset[str]) -> ProblemError:
+    return ProblemError(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"{media_type or 'no type'} is not accepted; send one of {', '.join(sorted(allowed))}",
+        accepted=sorted(allowed),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadDocument:
+    household_id: uuid.UUID
+    document_type: DocumentType
+    media_type: str
+    content: bytes
+    person_id: uuid.UUID | None = None
+
+
+async def upload_document(
+    session: AsyncSession, runtime: Runtime, caller: Caller, command: UploadDocument
+) -> DocumentRecord:
+    """Store the content under its sha256 and record the document for the household."""
+    if len(command.content) > runtime.document_max_bytes:
+        raise too_large(runtime.document_max_bytes)
+    media_type = command.media_type.split(";")[0].strip().lower()
+    if media_type not in runtime.media_types:
+        raise unsupported_media_type(media_type, runtime.media_types)
+    household = await household_repo.get_household(session, command.household_id)
+    if household is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, household.region_code)
+    problems: list[Violation] = []
+    if not command.content:
+        problems.append(Violation("/file", "the document is empty"))
+    if command.person_id is not None:
+        members = await household_repo.load_members(session, command.household_id)
+        if all(m.person_id != command.person_id for m in members):
+            problems.append(Violation("/person_id", "not a member of the household"))
+    if problems:
+        raise rules_failed(RulesViolatedError(problems))
+    sha256 = hashlib.sha256(command.content).hexdigest()
+    # Content first: a committed row must always find its content in the store.
+    await runtime.store.put(sha256, command.content)
+    record = DocumentRecord(
+        id=uuid7(),
+        household_id=command.household_id,
+        person_id=command.person_id,
+        document_type=command.document_type,
+        sha256=sha256,
+        size_bytes=len(command.content),
+        media_type=media_type,
+        uploaded_by=caller.principal.subject,
+        created_at=runtime.clock.now(),
+    )
+    await repo.insert_document(session, record)
+    return record
+
+
+async def read_document(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    document_id: uuid.UUID,
+    *,
+    with_content: bool,
+) -> tuple[DocumentRecord, bytes | None]:
+    """The document's description and, when asked, its content (a recorded download)."""
+    record = await repo.get_document(session, document_id)
+    if record is None:
+        raise NotFound(NOT_FOUND)
+    household = await household_repo.get_household(session, record.household_id)
+    assert household is not None
+    ensure_readable(caller, household.region_code)
+    if not with_content:
+        return record, None
+    content = await runtime.store.get(record.sha256)
+    persons = []
+    if record.person_id is not None:
+        members = await household_repo.load_members(session, record.household_id)
+        persons = [
+            contracts.person_ref(m, runtime.pii.hash_key_id)
+            for m in members
+            if m.person_id == record.person_id
+        ]
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=record.household_id,
+        region_code=household.region_code,
+        record_type=access.RECORD_TYPE_DOCUMENT,
+        record_id=str(record.id),
+        persons=persons,
+        fields=(f"document:{record.document_type.value}",),
+        action=access.ACCESS_ACTION_DOWNLOAD,
+    )
+    return record, content

@@ -1,0 +1,680 @@
+"""Registering households, reading them, and recording their changes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import types_pb2 as common
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
+from dibao_intake.adapters import contracts
+from dibao_intake.adapters.records import (
+    BankAccountRecord,
+    DocumentRecord,
+    HouseholdAggregate,
+    MemberRecord,
+)
+from dibao_intake.adapters.repositories import documents as document_repo
+from dibao_intake.adapters.repositories import households as repo
+from dibao_intake.domain import changes as rules
+from dibao_intake.domain.codes import (
+    AreaType,
+    ChangeKind,
+    DocumentType,
+    HouseholdStatus,
+    LeaveReason,
+    Relationship,
+)
+from dibao_intake.domain.errors import RulesViolatedError, Violation, raise_if_any
+from dibao_intake.domain.household import (
+    MemberInput,
+    ValidMember,
+    masked_household_ref,
+    validate_household,
+    validate_member,
+)
+from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.events import publish
+from dibao_intake.service_layer.runtime import (
+    NOT_FOUND,
+    Caller,
+    Runtime,
+    ensure_readable,
+    ensure_writable_region,
+)
+
+ACTIVE_MEMBERSHIP_INDEX = "uq_household_member_active_person"
+
+
+@dataclass(frozen=True, slots=True)
+class BankAccountInput:
+    account_number: str
+    bank_code: str
+    bank_name: str
+    holder_person_id: uuid.UUID | None = None
+    holder_name: str | None = None
+    """Required when the holder is not a member (a custodian's account)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterHousehold:
+    region_code: str
+    area_type: AreaType
+    address: str
+    members: Sequence[MemberInput]
+    bank_account: BankAccountInput | None = None
+    bank_account_holder_index: int | None = None
+    """Index in ``members`` of the account holder (the head when not given)."""
+
+
+def rules_failed(error: RulesViolatedError) -> UnprocessableEntity:
+    """A broken rule as the kit's 422 problem, pointers into the request body."""
+    return UnprocessableEntity(
+        f"{len(error.violations)} rule(s) broken by the request",
+        type_slug="validation-failed",
+        title="The request is not valid",
+        errors=[
+            {"pointer": "/body" + v.pointer, "detail": v.detail, "code": "rule"}
+            for v in error.violations
+        ],
+    )
+
+
+def _person_in_household(conflicts: list[dict[str, str]]) -> Conflict:
+    return Conflict(
+        "A person is already an active member of another household",
+        type_slug="person-in-household",
+        title="Person already in a household",
+        conflicts=conflicts,
+    )
+
+
+async def _check_not_elsewhere(
+    session: AsyncSession,
+    runtime: Runtime,
+    members: Sequence[tuple[str, ValidMember]],
+    *,
+    allowed_household: uuid.UUID | None = None,
+) -> None:
+    """409 naming the other household only by a masked reference."""
+    hashes = {runtime.pii.hash_id_number(m.resident_id.number): pointer for pointer, m in members}
+    found = await repo.find_active_memberships(session, list(hashes))
+    conflicts = [
+        {
+            "pointer": "/body" + hashes[f.id_hash],
+            "household_ref": masked_household_ref(f.household_id, f.region_code),
+        }
+        for f in found
+        if f.household_id != allowed_household
+    ]
+    if conflicts:
+        raise _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+
+
+async def _store_persons(
+    session: AsyncSession, runtime: Runtime, members: Sequence[ValidMember]
+) -> list[uuid.UUID]:
+    """The person id of each member, creating persons not seen before."""
+    at = runtime.clock.now()
+    new: list[repo.NewPerson] = []
+    for m in members:
+        person_id = uuid7()
+        protected = runtime.pii.protect_id_number(
+            m.resident_id.number, table="person", row_id=person_id
+        )
+        new.append(
+            repo.NewPerson(
+                id=person_id,
+                id_hash=protected.id_hash,
+                hash_key_id=runtime.pii.hash_key_id,
+                id_number_cipher=protected.cipher,
+                masked_id=protected.masked,
+                name=m.input.name,
+                birth_date=m.birth_date,
+                sex=m.sex,
+            )
+        )
+    ids = await repo.upsert_persons(session, new, at)
+    by_hash = [p.id_hash for p in new]
+    return [ids[h] for h in by_hash]
+
+
+def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.NewMembership:
+    i = m.input
+    return repo.NewMembership(
+        id=uuid7(),
+        person_id=person_id,
+        relationship=i.relationship,
+        disability_grade=i.disability_grade,
+        seriously_ill=i.seriously_ill,
+        employment_status=i.employment_status,
+        student=i.student,
+        counted=i.counted,
+        exclusion_reason=i.exclusion_reason,
+        exclusion_note=i.exclusion_note,
+        joined_on=joined_on,
+    )
+
+
+async def _insert_memberships(
+    session: AsyncSession, household_id: uuid.UUID, members: Sequence[repo.NewMembership]
+) -> None:
+    try:
+        await repo.insert_memberships(session, household_id, members)
+    except IntegrityError as exc:
+        # Lost a race with a concurrent registration of the same person.
+        if ACTIVE_MEMBERSHIP_INDEX in str(exc.orig):
+            raise _person_in_household([]) from None
+        raise
+
+
+def new_bank_account(
+    runtime: Runtime,
+    household_id: uuid.UUID,
+    account: BankAccountInput,
+    holder: MemberRecord | None,
+    *,
+    custody_agreement: bool = False,
+    custody_document_id: uuid.UUID | None = None,
+    custodian_subject: str | None = None,
+) -> tuple[BankAccountRecord, bytes]:
+    """The record and ciphertext of a new account (holder: a member, else a named person)."""
+    account_id = uuid7()
+    protected = runtime.pii.protect_account(account.account_number, row_id=account_id)
+    record = BankAccountRecord(
+        id=account_id,
+        household_id=household_id,
+        number_hash=protected.id_hash,
+        masked_number=protected.masked,
+        bank_code=account.bank_code,
+        bank_name=account.bank_name,
+        holder_name=holder.name if holder is not None else (account.holder_name or ""),
+        holder_person_id=holder.person_id if holder is not None else None,
+        custody_agreement=custody_agreement,
+        custody_document_id=custody_document_id,
+        custodian_subject=custodian_subject,
+        created_at=runtime.clock.now(),
+    )
+    return record, protected.cipher
+
+
+async def register_household(
+    session: AsyncSession, runtime: Runtime, caller: Caller, command: RegisterHousehold
+) -> HouseholdAggregate:
+    """Validate, check the one-household rule, store, and publish HouseholdRegistered."""
+    ensure_writable_region(caller, command.region_code)
+    today = runtime.clock.today()
+    try:
+        valid = validate_household(
+            command.region_code,
+            command.area_type,
+            command.members,
+            divisions=runtime.divisions,
+            today=today,
+        )
+        _check_holder(command)
+    except RulesViolatedError as error:
+        raise rules_failed(error) from None
+    pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
+    await _check_not_elsewhere(session, runtime, pointers)
+    person_ids = await _store_persons(session, runtime, valid.members)
+    household_id = uuid7()
+    head_index = next(
+        i for i, m in enumerate(valid.members) if m.input.relationship is Relationship.HEAD
+    )
+    await repo.insert_household(
+        session,
+        household_id=household_id,
+        region_code=command.region_code,
+        area_type=command.area_type,
+        address=command.address,
+        head_person_id=person_ids[head_index],
+        created_by=caller.principal.subject,
+        at=runtime.clock.now(),
+    )
+    await _insert_memberships(
+        session,
+        household_id,
+        [_membership(pid, m, today) for pid, m in zip(person_ids, valid.members, strict=True)],
+    )
+    members = await repo.load_members(session, household_id)
+    account: BankAccountRecord | None = None
+    if command.bank_account is not None:
+        holder_index = (
+            command.bank_account_holder_index
+            if command.bank_account_holder_index is not None
+            else head_index
+        )
+        holder = next(m for m in members if m.person_id == person_ids[holder_index])
+        account, cipher = new_bank_account(runtime, household_id, command.bank_account, holder)
+        await repo.insert_bank_account(session, account, number_cipher=cipher)
+    household = await repo.get_household(session, household_id)
+    assert household is not None
+    aggregate = HouseholdAggregate(household, tuple(members), account)
+    message = ev.HouseholdRegistered(
+        household_id=str(household_id),
+        region=contracts.region(household.region_code),
+        occurred_at=contracts.timestamp(runtime.clock.now()),
+        actor=contracts.actor(caller.principal),
+        household=contracts.household_snapshot(household, members, runtime.pii.hash_key_id),
+    )
+    ref = contracts.bank_account_ref(account)
+    if ref is not None:
+        message.bank_account.CopyFrom(ref)
+    await publish(
+        session, runtime, caller, message, key=str(household_id), subject=str(household_id)
+    )
+    return aggregate
+
+
+def _check_holder(command: RegisterHousehold) -> None:
+    index = command.bank_account_holder_index
+    if index is None:
+        return
+    if command.bank_account is None:
+        raise RulesViolatedError([Violation("/bank_account_holder_index", "no bank account given")])
+    if not 0 <= index < len(command.members):
+        raise RulesViolatedError([Violation("/bank_account_holder_index", "no such member")])
+
+
+HOUSEHOLD_FIELDS = (
+    "name",
+    "id_number_masked",
+    "birth_date",
+    "sex",
+    "relationship",
+    "disability_grade",
+    "serious_illness",
+    "employment_status",
+    "address",
+    "bank_account_masked",
+)
+
+
+def person_refs(runtime: Runtime, members: Sequence[MemberRecord]) -> list[common.PersonRef]:
+    return [contracts.person_ref(m, runtime.pii.hash_key_id) for m in members]
+
+
+async def read_household(
+    session: AsyncSession, runtime: Runtime, caller: Caller, household_id: uuid.UUID
+) -> HouseholdAggregate:
+    """The household with its members and changes; the read is recorded."""
+    aggregate = await repo.load_aggregate(session, household_id, with_changes=True)
+    if aggregate is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, aggregate.household.region_code)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=household_id,
+        region_code=aggregate.household.region_code,
+        record_type=access.RECORD_TYPE_HOUSEHOLD,
+        record_id=str(household_id),
+        persons=person_refs(runtime, aggregate.members),
+        fields=HOUSEHOLD_FIELDS,
+    )
+    return aggregate
+
+
+# --- changes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Birth:
+    member: MemberInput
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    person_id: uuid.UUID
+    date_of_death: date
+    new_head_person_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Marriage:
+    person_id: uuid.UUID
+    married_on: date
+    spouse: MemberInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MoveIn:
+    member: MemberInput
+    moved_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOut:
+    person_id: uuid.UUID
+    moved_on: date
+    new_head_person_id: uuid.UUID | None = None
+    to_region_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    account: BankAccountInput
+    custody_agreement: bool = False
+    custody_document_id: uuid.UUID | None = None
+    custodian_subject: str | None = None
+
+
+Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChange:
+    change: Change
+    note: str | None = None
+    document_ids: Sequence[uuid.UUID] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecorded:
+    change_id: uuid.UUID
+    kind: ChangeKind
+    household: HouseholdAggregate
+
+
+_KIND = {
+    Birth: ChangeKind.BIRTH,
+    Death: ChangeKind.DEATH,
+    Marriage: ChangeKind.MARRIAGE,
+    MoveIn: ChangeKind.MOVE_IN,
+    MoveOut: ChangeKind.MOVE_OUT,
+    AccountChange: ChangeKind.BANK_ACCOUNT_CHANGE,
+}
+
+
+class _ChangeWork:
+    """One change being applied: the household before it, and what it does."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        runtime: Runtime,
+        caller: Caller,
+        before: HouseholdAggregate,
+        documents: list[DocumentRecord],
+    ) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.caller = caller
+        self.before = before
+        self.documents = documents
+        self.today = runtime.clock.today()
+        self.household_id = before.household.id
+        head = before.household.head_person_id
+        assert head is not None, "an active household has a head"
+        self.state = rules.HouseholdState(
+            head_person_id=head,
+            members=[
+                rules.ActiveMember(m.person_id, m.relationship, m.birth_date)
+                for m in before.active_members
+            ],
+        )
+        self.head_person_id: uuid.UUID | None = head
+        self.details: dict[str, Any] = {}
+
+    def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
+        checked, problems = validate_member(member, pointer=pointer, today=self.today)
+        raise_if_any(problems)
+        assert checked is not None
+        return checked
+
+    async def join(self, member: ValidMember, pointer: str, joined_on: date) -> MemberRecord:
+        await _check_not_elsewhere(self.session, self.runtime, [(pointer, member)])
+        (person_id,) = await _store_persons(self.session, self.runtime, [member])
+        await _insert_memberships(
+            self.session, self.household_id, [_membership(person_id, member, joined_on)]
+        )
+        self.details.setdefault("joined_person_ids", []).append(str(person_id))
+        return await self.member_after(person_id)
+
+    async def member_after(self, person_id: uuid.UUID) -> MemberRecord:
+        members = await repo.load_members(self.session, self.household_id)
+        return next(m for m in members if m.person_id == person_id and m.active)
+
+    async def leave(
+        self,
+        person_id: uuid.UUID,
+        on: date,
+        reason: LeaveReason,
+        new_head: uuid.UUID | None,
+    ) -> None:
+        leaving = self.before.member(person_id)
+        assert leaving is not None
+        await repo.end_membership(self.session, leaving.membership_id, on, reason)
+        self.details["person_id"] = str(person_id)
+        if person_id == self.head_person_id:
+            self.head_person_id = new_head
+            if new_head is not None:
+                heir = self.before.member(new_head)
+                assert heir is not None
+                await repo.set_relationship(self.session, heir.membership_id, Relationship.HEAD)
+                self.details["new_head_person_id"] = str(new_head)
+
+
+async def record_change(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    household_id: uuid.UUID,
+    command: RecordChange,
+) -> ChangeRecorded:
+    """Apply one change to a household and publish HouseholdUpdated with its kind."""
+    before = await repo.load_aggregate(session, household_id, for_update=True)
+    if before is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, before.household.region_code)
+    if before.household.status is not HouseholdStatus.ACTIVE:
+        raise Conflict("The household is dissolved", type_slug="household-dissolved")
+    documents = await _change_documents(session, household_id, command.document_ids)
+    work = _ChangeWork(session, runtime, caller, before, documents)
+    kind = _KIND[type(command.change)]
+    try:
+        update = await _apply(work, command.change)
+    except RulesViolatedError as error:
+        raise rules_failed(error) from None
+    at = runtime.clock.now()
+    status = (
+        HouseholdStatus.ACTIVE if work.head_person_id is not None else HouseholdStatus.DISSOLVED
+    )
+    await repo.touch_household(
+        session, household_id, at=at, head_person_id=work.head_person_id, status=status
+    )
+    change_id = uuid7()
+    effective_on = _effective_on(command.change, work.today)
+    await repo.insert_change(
+        session,
+        change_id=change_id,
+        household_id=household_id,
+        kind=kind.value,
+        effective_on=effective_on,
+        details=work.details | {"document_ids": [str(d) for d in command.document_ids]},
+        note=command.note,
+        recorded_by=caller.principal.subject,
+        at=at,
+    )
+    after = await repo.load_aggregate(session, household_id, with_changes=True)
+    assert after is not None
+    update.household_id = str(household_id)
+    update.region.CopyFrom(contracts.region(after.household.region_code))
+    update.occurred_at.CopyFrom(contracts.timestamp(at))
+    update.actor.CopyFrom(contracts.actor(caller.principal))
+    update.household.CopyFrom(
+        contracts.household_snapshot(after.household, after.members, runtime.pii.hash_key_id)
+    )
+    update.documents.extend(contracts.document_ref(d) for d in documents)
+    if command.note:
+        update.note = command.note
+    await publish(session, runtime, caller, update, key=str(household_id), subject=str(change_id))
+    return ChangeRecorded(change_id, kind, after)
+
+
+def _effective_on(change: Change, today: date) -> date:
+    match change:
+        case Death(date_of_death=day) | Marriage(married_on=day):
+            return day
+        case MoveIn(moved_on=day) | MoveOut(moved_on=day):
+            return day
+        case _:
+            return today
+
+
+async def _change_documents(
+    session: AsyncSession, household_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[DocumentRecord]:
+    found = await document_repo.get_documents(session, list(ids))
+    problems = [
+        Violation(f"/document_ids/{i}", "no such document of this household")
+        for i, d in enumerate(ids)
+        if d not in found or found[d].household_id != household_id
+    ]
+    if problems:
+        raise rules_failed(RulesViolatedError(problems))
+    return [found[d] for d in ids]
+
+
+async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
+    """Check the change against the household, store it, and build its event."""
+    update = ev.HouseholdUpdated()
+    today = work.today
+    match change:
+        case Birth(member=raw):
+            child = work.valid_member(raw, "/member")
+            raise_if_any(rules.check_birth(work.state, child))
+            added = await work.join(child, "/member", child.birth_date)
+            update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
+        case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
+            raise_if_any(rules.check_death(work.state, pid, died_on, heir, today=today))
+            await work.leave(pid, died_on, LeaveReason.DEATH, heir)
+            update.death.person_id = str(pid)
+            update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
+            certificate = next(
+                (d for d in work.documents if d.document_type is DocumentType.DEATH_CERTIFICATE),
+                None,
+            )
+            if certificate is not None:
+                update.death.death_certificate.CopyFrom(contracts.document_ref(certificate))
+        case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
+            spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
+            raise_if_any(rules.check_marriage(work.state, pid, on, spouse, today=today))
+            update.marriage.person_id = str(pid)
+            update.marriage.married_on.CopyFrom(contracts.local_date(on))
+            work.details["person_id"] = str(pid)
+            if spouse is not None:
+                added = await work.join(spouse, "/spouse", on)
+                update.marriage.spouse.CopyFrom(
+                    contracts.member(added, work.runtime.pii.hash_key_id)
+                )
+        case MoveIn(member=raw, moved_on=on):
+            newcomer = work.valid_member(raw, "/member")
+            raise_if_any(rules.check_move_in(work.state, newcomer, on, today=today))
+            added = await work.join(newcomer, "/member", on)
+            update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
+            update.move_in.moved_on.CopyFrom(contracts.local_date(on))
+        case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
+            problems = rules.check_move_out(work.state, pid, on, heir, today=today)
+            if to is not None and to not in work.runtime.divisions:
+                problems.append(Violation("/to_region_code", "not in the division table"))
+            raise_if_any(problems)
+            await work.leave(pid, on, LeaveReason.MOVE_OUT, heir)
+            update.move_out.person_id = str(pid)
+            update.move_out.moved_on.CopyFrom(contracts.local_date(on))
+            if to is not None:
+                update.move_out.to_region.CopyFrom(contracts.region(to))
+                work.details["to_region_code"] = to
+        case AccountChange():
+            await _change_account(work, change, update)
+    return update
+
+
+async def _change_account(
+    work: _ChangeWork, change: AccountChange, update: ev.HouseholdUpdated
+) -> None:
+    problems = rules.check_bank_account_change(
+        custody_agreement=change.custody_agreement,
+        custody_document_id=change.custody_document_id,
+        custodian_subject=change.custodian_subject,
+    )
+    holder = _account_holder(work.before, change.account, "/account", problems)
+    if change.custody_document_id is not None:
+        custody = next((d for d in work.documents if d.id == change.custody_document_id), None)
+        if custody is None or custody.document_type is not DocumentType.CUSTODY_AGREEMENT:
+            problems.append(
+                Violation("/custody_document_id", "list the custody agreement in document_ids")
+            )
+    raise_if_any(problems)
+    previous = work.before.bank_account
+    account, cipher = new_bank_account(
+        work.runtime,
+        work.household_id,
+        change.account,
+        holder,
+        custody_agreement=change.custody_agreement,
+        custody_document_id=change.custody_document_id,
+        custodian_subject=change.custodian_subject,
+    )
+    await repo.insert_bank_account(work.session, account, number_cipher=cipher)
+    new_ref = contracts.bank_account_ref(account)
+    assert new_ref is not None
+    update.bank_account_change.new_account.CopyFrom(new_ref)
+    old_ref = contracts.bank_account_ref(previous)
+    if old_ref is not None:
+        update.bank_account_change.previous_account.CopyFrom(old_ref)
+    update.bank_account_change.custody_agreement = change.custody_agreement
+    if change.custodian_subject:
+        update.bank_account_change.custodian_subject = change.custodian_subject
+    custody = next((d for d in work.documents if d.id == change.custody_document_id), None)
+    if custody is not None:
+        update.bank_account_change.custody_agreement_document.CopyFrom(
+            contracts.document_ref(custody)
+        )
+    work.details |= {
+        "bank_account_id": str(account.id),
+        "previous_bank_account_id": str(previous.id) if previous else None,
+        "custody_agreement": change.custody_agreement,
+    }
+
+
+def _account_holder(
+    household: HouseholdAggregate,
+    account: BankAccountInput,
+    pointer: str,
+    problems: list[Violation],
+) -> MemberRecord | None:
+    """The member holding the account, or None for a named non-member (custodian)."""
+    if account.holder_person_id is not None:
+        holder = household.member(account.holder_person_id)
+        if holder is None or not holder.active:
+            problems.append(
+                Violation(f"{pointer}/holder_person_id", "not an active member of the household")
+            )
+        return holder
+    if not account.holder_name:
+        problems.append(
+            Violation(f"{pointer}/holder_name", "name the holder when not a household member")
+        )
+    return None
+
+
+def account_holder(
+    household: HouseholdAggregate, account: BankAccountInput, pointer: str
+) -> MemberRecord | None:
+    """As ``_account_holder``, raising ``RulesViolatedError`` on a problem."""
+    problems: list[Violation] = []
+    holder = _account_holder(household, account, pointer, problems)
+    raise_if_any(problems)
+    return holder

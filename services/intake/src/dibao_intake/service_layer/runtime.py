@@ -1,0 +1,58 @@
+"""What every use case needs: the process-wide runtime and the acting caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dibao_common.auth import Principal
+from dibao_common.clock import Clock
+from dibao_common.errors import Forbidden, NotFound
+from dibao_intake.adapters.document_store import DocumentStore
+from dibao_intake.adapters.pii import PersonalData
+from dibao_intake.domain.application import CompletenessPolicy
+from dibao_intake.domain.divisions import DivisionTable
+
+SOURCE = "dibao/intake"
+SERVICE = "intake"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Built once per process at the wiring point; shared by every request."""
+
+    divisions: DivisionTable
+    pii: PersonalData
+    clock: Clock
+    policy: CompletenessPolicy
+    store: DocumentStore
+    document_max_bytes: int
+    media_types: frozenset[str]
+    page_size_max: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who acts in this request, and the ids that tie its events to it."""
+
+    principal: Principal
+    correlation_id: str | None = None
+    traceparent: str | None = None
+    operation: str = field(default="")
+
+
+NOT_FOUND = "No such record, or not in your regions"
+
+
+def ensure_readable(caller: Caller, region_code: str) -> None:
+    """404 for another region's record: the same answer as for a missing one."""
+    if not caller.principal.can_see(region_code):
+        raise NotFound(NOT_FOUND)
+
+
+def ensure_writable_region(caller: Caller, region_code: str) -> None:
+    """A clerk registers households only within their own regions."""
+    if not caller.principal.can_see(region_code):
+        raise Forbidden(
+            f"Region {region_code} is outside your regions",
+            type_slug="region-out-of-scope",
+        )

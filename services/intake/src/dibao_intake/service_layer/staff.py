@@ -1,0 +1,174 @@
+"""The staff roster of each township: conflicts of interest and responsible caseworkers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import types_pb2 as common
+from dibao_common.crypto import mask_name
+from dibao_common.errors import Conflict, NotFound
+from dibao_intake.adapters.records import StaffRecord
+from dibao_intake.adapters.repositories import staff as repo
+from dibao_intake.domain.codes import StaffRole
+from dibao_intake.domain.divisions import DivisionLevel, UnknownDivisionError
+from dibao_intake.domain.errors import RulesViolatedError, Violation
+from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
+from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.households import rules_failed
+from dibao_intake.service_layer.runtime import (
+    NOT_FOUND,
+    Caller,
+    Runtime,
+    ensure_readable,
+    ensure_writable_region,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RelativeInput:
+    name: str
+    id_number: str
+    relation: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddStaff:
+    name: str
+    role: StaffRole
+    id_number: str | None
+    subject: str | None
+    responsible_caseworker: bool
+    relatives: Sequence[RelativeInput]
+
+
+def _require_township(runtime: Runtime, township_code: str) -> None:
+    try:
+        runtime.divisions.require(township_code, DivisionLevel.TOWNSHIP)
+    except UnknownDivisionError:
+        raise NotFound("No such township in the division table") from None
+
+
+async def add_staff(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    township_code: str,
+    command: AddStaff,
+) -> StaffRecord:
+    """Add someone to a township's roster (the new responsible caseworker takes over)."""
+    _require_township(runtime, township_code)
+    ensure_writable_region(caller, township_code)
+    today = runtime.clock.today()
+    problems: list[Violation] = []
+    if command.responsible_caseworker and (
+        command.role is not StaffRole.CASEWORKER or not command.subject
+    ):
+        problems.append(
+            Violation("/responsible_caseworker", "only a caseworker with a token subject")
+        )
+    numbers: list[tuple[str, str]] = []
+    if command.id_number is not None:
+        numbers.append(("/id_number", command.id_number))
+    numbers += [(f"/relatives/{i}/id_number", r.id_number) for i, r in enumerate(command.relatives)]
+    for pointer, number in numbers:
+        try:
+            parse_resident_id(number, today=today)
+        except InvalidResidentIdError as exc:
+            problems.append(Violation(pointer, exc.reason))
+    if problems:
+        raise rules_failed(RulesViolatedError(problems))
+    staff_id = uuid7()
+    own = (
+        runtime.pii.protect_id_number(command.id_number, table="staff_member", row_id=staff_id)
+        if command.id_number
+        else None
+    )
+    relatives = []
+    for r in command.relatives:
+        relative_id = uuid7()
+        protected = runtime.pii.protect_id_number(
+            r.id_number, table="staff_relative", row_id=relative_id
+        )
+        relatives.append(
+            repo.NewRelative(
+                id=relative_id,
+                relation=r.relation,
+                name=r.name,
+                id_hash=protected.id_hash,
+                id_number_cipher=protected.cipher,
+                masked_id=protected.masked,
+            )
+        )
+    try:
+        await repo.insert_staff(
+            session,
+            repo.NewStaff(
+                id=staff_id,
+                township_code=township_code,
+                name=command.name,
+                role=command.role,
+                subject=command.subject,
+                responsible_caseworker=command.responsible_caseworker,
+                id_hash=own.id_hash if own else None,
+                id_number_cipher=own.cipher if own else None,
+                masked_id=own.masked if own else None,
+                relatives=relatives,
+            ),
+            created_by=caller.principal.subject,
+            at=runtime.clock.now(),
+        )
+    except IntegrityError:
+        raise Conflict(
+            "Another responsible caseworker was named at the same time; try again",
+            type_slug="caseworker-conflict",
+        ) from None
+    found = next(s for s in await repo.list_staff(session, township_code) if s.id == staff_id)
+    return found
+
+
+async def list_staff(
+    session: AsyncSession, runtime: Runtime, caller: Caller, township_code: str
+) -> list[StaffRecord]:
+    """The roster of a township (ID numbers masked); the read is recorded."""
+    _require_township(runtime, township_code)
+    ensure_readable(caller, township_code)
+    roster = await repo.list_staff(session, township_code)
+    persons = [
+        common.PersonRef(
+            person_id=str(s.id), masked_id=s.masked_id or "", masked_name=mask_name(s.name)
+        )
+        for s in roster
+    ] + [
+        common.PersonRef(person_id=str(r.id), masked_id=r.masked_id, masked_name=mask_name(r.name))
+        for s in roster
+        for r in s.relatives
+    ]
+    await record_access(
+        session,
+        runtime,
+        caller,
+        household_id=None,
+        region_code=township_code,
+        record_type=access.RECORD_TYPE_OTHER,
+        record_id=f"staff-roster:{township_code}",
+        persons=persons,
+        fields=("staff_name", "relative_name", "id_number_masked"),
+    )
+    return roster
+
+
+async def deactivate_staff(
+    session: AsyncSession, runtime: Runtime, caller: Caller, staff_id: uuid.UUID
+) -> None:
+    township = await repo.staff_township(session, staff_id)
+    if township is None:
+        raise NotFound(NOT_FOUND)
+    ensure_readable(caller, township)
+    await repo.deactivate_staff(session, staff_id)

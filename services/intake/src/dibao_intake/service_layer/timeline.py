@@ -1,0 +1,135 @@
+"""Each application's timeline, built from every service's events about it.
+
+The consumer reads the event topics (intake's own and audit's today, assessment's,
+publicity's and payments' as those services publish) and keeps, per application, one
+entry per event: when, what, who, and a few non-personal details.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_common.clock import Clock
+from dibao_common.messaging.envelope import Envelope
+from dibao_intake.adapters.records import TimelineRecord
+from dibao_intake.adapters.repositories import applications as repo
+
+CONSUMER_NAME = "intake.timeline"
+
+# Top-level fields never copied into a timeline entry: large, personal, or already shown.
+_SKIPPED = frozenset(
+    {
+        "household_id",
+        "application_id",
+        "region",
+        "occurred_at",
+        "actor",
+        "household",
+        "incomes",
+        "assets",
+        "documents",
+        "bank_account",
+        "statement",
+        "staff_relation_note",
+        "persons",
+    }
+)
+_MAX_TEXT = 200
+
+
+def application_of(message: Message) -> uuid.UUID | None:
+    """The application an event is about, if any."""
+    fields = message.DESCRIPTOR.fields_by_name
+    raw = ""
+    if "application_id" in fields:
+        raw = getattr(message, "application_id")  # noqa: B009 - read by descriptor
+    elif "subject" in fields:
+        subject = getattr(message, "subject")  # noqa: B009 - audit's AnomalyDetected
+        if getattr(subject, "kind", "") == "application":
+            raw = subject.id
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _words(name: str) -> str:
+    spaced = re.sub(r"(?<!^)(?=[A-Z])", " ", name)
+    return spaced[:1] + spaced[1:].lower()
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        return value[: _MAX_TEXT - 1] + "…"
+    return value
+
+
+def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]:
+    """A one-line summary and a few details of an event, without personal data."""
+    name = message.DESCRIPTOR.name
+    data = MessageToDict(message, preserving_proto_field_name=True)
+    details: dict[str, Any] = {}
+    if name == "ApplicationReturned":
+        items = data.get("missing_items", [])
+        details = {"missing_items": [i.get("description", "") for i in items]}
+        return f"Application returned: {len(items)} item(s) missing", details
+    if name == "AnomalyDetected":
+        details = {k: _short(data[k]) for k in ("rule", "severity", "details") if k in data}
+        return f"Anomaly detected: {data.get('rule', '')}", details
+    for key, value in data.items():
+        if key in _SKIPPED or isinstance(value, dict | list):
+            continue
+        details[key] = _short(value)
+    return _words(name), details
+
+
+def _occurred_at(envelope: Envelope, message: Message) -> Any:
+    if "occurred_at" in message.DESCRIPTOR.fields_by_name and message.HasField("occurred_at"):
+        stamp = getattr(message, "occurred_at")  # noqa: B009
+        assert isinstance(stamp, Timestamp)
+        return stamp.ToDatetime(tzinfo=envelope.ce_time.tzinfo)
+    return envelope.ce_time
+
+
+def _actor(envelope: Envelope, message: Message) -> str | None:
+    if "actor" in message.DESCRIPTOR.fields_by_name and message.HasField("actor"):
+        subject = getattr(message, "actor").subject  # noqa: B009
+        return str(subject) or envelope.actor
+    return envelope.actor
+
+
+TimelineHandler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
+
+
+def timeline_handler(clock: Clock) -> TimelineHandler:
+    """The consumer's handler: one timeline entry per event about a known application."""
+
+    async def handle(session: AsyncSession, envelope: Envelope, message: Message) -> None:
+        application_id = application_of(message)
+        if application_id is None or not await repo.application_exists(session, application_id):
+            return
+        summary, details = describe(envelope, message)
+        await repo.add_timeline_entry(
+            session,
+            application_id,
+            TimelineRecord(
+                ce_id=envelope.ce_id,
+                ce_type=envelope.ce_type,
+                ce_source=envelope.ce_source,
+                occurred_at=_occurred_at(envelope, message),
+                actor=_actor(envelope, message),
+                summary=summary,
+                details=details,
+            ),
+            at=clock.now(),
+        )
+
+    return handle

@@ -1,0 +1,484 @@
+"""Synthetic but valid households: realistic names, compositions, incomes and ID numbers.
+
+Every ID number is made up and carries a correct check digit (computed by the library);
+none belongs to a real person. Used by the demo loader, the benchmark and the tests, as
+JSON payloads of the public API.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from dibao_intake.domain.codes import (
+    AreaType,
+    DisabilityGrade,
+    EmploymentStatus,
+    ExclusionReason,
+    Relationship,
+    Sex,
+)
+from dibao_intake.domain.resident_id import compose_resident_id
+
+SURNAMES = "王李张刘陈杨马赵何魏牛朱郭苏汪孙徐高罗谢韩金蒲"
+GIVEN_MALE = (
+    "建国",
+    "志强",
+    "永福",
+    "国庆",
+    "文斌",
+    "海军",
+    "伟",
+    "明",
+    "德明",
+    "小龙",
+    "浩然",
+    "子轩",
+    "宇航",
+    "保平",
+    "天佑",
+    "学军",
+    "富贵",
+    "振华",
+    "俊杰",
+    "鹏",
+)
+GIVEN_FEMALE = (
+    "秀兰",
+    "桂英",
+    "玉兰",
+    "丽",
+    "娟",
+    "红霞",
+    "小梅",
+    "淑珍",
+    "雪",
+    "欣怡",
+    "梓涵",
+    "丽娜",
+    "桂芳",
+    "春燕",
+    "彩霞",
+    "金花",
+    "慧敏",
+    "晓燕",
+    "雨桐",
+    "芳",
+)
+PLACE_CODES = ("620102", "620103", "620121", "620122", "620123")
+BANKS = (
+    ("103", "中国农业银行"),
+    ("102", "中国工商银行"),
+    ("403", "中国邮政储蓄银行"),
+    ("402", "甘肃农村信用社"),
+)
+
+
+@dataclass
+class PlannedMember:
+    name: str
+    id_number: str
+    sex: Sex
+    birth_date: date
+    relationship: Relationship
+    employment_status: EmploymentStatus
+    disability_grade: DisabilityGrade = DisabilityGrade.NONE
+    seriously_ill: bool = False
+    student: bool = False
+    counted: bool = True
+    exclusion_reason: ExclusionReason | None = None
+    wage_fen: int = 0
+    operating_fen: int = 0
+    transfer_fen: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "id_number": self.id_number,
+            "relationship": self.relationship.value,
+            "disability_grade": self.disability_grade.value,
+            "seriously_ill": self.seriously_ill,
+            "employment_status": self.employment_status.value,
+            "student": self.student,
+            "counted": self.counted,
+        }
+        if self.exclusion_reason is not None:
+            body["exclusion_reason"] = self.exclusion_reason.value
+        return body
+
+
+@dataclass
+class PlannedHousehold:
+    region_code: str
+    area_type: AreaType
+    address: str
+    members: list[PlannedMember]
+    account_number: str
+    bank_code: str
+    bank_name: str
+    shape: str
+    deposit_fen: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The body of ``POST /households``."""
+        return {
+            "region_code": self.region_code,
+            "area_type": self.area_type.value,
+            "address": self.address,
+            "members": [m.payload() for m in self.members],
+            "bank_account": {
+                "account_number": self.account_number,
+                "bank_code": self.bank_code,
+                "bank_name": self.bank_name,
+            },
+        }
+
+
+class Synthesizer:
+    """A deterministic source of synthetic people (same seed, same households)."""
+
+    def __init__(self, seed: int | str, today: date) -> None:
+        self.rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
+        self.today = today
+        self._used: set[str] = set()
+
+    def id_number(self, birth_date: date, sex: Sex, place_code: str | None = None) -> str:
+        place = place_code or self.rng.choice(PLACE_CODES)
+        while True:
+            sequence = self.rng.randrange(0, 500) * 2 + (1 if sex is Sex.MALE else 0)
+            number = compose_resident_id(place, birth_date, sequence)
+            if number not in self._used:
+                self._used.add(number)
+                return number
+
+    def birth_date(self, age_from: int, age_to: int) -> date:
+        days = self.rng.randrange(age_from * 365 + 1, age_to * 365 + 364)
+        return self.today - timedelta(days=days)
+
+    def name(self, sex: Sex, surname: str | None = None) -> str:
+        given = GIVEN_MALE if sex is Sex.MALE else GIVEN_FEMALE
+        return (surname or self.rng.choice(SURNAMES)) + self.rng.choice(given)
+
+    def member(
+        self,
+        relationship: Relationship,
+        sex: Sex,
+        ages: tuple[int, int],
+        employment: EmploymentStatus,
+        *,
+        surname: str | None = None,
+        place_code: str | None = None,
+        **extra: Any,
+    ) -> PlannedMember:
+        born = self.birth_date(*ages)
+        return PlannedMember(
+            name=self.name(sex, surname),
+            id_number=self.id_number(born, sex, place_code),
+            sex=sex,
+            birth_date=born,
+            relationship=relationship,
+            employment_status=employment,
+            **extra,
+        )
+
+    def account_number(self) -> str:
+        return "62" + "".join(str(self.rng.randrange(10)) for _ in range(17))
+
+    def household(self, region_code: str, area_type: AreaType, address: str) -> PlannedHousehold:
+        """One household of a realistic composition for a dibao applicant."""
+        shape = self.rng.choice(
+            (
+                "elderly_alone",
+                "elderly_couple",
+                "single_parent",
+                "disabled_spouse",
+                "three_generations",
+                "unemployed_single",
+                "member_imprisoned",
+                "seriously_ill_head",
+            )
+        )
+        members = getattr(self, f"_{shape}")(region_code[:6], area_type)
+        bank_code, bank_name = self.rng.choice(BANKS)
+        return PlannedHousehold(
+            region_code=region_code,
+            area_type=area_type,
+            address=address,
+            members=members,
+            account_number=self.account_number(),
+            bank_code=bank_code,
+            bank_name=bank_name,
+            shape=shape,
+            deposit_fen=self.rng.randrange(0, 40) * 50_000,
+        )
+
+    # Compositions. Incomes are monthly net averages in fen, near Lanzhou's standards
+    # (urban about 800 yuan, rural about 550 yuan per person and month).
+
+    def _pension(self, area: AreaType) -> int:
+        # Residents' basic pension is not counted; what remains is support from children.
+        return (
+            self.rng.randrange(5, 30) * 1000
+            if area is AreaType.RURAL
+            else self.rng.randrange(10, 60) * 1000
+        )
+
+    def _elderly_alone(self, place: str, area: AreaType) -> list[PlannedMember]:
+        sex = self.rng.choice((Sex.MALE, Sex.FEMALE))
+        head = self.member(
+            Relationship.HEAD, sex, (70, 88), EmploymentStatus.RETIRED, place_code=place
+        )
+        head.transfer_fen = self._pension(area)
+        head.seriously_ill = self.rng.random() < 0.3
+        return [head]
+
+    def _elderly_couple(self, place: str, area: AreaType) -> list[PlannedMember]:
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD,
+            Sex.MALE,
+            (68, 82),
+            EmploymentStatus.RETIRED,
+            surname=surname,
+            place_code=place,
+        )
+        wife = self.member(
+            Relationship.SPOUSE, Sex.FEMALE, (65, 80), EmploymentStatus.RETIRED, place_code=place
+        )
+        head.transfer_fen = self._pension(area)
+        wife.disability_grade = self.rng.choice((DisabilityGrade.NONE, DisabilityGrade.GRADE_3))
+        return [head, wife]
+
+    def _single_parent(self, place: str, area: AreaType) -> list[PlannedMember]:
+        sex = self.rng.choice((Sex.MALE, Sex.FEMALE))
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD,
+            sex,
+            (33, 48),
+            EmploymentStatus.FLEXIBLE,
+            surname=surname,
+            place_code=place,
+        )
+        head.wage_fen = self.rng.randrange(60, 140) * 1000
+        kids = [
+            self.member(
+                Relationship.CHILD,
+                self.rng.choice((Sex.MALE, Sex.FEMALE)),
+                (7, 15),
+                EmploymentStatus.NOT_OF_WORKING_AGE,
+                surname=surname,
+                place_code=place,
+                student=True,
+            )
+            for _ in range(self.rng.randrange(1, 3))
+        ]
+        return [head, *kids]
+
+    def _disabled_spouse(self, place: str, area: AreaType) -> list[PlannedMember]:
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD,
+            Sex.MALE,
+            (45, 58),
+            EmploymentStatus.FLEXIBLE,
+            surname=surname,
+            place_code=place,
+        )
+        head.wage_fen = self.rng.randrange(80, 160) * 1000
+        wife = self.member(
+            Relationship.SPOUSE,
+            Sex.FEMALE,
+            (43, 56),
+            EmploymentStatus.UNABLE_TO_WORK,
+            place_code=place,
+            disability_grade=self.rng.choice((DisabilityGrade.GRADE_1, DisabilityGrade.GRADE_2)),
+        )
+        student = self.member(
+            Relationship.CHILD,
+            self.rng.choice((Sex.MALE, Sex.FEMALE)),
+            (18, 21),
+            EmploymentStatus.NOT_OF_WORKING_AGE,
+            surname=surname,
+            place_code=place,
+            student=True,
+        )
+        return [head, wife, student]
+
+    def _three_generations(self, place: str, area: AreaType) -> list[PlannedMember]:
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD,
+            Sex.MALE,
+            (38, 50),
+            EmploymentStatus.SELF_EMPLOYED,
+            surname=surname,
+            place_code=place,
+        )
+        head.operating_fen = self.rng.randrange(80, 180) * 1000
+        wife = self.member(
+            Relationship.SPOUSE, Sex.FEMALE, (36, 48), EmploymentStatus.FLEXIBLE, place_code=place
+        )
+        wife.wage_fen = self.rng.randrange(30, 90) * 1000
+        mother = self.member(
+            Relationship.PARENT,
+            Sex.FEMALE,
+            (70, 85),
+            EmploymentStatus.RETIRED,
+            surname=surname,
+            place_code=place,
+            seriously_ill=True,
+        )
+        kid = self.member(
+            Relationship.CHILD,
+            self.rng.choice((Sex.MALE, Sex.FEMALE)),
+            (6, 14),
+            EmploymentStatus.NOT_OF_WORKING_AGE,
+            surname=surname,
+            place_code=place,
+            student=True,
+        )
+        return [head, wife, mother, kid]
+
+    def _unemployed_single(self, place: str, area: AreaType) -> list[PlannedMember]:
+        sex = self.rng.choice((Sex.MALE, Sex.FEMALE))
+        head = self.member(
+            Relationship.HEAD, sex, (40, 58), EmploymentStatus.UNEMPLOYED, place_code=place
+        )
+        head.wage_fen = self.rng.randrange(0, 30) * 1000
+        return [head]
+
+    def _member_imprisoned(self, place: str, area: AreaType) -> list[PlannedMember]:
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD, Sex.FEMALE, (35, 50), EmploymentStatus.FLEXIBLE, place_code=place
+        )
+        head.wage_fen = self.rng.randrange(50, 120) * 1000
+        husband = self.member(
+            Relationship.SPOUSE,
+            Sex.MALE,
+            (37, 52),
+            EmploymentStatus.UNABLE_TO_WORK,
+            surname=surname,
+            place_code=place,
+            counted=False,
+            exclusion_reason=ExclusionReason.IMPRISONED,
+        )
+        kid = self.member(
+            Relationship.CHILD,
+            self.rng.choice((Sex.MALE, Sex.FEMALE)),
+            (5, 13),
+            EmploymentStatus.NOT_OF_WORKING_AGE,
+            surname=surname,
+            place_code=place,
+            student=True,
+        )
+        return [head, husband, kid]
+
+    def _seriously_ill_head(self, place: str, area: AreaType) -> list[PlannedMember]:
+        surname = self.rng.choice(SURNAMES)
+        head = self.member(
+            Relationship.HEAD,
+            Sex.MALE,
+            (50, 62),
+            EmploymentStatus.UNABLE_TO_WORK,
+            surname=surname,
+            place_code=place,
+            seriously_ill=True,
+        )
+        wife = self.member(
+            Relationship.SPOUSE, Sex.FEMALE, (48, 60), EmploymentStatus.FLEXIBLE, place_code=place
+        )
+        wife.wage_fen = self.rng.randrange(60, 120) * 1000
+        return [head, wife]
+
+
+def application_payload(
+    household_id: str,
+    person_ids: list[str],
+    plan: PlannedHousehold,
+    document_ids: list[str],
+    *,
+    statement: str | None = None,
+) -> dict[str, Any]:
+    """The body of ``POST /applications`` declaring the plan's incomes and assets."""
+    incomes = [
+        {
+            "person_id": pid,
+            "wage_fen": m.wage_fen,
+            "operating_fen": m.operating_fen,
+            "transfer_fen": m.transfer_fen,
+            "period_months": 6,
+        }
+        for pid, m in zip(person_ids, plan.members, strict=True)
+        if m.counted
+    ]
+    body: dict[str, Any] = {
+        "household_id": household_id,
+        "kind": "dibao",
+        "applicant_person_id": person_ids[0],
+        "incomes": incomes,
+        "assets": (
+            [{"kind": "deposit", "value_fen": plan.deposit_fen, "description": "活期存款"}]
+            if plan.deposit_fen
+            else []
+        ),
+        "document_ids": document_ids,
+    }
+    if statement:
+        body["statement"] = statement
+    return body
+
+
+def required_documents(
+    plan: PlannedHousehold, today: date, adult_age: int = 16
+) -> list[tuple[str, int | None]]:
+    """(document type, member index or None) of each document a complete dibao application needs."""
+    needed: list[tuple[str, int | None]] = [
+        ("application_form", None),
+        ("household_register", None),
+        ("verification_authorisation", None),
+    ]
+    for index, m in enumerate(plan.members):
+        age = (
+            today.year
+            - m.birth_date.year
+            - ((today.month, today.day) < (m.birth_date.month, m.birth_date.day))
+        )
+        adult = age >= adult_age
+        if m.counted and adult:
+            needed.append(("id_card", index))
+            if m.wage_fen > 0:
+                needed.append(("income_proof", index))
+        if m.disability_grade is not DisabilityGrade.NONE:
+            needed.append(("disability_certificate", index))
+        if m.seriously_ill:
+            needed.append(("medical_record", index))
+        if m.student and adult:
+            needed.append(("student_proof", index))
+    return needed
+
+
+def pdf_bytes(title: str) -> bytes:
+    """A tiny, valid one-page PDF with ``title`` in its metadata (a stand-in for a scan)."""
+    safe = title.encode("ascii", "replace").decode().replace("(", "[").replace(")", "]")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+        f"<< /Title ({safe}) >>".encode(),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 4 0 R >>\n".encode()
+    out += f"startxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

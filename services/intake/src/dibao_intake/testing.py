@@ -1,0 +1,288 @@
+"""Test support of the intake service: settings for the test stack, the app, a typed client.
+
+Used by ``services/intake/tests`` and ``bench/intake_*.py``; never by the running service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.auth import Role
+from dibao_common.clock import FrozenClock
+from dibao_common.crypto import PiiSettings
+from dibao_common.db import make_engine
+from dibao_common.messaging.dlq import read_topic
+from dibao_common.messaging.envelope import Envelope
+from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
+from dibao_common.testing.stack import TestStack, api_client
+from dibao_intake.domain.codes import AreaType
+from dibao_intake.main import create_app
+from dibao_intake.settings import IntakeSettings
+from dibao_intake.synthetic import (
+    PlannedHousehold,
+    Synthesizer,
+    application_payload,
+    pdf_bytes,
+    required_documents,
+)
+
+TEST_NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+"""The intake tests' frozen time: Monday 2 March 2026, 09:30 in China."""
+
+URBAN_VILLAGE = "620102001001"  # 城关区酒泉路街道畅家巷社区
+RURAL_VILLAGE = "620123101203"  # 榆中县夏官营镇夏官营村
+RURAL_TOWNSHIP = "620123101000"
+
+
+def _b64_key(label: str) -> str:
+    return base64.b64encode(hashlib.sha256(label.encode()).digest()).decode()
+
+
+def pii_settings_for_tests() -> PiiSettings:
+    """Fixed, public personal-data keys that only tests use."""
+    return PiiSettings(
+        keys=f"k1:{_b64_key('dibao intake test pii key')}",
+        active_key_id="k1",
+        hash_key=_b64_key("dibao intake test hash key"),
+    )
+
+
+def intake_settings_for(stack: TestStack, document_dir: Path, **overrides: Any) -> IntakeSettings:
+    values: dict[str, Any] = {
+        "database_url": stack.database_url("intake"),
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "environment": "test",
+        "log_level": "WARNING",
+        "pii": pii_settings_for_tests(),
+        "intake_document_dir": document_dir,
+        **auth_settings_values(),
+    }
+    return IntakeSettings(**(values | overrides))
+
+
+@dataclass
+class RegisteredHousehold:
+    id: str
+    plan: PlannedHousehold
+    person_ids: list[str]
+    body: dict[str, Any]
+
+
+class IntakeClient:
+    """The API as a clerk or another role uses it, with tokens minted for the test key."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, tokens: TokenFactory, synthesizer: Synthesizer
+    ) -> None:
+        self.http = http
+        self.tokens = tokens
+        self.synthesizer = synthesizer
+
+    def headers(
+        self,
+        role: Role = Role.INTAKE_CLERK,
+        regions: Sequence[str] = ("62",),
+        *,
+        subject: str = "test-clerk",
+        idempotency_key: str | None = None,
+    ) -> dict[str, str]:
+        headers = self.tokens.bearer(roles=[role], regions=list(regions), subject=subject)
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def plan(self, region_code: str = RURAL_VILLAGE) -> PlannedHousehold:
+        area = AreaType.RURAL if int(region_code[9:]) >= 200 else AreaType.URBAN
+        return self.synthesizer.household(region_code, area, "测试地址1号")
+
+    async def register(self, plan: PlannedHousehold | None = None) -> RegisteredHousehold:
+        plan = plan if plan is not None else self.plan()
+        response = await self.http.post(
+            "/households", json=plan.payload(), headers=self.headers(regions=[plan.region_code])
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        by_masked = {
+            m["id_number_masked"][-4:] + m["name"]: m["person_id"] for m in body["members"]
+        }
+        person_ids = [by_masked[m.id_number[-4:] + m.name] for m in plan.members]
+        return RegisteredHousehold(body["id"], plan, person_ids, body)
+
+    async def upload(
+        self,
+        household_id: str,
+        document_type: str,
+        person_id: str | None = None,
+        *,
+        content: bytes | None = None,
+        media_type: str = "application/pdf",
+        regions: Sequence[str] = ("62",),
+    ) -> httpx.Response:
+        data = {"household_id": household_id, "document_type": document_type}
+        if person_id is not None:
+            data["person_id"] = person_id
+        body = content if content is not None else pdf_bytes(f"{document_type} {uuid.uuid4()}")
+        return await self.http.post(
+            "/documents",
+            data=data,
+            files={"file": (f"{document_type}.pdf", body, media_type)},
+            headers=self.headers(regions=regions),
+        )
+
+    async def documents_for(self, household: RegisteredHousehold) -> list[str]:
+        """Upload every document a complete dibao application of the household needs."""
+        ids = []
+        for kind, index in required_documents(household.plan, self.synthesizer.today):
+            person = household.person_ids[index] if index is not None else None
+            response = await self.upload(household.id, kind, person)
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        return ids
+
+    async def complete_application_body(self, household: RegisteredHousehold) -> dict[str, Any]:
+        documents = await self.documents_for(household)
+        return application_payload(household.id, household.person_ids, household.plan, documents)
+
+    async def submit(
+        self, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> httpx.Response:
+        return await self.http.post(
+            "/applications",
+            json=body,
+            headers=self.headers(idempotency_key=idempotency_key),
+        )
+
+
+def stack_from_env() -> TestStack:
+    """The test stack `make test` started (DIBAO_TEST_PG_DSN, DIBAO_TEST_KAFKA_BOOTSTRAP)."""
+    dsn = os.environ.get("DIBAO_TEST_PG_DSN")
+    bootstrap = os.environ.get("DIBAO_TEST_KAFKA_BOOTSTRAP")
+    if not dsn or not bootstrap:
+        pytest.fail("no test stack: run with `make test` / deploy/test.sh (DIBAO_TEST_PG_DSN)")
+    return TestStack(dsn, bootstrap, os.environ.get("DIBAO_TEST_DB_PREFIX", "dibao_test"))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def intake_stack() -> TestStack:
+    """The test stack with the intake database (only it) recreated and migrated to head.
+
+    Only intake's: the tests of one service do not wait on every service's migrations.
+    """
+    found = stack_from_env()
+    await found.recreate_database("intake")
+    await found.migrate("intake")
+    return found
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def intake_engine(intake_stack: TestStack) -> AsyncIterator[AsyncEngine]:
+    """An engine on the intake test database, for checking what was (not) written."""
+    engine = make_engine(intake_stack.database_url("intake"), pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+COUNTED_TABLES = (
+    "person",
+    "household",
+    "household_member",
+    "bank_account",
+    "household_change",
+    "document",
+    "application",
+    "application_income",
+    "application_asset",
+    "application_document",
+    "staff_member",
+    "outbox_message",
+)
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Rows per intake table: equal before and after a refused request."""
+    async with engine.connect() as conn:
+        return {
+            table: int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608 - fixed names
+            for table in COUNTED_TABLES
+        }
+
+
+async def events(
+    stack: TestStack, topic: str, *, subject: str | None = None, key: str | None = None
+) -> list[Envelope]:
+    """The envelopes on ``topic`` (optionally of one subject or key), in offset order."""
+    found = []
+    for record in await read_topic(stack.kafka_bootstrap, topic):
+        envelope = Envelope.from_record(record)
+        if subject is not None and envelope.ce_subject != subject:
+            continue
+        if key is not None and envelope.key != key:
+            continue
+        found.append(envelope)
+    return found
+
+
+async def wait_for_events(
+    stack: TestStack,
+    topic: str,
+    count: int,
+    *,
+    subject: str | None = None,
+    key: str | None = None,
+    timeout_s: float = 20.0,
+) -> list[Envelope]:
+    """At least ``count`` matching envelopes (the relay publishes within a poll interval)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        found = await events(stack, topic, subject=subject, key=key)
+        if len(found) >= count or loop.time() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def intake_clock() -> FrozenClock:
+    return FrozenClock(TEST_NOW)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def intake_app(
+    intake_stack: TestStack, intake_clock: FrozenClock, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    """One intake app for the session: real database, relay and timeline consumer on Kafka."""
+    settings = intake_settings_for(intake_stack, tmp_path_factory.mktemp("intake-documents"))
+    app = create_app(settings, clock=intake_clock)
+    yield app
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def intake_http(intake_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(intake_app) as http:
+        yield http
+
+
+@pytest.fixture
+def intake(
+    intake_http: httpx.AsyncClient, intake_clock: FrozenClock, request: pytest.FixtureRequest
+) -> IntakeClient:
+    """A client with tokens valid at the frozen time and a synthesizer seeded per test."""
+    tokens = TokenFactory().with_clock(intake_clock.now)
+    synthesizer = Synthesizer(f"{request.node.nodeid}-{uuid.uuid4()}", intake_clock.today())
+    return IntakeClient(intake_http, tokens, synthesizer)

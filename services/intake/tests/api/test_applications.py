@@ -1,0 +1,258 @@
+"""Applications through the API: accepted or returned, events on Kafka, idempotency, search."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.auth import Role
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import (
+    RURAL_VILLAGE,
+    URBAN_VILLAGE,
+    IntakeClient,
+    events,
+    row_counts,
+    wait_for_events,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+INTAKE_TOPIC = "dibao.intake.v1"
+SUBMITTED = "dibao.intake.ApplicationSubmitted.v1"
+
+
+async def test_a_complete_application_is_accepted_with_one_decodable_event(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert response.status_code == 201, response.text
+    out = response.json()
+    assert out["status"] == "submitted"
+    assert out["missing_items"] == []
+    assert out["accepted_on"] == "2026-03-02"
+    assert response.headers["location"] == f"/applications/{out['id']}"
+
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=out["id"])
+    assert [e.ce_type for e in found] == [SUBMITTED, "dibao.intake.ApplicationAccepted.v1"]
+    envelope = found[0]
+    assert envelope.key == household.id
+    assert envelope.ce_source == "dibao/intake"
+    assert envelope.content_type == "application/protobuf"
+    assert envelope.actor == "test-clerk"
+    assert envelope.correlation_id
+    message = EventRegistry.default().decode(envelope)
+    assert isinstance(message, ev.ApplicationSubmitted)
+    assert message.application_id == out["id"]
+    assert message.household.household_id == household.id
+    assert len(message.household.members) == len(household.plan.members)
+    assert {m.person.masked_id[:6] for m in message.household.members} <= {
+        m.id_number[:6] for m in household.plan.members
+    }
+    assert len(message.incomes) == 5 * sum(1 for m in household.plan.members if m.counted)
+    assert message.bank_account.token_id == out["bank_account"]["token_id"]
+    # The snapshot never carries a raw ID number or a full name.
+    raw = envelope.payload
+    for member in household.plan.members:
+        assert member.id_number.encode() not in raw
+        assert member.name.encode() not in raw
+
+
+async def test_an_incomplete_application_is_returned_with_every_missing_item_at_once(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body["document_ids"] = []
+    body["incomes"] = []
+    response = await intake.submit(body)
+    assert response.status_code == 201, response.text
+    out = response.json()
+    assert out["status"] == "returned"
+    assert out["accepted_on"] is None
+    missing = out["missing_items"]
+    fields = {(m["document_type"], m["field"]) for m in missing}
+    assert ("application_form", None) in fields
+    assert ("household_register", None) in fields
+    assert (None, "incomes") in fields
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 1, subject=out["id"])
+    assert [e.ce_type for e in found] == ["dibao.intake.ApplicationReturned.v1"]
+    returned = EventRegistry.default().decode(found[0])
+    assert isinstance(returned, ev.ApplicationReturned)
+    assert len(returned.missing_items) == len(missing)
+
+
+async def test_a_retried_submission_creates_nothing_twice(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    key = str(uuid.uuid4())
+    first = await intake.submit(body, idempotency_key=key)
+    before = await row_counts(intake_engine)
+    second = await intake.submit(body, idempotency_key=key)
+    assert second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json()
+    assert await row_counts(intake_engine) == before
+    reused = await intake.submit(body | {"statement": "different"}, idempotency_key=key)
+    assert reused.status_code == 422
+    assert reused.json()["type"].endswith("/idempotency-key-reused")
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=first.json()["id"])
+    assert [e.ce_type for e in found].count(SUBMITTED) == 1
+
+
+async def test_negative_income_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body["incomes"][0]["wage_fen"] = -100
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/incomes/0/wage_fen"]
+    assert await row_counts(intake_engine) == before
+
+
+async def test_inconsistent_application_names_each_problem(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body["applicant_person_id"] = str(uuid.uuid4())
+    body["document_ids"].append(str(uuid.uuid4()))
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body)
+    assert response.status_code == 422
+    pointers = {e["pointer"] for e in response.json()["errors"]}
+    assert pointers == {
+        "/body/applicant_person_id",
+        f"/body/document_ids/{len(body['document_ids']) - 1}",
+    }
+    assert await row_counts(intake_engine) == before
+
+
+async def test_malformed_json_is_a_400_problem(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/applications",
+        content=b'{"household_id": ',
+        headers=intake.headers() | {"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["type"] == "https://dibao.gov.cn/problems/malformed-body"
+    assert await row_counts(intake_engine) == before
+
+
+async def test_an_unknown_household_is_404(intake: IntakeClient) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    response = await intake.submit(body | {"household_id": str(uuid.uuid4())})
+    assert response.status_code == 404
+
+
+async def test_one_off_assistance_needs_an_amount_and_a_reason(intake: IntakeClient) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body.update(kind="festival", incomes=[])
+    returned = (await intake.submit(body)).json()
+    assert returned["status"] == "returned"
+    assert {m["field"] for m in returned["missing_items"]} == {"requested_amount_fen", "reason"}
+    body.update(requested_amount_fen=50000, reason="春节慰问")
+    accepted = (await intake.submit(body)).json()
+    assert accepted["status"] == "submitted", accepted["missing_items"]
+    assert accepted["requested_amount_fen"] == 50000
+
+
+async def test_withdrawal_of_an_accepted_application(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    url = f"/applications/{accepted['id']}/withdrawal"
+    response = await intake.http.post(
+        url, json={"reason": "找到稳定工作"}, headers=intake.headers()
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "withdrawn"
+    again = await intake.http.post(url, json={"reason": "again"}, headers=intake.headers())
+    assert again.status_code == 409
+    assert again.json()["type"].endswith("/application-not-withdrawable")
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 3, subject=accepted["id"])
+    assert found[-1].ce_type == "dibao.intake.ApplicationWithdrawn.v1"
+
+
+async def test_search_by_region_status_and_date_with_a_cursor(intake: IntakeClient) -> None:
+    village = "620123104207"  # 和平镇范家营村: used by this test only
+    ids = []
+    for _ in range(5):
+        household = await intake.register(intake.plan(village))
+        ids.append(
+            (await intake.submit(await intake.complete_application_body(household))).json()["id"]
+        )
+    headers = intake.headers(Role.TOWNSHIP_REVIEWER, ["620123104"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"region": village, "status": "submitted", "limit": "2"}
+        if cursor:
+            params["cursor"] = cursor
+        page = await intake.http.get("/applications", params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 2
+        seen += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))  # newest first, each once
+    dated = await intake.http.get(
+        "/applications",
+        params={"region": village, "submitted_from": "2026-03-02", "submitted_to": "2026-03-02"},
+        headers=headers,
+    )
+    assert len(dated.json()["items"]) == 5
+    before = await intake.http.get(
+        "/applications", params={"region": village, "submitted_to": "2026-03-01"}, headers=headers
+    )
+    assert before.json()["items"] == []
+    bad = await intake.http.get("/applications", params={"cursor": "!!"}, headers=headers)
+    assert bad.status_code == 400
+
+
+async def test_search_never_leaves_the_callers_regions(intake: IntakeClient) -> None:
+    urban = await intake.register(intake.plan(URBAN_VILLAGE))
+    await intake.submit(await intake.complete_application_body(urban))
+    headers = intake.headers(Role.AUDITOR, ["620123"])
+    page = await intake.http.get(
+        "/applications", params={"region": "62", "limit": "200"}, headers=headers
+    )
+    assert page.status_code == 200
+    assert all(item["region_code"].startswith("620123") for item in page.json()["items"])
+
+
+async def test_reads_are_recorded_on_the_access_topic(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register(intake.plan(RURAL_VILLAGE))
+    accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"], subject="investigator-7")
+    response = await intake.http.get(f"/applications/{accepted['id']}", headers=reader)
+    assert response.status_code == 200
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=accepted["id"])
+    assert len(found) == 1
+    record = EventRegistry.default().decode(found[0])
+    assert record.actor.subject == "investigator-7"  # type: ignore[attr-defined]
+    assert record.operation == "GET /applications/{application_id}"  # type: ignore[attr-defined]
+    assert found[0].key == household.id
+    assert len(await events(intake_stack, "dibao.access.v1", subject=household.id)) == 0
