@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -241,7 +242,8 @@ def problem_response(
     **extensions: Any,
 ) -> Response:
     """A ready ``application/problem+json`` response."""
-    body = _problem_body(status, type_slug, title, detail, instance, extensions)
+    # jsonable_encoder: extensions may hold UUIDs, dates, enums or pydantic models.
+    body = jsonable_encoder(_problem_body(status, type_slug, title, detail, instance, extensions))
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(content, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 

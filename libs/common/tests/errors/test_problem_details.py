@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Annotated, Any
 
 import pytest
@@ -59,7 +61,8 @@ async def conflicting() -> None:
         "the person is already in an active household",
         type_slug="person-in-household",
         title="Person already registered",
-        household_id="h-1",
+        household_id=uuid.UUID(int=1),
+        since=date(2026, 3, 2),
         headers={"X-Extra": "1"},
     )
 
@@ -149,6 +152,19 @@ async def test_malformed_json_is_400_not_422(client: AsyncClient) -> None:
     assert "errors" not in body
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'{"region_code": "\xff\xfe"}', b"[" * 100_000 + b"]" * 100_000, b"\x00"],
+    ids=["invalid-utf8", "deeply-nested", "nul"],
+)
+async def test_unreadable_bodies_are_400_never_500(client: AsyncClient, content: bytes) -> None:
+    response = await client.post(
+        "/households", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+
+
 async def test_unknown_route_is_a_404_problem(client: AsyncClient) -> None:
     body = _problem(await client.get("/no/such/thing"), 404, "not-found")
     assert body["instance"] == "/no/such/thing"
@@ -165,7 +181,8 @@ async def test_problem_errors_keep_their_slug_extensions_and_headers(client: Asy
     body = _problem(response, 409, "person-in-household")
     assert body["title"] == "Person already registered"
     assert body["detail"] == "the person is already in an active household"
-    assert body["household_id"] == "h-1"
+    assert body["household_id"] == "00000000-0000-0000-0000-000000000001"
+    assert body["since"] == "2026-03-02"
     assert response.headers["x-extra"] == "1"
     body = _problem(await client.get("/households/7"), 404, "not-found")
     assert body["detail"] == "no household with this id"
