@@ -85,7 +85,8 @@ async def test_enqueue_writes_only_with_the_callers_commit(
     assert row.topic == "dibao.intake.v1"
     assert row.ce_type == "dibao.intake.ApplicationAccepted.v1"
     assert row.key == "h-1"
-    assert row.headers == {"actor": "clerk-1", "correlation_id": "corr-1"}
+    assert row.headers == {name: value.decode() for name, value in envelope.to_headers()}
+    assert row.headers["ce_actor"] == "clerk-1"
     assert row.published_at is None
 
 

@@ -62,15 +62,6 @@ def build_envelope(
 
 
 def _row(envelope: Envelope, topic: str) -> dict[str, Any]:
-    headers = {
-        name: value
-        for name, value in (
-            ("traceparent", envelope.traceparent),
-            ("actor", envelope.actor),
-            ("correlation_id", envelope.correlation_id),
-        )
-        if value is not None
-    }
     return {
         "ce_id": envelope.ce_id,
         "ce_type": envelope.ce_type,
@@ -79,7 +70,8 @@ def _row(envelope: Envelope, topic: str) -> dict[str, Any]:
         "ce_time": envelope.ce_time,
         "topic": topic,
         "key": envelope.key,
-        "headers": headers,
+        # The record headers as they will be sent: the relay copies them, no rebuilding.
+        "headers": {name: value.decode() for name, value in envelope.to_headers()},
         "payload": envelope.payload,
     }
 

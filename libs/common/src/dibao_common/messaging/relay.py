@@ -34,18 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger, Text
 
 from dibao_common.messaging import metrics
-from dibao_common.messaging.envelope import Envelope
 from dibao_common.messaging.schema import outbox_message as t
 
 log = structlog.get_logger(__name__)
 
 _CLAIM_COLUMNS = (
     t.c.id,
-    t.c.ce_id,
-    t.c.ce_type,
-    t.c.ce_source,
-    t.c.ce_subject,
-    t.c.ce_time,
     t.c.topic,
     t.c.key,
     t.c.headers,
@@ -107,6 +101,29 @@ class Backoff:
 
 
 _Sent = list[tuple[Row[Any], "asyncio.Future[Any]"]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A claimed batch whose transaction is open until its acknowledgements are in."""
+
+    conn: AsyncConnection
+    claimed: Sequence[Row[Any]]
+    kept: int
+    sent: _Sent
+    errors: dict[int, str]
+    started: float
+
+    @property
+    def sent_ids(self) -> frozenset[int]:
+        return frozenset(row.id for row, _ in self.sent)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    published: int
+    failed: int
+    drained: bool
 
 
 class OutboxRelay:
@@ -179,7 +196,7 @@ class OutboxRelay:
         try:
             while not self._stopping.is_set():
                 try:
-                    result = await self.publish_batch()
+                    outcome = await self._pump()
                     await self._housekeeping()
                 except Exception as exc:
                     delay = self._backoff.next()
@@ -191,13 +208,12 @@ class OutboxRelay:
                     )
                     await self._pause(delay)
                     continue
-                if result.failed:
+                if outcome.failed:
                     await self._pause(self._backoff.next())
                     continue
                 self._backoff.reset()
-                if result.published < self._batch_size:
-                    # A short batch means the backlog is drained (or others hold it).
-                    await self._pause(self._poll_interval_s)
+                # The backlog is drained, or other relays hold what is left of it.
+                await self._pause(self._poll_interval_s)
         finally:
             await self._close_producer()
 
@@ -206,78 +222,155 @@ class OutboxRelay:
         return (await self.publish_batch()).published
 
     async def drain(self, *, timeout_s: float = 60.0) -> int:
-        """Publish batches until no pending row is left (tests, benchmarks, tools)."""
+        """Publish until no pending row is left to claim (tests, benchmarks, tools)."""
         deadline = time.monotonic() + timeout_s
         total = 0
         while True:
-            result = await self.publish_batch()
-            total += result.published
-            if result.claimed == 0:
+            outcome = await self._pump()
+            total += outcome.published
+            if outcome.drained:
                 return total
             if time.monotonic() > deadline:
                 raise TimeoutError(f"outbox not drained in {timeout_s} s")
-            if result.published == 0:
-                await asyncio.sleep(self._poll_interval_s)
+            await asyncio.sleep(self._poll_interval_s)
 
-    # -- one batch ---------------------------------------------------------------------
+    # -- batches -------------------------------------------------------------------------
 
     async def publish_batch(self) -> BatchResult:
-        """Claim, send, await acknowledgements and mark published: one transaction."""
-        producer = await self._ensure_producer()
+        """One batch on its own: claim, send, await acknowledgements, mark, commit."""
         await self._settle_in_flight()
-        started = time.monotonic()
-        async with self._engine.begin() as conn:
+        batch = await self._open_batch(frozenset(), set())
+        if batch is None:
+            return BatchResult(0, 0, 0, 0)
+        result, _failed_keys = await self._close_batch(batch)
+        return result
+
+    async def _pump(self) -> _Outcome:
+        """Batches back to back, each claimed and sent while the one before awaits its acks.
+
+        The next batch may send a key's later rows before the earlier ones are marked:
+        they went out first on the same producer, which keeps each partition's order.
+        Returns when nothing is left to claim, when a batch was all held back by other
+        relays, or when rows failed (the caller waits before the next round).
+        """
+        await self._settle_in_flight()
+        previous: _Batch | None = None
+        current: _Batch | None = None
+        blocked: set[str] = set()
+        published = failed = 0
+        try:
+            while True:
+                if not self._stopping.is_set():
+                    earlier = previous.sent_ids if previous is not None else frozenset()
+                    current = await self._open_batch(earlier, blocked)
+                if previous is not None:
+                    batch, previous = previous, None
+                    result, blocked = await self._close_batch(batch)
+                    published += result.published
+                    failed += result.failed
+                    await self._housekeeping()
+                if current is None:
+                    return _Outcome(published, failed, drained=True)
+                if failed or not current.sent:
+                    batch, current = current, None
+                    result, _ = await self._close_batch(batch)
+                    return _Outcome(
+                        published + result.published, failed + result.failed, drained=False
+                    )
+                previous, current = current, None
+        except BaseException:
+            # Killed or failed: roll back what is open; records already handed to the
+            # producer are marked later if the broker acknowledges them.
+            for leftover in (previous, current):
+                if leftover is not None:
+                    await self._abandon(leftover)
+            raise
+
+    async def _open_batch(self, earlier: frozenset[int], blocked: set[str]) -> _Batch | None:
+        """Begin a transaction, claim rows, keep each key's oldest, send them (no waiting)."""
+        producer = await self._ensure_producer()
+        conn = await self._engine.connect()
+        try:
+            await conn.begin()
+            started = time.monotonic()
             claimed = (await conn.execute(self._claim)).all()
             if not claimed:
-                return BatchResult(0, 0, 0, 0)
+                await conn.close()
+                return None
             await self._after_claim(claimed)
-            rows = await _own_key_prefixes(conn, claimed)
-            sent, errors = await self._send(producer, rows)
-            if sent:
+            rows = await _own_key_prefixes(conn, claimed, earlier)
+            sent, errors = await self._send(producer, rows, blocked)
+        except BaseException:
+            await conn.close()
+            raise
+        return _Batch(conn, claimed, len(rows), sent, errors, started)
+
+    async def _close_batch(self, batch: _Batch) -> tuple[BatchResult, set[str]]:
+        """Await the batch's acknowledgements, mark what was acknowledged, commit.
+
+        Also returns the keys that failed, whose next rows must wait.
+        """
+        try:
+            if batch.sent:
                 _done, pending = await asyncio.wait(
-                    [future for _, future in sent], timeout=self._ack_timeout_s
+                    [future for _, future in batch.sent], timeout=self._ack_timeout_s
                 )
                 if pending:
-                    # Keep them: once acknowledged they are marked, not sent again.
-                    self._in_flight = sent
                     raise BrokerUnavailableError(
-                        f"{len(pending)} of {len(sent)} records unacknowledged "
+                        f"{len(pending)} of {len(batch.sent)} records unacknowledged "
                         f"after {self._ack_timeout_s} s"
                     )
-            published, failed = _acknowledged_prefixes(sent)
-            errors.update(failed)
+            published, failed = _acknowledged_prefixes(batch.sent)
+            batch.errors.update(failed)
             await self._before_mark(published)
-            await _mark_published(conn, published)
-            await _record_errors(conn, errors)
-        self._observe(published, sent, errors, started)
-        if errors:
+            await _mark_published(batch.conn, published)
+            await _record_errors(batch.conn, batch.errors)
+            await batch.conn.commit()
+        except BaseException:
+            # Keep what was sent: once acknowledged it is marked, not sent again.
+            self._in_flight.extend(batch.sent)
+            raise
+        finally:
+            await batch.conn.close()
+        self._observe(published, batch, batch.errors)
+        if batch.errors:
             log.warning(
                 "outbox rows failed to publish",
                 relay=self.name,
-                failed=len(errors),
-                first_error=next(iter(errors.values())),
+                failed=len(batch.errors),
+                first_error=next(iter(batch.errors.values())),
             )
-        return BatchResult(len(claimed), len(published), len(errors), len(claimed) - len(rows))
+        failed_keys = {row.key for row in batch.claimed if row.id in batch.errors}
+        result = BatchResult(
+            len(batch.claimed), len(published), len(batch.errors), len(batch.claimed) - batch.kept
+        )
+        return result, failed_keys
 
-    async def _send(self, producer: Any, rows: Sequence[Row[Any]]) -> tuple[_Sent, dict[int, str]]:
+    async def _abandon(self, batch: _Batch) -> None:
+        self._in_flight.extend(batch.sent)
+        await batch.conn.close()
+
+    async def _send(
+        self, producer: Any, rows: Sequence[Row[Any]], blocked: set[str]
+    ) -> tuple[_Sent, dict[int, str]]:
         sent: _Sent = []
         errors: dict[int, str] = {}
-        blocked: set[str] = set()
+        stopped = set(blocked)
         for row in rows:
-            if row.key in blocked:
+            if row.key in stopped:
                 continue
-            envelope = _envelope_of(row)
+            headers: Mapping[str, str] = row.headers
             try:
                 future = await producer.send(
                     row.topic,
                     row.payload,
                     key=row.key.encode(),
-                    headers=envelope.to_headers(),
+                    headers=[(name, value.encode()) for name, value in headers.items()],
                 )
             except Exception as exc:
                 # Refused before it was queued (too large, unknown topic): nothing of this
                 # key after it may go out in this batch.
-                blocked.add(row.key)
+                stopped.add(row.key)
                 errors[row.id] = repr(exc)
                 continue
             sent.append((row, future))
@@ -289,16 +382,14 @@ class OutboxRelay:
     async def _before_mark(self, ids: list[int]) -> None:
         """Between the broker's acknowledgement and the mark (a seam for crash tests)."""
 
-    def _observe(
-        self, published: list[int], sent: _Sent, errors: Mapping[int, str], started: float
-    ) -> None:
-        metrics.OUTBOX_BATCH_SECONDS.labels(self.name).observe(time.monotonic() - started)
+    def _observe(self, published: list[int], batch: _Batch, errors: Mapping[int, str]) -> None:
+        metrics.OUTBOX_BATCH_SECONDS.labels(self.name).observe(time.monotonic() - batch.started)
         if published:
             metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(published))
             now = datetime.now(UTC)
             latency = metrics.OUTBOX_PUBLISH_LATENCY.labels(self.name)
             ids = set(published)
-            for row, _ in sent:
+            for row, _ in batch.sent:
                 if row.id in ids:
                     latency.observe(max(0.0, (now - row.created_at).total_seconds()))
         if errors:
@@ -387,34 +478,22 @@ class OutboxRelay:
                 return total
 
 
-def _envelope_of(row: Row[Any]) -> Envelope:
-    extra: Mapping[str, str] = row.headers
-    return Envelope(
-        ce_id=row.ce_id,
-        ce_type=row.ce_type,
-        ce_source=row.ce_source,
-        ce_time=row.ce_time,
-        ce_subject=row.ce_subject,
-        key=row.key,
-        payload=row.payload,
-        traceparent=extra.get("traceparent"),
-        actor=extra.get("actor"),
-        correlation_id=extra.get("correlation_id"),
-    )
-
-
-async def _own_key_prefixes(conn: AsyncConnection, claimed: Sequence[Row[Any]]) -> list[Row[Any]]:
+async def _own_key_prefixes(
+    conn: AsyncConnection, claimed: Sequence[Row[Any]], earlier: frozenset[int]
+) -> list[Row[Any]]:
     """The claimed rows that are the oldest pending rows of their key.
 
     SKIP LOCKED lets another relay hold a key's earlier rows; publishing ours first would
-    reorder the key. The fast check: if every pending row up to our newest is ours, all
-    of ours are prefixes. Otherwise look at the keys one by one.
+    reorder the key. Rows in ``earlier`` were sent by this relay's previous batch, on the
+    same producer, so they count as ours. The fast check: every pending row up to our
+    newest is ours. Otherwise look at the keys one by one.
     """
     max_id = claimed[-1].id
+    earlier_upto = sum(1 for row_id in earlier if row_id <= max_id)
     pending_upto = (
         await conn.execute(select(func.count()).where(_PENDING, t.c.id <= max_id))
     ).scalar_one()
-    if pending_upto == len(claimed):
+    if pending_upto == len(claimed) + earlier_upto:
         return list(claimed)
     keys = sorted({row.key for row in claimed})
     others = await conn.execute(
@@ -430,7 +509,7 @@ async def _own_key_prefixes(conn: AsyncConnection, claimed: Sequence[Row[Any]]) 
     blocked: set[str] = set()
     keep: set[int] = set()
     for key, row_id in others:
-        if key in blocked:
+        if key in blocked or row_id in earlier:
             continue
         if row_id in ours:
             keep.add(row_id)

@@ -28,7 +28,7 @@ def _outbox_columns() -> list[sa.Column[Any]]:
         sa.Column("ce_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.Text, nullable=False),
-        # traceparent, actor, correlation id: the envelope's optional attributes.
+        # Every record header (CloudEvents attributes, traceparent, ...), name -> value.
         sa.Column("headers", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("payload", sa.LargeBinary, nullable=False),
         sa.Column(
