@@ -522,6 +522,9 @@ async def export(
     start: Annotated[int, Query(ge=0)] = 0,
     end: Annotated[int | None, Query(ge=0)] = None,
     tree_size: int | None = None,
+    decoded: Annotated[
+        bool, Query(description="Add each entry's decoded view (not verified; larger)")
+    ] = False,
 ) -> StreamingResponse:
     async with runtime.sessions() as session, session.begin():
         cp = await _covering(session, tree_size)
@@ -548,7 +551,7 @@ async def export(
     async def body() -> AsyncIterator[str]:
         async with runtime.sessions() as reader, reader.begin():
             async for chunk in service.export_lines(
-                reader, start, stop, cp, runtime.signer.origin, principal.regions
+                reader, start, stop, cp, runtime.signer.origin, principal.regions, decoded=decoded
             ):
                 yield chunk
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 ENTRY_DOMAIN = b"dibao.audit.entry.v1"
 
@@ -63,25 +62,42 @@ def canonical_bytes(event: RecordedEvent) -> bytes:
     return b"".join(parts)
 
 
-def event_to_json(event: RecordedEvent) -> dict[str, Any]:
-    """The verifiable part of an export line (bytes in standard base64)."""
-    return {
-        "topic": event.topic,
-        "partition": event.partition,
-        "offset": event.offset,
-        "key": None if event.key is None else base64.b64encode(event.key).decode(),
-        "headers": [[k, base64.b64encode(v).decode()] for k, v in event.headers],
-        "payload": base64.b64encode(event.payload).decode(),
-    }
+class MalformedEntryError(ValueError):
+    """Bytes that are not a canonical entry."""
 
 
-def event_from_json(obj: dict[str, Any]) -> RecordedEvent:
-    """Inverse of :func:`event_to_json`; raises KeyError/ValueError on a malformed line."""
-    return RecordedEvent(
-        topic=str(obj["topic"]),
-        partition=int(obj["partition"]),
-        offset=int(obj["offset"]),
-        key=None if obj["key"] is None else base64.b64decode(obj["key"], validate=True),
-        headers=tuple((str(k), base64.b64decode(v, validate=True)) for k, v in obj["headers"]),
-        payload=base64.b64decode(obj["payload"], validate=True),
-    )
+def parse_canonical(data: bytes) -> RecordedEvent:
+    """The record a canonical entry encodes (inverse of :func:`canonical_bytes`)."""
+    view = memoryview(data)
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(view):
+            raise MalformedEntryError("canonical entry is truncated")
+        out = bytes(view[pos : pos + n])
+        pos += n
+        return out
+
+    def field() -> bytes:
+        return take(struct.unpack(">I", take(4))[0])
+
+    try:
+        if field() != ENTRY_DOMAIN:
+            raise MalformedEntryError("not a dibao.audit.entry.v1")
+        topic = field().decode()
+        partition, offset = struct.unpack(">IQ", take(12))
+        key = field() if take(1) == b"\x01" else None
+        count = struct.unpack(">I", take(4))[0]
+        headers = tuple((field().decode(), field()) for _ in range(count))
+        payload = field()
+    except UnicodeDecodeError as exc:
+        raise MalformedEntryError("a name is not UTF-8") from exc
+    if pos != len(view):
+        raise MalformedEntryError("trailing bytes after the payload")
+    return RecordedEvent(topic, partition, offset, key, headers, payload)
+
+
+def entry_to_b64(event: RecordedEvent) -> str:
+    """How an export line carries an entry: its canonical bytes in standard base64."""
+    return base64.b64encode(canonical_bytes(event)).decode()

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_audit import repository as repo
+from dibao_audit.entry import RecordedEvent, entry_to_b64
 from dibao_audit.merkle import (
     Range,
     consistency_ranges,
@@ -65,29 +66,39 @@ def _region_visible(entry: LogEntry, prefixes: Collection[str]) -> bool:
     return entry.region is not None and any(entry.region.startswith(p) for p in prefixes)
 
 
-def export_entry(entry: LogEntry, leaf: bytes, visible: bool) -> dict[str, Any]:
+def recorded_of(entry: LogEntry) -> RecordedEvent:
+    """The consumed record a stored entry keeps (what its leaf hashed)."""
+    return RecordedEvent(
+        topic=entry.topic,
+        partition=entry.partition,
+        offset=entry.offset,
+        key=None if entry.record_key is None else bytes(entry.record_key),
+        headers=tuple((str(k), base64.b64decode(v)) for k, v in entry.headers),
+        payload=bytes(entry.payload),
+    )
+
+
+def export_entry(
+    entry: LogEntry, leaf: bytes, visible: bool, *, decoded: bool = False
+) -> dict[str, Any]:
     """One export line; an entry outside the caller's regions is given by its leaf only.
 
     ``leaf`` is the tree's own leaf hash (``merkle_node``), not one derived from the
-    content, so content changed behind the log's back shows as a mismatch.
+    content, so content changed behind the log's back shows as a mismatch. ``entry`` is
+    the canonical bytes (base64), which a verifier hashes as they are; ``decoded`` is a
+    convenience for readers and is not verified.
     """
     if not visible:
         return {"index": entry.leaf_index, "leaf_hash": leaf.hex(), "redacted": True}
-    return {
+    line: dict[str, Any] = {
         "index": entry.leaf_index,
         "leaf_hash": leaf.hex(),
-        "ce_id": str(entry.ce_id),
-        "ce_type": entry.ce_type,
-        "topic": entry.topic,
-        "partition": entry.partition,
-        "offset": entry.offset,
-        "key": None
-        if entry.record_key is None
-        else base64.b64encode(bytes(entry.record_key)).decode(),
-        "headers": entry.headers,
-        "payload": base64.b64encode(bytes(entry.payload)).decode(),
-        "decoded": entry.decoded,
+        "entry": entry_to_b64(recorded_of(entry)),
     }
+    if decoded:
+        line["ce_type"] = entry.ce_type
+        line["decoded"] = entry.decoded
+    return line
 
 
 async def export_header(
@@ -120,13 +131,16 @@ async def export_lines(
     covering: Checkpoint,
     origin: str,
     region_prefixes: Collection[str],
+    *,
+    decoded: bool = False,
 ) -> AsyncIterator[str]:
     """JSON lines: the header, then every entry of ``[start, end)`` (or its hash only)."""
     header = await export_header(session, start, end, covering, origin)
     yield json.dumps(header.to_json()) + "\n"
     async for chunk in repo.stream_entries(session, start, end):
         yield "".join(
-            json.dumps(export_entry(e, leaf, _region_visible(e, region_prefixes))) + "\n"
+            json.dumps(export_entry(e, leaf, _region_visible(e, region_prefixes), decoded=decoded))
+            + "\n"
             for e, leaf in chunk
         )
 

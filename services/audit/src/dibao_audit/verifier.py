@@ -6,14 +6,20 @@ the service. ``dibao_audit.verify_cli`` wraps it for files and for a running ser
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
+import os
+import struct
 from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
-from dibao_audit.entry import canonical_bytes, event_from_json
+from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import (
     Frontier,
     ProofError,
@@ -119,6 +125,37 @@ def read_export(lines: Iterable[str]) -> tuple[ExportHeader, Iterator[dict[str, 
     return header, (json.loads(line) for line in it if line.strip())
 
 
+Scanned = tuple[int, bytes, bool, str | None]
+"""One export line checked on its own: index, leaf hash, redacted, problem (if any)."""
+
+_ZERO = b"\x00" * 32
+_DOMAIN_PREFIX = struct.pack(">I", len(ENTRY_DOMAIN)) + ENTRY_DOMAIN
+
+
+def scan_line(obj: dict[str, Any]) -> Scanned:
+    """Recompute one line's leaf from its canonical entry and compare the stated hash."""
+    index = int(obj["index"])
+    stated = obj.get("leaf_hash")
+    try:
+        stored = bytes.fromhex(stated) if stated is not None else None
+    except ValueError:
+        return index, _ZERO, False, f"entry {index}: leaf hash is not hex"
+    if obj.get("redacted"):
+        if stored is None or len(stored) != 32:
+            return index, _ZERO, True, f"redacted entry {index} has no leaf hash"
+        return index, stored, True, None
+    try:
+        data = base64.b64decode(obj["entry"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        return index, _ZERO, False, f"entry {index} has no base64 entry"
+    if not data.startswith(_DOMAIN_PREFIX):
+        return index, _ZERO, False, f"entry {index} is not a canonical dibao.audit.entry.v1"
+    leaf = leaf_hash(data)
+    if stored is not None and stored != leaf:
+        return index, leaf, False, f"entry {index}: content does not match its leaf hash"
+    return index, leaf, False, None
+
+
 def verify_export(
     header: ExportHeader,
     entries: Iterable[dict[str, Any]],
@@ -131,6 +168,17 @@ def verify_export(
     The recomputed leaves of the indices in ``keep`` are kept on the report (for
     inclusion proofs asked of a running service).
     """
+    return verify_scanned(header, (scan_line(obj) for obj in entries), key, keep=keep)
+
+
+def verify_scanned(
+    header: ExportHeader,
+    scanned: Iterable[Scanned],
+    key: VerifierKey,
+    *,
+    keep: Collection[int] = (),
+) -> Report:
+    """The tree part of :func:`verify_export`, over lines already scanned."""
     report = Report()
     try:
         cp = key.verify(header.checkpoint)
@@ -148,43 +196,34 @@ def verify_export(
     frontier = Frontier()
     leaves: list[bytes] = []
     checkpoints_due = sorted(h.tree_size for h in history if h.tree_size <= header.end)
+    next_due = checkpoints_due.pop(0) if checkpoints_due else -1
     roots = {h.tree_size: h.root_hash for h in history}
     last_good = 0
     expected = header.start
-    for obj in entries:
-        index = int(obj["index"])
+    append = frontier.append
+    for index, leaf, redacted, problem in scanned:
         if index != expected:
             report.fail(f"expected entry {expected}, found {index}", expected)
             return report
         expected += 1
-        stored = bytes.fromhex(obj["leaf_hash"]) if "leaf_hash" in obj else None
-        if obj.get("redacted"):
-            if stored is None:
-                report.fail(f"redacted entry {index} has no leaf hash", index)
-                return report
-            leaf = stored
+        if problem is not None:
+            report.fail(problem, index)
+        if redacted:
             report.redacted += 1
         else:
-            try:
-                leaf = leaf_hash(canonical_bytes(event_from_json(obj)))
-            except (KeyError, ValueError, TypeError) as exc:
-                report.fail(f"entry {index} is malformed: {exc}", index)
-                leaf = b"\x00" * 32
-            if stored is not None and stored != leaf:
-                report.fail(f"entry {index}: content does not match its leaf hash", index)
             report.checked += 1
         if index in keep:
             report.recomputed_leaves[index] = leaf
         if from_zero:
-            frontier.append(leaf)
-            while checkpoints_due and checkpoints_due[0] == frontier.size:
-                size = checkpoints_due.pop(0)
-                if frontier.root() != roots[size]:
+            append(leaf)
+            if frontier.size == next_due:
+                if frontier.root() != roots[next_due]:
                     if report.suspect_range is None:
-                        report.suspect_range = (last_good, size)
-                        report.fail(f"the entries do not give the root of checkpoint {size}")
+                        report.suspect_range = (last_good, next_due)
+                        report.fail(f"the entries do not give the root of checkpoint {next_due}")
                 else:
-                    last_good = size
+                    last_good = next_due
+                next_due = checkpoints_due.pop(0) if checkpoints_due else -1
         if collect:
             leaves.append(leaf)
     if expected != header.end:
@@ -203,6 +242,65 @@ def verify_export(
             report.suspect_range = (last_good if from_zero else header.start, header.end)
         report.fail("the entries do not give the checkpoint's root hash")
     return report
+
+
+def _scan_chunk(path: str, start: int, stop: int) -> tuple[list[int], bytes, list[Scanned]]:
+    """Scan the lines that begin in ``[start, stop)`` of an export file (a worker's share).
+
+    Returns the indices, their leaves concatenated, and the lines that were redacted or
+    had a problem (few, so they travel back as they are).
+    """
+    indices: list[int] = []
+    leaves = bytearray()
+    special: list[Scanned] = []
+    with open(path, "rb") as fh:
+        fh.seek(start - 1)
+        fh.readline()  # finish the line the previous share owns
+        while fh.tell() < stop:
+            line = fh.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                item = scan_line(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                index = indices[-1] + 1 if indices else -1
+                item = (index, _ZERO, False, f"line after entry {index - 1} is malformed: {exc}")
+            indices.append(item[0])
+            leaves += item[1]
+            if item[2] or item[3] is not None:
+                special.append(item)
+    return indices, bytes(leaves), special
+
+
+def verify_export_file(path: Path, key: VerifierKey, *, workers: int | None = None) -> Report:
+    """Verify an export file, scanning its lines in parallel processes (one per CPU)."""
+    with path.open("rb") as fh:
+        header = ExportHeader.from_json(json.loads(fh.readline()))
+        body_start = fh.tell()
+    size = path.stat().st_size
+    count = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    step = max(1, (size - body_start) // (count * 8))
+    bounds = [*range(body_start, size, step), size]
+    shares = [(str(path), a, b) for a, b in itertools.pairwise(bounds)]
+
+    def scanned(results: Iterable[tuple[list[int], bytes, list[Scanned]]]) -> Iterator[Scanned]:
+        for indices, leaves, special in results:
+            odd = {item[0]: item for item in special}
+            for k, index in enumerate(indices):
+                found = odd.get(index)
+                yield (
+                    found
+                    if found is not None
+                    else (index, leaves[32 * k : 32 * k + 32], False, None)
+                )
+
+    if count == 1:
+        return verify_scanned(header, scanned(_scan_chunk(*s) for s in shares), key)
+    with ProcessPoolExecutor(count) as pool:
+        results = pool.map(_scan_chunk, *zip(*shares, strict=True))
+        return verify_scanned(header, scanned(results), key)
 
 
 def _verify_history(

@@ -23,7 +23,7 @@ import httpx
 
 from dibao_audit.checkpoint import CheckpointError, VerifierKey
 from dibao_audit.merkle import ProofError, verify_inclusion
-from dibao_audit.verifier import Report, read_export, verify_export
+from dibao_audit.verifier import Report, read_export, verify_export, verify_export_file
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -44,6 +44,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--save", type=Path, help="also write the fetched export here")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--workers", type=int, help="processes scanning an export file")
     return parser.parse_args(argv)
 
 
@@ -88,9 +89,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 otherwise."""
     if args.export is not None:
         key, pinned = _key(args, None)
-        with args.export.open() as fh:
-            header, entries = read_export(fh)
-            report = verify_export(header, entries, key)
+        report = verify_export_file(args.export, key, workers=args.workers)
         summary = report.summary()
     else:
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao.intake.v1 import types_pb2 as intake_types
 from dibao_audit import verify_cli
 from dibao_audit.checkpoint import VerifierKey
-from dibao_audit.entry import canonical_bytes
+from dibao_audit.entry import canonical_bytes, entry_to_b64, parse_canonical
 from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from dibao_audit.settings import AuditSettings
@@ -300,7 +301,8 @@ async def test_the_verifier_cli_checks_a_running_service_and_a_saved_export(
     assert verify_cli.run(offline, out) == 0
     lines = saved.read_text().splitlines()
     entry = json.loads(lines[1 + 17])
-    entry["payload"] = base64.b64encode(b"rewritten").decode()
+    original = parse_canonical(base64.b64decode(entry["entry"]))
+    entry["entry"] = entry_to_b64(dataclasses.replace(original, payload=b"rewritten"))
     lines[1 + 17] = json.dumps(entry)
     saved.write_text("\n".join(lines) + "\n")
     out = io.StringIO()

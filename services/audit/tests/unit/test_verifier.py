@@ -6,13 +6,21 @@ import base64
 import dataclasses
 import hashlib
 import itertools
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, VerifierKey
-from dibao_audit.entry import RecordedEvent, canonical_bytes, event_from_json, event_to_json
+from dibao_audit.entry import (
+    MalformedEntryError,
+    RecordedEvent,
+    canonical_bytes,
+    entry_to_b64,
+    parse_canonical,
+)
 from dibao_audit.merkle import (
     Frontier,
     consistency_ranges,
@@ -22,7 +30,7 @@ from dibao_audit.merkle import (
     perfect_subtrees,
     range_cover,
 )
-from dibao_audit.verifier import ExportHeader, verify_export
+from dibao_audit.verifier import ExportHeader, verify_export, verify_export_file
 
 SEED = hashlib.sha256(b"test audit key").digest()
 AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -74,7 +82,7 @@ class _Log:
             consistency=consistency,
         )
         lines = [
-            {"index": i, "leaf_hash": self.leaves[i].hex(), **event_to_json(self.events[i])}
+            {"index": i, "leaf_hash": self.leaves[i].hex(), "entry": entry_to_b64(self.events[i])}
             for i in range(start, end)
         ]
         return ExportHeader.from_json(header.to_json()), lines
@@ -95,8 +103,12 @@ def test_canonical_bytes_are_exact_and_header_order_free() -> None:
         b"\x00\x00\x00\x01P"
     )
     assert canonical_bytes(e) == expected == canonical_bytes(swapped)
-    assert event_from_json(event_to_json(e)) == e
-    assert event_from_json(event_to_json(keyless)) == keyless
+    assert parse_canonical(canonical_bytes(e)) == swapped  # sorted on the way in
+    assert parse_canonical(canonical_bytes(keyless)) == keyless
+    with pytest.raises(MalformedEntryError):
+        parse_canonical(canonical_bytes(e)[:-1])
+    with pytest.raises(MalformedEntryError):
+        parse_canonical(canonical_bytes(e) + b"x")
     assert canonical_bytes(keyless) == expected.replace(b"\x01\x00\x00\x00\x01k", b"\x00")
 
 
@@ -144,7 +156,7 @@ def test_a_slice_verifies_with_its_cover(start: int, end: int) -> None:
 def test_altered_content_is_named_by_index() -> None:
     log = _Log(100, 16)
     header, lines = log.export(0, 100)
-    lines[57]["payload"] = base64.b64encode(b"payload 57 but richer").decode()
+    lines[57]["entry"] = entry_to_b64(dataclasses.replace(log.events[57], payload=b"richer"))
     report = verify_export(header, lines, log.signer.verifier)
     assert not report.ok
     assert report.first_bad_index == 57
@@ -154,7 +166,7 @@ def test_altered_content_and_leaf_hash_is_caught_by_the_signed_root() -> None:
     log = _Log(100, 16)
     header, lines = log.export(0, 100)
     forged = RecordedEvent("dibao.intake.v1", 0, 57, None, (), b"forged")
-    lines[57].update(event_to_json(forged))
+    lines[57]["entry"] = entry_to_b64(forged)
     lines[57]["leaf_hash"] = leaf_hash(canonical_bytes(forged)).hex()
     report = verify_export(header, lines, log.signer.verifier)
     assert not report.ok
@@ -180,3 +192,24 @@ def test_a_rewritten_history_breaks_consistency() -> None:
     bad = dataclasses.replace(header, history=[rewritten, header.history[1]])
     report = verify_export(bad, lines, log.signer.verifier)
     assert any("disagree" in p for p in report.problems)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_export_file_is_scanned_in_parallel(tmp_path: Path, workers: int) -> None:
+    log = _Log(500, 64)
+    header, lines = log.export(0, 500)
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        "\n".join(json.dumps(x) for x in [header.to_json(), *lines]) + "\n", encoding="utf-8"
+    )
+    report = verify_export_file(path, log.signer.verifier, workers=workers)
+    assert report.ok, report.problems
+    assert report.checked == 500
+    lines[321]["entry"] = entry_to_b64(dataclasses.replace(log.events[321], offset=7))
+    lines[400] = {"index": 400, "leaf_hash": lines[400]["leaf_hash"], "redacted": True}
+    path.write_text(
+        "\n".join(json.dumps(x) for x in [header.to_json(), *lines]) + "\n", encoding="utf-8"
+    )
+    report = verify_export_file(path, log.signer.verifier, workers=workers)
+    assert report.first_bad_index == 321
+    assert (report.checked, report.redacted) == (499, 1)
