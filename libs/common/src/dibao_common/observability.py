@@ -211,15 +211,20 @@ def _mask_text(text: str) -> str:
 _Plain = (bool, float, type(None))
 
 
-def _mask_value(value: Any) -> Any:
+_MAX_DEPTH = 16
+
+
+def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return _mask_text(value) if _ID_NUMBER_LIKE.search(value) else value
     if isinstance(value, _Plain):
         return value
-    if isinstance(value, Mapping):
-        return {k: _mask_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_mask_value(v) for v in value]
+    # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
+    if depth < _MAX_DEPTH:
+        if isinstance(value, Mapping):
+            return {k: _mask_value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_mask_value(v, depth + 1) for v in value]
     # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
     text = str(value)
     return _mask_text(text) if _ID_NUMBER_LIKE.search(text) else value
@@ -248,9 +253,10 @@ _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     add_trace_context,
-    structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     structlog.processors.StackInfoRenderer(),
 ]
+
 
 def _json_default(value: object) -> str:
     # UUIDs, datetimes, enums, paths: their plain text, not their repr.

@@ -34,7 +34,7 @@ def test_lines_are_json_with_trace_and_correlation_ids(log_lines: LogLines) -> N
     assert inside["span_id"] == ctx.span_id
     assert inside["correlation_id"] == "corr-42"
     assert inside["amount_fen"] == 31500
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", inside["ts"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", inside["timestamp"])
     assert "trace_id" not in outside
     assert "correlation_id" not in outside
 
@@ -92,6 +92,17 @@ def test_the_processor_masks_at_any_depth() -> None:
     assert masked["flag"] is True
     assert masked["nothing"] is None
     assert masked["short"] == "6201021980"
+
+
+def test_deep_or_cyclic_values_are_still_masked() -> None:
+    deep: list[object] = [RAW]
+    for _ in range(40):
+        deep = [deep]
+    cyclic: dict[str, object] = {"id": RAW}
+    cyclic["self"] = cyclic
+    masked = mask_id_numbers(None, "info", {"deep": deep, "cyclic": cyclic})
+    assert not ID_LIKE.search(repr(masked))
+    assert MASKED in repr(masked)
 
 
 def test_later_configuration_changes_only_the_level(log_lines: LogLines) -> None:
