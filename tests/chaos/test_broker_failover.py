@@ -1,0 +1,104 @@
+"""The 3-node mode of the local broker: replication factor 3, min.insync.replicas=2.
+
+Losing one broker must not lose an acknowledged event nor stop producers that wait for
+all in-sync replicas (what the outbox relay does in production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from dibao_common.testing.stack import REPO_ROOT, TestStack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+def _kafka(*args: str) -> str:
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), *args], check=True, capture_output=True, text=True, timeout=300
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    # Ports derive from the instance's own Kafka port, so parallel test stacks never collide.
+    base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + 10_000
+    directory = tmp_path_factory.mktemp("kafka3")
+    bootstrap = _kafka(
+        "start", "--dir", str(directory), "--port", str(base),
+        "--controller-port", str(base + 50), "--nodes", "3",
+    )  # fmt: skip
+    try:
+        yield directory, bootstrap
+    finally:
+        _kafka("stop", "--dir", str(directory))
+
+
+@pytest.fixture
+async def replicated_topic(cluster: tuple[Path, str]) -> AsyncIterator[str]:
+    name = f"test.chaos.{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster[1])
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=3)])
+        yield name
+    finally:
+        await admin.close()
+
+
+async def test_acknowledged_events_survive_the_loss_of_a_broker(
+    stack: TestStack, cluster: tuple[Path, str], replicated_topic: str
+) -> None:
+    directory, bootstrap = cluster
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", request_timeout_ms=30_000
+    )
+    await producer.start()
+    sent: list[bytes] = []
+    try:
+        for i in range(200):
+            value = f"before-{i}".encode()
+            await producer.send_and_wait(replicated_topic, value, key=f"hh-{i % 7}".encode())
+            sent.append(value)
+        await asyncio.to_thread(_kafka, "kill-node", "--dir", str(directory), "--node", "2")
+        for i in range(200):
+            value = f"after-{i}".encode()
+            await producer.send_and_wait(replicated_topic, value, key=f"hh-{i % 7}".encode())
+            sent.append(value)
+    finally:
+        await producer.stop()
+        await asyncio.to_thread(_kafka, "start-node", "--dir", str(directory), "--node", "2")
+
+    consumer = AIOKafkaConsumer(
+        replicated_topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    received: list[bytes] = []
+    try:
+        for _ in range(60):
+            batch = await consumer.getmany(timeout_ms=500)
+            received.extend(r.value for rs in batch.values() for r in rs if r.value is not None)
+            if len(received) >= len(sent):
+                break
+    finally:
+        await consumer.stop()
+    assert sorted(received) == sorted(sent)
+    # Per key, the order of sends is the order on the log.
+    for key in range(7):
+        mine = [v for v in sent if int(v.split(b"-")[1]) % 7 == key]
+        assert [v for v in received if v in set(mine)] == mine
