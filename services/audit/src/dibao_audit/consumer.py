@@ -15,19 +15,25 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from dibao_audit.appender import AppendResult, LogAppender
+from dibao_audit.appender import AppendResult
 from dibao_audit.entry import RecordedEvent
 from dibao_common.messaging.relay import Backoff
 
 log = structlog.get_logger(__name__)
 
 AfterAppend = Callable[[AppendResult], Awaitable[None]]
+
+
+class Sink(Protocol):
+    """Where consumed batches go: the log's appender (a benchmark's baseline fits too)."""
+
+    async def append(self, events: Sequence[RecordedEvent]) -> AppendResult: ...
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -58,7 +64,7 @@ class LogConsumer:
 
     def __init__(
         self,
-        appender: LogAppender,
+        appender: Sink,
         bootstrap: str,
         *,
         group: str,
@@ -97,7 +103,7 @@ class LogConsumer:
             self._task = None
 
     @property
-    def appender(self) -> LogAppender:
+    def appender(self) -> Sink:
         return self._appender
 
     @property
@@ -129,8 +135,9 @@ class LogConsumer:
         )
         listener = _Revocations()
         consumer.subscribe(pattern=self._pattern, listener=listener)
-        await consumer.start()
         try:
+            # Inside the try: a start that fails (broker down) must still close the client.
+            await consumer.start()
             while not self._stopping.is_set():
                 batch = await consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
