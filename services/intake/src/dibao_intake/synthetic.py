@@ -68,6 +68,16 @@ GIVEN_FEMALE = (
     "芳",
 )
 PLACE_CODES = ("620102", "620103", "620121", "620122", "620123")
+SHAPES = (
+    "elderly_alone",
+    "elderly_couple",
+    "single_parent",
+    "disabled_spouse",
+    "three_generations",
+    "unemployed_single",
+    "member_imprisoned",
+    "seriously_ill_head",
+)
 BANKS = (
     ("103", "中国农业银行"),
     ("102", "中国工商银行"),
@@ -187,20 +197,11 @@ class Synthesizer:
     def account_number(self) -> str:
         return "62" + "".join(str(self.rng.randrange(10)) for _ in range(17))
 
-    def household(self, region_code: str, area_type: AreaType, address: str) -> PlannedHousehold:
-        """One household of a realistic composition for a dibao applicant."""
-        shape = self.rng.choice(
-            (
-                "elderly_alone",
-                "elderly_couple",
-                "single_parent",
-                "disabled_spouse",
-                "three_generations",
-                "unemployed_single",
-                "member_imprisoned",
-                "seriously_ill_head",
-            )
-        )
+    def household(
+        self, region_code: str, area_type: AreaType, address: str, shape: str | None = None
+    ) -> PlannedHousehold:
+        """One household of a realistic composition for a dibao applicant (or of ``shape``)."""
+        shape = shape or self.rng.choice(SHAPES)
         members = getattr(self, f"_{shape}")(region_code[:6], area_type)
         bank_code, bank_name = self.rng.choice(BANKS)
         return PlannedHousehold(

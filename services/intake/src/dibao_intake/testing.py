@@ -107,9 +107,9 @@ class IntakeClient:
             headers["Idempotency-Key"] = idempotency_key
         return headers
 
-    def plan(self, region_code: str = RURAL_VILLAGE) -> PlannedHousehold:
+    def plan(self, region_code: str = RURAL_VILLAGE, shape: str | None = None) -> PlannedHousehold:
         area = AreaType.RURAL if int(region_code[9:]) >= 200 else AreaType.URBAN
-        return self.synthesizer.household(region_code, area, "测试地址1号")
+        return self.synthesizer.household(region_code, area, "测试地址1号", shape)
 
     async def register(self, plan: PlannedHousehold | None = None) -> RegisteredHousehold:
         plan = plan if plan is not None else self.plan()

@@ -1,0 +1,85 @@
+"""Documents: content-addressed upload with size and type limits, recorded downloads."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.auth import Role
+from dibao_common.testing.stack import TestStack
+from dibao_intake.synthetic import pdf_bytes
+from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+async def test_upload_is_stored_by_sha256_and_downloads_are_recorded(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    content = pdf_bytes("household register")
+    response = await intake.upload(
+        household.id, "id_card", household.person_ids[0], content=content
+    )
+    assert response.status_code == 201, response.text
+    document = response.json()
+    assert document["sha256"] == hashlib.sha256(content).hexdigest()
+    assert document["size_bytes"] == len(content)
+    assert document["media_type"] == "application/pdf"
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"])
+    meta = await intake.http.get(f"/documents/{document['id']}", headers=reader)
+    assert meta.json() == document
+    download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
+    assert download.status_code == 200
+    assert download.content == content
+    assert download.headers["content-type"] == "application/pdf"
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=document["id"])
+    assert len(found) == 1
+
+
+async def test_an_oversize_document_is_a_413_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    response = await intake.upload(
+        household.id, "photo", content=b"%PDF-" + b"0" * (10 * 1024 * 1024)
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/document-too-large")
+    assert await row_counts(intake_engine) == before
+
+
+async def test_an_unaccepted_media_type_is_a_415(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    response = await intake.upload(
+        household.id, "photo", content=b"MZ\x90\x00", media_type="application/x-msdownload"
+    )
+    assert response.status_code == 415
+    assert await row_counts(intake_engine) == before
+
+
+async def test_a_document_about_a_stranger_is_refused(intake: IntakeClient) -> None:
+    household = await intake.register()
+    other = await intake.register()
+    response = await intake.upload(household.id, "id_card", other.person_ids[0])
+    assert response.status_code == 422
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/person_id"]
+
+
+async def test_documents_of_another_region_do_not_exist_for_the_caller(
+    intake: IntakeClient,
+) -> None:
+    household = await intake.register()
+    document = (await intake.upload(household.id, "application_form")).json()
+    foreign = intake.headers(Role.INVESTIGATOR, ["620102"])
+    for url in (f"/documents/{document['id']}", f"/documents/{document['id']}/content"):
+        assert (await intake.http.get(url, headers=foreign)).status_code == 404
+    upload = await intake.upload(household.id, "photo", regions=["620102"])
+    assert upload.status_code == 404

@@ -1,0 +1,322 @@
+"""Households through the API: registration rules, the one-household rule, changes."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.auth import Role
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import Sex
+from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.testing import (
+    RURAL_VILLAGE,
+    IntakeClient,
+    RegisteredHousehold,
+    row_counts,
+    wait_for_events,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+REGISTRY = EventRegistry.default()
+
+
+async def test_registration_validates_and_publishes_a_masked_snapshot(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    body = household.body
+    assert body["region_name"] == "甘肃省兰州市榆中县夏官营镇夏官营村委会"
+    assert body["status"] == "active"
+    assert body["version"] == 1
+    head = body["members"][0]
+    planned = household.plan.members[0]
+    assert head["relationship"] == "head"
+    assert head["birth_date"] == planned.birth_date.isoformat()
+    assert head["sex"] == planned.sex.value
+    assert head["id_number_masked"] == planned.id_number[:6] + "*" * 8 + planned.id_number[-4:]
+    assert body["head_person_id"] == head["person_id"]
+    assert body["bank_account"]["masked_number"].endswith(household.plan.account_number[-4:])
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=household.id)
+    assert [e.ce_type for e in found] == ["dibao.intake.HouseholdRegistered.v1"]
+    message = REGISTRY.decode(found[0])
+    assert isinstance(message, ev.HouseholdRegistered)
+    assert message.household.head_person_id == head["person_id"]
+    assert message.bank_account.token_id == body["bank_account"]["token_id"]
+    for member in household.plan.members:
+        assert member.id_number.encode() not in found[0].payload
+    assert household.plan.account_number.encode() not in found[0].payload
+
+
+async def test_reading_a_household_is_recorded(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    response = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(Role.VILLAGE_COMMITTEE, ["620123101"])
+    )
+    assert response.status_code == 200
+    assert response.json()["members"] == household.body["members"]
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=household.id)
+    assert len(found) == 1
+    record = REGISTRY.decode(found[0])
+    assert len(record.persons) == len(household.plan.members)  # type: ignore[attr-defined]
+
+
+def _with_member_id(payload: dict[str, Any], index: int, id_number: str) -> dict[str, Any]:
+    changed = copy.deepcopy(payload)
+    changed["members"][index]["id_number"] = id_number
+    return changed
+
+
+async def _refused(
+    intake: IntakeClient, engine: AsyncEngine, payload: dict[str, Any] | bytes, status: int
+) -> dict[str, Any]:
+    before = await row_counts(engine)
+    if isinstance(payload, bytes):
+        response = await intake.http.post(
+            "/households",
+            content=payload,
+            headers=intake.headers() | {"content-type": "application/json"},
+        )
+    else:
+        response = await intake.http.post("/households", json=payload, headers=intake.headers())
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_wrong_check_digit_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    plan = intake.plan()
+    good = plan.members[0].id_number
+    wrong = good[:-1] + ("0" if good[-1] != "0" else "1")
+    problem = await _refused(intake, intake_engine, _with_member_id(plan.payload(), 0, wrong), 422)
+    assert problem["errors"] == [
+        {
+            "pointer": "/body/members/0/id_number",
+            "detail": "the check digit does not match (GB 11643, MOD 11-2)",
+            "code": "rule",
+        }
+    ]
+    assert wrong not in str(problem)  # the number is never echoed
+
+
+async def test_an_unknown_region_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    payload = intake.plan().payload() | {"region_code": "620123101299"}
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/region_code"]
+
+
+async def test_malformed_json_and_missing_fields(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    problem = await _refused(intake, intake_engine, b'{"region_code": "6201', 400)
+    assert problem["type"] == "https://dibao.gov.cn/problems/malformed-body"
+    payload = intake.plan().payload()
+    del payload["members"][0]["employment_status"]
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert problem["errors"][0]["pointer"] == "/body/members/0/employment_status"
+
+
+async def test_a_person_in_another_household_is_a_409_with_a_masked_reference(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    first = await intake.register()
+    plan = intake.plan("620102001002")
+    payload = _with_member_id(plan.payload(), 0, first.plan.members[0].id_number.lower())
+    problem = await _refused(intake, intake_engine, payload, 409)
+    assert problem["type"] == "https://dibao.gov.cn/problems/person-in-household"
+    [conflict] = problem["conflicts"]
+    assert conflict["pointer"] == "/body/members/0"
+    assert conflict["household_ref"] == f"620123-****-{uuid.UUID(first.id).hex[-4:]}"
+    assert first.id not in str(problem)
+
+
+async def test_clerks_register_only_in_their_regions(intake: IntakeClient) -> None:
+    response = await intake.http.post(
+        "/households",
+        json=intake.plan().payload(),
+        headers=intake.headers(regions=["620102"]),
+    )
+    assert response.status_code == 403
+    assert response.json()["type"].endswith("/region-out-of-scope")
+
+
+async def _change(
+    intake: IntakeClient, household: RegisteredHousehold, body: dict[str, Any]
+) -> dict[str, Any]:
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == 201, response.text
+    out: dict[str, Any] = response.json()
+    return out
+
+
+def _newborn(intake: IntakeClient) -> dict[str, Any]:
+    born = date(2026, 1, 15)
+    return {
+        "name": "马小宝",
+        "id_number": intake.synthesizer.id_number(born, Sex.FEMALE),
+        "relationship": "child",
+        "employment_status": "not_of_working_age",
+    }
+
+
+async def test_each_change_is_one_household_updated_event(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register(intake.plan(shape="single_parent"))
+    kinds = []
+    born = await _change(intake, household, {"kind": "birth", "member": _newborn(intake)})
+    assert born["kind"] == "birth"
+    assert len(born["household"]["members"]) == len(household.plan.members) + 1
+    kinds.append("birth")
+    account = await _change(
+        intake,
+        household,
+        {
+            "kind": "bank_account_change",
+            "account": {
+                "account_number": "6217001234567890123",
+                "bank_code": "403",
+                "bank_name": "中国邮政储蓄银行",
+                "holder_person_id": household.person_ids[0],
+            },
+        },
+    )
+    assert account["household"]["bank_account"]["masked_number"] == "6217 **** **** 0123"
+    kinds.append("bank_account_change")
+    heir = born["household"]["members"][-1]["person_id"]
+    died = await _change(
+        intake,
+        household,
+        {
+            "kind": "death",
+            "person_id": household.person_ids[0],
+            "date_of_death": "2026-02-20",
+            "new_head_person_id": heir,
+        },
+    )
+    kinds.append("death")
+    after = died["household"]
+    assert after["version"] == 4
+    dead = next(m for m in after["members"] if m["person_id"] == household.person_ids[0])
+    assert dead["active"] is False
+    assert dead["left_reason"] == "death"
+    assert dead["left_on"] == "2026-02-20"
+    assert after["head_person_id"] != household.person_ids[0]
+    assert [c["kind"] for c in after["changes"]] == kinds
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 4, key=household.id)
+    updates = [REGISTRY.decode(e) for e in found if e.ce_type.endswith("HouseholdUpdated.v1")]
+    assert [u.WhichOneof("change") for u in updates] == kinds
+    last = updates[-1]
+    assert isinstance(last, ev.HouseholdUpdated)
+    assert last.death.date_of_death.day == 20
+    assert household.person_ids[0] not in [m.person.person_id for m in last.household.members]
+
+
+async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClient) -> None:
+    household = await intake.register()
+    change = {
+        "kind": "bank_account_change",
+        "account": {
+            "account_number": "6228480402564890099",
+            "bank_code": "103",
+            "bank_name": "中国农业银行",
+            "holder_name": "村委会代管",
+        },
+        "custody_agreement": True,
+        "custodian_subject": "cw-xiaguanying-01",
+    }
+    refused = await intake.http.post(
+        f"/households/{household.id}/changes", json=change, headers=intake.headers()
+    )
+    assert refused.status_code == 422
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/custody_document_id"]
+    document = (await intake.upload(household.id, "custody_agreement")).json()["id"]
+    accepted = await _change(
+        intake, household, change | {"custody_document_id": document, "document_ids": [document]}
+    )
+    assert accepted["household"]["bank_account"]["custody_agreement"] is True
+
+
+async def test_moving_in_someone_active_elsewhere_is_a_409(intake: IntakeClient) -> None:
+    elsewhere = await intake.register(intake.plan(shape="elderly_couple"))
+    household = await intake.register()
+    mover = elsewhere.plan.members[0]
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={
+            "kind": "move_in",
+            "moved_on": "2026-02-01",
+            "member": mover.payload() | {"relationship": "other_dependant"},
+        },
+        headers=intake.headers(),
+    )
+    assert response.status_code == 409
+    assert response.json()["conflicts"][0]["pointer"] == "/body/member"
+    # Once moved out there, the same person may move in here, keeping their person id.
+    heir = elsewhere.person_ids[1]
+    moved = await intake.http.post(
+        f"/households/{elsewhere.id}/changes",
+        json={
+            "kind": "move_out",
+            "person_id": elsewhere.person_ids[0],
+            "moved_on": "2026-02-01",
+            "new_head_person_id": heir,
+            "to_region_code": RURAL_VILLAGE,
+        },
+        headers=intake.headers(),
+    )
+    assert moved.status_code == 201, moved.text
+    joined = await _change(
+        intake,
+        household,
+        {
+            "kind": "move_in",
+            "moved_on": "2026-02-02",
+            "member": mover.payload() | {"relationship": "other_dependant"},
+        },
+    )
+    assert elsewhere.person_ids[0] in [m["person_id"] for m in joined["household"]["members"]]
+
+
+async def test_a_marriage_brings_the_spouse_in(intake: IntakeClient) -> None:
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    head = household.plan.members[0]
+    born = date(head.birth_date.year + 2, 5, 5)
+    spouse_sex = Sex.FEMALE if head.sex is Sex.MALE else Sex.MALE
+    spouse = {
+        "name": "杨秀兰",
+        "id_number": compose_resident_id(
+            "620123", born, 300 + (1 if spouse_sex is Sex.MALE else 0)
+        ),
+        "relationship": "spouse",
+        "employment_status": "flexible",
+    }
+    married = await _change(
+        intake,
+        household,
+        {
+            "kind": "marriage",
+            "person_id": household.person_ids[0],
+            "married_on": "2026-02-14",
+            "spouse": spouse,
+        },
+    )
+    assert len(married["household"]["members"]) == len(household.plan.members) + 1

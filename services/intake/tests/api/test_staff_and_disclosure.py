@@ -1,0 +1,151 @@
+"""The staff roster flags relatives and assigns caseworkers; numbers are disclosed on record."""
+
+from __future__ import annotations
+
+import pytest
+
+from dibao.access.v1 import events_pb2 as access
+from dibao_common.auth import Role
+from dibao_common.crypto import mask_name
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import IntakeClient, wait_for_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+TOWNSHIP = "620123102000"  # 高崖镇: this module's township
+VILLAGE = "620123102203"
+
+
+async def _add_staff(intake: IntakeClient, body: dict[str, object]) -> dict[str, object]:
+    response = await intake.http.post(
+        f"/townships/{TOWNSHIP}/staff",
+        json=body,
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert response.status_code == 201, response.text
+    out: dict[str, object] = response.json()
+    return out
+
+
+async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
+    intake: IntakeClient,
+) -> None:
+    household = await intake.register(intake.plan(VILLAGE, shape="elderly_couple"))
+    wife = household.plan.members[1]
+    await _add_staff(
+        intake,
+        {
+            "name": "李明",
+            "role": "caseworker",
+            "subject": "cw-gaoya-1",
+            "responsible_caseworker": True,
+        },
+    )
+    await _add_staff(
+        intake,
+        {
+            "name": "赵志强",
+            "role": "village_committee",
+            "relatives": [{"name": wife.name, "id_number": wife.id_number, "relation": "sister"}],
+        },
+    )
+    successor = await _add_staff(
+        intake,
+        {
+            "name": "王丽",
+            "role": "caseworker",
+            "subject": "cw-gaoya-2",
+            "responsible_caseworker": True,
+        },
+    )
+    response = await intake.submit(await intake.complete_application_body(household))
+    out = response.json()
+    assert out["staff_related"] is True
+    assert out["staff_relation_note"] == (
+        f"{mask_name(wife.name)} is the sister of 赵*强 (village committee, 高崖镇)"
+    )
+    assert wife.id_number not in out["staff_relation_note"]
+    assert out["assigned_caseworker"] == "cw-gaoya-2"
+    roster = await intake.http.get(
+        f"/townships/{TOWNSHIP}/staff", headers=intake.headers(Role.COUNTY_APPROVER, ["620123"])
+    )
+    assert roster.status_code == 200
+    by_subject = {s["subject"]: s for s in roster.json()}
+    assert by_subject["cw-gaoya-2"]["responsible_caseworker"] is True
+    assert by_subject["cw-gaoya-1"]["responsible_caseworker"] is False
+    relatives = [r for s in roster.json() for r in s["relatives"]]
+    assert relatives[0]["masked_id"] == wife.id_number[:6] + "********" + wife.id_number[-4:]
+    deactivated = await intake.http.post(
+        f"/staff/{successor['id']}/deactivation",
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert deactivated.status_code == 204
+    clerks_roster = await intake.http.get(f"/townships/{TOWNSHIP}/staff", headers=intake.headers())
+    assert clerks_roster.status_code == 403
+
+
+async def test_an_invalid_relative_id_is_refused(intake: IntakeClient) -> None:
+    response = await intake.http.post(
+        f"/townships/{TOWNSHIP}/staff",
+        json={
+            "name": "孙鹏",
+            "role": "dibao_staff",
+            "relatives": [
+                {"name": "孙芳", "id_number": "620123197001010000", "relation": "sister"}
+            ],
+        },
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert response.status_code == 422
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/relatives/0/id_number"]
+    unknown = await intake.http.post(
+        "/townships/620123199000/staff",
+        json={"name": "孙鹏", "role": "dibao_staff"},
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert unknown.status_code == 404
+
+
+async def test_identity_and_account_are_disclosed_for_a_purpose_and_recorded(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    head = household.plan.members[0]
+    identity = await intake.http.get(
+        f"/persons/{household.person_ids[0]}/identity",
+        params={"purpose": "investigation", "purpose_note": "民政核对"},
+        headers=intake.headers(Role.INVESTIGATOR, ["620123"]),
+    )
+    assert identity.status_code == 200
+    assert identity.json()["id_number"] == head.id_number
+    token = household.body["bank_account"]["token_id"]
+    account = await intake.http.get(
+        f"/bank-accounts/{token}",
+        params={"purpose": "payment"},
+        headers=intake.headers(Role.FINANCE_OFFICER, ["620123"]),
+    )
+    assert account.status_code == 200
+    assert account.json()["account_number"] == household.plan.account_number
+    assert account.json()["current"] is True
+    found = await wait_for_events(
+        intake_stack, "dibao.access.v1", 1, subject=household.person_ids[0]
+    )
+    record = EventRegistry.default().decode(found[0])
+    assert isinstance(record, access.PersonalDataAccessed)
+    assert record.action == access.ACCESS_ACTION_DECRYPT
+    assert record.purpose == access.PURPOSE_INVESTIGATION
+    assert record.purpose_note == "民政核对"
+    assert head.id_number.encode() not in found[0].payload
+    refused = await intake.http.get(
+        f"/persons/{household.person_ids[0]}/identity",
+        params={"purpose": "investigation"},
+        headers=intake.headers(Role.INTAKE_CLERK, ["620123"]),
+    )
+    assert refused.status_code == 403
+    foreign = await intake.http.get(
+        f"/bank-accounts/{token}",
+        params={"purpose": "payment"},
+        headers=intake.headers(Role.FINANCE_OFFICER, ["620102"]),
+    )
+    assert foreign.status_code == 404

@@ -1,0 +1,118 @@
+"""The timeline of an application, built from every service's events about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+
+from dibao.assessment.v1 import events_pb2 as assessment
+from dibao.audit.v1 import events_pb2 as audit
+from dibao_common.auth import Role
+from dibao_common.messaging.envelope import topic_of
+from dibao_common.messaging.outbox import build_envelope
+from dibao_common.testing.kafka_fixtures import eventually
+from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import IntakeClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+async def _publish(stack: TestStack, message: Message, *, key: str, source: str) -> None:
+    """Another service's event, as its relay would put it on its topic."""
+    envelope = build_envelope(message, key=key, source=source, actor="someone-else")
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic_of(message),
+            envelope.payload,
+            key=key.encode(),
+            headers=envelope.to_headers(),
+        )
+    finally:
+        await producer.stop()
+
+
+async def _timeline(intake: IntakeClient, application_id: str) -> list[dict[str, Any]]:
+    response = await intake.http.get(
+        f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
+    )
+    assert response.status_code == 200
+    entries: list[dict[str, Any]] = response.json()["timeline"]
+    return entries
+
+
+async def test_the_timeline_gathers_intake_assessment_and_audit_events(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    response = await intake.submit(await intake.complete_application_body(household))
+    application_id = response.json()["id"]
+
+    async def has(count: int) -> bool:
+        return len(await _timeline(intake, application_id)) >= count
+
+    await eventually(lambda: has(2), what="intake's own events in the timeline")
+    await _publish(
+        intake_stack,
+        assessment.CaseOpened(
+            household_id=household.id, application_id=application_id, case_id="case-1"
+        ),
+        key=household.id,
+        source="dibao/assessment",
+    )
+    await _publish(
+        intake_stack,
+        audit.AnomalyDetected(
+            household_id=household.id,
+            rule="deadline_overrun",
+            severity=audit.SEVERITY_WARNING,
+            subject=audit.Subject(kind="application", id=application_id),
+            details="investigation not started in 3 working days",
+        ),
+        key=household.id,
+        source="dibao/audit",
+    )
+    await eventually(lambda: has(4), what="other services' events in the timeline")
+    entries = await _timeline(intake, application_id)
+    assert [e["type"] for e in entries] == [
+        "dibao.intake.ApplicationSubmitted.v1",
+        "dibao.intake.ApplicationAccepted.v1",
+        "dibao.assessment.CaseOpened.v1",
+        "dibao.audit.AnomalyDetected.v1",
+    ]
+    assert entries[0]["summary"] == "Application submitted"
+    assert entries[0]["actor"] == "test-clerk"
+    assert entries[2]["details"]["case_id"] == "case-1"
+    assert entries[3]["details"]["rule"] == "deadline_overrun"
+
+
+async def test_a_decided_application_can_no_longer_be_withdrawn(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register()
+    application_id = (
+        await intake.submit(await intake.complete_application_body(household))
+    ).json()["id"]
+    await _publish(
+        intake_stack,
+        assessment.BenefitApproved(household_id=household.id, application_id=application_id),
+        key=household.id,
+        source="dibao/assessment",
+    )
+
+    async def decided() -> bool:
+        types = [e["type"] for e in await _timeline(intake, application_id)]
+        return "dibao.assessment.BenefitApproved.v1" in types
+
+    await eventually(decided, what="the decision in the timeline")
+    response = await intake.http.post(
+        f"/applications/{application_id}/withdrawal",
+        json={"reason": "too late"},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 409
+    assert response.json()["type"].endswith("/application-decided")

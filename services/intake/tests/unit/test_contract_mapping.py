@@ -1,0 +1,36 @@
+"""Every value of intake's vocabularies has its protobuf enum constant (and no other does)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+import pytest
+
+from dibao.common.v1 import enums_pb2 as enums
+from dibao_intake.adapters import contracts
+from dibao_intake.domain import codes
+
+MAPPINGS: list[tuple[type[StrEnum], Mapping[Any, int], Any]] = [
+    (codes.AreaType, contracts.AREA_TYPES, enums.AreaType),
+    (codes.Sex, contracts.SEXES, enums.Sex),
+    (codes.Relationship, contracts.RELATIONSHIPS, enums.Relationship),
+    (codes.DisabilityGrade, contracts.DISABILITY_GRADES, enums.DisabilityGrade),
+    (codes.EmploymentStatus, contracts.EMPLOYMENT_STATUSES, enums.EmploymentStatus),
+    (codes.ExclusionReason, contracts.EXCLUSION_REASONS, enums.ExclusionReason),
+    (codes.IncomeCategory, contracts.INCOME_CATEGORIES, enums.IncomeCategory),
+    (codes.AssetKind, contracts.ASSET_KINDS, enums.AssetKind),
+    (codes.ApplicationKind, contracts.APPLICATION_KINDS, enums.ApplicationKind),
+    (codes.SubmissionChannel, contracts.CHANNELS, enums.SubmissionChannel),
+    (codes.DocumentType, contracts.DOCUMENT_TYPES, enums.DocumentType),
+]
+
+
+@pytest.mark.parametrize(("codes_type", "mapping", "wrapper"), MAPPINGS)
+def test_the_mapping_is_one_to_one_onto_the_specified_constants(
+    codes_type: type[StrEnum], mapping: Mapping[Any, int], wrapper: Any
+) -> None:
+    assert set(mapping) == set(codes_type)
+    specified = {v.number for v in wrapper.DESCRIPTOR.values if v.number != 0}
+    assert sorted(mapping.values()) == sorted(specified)

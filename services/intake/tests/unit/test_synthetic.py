@@ -1,0 +1,104 @@
+"""Synthetic households obey the rules they are used to exercise."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import pytest
+
+from dibao_intake.domain.application import (
+    ApplicationDraft,
+    CompletenessPolicy,
+    DocumentOnFile,
+    IncomeDeclaration,
+    missing_items,
+)
+from dibao_intake.domain.codes import ApplicationKind, AreaType, DocumentType
+from dibao_intake.domain.divisions import DivisionTable
+from dibao_intake.domain.household import MemberFacts, MemberInput, validate_household
+from dibao_intake.synthetic import SHAPES, Synthesizer, pdf_bytes, required_documents
+
+TODAY = date(2026, 3, 2)
+DIVISIONS = DivisionTable.load()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_is_a_valid_household_and_its_documents_make_it_complete(shape: str) -> None:
+    synthesizer = Synthesizer(shape, TODAY)
+    for _ in range(20):
+        plan = synthesizer.household("620123101203", AreaType.RURAL, "x", shape)
+        members = [
+            MemberInput(
+                name=m.name,
+                id_number=m.id_number,
+                relationship=m.relationship,
+                disability_grade=m.disability_grade,
+                seriously_ill=m.seriously_ill,
+                employment_status=m.employment_status,
+                student=m.student,
+                counted=m.counted,
+                exclusion_reason=m.exclusion_reason,
+                exclusion_note=None,
+            )
+            for m in plan.members
+        ]
+        valid = validate_household(
+            plan.region_code, plan.area_type, members, divisions=DIVISIONS, today=TODAY
+        )
+        ids = [uuid.uuid4() for _ in plan.members]
+        household = uuid.uuid4()
+        draft = ApplicationDraft(
+            household_id=household,
+            kind=ApplicationKind.DIBAO,
+            applicant_person_id=ids[0],
+            incomes=[
+                IncomeDeclaration(pid, m.wage_fen, m.operating_fen, 0, m.transfer_fen, 0, 6)
+                for pid, m in zip(ids, plan.members, strict=True)
+                if m.counted
+            ],
+            assets=[],
+            documents=[
+                DocumentOnFile(
+                    uuid.uuid4(), DocumentType(kind), household, ids[i] if i is not None else None
+                )
+                for kind, i in required_documents(plan, TODAY)
+            ],
+            has_bank_account=True,
+            requested_amount_fen=None,
+            reason=None,
+            individual_inclusion_person_id=None,
+        )
+        facts = [
+            MemberFacts(
+                pid,
+                m.input.relationship,
+                m.birth_date,
+                m.input.counted,
+                m.input.disability_grade,
+                m.input.seriously_ill,
+                m.input.student,
+                m.input.employment_status,
+            )
+            for pid, m in zip(ids, valid.members, strict=True)
+        ]
+        assert missing_items(draft, facts, today=TODAY, policy=CompletenessPolicy()) == []
+
+
+def test_the_same_seed_gives_the_same_people_and_numbers_are_unique() -> None:
+    first = Synthesizer(7, TODAY).household("620102001001", AreaType.URBAN, "x")
+    again = Synthesizer(7, TODAY).household("620102001001", AreaType.URBAN, "x")
+    assert first.payload() == again.payload()
+    synthesizer = Synthesizer(8, TODAY)
+    numbers = [
+        m.id_number
+        for _ in range(300)
+        for m in synthesizer.household("620102001001", AreaType.URBAN, "x").members
+    ]
+    assert len(numbers) == len(set(numbers))
+
+
+def test_the_stand_in_scan_is_a_pdf() -> None:
+    content = pdf_bytes("申请书 application form")
+    assert content.startswith(b"%PDF-1.4")
+    assert content.rstrip().endswith(b"%%EOF")

@@ -1,0 +1,59 @@
+"""Which application an event is about, and what its timeline entry says."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+
+from dibao.assessment.v1 import events_pb2 as assessment
+from dibao.audit.v1 import events_pb2 as audit
+from dibao.intake.v1 import events_pb2 as intake
+from dibao.intake.v1 import types_pb2 as intake_types
+from dibao_common.messaging.outbox import build_envelope
+from dibao_intake.service_layer.timeline import application_of, describe
+
+APPLICATION = uuid.uuid4()
+
+
+def _describe(message: Message) -> tuple[str, dict[str, object]]:
+    envelope = build_envelope(
+        message, key="h", source="test", time=datetime(2026, 3, 2, tzinfo=UTC)
+    )
+    return describe(envelope, message)
+
+
+def test_events_name_their_application_by_field_or_audit_subject() -> None:
+    assert (
+        application_of(intake.ApplicationWithdrawn(application_id=str(APPLICATION))) == APPLICATION
+    )
+    assert application_of(assessment.CaseOpened(application_id=str(APPLICATION))) == APPLICATION
+    anomaly = audit.AnomalyDetected(subject=audit.Subject(kind="application", id=str(APPLICATION)))
+    assert application_of(anomaly) == APPLICATION
+    assert (
+        application_of(audit.AnomalyDetected(subject=audit.Subject(kind="payment", id="p1")))
+        is None
+    )
+    assert application_of(intake.HouseholdRegistered(household_id="h")) is None
+    assert application_of(intake.ApplicationWithdrawn(application_id="not-a-uuid")) is None
+
+
+def test_summaries_are_plain_words_and_details_stay_small_and_impersonal() -> None:
+    summary, details = _describe(
+        intake.ApplicationWithdrawn(application_id=str(APPLICATION), reason="工作了")
+    )
+    assert summary == "Application withdrawn"
+    assert details == {"reason": "工作了"}
+    returned = intake.ApplicationReturned(
+        application_id=str(APPLICATION),
+        missing_items=[intake_types.MissingItem(description="the household register")],
+    )
+    assert _describe(returned) == (
+        "Application returned: 1 item(s) missing",
+        {"missing_items": ["the household register"]},
+    )
+    submitted = intake.ApplicationSubmitted(
+        application_id=str(APPLICATION), statement="private story", staff_relation_note="x is y"
+    )
+    assert _describe(submitted)[1] == {}
