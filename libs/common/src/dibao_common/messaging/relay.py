@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Row, Select, bindparam, delete, func, select, update
+from sqlalchemy import Row, Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger, Text
@@ -246,7 +246,8 @@ class OutboxRelay:
         return result
 
     async def _pump(self) -> _Outcome:
-        """Batches back to back, each claimed and sent while the one before awaits its acks.
+        """Batches back to back: while one batch awaits its acknowledgements and is marked,
+        the next is claimed and sent.
 
         The next batch may send a key's later rows before the earlier ones are marked:
         they went out first on the same producer, which keeps each partition's order.
@@ -256,16 +257,21 @@ class OutboxRelay:
         await self._settle_in_flight()
         previous: _Batch | None = None
         current: _Batch | None = None
+        closing: asyncio.Task[tuple[BatchResult, set[str]]] | None = None
         blocked: set[str] = set()
         published = failed = 0
         try:
             while True:
-                if not self._stopping.is_set():
-                    earlier = previous.sent_ids if previous is not None else frozenset()
-                    current = await self._open_batch(earlier, blocked)
+                earlier: frozenset[int] = frozenset()
                 if previous is not None:
-                    batch, previous = previous, None
-                    result, blocked = await self._close_batch(batch)
+                    earlier = previous.sent_ids
+                    closing = asyncio.create_task(self._close_batch(previous))
+                    previous = None
+                if not self._stopping.is_set():
+                    current = await self._open_batch(earlier, blocked)
+                if closing is not None:
+                    task, closing = closing, None
+                    result, blocked = await task
                     published += result.published
                     failed += result.failed
                     await self._housekeeping()
@@ -278,9 +284,15 @@ class OutboxRelay:
                         published + result.published, failed + result.failed, drained=False
                     )
                 previous, current = current, None
-        except BaseException:
-            # Killed or failed: roll back what is open; records already handed to the
-            # producer are marked later if the broker acknowledges them.
+        except BaseException as exc:
+            # Failed or killed: a batch being closed may finish (not when killed); what is
+            # still open is rolled back, and its records, already with the producer, are
+            # marked later if the broker acknowledges them.
+            if closing is not None:
+                if not isinstance(exc, Exception):
+                    closing.cancel()
+                with contextlib.suppress(BaseException):
+                    await closing
             for leftover in (previous, current):
                 if leftover is not None:
                     await self._abandon(leftover)
@@ -489,11 +501,16 @@ async def _own_key_prefixes(
     newest is ours. Otherwise look at the keys one by one.
     """
     max_id = claimed[-1].id
-    earlier_upto = sum(1 for row_id in earlier if row_id <= max_id)
-    pending_upto = (
-        await conn.execute(select(func.count()).where(_PENDING, t.c.id <= max_id))
-    ).scalar_one()
-    if pending_upto == len(claimed) + earlier_upto:
+    not_ours = select(func.count()).where(_PENDING, t.c.id <= max_id)
+    if earlier:
+        # Only rows below our oldest can be the previous batch's: check just those.
+        not_ours = not_ours.where(
+            or_(
+                t.c.id >= claimed[0].id,
+                t.c.id != func.all(bindparam("earlier", sorted(earlier), type_=ARRAY(BigInteger))),
+            )
+        )
+    if (await conn.execute(not_ours)).scalar_one() == len(claimed):
         return list(claimed)
     keys = sorted({row.key for row in claimed})
     others = await conn.execute(

@@ -1,0 +1,355 @@
+"""Audit log: appends from Kafka beside plain INSERTs, proof latency and verification at 1 M.
+
+``python -m bench.run audit --events 100000 --rounds 2 --log-size 1000000``
+
+1. Appends: the same events (``ApplicationSubmitted`` with CloudEvents headers, 10,000
+   households) are put on a fresh ``dibao.*.v1`` topic once; then, in alternating rounds,
+   the audit consumer (``LogConsumer`` + ``LogAppender``: inbox, entries, Merkle nodes,
+   checkpoints every 1,000) and a baseline consumer that decodes the same records into the
+   same rows and INSERTs them into a copy of ``log_entry`` (same indexes, no inbox, no
+   tree), both one transaction per fetched batch with durable commits
+   (``synchronous_commit=on``; the server's ``fsync`` is reported). Rates are taken from
+   the end of the first batch to the end of the last, so the group join is not counted.
+2. Proofs: a log of ``--log-size`` entries, then inclusion proofs of random leaves against
+   the full tree, one transaction each, beside a primary-key lookup of the same entry.
+3. Verification: the whole log exported to a file as ``GET /audit/export`` writes it, then
+   the offline verifier over that file (signature, every leaf, the root, the consistency
+   chain of every checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from bench.run import Report, Stack
+from dibao.common.v1.types_pb2 import Actor, Money, RegionCode
+from dibao.intake.v1.events_pb2 import ApplicationSubmitted
+from dibao.intake.v1.types_pb2 import DeclaredIncome
+from dibao_audit import repository as repo
+from dibao_audit import service
+from dibao_audit.appender import AppendResult, LogAppender
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.consumer import LogConsumer
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.projection import project
+from dibao_audit.testing import AuditDb, make_audit_db, recorded_event
+from dibao_audit.verifier import verify_export_file
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.kafka_fixtures import create_topic, delete_topics
+from dibao_common.testing.stack import TestStack
+
+HOUSEHOLDS = 10_000
+SEED = hashlib.sha256(b"dibao audit bench key").digest()
+ORIGIN = "dibao.audit/bench"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=100_000, help="events per append round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=5000, help="records per fetched batch")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--log-size", type=int, default=1_000_000, help="entries for 2 and 3")
+    parser.add_argument("--proofs", type=int, default=2000, help="inclusion proofs timed")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: append,proofs")
+
+
+def _message(household: str, n: int) -> ApplicationSubmitted:
+    message = ApplicationSubmitted(
+        household_id=household,
+        region=RegionCode(code=f"6201{n % 10:02d}001001"),
+        actor=Actor(subject=f"clerk-{n % 50}", roles=["intake_clerk"], region_prefixes=["6201"]),
+        application_id=str(uuid7()),
+        applicant_person_id=str(uuid7()),
+        incomes=[
+            DeclaredIncome(
+                person_id=str(uuid7()),
+                monthly_amount=Money(fen=85_000 + n % 1000),
+                period_months=12,
+                description="seasonal farm work",
+            )
+        ],
+        statement="household income below the local standard after the harvest failed",
+        requested_amount=Money(fen=42_000),
+    )
+    message.occurred_at.FromSeconds(1_767_225_600 + n)
+    return message
+
+
+def _events(count: int, households: Sequence[str]) -> list[RecordedEvent]:
+    return [
+        recorded_event(
+            _message(households[n % len(households)], n),
+            offset=n,
+            key=households[n % len(households)],
+            partition=n % 6,
+            actor=f"clerk-{n % 50}",
+        )
+        for n in range(count)
+    ]
+
+
+class PlainInserts:
+    """The baseline: decode records into the same rows and INSERT them, nothing more."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], table: str) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._registry = EventRegistry.default()
+        self._next = 0
+
+    async def append(self, events: Sequence[RecordedEvent]) -> AppendResult:
+        rows = [project(e, self._registry) for e in events]
+        async with self._sessions() as session, session.begin():
+            await repo.insert_entries(session, self._next, rows, table=self._table)
+        self._next += len(rows)
+        return AppendResult(len(rows), 0, self._next, None)
+
+
+async def _produce(bootstrap: str, topic: str, events: Sequence[RecordedEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=20)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, e.payload, key=e.key, headers=list(e.headers))
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _timed_consume(
+    db: AuditDb, sink: Any, topic: str, expected: int, batch: int
+) -> tuple[float, int]:
+    """Entries per second from the end of the first batch to the end of the last."""
+    marks: list[tuple[float, int]] = []
+    done = asyncio.Event()
+    total = 0
+
+    async def mark(result: AppendResult) -> None:
+        nonlocal total
+        total += result.appended
+        marks.append((time.perf_counter(), total))
+        if total >= expected:
+            done.set()
+
+    consumer = LogConsumer(
+        sink,
+        db.stack.kafka_bootstrap,
+        group=f"bench-{uuid.uuid4().hex[:8]}",
+        pattern=f"^{topic.replace('.', '[.]')}$",
+        batch_max=batch,
+        after_append=mark,
+        consumer_overrides={"fetch_max_bytes": 64 * 1024 * 1024},
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=1800)
+    finally:
+        await consumer.stop()
+    if len(marks) < 2:  # one batch: the group join is in the figure
+        return marks[0][1] / (marks[0][0] - started), 1
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0), len(marks)
+
+
+async def _fsync(db: AuditDb) -> str:
+    async with db.owner.connect() as conn:
+        fsync = await conn.scalar(text("SHOW fsync"))
+        sync = await conn.scalar(text("SHOW synchronous_commit"))
+    return f"fsync={fsync} synchronous_commit={sync}"
+
+
+async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -> None:
+    households = [str(uuid7()) for _ in range(HOUSEHOLDS)]
+    events = _events(args.events, households)
+    topic = f"dibao.bench{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(stack.kafka_bootstrap, topic, partitions=args.partitions)
+    plain_rates: list[float] = []
+    audit_rates: list[float] = []
+    try:
+        await _produce(stack.kafka_bootstrap, topic, events)
+        for r in range(args.rounds):
+            plain_db = await make_audit_db(stack, f"bp{r}")
+            try:
+                table = "log_entry_plain"
+                async with plain_db.owner.begin() as conn:
+                    await conn.execute(text(f"CREATE TABLE {table} (LIKE log_entry INCLUDING ALL)"))
+                report.settings["durability"] = await _fsync(plain_db)
+                sink = PlainInserts(async_sessionmaker(plain_db.owner), table)
+                rate, batches = await _timed_consume(plain_db, sink, topic, args.events, args.batch)
+                plain_rates.append(rate)
+                report.rows.append(
+                    [f"append round {r + 1}", "plain INSERT", f"{rate:,.0f}/s", batches]
+                )
+            finally:
+                await _drop(plain_db)
+            audit_db = await make_audit_db(stack, f"ba{r}")
+            try:
+                appender = LogAppender(
+                    audit_db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000
+                )
+                rate, batches = await _timed_consume(
+                    audit_db, appender, topic, args.events, args.batch
+                )
+                audit_rates.append(rate)
+                report.rows.append(
+                    [f"append round {r + 1}", "audit log", f"{rate:,.0f}/s", batches]
+                )
+            finally:
+                await _drop(audit_db)
+    finally:
+        await delete_topics(stack.kafka_bootstrap, [topic])
+    plain, audit = statistics.median(plain_rates), statistics.median(audit_rates)
+    report.figures["append_per_s_audit"] = round(audit)
+    report.figures["append_per_s_plain"] = round(plain)
+    report.figures["append_ratio"] = round(audit / plain, 3)
+
+
+async def _drop(db: AuditDb) -> None:
+    await db.owner.dispose()
+    await db.runtime.dispose()
+    await db.stack.recreate_database("audit")  # leaves an empty database, not gigabytes
+
+
+async def _fill(db: AuditDb, size: int, report: Report) -> LogAppender:
+    appender = LogAppender(db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000)
+    households = [str(uuid7()) for _ in range(HOUSEHOLDS)]
+    template = _events(20_000, households)
+    t0 = time.perf_counter()
+    done = 0
+    while done < size:
+        n = min(5000, size - done)
+        batch = [
+            RecordedEvent(e.topic, e.partition, done + k, e.key, _fresh_id(e), e.payload)
+            for k, e in enumerate(template[done % 20_000 : done % 20_000 + n])
+        ]
+        result = await appender.append(batch)
+        done += result.appended
+    await appender.checkpoint_if_grown()
+    fill = time.perf_counter() - t0
+    report.rows.append(
+        ["fill (direct appends, 5,000/batch)", f"{size:,} entries", f"{size / fill:,.0f}/s", ""]
+    )
+    return appender
+
+
+def _fresh_id(event: RecordedEvent) -> tuple[tuple[str, bytes], ...]:
+    # Every entry a distinct event: a new ce_id on the template's headers.
+    return tuple((k, str(uuid.uuid4()).encode() if k == "ce_id" else v) for k, v in event.headers)
+
+
+def _row(report: Report, *cells: Any) -> None:
+    report.rows.append(list(cells))
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+async def _proofs(db: AuditDb, size: int, count: int, report: Report) -> None:
+    rng = random.Random(7)
+    proof_ms: list[float] = []
+    lookup_ms: list[float] = []
+    for _ in range(count):
+        index = rng.randrange(size)
+        t0 = time.perf_counter()
+        async with db.sessions() as session, session.begin():
+            await service.inclusion_proof(session, index, size)
+        proof_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        async with db.sessions() as session, session.begin():
+            await repo.entry_at(session, index)
+        lookup_ms.append((time.perf_counter() - t0) * 1000)
+    for name, values in (("inclusion proof", proof_ms), ("baseline: entry by index", lookup_ms)):
+        report.rows.append(
+            [
+                f"{name} at {size:,}",
+                f"p50 {statistics.median(values):.2f} ms",
+                f"p99 {_percentile(values, 0.99):.2f} ms",
+                f"{count} requests",
+            ]
+        )
+    report.figures["proof_p50_ms"] = round(statistics.median(proof_ms), 3)
+    report.figures["proof_p99_ms"] = round(_percentile(proof_ms, 0.99), 3)
+    report.figures["lookup_p99_ms"] = round(_percentile(lookup_ms, 0.99), 3)
+
+
+async def _verify(db: AuditDb, appender: LogAppender, size: int, report: Report) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.jsonl"
+        t0 = time.perf_counter()
+        async with db.sessions() as session, session.begin():
+            covering = await repo.latest_checkpoint(session)
+            assert covering is not None
+            with path.open("w") as fh:
+                async for chunk in service.export_lines(
+                    session, 0, covering.tree_size, covering, ORIGIN, [""]
+                ):
+                    fh.write(chunk)
+        export_s = time.perf_counter() - t0
+        megabytes = path.stat().st_size / 1e6
+        report.rows.append(
+            [
+                "export to file",
+                f"{covering.tree_size:,} entries",
+                f"{export_s:.1f} s",
+                f"{megabytes:,.0f} MB",
+            ]
+        )
+        for workers in sorted({1, os.cpu_count() or 1}):
+            t0 = time.perf_counter()
+            result = verify_export_file(path, appender.signer.verifier, workers=workers)
+            verify_s = time.perf_counter() - t0
+            assert result.ok, result.problems
+            assert result.checked == size
+            report.rows.append(
+                [
+                    f"offline verification, {workers} process(es)",
+                    f"{size:,} entries",
+                    f"{verify_s:.1f} s",
+                    "ok",
+                ]
+            )
+            report.figures[f"verify_s_{workers}_workers"] = round(verify_s, 2)
+
+
+async def run(bench_stack: Stack, args: argparse.Namespace) -> Report:
+    """All three parts; ``--skip append`` or ``--skip proofs`` leaves one out."""
+    stack = TestStack(bench_stack.pg_admin_dsn, bench_stack.kafka_bootstrap, bench_stack.db_prefix)
+    skip = set(filter(None, args.skip.split(",")))
+    report = Report(
+        title="audit log",
+        columns=["measure", "what", "figure", "note"],
+        settings={k: v for k, v in vars(args).items() if k != "func"},
+    )
+    if "append" not in skip:
+        await _appends(stack, args, report)
+    if "proofs" not in skip:
+        db = await make_audit_db(stack, "bl")
+        try:
+            appender = await _fill(db, args.log_size, report)
+            await _proofs(db, args.log_size, args.proofs, report)
+            await _verify(db, appender, args.log_size, report)
+        finally:
+            await _drop(db)
+    report.settings["load_average"] = os.getloadavg()
+    return report
