@@ -26,6 +26,7 @@ from dibao_audit.repository import EntryFilter
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock
 from dibao_common.errors import BadRequest, NotFound, problem_responses
+from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import enqueue
 from dibao_common.observability import current_correlation_id
 
@@ -41,6 +42,7 @@ class AuditRuntime:
     signer: CheckpointSigner
     clock: Clock
     personal_data_roles: frozenset[str]
+    registry: EventRegistry
 
 
 def _runtime(request: Request) -> AuditRuntime:
@@ -389,7 +391,8 @@ async def entry_with_proof(
         )
     path = await service.inclusion_proof(session, index, cp.tree_size)
     unmasked = _sees_personal_data(principal, runtime)
-    decoded = entry.decoded if unmasked else service.mask_personal(entry.decoded)
+    view = (await service.decoded_views(session, [entry], runtime.registry))[entry.leaf_index]
+    decoded = view if unmasked else service.mask_personal(view)
     if entry.household_id:
         await record_access(
             session,
@@ -484,6 +487,8 @@ async def household_timeline(
     if not found:
         raise NotFound("No such household in the log", type_slug="household-not-found")
     page = found[:limit]
+    async with runtime.sessions() as session, session.begin():
+        views = await service.decoded_views(session, [e for e, _ in page], runtime.registry)
     mask: Callable[[Any], Any] = (lambda v: v) if unmasked else service.mask_personal
     return TimelineOut(
         household_id=household_id,
@@ -496,7 +501,7 @@ async def household_timeline(
                 actor=e.actor,
                 application_id=e.application_id,
                 case_id=e.case_id,
-                decoded=mask(e.decoded),
+                decoded=mask(views[e.leaf_index]),
             )
             for e, _ in page
         ],
@@ -551,7 +556,13 @@ async def export(
     async def body() -> AsyncIterator[str]:
         async with runtime.sessions() as reader, reader.begin():
             async for chunk in service.export_lines(
-                reader, start, stop, cp, runtime.signer.origin, principal.regions, decoded=decoded
+                reader,
+                start,
+                stop,
+                cp,
+                runtime.signer.origin,
+                principal.regions,
+                registry=runtime.registry if decoded else None,
             ):
                 yield chunk
 

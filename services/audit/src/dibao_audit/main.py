@@ -13,11 +13,13 @@ from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.db import make_runtime_engine, runtime_role
+from dibao_audit.projector import EntryProjector
 from dibao_audit.settings import AuditSettings
 from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_sessionmaker
+from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.relay import OutboxRelay
 
 log = structlog.get_logger(__name__)
@@ -49,9 +51,11 @@ def create_app(
     engine = make_runtime_engine(resolved.database_url, role)
     sessions = make_sessionmaker(engine)
     signer = CheckpointSigner(resolved.signing_seed(), resolved.audit_log_origin)
+    registry = EventRegistry.default()
     appender = LogAppender(
         sessions,
         signer,
+        registry=registry,
         consumer="audit",
         checkpoint_every=resolved.audit_checkpoint_every,
         region=resolved.audit_log_region,
@@ -65,6 +69,7 @@ def create_app(
         batch_max=resolved.audit_batch_max,
     )
     relay = OutboxRelay(engine, resolved.kafka_bootstrap, name="audit")
+    projector = EntryProjector(sessions, registry)
     tasks: list[asyncio.Task[None]] = []
 
     async def startup(app: FastAPI) -> None:
@@ -74,7 +79,9 @@ def create_app(
             signer=signer,
             clock=the_clock,
             personal_data_roles=frozenset(resolved.audit_personal_data_roles),
+            registry=registry,
         )
+        app.state.audit_projector = projector
         app.state.audit_consumer = consumer
         await relay.start()
         if resolved.audit_consume:
@@ -84,6 +91,7 @@ def create_app(
                     _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s)
                 )
             )
+            tasks.append(asyncio.create_task(projector.run_forever()))
 
     async def shutdown(app: FastAPI) -> None:
         for task in tasks:

@@ -37,7 +37,6 @@ class LogEntry(Base):
     # [[name, base64 value], ...] in delivery order: exactly what the leaf hashed.
     headers: Mapped[list[list[str]]] = mapped_column(pg.JSONB)
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
-    decoded: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
     household_id: Mapped[str | None] = mapped_column(sa.Text)
     application_id: Mapped[str | None] = mapped_column(sa.Text)
     case_id: Mapped[str | None] = mapped_column(sa.Text)
@@ -64,6 +63,18 @@ class LogEntry(Base):
         sa.Index("ix_log_entry_type", "ce_type", "leaf_index"),
         sa.Index("ix_log_entry_actor", "actor", "leaf_index"),
         sa.Index("ix_log_entry_time", "ce_time", "leaf_index"),
+    )
+
+
+class EntryView(Base):
+    """The decoded JSON view of an entry, made after the append (``projector``)."""
+
+    __tablename__ = "entry_view"
+
+    leaf_index: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    decoded: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    projected_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
     )
 
 

@@ -1,8 +1,10 @@
-"""From a consumed record to a log row: identity, decoded view and the query keys.
+"""From a consumed record to a log row: identity, query keys and (later) the decoded view.
 
 The audit log records everything it is given, including records other consumers would
 send to a dead-letter topic: an event without a usable ``ce_id`` gets one derived from
-its position, and a payload that does not decode is kept with ``decoded`` empty.
+its position, and a payload that does not decode is kept without query keys. The JSON
+view of a payload costs more than everything else an append does (``MessageToDict`` is
+pure Python), so it is made off the append path by ``projector.EntryProjector``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from dibao_audit.entry import RecordedEvent, canonical_bytes
 from dibao_audit.merkle import leaf_hash
@@ -39,7 +42,6 @@ class EntryRow:
     ce_id: uuid.UUID
     ce_type: str
     ce_time: datetime | None
-    decoded: dict[str, Any] | None
     household_id: str | None
     application_id: str | None
     case_id: str | None
@@ -62,22 +64,43 @@ def _text(value: bytes | None) -> str | None:
         return None
 
 
-def _str(obj: dict[str, Any], name: str) -> str | None:
-    value = obj.get(name)
+def _field(message: Message, name: str) -> Any:
+    return getattr(message, name) if name in message.DESCRIPTOR.fields_by_name else None
+
+
+def _nonempty(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def decode(event: RecordedEvent, registry: EventRegistry) -> Message | None:
+    """The payload as its message, or None for a record the registry cannot read."""
+    try:
+        return registry.decode(KitEnvelope.from_record(_KeyedRecord(event)))
+    except PoisonEventError:
+        return None
+
+
+def decoded_view(event: RecordedEvent, registry: EventRegistry) -> dict[str, Any] | None:
+    """The JSON view of a payload (proto field names, enums by name), None if undecodable."""
+    message = decode(event, registry)
+    if message is None:
+        return None
+    return MessageToDict(message, preserving_proto_field_name=True)
 
 
 def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
     """The row for one record (never raises for a malformed record: audit keeps them all)."""
-    envelope: KitEnvelope | None = None
-    decoded: dict[str, Any] | None = None
+    envelope: KitEnvelope | None
     try:
         envelope = KitEnvelope.from_record(_KeyedRecord(event))
-        decoded = MessageToDict(registry.decode(envelope), preserving_proto_field_name=True)
     except InvalidEnvelopeError:
         envelope = None
-    except PoisonEventError:
-        decoded = None
+    message: Message | None = None
+    if envelope is not None:
+        try:
+            message = registry.decode(envelope)
+        except PoisonEventError:
+            message = None
     ce_id: uuid.UUID
     if envelope is not None:
         ce_id = envelope.ce_id
@@ -87,21 +110,18 @@ def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
         except ValueError:
             ce_id = position_id(event.topic, event.partition, event.offset)
     ce_time = envelope.ce_time if envelope is not None else _parse_time(event.header(H_TIME))
-    view = decoded or {}
-    region = view.get("region")
-    actor_obj = view.get("actor")
+    region = _field(message, "region") if message is not None else None
+    actor = _field(message, "actor") if message is not None else None
     return EntryRow(
         event=event,
         ce_id=ce_id,
         ce_type=_text(event.header(H_TYPE)) or UNKNOWN_TYPE,
         ce_time=ce_time,
-        decoded=decoded,
-        household_id=_str(view, "household_id"),
-        application_id=_str(view, "application_id"),
-        case_id=_str(view, "case_id"),
-        region=_str(region, "code") if isinstance(region, dict) else None,
-        actor=_text(event.header(H_ACTOR))
-        or (_str(actor_obj, "subject") if isinstance(actor_obj, dict) else None),
+        household_id=_nonempty(_field(message, "household_id")) if message else None,
+        application_id=_nonempty(_field(message, "application_id")) if message else None,
+        case_id=_nonempty(_field(message, "case_id")) if message else None,
+        region=_nonempty(getattr(region, "code", None)),
+        actor=_text(event.header(H_ACTOR)) or _nonempty(getattr(actor, "subject", None)),
         leaf_hash=leaf_hash(canonical_bytes(event)),
     )
 

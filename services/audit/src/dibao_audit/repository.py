@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from dibao_audit.merkle import Subtree
-from dibao_audit.models import Checkpoint, LogEntry, MerkleNode
+from dibao_audit.models import Checkpoint, EntryView, LogEntry, MerkleNode
 from dibao_audit.projection import EntryRow
 
 # One appender at a time across processes (pg_advisory_xact_lock key: "dibao-audit").
@@ -86,11 +86,10 @@ def _headers_json(row: EntryRow) -> str:
 
 INSERT_ENTRIES = """
     INSERT INTO {table} (leaf_index, ce_id, ce_type, ce_time, topic, partition, "offset",
-        record_key, headers, payload, decoded, household_id, application_id, case_id, region,
-        actor)
+        record_key, headers, payload, household_id, application_id, case_id, region, actor)
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-        $6::int[], $7::bigint[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::jsonb[],
-        $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+        $6::int[], $7::bigint[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::text[],
+        $12::text[], $13::text[], $14::text[], $15::text[])
 """
 
 
@@ -107,7 +106,6 @@ def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
         [r.event.key for r in rows],
         [_headers_json(r) for r in rows],
         [r.event.payload for r in rows],
-        [None if r.decoded is None else json.dumps(r.decoded) for r in rows],
         [r.household_id for r in rows],
         [r.application_id for r in rows],
         [r.case_id for r in rows],
@@ -264,3 +262,58 @@ async def stream_entries(
         yield rows
         pos = rows[-1][0].leaf_index + 1
         session.expunge_all()
+
+
+# One projector at a time across processes (pg_advisory_xact_lock key: "dibao-view").
+PROJECT_LOCK = 0x646962616F_76696577 & 0x7FFFFFFFFFFFFFFF
+
+
+async def lock_projector(session: AsyncSession) -> None:
+    await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PROJECT_LOCK})
+
+
+async def views_made(session: AsyncSession) -> int:
+    """How many entries have their decoded view (views are made in log order)."""
+    value = await session.scalar(sa.select(sa.func.max(EntryView.leaf_index)))
+    return 0 if value is None else int(value) + 1
+
+
+async def entries_from(session: AsyncSession, start: int, limit: int) -> list[LogEntry]:
+    query = (
+        sa.select(LogEntry)
+        .where(LogEntry.leaf_index >= start)
+        .order_by(LogEntry.leaf_index)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def insert_views(
+    session: AsyncSession, views: Sequence[tuple[int, dict[str, Any] | None]]
+) -> None:
+    if not views:
+        return
+    driver = await _driver(session)
+    await driver.execute(
+        """
+        INSERT INTO entry_view (leaf_index, decoded)
+        SELECT * FROM unnest($1::bigint[], $2::jsonb[])
+        ON CONFLICT DO NOTHING
+        """,
+        [i for i, _ in views],
+        [None if v is None else json.dumps(v) for _, v in views],
+    )
+
+
+async def views_of(
+    session: AsyncSession, indices: Sequence[int]
+) -> dict[int, dict[str, Any] | None]:
+    """The stored decoded views of some entries (those not made yet are absent)."""
+    if not indices:
+        return {}
+    rows = await session.execute(
+        sa.select(EntryView.leaf_index, EntryView.decoded).where(
+            EntryView.leaf_index.in_(list(indices))
+        )
+    )
+    return {int(i): d for i, d in rows}

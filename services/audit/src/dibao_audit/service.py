@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,9 @@ from dibao_audit.merkle import (
     subtree_hashes_needed,
 )
 from dibao_audit.models import Checkpoint, LogEntry
+from dibao_audit.projection import decoded_view
 from dibao_audit.verifier import ExportHeader
+from dibao_common.messaging.envelope import EventRegistry
 
 MASK = "***"
 # Personal data inside decoded payloads (events carry masked identities already; these
@@ -78,8 +80,29 @@ def recorded_of(entry: LogEntry) -> RecordedEvent:
     )
 
 
+def view_of(entry: LogEntry, registry: EventRegistry) -> dict[str, Any] | None:
+    """The decoded JSON view of a stored entry, made now."""
+    return decoded_view(recorded_of(entry), registry)
+
+
+async def decoded_views(
+    session: AsyncSession, entries: Sequence[LogEntry], registry: EventRegistry
+) -> dict[int, dict[str, Any] | None]:
+    """Decoded views: the projector's where made, else made now (the projector may lag)."""
+    found = await repo.views_of(session, [e.leaf_index for e in entries])
+    for e in entries:
+        if e.leaf_index not in found:
+            found[e.leaf_index] = view_of(e, registry)
+    return found
+
+
 def export_entry(
-    entry: LogEntry, leaf: bytes, visible: bool, *, decoded: bool = False
+    entry: LogEntry,
+    leaf: bytes,
+    visible: bool,
+    *,
+    decoded: dict[str, Any] | None = None,
+    with_decoded: bool = False,
 ) -> dict[str, Any]:
     """One export line; an entry outside the caller's regions is given by its leaf only.
 
@@ -95,9 +118,9 @@ def export_entry(
         "leaf_hash": leaf.hex(),
         "entry": entry_to_b64(recorded_of(entry)),
     }
-    if decoded:
+    if with_decoded:
         line["ce_type"] = entry.ce_type
-        line["decoded"] = entry.decoded
+        line["decoded"] = decoded
     return line
 
 
@@ -132,17 +155,26 @@ async def export_lines(
     origin: str,
     region_prefixes: Collection[str],
     *,
-    decoded: bool = False,
+    registry: EventRegistry | None = None,
 ) -> AsyncIterator[str]:
     """JSON lines: the header, then every entry of ``[start, end)`` (or its hash only)."""
     header = await export_header(session, start, end, covering, origin)
     yield json.dumps(header.to_json()) + "\n"
     async for chunk in repo.stream_entries(session, start, end):
-        yield "".join(
-            json.dumps(export_entry(e, leaf, _region_visible(e, region_prefixes), decoded=decoded))
-            + "\n"
-            for e, leaf in chunk
-        )
+        views: dict[int, dict[str, Any] | None] = {}
+        if registry is not None:
+            views = await decoded_views(session, [e for e, _ in chunk], registry)
+        lines = []
+        for e, leaf in chunk:
+            line = export_entry(
+                e,
+                leaf,
+                _region_visible(e, region_prefixes),
+                decoded=views.get(e.leaf_index),
+                with_decoded=registry is not None,
+            )
+            lines.append(json.dumps(line) + "\n")
+        yield "".join(lines)
 
 
 def mask_personal(view: Any) -> Any:

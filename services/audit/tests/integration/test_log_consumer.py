@@ -15,7 +15,7 @@ from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit import service
-from dibao_audit.appender import AppendResult
+from dibao_audit.appender import AppendResult, LogAppender
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.models import LogEntry
 from dibao_audit.testing import AuditDb
@@ -147,6 +147,7 @@ async def test_a_crash_between_commit_and_offset_loses_and_duplicates_nothing(
     assert sorted(ids) == sorted(str(e.ce_id) for e in envelopes)
     # And the tree over it all is the one the checkpoints signed.
     appender = second.appender
+    assert isinstance(appender, LogAppender)
     await appender.checkpoint_if_grown()
     async with audit_db.sessions() as session:
         covering = await repo.latest_checkpoint(session)

@@ -19,6 +19,7 @@ from dibao_audit.appender import CHECKPOINT_TYPE
 from dibao_audit.entry import RecordedEvent, canonical_bytes
 from dibao_audit.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from dibao_audit.models import LogEntry
+from dibao_audit.projector import EntryProjector
 from dibao_audit.testing import AuditDb
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
@@ -86,8 +87,13 @@ async def test_duplicates_are_appended_once_and_a_restart_resumes_exactly(
     assert entries[7].application_id == "app-7"
     assert entries[7].region == "620102001001"
     assert entries[7].actor == "clerk-1"
-    assert entries[7].decoded is not None
-    assert entries[7].decoded["application_id"] == "app-7"
+    made = await EntryProjector(audit_db.sessions, batch=7).catch_up()
+    assert made == 25
+    async with audit_db.sessions() as session:
+        views = await repo.views_of(session, [7, 24])
+    assert views[7] is not None
+    assert views[7]["application_id"] == "app-7"
+    assert views[24] is not None
 
 
 async def test_stored_proofs_verify_for_every_leaf(audit_db: AuditDb) -> None:
@@ -122,6 +128,7 @@ async def test_the_runtime_role_may_only_insert_and_select(audit_db: AuditDb) ->
             ("merkle_node", "hash"),
             ("checkpoint", "key_id"),
             ("inbox_message", "ce_type"),
+            ("entry_view", "decoded"),
         ):
             for statement in (
                 f"UPDATE {table} SET {column} = {column}",  # noqa: S608 - fixed names
@@ -148,6 +155,7 @@ async def test_the_trigger_refuses_changes_even_from_the_owner(audit_db: AuditDb
             "TRUNCATE log_entry CASCADE",
             "UPDATE merkle_node SET hash = hash",
             "DELETE FROM checkpoint",
+            "DELETE FROM entry_view",
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
                 await conn.execute(statement)
