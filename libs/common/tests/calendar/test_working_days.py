@@ -113,19 +113,24 @@ def test_negative_n_is_refused() -> None:
         CAL.add_working_days(date(2025, 3, 3), -1)
 
 
-def test_years_outside_the_package_are_an_error() -> None:
+def test_years_outside_the_package_are_an_error_when_strict() -> None:
+    # Later years are provisional by default (test_provisional.py); strict refuses them.
+    strict = WorkingDayCalendar(strict=True)
     after = date(OFFICIAL_LAST_YEAR + 1, 1, 4)
     with pytest.raises(
         CalendarNotCoveredError, match=f"{OFFICIAL_FIRST_YEAR}-{OFFICIAL_LAST_YEAR}"
     ):
-        CAL.is_working_day(after)
-    with pytest.raises(CalendarNotCoveredError):
-        CAL.is_working_day(date(OFFICIAL_FIRST_YEAR - 1, 6, 1))
+        strict.is_working_day(after)
+    # Earlier years are an error either way.
+    for cal in (strict, CAL):
+        with pytest.raises(CalendarNotCoveredError):
+            cal.is_working_day(date(OFFICIAL_FIRST_YEAR - 1, 6, 1))
     # A deadline that runs past the last covered year fails rather than guesses.
     with pytest.raises(CalendarNotCoveredError):
-        CAL.add_working_days(date(OFFICIAL_LAST_YEAR, 12, 24), 10)
-    assert not CAL.covers(after)
-    assert CAL.covers(date(OFFICIAL_LAST_YEAR, 12, 31))
+        strict.add_working_days(date(OFFICIAL_LAST_YEAR, 12, 24), 10)
+    assert not strict.covers(after)
+    assert strict.covers(date(OFFICIAL_LAST_YEAR, 12, 31))
+    assert CAL.covers(after)
 
 
 def test_package_covers_the_years_the_tests_rely_on() -> None:
@@ -166,11 +171,14 @@ def test_a_declared_year_from_a_file(tmp_path: Path) -> None:
     assert not cal.is_working_day(date(2025, 10, 9))
     assert cal.is_working_day(date(2025, 10, 10))
     with pytest.raises(CalendarNotCoveredError):
-        cal.is_working_day(date(2098, 6, 1))
-    assert WorkingDayCalendar.from_settings(CalendarSettings(overrides_file=path)).covers(
+        WorkingDayCalendar.from_file(path, strict=True).is_working_day(date(2098, 6, 1))
+    assert cal.is_provisional(2098)
+    assert not cal.is_provisional(year)
+    declared = CalendarSettings(overrides_file=path, strict=True)
+    assert WorkingDayCalendar.from_settings(declared).covers(date(year, 7, 1))
+    assert not WorkingDayCalendar.from_settings(CalendarSettings(strict=True)).covers(
         date(year, 7, 1)
     )
-    assert not WorkingDayCalendar.from_settings(CalendarSettings()).covers(date(year, 7, 1))
 
 
 @pytest.mark.parametrize(
