@@ -212,7 +212,7 @@ def verify_scanned(
             report.redacted += 1
         else:
             report.checked += 1
-        if index in keep:
+        if index in keep and not redacted:
             report.recomputed_leaves[index] = leaf
         if from_zero:
             append(leaf)
