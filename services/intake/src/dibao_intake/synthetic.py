@@ -7,6 +7,7 @@ JSON payloads of the public API.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -483,3 +484,23 @@ def pdf_bytes(title: str) -> bytes:
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 4 0 R >>\n".encode()
     out += f"startxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def multipart_upload(
+    fields: dict[str, str], content: bytes, *, filename: str, media_type: str = "application/pdf"
+) -> tuple[bytes, str]:
+    """The body and content type of ``POST /documents``, with a boundary derived from the
+    content, so that a retried upload sends the same bytes (the Idempotency-Key needs that)."""
+    boundary = "dibao-" + hashlib.sha256(content).hexdigest()[:24]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {media_type}\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -133,6 +133,7 @@ class IntakeClient:
         content: bytes | None = None,
         media_type: str = "application/pdf",
         regions: Sequence[str] = ("62",),
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         data = {"household_id": household_id, "document_type": document_type}
         if person_id is not None:
@@ -142,7 +143,7 @@ class IntakeClient:
             "/documents",
             data=data,
             files={"file": (f"{document_type}.pdf", body, media_type)},
-            headers=self.headers(regions=regions),
+            headers=self.headers(regions=regions, idempotency_key=idempotency_key),
         )
 
     async def documents_for(self, household: RegisteredHousehold) -> list[str]:

@@ -256,3 +256,20 @@ async def test_reads_are_recorded_on_the_access_topic(
     assert record.operation == "GET /applications/{application_id}"  # type: ignore[attr-defined]
     assert found[0].key == household.id
     assert len(await events(intake_stack, "dibao.access.v1", subject=household.id)) == 0
+
+
+async def test_a_household_has_one_open_application_of_a_kind(intake: IntakeClient) -> None:
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    first = (await intake.submit(body)).json()
+    second = await intake.submit(body)
+    assert second.status_code == 409
+    assert second.json()["type"].endswith("/application-open")
+    assert second.json()["application_id"] == first["id"]
+    withdrawn = await intake.http.post(
+        f"/applications/{first['id']}/withdrawal",
+        json={"reason": "重新申请"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201
+    assert (await intake.submit(body)).status_code == 201

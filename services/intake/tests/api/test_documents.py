@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.auth import Role
 from dibao_common.testing.stack import TestStack
-from dibao_intake.synthetic import pdf_bytes
+from dibao_intake.synthetic import multipart_upload, pdf_bytes
 from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -83,3 +83,34 @@ async def test_documents_of_another_region_do_not_exist_for_the_caller(
         assert (await intake.http.get(url, headers=foreign)).status_code == 404
     upload = await intake.upload(household.id, "photo", regions=["620102"])
     assert upload.status_code == 404
+
+
+async def test_a_retried_upload_stores_one_document(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    body, content_type = multipart_upload(
+        {"household_id": household.id, "document_type": "photo"},
+        pdf_bytes("retried upload"),
+        filename="p.pdf",
+    )
+    headers = intake.headers(idempotency_key=f"up-{household.id}") | {"content-type": content_type}
+    first = await intake.http.post("/documents", content=body, headers=headers)
+    assert first.status_code == 201, first.text
+    before = await row_counts(intake_engine)
+    again = await intake.http.post("/documents", content=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await row_counts(intake_engine) == before
+
+
+async def test_a_form_without_its_fields_is_a_422(intake: IntakeClient) -> None:
+    response = await intake.http.post(
+        "/documents",
+        data={"document_type": "passport"},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 422
+    pointers = {e["pointer"] for e in response.json()["errors"]}
+    assert pointers == {"/body/household_id", "/body/document_type", "/body/file"}

@@ -9,6 +9,8 @@ from google.protobuf.message import Message
 
 from dibao.assessment.v1 import events_pb2 as assessment
 from dibao.audit.v1 import events_pb2 as audit
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as intake
 from dibao.intake.v1 import types_pb2 as intake_types
 from dibao_common.messaging.outbox import build_envelope
@@ -57,3 +59,16 @@ def test_summaries_are_plain_words_and_details_stay_small_and_impersonal() -> No
         application_id=str(APPLICATION), statement="private story", staff_relation_note="x is y"
     )
     assert _describe(submitted)[1] == {}
+
+
+def test_enums_dates_and_money_read_plainly() -> None:
+    submitted = intake.ApplicationSubmitted(
+        application_id=str(APPLICATION),
+        kind=enums.APPLICATION_KIND_HEATING,
+        requested_amount=common.Money(fen=30000),
+    )
+    assert _describe(submitted)[1] == {"kind": "heating", "requested_amount_fen": 30000}
+    accepted = intake.ApplicationAccepted(
+        application_id=str(APPLICATION), accepted_on=common.LocalDate(year=2026, month=3, day=2)
+    )
+    assert _describe(accepted)[1] == {"accepted_on": "2026-03-02"}

@@ -85,7 +85,9 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         404,
         409,
         422,
-        conflict="The household is dissolved, or the Idempotency-Key is in flight",
+        conflict="The household already has an open application of this kind (type"
+        " application-open, with its application_id), is dissolved, or the Idempotency-Key"
+        " is in flight",
     ),
 )
 async def submit_application(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.responses import Response
 
 from dibao_intake.api import schemas as s
@@ -34,7 +37,7 @@ _CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+async def _read_limited(upload: StarletteUploadFile, limit: int) -> bytes:
     """The content, refusing (413) as soon as it passes ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
@@ -46,32 +49,93 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
+class DocumentForm(BaseModel):
+    """The form fields of an upload, besides the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    household_id: uuid.UUID
+    document_type: DocumentType
+    person_id: uuid.UUID | None = Field(None, description="The member it is about")
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["household_id", "document_type", "file"],
+                    "properties": {
+                        **DocumentForm.model_json_schema()["properties"],
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The content (PDF, JPEG, PNG or TIFF)",
+                        },
+                    },
+                },
+                "example": {
+                    "household_id": "0193a4f2-7c1e-7000-8000-3f9c0000a7f2",
+                    "document_type": "id_card",
+                    "person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b001",
+                },
+            }
+        },
+    }
+}
+
+
+async def _form(request: Request, limit: int) -> tuple[DocumentForm, str, bytes]:
+    """The form fields, the file's media type and its content (413 past ``limit``).
+
+    The body is parsed here rather than by FastAPI's form parameters, because the
+    Idempotency-Key fingerprint reads the raw body first, which FastAPI's parsing consumes.
+    """
+    if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
+        raise service.too_large(limit)
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        errors: list[dict[str, Any]] = []
+        parsed: DocumentForm | None = None
+        try:
+            parsed = DocumentForm.model_validate(fields)
+        except ValidationError as exc:
+            errors = [dict(e) | {"loc": ("body", *e["loc"])} for e in exc.errors()]
+        if not isinstance(upload, StarletteUploadFile):
+            errors.append({"loc": ("body", "file"), "msg": "Field required", "type": "missing"})
+        if errors or parsed is None or not isinstance(upload, StarletteUploadFile):
+            raise RequestValidationError(errors)
+        content = await _read_limited(upload, limit)
+        return parsed, upload.content_type or "", content
+
+
 @router.post(
     "/documents",
     status_code=201,
     response_model=s.DocumentOut,
     summary="Upload a document of a household",
-    description="Stored by its sha256 in the document store. Size and media type are limited"
+    description="multipart/form-data: household_id, document_type, person_id (optional) and"
+    " file. Stored by its sha256 in the document store. Size and media type are limited"
     " (settings DIBAO_INTAKE_DOCUMENT_MAX_BYTES, DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES).",
     responses=problems(400, 401, 403, 404, 409, 413, 415, 422),
+    openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(
     request: Request,
-    household_id: Annotated[uuid.UUID, Form()],
-    document_type: Annotated[DocumentType, Form()],
-    file: Annotated[UploadFile, File(description="The content (PDF, JPEG, PNG or TIFF)")],
     caller: Clerk,
     runtime: RuntimeDep,
     idempotency: Idempotency,
-    person_id: Annotated[uuid.UUID | None, Form(description="The member it is about")] = None,
 ) -> Response:
-    content = await _read_limited(file, runtime.document_max_bytes)
+    form, media_type, content = await _form(request, runtime.document_max_bytes)
     command = service.UploadDocument(
-        household_id=household_id,
-        document_type=document_type,
-        media_type=file.content_type or "",
+        household_id=form.household_id,
+        document_type=form.document_type,
+        media_type=media_type,
         content=content,
-        person_id=person_id,
+        person_id=form.person_id,
     )
 
     async def work(session: AsyncSession) -> Response:

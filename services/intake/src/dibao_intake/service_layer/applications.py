@@ -172,6 +172,15 @@ async def submit_application(
     ensure_readable(caller, region_code)
     if household.household.status is not HouseholdStatus.ACTIVE:
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
+    pending = await repo.open_application(
+        session, household.household.id, command.kind, DECIDED_TYPES
+    )
+    if pending is not None:
+        raise Conflict(
+            f"The household already has an open {command.kind.value} application",
+            type_slug="application-open",
+            application_id=str(pending),
+        )
     today = runtime.clock.today()
     active = household.active_members
     documents, problems = await _documents_on_file(session, command.document_ids)

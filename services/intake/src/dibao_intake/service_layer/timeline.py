@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -84,11 +85,30 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
     if name == "AnomalyDetected":
         details = {k: _short(data[k]) for k in ("rule", "severity", "details") if k in data}
         return f"Anomaly detected: {data.get('rule', '')}", details
+    enums = {
+        f.name: _enum_prefix(f.enum_type.name)
+        for f in message.DESCRIPTOR.fields
+        if f.enum_type is not None
+    }
     for key, value in data.items():
-        if key in _SKIPPED or isinstance(value, dict | list):
+        if key in _SKIPPED:
             continue
-        details[key] = _short(value)
+        if key in enums and isinstance(value, str):
+            details[key] = value.removeprefix(enums[key]).lower()
+        elif isinstance(value, dict) and set(value) <= {"year", "month", "day"}:
+            details[key] = date(
+                value.get("year", 1), value.get("month", 1), value.get("day", 1)
+            ).isoformat()
+        elif isinstance(value, dict) and set(value) == {"fen"}:
+            details[f"{key}_fen"] = int(value["fen"])
+        elif not isinstance(value, dict | list):
+            details[key] = _short(value)
     return _words(name), details
+
+
+def _enum_prefix(enum_name: str) -> str:
+    """``ApplicationKind`` -> ``APPLICATION_KIND_``, the prefix of its constants."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
 
 
 def _occurred_at(envelope: Envelope, message: Message) -> Any:

@@ -294,6 +294,34 @@ async def search_applications(
     ]
 
 
+async def open_application(
+    session: AsyncSession,
+    household_id: uuid.UUID,
+    kind: ApplicationKind,
+    decided_types: frozenset[str],
+) -> uuid.UUID | None:
+    """An accepted application of ``kind`` for the household that no one has decided yet."""
+    decided = (
+        sa.select(sa.literal(1))
+        .where(
+            timeline_t.c.application_id == application_t.c.id,
+            timeline_t.c.ce_type.in_(sorted(decided_types)),
+        )
+        .exists()
+    )
+    found = await session.execute(
+        sa.select(application_t.c.id)
+        .where(
+            application_t.c.household_id == household_id,
+            application_t.c.kind == kind.value,
+            application_t.c.status == ApplicationStatus.SUBMITTED.value,
+            ~decided,
+        )
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
 async def application_exists(session: AsyncSession, application_id: uuid.UUID) -> bool:
     found = await session.execute(
         sa.select(sa.literal(1)).where(application_t.c.id == application_id)
