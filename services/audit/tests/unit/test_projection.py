@@ -1,0 +1,48 @@
+"""From consumed records to log rows: identity and query keys, whatever the record."""
+
+from __future__ import annotations
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.merkle import leaf_hash
+from dibao_audit.projection import UNKNOWN_TYPE, decoded_view, position_id, project
+from dibao_audit.testing import recorded_event
+from dibao_common.messaging.envelope import EventRegistry
+
+REGISTRY = EventRegistry.default()
+
+
+def test_query_keys_come_from_the_payload_and_the_actor_header() -> None:
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id="hh-9",
+        region=types_pb2.RegionCode(code="620102001001"),
+        actor=types_pb2.Actor(subject="clerk-in-payload"),
+        application_id="app-9",
+    )
+    event = recorded_event(message, offset=4, key="hh-9", actor="clerk-in-header")
+    row = project(event, REGISTRY)
+    assert (row.household_id, row.application_id, row.case_id) == ("hh-9", "app-9", None)
+    assert (row.region, row.actor) == ("620102001001", "clerk-in-header")
+    assert row.ce_type == "dibao.intake.ApplicationWithdrawn.v1"
+    assert row.leaf_hash == leaf_hash(canonical_bytes(event))
+    without_header = recorded_event(message, offset=5, key="hh-9")
+    assert project(without_header, REGISTRY).actor == "clerk-in-payload"
+    view = decoded_view(event, REGISTRY)
+    assert view is not None
+    assert view["application_id"] == "app-9"
+
+
+def test_a_record_nobody_can_read_is_still_a_row() -> None:
+    junk = RecordedEvent("dibao.intake.v1", 2, 77, None, (("x", b"\xff"),), b"\x08\x96")
+    row = project(junk, REGISTRY)
+    assert row.ce_id == position_id("dibao.intake.v1", 2, 77)
+    assert row.ce_type == UNKNOWN_TYPE
+    assert (row.household_id, row.region, row.actor) == (None, None, None)
+    assert decoded_view(junk, REGISTRY) is None
+    message = intake_pb2.ApplicationWithdrawn(household_id="hh-1")
+    good = recorded_event(message, offset=1, key="hh-1")
+    garbled = RecordedEvent(good.topic, 0, 1, good.key, good.headers, b"\xff\xff\xff")
+    row = project(garbled, REGISTRY)
+    assert str(row.ce_id) == good.header("ce_id").decode()  # type: ignore[union-attr]
+    assert row.household_id is None
