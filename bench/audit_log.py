@@ -47,7 +47,7 @@ from dibao_audit.appender import AppendResult, LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.projection import project
+from dibao_audit.projection import EntryRow, project
 from dibao_audit.testing import AuditDb, make_audit_db, recorded_event
 from dibao_audit.verifier import verify_export_file
 from dibao_common.messaging.envelope import EventRegistry
@@ -113,8 +113,10 @@ class PlainInserts:
         self._registry = EventRegistry.default()
         self._next = 0
 
-    async def append(self, events: Sequence[RecordedEvent]) -> AppendResult:
-        rows = [project(e, self._registry) for e in events]
+    def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]:
+        return [project(e, self._registry) for e in events]
+
+    async def append_rows(self, rows: Sequence[EntryRow]) -> AppendResult:
         async with self._sessions() as session, session.begin():
             await repo.insert_entries(session, self._next, rows, table=self._table)
         self._next += len(rows)

@@ -80,7 +80,10 @@ class LogAppender:
 
     async def append(self, events: Sequence[RecordedEvent]) -> AppendResult:
         """Append the records not seen before, in order, and commit."""
-        rows = self.project(events)
+        return await self.append_rows(self.project(events))
+
+    async def append_rows(self, rows: Sequence[EntryRow]) -> AppendResult:
+        """:meth:`append` of records already projected."""
         async with self._lock:
             async with self._sessionmaker() as session, session.begin():
                 work, result, cp = await self._append_in(session, rows)

@@ -23,17 +23,24 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from dibao_audit.appender import AppendResult
 from dibao_audit.entry import RecordedEvent
+from dibao_audit.projection import EntryRow
 from dibao_common.messaging.relay import Backoff
 
 log = structlog.get_logger(__name__)
 
 AfterAppend = Callable[[AppendResult], Awaitable[None]]
+_Batch = dict[TopicPartition, list[Any]]
 
 
 class Sink(Protocol):
     """Where consumed batches go: the log's appender (a benchmark's baseline fits too)."""
 
-    async def append(self, events: Sequence[RecordedEvent]) -> AppendResult: ...
+    def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]: ...
+
+    async def append_rows(self, rows: Sequence[EntryRow]) -> AppendResult: ...
+
+
+_PROJECT_CHUNK = 250
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -138,34 +145,46 @@ class LogConsumer:
         try:
             # Inside the try: a start that fails (broker down) must still close the client.
             await consumer.start()
-            while not self._stopping.is_set():
-                batch = await consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
-                )
-                if batch:
-                    await self._apply(consumer, listener, batch)
+            # Two batches in flight: the next one is fetched and decoded while the last
+            # one's transaction runs; they are appended and acknowledged strictly in order.
+            pending: tuple[asyncio.Task[AppendResult | None], _Batch] | None = None
+            try:
+                while not self._stopping.is_set():
+                    batch = await consumer.getmany(
+                        timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
+                    )
+                    rows = await self._project(batch) if batch else []
+                    if pending is not None:
+                        done, pending = pending, None
+                        await self._acknowledge(consumer, listener, *done)
+                    if batch:
+                        task = asyncio.create_task(self._append(rows))
+                        pending = (task, batch)
+            finally:
+                if pending is not None:
+                    done, pending = pending, None
+                    await self._acknowledge(consumer, listener, *done)
         finally:
             await consumer.stop()
 
-    async def _apply(
+    async def _project(self, batch: _Batch) -> list[EntryRow]:
+        events = [recorded(r) for records in batch.values() for r in records]
+        rows: list[EntryRow] = []
+        for i in range(0, len(events), _PROJECT_CHUNK):
+            rows += self._appender.project(events[i : i + _PROJECT_CHUNK])
+            await asyncio.sleep(0)  # let the transaction in flight send its next statement
+        return rows
+
+    async def _acknowledge(
         self,
         consumer: AIOKafkaConsumer,
         listener: _Revocations,
-        batch: dict[TopicPartition, list[Any]],
+        task: asyncio.Task[AppendResult | None],
+        batch: _Batch,
     ) -> None:
-        events = [recorded(r) for records in batch.values() for r in records]
-        backoff = Backoff(0.1, 10.0)
-        while True:
-            try:
-                result = await self._appender.append(events)
-                break
-            except Exception as exc:
-                # The log must not skip anything: wait for the database and try again.
-                delay = backoff.next()
-                log.error("audit_append_failed", error=repr(exc), retry_in_s=delay)
-                if self._stopping.is_set():
-                    return
-                await asyncio.sleep(delay)
+        result = await task
+        if result is None:
+            return  # stopped before the batch could be appended: it will be redelivered
         self.appended += result.appended
         if self._after_append is not None:
             await self._after_append(result)
@@ -180,3 +199,16 @@ class LogConsumer:
         except (CommitFailedError, IllegalStateError) as exc:
             # Another member now owns the partition and will redeliver; the inbox skips it.
             log.info("audit_offset_commit_skipped", error=str(exc))
+
+    async def _append(self, rows: Sequence[EntryRow]) -> AppendResult | None:
+        backoff = Backoff(0.1, 10.0)
+        while True:
+            try:
+                return await self._appender.append_rows(rows)
+            except Exception as exc:
+                # The log must not skip anything: wait for the database and try again.
+                delay = backoff.next()
+                log.error("audit_append_failed", error=repr(exc), retry_in_s=delay)
+                if self._stopping.is_set():
+                    return None
+                await asyncio.sleep(delay)
