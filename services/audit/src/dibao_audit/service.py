@@ -22,6 +22,7 @@ from dibao_audit.merkle import (
 )
 from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.projection import decoded_view
+from dibao_audit.repository import StoredRecord
 from dibao_audit.verifier import ExportHeader
 from dibao_common.messaging.envelope import EventRegistry
 
@@ -64,11 +65,11 @@ async def consistency_proof(session: AsyncSession, old_size: int, new_size: int)
     return await _range_hashes(session, consistency_ranges(old_size, new_size))
 
 
-def _region_visible(entry: LogEntry, prefixes: Collection[str]) -> bool:
+def _region_visible(entry: LogEntry | StoredRecord, prefixes: Collection[str]) -> bool:
     return entry.region is not None and any(entry.region.startswith(p) for p in prefixes)
 
 
-def recorded_of(entry: LogEntry) -> RecordedEvent:
+def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
     """The consumed record a stored entry keeps (what its leaf hashed)."""
     return RecordedEvent(
         topic=entry.topic,
@@ -80,7 +81,7 @@ def recorded_of(entry: LogEntry) -> RecordedEvent:
     )
 
 
-def view_of(entry: LogEntry, registry: EventRegistry) -> dict[str, Any] | None:
+def view_of(entry: LogEntry | StoredRecord, registry: EventRegistry) -> dict[str, Any] | None:
     """The decoded JSON view of a stored entry, made now."""
     return decoded_view(recorded_of(entry), registry)
 
@@ -96,32 +97,29 @@ async def decoded_views(
     return found
 
 
-def export_entry(
-    entry: LogEntry,
-    leaf: bytes,
+def export_line(
+    entry: StoredRecord,
     visible: bool,
     *,
     decoded: dict[str, Any] | None = None,
     with_decoded: bool = False,
-) -> dict[str, Any]:
+) -> str:
     """One export line; an entry outside the caller's regions is given by its leaf only.
 
-    ``leaf`` is the tree's own leaf hash (``merkle_node``), not one derived from the
+    ``leaf_hash`` is the tree's own leaf (``merkle_node``), not one derived from the
     content, so content changed behind the log's back shows as a mismatch. ``entry`` is
     the canonical bytes (base64), which a verifier hashes as they are; ``decoded`` is a
-    convenience for readers and is not verified.
+    convenience for readers and is not verified. Hex and base64 need no JSON escaping,
+    so the common line is formatted directly (the layout the verifier's fast path reads).
     """
+    leaf = entry.leaf.hex()
     if not visible:
-        return {"index": entry.leaf_index, "leaf_hash": leaf.hex(), "redacted": True}
-    line: dict[str, Any] = {
-        "index": entry.leaf_index,
-        "leaf_hash": leaf.hex(),
-        "entry": entry_to_b64(recorded_of(entry)),
-    }
-    if with_decoded:
-        line["ce_type"] = entry.ce_type
-        line["decoded"] = decoded
-    return line
+        return json.dumps({"index": entry.leaf_index, "leaf_hash": leaf, "redacted": True})
+    body = entry_to_b64(recorded_of(entry))
+    if not with_decoded:
+        return f'{{"index": {entry.leaf_index}, "leaf_hash": "{leaf}", "entry": "{body}"}}'
+    line = {"index": entry.leaf_index, "leaf_hash": leaf, "entry": body}
+    return json.dumps(line | {"ce_type": entry.ce_type, "decoded": decoded})
 
 
 async def export_header(
@@ -160,21 +158,24 @@ async def export_lines(
     """JSON lines: the header, then every entry of ``[start, end)`` (or its hash only)."""
     header = await export_header(session, start, end, covering, origin)
     yield json.dumps(header.to_json()) + "\n"
-    async for chunk in repo.stream_entries(session, start, end):
+    async for chunk in repo.stream_records(session, start, end):
         views: dict[int, dict[str, Any] | None] = {}
         if registry is not None:
-            views = await decoded_views(session, [e for e, _ in chunk], registry)
+            views = await repo.views_of(session, [e.leaf_index for e in chunk])
         lines = []
-        for e, leaf in chunk:
-            line = export_entry(
-                e,
-                leaf,
-                _region_visible(e, region_prefixes),
-                decoded=views.get(e.leaf_index),
-                with_decoded=registry is not None,
+        for e in chunk:
+            view = views.get(e.leaf_index)
+            if registry is not None and e.leaf_index not in views:
+                view = view_of(e, registry)
+            lines.append(
+                export_line(
+                    e,
+                    _region_visible(e, region_prefixes),
+                    decoded=view,
+                    with_decoded=registry is not None,
+                )
             )
-            lines.append(json.dumps(line) + "\n")
-        yield "".join(lines)
+        yield "\n".join(lines) + "\n"
 
 
 def mask_personal(view: Any) -> Any:
