@@ -23,6 +23,12 @@ from dibao_common.messaging.inbox import record_once
 from dibao_common.messaging.outbox import build_envelope
 from dibao_common.messaging.replay import main as replay_main
 from dibao_common.messaging.replay import replay_dead_letters
+from dibao_common.observability import (
+    current_correlation_id,
+    current_trace,
+    current_traceparent,
+    use_trace,
+)
 from dibao_common.testing.kafka_fixtures import TopicFactory, eventually, read_records
 from dibao_common.testing.stack import TestStack
 
@@ -37,10 +43,16 @@ class Effects:
         self.consumer = consumer
         self.broken: set[uuid.UUID] = set()
         self.calls: Counter[uuid.UUID] = Counter()
+        self.context: dict[uuid.UUID, tuple[str | None, str | None]] = {}
 
     async def handle(self, session: AsyncSession, envelope: Envelope, message: Message) -> None:
         assert isinstance(message, ApplicationAccepted)
         self.calls[envelope.ce_id] += 1
+        trace = current_trace()
+        self.context[envelope.ce_id] = (
+            trace.trace_id if trace is not None else None,
+            current_correlation_id(),
+        )
         await session.execute(
             text("INSERT INTO test_applied (consumer, ce_id, key) VALUES (:c, :id, :k)"),
             {"c": self.consumer, "id": envelope.ce_id, "k": envelope.key},
@@ -174,6 +186,24 @@ async def test_an_event_delivered_twice_changes_state_once(
     assert await effects.total("h-1") == 2
     assert await effects.inbox() == {first.ce_id, second.ce_id}
     assert effects.calls[first.ce_id] == 1
+
+
+async def test_the_handler_runs_in_the_producers_trace_and_correlation(
+    producer: AIOKafkaProducer, setup: tuple[ConsumerRunner, Effects, str, str]
+) -> None:
+    _runner, effects, topic, _dlq = setup
+    with use_trace(correlation_id="req-1234") as request:
+        # What a request handler does: enqueue picks the trace and correlation id up.
+        envelope = accepted("h-1", 1)
+        assert envelope.traceparent == current_traceparent()
+        assert envelope.correlation_id == "req-1234"
+    await send(producer, topic, envelope)
+
+    async def applied() -> bool:
+        return envelope.ce_id in effects.context
+
+    await eventually(applied, what="the traced event")
+    assert effects.context[envelope.ce_id] == (request.trace_id, "req-1234")
 
 
 async def test_a_failing_handler_is_rolled_back_dead_lettered_and_replayed(

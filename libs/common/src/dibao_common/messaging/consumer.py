@@ -32,6 +32,7 @@ from dibao_common.messaging.dlq import dead_letter_headers, topic_size
 from dibao_common.messaging.envelope import Envelope, EventRegistry, PoisonEventError
 from dibao_common.messaging.inbox import record_once
 from dibao_common.messaging.relay import Backoff, producer_config
+from dibao_common.observability import extract_trace, use_trace
 
 log = structlog.get_logger(__name__)
 
@@ -223,10 +224,13 @@ class ConsumerRunner:
             return await self._dead_letter(record, exc, attempts=0)
         outage = Backoff(self._backoff_s, self._backoff_max_s)
         attempt = 0
-        with structlog.contextvars.bound_contextvars(
-            ce_id=str(envelope.ce_id),
-            ce_type=envelope.ce_type,
-            correlation_id=envelope.correlation_id,
+        # The handler runs in the producer's trace (a child span) and correlation id, so
+        # its log lines and the events it enqueues carry them on.
+        with (
+            use_trace(extract_trace(record.headers), correlation_id=envelope.correlation_id),
+            structlog.contextvars.bound_contextvars(
+                ce_id=str(envelope.ce_id), ce_type=envelope.ce_type
+            ),
         ):
             while True:
                 attempt += 1

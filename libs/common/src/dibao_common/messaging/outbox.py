@@ -19,6 +19,7 @@ from uuid_utils.compat import uuid7
 
 from dibao_common.messaging.envelope import Envelope, ce_type_of, now_utc, topic_of
 from dibao_common.messaging.schema import outbox_message
+from dibao_common.observability import current_correlation_id, current_traceparent
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,8 @@ def build_envelope(
     ce_id: uuid.UUID | None = None,
     time: datetime | None = None,
 ) -> Envelope:
-    """The envelope of ``message`` (a UUIDv7 ``ce_id`` and the current time by default)."""
+    """The envelope of ``message``: by default a UUIDv7 ``ce_id``, the current time, and the
+    trace and correlation id of the request or event being handled."""
     if not key:
         raise ValueError("an event needs its ordering key (the household id)")
     return Envelope(
@@ -55,9 +57,9 @@ def build_envelope(
         ce_subject=subject,
         key=key,
         payload=message.SerializeToString(),
-        traceparent=traceparent,
+        traceparent=traceparent if traceparent is not None else current_traceparent(),
         actor=actor,
-        correlation_id=correlation_id,
+        correlation_id=correlation_id if correlation_id is not None else current_correlation_id(),
     )
 
 
