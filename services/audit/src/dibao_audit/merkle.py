@@ -283,6 +283,16 @@ class Frontier:
         self.hashes.append(carry)
         return created
 
+    def push(self, leaf: bytes) -> None:
+        """:meth:`append` without the list of created subtrees (for verifiers)."""
+        hashes = self.hashes
+        index = self.size
+        self.size = index + 1
+        while index & 1:
+            leaf = hashlib.sha256(b"\x01" + hashes.pop() + leaf).digest()
+            index >>= 1
+        hashes.append(leaf)
+
     def root(self) -> bytes:
         """The tree head for the current size."""
         return fold_subtrees(self.hashes)

@@ -23,7 +23,13 @@ APPEND_LOCK = 0x646962616F_61756469 & 0x7FFFFFFFFFFFFFFF
 
 
 async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session, inside the session's transaction."""
+    """The asyncpg connection under the session.
+
+    SQLAlchemy opens the transaction at its first statement, so writers take their lock
+    through SQLAlchemy first (``lock_appender``, ``lock_projector``) and their bulk
+    statements then run inside it; a read issued first runs on its own, which is safe for
+    immutable rows.
+    """
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     return raw.driver_connection
@@ -40,16 +46,21 @@ async def tree_size(session: AsyncSession) -> int:
 
 
 async def subtree_hashes(session: AsyncSession, keys: set[Subtree]) -> dict[Subtree, bytes]:
-    """Hashes of complete subtrees (leaves are level 0), in one indexed query."""
+    """Hashes of complete subtrees (leaves are level 0), in one prepared, indexed query."""
     if not keys:
         return {}
     wanted = sorted(keys)
-    rows = await session.execute(
-        sa.select(MerkleNode.level, MerkleNode.index, MerkleNode.hash).where(
-            sa.tuple_(MerkleNode.level, MerkleNode.index).in_(wanted)
-        )
+    driver = await _driver(session)
+    rows = await driver.fetch(
+        """
+        SELECT n.level, n.index, n.hash
+        FROM unnest($1::smallint[], $2::bigint[]) AS k(level, index)
+        JOIN merkle_node n ON n.level = k.level AND n.index = k.index
+        """,
+        [lv for lv, _ in wanted],
+        [i for _, i in wanted],
     )
-    found = {(int(lv), int(i)): bytes(h) for lv, i, h in rows}
+    found = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
     missing = keys - found.keys()
     if missing:
         raise LookupError(f"the log lacks subtrees {sorted(missing)[:5]}")

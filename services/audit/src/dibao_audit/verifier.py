@@ -200,7 +200,7 @@ def verify_scanned(
     roots = {h.tree_size: h.root_hash for h in history}
     last_good = 0
     expected = header.start
-    append = frontier.append
+    push = frontier.push
     for index, leaf, redacted, problem in scanned:
         if index != expected:
             report.fail(f"expected entry {expected}, found {index}", expected)
@@ -215,7 +215,7 @@ def verify_scanned(
         if index in keep and not redacted:
             report.recomputed_leaves[index] = leaf
         if from_zero:
-            append(leaf)
+            push(leaf)
             if frontier.size == next_due:
                 if frontier.root() != roots[next_due]:
                     if report.suspect_range is None:

@@ -187,6 +187,14 @@ def test_a_wrong_proof_is_refused() -> None:
         verify_consistency(13, 37, stored.roots[13], root, bad)
 
 
+def test_push_is_append_without_the_created_subtrees() -> None:
+    a, b = Frontier(), Frontier()
+    for data in _leaves(300):
+        a.append(leaf_hash(data))
+        b.push(leaf_hash(data))
+        assert (a.size, a.hashes) == (b.size, b.hashes)
+
+
 def test_restored_frontier_continues_exactly() -> None:
     leaves = _leaves(77)
     stored = _Stored(leaves[:50])
