@@ -1,0 +1,105 @@
+"""The whole service on the real broker: consumed, checkpointed, and its own reads logged."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit.checkpoint import VerifierKey
+from dibao_audit.main import create_app
+from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
+from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
+from dibao_common.testing.stack import api_client
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+ACCESS = "dibao.access.PersonalDataAccessed.v1"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(audit_db: AuditDb) -> AsyncIterator[str]:
+    name = f"dibao.loop{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(audit_db.stack.kafka_bootstrap, name, partitions=2)
+    try:
+        yield name
+    finally:
+        await delete_topics(audit_db.stack.kafka_bootstrap, [name])
+
+
+async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
+    audit_db: AuditDb, topic: str, token_factory: TokenFactory
+) -> None:
+    household = f"hh-{uuid.uuid4().hex[:8]}"
+    settings = AuditSettings(
+        database_url=audit_db.url,
+        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_consumer_group=f"audit-{topic}",
+        audit_topic_pattern=rf"^({topic.replace('.', '[.]')}|dibao[.]access[.]v1)$",
+        audit_checkpoint_interval_s=0.5,
+    )
+    events = [
+        recorded_event(
+            intake_pb2.ApplicationWithdrawn(
+                household_id=household,
+                region=types_pb2.RegionCode(code="620102001001"),
+                application_id=f"app-{i}",
+            ),
+            offset=i,
+            key=household,
+        )
+        for i in range(20)
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=audit_db.stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(topic, e.payload, key=e.key, headers=list(e.headers))
+    finally:
+        await producer.stop()
+
+    auditor = token_factory.bearer(roles=["auditor"], regions=["6201"])
+    app = create_app(settings, auth=make_auth_settings())
+    async with api_client(app) as client:
+
+        async def entries(**params: Any) -> list[dict[str, Any]]:
+            response = await client.get("/audit/entries", params=params, headers=auditor)
+            items: list[dict[str, Any]] = response.json()["items"]
+            return items
+
+        async def all_consumed() -> bool:
+            return len(await entries(household_id=household)) >= 20
+
+        await eventually(all_consumed, timeout_s=60, what="20 entries consumed")
+
+        async def signed() -> bool:
+            latest = await client.get("/audit/checkpoints/latest", headers=auditor)
+            return latest.status_code == 200 and latest.json()["tree_size"] >= 20
+
+        await eventually(signed, timeout_s=30, what="a timed checkpoint")
+        key = VerifierKey.parse((await client.get("/audit/public-key")).json()["vkey"])
+        latest = (await client.get("/audit/checkpoints/latest", headers=auditor)).json()
+        assert key.verify(latest["signed_note"]).tree_size == latest["tree_size"]
+
+        timeline = await client.get(f"/audit/households/{household}/timeline", headers=auditor)
+        assert timeline.status_code == 200
+        assert len(timeline.json()["items"]) == 20
+
+        async def read_was_logged() -> bool:
+            return bool(await entries(household_id=household, ce_type=ACCESS))
+
+        await eventually(read_was_logged, timeout_s=60, what="the read in the log")
+        logged = await entries(household_id=household, ce_type=ACCESS)
+        assert logged[0]["actor"] == "test-user"
+        assert logged[0]["topic"] == "dibao.access.v1"
