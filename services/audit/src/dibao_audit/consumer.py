@@ -61,7 +61,8 @@ def recorded(record: Any) -> RecordedEvent:
         partition=record.partition,
         offset=record.offset,
         key=record.key,
-        headers=tuple((str(k), bytes(v)) for k, v in (record.headers or ())),
+        # A null header value (possible on the wire, never sent by dibao) is kept as empty.
+        headers=tuple((k, v if v is not None else b"") for k, v in record.headers or ()),
         payload=record.value or b"",
     )
 

@@ -32,8 +32,9 @@ class RecordedEvent:
         return None
 
 
-def _field(raw: bytes) -> bytes:
-    return struct.pack(">I", len(raw)) + raw
+_PACK_U32 = struct.Struct(">I").pack
+_PACK_POSITION = struct.Struct(">IQ").pack
+_DOMAIN_FIELD = _PACK_U32(len(ENTRY_DOMAIN)) + ENTRY_DOMAIN
 
 
 def canonical_bytes(event: RecordedEvent) -> bytes:
@@ -47,19 +48,28 @@ def canonical_bytes(event: RecordedEvent) -> bytes:
     """
     if event.partition < 0 or event.offset < 0:
         raise ValueError("a consumed record has a non-negative partition and offset")
-    headers = sorted((name.encode(), value) for name, value in event.headers)
-    parts = [
-        _field(ENTRY_DOMAIN),
-        _field(event.topic.encode()),
-        struct.pack(">IQ", event.partition, event.offset),
-        b"\x00" if event.key is None else b"\x01" + _field(event.key),
-        struct.pack(">I", len(headers)),
-    ]
+    topic = event.topic.encode()
+    key = event.key
+    out = bytearray(_DOMAIN_FIELD)
+    out += _PACK_U32(len(topic))
+    out += topic
+    out += _PACK_POSITION(event.partition, event.offset)
+    if key is None:
+        out += b"\x00"
+    else:
+        out += b"\x01"
+        out += _PACK_U32(len(key))
+        out += key
+    headers = sorted([(name.encode(), value) for name, value in event.headers])
+    out += _PACK_U32(len(headers))
     for name, value in headers:
-        parts.append(_field(name))
-        parts.append(_field(value))
-    parts.append(_field(event.payload))
-    return b"".join(parts)
+        out += _PACK_U32(len(name))
+        out += name
+        out += _PACK_U32(len(value))
+        out += value
+    out += _PACK_U32(len(event.payload))
+    out += event.payload
+    return bytes(out)
 
 
 class MalformedEntryError(ValueError):

@@ -83,7 +83,8 @@ def create_app(
         )
         app.state.audit_projector = projector
         app.state.audit_consumer = consumer
-        await relay.start()
+        if resolved.audit_relay:
+            await relay.start()
         if resolved.audit_consume:
             await consumer.start()
             tasks.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -20,18 +20,20 @@ from google.protobuf.message import Message
 from dibao_audit.entry import RecordedEvent, canonical_bytes
 from dibao_audit.merkle import leaf_hash
 from dibao_common.messaging.envelope import (
+    CONTENT_TYPE,
     H_ACTOR,
+    H_CONTENT_TYPE,
     H_ID,
     H_TIME,
     H_TYPE,
     EventRegistry,
-    InvalidEnvelopeError,
     PoisonEventError,
 )
 from dibao_common.messaging.envelope import Envelope as KitEnvelope
 
 _POSITION_NS = uuid.UUID("6f1d5a34-7c1b-4d0c-9a53-1b2f0c9e8a41")
 UNKNOWN_TYPE = "unknown"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,39 +91,49 @@ def decoded_view(event: RecordedEvent, registry: EventRegistry) -> dict[str, Any
 
 
 def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
-    """The row for one record (never raises for a malformed record: audit keeps them all)."""
-    envelope: KitEnvelope | None
+    """The row for one record (never raises for a malformed record: audit keeps them all).
+
+    Reads the CloudEvents headers itself rather than through the kit's envelope parser:
+    the log keeps and indexes what it can of a record the parser would refuse.
+    """
+    found: dict[str, bytes] = {}
+    for name, value in event.headers:
+        found[name] = value  # the last one wins, as in the kit's parser
+    ce_type = _text(found.get(H_TYPE)) or UNKNOWN_TYPE
     try:
-        envelope = KitEnvelope.from_record(_KeyedRecord(event))
-    except InvalidEnvelopeError:
-        envelope = None
+        ce_id = uuid.UUID(_text(found.get(H_ID)) or "")
+    except ValueError:
+        ce_id = position_id(event.topic, event.partition, event.offset)
+    ce_time = _parse_time(found.get(H_TIME))
     message: Message | None = None
-    if envelope is not None:
+    if ce_type in registry:
+        content_type = _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE
+        envelope = KitEnvelope(
+            ce_id=ce_id,
+            ce_type=ce_type,
+            ce_source="",
+            ce_time=ce_time or _EPOCH,
+            ce_subject=None,
+            key="",
+            payload=event.payload,
+            content_type=content_type,
+        )
         try:
             message = registry.decode(envelope)
         except PoisonEventError:
             message = None
-    ce_id: uuid.UUID
-    if envelope is not None:
-        ce_id = envelope.ce_id
-    else:
-        try:
-            ce_id = uuid.UUID(_text(event.header(H_ID)) or "")
-        except ValueError:
-            ce_id = position_id(event.topic, event.partition, event.offset)
-    ce_time = envelope.ce_time if envelope is not None else _parse_time(event.header(H_TIME))
     region = _field(message, "region") if message is not None else None
     actor = _field(message, "actor") if message is not None else None
     return EntryRow(
         event=event,
         ce_id=ce_id,
-        ce_type=_text(event.header(H_TYPE)) or UNKNOWN_TYPE,
+        ce_type=ce_type,
         ce_time=ce_time,
         household_id=_nonempty(_field(message, "household_id")) if message else None,
         application_id=_nonempty(_field(message, "application_id")) if message else None,
         case_id=_nonempty(_field(message, "case_id")) if message else None,
         region=_nonempty(getattr(region, "code", None)),
-        actor=_text(event.header(H_ACTOR)) or _nonempty(getattr(actor, "subject", None)),
+        actor=_text(found.get(H_ACTOR)) or _nonempty(getattr(actor, "subject", None)),
         leaf_hash=leaf_hash(canonical_bytes(event)),
     )
 

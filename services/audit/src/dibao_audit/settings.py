@@ -38,6 +38,7 @@ class AuditSettings(CommonSettings):
         description="Roles that see a household timeline's personal data unmasked",
     )
     audit_consume: bool = Field(default=True, description="Run the log consumer in the app")
+    audit_relay: bool = Field(default=True, description="Run the outbox relay in the app")
 
     @field_validator("audit_signing_key")
     @classmethod

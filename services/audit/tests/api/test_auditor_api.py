@@ -92,6 +92,7 @@ async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[A
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
         audit_consume=False,
+        audit_relay=False,  # the outbox keeps the access events for the test to read
         audit_checkpoint_every=10,
     )
     app = create_app(settings, auth=make_auth_settings())
