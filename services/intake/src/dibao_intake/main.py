@@ -7,10 +7,11 @@ timeline consumer; everything else receives them.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dibao_common.app import build_app
 from dibao_common.clock import Clock, SystemClock
-from dibao_common.db import make_engine, make_sessionmaker
+from dibao_common.db import make_sessionmaker
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.relay import OutboxRelay
@@ -23,6 +24,22 @@ from dibao_intake.service_layer.timeline import CONSUMER_NAME, timeline_handler
 from dibao_intake.settings import IntakeSettings
 
 DLQ_TOPIC = "dibao.intake.dlq"
+
+
+def make_intake_engine(url: str) -> AsyncEngine:
+    """The kit's engine settings, without the liveness ping on every checkout.
+
+    A submission checks out two connections (the idempotency claim and the request), and
+    a ping is a round trip each. Without it, a connection broken by a database restart
+    fails the one request that finds it, and SQLAlchemy then discards the whole pool.
+    """
+    return create_async_engine(
+        url,
+        pool_size=20,
+        max_overflow=10,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"timezone": "UTC", "application_name": "dibao-intake"}},
+    )
 
 
 def build_runtime(
@@ -49,7 +66,7 @@ def create_app(
 ) -> FastAPI:
     resolved = settings if settings is not None else IntakeSettings()
     clock = clock if clock is not None else SystemClock()
-    engine = make_engine(resolved.database_url)
+    engine = make_intake_engine(resolved.database_url)
     sessionmaker = make_sessionmaker(engine)
     runtime = build_runtime(resolved, clock=clock, store=store)
     relay = (

@@ -211,17 +211,26 @@ COUNTED_TABLES = (
     "application_asset",
     "application_document",
     "staff_member",
-    "outbox_message",
 )
 
 
 async def row_counts(engine: AsyncEngine) -> dict[str, int]:
-    """Rows per intake table: equal before and after a refused request."""
+    """Rows per intake table, and how many outbox rows were ever written: equal before
+    and after a refused request. (The relay deletes outbox rows once published, so the
+    outbox is measured by its identity sequence, which only moves forward.)"""
     async with engine.connect() as conn:
-        return {
+        counts = {
             table: int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608 - fixed names
             for table in COUNTED_TABLES
         }
+        sequence = await conn.execute(
+            text(
+                "SELECT coalesce(last_value, 0) FROM pg_sequences"
+                " WHERE sequencename = 'outbox_message_id_seq'"
+            )
+        )
+        counts["outbox_message_ids_issued"] = int(sequence.scalar_one() or 0)
+        return counts
 
 
 async def events(

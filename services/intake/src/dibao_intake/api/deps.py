@@ -19,7 +19,7 @@ from dibao_common.observability import current_correlation_id, current_tracepare
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime = request.app.state.runtime
     assert isinstance(runtime, Runtime)
     return runtime

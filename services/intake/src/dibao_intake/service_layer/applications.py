@@ -18,6 +18,7 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import CHINA_TZ
 from dibao_common.crypto import mask_name
 from dibao_common.errors import BadRequest, Conflict, NotFound
+from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
     ApplicationRecord,
@@ -31,7 +32,7 @@ from dibao_intake.adapters.records import (
 from dibao_intake.adapters.repositories import applications as repo
 from dibao_intake.adapters.repositories import documents as document_repo
 from dibao_intake.adapters.repositories import households as household_repo
-from dibao_intake.adapters.repositories import staff as staff_repo
+from dibao_intake.adapters.repositories import submission as submission_repo
 from dibao_intake.domain.application import (
     ApplicationDraft,
     AssetDeclaration,
@@ -47,11 +48,10 @@ from dibao_intake.domain.codes import (
     HouseholdStatus,
     SubmissionChannel,
 )
-from dibao_intake.domain.divisions import township_of
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
 from dibao_intake.service_layer.access import record_access
-from dibao_intake.service_layer.events import publish
+from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
     BankAccountInput,
     account_holder,
@@ -111,10 +111,9 @@ def _missing_json(item: MissingItem) -> dict[str, str | None]:
     }
 
 
-async def _documents_on_file(
-    session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> tuple[dict[uuid.UUID, DocumentRecord], list[Violation]]:
-    found = await document_repo.get_documents(session, list(ids))
+def _document_problems(
+    ids: Sequence[uuid.UUID], found: dict[uuid.UUID, DocumentRecord]
+) -> list[Violation]:
     problems = [
         Violation(f"/document_ids/{i}", "no such document")
         for i, d in enumerate(ids)
@@ -122,7 +121,7 @@ async def _documents_on_file(
     ]
     if len(set(ids)) != len(ids):
         problems.append(Violation("/document_ids", "a document is listed twice"))
-    return found, problems
+    return problems
 
 
 def _repoint(violation: Violation, on_file: list[int]) -> Violation:
@@ -165,25 +164,32 @@ async def submit_application(
 ) -> ApplicationDetail:
     """Record the application; accept it (ApplicationSubmitted) or return it with every
     missing item (ApplicationReturned)."""
-    household = await household_repo.load_aggregate(session, command.household_id)
-    if household is None:
+    context = await submission_repo.load_submission_context(
+        session,
+        command.household_id,
+        document_ids=command.document_ids,
+        kind=command.kind,
+        decided_types=DECIDED_TYPES,
+        township_name=lambda code: _name(runtime, code),
+        mask_name=mask_name,
+    )
+    if context is None:
         raise NotFound(NOT_FOUND)
+    household = context.household
     region_code = household.household.region_code
     ensure_readable(caller, region_code)
     if household.household.status is not HouseholdStatus.ACTIVE:
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
-    pending = await repo.open_application(
-        session, household.household.id, command.kind, DECIDED_TYPES
-    )
-    if pending is not None:
+    if context.open_application_id is not None:
         raise Conflict(
             f"The household already has an open {command.kind.value} application",
             type_slug="application-open",
-            application_id=str(pending),
+            application_id=str(context.open_application_id),
         )
     today = runtime.clock.today()
     active = household.active_members
-    documents, problems = await _documents_on_file(session, command.document_ids)
+    documents = context.documents
+    problems = _document_problems(command.document_ids, documents)
     try:
         account = await _account_for(session, runtime, household, command.bank_account)
     except RulesViolatedError as error:
@@ -217,16 +223,7 @@ async def submit_application(
     accepted = not missing
     relations = find_staff_relations(
         [PersonOnFile(m.person_id, m.id_hash, mask_name(m.name)) for m in active],
-        await staff_repo.roster_entries(
-            session,
-            [m.id_hash for m in active],
-            lambda code: _name(runtime, code),
-        ),
-    )
-    caseworker = (
-        await staff_repo.responsible_caseworker(session, township_of(region_code))
-        if accepted
-        else None
+        context.roster,
     )
     now = runtime.clock.now()
     record = ApplicationRecord(
@@ -244,7 +241,7 @@ async def submit_application(
         bank_account_id=account.id if account is not None else None,
         staff_related=bool(relations),
         staff_relation_note=relation_note(relations) or None,
-        assigned_caseworker=caseworker,
+        assigned_caseworker=context.caseworker if accepted else None,
         missing_items=[_missing_json(m) for m in missing],
         submitted_at=now,
         submitted_by=caller.principal.subject,
@@ -252,14 +249,12 @@ async def submit_application(
         withdrawn_at=None,
         withdrawal_reason=None,
     )
-    await repo.insert_application(
+    await submission_repo.insert_submission(
         session,
-        repo.NewApplication(
-            record=record,
-            incomes=command.incomes,
-            assets=[(uuid7(), a) for a in command.assets],
-            document_ids=command.document_ids,
-        ),
+        record,
+        command.incomes,
+        [(uuid7(), a) for a in command.assets],
+        command.document_ids,
     )
     ordered_documents = [documents[i] for i in command.document_ids]
     if accepted:
@@ -333,10 +328,15 @@ async def _publish_submitted(
         application_id=str(record.id),
         accepted_on=contracts.local_date(record.accepted_on or runtime.clock.today()),
     )
-    for message in (submitted, accepted):
-        await publish(
-            session, runtime, caller, message, key=str(record.household_id), subject=str(record.id)
-        )
+    await publish_many(
+        session,
+        runtime,
+        caller,
+        [
+            OutgoingEvent(message, key=str(record.household_id), subject=str(record.id))
+            for message in (submitted, accepted)
+        ],
+    )
 
 
 async def _publish_returned(

@@ -75,83 +75,6 @@ def _record(row: Sequence[Any]) -> ApplicationRecord:
     return ApplicationRecord(*values)
 
 
-@dataclass(frozen=True, slots=True)
-class NewApplication:
-    record: ApplicationRecord
-    incomes: Sequence[IncomeDeclaration]
-    assets: Sequence[tuple[uuid.UUID, AssetDeclaration]]
-    document_ids: Sequence[uuid.UUID]
-
-
-async def insert_application(session: AsyncSession, new: NewApplication) -> None:
-    r = new.record
-    await session.execute(
-        sa.insert(application_t).values(
-            id=r.id,
-            household_id=r.household_id,
-            region_code=r.region_code,
-            kind=r.kind.value,
-            channel=r.channel.value,
-            status=r.status.value,
-            applicant_person_id=r.applicant_person_id,
-            statement=r.statement,
-            reason=r.reason,
-            requested_amount_fen=r.requested_amount_fen,
-            individual_inclusion_person_id=r.individual_inclusion_person_id,
-            bank_account_id=r.bank_account_id,
-            staff_related=r.staff_related,
-            staff_relation_note=r.staff_relation_note,
-            assigned_caseworker=r.assigned_caseworker,
-            missing_items=r.missing_items,
-            submitted_at=r.submitted_at,
-            submitted_by=r.submitted_by,
-            accepted_on=r.accepted_on,
-            withdrawn_at=None,
-            withdrawal_reason=None,
-        )
-    )
-    if new.incomes:
-        await session.execute(
-            sa.insert(income_t),
-            [
-                {
-                    "application_id": r.id,
-                    "person_id": i.person_id,
-                    "wage_fen": i.wage_fen,
-                    "operating_fen": i.operating_fen,
-                    "property_fen": i.property_fen,
-                    "transfer_fen": i.transfer_fen,
-                    "other_fen": i.other_fen,
-                    "period_months": i.period_months,
-                    "note": i.note,
-                }
-                for i in new.incomes
-            ],
-        )
-    if new.assets:
-        await session.execute(
-            sa.insert(asset_t),
-            [
-                {
-                    "id": asset_id,
-                    "application_id": r.id,
-                    "person_id": a.person_id,
-                    "kind": a.kind.value,
-                    "value_fen": a.value_fen,
-                    "quantity": a.quantity,
-                    "floor_area_m2": a.floor_area_m2,
-                    "description": a.description,
-                }
-                for asset_id, a in new.assets
-            ],
-        )
-    if new.document_ids:
-        await session.execute(
-            sa.insert(app_document_t),
-            [{"application_id": r.id, "document_id": d} for d in new.document_ids],
-        )
-
-
 async def get_application(
     session: AsyncSession, application_id: uuid.UUID, *, for_update: bool = False
 ) -> ApplicationRecord | None:
@@ -292,34 +215,6 @@ async def search_applications(
         )
         for r in rows
     ]
-
-
-async def open_application(
-    session: AsyncSession,
-    household_id: uuid.UUID,
-    kind: ApplicationKind,
-    decided_types: frozenset[str],
-) -> uuid.UUID | None:
-    """An accepted application of ``kind`` for the household that no one has decided yet."""
-    decided = (
-        sa.select(sa.literal(1))
-        .where(
-            timeline_t.c.application_id == application_t.c.id,
-            timeline_t.c.ce_type.in_(sorted(decided_types)),
-        )
-        .exists()
-    )
-    found = await session.execute(
-        sa.select(application_t.c.id)
-        .where(
-            application_t.c.household_id == household_id,
-            application_t.c.kind == kind.value,
-            application_t.c.status == ApplicationStatus.SUBMITTED.value,
-            ~decided,
-        )
-        .limit(1)
-    )
-    return found.scalar_one_or_none()
 
 
 async def application_exists(session: AsyncSession, application_id: uuid.UUID) -> bool:

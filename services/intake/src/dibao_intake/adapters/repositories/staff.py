@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dibao_common.crypto import mask_name
 from dibao_intake.adapters.records import StaffRecord, StaffRelativeRecord
 from dibao_intake.domain.codes import StaffRole
-from dibao_intake.domain.staff import RosterEntry
 from dibao_intake.models import StaffMember, StaffRelative, table_of
 
 staff_t = table_of(StaffMember)
@@ -157,52 +155,3 @@ async def deactivate_staff(session: AsyncSession, staff_id: uuid.UUID) -> None:
         .where(staff_t.c.id == staff_id)
         .values(active=False, responsible_caseworker=False)
     )
-
-
-async def roster_entries(
-    session: AsyncSession, id_hashes: Sequence[str], township_name: Callable[[str], str]
-) -> list[RosterEntry]:
-    """Active staff, and relatives of active staff, whose ID hash is among ``id_hashes``."""
-    if not id_hashes:
-        return []
-    relatives = sa.select(
-        relative_t.c.id_hash,
-        staff_t.c.id,
-        staff_t.c.name,
-        staff_t.c.role,
-        staff_t.c.township_code,
-        relative_t.c.relation,
-    ).join(staff_t, staff_t.c.id == relative_t.c.staff_id)
-    relatives = relatives.where(relative_t.c.id_hash.in_(id_hashes), staff_t.c.active)
-    themselves = sa.select(
-        staff_t.c.id_hash,
-        staff_t.c.id,
-        staff_t.c.name,
-        staff_t.c.role,
-        staff_t.c.township_code,
-        sa.literal("self"),
-    ).where(staff_t.c.id_hash.in_(id_hashes), staff_t.c.active)
-    rows = await session.execute(sa.union_all(relatives, themselves))
-    return [
-        RosterEntry(
-            id_hash=r[0],
-            staff_id=r[1],
-            staff_masked_name=mask_name(r[2]),
-            staff_role=StaffRole(r[3]),
-            township_name=township_name(r[4]),
-            relation=r[5],
-        )
-        for r in rows
-    ]
-
-
-async def responsible_caseworker(session: AsyncSession, township_code: str) -> str | None:
-    return (
-        await session.execute(
-            sa.select(staff_t.c.subject).where(
-                staff_t.c.township_code == township_code,
-                staff_t.c.responsible_caseworker,
-                staff_t.c.active,
-            )
-        )
-    ).scalar_one_or_none()

@@ -1,0 +1,456 @@
+"""Application submissions per second and p99 latency, beside a bare FastAPI baseline.
+
+Two servers run side by side on the same PostgreSQL, each a single uvicorn process:
+
+- **intake**, the real service (``dibao_intake.main:create_app``): bearer token, request
+  validation, the household and its documents loaded, the rules, the staff-relation check,
+  the caseworker, six inserts, two outbox events, the idempotency record, the JSON access
+  log, with its outbox relay and timeline consumer running in the same process;
+- **baseline** (``bench/intake_baseline.py``): the same JSON body parsed by FastAPI and
+  inserted as one row with asyncpg.
+
+Both get the same request bodies from the same load generator (a lean HTTP/1.1 client on
+keep-alive connections, so that the client costs little next to either server). Peak
+throughput is measured closed-loop; then each server gets an open-loop constant arrival
+rate of 70 % of its own peak, and the p99 is taken from each request's scheduled send
+time, so that a server falling behind cannot hide its queueing (no coordinated omission).
+Targets: intake/baseline peak >= 0.5, intake p99 < 50 ms at 70 % of its peak.
+
+``python -m bench.run intake --submissions 2000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.run import Report, Stack
+from dibao_common.clock import SystemClock
+from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
+from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import AreaType
+from dibao_intake.synthetic import (
+    Synthesizer,
+    application_payload,
+    multipart_upload,
+    pdf_bytes,
+    required_documents,
+)
+from dibao_intake.testing import pii_settings_for_tests
+
+ROOT = Path(__file__).resolve().parent.parent
+VILLAGES = ("620102001001", "620102001002", "620123101203", "620123101201")
+WARMUP = 300
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--submissions", type=int, default=2000, help="per measured phase")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed-loop connections")
+    parser.add_argument("--load", type=float, default=0.7, help="fraction of peak, open loop")
+    base = int(os.environ.get("DIBAO_SVC_PORT_BASE", "8300"))
+    parser.add_argument("--intake-port", type=int, default=base + 8)
+    parser.add_argument("--baseline-port", type=int, default=base + 9)
+    parser.add_argument("--no-idempotency-key", action="store_true")
+    parser.add_argument(
+        "--timeline",
+        choices=("separate", "in-process", "off"),
+        default="separate",
+        help="where the timeline consumer runs (separate: its own process, as deployed)",
+    )
+
+
+# --- a lean HTTP/1.1 client -----------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive connection; requests are prepared bytes, responses status and body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, payload: bytes) -> tuple[int, bytes]:
+        self.writer.write(payload)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await self.reader.readexactly(length) if length else b""
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass
+class Phase:
+    latencies_s: list[float]
+    statuses: dict[int, int]
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_s) / self.elapsed_s
+
+    def percentile_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def closed_loop(port: int, payloads: Sequence[bytes], concurrency: int) -> Phase:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for payload in payloads:
+        queue.put_nowait(payload)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker() -> None:
+        conn = await Connection.open(port)
+        try:
+            while not queue.empty():
+                payload = queue.get_nowait()
+                started = time.perf_counter()
+                status, _ = await conn.send(payload)
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Phase(latencies, statuses, time.perf_counter() - started)
+
+
+async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int = 128) -> Phase:
+    """Requests at a constant rate; latency counts from each request's scheduled time."""
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(pool):
+        free.put_nowait(await Connection.open(port))
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def one(index: int, payload: bytes) -> None:
+        scheduled = start + index / rate
+        await asyncio.sleep(max(0.0, scheduled - loop.time()))
+        conn = await free.get()
+        status, _ = await conn.send(payload)
+        latencies.append(loop.time() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+        free.put_nowait(conn)
+
+    await asyncio.gather(*(one(i, p) for i, p in enumerate(payloads)))
+    elapsed = loop.time() - start
+    while not free.empty():
+        free.get_nowait().close()
+    return Phase(latencies, statuses, elapsed)
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int) -> None:
+        self.name = name
+        self.port = port
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(  # noqa: S603 - fixed command
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    async def ready(self, path: str, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+                try:
+                    if (await client.get(f"http://127.0.0.1:{self.port}{path}")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.3)
+        raise TimeoutError(f"{self.name} not ready; see {self.log.name}")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _uvicorn(app: str, port: int, *, factory: bool) -> list[str]:
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    return command + (["--factory"] if factory else [])
+
+
+def _intake_env(url: str, bootstrap: str, documents: str) -> dict[str, str]:
+    pii = pii_settings_for_tests()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIBAO_")}
+    env |= {
+        "DIBAO_DATABASE_URL": url,
+        "DIBAO_KAFKA_BOOTSTRAP": bootstrap,
+        "DIBAO_ENVIRONMENT": "test",
+        "DIBAO_LOG_LEVEL": "WARNING",
+        "DIBAO_PII_KEYS": pii.keys.get_secret_value(),
+        "DIBAO_PII_ACTIVE_KEY_ID": pii.active_key_id,
+        "DIBAO_PII_HASH_KEY": pii.hash_key.get_secret_value(),
+        "DIBAO_INTAKE_DOCUMENT_DIR": documents,
+    }
+    env |= {f"DIBAO_{k.upper()}": str(v) for k, v in auth_settings_values().items()}
+    return env
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+async def _prepare(port: int, token: str, count: int, seed: str = "bench") -> list[dict[str, Any]]:
+    """``count`` registered households with their documents; a complete body for each."""
+    today = SystemClock().today()
+    synthesizer = Synthesizer(seed, today)
+    plans = [
+        synthesizer.household(
+            VILLAGES[i % len(VILLAGES)],
+            AreaType.URBAN if i % 4 < 2 else AreaType.RURAL,
+            "地址",
+            "elderly_alone",
+        )
+        for i in range(count)
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+    bodies: list[dict[str, Any] | None] = [None] * count
+    semaphore = asyncio.Semaphore(32)
+
+    async def one(client: httpx.AsyncClient, index: int) -> None:
+        plan = plans[index]
+        async with semaphore:
+            response = await client.post("/households", json=plan.payload(), headers=headers)
+            response.raise_for_status()
+            household = response.json()
+            people = [m["person_id"] for m in household["members"]]
+            documents = []
+            for number, (kind, member) in enumerate(required_documents(plan, today)):
+                fields = {"household_id": household["id"], "document_type": kind}
+                if member is not None:
+                    fields["person_id"] = people[member]
+                upload, content_type = multipart_upload(
+                    fields, pdf_bytes(f"bench {index} {number}"), filename="scan.pdf"
+                )
+                uploaded = await client.post(
+                    "/documents", content=upload, headers=headers | {"content-type": content_type}
+                )
+                uploaded.raise_for_status()
+                documents.append(uploaded.json()["id"])
+            bodies[index] = application_payload(household["id"], people, plan, documents)
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        await asyncio.gather(*(one(client, i) for i in range(count)))
+    return [b for b in bodies if b is not None]
+
+
+def _payloads(bodies: Sequence[dict[str, Any]], token: str, keyed: bool) -> list[bytes]:
+    out = []
+    for body in bodies:
+        headers = {"Authorization": f"Bearer {token}"}
+        if keyed:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        out.append(post("/applications", json.dumps(body, ensure_ascii=False).encode(), headers))
+    return out
+
+
+async def _reopen(dsn: str) -> None:
+    """Between phases: the households' applications are set aside, so they may apply again.
+
+    (A household has one open application of a kind; the benchmark reuses households
+    rather than registering thousands more.)
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE application SET status = 'withdrawn' WHERE status = 'submitted'")
+    finally:
+        await conn.close()
+
+
+async def _pending_outbox(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM outbox_message WHERE published_at IS NULL")
+        )
+    finally:
+        await conn.close()
+
+
+async def _drain(dsn: str, *, timeout_s: float) -> float:
+    """When the relay has published every outbox row (perf_counter), or the timeout."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        if not await _pending_outbox(dsn) or time.perf_counter() > deadline:
+            return time.perf_counter()
+        await asyncio.sleep(0.2)
+
+
+async def run(stack: Stack, args: argparse.Namespace) -> Report:
+    scratch = TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_bench")
+    await scratch.recreate_database("intake")
+    await scratch.migrate("intake")
+    documents = tempfile.mkdtemp(prefix="bench-intake-documents-")
+    env = _intake_env(scratch.database_url("intake"), stack.kafka_bootstrap, documents)
+    in_process = "true" if args.timeline == "in-process" else "false"
+    intake = Server(
+        "intake",
+        _uvicorn("dibao_intake.main:create_app", args.intake_port, factory=True),
+        env | {"DIBAO_INTAKE_TIMELINE_ENABLED": in_process},
+        args.intake_port,
+    )
+    worker = (
+        Server("timeline", [sys.executable, "-m", "dibao_intake.worker"], env, 0)
+        if args.timeline == "separate"
+        else None
+    )
+    baseline = Server(
+        "baseline",
+        _uvicorn("bench.intake_baseline:app", args.baseline_port, factory=False),
+        dict(os.environ) | {"BENCH_BASELINE_DSN": scratch.dsn("intake")},
+        args.baseline_port,
+    )
+    try:
+        await intake.ready("/readyz")
+        await baseline.ready("/docs")
+        token = TokenFactory()(
+            roles=["intake_clerk"], regions=["62"], subject="bench-clerk", expires_in=3 * 3600
+        )
+        n = args.submissions
+        prepared_at = time.perf_counter()
+        bodies = await _prepare(intake.port, token, max(WARMUP, n))
+        prepare_s = time.perf_counter() - prepared_at
+        keyed = not args.no_idempotency_key
+        dsn = scratch.dsn("intake")
+        port_b, port_i, c = baseline.port, intake.port, args.concurrency
+        await closed_loop(port_b, _payloads(bodies[:WARMUP], token, keyed), c)
+        await closed_loop(port_i, _payloads(bodies[:WARMUP], token, keyed), c)
+        await _reopen(dsn)
+        cpu = (baseline.cpu_s(), intake.cpu_s())
+        base_peak = await closed_loop(port_b, _payloads(bodies[:n], token, keyed), c)
+        cpu = (baseline.cpu_s() - cpu[0], intake.cpu_s())
+        intake_peak = await closed_loop(port_i, _payloads(bodies[:n], token, keyed), c)
+        cpu = (cpu[0], intake.cpu_s() - cpu[1])
+        await _reopen(dsn)
+        base_rate = await open_loop(
+            port_b, _payloads(bodies[:n], token, keyed), args.load * base_peak.rate
+        )
+        intake_rate = await open_loop(
+            port_i, _payloads(bodies[:n], token, keyed), args.load * intake_peak.rate
+        )
+        backlog_after = await _pending_outbox(scratch.dsn("intake"))
+        drained_at = time.perf_counter()
+        drain_s = await _drain(scratch.dsn("intake"), timeout_s=60.0) - drained_at
+    finally:
+        intake.stop()
+        baseline.stop()
+        if worker is not None:
+            worker.stop()
+    ok = intake_peak.statuses.get(201, 0) + intake_rate.statuses.get(201, 0)
+    ratio = intake_peak.rate / base_peak.rate
+    report = Report(
+        title=f"intake submissions vs bare FastAPI + one asyncpg insert ({n} per phase)",
+        columns=[
+            "server",
+            "peak req/s",
+            "p50 ms @peak",
+            "p99 ms @peak",
+            f"rate @{args.load:.0%}",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+        ],
+    )
+    for name, peak, steady in (
+        ("baseline", base_peak, base_rate),
+        ("intake", intake_peak, intake_rate),
+    ):
+        errors = sum(c for s, c in (peak.statuses | steady.statuses).items() if s != 201)
+        report.rows.append(
+            [
+                name,
+                peak.rate,
+                peak.percentile_ms(0.5),
+                peak.percentile_ms(0.99),
+                steady.rate,
+                steady.percentile_ms(0.5),
+                steady.percentile_ms(0.99),
+                errors,
+            ]
+        )
+    report.figures = {
+        "server CPU ms per request at peak (baseline)": round(1000 * cpu[0] / n, 2),
+        "server CPU ms per request at peak (intake)": round(1000 * cpu[1] / n, 2),
+        "intake/baseline peak throughput": round(ratio, 3),
+        "target >= 0.5": ratio >= 0.5,
+        f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
+        "target p99 < 50 ms": intake_rate.percentile_ms(0.99) < 50,
+        "intake submissions accepted (201)": ok,
+        "outbox rows pending right after the load": backlog_after,
+        "seconds for the relay to drain them": round(drain_s, 2),
+        "setup: households with documents registered in s": round(prepare_s, 1),
+    }
+    report.settings = {
+        "submissions_per_phase": n,
+        "warmup": WARMUP,
+        "concurrency": args.concurrency,
+        "load_fraction": args.load,
+        "idempotency_key": keyed,
+        "household_shape": "elderly_alone (1 member, 4-5 documents)",
+        "servers": "one uvicorn process each, same PostgreSQL; intake runs its outbox relay",
+        "timeline_consumer": args.timeline,
+        "cpus": os.cpu_count(),
+        "statistics": "p50/p99 by rank; open-loop latency from scheduled send time",
+    }
+    return report

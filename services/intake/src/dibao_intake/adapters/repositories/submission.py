@@ -1,0 +1,344 @@
+"""The SQL of the busiest request, a submission: one statement to read, one to write.
+
+Everything a submission needs to know (the household, its members and current account,
+the documents named, an open application of the same kind, roster entries matching a
+member, the township's caseworker) comes back from one round trip, and the application
+with its incomes, assets and documents goes in with one. The benchmark in
+``bench/intake_submit.py`` shows why: on a busy machine each round trip costs more than
+all the Python around it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_intake.adapters.records import (
+    ApplicationRecord,
+    BankAccountRecord,
+    DocumentRecord,
+    HouseholdAggregate,
+    HouseholdRecord,
+    MemberRecord,
+)
+from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    AreaType,
+    DisabilityGrade,
+    DocumentType,
+    EmploymentStatus,
+    ExclusionReason,
+    HouseholdStatus,
+    LeaveReason,
+    Relationship,
+    Sex,
+    StaffRole,
+)
+from dibao_intake.domain.staff import RosterEntry
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionContext:
+    household: HouseholdAggregate
+    documents: dict[uuid.UUID, DocumentRecord]
+    open_application_id: uuid.UUID | None
+    roster: list[RosterEntry]
+    caseworker: str | None
+
+
+_READ = sa.text(
+    """
+WITH h AS (
+    SELECT id, region_code, area_type, address, status, head_person_id, version,
+           created_at, updated_at
+    FROM household WHERE id = :household_id
+), m AS (
+    SELECT coalesce(json_agg(json_build_object(
+        'membership_id', hm.id, 'person_id', p.id, 'name', p.name, 'masked_id', p.masked_id,
+        'id_hash', p.id_hash, 'birth_date', p.birth_date, 'sex', p.sex,
+        'relationship', hm.relationship, 'disability_grade', hm.disability_grade,
+        'seriously_ill', hm.seriously_ill, 'employment_status', hm.employment_status,
+        'student', hm.student, 'counted', hm.counted, 'exclusion_reason', hm.exclusion_reason,
+        'exclusion_note', hm.exclusion_note, 'active', hm.active, 'joined_on', hm.joined_on,
+        'left_on', hm.left_on, 'left_reason', hm.left_reason
+    ) ORDER BY hm.active DESC, hm.joined_on, hm.id), '[]') AS members
+    FROM household_member hm JOIN person p ON p.id = hm.person_id
+    WHERE hm.household_id = :household_id
+), b AS (
+    SELECT json_build_object(
+        'id', id, 'household_id', household_id, 'number_hash', number_hash,
+        'masked_number', masked_number, 'bank_code', bank_code, 'bank_name', bank_name,
+        'holder_name', holder_name, 'holder_person_id', holder_person_id,
+        'custody_agreement', custody_agreement, 'custody_document_id', custody_document_id,
+        'custodian_subject', custodian_subject, 'created_at', created_at
+    ) AS account
+    FROM bank_account WHERE household_id = :household_id AND superseded_at IS NULL
+), d AS (
+    SELECT coalesce(json_agg(json_build_object(
+        'id', id, 'household_id', household_id, 'person_id', person_id,
+        'document_type', document_type, 'sha256', sha256, 'size_bytes', size_bytes,
+        'media_type', media_type, 'uploaded_by', uploaded_by, 'created_at', created_at
+    )), '[]') AS documents
+    FROM document WHERE id = ANY(CAST(:document_ids AS uuid[]))
+), hashes AS (
+    SELECT p.id_hash FROM household_member hm JOIN person p ON p.id = hm.person_id
+    WHERE hm.household_id = :household_id AND hm.active
+), r AS (
+    SELECT coalesce(json_agg(json_build_object(
+        'id_hash', x.id_hash, 'staff_id', x.staff_id, 'name', x.name, 'role', x.role,
+        'township_code', x.township_code, 'relation', x.relation
+    )), '[]') AS roster
+    FROM (
+        SELECT sr.id_hash, s.id AS staff_id, s.name, s.role, s.township_code, sr.relation
+        FROM staff_relative sr JOIN staff_member s ON s.id = sr.staff_id
+        WHERE s.active AND sr.id_hash IN (SELECT id_hash FROM hashes)
+        UNION ALL
+        SELECT s.id_hash, s.id, s.name, s.role, s.township_code, 'self'
+        FROM staff_member s WHERE s.active AND s.id_hash IN (SELECT id_hash FROM hashes)
+    ) x
+)
+SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS account,
+       d.documents, r.roster,
+       (SELECT a.id FROM application a
+        WHERE a.household_id = h.id AND a.kind = :kind AND a.status = 'submitted'
+          AND NOT EXISTS (
+              SELECT 1 FROM timeline_entry t
+              WHERE t.application_id = a.id AND t.ce_type = ANY(CAST(:decided AS text[])))
+        LIMIT 1) AS open_application_id,
+       (SELECT s.subject FROM staff_member s
+        WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
+          AND s.responsible_caseworker AND s.active) AS caseworker
+FROM h, m, d, r
+"""
+)
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return uuid.UUID(value) if value else None
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _member(m: dict[str, Any]) -> MemberRecord:
+    return MemberRecord(
+        membership_id=uuid.UUID(m["membership_id"]),
+        person_id=uuid.UUID(m["person_id"]),
+        name=m["name"],
+        masked_id=m["masked_id"],
+        id_hash=m["id_hash"],
+        birth_date=date.fromisoformat(m["birth_date"]),
+        sex=Sex(m["sex"]),
+        relationship=Relationship(m["relationship"]),
+        disability_grade=DisabilityGrade(m["disability_grade"]),
+        seriously_ill=m["seriously_ill"],
+        employment_status=EmploymentStatus(m["employment_status"]),
+        student=m["student"],
+        counted=m["counted"],
+        exclusion_reason=ExclusionReason(m["exclusion_reason"]) if m["exclusion_reason"] else None,
+        exclusion_note=m["exclusion_note"],
+        active=m["active"],
+        joined_on=date.fromisoformat(m["joined_on"]),
+        left_on=_day(m["left_on"]),
+        left_reason=LeaveReason(m["left_reason"]) if m["left_reason"] else None,
+    )
+
+
+def _account(a: dict[str, Any] | None) -> BankAccountRecord | None:
+    if a is None:
+        return None
+    return BankAccountRecord(
+        id=uuid.UUID(a["id"]),
+        household_id=uuid.UUID(a["household_id"]),
+        number_hash=a["number_hash"],
+        masked_number=a["masked_number"],
+        bank_code=a["bank_code"],
+        bank_name=a["bank_name"],
+        holder_name=a["holder_name"],
+        holder_person_id=_uuid(a["holder_person_id"]),
+        custody_agreement=a["custody_agreement"],
+        custody_document_id=_uuid(a["custody_document_id"]),
+        custodian_subject=a["custodian_subject"],
+        created_at=_instant(a["created_at"]),
+    )
+
+
+def _document(d: dict[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        id=uuid.UUID(d["id"]),
+        household_id=uuid.UUID(d["household_id"]),
+        person_id=_uuid(d["person_id"]),
+        document_type=DocumentType(d["document_type"]),
+        sha256=d["sha256"],
+        size_bytes=d["size_bytes"],
+        media_type=d["media_type"],
+        uploaded_by=d["uploaded_by"],
+        created_at=_instant(d["created_at"]),
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def load_submission_context(
+    session: AsyncSession,
+    household_id: uuid.UUID,
+    *,
+    document_ids: Sequence[uuid.UUID],
+    kind: ApplicationKind,
+    decided_types: frozenset[str],
+    township_name: Callable[[str], str],
+    mask_name: Callable[[str], str],
+) -> SubmissionContext | None:
+    """All a submission reads, in one round trip; None when the household does not exist."""
+    row = (
+        await session.execute(
+            _READ,
+            {
+                "household_id": household_id,
+                "document_ids": list(document_ids),
+                "kind": kind.value,
+                "decided": sorted(decided_types),
+            },
+        )
+    ).first()
+    if row is None:
+        return None
+    h = _json(row.household)
+    household = HouseholdRecord(
+        id=uuid.UUID(h["id"]),
+        region_code=h["region_code"],
+        area_type=AreaType(h["area_type"]),
+        address=h["address"],
+        status=HouseholdStatus(h["status"]),
+        head_person_id=_uuid(h["head_person_id"]),
+        version=h["version"],
+        created_at=_instant(h["created_at"]),
+        updated_at=_instant(h["updated_at"]),
+    )
+    members = tuple(_member(m) for m in _json(row.members))
+    documents = {d.id: d for d in (_document(x) for x in _json(row.documents))}
+    roster = [
+        RosterEntry(
+            id_hash=r["id_hash"],
+            staff_id=uuid.UUID(r["staff_id"]),
+            staff_masked_name=mask_name(r["name"]),
+            staff_role=StaffRole(r["role"]),
+            township_name=township_name(r["township_code"]),
+            relation=r["relation"],
+        )
+        for r in _json(row.roster)
+    ]
+    return SubmissionContext(
+        household=HouseholdAggregate(household, members, _account(_json(row.account))),
+        documents=documents,
+        open_application_id=row.open_application_id,
+        roster=roster,
+        caseworker=row.caseworker,
+    )
+
+
+_WRITE = sa.text(
+    """
+WITH a AS (
+    INSERT INTO application (
+        id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
+        reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
+        staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
+        submitted_by, accepted_on, withdrawn_at, withdrawal_reason
+    ) VALUES (
+        :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
+        :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
+        :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
+        CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL
+    )
+), i AS (
+    INSERT INTO application_income (
+        application_id, person_id, wage_fen, operating_fen, property_fen, transfer_fen,
+        other_fen, period_months, note
+    )
+    SELECT :id, * FROM unnest(
+        CAST(:income_person AS uuid[]), CAST(:income_wage AS bigint[]),
+        CAST(:income_operating AS bigint[]), CAST(:income_property AS bigint[]),
+        CAST(:income_transfer AS bigint[]), CAST(:income_other AS bigint[]),
+        CAST(:income_period AS smallint[]), CAST(:income_note AS text[])
+    )
+), s AS (
+    INSERT INTO application_asset (
+        id, application_id, person_id, kind, value_fen, quantity, floor_area_m2, description
+    )
+    SELECT asset_id, :id, person_id, kind, value_fen, quantity, floor_area_m2, description
+    FROM unnest(
+        CAST(:asset_id AS uuid[]), CAST(:asset_person AS uuid[]), CAST(:asset_kind AS text[]),
+        CAST(:asset_value AS bigint[]), CAST(:asset_quantity AS integer[]),
+        CAST(:asset_area AS integer[]), CAST(:asset_description AS text[])
+    ) AS x(asset_id, person_id, kind, value_fen, quantity, floor_area_m2, description)
+)
+INSERT INTO application_document (application_id, document_id)
+SELECT :id, unnest(CAST(:document_ids AS uuid[]))
+"""
+)
+
+
+async def insert_submission(
+    session: AsyncSession,
+    record: ApplicationRecord,
+    incomes: Sequence[IncomeDeclaration],
+    assets: Sequence[tuple[uuid.UUID, AssetDeclaration]],
+    document_ids: Sequence[uuid.UUID],
+) -> None:
+    """The application with its declarations and documents, in one round trip."""
+    await session.execute(
+        _WRITE,
+        {
+            "id": record.id,
+            "household_id": record.household_id,
+            "region_code": record.region_code,
+            "kind": record.kind.value,
+            "channel": record.channel.value,
+            "status": record.status.value,
+            "applicant_person_id": record.applicant_person_id,
+            "statement": record.statement,
+            "reason": record.reason,
+            "requested_amount_fen": record.requested_amount_fen,
+            "individual_inclusion_person_id": record.individual_inclusion_person_id,
+            "bank_account_id": record.bank_account_id,
+            "staff_related": record.staff_related,
+            "staff_relation_note": record.staff_relation_note,
+            "assigned_caseworker": record.assigned_caseworker,
+            "missing_items": json.dumps(record.missing_items),
+            "submitted_at": record.submitted_at,
+            "submitted_by": record.submitted_by,
+            "accepted_on": record.accepted_on,
+            "income_person": [i.person_id for i in incomes],
+            "income_wage": [i.wage_fen for i in incomes],
+            "income_operating": [i.operating_fen for i in incomes],
+            "income_property": [i.property_fen for i in incomes],
+            "income_transfer": [i.transfer_fen for i in incomes],
+            "income_other": [i.other_fen for i in incomes],
+            "income_period": [i.period_months for i in incomes],
+            "income_note": [i.note for i in incomes],
+            "asset_id": [asset_id for asset_id, _ in assets],
+            "asset_person": [a.person_id for _, a in assets],
+            "asset_kind": [a.kind.value for _, a in assets],
+            "asset_value": [a.value_fen for _, a in assets],
+            "asset_quantity": [a.quantity for _, a in assets],
+            "asset_area": [a.floor_area_m2 for _, a in assets],
+            "asset_description": [a.description for _, a in assets],
+            "document_ids": list(document_ids),
+        },
+    )

@@ -1,0 +1,53 @@
+"""The timeline consumer as a process of its own: ``python -m dibao_intake.worker``.
+
+The API process runs it too by default (``DIBAO_INTAKE_TIMELINE_ENABLED``); a deployment
+that scales the API runs the API with it disabled and this worker beside it, so that
+consuming events never takes CPU from requests. Stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from dibao_common.clock import SystemClock
+from dibao_common.db import make_engine, make_sessionmaker
+from dibao_common.messaging.consumer import ConsumerRunner
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.observability import configure_logging
+from dibao_intake.main import DLQ_TOPIC
+from dibao_intake.service_layer.timeline import CONSUMER_NAME, timeline_handler
+from dibao_intake.settings import IntakeSettings
+
+
+async def run(settings: IntakeSettings) -> None:
+    engine = make_engine(settings.database_url, pool_size=2)
+    consumer = ConsumerRunner(
+        CONSUMER_NAME,
+        list(settings.intake_timeline_topics),
+        timeline_handler(SystemClock()),
+        make_sessionmaker(engine),
+        settings.kafka_bootstrap,
+        registry=EventRegistry.default(),
+        dlq_topic=DLQ_TOPIC,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await consumer.start()
+    try:
+        await stop.wait()
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
+def main() -> None:
+    settings = IntakeSettings()
+    configure_logging(settings.log_level, service_name=f"{settings.service_name}-worker")
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
