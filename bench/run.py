@@ -81,11 +81,12 @@ def _cell(value: Any) -> str:
 
 
 def _benchmarks() -> dict[str, tuple[Benchmark, Callable[[argparse.ArgumentParser], None]]]:
-    from bench import audit_log, outbox_relay
+    from bench import audit_log, intake_submit, outbox_relay
 
     return {
         "outbox": (outbox_relay.run, outbox_relay.add_arguments),
         "audit": (audit_log.run, audit_log.add_arguments),
+        "intake": (intake_submit.run, intake_submit.add_arguments),
     }
 
 
