@@ -21,6 +21,7 @@ from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.entry import parse_header_block
 from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.repository import EntryFilter
 from dibao_common.auth import Principal, Role, require_roles
@@ -411,7 +412,10 @@ async def entry_with_proof(
         entry=_entry_out(entry, leaf),
         decoded=decoded,
         masked=not unmasked,
-        headers=entry.headers,
+        headers=[
+            [k, base64.b64encode(v).decode()]
+            for k, v in parse_header_block(bytes(entry.header_block))
+        ],
         payload=base64.b64encode(bytes(entry.payload)).decode(),
         record_key=None
         if entry.record_key is None

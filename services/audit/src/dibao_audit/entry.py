@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 ENTRY_DOMAIN = b"dibao.audit.entry.v1"
@@ -37,8 +38,46 @@ _PACK_POSITION = struct.Struct(">IQ").pack
 _DOMAIN_FIELD = _PACK_U32(len(ENTRY_DOMAIN)) + ENTRY_DOMAIN
 
 
+def header_block(headers: Iterable[tuple[str, bytes]]) -> bytes:
+    """``u32(n) {field(name) field(value)}*n``, sorted by (name bytes, value bytes).
+
+    The part of the canonical bytes the log stores as it is (``log_entry.header_block``).
+    """
+    pairs = sorted([(name.encode(), value) for name, value in headers])
+    out = bytearray(_PACK_U32(len(pairs)))
+    for name, value in pairs:
+        out += _PACK_U32(len(name))
+        out += name
+        out += _PACK_U32(len(value))
+        out += value
+    return bytes(out)
+
+
+def canonical_from_parts(
+    topic: str, partition: int, offset: int, key: bytes | None, headers: bytes, payload: bytes
+) -> bytes:
+    """:func:`canonical_bytes` from the stored parts (``headers`` a :func:`header_block`)."""
+    if partition < 0 or offset < 0:
+        raise ValueError("a consumed record has a non-negative partition and offset")
+    encoded = topic.encode()
+    out = bytearray(_DOMAIN_FIELD)
+    out += _PACK_U32(len(encoded))
+    out += encoded
+    out += _PACK_POSITION(partition, offset)
+    if key is None:
+        out += b"\x00"
+    else:
+        out += b"\x01"
+        out += _PACK_U32(len(key))
+        out += key
+    out += headers
+    out += _PACK_U32(len(payload))
+    out += payload
+    return bytes(out)
+
+
 def canonical_bytes(event: RecordedEvent) -> bytes:
-    """The leaf's preimage: domain, topic, partition, offset, sorted headers, payload.
+    """The leaf's preimage: domain, topic, partition, offset, key, sorted headers, payload.
 
     ``field(domain) field(topic) u32(partition) u64(offset) key u32(n) {field(name)
     field(value)}*n field(payload)``, where ``key`` is ``u8(0)`` for a record without a
@@ -46,30 +85,42 @@ def canonical_bytes(event: RecordedEvent) -> bytes:
     the bytes; names are UTF-8; headers are sorted by (name bytes, value bytes), so the
     broker's header order does not matter.
     """
-    if event.partition < 0 or event.offset < 0:
-        raise ValueError("a consumed record has a non-negative partition and offset")
-    topic = event.topic.encode()
-    key = event.key
-    out = bytearray(_DOMAIN_FIELD)
-    out += _PACK_U32(len(topic))
-    out += topic
-    out += _PACK_POSITION(event.partition, event.offset)
-    if key is None:
-        out += b"\x00"
-    else:
-        out += b"\x01"
-        out += _PACK_U32(len(key))
-        out += key
-    headers = sorted([(name.encode(), value) for name, value in event.headers])
-    out += _PACK_U32(len(headers))
-    for name, value in headers:
-        out += _PACK_U32(len(name))
-        out += name
-        out += _PACK_U32(len(value))
-        out += value
-    out += _PACK_U32(len(event.payload))
-    out += event.payload
-    return bytes(out)
+    return canonical_from_parts(
+        event.topic,
+        event.partition,
+        event.offset,
+        event.key,
+        header_block(event.headers),
+        event.payload,
+    )
+
+
+def parse_header_block(block: bytes) -> tuple[tuple[str, bytes], ...]:
+    """The headers a :func:`header_block` holds, in its (sorted) order."""
+    view = memoryview(block)
+    if len(view) < 4:
+        raise MalformedEntryError("header block is truncated")
+    (count,) = struct.unpack_from(">I", view, 0)
+    pos = 4
+    out = []
+    for _ in range(count):
+        parts = []
+        for _ in range(2):
+            if pos + 4 > len(view):
+                raise MalformedEntryError("header block is truncated")
+            (size,) = struct.unpack_from(">I", view, pos)
+            pos += 4
+            if pos + size > len(view):
+                raise MalformedEntryError("header block is truncated")
+            parts.append(bytes(view[pos : pos + size]))
+            pos += size
+        try:
+            out.append((parts[0].decode(), parts[1]))
+        except UnicodeDecodeError as exc:
+            raise MalformedEntryError("a header name is not UTF-8") from exc
+    if pos != len(view):
+        raise MalformedEntryError("trailing bytes after the headers")
+    return tuple(out)
 
 
 class MalformedEntryError(ValueError):

@@ -34,8 +34,8 @@ class LogEntry(Base):
     partition: Mapped[int] = mapped_column(sa.Integer)
     offset: Mapped[int] = mapped_column(sa.BigInteger)
     record_key: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
-    # [[name, base64 value], ...] in delivery order: exactly what the leaf hashed.
-    headers: Mapped[list[list[str]]] = mapped_column(pg.JSONB)
+    # The headers exactly as the leaf hashed them (``entry.header_block``).
+    header_block: Mapped[bytes] = mapped_column(sa.LargeBinary)
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
     household_id: Mapped[str | None] = mapped_column(sa.Text)
     application_id: Mapped[str | None] = mapped_column(sa.Text)

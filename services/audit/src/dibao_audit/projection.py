@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.entry import RecordedEvent, canonical_from_parts, header_block
 from dibao_audit.merkle import leaf_hash
 from dibao_common.messaging.envelope import (
     CONTENT_TYPE,
@@ -49,6 +49,7 @@ class EntryRow:
     case_id: str | None
     region: str | None
     actor: str | None
+    header_block: bytes
     leaf_hash: bytes
 
 
@@ -124,6 +125,10 @@ def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
             message = None
     region = _field(message, "region") if message is not None else None
     actor = _field(message, "actor") if message is not None else None
+    block = header_block(event.headers)
+    canonical = canonical_from_parts(
+        event.topic, event.partition, event.offset, event.key, block, event.payload
+    )
     return EntryRow(
         event=event,
         ce_id=ce_id,
@@ -134,7 +139,8 @@ def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
         case_id=_nonempty(_field(message, "case_id")) if message else None,
         region=_nonempty(getattr(region, "code", None)),
         actor=_text(found.get(H_ACTOR)) or _nonempty(getattr(actor, "subject", None)),
-        leaf_hash=leaf_hash(canonical_bytes(event)),
+        header_block=block,
+        leaf_hash=leaf_hash(canonical),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -91,15 +90,11 @@ async def record_inbox(
     return {rec["ce_id"] for rec in result}
 
 
-def _headers_json(row: EntryRow) -> str:
-    return json.dumps([[k, base64.b64encode(v).decode()] for k, v in row.event.headers])
-
-
 INSERT_ENTRIES = """
     INSERT INTO {table} (leaf_index, ce_id, ce_type, ce_time, topic, partition, "offset",
-        record_key, headers, payload, household_id, application_id, case_id, region, actor)
+        record_key, header_block, payload, household_id, application_id, case_id, region, actor)
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-        $6::int[], $7::bigint[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::text[],
+        $6::int[], $7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[],
         $12::text[], $13::text[], $14::text[], $15::text[])
 """
 
@@ -115,7 +110,7 @@ def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
         [r.event.partition for r in rows],
         [r.event.offset for r in rows],
         [r.event.key for r in rows],
-        [_headers_json(r) for r in rows],
+        [r.header_block for r in rows],
         [r.event.payload for r in rows],
         [r.household_id for r in rows],
         [r.application_id for r in rows],
@@ -219,7 +214,7 @@ class StoredRecord:
     partition: int
     offset: int
     record_key: bytes | None
-    headers: list[list[str]]
+    header_block: bytes
     payload: bytes
     region: str | None
     ce_type: str
@@ -235,7 +230,7 @@ async def stream_records(
     while pos < end:
         rows = await driver.fetch(
             """
-            SELECT e.leaf_index, e.topic, e.partition, e."offset", e.record_key, e.headers::text,
+            SELECT e.leaf_index, e.topic, e.partition, e."offset", e.record_key, e.header_block,
                    e.payload, e.region, e.ce_type, n.hash
             FROM log_entry e JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
             WHERE e.leaf_index >= $1 AND e.leaf_index < $2
@@ -247,8 +242,7 @@ async def stream_records(
         if not rows:
             return
         yield [
-            StoredRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
-            for r in rows
+            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows
         ]
         pos = rows[-1][0] + 1
 

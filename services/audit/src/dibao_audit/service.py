@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_audit import repository as repo
-from dibao_audit.entry import RecordedEvent, entry_to_b64
+from dibao_audit.entry import RecordedEvent, canonical_from_parts, parse_header_block
 from dibao_audit.merkle import (
     Range,
     consistency_ranges,
@@ -76,7 +76,7 @@ def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
         partition=entry.partition,
         offset=entry.offset,
         key=None if entry.record_key is None else bytes(entry.record_key),
-        headers=tuple((str(k), base64.b64decode(v)) for k, v in entry.headers),
+        headers=parse_header_block(bytes(entry.header_block)),
         payload=bytes(entry.payload),
     )
 
@@ -115,7 +115,16 @@ def export_line(
     leaf = entry.leaf.hex()
     if not visible:
         return json.dumps({"index": entry.leaf_index, "leaf_hash": leaf, "redacted": True})
-    body = entry_to_b64(recorded_of(entry))
+    body = base64.b64encode(
+        canonical_from_parts(
+            entry.topic,
+            entry.partition,
+            entry.offset,
+            entry.record_key,
+            entry.header_block,
+            entry.payload,
+        )
+    ).decode()
     if not with_decoded:
         return f'{{"index": {entry.leaf_index}, "leaf_hash": "{leaf}", "entry": "{body}"}}'
     line = {"index": entry.leaf_index, "leaf_hash": leaf, "entry": body}

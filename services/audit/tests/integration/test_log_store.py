@@ -16,7 +16,7 @@ from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import CHECKPOINT_TYPE
-from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.entry import RecordedEvent, canonical_bytes, header_block, parse_header_block
 from dibao_audit.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from dibao_audit.models import LogEntry
 from dibao_audit.projector import EntryProjector
@@ -217,9 +217,9 @@ async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoin
     try:
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(
-            "UPDATE log_entry SET payload = $1, headers = $2::jsonb WHERE leaf_index = 23",
+            "UPDATE log_entry SET payload = $1, header_block = $2 WHERE leaf_index = 23",
             forged.payload,
-            json.dumps([[k, base64.b64encode(v).decode()] for k, v in forged.headers]),
+            header_block(forged.headers),
         )
         await conn.execute(
             'UPDATE log_entry SET "offset" = 23 WHERE leaf_index = 23',
@@ -245,3 +245,32 @@ async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoin
     assert not report.ok
     assert report.first_bad_index is None  # content and leaf agree: only the roots can tell
     assert report.suspect_range == (16, 32)
+
+
+async def test_migration_0004_turns_json_headers_into_the_hashed_block_and_back(
+    audit_db: AuditDb,
+) -> None:
+    event = household_event(1)
+    await audit_db.stack.downgrade("audit", "0003")
+    as_json = json.dumps([[k, base64.b64encode(v).decode()] for k, v in event.headers])
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO log_entry (leaf_index, ce_id, ce_type, topic, partition, "offset",
+                   record_key, headers, payload)
+               VALUES (0, $1, 't', $2, 0, 1, $3, $4::jsonb, $5)""",
+            uuid.uuid4(),
+            event.topic,
+            event.key,
+            as_json,
+            event.payload,
+        )
+        await audit_db.stack.migrate("audit", "0004")
+        block = await conn.fetchval("SELECT header_block FROM log_entry")
+        assert bytes(block) == header_block(event.headers)
+        await audit_db.stack.downgrade("audit", "0003")
+        back = json.loads(await conn.fetchval("SELECT headers::text FROM log_entry"))
+        assert back == [[k, base64.b64encode(v).decode()] for k, v in parse_header_block(block)]
+    finally:
+        await conn.close()
+    await audit_db.stack.migrate("audit", "head")
