@@ -7,12 +7,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dibao_audit import verifier
 from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, VerifierKey
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -213,3 +215,9 @@ def test_an_export_file_is_scanned_in_parallel(tmp_path: Path, workers: int) -> 
     report = verify_export_file(path, log.signer.verifier, workers=workers)
     assert report.first_bad_index == 321
     assert (report.checked, report.redacted) == (499, 1)
+
+
+def test_levels_built_by_blocks_are_the_levels() -> None:
+    leaves = b"".join(leaf_hash(b"%d" % i) for i in range(70_001))
+    with ProcessPoolExecutor(2) as pool:
+        assert verifier._levels_in(pool, leaves) == verifier.tree_levels(leaves)
