@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
+from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
@@ -57,6 +58,23 @@ async def test_a_complete_application_is_accepted_with_one_decodable_event(
     }
     assert len(message.incomes) == 5 * sum(1 for m in household.plan.members if m.counted)
     assert message.bank_account.token_id == out["bank_account"]["token_id"]
+    [record] = [
+        r
+        for r in await read_topic(intake_stack.kafka_bootstrap, INTAKE_TOPIC)
+        if r.header("ce_id") == str(envelope.ce_id)
+    ]
+    assert {name for name, _ in record.headers} >= {
+        "ce_specversion",
+        "ce_id",
+        "ce_type",
+        "ce_source",
+        "ce_time",
+        "ce_subject",
+        "content-type",
+        "ce_actor",
+        "ce_correlationid",
+    }
+    assert record.key == household.id.encode()
     # The snapshot never carries a raw ID number or a full name.
     raw = envelope.payload
     for member in household.plan.members:

@@ -35,8 +35,8 @@ async def test_upload_is_stored_by_sha256_and_downloads_are_recorded(
     assert download.status_code == 200
     assert download.content == content
     assert download.headers["content-type"] == "application/pdf"
-    found = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=document["id"])
-    assert len(found) == 1
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
+    assert len(found) == 2  # the description and the content: two recorded reads
 
 
 async def test_an_oversize_document_is_a_413_and_writes_nothing(

@@ -149,3 +149,15 @@ async def test_identity_and_account_are_disclosed_for_a_purpose_and_recorded(
         headers=intake.headers(Role.FINANCE_OFFICER, ["620102"]),
     )
     assert foreign.status_code == 404
+
+
+async def test_the_division_table_is_browsable(intake: IntakeClient) -> None:
+    response = await intake.http.get("/divisions/620123000000", headers=intake.headers())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["full_name"] == "甘肃省兰州市榆中县"
+    assert body["parent_code"] == "620100000000"
+    assert {"code": "620123101000", "name": "夏官营镇", "level": 4} in body["children"]
+    missing = await intake.http.get("/divisions/620123199000", headers=intake.headers())
+    assert missing.status_code == 404
+    assert (await intake.http.get("/divisions/620123")).status_code == 401

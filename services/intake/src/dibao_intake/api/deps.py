@@ -105,6 +105,7 @@ _DESCRIPTIONS = {
     413: "The document is larger than allowed",
     415: "The document's media type is not accepted",
     422: "Invalid fields or broken rules; errors[] lists each with a JSON pointer",
+    500: "An unexpected error, logged with the correlation id; nothing was committed",
 }
 PERSON_IN_HOUSEHOLD = (
     "A member is already active in another household; conflicts[] names it only by a masked"
@@ -114,7 +115,7 @@ PERSON_IN_HOUSEHOLD = (
 
 def problems(*statuses: int, conflict: str | None = None) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses of a route, each described."""
-    declared = problem_responses(*statuses)
+    declared = problem_responses(*statuses, 500)
     for status, response in declared.items():
         response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
     if conflict is not None and 409 in declared:

@@ -106,9 +106,9 @@ async def read_document(
     household = await household_repo.get_household(session, record.household_id)
     assert household is not None
     ensure_readable(caller, household.region_code)
-    if not with_content:
-        return record, None
-    content = await runtime.store.get(record.sha256)
+    # Even without the content, a document's type says something personal (a disability
+    # certificate, a diagnosis): both reads are recorded.
+    content = await runtime.store.get(record.sha256) if with_content else None
     persons = []
     if record.person_id is not None:
         members = await household_repo.load_members(session, record.household_id)
@@ -126,7 +126,7 @@ async def read_document(
         record_type=access.RECORD_TYPE_DOCUMENT,
         record_id=str(record.id),
         persons=persons,
-        fields=(f"document:{record.document_type.value}",),
-        action=access.ACCESS_ACTION_DOWNLOAD,
+        fields=(f"document:{record.document_type.value}",) + (("content",) if with_content else ()),
+        action=access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW,
     )
     return record, content
