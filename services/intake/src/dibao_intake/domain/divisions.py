@@ -3,7 +3,7 @@
 Codes are the National Bureau of Statistics' 统计用区划代码: province (2 digits), prefecture
 (2), county (2), township (3), village or community (3), coarser levels padded with zeros.
 The table is a data file shipped with the package (``data/divisions_62.csv``, Gansu); a
-province adds its own rows with further CSV files in the same format (see ADR 0012).
+province adds its own rows with further CSV files in the same format (see ADR 0009).
 """
 
 from __future__ import annotations
