@@ -90,17 +90,27 @@ async def record_inbox(
     return {rec["ce_id"] for rec in result}
 
 
-INSERT_ENTRIES = """
-    INSERT INTO {table} (leaf_index, ce_id, ce_type, ce_time, topic, partition, "offset",
-        record_key, header_block, payload, household_id, application_id, case_id, region, actor)
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[],
-        $6::int[], $7::bigint[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[],
-        $12::text[], $13::text[], $14::text[], $15::text[])
-"""
+ENTRY_COLUMNS = (
+    "leaf_index",
+    "ce_id",
+    "ce_type",
+    "ce_time",
+    "topic",
+    "partition",
+    "offset",
+    "record_key",
+    "header_block",
+    "payload",
+    "household_id",
+    "application_id",
+    "case_id",
+    "region",
+    "actor",
+)
 
 
 def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
-    """The column arrays of ``INSERT_ENTRIES`` for rows numbered from ``first_index``."""
+    """The columns (``ENTRY_COLUMNS``) of rows numbered from ``first_index``, as arrays."""
     return [
         list(range(first_index, first_index + len(rows))),
         [r.ce_id for r in rows],
@@ -123,11 +133,13 @@ def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
 async def insert_entries(
     session: AsyncSession, first_index: int, rows: Sequence[EntryRow], *, table: str = "log_entry"
 ) -> None:
-    """Append rows as leaves ``first_index ...``, one statement per batch."""
+    """Append rows as leaves ``first_index ...``, one binary COPY per batch."""
     if not rows:
         return
     driver = await _driver(session)
-    await driver.execute(INSERT_ENTRIES.format(table=table), *entry_arrays(first_index, rows))
+    await driver.copy_records_to_table(
+        table, records=zip(*entry_arrays(first_index, rows), strict=True), columns=ENTRY_COLUMNS
+    )
 
 
 async def insert_nodes(session: AsyncSession, nodes: Sequence[tuple[int, int, bytes]]) -> None:
@@ -135,14 +147,8 @@ async def insert_nodes(session: AsyncSession, nodes: Sequence[tuple[int, int, by
     if not nodes:
         return
     driver = await _driver(session)
-    await driver.execute(
-        """
-        INSERT INTO merkle_node (level, index, hash)
-        SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-        """,
-        [n[0] for n in nodes],
-        [n[1] for n in nodes],
-        [n[2] for n in nodes],
+    await driver.copy_records_to_table(
+        "merkle_node", records=nodes, columns=("level", "index", "hash")
     )
 
 
