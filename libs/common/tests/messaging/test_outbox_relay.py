@@ -9,9 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Row, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dibao.intake.v1.events_pb2 import ApplicationAccepted, ApplicationSubmitted
@@ -56,9 +57,14 @@ class SlowAfterClaim(OutboxRelay):
         self.claimed = asyncio.Event()
         self.go_on = asyncio.Event()
 
-    async def _after_claim(self, rows: Sequence[Row[Any]]) -> None:
+    async def _after_claim(self, rows: Sequence[asyncpg.Record]) -> None:
         self.claimed.set()
         await self.go_on.wait()
+
+
+async def _rows_in_outbox(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM outbox_message"))).scalar_one())
 
 
 async def test_enqueue_writes_only_with_the_callers_commit(
@@ -90,7 +96,7 @@ async def test_enqueue_writes_only_with_the_callers_commit(
     assert row.published_at is None
 
 
-async def test_relay_publishes_the_envelope_and_marks_rows(
+async def test_relay_publishes_the_envelope_and_deletes_the_rows(
     stack: TestStack,
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -122,6 +128,8 @@ async def test_relay_publishes_the_envelope_and_marks_rows(
         await relay.stop()
 
     assert await pending() == 0
+    # Published rows are gone, not kept: Kafka and the audit log hold the history.
+    assert await _rows_in_outbox(engine) == 0
     records = await read_records(stack, kafka_topic)
     assert [Envelope.from_record(r) for r in records] == sent
     assert all(r.key == b"h-1" for r in records)
@@ -343,3 +351,100 @@ async def test_a_refused_event_holds_back_its_key_only(
     assert "MessageSizeTooLarge" in rows[too_big.ce_id].last_error
     assert rows[held_back.ce_id].published_at is None
     assert rows[held_back.ce_id].attempts == 0
+
+
+async def test_a_pipelined_relay_sends_other_keys_and_holds_back_only_the_held_one(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+) -> None:
+    # Rows 1-10 are household 0's, and a stalled relay holds them; then 600 rows of
+    # households 0-9. A relay draining in batches (each claimed while the one before is
+    # sent, and deleted while the next is sent) must publish everything of households 1-9
+    # and nothing of household 0 until the stalled relay is done: then all, in order.
+    first = await commit_events(kafka_topic, events=10, keys=1)
+    then = await commit_events(kafka_topic, events=600, keys=10, per_transaction=100)
+    committed = {key: first.get(key, []) + then[key] for key in then}
+    held = "household-0000"
+    slow = SlowAfterClaim(engine, stack.kafka_bootstrap, name="test-held", batch_size=10)
+    fast = OutboxRelay(
+        engine, stack.kafka_bootstrap, name="test-pipelined", batch_size=100, poll_interval_s=0.02
+    )
+    stalled = asyncio.create_task(slow.publish_batch())
+    draining: asyncio.Task[int] | None = None
+    try:
+        await asyncio.wait_for(slow.claimed.wait(), 30)
+        draining = asyncio.create_task(fast.drain(timeout_s=120))
+
+        async def others_published() -> bool:
+            async with engine.connect() as conn:
+                left = await conn.execute(
+                    text("SELECT count(*) FROM outbox_message WHERE key <> :held"),
+                    {"held": held},
+                )
+                return int(left.scalar_one()) == 0
+
+        await eventually(others_published, what="households 1-9 to be published")
+        on_wire = await read_records(stack, kafka_topic)
+        assert len(on_wire) == 540
+        assert held.encode() not in {r.key for r in on_wire}
+        assert await _rows_in_outbox(engine) == 70
+        # Let go while the fast relay goes round claiming and deferring household 0.
+        slow.go_on.set()
+        assert (await stalled).published == 10
+        assert await draining == 600
+    finally:
+        slow.go_on.set()
+        if draining is not None and not draining.done():
+            draining.cancel()
+        await slow.stop()
+        await fast.stop()
+    assert await _rows_in_outbox(engine) == 0
+    records = await read_records(stack, kafka_topic)
+    assert len(records) == 610
+    assert applied_order(records) == committed
+
+
+async def test_a_row_committed_late_below_the_claimed_ones_is_published(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    # The relay claims after its previous batch while all rows below are its own; a row
+    # whose transaction took its id first but committed last must still go out.
+    late_session = sessionmaker()
+    await late_session.begin()
+    late = await enqueue(
+        late_session,
+        ApplicationAccepted(household_id="late"),
+        key="late",
+        source="s",
+        topic=kafka_topic,
+    )
+    try:
+        await commit_events(kafka_topic, events=2000, keys=40, per_transaction=200)
+        relay = OutboxRelay(engine, stack.kafka_bootstrap, name="test-late", batch_size=50)
+        await relay.start()
+        try:
+
+            async def under_way() -> bool:
+                return await pending() <= 1500
+
+            await eventually(under_way, what="the relay to publish")
+            await late_session.commit()
+
+            async def drained() -> bool:
+                return await pending() == 0
+
+            await eventually(drained, what="the late row to be published")
+        finally:
+            await relay.stop()
+    finally:
+        await late_session.close()
+    records = await read_records(stack, kafka_topic)
+    assert str(late.ce_id) in {str(Envelope.from_record(r).ce_id) for r in records}
+    assert len(records) == 2001

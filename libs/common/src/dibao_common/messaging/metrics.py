@@ -16,7 +16,7 @@ OUTBOX_OLDEST_PENDING_AGE = Gauge(
 )
 OUTBOX_PUBLISHED = Counter(
     "dibao_outbox_published_total",
-    "Outbox rows published to Kafka and marked published",
+    "Outbox rows published to Kafka (acknowledged, then deleted from the outbox)",
     ["relay"],
 )
 OUTBOX_PUBLISH_ERRORS = Counter(
@@ -32,7 +32,7 @@ OUTBOX_PUBLISH_LATENCY = Histogram(
 )
 OUTBOX_BATCH_SECONDS = Histogram(
     "dibao_outbox_batch_seconds",
-    "Time of one relay batch: claim, send, await acknowledgements, mark published",
+    "Time of one relay batch: claim, send, await acknowledgements, delete",
     ["relay"],
 )
 

@@ -3,8 +3,10 @@
 Each batch is one database transaction: claim the oldest pending rows
 (``FOR UPDATE SKIP LOCKED``), keep for each key only the run of its oldest pending rows
 that this relay holds (another relay may hold earlier ones), send them all with an
-idempotent producer, await the acknowledgements, mark the acknowledged rows published
-with one ``UPDATE ... WHERE id = ANY(...)``, commit. A relay killed anywhere in between
+idempotent producer, await the acknowledgements, delete the acknowledged rows with one
+``DELETE ... WHERE id = ANY(...)``, commit. The Kafka log, and the audit service's log
+of every event, keep the history; the outbox keeps only what is still to be published,
+and rows that failed (``attempts``, ``last_error``). A relay killed anywhere in between
 leaves its rows pending, and the next batch sends them again: the wire is at least once,
 consumers apply each ``ce_id`` once through their inbox (see docs/adr/0003).
 
@@ -19,36 +21,73 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
+import json
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Row, Select, bindparam, delete, func, or_, select, text, update
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import murmur2
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.types import BigInteger, Text
+from sqlalchemy.types import BigInteger
 
 from dibao_common.messaging import metrics
 from dibao_common.messaging.schema import outbox_message as t
 
 log = structlog.get_logger(__name__)
 
-_CLAIM_COLUMNS = (
-    t.c.id,
-    t.c.topic,
-    t.c.key,
-    t.c.headers,
-    t.c.payload,
-    t.c.created_at,
-)
 _PENDING = t.c.published_at.is_(None)
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+# The hot statements go to asyncpg directly: rows come back as records (no per-row
+# objects of an ORM), ids go in as one array. One round trip claims the rows and counts,
+# in the claim's snapshot, the pending rows up to the newest claimed one that are not in
+# ``$3``, the rows this relay's earlier batches hold or sent (still pending while their
+# transactions commit): when the count equals the rows claimed, every key's claimed rows
+# are its oldest pending ones. ``$2`` starts the scan after the previous batch, whose
+# rows are locked by this relay (skipping each one costs as much as locking it); a row
+# committed late below it makes the count differ, and the next claim starts from the
+# beginning. The rows come out of the CTE in its order (no sort of wide rows; the relay
+# checks). ``published_at`` is only set on rows published before the relay deleted
+# rows on publication (they are never sent again); the partial indexes are on its
+# absence.
+_CLAIM = """
+WITH claimed AS MATERIALIZED (
+    SELECT id, topic, key, headers, payload, created_at
+    FROM outbox_message
+    WHERE published_at IS NULL AND id > $2
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.topic, c.key, c.headers::text, c.payload, date_part('epoch', c.created_at),
+    (SELECT count(*) FROM outbox_message p
+      WHERE p.published_at IS NULL
+        AND p.id <= (SELECT max(id) FROM claimed)
+        AND p.id NOT IN (SELECT unnest($3::bigint[])))
+FROM claimed c
+"""
+_ID, _TOPIC, _KEY, _HEADERS, _PAYLOAD, _CREATED, _PENDING_UP_TO = range(7)
+_KEY_ROWS = """
+SELECT key, id FROM outbox_message
+WHERE published_at IS NULL AND key = ANY($1::text[]) AND id <= $2
+ORDER BY id
+"""
+_BEGIN = "BEGIN; SET LOCAL synchronous_commit = off"
+_RECORD_ERROR = "UPDATE outbox_message SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
+_PARTITION_CACHE_SIZE = 100_000
+# ``json.loads`` checks its argument and skips whitespace around the value: twice the
+# time of the decoder itself on the headers PostgreSQL writes out.
+_decode_json = json.JSONDecoder().raw_decode
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
@@ -101,23 +140,73 @@ class Backoff:
         self._next = self._initial
 
 
-_Sent = list[tuple[Row[Any], "asyncio.Future[Any]"]]
+class _Link:
+    """A pooled connection the relay drives through asyncpg, beginning and ending its
+    transactions itself: SQLAlchemy sees none, so a link that fails is invalidated,
+    never handed back with a transaction open."""
+
+    __slots__ = ("conn", "driver")
+
+    def __init__(self, conn: AsyncConnection, driver: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.driver = driver
+
+    async def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.conn.invalidate()
+        with contextlib.suppress(Exception):
+            await self.conn.close()
+
+
+class _ProducerBatch:
+    """Records for one partition, handed to the producer whole (``send_batch``)."""
+
+    __slots__ = ("builder", "future", "partition", "topic")
+
+    def __init__(self, producer: Any, topic: str, partition: int) -> None:
+        self.builder = producer.create_batch()
+        self.topic = topic
+        self.partition = partition
+        self.future: asyncio.Future[Any] | None = None
+
+    def append(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> bool:
+        """Add a record (timestamped now); False when the batch is full."""
+        return (
+            self.builder.append(timestamp=None, key=key, value=value, headers=headers) is not None
+        )
+
+
+# A sent row and the producer batch it went out in (the batch's future is its ack).
+_Sent = list[tuple[asyncpg.Record, _ProducerBatch]]
 
 
 @dataclass(slots=True)
 class _Batch:
-    """A claimed batch whose transaction is open until its acknowledgements are in."""
+    """Claimed rows whose transaction stays open until their acknowledgements are in."""
 
-    conn: AsyncConnection
-    claimed: Sequence[Row[Any]]
-    kept: int
-    sent: _Sent
-    errors: dict[int, str]
+    link: _Link
+    claimed: Sequence[asyncpg.Record]
+    rows: Sequence[asyncpg.Record]
+    """The claimed rows that are their key's oldest pending ones: the ones to send."""
+    contiguous: bool
+    """Every pending row up to the newest claimed one was this relay's."""
     started: float
+    sent: _Sent = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
 
     @property
-    def sent_ids(self) -> frozenset[int]:
-        return frozenset(row.id for row, _ in self.sent)
+    def newest(self) -> int:
+        return int(self.claimed[-1][_ID])
+
+    def sent_ids(self) -> list[int]:
+        return [row[_ID] for row, _ in self.sent]
+
+    def unsent_keys(self) -> set[str]:
+        """Keys of which a claimed row was not sent: their later rows must wait."""
+        if len(self.sent) == len(self.claimed):
+            return set()
+        sent = {row[_ID] for row, _ in self.sent}
+        return {row[_KEY] for row in self.claimed if row[_ID] not in sent}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +225,7 @@ class OutboxRelay:
         bootstrap: str,
         *,
         name: str = "outbox",
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         poll_interval_s: float = 0.1,
         ack_timeout_s: float = 30.0,
         backoff_initial_s: float = 0.2,
@@ -156,20 +245,18 @@ class OutboxRelay:
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._backlog_refresh_s = backlog_refresh_s
         self._retention_s = retention_s
-        self._producer_overrides = dict(producer_overrides or {})
+        self._producer_config = producer_config(
+            bootstrap, client_id=f"relay-{name}", **dict(producer_overrides or {})
+        )
+        self._max_request_size: int = self._producer_config.get("max_request_size", 1048576)
         self._producer: Any = None
+        self._key_hashes: dict[str, int] = {}
+        self._links: list[_Link] = []
         self._in_flight: _Sent = []
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_housekeeping = 0.0
         self._next_purge = 0.0
-        self._claim: Select[Any] = (
-            select(*_CLAIM_COLUMNS)
-            .where(_PENDING)
-            .order_by(t.c.id)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -238,116 +325,167 @@ class OutboxRelay:
     # -- batches -------------------------------------------------------------------------
 
     async def publish_batch(self) -> BatchResult:
-        """One batch on its own: claim, send, await acknowledgements, mark, commit."""
+        """One batch on its own: claim, send, await acknowledgements, delete, commit."""
         await self._settle_in_flight()
-        batch = await self._open_batch(frozenset(), set())
-        if batch is None:
-            return BatchResult(0, 0, 0, 0)
-        result, _failed_keys = await self._close_batch(batch)
-        return result
+        try:
+            batch = await self._claim([], None)
+            if batch is None:
+                return BatchResult(0, 0, 0, 0)
+            try:
+                await self._send(batch, set())
+            except BaseException:
+                await self._abandon(batch)
+                raise
+            result, _failed_keys = await self._close_batch(batch)
+            return result
+        finally:
+            await self._release_links()
 
     async def _pump(self) -> _Outcome:
-        """Batches back to back: while one batch awaits its acknowledgements and is marked,
-        the next is claimed and sent.
+        """Batches in a pipeline: while one batch is sent, the next is claimed and the
+        previous one awaits its acknowledgements and is deleted.
 
-        The next batch may send a key's later rows before the earlier ones are marked:
-        they went out first on the same producer, which keeps each partition's order.
+        A batch may send a key's later rows before the earlier ones are deleted: they
+        went out first on the same producer, which keeps each partition's order. A key
+        of which the previous batch left a row unsent, or whose row failed, is not sent.
         Returns when nothing is left to claim, when a batch was all held back by other
         relays, or when rows failed (the caller waits before the next round).
         """
         await self._settle_in_flight()
-        previous: _Batch | None = None
         current: _Batch | None = None
+        claiming: asyncio.Task[_Batch | None] | None = None
         closing: asyncio.Task[tuple[BatchResult, set[str]]] | None = None
-        blocked: set[str] = set()
+        refused: set[str] = set()  # keys whose rows failed: nothing more of them now
+        unsent: set[str] = set()  # keys the previous batch did not send all of
+        sent_before: list[int] = []
         published = failed = 0
         try:
-            while True:
-                earlier: frozenset[int] = frozenset()
-                if previous is not None:
-                    earlier = previous.sent_ids
-                    closing = asyncio.create_task(self._close_batch(previous))
-                    previous = None
+            current = await self._claim([], None)
+            while current is not None:
                 if not self._stopping.is_set():
-                    current = await self._open_batch(earlier, blocked)
+                    after = current.newest if current.contiguous else None
+                    earlier = [row[_ID] for row in current.claimed] + sent_before
+                    claiming = asyncio.create_task(self._claim(earlier, after))
+                await self._send(current, refused | unsent)
                 if closing is not None:
                     task, closing = closing, None
-                    result, blocked = await task
+                    result, failed_keys = await task
                     published += result.published
                     failed += result.failed
+                    refused |= failed_keys
                     await self._housekeeping()
-                if current is None:
-                    return _Outcome(published, failed, drained=True)
                 if failed or not current.sent:
+                    if claiming is not None:
+                        claimed, claiming = claiming, None
+                        following = await claimed
+                        if following is not None:
+                            await self._rollback(following.link)
                     batch, current = current, None
                     result, _ = await self._close_batch(batch)
                     return _Outcome(
                         published + result.published, failed + result.failed, drained=False
                     )
-                previous, current = current, None
+                unsent = current.unsent_keys()
+                sent_before = current.sent_ids()
+                closing = asyncio.create_task(self._close_batch(current))
+                current = None
+                if claiming is not None:
+                    claimed, claiming = claiming, None
+                    current = await claimed
+            if closing is not None:
+                task, closing = closing, None
+                result, _ = await task
+                published += result.published
+                failed += result.failed
+                await self._housekeeping()
+            return _Outcome(published, failed, drained=True)
         except BaseException as exc:
             # Failed or killed: a batch being closed may finish (not when killed); what is
             # still open is rolled back, and its records, already with the producer, are
-            # marked later if the broker acknowledges them.
+            # deleted later if the broker acknowledges them.
+            killed = not isinstance(exc, Exception)
             if closing is not None:
-                if not isinstance(exc, Exception):
+                if killed:
                     closing.cancel()
                 with contextlib.suppress(BaseException):
                     await closing
-            for leftover in (previous, current):
-                if leftover is not None:
-                    await self._abandon(leftover)
+            if claiming is not None:
+                if killed:
+                    claiming.cancel()
+                with contextlib.suppress(BaseException):
+                    following = await claiming
+                    if following is not None:
+                        await following.link.discard()
+            if current is not None:
+                await self._abandon(current)
             raise
+        finally:
+            await self._release_links()
 
-    async def _open_batch(self, earlier: frozenset[int], blocked: set[str]) -> _Batch | None:
-        """Begin a transaction, claim rows, keep each key's oldest, send them (no waiting)."""
-        producer = await self._ensure_producer()
-        conn = await self._engine.connect()
+    async def _claim(self, earlier: list[int], after: int | None) -> _Batch | None:
+        """Begin a transaction, claim rows and keep each key's oldest (``None``: none).
+
+        ``earlier``: rows this relay holds in other batches or sent before; ``after``:
+        the newest of them when all pending rows up to it were this relay's.
+        """
+        link = await self._checkout()
         try:
-            await conn.begin()
-            # Losing a mark in a server crash only sends its rows again, which consumers
+            # Losing a delete in a server crash only sends its rows again, which consumers
             # absorb anyway: the relay need not wait for its commits to reach the disk.
-            await conn.execute(_ASYNC_COMMIT)
+            await link.driver.execute(_BEGIN)
             started = time.monotonic()
-            claimed = (await conn.execute(self._claim)).all()
+            claimed = await link.driver.fetch(_CLAIM, self._batch_size, after or 0, earlier)
+            if not claimed and after is not None:
+                # Nothing after the previous batch: look again from the beginning, for a
+                # row committed late below it.
+                claimed = await link.driver.fetch(_CLAIM, self._batch_size, 0, earlier)
             if not claimed:
-                await conn.close()
+                await self._rollback(link)
                 return None
+            if any(a[_ID] > b[_ID] for a, b in itertools.pairwise(claimed)):
+                claimed.sort(key=lambda row: row[_ID])
             await self._after_claim(claimed)
-            rows = await _own_key_prefixes(conn, claimed, earlier)
-            sent, errors = await self._send(producer, rows, blocked)
+            contiguous = claimed[0][_PENDING_UP_TO] == len(claimed)
+            if contiguous:
+                rows: Sequence[asyncpg.Record] = claimed
+            else:
+                rows = await _own_key_prefixes(link.driver, claimed, frozenset(earlier))
         except BaseException:
-            await conn.close()
+            await link.discard()
             raise
-        return _Batch(conn, claimed, len(rows), sent, errors, started)
+        return _Batch(link, claimed, rows, contiguous, started)
 
     async def _close_batch(self, batch: _Batch) -> tuple[BatchResult, set[str]]:
-        """Await the batch's acknowledgements, mark what was acknowledged, commit.
+        """Await the batch's acknowledgements, delete what was acknowledged, commit.
 
         Also returns the keys that failed, whose next rows must wait.
         """
+        link = batch.link
         try:
-            if batch.sent:
-                _done, pending = await asyncio.wait(
-                    [future for _, future in batch.sent], timeout=self._ack_timeout_s
-                )
+            futures = _futures(batch.sent)
+            if futures:
+                _done, pending = await asyncio.wait(futures, timeout=self._ack_timeout_s)
                 if pending:
                     raise BrokerUnavailableError(
-                        f"{len(pending)} of {len(batch.sent)} records unacknowledged "
-                        f"after {self._ack_timeout_s} s"
+                        f"records of {len(pending)} of {len(futures)} producer batches "
+                        f"unacknowledged after {self._ack_timeout_s} s"
                     )
             published, failed = _acknowledged_prefixes(batch.sent)
             batch.errors.update(failed)
             await self._before_mark(published)
-            await _mark_published(batch.conn, published)
-            await _record_errors(batch.conn, batch.errors)
-            await batch.conn.commit()
+            for row_id, error in batch.errors.items():
+                await link.driver.execute(_RECORD_ERROR, row_id, error[:2000])
+            # One round trip: the ids are integers of our own rows, written as a literal.
+            ids = ",".join(map(str, published))
+            await link.driver.execute(
+                f"DELETE FROM outbox_message WHERE id = ANY('{{{ids}}}'::bigint[]); COMMIT"  # noqa: S608
+            )
         except BaseException:
-            # Keep what was sent: once acknowledged it is marked, not sent again.
+            # Keep what was sent: once acknowledged it is deleted, not sent again.
             self._in_flight.extend(batch.sent)
+            await link.discard()
             raise
-        finally:
-            await batch.conn.close()
+        self._checkin(link)
         self._observe(published, batch, batch.errors)
         if batch.errors:
             log.warning(
@@ -356,58 +494,157 @@ class OutboxRelay:
                 failed=len(batch.errors),
                 first_error=next(iter(batch.errors.values())),
             )
-        failed_keys = {row.key for row in batch.claimed if row.id in batch.errors}
+        failed_keys = (
+            {row[_KEY] for row in batch.claimed if row[_ID] in batch.errors}
+            if batch.errors
+            else set()
+        )
         result = BatchResult(
-            len(batch.claimed), len(published), len(batch.errors), len(batch.claimed) - batch.kept
+            len(batch.claimed),
+            len(published),
+            len(batch.errors),
+            len(batch.claimed) - len(batch.rows),
         )
         return result, failed_keys
 
     async def _abandon(self, batch: _Batch) -> None:
         self._in_flight.extend(batch.sent)
-        await batch.conn.close()
+        await batch.link.discard()
 
-    async def _send(
-        self, producer: Any, rows: Sequence[Row[Any]], blocked: set[str]
-    ) -> tuple[_Sent, dict[int, str]]:
-        sent: _Sent = []
-        errors: dict[int, str] = {}
+    async def _checkout(self) -> _Link:
+        """A connection of the relay's own (kept between batches of a round: no pool
+        checkout, ping and reset per batch)."""
+        if self._links:
+            return self._links.pop()
+        conn = await self._engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await conn.close()
+            raise
+        driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+        return _Link(conn, driver)
+
+    def _checkin(self, link: _Link) -> None:
+        self._links.append(link)
+
+    async def _rollback(self, link: _Link) -> None:
+        try:
+            await link.driver.execute("ROLLBACK")
+        except BaseException:
+            await link.discard()
+            raise
+        self._checkin(link)
+
+    async def _release_links(self) -> None:
+        """Hand the relay's connections back to the pool (none is in a transaction)."""
+        links, self._links = self._links, []
+        for link in links:
+            with contextlib.suppress(Exception):
+                await link.conn.close()
+
+    async def _send(self, batch: _Batch, blocked: set[str]) -> None:
+        """Hand the batch's rows to the producer, one producer batch per partition, in id
+        order, except the keys in ``blocked``; no waiting for acknowledgements.
+
+        One ``send_batch`` per partition instead of one ``send`` per record: no future,
+        partitioner call or metadata wait per record. Keys are placed as Kafka's default
+        partitioner places them (murmur2), so every producer of a key agrees.
+        """
+        producer = await self._ensure_producer()
+        sent = batch.sent
+        errors = batch.errors
         stopped = set(blocked)
-        for row in rows:
-            if row.key in stopped:
-                continue
-            headers: Mapping[str, str] = row.headers
-            try:
-                future = await producer.send(
-                    row.topic,
-                    row.payload,
-                    key=row.key.encode(),
-                    headers=[(name, value.encode()) for name, value in headers.items()],
-                )
-            except Exception as exc:
-                # Refused before it was queued (too large, unknown topic): nothing of this
-                # key after it may go out in this batch.
-                stopped.add(row.key)
-                errors[row.id] = repr(exc)
-                continue
-            sent.append((row, future))
-        return sent, errors
+        open_batches: dict[tuple[str, int], _ProducerBatch] = {}
+        partitions: dict[str, list[int] | Exception] = {}
+        hashes = self._key_hashes
+        if len(hashes) > _PARTITION_CACHE_SIZE:
+            hashes.clear()
+        max_size = self._max_request_size
+        decode = _decode_json
+        turn = 0
+        try:
+            for row in batch.rows:
+                turn += 1
+                if turn == 256:
+                    # Let the claim of the next batch, running beside, take its turn.
+                    turn = 0
+                    await asyncio.sleep(0)
+                key: str = row[_KEY]
+                if key in stopped:
+                    continue
+                topic: str = row[_TOPIC]
+                known = partitions.get(topic)
+                if known is None:
+                    known = partitions[topic] = await _partitions(producer, topic)
+                if isinstance(known, Exception):
+                    stopped.add(key)
+                    errors[row[_ID]] = repr(known)
+                    continue
+                key_bytes = key.encode()
+                payload: bytes = row[_PAYLOAD]
+                text: str = row[_HEADERS]
+                headers = [(name, value.encode()) for name, value in decode(text)[0].items()]
+                # A character takes at most 4 bytes: only a large record needs measuring.
+                if len(payload) + 4 * len(text) + len(key_bytes) + 256 > max_size:
+                    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+                        key_bytes, payload, headers
+                    )
+                    if size > max_size:
+                        # Refused before it was queued: nothing of this key after it may
+                        # go out in this batch.
+                        stopped.add(key)
+                        errors[row[_ID]] = repr(
+                            MessageSizeTooLargeError(
+                                f"The message is {size} bytes when serialized, more than "
+                                f"max_request_size ({max_size})"
+                            )
+                        )
+                        continue
+                hashed = hashes.get(key)
+                if hashed is None:
+                    hashed = hashes[key] = murmur2(key_bytes) & 0x7FFFFFFF
+                partition = known[hashed % len(known)]
+                pending = open_batches.get((topic, partition))
+                if pending is None:
+                    pending = _ProducerBatch(producer, topic, partition)
+                    open_batches[topic, partition] = pending
+                if not pending.append(key_bytes, payload, headers):
+                    await _hand_over(producer, pending)
+                    pending = _ProducerBatch(producer, topic, partition)
+                    open_batches[topic, partition] = pending
+                    pending.append(key_bytes, payload, headers)
+                sent.append((row, pending))
+            for pending in open_batches.values():
+                await _hand_over(producer, pending)
+        except Exception as exc:
+            # The producer refused a batch (closed, or no room in time): what it did not
+            # take is not sent; the rows stay pending for the next round.
+            for row, pending in sent:
+                if pending.future is None:
+                    errors[row[_ID]] = repr(exc)
+            sent[:] = [(row, pending) for row, pending in sent if pending.future is not None]
 
-    async def _after_claim(self, rows: Sequence[Row[Any]]) -> None:
+    async def _after_claim(self, rows: Sequence[asyncpg.Record]) -> None:
         """Rows claimed, nothing sent yet (a seam for tests of slow or dying relays)."""
 
     async def _before_mark(self, ids: list[int]) -> None:
-        """Between the broker's acknowledgement and the mark (a seam for crash tests)."""
+        """Between the broker's acknowledgement and the delete (a seam for crash tests)."""
 
     def _observe(self, published: list[int], batch: _Batch, errors: Mapping[int, str]) -> None:
         metrics.OUTBOX_BATCH_SECONDS.labels(self.name).observe(time.monotonic() - batch.started)
         if published:
             metrics.OUTBOX_PUBLISHED.labels(self.name).inc(len(published))
-            now = datetime.now(UTC)
-            latency = metrics.OUTBOX_PUBLISH_LATENCY.labels(self.name)
-            ids = set(published)
-            for row, _ in batch.sent:
-                if row.id in ids:
-                    latency.observe(max(0.0, (now - row.created_at).total_seconds()))
+            now = time.time()
+            observe = metrics.OUTBOX_PUBLISH_LATENCY.labels(self.name).observe
+            if len(published) == len(batch.sent):
+                for row, _ in batch.sent:
+                    observe(max(0.0, now - row[_CREATED]))
+            else:
+                ids = set(published)
+                for row, _ in batch.sent:
+                    if row[_ID] in ids:
+                        observe(max(0.0, now - row[_CREATED]))
         if errors:
             metrics.OUTBOX_PUBLISH_ERRORS.labels(self.name).inc(len(errors))
 
@@ -415,25 +652,24 @@ class OutboxRelay:
         """Wait for records of an earlier timed-out batch before sending anything new."""
         if not self._in_flight:
             return
-        _done, pending = await asyncio.wait(
-            [future for _, future in self._in_flight], timeout=self._ack_timeout_s
-        )
-        if pending:
-            raise BrokerUnavailableError(f"{len(pending)} earlier records still unacknowledged")
+        futures = _futures(self._in_flight)
+        if futures:
+            _done, pending = await asyncio.wait(futures, timeout=self._ack_timeout_s)
+            if pending:
+                raise BrokerUnavailableError(
+                    f"records of {len(pending)} earlier producer batches still unacknowledged"
+                )
         published, _failed = _acknowledged_prefixes(self._in_flight)
         self._in_flight = []
-        async with self._engine.begin() as conn:
-            await _mark_published(conn, published)
+        if published:
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(t).where(t.c.id == func.any(_IDS)), {"ids": published})
 
     # -- producer and housekeeping -------------------------------------------------------
 
     async def _ensure_producer(self) -> Any:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                **producer_config(
-                    self._bootstrap, client_id=f"relay-{self.name}", **self._producer_overrides
-                )
-            )
+            producer = AIOKafkaProducer(**self._producer_config)
             try:
                 await producer.start()
             except BaseException:
@@ -466,17 +702,24 @@ class OutboxRelay:
     async def refresh_backlog(self) -> int:
         """Set the backlog gauges from the table; the number of pending rows."""
         async with self._engine.connect() as conn:
-            pending = (await conn.execute(select(func.count()).where(_PENDING))).scalar_one()
-            oldest = (
-                await conn.execute(select(t.c.created_at).where(_PENDING).order_by(t.c.id).limit(1))
-            ).scalar_one_or_none()
+            found = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(
+                            func.date_part("epoch", func.now() - func.min(t.c.created_at)), 0.0
+                        ),
+                    ).where(_PENDING)
+                )
+            ).one()
+        pending, age = int(found[0]), float(found[1])
         metrics.OUTBOX_BACKLOG.labels(self.name).set(pending)
-        age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
         metrics.OUTBOX_OLDEST_PENDING_AGE.labels(self.name).set(max(0.0, age))
-        return int(pending)
+        return pending
 
     async def purge_published(self, older_than_s: float, *, chunk: int = 10_000) -> int:
-        """Delete rows published more than ``older_than_s`` ago, a chunk per transaction."""
+        """Delete rows marked published more than ``older_than_s`` ago, a chunk per
+        transaction: rows published before the relay deleted them on publication."""
         total = 0
         while True:
             cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
@@ -494,39 +737,41 @@ class OutboxRelay:
                 return total
 
 
+async def _partitions(producer: Any, topic: str) -> list[int] | Exception:
+    """The topic's partitions sorted by id (as the default partitioner indexes them)."""
+    try:
+        return sorted(await producer.partitions_for(topic))
+    except Exception as exc:
+        return exc
+
+
+async def _hand_over(producer: Any, batch: _ProducerBatch) -> None:
+    # Closed: the producer sends it at once instead of lingering for more records.
+    batch.builder.close()
+    batch.future = await producer.send_batch(batch.builder, batch.topic, partition=batch.partition)
+
+
+def _futures(sent: _Sent) -> list[asyncio.Future[Any]]:
+    seen: dict[int, asyncio.Future[Any]] = {}
+    for _row, batch in sent:
+        if batch.future is not None and id(batch) not in seen:
+            seen[id(batch)] = batch.future
+    return list(seen.values())
+
+
 async def _own_key_prefixes(
-    conn: AsyncConnection, claimed: Sequence[Row[Any]], earlier: frozenset[int]
-) -> list[Row[Any]]:
+    driver: asyncpg.Connection, claimed: Sequence[asyncpg.Record], earlier: frozenset[int]
+) -> list[asyncpg.Record]:
     """The claimed rows that are the oldest pending rows of their key.
 
     SKIP LOCKED lets another relay hold a key's earlier rows; publishing ours first would
     reorder the key. Rows in ``earlier`` were sent by this relay's previous batch, on the
-    same producer, so they count as ours. The fast check: every pending row up to our
-    newest is ours. Otherwise look at the keys one by one.
+    same producer, so they count as ours. The claim found that some pending row up to
+    our newest is not ours: look at the keys one by one.
     """
-    max_id = claimed[-1].id
-    not_ours = select(func.count()).where(_PENDING, t.c.id <= max_id)
-    if earlier:
-        # Only rows below our oldest can be the previous batch's: check just those.
-        not_ours = not_ours.where(
-            or_(
-                t.c.id >= claimed[0].id,
-                t.c.id != func.all(bindparam("earlier", sorted(earlier), type_=ARRAY(BigInteger))),
-            )
-        )
-    if (await conn.execute(not_ours)).scalar_one() == len(claimed):
-        return list(claimed)
-    keys = sorted({row.key for row in claimed})
-    others = await conn.execute(
-        select(t.c.key, t.c.id)
-        .where(
-            _PENDING,
-            t.c.key == func.any(bindparam("keys", keys, type_=ARRAY(Text))),
-            t.c.id <= max_id,
-        )
-        .order_by(t.c.id)
-    )
-    ours = {row.id for row in claimed}
+    keys = sorted({row[_KEY] for row in claimed})
+    others = await driver.fetch(_KEY_ROWS, keys, claimed[-1][_ID])
+    ours = {row[_ID] for row in claimed}
     blocked: set[str] = set()
     keep: set[int] = set()
     for key, row_id in others:
@@ -536,43 +781,32 @@ async def _own_key_prefixes(
             keep.add(row_id)
         else:
             blocked.add(key)
-    return [row for row in claimed if row.id in keep]
+    return [row for row in claimed if row[_ID] in keep]
 
 
 def _acknowledged_prefixes(sent: _Sent) -> tuple[list[int], dict[int, str]]:
     """Acknowledged rows up to each key's first failure, and the failures."""
+    failures = {
+        id(batch): exc
+        for batch in {id(batch): batch for _, batch in sent}.values()
+        if batch.future is not None and (exc := batch.future.exception()) is not None
+    }
+    if not failures:
+        return [row[_ID] for row, _ in sent], {}
     published: list[int] = []
     errors: dict[int, str] = {}
     failed_keys: set[str] = set()
-    for row, future in sent:
-        if row.key in failed_keys:
+    for row, batch in sent:
+        key = row[_KEY]
+        if key in failed_keys:
             continue
-        exc = future.exception()
+        exc = failures.get(id(batch))
         if exc is not None:
-            failed_keys.add(row.key)
-            errors[row.id] = repr(exc)
+            failed_keys.add(key)
+            errors[row[_ID]] = repr(exc)
             continue
-        published.append(row.id)
+        published.append(row[_ID])
     return published, errors
-
-
-async def _mark_published(conn: AsyncConnection, ids: list[int]) -> None:
-    if ids:
-        await conn.execute(
-            update(t)
-            .where(t.c.id == func.any(_IDS), _PENDING)
-            .values(published_at=func.clock_timestamp()),
-            {"ids": ids},
-        )
-
-
-async def _record_errors(conn: AsyncConnection, errors: Mapping[int, str]) -> None:
-    for row_id, error in errors.items():
-        await conn.execute(
-            update(t)
-            .where(t.c.id == row_id)
-            .values(attempts=t.c.attempts + 1, last_error=error[:2000])
-        )
 
 
 # -- a relay as its own process -----------------------------------------------------------

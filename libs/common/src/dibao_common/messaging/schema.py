@@ -34,7 +34,12 @@ def _outbox_columns() -> list[sa.Column[Any]]:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
+        # The relay deletes a row once the broker has acknowledged it (Kafka and the audit
+        # log keep the history), so every row here is still to be published. Only relays
+        # from before that change set published_at: such rows are never sent again, and
+        # are purged after the retention. The partial indexes are on its absence.
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        # A row the broker refused: how often, and the last error (it stays, and is retried).
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text, nullable=True),
     ]
@@ -59,7 +64,7 @@ _PENDING = sa.text("published_at IS NULL")
 metadata = service_metadata()
 outbox_message = sa.Table(OUTBOX, metadata, *_outbox_columns())
 inbox_message = sa.Table(INBOX, metadata, *_inbox_columns())
-# The relay scans pending rows by id, and checks a key's oldest pending rows by (key, id).
+# The relay claims pending rows by id, and checks a key's oldest pending rows by (key, id).
 sa.Index("ix_outbox_message_pending", outbox_message.c.id, postgresql_where=_PENDING)
 sa.Index(
     "ix_outbox_message_pending_key",
