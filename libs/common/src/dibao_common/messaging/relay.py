@@ -698,6 +698,12 @@ class OutboxRelay:
         if self._retention_s is not None and now >= self._next_purge:
             self._next_purge = now + 60.0
             await self.purge_published(self._retention_s)
+            # Only relays from before rows were deleted on publication marked rows: once
+            # none is left, this relay need not look again (a restart looks once more).
+            async with self._engine.connect() as conn:
+                marked = select(t.c.id).where(t.c.published_at.is_not(None)).limit(1)
+                if (await conn.execute(marked)).first() is None:
+                    self._next_purge = float("inf")
 
     async def refresh_backlog(self) -> int:
         """Set the backlog gauges from the table; the number of pending rows."""
