@@ -406,6 +406,44 @@ async def test_a_pipelined_relay_sends_other_keys_and_holds_back_only_the_held_o
     assert applied_order(records) == committed
 
 
+async def test_drain_is_not_done_while_its_last_batch_held_a_row_back(
+    stack: TestStack,
+    engine: AsyncEngine,
+    kafka_topic: str,
+    commit_events: CommitEvents,
+) -> None:
+    # A stalled relay holds household 0's first row; the draining relay's one batch
+    # claims household 0's second row (held back) and household 1's (sent). The next
+    # claim, made while that batch still locks the held row, finds nothing: that is not
+    # a drained outbox, and drain must go on until the held row is out too.
+    first = await commit_events(kafka_topic, events=1, keys=1)
+    then = await commit_events(kafka_topic, events=2, keys=2)
+    slow = SlowAfterClaim(engine, stack.kafka_bootstrap, name="test-held-last", batch_size=1)
+    fast = OutboxRelay(
+        engine, stack.kafka_bootstrap, name="test-drain-held", batch_size=2, poll_interval_s=0.02
+    )
+    stalled = asyncio.create_task(slow.publish_batch())
+    try:
+        await asyncio.wait_for(slow.claimed.wait(), 30)
+        with pytest.raises(TimeoutError):
+            await fast.drain(timeout_s=1.0)
+        on_wire = await read_records(stack, kafka_topic)
+        assert [r.key for r in on_wire] == [b"household-0001"]
+        slow.go_on.set()
+        assert (await stalled).published == 1
+        assert await fast.drain(timeout_s=30) == 1
+    finally:
+        slow.go_on.set()
+        await slow.stop()
+        await fast.stop()
+    assert await _rows_in_outbox(engine) == 0
+    records = await read_records(stack, kafka_topic)
+    assert applied_order(records) == {
+        "household-0000": first["household-0000"] + then["household-0000"],
+        "household-0001": then["household-0001"],
+    }
+
+
 async def test_a_row_committed_late_below_the_claimed_ones_is_published(
     stack: TestStack,
     engine: AsyncEngine,

@@ -359,6 +359,10 @@ class OutboxRelay:
         unsent: set[str] = set()  # keys the previous batch did not send all of
         sent_before: list[int] = []
         published = failed = 0
+        # Rows a batch claimed but did not send stay pending, and the next claim, made
+        # while that batch still holds them, skips them: finding nothing after such a
+        # batch is not a drained outbox.
+        left_behind = False
         try:
             current = await self._claim([], None)
             while current is not None:
@@ -386,6 +390,7 @@ class OutboxRelay:
                         published + result.published, failed + result.failed, drained=False
                     )
                 unsent = current.unsent_keys()
+                left_behind = left_behind or bool(unsent)
                 sent_before = current.sent_ids()
                 closing = asyncio.create_task(self._close_batch(current))
                 current = None
@@ -398,7 +403,7 @@ class OutboxRelay:
                 published += result.published
                 failed += result.failed
                 await self._housekeeping()
-            return _Outcome(published, failed, drained=True)
+            return _Outcome(published, failed, drained=not left_behind)
         except BaseException as exc:
             # Failed or killed: a batch being closed may finish (not when killed); what is
             # still open is rolled back, and its records, already with the producer, are
