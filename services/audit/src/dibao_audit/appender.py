@@ -1,10 +1,10 @@
 """The one serialized appender: batches of records in, leaves and checkpoints out.
 
-A batch is one transaction: inbox rows (the kit's ``inbox_message``, so a record seen
-twice is appended once), the entries, the complete subtrees they close, and a signed
-checkpoint when one is due. The frontier lives in memory between batches and is rebuilt
-from ``merkle_node`` (O(log n) lookups) whenever the stored size is not the one it knows,
-e.g. after a restart, a failed commit or another appender process.
+A batch is one transaction: the entries not in the log yet (the log's unique ``ce_id``
+is its inbox, so a record seen twice is appended once), the complete subtrees they
+close, and a signed checkpoint when one is due. The frontier lives in memory between
+batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever the stored size
+is not the one it knows, e.g. after a restart, a failed commit or another appender.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
@@ -25,7 +26,7 @@ from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.merkle import Frontier, perfect_subtrees
 from dibao_audit.models import Checkpoint
-from dibao_audit.projection import EntryRow, project
+from dibao_audit.projection import EntryRow, KeyReader, project_parts, project_records
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.messaging.outbox import enqueue
 
@@ -54,7 +55,6 @@ class LogAppender:
         signer: CheckpointSigner,
         *,
         registry: EventRegistry | None = None,
-        consumer: str = "audit",
         checkpoint_every: int = 1000,
         region: str = "000000000000",
         now: Now = _utc_now,
@@ -62,7 +62,7 @@ class LogAppender:
         self._sessionmaker = sessionmaker
         self._signer = signer
         self._registry = registry if registry is not None else EventRegistry.default()
-        self._consumer = consumer
+        self._keys = KeyReader(self._registry)
         self._every = checkpoint_every
         self._region = region
         self._now = now
@@ -76,7 +76,15 @@ class LogAppender:
 
     def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]:
         """Decode and hash a batch (CPU only; done before taking the lock)."""
-        return [project(e, self._registry) for e in events]
+        keys = self._keys
+        return [
+            project_parts(e.topic, e.partition, e.offset, e.key, e.headers, e.payload, keys)
+            for e in events
+        ]
+
+    def project_records(self, records: Sequence[Any]) -> list[EntryRow]:
+        """:meth:`project` of consumed aiokafka records as they come (no copy between)."""
+        return project_records(records, self._keys)
 
     async def append(self, events: Sequence[RecordedEvent]) -> AppendResult:
         """Append the records not seen before, in order, and commit."""
@@ -96,12 +104,12 @@ class LogAppender:
         self, session: AsyncSession, rows: Sequence[EntryRow]
     ) -> tuple[Frontier, AppendResult, int | None]:
         await repo.lock_appender(session)
-        frontier = await self._current(session)
-        fresh_ids = await repo.record_inbox(session, self._consumer, rows)
+        size, seen = await repo.size_and_seen(session, [row.ce_id for row in rows])
+        frontier = await self._current(session, size)
         fresh: list[EntryRow] = []
         for row in rows:
-            if row.ce_id in fresh_ids:
-                fresh_ids.discard(row.ce_id)  # a duplicate inside the batch counts once
+            if row.ce_id not in seen:
+                seen.add(row.ce_id)  # a duplicate inside the batch counts once
                 fresh.append(row)
         work = frontier.copy()
         nodes: list[tuple[int, int, bytes]] = []
@@ -115,9 +123,10 @@ class LogAppender:
         result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp)
         return work, result, cp
 
-    async def _current(self, session: AsyncSession) -> Frontier:
+    async def _current(self, session: AsyncSession, size: int | None = None) -> Frontier:
         """The frontier of the stored tree (cached unless the stored size moved)."""
-        size = await repo.tree_size(session)
+        if size is None:
+            size = await repo.tree_size(session)
         if self._frontier is not None and self._frontier.size == size:
             return self._frontier
         hashes = await repo.subtree_hashes(session, set(perfect_subtrees(0, size)))

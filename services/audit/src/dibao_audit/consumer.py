@@ -35,7 +35,7 @@ _Batch = dict[TopicPartition, list[Any]]
 class Sink(Protocol):
     """Where consumed batches go: the log's appender (a benchmark's baseline fits too)."""
 
-    def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]: ...
+    def project_records(self, records: Sequence[Any]) -> list[EntryRow]: ...
 
     async def append_rows(self, rows: Sequence[EntryRow]) -> AppendResult: ...
 
@@ -169,10 +169,10 @@ class LogConsumer:
             await consumer.stop()
 
     async def _project(self, batch: _Batch) -> list[EntryRow]:
-        events = [recorded(r) for records in batch.values() for r in records]
+        records = [r for records in batch.values() for r in records]
         rows: list[EntryRow] = []
-        for i in range(0, len(events), _PROJECT_CHUNK):
-            rows += self._appender.project(events[i : i + _PROJECT_CHUNK])
+        for i in range(0, len(records), _PROJECT_CHUNK):
+            rows += self._appender.project_records(records[i : i + _PROJECT_CHUNK])
             await asyncio.sleep(0)  # let the transaction in flight send its next statement
         return rows
 

@@ -42,15 +42,30 @@ def header_block(headers: Iterable[tuple[str, bytes]]) -> bytes:
     """``u32(n) {field(name) field(value)}*n``, sorted by (name bytes, value bytes).
 
     The part of the canonical bytes the log stores as it is (``log_entry.header_block``).
+    On the append path, so written for speed: the pairs are sorted as they are (UTF-8
+    byte order is code point order, so sorting the names as text sorts their bytes) and
+    the encoded name fields of the few header names in use are cached.
     """
-    pairs = sorted([(name.encode(), value) for name, value in headers])
-    out = bytearray(_PACK_U32(len(pairs)))
+    pairs = sorted(headers)
+    parts = [_PACK_U32(len(pairs))]
+    names = _NAME_FIELDS
     for name, value in pairs:
-        out += _PACK_U32(len(name))
-        out += name
-        out += _PACK_U32(len(value))
-        out += value
-    return bytes(out)
+        parts.append(names.get(name) or _name_field(name))
+        parts.append(_PACK_U32(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+_NAME_FIELDS: dict[str, bytes] = {}
+_NAME_CACHE_MAX = 1024
+
+
+def _name_field(name: str) -> bytes:
+    encoded = name.encode()
+    out = _PACK_U32(len(encoded)) + encoded
+    if len(_NAME_FIELDS) < _NAME_CACHE_MAX:
+        _NAME_FIELDS[name] = out
+    return out
 
 
 def canonical_from_parts(
@@ -60,20 +75,18 @@ def canonical_from_parts(
     if partition < 0 or offset < 0:
         raise ValueError("a consumed record has a non-negative partition and offset")
     encoded = topic.encode()
-    out = bytearray(_DOMAIN_FIELD)
-    out += _PACK_U32(len(encoded))
-    out += encoded
-    out += _PACK_POSITION(partition, offset)
-    if key is None:
-        out += b"\x00"
-    else:
-        out += b"\x01"
-        out += _PACK_U32(len(key))
-        out += key
-    out += headers
-    out += _PACK_U32(len(payload))
-    out += payload
-    return bytes(out)
+    return b"".join(
+        (
+            _DOMAIN_FIELD,
+            _PACK_U32(len(encoded)),
+            encoded,
+            _PACK_POSITION(partition, offset),
+            b"\x00" if key is None else b"\x01" + _PACK_U32(len(key)) + key,
+            headers,
+            _PACK_U32(len(payload)),
+            payload,
+        )
+    )
 
 
 def canonical_bytes(event: RecordedEvent) -> bytes:

@@ -56,7 +56,6 @@ def create_app(
         sessions,
         signer,
         registry=registry,
-        consumer="audit",
         checkpoint_every=resolved.audit_checkpoint_every,
         region=resolved.audit_log_region,
         now=the_clock.now,

@@ -5,17 +5,22 @@ send to a dead-letter topic: an event without a usable ``ce_id`` gets one derive
 its position, and a payload that does not decode is kept without query keys. The JSON
 view of a payload costs more than everything else an append does (``MessageToDict`` is
 pure Python), so it is made off the append path by ``projector.EntryProjector``.
+
+This is the append's hot path (every record of every topic passes here once), so it is
+written for speed: a row is a named tuple in the order of ``log_entry``'s columns, the
+message class and key fields of each event type are looked up once (``KeyReader``), and
+the header block is built from cached name prefixes.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from dibao_audit.entry import RecordedEvent, canonical_from_parts, header_block
 from dibao_audit.merkle import leaf_hash
@@ -36,20 +41,27 @@ UNKNOWN_TYPE = "unknown"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """Everything stored for one entry except its index (given by the appender)."""
+class EntryRow(NamedTuple):
+    """Everything stored for one entry except its index (given by the appender).
 
-    event: RecordedEvent
+    The first fourteen fields are ``log_entry``'s columns in ``repository.ROW_COLUMNS``
+    order; ``leaf_hash`` goes to ``merkle_node``.
+    """
+
     ce_id: uuid.UUID
     ce_type: str
     ce_time: datetime | None
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    header_block: bytes
+    payload: bytes
     household_id: str | None
     application_id: str | None
     case_id: str | None
     region: str | None
     actor: str | None
-    header_block: bytes
     leaf_hash: bytes
 
 
@@ -67,12 +79,170 @@ def _text(value: bytes | None) -> str | None:
         return None
 
 
-def _field(message: Message, name: str) -> Any:
-    return getattr(message, name) if name in message.DESCRIPTOR.fields_by_name else None
-
-
 def _nonempty(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+Keys = tuple[str | None, str | None, str | None, str | None, str | None]
+"""household, application, case, region, actor (from the payload)."""
+_NO_KEYS: Keys = (None, None, None, None, None)
+_Reader = Callable[[bytes], Keys]
+
+
+def _reader_of(cls: type[Message]) -> _Reader:
+    """Parses a payload of ``cls`` and reads its query keys (raises ``DecodeError``)."""
+    fields = cls.DESCRIPTOR.fields_by_name
+
+    def get(name: str) -> Callable[[Message], Any]:
+        if name in fields:
+            return lambda m: getattr(m, name)
+        return lambda m: None
+
+    household, application, case = get("household_id"), get("application_id"), get("case_id")
+    region, actor = get("region"), get("actor")
+    parse = cls.FromString
+
+    def read(payload: bytes) -> Keys:
+        m = parse(payload)
+        return (
+            _nonempty(household(m)),
+            _nonempty(application(m)),
+            _nonempty(case(m)),
+            _nonempty(getattr(region(m), "code", None)),
+            _nonempty(getattr(actor(m), "subject", None)),
+        )
+
+    return read
+
+
+class KeyReader:
+    """The query keys of payloads, each event type's message class resolved once.
+
+    Same outcome as decoding through ``registry.decode`` (unknown type, another content
+    type or an undecodable payload give no keys), without an envelope per record.
+    """
+
+    def __init__(self, registry: EventRegistry) -> None:
+        self._registry = registry
+        self._readers: dict[str, _Reader | None] = {}
+
+    def _resolve(self, ce_type: str) -> _Reader | None:
+        if ce_type not in self._registry:
+            return None  # not cached: the type may be registered later
+        probe = KitEnvelope(
+            ce_id=_POSITION_NS,
+            ce_type=ce_type,
+            ce_source="",
+            ce_time=_EPOCH,
+            ce_subject=None,
+            key="",
+            payload=b"",
+        )
+        reader = _reader_of(type(self._registry.decode(probe)))
+        self._readers[ce_type] = reader
+        return reader
+
+    def keys(self, ce_type: str, content_type: str, payload: bytes) -> Keys:
+        if content_type != CONTENT_TYPE:
+            return _NO_KEYS
+        reader = self._readers.get(ce_type)
+        if reader is None:
+            reader = self._resolve(ce_type)
+            if reader is None:
+                return _NO_KEYS
+        try:
+            return reader(payload)
+        except DecodeError:
+            return _NO_KEYS
+
+
+_readers: dict[int, tuple[EventRegistry, KeyReader]] = {}
+
+
+def key_reader(registry: EventRegistry) -> KeyReader:
+    """The (shared) ``KeyReader`` of a registry."""
+    found = _readers.get(id(registry))
+    if found is None or found[0] is not registry:
+        found = (registry, KeyReader(registry))
+        _readers[id(registry)] = found
+    return found[1]
+
+
+def project_parts(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    payload: bytes,
+    reader: KeyReader,
+) -> EntryRow:
+    """The row of one record given as its parts (never raises for a malformed record).
+
+    Reads the CloudEvents headers itself rather than through the kit's envelope parser:
+    the log keeps and indexes what it can of a record the parser would refuse.
+    """
+    headers = tuple(headers) if headers else ()
+    found = dict(headers)  # the last one wins, as in the kit's parser
+    ce_type = _text(found.get(H_TYPE)) or UNKNOWN_TYPE
+    try:
+        ce_id = uuid.UUID(_text(found.get(H_ID)) or "")
+    except ValueError:
+        ce_id = position_id(topic, partition, offset)
+    ce_time = _parse_time(found.get(H_TIME))
+    household, application, case, region, actor = reader.keys(
+        ce_type, _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE, payload
+    )
+    block = header_block(headers)
+    leaf = leaf_hash(canonical_from_parts(topic, partition, offset, key, block, payload))
+    return EntryRow(
+        ce_id,
+        ce_type,
+        ce_time,
+        topic,
+        partition,
+        offset,
+        key,
+        block,
+        payload,
+        household,
+        application,
+        case,
+        region,
+        _text(found.get(H_ACTOR)) or actor,
+        leaf,
+    )
+
+
+def project_records(records: Iterable[Any], reader: KeyReader) -> list[EntryRow]:
+    """The rows of consumed aiokafka records (``ConsumerRecord``), no copy in between.
+
+    A null header value (possible on the wire, never sent by dibao) is kept as empty, and
+    a null value as an empty payload, as ``consumer.recorded`` does.
+    """
+    rows = []
+    for r in records:
+        topic, partition, offset, key, value = r.topic, r.partition, r.offset, r.key, r.value
+        try:
+            row = project_parts(topic, partition, offset, key, r.headers, value or b"", reader)
+        except TypeError:  # a null header value: every value's length is taken
+            headers = tuple((k, b"" if v is None else v) for k, v in r.headers)
+            row = project_parts(topic, partition, offset, key, headers, value or b"", reader)
+        rows.append(row)
+    return rows
+
+
+def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
+    """The row for one record (never raises for a malformed record: audit keeps them all)."""
+    return project_parts(
+        event.topic,
+        event.partition,
+        event.offset,
+        event.key,
+        event.headers,
+        event.payload,
+        key_reader(registry),
+    )
 
 
 def decode(event: RecordedEvent, registry: EventRegistry) -> Message | None:
@@ -89,59 +259,6 @@ def decoded_view(event: RecordedEvent, registry: EventRegistry) -> dict[str, Any
     if message is None:
         return None
     return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def project(event: RecordedEvent, registry: EventRegistry) -> EntryRow:
-    """The row for one record (never raises for a malformed record: audit keeps them all).
-
-    Reads the CloudEvents headers itself rather than through the kit's envelope parser:
-    the log keeps and indexes what it can of a record the parser would refuse.
-    """
-    found: dict[str, bytes] = {}
-    for name, value in event.headers:
-        found[name] = value  # the last one wins, as in the kit's parser
-    ce_type = _text(found.get(H_TYPE)) or UNKNOWN_TYPE
-    try:
-        ce_id = uuid.UUID(_text(found.get(H_ID)) or "")
-    except ValueError:
-        ce_id = position_id(event.topic, event.partition, event.offset)
-    ce_time = _parse_time(found.get(H_TIME))
-    message: Message | None = None
-    if ce_type in registry:
-        content_type = _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE
-        envelope = KitEnvelope(
-            ce_id=ce_id,
-            ce_type=ce_type,
-            ce_source="",
-            ce_time=ce_time or _EPOCH,
-            ce_subject=None,
-            key="",
-            payload=event.payload,
-            content_type=content_type,
-        )
-        try:
-            message = registry.decode(envelope)
-        except PoisonEventError:
-            message = None
-    region = _field(message, "region") if message is not None else None
-    actor = _field(message, "actor") if message is not None else None
-    block = header_block(event.headers)
-    canonical = canonical_from_parts(
-        event.topic, event.partition, event.offset, event.key, block, event.payload
-    )
-    return EntryRow(
-        event=event,
-        ce_id=ce_id,
-        ce_type=ce_type,
-        ce_time=ce_time,
-        household_id=_nonempty(_field(message, "household_id")) if message else None,
-        application_id=_nonempty(_field(message, "application_id")) if message else None,
-        case_id=_nonempty(_field(message, "case_id")) if message else None,
-        region=_nonempty(getattr(region, "code", None)),
-        actor=_text(found.get(H_ACTOR)) or _nonempty(getattr(actor, "subject", None)),
-        header_block=block,
-        leaf_hash=leaf_hash(canonical),
-    )
 
 
 class _KeyedRecord:

@@ -66,32 +66,25 @@ async def subtree_hashes(session: AsyncSession, keys: set[Subtree]) -> dict[Subt
     return found
 
 
-async def record_inbox(
-    session: AsyncSession, consumer: str, rows: Sequence[EntryRow]
-) -> set[uuid.UUID]:
-    """Inbox rows for a batch (the kit's table and key); returns the ce_ids new to it."""
-    if not rows:
-        return set()
+async def size_and_seen(session: AsyncSession, ce_ids: Sequence[uuid.UUID]) -> tuple[int, set[Any]]:
+    """The stored tree size and which of ``ce_ids`` the log already holds, in one statement.
+
+    The log's own unique ``ce_id`` is its inbox: under the appender's lock, an id found
+    here was appended before (the unique index refuses a second one regardless).
+    """
     driver = await _driver(session)
-    result = await driver.fetch(
+    row = await driver.fetchrow(
         """
-        INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
-        SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
-        ON CONFLICT DO NOTHING
-        RETURNING ce_id
+        SELECT (SELECT max(leaf_index) FROM log_entry),
+               ARRAY(SELECT ce_id FROM log_entry WHERE ce_id = ANY($1::uuid[]))
         """,
-        consumer,
-        [r.ce_id for r in rows],
-        [r.ce_type for r in rows],
-        [r.event.topic for r in rows],
-        [r.event.partition for r in rows],
-        [r.event.offset for r in rows],
+        ce_ids,
     )
-    return {rec["ce_id"] for rec in result}
+    size = 0 if row[0] is None else int(row[0]) + 1
+    return size, set(row[1])
 
 
-ENTRY_COLUMNS = (
-    "leaf_index",
+ROW_COLUMNS = (
     "ce_id",
     "ce_type",
     "ce_time",
@@ -106,28 +99,14 @@ ENTRY_COLUMNS = (
     "case_id",
     "region",
     "actor",
+    "leaf_index",
 )
+"""The columns a COPY of entries writes: an ``EntryRow``'s first fourteen, then the index."""
 
 
-def entry_arrays(first_index: int, rows: Sequence[EntryRow]) -> list[list[Any]]:
-    """The columns (``ENTRY_COLUMNS``) of rows numbered from ``first_index``, as arrays."""
-    return [
-        list(range(first_index, first_index + len(rows))),
-        [r.ce_id for r in rows],
-        [r.ce_type for r in rows],
-        [r.ce_time for r in rows],
-        [r.event.topic for r in rows],
-        [r.event.partition for r in rows],
-        [r.event.offset for r in rows],
-        [r.event.key for r in rows],
-        [r.header_block for r in rows],
-        [r.event.payload for r in rows],
-        [r.household_id for r in rows],
-        [r.application_id for r in rows],
-        [r.case_id for r in rows],
-        [r.region for r in rows],
-        [r.actor for r in rows],
-    ]
+def entry_records(first_index: int, rows: Sequence[EntryRow]) -> list[tuple[Any, ...]]:
+    """The COPY records (``ROW_COLUMNS``) of rows numbered from ``first_index``."""
+    return [(*row[:14], index) for index, row in enumerate(rows, first_index)]
 
 
 async def insert_entries(
@@ -138,7 +117,7 @@ async def insert_entries(
         return
     driver = await _driver(session)
     await driver.copy_records_to_table(
-        table, records=zip(*entry_arrays(first_index, rows), strict=True), columns=ENTRY_COLUMNS
+        table, records=entry_records(first_index, rows), columns=ROW_COLUMNS
     )
 
 

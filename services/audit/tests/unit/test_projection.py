@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from aiokafka.structs import ConsumerRecord
+
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
-from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.consumer import recorded
+from dibao_audit.entry import RecordedEvent, canonical_bytes, header_block, parse_header_block
 from dibao_audit.merkle import leaf_hash
-from dibao_audit.projection import UNKNOWN_TYPE, decoded_view, position_id, project
+from dibao_audit.projection import (
+    UNKNOWN_TYPE,
+    KeyReader,
+    decoded_view,
+    position_id,
+    project,
+    project_records,
+)
 from dibao_audit.testing import recorded_event
 from dibao_common.messaging.envelope import EventRegistry
 
@@ -46,3 +56,29 @@ def test_a_record_nobody_can_read_is_still_a_row() -> None:
     row = project(garbled, REGISTRY)
     assert str(row.ce_id) == good.header("ce_id").decode()  # type: ignore[union-attr]
     assert row.household_id is None
+
+
+def test_consumed_records_project_as_their_recorded_events() -> None:
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id="hh-3", region=types_pb2.RegionCode(code="620102001001")
+    )
+    good = recorded_event(message, offset=9, key="hh-3", partition=1, actor="clerk-3")
+    consumed: list[ConsumerRecord[bytes, bytes]] = [
+        ConsumerRecord(good.topic, 1, 9, 0, 0, good.key, good.payload, None, 0, 0, good.headers),
+        # A null header value, headers given as a list, no key, a null value.
+        ConsumerRecord("dibao.x.v1", 0, 3, 0, 0, None, None, None, 0, 0, [("é", None)]),
+        ConsumerRecord("dibao.x.v1", 0, 4, 0, 0, b"k", b"v", None, 0, 0, []),
+    ]
+    reader = KeyReader(REGISTRY)
+    rows = project_records(consumed, reader)
+    assert rows == [project(recorded(r), REGISTRY) for r in consumed]
+    assert rows[0].household_id == "hh-3"
+    assert rows[1].header_block == header_block([("é", b"")])
+    assert rows[1].leaf_hash == leaf_hash(canonical_bytes(recorded(consumed[1])))
+
+
+def test_the_header_block_sorts_names_by_their_bytes() -> None:
+    headers = [("ｚ", b"1"), ("é", b"2"), ("a", b"3"), ("é", b"1"), ("Z", b"")]
+    by_bytes = sorted((n.encode(), v) for n, v in headers)
+    block = header_block(headers)
+    assert [(n.encode(), v) for n, v in parse_header_block(block)] == by_bytes
