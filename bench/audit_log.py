@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from dibao_audit.appender import AppendResult, LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.projection import EntryRow, project
+from dibao_audit.projection import EntryRow, KeyReader, project, project_records
 from dibao_audit.testing import AuditDb, make_audit_db, recorded_event
 from dibao_audit.verifier import verify_export_file
 from dibao_common.messaging.envelope import EventRegistry
@@ -113,10 +114,14 @@ class PlainInserts:
         self._sessions = sessions
         self._table = table
         self._registry = EventRegistry.default()
+        self._keys = KeyReader(self._registry)
         self._next = 0
 
     def project(self, events: Sequence[RecordedEvent]) -> list[EntryRow]:
         return [project(e, self._registry) for e in events]
+
+    def project_records(self, records: Sequence[Any]) -> list[EntryRow]:
+        return project_records(records, self._keys)
 
     async def append_rows(self, rows: Sequence[EntryRow]) -> AppendResult:
         async with self._sessions() as session, session.begin():
@@ -138,18 +143,62 @@ async def _produce(bootstrap: str, topic: str, events: Sequence[RecordedEvent]) 
         await producer.stop()
 
 
-async def _timed_consume(
-    db: AuditDb, sink: Any, topic: str, expected: int, batch: int
-) -> tuple[float, int]:
-    """Entries per second from the end of the first batch to the end of the last."""
-    marks: list[tuple[float, int]] = []
+def _server_cpu_s(postmaster: int | None) -> float:
+    """CPU seconds of the PostgreSQL server so far: the postmaster, its live children and
+    the children it reaped (0 when the server's processes cannot be read)."""
+    if postmaster is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+async def _postmaster(db: AuditDb) -> int | None:
+    async with db.owner.connect() as conn:
+        backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+    return _parent_of(int(backend))
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    rate: float
+    batches: int
+    client_us: float
+    """CPU of this process (the consumer) per entry, in µs."""
+    server_us: float
+    """CPU of the PostgreSQL server per entry, in µs."""
+
+
+async def _timed_consume(db: AuditDb, sink: Any, topic: str, expected: int, batch: int) -> Consumed:
+    """Entries per second from the end of the first batch to the end of the last, and the
+    CPU the consumer's process and the database server spent per entry in between."""
+    marks: list[tuple[float, int, float, float]] = []
     done = asyncio.Event()
     total = 0
+    postmaster = await _postmaster(db)
 
     async def mark(result: AppendResult) -> None:
         nonlocal total
         total += result.appended
-        marks.append((time.perf_counter(), total))
+        marks.append((time.perf_counter(), total, time.process_time(), _server_cpu_s(postmaster)))
         if total >= expected:
             done.set()
 
@@ -169,9 +218,10 @@ async def _timed_consume(
     finally:
         await consumer.stop()
     if len(marks) < 2:  # one batch: the group join is in the figure
-        return marks[0][1] / (marks[0][0] - started), 1
-    (t0, n0), (t1, n1) = marks[0], marks[-1]
-    return (n1 - n0) / (t1 - t0), len(marks)
+        return Consumed(marks[0][1] / (marks[0][0] - started), 1, 0.0, 0.0)
+    (t0, n0, c0, s0), (t1, n1, c1, s1) = marks[0], marks[-1]
+    n = n1 - n0
+    return Consumed(n / (t1 - t0), len(marks), (c1 - c0) * 1e6 / n, (s1 - s0) * 1e6 / n)
 
 
 async def _fsync(db: AuditDb) -> str:
@@ -182,14 +232,20 @@ async def _fsync(db: AuditDb) -> str:
 
 
 async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -> None:
-    households = [str(uuid7()) for _ in range(HOUSEHOLDS)]
-    events = _events(args.events, households)
     topic = f"dibao.bench{uuid.uuid4().hex[:8]}.v1"
     await create_topic(stack.kafka_bootstrap, topic, partitions=args.partitions)
-    plain_rates: list[float] = []
-    audit_rates: list[float] = []
+    plain: list[Consumed] = []
+    audit: list[Consumed] = []
+
+    def row(r: int, what: str, c: Consumed) -> None:
+        cpu = f"CPU/entry: consumer {c.client_us:.0f} µs, PostgreSQL {c.server_us:.0f} µs"
+        report.rows.append([f"append round {r + 1}", what, f"{c.rate:,.0f}/s", cpu])
+
     try:
-        await _produce(stack.kafka_bootstrap, topic, events)
+        households = [str(uuid7()) for _ in range(HOUSEHOLDS)]
+        # Not kept: the consumer's process then holds what a service's would (the garbage
+        # collector walks every live object, and 100,000 events are over a million).
+        await _produce(stack.kafka_bootstrap, topic, _events(args.events, households))
         for r in range(args.rounds):
             plain_db = await make_audit_db(stack, f"bp{r}")
             try:
@@ -198,11 +254,8 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
                     await conn.execute(text(f"CREATE TABLE {table} (LIKE log_entry INCLUDING ALL)"))
                 report.settings["durability"] = await _fsync(plain_db)
                 sink = PlainInserts(async_sessionmaker(plain_db.owner), table)
-                rate, batches = await _timed_consume(plain_db, sink, topic, args.events, args.batch)
-                plain_rates.append(rate)
-                report.rows.append(
-                    [f"append round {r + 1}", "plain rows", f"{rate:,.0f}/s", batches]
-                )
+                plain.append(await _timed_consume(plain_db, sink, topic, args.events, args.batch))
+                row(r, "plain rows", plain[-1])
             finally:
                 await _drop(plain_db)
             audit_db = await make_audit_db(stack, f"ba{r}")
@@ -210,21 +263,26 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
                 appender = LogAppender(
                     audit_db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000
                 )
-                rate, batches = await _timed_consume(
-                    audit_db, appender, topic, args.events, args.batch
+                audit.append(
+                    await _timed_consume(audit_db, appender, topic, args.events, args.batch)
                 )
-                audit_rates.append(rate)
-                report.rows.append(
-                    [f"append round {r + 1}", "audit log", f"{rate:,.0f}/s", batches]
-                )
+                row(r, "audit log", audit[-1])
             finally:
                 await _drop(audit_db)
     finally:
         await delete_topics(stack.kafka_bootstrap, [topic])
-    plain, audit = statistics.median(plain_rates), statistics.median(audit_rates)
-    report.figures["append_per_s_audit"] = round(audit)
-    report.figures["append_per_s_plain"] = round(plain)
-    report.figures["append_ratio"] = round(audit / plain, 3)
+    plain_rate = statistics.median(c.rate for c in plain)
+    audit_rate = statistics.median(c.rate for c in audit)
+    report.figures["append_per_s_audit"] = round(audit_rate)
+    report.figures["append_per_s_plain"] = round(plain_rate)
+    report.figures["append_ratio"] = round(audit_rate / plain_rate, 3)
+    for name, runs in (("plain", plain), ("audit", audit)):
+        report.figures[f"append_cpu_us_{name}_consumer"] = round(
+            statistics.median(c.client_us for c in runs), 1
+        )
+        report.figures[f"append_cpu_us_{name}_server"] = round(
+            statistics.median(c.server_us for c in runs), 1
+        )
 
 
 async def _drop(db: AuditDb) -> None:
