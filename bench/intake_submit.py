@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("separate", "in-process", "off"),
         default="separate",
         help="where the timeline consumer runs (separate: its own process, as deployed)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record intake's keyed peak phase with py-spy into FILE (collapsed stacks)",
     )
 
 
@@ -218,8 +224,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_s_of(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -228,6 +233,58 @@ class Server:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _cpu_s_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postmaster_pid(data_directory: str) -> int:
+    return int(Path(data_directory, "postmaster.pid").read_text().split()[0])
+
+
+class ClusterCpu:
+    """CPU seconds used by one PostgreSQL cluster: its postmaster and its children.
+
+    Backends come and go: the live children's time is summed, and the postmaster's own
+    count of the children it has reaped (cutime, cstime) covers those that ended.
+    """
+
+    def __init__(self, postmaster: int) -> None:
+        self.postmaster = postmaster
+
+    @classmethod
+    async def of(cls, dsn: str) -> ClusterCpu:
+        conn = await asyncpg.connect(dsn)
+        try:
+            data_directory = await conn.fetchval("SHOW data_directory")
+        finally:
+            await conn.close()
+        return cls(_postmaster_pid(data_directory))
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.postmaster:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+
+def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` until interrupted (it skews the phase's figures a little)."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise RuntimeError("--profile needs py-spy on PATH (uv tool install py-spy)")
+    command = [py_spy, "record", "-p", str(pid), "-o", out, "--format", "raw", "-r", "200"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
 def _uvicorn(app: str, port: int, *, factory: bool) -> list[str]:
@@ -383,19 +440,30 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         variants = [("baseline", baseline, keyed), ("intake", intake, keyed)]
         if args.also_unkeyed and keyed:
             variants.append(("intake, no Idempotency-Key", intake, False))
-        results: list[tuple[str, Phase, Phase, float]] = []
+        cluster = await ClusterCpu.of(dsn)
+        results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
             used = server.cpu_s()
+            used_pg = cluster.cpu_s()
+            profiler = (
+                _profile(server.process.pid, args.profile)
+                if args.profile and name == "intake"
+                else None
+            )
             peak = await closed_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.concurrency
             )
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
             cpu_ms = 1000 * (server.cpu_s() - used) / n
+            pg_ms = 1000 * (cluster.cpu_s() - used_pg) / n
             await _reopen(dsn)
             steady = await open_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.load * peak.rate
             )
-            results.append((name, peak, steady, cpu_ms))
+            results.append((name, peak, steady, cpu_ms, pg_ms))
         backlog_after = await _pending_outbox(scratch.dsn("intake"))
         drained_at = time.perf_counter()
         drain_s = await _drain(scratch.dsn("intake"), timeout_s=60.0) - drained_at
@@ -404,7 +472,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         baseline.stop()
         if worker is not None:
             worker.stop()
-    (_, base_peak, _, base_cpu), (_, intake_peak, intake_rate, intake_cpu) = results[:2]
+    (_, base_peak, _, base_cpu, _), (_, intake_peak, intake_rate, intake_cpu, _) = results[:2]
     ok = intake_peak.statuses.get(201, 0) + intake_rate.statuses.get(201, 0)
     ratio = intake_peak.rate / base_peak.rate
     report = Report(
@@ -415,13 +483,14 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             "p50 ms @peak",
             "p99 ms @peak",
             "CPU ms/req",
+            "PG CPU ms/req",
             f"rate @{args.load:.0%}",
             "p50 ms",
             "p99 ms",
             "errors",
         ],
     )
-    for name, peak, steady, cpu_ms in results:
+    for name, peak, steady, cpu_ms, pg_ms in results:
         errors = sum(c for s, c in (peak.statuses | steady.statuses).items() if s != 201)
         report.rows.append(
             [
@@ -430,6 +499,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
                 peak.percentile_ms(0.5),
                 peak.percentile_ms(0.99),
                 round(cpu_ms, 2),
+                round(pg_ms, 2),
                 steady.rate,
                 steady.percentile_ms(0.5),
                 steady.percentile_ms(0.99),

@@ -1,13 +1,14 @@
 """``Idempotency-Key`` handling for POSTs: a retried request answers what the first one did.
 
-The first request with a key claims it in a short transaction of its own, so a
-concurrent duplicate sees "in flight" (409) at once. The route's work then runs in the
-request's transaction, and the response is stored in that same transaction: the effects
-and the stored answer commit together or not at all. Later requests with the key get
-the stored status, headers and body back (``Idempotent-Replayed: true``); with another
-body (a different sha256 of method, path and body) they get 422. A failed request
-releases its claim so the client may retry; a claim whose holder vanished (process
-killed) may be taken over after ``lease``.
+Everything happens in the request's own transaction (ADR 0010). It begins by taking a
+transaction-scoped advisory lock on the key and reading the stored answer, in one
+statement: a concurrent duplicate finds the lock taken and gets "in flight" (409) at
+once. The route's work then runs, and the answer is stored with an INSERT in the same
+transaction: the effects and the stored answer commit together or not at all. A request
+that fails, or whose process dies, rolls back and leaves nothing behind, so the client
+may retry at once; no lease, no release. Later requests with the key get the stored
+status, headers and body back (``Idempotent-Replayed: true``); with another body (a
+different sha256 of method, path and body) they get 422.
 
     @router.post("/bank/confirmations", status_code=201,
                  responses=problem_responses(400, 409, 422))
@@ -27,22 +28,22 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, FastAPI, Header, Request
-from sqlalchemy import DateTime, LargeBinary, SmallInteger, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_common.db import driver_connection
 from dibao_common.errors import BadRequest, Conflict, UnprocessableEntity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Headers a replay gives back; the rest (dates, trace ids) belong to each answer.
 STORED_HEADERS = ("content-type", "location", "etag", "link", "content-language")
-DEFAULT_LEASE = timedelta(minutes=2)
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -63,19 +64,25 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def lock_id(scope: str, key: str) -> int:
+    """The advisory lock of a key: a signed 64-bit digest of scope and key.
+
+    Two keys sharing a lock (odds 2**-64) would only make one wait for the other: a 409.
+    """
+    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyConfig:
     """Per-application settings of the idempotency handling (``app.state.idempotency``)."""
 
     now: Now = _utc_now
-    lease: timedelta = DEFAULT_LEASE
 
 
-def install_idempotency(
-    app: FastAPI, *, now: Now = _utc_now, lease: timedelta = DEFAULT_LEASE
-) -> None:
-    """Give ``app``'s idempotent routes a clock and a claim lease (defaults otherwise)."""
-    app.state.idempotency = IdempotencyConfig(now=now, lease=lease)
+def install_idempotency(app: FastAPI, *, now: Now = _utc_now) -> None:
+    """Give ``app``'s idempotent routes a clock (the system clock otherwise)."""
+    app.state.idempotency = IdempotencyConfig(now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,15 @@ class _Stored:
         return Response(self.body, status_code=self.status, headers=headers)
 
 
+def _in_flight() -> Conflict:
+    return Conflict(
+        f"A request with this {IDEMPOTENCY_HEADER} is still being processed",
+        type_slug="idempotency-key-in-flight",
+        title="Request in flight",
+        headers={"Retry-After": "1"},
+    )
+
+
 class IdempotentRequest:
     """One request carrying an ``Idempotency-Key``; ``respond`` runs it at most once."""
 
@@ -98,14 +114,12 @@ class IdempotentRequest:
         key: str,
         fingerprint: str,
         request: Request | None,
-        engine: AsyncEngine,
         config: IdempotencyConfig,
         scope: str | None = None,
     ) -> None:
         self.key = key
         self.fingerprint = fingerprint
         self._request = request
-        self._engine = engine
         self._config = config
         self._scope = scope
 
@@ -126,132 +140,86 @@ class IdempotentRequest:
         """The stored response of an earlier run, or ``handle()``'s, stored in ``session``.
 
         Raises 409 while another request holds the key, 422 when the key came with
-        another request. ``session`` is the request's transaction; it is not committed here.
+        another request. ``session`` is the request's transaction; it is not committed
+        here, and the caller's rollback on any error undoes the claim with the rest.
         """
         scope = self.scope
-        outcome = await self._claim(scope)
-        if isinstance(outcome, _Stored):
-            return outcome.response()
-        token = outcome
-        try:
-            response = await handle()
-            await self._complete(session, scope, token, response)
-        except BaseException:
-            await self._release(scope, token)
-            raise
+        claimed_at = self._config.now()
+        driver = await driver_connection(session)
+        stored = await self._claim(driver, scope)
+        if stored is not None:
+            return stored.response()
+        response = await handle()
+        await self._complete(driver, scope, claimed_at, response)
         return response
 
-    async def _claim(self, scope: str) -> uuid.UUID | _Stored:
-        now = self._config.now()
-        token = uuid.uuid4()
-        params: dict[str, Any] = {
-            "scope": scope,
-            "key": self.key,
-            "fingerprint": self.fingerprint,
-            "token": token,
-            "now": now,
-        }
-        # Two tries: a record released between our insert and our read is simply gone.
-        for _ in range(2):
-            async with self._engine.begin() as conn:
-                inserted = await conn.execute(_INSERT_CLAIM, params)
-                if inserted.first() is not None:
-                    return token
-                row = (await conn.execute(_LOCK_RECORD, params)).mappings().first()
-                if row is None:
-                    continue
-                if row["fingerprint"] != self.fingerprint:
-                    raise UnprocessableEntity(
-                        f"This {IDEMPOTENCY_HEADER} was used with another request",
-                        type_slug="idempotency-key-reused",
-                        title="Idempotency key reused",
-                    )
-                if row["state"] == "completed":
-                    return _Stored(
-                        row["response_status"],
-                        dict(row["response_headers"]),
-                        bytes(row["response_body"]),
-                    )
-                if row["claimed_at"] > now - self._config.lease:
-                    raise Conflict(
-                        f"A request with this {IDEMPOTENCY_HEADER} is still being processed",
-                        type_slug="idempotency-key-in-flight",
-                        title="Request in flight",
-                        headers={"Retry-After": "1"},
-                    )
-                await conn.execute(_TAKE_OVER, params)
-                return token
-        raise Conflict(
-            f"A request with this {IDEMPOTENCY_HEADER} is still being processed",
-            type_slug="idempotency-key-in-flight",
-            title="Request in flight",
-            headers={"Retry-After": "1"},
-        )
+    async def _claim(self, driver: asyncpg.Connection, scope: str) -> _Stored | None:
+        """Lock the key for this transaction and read its stored answer, if any."""
+        row = await driver.fetchrow(_CLAIM, scope, self.key, lock_id(scope, self.key))
+        assert row is not None  # one row, joined or not
+        if row["fingerprint"] is not None:
+            if row["fingerprint"] != self.fingerprint:
+                raise UnprocessableEntity(
+                    f"This {IDEMPOTENCY_HEADER} was used with another request",
+                    type_slug="idempotency-key-reused",
+                    title="Idempotency key reused",
+                )
+            if row["state"] == "completed":
+                return _Stored(
+                    row["response_status"],
+                    json.loads(row["response_headers"]),
+                    bytes(row["response_body"]),
+                )
+        # No answer yet (or the claim row of a release before ADR 0010, whose holder is
+        # gone once the lock is free): ours to run, unless another transaction holds it.
+        if not row["free"]:
+            raise _in_flight()
+        return None
 
     async def _complete(
-        self, session: AsyncSession, scope: str, token: uuid.UUID, response: Response
+        self, driver: asyncpg.Connection, scope: str, claimed_at: datetime, response: Response
     ) -> None:
         body = getattr(response, "body", None)
         if not isinstance(body, bytes):
             raise TypeError("an idempotent route must answer with a complete Response")
         headers = {k: v for k, v in response.headers.items() if k.lower() in STORED_HEADERS}
-        result = await session.execute(
+        stored = await driver.fetchval(
             _COMPLETE,
-            {
-                "scope": scope,
-                "key": self.key,
-                "token": token,
-                "now": self._config.now(),
-                "status": response.status_code,
-                "headers": json.dumps(headers),
-                "body": body,
-            },
+            scope,
+            self.key,
+            self.fingerprint,
+            uuid.uuid4(),
+            claimed_at,
+            self._config.now(),
+            response.status_code,
+            json.dumps(headers),
+            body,
         )
-        if result.first() is None:
-            # Our lease ran out and another request took the key: let that one win.
-            raise Conflict(
-                f"A request with this {IDEMPOTENCY_HEADER} is still being processed",
-                type_slug="idempotency-key-in-flight",
-                title="Request in flight",
-                headers={"Retry-After": "1"},
-            )
-
-    async def _release(self, scope: str, token: uuid.UUID) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(_RELEASE, {"scope": scope, "key": self.key, "token": token})
+        if stored is None:
+            # Another request with the key committed its answer between our read and our
+            # lock: its answer stands, ours rolls back, and a retry gets that answer.
+            raise _in_flight()
 
 
-_INSERT_CLAIM = text(
-    "INSERT INTO idempotency_record (scope, key, fingerprint, state, claim_token, claimed_at)"
-    " VALUES (:scope, :key, :fingerprint, 'in_flight', :token, :now)"
-    " ON CONFLICT (scope, key) DO NOTHING RETURNING key"
-)
-_LOCK_RECORD = text(
-    "SELECT fingerprint, state, claimed_at, response_status, response_headers, response_body"
-    " FROM idempotency_record WHERE scope = :scope AND key = :key FOR UPDATE"
-).columns(
-    fingerprint=Text,
-    state=Text,
-    claimed_at=DateTime(timezone=True),
-    response_status=SmallInteger,
-    response_headers=JSONB,
-    response_body=LargeBinary,
-)
-_TAKE_OVER = text(
-    "UPDATE idempotency_record SET claim_token = :token, claimed_at = :now"
-    " WHERE scope = :scope AND key = :key AND state = 'in_flight'"
-)
-_COMPLETE = text(
-    "UPDATE idempotency_record SET state = 'completed', completed_at = :now,"
-    " response_status = :status, response_headers = CAST(:headers AS jsonb),"
-    " response_body = :body"
-    " WHERE scope = :scope AND key = :key AND claim_token = :token AND state = 'in_flight'"
-    " RETURNING key"
-)
-_RELEASE = text(
-    "DELETE FROM idempotency_record"
-    " WHERE scope = :scope AND key = :key AND claim_token = :token AND state = 'in_flight'"
-)
+# The lock is taken in the select list of the one row the outer join always yields.
+_CLAIM = """
+SELECT pg_try_advisory_xact_lock($3::bigint) AS free, r.fingerprint, r.state,
+    r.response_status, r.response_headers::text AS response_headers, r.response_body
+FROM (SELECT) AS one
+LEFT JOIN idempotency_record r ON r.scope = $1 AND r.key = $2
+"""
+_COMPLETE = """
+INSERT INTO idempotency_record AS r (scope, key, fingerprint, state, claim_token, claimed_at,
+    completed_at, response_status, response_headers, response_body)
+VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8::jsonb, $9)
+ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    state = excluded.state, claim_token = excluded.claim_token,
+    claimed_at = excluded.claimed_at, completed_at = excluded.completed_at,
+    response_status = excluded.response_status, response_headers = excluded.response_headers,
+    response_body = excluded.response_body
+WHERE r.state = 'in_flight'
+RETURNING true
+"""
 
 
 async def purge_idempotency_records(session: AsyncSession, *, completed_before: datetime) -> int:
@@ -271,13 +239,6 @@ def _config_of(request: Request) -> IdempotencyConfig:
     return config if isinstance(config, IdempotencyConfig) else IdempotencyConfig()
 
 
-def _engine_of(request: Request) -> AsyncEngine:
-    engine = getattr(request.app.state, "engine", None)
-    if not isinstance(engine, AsyncEngine):
-        raise RuntimeError("idempotent routes need app.state.engine (set by build_app)")
-    return engine
-
-
 async def _idempotent_request(request: Request, key: str | None) -> IdempotentRequest | None:
     if key is None:
         return None
@@ -291,7 +252,6 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
         key=key,
         fingerprint=request_fingerprint(request.method, request.url.path, body),
         request=request,
-        engine=_engine_of(request),
         config=_config_of(request),
     )
 

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import PROBLEM_MEDIA_TYPE
-from dibao_common.idempotency import purge_idempotency_records, request_fingerprint
+from dibao_common.idempotency import lock_id, purge_idempotency_records, request_fingerprint
 from dibao_common.testing.auth_fixtures import TokenFactory
 
 from .http_app import count
@@ -156,26 +157,116 @@ async def test_a_failed_request_releases_its_key(client: AsyncClient, engine: As
     assert await count(engine, EFFECTS) == 1
 
 
-async def test_an_abandoned_claim_is_taken_over_after_the_lease_and_only_one_commits(
-    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+async def _lock_holder(engine: AsyncEngine, scope: str, key: str) -> int | None:
+    """The backend holding a key's advisory lock (pg_locks splits a bigint in two oids)."""
+    unsigned = lock_id(scope, key) & 0xFFFF_FFFF_FFFF_FFFF
+    async with engine.connect() as conn:
+        row = await conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
+                " AND objsubid = 1"
+            ),
+            {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF},
+        )
+        pid = row.scalar_one_or_none()
+    return None if pid is None else int(pid)
+
+
+async def test_a_holder_whose_connection_dies_frees_the_key_at_once(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine
 ) -> None:
+    # A process killed mid-request leaves no claim behind: its transaction, and the lock
+    # with it, end with its connection. The retry runs at once, and only it commits.
     key = _key()
     headers = {"Idempotency-Key": key}
     body = {"reference": "P-5", "amount_fen": 9}
     app.state.gate = asyncio.Event()
     stuck = asyncio.create_task(client.post("/payments", json=body, headers=headers))
     await asyncio.wait_for(app.state.entered.wait(), 10)
-    clock.advance(timedelta(minutes=2, seconds=1))
+    holder = await _lock_holder(engine, "anonymous", key)
+    assert holder is not None
+    _problem(
+        await client.post("/payments", json=body, headers=headers), 409, "idempotency-key-in-flight"
+    )
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
     gate, app.state.gate = app.state.gate, None
     second = await client.post("/payments", json=body, headers=headers)
-    assert second.status_code == 201
+    assert second.status_code == 201, second.text
     gate.set()
     late = await asyncio.wait_for(stuck, 10)
-    # The first holder lost its claim: its work is rolled back and it says so.
-    _problem(late, 409, "idempotency-key-in-flight")
+    assert late.status_code == 500
     assert await count(engine, EFFECTS) == 1
     replay = await client.post("/payments", json=body, headers=headers)
     assert replay.content == second.content
+    assert replay.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_answer_committed_between_the_read_and_the_lock_wins(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    # The claim reads the stored answer and takes the lock in one statement; another
+    # request's answer may commit in between. Storing ours then finds it: ours is rolled
+    # back with its effects (409, retry), and the retry gets the answer that won.
+    key = _key()
+    content = b'{"reference":"P-9","amount_fen":12}'
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    app.state.gate = asyncio.Event()
+    loser = asyncio.create_task(client.post("/payments", content=content, headers=headers))
+    await asyncio.wait_for(app.state.entered.wait(), 10)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_record (scope, key, fingerprint, state, claim_token,"
+                " claimed_at, completed_at, response_status, response_headers, response_body)"
+                " VALUES ('anonymous', :key, :fingerprint, 'completed', :token, :now, :now,"
+                " 201, CAST(:headers AS jsonb), :body)"
+            ),
+            {
+                "key": key,
+                "fingerprint": request_fingerprint("POST", "/payments", content),
+                "token": uuid.uuid4(),
+                "now": clock.now(),
+                "headers": '{"content-type": "application/json"}',
+                "body": b'{"id": -1, "reference": "P-9"}',
+            },
+        )
+    app.state.gate.set()
+    _problem(await asyncio.wait_for(loser, 10), 409, "idempotency-key-in-flight")
+    assert await count(engine, EFFECTS) == 0
+    retry = await client.post("/payments", content=content, headers=headers)
+    assert retry.status_code == 201
+    assert retry.content == b'{"id": -1, "reference": "P-9"}'
+
+
+async def test_a_claim_row_of_an_earlier_release_is_taken_over_once_its_lock_is_free(
+    client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    # Releases before ADR 0010 wrote an in-flight row first; its holder is long gone.
+    key = _key()
+    content = b'{"reference":"P-10","amount_fen":5}'
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_record (scope, key, fingerprint, state, claim_token,"
+                " claimed_at) VALUES ('anonymous', :key, :fingerprint, 'in_flight', :token, :now)"
+            ),
+            {
+                "key": key,
+                "fingerprint": request_fingerprint("POST", "/payments", content),
+                "token": uuid.uuid4(),
+                "now": clock.now(),
+            },
+        )
+    first = await client.post("/payments", content=content, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await client.post("/payments", content=content, headers=headers)
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await count(engine, EFFECTS) == 1
+    assert await count(engine, RECORDS, key=key) == 1
 
 
 async def test_keys_belong_to_their_caller(

@@ -2,9 +2,16 @@
 
 from dibao_common.db.engine import (
     NAMING_CONVENTION,
+    driver_connection,
     make_engine,
     make_sessionmaker,
     service_metadata,
 )
 
-__all__ = ["NAMING_CONVENTION", "make_engine", "make_sessionmaker", "service_metadata"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "driver_connection",
+    "make_engine",
+    "make_sessionmaker",
+    "service_metadata",
+]

@@ -1,0 +1,76 @@
+"""``driver_connection``: statements sent straight to asyncpg belong to the session's
+transaction, even when they are its first."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.db import driver_connection, make_engine, make_sessionmaker
+from dibao_common.testing.stack import TestStack
+
+pytestmark = pytest.mark.postgres
+
+INSERT = (
+    'INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")'
+    " VALUES ('driver-test', $1, 'test', 'test', 0, 0)"
+)
+
+
+@pytest.fixture
+async def engine(stack: TestStack) -> AsyncIterator[AsyncEngine]:
+    db = make_engine(stack.database_url("intake"), pool_size=2)
+    try:
+        yield db
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(text("DELETE FROM inbox_message WHERE consumer = 'driver-test'"))
+        await db.dispose()
+
+
+async def _committed(stack: TestStack, ce_id: uuid.UUID) -> int:
+    conn = await asyncpg.connect(stack.dsn("intake"))
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM inbox_message WHERE ce_id = $1", ce_id)
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_first_statement_on_the_driver_is_rolled_back_with_the_session(
+    stack: TestStack, engine: AsyncEngine
+) -> None:
+    ce_id = uuid.uuid4()
+    async with make_sessionmaker(engine)() as session, session.begin():
+        driver = await driver_connection(session)
+        assert driver.is_in_transaction()
+        await driver.execute(INSERT, ce_id)
+        assert await _committed(stack, ce_id) == 0
+        await session.rollback()
+    assert await _committed(stack, ce_id) == 0
+
+
+async def test_driver_and_session_statements_commit_together(
+    stack: TestStack, engine: AsyncEngine
+) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with make_sessionmaker(engine)() as session, session.begin():
+        driver = await driver_connection(session)
+        await driver.execute(INSERT, first)
+        await session.execute(
+            text(
+                'INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")'
+                " VALUES ('driver-test', :ce_id, 'test', 'test', 0, 1)"
+            ),
+            {"ce_id": second},
+        )
+        assert await driver_connection(session) is driver
+        assert await _committed(stack, first) == 0
+    assert await _committed(stack, first) == 1
+    assert await _committed(stack, second) == 1
