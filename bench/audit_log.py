@@ -389,7 +389,7 @@ async def _verify(db: AuditDb, appender: LogAppender, size: int, report: Report)
         async with db.sessions() as session, session.begin():
             covering = await repo.latest_checkpoint(session)
             assert covering is not None
-            with path.open("w") as fh:
+            with path.open("wb") as fh:
                 async for chunk in service.export_lines(
                     session, 0, covering.tree_size, covering, ORIGIN, [""]
                 ):

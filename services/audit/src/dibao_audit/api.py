@@ -557,7 +557,7 @@ async def export(
             operation="GET /audit/export",
         )
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncIterator[bytes]:
         async with runtime.sessions() as reader, reader.begin():
             async for chunk in service.export_lines(
                 reader,

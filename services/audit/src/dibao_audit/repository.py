@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import Checkpoint, EntryView, LogEntry, MerkleNode
 from dibao_audit.projection import EntryRow
@@ -230,6 +231,68 @@ async def stream_records(
             StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows
         ]
         pos = rows[-1][0] + 1
+
+
+_CANONICAL_RANGE_SQL = r"""
+    SELECT array_agg(leaf_index), array_agg(region), array_agg(canonical) FROM (
+        SELECT leaf_index, region,
+            $1::bytea
+            || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')
+            || int4send(partition) || int8send("offset")
+            || CASE WHEN record_key IS NULL THEN '\x00'::bytea
+                    ELSE '\x01'::bytea || int4send(octet_length(record_key)) || record_key END
+            || header_block
+            || int4send(octet_length(payload)) || payload AS canonical
+        FROM log_entry WHERE leaf_index >= $2 AND leaf_index < $3 ORDER BY leaf_index
+    ) AS e
+"""
+_LEAF_RANGE_SQL = """
+    SELECT array_agg(index), array_agg(hash) FROM (
+        SELECT index, hash FROM merkle_node
+        WHERE level = 0 AND index >= $1 AND index < $2 ORDER BY index
+    ) AS n
+"""
+_DOMAIN_FIELD = len(ENTRY_DOMAIN).to_bytes(4, "big") + ENTRY_DOMAIN
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalRange:
+    """Entries of a range as export lines need them: parallel lists, in leaf order."""
+
+    indices: list[int]
+    regions: list[str | None]
+    canonical: list[bytes]
+    leaves: list[bytes]
+
+
+async def canonical_range(session: AsyncSession, start: int, end: int) -> CanonicalRange:
+    """Entries ``[start, end)`` as the canonical bytes their leaves hash, beside the leaves.
+
+    The server assembles the bytes (``entry.canonical_from_parts``: ``$1`` is
+    ``field(ENTRY_DOMAIN)``, ``int4send``/``int8send`` the big-endian u32/u64 of the
+    non-negative partition and offset) and sends each column as one array: two index
+    range scans, no join. An index only one of the tables holds (a log edited behind its
+    back) is left out, as a join would, and the verifier names the gap.
+    """
+    driver = await _driver(session)
+    indices, regions, canonical = await driver.fetchrow(
+        _CANONICAL_RANGE_SQL, _DOMAIN_FIELD, start, end
+    )
+    leaf_indices, leaves = await driver.fetchrow(_LEAF_RANGE_SQL, start, end)
+    if indices is None or leaf_indices is None:
+        return CanonicalRange([], [], [], [])
+    if indices != leaf_indices or indices != sorted(indices):
+        hashes = dict(zip(leaf_indices, leaves, strict=True))
+        kept = sorted(
+            (i, r, c) for i, r, c in zip(indices, regions, canonical, strict=True) if i in hashes
+        )
+        return CanonicalRange(
+            [i for i, _, _ in kept],
+            [r for _, r, _ in kept],
+            [c for _, _, c in kept],
+            [hashes[i] for i, _, _ in kept],
+        )
+    return CanonicalRange(indices, regions, canonical, leaves)
 
 
 EntryWithLeaf = tuple[LogEntry, bytes]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -163,28 +166,68 @@ async def export_lines(
     region_prefixes: Collection[str],
     *,
     registry: EventRegistry | None = None,
-) -> AsyncIterator[str]:
-    """JSON lines: the header, then every entry of ``[start, end)`` (or its hash only)."""
+    chunk: int = 5000,
+) -> AsyncIterator[bytes]:
+    """JSON lines (UTF-8): the header, then every entry of ``[start, end)`` (or its hash only).
+
+    Without decoded views (``registry`` None), entries are read ``chunk`` at a time as the
+    canonical bytes the database assembles.
+    """
     header = await export_header(session, start, end, covering, origin)
-    yield json.dumps(header.to_json()) + "\n"
-    async for chunk in repo.stream_records(session, start, end):
-        views: dict[int, dict[str, Any] | None] = {}
-        if registry is not None:
-            views = await repo.views_of(session, [e.leaf_index for e in chunk])
+    yield json.dumps(header.to_json()).encode() + b"\n"
+    if registry is None:
+        fast = _export_entry_lines(session, start, end, tuple(region_prefixes), chunk)
+        async for text in fast:
+            yield text
+        return
+    async for records in repo.stream_records(session, start, end):
+        views = await repo.views_of(session, [e.leaf_index for e in records])
         lines = []
-        for e in chunk:
-            view = views.get(e.leaf_index)
-            if registry is not None and e.leaf_index not in views:
-                view = view_of(e, registry)
+        for e in records:
+            view = views[e.leaf_index] if e.leaf_index in views else view_of(e, registry)
             lines.append(
-                export_line(
-                    e,
-                    _region_visible(e, region_prefixes),
-                    decoded=view,
-                    with_decoded=registry is not None,
-                )
+                export_line(e, _region_visible(e, region_prefixes), decoded=view, with_decoded=True)
             )
-        yield "\n".join(lines) + "\n"
+        yield ("\n".join(lines) + "\n").encode()
+
+
+_LINE = b'{"index": %d, "leaf_hash": "%s", "entry": "%s"}'
+_REDACTED = b'{"index": %d, "leaf_hash": "%s", "redacted": true}'
+
+
+async def _export_entry_lines(
+    session: AsyncSession, start: int, end: int, prefixes: tuple[str, ...], size: int
+) -> AsyncIterator[bytes]:
+    """The entry lines of an export without decoded views (the layout ``export_line``
+    writes), from the canonical bytes the server assembles; the next chunk is read while
+    one is formatted."""
+    b64, hexlify = binascii.b2a_base64, binascii.hexlify
+    bounds = list(range(start, end, size))
+
+    async def read(lo: int) -> repo.CanonicalRange:
+        return await repo.canonical_range(session, lo, min(end, lo + size))
+
+    ahead: asyncio.Task[repo.CanonicalRange] | None = None
+    try:
+        for n, lo in enumerate(bounds):
+            chunk = await ahead if ahead is not None else await read(lo)
+            ahead = asyncio.create_task(read(bounds[n + 1])) if n + 1 < len(bounds) else None
+            lines = [
+                _LINE % (i, hexlify(leaf), b64(data, newline=False))
+                if region is not None and region.startswith(prefixes)
+                else _REDACTED % (i, hexlify(leaf))
+                for i, region, data, leaf in zip(
+                    chunk.indices, chunk.regions, chunk.canonical, chunk.leaves, strict=True
+                )
+            ]
+            if lines:
+                lines.append(b"")
+                yield b"\n".join(lines)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
 
 
 def mask_personal(view: Any) -> Any:

@@ -164,7 +164,7 @@ async def test_a_crash_between_commit_and_offset_loses_and_duplicates_nothing(
                 session, 0, 300, covering, appender.signer.origin, ["62"]
             )
         ]
-    header, entries = read_export("".join(lines).splitlines())
+    header, entries = read_export(b"".join(lines).decode().splitlines())
     report = verify_export(header, entries, appender.signer.verifier)
     assert report.ok, report.problems
     assert report.checked == 300

@@ -186,7 +186,7 @@ async def test_a_superusers_edit_is_named_by_the_verifier(audit_db: AuditDb) -> 
         lines = [
             line async for line in service.export_lines(session, 0, 40, covering, key.name, ["62"])
         ]
-    text = "".join(lines).splitlines()
+    text = b"".join(lines).decode().splitlines()
     header, entries = read_export(text)
     report = verify_export(header, entries, key)
     assert not report.ok
@@ -240,7 +240,7 @@ async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoin
         lines = [
             line async for line in service.export_lines(session, 0, 40, covering, key.name, ["62"])
         ]
-    header, entries = read_export("".join(lines).splitlines())
+    header, entries = read_export(b"".join(lines).decode().splitlines())
     report = verify_export(header, entries, key)
     assert not report.ok
     assert report.first_bad_index is None  # content and leaf agree: only the roots can tell
@@ -274,3 +274,33 @@ async def test_migration_0004_turns_json_headers_into_the_hashed_block_and_back(
     finally:
         await conn.close()
     await audit_db.stack.migrate("audit", "head")
+
+
+async def test_export_lines_are_the_canonical_entries_or_their_leaf_only(audit_db: AuditDb) -> None:
+    events = [
+        household_event(i, region="620102001001" if i % 3 else "630101001001") for i in range(23)
+    ]
+    appender = audit_db.appender(checkpoint_every=10)
+    await appender.append(events)
+    prefixes = ["6201"]
+    async with audit_db.sessions() as session:
+        covering = await repo.latest_checkpoint(session)
+        assert covering is not None
+        lines = [
+            chunk
+            async for chunk in service.export_lines(
+                session, 3, 21, covering, appender.signer.origin, prefixes, chunk=4
+            )
+        ]
+        expected = [
+            service.export_line(e, e.region is not None and e.region.startswith("6201"))
+            for chunk in [c async for c in repo.stream_records(session, 3, 21)]
+            for e in chunk
+        ]
+    got = b"".join(lines).decode().splitlines()[1:]
+    assert got == expected
+    assert sum('"redacted": true' in line for line in got) == 6
+    for line, event in zip(got, events[3:21], strict=True):
+        obj = json.loads(line)
+        if "entry" in obj:
+            assert base64.b64decode(obj["entry"]) == canonical_bytes(event)
