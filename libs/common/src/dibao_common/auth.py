@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -264,6 +265,9 @@ class JwksCache:
             self._fetched_at = started
 
 
+_VERIFIED_TOKENS = 4096
+
+
 class TokenVerifier:
     """Verifies bearer tokens against ``AuthSettings``; one per application."""
 
@@ -274,6 +278,7 @@ class TokenVerifier:
         self._static_key: Any = None
         self._static_algorithm: str | None = None
         self._jwks: JwksCache | None = None
+        self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any], Any]] = OrderedDict()
         if settings.jwt_public_key is not None:
             self._static_key = load_public_key(settings.jwt_public_key)
             self._static_algorithm = algorithm_of(self._static_key)
@@ -287,7 +292,23 @@ class TokenVerifier:
             )
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid token; ``Unauthorized`` (401) otherwise."""
+        """The principal of a valid token; ``Unauthorized`` (401) otherwise.
+
+        A portal sends the same token with every request for its lifetime: a token whose
+        signature and claims were checked is remembered (the most recent few thousand),
+        and only its times are checked again, and, with a key set, that its key is
+        still published. An Ed25519 verification and the JSON parsing cost more than the
+        rest of the authentication together.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            claims, header, verified_with = known
+            if self._jwks is not None and (await self._key_for(header))[0] is not verified_with:
+                self._verified.pop(token, None)
+                return await self.verify(token)
+            self._check_times(claims)
+            self._verified.move_to_end(token)
+            return _principal_of(claims)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -321,7 +342,11 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise _invalid("malformed token") from exc
         self._check_times(claims)
-        return _principal_of(claims)
+        principal = _principal_of(claims)
+        self._verified[token] = (claims, header, key)
+        if len(self._verified) > _VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return principal
 
     async def _key_for(self, header: Mapping[str, Any]) -> tuple[Any, str]:
         if self._jwks is None:

@@ -176,3 +176,20 @@ async def test_a_verifier_without_keys_raises_service_unavailable(frozen: Frozen
     token = TokenFactory(issuer=ISSUER, now=frozen.now)(roles=["auditor"])
     with pytest.raises(ServiceUnavailable):
         await verifier.verify(token)
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(
+    jwks_server: JwksServer, frozen: FrozenClock
+) -> None:
+    # Verified tokens are remembered, but never beyond their key: once the issuer stops
+    # publishing the key, the token it signed is refused like any other.
+    old, new = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    jwks_server.publish(("k1", old))
+    verifier = TokenVerifier(_settings(jwks_server.url), now=frozen.now)
+    token = _factory(old, "EdDSA", frozen)(roles=["auditor"], kid="k1")
+    for _ in range(2):
+        assert (await verifier.verify(token)).roles == {Role.AUDITOR}
+    jwks_server.publish(("k2", new))
+    frozen.advance(timedelta(seconds=301))
+    with pytest.raises(Unauthorized, match="unknown signing key"):
+        await verifier.verify(token)
