@@ -221,3 +221,66 @@ def test_levels_built_by_blocks_are_the_levels() -> None:
     leaves = b"".join(leaf_hash(b"%d" % i) for i in range(70_001))
     with ProcessPoolExecutor(2) as pool:
         assert verifier._levels_in(pool, leaves) == verifier.tree_levels(leaves)
+
+
+def _file_and_reference(
+    tmp_path: Path, log: _Log, text: list[str], workers: int
+) -> tuple[verifier.Report, verifier.Report | None]:
+    """The file verified by blocks, and its lines verified one JSON object at a time
+    (None when they are not all JSON)."""
+    path = tmp_path / "export.jsonl"
+    path.write_bytes("".join(text).encode())
+    by_file = verify_export_file(path, log.signer.verifier, workers=workers)
+    header, entries = verifier.read_export("".join(text).splitlines())
+    try:
+        return by_file, verify_export(header, list(entries), log.signer.verifier)
+    except ValueError:
+        return by_file, None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_blocks_checked_at_once_report_what_lines_checked_one_by_one_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr(verifier, "_BLOCK_BYTES", 3000)  # many blocks per share
+    log = _Log(300, 64)
+    header, lines = log.export(0, 300)
+    good = [json.dumps(header.to_json()) + "\n"] + [json.dumps(x) + "\n" for x in lines]
+    by_file, reference = _file_and_reference(tmp_path, log, good, workers)
+    assert by_file.ok, by_file.problems
+    assert reference is not None
+    assert reference.ok
+    assert by_file.checked == 300
+    block = verifier._scan_block("".join(good[1:]).encode())  # the layout exports write
+    assert block is not None
+    assert block[:3] == (0, 300, None)
+    assert block[3] == b"".join(log.leaves)
+
+    altered = dict(lines[150], entry=entry_to_b64(dataclasses.replace(log.events[150], offset=9)))
+    cases = {
+        "altered entry": {151: json.dumps(altered) + "\n"},
+        "stated leaf": {201: json.dumps(dict(lines[200], leaf_hash="00" * 32)) + "\n"},
+        "missing line": {100: ""},
+        "repeated line": {100: good[100] + good[100]},
+        "not json": {120: '{"index": 119, "leaf_hash": \n'},
+        "blank lines and CRLF": {50: "\n" + good[50], 60: good[60].replace("\n", "\r\n")},
+        "not an entry": {
+            70: json.dumps(dict(lines[69], entry=base64.b64encode(b"x" * 40).decode())) + "\n"
+        },
+        "index spelled otherwise": {80: good[80].replace('"index": 79,', '"index":79,')},
+        "loose base64": {90: good[90].replace('"entry": "', '"entry": "\\n')},
+    }
+    for name, edits in cases.items():
+        text = [edits.get(n, line) for n, line in enumerate(good)]
+        by_file, reference = _file_and_reference(tmp_path, log, text, workers)
+        if reference is None:
+            assert name == "not json"
+            assert by_file.first_bad_index == 119
+        else:
+            assert by_file.ok == reference.ok, name
+            assert by_file.first_bad_index == reference.first_bad_index, name
+            assert by_file.checked == reference.checked, name
+        if name in ("blank lines and CRLF", "index spelled otherwise"):
+            assert by_file.ok, (name, by_file.problems)
+        else:
+            assert not by_file.ok, name
