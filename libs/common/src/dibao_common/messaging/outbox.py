@@ -6,6 +6,7 @@ outbox rows with it, and :class:`~dibao_common.messaging.relay.OutboxRelay` publ
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,12 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from dibao_common.db.engine import driver_connection
 from dibao_common.messaging.envelope import Envelope, ce_type_of, now_utc, topic_of
-from dibao_common.messaging.schema import outbox_message
 from dibao_common.observability import current_correlation_id, current_traceparent
 
 
@@ -63,19 +63,39 @@ def build_envelope(
     )
 
 
-def _row(envelope: Envelope, topic: str) -> dict[str, Any]:
-    return {
-        "ce_id": envelope.ce_id,
-        "ce_type": envelope.ce_type,
-        "ce_source": envelope.ce_source,
-        "ce_subject": envelope.ce_subject,
-        "ce_time": envelope.ce_time,
-        "topic": topic,
-        "key": envelope.key,
-        # The record headers as they will be sent: the relay copies them, no rebuilding.
-        "headers": {name: value.decode() for name, value in envelope.to_headers()},
-        "payload": envelope.payload,
-    }
+def _row(envelope: Envelope, topic: str) -> tuple[Any, ...]:
+    # The record headers as they will be sent: the relay copies them, no rebuilding.
+    headers = json.dumps({name: value.decode() for name, value in envelope.to_headers()})
+    return (
+        envelope.ce_id,
+        envelope.ce_type,
+        envelope.ce_source,
+        envelope.ce_subject,
+        envelope.ce_time,
+        topic,
+        envelope.key,
+        headers,
+        envelope.payload,
+    )
+
+
+# One statement and one round trip for any number of rows, straight to asyncpg: the
+# rows go as one array per column, and the identity follows their order.
+_INSERT = """
+INSERT INTO outbox_message
+    (ce_id, ce_type, ce_source, ce_subject, ce_time, topic, key, headers, payload)
+SELECT ce_id, ce_type, ce_source, ce_subject, ce_time, topic, key, headers::jsonb, payload
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+    $7::text[], $8::text[], $9::bytea[])
+    WITH ORDINALITY AS r(ce_id, ce_type, ce_source, ce_subject, ce_time, topic, key, headers,
+        payload, n)
+ORDER BY n
+"""
+
+
+async def _insert(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    driver = await driver_connection(session)
+    await driver.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
 
 
 async def enqueue(
@@ -108,9 +128,7 @@ async def enqueue(
         ce_id=ce_id,
         time=time,
     )
-    await session.execute(
-        insert(outbox_message), [_row(envelope, topic if topic else topic_of(message))]
-    )
+    await _insert(session, [_row(envelope, topic if topic else topic_of(message))])
     return envelope
 
 
@@ -126,7 +144,7 @@ async def enqueue_many(
 ) -> list[Envelope]:
     """Add many events in one statement, in order (a payroll run's events, say)."""
     envelopes: list[Envelope] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     at = time if time is not None else now_utc()
     for event in events:
         envelope = build_envelope(
@@ -143,5 +161,5 @@ async def enqueue_many(
         envelopes.append(envelope)
         rows.append(_row(envelope, event.topic if event.topic else topic_of(event.message)))
     if rows:
-        await session.execute(insert(outbox_message), rows)
+        await _insert(session, rows)
     return envelopes
