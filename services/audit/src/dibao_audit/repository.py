@@ -67,6 +67,26 @@ async def subtree_hashes(session: AsyncSession, keys: set[Subtree]) -> dict[Subt
     return found
 
 
+async def subtree_hash_list(session: AsyncSession, keys: Sequence[Subtree]) -> list[bytes]:
+    """Hashes of complete subtrees in the order asked (distinct keys), in one statement."""
+    if not keys:
+        return []
+    driver = await _driver(session)
+    rows = await driver.fetch(
+        """
+        SELECT n.hash
+        FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY AS k(level, index, at)
+        JOIN merkle_node n ON n.level = k.level AND n.index = k.index
+        ORDER BY k.at
+        """,
+        [lv for lv, _ in keys],
+        [i for _, i in keys],
+    )
+    if len(rows) != len(keys):
+        raise LookupError(f"the log lacks some of the subtrees {list(keys)[:5]}")
+    return [r[0] for r in rows]
+
+
 async def size_and_seen(session: AsyncSession, ce_ids: Sequence[uuid.UUID]) -> tuple[int, set[Any]]:
     """The stored tree size and which of ``ce_ids`` the log already holds, in one statement.
 

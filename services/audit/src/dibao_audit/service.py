@@ -18,8 +18,10 @@ from dibao_audit.entry import RecordedEvent, canonical_from_parts, parse_header_
 from dibao_audit.merkle import (
     Range,
     consistency_ranges,
+    fold_subtrees,
     hash_ranges,
     inclusion_ranges,
+    perfect_subtrees,
     range_cover,
     subtree_hashes_needed,
 )
@@ -55,8 +57,18 @@ PERSONAL_FIELDS = frozenset(
 
 
 async def _range_hashes(session: AsyncSession, ranges: list[Range]) -> list[bytes]:
-    found = await repo.subtree_hashes(session, subtree_hashes_needed(ranges))
-    return hash_ranges(ranges, found.__getitem__)
+    """Hashes of proof ranges: the complete subtrees tiling them, read in one statement."""
+    tiles = [perfect_subtrees(lo, hi) for lo, hi in ranges]
+    if len({s for tile in tiles for s in tile}) != sum(map(len, tiles)):
+        found = await repo.subtree_hashes(session, subtree_hashes_needed(ranges))
+        return hash_ranges(ranges, found.__getitem__)
+    hashes = await repo.subtree_hash_list(session, [s for tile in tiles for s in tile])
+    out: list[bytes] = []
+    at = 0
+    for tile in tiles:
+        out.append(hashes[at] if len(tile) == 1 else fold_subtrees(hashes[at : at + len(tile)]))
+        at += len(tile)
+    return out
 
 
 async def inclusion_proof(session: AsyncSession, index: int, size: int) -> list[bytes]:
