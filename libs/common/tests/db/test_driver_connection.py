@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_common.db import driver_connection, make_engine, make_sessionmaker
+from dibao_common.db import DriverStatement, driver_connection, make_engine, make_sessionmaker
 from dibao_common.testing.stack import TestStack
 
 pytestmark = pytest.mark.postgres
@@ -74,3 +74,34 @@ async def test_driver_and_session_statements_commit_together(
         assert await _committed(stack, first) == 0
     assert await _committed(stack, first) == 1
     assert await _committed(stack, second) == 1
+
+
+def test_named_parameters_are_numbered_once_each_and_casts_are_left_alone() -> None:
+    statement = DriverStatement(
+        "SELECT :a::text, CAST(:b AS uuid[]), :a || 'x:y', :b_2 FROM t WHERE c = :a"
+    )
+    assert (
+        statement.sql == "SELECT $1::text, CAST($2 AS uuid[]), $1 || 'x:y', $3 FROM t WHERE c = $1"
+    )
+    assert statement.names == ("a", "b", "b_2")
+    assert statement.args({"b_2": 3, "a": 1, "b": 2, "unused": 4}) == [1, 2, 3]
+
+
+async def test_a_driver_statement_runs_in_the_session_transaction(
+    stack: TestStack, engine: AsyncEngine
+) -> None:
+    ce_id = uuid.uuid4()
+    insert = DriverStatement(
+        'INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")'
+        " VALUES ('driver-test', :ce_id, 'test', 'test', 0, :offset)"
+    )
+    async with make_sessionmaker(engine)() as session, session.begin():
+        driver = await driver_connection(session)
+        await insert.execute(driver, {"ce_id": ce_id, "offset": 7})
+        row = await DriverStatement(
+            'SELECT "offset" FROM inbox_message WHERE ce_id = :ce_id'
+        ).fetchrow(driver, {"ce_id": ce_id})
+        assert row is not None
+        assert row["offset"] == 7
+        await session.rollback()
+    assert await _committed(stack, ce_id) == 0

@@ -2,6 +2,7 @@
 
 from dibao_common.db.engine import (
     NAMING_CONVENTION,
+    DriverStatement,
     driver_connection,
     make_engine,
     make_sessionmaker,
@@ -10,6 +11,7 @@ from dibao_common.db.engine import (
 
 __all__ = [
     "NAMING_CONVENTION",
+    "DriverStatement",
     "driver_connection",
     "make_engine",
     "make_sessionmaker",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import cast
+import re
+from collections.abc import Mapping
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import MetaData
@@ -66,3 +68,46 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         if not driver.is_in_transaction() and not autocommit:
             raise RuntimeError("the session's transaction did not begin")
     return driver
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class DriverStatement:
+    """SQL written with ``:name`` parameters, as in SQLAlchemy's ``text()``, run straight
+    on asyncpg (``$1``, ``$2``, ...) with :func:`driver_connection`.
+
+        READ = DriverStatement("SELECT * FROM household WHERE id = :id")
+        row = await READ.fetchrow(await driver_connection(session), {"id": household_id})
+
+    Values go to asyncpg as they are: the types must be asyncpg's own (``uuid.UUID``,
+    ``datetime``, lists for arrays, ``str`` for json and jsonb).
+    """
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        self.sql = _NAMED.sub(number, sql)
+        self.names = tuple(names)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+    async def execute(self, driver: asyncpg.Connection, params: Mapping[str, Any]) -> str:
+        return await driver.execute(self.sql, *self.args(params))
+
+    async def fetchrow(
+        self, driver: asyncpg.Connection, params: Mapping[str, Any]
+    ) -> asyncpg.Record | None:
+        return await driver.fetchrow(self.sql, *self.args(params))
+
+    async def fetch(
+        self, driver: asyncpg.Connection, params: Mapping[str, Any]
+    ) -> list[asyncpg.Record]:
+        return await driver.fetch(self.sql, *self.args(params))

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dibao_common.db import DriverStatement, driver_connection
 from dibao_intake.adapters.records import (
     ApplicationRecord,
     BankAccountRecord,
@@ -54,7 +54,7 @@ class SubmissionContext:
     caseworker: str | None
 
 
-_READ = sa.text(
+_READ = DriverStatement(
     """
 WITH h AS (
     SELECT id, region_code, area_type, address, status, head_person_id, version,
@@ -205,20 +205,18 @@ async def load_submission_context(
     mask_name: Callable[[str], str],
 ) -> SubmissionContext | None:
     """All a submission reads, in one round trip; None when the household does not exist."""
-    row = (
-        await session.execute(
-            _READ,
-            {
-                "household_id": household_id,
-                "document_ids": list(document_ids),
-                "kind": kind.value,
-                "decided": sorted(decided_types),
-            },
-        )
-    ).first()
+    row = await _READ.fetchrow(
+        await driver_connection(session),
+        {
+            "household_id": household_id,
+            "document_ids": list(document_ids),
+            "kind": kind.value,
+            "decided": sorted(decided_types),
+        },
+    )
     if row is None:
         return None
-    h = _json(row.household)
+    h = _json(row["household"])
     household = HouseholdRecord(
         id=uuid.UUID(h["id"]),
         region_code=h["region_code"],
@@ -230,8 +228,8 @@ async def load_submission_context(
         created_at=_instant(h["created_at"]),
         updated_at=_instant(h["updated_at"]),
     )
-    members = tuple(_member(m) for m in _json(row.members))
-    documents = {d.id: d for d in (_document(x) for x in _json(row.documents))}
+    members = tuple(_member(m) for m in _json(row["members"]))
+    documents = {d.id: d for d in (_document(x) for x in _json(row["documents"]))}
     roster = [
         RosterEntry(
             id_hash=r["id_hash"],
@@ -241,18 +239,18 @@ async def load_submission_context(
             township_name=township_name(r["township_code"]),
             relation=r["relation"],
         )
-        for r in _json(row.roster)
+        for r in _json(row["roster"])
     ]
     return SubmissionContext(
-        household=HouseholdAggregate(household, members, _account(_json(row.account))),
+        household=HouseholdAggregate(household, members, _account(_json(row["account"]))),
         documents=documents,
-        open_application_id=row.open_application_id,
+        open_application_id=row["open_application_id"],
         roster=roster,
-        caseworker=row.caseworker,
+        caseworker=row["caseworker"],
     )
 
 
-_WRITE = sa.text(
+_WRITE = DriverStatement(
     """
 WITH a AS (
     INSERT INTO application (
@@ -302,8 +300,8 @@ async def insert_submission(
     document_ids: Sequence[uuid.UUID],
 ) -> None:
     """The application with its declarations and documents, in one round trip."""
-    await session.execute(
-        _WRITE,
+    await _WRITE.execute(
+        await driver_connection(session),
         {
             "id": record.id,
             "household_id": record.household_id,
