@@ -112,9 +112,7 @@ class LogAppender:
                 seen.add(row.ce_id)  # a duplicate inside the batch counts once
                 fresh.append(row)
         work = frontier.copy()
-        nodes: list[tuple[int, int, bytes]] = []
-        for row in fresh:
-            nodes.extend(work.append(row.leaf_hash))
+        nodes = work.extend([row.leaf_hash for row in fresh])
         await repo.insert_entries(session, frontier.size, fresh)
         await repo.insert_nodes(session, nodes)
         cp = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -171,9 +172,18 @@ class LogConsumer:
     async def _project(self, batch: _Batch) -> list[EntryRow]:
         records = [r for records in batch.values() for r in records]
         rows: list[EntryRow] = []
-        for i in range(0, len(records), _PROJECT_CHUNK):
-            rows += self._appender.project_records(records[i : i + _PROJECT_CHUNK])
-            await asyncio.sleep(0)  # let the transaction in flight send its next statement
+        # A batch's rows are thousands of small objects, none in a reference cycle; while
+        # they are made, the cyclic collector would walk the whole heap again and again
+        # for nothing (a tenth of the consumer's CPU). It runs after the batch instead.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(0, len(records), _PROJECT_CHUNK):
+                rows += self._appender.project_records(records[i : i + _PROJECT_CHUNK])
+                await asyncio.sleep(0)  # let the transaction in flight send its next statement
+        finally:
+            if collecting:
+                gc.enable()
         return rows
 
     async def _acknowledge(

@@ -283,6 +283,27 @@ class Frontier:
         self.hashes.append(carry)
         return created
 
+    def extend(self, leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
+        """:meth:`append` of many leaves; every subtree they create, in creation order."""
+        created: list[tuple[int, int, bytes]] = []
+        add = created.append
+        hashes = self.hashes
+        pop, push = hashes.pop, hashes.append
+        sha256 = hashlib.sha256
+        size = self.size
+        for leaf in leaves:
+            add((0, size, leaf))
+            carry, level, index = leaf, 0, size
+            while index & 1:
+                carry = sha256(b"\x01" + pop() + carry).digest()
+                level += 1
+                index >>= 1
+                add((level, index, carry))
+            push(carry)
+            size += 1
+        self.size = size
+        return created
+
     def push(self, leaf: bytes) -> None:
         """:meth:`append` without the list of created subtrees (for verifiers)."""
         hashes = self.hashes

@@ -14,6 +14,7 @@ the header block is built from cached name prefixes.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from dibao_common.messaging.envelope import (
 )
 from dibao_common.messaging.envelope import Envelope as KitEnvelope
 
+_CANONICAL_UUID = re.compile(
+    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII
+).fullmatch
 _POSITION_NS = uuid.UUID("6f1d5a34-7c1b-4d0c-9a53-1b2f0c9e8a41")
 UNKNOWN_TYPE = "unknown"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -48,7 +52,8 @@ class EntryRow(NamedTuple):
     order; ``leaf_hash`` goes to ``merkle_node``.
     """
 
-    ce_id: uuid.UUID
+    ce_id: str
+    """The ``ce_id`` in canonical text form (lower-case, hyphenated), as asyncpg takes it."""
     ce_type: str
     ce_time: datetime | None
     topic: str
@@ -185,10 +190,12 @@ def project_parts(
     headers = tuple(headers) if headers else ()
     found = dict(headers)  # the last one wins, as in the kit's parser
     ce_type = _text(found.get(H_TYPE)) or UNKNOWN_TYPE
-    try:
-        ce_id = uuid.UUID(_text(found.get(H_ID)) or "")
-    except ValueError:
-        ce_id = position_id(topic, partition, offset)
+    ce_id = _text(found.get(H_ID)) or ""
+    if not _CANONICAL_UUID(ce_id):
+        try:
+            ce_id = str(uuid.UUID(ce_id))
+        except ValueError:
+            ce_id = str(position_id(topic, partition, offset))
     ce_time = _parse_time(found.get(H_TIME))
     household, application, case, region, actor = reader.keys(
         ce_type, _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE, payload

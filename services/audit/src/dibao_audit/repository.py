@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +86,7 @@ async def subtree_hash_list(session: AsyncSession, keys: Sequence[Subtree]) -> l
     return [r[0] for r in rows]
 
 
-async def size_and_seen(session: AsyncSession, ce_ids: Sequence[uuid.UUID]) -> tuple[int, set[Any]]:
+async def size_and_seen(session: AsyncSession, ce_ids: Sequence[str]) -> tuple[int, set[str]]:
     """The stored tree size and which of ``ce_ids`` the log already holds, in one statement.
 
     The log's own unique ``ce_id`` is its inbox: under the appender's lock, an id found
@@ -97,7 +96,7 @@ async def size_and_seen(session: AsyncSession, ce_ids: Sequence[uuid.UUID]) -> t
     row = await driver.fetchrow(
         """
         SELECT (SELECT max(leaf_index) FROM log_entry),
-               ARRAY(SELECT ce_id FROM log_entry WHERE ce_id = ANY($1::uuid[]))
+               ARRAY(SELECT ce_id::text FROM log_entry WHERE ce_id = ANY($1::uuid[]))
         """,
         ce_ids,
     )

@@ -195,6 +195,16 @@ def test_push_is_append_without_the_created_subtrees() -> None:
         assert (a.size, a.hashes) == (b.size, b.hashes)
 
 
+def test_extend_is_append_of_each_leaf() -> None:
+    a, b = Frontier(), Frontier()
+    leaves = [leaf_hash(data) for data in _leaves(300)]
+    for lo, hi in ((0, 1), (1, 7), (7, 64), (64, 65), (65, 300)):
+        created = [node for leaf in leaves[lo:hi] for node in a.append(leaf)]
+        assert b.extend(leaves[lo:hi]) == created
+        assert (a.size, a.hashes) == (b.size, b.hashes)
+    assert b.extend([]) == []
+
+
 def test_restored_frontier_continues_exactly() -> None:
     leaves = _leaves(77)
     stored = _Stored(leaves[:50])
