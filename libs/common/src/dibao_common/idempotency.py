@@ -10,6 +10,15 @@ may retry at once; no lease, no release. Later requests with the key get the sto
 status, headers and body back (``Idempotent-Replayed: true``); with another body (a
 different sha256 of method, path and body) they get 422.
 
+A form body (``multipart/form-data``, ``application/x-www-form-urlencoded``) is
+fingerprinted by what it holds rather than by its bytes: its fields in order, and each
+file's field name, file name, media type and sha256. FastAPI parses a form before it
+solves dependencies and keeps none of its bytes, and a client's retry of a multipart
+request picks a new boundary, so its bytes differ anyway. A route takes a form with
+``Form``/``File``/``UploadFile`` parameters (limits in the route's ``form_limits``); a
+route that calls ``request.form()`` itself gets the form this dependency parsed, with
+Starlette's default limits.
+
     @router.post("/bank/confirmations", status_code=201,
                  responses=problem_responses(400, 409, 422))
     async def confirm(body: ConfirmationIn, session: Session, idempotency: Idempotent) -> Response:
@@ -35,6 +44,7 @@ import asyncpg
 from fastapi import Depends, FastAPI, Header, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from dibao_common.db import driver_connection
@@ -46,6 +56,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 STORED_HEADERS = ("content-type", "location", "etag", "link", "content-language")
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+FORM_MEDIA_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+_FORM_MARK = b"dibao-form-v1\0"
+_FILE_CHUNK = 256 * 1024
 
 Now = Callable[[], datetime]
 Handler = Callable[[], Awaitable[Response]]
@@ -62,6 +75,47 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def _framed(*parts: bytes) -> bytes:
+    return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+
+
+async def form_fingerprint_body(form: FormData) -> bytes:
+    """What stands for a form's body in its fingerprint: a digest of its content.
+
+    Fields in the order sent; a file by field name, file name, media type and the sha256
+    of its content (read, then rewound for the route). The boundary of a multipart body
+    and the encoding of a form are left out: a retry may choose them afresh.
+    """
+    digest = hashlib.sha256()
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            content = hashlib.sha256()
+            await value.seek(0)
+            while chunk := await value.read(_FILE_CHUNK):
+                content.update(chunk)
+            await value.seek(0)
+            filename = (value.filename or "").encode()
+            media_type = (value.content_type or "").encode()
+            digest.update(
+                _framed(b"file", name.encode(), filename, media_type, content.digest())
+            )
+        else:
+            digest.update(_framed(b"field", name.encode(), value.encode()))
+    return _FORM_MARK + digest.digest()
+
+
+async def _fingerprint_body(request: Request) -> bytes:
+    """The body as the fingerprint sees it: its bytes, or for a form its content.
+
+    FastAPI has already parsed the form of a route with form parameters (``form()``
+    returns it); reading the body then would fail, its stream consumed.
+    """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type in FORM_MEDIA_TYPES:
+        return await form_fingerprint_body(await request.form())
+    return await request.body()
 
 
 def lock_id(scope: str, key: str) -> int:
@@ -247,7 +301,7 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
             f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
             type_slug="idempotency-key-invalid",
         )
-    body = await request.body()
+    body = await _fingerprint_body(request)
     return IdempotentRequest(
         key=key,
         fingerprint=request_fingerprint(request.method, request.url.path, body),

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from starlette.datastructures import UploadFile as FormFile
 from starlette.responses import Response
 
 from dibao_common.app import build_app
@@ -119,6 +120,61 @@ async def create_my_payment(
 ) -> Response:
     async def handle() -> Response:
         return await _create(request, session, body, principal.subject)
+
+    return await idempotency.respond(session, handle)
+
+
+@router.post("/uploads", status_code=201, responses=problem_responses(400, 409, 422))
+async def upload(
+    request: Request,
+    file: UploadFile,
+    reference: Annotated[str, Form(min_length=1)],
+    session: Session,
+    idempotency: Idempotent,
+) -> Response:
+    """A multipart route whose form FastAPI parses (an UploadFile and a Form field)."""
+    content = await file.read()
+
+    async def handle() -> Response:
+        return await _create(
+            request, session, PaymentIn(reference=reference, amount_fen=len(content)), "upload"
+        )
+
+    return await idempotency.respond(session, handle)
+
+
+@router.post("/uploads/parsed-here", status_code=201, responses=problem_responses(400, 409, 422))
+async def upload_parsed_here(
+    request: Request, session: Session, idempotency: Idempotent
+) -> Response:
+    """A multipart route that reads the form itself (no form parameters)."""
+    async with request.form() as form:
+        file, reference = form["file"], form["reference"]
+        assert isinstance(file, FormFile)
+        assert isinstance(reference, str)
+        content = await file.read()
+
+    async def handle() -> Response:
+        return await _create(
+            request, session, PaymentIn(reference=reference, amount_fen=len(content)), "upload"
+        )
+
+    return await idempotency.respond(session, handle)
+
+
+@router.post("/form-payments", status_code=201, responses=problem_responses(400, 409, 422))
+async def create_form_payment(
+    request: Request,
+    reference: Annotated[str, Form(min_length=1)],
+    amount_fen: Annotated[int, Form(ge=0)],
+    session: Session,
+    idempotency: Idempotent,
+) -> Response:
+    """A urlencoded form route."""
+
+    async def handle() -> Response:
+        body = PaymentIn(reference=reference, amount_fen=amount_fen)
+        return await _create(request, session, body, "form")
 
     return await idempotency.respond(session, handle)
 

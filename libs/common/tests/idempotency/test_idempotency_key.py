@@ -324,3 +324,100 @@ def test_fingerprint_covers_method_path_and_body() -> None:
     assert base != request_fingerprint("POST", "/payments", b'{"a":2}')
     # Length-prefixed parts: moving bytes between path and body changes the digest.
     assert request_fingerprint("POST", "/a", b"b") != request_fingerprint("POST", "/ab", b"")
+
+
+def _multipart(boundary: str, reference: str, content: bytes, filename: str = "scan.pdf") -> bytes:
+    return (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="reference"\r\n\r\n'
+            f"{reference}\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"'
+            "\r\nContent-Type: application/pdf\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+AMOUNTS = "SELECT amount_fen FROM kit_http_test.effect ORDER BY id"
+
+
+@pytest.mark.parametrize("path", ["/uploads", "/uploads/parsed-here"])
+async def test_a_multipart_upload_runs_once_and_a_retry_gets_the_stored_answer(
+    client: AsyncClient, engine: AsyncEngine, path: str
+) -> None:
+    # FastAPI parses the form of /uploads before the dependency runs (the body's stream
+    # is then consumed: this was a 500); /uploads/parsed-here reads the form itself.
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    content = b"%PDF-1.4 scan"
+    files = {"file": ("scan.pdf", content, "application/pdf")}
+    first = await client.post(path, data={"reference": "U-1"}, files=files, headers=headers)
+    assert first.status_code == 201, first.text
+    # httpx picks a new boundary for each request: the same form is the same request.
+    again = await client.post(path, data={"reference": "U-1"}, files=files, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await count(engine, EFFECTS) == 1
+    # The route read the whole file after the fingerprint did.
+    async with engine.connect() as conn:
+        assert (await conn.execute(text(AMOUNTS))).scalars().all() == [len(content)]
+
+
+@pytest.mark.parametrize(
+    ("reference", "content", "filename"),
+    [
+        ("U-2", b"other content", "scan.pdf"),
+        ("U-3", b"%PDF", "scan.pdf"),
+        ("U-2", b"%PDF", "b.pdf"),
+    ],
+)
+async def test_a_key_reused_with_another_form_is_422(
+    client: AsyncClient, engine: AsyncEngine, reference: str, content: bytes, filename: str
+) -> None:
+    key = _key()
+    first = await client.post(
+        "/uploads",
+        content=_multipart("first", "U-2", b"%PDF"),
+        headers={"Idempotency-Key": key, "Content-Type": "multipart/form-data; boundary=first"},
+    )
+    assert first.status_code == 201, first.text
+    same = await client.post(
+        "/uploads",
+        content=_multipart("second-boundary", "U-2", b"%PDF"),
+        headers={
+            "Idempotency-Key": key,
+            "Content-Type": "multipart/form-data; boundary=second-boundary",
+        },
+    )
+    assert same.status_code == 201, same.text
+    assert same.headers["idempotent-replayed"] == "true"
+    other = await client.post(
+        "/uploads",
+        content=_multipart("first", reference, content, filename),
+        headers={"Idempotency-Key": key, "Content-Type": "multipart/form-data; boundary=first"},
+    )
+    _problem(other, 422, "idempotency-key-reused")
+    assert await count(engine, EFFECTS) == 1
+
+
+async def test_a_urlencoded_form_is_fingerprinted_by_its_fields(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    key = _key()
+    headers = {"Idempotency-Key": key}
+    first = await client.post(
+        "/form-payments", data={"reference": "F-1", "amount_fen": "5"}, headers=headers
+    )
+    assert first.status_code == 201, first.text
+    again = await client.post(
+        "/form-payments", data={"reference": "F-1", "amount_fen": "5"}, headers=headers
+    )
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await client.post(
+        "/form-payments", data={"reference": "F-1", "amount_fen": "6"}, headers=headers
+    )
+    _problem(other, 422, "idempotency-key-reused")
+    assert await count(engine, EFFECTS) == 1
