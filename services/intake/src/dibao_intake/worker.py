@@ -12,6 +12,7 @@ import signal
 
 from dibao_common.clock import SystemClock
 from dibao_common.db import make_engine, make_sessionmaker
+from dibao_common.heap import settle_heap
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.observability import configure_logging
@@ -36,6 +37,7 @@ async def run(settings: IntakeSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await consumer.start()
+    settle_heap()
     try:
         await stop.wait()
     finally:

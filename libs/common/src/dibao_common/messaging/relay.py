@@ -838,6 +838,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def _main(args: argparse.Namespace) -> None:
     from dibao_common.db import make_engine
+    from dibao_common.heap import settle_heap
 
     engine = make_engine(args.database_url, pool_size=2)
     relay = OutboxRelay(
@@ -852,6 +853,7 @@ async def _main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await relay.start()
+    settle_heap()
     log.info("outbox relay running", relay=args.name)
     try:
         await stop.wait()

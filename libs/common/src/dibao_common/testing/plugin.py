@@ -14,6 +14,10 @@ import pytest
 
 from dibao_common.testing.stack import SERVICES, TestStack
 
+# Hundreds of apps are built in this one process: freezing each one's startup heap
+# (dibao_common.heap) would keep their garbage for good.
+os.environ.setdefault("DIBAO_GC_FREEZE", "0")
+
 # Fixture modules of the kit, one per concern (each owns its fixtures).
 pytest_plugins = [
     "dibao_common.testing.kafka_fixtures",
