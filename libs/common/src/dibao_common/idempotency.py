@@ -98,9 +98,7 @@ async def form_fingerprint_body(form: FormData) -> bytes:
             await value.seek(0)
             filename = (value.filename or "").encode()
             media_type = (value.content_type or "").encode()
-            digest.update(
-                _framed(b"file", name.encode(), filename, media_type, content.digest())
-            )
+            digest.update(_framed(b"file", name.encode(), filename, media_type, content.digest()))
         else:
             digest.update(_framed(b"field", name.encode(), value.encode()))
     return _FORM_MARK + digest.digest()
