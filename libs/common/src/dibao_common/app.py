@@ -1,9 +1,11 @@
-"""The FastAPI application skeleton every service is built on: health, readiness, lifespan."""
+"""The FastAPI application skeleton every service is built on: health, readiness, lifespan
+(with the kit tables' housekeeping, ``dibao_common.housekeeping``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -11,11 +13,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.auth import AuthSettings, install_token_verifier
-from dibao_common.bank import BankSettings, install_bank_verification
+from dibao_common.bank import BankSettings, BankVerification, install_bank_verification
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_engine
 from dibao_common.errors import install_problem_handlers
 from dibao_common.health import Probe, database_probe, kafka_probe, run_probes
+from dibao_common.heap import settle_heap
+from dibao_common.housekeeping import Housekeeping, start_housekeeping, stop_housekeeping
 from dibao_common.idempotency import install_idempotency
 from dibao_common.observability import configure_logging, install_observability
 from dibao_common.settings import CommonSettings
@@ -40,8 +44,11 @@ def build_app(
 
     Bearer tokens and bank signatures are checked with ``auth`` / ``bank``, or with
     ``settings`` itself when the service's settings class includes those settings.
+    While the app runs, expired idempotency answers and bank webhook ids are purged every
+    ``settings.housekeeping_interval_s`` by ``clock``'s time.
     """
     db_engine = engine if engine is not None else make_engine(settings.database_url)
+    app_clock = clock or SystemClock()
     probes: dict[str, Probe] = {
         "database": database_probe(db_engine),
         "kafka": kafka_probe(settings.kafka_bootstrap),
@@ -53,9 +60,17 @@ def build_app(
         app.state.engine = db_engine
         for hook in on_startup:
             await hook(app)
+        housekeeping = start_housekeeping(
+            db_engine,
+            _housekeeping_of(app, settings),
+            now=app_clock.now,
+            interval_s=settings.housekeeping_interval_s,
+        )
+        settle_heap()
         try:
             yield
         finally:
+            await stop_housekeeping(housekeeping)
             for hook in reversed(on_shutdown):
                 await hook(app)
             if engine is None:
@@ -64,7 +79,7 @@ def build_app(
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     # Before observability, so that its middleware sees (and logs) the 500 problem response.
     install_problem_handlers(app)
-    _install_http_security(app, settings, auth, bank, clock or SystemClock())
+    _install_http_security(app, settings, auth, bank, app_clock)
     # JSON logs with trace/correlation ids, request metrics and /metrics.
     configure_logging(settings.log_level, service_name=settings.service_name)
     install_observability(app)
@@ -110,3 +125,13 @@ def _install_http_security(
     if bank is not None:
         install_bank_verification(app, bank, now=clock.now)
     install_idempotency(app, now=clock.now)
+
+
+def _housekeeping_of(app: FastAPI, settings: CommonSettings) -> Housekeeping:
+    verification = getattr(app.state, "bank_verification", None)
+    return Housekeeping(
+        idempotency_retention=timedelta(seconds=settings.idempotency_retention_s),
+        webhook_tolerance=(
+            verification.tolerance if isinstance(verification, BankVerification) else None
+        ),
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDERS = frozenset(
@@ -25,6 +25,9 @@ def _refuse_placeholder(value: SecretStr) -> SecretStr:
 Secret = Annotated[SecretStr, AfterValidator(_refuse_placeholder)]
 """A secret setting: it has no default and refuses placeholder values."""
 
+IDEMPOTENCY_PROMISE_S = 24 * 3600
+"""How long clients are promised that a retry with their Idempotency-Key gets the answer."""
+
 
 class CommonSettings(BaseSettings):
     """What every dibao process needs: its name, its database and the broker."""
@@ -39,3 +42,24 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str = Field(description="Comma-separated Kafka bootstrap servers")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     readiness_timeout_s: float = 2.0
+    idempotency_retention_s: int = Field(
+        default=7 * 24 * 3600,
+        description="How long completed Idempotency-Key answers are kept (s); at least 24 h,"
+        " what clients are promised",
+    )
+    housekeeping_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between purges of expired idempotency answers and bank webhook"
+        " ids; 0 disables them",
+    )
+
+    @field_validator("idempotency_retention_s")
+    @classmethod
+    def _keeps_the_promise(cls, value: int) -> int:
+        if value < IDEMPOTENCY_PROMISE_S:
+            raise ValueError(
+                f"idempotency answers are promised to clients for {IDEMPOTENCY_PROMISE_S} s"
+                " (24 h): the retention cannot be shorter"
+            )
+        return value
