@@ -114,3 +114,32 @@ async def test_a_form_without_its_fields_is_a_422(intake: IntakeClient) -> None:
     assert response.status_code == 422
     pointers = {e["pointer"] for e in response.json()["errors"]}
     assert pointers == {"/body/household_id", "/body/document_type", "/body/file"}
+
+
+async def test_a_keyed_upload_keeps_the_routes_limits(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # With an Idempotency-Key the kit fingerprints the parsed form: the route parses it
+    # first, with its own limits, so a key changes nothing of what is refused.
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    fields = {"household_id": household.id, "document_type": "photo"}
+    body, content_type = multipart_upload(
+        fields, b"%PDF-" + b"0" * (10 * 1024 * 1024), filename="big.pdf"
+    )
+    headers = intake.headers(idempotency_key=f"big-{household.id}") | {"content-type": content_type}
+    big = await intake.http.post("/documents", content=body, headers=headers)
+    assert big.status_code == 413
+    assert big.json()["type"].endswith("/document-too-large")
+    two = await intake.http.post(
+        "/documents",
+        data={k: str(v) for k, v in fields.items()},
+        files=[
+            ("file", ("a.pdf", pdf_bytes("a"), "application/pdf")),
+            ("file", ("b.pdf", pdf_bytes("b"), "application/pdf")),
+        ],
+        headers=intake.headers(idempotency_key=f"two-{household.id}"),
+    )
+    assert two.status_code == 400
+    assert two.headers["content-type"] == "application/problem+json"
+    assert await row_counts(intake_engine) == before

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,12 +89,22 @@ _UPLOAD_BODY = {
 }
 
 
-async def _form(request: Request, limit: int) -> tuple[DocumentForm, str, bytes]:
-    """The form fields, the file's media type and its content (413 past ``limit``).
+@dataclass(frozen=True, slots=True)
+class Upload:
+    form: DocumentForm
+    media_type: str
+    content: bytes
 
-    The body is parsed here rather than by FastAPI's form parameters, because the
-    Idempotency-Key fingerprint reads the raw body first, which FastAPI's parsing consumes.
+
+async def upload_form(request: Request, runtime: RuntimeDep) -> AsyncIterator[Upload]:
+    """The form fields, the file's media type and its content (413 past the limit).
+
+    A dependency declared before the Idempotency-Key's: the form is parsed here, with this
+    route's limits (one file, ten fields, the size refused from Content-Length first), and
+    the key's fingerprint then reads the same parsed form. It stays open until the
+    response is sent.
     """
+    limit = runtime.document_max_bytes
     if int(request.headers.get("content-length") or 0) > limit + 64 * 1024:
         raise service.too_large(limit)
     async with request.form(max_files=1, max_fields=10) as form:
@@ -109,7 +121,7 @@ async def _form(request: Request, limit: int) -> tuple[DocumentForm, str, bytes]
         if errors or parsed is None or not isinstance(upload, StarletteUploadFile):
             raise RequestValidationError(errors)
         content = await _read_limited(upload, limit)
-        return parsed, upload.content_type or "", content
+        yield Upload(parsed, upload.content_type or "", content)
 
 
 @router.post(
@@ -127,15 +139,15 @@ async def upload_document(
     request: Request,
     caller: Clerk,
     runtime: RuntimeDep,
+    upload: Annotated[Upload, Depends(upload_form)],
     idempotency: Idempotency,
 ) -> Response:
-    form, media_type, content = await _form(request, runtime.document_max_bytes)
     command = service.UploadDocument(
-        household_id=form.household_id,
-        document_type=form.document_type,
-        media_type=media_type,
-        content=content,
-        person_id=form.person_id,
+        household_id=upload.form.household_id,
+        document_type=upload.form.document_type,
+        media_type=upload.media_type,
+        content=upload.content,
+        person_id=upload.form.person_id,
     )
 
     async def work(session: AsyncSession) -> Response:
