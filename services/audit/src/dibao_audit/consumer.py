@@ -30,7 +30,7 @@ from dibao_common.messaging.relay import Backoff
 log = structlog.get_logger(__name__)
 
 AfterAppend = Callable[[AppendResult], Awaitable[None]]
-_Batch = dict[TopicPartition, list[Any]]
+_Offsets = dict[TopicPartition, int]
 
 
 class Sink(Protocol):
@@ -149,16 +149,18 @@ class LogConsumer:
             await consumer.start()
             # Two batches in flight: the next one is fetched and decoded while the last
             # one's transaction runs; they are appended and acknowledged strictly in order.
-            pending: tuple[asyncio.Task[AppendResult | None], _Batch] | None = None
+            # Only the offsets of a batch are kept until it is acknowledged: its records are
+            # let go once projected (fewer live objects for the collector to walk).
+            pending: tuple[asyncio.Task[AppendResult | None], _Offsets] | None = None
             try:
                 while not self._stopping.is_set():
-                    batch, rows = await self._fetch(consumer)
+                    offsets, rows = await self._fetch(consumer)
                     if pending is not None:
                         done, pending = pending, None
                         await self._acknowledge(consumer, listener, *done)
-                    if batch:
+                    if offsets:
                         task = asyncio.create_task(self._append(rows))
-                        pending = (task, batch)
+                        pending = (task, offsets)
             finally:
                 if pending is not None:
                     done, pending = pending, None
@@ -166,8 +168,8 @@ class LogConsumer:
         finally:
             await consumer.stop()
 
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[_Batch, list[EntryRow]]:
-        """The next batch and its rows.
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[_Offsets, list[EntryRow]]:
+        """The next batch's rows, and the offsets that acknowledge it.
 
         A batch is thousands of records and rows, small objects in no reference cycle;
         while they are made (the client decodes the records as they are handed over), the
@@ -180,12 +182,14 @@ class LogConsumer:
             batch = await consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
             )
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
             records = [r for records in batch.values() for r in records]
+            del batch
             rows: list[EntryRow] = []
             for i in range(0, len(records), _PROJECT_CHUNK):
                 rows += self._appender.project_records(records[i : i + _PROJECT_CHUNK])
                 await asyncio.sleep(0)  # let the transaction in flight send its next statement
-            return batch, rows
+            return offsets, rows
         finally:
             if collecting:
                 gc.enable()
@@ -195,7 +199,7 @@ class LogConsumer:
         consumer: AIOKafkaConsumer,
         listener: _Revocations,
         task: asyncio.Task[AppendResult | None],
-        batch: _Batch,
+        offsets: _Offsets,
     ) -> None:
         result = await task
         if result is None:
@@ -203,14 +207,10 @@ class LogConsumer:
         self.appended += result.appended
         if self._after_append is not None:
             await self._after_append(result)
-        offsets = {
-            tp: records[-1].offset + 1
-            for tp, records in batch.items()
-            if records and tp not in listener.revoked
-        }
+        owned = {tp: offset for tp, offset in offsets.items() if tp not in listener.revoked}
         try:
-            if offsets:
-                await consumer.commit(offsets)
+            if owned:
+                await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
             # Another member now owns the partition and will redeliver; the inbox skips it.
             log.info("audit_offset_commit_skipped", error=str(exc))
