@@ -441,11 +441,13 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         if args.also_unkeyed and keyed:
             variants.append(("intake, no Idempotency-Key", intake, False))
         cluster = await ClusterCpu.of(dsn)
+        worker_ms: dict[str, float] = {}
         results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
             used = server.cpu_s()
             used_pg = cluster.cpu_s()
+            used_worker = worker.cpu_s() if worker is not None and server is intake else 0.0
             profiler = (
                 _profile(server.process.pid, args.profile)
                 if args.profile and name == "intake"
@@ -459,6 +461,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
                 profiler.wait(60)
             cpu_ms = 1000 * (server.cpu_s() - used) / n
             pg_ms = 1000 * (cluster.cpu_s() - used_pg) / n
+            if worker is not None and server is intake:
+                worker_ms[name] = 1000 * (worker.cpu_s() - used_worker) / n
             await _reopen(dsn)
             steady = await open_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.load * peak.rate
@@ -510,6 +514,10 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "intake/baseline peak throughput": round(ratio, 3),
         "target >= 0.5": ratio >= 0.5,
         "intake/baseline server CPU per request": round(intake_cpu / base_cpu, 1),
+        **{
+            f"timeline worker CPU ms/req ({name}, peak phase)": round(ms, 2)
+            for name, ms in worker_ms.items()
+        },
         f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
         "target p99 < 50 ms": intake_rate.percentile_ms(0.99) < 50,
         "intake submissions accepted (201)": ok,
