@@ -302,3 +302,103 @@ async def test_undecodable_and_unknown_events_go_to_the_dlq_without_stopping(
     assert [_header(r, "dlq_attempts") for r in dead] == ["0", "0", "0"]
     assert dead[0].value == b"not protobuf at all"
     assert effects.calls == Counter({good.ce_id: 1})
+
+
+async def _backlog_runner(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+    events: list[Envelope],
+) -> tuple[ConsumerRunner, Effects, str, str]:
+    """A runner started only once ``events`` are all on its topic: it fetches them at once."""
+    topic = await kafka_topics(partitions=1)
+    dlq = await kafka_topics(partitions=1)
+    for envelope in events:
+        await send(producer, topic, envelope)
+    name = f"test-backlog-{uuid.uuid4().hex[:8]}"
+    effects = Effects(engine, name)
+    runner = ConsumerRunner(
+        name,
+        [topic],
+        effects.handle,
+        sessionmaker,
+        stack.kafka_bootstrap,
+        registry=EventRegistry([ApplicationAccepted]),
+        dlq_topic=dlq,
+        max_attempts=3,
+        backoff_s=0.02,
+        batch_size=25,
+    )
+    return runner, effects, topic, dlq
+
+
+async def _transactions(engine: AsyncEngine, consumer: str) -> int:
+    """How many transactions wrote a consumer's effects (rows of one share its xmin)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT count(DISTINCT xmin::text) FROM test_applied WHERE consumer = :c"),
+            {"c": consumer},
+        )
+        return int(found.scalar_one())
+
+
+async def test_a_fetched_backlog_is_applied_in_transactions_of_batch_size(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+) -> None:
+    originals = [accepted(f"h-{n % 3}", n) for n in range(60)]
+    events = [*originals[:30], originals[10], *originals[30:]]  # a redelivery inside
+    runner, effects, _topic, _dlq = await _backlog_runner(
+        stack, engine, sessionmaker, kafka_topics, producer, events
+    )
+    await runner.start()
+    try:
+
+        async def all_applied() -> bool:
+            return len(await effects.applied()) == 60
+
+        await eventually(all_applied, what="the backlog")
+    finally:
+        await runner.stop()
+    assert await effects.applied() == [e.ce_id for e in originals]
+    assert effects.calls[originals[10].ce_id] == 1
+    # 61 records in batches of 25 (fetches may split them): a handful of transactions,
+    # not one per event.
+    assert await _transactions(engine, runner.name) <= 6
+
+
+async def test_a_failing_event_in_a_batch_costs_the_others_nothing_and_itself_its_attempts(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+) -> None:
+    events = [accepted("h-1", n) for n in range(10)]
+    poisoned = events[4]
+    runner, effects, _topic, dlq = await _backlog_runner(
+        stack, engine, sessionmaker, kafka_topics, producer, events
+    )
+    effects.broken.add(poisoned.ce_id)
+    await runner.start()
+    try:
+
+        async def others_applied() -> bool:
+            return len(await effects.applied()) == 9
+
+        await eventually(others_applied, what="the events around the failing one")
+    finally:
+        await runner.stop()
+    assert await effects.applied() == [e.ce_id for e in events if e is not poisoned]
+    # Its run in the rolled-back batch was its first attempt: three runs in all.
+    assert effects.calls[poisoned.ce_id] == 3
+    assert await effects.total("h-1") == 9
+    assert poisoned.ce_id not in await effects.inbox()
+    dead = await read_records(stack, dlq)
+    assert [Envelope.from_record(r).ce_id for r in dead] == [poisoned.ce_id]
+    assert _header(dead[0], "dlq_attempts") == "3"

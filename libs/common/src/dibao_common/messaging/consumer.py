@@ -1,14 +1,19 @@
-"""The consumer runner: one consumed event, one database transaction, then the offset.
+"""The consumer runner: consumed events applied in database transactions, then the offset.
 
 For each record, in partition order: read the envelope, decode the payload, then in one
 transaction claim the event in the inbox and run the handler; commit; and only after
-the database commit, commit the Kafka offset. A redelivered event finds its inbox row
-and changes nothing. A handler that raises is rolled back (its effects and its inbox row)
-and retried with backoff; after ``max_attempts`` the record goes to the dead-letter topic
-with provenance headers and the partition moves on. A record that can never be processed
-(no envelope, unknown type, payload not protobuf, a handler raising ``PoisonEventError``) goes
-there at once. Lost database connections are not the event's fault: they are retried
-without limit, so an outage never fills the DLQ.
+the database commit, commit the Kafka offset. The records of one fetch are applied
+together, up to ``batch_size`` per transaction (one BEGIN and one durable COMMIT for all
+of them); if any handler raises, that transaction rolls back and its records are applied
+one by one as described here, the failed run counting as one attempt.
+
+A redelivered event finds its inbox row and changes nothing. A handler that raises is
+rolled back (its effects and its inbox row) and retried with backoff; after
+``max_attempts`` the record goes to the dead-letter topic with provenance headers and
+the partition moves on. A record that can never be processed (no envelope, unknown type,
+payload not protobuf, a handler raising ``PoisonEventError``) goes there at once. Lost
+database connections are not the event's fault: they are retried without limit, so an
+outage never fills the DLQ.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -74,6 +80,13 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         self.revoked.difference_update(assigned)
 
 
+@dataclass(frozen=True, slots=True)
+class _Together:
+    committed: int  # records applied and committed (0: the transaction rolled back)
+    stop: int  # when rolled back, the record that stopped the run
+    attempted: bool  # ... and whether its handler ran and failed
+
+
 class ConsumerRunner:
     """Consumes ``topics`` as consumer group ``name`` and applies ``handler`` once per event."""
 
@@ -91,11 +104,14 @@ class ConsumerRunner:
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_records: int = 500,
+        batch_size: int = 100,
         dlq_size_refresh_s: float = 30.0,
         consumer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self.name = name
         self._topics = list(topics)
         self._handler = handler
@@ -107,6 +123,7 @@ class ConsumerRunner:
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
         self._max_records = max_records
+        self._batch_size = batch_size
         self._dlq_size_refresh_s = dlq_size_refresh_s
         self._consumer_overrides = dict(consumer_overrides or {})
         self._stopping = asyncio.Event()
@@ -192,12 +209,29 @@ class ConsumerRunner:
         self, consumer: Any, listener: _Revocations, tp: TopicPartition, records: Sequence[Any]
     ) -> None:
         next_offset: int | None = None
-        for record in records:
+        done = 0
+        while done < len(records):
             if self._stopping.is_set() or tp in listener.revoked:
                 break
-            if not await self._handle(record):
-                break
-            next_offset = record.offset + 1
+            chunk = records[done : done + self._batch_size]
+            together = await self._apply_together(chunk)
+            if together.committed:
+                done += together.committed
+                next_offset = records[done - 1].offset + 1
+                continue
+            # Nothing of the chunk was committed: its records up to the one that stopped
+            # it go one by one (that one's failed run counts as one of its attempts).
+            for index, record in enumerate(chunk[: together.stop + 1]):
+                if self._stopping.is_set() or tp in listener.revoked:
+                    break
+                counted = 1 if index == together.stop and together.attempted else 0
+                if not await self._handle(record, attempts_made=counted):
+                    break
+                next_offset = record.offset + 1
+                done += 1
+            else:
+                continue
+            break
         if next_offset is None:
             return
         try:
@@ -215,7 +249,62 @@ class ConsumerRunner:
 
     # -- one record --------------------------------------------------------------------
 
-    async def _handle(self, record: Any) -> bool:
+    async def _apply_together(self, records: Sequence[Any]) -> _Together:
+        """Apply the leading decodable ``records`` in one transaction: one BEGIN and one
+        durable COMMIT for all of them instead of one each.
+
+        An undecodable record ends the run before it (it goes alone to the dead letters).
+        When a handler raises, the whole run rolls back: ``stop`` says which record, and
+        ``attempted`` whether its handler ran and failed (a lost database is not the
+        event's fault, nor is a failed COMMIT any one record's).
+        """
+        decoded: list[tuple[Any, Envelope, Message]] = []
+        for record in records:
+            try:
+                envelope = Envelope.from_record(record)
+                decoded.append((record, envelope, self._registry.decode(envelope)))
+            except PoisonEventError:
+                break
+        if not decoded:
+            return _Together(committed=0, stop=0, attempted=False)
+        started = time.monotonic()
+        outcomes: list[bool] = []
+        handled = False
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                for record, envelope, message in decoded:
+                    with (
+                        use_trace(
+                            extract_trace(record.headers), correlation_id=envelope.correlation_id
+                        ),
+                        structlog.contextvars.bound_contextvars(
+                            ce_id=str(envelope.ce_id), ce_type=envelope.ce_type
+                        ),
+                    ):
+                        first = await record_once(
+                            session,
+                            self.name,
+                            envelope,
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                        )
+                        if first:
+                            await self._handler(session, envelope, message)
+                    outcomes.append(first)
+                handled = True
+        except Exception as exc:
+            if handled:  # the COMMIT failed
+                return _Together(committed=0, stop=len(decoded) - 1, attempted=False)
+            attempted = not isinstance(exc, PoisonEventError) and not is_infrastructure_error(exc)
+            return _Together(committed=0, stop=len(outcomes), attempted=attempted)
+        each = (time.monotonic() - started) / len(outcomes)
+        for first in outcomes:
+            metrics.CONSUMER_HANDLE_SECONDS.labels(self.name).observe(each)
+            metrics.CONSUMER_EVENTS.labels(self.name, "processed" if first else "duplicate").inc()
+        return _Together(committed=len(outcomes), stop=0, attempted=False)
+
+    async def _handle(self, record: Any, *, attempts_made: int = 0) -> bool:
         """Apply, skip or dead-letter one record; False if stopping left it undone."""
         try:
             envelope = Envelope.from_record(record)
@@ -223,7 +312,7 @@ class ConsumerRunner:
         except PoisonEventError as exc:
             return await self._dead_letter(record, exc, attempts=0)
         outage = Backoff(self._backoff_s, self._backoff_max_s)
-        attempt = 0
+        attempt = attempts_made
         # The handler runs in the producer's trace (a child span) and correlation id, so
         # its log lines and the events it enqueues carry them on.
         with (
