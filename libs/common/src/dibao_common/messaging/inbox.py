@@ -7,9 +7,9 @@ so an event delivered again (the relay and Kafka deliver at least once) changes 
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dibao_common.db.engine import driver_connection
 from dibao_common.messaging.envelope import Envelope
 from dibao_common.messaging.schema import inbox_message
 
@@ -27,21 +27,20 @@ async def record_once(
     True: first time, apply the effects in this transaction. False: already applied
     (a concurrent claim of the same event waits here until the other one commits).
     """
-    statement = (
-        insert(inbox_message)
-        .values(
-            consumer=consumer,
-            ce_id=envelope.ce_id,
-            ce_type=envelope.ce_type,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-        )
-        .on_conflict_do_nothing(index_elements=["consumer", "ce_id"])
-        .returning(inbox_message.c.ce_id)
+    driver = await driver_connection(session)
+    claimed = await driver.fetchval(
+        _CLAIM, consumer, envelope.ce_id, envelope.ce_type, topic, partition, offset
     )
-    result = await session.execute(statement)
-    return result.first() is not None
+    return claimed is not None
+
+
+# Straight to asyncpg, in the session's transaction: the consumer's per-event statement.
+_CLAIM = """
+INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (consumer, ce_id) DO NOTHING
+RETURNING true
+"""
 
 
 async def was_processed(session: AsyncSession, consumer: str, envelope: Envelope) -> bool:

@@ -76,7 +76,7 @@ def _short(value: Any) -> Any:
 def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]:
     """A one-line summary and a few details of an event, without personal data."""
     name = message.DESCRIPTOR.name
-    data = MessageToDict(message, preserving_proto_field_name=True)
+    data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
     details: dict[str, Any] = {}
     if name == "ApplicationReturned":
         items = data.get("missing_items", [])
@@ -104,6 +104,19 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         elif not isinstance(value, dict | list):
             details[key] = _short(value)
     return _words(name), details
+
+
+def _without_skipped(message: Message) -> Message:
+    """A copy without the fields a timeline never shows: converting an application's
+    household snapshot to a dict, only to drop it, was most of a timeline entry's cost."""
+    present = {field.name for field, _ in message.ListFields()}
+    if present.isdisjoint(_SKIPPED):
+        return message
+    slim = type(message)()
+    slim.CopyFrom(message)
+    for name in present & _SKIPPED:
+        slim.ClearField(name)
+    return slim
 
 
 def _enum_prefix(enum_name: str) -> str:
@@ -134,10 +147,11 @@ def timeline_handler(clock: Clock) -> TimelineHandler:
 
     async def handle(session: AsyncSession, envelope: Envelope, message: Message) -> None:
         application_id = application_of(message)
-        if application_id is None or not await repo.application_exists(session, application_id):
+        if application_id is None:
             return
         summary, details = describe(envelope, message)
-        await repo.add_timeline_entry(
+        # One statement: the entry is written only when the application is intake's.
+        await repo.add_timeline_entry_if_known(
             session,
             application_id,
             TimelineRecord(

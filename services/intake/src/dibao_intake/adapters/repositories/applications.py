@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_common.auth import Principal, region_filter
+from dibao_common.db import DriverStatement, driver_connection
 from dibao_intake.adapters.records import (
     ApplicationRecord,
     ApplicationSummary,
@@ -217,32 +218,38 @@ async def search_applications(
     ]
 
 
-async def application_exists(session: AsyncSession, application_id: uuid.UUID) -> bool:
-    found = await session.execute(
-        sa.select(sa.literal(1)).where(application_t.c.id == application_id)
-    )
-    return found.first() is not None
+_ADD_KNOWN = DriverStatement(
+    """
+INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_at, actor,
+    summary, details, recorded_at)
+SELECT :ce_id, :application_id, :ce_type, :ce_source, :occurred_at, :actor, :summary,
+    CAST(:details AS jsonb), :recorded_at
+WHERE EXISTS (SELECT 1 FROM application WHERE id = :application_id)
+ON CONFLICT (ce_id) DO NOTHING
+"""
+)
 
 
-async def add_timeline_entry(
+async def add_timeline_entry_if_known(
     session: AsyncSession, application_id: uuid.UUID, entry: TimelineRecord, *, at: datetime
-) -> None:
-    """Record an event about an application once (a redelivery changes nothing)."""
-    await session.execute(
-        pg_insert(timeline_t)
-        .values(
-            ce_id=entry.ce_id,
-            application_id=application_id,
-            ce_type=entry.ce_type,
-            ce_source=entry.ce_source,
-            occurred_at=entry.occurred_at,
-            actor=entry.actor,
-            summary=entry.summary,
-            details=entry.details,
-            recorded_at=at,
-        )
-        .on_conflict_do_nothing(index_elements=[timeline_t.c.ce_id])
+) -> bool:
+    """Record an event about an application once, if the application exists here (events
+    of other applications are skipped); whether a row was written."""
+    status = await _ADD_KNOWN.execute(
+        await driver_connection(session),
+        {
+            "ce_id": entry.ce_id,
+            "application_id": application_id,
+            "ce_type": entry.ce_type,
+            "ce_source": entry.ce_source,
+            "occurred_at": entry.occurred_at,
+            "actor": entry.actor,
+            "summary": entry.summary,
+            "details": json.dumps(entry.details),
+            "recorded_at": at,
+        },
     )
+    return status == "INSERT 0 1"
 
 
 async def load_timeline(session: AsyncSession, application_id: uuid.UUID) -> list[TimelineRecord]:
