@@ -82,3 +82,15 @@ def test_the_header_block_sorts_names_by_their_bytes() -> None:
     by_bytes = sorted((n.encode(), v) for n, v in headers)
     block = header_block(headers)
     assert [(n.encode(), v) for n, v in parse_header_block(block)] == by_bytes
+
+
+def test_a_ce_id_is_kept_in_its_canonical_form() -> None:
+    message = intake_pb2.ApplicationWithdrawn(household_id="hh-2")
+    event = recorded_event(message, offset=2, key="hh-2")
+    ce_id = event.header("ce_id")
+    assert ce_id is not None
+    spellings = [ce_id.upper(), b"{" + ce_id + b"}", b"urn:uuid:" + ce_id, ce_id.replace(b"-", b"")]
+    for spelling in spellings:
+        headers = tuple((k, spelling if k == "ce_id" else v) for k, v in event.headers)
+        other = RecordedEvent(event.topic, 0, 2, event.key, headers, event.payload)
+        assert project(other, REGISTRY).ce_id == ce_id.decode()  # one entry, however spelled
