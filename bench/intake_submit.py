@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,20 @@ class Phase:
     latencies_s: list[float]
     statuses: dict[int, int]
     elapsed_s: float
+    # Open loop: each request's latency by its place in the schedule.
+    scheduled: list[tuple[int, float]] = field(default_factory=list)
+
+    def p99_by_fifth_ms(self) -> list[float]:
+        """The p99 of each fifth of the schedule: where in the phase the tail comes from."""
+        if not self.scheduled:
+            return []
+        ordered = sorted(self.scheduled)
+        size = max(1, len(ordered) // 5)
+        fifths = [ordered[i : i + size] for i in range(0, len(ordered), size)][:5]
+        return [
+            round(1000 * sorted(x for _, x in part)[min(len(part) - 1, int(0.99 * len(part)))], 1)
+            for part in fifths
+        ]
 
     @property
     def rate(self) -> float:
@@ -174,6 +188,7 @@ async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int
     start = loop.time() + 0.2
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    by_index: list[tuple[int, float]] = []
 
     async def one(index: int, payload: bytes) -> None:
         scheduled = start + index / rate
@@ -181,6 +196,7 @@ async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int
         conn = await free.get()
         status, _ = await conn.send(payload)
         latencies.append(loop.time() - scheduled)
+        by_index.append((index, latencies[-1]))
         statuses[status] = statuses.get(status, 0) + 1
         free.put_nowait(conn)
 
@@ -188,7 +204,7 @@ async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int
     elapsed = loop.time() - start
     while not free.empty():
         free.get_nowait().close()
-    return Phase(latencies, statuses, elapsed)
+    return Phase(latencies, statuses, elapsed, by_index)
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -390,6 +406,25 @@ async def _pending_outbox(dsn: str) -> int:
         await conn.close()
 
 
+async def _settle(dsn: str, *, timeout_s: float = 60.0) -> None:
+    """Before a timed phase: the relay has published everything and the timeline worker
+    has caught up (its entries stop growing for a second), so that no phase pays for the
+    backlog of the one before."""
+    deadline = time.perf_counter() + timeout_s
+    await _drain(dsn, timeout_s=timeout_s)
+    conn = await asyncpg.connect(dsn)
+    try:
+        last = -1
+        while time.perf_counter() < deadline:
+            count = int(await conn.fetchval("SELECT count(*) FROM timeline_entry"))
+            if count == last:
+                return
+            last = count
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+
+
 async def _drain(dsn: str, *, timeout_s: float) -> float:
     """When the relay has published every outbox row (perf_counter), or the timeout."""
     deadline = time.perf_counter() + timeout_s
@@ -445,6 +480,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
+            await _settle(dsn)
             used = server.cpu_s()
             used_pg = cluster.cpu_s()
             used_worker = worker.cpu_s() if worker is not None and server is intake else 0.0
@@ -464,6 +500,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             if worker is not None and server is intake:
                 worker_ms[name] = 1000 * (worker.cpu_s() - used_worker) / n
             await _reopen(dsn)
+            await _settle(dsn)
             steady = await open_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.load * peak.rate
             )
@@ -519,6 +556,10 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             for name, ms in worker_ms.items()
         },
         f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
+        **{
+            f"p99 ms by fifth of the {args.load:.0%} phase ({name})": steady.p99_by_fifth_ms()
+            for name, _peak, steady, _cpu, _pg in results
+        },
         "target p99 < 50 ms": intake_rate.percentile_ms(0.99) < 50,
         "intake submissions accepted (201)": ok,
         "outbox rows pending right after the load": backlog_after,
