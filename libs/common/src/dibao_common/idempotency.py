@@ -70,11 +70,7 @@ def _utc_now() -> datetime:
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """Hex sha256 of method, path and body: what must match for a key to be reused."""
-    digest = hashlib.sha256()
-    for part in (method.upper().encode(), path.encode(), body):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()
+    return hashlib.sha256(_framed(method.upper().encode(), path.encode(), body)).hexdigest()
 
 
 def _framed(*parts: bytes) -> bytes:

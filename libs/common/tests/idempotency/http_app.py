@@ -25,7 +25,7 @@ from dibao_common.bank import BankSettings, BankWebhook, respond_to_bank
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import Conflict, problem_responses
-from dibao_common.idempotency import Idempotent
+from dibao_common.idempotency import Idempotent, IdempotentRequest
 from dibao_common.settings import CommonSettings
 from dibao_common.testing.stack import TestStack
 
@@ -124,6 +124,21 @@ async def create_my_payment(
     return await idempotency.respond(session, handle)
 
 
+async def _upload_effect(
+    request: Request,
+    session: AsyncSession,
+    idempotency: IdempotentRequest,
+    reference: str,
+    content: bytes,
+) -> Response:
+    async def handle() -> Response:
+        return await _create(
+            request, session, PaymentIn(reference=reference, amount_fen=len(content)), "upload"
+        )
+
+    return await idempotency.respond(session, handle)
+
+
 @router.post("/uploads", status_code=201, responses=problem_responses(400, 409, 422))
 async def upload(
     request: Request,
@@ -134,13 +149,7 @@ async def upload(
 ) -> Response:
     """A multipart route whose form FastAPI parses (an UploadFile and a Form field)."""
     content = await file.read()
-
-    async def handle() -> Response:
-        return await _create(
-            request, session, PaymentIn(reference=reference, amount_fen=len(content)), "upload"
-        )
-
-    return await idempotency.respond(session, handle)
+    return await _upload_effect(request, session, idempotency, reference, content)
 
 
 @router.post("/uploads/parsed-here", status_code=201, responses=problem_responses(400, 409, 422))
@@ -153,13 +162,7 @@ async def upload_parsed_here(
         assert isinstance(file, FormFile)
         assert isinstance(reference, str)
         content = await file.read()
-
-    async def handle() -> Response:
-        return await _create(
-            request, session, PaymentIn(reference=reference, amount_fen=len(content)), "upload"
-        )
-
-    return await idempotency.respond(session, handle)
+    return await _upload_effect(request, session, idempotency, reference, content)
 
 
 @router.post("/form-payments", status_code=201, responses=problem_responses(400, 409, 422))

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -115,17 +116,17 @@ def accepted(key: str, n: int) -> Envelope:
     )
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def setup(
+def _runner(
     stack: TestStack,
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
-    kafka_topics: TopicFactory,
-) -> AsyncIterator[tuple[ConsumerRunner, Effects, str, str]]:
-    """A running consumer of a fresh topic (one partition: one order), its DLQ and effects."""
-    topic = await kafka_topics(partitions=1)
-    dlq = await kafka_topics(partitions=1)
-    name = f"test-consumer-{uuid.uuid4().hex[:8]}"
+    topic: str,
+    dlq: str,
+    prefix: str,
+    **options: Any,
+) -> tuple[ConsumerRunner, Effects]:
+    """A runner of ``topic`` under a fresh group name (three attempts, short backoff)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     effects = Effects(engine, name)
     runner = ConsumerRunner(
         name,
@@ -137,7 +138,23 @@ async def setup(
         dlq_topic=dlq,
         max_attempts=3,
         backoff_s=0.02,
-        dlq_size_refresh_s=0.2,
+        **options,
+    )
+    return runner, effects
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def setup(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+) -> AsyncIterator[tuple[ConsumerRunner, Effects, str, str]]:
+    """A running consumer of a fresh topic (one partition: one order), its DLQ and effects."""
+    topic = await kafka_topics(partitions=1)
+    dlq = await kafka_topics(partitions=1)
+    runner, effects = _runner(
+        stack, engine, sessionmaker, topic, dlq, "test-consumer", dlq_size_refresh_s=0.2
     )
     await runner.start()
     try:
@@ -317,19 +334,8 @@ async def _backlog_runner(
     dlq = await kafka_topics(partitions=1)
     for envelope in events:
         await send(producer, topic, envelope)
-    name = f"test-backlog-{uuid.uuid4().hex[:8]}"
-    effects = Effects(engine, name)
-    runner = ConsumerRunner(
-        name,
-        [topic],
-        effects.handle,
-        sessionmaker,
-        stack.kafka_bootstrap,
-        registry=EventRegistry([ApplicationAccepted]),
-        dlq_topic=dlq,
-        max_attempts=3,
-        backoff_s=0.02,
-        batch_size=25,
+    runner, effects = _runner(
+        stack, engine, sessionmaker, topic, dlq, "test-backlog", batch_size=25
     )
     return runner, effects, topic, dlq
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,19 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.revoked.difference_update(assigned)
+
+
+@contextlib.contextmanager
+def _in_context_of(record: Any, envelope: Envelope) -> Iterator[None]:
+    """The producer's trace (a child span) and correlation id, and the event's ids in the
+    log context: the handler's log lines and the events it enqueues carry them on."""
+    with (
+        use_trace(extract_trace(record.headers), correlation_id=envelope.correlation_id),
+        structlog.contextvars.bound_contextvars(
+            ce_id=str(envelope.ce_id), ce_type=envelope.ce_type
+        ),
+    ):
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,25 +286,8 @@ class ConsumerRunner:
         try:
             async with self._sessionmaker() as session, session.begin():
                 for record, envelope, message in decoded:
-                    with (
-                        use_trace(
-                            extract_trace(record.headers), correlation_id=envelope.correlation_id
-                        ),
-                        structlog.contextvars.bound_contextvars(
-                            ce_id=str(envelope.ce_id), ce_type=envelope.ce_type
-                        ),
-                    ):
-                        first = await record_once(
-                            session,
-                            self.name,
-                            envelope,
-                            record.topic,
-                            record.partition,
-                            record.offset,
-                        )
-                        if first:
-                            await self._handler(session, envelope, message)
-                    outcomes.append(first)
+                    with _in_context_of(record, envelope):
+                        outcomes.append(await self._run(session, record, envelope, message))
                 handled = True
         except Exception as exc:
             if handled:  # the COMMIT failed
@@ -313,14 +309,7 @@ class ConsumerRunner:
             return await self._dead_letter(record, exc, attempts=0)
         outage = Backoff(self._backoff_s, self._backoff_max_s)
         attempt = attempts_made
-        # The handler runs in the producer's trace (a child span) and correlation id, so
-        # its log lines and the events it enqueues carry them on.
-        with (
-            use_trace(extract_trace(record.headers), correlation_id=envelope.correlation_id),
-            structlog.contextvars.bound_contextvars(
-                ce_id=str(envelope.ce_id), ce_type=envelope.ce_type
-            ),
-        ):
+        with _in_context_of(record, envelope):
             while True:
                 attempt += 1
                 started = time.monotonic()
@@ -364,12 +353,18 @@ class ConsumerRunner:
 
     async def _apply(self, record: Any, envelope: Envelope, message: Message) -> bool:
         async with self._sessionmaker() as session, session.begin():
-            first = await record_once(
-                session, self.name, envelope, record.topic, record.partition, record.offset
-            )
-            if first:
-                await self._handler(session, envelope, message)
-            return first
+            return await self._run(session, record, envelope, message)
+
+    async def _run(
+        self, session: AsyncSession, record: Any, envelope: Envelope, message: Message
+    ) -> bool:
+        """Claim the event in the inbox and, the first time, run the handler (no commit)."""
+        first = await record_once(
+            session, self.name, envelope, record.topic, record.partition, record.offset
+        )
+        if first:
+            await self._handler(session, envelope, message)
+        return first
 
     async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> bool:
         headers = dead_letter_headers(
