@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,26 @@ def test_images_are_the_official_ones_and_topics_are_declared() -> None:
     assert topics_file.is_file()
     init = services["kafka-topics"]
     assert any("topics.conf" in str(v) for v in init["volumes"])
+
+
+def test_mounted_files_migration_folders_and_databases_exist() -> None:
+    services = _compose()["services"]
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).is_file(), f"{name} mounts {source}"
+    init_sql = (REPO_ROOT / "deploy" / "docker" / "postgres-init.sql").read_text()
+    created = set(re.findall(r"^CREATE DATABASE (\w+);", init_sql, flags=re.MULTILINE))
+    for name in SERVICES:
+        migrate = services[f"{name}-migrate"]
+        # The image copies the repository to /app (deploy/docker/Dockerfile).
+        folder = REPO_ROOT / migrate["working_dir"].removeprefix("/app/")
+        assert (folder / "alembic.ini").is_file(), folder
+        assert migrate["command"][:3] == ["alembic", "-c", "alembic.ini"]
+        url = services[name]["environment"]["DIBAO_DATABASE_URL"]
+        assert migrate["environment"]["DIBAO_DATABASE_URL"] == url
+        assert url.rsplit("/", 1)[1] in created
 
 
 def _dev_secret_names() -> list[str]:

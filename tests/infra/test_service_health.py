@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import make_url
 
 from dibao_common.testing.service_env import service_env
 from dibao_common.testing.stack import SERVICES, TestStack, api_client
@@ -49,3 +50,24 @@ async def test_readyz_reports_an_unreachable_broker(
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"] == "ok"
         assert ready.json()["checks"]["kafka"] != "ok"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_readyz_reports_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, stack: TestStack, service: str
+) -> None:
+    # Nothing listens on port 1: the database probe fails, the broker's still answers.
+    url = make_url(stack.database_url(service)).set(host="127.0.0.1", port=1)
+    app = _app(
+        monkeypatch,
+        stack,
+        service,
+        DIBAO_DATABASE_URL=url.render_as_string(hide_password=False),
+        DIBAO_READINESS_TIMEOUT_S="1.0",
+    )
+    async with api_client(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["kafka"] == "ok"
+        assert ready.json()["checks"]["database"] != "ok"
