@@ -15,7 +15,12 @@ ensure_uv() {
   if command -v uv >/dev/null; then return; fi
   if [[ -x $HOME/.local/bin/uv ]]; then export PATH=$HOME/.local/bin:$PATH; return; fi
   log "installing uv from PyPI"
-  python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  # Debian 12's own python3 is externally managed (PEP 668) and refuses plain pip installs;
+  # a --user install of one tool into ~/.local leaves the system's packages alone.
+  python3 -m pip install --quiet --user uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages uv
   export PATH=$HOME/.local/bin:$PATH
   command -v uv >/dev/null || die "uv did not install"
 }
