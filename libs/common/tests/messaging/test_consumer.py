@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.dlq import StoredRecord
 from dibao_common.messaging.envelope import Envelope, EventRegistry
-from dibao_common.messaging.inbox import record_once
+from dibao_common.messaging.inbox import record_many, record_once
 from dibao_common.messaging.outbox import build_envelope
 from dibao_common.messaging.replay import main as replay_main
 from dibao_common.messaging.replay import replay_dead_letters
@@ -45,6 +45,7 @@ class Effects:
         self.broken: set[uuid.UUID] = set()
         self.calls: Counter[uuid.UUID] = Counter()
         self.context: dict[uuid.UUID, tuple[str | None, str | None]] = {}
+        self.batches: list[int] = []
 
     async def handle(self, session: AsyncSession, envelope: Envelope, message: Message) -> None:
         assert isinstance(message, ApplicationAccepted)
@@ -67,6 +68,14 @@ class Effects:
         )
         if envelope.ce_id in self.broken:
             raise RuntimeError(f"handler bug on {envelope.ce_id}")
+
+    async def handle_many(
+        self, session: AsyncSession, events: Sequence[tuple[Envelope, Message]]
+    ) -> None:
+        """The runner's batch handler: the same effects, one call per run of new events."""
+        self.batches.append(len(events))
+        for envelope, message in events:
+            await self.handle(session, envelope, message)
 
     async def applied(self) -> list[uuid.UUID]:
         async with self.engine.connect() as conn:
@@ -123,11 +132,16 @@ def _runner(
     topic: str,
     dlq: str,
     prefix: str,
+    *,
+    batched: bool = False,
     **options: Any,
 ) -> tuple[ConsumerRunner, Effects]:
-    """A runner of ``topic`` under a fresh group name (three attempts, short backoff)."""
+    """A runner of ``topic`` under a fresh group name (three attempts, short backoff;
+    ``batched``: with the effects' batch handler)."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     effects = Effects(engine, name)
+    if batched:
+        options["batch_handler"] = effects.handle_many
     runner = ConsumerRunner(
         name,
         [topic],
@@ -181,6 +195,28 @@ async def test_record_once_claims_an_event_once_per_consumer(
     async with sessionmaker() as session, session.begin():
         # The rolled-back claim left nothing behind.
         assert await record_once(session, "c3", envelope, "t", 0, 5) is True
+
+
+async def test_record_many_claims_a_fetch_in_one_statement(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    seen, new, other = accepted("h-1", 1), accepted("h-1", 2), accepted("h-2", 3)
+    async with sessionmaker() as session, session.begin():
+        assert await record_once(session, "c1", seen, "t", 0, 1) is True
+    async with sessionmaker() as session, session.begin():
+        firsts = await record_many(
+            session,
+            "c1",
+            [(seen, "t", 0, 1), (new, "t", 0, 2), (new, "t", 0, 3), (other, "t", 1, 7)],
+        )
+        # Already applied; first time; the same event again in the fetch; first time.
+        assert firsts == [False, True, False, True]
+        assert await record_many(session, "c1", []) == []
+        assert await record_many(session, "c2", [(seen, "t", 0, 1)]) == [True]
+    async with sessionmaker() as session, session.begin():
+        assert await record_once(session, "c1", new, "t", 0, 2) is False
+        assert await record_once(session, "c1", other, "t", 1, 7) is False
+        assert await record_once(session, "c2", seen, "t", 0, 1) is False
 
 
 async def test_an_event_delivered_twice_changes_state_once(
@@ -328,14 +364,17 @@ async def _backlog_runner(
     kafka_topics: TopicFactory,
     producer: AIOKafkaProducer,
     events: list[Envelope],
+    *,
+    batched: bool = False,
 ) -> tuple[ConsumerRunner, Effects, str, str]:
-    """A runner started only once ``events`` are all on its topic: it fetches them at once."""
+    """A runner started only once ``events`` are all on its topic: it fetches them at once
+    (``batched``: with the effects' batch handler)."""
     topic = await kafka_topics(partitions=1)
     dlq = await kafka_topics(partitions=1)
     for envelope in events:
         await send(producer, topic, envelope)
     runner, effects = _runner(
-        stack, engine, sessionmaker, topic, dlq, "test-backlog", batch_size=25
+        stack, engine, sessionmaker, topic, dlq, "test-backlog", batch_size=25, batched=batched
     )
     return runner, effects, topic, dlq
 
@@ -403,6 +442,67 @@ async def test_a_failing_event_in_a_batch_costs_the_others_nothing_and_itself_it
     assert await effects.applied() == [e.ce_id for e in events if e is not poisoned]
     # Its run in the rolled-back batch was its first attempt: three runs in all.
     assert effects.calls[poisoned.ce_id] == 3
+    assert await effects.total("h-1") == 9
+    assert poisoned.ce_id not in await effects.inbox()
+    dead = await read_records(stack, dlq)
+    assert [Envelope.from_record(r).ce_id for r in dead] == [poisoned.ce_id]
+    assert _header(dead[0], "dlq_attempts") == "3"
+
+
+async def test_a_batch_handler_gets_each_runs_new_events_at_once(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+) -> None:
+    originals = [accepted(f"h-{n % 3}", n) for n in range(60)]
+    events = [*originals[:30], originals[10], *originals[30:]]  # a redelivery inside
+    runner, effects, _topic, _dlq = await _backlog_runner(
+        stack, engine, sessionmaker, kafka_topics, producer, events, batched=True
+    )
+    await runner.start()
+    try:
+
+        async def all_applied() -> bool:
+            return len(await effects.applied()) == 60
+
+        await eventually(all_applied, what="the backlog")
+    finally:
+        await runner.stop()
+    assert await effects.applied() == [e.ce_id for e in originals]
+    assert effects.calls[originals[10].ce_id] == 1
+    # The redelivered event was no batch's new event; runs of up to 25 records.
+    assert sum(effects.batches) == 60
+    assert len(effects.batches) <= 6
+    assert max(effects.batches) <= 25
+
+
+async def test_a_failing_batch_is_redone_one_by_one_and_only_the_failing_event_is_dead(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+) -> None:
+    events = [accepted("h-1", n) for n in range(10)]
+    poisoned = events[4]
+    runner, effects, _topic, dlq = await _backlog_runner(
+        stack, engine, sessionmaker, kafka_topics, producer, events, batched=True
+    )
+    effects.broken.add(poisoned.ce_id)
+    await runner.start()
+    try:
+
+        async def others_applied() -> bool:
+            return len(await effects.applied()) == 9
+
+        await eventually(others_applied, what="the events around the failing one")
+    finally:
+        await runner.stop()
+    assert await effects.applied() == [e.ce_id for e in events if e is not poisoned]
+    # Which event broke the batch is not known there: its three attempts come after.
+    assert effects.calls[poisoned.ce_id] == 1 + 3
     assert await effects.total("h-1") == 9
     assert poisoned.ce_id not in await effects.inbox()
     dead = await read_records(stack, dlq)

@@ -20,7 +20,11 @@ from dibao_intake.adapters.pii import PersonalData
 from dibao_intake.api import applications, documents, households, reference, staff
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.runtime import Runtime
-from dibao_intake.service_layer.timeline import CONSUMER_NAME, timeline_handler
+from dibao_intake.service_layer.timeline import (
+    CONSUMER_NAME,
+    timeline_batch_handler,
+    timeline_handler,
+)
 from dibao_intake.settings import IntakeSettings
 
 DLQ_TOPIC = "dibao.intake.dlq"
@@ -83,6 +87,8 @@ def create_app(
             resolved.kafka_bootstrap,
             registry=EventRegistry.default(),
             dlq_topic=DLQ_TOPIC,
+            consumer_overrides=resolved.timeline_consumer_overrides(),
+            batch_handler=timeline_batch_handler(clock),
         )
         if resolved.intake_timeline_enabled
         else None

@@ -74,6 +74,14 @@ class IntakeSettings(CommonSettings, AuthSettings):
         default=True, description="Consume events about applications for their timelines"
     )
     intake_timeline_topics: Annotated[tuple[str, ...], NoDecode] = Field(default=_TIMELINE_TOPICS)
+    intake_timeline_fetch_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=5000,
+        description="How long the broker may hold the timeline consumer's fetch to fill it: "
+        "events arrive a batch at a time (one transaction each) instead of one by one, and "
+        "a timeline entry lags its event by up to this much; 0 fetches each as it comes",
+    )
 
     @field_validator(
         "intake_document_media_types",
@@ -87,6 +95,13 @@ class IntakeSettings(CommonSettings, AuthSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    def timeline_consumer_overrides(self) -> dict[str, int]:
+        """The timeline consumer's fetch settings (see ``intake_timeline_fetch_wait_ms``)."""
+        wait = self.intake_timeline_fetch_wait_ms
+        if wait == 0:
+            return {"fetch_min_bytes": 1}
+        return {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": wait}
 
     def completeness_policy(self) -> CompletenessPolicy:
         return CompletenessPolicy(

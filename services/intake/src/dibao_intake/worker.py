@@ -17,20 +17,29 @@ from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.observability import configure_logging
 from dibao_intake.main import DLQ_TOPIC
-from dibao_intake.service_layer.timeline import CONSUMER_NAME, timeline_handler
+from dibao_intake.service_layer.timeline import (
+    CONSUMER_NAME,
+    timeline_batch_handler,
+    timeline_handler,
+)
 from dibao_intake.settings import IntakeSettings
 
 
 async def run(settings: IntakeSettings) -> None:
-    engine = make_engine(settings.database_url, pool_size=2)
+    # No ping per checkout: a connection a database restart broke fails the event's run,
+    # which the consumer retries after a backoff like any outage.
+    engine = make_engine(settings.database_url, pool_size=2, pre_ping=False)
+    clock = SystemClock()
     consumer = ConsumerRunner(
         CONSUMER_NAME,
         list(settings.intake_timeline_topics),
-        timeline_handler(SystemClock()),
+        timeline_handler(clock),
         make_sessionmaker(engine),
         settings.kafka_bootstrap,
         registry=EventRegistry.default(),
         dlq_topic=DLQ_TOPIC,
+        consumer_overrides=settings.timeline_consumer_overrides(),
+        batch_handler=timeline_batch_handler(clock),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

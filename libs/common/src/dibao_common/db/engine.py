@@ -29,13 +29,19 @@ def service_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """An asyncpg engine; timestamps are UTC on every connection."""
+def make_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True
+) -> AsyncEngine:
+    """An asyncpg engine; timestamps are UTC on every connection.
+
+    ``pre_ping`` checks each connection with a round trip as it is checked out; a process
+    that retries on its own (a consumer) can do without it.
+    """
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         echo=echo,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": "dibao"}},
     )

@@ -4,8 +4,13 @@ For each record, in partition order: read the envelope, decode the payload, then
 transaction claim the event in the inbox and run the handler; commit; and only after
 the database commit, commit the Kafka offset. The records of one fetch are applied
 together, up to ``batch_size`` per transaction (one BEGIN and one durable COMMIT for all
-of them); if any handler raises, that transaction rolls back and its records are applied
-one by one as described here, the failed run counting as one attempt.
+of them), their inbox rows claimed with one statement. A runner given a
+``batch_handler`` hands it the run's new events at once (a handler that writes them with
+one statement; it runs outside any one event's trace context, so it should neither log
+per event nor enqueue events). If any handler raises, that transaction rolls back and its
+records are applied one by one with ``handler`` as described here, the failed run
+counting as one attempt (with a batch handler, which event failed is unknown, so none
+is counted).
 
 A redelivered event finds its inbox row and changes nothing. A handler that raises is
 rolled back (its effects and its inbox row) and retried with backoff; after
@@ -36,13 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dibao_common.messaging import metrics
 from dibao_common.messaging.dlq import dead_letter_headers, topic_size
 from dibao_common.messaging.envelope import Envelope, EventRegistry, PoisonEventError
-from dibao_common.messaging.inbox import record_once
+from dibao_common.messaging.inbox import record_many, record_once
 from dibao_common.messaging.relay import Backoff, producer_config
 from dibao_common.observability import extract_trace, use_trace
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
+# A run's new events at once (in their order), for a handler that writes them together.
+BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awaitable[None]]
 """Applies one event inside the runner's transaction; never commits; raises to roll back."""
 
 
@@ -120,6 +127,7 @@ class ConsumerRunner:
         batch_size: int = 100,
         dlq_size_refresh_s: float = 30.0,
         consumer_overrides: Mapping[str, Any] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -128,6 +136,7 @@ class ConsumerRunner:
         self.name = name
         self._topics = list(topics)
         self._handler = handler
+        self._batch_handler = batch_handler
         self._sessionmaker = sessionmaker
         self._bootstrap = bootstrap
         self._registry = registry
@@ -282,17 +291,43 @@ class ConsumerRunner:
             return _Together(committed=0, stop=0, attempted=False)
         started = time.monotonic()
         outcomes: list[bool] = []
-        handled = False
+        claimed = handled = False
         try:
             async with self._sessionmaker() as session, session.begin():
-                for record, envelope, message in decoded:
-                    with _in_context_of(record, envelope):
-                        outcomes.append(await self._run(session, record, envelope, message))
+                # The run's inbox rows in one statement, then the handlers of the new ones.
+                firsts = await record_many(
+                    session,
+                    self.name,
+                    [(e, r.topic, r.partition, r.offset) for r, e, _ in decoded],
+                )
+                claimed = True
+                if self._batch_handler is not None:
+                    new = [
+                        (e, m) for (_, e, m), first in zip(decoded, firsts, strict=True) if first
+                    ]
+                    if new:
+                        await self._batch_handler(session, new)
+                    outcomes = firsts
+                else:
+                    for (record, envelope, message), first in zip(decoded, firsts, strict=True):
+                        if first:
+                            with _in_context_of(record, envelope):
+                                await self._handler(session, envelope, message)
+                        outcomes.append(first)
                 handled = True
         except Exception as exc:
             if handled:  # the COMMIT failed
                 return _Together(committed=0, stop=len(decoded) - 1, attempted=False)
-            attempted = not isinstance(exc, PoisonEventError) and not is_infrastructure_error(exc)
+            # A failed claim is the database's, not any one event's.
+            attempted = (
+                claimed
+                and not isinstance(exc, PoisonEventError)
+                and not is_infrastructure_error(exc)
+            )
+            if self._batch_handler is not None and claimed:
+                # Which event failed the batch is unknown: all of them go one by one, each
+                # with all its attempts.
+                return _Together(committed=0, stop=len(decoded) - 1, attempted=False)
             return _Together(committed=0, stop=len(outcomes), attempted=attempted)
         each = (time.monotonic() - started) / len(outcomes)
         for first in outcomes:

@@ -6,6 +6,8 @@ so an event delivered again (the relay and Kafka deliver at least once) changes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,12 +36,53 @@ async def record_once(
     return claimed is not None
 
 
+async def record_many(
+    session: AsyncSession,
+    consumer: str,
+    events: Sequence[tuple[Envelope, str, int, int]],
+) -> list[bool]:
+    """Claim several events for ``consumer`` in one statement, in the session's
+    transaction: for each ``(envelope, topic, partition, offset)``, True when this is its
+    first time (an event listed twice is first only where it is listed first).
+    """
+    if not events:
+        return []
+    driver = await driver_connection(session)
+    claimed = await driver.fetch(
+        _CLAIM_MANY,
+        consumer,
+        [e.ce_id for e, *_ in events],
+        [e.ce_type for e, *_ in events],
+        [topic for _, topic, _, _ in events],
+        [partition for *_, partition, _ in events],
+        [offset for *_, offset in events],
+    )
+    first = {row[0] for row in claimed}
+    return [position in first for position in range(1, len(events) + 1)]
+
+
 # Straight to asyncpg, in the session's transaction: the consumer's per-event statement.
 _CLAIM = """
 INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (consumer, ce_id) DO NOTHING
 RETURNING true
+"""
+
+
+# A fetch's events in one statement. Rows are inserted in the order given (ordinality), so
+# of two rows with the same ce_id the first is inserted and the second skipped.
+_CLAIM_MANY = """
+WITH e AS (
+    SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+        WITH ORDINALITY AS e(ce_id, ce_type, topic, partition, "offset", position)
+), claimed AS (
+    INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
+    SELECT $1, ce_id, ce_type, topic, partition, "offset" FROM e ORDER BY position
+    ON CONFLICT (consumer, ce_id) DO NOTHING
+    RETURNING ce_id
+)
+SELECT min(e.position) FROM e JOIN claimed USING (ce_id) GROUP BY e.ce_id
 """
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -140,30 +140,41 @@ def _actor(envelope: Envelope, message: Message) -> str | None:
 
 
 TimelineHandler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
+TimelineBatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awaitable[None]]
+
+
+def _entry(envelope: Envelope, message: Message) -> tuple[uuid.UUID, TimelineRecord] | None:
+    application_id = application_of(message)
+    if application_id is None:
+        return None
+    summary, details = describe(envelope, message)
+    return application_id, TimelineRecord(
+        ce_id=envelope.ce_id,
+        ce_type=envelope.ce_type,
+        ce_source=envelope.ce_source,
+        occurred_at=_occurred_at(envelope, message),
+        actor=_actor(envelope, message),
+        summary=summary,
+        details=details,
+    )
+
+
+def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
+    """The consumer's handler for a fetch's new events: their timeline entries, those about
+    applications intake knows, written with one statement."""
+
+    async def handle(session: AsyncSession, events: Sequence[tuple[Envelope, Message]]) -> None:
+        entries = [entry for e, m in events if (entry := _entry(e, m)) is not None]
+        await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
+
+    return handle
 
 
 def timeline_handler(clock: Clock) -> TimelineHandler:
-    """The consumer's handler: one timeline entry per event about a known application."""
+    """The consumer's handler for one event (a run that failed is redone one by one)."""
+    batch = timeline_batch_handler(clock)
 
     async def handle(session: AsyncSession, envelope: Envelope, message: Message) -> None:
-        application_id = application_of(message)
-        if application_id is None:
-            return
-        summary, details = describe(envelope, message)
-        # One statement: the entry is written only when the application is intake's.
-        await repo.add_timeline_entry_if_known(
-            session,
-            application_id,
-            TimelineRecord(
-                ce_id=envelope.ce_id,
-                ce_type=envelope.ce_type,
-                ce_source=envelope.ce_source,
-                occurred_at=_occurred_at(envelope, message),
-                actor=_actor(envelope, message),
-                summary=summary,
-                details=details,
-            ),
-            at=clock.now(),
-        )
+        await batch(session, [(envelope, message)])
 
     return handle

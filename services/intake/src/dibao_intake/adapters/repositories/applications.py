@@ -222,12 +222,47 @@ _ADD_KNOWN = DriverStatement(
     """
 INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_at, actor,
     summary, details, recorded_at)
-SELECT :ce_id, :application_id, :ce_type, :ce_source, :occurred_at, :actor, :summary,
-    CAST(:details AS jsonb), :recorded_at
-WHERE EXISTS (SELECT 1 FROM application WHERE id = :application_id)
+SELECT e.ce_id, e.application_id, e.ce_type, e.ce_source, e.occurred_at, e.actor, e.summary,
+    CAST(e.details AS jsonb), :recorded_at
+FROM unnest(
+    CAST(:ce_ids AS uuid[]), CAST(:application_ids AS uuid[]), CAST(:ce_types AS text[]),
+    CAST(:ce_sources AS text[]), CAST(:occurred_ats AS timestamptz[]), CAST(:actors AS text[]),
+    CAST(:summaries AS text[]), CAST(:details AS text[])
+) WITH ORDINALITY AS e(ce_id, application_id, ce_type, ce_source, occurred_at, actor, summary,
+    details, position)
+WHERE EXISTS (SELECT 1 FROM application a WHERE a.id = e.application_id)
+ORDER BY e.position
 ON CONFLICT (ce_id) DO NOTHING
 """
 )
+
+
+async def add_timeline_entries_if_known(
+    session: AsyncSession,
+    entries: Sequence[tuple[uuid.UUID, TimelineRecord]],
+    *,
+    at: datetime,
+) -> int:
+    """Record events about applications once each, in one statement, those about an
+    application that exists here (events of other applications are skipped); how many
+    rows were written."""
+    if not entries:
+        return 0
+    status = await _ADD_KNOWN.execute(
+        await driver_connection(session),
+        {
+            "ce_ids": [e.ce_id for _, e in entries],
+            "application_ids": [application_id for application_id, _ in entries],
+            "ce_types": [e.ce_type for _, e in entries],
+            "ce_sources": [e.ce_source for _, e in entries],
+            "occurred_ats": [e.occurred_at for _, e in entries],
+            "actors": [e.actor for _, e in entries],
+            "summaries": [e.summary for _, e in entries],
+            "details": [json.dumps(e.details) for _, e in entries],
+            "recorded_at": at,
+        },
+    )
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def add_timeline_entry_if_known(
@@ -235,21 +270,7 @@ async def add_timeline_entry_if_known(
 ) -> bool:
     """Record an event about an application once, if the application exists here (events
     of other applications are skipped); whether a row was written."""
-    status = await _ADD_KNOWN.execute(
-        await driver_connection(session),
-        {
-            "ce_id": entry.ce_id,
-            "application_id": application_id,
-            "ce_type": entry.ce_type,
-            "ce_source": entry.ce_source,
-            "occurred_at": entry.occurred_at,
-            "actor": entry.actor,
-            "summary": entry.summary,
-            "details": json.dumps(entry.details),
-            "recorded_at": at,
-        },
-    )
-    return status == "INSERT 0 1"
+    return await add_timeline_entries_if_known(session, [(application_id, entry)], at=at) == 1
 
 
 async def load_timeline(session: AsyncSession, application_id: uuid.UUID) -> list[TimelineRecord]:

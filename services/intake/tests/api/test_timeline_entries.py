@@ -1,0 +1,57 @@
+"""Timeline entries written a fetch at a time: known applications only, each event once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from dibao_intake.adapters.records import TimelineRecord
+from dibao_intake.adapters.repositories import applications as repo
+from dibao_intake.testing import IntakeClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def _entry(summary: str) -> TimelineRecord:
+    return TimelineRecord(
+        ce_id=uuid.uuid4(),
+        ce_type="dibao.assessment.v1.CaseOpened",
+        ce_source="dibao/assessment",
+        occurred_at=AT,
+        actor="someone-else",
+        summary=summary,
+        details={"case_id": summary},
+    )
+
+
+async def test_entries_of_a_fetch_are_written_with_one_statement(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    response = await intake.submit(await intake.complete_application_body(household))
+    known = uuid.UUID(response.json()["id"])
+    first, second, foreign = _entry("case-1"), _entry("case-2"), _entry("elsewhere")
+    async with AsyncSession(intake_engine) as session, session.begin():
+        written = await repo.add_timeline_entries_if_known(
+            session,
+            [(known, first), (uuid.uuid4(), foreign), (known, second), (known, first)],
+            at=AT,
+        )
+        assert written == 2  # not the unknown application's, not the repeated event
+        assert await repo.add_timeline_entries_if_known(session, [], at=AT) == 0
+    async with AsyncSession(intake_engine) as session, session.begin():
+        assert await repo.add_timeline_entries_if_known(session, [(known, first)], at=AT) == 0
+        assert await repo.add_timeline_entry_if_known(session, known, second, at=AT) is False
+    async with intake_engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT summary, details FROM timeline_entry WHERE ce_id = ANY(:ids)"),
+            {"ids": [first.ce_id, second.ce_id, foreign.ce_id]},
+        )
+        found = sorted((r.summary, r.details["case_id"]) for r in rows)
+    assert found == [("case-1", "case-1"), ("case-2", "case-2")]
