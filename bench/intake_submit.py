@@ -79,6 +79,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the timeline consumer runs (separate: its own process, as deployed)",
     )
     parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the timeline worker at this nice value (a smaller CPU share, as a "
+        "container's CPU weight would give it)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write each open-loop request (phase, scheduled offset s, latency ms) to FILE",
+    )
+    parser.add_argument(
+        "--profile-phase",
+        choices=("peak", "steady"),
+        default="peak",
+        help="which of intake's keyed phases --profile records",
+    )
+    parser.add_argument(
+        "--profile-process",
+        choices=("intake", "worker"),
+        default="intake",
+        help="the process --profile records: intake's server or the timeline worker",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="record intake's keyed peak phase with py-spy into FILE (collapsed stacks)",
@@ -133,6 +158,10 @@ class Phase:
     elapsed_s: float
     # Open loop: each request's latency by its place in the schedule.
     scheduled: list[tuple[int, float]] = field(default_factory=list)
+    # Open loop: the wall-clock time (epoch s) the schedule started.
+    wall_start: float = 0.0
+    # Open loop: requests per second as scheduled.
+    schedule_rate: float = 0.0
 
     def p99_by_fifth_ms(self) -> list[float]:
         """The p99 of each fifth of the schedule: where in the phase the tail comes from."""
@@ -186,6 +215,7 @@ async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int
         free.put_nowait(await Connection.open(port))
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
+    wall_start = time.time() + 0.2
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     by_index: list[tuple[int, float]] = []
@@ -204,14 +234,16 @@ async def open_loop(port: int, payloads: Sequence[bytes], rate: float, pool: int
     elapsed = loop.time() - start
     while not free.empty():
         free.get_nowait().close()
-    return Phase(latencies, statuses, elapsed, by_index)
+    return Phase(latencies, statuses, elapsed, by_index, wall_start, rate)
 
 
 # --- servers ---------------------------------------------------------------------------------
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], port: int, nice: int = 0
+    ) -> None:
         self.name = name
         self.port = port
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
@@ -222,6 +254,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
 
     async def ready(self, path: str, timeout_s: float = 90.0) -> None:
@@ -434,6 +467,32 @@ async def _drain(dsn: str, *, timeout_s: float) -> float:
         await asyncio.sleep(0.2)
 
 
+def _profiled(args: argparse.Namespace, server: Server, worker: Server | None) -> int:
+    """The process --profile records: the server, or the timeline worker beside it."""
+    if args.profile_process == "worker":
+        if worker is None:
+            raise SystemExit("--profile-process worker needs --timeline separate")
+        return worker.process.pid
+    return server.process.pid
+
+
+def _worker_cpu_s(worker: Server | None, server: Server, intake: Server) -> float:
+    """The timeline worker's CPU seconds so far, when it runs beside the intake phase."""
+    return worker.cpu_s() if worker is not None and server is intake else 0.0
+
+
+def _write_trace(path: str, phases: list[tuple[str, Phase]], args: argparse.Namespace) -> None:
+    """Each open-loop request as a CSV line: where in its phase it was due, how long it took."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("server,index,scheduled_s,latency_ms,scheduled_epoch_s\n")
+        for name, phase in phases:
+            for index, latency in sorted(phase.scheduled):
+                at = index / phase.schedule_rate
+                out.write(
+                    f"{name},{index},{at:.4f},{1000 * latency:.2f},{phase.wall_start + at:.4f}\n"
+                )
+
+
 async def run(stack: Stack, args: argparse.Namespace) -> Report:
     scratch = TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_bench")
     await scratch.recreate_database("intake")
@@ -448,7 +507,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         args.intake_port,
     )
     worker = (
-        Server("timeline", [sys.executable, "-m", "dibao_intake.worker"], env, 0)
+        Server("timeline", [sys.executable, "-m", "dibao_intake.worker"], env, 0, args.worker_nice)
         if args.timeline == "separate"
         else None
     )
@@ -477,6 +536,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             variants.append(("intake, no Idempotency-Key", intake, False))
         cluster = await ClusterCpu.of(dsn)
         worker_ms: dict[str, float] = {}
+        steady_cpu: dict[str, tuple[float, float, float]] = {}
         results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
@@ -485,8 +545,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             used_pg = cluster.cpu_s()
             used_worker = worker.cpu_s() if worker is not None and server is intake else 0.0
             profiler = (
-                _profile(server.process.pid, args.profile)
-                if args.profile and name == "intake"
+                _profile(_profiled(args, server, worker), args.profile)
+                if args.profile and name == "intake" and args.profile_phase == "peak"
                 else None
             )
             peak = await closed_loop(
@@ -501,10 +561,26 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
                 worker_ms[name] = 1000 * (worker.cpu_s() - used_worker) / n
             await _reopen(dsn)
             await _settle(dsn)
+            steady_used = (server.cpu_s(), cluster.cpu_s(), _worker_cpu_s(worker, server, intake))
+            profiler = (
+                _profile(_profiled(args, server, worker), args.profile)
+                if args.profile and name == "intake" and args.profile_phase == "steady"
+                else None
+            )
             steady = await open_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.load * peak.rate
             )
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
+            steady_cpu[name] = (
+                round(1000 * (server.cpu_s() - steady_used[0]) / n, 2),
+                round(1000 * (cluster.cpu_s() - steady_used[1]) / n, 2),
+                round(1000 * (_worker_cpu_s(worker, server, intake) - steady_used[2]) / n, 2),
+            )
             results.append((name, peak, steady, cpu_ms, pg_ms))
+        if args.trace:
+            _write_trace(args.trace, [(name, steady) for name, _p, steady, _c, _g in results], args)
         backlog_after = await _pending_outbox(scratch.dsn("intake"))
         drained_at = time.perf_counter()
         drain_s = await _drain(scratch.dsn("intake"), timeout_s=60.0) - drained_at
@@ -555,6 +631,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             f"timeline worker CPU ms/req ({name}, peak phase)": round(ms, 2)
             for name, ms in worker_ms.items()
         },
+        **{
+            f"CPU ms/req at {args.load:.0%} ({name}): server, PostgreSQL, timeline worker": list(
+                cpu
+            )
+            for name, cpu in steady_cpu.items()
+        },
         f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
         **{
             f"p99 ms by fifth of the {args.load:.0%} phase ({name})": steady.p99_by_fifth_ms()
@@ -575,6 +657,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "household_shape": "elderly_alone (1 member, 4-5 documents)",
         "servers": "one uvicorn process each, same PostgreSQL; intake runs its outbox relay",
         "timeline_consumer": args.timeline,
+        "timeline_worker_nice": args.worker_nice,
         "cpus": os.cpu_count(),
         "statistics": "p50/p99 by rank; open-loop latency from scheduled send time",
     }
