@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from dibao_common import loop as event_loop
 from dibao_common.clock import SystemClock
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.heap import settle_heap
@@ -57,7 +58,7 @@ async def run(settings: IntakeSettings) -> None:
 def main() -> None:
     settings = IntakeSettings()
     configure_logging(settings.log_level, service_name=f"{settings.service_name}-worker")
-    asyncio.run(run(settings))
+    event_loop.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -864,7 +864,9 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m dibao_common.messaging.relay``."""
-    asyncio.run(_main(_parse_args(argv)))
+    from dibao_common import loop as event_loop
+
+    event_loop.run(_main(_parse_args(argv)))
 
 
 if __name__ == "__main__":
