@@ -1,7 +1,8 @@
 """The 3-node mode of the local broker: replication factor 3, min.insync.replicas=2.
 
 Losing one broker must not lose an acknowledged event nor stop producers that wait for
-all in-sync replicas (what the outbox relay does in production).
+all in-sync replicas (what the outbox relay does in production). The dibao topics, created
+there by ``kafka.sh topics`` as on any stack, get 3 replicas and require 2 in sync.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from dibao_common.testing.stack import REPO_ROOT, TestStack
+from dibao_common.testing.topics import (
+    DYNAMIC_TOPIC_CONFIG,
+    broker_configs,
+    read_topics_conf,
+    topic_configs,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -102,3 +109,54 @@ async def test_acknowledged_events_survive_the_loss_of_a_broker(
     for key in range(7):
         mine = [v for v in sent if int(v.split(b"-")[1]) % 7 == key]
         assert [v for v in received if v in set(mine)] == mine
+
+
+async def test_dibao_topics_have_three_replicas_and_two_must_be_in_sync(
+    cluster: tuple[Path, str],
+) -> None:
+    _, bootstrap = cluster
+    # As stack.sh creates them: no --replication-factor, so the broker's default applies.
+    await asyncio.to_thread(_kafka, "topics", "--bootstrap", bootstrap)
+    declared = read_topics_conf()
+    assert declared
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        nodes = {b["node_id"] for b in (await admin.describe_cluster())["brokers"]}
+        # The controller has the topics once created; a broker (node 2 above all, just
+        # restarted) may learn of them a moment later and answer "unknown topic" until then.
+        names = [t.name for t in declared]
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            described = {t["topic"]: t for t in await admin.describe_topics(names)}
+            try:
+                topics = await topic_configs(admin, names, ["min.insync.replicas"])
+            except RuntimeError:
+                topics = {}
+            known = topics and all(t["error_code"] == 0 for t in described.values())
+            if known or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        brokers = await broker_configs(admin, ["min.insync.replicas"])
+    finally:
+        await admin.close()
+    assert len(nodes) == 3
+    assert topics, "describe_configs of the dibao topics kept failing"
+    assert set(brokers) == nodes
+    problems: list[str] = []
+    for topic in declared:
+        found = described[topic.name]
+        if found["error_code"] != 0 or len(found["partitions"]) != topic.partitions:
+            problems.append(f"{topic.name}: error {found['error_code']}, {found['partitions']}")
+            continue
+        for partition in found["partitions"]:
+            if len(partition["replicas"]) != 3 or set(partition["replicas"]) != nodes:
+                problems.append(f"{topic.name}/{partition['partition']}: {partition['replicas']}")
+        own = topics[topic.name]["min.insync.replicas"]
+        if own.source == DYNAMIC_TOPIC_CONFIG:
+            effective = {own.value}
+        else:  # no override on the topic: each partition leader's broker setting applies
+            effective = {configs["min.insync.replicas"].value for configs in brokers.values()}
+        if effective != {"2"}:
+            problems.append(f"{topic.name}: min.insync.replicas {sorted(map(str, effective))}")
+    assert not problems, "\n".join(problems)
