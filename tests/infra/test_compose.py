@@ -47,6 +47,21 @@ def test_environment_matches_the_settings_the_services_read() -> None:
         assert set(env) <= known, set(env) - known
 
 
+def test_every_app_sets_the_housekeeping_with_the_settings_defaults() -> None:
+    from dibao_common.settings import CommonSettings
+
+    services = _compose()["services"]
+    for name in SERVICES:
+        env = services[name]["environment"]
+        for field in ("idempotency_retention_s", "housekeeping_interval_s"):
+            var = f"DIBAO_{field.upper()}"
+            match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", str(env.get(var)))
+            assert match is not None, f"{name}: {var} = {env.get(var)!r}"
+            assert match[1] == var
+            default = CommonSettings.model_fields[field].default
+            assert float(match[2]) == default, f"{name}: {var} defaults to {match[2]}"
+
+
 def test_images_are_the_official_ones_and_topics_are_declared() -> None:
     services = _compose()["services"]
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
