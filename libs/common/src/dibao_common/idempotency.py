@@ -49,6 +49,7 @@ from starlette.responses import Response
 
 from dibao_common.db import driver_connection
 from dibao_common.errors import BadRequest, Conflict, UnprocessableEntity
+from dibao_common.messaging.outbox import OutboxRow, columns, held_rows, insert_sql
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -197,8 +198,10 @@ class IdempotentRequest:
         stored = await self._claim(driver, scope)
         if stored is not None:
             return stored.response()
-        response = await handle()
-        await self._complete(driver, scope, claimed_at, response)
+        # Events the work enqueues ride along with the answer: one statement for both.
+        with held_rows(session) as events:
+            response = await handle()
+        await self._complete(driver, scope, claimed_at, response, events)
         return response
 
     async def _claim(self, driver: asyncpg.Connection, scope: str) -> _Stored | None:
@@ -225,14 +228,19 @@ class IdempotentRequest:
         return None
 
     async def _complete(
-        self, driver: asyncpg.Connection, scope: str, claimed_at: datetime, response: Response
+        self,
+        driver: asyncpg.Connection,
+        scope: str,
+        claimed_at: datetime,
+        response: Response,
+        events: list[OutboxRow],
     ) -> None:
         body = getattr(response, "body", None)
         if not isinstance(body, bytes):
             raise TypeError("an idempotent route must answer with a complete Response")
         headers = {k: v for k, v in response.headers.items() if k.lower() in STORED_HEADERS}
         stored = await driver.fetchval(
-            _COMPLETE,
+            _COMPLETE_WITH_EVENTS if events else _COMPLETE,
             scope,
             self.key,
             self.fingerprint,
@@ -242,6 +250,7 @@ class IdempotentRequest:
             response.status_code,
             json.dumps(headers),
             body,
+            *(columns(events) if events else []),
         )
         if stored is None:
             # Another request with the key committed its answer between our read and our
@@ -268,6 +277,10 @@ ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
 WHERE r.state = 'in_flight'
 RETURNING true
 """
+# The answer and the events the work enqueued (parameters 10-18), in one statement: the
+# outbox insert runs as a data-modifying CTE whether or not the answer is stored (when it
+# is not, the request fails and its transaction rolls back with both).
+_COMPLETE_WITH_EVENTS = f"WITH events AS ({insert_sql(10)})" + _COMPLETE
 
 
 async def purge_idempotency_records(session: AsyncSession, *, completed_before: datetime) -> int:

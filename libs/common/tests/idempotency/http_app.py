@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.datastructures import UploadFile as FormFile
 from starlette.responses import Response
 
+from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings, CurrentPrincipal
 from dibao_common.bank import BankSettings, BankWebhook, respond_to_bank
@@ -26,6 +27,7 @@ from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import Idempotent, IdempotentRequest
+from dibao_common.messaging.outbox import OutgoingEvent, enqueue_many
 from dibao_common.settings import CommonSettings
 from dibao_common.testing.stack import TestStack
 
@@ -63,6 +65,19 @@ async def _create(request: Request, session: AsyncSession, body: PaymentIn, who:
         {"r": body.reference, "a": body.amount_fen, "w": who},
     )
     effect_id = row.scalar_one()
+    if body.reference.startswith("EV-"):
+        # Two events about the payment, as a service's use case enqueues them.
+        await enqueue_many(
+            session,
+            [
+                OutgoingEvent(
+                    ApplicationAccepted(application_id=f"{body.reference}/{n}"),
+                    key=body.reference,
+                )
+                for n in (1, 2)
+            ],
+            source="test",
+        )
     if body.fail_with == "conflict":
         raise Conflict("the payment is already settled", type_slug="payment-settled")
     if body.fail_with == "crash":

@@ -11,12 +11,14 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import PROBLEM_MEDIA_TYPE
 from dibao_common.idempotency import lock_id, purge_idempotency_records, request_fingerprint
+from dibao_common.messaging.outbox import enqueue, held_rows
 from dibao_common.testing.auth_fixtures import TokenFactory
 
 from .http_app import count
@@ -421,3 +423,54 @@ async def test_a_urlencoded_form_is_fingerprinted_by_its_fields(
     )
     _problem(other, 422, "idempotency-key-reused")
     assert await count(engine, EFFECTS) == 1
+
+
+OUTBOX = "SELECT ce_type, payload FROM outbox_message WHERE key = :key ORDER BY id"
+
+
+async def _outbox(engine: AsyncEngine, key: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(OUTBOX), {"key": key})
+        return [ApplicationAccepted.FromString(r.payload).application_id for r in rows]
+
+
+async def test_the_events_a_keyed_request_enqueues_are_stored_with_its_answer(
+    client: AsyncClient, engine: AsyncEngine
+) -> None:
+    reference = f"EV-{uuid.uuid4()}"
+    body = {"reference": reference, "amount_fen": 100}
+    headers = {"Idempotency-Key": _key()}
+    first = await client.post("/payments", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    # Held during the work, written with the answer's statement, committed with both.
+    assert await _outbox(engine, reference) == [f"{reference}/1", f"{reference}/2"]
+    again = await client.post("/payments", json=body, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await _outbox(engine, reference) == [f"{reference}/1", f"{reference}/2"]
+    failed = f"EV-{uuid.uuid4()}"
+    crashed = await client.post(
+        "/payments",
+        json={"reference": failed, "amount_fen": 1, "fail_with": "conflict"},
+        headers={"Idempotency-Key": _key()},
+    )
+    _problem(crashed, 409, "payment-settled")
+    assert await _outbox(engine, failed) == []
+
+
+async def test_held_rows_are_held_only_inside_the_block(engine: AsyncEngine) -> None:
+    key = f"EV-{uuid.uuid4()}"
+    async with make_sessionmaker(engine)() as session:
+        with held_rows(session) as held:
+            await enqueue(session, ApplicationAccepted(application_id="held"), key=key, source="t")
+        assert len(held) == 1
+        assert await count_in(session, key) == 0  # not written: the holder writes it
+        await enqueue(session, ApplicationAccepted(application_id="direct"), key=key, source="t")
+        assert await count_in(session, key) == 1
+        await session.rollback()
+
+
+async def count_in(session: AsyncSession, key: str) -> int:
+    found = await session.execute(
+        text("SELECT count(*) FROM outbox_message WHERE key = :key"), {"key": key}
+    )
+    return int(found.scalar_one())

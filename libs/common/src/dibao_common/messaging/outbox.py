@@ -7,8 +7,10 @@ outbox rows with it, and :class:`~dibao_common.messaging.relay.OutboxRelay` publ
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,7 +82,8 @@ def _row(envelope: Envelope, topic: str) -> tuple[Any, ...]:
 
 
 # One statement and one round trip for any number of rows, straight to asyncpg: the
-# rows go as one array per column, and the identity follows their order.
+# rows go as one array per column, and the identity follows their order. ``insert_sql``
+# numbers the parameters from ``first``, for a statement that carries the rows along.
 _INSERT = """
 INSERT INTO outbox_message
     (ce_id, ce_type, ce_source, ce_subject, ce_time, topic, key, headers, payload)
@@ -93,9 +96,40 @@ ORDER BY n
 """
 
 
-async def _insert(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_sql(first: int = 1) -> str:
+    """The outbox INSERT of rows given as nine column arrays, parameters ``$first`` on."""
+    return re.sub(r"\$(\d)", lambda m: f"${int(m[1]) + first - 1}", _INSERT)
+
+
+OutboxRow = tuple[Any, ...]
+_HELD = "dibao.outbox.held"
+
+
+def columns(rows: Sequence[OutboxRow]) -> list[list[Any]]:
+    """Rows as the nine column arrays :func:`insert_sql` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+@contextmanager
+def held_rows(session: AsyncSession) -> Iterator[list[OutboxRow]]:
+    """Rows enqueued in ``session`` inside the block are held in the yielded list instead
+    of inserted: the caller inserts them (:func:`insert_sql`) with a statement of its own
+    before the transaction commits, one round trip fewer (the idempotent answer does)."""
+    held: list[OutboxRow] = []
+    session.info[_HELD] = held
+    try:
+        yield held
+    finally:
+        session.info.pop(_HELD, None)
+
+
+async def _insert(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.extend(rows)
+        return
     driver = await driver_connection(session)
-    await driver.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+    await driver.execute(_INSERT, *columns(rows))
 
 
 async def enqueue(
