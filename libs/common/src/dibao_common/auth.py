@@ -278,7 +278,10 @@ class TokenVerifier:
         self._static_key: Any = None
         self._static_algorithm: str | None = None
         self._jwks: JwksCache | None = None
-        self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any], Any]] = OrderedDict()
+        # token -> claims, header, the key that verified it, and its (immutable) principal
+        self._verified: OrderedDict[str, tuple[dict[str, Any], dict[str, Any], Any, Principal]] = (
+            OrderedDict()
+        )
         if settings.jwt_public_key is not None:
             self._static_key = load_public_key(settings.jwt_public_key)
             self._static_algorithm = algorithm_of(self._static_key)
@@ -302,13 +305,13 @@ class TokenVerifier:
         """
         known = self._verified.get(token)
         if known is not None:
-            claims, header, verified_with = known
+            claims, header, verified_with, principal = known
             if self._jwks is not None and (await self._key_for(header))[0] is not verified_with:
                 self._verified.pop(token, None)
                 return await self.verify(token)
             self._check_times(claims)
             self._verified.move_to_end(token)
-            return _principal_of(claims)
+            return principal
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -343,7 +346,7 @@ class TokenVerifier:
             raise _invalid("malformed token") from exc
         self._check_times(claims)
         principal = _principal_of(claims)
-        self._verified[token] = (claims, header, key)
+        self._verified[token] = (claims, header, key, principal)
         if len(self._verified) > _VERIFIED_TOKENS:
             self._verified.popitem(last=False)
         return principal

@@ -27,7 +27,7 @@ async def get_runtime(request: Request) -> Runtime:
 
 def _operation(request: Request) -> str:
     route = request.scope.get("route")
-    path = getattr(route, "path", request.url.path)
+    path = getattr(route, "path", None) or request.scope.get("path", "")
     return f"{request.method} {path}"
 
 
