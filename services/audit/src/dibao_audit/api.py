@@ -23,7 +23,7 @@ from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import parse_header_block
 from dibao_audit.models import Checkpoint, LogEntry
-from dibao_audit.repository import EntryFilter
+from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock
 from dibao_common.errors import BadRequest, NotFound, problem_responses
@@ -44,6 +44,7 @@ class AuditRuntime:
     clock: Clock
     personal_data_roles: frozenset[str]
     registry: EventRegistry
+    whole_log: WholeLog
 
 
 def _runtime(request: Request) -> AuditRuntime:
@@ -205,10 +206,6 @@ def _entry_out(e: LogEntry, leaf: bytes) -> EntryOut:
     )
 
 
-def _visible(principal: Principal, entry: LogEntry) -> bool:
-    return entry.region is not None and principal.can_see(entry.region)
-
-
 def _sees_personal_data(principal: Principal, runtime: AuditRuntime) -> bool:
     return any(str(r) in runtime.personal_data_roles for r in principal.roles)
 
@@ -334,10 +331,13 @@ async def checkpoint_of_size(_: Auditor, session: Session, tree_size: int) -> Ch
 @router.get(
     "/entries",
     summary="Entries by household, application, case, event type, actor and time range",
+    description="The caller's regions' entries and those of the whole log (no household; no "
+    "region or the log's own, e.g. checkpoint announcements); other regions' are left out.",
     responses=problem_responses(400, 401, 403, 422),
 )
 async def list_entries(
     principal: Auditor,
+    runtime: Runtime,
     session: Session,
     household_id: str | None = None,
     application_id: str | None = None,
@@ -358,8 +358,9 @@ async def list_entries(
         actor=actor,
         time_from=time_from,
         time_to=time_to,
+        whole_log=runtime.whole_log,
     )
-    found = await repo.find_entries(session, flt, after=_after(cursor), limit=limit + 1)
+    found = await service.find_visible(session, flt, after=_after(cursor), limit=limit + 1)
     page = found[:limit]
     return EntryPage(
         items=[_entry_out(e, leaf) for e, leaf in page],
@@ -371,7 +372,8 @@ async def list_entries(
     "/entries/{index}",
     summary="One entry, decoded, with its inclusion proof against a checkpoint",
     description="Against the latest checkpoint unless `tree_size` names another one. "
-    "The read of the decoded payload is itself logged.",
+    "An entry of another region answers 404 as an absent one; the whole log's entries "
+    "are every auditor's. The read of a household's decoded payload is itself logged.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def entry_with_proof(
@@ -382,7 +384,9 @@ async def entry_with_proof(
     tree_size: int | None = None,
 ) -> EntryWithProofOut:
     found = await repo.entry_at(session, index)
-    if found is None or not _visible(principal, found[0]):
+    if found is None or not await service.visible(
+        session, found[0], principal.regions, runtime.whole_log
+    ):
         raise NotFound("No such entry", type_slug="entry-not-found")
     entry, leaf = found
     cp = await _covering(session, tree_size)
@@ -517,8 +521,8 @@ async def household_timeline(
     "/export",
     summary="JSON lines of [start, end) with the covering checkpoint, for offline verification",
     description="First line: the header (checkpoint, cover hashes, checkpoint history and "
-    "consistency proofs). Then one line per entry; entries outside the caller's regions "
-    "carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`.",
+    "consistency proofs). Then one line per entry; entries the caller may not read (other "
+    "regions') carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/x-ndjson": {}}, "description": "The export"},
@@ -567,6 +571,7 @@ async def export(
                 runtime.signer.origin,
                 principal.regions,
                 registry=runtime.registry if decoded else None,
+                whole_log=runtime.whole_log,
             ):
                 yield chunk
 

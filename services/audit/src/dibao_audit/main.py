@@ -14,6 +14,7 @@ from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.db import make_runtime_engine, runtime_role
 from dibao_audit.projector import EntryProjector
+from dibao_audit.repository import WholeLog
 from dibao_audit.settings import AuditSettings
 from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings
@@ -79,6 +80,7 @@ def create_app(
             clock=the_clock,
             personal_data_roles=frozenset(resolved.audit_personal_data_roles),
             registry=registry,
+            whole_log=WholeLog(resolved.audit_log_region, registry),
         )
         app.state.audit_projector = projector
         app.state.audit_consumer = consumer

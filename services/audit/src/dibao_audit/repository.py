@@ -16,6 +16,7 @@ from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import Checkpoint, EntryView, LogEntry, MerkleNode
 from dibao_audit.projection import EntryRow
+from dibao_common.messaging.envelope import EventRegistry
 
 # One appender at a time across processes (pg_advisory_xact_lock key: "dibao-audit").
 APPEND_LOCK = 0x646962616F_61756469 & 0x7FFFFFFFFFFFFFFF
@@ -189,8 +190,42 @@ async def grew_beyond_own_checkpoints(session: AsyncSession, since: int, own_typ
 
 
 @dataclass(frozen=True, slots=True)
+class WholeLog:
+    """The entries that concern the whole log, not a region: every auditor reads them.
+
+    Such an entry names no household, its region is none or the log's own (``region``,
+    ``DIBAO_AUDIT_LOG_REGION``: what ``CheckpointPublished`` carries), its type is one
+    ``registry`` knows, and its payload is readable (``service.whole_log_indices`` checks
+    that last part): an entry without keys because the log could not read it may hold
+    anything, so it stays with no region's auditors. ``condition`` is the SQL of the first
+    three parts, ``admits`` the same in Python.
+    """
+
+    region: str
+    registry: EventRegistry
+
+    def admits(self, household_id: str | None, region: str | None, ce_type: str) -> bool:
+        return (
+            household_id is None
+            and (region is None or region == self.region)
+            and ce_type in self.registry
+        )
+
+    def condition(self) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            LogEntry.household_id.is_(None),
+            sa.or_(LogEntry.region.is_(None), LogEntry.region == self.region),
+            LogEntry.ce_type == sa.any_(sa.literal(self.registry.types(), sa.ARRAY(sa.Text))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EntryFilter:
-    """What an auditor may ask for; ``region_prefixes`` scopes every query."""
+    """What an auditor may ask for; ``region_prefixes`` scopes every query.
+
+    With ``whole_log``, the query also returns that rule's candidates outside the regions
+    (whose payloads ``service.find_visible`` still confirms readable).
+    """
 
     region_prefixes: tuple[str, ...]
     household_id: str | None = None
@@ -200,6 +235,7 @@ class EntryFilter:
     actor: str | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
+    whole_log: WholeLog | None = None
 
 
 def _in_regions(prefixes: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -224,6 +260,7 @@ class StoredRecord:
     region: str | None
     ce_type: str
     leaf: bytes
+    household_id: str | None
 
 
 async def stream_records(
@@ -236,7 +273,7 @@ async def stream_records(
         rows = await driver.fetch(
             """
             SELECT e.leaf_index, e.topic, e.partition, e."offset", e.record_key, e.header_block,
-                   e.payload, e.region, e.ce_type, n.hash
+                   e.payload, e.region, e.ce_type, n.hash, e.household_id
             FROM log_entry e JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
             WHERE e.leaf_index >= $1 AND e.leaf_index < $2
             ORDER BY e.leaf_index
@@ -247,7 +284,8 @@ async def stream_records(
         if not rows:
             return
         yield [
-            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows
+            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            for r in rows
         ]
         pos = rows[-1][0] + 1
 
@@ -334,7 +372,10 @@ async def find_entries(
     session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
 ) -> list[EntryWithLeaf]:
     """Entries matching ``flt`` in log order, after the cursor ``after`` (a leaf index)."""
-    query = _with_leaf().where(_in_regions(flt.region_prefixes))
+    scope = _in_regions(flt.region_prefixes)
+    if flt.whole_log is not None and flt.household_id is None:  # whole-log entries name none
+        scope = sa.or_(scope, flt.whole_log.condition())
+    query = _with_leaf().where(scope)
     for column, value in (
         (LogEntry.household_id, flt.household_id),
         (LogEntry.application_id, flt.application_id),
@@ -357,6 +398,18 @@ async def find_entries(
 async def entry_at(session: AsyncSession, index: int) -> EntryWithLeaf | None:
     found = _pairs(await session.execute(_with_leaf().where(LogEntry.leaf_index == index)))
     return found[0] if found else None
+
+
+async def entries_at(session: AsyncSession, indices: Sequence[int]) -> list[LogEntry]:
+    """The entries of some leaf indices, in log order (absent ones left out)."""
+    if not indices:
+        return []
+    query = (
+        sa.select(LogEntry)
+        .where(LogEntry.leaf_index == sa.any_(sa.literal(list(indices), sa.ARRAY(sa.BigInteger))))
+        .order_by(LogEntry.leaf_index)
+    )
+    return list(await session.scalars(query))
 
 
 # One projector at a time across processes (pg_advisory_xact_lock key: "dibao-view").

@@ -27,7 +27,7 @@ from dibao_audit.merkle import (
 )
 from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.projection import decoded_view
-from dibao_audit.repository import StoredRecord
+from dibao_audit.repository import EntryFilter, EntryWithLeaf, StoredRecord, WholeLog
 from dibao_audit.verifier import ExportHeader
 from dibao_common.messaging.envelope import EventRegistry
 
@@ -80,8 +80,9 @@ async def consistency_proof(session: AsyncSession, old_size: int, new_size: int)
     return await _range_hashes(session, consistency_ranges(old_size, new_size))
 
 
-def _region_visible(entry: LogEntry | StoredRecord, prefixes: Collection[str]) -> bool:
-    return entry.region is not None and any(entry.region.startswith(p) for p in prefixes)
+def in_regions(region: str | None, prefixes: Collection[str]) -> bool:
+    """Whether an entry of ``region`` lies under one of the caller's prefixes."""
+    return region is not None and region.startswith(tuple(prefixes))
 
 
 def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
@@ -112,6 +113,60 @@ async def decoded_views(
     return found
 
 
+async def whole_log_indices(
+    session: AsyncSession, entries: Sequence[LogEntry], whole_log: WholeLog
+) -> set[int]:
+    """Which of ``entries`` concern the whole log: the rule admits them and their payload
+    is readable (the projector's view, else decoded now; the same test as the exports')."""
+    candidates = [e for e in entries if whole_log.admits(e.household_id, e.region, e.ce_type)]
+    if not candidates:
+        return set()
+    views = await decoded_views(session, candidates, whole_log.registry)
+    return {i for i, view in views.items() if view is not None}
+
+
+async def visible(
+    session: AsyncSession,
+    entry: LogEntry,
+    prefixes: Collection[str],
+    whole_log: WholeLog | None,
+) -> bool:
+    """Whether a caller of ``prefixes`` may read ``entry``: its region, or the whole log's."""
+    if in_regions(entry.region, prefixes):
+        return True
+    return whole_log is not None and entry.leaf_index in await whole_log_indices(
+        session, [entry], whole_log
+    )
+
+
+async def find_visible(
+    session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
+) -> list[EntryWithLeaf]:
+    """Up to ``limit`` entries of ``flt`` the caller may read, in log order.
+
+    The query's whole-log candidates are kept only when ``visible`` would show them, and
+    the page is filled past those it drops (rare: a known type the log could not read).
+    """
+    out: list[EntryWithLeaf] = []
+    while True:
+        want = limit - len(out)
+        found = await repo.find_entries(session, flt, after=after, limit=want)
+        outside = [e for e, _ in found if not in_regions(e.region, flt.region_prefixes)]
+        kept = (
+            await whole_log_indices(session, outside, flt.whole_log)
+            if outside and flt.whole_log is not None
+            else set()
+        )
+        out += [
+            (e, leaf)
+            for e, leaf in found
+            if e.leaf_index in kept or in_regions(e.region, flt.region_prefixes)
+        ]
+        if len(found) < want or len(out) >= limit:
+            return out
+        after = found[-1][0].leaf_index
+
+
 def export_line(
     entry: StoredRecord,
     visible: bool,
@@ -119,7 +174,7 @@ def export_line(
     decoded: dict[str, Any] | None = None,
     with_decoded: bool = False,
 ) -> str:
-    """One export line; an entry outside the caller's regions is given by its leaf only.
+    """One export line; an entry the caller may not read is given by its leaf only.
 
     ``leaf_hash`` is the tree's own leaf (``merkle_node``), not one derived from the
     content, so content changed behind the log's back shows as a mismatch. ``entry`` is
@@ -178,17 +233,21 @@ async def export_lines(
     region_prefixes: Collection[str],
     *,
     registry: EventRegistry | None = None,
+    whole_log: WholeLog | None = None,
     chunk: int = 5000,
 ) -> AsyncIterator[bytes]:
     """JSON lines (UTF-8): the header, then every entry of ``[start, end)`` (or its hash only).
 
-    Without decoded views (``registry`` None), entries are read ``chunk`` at a time as the
+    An entry is shown when the caller may read it (``visible``: under ``region_prefixes``,
+    or the whole log's when ``whole_log`` is given), else given by its leaf only. Without
+    decoded views (``registry`` None), entries are read ``chunk`` at a time as the
     canonical bytes the database assembles.
     """
     header = await export_header(session, start, end, covering, origin)
     yield json.dumps(header.to_json()).encode() + b"\n"
+    prefixes = tuple(region_prefixes)
     if registry is None:
-        fast = _export_entry_lines(session, start, end, tuple(region_prefixes), chunk)
+        fast = _export_entry_lines(session, start, end, prefixes, chunk, whole_log)
         async for text in fast:
             yield text
         return
@@ -197,10 +256,22 @@ async def export_lines(
         lines = []
         for e in records:
             view = views[e.leaf_index] if e.leaf_index in views else view_of(e, registry)
-            lines.append(
-                export_line(e, _region_visible(e, region_prefixes), decoded=view, with_decoded=True)
+            shown = in_regions(e.region, prefixes) or (
+                whole_log is not None
+                and whole_log.admits(e.household_id, e.region, e.ce_type)
+                and _readable(e, views, whole_log.registry)
             )
+            lines.append(export_line(e, shown, decoded=view, with_decoded=True))
         yield ("\n".join(lines) + "\n").encode()
+
+
+def _readable(
+    entry: StoredRecord, views: dict[int, dict[str, Any] | None], registry: EventRegistry
+) -> bool:
+    """As ``decoded_views`` reads it: the projector's view, else decoded now."""
+    if entry.leaf_index in views:
+        return views[entry.leaf_index] is not None
+    return view_of(entry, registry) is not None
 
 
 _LINE = b'{"index": %d, "leaf_hash": "%s", "entry": "%s"}'
@@ -208,25 +279,42 @@ _REDACTED = b'{"index": %d, "leaf_hash": "%s", "redacted": true}'
 
 
 async def _export_entry_lines(
-    session: AsyncSession, start: int, end: int, prefixes: tuple[str, ...], size: int
+    session: AsyncSession,
+    start: int,
+    end: int,
+    prefixes: tuple[str, ...],
+    size: int,
+    whole_log: WholeLog | None,
 ) -> AsyncIterator[bytes]:
     """The entry lines of an export without decoded views (the layout ``export_line``
     writes), from the canonical bytes the server assembles; the next chunk is read while
-    one is formatted."""
+    one is formatted. Entries outside ``prefixes`` that may be the whole log's (no region
+    or the log's) are read again as rows to decide (few: checkpoints, system events)."""
     b64, hexlify = binascii.b2a_base64, binascii.hexlify
     bounds = list(range(start, end, size))
 
-    async def read(lo: int) -> repo.CanonicalRange:
-        return await repo.canonical_range(session, lo, min(end, lo + size))
+    async def read(lo: int) -> tuple[repo.CanonicalRange, set[int]]:
+        chunk = await repo.canonical_range(session, lo, min(end, lo + size))
+        if whole_log is None:
+            return chunk, set()
+        maybe = [
+            i
+            for i, region in zip(chunk.indices, chunk.regions, strict=True)
+            if region is None or (region == whole_log.region and not region.startswith(prefixes))
+        ]
+        if not maybe:
+            return chunk, set()
+        rows = await repo.entries_at(session, maybe)
+        return chunk, await whole_log_indices(session, rows, whole_log)
 
-    ahead: asyncio.Task[repo.CanonicalRange] | None = None
+    ahead: asyncio.Task[tuple[repo.CanonicalRange, set[int]]] | None = None
     try:
         for n, lo in enumerate(bounds):
-            chunk = await ahead if ahead is not None else await read(lo)
+            chunk, shown = await ahead if ahead is not None else await read(lo)
             ahead = asyncio.create_task(read(bounds[n + 1])) if n + 1 < len(bounds) else None
             lines = [
                 _LINE % (i, hexlify(leaf), b64(data, newline=False))
-                if region is not None and region.startswith(prefixes)
+                if (region is not None and region.startswith(prefixes)) or i in shown
                 else _REDACTED % (i, hexlify(leaf))
                 for i, region, data, leaf in zip(
                     chunk.indices, chunk.regions, chunk.canonical, chunk.leaves, strict=True

@@ -7,8 +7,10 @@ import base64
 import dataclasses
 import io
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +22,19 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 
 from dibao.access.v1 import events_pb2 as access_pb2
-from dibao.common.v1 import types_pb2
+from dibao.audit.v1 import events_pb2 as audit_pb2
+from dibao.common.v1 import enums_pb2, types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao.intake.v1 import types_pb2 as intake_types
 from dibao_audit import verify_cli
 from dibao_audit.checkpoint import VerifierKey
-from dibao_audit.entry import canonical_bytes, entry_to_b64, parse_canonical
+from dibao_audit.entry import RecordedEvent, canonical_bytes, entry_to_b64, parse_canonical
 from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from dibao_audit.settings import AuditSettings
 from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
 from dibao_audit.verifier import read_export, verify_export
+from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.stack import api_client
@@ -309,3 +313,144 @@ async def test_the_verifier_cli_checks_a_running_service_and_a_saved_export(
     out = io.StringIO()
     assert verify_cli.run(offline, out) == 1
     assert json.loads(out.getvalue())["first_bad_index"] == 17
+
+
+def _unreadable(message: intake_pb2.HouseholdRegistered, offset: int) -> RecordedEvent:
+    """A registered type sent as JSON: the log keeps it but reads no keys (no region)."""
+    envelope = Envelope(
+        ce_id=uuid.uuid4(),
+        ce_type=ce_type_of(message),
+        ce_source="dibao/elsewhere",
+        ce_time=datetime(2026, 11, 2, tzinfo=UTC),
+        ce_subject=None,
+        key=message.household_id,
+        payload=json.dumps({"household_id": message.household_id, "name": "张三丰"}).encode(),
+        content_type="application/json",
+    )
+    return RecordedEvent(
+        topic=topic_of(message),
+        partition=0,
+        offset=offset,
+        key=message.household_id.encode(),
+        headers=tuple(envelope.to_headers()),
+        payload=envelope.payload,
+    )
+
+
+async def test_entries_of_the_whole_log_are_seen_by_every_auditor(api: Api, served: str) -> None:
+    """A checkpoint announcement (the log's own region) and a system event without a region
+    concern every auditor; another region's entry, and an entry the log could not read
+    (no region because unread, not because it has none), stay 404 like absent ones."""
+    system = types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM)
+    announced = audit_pb2.CheckpointPublished(
+        origin=TEST_ORIGIN,
+        region=types_pb2.RegionCode(code="000000000000"),
+        actor=system,
+        tree_size=22,
+        root_hash=b"\x01" * 32,
+    )
+    anomaly = audit_pb2.AnomalyDetected(
+        actor=system,
+        rule="checkpoint_late",
+        subject=audit_pb2.Subject(kind="log", id=TEST_ORIGIN),
+        details="no checkpoint for 2 h",
+    )
+    unknown = RecordedEvent(
+        topic="dibao.intake.v1",
+        partition=0,
+        offset=900,
+        key=b"hh-b",
+        headers=(
+            ("ce_type", b"dibao.intake.SomethingNew.v1"),
+            ("ce_id", str(uuid.uuid4()).encode()),
+        ),
+        payload=_registered("hh-b", BEIJING).SerializeToString(),
+    )
+    more = [
+        recorded_event(announced, offset=0, key=TEST_ORIGIN, partition=1),  # 32
+        recorded_event(anomaly, offset=1, key="log", partition=1),  # 33
+        unknown,  # 34
+        _unreadable(_registered("hh-c", BEIJING), 901),  # 35
+    ]
+    more += [  # 36..45: enough for a checkpoint covering them
+        recorded_event(_withdrawn("hh-a", LANZHOU, 100 + i), offset=910 + i, key="hh-a")
+        for i in range(10)
+    ]
+    await api.app.state.audit.appender.append(more)
+    whole_log, unread = [32, 33], [34, 35]
+
+    key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
+    latest = (await api.client.get("/audit/checkpoints/latest", headers=api.auditor())).json()
+    cp = key.verify(latest["signed_note"])
+    assert cp.tree_size == 46
+    for regions in (("6201",), ("11",), ("620102001001",)):
+        listed = await api.client.get(
+            "/audit/entries", params={"limit": 500}, headers=api.auditor(regions)
+        )
+        indices = [e["index"] for e in listed.json()["items"]]
+        assert set(whole_log) <= set(indices), regions
+        assert not set(unread) & set(indices), regions
+        by_type = await api.client.get(
+            "/audit/entries",
+            params={"ce_type": ce_type_of(announced)},
+            headers=api.auditor(regions),
+        )
+        assert [e["index"] for e in by_type.json()["items"]] == [32]
+        for index in whole_log:
+            body = await api.client.get(f"/audit/entries/{index}", headers=api.auditor(regions))
+            assert body.status_code == 200, (regions, index)
+            proof = body.json()["proof"]
+            leaf = leaf_hash(canonical_bytes(more[index - 32]))
+            assert proof["leaf_hash"] == leaf.hex()
+            path = [bytes.fromhex(p) for p in proof["path"]]
+            verify_inclusion(index, cp.tree_size, leaf, path, cp.root_hash)
+        assert (await api.client.get("/audit/entries/32", headers=api.auditor(regions))).json()[
+            "decoded"
+        ]["tree_size"] == "22"
+    lanzhou = api.auditor(("6201",))
+    for index in [1, *unread]:  # another region's; the unread ones
+        refused = await api.client.get(f"/audit/entries/{index}", headers=lanzhou)
+        assert refused.status_code == 404, index
+        assert (
+            refused.json()["type"]
+            == (await api.client.get("/audit/entries/999", headers=lanzhou)).json()["type"]
+        )
+    listed = (await api.client.get("/audit/entries", params={"limit": 500}, headers=lanzhou)).json()
+    assert [e["index"] for e in listed["items"]] == sorted(
+        [0, *range(3, 32, 2), 32, 33, *range(36, 46)]
+    )
+    # Pages stay full and in order across entries that are not shown.
+    paged: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = (await api.client.get("/audit/entries", params=params, headers=lanzhou)).json()
+        assert len(page["items"]) == 3 or page["next_cursor"] is None
+        paged += [e["index"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert paged == [e["index"] for e in listed["items"]]
+
+    # An export shows exactly the entries the caller may read, and still verifies.
+    for params in ({"start": "30"}, {"start": "30", "decoded": "true"}):
+        response = await api.client.get("/audit/export", params=params, headers=lanzhou)
+        lines = [json.loads(line) for line in response.text.splitlines()[1:]]
+        shown = [line["index"] for line in lines if "entry" in line]
+        assert shown == [31, 32, 33, *range(36, 46)], params
+        header, entries = read_export(response.text.splitlines())
+        report = verify_export(header, entries, key)
+        assert report.ok, report.problems
+        assert (report.checked, report.redacted) == (13, 3)
+    # The CLI asks the service for the proof of every entry the export shows.
+    out = io.StringIO()
+    token = api.tokens(roles=["auditor"], regions=["6201"])
+    args = ["--url", served, "--token", token, "--start", "30", "--inclusion-samples", "16"]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 0, report
+    assert report["checked"] == 13
+
+    # Timelines are a household's entries: the whole log's name none.
+    timeline = (await api.client.get("/audit/households/hh-a/timeline", headers=lanzhou)).json()
+    assert {i["index"] for i in timeline["items"]}.isdisjoint(whole_log)
