@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the timeline consumer runs (separate: its own process, as deployed)",
     )
     parser.add_argument(
+        "--intake-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="intake as N uvicorn worker processes (the baseline stays one process)",
+    )
+    parser.add_argument(
         "--worker-nice",
         type=int,
         default=0,
@@ -272,8 +279,9 @@ class Server:
         raise TimeoutError(f"{self.name} not ready; see {self.log.name}")
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used so far (Linux /proc)."""
-        return _cpu_s_of(self.process.pid)
+        """User + system CPU seconds the server's processes have used so far (Linux /proc):
+        the process and, with ``--workers``, the uvicorn workers of its process group."""
+        return _cpu_s_of_group(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -284,9 +292,18 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _cpu_s_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_s_of_group(pgid: int) -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _postmaster_pid(data_directory: str) -> int:
@@ -336,8 +353,10 @@ def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
 
-def _uvicorn(app: str, port: int, *, factory: bool) -> list[str]:
+def _uvicorn(app: str, port: int, *, factory: bool, workers: int = 1) -> list[str]:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     command += ["--no-access-log", "--log-level", "warning"]
     return command + (["--factory"] if factory else [])
 
@@ -502,7 +521,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
     in_process = "true" if args.timeline == "in-process" else "false"
     intake = Server(
         "intake",
-        _uvicorn("dibao_intake.main:create_app", args.intake_port, factory=True),
+        _uvicorn(
+            "dibao_intake.main:create_app",
+            args.intake_port,
+            factory=True,
+            workers=args.intake_workers,
+        ),
         env | {"DIBAO_INTAKE_TIMELINE_ENABLED": in_process},
         args.intake_port,
     )
@@ -658,6 +682,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "servers": "one uvicorn process each, same PostgreSQL; intake runs its outbox relay",
         "timeline_consumer": args.timeline,
         "timeline_worker_nice": args.worker_nice,
+        "intake_processes": args.intake_workers,
         "cpus": os.cpu_count(),
         "statistics": "p50/p99 by rank; open-loop latency from scheduled send time",
     }

@@ -22,12 +22,11 @@ from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.runtime import Runtime
 from dibao_intake.service_layer.timeline import (
     CONSUMER_NAME,
+    DLQ_TOPIC,
     timeline_batch_handler,
     timeline_handler,
 )
 from dibao_intake.settings import IntakeSettings
-
-DLQ_TOPIC = "dibao.intake.dlq"
 
 
 def make_intake_engine(url: str) -> AsyncEngine:

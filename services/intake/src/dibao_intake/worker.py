@@ -17,9 +17,9 @@ from dibao_common.heap import settle_heap
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.observability import configure_logging
-from dibao_intake.main import DLQ_TOPIC
 from dibao_intake.service_layer.timeline import (
     CONSUMER_NAME,
+    DLQ_TOPIC,
     timeline_batch_handler,
     timeline_handler,
 )

@@ -40,8 +40,7 @@ from dibao_common.messaging.outbox import build_envelope
 from dibao_common.testing.auth_fixtures import auth_settings_values
 from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
 from dibao_common.testing.stack import TestStack
-from dibao_intake.main import DLQ_TOPIC
-from dibao_intake.service_layer.timeline import CONSUMER_NAME
+from dibao_intake.service_layer.timeline import CONSUMER_NAME, DLQ_TOPIC
 from dibao_intake.testing import IntakeClient, intake_settings_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]

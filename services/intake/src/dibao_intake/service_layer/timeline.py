@@ -24,6 +24,8 @@ from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
 
 CONSUMER_NAME = "intake.timeline"
+# Where the timeline consumer puts events it cannot apply (intake's dead letters).
+DLQ_TOPIC = "dibao.intake.dlq"
 
 # Top-level fields never copied into a timeline entry: large, personal, or already shown.
 _SKIPPED = frozenset(
