@@ -24,6 +24,16 @@ service_env() {  # service_env <name>
   printf 'DIBAO_SERVICE_NAME=%s\n' "$1"
   printf 'DIBAO_ENVIRONMENT=%s\n' "$([[ $INSTANCE == dev ]] && echo dev || echo test)"
   printf 'DIBAO_DATABASE_URL=%s\n' "${base/postgresql:\/\//postgresql+asyncpg://}/${DB_PREFIX}_$1"
+  if [[ $1 == audit ]]; then
+    # The running log logs in as its runtime role (migration 0005), never as the owner:
+    # a superuser login would be one SET ROLE NONE away from disabling the append-only
+    # trigger. Migrations keep DIBAO_DATABASE_URL. Trust auth on loopback (pg.sh); an
+    # external server gives the role a password and this URL through the environment.
+    local db=${DB_PREFIX}_audit server=${base#*://}
+    server=${server#*@}
+    printf 'DIBAO_AUDIT_RUNTIME_DATABASE_URL=%s\n' \
+      "${DIBAO_AUDIT_RUNTIME_DATABASE_URL:-postgresql+asyncpg://${db}_app@$server/$db}"
+  fi
   printf 'DIBAO_KAFKA_BOOTSTRAP=%s\n' "$(kafka_bootstrap)"
   if [[ -f $STATE/secrets.env ]]; then cat "$STATE/secrets.env"; fi
 }

@@ -58,6 +58,36 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
 
 
+async def _audit_cannot_leave_its_role(stack: TestStack) -> None:
+    """The running audit service logs in as no superuser, and its login cannot edit the log
+    or turn its trigger off even after SET ROLE NONE (the append-only guarantee)."""
+    database = f"dibao_{INSTANCE}_audit"
+    admin = await asyncpg.connect(stack.pg_admin_dsn)
+    try:
+        logins = await admin.fetch(
+            """SELECT DISTINCT a.usename, r.rolsuper FROM pg_stat_activity a
+               JOIN pg_roles r ON r.rolname = a.usename
+               WHERE a.datname = $1 AND a.application_name = 'dibao-audit'""",
+            database,
+        )
+    finally:
+        await admin.close()
+    assert [(r["usename"], r["rolsuper"]) for r in logins] == [(f"{database}_app", False)]
+    base = stack.pg_admin_dsn.rsplit("/", 1)[0].split("@", 1)[1]
+    conn = await asyncpg.connect(f"postgresql://{database}_app@{base}/{database}")
+    try:
+        await conn.execute("SET ROLE NONE")
+        for statement in (
+            "UPDATE log_entry SET ce_type = ce_type",
+            "DELETE FROM log_entry",
+            "ALTER TABLE log_entry DISABLE TRIGGER USER",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
     path = REPO_ROOT / ".local" / INSTANCE
@@ -84,6 +114,7 @@ async def test_up_serves_every_service_and_down_stops_them(
                 assert health.json()["service"] == service
                 ready = await client.get(f"http://127.0.0.1:{base + i}/readyz")
                 assert ready.status_code == 200, ready.text
+        await _audit_cannot_leave_its_role(stack)
         status = _stack_sh(env, "status")
         assert status.returncode == 0, status.stdout
         pids = [int((state_dir / "run" / f"{s}.pid").read_text()) for s in SERVICES]

@@ -1,4 +1,4 @@
-"""The audit service's runtime engine: every connection assumes the append-only role."""
+"""The audit service's runtime engine: every connection runs as the append-only role."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def make_runtime_engine(database_url: str, role: str, *, pool_size: int = 10) ->
     """An asyncpg engine whose sessions run as ``role`` from their first statement.
 
     ``role`` is a startup parameter, so it is also the value RESET ROLE / RESET ALL return
-    to; a login user that is only a member of the role (production) cannot do more.
+    to; but SET ROLE NONE returns to the login of ``database_url``, so that login must be
+    ``role`` itself (``DIBAO_AUDIT_RUNTIME_DATABASE_URL``, as the stack and the tests
+    connect) or a plain member of it, never the owner or a superuser.
     """
     return create_async_engine(
         database_url,

@@ -49,7 +49,7 @@ def create_app(
     auth_settings = auth if auth is not None else AuthSettings()
     the_clock = clock if clock is not None else SystemClock()
     role = runtime_role(resolved.database_url, resolved.audit_runtime_role)
-    engine = make_runtime_engine(resolved.database_url, role)
+    engine = make_runtime_engine(resolved.audit_runtime_database_url or resolved.database_url, role)
     sessions = make_sessionmaker(engine)
     signer = CheckpointSigner(resolved.signing_seed(), resolved.audit_log_origin)
     registry = EventRegistry.default()

@@ -30,6 +30,14 @@ class AuditSettings(CommonSettings):
         default=None,
         description="Role assumed on connect; default `<database>_app` (migration 0002)",
     )
+    audit_runtime_database_url: str | None = Field(
+        default=None,
+        description="URL the running service connects with: its login must be the runtime role"
+        " (migration 0005 lets `<database>_app` log in) or only a member of it, never the owner"
+        " or a superuser (SET ROLE NONE would give that login back). Migrations use"
+        " DIBAO_DATABASE_URL. Unset: DIBAO_DATABASE_URL's login, which then merely assumes"
+        " the role",
+    )
     audit_consumer_group: str = "dibao-audit"
     audit_topic_pattern: str = r"^dibao\.[a-z_]+\.v[0-9]+$"
     audit_batch_max: int = Field(default=2000, ge=1, description="Records per append batch")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 from google.protobuf.message import Message
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dibao_audit.appender import LogAppender
@@ -33,7 +34,11 @@ _numbers = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class AuditDb:
-    """One private audit database: the owner's engine and the runtime role's engine."""
+    """One private audit database: the owner's engine and the runtime role's engine.
+
+    ``runtime_url`` logs in as the runtime role itself (as the running service does,
+    ``DIBAO_AUDIT_RUNTIME_DATABASE_URL``); ``url`` and ``dsn`` log in as the owner.
+    """
 
     stack: TestStack
     url: str
@@ -41,6 +46,7 @@ class AuditDb:
     owner: AsyncEngine
     runtime: AsyncEngine
     role: str
+    runtime_url: str
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -60,13 +66,15 @@ async def make_audit_db(stack: TestStack, name: str) -> AuditDb:
     await private.migrate("audit")
     url = private.database_url("audit")
     role = runtime_role(url)
+    runtime_url = make_url(url).set(username=role, password=None).render_as_string()
     return AuditDb(
         stack=private,
         url=url,
         dsn=private.dsn("audit"),
         owner=make_engine(url, pool_size=2),
-        runtime=make_runtime_engine(url, role, pool_size=4),
+        runtime=make_runtime_engine(runtime_url, role, pool_size=4),
         role=role,
+        runtime_url=runtime_url,
     )
 
 

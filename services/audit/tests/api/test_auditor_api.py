@@ -92,6 +92,7 @@ class Api:
 async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Api]:
     settings = AuditSettings(
         database_url=audit_db.url,
+        audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,

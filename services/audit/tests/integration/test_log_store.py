@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
@@ -17,12 +18,16 @@ from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import CHECKPOINT_TYPE
 from dibao_audit.entry import RecordedEvent, canonical_bytes, header_block, parse_header_block
+from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
 from dibao_audit.models import LogEntry
 from dibao_audit.projector import EntryProjector
-from dibao_audit.testing import AuditDb
+from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import TEST_SEED, AuditDb
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
+from dibao_common.testing.auth_fixtures import make_auth_settings
+from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
 
@@ -143,6 +148,46 @@ async def test_the_runtime_role_may_only_insert_and_select(audit_db: AuditDb) ->
             await conn.execute("SET session_replication_role = replica")
     finally:
         await conn.close()
+
+
+async def test_the_services_connection_cannot_leave_the_runtime_role(audit_db: AuditDb) -> None:
+    """The running service's own connections, wired as the stack configures them: neither
+    the role they run as nor the login under it may edit the log or turn its trigger off,
+    whatever the session resets (a superuser login would be one SET ROLE NONE away)."""
+    await audit_db.appender().append([household_event(i) for i in range(3)])
+    settings = AuditSettings(
+        database_url=audit_db.url,
+        audit_runtime_database_url=audit_db.runtime_url,
+        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_consume=False,
+        audit_relay=False,
+    )
+    app = create_app(settings, auth=make_auth_settings())
+    async with api_client(app):
+        engine: AsyncEngine = app.state.engine
+        for escape in ("RESET ROLE", "SET ROLE NONE", "SET SESSION AUTHORIZATION DEFAULT"):
+            async with engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute(escape)
+                who = await driver.fetchrow(
+                    "SELECT current_user, session_user, rolsuper FROM pg_roles "
+                    "WHERE rolname = current_user"
+                )
+                assert tuple(who) == (audit_db.role, audit_db.role, False), escape
+                assert await driver.fetchval("SELECT count(*) FROM log_entry") == 3
+                for statement in (
+                    "UPDATE log_entry SET ce_type = 'x'",
+                    "DELETE FROM log_entry",
+                    "TRUNCATE log_entry",
+                    "ALTER TABLE log_entry DISABLE TRIGGER USER",
+                    "ALTER TABLE log_entry DISABLE TRIGGER log_entry_append_only",
+                    "SET session_replication_role = replica",
+                ):
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                        await driver.execute(statement)
+            await engine.dispose()  # no session altered by the escape goes back to the pool
 
 
 async def test_the_trigger_refuses_changes_even_from_the_owner(audit_db: AuditDb) -> None:

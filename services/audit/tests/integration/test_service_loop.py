@@ -42,6 +42,7 @@ async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
     household = f"hh-{uuid.uuid4().hex[:8]}"
     settings = AuditSettings(
         database_url=audit_db.url,
+        audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
