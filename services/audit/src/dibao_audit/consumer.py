@@ -2,11 +2,12 @@
 
 The kit's ``ConsumerRunner`` runs one transaction per event, which caps the log at a few
 hundred appends a second; the log needs thousands. This runner keeps the kit's
-semantics on the kit's tables (inbox row per ``ce_id`` in the same transaction as the
-effect, Kafka offsets committed only after the database commit) for a whole fetched
-batch at a time. Unlike other consumers it has no dead-letter path: the log records
-every record it sees, decodable or not (see ``projection``), and retries a failing
-database without limit rather than skip anything.
+exactly-once semantics for a whole fetched batch at a time, without the kit's inbox
+table: the log's own unique ``ce_id`` is its inbox (ADR 0011), so the appender skips
+the ids the log already holds in the same transaction as the append, and the Kafka
+offsets are committed only after the database commit. Unlike other consumers it has no
+dead-letter path: the log records every record it sees, decodable or not (see
+``projection``), and retries a failing database without limit rather than skip anything.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ class LogConsumer:
             if owned:
                 await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
-            # Another member now owns the partition and will redeliver; the inbox skips it.
+            # Another member now owns the partition and will redeliver; the log's ce_id skips it.
             log.info("audit_offset_commit_skipped", error=str(exc))
 
     async def _append(self, rows: Sequence[EntryRow]) -> AppendResult | None:
