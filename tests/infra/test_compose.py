@@ -34,12 +34,24 @@ def test_every_service_is_built_from_the_repository_with_its_port() -> None:
 
 
 def test_environment_matches_the_settings_the_services_read() -> None:
-    from dibao_common.settings import CommonSettings
+    import importlib
+
+    from pydantic_settings import BaseSettings
 
     services = _compose()["services"]
-    known = {f"DIBAO_{f.upper()}" for f in CommonSettings.model_fields}
-    known |= {line.split("=", 1)[0] for line in _dev_secret_names()}
+    secrets = {line.split("=", 1)[0] for line in _dev_secret_names()}
     for name in SERVICES:
+        # The variables the service's own settings class reads (the kit's among them).
+        module = importlib.import_module(f"dibao_{name}.settings")
+        classes = [
+            c
+            for c in vars(module).values()
+            if isinstance(c, type)
+            and issubclass(c, BaseSettings)
+            and c.__module__ == module.__name__
+        ]
+        assert len(classes) == 1, classes
+        known = {f"DIBAO_{f.upper()}" for f in classes[0].model_fields} | secrets
         env = services[name]["environment"]
         assert env["DIBAO_SERVICE_NAME"] == name
         assert env["DIBAO_DATABASE_URL"].endswith(f"/dibao_{name}")
@@ -101,3 +113,13 @@ def _dev_secret_names() -> list[str]:
         env_file = Path(tmp) / "secrets.env"
         devsecrets.create(env_file)
         return env_file.read_text().splitlines()
+
+
+def test_the_audit_service_logs_in_as_its_runtime_role_not_the_owner() -> None:
+    env = _compose()["services"]["audit"]["environment"]
+    runtime = env["DIBAO_AUDIT_RUNTIME_DATABASE_URL"]
+    login = runtime.split("//", 1)[1].split(":", 1)[0]
+    assert login == "dibao_audit_app"  # `<database>_app`, the role migration 0002 grants
+    assert login != env["DIBAO_DATABASE_URL"].split("//", 1)[1].split(":", 1)[0]
+    init = (REPO_ROOT / "deploy" / "docker" / "postgres-init.sql").read_text()
+    assert f"CREATE ROLE {login} LOGIN PASSWORD" in init
