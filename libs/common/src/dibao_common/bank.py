@@ -186,15 +186,6 @@ async def record_webhook(session: AsyncSession, webhook: SignedWebhook) -> None:
         )
 
 
-async def purge_webhook_messages(session: AsyncSession, *, signed_before: datetime) -> int:
-    """Forget accepted ids signed before ``signed_before`` (safe once older than the tolerance)."""
-    result = await session.execute(
-        text("DELETE FROM webhook_message WHERE signed_at < :before RETURNING webhook_id"),
-        {"before": signed_before},
-    )
-    return len(result.all())
-
-
 @dataclass(frozen=True, slots=True)
 class BankVerification:
     """Per-application bank settings and clock (``app.state.bank_verification``)."""

@@ -42,7 +42,6 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Request
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
@@ -281,18 +280,6 @@ RETURNING true
 # outbox insert runs as a data-modifying CTE whether or not the answer is stored (when it
 # is not, the request fails and its transaction rolls back with both).
 _COMPLETE_WITH_EVENTS = f"WITH events AS ({insert_sql(10)})" + _COMPLETE
-
-
-async def purge_idempotency_records(session: AsyncSession, *, completed_before: datetime) -> int:
-    """Forget answers completed before ``completed_before``; returns how many."""
-    result = await session.execute(
-        text(
-            "DELETE FROM idempotency_record WHERE state = 'completed'"
-            " AND completed_at < :before RETURNING key"
-        ),
-        {"before": completed_before},
-    )
-    return len(result.all())
 
 
 def _config_of(request: Request) -> IdempotencyConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import PROBLEM_MEDIA_TYPE
-from dibao_common.idempotency import lock_id, purge_idempotency_records, request_fingerprint
+from dibao_common.idempotency import lock_id, request_fingerprint
 from dibao_common.messaging.outbox import enqueue, held_rows
 from dibao_common.testing.auth_fixtures import TokenFactory
 
@@ -296,26 +295,6 @@ async def test_validation_errors_do_not_claim_the_key(
     bad = await client.post("/payments", json={"reference": ""}, headers={"Idempotency-Key": key})
     _problem(bad, 422, "validation-failed")
     assert await count(engine, RECORDS, key=key) == 0
-
-
-async def test_purge_forgets_old_answers(
-    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
-) -> None:
-    old, new = _key(), _key()
-    await client.post(
-        "/payments", json={"reference": "P-7", "amount_fen": 1}, headers={"Idempotency-Key": old}
-    )
-    clock.advance(timedelta(days=2))
-    await client.post(
-        "/payments", json={"reference": "P-8", "amount_fen": 1}, headers={"Idempotency-Key": new}
-    )
-    async with make_sessionmaker(engine)() as session, session.begin():
-        purged = await purge_idempotency_records(
-            session, completed_before=clock.now() - timedelta(days=1)
-        )
-    assert purged >= 1
-    assert await count(engine, RECORDS, key=old) == 0
-    assert await count(engine, RECORDS, key=new) == 1
 
 
 def test_fingerprint_covers_method_path_and_body() -> None:
