@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,18 +292,25 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def _cpu_s_of_group(pgid: int) -> float:
-    total = 0.0
+def _processes() -> Iterator[list[str]]:
+    """The fields after the command name of each process's /proc stat line."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            yield (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+
+
+def _cpu_s(fields: list[str], *, children: bool = False) -> float:
+    """User + system CPU seconds (and, with ``children``, those of reaped children)."""
+    last = 15 if children else 13
+    return sum(int(f) for f in fields[11:last]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s_of_group(pgid: int) -> float:
+    return sum(_cpu_s(fields) for fields in _processes() if int(fields[2]) == pgid)
 
 
 def _postmaster_pid(data_directory: str) -> int:
@@ -330,18 +337,10 @@ class ClusterCpu:
         return cls(_postmaster_pid(data_directory))
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.postmaster:
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        own = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return _cpu_s(own, children=True) + sum(
+            _cpu_s(fields) for fields in _processes() if int(fields[1]) == self.postmaster
+        )
 
 
 def _profile(pid: int, out: str) -> subprocess.Popen[bytes]:
