@@ -28,7 +28,11 @@ ensure_uv() {
 python_env() {
   ensure_uv
   cd "$ROOT"
-  if [[ ${CI:-} == true ]]; then uv sync --frozen --all-packages --all-groups --quiet; else uv sync --all-packages --all-groups --quiet; fi
+  # Bytecode compiled once here: a machine that never writes .pyc files (this one sets
+  # PYTHONDONTWRITEBYTECODE) would otherwise compile every library at every process start,
+  # about 5 s of CPU for each service, worker and test subprocess instead of about 2 s.
+  local sync=(uv sync --all-packages --all-groups --quiet --compile-bytecode)
+  if [[ ${CI:-} == true ]]; then "${sync[@]}" --frozen; else "${sync[@]}"; fi
 }
 
 postgres_server() {
