@@ -105,3 +105,31 @@ async def test_a_driver_statement_runs_in_the_session_transaction(
         assert row["offset"] == 7
         await session.rollback()
     assert await _committed(stack, ce_id) == 0
+
+
+async def _backend_of(engine: AsyncEngine) -> int:
+    async with make_sessionmaker(engine)() as session:
+        driver = await driver_connection(session)
+        pid = int(await driver.fetchval("SELECT pg_backend_pid()"))
+        await session.rollback()
+    return pid
+
+
+@pytest.mark.parametrize("pre_ping", [False, True], ids=["no-ping", "ping"])
+async def test_a_connection_the_server_closed_is_not_handed_out_again(
+    stack: TestStack, pre_ping: bool
+) -> None:
+    # One pooled connection, its backend terminated as a restart or failover would.
+    engine = make_engine(stack.database_url("intake"), pool_size=1, pre_ping=pre_ping)
+    try:
+        first = await _backend_of(engine)
+        admin = await asyncpg.connect(stack.dsn("intake"))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await admin.close()
+        # The statements that bypass SQLAlchemy get a live connection, not the dead one.
+        for _ in range(3):
+            assert await _backend_of(engine) != first
+    finally:
+        await engine.dispose()

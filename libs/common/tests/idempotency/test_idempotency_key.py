@@ -443,6 +443,12 @@ async def test_held_rows_are_held_only_inside_the_block(engine: AsyncEngine) -> 
             await enqueue(session, ApplicationAccepted(application_id="held"), key=key, source="t")
         assert len(held) == 1
         assert await count_in(session, key) == 0  # not written: the holder writes it
+        event = ApplicationAccepted(application_id="nested")
+        with held_rows(session) as outer:
+            with held_rows(session) as inner:
+                await enqueue(session, event, key=key, source="t")
+            await enqueue(session, event, key=key, source="t")
+        assert (len(outer), len(inner)) == (1, 1)  # the outer block holds again after the inner
         await enqueue(session, ApplicationAccepted(application_id="direct"), key=key, source="t")
         assert await count_in(session, key) == 1
         await session.rollback()

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
@@ -17,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dibao.intake.v1.events_pb2 import ApplicationAccepted
-from dibao_common.messaging.consumer import ConsumerRunner
+from dibao_common.messaging.consumer import ConsumerRunner, is_infrastructure_error
 from dibao_common.messaging.dlq import StoredRecord
 from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.messaging.inbox import record_many, record_once
@@ -479,3 +480,13 @@ async def test_a_batch_handler_gets_each_runs_new_events_at_once(
     assert sum(effects.batches) == 60
     assert len(effects.batches) <= 6
     assert max(effects.batches) <= 25
+
+
+def test_a_closed_connection_is_an_outage_and_driver_misuse_is_not() -> None:
+    closed = asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed")
+    assert is_infrastructure_error(closed)
+    wrapped = RuntimeError("handler failed")
+    wrapped.__cause__ = closed
+    assert is_infrastructure_error(wrapped)
+    busy = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert not is_infrastructure_error(busy)

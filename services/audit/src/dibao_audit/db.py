@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from dibao_common.db import refuse_closed_connections
+
 
 def runtime_role(database_url: str, configured: str | None = None) -> str:
     """The role of migration 0002 for this database (``<database>_app``) unless configured."""
@@ -24,7 +26,7 @@ def make_runtime_engine(database_url: str, role: str, *, pool_size: int = 10) ->
     ``role`` itself (``DIBAO_AUDIT_RUNTIME_DATABASE_URL``, as the stack and the tests
     connect) or a plain member of it, never the owner or a superuser.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -33,3 +35,5 @@ def make_runtime_engine(database_url: str, role: str, *, pool_size: int = 10) ->
             "server_settings": {"timezone": "UTC", "application_name": "dibao-audit", "role": role}
         },
     )
+    refuse_closed_connections(engine)
+    return engine

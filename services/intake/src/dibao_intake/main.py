@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dibao_common.app import build_app
 from dibao_common.clock import Clock, SystemClock
-from dibao_common.db import make_sessionmaker
+from dibao_common.db import make_sessionmaker, refuse_closed_connections
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.relay import OutboxRelay
@@ -36,13 +36,15 @@ def make_intake_engine(url: str) -> AsyncEngine:
     a ping is a round trip each. Without it, a connection broken by a database restart
     fails the one request that finds it, and SQLAlchemy then discards the whole pool.
     """
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=20,
         max_overflow=10,
         pool_recycle=1800,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": "dibao-intake"}},
     )
+    refuse_closed_connections(engine)
+    return engine
 
 
 def build_runtime(

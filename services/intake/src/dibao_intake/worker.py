@@ -27,9 +27,7 @@ from dibao_intake.settings import IntakeSettings
 
 
 async def run(settings: IntakeSettings) -> None:
-    # No ping per checkout: a connection a database restart broke fails the event's run,
-    # which the consumer retries after a backoff like any outage.
-    engine = make_engine(settings.database_url, pool_size=2, pre_ping=False)
+    engine = make_engine(settings.database_url, pool_size=2)
     clock = SystemClock()
     consumer = ConsumerRunner(
         CONSUMER_NAME,

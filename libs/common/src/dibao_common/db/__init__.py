@@ -6,6 +6,7 @@ from dibao_common.db.engine import (
     driver_connection,
     make_engine,
     make_sessionmaker,
+    refuse_closed_connections,
     service_metadata,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "driver_connection",
     "make_engine",
     "make_sessionmaker",
+    "refuse_closed_connections",
     "service_metadata",
 ]

@@ -48,9 +48,9 @@ from dibao_common.observability import extract_trace, use_trace
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
-# A run's new events at once (in their order), for a handler that writes them together.
-BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awaitable[None]]
 """Applies one event inside the runner's transaction; never commits; raises to roll back."""
+BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awaitable[None]]
+"""Applies a run's new events at once (in their order), as :data:`Handler` does one."""
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
@@ -69,6 +69,10 @@ def is_infrastructure_error(exc: BaseException) -> bool:
             | asyncpg.CannotConnectNowError
             | asyncpg.TooManyConnectionsError,
         ):
+            return True
+        # The driver refusing a connection it knows is closed (asyncpg raises its generic
+        # InterfaceError for that, and for misuse, which is not an outage).
+        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -327,6 +331,13 @@ class ConsumerRunner:
             if self._batch_handler is not None and claimed:
                 # Which event failed the batch is unknown: all of them go one by one, each
                 # with all its attempts.
+                log.warning(
+                    "batch handler failed, the run is redone one event at a time",
+                    consumer=self.name,
+                    events=len(decoded),
+                    error=repr(exc),
+                )
+                metrics.CONSUMER_EVENTS.labels(self.name, "batch_redone").inc(len(decoded))
                 return _Together(committed=0, stop=len(decoded) - 1, attempted=False)
             return _Together(committed=0, stop=len(outcomes), attempted=attempted)
         each = (time.monotonic() - started) / len(outcomes)

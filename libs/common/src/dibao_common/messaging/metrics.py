@@ -38,7 +38,7 @@ OUTBOX_BATCH_SECONDS = Histogram(
 
 CONSUMER_EVENTS = Counter(
     "dibao_consumer_events_total",
-    "Consumed events by outcome: processed, duplicate, retried, dead_lettered",
+    "Consumed events by outcome: processed, duplicate, retried, dead_lettered, batch_redone",
     ["consumer", "outcome"],
 )
 CONSUMER_HANDLE_SECONDS = Histogram(

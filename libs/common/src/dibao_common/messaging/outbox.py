@@ -98,7 +98,7 @@ ORDER BY n
 
 def insert_sql(first: int = 1) -> str:
     """The outbox INSERT of rows given as nine column arrays, parameters ``$first`` on."""
-    return re.sub(r"\$(\d)", lambda m: f"${int(m[1]) + first - 1}", _INSERT)
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + first - 1}", _INSERT)
 
 
 OutboxRow = tuple[Any, ...]
@@ -114,13 +114,19 @@ def columns(rows: Sequence[OutboxRow]) -> list[list[Any]]:
 def held_rows(session: AsyncSession) -> Iterator[list[OutboxRow]]:
     """Rows enqueued in ``session`` inside the block are held in the yielded list instead
     of inserted: the caller inserts them (:func:`insert_sql`) with a statement of its own
-    before the transaction commits, one round trip fewer (the idempotent answer does)."""
+    before the transaction commits, one round trip fewer (the idempotent answer does).
+    Inside the block, the session must neither commit nor roll back to a savepoint: the
+    held rows would miss the commit, or outlive the work they announce."""
     held: list[OutboxRow] = []
+    outer = session.info.get(_HELD)
     session.info[_HELD] = held
     try:
         yield held
     finally:
-        session.info.pop(_HELD, None)
+        if outer is None:
+            session.info.pop(_HELD, None)
+        else:
+            session.info[_HELD] = outer
 
 
 async def _insert(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
