@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_common.db import refuse_closed_connections
+from dibao_common.db import make_engine
 
 
 def runtime_role(database_url: str, configured: str | None = None) -> str:
@@ -26,14 +26,9 @@ def make_runtime_engine(database_url: str, role: str, *, pool_size: int = 10) ->
     ``role`` itself (``DIBAO_AUDIT_RUNTIME_DATABASE_URL``, as the stack and the tests
     connect) or a plain member of it, never the owner or a superuser.
     """
-    engine = create_async_engine(
+    return make_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args={
-            "server_settings": {"timezone": "UTC", "application_name": "dibao-audit", "role": role}
-        },
+        application_name="dibao-audit",
+        server_settings={"role": role},
     )
-    refuse_closed_connections(engine)
-    return engine

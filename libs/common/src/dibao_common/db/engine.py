@@ -30,21 +30,38 @@ def service_metadata() -> MetaData:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    echo: bool = False,
+    pre_ping: bool = True,
+    pool_recycle: int = -1,
+    application_name: str = "dibao",
+    server_settings: Mapping[str, str] | None = None,
 ) -> AsyncEngine:
     """An asyncpg engine; timestamps are UTC on every connection.
 
     ``pre_ping`` checks each connection with a round trip as it is checked out (it also
     finds a connection a network partition left open); without it, connections the
     server closed are still refused at checkout (:func:`refuse_closed_connections`).
+    ``max_overflow`` defaults to ``pool_size``; ``server_settings`` add to the session
+    settings every connection starts with.
     """
     engine = create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
+        pool_recycle=pool_recycle,
         echo=echo,
-        connect_args={"server_settings": {"timezone": "UTC", "application_name": "dibao"}},
+        connect_args={
+            "server_settings": {
+                "timezone": "UTC",
+                "application_name": application_name,
+                **(server_settings or {}),
+            }
+        },
     )
     refuse_closed_connections(engine)
     return engine

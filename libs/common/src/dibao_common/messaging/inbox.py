@@ -29,11 +29,7 @@ async def record_once(
     True: first time, apply the effects in this transaction. False: already applied
     (a concurrent claim of the same event waits here until the other one commits).
     """
-    driver = await driver_connection(session)
-    claimed = await driver.fetchval(
-        _CLAIM, consumer, envelope.ce_id, envelope.ce_type, topic, partition, offset
-    )
-    return claimed is not None
+    return (await record_many(session, consumer, [(envelope, topic, partition, offset)]))[0]
 
 
 async def record_many(
@@ -61,16 +57,8 @@ async def record_many(
     return [position in first for position in range(1, len(events) + 1)]
 
 
-# Straight to asyncpg, in the session's transaction: the consumer's per-event statement.
-_CLAIM = """
-INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (consumer, ce_id) DO NOTHING
-RETURNING true
-"""
-
-
-# A fetch's events in one statement. Rows are inserted in the order given (ordinality), so
+# Straight to asyncpg, in the session's transaction: one statement for any number of
+# events (one, for record_once). Rows are inserted in the order given (ordinality), so
 # of two rows with the same ce_id the first is inserted and the second skipped.
 _CLAIM_MANY = """
 WITH e AS (
