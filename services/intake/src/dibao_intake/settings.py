@@ -25,8 +25,9 @@ _DEFAULT_MEDIA_TYPES = (
     "image/png",
     "image/tiff",
 )
+# The other services' topics: intake's own events enter the timeline as they are
+# published (ADR 0012).
 _TIMELINE_TOPICS = (
-    "dibao.intake.v1",
     "dibao.assessment.v1",
     "dibao.publicity.v1",
     "dibao.payments.v1",

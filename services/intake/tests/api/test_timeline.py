@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from dibao_common.messaging.envelope import topic_of
 from dibao_common.messaging.outbox import build_envelope
 from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.stack import TestStack
-from dibao_intake.testing import IntakeClient
+from dibao_intake.testing import IntakeClient, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -55,7 +56,7 @@ async def test_the_timeline_gathers_intake_assessment_and_audit_events(
     async def has(count: int) -> bool:
         return len(await _timeline(intake, application_id)) >= count
 
-    await eventually(lambda: has(2), what="intake's own events in the timeline")
+    assert await has(2), "intake's own events are in the timeline at once"
     await _publish(
         intake_stack,
         assessment.CaseOpened(
@@ -116,3 +117,38 @@ async def test_a_decided_application_can_no_longer_be_withdrawn(
     )
     assert response.status_code == 409
     assert response.json()["type"].endswith("/application-decided")
+
+
+async def test_intakes_own_events_are_in_the_timeline_when_the_request_returns(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """No consumer in between: each event intake publishes about an application enters its
+    timeline in the transaction that publishes it, under the event's own id."""
+    household = await intake.register()
+    accepted = await intake.submit(
+        await intake.complete_application_body(household), idempotency_key=str(uuid.uuid4())
+    )
+    application_id = accepted.json()["id"]
+    assert [e["summary"] for e in await _timeline(intake, application_id)] == [
+        "Application submitted",
+        "Application accepted",
+    ]
+    withdrawn = await intake.http.post(
+        f"/applications/{application_id}/withdrawal",
+        json={"reason": "moved away"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    entries = withdrawn.json()["timeline"]
+    assert [e["type"] for e in entries][-1] == "dibao.intake.ApplicationWithdrawn.v1"
+    assert entries[-1]["details"]["reason"] == "moved away"
+
+    body = await intake.complete_application_body(household)
+    body["document_ids"] = []
+    returned = (await intake.submit(body)).json()
+    [entry] = await _timeline(intake, returned["id"])
+    assert entry["type"] == "dibao.intake.ApplicationReturned.v1"
+    assert entry["summary"].startswith("Application returned")
+
+    published = await wait_for_events(intake_stack, "dibao.intake.v1", 3, subject=application_id)
+    assert [str(e.ce_id) for e in published] == [e["ce_id"] for e in entries]

@@ -36,3 +36,15 @@ def test_personal_data_keys_are_required(monkeypatch: pytest.MonkeyPatch) -> Non
         IntakeSettings(
             database_url="postgresql+asyncpg://x/y", kafka_bootstrap="k:1", **auth_settings_values()
         )
+
+
+def test_the_timeline_consumer_reads_the_other_services_topics_only() -> None:
+    """Intake's own events enter the timeline as they are published (ADR 0012)."""
+    settings = IntakeSettings(
+        database_url="postgresql+asyncpg://x/y",
+        kafka_bootstrap="k:1",
+        pii=pii_settings_for_tests(),
+        **auth_settings_values(),
+    )
+    assert "dibao.intake.v1" not in settings.intake_timeline_topics
+    assert {"dibao.assessment.v1", "dibao.audit.v1"} <= set(settings.intake_timeline_topics)

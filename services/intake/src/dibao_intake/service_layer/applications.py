@@ -249,20 +249,24 @@ async def submit_application(
         withdrawn_at=None,
         withdrawal_reason=None,
     )
+    ordered_documents = [documents[i] for i in command.document_ids]
+    # The events first (their outbox rows go in now, or with the idempotent answer), so
+    # that the write below carries their timeline entries: one statement for both.
+    outgoing = (
+        _submitted_events(runtime, caller, household, record, command, account, ordered_documents)
+        if accepted
+        else [_returned_event(runtime, caller, record, missing)]
+    )
+    timeline = await publish_many(session, runtime, caller, outgoing, write_timeline=False)
     await submission_repo.insert_submission(
         session,
         record,
         command.incomes,
         [(uuid7(), a) for a in command.assets],
         command.document_ids,
+        timeline,
+        recorded_at=now,
     )
-    ordered_documents = [documents[i] for i in command.document_ids]
-    if accepted:
-        await _publish_submitted(
-            session, runtime, caller, household, record, command, account, ordered_documents
-        )
-    else:
-        await _publish_returned(session, runtime, caller, record, missing)
     return ApplicationDetail(
         record=record,
         members={m.person_id: m for m in household.members},
@@ -279,8 +283,7 @@ def _name(runtime: Runtime, code: str) -> str:
     return division.name if division is not None else code
 
 
-async def _publish_submitted(
-    session: AsyncSession,
+def _submitted_events(
     runtime: Runtime,
     caller: Caller,
     household: HouseholdAggregate,
@@ -288,7 +291,7 @@ async def _publish_submitted(
     command: SubmitApplication,
     account: BankAccountRecord | None,
     documents: list[DocumentRecord],
-) -> None:
+) -> list[OutgoingEvent]:
     now = runtime.clock.now()
     submitted = ev.ApplicationSubmitted(
         household_id=str(record.household_id),
@@ -328,24 +331,15 @@ async def _publish_submitted(
         application_id=str(record.id),
         accepted_on=contracts.local_date(record.accepted_on or runtime.clock.today()),
     )
-    await publish_many(
-        session,
-        runtime,
-        caller,
-        [
-            OutgoingEvent(message, key=str(record.household_id), subject=str(record.id))
-            for message in (submitted, accepted)
-        ],
-    )
+    return [
+        OutgoingEvent(message, key=str(record.household_id), subject=str(record.id))
+        for message in (submitted, accepted)
+    ]
 
 
-async def _publish_returned(
-    session: AsyncSession,
-    runtime: Runtime,
-    caller: Caller,
-    record: ApplicationRecord,
-    missing: list[MissingItem],
-) -> None:
+def _returned_event(
+    runtime: Runtime, caller: Caller, record: ApplicationRecord, missing: list[MissingItem]
+) -> OutgoingEvent:
     returned = ev.ApplicationReturned(
         household_id=str(record.household_id),
         region=contracts.region(record.region_code),
@@ -354,9 +348,7 @@ async def _publish_returned(
         application_id=str(record.id),
         missing_items=[contracts.missing_item(m) for m in missing],
     )
-    await publish(
-        session, runtime, caller, returned, key=str(record.household_id), subject=str(record.id)
-    )
+    return OutgoingEvent(returned, key=str(record.household_id), subject=str(record.id))
 
 
 APPLICATION_FIELDS = (

@@ -1,12 +1,25 @@
-"""Events leave through the outbox only, in the request's transaction, with its ids."""
+"""Events leave through the outbox only, in the request's transaction, with its ids.
+
+An event about an application also enters that application's timeline in the same
+transaction (ADR 0012): the clerk who submits sees "Application submitted" in the answer
+to the next read, and intake does not read its own topic back to learn what it did.
+"""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
+from dibao_common.messaging.outbox import OutgoingEvent, enqueue_many
+from dibao_intake.adapters.records import TimelineRecord
+from dibao_intake.adapters.repositories import applications as repo
 from dibao_intake.service_layer.runtime import SOURCE, Caller, Runtime
+from dibao_intake.service_layer.timeline import entries_of
+
+TimelineEntries = list[tuple[uuid.UUID, TimelineRecord]]
 
 
 async def publish(
@@ -18,30 +31,35 @@ async def publish(
     key: str,
     subject: str | None = None,
 ) -> None:
-    """Add ``message`` to the outbox (key: the household id; subject: the record's id)."""
-    await enqueue(
-        session,
-        message,
-        key=key,
-        source=SOURCE,
-        subject=subject,
-        actor=caller.principal.subject,
-        correlation_id=caller.correlation_id,
-        traceparent=caller.traceparent,
-        time=runtime.clock.now(),
-    )
+    """Add ``message`` to the outbox (key: the household id; subject: the record's id),
+    and to its application's timeline when it is about one."""
+    await publish_many(session, runtime, caller, [OutgoingEvent(message, key=key, subject=subject)])
 
 
 async def publish_many(
-    session: AsyncSession, runtime: Runtime, caller: Caller, events: list[OutgoingEvent]
-) -> None:
-    """Several events of one change in one statement, in order."""
-    await enqueue_many(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    events: Sequence[OutgoingEvent],
+    *,
+    write_timeline: bool = True,
+) -> TimelineEntries:
+    """Several events of one change in one statement, in order, and their timeline entries
+    in one more. With ``write_timeline=False`` the entries are only returned: the caller
+    writes them with a statement of its own (a submission's write does), before the
+    transaction commits."""
+    now = runtime.clock.now()
+    envelopes = await enqueue_many(
         session,
         events,
         source=SOURCE,
         actor=caller.principal.subject,
         correlation_id=caller.correlation_id,
         traceparent=caller.traceparent,
-        time=runtime.clock.now(),
+        time=now,
     )
+    entries = entries_of([(e, event.message) for e, event in zip(envelopes, events, strict=True)])
+    if write_timeline and entries:
+        written = await repo.add_timeline_entries_if_known(session, entries, at=now)
+        assert written == len(entries), "an event of intake's about an unknown application"
+    return entries

@@ -1,8 +1,9 @@
 """Each application's timeline, built from every service's events about it.
 
-The consumer reads the event topics (intake's own and audit's today, assessment's,
-publicity's and payments' as those services publish) and keeps, per application, one
-entry per event: when, what, who, and a few non-personal details.
+Intake's own events enter it in the transaction that publishes them
+(:mod:`dibao_intake.service_layer.events`); the consumer reads the other services' topics
+(audit's today, assessment's, publicity's and payments' as those services publish). Each
+application keeps one entry per event: when, what, who, and a few non-personal details.
 """
 
 from __future__ import annotations
@@ -161,13 +162,19 @@ def _entry(envelope: Envelope, message: Message) -> tuple[uuid.UUID, TimelineRec
     )
 
 
+def entries_of(
+    events: Sequence[tuple[Envelope, Message]],
+) -> list[tuple[uuid.UUID, TimelineRecord]]:
+    """The timeline entries of those events that are about an application."""
+    return [entry for e, m in events if (entry := _entry(e, m)) is not None]
+
+
 def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
     """The consumer's handler for a fetch's new events: their timeline entries, those about
     applications intake knows, written with one statement."""
 
     async def handle(session: AsyncSession, events: Sequence[tuple[Envelope, Message]]) -> None:
-        entries = [entry for e, m in events if (entry := _entry(e, m)) is not None]
-        await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
+        await repo.add_timeline_entries_if_known(session, entries_of(events), at=clock.now())
 
     return handle
 

@@ -218,8 +218,8 @@ async def search_applications(
     ]
 
 
-_ADD_KNOWN = DriverStatement(
-    """
+# Timeline entries given as the column arrays of ``timeline_columns``, in their order.
+TIMELINE_INSERT = """
 INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_at, actor,
     summary, details, recorded_at)
 SELECT e.ce_id, e.application_id, e.ce_type, e.ce_source, e.occurred_at, e.actor, e.summary,
@@ -230,6 +230,11 @@ FROM unnest(
     CAST(:summaries AS text[]), CAST(:details AS text[])
 ) WITH ORDINALITY AS e(ce_id, application_id, ce_type, ce_source, occurred_at, actor, summary,
     details, position)
+"""
+
+_ADD_KNOWN = DriverStatement(
+    TIMELINE_INSERT  # noqa: S608 - constant fragments, values are parameters
+    + """
 WHERE EXISTS (SELECT 1 FROM application a WHERE a.id = e.application_id)
 ORDER BY e.position
 ON CONFLICT (ce_id) DO NOTHING
@@ -249,20 +254,26 @@ async def add_timeline_entries_if_known(
     if not entries:
         return 0
     status = await _ADD_KNOWN.execute(
-        await driver_connection(session),
-        {
-            "ce_ids": [e.ce_id for _, e in entries],
-            "application_ids": [application_id for application_id, _ in entries],
-            "ce_types": [e.ce_type for _, e in entries],
-            "ce_sources": [e.ce_source for _, e in entries],
-            "occurred_ats": [e.occurred_at for _, e in entries],
-            "actors": [e.actor for _, e in entries],
-            "summaries": [e.summary for _, e in entries],
-            "details": [json.dumps(e.details) for _, e in entries],
-            "recorded_at": at,
-        },
+        await driver_connection(session), timeline_columns(entries, at=at)
     )
     return int(status.rsplit(" ", 1)[1])
+
+
+def timeline_columns(
+    entries: Sequence[tuple[uuid.UUID, TimelineRecord]], *, at: datetime
+) -> dict[str, Any]:
+    """Entries as the column arrays (and ``recorded_at``) the timeline INSERTs take."""
+    return {
+        "ce_ids": [e.ce_id for _, e in entries],
+        "application_ids": [application_id for application_id, _ in entries],
+        "ce_types": [e.ce_type for _, e in entries],
+        "ce_sources": [e.ce_source for _, e in entries],
+        "occurred_ats": [e.occurred_at for _, e in entries],
+        "actors": [e.actor for _, e in entries],
+        "summaries": [e.summary for _, e in entries],
+        "details": [json.dumps(e.details) for _, e in entries],
+        "recorded_at": at,
+    }
 
 
 async def add_timeline_entry_if_known(

@@ -27,7 +27,9 @@ from dibao_intake.adapters.records import (
     HouseholdAggregate,
     HouseholdRecord,
     MemberRecord,
+    TimelineRecord,
 )
+from dibao_intake.adapters.repositories.applications import TIMELINE_INSERT, timeline_columns
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -252,7 +254,8 @@ async def load_submission_context(
 
 _WRITE = DriverStatement(
     """
-WITH a AS (
+WITH a AS ("""  # noqa: S608 - constant fragments, values are parameters
+    + """
     INSERT INTO application (
         id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
         reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
@@ -285,6 +288,9 @@ WITH a AS (
         CAST(:asset_value AS bigint[]), CAST(:asset_quantity AS integer[]),
         CAST(:asset_area AS integer[]), CAST(:asset_description AS text[])
     ) AS x(asset_id, person_id, kind, value_fen, quantity, floor_area_m2, description)
+), t AS ("""
+    + TIMELINE_INSERT
+    + """    ORDER BY e.position
 )
 INSERT INTO application_document (application_id, document_id)
 SELECT :id, unnest(CAST(:document_ids AS uuid[]))
@@ -298,8 +304,12 @@ async def insert_submission(
     incomes: Sequence[IncomeDeclaration],
     assets: Sequence[tuple[uuid.UUID, AssetDeclaration]],
     document_ids: Sequence[uuid.UUID],
+    timeline: Sequence[tuple[uuid.UUID, TimelineRecord]],
+    *,
+    recorded_at: datetime,
 ) -> None:
-    """The application with its declarations and documents, in one round trip."""
+    """The application with its declarations, documents and the timeline entries of the
+    events announcing it, in one round trip."""
     await _WRITE.execute(
         await driver_connection(session),
         {
@@ -338,5 +348,6 @@ async def insert_submission(
             "asset_area": [a.floor_area_m2 for _, a in assets],
             "asset_description": [a.description for _, a in assets],
             "document_ids": list(document_ids),
+            **timeline_columns(timeline, at=recorded_at),
         },
     )
