@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Request
@@ -47,8 +47,15 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from dibao_common.db import driver_connection
-from dibao_common.errors import BadRequest, Conflict, UnprocessableEntity
-from dibao_common.messaging.outbox import OutboxRow, columns, held_rows, insert_sql
+from dibao_common.db.held import HeldWrite, held_writes, one_statement
+from dibao_common.errors import BadRequest, Conflict, ProblemError, UnprocessableEntity
+from dibao_common.messaging.outbox import (
+    OutboxRow,
+    columns,
+    held_insert,
+    held_rows,
+    insert_sql,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -203,23 +210,102 @@ class IdempotentRequest:
         await self._complete(driver, scope, claimed_at, response, events)
         return response
 
+    async def respond_in_one_statement(self, session: AsyncSession, handle: Handler) -> Response:
+        """Like :meth:`respond`, for a ``session`` outside any transaction (autocommit)
+        whose work holds its writes (``dibao_common.db.held``, ADR 0013): the stored
+        answer is looked up, the work runs (reads as they come, writes and events held),
+        and its writes, its events and the answer go in as one statement, atomically.
+
+        The answer is a plain INSERT: when a concurrent request with the key stored its
+        answer first, the statement fails on the key and nothing of this one is written;
+        that request's answer is returned instead. Without a transaction there is no lock
+        to hold, so a concurrent duplicate is not refused up front: it runs, and loses.
+        """
+        scope = self.scope
+        claimed_at = self._config.now()
+        driver = await driver_connection(session)
+        if driver.is_in_transaction():
+            raise RuntimeError("respond_in_one_statement needs a session in autocommit")
+        stored = await self._lookup(driver, scope)
+        if stored is not None:
+            return stored.response()
+        try:
+            with held_rows(session) as events, held_writes(session) as writes:
+                response = await handle()
+        except ProblemError:
+            # A duplicate whose twin committed while it ran may now break a rule the
+            # twin's writes set up (say, one open application): the twin's answer is
+            # the one for this key, not the problem.
+            stored = await self._lookup(driver, scope)
+            if stored is not None:
+                return stored.response()
+            raise
+        if events:
+            writes.append(held_insert(events))
+        answer = HeldWrite(_INSERT_ANSWER, self._answer(scope, claimed_at, response))
+        sql, args = one_statement(writes, answer)
+        try:
+            await driver.execute(sql, *args)
+        except asyncpg.UniqueViolationError as error:
+            if error.table_name != "idempotency_record":
+                raise
+            stored = await self._lookup(driver, scope)
+            if stored is None:
+                raise _in_flight() from None
+            return stored.response()
+        return response
+
+    def _answer(self, scope: str, claimed_at: datetime, response: Response) -> tuple[Any, ...]:
+        """The values of a completed record (``_COMPLETE``'s and ``_INSERT_ANSWER``'s)."""
+        body = getattr(response, "body", None)
+        if not isinstance(body, bytes):
+            raise TypeError("an idempotent route must answer with a complete Response")
+        headers = {k: v for k, v in response.headers.items() if k.lower() in STORED_HEADERS}
+        return (
+            scope,
+            self.key,
+            self.fingerprint,
+            uuid.uuid4(),
+            claimed_at,
+            self._config.now(),
+            response.status_code,
+            json.dumps(headers),
+            body,
+        )
+
+    async def _lookup(self, driver: asyncpg.Connection, scope: str) -> _Stored | None:
+        """The key's stored answer, if any, without a lock (the one-statement path)."""
+        row = await driver.fetchrow(_LOOKUP, scope, self.key)
+        if row is None:
+            return None
+        stored = self._stored(row)
+        if stored is None:
+            # A claim row of a release before ADR 0010 (or one a transaction holds).
+            raise _in_flight()
+        return stored
+
+    def _stored(self, row: asyncpg.Record) -> _Stored | None:
+        """The answer of a record of this key; 422 when it was another request's."""
+        if row["fingerprint"] != self.fingerprint:
+            raise UnprocessableEntity(
+                f"This {IDEMPOTENCY_HEADER} was used with another request",
+                type_slug="idempotency-key-reused",
+                title="Idempotency key reused",
+            )
+        if row["state"] != "completed":
+            return None
+        return _Stored(
+            row["response_status"], json.loads(row["response_headers"]), bytes(row["response_body"])
+        )
+
     async def _claim(self, driver: asyncpg.Connection, scope: str) -> _Stored | None:
         """Lock the key for this transaction and read its stored answer, if any."""
         row = await driver.fetchrow(_CLAIM, scope, self.key, lock_id(scope, self.key))
         assert row is not None  # one row, joined or not
         if row["fingerprint"] is not None:
-            if row["fingerprint"] != self.fingerprint:
-                raise UnprocessableEntity(
-                    f"This {IDEMPOTENCY_HEADER} was used with another request",
-                    type_slug="idempotency-key-reused",
-                    title="Idempotency key reused",
-                )
-            if row["state"] == "completed":
-                return _Stored(
-                    row["response_status"],
-                    json.loads(row["response_headers"]),
-                    bytes(row["response_body"]),
-                )
+            stored = self._stored(row)
+            if stored is not None:
+                return stored
         # No answer yet (or the claim row of a release before ADR 0010, whose holder is
         # gone once the lock is free): ours to run, unless another transaction holds it.
         if not row["free"]:
@@ -234,21 +320,9 @@ class IdempotentRequest:
         response: Response,
         events: list[OutboxRow],
     ) -> None:
-        body = getattr(response, "body", None)
-        if not isinstance(body, bytes):
-            raise TypeError("an idempotent route must answer with a complete Response")
-        headers = {k: v for k, v in response.headers.items() if k.lower() in STORED_HEADERS}
         stored = await driver.fetchval(
             _COMPLETE_WITH_EVENTS if events else _COMPLETE,
-            scope,
-            self.key,
-            self.fingerprint,
-            uuid.uuid4(),
-            claimed_at,
-            self._config.now(),
-            response.status_code,
-            json.dumps(headers),
-            body,
+            *self._answer(scope, claimed_at, response),
             *(columns(events) if events else []),
         )
         if stored is None:
@@ -264,10 +338,18 @@ SELECT pg_try_advisory_xact_lock($3::bigint) AS free, r.fingerprint, r.state,
 FROM (SELECT) AS one
 LEFT JOIN idempotency_record r ON r.scope = $1 AND r.key = $2
 """
-_COMPLETE = """
+_LOOKUP = """
+SELECT r.fingerprint, r.state, r.response_status, r.response_headers::text AS response_headers,
+    r.response_body
+FROM idempotency_record r WHERE r.scope = $1 AND r.key = $2
+"""
+_INSERT_ANSWER = """
 INSERT INTO idempotency_record AS r (scope, key, fingerprint, state, claim_token, claimed_at,
     completed_at, response_status, response_headers, response_body)
-VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8::jsonb, $9)
+VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8::jsonb, $9)"""
+_COMPLETE = (
+    _INSERT_ANSWER
+    + """
 ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
     state = excluded.state, claim_token = excluded.claim_token,
     claimed_at = excluded.claimed_at, completed_at = excluded.completed_at,
@@ -276,6 +358,7 @@ ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
 WHERE r.state = 'in_flight'
 RETURNING true
 """
+)
 # The answer and the events the work enqueued (parameters 10-18), in one statement: the
 # outbox insert runs as a data-modifying CTE whether or not the answer is stored (when it
 # is not, the request fails and its transaction rolls back with both).

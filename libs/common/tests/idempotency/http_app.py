@@ -24,7 +24,8 @@ from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings, CurrentPrincipal
 from dibao_common.bank import BankSettings, BankWebhook, respond_to_bank
 from dibao_common.clock import FrozenClock
-from dibao_common.db import make_sessionmaker
+from dibao_common.db import DriverStatement, make_autocommit_sessionmaker, make_sessionmaker
+from dibao_common.db.held import write
 from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import Idempotent, IdempotentRequest
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue_many
@@ -197,6 +198,42 @@ async def create_form_payment(
     return await idempotency.respond(session, handle)
 
 
+_EFFECT = DriverStatement(
+    "INSERT INTO kit_http_test.effect (reference, amount_fen, who) VALUES (:r, :a, :w)"
+)
+_BROKEN = DriverStatement(
+    "INSERT INTO kit_http_test.effect (reference, amount_fen, who) VALUES (:r, NULL, 'broken')"
+)
+
+
+@router.post("/one-statement/payments", status_code=201, responses=problem_responses(409, 422))
+async def create_payment_in_one_statement(
+    request: Request, body: PaymentIn, idempotency: Idempotent
+) -> Response:
+    """The same effect and events, its writes held and sent with the answer (ADR 0013)."""
+    async with make_autocommit_sessionmaker(request.app.state.engine)() as session:
+
+        async def handle() -> Response:
+            request.app.state.inside += 1
+            gate: asyncio.Event | None = request.app.state.gate
+            if gate is not None:
+                await gate.wait()
+            params = {"r": body.reference, "a": body.amount_fen, "w": "one-statement"}
+            await write(session, (_EFFECT, params))
+            await enqueue_many(
+                session,
+                [OutgoingEvent(ApplicationAccepted(application_id=body.reference), key="k")],
+                source="test",
+            )
+            if body.fail_with == "conflict":
+                raise Conflict("the payment is already settled", type_slug="payment-settled")
+            if body.fail_with == "broken-write":
+                await write(session, (_BROKEN, params))
+            return JSONResponse({"reference": body.reference}, status_code=201)
+
+        return await idempotency.respond_in_one_statement(session, handle)
+
+
 def http_app(
     stack: TestStack, clock: FrozenClock, *, auth: AuthSettings, bank: BankSettings
 ) -> FastAPI:
@@ -216,6 +253,7 @@ def http_app(
     )
     app.state.gate = None
     app.state.entered = asyncio.Event()
+    app.state.inside = 0
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -123,6 +124,31 @@ async def test_a_retried_submission_creates_nothing_twice(
     assert reused.status_code == 422
     assert reused.json()["type"].endswith("/idempotency-key-reused")
     found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=first.json()["id"])
+    assert [e.ce_type for e in found].count(SUBMITTED) == 1
+
+
+async def test_simultaneous_duplicates_create_one_application(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A submission's writes go as one statement with its answer (ADR 0013): duplicates
+    sent at once may all run, but one statement stands and every one answers with it."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    key = str(uuid.uuid4())
+    before = await row_counts(intake_engine)
+    answers = await asyncio.gather(*(intake.submit(body, idempotency_key=key) for _ in range(4)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    after = await row_counts(intake_engine)
+    assert after["application"] == before["application"] + 1
+    application_id = answers[0].json()["id"]
+    read = await intake.http.get(f"/applications/{application_id}", headers=intake.headers())
+    assert read.status_code == 200, read.text
+    assert [e["summary"] for e in read.json()["timeline"]] == [
+        "Application submitted",
+        "Application accepted",
+    ]
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=application_id)
     assert [e.ce_type for e in found].count(SUBMITTED) == 1
 
 

@@ -89,6 +89,12 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def make_autocommit_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``'s pool that never BEGIN: each statement commits on its own.
+    For requests whose writes go as one statement (``dibao_common.db.held``, ADR 0013)."""
+    return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under ``session``, inside the session's transaction: for
     the hot statements of the kit and the services, which skip SQLAlchemy's statement

@@ -7,7 +7,6 @@ outbox rows with it, and :class:`~dibao_common.messaging.relay.OutboxRelay` publ
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from dibao_common.db.engine import driver_connection
+from dibao_common.db.held import HeldWrite, renumber
 from dibao_common.messaging.envelope import Envelope, ce_type_of, now_utc, topic_of
 from dibao_common.observability import current_correlation_id, current_traceparent
 
@@ -98,7 +98,7 @@ ORDER BY n
 
 def insert_sql(first: int = 1) -> str:
     """The outbox INSERT of rows given as nine column arrays, parameters ``$first`` on."""
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + first - 1}", _INSERT)
+    return renumber(_INSERT, first - 1)
 
 
 OutboxRow = tuple[Any, ...]
@@ -108,6 +108,11 @@ _HELD = "dibao.outbox.held"
 def columns(rows: Sequence[OutboxRow]) -> list[list[Any]]:
     """Rows as the nine column arrays :func:`insert_sql` takes."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+def held_insert(rows: Sequence[OutboxRow]) -> HeldWrite:
+    """The INSERT of held ``rows``, to send with other writes (``dibao_common.db.held``)."""
+    return HeldWrite(_INSERT, tuple(columns(rows)))
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from dibao_intake.api.deps import (
     Idempotency,
     Reader,
     RuntimeDep,
+    in_one_statement,
     in_transaction,
     json_response,
     problems,
@@ -107,7 +108,7 @@ async def submit_application(
             {"Location": f"/applications/{detail.record.id}"},
         )
 
-    return await in_transaction(request, work, idempotency)
+    return await in_one_statement(request, work, idempotency)
 
 
 @router.get(

@@ -155,7 +155,7 @@ async def _account_for(
             ]
         )
     account, cipher = new_bank_account(runtime, household.household.id, given, holder)
-    await household_repo.insert_bank_account(session, account, number_cipher=cipher)
+    await household_repo.insert_first_bank_account(session, account, number_cipher=cipher)
     return account
 
 

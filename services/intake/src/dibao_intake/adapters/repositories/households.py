@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dibao_common.db import DriverStatement
+from dibao_common.db.held import write
 from dibao_intake.adapters.records import (
     BankAccountRecord,
     ChangeRecord,
@@ -352,6 +354,46 @@ async def load_aggregate(
     account = await current_bank_account(session, household_id)
     changes = await load_changes(session, household_id) if with_changes else []
     return HouseholdAggregate(household, tuple(members), account, tuple(changes))
+
+
+_INSERT_FIRST_ACCOUNT = DriverStatement(
+    """
+INSERT INTO bank_account (id, household_id, number_cipher, number_hash, masked_number,
+    bank_code, bank_name, holder_name, holder_person_id, custody_agreement,
+    custody_document_id, custodian_subject, created_at, superseded_at)
+VALUES (:id, :household_id, :number_cipher, :number_hash, :masked_number, :bank_code,
+    :bank_name, :holder_name, :holder_person_id, :custody_agreement, :custody_document_id,
+    :custodian_subject, :created_at, NULL)
+"""
+)
+
+
+async def insert_first_bank_account(
+    session: AsyncSession, account: BankAccountRecord, *, number_cipher: bytes
+) -> None:
+    """The account of a household that has none (a second current one fails the unique
+    index); held with the request's other writes when they are (``db.held``)."""
+    await write(
+        session,
+        (
+            _INSERT_FIRST_ACCOUNT,
+            {
+                "id": account.id,
+                "household_id": account.household_id,
+                "number_cipher": number_cipher,
+                "number_hash": account.number_hash,
+                "masked_number": account.masked_number,
+                "bank_code": account.bank_code,
+                "bank_name": account.bank_name,
+                "holder_name": account.holder_name,
+                "holder_person_id": account.holder_person_id,
+                "custody_agreement": account.custody_agreement,
+                "custody_document_id": account.custody_document_id,
+                "custodian_subject": account.custodian_subject,
+                "created_at": account.created_at,
+            },
+        ),
+    )
 
 
 async def insert_bank_account(

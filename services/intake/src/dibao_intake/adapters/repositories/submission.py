@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_common.db import DriverStatement, driver_connection
+from dibao_common.db.held import write
 from dibao_intake.adapters.records import (
     ApplicationRecord,
     BankAccountRecord,
@@ -252,50 +253,57 @@ async def load_submission_context(
     )
 
 
-_WRITE = DriverStatement(
+# The application with its declarations, documents and timeline entries: five INSERTs
+# sent as one statement (``dibao_common.db.held.write``), or held for the request's last.
+_APPLICATION = DriverStatement(
     """
-WITH a AS ("""  # noqa: S608 - constant fragments, values are parameters
-    + """
-    INSERT INTO application (
-        id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
-        reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
-        staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
-        submitted_by, accepted_on, withdrawn_at, withdrawal_reason
-    ) VALUES (
-        :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
-        :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
-        :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
-        CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL
-    )
-), i AS (
-    INSERT INTO application_income (
-        application_id, person_id, wage_fen, operating_fen, property_fen, transfer_fen,
-        other_fen, period_months, note
-    )
-    SELECT :id, * FROM unnest(
-        CAST(:income_person AS uuid[]), CAST(:income_wage AS bigint[]),
-        CAST(:income_operating AS bigint[]), CAST(:income_property AS bigint[]),
-        CAST(:income_transfer AS bigint[]), CAST(:income_other AS bigint[]),
-        CAST(:income_period AS smallint[]), CAST(:income_note AS text[])
-    )
-), s AS (
-    INSERT INTO application_asset (
-        id, application_id, person_id, kind, value_fen, quantity, floor_area_m2, description
-    )
-    SELECT asset_id, :id, person_id, kind, value_fen, quantity, floor_area_m2, description
-    FROM unnest(
-        CAST(:asset_id AS uuid[]), CAST(:asset_person AS uuid[]), CAST(:asset_kind AS text[]),
-        CAST(:asset_value AS bigint[]), CAST(:asset_quantity AS integer[]),
-        CAST(:asset_area AS integer[]), CAST(:asset_description AS text[])
-    ) AS x(asset_id, person_id, kind, value_fen, quantity, floor_area_m2, description)
-), t AS ("""
-    + TIMELINE_INSERT
-    + """    ORDER BY e.position
+INSERT INTO application (
+    id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
+    reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
+    staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
+    submitted_by, accepted_on, withdrawn_at, withdrawal_reason
+) VALUES (
+    :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
+    :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
+    :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
+    CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL
 )
+"""
+)
+_INCOMES = DriverStatement(
+    """
+INSERT INTO application_income (
+    application_id, person_id, wage_fen, operating_fen, property_fen, transfer_fen,
+    other_fen, period_months, note
+)
+SELECT :id, * FROM unnest(
+    CAST(:income_person AS uuid[]), CAST(:income_wage AS bigint[]),
+    CAST(:income_operating AS bigint[]), CAST(:income_property AS bigint[]),
+    CAST(:income_transfer AS bigint[]), CAST(:income_other AS bigint[]),
+    CAST(:income_period AS smallint[]), CAST(:income_note AS text[])
+)
+"""
+)
+_ASSETS = DriverStatement(
+    """
+INSERT INTO application_asset (
+    id, application_id, person_id, kind, value_fen, quantity, floor_area_m2, description
+)
+SELECT asset_id, :id, person_id, kind, value_fen, quantity, floor_area_m2, description
+FROM unnest(
+    CAST(:asset_id AS uuid[]), CAST(:asset_person AS uuid[]), CAST(:asset_kind AS text[]),
+    CAST(:asset_value AS bigint[]), CAST(:asset_quantity AS integer[]),
+    CAST(:asset_area AS integer[]), CAST(:asset_description AS text[])
+) AS x(asset_id, person_id, kind, value_fen, quantity, floor_area_m2, description)
+"""
+)
+_DOCUMENTS = DriverStatement(
+    """
 INSERT INTO application_document (application_id, document_id)
 SELECT :id, unnest(CAST(:document_ids AS uuid[]))
 """
 )
+_TIMELINE = DriverStatement(TIMELINE_INSERT + "ORDER BY e.position\n")
 
 
 async def insert_submission(
@@ -309,45 +317,50 @@ async def insert_submission(
     recorded_at: datetime,
 ) -> None:
     """The application with its declarations, documents and the timeline entries of the
-    events announcing it, in one round trip."""
-    await _WRITE.execute(
-        await driver_connection(session),
-        {
-            "id": record.id,
-            "household_id": record.household_id,
-            "region_code": record.region_code,
-            "kind": record.kind.value,
-            "channel": record.channel.value,
-            "status": record.status.value,
-            "applicant_person_id": record.applicant_person_id,
-            "statement": record.statement,
-            "reason": record.reason,
-            "requested_amount_fen": record.requested_amount_fen,
-            "individual_inclusion_person_id": record.individual_inclusion_person_id,
-            "bank_account_id": record.bank_account_id,
-            "staff_related": record.staff_related,
-            "staff_relation_note": record.staff_relation_note,
-            "assigned_caseworker": record.assigned_caseworker,
-            "missing_items": json.dumps(record.missing_items),
-            "submitted_at": record.submitted_at,
-            "submitted_by": record.submitted_by,
-            "accepted_on": record.accepted_on,
-            "income_person": [i.person_id for i in incomes],
-            "income_wage": [i.wage_fen for i in incomes],
-            "income_operating": [i.operating_fen for i in incomes],
-            "income_property": [i.property_fen for i in incomes],
-            "income_transfer": [i.transfer_fen for i in incomes],
-            "income_other": [i.other_fen for i in incomes],
-            "income_period": [i.period_months for i in incomes],
-            "income_note": [i.note for i in incomes],
-            "asset_id": [asset_id for asset_id, _ in assets],
-            "asset_person": [a.person_id for _, a in assets],
-            "asset_kind": [a.kind.value for _, a in assets],
-            "asset_value": [a.value_fen for _, a in assets],
-            "asset_quantity": [a.quantity for _, a in assets],
-            "asset_area": [a.floor_area_m2 for _, a in assets],
-            "asset_description": [a.description for _, a in assets],
-            "document_ids": list(document_ids),
-            **timeline_columns(timeline, at=recorded_at),
-        },
+    events announcing it: one statement, or held for the request's last (ADR 0013)."""
+    params = {
+        "id": record.id,
+        "household_id": record.household_id,
+        "region_code": record.region_code,
+        "kind": record.kind.value,
+        "channel": record.channel.value,
+        "status": record.status.value,
+        "applicant_person_id": record.applicant_person_id,
+        "statement": record.statement,
+        "reason": record.reason,
+        "requested_amount_fen": record.requested_amount_fen,
+        "individual_inclusion_person_id": record.individual_inclusion_person_id,
+        "bank_account_id": record.bank_account_id,
+        "staff_related": record.staff_related,
+        "staff_relation_note": record.staff_relation_note,
+        "assigned_caseworker": record.assigned_caseworker,
+        "missing_items": json.dumps(record.missing_items),
+        "submitted_at": record.submitted_at,
+        "submitted_by": record.submitted_by,
+        "accepted_on": record.accepted_on,
+        "income_person": [i.person_id for i in incomes],
+        "income_wage": [i.wage_fen for i in incomes],
+        "income_operating": [i.operating_fen for i in incomes],
+        "income_property": [i.property_fen for i in incomes],
+        "income_transfer": [i.transfer_fen for i in incomes],
+        "income_other": [i.other_fen for i in incomes],
+        "income_period": [i.period_months for i in incomes],
+        "income_note": [i.note for i in incomes],
+        "asset_id": [asset_id for asset_id, _ in assets],
+        "asset_person": [a.person_id for _, a in assets],
+        "asset_kind": [a.kind.value for _, a in assets],
+        "asset_value": [a.value_fen for _, a in assets],
+        "asset_quantity": [a.quantity for _, a in assets],
+        "asset_area": [a.floor_area_m2 for _, a in assets],
+        "asset_description": [a.description for _, a in assets],
+        "document_ids": list(document_ids),
+        **timeline_columns(timeline, at=recorded_at),
+    }
+    present = (
+        (_APPLICATION, True),
+        (_INCOMES, bool(incomes)),
+        (_ASSETS, bool(assets)),
+        (_DOCUMENTS, bool(document_ids)),
+        (_TIMELINE, bool(timeline)),
     )
+    await write(session, *((statement, params) for statement, given in present if given))

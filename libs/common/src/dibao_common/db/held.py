@@ -1,0 +1,109 @@
+"""Writes held back and sent as one statement: a request in a single round trip of writes.
+
+A request that reads, decides and then writes usually pays for BEGIN, each write and
+COMMIT as round trips of their own. When its writes need no answer from the database
+(ids are made in Python, UUIDv7), they can instead be held while it runs and sent at the
+end as the data-modifying CTEs of one statement: PostgreSQL runs a single statement
+atomically, all of it or none of it, so no transaction block is needed around it
+(ADR 0013). The reads before it run on their own, in autocommit, as they would under
+READ COMMITTED inside a transaction.
+
+    with held_writes(session) as writes:
+        ...                                   # reads, rules, then:
+        await write(session, (INSERT_A, params), (INSERT_B, params))
+    sql, args = one_statement(writes)
+    await driver.execute(sql, *args)
+
+Each held statement is one INSERT, UPDATE or DELETE without a WITH of its own (PostgreSQL
+allows data-modifying CTEs at the top level only). All of them see the database as it was
+before the statement: none sees another's rows, so two must not touch the same row;
+foreign keys are checked at the end, so a child may reference a parent written beside it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dibao_common.db.engine import DriverStatement, driver_connection
+
+_HELD = "dibao.db.held_writes"
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldWrite:
+    """One data-modifying statement (parameters ``$1`` on, no WITH) and its values."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+
+def renumber(sql: str, offset: int) -> str:
+    """``sql`` with its parameters ``$n`` numbered from ``offset + 1`` (the statements here
+    are the code's own constants: no literal or dollar quote holds a ``$n``)."""
+    if offset == 0:
+        return sql
+    return _PARAMETER.sub(lambda m: f"${int(m[1]) + offset}", sql)
+
+
+@contextmanager
+def held_writes(session: AsyncSession) -> Iterator[list[HeldWrite]]:
+    """Statements passed to :func:`write` inside the block are held in the yielded list
+    instead of sent; the caller sends them with :func:`one_statement`."""
+    held: list[HeldWrite] = []
+    outer = session.info.get(_HELD)
+    session.info[_HELD] = held
+    try:
+        yield held
+    finally:
+        if outer is None:
+            session.info.pop(_HELD, None)
+        else:
+            session.info[_HELD] = outer
+
+
+def holding(session: AsyncSession) -> bool:
+    """Whether ``session``'s writes are being held."""
+    return session.info.get(_HELD) is not None
+
+
+async def write(
+    session: AsyncSession, *statements: tuple[DriverStatement, Mapping[str, Any]]
+) -> None:
+    """Write ``statements``: held when the session holds its writes, otherwise sent now as
+    one statement (one round trip however many) in the session's transaction."""
+    writes = [HeldWrite(s.sql, tuple(s.args(params))) for s, params in statements]
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.extend(writes)
+        return
+    if writes:
+        sql, args = one_statement(writes)
+        await (await driver_connection(session)).execute(sql, *args)
+
+
+def one_statement(
+    writes: Sequence[HeldWrite], last: HeldWrite | None = None
+) -> tuple[str, list[Any]]:
+    """``writes`` as the CTEs of one statement whose own body is ``last`` (by default the
+    last of ``writes``), with its parameters numbered through: the SQL and its values."""
+    if last is None:
+        if not writes:
+            raise ValueError("nothing to write")
+        *writes, last = writes
+    parts: list[str] = []
+    args: list[Any] = []
+    for index, held in enumerate(writes):
+        parts.append(f"w{index} AS (\n{renumber(held.sql, len(args))}\n)")
+        args.extend(held.args)
+    body = renumber(last.sql, len(args))
+    args.extend(last.args)
+    if not parts:
+        return body, args
+    return "WITH " + ",\n".join(parts) + "\n" + body, args
