@@ -10,6 +10,10 @@ may retry at once; no lease, no release. Later requests with the key get the sto
 status, headers and body back (``Idempotent-Replayed: true``); with another body (a
 different sha256 of method, path and body) they get 422.
 
+A route whose writes can all go as one statement uses ``respond_in_one_statement``
+instead (ADR 0013): no transaction and no lock; the writes, the events and the answer go
+in together, and a simultaneous duplicate that loses answers the winner's answer.
+
 A form body (``multipart/form-data``, ``application/x-www-form-urlencoded``) is
 fingerprinted by what it holds rather than by its bytes: its fields in order, and each
 file's field name, file name, media type and sha256. FastAPI parses a form before it

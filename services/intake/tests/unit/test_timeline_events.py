@@ -72,3 +72,38 @@ def test_enums_dates_and_money_read_plainly() -> None:
         application_id=str(APPLICATION), accepted_on=common.LocalDate(year=2026, month=3, day=2)
     )
     assert _describe(accepted)[1] == {"accepted_on": "2026-03-02"}
+
+
+def test_a_full_submission_shows_only_its_plain_fields() -> None:
+    """The snapshot, the declarations and the free text are left out; repeated, message
+    and scalar fields that may be shown are kept as they were."""
+    submitted = intake.ApplicationSubmitted(
+        household_id="h",
+        application_id=str(APPLICATION),
+        kind=enums.APPLICATION_KIND_DIBAO,
+        applicant_person_id="p-1",
+        household=intake_types.HouseholdSnapshot(household_id="h"),
+        incomes=[intake_types.DeclaredIncome(person_id="p-1")],
+        documents=[common.DocumentRef(document_id="d-1")],
+        staff_related=True,
+        staff_relation_note="x is y",
+        assigned_caseworker="cw-1",
+        statement="private story",
+        requested_amount=common.Money(fen=100),
+    )
+    assert _describe(submitted) == (
+        "Application submitted",
+        {
+            "kind": "dibao",
+            "applicant_person_id": "p-1",
+            "staff_related": True,
+            "assigned_caseworker": "cw-1",
+            "requested_amount_fen": 100,
+        },
+    )
+    returned = intake.ApplicationReturned(
+        application_id=str(APPLICATION),
+        actor=common.Actor(subject="clerk"),
+        missing_items=[intake_types.MissingItem(description=d) for d in ("a", "b")],
+    )
+    assert _describe(returned)[1] == {"missing_items": ["a", "b"]}

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -110,15 +111,25 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
 
 
 def _without_skipped(message: Message) -> Message:
-    """A copy without the fields a timeline never shows: converting an application's
-    household snapshot to a dict, only to drop it, was most of a timeline entry's cost."""
-    present = {field.name for field, _ in message.ListFields()}
-    if present.isdisjoint(_SKIPPED):
+    """A copy of the fields a timeline may show: converting an application's household
+    snapshot to a dict, only to drop it, was most of a timeline entry's cost (and copying
+    it, to clear it from the copy, the most of what remained)."""
+    present = message.ListFields()
+    if all(field.name not in _SKIPPED for field, _ in present):
         return message
     slim = type(message)()
-    slim.CopyFrom(message)
-    for name in present & _SKIPPED:
-        slim.ClearField(name)
+    for field, value in present:
+        if field.name in _SKIPPED:
+            continue
+        target = getattr(slim, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            target.update(value)
+        elif field.label == FieldDescriptor.LABEL_REPEATED:
+            target.extend(value)
+        elif field.message_type is not None:
+            target.CopyFrom(value)
+        else:
+            setattr(slim, field.name, value)
     return slim
 
 
