@@ -216,30 +216,29 @@ class IdempotentRequest:
 
     async def respond_in_one_statement(self, session: AsyncSession, handle: Handler) -> Response:
         """Like :meth:`respond`, for a ``session`` outside any transaction (autocommit)
-        whose work holds its writes (``dibao_common.db.held``, ADR 0013): the stored
-        answer is looked up, the work runs (reads as they come, writes and events held),
-        and its writes, its events and the answer go in as one statement, atomically.
+        whose work holds its writes (``dibao_common.db.held``, ADR 0013): the work runs
+        (reads as they come, writes and events held), then its writes, its events and the
+        answer go in as one statement, atomically.
 
-        The answer is a plain INSERT: when a concurrent request with the key stored its
-        answer first, the statement fails on the key and nothing of this one is written;
-        that request's answer is returned instead. Without a transaction there is no lock
-        to hold, so a concurrent duplicate is not refused up front: it runs, and loses.
+        The key is checked when the answer is stored, not before: the answer is a plain
+        INSERT, and when the key already has one (a retry, or a duplicate that finished
+        first) the statement fails on it, nothing of this run is written, and the stored
+        answer is returned (422 if it was another request's). A retry so runs the work
+        again before it is answered, which costs it a few milliseconds; every first
+        request saves the round trip of a lookup.
         """
         scope = self.scope
         claimed_at = self._config.now()
         driver = await driver_connection(session)
         if driver.is_in_transaction():
             raise RuntimeError("respond_in_one_statement needs a session in autocommit")
-        stored = await self._lookup(driver, scope)
-        if stored is not None:
-            return stored.response()
         try:
             with held_rows(session) as events, held_writes(session) as writes:
                 response = await handle()
         except ProblemError:
-            # A duplicate whose twin committed while it ran may now break a rule the
-            # twin's writes set up (say, one open application): the twin's answer is
-            # the one for this key, not the problem.
+            # A retry, or a duplicate whose twin committed while it ran, may break a rule
+            # the first run's writes set up (say, one open application): the stored
+            # answer is the one for this key, not the problem.
             stored = await self._lookup(driver, scope)
             if stored is not None:
                 return stored.response()

@@ -3,6 +3,7 @@ transaction, even when they are its first."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -126,6 +127,14 @@ async def test_a_connection_the_server_closed_is_not_handed_out_again(
         admin = await asyncpg.connect(stack.dsn("intake"))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+            # Terminating only signals the backend: wait until it has gone, and the
+            # pooled connection's socket has seen it close.
+            for _ in range(100):
+                gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
+                if await admin.fetchval(gone, first):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         finally:
             await admin.close()
         # The statements that bypass SQLAlchemy get a live connection, not the dead one.

@@ -54,7 +54,7 @@ async def _written(
 
 
 async def test_the_writes_the_events_and_the_answer_go_in_together_once(
-    client: AsyncClient, engine: AsyncEngine, stack: TestStack
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, stack: TestStack
 ) -> None:
     reference, key = f"OS-{uuid.uuid4()}", str(uuid.uuid4())
     body = {"reference": reference, "amount_fen": 100}
@@ -62,7 +62,11 @@ async def test_the_writes_the_events_and_the_answer_go_in_together_once(
     assert first.status_code == 201, first.text
     assert "idempotent-replayed" not in first.headers
     assert await _written(engine, stack, reference, key) == (1, 1, 1)
+    # The key is checked when the answer is stored: a retry runs the work again, and
+    # its statement, failing on the key, writes nothing.
+    ran = app.state.inside
     again = await client.post(URL, json=body, headers={"Idempotency-Key": key})
+    assert app.state.inside == ran + 1
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.content == first.content

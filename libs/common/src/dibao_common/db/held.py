@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,13 +98,21 @@ def one_statement(
         if not writes:
             raise ValueError("nothing to write")
         *writes, last = writes
-    parts: list[str] = []
-    args: list[Any] = []
-    for index, held in enumerate(writes):
-        parts.append(f"w{index} AS (\n{renumber(held.sql, len(args))}\n)")
-        args.extend(held.args)
-    body = renumber(last.sql, len(args))
-    args.extend(last.args)
-    if not parts:
-        return body, args
-    return "WITH " + ",\n".join(parts) + "\n" + body, args
+    held = (*writes, last)
+    sql = _combined(tuple((w.sql, len(w.args)) for w in held))
+    return sql, [value for w in held for value in w.args]
+
+
+@lru_cache(maxsize=512)
+def _combined(parts: tuple[tuple[str, int], ...]) -> str:
+    """The statement of ``parts`` (each SQL with how many parameters it takes): a request
+    sends the same few shapes again and again, so each is put together once."""
+    *ctes, (body, _) = parts
+    texts: list[str] = []
+    offset = 0
+    for index, (sql, count) in enumerate(ctes):
+        texts.append(f"w{index} AS (\n{renumber(sql, offset)}\n)")
+        offset += count
+    if not texts:
+        return body
+    return "WITH " + ",\n".join(texts) + "\n" + renumber(body, offset)

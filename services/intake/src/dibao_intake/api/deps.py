@@ -92,7 +92,7 @@ async def in_one_statement(
     request: Request, work: Work, idempotency: Idempotency = None
 ) -> Response:
     """Run ``work`` outside a transaction, its writes held and sent at the end as one
-    statement, with the idempotent answer when there is a key (ADR 0013): three round
+    statement, with the idempotent answer when there is a key (ADR 0013): two round
     trips for a keyed submission instead of six. ``work`` must write only through
     ``dibao_common.db.held.write`` and the outbox, and read nothing it wrote."""
     sessionmaker = request.app.state.autocommit_sessionmaker
