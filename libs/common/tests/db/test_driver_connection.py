@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,17 +20,6 @@ INSERT = (
     'INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")'
     " VALUES ('driver-test', $1, 'test', 'test', 0, 0)"
 )
-
-
-@pytest.fixture
-async def engine(stack: TestStack) -> AsyncIterator[AsyncEngine]:
-    db = make_engine(stack.database_url("intake"), pool_size=2)
-    try:
-        yield db
-    finally:
-        async with db.begin() as conn:
-            await conn.execute(text("DELETE FROM inbox_message WHERE consumer = 'driver-test'"))
-        await db.dispose()
 
 
 async def _committed(stack: TestStack, ce_id: uuid.UUID) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -14,11 +13,9 @@ from dibao_common.db import (
     DriverStatement,
     driver_connection,
     make_autocommit_sessionmaker,
-    make_engine,
     make_sessionmaker,
 )
 from dibao_common.db.held import HeldWrite, held_writes, holding, one_statement, renumber, write
-from dibao_common.testing.stack import TestStack
 
 INBOX = DriverStatement(
     'INSERT INTO inbox_message (consumer, ce_id, ce_type, topic, partition, "offset")'
@@ -47,17 +44,6 @@ def test_the_last_write_is_the_statement_itself() -> None:
     )
     with pytest.raises(ValueError, match="nothing"):
         one_statement([])
-
-
-@pytest.fixture
-async def engine(stack: TestStack) -> AsyncIterator[AsyncEngine]:
-    db = make_engine(stack.database_url("intake"), pool_size=2)
-    try:
-        yield db
-    finally:
-        async with db.begin() as conn:
-            await conn.execute(text("DELETE FROM inbox_message WHERE consumer = 'held-test'"))
-        await db.dispose()
 
 
 async def _count(engine: AsyncEngine, ce_ids: list[uuid.UUID]) -> int:

@@ -54,19 +54,28 @@ def renumber(sql: str, offset: int) -> str:
 
 
 @contextmanager
-def held_writes(session: AsyncSession) -> Iterator[list[HeldWrite]]:
-    """Statements passed to :func:`write` inside the block are held in the yielded list
-    instead of sent; the caller sends them with :func:`one_statement`."""
-    held: list[HeldWrite] = []
-    outer = session.info.get(_HELD)
-    session.info[_HELD] = held
+def holding_in(session: AsyncSession, name: str) -> Iterator[list[Any]]:
+    """A list kept in ``session.info[name]`` for the block, for code that holds things
+    back instead of sending them (this module's writes, the outbox's rows); a block
+    inside another holds its own, then the outer one holds again."""
+    held: list[Any] = []
+    outer = session.info.get(name)
+    session.info[name] = held
     try:
         yield held
     finally:
         if outer is None:
-            session.info.pop(_HELD, None)
+            session.info.pop(name, None)
         else:
-            session.info[_HELD] = outer
+            session.info[name] = outer
+
+
+@contextmanager
+def held_writes(session: AsyncSession) -> Iterator[list[HeldWrite]]:
+    """Statements passed to :func:`write` inside the block are held in the yielded list
+    instead of sent; the caller sends them with :func:`one_statement`."""
+    with holding_in(session, _HELD) as held:
+        yield held
 
 
 def holding(session: AsyncSession) -> bool:

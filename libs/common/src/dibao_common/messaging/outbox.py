@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from dibao_common.db.engine import driver_connection
-from dibao_common.db.held import HeldWrite, renumber
+from dibao_common.db.held import HeldWrite, holding_in, renumber
 from dibao_common.messaging.envelope import Envelope, ce_type_of, now_utc, topic_of
 from dibao_common.observability import current_correlation_id, current_traceparent
 
@@ -122,16 +122,8 @@ def held_rows(session: AsyncSession) -> Iterator[list[OutboxRow]]:
     before the transaction commits, one round trip fewer (the idempotent answer does).
     Inside the block, the session must neither commit nor roll back to a savepoint: the
     held rows would miss the commit, or outlive the work they announce."""
-    held: list[OutboxRow] = []
-    outer = session.info.get(_HELD)
-    session.info[_HELD] = held
-    try:
+    with holding_in(session, _HELD) as held:
         yield held
-    finally:
-        if outer is None:
-            session.info.pop(_HELD, None)
-        else:
-            session.info[_HELD] = outer
 
 
 async def _insert(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
