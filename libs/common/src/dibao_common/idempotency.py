@@ -250,12 +250,16 @@ class IdempotentRequest:
         try:
             await driver.execute(sql, *args)
         except asyncpg.UniqueViolationError as error:
-            if error.table_name != "idempotency_record":
-                raise
+            # On the key: it has an answer. On another constraint: perhaps the held rows
+            # of a twin that has committed its answer by now. Either way that answer
+            # stands if there is one (PostgreSQL runs the body, the answer, before the
+            # CTEs today, but does not promise the order).
             stored = await self._lookup(driver, scope)
-            if stored is None:
+            if stored is not None:
+                return stored.response()
+            if error.table_name == "idempotency_record":
                 raise _in_flight() from None
-            return stored.response()
+            raise
         return response
 
     def _answer(self, scope: str, claimed_at: datetime, response: Response) -> tuple[Any, ...]:

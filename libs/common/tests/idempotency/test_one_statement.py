@@ -95,12 +95,13 @@ async def test_a_request_that_fails_writes_nothing_and_frees_its_key(
     )
     assert failed.status_code == status, failed.text
     assert await _written(engine, stack, reference, key) == (0, 0, 0)
-    other = str(uuid.uuid4())
+    # The key is free: the same key with a request that works runs and is stored.
     retried = await client.post(
-        URL, json={"reference": reference, "amount_fen": 1}, headers={"Idempotency-Key": other}
+        URL, json={"reference": reference, "amount_fen": 1}, headers={"Idempotency-Key": key}
     )
     assert retried.status_code == 201
-    assert await _written(engine, stack, reference, other) == (1, 1, 1)
+    assert "idempotent-replayed" not in retried.headers
+    assert await _written(engine, stack, reference, key) == (1, 1, 1)
 
 
 async def test_concurrent_duplicates_both_run_and_one_write_stands(

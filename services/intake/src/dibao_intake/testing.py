@@ -111,10 +111,15 @@ class IntakeClient:
         area = AreaType.RURAL if int(region_code[9:]) >= 200 else AreaType.URBAN
         return self.synthesizer.household(region_code, area, "测试地址1号", shape)
 
-    async def register(self, plan: PlannedHousehold | None = None) -> RegisteredHousehold:
+    async def register(
+        self, plan: PlannedHousehold | None = None, *, with_account: bool = True
+    ) -> RegisteredHousehold:
         plan = plan if plan is not None else self.plan()
+        payload = plan.payload()
+        if not with_account:
+            del payload["bank_account"]
         response = await self.http.post(
-            "/households", json=plan.payload(), headers=self.headers(regions=[plan.region_code])
+            "/households", json=payload, headers=self.headers(regions=[plan.region_code])
         )
         assert response.status_code == 201, response.text
         body = response.json()

@@ -152,6 +152,58 @@ async def test_simultaneous_duplicates_create_one_application(
     assert [e.ce_type for e in found].count(SUBMITTED) == 1
 
 
+async def test_the_first_account_of_a_household_comes_with_its_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A household registered without an account gets the one its application names,
+    written in the submission's one statement (the application refers to it)."""
+    household = await intake.register(with_account=False)
+    assert household.body["bank_account"] is None
+    body = await intake.complete_application_body(household)
+    body["bank_account"] = {
+        "account_number": household.plan.account_number,
+        "bank_code": household.plan.bank_code,
+        "bank_name": household.plan.bank_name,
+        "holder_person_id": household.person_ids[0],
+    }
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert response.status_code == 201, response.text
+    out = response.json()
+    assert out["status"] == "submitted", out["missing_items"]
+    assert out["bank_account"]["masked_number"].endswith(household.plan.account_number[-4:])
+    after = await row_counts(intake_engine)
+    assert after["bank_account"] == before["bank_account"] + 1
+    read = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    assert read.json()["bank_account"]["token_id"] == out["bank_account"]["token_id"]
+
+
+async def test_two_clerks_at_once_make_one_application_and_a_409(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Two submissions with different keys for a household without an account, both
+    naming its first account: one stands; the other is a 409 problem (its twin's open
+    application, or the account written since its read), never a 500."""
+    household = await intake.register(with_account=False)
+    body = await intake.complete_application_body(household)
+    body["bank_account"] = {
+        "account_number": household.plan.account_number,
+        "bank_code": household.plan.bank_code,
+        "bank_name": household.plan.bank_name,
+        "holder_person_id": household.person_ids[0],
+    }
+    before = await row_counts(intake_engine)
+    answers = await asyncio.gather(
+        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    [refused] = [a.json() for a in answers if a.status_code == 409]
+    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
+    after = await row_counts(intake_engine)
+    assert after["application"] == before["application"] + 1
+    assert after["bank_account"] == before["bank_account"] + 1
+
+
 async def test_negative_income_is_refused_and_writes_nothing(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

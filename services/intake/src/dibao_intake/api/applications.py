@@ -87,8 +87,8 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         409,
         422,
         conflict="The household already has an open application of this kind (type"
-        " application-open, with its application_id), is dissolved, or the Idempotency-Key"
-        " is in flight",
+        " application-open, with its application_id), is dissolved, or another request"
+        " changed it while this one was checked (concurrent-change: send it again)",
     ),
 )
 async def submit_application(

@@ -7,6 +7,7 @@ the dependency closures, which refer to local names.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.db import driver_connection
 from dibao_common.db.held import held_writes, one_statement
-from dibao_common.errors import problem_responses
+from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import IdempotentRequest, optional_idempotent_request
 from dibao_common.messaging.outbox import held_insert, held_rows
 from dibao_common.observability import current_correlation_id, current_traceparent
@@ -98,16 +99,25 @@ async def in_one_statement(
     sessionmaker = request.app.state.autocommit_sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
     async with sessionmaker() as session:
-        if idempotency is not None:
-            return await idempotency.respond_in_one_statement(session, lambda: work(session))
-        with held_rows(session) as events, held_writes(session) as writes:
-            response = await work(session)
-        if events:
-            writes.append(held_insert(events))
-        if writes:
-            sql, args = one_statement(writes)
-            await (await driver_connection(session)).execute(sql, *args)
-        return response
+        try:
+            if idempotency is not None:
+                return await idempotency.respond_in_one_statement(session, lambda: work(session))
+            with held_rows(session) as events, held_writes(session) as writes:
+                response = await work(session)
+            if events:
+                writes.append(held_insert(events))
+            if writes:
+                sql, args = one_statement(writes)
+                await (await driver_connection(session)).execute(sql, *args)
+            return response
+        except asyncpg.UniqueViolationError as error:
+            # What the read found is no longer so: another request wrote the same
+            # unique row (a household's first account, say) since. Nothing was written.
+            raise Conflict(
+                "Another request changed the household while this one was being checked;"
+                " nothing was recorded, send it again",
+                type_slug="concurrent-change",
+            ) from error
 
 
 def json_response(

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -124,7 +123,7 @@ def _without_skipped(message: Message) -> Message:
         target = getattr(slim, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             target.update(value)
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             target.extend(value)
         elif field.message_type is not None:
             target.CopyFrom(value)

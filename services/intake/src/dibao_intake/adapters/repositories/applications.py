@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_common.auth import Principal, region_filter
 from dibao_common.db import DriverStatement, driver_connection
+from dibao_common.db.held import write
 from dibao_intake.adapters.records import (
     ApplicationRecord,
     ApplicationSummary,
@@ -240,6 +241,27 @@ ORDER BY e.position
 ON CONFLICT (ce_id) DO NOTHING
 """
 )
+
+
+_ADD_OWN = DriverStatement(TIMELINE_INSERT + "ORDER BY e.position\n")
+
+
+async def add_own_timeline_entries(
+    session: AsyncSession, entries: Sequence[tuple[uuid.UUID, TimelineRecord]], *, at: datetime
+) -> None:
+    """The entries of intake's own events, about applications written in the same
+    transaction or statement: held with the request's writes when they are
+    (``dibao_common.db.held``), one statement now otherwise."""
+    if entries:
+        await write(session, (_ADD_OWN, timeline_columns(entries, at=at)))
+
+
+def own_timeline_write(
+    entries: Sequence[tuple[uuid.UUID, TimelineRecord]], *, at: datetime
+) -> tuple[DriverStatement, dict[str, Any]]:
+    """The statement and parameters of :func:`add_own_timeline_entries`, for a caller that
+    sends it with writes of its own."""
+    return _ADD_OWN, timeline_columns(entries, at=at)
 
 
 async def add_timeline_entries_if_known(

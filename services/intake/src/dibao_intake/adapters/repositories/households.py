@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_common.db import DriverStatement
-from dibao_common.db.held import write
+from dibao_common.db.held import holding, write
 from dibao_intake.adapters.records import (
     BankAccountRecord,
     ChangeRecord,
@@ -400,6 +400,7 @@ async def insert_bank_account(
     session: AsyncSession, account: BankAccountRecord, *, number_cipher: bytes
 ) -> None:
     """The household's new current account; the previous one is superseded."""
+    assert not holding(session), "two statements: not for a request whose writes are held"
     await session.execute(
         sa.update(account_t)
         .where(

@@ -30,7 +30,7 @@ from dibao_intake.adapters.records import (
     MemberRecord,
     TimelineRecord,
 )
-from dibao_intake.adapters.repositories.applications import TIMELINE_INSERT, timeline_columns
+from dibao_intake.adapters.repositories.applications import own_timeline_write
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -303,7 +303,6 @@ INSERT INTO application_document (application_id, document_id)
 SELECT :id, unnest(CAST(:document_ids AS uuid[]))
 """
 )
-_TIMELINE = DriverStatement(TIMELINE_INSERT + "ORDER BY e.position\n")
 
 
 async def insert_submission(
@@ -354,13 +353,15 @@ async def insert_submission(
         "asset_area": [a.floor_area_m2 for _, a in assets],
         "asset_description": [a.description for _, a in assets],
         "document_ids": list(document_ids),
-        **timeline_columns(timeline, at=recorded_at),
     }
     present = (
         (_APPLICATION, True),
         (_INCOMES, bool(incomes)),
         (_ASSETS, bool(assets)),
         (_DOCUMENTS, bool(document_ids)),
-        (_TIMELINE, bool(timeline)),
     )
-    await write(session, *((statement, params) for statement, given in present if given))
+    await write(
+        session,
+        *((statement, params) for statement, given in present if given),
+        *([own_timeline_write(timeline, at=recorded_at)] if timeline else []),
+    )
