@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the timeline consumer runs (separate: its own process, as deployed)",
     )
     parser.add_argument(
+        "--relay",
+        choices=("in-process", "separate"),
+        default="in-process",
+        help="where intake's outbox relay runs (separate: python -m"
+        " dibao_common.messaging.relay beside the API, as a scaled-out deployment runs it)",
+    )
+    parser.add_argument(
         "--intake-workers",
         type=int,
         default=1,
@@ -494,9 +501,16 @@ def _profiled(args: argparse.Namespace, server: Server, worker: Server | None) -
     return server.process.pid
 
 
-def _worker_cpu_s(worker: Server | None, server: Server, intake: Server) -> float:
-    """The timeline worker's CPU seconds so far, when it runs beside the intake phase."""
-    return worker.cpu_s() if worker is not None and server is intake else 0.0
+def _sidecars_cpu_s(
+    sidecars: dict[str, Server], server: Server, intake: Server
+) -> dict[str, float]:
+    """The CPU seconds so far of the processes that serve intake beside its API (the
+    timeline worker, the relay when separate), for an intake phase."""
+    return {name: s.cpu_s() for name, s in sidecars.items()} if server is intake else {}
+
+
+def _per_request_ms(after: dict[str, float], before: dict[str, float], n: int) -> dict[str, float]:
+    return {name: round(1000 * (after[name] - before[name]) / n, 2) for name in before}
 
 
 def _write_trace(path: str, phases: list[tuple[str, Phase]], args: argparse.Namespace) -> None:
@@ -526,14 +540,36 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             factory=True,
             workers=args.intake_workers,
         ),
-        env | {"DIBAO_INTAKE_TIMELINE_ENABLED": in_process},
+        env
+        | {
+            "DIBAO_INTAKE_TIMELINE_ENABLED": in_process,
+            "DIBAO_INTAKE_RELAY_ENABLED": "true" if args.relay == "in-process" else "false",
+        },
         args.intake_port,
     )
-    worker = (
-        Server("timeline", [sys.executable, "-m", "dibao_intake.worker"], env, 0, args.worker_nice)
-        if args.timeline == "separate"
-        else None
-    )
+    sidecars: dict[str, Server] = {}
+    if args.timeline == "separate":
+        sidecars["timeline worker"] = Server(
+            "timeline", [sys.executable, "-m", "dibao_intake.worker"], env, 0, args.worker_nice
+        )
+    if args.relay == "separate":
+        sidecars["relay"] = Server(
+            "relay",
+            [
+                sys.executable,
+                "-m",
+                "dibao_common.messaging.relay",
+                "--database-url",
+                scratch.database_url("intake"),
+                "--bootstrap",
+                stack.kafka_bootstrap,
+                "--name",
+                "intake",
+            ],
+            env,
+            0,
+        )
+    worker = sidecars.get("timeline worker")
     baseline = Server(
         "baseline",
         _uvicorn("bench.intake_baseline:app", args.baseline_port, factory=False),
@@ -558,15 +594,15 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         if args.also_unkeyed and keyed:
             variants.append(("intake, no Idempotency-Key", intake, False))
         cluster = await ClusterCpu.of(dsn)
-        worker_ms: dict[str, float] = {}
-        steady_cpu: dict[str, tuple[float, float, float]] = {}
+        sidecar_ms: dict[str, dict[str, float]] = {}
+        steady_cpu: dict[str, dict[str, float]] = {}
         results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
             await _settle(dsn)
             used = server.cpu_s()
             used_pg = cluster.cpu_s()
-            used_worker = worker.cpu_s() if worker is not None and server is intake else 0.0
+            used_sidecars = _sidecars_cpu_s(sidecars, server, intake)
             profiler = (
                 _profile(_profiled(args, server, worker), args.profile)
                 if args.profile and name == "intake" and args.profile_phase == "peak"
@@ -580,11 +616,17 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
                 profiler.wait(60)
             cpu_ms = 1000 * (server.cpu_s() - used) / n
             pg_ms = 1000 * (cluster.cpu_s() - used_pg) / n
-            if worker is not None and server is intake:
-                worker_ms[name] = 1000 * (worker.cpu_s() - used_worker) / n
+            if used_sidecars:
+                sidecar_ms[name] = _per_request_ms(
+                    _sidecars_cpu_s(sidecars, server, intake), used_sidecars, n
+                )
             await _reopen(dsn)
             await _settle(dsn)
-            steady_used = (server.cpu_s(), cluster.cpu_s(), _worker_cpu_s(worker, server, intake))
+            steady_used = {
+                "server": server.cpu_s(),
+                "PostgreSQL": cluster.cpu_s(),
+                **_sidecars_cpu_s(sidecars, server, intake),
+            }
             profiler = (
                 _profile(_profiled(args, server, worker), args.profile)
                 if args.profile and name == "intake" and args.profile_phase == "steady"
@@ -596,10 +638,14 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
-            steady_cpu[name] = (
-                round(1000 * (server.cpu_s() - steady_used[0]) / n, 2),
-                round(1000 * (cluster.cpu_s() - steady_used[1]) / n, 2),
-                round(1000 * (_worker_cpu_s(worker, server, intake) - steady_used[2]) / n, 2),
+            steady_cpu[name] = _per_request_ms(
+                {
+                    "server": server.cpu_s(),
+                    "PostgreSQL": cluster.cpu_s(),
+                    **_sidecars_cpu_s(sidecars, server, intake),
+                },
+                steady_used,
+                n,
             )
             results.append((name, peak, steady, cpu_ms, pg_ms))
         if args.trace:
@@ -610,8 +656,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
     finally:
         intake.stop()
         baseline.stop()
-        if worker is not None:
-            worker.stop()
+        for sidecar in sidecars.values():
+            sidecar.stop()
     (_, base_peak, _, base_cpu, _), (_, intake_peak, intake_rate, intake_cpu, _) = results[:2]
     ok = intake_peak.statuses.get(201, 0) + intake_rate.statuses.get(201, 0)
     ratio = intake_peak.rate / base_peak.rate
@@ -650,16 +696,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "intake/baseline peak throughput": round(ratio, 3),
         "target >= 0.5": ratio >= 0.5,
         "intake/baseline server CPU per request": round(intake_cpu / base_cpu, 1),
-        **{
-            f"timeline worker CPU ms/req ({name}, peak phase)": round(ms, 2)
-            for name, ms in worker_ms.items()
-        },
-        **{
-            f"CPU ms/req at {args.load:.0%} ({name}): server, PostgreSQL, timeline worker": list(
-                cpu
-            )
-            for name, cpu in steady_cpu.items()
-        },
+        **{f"sidecar CPU ms/req ({name}, peak phase)": ms for name, ms in sidecar_ms.items()},
+        **{f"CPU ms/req at {args.load:.0%} ({name})": cpu for name, cpu in steady_cpu.items()},
         f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
         **{
             f"p99 ms by fifth of the {args.load:.0%} phase ({name})": steady.p99_by_fifth_ms()
@@ -678,8 +716,9 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "load_fraction": args.load,
         "idempotency_key": keyed,
         "household_shape": "elderly_alone (1 member, 4-5 documents)",
-        "servers": "one uvicorn process each, same PostgreSQL; intake runs its outbox relay",
+        "servers": "one uvicorn process each (intake: --intake-workers), same PostgreSQL",
         "timeline_consumer": args.timeline,
+        "outbox_relay": args.relay,
         "timeline_worker_nice": args.worker_nice,
         "intake_processes": args.intake_workers,
         "cpus": os.cpu_count(),
