@@ -7,12 +7,13 @@ import uuid
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import UnboundExecutionError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.db import (
     DriverStatement,
     driver_connection,
-    make_autocommit_sessionmaker,
+    driver_session,
     make_sessionmaker,
 )
 from dibao_common.db.held import HeldWrite, held_writes, holding, one_statement, renumber, write
@@ -67,7 +68,7 @@ async def test_writes_outside_a_hold_go_at_once_as_one_statement(engine: AsyncEn
 @pytest.mark.postgres
 async def test_held_writes_wait_for_the_holder_and_go_all_or_nothing(engine: AsyncEngine) -> None:
     ids = [uuid.uuid4(), uuid.uuid4()]
-    async with make_autocommit_sessionmaker(engine)() as session:
+    async with driver_session(engine) as session:
         with held_writes(session) as held:
             assert holding(session)
             for i in ids:
@@ -86,3 +87,18 @@ async def test_held_writes_wait_for_the_holder_and_go_all_or_nothing(engine: Asy
         sql, args = one_statement(held[:2])
         await driver.execute(sql, *args)
     assert await _count(engine, ids) == 2
+
+
+@pytest.mark.postgres
+async def test_a_driver_session_has_no_sqlalchemy_connection_to_write_through(
+    engine: AsyncEngine,
+) -> None:
+    """Its statements go to the pinned driver connection; one sent through SQLAlchemy
+    fails rather than committing on its own beside the held writes."""
+    async with driver_session(engine) as session:
+        driver = await driver_connection(session)
+        assert await driver.fetchval("SELECT 1") == 1
+        assert not driver.is_in_transaction()
+        with pytest.raises(UnboundExecutionError):
+            await session.execute(text("SELECT 1"))
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

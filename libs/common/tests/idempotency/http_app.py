@@ -24,7 +24,7 @@ from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings, CurrentPrincipal
 from dibao_common.bank import BankSettings, BankWebhook, respond_to_bank
 from dibao_common.clock import FrozenClock
-from dibao_common.db import DriverStatement, make_autocommit_sessionmaker, make_sessionmaker
+from dibao_common.db import DriverStatement, driver_session, make_sessionmaker
 from dibao_common.db.held import write
 from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import Idempotent, IdempotentRequest
@@ -211,7 +211,7 @@ async def create_payment_in_one_statement(
     request: Request, body: PaymentIn, idempotency: Idempotent
 ) -> Response:
     """The same effect and events, its writes held and sent with the answer (ADR 0013)."""
-    async with make_autocommit_sessionmaker(request.app.state.engine)() as session:
+    async with driver_session(request.app.state.engine) as session:
 
         async def handle() -> Response:
             request.app.state.inside += 1

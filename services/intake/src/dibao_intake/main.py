@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.app import build_app
 from dibao_common.clock import Clock, SystemClock
-from dibao_common.db import make_autocommit_sessionmaker, make_engine, make_sessionmaker
+from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.relay import OutboxRelay
@@ -69,7 +69,6 @@ def create_app(
     clock = clock if clock is not None else SystemClock()
     engine = make_intake_engine(resolved.database_url)
     sessionmaker = make_sessionmaker(engine)
-    autocommit_sessionmaker = make_autocommit_sessionmaker(engine)
     runtime = build_runtime(resolved, clock=clock, store=store)
     relay = (
         OutboxRelay(engine, resolved.kafka_bootstrap, name="intake")
@@ -95,7 +94,6 @@ def create_app(
     async def start(app: FastAPI) -> None:
         app.state.runtime = runtime
         app.state.sessionmaker = sessionmaker
-        app.state.autocommit_sessionmaker = autocommit_sessionmaker
         if relay is not None:
             await relay.start()
         if consumer is not None:

@@ -8,6 +8,7 @@ checkout) while one submission runs.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -78,6 +79,8 @@ async def _submitted_with(
     statements.recording = True
     try:
         response = await intake.submit(body, idempotency_key=key)
+        # asyncpg calls the loggers soon after each statement, not during it.
+        await asyncio.sleep(0.1)
     finally:
         statements.recording = False
     assert response.status_code == 201, response.text

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, Request
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from dibao_common.auth import Principal, Role, require_roles
-from dibao_common.db import driver_connection
+from dibao_common.db import driver_connection, driver_session
 from dibao_common.db.held import held_writes, one_statement
 from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import IdempotentRequest, optional_idempotent_request
@@ -96,9 +96,11 @@ async def in_one_statement(
     statement, with the idempotent answer when there is a key (ADR 0013): two round
     trips for a keyed submission instead of six. ``work`` must write only through
     ``dibao_common.db.held.write`` and the outbox, and read nothing it wrote."""
-    sessionmaker = request.app.state.autocommit_sessionmaker
+    sessionmaker = request.app.state.sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
-    async with sessionmaker() as session:
+    engine = sessionmaker.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    async with driver_session(engine) as session:
         try:
             if idempotency is not None:
                 return await idempotency.respond_in_one_statement(session, lambda: work(session))
