@@ -233,8 +233,7 @@ class IdempotentRequest:
         if driver.is_in_transaction():
             raise RuntimeError("respond_in_one_statement needs a session in autocommit")
         try:
-            with held_rows(session) as events, held_writes(session) as writes:
-                response = await handle()
+            response, writes = await _held_work(session, handle)
         except ProblemError:
             # A retry, or a duplicate whose twin committed while it ran, may break a rule
             # the first run's writes set up (say, one open application): the stored
@@ -243,8 +242,6 @@ class IdempotentRequest:
             if stored is not None:
                 return stored.response()
             raise
-        if events:
-            writes.append(held_insert(events))
         answer = HeldWrite(_INSERT_ANSWER, self._answer(scope, claimed_at, response))
         sql, args = one_statement(writes, answer)
         try:
@@ -336,6 +333,30 @@ class IdempotentRequest:
             # Another request with the key committed its answer between our read and our
             # lock: its answer stands, ours rolls back, and a retry gets that answer.
             raise _in_flight()
+
+
+async def _held_work(session: AsyncSession, handle: Handler) -> tuple[Response, list[HeldWrite]]:
+    """``handle()``'s response, and the writes and outbox rows it held, as writes to send."""
+    with held_rows(session) as events, held_writes(session) as writes:
+        response = await handle()
+    if events:
+        writes.append(held_insert(events))
+    return response, writes
+
+
+async def respond_in_one_statement(
+    session: AsyncSession, handle: Handler, idempotency: IdempotentRequest | None
+) -> Response:
+    """Run ``handle`` on a ``session`` outside any transaction (``driver_session``) with
+    its writes and events held, and send them as one statement (ADR 0013): with the
+    idempotent answer when the request has a key, on their own otherwise."""
+    if idempotency is not None:
+        return await idempotency.respond_in_one_statement(session, handle)
+    response, writes = await _held_work(session, handle)
+    if writes:
+        sql, args = one_statement(writes)
+        await (await driver_connection(session)).execute(sql, *args)
+    return response
 
 
 # The lock is taken in the select list of the one row the outer join always yields.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +18,7 @@ from dibao_intake.testing import (
     RURAL_VILLAGE,
     URBAN_VILLAGE,
     IntakeClient,
+    RegisteredHousehold,
     events,
     row_counts,
     wait_for_events,
@@ -152,13 +154,11 @@ async def test_simultaneous_duplicates_create_one_application(
     assert [e.ce_type for e in found].count(SUBMITTED) == 1
 
 
-async def test_the_first_account_of_a_household_comes_with_its_application(
-    intake: IntakeClient, intake_engine: AsyncEngine
-) -> None:
-    """A household registered without an account gets the one its application names,
-    written in the submission's one statement (the application refers to it)."""
-    household = await intake.register(with_account=False)
-    assert household.body["bank_account"] is None
+async def _naming_its_first_account(
+    intake: IntakeClient, household: RegisteredHousehold
+) -> dict[str, Any]:
+    """A complete application naming the planned account of a household registered
+    without one."""
     body = await intake.complete_application_body(household)
     body["bank_account"] = {
         "account_number": household.plan.account_number,
@@ -166,6 +166,17 @@ async def test_the_first_account_of_a_household_comes_with_its_application(
         "bank_name": household.plan.bank_name,
         "holder_person_id": household.person_ids[0],
     }
+    return body
+
+
+async def test_the_first_account_of_a_household_comes_with_its_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A household registered without an account gets the one its application names,
+    written in the submission's one statement (the application refers to it)."""
+    household = await intake.register(with_account=False)
+    assert household.body["bank_account"] is None
+    body = await _naming_its_first_account(intake, household)
     before = await row_counts(intake_engine)
     response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
     assert response.status_code == 201, response.text
@@ -185,13 +196,7 @@ async def test_two_clerks_at_once_make_one_application_and_a_409(
     naming its first account: one stands; the other is a 409 problem (its twin's open
     application, or the account written since its read), never a 500."""
     household = await intake.register(with_account=False)
-    body = await intake.complete_application_body(household)
-    body["bank_account"] = {
-        "account_number": household.plan.account_number,
-        "bank_code": household.plan.bank_code,
-        "bank_name": household.plan.bank_name,
-        "holder_person_id": household.person_ids[0],
-    }
+    body = await _naming_its_first_account(intake, household)
     before = await row_counts(intake_engine)
     answers = await asyncio.gather(
         *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))

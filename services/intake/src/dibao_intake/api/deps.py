@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
 from dibao_common.auth import Principal, Role, require_roles
-from dibao_common.db import driver_connection, driver_session
-from dibao_common.db.held import held_writes, one_statement
+from dibao_common.db import driver_session
 from dibao_common.errors import Conflict, problem_responses
-from dibao_common.idempotency import IdempotentRequest, optional_idempotent_request
-from dibao_common.messaging.outbox import held_insert, held_rows
+from dibao_common.idempotency import (
+    IdempotentRequest,
+    optional_idempotent_request,
+    respond_in_one_statement,
+)
 from dibao_common.observability import current_correlation_id, current_traceparent
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
@@ -102,16 +104,7 @@ async def in_one_statement(
     assert isinstance(engine, AsyncEngine)
     async with driver_session(engine) as session:
         try:
-            if idempotency is not None:
-                return await idempotency.respond_in_one_statement(session, lambda: work(session))
-            with held_rows(session) as events, held_writes(session) as writes:
-                response = await work(session)
-            if events:
-                writes.append(held_insert(events))
-            if writes:
-                sql, args = one_statement(writes)
-                await (await driver_connection(session)).execute(sql, *args)
-            return response
+            return await respond_in_one_statement(session, lambda: work(session), idempotency)
         except asyncpg.UniqueViolationError as error:
             # What the read found is no longer so: another request wrote the same
             # unique row (a household's first account, say) since. Nothing was written.

@@ -220,7 +220,7 @@ async def search_applications(
 
 
 # Timeline entries given as the column arrays of ``timeline_columns``, in their order.
-TIMELINE_INSERT = """
+_TIMELINE_INSERT = """
 INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_at, actor,
     summary, details, recorded_at)
 SELECT e.ce_id, e.application_id, e.ce_type, e.ce_source, e.occurred_at, e.actor, e.summary,
@@ -234,7 +234,7 @@ FROM unnest(
 """
 
 _ADD_KNOWN = DriverStatement(
-    TIMELINE_INSERT  # noqa: S608 - constant fragments, values are parameters
+    _TIMELINE_INSERT  # noqa: S608 - constant fragments, values are parameters
     + """
 WHERE EXISTS (SELECT 1 FROM application a WHERE a.id = e.application_id)
 ORDER BY e.position
@@ -243,7 +243,7 @@ ON CONFLICT (ce_id) DO NOTHING
 )
 
 
-_ADD_OWN = DriverStatement(TIMELINE_INSERT + "ORDER BY e.position\n")
+_ADD_OWN = DriverStatement(_TIMELINE_INSERT + "ORDER BY e.position\n")
 
 
 async def add_own_timeline_entries(
@@ -253,7 +253,7 @@ async def add_own_timeline_entries(
     transaction or statement: held with the request's writes when they are
     (``dibao_common.db.held``), one statement now otherwise."""
     if entries:
-        await write(session, (_ADD_OWN, timeline_columns(entries, at=at)))
+        await write(session, own_timeline_write(entries, at=at))
 
 
 def own_timeline_write(
