@@ -245,7 +245,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
     records = [(e.key.encode(), e.payload, e.to_headers()) for e in sample]
     payload_bytes = statistics.mean(len(e.payload) for e in sample)
     database = await _scratch_database(stack)
-    engine = make_engine(stack.database_url(database), pool_size=2)
+    engine = make_engine(stack.database_url(database), pool_size=4)
     topics: list[str] = []
     rows: list[list[Any]] = []
     rates: dict[str, list[float]] = {SEND: [], BATCHES: [], RELAY: []}

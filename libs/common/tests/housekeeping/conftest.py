@@ -30,7 +30,7 @@ async def forget_test_rows(engine: AsyncEngine) -> None:
 
 @pytest.fixture
 async def engine(stack: TestStack) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(stack.database_url("intake"), pool_size=2)
+    engine = make_engine(stack.database_url("intake"), pool_size=4)
     await forget_test_rows(engine)
     try:
         yield engine

@@ -64,8 +64,9 @@ async def messaging_db(stack: TestStack) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine(messaging_db: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on the scratch database, its tables emptied before the test."""
-    db = make_engine(messaging_db, pool_size=5)
+    """An engine on the scratch database, its tables emptied before the test. Ten
+    connections: two relays at once (four each, ADR 0014) and the test's own checks."""
+    db = make_engine(messaging_db, pool_size=10)
     async with db.begin() as conn:
         await conn.execute(
             text(

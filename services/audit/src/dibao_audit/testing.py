@@ -71,8 +71,8 @@ async def make_audit_db(stack: TestStack, name: str) -> AuditDb:
         stack=private,
         url=url,
         dsn=private.dsn("audit"),
-        owner=make_engine(url, pool_size=2),
-        runtime=make_runtime_engine(runtime_url, role, pool_size=4),
+        owner=make_engine(url, pool_size=4),
+        runtime=make_runtime_engine(runtime_url, role, pool_size=8),
         role=role,
         runtime_url=runtime_url,
     )

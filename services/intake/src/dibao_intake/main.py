@@ -32,11 +32,11 @@ from dibao_intake.settings import IntakeSettings
 def make_intake_engine(url: str) -> AsyncEngine:
     """The kit's engine without the liveness ping on every checkout (ADR 0009): on the
     measured machine a round trip costs more CPU than the Python around it; connections
-    the server closed are still refused at checkout, without one."""
+    the server closed are still refused at checkout, without one. Twenty connections,
+    a fixed pool (ADR 0014): requests beyond them wait their turn for one."""
     return make_engine(
         url,
         pool_size=20,
-        max_overflow=10,
         pre_ping=False,
         pool_recycle=1800,
         application_name="dibao-intake",

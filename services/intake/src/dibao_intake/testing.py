@@ -199,7 +199,7 @@ async def intake_stack() -> TestStack:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def intake_engine(intake_stack: TestStack) -> AsyncIterator[AsyncEngine]:
     """An engine on the intake test database, for checking what was (not) written."""
-    engine = make_engine(intake_stack.database_url("intake"), pool_size=2)
+    engine = make_engine(intake_stack.database_url("intake"), pool_size=4)
     yield engine
     await engine.dispose()
 

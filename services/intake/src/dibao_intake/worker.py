@@ -27,7 +27,9 @@ from dibao_intake.settings import IntakeSettings
 
 
 async def run(settings: IntakeSettings) -> None:
-    engine = make_engine(settings.database_url, pool_size=2)
+    # The consumer's transaction, its dead-letter record and the inbox housekeeping: a
+    # fixed pool of three (ADR 0014).
+    engine = make_engine(settings.database_url, pool_size=3)
     clock = SystemClock()
     consumer = ConsumerRunner(
         CONSUMER_NAME,

@@ -35,7 +35,7 @@ def make_engine(
     url: str,
     *,
     pool_size: int = 10,
-    max_overflow: int | None = None,
+    max_overflow: int = 0,
     echo: bool = False,
     pre_ping: bool = True,
     pool_recycle: int = -1,
@@ -47,13 +47,17 @@ def make_engine(
     ``pre_ping`` checks each connection with a round trip as it is checked out (it also
     finds a connection a network partition left open); without it, connections the
     server closed are still refused at checkout (:func:`refuse_closed_connections`).
-    ``max_overflow`` defaults to ``pool_size``; ``server_settings`` add to the session
-    settings every connection starts with.
+    The pool is fixed at ``pool_size`` connections: size it for the process's real
+    concurrency. ``max_overflow`` allows that many more under a burst, but SQLAlchemy
+    closes each of them as soon as it is returned, so a busy process keeps opening them:
+    a backend forked, authenticated and introspected, and every statement prepared again
+    on it, just when the machine has least time for it (ADR 0014). ``server_settings``
+    add to the session settings every connection starts with.
     """
     engine = create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size if max_overflow is None else max_overflow,
+        max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
         pool_recycle=pool_recycle,
         echo=echo,

@@ -840,7 +840,10 @@ async def _main(args: argparse.Namespace) -> None:
     from dibao_common.db import make_engine
     from dibao_common.heap import settle_heap
 
-    engine = make_engine(args.database_url, pool_size=2)
+    # At most four at once: the batch being claimed, the batch being closed, the delete of
+    # what the broker acknowledged, and the backlog refresh (or the purge). A fixed pool
+    # (ADR 0014): with fewer, the extra ones would be opened and closed every round.
+    engine = make_engine(args.database_url, pool_size=4)
     relay = OutboxRelay(
         engine,
         args.bootstrap,

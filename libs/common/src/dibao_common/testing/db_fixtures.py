@@ -35,7 +35,7 @@ class ServiceEngines:
             raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
         found = self._engines.get(service)
         if found is None:
-            found = make_engine(self._stack.database_url(service), pool_size=2)
+            found = make_engine(self._stack.database_url(service), pool_size=4)
             self._engines[service] = found
         return found
 
