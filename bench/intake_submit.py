@@ -485,6 +485,22 @@ async def _reopen(dsn: str) -> None:
         await conn.close()
 
 
+async def _autovacuum_passes(dsn: str) -> int:
+    """Autovacuum's vacuums and analyzes of the benchmark's tables so far. A pass during a
+    timed phase is a burst of PostgreSQL CPU, and each ANALYZE makes every connection
+    plan its statements again (bench/README.md, fourth session of 30 Nov)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)"
+                " FROM pg_stat_user_tables"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def _pending_outbox(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -627,6 +643,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         cluster = await ClusterCpu.of(dsn)
         sidecar_ms: dict[str, dict[str, float]] = {}
         steady_cpu: dict[str, dict[str, float]] = {}
+        steady_vacuums: dict[str, int] = {}
         results: list[tuple[str, Phase, Phase, float, float]] = []
         for name, server, with_key in variants:
             await _reopen(dsn)
@@ -663,9 +680,11 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
                 if args.profile and name == "intake" and args.profile_phase == "steady"
                 else None
             )
+            vacuums = await _autovacuum_passes(dsn)
             steady = await open_loop(
                 server.port, _payloads(bodies[:n], token, with_key), args.load * peak.rate
             )
+            steady_vacuums[name] = await _autovacuum_passes(dsn) - vacuums
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
@@ -733,6 +752,10 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         **{
             f"p99 ms by fifth of the {args.load:.0%} phase ({name})": steady.p99_by_fifth_ms()
             for name, _peak, steady, _cpu, _pg in results
+        },
+        **{
+            f"autovacuum passes (tables) during the {args.load:.0%} phase ({name})": count
+            for name, count in steady_vacuums.items()
         },
         "target p99 < 50 ms": intake_rate.percentile_ms(0.99) < 50,
         "intake submissions accepted (201)": ok,
