@@ -24,6 +24,21 @@ INBOX = DriverStatement(
 )
 
 
+def test_a_dollar_number_that_is_text_is_not_renumbered() -> None:
+    # In a literal, a quoted identifier, a dollar-quoted string or a comment, "$1" is
+    # text; only the parameters around it move.
+    assert renumber("SELECT $1, 'costs $1', $2", 2) == "SELECT $3, 'costs $1', $4"
+    assert renumber("SELECT 'it''s $1', $1", 1) == "SELECT 'it''s $1', $2"
+    assert renumber('SELECT "col$1", $1', 1) == 'SELECT "col$1", $2'
+    assert renumber("SELECT $$ $1 $$, $tag$ $2 $tag$, $1", 5) == (
+        "SELECT $$ $1 $$, $tag$ $2 $tag$, $6"
+    )
+    assert renumber("SELECT $1 -- not $2\n, $2 /* nor $3 */", 1) == (
+        "SELECT $2 -- not $2\n, $3 /* nor $3 */"
+    )
+    assert renumber("SELECT $1::text, $12", 1) == "SELECT $2::text, $13"
+
+
 def test_parameters_are_numbered_through_the_statement() -> None:
     assert renumber("SELECT $1, $2, $10", 3) == "SELECT $4, $5, $13"
     assert renumber("SELECT $1", 0) == "SELECT $1"

@@ -34,7 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dibao_common.db.engine import DriverStatement, driver_connection
 
 _HELD = "dibao.db.held_writes"
-_PARAMETER = re.compile(r"\$(\d+)")
+# A parameter ``$n``, or something to copy as it is: a string literal, a quoted
+# identifier, a dollar-quoted string or a comment, whose ``$n`` is text, not a parameter.
+_PARAMETER = re.compile(
+    r"""'(?:[^']|'')*'"""  # 'string', with '' inside
+    r'|"(?:[^"]|"")*"'  # "identifier"
+    r"|(\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$).*?\1"  # $$body$$, $tag$body$tag$
+    r"|--[^\n]*"  # -- comment
+    r"|/\*.*?\*/"  # /* comment */
+    r"|\$(\d+)",  # the parameter
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +56,18 @@ class HeldWrite:
 
 
 def renumber(sql: str, offset: int) -> str:
-    """``sql`` with its parameters ``$n`` numbered from ``offset + 1`` (the statements here
-    are the code's own constants: no literal or dollar quote holds a ``$n``)."""
+    """``sql`` with its parameters ``$n`` numbered from ``offset + 1``; a ``$n`` inside a
+    string literal, a quoted identifier, a dollar-quoted string or a comment is left as
+    it is. (Nested block comments and ``E'...'`` strings with ``\\'`` are not
+    recognised: the statements held here are the code's own constants.)"""
     if offset == 0:
         return sql
-    return _PARAMETER.sub(lambda m: f"${int(m[1]) + offset}", sql)
+
+    def renumbered(match: re.Match[str]) -> str:
+        number = match[2]
+        return match[0] if number is None else f"${int(number) + offset}"
+
+    return _PARAMETER.sub(renumbered, sql)
 
 
 @contextmanager
