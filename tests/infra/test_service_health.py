@@ -4,10 +4,12 @@ its settings read from the environment as a deployed process reads them."""
 from __future__ import annotations
 
 import importlib
+from contextlib import AsyncExitStack
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.testing.service_env import service_env
 from dibao_common.testing.stack import SERVICES, TestStack, api_client
@@ -32,6 +34,22 @@ async def test_healthz_and_readyz(
         assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
         assert (await client.get("/openapi.json")).json()["info"]["title"] == f"dibao {service}"
         assert (await client.get("/metrics")).status_code == 200
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_readyz_answers_while_every_pooled_connection_is_busy(
+    monkeypatch: pytest.MonkeyPatch, stack: TestStack, service: str
+) -> None:
+    # A backlog holds all of the request pool's connections (a fixed pool, ADR 0014):
+    # readiness has its own, so the database still reports ready, and within the timeout.
+    app = _app(monkeypatch, stack, service, DIBAO_READINESS_TIMEOUT_S="2.0")
+    async with api_client(app) as client, AsyncExitStack() as held:
+        engine: AsyncEngine = app.state.engine
+        for _ in range(engine.pool.size()):  # type: ignore[attr-defined]
+            await held.enter_async_context(engine.connect())
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["database"] == "ok"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -17,7 +17,7 @@ from dibao_common.bank import BankSettings, BankVerification, install_bank_verif
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_engine
 from dibao_common.errors import install_problem_handlers
-from dibao_common.health import Probe, database_probe, kafka_probe, run_probes
+from dibao_common.health import DatabaseProbe, Probe, kafka_probe, run_probes
 from dibao_common.heap import settle_heap
 from dibao_common.housekeeping import Housekeeping, start_housekeeping, stop_housekeeping
 from dibao_common.idempotency import install_idempotency
@@ -49,8 +49,9 @@ def build_app(
     """
     db_engine = engine if engine is not None else make_engine(settings.database_url)
     app_clock = clock or SystemClock()
+    database = DatabaseProbe(db_engine, application_name=f"dibao-{settings.service_name}-readiness")
     probes: dict[str, Probe] = {
-        "database": database_probe(db_engine),
+        "database": database,
         "kafka": kafka_probe(settings.kafka_bootstrap),
     }
 
@@ -73,6 +74,7 @@ def build_app(
             await stop_housekeeping(housekeeping)
             for hook in reversed(on_shutdown):
                 await hook(app)
+            await database.close()
             if engine is None:
                 await db_engine.dispose()
 

@@ -10,6 +10,8 @@ from aiokafka import AIOKafkaClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao_common.db import make_engine
+
 Probe = Callable[[], Awaitable[None]]
 
 
@@ -20,12 +22,28 @@ class ProbeResult:
     detail: str
 
 
-def database_probe(engine: AsyncEngine) -> Probe:
-    async def probe() -> None:
-        async with engine.connect() as conn:
+class DatabaseProbe:
+    """Readiness's own connection to the service's database (the same URL as ``engine``).
+
+    Not one of ``engine``'s: its pool is fixed (ADR 0014), and under a backlog every one
+    of its connections is busy with requests, so a probe waiting its turn there would time
+    out and report as unavailable a database that is answering. One connection, kept
+    open and checked at checkout.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, application_name: str = "dibao-readiness") -> None:
+        self.engine = make_engine(
+            engine.url.render_as_string(hide_password=False),
+            pool_size=1,
+            application_name=application_name,
+        )
+
+    async def __call__(self) -> None:
+        async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    return probe
+    async def close(self) -> None:
+        await self.engine.dispose()
 
 
 def kafka_probe(bootstrap: str) -> Probe:

@@ -64,9 +64,9 @@ async def messaging_db(stack: TestStack) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine(messaging_db: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on the scratch database, its tables emptied before the test. Ten
-    connections: two relays at once (four each, ADR 0014) and the test's own checks."""
-    db = make_engine(messaging_db, pool_size=10)
+    """An engine on the scratch database, its tables emptied before the test. Twelve
+    connections: up to three relays at once (four each, ADR 0014)."""
+    db = make_engine(messaging_db, pool_size=12)
     async with db.begin() as conn:
         await conn.execute(
             text(

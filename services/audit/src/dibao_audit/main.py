@@ -49,7 +49,11 @@ def create_app(
     auth_settings = auth if auth is not None else AuthSettings()
     the_clock = clock if clock is not None else SystemClock()
     role = runtime_role(resolved.database_url, resolved.audit_runtime_role)
-    engine = make_runtime_engine(resolved.audit_runtime_database_url or resolved.database_url, role)
+    # Twenty, a fixed pool (ADR 0014): the relay, the appender, the projector and the
+    # housekeeping hold up to seven, and an export holds one for its whole download.
+    engine = make_runtime_engine(
+        resolved.audit_runtime_database_url or resolved.database_url, role, pool_size=20
+    )
     sessions = make_sessionmaker(engine)
     signer = CheckpointSigner(resolved.signing_seed(), resolved.audit_log_origin)
     registry = EventRegistry.default()

@@ -27,9 +27,10 @@ from dibao_intake.settings import IntakeSettings
 
 
 async def run(settings: IntakeSettings) -> None:
-    # The consumer's transaction, its dead-letter record and the inbox housekeeping: a
-    # fixed pool of three (ADR 0014).
-    engine = make_engine(settings.database_url, pool_size=3)
+    # The consumer uses one connection at a time (a fetch's transaction, or an event's
+    # when a run is redone one by one; dead letters go to Kafka): a fixed pool of two
+    # (ADR 0014), one of them idle.
+    engine = make_engine(settings.database_url, pool_size=2)
     clock = SystemClock()
     consumer = ConsumerRunner(
         CONSUMER_NAME,

@@ -840,9 +840,10 @@ async def _main(args: argparse.Namespace) -> None:
     from dibao_common.db import make_engine
     from dibao_common.heap import settle_heap
 
-    # At most four at once: the batch being claimed, the batch being closed, the delete of
-    # what the broker acknowledged, and the backlog refresh (or the purge). A fixed pool
-    # (ADR 0014): with fewer, the extra ones would be opened and closed every round.
+    # At most four at once: the batch being sent, the next one being claimed and the one
+    # being closed (the relay keeps these connections between batches), and the backlog
+    # refresh or the purge. A fixed pool (ADR 0014): with fewer, the housekeeping would
+    # wait for a batch to finish.
     engine = make_engine(args.database_url, pool_size=4)
     relay = OutboxRelay(
         engine,
