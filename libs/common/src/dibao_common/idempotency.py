@@ -51,7 +51,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from dibao_common.db import driver_connection
-from dibao_common.db.held import HeldWrite, held_writes, one_statement
+from dibao_common.db.held import HeldWrite, held_writes, one_statement, send
 from dibao_common.errors import BadRequest, Conflict, ProblemError, UnprocessableEntity
 from dibao_common.messaging.outbox import (
     OutboxRow,
@@ -353,9 +353,7 @@ async def respond_in_one_statement(
     if idempotency is not None:
         return await idempotency.respond_in_one_statement(session, handle)
     response, writes = await _held_work(session, handle)
-    if writes:
-        sql, args = one_statement(writes)
-        await (await driver_connection(session)).execute(sql, *args)
+    await send(session, writes)
     return response
 
 

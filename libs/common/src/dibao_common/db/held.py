@@ -110,6 +110,11 @@ async def write(
     if held is not None:
         held.extend(writes)
         return
+    await send(session, writes)
+
+
+async def send(session: AsyncSession, writes: Sequence[HeldWrite]) -> None:
+    """Send ``writes`` (if any) now as one statement, in the session's transaction."""
     if writes:
         sql, args = one_statement(writes)
         await (await driver_connection(session)).execute(sql, *args)

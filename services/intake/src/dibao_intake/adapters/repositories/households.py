@@ -356,7 +356,7 @@ async def load_aggregate(
     return HouseholdAggregate(household, tuple(members), account, tuple(changes))
 
 
-_INSERT_FIRST_ACCOUNT = DriverStatement(
+_INSERT_ACCOUNT = DriverStatement(
     """
 INSERT INTO bank_account (id, household_id, number_cipher, number_hash, masked_number,
     bank_code, bank_name, holder_name, holder_person_id, custody_agreement,
@@ -368,32 +368,30 @@ VALUES (:id, :household_id, :number_cipher, :number_hash, :masked_number, :bank_
 )
 
 
+def _account_params(account: BankAccountRecord, number_cipher: bytes) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "household_id": account.household_id,
+        "number_cipher": number_cipher,
+        "number_hash": account.number_hash,
+        "masked_number": account.masked_number,
+        "bank_code": account.bank_code,
+        "bank_name": account.bank_name,
+        "holder_name": account.holder_name,
+        "holder_person_id": account.holder_person_id,
+        "custody_agreement": account.custody_agreement,
+        "custody_document_id": account.custody_document_id,
+        "custodian_subject": account.custodian_subject,
+        "created_at": account.created_at,
+    }
+
+
 async def insert_first_bank_account(
     session: AsyncSession, account: BankAccountRecord, *, number_cipher: bytes
 ) -> None:
     """The account of a household that has none (a second current one fails the unique
     index); held with the request's other writes when they are (``db.held``)."""
-    await write(
-        session,
-        (
-            _INSERT_FIRST_ACCOUNT,
-            {
-                "id": account.id,
-                "household_id": account.household_id,
-                "number_cipher": number_cipher,
-                "number_hash": account.number_hash,
-                "masked_number": account.masked_number,
-                "bank_code": account.bank_code,
-                "bank_name": account.bank_name,
-                "holder_name": account.holder_name,
-                "holder_person_id": account.holder_person_id,
-                "custody_agreement": account.custody_agreement,
-                "custody_document_id": account.custody_document_id,
-                "custodian_subject": account.custodian_subject,
-                "created_at": account.created_at,
-            },
-        ),
-    )
+    await write(session, (_INSERT_ACCOUNT, _account_params(account, number_cipher)))
 
 
 async def insert_bank_account(
@@ -408,24 +406,7 @@ async def insert_bank_account(
         )
         .values(superseded_at=account.created_at)
     )
-    await session.execute(
-        sa.insert(account_t).values(
-            id=account.id,
-            household_id=account.household_id,
-            number_cipher=number_cipher,
-            number_hash=account.number_hash,
-            masked_number=account.masked_number,
-            bank_code=account.bank_code,
-            bank_name=account.bank_name,
-            holder_name=account.holder_name,
-            holder_person_id=account.holder_person_id,
-            custody_agreement=account.custody_agreement,
-            custody_document_id=account.custody_document_id,
-            custodian_subject=account.custodian_subject,
-            created_at=account.created_at,
-            superseded_at=None,
-        )
-    )
+    await write(session, (_INSERT_ACCOUNT, _account_params(account, number_cipher)))
 
 
 async def end_membership(
