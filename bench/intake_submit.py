@@ -42,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.intake_history import HISTORY_CLERK, prefill
 from bench.run import Report, Stack
 from dibao_common.clock import SystemClock
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
@@ -69,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intake-port", type=int, default=base + 8)
     parser.add_argument("--baseline-port", type=int, default=base + 9)
     parser.add_argument("--no-idempotency-key", action="store_true")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="past households (with their applications, documents and timelines) written"
+        " into the tables before measuring, as in a district's database (0: empty tables)",
+    )
     parser.add_argument(
         "--also-unkeyed",
         action="store_true",
@@ -480,7 +489,11 @@ async def _reopen(dsn: str) -> None:
     """
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("UPDATE application SET status = 'withdrawn' WHERE status = 'submitted'")
+        await conn.execute(
+            "UPDATE application SET status = 'withdrawn'"
+            " WHERE status = 'submitted' AND submitted_by <> $1",
+            HISTORY_CLERK,
+        )
     finally:
         await conn.close()
 
@@ -633,6 +646,14 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         prepared_at = time.perf_counter()
         bodies = await _prepare(intake.port, token, max(WARMUP, n))
         prepare_s = time.perf_counter() - prepared_at
+        filled_at = time.perf_counter()
+        history_rows = await prefill(
+            scratch.dsn("intake"),
+            args.history,
+            regions=VILLAGES,
+            baseline_body=bodies[0],
+        )
+        history_s = time.perf_counter() - filled_at
         keyed = not args.no_idempotency_key
         dsn = scratch.dsn("intake")
         await closed_loop(baseline.port, _payloads(bodies[:WARMUP], token, keyed), args.concurrency)
@@ -762,6 +783,13 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "outbox rows pending right after the load": backlog_after,
         "seconds for the relay to drain them": round(drain_s, 2),
         "setup: households with documents registered in s": round(prepare_s, 1),
+        "setup: past households written, with VACUUM ANALYZE and CHECKPOINT, in s": round(
+            history_s, 1
+        ),
+        "rows in the busiest tables before the phases": {
+            t: history_rows.get(t, 0)
+            for t in ("application", "application_document", "timeline_entry", "document")
+        },
     }
     report.settings = {
         "submissions_per_phase": n,
@@ -770,6 +798,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "load_fraction": args.load,
         "idempotency_key": keyed,
         "household_shape": "elderly_alone (1 member, 4-5 documents)",
+        "history_households": args.history,
         "servers": "one uvicorn process each (intake: --intake-workers), same PostgreSQL",
         "timeline_consumer": args.timeline,
         "outbox_relay": args.relay,
