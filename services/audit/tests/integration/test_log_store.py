@@ -132,7 +132,6 @@ async def test_the_runtime_role_may_only_insert_and_select(audit_db: AuditDb) ->
             ("log_entry", "ce_type"),
             ("merkle_node", "hash"),
             ("checkpoint", "key_id"),
-            ("inbox_message", "ce_type"),
             ("entry_view", "decoded"),
         ):
             for statement in (

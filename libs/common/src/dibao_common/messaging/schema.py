@@ -83,6 +83,14 @@ def create_messaging_tables() -> None:
     op.create_index(
         "ix_outbox_message_pending_key", OUTBOX, ["key", "id"], postgresql_where=_PENDING
     )
+    create_inbox_table()
+
+
+def create_inbox_table() -> None:
+    """The consumer inbox alone (a service whose consumer keeps its own record of what it
+    applied drops it, and a downgrade brings it back)."""
+    from alembic import op
+
     op.create_table(INBOX, *_inbox_columns())
 
 
