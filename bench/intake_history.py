@@ -127,11 +127,11 @@ INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_
 SELECT gen_random_uuid(), application_id, ce_type, ce_source, at + step, @clerk,
        summary, CAST('{"kind": "dibao", "channel": "counter"}' AS jsonb), at + step
 FROM past, LATERAL (VALUES
-    ('dibao.intake.ApplicationSubmitted.v1', '/dibao/intake', interval '0 s',
+    ('dibao.intake.ApplicationSubmitted.v1', 'dibao/intake', interval '0 s',
      'Application submitted'),
-    ('dibao.intake.ApplicationAccepted.v1', '/dibao/intake', interval '1 ms',
+    ('dibao.intake.ApplicationAccepted.v1', 'dibao/intake', interval '1 ms',
      'Application accepted'),
-    ('dibao.audit.EntryRecorded.v1', '/dibao/audit', interval '2 s', 'Entry recorded'))
+    ('dibao.assessment.CaseOpened.v1', 'dibao/assessment', interval '2 s', 'Case opened'))
     AS x(ce_type, ce_source, step, summary)
 """,
         """
