@@ -569,6 +569,11 @@ def _sidecars_cpu_s(
     return {name: s.cpu_s() for name, s in sidecars.items()} if server is intake else {}
 
 
+def _server_processes(name: str, args: argparse.Namespace) -> int:
+    """How many uvicorn processes serve ``name`` (the baseline is always one)."""
+    return 1 if name == "baseline" else args.intake_workers
+
+
 def _per_request_ms(after: dict[str, float], before: dict[str, float], n: int) -> dict[str, float]:
     return {name: round(1000 * (after[name] - before[name]) / n, 2) for name in before}
 
@@ -769,6 +774,14 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         "intake/baseline server CPU per request": round(intake_cpu / base_cpu, 1),
         **{f"sidecar CPU ms/req ({name}, peak phase)": ms for name, ms in sidecar_ms.items()},
         **{f"CPU ms/req at {args.load:.0%} ({name})": cpu for name, cpu in steady_cpu.items()},
+        # How busy each server process was in the open loop (its CPU per request times the
+        # rate, over its processes): a process near 1 queues, whatever its code.
+        **{
+            f"server process busy at {args.load:.0%} ({name})": round(
+                steady_cpu[name]["server"] * steady.rate / 1000 / _server_processes(name, args), 2
+            )
+            for name, _peak, steady, _cpu, _pg in results
+        },
         f"intake p99 ms at {args.load:.0%} of peak": round(intake_rate.percentile_ms(0.99), 1),
         **{
             f"p99 ms by fifth of the {args.load:.0%} phase ({name})": steady.p99_by_fifth_ms()
