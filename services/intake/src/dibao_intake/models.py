@@ -190,9 +190,20 @@ class Application(Base):
     accepted_on: Mapped[date | None] = mapped_column(sa.Date)
     withdrawn_at: Mapped[datetime | None] = mapped_column(_TS)
     withdrawal_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # When assessment decided it (approved or rejected), as the timeline consumer learnt.
+    decided_at: Mapped[datetime | None] = mapped_column(_TS)
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('submitted', 'returned', 'withdrawn')", name="status"),
+        # One open (submitted, undecided) application per household and kind: two
+        # submissions at once both pass the read's check; the second write fails here.
+        sa.Index(
+            "uq_application_open_kind",
+            "household_id",
+            "kind",
+            unique=True,
+            postgresql_where=sa.text("status = 'submitted' AND decided_at IS NULL"),
+        ),
         sa.CheckConstraint("requested_amount_fen >= 0", name="requested_amount_not_negative"),
         # Keyset pagination runs on id (UUIDv7, time-ordered) within a region prefix.
         sa.Index("ix_application_region_id", "region_code", "id"),

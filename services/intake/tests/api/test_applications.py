@@ -374,3 +374,22 @@ async def test_a_household_has_one_open_application_of_a_kind(intake: IntakeClie
     )
     assert withdrawn.status_code == 201
     assert (await intake.submit(body)).status_code == 201
+
+
+async def test_two_clerks_at_once_for_a_household_with_an_account_make_one_application(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The open-application rule holds under concurrency too: two submissions of the same
+    kind sent at once (different keys, a household that already has its account) leave one
+    application and one ApplicationSubmitted; the other is a 409 problem."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    before = await row_counts(intake_engine)
+    answers = await asyncio.gather(
+        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    [refused] = [a.json() for a in answers if a.status_code == 409]
+    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
+    after = await row_counts(intake_engine)
+    assert after["application"] == before["application"] + 1

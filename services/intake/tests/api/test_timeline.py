@@ -117,6 +117,10 @@ async def test_a_decided_application_can_no_longer_be_withdrawn(
     )
     assert response.status_code == 409
     assert response.json()["type"].endswith("/application-decided")
+    # Decided, it is no longer open: the household may apply for that kind again.
+    again = await intake.submit(await intake.complete_application_body(household))
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "submitted"
 
 
 async def test_intakes_own_events_are_in_the_timeline_when_the_request_returns(

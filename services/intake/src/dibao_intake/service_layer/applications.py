@@ -59,15 +59,7 @@ from dibao_intake.service_layer.households import (
     rules_failed,
 )
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
-
-# Decisions taken elsewhere after which an application can no longer be withdrawn here.
-DECIDED_TYPES = frozenset(
-    {
-        "dibao.assessment.BenefitApproved.v1",
-        "dibao.assessment.ApplicationRejected.v1",
-        "dibao.assessment.OneOffAssistanceApproved.v1",
-    }
-)
+from dibao_intake.service_layer.timeline import DECIDED_TYPES
 
 
 @dataclass(frozen=True, slots=True)

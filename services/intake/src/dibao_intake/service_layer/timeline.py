@@ -25,6 +25,14 @@ from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
 
 CONSUMER_NAME = "intake.timeline"
+# Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn.
+DECIDED_TYPES = frozenset(
+    {
+        "dibao.assessment.BenefitApproved.v1",
+        "dibao.assessment.ApplicationRejected.v1",
+        "dibao.assessment.OneOffAssistanceApproved.v1",
+    }
+)
 # Where the timeline consumer puts events it cannot apply (intake's dead letters).
 DLQ_TOPIC = "dibao.intake.dlq"
 
@@ -184,7 +192,11 @@ def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
     applications intake knows, written with one statement."""
 
     async def handle(session: AsyncSession, events: Sequence[tuple[Envelope, Message]]) -> None:
-        await repo.add_timeline_entries_if_known(session, entries_of(events), at=clock.now())
+        entries = entries_of(events)
+        await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
+        decided = [(a, e.occurred_at) for a, e in entries if e.ce_type in DECIDED_TYPES]
+        if decided:
+            await repo.mark_decided(session, decided)
 
     return handle
 

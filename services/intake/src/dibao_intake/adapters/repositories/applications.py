@@ -148,6 +148,19 @@ async def mark_withdrawn(
     )
 
 
+async def mark_decided(
+    session: AsyncSession, decisions: Sequence[tuple[uuid.UUID, datetime]]
+) -> None:
+    """Note when assessment decided these applications (the first decision counts): a
+    decided application is no longer open, and its household may apply again."""
+    for application_id, at in decisions:
+        await session.execute(
+            sa.update(application_t)
+            .where(application_t.c.id == application_id, application_t.c.decided_at.is_(None))
+            .values(decided_at=at)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ApplicationFilter:
     region_prefix: str | None = None
