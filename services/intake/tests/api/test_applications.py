@@ -393,3 +393,23 @@ async def test_two_clerks_at_once_for_a_household_with_an_account_make_one_appli
     assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
     after = await row_counts(intake_engine)
     assert after["application"] == before["application"] + 1
+
+
+async def test_a_document_of_another_region_is_answered_like_a_missing_one(
+    intake: IntakeClient,
+) -> None:
+    """Naming a document of a household outside the clerk's regions must not tell the
+    clerk that it exists: the same problem as for an id that does not exist."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    elsewhere = await intake.register(intake.plan(URBAN_VILLAGE))
+    uploaded = await intake.upload(elsewhere.id, "application_form", regions=[URBAN_VILLAGE])
+    assert uploaded.status_code == 201, uploaded.text
+    body["document_ids"] += [uploaded.json()["id"], str(uuid.uuid4())]
+    response = await intake.http.post(
+        "/applications", json=body, headers=intake.headers(regions=["620123"])
+    )
+    assert response.status_code == 422, response.text
+    details = {e["pointer"]: e["detail"] for e in response.json()["errors"]}
+    foreign, missing = len(body["document_ids"]) - 2, len(body["document_ids"]) - 1
+    assert details[f"/body/document_ids/{foreign}"] == details[f"/body/document_ids/{missing}"]

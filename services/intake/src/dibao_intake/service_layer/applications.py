@@ -180,7 +180,15 @@ async def submit_application(
         )
     today = runtime.clock.today()
     active = household.active_members
+    # A document of a household outside the caller's regions is one they cannot see: it
+    # answers "no such document", as a missing one does.
     documents = context.documents
+    if context.foreign_document_regions:
+        documents = {
+            i: d
+            for i, d in documents.items()
+            if caller.principal.can_see(context.foreign_document_regions.get(i, region_code))
+        }
     problems = _document_problems(command.document_ids, documents)
     try:
         account = await _account_for(session, runtime, household, command.bank_account)

@@ -55,6 +55,8 @@ class SubmissionContext:
     open_application_id: uuid.UUID | None
     roster: list[RosterEntry]
     caseworker: str | None
+    foreign_document_regions: dict[uuid.UUID, str]
+    """The region of each document named that belongs to another household."""
 
 
 _READ = DriverStatement(
@@ -88,7 +90,9 @@ WITH h AS (
     SELECT coalesce(json_agg(json_build_object(
         'id', id, 'household_id', household_id, 'person_id', person_id,
         'document_type', document_type, 'sha256', sha256, 'size_bytes', size_bytes,
-        'media_type', media_type, 'uploaded_by', uploaded_by, 'created_at', created_at
+        'media_type', media_type, 'uploaded_by', uploaded_by, 'created_at', created_at,
+        'region_code', CASE WHEN household_id <> :household_id THEN
+            (SELECT x.region_code FROM household x WHERE x.id = document.household_id) END
     )), '[]') AS documents
     FROM document WHERE id = ANY(CAST(:document_ids AS uuid[]))
 ), hashes AS (
@@ -232,7 +236,9 @@ async def load_submission_context(
         updated_at=_instant(h["updated_at"]),
     )
     members = tuple(_member(m) for m in _json(row["members"]))
-    documents = {d.id: d for d in (_document(x) for x in _json(row["documents"]))}
+    found = _json(row["documents"])
+    documents = {d.id: d for d in (_document(x) for x in found)}
+    foreign_regions = {uuid.UUID(x["id"]): x["region_code"] for x in found if x["region_code"]}
     roster = [
         RosterEntry(
             id_hash=r["id_hash"],
@@ -250,6 +256,7 @@ async def load_submission_context(
         open_application_id=row["open_application_id"],
         roster=roster,
         caseworker=row["caseworker"],
+        foreign_document_regions=foreign_regions,
     )
 
 
