@@ -161,3 +161,28 @@ async def test_the_division_table_is_browsable(intake: IntakeClient) -> None:
     missing = await intake.http.get("/divisions/620123199000", headers=intake.headers())
     assert missing.status_code == 404
     assert (await intake.http.get("/divisions/620123")).status_code == 401
+
+
+async def test_an_account_disclosure_names_the_holder_on_the_access_record(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The account number and holder's name revealed are the holder's personal data: the
+    access record lists the holder among the persons read, as an identity disclosure
+    does, so "who looked at this person's data" finds it."""
+    household = await intake.register()
+    account = household.body["bank_account"]
+    holder = account["holder_person_id"]
+    assert holder is not None
+    revealed = await intake.http.get(
+        f"/bank-accounts/{account['token_id']}",
+        params={"purpose": "payment"},
+        headers=intake.headers(Role.FINANCE_OFFICER, ["620123"]),
+    )
+    assert revealed.status_code == 200, revealed.text
+    [found] = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=account["token_id"])
+    record = EventRegistry.default().decode(found)
+    assert isinstance(record, access.PersonalDataAccessed)
+    assert record.action == access.ACCESS_ACTION_DECRYPT
+    assert [p.person_id for p in record.persons] == [holder]
+    assert record.persons[0].masked_name == mask_name(revealed.json()["holder_name"])
+    assert household.plan.account_number.encode() not in found.payload

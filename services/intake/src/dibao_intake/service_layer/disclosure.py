@@ -16,6 +16,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao_common.crypto import mask_id_number, mask_name
 from dibao_common.errors import NotFound
+from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.service_layer.access import Purpose, record_access
@@ -97,6 +98,23 @@ async def reveal_bank_account(
     ensure_readable(caller, household.region_code)
     number = runtime.pii.reveal_account(cipher, row_id=account.id)
     current = await repo.current_bank_account(session, account.household_id)
+    # The number and the holder's name are the holder's data: the record names them.
+    holder = None
+    if account.holder_person_id is not None:
+        members = await repo.load_members(session, account.household_id)
+        holder = next(
+            (
+                contracts.person_ref(m, runtime.pii.hash_key_id)
+                for m in members
+                if m.person_id == account.holder_person_id
+            ),
+            None,
+        )
+    if holder is None:
+        holder = common.PersonRef(
+            person_id=str(account.holder_person_id or ""),
+            masked_name=mask_name(account.holder_name),
+        )
     await record_access(
         session,
         runtime,
@@ -105,7 +123,7 @@ async def reveal_bank_account(
         region_code=household.region_code,
         record_type=access.RECORD_TYPE_BANK_ACCOUNT,
         record_id=str(account.id),
-        persons=[],
+        persons=[holder],
         fields=("bank_account_number", "holder_name"),
         action=access.ACCESS_ACTION_DECRYPT,
         purpose=purpose,
