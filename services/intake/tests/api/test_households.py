@@ -323,3 +323,108 @@ async def test_a_marriage_brings_the_spouse_in(intake: IntakeClient) -> None:
         },
     )
     assert len(married["household"]["members"]) == len(household.plan.members) + 1
+
+
+async def _refused_change(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+    status: int = 422,
+) -> list[str]:
+    """The change is refused with a problem, writes nothing, and says where (pointers)."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before
+    return [e["pointer"] for e in response.json().get("errors", [])]
+
+
+def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> dict[str, Any]:
+    return {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(born, sex),
+        "relationship": relationship,
+        "employment_status": "unemployed",
+    }
+
+
+async def test_marriages_in_an_impossible_order_are_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, kid = household.person_ids
+    # The head's mother remarries: her husband is not the head's spouse (a second one).
+    husband = _person(intake, household.plan.members[2].birth_date, Sex.MALE, "spouse")
+    marriage = {"kind": "marriage", "person_id": mother, "married_on": "2026-02-01"}
+    assert await _refused_change(
+        intake, intake_engine, household, marriage | {"spouse": husband}
+    ) == ["/body/spouse/relationship"]
+    # A child of school age, or a marriage before the member was born.
+    assert await _refused_change(
+        intake, intake_engine, household, marriage | {"person_id": kid}
+    ) == ["/body/married_on"]
+    assert await _refused_change(
+        intake, intake_engine, household, marriage | {"person_id": kid, "married_on": "1990-05-01"}
+    ) == ["/body/married_on"]
+    # The head and the head's spouse are married to each other already.
+    for married in (head, wife):
+        assert await _refused_change(
+            intake, intake_engine, household, marriage | {"person_id": married}
+        ) == ["/body/person_id"]
+
+
+async def test_moves_and_deaths_before_joining_are_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    newcomer = _person(intake, date(2005, 6, 1), Sex.MALE, "other_dependant")
+    move_in = {"kind": "move_in", "moved_on": "2001-01-01", "member": newcomer}
+    assert await _refused_change(intake, intake_engine, household, move_in) == ["/body/moved_on"]
+    moved = await _change(intake, household, move_in | {"moved_on": "2026-02-01"})
+    [person_id] = [
+        m["person_id"] for m in moved["household"]["members"] if m["joined_on"] == "2026-02-01"
+    ]
+    death = {"kind": "death", "person_id": person_id, "date_of_death": "2026-01-15"}
+    assert await _refused_change(intake, intake_engine, household, death) == ["/body/date_of_death"]
+    move_out = {"kind": "move_out", "person_id": person_id, "moved_on": "2026-01-15"}
+    assert await _refused_change(intake, intake_engine, household, move_out) == ["/body/moved_on"]
+    # A member registered with the household may have left before it was registered.
+    await _change(intake, household, death | {"date_of_death": "2026-02-20"})
+
+
+async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, kid = household.person_ids
+    child = household.plan.members[3].payload()
+    # Born again into the household they are in: not "another household".
+    assert await _refused_change(
+        intake, intake_engine, household, {"kind": "birth", "member": child}
+    ) == ["/body/member/id_number"]
+    await _change(
+        intake, household, {"kind": "move_out", "person_id": kid, "moved_on": "2026-02-20"}
+    )
+    # Moved out, then born again; or moved back in before having moved out.
+    assert await _refused_change(
+        intake, intake_engine, household, {"kind": "birth", "member": child}
+    ) == ["/body/member/id_number"]
+    back = {"kind": "move_in", "moved_on": "2026-02-10", "member": child}
+    assert await _refused_change(intake, intake_engine, household, back) == ["/body/moved_on"]
+    await _change(intake, household, back | {"moved_on": "2026-02-25"})
+    # The dead neither move in nor are registered again.
+    await _change(
+        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-21"}
+    )
+    dead = household.plan.members[2].payload() | {"relationship": "other_dependant"}
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    assert await _refused_change(
+        intake, intake_engine, other, {"kind": "move_in", "moved_on": "2026-02-25", "member": dead}
+    ) == ["/body/member/id_number"]
+    payload = _with_member_id(intake.plan(shape="elderly_alone").payload(), 0, dead["id_number"])
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/id_number"]

@@ -161,3 +161,52 @@ def test_a_custody_agreement_needs_its_document_and_custodian() -> None:
             custody_agreement=False, custody_document_id=None, custodian_subject="cw-1"
         )
     ) == {"/custody_agreement"}
+
+
+def test_a_marriage_needs_both_of_age_and_nobody_already_married() -> None:
+    groom = joining(Relationship.CHILD_IN_LAW, date(2010, 3, 3), 23)
+    assert pointers(check_marriage(STATE, SON, date(2026, 5, 1), groom, today=TODAY)) == {
+        "/married_on"
+    }
+    assert pointers(check_marriage(STATE, SON, date(1994, 5, 1), None, today=TODAY)) == {
+        "/married_on"
+    }
+    assert pointers(check_marriage(STATE, SPOUSE, date(2026, 5, 1), None, today=TODAY)) == {
+        "/person_id"
+    }
+    assert pointers(check_marriage(STATE, HEAD, date(2026, 5, 1), None, today=TODAY)) == {
+        "/person_id"
+    }
+
+
+def test_only_the_heads_spouse_is_a_spouse() -> None:
+    widowed = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(SON, Relationship.PARENT, date(1940, 1, 5)),
+        ],
+    )
+    second = joining(Relationship.SPOUSE, date(1942, 3, 3), 22)
+    assert pointers(check_marriage(widowed, SON, date(2026, 5, 1), second, today=TODAY)) == {
+        "/spouse/relationship"
+    }
+
+
+def test_nobody_leaves_before_joining_or_moves_in_before_birth() -> None:
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(SON, Relationship.CHILD, date(1995, 1, 5), joined_on=date(2026, 6, 1)),
+        ],
+    )
+    assert pointers(check_death(state, SON, date(2026, 5, 1), None, today=TODAY)) == {
+        "/date_of_death"
+    }
+    assert pointers(check_move_out(state, SON, date(2026, 5, 1), None, today=TODAY)) == {
+        "/moved_on"
+    }
+    assert check_death(state, SON, date(2026, 6, 1), None, today=TODAY) == []
+    late = joining(Relationship.OTHER, date(2020, 1, 1), 12)
+    assert pointers(check_move_in(state, late, date(2019, 1, 1), today=TODAY)) == {"/moved_on"}

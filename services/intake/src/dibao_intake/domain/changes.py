@@ -10,6 +10,11 @@ from datetime import date
 from dibao_intake.domain.codes import Relationship
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import ValidMember, check_joining_member
+from dibao_intake.domain.resident_id import age_on
+
+MIN_MARRIAGE_AGE = 18
+"""Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
+women; autonomous areas lower it by at most two years)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +22,8 @@ class ActiveMember:
     person_id: uuid.UUID
     relationship: Relationship
     birth_date: date
+    joined_on: date | None = None
+    """When the membership began; a member cannot leave before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,17 @@ def _leaving(
     return []
 
 
+def _not_before_joining(
+    state: HouseholdState, person_id: uuid.UUID, day: date, pointer: str
+) -> list[Violation]:
+    member = state.member(person_id)
+    if member is not None and member.joined_on is not None and day < member.joined_on:
+        return [
+            Violation(pointer, f"is before the member joined the household ({member.joined_on})")
+        ]
+    return []
+
+
 def check_death(
     state: HouseholdState,
     person_id: uuid.UUID,
@@ -73,6 +91,8 @@ def check_death(
     member = state.member(person_id)
     if member is not None and died_on < member.birth_date:
         found.append(Violation("/date_of_death", "is before the member's birth date"))
+    else:
+        found += _not_before_joining(state, person_id, died_on, "/date_of_death")
     return found
 
 
@@ -84,8 +104,10 @@ def check_move_out(
     *,
     today: date,
 ) -> list[Violation]:
-    return _leaving(state, person_id, new_head_person_id) + _not_after_today(
-        moved_on, today, "/moved_on"
+    return (
+        _leaving(state, person_id, new_head_person_id)
+        + _not_after_today(moved_on, today, "/moved_on")
+        + _not_before_joining(state, person_id, moved_on, "/moved_on")
     )
 
 
@@ -102,6 +124,8 @@ def check_move_in(
     found = check_joining_member(member, head_birth_date=state.head.birth_date, pointer="/member")
     if member.input.relationship is Relationship.SPOUSE and state.has_spouse():
         found.append(Violation("/member/relationship", "the head already has a spouse"))
+    if moved_on < member.birth_date:
+        found.append(Violation("/moved_on", "is before the member's birth date"))
     return found + _not_after_today(moved_on, today, "/moved_on")
 
 
@@ -118,8 +142,16 @@ def check_marriage(
     member = state.member(person_id)
     if member is None:
         return [*found, Violation("/person_id", "not an active member of this household")]
+    found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
+    if member.relationship is Relationship.SPOUSE or (
+        person_id == state.head_person_id and state.has_spouse() and spouse is None
+    ):
+        # Married to the head, or the head with a spouse in the household: a second
+        # marriage needs the first to end first (a death or a move out).
+        found.append(Violation("/person_id", "is married to a member of the household"))
     if spouse is None:
         return found
+    found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
     expected = (
         Relationship.SPOUSE
@@ -132,9 +164,19 @@ def check_marriage(
         found.append(
             Violation("/spouse/relationship", f"the spouse of this member is a {expected}")
         )
+    if expected is None and spouse.input.relationship is Relationship.SPOUSE:
+        found.append(Violation("/spouse/relationship", "only the head's own spouse is a spouse"))
     if expected is Relationship.SPOUSE and state.has_spouse():
         found.append(Violation("/spouse", "the head already has a spouse"))
     return found
+
+
+def _marriageable(birth_date: date, married_on: date, pointer: str, who: str) -> list[Violation]:
+    if married_on < birth_date:
+        return [Violation(pointer, f"is before {who}'s birth date")]
+    if age_on(birth_date, married_on) < MIN_MARRIAGE_AGE:
+        return [Violation(pointer, f"{who} was under {MIN_MARRIAGE_AGE} then")]
+    return []
 
 
 def check_bank_account_change(

@@ -15,6 +15,7 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.clock import china_date
 from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -118,6 +119,16 @@ async def _check_not_elsewhere(
     ]
     if conflicts:
         raise _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+
+
+async def _check_not_deceased(
+    session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
+) -> None:
+    """422 for a person whose membership somewhere ended with their death."""
+    hashes = {runtime.pii.hash_id_number(m.resident_id.number): pointer for pointer, m in members}
+    found = await repo.find_memberships(session, list(hashes))
+    dead = sorted({hashes[f.id_hash] for f in found if f.left_reason is LeaveReason.DEATH})
+    raise_if_any([Violation(f"{p}/id_number", "the person is recorded as deceased") for p in dead])
 
 
 async def _store_persons(
@@ -226,6 +237,10 @@ async def register_household(
         raise rules_failed(error) from None
     pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
     await _check_not_elsewhere(session, runtime, pointers)
+    try:
+        await _check_not_deceased(session, runtime, pointers)
+    except RulesViolatedError as error:
+        raise rules_failed(error) from None
     person_ids = await _store_persons(session, runtime, valid.members)
     household_id = uuid7()
     head_index = next(
@@ -417,10 +432,19 @@ class _ChangeWork:
         self.household_id = before.household.id
         head = before.household.head_person_id
         assert head is not None, "an active household has a head"
+        # Members registered with the household "joined" on the day it was registered:
+        # when the office learned of them, not when they joined, so a death or a move
+        # dated before it is a late record. A birth, marriage or move in dates the joining.
+        registered_on = china_date(before.household.created_at)
         self.state = rules.HouseholdState(
             head_person_id=head,
             members=[
-                rules.ActiveMember(m.person_id, m.relationship, m.birth_date)
+                rules.ActiveMember(
+                    m.person_id,
+                    m.relationship,
+                    m.birth_date,
+                    m.joined_on if m.joined_on != registered_on else None,
+                )
                 for m in before.active_members
             ],
         )
@@ -433,8 +457,38 @@ class _ChangeWork:
         assert checked is not None
         return checked
 
-    async def join(self, member: ValidMember, pointer: str, joined_on: date) -> MemberRecord:
+    async def join(
+        self,
+        member: ValidMember,
+        pointer: str,
+        joined_on: date,
+        *,
+        newborn: bool = False,
+        date_pointer: str | None = None,
+    ) -> MemberRecord:
+        """Add ``member``: refused when already here, active elsewhere (409), deceased,
+        already registered for a ``newborn``, or (with ``date_pointer``) joining before
+        they left their last household."""
+        id_hash = self.runtime.pii.hash_id_number(member.resident_id.number)
+        history = await repo.find_memberships(self.session, [id_hash])
+        if any(h.active and h.household_id == self.household_id for h in history):
+            raise_if_any(
+                [Violation(f"{pointer}/id_number", "already an active member of this household")]
+            )
         await _check_not_elsewhere(self.session, self.runtime, [(pointer, member)])
+        problems: list[Violation] = []
+        if any(h.left_reason is LeaveReason.DEATH for h in history):
+            problems.append(Violation(f"{pointer}/id_number", "the person is recorded as deceased"))
+        elif newborn and history:
+            problems.append(
+                Violation(f"{pointer}/id_number", "the person is already registered: not a birth")
+            )
+        left = max((h.left_on for h in history if h.left_on is not None), default=None)
+        if date_pointer is not None and left is not None and joined_on < left:
+            problems.append(
+                Violation(date_pointer, "is before the person left their last household")
+            )
+        raise_if_any(problems)
         (person_id,) = await _store_persons(self.session, self.runtime, [member])
         await _insert_memberships(
             self.session, self.household_id, [_membership(person_id, member, joined_on)]
@@ -555,7 +609,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
         case Birth(member=raw):
             child = work.valid_member(raw, "/member")
             raise_if_any(rules.check_birth(work.state, child))
-            added = await work.join(child, "/member", child.birth_date)
+            added = await work.join(child, "/member", child.birth_date, newborn=True)
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
         case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
             raise_if_any(rules.check_death(work.state, pid, died_on, heir, today=today))
@@ -582,7 +636,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
         case MoveIn(member=raw, moved_on=on):
             newcomer = work.valid_member(raw, "/member")
             raise_if_any(rules.check_move_in(work.state, newcomer, on, today=today))
-            added = await work.join(newcomer, "/member", on)
+            added = await work.join(newcomer, "/member", on, date_pointer="/moved_on")
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
         case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):

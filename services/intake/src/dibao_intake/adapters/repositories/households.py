@@ -100,6 +100,37 @@ async def find_active_memberships(
     return [ActiveMembership(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class PastMembership:
+    """A membership, active or ended, of a person (what the person's history says)."""
+
+    id_hash: str
+    household_id: uuid.UUID
+    active: bool
+    left_on: date | None
+    left_reason: LeaveReason | None
+
+
+async def find_memberships(session: AsyncSession, id_hashes: Sequence[str]) -> list[PastMembership]:
+    """Every membership, in any household, of the persons with these ID hashes."""
+    if not id_hashes:
+        return []
+    rows = await session.execute(
+        sa.select(
+            person_t.c.id_hash,
+            member_t.c.household_id,
+            member_t.c.active,
+            member_t.c.left_on,
+            member_t.c.left_reason,
+        )
+        .join(member_t, member_t.c.person_id == person_t.c.id)
+        .where(person_t.c.id_hash.in_(id_hashes))
+    )
+    return [
+        PastMembership(r[0], r[1], r[2], r[3], LeaveReason(r[4]) if r[4] else None) for r in rows
+    ]
+
+
 async def upsert_persons(
     session: AsyncSession, persons: Sequence[NewPerson], at: datetime
 ) -> dict[str, uuid.UUID]:
