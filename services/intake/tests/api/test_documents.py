@@ -143,3 +143,22 @@ async def test_a_keyed_upload_keeps_the_routes_limits(
     assert two.status_code == 400
     assert two.headers["content-type"] == "application/problem+json"
     assert await row_counts(intake_engine) == before
+
+
+async def test_content_that_is_not_its_declared_type_is_a_415(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    for media_type in ("application/pdf", "image/png", "image/jpeg", "image/tiff"):
+        response = await intake.upload(
+            household.id, "photo", content=b"MZ\x90\x00" + b"\0" * 64, media_type=media_type
+        )
+        assert response.status_code == 415, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"].endswith("/unsupported-media-type")
+    assert await row_counts(intake_engine) == before
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    assert (
+        await intake.upload(household.id, "photo", content=png, media_type="image/png")
+    ).status_code == 201

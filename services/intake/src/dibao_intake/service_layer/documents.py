@@ -42,6 +42,24 @@ def unsupported_media_type(media_type: str, allowed: frozenset[str]) -> ProblemE
     )
 
 
+_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+}
+"""How the content of each accepted type begins; a type configured beyond these is taken
+at its word."""
+
+
+def content_matches(media_type: str, content: bytes) -> bool:
+    """Whether ``content`` begins as a ``media_type`` file does (unknown types: True)."""
+    if media_type == "application/pdf":
+        # Readers accept a header anywhere in the first 1024 bytes (ISO 32000 practice).
+        return b"%PDF-" in content[:1024]
+    signatures = _SIGNATURES.get(media_type)
+    return signatures is None or content.startswith(signatures)
+
+
 @dataclass(frozen=True, slots=True)
 class UploadDocument:
     household_id: uuid.UUID
@@ -60,6 +78,14 @@ async def upload_document(
     media_type = command.media_type.split(";")[0].strip().lower()
     if media_type not in runtime.media_types:
         raise unsupported_media_type(media_type, runtime.media_types)
+    if command.content and not content_matches(media_type, command.content):
+        raise ProblemError(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"The content is not {media_type}: it does not begin as such a file does",
+            accepted=sorted(runtime.media_types),
+        )
     household = await household_repo.get_household(session, command.household_id)
     if household is None:
         raise NotFound(NOT_FOUND)
