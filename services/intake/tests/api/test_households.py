@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from datetime import date
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.intake.v1 import events_pb2 as ev
@@ -428,3 +431,55 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     payload = _with_member_id(intake.plan(shape="elderly_alone").payload(), 0, dead["id_number"])
     problem = await _refused(intake, intake_engine, payload, 422)
     assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/id_number"]
+
+
+async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
+    intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
+) -> None:
+    # Two clerks register the same couple at once, each naming the other spouse the head.
+    first = intake.plan(shape="elderly_couple").payload()
+    husband, wife = first["members"]
+    second = copy.deepcopy(first) | {
+        "members": [wife | {"relationship": "head"}, husband | {"relationship": "spouse"}]
+    }
+    pii = intake_app.state.runtime.pii
+    before = await row_counts(intake_engine)
+    async with intake_engine.connect() as blocker, intake_engine.connect() as watcher:
+        # A transaction inserting both persons first holds the two registrations at their
+        # first person; when it rolls back they go on together, as if arriving at once.
+        held = await blocker.begin()
+        for member in (husband, wife):
+            await blocker.execute(
+                text(
+                    "INSERT INTO person (id, id_hash, hash_key_id, id_number_cipher, masked_id,"
+                    " name, birth_date, sex, created_at) VALUES (:id, :hash, 'k1', '\\x00',"
+                    " 'masked', 'name', '1950-01-01', 'male', now())"
+                ),
+                {"id": uuid.uuid4(), "hash": pii.hash_id_number(member["id_number"])},
+            )
+        posts = [
+            asyncio.create_task(
+                intake.http.post("/households", json=payload, headers=intake.headers())
+            )
+            for payload in (first, second)
+        ]
+        waiting = 0
+        for _ in range(200):
+            waiting = (
+                await watcher.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == 2
+        await held.rollback()
+        responses = await asyncio.gather(*posts)
+    assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+    after = await row_counts(intake_engine)
+    assert after["household"] == before["household"] + 1
+    assert after["person"] == before["person"] + 2

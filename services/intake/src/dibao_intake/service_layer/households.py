@@ -154,8 +154,10 @@ async def _store_persons(
                 sex=m.sex,
             )
         )
-    ids = await repo.upsert_persons(session, new, at)
     by_hash = [p.id_hash for p in new]
+    # In one order, whatever the request's: two requests naming the same persons in
+    # another order would each lock one and wait for the other's (a deadlock, a 500).
+    ids = await repo.upsert_persons(session, sorted(new, key=lambda p: p.id_hash), at)
     return [ids[h] for h in by_hash]
 
 
