@@ -413,3 +413,22 @@ async def test_a_document_of_another_region_is_answered_like_a_missing_one(
     details = {e["pointer"]: e["detail"] for e in response.json()["errors"]}
     foreign, missing = len(body["document_ids"]) - 2, len(body["document_ids"]) - 1
     assert details[f"/body/document_ids/{foreign}"] == details[f"/body/document_ids/{missing}"]
+
+
+@pytest.mark.parametrize(
+    "params", [{"submitted_to": "9999-12-31"}, {"submitted_from": "0001-01-01"}]
+)
+async def test_search_dates_at_the_ends_of_the_calendar_are_no_error(
+    intake: IntakeClient, params: dict[str, str]
+) -> None:
+    """The first and last days a date can name are valid bounds (every application lies
+    within them), not a 500."""
+    household = await intake.register()
+    accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    page = await intake.http.get(
+        "/applications",
+        params=params | {"household_id": household.id},
+        headers=intake.headers(Role.AUDITOR, ["62"]),
+    )
+    assert page.status_code == 200, page.text
+    assert [item["id"] for item in page.json()["items"]] == [accepted["id"]]

@@ -7,7 +7,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
@@ -480,8 +480,17 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         ) from None
 
 
-def _china_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=CHINA_TZ)
+def _china_midnight(day: date | None) -> datetime | None:
+    """The start of ``day`` in China; None (no bound) for no day, or one at the very
+    start of the calendar (its midnight is before the earliest instant in UTC)."""
+    if day is None:
+        return None
+    moment = datetime.combine(day, time(0), tzinfo=CHINA_TZ)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return None
+    return moment
 
 
 async def search_applications(
@@ -498,10 +507,11 @@ async def search_applications(
             status=query.status,
             kind=query.kind,
             household_id=query.household_id,
-            submitted_from=_china_midnight(query.submitted_from) if query.submitted_from else None,
+            submitted_from=_china_midnight(query.submitted_from),
+            # The calendar's last day has no next one: every application is before its end.
             submitted_before=(
                 _china_midnight(query.submitted_to + timedelta(days=1))
-                if query.submitted_to
+                if query.submitted_to and query.submitted_to < date.max
                 else None
             ),
         ),
