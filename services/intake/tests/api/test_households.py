@@ -135,6 +135,27 @@ async def test_malformed_json_and_missing_fields(
     assert problem["errors"][0]["pointer"] == "/body/members/0/employment_status"
 
 
+async def test_flags_and_indexes_of_another_type_are_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # "yes", "no", 0 or "1" for a flag, "0" for an index: a client sending those has the
+    # contract wrong, and whatever was meant is guessed, not known.
+    for pointer, value in (
+        ("/members/0/seriously_ill", "yes"),
+        ("/members/0/student", 0),
+        ("/members/0/counted", "false"),
+        ("/bank_account/holder_member_index", "0"),
+    ):
+        payload = intake.plan().payload()
+        *path, name = pointer.strip("/").split("/")
+        target: Any = payload
+        for part in path:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[name] = value
+        problem = await _refused(intake, intake_engine, payload, 422)
+        assert [e["pointer"] for e in problem["errors"]] == ["/body" + pointer]
+
+
 async def test_a_person_in_another_household_is_a_409_with_a_masked_reference(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

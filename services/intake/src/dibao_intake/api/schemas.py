@@ -10,7 +10,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -70,10 +70,10 @@ class MemberIn(_In):
     id_number: IdNumber
     relationship: Relationship = Field(description="Relationship to the head of household")
     disability_grade: DisabilityGrade = DisabilityGrade.NONE
-    seriously_ill: bool = False
+    seriously_ill: StrictBool = False
     employment_status: EmploymentStatus
-    student: bool = Field(False, description="Full-time student up to bachelor level")
-    counted: bool = Field(True, description="Counted towards household size and income")
+    student: StrictBool = Field(False, description="Full-time student up to bachelor level")
+    counted: StrictBool = Field(True, description="Counted towards household size and income")
     exclusion_reason: ExclusionReason | None = Field(
         None, description="Why the member is not counted (required when counted is false)"
     )
@@ -100,7 +100,7 @@ class RegistrationBankAccountIn(_In):
     account_number: str = Field(pattern=r"^[0-9]{12,19}$")
     bank_code: str = Field(pattern=r"^[0-9]{3,12}$")
     bank_name: Name
-    holder_member_index: int | None = Field(
+    holder_member_index: StrictInt | None = Field(
         None, ge=0, description="Index in members of the holder (default: the head)"
     )
 
@@ -264,7 +264,7 @@ class MoveOutIn(_ChangeIn):
 class BankAccountChangeIn(_ChangeIn):
     kind: Literal["bank_account_change"]
     account: BankAccountIn
-    custody_agreement: bool = Field(
+    custody_agreement: StrictBool = Field(
         False, description="Staff hold the card under a written custody agreement"
     )
     custody_document_id: uuid.UUID | None = Field(
