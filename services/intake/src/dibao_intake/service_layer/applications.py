@@ -161,7 +161,6 @@ async def submit_application(
         command.household_id,
         document_ids=command.document_ids,
         kind=command.kind,
-        decided_types=DECIDED_TYPES,
         township_name=lambda code: _name(runtime, code),
         mask_name=mask_name,
     )

@@ -116,9 +116,7 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
        d.documents, r.roster,
        (SELECT a.id FROM application a
         WHERE a.household_id = h.id AND a.kind = :kind AND a.status = 'submitted'
-          AND NOT EXISTS (
-              SELECT 1 FROM timeline_entry t
-              WHERE t.application_id = a.id AND t.ce_type = ANY(CAST(:decided AS text[])))
+          AND a.decided_at IS NULL
         LIMIT 1) AS open_application_id,
        (SELECT s.subject FROM staff_member s
         WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
@@ -207,7 +205,6 @@ async def load_submission_context(
     *,
     document_ids: Sequence[uuid.UUID],
     kind: ApplicationKind,
-    decided_types: frozenset[str],
     township_name: Callable[[str], str],
     mask_name: Callable[[str], str],
 ) -> SubmissionContext | None:
@@ -218,7 +215,6 @@ async def load_submission_context(
             "household_id": household_id,
             "document_ids": list(document_ids),
             "kind": kind.value,
-            "decided": sorted(decided_types),
         },
     )
     if row is None:
