@@ -182,11 +182,13 @@ async def submit_application(
     # A document of a household outside the caller's regions is one they cannot see: it
     # answers "no such document", as a missing one does.
     documents = context.documents
-    if context.foreign_document_regions:
+    others = {d.household_id for d in documents.values()} - {household.household.id}
+    if others:
+        regions = await submission_repo.household_regions(session, list(others))
         documents = {
             i: d
             for i, d in documents.items()
-            if caller.principal.can_see(context.foreign_document_regions.get(i, region_code))
+            if caller.principal.can_see(regions.get(d.household_id, region_code))
         }
     problems = _document_problems(command.document_ids, documents)
     try:
