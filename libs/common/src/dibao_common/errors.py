@@ -254,11 +254,36 @@ def json_pointer(location: Iterable[int | str]) -> str:
     return "".join("/" + p for p in parts)
 
 
-def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+def _location_in(body: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """``loc`` without the tags of discriminated unions, so that it points into the body
+    as sent: pydantic locates ``note`` of a ``{"kind": "birth", ...}`` variant at
+    ``("body", "birth", "note")``, where the document has ``/body/note``. A part is taken
+    as a tag when the object at that point has no such member but holds it as a value."""
+    if not loc or loc[0] != "body":
+        return list(loc)
+    kept: list[int | str] = [loc[0]]
+    node: Any = body
+    for part in loc[1:]:
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif isinstance(part, str) and part in node.values():
+                continue
+            else:
+                node = None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        kept.append(part)
+    return kept
+
+
+def _validation_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, str]]:
     # Only the location, message and kind: the offending input may be personal data.
     return [
         {
-            "pointer": json_pointer(e.get("loc", ())),
+            "pointer": json_pointer(_location_in(body, e.get("loc", ()))),
             "detail": str(e.get("msg", "invalid")),
             "code": str(e.get("type", "invalid")),
         }
@@ -311,7 +336,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         "The request is not valid",
         f"{len(errors)} invalid part(s) of the request",
         instance=request.url.path,
-        errors=_validation_errors(errors),
+        errors=_validation_errors(errors, exc.body),
     )
 
 
