@@ -225,6 +225,16 @@ class PersonHasher:
         return hmac.new(self._key, normalised.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
+"""A run of characters that may be an 18-character resident ID number (a bank card
+number of 18 or 19 digits contains one too)."""
+
+
+def carries_id_number(text: str) -> bool:
+    """Whether ``text`` holds something that may be a resident ID (or card) number."""
+    return ID_NUMBER_LIKE.search(text) is not None
+
+
 def mask_id_number(id_number: str) -> str:
     """``62010219800101123X`` -> ``620102********123X`` (region and last four kept)."""
     value = normalise_id_number(id_number)

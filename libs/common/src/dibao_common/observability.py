@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
-from dibao_common.crypto import mask_id_number
+from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
 
 # --------------------------------------------------------------------------- trace context
 
@@ -47,9 +47,6 @@ _TRACEPARENT = re.compile(
 )
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-# Generated ids are re-drawn when they contain 18 decimal digits in a row: such an id
-# would be masked in the logs like an ID number and lose its use for correlation.
-_ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +72,11 @@ class TraceContext:
 
 
 def new_trace_id() -> str:
+    # Generated ids are re-drawn when they contain 18 decimal digits in a row: such an id
+    # would be masked in the logs like an ID number and lose its use for correlation.
     while True:
         candidate = os.urandom(16).hex()
-        if candidate != _ZERO_TRACE and not _ID_NUMBER_LIKE.search(candidate):
+        if candidate != _ZERO_TRACE and not ID_NUMBER_LIKE.search(candidate):
             return candidate
 
 
@@ -205,7 +204,7 @@ def extract_trace(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceCo
 
 
 def _mask_text(text: str) -> str:
-    return _ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
 
 
 _Plain = (bool, float, type(None))
@@ -216,7 +215,7 @@ _MAX_DEPTH = 16
 
 def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _mask_text(value) if _ID_NUMBER_LIKE.search(value) else value
+        return _mask_text(value) if ID_NUMBER_LIKE.search(value) else value
     if isinstance(value, _Plain):
         return value
     # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
@@ -227,7 +226,7 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
             return [_mask_value(v, depth + 1) for v in value]
     # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
     text = str(value)
-    return _mask_text(text) if _ID_NUMBER_LIKE.search(text) else value
+    return _mask_text(text) if ID_NUMBER_LIKE.search(text) else value
 
 
 def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -223,6 +223,32 @@ async def test_negative_income_is_refused_and_writes_nothing(
     assert await row_counts(intake_engine) == before
 
 
+async def test_an_id_or_card_number_in_free_text_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # Free text is stored and published as typed: an ID number in it would escape the
+    # encryption and masking of the fields made for one.
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    id_number = household.plan.members[0].id_number
+    body["statement"] = f"申请人身份证号{id_number}，家庭困难"
+    body["incomes"][0]["note"] = "工资打到卡 6228480402564890018"
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    errors = response.json()["errors"]
+    assert sorted(e["pointer"] for e in errors) == ["/body/incomes/0/note", "/body/statement"]
+    assert all("resident ID" in e["detail"] for e in errors)
+    assert id_number not in response.text
+    assert await row_counts(intake_engine) == before
+    # A phone number or a house number is no ID number.
+    body["statement"] = "联系电话 13800138000，住三社12号"
+    body["incomes"][0]["note"] = "季节性务工"
+    accepted = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert accepted.status_code == 201, accepted.text
+
+
 async def test_inconsistent_application_names_each_problem(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

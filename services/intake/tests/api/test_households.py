@@ -99,6 +99,20 @@ async def _refused(
     return body
 
 
+async def test_an_id_number_in_the_address_or_a_note_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    plan = intake.plan()
+    payload = copy.deepcopy(plan.payload())
+    payload["address"] = f"三社12号 户主{plan.members[0].id_number}"
+    payload["members"][0]["exclusion_note"] = "身份证 62012319800101001X"
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert sorted(e["pointer"] for e in problem["errors"]) == [
+        "/body/address",
+        "/body/members/0/exclusion_note",
+    ]
+
+
 async def test_a_wrong_check_digit_is_refused_and_writes_nothing(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
@@ -192,6 +206,21 @@ async def _change(
     assert response.status_code == 201, response.text
     out: dict[str, Any] = response.json()
     return out
+
+
+async def test_an_id_number_in_a_change_note_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    mother = household.plan.members[0].id_number
+    birth = {"kind": "birth", "member": _newborn(intake), "note": f"母亲身份证 {mother}"}
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=birth, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/note"]
+    assert await row_counts(intake_engine) == before
 
 
 def _newborn(intake: IntakeClient) -> dict[str, Any]:

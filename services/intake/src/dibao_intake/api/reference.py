@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -74,7 +75,9 @@ def _purpose(value: Purpose) -> access.Purpose.ValueType:
 
 
 PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]
-NoteQuery = Annotated[str, Query(max_length=200, description="Detail of the purpose")]
+NoteQuery = Annotated[
+    str, Query(max_length=200, description="Detail of the purpose"), AfterValidator(s.no_id_number)
+]
 
 
 @router.get(

@@ -10,8 +10,9 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from dibao_common.crypto import carries_id_number
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
@@ -49,7 +50,21 @@ IdNumber = Annotated[
 ]
 Fen = Annotated[int, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
 Name = Annotated[str, Field(min_length=1, max_length=50)]
-Note = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def no_id_number(text: str) -> str:
+    """Free text is stored and published as typed: a resident ID or card number in it
+    would escape the encryption and masking of the fields made for them (ADR 0005)."""
+    if carries_id_number(text):
+        raise ValueError(
+            "must not contain a resident ID or bank card number: record a person as a"
+            " member and an account as bank_account"
+        )
+    return text
+
+
+Note = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_id_number)]
+Statement = Annotated[str, Field(max_length=2000), AfterValidator(no_id_number)]
 
 
 class _In(BaseModel):
@@ -146,7 +161,7 @@ class HouseholdIn(_In):
 
     region_code: RegionCode
     area_type: AreaType
-    address: str = Field(min_length=1, max_length=200)
+    address: Annotated[str, AfterValidator(no_id_number)] = Field(min_length=1, max_length=200)
     members: list[MemberIn] = Field(min_length=1, max_length=30)
     bank_account: RegistrationBankAccountIn | None = None
 
@@ -358,7 +373,7 @@ class ApplicationIn(_In):
     bank_account: BankAccountIn | None = Field(
         None, description="Account for payments; default: the household's current one"
     )
-    statement: str | None = Field(None, max_length=2000, description="Statement of hardship")
+    statement: Statement | None = Field(None, description="Statement of hardship")
     reason: Note | None = Field(None, description="Reason for a one-off request")
     requested_amount_fen: Fen | None = Field(None, description="Amount asked (one-off kinds)")
     individual_inclusion_person_id: uuid.UUID | None = Field(
