@@ -18,6 +18,7 @@ KAFKA_DIR=$STATE/kafka
 teardown() {
   local rc=$?
   bash "$ROOT/deploy/stack.sh" down || true
+  bash "$ROOT/deploy/pg.sh" remove || true
   rm -rf "$KAFKA_DIR"
   exit $rc
 }

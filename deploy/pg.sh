@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL for one instance: a private cluster on its own port and data directory,
 # or an existing server when DIBAO_PG_URL points at one that answers.
-#   pg.sh start | stop | status | dsn | ensure-dbs
+#   pg.sh start | stop | remove | status | dsn | ensure-dbs
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -39,11 +39,30 @@ install_server() {
   PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 }
 
+# As root a cluster lives under /var/tmp, outside the checkout, and would outlive a
+# checkout that is deleted (a CI clone, say). Each records the state directory it belongs
+# to; a start removes the stopped clusters whose state directory is gone.
+sweep_orphans() {
+  [[ $(id -u) == 0 && -z ${DIBAO_PGDATA_ROOT:-} ]] || return 0
+  local dir owner pid
+  for dir in /var/tmp/dibao-pg/*; do
+    [[ -f $dir/owner && $dir != "$PGDATA_ROOT" ]] || continue
+    owner=$(<"$dir/owner")
+    [[ -n $owner && ! -d $owner ]] || continue
+    pid=$(head -n1 "$dir/data/postmaster.pid" 2>/dev/null || true)
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+    rm -rf "$dir"
+    log "removed the PostgreSQL cluster of a checkout that is gone ($owner)"
+  done
+}
+
 start() {
   if external_url; then log "using the PostgreSQL server at DIBAO_PG_URL"; return; fi
   install_server
+  sweep_orphans
   mkdir -p "$PGDATA_ROOT" "$STATE"
   if [[ $(id -u) == 0 ]]; then chown postgres:postgres "$PGDATA_ROOT"; fi
+  printf '%s\n' "$STATE" >"$PGDATA_ROOT/owner"
   if [[ ! -f $PGDATA/PG_VERSION ]]; then
     log "initialising a PostgreSQL cluster in $PGDATA"
     "${RUN_AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U "$PG_USER" --auth=trust -E UTF8 \
@@ -79,6 +98,14 @@ stop() {
   log "PostgreSQL stopped"
 }
 
+# Stop the instance's cluster and delete it (test and benchmark stacks, at teardown).
+remove() {
+  if external_url; then return; fi
+  stop
+  rm -rf "$PGDATA_ROOT"
+  rm -f "$STATE/pg-root"
+}
+
 status() {
   if external_url; then echo "postgres: external server (DIBAO_PG_URL)"; return 0; fi
   if [[ -f $PGDATA/postmaster.pid ]] && "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -102,8 +129,9 @@ ensure_dbs() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  remove) remove ;;
   status) status ;;
   dsn) dsn ;;
   ensure-dbs) ensure_dbs ;;
-  *) echo "usage: $0 start|stop|status|dsn|ensure-dbs" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|remove|status|dsn|ensure-dbs" >&2; exit 2 ;;
 esac

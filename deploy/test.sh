@@ -12,6 +12,9 @@ teardown() {
   local rc=$?
   phase "teardown"
   bash "$ROOT/deploy/stack.sh" down || true
+  # The instance's data goes with it: its cluster (which as root lives outside the
+  # checkout) and the broker's log directories.
+  bash "$ROOT/deploy/pg.sh" remove || true
   rm -rf "$KAFKA_DIR"
   phase_end
   exit $rc
