@@ -143,6 +143,15 @@ async def test_identity_and_account_are_disclosed_for_a_purpose_and_recorded(
         headers=intake.headers(Role.INTAKE_CLERK, ["620123"]),
     )
     assert refused.status_code == 403
+    # The purpose note goes to the audit log as typed: no ID number in it.
+    noted = await intake.http.get(
+        f"/persons/{household.person_ids[0]}/identity",
+        params={"purpose": "investigation", "purpose_note": f"核对 {head.id_number}"},
+        headers=intake.headers(Role.INVESTIGATOR, ["620123"]),
+    )
+    assert noted.status_code == 422
+    assert [e["pointer"] for e in noted.json()["errors"]] == ["/query/purpose_note"]
+    assert head.id_number not in noted.text
     foreign = await intake.http.get(
         f"/bank-accounts/{token}",
         params={"purpose": "payment"},
