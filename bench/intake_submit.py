@@ -330,13 +330,19 @@ class Server:
         the process and, with ``--workers``, the uvicorn workers of its process group."""
         return _cpu_s_of_group(self.process.pid)
 
-    def stop(self) -> None:
+    def stop(self, *, keep_log: bool = False) -> None:
+        """Stop the server; its log is deleted unless ``keep_log`` (a run that failed)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+        if keep_log:
+            print(f"{self.name}'s log: {self.log.name}", file=sys.stderr)
+        else:
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 def _processes() -> Iterator[list[str]]:
@@ -414,7 +420,8 @@ def _intake_env(url: str, bootstrap: str, documents: str) -> dict[str, str]:
         "DIBAO_DATABASE_URL": url,
         "DIBAO_KAFKA_BOOTSTRAP": bootstrap,
         "DIBAO_ENVIRONMENT": "test",
-        "DIBAO_LOG_LEVEL": "WARNING",
+        # As deployed: one JSON access-log line per request (the bare baseline has none).
+        "DIBAO_LOG_LEVEL": "INFO",
         "DIBAO_PII_KEYS": pii.keys.get_secret_value(),
         "DIBAO_PII_ACTIVE_KEY_ID": pii.active_key_id,
         "DIBAO_PII_HASH_KEY": pii.hash_key.get_secret_value(),
@@ -641,6 +648,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         dict(os.environ) | {"BENCH_BASELINE_DSN": scratch.dsn("intake")},
         args.baseline_port,
     )
+    failed = True
     try:
         await intake.ready("/readyz")
         await baseline.ready("/docs")
@@ -729,11 +737,13 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         backlog_after = await _pending_outbox(scratch.dsn("intake"))
         drained_at = time.perf_counter()
         drain_s = await _drain(scratch.dsn("intake"), timeout_s=60.0) - drained_at
+        failed = False
     finally:
-        intake.stop()
-        baseline.stop()
+        intake.stop(keep_log=failed)
+        baseline.stop(keep_log=failed)
         for sidecar in sidecars.values():
-            sidecar.stop()
+            sidecar.stop(keep_log=failed)
+        shutil.rmtree(documents, ignore_errors=True)
     (_, base_peak, _, base_cpu, _), (_, intake_peak, intake_rate, intake_cpu, _) = results[:2]
     ok = intake_peak.statuses.get(201, 0) + intake_rate.statuses.get(201, 0)
     ratio = intake_peak.rate / base_peak.rate
