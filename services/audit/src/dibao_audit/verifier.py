@@ -229,7 +229,7 @@ def verify_shares(
         report.fail(f"covering checkpoint: {exc}")
         return report
     report.checkpoint = cp
-    if cp.tree_size != header.tree_size or not header.start <= header.end <= cp.tree_size:
+    if cp.tree_size != header.tree_size or not 0 <= header.start <= header.end <= cp.tree_size:
         report.fail("the export's range does not fit its checkpoint")
         return report
     history = _verify_history(header, key, cp, report)

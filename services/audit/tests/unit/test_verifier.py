@@ -187,6 +187,23 @@ def test_a_missing_entry_and_a_false_checkpoint_are_reported() -> None:
     assert not verify_export(bad, lines, log.signer.verifier).ok
 
 
+def test_a_slice_said_to_start_before_the_log_is_refused() -> None:
+    """A header with a negative start shifts every leaf one place: the log's real last leaf
+    comes from the cover, and a line "before the log" is hashed into nothing yet counted."""
+    log = _Log(40, 16)
+    header, lines = log.export(0, 40)
+    forged = RecordedEvent("dibao.intake.v1", 0, 999, None, (), b"a forged entry")
+    extra = {
+        "index": -1,
+        "leaf_hash": leaf_hash(canonical_bytes(forged)).hex(),
+        "entry": entry_to_b64(forged),
+    }
+    shifted = dataclasses.replace(header, start=-1, end=39, cover={(39, 40): log.leaves[39]})
+    report = verify_export(shifted, [extra, *lines[:39]], log.signer.verifier)
+    assert not report.ok
+    assert "range does not fit" in report.problems[0]
+
+
 def test_a_rewritten_history_breaks_consistency() -> None:
     log = _Log(48, 16)
     header, lines = log.export(0, 48)
