@@ -530,6 +530,11 @@ async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
         await held.rollback()
         responses = await asyncio.gather(*posts)
     assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+    # The loser is told where the persons are, as a request checked after the winner is.
+    [lost] = [r.json() for r in responses if r.status_code == 409]
+    assert lost["type"].endswith("/person-in-household")
+    assert [c["pointer"] for c in lost["conflicts"]] == ["/body/members/0", "/body/members/1"]
+    assert len({c["household_ref"] for c in lost["conflicts"]}) == 1
     after = await row_counts(intake_engine)
     assert after["household"] == before["household"] + 1
     assert after["person"] == before["person"] + 2

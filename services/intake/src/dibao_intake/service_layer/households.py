@@ -179,15 +179,25 @@ def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.N
 
 
 async def _insert_memberships(
-    session: AsyncSession, household_id: uuid.UUID, members: Sequence[repo.NewMembership]
+    session: AsyncSession,
+    runtime: Runtime,
+    household_id: uuid.UUID,
+    members: Sequence[repo.NewMembership],
+    named: Sequence[tuple[str, ValidMember]],
 ) -> None:
+    """Insert the memberships; 409 naming the other household when a concurrent request
+    made one of these persons active elsewhere first (``named``: each with its pointer)."""
     try:
-        await repo.insert_memberships(session, household_id, members)
+        # A savepoint, so that the request's transaction can still read after losing.
+        async with session.begin_nested():
+            await repo.insert_memberships(session, household_id, members)
     except IntegrityError as exc:
-        # Lost a race with a concurrent registration of the same person.
-        if ACTIVE_MEMBERSHIP_INDEX in str(exc.orig):
-            raise _person_in_household([]) from None
-        raise
+        if ACTIVE_MEMBERSHIP_INDEX not in str(exc.orig):
+            raise
+        # Lost a race with a concurrent registration of the same person. The insert
+        # waited for the winner to commit, so a new read finds its household.
+        await _check_not_elsewhere(session, runtime, named, allowed_household=household_id)
+        raise _person_in_household([]) from None
 
 
 def new_bank_account(
@@ -260,8 +270,10 @@ async def register_household(
     )
     await _insert_memberships(
         session,
+        runtime,
         household_id,
         [_membership(pid, m, today) for pid, m in zip(person_ids, valid.members, strict=True)],
+        pointers,
     )
     members = await repo.load_members(session, household_id)
     account: BankAccountRecord | None = None
@@ -493,7 +505,11 @@ class _ChangeWork:
         raise_if_any(problems)
         (person_id,) = await _store_persons(self.session, self.runtime, [member])
         await _insert_memberships(
-            self.session, self.household_id, [_membership(person_id, member, joined_on)]
+            self.session,
+            self.runtime,
+            self.household_id,
+            [_membership(person_id, member, joined_on)],
+            [(pointer, member)],
         )
         self.details.setdefault("joined_person_ids", []).append(str(person_id))
         return await self.member_after(person_id)
