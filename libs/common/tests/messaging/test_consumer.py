@@ -469,3 +469,29 @@ def test_a_closed_connection_is_an_outage_and_driver_misuse_is_not() -> None:
     assert is_infrastructure_error(wrapped)
     busy = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
     assert not is_infrastructure_error(busy)
+
+
+async def test_headers_without_a_value_neither_stop_the_partition_nor_go_unnoticed(
+    stack: TestStack,
+    producer: AIOKafkaProducer,
+    setup: tuple[ConsumerRunner, Effects, str, str],
+) -> None:
+    # Kafka allows a header without a value (another producer, a connector): it is an
+    # absent header. An event whose ce_id has none is poison and goes to the DLQ; an
+    # extra one changes nothing. Neither may stop the partition.
+    _runner, effects, topic, dlq = setup
+    no_id, extra, good = accepted("h-1", 1), accepted("h-1", 2), accepted("h-1", 3)
+    nulled: Any = [(n, None if n == "ce_id" else v) for n, v in no_id.to_headers()]
+    await producer.send_and_wait(topic, no_id.payload, key=b"h-1", headers=nulled)
+    with_extra: Any = [*extra.to_headers(), ("x-extra", None)]
+    await producer.send_and_wait(topic, extra.payload, key=b"h-1", headers=with_extra)
+    await send(producer, topic, good)
+
+    async def others_applied() -> bool:
+        return await effects.applied() == [extra.ce_id, good.ce_id]
+
+    await eventually(others_applied, what="the events after the valueless ce_id")
+    dead = await read_records(stack, dlq)
+    assert [_header(r, "dlq_offset") for r in dead] == ["0"]
+    assert (_header(dead[0], "dlq_error") or "").startswith("InvalidEnvelopeError: header ce_id")
+    assert effects.calls == Counter({extra.ce_id: 1, good.ce_id: 1})

@@ -31,13 +31,15 @@ def dlq_topic_for(service: str) -> str:
     return f"dibao.{service}.dlq"
 
 
-def without_provenance(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def without_provenance(
+    headers: Sequence[tuple[str, bytes | None]],
+) -> list[tuple[str, bytes | None]]:
     """The record's own headers (those of an earlier dead-lettering removed)."""
     return [(name, value) for name, value in headers if not name.startswith(_PREFIX)]
 
 
 def dead_letter_headers(
-    headers: Sequence[tuple[str, bytes]],
+    headers: Sequence[tuple[str, bytes | None]],
     *,
     topic: str,
     partition: int,
@@ -45,7 +47,7 @@ def dead_letter_headers(
     error: str,
     consumer: str,
     attempts: int,
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, bytes | None]]:
     """The original headers plus this dead-lettering's provenance."""
     return [
         *without_provenance(headers),
@@ -68,12 +70,12 @@ class StoredRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
 
     def header(self, name: str) -> str | None:
         for header, value in self.headers:
             if header == name:
-                return value.decode(errors="replace")
+                return None if value is None else value.decode(errors="replace")
         return None
 
     @property

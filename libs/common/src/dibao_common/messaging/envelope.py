@@ -62,7 +62,7 @@ class KafkaRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 def _format_time(at: datetime) -> str:
@@ -113,7 +113,9 @@ class Envelope:
         found: dict[str, str] = {}
         try:
             for name, raw in record.headers or ():
-                found[name] = raw.decode()
+                # Kafka allows a header without a value: it is absent, not a crash.
+                if raw is not None:
+                    found[name] = raw.decode()
         except UnicodeDecodeError as exc:
             raise InvalidEnvelopeError(f"a header is not UTF-8: {exc}") from exc
 
