@@ -88,6 +88,24 @@ def _nonempty(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_KEY_CHARS = 512
+"""At most 2,048 UTF-8 bytes: a key and its leaf index fit a B-tree entry (2,704 bytes)."""
+
+
+def _storable(value: str | None) -> str | None:
+    """A query key as a text column and its index can hold it.
+
+    PostgreSQL text holds no NUL and a B-tree entry is at most 2,704 bytes; a record
+    carrying either would fail its batch, which the consumer retries for ever. Such a
+    key is kept recognisable (NUL as U+FFFD, cut to ``_KEY_CHARS``), never dropped: a
+    household or region that is present stays present, so the entry's visibility does
+    not change. The leaf hashes the record as it was delivered, whatever the key.
+    """
+    if value is None or (len(value) <= _KEY_CHARS and "\x00" not in value):
+        return value
+    return value.replace("\x00", "\ufffd")[:_KEY_CHARS]
+
+
 Keys = tuple[str | None, str | None, str | None, str | None, str | None]
 """household, application, case, region, actor (from the payload)."""
 _NO_KEYS: Keys = (None, None, None, None, None)
@@ -189,7 +207,7 @@ def project_parts(
     """
     headers = tuple(headers) if headers else ()
     found = dict(headers)  # the last one wins, as in the kit's parser
-    ce_type = _text(found.get(H_TYPE)) or UNKNOWN_TYPE
+    ce_type = _storable(_text(found.get(H_TYPE))) or UNKNOWN_TYPE
     ce_id = _text(found.get(H_ID)) or ""
     if not _CANONICAL_UUID(ce_id):
         try:
@@ -212,11 +230,11 @@ def project_parts(
         key,
         block,
         payload,
-        household,
-        application,
-        case,
-        region,
-        _text(found.get(H_ACTOR)) or actor,
+        _storable(household),
+        _storable(application),
+        _storable(case),
+        _storable(region),
+        _storable(_text(found.get(H_ACTOR)) or actor),
         leaf,
     )
 
@@ -283,6 +301,9 @@ def _parse_time(raw: bytes | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        parsed.astimezone(UTC)  # what the driver sends: 0001-01-01T00:00+01:00 has no UTC
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -348,3 +350,61 @@ async def test_export_lines_are_the_canonical_entries_or_their_leaf_only(audit_d
         obj = json.loads(line)
         if "entry" in obj:
             assert base64.b64decode(obj["entry"]) == canonical_bytes(event)
+
+
+def _with_headers(event: RecordedEvent, **changed: bytes) -> RecordedEvent:
+    headers = tuple((k, changed.get(k, v)) for k, v in event.headers)
+    return RecordedEvent(
+        event.topic, event.partition, event.offset, event.key, headers, event.payload
+    )
+
+
+async def test_a_record_the_tables_cannot_index_as_sent_is_still_appended(
+    audit_db: AuditDb,
+) -> None:
+    """The consumer retries a failed batch without limit, so a record whose keys the
+    database refuses (a time out of range once in UTC, a NUL in a text key, a key too
+    long for a B-tree entry) would stop the log for good: each is logged, keys aside."""
+    long_text = base64.b64encode(os.urandom(6000)).decode()
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id="hh-\x00-1",
+        region=types_pb2.RegionCode(code="620102001001"),
+        actor=types_pb2.Actor(subject="clerk-1"),
+        application_id=long_text,
+    )
+    bad_payload = household_event(3)
+    bad_payload = RecordedEvent(
+        bad_payload.topic,
+        0,
+        3,
+        bad_payload.key,
+        bad_payload.headers,
+        message.SerializeToString(),
+    )
+    poison = [
+        _with_headers(household_event(1), ce_time=b"0001-01-01T00:00:00+01:00"),
+        _with_headers(household_event(2), ce_actor=long_text.encode()),
+        _with_headers(household_event(4), ce_actor=b"clerk\x00"),
+        _with_headers(household_event(5), ce_type=long_text.encode()),
+        bad_payload,
+    ]
+    appender = audit_db.appender(checkpoint_every=1000)
+    for n, event in enumerate(poison, 1):
+        result = await asyncio.wait_for(appender.append([event]), 30)
+        assert (result.appended, result.tree_size) == (1, n)
+    good = household_event(6)
+    after = await appender.append([good])
+    assert (after.appended, after.tree_size) == (1, len(poison) + 1)
+    leaves = [leaf_hash(canonical_bytes(e)) for e in [*poison, good]]
+    async with audit_db.sessions() as session:
+        stored = await repo.subtree_hashes(session, {(0, i) for i in range(len(leaves))})
+        entries = list(await session.scalars(sa.select(LogEntry).order_by("leaf_index")))
+    # Content and tree stay exact whatever happened to the query keys.
+    assert [stored[(0, i)] for i in range(len(leaves))] == leaves
+    assert entries[0].ce_time is None
+    assert entries[1].actor == long_text[:512]
+    assert entries[2].actor == "clerk\ufffd"
+    assert entries[3].ce_type == long_text[:512]
+    assert entries[4].household_id == "hh-\ufffd-1"  # still names a household
+    assert entries[4].application_id == long_text[:512]
+    assert entries[4].region == "620102001001"
