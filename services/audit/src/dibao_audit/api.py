@@ -6,10 +6,10 @@ import base64
 import binascii
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +32,10 @@ from dibao_common.messaging.outbox import enqueue
 from dibao_common.observability import current_correlation_id
 
 MAX_PAGE = 500
+BIGINT_MAX = 2**63 - 1
+"""Indices and tree sizes are PostgreSQL bigints: a larger number is the caller's error."""
+Index = Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+TreeSize = Annotated[int | None, Query(ge=0, le=BIGINT_MAX)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +174,23 @@ def _after(cursor: str | None) -> int | None:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
         if not text.startswith("i:"):
             raise ValueError(text)
-        return int(text[2:])
+        index = int(text[2:])
+        if not 0 <= index <= BIGINT_MAX:
+            raise ValueError(text)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadRequest("The cursor is not one this service gave", type_slug="bad-cursor") from exc
+    return index
+
+
+def _time(value: datetime | None, name: str) -> datetime | None:
+    """A time bound as given, refused when it has no UTC instant (year 1 or 9999 offsets)."""
+    if value is None:
+        return None
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise BadRequest(f"{name} is out of range", type_slug="bad-time") from exc
+    return value
 
 
 def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
@@ -324,7 +342,9 @@ async def list_checkpoints(
     summary="The checkpoint of one tree size",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def checkpoint_of_size(_: Auditor, session: Session, tree_size: int) -> CheckpointOut:
+async def checkpoint_of_size(
+    _: Auditor, session: Session, tree_size: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+) -> CheckpointOut:
     return _checkpoint_out(await _covering(session, tree_size))
 
 
@@ -356,8 +376,8 @@ async def list_entries(
         case_id=case_id,
         ce_type=ce_type,
         actor=actor,
-        time_from=time_from,
-        time_to=time_to,
+        time_from=_time(time_from, "time_from"),
+        time_to=_time(time_to, "time_to"),
         whole_log=runtime.whole_log,
     )
     found = await service.find_visible(session, flt, after=_after(cursor), limit=limit + 1)
@@ -380,8 +400,8 @@ async def entry_with_proof(
     principal: Auditor,
     runtime: Runtime,
     session: Session,
-    index: int,
-    tree_size: int | None = None,
+    index: Index,
+    tree_size: TreeSize = None,
 ) -> EntryWithProofOut:
     found = await repo.entry_at(session, index)
     if found is None or not await service.visible(
@@ -534,7 +554,7 @@ async def export(
     runtime: Runtime,
     start: Annotated[int, Query(ge=0)] = 0,
     end: Annotated[int | None, Query(ge=0)] = None,
-    tree_size: int | None = None,
+    tree_size: TreeSize = None,
     decoded: Annotated[
         bool, Query(description="Add each entry's decoded view (not verified; larger)")
     ] = False,

@@ -455,3 +455,31 @@ async def test_entries_of_the_whole_log_are_seen_by_every_auditor(api: Api, serv
     # Timelines are a household's entries: the whole log's name none.
     timeline = (await api.client.get("/audit/households/hh-a/timeline", headers=lanzhou)).json()
     assert {i["index"] for i in timeline["items"]}.isdisjoint(whole_log)
+
+
+async def test_numbers_and_times_beyond_the_databases_range_are_bad_input(api: Api) -> None:
+    """Indices, sizes, cursors and times PostgreSQL cannot hold are the caller's error
+    (a problem+json 4xx), not the service's, and are not logged as reads."""
+    huge = str(2**63)
+    cursor = base64.urlsafe_b64encode(f"i:{huge}".encode()).decode()
+    asks: list[tuple[str, dict[str, str]]] = [
+        (f"/audit/entries/{huge}", {}),
+        ("/audit/entries/0", {"tree_size": huge}),
+        (f"/audit/checkpoints/{huge}", {}),
+        (f"/audit/entries/-{huge}1", {}),
+        ("/audit/entries/0", {"tree_size": f"-{huge}1"}),
+        ("/audit/checkpoints", {"cursor": cursor}),
+        ("/audit/entries", {"cursor": cursor}),
+        ("/audit/households/hh-a/timeline", {"cursor": cursor}),
+        ("/audit/entries", {"time_from": "0001-01-01T00:00:00+01:00"}),
+        ("/audit/entries", {"time_to": "9999-12-31T23:00:00-05:00"}),
+        ("/audit/export", {"tree_size": huge}),
+        ("/audit/export", {"start": "0", "end": huge}),
+        ("/audit/proofs/consistency", {"from_size": "0", "to_size": huge}),
+    ]
+    before = len(await api.access_events())
+    for path, params in asks:
+        response = await api.client.get(path, params=params, headers=api.auditor())
+        assert response.status_code in (400, 404, 422), (path, params, response.status_code)
+        assert response.headers["content-type"] == "application/problem+json", (path, params)
+    assert len(await api.access_events()) == before
