@@ -182,8 +182,8 @@ def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> None:
     """RFC 9162 section 2.1.3.2; raises ProofError when the proof is wrong."""
-    if index >= size:
-        raise ProofError(f"leaf index {index} is not below tree size {size}")
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is not in a tree of size {size}")
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
@@ -208,6 +208,8 @@ def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
     """RFC 9162 section 2.1.4.2; raises ProofError when the proof is wrong."""
+    if old_size < 0:
+        raise ProofError("a tree size cannot be negative")
     if old_size > new_size:
         raise ProofError("the old tree is larger than the new one")
     if old_size == new_size:

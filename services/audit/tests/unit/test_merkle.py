@@ -187,6 +187,20 @@ def test_a_wrong_proof_is_refused() -> None:
         verify_consistency(13, 37, stored.roots[13], root, bad)
 
 
+def test_a_negative_index_or_size_is_refused() -> None:
+    """Indices and sizes are unsigned in RFC 9162: in Python, -1 shifted right stays -1,
+    so without the check leaf -1 of a tree of 2^k verified as its last leaf."""
+    leaves = _leaves(8)
+    stored = _Stored(leaves)
+    for size in (1, 2, 4, 8):
+        proof = hash_ranges(inclusion_ranges(size - 1, size), stored.subtree)
+        verify_inclusion(size - 1, size, leaf_hash(leaves[size - 1]), proof, stored.roots[size])
+        with pytest.raises(ProofError):
+            verify_inclusion(-1, size, leaf_hash(leaves[size - 1]), proof, stored.roots[size])
+    with pytest.raises(ProofError):
+        verify_consistency(-1, -1, stored.roots[8], stored.roots[8], [])
+
+
 def test_push_is_append_without_the_created_subtrees() -> None:
     a, b = Frontier(), Frontier()
     for data in _leaves(300):
