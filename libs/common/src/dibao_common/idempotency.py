@@ -155,6 +155,18 @@ class _Stored:
         return Response(self.body, status_code=self.status, headers=headers)
 
 
+class _Replayed(ProblemError):  # noqa: N818 - not an error to the client: its answer
+    """The key's stored answer, raised rather than returned so that the request's own
+    transaction rolls back what its work wrote before the answer was found."""
+
+    def __init__(self, stored: _Stored) -> None:
+        super().__init__(stored.status, "replayed", "Replayed answer")
+        self.stored = stored
+
+    def response(self, instance: str | None = None) -> Response:
+        return self.stored.response()
+
+
 def _in_flight() -> Conflict:
     return Conflict(
         f"A request with this {IDEMPOTENCY_HEADER} is still being processed",
@@ -210,9 +222,26 @@ class IdempotentRequest:
             return stored.response()
         # Events the work enqueues ride along with the answer: one statement for both.
         with held_rows(session) as events:
-            response = await handle()
+            try:
+                response = await handle()
+            except ProblemError:
+                # A duplicate whose twin committed between the claim's read and its lock
+                # may break a rule the twin's writes set up (say, one open application):
+                # the twin's answer is the one for this key, not the problem.
+                stored = await self._answer_after_problem(driver, scope)
+                if stored is not None:
+                    raise _Replayed(stored) from None
+                raise
         await self._complete(driver, scope, claimed_at, response, events)
         return response
+
+    async def _answer_after_problem(self, driver: asyncpg.Connection, scope: str) -> _Stored | None:
+        """The key's stored answer, when the transaction can still read (a problem
+        raised after a failed statement leaves it aborted: then the problem stands)."""
+        try:
+            return await self._lookup(driver, scope)
+        except asyncpg.InFailedSQLTransactionError:
+            return None
 
     async def respond_in_one_statement(self, session: AsyncSession, handle: Handler) -> Response:
         """Like :meth:`respond`, for a ``session`` outside any transaction (autocommit)

@@ -241,6 +241,47 @@ async def test_an_answer_committed_between_the_read_and_the_lock_wins(
     assert retry.content == b'{"id": -1, "reference": "P-9"}'
 
 
+async def test_a_problem_caused_by_a_twin_that_committed_meanwhile_answers_with_its_answer(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    # As above, but the twin's writes make this run break a rule (the route raises a
+    # problem): the client gets the answer stored for its key, not the problem, and what
+    # this run wrote before raising is rolled back.
+    key = _key()
+    content = b'{"reference":"P-10","amount_fen":12,"fail_with":"conflict"}'
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    app.state.gate = asyncio.Event()
+    loser = asyncio.create_task(client.post("/payments", content=content, headers=headers))
+    await asyncio.wait_for(app.state.entered.wait(), 10)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_record (scope, key, fingerprint, state, claim_token,"
+                " claimed_at, completed_at, response_status, response_headers, response_body)"
+                " VALUES ('anonymous', :key, :fingerprint, 'completed', :token, :now, :now,"
+                " 201, CAST(:headers AS jsonb), :body)"
+            ),
+            {
+                "key": key,
+                "fingerprint": request_fingerprint("POST", "/payments", content),
+                "token": uuid.uuid4(),
+                "now": clock.now(),
+                "headers": '{"content-type": "application/json"}',
+                "body": b'{"id": -2, "reference": "P-10"}',
+            },
+        )
+    app.state.gate.set()
+    answer = await asyncio.wait_for(loser, 10)
+    assert answer.status_code == 201, answer.text
+    assert answer.content == b'{"id": -2, "reference": "P-10"}'
+    assert answer.headers["idempotent-replayed"] == "true"
+    assert await count(engine, EFFECTS) == 0
+    # Without a stored answer the problem stands, and the key is free again.
+    other = {"Idempotency-Key": _key(), "Content-Type": "application/json"}
+    _problem(await client.post("/payments", content=content, headers=other), 409, "payment-settled")
+    assert await count(engine, EFFECTS) == 0
+
+
 async def test_a_claim_row_of_an_earlier_release_is_taken_over_once_its_lock_is_free(
     client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
 ) -> None:
