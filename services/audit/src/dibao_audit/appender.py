@@ -117,7 +117,9 @@ class LogAppender:
         await repo.insert_nodes(session, nodes)
         cp = None
         if work.size - self._last_checkpoint >= self._every:
-            cp = await self._checkpoint(session, work)
+            await self._refresh_last_checkpoint(session)
+            if work.size - self._last_checkpoint >= self._every:
+                cp = await self._checkpoint(session, work)
         result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp)
         return work, result, cp
 
@@ -134,12 +136,20 @@ class LogAppender:
         self._frontier = frontier
         return frontier
 
+    async def _refresh_last_checkpoint(self, session: AsyncSession) -> None:
+        """The latest checkpoint's size as stored (under the lock): another process may
+        have signed one without the tree growing, which the cached frontier cannot tell,
+        and a second checkpoint of the same size would fail the batch on every retry."""
+        latest = await repo.latest_checkpoint(session)
+        self._last_checkpoint = latest.tree_size if latest is not None else 0
+
     async def checkpoint_if_grown(self) -> int | None:
         """Sign the current tree if it grew by more than its own checkpoint announcements."""
         async with self._lock:
             async with self._sessionmaker() as session, session.begin():
                 await repo.lock_appender(session)
                 frontier = await self._current(session)
+                await self._refresh_last_checkpoint(session)
                 if frontier.size <= self._last_checkpoint:
                     return None
                 grown = await repo.grew_beyond_own_checkpoints(

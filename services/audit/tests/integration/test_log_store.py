@@ -507,3 +507,68 @@ async def test_every_stored_proof_up_to_70_leaves_verifies_by_the_rfc(audit_db: 
                 )
                 if 0 < first < second:
                     assert not _rfc_consistent(first, second, roots[first - 1], roots[second], path)
+
+
+async def test_concurrent_appenders_keep_indices_dense_and_the_tree_exact(
+    audit_db: AuditDb,
+) -> None:
+    """Two appenders (as two processes) and concurrent calls on each, with overlapping,
+    redelivered batches: every event once, indices 0..n-1, every stored subtree the one
+    the leaves give, every checkpoint the root of its size."""
+    events = [household_event(i) for i in range(120)]
+    first = audit_db.appender(checkpoint_every=7)
+    second = audit_db.appender(checkpoint_every=11)
+    batches = [events[lo : lo + 13] for lo in range(0, 120, 9)]  # overlapping by four
+    calls = [
+        (first if n % 2 else second).append(batch)
+        for n, batch in enumerate(batches + batches[::-1])
+    ]
+    await asyncio.gather(*calls, first.checkpoint_if_grown(), second.checkpoint_if_grown())
+    async with audit_db.sessions() as session:
+        entries = list(await session.scalars(sa.select(LogEntry).order_by("leaf_index")))
+        nodes = {
+            (int(lv), int(i)): bytes(h)
+            for lv, i, h in await session.execute(
+                sa.text("SELECT level, index, hash FROM merkle_node")
+            )
+        }
+        cps = await repo.checkpoints_up_to(session, 10**9)
+    assert [e.leaf_index for e in entries] == list(range(120))
+    by_id = {e.header("ce_id").decode(): e for e in events}  # type: ignore[union-attr]
+    assert sorted(str(e.ce_id) for e in entries) == sorted(by_id)
+    leaves = [leaf_hash(canonical_bytes(by_id[str(e.ce_id)])) for e in entries]
+    expected: dict[tuple[int, int], bytes] = {}
+    level = leaves
+    for lv in itertools.count():
+        expected.update({(lv, i): h for i, h in enumerate(level)})
+        if len(level) < 2:
+            break
+        level = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+    assert nodes == expected
+    assert cps
+    for cp in cps:
+        assert bytes(cp.root_hash) == root_of(leaves[: cp.tree_size])
+
+
+async def test_a_checkpoint_signed_by_another_process_is_seen_by_this_one(
+    audit_db: AuditDb,
+) -> None:
+    """A checkpoint that does not grow the tree leaves the other process's cached frontier
+    as it was: it must still not sign that size again (the insert would fail, and the
+    consumer would retry the batch for ever) and must chain its next one to it."""
+    events = [household_event(i) for i in range(30)]
+    this = audit_db.appender(checkpoint_every=25)
+    other = audit_db.appender(checkpoint_every=25)
+    await this.append(events[:20])
+    assert await other.checkpoint_if_grown() == 20
+    assert await this.checkpoint_if_grown() is None
+    redelivered = await this.append(events[:20])
+    assert (redelivered.appended, redelivered.checkpoint_size) == (0, None)
+    assert (await this.append(events[20:])).checkpoint_size is None  # 10 since 20, not 30
+    assert await this.checkpoint_if_grown() == 30
+    async with audit_db.sessions() as session:
+        cps = await repo.checkpoints_up_to(session, 30)
+    assert [(c.tree_size, c.previous_tree_size) for c in cps] == [(20, None), (30, 20)]
