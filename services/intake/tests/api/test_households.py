@@ -405,6 +405,48 @@ def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> di
     }
 
 
+async def test_when_the_head_dies_every_member_is_recorded_against_the_new_head(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, kid = household.person_ids
+    nephew = _person(intake, date(2021, 5, 1), Sex.MALE, "grandchild")
+    joined = await _change(
+        intake,
+        household,
+        {
+            "kind": "move_in",
+            "moved_on": "2026-02-02",
+            "member": nephew | {"employment_status": "not_of_working_age"},
+        },
+    )
+    [grandchild] = [
+        m["person_id"] for m in joined["household"]["members"] if m["relationship"] == "grandchild"
+    ]
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": kid,
+    }
+    # The old head's grandchild may be the new head's child or a nephew: not derived.
+    assert await _refused_change(intake, intake_engine, household, death) == [
+        f"/body/relationships/{grandchild}"
+    ]
+    died = await _change(
+        intake, household, death | {"relationships": {grandchild: "other_dependant"}}
+    )
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {
+        kid: "head",
+        wife: "parent",
+        mother: "grandparent",
+        grandchild: "other_dependant",
+    }
+
+
 async def test_marriages_in_an_impossible_order_are_refused(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

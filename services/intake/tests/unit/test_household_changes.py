@@ -15,6 +15,7 @@ from dibao_intake.domain.changes import (
     check_marriage,
     check_move_in,
     check_move_out,
+    relationships_to_new_head,
 )
 from dibao_intake.domain.codes import DisabilityGrade, EmploymentStatus, Relationship
 from dibao_intake.domain.errors import Violation
@@ -210,3 +211,54 @@ def test_nobody_leaves_before_joining_or_moves_in_before_birth() -> None:
     assert check_death(state, SON, date(2026, 6, 1), None, today=TODAY) == []
     late = joining(Relationship.OTHER, date(2020, 1, 1), 12)
     assert pointers(check_move_in(state, late, date(2019, 1, 1), today=TODAY)) == {"/moved_on"}
+
+
+# --- the head leaves: everyone's relationship to the new head -------------------------------
+
+GRANDMA, GRANDSON, DAUGHTER_IN_LAW = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+FAMILY = HouseholdState(
+    head_person_id=HEAD,
+    members=[
+        *STATE.members,
+        ActiveMember(GRANDMA, Relationship.PARENT, date(1940, 2, 2)),
+        ActiveMember(GRANDSON, Relationship.GRANDCHILD, date(2020, 6, 1)),
+        ActiveMember(DAUGHTER_IN_LAW, Relationship.CHILD_IN_LAW, date(1996, 3, 3)),
+    ],
+)
+
+
+def test_the_widow_as_head_keeps_the_children_and_takes_the_parents_as_in_laws() -> None:
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SPOUSE, {})
+    assert found == []
+    assert rebased == {
+        SPOUSE: Relationship.HEAD,
+        SON: Relationship.CHILD,
+        GRANDMA: Relationship.PARENT_IN_LAW,
+        GRANDSON: Relationship.GRANDCHILD,
+        DAUGHTER_IN_LAW: Relationship.CHILD_IN_LAW,
+    }
+
+
+def test_a_son_as_head_asks_for_what_the_old_relationships_do_not_tell() -> None:
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, {})
+    # The old head's grandson may be the son's child or a nephew; the daughter-in-law
+    # his wife or his brother's.
+    assert pointers(found) == {f"/relationships/{GRANDSON}", f"/relationships/{DAUGHTER_IN_LAW}"}
+    assert rebased[SPOUSE] is Relationship.PARENT
+    assert rebased[GRANDMA] is Relationship.GRANDPARENT
+    given = {GRANDSON: Relationship.CHILD, DAUGHTER_IN_LAW: Relationship.SPOUSE}
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, given)
+    assert found == []
+    assert rebased[GRANDSON] is Relationship.CHILD
+    assert rebased[DAUGHTER_IN_LAW] is Relationship.SPOUSE
+
+
+def test_given_relationships_must_name_staying_members_and_leave_one_spouse() -> None:
+    given = {
+        HEAD: Relationship.OTHER,  # the one leaving
+        SON: Relationship.HEAD,  # the heir is named elsewhere
+        GRANDSON: Relationship.SPOUSE,
+        DAUGHTER_IN_LAW: Relationship.SPOUSE,
+    }
+    _, found = relationships_to_new_head(FAMILY, HEAD, SON, given)
+    assert pointers(found) == {f"/relationships/{HEAD}", f"/relationships/{SON}", "/relationships"}

@@ -124,7 +124,9 @@ def change_command(
         case s.BirthIn():
             change = service.Birth(member=member_input(body.member))
         case s.DeathIn():
-            change = service.Death(body.person_id, body.date_of_death, body.new_head_person_id)
+            change = service.Death(
+                body.person_id, body.date_of_death, body.new_head_person_id, body.relationships
+            )
         case s.MarriageIn():
             change = service.Marriage(
                 body.person_id, body.married_on, member_input(body.spouse) if body.spouse else None
@@ -133,7 +135,11 @@ def change_command(
             change = service.MoveIn(member=member_input(body.member), moved_on=body.moved_on)
         case s.MoveOutIn():
             change = service.MoveOut(
-                body.person_id, body.moved_on, body.new_head_person_id, body.to_region_code
+                body.person_id,
+                body.moved_on,
+                body.new_head_person_id,
+                body.to_region_code,
+                body.relationships,
             )
         case s.BankAccountChangeIn():
             change = service.AccountChange(

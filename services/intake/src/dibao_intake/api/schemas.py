@@ -253,6 +253,14 @@ class DeathIn(_ChangeIn):
     person_id: uuid.UUID
     date_of_death: date
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head died")
+    relationships: dict[uuid.UUID, Relationship] = Field(
+        default_factory=dict,
+        max_length=30,
+        description="When the head leaves: each remaining member's relationship to the new"
+        " head, by person id. Derived where the old relationships tell it (the late head's"
+        " child is the widow's child); required where they do not (a grandchild of the old"
+        " head may be the new head's child or a nephew).",
+    )
 
 
 class MarriageIn(_ChangeIn):
@@ -274,6 +282,14 @@ class MoveOutIn(_ChangeIn):
     moved_on: date
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head left")
     to_region_code: RegionCode | None = None
+    relationships: dict[uuid.UUID, Relationship] = Field(
+        default_factory=dict,
+        max_length=30,
+        description="When the head leaves: each remaining member's relationship to the new"
+        " head, by person id. Derived where the old relationships tell it (the late head's"
+        " child is the widow's child); required where they do not (a grandchild of the old"
+        " head may be the new head's child or a nephew).",
+    )
 
 
 class BankAccountChangeIn(_ChangeIn):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -76,6 +76,76 @@ def _not_before_joining(
             Violation(pointer, f"is before the member joined the household ({member.joined_on})")
         ]
     return []
+
+
+_R = Relationship
+_SEEN_FROM_HEIR: dict[Relationship, dict[Relationship, Relationship]] = {
+    _R.SPOUSE: {
+        _R.CHILD: _R.CHILD,
+        _R.GRANDCHILD: _R.GRANDCHILD,
+        _R.CHILD_IN_LAW: _R.CHILD_IN_LAW,
+        _R.PARENT: _R.PARENT_IN_LAW,
+        _R.PARENT_IN_LAW: _R.PARENT,
+    },
+    _R.CHILD: {
+        _R.SPOUSE: _R.PARENT,
+        _R.CHILD: _R.SIBLING,
+        _R.PARENT: _R.GRANDPARENT,
+        _R.PARENT_IN_LAW: _R.GRANDPARENT,
+    },
+    _R.PARENT: {
+        _R.SPOUSE: _R.CHILD_IN_LAW,
+        _R.CHILD: _R.GRANDCHILD,
+        _R.PARENT: _R.SPOUSE,
+        _R.SIBLING: _R.CHILD,
+    },
+    _R.SIBLING: {
+        _R.PARENT: _R.PARENT,
+        _R.SIBLING: _R.SIBLING,
+        _R.GRANDPARENT: _R.GRANDPARENT,
+    },
+}
+"""A member's relationship to the new head, by the heir's relationship to the old head
+and then the member's. What is missing cannot be told from the two alone (the old
+head's grandchild may be the heir's child or a nephew) and must be given."""
+
+
+def relationships_to_new_head(
+    state: HouseholdState,
+    leaving: uuid.UUID,
+    heir: uuid.UUID,
+    given: Mapping[uuid.UUID, Relationship],
+) -> tuple[dict[uuid.UUID, Relationship], list[Violation]]:
+    """Each remaining member's relationship to ``heir``, who becomes head as the head
+    ``leaving`` goes: as ``given`` (pointer ``/relationships/<person id>``), else derived
+    from the relationships to the old head; a violation for each that is neither."""
+    heir_member = state.member(heir)
+    assert heir_member is not None
+    seen_from_heir = _SEEN_FROM_HEIR.get(heir_member.relationship, {})
+    others = [m for m in state.members if m.person_id not in (leaving, heir)]
+    found: list[Violation] = []
+    for person_id, relationship in given.items():
+        pointer = f"/relationships/{person_id}"
+        if not any(m.person_id == person_id for m in others):
+            found.append(Violation(pointer, "not a member who stays under the new head"))
+        elif relationship is Relationship.HEAD:
+            found.append(Violation(pointer, "the new head is new_head_person_id"))
+    rebased: dict[uuid.UUID, Relationship] = {heir: Relationship.HEAD}
+    for m in others:
+        to_heir = given.get(m.person_id) or seen_from_heir.get(m.relationship)
+        if to_heir is None:
+            found.append(
+                Violation(
+                    f"/relationships/{m.person_id}",
+                    f"the member was the old head's {m.relationship.value}: give their"
+                    " relationship to the new head",
+                )
+            )
+        else:
+            rebased[m.person_id] = to_heir
+    if sum(r is Relationship.SPOUSE for r in rebased.values()) > 1:
+        found.append(Violation("/relationships", "the new head would have two spouses"))
+    return rebased, found
 
 
 def check_death(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -368,6 +368,8 @@ class Death:
     person_id: uuid.UUID
     date_of_death: date
     new_head_person_id: uuid.UUID | None = None
+    relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
+    """When the head dies: members' relationships to the new head, where not derived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +391,8 @@ class MoveOut:
     moved_on: date
     new_head_person_id: uuid.UUID | None = None
     to_region_code: str | None = None
+    relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
+    """When the head leaves: members' relationships to the new head, where not derived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,18 +528,37 @@ class _ChangeWork:
         on: date,
         reason: LeaveReason,
         new_head: uuid.UUID | None,
+        relationships: Mapping[uuid.UUID, Relationship],
     ) -> None:
+        """End ``person_id``'s membership; when the head leaves, ``new_head`` is head and
+        every other member's relationship is recorded to them (``relationships`` gives
+        those the old ones do not tell)."""
         leaving = self.before.member(person_id)
         assert leaving is not None
+        rebased: dict[uuid.UUID, Relationship] = {}
+        if person_id == self.head_person_id and new_head is not None:
+            rebased, problems = rules.relationships_to_new_head(
+                self.state, person_id, new_head, relationships
+            )
+            raise_if_any(problems)
+        elif relationships:
+            raise_if_any([Violation("/relationships", "only when the head leaves")])
         await repo.end_membership(self.session, leaving.membership_id, on, reason)
         self.details["person_id"] = str(person_id)
         if person_id == self.head_person_id:
             self.head_person_id = new_head
             if new_head is not None:
-                heir = self.before.member(new_head)
-                assert heir is not None
-                await repo.set_relationship(self.session, heir.membership_id, Relationship.HEAD)
+                changed: dict[str, str] = {}
+                for member_id, relationship in rebased.items():
+                    member = self.before.member(member_id)
+                    assert member is not None
+                    if member.relationship is not relationship:
+                        await repo.set_relationship(
+                            self.session, member.membership_id, relationship
+                        )
+                        changed[str(member_id)] = relationship.value
                 self.details["new_head_person_id"] = str(new_head)
+                self.details["relationships"] = changed
 
 
 async def record_change(
@@ -631,7 +654,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
         case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
             raise_if_any(rules.check_death(work.state, pid, died_on, heir, today=today))
-            await work.leave(pid, died_on, LeaveReason.DEATH, heir)
+            await work.leave(pid, died_on, LeaveReason.DEATH, heir, change.relationships)
             update.death.person_id = str(pid)
             update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
             certificate = next(
@@ -662,7 +685,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             if to is not None and to not in work.runtime.divisions:
                 problems.append(Violation("/to_region_code", "not in the division table"))
             raise_if_any(problems)
-            await work.leave(pid, on, LeaveReason.MOVE_OUT, heir)
+            await work.leave(pid, on, LeaveReason.MOVE_OUT, heir, change.relationships)
             update.move_out.person_id = str(pid)
             update.move_out.moved_on.CopyFrom(contracts.local_date(on))
             if to is not None:
