@@ -204,18 +204,10 @@ async def test_a_holder_whose_connection_dies_frees_the_key_at_once(
     assert replay.headers["idempotent-replayed"] == "true"
 
 
-async def test_an_answer_committed_between_the_read_and_the_lock_wins(
-    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+async def _answer_stored_meanwhile(
+    engine: AsyncEngine, clock: FrozenClock, key: str, content: bytes, body: bytes
 ) -> None:
-    # The claim reads the stored answer and takes the lock in one statement; another
-    # request's answer may commit in between. Storing ours then finds it: ours is rolled
-    # back with its effects (409, retry), and the retry gets the answer that won.
-    key = _key()
-    content = b'{"reference":"P-9","amount_fen":12}'
-    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-    app.state.gate = asyncio.Event()
-    loser = asyncio.create_task(client.post("/payments", content=content, headers=headers))
-    await asyncio.wait_for(app.state.entered.wait(), 10)
+    """Commit a 201 answer for ``key``, as a twin request that finished first would."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -230,9 +222,24 @@ async def test_an_answer_committed_between_the_read_and_the_lock_wins(
                 "token": uuid.uuid4(),
                 "now": clock.now(),
                 "headers": '{"content-type": "application/json"}',
-                "body": b'{"id": -1, "reference": "P-9"}',
+                "body": body,
             },
         )
+
+
+async def test_an_answer_committed_between_the_read_and_the_lock_wins(
+    app: FastAPI, client: AsyncClient, engine: AsyncEngine, clock: FrozenClock
+) -> None:
+    # The claim reads the stored answer and takes the lock in one statement; another
+    # request's answer may commit in between. Storing ours then finds it: ours is rolled
+    # back with its effects (409, retry), and the retry gets the answer that won.
+    key = _key()
+    content = b'{"reference":"P-9","amount_fen":12}'
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    app.state.gate = asyncio.Event()
+    loser = asyncio.create_task(client.post("/payments", content=content, headers=headers))
+    await asyncio.wait_for(app.state.entered.wait(), 10)
+    await _answer_stored_meanwhile(engine, clock, key, content, b'{"id": -1, "reference": "P-9"}')
     app.state.gate.set()
     _problem(await asyncio.wait_for(loser, 10), 409, "idempotency-key-in-flight")
     assert await count(engine, EFFECTS) == 0
@@ -253,23 +260,7 @@ async def test_a_problem_caused_by_a_twin_that_committed_meanwhile_answers_with_
     app.state.gate = asyncio.Event()
     loser = asyncio.create_task(client.post("/payments", content=content, headers=headers))
     await asyncio.wait_for(app.state.entered.wait(), 10)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO idempotency_record (scope, key, fingerprint, state, claim_token,"
-                " claimed_at, completed_at, response_status, response_headers, response_body)"
-                " VALUES ('anonymous', :key, :fingerprint, 'completed', :token, :now, :now,"
-                " 201, CAST(:headers AS jsonb), :body)"
-            ),
-            {
-                "key": key,
-                "fingerprint": request_fingerprint("POST", "/payments", content),
-                "token": uuid.uuid4(),
-                "now": clock.now(),
-                "headers": '{"content-type": "application/json"}',
-                "body": b'{"id": -2, "reference": "P-10"}',
-            },
-        )
+    await _answer_stored_meanwhile(engine, clock, key, content, b'{"id": -2, "reference": "P-10"}')
     app.state.gate.set()
     answer = await asyncio.wait_for(loser, 10)
     assert answer.status_code == 201, answer.text

@@ -189,6 +189,22 @@ async def test_the_first_account_of_a_household_comes_with_its_application(
     assert read.json()["bank_account"]["token_id"] == out["bank_account"]["token_id"]
 
 
+async def _two_at_once(
+    intake: IntakeClient, engine: AsyncEngine, body: dict[str, Any]
+) -> dict[str, int]:
+    """Send ``body`` twice at once, each with its own key: one is accepted, the other is a
+    409 problem (its twin's open application, or a write made since its read), never a
+    500. The row counts from before."""
+    before = await row_counts(engine)
+    answers = await asyncio.gather(
+        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    [refused] = [a.json() for a in answers if a.status_code == 409]
+    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
+    return before
+
+
 async def test_two_clerks_at_once_make_one_application_and_a_409(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
@@ -197,13 +213,7 @@ async def test_two_clerks_at_once_make_one_application_and_a_409(
     application, or the account written since its read), never a 500."""
     household = await intake.register(with_account=False)
     body = await _naming_its_first_account(intake, household)
-    before = await row_counts(intake_engine)
-    answers = await asyncio.gather(
-        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
-    )
-    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
-    [refused] = [a.json() for a in answers if a.status_code == 409]
-    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
+    before = await _two_at_once(intake, intake_engine, body)
     after = await row_counts(intake_engine)
     assert after["application"] == before["application"] + 1
     assert after["bank_account"] == before["bank_account"] + 1
@@ -410,13 +420,7 @@ async def test_two_clerks_at_once_for_a_household_with_an_account_make_one_appli
     application and one ApplicationSubmitted; the other is a 409 problem."""
     household = await intake.register()
     body = await intake.complete_application_body(household)
-    before = await row_counts(intake_engine)
-    answers = await asyncio.gather(
-        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
-    )
-    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
-    [refused] = [a.json() for a in answers if a.status_code == 409]
-    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
+    before = await _two_at_once(intake, intake_engine, body)
     after = await row_counts(intake_engine)
     assert after["application"] == before["application"] + 1
 

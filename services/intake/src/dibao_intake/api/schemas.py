@@ -236,6 +236,18 @@ class PersonInHouseholdConflict(_Out):
 # --- household changes ---------------------------------------------------------------------
 
 
+RelationshipsToNewHead = Annotated[
+    dict[uuid.UUID, Relationship],
+    Field(
+        max_length=30,
+        description="When the head leaves: each remaining member's relationship to the new"
+        " head, by person id. Derived where the old relationships tell it (the late head's"
+        " child is the widow's child); required where they do not (a grandchild of the old"
+        " head may be the new head's child or a nephew).",
+    ),
+]
+
+
 class _ChangeIn(_In):
     note: Note | None = None
     document_ids: list[uuid.UUID] = Field(
@@ -253,14 +265,7 @@ class DeathIn(_ChangeIn):
     person_id: uuid.UUID
     date_of_death: date
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head died")
-    relationships: dict[uuid.UUID, Relationship] = Field(
-        default_factory=dict,
-        max_length=30,
-        description="When the head leaves: each remaining member's relationship to the new"
-        " head, by person id. Derived where the old relationships tell it (the late head's"
-        " child is the widow's child); required where they do not (a grandchild of the old"
-        " head may be the new head's child or a nephew).",
-    )
+    relationships: RelationshipsToNewHead = Field(default_factory=dict)
 
 
 class MarriageIn(_ChangeIn):
@@ -282,14 +287,7 @@ class MoveOutIn(_ChangeIn):
     moved_on: date
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head left")
     to_region_code: RegionCode | None = None
-    relationships: dict[uuid.UUID, Relationship] = Field(
-        default_factory=dict,
-        max_length=30,
-        description="When the head leaves: each remaining member's relationship to the new"
-        " head, by person id. Derived where the old relationships tell it (the late head's"
-        " child is the widow's child); required where they do not (a grandchild of the old"
-        " head may be the new head's child or a nephew).",
-    )
+    relationships: RelationshipsToNewHead = Field(default_factory=dict)
 
 
 class BankAccountChangeIn(_ChangeIn):
