@@ -99,36 +99,42 @@ def _person_in_household(conflicts: list[dict[str, str]]) -> Conflict:
     )
 
 
-async def _check_not_elsewhere(
-    session: AsyncSession,
-    runtime: Runtime,
-    members: Sequence[tuple[str, ValidMember]],
+async def _histories(
+    session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
+) -> tuple[dict[str, str], list[repo.PastMembership]]:
+    """Each member's keyed hash with its pointer, and every membership of those persons."""
+    hashes = {runtime.pii.hash_id_number(m.resident_id.number): pointer for pointer, m in members}
+    return hashes, await repo.find_memberships(session, list(hashes))
+
+
+def _not_elsewhere(
+    hashes: dict[str, str],
+    history: Sequence[repo.PastMembership],
     *,
     allowed_household: uuid.UUID | None = None,
 ) -> None:
     """409 naming the other household only by a masked reference."""
-    hashes = {runtime.pii.hash_id_number(m.resident_id.number): pointer for pointer, m in members}
-    found = await repo.find_active_memberships(session, list(hashes))
     conflicts = [
         {
             "pointer": "/body" + hashes[f.id_hash],
             "household_ref": masked_household_ref(f.household_id, f.region_code),
         }
-        for f in found
-        if f.household_id != allowed_household
+        for f in history
+        if f.active and f.household_id != allowed_household
     ]
     if conflicts:
         raise _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
 
 
-async def _check_not_deceased(
-    session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
-) -> None:
+def _not_deceased(hashes: dict[str, str], history: Sequence[repo.PastMembership]) -> None:
     """422 for a person whose membership somewhere ended with their death."""
-    hashes = {runtime.pii.hash_id_number(m.resident_id.number): pointer for pointer, m in members}
-    found = await repo.find_memberships(session, list(hashes))
-    dead = sorted({hashes[f.id_hash] for f in found if f.left_reason is LeaveReason.DEATH})
-    raise_if_any([Violation(f"{p}/id_number", "the person is recorded as deceased") for p in dead])
+    dead = sorted({hashes[f.id_hash] for f in history if f.left_reason is LeaveReason.DEATH})
+    if dead:
+        raise rules_failed(
+            RulesViolatedError(
+                [Violation(f"{p}/id_number", "the person is recorded as deceased") for p in dead]
+            )
+        )
 
 
 async def _store_persons(
@@ -196,7 +202,8 @@ async def _insert_memberships(
             raise
         # Lost a race with a concurrent registration of the same person. The insert
         # waited for the winner to commit, so a new read finds its household.
-        await _check_not_elsewhere(session, runtime, named, allowed_household=household_id)
+        hashes, history = await _histories(session, runtime, named)
+        _not_elsewhere(hashes, history, allowed_household=household_id)
         raise _person_in_household([]) from None
 
 
@@ -248,11 +255,9 @@ async def register_household(
     except RulesViolatedError as error:
         raise rules_failed(error) from None
     pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
-    await _check_not_elsewhere(session, runtime, pointers)
-    try:
-        await _check_not_deceased(session, runtime, pointers)
-    except RulesViolatedError as error:
-        raise rules_failed(error) from None
+    hashes, history = await _histories(session, runtime, pointers)
+    _not_elsewhere(hashes, history)
+    _not_deceased(hashes, history)
     person_ids = await _store_persons(session, runtime, valid.members)
     household_id = uuid7()
     head_index = next(
@@ -487,13 +492,12 @@ class _ChangeWork:
         """Add ``member``: refused when already here, active elsewhere (409), deceased,
         already registered for a ``newborn``, or (with ``date_pointer``) joining before
         they left their last household."""
-        id_hash = self.runtime.pii.hash_id_number(member.resident_id.number)
-        history = await repo.find_memberships(self.session, [id_hash])
+        hashes, history = await _histories(self.session, self.runtime, [(pointer, member)])
         if any(h.active and h.household_id == self.household_id for h in history):
             raise_if_any(
                 [Violation(f"{pointer}/id_number", "already an active member of this household")]
             )
-        await _check_not_elsewhere(self.session, self.runtime, [(pointer, member)])
+        _not_elsewhere(hashes, history)
         problems: list[Violation] = []
         if any(h.left_reason is LeaveReason.DEATH for h in history):
             problems.append(Violation(f"{pointer}/id_number", "the person is recorded as deceased"))

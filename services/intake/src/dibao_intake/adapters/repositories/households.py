@@ -75,37 +75,13 @@ class NewMembership:
 
 
 @dataclass(frozen=True, slots=True)
-class ActiveMembership:
-    """Where a person is an active member now (for the one-household rule)."""
+class PastMembership:
+    """A membership, active or ended, of a person (what the person's history says: the
+    one-household rule, deaths, when they left)."""
 
     id_hash: str
-    person_id: uuid.UUID
     household_id: uuid.UUID
     region_code: str
-
-
-async def find_active_memberships(
-    session: AsyncSession, id_hashes: Sequence[str]
-) -> list[ActiveMembership]:
-    if not id_hashes:
-        return []
-    rows = await session.execute(
-        sa.select(
-            person_t.c.id_hash, person_t.c.id, member_t.c.household_id, household_t.c.region_code
-        )
-        .join(member_t, member_t.c.person_id == person_t.c.id)
-        .join(household_t, household_t.c.id == member_t.c.household_id)
-        .where(person_t.c.id_hash.in_(id_hashes), member_t.c.active)
-    )
-    return [ActiveMembership(r[0], r[1], r[2], r[3]) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class PastMembership:
-    """A membership, active or ended, of a person (what the person's history says)."""
-
-    id_hash: str
-    household_id: uuid.UUID
     active: bool
     left_on: date | None
     left_reason: LeaveReason | None
@@ -119,15 +95,18 @@ async def find_memberships(session: AsyncSession, id_hashes: Sequence[str]) -> l
         sa.select(
             person_t.c.id_hash,
             member_t.c.household_id,
+            household_t.c.region_code,
             member_t.c.active,
             member_t.c.left_on,
             member_t.c.left_reason,
         )
         .join(member_t, member_t.c.person_id == person_t.c.id)
+        .join(household_t, household_t.c.id == member_t.c.household_id)
         .where(person_t.c.id_hash.in_(id_hashes))
     )
     return [
-        PastMembership(r[0], r[1], r[2], r[3], LeaveReason(r[4]) if r[4] else None) for r in rows
+        PastMembership(r[0], r[1], r[2], r[3], r[4], LeaveReason(r[5]) if r[5] else None)
+        for r in rows
     ]
 
 
