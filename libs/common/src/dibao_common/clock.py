@@ -27,6 +27,17 @@ class Clock(Protocol):
         ...
 
 
+def has_utc_instant(at: datetime) -> bool:
+    """Whether an aware datetime names an instant Python (and the database driver) can
+    hold in UTC: ``0001-01-01T00:00+08:00`` is before the first one, and
+    ``9999-12-31T23:00-05:00`` after the last. Input from outside may be either."""
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def china_date(at: datetime) -> date:
     """The calendar day in China of an aware instant."""
     if at.tzinfo is None or at.utcoffset() is None:

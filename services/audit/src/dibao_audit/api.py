@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -25,7 +25,7 @@ from dibao_audit.entry import parse_header_block
 from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
-from dibao_common.clock import Clock
+from dibao_common.clock import Clock, has_utc_instant
 from dibao_common.errors import BadRequest, NotFound, problem_responses
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import enqueue
@@ -184,12 +184,8 @@ def _after(cursor: str | None) -> int | None:
 
 def _time(value: datetime | None, name: str) -> datetime | None:
     """A time bound as given, refused when it has no UTC instant (year 1 or 9999 offsets)."""
-    if value is None:
-        return None
-    try:
-        value.astimezone(UTC)
-    except OverflowError as exc:
-        raise BadRequest(f"{name} is out of range", type_slug="bad-time") from exc
+    if value is not None and not has_utc_instant(value):
+        raise BadRequest(f"{name} is out of range", type_slug="bad-time")
     return value
 
 

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 
 from dibao_audit.entry import RecordedEvent, canonical_from_parts, header_block
 from dibao_audit.merkle import leaf_hash
+from dibao_common.clock import has_utc_instant
 from dibao_common.messaging.envelope import (
     CONTENT_TYPE,
     H_ACTOR,
@@ -301,9 +302,7 @@ def _parse_time(raw: bytes | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            return None
-        parsed.astimezone(UTC)  # what the driver sends: 0001-01-01T00:00+01:00 has no UTC
-    except (ValueError, OverflowError):
+    except ValueError:
         return None
-    return parsed
+    # The driver sends the instant in UTC: 0001-01-01T00:00+01:00 has none.
+    return parsed if parsed.tzinfo is not None and has_utc_instant(parsed) else None

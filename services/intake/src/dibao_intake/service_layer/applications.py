@@ -7,7 +7,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
@@ -15,7 +15,7 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
-from dibao_common.clock import CHINA_TZ
+from dibao_common.clock import CHINA_TZ, has_utc_instant
 from dibao_common.crypto import mask_name
 from dibao_common.errors import BadRequest, Conflict, NotFound
 from dibao_common.messaging.outbox import OutgoingEvent
@@ -487,11 +487,7 @@ def _china_midnight(day: date | None) -> datetime | None:
     if day is None:
         return None
     moment = datetime.combine(day, time(0), tzinfo=CHINA_TZ)
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:
-        return None
-    return moment
+    return moment if has_utc_instant(moment) else None
 
 
 async def search_applications(

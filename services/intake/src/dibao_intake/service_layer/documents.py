@@ -32,12 +32,15 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
-def unsupported_media_type(media_type: str, allowed: frozenset[str]) -> ProblemError:
+def unsupported_media_type(
+    media_type: str, allowed: frozenset[str], detail: str | None = None
+) -> ProblemError:
     return ProblemError(
         415,
         "unsupported-media-type",
         "Unsupported media type",
-        f"{media_type or 'no type'} is not accepted; send one of {', '.join(sorted(allowed))}",
+        detail
+        or f"{media_type or 'no type'} is not accepted; send one of {', '.join(sorted(allowed))}",
         accepted=sorted(allowed),
     )
 
@@ -79,12 +82,10 @@ async def upload_document(
     if media_type not in runtime.media_types:
         raise unsupported_media_type(media_type, runtime.media_types)
     if command.content and not content_matches(media_type, command.content):
-        raise ProblemError(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
+        raise unsupported_media_type(
+            media_type,
+            runtime.media_types,
             f"The content is not {media_type}: it does not begin as such a file does",
-            accepted=sorted(runtime.media_types),
         )
     household = await household_repo.get_household(session, command.household_id)
     if household is None:
