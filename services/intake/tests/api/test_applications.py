@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.intake.v1 import events_pb2 as ev
@@ -462,3 +463,70 @@ async def test_search_dates_at_the_ends_of_the_calendar_are_no_error(
     )
     assert page.status_code == 200, page.text
     assert [item["id"] for item in page.json()["items"]] == [accepted["id"]]
+
+
+async def test_a_dissolved_household_cannot_apply(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The death of a household's only member dissolves it: an application for it is a
+    409 household-dissolved problem and writes nothing."""
+    household = await intake.register(intake.plan(shape="elderly_alone"))
+    body = await intake.complete_application_body(household)
+    death = {"kind": "death", "person_id": household.person_ids[0], "date_of_death": "2026-02-20"}
+    died = await intake.http.post(
+        f"/households/{household.id}/changes", json=death, headers=intake.headers()
+    )
+    assert died.status_code == 201, died.text
+    assert died.json()["household"]["status"] == "dissolved"
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert response.status_code == 409, response.text
+    assert response.json()["type"].endswith("/household-dissolved")
+    assert await row_counts(intake_engine) == before
+
+
+async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        waiting = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
+
+
+async def test_a_household_dissolved_while_the_submission_is_checked_gets_no_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A change that dissolves the household, in progress while a submission reads it (it
+    holds the household FOR UPDATE, as record_change does, and has not committed), makes
+    the submission's write wait; once it commits, the submission is a 409
+    household-dissolved problem and writes nothing: no accepted application, and no
+    ApplicationSubmitted, for a household that no longer exists."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    before = await row_counts(intake_engine)
+    async with intake_engine.connect() as change:
+        await change.execute(
+            text("SELECT id FROM household WHERE id = :id FOR UPDATE"), {"id": household.id}
+        )
+        await change.execute(
+            text("UPDATE household SET status = 'dissolved', head_person_id = NULL WHERE id = :id"),
+            {"id": household.id},
+        )
+        submission = asyncio.create_task(intake.submit(body, idempotency_key=str(uuid.uuid4())))
+        for _ in range(200):
+            if submission.done() or await _waiting_on_a_lock(intake_engine):
+                break
+            await asyncio.sleep(0.02)
+        assert not submission.done(), submission.result().text
+        await change.commit()
+    response = await submission
+    assert response.status_code == 409, response.text
+    assert response.json()["type"].endswith("/household-dissolved")
+    after = await row_counts(intake_engine)
+    # The refused statement drew its outbox rows' ids before it failed (a sequence does
+    # not roll back); its rows, the events' among them, went with it.
+    assert after.pop("outbox_message_ids_issued") > before.pop("outbox_message_ids_issued")
+    assert after == before

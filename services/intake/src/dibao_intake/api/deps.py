@@ -77,6 +77,9 @@ Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_re
 
 Work = Callable[[AsyncSession], Awaitable[Response]]
 
+HOUSEHOLD_ACTIVE = "application_household_active"
+"""The database's check that an application is written for an active household only."""
+
 
 async def in_transaction(request: Request, work: Work, idempotency: Idempotency = None) -> Response:
     """Run ``work`` in one transaction committed before the response leaves.
@@ -105,6 +108,12 @@ async def in_one_statement(
     async with driver_session(engine) as session:
         try:
             return await respond_in_one_statement(session, lambda: work(session), idempotency)
+        except asyncpg.CheckViolationError as error:
+            if error.constraint_name != HOUSEHOLD_ACTIVE:
+                raise
+            # A change that dissolved the household committed after the read found it
+            # active (migration 0004's trigger). Nothing was written.
+            raise Conflict("The household is dissolved", type_slug="household-dissolved") from error
         except asyncpg.UniqueViolationError as error:
             # What the read found is no longer so: another request wrote the same
             # unique row (a household's first account, say) since. Nothing was written.
