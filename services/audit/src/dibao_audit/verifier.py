@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
 from dibao_audit.entry import ENTRY_DOMAIN
@@ -404,8 +404,43 @@ def _scan_block(block: bytes) -> Share | None:
 _BLOCK_BYTES = 4 << 20
 
 
-def _scan_chunk(path: str, start: int, stop: int) -> Share:
-    """Scan the lines that begin in ``[start, stop)`` of an export file (a worker's share)."""
+def _line_start(fh: BinaryIO, end: int, floor: int) -> int:
+    """Where the line ending before byte ``end`` begins (not before ``floor``)."""
+    at = end - 1  # the line's own newline, or the file's last byte
+    while at > floor:
+        size = min(1 << 16, at - floor)
+        fh.seek(at - size)
+        cut = fh.read(size).rfind(b"\n")
+        if cut != -1:
+            return at - size + cut + 1
+        at -= size
+    return floor
+
+
+def _index_before(fh: BinaryIO, position: int, body_start: int, first: int) -> int:
+    """The index of the entry on the line before byte ``position`` (a share's first line):
+    read back from the file, so that a malformed line opening a share is named by the
+    entry it follows, as everywhere else. Blank lines are skipped; a line naming no index
+    counts as the entry after the one before it; ``first - 1`` before the first line."""
+    skipped = 0
+    end = position
+    while end > body_start:
+        begin = _line_start(fh, end, body_start)
+        fh.seek(begin)
+        line = fh.read(end - begin)
+        end = begin
+        if not line.strip():
+            continue
+        try:
+            return int(json.loads(line)["index"]) + skipped
+        except (ValueError, KeyError, TypeError):
+            skipped += 1
+    return first - 1 + skipped
+
+
+def _scan_chunk(path: str, start: int, stop: int, body_start: int, first: int) -> Share:
+    """Scan the lines that begin in ``[start, stop)`` of an export file (a worker's share;
+    its lines begin at ``body_start``, the first with entry ``first``)."""
     with open(path, "rb") as fh:
         fh.seek(start - 1)
         fh.readline()  # finish the line the previous share owns
@@ -413,8 +448,8 @@ def _scan_chunk(path: str, start: int, stop: int) -> Share:
         data = fh.read(max(0, stop - position)) if position < stop else b""
         if data and not data.endswith(b"\n"):
             data += fh.readline()  # the last line began in this share
+        previous = _index_before(fh, position, body_start, first) if data else first - 1
     shares: list[Share] = []
-    previous = -1
     at = 0
     while at < len(data):
         cut = data.find(b"\n", at + _BLOCK_BYTES)
@@ -455,7 +490,7 @@ def verify_export_file(path: Path, key: VerifierKey, *, workers: int | None = No
     count = max(1, workers if workers is not None else (os.cpu_count() or 1))
     step = max(1, (size - body_start) // (count * 8))
     bounds = [*range(body_start, size, step), size]
-    shares = [(str(path), a, b) for a, b in itertools.pairwise(bounds)]
+    shares = [(str(path), a, b, body_start, header.start) for a, b in itertools.pairwise(bounds)]
 
     if count == 1:
         return verify_shares(header, [_scan_chunk(*share) for share in shares], key)

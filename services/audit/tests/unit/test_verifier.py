@@ -301,3 +301,36 @@ def test_blocks_checked_at_once_report_what_lines_checked_one_by_one_do(
             assert by_file.ok, (name, by_file.problems)
         else:
             assert not by_file.ok, name
+
+
+def _share_starts(path: Path, workers: int) -> list[int]:
+    """The byte offsets at which verify_export_file's shares of ``path`` begin."""
+    data = path.read_bytes()
+    body_start = data.index(b"\n") + 1
+    step = max(1, (len(data) - body_start) // (workers * 8))
+    return list(range(body_start, len(data), step))
+
+
+@pytest.mark.parametrize(("start", "workers"), [(0, 1), (0, 3), (40, 3)])
+def test_a_line_that_is_not_json_is_named_by_its_index_where_a_share_begins(
+    tmp_path: Path, start: int, workers: int
+) -> None:
+    """A line that is not even JSON is named by the entry it follows, also when it is the
+    first line of a share or of the export (each share used to count from -1)."""
+    log = _Log(300, 64)
+    header, lines = log.export(start, 300)
+    text = [json.dumps(header.to_json()) + "\n"] + [json.dumps(x) + "\n" for x in lines]
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(text), encoding="utf-8")
+    offsets = list(itertools.accumulate(len(t.encode()) for t in text))  # each line's end
+    bound = _share_starts(path, workers)[3]
+    # The first line beginning at or after the fourth share's bound opens that share.
+    opening = next(n for n in range(1, len(text)) if offsets[n - 1] >= bound)
+    for n in (1, opening):
+        broken = list(text)
+        broken[n] = "x" * (len(text[n]) - 1) + "\n"  # same length: the same shares
+        path.write_text("".join(broken), encoding="utf-8")
+        report = verify_export_file(path, log.signer.verifier, workers=workers)
+        index = start + n - 1
+        assert report.first_bad_index == index, report.problems
+        assert report.problems[0].startswith(f"line after entry {index - 1} is malformed")
