@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -367,9 +368,16 @@ class TokenVerifier:
             value = claims.get(name)
             if value is None:
                 continue
+            # NaN or Infinity (which Python's JSON reads) would never expire; an integer
+            # beyond a float's range would raise OverflowError (a 500).
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _invalid(f"claim {name} is not a number")
-            times[name] = float(value)
+            try:
+                times[name] = float(value)
+            except OverflowError:
+                raise _invalid(f"claim {name} is not a number") from None
+            if not math.isfinite(times[name]):
+                raise _invalid(f"claim {name} is not a number")
         if times["exp"] <= now - leeway:
             raise _invalid("expired")
         if times["iat"] > now + leeway:

@@ -228,3 +228,23 @@ async def test_verifier_raises_unauthorized_directly(
     assert principal.token_id is not None
     with pytest.raises(Unauthorized):
         await verifier.verify(tokens(roles=["finance_officer"], expires_in=-60))
+
+
+def _signed_raw(claims_json: str) -> str:
+    """A token signed by the test key whose payload is exactly ``claims_json``: Python's
+    JSON reads ``NaN`` and ``Infinity``, and numbers too large for a float."""
+    signing_input = _b64url(b'{"alg":"EdDSA","typ":"JWT"}') + "." + _b64url(claims_json.encode())
+    return f"{signing_input}.{_b64url(TEST_SIGNING_KEY.sign(signing_input.encode()))}"
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1" + "0" * 400])
+async def test_time_claims_must_be_finite_numbers(
+    client: AsyncClient, tokens: TokenFactory, claim: str, value: str
+) -> None:
+    # An exp of NaN or Infinity would never expire; one past a float's range was a 500.
+    claims = jwt.decode(tokens(roles=["auditor"]), options={"verify_signature": False})
+    del claims[claim]
+    token = _signed_raw(json.dumps(claims)[:-1] + f', "{claim}": {value}}}')
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith(f"claim {claim} is not a number")
