@@ -68,7 +68,9 @@ class Role(StrEnum):
 
 # The algorithm follows from the configured key, never from the token (RFC 8725 §3.1).
 _SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "RS256", "ES256"})
-_REGION = re.compile(r"^[0-9]{2,12}$")
+# A division code down to one of its levels: province (2 digits), city (4), county (6),
+# township (9), village (12). A prefix between levels ("62010") would cover part of a level.
+_REGION = re.compile(r"[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{3}(?:[0-9]{3})?)?)?)?")
 
 
 def algorithm_of(key: Any) -> str:
@@ -395,7 +397,7 @@ def _principal_of(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _invalid("roles must be a list of strings")
     if not isinstance(regions, list) or not all(
-        isinstance(r, str) and _REGION.match(r) for r in regions
+        isinstance(r, str) and _REGION.fullmatch(r) for r in regions
     ):
         raise _invalid("regions must be a list of division-code prefixes")
     known = {r.value for r in Role}

@@ -167,6 +167,12 @@ async def test_required_claims(client: AsyncClient, tokens: TokenFactory, claim:
         ({"regions": ["62 01"]}, "regions must be a list of division-code prefixes"),
         ({"regions": "620102"}, "regions must be a list of division-code prefixes"),
         ({"regions": [""]}, "regions must be a list of division-code prefixes"),
+        ({"regions": ["62\n"]}, "regions must be a list of division-code prefixes"),
+        # Not a level (province 2, city 4, county 6, township 9, village 12 digits):
+        # "62010" would cover counties 620100-620109 and not 620111, cutting Lanzhou.
+        ({"regions": ["62010"]}, "regions must be a list of division-code prefixes"),
+        ({"regions": ["620"]}, "regions must be a list of division-code prefixes"),
+        ({"regions": ["6201020010"]}, "regions must be a list of division-code prefixes"),
         ({"roles": "intake_clerk"}, "roles must be a list of strings"),
         ({"sub": " "}, "empty subject"),
     ],
@@ -177,6 +183,15 @@ async def test_malformed_principal_claims(
     token = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims=extra)
     body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
     assert body["detail"].endswith(reason)
+
+
+async def test_every_level_of_division_code_is_a_region(
+    client: AsyncClient, tokens: TokenFactory
+) -> None:
+    regions = ["62", "6201", "620102", "620102001", "620102001001"]
+    response = await client.get("/whoami", headers=tokens.bearer(roles=[], regions=regions))
+    assert response.status_code == 200, response.text
+    assert response.json()["regions"] == regions
 
 
 async def test_unknown_roles_grant_nothing(client: AsyncClient, tokens: TokenFactory) -> None:
