@@ -79,9 +79,12 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def request_fingerprint(method: str, path: str, body: bytes) -> str:
-    """Hex sha256 of method, path and body: what must match for a key to be reused."""
-    return hashlib.sha256(_framed(method.upper().encode(), path.encode(), body)).hexdigest()
+def request_fingerprint(method: str, path: str, body: bytes, query: str = "") -> str:
+    """Hex sha256 of method, path (with its query string, when there is one) and body:
+    what must match for a key to be reused. (A path holds no ``?``, so a request without
+    a query has the digest it had before queries were covered: stored keys still match.)"""
+    target = f"{path}?{query}" if query else path
+    return hashlib.sha256(_framed(method.upper().encode(), target.encode(), body)).hexdigest()
 
 
 def _framed(*parts: bytes) -> bytes:
@@ -436,7 +439,7 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
     body = await _fingerprint_body(request)
     return IdempotentRequest(
         key=key,
-        fingerprint=request_fingerprint(request.method, request.url.path, body),
+        fingerprint=request_fingerprint(request.method, request.url.path, body, request.url.query),
         request=request,
         config=_config_of(request),
     )

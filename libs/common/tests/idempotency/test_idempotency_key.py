@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from typing import Any
 
@@ -94,6 +95,11 @@ async def test_key_reused_with_another_body_is_422(
         "/other-payments", json={"reference": "P-1", "amount_fen": 100}, headers=headers
     )
     _problem(elsewhere, 422, "idempotency-key-reused")
+    # Same body and route, another query string: another request too.
+    queried = await client.post(
+        "/payments?dry_run=1", json={"reference": "P-1", "amount_fen": 100}, headers=headers
+    )
+    _problem(queried, 422, "idempotency-key-reused")
     assert await count(engine, EFFECTS) == 1
 
 
@@ -335,6 +341,15 @@ def test_fingerprint_covers_method_path_and_body() -> None:
     assert base != request_fingerprint("PUT", "/payments", b'{"a":1}')
     assert base != request_fingerprint("POST", "/payments/", b'{"a":1}')
     assert base != request_fingerprint("POST", "/payments", b'{"a":2}')
+    assert base != request_fingerprint("POST", "/payments", b'{"a":1}', "dry_run=1")
+    # Without a query the digest is the one keys were stored with before queries counted.
+    assert base == request_fingerprint("POST", "/payments", b'{"a":1}', "")
+    assert (
+        base
+        == hashlib.sha256(
+            b"".join(len(p).to_bytes(8, "big") + p for p in (b"POST", b"/payments", b'{"a":1}'))
+        ).hexdigest()
+    )
     # Length-prefixed parts: moving bytes between path and body changes the digest.
     assert request_fingerprint("POST", "/a", b"b") != request_fingerprint("POST", "/ab", b"")
 
