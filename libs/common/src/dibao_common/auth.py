@@ -66,15 +66,15 @@ class Role(StrEnum):
     POLICY_ADMIN = "policy_admin"
 
 
-# The algorithm follows from the configured key, never from the token (RFC 8725 §3.1).
-_SUPPORTED_ALGORITHMS = frozenset({"EdDSA", "RS256", "ES256"})
 # A division code down to one of its levels: province (2 digits), city (4), county (6),
 # township (9), village (12). A prefix between levels ("62010") would cover part of a level.
 _REGION = re.compile(r"[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{3}(?:[0-9]{3})?)?)?)?")
 
 
 def algorithm_of(key: Any) -> str:
-    """The one JWS algorithm a public key may verify: EdDSA, RS256 or ES256."""
+    """The one JWS algorithm a public key may verify: EdDSA, RS256 or ES256.
+
+    The algorithm follows from the key, never from the token (RFC 8725 §3.1)."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "EdDSA"
     if isinstance(key, rsa.RSAPublicKey):
@@ -264,8 +264,17 @@ class JwksCache:
                 # Keep the old keys, and do not retry before min_refresh.
                 self._fetched_at = started
                 return
-            self._keys = [k for k in jwks.keys if k.algorithm_name in _SUPPORTED_ALGORITHMS]
+            self._keys = [k for k in jwks.keys if _usable(k)]
             self._fetched_at = started
+
+
+def _usable(jwk: jwt.PyJWK) -> bool:
+    """Whether a published key obeys the rules of a configured one (``algorithm_of``):
+    PyJWT also takes RSA keys under 2048 bits (with a mere warning) and Ed448 as EdDSA."""
+    try:
+        return algorithm_of(jwk.key) == jwk.algorithm_name
+    except ValueError:
+        return False
 
 
 _VERIFIED_TOKENS = 4096

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.warnings import InsecureKeyLengthWarning
 
 from dibao_common.auth import AuthSettings, Role, TokenVerifier
 from dibao_common.clock import FrozenClock
@@ -193,3 +195,26 @@ async def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(
     frozen.advance(timedelta(seconds=301))
     with pytest.raises(Unauthorized, match="unknown signing key"):
         await verifier.verify(token)
+
+
+@pytest.mark.parametrize(
+    ("private_key", "algorithm"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256"),  # noqa: S505
+        (ed448.Ed448PrivateKey.generate(), "EdDSA"),
+    ],
+    ids=["rsa-1024", "ed448"],
+)
+async def test_published_keys_obey_the_configured_key_rules(
+    jwks_server: JwksServer, frozen: FrozenClock, private_key: Any, algorithm: str
+) -> None:
+    # RS256 only from 2048 bits and EdDSA only with Ed25519, as for DIBAO_JWT_PUBLIC_KEY:
+    # a key the JWKS publishes outside those rules is not used.
+    jwks_server.publish(("weak", private_key), ("good", ed25519.Ed25519PrivateKey.generate()))
+    verifier = TokenVerifier(_settings(jwks_server.url), now=frozen.now)
+    with warnings.catch_warnings():
+        # PyJWT only warns about a short RSA key; production does not turn warnings into errors.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        token = _factory(private_key, algorithm, frozen)(roles=["auditor"], kid="weak")
+        with pytest.raises(Unauthorized, match="unknown signing key"):
+            await verifier.verify(token)
