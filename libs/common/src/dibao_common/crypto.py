@@ -225,9 +225,10 @@ class PersonHasher:
         return hmac.new(self._key, normalised.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
+ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXxＸｘ]")
 """A run of characters that may be an 18-character resident ID number (a bank card
-number of 18 or 19 digits contains one too)."""
+number of 18 or 19 digits contains one too). Full-width digits are digits to ``re``, and
+the check character may be a full-width X, as a Chinese input method types them."""
 
 
 def carries_id_number(text: str) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from dibao_common.crypto import (
     PersonHasher,
+    carries_id_number,
     mask_account,
     mask_id_number,
     mask_name,
@@ -102,3 +103,24 @@ def test_mask_name(value: str, masked: str) -> None:
 )
 def test_mask_account(value: str, masked: str) -> None:
     assert mask_account(value) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "身份证62010219800101123X",
+        "62010219800101123x",
+        "620102198001011234",
+        # Typed with a Chinese input method: full-width digits, and a full-width X.
+        "身份证６２０１０２１９８００１０１１２３Ｘ",
+        "６２０１０２１９８００１０１１２３ｘ",
+        "６２０１０２１９８００１０１１２３４",
+    ],
+)
+def test_what_carries_an_id_number(text: str) -> None:
+    assert carries_id_number(text)
+
+
+@pytest.mark.parametrize("text", ["6201021980010112X", "62010219800101123Y", "6201-0219-8001"])
+def test_what_does_not_carry_an_id_number(text: str) -> None:
+    assert not carries_id_number(text)

@@ -77,6 +77,12 @@ def test_id_numbers_never_reach_the_output(log_lines: LogLines) -> None:
         assert not ID_LIKE.search(repr(line)), line
 
 
+def test_id_numbers_typed_full_width_are_masked_too() -> None:
+    # A Chinese input method gives full-width digits, and a full-width X (U+FF38).
+    event = {"event": "x", "typed": "身份证６２０１０２１９８００１０１１２３Ｘ。"}
+    assert mask_id_numbers(None, "info", event)["typed"] == f"身份证{MASKED}。"
+
+
 def test_the_processor_masks_at_any_depth() -> None:
     event = {
         "event": "x",
