@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
-from dibao_intake.testing import IntakeClient, wait_for_events
+from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -195,3 +196,34 @@ async def test_an_account_disclosure_names_the_holder_on_the_access_record(
     assert [p.person_id for p in record.persons] == [holder]
     assert record.persons[0].masked_name == mask_name(revealed.json()["holder_name"])
     assert household.plan.account_number.encode() not in found.payload
+
+
+async def test_a_disclosure_for_other_or_support_needs_its_note(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The access record's contract: purpose_note is required for PURPOSE_OTHER and
+    PURPOSE_SUPPORT. Without one (or with only blanks) nothing is decrypted or recorded."""
+    household = await intake.register()
+    token = household.body["bank_account"]["token_id"]
+    reads = (
+        (f"/persons/{household.person_ids[0]}/identity", Role.INVESTIGATOR),
+        (f"/bank-accounts/{token}", Role.FINANCE_OFFICER),
+    )
+    before = await row_counts(intake_engine)
+    for url, role in reads:
+        for purpose in ("other", "support"):
+            for note in ({}, {"purpose_note": ""}, {"purpose_note": "   "}):
+                response = await intake.http.get(
+                    url, params={"purpose": purpose, **note}, headers=intake.headers(role)
+                )
+                assert response.status_code == 422, (url, purpose, note, response.text)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert [e["pointer"] for e in response.json()["errors"]] == ["/query/purpose_note"]
+    assert await row_counts(intake_engine) == before
+    for url, role in reads:
+        noted = await intake.http.get(
+            url,
+            params={"purpose": "support", "purpose_note": "工单 2026-0117 核对姓名"},
+            headers=intake.headers(role),
+        )
+        assert noted.status_code == 200, noted.text

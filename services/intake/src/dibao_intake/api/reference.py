@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -70,13 +71,30 @@ class Purpose(StrEnum):
     OTHER = "other"
 
 
-def _purpose(value: Purpose) -> access.Purpose.ValueType:
+_NOTE_REQUIRED = frozenset({Purpose.OTHER, Purpose.SUPPORT})
+"""Purposes whose access record must say what they were (dibao.access.v1 purpose_note)."""
+
+
+def _purpose(value: Purpose, note: str) -> access.Purpose.ValueType:
+    """The purpose as recorded; 422 for one that needs a note given without one."""
+    if value in _NOTE_REQUIRED and not note.strip():
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "purpose_note"),
+                    "msg": f"required for purpose {value.value}: say what the number is for",
+                    "type": "missing",
+                }
+            ]
+        )
     return access.Purpose.Value(f"PURPOSE_{value.value.upper()}")
 
 
 PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]
 NoteQuery = Annotated[
-    str, Query(max_length=200, description="Detail of the purpose"), AfterValidator(s.no_id_number)
+    str,
+    Query(max_length=200, description="Detail of the purpose (required for other and support)"),
+    AfterValidator(s.no_id_number),
 ]
 
 
@@ -97,13 +115,15 @@ async def reveal_identity(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
+    recorded = _purpose(purpose, purpose_note)
+
     async def work(session: AsyncSession) -> Response:
         found = await disclosure.reveal_identity(
             session,
             runtime,
             caller,
             person_id,
-            purpose=_purpose(purpose),
+            purpose=recorded,
             purpose_note=purpose_note,
         )
         return json_response(
@@ -130,13 +150,15 @@ async def reveal_bank_account(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
+    recorded = _purpose(purpose, purpose_note)
+
     async def work(session: AsyncSession) -> Response:
         found = await disclosure.reveal_bank_account(
             session,
             runtime,
             caller,
             token_id,
-            purpose=_purpose(purpose),
+            purpose=recorded,
             purpose_note=purpose_note,
         )
         a = found.account
