@@ -221,7 +221,7 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
     # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
     if depth < _MAX_DEPTH:
         if isinstance(value, Mapping):
-            return {k: _mask_value(v, depth + 1) for k, v in value.items()}
+            return {_mask_key(k): _mask_value(v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [_mask_value(v, depth + 1) for v in value]
     # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
@@ -229,10 +229,17 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
     return _mask_text(text) if ID_NUMBER_LIKE.search(text) else value
 
 
+def _mask_key(key: Any) -> Any:
+    # Keys stay hashable: a key is judged by its text, as a value past the depth limit.
+    text = key if isinstance(key, str) else str(key)
+    return _mask_text(text) if ID_NUMBER_LIKE.search(text) else key
+
+
 def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: masks every run of characters that looks like an 18-digit
-    resident ID number (``\\d{17}[\\dXx]``), in any field, at any depth."""
-    return {k: _mask_value(v) for k, v in event_dict.items()}
+    resident ID number (``crypto.ID_NUMBER_LIKE``), in any field and any mapping's keys,
+    at any depth."""
+    return {_mask_key(k): _mask_value(v) for k, v in event_dict.items()}
 
 
 def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -100,6 +100,15 @@ def test_the_processor_masks_at_any_depth() -> None:
     assert masked["short"] == "6201021980"
 
 
+def test_keys_of_mappings_are_masked_too() -> None:
+    # E.g. a count or a result per person, keyed by the number.
+    event = {"event": "x", "by_person": {RAW: 2, "other": {620102198001011234: "ok"}}, RAW: 1}
+    masked = mask_id_numbers(None, "info", event)
+    assert masked["by_person"] == {MASKED: 2, "other": {"620102********1234": "ok"}}
+    assert masked[MASKED] == 1
+    assert not ID_LIKE.search(repr(masked))
+
+
 def test_deep_or_cyclic_values_are_still_masked() -> None:
     deep: list[object] = [RAW]
     for _ in range(40):
