@@ -139,7 +139,8 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 
 
 def valid_correlation_id(value: str | bytes | None) -> str | None:
-    """``value`` if it is an acceptable correlation id (1-128 plain characters), else None."""
+    """``value`` if it is an acceptable correlation id (1-128 plain characters, nothing
+    like an ID number: it goes into every event the request writes), else None."""
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -148,6 +149,8 @@ def valid_correlation_id(value: str | bytes | None) -> str | None:
         except UnicodeDecodeError:
             return None
     value = value.strip()
+    if ID_NUMBER_LIKE.search(value):
+        return None
     return value if _CORRELATION_ID.match(value) else None
 
 
