@@ -27,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://dibao.gov.cn/problems/"
 
@@ -279,12 +281,29 @@ def _location_in(body: Any, loc: Sequence[int | str]) -> list[int | str]:
     return kept
 
 
+def _unechoed(text: str) -> str:
+    # A member name is input too (a mapping keyed by ID number), and a validator's own
+    # message may name the value it refuses.
+    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+
+
+def _message(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "union_tag_invalid" and "expected_tags" in ctx:
+        # pydantic's own message quotes the tag sent.
+        return (
+            f"Input tag found using {ctx.get('discriminator', 'the discriminator')} does"
+            f" not match any of the expected tags: {ctx['expected_tags']}"
+        )
+    return str(error.get("msg", "invalid"))
+
+
 def _validation_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, str]]:
     # Only the location, message and kind: the offending input may be personal data.
     return [
         {
-            "pointer": json_pointer(_location_in(body, e.get("loc", ()))),
-            "detail": str(e.get("msg", "invalid")),
+            "pointer": _unechoed(json_pointer(_location_in(body, e.get("loc", ())))),
+            "detail": _unechoed(_message(e)),
             "code": str(e.get("type", "invalid")),
         }
         for e in errors

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from httpx import AsyncClient
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from dibao_common.app import build_app
 from dibao_common.errors import (
@@ -50,7 +50,25 @@ class Death(BaseModel):
 Change = Annotated[Birth | Death, Field(discriminator="kind")]
 
 
+class Declaration(BaseModel):
+    incomes_fen: dict[str, int] = Field(description="Per member's ID number")
+    guardian_id_number: str | None = None
+
+    @field_validator("guardian_id_number")
+    @classmethod
+    def _check_digit(cls, value: str | None) -> str | None:
+        # A validator that names the value it refuses, as a careless one might.
+        if value is not None and not value.endswith("0"):
+            raise ValueError(f"{value} has a wrong check digit")
+        return value
+
+
 router = APIRouter()
+
+
+@router.post("/declarations", status_code=201)
+async def declare(body: Declaration) -> dict[str, int]:
+    return {"members": len(body.incomes_fen)}
 
 
 @router.post("/changes", status_code=201)
@@ -159,6 +177,30 @@ async def test_validation_never_echoes_the_input(client: AsyncClient) -> None:
     )
     _problem(response, 422, "validation-failed")
     assert ID_NUMBER not in response.text
+
+
+async def test_an_unknown_tag_is_not_echoed(client: AsyncClient) -> None:
+    # pydantic's message for an unknown tag quotes the tag sent.
+    response = await client.post("/changes", json={"kind": ID_NUMBER, "name": "x"})
+    body = _problem(response, 422, "validation-failed")
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [("/body", "union_tag_invalid")]
+    assert "'birth', 'death'" in body["errors"][0]["detail"]
+    assert ID_NUMBER not in response.text
+    assert "620102" not in response.text
+
+
+async def test_id_numbers_in_messages_and_member_names_are_masked(client: AsyncClient) -> None:
+    response = await client.post(
+        "/declarations",
+        json={"incomes_fen": {ID_NUMBER: "a lot"}, "guardian_id_number": ID_NUMBER},
+    )
+    body = _problem(response, 422, "validation-failed")
+    assert ID_NUMBER not in response.text
+    assert [e["pointer"] for e in body["errors"]] == [
+        "/body/incomes_fen/620102********123X",
+        "/body/guardian_id_number",
+    ]
+    assert body["errors"][1]["detail"] == "Value error, 620102********123X has a wrong check digit"
 
 
 async def test_query_and_path_errors_have_pointers_too(client: AsyncClient) -> None:
