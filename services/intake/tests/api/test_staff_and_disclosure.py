@@ -227,3 +227,30 @@ async def test_a_disclosure_for_other_or_support_needs_its_note(
             headers=intake.headers(role),
         )
         assert noted.status_code == 200, noted.text
+
+
+async def test_a_relation_with_an_id_number_in_it_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A relation is free text copied as typed into the staff relation note, which
+    travels in ApplicationSubmitted: an ID number typed into it would escape the
+    encryption and masking made for ID numbers (ADR 0005, 0007)."""
+    number = "620123197203080221"
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/townships/{TOWNSHIP}/staff",
+        json={
+            "name": "钱伟",
+            "role": "village_committee",
+            "relatives": [
+                {"name": "钱红", "id_number": number, "relation": "sister"},
+                {"name": "钱军", "id_number": number, "relation": f"brother {number}"},
+            ],
+        },
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/relatives/1/relation"]
+    assert number not in response.text
+    assert await row_counts(intake_engine) == before

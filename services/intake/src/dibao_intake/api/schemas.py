@@ -492,7 +492,12 @@ class WithdrawalIn(_In):
 class RelativeIn(_In):
     name: Name
     id_number: IdNumber
-    relation: str = Field(min_length=1, max_length=30, examples=["spouse", "brother"])
+    relation: Annotated[str, AfterValidator(no_id_number)] = Field(
+        min_length=1,
+        max_length=30,
+        examples=["spouse", "brother"],
+        description="Copied as typed into the relation note of applications it flags",
+    )
 
 
 class StaffIn(_In):
