@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,18 @@ async def test_only_hashes_name_files(tmp_path: Path) -> None:
         await store.get("../../etc/passwd")
     with pytest.raises(FileNotFoundError):
         await store.get("0" * 64)
+
+
+@pytest.mark.parametrize(
+    "name", ["0" * 64 + "\n", "0" * 63 + "\n", "A" * 64, "0" * 65, "", "00/" + "0" * 61]
+)
+async def test_a_name_that_is_not_exactly_a_sha256_is_refused(tmp_path: Path, name: str) -> None:
+    # ``$`` also matches before a final newline: the check must take the whole name.
+    store = FilesystemDocumentStore(tmp_path)
+    with pytest.raises(ValueError, match="sha256"):
+        await store.get(name)
+    with pytest.raises(ValueError, match="sha256"):
+        await store.exists(name)
+    with pytest.raises(ValueError, match="sha256"):
+        await store.put(name, b"x")
+    assert os.listdir(tmp_path) == []

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class DocumentStore(Protocol):
@@ -37,7 +37,7 @@ class FilesystemDocumentStore:
         self.root = root
 
     def _path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ValueError("not a lowercase hex sha256")
         return self.root / sha256[:2] / sha256
 
