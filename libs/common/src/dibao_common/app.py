@@ -16,7 +16,7 @@ from dibao_common.auth import AuthSettings, install_token_verifier
 from dibao_common.bank import BankSettings, BankVerification, install_bank_verification
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_engine
-from dibao_common.errors import install_problem_handlers
+from dibao_common.errors import BodyLimitMiddleware, install_problem_handlers
 from dibao_common.health import DatabaseProbe, Probe, kafka_probe, run_probes
 from dibao_common.heap import settle_heap
 from dibao_common.housekeeping import Housekeeping, start_housekeeping, stop_housekeeping
@@ -39,8 +39,13 @@ def build_app(
     auth: AuthSettings | None = None,
     bank: BankSettings | None = None,
     clock: Clock | None = None,
+    max_body_size: int | None = None,
 ) -> FastAPI:
     """One service's app. The engine lives on ``app.state.engine`` for dependencies.
+
+    A request body past ``max_body_size`` bytes (``settings.max_request_body_bytes``
+    unless given, e.g. by a service with an upload route) is a 413 problem: FastAPI
+    reads and parses a body before any dependency, the bearer token's included, runs.
 
     Bearer tokens and bank signatures are checked with ``auth`` / ``bank``, or with
     ``settings`` itself when the service's settings class includes those settings.
@@ -81,6 +86,8 @@ def build_app(
     app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
     # Before observability, so that its middleware sees (and logs) the 500 problem response.
     install_problem_handlers(app)
+    body_limit = settings.max_request_body_bytes if max_body_size is None else max_body_size
+    app.add_middleware(BodyLimitMiddleware, max_body_size=body_limit)
     _install_http_security(app, settings, auth, bank, app_clock)
     # JSON logs with trace/correlation ids, request metrics and /metrics.
     configure_logging(settings.log_level, service_name=settings.service_name)

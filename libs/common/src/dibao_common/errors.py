@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +44,8 @@ def problem_type(slug: str) -> str:
 def _slug_of(status: int) -> str:
     if status == HTTPStatus.INTERNAL_SERVER_ERROR:
         return "internal-error"
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        return "content-too-large"  # RFC 9110's name; Python's before 3.13 is older
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -51,6 +54,8 @@ def _slug_of(status: int) -> str:
 
 
 def _title_of(status: int) -> str:
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        return "Content Too Large"
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -415,6 +420,62 @@ class UnexpectedErrorMiddleware:
             if started:
                 raise
             await _internal_error(scope.get("path"))(scope, receive, send)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    # An HTTPException, so that FastAPI, reading the body, lets it through to the handler.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the {limit} bytes accepted")
+
+
+class BodyLimitMiddleware:
+    """A request body past ``max_body_size`` bytes is a 413 problem: when the app first
+    reads it, from its ``Content-Length``, else as soon as the bytes received pass the
+    limit. (A route that checks the length itself first gives its own answer.)
+
+    FastAPI reads (and parses) a body before any dependency, the bearer token's included,
+    runs: without a limit anyone could make a service hold and parse gigabytes.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_size
+        declared = Headers(scope=scope).get("content-length", "")
+        announced_too_large = declared.isascii() and declared.isdigit() and int(declared) > limit
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if announced_too_large:
+                raise _BodyTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge as exc:
+            # Read outside a route (whose handler renders it): answered here.
+            if started:
+                raise
+            response = await _on_http_exception(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]

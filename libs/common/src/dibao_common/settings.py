@@ -47,6 +47,12 @@ class CommonSettings(BaseSettings):
         description="How long completed Idempotency-Key answers are kept (s); at least 24 h,"
         " what clients are promised",
     )
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest request body accepted (bytes); a larger one is a 413 before any"
+        " of it is parsed (an app with an upload route may raise it for that app)",
+    )
     housekeeping_interval_s: float = Field(
         default=600.0,
         ge=0,

@@ -239,6 +239,51 @@ async def test_unreadable_bodies_are_400_never_500(client: AsyncClient, content:
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
 
 
+async def test_a_body_past_the_limit_is_a_413_problem_before_it_is_parsed(
+    client: AsyncClient,
+) -> None:
+    # FastAPI reads and parses a JSON body before any dependency (the bearer token's
+    # among them) runs: without a limit, anyone could make a service hold and parse
+    # gigabytes. The default is 1 MiB (DIBAO_MAX_REQUEST_BODY_BYTES).
+    member = {"name": "张三", "id_number": "620102198001011230"}
+    members = [member] * (1024 * 1024 // len(str(member)) + 1)
+    huge = await client.post("/households", json={"region_code": "620102", "members": members})
+    body = _problem(huge, 413, "content-too-large")
+    assert body["instance"] == "/households"
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"region_code": "620102", "members": ['
+        for _ in range(64):
+            yield ((str(member).replace("'", '"') + ",") * 400).encode()
+        yield b"]}"
+
+    streamed = await client.post(
+        "/households", content=chunks(), headers={"content-type": "application/json"}
+    )
+    _problem(streamed, 413, "content-too-large")
+    # Just under the limit is read as usual.
+    fits = members[: len(members) // 2]
+    ok = await client.post("/households", json={"region_code": "620102", "members": fits})
+    assert ok.status_code == 201, ok.text
+
+
+async def test_an_app_may_take_larger_bodies() -> None:
+    settings = CommonSettings(
+        service_name="kit-errors",
+        database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        kafka_bootstrap="127.0.0.1:1",
+        max_request_body_bytes=4 * 1024 * 1024,
+    )
+    app = build_app(settings, title="kit errors", description="test app", routers=[router])
+    member = {"name": "张三", "id_number": "620102198001011230"}
+    members = [member] * (2 * 1024 * 1024 // len(str(member)))
+    async with api_client(app) as client:
+        response = await client.post(
+            "/households", json={"region_code": "620102", "members": members}
+        )
+    assert response.status_code == 201, response.text
+
+
 async def test_unknown_route_is_a_404_problem(client: AsyncClient) -> None:
     body = _problem(await client.get("/no/such/thing"), 404, "not-found")
     assert body["instance"] == "/no/such/thing"

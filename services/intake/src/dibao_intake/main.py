@@ -123,4 +123,9 @@ def create_app(
         on_shutdown=[stop],
         engine=engine,
         clock=clock,
+        # An upload is a document plus its form: the route refuses a larger one itself
+        # (document-too-large); the kit's limit only has to let it through.
+        max_body_size=max(
+            resolved.max_request_body_bytes, resolved.intake_document_max_bytes + 64 * 1024
+        ),
     )
