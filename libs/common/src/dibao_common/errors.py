@@ -216,6 +216,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # --- rendering --------------------------------------------------------------------------
 
 
+def _unechoed(text: str) -> str:
+    # What the client sent may be named (the path, a member name of a mapping keyed by ID
+    # number, a validator's message naming the value it refuses), an ID number never.
+    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+
+
 def _problem_body(
     status: int,
     type_slug: str,
@@ -232,7 +238,7 @@ def _problem_body(
     if detail is not None:
         body["detail"] = detail
     if instance is not None:
-        body["instance"] = instance
+        body["instance"] = _unechoed(instance)
     for name, value in extensions.items():
         body.setdefault(name, value)
     return body
@@ -286,12 +292,6 @@ def _location_in(body: Any, loc: Sequence[int | str]) -> list[int | str]:
     return kept
 
 
-def _unechoed(text: str) -> str:
-    # A member name is input too (a mapping keyed by ID number), and a validator's own
-    # message may name the value it refuses.
-    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
-
-
 def _message(error: Any) -> str:
     ctx = error.get("ctx") or {}
     if error.get("type") == "union_tag_invalid" and "expected_tags" in ctx:
@@ -327,7 +327,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     if detail == _title_of(status):
         detail = None
     if status == 404 and detail is None:
-        detail = f"Nothing is found at {request.url.path}"
+        detail = f"Nothing is found at {_unechoed(request.url.path)}"
     if status == 405 and detail is None:
         detail = f"{request.method} is not allowed here"
     return problem_response(

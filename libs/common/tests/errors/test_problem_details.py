@@ -203,6 +203,16 @@ async def test_id_numbers_in_messages_and_member_names_are_masked(client: AsyncC
     assert body["errors"][1]["detail"] == "Value error, 620102********123X has a wrong check digit"
 
 
+@pytest.mark.parametrize("path", [f"/households/{ID_NUMBER}", f"/persons/{ID_NUMBER}/identity"])
+async def test_a_path_holding_an_id_number_is_not_echoed(client: AsyncClient, path: str) -> None:
+    # A 422 (the path parameter is no integer) and a 404 (no such route): both name the
+    # path, in instance and in the 404's detail.
+    response = await client.get(path)
+    assert response.status_code in (404, 422)
+    assert ID_NUMBER not in response.text
+    assert response.json()["instance"] == path.replace(ID_NUMBER, "620102********123X")
+
+
 async def test_query_and_path_errors_have_pointers_too(client: AsyncClient) -> None:
     body = _problem(await client.get("/search", params={"limit": "0"}), 422, "validation-failed")
     assert [e["pointer"] for e in body["errors"]] == ["/query/limit"]
