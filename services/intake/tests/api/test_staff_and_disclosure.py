@@ -7,10 +7,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
-from dibao_common.crypto import mask_name
+from dibao_common.crypto import PersonHasher, mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
-from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
+from dibao_intake.testing import (
+    IntakeClient,
+    pii_settings_for_tests,
+    row_counts,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -254,3 +259,46 @@ async def test_a_relation_with_an_id_number_in_it_is_refused(
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/relatives/1/relation"]
     assert number not in response.text
     assert await row_counts(intake_engine) == before
+
+
+async def test_a_roster_read_names_the_people_it_shows_by_keyed_hash(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A roster shows staff and their relatives by name and masked number; its access
+    record names each of them by keyed hash (as every other read does), so that "who
+    looked at this person's data" finds a roster read too, and it never passes a roster
+    row's id off as a person id."""
+    township = "620123106000"  # 青城镇: this test's own, so its roster reads are its own
+    plan = intake.plan("620123106201", shape="elderly_couple")
+    own, relative = plan.members[0].id_number, plan.members[1].id_number
+    added = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "周涛",
+            "role": "dibao_staff",
+            "id_number": own,
+            "relatives": [{"name": "吴芳", "id_number": relative, "relation": "spouse"}],
+        },
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert added.status_code == 201, added.text
+    roster = await intake.http.get(
+        f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
+    )
+    assert roster.status_code == 200
+    [found] = await wait_for_events(
+        intake_stack, "dibao.access.v1", 1, subject=f"staff-roster:{township}"
+    )
+    record = EventRegistry.default().decode(found)
+    assert isinstance(record, access.PersonalDataAccessed)
+    hasher = PersonHasher.from_settings(pii_settings_for_tests())
+    assert sorted((p.keyed_hash, p.masked_name) for p in record.persons) == sorted(
+        [
+            (hasher.hash_id_number(own), mask_name("周涛")),
+            (hasher.hash_id_number(relative), mask_name("吴芳")),
+        ]
+    )
+    assert {p.hash_key_id for p in record.persons} == {hasher.key_id}
+    assert {p.person_id for p in record.persons} == {""}
+    assert own.encode() not in found.payload
+    assert relative.encode() not in found.payload

@@ -190,6 +190,7 @@ class StaffRelativeRecord:
     relation: str
     name: str
     masked_id: str
+    id_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +205,4 @@ class StaffRecord:
     active: bool
     created_at: datetime
     relatives: tuple[StaffRelativeRecord, ...]
+    id_hash: str | None

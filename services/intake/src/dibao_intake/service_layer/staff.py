@@ -140,13 +140,24 @@ async def list_staff(
     _require_township(runtime, township_code)
     ensure_readable(caller, township_code)
     roster = await repo.list_staff(session, township_code)
+    # Named by keyed hash, as every read names people ("who read this person's data?");
+    # a roster row's id is not a person id.
+    key_id = runtime.pii.hash_key_id
     persons = [
         common.PersonRef(
-            person_id=str(s.id), masked_id=s.masked_id or "", masked_name=mask_name(s.name)
+            keyed_hash=s.id_hash or "",
+            hash_key_id=key_id if s.id_hash else "",
+            masked_id=s.masked_id or "",
+            masked_name=mask_name(s.name),
         )
         for s in roster
     ] + [
-        common.PersonRef(person_id=str(r.id), masked_id=r.masked_id, masked_name=mask_name(r.name))
+        common.PersonRef(
+            keyed_hash=r.id_hash,
+            hash_key_id=key_id,
+            masked_id=r.masked_id,
+            masked_name=mask_name(r.name),
+        )
         for s in roster
         for r in s.relatives
     ]

@@ -100,6 +100,7 @@ _STAFF_COLUMNS = (
     staff_t.c.masked_id,
     staff_t.c.active,
     staff_t.c.created_at,
+    staff_t.c.id_hash,
 )
 
 
@@ -121,11 +122,12 @@ async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRec
                 relative_t.c.relation,
                 relative_t.c.name,
                 relative_t.c.masked_id,
+                relative_t.c.id_hash,
             )
             .where(relative_t.c.staff_id.in_(ids))
             .order_by(relative_t.c.id)
         ):
-            relatives[r[0]].append(StaffRelativeRecord(r[1], r[2], r[3], r[4]))
+            relatives[r[0]].append(StaffRelativeRecord(r[1], r[2], r[3], r[4], r[5]))
     return [
         StaffRecord(
             id=r[0],
@@ -138,6 +140,7 @@ async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRec
             active=r[7],
             created_at=r[8],
             relatives=tuple(relatives[r[0]]),
+            id_hash=r[9],
         )
         for r in staff_rows
     ]
