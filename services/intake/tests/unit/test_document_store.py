@@ -45,3 +45,42 @@ async def test_a_name_that_is_not_exactly_a_sha256_is_refused(tmp_path: Path, na
     with pytest.raises(ValueError, match="sha256"):
         await store.put(name, b"x")
     assert os.listdir(tmp_path) == []
+
+
+async def test_a_put_is_durable_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row commits once ``put`` returns: the content and its name must survive a crash
+    from then on. ``os.replace`` is atomic but its new name (and a new directory's own
+    name) lives in the directory, which must be synced too; otherwise a crash after the
+    commit can leave a row whose content is gone. The real fsync runs; the test only
+    notes which files and directories it was given."""
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def noting_fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    root = tmp_path / "store"  # made by the first put, as in a fresh deployment
+    store = FilesystemDocumentStore(root)
+    content = b"%PDF-1.4 durable"
+    digest = hashlib.sha256(content).hexdigest()
+    await store.put(digest, content)
+    # The content (under its temporary name), its name in its directory, and the names
+    # of the directories the put made in theirs.
+    files = [p for p in synced if p.parent == root / digest[:2] and p.name.startswith(".")]
+    assert len(files) == 1
+    assert sorted(p for p in synced if p not in files) == [tmp_path, root, root / digest[:2]]
+    synced.clear()
+    # Another content in the same directory: only the directory is synced after it.
+    other = next(
+        c
+        for i in range(100_000)
+        if hashlib.sha256(c := b"%%PDF-1.4 other %d" % i).hexdigest()[:2] == digest[:2]
+    )
+    await store.put(hashlib.sha256(other).hexdigest(), other)
+    assert synced[1:] == [root / digest[:2]]
+    assert await store.get(digest) == content
+    assert await store.get(hashlib.sha256(other).hexdigest()) == other

@@ -18,6 +18,25 @@ from typing import Protocol
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_directories(directory: Path) -> None:
+    """``directory`` and any missing parents, each new name synced in its parent."""
+    created = []
+    while not directory.is_dir():
+        created.append(directory)
+        directory = directory.parent
+    for new in reversed(created):
+        new.mkdir(exist_ok=True)  # exist_ok: another upload may have made it just now
+        _sync_directory(new.parent)
+
+
 class DocumentStore(Protocol):
     async def put(self, sha256: str, content: bytes) -> None:
         """Store ``content`` under its hash (a second put of the same content is a no-op)."""
@@ -48,7 +67,7 @@ class FilesystemDocumentStore:
     def _put(path: Path, content: bytes) -> None:
         if path.exists():
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_directories(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -59,6 +78,9 @@ class FilesystemDocumentStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # The rename is atomic, not durable until its directory is synced: the row that
+        # commits after this returns must not outlive its content in a crash.
+        _sync_directory(path.parent)
 
     async def get(self, sha256: str) -> bytes:
         return await asyncio.to_thread(self._path(sha256).read_bytes)
