@@ -45,6 +45,32 @@ def test_exactly_one_key_source() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://idp.gansu.example/.well-known/jwks.json", True),
+        # Keys fetched in clear from another host could be swapped on the way: anyone on
+        # the path could then sign tokens for any role and region.
+        ("http://idp.gansu.example/.well-known/jwks.json", False),
+        ("http://10.0.0.7:8080/jwks.json", False),
+        ("http://127.0.0.1:8080/jwks.json", True),
+        ("http://localhost:8080/jwks.json", True),
+        ("http://[::1]:8080/jwks.json", True),
+        ("http://localhost.idp.example/jwks.json", False),
+        ("http://127.0.0.1.idp.example/jwks.json", False),
+        ("ftp://idp.gansu.example/jwks.json", False),
+        ("https://", False),
+        ("idp.gansu.example/jwks.json", False),
+    ],
+)
+def test_keys_are_fetched_over_https_unless_from_this_machine(url: str, accepted: bool) -> None:
+    if accepted:
+        AuthSettings(jwt_jwks_url=url, jwt_issuer="i", jwt_audience="a")
+        return
+    with pytest.raises(ValidationError, match="must be an https URL"):
+        AuthSettings(jwt_jwks_url=url, jwt_issuer="i", jwt_audience="a")
+
+
+@pytest.mark.parametrize(
     "key",
     [
         "changeme",
