@@ -271,16 +271,18 @@ def _location_in(body: Any, loc: Sequence[int | str]) -> list[int | str]:
     """``loc`` without the tags of discriminated unions, so that it points into the body
     as sent: pydantic locates ``note`` of a ``{"kind": "birth", ...}`` variant at
     ``("body", "birth", "note")``, where the document has ``/body/note``. A part is taken
-    as a tag when the object at that point has no such member but holds it as a value."""
+    as a tag when the object at that point has no such member but holds it as a value,
+    and more parts follow (the last part may be a missing member, whatever the values)."""
     if not loc or loc[0] != "body":
         return list(loc)
     kept: list[int | str] = [loc[0]]
     node: Any = body
-    for part in loc[1:]:
+    last = len(loc) - 1
+    for index, part in enumerate(loc[1:], start=1):
         if isinstance(node, dict):
             if part in node:
                 node = node[part]
-            elif isinstance(part, str) and part in node.values():
+            elif isinstance(part, str) and index < last and part in node.values():
                 continue
             else:
                 node = None

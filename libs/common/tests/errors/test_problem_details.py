@@ -170,6 +170,23 @@ async def test_pointers_into_a_tagged_union_skip_the_tag(client: AsyncClient) ->
     assert [e["pointer"] for e in body["errors"]] == ["/body"]
 
 
+async def test_a_missing_member_is_pointed_at_even_when_a_value_is_its_name(
+    client: AsyncClient,
+) -> None:
+    # Only a location part followed by more is taken for a union's tag: a missing member
+    # is the last part, whatever values the object holds.
+    members = [{"name": "x", "id_number": "620102198001011230"}, {"name": "id_number"}]
+    body = _problem(
+        await client.post("/households", json={"members": members, "remark": "region_code"}),
+        422,
+        "validation-failed",
+    )
+    assert sorted(e["pointer"] for e in body["errors"]) == [
+        "/body/members/1/id_number",
+        "/body/region_code",
+    ]
+
+
 async def test_validation_never_echoes_the_input(client: AsyncClient) -> None:
     response = await client.post(
         "/households",
