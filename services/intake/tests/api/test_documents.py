@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -162,3 +163,37 @@ async def test_content_that_is_not_its_declared_type_is_a_415(
     assert (
         await intake.upload(household.id, "photo", content=png, media_type="image/png")
     ).status_code == 201
+
+
+async def test_an_upload_of_unstated_length_is_refused_as_soon_as_it_passes_the_limit(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Without Content-Length (chunked) the body is measured as it arrives: reading
+    stops just past the limit (the kit's body limit), and the answer is the route's own
+    413, as for a stated length, not the kit's generic one."""
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    limit = 10 * 1024 * 1024  # the settings' default
+    body, content_type = multipart_upload(
+        {"household_id": household.id, "document_type": "photo"},
+        b"%PDF-" + b"0" * (4 * limit),
+        filename="endless.pdf",
+    )
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for start in range(0, len(body), 64 * 1024):
+            chunk = body[start : start + 64 * 1024]
+            sent += len(chunk)
+            yield chunk
+
+    response = await intake.http.post(
+        "/documents", content=chunks(), headers=intake.headers() | {"content-type": content_type}
+    )
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/document-too-large")
+    assert response.json()["max_bytes"] == limit
+    assert sent <= limit + 256 * 1024, f"read {sent} bytes of a body refused at {limit}"
+    assert await row_counts(intake_engine) == before
