@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
+from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.synthetic import multipart_upload, pdf_bytes
 from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
@@ -197,3 +199,31 @@ async def test_an_upload_of_unstated_length_is_refused_as_soon_as_it_passes_the_
     assert response.json()["max_bytes"] == limit
     assert sent <= limit + 256 * 1024, f"read {sent} bytes of a body refused at {limit}"
     assert await row_counts(intake_engine) == before
+
+
+async def test_a_household_documents_reads_name_every_member(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A document about the whole household (its register, the application form, the
+    signed authorisation) shows every member's data: its reads name them all, as a read
+    of the household does, so that "who read this person's data" finds them."""
+    household = await intake.register(intake.plan(shape="elderly_couple"))
+    document = (await intake.upload(household.id, "household_register")).json()
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"])
+    for url in (f"/documents/{document['id']}", f"/documents/{document['id']}/content"):
+        assert (await intake.http.get(url, headers=reader)).status_code == 200
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
+    assert len(found) == 2
+    for envelope in found:
+        record = EventRegistry.default().decode(envelope)
+        assert isinstance(record, access.PersonalDataAccessed)
+        assert sorted(p.person_id for p in record.persons) == sorted(household.person_ids)
+        assert all(p.keyed_hash for p in record.persons)
+    # A document about one member names that member only.
+    person = household.person_ids[1]
+    card = (await intake.upload(household.id, "id_card", person)).json()
+    assert (await intake.http.get(f"/documents/{card['id']}", headers=reader)).status_code == 200
+    [one] = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=card["id"])
+    record = EventRegistry.default().decode(one)
+    assert isinstance(record, access.PersonalDataAccessed)
+    assert [p.person_id for p in record.persons] == [person]

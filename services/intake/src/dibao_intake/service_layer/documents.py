@@ -136,14 +136,16 @@ async def read_document(
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None
-    persons = []
-    if record.person_id is not None:
-        members = await household_repo.load_members(session, record.household_id)
-        persons = [
-            contracts.person_ref(m, runtime.pii.hash_key_id)
+    # A document about one member shows that member's data; one about the household (its
+    # register, the application form) shows every member's, as a read of the household.
+    members = await household_repo.load_members(session, record.household_id)
+    persons = list(
+        {
+            m.person_id: contracts.person_ref(m, runtime.pii.hash_key_id)
             for m in members
-            if m.person_id == record.person_id
-        ]
+            if record.person_id is None or m.person_id == record.person_id
+        }.values()
+    )  # one ref per person, who may have left and rejoined
     await record_access(
         session,
         runtime,
