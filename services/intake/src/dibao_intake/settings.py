@@ -97,6 +97,12 @@ class IntakeSettings(CommonSettings, AuthSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("intake_document_media_types")
+    @classmethod
+    def _lower_case(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Media types are case-insensitive; an upload's is compared in lower case.
+        return tuple(t.lower() for t in value)
+
     def timeline_consumer_overrides(self) -> dict[str, int]:
         """The timeline consumer's fetch settings (see ``intake_timeline_fetch_wait_ms``)."""
         wait = self.intake_timeline_fetch_wait_ms

@@ -48,3 +48,16 @@ def test_the_timeline_consumer_reads_the_other_services_topics_only() -> None:
     )
     assert "dibao.intake.v1" not in settings.intake_timeline_topics
     assert {"dibao.assessment.v1", "dibao.audit.v1"} <= set(settings.intake_timeline_topics)
+
+
+def test_media_types_are_read_in_lower_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Media types are case-insensitive (RFC 9110) and an upload's is compared in lower
+    case: a type configured as ``image/JPEG`` must not refuse every JPEG."""
+    monkeypatch.setenv("DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES", "Application/PDF, image/JPEG")
+    settings = IntakeSettings(
+        database_url="postgresql+asyncpg://x/y",
+        kafka_bootstrap="k:1",
+        pii=pii_settings_for_tests(),
+        **auth_settings_values(),
+    )
+    assert settings.intake_document_media_types == ("application/pdf", "image/jpeg")
