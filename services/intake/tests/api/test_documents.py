@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
+from dibao_intake.adapters.document_store import FilesystemDocumentStore
 from dibao_intake.synthetic import multipart_upload, pdf_bytes
 from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
 
@@ -227,3 +231,27 @@ async def test_a_household_documents_reads_name_every_member(
     record = EventRegistry.default().decode(one)
     assert isinstance(record, access.PersonalDataAccessed)
     assert [p.person_id for p in record.persons] == [person]
+
+
+async def test_the_same_content_uploaded_at_once_is_stored_once_and_read_by_each(
+    intake: IntakeClient, intake_app: FastAPI
+) -> None:
+    household = await intake.register()
+    content = pdf_bytes(f"uploaded four times at once {household.id}")
+    responses = await asyncio.gather(
+        *(intake.upload(household.id, "photo", content=content) for _ in range(4))
+    )
+    assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+    documents = [r.json() for r in responses]
+    digest = hashlib.sha256(content).hexdigest()
+    assert {d["sha256"] for d in documents} == {digest}
+    assert len({d["id"] for d in documents}) == 4  # four hand-ins, one content
+    store = intake_app.state.runtime.store
+    assert isinstance(store, FilesystemDocumentStore)
+    names = await asyncio.to_thread(os.listdir, store.root / digest[:2])
+    assert digest in names
+    assert not [n for n in names if n.startswith(".upload-")]  # no temporary file left
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"])
+    for document in documents:
+        download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
+        assert download.content == content
