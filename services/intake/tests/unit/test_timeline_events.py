@@ -107,3 +107,18 @@ def test_a_full_submission_shows_only_its_plain_fields() -> None:
         missing_items=[intake_types.MissingItem(description=d) for d in ("a", "b")],
     )
     assert _describe(returned)[1] == {"missing_items": ["a", "b"]}
+
+
+def test_months_read_as_months() -> None:
+    """Months are ``YYYY-MM`` (a month has no day): payment from April 2026 is not
+    payment from 1 April 2026."""
+    approved = assessment.BenefitApproved(
+        application_id=str(APPLICATION),
+        decided_on=common.LocalDate(year=2026, month=3, day=20),
+        first_payable_month=common.Month(year=2026, month=4),
+        amount=common.Money(fen=52000),
+    )
+    assert _describe(approved) == (
+        "Benefit approved",
+        {"decided_on": "2026-03-20", "first_payable_month": "2026-04", "amount_fen": 52000},
+    )

@@ -85,7 +85,8 @@ def _short(value: Any) -> Any:
 
 
 def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]:
-    """A one-line summary and a few details of an event, without personal data."""
+    """A one-line summary and a few details of an event, without personal data (enums in
+    words, dates as ``YYYY-MM-DD``, months as ``YYYY-MM``, money in fen)."""
     name = message.DESCRIPTOR.name
     data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
     details: dict[str, Any] = {}
@@ -101,11 +102,18 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         for f in message.DESCRIPTOR.fields
         if f.enum_type is not None
     }
+    months = {
+        f.name
+        for f in message.DESCRIPTOR.fields
+        if f.message_type is not None and f.message_type.full_name == "dibao.common.v1.Month"
+    }
     for key, value in data.items():
         if key in _SKIPPED:
             continue
         if key in enums and isinstance(value, str):
             details[key] = value.removeprefix(enums[key]).lower()
+        elif key in months and isinstance(value, dict):
+            details[key] = f"{value.get('year', 0):04d}-{value.get('month', 0):02d}"
         elif isinstance(value, dict) and set(value) <= {"year", "month", "day"}:
             details[key] = date(
                 value.get("year", 1), value.get("month", 1), value.get("day", 1)
