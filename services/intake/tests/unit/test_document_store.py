@@ -74,6 +74,11 @@ async def test_a_put_is_durable_when_it_returns(
     assert len(files) == 1
     assert sorted(p for p in synced if p not in files) == [tmp_path, root, root / digest[:2]]
     synced.clear()
+    # The same content again, as when two uploads of it run at once: the first may not
+    # have synced its names yet, and this one's row may commit first. It waits for them.
+    await store.put(digest, content)
+    assert synced == [root / digest[:2], root]
+    synced.clear()
     # Another content in the same directory: only the directory is synced after it.
     other = next(
         c

@@ -66,6 +66,10 @@ class FilesystemDocumentStore:
     @staticmethod
     def _put(path: Path, content: bytes) -> None:
         if path.exists():
+            # Put by another upload just now, perhaps: its names may not be synced yet,
+            # and this upload's row may commit before that one's.
+            _sync_directory(path.parent)
+            _sync_directory(path.parent.parent)
             return
         _make_directories(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
