@@ -151,10 +151,13 @@ class PlannedHousehold:
 class Synthesizer:
     """A deterministic source of synthetic people (same seed, same households)."""
 
-    def __init__(self, seed: int | str, today: date) -> None:
+    def __init__(self, seed: int | str, today: date, *, used: set[str] | None = None) -> None:
+        """``used``: ID numbers already handed out, shared by synthesizers whose people
+        go into one database (tests seeded apart would otherwise, now and then, draw the
+        same person twice and see a 409); it is extended with this one's."""
         self.rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
         self.today = today
-        self._used: set[str] = set()
+        self._used: set[str] = used if used is not None else set()
 
     def id_number(self, birth_date: date, sex: Sex, place_code: str | None = None) -> str:
         place = place_code or self.rng.choice(PLACE_CODES)

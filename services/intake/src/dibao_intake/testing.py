@@ -48,6 +48,9 @@ TEST_NOW = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 URBAN_VILLAGE = "620102001001"  # 城关区酒泉路街道畅家巷社区
 RURAL_VILLAGE = "620123101203"  # 榆中县夏官营镇夏官营村
 RURAL_TOWNSHIP = "620123101000"
+ISSUED_ID_NUMBERS: set[str] = set()
+"""Every ID number the tests' synthesizers handed out in this process: one test's people
+never clash with another's in the session's database."""
 
 
 def _b64_key(label: str) -> str:
@@ -299,5 +302,7 @@ def intake(
 ) -> IntakeClient:
     """A client with tokens valid at the frozen time and a synthesizer seeded per test."""
     tokens = TokenFactory().with_clock(intake_clock.now)
-    synthesizer = Synthesizer(f"{request.node.nodeid}-{uuid.uuid4()}", intake_clock.today())
+    synthesizer = Synthesizer(
+        f"{request.node.nodeid}-{uuid.uuid4()}", intake_clock.today(), used=ISSUED_ID_NUMBERS
+    )
     return IntakeClient(intake_http, tokens, synthesizer)

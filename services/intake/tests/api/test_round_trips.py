@@ -24,7 +24,7 @@ from dibao_common.testing.auth_fixtures import TokenFactory
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake.main import create_app
 from dibao_intake.synthetic import Synthesizer
-from dibao_intake.testing import IntakeClient, intake_settings_for
+from dibao_intake.testing import ISSUED_ID_NUMBERS, IntakeClient, intake_settings_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -66,7 +66,9 @@ async def quiet_intake(
                 driver.add_query_logger(statements)
 
         tokens = TokenFactory().with_clock(intake_clock.now)
-        synthesizer = Synthesizer(f"round-trips-{uuid.uuid4()}", intake_clock.today())
+        synthesizer = Synthesizer(
+            f"round-trips-{uuid.uuid4()}", intake_clock.today(), used=ISSUED_ID_NUMBERS
+        )
         yield IntakeClient(http, tokens, synthesizer), statements
 
 

@@ -14,7 +14,7 @@ from dibao_intake.domain.application import (
     IncomeDeclaration,
     missing_items,
 )
-from dibao_intake.domain.codes import ApplicationKind, AreaType, DocumentType
+from dibao_intake.domain.codes import ApplicationKind, AreaType, DocumentType, Sex
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.domain.household import MemberFacts, MemberInput, validate_household
 from dibao_intake.synthetic import SHAPES, Synthesizer, pdf_bytes, required_documents
@@ -102,3 +102,16 @@ def test_the_stand_in_scan_is_a_pdf() -> None:
     content = pdf_bytes("申请书 application form")
     assert content.startswith(b"%PDF-1.4")
     assert content.rstrip().endswith(b"%%EOF")
+
+
+def test_synthesizers_sharing_what_they_issued_never_draw_one_person_twice() -> None:
+    """Tests seeded apart share one database: with the set of ID numbers already issued
+    they never draw the same person, even when their seeds would have them do so."""
+    issued: set[str] = set()
+    first = Synthesizer(9, TODAY, used=issued)
+    again = Synthesizer(9, TODAY, used=issued)
+    born = date(1950, 5, 1)
+    drawn = [s.id_number(born, Sex.MALE, "620102") for s in (first, again) for _ in range(200)]
+    assert len(set(drawn)) == 400
+    assert issued == set(drawn)
+    assert Synthesizer(9, TODAY).id_number(born, Sex.MALE, "620102") == drawn[0]
