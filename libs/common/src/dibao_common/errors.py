@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
@@ -330,16 +331,52 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
         detail = None
     if status == 404 and detail is None:
         detail = f"Nothing is found at {_unechoed(request.url.path)}"
-    if status == 405 and detail is None:
-        detail = f"{request.method} is not allowed here"
+    headers = exc.headers
+    if status == 405:
+        if detail is None:
+            detail = f"{request.method} is not allowed here"
+        headers = {**(headers or {}), "Allow": _allowed_methods(request, headers)}
     return problem_response(
         status,
         _slug_of(status),
         _title_of(status),
         detail,
         instance=request.url.path,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+_PATH_METHODS = "dibao_path_methods"  # on app.state: (path regex, methods) per path
+
+
+def _allowed_methods(request: Request, headers: Mapping[str, str] | None) -> str:
+    """Every method the request's path answers, for a 405's ``Allow`` (RFC 9110 15.5.6).
+
+    The router names only the first route whose path matches (POST for a path that also
+    answers GET); the OpenAPI document has them all, and the routes it leaves out (health,
+    metrics) keep what the router said."""
+    given = Headers(headers or {}).get("allow", "")
+    methods = {m.strip() for m in given.split(",") if m.strip()}
+    app = request.app
+    table = getattr(app.state, _PATH_METHODS, None)
+    if table is None:
+        table = []
+        openapi = getattr(app, "openapi", None)
+        paths = openapi().get("paths", {}) if callable(openapi) else {}
+        for template, operations in paths.items():
+            declared = {m.upper() for m in operations if m.upper() in _HTTP_METHODS}
+            if "GET" in declared:
+                declared.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+            table.append((compile_path(template)[0], frozenset(declared)))
+        setattr(app.state, _PATH_METHODS, table)
+    path = request.scope.get("path", request.url.path)
+    for regex, declared in table:
+        if regex.match(path):
+            methods |= declared
+    return ", ".join(sorted(methods))
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:

@@ -71,6 +71,11 @@ async def declare(body: Declaration) -> dict[str, int]:
     return {"members": len(body.incomes_fen)}
 
 
+@router.get("/declarations")
+async def declarations() -> dict[str, int]:
+    return {"count": 0}
+
+
 @router.post("/changes", status_code=201)
 async def change(body: Change) -> dict[str, str]:
     return {"kind": body.kind}
@@ -320,6 +325,17 @@ async def test_wrong_method_is_a_405_problem_with_allow(client: AsyncClient) -> 
     response = await client.delete("/households")
     _problem(response, 405, "method-not-allowed")
     assert response.headers["allow"] == "POST"
+
+
+async def test_a_405_allows_every_method_the_path_answers(client: AsyncClient) -> None:
+    """Starlette names only the first route matching the path; /declarations answers GET
+    (and so HEAD) as well as POST, and Allow must say so (RFC 9110 15.5.6)."""
+    response = await client.request("OPTIONS", "/declarations")
+    _problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    response = await client.delete("/households/7")
+    _problem(response, 405, "method-not-allowed")
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 async def test_problem_errors_keep_their_slug_extensions_and_headers(client: AsyncClient) -> None:
