@@ -447,7 +447,10 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
 
 _KEY_HEADER = Header(
     alias=IDEMPOTENCY_HEADER,
-    description="A unique key per operation (a UUID); a retry sends the same key and body",
+    description="A unique key per operation (a UUID); a retry sends the same key and body."
+    " 1 to 255 visible ASCII characters, else 400 idempotency-key-invalid",
+    # Declared for clients, checked by ``_KEY`` (a 400 of its own, not FastAPI's 422).
+    json_schema_extra={"minLength": 1, "maxLength": 255, "pattern": _KEY.pattern},
 )
 
 

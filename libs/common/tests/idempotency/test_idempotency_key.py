@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from typing import Any
 
@@ -506,3 +507,21 @@ async def count_in(session: AsyncSession, key: str) -> int:
         text("SELECT count(*) FROM outbox_message WHERE key = :key"), {"key": key}
     )
     return int(found.scalar_one())
+
+
+async def test_the_openapi_declares_what_a_key_may_be(app: FastAPI, client: AsyncClient) -> None:
+    """Clients read the key's rule from the OpenAPI document (a schema-valid key used to
+    be refused): the pattern the service checks, 1 to 255 visible ASCII characters."""
+    [header] = [
+        p
+        for p in app.openapi()["paths"]["/payments"]["post"]["parameters"]
+        if p["name"] == "Idempotency-Key"
+    ]
+    schema = header["schema"]
+    assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+    assert re.fullmatch(schema["pattern"], "a" * 255)
+    assert not re.fullmatch(schema["pattern"], "a b")
+    refused = await client.post(
+        "/payments", json={"reference": "P-9", "amount_fen": 1}, headers={"Idempotency-Key": "a b"}
+    )
+    _problem(refused, 400, "idempotency-key-invalid")
