@@ -119,7 +119,9 @@ class AuthSettings(BaseSettings):
     jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed")
     jwt_jwks_cache_s: int = Field(default=300, ge=1, description="How long fetched keys are kept")
     jwt_jwks_min_refresh_s: int = Field(
-        default=30, ge=0, description="Unknown `kid`s refetch the JWKS at most this often"
+        default=30,
+        ge=1,  # 0 would let every forged `kid` make the service fetch the issuer's keys
+        description="Unknown `kid`s refetch the JWKS at most this often",
     )
 
     @field_validator("jwt_public_key")

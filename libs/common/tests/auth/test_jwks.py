@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
+from pydantic import ValidationError
 
 from dibao_common.auth import AuthSettings, Role, TokenVerifier
 from dibao_common.clock import FrozenClock
@@ -218,3 +219,15 @@ async def test_published_keys_obey_the_configured_key_rules(
         token = _factory(private_key, algorithm, frozen)(roles=["auditor"], kid="weak")
         with pytest.raises(Unauthorized, match="unknown signing key"):
             await verifier.verify(token)
+
+
+def test_unknown_kids_cannot_be_allowed_to_refetch_without_pause() -> None:
+    """With no pause between refetches, every token with a forged `kid` would make the
+    service fetch the issuer's keys: a flood the setting exists to prevent."""
+    with pytest.raises(ValidationError, match="jwt_jwks_min_refresh_s"):
+        AuthSettings(
+            jwt_jwks_url="https://issuer.example/jwks",
+            jwt_issuer=ISSUER,
+            jwt_audience="dibao",
+            jwt_jwks_min_refresh_s=0,
+        )
