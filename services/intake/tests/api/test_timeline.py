@@ -88,7 +88,7 @@ async def test_the_timeline_gathers_intake_assessment_and_audit_events(
     assert entries[0]["summary"] == "Application submitted"
     assert entries[0]["actor"] == "test-clerk"
     assert entries[2]["details"]["case_id"] == "case-1"
-    assert entries[3]["details"]["rule"] == "deadline_overrun"
+    assert entries[3]["details"] == {"rule": "deadline_overrun", "severity": "SEVERITY_WARNING"}
 
 
 async def test_a_decided_application_can_no_longer_be_withdrawn(
@@ -145,7 +145,9 @@ async def test_intakes_own_events_are_in_the_timeline_when_the_request_returns(
     assert withdrawn.status_code == 201, withdrawn.text
     entries = withdrawn.json()["timeline"]
     assert [e["type"] for e in entries][-1] == "dibao.intake.ApplicationWithdrawn.v1"
-    assert entries[-1]["details"]["reason"] == "moved away"
+    # The reason in words is the application's, not its timeline's (ADR 0009).
+    assert "reason" not in entries[-1]["details"]
+    assert withdrawn.json()["withdrawal_reason"] == "moved away"
 
     body = await intake.complete_application_body(household)
     body["document_ids"] = []

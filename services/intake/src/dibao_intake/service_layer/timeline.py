@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -49,11 +50,29 @@ _SKIPPED = frozenset(
         "assets",
         "documents",
         "bank_account",
-        "statement",
-        "staff_relation_note",
         "persons",
     }
 )
+# Text fields written in words by someone, never copied either (ADR 0009): a finding of a
+# home visit, what an objection says (it may identify the objector), its resolution, an
+# explanation, a note, a comment, a reason given in words, the applicant's statement.
+# Any of them may name or describe a person, and every reader role sees a timeline. Only
+# string fields are left out by these names: a coded reason (an enum, an audit rule) stays.
+_FREE_TEXT = frozenset(
+    {
+        "comment",
+        "details",
+        "explanation",
+        "findings",
+        "note",
+        "reason",
+        "resolution",
+        "staff_relation_note",
+        "statement",
+        "summary",
+    }
+)
+_HIDDEN: dict[str, frozenset[str]] = {}
 _MAX_TEXT = 200
 
 
@@ -73,6 +92,21 @@ def application_of(message: Message) -> uuid.UUID | None:
         return None
 
 
+def hidden_fields(message: Message) -> frozenset[str]:
+    """The top-level fields of an event's type that its timeline entries leave out."""
+    descriptor = message.DESCRIPTOR
+    found = _HIDDEN.get(descriptor.full_name)
+    if found is None:
+        found = frozenset(
+            f.name
+            for f in descriptor.fields
+            if f.name in _SKIPPED
+            or (f.name in _FREE_TEXT and f.type == FieldDescriptor.TYPE_STRING)
+        )
+        _HIDDEN[descriptor.full_name] = found
+    return found
+
+
 def _words(name: str) -> str:
     spaced = re.sub(r"(?<!^)(?=[A-Z])", " ", name)
     return spaced[:1] + spaced[1:].lower()
@@ -85,8 +119,8 @@ def _short(value: Any) -> Any:
 
 
 def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]:
-    """A one-line summary and a few details of an event, without personal data (enums in
-    words, dates as ``YYYY-MM-DD``, months as ``YYYY-MM``, money in fen)."""
+    """A one-line summary and a few details of an event, without personal data or free text
+    (enums in words, dates as ``YYYY-MM-DD``, months as ``YYYY-MM``, money in fen)."""
     name = message.DESCRIPTOR.name
     data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
     details: dict[str, Any] = {}
@@ -95,7 +129,8 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         details = {"missing_items": [i.get("description", "") for i in items]}
         return f"Application returned: {len(items)} item(s) missing", details
     if name == "AnomalyDetected":
-        details = {k: _short(data[k]) for k in ("rule", "severity", "details") if k in data}
+        # The rule is a stable code; the details are words (left out, as free text is).
+        details = {k: _short(data[k]) for k in ("rule", "severity") if k in data}
         return f"Anomaly detected: {data.get('rule', '')}", details
     enums = {
         f.name: _enum_prefix(f.enum_type.name)
@@ -108,8 +143,6 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         if f.message_type is not None and f.message_type.full_name == "dibao.common.v1.Month"
     }
     for key, value in data.items():
-        if key in _SKIPPED:
-            continue
         if key in enums and isinstance(value, str):
             details[key] = value.removeprefix(enums[key]).lower()
         elif key in months and isinstance(value, dict):
@@ -129,12 +162,13 @@ def _without_skipped(message: Message) -> Message:
     """A copy of the fields a timeline may show: converting an application's household
     snapshot to a dict, only to drop it, was most of a timeline entry's cost (and copying
     it, to clear it from the copy, the most of what remained)."""
+    hidden = hidden_fields(message)
     present = message.ListFields()
-    if all(field.name not in _SKIPPED for field, _ in present):
+    if all(field.name not in hidden for field, _ in present):
         return message
     slim = type(message)()
     for field, value in present:
-        if field.name in _SKIPPED:
+        if field.name in hidden:
             continue
         target = getattr(slim, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
