@@ -1,0 +1,114 @@
+"""A relay stopped while its broker is frozen, and started again once the broker is back.
+
+The broker here is one of the test's own (``kafka.sh start --dir``), frozen with SIGSTOP
+as a long GC pause or a network partition would: it accepts nothing and answers nothing.
+The relay's batch times out with its records in flight, and its producer does not close
+in time. A review feared that a relay started again would then wait forever on the
+closed producer's acknowledgements; what happens instead is that the old producer still
+delivers once the broker is back, its acknowledgements arrive, and the restarted relay
+deletes what they cover and goes on (measured 30 Nov 2026: 50 records in flight through
+the stop, all acknowledged a second after SIGCONT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.messaging.relay import OutboxRelay
+from dibao_common.testing.kafka_fixtures import eventually
+from dibao_common.testing.stack import REPO_ROOT
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
+
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+CommitEvents = Callable[..., Awaitable[dict[str, list[str]]]]
+Pending = Callable[[], Awaitable[int]]
+
+
+def _kafka(*args: str) -> str:
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), *args], check=True, capture_output=True, text=True, timeout=300
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    # Ports derive from the instance's own Kafka port (the chaos tests use +10,000..+10,052).
+    base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + 10_100
+    directory = tmp_path_factory.mktemp("kafka-frozen")
+    bootstrap = _kafka(
+        "start", "--dir", str(directory), "--port", str(base), "--controller-port", str(base + 50)
+    )
+    try:
+        yield directory, bootstrap
+    finally:
+        _kafka("stop", "--dir", str(directory))
+
+
+@pytest.fixture
+async def own_topic(own_broker: tuple[Path, str]) -> AsyncIterator[str]:
+    name = f"test.frozen.{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=own_broker[1])
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+        yield name
+    finally:
+        await admin.close()
+
+
+def _broker_pid(directory: Path) -> int:
+    return int((directory / "node-1" / "kafka.pid").read_text().strip())
+
+
+async def test_a_relay_stopped_while_the_broker_is_frozen_publishes_everything_when_restarted(
+    engine: AsyncEngine,
+    own_broker: tuple[Path, str],
+    own_topic: str,
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    directory, bootstrap = own_broker
+    relay = OutboxRelay(
+        engine,
+        bootstrap,
+        name="test-frozen",
+        batch_size=50,
+        ack_timeout_s=2.0,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.5,
+        producer_overrides={"request_timeout_ms": 60_000},
+    )
+    await commit_events(own_topic, events=5, keys=5)
+    await relay.start()
+
+    async def drained() -> bool:
+        return await pending() == 0
+
+    await eventually(drained, what="the relay to publish the first events")
+    pid = _broker_pid(directory)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await commit_events(own_topic, events=50, keys=5)
+        # Sent, never acknowledged: the batch times out and its records stay in flight.
+        await asyncio.sleep(4.0)
+        assert await pending() == 50
+        await relay.stop(timeout_s=3.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await relay.start()
+    try:
+        await eventually(drained, what="the restarted relay to publish what was in flight")
+    finally:
+        await relay.stop()
