@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
+from dibao_common.crypto import PersonHasher, mask_id_number, mask_name
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
@@ -21,6 +23,7 @@ from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
     events,
+    pii_settings_for_tests,
     row_counts,
     wait_for_events,
 )
@@ -394,6 +397,47 @@ async def test_reads_are_recorded_on_the_access_topic(
     assert record.operation == "GET /applications/{application_id}"  # type: ignore[attr-defined]
     assert found[0].key == household.id
     assert len(await events(intake_stack, "dibao.access.v1", subject=household.id)) == 0
+
+
+async def test_a_search_names_the_applicants_it_shows_by_keyed_hash(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A search shows each applicant's masked name: its access record names them as a read
+    of the household does (person id, keyed hash and its key, masked number and name), so
+    that "who looked at this person's data" finds a search too; once per person."""
+    household = await intake.register(intake.plan(RURAL_VILLAGE))
+    body = await intake.complete_application_body(household)
+    accepted = (await intake.submit(body)).json()
+    body.update(kind="festival", incomes=[], requested_amount_fen=50000, reason="春节慰问")
+    festival = (await intake.submit(body)).json()
+    head = household.plan.members[0]
+    assert accepted["applicant_person_id"] == festival["applicant_person_id"]
+    assert accepted["applicant_person_id"] == household.person_ids[0]
+    page = await intake.http.get(
+        "/applications",
+        params={"household_id": household.id},
+        headers=intake.headers(Role.TOWNSHIP_REVIEWER, ["620123"]),
+    )
+    assert [item["id"] for item in page.json()["items"]] == [festival["id"], accepted["id"]]
+    [found] = await wait_for_events(
+        intake_stack, "dibao.access.v1", 1, subject=f"applications?household_id={household.id}"
+    )
+    record = EventRegistry.default().decode(found)
+    assert isinstance(record, access.PersonalDataAccessed)
+    hasher = PersonHasher.from_settings(pii_settings_for_tests())
+    assert [
+        (p.person_id, p.keyed_hash, p.hash_key_id, p.masked_id, p.masked_name)
+        for p in record.persons
+    ] == [
+        (
+            household.person_ids[0],
+            hasher.hash_id_number(head.id_number),
+            hasher.key_id,
+            mask_id_number(head.id_number),
+            mask_name(head.name),
+        )
+    ]
+    assert head.id_number.encode() not in found.payload
 
 
 async def test_a_household_has_one_open_application_of_a_kind(intake: IntakeClient) -> None:

@@ -171,6 +171,10 @@ class ApplicationSummary:
     staff_related: bool
     assigned_caseworker: str | None
     submitted_at: datetime
+    # For the search's access record only (not shown): the applicant's keyed hash and
+    # masked number, by which every read names people.
+    applicant_id_hash: str
+    applicant_masked_id: str
 
 
 @dataclass(frozen=True, slots=True)

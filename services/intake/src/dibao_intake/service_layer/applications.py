@@ -527,12 +527,20 @@ async def search_applications(
         record_type=access.RECORD_TYPE_LIST,
         record_id="applications?"
         + "&".join(f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"),
-        persons=[
-            common.PersonRef(
-                person_id=str(s.applicant_person_id), masked_name=mask_name(s.applicant_name)
-            )
-            for s in items
-        ],
+        # Each applicant named as a read of the household names them (keyed hash too),
+        # once however many of their applications the page shows.
+        persons=list(
+            {
+                s.applicant_person_id: common.PersonRef(
+                    person_id=str(s.applicant_person_id),
+                    keyed_hash=s.applicant_id_hash,
+                    hash_key_id=runtime.pii.hash_key_id,
+                    masked_id=s.applicant_masked_id,
+                    masked_name=mask_name(s.applicant_name),
+                )
+                for s in items
+            }.values()
+        ),
         fields=("applicant_name", "region", "status"),
         action=access.ACCESS_ACTION_SEARCH,
     )

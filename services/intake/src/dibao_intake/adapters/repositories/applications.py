@@ -192,6 +192,8 @@ async def search_applications(
             application_t.c.staff_related,
             application_t.c.assigned_caseworker,
             application_t.c.submitted_at,
+            person_t.c.id_hash,
+            person_t.c.masked_id,
         )
         .join(person_t, person_t.c.id == application_t.c.applicant_person_id)
         .where(region_filter(application_t.c.region_code, principal))
@@ -227,6 +229,8 @@ async def search_applications(
             staff_related=r[7],
             assigned_caseworker=r[8],
             submitted_at=r[9],
+            applicant_id_hash=r[10],
+            applicant_masked_id=r[11],
         )
         for r in rows
     ]
