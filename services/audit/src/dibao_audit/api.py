@@ -36,6 +36,9 @@ BIGINT_MAX = 2**63 - 1
 """Indices and tree sizes are PostgreSQL bigints: a larger number is the caller's error."""
 Index = Annotated[int, Path(ge=0, le=BIGINT_MAX)]
 TreeSize = Annotated[int | None, Query(ge=0, le=BIGINT_MAX)]
+NO_NUL = r"^[^\x00]*$"
+"""Text compared with PostgreSQL text, which holds no NUL: one is the caller's error."""
+Filter = Annotated[str | None, Query(pattern=NO_NUL)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,11 +358,11 @@ async def list_entries(
     principal: Auditor,
     runtime: Runtime,
     session: Session,
-    household_id: str | None = None,
-    application_id: str | None = None,
-    case_id: str | None = None,
-    ce_type: str | None = None,
-    actor: str | None = None,
+    household_id: Filter = None,
+    application_id: Filter = None,
+    case_id: Filter = None,
+    ce_type: Filter = None,
+    actor: Filter = None,
     time_from: datetime | None = None,
     time_to: datetime | None = None,
     cursor: str | None = None,
@@ -479,7 +482,7 @@ async def consistency(
 async def household_timeline(
     principal: Auditor,
     runtime: Runtime,
-    household_id: str,
+    household_id: Annotated[str, Path(pattern=NO_NUL)],
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> TimelineOut:

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import io
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -483,3 +484,35 @@ async def test_numbers_and_times_beyond_the_databases_range_are_bad_input(api: A
         assert response.status_code in (400, 404, 422), (path, params, response.status_code)
         assert response.headers["content-type"] == "application/problem+json", (path, params)
     assert len(await api.access_events()) == before
+
+
+async def test_text_postgresql_cannot_hold_is_bad_input(api: Api) -> None:
+    """A NUL in a filter or a household id is a declared 422, not a 500 from the database
+    (PostgreSQL text holds no NUL), and is not logged as a read."""
+    asks: list[tuple[str, dict[str, str]]] = [
+        ("/audit/entries", {name: "a\x00b"})
+        for name in ("household_id", "application_id", "case_id", "ce_type", "actor")
+    ]
+    asks += [("/audit/households/hh-a%00/timeline", {})]
+    before = len(await api.access_events())
+    for path, params in asks:
+        response = await api.client.get(path, params=params, headers=api.auditor())
+        assert response.status_code == 422, (path, params, response.status_code)
+        assert response.headers["content-type"] == "application/problem+json", (path, params)
+    assert len(await api.access_events()) == before
+    # The published schema says so, so that a client (or a fuzzer) knows before asking.
+    paths = api.app.openapi()["paths"]
+    declared = {
+        (path, p["name"]): p["schema"]
+        for path, method in (
+            ("/audit/entries", "get"),
+            ("/audit/households/{household_id}/timeline", "get"),
+        )
+        for p in paths[path][method]["parameters"]
+        if p["name"] not in ("cursor", "limit", "time_from", "time_to")
+    }
+    assert len(declared) == 6
+    for where, schema in declared.items():
+        text = next(s for s in schema.get("anyOf", [schema]) if s["type"] == "string")
+        assert re.fullmatch(text["pattern"], "dibao.intake.v1.HouseholdRegistered"), where
+        assert not re.fullmatch(text["pattern"], "a\x00b"), where
