@@ -1,4 +1,5 @@
-"""Who may do what where: every role reads within its regions; only clerks write."""
+"""Who may do what where: every role reads within its regions; only clerks write; a
+document that shows ID or account numbers is downloaded only by those who may see them."""
 
 from __future__ import annotations
 
@@ -41,6 +42,51 @@ async def test_every_role_reads_within_its_regions_only(
     listing = await intake.http.get("/applications", headers=intake.headers(role, FOREIGN))
     assert listing.status_code == 200
     assert application_id not in {item["id"] for item in listing.json()["items"]}
+
+
+# The roles that may see an ID number (GET /persons/{id}/identity), and clerks, who took
+# the document in: they alone download a scan showing ID or account numbers.
+NUMBER_READERS = {
+    Role.INVESTIGATOR,
+    Role.TOWNSHIP_REVIEWER,
+    Role.COUNTY_APPROVER,
+    Role.AUDITOR,
+    Role.INTAKE_CLERK,
+}
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_documents_with_numbers_are_downloaded_by_named_roles_for_a_purpose(
+    intake: IntakeClient, case: tuple[RegisteredHousehold, str], role: Role
+) -> None:
+    household, _ = case
+    person = household.person_ids[0]
+    with_numbers = [
+        (await intake.upload(household.id, "id_card", person)).json()["id"],
+        (await intake.upload(household.id, "bank_card", person)).json()["id"],
+        (await intake.upload(household.id, "household_register")).json()["id"],
+    ]
+    photo = (await intake.upload(household.id, "photo")).json()["id"]
+    own, foreign = intake.headers(role, OWN), intake.headers(role, FOREIGN)
+    # Every role reads a description, and a photo's content, as before, without a purpose.
+    for document_id in [*with_numbers, photo]:
+        described = await intake.http.get(f"/documents/{document_id}", headers=own)
+        assert described.status_code == 200, (role, described.text)
+    assert (await intake.http.get(f"/documents/{photo}/content", headers=own)).status_code == 200
+    for document_id in with_numbers:
+        url = f"/documents/{document_id}/content"
+        given = await intake.http.get(url, params={"purpose": "investigation"}, headers=own)
+        bare = await intake.http.get(url, headers=own)
+        if role in NUMBER_READERS:
+            assert given.status_code == 200, (role, given.text)
+            assert bare.status_code == 422, (role, bare.text)
+            assert [e["pointer"] for e in bare.json()["errors"]] == ["/query/purpose"]
+        else:
+            for refused in (given, bare):
+                assert refused.status_code == 403, (role, refused.text)
+                assert refused.json()["type"].endswith("/missing-role")
+        elsewhere = await intake.http.get(url, params={"purpose": "audit"}, headers=foreign)
+        assert elsewhere.status_code == 404, (role, elsewhere.text)
 
 
 @pytest.mark.parametrize("role", [r for r in Role if r is not Role.INTAKE_CLERK])

@@ -38,12 +38,57 @@ async def test_upload_is_stored_by_sha256_and_downloads_are_recorded(
     reader = intake.headers(Role.INVESTIGATOR, ["620123"])
     meta = await intake.http.get(f"/documents/{document['id']}", headers=reader)
     assert meta.json() == document
-    download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
+    download = await intake.http.get(
+        f"/documents/{document['id']}/content",
+        params={"purpose": "investigation"},
+        headers=reader,
+    )
     assert download.status_code == 200
     assert download.content == content
     assert download.headers["content-type"] == "application/pdf"
     found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
     assert len(found) == 2  # the description and the content: two recorded reads
+    records = [EventRegistry.default().decode(e) for e in found]
+    assert all(isinstance(r, access.PersonalDataAccessed) for r in records)
+    assert [(r.action, r.purpose) for r in records] == [  # type: ignore[attr-defined]
+        (access.ACCESS_ACTION_VIEW, access.PURPOSE_CASE_PROCESSING),
+        (access.ACCESS_ACTION_DOWNLOAD, access.PURPOSE_INVESTIGATION),
+    ]
+
+
+async def test_a_download_of_numbers_records_its_purpose_as_a_disclosure_does(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """An ID card, a bank card or a register shows the numbers that /persons/{id}/identity
+    and /bank-accounts/{id} give only for a stated purpose: its download states one too,
+    with a note where theirs needs one (other, support), and records both."""
+    household = await intake.register()
+    card = (await intake.upload(household.id, "bank_card", household.person_ids[0])).json()
+    url = f"/documents/{card['id']}/content"
+    auditor = intake.headers(Role.AUDITOR, ["620123"])
+    before = await row_counts(intake_engine)
+    for params in ({}, {"purpose": "other"}, {"purpose": "support", "purpose_note": " "}):
+        refused = await intake.http.get(url, params=params, headers=auditor)
+        assert refused.status_code == 422, (params, refused.text)
+        pointer = "/query/purpose_note" if params else "/query/purpose"
+        assert [e["pointer"] for e in refused.json()["errors"]] == [pointer]
+    unknown = await intake.http.get(url, params={"purpose": "curiosity"}, headers=auditor)
+    assert unknown.status_code == 422
+    assert await row_counts(intake_engine) == before  # nothing recorded, nothing read
+    note = "complaint 2026-17: the card shown at the counter"
+    given = await intake.http.get(
+        url, params={"purpose": "other", "purpose_note": note}, headers=auditor
+    )
+    assert given.status_code == 200, given.text
+    [found] = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=card["id"])
+    record = EventRegistry.default().decode(found)
+    assert isinstance(record, access.PersonalDataAccessed)
+    assert (record.action, record.purpose, record.purpose_note) == (
+        access.ACCESS_ACTION_DOWNLOAD,
+        access.PURPOSE_OTHER,
+        note,
+    )
+    assert record.fields == ["document:bank_card", "content"]
 
 
 async def test_an_oversize_document_is_a_413_and_writes_nothing(
@@ -214,8 +259,12 @@ async def test_a_household_documents_reads_name_every_member(
     household = await intake.register(intake.plan(shape="elderly_couple"))
     document = (await intake.upload(household.id, "household_register")).json()
     reader = intake.headers(Role.INVESTIGATOR, ["620123"])
-    for url in (f"/documents/{document['id']}", f"/documents/{document['id']}/content"):
-        assert (await intake.http.get(url, headers=reader)).status_code == 200
+    described = await intake.http.get(f"/documents/{document['id']}", headers=reader)
+    assert described.status_code == 200
+    downloaded = await intake.http.get(
+        f"/documents/{document['id']}/content", params={"purpose": "review"}, headers=reader
+    )
+    assert downloaded.status_code == 200
     found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
     assert len(found) == 2
     for envelope in found:

@@ -70,3 +70,17 @@ def test_output_schemas_have_no_defaults(intake_app: FastAPI) -> None:
     for name, schema in schemas.items():
         if name.endswith("Out"):
             assert set(schema.get("required", [])) == set(schema["properties"]), name
+
+
+def test_the_download_says_who_reads_numbers_and_why(intake_app: FastAPI) -> None:
+    """A document showing ID or account numbers is downloaded as a disclosure: the operation
+    names those types, the roles, and the purpose it then needs."""
+    operation = intake_app.openapi()["paths"]["/documents/{document_id}/content"]["get"]
+    for words in ("id_card", "bank_card", "household_register", "intake_clerk", "investigator"):
+        assert words in operation["description"], words
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["purpose"]["required"] is False
+    assert "id_card" in parameters["purpose"]["description"]
+    assert parameters["purpose_note"]["required"] is False
+    assert "/query/purpose" in operation["responses"]["422"]["description"]
+    assert "missing-role" in operation["responses"]["403"]["description"]

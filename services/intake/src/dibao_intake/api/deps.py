@@ -22,6 +22,7 @@ from dibao_common.idempotency import (
     respond_in_one_statement,
 )
 from dibao_common.observability import current_correlation_id, current_traceparent
+from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
 
@@ -66,12 +67,7 @@ RosterReader = Annotated[
         caller_with(Role.POLICY_ADMIN, Role.COUNTY_APPROVER, Role.TOWNSHIP_REVIEWER, Role.AUDITOR)
     ),
 ]
-IdentityReader = Annotated[
-    Caller,
-    Depends(
-        caller_with(Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
-    ),
-]
+IdentityReader = Annotated[Caller, Depends(caller_with(*IDENTITY_ROLES))]
 AccountReader = Annotated[Caller, Depends(caller_with(Role.FINANCE_OFFICER, Role.AUDITOR))]
 Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_request)]
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from dibao_intake.api.deps import (
     problems,
 )
 from dibao_intake.api.mapping import document_out
+from dibao_intake.api.purposes import NoteQuery, Purpose, recorded_purpose
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.service_layer import documents as service
 
@@ -186,19 +187,75 @@ async def get_document(
     return await in_transaction(request, work)
 
 
+_WITH_NUMBERS = ", ".join(t.value for t in DocumentType if t.shows_numbers)
+_NUMBER_ROLES = ", ".join(r.value for r in service.CONTENT_WITH_NUMBERS_ROLES)
+
+
+def _download_responses() -> dict[int | str, dict[str, Any]]:
+    declared = problems(401, 403, 404, 422)
+    declared[403]["description"] = (
+        "The token lacks the role, or the document shows ID or account numbers and the role"
+        " may not see them (missing-role, with required_roles)"
+    )
+    declared[422]["description"] = (
+        "Invalid parameters; or the document shows ID or account numbers and no purpose was"
+        " stated (pointer /query/purpose); or purpose other or support came without"
+        " purpose_note"
+    )
+    return _CONTENT | declared
+
+
 @router.get(
     "/documents/{document_id}/content",
     summary="Download a document (recorded on dibao.access.v1)",
+    description="A document whose type shows resident ID or bank account numbers in full"
+    f" ({_WITH_NUMBERS}) is a disclosure of them: its content is downloaded only by the"
+    f" roles {_NUMBER_ROLES} (those who may have an ID number disclosed, and the clerks who"
+    " take documents in), within their regions, and only for a stated purpose (with"
+    " purpose_note for other and support), recorded on the access record as"
+    " GET /persons/{person_id}/identity records it. Other types' content is read by every"
+    " role within its regions; a purpose given is recorded, case_processing otherwise.",
     response_class=Response,
-    responses=_CONTENT | problems(401, 403, 404, 422),
+    responses=_download_responses(),
 )
 async def download_document(
-    request: Request, document_id: uuid.UUID, caller: Reader, runtime: RuntimeDep
+    request: Request,
+    document_id: uuid.UUID,
+    caller: Reader,
+    runtime: RuntimeDep,
+    purpose: Annotated[
+        Purpose | None,
+        Query(
+            description="Why the content is read (recorded); required for a document that"
+            f" shows ID or account numbers ({_WITH_NUMBERS})"
+        ),
+    ] = None,
+    purpose_note: NoteQuery = "",
 ) -> Response:
+    recorded = recorded_purpose(purpose, purpose_note) if purpose is not None else None
+
     async def work(session: AsyncSession) -> Response:
-        record, content = await service.read_document(
-            session, runtime, caller, document_id, with_content=True
-        )
+        try:
+            record, content = await service.read_document(
+                session,
+                runtime,
+                caller,
+                document_id,
+                with_content=True,
+                purpose=recorded,
+                purpose_note=purpose_note,
+            )
+        except service.PurposeRequiredError as error:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "purpose"),
+                        "msg": f"required for this document ({error.document_type.value}),"
+                        " which shows ID or account numbers: say what it is read for",
+                        "type": "missing",
+                    }
+                ]
+            ) from None
         assert content is not None
         return Response(
             content,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator
+from fastapi import APIRouter, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from dibao.access.v1 import events_pb2 as access
 from dibao_common.errors import NotFound
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -24,6 +20,7 @@ from dibao_intake.api.deps import (
     json_response,
     problems,
 )
+from dibao_intake.api.purposes import NoteQuery, PurposeQuery, recorded_purpose
 from dibao_intake.service_layer import disclosure
 
 router = APIRouter()
@@ -59,45 +56,6 @@ async def get_division(
     )
 
 
-class Purpose(StrEnum):
-    CASE_PROCESSING = "case_processing"
-    INVESTIGATION = "investigation"
-    REVIEW = "review"
-    PAYMENT = "payment"
-    AUDIT = "audit"
-    DATA_SUBJECT_REQUEST = "data_subject_request"
-    OBJECTION_HANDLING = "objection_handling"
-    SUPPORT = "support"
-    OTHER = "other"
-
-
-_NOTE_REQUIRED = frozenset({Purpose.OTHER, Purpose.SUPPORT})
-"""Purposes whose access record must say what they were (dibao.access.v1 purpose_note)."""
-
-
-def _purpose(value: Purpose, note: str) -> access.Purpose.ValueType:
-    """The purpose as recorded; 422 for one that needs a note given without one."""
-    if value in _NOTE_REQUIRED and not note.strip():
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "purpose_note"),
-                    "msg": f"required for purpose {value.value}: say what the number is for",
-                    "type": "missing",
-                }
-            ]
-        )
-    return access.Purpose.Value(f"PURPOSE_{value.value.upper()}")
-
-
-PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]
-NoteQuery = Annotated[
-    str,
-    Query(max_length=200, description="Detail of the purpose (required for other and support)"),
-    AfterValidator(s.no_id_number),
-]
-
-
 @router.get(
     "/persons/{person_id}/identity",
     tags=["disclosure"],
@@ -115,7 +73,7 @@ async def reveal_identity(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
-    recorded = _purpose(purpose, purpose_note)
+    recorded = recorded_purpose(purpose, purpose_note)
 
     async def work(session: AsyncSession) -> Response:
         found = await disclosure.reveal_identity(
@@ -150,7 +108,7 @@ async def reveal_bank_account(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
-    recorded = _purpose(purpose, purpose_note)
+    recorded = recorded_purpose(purpose, purpose_note)
 
     async def work(session: AsyncSession) -> Response:
         found = await disclosure.reveal_bank_account(

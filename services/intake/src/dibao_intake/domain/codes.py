@@ -119,6 +119,36 @@ class DocumentType(StrEnum):
     PHOTO = "photo"
     OTHER = "other"
 
+    @property
+    def shows_numbers(self) -> bool:
+        """Whether a document of this type, by its standard form, shows a resident ID or a
+        bank account number in full (its content is then downloaded as a disclosure)."""
+        return self in _SHOWING_NUMBERS
+
+
+_SHOWING_NUMBERS = frozenset(
+    {
+        DocumentType.ID_CARD,
+        # Every member's ID number.
+        DocumentType.HOUSEHOLD_REGISTER,
+        DocumentType.BANK_CARD,
+        # The application form lists each member's ID number and the account for payments;
+        # the authorisation, each signing member's ID number.
+        DocumentType.APPLICATION_FORM,
+        DocumentType.VERIFICATION_AUTHORISATION,
+        # The account whose card staff hold.
+        DocumentType.CUSTODY_AGREEMENT,
+        # The disability certificate's number is the holder's ID number and two digits.
+        DocumentType.DISABILITY_CERTIFICATE,
+        # The deceased's, the spouses', the parents' ID numbers.
+        DocumentType.DEATH_CERTIFICATE,
+        DocumentType.MARRIAGE_CERTIFICATE,
+        DocumentType.BIRTH_CERTIFICATE,
+        # The signed home-visit form carries the ID numbers disclosed for it (ADR 0007).
+        DocumentType.INVESTIGATION_FORM,
+    }
+)
+
 
 class ApplicationStatus(StrEnum):
     """Where an application stands in intake (later stages live in assessment)."""

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
+from dibao_common.auth import Role
 from dibao_common.crypto import mask_id_number, mask_name
 from dibao_common.errors import NotFound
 from dibao_intake.adapters import contracts
@@ -21,6 +22,9 @@ from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.service_layer.access import Purpose, record_access
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+
+IDENTITY_ROLES = (Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
+"""The roles that may have a person's full ID number disclosed, within their regions."""
 
 
 @dataclass(frozen=True, slots=True)

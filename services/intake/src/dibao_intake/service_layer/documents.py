@@ -10,14 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
-from dibao_common.errors import NotFound, ProblemError
+from dibao_common.auth import Role
+from dibao_common.errors import Forbidden, NotFound, ProblemError
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.adapters.repositories import documents as repo
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.access import Purpose, record_access
+from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 
@@ -118,6 +120,19 @@ async def upload_document(
     return record
 
 
+CONTENT_WITH_NUMBERS_ROLES = (*IDENTITY_ROLES, Role.INTAKE_CLERK)
+"""Who downloads a document showing ID or account numbers: the roles that may have an ID
+number disclosed, and the clerks who take documents in, each within their regions."""
+
+
+class PurposeRequiredError(Exception):
+    """The content shows ID or account numbers: its download must state a purpose."""
+
+    def __init__(self, document_type: DocumentType) -> None:
+        super().__init__(document_type.value)
+        self.document_type = document_type
+
+
 async def read_document(
     session: AsyncSession,
     runtime: Runtime,
@@ -125,14 +140,31 @@ async def read_document(
     document_id: uuid.UUID,
     *,
     with_content: bool,
+    purpose: Purpose | None = None,
+    purpose_note: str = "",
 ) -> tuple[DocumentRecord, bytes | None]:
-    """The document's description and, when asked, its content (a recorded download)."""
+    """The document's description and, when asked, its content (a recorded download).
+
+    The content of a type that shows ID or account numbers is downloaded only by the roles
+    of ``CONTENT_WITH_NUMBERS_ROLES`` (403 for others) and for a stated ``purpose``
+    (:class:`PurposeRequiredError` without one), recorded as a disclosure's is."""
     record = await repo.get_document(session, document_id)
     if record is None:
         raise NotFound(NOT_FOUND)
     household = await household_repo.get_household(session, record.household_id)
     assert household is not None
     ensure_readable(caller, household.region_code)
+    if with_content and record.document_type.shows_numbers:
+        wanted = CONTENT_WITH_NUMBERS_ROLES
+        if not any(caller.principal.has(r) for r in wanted):
+            raise Forbidden(
+                f"This document ({record.document_type.value}) shows ID or account numbers:"
+                " its content needs one of the roles: " + ", ".join(r.value for r in wanted),
+                type_slug="missing-role",
+                required_roles=[r.value for r in wanted],
+            )
+        if purpose is None:
+            raise PurposeRequiredError(record.document_type)
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None
@@ -157,5 +189,7 @@ async def read_document(
         persons=persons,
         fields=(f"document:{record.document_type.value}",) + (("content",) if with_content else ()),
         action=access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW,
+        purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
+        purpose_note=purpose_note,
     )
     return record, content
