@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -189,33 +189,61 @@ async def grew_beyond_own_checkpoints(session: AsyncSession, since: int, own_typ
     return bool(await session.scalar(query))
 
 
+# The log's own alerts name a household only when they are about one.
+_ALERTS = "dibao.audit.AnomalyDetected.v1"
+
+
+def whole_log_types(registry: EventRegistry) -> frozenset[str]:
+    """The event types that may concern the whole log: events (their message has an
+    ``occurred_at``) with no ``household_id`` (checkpoints, standards, payroll runs,
+    bank files, notices), and the log's own alerts.
+
+    Any other type is a household's event: one recorded without its household id (a
+    faulty producer) must not pass for the whole log's and be shown to every auditor. Nor
+    is a message the contracts nest in events (a member, an income) an event of its own."""
+    types = set()
+    for ce_type in registry.types():
+        cls = registry.message_class(ce_type)
+        if cls is None:
+            continue
+        fields = cls.DESCRIPTOR.fields_by_name
+        if "occurred_at" in fields and (ce_type == _ALERTS or "household_id" not in fields):
+            types.add(ce_type)
+    return frozenset(types)
+
+
 @dataclass(frozen=True, slots=True)
 class WholeLog:
     """The entries that concern the whole log, not a region: every auditor reads them.
 
     Such an entry names no household, its region is none or the log's own (``region``,
     ``DIBAO_AUDIT_LOG_REGION``: what ``CheckpointPublished`` carries), its type is one
-    ``registry`` knows, and its payload is readable (``service.whole_log_indices`` checks
-    that last part): an entry without keys because the log could not read it may hold
-    anything, so it stays with no region's auditors. ``condition`` is the SQL of the first
-    three parts, ``admits`` the same in Python.
+    ``registry`` knows and not a household's (``whole_log_types``), and its payload is
+    readable (``service.whole_log_indices`` checks that last part): an entry without keys
+    because the log could not read it may hold anything, so it stays with no region's
+    auditors. ``condition`` is the SQL of the first three parts, ``admits`` the same in
+    Python.
     """
 
     region: str
     registry: EventRegistry
+    types: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", whole_log_types(self.registry))
 
     def admits(self, household_id: str | None, region: str | None, ce_type: str) -> bool:
         return (
             household_id is None
             and (region is None or region == self.region)
-            and ce_type in self.registry
+            and ce_type in self.types
         )
 
     def condition(self) -> sa.ColumnElement[bool]:
         return sa.and_(
             LogEntry.household_id.is_(None),
             sa.or_(LogEntry.region.is_(None), LogEntry.region == self.region),
-            LogEntry.ce_type == sa.any_(sa.literal(self.registry.types(), sa.ARRAY(sa.Text))),
+            LogEntry.ce_type == sa.any_(sa.literal(sorted(self.types), sa.ARRAY(sa.Text))),
         )
 
 

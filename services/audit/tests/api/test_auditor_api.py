@@ -516,3 +516,45 @@ async def test_text_postgresql_cannot_hold_is_bad_input(api: Api) -> None:
         text = next(s for s in schema.get("anyOf", [schema]) if s["type"] == "string")
         assert re.fullmatch(text["pattern"], "dibao.intake.v1.HouseholdRegistered"), where
         assert not re.fullmatch(text["pattern"], "a\x00b"), where
+
+
+async def test_a_households_event_without_its_household_is_not_the_whole_logs(
+    api: Api,
+) -> None:
+    """A faulty producer's household event sent without household id and region used to
+    count as the whole log's, shown to every auditor; it now stays hidden like an unread
+    entry. A log alert about no household is still the whole log's."""
+    faulty = intake_pb2.HouseholdRegistered(
+        household=intake_types.HouseholdSnapshot(
+            members=[
+                intake_types.Member(
+                    person=types_pb2.PersonRef(person_id="p-x", masked_name="李*"),
+                    seriously_ill=True,
+                )
+            ]
+        )
+    )
+    alert = audit_pb2.AnomalyDetected(
+        actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+        rule="checkpoint_late",
+        subject=audit_pb2.Subject(kind="log", id=TEST_ORIGIN),
+    )
+    await api.app.state.audit.appender.append(
+        [
+            recorded_event(faulty, offset=950, key="no-household"),  # 32
+            recorded_event(alert, offset=951, key="log", partition=1),  # 33
+            *(  # 34..43: enough for a checkpoint covering them, and so their proofs
+                recorded_event(_withdrawn("hh-a", LANZHOU, 200 + i), offset=960 + i, key="hh-a")
+                for i in range(10)
+            ),
+        ]
+    )
+    for regions in (("6201",), ("11",)):
+        headers = api.auditor(regions)
+        hidden = await api.client.get("/audit/entries/32", headers=headers)
+        assert hidden.status_code == 404, (regions, hidden.text)
+        assert (await api.client.get("/audit/entries/33", headers=headers)).status_code == 200
+        listed = await api.client.get("/audit/entries", params={"limit": 500}, headers=headers)
+        indices = [e["index"] for e in listed.json()["items"]]
+        assert 32 not in indices
+        assert 33 in indices

@@ -206,6 +206,10 @@ class EventRegistry:
     def types(self) -> list[str]:
         return sorted(self._classes)
 
+    def message_class(self, ce_type: str) -> type[Message] | None:
+        """The message class of ``ce_type``, or None when it is not registered."""
+        return self._classes.get(ce_type)
+
     def decode(self, envelope: Envelope) -> Message:
         """The payload as its message; raises ``UnknownEventType`` / ``UndecodablePayload``."""
         cls = self._classes.get(envelope.ce_type)
