@@ -284,6 +284,9 @@ class StaffMember(Base):
     active: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime] = mapped_column(_TS)
     created_by: Mapped[str] = mapped_column(sa.Text)
+    # Set when taken off the roster (empty for those deactivated before migration 0005).
+    deactivated_at: Mapped[datetime | None] = mapped_column(_TS)
+    deactivated_by: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.Index(
@@ -296,6 +299,10 @@ class StaffMember(Base):
             "NOT responsible_caseworker OR (role = 'caseworker' AND subject IS NOT NULL)",
             name="caseworker_has_subject",
         ),
+        sa.CheckConstraint(
+            "(deactivated_at IS NULL) = (deactivated_by IS NULL)", name="deactivation_recorded"
+        ),
+        sa.CheckConstraint("NOT active OR deactivated_at IS NULL", name="active_not_deactivated"),
     )
 
 

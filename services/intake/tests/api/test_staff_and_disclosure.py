@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -11,6 +13,7 @@ from dibao_common.crypto import PersonHasher, mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
+    TEST_NOW,
     IntakeClient,
     pii_settings_for_tests,
     row_counts,
@@ -302,3 +305,53 @@ async def test_a_roster_read_names_the_people_it_shows_by_keyed_hash(
     assert {p.person_id for p in record.persons} == {""}
     assert own.encode() not in found.payload
     assert relative.encode() not in found.payload
+
+
+async def test_a_deactivation_records_who_and_when_and_the_roster_keeps_the_member(
+    intake: IntakeClient,
+) -> None:
+    """Taking someone off the roster says who did it and when; the member stays on the
+    roster read, inactive, with their relatives, so that the roster's history can be
+    read. A second deactivation changes nothing of the first's record."""
+    township = "620123107000"  # 定远镇: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620123"], subject="admin-dingyuan")
+    plan = intake.plan("620123107201", shape="elderly_couple")
+    bodies = [
+        {
+            "name": "郑强",
+            "role": "village_committee",
+            "relatives": [
+                {"name": "郑芳", "id_number": plan.members[1].id_number, "relation": "sister"}
+            ],
+        },
+        {"name": "冯敏", "role": "dibao_staff"},
+    ]
+    added = []
+    for body in bodies:
+        response = await intake.http.post(f"/townships/{township}/staff", json=body, headers=admin)
+        assert response.status_code == 201, response.text
+        added.append(response.json())
+    assert added[0]["deactivated_at"] is None
+    assert added[0]["deactivated_by"] is None
+    gone = await intake.http.post(f"/staff/{added[0]['id']}/deactivation", headers=admin)
+    assert gone.status_code == 204
+    again = await intake.http.post(
+        f"/staff/{added[0]['id']}/deactivation",
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"], subject="admin-other"),
+    )
+    assert again.status_code == 204
+    roster = await intake.http.get(
+        f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
+    )
+    assert roster.status_code == 200
+    by_name = {s["name"]: s for s in roster.json()}
+    former, current = by_name["郑强"], by_name["冯敏"]
+    assert former["active"] is False
+    assert former["deactivated_by"] == "admin-dingyuan"
+    assert datetime.fromisoformat(former["deactivated_at"]) == TEST_NOW
+    assert [r["name"] for r in former["relatives"]] == ["郑芳"]
+    assert (current["active"], current["deactivated_at"], current["deactivated_by"]) == (
+        True,
+        None,
+        None,
+    )

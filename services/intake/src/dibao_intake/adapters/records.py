@@ -210,3 +210,5 @@ class StaffRecord:
     created_at: datetime
     relatives: tuple[StaffRelativeRecord, ...]
     id_hash: str | None
+    deactivated_at: datetime | None
+    deactivated_by: str | None

@@ -203,6 +203,8 @@ def staff_out(r: StaffRecord) -> s.StaffOut:
         masked_id=r.masked_id,
         active=r.active,
         created_at=r.created_at,
+        deactivated_at=r.deactivated_at,
+        deactivated_by=r.deactivated_by,
         relatives=[
             s.RelativeOut(id=x.id, relation=x.relation, name=x.name, masked_id=x.masked_id)
             for x in r.relatives

@@ -544,6 +544,11 @@ class StaffOut(_Out):
     masked_id: str | None
     active: bool
     created_at: datetime
+    deactivated_at: datetime | None = Field(
+        description="When taken off the roster (empty while active, and for members"
+        " deactivated before this was recorded)"
+    )
+    deactivated_by: str | None = Field(description="Token subject of who took them off")
     relatives: list[RelativeOut]
 
 

@@ -85,6 +85,10 @@ async def list_staff(
     "/staff/{staff_id}/deactivation",
     status_code=204,
     summary="Take someone off the roster",
+    description="Records who (the token subject) and when: the roster read shows them as"
+    " deactivated_by and deactivated_at, and keeps showing the member, inactive, with their"
+    " relatives. Their relatives' applications are no longer flagged and they are no longer"
+    " the responsible caseworker. A member already off the roster keeps the first record.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
 async def deactivate_staff(

@@ -182,4 +182,6 @@ async def deactivate_staff(
     if township is None:
         raise NotFound(NOT_FOUND)
     ensure_readable(caller, township)
-    await repo.deactivate_staff(session, staff_id)
+    await repo.deactivate_staff(
+        session, staff_id, by=caller.principal.subject, at=runtime.clock.now()
+    )

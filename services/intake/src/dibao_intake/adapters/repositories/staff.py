@@ -101,6 +101,8 @@ _STAFF_COLUMNS = (
     staff_t.c.active,
     staff_t.c.created_at,
     staff_t.c.id_hash,
+    staff_t.c.deactivated_at,
+    staff_t.c.deactivated_by,
 )
 
 
@@ -141,6 +143,8 @@ async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRec
             created_at=r[8],
             relatives=tuple(relatives[r[0]]),
             id_hash=r[9],
+            deactivated_at=r[10],
+            deactivated_by=r[11],
         )
         for r in staff_rows
     ]
@@ -152,9 +156,13 @@ async def staff_township(session: AsyncSession, staff_id: uuid.UUID) -> str | No
     ).scalar_one_or_none()
 
 
-async def deactivate_staff(session: AsyncSession, staff_id: uuid.UUID) -> None:
+async def deactivate_staff(
+    session: AsyncSession, staff_id: uuid.UUID, *, by: str, at: datetime
+) -> None:
+    """Take an active member off the roster, recording who and when; a member already
+    off it keeps the record of their deactivation."""
     await session.execute(
         sa.update(staff_t)
-        .where(staff_t.c.id == staff_id)
-        .values(active=False, responsible_caseworker=False)
+        .where(staff_t.c.id == staff_id, staff_t.c.active)
+        .values(active=False, responsible_caseworker=False, deactivated_at=at, deactivated_by=by)
     )
