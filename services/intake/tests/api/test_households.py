@@ -113,6 +113,23 @@ async def test_an_id_number_in_the_address_or_a_note_is_refused_and_writes_nothi
     ]
 
 
+async def test_a_nul_in_free_text_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """PostgreSQL text holds no NUL: one in a name, the address or the bank's name was a
+    500 from the database, after the row's first statements."""
+    payload = copy.deepcopy(intake.plan().payload())
+    payload["address"] = "三社\x0012号"
+    payload["members"][0]["name"] = "马\x00建国"
+    payload["bank_account"]["bank_name"] = "\x00"
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert sorted(e["pointer"] for e in problem["errors"]) == [
+        "/body/address",
+        "/body/bank_account/bank_name",
+        "/body/members/0/name",
+    ]
+
+
 async def test_a_wrong_check_digit_is_refused_and_writes_nothing(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

@@ -48,6 +48,10 @@ def recorded_purpose(value: Purpose, note: str) -> access.Purpose.ValueType:
 PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]
 NoteQuery = Annotated[
     str,
-    Query(max_length=200, description="Detail of the purpose (required for other and support)"),
+    Query(
+        max_length=200,
+        pattern=s.NO_NUL,
+        description="Detail of the purpose (required for other and support)",
+    ),
     AfterValidator(s.no_id_number),
 ]

@@ -49,7 +49,9 @@ IdNumber = Annotated[
     ),
 ]
 Fen = Annotated[int, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
-Name = Annotated[str, Field(min_length=1, max_length=50)]
+NO_NUL = r"^[^\x00]*$"
+"""Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
+Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NO_NUL)]
 
 
 def no_id_number(text: str) -> str:
@@ -63,8 +65,10 @@ def no_id_number(text: str) -> str:
     return text
 
 
-Note = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_id_number)]
-Statement = Annotated[str, Field(max_length=2000), AfterValidator(no_id_number)]
+Note = Annotated[
+    str, Field(min_length=1, max_length=500, pattern=NO_NUL), AfterValidator(no_id_number)
+]
+Statement = Annotated[str, Field(max_length=2000, pattern=NO_NUL), AfterValidator(no_id_number)]
 
 
 class _In(BaseModel):
@@ -161,7 +165,9 @@ class HouseholdIn(_In):
 
     region_code: RegionCode
     area_type: AreaType
-    address: Annotated[str, AfterValidator(no_id_number)] = Field(min_length=1, max_length=200)
+    address: Annotated[str, AfterValidator(no_id_number)] = Field(
+        min_length=1, max_length=200, pattern=NO_NUL
+    )
     members: list[MemberIn] = Field(min_length=1, max_length=30)
     bank_account: RegistrationBankAccountIn | None = None
 
@@ -299,7 +305,7 @@ class BankAccountChangeIn(_ChangeIn):
     custody_document_id: uuid.UUID | None = Field(
         None, description="The signed agreement (also listed in document_ids)"
     )
-    custodian_subject: str | None = Field(None, max_length=100)
+    custodian_subject: str | None = Field(None, max_length=100, pattern=NO_NUL)
 
 
 HouseholdChangeIn = Annotated[
@@ -495,6 +501,7 @@ class RelativeIn(_In):
     relation: Annotated[str, AfterValidator(no_id_number)] = Field(
         min_length=1,
         max_length=30,
+        pattern=NO_NUL,
         examples=["spouse", "brother"],
         description="Copied as typed into the relation note of applications it flags",
     )
@@ -520,7 +527,9 @@ class StaffIn(_In):
     name: Name
     role: StaffRole
     id_number: IdNumber | None = None
-    subject: str | None = Field(None, max_length=100, description="Token subject (caseworkers)")
+    subject: str | None = Field(
+        None, max_length=100, pattern=NO_NUL, description="Token subject (caseworkers)"
+    )
     responsible_caseworker: bool = Field(
         False, description="Cases of the township are assigned to this caseworker"
     )
