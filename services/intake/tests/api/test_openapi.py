@@ -102,7 +102,7 @@ def _free_text(
         for part in schema.get(key, []):
             yield from _free_text(part, spec, where, pattern)
     if schema.get("type") == "string" and not {"enum", "const", "format"} & set(schema):
-        yield where, pattern
+        yield where + ("" if schema.get("minLength", 0) < 1 else " (not blank)"), pattern
     for name, part in schema.get("properties", {}).items():
         yield from _free_text(part, spec, f"{where}/{name}")
     if "items" in schema:
@@ -128,4 +128,19 @@ def test_no_string_a_request_may_carry_admits_a_nul(intake_app: FastAPI) -> None
         for where, pattern in found
         if (not pattern or re.search(pattern, "a\x00b")) and not where.endswith(" cursor")
     ]
+    assert admitting == [], "\n".join(admitting)
+
+
+def test_no_text_a_request_needs_admits_only_spaces(intake_app: FastAPI) -> None:
+    """Inputs are stripped of whitespace before minLength is checked: the pattern of a text
+    that must not be empty says it needs more than whitespace (the service's 422)."""
+    spec = intake_app.openapi()
+    found: list[tuple[str, str | None]] = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                found += _free_text(content["schema"], spec, f"{method} {path} body")
+    needed = [(where, pattern) for where, pattern in found if where.endswith("(not blank)")]
+    assert len(needed) > 10
+    admitting = [w for w, p in needed if not p or re.search(p, " \t\u3000\n")]
     assert admitting == [], "\n".join(admitting)

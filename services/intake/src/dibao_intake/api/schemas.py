@@ -51,7 +51,12 @@ IdNumber = Annotated[
 Fen = Annotated[int, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
 NO_NUL = r"^[^\x00]*$"
 """Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
-Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NO_NUL)]
+_SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex engine's
+``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
+NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+"""Text that must not be empty once stripped: something besides whitespace, and no NUL."""
+Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NOT_BLANK)]
 
 
 def no_id_number(text: str) -> str:
@@ -66,7 +71,7 @@ def no_id_number(text: str) -> str:
 
 
 Note = Annotated[
-    str, Field(min_length=1, max_length=500, pattern=NO_NUL), AfterValidator(no_id_number)
+    str, Field(min_length=1, max_length=500, pattern=NOT_BLANK), AfterValidator(no_id_number)
 ]
 Statement = Annotated[str, Field(max_length=2000, pattern=NO_NUL), AfterValidator(no_id_number)]
 
@@ -166,7 +171,7 @@ class HouseholdIn(_In):
     region_code: RegionCode
     area_type: AreaType
     address: Annotated[str, AfterValidator(no_id_number)] = Field(
-        min_length=1, max_length=200, pattern=NO_NUL
+        min_length=1, max_length=200, pattern=NOT_BLANK
     )
     members: list[MemberIn] = Field(min_length=1, max_length=30)
     bank_account: RegistrationBankAccountIn | None = None
@@ -501,7 +506,7 @@ class RelativeIn(_In):
     relation: Annotated[str, AfterValidator(no_id_number)] = Field(
         min_length=1,
         max_length=30,
-        pattern=NO_NUL,
+        pattern=NOT_BLANK,
         examples=["spouse", "brother"],
         description="Copied as typed into the relation note of applications it flags",
     )
