@@ -144,3 +144,18 @@ def test_no_text_a_request_needs_admits_only_spaces(intake_app: FastAPI) -> None
     assert len(needed) > 10
     admitting = [w for w, p in needed if not p or re.search(p, " \t\u3000\n")]
     assert admitting == [], "\n".join(admitting)
+
+
+def test_a_purpose_note_says_it_holds_no_id_number(intake_app: FastAPI) -> None:
+    """The service refuses a purpose_note with an ID or card number in it (a 422); the
+    parameter's schema admitted it."""
+    paths = intake_app.openapi()["paths"]
+    for path in (
+        "/persons/{person_id}/identity",
+        "/bank-accounts/{token_id}",
+        "/documents/{document_id}/content",
+    ):
+        note = next(p for p in paths[path]["get"]["parameters"] if p["name"] == "purpose_note")
+        refused = note["schema"]["not"]
+        assert re.search(refused["pattern"], "户主620102197003151230"), path
+        assert not re.search(refused["pattern"], "核对 2026 年 3 月的发放"), path

@@ -51,6 +51,7 @@ NoteQuery = Annotated[
     Query(
         max_length=200,
         pattern=s.NO_NUL,
+        json_schema_extra=s.NO_ID_NUMBER,
         description="Detail of the purpose (required for other and support)",
     ),
     AfterValidator(s.no_id_number),

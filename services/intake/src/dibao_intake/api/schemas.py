@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from dibao_common.crypto import carries_id_number
+from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
@@ -70,10 +70,19 @@ def no_id_number(text: str) -> str:
     return text
 
 
+NO_ID_NUMBER: dict[str, Any] = {"not": {"type": "string", "pattern": ID_NUMBER_LIKE.pattern}}
+"""``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
+checks, with its own message)."""
 Note = Annotated[
-    str, Field(min_length=1, max_length=500, pattern=NOT_BLANK), AfterValidator(no_id_number)
+    str,
+    Field(min_length=1, max_length=500, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER),
+    AfterValidator(no_id_number),
 ]
-Statement = Annotated[str, Field(max_length=2000, pattern=NO_NUL), AfterValidator(no_id_number)]
+Statement = Annotated[
+    str,
+    Field(max_length=2000, pattern=NO_NUL, json_schema_extra=NO_ID_NUMBER),
+    AfterValidator(no_id_number),
+]
 
 
 class _In(BaseModel):
@@ -171,7 +180,7 @@ class HouseholdIn(_In):
     region_code: RegionCode
     area_type: AreaType
     address: Annotated[str, AfterValidator(no_id_number)] = Field(
-        min_length=1, max_length=200, pattern=NOT_BLANK
+        min_length=1, max_length=200, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER
     )
     members: list[MemberIn] = Field(min_length=1, max_length=30)
     bank_account: RegistrationBankAccountIn | None = None
@@ -507,6 +516,7 @@ class RelativeIn(_In):
         min_length=1,
         max_length=30,
         pattern=NOT_BLANK,
+        json_schema_extra=NO_ID_NUMBER,
         examples=["spouse", "brother"],
         description="Copied as typed into the relation note of applications it flags",
     )
