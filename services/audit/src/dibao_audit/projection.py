@@ -280,11 +280,28 @@ def decode(event: RecordedEvent, registry: EventRegistry) -> Message | None:
 
 
 def decoded_view(event: RecordedEvent, registry: EventRegistry) -> dict[str, Any] | None:
-    """The JSON view of a payload (proto field names, enums by name), None if undecodable."""
+    """The JSON view of a payload (proto field names, enums by name), None if undecodable.
+
+    jsonb holds no NUL: one in a string (or a map key) is shown as U+FFFD, as in the query
+    keys (``_storable``), else the projector's batch would fail for ever. Only a payload
+    with a zero byte can hold one, so the others are not walked."""
     message = decode(event, registry)
     if message is None:
         return None
-    return MessageToDict(message, preserving_proto_field_name=True)
+    view = MessageToDict(message, preserving_proto_field_name=True)
+    if b"\x00" in event.payload:
+        view = _without_nul(view)
+    return view
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 class _KeyedRecord:
