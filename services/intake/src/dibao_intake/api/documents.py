@@ -72,7 +72,10 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "required": ["household_id", "document_type", "file"],
                     "properties": {
-                        **DocumentForm.model_json_schema()["properties"],
+                        # Its enums are the document's shared schemas, not local $defs.
+                        **DocumentForm.model_json_schema(
+                            ref_template="#/components/schemas/{model}"
+                        )["properties"],
                         "file": {
                             "type": "string",
                             "format": "binary",
