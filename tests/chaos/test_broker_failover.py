@@ -8,8 +8,6 @@ there by ``kafka.sh topics`` as on any stack, get 3 replicas and require 2 in sy
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from dibao_common.testing.stack import REPO_ROOT, TestStack
+from dibao_common.testing.kafka_fixtures import kafka_sh, own_broker
+from dibao_common.testing.stack import TestStack
 from dibao_common.testing.topics import (
     DYNAMIC_TOPIC_CONFIG,
     broker_configs,
@@ -28,29 +27,12 @@ from dibao_common.testing.topics import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
-
-
-def _kafka(*args: str) -> str:
-    done = subprocess.run(
-        ["bash", str(KAFKA_SH), *args], check=True, capture_output=True, text=True, timeout=300
-    )
-    return done.stdout.strip()
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    # Ports derive from the instance's own Kafka port, so parallel test stacks never collide.
-    base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + 10_000
     directory = tmp_path_factory.mktemp("kafka3")
-    bootstrap = _kafka(
-        "start", "--dir", str(directory), "--port", str(base),
-        "--controller-port", str(base + 50), "--nodes", "3",
-    )  # fmt: skip
-    try:
+    with own_broker(directory, port_offset=10_000, nodes=3) as bootstrap:
         yield directory, bootstrap
-    finally:
-        _kafka("stop", "--dir", str(directory))
 
 
 @pytest.fixture
@@ -79,14 +61,14 @@ async def test_acknowledged_events_survive_the_loss_of_a_broker(
             value = f"before-{i}".encode()
             await producer.send_and_wait(replicated_topic, value, key=f"hh-{i % 7}".encode())
             sent.append(value)
-        await asyncio.to_thread(_kafka, "kill-node", "--dir", str(directory), "--node", "2")
+        await asyncio.to_thread(kafka_sh, "kill-node", "--dir", str(directory), "--node", "2")
         for i in range(200):
             value = f"after-{i}".encode()
             await producer.send_and_wait(replicated_topic, value, key=f"hh-{i % 7}".encode())
             sent.append(value)
     finally:
         await producer.stop()
-        await asyncio.to_thread(_kafka, "start-node", "--dir", str(directory), "--node", "2")
+        await asyncio.to_thread(kafka_sh, "start-node", "--dir", str(directory), "--node", "2")
 
     consumer = AIOKafkaConsumer(
         replicated_topic,
@@ -116,7 +98,7 @@ async def test_dibao_topics_have_three_replicas_and_two_must_be_in_sync(
 ) -> None:
     _, bootstrap = cluster
     # As stack.sh creates them: no --replication-factor, so the broker's default applies.
-    await asyncio.to_thread(_kafka, "topics", "--bootstrap", bootstrap)
+    await asyncio.to_thread(kafka_sh, "topics", "--bootstrap", bootstrap)
     declared = read_topics_conf()
     assert declared
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

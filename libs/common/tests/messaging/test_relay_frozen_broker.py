@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,41 +24,26 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.messaging.relay import OutboxRelay
-from dibao_common.testing.kafka_fixtures import eventually
-from dibao_common.testing.stack import REPO_ROOT
+from dibao_common.testing.kafka_fixtures import eventually, own_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 
-KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 CommitEvents = Callable[..., Awaitable[dict[str, list[str]]]]
 Pending = Callable[[], Awaitable[int]]
 
 
-def _kafka(*args: str) -> str:
-    done = subprocess.run(
-        ["bash", str(KAFKA_SH), *args], check=True, capture_output=True, text=True, timeout=300
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    # Ports derive from the instance's own Kafka port (the chaos tests use +10,000..+10,052).
-    base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + 10_100
+def frozen_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     directory = tmp_path_factory.mktemp("kafka-frozen")
-    bootstrap = _kafka(
-        "start", "--dir", str(directory), "--port", str(base), "--controller-port", str(base + 50)
-    )
-    try:
+    # The chaos tests' cluster takes offsets 10,000-10,052.
+    with own_broker(directory, port_offset=10_100) as bootstrap:
         yield directory, bootstrap
-    finally:
-        _kafka("stop", "--dir", str(directory))
 
 
 @pytest.fixture
-async def own_topic(own_broker: tuple[Path, str]) -> AsyncIterator[str]:
+async def own_topic(frozen_broker: tuple[Path, str]) -> AsyncIterator[str]:
     name = f"test.frozen.{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=own_broker[1])
+    admin = AIOKafkaAdminClient(bootstrap_servers=frozen_broker[1])
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
@@ -74,12 +58,12 @@ def _broker_pid(directory: Path) -> int:
 
 async def test_a_relay_stopped_while_the_broker_is_frozen_publishes_everything_when_restarted(
     engine: AsyncEngine,
-    own_broker: tuple[Path, str],
+    frozen_broker: tuple[Path, str],
     own_topic: str,
     commit_events: CommitEvents,
     pending: Pending,
 ) -> None:
-    directory, bootstrap = own_broker
+    directory, bootstrap = frozen_broker
     relay = OutboxRelay(
         engine,
         bootstrap,

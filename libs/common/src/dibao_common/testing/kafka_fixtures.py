@@ -9,10 +9,14 @@ every record up to the topic's end, ``wait_for_records`` waits until there are e
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -21,7 +25,7 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 
 from dibao_common.messaging.dlq import StoredRecord, read_topic
 from dibao_common.messaging.envelope import Envelope
-from dibao_common.testing.stack import TestStack
+from dibao_common.testing.stack import REPO_ROOT, TestStack
 
 TopicFactory = Callable[..., Awaitable[str]]
 
@@ -143,3 +147,34 @@ async def kafka_topics(
 async def kafka_topic(kafka_topics: TopicFactory) -> str:
     """A fresh topic with 3 partitions, deleted after the test."""
     return await kafka_topics()
+
+
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+def kafka_sh(*args: str) -> str:
+    """Run ``deploy/kafka/kafka.sh`` with ``args``; its standard output."""
+    done = subprocess.run(  # noqa: S603 - the repository's own script, fixed arguments
+        ["bash", str(KAFKA_SH), *args],  # noqa: S607 - bash from PATH, as the Makefile runs it
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.stdout.strip()
+
+
+@contextmanager
+def own_broker(directory: Path, *, port_offset: int, nodes: int = 1) -> Iterator[str]:
+    """A Kafka cluster of the test's own in ``directory`` (``nodes`` brokers), stopped at
+    the end; yields its bootstrap. Its ports are the test instance's Kafka port plus
+    ``port_offset`` (controllers 50 above), so parallel test stacks never collide."""
+    base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + port_offset
+    bootstrap = kafka_sh(
+        "start", "--dir", str(directory), "--port", str(base),
+        "--controller-port", str(base + 50), "--nodes", str(nodes),
+    )  # fmt: skip
+    try:
+        yield bootstrap
+    finally:
+        kafka_sh("stop", "--dir", str(directory))
