@@ -424,6 +424,22 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return _internal_error(request.url.path)
 
 
+class _TrackingSend:
+    """An ASGI ``send`` that remembers whether the response has started: once it has, an
+    error can no longer be answered with a problem."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class UnexpectedErrorMiddleware:
     """Turns an exception that no handler took into a 500 problem, logged, not re-raised.
 
@@ -439,14 +455,7 @@ class UnexpectedErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking_send = _TrackingSend(send)
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
@@ -456,7 +465,7 @@ class UnexpectedErrorMiddleware:
                 path=scope.get("path"),
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
-            if started:
+            if tracking_send.started:
                 raise
             await _internal_error(scope.get("path"))(scope, receive, send)
 
@@ -490,7 +499,6 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length", "")
         announced_too_large = declared.isascii() and declared.isdigit() and int(declared) > limit
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -503,17 +511,12 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking_send = _TrackingSend(send)
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge as exc:
             # Read outside a route (whose handler renders it): answered here.
-            if started:
+            if tracking_send.started:
                 raise
             response = await _on_http_exception(Request(scope), exc)
             await response(scope, receive, send)
