@@ -35,8 +35,10 @@ Pending = Callable[[], Awaitable[int]]
 @pytest.fixture(scope="module")
 def frozen_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     directory = tmp_path_factory.mktemp("kafka-frozen")
-    # The chaos tests' cluster takes offsets 10,000-10,052.
-    with own_broker(directory, port_offset=10_100) as bootstrap:
+    # The chaos tests' cluster takes offsets 10,000-10,002 and 10,050-10,052. Instances'
+    # Kafka ports are 100 apart, so an offset that is a multiple of 100 away would take
+    # another instance's ports (10,100 did: test's frozen broker was h1's chaos cluster).
+    with own_broker(directory, port_offset=10_010) as bootstrap:
         yield directory, bootstrap
 
 

@@ -168,7 +168,8 @@ def kafka_sh(*args: str) -> str:
 def own_broker(directory: Path, *, port_offset: int, nodes: int = 1) -> Iterator[str]:
     """A Kafka cluster of the test's own in ``directory`` (``nodes`` brokers), stopped at
     the end; yields its bootstrap. Its ports are the test instance's Kafka port plus
-    ``port_offset`` (controllers 50 above), so parallel test stacks never collide."""
+    ``port_offset`` (controllers 50 above), so parallel test stacks never collide as long
+    as no two offsets differ by a multiple of 100, the instances' spacing."""
     base = int(os.environ.get("DIBAO_TEST_KAFKA_PORT", "9192")) + port_offset
     bootstrap = kafka_sh(
         "start", "--dir", str(directory), "--port", str(base),
