@@ -65,6 +65,7 @@ async def test_documents_with_numbers_are_downloaded_by_named_roles_for_a_purpos
         (await intake.upload(household.id, "id_card", person)).json()["id"],
         (await intake.upload(household.id, "bank_card", person)).json()["id"],
         (await intake.upload(household.id, "household_register")).json()["id"],
+        (await intake.upload(household.id, "medical_record", person)).json()["id"],
     ]
     photo = (await intake.upload(household.id, "photo")).json()["id"]
     own, foreign = intake.headers(role, OWN), intake.headers(role, FOREIGN)

@@ -122,7 +122,8 @@ class DocumentType(StrEnum):
     @property
     def shows_numbers(self) -> bool:
         """Whether a document of this type, by its standard form, shows a resident ID or a
-        bank account number in full (its content is then downloaded as a disclosure)."""
+        bank account number in full, or health (its content is then downloaded as a
+        disclosure)."""
         return self in _SHOWING_NUMBERS
 
 
@@ -146,6 +147,9 @@ _SHOWING_NUMBERS = frozenset(
         DocumentType.BIRTH_CERTIFICATE,
         # The signed home-visit form carries the ID numbers disclosed for it (ADR 0007).
         DocumentType.INVESTIGATION_FORM,
+        # A hospital's record heads its pages with the patient's ID number; and health
+        # is sensitive personal information (PIPL art. 28), not for every role to read.
+        DocumentType.MEDICAL_RECORD,
     }
 )
 
