@@ -16,15 +16,14 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.messaging.relay import OutboxRelay
-from dibao_common.testing.kafka_fixtures import eventually, own_broker
+from dibao_common.testing.kafka_fixtures import create_topic, eventually, own_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 
@@ -43,15 +42,10 @@ def frozen_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
 
 
 @pytest.fixture
-async def own_topic(frozen_broker: tuple[Path, str]) -> AsyncIterator[str]:
+async def own_topic(frozen_broker: tuple[Path, str]) -> str:
     name = f"test.frozen.{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=frozen_broker[1])
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
-        yield name
-    finally:
-        await admin.close()
+    await create_topic(frozen_broker[1], name, partitions=1)
+    return name
 
 
 def _broker_pid(directory: Path) -> int:
