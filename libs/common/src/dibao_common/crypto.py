@@ -236,6 +236,12 @@ def carries_id_number(text: str) -> bool:
     return ID_NUMBER_LIKE.search(text) is not None
 
 
+def mask_id_numbers_in(text: str) -> str:
+    """``text`` with every run that may be an ID (or card) number masked, as
+    :func:`mask_id_number` masks one: for logs and for what a service echoes back."""
+    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+
+
 def mask_id_number(id_number: str) -> str:
     """``62010219800101123X`` -> ``620102********123X`` (region and last four kept)."""
     value = normalise_id_number(id_number)

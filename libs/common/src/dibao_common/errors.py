@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
+from dibao_common.crypto import mask_id_numbers_in
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://dibao.gov.cn/problems/"
@@ -220,7 +220,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def _unechoed(text: str) -> str:
     # What the client sent may be named (the path, a member name of a mapping keyed by ID
     # number, a validator's message naming the value it refuses), an ID number never.
-    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
+    return mask_id_numbers_in(text)
 
 
 def _problem_body(

@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
-from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
+from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_numbers_in
 
 # --------------------------------------------------------------------------- trace context
 
@@ -206,10 +206,6 @@ def extract_trace(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceCo
 # --------------------------------------------------------------------------- logging
 
 
-def _mask_text(text: str) -> str:
-    return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
-
-
 _Plain = (bool, float, type(None))
 
 
@@ -218,7 +214,7 @@ _MAX_DEPTH = 16
 
 def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return _mask_text(value) if ID_NUMBER_LIKE.search(value) else value
+        return mask_id_numbers_in(value) if ID_NUMBER_LIKE.search(value) else value
     if isinstance(value, _Plain):
         return value
     # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
@@ -229,13 +225,13 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
             return [_mask_value(v, depth + 1) for v in value]
     # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
     text = str(value)
-    return _mask_text(text) if ID_NUMBER_LIKE.search(text) else value
+    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else value
 
 
 def _mask_key(key: Any) -> Any:
     # Keys stay hashable: a key is judged by its text, as a value past the depth limit.
     text = key if isinstance(key, str) else str(key)
-    return _mask_text(text) if ID_NUMBER_LIKE.search(text) else key
+    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else key
 
 
 def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
