@@ -7,8 +7,12 @@ import uuid
 
 import pytest
 
+from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
-from dibao_intake.testing import IntakeClient, RegisteredHousehold
+from dibao_common.crypto import mask_name
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -42,6 +46,91 @@ async def test_every_role_reads_within_its_regions_only(
     listing = await intake.http.get("/applications", headers=intake.headers(role, FOREIGN))
     assert listing.status_code == 200
     assert application_id not in {item["id"] for item in listing.json()["items"]}
+
+
+CASE_ROLES = {
+    Role.INTAKE_CLERK,
+    Role.INVESTIGATOR,
+    Role.VILLAGE_COMMITTEE,
+    Role.TOWNSHIP_REVIEWER,
+    Role.COUNTY_APPROVER,
+    Role.AUDITOR,
+}
+STATEMENT = "丈夫打零工收入不稳定，妻子二级残疾需长期照料。"
+INCOME_NOTE = "在兰州建筑工地打零工，每月约二十天"
+ASSET_NOTE = "农村信用社活期存款"
+
+
+async def _access_fields(stack: TestStack, subject: str, reader: str) -> list[list[str]]:
+    """The fields named by ``reader``'s access records of ``subject``."""
+    found = await wait_for_events(stack, "dibao.access.v1", 1, subject=subject)
+    records = [EventRegistry.default().decode(e) for e in found]
+    return [
+        list(r.fields)
+        for r in records
+        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+    ]
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_roles_without_a_case_are_shown_people_as_the_lists_show_them(
+    intake: IntakeClient, intake_stack: TestStack, role: Role
+) -> None:
+    """Publicity and finance officers and policy administrators read households and
+    applications with names masked and without the address or the words written about
+    the household; the roles that work or audit cases read them whole. The access record
+    names what was shown."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body["statement"] = STATEMENT
+    body["incomes"][0]["note"] = INCOME_NOTE
+    body["assets"] = [{"kind": "deposit", "value_fen": 120000, "description": ASSET_NOTE}]
+    submitted = await intake.submit(body)
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+    reader = f"reader-{role.value}"
+    headers = intake.headers(role, OWN, subject=reader)
+    read_household = await intake.http.get(f"/households/{household.id}", headers=headers)
+    read_application = await intake.http.get(f"/applications/{application_id}", headers=headers)
+    assert read_household.status_code == read_application.status_code == 200
+    h, a = read_household.json(), read_application.json()
+    names = [m.name for m in household.plan.members]
+    applicant = names[0]
+    if role in CASE_ROLES:
+        assert h["view"] == a["view"] == "case"
+        assert [m["name"] for m in h["members"]] == names
+        assert h["address"] == household.plan.address
+        assert h["bank_account"]["holder_name"] in names
+        assert a["applicant_name"] == applicant
+        assert a["statement"] == STATEMENT
+        assert a["incomes"][0]["note"] == INCOME_NOTE
+        assert a["assets"][0]["description"] == ASSET_NOTE
+    else:
+        assert h["view"] == a["view"] == "limited"
+        assert [m["name"] for m in h["members"]] == [mask_name(n) for n in names]
+        assert h["address"] is None
+        assert h["bank_account"]["holder_name"] in [mask_name(n) for n in names]
+        assert a["applicant_name"] == mask_name(applicant)
+        assert a["statement"] is None
+        assert a["incomes"][0]["note"] is None
+        assert a["assets"][0]["description"] is None
+        assert a["bank_account"]["holder_name"] == h["bank_account"]["holder_name"]
+    # The structured facts are the same in both views.
+    assert [i["total_fen"] for i in a["incomes"]] == [
+        i["wage_fen"] + i["operating_fen"] + i.get("property_fen", 0) + i["transfer_fen"]
+        for i in body["incomes"]
+    ]
+    assert a["assets"][0]["value_fen"] == 120000
+    [household_fields] = await _access_fields(intake_stack, household.id, reader)
+    [application_fields] = await _access_fields(intake_stack, application_id, reader)
+    if role in CASE_ROLES:
+        assert {"name", "address", "notes", "account_holder_name"} <= set(household_fields)
+        assert {"applicant_name", "statement_and_notes"} <= set(application_fields)
+    else:
+        assert "name_masked" in household_fields
+        assert not {"name", "address", "notes", "account_holder_name"} & set(household_fields)
+        assert "applicant_name_masked" in application_fields
+        assert not {"applicant_name", "statement_and_notes"} & set(application_fields)
 
 
 # The roles that may see an ID number (GET /persons/{id}/identity), and clerks, who took

@@ -26,6 +26,7 @@ from dibao_intake.api.mapping import application_out, summary_out
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus
 from dibao_intake.service_layer import applications as service
+from dibao_intake.service_layer.views import view_of
 
 router = APIRouter(tags=["applications"])
 
@@ -103,7 +104,7 @@ async def submit_application(
     async def work(session: AsyncSession) -> Response:
         detail = await service.submit_application(session, runtime, caller, command)
         return json_response(
-            application_out(detail, runtime.divisions),
+            application_out(detail, runtime.divisions, view_of(caller.principal)),
             201,
             {"Location": f"/applications/{detail.record.id}"},
         )
@@ -170,7 +171,7 @@ async def get_application(
 ) -> Response:
     async def work(session: AsyncSession) -> Response:
         detail = await service.read_application(session, runtime, caller, application_id)
-        return json_response(application_out(detail, runtime.divisions))
+        return json_response(application_out(detail, runtime.divisions, view_of(caller.principal)))
 
     return await in_transaction(request, work)
 
@@ -203,6 +204,8 @@ async def withdraw_application(
         detail = await service.withdraw_application(
             session, runtime, caller, application_id, body.reason
         )
-        return json_response(application_out(detail, runtime.divisions), 201)
+        return json_response(
+            application_out(detail, runtime.divisions, view_of(caller.principal)), 201
+        )
 
     return await in_transaction(request, work, idempotency)

@@ -22,6 +22,7 @@ from dibao_intake.api.deps import (
 from dibao_intake.api.mapping import household_out
 from dibao_intake.domain.household import MemberInput
 from dibao_intake.service_layer import households as service
+from dibao_intake.service_layer.views import view_of
 
 router = APIRouter(tags=["households"])
 
@@ -91,7 +92,7 @@ async def register_household(
     async def work(session: AsyncSession) -> Response:
         aggregate = await service.register_household(session, runtime, caller, command)
         return json_response(
-            household_out(aggregate, runtime.divisions),
+            household_out(aggregate, runtime.divisions, view_of(caller.principal)),
             201,
             {"Location": f"/households/{aggregate.household.id}"},
         )
@@ -111,7 +112,7 @@ async def get_household(
 ) -> Response:
     async def work(session: AsyncSession) -> Response:
         aggregate = await service.read_household(session, runtime, caller, household_id)
-        return json_response(household_out(aggregate, runtime.divisions))
+        return json_response(household_out(aggregate, runtime.divisions, view_of(caller.principal)))
 
     return await in_transaction(request, work)
 
@@ -178,7 +179,9 @@ async def record_change(
             s.HouseholdChangeOut(
                 change_id=done.change_id,
                 kind=done.kind,
-                household=household_out(done.household, runtime.divisions),
+                household=household_out(
+                    done.household, runtime.divisions, view_of(caller.principal)
+                ),
             ),
             201,
         )

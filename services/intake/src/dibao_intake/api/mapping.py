@@ -17,12 +17,21 @@ from dibao_intake.api import schemas as s
 from dibao_intake.domain.codes import ChangeKind, DocumentType
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
+from dibao_intake.service_layer.views import View
 
 
-def member_out(m: MemberRecord) -> s.MemberOut:
+def _name(name: str, view: View) -> str:
+    return name if view is View.CASE else mask_name(name)
+
+
+def _words(text: str | None, view: View) -> str | None:
+    return text if view is View.CASE else None
+
+
+def member_out(m: MemberRecord, view: View) -> s.MemberOut:
     return s.MemberOut(
         person_id=m.person_id,
-        name=m.name,
+        name=_name(m.name, view),
         id_number_masked=m.masked_id,
         birth_date=m.birth_date,
         sex=m.sex,
@@ -33,7 +42,7 @@ def member_out(m: MemberRecord) -> s.MemberOut:
         student=m.student,
         counted=m.counted,
         exclusion_reason=m.exclusion_reason,
-        exclusion_note=m.exclusion_note,
+        exclusion_note=_words(m.exclusion_note, view),
         active=m.active,
         joined_on=m.joined_on,
         left_on=m.left_on,
@@ -41,7 +50,7 @@ def member_out(m: MemberRecord) -> s.MemberOut:
     )
 
 
-def bank_account_out(a: BankAccountRecord | None) -> s.BankAccountOut | None:
+def bank_account_out(a: BankAccountRecord | None, view: View) -> s.BankAccountOut | None:
     if a is None:
         return None
     return s.BankAccountOut(
@@ -49,7 +58,7 @@ def bank_account_out(a: BankAccountRecord | None) -> s.BankAccountOut | None:
         masked_number=a.masked_number,
         bank_code=a.bank_code,
         bank_name=a.bank_name,
-        holder_name=a.holder_name,
+        holder_name=_name(a.holder_name, view),
         holder_person_id=a.holder_person_id,
         custody_agreement=a.custody_agreement,
         custodian_subject=a.custodian_subject,
@@ -57,32 +66,33 @@ def bank_account_out(a: BankAccountRecord | None) -> s.BankAccountOut | None:
     )
 
 
-def change_out(c: ChangeRecord) -> s.ChangeOut:
+def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
     return s.ChangeOut(
         id=c.id,
         kind=ChangeKind(c.kind),
         effective_on=c.effective_on,
         details=c.details,
-        note=c.note,
+        note=_words(c.note, view),
         recorded_by=c.recorded_by,
         recorded_at=c.recorded_at,
     )
 
 
-def household_out(h: HouseholdAggregate, divisions: DivisionTable) -> s.HouseholdOut:
+def household_out(h: HouseholdAggregate, divisions: DivisionTable, view: View) -> s.HouseholdOut:
     r = h.household
     return s.HouseholdOut(
+        view=view,
         id=r.id,
         region_code=r.region_code,
         region_name=divisions.full_name(r.region_code),
         area_type=r.area_type,
-        address=r.address,
+        address=_words(r.address, view),
         status=r.status,
         head_person_id=r.head_person_id,
         version=r.version,
-        members=[member_out(m) for m in h.members],
-        bank_account=bank_account_out(h.bank_account),
-        changes=[change_out(c) for c in h.changes],
+        members=[member_out(m, view) for m in h.members],
+        bank_account=bank_account_out(h.bank_account, view),
+        changes=[change_out(c, view) for c in h.changes],
         created_at=r.created_at,
         updated_at=r.updated_at,
     )
@@ -114,9 +124,10 @@ def timeline_out(t: TimelineRecord) -> s.TimelineEntryOut:
     )
 
 
-def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.ApplicationOut:
+def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) -> s.ApplicationOut:
     r = d.record
     return s.ApplicationOut(
+        view=view,
         id=r.id,
         household_id=r.household_id,
         region_code=r.region_code,
@@ -125,9 +136,9 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.Applica
         channel=r.channel,
         status=r.status,
         applicant_person_id=r.applicant_person_id,
-        applicant_name=d.applicant_name,
-        statement=r.statement,
-        reason=r.reason,
+        applicant_name=_name(d.applicant_name, view),
+        statement=_words(r.statement, view),
+        reason=_words(r.reason, view),
         requested_amount_fen=r.requested_amount_fen,
         individual_inclusion_person_id=r.individual_inclusion_person_id,
         incomes=[
@@ -140,7 +151,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.Applica
                 other_fen=i.other_fen,
                 total_fen=i.total_fen,
                 period_months=i.period_months,
-                note=i.note,
+                note=_words(i.note, view),
             )
             for i in d.incomes
         ],
@@ -151,14 +162,14 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.Applica
                 value_fen=a.value_fen,
                 quantity=a.quantity,
                 floor_area_m2=a.floor_area_m2,
-                description=a.description,
+                description=_words(a.description, view),
             )
             for a in d.assets
         ],
         documents=[document_out(doc) for doc in d.documents],
-        bank_account=bank_account_out(d.bank_account),
+        bank_account=bank_account_out(d.bank_account, view),
         staff_related=r.staff_related,
-        staff_relation_note=r.staff_relation_note,
+        staff_relation_note=_words(r.staff_relation_note, view),
         assigned_caseworker=r.assigned_caseworker,
         missing_items=[
             s.MissingItemOut(
@@ -173,7 +184,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable) -> s.Applica
         submitted_by=r.submitted_by,
         accepted_on=r.accepted_on,
         withdrawn_at=r.withdrawn_at,
-        withdrawal_reason=r.withdrawal_reason,
+        withdrawal_reason=_words(r.withdrawal_reason, view),
         timeline=[timeline_out(t) for t in d.timeline],
     )
 

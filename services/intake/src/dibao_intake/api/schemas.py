@@ -31,6 +31,7 @@ from dibao_intake.domain.codes import (
     SubmissionChannel,
 )
 from dibao_intake.domain.divisions import DivisionLevel
+from dibao_intake.service_layer.views import View
 
 RegionCode = Annotated[
     str,
@@ -91,6 +92,16 @@ class _In(BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+VIEW_DESCRIPTION = (
+    "case: shown whole, to the roles that work or audit cases (intake clerk, investigator,"
+    " village committee, township reviewer, county approver, auditor). limited: for the"
+    " other roles (publicity officer, finance officer, policy administrator), as events"
+    " and the public lists show people: names masked, no address, and no text written in"
+    " words about the household (null)"
+)
+_WITHHELD = " (null in the limited view)"
 
 
 # --- households ---------------------------------------------------------------------------
@@ -188,7 +199,7 @@ class HouseholdIn(_In):
 
 class MemberOut(_Out):
     person_id: uuid.UUID
-    name: str
+    name: str = Field(description="Masked in the limited view")
     id_number_masked: str = Field(examples=["620123********0115"])
     birth_date: date
     sex: Sex
@@ -199,7 +210,7 @@ class MemberOut(_Out):
     student: bool
     counted: bool
     exclusion_reason: ExclusionReason | None
-    exclusion_note: str | None
+    exclusion_note: str | None = Field(description="Why not counted, in words" + _WITHHELD)
     active: bool
     joined_on: date
     left_on: date | None
@@ -211,7 +222,7 @@ class BankAccountOut(_Out):
     masked_number: str = Field(examples=["6228 **** **** 0018"])
     bank_code: str
     bank_name: str
-    holder_name: str
+    holder_name: str = Field(description="Masked in the limited view")
     holder_person_id: uuid.UUID | None
     custody_agreement: bool
     custodian_subject: str | None
@@ -223,17 +234,18 @@ class ChangeOut(_Out):
     kind: ChangeKind
     effective_on: date
     details: dict[str, Any]
-    note: str | None
+    note: str | None = Field(description="In words" + _WITHHELD)
     recorded_by: str
     recorded_at: datetime
 
 
 class HouseholdOut(_Out):
+    view: View = Field(description=VIEW_DESCRIPTION)
     id: uuid.UUID
     region_code: str
     region_name: str = Field(examples=["甘肃省兰州市榆中县夏官营镇夏官营村委会"])
     area_type: AreaType
-    address: str
+    address: str | None = Field(description="The household's address" + _WITHHELD)
     status: HouseholdStatus
     head_person_id: uuid.UUID | None
     version: int
@@ -424,7 +436,7 @@ class IncomeOut(_Out):
     other_fen: int
     total_fen: int
     period_months: int
-    note: str | None
+    note: str | None = Field(description="In words" + _WITHHELD)
 
 
 class AssetOut(_Out):
@@ -433,7 +445,7 @@ class AssetOut(_Out):
     value_fen: int
     quantity: int
     floor_area_m2: int | None
-    description: str | None
+    description: str | None = Field(description="In words" + _WITHHELD)
 
 
 class MissingItemOut(_Out):
@@ -454,6 +466,7 @@ class TimelineEntryOut(_Out):
 
 
 class ApplicationOut(_Out):
+    view: View = Field(description=VIEW_DESCRIPTION)
     id: uuid.UUID
     household_id: uuid.UUID
     region_code: str
@@ -462,9 +475,9 @@ class ApplicationOut(_Out):
     channel: SubmissionChannel
     status: ApplicationStatus
     applicant_person_id: uuid.UUID
-    applicant_name: str
-    statement: str | None
-    reason: str | None
+    applicant_name: str = Field(description="Masked in the limited view")
+    statement: str | None = Field(description="The applicant's statement" + _WITHHELD)
+    reason: str | None = Field(description="A one-off kind's reason" + _WITHHELD)
     requested_amount_fen: int | None
     individual_inclusion_person_id: uuid.UUID | None
     incomes: list[IncomeOut]
@@ -472,14 +485,14 @@ class ApplicationOut(_Out):
     documents: list[DocumentOut]
     bank_account: BankAccountOut | None
     staff_related: bool = Field(description="Related to staff: the county must visit")
-    staff_relation_note: str | None
+    staff_relation_note: str | None = Field(description="Who the relation is with" + _WITHHELD)
     assigned_caseworker: str | None
     missing_items: list[MissingItemOut] = Field(description="Every missing item, when returned")
     submitted_at: datetime
     submitted_by: str
     accepted_on: date | None
     withdrawn_at: datetime | None
-    withdrawal_reason: str | None
+    withdrawal_reason: str | None = Field(description="In the applicant's words" + _WITHHELD)
     timeline: list[TimelineEntryOut] = Field(
         description="Every service's events about the application, oldest first"
     )
@@ -605,7 +618,7 @@ class BankAccountDisclosureOut(_Out):
     account_number: str
     bank_code: str
     bank_name: str
-    holder_name: str
+    holder_name: str = Field(description="Masked in the limited view")
     holder_person_id: uuid.UUID | None
     custody_agreement: bool
     current: bool = Field(description="False once the household changed its account")

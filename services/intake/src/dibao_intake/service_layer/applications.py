@@ -60,6 +60,7 @@ from dibao_intake.service_layer.households import (
 )
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
+from dibao_intake.service_layer.views import shown, view_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,12 +355,21 @@ def _returned_event(
 
 APPLICATION_FIELDS = (
     "applicant_name",
+    "statement_and_notes",
     "incomes",
     "assets",
     "documents",
     "bank_account_masked",
+    "account_holder_name",
     "staff_relation",
 )
+# What the limited view shows instead (views.py): masked names, no words, the flag only.
+_LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
+    "applicant_name": "applicant_name_masked",
+    "statement_and_notes": None,
+    "account_holder_name": "account_holder_name_masked",
+    "staff_relation": "staff_related",
+}
 
 
 async def read_application(
@@ -380,7 +390,7 @@ async def read_application(
         record_type=access.RECORD_TYPE_APPLICATION,
         record_id=str(record.id),
         persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
-        fields=APPLICATION_FIELDS,
+        fields=shown(APPLICATION_FIELDS, _LIMITED_APPLICATION_FIELDS, view_of(caller.principal)),
     )
     return detail
 
@@ -541,7 +551,7 @@ async def search_applications(
                 for s in items
             }.values()
         ),
-        fields=("applicant_name", "region", "status"),
+        fields=("applicant_name_masked", "region", "status"),
         action=access.ACCESS_ACTION_SEARCH,
     )
     return ApplicationPage(items=items, next_cursor=next_cursor)

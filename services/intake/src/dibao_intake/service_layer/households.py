@@ -52,6 +52,7 @@ from dibao_intake.service_layer.runtime import (
     ensure_readable,
     ensure_writable_region,
 )
+from dibao_intake.service_layer.views import shown, view_of
 
 ACTIVE_MEMBERSHIP_INDEX = "uq_household_member_active_person"
 
@@ -330,8 +331,17 @@ HOUSEHOLD_FIELDS = (
     "serious_illness",
     "employment_status",
     "address",
+    "notes",
     "bank_account_masked",
+    "account_holder_name",
 )
+# What the limited view shows instead (views.py): masked names, no address, no words.
+_LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
+    "name": "name_masked",
+    "address": None,
+    "notes": None,
+    "account_holder_name": "account_holder_name_masked",
+}
 
 
 def person_refs(runtime: Runtime, members: Sequence[MemberRecord]) -> list[common.PersonRef]:
@@ -355,7 +365,7 @@ async def read_household(
         record_type=access.RECORD_TYPE_HOUSEHOLD,
         record_id=str(household_id),
         persons=person_refs(runtime, aggregate.members),
-        fields=HOUSEHOLD_FIELDS,
+        fields=shown(HOUSEHOLD_FIELDS, _LIMITED_HOUSEHOLD_FIELDS, view_of(caller.principal)),
     )
     return aggregate
 

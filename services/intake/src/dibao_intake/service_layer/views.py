@@ -1,0 +1,55 @@
+"""How much of a household's or an application's personal data a reader is shown.
+
+Every role reads households and applications within its regions, but not every role
+works cases. The roles that take in, investigate, evaluate, review, approve or audit a
+case see it whole (the case view). The others read intake's records for their own work
+and are shown them the way the public lists and events show people (ADR 0005, "masked
+values are what API responses for roles without a need show"): publicity officers (the
+lists show a masked name, the household size and the amount), finance officers (they pay
+a ``BankAccountRef`` and get the account behind it from the disclosure endpoint, for a
+purpose) and policy administrators (they keep the policy and the staff roster).
+
+The limited view masks names (the members', the account holder's, the applicant's) and
+leaves out the address and every text written in words about the household: the
+applicant's statement and reasons, income notes, asset descriptions, exclusion and change
+notes, the staff relation note. Structured facts (relationships, grades, amounts, dates,
+codes, flags) stay: what a role without a case sees is what the events already carry.
+The access record names what was shown, so an auditor can tell the two views apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dibao_common.auth import Principal, Role
+
+CASE_ROLES = frozenset(
+    {
+        Role.INTAKE_CLERK,
+        Role.INVESTIGATOR,
+        Role.VILLAGE_COMMITTEE,
+        Role.TOWNSHIP_REVIEWER,
+        Role.COUNTY_APPROVER,
+        Role.AUDITOR,
+    }
+)
+"""The roles that work or audit cases: they are shown households and applications whole."""
+
+
+class View(StrEnum):
+    CASE = "case"
+    LIMITED = "limited"
+
+
+def view_of(principal: Principal) -> View:
+    """The case view for a principal holding a case role, the limited view otherwise."""
+    return View.CASE if principal.roles & CASE_ROLES else View.LIMITED
+
+
+def shown(fields: tuple[str, ...], limited: dict[str, str | None], view: View) -> tuple[str, ...]:
+    """The fields an access record names for ``view``: in the limited view each field in
+    ``limited`` becomes its masked form, or is left out when that is None."""
+    if view is View.CASE:
+        return fields
+    named = (limited.get(f, f) if f in limited else f for f in fields)
+    return tuple(f for f in named if f is not None)
