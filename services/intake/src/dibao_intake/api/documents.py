@@ -192,13 +192,14 @@ async def get_document(
 
 _WITH_NUMBERS = ", ".join(t.value for t in DocumentType if t.shows_numbers)
 _NUMBER_ROLES = ", ".join(r.value for r in service.CONTENT_WITH_NUMBERS_ROLES)
+_CASE_ROLES = ", ".join(r.value for r in service.CONTENT_ROLES)
 
 
 def _download_responses() -> dict[int | str, dict[str, Any]]:
     declared = problems(401, 403, 404, 422)
     declared[403]["description"] = (
-        "The token lacks the role, or the document shows ID or account numbers and the role"
-        " may not see them (missing-role, with required_roles)"
+        "The token lacks the role: the document shows ID or account numbers and the role"
+        " may not see them, or the role works no cases (missing-role, with required_roles)"
     )
     declared[422]["description"] = (
         "Invalid parameters; or the document shows ID or account numbers and no purpose was"
@@ -216,8 +217,10 @@ def _download_responses() -> dict[int | str, dict[str, Any]]:
     f" roles {_NUMBER_ROLES} (those who may have an ID number disclosed, and the clerks who"
     " take documents in), within their regions, and only for a stated purpose (with"
     " purpose_note for other and support), recorded on the access record as"
-    " GET /persons/{person_id}/identity records it. Other types' content is read by every"
-    " role within its regions; a purpose given is recorded, case_processing otherwise.",
+    " GET /persons/{person_id}/identity records it. Other types' content is downloaded by"
+    f" the roles that work or audit cases ({_CASE_ROLES}) within their regions; a purpose"
+    " given is recorded, case_processing otherwise. Every role reads a document's"
+    " description (GET /documents/{document_id}).",
     response_class=Response,
     responses=_download_responses(),
 )

@@ -22,6 +22,7 @@ from dibao_intake.service_layer.access import Purpose, record_access
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+from dibao_intake.service_layer.views import CASE_ROLES
 
 
 def too_large(limit: int) -> ProblemError:
@@ -125,6 +126,23 @@ CONTENT_WITH_NUMBERS_ROLES = (*IDENTITY_ROLES, Role.INTAKE_CLERK)
 number disclosed, and the clerks who take documents in, each within their regions."""
 
 
+CONTENT_ROLES = tuple(r for r in Role if r in CASE_ROLES)
+"""Who downloads any other document: the roles that work or audit cases (views.py). The
+others read a document's description, as they read a household in the limited view."""
+
+
+def _ensure_content_role(
+    caller: Caller, wanted: tuple[Role, ...], record: DocumentRecord, why: str
+) -> None:
+    if not any(caller.principal.has(r) for r in wanted):
+        raise Forbidden(
+            f"This document ({record.document_type.value}) {why}; its content needs one of"
+            " the roles: " + ", ".join(r.value for r in wanted),
+            type_slug="missing-role",
+            required_roles=[r.value for r in wanted],
+        )
+
+
 class PurposeRequiredError(Exception):
     """The content shows ID or account numbers: its download must state a purpose."""
 
@@ -155,16 +173,15 @@ async def read_document(
     assert household is not None
     ensure_readable(caller, household.region_code)
     if with_content and record.document_type.shows_numbers:
-        wanted = CONTENT_WITH_NUMBERS_ROLES
-        if not any(caller.principal.has(r) for r in wanted):
-            raise Forbidden(
-                f"This document ({record.document_type.value}) shows ID or account numbers:"
-                " its content needs one of the roles: " + ", ".join(r.value for r in wanted),
-                type_slug="missing-role",
-                required_roles=[r.value for r in wanted],
-            )
+        _ensure_content_role(
+            caller, CONTENT_WITH_NUMBERS_ROLES, record, "shows ID or account numbers"
+        )
         if purpose is None:
             raise PurposeRequiredError(record.document_type)
+    elif with_content:
+        _ensure_content_role(
+            caller, CONTENT_ROLES, record, "is part of a case: its content is for the case roles"
+        )
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None
