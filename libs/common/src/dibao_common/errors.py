@@ -133,6 +133,16 @@ class BadRequest(_StatusProblem):
     status_code = 400
 
 
+class InvalidCursor(BadRequest):
+    """400 ``invalid-cursor``: a page cursor the service did not give. Cursors are opaque;
+    every service that pages answers a foreign one with this same problem type."""
+
+    default_slug = "invalid-cursor"
+
+    def __init__(self) -> None:
+        super().__init__("The cursor is not one this service gave")
+
+
 class Unauthorized(_StatusProblem):
     """401; carries ``WWW-Authenticate`` (RFC 9110 requires it on every 401)."""
 

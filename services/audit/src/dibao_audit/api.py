@@ -26,7 +26,7 @@ from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
-from dibao_common.errors import BadRequest, NotFound, problem_responses
+from dibao_common.errors import BadRequest, InvalidCursor, NotFound, problem_responses
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import enqueue
 from dibao_common.observability import current_correlation_id
@@ -181,7 +181,7 @@ def _after(cursor: str | None) -> int | None:
         if not 0 <= index <= BIGINT_MAX:
             raise ValueError(text)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadRequest("The cursor is not one this service gave", type_slug="bad-cursor") from exc
+        raise InvalidCursor from exc
     return index
 
 

@@ -162,6 +162,7 @@ async def test_entries_by_household_are_region_scoped_and_paginated(api: Api) ->
     assert len(by_actor.json()["items"]) == 10
     bad = await api.client.get("/audit/entries", params={"cursor": "nope"}, headers=api.auditor())
     assert bad.status_code == 400
+    assert bad.json()["type"].endswith("/invalid-cursor")  # intake's answer too
 
 
 async def test_an_entry_comes_with_a_proof_that_verifies(api: Api) -> None:

@@ -369,6 +369,7 @@ async def test_search_by_region_status_and_date_with_a_cursor(intake: IntakeClie
     assert before.json()["items"] == []
     bad = await intake.http.get("/applications", params={"cursor": "!!"}, headers=headers)
     assert bad.status_code == 400
+    assert bad.json()["type"].endswith("/invalid-cursor")  # audit's answer too
 
 
 async def test_search_never_leaves_the_callers_regions(intake: IntakeClient) -> None:

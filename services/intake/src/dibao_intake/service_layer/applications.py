@@ -17,7 +17,7 @@ from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import CHINA_TZ, has_utc_instant
 from dibao_common.crypto import mask_name
-from dibao_common.errors import BadRequest, Conflict, NotFound
+from dibao_common.errors import Conflict, InvalidCursor, NotFound
 from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -486,9 +486,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return uuid.UUID(bytes=raw)
     except (binascii.Error, ValueError):
-        raise BadRequest(
-            "The cursor is not one this service gave", type_slug="invalid-cursor"
-        ) from None
+        raise InvalidCursor from None
 
 
 def _china_midnight(day: date | None) -> datetime | None:
