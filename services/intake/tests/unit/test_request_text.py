@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 
+import pytest
 from pydantic import BaseModel, ValidationError
 
 from dibao_common.crypto import carries_id_number
+from dibao_intake.api import schemas
 from dibao_intake.api.schemas import ApplicationIn, HouseholdIn, RelativeIn, WithdrawalIn
+from dibao_intake.domain.codes import ApplicationKind
 
 # Every character up to U+3000 (the ideographic space), and a few past it.
 CHARACTERS = [chr(c) for c in range(0x3001)] + ["\ufeff", "\u180e", "\U0001f600"]
@@ -59,3 +63,32 @@ def test_text_with_an_id_number_is_refused_as_the_published_schema_says() -> Non
         declared = [bool(re.search(refused["pattern"], t)) for t in texts]
         assert declared == [carries_id_number(t) for t in texts], (model, field)
         assert declared == [True, True, True, False, False], (model, field)
+
+
+def test_text_is_checked_as_sent_then_stripped() -> None:
+    """maxLength and patterns apply to the text as sent, as the published schema says: a
+    text over its limit only by its padding was accepted (it was stripped first). What is
+    kept is still stripped of white space; an enum stays an enum."""
+    limit = WithdrawalIn.model_json_schema()["properties"]["reason"]["maxLength"]
+    assert WithdrawalIn(reason="低" * limit).reason == "低" * limit
+    for padding in (" ", "\u3000", "\n"):
+        with pytest.raises(ValidationError):
+            WithdrawalIn(reason="低" * limit + padding)
+    assert WithdrawalIn(reason=" 低保\u3000\n").reason == "低保"
+    relative = {"name": "张桂芳", "id_number": "620123197203080221", "relation": "spouse"}
+    assert RelativeIn(**relative).name == "张桂芳"
+    with pytest.raises(ValidationError):
+        RelativeIn(**relative | {"name": "张" * 50 + " "})
+    with pytest.raises(ValidationError):  # the pattern is the ID number's, as sent
+        RelativeIn(**relative | {"id_number": " 620123197203080221"})
+    assert RelativeIn(**relative | {"relation": " spouse "}).relation == "spouse"
+    application = ApplicationIn(
+        household_id=uuid.uuid4(), applicant_person_id=uuid.uuid4(), kind="temporary"
+    )
+    assert type(application.kind) is ApplicationKind
+
+
+def test_what_is_stripped_is_what_the_patterns_call_white_space() -> None:
+    assert sorted(schemas.WHITE_SPACE) == [
+        c for c in CHARACTERS if re.fullmatch(f"[{schemas._SPACE}]", c)
+    ]

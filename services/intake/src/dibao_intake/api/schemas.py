@@ -10,7 +10,15 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
 from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number
 from dibao_intake.domain.codes import (
@@ -86,8 +94,26 @@ Statement = Annotated[
 ]
 
 
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + ("\u2028\u2029\u202f\u205f\u3000")
+)
+"""Unicode White_Space, the characters of ``_SPACE``: what text in requests is stripped of."""
+
+
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    """A request body. Text is checked as sent, against the limits and patterns the
+    published schema states (a name padded past maxLength is refused, as a client
+    validating against the schema would refuse it), then stripped of white space."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _stripped(cls, value: Any) -> Any:
+        # Exactly str: an enum member is a str too, and stays what it is.
+        return value.strip(WHITE_SPACE) if type(value) is str else value
 
 
 class _Out(BaseModel):
