@@ -584,7 +584,7 @@ class StaffIn(_In):
     subject: str | None = Field(
         None, max_length=100, pattern=NO_NUL, description="Token subject (caseworkers)"
     )
-    responsible_caseworker: bool = Field(
+    responsible_caseworker: StrictBool = Field(
         False, description="Cases of the township are assigned to this caseworker"
     )
     relatives: list[RelativeIn] = Field(default_factory=list, max_length=50)

@@ -1,0 +1,42 @@
+"""Flags in requests: a value of another JSON type is refused, as the schema says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from dibao_intake.api import schemas
+
+
+def _request_models() -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    todo: list[type[BaseModel]] = [schemas._In]
+    while todo:
+        model = todo.pop()
+        found.append(model)
+        todo += model.__subclasses__()
+    return [m for m in found if m.model_fields]
+
+
+def _flags() -> list[tuple[type[BaseModel], str]]:
+    flags = [
+        (model, name)
+        for model in _request_models()
+        for name, prop in model.model_json_schema(mode="validation")["properties"].items()
+        if prop.get("type") == "boolean"
+    ]
+    assert len(flags) >= 5  # the member's three, custody_agreement, responsible_caseworker
+    return flags
+
+
+@pytest.mark.parametrize(("model", "field"), _flags(), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("value", ["yes", "true", "on", 1, 0, "0"])
+def test_a_flag_of_another_type_is_refused(model: type[BaseModel], field: str, value: Any) -> None:
+    """StaffIn.responsible_caseworker took "yes", "on" or 1 as true (and named the
+    caseworker who gets the township's cases) where the schema says boolean; the other
+    flags have refused such values since 199dae5."""
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({field: value})
+    assert any(e["loc"] == (field,) and e["type"] == "bool_type" for e in refused.value.errors())
