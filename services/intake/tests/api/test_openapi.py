@@ -186,3 +186,40 @@ def test_every_reference_in_the_document_resolves(intake_app: FastAPI) -> None:
             assert isinstance(node, dict), ref
             assert part in node, ref
             node = node[part]
+
+
+def _reachable(schemas: dict[str, Any], names: set[str]) -> set[str]:
+    """The schemas ``names`` refer to, directly or through others, and ``names``."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [ref.rsplit("/", 1)[-1] for ref in _refs(schemas[name])]
+    return seen
+
+
+def test_only_a_response_that_says_its_view_has_fields_of_the_limited_view(
+    intake_app: FastAPI,
+) -> None:
+    """A field said to be masked or left out "in the limited view" belongs to a response
+    that says which view it is. The disclosure's holder_name was described as masked there,
+    though the endpoint exists to give a finance officer (a limited-view role) the name in
+    full with the number (ADR 0005), which it does."""
+    schemas = intake_app.openapi()["components"]["schemas"]
+    viewed = _reachable(
+        schemas, {name for name, s in schemas.items() if "view" in s.get("properties", {})}
+    )
+    assert {"HouseholdOut", "ApplicationOut", "MemberOut", "BankAccountOut"} <= viewed
+    described = {
+        (name, field)
+        for name, schema in schemas.items()
+        for field, prop in schema.get("properties", {}).items()
+        if "limited view" in prop.get("description", "")
+    }
+    assert ("MemberOut", "name") in described
+    assert [(name, field) for name, field in sorted(described) if name not in viewed] == []
+    holder = schemas["BankAccountDisclosureOut"]["properties"]["holder_name"]
+    assert "in full" in holder["description"].lower()

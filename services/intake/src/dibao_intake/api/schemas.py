@@ -644,7 +644,7 @@ class BankAccountDisclosureOut(_Out):
     account_number: str
     bank_code: str
     bank_name: str
-    holder_name: str = Field(description="Masked in the limited view")
+    holder_name: str = Field(description="In full, disclosed with the number")
     holder_person_id: uuid.UUID | None
     custody_agreement: bool
     current: bool = Field(description="False once the household changed its account")
