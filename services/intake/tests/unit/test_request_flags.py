@@ -40,3 +40,39 @@ def test_a_flag_of_another_type_is_refused(model: type[BaseModel], field: str, v
     with pytest.raises(ValidationError) as refused:
         model.model_validate({field: value})
     assert any(e["loc"] == (field,) and e["type"] == "bool_type" for e in refused.value.errors())
+
+
+def _integers() -> list[tuple[type[BaseModel], str]]:
+    integers = [
+        (model, name)
+        for model in _request_models()
+        for name, prop in model.model_json_schema(mode="validation")["properties"].items()
+        if "integer" in {prop.get("type"), *(p.get("type") for p in prop.get("anyOf", []))}
+    ]
+    assert len(integers) >= 9  # five incomes, the period, value, quantity, area, ...
+    return integers
+
+
+@pytest.mark.parametrize(("model", "field"), _integers(), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("value", [True, False, "1", "100"])
+def test_an_integer_of_another_type_is_refused(
+    model: type[BaseModel], field: str, value: Any
+) -> None:
+    """An income of ``true`` was stored as one fen, a period of ``"6"`` as six months: the
+    schema says integer, and JSON's true and "6" are not."""
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({field: value})
+    assert any(e["loc"] == (field,) for e in refused.value.errors())
+
+
+@pytest.mark.parametrize(("model", "field"), _integers(), ids=lambda v: getattr(v, "__name__", v))
+def test_an_integral_number_is_an_integer(model: type[BaseModel], field: str) -> None:
+    """JSON Schema counts 1.0 as an integer: it is taken as 1, a fraction is refused."""
+    for value, accepted in ((1, True), (1.0, True), (1.5, False)):
+        try:
+            model.model_validate({field: value})
+        except ValidationError as error:
+            failed = any(e["loc"] == (field,) for e in error.errors())
+        else:
+            failed = False
+        assert failed is not accepted, (model, field, value)

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     field_validator,
 )
 
@@ -57,7 +57,19 @@ IdNumber = Annotated[
         examples=["620102197003151230"],
     ),
 ]
-Fen = Annotated[int, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
+
+
+def json_integer(value: Any) -> Any:
+    """A JSON integer as the schema says one: ``true`` or ``"100"`` is another JSON type
+    (pydantic would take them as 1 and 100: a flag as one fen), ``100.0`` is an integer
+    in JSON Schema and is taken as 100."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(json_integer)]
+Fen = Annotated[Integer, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
 NO_NUL = r"^[^\x00]*$"
 """Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
 _SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -170,7 +182,7 @@ class RegistrationBankAccountIn(_In):
     account_number: str = Field(pattern=r"^[0-9]{12,19}$")
     bank_code: str = Field(pattern=r"^[0-9]{3,12}$")
     bank_name: Name
-    holder_member_index: StrictInt | None = Field(
+    holder_member_index: Integer | None = Field(
         None, ge=0, description="Index in members of the holder (default: the head)"
     )
 
@@ -399,7 +411,7 @@ class IncomeIn(_In):
     property_fen: Fen = 0
     transfer_fen: Fen = 0
     other_fen: Fen = 0
-    period_months: int = Field(6, ge=1, le=12)
+    period_months: Integer = Field(6, ge=1, le=12)
     note: Note | None = None
 
 
@@ -407,8 +419,8 @@ class AssetIn(_In):
     person_id: uuid.UUID | None = Field(None, description="Owner; none when held jointly")
     kind: AssetKind
     value_fen: Fen
-    quantity: int = Field(1, ge=1, le=1000)
-    floor_area_m2: int | None = Field(None, ge=1, le=100_000)
+    quantity: Integer = Field(1, ge=1, le=1000)
+    floor_area_m2: Integer | None = Field(None, ge=1, le=100_000)
     description: Note | None = None
 
 
