@@ -73,13 +73,14 @@ async def _access_fields(stack: TestStack, subject: str, reader: str) -> list[li
 
 
 @pytest.mark.parametrize("role", list(Role))
-async def test_roles_without_a_case_are_shown_people_as_the_lists_show_them(
+async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
     intake: IntakeClient, intake_stack: TestStack, role: Role
 ) -> None:
     """Publicity and finance officers and policy administrators read households and
-    applications with names masked and without the address or the words written about
-    the household; the roles that work or audit cases read them whole. The access record
-    names what was shown."""
+    applications with names masked and without the address, incomes, assets, health and
+    disability, exclusion reasons, documents or the words written about the household
+    (domain.md: the lists never show them); the roles that work or audit cases read them
+    whole. The access record names what was shown."""
     household = await intake.register()
     body = await intake.complete_application_body(household)
     body["statement"] = STATEMENT
@@ -94,43 +95,63 @@ async def test_roles_without_a_case_are_shown_people_as_the_lists_show_them(
     read_application = await intake.http.get(f"/applications/{application_id}", headers=headers)
     assert read_household.status_code == read_application.status_code == 200
     h, a = read_household.json(), read_application.json()
-    names = [m.name for m in household.plan.members]
-    applicant = names[0]
+    planned = household.plan.members
+    names = [m.name for m in planned]
+    health = [
+        {"disability_grade": m.disability_grade.value, "seriously_ill": m.seriously_ill}
+        for m in planned
+    ]
+    shown_health = [
+        {"disability_grade": m["disability_grade"], "seriously_ill": m["seriously_ill"]}
+        for m in h["members"]
+    ]
     if role in CASE_ROLES:
         assert h["view"] == a["view"] == "case"
         assert [m["name"] for m in h["members"]] == names
         assert h["address"] == household.plan.address
+        assert shown_health == health
         assert h["bank_account"]["holder_name"] in names
-        assert a["applicant_name"] == applicant
+        assert a["applicant_name"] == names[0]
         assert a["statement"] == STATEMENT
         assert a["incomes"][0]["note"] == INCOME_NOTE
+        assert [i["total_fen"] for i in a["incomes"]] == [
+            i["wage_fen"] + i["operating_fen"] + i["transfer_fen"] for i in body["incomes"]
+        ]
         assert a["assets"][0]["description"] == ASSET_NOTE
+        assert [d["id"] for d in a["documents"]] == body["document_ids"]
     else:
         assert h["view"] == a["view"] == "limited"
         assert [m["name"] for m in h["members"]] == [mask_name(n) for n in names]
         assert h["address"] is None
+        assert shown_health == [{"disability_grade": None, "seriously_ill": None}] * len(names)
         assert h["bank_account"]["holder_name"] in [mask_name(n) for n in names]
-        assert a["applicant_name"] == mask_name(applicant)
+        assert a["applicant_name"] == mask_name(names[0])
         assert a["statement"] is None
-        assert a["incomes"][0]["note"] is None
-        assert a["assets"][0]["description"] is None
+        assert a["incomes"] is a["assets"] is a["documents"] is None
         assert a["bank_account"]["holder_name"] == h["bank_account"]["holder_name"]
-    # The structured facts are the same in both views.
-    assert [i["total_fen"] for i in a["incomes"]] == [
-        i["wage_fen"] + i["operating_fen"] + i.get("property_fen", 0) + i["transfer_fen"]
-        for i in body["incomes"]
+    # The household's make-up is the same in both views.
+    assert [(m["relationship"], m["birth_date"], m["counted"]) for m in h["members"]] == [
+        (m.relationship.value, m.birth_date.isoformat(), m.counted) for m in planned
     ]
-    assert a["assets"][0]["value_fen"] == 120000
+    assert (a["status"], a["kind"]) == ("submitted", "dibao")
     [household_fields] = await _access_fields(intake_stack, household.id, reader)
     [application_fields] = await _access_fields(intake_stack, application_id, reader)
     if role in CASE_ROLES:
-        assert {"name", "address", "notes", "account_holder_name"} <= set(household_fields)
-        assert {"applicant_name", "statement_and_notes"} <= set(application_fields)
+        assert {"name", "address", "disability_grade", "notes", "account_holder_name"} <= set(
+            household_fields
+        )
+        assert {"applicant_name", "statement_and_notes", "incomes", "documents"} <= set(
+            application_fields
+        )
     else:
-        assert "name_masked" in household_fields
-        assert not {"name", "address", "notes", "account_holder_name"} & set(household_fields)
+        assert {"name_masked", "account_holder_name_masked"} <= set(household_fields)
+        assert not {"name", "address", "disability_grade", "serious_illness", "notes"} & set(
+            household_fields
+        )
         assert "applicant_name_masked" in application_fields
-        assert not {"applicant_name", "statement_and_notes"} & set(application_fields)
+        assert not {"applicant_name", "statement_and_notes", "incomes", "assets"} & set(
+            application_fields
+        )
 
 
 # The roles that may see an ID number (GET /persons/{id}/identity), and clerks, who took
@@ -158,18 +179,21 @@ async def test_documents_with_numbers_are_downloaded_by_named_roles_for_a_purpos
     ]
     photo = (await intake.upload(household.id, "photo")).json()["id"]
     own, foreign = intake.headers(role, OWN), intake.headers(role, FOREIGN)
-    # Every role reads a description; a photo's content is for the case roles, without a
-    # purpose: the others read the household in the limited view.
-    for document_id in [*with_numbers, photo]:
-        described = await intake.http.get(f"/documents/{document_id}", headers=own)
-        assert described.status_code == 200, (role, described.text)
-    pictured = await intake.http.get(f"/documents/{photo}/content", headers=own)
-    if role in CASE_ROLES:
-        assert pictured.status_code == 200, (role, pictured.text)
-    else:
-        assert pictured.status_code == 403, (role, pictured.text)
-        assert pictured.json()["type"].endswith("/missing-role")
-        assert set(pictured.json()["required_roles"]) == {r.value for r in CASE_ROLES}
+    # Documents, a description or a photo's content, are for the case roles (without a
+    # purpose): the others read the household in the limited view, and are not told even
+    # a document's type.
+    for url in [
+        *(f"/documents/{d}" for d in [*with_numbers, photo]),
+        f"/documents/{photo}/content",
+    ]:
+        answer = await intake.http.get(url, headers=own)
+        if role in CASE_ROLES:
+            assert answer.status_code == 200, (role, answer.text)
+        else:
+            assert answer.status_code == 403, (role, answer.text)
+            assert answer.json()["type"].endswith("/missing-role")
+            assert set(answer.json()["required_roles"]) == {r.value for r in CASE_ROLES}
+            assert not any(t in answer.text for t in ("id_card", "medical", "photo")), answer.text
     for document_id in with_numbers:
         url = f"/documents/{document_id}/content"
         given = await intake.http.get(url, params={"purpose": "investigation"}, headers=own)

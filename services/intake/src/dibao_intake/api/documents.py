@@ -172,11 +172,26 @@ async def upload_document(
     return await in_transaction(request, work, idempotency)
 
 
+_CASE_ROLES = ", ".join(r.value for r in service.CONTENT_ROLES)
+
+
+def _description_responses() -> dict[int | str, dict[str, Any]]:
+    declared = problems(401, 403, 404, 422)
+    declared[403]["description"] = (
+        "The token lacks the role: documents are for the roles that work or audit cases"
+        " (missing-role, with required_roles)"
+    )
+    return declared
+
+
 @router.get(
     "/documents/{document_id}",
     response_model=s.DocumentOut,
     summary="A document's description",
-    responses=problems(401, 403, 404, 422),
+    description=f"For the roles that work or audit cases ({_CASE_ROLES}), within their"
+    " regions: a document's type alone may tell health (a medical record, a disability"
+    " certificate). The read is recorded.",
+    responses=_description_responses(),
 )
 async def get_document(
     request: Request, document_id: uuid.UUID, caller: Reader, runtime: RuntimeDep
@@ -192,7 +207,6 @@ async def get_document(
 
 _WITH_NUMBERS = ", ".join(t.value for t in DocumentType if t.shows_numbers)
 _NUMBER_ROLES = ", ".join(r.value for r in service.CONTENT_WITH_NUMBERS_ROLES)
-_CASE_ROLES = ", ".join(r.value for r in service.CONTENT_ROLES)
 
 
 def _download_responses() -> dict[int | str, dict[str, Any]]:
@@ -219,8 +233,7 @@ def _download_responses() -> dict[int | str, dict[str, Any]]:
     " purpose_note for other and support), recorded on the access record as"
     " GET /persons/{person_id}/identity records it. Other types' content is downloaded by"
     f" the roles that work or audit cases ({_CASE_ROLES}) within their regions; a purpose"
-    " given is recorded, case_processing otherwise. Every role reads a document's"
-    " description (GET /documents/{document_id}).",
+    " given is recorded, case_processing otherwise.",
     response_class=Response,
     responses=_download_responses(),
 )

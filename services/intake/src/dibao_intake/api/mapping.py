@@ -36,12 +36,12 @@ def member_out(m: MemberRecord, view: View) -> s.MemberOut:
         birth_date=m.birth_date,
         sex=m.sex,
         relationship=m.relationship,
-        disability_grade=m.disability_grade,
-        seriously_ill=m.seriously_ill,
+        disability_grade=m.disability_grade if view is View.CASE else None,
+        seriously_ill=m.seriously_ill if view is View.CASE else None,
         employment_status=m.employment_status,
         student=m.student,
         counted=m.counted,
-        exclusion_reason=m.exclusion_reason,
+        exclusion_reason=m.exclusion_reason if view is View.CASE else None,
         exclusion_note=_words(m.exclusion_note, view),
         active=m.active,
         joined_on=m.joined_on,
@@ -140,8 +140,12 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         statement=_words(r.statement, view),
         reason=_words(r.reason, view),
         requested_amount_fen=r.requested_amount_fen,
-        individual_inclusion_person_id=r.individual_inclusion_person_id,
-        incomes=[
+        individual_inclusion_person_id=(
+            r.individual_inclusion_person_id if view is View.CASE else None
+        ),
+        incomes=None
+        if view is View.LIMITED
+        else [
             s.IncomeOut(
                 person_id=i.person_id,
                 wage_fen=i.wage_fen,
@@ -151,22 +155,24 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
                 other_fen=i.other_fen,
                 total_fen=i.total_fen,
                 period_months=i.period_months,
-                note=_words(i.note, view),
+                note=i.note,
             )
             for i in d.incomes
         ],
-        assets=[
+        assets=None
+        if view is View.LIMITED
+        else [
             s.AssetOut(
                 person_id=a.person_id,
                 kind=a.kind,
                 value_fen=a.value_fen,
                 quantity=a.quantity,
                 floor_area_m2=a.floor_area_m2,
-                description=_words(a.description, view),
+                description=a.description,
             )
             for a in d.assets
         ],
-        documents=[document_out(doc) for doc in d.documents],
+        documents=None if view is View.LIMITED else [document_out(doc) for doc in d.documents],
         bank_account=bank_account_out(d.bank_account, view),
         staff_related=r.staff_related,
         staff_relation_note=_words(r.staff_relation_note, view),

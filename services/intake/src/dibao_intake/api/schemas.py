@@ -135,9 +135,10 @@ class _Out(BaseModel):
 VIEW_DESCRIPTION = (
     "case: shown whole, to the roles that work or audit cases (intake clerk, investigator,"
     " village committee, township reviewer, county approver, auditor). limited: for the"
-    " other roles (publicity officer, finance officer, policy administrator), as events"
-    " and the public lists show people: names masked, no address, and no text written in"
-    " words about the household (null)"
+    " other roles (publicity officer, finance officer, policy administrator): what the"
+    " public lists may show and the household's make-up, nothing the lists never show."
+    " Names masked; the address, incomes, assets, health and disability, why a member is"
+    " not counted, documents and every text written in words about the household null"
 )
 _WITHHELD = " (null in the limited view)"
 
@@ -242,12 +243,14 @@ class MemberOut(_Out):
     birth_date: date
     sex: Sex
     relationship: Relationship
-    disability_grade: DisabilityGrade
-    seriously_ill: bool
+    disability_grade: DisabilityGrade | None = Field(description="Health:" + _WITHHELD)
+    seriously_ill: bool | None = Field(description="Health:" + _WITHHELD)
     employment_status: EmploymentStatus
     student: bool
     counted: bool
-    exclusion_reason: ExclusionReason | None
+    exclusion_reason: ExclusionReason | None = Field(
+        description="Why not counted (imprisonment, compulsory rehabilitation...)" + _WITHHELD
+    )
     exclusion_note: str | None = Field(description="Why not counted, in words" + _WITHHELD)
     active: bool
     joined_on: date
@@ -517,10 +520,15 @@ class ApplicationOut(_Out):
     statement: str | None = Field(description="The applicant's statement" + _WITHHELD)
     reason: str | None = Field(description="A one-off kind's reason" + _WITHHELD)
     requested_amount_fen: int | None
-    individual_inclusion_person_id: uuid.UUID | None
-    incomes: list[IncomeOut]
-    assets: list[AssetOut]
-    documents: list[DocumentOut]
+    individual_inclusion_person_id: uuid.UUID | None = Field(
+        description="The severely disabled or seriously ill member applied for alone" + _WITHHELD
+    )
+    incomes: list[IncomeOut] | None = Field(description="Declared incomes" + _WITHHELD)
+    assets: list[AssetOut] | None = Field(description="Declared assets" + _WITHHELD)
+    documents: list[DocumentOut] | None = Field(
+        description="Their types may tell health (a medical record, a disability"
+        " certificate)" + _WITHHELD
+    )
     bank_account: BankAccountOut | None
     staff_related: bool = Field(description="Related to staff: the county must visit")
     staff_relation_note: str | None = Field(description="Who the relation is with" + _WITHHELD)

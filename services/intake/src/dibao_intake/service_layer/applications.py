@@ -53,6 +53,7 @@ from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relati
 from dibao_intake.service_layer.access import record_access
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
+    ACCOUNT_FIELDS,
     BankAccountInput,
     account_holder,
     new_bank_account,
@@ -359,16 +360,20 @@ APPLICATION_FIELDS = (
     "incomes",
     "assets",
     "documents",
-    "bank_account_masked",
-    "account_holder_name",
+    "individual_inclusion",
     "staff_relation",
 )
-# What the limited view shows instead (views.py): masked names, no words, the flag only.
+# What the limited view shows instead (views.py): masked names, the flag only; no words,
+# incomes, assets, documents or the member applied for alone.
 _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "applicant_name": "applicant_name_masked",
     "statement_and_notes": None,
-    "account_holder_name": "account_holder_name_masked",
+    "incomes": None,
+    "assets": None,
+    "documents": None,
+    "individual_inclusion": None,
     "staff_relation": "staff_related",
+    "account_holder_name": "account_holder_name_masked",
 }
 
 
@@ -390,7 +395,11 @@ async def read_application(
         record_type=access.RECORD_TYPE_APPLICATION,
         record_id=str(record.id),
         persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
-        fields=shown(APPLICATION_FIELDS, _LIMITED_APPLICATION_FIELDS, view_of(caller.principal)),
+        fields=shown(
+            APPLICATION_FIELDS + (ACCOUNT_FIELDS if detail.bank_account else ()),
+            _LIMITED_APPLICATION_FIELDS,
+            view_of(caller.principal),
+        ),
     )
     return detail
 
@@ -549,7 +558,7 @@ async def search_applications(
                 for s in items
             }.values()
         ),
-        fields=("applicant_name_masked", "region", "status"),
+        fields=("applicant_name_masked", "region", "status", "kind", "staff_related"),
         action=access.ACCESS_ACTION_SEARCH,
     )
     return ApplicationPage(items=items, next_cursor=next_cursor)

@@ -127,17 +127,15 @@ number disclosed, and the clerks who take documents in, each within their region
 
 
 CONTENT_ROLES = tuple(r for r in Role if r in CASE_ROLES)
-"""Who downloads any other document: the roles that work or audit cases (views.py). The
-others read a document's description, as they read a household in the limited view."""
+"""Who reads any other document, its description or its content: the roles that work or
+audit cases (views.py). A document's type alone may tell health (a medical record, a
+disability certificate); the limited view leaves documents out."""
 
 
-def _ensure_content_role(
-    caller: Caller, wanted: tuple[Role, ...], record: DocumentRecord, why: str
-) -> None:
+def _ensure_role(caller: Caller, wanted: tuple[Role, ...], why: str) -> None:
     if not any(caller.principal.has(r) for r in wanted):
         raise Forbidden(
-            f"This document ({record.document_type.value}) {why}; its content needs one of"
-            " the roles: " + ", ".join(r.value for r in wanted),
+            f"{why}; it needs one of the roles: " + ", ".join(r.value for r in wanted),
             type_slug="missing-role",
             required_roles=[r.value for r in wanted],
         )
@@ -165,23 +163,24 @@ async def read_document(
 
     The content of a type that shows ID or account numbers is downloaded only by the roles
     of ``CONTENT_WITH_NUMBERS_ROLES`` (403 for others) and for a stated ``purpose``
-    (:class:`PurposeRequiredError` without one), recorded as a disclosure's is."""
+    (:class:`PurposeRequiredError` without one), recorded as a disclosure's is; anything
+    else about a document is for ``CONTENT_ROLES``."""
     record = await repo.get_document(session, document_id)
     if record is None:
         raise NotFound(NOT_FOUND)
     household = await household_repo.get_household(session, record.household_id)
     assert household is not None
     ensure_readable(caller, household.region_code)
+    # A role without cases is not told even the document's type.
+    _ensure_role(caller, CONTENT_ROLES, "Documents are part of a case")
     if with_content and record.document_type.shows_numbers:
-        _ensure_content_role(
-            caller, CONTENT_WITH_NUMBERS_ROLES, record, "shows ID or account numbers"
+        _ensure_role(
+            caller,
+            CONTENT_WITH_NUMBERS_ROLES,
+            f"This document ({record.document_type.value}) shows ID or account numbers",
         )
         if purpose is None:
             raise PurposeRequiredError(record.document_type)
-    elif with_content:
-        _ensure_content_role(
-            caller, CONTENT_ROLES, record, "is part of a case: its content is for the case roles"
-        )
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None

@@ -330,14 +330,21 @@ HOUSEHOLD_FIELDS = (
     "disability_grade",
     "serious_illness",
     "employment_status",
+    "student",
+    "counted",
+    "exclusion_reason",
     "address",
     "notes",
-    "bank_account_masked",
-    "account_holder_name",
 )
-# What the limited view shows instead (views.py): masked names, no address, no words.
+ACCOUNT_FIELDS = ("bank_account_masked", "account_holder_name")
+"""Named too when there is an account to show."""
+# What the limited view shows instead (views.py): masked names; no address, health,
+# exclusion reason or words.
 _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
     "name": "name_masked",
+    "disability_grade": None,
+    "serious_illness": None,
+    "exclusion_reason": None,
     "address": None,
     "notes": None,
     "account_holder_name": "account_holder_name_masked",
@@ -365,7 +372,11 @@ async def read_household(
         record_type=access.RECORD_TYPE_HOUSEHOLD,
         record_id=str(household_id),
         persons=person_refs(runtime, aggregate.members),
-        fields=shown(HOUSEHOLD_FIELDS, _LIMITED_HOUSEHOLD_FIELDS, view_of(caller.principal)),
+        fields=shown(
+            HOUSEHOLD_FIELDS + (ACCOUNT_FIELDS if aggregate.bank_account else ()),
+            _LIMITED_HOUSEHOLD_FIELDS,
+            view_of(caller.principal),
+        ),
     )
     return aggregate
 

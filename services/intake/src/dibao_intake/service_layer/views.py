@@ -3,18 +3,23 @@
 Every role reads households and applications within its regions, but not every role
 works cases. The roles that take in, investigate, evaluate, review, approve or audit a
 case see it whole (the case view). The others read intake's records for their own work
-and are shown them the way the public lists and events show people (ADR 0005, "masked
-values are what API responses for roles without a need show"): publicity officers (the
-lists show a masked name, the household size and the amount), finance officers (they pay
-a ``BankAccountRef`` and get the account behind it from the disclosure endpoint, for a
-purpose) and policy administrators (they keep the policy and the staff roster).
+(publicity officers, whose lists show a masked name, the household size and the amount;
+finance officers, who pay a ``BankAccountRef`` and get the account behind it from the
+disclosure endpoint, for a purpose; policy administrators, who keep the policy and the
+staff roster), and are shown no more than the public lists may show, with the household's
+make-up (ADR 0005: "masked values are what API responses for roles without a need show";
+domain.md: lists never show ID numbers, addresses, income details, health or disability).
 
 The limited view masks names (the members', the account holder's, the applicant's) and
-leaves out the address and every text written in words about the household: the
-applicant's statement and reasons, income notes, asset descriptions, exclusion and change
-notes, the staff relation note. Structured facts (relationships, grades, amounts, dates,
-codes, flags) stay: what a role without a case sees is what the events already carry.
-The access record names what was shown, so an auditor can tell the two views apart.
+leaves out (null) the address, the declared incomes and assets, disability grades and
+serious illness, the member applied for alone (单人保 is for the severely disabled or
+ill), why a member is not counted (imprisonment, compulsory rehabilitation), the
+documents (their types tell health), and every text written in words about the
+household: the applicant's statement and reasons, exclusion and change notes, the staff
+relation note. What stays: region, status, kind, dates, relationships, sex and birth
+dates, employment and student status, counted or not, the masked ID numbers, flags. Document
+descriptions and content are for the case roles. The access record names what was shown,
+so an auditor can tell the two views apart.
 """
 
 from __future__ import annotations
