@@ -288,3 +288,21 @@ def test_every_text_field_of_a_timeline_event_is_decided() -> None:
                 and f.name not in SHOWN_TEXT
             ]
     assert undecided == []
+
+
+def test_an_amount_of_nothing_reads_as_zero_fen() -> None:
+    """A Money of 0 fen (an ineligible household's base amount, a household without
+    income) converts to an empty dict, which read as a date: "0001-01-01"."""
+    completed = assessment.AssessmentCompleted(
+        application_id=str(APPLICATION),
+        household_income=common.Money(fen=0),
+        base_amount=common.Money(),
+        amount=common.Money(fen=12300),
+    )
+    details = _describe(completed)[1]
+    assert details["household_income_fen"] == 0
+    assert details["base_amount_fen"] == 0
+    assert details["amount_fen"] == 12300
+    assert "0001-01-01" not in details.values()
+    assert "household_income" not in details
+    assert "base_amount" not in details

@@ -73,6 +73,7 @@ _FREE_TEXT = frozenset(
     }
 )
 _HIDDEN: dict[str, frozenset[str]] = {}
+_MONTH, _DATE, _MONEY = (f"dibao.common.v1.{t}" for t in ("Month", "LocalDate", "Money"))
 _MAX_TEXT = 200
 
 
@@ -137,22 +138,25 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         for f in message.DESCRIPTOR.fields
         if f.enum_type is not None
     }
-    months = {
-        f.name
+    # By the field's type, not the dict's keys: a Money of 0 fen converts to {}, as an
+    # empty date does (it read as "0001-01-01").
+    kinds = {
+        f.name: f.message_type.full_name
         for f in message.DESCRIPTOR.fields
-        if f.message_type is not None and f.message_type.full_name == "dibao.common.v1.Month"
+        if f.message_type is not None
     }
     for key, value in data.items():
+        kind = kinds.get(key)
         if key in enums and isinstance(value, str):
             details[key] = value.removeprefix(enums[key]).lower()
-        elif key in months and isinstance(value, dict):
+        elif kind == _MONTH and isinstance(value, dict):
             details[key] = f"{value.get('year', 0):04d}-{value.get('month', 0):02d}"
-        elif isinstance(value, dict) and set(value) <= {"year", "month", "day"}:
+        elif kind == _DATE and isinstance(value, dict):
             details[key] = date(
                 value.get("year", 1), value.get("month", 1), value.get("day", 1)
             ).isoformat()
-        elif isinstance(value, dict) and set(value) == {"fen"}:
-            details[f"{key}_fen"] = int(value["fen"])
+        elif kind == _MONEY and isinstance(value, dict):
+            details[f"{key}_fen"] = int(value.get("fen", 0))
         elif not isinstance(value, dict | list):
             details[key] = _short(value)
     return _words(name), details
