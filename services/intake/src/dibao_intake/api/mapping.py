@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from dibao_common.crypto import mask_name
 from dibao_intake.adapters.records import (
     ApplicationSummary,
@@ -19,13 +21,16 @@ from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
 from dibao_intake.service_layer.views import View
 
+T = TypeVar("T")
+
 
 def _name(name: str, view: View) -> str:
     return name if view is View.CASE else mask_name(name)
 
 
-def _words(text: str | None, view: View) -> str | None:
-    return text if view is View.CASE else None
+def _case_only(value: T, view: View) -> T | None:
+    """``value`` in the case view; None (withheld) in the limited view."""
+    return value if view is View.CASE else None
 
 
 def member_out(m: MemberRecord, view: View) -> s.MemberOut:
@@ -36,13 +41,13 @@ def member_out(m: MemberRecord, view: View) -> s.MemberOut:
         birth_date=m.birth_date,
         sex=m.sex,
         relationship=m.relationship,
-        disability_grade=m.disability_grade if view is View.CASE else None,
-        seriously_ill=m.seriously_ill if view is View.CASE else None,
+        disability_grade=_case_only(m.disability_grade, view),
+        seriously_ill=_case_only(m.seriously_ill, view),
         employment_status=m.employment_status,
         student=m.student,
         counted=m.counted,
-        exclusion_reason=m.exclusion_reason if view is View.CASE else None,
-        exclusion_note=_words(m.exclusion_note, view),
+        exclusion_reason=_case_only(m.exclusion_reason, view),
+        exclusion_note=_case_only(m.exclusion_note, view),
         active=m.active,
         joined_on=m.joined_on,
         left_on=m.left_on,
@@ -72,7 +77,7 @@ def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
         kind=ChangeKind(c.kind),
         effective_on=c.effective_on,
         details=c.details,
-        note=_words(c.note, view),
+        note=_case_only(c.note, view),
         recorded_by=c.recorded_by,
         recorded_at=c.recorded_at,
     )
@@ -86,7 +91,7 @@ def household_out(h: HouseholdAggregate, divisions: DivisionTable, view: View) -
         region_code=r.region_code,
         region_name=divisions.full_name(r.region_code),
         area_type=r.area_type,
-        address=_words(r.address, view),
+        address=_case_only(r.address, view),
         status=r.status,
         head_person_id=r.head_person_id,
         version=r.version,
@@ -137,45 +142,45 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         status=r.status,
         applicant_person_id=r.applicant_person_id,
         applicant_name=_name(d.applicant_name, view),
-        statement=_words(r.statement, view),
-        reason=_words(r.reason, view),
+        statement=_case_only(r.statement, view),
+        reason=_case_only(r.reason, view),
         requested_amount_fen=r.requested_amount_fen,
-        individual_inclusion_person_id=(
-            r.individual_inclusion_person_id if view is View.CASE else None
+        individual_inclusion_person_id=_case_only(r.individual_inclusion_person_id, view),
+        incomes=_case_only(
+            [
+                s.IncomeOut(
+                    person_id=i.person_id,
+                    wage_fen=i.wage_fen,
+                    operating_fen=i.operating_fen,
+                    property_fen=i.property_fen,
+                    transfer_fen=i.transfer_fen,
+                    other_fen=i.other_fen,
+                    total_fen=i.total_fen,
+                    period_months=i.period_months,
+                    note=i.note,
+                )
+                for i in d.incomes
+            ],
+            view,
         ),
-        incomes=None
-        if view is View.LIMITED
-        else [
-            s.IncomeOut(
-                person_id=i.person_id,
-                wage_fen=i.wage_fen,
-                operating_fen=i.operating_fen,
-                property_fen=i.property_fen,
-                transfer_fen=i.transfer_fen,
-                other_fen=i.other_fen,
-                total_fen=i.total_fen,
-                period_months=i.period_months,
-                note=i.note,
-            )
-            for i in d.incomes
-        ],
-        assets=None
-        if view is View.LIMITED
-        else [
-            s.AssetOut(
-                person_id=a.person_id,
-                kind=a.kind,
-                value_fen=a.value_fen,
-                quantity=a.quantity,
-                floor_area_m2=a.floor_area_m2,
-                description=a.description,
-            )
-            for a in d.assets
-        ],
-        documents=None if view is View.LIMITED else [document_out(doc) for doc in d.documents],
+        assets=_case_only(
+            [
+                s.AssetOut(
+                    person_id=a.person_id,
+                    kind=a.kind,
+                    value_fen=a.value_fen,
+                    quantity=a.quantity,
+                    floor_area_m2=a.floor_area_m2,
+                    description=a.description,
+                )
+                for a in d.assets
+            ],
+            view,
+        ),
+        documents=_case_only([document_out(doc) for doc in d.documents], view),
         bank_account=bank_account_out(d.bank_account, view),
         staff_related=r.staff_related,
-        staff_relation_note=_words(r.staff_relation_note, view),
+        staff_relation_note=_case_only(r.staff_relation_note, view),
         assigned_caseworker=r.assigned_caseworker,
         missing_items=[
             s.MissingItemOut(
@@ -190,7 +195,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         submitted_by=r.submitted_by,
         accepted_on=r.accepted_on,
         withdrawn_at=r.withdrawn_at,
-        withdrawal_reason=_words(r.withdrawal_reason, view),
+        withdrawal_reason=_case_only(r.withdrawal_reason, view),
         timeline=[timeline_out(t) for t in d.timeline],
     )
 

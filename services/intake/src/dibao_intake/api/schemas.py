@@ -477,7 +477,7 @@ class IncomeOut(_Out):
     other_fen: int
     total_fen: int
     period_months: int
-    note: str | None = Field(description="In words" + _WITHHELD)
+    note: str | None = Field(description="In words")
 
 
 class AssetOut(_Out):
@@ -486,7 +486,7 @@ class AssetOut(_Out):
     value_fen: int
     quantity: int
     floor_area_m2: int | None
-    description: str | None = Field(description="In words" + _WITHHELD)
+    description: str | None = Field(description="In words")
 
 
 class MissingItemOut(_Out):
