@@ -73,7 +73,6 @@ _FREE_TEXT = frozenset(
     }
 )
 _HIDDEN: dict[str, frozenset[str]] = {}
-_MONTH, _DATE, _MONEY = (f"dibao.common.v1.{t}" for t in ("Month", "LocalDate", "Money"))
 _MAX_TEXT = 200
 
 
@@ -123,16 +122,92 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
     """A one-line summary and a few details of an event, without personal data or free text
     (enums in words, dates as ``YYYY-MM-DD``, months as ``YYYY-MM``, money in fen)."""
     name = message.DESCRIPTOR.name
-    data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
+    plan = _plan(message)
+    if plan is None:
+        return _described_from_dict(message)
     details: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        kind = plan.get(field.name)
+        if kind is None:
+            continue
+        key = field.name
+        if kind == "enum":
+            known = field.enum_type.values_by_number.get(value)
+            # An unknown number reads as the number, as the JSON mapping writes it.
+            details[key] = (
+                value
+                if known is None
+                else known.name.removeprefix(_enum_prefix(field.enum_type.name)).lower()
+            )
+        elif kind == _MONTH:
+            details[key] = f"{value.year:04d}-{value.month:02d}"
+        elif kind == _DATE:
+            details[key] = date(value.year or 1, value.month or 1, value.day or 1).isoformat()
+        elif kind == _MONEY:
+            details[f"{key}_fen"] = int(value.fen)
+        elif kind == _TIMESTAMP:
+            details[key] = value.ToJsonString()
+        else:
+            details[key] = _short(value)
+    return _words(name), details
+
+
+_MONTH, _DATE, _MONEY = (f"dibao.common.v1.{t}" for t in ("Month", "LocalDate", "Money"))
+_TIMESTAMP = "google.protobuf.Timestamp"
+_SCALARS = frozenset(
+    {FieldDescriptor.TYPE_BOOL, FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_INT32}
+)
+_PLANS: dict[str, dict[str, str] | None] = {}
+
+
+def _plan(message: Message) -> dict[str, str] | None:
+    """How each field an entry may show reads, by name (fields left out have none); None
+    for a type read from its JSON mapping instead (a list to summarise, an anomaly, or a
+    field whose JSON form this does not write: 64-bit integers, floats, bytes, other
+    well-known types). Reading the fields directly costs a third of the JSON mapping
+    (ApplicationSubmitted: 19 µs against 61)."""
+    descriptor = message.DESCRIPTOR
+    if descriptor.full_name in _PLANS:
+        return _PLANS[descriptor.full_name]
+    plan: dict[str, str] | None = {}
+    hidden = hidden_fields(message)
+    if descriptor.name in ("ApplicationReturned", "AnomalyDetected"):
+        plan = None
+    for field in descriptor.fields:
+        if plan is None:
+            break
+        if field.name in hidden or field.is_repeated:
+            continue  # a list reads as nothing, as in the JSON mapping's path
+        if field.enum_type is not None:
+            plan[field.name] = "enum"
+        elif field.message_type is not None:
+            full = field.message_type.full_name
+            if full in (_MONTH, _DATE, _MONEY, _TIMESTAMP):
+                plan[field.name] = full
+            elif full.startswith("google.protobuf."):
+                plan = None  # a wrapper or Duration reads as a scalar in JSON
+            # Any other message reads as nothing.
+        elif field.type in _SCALARS:
+            plan[field.name] = "scalar"
+        else:
+            plan = None
+    _PLANS[descriptor.full_name] = plan
+    return plan
+
+
+def _described_from_dict(message: Message) -> tuple[str, dict[str, Any]]:
+    """``describe`` from an event's JSON mapping: the path for the types ``_plan`` does not
+    read directly."""
+    name = message.DESCRIPTOR.name
+    data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
     if name == "ApplicationReturned":
         items = data.get("missing_items", [])
-        details = {"missing_items": [i.get("description", "") for i in items]}
-        return f"Application returned: {len(items)} item(s) missing", details
+        missing = {"missing_items": [i.get("description", "") for i in items]}
+        return f"Application returned: {len(items)} item(s) missing", missing
     if name == "AnomalyDetected":
         # The rule is a stable code; the details are words (left out, as free text is).
-        details = {k: _short(data[k]) for k in ("rule", "severity") if k in data}
-        return f"Anomaly detected: {data.get('rule', '')}", details
+        coded: dict[str, Any] = {k: _short(data[k]) for k in ("rule", "severity") if k in data}
+        return f"Anomaly detected: {data.get('rule', '')}", coded
     enums = {
         f.name: _enum_prefix(f.enum_type.name)
         for f in message.DESCRIPTOR.fields
@@ -145,6 +220,7 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         for f in message.DESCRIPTOR.fields
         if f.message_type is not None
     }
+    details: dict[str, Any] = {}
     for key, value in data.items():
         kind = kinds.get(key)
         if key in enums and isinstance(value, str):
