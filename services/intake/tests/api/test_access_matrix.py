@@ -3,6 +3,7 @@ document that shows ID or account numbers is downloaded only by those who may se
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from dibao_common.auth import Role
 from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, wait_for_events
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, events, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -273,3 +274,78 @@ async def test_no_token_is_a_401_problem(intake: IntakeClient) -> None:
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def _records(
+    stack: TestStack, subject: str, reader: str, *, timeout_s: float = 10.0
+) -> list[access.PersonalDataAccessed]:
+    """``reader``'s access records of ``subject``, once there is one (or the time is up)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        decoded = [
+            EventRegistry.default().decode(e)
+            for e in await events(stack, "dibao.access.v1", subject=subject)
+        ]
+        mine = [
+            r
+            for r in decoded
+            if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+        ]
+        if mine or asyncio.get_running_loop().time() > deadline:
+            return mine
+        await asyncio.sleep(0.2)
+
+
+async def test_a_refused_read_is_recorded_all_the_same(
+    intake: IntakeClient, intake_stack: TestStack, case: tuple[RegisteredHousehold, str]
+) -> None:
+    """A read of another region's record (404) or of a document the role may not see
+    (403) leaves an access record with outcome DENIED, naming the record and no one's
+    data, as dibao.access.v1 says ("recorded all the same"); it was never recorded. A
+    record that does not exist leaves none: it is nobody's."""
+    household, application_id = case
+    person = household.person_ids[0]
+    token = household.body["bank_account"]["token_id"]
+    photo = (await intake.upload(household.id, "photo")).json()["id"]
+    prober = "prober-of-620102"
+    foreign = intake.headers(Role.AUDITOR, FOREIGN, subject=prober)
+    attempts = [
+        (f"/households/{household.id}", {}, household.id, access.RECORD_TYPE_HOUSEHOLD),
+        (f"/applications/{application_id}", {}, application_id, access.RECORD_TYPE_APPLICATION),
+        (f"/documents/{photo}", {}, photo, access.RECORD_TYPE_DOCUMENT),
+        (
+            f"/persons/{person}/identity",
+            {"purpose": "audit"},
+            person,
+            access.RECORD_TYPE_MEMBER,
+        ),
+        (f"/bank-accounts/{token}", {"purpose": "audit"}, token, access.RECORD_TYPE_BANK_ACCOUNT),
+    ]
+    for url, params, subject, record_type in attempts:
+        answer = await intake.http.get(url, params=params, headers=foreign)
+        assert answer.status_code == 404, (url, answer.text)
+        [record] = await _records(intake_stack, subject, prober)
+        assert record.outcome == access.ACCESS_OUTCOME_DENIED, url
+        assert (record.record_type, record.record_id) == (record_type, subject)
+        assert (record.household_id, record.region.code) == (
+            household.id,
+            household.plan.region_code,
+        )
+        assert list(record.persons) == [], url
+        assert list(record.fields) == [], url
+    # A role that works no cases, in the document's own region: 403, recorded.
+    officer = "publicity-officer-1"
+    answer = await intake.http.get(
+        f"/documents/{photo}/content",
+        headers=intake.headers(Role.PUBLICITY_OFFICER, OWN, subject=officer),
+    )
+    assert answer.status_code == 403
+    [record] = await _records(intake_stack, photo, officer)
+    assert (record.outcome, record.action) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.ACCESS_ACTION_DOWNLOAD,
+    )
+    # Nothing there: nothing recorded.
+    missing = str(uuid.uuid4())
+    assert (await intake.http.get(f"/households/{missing}", headers=foreign)).status_code == 404
+    assert await _records(intake_stack, missing, prober, timeout_s=2) == []

@@ -22,6 +22,7 @@ from dibao_common.idempotency import (
     respond_in_one_statement,
 )
 from dibao_common.observability import current_correlation_id, current_traceparent
+from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
@@ -84,10 +85,16 @@ async def in_transaction(request: Request, work: Work, idempotency: Idempotency 
     """
     sessionmaker = request.app.state.sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
-    async with sessionmaker() as session, session.begin():
-        if idempotency is None:
-            return await work(session)
-        return await idempotency.respond(session, lambda: work(session))
+    try:
+        async with sessionmaker() as session, session.begin():
+            if idempotency is None:
+                return await work(session)
+            return await idempotency.respond(session, lambda: work(session))
+    except AccessRefused as refusal:
+        # The read's transaction has rolled back; the attempt is recorded all the same.
+        async with sessionmaker() as session, session.begin():
+            await refusal.record(session)
+        raise
 
 
 async def in_one_statement(

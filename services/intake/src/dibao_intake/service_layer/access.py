@@ -1,13 +1,18 @@
 """Every read of personal data leaves an access record on ``dibao.access.v1``.
 
 The record is written to the outbox in the read's own transaction, so a read whose
-answer was produced is always recorded, and a failed one never is.
+answer was produced is always recorded. A read refused because the record lies outside
+the caller's regions, or the caller's roles may not see it, is recorded too (outcome
+DENIED, as the contract says: "recorded all the same"), naming the record and nobody's
+data: :class:`AccessRefused` carries the problem to answer and the record, which the
+request's wrapper writes in a transaction of its own once the read's has rolled back.
+A record that does not exist is not an access and leaves nothing.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +20,7 @@ from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
+from dibao_common.errors import ProblemError
 from dibao_intake.adapters import contracts
 from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.runtime import SERVICE, Caller, Runtime
@@ -22,6 +28,62 @@ from dibao_intake.service_layer.runtime import SERVICE, Caller, Runtime
 RecordType: TypeAlias = access.RecordType.ValueType
 Action: TypeAlias = access.AccessAction.ValueType
 Purpose: TypeAlias = access.Purpose.ValueType
+Outcome: TypeAlias = access.AccessOutcome.ValueType
+
+
+class AccessRefused(ProblemError):  # noqa: N818 - a problem, answered as its own
+    """A refused read: answered as ``problem`` is; its access record (outcome DENIED) is
+    written by ``record`` in a transaction after the read's."""
+
+    def __init__(
+        self, problem: ProblemError, record: Callable[[AsyncSession], Awaitable[None]]
+    ) -> None:
+        super().__init__(
+            problem.status,
+            problem.type_slug,
+            problem.title,
+            problem.detail,
+            headers=problem.headers,
+            **problem.extensions,
+        )
+        self.record = record
+
+
+def refused(
+    problem: ProblemError,
+    runtime: Runtime,
+    caller: Caller,
+    *,
+    household_id: uuid.UUID | None,
+    region_code: str,
+    record_type: RecordType,
+    record_id: str,
+    action: Action = access.ACCESS_ACTION_VIEW,
+    purpose: Purpose = access.PURPOSE_CASE_PROCESSING,
+    purpose_note: str = "",
+) -> AccessRefused:
+    """``problem`` (a 404 for another region's record, a 403 for a role) with the access
+    record of the attempt: who, which record, what for; no person and no field, as none
+    was shown."""
+
+    async def record(session: AsyncSession) -> None:
+        await record_access(
+            session,
+            runtime,
+            caller,
+            household_id=household_id,
+            region_code=region_code,
+            record_type=record_type,
+            record_id=record_id,
+            persons=(),
+            fields=(),
+            action=action,
+            purpose=purpose,
+            purpose_note=purpose_note,
+            outcome=access.ACCESS_OUTCOME_DENIED,
+        )
+
+    return AccessRefused(problem, record)
 
 
 async def record_access(
@@ -38,6 +100,7 @@ async def record_access(
     action: Action = access.ACCESS_ACTION_VIEW,
     purpose: Purpose = access.PURPOSE_CASE_PROCESSING,
     purpose_note: str = "",
+    outcome: Outcome = access.ACCESS_OUTCOME_GRANTED,
 ) -> None:
     access_id = uuid7()
     message = access.PersonalDataAccessed(
@@ -52,7 +115,7 @@ async def record_access(
         persons=list(persons),
         fields=list(fields),
         action=action,
-        outcome=access.ACCESS_OUTCOME_GRANTED,
+        outcome=outcome,
         purpose=purpose,
         purpose_note=purpose_note,
         correlation_id=caller.correlation_id or "",

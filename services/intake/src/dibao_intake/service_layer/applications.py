@@ -50,7 +50,7 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
-from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.access import record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
     ACCOUNT_FIELDS,
@@ -384,7 +384,16 @@ async def read_application(
     record = await repo.get_application(session, application_id)
     if record is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, record.region_code)
+    if not caller.principal.can_see(record.region_code):
+        raise refused(
+            NotFound(NOT_FOUND),
+            runtime,
+            caller,
+            household_id=record.household_id,
+            region_code=record.region_code,
+            record_type=access.RECORD_TYPE_APPLICATION,
+            record_id=str(record.id),
+        )
     detail = await _detail(session, record)
     await record_access(
         session,

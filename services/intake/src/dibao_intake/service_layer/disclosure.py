@@ -20,8 +20,8 @@ from dibao_common.errors import NotFound
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
-from dibao_intake.service_layer.access import Purpose, record_access
-from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+from dibao_intake.service_layer.access import Purpose, record_access, refused
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 
 IDENTITY_ROLES = (Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
 """The roles that may have a person's full ID number disclosed, within their regions."""
@@ -49,7 +49,20 @@ async def reveal_identity(
     name, cipher, households = found
     visible = [h for h in households if caller.principal.can_see(h[1])]
     if not visible:
-        raise NotFound(NOT_FOUND)
+        if not households:
+            raise NotFound(NOT_FOUND)
+        raise refused(
+            NotFound(NOT_FOUND),
+            runtime,
+            caller,
+            household_id=households[0][0],
+            region_code=households[0][1],
+            record_type=access.RECORD_TYPE_MEMBER,
+            record_id=str(person_id),
+            action=access.ACCESS_ACTION_DECRYPT,
+            purpose=purpose,
+            purpose_note=purpose_note,
+        )
     household_id, region_code = visible[0]
     number = runtime.pii.reveal_id_number(cipher, table="person", row_id=person_id)
     await record_access(
@@ -99,7 +112,19 @@ async def reveal_bank_account(
     account, cipher = found
     household = await repo.get_household(session, account.household_id)
     assert household is not None
-    ensure_readable(caller, household.region_code)
+    if not caller.principal.can_see(household.region_code):
+        raise refused(
+            NotFound(NOT_FOUND),
+            runtime,
+            caller,
+            household_id=account.household_id,
+            region_code=household.region_code,
+            record_type=access.RECORD_TYPE_BANK_ACCOUNT,
+            record_id=str(account.id),
+            action=access.ACCESS_ACTION_DECRYPT,
+            purpose=purpose,
+            purpose_note=purpose_note,
+        )
     number = runtime.pii.reveal_account(cipher, row_id=account.id)
     current = await repo.current_bank_account(session, account.household_id)
     # The number and the holder's name are the holder's data: the record names them.

@@ -18,7 +18,7 @@ from dibao_intake.adapters.repositories import documents as repo
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.service_layer.access import Purpose, record_access
+from dibao_intake.service_layer.access import Purpose, record_access, refused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
@@ -132,13 +132,16 @@ audit cases (views.py). A document's type alone may tell health (a medical recor
 disability certificate); the limited view leaves documents out."""
 
 
-def _ensure_role(caller: Caller, wanted: tuple[Role, ...], why: str) -> None:
-    if not any(caller.principal.has(r) for r in wanted):
-        raise Forbidden(
-            f"{why}; it needs one of the roles: " + ", ".join(r.value for r in wanted),
-            type_slug="missing-role",
-            required_roles=[r.value for r in wanted],
-        )
+def _missing_role(wanted: tuple[Role, ...], why: str) -> Forbidden:
+    return Forbidden(
+        f"{why}; it needs one of the roles: " + ", ".join(r.value for r in wanted),
+        type_slug="missing-role",
+        required_roles=[r.value for r in wanted],
+    )
+
+
+def _holds(caller: Caller, roles: tuple[Role, ...]) -> bool:
+    return any(caller.principal.has(r) for r in roles)
 
 
 class PurposeRequiredError(Exception):
@@ -170,17 +173,34 @@ async def read_document(
         raise NotFound(NOT_FOUND)
     household = await household_repo.get_household(session, record.household_id)
     assert household is not None
-    ensure_readable(caller, household.region_code)
-    # A role without cases is not told even the document's type.
-    _ensure_role(caller, CONTENT_ROLES, "Documents are part of a case")
-    if with_content and record.document_type.shows_numbers:
-        _ensure_role(
-            caller,
-            CONTENT_WITH_NUMBERS_ROLES,
-            f"This document ({record.document_type.value}) shows ID or account numbers",
-        )
-        if purpose is None:
+    action = access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW
+    refusal: ProblemError | None = None
+    if not caller.principal.can_see(household.region_code):
+        refusal = NotFound(NOT_FOUND)
+    elif not _holds(caller, CONTENT_ROLES):
+        # A role without cases is not told even the document's type.
+        refusal = _missing_role(CONTENT_ROLES, "Documents are part of a case")
+    elif with_content and record.document_type.shows_numbers:
+        if not _holds(caller, CONTENT_WITH_NUMBERS_ROLES):
+            refusal = _missing_role(
+                CONTENT_WITH_NUMBERS_ROLES,
+                f"This document ({record.document_type.value}) shows ID or account numbers",
+            )
+        elif purpose is None:
             raise PurposeRequiredError(record.document_type)
+    if refusal is not None:
+        raise refused(
+            refusal,
+            runtime,
+            caller,
+            household_id=record.household_id,
+            region_code=household.region_code,
+            record_type=access.RECORD_TYPE_DOCUMENT,
+            record_id=str(record.id),
+            action=action,
+            purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
+            purpose_note=purpose_note,
+        )
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None
@@ -204,7 +224,7 @@ async def read_document(
         record_id=str(record.id),
         persons=persons,
         fields=(f"document:{record.document_type.value}",) + (("content",) if with_content else ()),
-        action=access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW,
+        action=action,
         purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
         purpose_note=purpose_note,
     )

@@ -43,7 +43,7 @@ from dibao_intake.domain.household import (
     validate_household,
     validate_member,
 )
-from dibao_intake.service_layer.access import record_access
+from dibao_intake.service_layer.access import record_access, refused
 from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
@@ -362,7 +362,16 @@ async def read_household(
     aggregate = await repo.load_aggregate(session, household_id, with_changes=True)
     if aggregate is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, aggregate.household.region_code)
+    if not caller.principal.can_see(aggregate.household.region_code):
+        raise refused(
+            NotFound(NOT_FOUND),
+            runtime,
+            caller,
+            household_id=household_id,
+            region_code=aggregate.household.region_code,
+            record_type=access.RECORD_TYPE_HOUSEHOLD,
+            record_id=str(household_id),
+        )
     await record_access(
         session,
         runtime,
