@@ -7,6 +7,8 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
@@ -349,3 +351,57 @@ async def test_a_refused_read_is_recorded_all_the_same(
     missing = str(uuid.uuid4())
     assert (await intake.http.get(f"/households/{missing}", headers=foreign)).status_code == 404
     assert await _records(intake_stack, missing, prober, timeout_s=2) == []
+
+
+_FAIL_OUTBOX_ROW = """
+CREATE OR REPLACE FUNCTION test_refuse_outbox_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'outbox refuses this row (test)';
+END $$"""
+
+
+async def test_a_refusal_whose_record_cannot_be_written_is_answered_as_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine, case: tuple[RegisteredHousehold, str]
+) -> None:
+    """When the DENIED record cannot be written (here the database refuses the row), the
+    answer stays the refusal, rendered as it is when recorded: another region's household
+    answers the 404 a missing one does (a 500 would tell that the id names a record), a
+    document the role may not see its 403 with required_roles."""
+    household, _ = case
+    photo = (await intake.upload(household.id, "photo")).json()["id"]
+    foreign = intake.headers(Role.AUDITOR, FOREIGN, subject="prober-when-db-fails")
+    officer = intake.headers(Role.PUBLICITY_OFFICER, OWN, subject="officer-when-db-fails")
+
+    async def answers() -> list[tuple[int, str, dict[str, object]]]:
+        found = []
+        for url, headers in (
+            (f"/households/{household.id}", foreign),
+            (f"/households/{uuid.uuid4()}", foreign),
+            (f"/documents/{photo}/content", officer),
+        ):
+            response = await intake.http.get(url, headers=headers)
+            body = response.json()
+            body.pop("instance", None)
+            found.append((response.status_code, response.headers["content-type"], body))
+        return found
+
+    recorded = await answers()
+    async with intake_engine.begin() as conn:
+        await conn.execute(text(_FAIL_OUTBOX_ROW))
+        await conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_denied BEFORE INSERT ON outbox_message FOR EACH ROW"
+                f" WHEN (NEW.ce_subject IN ('{household.id}', '{photo}'))"
+                " EXECUTE FUNCTION test_refuse_outbox_row()"
+            )
+        )
+    try:
+        unrecorded = await answers()
+    finally:
+        async with intake_engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER test_refuse_denied ON outbox_message"))
+            await conn.execute(text("DROP FUNCTION test_refuse_outbox_row()"))
+    assert [status for status, _, _ in recorded] == [404, 404, 403]
+    assert recorded[2][2]["required_roles"]
+    assert unrecorded == recorded
+    assert unrecorded[0] == unrecorded[1]  # indistinguishable from a missing record

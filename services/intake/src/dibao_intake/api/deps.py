@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
+import structlog
 from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -25,6 +26,8 @@ from dibao_common.observability import current_correlation_id, current_tracepare
 from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
+
+_log = structlog.get_logger("dibao_intake.api")
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -92,8 +95,17 @@ async def in_transaction(request: Request, work: Work, idempotency: Idempotency 
             return await idempotency.respond(session, lambda: work(session))
     except AccessRefused as refusal:
         # The read's transaction has rolled back; the attempt is recorded all the same.
-        async with sessionmaker() as session, session.begin():
-            await refusal.record(session)
+        try:
+            async with sessionmaker() as session, session.begin():
+                await refusal.record(session)
+        except Exception:
+            # Nothing was shown, so the refusal stands: a 500 instead would tell that the
+            # id names a record (a missing one answers the same 404 and writes nothing).
+            _log.error(
+                "refused read not recorded",
+                operation=_operation(request),
+                exc_info=True,
+            )
         raise
 
 
