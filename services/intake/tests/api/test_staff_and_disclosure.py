@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -15,6 +16,7 @@ from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     TEST_NOW,
     IntakeClient,
+    events,
     pii_settings_for_tests,
     row_counts,
     wait_for_events,
@@ -355,3 +357,34 @@ async def test_a_deactivation_records_who_and_when_and_the_roster_keeps_the_memb
         None,
         None,
     )
+
+
+async def test_a_refused_roster_read_is_recorded_all_the_same(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """Another region's roster answers 404, and the attempt leaves an access record with
+    outcome DENIED naming the roster and no one on it, as a household's does."""
+    prober = "roster-prober-620102"
+    answer = await intake.http.get(
+        f"/townships/{TOWNSHIP}/staff",
+        headers=intake.headers(Role.AUDITOR, ["620102"], subject=prober),
+    )
+    assert answer.status_code == 404
+    subject = f"staff-roster:{TOWNSHIP}"
+    mine: list[access.PersonalDataAccessed] = []
+    for _ in range(50):
+        found = await events(intake_stack, "dibao.access.v1", subject=subject)
+        decoded = [EventRegistry.default().decode(e) for e in found]
+        mine = [
+            r
+            for r in decoded
+            if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == prober
+        ]
+        if mine:
+            break
+        await asyncio.sleep(0.2)
+    [record] = mine
+    assert record.outcome == access.ACCESS_OUTCOME_DENIED
+    assert (record.record_type, record.record_id) == (access.RECORD_TYPE_OTHER, subject)
+    assert (record.household_id, record.region.code) == ("", TOWNSHIP)
+    assert list(record.persons) == list(record.fields) == []
