@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -386,6 +387,7 @@ async def test_a_refusal_whose_record_cannot_be_written_is_answered_as_refused(
         return found
 
     recorded = await answers()
+    missed_before = REGISTRY.get_sample_value("dibao_access_refusals_unrecorded_total") or 0
     async with intake_engine.begin() as conn:
         await conn.execute(text(_FAIL_OUTBOX_ROW))
         await conn.execute(
@@ -405,3 +407,6 @@ async def test_a_refusal_whose_record_cannot_be_written_is_answered_as_refused(
     assert recorded[2][2]["required_roles"]
     assert unrecorded == recorded
     assert unrecorded[0] == unrecorded[1]  # indistinguishable from a missing record
+    # Operators see each one missed on /metrics (the household's and the document's).
+    missed = REGISTRY.get_sample_value("dibao_access_refusals_unrecorded_total") or 0
+    assert missed - missed_before == 2

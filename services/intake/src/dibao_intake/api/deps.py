@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import asyncpg
 import structlog
 from fastapi import Depends, Request
+from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.responses import Response
@@ -28,6 +29,11 @@ from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
 _log = structlog.get_logger("dibao_intake.api")
+REFUSALS_UNRECORDED = Counter(
+    "dibao_access_refusals_unrecorded_total",
+    "Refused reads whose DENIED access record could not be written (answered all the same;"
+    " an operator should look: the audit trail misses them)",
+)
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -101,6 +107,7 @@ async def in_transaction(request: Request, work: Work, idempotency: Idempotency 
         except Exception:
             # Nothing was shown, so the refusal stands: a 500 instead would tell that the
             # id names a record (a missing one answers the same 404 and writes nothing).
+            REFUSALS_UNRECORDED.inc()
             _log.error(
                 "refused read not recorded",
                 operation=_operation(request),
