@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,18 +50,21 @@ class AccessRefused(ProblemError):  # noqa: N818 - a problem, answered as its ow
         self.record = record
 
 
+@dataclass(frozen=True, slots=True)
+class AccessTarget:
+    """What a read is of, and why: the same for its record whether it is granted or refused."""
+
+    household_id: uuid.UUID | None
+    region_code: str
+    record_type: RecordType
+    record_id: str
+    action: Action = access.ACCESS_ACTION_VIEW
+    purpose: Purpose = access.PURPOSE_CASE_PROCESSING
+    purpose_note: str = ""
+
+
 def refused(
-    problem: ProblemError,
-    runtime: Runtime,
-    caller: Caller,
-    *,
-    household_id: uuid.UUID | None,
-    region_code: str,
-    record_type: RecordType,
-    record_id: str,
-    action: Action = access.ACCESS_ACTION_VIEW,
-    purpose: Purpose = access.PURPOSE_CASE_PROCESSING,
-    purpose_note: str = "",
+    problem: ProblemError, runtime: Runtime, caller: Caller, target: AccessTarget
 ) -> AccessRefused:
     """``problem`` (a 404 for another region's record, a 403 for a role) with the access
     record of the attempt: who, which record, what for; no person and no field, as none
@@ -71,15 +75,9 @@ def refused(
             session,
             runtime,
             caller,
-            household_id=household_id,
-            region_code=region_code,
-            record_type=record_type,
-            record_id=record_id,
+            target,
             persons=(),
             fields=(),
-            action=action,
-            purpose=purpose,
-            purpose_note=purpose_note,
             outcome=access.ACCESS_OUTCOME_DENIED,
         )
 
@@ -90,37 +88,32 @@ async def record_access(
     session: AsyncSession,
     runtime: Runtime,
     caller: Caller,
+    target: AccessTarget,
     *,
-    household_id: uuid.UUID | None,
-    region_code: str,
-    record_type: RecordType,
-    record_id: str,
     persons: Sequence[common.PersonRef],
     fields: Sequence[str],
-    action: Action = access.ACCESS_ACTION_VIEW,
-    purpose: Purpose = access.PURPOSE_CASE_PROCESSING,
-    purpose_note: str = "",
     outcome: Outcome = access.ACCESS_OUTCOME_GRANTED,
 ) -> None:
+    household_id = target.household_id
     access_id = uuid7()
     message = access.PersonalDataAccessed(
         household_id=str(household_id) if household_id else "",
-        region=contracts.region(region_code),
+        region=contracts.region(target.region_code),
         occurred_at=contracts.timestamp(runtime.clock.now()),
         actor=contracts.actor(caller.principal),
         access_id=str(access_id),
         service=SERVICE,
-        record_type=record_type,
-        record_id=record_id,
+        record_type=target.record_type,
+        record_id=target.record_id,
         persons=list(persons),
         fields=list(fields),
-        action=action,
+        action=target.action,
         outcome=outcome,
-        purpose=purpose,
-        purpose_note=purpose_note,
+        purpose=target.purpose,
+        purpose_note=target.purpose_note,
         correlation_id=caller.correlation_id or "",
         operation=caller.operation,
     )
     # A read not tied to one household (a search) is keyed by its own id.
     key = str(household_id) if household_id else str(access_id)
-    await publish(session, runtime, caller, message, key=key, subject=record_id)
+    await publish(session, runtime, caller, message, key=key, subject=target.record_id)

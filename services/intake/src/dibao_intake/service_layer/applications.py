@@ -50,7 +50,7 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
-from dibao_intake.service_layer.access import record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
     ACCOUNT_FIELDS,
@@ -384,25 +384,17 @@ async def read_application(
     record = await repo.get_application(session, application_id)
     if record is None:
         raise NotFound(NOT_FOUND)
+    target = AccessTarget(
+        record.household_id, record.region_code, access.RECORD_TYPE_APPLICATION, str(record.id)
+    )
     if not caller.principal.can_see(record.region_code):
-        raise refused(
-            NotFound(NOT_FOUND),
-            runtime,
-            caller,
-            household_id=record.household_id,
-            region_code=record.region_code,
-            record_type=access.RECORD_TYPE_APPLICATION,
-            record_id=str(record.id),
-        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     detail = await _detail(session, record)
     await record_access(
         session,
         runtime,
         caller,
-        household_id=record.household_id,
-        region_code=record.region_code,
-        record_type=access.RECORD_TYPE_APPLICATION,
-        record_id=str(record.id),
+        target,
         persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
         fields=shown(
             APPLICATION_FIELDS + (ACCOUNT_FIELDS if detail.bank_account else ()),
@@ -548,11 +540,16 @@ async def search_applications(
         session,
         runtime,
         caller,
-        household_id=None,
-        region_code=scope.ljust(12, "0")[:12] if scope else "0" * 12,
-        record_type=access.RECORD_TYPE_LIST,
-        record_id="applications?"
-        + "&".join(f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"),
+        AccessTarget(
+            None,
+            scope.ljust(12, "0")[:12] if scope else "0" * 12,
+            access.RECORD_TYPE_LIST,
+            "applications?"
+            + "&".join(
+                f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"
+            ),
+            action=access.ACCESS_ACTION_SEARCH,
+        ),
         # Each applicant named as a read of the household names them (keyed hash too),
         # once however many of their applications the page shows.
         persons=list(
@@ -568,6 +565,5 @@ async def search_applications(
             }.values()
         ),
         fields=("applicant_name_masked", "region", "status", "kind", "staff_related"),
-        action=access.ACCESS_ACTION_SEARCH,
     )
     return ApplicationPage(items=items, next_cursor=next_cursor)

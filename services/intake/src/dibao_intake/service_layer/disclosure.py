@@ -20,7 +20,7 @@ from dibao_common.errors import NotFound
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
-from dibao_intake.service_layer.access import Purpose, record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, Purpose, record_access, refused
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 
 IDENTITY_ROLES = (Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
@@ -47,32 +47,27 @@ async def reveal_identity(
     if found is None:
         raise NotFound(NOT_FOUND)
     name, cipher, households = found
+    if not households:
+        raise NotFound(NOT_FOUND)
     visible = [h for h in households if caller.principal.can_see(h[1])]
+    household_id, region_code = (visible or households)[0]
+    target = AccessTarget(
+        household_id,
+        region_code,
+        access.RECORD_TYPE_MEMBER,
+        str(person_id),
+        action=access.ACCESS_ACTION_DECRYPT,
+        purpose=purpose,
+        purpose_note=purpose_note,
+    )
     if not visible:
-        if not households:
-            raise NotFound(NOT_FOUND)
-        raise refused(
-            NotFound(NOT_FOUND),
-            runtime,
-            caller,
-            household_id=households[0][0],
-            region_code=households[0][1],
-            record_type=access.RECORD_TYPE_MEMBER,
-            record_id=str(person_id),
-            action=access.ACCESS_ACTION_DECRYPT,
-            purpose=purpose,
-            purpose_note=purpose_note,
-        )
-    household_id, region_code = visible[0]
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     number = runtime.pii.reveal_id_number(cipher, table="person", row_id=person_id)
     await record_access(
         session,
         runtime,
         caller,
-        household_id=household_id,
-        region_code=region_code,
-        record_type=access.RECORD_TYPE_MEMBER,
-        record_id=str(person_id),
+        target,
         persons=[
             common.PersonRef(
                 person_id=str(person_id),
@@ -83,9 +78,6 @@ async def reveal_identity(
             )
         ],
         fields=("name", "id_number"),
-        action=access.ACCESS_ACTION_DECRYPT,
-        purpose=purpose,
-        purpose_note=purpose_note,
     )
     return Identity(person_id=person_id, name=name, id_number=number)
 
@@ -112,19 +104,17 @@ async def reveal_bank_account(
     account, cipher = found
     household = await repo.get_household(session, account.household_id)
     assert household is not None
+    target = AccessTarget(
+        account.household_id,
+        household.region_code,
+        access.RECORD_TYPE_BANK_ACCOUNT,
+        str(account.id),
+        action=access.ACCESS_ACTION_DECRYPT,
+        purpose=purpose,
+        purpose_note=purpose_note,
+    )
     if not caller.principal.can_see(household.region_code):
-        raise refused(
-            NotFound(NOT_FOUND),
-            runtime,
-            caller,
-            household_id=account.household_id,
-            region_code=household.region_code,
-            record_type=access.RECORD_TYPE_BANK_ACCOUNT,
-            record_id=str(account.id),
-            action=access.ACCESS_ACTION_DECRYPT,
-            purpose=purpose,
-            purpose_note=purpose_note,
-        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     number = runtime.pii.reveal_account(cipher, row_id=account.id)
     current = await repo.current_bank_account(session, account.household_id)
     # The number and the holder's name are the holder's data: the record names them.
@@ -148,15 +138,9 @@ async def reveal_bank_account(
         session,
         runtime,
         caller,
-        household_id=account.household_id,
-        region_code=household.region_code,
-        record_type=access.RECORD_TYPE_BANK_ACCOUNT,
-        record_id=str(account.id),
+        target,
         persons=[holder],
         fields=("bank_account_number", "holder_name"),
-        action=access.ACCESS_ACTION_DECRYPT,
-        purpose=purpose,
-        purpose_note=purpose_note,
     )
     return RevealedAccount(
         account=account,

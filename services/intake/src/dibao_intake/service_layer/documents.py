@@ -18,7 +18,7 @@ from dibao_intake.adapters.repositories import documents as repo
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.service_layer.access import Purpose, record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, Purpose, record_access, refused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
@@ -173,7 +173,15 @@ async def read_document(
         raise NotFound(NOT_FOUND)
     household = await household_repo.get_household(session, record.household_id)
     assert household is not None
-    action = access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW
+    target = AccessTarget(
+        record.household_id,
+        household.region_code,
+        access.RECORD_TYPE_DOCUMENT,
+        str(record.id),
+        action=access.ACCESS_ACTION_DOWNLOAD if with_content else access.ACCESS_ACTION_VIEW,
+        purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
+        purpose_note=purpose_note,
+    )
     refusal: ProblemError | None = None
     if not caller.principal.can_see(household.region_code):
         refusal = NotFound(NOT_FOUND)
@@ -189,18 +197,7 @@ async def read_document(
         elif purpose is None:
             raise PurposeRequiredError(record.document_type)
     if refusal is not None:
-        raise refused(
-            refusal,
-            runtime,
-            caller,
-            household_id=record.household_id,
-            region_code=household.region_code,
-            record_type=access.RECORD_TYPE_DOCUMENT,
-            record_id=str(record.id),
-            action=action,
-            purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
-            purpose_note=purpose_note,
-        )
+        raise refused(refusal, runtime, caller, target)
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
     content = await runtime.store.get(record.sha256) if with_content else None
@@ -218,14 +215,8 @@ async def read_document(
         session,
         runtime,
         caller,
-        household_id=record.household_id,
-        region_code=household.region_code,
-        record_type=access.RECORD_TYPE_DOCUMENT,
-        record_id=str(record.id),
+        target,
         persons=persons,
         fields=(f"document:{record.document_type.value}",) + (("content",) if with_content else ()),
-        action=action,
-        purpose=access.PURPOSE_CASE_PROCESSING if purpose is None else purpose,
-        purpose_note=purpose_note,
     )
     return record, content

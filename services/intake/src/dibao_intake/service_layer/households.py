@@ -43,7 +43,7 @@ from dibao_intake.domain.household import (
     validate_household,
     validate_member,
 )
-from dibao_intake.service_layer.access import record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
@@ -362,24 +362,19 @@ async def read_household(
     aggregate = await repo.load_aggregate(session, household_id, with_changes=True)
     if aggregate is None:
         raise NotFound(NOT_FOUND)
-    if not caller.principal.can_see(aggregate.household.region_code):
-        raise refused(
-            NotFound(NOT_FOUND),
-            runtime,
-            caller,
-            household_id=household_id,
-            region_code=aggregate.household.region_code,
-            record_type=access.RECORD_TYPE_HOUSEHOLD,
-            record_id=str(household_id),
-        )
+    target = AccessTarget(
+        household_id,
+        aggregate.household.region_code,
+        access.RECORD_TYPE_HOUSEHOLD,
+        str(household_id),
+    )
+    if not caller.principal.can_see(target.region_code):
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     await record_access(
         session,
         runtime,
         caller,
-        household_id=household_id,
-        region_code=aggregate.household.region_code,
-        record_type=access.RECORD_TYPE_HOUSEHOLD,
-        record_id=str(household_id),
+        target,
         persons=person_refs(runtime, aggregate.members),
         fields=shown(
             HOUSEHOLD_FIELDS + (ACCOUNT_FIELDS if aggregate.bank_account else ()),

@@ -20,7 +20,7 @@ from dibao_intake.domain.codes import StaffRole
 from dibao_intake.domain.divisions import DivisionLevel, UnknownDivisionError
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
-from dibao_intake.service_layer.access import record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
@@ -138,17 +138,11 @@ async def list_staff(
 ) -> list[StaffRecord]:
     """The roster of a township (ID numbers masked); the read is recorded."""
     _require_township(runtime, township_code)
-    record_id = f"staff-roster:{township_code}"
+    target = AccessTarget(
+        None, township_code, access.RECORD_TYPE_OTHER, f"staff-roster:{township_code}"
+    )
     if not caller.principal.can_see(township_code):
-        raise refused(
-            NotFound(NOT_FOUND),
-            runtime,
-            caller,
-            household_id=None,
-            region_code=township_code,
-            record_type=access.RECORD_TYPE_OTHER,
-            record_id=record_id,
-        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     roster = await repo.list_staff(session, township_code)
     # Named by keyed hash, as every read names people ("who read this person's data?");
     # a roster row's id is not a person id.
@@ -175,10 +169,7 @@ async def list_staff(
         session,
         runtime,
         caller,
-        household_id=None,
-        region_code=township_code,
-        record_type=access.RECORD_TYPE_OTHER,
-        record_id=record_id,
+        target,
         persons=persons,
         fields=("staff_name", "relative_name", "id_number_masked"),
     )
