@@ -16,6 +16,7 @@ from dibao_common.auth import Role
 from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
+from dibao_intake.synthetic import application_payload
 from dibao_intake.testing import IntakeClient, RegisteredHousehold, events, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -410,3 +411,80 @@ async def test_a_refusal_whose_record_cannot_be_written_is_answered_as_refused(
     # Operators see each one missed on /metrics (the household's and the document's).
     missed = REGISTRY.get_sample_value("dibao_access_refusals_unrecorded_total") or 0
     assert missed - missed_before == 2
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_the_limited_view_names_no_missing_item_timeline_detail_or_one_off_kind(
+    intake: IntakeClient, intake_stack: TestStack, role: Role
+) -> None:
+    """What a returned application lacks names documents ("the disability certificate",
+    "the diagnosis of the illness"), the timeline's details carry incomes, missing items and
+    the member applied for alone, and medical assistance tells of an illness: the limited
+    view showed all three. It now shows missing items and details as null, each entry's
+    summary as the event's name alone, and a one-off kind as null (whichever it is, so a
+    null does not stand for medical); searching by a one-off kind is refused, and recorded.
+    The case roles see everything, as before."""
+    household = await intake.register()
+    returned = await intake.submit(
+        application_payload(household.id, household.person_ids, household.plan, [])
+    )
+    medical_body = await intake.complete_application_body(household)
+    medical_body |= {"kind": "medical", "requested_amount_fen": 80000, "reason": "住院治疗"}
+    medical = await intake.submit(medical_body)
+    assert returned.status_code == medical.status_code == 201, (returned.text, medical.text)
+    assert returned.json()["status"] == "returned"
+    reader = f"lister-{role.value}"
+    headers = intake.headers(role, OWN, subject=reader)
+    [r, m] = [
+        (await intake.http.get(f"/applications/{x.json()['id']}", headers=headers)).json()
+        for x in (returned, medical)
+    ]
+    entries = [e for a in (r, m) for e in a["timeline"]]
+    assert "ApplicationReturned" in {e["type"].split(".")[-2] for e in entries}
+    listing = await intake.http.get(
+        "/applications", params={"household_id": household.id}, headers=headers
+    )
+    assert listing.status_code == 200
+    listed = {i["id"]: i["kind"] for i in listing.json()["items"]}
+    by_kind = await intake.http.get(
+        "/applications", params={"household_id": household.id, "kind": "medical"}, headers=headers
+    )
+    if role in CASE_ROLES:
+        assert r["missing_items"]
+        assert all(i["description"] for i in r["missing_items"])
+        assert all(e["details"] is not None for e in entries)
+        returned_entry = next(e for e in r["timeline"] if "Returned" in e["type"])
+        assert "item(s) missing" in returned_entry["summary"]
+        assert returned_entry["details"]["missing_items"]
+        assert (r["kind"], m["kind"]) == ("dibao", "medical")
+        assert listed == {r["id"]: "dibao", m["id"]: "medical"}
+        assert [i["id"] for i in by_kind.json()["items"]] == [m["id"]]
+    else:
+        assert r["missing_items"] is m["missing_items"] is None
+        assert all(e["details"] is None for e in entries)
+        assert {e["summary"] for e in entries} <= {
+            "Application returned",
+            "Application submitted",
+            "Application accepted",
+        }
+        assert (r["kind"], m["kind"]) == ("dibao", None)
+        assert listed == {r["id"]: "dibao", m["id"]: None}
+        assert by_kind.status_code == 403, by_kind.text
+        assert by_kind.json()["type"].endswith("/missing-role")
+        assert set(by_kind.json()["required_roles"]) == {c.value for c in CASE_ROLES}
+        [refusal] = await _records(
+            intake_stack, f"applications?kind=medical&household_id={household.id}", reader
+        )
+        assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
+        assert list(refusal.fields) == []
+    # The records say what each view was shown.
+    [read] = await _records(intake_stack, r["id"], reader)
+    [search] = await _records(intake_stack, f"applications?household_id={household.id}", reader)
+    if role in CASE_ROLES:
+        assert {"kind", "missing_items", "timeline_details"} <= set(read.fields)
+        assert "kind" in search.fields
+    else:
+        assert "kind_if_dibao" in read.fields
+        assert "kind_if_dibao" in search.fields
+        assert not {"kind", "missing_items", "timeline_details"} & set(read.fields)
+        assert "kind" not in search.fields

@@ -16,9 +16,10 @@ from dibao_intake.adapters.records import (
     TimelineRecord,
 )
 from dibao_intake.api import schemas as s
-from dibao_intake.domain.codes import ChangeKind, DocumentType
+from dibao_intake.domain.codes import ApplicationKind, ChangeKind, DocumentType
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
+from dibao_intake.service_layer.timeline import event_words
 from dibao_intake.service_layer.views import View
 
 T = TypeVar("T")
@@ -117,16 +118,23 @@ def document_out(d: DocumentRecord) -> s.DocumentOut:
     )
 
 
-def timeline_out(t: TimelineRecord) -> s.TimelineEntryOut:
+def timeline_out(t: TimelineRecord, view: View) -> s.TimelineEntryOut:
+    # The limited view tells what happened, when and by whom: no figures, no missing
+    # items, no anomaly rule (a summary may name the last two).
     return s.TimelineEntryOut(
         ce_id=t.ce_id,
         type=t.ce_type,
         source=t.ce_source,
         occurred_at=t.occurred_at,
         actor=t.actor,
-        summary=t.summary,
-        details=t.details,
+        summary=t.summary if view is View.CASE else event_words(t.ce_type),
+        details=_case_only(t.details, view),
     )
+
+
+def _kind(kind: ApplicationKind, view: View) -> ApplicationKind | None:
+    """The kind, in the limited view only when it is dibao (views.py)."""
+    return kind if view is View.CASE or kind is ApplicationKind.DIBAO else None
 
 
 def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) -> s.ApplicationOut:
@@ -137,7 +145,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         household_id=r.household_id,
         region_code=r.region_code,
         region_name=divisions.full_name(r.region_code),
-        kind=r.kind,
+        kind=_kind(r.kind, view),
         channel=r.channel,
         status=r.status,
         applicant_person_id=r.applicant_person_id,
@@ -182,30 +190,35 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         staff_related=r.staff_related,
         staff_relation_note=_case_only(r.staff_relation_note, view),
         assigned_caseworker=r.assigned_caseworker,
-        missing_items=[
-            s.MissingItemOut(
-                description=str(m["description"]),
-                document_type=DocumentType(m["document_type"]) if m.get("document_type") else None,
-                person_id=m.get("person_id"),
-                field=m.get("field"),
-            )
-            for m in r.missing_items
-        ],
+        missing_items=_case_only(
+            [
+                s.MissingItemOut(
+                    description=str(m["description"]),
+                    document_type=(
+                        DocumentType(m["document_type"]) if m.get("document_type") else None
+                    ),
+                    person_id=m.get("person_id"),
+                    field=m.get("field"),
+                )
+                for m in r.missing_items
+            ],
+            view,
+        ),
         submitted_at=r.submitted_at,
         submitted_by=r.submitted_by,
         accepted_on=r.accepted_on,
         withdrawn_at=r.withdrawn_at,
         withdrawal_reason=_case_only(r.withdrawal_reason, view),
-        timeline=[timeline_out(t) for t in d.timeline],
+        timeline=[timeline_out(t, view) for t in d.timeline],
     )
 
 
-def summary_out(a: ApplicationSummary) -> s.ApplicationSummaryOut:
+def summary_out(a: ApplicationSummary, view: View) -> s.ApplicationSummaryOut:
     return s.ApplicationSummaryOut(
         id=a.id,
         household_id=a.household_id,
         region_code=a.region_code,
-        kind=a.kind,
+        kind=_kind(a.kind, view),
         status=a.status,
         applicant_masked_name=mask_name(a.applicant_name),
         staff_related=a.staff_related,

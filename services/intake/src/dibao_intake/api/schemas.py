@@ -502,8 +502,18 @@ class TimelineEntryOut(_Out):
     source: str = Field(examples=["dibao/intake"])
     occurred_at: datetime
     actor: str | None
-    summary: str = Field(examples=["Application submitted"])
-    details: dict[str, Any]
+    summary: str = Field(
+        examples=["Application submitted"],
+        description="In the limited view the event's name alone (no item, no rule)",
+    )
+    details: dict[str, Any] | None = Field(
+        description="Structured facts of the event, never free text (ADR 0009)" + _WITHHELD
+    )
+
+
+_KIND_LIMITED = (
+    " (in the limited view null for a one-off kind: medical assistance tells of an illness)"
+)
 
 
 class ApplicationOut(_Out):
@@ -512,7 +522,7 @@ class ApplicationOut(_Out):
     household_id: uuid.UUID
     region_code: str
     region_name: str
-    kind: ApplicationKind
+    kind: ApplicationKind | None = Field(description="What is applied for" + _KIND_LIMITED)
     channel: SubmissionChannel
     status: ApplicationStatus
     applicant_person_id: uuid.UUID
@@ -533,7 +543,10 @@ class ApplicationOut(_Out):
     staff_related: bool = Field(description="Related to staff: the county must visit")
     staff_relation_note: str | None = Field(description="Who the relation is with" + _WITHHELD)
     assigned_caseworker: str | None
-    missing_items: list[MissingItemOut] = Field(description="Every missing item, when returned")
+    missing_items: list[MissingItemOut] | None = Field(
+        description="Every missing item, when returned; they may name a disability"
+        " certificate or a diagnosis" + _WITHHELD
+    )
     submitted_at: datetime
     submitted_by: str
     accepted_on: date | None
@@ -548,7 +561,7 @@ class ApplicationSummaryOut(_Out):
     id: uuid.UUID
     household_id: uuid.UUID
     region_code: str
-    kind: ApplicationKind
+    kind: ApplicationKind | None = Field(description="What is applied for" + _KIND_LIMITED)
     status: ApplicationStatus
     applicant_masked_name: str = Field(examples=["马*国"])
     staff_related: bool
@@ -557,6 +570,7 @@ class ApplicationSummaryOut(_Out):
 
 
 class ApplicationPageOut(_Out):
+    view: View = Field(description=VIEW_DESCRIPTION)
     items: list[ApplicationSummaryOut]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
 

@@ -61,7 +61,14 @@ from dibao_intake.service_layer.households import (
 )
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
-from dibao_intake.service_layer.views import shown, view_of
+from dibao_intake.service_layer.views import (
+    CASE_ROLES_LISTED,
+    KIND_IF_DIBAO,
+    View,
+    missing_role,
+    shown,
+    view_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +362,7 @@ def _returned_event(
 
 
 APPLICATION_FIELDS = (
+    "kind",
     "applicant_name",
     "statement_and_notes",
     "incomes",
@@ -362,10 +370,14 @@ APPLICATION_FIELDS = (
     "documents",
     "individual_inclusion",
     "staff_relation",
+    "missing_items",
+    "timeline_details",
 )
-# What the limited view shows instead (views.py): masked names, the flag only; no words,
-# incomes, assets, documents or the member applied for alone.
+# What the limited view shows instead (views.py): masked names, the flag only, the kind
+# only when it is dibao; no words, incomes, assets, documents, missing items, timeline
+# details or the member applied for alone.
 _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
+    "kind": KIND_IF_DIBAO,
     "applicant_name": "applicant_name_masked",
     "statement_and_notes": None,
     "incomes": None,
@@ -374,6 +386,8 @@ _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "individual_inclusion": None,
     "staff_relation": "staff_related",
     "account_holder_name": "account_holder_name_masked",
+    "missing_items": None,
+    "timeline_details": None,
 }
 
 
@@ -512,6 +526,20 @@ async def search_applications(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchApplications
 ) -> ApplicationPage:
     """Newest first, keyset-paginated; the search is recorded as one access."""
+    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
+    target = AccessTarget(
+        None,
+        scope.ljust(12, "0")[:12] if scope else "0" * 12,
+        access.RECORD_TYPE_LIST,
+        "applications?"
+        + "&".join(f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"),
+        action=access.ACCESS_ACTION_SEARCH,
+    )
+    view = view_of(caller.principal)
+    if view is View.LIMITED and query.kind is not None and query.kind.one_off:
+        # The page would say which households asked for this kind, medical assistance too.
+        refusal = missing_role(CASE_ROLES_LISTED, "Searching by a one-off kind is casework")
+        raise refused(refusal, runtime, caller, target)
     after = decode_cursor(query.cursor) if query.cursor else None
     limit = min(query.limit, runtime.page_size_max)
     rows = await repo.search_applications(
@@ -535,21 +563,11 @@ async def search_applications(
     )
     items = rows[:limit]
     next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
     await record_access(
         session,
         runtime,
         caller,
-        AccessTarget(
-            None,
-            scope.ljust(12, "0")[:12] if scope else "0" * 12,
-            access.RECORD_TYPE_LIST,
-            "applications?"
-            + "&".join(
-                f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"
-            ),
-            action=access.ACCESS_ACTION_SEARCH,
-        ),
+        target,
         # Each applicant named as a read of the household names them (keyed hash too),
         # once however many of their applications the page shows.
         persons=list(
@@ -564,6 +582,10 @@ async def search_applications(
                 for s in items
             }.values()
         ),
-        fields=("applicant_name_masked", "region", "status", "kind", "staff_related"),
+        fields=shown(
+            ("applicant_name_masked", "region", "status", "kind", "staff_related"),
+            {"kind": KIND_IF_DIBAO},
+            view,
+        ),
     )
     return ApplicationPage(items=items, next_cursor=next_cursor)

@@ -11,7 +11,7 @@ from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
-from dibao_common.errors import Forbidden, NotFound, ProblemError
+from dibao_common.errors import NotFound, ProblemError
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.adapters.repositories import documents as repo
@@ -22,7 +22,7 @@ from dibao_intake.service_layer.access import AccessTarget, Purpose, record_acce
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
-from dibao_intake.service_layer.views import CASE_ROLES
+from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
 
 
 def too_large(limit: int) -> ProblemError:
@@ -126,18 +126,10 @@ CONTENT_WITH_NUMBERS_ROLES = (*IDENTITY_ROLES, Role.INTAKE_CLERK)
 number disclosed, and the clerks who take documents in, each within their regions."""
 
 
-CONTENT_ROLES = tuple(r for r in Role if r in CASE_ROLES)
+CONTENT_ROLES = CASE_ROLES_LISTED
 """Who reads any other document, its description or its content: the roles that work or
 audit cases (views.py). A document's type alone may tell health (a medical record, a
 disability certificate); the limited view leaves documents out."""
-
-
-def _missing_role(wanted: tuple[Role, ...], why: str) -> Forbidden:
-    return Forbidden(
-        f"{why}; it needs one of the roles: " + ", ".join(r.value for r in wanted),
-        type_slug="missing-role",
-        required_roles=[r.value for r in wanted],
-    )
 
 
 def _holds(caller: Caller, roles: tuple[Role, ...]) -> bool:
@@ -187,10 +179,10 @@ async def read_document(
         refusal = NotFound(NOT_FOUND)
     elif not _holds(caller, CONTENT_ROLES):
         # A role without cases is not told even the document's type.
-        refusal = _missing_role(CONTENT_ROLES, "Documents are part of a case")
+        refusal = missing_role(CONTENT_ROLES, "Documents are part of a case")
     elif with_content and record.document_type.shows_numbers:
         if not _holds(caller, CONTENT_WITH_NUMBERS_ROLES):
-            refusal = _missing_role(
+            refusal = missing_role(
                 CONTENT_WITH_NUMBERS_ROLES,
                 f"This document ({record.document_type.value}) shows ID or account numbers",
             )

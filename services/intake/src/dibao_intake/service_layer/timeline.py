@@ -112,6 +112,13 @@ def _words(name: str) -> str:
     return spaced[:1] + spaced[1:].lower()
 
 
+def event_words(ce_type: str) -> str:
+    """An event type in words: ``dibao.intake.ApplicationReturned.v1`` -> ``Application
+    returned`` (the limited view's summary, which names no item and no rule)."""
+    parts = ce_type.split(".")
+    return _words(parts[-2] if len(parts) >= 2 else ce_type)
+
+
 def _short(value: Any) -> Any:
     if isinstance(value, str) and len(value) > _MAX_TEXT:
         return value[: _MAX_TEXT - 1] + "…"

@@ -14,19 +14,27 @@ The limited view masks names (the members', the account holder's, the applicant'
 leaves out (null) the address, the declared incomes and assets, disability grades and
 serious illness, the member applied for alone (单人保 is for the severely disabled or
 ill), why a member is not counted (imprisonment, compulsory rehabilitation), the
-documents (their types tell health), and every text written in words about the
-household: the applicant's statement and reasons, exclusion and change notes, the staff
-relation note. What stays: region, status, kind, dates, relationships, sex and birth
-dates, employment and student status, counted or not, the masked ID numbers, flags. Document
-descriptions and content are for the case roles. The access record names what was shown,
-so an auditor can tell the two views apart.
+documents (their types tell health), the items a returned application lacks (they name
+documents too: "the disability certificate", "the diagnosis of the illness"), the details
+of the timeline's entries (declared and assessed incomes, the member applied for alone, the
+missing items again), and every text written in words about the household: the
+applicant's statement and reasons, exclusion and change notes, the staff relation note.
+An application's kind is shown when it is dibao and withheld for the one-off kinds (medical
+assistance tells of an illness, and a null that stood for medical alone would tell it as
+well); those roles may not search by a one-off kind either. What stays: region, status,
+dates, relationships, sex and birth dates, employment and student status, counted or not,
+the masked ID numbers, flags, and what happened to an application when and by whom.
+Document descriptions and content are for the case roles. The access record names what was
+shown, so an auditor can tell the two views apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from dibao_common.auth import Principal, Role
+from dibao_common.errors import Forbidden
 
 CASE_ROLES = frozenset(
     {
@@ -39,6 +47,12 @@ CASE_ROLES = frozenset(
     }
 )
 """The roles that work or audit cases: they are shown households and applications whole."""
+CASE_ROLES_LISTED = tuple(r for r in Role if r in CASE_ROLES)
+"""The same, in the order the roles are declared (as a 403 lists them)."""
+
+
+KIND_IF_DIBAO = "kind_if_dibao"
+"""How an access record names an application's kind in the limited view."""
 
 
 class View(StrEnum):
@@ -58,3 +72,14 @@ def shown(fields: tuple[str, ...], limited: dict[str, str | None], view: View) -
         return fields
     named = (limited.get(f, f) if f in limited else f for f in fields)
     return tuple(f for f in named if f is not None)
+
+
+def missing_role(wanted: Iterable[Role], why: str) -> Forbidden:
+    """403 ``missing-role``: ``why``, and the roles that may (``required_roles``, in the
+    order given)."""
+    roles = [r.value for r in wanted]
+    return Forbidden(
+        f"{why}; it needs one of the roles: " + ", ".join(roles),
+        type_slug="missing-role",
+        required_roles=roles,
+    )
