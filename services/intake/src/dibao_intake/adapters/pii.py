@@ -18,6 +18,17 @@ from dibao_common.crypto import (
 )
 
 
+def id_number_context(table: str, row_id: uuid.UUID) -> str:
+    """The associated data of an ID number's ciphertext in ``table``: written here once,
+    since the rotation job (``dibao_intake.rekey``) must bind exactly the same."""
+    return f"intake.{table}.id_number:{row_id}"
+
+
+def account_context(row_id: uuid.UUID) -> str:
+    """What the ciphertext of a bank account number is bound to."""
+    return f"intake.bank_account.number:{row_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class ProtectedNumber:
     """A number as stored: lookup hash, ciphertext and masked display form."""
@@ -48,19 +59,19 @@ class PersonalData:
     ) -> ProtectedNumber:
         return ProtectedNumber(
             id_hash=self._hasher.hash_id_number(id_number),
-            cipher=self._cipher.encrypt(id_number, context=f"intake.{table}.id_number:{row_id}"),
+            cipher=self._cipher.encrypt(id_number, context=id_number_context(table, row_id)),
             masked=mask_id_number(id_number),
         )
 
     def reveal_id_number(self, cipher: bytes, *, table: str, row_id: uuid.UUID) -> str:
-        return self._cipher.decrypt(cipher, context=f"intake.{table}.id_number:{row_id}")
+        return self._cipher.decrypt(cipher, context=id_number_context(table, row_id))
 
     def protect_account(self, number: str, *, row_id: uuid.UUID) -> ProtectedNumber:
         return ProtectedNumber(
             id_hash=self._hasher.hash_id_number(number),
-            cipher=self._cipher.encrypt(number, context=f"intake.bank_account.number:{row_id}"),
+            cipher=self._cipher.encrypt(number, context=account_context(row_id)),
             masked=mask_account(number),
         )
 
     def reveal_account(self, cipher: bytes, *, row_id: uuid.UUID) -> str:
-        return self._cipher.decrypt(cipher, context=f"intake.bank_account.number:{row_id}")
+        return self._cipher.decrypt(cipher, context=account_context(row_id))
