@@ -95,7 +95,9 @@ async def test_a_submission_is_one_read_and_one_write(
     intake, statements = quiet_intake
     await _submitted_with(intake, statements, key=None)  # connections set up, statements prepared
     for key in (str(uuid.uuid4()), None):
-        read, write = await _submitted_with(intake, statements, key=key)
+        sent = await _submitted_with(intake, statements, key=key)
+        assert len(sent) == 2, [statement[:120] for statement in sent]
+        read, write = sent
         assert read.startswith("WITH h AS ( SELECT id, region_code")
         assert "BEGIN" not in write
         assert "INSERT INTO application (" in write
