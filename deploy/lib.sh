@@ -43,4 +43,10 @@ phase_end() {
   fi
 }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The process a pid file names is alive; one that has exited but is not yet reaped (a
+# zombie: a container's init may reap late or never) counts as dead.
+pid_alive() {  # pid_alive <pidfile>
+  local pid
+  [[ -s $1 ]] && pid=$(<"$1") && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ $(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null) != Z ]]
+}

@@ -38,9 +38,24 @@ service_env() {  # service_env <name>
   if [[ -f $STATE/secrets.env ]]; then cat "$STATE/secrets.env"; fi
 }
 
+# Replaces the (sub)shell it runs in with <command>. One variable a line, taken as written:
+# a value is never split, globbed or unquoted (xargs refused a password with a ' in it and
+# passed the service only the variables before it).
 with_service_env() {  # with_service_env <name> <command>...
-  local svc=$1; shift
-  env $(service_env "$svc" | xargs) "$@"
+  local svc=$1 text line envs=(); shift
+  text=$(service_env "$svc")
+  while IFS= read -r line; do [[ -z $line ]] || envs+=("$line"); done <<<"$text"
+  exec env "${envs[@]}" "$@"
+}
+
+# The pid file names this instance's <service> only while that pid is its uvicorn: after a
+# crash or a reboot the pid may have been given to another process, which must be neither
+# taken for the service nor stopped with it.
+service_running() {  # service_running <name>
+  local f=$RUN/$1.pid
+  pid_alive "$f" || return 1
+  tr '\0' ' ' <"/proc/$(<"$f")/cmdline" 2>/dev/null \
+    | grep -F -- "dibao_$1.main:create_app --host 127.0.0.1 --port $(service_port "$1") " >/dev/null
 }
 
 migrate() {
@@ -61,11 +76,10 @@ migrate() {
 start_services() {
   for svc in "${SERVICES[@]}"; do
     local port; port=$(service_port "$svc")
-    if pid_alive "$RUN/$svc.pid"; then log "$svc already running on $port"; continue; fi
-    local envs; envs=$(service_env "$svc" | xargs)
+    if service_running "$svc"; then log "$svc already running on $port"; continue; fi
     # exec all the way down, so the recorded pid is uvicorn itself, leader of its own session
     # and process group (setsid does not fork when its caller is not a group leader).
-    (cd "$ROOT" && exec env $envs setsid nohup "$UV_PROJECT_ENVIRONMENT/bin/uvicorn" --factory \
+    (cd "$ROOT" && with_service_env "$svc" setsid nohup "$UV_PROJECT_ENVIRONMENT/bin/uvicorn" --factory \
       "dibao_$svc.main:create_app" --host 127.0.0.1 --port "$port" --no-access-log \
       >>"$LOGS/$svc.log" 2>&1 </dev/null) &
     echo $! >"$RUN/$svc.pid"
@@ -73,7 +87,8 @@ start_services() {
   local deadline=$((SECONDS + 60))
   for svc in "${SERVICES[@]}"; do
     local port; port=$(service_port "$svc")
-    until curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    # A bounded request: a hung (stopped, deadlocked) service must not outwait the deadline.
+    until curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
       pid_alive "$RUN/$svc.pid" || { tail -n 40 "$LOGS/$svc.log" >&2; die "$svc exited"; }
       ((SECONDS < deadline)) || { tail -n 40 "$LOGS/$svc.log" >&2; die "$svc did not answer /healthz"; }
       sleep 0.3
@@ -85,11 +100,11 @@ start_services() {
 stop_services() {
   for svc in "${SERVICES[@]}"; do
     local f=$RUN/$svc.pid
-    if pid_alive "$f"; then
+    if service_running "$svc"; then
       local pid; pid=$(cat "$f")
       # setsid made the service a process-group leader: stop the group (uv and uvicorn).
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      for _ in $(seq 1 50); do pid_alive "$f" || break; sleep 0.2; done
       kill -KILL -- "-$pid" 2>/dev/null || true
       log "$svc stopped"
     fi
@@ -154,7 +169,7 @@ status() {
   elif [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" status --dir "$KAFKA_DIR" || rc=1
   else echo "kafka: stopped"; rc=1; fi
   for svc in "${SERVICES[@]}"; do
-    if pid_alive "$RUN/$svc.pid"; then
+    if service_running "$svc"; then
       echo "$svc: running on 127.0.0.1:$(service_port "$svc") (pid $(cat "$RUN/$svc.pid"))"
     else echo "$svc: stopped"; rc=1; fi
   done

@@ -1,6 +1,7 @@
 """`make up` in miniature: the stack script starts the five services (on the test stack's
 PostgreSQL and Kafka, with its own databases and ports), every /healthz answers 200, and
-`down` leaves none of the processes it started."""
+`down` leaves none of the processes it started, and no process it did not start is taken
+for a service or stopped."""
 
 from __future__ import annotations
 
@@ -21,13 +22,25 @@ from dibao_common.testing.stack import REPO_ROOT, SERVICES, TestStack
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.postgres]
 
 INSTANCE = "e2e"
+STATE_DIR = Path(os.environ.get("DIBAO_TEST_STATE", REPO_ROOT / ".local" / "test")) / INSTANCE
+"""Inside the test instance's own state directory: two test instances side by side (each
+with its DIBAO_TEST_INSTANCE) would otherwise share and delete each other's pid files."""
 
 
 def _env(stack: TestStack) -> dict[str, str]:
     base = int(os.environ.get("DIBAO_TEST_SVC_PORT_BASE", "8100"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIBAO_")}
+    server = stack.pg_admin_dsn.rsplit("/", 1)[0].split("@", 1)[1]
+    database = f"dibao_{INSTANCE}_audit"
     return env | {
         "DIBAO_INSTANCE": INSTANCE,
+        "DIBAO_STATE_DIR": str(STATE_DIR),
+        # A password with a quote (legal in a URL): the service's environment is passed as
+        # written (xargs refused it, and audit then started without its keys). The test
+        # stack trusts loopback logins, so the password itself is not checked.
+        "DIBAO_AUDIT_RUNTIME_DATABASE_URL": (
+            f"postgresql+asyncpg://{database}_app:it's-secret@{server}/{database}"
+        ),
         "DIBAO_PG_URL": stack.pg_admin_dsn,
         "DIBAO_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         # Unused ports (the servers are the test stack's), required by the script.
@@ -90,16 +103,29 @@ async def _audit_cannot_leave_its_role(stack: TestStack) -> None:
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    path = REPO_ROOT / ".local" / INSTANCE
-    shutil.rmtree(path, ignore_errors=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    yield STATE_DIR
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def unrelated_process() -> Iterator[int]:
+    """A process of no service, leader of its own process group, like one a reboot gave
+    a pid that an old pid file still names."""
+    process = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield process.pid
+    process.kill()
+    process.wait()
 
 
 async def test_up_serves_every_service_and_down_stops_them(
-    stack: TestStack, state_dir: Path
+    stack: TestStack, state_dir: Path, unrelated_process: int
 ) -> None:
     env = _env(stack)
+    # A pid file left behind (a crash, a reboot) naming a pid now used by another process:
+    # `up` must start the service all the same, and `down` must not stop that process.
+    (state_dir / "run").mkdir(parents=True)
+    (state_dir / "run" / "publicity.pid").write_text(f"{unrelated_process}\n")
     started = time.monotonic()
     pids: list[int] = []
     up = _stack_sh(env, "up")
@@ -119,9 +145,11 @@ async def test_up_serves_every_service_and_down_stops_them(
         assert status.returncode == 0, status.stdout
         pids = [int((state_dir / "run" / f"{s}.pid").read_text()) for s in SERVICES]
         assert all(_alive(p) for p in pids)
+        assert unrelated_process not in pids
     finally:
         down = _stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
+    assert _alive(unrelated_process)
     # `down` waits for each process group; a short grace covers the reaper's delay.
     for _ in range(50):
         if not any(_alive(p) for p in pids):
