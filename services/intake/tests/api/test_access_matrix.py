@@ -110,8 +110,10 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
         {"disability_grade": m["disability_grade"], "seriously_ill": m["seriously_ill"]}
         for m in h["members"]
     ]
+    employment = [m["employment_status"] for m in h["members"]]
     if role in CASE_ROLES:
         assert h["view"] == a["view"] == "case"
+        assert employment == [m.employment_status.value for m in planned]
         assert [m["name"] for m in h["members"]] == names
         assert h["address"] == household.plan.address
         assert shown_health == health
@@ -126,6 +128,8 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
         assert [d["id"] for d in a["documents"]] == body["document_ids"]
     else:
         assert h["view"] == a["view"] == "limited"
+        # unable_to_work tells of a disability or an illness.
+        assert employment == [None] * len(names)
         assert [m["name"] for m in h["members"]] == [mask_name(n) for n in names]
         assert h["address"] is None
         assert shown_health == [{"disability_grade": None, "seriously_ill": None}] * len(names)
@@ -142,17 +146,27 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
     [household_fields] = await _access_fields(intake_stack, household.id, reader)
     [application_fields] = await _access_fields(intake_stack, application_id, reader)
     if role in CASE_ROLES:
-        assert {"name", "address", "disability_grade", "notes", "account_holder_name"} <= set(
-            household_fields
-        )
+        assert {
+            "name",
+            "address",
+            "disability_grade",
+            "employment_status",
+            "notes",
+            "account_holder_name",
+        } <= set(household_fields)
         assert {"applicant_name", "statement_and_notes", "incomes", "documents"} <= set(
             application_fields
         )
     else:
         assert {"name_masked", "account_holder_name_masked"} <= set(household_fields)
-        assert not {"name", "address", "disability_grade", "serious_illness", "notes"} & set(
-            household_fields
-        )
+        assert not {
+            "name",
+            "address",
+            "disability_grade",
+            "serious_illness",
+            "employment_status",
+            "notes",
+        } & set(household_fields)
         assert "applicant_name_masked" in application_fields
         assert not {"applicant_name", "statement_and_notes", "incomes", "assets"} & set(
             application_fields

@@ -44,7 +44,7 @@ def member_out(m: MemberRecord, view: View) -> s.MemberOut:
         relationship=m.relationship,
         disability_grade=_case_only(m.disability_grade, view),
         seriously_ill=_case_only(m.seriously_ill, view),
-        employment_status=m.employment_status,
+        employment_status=_case_only(m.employment_status, view),
         student=m.student,
         counted=m.counted,
         exclusion_reason=_case_only(m.exclusion_reason, view),

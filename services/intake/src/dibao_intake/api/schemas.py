@@ -245,7 +245,9 @@ class MemberOut(_Out):
     relationship: Relationship
     disability_grade: DisabilityGrade | None = Field(description="Health:" + _WITHHELD)
     seriously_ill: bool | None = Field(description="Health:" + _WITHHELD)
-    employment_status: EmploymentStatus
+    employment_status: EmploymentStatus | None = Field(
+        description="unable_to_work tells of a disability or an illness" + _WITHHELD
+    )
     student: bool
     counted: bool
     exclusion_reason: ExclusionReason | None = Field(

@@ -338,12 +338,13 @@ HOUSEHOLD_FIELDS = (
 )
 ACCOUNT_FIELDS = ("bank_account_masked", "account_holder_name")
 """Named too when there is an account to show."""
-# What the limited view shows instead (views.py): masked names; no address, health,
-# exclusion reason or words.
+# What the limited view shows instead (views.py): masked names; no address, health (nor
+# employment status: unable to work tells of it), exclusion reason or words.
 _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
     "name": "name_masked",
     "disability_grade": None,
     "serious_illness": None,
+    "employment_status": None,
     "exclusion_reason": None,
     "address": None,
     "notes": None,

@@ -12,7 +12,8 @@ domain.md: lists never show ID numbers, addresses, income details, health or dis
 
 The limited view masks names (the members', the account holder's, the applicant's) and
 leaves out (null) the address, the declared incomes and assets, disability grades and
-serious illness, the member applied for alone (单人保 is for the severely disabled or
+serious illness, employment status (unable to work tells of them, and a null for it alone
+would too), the member applied for alone (单人保 is for the severely disabled or
 ill), why a member is not counted (imprisonment, compulsory rehabilitation), the
 documents (their types tell health), the items a returned application lacks (they name
 documents too: "the disability certificate", "the diagnosis of the illness"), the details
@@ -22,7 +23,7 @@ applicant's statement and reasons, exclusion and change notes, the staff relatio
 An application's kind is shown when it is dibao and withheld for the one-off kinds (medical
 assistance tells of an illness, and a null that stood for medical alone would tell it as
 well); those roles may not search by a one-off kind either. What stays: region, status,
-dates, relationships, sex and birth dates, employment and student status, counted or not,
+dates, relationships, sex and birth dates, student status, counted or not,
 the masked ID numbers, flags, and what happened to an application when and by whom.
 Document descriptions and content are for the case roles. The access record names what was
 shown, so an auditor can tell the two views apart.
