@@ -94,7 +94,13 @@ CONF
 
 stop() {
   if [[ ! -f $PGDATA/postmaster.pid ]]; then return; fi
-  "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  if ! "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    # Left by a server that was killed; its next start replaces it.
+    log "PostgreSQL not running (stale postmaster.pid)"; return
+  fi
+  # A server that does not stop is an error, not "stopped": its data directory is in use.
+  "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null 2>&1 \
+    || die "PostgreSQL did not stop within 60 s (data $PGDATA, log $PGDATA_ROOT/server.log)"
   log "PostgreSQL stopped"
 }
 
