@@ -50,12 +50,13 @@ with_service_env() {  # with_service_env <name> <command>...
 
 # The pid file names this instance's <service> only while that pid is its uvicorn: after a
 # crash or a reboot the pid may have been given to another process, which must be neither
-# taken for the service nor stopped with it.
+# taken for the service nor stopped with it. Not the port: a service started with another
+# DIBAO_SVC_PORT_BASE is still this instance's, and `down` must stop it.
 service_running() {  # service_running <name>
   local f=$RUN/$1.pid
   pid_alive "$f" || return 1
   tr '\0' ' ' <"/proc/$(<"$f")/cmdline" 2>/dev/null \
-    | grep -F -- "dibao_$1.main:create_app --host 127.0.0.1 --port $(service_port "$1") " >/dev/null
+    | grep -F -- "/uvicorn --factory dibao_$1.main:create_app " >/dev/null
 }
 
 migrate() {
