@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.observability import REGISTRY
 from dibao_common.testing.stack import TestStack
 from dibao_intake.adapters.document_store import FilesystemDocumentStore
 from dibao_intake.synthetic import multipart_upload, pdf_bytes
@@ -304,3 +307,107 @@ async def test_the_same_content_uploaded_at_once_is_stored_once_and_read_by_each
     for document in documents:
         download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
         assert download.content == content
+
+
+def _stored_file(app: FastAPI, digest: str) -> Path:
+    store = app.state.runtime.store
+    assert isinstance(store, FilesystemDocumentStore)
+    return store.root / digest[:2] / digest
+
+
+def _unavailable(reason: str) -> float:
+    return (
+        REGISTRY.get_sample_value("dibao_document_content_unavailable_total", {"reason": reason})
+        or 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "spoil"),
+    [
+        ("damaged", lambda path: path.write_bytes(path.read_bytes()[:-1] + b"X")),
+        ("damaged", lambda path: path.write_bytes(path.read_bytes()[:100])),  # truncated
+        ("missing", lambda path: path.unlink()),
+    ],
+    ids=["altered", "truncated", "missing"],
+)
+async def test_content_that_is_not_what_was_uploaded_is_not_served(
+    intake: IntakeClient,
+    intake_app: FastAPI,
+    intake_stack: TestStack,
+    reason: str,
+    spoil: Callable[[Path], object],
+) -> None:
+    """A file altered on disk (bit rot, an operator, tampering), cut short or gone is not
+    the evidence that was uploaded: its download answers a problem of its own instead of
+    the bytes (or a bare internal error), logged with the document's id and sha256 and
+    counted on /metrics. Nothing was shown, so its access record is a refused read's:
+    DENIED, the document named, no person and no field."""
+    household = await intake.register()
+    content = pdf_bytes(f"register scan {household.id}")
+    document = (await intake.upload(household.id, "household_register", content=content)).json()
+    digest = document["sha256"]
+    await asyncio.to_thread(spoil, _stored_file(intake_app, digest))
+    before = _unavailable(reason)
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"], subject=f"reader-{reason}")
+    with capture_logs() as logs:
+        response = await intake.http.get(
+            f"/documents/{document['id']}/content",
+            params={"purpose": "investigation"},
+            headers=reader,
+        )
+    assert response.status_code == 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/document-content-unavailable")
+    assert problem["document_id"] == document["id"]
+    assert _unavailable(reason) - before == 1
+    [logged] = [e for e in logs if e["event"] == "document content unavailable"]
+    assert logged["log_level"] == "error"
+    assert (logged["document_id"], logged["sha256"], logged["reason"]) == (
+        document["id"],
+        digest,
+        reason,
+    )
+    assert not [e for e in logs if e["event"] == "unhandled exception"]
+    # The description still reads (its own record), the content never.
+    assert (await intake.http.get(f"/documents/{document['id']}", headers=reader)).is_success
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
+    records = [EventRegistry.default().decode(e) for e in found]
+    assert all(isinstance(r, access.PersonalDataAccessed) for r in records)
+    download = [r for r in records if r.action == access.ACCESS_ACTION_DOWNLOAD]  # type: ignore[attr-defined]
+    assert len(download) == 1
+    assert download[0].outcome == access.ACCESS_OUTCOME_DENIED  # type: ignore[attr-defined]
+    assert list(download[0].persons) == []  # type: ignore[attr-defined]
+    assert list(download[0].fields) == []  # type: ignore[attr-defined]
+    assert download[0].purpose == access.PURPOSE_INVESTIGATION  # type: ignore[attr-defined]
+
+
+async def test_uploading_the_same_content_again_repairs_a_damaged_file(
+    intake: IntakeClient, intake_app: FastAPI
+) -> None:
+    """A put of content whose file exists kept whatever was there: a damaged file stayed
+    damaged however often the document was handed in again. The existing file is now
+    checked, and replaced (atomically) by the upload, which hashes right."""
+    household = await intake.register()
+    content = pdf_bytes(f"medical record {household.id}")
+    first = (await intake.upload(household.id, "photo", content=content)).json()
+    path = _stored_file(intake_app, first["sha256"])
+    await asyncio.to_thread(path.write_bytes, content[:-3] + b"rot")
+    with capture_logs() as logs:
+        again = await intake.upload(household.id, "photo", content=content)
+    assert again.status_code == 201, again.text
+    assert await asyncio.to_thread(path.read_bytes) == content
+    [repaired] = [e for e in logs if e["event"] == "document content repaired"]
+    assert repaired["sha256"] == first["sha256"]
+    names = await asyncio.to_thread(os.listdir, path.parent)
+    assert not [n for n in names if n.startswith(".upload-")]
+    reader = intake.headers(Role.INVESTIGATOR, ["620123"])
+    for document in (first, again.json()):  # the earlier document reads again too
+        download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
+        assert download.status_code == 200, download.text
+        assert download.content == content
+    # A file gone is put back the same way.
+    await asyncio.to_thread(path.unlink)
+    assert (await intake.upload(household.id, "photo", content=content)).status_code == 201
+    assert await asyncio.to_thread(path.read_bytes) == content

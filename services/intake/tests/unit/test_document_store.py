@@ -7,8 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from dibao_intake.adapters.document_store import FilesystemDocumentStore
+from dibao_intake.adapters.document_store import (
+    ContentDamagedError,
+    ContentMissingError,
+    ContentUnavailableError,
+    FilesystemDocumentStore,
+)
 
 
 async def test_put_get_exists(tmp_path: Path) -> None:
@@ -28,7 +34,7 @@ async def test_only_hashes_name_files(tmp_path: Path) -> None:
     store = FilesystemDocumentStore(tmp_path)
     with pytest.raises(ValueError, match="sha256"):
         await store.get("../../etc/passwd")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ContentMissingError):
         await store.get("0" * 64)
 
 
@@ -89,3 +95,73 @@ async def test_a_put_is_durable_when_it_returns(
     assert synced[1:] == [root / digest[:2]]
     assert await store.get(digest) == content
     assert await store.get(hashlib.sha256(other).hexdigest()) == other
+
+
+def _stored(tmp_path: Path, content: bytes) -> tuple[str, Path]:
+    digest = hashlib.sha256(content).hexdigest()
+    return digest, tmp_path / digest[:2] / digest
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [b"%PDF-1.4 scam", b"%PDF-1.4 sca", b"%PDF-1.4 scan\n", b""],
+    ids=["altered", "truncated", "extended", "emptied"],
+)
+async def test_content_that_does_not_hash_to_its_name_is_not_returned(
+    tmp_path: Path, damaged: bytes
+) -> None:
+    store = FilesystemDocumentStore(tmp_path)
+    content = b"%PDF-1.4 scan"
+    digest, path = _stored(tmp_path, content)
+    await store.put(digest, content)
+    path.write_bytes(damaged)
+    with pytest.raises(ContentDamagedError) as raised:
+        await store.get(digest)
+    assert raised.value.sha256 == digest
+    assert raised.value.reason == "damaged"
+    assert await store.check(digest) == "damaged"
+
+
+async def test_content_that_is_gone_is_missing(tmp_path: Path) -> None:
+    store = FilesystemDocumentStore(tmp_path)
+    with pytest.raises(ContentMissingError) as raised:
+        await store.get("0" * 64)
+    assert (raised.value.sha256, raised.value.reason) == ("0" * 64, "missing")
+    assert isinstance(raised.value, ContentUnavailableError)
+    assert await store.check("0" * 64) == "missing"
+
+
+async def test_a_put_over_a_damaged_file_replaces_it(tmp_path: Path) -> None:
+    store = FilesystemDocumentStore(tmp_path)
+    content = b"%PDF-1.4 evidence"
+    digest, path = _stored(tmp_path, content)
+    await store.put(digest, content)
+    assert await store.check(digest) == "ok"
+    path.write_bytes(b"%PDF-1.4 evidenc")
+    inode = path.stat().st_ino
+    with capture_logs() as logs:
+        await store.put(digest, content)
+    assert path.read_bytes() == content
+    assert path.stat().st_ino != inode  # a new file renamed over it, not written in place
+    assert [(e["event"], e["sha256"], e["log_level"]) for e in logs] == [
+        ("document content repaired", digest, "warning")
+    ]
+    assert [p.name for p in path.parent.iterdir()] == [digest]  # no temp files left
+    with capture_logs() as logs:
+        await store.put(digest, content)  # sound now: left as it is
+    assert logs == []
+    assert path.stat().st_ino != inode
+
+
+async def test_the_stored_names_are_listed_and_nothing_else(tmp_path: Path) -> None:
+    store = FilesystemDocumentStore(tmp_path)
+    contents = [b"%PDF-1.4 one", b"%PDF-1.4 two", b"%PDF-1.4 three"]
+    for content in contents:
+        await store.put(hashlib.sha256(content).hexdigest(), content)
+    (tmp_path / "ab").mkdir(exist_ok=True)
+    (tmp_path / "ab" / ".upload-left-by-a-crash").write_bytes(b"x")
+    (tmp_path / "ab" / ("cd" + "0" * 62)).write_bytes(b"x")  # in the wrong directory
+    (tmp_path / "notes.txt").write_text("an operator's")
+    listed = [name async for name in store.names()]
+    assert sorted(listed) == sorted(hashlib.sha256(c).hexdigest() for c in contents)
+    assert [name async for name in FilesystemDocumentStore(tmp_path / "none").names()] == []

@@ -1,21 +1,59 @@
 """Where document contents live: content-addressed by sha256, behind a small protocol.
 
 The filesystem store is the default; an object store (S3, MinIO, OSS) implements the same
-three methods. Contents are written before the database row commits, so a committed row
+methods. Contents are written before the database row commits, so a committed row
 always has its content; an upload whose transaction then fails leaves an unreferenced file
 that a sweep may remove, never a row without content.
+
+A content is its name: what ``get`` returns hashes to the sha256 asked for, or it raises
+(a file altered on disk, cut short or gone is not the evidence that was uploaded). A ``put``
+of content whose file exists checks that file and replaces it when it does not hash to its
+name, so handing a document in again repairs it. ``python -m dibao_intake.verify_documents``
+checks the whole store against the ``document`` rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+from dibao_common.observability import get_logger
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PREFIX = re.compile(r"[0-9a-f]{2}")
+_CHUNK = 1024 * 1024
+
+log = get_logger(__name__)
+
+ContentState = Literal["ok", "missing", "damaged"]
+
+
+class ContentUnavailableError(Exception):
+    """The store does not hold the content of ``sha256`` as it was put."""
+
+    reason: ContentState
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"{sha256}: {self.reason}")
+        self.sha256 = sha256
+
+
+class ContentMissingError(ContentUnavailableError):
+    """No content under the name."""
+
+    reason = "missing"
+
+
+class ContentDamagedError(ContentUnavailableError):
+    """Content under the name that does not hash to it (altered, truncated)."""
+
+    reason = "damaged"
 
 
 def _sync_directory(directory: Path) -> None:
@@ -37,16 +75,38 @@ def _make_directories(directory: Path) -> None:
         _sync_directory(new.parent)
 
 
+def _file_state(path: Path, sha256: str) -> ContentState:
+    """Whether the file at ``path`` hashes to ``sha256``, read a chunk at a time."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return "missing"
+    return "ok" if digest.hexdigest() == sha256 else "damaged"
+
+
 class DocumentStore(Protocol):
     async def put(self, sha256: str, content: bytes) -> None:
-        """Store ``content`` under its hash (a second put of the same content is a no-op)."""
+        """Store ``content``, which hashes to ``sha256``, under it. A second put of the same
+        content leaves a sound copy as it is and replaces a damaged one."""
         ...
 
     async def get(self, sha256: str) -> bytes:
-        """The content; ``FileNotFoundError`` when absent."""
+        """The content, checked against its name: ``ContentMissingError`` when absent,
+        ``ContentDamagedError`` when what is stored does not hash to ``sha256``."""
         ...
 
     async def exists(self, sha256: str) -> bool: ...
+
+    async def check(self, sha256: str) -> ContentState:
+        """Whether the content is there and hashes to its name (read, not kept in memory)."""
+        ...
+
+    def names(self) -> AsyncIterator[str]:
+        """Every name the store holds content under, in no particular order."""
+        ...
 
 
 class FilesystemDocumentStore:
@@ -61,16 +121,25 @@ class FilesystemDocumentStore:
         return self.root / sha256[:2] / sha256
 
     async def put(self, sha256: str, content: bytes) -> None:
-        await asyncio.to_thread(self._put, self._path(sha256), content)
+        await asyncio.to_thread(self._put, sha256, self._path(sha256), content)
 
-    @staticmethod
-    def _put(path: Path, content: bytes) -> None:
-        if path.exists():
+    @classmethod
+    def _put(cls, sha256: str, path: Path, content: bytes) -> None:
+        state = _file_state(path, sha256)
+        if state == "ok":
             # Put by another upload just now, perhaps: its names may not be synced yet,
             # and this upload's row may commit before that one's.
             _sync_directory(path.parent)
             _sync_directory(path.parent.parent)
             return
+        if state == "damaged":
+            # Rows name this content already (a put never writes other content under a
+            # name): they have their evidence back once the rename below is synced.
+            log.warning("document content repaired", sha256=sha256, size_bytes=len(content))
+        cls._write(path, content)
+
+    @staticmethod
+    def _write(path: Path, content: bytes) -> None:
         _make_directories(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
@@ -87,7 +156,46 @@ class FilesystemDocumentStore:
         _sync_directory(path.parent)
 
     async def get(self, sha256: str) -> bytes:
-        return await asyncio.to_thread(self._path(sha256).read_bytes)
+        return await asyncio.to_thread(self._get, sha256, self._path(sha256))
+
+    @staticmethod
+    def _get(sha256: str, path: Path) -> bytes:
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            raise ContentMissingError(sha256) from None
+        if hashlib.sha256(content).hexdigest() != sha256:
+            raise ContentDamagedError(sha256)
+        return content
 
     async def exists(self, sha256: str) -> bool:
         return await asyncio.to_thread(self._path(sha256).exists)
+
+    async def check(self, sha256: str) -> ContentState:
+        return await asyncio.to_thread(_file_state, self._path(sha256), sha256)
+
+    async def names(self) -> AsyncIterator[str]:
+        """The names of ``<root>/<2 hex>/<sha256>`` files whose directory is their name's
+        prefix, a directory at a time; temporary files of uploads (``.upload-*``) and
+        anything else an operator left there are not contents."""
+        directories = await asyncio.to_thread(self._prefix_directories)
+        for directory in directories:
+            for name in await asyncio.to_thread(self._names_in, directory):
+                yield name
+
+    def _prefix_directories(self) -> list[Path]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        return [Path(e.path) for e in entries if _PREFIX.fullmatch(e.name) and e.is_dir()]
+
+    @staticmethod
+    def _names_in(directory: Path) -> list[str]:
+        prefix = directory.name
+        with os.scandir(directory) as entries:
+            return sorted(
+                e.name
+                for e in entries
+                if _SHA256.fullmatch(e.name) and e.name.startswith(prefix) and e.is_file()
+            )

@@ -220,6 +220,12 @@ def _download_responses() -> dict[int | str, dict[str, Any]]:
         " stated (pointer /query/purpose); or purpose other or support came without"
         " purpose_note"
     )
+    declared[500]["description"] = (
+        "The store no longer holds the content as uploaded (gone, or it does not hash to the"
+        " document's sha256): document-content-unavailable, with document_id; nothing is"
+        " shown, the read is recorded as refused, and an operator is alerted (log, /metrics)."
+        " Or an unexpected error, logged with the correlation id"
+    )
     return _CONTENT | declared
 
 

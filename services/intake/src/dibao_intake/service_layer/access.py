@@ -66,9 +66,9 @@ class AccessTarget:
 def refused(
     problem: ProblemError, runtime: Runtime, caller: Caller, target: AccessTarget
 ) -> AccessRefused:
-    """``problem`` (a 404 for another region's record, a 403 for a role) with the access
-    record of the attempt: who, which record, what for; no person and no field, as none
-    was shown."""
+    """``problem`` (a 404 for another region's record, a 403 for a role, a 500 for a
+    document's content the store no longer holds as uploaded) with the access record of
+    the attempt: who, which record, what for; no person and no field, as none was shown."""
 
     async def record(session: AsyncSession) -> None:
         await record_access(

@@ -12,7 +12,9 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.errors import NotFound, ProblemError
+from dibao_common.observability import counter, get_logger
 from dibao_intake.adapters import contracts
+from dibao_intake.adapters.document_store import ContentUnavailableError
 from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.adapters.repositories import documents as repo
 from dibao_intake.adapters.repositories import households as household_repo
@@ -23,6 +25,30 @@ from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
+
+log = get_logger(__name__)
+
+CONTENT_UNAVAILABLE = counter(
+    "dibao_document_content_unavailable_total",
+    "Downloads refused because the store no longer holds the document's content as uploaded"
+    " (reason: missing, or damaged: it does not hash to its sha256); an operator should"
+    " look (python -m dibao_intake.verify_documents)",
+    ["reason"],
+)
+for _reason in ("missing", "damaged"):
+    CONTENT_UNAVAILABLE.labels(reason=_reason)  # 0 on /metrics until one happens
+
+
+def content_unavailable(document_id: uuid.UUID) -> ProblemError:
+    return ProblemError(
+        500,
+        "document-content-unavailable",
+        "Document content unavailable",
+        "The stored content of this document is missing or is not what was uploaded;"
+        " nothing was shown. It has been logged for an operator, who can restore it (or"
+        " have it uploaded again).",
+        document_id=str(document_id),
+    )
 
 
 def too_large(limit: int) -> ProblemError:
@@ -159,7 +185,8 @@ async def read_document(
     The content of a type that shows ID or account numbers is downloaded only by the roles
     of ``CONTENT_WITH_NUMBERS_ROLES`` (403 for others) and for a stated ``purpose``
     (:class:`PurposeRequiredError` without one), recorded as a disclosure's is; anything
-    else about a document is for ``CONTENT_ROLES``."""
+    else about a document is for ``CONTENT_ROLES``. Content the store no longer holds as
+    uploaded is not served: :func:`content_unavailable`, recorded as a refused read."""
     record = await repo.get_document(session, document_id)
     if record is None:
         raise NotFound(NOT_FOUND)
@@ -190,9 +217,23 @@ async def read_document(
             raise PurposeRequiredError(record.document_type)
     if refusal is not None:
         raise refused(refusal, runtime, caller, target)
+    content: bytes | None = None
+    if with_content:
+        try:
+            content = await runtime.store.get(record.sha256)
+        except ContentUnavailableError as error:
+            # Not the evidence that was uploaded (altered, cut short, gone): never served.
+            # Nothing was shown, so the read is recorded as a refused one is.
+            CONTENT_UNAVAILABLE.labels(reason=error.reason).inc()
+            log.error(
+                "document content unavailable",
+                document_id=str(record.id),
+                sha256=record.sha256,
+                reason=error.reason,
+            )
+            raise refused(content_unavailable(record.id), runtime, caller, target) from None
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
-    content = await runtime.store.get(record.sha256) if with_content else None
     # A document about one member shows that member's data; one about the household (its
     # register, the application form) shows every member's, as a read of the household.
     members = await household_repo.load_members(session, record.household_id)
