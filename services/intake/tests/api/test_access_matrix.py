@@ -502,3 +502,38 @@ async def test_the_limited_view_names_no_missing_item_timeline_detail_or_one_off
         assert "kind_if_dibao" in search.fields
         assert not {"kind", "missing_items", "timeline_details"} & set(read.fields)
         assert "kind" not in search.fields
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_the_limited_view_shows_no_amount_asked_for(
+    intake: IntakeClient, intake_stack: TestStack, role: Role
+) -> None:
+    """A one-off kind is null in the limited view so that it does not tell medical
+    assistance (an illness) from the others, but the amount asked for was still shown: a
+    festival or heating grant asks a small fixed sum, medical assistance the cost of a
+    treatment, so the figure told the kind (and it is a figure the household declared, as
+    its incomes are). The limited view shows it as null; the case roles see it, and the
+    access record names it for them only."""
+    household = await intake.register()
+    asked = {"medical": 800000, "festival": 20000}
+    ids = {}
+    for kind, amount in asked.items():
+        body = await intake.complete_application_body(household)
+        body |= {"kind": kind, "requested_amount_fen": amount, "reason": "一次性救助"}
+        submitted = await intake.submit(body)
+        assert submitted.status_code == 201, submitted.text
+        ids[kind] = submitted.json()["id"]
+    reader = f"amounts-{role.value}"
+    headers = intake.headers(role, OWN, subject=reader)
+    shown = {}
+    for kind, application_id in ids.items():
+        read = await intake.http.get(f"/applications/{application_id}", headers=headers)
+        assert read.status_code == 200, read.text
+        shown[kind] = (read.json()["kind"], read.json()["requested_amount_fen"])
+    [record] = await _records(intake_stack, ids["medical"], reader)
+    if role in CASE_ROLES:
+        assert shown == {k: (k, amount) for k, amount in asked.items()}
+        assert "requested_amount" in record.fields
+    else:
+        assert shown == dict.fromkeys(asked, (None, None))
+        assert "requested_amount" not in record.fields

@@ -152,7 +152,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         applicant_name=_name(d.applicant_name, view),
         statement=_case_only(r.statement, view),
         reason=_case_only(r.reason, view),
-        requested_amount_fen=r.requested_amount_fen,
+        requested_amount_fen=_case_only(r.requested_amount_fen, view),
         individual_inclusion_person_id=_case_only(r.individual_inclusion_person_id, view),
         incomes=_case_only(
             [

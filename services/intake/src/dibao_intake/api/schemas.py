@@ -137,8 +137,10 @@ VIEW_DESCRIPTION = (
     " village committee, township reviewer, county approver, auditor). limited: for the"
     " other roles (publicity officer, finance officer, policy administrator): what the"
     " public lists may show and the household's make-up, nothing the lists never show."
-    " Names masked; the address, incomes, assets, health and disability, why a member is"
-    " not counted, documents and every text written in words about the household null"
+    " Names masked; the address, incomes, assets, health and disability (employment status"
+    " too: unable_to_work tells of them), why a member is not counted, documents, missing"
+    " items, timeline details, a one-off kind and its amount asked for, and every text"
+    " written in words about the household null"
 )
 _WITHHELD = " (null in the limited view)"
 
@@ -531,7 +533,11 @@ class ApplicationOut(_Out):
     applicant_name: str = Field(description="Masked in the limited view")
     statement: str | None = Field(description="The applicant's statement" + _WITHHELD)
     reason: str | None = Field(description="A one-off kind's reason" + _WITHHELD)
-    requested_amount_fen: int | None
+    requested_amount_fen: int | None = Field(
+        description="The amount a one-off kind asks for; a figure the household declared,"
+        " and one that tells the kind (medical assistance asks more than a festival"
+        " grant)" + _WITHHELD
+    )
     individual_inclusion_person_id: uuid.UUID | None = Field(
         description="The severely disabled or seriously ill member applied for alone" + _WITHHELD
     )

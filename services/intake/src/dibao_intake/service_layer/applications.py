@@ -363,6 +363,7 @@ def _returned_event(
 
 APPLICATION_FIELDS = (
     "kind",
+    "requested_amount",
     "applicant_name",
     "statement_and_notes",
     "incomes",
@@ -374,10 +375,11 @@ APPLICATION_FIELDS = (
     "timeline_details",
 )
 # What the limited view shows instead (views.py): masked names, the flag only, the kind
-# only when it is dibao; no words, incomes, assets, documents, missing items, timeline
-# details or the member applied for alone.
+# only when it is dibao; no words, incomes, assets, amount asked for, documents, missing
+# items, timeline details or the member applied for alone.
 _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "kind": KIND_IF_DIBAO,
+    "requested_amount": None,
     "applicant_name": "applicant_name_masked",
     "statement_and_notes": None,
     "incomes": None,

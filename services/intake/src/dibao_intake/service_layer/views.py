@@ -22,7 +22,9 @@ missing items again), and every text written in words about the household: the
 applicant's statement and reasons, exclusion and change notes, the staff relation note.
 An application's kind is shown when it is dibao and withheld for the one-off kinds (medical
 assistance tells of an illness, and a null that stood for medical alone would tell it as
-well); those roles may not search by a one-off kind either. What stays: region, status,
+well), and so is the amount a one-off application asks for (a festival grant asks a small
+fixed sum, medical assistance the cost of a treatment: the figure would tell the kind);
+those roles may not search by a one-off kind either. What stays: region, status,
 dates, relationships, sex and birth dates, student status, counted or not,
 the masked ID numbers, flags, and what happened to an application when and by whom.
 Document descriptions and content are for the case roles. The access record names what was
