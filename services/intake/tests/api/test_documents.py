@@ -328,8 +328,12 @@ def _unavailable(reason: str) -> float:
         ("damaged", lambda path: path.write_bytes(path.read_bytes()[:-1] + b"X")),
         ("damaged", lambda path: path.write_bytes(path.read_bytes()[:100])),  # truncated
         ("missing", lambda path: path.unlink()),
+        # Not readable (here a directory where the file was: IsADirectoryError; permissions
+        # or an I/O error alike): verify_documents reports it unreadable, and the download
+        # was a bare 500 internal-error, neither recorded nor counted.
+        ("unreadable", lambda path: (path.unlink(), path.mkdir())),
     ],
-    ids=["altered", "truncated", "missing"],
+    ids=["altered", "truncated", "missing", "unreadable"],
 )
 async def test_content_that_is_not_what_was_uploaded_is_not_served(
     intake: IntakeClient,

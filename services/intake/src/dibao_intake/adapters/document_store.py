@@ -37,7 +37,7 @@ ContentState = Literal["ok", "missing", "damaged"]
 class ContentUnavailableError(Exception):
     """The store does not hold the content of ``sha256`` as it was put."""
 
-    reason: ContentState
+    reason: Literal["missing", "damaged", "unreadable"]
 
     def __init__(self, sha256: str) -> None:
         super().__init__(f"{sha256}: {self.reason}")
@@ -54,6 +54,13 @@ class ContentDamagedError(ContentUnavailableError):
     """Content under the name that does not hash to it (altered, truncated)."""
 
     reason = "damaged"
+
+
+class ContentUnreadableError(ContentUnavailableError):
+    """Content under the name that cannot be read (permissions, an I/O error): not known
+    to be what was put, so not served either (verify_documents lists it as unreadable)."""
+
+    reason = "unreadable"
 
 
 def _sync_directory(directory: Path) -> None:
@@ -95,7 +102,8 @@ class DocumentStore(Protocol):
 
     async def get(self, sha256: str) -> bytes:
         """The content, checked against its name: ``ContentMissingError`` when absent,
-        ``ContentDamagedError`` when what is stored does not hash to ``sha256``."""
+        ``ContentDamagedError`` when what is stored does not hash to ``sha256``,
+        ``ContentUnreadableError`` when it cannot be read."""
         ...
 
     async def exists(self, sha256: str) -> bool: ...
@@ -164,6 +172,8 @@ class FilesystemDocumentStore:
             content = path.read_bytes()
         except FileNotFoundError:
             raise ContentMissingError(sha256) from None
+        except OSError:
+            raise ContentUnreadableError(sha256) from None
         if hashlib.sha256(content).hexdigest() != sha256:
             raise ContentDamagedError(sha256)
         return content

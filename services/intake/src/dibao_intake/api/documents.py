@@ -221,10 +221,10 @@ def _download_responses() -> dict[int | str, dict[str, Any]]:
         " purpose_note"
     )
     declared[500]["description"] = (
-        "The store no longer holds the content as uploaded (gone, or it does not hash to the"
-        " document's sha256): document-content-unavailable, with document_id; nothing is"
-        " shown, the read is recorded as refused, and an operator is alerted (log, /metrics)."
-        " Or an unexpected error, logged with the correlation id"
+        "The store no longer holds the content as uploaded (gone, unreadable, or it does not"
+        " hash to the document's sha256): document-content-unavailable, with document_id;"
+        " nothing is shown, the read is recorded as refused, and an operator is alerted (log,"
+        " /metrics). Or an unexpected error, logged with the correlation id"
     )
     return _CONTENT | declared
 

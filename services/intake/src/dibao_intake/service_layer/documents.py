@@ -31,11 +31,12 @@ log = get_logger(__name__)
 CONTENT_UNAVAILABLE = counter(
     "dibao_document_content_unavailable_total",
     "Downloads refused because the store no longer holds the document's content as uploaded"
-    " (reason: missing, or damaged: it does not hash to its sha256); an operator should"
+    " (reason: missing; damaged: it does not hash to its sha256; unreadable: an I/O or"
+    " permission error); an operator should"
     " look (python -m dibao_intake.verify_documents)",
     ["reason"],
 )
-for _reason in ("missing", "damaged"):
+for _reason in ("missing", "damaged", "unreadable"):
     CONTENT_UNAVAILABLE.labels(reason=_reason)  # 0 on /metrics until one happens
 
 
@@ -44,7 +45,8 @@ def content_unavailable(document_id: uuid.UUID) -> ProblemError:
         500,
         "document-content-unavailable",
         "Document content unavailable",
-        "The stored content of this document is missing or is not what was uploaded;"
+        "The stored content of this document is missing, cannot be read or is not what was"
+        " uploaded;"
         " nothing was shown. It has been logged for an operator, who can restore it (or"
         " have it uploaded again).",
         document_id=str(document_id),
