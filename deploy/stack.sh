@@ -55,7 +55,9 @@ with_service_env() {  # with_service_env <name> <command>...
 service_running() {  # service_running <name>
   local f=$RUN/$1.pid
   pid_alive "$f" || return 1
-  tr '\0' ' ' <"/proc/$(<"$f")/cmdline" 2>/dev/null \
+  # The process may end between the two reads: say nothing then (redirections apply left
+  # to right, so the error output goes first).
+  tr '\0' ' ' 2>/dev/null <"/proc/$(<"$f")/cmdline" \
     | grep -F -- "/uvicorn --factory dibao_$1.main:create_app " >/dev/null
 }
 
