@@ -21,7 +21,6 @@ Nothing here logs or prints a number: rows are named by id, keys by key id.
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from typing import IO
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dibao_common import loop as event_loop
 from dibao_common.crypto import (
     FORMAT_VERSION,
     DecryptionFailedError,
@@ -41,8 +39,9 @@ from dibao_common.crypto import (
     key_id_of,
 )
 from dibao_common.db import make_engine
-from dibao_common.observability import configure_logging, get_logger
+from dibao_common.observability import get_logger
 from dibao_intake.adapters.pii import account_context, id_number_context
+from dibao_intake.jobs import batch_size, run_job
 from dibao_intake.settings import IntakeSettings
 
 log = get_logger(__name__)
@@ -319,20 +318,13 @@ def describe(report: RekeyReport, *, dry_run: bool) -> list[str]:
     return lines
 
 
-def _batch_size(value: str) -> int:
-    size = int(value)
-    if size < 1:
-        raise argparse.ArgumentTypeError("the batch size must be at least 1")
-    return size
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dibao_intake.rekey", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=batch_size,
         default=DEFAULT_BATCH_SIZE,
         help=f"rows per transaction (default {DEFAULT_BATCH_SIZE})",
     )
@@ -367,13 +359,7 @@ async def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = IntakeSettings()
-    # The report goes to stdout; the JSON log lines beside it to stderr.
-    configure_logging(
-        settings.log_level, service_name=f"{settings.service_name}-rekey", stream=sys.stderr
-    )
-    return event_loop.run(run(args, settings, sys.stdout, sys.stderr))
+    return run_job("rekey", run, parse_args(argv))
 
 
 if __name__ == "__main__":

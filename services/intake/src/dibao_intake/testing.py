@@ -187,6 +187,17 @@ def stack_from_env() -> TestStack:
     return TestStack(dsn, bootstrap, os.environ.get("DIBAO_TEST_DB_PREFIX", "dibao_test"))
 
 
+async def intake_database_of_its_own(name: str) -> TestStack:
+    """The test stack with an intake database for one module alone (``<prefix>_<name>``),
+    recreated and migrated: for tests that rewrite or scan a whole database (a key
+    rotation, a check of the document store), which the session's shared one must not see."""
+    shared = stack_from_env()
+    stack = TestStack(shared.pg_admin_dsn, shared.kafka_bootstrap, f"{shared.db_prefix}_{name}")
+    await stack.recreate_database("intake")
+    await stack.migrate("intake")
+    return stack
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def intake_stack() -> TestStack:
     """The test stack with the intake database (only it) recreated and migrated to head.

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,10 +31,10 @@ from typing import IO, Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_common import loop as event_loop
 from dibao_common.db import make_engine
-from dibao_common.observability import configure_logging, get_logger
+from dibao_common.observability import get_logger
 from dibao_intake.adapters.document_store import DocumentStore, FilesystemDocumentStore
+from dibao_intake.jobs import batch_size, run_job
 from dibao_intake.settings import IntakeSettings
 
 log = get_logger(__name__)
@@ -232,20 +231,13 @@ def describe(report: VerifyReport) -> list[str]:
     return lines
 
 
-def _batch_size(value: str) -> int:
-    size = int(value)
-    if size < 1:
-        raise argparse.ArgumentTypeError("the batch size must be at least 1")
-    return size
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m dibao_intake.verify_documents", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=batch_size,
         default=DEFAULT_BATCH_SIZE,
         help=f"contents per database read (default {DEFAULT_BATCH_SIZE})",
     )
@@ -277,15 +269,7 @@ async def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = IntakeSettings()
-    # The report goes to stdout; the JSON log lines beside it to stderr.
-    configure_logging(
-        settings.log_level,
-        service_name=f"{settings.service_name}-verify-documents",
-        stream=sys.stderr,
-    )
-    return event_loop.run(run(args, settings, sys.stdout, sys.stderr))
+    return run_job("verify-documents", run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ from dibao_intake.testing import (
     ISSUED_ID_NUMBERS,
     IntakeClient,
     RegisteredHousehold,
+    intake_database_of_its_own,
     intake_settings_for,
-    stack_from_env,
 )
 
 pytestmark = pytest.mark.postgres
@@ -78,15 +78,7 @@ Values = dict[tuple[str, uuid.UUID], bytes]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def rekey_stack() -> TestStack:
-    session_stack = stack_from_env()
-    stack = TestStack(
-        session_stack.pg_admin_dsn,
-        session_stack.kafka_bootstrap,
-        f"{session_stack.db_prefix}_rekey",
-    )
-    await stack.recreate_database("intake")
-    await stack.migrate("intake")
-    return stack
+    return await intake_database_of_its_own("rekey")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -39,8 +39,8 @@ from dibao_intake.synthetic import Synthesizer, pdf_bytes
 from dibao_intake.testing import (
     ISSUED_ID_NUMBERS,
     IntakeClient,
+    intake_database_of_its_own,
     intake_settings_for,
-    stack_from_env,
 )
 
 pytestmark = pytest.mark.postgres
@@ -48,15 +48,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def verify_stack() -> TestStack:
-    session_stack = stack_from_env()
-    stack = TestStack(
-        session_stack.pg_admin_dsn,
-        session_stack.kafka_bootstrap,
-        f"{session_stack.db_prefix}_verifydocs",
-    )
-    await stack.recreate_database("intake")
-    await stack.migrate("intake")
-    return stack
+    return await intake_database_of_its_own("verifydocs")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
