@@ -537,3 +537,54 @@ async def test_the_limited_view_shows_no_amount_asked_for(
     else:
         assert shown == dict.fromkeys(asked, (None, None))
         assert "requested_amount" not in record.fields
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_the_limited_view_does_not_say_staff_hold_the_card(
+    intake: IntakeClient, intake_stack: TestStack, role: Role
+) -> None:
+    """A bank card that staff hold under a custody agreement tells that its holder cannot
+    manage it (the elderly, the severely disabled): the limited view showed the agreement and
+    the staff member holding the card, on the account and in the change's details. It now
+    shows neither; a finance officer who pays into the account gets the agreement with the
+    number from the disclosure endpoint, for a purpose. The case roles see both."""
+    household = await intake.register()
+    document = (await intake.upload(household.id, "custody_agreement")).json()["id"]
+    changed = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={
+            "kind": "bank_account_change",
+            "account": {
+                "account_number": "6228480402564890099",
+                "bank_code": "103",
+                "bank_name": "中国农业银行",
+                "holder_name": "村委会代管",
+            },
+            "custody_agreement": True,
+            "custodian_subject": "cw-xiaguanying-01",
+            "custody_document_id": document,
+            "document_ids": [document],
+        },
+        headers=intake.headers(),
+    )
+    assert changed.status_code == 201, changed.text
+    reader = f"custody-reader-{role.value}"
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(role, OWN, subject=reader)
+    )
+    assert read.status_code == 200
+    account = read.json()["bank_account"]
+    [change] = [c for c in read.json()["changes"] if c["kind"] == "bank_account_change"]
+    [record] = await _records(intake_stack, household.id, reader)
+    if role in CASE_ROLES:
+        assert (account["custody_agreement"], account["custodian_subject"]) == (
+            True,
+            "cw-xiaguanying-01",
+        )
+        assert change["details"]["custody_agreement"] is True
+        assert "custody" in record.fields
+    else:
+        assert account["custody_agreement"] is account["custodian_subject"] is None
+        assert "custody_agreement" not in change["details"]
+        assert change["details"]["bank_account_id"] == account["token_id"]
+        assert "custody" not in record.fields

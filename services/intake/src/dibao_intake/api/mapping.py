@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dibao_common.crypto import mask_name
 from dibao_intake.adapters.records import (
@@ -66,10 +66,19 @@ def bank_account_out(a: BankAccountRecord | None, view: View) -> s.BankAccountOu
         bank_name=a.bank_name,
         holder_name=_name(a.holder_name, view),
         holder_person_id=a.holder_person_id,
-        custody_agreement=a.custody_agreement,
-        custodian_subject=a.custodian_subject,
+        custody_agreement=_case_only(a.custody_agreement, view),
+        custodian_subject=_case_only(a.custodian_subject, view),
         created_at=a.created_at,
     )
+
+
+_CASE_ONLY_DETAILS = frozenset({"custody_agreement"})
+"""A change's details the limited view leaves out: that staff hold a member's card tells
+that the member cannot manage it (views.py)."""
+
+
+def _limited_details(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if k not in _CASE_ONLY_DETAILS}
 
 
 def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
@@ -77,7 +86,7 @@ def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
         id=c.id,
         kind=ChangeKind(c.kind),
         effective_on=c.effective_on,
-        details=c.details,
+        details=c.details if view is View.CASE else _limited_details(c.details),
         note=_case_only(c.note, view),
         recorded_by=c.recorded_by,
         recorded_at=c.recorded_at,

@@ -138,7 +138,8 @@ VIEW_DESCRIPTION = (
     " other roles (publicity officer, finance officer, policy administrator): what the"
     " public lists may show and the household's make-up, nothing the lists never show."
     " Names masked; the address, incomes, assets, health and disability (employment status"
-    " too: unable_to_work tells of them), why a member is not counted, documents, missing"
+    " too: unable_to_work tells of them; a bank card held by staff, and by whom), why a"
+    " member is not counted, documents, missing"
     " items, timeline details, a one-off kind and its amount asked for, and every text"
     " written in words about the household null"
 )
@@ -269,8 +270,11 @@ class BankAccountOut(_Out):
     bank_name: str
     holder_name: str = Field(description="Masked in the limited view")
     holder_person_id: uuid.UUID | None
-    custody_agreement: bool
-    custodian_subject: str | None
+    custody_agreement: bool | None = Field(
+        description="Staff hold the card under a written agreement: the holder cannot manage"
+        " it" + _WITHHELD
+    )
+    custodian_subject: str | None = Field(description="The staff member holding it" + _WITHHELD)
     created_at: datetime
 
 
@@ -278,7 +282,9 @@ class ChangeOut(_Out):
     id: uuid.UUID
     kind: ChangeKind
     effective_on: date
-    details: dict[str, Any]
+    details: dict[str, Any] = Field(
+        description="What changed, by id and code (custody_agreement left out in the limited view)"
+    )
     note: str | None = Field(description="In words" + _WITHHELD)
     recorded_by: str
     recorded_at: datetime

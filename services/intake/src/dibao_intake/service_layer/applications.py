@@ -388,6 +388,7 @@ _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "individual_inclusion": None,
     "staff_relation": "staff_related",
     "account_holder_name": "account_holder_name_masked",
+    "custody": None,
     "missing_items": None,
     "timeline_details": None,
 }

@@ -336,7 +336,7 @@ HOUSEHOLD_FIELDS = (
     "address",
     "notes",
 )
-ACCOUNT_FIELDS = ("bank_account_masked", "account_holder_name")
+ACCOUNT_FIELDS = ("bank_account_masked", "account_holder_name", "custody")
 """Named too when there is an account to show."""
 # What the limited view shows instead (views.py): masked names; no address, health (nor
 # employment status: unable to work tells of it), exclusion reason or words.
@@ -349,6 +349,7 @@ _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
     "address": None,
     "notes": None,
     "account_holder_name": "account_holder_name_masked",
+    "custody": None,
 }
 
 

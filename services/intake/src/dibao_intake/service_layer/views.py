@@ -13,7 +13,8 @@ domain.md: lists never show ID numbers, addresses, income details, health or dis
 The limited view masks names (the members', the account holder's, the applicant's) and
 leaves out (null) the address, the declared incomes and assets, disability grades and
 serious illness, employment status (unable to work tells of them, and a null for it alone
-would too), the member applied for alone (单人保 is for the severely disabled or
+would too), whether staff hold a member's bank card under a custody agreement, and who (the
+holder cannot manage it), the member applied for alone (单人保 is for the severely disabled or
 ill), why a member is not counted (imprisonment, compulsory rehabilitation), the
 documents (their types tell health), the items a returned application lacks (they name
 documents too: "the disability certificate", "the diagnosis of the illness"), the details
