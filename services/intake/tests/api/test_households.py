@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
@@ -597,3 +598,107 @@ async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     after = await row_counts(intake_engine)
     assert after["household"] == before["household"] + 1
     assert after["person"] == before["person"] + 2
+
+
+CASE_ROLES = {
+    Role.INTAKE_CLERK,
+    Role.INVESTIGATOR,
+    Role.VILLAGE_COMMITTEE,
+    Role.TOWNSHIP_REVIEWER,
+    Role.COUNTY_APPROVER,
+    Role.AUDITOR,
+}
+
+
+async def _access_records(
+    stack: TestStack, subject: str, reader: str
+) -> list[access.PersonalDataAccessed]:
+    found = await wait_for_events(stack, "dibao.access.v1", 1, subject=subject, timeout_s=10)
+    records = [REGISTRY.decode(e) for e in found]
+    return [
+        r
+        for r in records
+        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+    ]
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_a_household_is_found_by_a_member_id_number(
+    intake: IntakeClient, intake_stack: TestStack, role: Role
+) -> None:
+    """A clerk facing an applicant with an ID card had no way to find the household the
+    person is registered in (only registering them again, to be refused with a masked
+    reference). POST /households/lookup finds it by the number's keyed hash, for the roles
+    that work or audit cases, within their regions, and records the lookup."""
+    household = await intake.register(intake.plan(shape="single_parent"))
+    member = household.plan.members[1]
+    reader = f"looker-{role.value}"
+    found = await intake.http.post(
+        "/households/lookup",
+        json={"id_number": member.id_number},
+        headers=intake.headers(role, ["620123101"], subject=reader),
+    )
+    if role not in CASE_ROLES:
+        assert found.status_code == 403, found.text
+        assert found.json()["type"].endswith("/missing-role")
+        return
+    assert found.status_code == 200, found.text
+    assert found.json() == {
+        "household_id": household.id,
+        "region_code": household.plan.region_code,
+        "region_name": household.body["region_name"],
+        "person_id": household.person_ids[1],
+        "id_number_masked": member.id_number[:6] + "********" + member.id_number[-4:],
+        "relationship": member.relationship.value,
+    }
+    assert member.id_number not in found.text
+    [record] = await _access_records(intake_stack, household.id, reader)
+    assert record.action == access.ACCESS_ACTION_SEARCH
+    assert record.outcome == access.ACCESS_OUTCOME_GRANTED
+    assert [p.person_id for p in record.persons] == [household.person_ids[1]]
+    assert list(record.fields) == ["id_number_masked", "relationship"]
+
+
+async def test_a_lookup_finds_only_an_active_member_in_the_callers_regions(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register(intake.plan(shape="single_parent"))
+    parent, child = household.plan.members[0], household.plan.members[1]
+
+    async def look_up(id_number: str, regions: list[str], subject: str) -> Any:
+        return await intake.http.post(
+            "/households/lookup",
+            json={"id_number": id_number},
+            headers=intake.headers(Role.INVESTIGATOR, regions, subject=subject),
+        )
+
+    # Another region's household answers as no household does; the refusal is recorded.
+    foreign = await look_up(parent.id_number, ["620102"], "lookup-prober")
+    nobody = await look_up(
+        compose_resident_id("620123", date(1925, 3, 4), 517), ["62"], "lookup-prober"
+    )
+    assert foreign.status_code == nobody.status_code == 404
+    assert foreign.json()["detail"] == nobody.json()["detail"]
+    [refusal] = await _access_records(intake_stack, household.id, "lookup-prober")
+    assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
+    assert list(refusal.persons) == list(refusal.fields) == []
+    # A bad check digit is named, and nothing is looked up.
+    wrong = parent.id_number[:-1] + ("0" if parent.id_number[-1] != "0" else "1")
+    refused = await look_up(wrong, ["62"], "lookup-typo")
+    assert refused.status_code == 422
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/id_number"]
+    # Once the child's parent has died, the parent is no household's active member.
+    born = await _change(intake, household, {"kind": "birth", "member": _newborn(intake)})
+    heir = born["household"]["members"][-1]["person_id"]
+    await _change(
+        intake,
+        household,
+        {
+            "kind": "death",
+            "person_id": household.person_ids[0],
+            "date_of_death": "2026-02-20",
+            "new_head_person_id": heir,
+        },
+    )
+    assert (await look_up(parent.id_number, ["62"], "lookup-after")).status_code == 404
+    assert (await look_up(child.id_number, ["62"], "lookup-after")).status_code == 200

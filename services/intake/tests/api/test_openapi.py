@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.postgres]
 OPERATIONS_EXPECTED = {
     ("post", "/households"),
     ("get", "/households/{household_id}"),
+    ("post", "/households/lookup"),
     ("post", "/households/{household_id}/changes"),
     ("post", "/applications"),
     ("get", "/applications"),

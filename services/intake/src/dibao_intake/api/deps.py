@@ -27,6 +27,7 @@ from dibao_common.observability import current_correlation_id, current_tracepare
 from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
+from dibao_intake.service_layer.views import CASE_ROLES_LISTED
 
 _log = structlog.get_logger("dibao_intake.api")
 REFUSALS_UNRECORDED = Counter(
@@ -79,6 +80,8 @@ RosterReader = Annotated[
 ]
 IdentityReader = Annotated[Caller, Depends(caller_with(*IDENTITY_ROLES))]
 AccountReader = Annotated[Caller, Depends(caller_with(Role.FINANCE_OFFICER, Role.AUDITOR))]
+CaseReader = Annotated[Caller, Depends(caller_with(*CASE_ROLES_LISTED))]
+"""The roles that work or audit cases (views.py)."""
 Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_request)]
 
 Work = Callable[[AsyncSession], Awaitable[Response]]

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     PERSON_IN_HOUSEHOLD,
+    CaseReader,
     Clerk,
     Idempotency,
     Reader,
@@ -95,6 +96,42 @@ async def register_household(
             household_out(aggregate, runtime.divisions, view_of(caller.principal)),
             201,
             {"Location": f"/households/{aggregate.household.id}"},
+        )
+
+    return await in_transaction(request, work, idempotency)
+
+
+@router.post(
+    "/households/lookup",
+    response_model=s.HouseholdLookupOut,
+    summary="Find the household a person is a member of, by their ID number",
+    description="For a clerk facing an applicant with an ID card, or an investigator with a"
+    " registry's answer. The number travels in the body, never in a URL (URLs reach access"
+    " logs and proxies); it is checked (check digit) and found by its keyed hash. For the"
+    " roles that work or audit cases, within their regions: a household in another region"
+    " answers 404 as no household does. The lookup is recorded on dibao.access.v1 (action"
+    " search, the person named), a refused one too (outcome DENIED). The household itself"
+    " is read with GET /households/{household_id}.",
+    responses=problems(400, 401, 403, 404, 422),
+)
+async def look_up_household(
+    request: Request,
+    body: s.HouseholdLookupIn,
+    caller: CaseReader,
+    runtime: RuntimeDep,
+    idempotency: Idempotency,
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        found = await service.look_up_household(session, runtime, caller, body.id_number)
+        return json_response(
+            s.HouseholdLookupOut(
+                household_id=found.household_id,
+                region_code=found.region_code,
+                region_name=runtime.divisions.full_name(found.region_code),
+                person_id=found.member.person_id,
+                id_number_masked=found.member.masked_id,
+                relationship=found.member.relationship,
+            )
         )
 
     return await in_transaction(request, work, idempotency)

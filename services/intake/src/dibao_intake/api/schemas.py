@@ -681,6 +681,19 @@ class DivisionOut(_Out):
     children: list[DivisionBrief]
 
 
+class HouseholdLookupIn(_In):
+    id_number: IdNumber
+
+
+class HouseholdLookupOut(_Out):
+    household_id: uuid.UUID
+    region_code: str
+    region_name: str
+    person_id: uuid.UUID
+    id_number_masked: str = Field(examples=["620123********0115"])
+    relationship: Relationship = Field(description="The person's, to the household's head")
+
+
 class IdentityOut(_Out):
     person_id: uuid.UUID
     name: str

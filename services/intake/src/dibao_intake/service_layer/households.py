@@ -43,6 +43,7 @@ from dibao_intake.domain.household import (
     validate_household,
     validate_member,
 )
+from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.runtime import (
@@ -355,6 +356,60 @@ _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
 
 def person_refs(runtime: Runtime, members: Sequence[MemberRecord]) -> list[common.PersonRef]:
     return [contracts.person_ref(m, runtime.pii.hash_key_id) for m in members]
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdFound:
+    """The household a person is an active member of, and the person as its member."""
+
+    household_id: uuid.UUID
+    region_code: str
+    member: MemberRecord
+
+
+NO_HOUSEHOLD = "No household in your regions has this person as an active member"
+LOOKUP_FIELDS = ("id_number_masked", "relationship")
+"""What a lookup shows of the person: the masked number and where they stand; the
+household itself is read (and recorded) with GET /households/{id}."""
+
+
+async def look_up_household(
+    session: AsyncSession, runtime: Runtime, caller: Caller, id_number: str
+) -> HouseholdFound:
+    """The household whose active member holds ``id_number``, found by the number's keyed
+    hash (the number itself is never stored in clear nor compared). One in another region
+    answers as none does (its refusal recorded, as every refused read is); a number no one
+    holds names no record and leaves none. The lookup is recorded as a search."""
+    try:
+        parse_resident_id(id_number, today=runtime.clock.today())
+    except InvalidResidentIdError as exc:
+        raise rules_failed(RulesViolatedError([Violation("/id_number", exc.reason)])) from None
+    id_hash = runtime.pii.hash_id_number(id_number)
+    active = [m for m in await repo.find_memberships(session, [id_hash]) if m.active]
+    if not active:
+        raise NotFound(NO_HOUSEHOLD)
+    # One active household a person (the unique index on active memberships holds it).
+    [found] = active
+    target = AccessTarget(
+        found.household_id,
+        found.region_code,
+        access.RECORD_TYPE_HOUSEHOLD,
+        str(found.household_id),
+        action=access.ACCESS_ACTION_SEARCH,
+    )
+    if not caller.principal.can_see(found.region_code):
+        raise refused(NotFound(NO_HOUSEHOLD), runtime, caller, target)
+    members = await repo.load_members(session, found.household_id)
+    member = next(m for m in members if m.active and m.id_hash == id_hash)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        target,
+        persons=person_refs(runtime, [member]),
+        fields=LOOKUP_FIELDS,
+    )
+    return HouseholdFound(found.household_id, found.region_code, member)
 
 
 async def read_household(
