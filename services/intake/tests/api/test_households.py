@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
+from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
@@ -702,3 +703,51 @@ async def test_a_lookup_finds_only_an_active_member_in_the_callers_regions(
     )
     assert (await look_up(parent.id_number, ["62"], "lookup-after")).status_code == 404
     assert (await look_up(child.id_number, ["62"], "lookup-after")).status_code == 200
+
+
+async def test_households_are_listed_by_region_a_page_at_a_time(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A village's households, newest first, a page at a time: each with its head's
+    masked name and its size, to every role within its regions; the page is recorded."""
+    village = "620123102202"  # 高崖镇关门口村: this test's village
+    registered = [await intake.register(intake.plan(village)) for _ in range(3)]
+    reader = "village-lister"
+
+    async def pages(role: Role, regions: list[str], subject: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"region": village, "limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = await intake.http.get(
+                "/households", params=params, headers=intake.headers(role, regions, subject=subject)
+            )
+            assert page.status_code == 200, page.text
+            items += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return items
+
+    listed = await pages(Role.VILLAGE_COMMITTEE, ["620123102"], reader)
+    ids = [item["id"] for item in listed]
+    assert len(ids) == len(set(ids))
+    assert ids == sorted(ids, reverse=True)  # uuid7: newest first
+    mine = {h.id: h for h in registered}
+    assert set(mine) <= set(ids)
+    for item in listed:
+        if item["id"] in mine:
+            h = mine[item["id"]]
+            assert item["head_masked_name"] == mask_name(h.plan.members[0].name)
+            assert item["active_members"] == len(h.plan.members)
+            assert (item["region_code"], item["status"]) == (village, "active")
+    # The lists' view for a publicity officer is the same; another region sees none of them.
+    officer = await pages(Role.PUBLICITY_OFFICER, ["620123"], "village-officer")
+    assert [i["id"] for i in officer] == ids
+    assert await pages(Role.VILLAGE_COMMITTEE, ["620102"], "village-foreigner") == []
+    [record] = await _access_records(intake_stack, f"households?region_prefix={village}", reader)
+    assert record.action == access.ACCESS_ACTION_SEARCH
+    assert list(record.fields) == ["head_name_masked", "region", "status", "size"]
+    # The first page: the two newest, this test's last two.
+    assert {p.person_id for p in record.persons} == {h.person_ids[0] for h in registered[1:]}

@@ -15,6 +15,7 @@ OPERATIONS_EXPECTED = {
     ("post", "/households"),
     ("get", "/households/{household_id}"),
     ("post", "/households/lookup"),
+    ("get", "/households"),
     ("post", "/households/{household_id}/changes"),
     ("post", "/applications"),
     ("get", "/applications"),

@@ -39,6 +39,25 @@ class HouseholdRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HouseholdSummary:
+    """A row of a household list: enough to pick a household, little personal data."""
+
+    id: uuid.UUID
+    region_code: str
+    area_type: AreaType
+    status: HouseholdStatus
+    head_person_id: uuid.UUID | None
+    head_name: str | None
+    active_members: int
+    created_at: datetime
+    updated_at: datetime
+    # For the list's access record only (not shown): the head's keyed hash and masked
+    # number, by which every read names people.
+    head_id_hash: str | None
+    head_masked_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MemberRecord:
     """A membership with the person's details (the ID number only masked and hashed)."""
 

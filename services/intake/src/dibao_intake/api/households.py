@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -20,7 +21,8 @@ from dibao_intake.api.deps import (
     json_response,
     problems,
 )
-from dibao_intake.api.mapping import household_out
+from dibao_intake.api.mapping import household_out, household_summary_out
+from dibao_intake.domain.codes import HouseholdStatus
 from dibao_intake.domain.household import MemberInput
 from dibao_intake.service_layer import households as service
 from dibao_intake.service_layer.views import view_of
@@ -99,6 +101,45 @@ async def register_household(
         )
 
     return await in_transaction(request, work, idempotency)
+
+
+@router.get(
+    "/households",
+    response_model=s.HouseholdPageOut,
+    summary="List households by region and status",
+    description="Newest first, within the caller's regions, cursor-paginated: each with its"
+    " head's masked name and its size, what the public lists show of a household. The page"
+    " is recorded on dibao.access.v1 (action search, each head named).",
+    responses=problems(400, 401, 403, 422),
+)
+async def list_households(
+    request: Request,
+    caller: Reader,
+    runtime: RuntimeDep,
+    region: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
+    ] = None,
+    status: HouseholdStatus | None = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Response:
+    query = service.SearchHouseholds(
+        region_prefix=region, status=status, cursor=cursor, limit=limit
+    )
+    view = view_of(caller.principal)
+
+    async def work(session: AsyncSession) -> Response:
+        page = await service.search_households(session, runtime, caller, query)
+        return json_response(
+            s.HouseholdPageOut(
+                view=view,
+                items=[household_summary_out(h) for h in page.items],
+                next_cursor=page.next_cursor,
+            )
+        )
+
+    return await in_transaction(request, work)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from dibao_intake.adapters.records import (
     ChangeRecord,
     DocumentRecord,
     HouseholdAggregate,
+    HouseholdSummary,
     MemberRecord,
     StaffRecord,
     TimelineRecord,
@@ -110,6 +111,20 @@ def household_out(h: HouseholdAggregate, divisions: DivisionTable, view: View) -
         changes=[change_out(c, view) for c in h.changes],
         created_at=r.created_at,
         updated_at=r.updated_at,
+    )
+
+
+def household_summary_out(h: HouseholdSummary) -> s.HouseholdSummaryOut:
+    return s.HouseholdSummaryOut(
+        id=h.id,
+        region_code=h.region_code,
+        area_type=h.area_type,
+        status=h.status,
+        head_person_id=h.head_person_id,
+        head_masked_name=mask_name(h.head_name) if h.head_name else None,
+        active_members=h.active_members,
+        created_at=h.created_at,
+        updated_at=h.updated_at,
     )
 
 

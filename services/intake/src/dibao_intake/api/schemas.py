@@ -681,6 +681,24 @@ class DivisionOut(_Out):
     children: list[DivisionBrief]
 
 
+class HouseholdSummaryOut(_Out):
+    id: uuid.UUID
+    region_code: str
+    area_type: AreaType
+    status: HouseholdStatus
+    head_person_id: uuid.UUID | None
+    head_masked_name: str | None = Field(examples=["马*国"])
+    active_members: int = Field(description="The household's size now")
+    created_at: datetime
+    updated_at: datetime
+
+
+class HouseholdPageOut(_Out):
+    view: View = Field(description=VIEW_DESCRIPTION)
+    items: list[HouseholdSummaryOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+
+
 class HouseholdLookupIn(_In):
     id_number: IdNumber
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,7 +15,7 @@ from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import CHINA_TZ, has_utc_instant
 from dibao_common.crypto import mask_name
-from dibao_common.errors import Conflict, InvalidCursor, NotFound
+from dibao_common.errors import Conflict, NotFound
 from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -59,6 +57,7 @@ from dibao_intake.service_layer.households import (
     new_bank_account,
     rules_failed,
 )
+from dibao_intake.service_layer.pages import decode_cursor, encode_cursor
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
 from dibao_intake.service_layer.views import (
@@ -502,18 +501,6 @@ class SearchApplications:
 class ApplicationPage:
     items: list[ApplicationSummary]
     next_cursor: str | None
-
-
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (binascii.Error, ValueError):
-        raise InvalidCursor from None
 
 
 def _china_midnight(day: date | None) -> datetime | None:

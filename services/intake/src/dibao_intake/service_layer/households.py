@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -16,12 +16,14 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import china_date
+from dibao_common.crypto import mask_name
 from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
     BankAccountRecord,
     DocumentRecord,
     HouseholdAggregate,
+    HouseholdSummary,
     MemberRecord,
 )
 from dibao_intake.adapters.repositories import documents as document_repo
@@ -46,6 +48,7 @@ from dibao_intake.domain.household import (
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
+from dibao_intake.service_layer.pages import decode_cursor, encode_cursor
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
@@ -356,6 +359,73 @@ _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
 
 def person_refs(runtime: Runtime, members: Sequence[MemberRecord]) -> list[common.PersonRef]:
     return [contracts.person_ref(m, runtime.pii.hash_key_id) for m in members]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHouseholds:
+    region_prefix: str | None = None
+    status: HouseholdStatus | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdPage:
+    items: list[HouseholdSummary]
+    next_cursor: str | None
+
+
+HOUSEHOLD_LIST_FIELDS = ("head_name_masked", "region", "status", "size")
+
+
+async def search_households(
+    session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchHouseholds
+) -> HouseholdPage:
+    """A village's (or any region's) households, newest first, keyset-paginated, with the
+    head's masked name and the number of active members: what the public lists show of a
+    household, for every role within its regions. The page is recorded as one search
+    naming each head."""
+    after = decode_cursor(query.cursor) if query.cursor else None
+    limit = min(query.limit, runtime.page_size_max)
+    rows = await repo.search_households(
+        session,
+        caller.principal,
+        region_prefix=query.region_prefix,
+        status=query.status,
+        after_id=after,
+        limit=limit + 1,
+    )
+    items = rows[:limit]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
+    await record_access(
+        session,
+        runtime,
+        caller,
+        AccessTarget(
+            None,
+            scope.ljust(12, "0")[:12] if scope else "0" * 12,
+            access.RECORD_TYPE_LIST,
+            "households?"
+            + "&".join(
+                f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"
+            ),
+            action=access.ACCESS_ACTION_SEARCH,
+        ),
+        persons=[
+            common.PersonRef(
+                person_id=str(h.head_person_id),
+                keyed_hash=h.head_id_hash,
+                hash_key_id=runtime.pii.hash_key_id,
+                masked_id=h.head_masked_id or "",
+                masked_name=mask_name(h.head_name),
+            )
+            for h in items
+            if h.head_person_id is not None and h.head_id_hash is not None and h.head_name
+        ],
+        fields=HOUSEHOLD_LIST_FIELDS,
+    )
+    return HouseholdPage(items=items, next_cursor=next_cursor)
 
 
 @dataclass(frozen=True, slots=True)

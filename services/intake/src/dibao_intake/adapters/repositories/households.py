@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dibao_common.auth import Principal, region_filter
 from dibao_common.db import DriverStatement
 from dibao_common.db.held import holding, write
 from dibao_intake.adapters.records import (
@@ -19,6 +20,7 @@ from dibao_intake.adapters.records import (
     ChangeRecord,
     HouseholdAggregate,
     HouseholdRecord,
+    HouseholdSummary,
     MemberRecord,
 )
 from dibao_intake.domain.codes import (
@@ -85,6 +87,68 @@ class PastMembership:
     active: bool
     left_on: date | None
     left_reason: LeaveReason | None
+
+
+async def search_households(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    region_prefix: str | None,
+    status: HouseholdStatus | None,
+    after_id: uuid.UUID | None,
+    limit: int,
+) -> list[HouseholdSummary]:
+    """Newest first, within the principal's regions; ``limit`` rows after ``after_id``."""
+    active_members = (
+        sa.select(sa.func.count())
+        .select_from(member_t)
+        .where(member_t.c.household_id == household_t.c.id, member_t.c.active)
+        .scalar_subquery()
+    )
+    statement = (
+        sa.select(
+            household_t.c.id,
+            household_t.c.region_code,
+            household_t.c.area_type,
+            household_t.c.status,
+            household_t.c.head_person_id,
+            person_t.c.name,
+            active_members,
+            household_t.c.created_at,
+            household_t.c.updated_at,
+            person_t.c.id_hash,
+            person_t.c.masked_id,
+        )
+        .select_from(household_t.outerjoin(person_t, person_t.c.id == household_t.c.head_person_id))
+        .where(region_filter(household_t.c.region_code, principal))
+        .order_by(household_t.c.id.desc())
+        .limit(limit)
+    )
+    if region_prefix:
+        statement = statement.where(
+            household_t.c.region_code.startswith(region_prefix, autoescape=True)
+        )
+    if status is not None:
+        statement = statement.where(household_t.c.status == status.value)
+    if after_id is not None:
+        statement = statement.where(household_t.c.id < after_id)
+    rows = await session.execute(statement)
+    return [
+        HouseholdSummary(
+            id=r[0],
+            region_code=r[1],
+            area_type=AreaType(r[2]),
+            status=HouseholdStatus(r[3]),
+            head_person_id=r[4],
+            head_name=r[5],
+            active_members=r[6],
+            created_at=r[7],
+            updated_at=r[8],
+            head_id_hash=r[9],
+            head_masked_id=r[10],
+        )
+        for r in rows
+    ]
 
 
 async def find_memberships(session: AsyncSession, id_hashes: Sequence[str]) -> list[PastMembership]:
