@@ -751,3 +751,44 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
     assert list(record.fields) == ["head_name_masked", "region", "status", "size"]
     # The first page: the two newest, this test's last two.
     assert {p.person_id for p in record.persons} == {h.person_ids[0] for h in registered[1:]}
+
+
+async def test_a_lookup_is_answered_afresh_whatever_its_idempotency_key(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A lookup is a read: it took an Idempotency-Key, stored its answer and a plain sha256
+    of its body (the ID number alone, which ADR 0005 says a plain hash does not protect),
+    and a retry with the key got that answer back without the region check or a record:
+    the same staff member's token for another region, or a person who had since left the
+    household, still found it. The key is now ignored and each lookup checked and
+    recorded."""
+    household = await intake.register(intake.plan(shape="single_parent"))
+    parent = household.plan.members[0]
+    subject = "lookup-retrier"
+    key = f"lookup-{household.id}"
+
+    async def look_up(regions: list[str]) -> Any:
+        return await intake.http.post(
+            "/households/lookup",
+            json={"id_number": parent.id_number},
+            headers=intake.headers(
+                Role.INVESTIGATOR, regions, subject=subject, idempotency_key=key
+            ),
+        )
+
+    first = await look_up(["620123"])
+    assert first.status_code == 200, first.text
+    async with intake_engine.connect() as connection:
+        stored = await connection.scalar(
+            text("SELECT count(*) FROM idempotency_record WHERE key = :key"), {"key": key}
+        )
+    assert stored == 0
+    # The same staff member, now for another county: the household is not in their regions.
+    moved = await look_up(["620102"])
+    assert moved.status_code == 404, moved.text
+    assert "Idempotent-Replayed" not in moved.headers
+    records = await _access_records(intake_stack, household.id, subject)
+    assert [r.outcome for r in records] == [
+        access.ACCESS_OUTCOME_GRANTED,
+        access.ACCESS_OUTCOME_DENIED,
+    ]
