@@ -709,7 +709,9 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:
     """A village's households, newest first, a page at a time: each with its head's
-    masked name and its size, to every role within its regions; the page is recorded."""
+    masked name and its size, to the case roles within their regions; the page is
+    recorded. Every registered household is listed, not only recipients: more than the
+    public lists show, so publicity and finance officers and policy admins get 403."""
     village = "620123102202"  # 高崖镇关门口村: this test's village
     registered = [await intake.register(intake.plan(village)) for _ in range(3)]
     reader = "village-lister"
@@ -742,10 +744,16 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
             assert item["head_masked_name"] == mask_name(h.plan.members[0].name)
             assert item["active_members"] == len(h.plan.members)
             assert (item["region_code"], item["status"]) == (village, "active")
-    # The lists' view for a publicity officer is the same; another region sees none of them.
-    officer = await pages(Role.PUBLICITY_OFFICER, ["620123"], "village-officer")
-    assert [i["id"] for i in officer] == ids
+    # An auditor of the county sees the same; another region sees none of them.
+    auditor = await pages(Role.AUDITOR, ["620123"], "village-auditor")
+    assert [i["id"] for i in auditor] == ids
     assert await pages(Role.VILLAGE_COMMITTEE, ["620102"], "village-foreigner") == []
+    for role in (Role.PUBLICITY_OFFICER, Role.FINANCE_OFFICER, Role.POLICY_ADMIN):
+        refused = await intake.http.get(
+            "/households", params={"region": village}, headers=intake.headers(role, ["620123"])
+        )
+        assert refused.status_code == 403, (role, refused.text)
+        assert refused.json()["type"].endswith("/missing-role")
     [record] = await _access_records(intake_stack, f"households?region_prefix={village}", reader)
     assert record.action == access.ACCESS_ACTION_SEARCH
     assert list(record.fields) == ["head_name_masked", "region", "status", "size"]

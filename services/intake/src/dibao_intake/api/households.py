@@ -108,13 +108,15 @@ async def register_household(
     response_model=s.HouseholdPageOut,
     summary="List households by region and status",
     description="Newest first, within the caller's regions, cursor-paginated: each with its"
-    " head's masked name and its size, what the public lists show of a household. The page"
-    " is recorded on dibao.access.v1 (action search, each head named).",
+    " head's masked name and its size. For the roles that work or audit cases: every"
+    " registered household is listed, those that never applied or receive nothing too,"
+    " which is more than the public lists show (only recipients), so the other roles get"
+    " 403. The page is recorded on dibao.access.v1 (action search, each head named).",
     responses=problems(400, 401, 403, 422),
 )
 async def list_households(
     request: Request,
-    caller: Reader,
+    caller: CaseReader,
     runtime: RuntimeDep,
     region: Annotated[
         str | None,

@@ -688,7 +688,9 @@ class HouseholdSummaryOut(_Out):
     status: HouseholdStatus
     head_person_id: uuid.UUID | None
     head_masked_name: str | None = Field(examples=["马*国"])
-    active_members: int = Field(description="The household's size now")
+    active_members: int = Field(
+        description="Its members now, counted or not (one in prison is a member not counted)"
+    )
     created_at: datetime
     updated_at: datetime
 

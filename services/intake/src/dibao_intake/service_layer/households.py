@@ -382,9 +382,8 @@ async def search_households(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchHouseholds
 ) -> HouseholdPage:
     """A village's (or any region's) households, newest first, keyset-paginated, with the
-    head's masked name and the number of active members: what the public lists show of a
-    household, for every role within its regions. The page is recorded as one search
-    naming each head."""
+    head's masked name and the number of active members, for the case roles within their
+    regions. The page is recorded as one search naming each head."""
     after = decode_cursor(query.cursor) if query.cursor else None
     limit = min(query.limit, runtime.page_size_max)
     rows = await repo.search_households(
@@ -470,7 +469,10 @@ async def look_up_household(
     if not caller.principal.can_see(found.region_code):
         raise refused(NotFound(NO_HOUSEHOLD), runtime, caller, target)
     members = await repo.load_members(session, found.household_id)
-    member = next(m for m in members if m.active and m.id_hash == id_hash)
+    # Gone between the two reads (a move out or a death committed meanwhile): as none.
+    member = next((m for m in members if m.active and m.id_hash == id_hash), None)
+    if member is None:
+        raise NotFound(NO_HOUSEHOLD)
     await record_access(
         session,
         runtime,
