@@ -23,12 +23,13 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.clock import FrozenClock
 from dibao_common.crypto import PiiSettings
 from dibao_common.db import make_engine
 from dibao_common.messaging.dlq import read_topic
-from dibao_common.messaging.envelope import Envelope
+from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake.domain.codes import AreaType
@@ -283,6 +284,27 @@ async def wait_for_events(
         found = await events(stack, topic, subject=subject, key=key)
         if len(found) >= count or loop.time() > deadline:
             return found
+        await asyncio.sleep(0.2)
+
+
+async def access_records(
+    stack: TestStack, subject: str, reader: str, *, timeout_s: float = 10.0
+) -> list[access.PersonalDataAccessed]:
+    """``reader``'s access records of ``subject`` (a record id, or a list's query), once
+    there is one (or the time is up: then none, for tests that a read left none)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        decoded = [
+            EventRegistry.default().decode(e)
+            for e in await events(stack, "dibao.access.v1", subject=subject)
+        ]
+        mine = [
+            r
+            for r in decoded
+            if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+        ]
+        if mine or asyncio.get_running_loop().time() > deadline:
+            return mine
         await asyncio.sleep(0.2)
 
 

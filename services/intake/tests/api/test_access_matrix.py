@@ -3,7 +3,6 @@ document that shows ID or account numbers is downloaded only by those who may se
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -17,7 +16,12 @@ from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.synthetic import application_payload
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, events, wait_for_events
+from dibao_intake.testing import (
+    IntakeClient,
+    RegisteredHousehold,
+    access_records,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -294,26 +298,6 @@ async def test_no_token_is_a_401_problem(intake: IntakeClient) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def _records(
-    stack: TestStack, subject: str, reader: str, *, timeout_s: float = 10.0
-) -> list[access.PersonalDataAccessed]:
-    """``reader``'s access records of ``subject``, once there is one (or the time is up)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        decoded = [
-            EventRegistry.default().decode(e)
-            for e in await events(stack, "dibao.access.v1", subject=subject)
-        ]
-        mine = [
-            r
-            for r in decoded
-            if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
-        ]
-        if mine or asyncio.get_running_loop().time() > deadline:
-            return mine
-        await asyncio.sleep(0.2)
-
-
 async def test_a_refused_read_is_recorded_all_the_same(
     intake: IntakeClient, intake_stack: TestStack, case: tuple[RegisteredHousehold, str]
 ) -> None:
@@ -342,7 +326,7 @@ async def test_a_refused_read_is_recorded_all_the_same(
     for url, params, subject, record_type in attempts:
         answer = await intake.http.get(url, params=params, headers=foreign)
         assert answer.status_code == 404, (url, answer.text)
-        [record] = await _records(intake_stack, subject, prober)
+        [record] = await access_records(intake_stack, subject, prober)
         assert record.outcome == access.ACCESS_OUTCOME_DENIED, url
         assert (record.record_type, record.record_id) == (record_type, subject)
         assert (record.household_id, record.region.code) == (
@@ -358,7 +342,7 @@ async def test_a_refused_read_is_recorded_all_the_same(
         headers=intake.headers(Role.PUBLICITY_OFFICER, OWN, subject=officer),
     )
     assert answer.status_code == 403
-    [record] = await _records(intake_stack, photo, officer)
+    [record] = await access_records(intake_stack, photo, officer)
     assert (record.outcome, record.action) == (
         access.ACCESS_OUTCOME_DENIED,
         access.ACCESS_ACTION_DOWNLOAD,
@@ -366,7 +350,7 @@ async def test_a_refused_read_is_recorded_all_the_same(
     # Nothing there: nothing recorded.
     missing = str(uuid.uuid4())
     assert (await intake.http.get(f"/households/{missing}", headers=foreign)).status_code == 404
-    assert await _records(intake_stack, missing, prober, timeout_s=2) == []
+    assert await access_records(intake_stack, missing, prober, timeout_s=2) == []
 
 
 _FAIL_OUTBOX_ROW = """
@@ -486,14 +470,16 @@ async def test_the_limited_view_names_no_missing_item_timeline_detail_or_one_off
         assert by_kind.status_code == 403, by_kind.text
         assert by_kind.json()["type"].endswith("/missing-role")
         assert set(by_kind.json()["required_roles"]) == {c.value for c in CASE_ROLES}
-        [refusal] = await _records(
+        [refusal] = await access_records(
             intake_stack, f"applications?kind=medical&household_id={household.id}", reader
         )
         assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
         assert list(refusal.fields) == []
     # The records say what each view was shown.
-    [read] = await _records(intake_stack, r["id"], reader)
-    [search] = await _records(intake_stack, f"applications?household_id={household.id}", reader)
+    [read] = await access_records(intake_stack, r["id"], reader)
+    [search] = await access_records(
+        intake_stack, f"applications?household_id={household.id}", reader
+    )
     if role in CASE_ROLES:
         assert {"kind", "missing_items", "timeline_details"} <= set(read.fields)
         assert "kind" in search.fields
@@ -530,7 +516,7 @@ async def test_the_limited_view_shows_no_amount_asked_for(
         read = await intake.http.get(f"/applications/{application_id}", headers=headers)
         assert read.status_code == 200, read.text
         shown[kind] = (read.json()["kind"], read.json()["requested_amount_fen"])
-    [record] = await _records(intake_stack, ids["medical"], reader)
+    [record] = await access_records(intake_stack, ids["medical"], reader)
     if role in CASE_ROLES:
         assert shown == {k: (k, amount) for k, amount in asked.items()}
         assert "requested_amount" in record.fields
@@ -575,7 +561,7 @@ async def test_the_limited_view_does_not_say_staff_hold_the_card(
     assert read.status_code == 200
     account = read.json()["bank_account"]
     [change] = [c for c in read.json()["changes"] if c["kind"] == "bank_account_change"]
-    [record] = await _records(intake_stack, household.id, reader)
+    [record] = await access_records(intake_stack, household.id, reader)
     if role in CASE_ROLES:
         assert (account["custody_agreement"], account["custodian_subject"]) == (
             True,

@@ -25,6 +25,7 @@ from dibao_intake.testing import (
     RURAL_VILLAGE,
     IntakeClient,
     RegisteredHousehold,
+    access_records,
     row_counts,
     wait_for_events,
 )
@@ -611,18 +612,6 @@ CASE_ROLES = {
 }
 
 
-async def _access_records(
-    stack: TestStack, subject: str, reader: str
-) -> list[access.PersonalDataAccessed]:
-    found = await wait_for_events(stack, "dibao.access.v1", 1, subject=subject, timeout_s=10)
-    records = [REGISTRY.decode(e) for e in found]
-    return [
-        r
-        for r in records
-        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
-    ]
-
-
 @pytest.mark.parametrize("role", list(Role))
 async def test_a_household_is_found_by_a_member_id_number(
     intake: IntakeClient, intake_stack: TestStack, role: Role
@@ -653,7 +642,7 @@ async def test_a_household_is_found_by_a_member_id_number(
         "relationship": member.relationship.value,
     }
     assert member.id_number not in found.text
-    [record] = await _access_records(intake_stack, household.id, reader)
+    [record] = await access_records(intake_stack, household.id, reader)
     assert record.action == access.ACCESS_ACTION_SEARCH
     assert record.outcome == access.ACCESS_OUTCOME_GRANTED
     assert [p.person_id for p in record.persons] == [household.person_ids[1]]
@@ -680,7 +669,7 @@ async def test_a_lookup_finds_only_an_active_member_in_the_callers_regions(
     )
     assert foreign.status_code == nobody.status_code == 404
     assert foreign.json()["detail"] == nobody.json()["detail"]
-    [refusal] = await _access_records(intake_stack, household.id, "lookup-prober")
+    [refusal] = await access_records(intake_stack, household.id, "lookup-prober")
     assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
     assert list(refusal.persons) == list(refusal.fields) == []
     # A bad check digit is named, and nothing is looked up.
@@ -754,7 +743,7 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
         )
         assert refused.status_code == 403, (role, refused.text)
         assert refused.json()["type"].endswith("/missing-role")
-    [record] = await _access_records(intake_stack, f"households?region_prefix={village}", reader)
+    [record] = await access_records(intake_stack, f"households?region_prefix={village}", reader)
     assert record.action == access.ACCESS_ACTION_SEARCH
     assert list(record.fields) == ["head_name_masked", "region", "status", "size"]
     # The first page: the two newest, this test's last two.
@@ -795,7 +784,7 @@ async def test_a_lookup_is_answered_afresh_whatever_its_idempotency_key(
     moved = await look_up(["620102"])
     assert moved.status_code == 404, moved.text
     assert "Idempotent-Replayed" not in moved.headers
-    records = await _access_records(intake_stack, household.id, subject)
+    records = await access_records(intake_stack, household.id, subject)
     assert [r.outcome for r in records] == [
         access.ACCESS_OUTCOME_GRANTED,
         access.ACCESS_OUTCOME_DENIED,
