@@ -288,10 +288,11 @@ async def wait_for_events(
 
 
 async def access_records(
-    stack: TestStack, subject: str, reader: str, *, timeout_s: float = 10.0
+    stack: TestStack, subject: str, reader: str, *, count: int = 1, timeout_s: float = 10.0
 ) -> list[access.PersonalDataAccessed]:
     """``reader``'s access records of ``subject`` (a record id, or a list's query), once
-    there is one (or the time is up: then none, for tests that a read left none)."""
+    there are ``count`` (the relay publishes them a poll apart), or the time is up: then
+    fewer, none for tests that a read left none."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         decoded = [
@@ -303,7 +304,7 @@ async def access_records(
             for r in decoded
             if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
         ]
-        if mine or asyncio.get_running_loop().time() > deadline:
+        if len(mine) >= count or asyncio.get_running_loop().time() > deadline:
             return mine
         await asyncio.sleep(0.2)
 
