@@ -13,8 +13,11 @@ from starlette.responses import Response
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     Clerk,
+    Cursor,
     Idempotency,
+    PageSize,
     Reader,
+    RegionPrefix,
     RuntimeDep,
     in_one_statement,
     in_transaction,
@@ -126,17 +129,14 @@ async def search_applications(
     request: Request,
     caller: Reader,
     runtime: RuntimeDep,
-    region: Annotated[
-        str | None,
-        Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
-    ] = None,
+    region: RegionPrefix = None,
     status: ApplicationStatus | None = None,
     kind: ApplicationKind | None = None,
     household_id: uuid.UUID | None = None,
     submitted_from: Annotated[date | None, Query(description="First day (China time)")] = None,
     submitted_to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
 ) -> Response:
     query = service.SearchApplications(
         region_prefix=region,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -83,6 +83,14 @@ AccountReader = Annotated[Caller, Depends(caller_with(Role.FINANCE_OFFICER, Role
 CaseReader = Annotated[Caller, Depends(caller_with(*CASE_ROLES_LISTED))]
 """The roles that work or audit cases (views.py)."""
 Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_request)]
+
+# A list's query parameters (applications, households).
+RegionPrefix = Annotated[
+    str | None,
+    Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
+]
+Cursor = Annotated[str | None, Query(max_length=64)]
+PageSize = Annotated[int, Query(ge=1, le=200)]
 
 Work = Callable[[AsyncSession], Awaitable[Response]]
 

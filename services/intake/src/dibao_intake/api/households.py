@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -14,8 +13,11 @@ from dibao_intake.api.deps import (
     PERSON_IN_HOUSEHOLD,
     CaseReader,
     Clerk,
+    Cursor,
     Idempotency,
+    PageSize,
     Reader,
+    RegionPrefix,
     RuntimeDep,
     in_transaction,
     json_response,
@@ -118,13 +120,10 @@ async def list_households(
     request: Request,
     caller: CaseReader,
     runtime: RuntimeDep,
-    region: Annotated[
-        str | None,
-        Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
-    ] = None,
+    region: RegionPrefix = None,
     status: HouseholdStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
 ) -> Response:
     query = service.SearchHouseholds(
         region_prefix=region, status=status, cursor=cursor, limit=limit

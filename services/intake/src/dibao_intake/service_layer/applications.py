@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +57,7 @@ from dibao_intake.service_layer.households import (
     new_bank_account,
     rules_failed,
 )
-from dibao_intake.service_layer.pages import decode_cursor, encode_cursor
+from dibao_intake.service_layer.pages import Window, list_target
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
 from dibao_intake.service_layer.views import (
@@ -516,22 +516,13 @@ async def search_applications(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchApplications
 ) -> ApplicationPage:
     """Newest first, keyset-paginated; the search is recorded as one access."""
-    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
-    target = AccessTarget(
-        None,
-        scope.ljust(12, "0")[:12] if scope else "0" * 12,
-        access.RECORD_TYPE_LIST,
-        "applications?"
-        + "&".join(f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"),
-        action=access.ACCESS_ACTION_SEARCH,
-    )
+    target = list_target("applications", query, caller.principal)
     view = view_of(caller.principal)
     if view is View.LIMITED and query.kind is not None and query.kind.one_off:
         # The page would say which households asked for this kind, medical assistance too.
         refusal = missing_role(CASE_ROLES_LISTED, "Searching by a one-off kind is casework")
         raise refused(refusal, runtime, caller, target)
-    after = decode_cursor(query.cursor) if query.cursor else None
-    limit = min(query.limit, runtime.page_size_max)
+    window = Window.of(query.cursor, query.limit, runtime.page_size_max)
     rows = await repo.search_applications(
         session,
         caller.principal,
@@ -548,11 +539,10 @@ async def search_applications(
                 else None
             ),
         ),
-        after_id=after,
-        limit=limit + 1,
+        after_id=window.after,
+        limit=window.read,
     )
-    items = rows[:limit]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    items, next_cursor = window.page(rows)
     await record_access(
         session,
         runtime,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -48,7 +48,7 @@ from dibao_intake.domain.household import (
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
-from dibao_intake.service_layer.pages import decode_cursor, encode_cursor
+from dibao_intake.service_layer.pages import Window, list_target
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
@@ -384,33 +384,21 @@ async def search_households(
     """A village's (or any region's) households, newest first, keyset-paginated, with the
     head's masked name and the number of active members, for the case roles within their
     regions. The page is recorded as one search naming each head."""
-    after = decode_cursor(query.cursor) if query.cursor else None
-    limit = min(query.limit, runtime.page_size_max)
+    window = Window.of(query.cursor, query.limit, runtime.page_size_max)
     rows = await repo.search_households(
         session,
         caller.principal,
         region_prefix=query.region_prefix,
         status=query.status,
-        after_id=after,
-        limit=limit + 1,
+        after_id=window.after,
+        limit=window.read,
     )
-    items = rows[:limit]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    scope = query.region_prefix or (caller.principal.regions[0] if caller.principal.regions else "")
+    items, next_cursor = window.page(rows)
     await record_access(
         session,
         runtime,
         caller,
-        AccessTarget(
-            None,
-            scope.ljust(12, "0")[:12] if scope else "0" * 12,
-            access.RECORD_TYPE_LIST,
-            "households?"
-            + "&".join(
-                f"{k}={v}" for k, v in asdict(query).items() if v is not None and k != "limit"
-            ),
-            action=access.ACCESS_ACTION_SEARCH,
-        ),
+        list_target("households", query, caller.principal),
         persons=[
             common.PersonRef(
                 person_id=str(h.head_person_id),

@@ -1,12 +1,20 @@
-"""Cursors of keyset-paginated lists: the last row's id, opaque to the client."""
+"""Keyset-paginated lists (applications, households): the cursor, opaque to the client, is
+the last row's id; a page is read one row long to know whether another follows; and the
+whole page is recorded as one search."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TypeVar
 
+from dibao.access.v1 import events_pb2 as access
+from dibao_common.auth import Principal
 from dibao_common.errors import InvalidCursor
+from dibao_intake.service_layer.access import AccessTarget
 
 
 def encode_cursor(last_id: uuid.UUID) -> str:
@@ -19,3 +27,49 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         return uuid.UUID(bytes=raw)
     except (binascii.Error, ValueError):
         raise InvalidCursor from None
+
+
+class _Row(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+R = TypeVar("R", bound=_Row)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which rows a request asks for: those after ``after``, at most ``limit``."""
+
+    after: uuid.UUID | None
+    limit: int
+
+    @classmethod
+    def of(cls, cursor: str | None, limit: int, maximum: int) -> Window:
+        return cls(decode_cursor(cursor) if cursor else None, min(limit, maximum))
+
+    @property
+    def read(self) -> int:
+        """How many rows to read: one more than shown tells whether a next page exists."""
+        return self.limit + 1
+
+    def page(self, rows: Sequence[R]) -> tuple[list[R], str | None]:
+        """The rows shown, and the cursor of the next page (None at the end)."""
+        items = list(rows[: self.limit])
+        return items, encode_cursor(items[-1].id) if len(rows) > self.limit else None
+
+
+def list_target(name: str, criteria: Any, principal: Principal) -> AccessTarget:
+    """What a list's access record is of: ``<name>?<criteria given>`` (the page size left
+    out), in the region asked for, or the caller's first, as a 12-digit code."""
+    scope = criteria.region_prefix or (principal.regions[0] if principal.regions else "")
+    return AccessTarget(
+        None,
+        scope.ljust(12, "0")[:12] if scope else "0" * 12,
+        access.RECORD_TYPE_LIST,
+        f"{name}?"
+        + "&".join(
+            f"{k}={v}" for k, v in asdict(criteria).items() if v is not None and k != "limit"
+        ),
+        action=access.ACCESS_ACTION_SEARCH,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dibao_common.auth import Principal, region_filter
+from dibao_common.auth import Principal
 from dibao_common.db import DriverStatement, driver_connection
 from dibao_common.db.held import write
 from dibao_intake.adapters.records import (
@@ -20,6 +20,7 @@ from dibao_intake.adapters.records import (
     ApplicationSummary,
     TimelineRecord,
 )
+from dibao_intake.adapters.repositories.lists import newest_first
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -180,30 +181,28 @@ async def search_applications(
     limit: int,
 ) -> list[ApplicationSummary]:
     """Newest first, within the principal's regions; ``limit`` rows after ``after_id``."""
-    statement = (
-        sa.select(
-            application_t.c.id,
-            application_t.c.household_id,
-            application_t.c.region_code,
-            application_t.c.kind,
-            application_t.c.status,
-            application_t.c.applicant_person_id,
-            person_t.c.name,
-            application_t.c.staff_related,
-            application_t.c.assigned_caseworker,
-            application_t.c.submitted_at,
-            person_t.c.id_hash,
-            person_t.c.masked_id,
-        )
-        .join(person_t, person_t.c.id == application_t.c.applicant_person_id)
-        .where(region_filter(application_t.c.region_code, principal))
-        .order_by(application_t.c.id.desc())
-        .limit(limit)
+    statement = sa.select(
+        application_t.c.id,
+        application_t.c.household_id,
+        application_t.c.region_code,
+        application_t.c.kind,
+        application_t.c.status,
+        application_t.c.applicant_person_id,
+        person_t.c.name,
+        application_t.c.staff_related,
+        application_t.c.assigned_caseworker,
+        application_t.c.submitted_at,
+        person_t.c.id_hash,
+        person_t.c.masked_id,
+    ).join(person_t, person_t.c.id == application_t.c.applicant_person_id)
+    statement = newest_first(
+        statement,
+        application_t,
+        principal,
+        region_prefix=criteria.region_prefix,
+        after_id=after_id,
+        limit=limit,
     )
-    if criteria.region_prefix:
-        statement = statement.where(
-            application_t.c.region_code.startswith(criteria.region_prefix, autoescape=True)
-        )
     if criteria.status is not None:
         statement = statement.where(application_t.c.status == criteria.status.value)
     if criteria.kind is not None:
@@ -214,8 +213,6 @@ async def search_applications(
         statement = statement.where(application_t.c.submitted_at >= criteria.submitted_from)
     if criteria.submitted_before is not None:
         statement = statement.where(application_t.c.submitted_at < criteria.submitted_before)
-    if after_id is not None:
-        statement = statement.where(application_t.c.id < after_id)
     rows = await session.execute(statement)
     return [
         ApplicationSummary(

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dibao_common.auth import Principal, region_filter
+from dibao_common.auth import Principal
 from dibao_common.db import DriverStatement
 from dibao_common.db.held import holding, write
 from dibao_intake.adapters.records import (
@@ -23,6 +23,7 @@ from dibao_intake.adapters.records import (
     HouseholdSummary,
     MemberRecord,
 )
+from dibao_intake.adapters.repositories.lists import newest_first
 from dibao_intake.domain.codes import (
     AreaType,
     DisabilityGrade,
@@ -105,33 +106,29 @@ async def search_households(
         .where(member_t.c.household_id == household_t.c.id, member_t.c.active)
         .scalar_subquery()
     )
-    statement = (
-        sa.select(
-            household_t.c.id,
-            household_t.c.region_code,
-            household_t.c.area_type,
-            household_t.c.status,
-            household_t.c.head_person_id,
-            person_t.c.name,
-            active_members,
-            household_t.c.created_at,
-            household_t.c.updated_at,
-            person_t.c.id_hash,
-            person_t.c.masked_id,
-        )
-        .select_from(household_t.outerjoin(person_t, person_t.c.id == household_t.c.head_person_id))
-        .where(region_filter(household_t.c.region_code, principal))
-        .order_by(household_t.c.id.desc())
-        .limit(limit)
+    statement = sa.select(
+        household_t.c.id,
+        household_t.c.region_code,
+        household_t.c.area_type,
+        household_t.c.status,
+        household_t.c.head_person_id,
+        person_t.c.name,
+        active_members,
+        household_t.c.created_at,
+        household_t.c.updated_at,
+        person_t.c.id_hash,
+        person_t.c.masked_id,
+    ).select_from(household_t.outerjoin(person_t, person_t.c.id == household_t.c.head_person_id))
+    statement = newest_first(
+        statement,
+        household_t,
+        principal,
+        region_prefix=region_prefix,
+        after_id=after_id,
+        limit=limit,
     )
-    if region_prefix:
-        statement = statement.where(
-            household_t.c.region_code.startswith(region_prefix, autoescape=True)
-        )
     if status is not None:
         statement = statement.where(household_t.c.status == status.value)
-    if after_id is not None:
-        statement = statement.where(household_t.c.id < after_id)
     rows = await session.execute(statement)
     return [
         HouseholdSummary(
