@@ -137,11 +137,12 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
         assert [m["name"] for m in h["members"]] == [mask_name(n) for n in names]
         assert h["address"] is None
         assert shown_health == [{"disability_grade": None, "seriously_ill": None}] * len(names)
-        assert h["bank_account"]["holder_name"] in [mask_name(n) for n in names]
+        # Who holds the account is left out: a holder outside the household is a custodian.
+        assert h["bank_account"]["holder_name"] is h["bank_account"]["holder_person_id"] is None
         assert a["applicant_name"] == mask_name(names[0])
         assert a["statement"] is None
         assert a["incomes"] is a["assets"] is a["documents"] is None
-        assert a["bank_account"]["holder_name"] == h["bank_account"]["holder_name"]
+        assert a["bank_account"]["holder_name"] is a["bank_account"]["holder_person_id"] is None
     # The household's make-up is the same in both views.
     assert [(m["relationship"], m["birth_date"], m["counted"]) for m in h["members"]] == [
         (m.relationship.value, m.birth_date.isoformat(), m.counted) for m in planned
@@ -162,9 +163,11 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
             application_fields
         )
     else:
-        assert {"name_masked", "account_holder_name_masked"} <= set(household_fields)
+        assert "name_masked" in household_fields
         assert not {
             "name",
+            "account_holder_name",
+            "account_holder_name_masked",
             "address",
             "disability_grade",
             "serious_illness",
@@ -172,9 +175,14 @@ async def test_roles_without_a_case_are_shown_what_the_lists_may_show(
             "notes",
         } & set(household_fields)
         assert "applicant_name_masked" in application_fields
-        assert not {"applicant_name", "statement_and_notes", "incomes", "assets"} & set(
-            application_fields
-        )
+        assert not {
+            "applicant_name",
+            "statement_and_notes",
+            "incomes",
+            "assets",
+            "account_holder_name",
+            "account_holder_name_masked",
+        } & set(application_fields)
 
 
 # The roles that may see an ID number (GET /persons/{id}/identity), and clerks, who took
@@ -568,9 +576,13 @@ async def test_the_limited_view_does_not_say_staff_hold_the_card(
             "cw-xiaguanying-01",
         )
         assert change["details"]["custody_agreement"] is True
+        assert (account["holder_name"], account["holder_person_id"]) == ("村委会代管", None)
         assert "custody" in record.fields
     else:
         assert account["custody_agreement"] is account["custodian_subject"] is None
+        # A holder outside the household (村委会代管) would tell it as well.
+        assert account["holder_name"] is account["holder_person_id"] is None
+        assert not {"account_holder_name", "account_holder_name_masked"} & set(record.fields)
         assert "custody_agreement" not in change["details"]
         assert change["details"]["bank_account_id"] == account["token_id"]
         assert "custody" not in record.fields

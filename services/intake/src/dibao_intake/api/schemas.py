@@ -268,8 +268,13 @@ class BankAccountOut(_Out):
     masked_number: str = Field(examples=["6228 **** **** 0018"])
     bank_code: str
     bank_name: str
-    holder_name: str = Field(description="Masked in the limited view")
-    holder_person_id: uuid.UUID | None
+    holder_name: str | None = Field(
+        description="The holder's name; a custodian's account is held by someone outside the"
+        " household" + _WITHHELD
+    )
+    holder_person_id: uuid.UUID | None = Field(
+        description="The member holding it (null for a custodian's account)" + _WITHHELD
+    )
     custody_agreement: bool | None = Field(
         description="Staff hold the card under a written agreement: the holder cannot manage"
         " it" + _WITHHELD

@@ -386,7 +386,7 @@ _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "documents": None,
     "individual_inclusion": None,
     "staff_relation": "staff_related",
-    "account_holder_name": "account_holder_name_masked",
+    "account_holder_name": None,
     "custody": None,
     "missing_items": None,
     "timeline_details": None,

@@ -352,7 +352,7 @@ _LIMITED_HOUSEHOLD_FIELDS: dict[str, str | None] = {
     "exclusion_reason": None,
     "address": None,
     "notes": None,
-    "account_holder_name": "account_holder_name_masked",
+    "account_holder_name": None,
     "custody": None,
 }
 
