@@ -306,6 +306,33 @@ async def test_each_change_is_one_household_updated_event(
     assert household.person_ids[0] not in [m.person.person_id for m in last.household.members]
 
 
+async def test_a_change_answers_the_household_and_records_that_read(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    # The answer shows every member (names, health, the account), as a GET does: a change
+    # must not be a way to read a household without an access record.
+    household = await intake.register()
+    changed = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={"kind": "birth", "member": _newborn(intake)},
+        headers=intake.headers(subject="clerk-changing"),
+    )
+    assert changed.status_code == 201, changed.text
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(subject="clerk-reading")
+    )
+    assert read.json()["members"] == changed.json()["household"]["members"]
+    [as_read] = await access_records(intake_stack, household.id, "clerk-reading")
+    [record] = await access_records(intake_stack, household.id, "clerk-changing")
+    assert record.outcome == access.ACCESS_OUTCOME_GRANTED
+    assert record.record_type == access.RECORD_TYPE_HOUSEHOLD
+    assert record.operation == "POST /households/{household_id}/changes"
+    assert list(record.fields) == list(as_read.fields)
+    assert {p.person_id for p in record.persons} == {
+        m["person_id"] for m in changed.json()["household"]["members"]
+    }
+
+
 async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClient) -> None:
     household = await intake.register()
     change = {

@@ -239,7 +239,9 @@ def change_command(
     response_model=s.HouseholdChangeOut,
     summary="Record a birth, death, marriage, move or bank account change",
     description="One change per request, checked against the household as it is. Publishes"
-    " HouseholdUpdated with the kind of change and the household after it.",
+    " HouseholdUpdated with the kind of change and the household after it. The answer shows"
+    " the household as GET /households/{household_id} does, and is recorded on"
+    " dibao.access.v1 as that read is.",
     responses=problems(
         400, 401, 403, 404, 409, 422, conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved."
     ),

@@ -487,6 +487,18 @@ async def read_household(
     )
     if not caller.principal.can_see(target.region_code):
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    await _record_shown(session, runtime, caller, target, aggregate)
+    return aggregate
+
+
+async def _record_shown(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    target: AccessTarget,
+    aggregate: HouseholdAggregate,
+) -> None:
+    """Record the household as an answer shows it (a read, or a change's answer)."""
     await record_access(
         session,
         runtime,
@@ -499,7 +511,6 @@ async def read_household(
             view_of(caller.principal),
         ),
     )
-    return aggregate
 
 
 # --- changes -----------------------------------------------------------------------------
@@ -761,6 +772,11 @@ async def record_change(
     if command.note:
         update.note = command.note
     await publish(session, runtime, caller, update, key=str(household_id), subject=str(change_id))
+    # The answer shows the whole household, members already there too: a read as a GET is.
+    target = AccessTarget(
+        household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
+    )
+    await _record_shown(session, runtime, caller, target, after)
     return ChangeRecorded(change_id, kind, after)
 
 
