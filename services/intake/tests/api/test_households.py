@@ -333,6 +333,17 @@ async def test_a_change_answers_the_household_and_records_that_read(
     }
 
 
+async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) -> None:
+    # As a death, a marriage or a move is effective on its day: not on the day recorded.
+    household = await intake.register(intake.plan(shape="single_parent"))
+    child = _newborn(intake)
+    born = await _change(intake, household, {"kind": "birth", "member": child})
+    [newborn] = [m for m in born["household"]["members"] if m["name"] == child["name"]]
+    [change] = born["household"]["changes"]
+    assert newborn["joined_on"] == newborn["birth_date"] == "2026-01-15"
+    assert change["effective_on"] == "2026-01-15"
+
+
 async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClient) -> None:
     household = await intake.register()
     change = {

@@ -626,6 +626,9 @@ class _ChangeWork:
         )
         self.head_person_id: uuid.UUID | None = head
         self.details: dict[str, Any] = {}
+        self.effective_on = self.today
+        """The day the change took effect: a birth's, a death's, ...; the day recorded for
+        a bank account change."""
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -747,13 +750,12 @@ async def record_change(
         session, household_id, at=at, head_person_id=work.head_person_id, status=status
     )
     change_id = uuid7()
-    effective_on = _effective_on(command.change, work.today)
     await repo.insert_change(
         session,
         change_id=change_id,
         household_id=household_id,
         kind=kind.value,
-        effective_on=effective_on,
+        effective_on=work.effective_on,
         details=work.details | {"document_ids": [str(d) for d in command.document_ids]},
         note=command.note,
         recorded_by=caller.principal.subject,
@@ -780,16 +782,6 @@ async def record_change(
     return ChangeRecorded(change_id, kind, after)
 
 
-def _effective_on(change: Change, today: date) -> date:
-    match change:
-        case Death(date_of_death=day) | Marriage(married_on=day):
-            return day
-        case MoveIn(moved_on=day) | MoveOut(moved_on=day):
-            return day
-        case _:
-            return today
-
-
 async def _change_documents(
     session: AsyncSession, household_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> list[DocumentRecord]:
@@ -813,10 +805,12 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             child = work.valid_member(raw, "/member")
             raise_if_any(rules.check_birth(work.state, child))
             added = await work.join(child, "/member", child.birth_date, newborn=True)
+            work.effective_on = child.birth_date
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
         case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
             raise_if_any(rules.check_death(work.state, pid, died_on, heir, today=today))
             await work.leave(pid, died_on, LeaveReason.DEATH, heir, change.relationships)
+            work.effective_on = died_on
             update.death.person_id = str(pid)
             update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
             certificate = next(
@@ -828,6 +822,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
         case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
             spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
             raise_if_any(rules.check_marriage(work.state, pid, on, spouse, today=today))
+            work.effective_on = on
             update.marriage.person_id = str(pid)
             update.marriage.married_on.CopyFrom(contracts.local_date(on))
             work.details["person_id"] = str(pid)
@@ -840,6 +835,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             newcomer = work.valid_member(raw, "/member")
             raise_if_any(rules.check_move_in(work.state, newcomer, on, today=today))
             added = await work.join(newcomer, "/member", on, date_pointer="/moved_on")
+            work.effective_on = on
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
         case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
@@ -848,6 +844,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 problems.append(Violation("/to_region_code", "not in the division table"))
             raise_if_any(problems)
             await work.leave(pid, on, LeaveReason.MOVE_OUT, heir, change.relationships)
+            work.effective_on = on
             update.move_out.person_id = str(pid)
             update.move_out.moved_on.CopyFrom(contracts.local_date(on))
             if to is not None:
