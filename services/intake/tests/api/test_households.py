@@ -583,6 +583,32 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/id_number"]
 
 
+async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # A widower's new wife left her former household on 20 February: joining his on the
+    # day of a marriage in January would make her a member of two households at once.
+    former = await intake.register(intake.plan(shape="elderly_couple"))
+    await _change(
+        intake,
+        former,
+        {"kind": "move_out", "person_id": former.person_ids[1], "moved_on": "2026-02-20"},
+    )
+    plans = (intake.plan(shape="elderly_alone") for _ in range(50))
+    widower = await intake.register(next(p for p in plans if p.members[0].sex is Sex.MALE))
+    marriage = {
+        "kind": "marriage",
+        "person_id": widower.person_ids[0],
+        "married_on": "2026-01-10",
+        "spouse": former.plan.members[1].payload() | {"relationship": "spouse"},
+    }
+    assert await _refused_change(intake, intake_engine, widower, marriage) == ["/body/married_on"]
+    married = await _change(intake, widower, marriage | {"married_on": "2026-02-25"})
+    [wife] = [m for m in married["household"]["members"] if m["relationship"] == "spouse"]
+    assert wife["person_id"] == former.person_ids[1]
+    assert wife["joined_on"] == "2026-02-25"
+
+
 async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:

@@ -646,8 +646,8 @@ class _ChangeWork:
         date_pointer: str | None = None,
     ) -> MemberRecord:
         """Add ``member``: refused when already here, active elsewhere (409), deceased,
-        already registered for a ``newborn``, or (with ``date_pointer``) joining before
-        they left their last household."""
+        already registered for a ``newborn``, or (with ``date_pointer``, the request's date
+        that ``joined_on`` is) joining before they left their last household."""
         hashes, history = await _histories(self.session, self.runtime, [(pointer, member)])
         if any(h.active and h.household_id == self.household_id for h in history):
             raise_if_any(
@@ -663,8 +663,9 @@ class _ChangeWork:
             )
         left = max((h.left_on for h in history if h.left_on is not None), default=None)
         if date_pointer is not None and left is not None and joined_on < left:
+            # Else the person would have been a member of two households at once.
             problems.append(
-                Violation(date_pointer, "is before the person left their last household")
+                Violation(date_pointer, f"is before the person left their last household ({left})")
             )
         raise_if_any(problems)
         (person_id,) = await _store_persons(self.session, self.runtime, [member])
@@ -827,7 +828,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             update.marriage.married_on.CopyFrom(contracts.local_date(on))
             work.details["person_id"] = str(pid)
             if spouse is not None:
-                added = await work.join(spouse, "/spouse", on)
+                added = await work.join(spouse, "/spouse", on, date_pointer="/married_on")
                 update.marriage.spouse.CopyFrom(
                     contracts.member(added, work.runtime.pii.hash_key_id)
                 )
