@@ -369,6 +369,42 @@ async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClien
     assert accepted["household"]["bank_account"]["custody_agreement"] is True
 
 
+async def test_a_bank_account_change_must_change_something(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # The same account, holder and custody again would supersede the token that payments
+    # resolves for the bank file, and tell it the account changed, for nothing.
+    household = await intake.register(intake.plan(shape="elderly_couple"))
+    plan = household.plan
+    same = {
+        "kind": "bank_account_change",
+        "account": {
+            "account_number": plan.account_number,
+            "bank_code": plan.bank_code,
+            "bank_name": plan.bank_name,
+            "holder_person_id": household.person_ids[0],
+        },
+    }
+    assert await _refused_change(intake, intake_engine, household, same) == [
+        "/body/account/account_number"
+    ]
+    # The same card, now kept by staff under a signed custody agreement: a change.
+    document = (await intake.upload(household.id, "custody_agreement")).json()["id"]
+    custody = {
+        "custody_agreement": True,
+        "custody_document_id": document,
+        "custodian_subject": "cw-xiaguanying-01",
+        "document_ids": [document],
+    }
+    changed = await _change(intake, household, same | custody)
+    account = changed["household"]["bank_account"]
+    assert (account["masked_number"], account["custody_agreement"]) == (
+        household.body["bank_account"]["masked_number"],
+        True,
+    )
+    assert account["token_id"] != household.body["bank_account"]["token_id"]
+
+
 async def test_moving_in_someone_active_elsewhere_is_a_409(intake: IntakeClient) -> None:
     elsewhere = await intake.register(intake.plan(shape="elderly_couple"))
     household = await intake.register()

@@ -871,8 +871,16 @@ async def _change_account(
             problems.append(
                 Violation("/custody_document_id", "list the custody agreement in document_ids")
             )
-    raise_if_any(problems)
     previous = work.before.bank_account
+    if previous is not None and _same_account(work.runtime, previous, change, holder):
+        # A new token for the same account would tell payments it changed, for nothing.
+        problems.append(
+            Violation(
+                "/account/account_number",
+                "is the household's current account, with the same bank, holder and custody",
+            )
+        )
+    raise_if_any(problems)
     account, cipher = new_bank_account(
         work.runtime,
         work.household_id,
@@ -902,6 +910,21 @@ async def _change_account(
         "previous_bank_account_id": str(previous.id) if previous else None,
         "custody_agreement": change.custody_agreement,
     }
+
+
+def _same_account(
+    runtime: Runtime, current: BankAccountRecord, change: AccountChange, holder: MemberRecord | None
+) -> bool:
+    """Whether ``change`` records the current account again, as it is."""
+    given = change.account
+    return (
+        current.number_hash == runtime.pii.hash_id_number(given.account_number)
+        and (current.bank_code, current.bank_name) == (given.bank_code, given.bank_name)
+        and current.holder_person_id == (holder.person_id if holder is not None else None)
+        and (holder is not None or current.holder_name == given.holder_name)
+        and (current.custody_agreement, current.custody_document_id, current.custodian_subject)
+        == (change.custody_agreement, change.custody_document_id, change.custodian_subject)
+    )
 
 
 def _account_holder(
