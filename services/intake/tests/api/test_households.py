@@ -405,7 +405,9 @@ async def test_a_bank_account_change_must_change_something(
     assert account["token_id"] != household.body["bank_account"]["token_id"]
 
 
-async def test_moving_in_someone_active_elsewhere_is_a_409(intake: IntakeClient) -> None:
+async def test_moving_in_someone_active_elsewhere_is_a_409(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
     elsewhere = await intake.register(intake.plan(shape="elderly_couple"))
     household = await intake.register()
     mover = elsewhere.plan.members[0]
@@ -444,6 +446,11 @@ async def test_moving_in_someone_active_elsewhere_is_a_409(intake: IntakeClient)
         },
     )
     assert elsewhere.person_ids[0] in [m["person_id"] for m in joined["household"]["members"]]
+    # The event names the household they came from, as its contract says when intake knows.
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 2, key=household.id)
+    [move_in] = [REGISTRY.decode(e) for e in found if e.ce_subject == joined["change_id"]]
+    assert isinstance(move_in, ev.HouseholdUpdated)
+    assert move_in.move_in.from_household_id == elsewhere.id
 
 
 async def test_a_marriage_brings_the_spouse_in(intake: IntakeClient) -> None:

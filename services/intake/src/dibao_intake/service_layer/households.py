@@ -629,6 +629,8 @@ class _ChangeWork:
         self.effective_on = self.today
         """The day the change took effect: a birth's, a death's, ...; the day recorded for
         a bank account change."""
+        self.came_from: uuid.UUID | None = None
+        """The household a member who joined moved out of last, when intake has it."""
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -661,7 +663,8 @@ class _ChangeWork:
             problems.append(
                 Violation(f"{pointer}/id_number", "the person is already registered: not a birth")
             )
-        left = max((h.left_on for h in history if h.left_on is not None), default=None)
+        ended = [(h.left_on, h) for h in history if h.left_on is not None]
+        left, last = max(ended, key=lambda e: e[0], default=(None, None))
         if date_pointer is not None and left is not None and joined_on < left:
             # Else the person would have been a member of two households at once.
             problems.append(
@@ -677,6 +680,8 @@ class _ChangeWork:
             [(pointer, member)],
         )
         self.details.setdefault("joined_person_ids", []).append(str(person_id))
+        if last is not None and last.left_reason is LeaveReason.MOVE_OUT:
+            self.came_from = last.household_id
         return await self.member_after(person_id)
 
     async def member_after(self, person_id: uuid.UUID) -> MemberRecord:
@@ -839,6 +844,8 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             work.effective_on = on
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
+            if work.came_from is not None:
+                update.move_in.from_household_id = str(work.came_from)
         case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
             problems = rules.check_move_out(work.state, pid, on, heir, today=today)
             if to is not None and to not in work.runtime.divisions:
