@@ -5,8 +5,10 @@ with the JSON log lines beside it on stderr, and batches of a size the operator 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import IO, Any
 
 from dibao_common import loop as event_loop
@@ -23,6 +25,30 @@ def batch_size(value: str) -> int:
     if size < 1:
         raise argparse.ArgumentTypeError("the batch size must be at least 1")
     return size
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(value: str) -> timedelta:
+    """A length of time: a number of seconds, or one with a unit (``90s``, ``30m``, ``1h``,
+    ``2d``)."""
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration (seconds, or a number with s, m, h or d: 30m)"
+        )
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def describe_duration(length: timedelta) -> str:
+    """``length`` as ``duration`` reads it, in the largest unit that divides it."""
+    seconds = length.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
 
 
 def run_job(name: str, job: Job, args: argparse.Namespace) -> int:

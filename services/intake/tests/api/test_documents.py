@@ -322,6 +322,10 @@ def _unavailable(reason: str) -> float:
     )
 
 
+def _repaired() -> float:
+    return REGISTRY.get_sample_value("dibao_document_content_repaired_total") or 0
+
+
 @pytest.mark.parametrize(
     ("reason", "spoil"),
     [
@@ -398,12 +402,20 @@ async def test_uploading_the_same_content_again_repairs_a_damaged_file(
     first = (await intake.upload(household.id, "photo", content=content)).json()
     path = _stored_file(intake_app, first["sha256"])
     await asyncio.to_thread(path.write_bytes, content[:-3] + b"rot")
+    before = _repaired()
     with capture_logs() as logs:
         again = await intake.upload(household.id, "photo", content=content)
     assert again.status_code == 201, again.text
     assert await asyncio.to_thread(path.read_bytes) == content
     [repaired] = [e for e in logs if e["event"] == "document content repaired"]
     assert repaired["sha256"] == first["sha256"]
+    # Counted on /metrics, where an operator sees the store being mended (once: another
+    # upload of the now sound content is no repair).
+    assert _repaired() - before == 1
+    assert (await intake.upload(household.id, "photo", content=content)).status_code == 201
+    assert _repaired() - before == 1
+    metrics = (await intake.http.get("/metrics")).text
+    assert f"dibao_document_content_repaired_total {_repaired()}" in metrics.splitlines()
     names = await asyncio.to_thread(os.listdir, path.parent)
     assert not [n for n in names if n.startswith(".upload-")]
     reader = intake.headers(Role.INVESTIGATOR, ["620123"])

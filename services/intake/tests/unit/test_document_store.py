@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,41 @@ async def test_the_stored_names_are_listed_and_nothing_else(tmp_path: Path) -> N
     (tmp_path / "ab" / ".upload-left-by-a-crash").write_bytes(b"x")
     (tmp_path / "ab" / ("cd" + "0" * 62)).write_bytes(b"x")  # in the wrong directory
     (tmp_path / "notes.txt").write_text("an operator's")
-    listed = [name async for name in store.names()]
+    listed = [content.sha256 async for content in store.contents()]
     assert sorted(listed) == sorted(hashlib.sha256(c).hexdigest() for c in contents)
-    assert [name async for name in FilesystemDocumentStore(tmp_path / "none").names()] == []
+    assert [c async for c in FilesystemDocumentStore(tmp_path / "none").contents()] == []
+
+
+async def test_contents_are_listed_with_when_they_were_written(tmp_path: Path) -> None:
+    """What the sweep of orphans judges their age by: the file's mtime, which a put that
+    keeps a sound copy leaves, and a repair renews."""
+    store = FilesystemDocumentStore(tmp_path)
+    content = b"%PDF-1.4 dated"
+    digest, path = _stored(tmp_path, content)
+    assert await store.written_at(digest) is None
+    assert await store.put(digest, content) == "written"
+    written = datetime.now(UTC) - timedelta(hours=3)
+    os.utime(path, (written.timestamp(), written.timestamp()))
+    assert await store.put(digest, content) == "kept"
+    assert [(c.sha256, c.written_at) async for c in store.contents()] == [(digest, written)]
+    assert await store.written_at(digest) == written
+    path.write_bytes(b"%PDF-1.4 dater")
+    assert await store.put(digest, content) == "repaired"
+    renewed = await store.written_at(digest)
+    assert renewed is not None
+    assert renewed > written + timedelta(hours=2)
+
+
+async def test_delete_removes_the_content_alone(tmp_path: Path) -> None:
+    store = FilesystemDocumentStore(tmp_path)
+    kept, gone = b"%PDF-1.4 kept", b"%PDF-1.4 gone"
+    for content in (kept, gone):
+        await store.put(hashlib.sha256(content).hexdigest(), content)
+    digest = hashlib.sha256(gone).hexdigest()
+    assert await store.delete(digest) is True
+    assert await store.delete(digest) is False  # nothing left to delete
+    assert await store.check(digest) == "missing"
+    assert await store.written_at(digest) is None
+    assert [c.sha256 async for c in store.contents()] == [hashlib.sha256(kept).hexdigest()]
+    with pytest.raises(ValueError, match="sha256"):
+        await store.delete("../" + digest[3:])

@@ -3,7 +3,10 @@
 The filesystem store is the default; an object store (S3, MinIO, OSS) implements the same
 methods. Contents are written before the database row commits, so a committed row
 always has its content; an upload whose transaction then fails leaves an unreferenced file
-that a sweep may remove, never a row without content.
+(an orphan), never a row without content. ``verify_documents --sweep`` removes orphans
+older than a minimum age (by ``StoredContent.written_at``), each under the advisory lock
+that an upload of the same content holds from before its put until its row commits
+(docs/adr/0015).
 
 A content is its name: what ``get`` returns hashes to the sha256 asked for, or it raises
 (a file altered on disk, cut short or gone is not the evidence that was uploaded). A ``put``
@@ -20,6 +23,8 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -32,6 +37,20 @@ _CHUNK = 1024 * 1024
 log = get_logger(__name__)
 
 ContentState = Literal["ok", "missing", "damaged"]
+
+PutOutcome = Literal["written", "kept", "repaired"]
+"""What a put did: wrote content the store did not hold, kept a sound copy it held, or
+replaced a copy that did not hash to its name."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContent:
+    """A content the store holds, as its listing tells it."""
+
+    sha256: str
+    written_at: datetime
+    """When it was last written (a file's mtime, an object's Last-Modified), timezone-aware.
+    A put that keeps a sound copy does not change it."""
 
 
 class ContentUnavailableError(Exception):
@@ -82,6 +101,10 @@ def _make_directories(directory: Path) -> None:
         _sync_directory(new.parent)
 
 
+def _modified(mtime: float) -> datetime:
+    return datetime.fromtimestamp(mtime, UTC)
+
+
 def _file_state(path: Path, sha256: str) -> ContentState:
     """Whether the file at ``path`` hashes to ``sha256``, read a chunk at a time."""
     digest = hashlib.sha256()
@@ -95,7 +118,7 @@ def _file_state(path: Path, sha256: str) -> ContentState:
 
 
 class DocumentStore(Protocol):
-    async def put(self, sha256: str, content: bytes) -> None:
+    async def put(self, sha256: str, content: bytes) -> PutOutcome:
         """Store ``content``, which hashes to ``sha256``, under it. A second put of the same
         content leaves a sound copy as it is and replaces a damaged one."""
         ...
@@ -112,8 +135,19 @@ class DocumentStore(Protocol):
         """Whether the content is there and hashes to its name (read, not kept in memory)."""
         ...
 
-    def names(self) -> AsyncIterator[str]:
-        """Every name the store holds content under, in no particular order."""
+    def contents(self) -> AsyncIterator[StoredContent]:
+        """Every content the store holds, with when it was written, in no particular order
+        (an object store's listing gives both)."""
+        ...
+
+    async def written_at(self, sha256: str) -> datetime | None:
+        """When the content was last written; None when the store holds none under the
+        name (an object store: its metadata, without reading the content)."""
+        ...
+
+    async def delete(self, sha256: str) -> bool:
+        """Remove the content; whether there was one to remove. Only for contents no row
+        names, under their lock (``verify_documents --sweep``): the store cannot tell."""
         ...
 
 
@@ -128,23 +162,24 @@ class FilesystemDocumentStore:
             raise ValueError("not a lowercase hex sha256")
         return self.root / sha256[:2] / sha256
 
-    async def put(self, sha256: str, content: bytes) -> None:
-        await asyncio.to_thread(self._put, sha256, self._path(sha256), content)
+    async def put(self, sha256: str, content: bytes) -> PutOutcome:
+        return await asyncio.to_thread(self._put, sha256, self._path(sha256), content)
 
     @classmethod
-    def _put(cls, sha256: str, path: Path, content: bytes) -> None:
+    def _put(cls, sha256: str, path: Path, content: bytes) -> PutOutcome:
         state = _file_state(path, sha256)
         if state == "ok":
             # Put by another upload just now, perhaps: its names may not be synced yet,
             # and this upload's row may commit before that one's.
             _sync_directory(path.parent)
             _sync_directory(path.parent.parent)
-            return
+            return "kept"
         if state == "damaged":
             # Rows name this content already (a put never writes other content under a
             # name): they have their evidence back once the rename below is synced.
             log.warning("document content repaired", sha256=sha256, size_bytes=len(content))
         cls._write(path, content)
+        return "repaired" if state == "damaged" else "written"
 
     @staticmethod
     def _write(path: Path, content: bytes) -> None:
@@ -184,14 +219,36 @@ class FilesystemDocumentStore:
     async def check(self, sha256: str) -> ContentState:
         return await asyncio.to_thread(_file_state, self._path(sha256), sha256)
 
-    async def names(self) -> AsyncIterator[str]:
-        """The names of ``<root>/<2 hex>/<sha256>`` files whose directory is their name's
-        prefix, a directory at a time; temporary files of uploads (``.upload-*``) and
-        anything else an operator left there are not contents."""
+    async def written_at(self, sha256: str) -> datetime | None:
+        return await asyncio.to_thread(self._written_at, self._path(sha256))
+
+    @staticmethod
+    def _written_at(path: Path) -> datetime | None:
+        try:
+            return _modified(path.stat().st_mtime)
+        except FileNotFoundError:
+            return None
+
+    async def delete(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self._delete, self._path(sha256))
+
+    @staticmethod
+    def _delete(path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _sync_directory(path.parent)
+        return True
+
+    async def contents(self) -> AsyncIterator[StoredContent]:
+        """The ``<root>/<2 hex>/<sha256>`` files whose directory is their name's prefix, a
+        directory at a time; temporary files of uploads (``.upload-*``) and anything else
+        an operator left there are not contents."""
         directories = await asyncio.to_thread(self._prefix_directories)
         for directory in directories:
-            for name in await asyncio.to_thread(self._names_in, directory):
-                yield name
+            for content in await asyncio.to_thread(self._contents_in, directory):
+                yield content
 
     def _prefix_directories(self) -> list[Path]:
         try:
@@ -201,11 +258,16 @@ class FilesystemDocumentStore:
         return [Path(e.path) for e in entries if _PREFIX.fullmatch(e.name) and e.is_dir()]
 
     @staticmethod
-    def _names_in(directory: Path) -> list[str]:
+    def _contents_in(directory: Path) -> list[StoredContent]:
         prefix = directory.name
+        found = []
         with os.scandir(directory) as entries:
-            return sorted(
-                e.name
-                for e in entries
-                if _SHA256.fullmatch(e.name) and e.name.startswith(prefix) and e.is_file()
-            )
+            for e in entries:
+                if not (_SHA256.fullmatch(e.name) and e.name.startswith(prefix)):
+                    continue
+                try:
+                    if e.is_file():
+                        found.append(StoredContent(e.name, _modified(e.stat().st_mtime)))
+                except FileNotFoundError:
+                    continue  # deleted since the directory was read
+        return sorted(found, key=lambda c: c.sha256)

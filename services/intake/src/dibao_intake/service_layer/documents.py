@@ -39,6 +39,13 @@ CONTENT_UNAVAILABLE = counter(
 for _reason in ("missing", "damaged", "unreadable"):
     CONTENT_UNAVAILABLE.labels(reason=_reason)  # 0 on /metrics until one happens
 
+CONTENT_REPAIRED = counter(
+    "dibao_document_content_repaired_total",
+    "Uploads whose content replaced a stored copy that did not hash to its sha256 (the same"
+    " document handed in again): the documents naming it read again. A content put back"
+    " where it was missing is not told apart from a new one",
+)
+
 
 def content_unavailable(document_id: uuid.UUID) -> ProblemError:
     return ProblemError(
@@ -132,8 +139,13 @@ async def upload_document(
     if problems:
         raise rules_failed(RulesViolatedError(problems))
     sha256 = hashlib.sha256(command.content).hexdigest()
+    # Held until the row commits: the sweep of orphans (verify_documents --sweep) takes
+    # the same lock before it deletes unnamed content, so it never deletes what this
+    # upload's put found or wrote (docs/adr/0015).
+    await repo.lock_content(session, sha256)
     # Content first: a committed row must always find its content in the store.
-    await runtime.store.put(sha256, command.content)
+    if await runtime.store.put(sha256, command.content) == "repaired":
+        CONTENT_REPAIRED.inc()
     record = DocumentRecord(
         id=uuid7(),
         household_id=command.household_id,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.domain.codes import DocumentType
@@ -25,6 +25,49 @@ _COLUMNS = (
     document_t.c.uploaded_by,
     document_t.c.created_at,
 )
+
+
+CONTENT_LOCK_CLASS = 0x646F6373
+"""The first key of a content's advisory lock (``b"docs"``): the two-key form keeps these
+locks apart from the one-key 64-bit locks of idempotency keys and the audit appender."""
+
+_LOCK = sa.text(
+    "SELECT pg_advisory_xact_lock(CAST(:lock_class AS integer), CAST(:lock_key AS integer))"
+)
+_TRY_LOCK = sa.text(
+    "SELECT pg_try_advisory_xact_lock(CAST(:lock_class AS integer), CAST(:lock_key AS integer))"
+)
+
+
+def content_lock(sha256: str) -> tuple[int, int]:
+    """The advisory lock of a content: ``CONTENT_LOCK_CLASS`` and the sha256's first 32
+    bits, signed. Two contents sharing a lock (odds 2**-32 a pair) only wait for each
+    other."""
+    return CONTENT_LOCK_CLASS, int.from_bytes(bytes.fromhex(sha256[:8]), "big", signed=True)
+
+
+def _lock_params(sha256: str) -> dict[str, int]:
+    lock_class, lock_key = content_lock(sha256)
+    return {"lock_class": lock_class, "lock_key": lock_key}
+
+
+async def lock_content(session: AsyncSession, sha256: str) -> None:
+    """Hold the content's lock until the transaction ends: an upload takes it before it
+    puts the content, so the sweep of orphans never deletes content whose row is about to
+    commit (docs/adr/0015)."""
+    await session.execute(_LOCK, _lock_params(sha256))
+
+
+async def try_lock_content(conn: AsyncConnection, sha256: str) -> bool:
+    """The content's lock for the rest of ``conn``'s transaction, if no upload holds it."""
+    return bool(await conn.scalar(_TRY_LOCK, _lock_params(sha256)))
+
+
+async def content_named(conn: AsyncConnection, sha256: str) -> bool:
+    """Whether a committed row names the content (a statement of its own: after the lock,
+    so that it sees the row of an upload that held it)."""
+    found = await conn.scalar(sa.select(sa.exists().where(document_t.c.sha256 == sha256)))
+    return bool(found)
 
 
 def _record(row: Sequence[Any]) -> DocumentRecord:
