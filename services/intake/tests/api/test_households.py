@@ -592,6 +592,25 @@ async def test_moves_and_deaths_before_joining_are_refused(
     await _change(intake, household, death | {"date_of_death": "2026-02-20"})
 
 
+async def test_a_death_is_recorded_with_the_certificate_of_the_person_who_died(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, wife, mother, _kid = household.person_ids
+    mothers = (await intake.upload(household.id, "death_certificate", mother)).json()["id"]
+    wifes = (await intake.upload(household.id, "death_certificate", wife)).json()["id"]
+    death = {"kind": "death", "person_id": wife, "date_of_death": "2026-02-20"}
+    # The mother's certificate is no evidence of the wife's death.
+    assert await _refused_change(
+        intake, intake_engine, household, death | {"document_ids": [wifes, mothers]}
+    ) == ["/body/document_ids/1"]
+    died = await _change(intake, household, death | {"document_ids": [wifes]})
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 2, key=household.id)
+    [update] = [REGISTRY.decode(e) for e in found if e.ce_subject == died["change_id"]]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.death.death_certificate.document_id == wifes
+
+
 async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

@@ -814,14 +814,27 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             work.effective_on = child.birth_date
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
         case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
-            raise_if_any(rules.check_death(work.state, pid, died_on, heir, today=today))
+            certificates = [
+                (i, d)
+                for i, d in enumerate(work.documents)
+                if d.document_type is DocumentType.DEATH_CERTIFICATE
+            ]
+            raise_if_any(
+                rules.check_death(work.state, pid, died_on, heir, today=today)
+                + [
+                    # Another member's certificate is no evidence of this death.
+                    Violation(f"/document_ids/{i}", "the death certificate of another member")
+                    for i, d in certificates
+                    if d.person_id not in (None, pid)
+                ]
+            )
             await work.leave(pid, died_on, LeaveReason.DEATH, heir, change.relationships)
             work.effective_on = died_on
             update.death.person_id = str(pid)
             update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
-            certificate = next(
-                (d for d in work.documents if d.document_type is DocumentType.DEATH_CERTIFICATE),
-                None,
+            # The one naming the person first: one naming nobody is theirs by being listed.
+            certificate = min(
+                (d for _, d in certificates), key=lambda d: d.person_id != pid, default=None
             )
             if certificate is not None:
                 update.death.death_certificate.CopyFrom(contracts.document_ref(certificate))
