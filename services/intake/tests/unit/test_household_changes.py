@@ -194,6 +194,36 @@ def test_only_the_heads_spouse_is_a_spouse() -> None:
     }
 
 
+def test_a_spouse_stands_to_the_head_as_the_member_marrying_does() -> None:
+    # A brother's wife is no child of the head, nor a grandmother's husband a grandchild;
+    # where the codes have no in-law (a sibling's, a grandchild's spouse), other is.
+    brother, grandmother = uuid.uuid4(), uuid.uuid4()
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(brother, Relationship.SIBLING, date(1975, 6, 1)),
+            ActiveMember(grandmother, Relationship.GRANDPARENT, date(1930, 2, 1)),
+        ],
+    )
+    on = date(2026, 5, 1)
+    for relationship in (Relationship.CHILD, Relationship.GRANDCHILD, Relationship.CHILD_IN_LAW):
+        wife = joining(relationship, date(1990, 3, 3), 22)
+        assert pointers(check_marriage(state, brother, on, wife, today=TODAY)) == {
+            "/spouse/relationship"
+        }, relationship
+    for relationship in (Relationship.OTHER, Relationship.OTHER_DEPENDANT):
+        wife = joining(relationship, date(1990, 3, 3), 22)
+        assert check_marriage(state, brother, on, wife, today=TODAY) == [], relationship
+    for relationship in (Relationship.GRANDCHILD, Relationship.SIBLING):
+        husband = joining(relationship, date(1992, 3, 3), 23)
+        assert pointers(check_marriage(state, grandmother, on, husband, today=TODAY)) == {
+            "/spouse/relationship"
+        }, relationship
+    husband = joining(Relationship.GRANDPARENT, date(1932, 3, 3), 23)
+    assert check_marriage(state, grandmother, on, husband, today=TODAY) == []
+
+
 def test_nobody_leaves_before_joining_or_moves_in_before_birth() -> None:
     state = HouseholdState(
         head_person_id=HEAD,

@@ -223,22 +223,32 @@ def check_marriage(
         return found
     found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
-    expected = (
-        Relationship.SPOUSE
-        if person_id == state.head_person_id
-        else Relationship.CHILD_IN_LAW
-        if member.relationship is Relationship.CHILD
-        else None
-    )
-    if expected is not None and spouse.input.relationship is not expected:
+    allowed = _SPOUSE_OF.get(member.relationship, _NO_IN_LAW_CODE)
+    if spouse.input.relationship not in allowed:
         found.append(
-            Violation("/spouse/relationship", f"the spouse of this member is a {expected}")
+            Violation(
+                "/spouse/relationship",
+                f"the spouse of the head's {member.relationship} is the head's"
+                f" {' or '.join(sorted(allowed))}",
+            )
         )
-    if expected is None and spouse.input.relationship is Relationship.SPOUSE:
-        found.append(Violation("/spouse/relationship", "only the head's own spouse is a spouse"))
-    if expected is Relationship.SPOUSE and state.has_spouse():
+    if member.relationship is Relationship.HEAD and state.has_spouse():
         found.append(Violation("/spouse", "the head already has a spouse"))
     return found
+
+
+_NO_IN_LAW_CODE = frozenset({Relationship.OTHER, Relationship.OTHER_DEPENDANT})
+_SPOUSE_OF: dict[Relationship, frozenset[Relationship]] = {
+    Relationship.HEAD: frozenset({Relationship.SPOUSE}),
+    Relationship.CHILD: frozenset({Relationship.CHILD_IN_LAW}),
+    Relationship.PARENT: frozenset({Relationship.PARENT}) | _NO_IN_LAW_CODE,
+    Relationship.PARENT_IN_LAW: frozenset({Relationship.PARENT_IN_LAW}) | _NO_IN_LAW_CODE,
+    Relationship.GRANDPARENT: frozenset({Relationship.GRANDPARENT}) | _NO_IN_LAW_CODE,
+}
+"""Who a member's new spouse is to the head, by the member's relationship to the head: the
+head's spouse, a child's child-in-law, a parent's step-parent (a parent, or other when
+younger than the head); a sibling's, a grandchild's or a child-in-law's spouse has no code
+of their own and is other."""
 
 
 def _marriageable(birth_date: date, married_on: date, pointer: str, who: str) -> list[Violation]:
