@@ -405,6 +405,27 @@ async def test_a_bank_account_change_must_change_something(
     assert account["token_id"] != household.body["bank_account"]["token_id"]
 
 
+async def test_an_account_is_held_by_a_member_or_by_someone_named_not_both(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # The name given was dropped silently for the member's: the card recorded as the
+    # head's when the clerk had typed the custodian's name on it.
+    household = await intake.register()
+    change = {
+        "kind": "bank_account_change",
+        "account": {
+            "account_number": "6217001234567890123",
+            "bank_code": "403",
+            "bank_name": "中国邮政储蓄银行",
+            "holder_person_id": household.person_ids[0],
+            "holder_name": "村委会代管",
+        },
+    }
+    assert await _refused_change(intake, intake_engine, household, change) == [
+        "/body/account/holder_name"
+    ]
+
+
 async def test_moving_in_someone_active_elsewhere_is_a_409(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:

@@ -960,6 +960,11 @@ def _account_holder(
             problems.append(
                 Violation(f"{pointer}/holder_person_id", "not an active member of the household")
             )
+        if account.holder_name is not None:
+            # The member's own name is recorded: another given here would be dropped.
+            problems.append(
+                Violation(f"{pointer}/holder_name", "only for a holder who is not a member")
+            )
         return holder
     if not account.holder_name:
         problems.append(
