@@ -46,6 +46,7 @@ from bench.intake_history import HISTORY_CLERK, prefill
 from bench.run import Report, Stack
 from dibao_common.clock import SystemClock
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
+from dibao_common.testing.service_env import TEST_FINGERPRINT_KEYS
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import AreaType
 from dibao_intake.synthetic import (
@@ -425,6 +426,7 @@ def _intake_env(url: str, bootstrap: str, documents: str) -> dict[str, str]:
         "DIBAO_PII_KEYS": pii.keys.get_secret_value(),
         "DIBAO_PII_ACTIVE_KEY_ID": pii.active_key_id,
         "DIBAO_PII_HASH_KEY": pii.hash_key.get_secret_value(),
+        "DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS": TEST_FINGERPRINT_KEYS,
         "DIBAO_INTAKE_DOCUMENT_DIR": documents,
     }
     env |= {f"DIBAO_{k.upper()}": str(v) for k, v in auth_settings_values().items()}

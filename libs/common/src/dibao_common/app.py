@@ -133,7 +133,7 @@ def _install_http_security(
         install_token_verifier(app, auth, now=clock.now)
     if bank is not None:
         install_bank_verification(app, bank, now=clock.now)
-    install_idempotency(app, now=clock.now)
+    install_idempotency(app, fingerprint_keys=settings.fingerprint_keys(), now=clock.now)
 
 
 def _housekeeping_of(app: FastAPI, settings: CommonSettings) -> Housekeeping:

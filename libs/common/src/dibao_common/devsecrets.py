@@ -2,8 +2,10 @@
 
 Writes an env file the local stack gives every service: the JWT verification key (the
 signing key stays in a file beside it, for ``make token``), the personal-data
-encryption and hashing keys, and the bank webhook secret. Never used in production,
-where these come from the deployment's secret store.
+encryption and hashing keys, the bank webhook secret, the audit signing key and the
+Idempotency-Key fingerprint key. A file written by an earlier release gets the secrets it
+lacks appended; those it has are kept. Never used in production, where these come from
+the deployment's secret store.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _added_since() -> dict[str, str]:
+    """Secrets added after the first release of this file, as a new file gets them."""
+    return {"DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS": _b64(secrets.token_bytes(32))}
+
+
 def create(env_file: Path) -> None:
     if env_file.exists():
+        _complete(env_file)
         return
     env_file.parent.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
@@ -46,9 +54,20 @@ def create(env_file: Path) -> None:
         "DIBAO_PII_HASH_KEY": _b64(secrets.token_bytes(32)),
         "DIBAO_BANK_WEBHOOK_SECRET": "whsec_" + _b64(secrets.token_bytes(32)),
         "DIBAO_AUDIT_SIGNING_KEY": _b64(secrets.token_bytes(32)),
-    }
+    } | _added_since()
     env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     env_file.chmod(0o600)
+
+
+def _complete(env_file: Path) -> None:
+    """Append the secrets an existing file lacks (written before they were added)."""
+    text = env_file.read_text()
+    present = {line.partition("=")[0] for line in text.splitlines()}
+    missing = {k: v for k, v in _added_since().items() if k not in present}
+    if missing:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        with env_file.open("a") as out:
+            out.write(separator + "".join(f"{k}={v}\n" for k, v in missing.items()))
 
 
 def main(argv: list[str]) -> int:

@@ -7,8 +7,16 @@ once. The route's work then runs, and the answer is stored with an INSERT in the
 transaction: the effects and the stored answer commit together or not at all. A request
 that fails, or whose process dies, rolls back and leaves nothing behind, so the client
 may retry at once; no lease, no release. Later requests with the key get the stored
-status, headers and body back (``Idempotent-Replayed: true``); with another body (a
-different sha256 of method, path and body) they get 422.
+status, headers and body back (``Idempotent-Replayed: true``); with another request
+(another method, path, query string or body) they get 422.
+
+The fingerprint that tells requests apart is the sha256 of method, path, query string and
+body (length-prefixed); the record keeps only its HMAC-SHA256 under a server-held key
+(``DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS``, the first of the list), written ``hmac1:<hex>``.
+A body may hold resident ID numbers, too few to hide behind an unkeyed digest (ADR 0005).
+A record under a later key of the list (one being rotated out) still matches, and so does
+an unprefixed plain sha256, which releases before 1 Dec 2026 stored: a retry spanning the
+deploy is answered. No plain digest is written any more (ADR 0010).
 
 A route whose writes can all go as one statement uses ``respond_in_one_statement``
 instead (ADR 0013): no transaction and no lock; the writes, the events and the answer go
@@ -36,10 +44,11 @@ Starlette's default limits.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -70,6 +79,8 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 FORM_MEDIA_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 _FORM_MARK = b"dibao-form-v1\0"
 _FILE_CHUNK = 256 * 1024
+FINGERPRINT_VERSION = "hmac1:"
+FINGERPRINT_KEY_MIN_BYTES = 32
 
 Now = Callable[[], datetime]
 Handler = Callable[[], Awaitable[Response]]
@@ -79,12 +90,77 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def request_fingerprint(method: str, path: str, body: bytes, query: str = "") -> str:
-    """Hex sha256 of method, path (with its query string, when there is one) and body:
-    what must match for a key to be reused. (A path holds no ``?``, so a request without
-    a query has the digest it had before queries were covered: stored keys still match.)"""
+def request_digest(method: str, path: str, body: bytes, query: str = "") -> bytes:
+    """The sha256 of method, path (with its query string, when there is one) and body,
+    length-prefixed: what must match for a key to be reused. It stays in memory; what is
+    stored is its HMAC (:class:`Fingerprint`). (A path holds no ``?``, so a request
+    without a query has the digest it had before queries were covered.)"""
     target = f"{path}?{query}" if query else path
-    return hashlib.sha256(_framed(method.upper().encode(), target.encode(), body)).hexdigest()
+    return hashlib.sha256(_framed(method.upper().encode(), target.encode(), body)).digest()
+
+
+class FingerprintKeys:
+    """The HMAC keys of the fingerprints, each prepared once: the first keys new records;
+    the others (keys being rotated out) still match the records made under them."""
+
+    __slots__ = ("_macs",)
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one fingerprint key is required")
+        if any(len(key) < FINGERPRINT_KEY_MIN_BYTES for key in keys):
+            raise ValueError(
+                f"a fingerprint key must be at least {FINGERPRINT_KEY_MIN_BYTES} bytes"
+            )
+        # Copying a prepared HMAC saves redoing the key schedule for each request.
+        self._macs = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in keys)
+
+    def __len__(self) -> int:
+        return len(self._macs)
+
+    def keyed(self, digest: bytes, index: int = 0) -> str:
+        """What ``idempotency_record.fingerprint`` holds for a request's digest under the
+        ``index``th key: ``hmac1:`` and the hex HMAC-SHA256 of the digest."""
+        mac = self._macs[index].copy()
+        mac.update(digest)
+        return FINGERPRINT_VERSION + mac.hexdigest()
+
+
+def request_fingerprint(method: str, path: str, body: bytes, query: str = "", *, key: bytes) -> str:
+    """The stored fingerprint of a request under ``key`` (tests insert records with it)."""
+    return FingerprintKeys((key,)).keyed(request_digest(method, path, body, query))
+
+
+class Fingerprint:
+    """A request's fingerprint: the value to store, and whether a stored one is this
+    request's.
+
+    Stored values are keyed (``hmac1:``, under the first of the keys); one under a later
+    key of the list (a key being rotated out) matches too, and so does an unprefixed
+    value, the plain sha256 hex that releases before 1 Dec 2026 stored, so a retry that
+    spans the deploy is still answered. None is ever written plain again.
+    """
+
+    __slots__ = ("_digest", "_keys", "stored")
+
+    def __init__(self, digest: bytes, keys: FingerprintKeys) -> None:
+        self._digest = digest
+        self._keys = keys
+        self.stored = keys.keyed(digest)
+
+    def matches(self, stored: str) -> bool:
+        """Whether ``stored`` (a record's fingerprint) was made from this request."""
+        if not stored.startswith(FINGERPRINT_VERSION):
+            return _same(stored, self._digest.hex())
+        if _same(stored, self.stored):
+            return True
+        return any(
+            _same(stored, self._keys.keyed(self._digest, i)) for i in range(1, len(self._keys))
+        )
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def _framed(*parts: bytes) -> bytes:
@@ -137,14 +213,22 @@ def lock_id(scope: str, key: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyConfig:
-    """Per-application settings of the idempotency handling (``app.state.idempotency``)."""
+    """Per-application settings of the idempotency handling (``app.state.idempotency``):
+    the keys of the fingerprints and the clock."""
 
+    fingerprint_keys: FingerprintKeys
     now: Now = _utc_now
 
+    def fingerprint(self, method: str, path: str, body: bytes, query: str = "") -> Fingerprint:
+        return Fingerprint(request_digest(method, path, body, query), self.fingerprint_keys)
 
-def install_idempotency(app: FastAPI, *, now: Now = _utc_now) -> None:
-    """Give ``app``'s idempotent routes a clock (the system clock otherwise)."""
-    app.state.idempotency = IdempotencyConfig(now=now)
+
+def install_idempotency(
+    app: FastAPI, *, fingerprint_keys: Sequence[bytes], now: Now = _utc_now
+) -> None:
+    """Give ``app``'s idempotent routes their fingerprint keys and a clock (the system
+    clock otherwise). ``build_app`` does, with ``CommonSettings.fingerprint_keys()``."""
+    app.state.idempotency = IdempotencyConfig(FingerprintKeys(fingerprint_keys), now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +270,7 @@ class IdempotentRequest:
         self,
         *,
         key: str,
-        fingerprint: str,
+        fingerprint: Fingerprint,
         request: Request | None,
         config: IdempotencyConfig,
         scope: str | None = None,
@@ -300,7 +384,7 @@ class IdempotentRequest:
         return (
             scope,
             self.key,
-            self.fingerprint,
+            self.fingerprint.stored,
             uuid.uuid4(),
             claimed_at,
             self._config.now(),
@@ -322,7 +406,7 @@ class IdempotentRequest:
 
     def _stored(self, row: asyncpg.Record) -> _Stored | None:
         """The answer of a record of this key; 422 when it was another request's."""
-        if row["fingerprint"] != self.fingerprint:
+        if not self.fingerprint.matches(row["fingerprint"]):
             raise UnprocessableEntity(
                 f"This {IDEMPOTENCY_HEADER} was used with another request",
                 type_slug="idempotency-key-reused",
@@ -425,7 +509,10 @@ _COMPLETE_WITH_EVENTS = f"WITH events AS ({insert_sql(10)})" + _COMPLETE
 
 def _config_of(request: Request) -> IdempotencyConfig:
     config = getattr(request.app.state, "idempotency", None)
-    return config if isinstance(config, IdempotencyConfig) else IdempotencyConfig()
+    if not isinstance(config, IdempotencyConfig):
+        # No default key: a fingerprint under a key anyone can read is a plain digest.
+        raise RuntimeError("idempotent routes need install_idempotency(app, ...) (build_app's)")
+    return config
 
 
 async def _idempotent_request(request: Request, key: str | None) -> IdempotentRequest | None:
@@ -436,12 +523,13 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
             f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
             type_slug="idempotency-key-invalid",
         )
+    config = _config_of(request)
     body = await _fingerprint_body(request)
     return IdempotentRequest(
         key=key,
-        fingerprint=request_fingerprint(request.method, request.url.path, body, request.url.query),
+        fingerprint=config.fingerprint(request.method, request.url.path, body, request.url.query),
         request=request,
-        config=_config_of(request),
+        config=config,
     )
 
 

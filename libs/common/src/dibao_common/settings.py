@@ -6,6 +6,8 @@ at its wiring point and passes them down.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator
@@ -28,9 +30,29 @@ Secret = Annotated[SecretStr, AfterValidator(_refuse_placeholder)]
 IDEMPOTENCY_PROMISE_S = 24 * 3600
 """How long clients are promised that a retry with their Idempotency-Key gets the answer."""
 
+FINGERPRINT_KEY_BYTES = 32
+
+
+def _fingerprint_keys(value: SecretStr) -> tuple[bytes, ...]:
+    keys = []
+    for item in (part.strip() for part in value.get_secret_value().split(",")):
+        if not item:
+            continue
+        try:
+            key = base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("each fingerprint key must be base64") from None
+        if len(key) != FINGERPRINT_KEY_BYTES:
+            raise ValueError(f"each fingerprint key must be {FINGERPRINT_KEY_BYTES} bytes")
+        keys.append(key)
+    if not keys:
+        raise ValueError("at least one fingerprint key is required")
+    return tuple(keys)
+
 
 class CommonSettings(BaseSettings):
-    """What every dibao process needs: its name, its database and the broker."""
+    """What every dibao process needs: its name, its database, the broker and the key of
+    its Idempotency-Key fingerprints."""
 
     model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore", frozen=True)
 
@@ -47,6 +69,11 @@ class CommonSettings(BaseSettings):
         description="How long completed Idempotency-Key answers are kept (s); at least 24 h,"
         " what clients are promised",
     )
+    idempotency_fingerprint_keys: Secret = Field(
+        description="Base64 of 32-byte HMAC keys, comma-separated: the first keys the"
+        " fingerprint of every new Idempotency-Key record; the others (keys being rotated"
+        " out, kept for the retention) still match the records made under them (ADR 0010)",
+    )
     max_request_body_bytes: int = Field(
         default=1024 * 1024,
         gt=0,
@@ -59,6 +86,16 @@ class CommonSettings(BaseSettings):
         description="Seconds between purges of expired idempotency answers and bank webhook"
         " ids; 0 disables them",
     )
+
+    @field_validator("idempotency_fingerprint_keys")
+    @classmethod
+    def _are_keys(cls, value: SecretStr) -> SecretStr:
+        _fingerprint_keys(value)
+        return value
+
+    def fingerprint_keys(self) -> tuple[bytes, ...]:
+        """The fingerprint keys, the one that writes first."""
+        return _fingerprint_keys(self.idempotency_fingerprint_keys)
 
     @field_validator("idempotency_retention_s")
     @classmethod

@@ -23,6 +23,7 @@ from dibao_common.clock import FrozenClock
 from dibao_common.errors import NotFound, problem_responses
 from dibao_common.settings import CommonSettings
 from dibao_common.testing.auth_fixtures import TokenFactory
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 # The households this app knows, with their village codes.
@@ -58,6 +59,7 @@ def auth_app(auth: AuthSettings, clock: FrozenClock | None = None) -> FastAPI:
         service_name="kit-auth",
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         kafka_bootstrap="127.0.0.1:1",
+        **common_secret_values(),
     )
     return build_app(
         settings, title="kit auth", description="test app", routers=[router], auth=auth, clock=clock

@@ -22,6 +22,7 @@ from dibao_common.errors import (
     problem_responses,
 )
 from dibao_common.settings import CommonSettings
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 ID_NUMBER = "62010219800101123X"
@@ -124,6 +125,7 @@ def _app() -> FastAPI:
         service_name="kit-errors",
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         kafka_bootstrap="127.0.0.1:1",
+        **common_secret_values(),
     )
     return build_app(settings, title="kit errors", description="test app", routers=[router])
 
@@ -304,6 +306,7 @@ async def test_an_app_may_take_larger_bodies() -> None:
         service_name="kit-errors",
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         kafka_bootstrap="127.0.0.1:1",
+        **common_secret_values(),
         max_request_body_bytes=4 * 1024 * 1024,
     )
     app = build_app(settings, title="kit errors", description="test app", routers=[router])

@@ -26,6 +26,7 @@ from dibao_common.housekeeping import (
 )
 from dibao_common.settings import CommonSettings
 from dibao_common.testing.kafka_fixtures import eventually
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack
 
 from .conftest import NOW, SCOPE, WEBHOOK_PREFIX
@@ -153,6 +154,7 @@ def _settings(stack: TestStack, interval_s: float) -> CommonSettings:
         service_name="kit-housekeeping",
         database_url=stack.database_url("intake"),
         kafka_bootstrap=stack.kafka_bootstrap,
+        **common_secret_values(),
         housekeeping_interval_s=interval_s,
     )
 

@@ -6,11 +6,13 @@ import pytest
 from pydantic import ValidationError
 
 from dibao_common.settings import CommonSettings
+from dibao_common.testing.service_env import TEST_FINGERPRINT_KEYS
 
 REQUIRED = {
     "DIBAO_SERVICE_NAME": "kit",
     "DIBAO_DATABASE_URL": "postgresql+asyncpg://u@localhost/db",
     "DIBAO_KAFKA_BOOTSTRAP": "localhost:9092",
+    "DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS": TEST_FINGERPRINT_KEYS,
 }
 
 

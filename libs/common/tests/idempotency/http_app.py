@@ -30,6 +30,7 @@ from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import Idempotent, IdempotentRequest
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue_many
 from dibao_common.settings import CommonSettings
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack
 
 SCHEMA = "kit_http_test"
@@ -235,12 +236,22 @@ async def create_payment_in_one_statement(
 
 
 def http_app(
-    stack: TestStack, clock: FrozenClock, *, auth: AuthSettings, bank: BankSettings
+    stack: TestStack,
+    clock: FrozenClock,
+    *,
+    auth: AuthSettings,
+    bank: BankSettings,
+    fingerprint_keys: str | None = None,
 ) -> FastAPI:
+    """The test app; ``fingerprint_keys`` replaces the tests' fingerprint key."""
+    secrets = common_secret_values()
+    if fingerprint_keys is not None:
+        secrets["idempotency_fingerprint_keys"] = fingerprint_keys
     settings = CommonSettings(
         service_name="kit-http",
         database_url=stack.database_url("intake"),
         kafka_bootstrap=stack.kafka_bootstrap,
+        **secrets,
     )
     app = build_app(
         settings,

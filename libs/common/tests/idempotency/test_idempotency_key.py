@@ -18,9 +18,10 @@ from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.errors import PROBLEM_MEDIA_TYPE
-from dibao_common.idempotency import lock_id, request_fingerprint
+from dibao_common.idempotency import lock_id, request_digest, request_fingerprint
 from dibao_common.messaging.outbox import enqueue, held_rows
 from dibao_common.testing.auth_fixtures import TokenFactory
+from dibao_common.testing.service_env import fingerprint_key_for_tests
 
 from .http_app import count
 
@@ -225,7 +226,9 @@ async def _answer_stored_meanwhile(
             ),
             {
                 "key": key,
-                "fingerprint": request_fingerprint("POST", "/payments", content),
+                "fingerprint": request_fingerprint(
+                    "POST", "/payments", content, key=fingerprint_key_for_tests()
+                ),
                 "token": uuid.uuid4(),
                 "now": clock.now(),
                 "headers": '{"content-type": "application/json"}',
@@ -295,7 +298,9 @@ async def test_a_claim_row_of_an_earlier_release_is_taken_over_once_its_lock_is_
             ),
             {
                 "key": key,
-                "fingerprint": request_fingerprint("POST", "/payments", content),
+                "fingerprint": request_fingerprint(
+                    "POST", "/payments", content, key=fingerprint_key_for_tests()
+                ),
                 "token": uuid.uuid4(),
                 "now": clock.now(),
             },
@@ -337,22 +342,29 @@ async def test_validation_errors_do_not_claim_the_key(
 
 
 def test_fingerprint_covers_method_path_and_body() -> None:
-    base = request_fingerprint("POST", "/payments", b'{"a":1}')
-    assert base == request_fingerprint("post", "/payments", b'{"a":1}')
-    assert base != request_fingerprint("PUT", "/payments", b'{"a":1}')
-    assert base != request_fingerprint("POST", "/payments/", b'{"a":1}')
-    assert base != request_fingerprint("POST", "/payments", b'{"a":2}')
-    assert base != request_fingerprint("POST", "/payments", b'{"a":1}', "dry_run=1")
-    # Without a query the digest is the one keys were stored with before queries counted.
-    assert base == request_fingerprint("POST", "/payments", b'{"a":1}', "")
+    base = request_digest("POST", "/payments", b'{"a":1}')
+    assert base == request_digest("post", "/payments", b'{"a":1}')
+    assert base != request_digest("PUT", "/payments", b'{"a":1}')
+    assert base != request_digest("POST", "/payments/", b'{"a":1}')
+    assert base != request_digest("POST", "/payments", b'{"a":2}')
+    assert base != request_digest("POST", "/payments", b'{"a":1}', "dry_run=1")
+    # Without a query the digest is the one keys were stored with before queries counted
+    # (and the plain sha256 that records before keyed fingerprints hold).
+    assert base == request_digest("POST", "/payments", b'{"a":1}', "")
     assert (
         base
         == hashlib.sha256(
             b"".join(len(p).to_bytes(8, "big") + p for p in (b"POST", b"/payments", b'{"a":1}'))
-        ).hexdigest()
+        ).digest()
     )
     # Length-prefixed parts: moving bytes between path and body changes the digest.
-    assert request_fingerprint("POST", "/a", b"b") != request_fingerprint("POST", "/ab", b"")
+    assert request_digest("POST", "/a", b"b") != request_digest("POST", "/ab", b"")
+    # What is stored is keyed, and differs with the key as with the request.
+    key = fingerprint_key_for_tests()
+    stored = request_fingerprint("POST", "/payments", b'{"a":1}', key=key)
+    assert stored == request_fingerprint("post", "/payments", b'{"a":1}', key=key)
+    assert stored != request_fingerprint("POST", "/payments", b'{"a":2}', key=key)
+    assert stored != request_fingerprint("POST", "/payments", b'{"a":1}', key=bytes(32))
 
 
 def _multipart(boundary: str, reference: str, content: bytes, filename: str = "scan.pdf") -> bytes:

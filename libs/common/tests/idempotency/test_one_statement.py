@@ -14,8 +14,9 @@ from starlette.responses import Response
 
 from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.db import make_sessionmaker
-from dibao_common.idempotency import IdempotencyConfig, IdempotentRequest
+from dibao_common.idempotency import FingerprintKeys, IdempotencyConfig, IdempotentRequest
 from dibao_common.messaging.dlq import read_topic
+from dibao_common.testing.service_env import fingerprint_key_for_tests
 from dibao_common.testing.stack import TestStack
 
 from .http_app import count
@@ -132,11 +133,12 @@ async def test_concurrent_duplicates_both_run_and_one_write_stands(
 
 
 async def test_a_session_in_a_transaction_is_refused(engine: AsyncEngine) -> None:
+    config = IdempotencyConfig(FingerprintKeys((fingerprint_key_for_tests(),)))
     request = IdempotentRequest(
         key="k",
-        fingerprint="f",
+        fingerprint=config.fingerprint("POST", URL, b"{}"),
         request=None,
-        config=IdempotencyConfig(),
+        config=config,
         scope="test",
     )
 

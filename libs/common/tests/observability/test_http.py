@@ -18,6 +18,7 @@ from dibao_common.observability import (
     install_observability,
 )
 from dibao_common.settings import CommonSettings
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 from .conftest import LogLines
@@ -173,6 +174,7 @@ async def test_build_app_installs_it() -> None:
         service_name="obs-wiring",
         database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none",
         kafka_bootstrap="127.0.0.1:1",
+        **common_secret_values(),
     )
     app = build_app(settings, title="t", description="d")
     async with api_client(app) as http:

@@ -38,6 +38,7 @@ from dibao_audit.verifier import read_export, verify_export
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.kafka_fixtures import eventually
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
@@ -95,6 +96,7 @@ async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[A
         database_url=audit_db.url,
         audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        **common_secret_values(),
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
         audit_consume=False,

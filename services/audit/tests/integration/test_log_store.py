@@ -31,6 +31,7 @@ from dibao_audit.testing import TEST_SEED, AuditDb
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.messaging.envelope import Envelope, EventRegistry, ce_type_of, topic_of
 from dibao_common.testing.auth_fixtures import make_auth_settings
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
@@ -162,6 +163,7 @@ async def test_the_services_connection_cannot_leave_the_runtime_role(audit_db: A
         database_url=audit_db.url,
         audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        **common_secret_values(),
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_consume=False,
         audit_relay=False,

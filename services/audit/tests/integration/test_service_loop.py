@@ -19,6 +19,7 @@ from dibao_audit.settings import AuditSettings
 from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -44,6 +45,7 @@ async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
         database_url=audit_db.url,
         audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        **common_secret_values(),
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
         audit_consumer_group=f"audit-{topic}",

@@ -31,6 +31,7 @@ from dibao_common.db import make_engine
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake.domain.codes import AreaType
 from dibao_intake.main import create_app
@@ -76,6 +77,7 @@ def intake_settings_for(stack: TestStack, document_dir: Path, **overrides: Any) 
         "pii": pii_settings_for_tests(),
         "intake_document_dir": document_dir,
         **auth_settings_values(),
+        **common_secret_values(),
     }
     return IntakeSettings(**(values | overrides))
 

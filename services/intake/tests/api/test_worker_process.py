@@ -64,6 +64,9 @@ def _worker_env(stack: TestStack, documents: Path, topic: str) -> dict[str, str]
         "DIBAO_PII_KEYS": settings.pii.keys.get_secret_value(),
         "DIBAO_PII_ACTIVE_KEY_ID": settings.pii.active_key_id,
         "DIBAO_PII_HASH_KEY": settings.pii.hash_key.get_secret_value(),
+        "DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS": (
+            settings.idempotency_fingerprint_keys.get_secret_value()
+        ),
         "DIBAO_INTAKE_DOCUMENT_DIR": str(settings.intake_document_dir),
         "DIBAO_INTAKE_TIMELINE_TOPICS": topic,
     }

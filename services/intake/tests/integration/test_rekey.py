@@ -395,6 +395,9 @@ async def test_the_command_runs_as_a_process_and_prints_no_number(
         "DIBAO_PII_KEYS": settings.pii.keys.get_secret_value(),
         "DIBAO_PII_ACTIVE_KEY_ID": NEW,
         "DIBAO_PII_HASH_KEY": settings.pii.hash_key.get_secret_value(),
+        "DIBAO_IDEMPOTENCY_FINGERPRINT_KEYS": (
+            settings.idempotency_fingerprint_keys.get_secret_value()
+        ),
     }
     env |= {f"DIBAO_{k.upper()}": str(v) for k, v in auth_settings_values().items()}
     process = await asyncio.create_subprocess_exec(

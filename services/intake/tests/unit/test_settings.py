@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dibao_common.testing.auth_fixtures import auth_settings_values
+from dibao_common.testing.service_env import common_secret_values
 from dibao_intake.domain.codes import ApplicationKind
 from dibao_intake.settings import IntakeSettings
 from dibao_intake.testing import pii_settings_for_tests
@@ -21,6 +22,7 @@ def test_lists_come_from_comma_separated_variables(monkeypatch: pytest.MonkeyPat
         kafka_bootstrap="k:1",
         pii=pii_settings_for_tests(),
         **auth_settings_values(),
+        **common_secret_values(),
     )
     assert settings.intake_division_files == (Path("/a.csv"), Path("/b.csv"))
     assert settings.intake_document_media_types == ("application/pdf",)
@@ -34,7 +36,10 @@ def test_personal_data_keys_are_required(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="keys"):
         IntakeSettings(
-            database_url="postgresql+asyncpg://x/y", kafka_bootstrap="k:1", **auth_settings_values()
+            database_url="postgresql+asyncpg://x/y",
+            kafka_bootstrap="k:1",
+            **auth_settings_values(),
+            **common_secret_values(),
         )
 
 
@@ -45,6 +50,7 @@ def test_the_timeline_consumer_reads_the_other_services_topics_only() -> None:
         kafka_bootstrap="k:1",
         pii=pii_settings_for_tests(),
         **auth_settings_values(),
+        **common_secret_values(),
     )
     assert "dibao.intake.v1" not in settings.intake_timeline_topics
     assert {"dibao.assessment.v1", "dibao.audit.v1"} <= set(settings.intake_timeline_topics)
@@ -59,5 +65,6 @@ def test_media_types_are_read_in_lower_case(monkeypatch: pytest.MonkeyPatch) -> 
         kafka_bootstrap="k:1",
         pii=pii_settings_for_tests(),
         **auth_settings_values(),
+        **common_secret_values(),
     )
     assert settings.intake_document_media_types == ("application/pdf", "image/jpeg")
