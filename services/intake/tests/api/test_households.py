@@ -243,6 +243,41 @@ async def test_an_id_number_in_a_change_note_is_refused_and_writes_nothing(
     assert await row_counts(intake_engine) == before
 
 
+async def test_no_id_number_in_a_name_or_a_custodian_of_a_change(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # These are stored in clear and published as typed (a bank's name and the custodian in
+    # HouseholdUpdated): an ID number there would escape encryption and masking.
+    household = await intake.register()
+    head_number = household.plan.members[0].id_number
+    document = (await intake.upload(household.id, "custody_agreement")).json()["id"]
+    custody = {
+        "kind": "bank_account_change",
+        "account": {
+            "account_number": "6217001234567890123",
+            "bank_code": "403",
+            "bank_name": "中国邮政储蓄银行",
+            "holder_person_id": household.person_ids[0],
+        },
+        "custody_agreement": True,
+        "custody_document_id": document,
+        "custodian_subject": head_number,
+        "document_ids": [document],
+    }
+    assert await _refused_change(intake, intake_engine, household, custody) == [
+        "/body/custodian_subject"
+    ]
+    card = custody | {
+        "custodian_subject": "cw-xiaguanying-01",
+        "account": custody["account"] | {"bank_name": f"邮储 {head_number}"},
+    }
+    assert await _refused_change(intake, intake_engine, household, card) == [
+        "/body/account/bank_name"
+    ]
+    birth = {"kind": "birth", "member": _newborn(intake) | {"name": f"马{head_number}"}}
+    assert await _refused_change(intake, intake_engine, household, birth) == ["/body/member/name"]
+
+
 def _newborn(intake: IntakeClient) -> dict[str, Any]:
     born = date(2026, 1, 15)
     return {

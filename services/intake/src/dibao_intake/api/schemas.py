@@ -77,7 +77,6 @@ r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex e
 ``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
 NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 """Text that must not be empty once stripped: something besides whitespace, and no NUL."""
-Name = Annotated[str, Field(min_length=1, max_length=50, pattern=NOT_BLANK)]
 
 
 def no_id_number(text: str) -> str:
@@ -94,6 +93,18 @@ def no_id_number(text: str) -> str:
 NO_ID_NUMBER: dict[str, Any] = {"not": {"type": "string", "pattern": ID_NUMBER_LIKE.pattern}}
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
 checks, with its own message)."""
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=50, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER),
+    AfterValidator(no_id_number),
+]
+"""A person's, a bank's name: stored in clear and published (a bank's as typed)."""
+Subject = Annotated[
+    str,
+    Field(max_length=100, pattern=NO_NUL, json_schema_extra=NO_ID_NUMBER),
+    AfterValidator(no_id_number),
+]
+"""A staff member's token subject, as typed (published as it is)."""
 Note = Annotated[
     str,
     Field(min_length=1, max_length=500, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER),
@@ -387,7 +398,11 @@ class BankAccountChangeIn(_ChangeIn):
     custody_document_id: uuid.UUID | None = Field(
         None, description="The signed agreement (also listed in document_ids)"
     )
-    custodian_subject: str | None = Field(None, max_length=100, pattern=NO_NUL)
+    custodian_subject: Subject | None = Field(
+        None,
+        description="The staff member holding the card (their token subject), published in"
+        " HouseholdUpdated",
+    )
 
 
 HouseholdChangeIn = Annotated[
