@@ -212,6 +212,9 @@ def verify_consistency(
         raise ProofError("a tree size cannot be negative")
     if old_size > new_size:
         raise ProofError("the old tree is larger than the new one")
+    if old_size == 0 and old_root != EMPTY_ROOT:
+        # The empty tree has one root: any other "size 0" head is not the log's.
+        raise ProofError("the root of the empty tree is the hash of nothing")
     if old_size == new_size:
         if proof:
             raise ProofError("a proof between equal sizes must be empty")

@@ -252,3 +252,17 @@ def test_ranges_outside_the_tree_are_refused() -> None:
     with pytest.raises(ValueError, match="no consistency proof"):
         consistency_ranges(6, 5)
     assert merkle.perfect_subtrees(0, 13) == [(3, 0), (2, 2), (0, 12)]
+
+
+def test_a_tree_of_size_zero_has_only_the_empty_root() -> None:
+    """A "size 0" head with any other root is not the log's: consistency from it used to be
+    accepted whatever the root (an empty proof), so a history that began with a forged
+    empty checkpoint passed the chain check of a sliced export."""
+    stored = _Stored(_leaves(5))
+    verify_consistency(0, 5, EMPTY_ROOT, stored.roots[5], [])
+    verify_consistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])
+    for new in (0, 5):
+        with pytest.raises(ProofError, match="empty tree"):
+            verify_consistency(
+                0, new, b"\x11" * 32, b"\x11" * 32 if new == 0 else stored.roots[5], []
+            )
