@@ -161,7 +161,10 @@ def parse_canonical(data: bytes) -> RecordedEvent:
             raise MalformedEntryError("not a dibao.audit.entry.v1")
         topic = field().decode()
         partition, offset = struct.unpack(">IQ", take(12))
-        key = field() if take(1) == b"\x01" else None
+        flag = take(1)
+        if flag not in (b"\x00", b"\x01"):
+            raise MalformedEntryError("the key flag is neither 0 nor 1")
+        key = field() if flag == b"\x01" else None
         count = struct.unpack(">I", take(4))[0]
         headers = tuple((field().decode(), field()) for _ in range(count))
         payload = field()

@@ -114,6 +114,18 @@ def test_canonical_bytes_are_exact_and_header_order_free() -> None:
     assert canonical_bytes(keyless) == expected.replace(b"\x01\x00\x00\x00\x01k", b"\x00")
 
 
+def test_a_key_flag_other_than_0_or_1_is_not_a_canonical_entry() -> None:
+    """parse_canonical is the exact inverse of canonical_bytes: bytes it reads must be the
+    ones it would write. A flag of 2 used to read as "no key", so two different leaves
+    decoded to the same record."""
+    keyless = canonical_bytes(RecordedEvent("t", 1, 2, None, (), b"P"))
+    at = len(keyless) - len(b"\x00\x00\x00\x00" + b"\x00\x00\x00\x01P") - 1
+    assert keyless[at] == 0
+    for flag in (2, 0xFF):
+        with pytest.raises(MalformedEntryError, match="key flag"):
+            parse_canonical(keyless[:at] + bytes([flag]) + keyless[at + 1 :])
+
+
 def test_signed_note_round_trip_and_forgery() -> None:
     signer = CheckpointSigner(SEED, "dibao.audit/test")
     note = signer.sign(7, b"\x11" * 32, AT)
