@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import struct
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +97,12 @@ class Report:
     problems: list[str] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
     recomputed_leaves: dict[int, bytes] = field(default_factory=dict, repr=False)
+    kept_checked: int = 0
+    """Checkpoints the auditor kept (``kept``) found consistent with the export."""
+    unrelated: list[Checkpoint] = field(default_factory=list)
+    """Kept checkpoints, signature verified, that the export alone cannot relate to its own
+    (larger than it, or inside a slice and not in its history): the caller must prove them
+    consistent (a consistency proof from the service) or fail."""
 
     @property
     def ok(self) -> bool:
@@ -116,6 +122,7 @@ class Report:
             "root_hash": self.checkpoint.root_hash.hex() if self.checkpoint else None,
             "first_bad_index": self.first_bad_index,
             "suspect_range": list(self.suspect_range) if self.suspect_range else None,
+            "kept_checkpoints_checked": self.kept_checked,
             "problems": self.problems[:20],
         }
 
@@ -189,14 +196,17 @@ def verify_export(
     key: VerifierKey,
     *,
     keep: Collection[int] = (),
+    kept: Sequence[str] = (),
 ) -> Report:
     """Check signatures, recompute every leaf and the root, check the consistency chain.
 
     The recomputed leaves of the indices in ``keep`` are kept on the report (for
-    inclusion proofs asked of a running service).
+    inclusion proofs asked of a running service). ``kept`` are signed notes of checkpoints
+    the auditor kept from earlier: each must verify and be consistent with the export's
+    (see :func:`verify_shares`).
     """
     share = _share_of(scan_line(obj) for obj in entries)
-    return verify_shares(header, [share], key, keep=keep)
+    return verify_shares(header, [share], key, keep=keep, kept=kept)
 
 
 def tree_levels(leaves: bytes) -> list[bytes]:
@@ -220,9 +230,24 @@ def verify_shares(
     *,
     keep: Collection[int] = (),
     build_levels: Callable[[bytes], list[bytes]] = tree_levels,
+    kept: Sequence[str] = (),
 ) -> Report:
-    """The tree part of :func:`verify_export`, over lines already scanned, share by share."""
+    """The tree part of :func:`verify_export`, over lines already scanned, share by share.
+
+    Everything the export holds is the service's word, its history of checkpoints too: a
+    service holding the key can sign a rewritten log from its first entry on. Only a
+    checkpoint kept from before (``kept``, signed notes) shows that. Each must verify with
+    ``key``; one whose size the export names (its history or its own) must have the same
+    root, and one within a whole export must be the root of its first leaves. The others
+    (larger than the export's, or inside a slice) go to ``report.unrelated``.
+    """
     report = Report()
+    kept_heads: list[Checkpoint] = []
+    for note in kept:
+        try:
+            kept_heads.append(key.verify(note))
+        except CheckpointError as exc:
+            report.fail(f"kept checkpoint: {exc}")
     try:
         cp = key.verify(header.checkpoint)
     except CheckpointError as exc:
@@ -233,6 +258,18 @@ def verify_shares(
         report.fail("the export's range does not fit its checkpoint")
         return report
     history = _verify_history(header, key, cp, report)
+    signed = {h.tree_size: h.root_hash for h in history} | {cp.tree_size: cp.root_hash}
+    unplaced: list[Checkpoint] = []
+    for head in kept_heads:
+        if head.tree_size not in signed:
+            unplaced.append(head)
+        elif signed[head.tree_size] != head.root_hash:
+            report.fail(
+                f"the log now signs another root for size {head.tree_size} than the "
+                "checkpoint you kept: its history was rewritten"
+            )
+        else:
+            report.kept_checked += 1
 
     expected = header.start
     parts: list[bytes] = []
@@ -283,7 +320,18 @@ def verify_shares(
                 report.fail(f"the entries do not give the root of checkpoint {earlier.tree_size}")
         root = root_of_size(cp.tree_size)
         suspect = (last_good, header.end)
+        for head in unplaced:
+            if head.tree_size > cp.tree_size:
+                report.unrelated.append(head)
+            elif root_of_size(head.tree_size) != head.root_hash:
+                report.fail(
+                    f"the entries do not give the root of the checkpoint you kept "
+                    f"({head.tree_size}): the log was rewritten since"
+                )
+            else:
+                report.kept_checked += 1
     else:
+        report.unrelated.extend(unplaced)
         leaves_list = [buffer[i : i + 32] for i in range(0, len(buffer), 32)]
         try:
             root = root_from_range(header.start, leaves_list, cp.tree_size, header.cover)
@@ -481,7 +529,9 @@ def _joined(shares: list[Share]) -> Share:
     return first, count, gap, b"".join(parts), special
 
 
-def verify_export_file(path: Path, key: VerifierKey, *, workers: int | None = None) -> Report:
+def verify_export_file(
+    path: Path, key: VerifierKey, *, workers: int | None = None, kept: Sequence[str] = ()
+) -> Report:
     """Verify an export file, scanning its lines in parallel processes (one per CPU)."""
     with path.open("rb") as fh:
         header = ExportHeader.from_json(json.loads(fh.readline()))
@@ -493,11 +543,15 @@ def verify_export_file(path: Path, key: VerifierKey, *, workers: int | None = No
     shares = [(str(path), a, b, body_start, header.start) for a, b in itertools.pairwise(bounds)]
 
     if count == 1:
-        return verify_shares(header, [_scan_chunk(*share) for share in shares], key)
+        return verify_shares(header, [_scan_chunk(*share) for share in shares], key, kept=kept)
     with ProcessPoolExecutor(count) as pool:
         results = pool.map(_scan_chunk, *zip(*shares, strict=True))
         return verify_shares(
-            header, results, key, build_levels=lambda leaves: _levels_in(pool, leaves)
+            header,
+            results,
+            key,
+            build_levels=lambda leaves: _levels_in(pool, leaves),
+            kept=kept,
         )
 
 

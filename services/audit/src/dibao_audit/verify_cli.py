@@ -7,6 +7,12 @@ sampled entries; it prints a JSON report with the first bad index and exits 1 wh
 anything is wrong. Pin the log's key with ``--vkey`` (a C2SP vkey, from
 ``GET /audit/public-key`` at a time you trust); without it the key the service publishes
 now is used, which proves the log consistent but not that the key is the right one.
+
+An export proves itself consistent, history included, but all of it is the service's
+word: with its key it can sign a log rewritten from the first entry on. Give the
+checkpoints you kept from earlier reads with ``--checkpoint FILE`` (repeatable): each must
+verify with the key and be consistent with the export's checkpoint (from the export
+itself, or with ``--url`` by a consistency proof the service must give).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import IO, Any
 import httpx
 
 from dibao_audit.checkpoint import CheckpointError, VerifierKey
-from dibao_audit.merkle import ProofError, verify_inclusion
+from dibao_audit.merkle import ProofError, verify_consistency, verify_inclusion
 from dibao_audit.verifier import Report, read_export, verify_export, verify_export_file
 
 
@@ -35,6 +41,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument("--url", help="the audit service, e.g. http://127.0.0.1:8005")
     parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
     parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
+    parser.add_argument(
+        "--checkpoint",
+        dest="kept",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a checkpoint you kept: its signed note, or the JSON of GET "
+        "/audit/checkpoints/latest; the log must be consistent with it (repeatable)",
+    )
     parser.add_argument("--token", help="bearer token of an auditor (with --url)")
     parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
     parser.add_argument("--end", type=int, help="end index, exclusive (with --url)")
@@ -58,6 +74,46 @@ def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[Verifie
     response = client.get("/audit/public-key")
     response.raise_for_status()
     return VerifierKey.parse(response.json()["vkey"]), False
+
+
+def _kept_notes(paths: Sequence[Path]) -> list[str]:
+    """The signed notes in the files given with ``--checkpoint``."""
+    notes = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("{"):
+            note = json.loads(text).get("signed_note")
+            if not isinstance(note, str):
+                raise ValueError(f"{path}: a JSON checkpoint has a signed_note")
+            text = note
+        notes.append(text)
+    return notes
+
+
+def _check_kept_online(client: httpx.Client, report: Report) -> None:
+    """Prove the kept checkpoints the export could not place consistent with its own, by a
+    consistency proof the service gives (from the smaller tree to the larger)."""
+    cp = report.checkpoint
+    assert cp is not None
+    for head in report.unrelated:
+        old, new = sorted((head, cp), key=lambda c: c.tree_size)
+        response = client.get(
+            "/audit/proofs/consistency",
+            params={"from_size": old.tree_size, "to_size": new.tree_size},
+        )
+        if response.status_code != 200:
+            report.fail(
+                f"no consistency proof from {old.tree_size} to {new.tree_size} for the "
+                f"checkpoint you kept: the service answered {response.status_code}"
+            )
+            continue
+        path = [bytes.fromhex(p) for p in response.json()["path"]]
+        try:
+            verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, path)
+        except ProofError as exc:
+            report.fail(f"the checkpoint you kept ({head.tree_size}) is not consistent: {exc}")
+        else:
+            report.kept_checked += 1
 
 
 def _lines(response: httpx.Response, save: IO[str] | None) -> Iterator[str]:
@@ -87,9 +143,16 @@ def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 otherwise."""
+    kept = _kept_notes(args.kept)
     if args.export is not None:
         key, pinned = _key(args, None)
-        report = verify_export_file(args.export, key, workers=args.workers)
+        report = verify_export_file(args.export, key, workers=args.workers, kept=kept)
+        for head in report.unrelated:
+            report.fail(
+                f"the checkpoint you kept ({head.tree_size}) cannot be checked against this "
+                "export: it is larger, or inside a slice and not in its history (verify a "
+                "whole export of a later checkpoint, or with --url)"
+            )
         summary = report.summary()
     else:
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
@@ -113,12 +176,13 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     sample = rng.sample(span, min(args.inclusion_samples, len(span)))
                     if header.end > header.start:
                         sample += [header.start, header.end - 1]
-                    report = verify_export(header, entries, key, keep=set(sample))
+                    report = verify_export(header, entries, key, keep=set(sample), kept=kept)
             finally:
                 if save is not None:
                     save.close()
             if report.checkpoint is not None:
                 _check_inclusion(client, report, sorted(set(sample)))
+                _check_kept_online(client, report)
         summary = report.summary() | {"inclusion_proofs_checked": len(set(sample))}
     summary["key"] = key.vkey()
     summary["key_pinned"] = pinned

@@ -27,8 +27,8 @@ from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao.intake.v1 import types_pb2 as intake_types
-from dibao_audit import verify_cli
-from dibao_audit.checkpoint import VerifierKey
+from dibao_audit import merkle, verify_cli
+from dibao_audit.checkpoint import CheckpointSigner, VerifierKey
 from dibao_audit.entry import RecordedEvent, canonical_bytes, entry_to_b64, parse_canonical
 from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -561,3 +561,32 @@ async def test_a_households_event_without_its_household_is_not_the_whole_logs(
         indices = [e["index"] for e in listed.json()["items"]]
         assert 32 not in indices
         assert 33 in indices
+
+
+async def test_the_cli_proves_a_kept_checkpoint_the_export_does_not_name_by_the_service(
+    api: Api, served: str, tmp_path: Path
+) -> None:
+    """A checkpoint the auditor kept that a slice does not name (or one larger than the
+    export's) is proved consistent by a consistency proof the service must give; a kept
+    checkpoint of the same size with another root is a rewritten log."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["62", "11"])
+    signer = CheckpointSigner(TEST_SEED, TEST_ORIGIN)
+    leaves = [leaf_hash(canonical_bytes(e)) for e in api.events]
+    cases = [  # (kept size, its root, --tree-size, exit code)
+        (15, merkle.root_of(leaves[:15]), None, 0),  # inside the tree, signed nowhere else
+        (32, merkle.root_of(leaves[:32]), 22, 0),  # larger than the export's checkpoint
+        (15, merkle.root_of(leaves[1:16]), None, 1),  # another log's root for size 15
+    ]
+    for size, root, tree_size, expected in cases:
+        kept = tmp_path / f"kept-{size}.txt"
+        kept.write_text(signer.sign(size, root, datetime(2026, 11, 3, tzinfo=UTC)))
+        args = ["--url", served, "--token", token, "--vkey", vkey, "--start", "20"]
+        args += ["--checkpoint", str(kept)]
+        if tree_size is not None:
+            args += ["--tree-size", str(tree_size)]
+        out = io.StringIO()
+        code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+        report = json.loads(out.getvalue())
+        assert code == expected, (size, report)
+        assert report["kept_checkpoints_checked"] == 1 - expected, report

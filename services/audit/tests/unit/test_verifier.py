@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 from concurrent.futures import ProcessPoolExecutor
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dibao_audit import verifier
+from dibao_audit import verifier, verify_cli
 from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, VerifierKey
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -50,9 +51,11 @@ def _event(i: int) -> RecordedEvent:
 
 
 class _Log:
-    def __init__(self, n: int, checkpoint_every: int) -> None:
+    def __init__(
+        self, n: int, checkpoint_every: int, events: list[RecordedEvent] | None = None
+    ) -> None:
         self.signer = CheckpointSigner(SEED, "dibao.audit/test")
-        self.events = [_event(i) for i in range(n)]
+        self.events = events if events is not None else [_event(i) for i in range(n)]
         self.leaves = [leaf_hash(canonical_bytes(e)) for e in self.events]
         self.nodes: dict[tuple[int, int], bytes] = {}
         self.notes: dict[int, str] = {}
@@ -346,3 +349,96 @@ def test_a_line_that_is_not_json_is_named_by_its_index_where_a_share_begins(
         index = start + n - 1
         assert report.first_bad_index == index, report.problems
         assert report.problems[0].startswith(f"line after entry {index - 1} is malformed")
+
+
+def _rewritten(n: int, checkpoint_every: int, index: int) -> _Log:
+    """The same log with entry ``index`` replaced, every checkpoint signed anew by the same
+    key: what a service holding the key (or whoever took it) can make."""
+    events = [_event(i) for i in range(n)]
+    events[index] = dataclasses.replace(events[index], payload=b"a payment never approved")
+    return _Log(n, checkpoint_every, events)
+
+
+def _write(path: Path, header: ExportHeader, lines: list[dict[str, Any]]) -> Path:
+    text = [json.dumps(header.to_json()), *(json.dumps(x) for x in lines)]
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_rewritten_log_verifies_on_its_own_but_not_against_a_kept_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The auditor's question: from the export and a checkpoint I kept, was anything
+    changed since? A log rewritten from entry 5 on and signed anew is consistent in
+    itself (its own history and proofs); only the kept checkpoint tells."""
+    honest, forged = _Log(100, 16), _rewritten(100, 16, 5)
+    key = honest.signer.verifier
+    kept_in_history = honest.notes[48]
+    kept_elsewhere = honest.signer.sign(50, root_of_leaves(honest.leaves[:50]), AT)
+    header, lines = forged.export(0, 100)
+    assert verify_export(header, lines, key).ok  # the export alone cannot tell
+    for note, problem in (
+        (kept_in_history, "another root for size 48"),
+        (kept_elsewhere, "root of the checkpoint you kept (50)"),
+    ):
+        report = verify_export(header, lines, key, kept=[note])
+        assert not report.ok
+        assert any(problem in p for p in report.problems), report.problems
+        path = _write(tmp_path / "forged.jsonl", header, lines)
+        kept_file = tmp_path / "kept.txt"
+        kept_file.write_text(note, encoding="utf-8")
+        args = ["--export", str(path), "--vkey", key.vkey(), "--checkpoint", str(kept_file)]
+        out = io.StringIO()
+        assert verify_cli.run(verify_cli._parse_args(args), out) == 1
+        assert json.loads(out.getvalue())["ok"] is False
+
+    header, lines = honest.export(0, 100)
+    report = verify_export(header, lines, key, kept=[kept_in_history, kept_elsewhere])
+    assert report.ok, report.problems
+    assert report.kept_checked == 2
+    path = _write(tmp_path / "honest.jsonl", header, lines)
+    kept_file = tmp_path / "kept.json"  # as GET /audit/checkpoints/latest answers
+    kept_file.write_text(json.dumps({"tree_size": 48, "signed_note": kept_in_history}))
+    args = ["--export", str(path), "--vkey", key.vkey(), "--checkpoint", str(kept_file)]
+    out = io.StringIO()
+    assert verify_cli.run(verify_cli._parse_args(args), out) == 0
+    assert json.loads(out.getvalue())["kept_checkpoints_checked"] == 1
+
+
+def test_a_kept_checkpoint_the_export_cannot_place_is_not_passed_over(tmp_path: Path) -> None:
+    """A slice proves only its own range: a kept checkpoint it does not name, or one larger
+    than the export's, needs a consistency proof (--url); offline it is a problem, never
+    silently skipped. A checkpoint signed by another key is refused."""
+    honest = _Log(100, 16)
+    key = honest.signer.verifier
+    header, lines = honest.export(17, 100)
+    in_history = honest.notes[32]
+    not_named = honest.signer.sign(50, root_of_leaves(honest.leaves[:50]), AT)
+    later = honest.signer.sign(101, b"\x33" * 32, AT)
+    report = verify_export(header, lines, key, kept=[in_history, not_named, later])
+    assert report.ok, report.problems
+    assert report.kept_checked == 1
+    assert sorted(c.tree_size for c in report.unrelated) == [50, 101]
+    path = _write(tmp_path / "slice.jsonl", header, lines)
+    for note in (not_named, later):
+        kept_file = tmp_path / "kept.txt"
+        kept_file.write_text(note, encoding="utf-8")
+        args = ["--export", str(path), "--vkey", key.vkey(), "--checkpoint", str(kept_file)]
+        out = io.StringIO()
+        assert verify_cli.run(verify_cli._parse_args(args), out) == 1
+        assert "cannot be checked" in json.loads(out.getvalue())["problems"][0]
+    other = CheckpointSigner(hashlib.sha256(b"another key").digest(), "dibao.audit/test")
+    foreign = other.sign(32, honest_root(honest, 32), AT)
+    report = verify_export(header, lines, key, kept=[foreign])
+    assert any(p.startswith("kept checkpoint: no signature") for p in report.problems)
+
+
+def root_of_leaves(leaves: list[bytes]) -> bytes:
+    f = Frontier()
+    for leaf in leaves:
+        f.push(leaf)
+    return f.root()
+
+
+def honest_root(log: _Log, size: int) -> bytes:
+    return root_of_leaves(log.leaves[:size])
