@@ -18,6 +18,8 @@ itself, or with ``--url`` by a consistency proof the service must give).
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import random
 import sys
@@ -28,8 +30,15 @@ from typing import IO, Any
 import httpx
 
 from dibao_audit.checkpoint import CheckpointError, VerifierKey
-from dibao_audit.merkle import ProofError, verify_consistency, verify_inclusion
-from dibao_audit.verifier import Report, read_export, verify_export, verify_export_file
+from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from dibao_audit.verifier import (
+    ExportHeader,
+    Report,
+    read_export,
+    verify_export,
+    verify_export_file,
+)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -123,7 +132,27 @@ def _lines(response: httpx.Response, save: IO[str] | None) -> Iterator[str]:
         yield line
 
 
+def served_leaf(body: dict[str, Any]) -> bytes:
+    """The leaf of the record ``GET /audit/entries/{index}`` shows (its topic, partition,
+    offset, record key, headers and payload), recomputed by the auditor."""
+    entry = body["entry"]
+    key = body["record_key"]
+    event = RecordedEvent(
+        topic=str(entry["topic"]),
+        partition=int(entry["partition"]),
+        offset=int(entry["offset"]),
+        key=None if key is None else base64.b64decode(key, validate=True),
+        headers=tuple(
+            (str(name), base64.b64decode(value, validate=True)) for name, value in body["headers"]
+        ),
+        payload=base64.b64decode(body["payload"], validate=True),
+    )
+    return leaf_hash(canonical_bytes(event))
+
+
 def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int]) -> None:
+    """Each sampled entry as the service serves it: its proof leads from the export's leaf to
+    the checkpoint, and what it shows (the record) is what that leaf hashes."""
     cp = report.checkpoint
     assert cp is not None
     for index in sorted(indices):
@@ -134,11 +163,48 @@ def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int
         if response.status_code != 200:
             report.fail(f"entry {index}: the service answered {response.status_code}", index)
             continue
-        path = [bytes.fromhex(p) for p in response.json()["proof"]["path"]]
+        body = response.json()
+        path = [bytes.fromhex(p) for p in body["proof"]["path"]]
         try:
             verify_inclusion(index, cp.tree_size, leaf, path, cp.root_hash)
         except ProofError as exc:
             report.fail(f"entry {index}: inclusion proof: {exc}", index)
+        try:
+            shown = served_leaf(body)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            report.fail(f"entry {index}: the service shows no readable record: {exc!r}", index)
+            continue
+        if shown != leaf:
+            report.fail(
+                f"entry {index}: the service shows a record that is not the entry it proves",
+                index,
+            )
+
+
+def _check_answer(
+    report: Report, header: ExportHeader, args: argparse.Namespace, latest: int | None
+) -> None:
+    """The export is the one asked for: its range, and its checkpoint (the one named, else
+    one at least as recent as the latest the service announced just before, and no older
+    than any checkpoint the auditor kept). A service that answers a shorter slice or an
+    older tree verifies as well, over less."""
+    if header.start != args.start:
+        report.fail(f"asked for entries from {args.start}, the export starts at {header.start}")
+    end = args.end if args.end is not None else header.tree_size
+    if header.end != end:
+        report.fail(f"asked for entries up to {end}, the export stops at {header.end}")
+    if args.tree_size is not None:
+        if header.tree_size != args.tree_size:
+            report.fail(
+                f"asked for checkpoint {args.tree_size}, the export is of {header.tree_size}"
+            )
+        return
+    newest = max([latest or 0, *(c.tree_size for c in report.unrelated)])
+    if header.tree_size < newest:
+        report.fail(
+            f"asked for the latest checkpoint, the export is of {header.tree_size}, older "
+            f"than checkpoint {newest} (announced by the service, or kept)"
+        )
 
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
@@ -163,6 +229,11 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 params["end"] = args.end
             if args.tree_size is not None:
                 params["tree_size"] = args.tree_size
+            latest = None
+            if args.tree_size is None:
+                found = client.get("/audit/checkpoints/latest")
+                if found.status_code == 200:
+                    latest = int(found.json()["tree_size"])
             save = args.save.open("w") if args.save else None
             try:
                 with client.stream("GET", "/audit/export", params=params) as response:
@@ -171,7 +242,9 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         raise SystemExit(f"export refused: {response.status_code} {response.text}")
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
-                    rng = random.Random(header.tree_size)  # noqa: S311 - sampling, not secrets
+                    # Unpredictable: a service that knew which entries are checked online
+                    # could show the others otherwise.
+                    rng = random.SystemRandom()
                     span = range(header.start, header.end)
                     sample = rng.sample(span, min(args.inclusion_samples, len(span)))
                     if header.end > header.start:
@@ -181,6 +254,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 if save is not None:
                     save.close()
             if report.checkpoint is not None:
+                _check_answer(report, header, args, latest)
                 _check_inclusion(client, report, sorted(set(sample)))
                 _check_kept_online(client, report)
         summary = report.summary() | {"inclusion_proofs_checked": len(set(sample))}

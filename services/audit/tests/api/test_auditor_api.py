@@ -9,7 +9,8 @@ import io
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -590,3 +591,111 @@ async def test_the_cli_proves_a_kept_checkpoint_the_export_does_not_name_by_the_
         report = json.loads(out.getvalue())
         assert code == expected, (size, report)
         assert report["kept_checkpoints_checked"] == 1 - expected, report
+
+
+def _lying(
+    app: Any,
+    path: str,
+    *,
+    query: Callable[[bytes], bytes] | None = None,
+    body: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Any:
+    """The service with one lie: requests under ``path`` get their query string replaced
+    (the service answers something else than asked), or their JSON answer rewritten."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(path):
+            await app(scope, receive, send)
+            return
+        if query is not None:
+            scope = dict(scope, query_string=query(scope["query_string"]))
+        if body is None:
+            await app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, capture)
+        data = json.dumps(body(json.loads(b"".join(chunks)))).encode()
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": start["status"], "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return asgi
+
+
+@asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await eventually(started, timeout_s=10, what="uvicorn")
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _other_payload(body: dict[str, Any]) -> dict[str, Any]:
+    return body | {"payload": base64.b64encode(b"a payment never approved").decode()}
+
+
+async def test_the_cli_catches_a_service_that_answers_other_than_asked(api: Api) -> None:
+    """Each lie verified before, over less than asked: a slice from 5 when asked from 0, an
+    older checkpoint when asked for the latest, another one than named, and an entry shown
+    online with other content than the leaf its proof leads from."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["62", "11"])
+    lies: list[tuple[str, Any, list[str], str]] = [
+        (
+            "another slice",
+            _lying(api.app, "/audit/export", query=lambda q: b"start=5"),
+            [],
+            "the export starts at 5",
+        ),
+        (
+            "an older checkpoint",
+            _lying(api.app, "/audit/export", query=lambda q: q + b"&tree_size=22"),
+            [],
+            "older than checkpoint 32",
+        ),
+        (
+            "not the checkpoint named",
+            _lying(api.app, "/audit/export", query=lambda q: q.replace(b"tree_size=11", b"")),
+            ["--tree-size", "11"],
+            "asked for checkpoint 11",
+        ),
+        (
+            "other content online",
+            _lying(api.app, "/audit/entries/", body=_other_payload),
+            [],
+            "not the entry it proves",
+        ),
+    ]
+    for name, app, extra, problem in lies:
+        async with _serving(app) as url:
+            args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
+            out = io.StringIO()
+            code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+        report = json.loads(out.getvalue())
+        assert code == 1, (name, report)
+        assert any(problem in p for p in report["problems"]), (name, report["problems"])
+    async with _serving(api.app) as url:  # the service as it is
+        for extra in ([], ["--tree-size", "11"], ["--start", "3", "--end", "9"]):
+            args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
+            out = io.StringIO()
+            code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+            assert code == 0, (extra, out.getvalue())
