@@ -69,8 +69,16 @@ class ExportHeader:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ExportHeader:
-        if obj.get("format") != EXPORT_FORMAT:
+        """The header of a parsed first line; ValueError for anything else."""
+        if not isinstance(obj, dict) or obj.get("format") != EXPORT_FORMAT:
             raise ValueError(f"not a {EXPORT_FORMAT} export")
+        try:
+            return cls._from_json(obj)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"a damaged {EXPORT_FORMAT} header: {exc!r}") from exc
+
+    @classmethod
+    def _from_json(cls, obj: dict[str, Any]) -> ExportHeader:
         return cls(
             origin=str(obj["origin"]),
             start=int(obj["start"]),
@@ -143,7 +151,10 @@ _DOMAIN_PREFIX = struct.pack(">I", len(ENTRY_DOMAIN)) + ENTRY_DOMAIN
 
 def scan_line(obj: dict[str, Any]) -> Scanned:
     """Recompute one line's leaf from its canonical entry and compare the stated hash."""
-    index = int(obj["index"])
+    try:
+        index = int(obj["index"])
+    except OverflowError as exc:  # 1e400 is a JSON number too
+        raise ValueError(f"index {obj['index']} is not an entry's") from exc
     stated = obj.get("leaf_hash")
     try:
         stored = bytes.fromhex(stated) if stated is not None else None
@@ -163,6 +174,18 @@ def scan_line(obj: dict[str, Any]) -> Scanned:
     if stored is not None and stored != leaf:
         return index, leaf, False, f"entry {index}: content does not match its leaf hash"
     return index, leaf, False, None
+
+
+def _scan_objects(entries: Iterable[dict[str, Any]], previous: int) -> Iterator[Scanned]:
+    """:func:`scan_line` of each object; one that names no usable index is a problem named
+    by the index before it (``previous``), as in a file."""
+    for obj in entries:
+        try:
+            item = scan_line(obj)
+        except (ValueError, KeyError, TypeError) as exc:
+            item = (previous + 1, _ZERO, False, f"line after entry {previous} is malformed: {exc}")
+        previous = item[0]
+        yield item
 
 
 Share = tuple[int, int, tuple[int, int] | None, bytes, list[Scanned]]
@@ -205,7 +228,7 @@ def verify_export(
     the auditor kept from earlier: each must verify and be consistent with the export's
     (see :func:`verify_shares`).
     """
-    share = _share_of(scan_line(obj) for obj in entries)
+    share = _share_of(_scan_objects(entries, header.start - 1))
     return verify_shares(header, [share], key, keep=keep, kept=kept)
 
 
@@ -481,7 +504,7 @@ def _index_before(fh: BinaryIO, position: int, body_start: int, first: int) -> i
             continue
         try:
             return int(json.loads(line)["index"]) + skipped
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             skipped += 1
     return first - 1 + skipped
 

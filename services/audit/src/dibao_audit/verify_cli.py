@@ -13,6 +13,11 @@ word: with its key it can sign a log rewritten from the first entry on. Give the
 checkpoints you kept from earlier reads with ``--checkpoint FILE`` (repeatable): each must
 verify with the key and be consistent with the export's checkpoint (from the export
 itself, or with ``--url`` by a consistency proof the service must give).
+
+Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
+verification could not run (a file that cannot be read, a first line that is not an
+export's header, no pinned key for a file, the service refusing or unreachable), with the
+reason on stderr.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ from dibao_audit.verifier import (
     verify_export,
     verify_export_file,
 )
+
+
+class CannotRunError(Exception):
+    """The verification could not run (exit 2): nothing was found wrong, nothing checked."""
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -79,7 +88,7 @@ def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[Verifie
     if args.vkey_file:
         return VerifierKey.parse(args.vkey_file.read_text()), True
     if client is None:
-        raise SystemExit("an export is verified against a pinned key: give --vkey")
+        raise CannotRunError("an export is verified against a pinned key: give --vkey")
     response = client.get("/audit/public-key")
     response.raise_for_status()
     return VerifierKey.parse(response.json()["vkey"]), False
@@ -239,7 +248,9 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 with client.stream("GET", "/audit/export", params=params) as response:
                     if response.status_code != 200:
                         response.read()
-                        raise SystemExit(f"export refused: {response.status_code} {response.text}")
+                        raise CannotRunError(
+                            f"export refused: {response.status_code} {response.text}"
+                        )
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
                     # Unpredictable: a service that knew which entries are checked online
@@ -268,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         return run(args, sys.stdout)
-    except (CheckpointError, ValueError, KeyError, httpx.HTTPError) as exc:
+    except (CannotRunError, CheckpointError, ValueError, KeyError, OSError, httpx.HTTPError) as exc:
         sys.stderr.write(f"verification could not run: {exc}\n")
         return 2
 

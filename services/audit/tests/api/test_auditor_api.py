@@ -699,3 +699,14 @@ async def test_the_cli_catches_a_service_that_answers_other_than_asked(api: Api)
             out = io.StringIO()
             code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
             assert code == 0, (extra, out.getvalue())
+
+
+async def test_the_cli_exits_2_when_the_service_refuses_the_export(
+    api: Api, served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused export is a verification that could not run (2), not a problem found (1)."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    clerk = api.tokens(roles=["intake_clerk"], regions=["6201"])
+    argv = ["--url", served, "--token", clerk, "--vkey", vkey]
+    assert await asyncio.to_thread(verify_cli.main, argv) == 2
+    assert "export refused: 403" in capsys.readouterr().err

@@ -442,3 +442,48 @@ def root_of_leaves(leaves: list[bytes]) -> bytes:
 
 def honest_root(log: _Log, size: int) -> bytes:
     return root_of_leaves(log.leaves[:size])
+
+
+def test_the_cli_tells_a_verification_that_could_not_run_from_a_problem_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 is 'a problem found' (a report names it), 2 'could not run' (the reason on
+    stderr). A damaged header, a missing file or no pinned key used to end in a traceback
+    or a bare message with exit 1, as if the log had been found altered; a line whose
+    index is 1e400 ended the verifier in a traceback."""
+    log = _Log(20, 8)
+    key = log.signer.verifier.vkey()
+    header, lines = log.export(0, 20)
+    good = json.dumps(header.to_json())
+    damaged_headers = [
+        "[]",
+        '"text"',
+        good.replace('"cover": [', '"cover": 5, "x": ['),
+        good.replace('"start": 0', '"start": null'),
+        good.replace('"history": [', '"history": 7, "x": ['),
+        "not json",
+        "",
+    ]
+    path = tmp_path / "export.jsonl"
+    for first in damaged_headers:
+        path.write_text("\n".join([first, *(json.dumps(x) for x in lines)]) + "\n")
+        assert verify_cli.main(["--export", str(path), "--vkey", key]) == 2, first
+        assert "verification could not run" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.jsonl")
+    for argv in (
+        ["--export", missing, "--vkey", key],
+        ["--export", str(path), "--vkey-file", missing],
+        ["--export", str(path), "--vkey", key, "--checkpoint", missing],
+        ["--export", str(path)],  # no pinned key
+    ):
+        assert verify_cli.main(argv) == 2, argv
+        assert "verification could not run" in capsys.readouterr().err
+
+    lines[7] = dict(lines[7], index=float("inf"))
+    text = json.dumps(header.to_json()) + "\n" + "\n".join(json.dumps(x) for x in lines)
+    path.write_text(text.replace("Infinity", "1e400") + "\n")
+    assert verify_cli.main(["--export", str(path), "--vkey", key, "--workers", "1"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["first_bad_index"] == 7, report
+    header_obj, entries = verifier.read_export(path.read_text().splitlines())
+    assert verify_export(header_obj, list(entries), log.signer.verifier).first_bad_index == 7
