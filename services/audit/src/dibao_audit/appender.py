@@ -2,20 +2,26 @@
 
 A batch is one transaction: the entries not in the log yet (the log's unique ``ce_id``
 is its inbox, so a record seen twice is appended once), the complete subtrees they
-close, and a signed checkpoint when one is due. The frontier lives in memory between
-batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever the stored size
-is not the one it knows, e.g. after a restart, a failed commit or another appender.
+close, and a signed checkpoint when one is due. A record that comes with the ``ce_id`` of
+an entry but other content (topic, key, headers or payload) is not the same event sent
+again: it is appended too, under an id derived from its content (``reused_id``), and an
+``AnomalyDetected`` (rule ``event_id_reused``) names both entries. The frontier lives in
+memory between batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever
+the stored size is not the one it knows, e.g. after a restart, a failed commit or another
+appender.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -30,7 +36,11 @@ from dibao_audit.projection import EntryRow, KeyReader, project_parts, project_r
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.messaging.outbox import enqueue
 
+log = structlog.get_logger(__name__)
+
 CHECKPOINT_TYPE = ce_type_of(audit_pb2.CheckpointPublished)
+REUSED_ID_RULE = "event_id_reused"
+_REUSED_NS = uuid.UUID("0b6a4b0e-2f8c-4d53-9d0e-5c1f7a3e6b21")
 Now = Callable[[], datetime]
 
 
@@ -44,6 +54,29 @@ class AppendResult:
     duplicates: int
     tree_size: int
     checkpoint_size: int | None
+    reused_ids: int = 0
+    """Records appended although their ``ce_id`` was an entry's: other content (counted in
+    ``appended`` too)."""
+
+
+Content = tuple[str, bytes | None, bytes, bytes]
+"""What makes two records the same event sent twice: topic, key, headers and payload (not
+the position: a relay that sends an event again gives it a new offset)."""
+
+
+def _content(row: EntryRow) -> Content:
+    return (row.topic, row.key, row.header_block, row.payload)
+
+
+def reused_id(ce_id: str, content: Content) -> str:
+    """The log's id for a record that carries the ``ce_id`` of another entry but other
+    content: derived from both, so the same record delivered again is still appended once."""
+    topic, key, headers, payload = content
+    digest = hashlib.sha256()
+    for part in (topic.encode(), b"\x00" if key is None else b"\x01" + key, headers, payload):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return str(uuid.uuid5(_REUSED_NS, f"{ce_id}/{digest.hexdigest()}"))
 
 
 class LogAppender:
@@ -106,22 +139,91 @@ class LogAppender:
         await repo.lock_appender(session)
         size, seen = await repo.size_and_seen(session, [row.ce_id for row in rows])
         frontier = await self._current(session, size)
-        fresh: list[EntryRow] = []
-        for row in rows:
-            if row.ce_id not in seen:
-                seen.add(row.ce_id)  # a duplicate inside the batch counts once
-                fresh.append(row)
+        if seen or len({row.ce_id for row in rows}) < len(rows):
+            fresh, reused = await self._fresh_of_repeated(session, rows, seen, frontier.size)
+        else:  # the common case: every id new
+            fresh, reused = list(rows), []
         work = frontier.copy()
         nodes = work.extend([row.leaf_hash for row in fresh])
         await repo.insert_entries(session, frontier.size, fresh)
         await repo.insert_nodes(session, nodes)
+        for ce_id, first, again in reused:
+            await self._report_reused_id(session, ce_id, first, again)
         cp = None
         if work.size - self._last_checkpoint >= self._every:
             await self._refresh_last_checkpoint(session)
             if work.size - self._last_checkpoint >= self._every:
                 cp = await self._checkpoint(session, work)
-        result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp)
+        result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp, len(reused))
         return work, result, cp
+
+    async def _fresh_of_repeated(
+        self, session: AsyncSession, rows: Sequence[EntryRow], seen: set[str], size: int
+    ) -> tuple[list[EntryRow], list[tuple[str, int, int]]]:
+        """The rows to append when some ids repeat (the log's or the batch's own): a row with
+        an earlier row's id and content is that event again and skipped; one with other
+        content is appended under ``reused_id``, unless that id is in the log already.
+        Also ``(ce_id, first index, its index)`` of each row so appended."""
+        firsts: dict[str, tuple[int, Content]] = await repo.stored_contents(session, seen)
+        order: list[tuple[EntryRow, str | None]] = []  # (row, its reused id if any)
+        pending: dict[str, Content] = {}
+        for row in rows:
+            content = _content(row)
+            first = firsts.get(row.ce_id) or (
+                (-1, pending[row.ce_id]) if row.ce_id in pending else None
+            )
+            if first is None:
+                pending[row.ce_id] = content
+                order.append((row, None))
+            elif first[1] != content:
+                order.append((row, reused_id(row.ce_id, content)))
+            # else: the same event again
+        others = [other for _, other in order if other is not None]
+        _, logged = await repo.size_and_seen(session, others) if others else (0, set())
+        fresh: list[EntryRow] = []
+        reused: list[tuple[str, int, int]] = []
+        index_of = {ce_id: index for ce_id, (index, _) in firsts.items()}
+        for row, other in order:
+            if other is None:
+                index_of[row.ce_id] = size + len(fresh)
+                fresh.append(row)
+            elif other not in logged:
+                logged.add(other)
+                reused.append((row.ce_id, index_of[row.ce_id], size + len(fresh)))
+                fresh.append(row._replace(ce_id=other))
+        return fresh, reused
+
+    async def _report_reused_id(
+        self, session: AsyncSession, ce_id: str, first: int, again: int
+    ) -> None:
+        """An ``AnomalyDetected`` for the log itself: one event id, two contents."""
+        at = self._now()
+        log.error("audit_event_id_reused", ce_id=ce_id, first_index=first, index=again)
+        anomaly_id = str(uuid7())
+        message = audit_pb2.AnomalyDetected(
+            region=types_pb2.RegionCode(code=self._region),
+            actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+            anomaly_id=anomaly_id,
+            rule=REUSED_ID_RULE,
+            severity=audit_pb2.SEVERITY_WARNING,
+            subject=audit_pb2.Subject(kind="event", id=ce_id),
+            details=(
+                f"a record came with the event id of log entry {first} but other content; "
+                f"both are kept, the second as entry {again}"
+            ),
+            event_ids=[ce_id],
+            log_indices=[first, again],
+        )
+        message.occurred_at.FromDatetime(at)
+        await enqueue(
+            session,
+            message,
+            key=anomaly_id,
+            source="dibao/audit",
+            subject=f"event/{ce_id}",
+            actor="audit",
+            time=at,
+        )
 
     async def _current(self, session: AsyncSession, size: int | None = None) -> Frontier:
         """The frontier of the stored tree (cached unless the stored size moved)."""

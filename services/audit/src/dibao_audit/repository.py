@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,6 +103,31 @@ async def size_and_seen(session: AsyncSession, ce_ids: Sequence[str]) -> tuple[i
     )
     size = 0 if row[0] is None else int(row[0]) + 1
     return size, set(row[1])
+
+
+async def stored_contents(
+    session: AsyncSession, ce_ids: Collection[str]
+) -> dict[str, tuple[int, tuple[str, bytes | None, bytes, bytes]]]:
+    """The index and content (topic, record key, header block, payload) of the entries of
+    some ``ce_id``s (those the log holds), to tell an event sent again from another event
+    under the same id (rare: read only when a batch repeats an id)."""
+    if not ce_ids:
+        return {}
+    driver = await _driver(session)
+    rows = await driver.fetch(
+        """
+        SELECT ce_id::text, leaf_index, topic, record_key, header_block, payload
+        FROM log_entry WHERE ce_id = ANY($1::uuid[])
+        """,
+        list(ce_ids),
+    )
+    return {
+        r[0]: (
+            int(r[1]),
+            (r[2], None if r[3] is None else bytes(r[3]), bytes(r[4]), bytes(r[5])),
+        )
+        for r in rows
+    }
 
 
 ROW_COLUMNS = (
