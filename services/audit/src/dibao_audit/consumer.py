@@ -121,7 +121,14 @@ class LogConsumer:
         return self._task
 
     async def run_forever(self) -> None:
-        """Consume until :meth:`stop`; a broker outage is waited out, never skipped."""
+        """Consume until :meth:`stop`; a broker outage is waited out, never skipped.
+
+        So is any other error: the consumer starts again from the committed offsets (a
+        new client, so nothing fetched and not appended is passed over). A record the
+        client cannot hand over at all (aiokafka raises ``UnicodeDecodeError`` for a header
+        name that is not UTF-8) stops the log there, logged as an error at each retry,
+        rather than ending this task and leaving a service whose log no longer grows.
+        """
         backoff = Backoff(0.2, 10.0)
         while not self._stopping.is_set():
             try:
@@ -130,7 +137,10 @@ class LogConsumer:
             except KafkaError as exc:
                 delay = backoff.next()
                 log.warning("audit_consumer_broker_error", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+            except Exception as exc:
+                delay = backoff.next()
+                log.error("audit_consumer_failed", error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import struct
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.util import calc_crc32c
 
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
@@ -71,6 +74,10 @@ async def _stored_ids(db: AuditDb) -> list[str]:
         return [str(x) for x in rows]
 
 
+class _Crash(BaseException):
+    """The process dies here (not an error the consumer could handle and retry)."""
+
+
 def _consumer(db: AuditDb, topic: str, **kwargs: object) -> LogConsumer:
     return LogConsumer(
         db.appender(checkpoint_every=50),
@@ -127,12 +134,12 @@ async def test_a_crash_between_commit_and_offset_loses_and_duplicates_nothing(
         batches += 1
         if batches == 2:
             # The batch is committed in the database, its offsets are not in Kafka.
-            raise RuntimeError("simulated crash")
+            raise _Crash("simulated crash")
 
     first = _consumer(audit_db, topic, after_append=crash_after_second_batch)
     await first.start()
     assert first.task is not None
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(_Crash, match="simulated crash"):
         await first.task
     partial = await _stored_ids(audit_db)
     assert 0 < len(partial) < 300
@@ -168,3 +175,48 @@ async def test_a_crash_between_commit_and_offset_loses_and_duplicates_nothing(
     report = verify_export(header, entries, appender.signer.verifier)
     assert report.ok, report.problems
     assert report.checked == 300
+
+
+async def _produce_unreadable(bootstrap: str, topic: str, partition: int) -> None:
+    """A record whose header name is not UTF-8: Kafka takes it (a header name is bytes on
+    the wire; a client in another language can send one), aiokafka cannot hand it over."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch.append(key=b"hh-1", value=b"payload", timestamp=None, headers=[("QQ", b"x")])
+        data = bytearray(batch._build())
+        at = data.index(b"QQ")
+        data[at : at + 2] = b"\xff\xfe"
+        struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))  # the batch's CRC
+        batch._buffer = bytes(data)
+        await (await producer.send_batch(batch, topic, partition=partition))
+    finally:
+        await producer.stop()
+
+
+async def test_a_record_the_client_cannot_read_does_not_end_the_consumer(
+    audit_db: AuditDb, topic: str
+) -> None:
+    """aiokafka raises UnicodeDecodeError (not a KafkaError) for it: the consumer's task
+    ended there, and the service went on answering with a log that no longer grew. It
+    now retries, logging the error, as for a broker it cannot reach; every record
+    before the unreadable one is logged, and nothing after it is skipped."""
+    bootstrap = audit_db.stack.kafka_bootstrap
+    consumer = _consumer(audit_db, topic)
+    await consumer.start()
+    try:
+        before = [_envelope(i) for i in range(20)]
+        await _produce(bootstrap, topic, before)
+
+        async def logged() -> bool:
+            return len(await _stored_ids(audit_db)) >= 20
+
+        await eventually(logged, timeout_s=60, what="20 entries")
+        await _produce_unreadable(bootstrap, topic, partition=0)
+        await asyncio.sleep(3)  # several fetches and retries
+        assert consumer.task is not None
+        assert not consumer.task.done(), consumer.task.exception()
+    finally:
+        await consumer.stop()
+    assert sorted(await _stored_ids(audit_db)) == sorted(str(e.ce_id) for e in before)
