@@ -467,7 +467,8 @@ def _scan_block(block: bytes) -> Share | None:
     if b'"'.join([b"", *bodies]).count(b'"' + _B64_PREFIX) != n:
         return None  # not every entry is a dibao.audit.entry.v1
     leaves = b"".join([_sha256(b"\x00" + entry).digest() for entry in entries])
-    if leaves.hex().encode() != b"".join(parts[5::10]):
+    stated = parts[5::10]
+    if set(map(len, stated)) != {64} or leaves.hex().encode() != b"".join(stated):
         return None
     return first, n, None, leaves, []
 

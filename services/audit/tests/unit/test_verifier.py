@@ -487,3 +487,22 @@ def test_the_cli_tells_a_verification_that_could_not_run_from_a_problem_found(
     assert report["first_bad_index"] == 7, report
     header_obj, entries = verifier.read_export(path.read_text().splitlines())
     assert verify_export(header_obj, list(entries), log.signer.verifier).first_bad_index == 7
+
+
+def test_stated_leaves_shifted_between_two_lines_are_reported_by_blocks_too(
+    tmp_path: Path,
+) -> None:
+    """The block path compared the stated leaves of a whole block as one string, so a hex
+    digit moved from one line's leaf_hash to the next (63 and 65 digits, neither a hash)
+    passed there, while the same lines read one by one are a problem."""
+    log = _Log(40, 16)
+    header, lines = log.export(0, 40)
+    a, b = lines[20]["leaf_hash"], lines[21]["leaf_hash"]
+    lines[20] = dict(lines[20], leaf_hash=a[:-1])
+    lines[21] = dict(lines[21], leaf_hash=a[-1] + b)
+    assert verifier._scan_block("".join(json.dumps(x) + "\n" for x in lines).encode()) is None
+    text = [json.dumps(header.to_json()) + "\n"] + [json.dumps(x) + "\n" for x in lines]
+    by_file, reference = _file_and_reference(tmp_path, log, text, 1)
+    assert reference is not None
+    assert (by_file.ok, by_file.first_bad_index) == (reference.ok, reference.first_bad_index)
+    assert reference.first_bad_index == 20
