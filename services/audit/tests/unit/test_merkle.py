@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -266,3 +268,81 @@ def test_a_tree_of_size_zero_has_only_the_empty_root() -> None:
             verify_consistency(
                 0, new, b"\x11" * 32, b"\x11" * 32 if new == 0 else stored.roots[5], []
             )
+
+
+def _refused(verify: Callable[..., None], *args: Any) -> bool:
+    try:
+        verify(*args)
+    except ProofError:
+        return True
+    return False
+
+
+def _mutations(proof: list[bytes], extra: bytes) -> list[tuple[str, list[bytes]]]:
+    """Every way a path can be tampered with by one step: an element dropped, two adjacent
+    swapped, one flipped in a bit, one added in front or at the end, the order reversed."""
+    out: list[tuple[str, list[bytes]]] = []
+    for i in range(len(proof)):
+        out.append((f"drop {i}", proof[:i] + proof[i + 1 :]))
+        flipped = bytes([proof[i][0] ^ 1]) + proof[i][1:]
+        out.append((f"flip {i}", [*proof[:i], flipped, *proof[i + 1 :]]))
+        if i + 1 < len(proof):
+            out.append((f"swap {i}", [*proof[:i], proof[i + 1], proof[i], *proof[i + 2 :]]))
+    out += [("prefix", [extra, *proof]), ("suffix", [*proof, extra])]
+    if len(proof) > 1:
+        out.append(("reversed", proof[::-1]))
+    return out
+
+
+def test_every_tampered_inclusion_proof_is_refused() -> None:
+    """Truncated, extended, swapped or altered paths, a neighbour's index, and the leaf hash
+    of the node domain (0x01) in place of the leaf's (0x00) are all refused."""
+    leaves = _leaves(33)
+    stored = _Stored(leaves)
+    for size in range(1, 34):
+        root = stored.roots[size]
+        for index in range(size):
+            leaf = leaf_hash(leaves[index])
+            proof = hash_ranges(inclusion_ranges(index, size), stored.subtree)
+            verify_inclusion(index, size, leaf, proof, root)
+            for name, bad in _mutations(proof, root):
+                assert _refused(verify_inclusion, index, size, leaf, bad, root), (name, index, size)
+            for other in (index - 1, index + 1, index + size):
+                if other != index:
+                    with pytest.raises(ProofError):
+                        verify_inclusion(other, size, leaf, proof, root)
+            as_node = hashlib.sha256(b"\x01" + leaves[index]).digest()
+            with pytest.raises(ProofError):
+                verify_inclusion(index, size, as_node, proof, root)
+    # Domain separation: the children of an inner node given as an entry's bytes do not
+    # hash to that node, so a tree of 4 cannot pass for one of 2 whose leaf 0 is that
+    # "entry" (leaves are hashed from bytes, 0x00 in front; nodes with 0x01).
+    four = _Stored(_leaves(4))
+    posing = four.nodes[(0, 0)] + four.nodes[(0, 1)]
+    assert node_hash(four.nodes[(0, 0)], four.nodes[(0, 1)]) == four.nodes[(1, 0)]
+    with pytest.raises(ProofError):
+        verify_inclusion(0, 2, leaf_hash(posing), [four.nodes[(1, 1)]], four.roots[4])
+
+
+def test_every_tampered_consistency_proof_is_refused() -> None:
+    leaves = _leaves(24)
+    stored = _Stored(leaves)
+    for new in range(2, 25):
+        for old in range(1, new):
+            old_root, new_root = stored.roots[old], stored.roots[new]
+            proof = hash_ranges(consistency_ranges(old, new), stored.subtree)
+            verify_consistency(old, new, old_root, new_root, proof)
+            for name, bad in _mutations(proof, new_root):
+                assert _refused(verify_consistency, old, new, old_root, new_root, bad), (
+                    name,
+                    old,
+                    new,
+                )
+            for a, b in ((old - 1, new), (old + 1, new), (old, new - 1), (old, new + 1)):
+                if 0 < a < b <= 24:
+                    with pytest.raises(ProofError):
+                        verify_consistency(a, b, stored.roots[a], stored.roots[b], proof)
+            with pytest.raises(ProofError):
+                verify_consistency(old, new, stored.roots[old - 1], new_root, proof)
+            with pytest.raises(ProofError):
+                verify_consistency(new, old, new_root, old_root, proof)
