@@ -30,7 +30,15 @@ from dibao.common.v1 import enums_pb2, types_pb2
 from dibao_audit import repository as repo
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.merkle import Frontier, perfect_subtrees
+from dibao_audit.merkle import (
+    Frontier,
+    ProofError,
+    consistency_ranges,
+    hash_ranges,
+    perfect_subtrees,
+    subtree_hashes_needed,
+    verify_consistency,
+)
 from dibao_audit.models import Checkpoint
 from dibao_audit.projection import EntryRow, KeyReader, project_parts, project_records
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
@@ -153,7 +161,7 @@ class LogAppender:
         if work.size - self._last_checkpoint >= self._every:
             await self._refresh_last_checkpoint(session)
             if work.size - self._last_checkpoint >= self._every:
-                cp = await self._checkpoint(session, work)
+                cp = await self._checkpoint(session, work)  # None if refused
         result = AppendResult(len(fresh), len(rows) - len(fresh), work.size, cp, len(reused))
         return work, result, cp
 
@@ -260,10 +268,44 @@ class LogAppender:
                 if not grown:
                     return None
                 size = await self._checkpoint(session, frontier)
-            self._last_checkpoint = size
+            if size is not None:
+                self._last_checkpoint = size
             return size
 
-    async def _checkpoint(self, session: AsyncSession, frontier: Frontier) -> int:
+    async def _consistent_with_last(self, session: AsyncSession, frontier: Frontier) -> bool:
+        """Whether the tree as stored extends the last checkpoint: the consistency proof from
+        it to ``frontier`` (read from ``merkle_node``, this batch's nodes included) verifies.
+
+        The frontier and the proof come from stored nodes; one changed behind the log's back
+        (only a superuser can) would otherwise have the log sign a root that contradicts
+        its own last checkpoint: a fork, signed by the log itself."""
+        latest = await repo.latest_checkpoint(session)
+        if latest is None:
+            return True
+        old = latest.tree_size
+        try:
+            stored = await repo.subtree_hashes(
+                session, subtree_hashes_needed(consistency_ranges(old, frontier.size))
+            )
+            proof = hash_ranges(consistency_ranges(old, frontier.size), stored.__getitem__)
+            verify_consistency(old, frontier.size, bytes(latest.root_hash), frontier.root(), proof)
+        except (ProofError, LookupError, ValueError) as exc:
+            log.error(
+                "audit_checkpoint_refused",
+                reason="the stored tree does not extend the last checkpoint",
+                last_checkpoint=old,
+                tree_size=frontier.size,
+                error=str(exc),
+            )
+            return False
+        return True
+
+    async def _checkpoint(self, session: AsyncSession, frontier: Frontier) -> int | None:
+        """Sign the tree of ``frontier`` (its size), or None, logged, when the stored tree
+        does not extend the last checkpoint: the entries are still appended, no fork is
+        signed."""
+        if not await self._consistent_with_last(session, frontier):
+            return None
         at = self._now()
         root = frontier.root()
         note = self._signer.sign(frontier.size, root, at)
