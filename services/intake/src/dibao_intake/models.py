@@ -192,6 +192,9 @@ class Application(Base):
     withdrawal_reason: Mapped[str | None] = mapped_column(sa.Text)
     # When assessment decided it (approved or rejected), as the timeline consumer learnt.
     decided_at: Mapped[datetime | None] = mapped_column(_TS)
+    # The household's version it was made from; the database refuses the write when the
+    # household changed since (migration 0007). NULL for applications written before.
+    household_version: Mapped[int | None] = mapped_column(sa.Integer)
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('submitted', 'returned', 'withdrawn')", name="status"),

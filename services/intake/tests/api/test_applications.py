@@ -575,3 +575,49 @@ async def test_a_household_dissolved_while_the_submission_is_checked_gets_no_app
     # not roll back); its rows, the events' among them, went with it.
     assert after.pop("outbox_message_ids_issued") > before.pop("outbox_message_ids_issued")
     assert after == before
+
+
+async def test_a_household_changed_while_the_submission_is_checked_gets_no_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Any change that commits between the submission's read and its write (a death, a
+    birth, a new account: record_change holds the household FOR UPDATE and raises its
+    version) makes the submission a 409 concurrent-change problem that writes nothing: the
+    application and its ApplicationSubmitted would describe the household as it was before
+    (the dead member in the snapshot, the old account to be paid). Sent again, it is made
+    from the household as it now is, and records that version."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    before = await row_counts(intake_engine)
+    async with intake_engine.connect() as change:
+        version = (
+            await change.execute(
+                text("SELECT version FROM household WHERE id = :id FOR UPDATE"),
+                {"id": household.id},
+            )
+        ).scalar_one()
+        await change.execute(
+            text("UPDATE household SET version = version + 1 WHERE id = :id"),
+            {"id": household.id},
+        )
+        submission = asyncio.create_task(intake.submit(body, idempotency_key=str(uuid.uuid4())))
+        for _ in range(200):
+            if submission.done() or await _waiting_on_a_lock(intake_engine):
+                break
+            await asyncio.sleep(0.02)
+        assert not submission.done(), submission.result().text
+        await change.commit()
+    response = await submission
+    assert response.status_code == 409, response.text
+    assert response.json()["type"].endswith("/concurrent-change")
+    after = await row_counts(intake_engine)
+    assert after.pop("outbox_message_ids_issued") > before.pop("outbox_message_ids_issued")
+    assert after == before
+    again = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert again.status_code == 201, again.text
+    async with intake_engine.connect() as conn:
+        recorded = await conn.execute(
+            text("SELECT household_version FROM application WHERE id = :id"),
+            {"id": again.json()["id"]},
+        )
+        assert recorded.scalar_one() == version + 1

@@ -96,6 +96,13 @@ Work = Callable[[AsyncSession], Awaitable[Response]]
 
 HOUSEHOLD_ACTIVE = "application_household_active"
 """The database's check that an application is written for an active household only."""
+HOUSEHOLD_CURRENT = "application_household_current"
+"""The database's check that the household has not changed since the submission read it
+(migration 0007)."""
+CONCURRENT_CHANGE = (
+    "Another request changed the household while this one was being checked;"
+    " nothing was recorded, send it again"
+)
 
 
 async def in_transaction(request: Request, work: Work, idempotency: Idempotency = None) -> Response:
@@ -142,6 +149,11 @@ async def in_one_statement(
         try:
             return await respond_in_one_statement(session, lambda: work(session), idempotency)
         except asyncpg.CheckViolationError as error:
+            if error.constraint_name == HOUSEHOLD_CURRENT:
+                # A change (a death, a birth, a new account...) committed after the read:
+                # the application would describe the household as it was (migration
+                # 0007's trigger). Nothing was written.
+                raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
             if error.constraint_name != HOUSEHOLD_ACTIVE:
                 raise
             # A change that dissolved the household committed after the read found it
@@ -150,11 +162,7 @@ async def in_one_statement(
         except asyncpg.UniqueViolationError as error:
             # What the read found is no longer so: another request wrote the same
             # unique row (a household's first account, say) since. Nothing was written.
-            raise Conflict(
-                "Another request changed the household while this one was being checked;"
-                " nothing was recorded, send it again",
-                type_slug="concurrent-change",
-            ) from error
+            raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
 
 
 def json_response(

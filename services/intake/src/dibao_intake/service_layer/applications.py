@@ -275,6 +275,7 @@ async def submit_application(
         command.document_ids,
         timeline,
         recorded_at=now,
+        household_version=household.household.version,
     )
     return ApplicationDetail(
         record=record,

@@ -274,12 +274,13 @@ INSERT INTO application (
     id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
     reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
     staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
-    submitted_by, accepted_on, withdrawn_at, withdrawal_reason
+    submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version
 ) VALUES (
     :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
     :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
     :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
-    CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL
+    CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL,
+    :household_version
 )
 """
 )
@@ -327,11 +328,16 @@ async def insert_submission(
     timeline: Sequence[tuple[uuid.UUID, TimelineRecord]],
     *,
     recorded_at: datetime,
+    household_version: int,
 ) -> None:
     """The application with its declarations, documents and the timeline entries of the
-    events announcing it: one statement, or held for the request's last (ADR 0013)."""
+    events announcing it: one statement, or held for the request's last (ADR 0013).
+
+    ``household_version`` is the household's version the application was made from: the
+    write fails (``application_household_current``) when a change committed since."""
     params = {
         "id": record.id,
+        "household_version": household_version,
         "household_id": record.household_id,
         "region_code": record.region_code,
         "kind": record.kind.value,
