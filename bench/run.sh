@@ -14,6 +14,8 @@ fi
 
 export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-bench}
 source "$ROOT/deploy/lib.sh"
+# The instance is this run's until it ends (deploy/lib.sh, as deploy/test.sh does).
+instance_lock "bench/run.sh"
 KAFKA_DIR=$STATE/kafka
 teardown() {
   local rc=$?
@@ -25,9 +27,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-bash "$ROOT/deploy/stack.sh" up --no-services
+bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
 export DIBAO_TEST_PG_DSN
 export DIBAO_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export DIBAO_TEST_DB_PREFIX=$DB_PREFIX
-uv run --no-sync python -m bench.run "$@"
+uv run --no-sync python -m bench.run "$@" 8>&-

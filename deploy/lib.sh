@@ -43,10 +43,59 @@ phase_end() {
   fi
 }
 
-# The process a pid file names is alive; one that has exited but is not yet reaped (a
-# zombie: a container's init may reap late or never) counts as dead.
+# A process is alive; one that has exited but is not yet reaped (a zombie: a container's
+# init may reap late or never) counts as dead.
+proc_alive() {  # proc_alive <pid>
+  [[ $1 =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null || return 1
+  [[ $(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) != Z ]]
+}
+
+# The process a pid file names is alive.
 pid_alive() {  # pid_alive <pidfile>
   local pid
-  [[ -s $1 ]] && pid=$(<"$1") && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  [[ $(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null) != Z ]]
+  [[ -s $1 ]] && pid=$(<"$1") && proc_alive "$pid"
+}
+
+# A process's command line, one line (for messages).
+proc_cmdline() {  # proc_cmdline <pid>
+  local args
+  mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || { echo "?"; return; }
+  echo "${args[*]:-?}"
+}
+
+# Probes of servers the operator names (DIBAO_PG_URL, DIBAO_KAFKA_BOOTSTRAP) give up after
+# PROBE_TIMEOUT seconds: a bare connect to a host that drops packets waits out the SYN
+# retries (about two minutes), and libpq waits for a silent server forever.
+PROBE_TIMEOUT=${DIBAO_PROBE_TIMEOUT:-5}
+tcp_open() {  # tcp_open <host> <port>: something accepts a connection there
+  # shellcheck disable=SC2016  # $0 and $1 are the inner shell's
+  timeout --foreground "$PROBE_TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# One command at a time changes an instance: `stack.sh up|down`, `pg.sh start|stop|remove`,
+# deploy/test.sh and bench/run.sh hold an flock on $STATE/lock from start to end (the file
+# names the holder). Another waits DIBAO_LOCK_WAIT seconds (default 120), then fails
+# naming it. The scripts a holder runs share its lock (DIBAO_LOCKED_STATE) rather than
+# wait for it. The lock is fd 8: every command that leaves a process running (PostgreSQL,
+# Kafka, a service) is started with 8>&-, since an inherited copy would hold the lock
+# after the script has ended.
+instance_lock() {  # instance_lock <what>
+  [[ ${DIBAO_LOCKED_STATE:-} == "$STATE" ]] && return 0
+  local lock=$STATE/lock wait=${DIBAO_LOCK_WAIT:-120} holder pid
+  mkdir -p "$STATE"
+  exec 8>>"$lock"
+  if ! flock -w "$wait" 8; then
+    exec 8>&-
+    holder=$(cat "$lock" 2>/dev/null || true)
+    pid=$(sed -n 's/^pid \([0-9]*\) .*/\1/p' <<<"$holder")
+    if [[ -n $pid ]] && ! proc_alive "$pid"; then
+      # Then a process it started inherited the lock: name those that have the file open
+      # (-inum: -samefile has find open the file, and find itself would be named).
+      holder+="; that pid has ended, the file is open in pids $(find -L /proc/[0-9]*/fd -maxdepth 1 \
+        -inum "$(stat -c %i "$lock")" 2>/dev/null | cut -d/ -f3 | sort -un | paste -sd' ' || true)"
+    fi
+    die "instance $INSTANCE is busy: the lock $lock is held by ${holder:-an unknown process}; gave up after $wait s (DIBAO_LOCK_WAIT)"
+  fi
+  printf 'pid %s (%s, since %s)\n' "$$" "$1" "$(date '+%F %T')" >"$lock"
+  export DIBAO_LOCKED_STATE=$STATE
 }

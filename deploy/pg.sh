@@ -22,7 +22,14 @@ else
 fi
 PGDATA=$PGDATA_ROOT/data
 
-external_url() { [[ -n ${DIBAO_PG_URL:-} ]] && psql "$DIBAO_PG_URL" -Atqc 'select 1' >/dev/null 2>&1; }
+# libpq waits for a server that accepts and never answers forever: every connection here
+# gives up after DIBAO_PROBE_TIMEOUT seconds (lib.sh), the probe of DIBAO_PG_URL as a whole
+# after twice that.
+export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-$PROBE_TIMEOUT}
+external_url() {
+  [[ -n ${DIBAO_PG_URL:-} ]] \
+    && timeout --foreground $((2 * PROBE_TIMEOUT)) psql "$DIBAO_PG_URL" -Atqc 'select 1' >/dev/null 2>&1
+}
 
 dsn() {
   if external_url; then echo "${DIBAO_PG_URL%/*}/postgres"; else echo "postgresql://$PG_USER@127.0.0.1:$PG_PORT/postgres"; fi
@@ -58,6 +65,9 @@ sweep_orphans() {
 
 start() {
   if external_url; then log "using the PostgreSQL server at DIBAO_PG_URL"; return; fi
+  if [[ -n ${DIBAO_PG_URL:-} ]]; then
+    log "DIBAO_PG_URL did not answer within $((2 * PROBE_TIMEOUT)) s: using the instance's own cluster"
+  fi
   install_server
   sweep_orphans
   mkdir -p "$PGDATA_ROOT" "$STATE"
@@ -85,7 +95,8 @@ CONF
   if "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     log "PostgreSQL already running on $PG_PORT"
   else
-    "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA_ROOT/server.log" -w -t 60 start >/dev/null \
+    # 8>&-: the server must not hold the instance's lock (lib.sh).
+    "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA_ROOT/server.log" -w -t 60 start >/dev/null 8>&- \
       || { tail -n 30 "$PGDATA_ROOT/server.log" >&2; die "PostgreSQL did not start"; }
     log "PostgreSQL started on 127.0.0.1:$PG_PORT"
   fi
@@ -133,9 +144,9 @@ ensure_dbs() {
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  remove) remove ;;
+  start) instance_lock "pg.sh start"; start ;;
+  stop) instance_lock "pg.sh stop"; stop ;;
+  remove) instance_lock "pg.sh remove"; remove ;;
   status) status ;;
   dsn) dsn ;;
   ensure-dbs) ensure_dbs ;;

@@ -10,16 +10,27 @@ LOGS=$STATE/logs
 KAFKA_DIR=$STATE/kafka
 mkdir -p "$RUN" "$LOGS"
 
-kafka_external() {
-  [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} ]] || return 1
+# The broker, decided once a command (resolve_kafka): DIBAO_KAFKA_BOOTSTRAP when its first
+# broker accepts a connection within DIBAO_PROBE_TIMEOUT seconds, else the instance's own.
+KAFKA_EXTERNAL=0
+KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+resolve_kafka() {
+  [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} ]] || return 0
   local first=${DIBAO_KAFKA_BOOTSTRAP%%,*}
-  (exec 3<>"/dev/tcp/${first%:*}/${first##*:}") 2>/dev/null
+  if tcp_open "${first%:*}" "${first##*:}"; then
+    KAFKA_EXTERNAL=1 KAFKA_BOOTSTRAP=$DIBAO_KAFKA_BOOTSTRAP
+  else
+    log "DIBAO_KAFKA_BOOTSTRAP ($DIBAO_KAFKA_BOOTSTRAP) accepted no connection within $PROBE_TIMEOUT s: using the instance's own broker"
+  fi
 }
-kafka_bootstrap() { if kafka_external; then echo "$DIBAO_KAFKA_BOOTSTRAP"; else echo "127.0.0.1:$KAFKA_PORT"; fi; }
+
+# The server's DSN (pg.sh dsn), kept once known: each `pg.sh dsn` probes DIBAO_PG_URL.
+PG_DSN=
 
 # The environment a service process of this instance runs with.
 service_env() {  # service_env <name>
-  local base; base=$(bash "$ROOT/deploy/pg.sh" dsn)
+  local base=$PG_DSN
+  [[ -n $base ]] || base=$(bash "$ROOT/deploy/pg.sh" dsn)
   base=${base%/*}
   printf 'DIBAO_SERVICE_NAME=%s\n' "$1"
   printf 'DIBAO_ENVIRONMENT=%s\n' "$([[ $INSTANCE == dev ]] && echo dev || echo test)"
@@ -34,7 +45,7 @@ service_env() {  # service_env <name>
     printf 'DIBAO_AUDIT_RUNTIME_DATABASE_URL=%s\n' \
       "${DIBAO_AUDIT_RUNTIME_DATABASE_URL:-postgresql+asyncpg://${db}_app@$server/$db}"
   fi
-  printf 'DIBAO_KAFKA_BOOTSTRAP=%s\n' "$(kafka_bootstrap)"
+  printf 'DIBAO_KAFKA_BOOTSTRAP=%s\n' "$KAFKA_BOOTSTRAP"
   if [[ -f $STATE/secrets.env ]]; then cat "$STATE/secrets.env"; fi
 }
 
@@ -48,17 +59,114 @@ with_service_env() {  # with_service_env <name> <command>...
   exec env "${envs[@]}" "$@"
 }
 
+# A service process is this instance's by its command line (<service>'s uvicorn) and by
+# DIBAO_STACK_STATE, the state directory of the instance that started it (start_services).
+# Not by the port: one started with another DIBAO_SVC_PORT_BASE is still this instance's,
+# and `down` must stop it. The process may end between reads: say nothing then
+# (redirections apply left to right, so the error output goes first).
+is_uvicorn_of() {  # is_uvicorn_of <pid> <name>
+  local args
+  mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
+  [[ " ${args[*]} " == *"/uvicorn --factory dibao_$2.main:create_app "* ]]
+}
+stack_state_of() {  # stack_state_of <pid>: its DIBAO_STACK_STATE (none: empty)
+  local vars v
+  mapfile -d '' -t vars 2>/dev/null <"/proc/$1/environ" || return 1
+  for v in "${vars[@]}"; do
+    if [[ $v == DIBAO_STACK_STATE=* ]]; then printf '%s\n' "${v#*=}"; return 0; fi
+  done
+}
+port_of() {  # port_of <pid>: the --port of its command line
+  local args i
+  mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
+  for i in "${!args[@]}"; do
+    if [[ ${args[$i]} == --port ]]; then echo "${args[$((i + 1))]:-}"; return 0; fi
+  done
+  return 1
+}
+
 # The pid file names this instance's <service> only while that pid is its uvicorn: after a
 # crash or a reboot the pid may have been given to another process, which must be neither
-# taken for the service nor stopped with it. Not the port: a service started with another
-# DIBAO_SVC_PORT_BASE is still this instance's, and `down` must stop it.
+# taken for the service nor stopped with it. One started before DIBAO_STACK_STATE existed
+# has none and is taken at its pid file's word; one of another instance never is.
 service_running() {  # service_running <name>
-  local f=$RUN/$1.pid
+  local f=$RUN/$1.pid pid state
   pid_alive "$f" || return 1
-  # The process may end between the two reads: say nothing then (redirections apply left
-  # to right, so the error output goes first).
-  tr '\0' ' ' 2>/dev/null <"/proc/$(<"$f")/cmdline" \
-    | grep -F -- "/uvicorn --factory dibao_$1.main:create_app " >/dev/null
+  pid=$(<"$f")
+  is_uvicorn_of "$pid" "$1" && state=$(stack_state_of "$pid") || return 1
+  [[ -z $state || $state == "$STATE" ]]
+}
+
+# This instance's uvicorns of <service> that its pid file does not name: the file deleted,
+# or never written (`up` killed between a start and the write). Only with this instance's
+# DIBAO_STACK_STATE: another checkout's or instance's is not ours to adopt or stop.
+service_orphans() {  # service_orphans <name>: their pids
+  local d pid named=
+  if service_running "$1"; then named=$(<"$RUN/$1.pid"); fi
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    if [[ $pid != "$named" ]] && is_uvicorn_of "$pid" "$1" \
+        && [[ $(stack_state_of "$pid" || true) == "$STATE" ]] && proc_alive "$pid"; then
+      echo "$pid"
+    fi
+  done
+  return 0
+}
+
+# This instance's running <service>: its pid file's process, else an orphan (the one on the
+# service's port first). Status 1 when there is none.
+own_service_pid() {  # own_service_pid <name>
+  if service_running "$1"; then echo "$(<"$RUN/$1.pid")"; return 0; fi
+  local orphans listener pid
+  mapfile -t orphans < <(service_orphans "$1")
+  ((${#orphans[@]})) || return 1
+  listener=$(port_listener "$(service_port "$1")" || true)
+  for pid in "${orphans[@]}"; do
+    if [[ $pid == "$listener" ]]; then echo "$pid"; return 0; fi
+  done
+  echo "${orphans[0]}"
+}
+
+# The pid listening on <port> where a service binds it (127.0.0.1, or every IPv4 or IPv6
+# address), from /proc (no ss or lsof on a minimal Debian): "?" when the process is not
+# this user's to see; status 1 when nothing listens.
+port_listener() {  # port_listener <port>
+  local hex inodes inode link
+  printf -v hex '%04X' "$1"
+  inodes=$(awk -v port="$hex" '$4 == "0A" {
+      split($2, a, ":")
+      if (a[2] == port && (a[1] == "0100007F" || a[1] ~ /^0+$/ || a[1] == "0000000000000000FFFF00000100007F")) print $10
+    }' /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)
+  [[ -n $inodes ]] || return 1
+  for inode in $inodes; do
+    link=$(find /proc/[0-9]*/fd -lname "socket:\[$inode\]" -print -quit 2>/dev/null || true)
+    if [[ -n $link ]]; then link=${link#/proc/}; echo "${link%%/*}"; return 0; fi
+  done
+  echo "?"
+}
+
+# <service>'s port is free, or held by <own pid> (the service itself). Anything else there
+# would make the start fail, and is not this instance's to stop: fail naming it.
+claim_port() {  # claim_port <name> [<own pid>]
+  local port listener
+  port=$(service_port "$1")
+  listener=$(port_listener "$port") || return 0
+  [[ $listener != "${2:-}" ]] || return 0
+  [[ $listener != "?" ]] || die "port $port ($1) is taken by a process of another user: stop it or choose another DIBAO_SVC_PORT_BASE"
+  die "port $port ($1) is taken by pid $listener ($(proc_cmdline "$listener")), which is not instance $INSTANCE's $1: stop it or choose another DIBAO_SVC_PORT_BASE"
+}
+
+# Before anything starts: every service's port is free or its own service's (running, pid
+# file or not, on the port this command would give it).
+check_service_ports() {
+  local svc pid port own
+  for svc in "${SERVICES[@]}"; do
+    pid=$(own_service_pid "$svc" || true)
+    claim_port "$svc" "$pid"
+    [[ -n $pid ]] || continue
+    port=$(service_port "$svc") own=$(port_of "$pid" || true)
+    [[ $own == "$port" ]] || die "$svc of instance $INSTANCE runs on port ${own:-?} (pid $pid), not $port: started with another DIBAO_SVC_PORT_BASE; make down first"
+  done
 }
 
 migrate() {
@@ -77,14 +185,23 @@ migrate() {
 }
 
 start_services() {
+  local svc port pid
   for svc in "${SERVICES[@]}"; do
-    local port; port=$(service_port "$svc")
-    if service_running "$svc"; then log "$svc already running on $port"; continue; fi
+    port=$(service_port "$svc")
+    if pid=$(own_service_pid "$svc"); then
+      if service_running "$svc"; then log "$svc already running on $port (pid $pid)"; continue; fi
+      # Adopted, not restarted: it is this instance's, and the /healthz wait below checks it.
+      echo "$pid" >"$RUN/$svc.pid"
+      log "$svc: adopted pid $pid, the instance's uvicorn left running on $port without its pid file"
+      continue
+    fi
+    claim_port "$svc"
     # exec all the way down, so the recorded pid is uvicorn itself, leader of its own session
     # and process group (setsid does not fork when its caller is not a group leader).
-    (cd "$ROOT" && with_service_env "$svc" setsid nohup "$UV_PROJECT_ENVIRONMENT/bin/uvicorn" --factory \
-      "dibao_$svc.main:create_app" --host 127.0.0.1 --port "$port" --no-access-log \
-      >>"$LOGS/$svc.log" 2>&1 </dev/null) &
+    # DIBAO_STACK_STATE marks it as this instance's; 8>&-: it must not hold the lock.
+    (cd "$ROOT" && with_service_env "$svc" env "DIBAO_STACK_STATE=$STATE" setsid nohup \
+      "$UV_PROJECT_ENVIRONMENT/bin/uvicorn" --factory "dibao_$svc.main:create_app" \
+      --host 127.0.0.1 --port "$port" --no-access-log >>"$LOGS/$svc.log" 2>&1 </dev/null) 8>&- &
     echo $! >"$RUN/$svc.pid"
   done
   local deadline=$((SECONDS + 60))
@@ -100,18 +217,27 @@ start_services() {
   log "services answer /healthz on $(service_port intake)-$(service_port audit)"
 }
 
+# setsid made a service a process-group leader: stop the group.
+stop_process() {  # stop_process <pid>
+  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 50); do proc_alive "$1" || break; sleep 0.2; done
+  kill -KILL -- "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null || true
+}
+
 stop_services() {
+  local svc pid orphans
   for svc in "${SERVICES[@]}"; do
-    local f=$RUN/$svc.pid
     if service_running "$svc"; then
-      local pid; pid=$(cat "$f")
-      # setsid made the service a process-group leader: stop the group (uv and uvicorn).
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do pid_alive "$f" || break; sleep 0.2; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      log "$svc stopped"
+      pid=$(<"$RUN/$svc.pid")
+      stop_process "$pid"
+      log "$svc stopped (pid $pid)"
     fi
-    rm -f "$f"
+    mapfile -t orphans < <(service_orphans "$svc")
+    for pid in "${orphans[@]}"; do
+      stop_process "$pid"
+      log "$svc stopped (pid $pid, which had no pid file)"
+    done
+    rm -f "$RUN/$svc.pid"
   done
 }
 
@@ -128,14 +254,19 @@ up() {
   local t0=$SECONDS with_services=1
   # The test suite recreates and migrates its databases itself: `--no-services` skips both.
   [[ ${1:-} == --no-services ]] && with_services=0
-  phase "install"; bash "$ROOT/deploy/bootstrap.sh" all
-  phase "postgres"; bash "$ROOT/deploy/pg.sh" start; bash "$ROOT/deploy/pg.sh" ensure-dbs
+  # A port taken by something else fails now, not after the migrations.
+  if ((with_services)); then check_service_ports; fi
+  # 8>&-: what these leave running (PostgreSQL, Kafka) must not hold the instance's lock.
+  phase "install"; bash "$ROOT/deploy/bootstrap.sh" all 8>&-
+  phase "postgres"; bash "$ROOT/deploy/pg.sh" start 8>&-; bash "$ROOT/deploy/pg.sh" ensure-dbs
+  PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
   phase "kafka"
-  if kafka_external; then log "using the Kafka broker at DIBAO_KAFKA_BOOTSTRAP"
+  if ((KAFKA_EXTERNAL)); then log "using the Kafka broker at DIBAO_KAFKA_BOOTSTRAP"
   else
-    bash "$ROOT/deploy/kafka/kafka.sh" start --dir "$KAFKA_DIR" --port "$KAFKA_PORT" --controller-port "$KAFKA_CONTROLLER_PORT"
+    bash "$ROOT/deploy/kafka/kafka.sh" start --dir "$KAFKA_DIR" --port "$KAFKA_PORT" \
+      --controller-port "$KAFKA_CONTROLLER_PORT" 8>&-
   fi
-  bash "$ROOT/deploy/kafka/kafka.sh" topics --bootstrap "$(kafka_bootstrap)"
+  bash "$ROOT/deploy/kafka/kafka.sh" topics --bootstrap "$KAFKA_BOOTSTRAP"
   phase "secrets"; (cd "$ROOT" && uv run --no-sync python -m dibao_common.devsecrets "$STATE/secrets.env")
   if ((with_services)); then
     phase "migrations"; migrate
@@ -149,8 +280,8 @@ up() {
 
 dibao is running (instance $INSTANCE):
 $(for s in "${SERVICES[@]}"; do printf '  %-11s http://127.0.0.1:%s  (OpenAPI: /docs)\n' "$s" "$(service_port "$s")"; done)
-  postgres    $(bash "$ROOT/deploy/pg.sh" dsn)
-  kafka       $(kafka_bootstrap)
+  postgres    $PG_DSN
+  kafka       $KAFKA_BOOTSTRAP
   logs        $LOGS
 
 A development token:  make token ROLE=intake_clerk REGION=620102
@@ -168,21 +299,25 @@ down() {
 status() {
   local rc=0
   bash "$ROOT/deploy/pg.sh" status || rc=1
-  if kafka_external; then echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP"
+  if ((KAFKA_EXTERNAL)); then echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP"
   elif [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" status --dir "$KAFKA_DIR" || rc=1
   else echo "kafka: stopped"; rc=1; fi
+  local svc pid note
   for svc in "${SERVICES[@]}"; do
-    if service_running "$svc"; then
-      echo "$svc: running on 127.0.0.1:$(service_port "$svc") (pid $(cat "$RUN/$svc.pid"))"
+    if pid=$(own_service_pid "$svc"); then
+      note=
+      service_running "$svc" || note=", no pid file: make up adopts it, make down stops it"
+      echo "$svc: running on 127.0.0.1:$(port_of "$pid" || echo '?') (pid $pid$note)"
     else echo "$svc: stopped"; rc=1; fi
   done
   return $rc
 }
 
+# up and down hold the instance's lock (lib.sh); status and env only read.
 case "${1:-}" in
-  up) shift; up "$@" ;;
-  down) down ;;
-  status) status ;;
-  env) service_env "${2:?service}" ;;
+  up) shift; instance_lock "stack.sh up"; resolve_kafka; up "$@" ;;
+  down) instance_lock "stack.sh down"; down ;;
+  status) resolve_kafka; status ;;
+  env) resolve_kafka; service_env "${2:?service}" ;;
   *) echo "usage: $0 up [--no-services]|down|status|env <service>" >&2; exit 2 ;;
 esac

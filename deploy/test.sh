@@ -7,6 +7,11 @@ set -euo pipefail
 export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-test}
 source "$(dirname "$0")/lib.sh"
 
+# The instance is this run's until it ends, teardown included: a second run of the same
+# instance waits, then fails (before its teardown is armed), rather than share and delete
+# it. Another instance (`dev` of `make up`) has a lock of its own.
+instance_lock "test.sh"
+
 KAFKA_DIR=$STATE/kafka
 teardown() {
   local rc=$?
@@ -23,7 +28,8 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 t0=$SECONDS
-bash "$ROOT/deploy/stack.sh" up --no-services
+# 8>&-: what it leaves running must not hold the lock (lib.sh).
+bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 log "test stack ready in $((SECONDS - t0)) s"
 
 export DIBAO_TEST_PG_DSN; DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
@@ -36,4 +42,4 @@ export DIBAO_TEST_STATE=$STATE
 
 phase "tests"
 cd "$ROOT"
-uv run --no-sync pytest "$@"
+uv run --no-sync pytest "$@" 8>&-

@@ -25,6 +25,8 @@
 #   DIBAO_KAFKA_QUORUM_GRACE   3 nodes: seconds a node left without controller quorum gets
 #                              after SIGTERM before SIGKILL (default 10)
 #   DIBAO_KAFKA_JVM_OPTS       extra broker JVM options (word-split)
+#   DIBAO_KAFKA_TOPICS_TIMEOUT seconds `topics` may take in all (default 180); each admin
+#                              call gives up after 20 s (a broker that never answers)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +38,7 @@ HEAP=${DIBAO_KAFKA_HEAP:-512m}
 READY_TIMEOUT=${DIBAO_KAFKA_READY_TIMEOUT:-180}
 STOP_TIMEOUT=${DIBAO_KAFKA_STOP_TIMEOUT:-60}
 QUORUM_GRACE=${DIBAO_KAFKA_QUORUM_GRACE:-10}
+TOPICS_TIMEOUT=${DIBAO_KAFKA_TOPICS_TIMEOUT:-180}
 HOST=127.0.0.1
 JVM_OPTS=(-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
           -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true)
@@ -249,7 +252,12 @@ pid_alive() {  # a zombie (exited, not yet reaped) counts as dead
   [[ $st != Z ]]
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# A connect to a local port, given up after 2 s: a bare /dev/tcp open to a listener whose
+# queue is full waits out the SYN retries (about two minutes). 0: accepted, 124: no answer.
+# shellcheck disable=SC2016  # $0 and $1 are the inner shell's
+port_probe() { timeout --foreground 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null; }
+port_open() { port_probe "$1"; }
+port_taken() { local rc=0; port_probe "$1" || rc=$?; ((rc == 0 || rc == 124)); }
 
 declare -A LOG_OFFSET=()
 
@@ -262,7 +270,7 @@ launch_node() {
   fi
   rm -f "$nd/kafka.pid"
   for p in "$(broker_port "$i")" "$(ctrl_port "$i")"; do
-    port_open "$p" && die "port $p is already in use by another process (node $i of $DIR)"
+    port_taken "$p" && die "port $p is already in use by another process (node $i of $DIR)"
   done
   write_props "$i"
   format_node "$i"
@@ -369,7 +377,7 @@ cmd_start() {
   for ((i = 1; i <= NODES; i++)); do
     node_pid "$i" >/dev/null && continue
     for p in "$(broker_port "$i")" "$(ctrl_port "$i")"; do
-      port_open "$p" && die "port $p is already in use by another process (node $i of $DIR)"
+      port_taken "$p" && die "port $p is already in use by another process (node $i of $DIR)"
     done
   done
   ensure_fetched
@@ -502,7 +510,8 @@ cmd_bootstrap() {
 # arguments) inside one JVM, so creating all topics costs one JVM start instead of one per
 # topic. TopicCommand.main ends in Exit.exit(code); the exit procedure is replaced by one
 # that only records the first code of each run (execute() calls Exit.exit with the real
-# result before main() calls it again with 0).
+# result before main() calls it again with 0). The first failure ends the batch: against a
+# broker that does not answer every further line would wait as long.
 TOPIC_BATCH_SRC=$(cat <<'JAVA'
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -533,6 +542,7 @@ public class DibaoTopicBatch {
             if (code != 0) {
                 failures++;
                 System.err.println("TopicCommand failed (" + code + "): " + line.replace('\t', ' '));
+                break;
             }
         }
         System.exit(failures == 0 ? 0 : 1);
@@ -578,6 +588,17 @@ EOF
   echo "$f"
 }
 
+# The admin client's limits for `topics`: against a broker that accepts and never answers,
+# a call fails after 20 s instead of retrying for minutes.
+admin_config() {
+  local f=$KAFKA_CACHE/admin-client.properties
+  mkdir -p "$KAFKA_CACHE"
+  printf '%s\n' request.timeout.ms=10000 default.api.timeout.ms=20000 \
+    socket.connection.setup.timeout.ms=5000 socket.connection.setup.timeout.max.ms=10000 >"$f.tmp.$$"
+  mv "$f.tmp.$$" "$f"
+  echo "$f"
+}
+
 # TopicCommand warns about '.' in every topic name (metric name collisions with '_').
 quiet_topic_warnings() {
   { grep -v "^WARNING: Due to limitations in metric names" || true; } >&2
@@ -597,12 +618,14 @@ cmd_topics() {
   [[ -f $file ]] || die "no topics file $file"
   [[ -z $rf || $rf =~ ^[0-9]+$ ]] || die "bad --replication-factor"
   ensure_fetched
-  local lines=() names=() name parts cfgs extra a kv cfg n=0
+  local lines=() names=() name parts cfgs extra a kv cfg n=0 admin
+  admin=$(admin_config)
   while read -r name parts cfgs extra; do
     [[ -z $name || $name == \#* ]] && continue
     [[ -z ${extra:-} ]] || die "$file: too many fields for topic $name"
     [[ $parts =~ ^[0-9]+$ ]] || die "$file: bad partition count for topic $name"
-    a=(--bootstrap-server "$bootstrap" --create --if-not-exists --topic "$name" --partitions "$parts")
+    a=(--bootstrap-server "$bootstrap" --command-config "$admin" --create --if-not-exists
+       --topic "$name" --partitions "$parts")
     [[ -n $rf ]] && a+=(--replication-factor "$rf")
     if [[ -n ${cfgs:-} ]]; then
       IFS=, read -ra kv <<<"$cfgs"
@@ -613,18 +636,21 @@ cmd_topics() {
     n=$((n + 1))
   done <"$file"
   ((n)) || { log "no topics in $file"; return 0; }
-  local l4j classes
+  local l4j classes deadline=$((SECONDS + TOPICS_TIMEOUT)) left
   l4j=$(tools_log4j)
   if classes=$(topic_batch_classes); then
-    if ! printf '%s\n' "${lines[@]}" | "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$l4j" \
-        -cp "$classes:$LIBS/*" DibaoTopicBatch 2>&1 | quiet_topic_warnings; then
-      die "creating topics failed"
+    if ! printf '%s\n' "${lines[@]}" | timeout --foreground "$TOPICS_TIMEOUT" "$JAVA" -Xmx256m \
+        -Dlog4j2.configurationFile="$l4j" -cp "$classes:$LIBS/*" DibaoTopicBatch 2>&1 \
+        | quiet_topic_warnings; then
+      die "creating topics on $bootstrap failed (or took over $TOPICS_TIMEOUT s)"
     fi
   else
     local line
     for line in "${lines[@]}"; do
       IFS=$'\t' read -ra a <<<"$line"
-      if ! "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$l4j" -cp "$LIBS/*" \
+      left=$((deadline - SECONDS))
+      ((left > 0)) || die "creating topics on $bootstrap took over $TOPICS_TIMEOUT s"
+      if ! timeout --foreground "$left" "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$l4j" -cp "$LIBS/*" \
           org.apache.kafka.tools.TopicCommand "${a[@]}" 2>&1 | quiet_topic_warnings; then
         die "creating topic failed: ${a[*]}"
       fi

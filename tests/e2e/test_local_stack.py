@@ -1,16 +1,20 @@
 """`make up` in miniature: the stack script starts the five services (on the test stack's
 PostgreSQL and Kafka, with its own databases and ports), every /healthz answers 200, and
 `down` leaves none of the processes it started, and no process it did not start is taken
-for a service or stopped."""
+for a service or stopped. A service whose pid file is gone is still the instance's; two
+commands changing one instance do not run at once."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -47,6 +51,9 @@ def _env(stack: TestStack) -> dict[str, str]:
         "DIBAO_PG_PORT": "1",
         "DIBAO_KAFKA_PORT": "1",
         "DIBAO_SVC_PORT_BASE": str(base),
+        # A command waiting for the instance's lock gives up soon: a lock still held by
+        # something `up` left running shows as a failure, not as a long wait.
+        "DIBAO_LOCK_WAIT": "5",
     }
 
 
@@ -59,6 +66,22 @@ def _stack_sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         timeout=600,
         check=False,
     )
+
+
+def _pid(state_dir: Path, service: str) -> int:
+    return int((state_dir / "run" / f"{service}.pid").read_text())
+
+
+async def _wait_healthy(port: int) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for _ in range(300):
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    pytest.fail(f"nothing answers /healthz on {port}")
 
 
 def _alive(pid: int) -> bool:
@@ -102,10 +125,19 @@ async def _audit_cannot_leave_its_role(stack: TestStack) -> None:
 
 
 @pytest.fixture
-def state_dir() -> Iterator[Path]:
+async def state_dir(stack: TestStack) -> AsyncIterator[Path]:
+    """The instance's state directory, empty; afterwards it and the instance's databases
+    are gone."""
     shutil.rmtree(STATE_DIR, ignore_errors=True)
+    STATE_DIR.mkdir(parents=True)
     yield STATE_DIR
     shutil.rmtree(STATE_DIR, ignore_errors=True)
+    conn = await asyncpg.connect(stack.pg_admin_dsn)
+    try:
+        for service in SERVICES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "dibao_{INSTANCE}_{service}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -118,13 +150,72 @@ def unrelated_process() -> Iterator[int]:
     process.wait()
 
 
+@pytest.fixture
+def other_instance_payments(stack: TestStack) -> Iterator[Callable[[], tuple[int, int]]]:
+    """Starts this checkout's payments uvicorn as another instance (its own state
+    directory) would: on a port of its own, with no pid file of this instance. The
+    starter returns its pid and port."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> tuple[int, int]:
+        env = _env(stack)
+        port = int(env["DIBAO_SVC_PORT_BASE"]) + 50
+        own = _stack_sh(env, "env", "payments")
+        assert own.returncode == 0, own.stderr
+        service_env = dict(line.split("=", 1) for line in own.stdout.splitlines() if line)
+        other_state = str(STATE_DIR.parent / f"{INSTANCE}-other")
+        uvicorn = str(Path(sys.executable).parent / "uvicorn")
+        app = ["--factory", "dibao_payments.main:create_app", "--host", "127.0.0.1"]
+        processes.append(
+            subprocess.Popen(
+                [uvicorn, *app, "--port", str(port), "--no-access-log"],
+                env=env | service_env | {"DIBAO_STACK_STATE": other_state},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        return processes[-1].pid, port
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def port_squatter(stack: TestStack) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that is no service listening on assessment's port."""
+    port = int(_env(stack)["DIBAO_SVC_PORT_BASE"]) + 2
+    code = (
+        "import socket, time\n"
+        "s = socket.socket()\n"
+        f"s.bind(('127.0.0.1', {port}))\n"
+        "s.listen()\n"
+        "time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield process
+    process.kill()
+    process.wait()
+
+
 async def test_up_serves_every_service_and_down_stops_them(
-    stack: TestStack, state_dir: Path, unrelated_process: int
+    stack: TestStack,
+    state_dir: Path,
+    unrelated_process: int,
+    other_instance_payments: Callable[[], tuple[int, int]],
 ) -> None:
     env = _env(stack)
     # A pid file left behind (a crash, a reboot) naming a pid now used by another process:
     # `up` must start the service all the same, and `down` must not stop that process.
-    (state_dir / "run").mkdir(parents=True)
+    (state_dir / "run").mkdir()
     (state_dir / "run" / "publicity.pid").write_text(f"{unrelated_process}\n")
     started = time.monotonic()
     pids: list[int] = []
@@ -143,13 +234,29 @@ async def test_up_serves_every_service_and_down_stops_them(
         await _audit_cannot_leave_its_role(stack)
         status = _stack_sh(env, "status")
         assert status.returncode == 0, status.stdout
-        pids = [int((state_dir / "run" / f"{s}.pid").read_text()) for s in SERVICES]
+        pids = [_pid(state_dir, s) for s in SERVICES]
         assert all(_alive(p) for p in pids)
         assert unrelated_process not in pids
+
+        # Services whose pid files are gone (deleted, or never written: `up` killed
+        # between a start and the write), beside another instance's payments: `up`
+        # takes this instance's back, the other one is not this instance's.
+        other_pid, other_port = other_instance_payments()
+        await _wait_healthy(other_port)
+        (state_dir / "run" / "intake.pid").unlink()
+        (state_dir / "run" / "payments.pid").unlink()
+        status = _stack_sh(env, "status")
+        assert f"intake: running on 127.0.0.1:{base + 1}" in status.stdout, status.stdout
+        again = _stack_sh(env, "up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "adopted" in again.stderr
+        assert [_pid(state_dir, s) for s in SERVICES] == pids
+        (state_dir / "run" / "intake.pid").unlink()
     finally:
         down = _stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
     assert _alive(unrelated_process)
+    assert _alive(other_pid)
     # `down` waits for each process group; a short grace covers the reaper's delay.
     for _ in range(50):
         if not any(_alive(p) for p in pids):
@@ -157,9 +264,63 @@ async def test_up_serves_every_service_and_down_stops_them(
         await asyncio.sleep(0.2)
     assert not [p for p in pids if _alive(p)]
     assert not list((state_dir / "run").glob("*.pid"))
-    conn = await asyncpg.connect(stack.pg_admin_dsn)
+
+
+def test_a_second_command_waits_for_the_lock_then_fails(stack: TestStack, state_dir: Path) -> None:
+    """`up` holds the instance's lock from start to end: a `down` or a second `up` meanwhile
+    waits DIBAO_LOCK_WAIT seconds, then fails naming the lock and who holds it; `status`
+    does not wait. Once `up` has ended the lock is free."""
+    env = _env(stack) | {"DIBAO_LOCK_WAIT": "2"}
+    lock = state_dir / "lock"
+    with subprocess.Popen(
+        ["bash", str(REPO_ROOT / "deploy" / "stack.sh"), "up", "--no-services"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as first:
+        try:
+            # Until `up` names itself in the lock file (scripts without a lock never do:
+            # the checks below then run beside it all the same).
+            for _ in range(100):
+                if lock.exists() and f"pid {first.pid} " in lock.read_text():
+                    break
+                time.sleep(0.1)
+            status = _stack_sh(env, "status")
+            assert "intake: stopped" in status.stdout, status.stdout + status.stderr
+            for command in ("down", "up"):
+                started = time.monotonic()
+                second = _stack_sh(env, command)
+                took = time.monotonic() - started
+                assert first.poll() is None, "up ended before the test was done with it"
+                assert second.returncode != 0, f"{command} ran beside up: {second.stderr}"
+                assert str(lock) in second.stderr, second.stderr
+                assert f"pid {first.pid} " in second.stderr, second.stderr
+                assert 2 <= took < 30, took
+            _, err = first.communicate(timeout=600)
+            assert first.returncode == 0, err
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.communicate()
+    down = _stack_sh(env, "down")
+    assert down.returncode == 0, down.stderr
+
+
+def test_a_port_taken_by_another_process_fails_up(
+    stack: TestStack, state_dir: Path, port_squatter: subprocess.Popen[bytes]
+) -> None:
+    """A process that is no service of the instance on a service's port: `up` stops short,
+    naming it, and neither `up` nor `down` stops it."""
+    env = _env(stack)
+    port = int(env["DIBAO_SVC_PORT_BASE"]) + 2
     try:
-        for service in SERVICES:
-            await conn.execute(f'DROP DATABASE IF EXISTS "dibao_{INSTANCE}_{service}" WITH (FORCE)')
+        up = _stack_sh(env, "up")
+        assert up.returncode != 0
+        assert f"port {port}" in up.stderr, up.stderr
+        assert f"pid {port_squatter.pid} " in up.stderr, up.stderr
     finally:
-        await conn.close()
+        down = _stack_sh(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert port_squatter.poll() is None
