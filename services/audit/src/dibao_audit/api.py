@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -28,7 +28,7 @@ from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
 from dibao_common.errors import BadRequest, InvalidCursor, NotFound, problem_responses
 from dibao_common.messaging.envelope import EventRegistry
-from dibao_common.messaging.outbox import enqueue
+from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
 from dibao_common.observability import current_correlation_id
 
 MAX_PAGE = 500
@@ -132,11 +132,23 @@ class InclusionProofOut(BaseModel):
 
 class EntryWithProofOut(BaseModel):
     entry: EntryOut
-    decoded: dict[str, Any] | None
-    masked: bool
-    headers: list[list[str]]
-    payload: str
-    record_key: str | None
+    decoded: dict[str, Any] | None = Field(
+        description="The payload decoded to JSON (null when the log cannot read it); "
+        "personal fields masked when `masked` is true."
+    )
+    masked: bool = Field(
+        description="Whether `decoded` has its personal fields masked (the caller holds no "
+        "personal-data role). It applies to `decoded` only: `headers`, `payload` and "
+        "`record_key` are the record as logged, whatever the role."
+    )
+    headers: list[list[str]] = Field(
+        description="The record's headers as logged: [name, base64 of the value] pairs."
+    )
+    payload: str = Field(
+        description="Base64 of the event's payload as logged (the protobuf bytes the leaf "
+        "hashes, personal fields included: never masked), for verifying the leaf."
+    )
+    record_key: str | None = Field(description="Base64 of the record's key as logged.")
     proof: InclusionProofOut
 
 
@@ -241,11 +253,16 @@ async def _covering(session: AsyncSession, tree_size: int | None) -> Checkpoint:
     return cp
 
 
-async def record_access(
-    session: AsyncSession,
+RAW_EVENT_FIELDS = ["event_payload", "event_headers", "personal_data"]
+"""What a read that returns an entry's record as logged shows (``fields`` of its access
+record): the payload and headers, which hold the personal data a masked view hides."""
+
+
+def _access_message(
     runtime: AuditRuntime,
     principal: Principal,
     *,
+    at: datetime,
     household_id: str,
     region: str,
     record_type: int,
@@ -254,9 +271,8 @@ async def record_access(
     action: int,
     granted: bool,
     operation: str,
-) -> None:
-    """Log a read of personal data (``dibao.access.v1``) in the request's transaction."""
-    at = runtime.clock.now()
+    correlation_id: str | None,
+) -> access_pb2.PersonalDataAccessed:
     message = access_pb2.PersonalDataAccessed(
         household_id=household_id,
         region=types_pb2.RegionCode(code=region),
@@ -274,10 +290,43 @@ async def record_access(
         action=action,  # type: ignore[arg-type]
         outcome=access_pb2.ACCESS_OUTCOME_GRANTED if granted else access_pb2.ACCESS_OUTCOME_DENIED,
         purpose=access_pb2.PURPOSE_AUDIT,
-        correlation_id=current_correlation_id() or "",
+        correlation_id=correlation_id or "",
         operation=operation,
     )
     message.occurred_at.FromDatetime(at)
+    return message
+
+
+async def record_access(
+    session: AsyncSession,
+    runtime: AuditRuntime,
+    principal: Principal,
+    *,
+    household_id: str,
+    region: str,
+    record_type: int,
+    record_id: str,
+    fields: list[str],
+    action: int,
+    granted: bool,
+    operation: str,
+) -> None:
+    """Log a read of personal data (``dibao.access.v1``) in the request's transaction."""
+    at = runtime.clock.now()
+    message = _access_message(
+        runtime,
+        principal,
+        at=at,
+        household_id=household_id,
+        region=region,
+        record_type=record_type,
+        record_id=record_id,
+        fields=fields,
+        action=action,
+        granted=granted,
+        operation=operation,
+        correlation_id=current_correlation_id(),
+    )
     await enqueue(
         session,
         message,
@@ -287,6 +336,64 @@ async def record_access(
         correlation_id=current_correlation_id(),
         time=at,
     )
+
+
+NAMED_PER_EXPORT = 20_000
+"""How many (household, region) pairs an export remembers having recorded; past that it
+starts afresh (a household may then be recorded twice; memory stays bounded)."""
+
+
+@dataclass(slots=True)
+class ExportAccess:
+    """The access records of an export's households, one per (household, region) whose
+    entries it shows in full, each written and committed before the lines that show them
+    (``service.export_lines``'s ``households_shown``). ``record_id`` is the export's own
+    record's, so the household records and the export's join."""
+
+    runtime: AuditRuntime
+    principal: Principal
+    record_id: str
+    fields: list[str]
+    correlation_id: str | None
+    named: set[tuple[str, str]] = field(default_factory=set)
+
+    async def __call__(self, shown: list[tuple[str, str]]) -> None:
+        new = [pair for pair in shown if pair not in self.named]
+        if not new:
+            return
+        if len(self.named) + len(new) > NAMED_PER_EXPORT:
+            self.named.clear()
+        self.named.update(new)
+        at = self.runtime.clock.now()
+        events = [
+            OutgoingEvent(
+                _access_message(
+                    self.runtime,
+                    self.principal,
+                    at=at,
+                    household_id=household,
+                    region=region,
+                    record_type=access_pb2.RECORD_TYPE_HOUSEHOLD,
+                    record_id=self.record_id,
+                    fields=self.fields,
+                    action=access_pb2.ACCESS_ACTION_EXPORT,
+                    granted=True,
+                    operation="GET /audit/export",
+                    correlation_id=self.correlation_id,
+                ),
+                key=household,
+            )
+            for household, region in new
+        ]
+        async with self.runtime.sessions() as session, session.begin():
+            await enqueue_many(
+                session,
+                events,
+                source="dibao/audit",
+                actor=self.principal.subject,
+                correlation_id=self.correlation_id,
+                time=at,
+            )
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -392,7 +499,9 @@ async def list_entries(
     summary="One entry, decoded, with its inclusion proof against a checkpoint",
     description="Against the latest checkpoint unless `tree_size` names another one. "
     "An entry of another region answers 404 as an absent one; the whole log's entries "
-    "are every auditor's. The read of a household's decoded payload is itself logged.",
+    "are every auditor's. `decoded` is masked by role (`masked`); `payload`, `headers` "
+    "and `record_key` are the event as logged, unmasked, since the leaf is their hash. "
+    "The read of a household's entry is itself logged as a read of its personal data.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def entry_with_proof(
@@ -426,7 +535,8 @@ async def entry_with_proof(
             region=entry.region or "",
             record_type=access_pb2.RECORD_TYPE_OTHER,
             record_id=f"audit-entry/{index}",
-            fields=["decoded_event"] + ([] if not unmasked else ["personal_data"]),
+            # The payload and headers are the event as logged, whatever the mask.
+            fields=["decoded_event", *RAW_EVENT_FIELDS],
             action=access_pb2.ACCESS_ACTION_VIEW,
             granted=True,
             operation="GET /audit/entries/{index}",
@@ -541,7 +651,9 @@ async def household_timeline(
     summary="JSON lines of [start, end) with the covering checkpoint, for offline verification",
     description="First line: the header (checkpoint, cover hashes, checkpoint history and "
     "consistency proofs). Then one line per entry; entries the caller may not read (other "
-    "regions') carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`.",
+    "regions') carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`. "
+    "Entries are the events as logged, unmasked: the export is logged on dibao.access.v1, "
+    "and so is each household whose entries it shows, before they are sent.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/x-ndjson": {}}, "description": "The export"},
@@ -566,6 +678,7 @@ async def export(
                 f"Need start <= end <= {cp.tree_size} (the checkpoint's size)",
                 type_slug="bad-range",
             )
+        record_id = f"audit-export/{start}-{stop}@{cp.tree_size}"
         await record_access(
             session,
             runtime,
@@ -573,12 +686,19 @@ async def export(
             household_id="",
             region=_common_region(principal),
             record_type=access_pb2.RECORD_TYPE_LIST,
-            record_id=f"audit-export/{start}-{stop}@{cp.tree_size}",
+            record_id=record_id,
             fields=["events"],
             action=access_pb2.ACCESS_ACTION_EXPORT,
             granted=True,
             operation="GET /audit/export",
         )
+    shown = ExportAccess(
+        runtime,
+        principal,
+        record_id,
+        ["events", *RAW_EVENT_FIELDS] + (["decoded_event"] if decoded else []),
+        current_correlation_id(),
+    )
 
     async def body() -> AsyncIterator[bytes]:
         async with runtime.sessions() as reader, reader.begin():
@@ -591,6 +711,7 @@ async def export(
                 principal.regions,
                 registry=runtime.registry if decoded else None,
                 whole_log=runtime.whole_log,
+                households_shown=shown,
             ):
                 yield chunk
 

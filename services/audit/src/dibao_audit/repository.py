@@ -344,8 +344,9 @@ async def stream_records(
 
 
 _CANONICAL_RANGE_SQL = r"""
-    SELECT array_agg(leaf_index), array_agg(region), array_agg(canonical) FROM (
-        SELECT leaf_index, region,
+    SELECT array_agg(leaf_index), array_agg(region), array_agg(canonical),
+           array_agg(household_id) FROM (
+        SELECT leaf_index, region, household_id,
             $1::bytea
             || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')
             || int4send(partition) || int8send("offset")
@@ -373,6 +374,7 @@ class CanonicalRange:
     regions: list[str | None]
     canonical: list[bytes]
     leaves: list[bytes]
+    households: list[str | None]
 
 
 async def canonical_range(session: AsyncSession, start: int, end: int) -> CanonicalRange:
@@ -385,24 +387,27 @@ async def canonical_range(session: AsyncSession, start: int, end: int) -> Canoni
     back) is left out, as a join would, and the verifier names the gap.
     """
     driver = await _driver(session)
-    indices, regions, canonical = await driver.fetchrow(
+    indices, regions, canonical, households = await driver.fetchrow(
         _CANONICAL_RANGE_SQL, _DOMAIN_FIELD, start, end
     )
     leaf_indices, leaves = await driver.fetchrow(_LEAF_RANGE_SQL, start, end)
     if indices is None or leaf_indices is None:
-        return CanonicalRange([], [], [], [])
+        return CanonicalRange([], [], [], [], [])
     if indices != leaf_indices or indices != sorted(indices):
         hashes = dict(zip(leaf_indices, leaves, strict=True))
         kept = sorted(
-            (i, r, c) for i, r, c in zip(indices, regions, canonical, strict=True) if i in hashes
+            row
+            for row in zip(indices, regions, canonical, households, strict=True)
+            if row[0] in hashes
         )
         return CanonicalRange(
-            [i for i, _, _ in kept],
-            [r for _, r, _ in kept],
-            [c for _, _, c in kept],
-            [hashes[i] for i, _, _ in kept],
+            [i for i, _, _, _ in kept],
+            [r for _, r, _, _ in kept],
+            [c for _, _, c, _ in kept],
+            [hashes[i] for i, _, _, _ in kept],
+            [h for _, _, _, h in kept],
         )
-    return CanonicalRange(indices, regions, canonical, leaves)
+    return CanonicalRange(indices, regions, canonical, leaves, households)
 
 
 EntryWithLeaf = tuple[LogEntry, bytes]

@@ -8,7 +8,7 @@ import binascii
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -224,6 +224,20 @@ async def export_header(
     )
 
 
+HouseholdsShown = Callable[[list[tuple[str, str]]], Awaitable[None]]
+"""Told the ``(household_id, region)`` pairs of the entries a chunk shows in full, before
+the chunk is yielded (the export's access records are written there)."""
+
+
+async def _no_one(_: list[tuple[str, str]]) -> None:
+    return None
+
+
+def _pairs(shown: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
+    """The distinct (household, region) pairs of shown entries, in first-seen order."""
+    return list(dict.fromkeys((h, r) for h, r in shown if h is not None and r is not None))
+
+
 async def export_lines(
     session: AsyncSession,
     start: int,
@@ -235,25 +249,31 @@ async def export_lines(
     registry: EventRegistry | None = None,
     whole_log: WholeLog | None = None,
     chunk: int = 5000,
+    households_shown: HouseholdsShown = _no_one,
 ) -> AsyncIterator[bytes]:
     """JSON lines (UTF-8): the header, then every entry of ``[start, end)`` (or its hash only).
 
     An entry is shown when the caller may read it (``visible``: under ``region_prefixes``,
     or the whole log's when ``whole_log`` is given), else given by its leaf only. Without
     decoded views (``registry`` None), entries are read ``chunk`` at a time as the
-    canonical bytes the database assembles.
+    canonical bytes the database assembles. Before each chunk is yielded,
+    ``households_shown`` is awaited with the households whose entries it shows in full
+    (an error there ends the export before those lines leave).
     """
     header = await export_header(session, start, end, covering, origin)
     yield json.dumps(header.to_json()).encode() + b"\n"
     prefixes = tuple(region_prefixes)
     if registry is None:
-        fast = _export_entry_lines(session, start, end, prefixes, chunk, whole_log)
+        fast = _export_entry_lines(
+            session, start, end, prefixes, chunk, whole_log, households_shown
+        )
         async for text in fast:
             yield text
         return
-    async for records in repo.stream_records(session, start, end):
+    async for records in repo.stream_records(session, start, end, chunk=chunk):
         views = await repo.views_of(session, [e.leaf_index for e in records])
         lines = []
+        seen: list[tuple[str | None, str | None]] = []
         for e in records:
             view = views[e.leaf_index] if e.leaf_index in views else view_of(e, registry)
             shown = in_regions(e.region, prefixes) or (
@@ -261,7 +281,10 @@ async def export_lines(
                 and whole_log.admits(e.household_id, e.region, e.ce_type)
                 and _readable(e, views, whole_log.registry)
             )
+            if shown:
+                seen.append((e.household_id, e.region))
             lines.append(export_line(e, shown, decoded=view, with_decoded=True))
+        await households_shown(_pairs(seen))
         yield ("\n".join(lines) + "\n").encode()
 
 
@@ -285,6 +308,7 @@ async def _export_entry_lines(
     prefixes: tuple[str, ...],
     size: int,
     whole_log: WholeLog | None,
+    households_shown: HouseholdsShown,
 ) -> AsyncIterator[bytes]:
     """The entry lines of an export without decoded views (the layout ``export_line``
     writes), from the canonical bytes the server assembles; the next chunk is read while
@@ -312,15 +336,24 @@ async def _export_entry_lines(
         for n, lo in enumerate(bounds):
             chunk, shown = await ahead if ahead is not None else await read(lo)
             ahead = asyncio.create_task(read(bounds[n + 1])) if n + 1 < len(bounds) else None
-            lines = [
-                _LINE % (i, hexlify(leaf), b64(data, newline=False))
-                if (region is not None and region.startswith(prefixes)) or i in shown
-                else _REDACTED % (i, hexlify(leaf))
-                for i, region, data, leaf in zip(
-                    chunk.indices, chunk.regions, chunk.canonical, chunk.leaves, strict=True
-                )
-            ]
+            lines = []
+            seen: list[tuple[str | None, str | None]] = []
+            for i, region, data, leaf, household in zip(
+                chunk.indices,
+                chunk.regions,
+                chunk.canonical,
+                chunk.leaves,
+                chunk.households,
+                strict=True,
+            ):
+                if (region is not None and region.startswith(prefixes)) or i in shown:
+                    lines.append(_LINE % (i, hexlify(leaf), b64(data, newline=False)))
+                    if household is not None:
+                        seen.append((household, region))
+                else:
+                    lines.append(_REDACTED % (i, hexlify(leaf)))
             if lines:
+                await households_shown(_pairs(seen))
                 lines.append(b"")
                 yield b"\n".join(lines)
     finally:

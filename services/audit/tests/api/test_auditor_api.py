@@ -28,7 +28,8 @@ from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao.intake.v1 import types_pb2 as intake_types
-from dibao_audit import merkle, verify_cli
+from dibao_audit import merkle, repository, service, verify_cli
+from dibao_audit.api import ExportAccess
 from dibao_audit.checkpoint import CheckpointSigner, VerifierKey
 from dibao_audit.entry import RecordedEvent, canonical_bytes, entry_to_b64, parse_canonical
 from dibao_audit.main import create_app
@@ -36,6 +37,7 @@ from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from dibao_audit.settings import AuditSettings
 from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
 from dibao_audit.verifier import read_export, verify_export
+from dibao_common.auth import Principal, Role
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.kafka_fixtures import eventually
@@ -270,6 +272,109 @@ async def test_an_export_verifies_offline_and_hides_other_regions(api: Api) -> N
         "/audit/export", params={"start": 5, "end": 99}, headers=api.auditor()
     )
     assert bad.status_code == 400
+
+
+async def test_an_entry_read_is_recorded_as_showing_the_event_as_logged(api: Api) -> None:
+    """The decoded view is masked for an auditor without a personal-data role, but the
+    payload is the event as logged (the verifier hashes it), personal fields included:
+    the read's access record names the raw event and personal data, whatever the mask."""
+    before = len(await api.access_events())
+    body = (await api.client.get("/audit/entries/0", headers=api.auditor())).json()
+    assert body["masked"] is True
+    assert body["decoded"]["household"]["members"][0]["person"]["masked_name"] == "***"
+    raw = intake_pb2.HouseholdRegistered.FromString(base64.b64decode(body["payload"]))
+    assert raw.household.members[0].person.masked_name == "张*丰"  # what the mask hides
+    approver = api.auditor(("6201",), "county_approver")
+    assert (await api.client.get("/audit/entries/0", headers=approver)).json()["masked"] is False
+    logged = (await api.access_events())[before:]
+    assert [(a.household_id, a.record_id) for a in logged] == [("hh-a", "audit-entry/0")] * 2
+    for record in logged:
+        assert {"event_payload", "personal_data"} <= set(record.fields), record.fields
+        assert record.region.code == LANZHOU
+    # The published schema says what `masked` covers and what the payload is.
+    schema = api.app.openapi()["components"]["schemas"]["EntryWithProofOut"]["properties"]
+    assert "decoded" in schema["masked"]["description"]
+    assert "as logged" in schema["payload"]["description"]
+
+
+async def test_an_export_is_recorded_for_every_household_it_shows(api: Api) -> None:
+    """An export carries the raw bytes of the caller's regions' entries: each household
+    whose entries it showed gets an access record of its own (so 'who read this
+    household's data' finds the export), once per export; households it only gave by
+    their leaf hashes (other regions') get none."""
+    both = api.auditor(("62", "11"))
+    cases: list[tuple[dict[str, str], dict[str, str], set[str]]] = [
+        ({}, api.auditor(), {"hh-a"}),
+        ({}, both, {"hh-a", "hh-b"}),
+        ({"decoded": "true"}, both, {"hh-a", "hh-b"}),
+        ({"start": "3", "end": "9", "tree_size": "22"}, both, {"hh-a", "hh-b"}),
+        ({"start": "1", "end": "3"}, api.auditor(), set()),  # hh-b's entries only: redacted
+    ]
+    for params, headers, households in cases:
+        before = len(await api.access_events())
+        response = await api.client.get("/audit/export", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        export_id = re.fullmatch(
+            r'attachment; filename="audit-(\d+)-(\d+)-at-(\d+)\.jsonl"',
+            response.headers["content-disposition"],
+        )
+        assert export_id is not None
+        record_id = "audit-export/{}-{}@{}".format(*export_id.groups())
+        logged = (await api.access_events())[before:]
+        assert [a.household_id for a in logged if not a.household_id] == [""], params
+        named = [a for a in logged if a.household_id]
+        assert sorted(a.household_id for a in named) == sorted(households), params
+        for record in named:
+            assert record.record_id == record_id
+            assert record.action == access_pb2.ACCESS_ACTION_EXPORT
+            assert record.outcome == access_pb2.ACCESS_OUTCOME_GRANTED
+            assert record.region.code == (LANZHOU if record.household_id == "hh-a" else BEIJING)
+            assert {"event_payload", "personal_data"} <= set(record.fields)
+            assert record.correlation_id == logged[0].correlation_id
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+async def test_an_exports_households_are_recorded_before_their_lines_leave(
+    api: Api, decoded: bool
+) -> None:
+    """Chunk by chunk (4 entries here), the households a chunk shows are recorded and
+    committed before the chunk is yielded, each (household, region) once per export."""
+    runtime = api.app.state.audit
+    principal = Principal(
+        subject="auditor-1", roles=frozenset({Role.AUDITOR}), regions=("62", "11")
+    )
+    recorder = ExportAccess(runtime, principal, "audit-export/test", ["events"], None)
+    order: list[Any] = []
+
+    async def shown(pairs: list[tuple[str, str]]) -> None:
+        await recorder(pairs)
+        order.append({a.household_id for a in await api.access_events()})
+
+    before = len(await api.access_events())
+    async with runtime.sessions() as session, session.begin():
+        cp = await repository.latest_checkpoint(session)
+        assert cp is not None
+        async for chunk in service.export_lines(
+            session,
+            0,
+            cp.tree_size,
+            cp,
+            TEST_ORIGIN,
+            principal.regions,
+            registry=runtime.registry if decoded else None,
+            chunk=4,
+            households_shown=shown,
+        ):
+            lines = [json.loads(line) for line in chunk.decode().splitlines()]
+            if "format" in lines[0]:
+                continue
+            lines_of = {api.events[line["index"]].key for line in lines if "entry" in line}
+            assert {k.decode() for k in lines_of if k} <= order[-1]
+            order.append("chunk")
+    assert order.count("chunk") == 8
+    logged = (await api.access_events())[before:]
+    assert sorted(a.household_id for a in logged) == ["hh-a", "hh-b"]  # in 8 chunks, once
+    assert recorder.named == {("hh-a", LANZHOU), ("hh-b", BEIJING)}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
