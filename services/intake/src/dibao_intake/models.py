@@ -327,7 +327,9 @@ class TimelineEntry(Base):
     __tablename__ = "timeline_entry"
 
     ce_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
-    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, index=True)
+    # An event about a household enters each of its open applications' timelines
+    # (migration 0008): one entry per event and application.
+    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True, index=True)
     ce_type: Mapped[str] = mapped_column(sa.Text)
     ce_source: Mapped[str] = mapped_column(sa.Text)
     occurred_at: Mapped[datetime] = mapped_column(_TS)

@@ -971,3 +971,50 @@ async def test_a_lookup_is_answered_afresh_whatever_its_idempotency_key(
         access.ACCESS_OUTCOME_GRANTED,
         access.ACCESS_OUTCOME_DENIED,
     ]
+
+
+async def test_a_change_enters_the_timeline_of_each_open_application(
+    intake: IntakeClient,
+) -> None:
+    """A member's death recorded while an application is being investigated changes the
+    case (fewer members, another income per head): it shows in the timeline of each of the
+    household's undecided applications, as the kind of change, who and when. A withdrawn
+    application's timeline is closed. In the limited view the entry gives the event's name
+    alone."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    body = await intake.complete_application_body(household)
+    withdrawn = (await intake.submit(body)).json()["id"]
+    response = await intake.http.post(
+        f"/applications/{withdrawn}/withdrawal",
+        json={"reason": "重新申请"},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 201, response.text
+    submitted = await intake.submit(body)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["status"] == "submitted"
+    open_one = submitted.json()["id"]
+    await _change(
+        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
+    )
+
+    async def timeline(application_id: str, role: Role = Role.INTAKE_CLERK) -> list[Any]:
+        read = await intake.http.get(
+            f"/applications/{application_id}", headers=intake.headers(role, ["620123"])
+        )
+        assert read.status_code == 200, read.text
+        return [
+            (e["summary"], e["details"])
+            for e in read.json()["timeline"]
+            if e["type"] == "dibao.intake.HouseholdUpdated.v1"
+        ]
+
+    assert await timeline(open_one) == [
+        (
+            "Household updated: death",
+            {"change": "death", "person_id": mother, "date_of_death": "2026-02-20"},
+        )
+    ]
+    assert await timeline(withdrawn) == []
+    assert await timeline(open_one, Role.PUBLICITY_OFFICER) == [("Household updated", None)]

@@ -381,3 +381,72 @@ def test_an_entry_reads_as_the_json_mapping_of_its_event(cls: type[Message]) -> 
             message, key="h", source="test", time=datetime(2026, 3, 2, tzinfo=UTC)
         )
         assert describe(envelope, message) == timeline._described_from_dict(message), variant
+
+
+def _household_updated(**change: Message) -> intake.HouseholdUpdated:
+    update = intake.HouseholdUpdated(household_id="h", note="她走得很安详")
+    for name, value in change.items():
+        getattr(update, name).SetInParent()  # an empty change is a change too
+        getattr(update, name).CopyFrom(value)
+    return update
+
+
+def test_a_household_change_reads_as_its_kind_with_ids_dates_and_flags_only() -> None:
+    """A household change in an open application's timeline: what kind, and of what
+    changed only ids, dates and flags; no member's record (a name, a masked ID number),
+    no custodian, no note."""
+    person = str(uuid.uuid4())
+    died = _household_updated(
+        death=intake.HouseholdUpdated.Death(
+            person_id=person,
+            date_of_death=common.LocalDate(year=2026, month=2, day=20),
+            death_certificate=common.DocumentRef(document_id="d1"),
+        )
+    )
+    assert _describe(died) == (
+        "Household updated: death",
+        {"change": "death", "person_id": person, "date_of_death": "2026-02-20"},
+    )
+    member = intake_types.Member(
+        person=common.PersonRef(person_id=person, masked_name="罗*敏", masked_id="6201")
+    )
+    moved = _household_updated(
+        move_in=intake.HouseholdUpdated.MoveIn(
+            member=member,
+            moved_on=common.LocalDate(year=2026, month=3, day=1),
+            from_household_id="h0",
+        )
+    )
+    assert _describe(moved) == (
+        "Household updated: move in",
+        {"change": "move_in", "moved_on": "2026-03-01", "from_household_id": "h0"},
+    )
+    account = _household_updated(
+        bank_account_change=intake.HouseholdUpdated.BankAccountChange(
+            custody_agreement=True, custodian_subject="cw-xiaguanying-01"
+        )
+    )
+    assert _describe(account) == (
+        "Household updated: bank account change",
+        {"change": "bank_account_change", "custody_agreement": True},
+    )
+    assert _describe(_household_updated()) == ("Household updated", {})
+
+
+def test_a_household_change_enters_each_open_application_s_timeline() -> None:
+    """An event about the household and no application enters the timelines of the
+    household's open applications, one entry each; an event naming its application enters
+    that one alone."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    change = _household_updated(birth=intake.HouseholdUpdated.Birth())
+    withdrawn = intake.ApplicationWithdrawn(application_id=str(APPLICATION))
+    events = [(build_envelope(m, key="h", source="test", time=at), m) for m in (change, withdrawn)]
+    entries = timeline.entries_of(events, open_applications=[first, second])
+    assert [(a, e.summary) for a, e in entries] == [
+        (first, "Household updated: birth"),
+        (second, "Household updated: birth"),
+        (APPLICATION, "Application withdrawn"),
+    ]
+    assert entries[0][1] is entries[1][1]
+    assert [a for a, _ in timeline.entries_of(events)] == [APPLICATION]

@@ -30,10 +30,18 @@ async def publish(
     *,
     key: str,
     subject: str | None = None,
+    open_applications: Sequence[uuid.UUID] = (),
 ) -> None:
     """Add ``message`` to the outbox (key: the household id; subject: the record's id),
-    and to its application's timeline when it is about one."""
-    await publish_many(session, runtime, caller, [OutgoingEvent(message, key=key, subject=subject)])
+    and to its application's timeline when it is about one (else to the timelines of
+    ``open_applications``)."""
+    await publish_many(
+        session,
+        runtime,
+        caller,
+        [OutgoingEvent(message, key=key, subject=subject)],
+        open_applications=open_applications,
+    )
 
 
 async def publish_many(
@@ -43,11 +51,13 @@ async def publish_many(
     events: Sequence[OutgoingEvent],
     *,
     write_timeline: bool = True,
+    open_applications: Sequence[uuid.UUID] = (),
 ) -> TimelineEntries:
     """Several events of one change in one statement, in order, and their timeline entries
     in one more. With ``write_timeline=False`` the entries are only returned: the caller
     writes them with a statement of its own (a submission's write does), before the
-    transaction commits."""
+    transaction commits. Events about the household and no application enter the
+    timelines of ``open_applications`` (the household's undecided ones)."""
     now = runtime.clock.now()
     envelopes = await enqueue_many(
         session,
@@ -58,7 +68,10 @@ async def publish_many(
         traceparent=caller.traceparent,
         time=now,
     )
-    entries = entries_of([(e, event.message) for e, event in zip(envelopes, events, strict=True)])
+    entries = entries_of(
+        [(e, event.message) for e, event in zip(envelopes, events, strict=True)],
+        open_applications=open_applications,
+    )
     if write_timeline:
         await repo.add_own_timeline_entries(session, entries, at=now)
     return entries

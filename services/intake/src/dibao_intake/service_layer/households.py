@@ -26,6 +26,7 @@ from dibao_intake.adapters.records import (
     HouseholdSummary,
     MemberRecord,
 )
+from dibao_intake.adapters.repositories import applications as application_repo
 from dibao_intake.adapters.repositories import documents as document_repo
 from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.domain import changes as rules
@@ -779,7 +780,19 @@ async def record_change(
     update.documents.extend(contracts.document_ref(d) for d in documents)
     if command.note:
         update.note = command.note
-    await publish(session, runtime, caller, update, key=str(household_id), subject=str(change_id))
+    # The change enters the timelines of the household's undecided applications: the
+    # household locked FOR UPDATE, a submission racing it fails (migration 0007) or
+    # committed before and is found here.
+    open_applications = await application_repo.open_application_ids(session, household_id)
+    await publish(
+        session,
+        runtime,
+        caller,
+        update,
+        key=str(household_id),
+        subject=str(change_id),
+        open_applications=open_applications,
+    )
     # The answer shows the whole household, members already there too: a read as a GET is.
     target = AccessTarget(
         household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)

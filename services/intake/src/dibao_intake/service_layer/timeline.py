@@ -129,6 +129,8 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
     """A one-line summary and a few details of an event, without personal data or free text
     (enums in words, dates as ``YYYY-MM-DD``, months as ``YYYY-MM``, money in fen)."""
     name = message.DESCRIPTOR.name
+    if name == "HouseholdUpdated":
+        return _described_household_change(message)
     plan = _plan(message)
     if plan is None:
         return _described_from_dict(message)
@@ -157,6 +159,25 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
         else:
             details[key] = _short(value)
     return _words(name), details
+
+
+def _described_household_change(message: Message) -> tuple[str, dict[str, Any]]:
+    """A household change, as the timelines of the household's open applications show it:
+    its kind in words, and of what changed only ids, dates and flags (a member joining is
+    named by nothing: the record of a person is the household's; a note is words)."""
+    change = message.WhichOneof("change")
+    if change is None:
+        return "Household updated", {}
+    details: dict[str, Any] = {"change": change}
+    for field, value in getattr(message, change).ListFields():
+        kind = field.message_type.full_name if field.message_type is not None else None
+        if kind == _DATE:
+            details[field.name] = date(value.year, value.month, value.day).isoformat()
+        elif kind is None and (
+            field.type == FieldDescriptor.TYPE_BOOL or field.name.endswith("_id")
+        ):
+            details[field.name] = value
+    return f"Household updated: {change.replace('_', ' ')}", details
 
 
 _MONTH, _DATE, _MONEY = (f"dibao.common.v1.{t}" for t in ("Month", "LocalDate", "Money"))
@@ -293,12 +314,9 @@ TimelineHandler = Callable[[AsyncSession, Envelope, Message], Awaitable[None]]
 TimelineBatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awaitable[None]]
 
 
-def _entry(envelope: Envelope, message: Message) -> tuple[uuid.UUID, TimelineRecord] | None:
-    application_id = application_of(message)
-    if application_id is None:
-        return None
+def _record(envelope: Envelope, message: Message) -> TimelineRecord:
     summary, details = describe(envelope, message)
-    return application_id, TimelineRecord(
+    return TimelineRecord(
         ce_id=envelope.ce_id,
         ce_type=envelope.ce_type,
         ce_source=envelope.ce_source,
@@ -311,9 +329,22 @@ def _entry(envelope: Envelope, message: Message) -> tuple[uuid.UUID, TimelineRec
 
 def entries_of(
     events: Sequence[tuple[Envelope, Message]],
+    *,
+    open_applications: Sequence[uuid.UUID] = (),
 ) -> list[tuple[uuid.UUID, TimelineRecord]]:
-    """The timeline entries of those events that are about an application."""
-    return [entry for e, m in events if (entry := _entry(e, m)) is not None]
+    """The timeline entries of those events that are about an application; with
+    ``open_applications`` (the household's applications not yet decided), an event about
+    the household and no application enters each of their timelines (a member's death
+    while the case is being investigated, a new account before the first payment)."""
+    entries: list[tuple[uuid.UUID, TimelineRecord]] = []
+    for envelope, message in events:
+        application_id = application_of(message)
+        if application_id is not None:
+            entries.append((application_id, _record(envelope, message)))
+        elif open_applications:
+            record = _record(envelope, message)
+            entries += [(a, record) for a in open_applications]
+    return entries
 
 
 def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:

@@ -139,6 +139,21 @@ async def load_document_ids(session: AsyncSession, application_id: uuid.UUID) ->
     return list(rows.scalars())
 
 
+async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -> list[uuid.UUID]:
+    """The household's applications not yet decided (submitted, neither withdrawn nor
+    decided by assessment), oldest first."""
+    rows = await session.execute(
+        sa.select(application_t.c.id)
+        .where(
+            application_t.c.household_id == household_id,
+            application_t.c.status == ApplicationStatus.SUBMITTED.value,
+            application_t.c.decided_at.is_(None),
+        )
+        .order_by(application_t.c.id)
+    )
+    return list(rows.scalars())
+
+
 async def mark_withdrawn(
     session: AsyncSession, application_id: uuid.UUID, *, at: datetime, reason: str
 ) -> None:
@@ -252,7 +267,7 @@ _ADD_KNOWN = DriverStatement(
     + """
 WHERE EXISTS (SELECT 1 FROM application a WHERE a.id = e.application_id)
 ORDER BY e.position
-ON CONFLICT (ce_id) DO NOTHING
+ON CONFLICT (ce_id, application_id) DO NOTHING
 """
 )
 
