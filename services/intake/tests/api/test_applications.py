@@ -60,6 +60,8 @@ async def test_a_complete_application_is_accepted_with_one_decodable_event(
     assert isinstance(message, ev.ApplicationSubmitted)
     assert message.application_id == out["id"]
     assert message.household.household_id == household.id
+    # Made from the household as registered, which still exists.
+    assert (message.household.version, message.household.dissolved) == (1, False)
     assert len(message.household.members) == len(household.plan.members)
     assert {m.person.masked_id[:6] for m in message.household.members} <= {
         m.id_number[:6] for m in household.plan.members
@@ -512,10 +514,10 @@ async def test_search_dates_at_the_ends_of_the_calendar_are_no_error(
 
 
 async def test_a_dissolved_household_cannot_apply(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:
-    """The death of a household's only member dissolves it: an application for it is a
-    409 household-dissolved problem and writes nothing."""
+    """The death of a household's only member dissolves it (its HouseholdUpdated says so):
+    an application for it is a 409 household-dissolved problem and writes nothing."""
     household = await intake.register(intake.plan(shape="elderly_alone"))
     body = await intake.complete_application_body(household)
     death = {"kind": "death", "person_id": household.person_ids[0], "date_of_death": "2026-02-20"}
@@ -524,6 +526,13 @@ async def test_a_dissolved_household_cannot_apply(
     )
     assert died.status_code == 201, died.text
     assert died.json()["household"]["status"] == "dissolved"
+    [update] = await wait_for_events(
+        intake_stack, INTAKE_TOPIC, 1, subject=died.json()["change_id"]
+    )
+    decoded = EventRegistry.default().decode(update)
+    assert isinstance(decoded, ev.HouseholdUpdated)
+    snapshot = decoded.household
+    assert (snapshot.version, snapshot.dissolved, len(snapshot.members)) == (2, True, 0)
     before = await row_counts(intake_engine)
     response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
     assert response.status_code == 409, response.text

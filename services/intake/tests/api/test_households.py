@@ -335,6 +335,13 @@ async def test_each_change_is_one_household_updated_event(
     found = await wait_for_events(intake_stack, "dibao.intake.v1", 4, key=household.id)
     updates = [REGISTRY.decode(e) for e in found if e.ce_type.endswith("HouseholdUpdated.v1")]
     assert [u.WhichOneof("change") for u in updates] == kinds
+    # Each snapshot carries the version it shows: 1 registered, then one more per change.
+    snapshots = [u.household for u in updates if isinstance(u, ev.HouseholdUpdated)]
+    assert [(s.version, s.dissolved) for s in snapshots] == [
+        (2, False),
+        (3, False),
+        (4, False),
+    ]
     last = updates[-1]
     assert isinstance(last, ev.HouseholdUpdated)
     assert last.death.date_of_death.day == 20

@@ -31,6 +31,7 @@ from dibao_intake.domain.codes import (
     DocumentType,
     EmploymentStatus,
     ExclusionReason,
+    HouseholdStatus,
     IncomeCategory,
     Relationship,
     Sex,
@@ -142,6 +143,8 @@ def household_snapshot(
         area_type=AREA_TYPES[household.area_type],
         head_person_id=str(household.head_person_id) if household.head_person_id else "",
         members=[member(m, hash_key_id) for m in members if m.active],
+        version=household.version,
+        dissolved=household.status is HouseholdStatus.DISSOLVED,
     )
 
 

@@ -94,11 +94,22 @@ class HouseholdSnapshot(_message.Message):
     AREA_TYPE_FIELD_NUMBER: _builtins.int
     HEAD_PERSON_ID_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DISSOLVED_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     """Household id (UUIDv7)."""
     area_type: _enums_pb2.AreaType.ValueType
     head_person_id: _builtins.str
     """person_id of the head of household."""
+    version: _builtins.int
+    """The household's version this snapshot shows: 1 when registered, one more with each
+    change (HouseholdUpdated). An application is made from the version it carries; a
+    consumer holding a higher one has newer news of the household.
+    """
+    dissolved: _builtins.bool
+    """The household no longer exists: its last member died or moved out (no head, no
+    members).
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode:
         """Region of household registration (village/community level)."""
@@ -115,10 +126,12 @@ class HouseholdSnapshot(_message.Message):
         area_type: _enums_pb2.AreaType.ValueType = ...,
         head_person_id: _builtins.str = ...,
         members: _abc.Iterable[Global___Member] | None = ...,
+        version: _builtins.int = ...,
+        dissolved: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["area_type", b"area_type", "head_person_id", b"head_person_id", "household_id", b"household_id", "members", b"members", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area_type", b"area_type", "dissolved", b"dissolved", "head_person_id", b"head_person_id", "household_id", b"household_id", "members", b"members", "region", b"region", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
