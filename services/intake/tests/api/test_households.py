@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
 from dibao_common.crypto import mask_name
@@ -1025,3 +1026,237 @@ async def test_a_change_enters_the_timeline_of_each_open_application(
     ]
     assert await timeline(withdrawn) == []
     assert await timeline(open_one, Role.PUBLICITY_OFFICER) == [("Household updated", None)]
+
+
+# --- a member's own details ----------------------------------------------------------------
+
+
+async def test_a_disability_grade_change_is_recorded_published_and_in_the_timeline(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """What a clerk records most often in an annual review: the member's own record
+    changes (here a disability certificate issued), nothing else; HouseholdUpdated carries
+    the member as now recorded and the household after it, and an open application's
+    timeline names whose details changed, not which nor to what."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, wife, _mother, _kid = household.person_ids
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    certificate = (await intake.upload(household.id, "disability_certificate", wife)).json()["id"]
+    changed = await _change(
+        intake,
+        household,
+        {
+            "kind": "member_change",
+            "person_id": wife,
+            "effective_on": "2026-02-10",
+            "disability_grade": "2",
+            "document_ids": [certificate],
+        },
+    )
+    assert changed["kind"] == "member_change"
+    after = changed["household"]
+    assert after["version"] == 2
+    members = {m["person_id"]: m for m in after["members"]}
+    assert members[wife]["disability_grade"] == "2"
+    before = {m["person_id"]: m for m in household.body["members"]}
+    assert members[wife] | {"disability_grade": before[wife]["disability_grade"]} == before[wife]
+    assert {p: m for p, m in members.items() if p != wife} == {
+        p: m for p, m in before.items() if p != wife
+    }
+    [change] = after["changes"]
+    assert (change["kind"], change["effective_on"]) == ("member_change", "2026-02-10")
+    assert change["details"] == {
+        "person_id": wife,
+        "changed": {"disability_grade": "2"},
+        "document_ids": [certificate],
+    }
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=changed["change_id"])
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.WhichOneof("change") == "member_change"
+    member = update.member_change.member
+    assert member.person.person_id == wife
+    assert member.disability_grade == enums.DISABILITY_GRADE_2
+    assert (update.household.version, update.household.dissolved) == (2, False)
+    [in_snapshot] = [m for m in update.household.members if m.person.person_id == wife]
+    assert in_snapshot == member
+    assert [d.document_id for d in update.documents] == [certificate]
+    timeline = await intake.http.get(
+        f"/applications/{submitted.json()['id']}", headers=intake.headers()
+    )
+    assert [
+        (e["summary"], e["details"])
+        for e in timeline.json()["timeline"]
+        if e["type"] == "dibao.intake.HouseholdUpdated.v1"
+    ] == [
+        (
+            "Household updated: member change",
+            {"change": "member_change", "person_id": wife},
+        )
+    ]
+
+
+async def test_a_member_no_longer_counted_has_a_reason_until_counted_again(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head = household.person_ids[0]
+    jailed = await _change(
+        intake,
+        household,
+        {
+            "kind": "member_change",
+            "person_id": head,
+            "effective_on": "2026-01-05",
+            "counted": False,
+            "exclusion_reason": "imprisoned",
+            "employment_status": "unable_to_work",
+        },
+    )
+    [member] = [m for m in jailed["household"]["members"] if m["person_id"] == head]
+    assert (member["counted"], member["exclusion_reason"], member["employment_status"]) == (
+        False,
+        "imprisoned",
+        "unable_to_work",
+    )
+    assert jailed["household"]["changes"][-1]["details"]["changed"] == {
+        "counted": False,
+        "exclusion_reason": "imprisoned",
+        "employment_status": "unable_to_work",
+    }
+    released = await _change(
+        intake,
+        household,
+        {"kind": "member_change", "person_id": head, "effective_on": "2026-02-27", "counted": True},
+    )
+    [member] = [m for m in released["household"]["members"] if m["person_id"] == head]
+    assert (member["counted"], member["exclusion_reason"], member["exclusion_note"]) == (
+        True,
+        None,
+        None,
+    )
+    assert released["household"]["changes"][-1]["details"]["changed"] == {
+        "counted": True,
+        "exclusion_reason": None,
+    }
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 3, key=household.id)
+    updates = [REGISTRY.decode(e) for e in found if e.ce_type.endswith("HouseholdUpdated.v1")]
+    members = [u.member_change.member for u in updates if isinstance(u, ev.HouseholdUpdated)]
+    assert [(m.counted, m.exclusion_reason) for m in members] == [
+        (False, enums.EXCLUSION_REASON_IMPRISONED),
+        (True, enums.EXCLUSION_REASON_UNSPECIFIED),
+    ]
+
+
+async def test_a_member_change_that_breaks_a_rule_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, wife, mother, kid = household.person_ids
+    recorded = {m["person_id"]: m for m in household.body["members"]}
+    change = {"kind": "member_change", "person_id": wife, "effective_on": "2026-02-10"}
+
+    async def refused(body: dict[str, Any]) -> list[str]:
+        return await _refused_change(intake, intake_engine, household, change | body)
+
+    assert await refused({"person_id": str(uuid.uuid4()), "student": True}) == ["/body/person_id"]
+    assert await refused({"effective_on": "2026-03-03", "student": True}) == ["/body/effective_on"]
+    # Nothing changes: no detail given, or each as recorded.
+    assert await refused({}) == ["/body"]
+    assert await refused({"disability_grade": recorded[wife]["disability_grade"]}) == [
+        "/body/disability_grade"
+    ]
+    assert await refused({"seriously_ill": True, "person_id": mother}) == ["/body/seriously_ill"]
+    # Not counted without a reason; a reason for a member still counted.
+    assert await refused({"counted": False}) == ["/body/exclusion_reason"]
+    assert await refused({"counted": True, "exclusion_reason": "imprisoned"}) == [
+        "/body/exclusion_reason"
+    ]
+    assert await refused({"exclusion_reason": "military_service"}) == ["/body/exclusion_reason"]
+    assert await refused(
+        {
+            "counted": False,
+            "exclusion_reason": "provincial_other",
+            "exclusion_note": f"省规定 {household.plan.members[0].id_number}",
+        }
+    ) == ["/body/exclusion_note"]
+    assert await refused({"counted": False, "exclusion_reason": "provincial_other"}) == [
+        "/body/exclusion_note"
+    ]
+    # A child of school age takes no job; a flag is a JSON boolean.
+    assert await refused({"person_id": kid, "employment_status": "employed"}) == [
+        "/body/employment_status"
+    ]
+    assert await refused({"seriously_ill": "true"}) == ["/body/seriously_ill"]
+    # The mother's diagnosis is no evidence of the wife's; another household's document none.
+    diagnosis = (await intake.upload(household.id, "medical_record", mother)).json()["id"]
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    elsewhere = (await intake.upload(other.id, "disability_certificate")).json()["id"]
+    assert await refused({"seriously_ill": True, "document_ids": [diagnosis, elsewhere]}) == [
+        "/body/document_ids/1"
+    ]
+    assert await refused({"seriously_ill": True, "document_ids": [diagnosis]}) == [
+        "/body/document_ids/0"
+    ]
+    # A member who died is no longer a member whose details change.
+    await _change(
+        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
+    )
+    assert await refused({"person_id": mother, "seriously_ill": False}) == ["/body/person_id"]
+
+
+async def test_the_limited_view_shows_whose_details_changed_not_what(
+    intake: IntakeClient,
+) -> None:
+    """Which details changed and to what (a disability grade, an illness, employment, why
+    not counted) are health and exclusion: the limited roles see the person id alone; the
+    case roles the change whole."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head = household.person_ids[0]
+    certificate = (await intake.upload(household.id, "disability_certificate", head)).json()["id"]
+    await _change(
+        intake,
+        household,
+        {
+            "kind": "member_change",
+            "person_id": head,
+            "effective_on": "2026-02-10",
+            "disability_grade": "1",
+            "seriously_ill": True,
+            "employment_status": "unable_to_work",
+            "counted": False,
+            "exclusion_reason": "provincial_other",
+            "exclusion_note": "省规定：长期住院",
+            "note": "年审",
+            "document_ids": [certificate],
+        },
+    )
+
+    async def change_as(role: Role) -> dict[str, Any]:
+        read = await intake.http.get(
+            f"/households/{household.id}", headers=intake.headers(role, ["620123"])
+        )
+        assert read.status_code == 200, read.text
+        [change] = read.json()["changes"]
+        assert change["kind"] == "member_change"
+        return dict(change)
+
+    for role in (Role.PUBLICITY_OFFICER, Role.FINANCE_OFFICER, Role.POLICY_ADMIN):
+        change = await change_as(role)
+        assert (change["details"], change["note"]) == ({"person_id": head}, None), role
+    whole = {
+        "person_id": head,
+        "changed": {
+            "disability_grade": "1",
+            "seriously_ill": True,
+            "employment_status": "unable_to_work",
+            "counted": False,
+            "exclusion_reason": "provincial_other",
+            "exclusion_note": "省规定：长期住院",
+        },
+        "document_ids": [certificate],
+    }
+    for role in (Role.INTAKE_CLERK, Role.VILLAGE_COMMITTEE, Role.AUDITOR):
+        change = await change_as(role)
+        assert (change["details"], change["note"]) == (whole, "年审"), role

@@ -1,4 +1,5 @@
-"""Births, deaths, marriages, moves and bank accounts: who may change what."""
+"""Births, deaths, marriages, moves, bank accounts and members' details: who may change
+what."""
 
 from __future__ import annotations
 
@@ -9,15 +10,24 @@ from datetime import date
 from dibao_intake.domain.changes import (
     ActiveMember,
     HouseholdState,
+    MemberDetails,
+    NewMemberDetails,
+    changed_details,
     check_bank_account_change,
     check_birth,
     check_death,
     check_marriage,
+    check_member_change,
     check_move_in,
     check_move_out,
     relationships_to_new_head,
 )
-from dibao_intake.domain.codes import DisabilityGrade, EmploymentStatus, Relationship
+from dibao_intake.domain.codes import (
+    DisabilityGrade,
+    EmploymentStatus,
+    ExclusionReason,
+    Relationship,
+)
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
 from dibao_intake.domain.resident_id import compose_resident_id
@@ -292,3 +302,146 @@ def test_given_relationships_must_name_staying_members_and_leave_one_spouse() ->
     }
     _, found = relationships_to_new_head(FAMILY, HEAD, SON, given)
     assert pointers(found) == {f"/relationships/{HEAD}", f"/relationships/{SON}", "/relationships"}
+
+
+TEEN = uuid.uuid4()
+"""Born 2010-03-01 (16 on 2026-03-01), moved in on 2026-06-01."""
+WITH_TEEN = HouseholdState(
+    head_person_id=HEAD,
+    members=[
+        *STATE.members,
+        ActiveMember(TEEN, Relationship.GRANDCHILD, date(2010, 3, 1), date(2026, 6, 1)),
+    ],
+)
+RECORDED = MemberDetails(
+    disability_grade=DisabilityGrade.NONE,
+    seriously_ill=False,
+    employment_status=EmploymentStatus.UNEMPLOYED,
+    student=False,
+    counted=True,
+    exclusion_reason=None,
+    exclusion_note=None,
+)
+IMPRISONED = MemberDetails(
+    disability_grade=DisabilityGrade.NONE,
+    seriously_ill=False,
+    employment_status=EmploymentStatus.UNABLE_TO_WORK,
+    student=False,
+    counted=False,
+    exclusion_reason=ExclusionReason.PROVINCIAL_OTHER,
+    exclusion_note="省规定：长期外出务工",
+)
+ON = date(2026, 11, 2)
+
+
+def member_change(
+    new: NewMemberDetails,
+    current: MemberDetails | None = RECORDED,
+    person_id: uuid.UUID = SPOUSE,
+    on: date = ON,
+    state: HouseholdState = STATE,
+) -> tuple[MemberDetails | None, list[Violation]]:
+    return check_member_change(state, person_id, current, new, on, today=TODAY)
+
+
+def test_a_member_change_changes_only_the_details_given() -> None:
+    after, found = member_change(NewMemberDetails(disability_grade=DisabilityGrade.GRADE_2))
+    assert found == []
+    assert after is not None
+    assert after.disability_grade is DisabilityGrade.GRADE_2
+    assert changed_details(RECORDED, after) == {"disability_grade": "2"}
+    after, found = member_change(
+        NewMemberDetails(
+            seriously_ill=True,
+            employment_status=EmploymentStatus.UNABLE_TO_WORK,
+            disability_grade=DisabilityGrade.NONE,
+        )
+    )
+    assert found == []
+    assert after is not None
+    assert changed_details(RECORDED, after) == {
+        "seriously_ill": True,
+        "employment_status": "unable_to_work",
+    }
+
+
+def test_a_member_change_is_of_an_active_member_on_a_day_they_were_one() -> None:
+    grade = NewMemberDetails(disability_grade=DisabilityGrade.GRADE_1)
+    assert pointers(member_change(grade, person_id=uuid.uuid4())[1]) == {"/person_id"}
+    assert pointers(member_change(grade, current=None)[1]) == {"/person_id"}
+    assert pointers(member_change(grade, on=date(2026, 11, 29))[1]) == {"/effective_on"}
+    assert pointers(member_change(grade, on=date(1970, 1, 1))[1]) == {"/effective_on"}
+    before_joining = member_change(grade, person_id=TEEN, on=date(2026, 5, 31), state=WITH_TEEN)
+    assert pointers(before_joining[1]) == {"/effective_on"}
+    assert member_change(grade, person_id=TEEN, on=date(2026, 6, 1), state=WITH_TEEN)[1] == []
+
+
+def test_a_member_change_must_change_something() -> None:
+    same = NewMemberDetails(disability_grade=DisabilityGrade.NONE, counted=True)
+    after, found = member_change(same)
+    assert after is None
+    assert pointers(found) == {"/disability_grade", "/counted"}
+    assert pointers(member_change(NewMemberDetails())[1]) == {""}
+    # One detail the same, another changed: a change.
+    school = NewMemberDetails(disability_grade=DisabilityGrade.NONE, student=True)
+    assert member_change(school)[1] == []
+
+
+def test_a_member_not_counted_has_a_reason_and_a_counted_one_none() -> None:
+    assert pointers(member_change(NewMemberDetails(counted=False))[1]) == {"/exclusion_reason"}
+    imprisoned = NewMemberDetails(counted=False, exclusion_reason=ExclusionReason.IMPRISONED)
+    after, found = member_change(imprisoned)
+    assert found == []
+    assert after is not None
+    assert changed_details(RECORDED, after) == {"counted": False, "exclusion_reason": "imprisoned"}
+    # A reason for a member who stays counted, given with counted true or not at all.
+    reason = NewMemberDetails(exclusion_reason=ExclusionReason.IMPRISONED)
+    assert pointers(member_change(reason)[1]) == {"/exclusion_reason"}
+    counted = NewMemberDetails(counted=True, exclusion_reason=ExclusionReason.IMPRISONED)
+    assert pointers(member_change(counted)[1]) == {"/exclusion_reason"}
+    # A note only for a member not counted, and a provincial rule needs one.
+    noted = NewMemberDetails(exclusion_note="说明")
+    assert pointers(member_change(noted)[1]) == {"/exclusion_note"}
+    provincial = NewMemberDetails(counted=False, exclusion_reason=ExclusionReason.PROVINCIAL_OTHER)
+    assert pointers(member_change(provincial)[1]) == {"/exclusion_note"}
+
+
+def test_a_member_counted_again_keeps_no_reason_and_a_note_goes_with_its_reason() -> None:
+    after, found = member_change(NewMemberDetails(counted=True), current=IMPRISONED)
+    assert found == []
+    assert after is not None
+    assert (after.exclusion_reason, after.exclusion_note) == (None, None)
+    assert changed_details(IMPRISONED, after) == {
+        "counted": True,
+        "exclusion_reason": None,
+        "exclusion_note": None,
+    }
+    # Another reason: the provincial rule's words go with it.
+    other = NewMemberDetails(exclusion_reason=ExclusionReason.COMPULSORY_REHABILITATION)
+    after, found = member_change(other, current=IMPRISONED)
+    assert found == []
+    assert after is not None
+    assert (after.counted, after.exclusion_note) == (False, None)
+    # The same reason with new words.
+    after, found = member_change(
+        NewMemberDetails(exclusion_note="省规定：失联"), current=IMPRISONED
+    )
+    assert found == []
+    assert after is not None
+    assert after.exclusion_note == "省规定：失联"
+    assert after.exclusion_reason is ExclusionReason.PROVINCIAL_OTHER
+
+
+def test_a_member_takes_a_job_only_of_working_age_on_the_day() -> None:
+    job = NewMemberDetails(employment_status=EmploymentStatus.EMPLOYED)
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[*STATE.members, ActiveMember(TEEN, Relationship.GRANDCHILD, date(2010, 3, 1))],
+    )
+    assert pointers(member_change(job, person_id=TEEN, on=date(2026, 2, 28), state=state)[1]) == {
+        "/employment_status"
+    }
+    assert member_change(job, person_id=TEEN, on=date(2026, 3, 1), state=state)[1] == []
+    # Not working is for any age.
+    idle = NewMemberDetails(employment_status=EmploymentStatus.NOT_OF_WORKING_AGE, student=True)
+    assert member_change(idle, person_id=TEEN, on=date(2026, 2, 28), state=state)[1] == []

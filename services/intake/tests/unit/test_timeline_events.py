@@ -433,6 +433,28 @@ def test_a_household_change_reads_as_its_kind_with_ids_dates_and_flags_only() ->
     assert _describe(_household_updated()) == ("Household updated", {})
 
 
+def test_a_member_change_reads_as_whose_details_changed_and_no_more() -> None:
+    """The member as now recorded is a disability grade, an illness, an employment status
+    and an exclusion: the timeline names the member by their person id alone."""
+    person = str(uuid.uuid4())
+    member = intake_types.Member(
+        person=common.PersonRef(person_id=person, masked_name="罗*敏", masked_id="6201"),
+        birth_date=common.LocalDate(year=1970, month=9, day=14),
+        disability_grade=enums.DISABILITY_GRADE_2,
+        seriously_ill=True,
+        employment_status=enums.EMPLOYMENT_STATUS_UNABLE_TO_WORK,
+        student=False,
+        counted=False,
+        exclusion_reason=enums.EXCLUSION_REASON_IMPRISONED,
+        exclusion_note="服刑",
+    )
+    changed = _household_updated(member_change=intake.HouseholdUpdated.MemberChange(member=member))
+    assert _describe(changed) == (
+        "Household updated: member change",
+        {"change": "member_change", "person_id": person},
+    )
+
+
 def test_a_household_change_enters_each_open_application_s_timeline() -> None:
     """An event about the household and no application enters the timelines of the
     household's open applications, one entry each; an event naming its application enters

@@ -24,6 +24,7 @@ from dibao_intake.api.deps import (
     problems,
 )
 from dibao_intake.api.mapping import household_out, household_summary_out
+from dibao_intake.domain.changes import NewMemberDetails
 from dibao_intake.domain.codes import HouseholdStatus
 from dibao_intake.domain.household import MemberInput
 from dibao_intake.service_layer import households as service
@@ -199,7 +200,13 @@ async def get_household(
 
 
 def change_command(
-    body: s.BirthIn | s.DeathIn | s.MarriageIn | s.MoveInIn | s.MoveOutIn | s.BankAccountChangeIn,
+    body: s.BirthIn
+    | s.DeathIn
+    | s.MarriageIn
+    | s.MoveInIn
+    | s.MoveOutIn
+    | s.BankAccountChangeIn
+    | s.MemberChangeIn,
 ) -> service.RecordChange:
     change: service.Change
     match body:
@@ -230,6 +237,20 @@ def change_command(
                 custody_document_id=body.custody_document_id,
                 custodian_subject=body.custodian_subject,
             )
+        case s.MemberChangeIn():
+            change = service.MemberChange(
+                body.person_id,
+                body.effective_on,
+                NewMemberDetails(
+                    disability_grade=body.disability_grade,
+                    seriously_ill=body.seriously_ill,
+                    employment_status=body.employment_status,
+                    student=body.student,
+                    counted=body.counted,
+                    exclusion_reason=body.exclusion_reason,
+                    exclusion_note=body.exclusion_note,
+                ),
+            )
     return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)
 
 
@@ -237,8 +258,9 @@ def change_command(
     "/households/{household_id}/changes",
     status_code=201,
     response_model=s.HouseholdChangeOut,
-    summary="Record a birth, death, marriage, move or bank account change",
-    description="One change per request, checked against the household as it is. Publishes"
+    summary="Record a birth, death, marriage, move, bank account or member's details change",
+    description="One change per request, checked against the household as it is (a"
+    " member_change: a member's own details, as a registration checks them). Publishes"
     " HouseholdUpdated with the kind of change and the household after it. The answer shows"
     " the household as GET /households/{household_id} does, and is recorded on"
     " dibao.access.v1 as that read is.",

@@ -78,16 +78,26 @@ _CASE_ONLY_DETAILS = frozenset({"custody_agreement"})
 that the member cannot manage it (views.py)."""
 
 
-def _limited_details(details: dict[str, Any]) -> dict[str, Any]:
+_LIMITED_DETAILS_OF_KIND = {ChangeKind.MEMBER_CHANGE: frozenset({"person_id"})}
+"""The only details the limited view shows of a change of these kinds. A member change's
+are whose details changed: which (disability, illness, employment, exclusion) and to what
+are the case roles' (views.py), as the documents listed are (a disability certificate)."""
+
+
+def _limited_details(kind: ChangeKind, details: dict[str, Any]) -> dict[str, Any]:
+    shown = _LIMITED_DETAILS_OF_KIND.get(kind)
+    if shown is not None:
+        return {k: v for k, v in details.items() if k in shown}
     return {k: v for k, v in details.items() if k not in _CASE_ONLY_DETAILS}
 
 
 def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
+    kind = ChangeKind(c.kind)
     return s.ChangeOut(
         id=c.id,
-        kind=ChangeKind(c.kind),
+        kind=kind,
         effective_on=c.effective_on,
-        details=c.details if view is View.CASE else _limited_details(c.details),
+        details=c.details if view is View.CASE else _limited_details(kind, c.details),
         note=_case_only(c.note, view),
         recorded_by=c.recorded_by,
         recorded_at=c.recorded_at,

@@ -299,7 +299,8 @@ class ChangeOut(_Out):
     kind: ChangeKind
     effective_on: date
     details: dict[str, Any] = Field(
-        description="What changed, by id and code (custody_agreement left out in the limited view)"
+        description="What changed, by id and code (custody_agreement left out in the limited"
+        " view; a member_change's person_id alone, not which details changed nor to what)"
     )
     note: str | None = Field(description="In words" + _WITHHELD)
     recorded_by: str
@@ -405,8 +406,34 @@ class BankAccountChangeIn(_ChangeIn):
     )
 
 
+class MemberChangeIn(_ChangeIn):
+    """A member's own details changed (a disability certificate issued or its grade
+    changed, an illness diagnosed or cured, a job found or lost, school finished, counted
+    or no longer): only the details given change (null is as not given), and at least one
+    must. A member counted again has no exclusion reason nor note left; a note goes with
+    its reason."""
+
+    kind: Literal["member_change"]
+    person_id: uuid.UUID
+    effective_on: date = Field(
+        description="When it changed (the certificate's or diagnosis' date, the first day of"
+        " the job...): not in the future, not before the member joined"
+    )
+    disability_grade: DisabilityGrade | None = None
+    seriously_ill: StrictBool | None = None
+    employment_status: EmploymentStatus | None = None
+    student: StrictBool | None = Field(None, description="Full-time student up to bachelor level")
+    counted: StrictBool | None = Field(
+        None, description="Counted towards household size and income"
+    )
+    exclusion_reason: ExclusionReason | None = Field(
+        None, description="Why the member is not counted (required when counted becomes false)"
+    )
+    exclusion_note: Note | None = None
+
+
 HouseholdChangeIn = Annotated[
-    BirthIn | DeathIn | MarriageIn | MoveInIn | MoveOutIn | BankAccountChangeIn,
+    BirthIn | DeathIn | MarriageIn | MoveInIn | MoveOutIn | BankAccountChangeIn | MemberChangeIn,
     Field(discriminator="kind"),
 ]
 

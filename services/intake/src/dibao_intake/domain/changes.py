@@ -1,15 +1,26 @@
-"""Changes to a registered household: births, deaths, marriages, moves, bank accounts."""
+"""Changes to a registered household: births, deaths, marriages, moves, bank accounts, and
+a member's own details."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import date
 
-from dibao_intake.domain.codes import Relationship
+from dibao_intake.domain.codes import (
+    DisabilityGrade,
+    EmploymentStatus,
+    ExclusionReason,
+    Relationship,
+)
 from dibao_intake.domain.errors import Violation
-from dibao_intake.domain.household import ValidMember, check_joining_member
+from dibao_intake.domain.household import (
+    ValidMember,
+    check_joining_member,
+    employment_violations,
+    exclusion_violations,
+)
 from dibao_intake.domain.resident_id import age_on
 
 MIN_MARRIAGE_AGE = 18
@@ -276,3 +287,103 @@ def check_bank_account_change(
     if not custodian_subject:
         found.append(Violation("/custodian_subject", "say which staff member holds the card"))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDetails:
+    """A member's own details, as recorded: what a member change may change."""
+
+    disability_grade: DisabilityGrade
+    seriously_ill: bool
+    employment_status: EmploymentStatus
+    student: bool
+    counted: bool
+    exclusion_reason: ExclusionReason | None
+    exclusion_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemberDetails:
+    """The details a member change gives; None: as recorded."""
+
+    disability_grade: DisabilityGrade | None = None
+    seriously_ill: bool | None = None
+    employment_status: EmploymentStatus | None = None
+    student: bool | None = None
+    counted: bool | None = None
+    exclusion_reason: ExclusionReason | None = None
+    exclusion_note: str | None = None
+
+
+def _details_after(current: MemberDetails, new: NewMemberDetails) -> MemberDetails:
+    """The details once ``new`` is recorded. A member counted again has no exclusion
+    reason nor note left; a note goes with its reason (kept while the reason stays, gone
+    with it unless given anew)."""
+    counted = current.counted if new.counted is None else new.counted
+    if counted:
+        reason, note = new.exclusion_reason, new.exclusion_note
+    else:
+        reason = new.exclusion_reason or current.exclusion_reason
+        kept = current.exclusion_note if reason is current.exclusion_reason else None
+        note = new.exclusion_note if new.exclusion_note is not None else kept
+    return replace(
+        current,
+        disability_grade=new.disability_grade or current.disability_grade,
+        seriously_ill=current.seriously_ill if new.seriously_ill is None else new.seriously_ill,
+        employment_status=new.employment_status or current.employment_status,
+        student=current.student if new.student is None else new.student,
+        counted=counted,
+        exclusion_reason=reason,
+        exclusion_note=note,
+    )
+
+
+def changed_details(before: MemberDetails, after: MemberDetails) -> dict[str, object]:
+    """The details that differ, with their new values (codes as their values)."""
+    changed: dict[str, object] = {}
+    for f in fields(MemberDetails):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        if old != new:
+            changed[f.name] = (
+                new.value
+                if isinstance(new, DisabilityGrade | EmploymentStatus | ExclusionReason)
+                else new
+            )
+    return changed
+
+
+def check_member_change(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    current: MemberDetails | None,
+    new: NewMemberDetails,
+    effective_on: date,
+    *,
+    today: date,
+) -> tuple[MemberDetails | None, list[Violation]]:
+    """A member's own details changed on ``effective_on`` (a disability certificate, an
+    illness, a job, school, counted or not): the details after the change, or the
+    violations. ``current`` is the member's as recorded (None for one not active here).
+    The member's rules at registration hold for the details after it (employment by age
+    on the day, a reason for a member not counted and none for one counted); a change
+    that changes nothing is refused."""
+    found = _not_after_today(effective_on, today, "/effective_on")
+    member = state.member(person_id)
+    if member is None or current is None:
+        return None, [*found, Violation("/person_id", "not an active member of this household")]
+    if effective_on < member.birth_date:
+        found.append(Violation("/effective_on", "is before the member's birth date"))
+    else:
+        found += _not_before_joining(state, person_id, effective_on, "/effective_on")
+    after = _details_after(current, new)
+    if new.employment_status is not None:
+        found += employment_violations(new.employment_status, member.birth_date, effective_on, "")
+    if after.counted and new.exclusion_note is not None:
+        found.append(Violation("/exclusion_note", "only for a member not counted"))
+    found += exclusion_violations(after.counted, after.exclusion_reason, after.exclusion_note, "")
+    if not found and after == current:
+        given = [f.name for f in fields(NewMemberDetails) if getattr(new, f.name) is not None]
+        found += [Violation(f"/{name}", "is what is recorded already") for name in given] or [
+            Violation("", "give at least one of the member's details that changed")
+        ]
+    return (None if found else after), found

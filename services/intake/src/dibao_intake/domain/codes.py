@@ -174,6 +174,8 @@ class ChangeKind(StrEnum):
     MOVE_IN = "move_in"
     MOVE_OUT = "move_out"
     BANK_ACCOUNT_CHANGE = "bank_account_change"
+    MEMBER_CHANGE = "member_change"
+    """A member's own details: disability, illness, employment, school, counted or not."""
 
 
 class LeaveReason(StrEnum):

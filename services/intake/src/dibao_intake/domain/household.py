@@ -101,33 +101,51 @@ def validate_member(
             violations.append(
                 Violation(f"{pointer}/sex", "does not match the sex in the ID number")
             )
-        if (
-            member.employment_status in _WORKING
-            and age_on(rid.birth_date, today) < MIN_EMPLOYMENT_AGE
-        ):
-            violations.append(
-                Violation(
-                    f"{pointer}/employment_status",
-                    f"a member under {MIN_EMPLOYMENT_AGE} cannot be employed",
-                )
-            )
-    violations.extend(_exclusion_violations(member, pointer))
+        violations.extend(
+            employment_violations(member.employment_status, rid.birth_date, today, pointer)
+        )
+    violations.extend(
+        exclusion_violations(
+            member.counted, member.exclusion_reason, member.exclusion_note, pointer
+        )
+    )
     if violations:
         return None, violations
     assert rid is not None
     return ValidMember(member, rid), []
 
 
-def _exclusion_violations(member: MemberInput, pointer: str) -> list[Violation]:
-    if member.counted and member.exclusion_reason is not None:
+def employment_violations(
+    status: EmploymentStatus, birth_date: date, on: date, pointer: str
+) -> list[Violation]:
+    """A member working on ``on`` is of working age then."""
+    if status in _WORKING and age_on(birth_date, on) < MIN_EMPLOYMENT_AGE:
+        return [
+            Violation(
+                f"{pointer}/employment_status",
+                f"a member under {MIN_EMPLOYMENT_AGE} cannot be employed",
+            )
+        ]
+    return []
+
+
+def exclusion_violations(
+    counted: bool,
+    exclusion_reason: ExclusionReason | None,
+    exclusion_note: str | None,
+    pointer: str,
+) -> list[Violation]:
+    """A member not counted has a reason code (and a provincial rule, words); a counted
+    member has none."""
+    if counted and exclusion_reason is not None:
         return [
             Violation(f"{pointer}/exclusion_reason", "a counted member has no exclusion reason")
         ]
-    if not member.counted and member.exclusion_reason is None:
+    if not counted and exclusion_reason is None:
         return [
             Violation(f"{pointer}/exclusion_reason", "a member not counted needs a reason code")
         ]
-    if member.exclusion_reason is ExclusionReason.PROVINCIAL_OTHER and not member.exclusion_note:
+    if exclusion_reason is ExclusionReason.PROVINCIAL_OTHER and not exclusion_note:
         return [
             Violation(f"{pointer}/exclusion_note", "say which provincial rule excludes the member")
         ]

@@ -562,7 +562,16 @@ class AccountChange:
     custodian_subject: str | None = None
 
 
-Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """A member's own details changed: only those given in ``new``."""
+
+    person_id: uuid.UUID
+    effective_on: date
+    new: rules.NewMemberDetails
+
+
+Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange | MemberChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +595,7 @@ _KIND = {
     MoveIn: ChangeKind.MOVE_IN,
     MoveOut: ChangeKind.MOVE_OUT,
     AccountChange: ChangeKind.BANK_ACCOUNT_CHANGE,
+    MemberChange: ChangeKind.MEMBER_CHANGE,
 }
 
 
@@ -886,7 +896,65 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 work.details["to_region_code"] = to
         case AccountChange():
             await _change_account(work, change, update)
+        case MemberChange():
+            await _change_member(work, change, update)
     return update
+
+
+_ABOUT_ONE_MEMBER = {
+    DocumentType.DISABILITY_CERTIFICATE: "the disability certificate of another member",
+    DocumentType.MEDICAL_RECORD: "the medical record of another member",
+    DocumentType.STUDENT_PROOF: "the proof of studies of another member",
+}
+"""Documents that are evidence of one member's own details, by what another member's is."""
+
+
+def _details_of(m: MemberRecord) -> rules.MemberDetails:
+    return rules.MemberDetails(
+        disability_grade=m.disability_grade,
+        seriously_ill=m.seriously_ill,
+        employment_status=m.employment_status,
+        student=m.student,
+        counted=m.counted,
+        exclusion_reason=m.exclusion_reason,
+        exclusion_note=m.exclusion_note,
+    )
+
+
+async def _change_member(
+    work: _ChangeWork, change: MemberChange, update: ev.HouseholdUpdated
+) -> None:
+    pid = change.person_id
+    current = next((m for m in work.before.active_members if m.person_id == pid), None)
+    after, problems = rules.check_member_change(
+        work.state,
+        pid,
+        _details_of(current) if current is not None else None,
+        change.new,
+        change.effective_on,
+        today=work.today,
+    )
+    raise_if_any(
+        problems
+        + [
+            # Another member's certificate or diagnosis is no evidence of this member's.
+            Violation(f"/document_ids/{i}", _ABOUT_ONE_MEMBER[d.document_type])
+            for i, d in enumerate(work.documents)
+            if d.document_type in _ABOUT_ONE_MEMBER and d.person_id not in (None, pid)
+        ]
+    )
+    assert current is not None
+    assert after is not None
+    await repo.set_member_details(work.session, current.membership_id, after)
+    work.effective_on = change.effective_on
+    # Which details changed is for the case roles only (health, disability, employment,
+    # exclusion): the limited view shows the person id alone (api/mapping.py).
+    work.details |= {
+        "person_id": str(pid),
+        "changed": rules.changed_details(_details_of(current), after),
+    }
+    recorded = await work.member_after(pid)
+    update.member_change.member.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
 
 
 async def _change_account(

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import Clock
 from dibao_common.messaging.envelope import Envelope
 from dibao_intake.adapters.records import TimelineRecord
@@ -164,7 +165,8 @@ def describe(envelope: Envelope, message: Message) -> tuple[str, dict[str, Any]]
 def _described_household_change(message: Message) -> tuple[str, dict[str, Any]]:
     """A household change, as the timelines of the household's open applications show it:
     its kind in words, and of what changed only ids, dates and flags (a member joining is
-    named by nothing: the record of a person is the household's; a note is words)."""
+    named by nothing: the record of a person is the household's; a note is words; a
+    member's changed details by the member's person id)."""
     change = message.WhichOneof("change")
     if change is None:
         return "Household updated", {}
@@ -177,6 +179,10 @@ def _described_household_change(message: Message) -> tuple[str, dict[str, Any]]:
             field.type == FieldDescriptor.TYPE_BOOL or field.name.endswith("_id")
         ):
             details[field.name] = value
+    if isinstance(message, ev.HouseholdUpdated) and change == "member_change":
+        # The member as now recorded is health, disability, employment, exclusion: whose
+        # details changed is named by the person id alone.
+        details["person_id"] = message.member_change.member.person.person_id
     return f"Household updated: {change.replace('_', ' ')}", details
 
 

@@ -17,20 +17,21 @@ a member's bank card under a custody agreement, and who (the holder cannot manag
 holds the bank account at all (a holder outside the household is a custodian, and a masked
 name matching no member, or a null member id, would tell it), the member applied for alone
 (单人保 is for the severely disabled or ill), why a member is not counted (imprisonment,
-compulsory rehabilitation), the documents (their types tell health), the items a returned
-application lacks (they name documents too: "the disability certificate", "the diagnosis of
-the illness"), the details of the timeline's entries (declared and assessed incomes, the
-member applied for alone, the missing items again), and every text written in words about
-the household: the applicant's statement and reasons, exclusion and change notes, the staff
-relation note. An application's kind is shown when it is dibao and withheld for the one-off
-kinds (medical assistance tells of an illness, and a null that stood for medical alone would
-tell it as well), and so is the amount a one-off application asks for (a festival grant asks
-a small fixed sum, medical assistance the cost of a treatment: the figure would tell the
-kind); those roles may not search by a one-off kind either. What stays: region, status,
-dates, relationships, sex and birth dates, student status, counted or not, the masked ID
-numbers, flags, and what happened to an application when and by whom. Document descriptions
-and content are for the case roles. The access record names what was shown, so an auditor
-can tell the two views apart."""
+compulsory rehabilitation), which of a member's own details a member change changed and to
+what (its details show the person id alone), the documents (their types tell health), the
+items a returned application lacks (they name documents too: "the disability certificate",
+"the diagnosis of the illness"), the details of the timeline's entries (declared and
+assessed incomes, the member applied for alone, the missing items again), and every text
+written in words about the household: the applicant's statement and reasons, exclusion and
+change notes, the staff relation note. An application's kind is shown when it is dibao and
+withheld for the one-off kinds (medical assistance tells of an illness, and a null that
+stood for medical alone would tell it as well), and so is the amount a one-off application
+asks for (a festival grant asks a small fixed sum, medical assistance the cost of a
+treatment: the figure would tell the kind); those roles may not search by a one-off kind
+either. What stays: region, status, dates, relationships, sex and birth dates, student
+status, counted or not, the masked ID numbers, flags, and what happened to an application
+when and by whom. Document descriptions and content are for the case roles. The access
+record names what was shown, so an auditor can tell the two views apart."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from dibao_intake.adapters.records import (
     MemberRecord,
 )
 from dibao_intake.adapters.repositories.lists import newest_first
+from dibao_intake.domain.changes import MemberDetails
 from dibao_intake.domain.codes import (
     AreaType,
     DisabilityGrade,
@@ -497,6 +498,25 @@ async def set_relationship(
         sa.update(member_t)
         .where(member_t.c.id == membership_id)
         .values(relationship=relationship.value)
+    )
+
+
+async def set_member_details(
+    session: AsyncSession, membership_id: uuid.UUID, details: MemberDetails
+) -> None:
+    """Record a member's own details as a member change leaves them."""
+    await session.execute(
+        sa.update(member_t)
+        .where(member_t.c.id == membership_id)
+        .values(
+            disability_grade=details.disability_grade.value,
+            seriously_ill=details.seriously_ill,
+            employment_status=details.employment_status.value,
+            student=details.student,
+            counted=details.counted,
+            exclusion_reason=details.exclusion_reason.value if details.exclusion_reason else None,
+            exclusion_note=details.exclusion_note,
+        )
     )
 
 
