@@ -142,6 +142,13 @@ async def test_relay_publishes_the_envelope_and_deletes_the_rows(
     assert REGISTRY.get_sample_value("dibao_outbox_backlog", labels) == 0
 
 
+# The first relay is cancelled wherever it happens to be, as a kill would stop it: a
+# connection it had checked out (between the pool and a batch) is then never handed back,
+# and the garbage collector reclaims it later, which pytest reports as an unraisable
+# exception from SQLAlchemy's finalizer (seen once in the whole suite under load, 1 Dec
+# 2026). That is the kill, not a fault of the relays that carry on; what the test proves
+# is below.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.slow
 async def test_killed_relays_lose_nothing_and_keep_each_keys_order(
     stack: TestStack,
