@@ -552,12 +552,18 @@ async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:
 
 
 async def _submitted_during_a_change(
-    intake: IntakeClient, intake_engine: AsyncEngine, household: RegisteredHousehold, change: str
+    intake: IntakeClient,
+    intake_engine: AsyncEngine,
+    household: RegisteredHousehold,
+    change: str,
+    *,
+    idempotency_key: str | None = None,
 ) -> httpx.Response:
     """Submit ``household``'s complete application while a change is in progress: it
     holds the household FOR UPDATE, as record_change does, and runs ``change`` (SQL on
     ``:id``); it commits once the submission's write waits on the lock. Asserts that the
-    refused submission wrote nothing, and returns its answer."""
+    refused submission wrote nothing, and returns its answer. The submission's
+    Idempotency-Key is ``idempotency_key``, a new one when not given."""
     body = await intake.complete_application_body(household)
     before = await row_counts(intake_engine)
     async with intake_engine.connect() as conn:
@@ -565,7 +571,8 @@ async def _submitted_during_a_change(
             text("SELECT id FROM household WHERE id = :id FOR UPDATE"), {"id": household.id}
         )
         await conn.execute(text(change), {"id": household.id})
-        submission = asyncio.create_task(intake.submit(body, idempotency_key=str(uuid.uuid4())))
+        key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+        submission = asyncio.create_task(intake.submit(body, idempotency_key=key))
         for _ in range(200):
             if submission.done() or await _waiting_on_a_lock(intake_engine):
                 break
@@ -629,3 +636,36 @@ async def test_a_household_changed_while_the_submission_is_checked_gets_no_appli
         )
         made_from, now = recorded.one()
         assert (made_from, now) == (2, 2)
+
+
+async def test_a_submission_refused_for_a_concurrent_change_may_be_sent_again_with_its_key(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The 409 concurrent-change of a submission whose household changed under it stores
+    no answer under its Idempotency-Key: sent again with the same key (as a client retrying
+    a 409 does), it is made from the household as it now is, and a further retry replays
+    that answer."""
+    household = await intake.register()
+    key = str(uuid.uuid4())
+    response = await _submitted_during_a_change(
+        intake,
+        intake_engine,
+        household,
+        "UPDATE household SET version = version + 1 WHERE id = :id",
+        idempotency_key=key,
+    )
+    assert response.json()["type"].endswith("/concurrent-change")
+    body = await intake.complete_application_body(household)
+    again = await intake.submit(body, idempotency_key=key)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    replayed = await intake.submit(body, idempotency_key=key)
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json()["id"] == again.json()["id"]
+    async with intake_engine.connect() as conn:
+        made_from = await conn.scalar(
+            text("SELECT household_version FROM application WHERE id = :id"),
+            {"id": again.json()["id"]},
+        )
+    assert made_from == 2

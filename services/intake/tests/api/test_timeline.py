@@ -123,6 +123,53 @@ async def test_a_decided_application_can_no_longer_be_withdrawn(
     assert again.json()["status"] == "submitted"
 
 
+async def test_a_household_change_enters_no_decided_nor_returned_application(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A household change enters the timelines of the household's undecided applications
+    only: an application assessment has decided (decided_at, set by the timeline consumer
+    from the decision) and a returned one (the applicant applies afresh) get no entry; the
+    open one submitted after the decision does."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    body = await intake.complete_application_body(household)
+    decided = (await intake.submit(body)).json()["id"]
+    await _publish(
+        intake_stack,
+        assessment.BenefitApproved(household_id=household.id, application_id=decided),
+        key=household.id,
+        source="dibao/assessment",
+    )
+
+    async def household_entries(application_id: str) -> list[str]:
+        return [
+            e["summary"]
+            for e in await _timeline(intake, application_id)
+            if e["type"] == "dibao.intake.HouseholdUpdated.v1"
+        ]
+
+    async def is_decided() -> bool:
+        types = [e["type"] for e in await _timeline(intake, decided)]
+        return "dibao.assessment.BenefitApproved.v1" in types
+
+    await eventually(is_decided, what="the decision in the timeline")
+    returned = await intake.submit({**body, "document_ids": []})
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["status"] == "returned"
+    opened = await intake.submit(body)
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["status"] == "submitted"
+    death = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"},
+        headers=intake.headers(),
+    )
+    assert death.status_code == 201, death.text
+    assert await household_entries(opened.json()["id"]) == ["Household updated: death"]
+    assert await household_entries(decided) == []
+    assert await household_entries(returned.json()["id"]) == []
+
+
 async def test_intakes_own_events_are_in_the_timeline_when_the_request_returns(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:
