@@ -576,6 +576,7 @@ async def test_the_limited_view_does_not_say_staff_hold_the_card(
             "cw-xiaguanying-01",
         )
         assert change["details"]["custody_agreement"] is True
+        assert change["details"]["document_ids"] == [document]
         assert (account["holder_name"], account["holder_person_id"]) == ("村委会代管", None)
         assert "custody" in record.fields
     else:
@@ -583,6 +584,7 @@ async def test_the_limited_view_does_not_say_staff_hold_the_card(
         # A holder outside the household (村委会代管) would tell it as well.
         assert account["holder_name"] is account["holder_person_id"] is None
         assert not {"account_holder_name", "account_holder_name_masked"} & set(record.fields)
-        assert "custody_agreement" not in change["details"]
+        # Nor do the change's documents, the signed custody agreement among them.
+        assert not {"custody_agreement", "document_ids"} & set(change["details"])
         assert change["details"]["bank_account_id"] == account["token_id"]
         assert "custody" not in record.fields

@@ -73,9 +73,10 @@ def bank_account_out(a: BankAccountRecord | None, view: View) -> s.BankAccountOu
     )
 
 
-_CASE_ONLY_DETAILS = frozenset({"custody_agreement"})
+_CASE_ONLY_DETAILS = frozenset({"custody_agreement", "document_ids"})
 """A change's details the limited view leaves out: that staff hold a member's card tells
-that the member cannot manage it (views.py)."""
+that the member cannot manage it, and so would the custody agreement's id among the
+change's documents, which are the case roles' anyway (views.py)."""
 
 
 _LIMITED_DETAILS_OF_KIND = {ChangeKind.MEMBER_CHANGE: frozenset({"person_id"})}
