@@ -299,8 +299,9 @@ class ChangeOut(_Out):
     kind: ChangeKind
     effective_on: date
     details: dict[str, Any] = Field(
-        description="What changed, by id and code (custody_agreement left out in the limited"
-        " view; a member_change's person_id alone, not which details changed nor to what)"
+        description="What changed, by id and code (custody_agreement and document_ids left out"
+        " in the limited view; a member_change's person_id alone, not which details changed"
+        " nor to what)"
     )
     note: str | None = Field(description="In words" + _WITHHELD)
     recorded_by: str
