@@ -196,6 +196,42 @@ async def test_the_first_account_of_a_household_comes_with_its_application(
     assert read.json()["bank_account"]["token_id"] == out["bank_account"]["token_id"]
 
 
+async def test_the_recorded_account_named_with_another_bank_or_holder_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An application naming the household's recorded card with another bank name or
+    holder was accepted and paid to the account as recorded: the clerk would believe it
+    corrected. It is refused, writing nothing; the change is a bank_account_change. The
+    card as recorded is still accepted."""
+    household = await intake.register(intake.plan(shape="three_generations"), with_account=False)
+    first = await intake.submit(await _naming_its_first_account(intake, household))
+    assert first.status_code == 201, first.text
+    withdrawn = await intake.http.post(
+        f"/applications/{first.json()['id']}/withdrawal",
+        json={"reason": "重新申请"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    as_recorded = await _naming_its_first_account(intake, household)
+    others = [
+        as_recorded | {"bank_account": as_recorded["bank_account"] | {"bank_name": "别的银行"}},
+        as_recorded
+        | {
+            "bank_account": as_recorded["bank_account"]
+            | {"holder_person_id": household.person_ids[1]}
+        },
+    ]
+    for body in others:
+        before = await row_counts(intake_engine)
+        response = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+        assert response.status_code == 422, response.text
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/body/bank_account"]
+        assert await row_counts(intake_engine) == before
+    again = await intake.submit(as_recorded, idempotency_key=str(uuid.uuid4()))
+    assert again.status_code == 201, again.text
+    assert again.json()["bank_account"]["token_id"] == first.json()["bank_account"]["token_id"]
+
+
 async def _two_at_once(
     intake: IntakeClient, engine: AsyncEngine, body: dict[str, Any]
 ) -> dict[str, int]:

@@ -54,6 +54,7 @@ from dibao_intake.service_layer.households import (
     ACCOUNT_FIELDS,
     BankAccountInput,
     account_holder,
+    is_recorded_account,
     new_bank_account,
     rules_failed,
 )
@@ -144,8 +145,20 @@ async def _account_for(
         return current
     holder = account_holder(household, given, "/bank_account")
     if current is not None:
-        if current.number_hash == runtime.pii.hash_id_number(given.account_number):
+        if is_recorded_account(runtime, current, given, holder):
             return current
+        if current.number_hash == runtime.pii.hash_id_number(given.account_number):
+            # Paid as recorded, not as given: the clerk would believe the bank or the
+            # holder corrected when they are not.
+            raise RulesViolatedError(
+                [
+                    Violation(
+                        "/bank_account",
+                        "is the household's account with another bank or holder than"
+                        " recorded; record a bank_account_change first",
+                    )
+                ]
+            )
         raise RulesViolatedError(
             [
                 Violation(

@@ -1013,19 +1013,30 @@ async def _change_account(
     }
 
 
-def _same_account(
-    runtime: Runtime, current: BankAccountRecord, change: AccountChange, holder: MemberRecord | None
+def is_recorded_account(
+    runtime: Runtime,
+    current: BankAccountRecord,
+    given: BankAccountInput,
+    holder: MemberRecord | None,
 ) -> bool:
-    """Whether ``change`` records the current account again, as it is."""
-    given = change.account
+    """Whether ``given`` is ``current`` as recorded: its number, bank and holder."""
     return (
         current.number_hash == runtime.pii.hash_id_number(given.account_number)
         and (current.bank_code, current.bank_name) == (given.bank_code, given.bank_name)
         and current.holder_person_id == (holder.person_id if holder is not None else None)
         and (holder is not None or current.holder_name == given.holder_name)
-        and (current.custody_agreement, current.custody_document_id, current.custodian_subject)
-        == (change.custody_agreement, change.custody_document_id, change.custodian_subject)
     )
+
+
+def _same_account(
+    runtime: Runtime, current: BankAccountRecord, change: AccountChange, holder: MemberRecord | None
+) -> bool:
+    """Whether ``change`` records the current account again, as it is."""
+    return is_recorded_account(runtime, current, change.account, holder) and (
+        current.custody_agreement,
+        current.custody_document_id,
+        current.custodian_subject,
+    ) == (change.custody_agreement, change.custody_document_id, change.custodian_subject)
 
 
 def _account_holder(
