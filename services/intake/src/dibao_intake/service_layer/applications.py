@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
-from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import CHINA_TZ, has_utc_instant
 from dibao_common.crypto import mask_name
@@ -58,7 +57,7 @@ from dibao_intake.service_layer.households import (
     new_bank_account,
     rules_failed,
 )
-from dibao_intake.service_layer.pages import Window, list_target
+from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
 from dibao_intake.service_layer.views import (
@@ -511,12 +510,6 @@ class SearchApplications:
     limit: int = 50
 
 
-@dataclass(frozen=True, slots=True)
-class ApplicationPage:
-    items: list[ApplicationSummary]
-    next_cursor: str | None
-
-
 def _china_midnight(day: date | None) -> datetime | None:
     """The start of ``day`` in China; None (no bound) for no day, or one at the very
     start of the calendar (its midnight is before the earliest instant in UTC)."""
@@ -528,7 +521,7 @@ def _china_midnight(day: date | None) -> datetime | None:
 
 async def search_applications(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchApplications
-) -> ApplicationPage:
+) -> Page[ApplicationSummary]:
     """Newest first, keyset-paginated; the search is recorded as one access."""
     target = list_target("applications", query, caller.principal)
     view = view_of(caller.principal)
@@ -556,7 +549,7 @@ async def search_applications(
         after_id=window.after,
         limit=window.read,
     )
-    items, next_cursor = window.page(rows)
+    page = window.page(rows)
     await record_access(
         session,
         runtime,
@@ -566,14 +559,14 @@ async def search_applications(
         # once however many of their applications the page shows.
         persons=list(
             {
-                s.applicant_person_id: common.PersonRef(
-                    person_id=str(s.applicant_person_id),
-                    keyed_hash=s.applicant_id_hash,
-                    hash_key_id=runtime.pii.hash_key_id,
-                    masked_id=s.applicant_masked_id,
-                    masked_name=mask_name(s.applicant_name),
+                s.applicant_person_id: listed_person(
+                    s.applicant_person_id,
+                    s.applicant_id_hash,
+                    runtime.pii.hash_key_id,
+                    s.applicant_masked_id,
+                    s.applicant_name,
                 )
-                for s in items
+                for s in page.items
             }.values()
         ),
         fields=shown(
@@ -582,4 +575,4 @@ async def search_applications(
             view,
         ),
     )
-    return ApplicationPage(items=items, next_cursor=next_cursor)
+    return page

@@ -16,7 +16,6 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import china_date
-from dibao_common.crypto import mask_name
 from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -49,7 +48,7 @@ from dibao_intake.domain.household import (
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
-from dibao_intake.service_layer.pages import Window, list_target
+from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
@@ -370,18 +369,12 @@ class SearchHouseholds:
     limit: int = 50
 
 
-@dataclass(frozen=True, slots=True)
-class HouseholdPage:
-    items: list[HouseholdSummary]
-    next_cursor: str | None
-
-
 HOUSEHOLD_LIST_FIELDS = ("head_name_masked", "region", "status", "size")
 
 
 async def search_households(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchHouseholds
-) -> HouseholdPage:
+) -> Page[HouseholdSummary]:
     """A village's (or any region's) households, newest first, keyset-paginated, with the
     head's masked name and the number of active members, for the case roles within their
     regions. The page is recorded as one search naming each head."""
@@ -394,26 +387,26 @@ async def search_households(
         after_id=window.after,
         limit=window.read,
     )
-    items, next_cursor = window.page(rows)
+    page = window.page(rows)
     await record_access(
         session,
         runtime,
         caller,
         list_target("households", query, caller.principal),
         persons=[
-            common.PersonRef(
-                person_id=str(h.head_person_id),
-                keyed_hash=h.head_id_hash,
-                hash_key_id=runtime.pii.hash_key_id,
-                masked_id=h.head_masked_id or "",
-                masked_name=mask_name(h.head_name),
+            listed_person(
+                h.head_person_id,
+                h.head_id_hash,
+                runtime.pii.hash_key_id,
+                h.head_masked_id or "",
+                h.head_name,
             )
-            for h in items
+            for h in page.items
             if h.head_person_id is not None and h.head_id_hash is not None and h.head_name
         ],
         fields=HOUSEHOLD_LIST_FIELDS,
     )
-    return HouseholdPage(items=items, next_cursor=next_cursor)
+    return page
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from dibao.access.v1 import events_pb2 as access
+from dibao.common.v1 import types_pb2 as common
 from dibao_common.auth import Principal
+from dibao_common.crypto import mask_name
 from dibao_common.errors import InvalidCursor
 from dibao_intake.service_layer.access import AccessTarget
 
@@ -38,6 +40,14 @@ R = TypeVar("R", bound=_Row)
 
 
 @dataclass(frozen=True, slots=True)
+class Page(Generic[R]):
+    """The rows shown, and the cursor of the next page (None at the end)."""
+
+    items: list[R]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
     """Which rows a request asks for: those after ``after``, at most ``limit``."""
 
@@ -53,10 +63,24 @@ class Window:
         """How many rows to read: one more than shown tells whether a next page exists."""
         return self.limit + 1
 
-    def page(self, rows: Sequence[R]) -> tuple[list[R], str | None]:
-        """The rows shown, and the cursor of the next page (None at the end)."""
+    def page(self, rows: Sequence[R]) -> Page[R]:
+        """The rows shown of those read, and the cursor of the next page."""
         items = list(rows[: self.limit])
-        return items, encode_cursor(items[-1].id) if len(rows) > self.limit else None
+        return Page(items, encode_cursor(items[-1].id) if len(rows) > self.limit else None)
+
+
+def listed_person(
+    person_id: uuid.UUID, keyed_hash: str, hash_key_id: str, masked_id: str, name: str
+) -> common.PersonRef:
+    """A person a list names (a household's head, an applicant), as its access record
+    names them: as a read of the household would, keyed hash included."""
+    return common.PersonRef(
+        person_id=str(person_id),
+        keyed_hash=keyed_hash,
+        hash_key_id=hash_key_id,
+        masked_id=masked_id,
+        masked_name=mask_name(name),
+    )
 
 
 def list_target(name: str, criteria: Any, principal: Principal) -> AccessTarget:
