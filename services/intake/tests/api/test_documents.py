@@ -20,7 +20,7 @@ from dibao_common.observability import REGISTRY
 from dibao_common.testing.stack import TestStack
 from dibao_intake.adapters.document_store import FilesystemDocumentStore
 from dibao_intake.synthetic import multipart_upload, pdf_bytes
-from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
+from dibao_intake.testing import IntakeClient, access_records, row_counts, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -92,6 +92,54 @@ async def test_a_download_of_numbers_records_its_purpose_as_a_disclosure_does(
         note,
     )
     assert record.fields == ["document:bank_card", "content"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"purpose": "other"}, {"purpose": "support", "purpose_note": " "}],
+    ids=["other", "support-blank"],
+)
+async def test_a_download_is_authorized_before_its_purpose_note_is_checked(
+    intake: IntakeClient, intake_stack: TestStack, params: dict[str, str]
+) -> None:
+    """A purpose that needs a note (other, support) sent without one is a 422 only for a
+    caller who may read the document at all: a role without cases gets its 403, one of
+    another region its 404, each recorded as refused, as without the purpose; the
+    validation tells an unauthorized caller nothing."""
+    household = await intake.register()
+    card = (await intake.upload(household.id, "bank_card", household.person_ids[0])).json()
+    photo = (await intake.upload(household.id, "photo")).json()
+    expected = {
+        (Role.PUBLICITY_OFFICER, "620123"): 403,
+        (Role.FINANCE_OFFICER, "620123"): 403,
+        (Role.POLICY_ADMIN, "620123"): 403,
+        (Role.VILLAGE_COMMITTEE, "620123"): 403,  # a case role, but not for the card's numbers
+        (Role.AUDITOR, "620102"): 404,
+    }
+    for document in (card, photo):
+        for (role, region), status in expected.items():
+            if document is photo and role is Role.VILLAGE_COMMITTEE:
+                continue  # it reads a photo: its note is checked (below)
+            subject = f"{role.value}-{region}-{document['id']}"
+            response = await intake.http.get(
+                f"/documents/{document['id']}/content",
+                params=params,
+                headers=intake.headers(role, [region], subject=subject),
+            )
+            assert response.status_code == status, (role, document["document_type"], response.text)
+            if status == 403:
+                assert response.json()["type"].endswith("/missing-role")
+            [record] = await access_records(intake_stack, document["id"], subject)
+            assert record.outcome == access.ACCESS_OUTCOME_DENIED
+    # Whoever may read it is told what is missing.
+    for role in (Role.AUDITOR, Role.VILLAGE_COMMITTEE):
+        allowed = await intake.http.get(
+            f"/documents/{photo['id']}/content",
+            params=params,
+            headers=intake.headers(role, ["620123"]),
+        )
+        assert allowed.status_code == 422, allowed.text
+        assert [e["pointer"] for e in allowed.json()["errors"]] == ["/query/purpose_note"]
 
 
 async def test_an_oversize_document_is_a_413_and_writes_nothing(

@@ -26,9 +26,10 @@ from dibao_intake.api.deps import (
     problems,
 )
 from dibao_intake.api.mapping import document_out
-from dibao_intake.api.purposes import NoteQuery, Purpose, recorded_purpose
+from dibao_intake.api.purposes import NoteQuery, Purpose, note_missing, purpose_value
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.service_layer import documents as service
+from dibao_intake.service_layer.access import PurposeNoteRequiredError
 
 router = APIRouter(tags=["documents"])
 
@@ -257,7 +258,8 @@ async def download_document(
     ] = None,
     purpose_note: NoteQuery = "",
 ) -> Response:
-    recorded = recorded_purpose(purpose, purpose_note) if purpose is not None else None
+    # A note's absence is checked by the service once the caller may read the document.
+    recorded = purpose_value(purpose) if purpose is not None else None
 
     async def work(session: AsyncSession) -> Response:
         try:
@@ -281,6 +283,8 @@ async def download_document(
                     }
                 ]
             ) from None
+        except PurposeNoteRequiredError as error:
+            raise note_missing(error) from None
         assert content is not None
         return Response(
             content,

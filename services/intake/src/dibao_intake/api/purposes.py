@@ -12,6 +12,7 @@ from pydantic import AfterValidator
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_intake.api import schemas as s
+from dibao_intake.service_layer.access import NOTE_REQUIRED, PurposeNoteRequiredError
 
 
 class Purpose(StrEnum):
@@ -26,23 +27,33 @@ class Purpose(StrEnum):
     OTHER = "other"
 
 
-_NOTE_REQUIRED = frozenset({Purpose.OTHER, Purpose.SUPPORT})
-"""Purposes whose access record must say what they were (dibao.access.v1 purpose_note)."""
+def purpose_value(value: Purpose) -> access.Purpose.ValueType:
+    """The purpose as its access record names it."""
+    return access.Purpose.Value(f"PURPOSE_{value.value.upper()}")
+
+
+def note_missing(error: PurposeNoteRequiredError) -> RequestValidationError:
+    """The 422 of a purpose (other, support) stated without its note: raised by the
+    service once the caller is allowed the read, so that a caller who is not gets its
+    refusal instead (403 or 404, recorded)."""
+    name = access.Purpose.Name(error.purpose).removeprefix("PURPOSE_").lower()
+    return RequestValidationError(
+        [
+            {
+                "loc": ("query", "purpose_note"),
+                "msg": f"required for purpose {name}: say what the number is for",
+                "type": "missing",
+            }
+        ]
+    )
 
 
 def recorded_purpose(value: Purpose, note: str) -> access.Purpose.ValueType:
     """The purpose as recorded; 422 for one that needs a note given without one."""
-    if value in _NOTE_REQUIRED and not note.strip():
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "purpose_note"),
-                    "msg": f"required for purpose {value.value}: say what the number is for",
-                    "type": "missing",
-                }
-            ]
-        )
-    return access.Purpose.Value(f"PURPOSE_{value.value.upper()}")
+    recorded = purpose_value(value)
+    if recorded in NOTE_REQUIRED and not note.strip():
+        raise note_missing(PurposeNoteRequiredError(recorded))
+    return recorded
 
 
 PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]

@@ -63,6 +63,27 @@ class AccessTarget:
     purpose_note: str = ""
 
 
+NOTE_REQUIRED: frozenset[Purpose] = frozenset({access.PURPOSE_OTHER, access.PURPOSE_SUPPORT})
+"""Purposes whose access record must say what they were (dibao.access.v1 purpose_note)."""
+
+
+class PurposeNoteRequiredError(Exception):
+    """The purpose stated (other, support) needs a note and came without one."""
+
+    def __init__(self, purpose: Purpose) -> None:
+        super().__init__(access.Purpose.Name(purpose))
+        self.purpose = purpose
+
+
+def require_note(target: AccessTarget) -> None:
+    """:class:`PurposeNoteRequiredError` when ``target``'s purpose needs a note it lacks.
+
+    Called once the caller is known to be allowed the read: an unauthorized caller gets
+    its refusal (recorded), never the validation of a request it may not make."""
+    if target.purpose in NOTE_REQUIRED and not target.purpose_note.strip():
+        raise PurposeNoteRequiredError(target.purpose)
+
+
 def refused(
     problem: ProblemError, runtime: Runtime, caller: Caller, target: AccessTarget
 ) -> AccessRefused:

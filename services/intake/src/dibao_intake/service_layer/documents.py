@@ -20,7 +20,13 @@ from dibao_intake.adapters.repositories import documents as repo
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.service_layer.access import AccessTarget, Purpose, record_access, refused
+from dibao_intake.service_layer.access import (
+    AccessTarget,
+    Purpose,
+    record_access,
+    refused,
+    require_note,
+)
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
@@ -198,7 +204,9 @@ async def read_document(
 
     The content of a type that shows ID or account numbers is downloaded only by the roles
     of ``CONTENT_WITH_NUMBERS_ROLES`` (403 for others) and for a stated ``purpose``
-    (:class:`PurposeRequiredError` without one), recorded as a disclosure's is; anything
+    (:class:`PurposeRequiredError` without one; ``PurposeNoteRequiredError`` for other or
+    support without a note, once the caller is allowed the read), recorded as a
+    disclosure's is; anything
     else about a document is for ``CONTENT_ROLES``. Content the store no longer holds as
     uploaded is not served: :func:`content_unavailable`, recorded as a refused read."""
     record = await repo.get_document(session, document_id)
@@ -231,6 +239,8 @@ async def read_document(
             raise PurposeRequiredError(record.document_type)
     if refusal is not None:
         raise refused(refusal, runtime, caller, target)
+    # Only now, for a caller allowed the read: a purpose needing a note (other, support).
+    require_note(target)
     content: bytes | None = None
     if with_content:
         try:
