@@ -735,6 +735,54 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
     assert wife["joined_on"] == "2026-02-25"
 
 
+async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_corrected(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A person is their ID number: a move in or a registration giving a known number with
+    another name (a typing error) is refused at the name, without telling the recorded
+    one, and renames nobody. A recorded name that is wrong is corrected by a member change
+    of a current member: the person's, so their former household shows it too."""
+    former = await intake.register(intake.plan(shape="elderly_couple"))
+    person = former.person_ids[1]
+    recorded = former.plan.members[1].name
+    await _change(
+        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
+    )
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    member = former.plan.members[1].payload() | {"relationship": "other_dependant"}
+    mistyped = {"kind": "move_in", "moved_on": "2026-02-25", "member": member | {"name": "王秀芝"}}
+    response = await intake.http.post(
+        f"/households/{other.id}/changes", json=mistyped, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    assert recorded not in response.text
+    assert await _refused_change(intake, intake_engine, other, mistyped) == ["/body/member/name"]
+    payload = _with_member_id(
+        intake.plan(shape="elderly_alone").payload(), 0, former.plan.members[1].id_number
+    )
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/name"]
+
+    async def name_in(household: RegisteredHousehold) -> str:
+        read = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+        [found] = [m["name"] for m in read.json()["members"] if m["person_id"] == person]
+        return str(found)
+
+    assert await name_in(former) == recorded
+    joined = await _change(intake, other, {**mistyped, "member": member})
+    assert person in [m["person_id"] for m in joined["household"]["members"]]
+    correction = {
+        "kind": "member_change",
+        "person_id": person,
+        "effective_on": "2026-02-27",
+        "name": "王秀芝",
+    }
+    corrected = await _change(intake, other, correction)
+    assert corrected["household"]["changes"][-1]["details"]["changed"] == {"name": "王秀芝"}
+    assert (await name_in(other), await name_in(former)) == ("王秀芝", "王秀芝")
+    assert await _refused_change(intake, intake_engine, other, correction) == ["/body/name"]
+
+
 async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:

@@ -314,6 +314,7 @@ WITH_TEEN = HouseholdState(
     ],
 )
 RECORDED = MemberDetails(
+    name="王秀兰",
     disability_grade=DisabilityGrade.NONE,
     seriously_ill=False,
     employment_status=EmploymentStatus.UNEMPLOYED,
@@ -323,6 +324,7 @@ RECORDED = MemberDetails(
     exclusion_note=None,
 )
 IMPRISONED = MemberDetails(
+    name="王秀兰",
     disability_grade=DisabilityGrade.NONE,
     seriously_ill=False,
     employment_status=EmploymentStatus.UNABLE_TO_WORK,

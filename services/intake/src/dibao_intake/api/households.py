@@ -242,6 +242,7 @@ def change_command(
                 body.person_id,
                 body.effective_on,
                 NewMemberDetails(
+                    name=body.name,
                     disability_grade=body.disability_grade,
                     seriously_ill=body.seriously_ill,
                     employment_status=body.employment_status,

@@ -410,15 +410,22 @@ class BankAccountChangeIn(_ChangeIn):
 class MemberChangeIn(_ChangeIn):
     """A member's own details changed (a disability certificate issued or its grade
     changed, an illness diagnosed or cured, a job found or lost, school finished, counted
-    or no longer): only the details given change (null is as not given), and at least one
-    must. A member counted again has no exclusion reason nor note left; a note goes with
-    its reason."""
+    or no longer), or their name was recorded wrongly: only the details given change
+    (null is as not given), and at least one must. A member counted again has no
+    exclusion reason nor note left; a note goes with its reason."""
 
     kind: Literal["member_change"]
     person_id: uuid.UUID
     effective_on: date = Field(
         description="When it changed (the certificate's or diagnosis' date, the first day of"
         " the job...): not in the future, not before the member joined"
+    )
+    name: Name | None = Field(
+        None,
+        description="A correction of the person's recorded name, as on their ID card: the"
+        " person is the ID number, so the name is corrected wherever the person is recorded"
+        " (their former households and the accounts they hold too). A registration, birth,"
+        " move in or marriage giving another name for a known ID number is refused instead",
     )
     disability_grade: DisabilityGrade | None = None
     seriously_ill: StrictBool | None = None

@@ -291,8 +291,11 @@ def check_bank_account_change(
 
 @dataclass(frozen=True, slots=True)
 class MemberDetails:
-    """A member's own details, as recorded: what a member change may change."""
+    """A member's own details, as recorded: what a member change may change. The name is
+    the person's (corrected, not changed: the same person in every household they were
+    in)."""
 
+    name: str
     disability_grade: DisabilityGrade
     seriously_ill: bool
     employment_status: EmploymentStatus
@@ -306,6 +309,7 @@ class MemberDetails:
 class NewMemberDetails:
     """The details a member change gives; None: as recorded."""
 
+    name: str | None = None
     disability_grade: DisabilityGrade | None = None
     seriously_ill: bool | None = None
     employment_status: EmploymentStatus | None = None
@@ -328,6 +332,7 @@ def _details_after(current: MemberDetails, new: NewMemberDetails) -> MemberDetai
         note = new.exclusion_note if new.exclusion_note is not None else kept
     return replace(
         current,
+        name=new.name or current.name,
         disability_grade=new.disability_grade or current.disability_grade,
         seriously_ill=current.seriously_ill if new.seriously_ill is None else new.seriously_ill,
         employment_status=new.employment_status or current.employment_status,

@@ -142,13 +142,22 @@ def _not_deceased(hashes: dict[str, str], history: Sequence[repo.PastMembership]
         )
 
 
+OTHER_NAME = (
+    "is not the name recorded for this ID number: a person is their ID number, so check"
+    " both against the ID card; a recorded name that is wrong is corrected by a"
+    " member_change giving name, while the person is a member"
+)
+
+
 async def _store_persons(
-    session: AsyncSession, runtime: Runtime, members: Sequence[ValidMember]
+    session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
 ) -> list[uuid.UUID]:
-    """The person id of each member, creating persons not seen before."""
+    """The person id of each member (with its pointer), creating persons not seen before.
+    A person known by the ID number under another name is refused (422 at the member's
+    name, which the recorded one is not told): the record is not renamed."""
     at = runtime.clock.now()
     new: list[repo.NewPerson] = []
-    for m in members:
+    for _, m in members:
         person_id = uuid7()
         protected = runtime.pii.protect_id_number(
             m.resident_id.number, table="person", row_id=person_id
@@ -168,8 +177,15 @@ async def _store_persons(
     by_hash = [p.id_hash for p in new]
     # In one order, whatever the request's: two requests naming the same persons in
     # another order would each lock one and wait for the other's (a deadlock, a 500).
-    ids = await repo.upsert_persons(session, sorted(new, key=lambda p: p.id_hash), at)
-    return [ids[h] for h in by_hash]
+    stored = await repo.upsert_persons(session, sorted(new, key=lambda p: p.id_hash), at)
+    renamed = [
+        Violation(f"{pointer}/name", OTHER_NAME)
+        for (pointer, m), h in zip(members, by_hash, strict=True)
+        if stored[h][1] != m.input.name
+    ]
+    if renamed:
+        raise rules_failed(RulesViolatedError(renamed))
+    return [stored[h][0] for h in by_hash]
 
 
 def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.NewMembership:
@@ -263,7 +279,7 @@ async def register_household(
     hashes, history = await _histories(session, runtime, pointers)
     _not_elsewhere(hashes, history)
     _not_deceased(hashes, history)
-    person_ids = await _store_persons(session, runtime, valid.members)
+    person_ids = await _store_persons(session, runtime, pointers)
     household_id = uuid7()
     head_index = next(
         i for i, m in enumerate(valid.members) if m.input.relationship is Relationship.HEAD
@@ -675,7 +691,7 @@ class _ChangeWork:
                 Violation(date_pointer, f"is before the person left their last household ({left})")
             )
         raise_if_any(problems)
-        (person_id,) = await _store_persons(self.session, self.runtime, [member])
+        (person_id,) = await _store_persons(self.session, self.runtime, [(pointer, member)])
         await _insert_memberships(
             self.session,
             self.runtime,
@@ -904,6 +920,7 @@ _ABOUT_ONE_MEMBER = {
 
 def _details_of(m: MemberRecord) -> rules.MemberDetails:
     return rules.MemberDetails(
+        name=m.name,
         disability_grade=m.disability_grade,
         seriously_ill=m.seriously_ill,
         employment_status=m.employment_status,
@@ -939,6 +956,8 @@ async def _change_member(
     assert current is not None
     assert after is not None
     await repo.set_member_details(work.session, current.membership_id, after)
+    if after.name != current.name:
+        await repo.set_person_name(work.session, pid, after.name)
     work.effective_on = change.effective_on
     # Which details changed is for the case roles only (health, disability, employment,
     # exclusion): the limited view shows the person id alone (api/mapping.py).

@@ -174,10 +174,14 @@ async def find_memberships(session: AsyncSession, id_hashes: Sequence[str]) -> l
 
 async def upsert_persons(
     session: AsyncSession, persons: Sequence[NewPerson], at: datetime
-) -> dict[str, uuid.UUID]:
-    """Insert new persons, refresh the name of known ones; id of each person by ID hash.
+) -> dict[str, tuple[uuid.UUID, str]]:
+    """Insert new persons; the id and recorded name of each person by ID hash.
 
-    A person registered before (moved out, a former household) keeps their person id.
+    A person registered before (moved out, a former household) keeps their person id and
+    their name as recorded: a person is the ID number, and another name given for it is
+    the caller's to refuse (a name is corrected only by a member change). The known row
+    is locked all the same (a no-op update), so a concurrent insert of the same number
+    is waited for and its name returned.
     """
     if not persons:
         return {}
@@ -198,9 +202,20 @@ async def upsert_persons(
         ]
     )
     statement = values.on_conflict_do_update(
-        index_elements=[person_t.c.id_hash], set_={"name": values.excluded.name}
-    ).returning(person_t.c.id_hash, person_t.c.id)
-    return {row[0]: row[1] for row in await session.execute(statement)}
+        index_elements=[person_t.c.id_hash], set_={"name": person_t.c.name}
+    ).returning(person_t.c.id_hash, person_t.c.id, person_t.c.name)
+    return {row[0]: (row[1], row[2]) for row in await session.execute(statement)}
+
+
+async def set_person_name(session: AsyncSession, person_id: uuid.UUID, name: str) -> None:
+    """Correct a person's recorded name, and the holder's name on the current accounts
+    they hold as a member (a copy of it)."""
+    await session.execute(sa.update(person_t).where(person_t.c.id == person_id).values(name=name))
+    await session.execute(
+        sa.update(account_t)
+        .where(account_t.c.holder_person_id == person_id, account_t.c.superseded_at.is_(None))
+        .values(holder_name=name)
+    )
 
 
 async def insert_household(
