@@ -778,7 +778,13 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
         "name": "王秀芝",
     }
     corrected = await _change(intake, other, correction)
-    assert corrected["household"]["changes"][-1]["details"]["changed"] == {"name": "王秀芝"}
+    # A change's details hold ids, dates and flags, never a name.
+    assert corrected["household"]["changes"][-1]["details"] == {
+        "person_id": person,
+        "changed": {},
+        "name_corrected": True,
+        "document_ids": [],
+    }
     assert (await name_in(other), await name_in(former)) == ("王秀芝", "王秀芝")
     assert await _refused_change(intake, intake_engine, other, correction) == ["/body/name"]
 

@@ -424,8 +424,9 @@ class MemberChangeIn(_ChangeIn):
         None,
         description="A correction of the person's recorded name, as on their ID card: the"
         " person is the ID number, so the name is corrected wherever the person is recorded"
-        " (their former households and the accounts they hold too). A registration, birth,"
-        " move in or marriage giving another name for a known ID number is refused instead",
+        " (their former households and the accounts they hold too); the change's details"
+        " say name_corrected, not the name. A registration, birth, move in or marriage"
+        " giving another name for a known ID number is refused instead",
     )
     disability_grade: DisabilityGrade | None = None
     seriously_ill: StrictBool | None = None

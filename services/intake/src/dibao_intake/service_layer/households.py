@@ -960,11 +960,13 @@ async def _change_member(
         await repo.set_person_name(work.session, pid, after.name)
     work.effective_on = change.effective_on
     # Which details changed is for the case roles only (health, disability, employment,
-    # exclusion): the limited view shows the person id alone (api/mapping.py).
-    work.details |= {
-        "person_id": str(pid),
-        "changed": rules.changed_details(_details_of(current), after),
-    }
+    # exclusion): the limited view shows the person id alone (api/mapping.py). A change's
+    # details hold no name (models.HouseholdChange): a corrected name is a flag, the name
+    # itself is the person's record.
+    changed = rules.changed_details(_details_of(current), after)
+    work.details |= {"person_id": str(pid), "changed": changed}
+    if changed.pop("name", None) is not None:
+        work.details["name_corrected"] = True
     recorded = await work.member_after(pid)
     update.member_change.member.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
 
