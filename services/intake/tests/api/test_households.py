@@ -1260,6 +1260,39 @@ async def test_a_member_change_that_breaks_a_rule_writes_nothing(
     assert await refused({"person_id": mother, "seriously_ill": False}) == ["/body/person_id"]
 
 
+async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A job lost in January learned of after a disability certificate of February was
+    recorded: dated January, it would become the member's current details over February's.
+    It is refused at effective_on, naming the later change's date; dated on or after it,
+    it is recorded. Another member's changes are no bound, nor is a name correction."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, _mother, _kid = household.person_ids
+    change = {"kind": "member_change", "person_id": wife}
+    await _change(
+        intake, household, change | {"effective_on": "2026-02-10", "disability_grade": "2"}
+    )
+    late = change | {"effective_on": "2026-01-05", "employment_status": "unable_to_work"}
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=late, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/effective_on"
+    assert "2026-02-10" in error["detail"]
+    assert await _refused_change(intake, intake_engine, household, late) == ["/body/effective_on"]
+    await _change(intake, household, change | {"effective_on": "2026-01-05", "name": "王秀芝"})
+    await _change(
+        intake,
+        household,
+        change | {"person_id": head, "effective_on": "2026-01-05", "seriously_ill": True},
+    )
+    recorded = await _change(intake, household, late | {"effective_on": "2026-02-10"})
+    [member] = [m for m in recorded["household"]["members"] if m["person_id"] == wife]
+    assert (member["disability_grade"], member["employment_status"]) == ("2", "unable_to_work")
+
+
 async def test_the_limited_view_shows_whose_details_changed_not_what(
     intake: IntakeClient,
 ) -> None:

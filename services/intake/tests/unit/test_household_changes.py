@@ -378,6 +378,31 @@ def test_a_member_change_is_of_an_active_member_on_a_day_they_were_one() -> None
     assert member_change(grade, person_id=TEEN, on=date(2026, 6, 1), state=WITH_TEEN)[1] == []
 
 
+def test_a_member_change_is_not_dated_before_the_members_later_recorded_one() -> None:
+    """The record holds the details as of the latest change: one dated before it would
+    pass for the current details while the later one holds. The same day is a change
+    after it; a name correction is dated by nothing."""
+    grade = NewMemberDetails(disability_grade=DisabilityGrade.GRADE_1)
+    later = date(2026, 11, 10)
+    after, found = check_member_change(
+        STATE, SPOUSE, RECORDED, grade, ON, today=TODAY, latest_on=later
+    )
+    assert (after, pointers(found)) == (None, {"/effective_on"})
+    assert "2026-11-10" in found[0].detail
+    for on in (later, date(2026, 11, 20)):
+        assert (
+            check_member_change(STATE, SPOUSE, RECORDED, grade, on, today=TODAY, latest_on=later)[1]
+            == []
+        )
+    name = NewMemberDetails(name="王秀芝")
+    after, found = check_member_change(
+        STATE, SPOUSE, RECORDED, name, ON, today=TODAY, latest_on=later
+    )
+    assert found == []
+    assert after is not None
+    assert changed_details(RECORDED, after) == {"name": "王秀芝"}
+
+
 def test_a_member_change_must_change_something() -> None:
     same = NewMemberDetails(disability_grade=DisabilityGrade.NONE, counted=True)
     after, found = member_change(same)

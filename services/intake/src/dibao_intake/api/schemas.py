@@ -418,7 +418,9 @@ class MemberChangeIn(_ChangeIn):
     person_id: uuid.UUID
     effective_on: date = Field(
         description="When it changed (the certificate's or diagnosis' date, the first day of"
-        " the job...): not in the future, not before the member joined"
+        " the job...): not in the future, not before the member joined, not before the"
+        " member's latest recorded change of details (ADR 0016; a name correction alone is"
+        " bound by none)"
     )
     name: Name | None = Field(
         None,

@@ -365,13 +365,19 @@ def check_member_change(
     effective_on: date,
     *,
     today: date,
+    latest_on: date | None = None,
 ) -> tuple[MemberDetails | None, list[Violation]]:
     """A member's own details changed on ``effective_on`` (a disability certificate, an
     illness, a job, school, counted or not): the details after the change, or the
     violations. ``current`` is the member's as recorded (None for one not active here).
     The member's rules at registration hold for the details after it (employment by age
     on the day, a reason for a member not counted and none for one counted); a change
-    that changes nothing is refused."""
+    that changes nothing is refused.
+
+    ``latest_on`` is when the member's latest recorded change of details took effect: the
+    record holds the member's details as of then, so a change of details dated before it
+    is refused (it would pass for the current details while a later one holds). A name
+    correction alone is dated by nothing and bound by nothing."""
     found = _not_after_today(effective_on, today, "/effective_on")
     member = state.member(person_id)
     if member is None or current is None:
@@ -380,6 +386,17 @@ def check_member_change(
         found.append(Violation("/effective_on", "is before the member's birth date"))
     else:
         found += _not_before_joining(state, person_id, effective_on, "/effective_on")
+    details_given = any(
+        getattr(new, f.name) is not None for f in fields(NewMemberDetails) if f.name != "name"
+    )
+    if details_given and latest_on is not None and effective_on < latest_on:
+        found.append(
+            Violation(
+                "/effective_on",
+                f"is before the member's change of details recorded as of {latest_on}:"
+                " a member's details are recorded in the order they changed",
+            )
+        )
     after = _details_after(current, new)
     if new.employment_status is not None:
         found += employment_violations(new.employment_status, member.birth_date, effective_on, "")

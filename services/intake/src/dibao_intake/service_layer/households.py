@@ -943,6 +943,7 @@ async def _change_member(
         change.new,
         change.effective_on,
         today=work.today,
+        latest_on=await repo.latest_details_change_on(work.session, work.household_id, pid),
     )
     raise_if_any(
         problems

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,7 @@ from dibao_intake.adapters.repositories.lists import newest_first
 from dibao_intake.domain.changes import MemberDetails
 from dibao_intake.domain.codes import (
     AreaType,
+    ChangeKind,
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
@@ -533,6 +535,22 @@ async def set_member_details(
             exclusion_note=details.exclusion_note,
         )
     )
+
+
+async def latest_details_change_on(
+    session: AsyncSession, household_id: uuid.UUID, person_id: uuid.UUID
+) -> date | None:
+    """When the latest member change of ``person_id``'s details in the household took
+    effect (a name correction alone changes no detail and is left out)."""
+    latest: date | None = await session.scalar(
+        sa.select(sa.func.max(change_t.c.effective_on)).where(
+            change_t.c.household_id == household_id,
+            change_t.c.kind == ChangeKind.MEMBER_CHANGE.value,
+            change_t.c.details["person_id"].astext == str(person_id),
+            change_t.c.details["changed"] != sa.literal({}, pg.JSONB),
+        )
+    )
+    return latest
 
 
 async def touch_household(
