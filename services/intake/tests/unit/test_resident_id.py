@@ -82,3 +82,23 @@ def test_the_repr_never_shows_the_number() -> None:
 def test_age_counts_full_years() -> None:
     assert age_on(date(2008, 11, 29), TODAY) == 17
     assert age_on(date(2008, 11, 28), TODAY) == 18
+
+
+def test_every_spelling_the_keyed_hash_equates_parses_to_one_number() -> None:
+    """Spaces around or between the groups, full-width characters (an input method's) and
+    a lower-case check digit x are the number the hash takes them for: parsed to its one
+    spelling, which is what is stored, masked and hashed."""
+    number = next(
+        n
+        for n in (compose_resident_id("620102", date(1980, 1, 1), s) for s in range(1000))
+        if n.endswith("X")
+    )
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in number.lower())
+    for spelling in (
+        f" {number.lower()} ",
+        f"\t{number}\n",
+        f"\u3000{number}",
+        f"{number[:6]} {number[6:14]} {number[14:]}",
+        full_width,
+    ):
+        assert parse_resident_id(spelling, today=TODAY).number == number, repr(spelling)

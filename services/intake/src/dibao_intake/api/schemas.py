@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number
+from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number, normalise_id_number
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
@@ -49,14 +49,6 @@ RegionCode = Annotated[
         examples=["620102001001"],
     ),
 ]
-IdNumber = Annotated[
-    str,
-    Field(
-        pattern=r"^[0-9]{17}[0-9Xx]$",
-        description="18-character resident ID number (GB 11643); the check digit is verified",
-        examples=["620102197003151230"],
-    ),
-]
 
 
 def json_integer(value: Any) -> Any:
@@ -77,6 +69,26 @@ r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex e
 ``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
 NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 """Text that must not be empty once stripped: something besides whitespace, and no NUL."""
+
+
+def id_number_spelling(value: str) -> str:
+    """A resident ID number in its one spelling (``normalise_id_number``: no white space,
+    upper-case X), once checked as sent: a number typed with spaces around it or a
+    lower-case ``x`` is the same person's, and is stored, masked and hashed as one number
+    wherever it is taken (a registration, a member, a staff relative, a lookup)."""
+    return normalise_id_number(value)
+
+
+IdNumber = Annotated[
+    str,
+    Field(
+        pattern=rf"^[{_SPACE}]*[0-9]{{17}}[0-9Xx][{_SPACE}]*$",
+        description="18-character resident ID number (GB 11643); the check digit is verified."
+        " White space around it is removed and a lower-case x upper-cased: the same number",
+        examples=["620102197003151230"],
+    ),
+    AfterValidator(id_number_spelling),
+]
 
 
 def no_id_number(text: str) -> str:

@@ -15,6 +15,7 @@ from stdnum.exceptions import (
     ValidationError,
 )
 
+from dibao_common.crypto import normalise_id_number
 from dibao_intake.domain.codes import Sex
 
 OLDEST_AGE_YEARS = 130
@@ -45,9 +46,13 @@ class ResidentId:
 
 
 def parse_resident_id(raw: str, *, today: date) -> ResidentId:
-    """Validate ``raw`` (check digit, birth date, place) and derive birth date and sex."""
+    """Validate ``raw`` (check digit, birth date, place) and derive birth date and sex.
+
+    ``raw`` is taken in any spelling the keyed hash takes as the same number
+    (``normalise_id_number``: white space, full-width characters, a lower-case ``x``);
+    ``number`` is its one spelling, what is stored, masked and hashed."""
     try:
-        number = _validate(raw)
+        number = _validate(normalise_id_number(raw))
     except InvalidLength:
         raise InvalidResidentIdError("a resident ID number has 18 characters") from None
     except InvalidFormat:

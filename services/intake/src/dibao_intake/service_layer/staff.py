@@ -77,24 +77,27 @@ async def add_staff(
     if command.id_number is not None:
         numbers.append(("/id_number", command.id_number))
     numbers += [(f"/relatives/{i}/id_number", r.id_number) for i, r in enumerate(command.relatives)]
+    # Each number in its one spelling (resident_id.parse_resident_id): stored, masked and
+    # hashed as the household's members' are, so a relative is found whatever was typed.
+    spelled: dict[str, str] = {}
     for pointer, number in numbers:
         try:
-            parse_resident_id(number, today=today)
+            spelled[pointer] = parse_resident_id(number, today=today).number
         except InvalidResidentIdError as exc:
             problems.append(Violation(pointer, exc.reason))
     if problems:
         raise rules_failed(RulesViolatedError(problems))
     staff_id = uuid7()
     own = (
-        runtime.pii.protect_id_number(command.id_number, table="staff_member", row_id=staff_id)
-        if command.id_number
+        runtime.pii.protect_id_number(spelled["/id_number"], table="staff_member", row_id=staff_id)
+        if command.id_number is not None
         else None
     )
     relatives = []
-    for r in command.relatives:
+    for i, r in enumerate(command.relatives):
         relative_id = uuid7()
         protected = runtime.pii.protect_id_number(
-            r.id_number, table="staff_relative", row_id=relative_id
+            spelled[f"/relatives/{i}/id_number"], table="staff_relative", row_id=relative_id
         )
         relatives.append(
             repo.NewRelative(
