@@ -1131,6 +1131,8 @@ async def test_a_disability_grade_change_is_recorded_published_and_in_the_timeli
     assert update.WhichOneof("change") == "member_change"
     member = update.member_change.member
     assert member.person.person_id == wife
+    effective_on = update.member_change.effective_on
+    assert (effective_on.year, effective_on.month, effective_on.day) == (2026, 2, 10)
     assert member.disability_grade == enums.DISABILITY_GRADE_2
     assert (update.household.version, update.household.dissolved) == (2, False)
     [in_snapshot] = [m for m in update.household.members if m.person.person_id == wife]
@@ -1146,7 +1148,7 @@ async def test_a_disability_grade_change_is_recorded_published_and_in_the_timeli
     ] == [
         (
             "Household updated: member change",
-            {"change": "member_change", "person_id": wife},
+            {"change": "member_change", "person_id": wife, "effective_on": "2026-02-10"},
         )
     ]
 

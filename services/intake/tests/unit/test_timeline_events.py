@@ -453,6 +453,12 @@ def test_a_member_change_reads_as_whose_details_changed_and_no_more() -> None:
         "Household updated: member change",
         {"change": "member_change", "person_id": person},
     )
+    # The day it took effect is a date, as a death's is.
+    changed.member_change.effective_on.CopyFrom(common.LocalDate(year=2026, month=2, day=10))
+    assert _describe(changed) == (
+        "Household updated: member change",
+        {"change": "member_change", "effective_on": "2026-02-10", "person_id": person},
+    )
 
 
 def test_a_household_change_enters_each_open_application_s_timeline() -> None:

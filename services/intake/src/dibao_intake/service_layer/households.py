@@ -970,6 +970,7 @@ async def _change_member(
         work.details["name_corrected"] = True
     recorded = await work.member_after(pid)
     update.member_change.member.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
+    update.member_change.effective_on.CopyFrom(contracts.local_date(change.effective_on))
 
 
 async def _change_account(

@@ -275,23 +275,33 @@ class HouseholdUpdated(_message.Message):
 
     @_typing.final
     class MemberChange(_message.Message):
-        """A member's recorded details changed (disability, illness, employment, student, counted)."""
+        """A member's recorded details changed (disability, illness, employment, student, counted),
+        or their recorded name was corrected.
+        """
 
         DESCRIPTOR: _descriptor.Descriptor
 
         MEMBER_FIELD_NUMBER: _builtins.int
+        EFFECTIVE_ON_FIELD_NUMBER: _builtins.int
         @_builtins.property
         def member(self) -> _types_pb2_1.Member:
             """The member as now recorded."""
+
+        @_builtins.property
+        def effective_on(self) -> _types_pb2.LocalDate:
+            """When the change took effect (a certificate's or diagnosis' date, a job's first day);
+            not before the member's previous change of details. Unset in events before 1 Dec 2026.
+            """
 
         def __init__(
             self,
             *,
             member: _types_pb2_1.Member | None = ...,
+            effective_on: _types_pb2.LocalDate | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["effective_on", b"effective_on", "member", b"member"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["effective_on", b"effective_on", "member", b"member"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
