@@ -1082,6 +1082,70 @@ async def test_a_change_enters_the_timeline_of_each_open_application(
     assert await timeline(open_one, Role.PUBLICITY_OFFICER) == [("Household updated", None)]
 
 
+async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting or 0) > 0
+
+
+_ENDING = {
+    "withdrawn": [
+        "SELECT id FROM application WHERE id = :id FOR UPDATE",
+        "UPDATE application SET status = 'withdrawn', withdrawn_at = now(),"
+        " withdrawal_reason = '撤回' WHERE id = :id",
+    ],
+    "decided": ["UPDATE application SET decided_at = now() WHERE id = :id"],
+}
+"""What a withdrawal (withdraw_application) and a decision (the timeline consumer's
+mark_decided) do to the application row."""
+
+
+@pytest.mark.parametrize("ending", list(_ENDING))
+async def test_an_application_withdrawn_or_decided_during_a_change_gets_no_entry(
+    intake: IntakeClient, intake_engine: AsyncEngine, ending: str
+) -> None:
+    """A change reads the household's open applications while one is being withdrawn or
+    decided: the read waits for that to commit and then leaves the application out, so
+    the change does not enter the timeline of an application closed before it was
+    recorded."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    mother = household.person_ids[2]
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    application = submitted.json()["id"]
+    death = {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
+    async with intake_engine.connect() as conn:
+        for statement in _ENDING[ending]:
+            await conn.execute(text(statement), {"id": application})
+        change = asyncio.create_task(
+            intake.http.post(
+                f"/households/{household.id}/changes", json=death, headers=intake.headers()
+            )
+        )
+        for _ in range(200):
+            if change.done() or await _waiting_on_a_lock(intake_engine):
+                break
+            await asyncio.sleep(0.02)
+        assert not change.done(), change.result().text
+        await conn.commit()
+    response = await change
+    assert response.status_code == 201, response.text
+    async with intake_engine.connect() as conn:
+        entries = await conn.scalar(
+            text(
+                "SELECT count(*) FROM timeline_entry WHERE application_id = :id"
+                " AND ce_type = 'dibao.intake.HouseholdUpdated.v1'"
+            ),
+            {"id": application},
+        )
+    assert entries == 0
+
+
 # --- a member's own details ----------------------------------------------------------------
 
 

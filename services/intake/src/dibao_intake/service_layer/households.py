@@ -801,7 +801,9 @@ async def record_change(
         update.note = command.note
     # The change enters the timelines of the household's undecided applications: the
     # household locked FOR UPDATE, a submission racing it fails (migration 0007) or
-    # committed before and is found here.
+    # committed before and is found here; the applications are locked FOR SHARE, so one
+    # withdrawn or decided meanwhile is not (nor is one withdrawn after the read, before
+    # this commits: the withdrawal waits).
     open_applications = await application_repo.open_application_ids(session, household_id)
     await publish(
         session,

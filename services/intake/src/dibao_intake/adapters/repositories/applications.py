@@ -141,7 +141,10 @@ async def load_document_ids(session: AsyncSession, application_id: uuid.UUID) ->
 
 async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -> list[uuid.UUID]:
     """The household's applications not yet decided (submitted, neither withdrawn nor
-    decided by assessment), oldest first."""
+    decided by assessment), oldest first, locked FOR SHARE to the end of the transaction:
+    a withdrawal (FOR UPDATE) or a decision (its UPDATE) in progress is waited for, and
+    the row read again once it commits (no longer open, it is not returned); one that
+    starts after waits for this transaction, whose entries then precede it."""
     rows = await session.execute(
         sa.select(application_t.c.id)
         .where(
@@ -150,6 +153,7 @@ async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -
             application_t.c.decided_at.is_(None),
         )
         .order_by(application_t.c.id)
+        .with_for_update(read=True)
     )
     return list(rows.scalars())
 
