@@ -22,7 +22,7 @@ from dibao_audit import service
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import parse_header_block
-from dibao_audit.models import Checkpoint, LogEntry
+from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
@@ -114,7 +114,17 @@ class EntryOut(BaseModel):
     region: str | None
     actor: str | None
     leaf_hash: str
-    appended_at: datetime
+    appended_at: datetime = Field(
+        description="When the log appended the entry, as the database recorded it: not "
+        "hashed; the verifier bounds it by the signed times of the checkpoints around it."
+    )
+    contradicted: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Stored query columns that the entry's record contradicts (column: the "
+        "stored value). The columns above are made from the record the leaf hashes; the "
+        "stored ones are not hashed, so any difference means the log was edited behind "
+        "its back (the verifier reports it). Empty for an intact entry.",
+    )
 
 
 class EntryPage(BaseModel):
@@ -166,6 +176,10 @@ class TimelineItem(BaseModel):
     application_id: str | None
     case_id: str | None
     decoded: dict[str, Any] | None
+    contradicted: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Stored query columns the entry's record contradicts (see EntryOut).",
+    )
 
 
 class TimelineOut(BaseModel):
@@ -216,22 +230,32 @@ def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
     )
 
 
-def _entry_out(e: LogEntry, leaf: bytes) -> EntryOut:
+def _contradicted(s: service.Served) -> dict[str, str | None]:
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in s.contradicted.items()
+    }
+
+
+def _entry_out(s: service.Served) -> EntryOut:
+    """The entry with the query columns its record gives (stored ones it contradicts said)."""
+    e, c = s.entry, s.columns
     return EntryOut(
         index=e.leaf_index,
-        ce_id=str(e.ce_id),
-        ce_type=e.ce_type,
-        ce_time=e.ce_time,
+        ce_id=c.ce_id,
+        ce_type=c.ce_type,
+        ce_time=c.ce_time,
         topic=e.topic,
         partition=e.partition,
         offset=e.offset,
-        household_id=e.household_id,
-        application_id=e.application_id,
-        case_id=e.case_id,
-        region=e.region,
-        actor=e.actor,
-        leaf_hash=leaf.hex(),
+        household_id=c.household_id,
+        application_id=c.application_id,
+        case_id=c.case_id,
+        region=c.region,
+        actor=c.actor,
+        leaf_hash=s.leaf.hex(),
         appended_at=e.appended_at,
+        contradicted=_contradicted(s),
     )
 
 
@@ -486,11 +510,13 @@ async def list_entries(
         time_to=_time(time_to, "time_to"),
         whole_log=runtime.whole_log,
     )
-    found = await service.find_visible(session, flt, after=_after(cursor), limit=limit + 1)
+    found = await service.find_visible(
+        session, flt, runtime.registry, after=_after(cursor), limit=limit + 1
+    )
     page = found[:limit]
     return EntryPage(
-        items=[_entry_out(e, leaf) for e, leaf in page],
-        next_cursor=_cursor(page[-1][0].leaf_index) if len(found) > limit else None,
+        items=[_entry_out(s) for s in page],
+        next_cursor=_cursor(page[-1].index) if len(found) > limit else None,
     )
 
 
@@ -512,11 +538,10 @@ async def entry_with_proof(
     tree_size: TreeSize = None,
 ) -> EntryWithProofOut:
     found = await repo.entry_at(session, index)
-    if found is None or not await service.visible(
-        session, found[0], principal.regions, runtime.whole_log
-    ):
+    checked = None if found is None else service.served(*found, runtime.registry)
+    if checked is None or not service.visible(checked, principal.regions, runtime.whole_log):
         raise NotFound("No such entry", type_slug="entry-not-found")
-    entry, leaf = found
+    entry, leaf, columns = checked.entry, checked.leaf, checked.columns
     cp = await _covering(session, tree_size)
     if index >= cp.tree_size:
         raise NotFound(
@@ -524,15 +549,15 @@ async def entry_with_proof(
         )
     path = await service.inclusion_proof(session, index, cp.tree_size)
     unmasked = _sees_personal_data(principal, runtime)
-    view = (await service.decoded_views(session, [entry], runtime.registry))[entry.leaf_index]
+    view = service.view_of(entry, runtime.registry)
     decoded = view if unmasked else service.mask_personal(view)
-    if entry.household_id:
+    if columns.household_id:
         await record_access(
             session,
             runtime,
             principal,
-            household_id=entry.household_id,
-            region=entry.region or "",
+            household_id=columns.household_id,
+            region=columns.region or "",
             record_type=access_pb2.RECORD_TYPE_OTHER,
             record_id=f"audit-entry/{index}",
             # The payload and headers are the event as logged, whatever the mask.
@@ -542,7 +567,7 @@ async def entry_with_proof(
             operation="GET /audit/entries/{index}",
         )
     return EntryWithProofOut(
-        entry=_entry_out(entry, leaf),
+        entry=_entry_out(checked),
         decoded=decoded,
         masked=not unmasked,
         headers=[
@@ -600,13 +625,23 @@ async def household_timeline(
     after = _after(cursor)
     async with runtime.sessions() as session, session.begin():
         # Scoped query first; the unscoped one only tells a refused read from a missing one.
+        # Each entry found is kept only when its record's region is the caller's.
         flt = EntryFilter(region_prefixes=principal.regions, household_id=household_id)
         found = await repo.find_entries(session, flt, after=after, limit=limit + 1)
-        region = found[0][0].region if found else None
-        if not found:
+        page = [
+            s
+            for s in (service.served(e, leaf, runtime.registry) for e, leaf in found[:limit])
+            if service.in_regions(s.columns.region, principal.regions)
+        ]
+        region = page[0].columns.region if page else None
+        if not page:
             anywhere = EntryFilter(region_prefixes=("",), household_id=household_id)
             other = await repo.find_entries(session, anywhere, after=None, limit=1)
-            region = other[0][0].region if other else None
+            region = (
+                service.served(*other[0], runtime.registry).columns.region or other[0][0].region
+                if other
+                else None
+            )
         if region is not None:
             await record_access(
                 session,
@@ -618,31 +653,30 @@ async def household_timeline(
                 record_id=household_id,
                 fields=["timeline"] + (["personal_data"] if unmasked else []),
                 action=access_pb2.ACCESS_ACTION_VIEW,
-                granted=bool(found),
+                granted=bool(page),
                 operation="GET /audit/households/{household_id}/timeline",
             )
-    if not found:
+    if not page:
         raise NotFound("No such household in the log", type_slug="household-not-found")
-    page = found[:limit]
-    async with runtime.sessions() as session, session.begin():
-        views = await service.decoded_views(session, [e for e, _ in page], runtime.registry)
+    views = service.decoded_views([s.entry for s in page], runtime.registry)
     mask: Callable[[Any], Any] = (lambda v: v) if unmasked else service.mask_personal
     return TimelineOut(
         household_id=household_id,
         masked=not unmasked,
         items=[
             TimelineItem(
-                index=e.leaf_index,
-                ce_type=e.ce_type,
-                ce_time=e.ce_time,
-                actor=e.actor,
-                application_id=e.application_id,
-                case_id=e.case_id,
-                decoded=mask(views[e.leaf_index]),
+                index=s.index,
+                ce_type=s.columns.ce_type,
+                ce_time=s.columns.ce_time,
+                actor=s.columns.actor,
+                application_id=s.columns.application_id,
+                case_id=s.columns.case_id,
+                decoded=mask(views[s.index]),
+                contradicted=_contradicted(s),
             )
-            for e, _ in page
+            for s in page
         ],
-        next_cursor=_cursor(page[-1][0].leaf_index) if len(found) > limit else None,
+        next_cursor=_cursor(found[limit - 1][0].leaf_index) if len(found) > limit else None,
     )
 
 

@@ -14,7 +14,6 @@ appender.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,14 @@ from dibao_audit.merkle import (
     verify_consistency,
 )
 from dibao_audit.models import Checkpoint
-from dibao_audit.projection import EntryRow, KeyReader, project_parts, project_records
+from dibao_audit.projection import (
+    Content,
+    EntryRow,
+    KeyReader,
+    project_parts,
+    project_records,
+    reused_id,
+)
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.messaging.outbox import enqueue
 
@@ -48,7 +54,6 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_TYPE = ce_type_of(audit_pb2.CheckpointPublished)
 REUSED_ID_RULE = "event_id_reused"
-_REUSED_NS = uuid.UUID("0b6a4b0e-2f8c-4d53-9d0e-5c1f7a3e6b21")
 Now = Callable[[], datetime]
 
 
@@ -67,24 +72,8 @@ class AppendResult:
     ``appended`` too)."""
 
 
-Content = tuple[str, bytes | None, bytes, bytes]
-"""What makes two records the same event sent twice: topic, key, headers and payload (not
-the position: a relay that sends an event again gives it a new offset)."""
-
-
 def _content(row: EntryRow) -> Content:
     return (row.topic, row.key, row.header_block, row.payload)
-
-
-def reused_id(ce_id: str, content: Content) -> str:
-    """The log's id for a record that carries the ``ce_id`` of another entry but other
-    content: derived from both, so the same record delivered again is still appended once."""
-    topic, key, headers, payload = content
-    digest = hashlib.sha256()
-    for part in (topic.encode(), b"\x00" if key is None else b"\x01" + key, headers, payload):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return str(uuid.uuid5(_REUSED_NS, f"{ce_id}/{digest.hexdigest()}"))
 
 
 class LogAppender:

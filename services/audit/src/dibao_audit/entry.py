@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 ENTRY_DOMAIN = b"dibao.audit.entry.v1"
@@ -46,7 +46,11 @@ def header_block(headers: Iterable[tuple[str, bytes]]) -> bytes:
     byte order is code point order, so sorting the names as text sorts their bytes) and
     the encoded name fields of the few header names in use are cached.
     """
-    pairs = sorted(headers)
+    return sorted_header_block(sorted(headers))
+
+
+def sorted_header_block(pairs: Sequence[tuple[str, bytes]]) -> bytes:
+    """:func:`header_block` of pairs already in its order (sorted)."""
     parts = [_PACK_U32(len(pairs))]
     names = _NAME_FIELDS
     for name, value in pairs:

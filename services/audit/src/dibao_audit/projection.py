@@ -14,16 +14,23 @@ the header block is built from cached name prefixes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
 
-from dibao_audit.entry import RecordedEvent, canonical_from_parts, header_block
+from dibao_audit.entry import (
+    MalformedEntryError,
+    RecordedEvent,
+    canonical_from_parts,
+    parse_header_block,
+    sorted_header_block,
+)
 from dibao_audit.merkle import leaf_hash
 from dibao_common.clock import has_utc_instant
 from dibao_common.messaging.envelope import (
@@ -192,22 +199,54 @@ def key_reader(registry: EventRegistry) -> KeyReader:
     return found[1]
 
 
-def project_parts(
+class Columns(NamedTuple):
+    """An entry's query columns, as made from what its leaf hashes (``columns_of``)."""
+
+    ce_id: str
+    ce_type: str
+    ce_time: datetime | None
+    household_id: str | None
+    application_id: str | None
+    case_id: str | None
+    region: str | None
+    actor: str | None
+
+
+QUERY_COLUMNS: tuple[str, ...] = Columns._fields
+"""The ``log_entry`` columns queries filter on, every one made from the headers and payload."""
+
+
+def columns_of(
     topic: str,
     partition: int,
     offset: int,
-    key: bytes | None,
-    headers: Iterable[tuple[str, bytes]] | None,
+    headers: Sequence[tuple[str, bytes]],
     payload: bytes,
     reader: KeyReader,
-) -> EntryRow:
-    """The row of one record given as its parts (never raises for a malformed record).
+) -> Columns:
+    """The query columns of a record (never raises for a malformed record).
 
     Reads the CloudEvents headers itself rather than through the kit's envelope parser:
-    the log keeps and indexes what it can of a record the parser would refuse.
+    the log keeps and indexes what it can of a record the parser would refuse. They are a
+    function of the hashed record alone (topic, position, headers, payload), so anyone
+    holding the record can make them again (``contradictions``): ``headers`` are in the
+    leaf's order (``header_block``: sorted by name, then value), and of a header repeated
+    the last in that order is read, where the kit's parser reads the last on the wire (an
+    order the leaf does not keep; dibao's relays never repeat one).
     """
-    headers = tuple(headers) if headers else ()
-    found = dict(headers)  # the last one wins, as in the kit's parser
+    return Columns._make(_columns(topic, partition, offset, headers, payload, reader))
+
+
+def _columns(
+    topic: str,
+    partition: int,
+    offset: int,
+    headers: Sequence[tuple[str, bytes]],
+    payload: bytes,
+    reader: KeyReader,
+) -> tuple[Any, ...]:
+    """:func:`columns_of` as a plain tuple (the append's hot path)."""
+    found = dict(headers)
     ce_type = _storable(_text(found.get(H_TYPE))) or UNKNOWN_TYPE
     ce_id = _text(found.get(H_ID)) or ""
     if not _CANONICAL_UUID(ce_id):
@@ -219,7 +258,33 @@ def project_parts(
     household, application, case, region, actor = reader.keys(
         ce_type, _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE, payload
     )
-    block = header_block(headers)
+    return (
+        ce_id,
+        ce_type,
+        ce_time,
+        _storable(household),
+        _storable(application),
+        _storable(case),
+        _storable(region),
+        _storable(_text(found.get(H_ACTOR)) or actor),
+    )
+
+
+def project_parts(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    payload: bytes,
+    reader: KeyReader,
+) -> EntryRow:
+    """The row of one record given as its parts (never raises for a malformed record)."""
+    pairs = sorted(headers) if headers else []
+    ce_id, ce_type, ce_time, household, application, case, region, actor = _columns(
+        topic, partition, offset, pairs, payload, reader
+    )
+    block = sorted_header_block(pairs)
     leaf = leaf_hash(canonical_from_parts(topic, partition, offset, key, block, payload))
     return EntryRow(
         ce_id,
@@ -231,13 +296,66 @@ def project_parts(
         key,
         block,
         payload,
-        _storable(household),
-        _storable(application),
-        _storable(case),
-        _storable(region),
-        _storable(_text(found.get(H_ACTOR)) or actor),
+        household,
+        application,
+        case,
+        region,
+        actor,
         leaf,
     )
+
+
+Content = tuple[str, bytes | None, bytes, bytes]
+"""What makes two records the same event sent twice: topic, key, headers and payload (not
+the position: a relay that sends an event again gives it a new offset)."""
+
+_REUSED_NS = uuid.UUID("0b6a4b0e-2f8c-4d53-9d0e-5c1f7a3e6b21")
+
+
+def reused_id(ce_id: str, content: Content) -> str:
+    """The log's id for a record that carries the ``ce_id`` of another entry but other
+    content: derived from both, so the same record delivered again is still appended once."""
+    topic, key, headers, payload = content
+    digest = hashlib.sha256()
+    for part in (topic.encode(), b"\x00" if key is None else b"\x01" + key, headers, payload):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return str(uuid.uuid5(_REUSED_NS, f"{ce_id}/{digest.hexdigest()}"))
+
+
+def contradictions(
+    stored: Columns,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    block: bytes,
+    payload: bytes,
+    reader: KeyReader,
+) -> tuple[Columns | None, dict[str, tuple[Any, Any]]]:
+    """The stored query columns the hashed record contradicts: ``{column: (stored, made)}``,
+    beside the columns made from the record (None when its header block is malformed,
+    then every column is contradicted).
+
+    A stored ``ce_id`` may also be the ``reused_id`` of the made one (a record that came
+    with another entry's id). Nothing else about the columns is trusted: they are not
+    hashed, so an edit of them (a region that hides an entry from its auditors) shows only
+    here."""
+    try:
+        headers = parse_header_block(block)
+    except MalformedEntryError:
+        return None, {
+            name: (value, None) for name, value in zip(QUERY_COLUMNS, stored, strict=True)
+        }
+    made = columns_of(topic, partition, offset, headers, payload, reader)
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, was, now in zip(QUERY_COLUMNS, stored, made, strict=True):
+        if was == now:
+            continue
+        if name == "ce_id" and was == reused_id(made.ce_id, (topic, key, block, payload)):
+            continue
+        out[name] = (was, now)
+    return made, out
 
 
 def project_records(records: Iterable[Any], reader: KeyReader) -> list[EntryRow]:

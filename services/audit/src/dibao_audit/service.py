@@ -9,8 +9,10 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_audit import repository as repo
@@ -26,10 +28,18 @@ from dibao_audit.merkle import (
     subtree_hashes_needed,
 )
 from dibao_audit.models import Checkpoint, LogEntry
-from dibao_audit.projection import decoded_view
-from dibao_audit.repository import EntryFilter, EntryWithLeaf, StoredRecord, WholeLog
+from dibao_audit.projection import (
+    UNKNOWN_TYPE,
+    Columns,
+    contradictions,
+    decoded_view,
+    key_reader,
+)
+from dibao_audit.repository import EntryFilter, StoredRecord, WholeLog
 from dibao_audit.verifier import ExportHeader
 from dibao_common.messaging.envelope import EventRegistry
+
+log = structlog.get_logger(__name__)
 
 MASK = "***"
 # Personal data inside decoded payloads (events carry masked identities already; these
@@ -102,65 +112,114 @@ def view_of(entry: LogEntry | StoredRecord, registry: EventRegistry) -> dict[str
     return decoded_view(recorded_of(entry), registry)
 
 
-async def decoded_views(
-    session: AsyncSession, entries: Sequence[LogEntry], registry: EventRegistry
+def decoded_views(
+    entries: Sequence[LogEntry], registry: EventRegistry
 ) -> dict[int, dict[str, Any] | None]:
-    """Decoded views: the projector's where made, else made now (the projector may lag)."""
-    found = await repo.views_of(session, [e.leaf_index for e in entries])
-    for e in entries:
-        if e.leaf_index not in found:
-            found[e.leaf_index] = view_of(e, registry)
-    return found
+    """The decoded views of entries as served: made now from the payload their leaf hashes.
+
+    The projector's stored views (``entry_view``) are not served: they are not hashed, and
+    the runtime role, which writes them, could write the next one with any content. The
+    verifier compares them with the payload (``dbcheck``)."""
+    return {e.leaf_index: view_of(e, registry) for e in entries}
 
 
-async def whole_log_indices(
-    session: AsyncSession, entries: Sequence[LogEntry], whole_log: WholeLog
-) -> set[int]:
-    """Which of ``entries`` concern the whole log: the rule admits them and their payload
-    is readable (the projector's view, else decoded now; the same test as the exports')."""
-    candidates = [e for e in entries if whole_log.admits(e.household_id, e.region, e.ce_type)]
-    if not candidates:
-        return set()
-    views = await decoded_views(session, candidates, whole_log.registry)
-    return {i for i, view in views.items() if view is not None}
-
-
-async def visible(
-    session: AsyncSession,
-    entry: LogEntry,
-    prefixes: Collection[str],
-    whole_log: WholeLog | None,
-) -> bool:
-    """Whether a caller of ``prefixes`` may read ``entry``: its region, or the whole log's."""
-    if in_regions(entry.region, prefixes):
-        return True
-    return whole_log is not None and entry.leaf_index in await whole_log_indices(
-        session, [entry], whole_log
+def stored_columns(entry: LogEntry) -> Columns:
+    """The query columns as ``log_entry`` holds them (not hashed)."""
+    return Columns(
+        str(entry.ce_id),
+        entry.ce_type,
+        entry.ce_time,
+        entry.household_id,
+        entry.application_id,
+        entry.case_id,
+        entry.region,
+        entry.actor,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """An entry as the API serves it: its query columns made from the record its leaf
+    hashes (``columns``), and the stored columns that record contradicts (``contradicted``:
+    column -> stored value), which the API says rather than serves."""
+
+    entry: LogEntry
+    leaf: bytes
+    columns: Columns
+    contradicted: dict[str, Any]
+
+    @property
+    def index(self) -> int:
+        return self.entry.leaf_index
+
+
+def served(entry: LogEntry, leaf: bytes, registry: EventRegistry) -> Served:
+    """Check an entry's stored query columns against its record (verify on read)."""
+    made, differ = contradictions(
+        stored_columns(entry),
+        entry.topic,
+        entry.partition,
+        entry.offset,
+        None if entry.record_key is None else bytes(entry.record_key),
+        bytes(entry.header_block),
+        bytes(entry.payload),
+        key_reader(registry),
+    )
+    if made is None:  # a header block that is not one: nothing of it can be read
+        made = Columns(str(entry.ce_id), UNKNOWN_TYPE, None, None, None, None, None, None)
+    elif "ce_id" not in differ:  # the log's id: the record's, or its reused_id
+        made = made._replace(ce_id=str(entry.ce_id))
+    if differ:
+        log.warning(
+            "audit_stored_columns_contradicted",
+            index=entry.leaf_index,
+            columns=sorted(differ),
+        )
+    return Served(entry, leaf, made, {name: was for name, (was, _) in differ.items()})
+
+
+def whole_log_indices(entries: Sequence[Served], whole_log: WholeLog) -> set[int]:
+    """Which of ``entries`` concern the whole log: the rule admits their columns (made from
+    the record) and their payload is readable (the same test as the exports')."""
+    return {
+        s.index
+        for s in entries
+        if whole_log.admits(s.columns.household_id, s.columns.region, s.columns.ce_type)
+        and view_of(s.entry, whole_log.registry) is not None
+    }
+
+
+def visible(s: Served, prefixes: Collection[str], whole_log: WholeLog | None) -> bool:
+    """Whether a caller of ``prefixes`` may read an entry: its region (as its record says),
+    or the whole log's."""
+    if in_regions(s.columns.region, prefixes):
+        return True
+    return whole_log is not None and s.index in whole_log_indices([s], whole_log)
+
+
 async def find_visible(
-    session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
-) -> list[EntryWithLeaf]:
+    session: AsyncSession,
+    flt: EntryFilter,
+    registry: EventRegistry,
+    *,
+    after: int | None,
+    limit: int,
+) -> list[Served]:
     """Up to ``limit`` entries of ``flt`` the caller may read, in log order.
 
-    The query's whole-log candidates are kept only when ``visible`` would show them, and
-    the page is filled past those it drops (rare: a known type the log could not read).
+    The query selects by the stored columns; each entry found is then checked against its
+    record (``served``) and kept only when its record's region is the caller's, or when
+    ``visible`` would show it as the whole log's; the page is filled past those dropped
+    (rare: a known type the log could not read, a stored column contradicted).
     """
-    out: list[EntryWithLeaf] = []
+    out: list[Served] = []
     while True:
         want = limit - len(out)
         found = await repo.find_entries(session, flt, after=after, limit=want)
-        outside = [e for e, _ in found if not in_regions(e.region, flt.region_prefixes)]
-        kept = (
-            await whole_log_indices(session, outside, flt.whole_log)
-            if outside and flt.whole_log is not None
-            else set()
-        )
         out += [
-            (e, leaf)
-            for e, leaf in found
-            if e.leaf_index in kept or in_regions(e.region, flt.region_prefixes)
+            s
+            for s in (served(e, leaf, registry) for e, leaf in found)
+            if visible(s, flt.region_prefixes, flt.whole_log)
         ]
         if len(found) < want or len(out) >= limit:
             return out
@@ -271,30 +330,21 @@ async def export_lines(
             yield text
         return
     async for records in repo.stream_records(session, start, end, chunk=chunk):
-        views = await repo.views_of(session, [e.leaf_index for e in records])
         lines = []
         seen: list[tuple[str | None, str | None]] = []
         for e in records:
-            view = views[e.leaf_index] if e.leaf_index in views else view_of(e, registry)
+            view = view_of(e, registry)
             shown = in_regions(e.region, prefixes) or (
                 whole_log is not None
                 and whole_log.admits(e.household_id, e.region, e.ce_type)
-                and _readable(e, views, whole_log.registry)
+                and (view if registry is whole_log.registry else view_of(e, whole_log.registry))
+                is not None
             )
             if shown:
                 seen.append((e.household_id, e.region))
             lines.append(export_line(e, shown, decoded=view, with_decoded=True))
         await households_shown(_pairs(seen))
         yield ("\n".join(lines) + "\n").encode()
-
-
-def _readable(
-    entry: StoredRecord, views: dict[int, dict[str, Any] | None], registry: EventRegistry
-) -> bool:
-    """As ``decoded_views`` reads it: the projector's view, else decoded now."""
-    if entry.leaf_index in views:
-        return views[entry.leaf_index] is not None
-    return view_of(entry, registry) is not None
 
 
 _LINE = b'{"index": %d, "leaf_hash": "%s", "entry": "%s"}'
@@ -329,7 +379,9 @@ async def _export_entry_lines(
         if not maybe:
             return chunk, set()
         rows = await repo.entries_at(session, maybe)
-        return chunk, await whole_log_indices(session, rows, whole_log)
+        return chunk, whole_log_indices(
+            [served(e, b"", whole_log.registry) for e in rows], whole_log
+        )
 
     ahead: asyncio.Task[tuple[repo.CanonicalRange, set[int]]] | None = None
     try:

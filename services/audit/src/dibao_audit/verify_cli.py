@@ -14,6 +14,16 @@ checkpoints you kept from earlier reads with ``--checkpoint FILE`` (repeatable):
 verify with the key and be consistent with the export's checkpoint (from the export
 itself, or with ``--url`` by a consistency proof the service must give).
 
+What no hash covers is checked too. The query columns (``ce_id``, ``ce_type``, ``ce_time``,
+household, application, case, region, actor) are made again from each entry's record: with
+``--url`` for every entry the export shows, against what ``GET /audit/entries`` serves
+(it must list exactly the entries the export shows, with the columns their records give
+and no stored column contradicted), and the decoded view of every sampled entry; with
+``--database-url`` (an operator's, read-only) every entry's stored columns, decoded view
+and ``appended_at`` in the database, whatever its region (``dibao_audit.dbcheck``): an
+entry whose region was edited is hidden from its region's auditors, so only a check that
+sees every region finds it.
+
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
 export's header, no pinned key for a file, the service refusing or unreachable), with the
@@ -23,20 +33,39 @@ reason on stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import random
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
 from dibao_audit.checkpoint import CheckpointError, VerifierKey
-from dibao_audit.entry import RecordedEvent, canonical_bytes
+from dibao_audit.dbcheck import check_database
+from dibao_audit.entry import (
+    MalformedEntryError,
+    RecordedEvent,
+    canonical_bytes,
+    header_block,
+    parse_canonical,
+)
 from dibao_audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from dibao_audit.projection import (
+    QUERY_COLUMNS,
+    KeyReader,
+    columns_of,
+    decoded_view,
+    key_reader,
+    reused_id,
+)
+from dibao_audit.service import mask_personal
 from dibao_audit.verifier import (
     ExportHeader,
     Report,
@@ -44,6 +73,7 @@ from dibao_audit.verifier import (
     verify_export,
     verify_export_file,
 )
+from dibao_common.messaging.envelope import EventRegistry
 
 
 class CannotRunError(Exception):
@@ -57,6 +87,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--export", type=Path, help="an export file (JSON lines)")
     source.add_argument("--url", help="the audit service, e.g. http://127.0.0.1:8005")
+    source.add_argument(
+        "--database-url",
+        help="the audit database (read-only): check every entry's stored columns, decoded "
+        "view, appended_at and leaf, and every checkpoint (needs --vkey)",
+    )
+    parser.add_argument(
+        "--clock-skew",
+        type=float,
+        default=5.0,
+        help="seconds an appended_at may lie outside its checkpoints' signed times "
+        "(with --database-url)",
+    )
     parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
     parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
     parser.add_argument(
@@ -144,9 +186,14 @@ def _lines(response: httpx.Response, save: IO[str] | None) -> Iterator[str]:
 def served_leaf(body: dict[str, Any]) -> bytes:
     """The leaf of the record ``GET /audit/entries/{index}`` shows (its topic, partition,
     offset, record key, headers and payload), recomputed by the auditor."""
+    return leaf_hash(canonical_bytes(served_record(body)))
+
+
+def served_record(body: dict[str, Any]) -> RecordedEvent:
+    """The record ``GET /audit/entries/{index}`` shows."""
     entry = body["entry"]
     key = body["record_key"]
-    event = RecordedEvent(
+    return RecordedEvent(
         topic=str(entry["topic"]),
         partition=int(entry["partition"]),
         offset=int(entry["offset"]),
@@ -156,12 +203,40 @@ def served_leaf(body: dict[str, Any]) -> bytes:
         ),
         payload=base64.b64decode(body["payload"], validate=True),
     )
-    return leaf_hash(canonical_bytes(event))
 
 
-def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int]) -> None:
+def _served_problems(served: dict[str, Any], event: RecordedEvent, reader: KeyReader) -> list[str]:
+    """What is wrong with the columns the service serves of an entry (``EntryOut``): any
+    stored column it says is contradicted, and any it serves that the record does not give
+    (the log's ``ce_id`` may be the ``reused_id`` of the record's)."""
+    problems = []
+    contradicted = served.get("contradicted") or {}
+    if contradicted:
+        problems.append(
+            f"stored {', '.join(sorted(contradicted))} contradicted by its record "
+            f"(stored {json.dumps(contradicted, ensure_ascii=False)})"
+        )
+    made = columns_of(
+        event.topic, event.partition, event.offset, event.headers, event.payload, reader
+    )
+    content = (event.topic, event.key, header_block(event.headers), event.payload)
+    for name, now in zip(QUERY_COLUMNS, made, strict=True):
+        shown = served.get(name)
+        if name == "ce_time" and isinstance(shown, str):
+            with contextlib.suppress(ValueError):
+                shown = datetime.fromisoformat(shown)
+        if shown == now or (name == "ce_id" and shown == reused_id(made.ce_id, content)):
+            continue
+        problems.append(f"served {name} {shown!r} is not its record's ({now!r})")
+    return problems
+
+
+def _check_inclusion(
+    client: httpx.Client, report: Report, indices: Sequence[int], registry: EventRegistry
+) -> None:
     """Each sampled entry as the service serves it: its proof leads from the export's leaf to
-    the checkpoint, and what it shows (the record) is what that leaf hashes."""
+    the checkpoint, what it shows (the record) is what that leaf hashes, and its columns and
+    decoded view are the ones that record gives."""
     cp = report.checkpoint
     assert cp is not None
     for index in sorted(indices):
@@ -188,6 +263,88 @@ def _check_inclusion(client: httpx.Client, report: Report, indices: Sequence[int
                 f"entry {index}: the service shows a record that is not the entry it proves",
                 index,
             )
+            continue
+        event = served_record(body)
+        for problem in _served_problems(body["entry"], event, key_reader(registry)):
+            report.fail(f"entry {index}: {problem}", index)
+        view = decoded_view(event, registry)
+        if body.get("decoded") != (mask_personal(view) if body.get("masked") else view):
+            report.fail(f"entry {index}: the served decoded view is not its payload's", index)
+
+
+class _Listing:
+    """The entries ``GET /audit/entries`` serves in ``[start, end)``, read page by page beside
+    the export: it must list exactly the entries the export shows, each with the columns
+    its record (the export's canonical bytes) gives and no stored column contradicted."""
+
+    PAGE = 500
+
+    def __init__(self, client: httpx.Client, start: int, end: int, reader: KeyReader) -> None:
+        self._client, self._start, self._end, self._reader = client, start, end, reader
+        self._items = self._pages()
+        self._next: dict[str, Any] | None = None
+        self._done = False
+        self.compared = 0
+        self._problems: list[tuple[str, int]] = []
+
+    def _pages(self) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": self.PAGE}
+        if self._start > 0:
+            params["cursor"] = base64.urlsafe_b64encode(f"i:{self._start - 1}".encode()).decode()
+        while True:
+            response = self._client.get("/audit/entries", params=params)
+            if response.status_code != 200:
+                raise CannotRunError(f"entries refused: {response.status_code} {response.text}")
+            body = response.json()
+            for item in body["items"]:
+                if int(item["index"]) >= self._end:
+                    return
+                yield item
+            if body["next_cursor"] is None:
+                return
+            params["cursor"] = body["next_cursor"]
+
+    def _peek(self) -> dict[str, Any] | None:
+        if self._next is None and not self._done:
+            self._next = next(self._items, None)
+            self._done = self._next is None
+        return self._next
+
+    def _unshown_before(self, index: int) -> None:
+        while (item := self._peek()) is not None and int(item["index"]) < index:
+            self._problems.append(
+                (
+                    f"entry {item['index']} is listed, but the export does not show it",
+                    int(item["index"]),
+                )
+            )
+            self._next = None
+
+    def check(self, entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for obj in entries:
+            yield obj
+            if obj.get("redacted") or "entry" not in obj:
+                continue
+            try:
+                index = int(obj["index"])
+                event = parse_canonical(base64.b64decode(obj["entry"], validate=True))
+            except (ValueError, TypeError, KeyError, OverflowError, MalformedEntryError):
+                continue  # the export's own check names it
+            self._unshown_before(index)
+            item = self._peek()
+            if item is None or int(item["index"]) != index:
+                self._problems.append((f"entry {index} is shown, but not listed", index))
+                continue
+            self._next = None
+            self.compared += 1
+            for problem in _served_problems(item, event, self._reader):
+                self._problems.append((f"entry {index}: {problem}", index))
+
+    def finish(self, report: Report) -> None:
+        """Report what the listing showed wrong (and what it listed past the export)."""
+        self._unshown_before(self._end)
+        for problem, index in self._problems:
+            report.fail(problem, index)
 
 
 def _check_answer(
@@ -229,7 +386,14 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 "whole export of a later checkpoint, or with --url)"
             )
         summary = report.summary()
+    elif args.database_url is not None:
+        if not (args.vkey or args.vkey_file):
+            raise CannotRunError("the database is checked against a pinned key: give --vkey")
+        key, pinned = _key(args, None)
+        report = asyncio.run(check_database(args.database_url, key, skew_s=args.clock_skew))
+        summary = report.summary()
     else:
+        registry = EventRegistry.default()
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
         with httpx.Client(base_url=args.url, headers=headers, timeout=args.timeout) as client:
             key, pinned = _key(args, client)
@@ -260,15 +424,22 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     sample = rng.sample(span, min(args.inclusion_samples, len(span)))
                     if header.end > header.start:
                         sample += [header.start, header.end - 1]
-                    report = verify_export(header, entries, key, keep=set(sample), kept=kept)
+                    listed = _Listing(client, header.start, header.end, key_reader(registry))
+                    report = verify_export(
+                        header, listed.check(entries), key, keep=set(sample), kept=kept
+                    )
             finally:
                 if save is not None:
                     save.close()
             if report.checkpoint is not None:
                 _check_answer(report, header, args, latest)
-                _check_inclusion(client, report, sorted(set(sample)))
+                _check_inclusion(client, report, sorted(set(sample)), registry)
+                listed.finish(report)
                 _check_kept_online(client, report)
-        summary = report.summary() | {"inclusion_proofs_checked": len(set(sample))}
+        summary = report.summary() | {
+            "inclusion_proofs_checked": len(set(sample)),
+            "columns_checked": listed.compared,
+        }
     summary["key"] = key.vkey()
     summary["key_pinned"] = pinned
     out.write(json.dumps(summary, indent=2) + "\n")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -815,3 +816,45 @@ async def test_the_cli_exits_2_when_the_service_refuses_the_export(
     argv = ["--url", served, "--token", clerk, "--vkey", vkey]
     assert await asyncio.to_thread(verify_cli.main, argv) == 2
     assert "export refused: 403" in capsys.readouterr().err
+
+
+async def test_stored_columns_a_record_contradicts_are_said_and_not_trusted(
+    api: Api, served: str
+) -> None:
+    """The query columns are hashed by nothing: an SQL edit moved a Beijing entry into
+    Lanzhou's region (index 2) and put another household on a Lanzhou entry (index 3). The
+    API serves the columns the record gives, says which stored ones it contradicts, and
+    decides visibility by the record's region; the CLI reports both."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE log_entry SET region = $1 WHERE leaf_index = 2", LANZHOU)
+        await conn.execute("UPDATE log_entry SET household_id = 'hh-z' WHERE leaf_index = 3")
+    finally:
+        await conn.close()
+    lanzhou = api.auditor(("6201",))
+    assert (await api.client.get("/audit/entries/2", headers=lanzhou)).status_code == 404
+    listed = (await api.client.get("/audit/entries", headers=lanzhou)).json()["items"]
+    assert 2 not in [item["index"] for item in listed]
+    found = await api.client.get("/audit/entries", params={"household_id": "hh-z"}, headers=lanzhou)
+    (item,) = found.json()["items"]
+    assert (item["index"], item["household_id"]) == (3, "hh-a")
+    assert item["contradicted"] == {"household_id": "hh-z"}
+    one = (await api.client.get("/audit/entries/3", headers=lanzhou)).json()["entry"]
+    assert one["contradicted"] == {"household_id": "hh-z"}
+    assert [item["contradicted"] for item in listed if item["index"] != 3] == [{}] * (
+        len(listed) - 1
+    )
+
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["6201"])
+    out = io.StringIO()
+    args = ["--url", served, "--token", token, "--vkey", vkey]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 1
+    assert report["first_bad_index"] == 2
+    problems = "\n".join(report["problems"])
+    assert "entry 2 is shown, but not listed" in problems  # the export trusts the stored region
+    assert "entry 3: stored household_id contradicted by its record" in problems
+    assert report["columns_checked"] == 16  # Lanzhou's 1 + 15 entries, 2 left out

@@ -1,0 +1,227 @@
+"""The audit log checked in its database: what no hash covers, made again from what does.
+
+An export proves the entries' records (topic, position, key, headers, payload) against a
+signed root, but ``log_entry`` also holds columns that queries filter on (``ce_id``,
+``ce_type``, ``ce_time``, household, application, case, region, actor), the projector's
+decoded views (``entry_view``) and ``appended_at``, and no hash covers them. An SQL edit
+of an entry's region hides it from its region's auditors; the runtime role can write the
+next decoded view with any content; every proof still verifies. So this check reads every
+entry with its stored leaf, view and columns, and reports (``python -m
+dibao_audit.verify_cli --database-url``):
+
+- a record that does not hash to its stored leaf, or an index without one;
+- a query column its record contradicts (``projection.contradictions``);
+- a stored decoded view that is not the one its payload gives;
+- an ``appended_at`` outside the signed times of the checkpoints around the entry (it
+  cannot be made again, only bounded: not before the last checkpoint that does not cover
+  it was signed, not after the first that covers it was, give or take ``skew_s`` and the
+  note's whole seconds);
+- a checkpoint whose signature fails, whose stored root or size is not its note's, or
+  whose root the recomputed leaves do not give (the suspect range is named).
+
+Entries appended after the latest checkpoint are checked like the others but are under
+no signed root yet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
+from dibao_audit.entry import (
+    MalformedEntryError,
+    RecordedEvent,
+    canonical_from_parts,
+    parse_header_block,
+)
+from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
+from dibao_audit.projection import Columns, contradictions, decoded_view, key_reader
+from dibao_audit.verifier import Report, tree_levels
+from dibao_common.messaging.envelope import EventRegistry
+
+_ROWS_SQL = """
+    SELECT e.leaf_index, e.ce_id::text, e.ce_type, e.ce_time, e.topic, e.partition,
+           e."offset", e.record_key, e.header_block, e.payload, e.household_id,
+           e.application_id, e.case_id, e.region, e.actor, e.appended_at, n.hash,
+           v.leaf_index IS NOT NULL, v.decoded::text
+    FROM log_entry e
+    LEFT JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
+    LEFT JOIN entry_view v ON v.leaf_index = e.leaf_index
+    WHERE e.leaf_index >= $1 AND e.leaf_index < $2
+    ORDER BY e.leaf_index
+"""
+
+
+@dataclass(slots=True)
+class DatabaseReport(Report):
+    """A :class:`Report` with what the database check also counted."""
+
+    columns_checked: int = 0
+    views_checked: int = 0
+    appended_at_checked: int = 0
+    log_size: int = 0
+    contradicted: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return Report.summary(self) | {
+            "log_size": self.log_size,
+            "columns_checked": self.columns_checked,
+            "views_checked": self.views_checked,
+            "appended_at_checked": self.appended_at_checked,
+            "contradicted_columns": dict(sorted(self.contradicted.items())),
+        }
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A libpq URL from a SQLAlchemy one (``postgresql+asyncpg://`` -> ``postgresql://``)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+')[0]}{sep}{rest}"
+
+
+class _Bounds:
+    """When an entry may have been appended, from the signed times of the checkpoints."""
+
+    def __init__(self, heads: Iterable[Checkpoint], skew_s: float) -> None:
+        ordered = sorted(heads, key=lambda h: h.tree_size)
+        self._sizes = [h.tree_size for h in ordered]
+        self._times = [h.signed_at for h in ordered]
+        self._skew = timedelta(seconds=skew_s)
+
+    def problem(self, index: int, appended_at: datetime) -> str | None:
+        at = bisect.bisect_right(self._sizes, index)  # the first checkpoint covering it
+        if at > 0 and appended_at < self._times[at - 1] - self._skew:
+            return (
+                f"entry {index}: appended_at {appended_at.isoformat()} is before checkpoint "
+                f"{self._sizes[at - 1]} was signed, which does not cover it"
+            )
+        # The note's time is whole seconds, rounded down.
+        if at < len(self._sizes) and appended_at > self._times[at] + self._skew + timedelta(
+            seconds=1
+        ):
+            return (
+                f"entry {index}: appended_at {appended_at.isoformat()} is after checkpoint "
+                f"{self._sizes[at]} was signed, which covers it"
+            )
+        return None
+
+
+def _check_row(report: DatabaseReport, row: Any, registry: EventRegistry, bounds: _Bounds) -> bytes:
+    """Check one stored entry; its recomputed leaf."""
+    index = int(row[0])
+    topic, partition, offset = row[4], int(row[5]), int(row[6])
+    key = None if row[7] is None else bytes(row[7])
+    block, payload = bytes(row[8]), bytes(row[9])
+    leaf = leaf_hash(canonical_from_parts(topic, partition, offset, key, block, payload))
+    if row[16] is None:
+        report.fail(f"entry {index} has no leaf in merkle_node", index)
+    elif bytes(row[16]) != leaf:
+        report.fail(f"entry {index}: content does not match its leaf hash", index)
+    stored = Columns(row[1], row[2], row[3], row[10], row[11], row[12], row[13], row[14])
+    _, differ = contradictions(
+        stored, topic, partition, offset, key, block, payload, key_reader(registry)
+    )
+    report.columns_checked += 1
+    for name, (was, now) in differ.items():
+        report.contradicted[name] = report.contradicted.get(name, 0) + 1
+        report.fail(f"entry {index}: stored {name} {was!r} is not its record's ({now!r})", index)
+    if row[17]:
+        report.views_checked += 1
+        stored_view = None if row[18] is None else json.loads(row[18])
+        try:
+            event = RecordedEvent(topic, partition, offset, key, parse_header_block(block), payload)
+            made = decoded_view(event, registry)
+        except MalformedEntryError:
+            made = None
+        if stored_view != made:
+            report.fail(f"entry {index}: the stored decoded view is not its payload's", index)
+    problem = bounds.problem(index, row[15])
+    report.appended_at_checked += 1
+    if problem is not None:
+        report.fail(problem, index)
+    return leaf
+
+
+async def check_database(
+    dsn: str,
+    key: VerifierKey,
+    *,
+    registry: EventRegistry | None = None,
+    chunk: int = 5000,
+    skew_s: float = 5.0,
+) -> DatabaseReport:
+    """Check every entry of the log in the database at ``dsn`` (see the module)."""
+    registry = registry if registry is not None else EventRegistry.default()
+    report = DatabaseReport()
+    conn = await asyncpg.connect(asyncpg_dsn(dsn))
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            heads = await _checkpoints(conn, key, report)
+            bounds = _Bounds(heads, skew_s)
+            size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
+            report.log_size = int(size)
+            leaves = bytearray()
+            expected = 0
+            gap = False
+            for lo in range(0, report.log_size, chunk):
+                for row in await conn.fetch(_ROWS_SQL, lo, lo + chunk):
+                    index = int(row[0])
+                    if index != expected and not gap:
+                        report.fail(f"expected entry {expected}, found {index}", expected)
+                        gap = True
+                    expected = index + 1
+                    leaves += _check_row(report, row, registry, bounds)
+    finally:
+        await conn.close()
+    report.checked = report.columns_checked
+    if heads:
+        report.checkpoint = heads[-1]
+    if not gap:
+        _check_roots(report, bytes(leaves), heads)
+    return report
+
+
+async def _checkpoints(
+    conn: asyncpg.Connection, key: VerifierKey, report: DatabaseReport
+) -> list[Checkpoint]:
+    """The stored checkpoints whose notes verify, oldest first; their columns checked."""
+    heads = []
+    for size, root, note in await conn.fetch(
+        "SELECT tree_size, root_hash, signed_note FROM checkpoint ORDER BY tree_size"
+    ):
+        try:
+            head = key.verify(note)
+        except CheckpointError as exc:
+            report.fail(f"checkpoint {size}: {exc}")
+            continue
+        if head.tree_size != size or head.root_hash != bytes(root):
+            report.fail(f"checkpoint {size}: the stored size or root is not its signed note's")
+        heads.append(head)
+    return heads
+
+
+def _check_roots(report: DatabaseReport, leaves: bytes, heads: list[Checkpoint]) -> None:
+    """Each checkpoint's root from the recomputed leaves; the first that differs names the
+    range between it and the last good one."""
+    levels = tree_levels(leaves)
+    last_good = 0
+    for head in heads:
+        if head.tree_size == 0:
+            continue
+        if 32 * head.tree_size > len(leaves):
+            report.fail(f"checkpoint {head.tree_size} is larger than the log")
+            continue
+        root = fold_subtrees(
+            [levels[lv][32 * i : 32 * i + 32] for lv, i in perfect_subtrees(0, head.tree_size)]
+        )
+        if root == head.root_hash:
+            last_good = head.tree_size
+        elif report.suspect_range is None:
+            report.suspect_range = (last_good, head.tree_size)
+            report.fail(f"the entries do not give the root of checkpoint {head.tree_size}")

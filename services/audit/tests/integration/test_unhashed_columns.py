@@ -1,0 +1,114 @@
+"""What no hash covers (query columns, decoded views, appended_at) is checked against what
+does: ``verify_cli --database-url`` makes every column and view again from the record."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import verify_cli
+from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.projector import EntryProjector
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+
+pytestmark = [pytest.mark.postgres]
+
+LANZHOU = "620102001001"
+VKEY = CheckpointSigner(TEST_SEED, TEST_ORIGIN).verifier.vkey()
+
+
+def _withdrawn(i: int) -> RecordedEvent:
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id=f"hh-{i % 3}",
+        region=types_pb2.RegionCode(code=LANZHOU),
+        application_id=f"app-{i}",
+    )
+    return recorded_event(message, offset=i, key=f"hh-{i % 3}", actor="clerk-1")
+
+
+async def _check(db: AuditDb) -> tuple[int, dict[str, Any]]:
+    out = io.StringIO()
+    args = verify_cli._parse_args(["--database-url", db.url, "--vkey", VKEY])
+    code = await asyncio.to_thread(verify_cli.run, args, out)
+    return code, json.loads(out.getvalue())
+
+
+async def _as_superuser(db: AuditDb, *statements: str) -> None:
+    """Edits only a superuser gets past the triggers with (replica mode)."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _append(db: AuditDb, lo: int, hi: int) -> None:
+    """Entries [lo, hi) in batches of 10: checkpoints at 10 and 20."""
+    appender = db.appender(checkpoint_every=10)
+    for at in range(lo, hi, 10):
+        await appender.append([_withdrawn(i) for i in range(at, min(hi, at + 10))])
+
+
+async def test_an_intact_log_passes_the_database_check(audit_db: AuditDb) -> None:
+    await _append(audit_db, 0, 25)
+    assert await EntryProjector(audit_db.sessions).catch_up() == 25
+    code, report = await _check(audit_db)
+    assert code == 0, report
+    assert report["log_size"] == 25
+    assert (report["columns_checked"], report["views_checked"]) == (25, 25)
+    assert report["appended_at_checked"] == 25
+    assert report["tree_size"] == 20
+
+
+async def test_edited_columns_a_false_view_and_a_moved_appended_at_are_reported(
+    audit_db: AuditDb,
+) -> None:
+    """Every proof still verifies after these edits: the columns, views and appended_at are
+    hashed by nothing. The region edit hides entry 4 from its region's auditors; the
+    runtime role itself writes the next view (it may: it is the projector) with other
+    content."""
+    await _append(audit_db, 0, 25)
+    assert await EntryProjector(audit_db.sessions).catch_up() == 25
+    await _append(audit_db, 25, 27)
+    await _as_superuser(
+        audit_db,
+        "UPDATE log_entry SET region = '110101001001' WHERE leaf_index = 4",
+        "UPDATE log_entry SET household_id = 'hh-other', actor = NULL WHERE leaf_index = 7",
+        "UPDATE log_entry SET ce_time = ce_time + interval '1 day' WHERE leaf_index = 9",
+        "UPDATE log_entry SET appended_at = appended_at + interval '1 day' WHERE leaf_index = 12",
+    )
+    conn = await asyncpg.connect(audit_db.runtime_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(
+            "INSERT INTO entry_view (leaf_index, decoded) VALUES "
+            """(25, '{"household_id": "hh-1", "application_id": "app-never"}')"""
+        )
+    finally:
+        await conn.close()
+    code, report = await _check(audit_db)
+    assert code == 1
+    assert report["first_bad_index"] == 4
+    assert report["contradicted_columns"] == {
+        "region": 1,
+        "household_id": 1,
+        "actor": 1,
+        "ce_time": 1,
+    }
+    problems = "\n".join(report["problems"])
+    assert "entry 4: stored region '110101001001' is not its record's ('620102001001')" in problems
+    assert "entry 7: stored household_id 'hh-other'" in problems
+    assert "entry 9: stored ce_time" in problems
+    assert "entry 12: appended_at" in problems
+    assert "checkpoint 20" in problems
+    assert "entry 25: the stored decoded view is not its payload's" in problems
+    assert report["suspect_range"] is None  # the tree itself is intact
