@@ -1146,6 +1146,118 @@ async def test_an_application_withdrawn_or_decided_during_a_change_gets_no_entry
     assert entries == 0
 
 
+# --- the whole household moves ---------------------------------------------------------------
+
+
+async def test_a_household_moving_within_its_township_is_recorded_published_and_in_the_timeline(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The whole household moves to another village of its township: the household's
+    region, area type and address change, HouseholdUpdated says where from (its region
+    is the new one), and the open application's timeline shows the move by division
+    codes. The application stays with its township."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    move = {
+        "kind": "address_change",
+        "moved_on": "2026-02-15",
+        "address": "榆中县夏官营镇红柳沟村二社8号",
+        "region_code": "620123101204",
+    }
+    moved = await _change(intake, household, move)
+    after = moved["household"]
+    assert (after["region_code"], after["area_type"], after["address"], after["version"]) == (
+        "620123101204",
+        "rural",
+        "榆中县夏官营镇红柳沟村二社8号",
+        2,
+    )
+    [change] = after["changes"]
+    assert (change["kind"], change["effective_on"]) == ("address_change", "2026-02-15")
+    assert change["details"] == {
+        "region_code": "620123101204",
+        "previous_region_code": RURAL_VILLAGE,
+        "area_type": "rural",
+        "document_ids": [],
+    }
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=moved["change_id"])
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.WhichOneof("change") == "address_change"
+    assert update.address_change.previous_region.code == RURAL_VILLAGE
+    assert update.address_change.area_type == enums.AREA_TYPE_RURAL
+    assert (update.region.code, update.household.region.code) == ("620123101204",) * 2
+    assert "红柳沟村二社".encode() not in found[0].payload  # the address is not published
+    read = await intake.http.get(
+        f"/applications/{submitted.json()['id']}", headers=intake.headers()
+    )
+    assert [
+        (e["summary"], e["details"])
+        for e in read.json()["timeline"]
+        if e["type"] == "dibao.intake.HouseholdUpdated.v1"
+    ] == [
+        (
+            "Household updated: address change",
+            {
+                "change": "address_change",
+                "previous_region": RURAL_VILLAGE,
+                "region": "620123101204",
+            },
+        )
+    ]
+    # A new address in the same village needs no region.
+    await _change(intake, household, {**move, "address": "红柳沟村三社1号", "region_code": None})
+
+
+async def test_an_address_change_that_breaks_a_rule_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register(intake.plan(shape="three_generations"))
+    move = {"kind": "address_change", "moved_on": "2026-02-15", "address": "测试地址1号"}
+
+    async def refused(body: dict[str, Any], status: int = 422) -> list[str]:
+        return await _refused_change(intake, intake_engine, household, move | body, status)
+
+    # Nothing moves; a region not in the table, or a township; a day to come; an ID number.
+    assert await refused({}) == ["/body/address"]
+    assert await refused({"region_code": RURAL_VILLAGE, "area_type": "rural"}) == ["/body/address"]
+    assert await refused({"region_code": "620123101299"}) == ["/body/region_code"]
+    assert await refused({"region_code": "620123101000"}) == ["/body/region_code"]
+    assert await refused({"address": "新地址", "moved_on": "2026-03-03"}) == ["/body/moved_on"]
+    number = household.plan.members[0].id_number
+    assert await refused({"address": f"新地址 {number}"}) == ["/body/address"]
+    # A clerk of the township moves households within it only.
+    before = await row_counts(intake_engine)
+    elsewhere = move | {"address": "砂河村一社2号", "region_code": "620123102201"}
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json=elsewhere,
+        headers=intake.headers(regions=["620123101"]),
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["type"].endswith("/region-out-of-scope")
+    assert await row_counts(intake_engine) == before
+    # An application being decided stays with its township: no move to another one.
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=elsewhere, headers=intake.headers()
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["type"].endswith("/open-application-in-township")
+    assert await row_counts(intake_engine) == before
+    withdrawn = await intake.http.post(
+        f"/applications/{submitted.json()['id']}/withdrawal",
+        json={"reason": "迁往高崖镇"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    moved = await _change(intake, household, elsewhere)
+    assert moved["household"]["region_code"] == "620123102201"
+
+
 # --- a member's own details ----------------------------------------------------------------
 
 

@@ -9,10 +9,12 @@ from datetime import date
 
 from dibao_intake.domain.changes import (
     ActiveMember,
+    Address,
     HouseholdState,
     MemberDetails,
     NewMemberDetails,
     changed_details,
+    check_address_change,
     check_bank_account_change,
     check_birth,
     check_death,
@@ -23,6 +25,7 @@ from dibao_intake.domain.changes import (
     relationships_to_new_head,
 )
 from dibao_intake.domain.codes import (
+    AreaType,
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
@@ -472,3 +475,26 @@ def test_a_member_takes_a_job_only_of_working_age_on_the_day() -> None:
     # Not working is for any age.
     idle = NewMemberDetails(employment_status=EmploymentStatus.NOT_OF_WORKING_AGE, student=True)
     assert member_change(idle, person_id=TEEN, on=date(2026, 2, 28), state=state)[1] == []
+
+
+HOME = Address("620123101203", AreaType.RURAL, "夏官营村三社12号")
+
+
+def test_a_household_moves_somewhere_known_on_a_day_gone() -> None:
+    moved = Address("620123101204", AreaType.RURAL, "红柳沟村二社8号")
+    assert check_address_change(HOME, moved, ON, known_village=True, today=TODAY) == []
+    # A new address in the same village, or only the area type recorded anew.
+    same_village = Address(HOME.region_code, HOME.area_type, "夏官营村四社1号")
+    assert check_address_change(HOME, same_village, ON, known_village=True, today=TODAY) == []
+    urban = Address(HOME.region_code, AreaType.URBAN, HOME.address)
+    assert check_address_change(HOME, urban, ON, known_village=True, today=TODAY) == []
+    assert pointers(check_address_change(HOME, HOME, ON, known_village=True, today=TODAY)) == {
+        "/address"
+    }
+    assert pointers(check_address_change(HOME, moved, ON, known_village=False, today=TODAY)) == {
+        "/region_code"
+    }
+    future = date(2026, 11, 29)
+    assert pointers(check_address_change(HOME, moved, future, known_village=True, today=TODAY)) == {
+        "/moved_on"
+    }

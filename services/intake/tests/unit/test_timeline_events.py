@@ -461,6 +461,24 @@ def test_a_member_change_reads_as_whose_details_changed_and_no_more() -> None:
     )
 
 
+def test_a_household_move_reads_as_where_from_and_where_to_by_division_code() -> None:
+    moved = _household_updated(
+        address_change=intake.HouseholdUpdated.AddressChange(
+            previous_region=common.RegionCode(code="620123101203"),
+            area_type=enums.AREA_TYPE_RURAL,
+        )
+    )
+    moved.region.code = "620123102201"
+    assert _describe(moved) == (
+        "Household updated: address change",
+        {
+            "change": "address_change",
+            "previous_region": "620123101203",
+            "region": "620123102201",
+        },
+    )
+
+
 def test_a_household_change_enters_each_open_application_s_timeline() -> None:
     """An event about the household and no application enters the timelines of the
     household's open applications, one entry each; an event naming its application enters

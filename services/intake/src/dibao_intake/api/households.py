@@ -206,7 +206,8 @@ def change_command(
     | s.MoveInIn
     | s.MoveOutIn
     | s.BankAccountChangeIn
-    | s.MemberChangeIn,
+    | s.MemberChangeIn
+    | s.AddressChangeIn,
 ) -> service.RecordChange:
     change: service.Change
     match body:
@@ -252,6 +253,13 @@ def change_command(
                     exclusion_note=body.exclusion_note,
                 ),
             )
+        case s.AddressChangeIn():
+            change = service.AddressChange(
+                address=body.address,
+                moved_on=body.moved_on,
+                region_code=body.region_code,
+                area_type=body.area_type,
+            )
     return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)
 
 
@@ -259,14 +267,26 @@ def change_command(
     "/households/{household_id}/changes",
     status_code=201,
     response_model=s.HouseholdChangeOut,
-    summary="Record a birth, death, marriage, move, bank account or member's details change",
+    summary="Record a birth, death, marriage, move, bank account, member's details or"
+    " address change",
     description="One change per request, checked against the household as it is (a"
-    " member_change: a member's own details, as a registration checks them). Publishes"
-    " HouseholdUpdated with the kind of change and the household after it. The answer shows"
-    " the household as GET /households/{household_id} does, and is recorded on"
-    " dibao.access.v1 as that read is.",
+    " member_change: a member's own details, as a registration checks them; an"
+    " address_change: the whole household's move, its region as a registration's). Publishes"
+    " HouseholdUpdated with the kind of change and the household after it; the change"
+    " enters the timeline of each of the household's applications still being decided."
+    " The answer shows the household as GET /households/{household_id} does, and is"
+    " recorded on dibao.access.v1 as that read is. 403 region-out-of-scope: an"
+    " address_change to a region outside the caller's.",
     responses=problems(
-        400, 401, 403, 404, 409, 422, conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved."
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved (household-dissolved)."
+        " An address_change to another township while an application is being decided"
+        " (open-application-in-township).",
     ),
 )
 async def record_change(

@@ -455,8 +455,50 @@ class MemberChangeIn(_ChangeIn):
     exclusion_note: Note | None = None
 
 
+class AddressChangeIn(_ChangeIn):
+    """The whole household moved (a member moving alone is a move_out and a move_in): a
+    new address, and its village or community and area type when they change too (not
+    given: as recorded). The caller must be allowed to write in the old region and the new
+    one. A move to another township while an application of the household is being
+    decided is refused (409 open-application-in-township): the application stays with the
+    township that accepted it; a move within the township enters its timeline."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "address_change",
+                    "moved_on": "2026-02-15",
+                    "address": "榆中县夏官营镇红柳沟村二社8号",
+                    "region_code": "620123101204",
+                    "note": "全户迁入本镇红柳沟村",
+                }
+            ]
+        }
+    )
+
+    kind: Literal["address_change"]
+    moved_on: date = Field(description="When the household moved: not in the future")
+    address: Annotated[str, AfterValidator(no_id_number)] = Field(
+        min_length=1, max_length=200, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER
+    )
+    region_code: RegionCode | None = Field(
+        None,
+        description="The village or community moved to, when another (a division table's"
+        " village level code)",
+    )
+    area_type: AreaType | None = Field(None, description="Urban or rural, when it changes")
+
+
 HouseholdChangeIn = Annotated[
-    BirthIn | DeathIn | MarriageIn | MoveInIn | MoveOutIn | BankAccountChangeIn | MemberChangeIn,
+    BirthIn
+    | DeathIn
+    | MarriageIn
+    | MoveInIn
+    | MoveOutIn
+    | BankAccountChangeIn
+    | MemberChangeIn
+    | AddressChangeIn,
     Field(discriminator="kind"),
 ]
 

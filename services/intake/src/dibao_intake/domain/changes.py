@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 
 from dibao_intake.domain.codes import (
+    AreaType,
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
@@ -409,3 +410,30 @@ def check_member_change(
             Violation("", "give at least one of the member's details that changed")
         ]
     return (None if found else after), found
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a household lives: its village or community, urban or rural, and address."""
+
+    region_code: str
+    area_type: AreaType
+    address: str
+
+
+def check_address_change(
+    current: Address,
+    new: Address,
+    moved_on: date,
+    *,
+    known_village: bool,
+    today: date,
+) -> list[Violation]:
+    """The whole household moved on ``moved_on``: to a village or community of the
+    division table (``known_village``), not in the future, and somewhere else."""
+    found = _not_after_today(moved_on, today, "/moved_on")
+    if not known_village:
+        found.append(Violation("/region_code", "not a village or community in the division table"))
+    if not found and new == current:
+        found.append(Violation("/address", "is the household's address as recorded"))
+    return found

@@ -176,6 +176,8 @@ class ChangeKind(StrEnum):
     BANK_ACCOUNT_CHANGE = "bank_account_change"
     MEMBER_CHANGE = "member_change"
     """A member's own details: disability, illness, employment, school, counted or not."""
+    ADDRESS_CHANGE = "address_change"
+    """The whole household moved: a new address, possibly another village or community."""
 
 
 class LeaveReason(StrEnum):

@@ -37,6 +37,7 @@ from dibao_intake.domain.codes import (
     LeaveReason,
     Relationship,
 )
+from dibao_intake.domain.divisions import DivisionLevel, township_of
 from dibao_intake.domain.errors import RulesViolatedError, Violation, raise_if_any
 from dibao_intake.domain.household import (
     MemberInput,
@@ -580,7 +581,18 @@ class MemberChange:
     new: rules.NewMemberDetails
 
 
-Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange | MemberChange
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """The whole household moved: a new address, and its village or community and area
+    type when they change too (None: as recorded)."""
+
+    address: str
+    moved_on: date
+    region_code: str | None = None
+    area_type: AreaType | None = None
+
+
+Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange | MemberChange | AddressChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -605,6 +617,7 @@ _KIND = {
     MoveOut: ChangeKind.MOVE_OUT,
     AccountChange: ChangeKind.BANK_ACCOUNT_CHANGE,
     MemberChange: ChangeKind.MEMBER_CHANGE,
+    AddressChange: ChangeKind.ADDRESS_CHANGE,
 }
 
 
@@ -909,7 +922,62 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             await _change_account(work, change, update)
         case MemberChange():
             await _change_member(work, change, update)
+        case AddressChange():
+            await _change_address(work, change, update)
     return update
+
+
+OPEN_APPLICATION_ELSEWHERE = (
+    "An application of the household is being decided by its township: a move to another"
+    " township is recorded once it is decided or withdrawn"
+)
+
+
+async def _change_address(
+    work: _ChangeWork, change: AddressChange, update: ev.HouseholdUpdated
+) -> None:
+    """The household moves, within the caller's regions (the old one and the new). An
+    application still being decided stays with the township that accepted it (its
+    caseworker, its public lists): a move to another township waits for its decision or
+    withdrawal (409), a move within the township enters its timeline (ADR 0016)."""
+    household = work.before.household
+    current = rules.Address(household.region_code, household.area_type, household.address)
+    new = rules.Address(
+        change.region_code or current.region_code,
+        change.area_type or current.area_type,
+        change.address,
+    )
+    ensure_writable_region(work.caller, new.region_code)
+    known = work.runtime.divisions.get(new.region_code)
+    raise_if_any(
+        rules.check_address_change(
+            current,
+            new,
+            change.moved_on,
+            known_village=known is not None and known.level is DivisionLevel.VILLAGE,
+            today=work.today,
+        )
+    )
+    if township_of(new.region_code) != township_of(current.region_code) and (
+        await application_repo.open_application_ids(work.session, work.household_id)
+    ):
+        raise Conflict(OPEN_APPLICATION_ELSEWHERE, type_slug="open-application-in-township")
+    await repo.set_address(
+        work.session,
+        work.household_id,
+        region_code=new.region_code,
+        area_type=new.area_type,
+        address=new.address,
+    )
+    work.effective_on = change.moved_on
+    update.address_change.previous_region.CopyFrom(contracts.region(current.region_code))
+    update.address_change.area_type = contracts.AREA_TYPES[new.area_type]
+    # Codes only: the address is the household's record (a change's details hold no words).
+    work.details |= {
+        "region_code": new.region_code,
+        "previous_region_code": current.region_code,
+        "area_type": new.area_type.value,
+    }
 
 
 _ABOUT_ONE_MEMBER = {

@@ -553,6 +553,22 @@ async def latest_details_change_on(
     return latest
 
 
+async def set_address(
+    session: AsyncSession,
+    household_id: uuid.UUID,
+    *,
+    region_code: str,
+    area_type: AreaType,
+    address: str,
+) -> None:
+    """Where the whole household now lives."""
+    await session.execute(
+        sa.update(household_t)
+        .where(household_t.c.id == household_id)
+        .values(region_code=region_code, area_type=area_type.value, address=address)
+    )
+
+
 async def touch_household(
     session: AsyncSession,
     household_id: uuid.UUID,
