@@ -30,6 +30,7 @@ trap 'exit 130' INT TERM
 bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
 export DIBAO_TEST_PG_DSN
-export DIBAO_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+# The broker stack.sh used: the one DIBAO_KAFKA_BOOTSTRAP names (it answered), or its own.
+export DIBAO_TEST_KAFKA_BOOTSTRAP=${DIBAO_KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 export DIBAO_TEST_DB_PREFIX=$DB_PREFIX
 uv run --no-sync python -m bench.run "$@" 8>&-

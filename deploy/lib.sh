@@ -67,9 +67,67 @@ proc_cmdline() {  # proc_cmdline <pid>
 # PROBE_TIMEOUT seconds: a bare connect to a host that drops packets waits out the SYN
 # retries (about two minutes), and libpq waits for a silent server forever.
 PROBE_TIMEOUT=${DIBAO_PROBE_TIMEOUT:-5}
-tcp_open() {  # tcp_open <host> <port>: something accepts a connection there
+
+# A server an operator names is used, or the command fails naming it and what failed:
+# never a silent fallback to the instance's own server, which would put the data where
+# nobody looks for it. Messages name a server without its user, password or options.
+server_name() {  # server_name <url>: scheme://host:port/path of a URL, credentials left out
+  local url=${1%%\?*} scheme=
+  if [[ $url == *://* ]]; then scheme=${url%%://*}://; url=${url#*://}; fi
+  local authority=${url%%/*} path=
+  [[ $url == */* ]] && path=/${url#*/}
+  printf '%s%s%s\n' "$scheme" "${authority##*@}" "$path"
+}
+
+# The Kafka broker at <host>:<port> answers an ApiVersions request (v0, which every broker
+# answers, if only with an error) within PROBE_TIMEOUT seconds: a connection alone is not
+# an answer (a broker may accept and hang). On failure, prints what failed and returns 1.
+kafka_answers() {  # kafka_answers <host:port>
+  local broker=$1 host port out rc=0
+  if [[ $broker =~ ^\[(.+)\]:([0-9]+)$ || $broker =~ ^([^:]+):([0-9]+)$ ]]; then
+    host=${BASH_REMATCH[1]} port=${BASH_REMATCH[2]}
+  else
+    echo "not host:port"; return 1
+  fi
+  # Size 21, api key 18 (ApiVersions), version 0, correlation id 2018, client id
+  # 'dibao-probe'; the answer starts with its size and the same correlation id.
+  # Not --foreground: the timeout must end the reader (head) too.
   # shellcheck disable=SC2016  # $0 and $1 are the inner shell's
-  timeout --foreground "$PROBE_TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+  out=$(timeout "$PROBE_TIMEOUT" bash -c '
+      exec 3<>"/dev/tcp/$0/$1" || exit 3
+      echo connected
+      printf "\x00\x00\x00\x15\x00\x12\x00\x00\x00\x00\x07\xe2\x00\x0bdibao-probe" >&3
+      echo "answer $(head -c 8 <&3 | od -An -tx1 | tr -d " \n")"' "$host" "$port" 2>&1) || rc=$?
+  if [[ $out == *$'answer '????????000007e2* ]]; then return 0; fi
+  if [[ $out == *$'\nanswer ' ]]; then
+    echo "accepted a connection, then closed it without an answer"
+  elif [[ $out == *$'\nanswer '* ]]; then
+    echo "accepted a connection but did not answer as a Kafka broker"
+  elif [[ $out == *connected* ]]; then
+    echo "accepted a connection but did not answer within $PROBE_TIMEOUT s"
+  elif ((rc == 124)); then
+    echo "no connection within $PROBE_TIMEOUT s"
+  else
+    out=$(head -n1 <<<"$out"); echo "${out##*: }"
+  fi
+  return 1
+}
+
+# The first broker of DIBAO_KAFKA_BOOTSTRAP that answers (status 0), else one line naming
+# each broker and what failed (status 1).
+kafka_bootstrap_answers() {  # kafka_bootstrap_answers <bootstrap>
+  local brokers broker why failures=()
+  IFS=, read -ra brokers <<<"$1"
+  for broker in "${brokers[@]}"; do
+    broker=${broker//[[:space:]]/}
+    [[ -n $broker ]] || continue
+    if why=$(kafka_answers "$broker"); then return 0; fi
+    failures+=("$broker: $why")
+  done
+  ((${#failures[@]})) || failures=("no broker named")
+  local joined; joined=$(printf '%s; ' "${failures[@]}")
+  echo "${joined%; }"
+  return 1
 }
 
 # One command at a time changes an instance: `stack.sh up|down`, `pg.sh start|stop|remove`,

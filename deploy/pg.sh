@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL for one instance: a private cluster on its own port and data directory,
-# or an existing server when DIBAO_PG_URL points at one that answers.
+# or the existing server DIBAO_PG_URL names (postgresql://user:password@host:port/db);
+# when that one does not answer, every command that needs it fails naming it and what
+# failed, and nothing is written (no cluster of the instance's own instead).
 #   pg.sh start | stop | remove | status | dsn | ensure-dbs
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -26,13 +28,41 @@ PGDATA=$PGDATA_ROOT/data
 # gives up after DIBAO_PROBE_TIMEOUT seconds (lib.sh), the probe of DIBAO_PG_URL as a whole
 # after twice that.
 export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-$PROBE_TIMEOUT}
-external_url() {
-  [[ -n ${DIBAO_PG_URL:-} ]] \
-    && timeout --foreground $((2 * PROBE_TIMEOUT)) psql "$DIBAO_PG_URL" -Atqc 'select 1' >/dev/null 2>&1
+
+external() { [[ -n ${DIBAO_PG_URL:-} ]]; }
+
+# DIBAO_PG_URL's server (no user, password or options), for messages.
+external_name() { server_name "$DIBAO_PG_URL"; }
+
+# The server DIBAO_PG_URL names answers a query: status 0, else what failed on stdout.
+external_answers() {
+  local err rc=0
+  if [[ ! $DIBAO_PG_URL =~ ^postgres(ql)?:// ]]; then
+    echo "not a postgresql:// URL"; return 1
+  fi
+  err=$(timeout $((2 * PROBE_TIMEOUT)) psql "$DIBAO_PG_URL" -XAtqc 'select 1' 2>&1 >/dev/null) || rc=$?
+  ((rc != 0)) || return 0
+  if ((rc == 124)); then echo "no answer within $((2 * PROBE_TIMEOUT)) s"; return 1; fi
+  err=$(head -n1 <<<"$err"); err=${err#psql: }; echo "${err#error: }"
+  return 1
 }
 
+# The server DIBAO_PG_URL names answers, or the command fails naming it and what failed.
+require_external() {
+  local why
+  why=$(external_answers) && return 0
+  die "the PostgreSQL server at $(external_name) (DIBAO_PG_URL) cannot be used: $why. Nothing was written; start it, correct DIBAO_PG_URL, or unset it to use the instance's own cluster"
+}
+
+# The URL of the server's `postgres` database: DIBAO_PG_URL with its database replaced
+# (its options kept), or the instance's own cluster.
 dsn() {
-  if external_url; then echo "${DIBAO_PG_URL%/*}/postgres"; else echo "postgresql://$PG_USER@127.0.0.1:$PG_PORT/postgres"; fi
+  if ! external; then echo "postgresql://$PG_USER@127.0.0.1:$PG_PORT/postgres"; return; fi
+  require_external
+  local url=$DIBAO_PG_URL query='' rest
+  if [[ $url == *\?* ]]; then query="?${url#*\?}"; url=${url%%\?*}; fi
+  rest=${url#*://}
+  echo "${url%%://*}://${rest%%/*}/postgres$query"
 }
 
 install_server() {
@@ -64,9 +94,9 @@ sweep_orphans() {
 }
 
 start() {
-  if external_url; then log "using the PostgreSQL server at DIBAO_PG_URL"; return; fi
-  if [[ -n ${DIBAO_PG_URL:-} ]]; then
-    log "DIBAO_PG_URL did not answer within $((2 * PROBE_TIMEOUT)) s: using the instance's own cluster"
+  if external; then
+    require_external
+    log "using the PostgreSQL server at $(external_name) (DIBAO_PG_URL)"; return
   fi
   install_server
   sweep_orphans
@@ -115,16 +145,21 @@ stop() {
   log "PostgreSQL stopped"
 }
 
-# Stop the instance's cluster and delete it (test and benchmark stacks, at teardown).
+# Stop the instance's cluster and delete it (test and benchmark stacks, at teardown). With
+# DIBAO_PG_URL the instance has none (answering or not).
 remove() {
-  if external_url; then return; fi
+  if external; then return; fi
   stop
   rm -rf "$PGDATA_ROOT"
   rm -f "$STATE/pg-root"
 }
 
 status() {
-  if external_url; then echo "postgres: external server (DIBAO_PG_URL)"; return 0; fi
+  if external; then
+    local why
+    if why=$(external_answers); then echo "postgres: external server $(external_name) (DIBAO_PG_URL)"; return 0; fi
+    echo "postgres: external server $(external_name) (DIBAO_PG_URL) cannot be used: $why"; return 1
+  fi
   if [[ -f $PGDATA/postmaster.pid ]] && "${RUN_AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     echo "postgres: running on 127.0.0.1:$PG_PORT (pid $(head -n1 "$PGDATA/postmaster.pid"), data $PGDATA)"
   else

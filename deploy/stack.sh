@@ -10,18 +10,20 @@ LOGS=$STATE/logs
 KAFKA_DIR=$STATE/kafka
 mkdir -p "$RUN" "$LOGS"
 
-# The broker, decided once a command (resolve_kafka): DIBAO_KAFKA_BOOTSTRAP when its first
-# broker accepts a connection within DIBAO_PROBE_TIMEOUT seconds, else the instance's own.
+# The broker, decided once a command (resolve_kafka): DIBAO_KAFKA_BOOTSTRAP when it is
+# set, else the instance's own. A broker the operator named is used or the command fails
+# (lib.sh): before anything is installed, started or written, `up` and `env` fail unless
+# one of its brokers answers a Kafka request within DIBAO_PROBE_TIMEOUT seconds, naming
+# each broker and what failed; `status` says so.
 KAFKA_EXTERNAL=0
 KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
-resolve_kafka() {
+KAFKA_FAILURE=
+resolve_kafka() {  # resolve_kafka [--report]: with --report, a failure is recorded, not fatal
   [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} ]] || return 0
-  local first=${DIBAO_KAFKA_BOOTSTRAP%%,*}
-  if tcp_open "${first%:*}" "${first##*:}"; then
-    KAFKA_EXTERNAL=1 KAFKA_BOOTSTRAP=$DIBAO_KAFKA_BOOTSTRAP
-  else
-    log "DIBAO_KAFKA_BOOTSTRAP ($DIBAO_KAFKA_BOOTSTRAP) accepted no connection within $PROBE_TIMEOUT s: using the instance's own broker"
-  fi
+  KAFKA_EXTERNAL=1 KAFKA_BOOTSTRAP=$DIBAO_KAFKA_BOOTSTRAP
+  KAFKA_FAILURE=$(kafka_bootstrap_answers "$DIBAO_KAFKA_BOOTSTRAP") && return 0
+  [[ ${1:-} == --report ]] && return 0
+  die "no broker of DIBAO_KAFKA_BOOTSTRAP ($DIBAO_KAFKA_BOOTSTRAP) answers: $KAFKA_FAILURE. Nothing was started; start the broker, correct DIBAO_KAFKA_BOOTSTRAP, or unset it to use the instance's own"
 }
 
 # The server's DSN (pg.sh dsn), kept once known: each `pg.sh dsn` probes DIBAO_PG_URL.
@@ -261,7 +263,7 @@ up() {
   phase "postgres"; bash "$ROOT/deploy/pg.sh" start 8>&-; bash "$ROOT/deploy/pg.sh" ensure-dbs
   PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
   phase "kafka"
-  if ((KAFKA_EXTERNAL)); then log "using the Kafka broker at DIBAO_KAFKA_BOOTSTRAP"
+  if ((KAFKA_EXTERNAL)); then log "using the Kafka broker at $KAFKA_BOOTSTRAP (DIBAO_KAFKA_BOOTSTRAP)"
   else
     bash "$ROOT/deploy/kafka/kafka.sh" start --dir "$KAFKA_DIR" --port "$KAFKA_PORT" \
       --controller-port "$KAFKA_CONTROLLER_PORT" 8>&-
@@ -299,7 +301,9 @@ down() {
 status() {
   local rc=0
   bash "$ROOT/deploy/pg.sh" status || rc=1
-  if ((KAFKA_EXTERNAL)); then echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP"
+  if ((KAFKA_EXTERNAL)) && [[ -n $KAFKA_FAILURE ]]; then
+    echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP does not answer ($KAFKA_FAILURE)"; rc=1
+  elif ((KAFKA_EXTERNAL)); then echo "kafka: external broker $DIBAO_KAFKA_BOOTSTRAP"
   elif [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" status --dir "$KAFKA_DIR" || rc=1
   else echo "kafka: stopped"; rc=1; fi
   local svc pid note
@@ -317,7 +321,7 @@ status() {
 case "${1:-}" in
   up) shift; instance_lock "stack.sh up"; resolve_kafka; up "$@" ;;
   down) instance_lock "stack.sh down"; down ;;
-  status) resolve_kafka; status ;;
+  status) resolve_kafka --report; status ;;
   env) resolve_kafka; service_env "${2:?service}" ;;
   *) echo "usage: $0 up [--no-services]|down|status|env <service>" >&2; exit 2 ;;
 esac

@@ -33,7 +33,8 @@ bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 log "test stack ready in $((SECONDS - t0)) s"
 
 export DIBAO_TEST_PG_DSN; DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
-export DIBAO_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+# The broker stack.sh used: the one DIBAO_KAFKA_BOOTSTRAP names (it answered), or its own.
+export DIBAO_TEST_KAFKA_BOOTSTRAP=${DIBAO_KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 export DIBAO_TEST_KAFKA_DIR=$KAFKA_DIR
 export DIBAO_TEST_KAFKA_PORT=$KAFKA_PORT
 export DIBAO_TEST_SVC_PORT_BASE=$SVC_PORT_BASE

@@ -1,7 +1,10 @@
 """The operator scripts' checks of an external PostgreSQL or Kafka given by the operator
 (DIBAO_PG_URL, DIBAO_KAFKA_BOOTSTRAP) give up in bounded time: against a server that
 accepts a connection and never answers, and against one whose connections hang (a full
-accept queue drops the SYNs, as a firewall or a dead host does). No stack is needed."""
+accept queue drops the SYNs, as a firewall or a dead host does). A server the operator
+named that does not answer is an error naming it and what failed (never its password),
+and nothing is written: no cluster or broker of the instance's own in its stead. No stack
+is needed."""
 
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ import pytest
 from dibao_common.testing.stack import REPO_ROOT
 
 pytestmark = [pytest.mark.slow]
+
+PG_SH = str(REPO_ROOT / "deploy" / "pg.sh")
+STACK_SH = str(REPO_ROOT / "deploy" / "stack.sh")
+KAFKA_SH = str(REPO_ROOT / "deploy" / "kafka" / "kafka.sh")
 
 SILENT = """
 import socket
@@ -107,28 +114,98 @@ def _run(
     return subprocess.CompletedProcess(args, process.returncode, out, err), took
 
 
-def test_a_database_url_that_never_answers_is_given_up(tmp_path: Path, silent_port: int) -> None:
-    env = _env(tmp_path, DIBAO_PG_URL=f"postgresql://dibao@127.0.0.1:{silent_port}/postgres")
-    done, took = _run(env, str(REPO_ROOT / "deploy" / "pg.sh"), "dsn", timeout=60)
-    assert done.returncode == 0, done.stderr
-    # Not the operator's server, which did not answer: the instance's own.
-    assert done.stdout.strip() == "postgresql://dibao@127.0.0.1:1/postgres"
+PASSWORD = "pa55-word"
+
+
+def test_a_database_url_that_never_answers_fails(tmp_path: Path, silent_port: int) -> None:
+    url = f"postgresql://dibao:{PASSWORD}@127.0.0.1:{silent_port}/postgres"
+    done, took = _run(_env(tmp_path, DIBAO_PG_URL=url), PG_SH, "dsn", timeout=60)
+    assert done.returncode != 0, done.stdout
+    # Not the instance's own server in its stead: nothing on stdout.
+    assert done.stdout == ""
+    assert f"127.0.0.1:{silent_port}" in done.stderr, done.stderr
+    # libpq's connect_timeout (PGCONNECT_TIMEOUT, DIBAO_PROBE_TIMEOUT) or, past it, the
+    # probe's own limit.
+    assert "timeout expired" in done.stderr or "no answer within" in done.stderr, done.stderr
+    assert PASSWORD not in done.stderr
     assert took < 30, took
 
 
-def test_a_broker_that_cannot_be_reached_is_given_up(tmp_path: Path, dropping_port: int) -> None:
-    env = _env(tmp_path, DIBAO_KAFKA_BOOTSTRAP=f"127.0.0.1:{dropping_port}")
-    done, took = _run(env, str(REPO_ROOT / "deploy" / "stack.sh"), "status", timeout=60)
-    assert "kafka: stopped" in done.stdout, done.stdout + done.stderr
-    assert "external" not in done.stdout
+@pytest.fixture
+def refused_port() -> int:
+    """A port nothing listens on (bound, never listening, closed: refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_start_on_a_database_url_that_refuses_writes_nothing(
+    tmp_path: Path, refused_port: int
+) -> None:
+    pgdata = tmp_path / "pg"
+    url = f"postgresql://dibao:{PASSWORD}@127.0.0.1:{refused_port}/postgres"
+    env = _env(tmp_path / "state", DIBAO_PG_URL=url, DIBAO_PGDATA_ROOT=str(pgdata))
+    done, _ = _run(env, PG_SH, "start", timeout=120)
+    assert done.returncode != 0, done.stderr
+    assert f"postgresql://127.0.0.1:{refused_port}/postgres (DIBAO_PG_URL)" in done.stderr
+    assert "Connection refused" in done.stderr, done.stderr
+    assert PASSWORD not in done.stderr
+    assert not pgdata.exists(), list(pgdata.rglob("*"))[:5]
+    status, _ = _run(env, PG_SH, "status", timeout=60)
+    assert status.returncode != 0
+    assert f"external server postgresql://127.0.0.1:{refused_port}/postgres" in status.stdout
+    assert "Connection refused" in status.stdout, status.stdout
+
+
+def test_a_broker_that_cannot_be_reached_fails(tmp_path: Path, dropping_port: int) -> None:
+    broker = f"127.0.0.1:{dropping_port}"
+    env = _env(tmp_path, DIBAO_KAFKA_BOOTSTRAP=broker)
+    done, took = _run(env, STACK_SH, "status", timeout=60)
+    assert done.returncode != 0
+    assert f"kafka: external broker {broker} does not answer" in done.stdout, done.stdout
+    assert "no connection within 5 s" in done.stdout, done.stdout
+    assert took < 30, took
+    # The environment a service would be given names no broker: the command fails.
+    done, took = _run(env, STACK_SH, "env", "intake", timeout=60)
+    assert done.returncode != 0
+    assert "DIBAO_KAFKA_BOOTSTRAP=" not in done.stdout
+    assert f"{broker}: no connection within 5 s" in done.stderr, done.stderr
+    assert took < 30, took
+
+
+def test_up_on_a_broker_that_never_answers_fails_before_anything(
+    tmp_path: Path, silent_port: int, refused_port: int
+) -> None:
+    """A broker that accepts connections and never answers a request is no broker; named
+    with a second that refuses, `up` fails naming both, before installing or starting
+    anything."""
+    state, pgdata = tmp_path / "state", tmp_path / "pg"
+    bootstrap = f"127.0.0.1:{refused_port},127.0.0.1:{silent_port}"
+    env = _env(
+        state,
+        DIBAO_KAFKA_BOOTSTRAP=bootstrap,
+        DIBAO_PGDATA_ROOT=str(pgdata),
+        DIBAO_KAFKA_PORT=str(refused_port),
+    )
+    done, took = _run(env, STACK_SH, "up", "--no-services", timeout=300)
+    assert done.returncode != 0
+    assert f"127.0.0.1:{refused_port}: Connection refused" in done.stderr, done.stderr
+    assert (
+        f"127.0.0.1:{silent_port}: accepted a connection but did not answer within 5 s"
+        in done.stderr
+    ), done.stderr
+    assert "== install" not in done.stderr
+    assert not pgdata.exists()
+    assert not (state / "kafka").exists()
+    assert not (state / "secrets.env").exists()
     assert took < 30, took
 
 
 def test_topics_on_a_broker_that_never_answers_fail(tmp_path: Path, silent_port: int) -> None:
     env = _env(tmp_path)
-    kafka_sh = str(REPO_ROOT / "deploy" / "kafka" / "kafka.sh")
     bootstrap = f"127.0.0.1:{silent_port}"
-    done, took = _run(env, kafka_sh, "topics", "--bootstrap", bootstrap, timeout=180)
+    done, took = _run(env, KAFKA_SH, "topics", "--bootstrap", bootstrap, timeout=180)
     assert done.returncode != 0
     assert bootstrap in done.stderr, done.stderr
     assert took < 90, took
