@@ -167,12 +167,32 @@ status() {
   fi
 }
 
+# Every statement these scripts run is bounded: the connection by PGCONNECT_TIMEOUT, the
+# statement by the server (statement_timeout DIBAO_QUERY_TIMEOUT seconds, 30; lock_timeout
+# half that: a CREATE DATABASE waits for a lock on its template, which a session altering
+# it holds), and psql as a whole by `timeout`, for a server that accepted the connection
+# and stopped answering. A failure names the server, the statement and what failed.
+QUERY_TIMEOUT=${DIBAO_QUERY_TIMEOUT:-30}
+sql() {  # sql <dsn> <statement>: its rows on stdout (unaligned, tuples only)
+  local limit=$((QUERY_TIMEOUT + 2 * PROBE_TIMEOUT)) err rc=0 out
+  err=$(mktemp)
+  out=$(timeout "$limit" psql "$1" -XAtq -v ON_ERROR_STOP=1 \
+      -c "set statement_timeout = '${QUERY_TIMEOUT}s'" \
+      -c "set lock_timeout = '$(((QUERY_TIMEOUT + 1) / 2))s'" -c "$2" 2>"$err") || rc=$?
+  local why; why=$(grep -m1 -E 'ERROR|error|FATAL' "$err" || head -n1 "$err"); rm -f "$err"
+  ((rc == 0)) && { [[ -z $out ]] || printf '%s\n' "$out"; return 0; }
+  ((rc == 124)) && why="no answer within $limit s"
+  why=${why#psql: }; why=${why#error: }; why=${why#ERROR:  }
+  die "the PostgreSQL server at $(server_name "$1") failed \`$2\`: ${why:-psql exit status $rc}"
+}
+
 ensure_dbs() {
-  local admin; admin=$(dsn)
+  local admin svc db exists; admin=$(dsn)
   for svc in "${SERVICES[@]}"; do
-    local db="${DB_PREFIX}_${svc}"
-    if [[ -z $(psql "$admin" -Atqc "select 1 from pg_database where datname = '$db'") ]]; then
-      psql "$admin" -qc "create database \"$db\"" >/dev/null
+    db="${DB_PREFIX}_${svc}"
+    exists=$(sql "$admin" "select 1 from pg_database where datname = '$db'")
+    if [[ -z $exists ]]; then
+      sql "$admin" "create database \"$db\"" >/dev/null
       log "created database $db"
     fi
   done

@@ -171,18 +171,27 @@ check_service_ports() {
   done
 }
 
+# A migration waits at most 5 s for a lock (alembic_env.py) but may take long on a large
+# table; a server that accepted the connection and stopped answering would hold it forever.
+# Each service's migrations end within DIBAO_MIGRATE_TIMEOUT seconds (600) or fail.
+MIGRATE_TIMEOUT=${DIBAO_MIGRATE_TIMEOUT:-600}
 migrate() {
   # Each service's chain is independent (own database), so they run side by side.
-  local pids=() svc i failed=0
+  local pids=() svc i failed=() rc
   for svc in "${SERVICES[@]}"; do
-    (cd "$ROOT/services/$svc" && with_service_env "$svc" uv run --no-sync alembic -c alembic.ini upgrade head) \
-      >"$LOGS/migrate-$svc.log" 2>&1 &
+    (cd "$ROOT/services/$svc" && with_service_env "$svc" timeout -k 10 "$MIGRATE_TIMEOUT" \
+      uv run --no-sync alembic -c alembic.ini upgrade head) >"$LOGS/migrate-$svc.log" 2>&1 &
     pids+=($!)
   done
   for i in "${!SERVICES[@]}"; do
-    if ! wait "${pids[$i]}"; then cat "$LOGS/migrate-${SERVICES[$i]}.log" >&2; failed=1; fi
+    svc=${SERVICES[$i]} rc=0
+    wait "${pids[$i]}" || rc=$?
+    ((rc == 0)) && continue
+    cat "$LOGS/migrate-$svc.log" >&2
+    if ((rc == 124 || rc == 137)); then failed+=("$svc (did not end within $MIGRATE_TIMEOUT s)")
+    else failed+=("$svc (exit status $rc)"); fi
   done
-  ((failed == 0)) || die "migrations failed"
+  ((${#failed[@]} == 0)) || die "migrations failed on $(server_name "$PG_DSN"): ${failed[*]}; logs in $LOGS/migrate-*.log"
   log "migrations applied to ${SERVICES[*]}"
 }
 
