@@ -543,6 +543,54 @@ async def test_a_marriage_brings_the_spouse_in(intake: IntakeClient) -> None:
     assert len(married["household"]["members"]) == len(household.plan.members) + 1
 
 
+async def test_a_co_resident_who_marries_the_head_becomes_the_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
+) -> None:
+    """A widower and the woman living with the household as other marry: she is a member
+    already, so the marriage names her (spouse_person_id) and she becomes the head's
+    spouse; the event carries her as now recorded. A second spouse, the head themself, or
+    a spouse both named and given are refused."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    head = household.person_ids[0]
+    born = household.plan.members[0].birth_date
+    sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
+    lodger = _person(intake, date(born.year + 1, 3, 3), sex, "other")
+    joined = await _change(
+        intake, household, {"kind": "move_in", "moved_on": "2026-01-10", "member": lodger}
+    )
+    [partner] = [m["person_id"] for m in joined["household"]["members"] if m["person_id"] != head]
+    marriage = {
+        "kind": "marriage",
+        "person_id": head,
+        "married_on": "2026-02-14",
+        "spouse_person_id": partner,
+    }
+    assert await _refused_change(
+        intake, intake_engine, household, marriage | {"spouse_person_id": head}
+    ) == ["/body/spouse_person_id"]
+    assert await _refused_change(
+        intake, intake_engine, household, marriage | {"spouse": lodger | {"relationship": "spouse"}}
+    ) == ["/body/spouse"]
+    married = await _change(intake, household, marriage)
+    relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
+    assert relationships == {head: "head", partner: "spouse"}
+    assert married["household"]["changes"][-1]["details"] == {
+        "person_id": head,
+        "spouse_person_id": partner,
+        "relationships": {partner: "spouse"},
+        "document_ids": [],
+    }
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=married["change_id"])
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.marriage.person_id == head
+    assert update.marriage.spouse.person.person_id == partner
+    assert update.marriage.spouse.relationship == enums.RELATIONSHIP_SPOUSE
+    assert await _refused_change(intake, intake_engine, household, marriage) == [
+        "/body/spouse_person_id"
+    ]
+
+
 async def _refused_change(
     intake: IntakeClient,
     engine: AsyncEngine,

@@ -19,6 +19,7 @@ from dibao_intake.domain.changes import (
     check_birth,
     check_death,
     check_marriage,
+    check_marriage_in_household,
     check_member_change,
     check_move_in,
     check_move_out,
@@ -498,3 +499,36 @@ def test_a_household_moves_somewhere_known_on_a_day_gone() -> None:
     assert pointers(check_address_change(HOME, moved, future, known_village=True, today=TODAY)) == {
         "/moved_on"
     }
+
+
+LODGER, WIDOW_HEAD, YOUNG = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+ALONE_WITH_LODGERS = HouseholdState(
+    head_person_id=WIDOW_HEAD,
+    members=[
+        ActiveMember(WIDOW_HEAD, Relationship.HEAD, date(1968, 4, 2)),
+        ActiveMember(LODGER, Relationship.OTHER_DEPENDANT, date(1966, 7, 1)),
+        ActiveMember(SON, Relationship.CHILD, date(1995, 1, 5)),
+        ActiveMember(YOUNG, Relationship.OTHER, date(2010, 3, 1)),
+    ],
+)
+
+
+def test_a_co_resident_who_marries_the_head_becomes_the_spouse() -> None:
+    def married(
+        person: uuid.UUID, partner: uuid.UUID, state: HouseholdState = ALONE_WITH_LODGERS
+    ) -> tuple[uuid.UUID | None, set[str]]:
+        spouse, found = check_marriage_in_household(state, person, partner, ON, today=TODAY)
+        return spouse, pointers(found)
+
+    # Either of the two may be named first: the one who is not the head becomes spouse.
+    assert married(WIDOW_HEAD, LODGER) == (LODGER, set())
+    assert married(LODGER, WIDOW_HEAD) == (LODGER, set())
+    # Not the head themself, a member of the household, one of them the head.
+    assert married(WIDOW_HEAD, WIDOW_HEAD) == (None, {"/spouse_person_id"})
+    assert married(WIDOW_HEAD, uuid.uuid4()) == (None, {"/spouse_person_id"})
+    assert married(LODGER, SON) == (None, {"/spouse_person_id"})
+    # The head's own child, or a member under age; the head already has a spouse.
+    assert married(WIDOW_HEAD, SON) == (None, {"/spouse_person_id"})
+    assert married(WIDOW_HEAD, YOUNG) == (None, {"/married_on"})
+    assert married(HEAD, SON, STATE) == (None, {"/person_id", "/spouse_person_id"})
+    assert married(SPOUSE, HEAD, STATE) == (None, {"/person_id"})

@@ -219,7 +219,10 @@ def change_command(
             )
         case s.MarriageIn():
             change = service.Marriage(
-                body.person_id, body.married_on, member_input(body.spouse) if body.spouse else None
+                body.person_id,
+                body.married_on,
+                member_input(body.spouse) if body.spouse else None,
+                body.spouse_person_id,
             )
         case s.MoveInIn():
             change = service.MoveIn(member=member_input(body.member), moved_on=body.moved_on)

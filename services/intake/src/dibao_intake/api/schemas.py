@@ -382,10 +382,20 @@ class DeathIn(_ChangeIn):
 
 
 class MarriageIn(_ChangeIn):
+    """A member married: the spouse joins the household (spouse), is a member already
+    (spouse_person_id), or neither (lives elsewhere)."""
+
     kind: Literal["marriage"]
     person_id: uuid.UUID
     married_on: date
     spouse: MemberIn | None = Field(None, description="The spouse, when joining the household")
+    spouse_person_id: uuid.UUID | None = Field(
+        None,
+        description="The spouse, when a member already: the head and a co-resident member"
+        " not related to them (other, other_dependant) married each other, and the member"
+        " becomes the head's spouse. The head must have no spouse, both must be of age;"
+        " not with spouse",
+    )
 
 
 class MoveInIn(_ChangeIn):

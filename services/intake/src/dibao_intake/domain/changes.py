@@ -437,3 +437,55 @@ def check_address_change(
     if not found and new == current:
         found.append(Violation("/address", "is the household's address as recorded"))
     return found
+
+
+MARRIES_THE_HEAD = frozenset({Relationship.OTHER, Relationship.OTHER_DEPENDANT})
+"""Who in the household may become the head's spouse by marrying them: a member not
+related to the head (a relative is within the degrees the Civil Code forbids, art. 1048,
+or already has a place of their own)."""
+
+
+def check_marriage_in_household(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    spouse_person_id: uuid.UUID,
+    married_on: date,
+    *,
+    today: date,
+) -> tuple[uuid.UUID | None, list[Violation]]:
+    """Two members married each other; one of them is the head, the other becomes the
+    head's spouse (the member returned). The other must be unrelated to the head (other,
+    other dependant), the head without a spouse, both of age on the day."""
+    found = _not_after_today(married_on, today, "/married_on")
+    member = state.member(person_id)
+    partner = state.member(spouse_person_id)
+    if member is None:
+        found.append(Violation("/person_id", "not an active member of this household"))
+    if partner is None:
+        found.append(Violation("/spouse_person_id", "not an active member of this household"))
+    if member is None or partner is None:
+        return None, found
+    if person_id == spouse_person_id:
+        return None, [*found, Violation("/spouse_person_id", "is the member who married")]
+    head, other = (member, partner) if person_id == state.head_person_id else (partner, member)
+    if head.person_id != state.head_person_id:
+        return None, [
+            *found,
+            Violation(
+                "/spouse_person_id",
+                "one of the two must be the head: a marriage between members records the"
+                " head's spouse",
+            ),
+        ]
+    pointer = "/spouse_person_id" if other is partner else "/person_id"
+    if other.relationship is Relationship.SPOUSE:
+        return None, [*found, Violation(pointer, "is married to the head already")]
+    if state.has_spouse():
+        found.append(Violation("/person_id", "the head already has a spouse"))
+    if other.relationship not in MARRIES_THE_HEAD:
+        found.append(
+            Violation(pointer, f"the head's {other.relationship} cannot become their spouse")
+        )
+    found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
+    found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
+    return (None if found else other.person_id), found

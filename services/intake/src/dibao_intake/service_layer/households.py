@@ -546,6 +546,9 @@ class Marriage:
     person_id: uuid.UUID
     married_on: date
     spouse: MemberInput | None = None
+    """The spouse joining the household."""
+    spouse_person_id: uuid.UUID | None = None
+    """The spouse already a member (the head and a co-resident marry each other)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -885,6 +888,8 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             )
             if certificate is not None:
                 update.death.death_certificate.CopyFrom(contracts.document_ref(certificate))
+        case Marriage(spouse_person_id=partner) if partner is not None:
+            await _marriage_in_household(work, change, partner, update)
         case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
             spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
             raise_if_any(rules.check_marriage(work.state, pid, on, spouse, today=today))
@@ -978,6 +983,34 @@ async def _change_address(
         "previous_region_code": current.region_code,
         "area_type": new.area_type.value,
     }
+
+
+async def _marriage_in_household(
+    work: _ChangeWork, change: Marriage, partner: uuid.UUID, update: ev.HouseholdUpdated
+) -> None:
+    """The head and a co-resident member married each other: the member becomes the
+    head's spouse (their relationship recorded anew), published as the marriage's
+    spouse, the member as now recorded."""
+    if change.spouse is not None:
+        raise_if_any([Violation("/spouse", "the spouse is spouse_person_id, a member already")])
+    becomes_spouse, problems = rules.check_marriage_in_household(
+        work.state, change.person_id, partner, change.married_on, today=work.today
+    )
+    raise_if_any(problems)
+    assert becomes_spouse is not None
+    member = work.before.member(becomes_spouse)
+    assert member is not None
+    await repo.set_relationship(work.session, member.membership_id, Relationship.SPOUSE)
+    work.effective_on = change.married_on
+    work.details |= {
+        "person_id": str(change.person_id),
+        "spouse_person_id": str(partner),
+        "relationships": {str(becomes_spouse): Relationship.SPOUSE.value},
+    }
+    update.marriage.person_id = str(change.person_id)
+    update.marriage.married_on.CopyFrom(contracts.local_date(change.married_on))
+    recorded = await work.member_after(becomes_spouse)
+    update.marriage.spouse.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
 
 
 _ABOUT_ONE_MEMBER = {

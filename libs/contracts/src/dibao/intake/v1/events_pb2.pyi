@@ -126,7 +126,9 @@ class HouseholdUpdated(_message.Message):
 
     @_typing.final
     class Marriage(_message.Message):
-        """A member married; the spouse is set when they join the household."""
+        """A member married; the spouse is set when they join the household, or when they were a
+        member already and became the head's spouse (the member as now recorded).
+        """
 
         DESCRIPTOR: _descriptor.Descriptor
 
