@@ -7,8 +7,11 @@ once. The route's work then runs, and the answer is stored with an INSERT in the
 transaction: the effects and the stored answer commit together or not at all. A request
 that fails, or whose process dies, rolls back and leaves nothing behind, so the client
 may retry at once; no lease, no release. Later requests with the key get the stored
-status, headers and body back (``Idempotent-Replayed: true``); with another request
-(another method, path, query string or body) they get 422.
+status, headers and body back (``Idempotent-Replayed: true``, raised as :class:`Replayed`
+when the work had already run); with another request (another method, path, query
+string or body) they get 422. The kit checks nothing else on a replay: a route whose
+answer shows personal data checks the caller again and records the replay itself
+(intake's ``in_transaction``).
 
 The fingerprint that tells requests apart is the sha256 of method, path, query string and
 body (length-prefixed); the record keeps only its HMAC-SHA256 under a server-held key
@@ -242,13 +245,20 @@ class _Stored:
         return Response(self.body, status_code=self.status, headers=headers)
 
 
-class _Replayed(ProblemError):  # noqa: N818 - not an error to the client: its answer
+class Replayed(ProblemError):  # noqa: N818 - not an error to the client: its answer
     """The key's stored answer, raised rather than returned so that the request's own
-    transaction rolls back what its work wrote before the answer was found."""
+    transaction rolls back what its work wrote before the answer was found. A caller that
+    must act on a replay (record that it showed personal data again) catches it: the
+    transaction has rolled back by then, so it acts in one of its own."""
 
     def __init__(self, stored: _Stored) -> None:
         super().__init__(stored.status, "replayed", "Replayed answer")
         self.stored = stored
+
+    @property
+    def stored_body(self) -> bytes:
+        """The stored answer's body, as it is sent again."""
+        return self.stored.body
 
     def response(self, instance: str | None = None) -> Response:
         return self.stored.response()
@@ -317,7 +327,7 @@ class IdempotentRequest:
                 # the twin's answer is the one for this key, not the problem.
                 stored = await self._answer_after_problem(driver, scope)
                 if stored is not None:
-                    raise _Replayed(stored) from None
+                    raise Replayed(stored) from None
                 raise
         await self._complete(driver, scope, claimed_at, response, events)
         return response

@@ -205,7 +205,10 @@ async def test_a_retried_upload_stores_one_document(
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
-    assert await row_counts(intake_engine) == before
+    # Nothing written twice: the one outbox row is the replay's access record.
+    assert await row_counts(intake_engine) == before | {
+        "outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1
+    }
 
 
 async def test_a_form_without_its_fields_is_a_422(intake: IntakeClient) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     Clerk,
@@ -26,6 +27,7 @@ from dibao_intake.api.deps import (
 )
 from dibao_intake.api.households import bank_account_input
 from dibao_intake.api.mapping import application_out, summary_out
+from dibao_intake.api.replays import replay
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus
 from dibao_intake.service_layer import applications as service
@@ -112,7 +114,9 @@ async def submit_application(
             {"Location": f"/applications/{detail.record.id}"},
         )
 
-    return await in_one_statement(request, work, idempotency)
+    return await in_one_statement(
+        request, work, idempotency, replay(runtime, caller, replays.application)
+    )
 
 
 @router.get(
@@ -214,4 +218,6 @@ async def withdraw_application(
             application_out(detail, runtime.divisions, view_of(caller.principal)), 201
         )
 
-    return await in_transaction(request, work, idempotency)
+    return await in_transaction(
+        request, work, idempotency, replay(runtime, caller, replays.application)
+    )

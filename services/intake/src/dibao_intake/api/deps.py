@@ -19,11 +19,14 @@ from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.db import driver_session
 from dibao_common.errors import Conflict, problem_responses
 from dibao_common.idempotency import (
+    REPLAYED_HEADER,
     IdempotentRequest,
+    Replayed,
     optional_idempotent_request,
     respond_in_one_statement,
 )
 from dibao_common.observability import current_correlation_id, current_traceparent
+from dibao_intake.api.replays import Replay
 from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.runtime import Caller, Runtime
@@ -105,18 +108,43 @@ CONCURRENT_CHANGE = (
 )
 
 
-async def in_transaction(request: Request, work: Work, idempotency: Idempotency = None) -> Response:
+def _replayed_body(response: Response) -> bytes | None:
+    """The body of a stored answer sent again, if ``response`` is one that shows something."""
+    if response.headers.get(REPLAYED_HEADER) != "true" or not 200 <= response.status_code < 300:
+        return None
+    body = getattr(response, "body", b"")
+    return body if isinstance(body, bytes) and body else None
+
+
+async def in_transaction(
+    request: Request, work: Work, idempotency: Idempotency = None, replay: Replay | None = None
+) -> Response:
     """Run ``work`` in one transaction committed before the response leaves.
 
     With an ``Idempotency-Key``, a retry gets the stored response and nothing runs twice.
+    A route whose answer shows personal data gives ``replay``: a stored answer sent again
+    is a read, checked against the caller's regions as they now are and recorded
+    (service_layer.replays), in the request's transaction, or in one of its own when the
+    work ran (and rolled back) before the stored answer was found.
     """
     sessionmaker = request.app.state.sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
     try:
-        async with sessionmaker() as session, session.begin():
-            if idempotency is None:
-                return await work(session)
-            return await idempotency.respond(session, lambda: work(session))
+        try:
+            async with sessionmaker() as session, session.begin():
+                if idempotency is None:
+                    return await work(session)
+                response = await idempotency.respond(session, lambda: work(session))
+                body = _replayed_body(response) if replay is not None else None
+                if replay is not None and body is not None:
+                    await replay(session, body)
+                return response
+        except Replayed as replayed:
+            if replay is None or _replayed_body(replayed.response()) is None:
+                raise
+            async with sessionmaker() as session, session.begin():
+                await replay(session, replayed.stored_body)
+            raise
     except AccessRefused as refusal:
         # The read's transaction has rolled back; the attempt is recorded all the same.
         try:
@@ -135,19 +163,20 @@ async def in_transaction(request: Request, work: Work, idempotency: Idempotency 
 
 
 async def in_one_statement(
-    request: Request, work: Work, idempotency: Idempotency = None
+    request: Request, work: Work, idempotency: Idempotency = None, replay: Replay | None = None
 ) -> Response:
     """Run ``work`` outside a transaction, its writes held and sent at the end as one
     statement, with the idempotent answer when there is a key (ADR 0013): two round
     trips for a keyed submission instead of six. ``work`` must write only through
-    ``dibao_common.db.held.write`` and the outbox, and read nothing it wrote."""
+    ``dibao_common.db.held.write`` and the outbox, and read nothing it wrote. A stored
+    answer sent again is checked and recorded by ``replay`` (as in ``in_transaction``)."""
     sessionmaker = request.app.state.sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
     engine = sessionmaker.kw["bind"]
     assert isinstance(engine, AsyncEngine)
     async with driver_session(engine) as session:
         try:
-            return await respond_in_one_statement(session, lambda: work(session), idempotency)
+            response = await respond_in_one_statement(session, lambda: work(session), idempotency)
         except asyncpg.CheckViolationError as error:
             if error.constraint_name == HOUSEHOLD_CURRENT:
                 # A change (a death, a birth, a new account...) committed after the read:
@@ -163,6 +192,17 @@ async def in_one_statement(
             # What the read found is no longer so: another request wrote the same
             # unique row (a household's first account, say) since. Nothing was written.
             raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
+    body = _replayed_body(response) if replay is not None else None
+    if replay is None or body is None:
+        return response
+
+    # A stored answer sent again (nothing of the work was written): checked and recorded
+    # in a transaction of its own, as the ORM reads it needs are.
+    async def check(session: AsyncSession) -> Response:
+        await replay(session, body)
+        return response
+
+    return await in_transaction(request, check)
 
 
 def json_response(

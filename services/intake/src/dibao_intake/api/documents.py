@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     Clerk,
@@ -27,6 +28,7 @@ from dibao_intake.api.deps import (
 )
 from dibao_intake.api.mapping import document_out
 from dibao_intake.api.purposes import NoteQuery, Purpose, note_missing, purpose_value
+from dibao_intake.api.replays import replay
 from dibao_intake.domain.codes import DocumentType
 from dibao_intake.service_layer import documents as service
 from dibao_intake.service_layer.access import PurposeNoteRequiredError
@@ -170,7 +172,9 @@ async def upload_document(
         record = await service.upload_document(session, runtime, caller, command)
         return json_response(document_out(record), 201, {"Location": f"/documents/{record.id}"})
 
-    return await in_transaction(request, work, idempotency)
+    return await in_transaction(
+        request, work, idempotency, replay(runtime, caller, replays.document)
+    )
 
 
 _CASE_ROLES = ", ".join(r.value for r in service.CONTENT_ROLES)

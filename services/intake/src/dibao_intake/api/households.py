@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     PERSON_IN_HOUSEHOLD,
@@ -24,6 +25,7 @@ from dibao_intake.api.deps import (
     problems,
 )
 from dibao_intake.api.mapping import household_out, household_summary_out
+from dibao_intake.api.replays import replay
 from dibao_intake.domain.changes import NewMemberDetails
 from dibao_intake.domain.codes import HouseholdStatus
 from dibao_intake.domain.household import MemberInput
@@ -103,7 +105,9 @@ async def register_household(
             {"Location": f"/households/{aggregate.household.id}"},
         )
 
-    return await in_transaction(request, work, idempotency)
+    return await in_transaction(
+        request, work, idempotency, replay(runtime, caller, replays.registered)
+    )
 
 
 @router.get(
@@ -315,4 +319,6 @@ async def record_change(
             201,
         )
 
-    return await in_transaction(request, work, idempotency)
+    return await in_transaction(
+        request, work, idempotency, replay(runtime, caller, replays.changed)
+    )

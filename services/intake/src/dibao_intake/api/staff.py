@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     Idempotency,
@@ -20,6 +21,7 @@ from dibao_intake.api.deps import (
     problems,
 )
 from dibao_intake.api.mapping import staff_out
+from dibao_intake.api.replays import replay
 from dibao_intake.service_layer import staff as service
 
 router = APIRouter(tags=["staff roster"])
@@ -61,7 +63,9 @@ async def add_staff(
         record = await service.add_staff(session, runtime, caller, township_code, command)
         return json_response(staff_out(record), 201)
 
-    return await in_transaction(request, work, idempotency)
+    return await in_transaction(
+        request, work, idempotency, replay(runtime, caller, replays.staff_added)
+    )
 
 
 @router.get(

@@ -425,13 +425,20 @@ async def read_application(
         caller,
         target,
         persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
-        fields=shown(
-            APPLICATION_FIELDS + (ACCOUNT_FIELDS if detail.bank_account else ()),
-            _LIMITED_APPLICATION_FIELDS,
-            view_of(caller.principal),
+        fields=application_fields(
+            view_of(caller.principal), with_account=detail.bank_account is not None
         ),
     )
     return detail
+
+
+def application_fields(view: View, *, with_account: bool) -> tuple[str, ...]:
+    """The fields an application's answer shows in ``view``, as its access record names them."""
+    return shown(
+        APPLICATION_FIELDS + (ACCOUNT_FIELDS if with_account else ()),
+        _LIMITED_APPLICATION_FIELDS,
+        view,
+    )
 
 
 async def _detail(session: AsyncSession, record: ApplicationRecord) -> ApplicationDetail:

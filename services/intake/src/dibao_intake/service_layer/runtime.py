@@ -49,10 +49,13 @@ def ensure_readable(caller: Caller, region_code: str) -> None:
         raise NotFound(NOT_FOUND)
 
 
+def region_out_of_scope(region_code: str) -> Forbidden:
+    return Forbidden(
+        f"Region {region_code} is outside your regions", type_slug="region-out-of-scope"
+    )
+
+
 def ensure_writable_region(caller: Caller, region_code: str) -> None:
     """A clerk registers households only within their own regions."""
     if not caller.principal.can_see(region_code):
-        raise Forbidden(
-            f"Region {region_code} is outside your regions",
-            type_slug="region-out-of-scope",
-        )
+        raise region_out_of_scope(region_code)

@@ -136,6 +136,10 @@ async def add_staff(
     return found
 
 
+ROSTER_FIELDS = ("staff_name", "relative_name", "id_number_masked")
+"""What a roster, or a staff member as added, shows (masked numbers)."""
+
+
 async def list_staff(
     session: AsyncSession, runtime: Runtime, caller: Caller, township_code: str
 ) -> list[StaffRecord]:
@@ -174,7 +178,7 @@ async def list_staff(
         caller,
         target,
         persons=persons,
-        fields=("staff_name", "relative_name", "id_number_masked"),
+        fields=ROSTER_FIELDS,
     )
     return roster
 

@@ -121,6 +121,11 @@ class _AccessActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccessAc
     ACCESS_ACTION_PRINT: _AccessAction.ValueType  # 5
     ACCESS_ACTION_DECRYPT: _AccessAction.ValueType  # 6
     """Decryption of an encrypted field (ID number, account number) by a service."""
+    ACCESS_ACTION_REPLAY: _AccessAction.ValueType  # 7
+    """A stored answer sent again: a retried request with the same Idempotency-Key and body
+    was answered with what its first run answered (Idempotent-Replayed), which showed
+    the data again. The record names what that answer shows, who was sent it and when.
+    """
 
 class AccessAction(_AccessAction, metaclass=_AccessActionEnumTypeWrapper):
     """What kind of read it was."""
@@ -133,6 +138,11 @@ ACCESS_ACTION_DOWNLOAD: AccessAction.ValueType  # 4
 ACCESS_ACTION_PRINT: AccessAction.ValueType  # 5
 ACCESS_ACTION_DECRYPT: AccessAction.ValueType  # 6
 """Decryption of an encrypted field (ID number, account number) by a service."""
+ACCESS_ACTION_REPLAY: AccessAction.ValueType  # 7
+"""A stored answer sent again: a retried request with the same Idempotency-Key and body
+was answered with what its first run answered (Idempotent-Replayed), which showed
+the data again. The record names what that answer shows, who was sent it and when.
+"""
 Global___AccessAction: _TypeAlias = AccessAction  # noqa: Y015
 
 class _AccessOutcome:
