@@ -683,9 +683,11 @@ async def household_timeline(
 @router.get(
     "/export",
     summary="JSON lines of [start, end) with the covering checkpoint, for offline verification",
-    description="First line: the header (checkpoint, cover hashes, checkpoint history and "
-    "consistency proofs). Then one line per entry; entries the caller may not read (other "
-    "regions') carry only their leaf hash. Verify with `python -m dibao_audit.verify_cli`. "
+    description="First line: the header (format dibao.audit.export.v2: the checkpoint, "
+    "cover hashes and, with `from_size`, that earlier checkpoint and the consistency proof "
+    "from it; bounded whatever the log's age). Then one line per entry; entries the "
+    "caller may not read (other regions') carry only their leaf hash. Verify with "
+    "`python -m dibao_audit.verify_cli`. "
     "Entries are the events as logged, unmasked: the export is logged on dibao.access.v1, "
     "and so is each household whose entries it shows, before they are sent.",
     response_class=StreamingResponse,
@@ -703,6 +705,15 @@ async def export(
     decoded: Annotated[
         bool, Query(description="Add each entry's decoded view (not verified; larger)")
     ] = False,
+    from_size: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=BIGINT_MAX,
+            description="A checkpoint the auditor kept: the header carries it and the "
+            "consistency proof from it to the export's checkpoint",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     async with runtime.sessions() as session, session.begin():
         cp = await _covering(session, tree_size)
@@ -712,6 +723,14 @@ async def export(
                 f"Need start <= end <= {cp.tree_size} (the checkpoint's size)",
                 type_slug="bad-range",
             )
+        since = None
+        if from_size is not None:
+            if from_size > cp.tree_size:
+                raise BadRequest(
+                    f"Need from_size <= {cp.tree_size} (the checkpoint's size)",
+                    type_slug="bad-tree-sizes",
+                )
+            since = await _covering(session, from_size)
         record_id = f"audit-export/{start}-{stop}@{cp.tree_size}"
         await record_access(
             session,
@@ -746,6 +765,7 @@ async def export(
                 registry=runtime.registry if decoded else None,
                 whole_log=runtime.whole_log,
                 households_shown=shown,
+                since=since,
             ):
                 yield chunk
 

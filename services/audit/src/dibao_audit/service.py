@@ -6,7 +6,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -261,16 +260,26 @@ def export_line(
 
 
 async def export_header(
-    session: AsyncSession, start: int, end: int, covering: Checkpoint, origin: str
+    session: AsyncSession,
+    start: int,
+    end: int,
+    covering: Checkpoint,
+    origin: str,
+    since: Checkpoint | None = None,
 ) -> ExportHeader:
-    """The first line of an export: checkpoint, cover hashes, history and its proofs."""
+    """The first line of an export: the checkpoint, the cover hashes and, when ``since``
+    (an earlier checkpoint the auditor names) is given, it and the consistency proof from
+    it to ``covering``. Bounded: one note and O(log n) hashes, whatever the log's age."""
     cover_ranges = range_cover(start, end, covering.tree_size)
     cover = dict(zip(cover_ranges, await _range_hashes(session, cover_ranges), strict=True))
-    history = await repo.checkpoints_up_to(session, covering.tree_size)
-    chain = [c.tree_size for c in history]
-    consistency = {
-        (a, b): await consistency_proof(session, a, b) for a, b in itertools.pairwise(chain)
-    }
+    history, consistency = [], {}
+    if since is not None and since.tree_size < covering.tree_size:
+        history = [since.signed_note]
+        consistency = {
+            (since.tree_size, covering.tree_size): await consistency_proof(
+                session, since.tree_size, covering.tree_size
+            )
+        }
     return ExportHeader(
         origin=origin,
         start=start,
@@ -278,7 +287,7 @@ async def export_header(
         tree_size=covering.tree_size,
         checkpoint=covering.signed_note,
         cover=cover,
-        history=[c.signed_note for c in history if c.tree_size != covering.tree_size],
+        history=history,
         consistency=consistency,
     )
 
@@ -309,6 +318,7 @@ async def export_lines(
     whole_log: WholeLog | None = None,
     chunk: int = 5000,
     households_shown: HouseholdsShown = _no_one,
+    since: Checkpoint | None = None,
 ) -> AsyncIterator[bytes]:
     """JSON lines (UTF-8): the header, then every entry of ``[start, end)`` (or its hash only).
 
@@ -319,7 +329,7 @@ async def export_lines(
     ``households_shown`` is awaited with the households whose entries it shows in full
     (an error there ends the export before those lines leave).
     """
-    header = await export_header(session, start, end, covering, origin)
+    header = await export_header(session, start, end, covering, origin, since)
     yield json.dumps(header.to_json()).encode() + b"\n"
     prefixes = tuple(region_prefixes)
     if registry is None:

@@ -31,7 +31,13 @@ from dibao_audit.merkle import (
     verify_consistency,
 )
 
-EXPORT_FORMAT = "dibao.audit.export.v1"
+EXPORT_FORMAT = "dibao.audit.export.v2"
+"""What the service writes: the covering checkpoint, the cover, and at most one earlier
+checkpoint (the one the auditor names, ``from_size``) with the consistency proof from it:
+a header of bounded size, whatever the log's age."""
+EXPORT_FORMAT_V1 = "dibao.audit.export.v1"
+"""Until 1 Dec 2026: every earlier checkpoint and a consistency proof per consecutive pair
+(a header that grew with the log's age). Still read and verified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,50 +53,80 @@ class ExportHeader:
     cover: dict[Range, bytes]
     """Hashes of the ranges outside the slice (see ``merkle.range_cover``)."""
     history: list[str] = field(default_factory=list)
-    """Signed notes of earlier checkpoints, oldest first."""
+    """Signed notes of earlier checkpoints, oldest first: in v2 at most one, the checkpoint
+    the export was asked to prove itself consistent with (``from_size``)."""
     consistency: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     """Consistency proofs between consecutive checkpoints of ``history`` + the covering one."""
+    format: str = EXPORT_FORMAT
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": EXPORT_FORMAT,
+        head = {
+            "format": self.format,
             "origin": self.origin,
             "start": self.start,
             "end": self.end,
             "tree_size": self.tree_size,
             "checkpoint": self.checkpoint,
             "cover": [[lo, hi, h.hex()] for (lo, hi), h in self.cover.items()],
-            "history": self.history,
-            "consistency": [
-                [old, new, [p.hex() for p in proof]]
-                for (old, new), proof in self.consistency.items()
-            ],
         }
+        if self.format == EXPORT_FORMAT_V1:
+            return head | {
+                "history": self.history,
+                "consistency": [
+                    [old, new, [p.hex() for p in proof]]
+                    for (old, new), proof in self.consistency.items()
+                ],
+            }
+        if len(self.history) > 1 or len(self.consistency) != len(self.history):
+            raise ValueError(f"a {EXPORT_FORMAT} header names at most one earlier checkpoint")
+        start = None
+        if self.history:
+            (((size, _), proof),) = self.consistency.items()
+            start = {
+                "tree_size": size,
+                "checkpoint": self.history[0],
+                "proof": [p.hex() for p in proof],
+            }
+        return head | {"from": start}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ExportHeader:
-        """The header of a parsed first line; ValueError for anything else."""
-        if not isinstance(obj, dict) or obj.get("format") != EXPORT_FORMAT:
-            raise ValueError(f"not a {EXPORT_FORMAT} export")
+        """The header of a parsed first line (v2, or v1 as older services wrote it);
+        ValueError for anything else."""
+        if not isinstance(obj, dict) or obj.get("format") not in (EXPORT_FORMAT, EXPORT_FORMAT_V1):
+            raise ValueError(f"not a {EXPORT_FORMAT} (or v1) export")
         try:
             return cls._from_json(obj)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"a damaged {EXPORT_FORMAT} header: {exc!r}") from exc
+            raise ValueError(f"a damaged {obj['format']} header: {exc!r}") from exc
 
     @classmethod
     def _from_json(cls, obj: dict[str, Any]) -> ExportHeader:
+        tree_size = int(obj["tree_size"])
+        if obj["format"] == EXPORT_FORMAT_V1:
+            history = [str(n) for n in obj.get("history", [])]
+            consistency = {
+                (int(a), int(b)): [bytes.fromhex(p) for p in proof]
+                for a, b, proof in obj.get("consistency", [])
+            }
+        else:
+            start = obj["from"]
+            history, consistency = [], {}
+            if start is not None:
+                history = [str(start["checkpoint"])]
+                consistency = {
+                    (int(start["tree_size"]), tree_size): [bytes.fromhex(p) for p in start["proof"]]
+                }
         return cls(
             origin=str(obj["origin"]),
             start=int(obj["start"]),
             end=int(obj["end"]),
-            tree_size=int(obj["tree_size"]),
+            tree_size=tree_size,
             checkpoint=str(obj["checkpoint"]),
             cover={(int(lo), int(hi)): bytes.fromhex(h) for lo, hi, h in obj["cover"]},
-            history=[str(n) for n in obj.get("history", [])],
-            consistency={
-                (int(a), int(b)): [bytes.fromhex(p) for p in proof]
-                for a, b, proof in obj.get("consistency", [])
-            },
+            history=history,
+            consistency=consistency,
+            format=str(obj["format"]),
         )
 
 

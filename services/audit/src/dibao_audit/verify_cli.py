@@ -2,9 +2,10 @@
 
 Given an export file (``GET /audit/export``) or the service's URL, it checks the covering
 checkpoint's signature, recomputes every leaf and the root from the entries, checks the
-consistency proofs between all earlier checkpoints and, with a URL, inclusion proofs of
-sampled entries; it prints a JSON report with the first bad index and exits 1 when
-anything is wrong. Pin the log's key with ``--vkey`` (a C2SP vkey, from
+consistency proof from the earlier checkpoint the header carries (v2: the one asked for
+with ``from_size``; v1 exports carried every earlier one, and still verify) and, with a
+URL, inclusion proofs of sampled entries; it prints a JSON report with the first bad index
+and exits 1 when anything is wrong. Pin the log's key with ``--vkey`` (a C2SP vkey, from
 ``GET /audit/public-key`` at a time you trust); without it the key the service publishes
 now is used, which proves the log consistent but not that the key is the right one.
 
@@ -115,6 +116,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
     parser.add_argument("--end", type=int, help="end index, exclusive (with --url)")
     parser.add_argument("--tree-size", type=int, help="checkpoint to verify against (--url)")
+    parser.add_argument(
+        "--from-size",
+        type=int,
+        help="a checkpoint you kept, by size: the export's header carries it and the "
+        "consistency proof from it, so a saved export (--save) proves itself consistent "
+        "with it offline (--url)",
+    )
     parser.add_argument(
         "--inclusion-samples", type=int, default=32, help="entries whose proofs to ask for"
     )
@@ -407,6 +415,9 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 found = client.get("/audit/checkpoints/latest")
                 if found.status_code == 200:
                     latest = int(found.json()["tree_size"])
+            since = args.from_size
+            if since is not None:
+                params["from_size"] = since
             save = args.save.open("w") if args.save else None
             try:
                 with client.stream("GET", "/audit/export", params=params) as response:
@@ -433,6 +444,16 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     save.close()
             if report.checkpoint is not None:
                 _check_answer(report, header, args, latest)
+                asked = None if since is None else (since, header.tree_size)
+                if (
+                    asked is not None
+                    and since < header.tree_size
+                    and (asked not in header.consistency)
+                ):
+                    report.fail(
+                        f"asked for the consistency proof from checkpoint {since}, the "
+                        "export carries none"
+                    )
                 _check_inclusion(client, report, sorted(set(sample)), registry)
                 listed.finish(report)
                 _check_kept_online(client, report)

@@ -858,3 +858,56 @@ async def test_stored_columns_a_record_contradicts_are_said_and_not_trusted(
     assert "entry 2 is shown, but not listed" in problems  # the export trusts the stored region
     assert "entry 3: stored household_id contradicted by its record" in problems
     assert report["columns_checked"] == 16  # Lanzhou's 1 + 15 entries, 2 left out
+
+
+async def _export_header(api: Api, **params: Any) -> dict[str, Any]:
+    response = await api.client.get("/audit/export", params=params, headers=api.auditor())
+    assert response.status_code == 200, response.text
+    header: dict[str, Any] = json.loads(response.text.splitlines()[0])
+    return header
+
+
+async def test_an_exports_header_does_not_grow_with_the_logs_age(api: Api) -> None:
+    """v1 headers carried every checkpoint and a consistency proof per pair. A v2 header
+    carries the covering checkpoint, the cover and, when asked (from_size), one earlier
+    checkpoint and the proof from it: the same size after ten more checkpoints."""
+    young = await _export_header(api)
+    assert young["format"] == "dibao.audit.export.v2"
+    assert "history" not in young
+    assert young["from"] is None
+    appender = api.app.state.audit.appender
+    for n in range(10):
+        batch = [
+            recorded_event(
+                _withdrawn("hh-a", LANZHOU, 100 + 11 * n + i), offset=100 + 11 * n + i, key="hh-a"
+            )
+            for i in range(11)
+        ]
+        assert (await appender.append(batch)).checkpoint_size is not None
+    old = await _export_header(api)
+    assert old["tree_size"] == young["tree_size"] + 110
+    assert abs(len(json.dumps(old)) - len(json.dumps(young))) < 16  # the note's digits
+
+    since = await _export_header(api, from_size=young["tree_size"], start=5, end=20)
+    assert since["from"]["tree_size"] == young["tree_size"]
+    assert since["from"]["checkpoint"] == young["checkpoint"]
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    key = VerifierKey.parse(vkey)
+    header, entries = read_export(
+        (
+            await api.client.get(
+                "/audit/export",
+                params={"from_size": young["tree_size"], "start": 5, "end": 20},
+                headers=api.auditor(("62", "11")),
+            )
+        ).text.splitlines()
+    )
+    report = verify_export(header, entries, key, kept=[young["checkpoint"]])
+    assert report.ok, report.problems
+    assert report.kept_checked == 1
+    unknown = await api.client.get("/audit/export", params={"from_size": 7}, headers=api.auditor())
+    assert unknown.status_code == 404
+    beyond = await api.client.get(
+        "/audit/export", params={"from_size": old["tree_size"] + 1}, headers=api.auditor()
+    )
+    assert beyond.status_code == 400

@@ -21,6 +21,7 @@ from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import CHECKPOINT_TYPE
+from dibao_audit.dbcheck import check_database
 from dibao_audit.entry import RecordedEvent, canonical_bytes, header_block, parse_header_block
 from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, root_of, verify_consistency, verify_inclusion
@@ -241,7 +242,7 @@ async def test_a_superusers_edit_is_named_by_the_verifier(audit_db: AuditDb) -> 
     report = verify_export(header, entries, key)
     assert not report.ok
     assert report.first_bad_index == 23
-    assert len(header.history) == 2  # 16 and 32, then 40 covering
+    assert header.history == []  # v2: an earlier checkpoint only when asked for (from_size)
 
 
 async def test_a_timed_checkpoint_skips_a_log_that_only_announced_itself(
@@ -286,15 +287,25 @@ async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoin
     key = appender.signer.verifier
     async with audit_db.sessions() as session:
         covering = await repo.latest_checkpoint(session)
+        since = await repo.checkpoint_at(session, 16)
         assert covering is not None
+        assert since is not None
         lines = [
-            line async for line in service.export_lines(session, 0, 40, covering, key.name, ["62"])
+            line
+            async for line in service.export_lines(
+                session, 0, 40, covering, key.name, ["62"], since=since
+            )
         ]
     header, entries = read_export(b"".join(lines).decode().splitlines())
     report = verify_export(header, entries, key)
     assert not report.ok
     assert report.first_bad_index is None  # content and leaf agree: only the roots can tell
-    assert report.suspect_range == (16, 32)
+    # The export names the checkpoint asked for (16), not every one: the range is from it.
+    assert report.suspect_range == (16, 40)
+    # The database check reads every checkpoint: it names the range between two.
+    checked = await check_database(audit_db.url, key)
+    assert checked.suspect_range == (16, 32)
+    assert checked.first_bad_index == 23  # and the edit left the old record's columns
 
 
 async def test_migration_0004_turns_json_headers_into_the_hashed_block_and_back(

@@ -33,7 +33,13 @@ from dibao_audit.merkle import (
     perfect_subtrees,
     range_cover,
 )
-from dibao_audit.verifier import ExportHeader, verify_export, verify_export_file
+from dibao_audit.verifier import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_V1,
+    ExportHeader,
+    verify_export,
+    verify_export_file,
+)
 
 SEED = hashlib.sha256(b"test audit key").digest()
 AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -85,6 +91,7 @@ class _Log:
             ),
             history=[self.notes[s] for s in sizes[:-1]],
             consistency=consistency,
+            format=EXPORT_FORMAT_V1,  # every earlier checkpoint: as services wrote until v2
         )
         lines = [
             {"index": i, "leaf_hash": self.leaves[i].hex(), "entry": entry_to_b64(self.events[i])}
@@ -506,3 +513,63 @@ def test_stated_leaves_shifted_between_two_lines_are_reported_by_blocks_too(
     assert reference is not None
     assert (by_file.ok, by_file.first_bad_index) == (reference.ok, reference.first_bad_index)
     assert reference.first_bad_index == 20
+
+
+def _v2(log: _Log, start: int, end: int, since: int | None) -> tuple[ExportHeader, list[Any]]:
+    """A v2 export of ``log``: its latest checkpoint and, from ``since``, one proof."""
+    v1, lines = log.export(start, end)
+    size = v1.tree_size
+    history, consistency = [], {}
+    if since is not None:
+        history = [log.notes[since]]
+        consistency = {
+            (since, size): hash_ranges(consistency_ranges(since, size), log.nodes.__getitem__)
+        }
+    header = dataclasses.replace(v1, history=history, consistency=consistency, format=EXPORT_FORMAT)
+    return ExportHeader.from_json(json.loads(json.dumps(header.to_json()))), lines
+
+
+def test_a_v2_header_carries_one_earlier_checkpoint_and_its_proof(tmp_path: Path) -> None:
+    """v1 headers carried every earlier checkpoint and a proof per pair: they grew with the
+    log's age. v2 carries the one the auditor named (from_size) and the proof from it; a
+    kept checkpoint of that size is checked offline as before, a rewritten one is not."""
+    log = _Log(100, 16)
+    key = log.signer.verifier
+    header, lines = _v2(log, 17, 100, 32)
+    text = header.to_json()
+    assert text["format"] == "dibao.audit.export.v2"
+    assert "history" not in text
+    assert text["from"]["tree_size"] == 32
+    report = verify_export(header, lines, key, kept=[log.notes[32]])
+    assert report.ok, report.problems
+    assert report.kept_checked == 1
+    path = _write(tmp_path / "slice.jsonl", header, lines)
+    kept_file = tmp_path / "kept.txt"
+    kept_file.write_text(log.notes[32], encoding="utf-8")
+    args = ["--export", str(path), "--vkey", key.vkey(), "--checkpoint", str(kept_file)]
+    assert verify_cli.run(verify_cli._parse_args(args), io.StringIO()) == 0
+
+    forged = _rewritten(100, 16, 5)
+    header, lines = _v2(forged, 0, 100, 32)
+    report = verify_export(header, lines, key, kept=[log.notes[32]])
+    assert any("another root for size 32" in p for p in report.problems), report.problems
+    bad = dataclasses.replace(
+        header, consistency={(32, 100): [b"\x11" * 32 for _ in header.consistency[(32, 100)]]}
+    )
+    assert any("disagree" in p for p in verify_export(bad, lines, key).problems)
+
+    plain, lines = _v2(log, 0, 100, None)
+    assert plain.to_json()["from"] is None
+    assert verify_export(plain, lines, key).ok
+    with pytest.raises(ValueError, match="at most one"):
+        dataclasses.replace(plain, history=[log.notes[16], log.notes[32]]).to_json()
+
+
+def test_a_v1_export_still_verifies(tmp_path: Path) -> None:
+    log = _Log(100, 16)
+    header, lines = log.export(0, 100)
+    assert header.to_json()["format"] == EXPORT_FORMAT_V1
+    assert len(header.to_json()["history"]) == 6
+    path = _write(tmp_path / "v1.jsonl", header, lines)
+    args = ["--export", str(path), "--vkey", log.signer.verifier.vkey()]
+    assert verify_cli.run(verify_cli._parse_args(args), io.StringIO()) == 0
