@@ -291,7 +291,7 @@ up() {
 
 dibao is running (instance $INSTANCE):
 $(for s in "${SERVICES[@]}"; do printf '  %-11s http://127.0.0.1:%s  (OpenAPI: /docs)\n' "$s" "$(service_port "$s")"; done)
-  postgres    $PG_DSN
+  postgres    $(server_name "$PG_DSN")
   kafka       $KAFKA_BOOTSTRAP
   logs        $LOGS
 

@@ -31,6 +31,15 @@ STATE_DIR = Path(os.environ.get("DIBAO_TEST_STATE", REPO_ROOT / ".local" / "test
 with its DIBAO_TEST_INSTANCE) would otherwise share and delete each other's pid files."""
 
 
+PG_PASSWORD = "pg-pa55word"
+
+
+def _with_password(dsn: str) -> str:
+    scheme, rest = dsn.split("://", 1)
+    user, server = rest.split("@", 1)
+    return f"{scheme}://{user}:{PG_PASSWORD}@{server}"
+
+
 def _env(stack: TestStack) -> dict[str, str]:
     base = int(os.environ.get("DIBAO_TEST_SVC_PORT_BASE", "8100"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIBAO_")}
@@ -45,7 +54,9 @@ def _env(stack: TestStack) -> dict[str, str]:
         "DIBAO_AUDIT_RUNTIME_DATABASE_URL": (
             f"postgresql+asyncpg://{database}_app:it's-secret@{server}/{database}"
         ),
-        "DIBAO_PG_URL": stack.pg_admin_dsn,
+        # With a password (the test stack trusts loopback logins and ignores it), which no
+        # message may show.
+        "DIBAO_PG_URL": _with_password(stack.pg_admin_dsn),
         "DIBAO_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         # Unused ports (the servers are the test stack's), required by the script.
         "DIBAO_PG_PORT": "1",
@@ -222,6 +233,9 @@ async def test_up_serves_every_service_and_down_stops_them(
     up = _stack_sh(env, "up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        server = stack.pg_admin_dsn.split("@", 1)[1]
+        assert f"postgres    postgresql://{server}\n" in up.stdout, up.stdout
+        assert PG_PASSWORD not in up.stdout + up.stderr
         print(f"stack up (services, migrations, demo data) in {time.monotonic() - started:.1f} s")  # noqa: T201
         base = int(env["DIBAO_SVC_PORT_BASE"])
         async with httpx.AsyncClient(timeout=5) as client:
