@@ -23,6 +23,7 @@ from dibao_intake.testing import (
     URBAN_VILLAGE,
     IntakeClient,
     RegisteredHousehold,
+    access_records,
     events,
     pii_settings_for_tests,
     row_counts,
@@ -373,6 +374,41 @@ async def test_withdrawal_of_an_accepted_application(
     assert again.json()["type"].endswith("/application-not-withdrawable")
     found = await wait_for_events(intake_stack, INTAKE_TOPIC, 3, subject=accepted["id"])
     assert found[-1].ce_type == "dibao.intake.ApplicationWithdrawn.v1"
+
+
+async def test_a_withdrawals_answer_is_recorded_as_the_read_it_is(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The answer to a withdrawal is the application whole (incomes, assets, statement,
+    documents, timeline), as GET /applications/{id} shows it: recorded as that read is,
+    and a clerk of another region is refused as that read is (404, recorded DENIED)."""
+    household = await intake.register()
+    accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    url = f"/applications/{accepted['id']}/withdrawal"
+    prober = f"prober-{uuid.uuid4()}"
+    foreign = await intake.http.post(
+        url,
+        json={"reason": "试探"},
+        headers=intake.headers(regions=["620102"], subject=prober),
+    )
+    assert foreign.status_code == 404
+    [refusal] = await access_records(intake_stack, accepted["id"], prober)
+    assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
+    assert list(refusal.persons) == list(refusal.fields) == []
+    clerk = f"clerk-{uuid.uuid4()}"
+    response = await intake.http.post(
+        url, json={"reason": "找到稳定工作"}, headers=intake.headers(subject=clerk)
+    )
+    assert response.status_code == 201, response.text
+    [record] = await access_records(intake_stack, accepted["id"], clerk)
+    assert (record.action, record.outcome) == (
+        access.ACCESS_ACTION_VIEW,
+        access.ACCESS_OUTCOME_GRANTED,
+    )
+    assert record.record_type == access.RECORD_TYPE_APPLICATION
+    assert sorted(p.person_id for p in record.persons) == sorted(household.person_ids)
+    assert {"incomes", "assets", "statement_and_notes", "timeline_details"} <= set(record.fields)
+    assert record.operation == "POST /applications/{application_id}/withdrawal"
 
 
 async def test_search_by_region_status_and_date_with_a_cursor(intake: IntakeClient) -> None:

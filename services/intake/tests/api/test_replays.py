@@ -219,6 +219,7 @@ async def test_a_replayed_withdrawal_is_recorded_and_rechecks_the_region(
         send,
         subject=f"clerk-{uuid.uuid4()}",
         refused_status=404,
+        earlier=1,
     )
     assert answer["status"] == "withdrawn"
     assert granted.record_type == access.RECORD_TYPE_APPLICATION

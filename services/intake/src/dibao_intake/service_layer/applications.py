@@ -467,11 +467,17 @@ async def withdraw_application(
     application_id: uuid.UUID,
     reason: str,
 ) -> ApplicationDetail:
-    """The applicant withdraws an accepted application not yet decided."""
+    """The applicant withdraws an accepted application not yet decided. The answer shows
+    the application whole, as GET /applications/{id} does, and is recorded as that read is
+    (a caller of another region is refused as that read is: 404, recorded DENIED)."""
     record = await repo.get_application(session, application_id, for_update=True)
     if record is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, record.region_code)
+    target = AccessTarget(
+        record.household_id, record.region_code, access.RECORD_TYPE_APPLICATION, str(record.id)
+    )
+    if not caller.principal.can_see(record.region_code):
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     if record.status is not ApplicationStatus.SUBMITTED:
         raise Conflict(
             f"An application that is {record.status.value} cannot be withdrawn",
@@ -498,7 +504,18 @@ async def withdraw_application(
     )
     updated = await repo.get_application(session, record.id)
     assert updated is not None
-    return await _detail(session, updated)
+    detail = await _detail(session, updated)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        target,
+        persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
+        fields=application_fields(
+            view_of(caller.principal), with_account=detail.bank_account is not None
+        ),
+    )
+    return detail
 
 
 # --- search --------------------------------------------------------------------------------
