@@ -96,6 +96,42 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
     assert clerks_roster.status_code == 403
 
 
+async def test_a_caseworker_is_never_assigned_a_case_of_their_own_household_or_family(
+    intake: IntakeClient,
+) -> None:
+    """The township's responsible caseworker whose relative applies, or who applies with
+    their own household, would investigate their own case: the application is flagged and
+    left unassigned (the county must visit, and assigns it), never given to them. Another
+    household of the township still gets them."""
+    township, village = "620123105000", "620123105201"
+    related = await intake.register(intake.plan(village, shape="elderly_couple"))
+    own = await intake.register(intake.plan(village, shape="elderly_alone"))
+    other = await intake.register(intake.plan(village, shape="elderly_alone"))
+    sister = related.plan.members[1]
+    added = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "杜海燕",
+            "role": "caseworker",
+            "subject": "cw-gancaodian",
+            "responsible_caseworker": True,
+            "id_number": own.plan.members[0].id_number,
+            "relatives": [
+                {"name": sister.name, "id_number": sister.id_number, "relation": "sister"}
+            ],
+        },
+        headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+    )
+    assert added.status_code == 201, added.text
+    for household, flagged in ((related, True), (own, True), (other, False)):
+        response = await intake.submit(await intake.complete_application_body(household))
+        assert response.status_code == 201, response.text
+        out = response.json()
+        assert out["status"] == "submitted"
+        assert out["staff_related"] is flagged
+        assert out["assigned_caseworker"] == (None if flagged else "cw-gancaodian")
+
+
 async def test_an_invalid_relative_id_is_refused(intake: IntakeClient) -> None:
     response = await intake.http.post(
         f"/townships/{TOWNSHIP}/staff",

@@ -39,7 +39,8 @@ TownshipCode = Annotated[
     summary="Add someone to a township's roster",
     description="Applicants related to anyone on the roster (by ID number of the staff member"
     " or a listed relative) are flagged for a county visit. A responsible caseworker gets the"
-    " township's accepted applications; naming one replaces the previous one.",
+    " township's accepted applications, except those of their own household or a relative's"
+    " (left unassigned, for the county); naming one replaces the previous one.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
 async def add_staff(

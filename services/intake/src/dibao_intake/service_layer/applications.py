@@ -246,6 +246,11 @@ async def submit_application(
         [PersonOnFile(m.person_id, m.id_hash, mask_name(m.name)) for m in active],
         context.roster,
     )
+    # Never the caseworker's own case: a household of which they are a member, or in which
+    # a relative of theirs is, is left unassigned (flagged, for the county to assign).
+    caseworker = context.caseworker
+    if any(r.entry.staff_id == context.caseworker_staff_id for r in relations):
+        caseworker = None
     now = runtime.clock.now()
     record = ApplicationRecord(
         id=uuid7(),
@@ -262,7 +267,7 @@ async def submit_application(
         bank_account_id=account.id if account is not None else None,
         staff_related=bool(relations),
         staff_relation_note=relation_note(relations) or None,
-        assigned_caseworker=context.caseworker if accepted else None,
+        assigned_caseworker=caseworker if accepted else None,
         missing_items=[_missing_json(m) for m in missing],
         submitted_at=now,
         submitted_by=caller.principal.subject,

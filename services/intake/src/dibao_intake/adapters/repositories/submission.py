@@ -55,6 +55,9 @@ class SubmissionContext:
     open_application_id: uuid.UUID | None
     roster: list[RosterEntry]
     caseworker: str | None
+    """The token subject of the township's responsible caseworker, if it has one."""
+    caseworker_staff_id: uuid.UUID | None = None
+    """Their roster entry: whether the applicant's household is theirs (find_staff_relations)."""
 
 
 _READ = DriverStatement(
@@ -114,7 +117,7 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
         WHERE a.household_id = h.id AND a.kind = :kind AND a.status = 'submitted'
           AND a.decided_at IS NULL
         LIMIT 1) AS open_application_id,
-       (SELECT s.subject FROM staff_member s
+       (SELECT json_build_object('subject', s.subject, 'staff_id', s.id) FROM staff_member s
         WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
           AND s.responsible_caseworker AND s.active) AS caseworker
 FROM h, m, d, r
@@ -229,6 +232,7 @@ async def load_submission_context(
     )
     members = tuple(_member(m) for m in _json(row["members"]))
     documents = {d.id: d for d in (_document(x) for x in _json(row["documents"]))}
+    caseworker = _json(row["caseworker"])
     roster = [
         RosterEntry(
             id_hash=r["id_hash"],
@@ -245,7 +249,8 @@ async def load_submission_context(
         documents=documents,
         open_application_id=row["open_application_id"],
         roster=roster,
-        caseworker=row["caseworker"],
+        caseworker=caseworker["subject"] if caseworker else None,
+        caseworker_staff_id=uuid.UUID(caseworker["staff_id"]) if caseworker else None,
     )
 
 
