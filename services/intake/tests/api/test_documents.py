@@ -49,6 +49,9 @@ async def test_upload_is_stored_by_sha256_and_downloads_are_recorded(
     assert download.status_code == 200
     assert download.content == content
     assert download.headers["content-type"] == "application/pdf"
+    # Never sniffed as another type, never rendered in the API's origin.
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert download.headers["content-disposition"] == f'attachment; filename="{document["id"]}"'
     found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=document["id"])
     assert len(found) == 2  # the description and the content: two recorded reads
     records = [EventRegistry.default().decode(e) for e in found]

@@ -290,10 +290,18 @@ async def download_document(
         except PurposeNoteRequiredError as error:
             raise note_missing(error) from None
         assert content is not None
+        # The content is the uploader's: checked only to begin as its type does (a PDF's
+        # header may sit anywhere in its first KiB), so a browser must neither sniff it
+        # as something else (HTML) nor render it in the API's origin.
         return Response(
             content,
             media_type=record.media_type,
-            headers={"ETag": f'"{record.sha256}"', "Cache-Control": "private, no-store"},
+            headers={
+                "ETag": f'"{record.sha256}"',
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f'attachment; filename="{record.id}"',
+            },
         )
 
     return await in_transaction(request, work)
