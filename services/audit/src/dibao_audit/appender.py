@@ -98,6 +98,7 @@ class LogAppender:
         self._now = now
         self._lock = asyncio.Lock()
         self._frontier: Frontier | None = None
+        self._restore = False  # a checkpoint was refused: restore the frontier from the table
         self._last_checkpoint = 0
 
     @property
@@ -226,8 +227,9 @@ class LogAppender:
         """The frontier of the stored tree (cached unless the stored size moved)."""
         if size is None:
             size = await repo.tree_size(session)
-        if self._frontier is not None and self._frontier.size == size:
+        if self._frontier is not None and self._frontier.size == size and not self._restore:
             return self._frontier
+        self._restore = False
         hashes = await repo.subtree_hashes(session, set(perfect_subtrees(0, size)))
         frontier = Frontier.restore(size, hashes.__getitem__)
         latest = await repo.latest_checkpoint(session)
@@ -294,6 +296,9 @@ class LogAppender:
         does not extend the last checkpoint: the entries are still appended, no fork is
         signed."""
         if not await self._consistent_with_last(session, frontier):
+            # Restored from the stored nodes at the next batch: once the tree is repaired
+            # (``repair_tree``) the log signs again without a restart.
+            self._restore = True
             return None
         at = self._now()
         root = frontier.root()
