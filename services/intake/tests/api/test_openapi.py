@@ -67,7 +67,14 @@ def test_every_operation_declares_its_problems(intake_app: FastAPI) -> None:
 
 def test_request_bodies_carry_examples(intake_app: FastAPI) -> None:
     schemas = intake_app.openapi()["components"]["schemas"]
-    for name in ("HouseholdIn", "ApplicationIn", "StaffIn", "AddressChangeIn"):
+    for name in (
+        "HouseholdIn",
+        "ApplicationIn",
+        "StaffIn",
+        "AddressChangeIn",
+        "MemberChangeIn",
+        "MarriageIn",
+    ):
         assert schemas[name]["examples"], name
     assert schemas["MemberOut"]["properties"]["id_number_masked"]["examples"]
 

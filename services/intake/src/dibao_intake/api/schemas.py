@@ -385,6 +385,30 @@ class MarriageIn(_ChangeIn):
     """A member married: the spouse joins the household (spouse), is a member already
     (spouse_person_id), or neither (lives elsewhere)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "marriage",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "married_on": "2026-02-14",
+                    "spouse": {
+                        "name": "杨秀兰",
+                        "id_number": "620123197009140227",
+                        "relationship": "spouse",
+                        "employment_status": "flexible",
+                    },
+                },
+                {
+                    "kind": "marriage",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "married_on": "2026-02-14",
+                    "spouse_person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                },
+            ]
+        }
+    )
+
     kind: Literal["marriage"]
     person_id: uuid.UUID
     married_on: date
@@ -435,6 +459,28 @@ class MemberChangeIn(_ChangeIn):
     or no longer), or their name was recorded wrongly: only the details given change
     (null is as not given), and at least one must. A member counted again has no
     exclusion reason nor note left; a note goes with its reason."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "member_change",
+                    "person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                    "effective_on": "2026-02-10",
+                    "disability_grade": "2",
+                    "employment_status": "unable_to_work",
+                    "document_ids": ["01a22f9c-10d4-73fd-a930-7b036a461589"],
+                },
+                {
+                    "kind": "member_change",
+                    "person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                    "effective_on": "2026-02-27",
+                    "name": "王秀芝",
+                    "note": "户口簿姓名录入有误",
+                },
+            ]
+        }
+    )
 
     kind: Literal["member_change"]
     person_id: uuid.UUID
