@@ -311,9 +311,10 @@ class ChangeOut(_Out):
     kind: ChangeKind
     effective_on: date
     details: dict[str, Any] = Field(
-        description="What changed, by id and code (custody_agreement and document_ids left out"
-        " in the limited view; a member_change's person_id alone, not which details changed"
-        " nor to what)"
+        description="What changed, by id, date, code and flag, never a name nor an address"
+        " (a name correction is name_corrected; a move's region codes and area type). In the"
+        " limited view custody_agreement and document_ids are left out, and of a"
+        " member_change only its person_id shows, not which details changed nor to what"
     )
     note: str | None = Field(description="In words" + _WITHHELD)
     recorded_by: str
