@@ -16,6 +16,7 @@ from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     TEST_NOW,
     IntakeClient,
+    access_records,
     events,
     pii_settings_for_tests,
     row_counts,
@@ -273,6 +274,34 @@ async def test_a_disclosure_for_other_or_support_needs_its_note(
             headers=intake.headers(role),
         )
         assert noted.status_code == 200, noted.text
+
+
+async def test_another_regions_disclosure_is_refused_before_its_note_is_checked(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A caller of another region asking with purpose other and no note is answered as
+    without it: 404, recorded DENIED (a probe of another region's person or account),
+    not told about the missing note."""
+    household = await intake.register()
+    token = household.body["bank_account"]["token_id"]
+    reads = (
+        (
+            f"/persons/{household.person_ids[0]}/identity",
+            Role.INVESTIGATOR,
+            household.person_ids[0],
+        ),
+        (f"/bank-accounts/{token}", Role.FINANCE_OFFICER, token),
+    )
+    for url, role, record_id in reads:
+        prober = f"prober-{role.value}-{record_id}"
+        response = await intake.http.get(
+            url,
+            params={"purpose": "other"},
+            headers=intake.headers(role, ["620102"], subject=prober),
+        )
+        assert response.status_code == 404, (url, response.text)
+        [record] = await access_records(intake_stack, record_id, prober)
+        assert record.outcome == access.ACCESS_OUTCOME_DENIED
 
 
 async def test_a_relation_with_an_id_number_in_it_is_refused(

@@ -12,7 +12,7 @@ from pydantic import AfterValidator
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_intake.api import schemas as s
-from dibao_intake.service_layer.access import NOTE_REQUIRED, PurposeNoteRequiredError
+from dibao_intake.service_layer.access import PurposeNoteRequiredError
 
 
 class Purpose(StrEnum):
@@ -46,14 +46,6 @@ def note_missing(error: PurposeNoteRequiredError) -> RequestValidationError:
             }
         ]
     )
-
-
-def recorded_purpose(value: Purpose, note: str) -> access.Purpose.ValueType:
-    """The purpose as recorded; 422 for one that needs a note given without one."""
-    recorded = purpose_value(value)
-    if recorded in NOTE_REQUIRED and not note.strip():
-        raise note_missing(PurposeNoteRequiredError(recorded))
-    return recorded
 
 
 PurposeQuery = Annotated[Purpose, Query(description="Why the number is needed (recorded)")]

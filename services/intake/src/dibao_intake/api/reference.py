@@ -20,8 +20,9 @@ from dibao_intake.api.deps import (
     json_response,
     problems,
 )
-from dibao_intake.api.purposes import NoteQuery, PurposeQuery, recorded_purpose
+from dibao_intake.api.purposes import NoteQuery, PurposeQuery, note_missing, purpose_value
 from dibao_intake.service_layer import disclosure
+from dibao_intake.service_layer.access import PurposeNoteRequiredError
 
 router = APIRouter()
 
@@ -73,17 +74,21 @@ async def reveal_identity(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
-    recorded = recorded_purpose(purpose, purpose_note)
+    # A note's absence is checked by the service once the caller may have the number.
+    recorded = purpose_value(purpose)
 
     async def work(session: AsyncSession) -> Response:
-        found = await disclosure.reveal_identity(
-            session,
-            runtime,
-            caller,
-            person_id,
-            purpose=recorded,
-            purpose_note=purpose_note,
-        )
+        try:
+            found = await disclosure.reveal_identity(
+                session,
+                runtime,
+                caller,
+                person_id,
+                purpose=recorded,
+                purpose_note=purpose_note,
+            )
+        except PurposeNoteRequiredError as error:
+            raise note_missing(error) from None
         return json_response(
             s.IdentityOut(person_id=found.person_id, name=found.name, id_number=found.id_number)
         )
@@ -108,17 +113,21 @@ async def reveal_bank_account(
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
 ) -> Response:
-    recorded = recorded_purpose(purpose, purpose_note)
+    # A note's absence is checked by the service once the caller may have the number.
+    recorded = purpose_value(purpose)
 
     async def work(session: AsyncSession) -> Response:
-        found = await disclosure.reveal_bank_account(
-            session,
-            runtime,
-            caller,
-            token_id,
-            purpose=recorded,
-            purpose_note=purpose_note,
-        )
+        try:
+            found = await disclosure.reveal_bank_account(
+                session,
+                runtime,
+                caller,
+                token_id,
+                purpose=recorded,
+                purpose_note=purpose_note,
+            )
+        except PurposeNoteRequiredError as error:
+            raise note_missing(error) from None
         a = found.account
         return json_response(
             s.BankAccountDisclosureOut(

@@ -20,7 +20,13 @@ from dibao_common.errors import NotFound
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
-from dibao_intake.service_layer.access import AccessTarget, Purpose, record_access, refused
+from dibao_intake.service_layer.access import (
+    AccessTarget,
+    Purpose,
+    record_access,
+    refused,
+    require_note,
+)
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 
 IDENTITY_ROLES = (Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
@@ -62,6 +68,7 @@ async def reveal_identity(
     )
     if not visible:
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    require_note(target)  # once the caller may have it: another region's is refused first
     number = runtime.pii.reveal_id_number(cipher, table="person", row_id=person_id)
     await record_access(
         session,
@@ -115,6 +122,7 @@ async def reveal_bank_account(
     )
     if not caller.principal.can_see(household.region_code):
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    require_note(target)
     number = runtime.pii.reveal_account(cipher, row_id=account.id)
     current = await repo.current_bank_account(session, account.household_id)
     # The number and the holder's name are the holder's data: the record names them.
