@@ -130,6 +130,25 @@ kafka_bootstrap_answers() {  # kafka_bootstrap_answers <bootstrap>
   return 1
 }
 
+# Downloads (apt, PyPI, Maven Central, npm) are retried: a fresh machine's first run meets
+# mirrors that time out or answer 5xx now and then. DIBAO_RETRIES attempts (4), waiting
+# 5, 10, 20 ... s between them; then the command fails naming what it was doing.
+retry() {  # retry <what> <command>...
+  local what=$1 attempt=1 attempts=${DIBAO_RETRIES:-4} wait=${DIBAO_RETRY_WAIT:-5} rc
+  shift
+  while :; do
+    rc=0; "$@" || rc=$?
+    ((rc != 0)) || return 0
+    if ((attempt >= attempts)); then
+      log "ERROR: $what failed $attempt times (last exit status $rc): $*"
+      return "$rc"
+    fi
+    log "$what failed (exit status $rc, attempt $attempt of $attempts): again in $wait s"
+    sleep "$wait"
+    attempt=$((attempt + 1)) wait=$((wait * 2))
+  done
+}
+
 # One command at a time changes an instance: `stack.sh up|down`, `pg.sh start|stop|remove`,
 # deploy/test.sh and bench/run.sh hold an flock on $STATE/lock from start to end (the file
 # names the holder). Another waits DIBAO_LOCK_WAIT seconds (default 120), then fails

@@ -67,13 +67,10 @@ dsn() {
 
 install_server() {
   if [[ -n $PGBIN && -x $PGBIN/initdb ]]; then return; fi
-  log "installing the PostgreSQL server (Debian package)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
-  # Debian starts a default cluster on 5432; this project runs its own, so stop that one.
-  service postgresql stop >/dev/null 2>&1 || true
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  # The Debian package, as bootstrap.sh installs it (retried, the default cluster stopped).
+  bash "$ROOT/deploy/bootstrap.sh" postgres
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  [[ -x $PGBIN/initdb ]] || die "no PostgreSQL server in /usr/lib/postgresql after installing it"
 }
 
 # As root a cluster lives under /var/tmp, outside the checkout, and would outlive a

@@ -27,6 +27,8 @@
 #   DIBAO_KAFKA_JVM_OPTS       extra broker JVM options (word-split)
 #   DIBAO_KAFKA_TOPICS_TIMEOUT seconds `topics` may take in all (default 180); each admin
 #                              call gives up after 20 s (a broker that never answers)
+#   DIBAO_RETRIES              attempts of each download (apt-get, Maven Central; default 4),
+#   DIBAO_RETRY_WAIT           the first wait between them in seconds, doubled each time (5)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +49,24 @@ read -ra EXTRA_JVM_OPTS <<<"${DIBAO_KAFKA_JVM_OPTS:-}"
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { echo "kafka.sh: error: $*" >&2; exit 1; }
+
+# A download (apt-get, Maven Central) that fails is tried again, RETRIES attempts in all,
+# waiting RETRY_WAIT seconds, then twice that, ...: a fresh machine's first run meets
+# mirrors that time out or answer 5xx now and then.
+RETRIES=${DIBAO_RETRIES:-4}
+RETRY_WAIT=${DIBAO_RETRY_WAIT:-5}
+retry() {  # retry <what> <command>...
+  local what=$1 attempt=1 wait=$RETRY_WAIT rc
+  shift
+  while :; do
+    rc=0; "$@" || rc=$?
+    ((rc != 0)) || return 0
+    ((attempt < RETRIES)) || { log "$what failed $attempt times (last exit status $rc)"; return "$rc"; }
+    log "$what failed (exit status $rc, attempt $attempt of $RETRIES): again in $wait s"
+    sleep "$wait"
+    attempt=$((attempt + 1)) wait=$((wait * 2))
+  done
+}
 
 usage() {
   sed -n '3,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -70,9 +90,11 @@ ensure_tools() {
     log "installing ${need[*]} with apt-get"
     local sudo=()
     [[ $(id -u) == 0 ]] || sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+    local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::Retries=3
+               -o DPkg::Lock::Timeout=300)
+    retry "apt-get update" "${apt[@]}" update >&2 || die "apt-get update failed"
+    retry "apt-get install ${need[*]}" "${apt[@]}" install -y --no-install-recommends "${need[@]}" >&2 \
+      || die "could not install ${need[*]}"
   fi
   check_java
 }
@@ -110,10 +132,14 @@ cmd_fetch() {
   local tmp=$KAFKA_CACHE/libs.tmp.$$
   rm -rf "$tmp"
   log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
-  if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+  # --strict-checksums: a file whose bytes do not match the checksum Maven Central publishes
+  # beside it fails the fetch (by default Maven only warns and keeps it). What Maven
+  # downloads is cached in ~/.m2, so a retry fetches only what is still missing.
+  if ! retry "fetching the Kafka jars (mvn)" mvn -q -B --strict-checksums -Dstyle.color=never \
+      -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
     rm -rf "$tmp"
-    die "mvn dependency:copy-dependencies failed"
+    die "could not fetch the Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies, $RETRIES attempts; its errors are above)"
   fi
   local j
   for j in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" \

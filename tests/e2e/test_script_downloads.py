@@ -1,0 +1,218 @@
+"""The operator scripts' downloads on a machine that may be new (CI's): each is retried with
+backoff, checked against what its registry publishes, and fails naming what could not be
+installed; nothing is taken from this machine's own setup (a temporary HOME and PATH).
+The registries are the real ones (PyPI), or a Maven repository served here from this
+machine's Maven cache, once refusing connections and once with one jar's bytes changed."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dibao_common.testing.stack import REPO_ROOT
+
+pytestmark = [pytest.mark.slow]
+
+LIB_SH = REPO_ROOT / "deploy" / "lib.sh"
+KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+KAFKA_VERSION = "4.1.1"
+CORRUPTED = f"kafka-clients-{KAFKA_VERSION}.jar"
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIBAO_", "MAVEN_"))}
+    return env | {
+        "HOME": str(home),
+        "DIBAO_INSTANCE": "downloads",
+        "DIBAO_STATE_DIR": str(home / "state"),
+        "DIBAO_PG_PORT": "1",
+        "DIBAO_KAFKA_PORT": "1",
+        "DIBAO_SVC_PORT_BASE": "1",
+        **extra,
+    }
+
+
+def test_a_failing_command_is_retried_with_backoff(tmp_path: Path) -> None:
+    """Two failures, then success: three attempts, 1 s then 2 s apart. Always failing:
+    DIBAO_RETRIES attempts, then the failure, named."""
+    counter = tmp_path / "attempts"
+    flaky = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) >{counter}; ((n >= 2))"
+    script = f"source {LIB_SH}; retry \"the flaky download\" bash -c '{flaky}'"
+    env = _env(tmp_path, DIBAO_RETRY_WAIT="1")
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert counter.read_text().strip() == "3"
+    assert "the flaky download failed (exit status 1, attempt 1 of 4): again in 1 s" in done.stderr
+    assert "the flaky download failed (exit status 1, attempt 2 of 4): again in 2 s" in done.stderr
+    assert 3 <= took < 20, took
+
+    script = f'source {LIB_SH}; retry "the broken download" bash -c "exit 7"; echo "status $?"'
+    env = _env(tmp_path, DIBAO_RETRIES="2", DIBAO_RETRY_WAIT="0")
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "status 7", done.stdout + done.stderr
+    assert "ERROR: the broken download failed 2 times (last exit status 7)" in done.stderr
+
+
+def test_a_fresh_home_gets_the_pinned_uv_from_pypi(tmp_path: Path) -> None:
+    """No uv on PATH and none in ~/.local/bin: bootstrap installs the uv of
+    deploy/uv-requirements.txt from PyPI with the sha256 PyPI publishes (pip
+    --require-hashes), into the HOME it is given."""
+    pinned = re.search(
+        r"^uv==(\S+)", (REPO_ROOT / "deploy" / "uv-requirements.txt").read_text(), re.M
+    )
+    assert pinned is not None
+    home = tmp_path / "home"
+    env = _env(home, PATH="/usr/local/bin:/usr/bin:/bin")
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "deploy" / "bootstrap.sh"), "uv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    uv = home / ".local" / "bin" / "uv"
+    version = subprocess.run(
+        [str(uv), "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert version.stdout.split()[:2] == ["uv", pinned[1]]
+
+
+def _maven_home() -> Path:
+    """The home Maven reads its cache from: Java's user.home comes from the password
+    database, not from $HOME."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
+@pytest.fixture(scope="module")
+def maven_cache() -> Path:
+    """This machine's Maven cache, holding what kafka.sh fetch resolves (resolved into it
+    from Maven Central first, as kafka.sh does, when it does not)."""
+    repository = _maven_home() / ".m2" / "repository"
+    jar = repository / "org" / "apache" / "kafka" / "kafka-clients" / KAFKA_VERSION / CORRUPTED
+    if not jar.is_file() or not jar.with_name(f"{CORRUPTED}.sha1").is_file():
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(KAFKA_SH.parent / "pom.xml"), "dependency:resolve"],
+            check=True,
+            timeout=900,
+            capture_output=True,
+        )
+    return repository
+
+
+MIRROR = """
+import http.server, pathlib, sys
+root, corrupt = pathlib.Path(sys.argv[1]), sys.argv[2]
+
+class Mirror(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        path = root / self.path.split("?")[0].lstrip("/")
+        # The local cache keeps a repository's metadata under the repository's id.
+        if not path.is_file() and path.name == "maven-metadata.xml":
+            path = path.with_name("maven-metadata-central.xml")
+        if not path.is_file() or ".." in self.path:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = path.read_bytes()
+        if path.name == corrupt:
+            data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+"""A Maven repository served from a local Maven cache, one file's bytes changed in transit
+(its published .sha1 unchanged)."""
+
+
+def _maven_home_with_mirror(home: Path, url: str) -> None:
+    (home / ".m2").mkdir(parents=True)
+    (home / ".m2" / "settings.xml").write_text(
+        "<settings>"
+        f"<localRepository>{home / '.m2' / 'repository'}</localRepository>"
+        f"<mirrors><mirror><id>test</id><mirrorOf>*</mirrorOf><url>{url}</url></mirror></mirrors>"
+        "</settings>"
+    )
+
+
+def _fetch(home: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = _env(home, MAVEN_OPTS=f"-Duser.home={home}", **extra)
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), "fetch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+@pytest.fixture
+def corrupting_mirror(maven_cache: Path) -> Iterator[str]:
+    with subprocess.Popen(
+        [sys.executable, "-c", MIRROR, str(maven_cache), CORRUPTED],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            yield f"http://127.0.0.1:{int(process.stdout.readline())}"
+        finally:
+            process.kill()
+
+
+def test_kafka_jars_from_a_repository_that_refuses_are_retried_then_fail(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    home = tmp_path / "home"
+    _maven_home_with_mirror(home, f"http://127.0.0.1:{refused}")
+    done, took = _fetch(home, DIBAO_RETRIES="2", DIBAO_RETRY_WAIT="1")
+    assert done.returncode != 0
+    assert "failed (exit status 1, attempt 1 of 2): again in 1 s" in done.stderr, done.stderr
+    assert "failed 2 times" in done.stderr, done.stderr
+    assert f"could not fetch the Kafka {KAFKA_VERSION} jars from Maven Central" in done.stderr
+    assert not (home / ".cache" / "dibao" / "kafka" / KAFKA_VERSION / "libs").exists()
+    assert took < 120, took
+
+
+def test_a_kafka_jar_that_does_not_match_its_checksum_is_refused(
+    tmp_path: Path, corrupting_mirror: str
+) -> None:
+    """Maven by default only warns on a checksum mismatch and keeps the file; the broker
+    would then run a jar nobody published."""
+    home = tmp_path / "home"
+    _maven_home_with_mirror(home, corrupting_mirror)
+    done, _ = _fetch(home, DIBAO_RETRIES="1")
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert "Checksum validation failed" in done.stderr, done.stderr[-2000:]
+    assert CORRUPTED.removesuffix(".jar").rsplit("-", 1)[0] in done.stderr
+    assert not (home / ".cache" / "dibao" / "kafka" / KAFKA_VERSION / "libs").exists()
