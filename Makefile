@@ -19,7 +19,7 @@ status:    ## what is running
 test:      ## the whole suite against an isolated stack (ARGS=... passes pytest arguments)
 	@bash deploy/test.sh $(ARGS)
 
-lint:      ## ruff, mypy --strict, buf lint, generated code up to date
+lint:      ## ruff, mypy --strict, shellcheck, buf lint, generated code up to date
 	@bash deploy/lint.sh
 
 token:     ## a development bearer token: make token ROLE=intake_clerk REGION=620102

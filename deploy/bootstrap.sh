@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a machine that may be new: uv and the Python
 # environment, the PostgreSQL server, a JDK and Maven, the Kafka jars, buf.
-#   bootstrap.sh [uv|python|postgres|kafka|buf|all]   (default: all)
+#   bootstrap.sh [uv|python|postgres|kafka|buf|shellcheck|all]   (default: all)
 # Everything comes from the package registries (Debian, PyPI, Maven Central, npm), each
 # download retried with backoff (lib.sh retry) and checked against what the registry
 # publishes: apt's signed indexes, uv's sha256 from PyPI (uv-requirements.txt), uv.lock's
@@ -101,6 +101,7 @@ case "${1:-all}" in
   postgres) postgres_server ;;
   kafka) kafka_jars ;;
   buf) buf_cli ;;
+  shellcheck) command -v shellcheck >/dev/null || { log "installing shellcheck"; apt_install shellcheck; } ;;
   all) python_env; postgres_server; kafka_jars ;;
-  *) echo "usage: $0 [uv|python|postgres|kafka|buf|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [uv|python|postgres|kafka|buf|shellcheck|all]" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # PG_PORT, DB_PREFIX, ...: for the scripts that source this file
 # Shared by the local-stack scripts: where things live and which ports an instance uses.
 # An instance is a complete private stack (PostgreSQL, Kafka, services) with its own
 # ports and data directory: `dev` for `make up`, `test` for `make test`.
