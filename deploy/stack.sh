@@ -267,6 +267,10 @@ up() {
   [[ ${1:-} == --no-services ]] && with_services=0
   # A port taken by something else fails now, not after the migrations.
   if ((with_services)); then check_service_ports; fi
+  # The operator's PostgreSQL server answers before anything is installed or written (the
+  # broker was checked already, resolve_kafka); without psql yet (a new machine), pg.sh
+  # start checks it after the install, still before writing anything.
+  if [[ -n ${DIBAO_PG_URL:-} ]] && command -v psql >/dev/null; then bash "$ROOT/deploy/pg.sh" dsn >/dev/null; fi
   # 8>&-: what these leave running (PostgreSQL, Kafka) must not hold the instance's lock.
   phase "install"; bash "$ROOT/deploy/bootstrap.sh" all 8>&-
   phase "postgres"; bash "$ROOT/deploy/pg.sh" start 8>&-; bash "$ROOT/deploy/pg.sh" ensure-dbs

@@ -158,6 +158,24 @@ def test_start_on_a_database_url_that_refuses_writes_nothing(
     assert "Connection refused" in status.stdout, status.stdout
 
 
+def test_up_on_a_database_url_that_refuses_fails_before_anything(
+    tmp_path: Path, refused_port: int
+) -> None:
+    state, pgdata = tmp_path / "state", tmp_path / "pg"
+    url = f"postgresql://dibao:{PASSWORD}@127.0.0.1:{refused_port}/postgres"
+    env = _env(state, DIBAO_PG_URL=url, DIBAO_PGDATA_ROOT=str(pgdata))
+    done, took = _run(env, STACK_SH, "up", "--no-services", timeout=300)
+    assert done.returncode != 0
+    assert f"postgresql://127.0.0.1:{refused_port}/postgres (DIBAO_PG_URL)" in done.stderr
+    assert "Connection refused" in done.stderr, done.stderr
+    assert PASSWORD not in done.stderr
+    assert "== install" not in done.stderr
+    assert not pgdata.exists()
+    assert not (state / "kafka").exists()
+    assert not (state / "secrets.env").exists()
+    assert took < 30, took
+
+
 def test_a_broker_that_cannot_be_reached_fails(tmp_path: Path, dropping_port: int) -> None:
     broker = f"127.0.0.1:{dropping_port}"
     env = _env(tmp_path, DIBAO_KAFKA_BOOTSTRAP=broker)
