@@ -1,7 +1,8 @@
 """The statements the operator scripts run on a PostgreSQL server (pg.sh ensure-dbs, on the
 operator's DIBAO_PG_URL or the instance's own) are bounded: one that waits for a lock held
 by another session fails after DIBAO_QUERY_TIMEOUT's lock timeout, naming the server, the
-statement and what failed, instead of waiting with it. On the test stack's server."""
+statement and what failed, instead of waiting with it. Migrations that outlast
+DIBAO_MIGRATE_TIMEOUT fail `up`, naming each service. On the test stack's servers."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import asyncio
 import os
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from dibao_common.testing.stack import REPO_ROOT, SERVICES, TestStack
+
+STACK_SH = str(REPO_ROOT / "deploy" / "stack.sh")
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -78,3 +82,67 @@ async def test_create_database_waiting_for_its_template_fails_in_bounded_time(
     assert "pa55-word" not in done.stderr
     assert took < 30, took
     assert await _databases(stack) == []
+
+
+MIGRATE_INSTANCE = "e2e-migrate"
+
+
+@pytest.fixture
+async def migrate_databases_dropped(stack: TestStack) -> AsyncIterator[None]:
+    yield
+    conn = await asyncpg.connect(stack.pg_admin_dsn)
+    try:
+        for service in SERVICES:
+            await conn.execute(
+                f'DROP DATABASE IF EXISTS "dibao_e2e_migrate_{service}" WITH (FORCE)'
+            )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.kafka
+async def test_migrations_that_outlast_their_bound_fail_up(
+    stack: TestStack, tmp_path: Path, migrate_databases_dropped: None
+) -> None:
+    """With DIBAO_MIGRATE_TIMEOUT=1 no service's migrations end in time (the interpreter
+    alone starts in about 2 s): `up` fails naming each service and the server, and starts
+    no service."""
+    base = int(os.environ.get("DIBAO_TEST_SVC_PORT_BASE", "8100")) + 70
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIBAO_")} | {
+        "DIBAO_INSTANCE": MIGRATE_INSTANCE,
+        "DIBAO_STATE_DIR": str(tmp_path),
+        "DIBAO_PG_URL": stack.pg_admin_dsn,
+        "DIBAO_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "DIBAO_PG_PORT": "1",
+        "DIBAO_KAFKA_PORT": "1",
+        "DIBAO_SVC_PORT_BASE": str(base),
+        "DIBAO_MIGRATE_TIMEOUT": "1",
+    }
+    try:
+        up = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", STACK_SH, "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        down = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", STACK_SH, "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+    assert up.returncode != 0, up.stderr[-3000:]
+    server = stack.pg_admin_dsn.split("@", 1)[1]
+    assert f"migrations failed on postgresql://{server}:" in up.stderr, up.stderr[-3000:]
+    for service in SERVICES:
+        assert f"{service} (did not end within 1 s)" in up.stderr, up.stderr[-3000:]
+    assert "== services" not in up.stderr
+    assert not list((tmp_path / "run").glob("*.pid"))
