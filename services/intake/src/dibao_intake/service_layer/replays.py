@@ -28,8 +28,8 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao_common.crypto import mask_name
 from dibao_common.errors import ProblemError
-from dibao_intake.adapters import contracts
 from dibao_intake.adapters.repositories import households as household_repo
+from dibao_intake.adapters.repositories import people as people_repo
 from dibao_intake.adapters.repositories import staff as staff_repo
 from dibao_intake.service_layer.access import (
     AccessTarget,
@@ -121,13 +121,14 @@ async def _persons(
         ]
     if shown.household_id is None:
         return []
-    members = await household_repo.load_members(session, shown.household_id)
-    named = shown.person_ids
-    # One ref per person, who may have left and rejoined.
-    return list(
-        {
-            m.person_id: contracts.person_ref(m, key_id)
-            for m in members
-            if named is None or m.person_id in named
-        }.values()
-    )
+    # One ref per person, who may have left and rejoined (one indexed statement).
+    return [
+        common.PersonRef(
+            person_id=str(p.person_id),
+            keyed_hash=p.id_hash,
+            hash_key_id=key_id,
+            masked_id=p.masked_id,
+            masked_name=mask_name(p.name),
+        )
+        for p in await people_repo.members_named(session, shown.household_id, shown.person_ids)
+    ]
