@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
+from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
 from dibao_common.crypto import PersonHasher, mask_name
-from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.messaging.dlq import read_topic
+from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     TEST_NOW,
@@ -27,6 +30,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 TOWNSHIP = "620123102000"  # 高崖镇: this module's township
 VILLAGE = "620123102203"
+INTAKE_TOPIC = "dibao.intake.v1"
+ROSTER_CHANGED = "dibao.intake.StaffRosterChanged.v1"
 
 
 async def _add_staff(intake: IntakeClient, body: dict[str, object]) -> dict[str, object]:
@@ -453,3 +458,135 @@ async def test_a_refused_roster_read_is_recorded_all_the_same(
     assert (record.record_type, record.record_id) == (access.RECORD_TYPE_OTHER, subject)
     assert (record.household_id, record.region.code) == ("", TOWNSHIP)
     assert list(record.persons) == list(record.fields) == []
+
+
+async def _roster_events(stack: TestStack, township: str, count: int) -> list[Envelope]:
+    return await wait_for_events(stack, INTAKE_TOPIC, count, key=township)
+
+
+async def test_every_roster_change_is_published_once_for_the_audit_log(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """Who put whom on a township's roster, or took them off, and when, is one
+    StaffRosterChanged on intake's topic per change (CloudEvents headers, keyed by the
+    township), naming the staff member and their relatives by keyed hash and masked name,
+    never by ID number. A refused change and a second deactivation publish nothing."""
+    township = "620123108000"  # 连搭镇: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620123"], subject="admin-lianda")
+    plan = intake.plan("620123107201", shape="elderly_couple")
+    own, relative = plan.members[0].id_number, plan.members[1].id_number
+    # Refused: an invalid relative's number (422), another county's admin (403).
+    bad = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "陈刚",
+            "role": "dibao_staff",
+            "relatives": [{"name": "陈芳", "id_number": "620123", "relation": "sister"}],
+        },
+        headers=admin,
+    )
+    assert bad.status_code == 422
+    elsewhere = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={"name": "陈刚", "role": "dibao_staff"},
+        headers=intake.headers(Role.POLICY_ADMIN, ["620102"], subject="admin-elsewhere"),
+    )
+    assert elsewhere.status_code == 403
+    first = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "孙伟",
+            "role": "caseworker",
+            "subject": "cw-lianda-1",
+            "responsible_caseworker": True,
+            "id_number": own,
+            "relatives": [{"name": "李娟", "id_number": relative, "relation": "spouse"}],
+        },
+        headers=admin,
+    )
+    assert first.status_code == 201, first.text
+    second = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "赵磊",
+            "role": "caseworker",
+            "subject": "cw-lianda-2",
+            "responsible_caseworker": True,
+        },
+        headers=admin,
+    )
+    assert second.status_code == 201, second.text
+    first_id, second_id = first.json()["id"], second.json()["id"]
+    gone = await intake.http.post(f"/staff/{second_id}/deactivation", headers=admin)
+    assert gone.status_code == 204
+    again = await intake.http.post(f"/staff/{second_id}/deactivation", headers=admin)
+    assert again.status_code == 204
+    missing = await intake.http.post(f"/staff/{uuid.uuid4()}/deactivation", headers=admin)
+    assert missing.status_code == 404
+    # The three changes are published in order; then nothing more arrives.
+    found = await _roster_events(intake_stack, township, 3)
+    await asyncio.sleep(1.0)
+    found = await events(intake_stack, INTAKE_TOPIC, key=township)
+    assert [e.ce_type for e in found] == [ROSTER_CHANGED] * 3
+    assert [e.ce_subject for e in found] == [first_id, second_id, second_id]
+    decoded = [EventRegistry.default().decode(e) for e in found]
+    assert all(isinstance(m, ev.StaffRosterChanged) for m in decoded)
+    added, replacing, deactivated = (m for m in decoded if isinstance(m, ev.StaffRosterChanged))
+    hasher = PersonHasher.from_settings(pii_settings_for_tests())
+    assert added.change == ev.STAFF_ROSTER_CHANGE_ADDED
+    assert (added.region.code, added.staff_id, added.actor.subject) == (
+        township,
+        first_id,
+        "admin-lianda",
+    )
+    assert added.occurred_at.ToDatetime(tzinfo=TEST_NOW.tzinfo) == TEST_NOW
+    assert (added.role, added.staff_subject, added.responsible_caseworker) == (
+        ev.STAFF_ROLE_CASEWORKER,
+        "cw-lianda-1",
+        True,
+    )
+    assert (added.staff.keyed_hash, added.staff.hash_key_id, added.staff.masked_name) == (
+        hasher.hash_id_number(own),
+        hasher.key_id,
+        mask_name("孙伟"),
+    )
+    assert added.staff.person_id == ""
+    assert added.replaced_caseworker_staff_id == ""
+    [kin] = added.relatives
+    assert (kin.relation, kin.person.keyed_hash, kin.person.masked_name) == (
+        "spouse",
+        hasher.hash_id_number(relative),
+        mask_name("李娟"),
+    )
+    assert replacing.replaced_caseworker_staff_id == first_id
+    assert (replacing.staff.keyed_hash, replacing.staff.masked_id) == ("", "")
+    assert deactivated.change == ev.STAFF_ROSTER_CHANGE_DEACTIVATED
+    assert (deactivated.staff_id, deactivated.responsible_caseworker) == (second_id, True)
+    assert list(deactivated.relatives) == []
+    for envelope in found:
+        assert envelope.ce_source == "dibao/intake"
+        assert envelope.content_type == "application/protobuf"
+        assert envelope.actor == "admin-lianda"
+        assert envelope.correlation_id
+        for number in (own, relative):
+            assert number.encode() not in envelope.payload
+        for name in ("孙伟", "李娟", "赵磊"):
+            assert name.encode() not in envelope.payload
+    records = [
+        r
+        for r in await read_topic(intake_stack.kafka_bootstrap, INTAKE_TOPIC)
+        if r.key == township.encode()
+    ]
+    assert len(records) == 3
+    for record in records:
+        assert {name for name, _ in record.headers} >= {
+            "ce_specversion",
+            "ce_id",
+            "ce_type",
+            "ce_source",
+            "ce_time",
+            "ce_subject",
+            "content-type",
+            "ce_actor",
+            "ce_correlationid",
+        }

@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.common.v1 import types_pb2 as common
+from dibao.intake.v1 import events_pb2 as ev
 from dibao.intake.v1 import types_pb2 as intake
 from dibao_common.auth import Principal
 from dibao_common.crypto import mask_name
@@ -21,6 +22,7 @@ from dibao_intake.adapters.records import (
     DocumentRecord,
     HouseholdRecord,
     MemberRecord,
+    StaffRecord,
 )
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration, MissingItem
 from dibao_intake.domain.codes import (
@@ -35,6 +37,7 @@ from dibao_intake.domain.codes import (
     IncomeCategory,
     Relationship,
     Sex,
+    StaffRole,
     SubmissionChannel,
 )
 
@@ -70,6 +73,11 @@ CHANNELS: dict[SubmissionChannel, enums.SubmissionChannel.ValueType] = {
 }
 DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
     c: enums.DocumentType.Value(f"DOCUMENT_TYPE_{c.value.upper()}") for c in DocumentType
+}
+
+
+STAFF_ROLES: dict[StaffRole, ev.StaffRole.ValueType] = {
+    c: ev.StaffRole.Value(f"STAFF_ROLE_{c.value.upper()}") for c in StaffRole
 }
 
 
@@ -223,3 +231,48 @@ def missing_item(item: MissingItem) -> intake.MissingItem:
 
 def masked_names(members: Mapping[uuid.UUID, MemberRecord]) -> dict[uuid.UUID, str]:
     return {person_id: mask_name(m.name) for person_id, m in members.items()}
+
+
+def staff_roster_changed(
+    staff: StaffRecord,
+    change: ev.StaffRosterChange.ValueType,
+    *,
+    principal: Principal,
+    at: datetime,
+    hash_key_id: str,
+    responsible_caseworker: bool,
+    replaced_caseworker: uuid.UUID | None = None,
+) -> ev.StaffRosterChanged:
+    """A roster change as published: the staff member and (when added) their relatives by
+    keyed hash, masked number and masked name, never a number (ADR 0005)."""
+    message = ev.StaffRosterChanged(
+        region=region(staff.township_code),
+        occurred_at=timestamp(at),
+        actor=actor(principal),
+        staff_id=str(staff.id),
+        change=change,
+        role=STAFF_ROLES[staff.role],
+        staff=common.PersonRef(
+            keyed_hash=staff.id_hash or "",
+            hash_key_id=hash_key_id if staff.id_hash else "",
+            masked_id=staff.masked_id or "",
+            masked_name=mask_name(staff.name),
+        ),
+        staff_subject=staff.subject or "",
+        responsible_caseworker=responsible_caseworker,
+        replaced_caseworker_staff_id=str(replaced_caseworker) if replaced_caseworker else "",
+    )
+    if change == ev.STAFF_ROSTER_CHANGE_ADDED:
+        message.relatives.extend(
+            ev.StaffRosterChanged.Relative(
+                person=common.PersonRef(
+                    keyed_hash=r.id_hash,
+                    hash_key_id=hash_key_id,
+                    masked_id=r.masked_id,
+                    masked_name=mask_name(r.name),
+                ),
+                relation=r.relation,
+            )
+            for r in staff.relatives
+        )
+    return message

@@ -40,7 +40,8 @@ TownshipCode = Annotated[
     description="Applicants related to anyone on the roster (by ID number of the staff member"
     " or a listed relative) are flagged for a county visit. A responsible caseworker gets the"
     " township's accepted applications, except those of their own household or a relative's"
-    " (left unassigned, for the county); naming one replaces the previous one.",
+    " (left unassigned, for the county); naming one replaces the previous one. The change"
+    " is published (StaffRosterChanged, people by keyed hash) for the audit log.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
 async def add_staff(
@@ -93,7 +94,9 @@ async def list_staff(
     description="Records who (the token subject) and when: the roster read shows them as"
     " deactivated_by and deactivated_at, and keeps showing the member, inactive, with their"
     " relatives. Their relatives' applications are no longer flagged and they are no longer"
-    " the responsible caseworker. A member already off the roster keeps the first record.",
+    " the responsible caseworker. A member already off the roster keeps the first record."
+    " Taking someone off is published (StaffRosterChanged) for the audit log; a second"
+    " deactivation changes nothing and publishes nothing.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
 async def deactivate_staff(

@@ -12,8 +12,10 @@ from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
+from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.crypto import mask_name
 from dibao_common.errors import Conflict, NotFound
+from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import StaffRecord
 from dibao_intake.adapters.repositories import staff as repo
 from dibao_intake.domain.codes import StaffRole
@@ -21,6 +23,7 @@ from dibao_intake.domain.divisions import DivisionLevel, UnknownDivisionError
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
+from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
@@ -109,8 +112,9 @@ async def add_staff(
                 masked_id=protected.masked,
             )
         )
+    now = runtime.clock.now()
     try:
-        await repo.insert_staff(
+        replaced = await repo.insert_staff(
             session,
             repo.NewStaff(
                 id=staff_id,
@@ -125,7 +129,7 @@ async def add_staff(
                 relatives=relatives,
             ),
             created_by=caller.principal.subject,
-            at=runtime.clock.now(),
+            at=now,
         )
     except IntegrityError:
         raise Conflict(
@@ -133,6 +137,23 @@ async def add_staff(
             type_slug="caseworker-conflict",
         ) from None
     found = next(s for s in await repo.list_staff(session, township_code) if s.id == staff_id)
+    # Who put whom on the roster, for the audit log (ADR 0005: people by keyed hash).
+    await publish(
+        session,
+        runtime,
+        caller,
+        contracts.staff_roster_changed(
+            found,
+            ev.STAFF_ROSTER_CHANGE_ADDED,
+            principal=caller.principal,
+            at=now,
+            hash_key_id=runtime.pii.hash_key_id,
+            responsible_caseworker=found.responsible_caseworker,
+            replaced_caseworker=replaced,
+        ),
+        key=township_code,
+        subject=str(staff_id),
+    )
     return found
 
 
@@ -186,10 +207,26 @@ async def list_staff(
 async def deactivate_staff(
     session: AsyncSession, runtime: Runtime, caller: Caller, staff_id: uuid.UUID
 ) -> None:
-    township = await repo.staff_township(session, staff_id)
-    if township is None:
+    """Take someone off the roster; a roster change event when they were on it."""
+    staff = await repo.staff_for_update(session, staff_id)
+    if staff is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, township)
-    await repo.deactivate_staff(
-        session, staff_id, by=caller.principal.subject, at=runtime.clock.now()
+    ensure_readable(caller, staff.township_code)
+    now = runtime.clock.now()
+    if not await repo.deactivate_staff(session, staff_id, by=caller.principal.subject, at=now):
+        return  # already off the roster: nothing changed, nothing to publish
+    await publish(
+        session,
+        runtime,
+        caller,
+        contracts.staff_roster_changed(
+            staff,
+            ev.STAFF_ROSTER_CHANGE_DEACTIVATED,
+            principal=caller.principal,
+            at=now,
+            hash_key_id=runtime.pii.hash_key_id,
+            responsible_caseworker=staff.responsible_caseworker,
+        ),
+        key=staff.township_code,
+        subject=str(staff_id),
     )

@@ -44,18 +44,23 @@ class NewStaff:
 
 async def insert_staff(
     session: AsyncSession, staff: NewStaff, *, created_by: str, at: datetime
-) -> None:
+) -> uuid.UUID | None:
+    """Insert a roster entry; the id of the responsible caseworker it replaces, if any."""
+    replaced = None
     if staff.responsible_caseworker:
         # One responsible caseworker per township: the new one takes over.
-        await session.execute(
-            sa.update(staff_t)
-            .where(
-                staff_t.c.township_code == staff.township_code,
-                staff_t.c.responsible_caseworker,
-                staff_t.c.active,
+        replaced = (
+            await session.execute(
+                sa.update(staff_t)
+                .where(
+                    staff_t.c.township_code == staff.township_code,
+                    staff_t.c.responsible_caseworker,
+                    staff_t.c.active,
+                )
+                .values(responsible_caseworker=False)
+                .returning(staff_t.c.id)
             )
-            .values(responsible_caseworker=False)
-        )
+        ).scalar_one_or_none()
     await session.execute(
         sa.insert(staff_t).values(
             id=staff.id,
@@ -88,6 +93,7 @@ async def insert_staff(
                 for r in staff.relatives
             ],
         )
+    return replaced
 
 
 _STAFF_COLUMNS = (
@@ -150,19 +156,41 @@ async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRec
     ]
 
 
-async def staff_township(session: AsyncSession, staff_id: uuid.UUID) -> str | None:
-    return (
-        await session.execute(sa.select(staff_t.c.township_code).where(staff_t.c.id == staff_id))
-    ).scalar_one_or_none()
+async def staff_for_update(session: AsyncSession, staff_id: uuid.UUID) -> StaffRecord | None:
+    """A roster entry (without its relatives), locked until the transaction ends."""
+    row = (
+        await session.execute(
+            sa.select(*_STAFF_COLUMNS).where(staff_t.c.id == staff_id).with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return StaffRecord(
+        id=row[0],
+        township_code=row[1],
+        name=row[2],
+        role=StaffRole(row[3]),
+        subject=row[4],
+        responsible_caseworker=row[5],
+        masked_id=row[6],
+        active=row[7],
+        created_at=row[8],
+        relatives=(),
+        id_hash=row[9],
+        deactivated_at=row[10],
+        deactivated_by=row[11],
+    )
 
 
 async def deactivate_staff(
     session: AsyncSession, staff_id: uuid.UUID, *, by: str, at: datetime
-) -> None:
+) -> bool:
     """Take an active member off the roster, recording who and when; a member already
-    off it keeps the record of their deactivation."""
-    await session.execute(
+    off it keeps the record of their deactivation (False: nothing changed)."""
+    result = await session.execute(
         sa.update(staff_t)
         .where(staff_t.c.id == staff_id, staff_t.c.active)
         .values(active=False, responsible_caseworker=False, deactivated_at=at, deactivated_by=by)
+        .returning(staff_t.c.id)
     )
+    return result.scalar_one_or_none() is not None
