@@ -837,6 +837,41 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
     assert await _refused_change(intake, intake_engine, other, correction) == ["/body/name"]
 
 
+async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A minority citizen's name is typed with its separator in several code points
+    (U+30FB, U+FF0E, U+2027...) and padded or full-width: it is stored in one spelling
+    (U+00B7), and the same person joining under another spelling is not refused as
+    another name. A name of separators alone is refused, writing nothing."""
+    plan = intake.plan(shape="elderly_couple")
+    payload = plan.payload()
+    payload["members"][1]["name"] = " 阿依古丽・买买提\u3000"  # U+30FB, padded
+    registered = await intake.http.post("/households", json=payload, headers=intake.headers())
+    assert registered.status_code == 201, registered.text
+    [(person, stored)] = [
+        (m["person_id"], m["name"])
+        for m in registered.json()["members"]
+        if m["id_number_masked"][-4:] == plan.members[1].id_number[-4:]
+    ]
+    assert stored == "阿依古丽·买买提"
+    former = RegisteredHousehold(registered.json()["id"], plan, [], registered.json())
+    await _change(
+        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
+    )
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    member = plan.members[1].payload() | {"relationship": "other_dependant"}
+    moving = {"kind": "move_in", "moved_on": "2026-02-25", "member": member}
+    assert await _refused_change(
+        intake, intake_engine, other, moving | {"member": member | {"name": " ·\u200b "}}
+    ) == ["/body/member/name"]
+    joined = await _change(
+        intake, other, moving | {"member": member | {"name": "阿依古丽．买买提"}}
+    )
+    [again] = [m for m in joined["household"]["members"] if m["person_id"] == person]
+    assert again["name"] == "阿依古丽·买买提"
+
+
 async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:

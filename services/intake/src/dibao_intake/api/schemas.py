@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number, normalise_id_number
+from dibao_intake.domain import names
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
@@ -105,12 +106,46 @@ def no_id_number(text: str) -> str:
 NO_ID_NUMBER: dict[str, Any] = {"not": {"type": "string", "pattern": ID_NUMBER_LIKE.pattern}}
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
 checks, with its own message)."""
+NAME_PATTERN = (
+    rf"^[^\x00]*[^\x00{_SPACE}"
+    + "".join(f"\\u{ord(c):04x}" for c in names.SEPARATORS)
+    + r"][^\x00]*$"
+)
+"""A name holds something besides white space, separators (dots, full stops) and
+invisible characters: what ``names.normalise_name`` refuses, as the schema says it."""
+
+
+def person_name(value: str) -> str:
+    """A person's name in its one spelling (``names.normalise_name``), once checked as
+    sent: the name stored, published and compared with the recorded one."""
+    return names.normalise_name(value)
+
+
 Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=50,
+        pattern=NAME_PATTERN,
+        json_schema_extra=NO_ID_NUMBER,
+        description="A person's name, as on their ID card. Taken in one spelling: NFKC"
+        " (full-width letters and digits as ASCII), the separator of a name's parts as"
+        " U+00B7 MIDDLE DOT (GB 18030 0xA1A4) however typed (U+2027, U+30FB, U+FF0E between"
+        " Chinese characters, U+2022, U+22C5...) and without white space around it, white"
+        " space stripped and each run inside one space, invisible characters dropped",
+        examples=["马建国", "买买提·艾力"],
+    ),
+    AfterValidator(person_name),
+    AfterValidator(no_id_number),
+]
+"""A person's name (a member, a spouse, an account's holder, a staff member, a staff
+member's relative): stored in clear, in one spelling, and published masked."""
+BankName = Annotated[
     str,
     Field(min_length=1, max_length=50, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER),
     AfterValidator(no_id_number),
 ]
-"""A person's, a bank's name: stored in clear and published (a bank's as typed)."""
+"""A bank's name, as typed (stripped)."""
 Subject = Annotated[
     str,
     Field(max_length=100, pattern=NO_NUL, json_schema_extra=NO_ID_NUMBER),
@@ -196,7 +231,7 @@ class BankAccountIn(_In):
     bank_code: str = Field(
         pattern=r"^[0-9]{3,12}$", description="Bank code or CNAPS number", examples=["103"]
     )
-    bank_name: Name = Field(examples=["中国农业银行榆中县支行"])
+    bank_name: BankName = Field(examples=["中国农业银行榆中县支行"])
     holder_person_id: uuid.UUID | None = Field(
         None, description="The holder, when a member of the household"
     )
@@ -208,7 +243,7 @@ class BankAccountIn(_In):
 class RegistrationBankAccountIn(_In):
     account_number: str = Field(pattern=r"^[0-9]{12,19}$")
     bank_code: str = Field(pattern=r"^[0-9]{3,12}$")
-    bank_name: Name
+    bank_name: BankName
     holder_member_index: Integer | None = Field(
         None, ge=0, description="Index in members of the holder (default: the head)"
     )

@@ -46,6 +46,7 @@ from dibao_intake.domain.household import (
     validate_household,
     validate_member,
 )
+from dibao_intake.domain.names import same_name
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish
@@ -155,7 +156,9 @@ async def _store_persons(
 ) -> list[uuid.UUID]:
     """The person id of each member (with its pointer), creating persons not seen before.
     A person known by the ID number under another name is refused (422 at the member's
-    name, which the recorded one is not told): the record is not renamed."""
+    name, which the recorded one is not told): the record is not renamed. Names are
+    compared in their one spelling (``names.normalise_name``: the input is in it, a name
+    recorded before it is brought to it), so a name typed with another dot is the same."""
     at = runtime.clock.now()
     new: list[repo.NewPerson] = []
     for _, m in members:
@@ -182,7 +185,7 @@ async def _store_persons(
     renamed = [
         Violation(f"{pointer}/name", OTHER_NAME)
         for (pointer, m), h in zip(members, by_hash, strict=True)
-        if stored[h][1] != m.input.name
+        if not same_name(stored[h][1], m.input.name)
     ]
     if renamed:
         raise rules_failed(RulesViolatedError(renamed))
@@ -1143,7 +1146,10 @@ def is_recorded_account(
         current.number_hash == runtime.pii.hash_id_number(given.account_number)
         and (current.bank_code, current.bank_name) == (given.bank_code, given.bank_name)
         and current.holder_person_id == (holder.person_id if holder is not None else None)
-        and (holder is not None or current.holder_name == given.holder_name)
+        and (
+            holder is not None
+            or (given.holder_name is not None and same_name(current.holder_name, given.holder_name))
+        )
     )
 
 
