@@ -61,6 +61,8 @@ class AccessTarget:
     action: Action = access.ACCESS_ACTION_VIEW
     purpose: Purpose = access.PURPOSE_CASE_PROCESSING
     purpose_note: str = ""
+    regions: tuple[str, ...] = ()
+    """Every region a search could show rows of (12-digit codes); empty for one record."""
 
 
 NOTE_REQUIRED: frozenset[Purpose] = frozenset({access.PURPOSE_OTHER, access.PURPOSE_SUPPORT})
@@ -134,6 +136,7 @@ async def record_access(
         purpose_note=target.purpose_note,
         correlation_id=caller.correlation_id or "",
         operation=caller.operation,
+        regions=[contracts.region(code) for code in target.regions],
     )
     # A read not tied to one household (a search) is keyed by its own id.
     key = str(household_id) if household_id else str(access_id)

@@ -83,17 +83,40 @@ def listed_person(
     )
 
 
+def searched_regions(region_prefix: str | None, regions: Sequence[str]) -> list[str]:
+    """The region prefixes whose rows a search could show: without a filter, each of the
+    caller's regions; with one, the filter within each region it overlaps (the filter
+    itself when it lies inside a region, the region when the filter holds it)."""
+    if not region_prefix:
+        return list(dict.fromkeys(regions))
+    found: list[str] = []
+    for region in regions:
+        if region.startswith(region_prefix):
+            found.append(region)
+        elif region_prefix.startswith(region):
+            found.append(region_prefix)
+    return list(dict.fromkeys(found)) or [region_prefix]
+
+
+def _code(prefix: str) -> str:
+    return prefix.ljust(12, "0")[:12] if prefix else "0" * 12
+
+
 def list_target(name: str, criteria: Any, principal: Principal) -> AccessTarget:
     """What a list's access record is of: ``<name>?<criteria given>`` (the page size left
-    out), in the region asked for, or the caller's first, as a 12-digit code."""
+    out), in the region asked for, or the caller's first, as a 12-digit code; and every
+    region whose rows it could show (a caller of several regions searching without a
+    filter searched them all: an audit query for any of them must find the search)."""
     scope = criteria.region_prefix or (principal.regions[0] if principal.regions else "")
+    searched = searched_regions(criteria.region_prefix, principal.regions)
     return AccessTarget(
         None,
-        scope.ljust(12, "0")[:12] if scope else "0" * 12,
+        _code(scope),
         access.RECORD_TYPE_LIST,
         f"{name}?"
         + "&".join(
             f"{k}={v}" for k, v in asdict(criteria).items() if v is not None and k != "limit"
         ),
         action=access.ACCESS_ACTION_SEARCH,
+        regions=tuple(dict.fromkeys(_code(r) for r in searched)),
     )

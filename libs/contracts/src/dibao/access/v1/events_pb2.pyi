@@ -187,6 +187,7 @@ class PersonalDataAccessed(_message.Message):
     PURPOSE_NOTE_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
+    REGIONS_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     """Household whose data was read (empty for a read not tied to one household)."""
     access_id: _builtins.str
@@ -223,6 +224,14 @@ class PersonalDataAccessed(_message.Message):
     def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Fields revealed, e.g. "id_number", "bank_account_number", "income"."""
 
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.RegionCode]:
+        """Every region a search could show rows of, as 12-digit codes: the region it was filtered
+        by, or without a filter each of the caller's regions (region, field 2, is the first of
+        them). Empty for a read of one record (region says where it is), and in records before
+        1 Dec 2026.
+        """
+
     def __init__(
         self,
         *,
@@ -242,10 +251,11 @@ class PersonalDataAccessed(_message.Message):
         purpose_note: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
         operation: _builtins.str = ...,
+        regions: _abc.Iterable[_types_pb2.RegionCode] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "action", b"action", "actor", b"actor", "correlation_id", b"correlation_id", "fields", b"fields", "household_id", b"household_id", "occurred_at", b"occurred_at", "operation", b"operation", "outcome", b"outcome", "persons", b"persons", "purpose", b"purpose", "purpose_note", b"purpose_note", "record_id", b"record_id", "record_type", b"record_type", "region", b"region", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "action", b"action", "actor", b"actor", "correlation_id", b"correlation_id", "fields", b"fields", "household_id", b"household_id", "occurred_at", b"occurred_at", "operation", b"operation", "outcome", b"outcome", "persons", b"persons", "purpose", b"purpose", "purpose_note", b"purpose_note", "record_id", b"record_id", "record_type", b"record_type", "region", b"region", "regions", b"regions", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
