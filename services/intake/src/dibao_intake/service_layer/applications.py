@@ -424,6 +424,18 @@ async def read_application(
     if not caller.principal.can_see(record.region_code):
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     detail = await _detail(session, record)
+    await _record_shown(session, runtime, caller, target, detail)
+    return detail
+
+
+async def _record_shown(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    target: AccessTarget,
+    detail: ApplicationDetail,
+) -> None:
+    """The access record of an answer showing the application whole (a read, a withdrawal)."""
     await record_access(
         session,
         runtime,
@@ -434,7 +446,6 @@ async def read_application(
             view_of(caller.principal), with_account=detail.bank_account is not None
         ),
     )
-    return detail
 
 
 def application_fields(view: View, *, with_account: bool) -> tuple[str, ...]:
@@ -510,16 +521,7 @@ async def withdraw_application(
     updated = await repo.get_application(session, record.id)
     assert updated is not None
     detail = await _detail(session, updated)
-    await record_access(
-        session,
-        runtime,
-        caller,
-        target,
-        persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
-        fields=application_fields(
-            view_of(caller.principal), with_account=detail.bank_account is not None
-        ),
-    )
+    await _record_shown(session, runtime, caller, target, detail)
     return detail
 
 
