@@ -872,6 +872,65 @@ async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
     assert again["name"] == "阿依古丽·买买提"
 
 
+async def test_a_household_dissolved_by_a_death_closes_its_open_applications_only(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The death of a household's last member dissolves it: its application still being
+    decided is closed as withdrawn (household_dissolved), ApplicationWithdrawn of cause
+    HOUSEHOLD_DISSOLVED published and in its timeline after the death, in the change's
+    transaction. Its returned application stays returned, another household's open one
+    stays open, and the applicant cannot withdraw the closed one again."""
+    alone = await intake.register(intake.plan(shape="elderly_alone"))
+    body = await intake.complete_application_body(alone)
+    returned = await intake.submit({**body, "document_ids": []})
+    assert returned.json()["status"] == "returned", returned.text
+    opened = await intake.submit(body)
+    assert opened.json()["status"] == "submitted", opened.text
+    neighbour = await intake.register()
+    other = await intake.submit(await intake.complete_application_body(neighbour))
+    assert other.json()["status"] == "submitted", other.text
+    died = await _change(
+        intake,
+        alone,
+        {"kind": "death", "person_id": alone.person_ids[0], "date_of_death": "2026-02-20"},
+    )
+    assert died["household"]["status"] == "dissolved"
+
+    async def application(response: Any) -> dict[str, Any]:
+        read = await intake.http.get(
+            f"/applications/{response.json()['id']}", headers=intake.headers()
+        )
+        assert read.status_code == 200, read.text
+        found: dict[str, Any] = read.json()
+        return found
+
+    closed = await application(opened)
+    assert (closed["status"], closed["withdrawal_reason"]) == ("withdrawn", "household_dissolved")
+    assert closed["withdrawn_at"] is not None
+    assert [(e["type"].split(".")[2], e["summary"]) for e in closed["timeline"][-2:]] == [
+        ("HouseholdUpdated", "Household updated: death"),
+        ("ApplicationWithdrawn", "Application withdrawn"),
+    ]
+    assert closed["timeline"][-1]["details"] == {"cause": "household_dissolved"}
+    assert (await application(returned))["status"] == "returned"
+    still = await application(other)
+    assert (still["status"], still["withdrawn_at"]) == ("submitted", None)
+    assert "dibao.intake.ApplicationWithdrawn.v1" not in [e["type"] for e in still["timeline"]]
+    published = await wait_for_events(
+        intake_stack, "dibao.intake.v1", 3, subject=opened.json()["id"]
+    )
+    message = REGISTRY.decode(published[-1])
+    assert isinstance(message, ev.ApplicationWithdrawn)
+    assert (message.cause, message.reason) == (ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED, "")
+    assert message.actor.subject == published[-1].actor
+    again = await intake.http.post(
+        f"/applications/{opened.json()['id']}/withdrawal",
+        json={"reason": "moved away"},
+        headers=intake.headers(),
+    )
+    assert again.status_code == 409, again.text
+
+
 async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:

@@ -282,7 +282,10 @@ def change_command(
     " HouseholdUpdated with the kind of change and the household after it; the change"
     " enters the timeline of each of the household's applications still being decided."
     " The answer shows the household as GET /households/{household_id} does, and is"
-    " recorded on dibao.access.v1 as that read is. 403 region-out-of-scope: an"
+    " recorded on dibao.access.v1 as that read is. A death or move out of the last member"
+    " dissolves the household and closes its applications still being decided: withdrawn,"
+    " withdrawal_reason household_dissolved, an ApplicationWithdrawn (cause household"
+    " dissolved) each, in their timelines after the change. 403 region-out-of-scope: an"
     " address_change to a region outside the caller's.",
     responses=problems(
         400,

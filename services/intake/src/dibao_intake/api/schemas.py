@@ -769,7 +769,10 @@ class ApplicationOut(_Out):
     submitted_by: str
     accepted_on: date | None
     withdrawn_at: datetime | None
-    withdrawal_reason: str | None = Field(description="In the applicant's words" + _WITHHELD)
+    withdrawal_reason: str | None = Field(
+        description="In the applicant's words; household_dissolved (a code) when the change"
+        " that dissolved the household closed it" + _WITHHELD
+    )
     timeline: list[TimelineEntryOut] = Field(
         description="Every service's events about the application, oldest first"
     )

@@ -17,6 +17,7 @@ from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import china_date
 from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
+from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
     BankAccountRecord,
@@ -49,7 +50,7 @@ from dibao_intake.domain.household import (
 from dibao_intake.domain.names import same_name
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
-from dibao_intake.service_layer.events import publish
+from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
@@ -833,12 +834,55 @@ async def record_change(
         subject=str(change_id),
         open_applications=open_applications,
     )
+    if status is HouseholdStatus.DISSOLVED:
+        await _close_applications_of_dissolved(session, runtime, caller, open_applications)
     # The answer shows the whole household, members already there too: a read as a GET is.
     target = AccessTarget(
         household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
     )
     await _record_shown(session, runtime, caller, target, after)
     return ChangeRecorded(change_id, kind, after)
+
+
+HOUSEHOLD_DISSOLVED = "household_dissolved"
+"""The withdrawal reason of an application closed because its household dissolved."""
+
+
+async def _close_applications_of_dissolved(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    open_applications: Sequence[uuid.UUID],
+) -> None:
+    """The change dissolved the household (its last member died or left): its applications
+    still being decided are closed as withdrawn (reason ``household_dissolved``), each
+    with an ApplicationWithdrawn of cause HOUSEHOLD_DISSOLVED in its timeline after the
+    change's own entry (ADR 0016). Nobody is left to withdraw them, and assessment would
+    investigate a household that no longer exists. They were locked FOR SHARE by the read
+    that found them: a withdrawal or decision in progress then was waited for and is not
+    among them; one starting now waits for this transaction and finds them closed."""
+    if not open_applications:
+        return
+    at = runtime.clock.now()
+    events: list[OutgoingEvent] = []
+    for application_id in open_applications:
+        record = await application_repo.get_application(session, application_id)
+        assert record is not None
+        await application_repo.mark_withdrawn(
+            session, application_id, at=at, reason=HOUSEHOLD_DISSOLVED
+        )
+        withdrawn = ev.ApplicationWithdrawn(
+            household_id=str(record.household_id),
+            region=contracts.region(record.region_code),
+            occurred_at=contracts.timestamp(at),
+            actor=contracts.actor(caller.principal),
+            application_id=str(application_id),
+            cause=ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED,
+        )
+        events.append(
+            OutgoingEvent(withdrawn, key=str(record.household_id), subject=str(application_id))
+        )
+    await publish_many(session, runtime, caller, events)
 
 
 async def _change_documents(

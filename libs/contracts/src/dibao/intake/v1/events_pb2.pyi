@@ -27,6 +27,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _WithdrawalCause:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WithdrawalCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WithdrawalCause.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WITHDRAWAL_CAUSE_UNSPECIFIED: _WithdrawalCause.ValueType  # 0
+    """The applicant withdrew it (POST /applications/{id}/withdrawal; every withdrawal
+    published before this field).
+    """
+    WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED: _WithdrawalCause.ValueType  # 1
+    """The household was dissolved by a change (the death or move out of its last member):
+    nobody is left to withdraw it, and no household to assess.
+    """
+
+class WithdrawalCause(_WithdrawalCause, metaclass=_WithdrawalCauseEnumTypeWrapper):
+    """Why an application was withdrawn."""
+
+WITHDRAWAL_CAUSE_UNSPECIFIED: WithdrawalCause.ValueType  # 0
+"""The applicant withdrew it (POST /applications/{id}/withdrawal; every withdrawal
+published before this field).
+"""
+WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED: WithdrawalCause.ValueType  # 1
+"""The household was dissolved by a change (the death or move out of its last member):
+nobody is left to withdraw it, and no household to assess.
+"""
+Global___WithdrawalCause: _TypeAlias = WithdrawalCause  # noqa: Y015
+
 class _StaffRosterChange:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -638,10 +666,17 @@ class ApplicationWithdrawn(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     application_id: _builtins.str
     reason: _builtins.str
-    """Reason given by the applicant."""
+    """Reason given by the applicant (empty when the household dissolved)."""
+    cause: Global___WithdrawalCause.ValueType
+    """Why the application was closed: unspecified for an applicant's withdrawal; the
+    household dissolved (its last member died or left) for one intake closed with the
+    change that dissolved it, in the same transaction (ADR 0016; the actor is the clerk
+    who recorded the change).
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...
     @_builtins.property
@@ -657,10 +692,11 @@ class ApplicationWithdrawn(_message.Message):
         actor: _types_pb2.Actor | None = ...,
         application_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        cause: Global___WithdrawalCause.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "application_id", b"application_id", "household_id", b"household_id", "occurred_at", b"occurred_at", "reason", b"reason", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "application_id", b"application_id", "cause", b"cause", "household_id", b"household_id", "occurred_at", b"occurred_at", "reason", b"reason", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
