@@ -108,12 +108,14 @@ class DemoLoader:
         """A responsible caseworker and a village committee member for each township."""
         townships = sorted({village[:9] + "000" for village, *_ in VILLAGES})
         for number, township in enumerate(townships):
+            sex = Sex.FEMALE if number % 2 else Sex.MALE
             self.post(
                 f"/townships/{township}/staff",
                 f"staff-caseworker-{township}",
                 json={
-                    "name": synthesizer.name(Sex.FEMALE if number % 2 else Sex.MALE),
+                    "name": synthesizer.name(sex),
                     "role": "caseworker",
+                    "id_number": synthesizer.id_number(date(1980, 1, 1 + number), sex, "620123"),
                     "subject": f"cw-{township}",
                     "responsible_caseworker": True,
                 },

@@ -50,6 +50,7 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
 ) -> None:
     household = await intake.register(intake.plan(VILLAGE, shape="elderly_couple"))
     wife = household.plan.members[1]
+    caseworkers = intake.plan(VILLAGE, shape="elderly_couple").members
     await _add_staff(
         intake,
         {
@@ -57,6 +58,7 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
             "role": "caseworker",
             "subject": "cw-gaoya-1",
             "responsible_caseworker": True,
+            "id_number": caseworkers[0].id_number,
         },
     )
     await _add_staff(
@@ -74,6 +76,7 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
             "role": "caseworker",
             "subject": "cw-gaoya-2",
             "responsible_caseworker": True,
+            "id_number": caseworkers[1].id_number,
         },
     )
     response = await intake.submit(await intake.complete_application_body(household))
@@ -512,6 +515,7 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
             "role": "caseworker",
             "subject": "cw-lianda-2",
             "responsible_caseworker": True,
+            "id_number": intake.plan("620123107201", shape="elderly_alone").members[0].id_number,
         },
         headers=admin,
     )
@@ -559,7 +563,7 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
         mask_name("李娟"),
     )
     assert replacing.replaced_caseworker_staff_id == first_id
-    assert (replacing.staff.keyed_hash, replacing.staff.masked_id) == ("", "")
+    assert replacing.staff.masked_name == mask_name("赵磊")
     assert deactivated.change == ev.STAFF_ROSTER_CHANGE_DEACTIVATED
     assert (deactivated.staff_id, deactivated.responsible_caseworker) == (second_id, True)
     assert list(deactivated.relatives) == []
@@ -590,3 +594,33 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
             "ce_actor",
             "ce_correlationid",
         }
+
+
+async def test_a_responsible_caseworker_needs_their_own_id_number(intake: IntakeClient) -> None:
+    """The responsible caseworker's own household is found by their own ID number alone (its
+    applications are left unassigned, for the county): naming one without it is refused
+    and writes nothing; anyone else may still be listed without it."""
+    township = "620123100000"  # 城关镇: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620123"])
+    refused = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "钱军",
+            "role": "caseworker",
+            "subject": "cw-chengguan-1",
+            "responsible_caseworker": True,
+        },
+        headers=admin,
+    )
+    assert refused.status_code == 422, refused.text
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/id_number"]
+    roster = await intake.http.get(
+        f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
+    )
+    assert roster.json() == []
+    listed = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={"name": "钱军", "role": "caseworker", "subject": "cw-chengguan-1"},
+        headers=admin,
+    )
+    assert listed.status_code == 201, listed.text

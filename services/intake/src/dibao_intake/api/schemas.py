@@ -825,6 +825,7 @@ class StaffIn(_In):
                     "role": "caseworker",
                     "subject": "cw-xiaguanying-01",
                     "responsible_caseworker": True,
+                    "id_number": "62012319790512003X",
                     "relatives": [
                         {"name": "张桂芳", "id_number": "620123197203080221", "relation": "spouse"}
                     ],

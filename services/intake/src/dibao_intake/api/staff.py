@@ -40,7 +40,8 @@ TownshipCode = Annotated[
     description="Applicants related to anyone on the roster (by ID number of the staff member"
     " or a listed relative) are flagged for a county visit. A responsible caseworker gets the"
     " township's accepted applications, except those of their own household or a relative's"
-    " (left unassigned, for the county); naming one replaces the previous one. The change"
+    " (left unassigned, for the county), so their own id_number is required (422 without);"
+    " naming one replaces the previous one. The change"
     " is published (StaffRosterChanged, people by keyed hash) for the audit log.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )

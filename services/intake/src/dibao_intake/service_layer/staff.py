@@ -76,6 +76,12 @@ async def add_staff(
         problems.append(
             Violation("/responsible_caseworker", "only a caseworker with a token subject")
         )
+    if command.responsible_caseworker and command.id_number is None:
+        # Their own household's application is found by this number alone, and left
+        # unassigned for the county; without it they would be assigned their own case.
+        problems.append(
+            Violation("/id_number", "required for the responsible caseworker (their own number)")
+        )
     numbers: list[tuple[str, str]] = []
     if command.id_number is not None:
         numbers.append(("/id_number", command.id_number))
