@@ -931,6 +931,53 @@ async def test_a_household_dissolved_by_a_death_closes_its_open_applications_onl
     assert again.status_code == 409, again.text
 
 
+async def test_a_former_member_joining_corrects_their_recorded_name_with_their_id_card(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
+) -> None:
+    """A former member recorded under a wrong name joins under the right one with
+    name_correction and their ID card among the change's documents: the join records the
+    correction as a member_change would (the person's name everywhere, name_corrected in
+    the details, the event's member as now recorded). Without the card, with the recorded
+    name, at a registration: refused, nothing written."""
+    former = await intake.register(intake.plan(shape="elderly_couple"))
+    person = former.person_ids[1]
+    await _change(
+        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
+    )
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    member = former.plan.members[1].payload() | {"relationship": "other_dependant"}
+    correcting = {
+        "kind": "move_in",
+        "moved_on": "2026-02-25",
+        "member": member | {"name": "王秀芝", "name_correction": True},
+    }
+    assert await _refused_change(intake, intake_engine, other, correcting) == ["/body/document_ids"]
+    as_recorded = correcting | {"member": member | {"name_correction": True}}
+    assert await _refused_change(intake, intake_engine, other, as_recorded) == [
+        "/body/member/name_correction"
+    ]
+    payload = _with_member_id(
+        intake.plan(shape="elderly_alone").payload(), 0, former.plan.members[1].id_number
+    )
+    payload["members"][0] |= {"name": "王秀芝", "name_correction": True}
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/name_correction"]
+    card = await intake.upload(other.id, "id_card")
+    assert card.status_code == 201, card.text
+    joined = await _change(intake, other, correcting | {"document_ids": [card.json()["id"]]})
+    [again] = [m for m in joined["household"]["members"] if m["person_id"] == person]
+    assert again["name"] == "王秀芝"
+    details = joined["household"]["changes"][-1]["details"]
+    assert (details["name_corrected"], details["joined_person_ids"]) == (True, [person])
+    assert "王秀芝" not in str(details)
+    read = await intake.http.get(f"/households/{former.id}", headers=intake.headers())
+    assert [m["name"] for m in read.json()["members"] if m["person_id"] == person] == ["王秀芝"]
+    [event] = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=joined["change_id"])
+    update = REGISTRY.decode(event)
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.move_in.member.person.masked_name == mask_name("王秀芝")
+
+
 async def test_two_registrations_of_a_couple_in_either_order_do_not_deadlock(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:

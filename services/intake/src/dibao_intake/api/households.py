@@ -49,6 +49,7 @@ def member_input(m: s.MemberIn) -> MemberInput:
         exclusion_note=m.exclusion_note,
         declared_birth_date=m.birth_date,
         declared_sex=m.sex,
+        name_correction=m.name_correction,
     )
 
 

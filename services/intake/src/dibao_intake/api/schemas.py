@@ -224,6 +224,16 @@ class MemberIn(_In):
     exclusion_note: Note | None = None
     birth_date: date | None = Field(None, description="Optional cross-check of the ID number")
     sex: Sex | None = Field(None, description="Optional cross-check of the ID number")
+    name_correction: StrictBool = Field(
+        False,
+        description="The person (a former member of some household) is recorded under a"
+        " wrong name and name corrects it, wherever the person is recorded, as a"
+        " member_change giving name would (the change's details say name_corrected). Only"
+        " for a member joining by a change (move_in's member, marriage's spouse), with the"
+        " person's ID card or household register in the change's document_ids; 422 when the"
+        " name is the one recorded or the person is new (nothing to correct). Without it, a"
+        " known ID number under another name is refused",
+    )
 
 
 class BankAccountIn(_In):
@@ -459,6 +469,29 @@ class MarriageIn(_ChangeIn):
 
 
 class MoveInIn(_ChangeIn):
+    """A person moved into the household. A former member recorded under a wrong name
+    joins under the right one with name_correction, their ID card in document_ids."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "move_in",
+                    "moved_on": "2026-02-25",
+                    "member": {
+                        "name": "王秀芝",
+                        "id_number": "620123197009140227",
+                        "relationship": "other_dependant",
+                        "employment_status": "unable_to_work",
+                        "name_correction": True,
+                    },
+                    "document_ids": ["01a22f9c-10d4-73fd-a930-7b036a461589"],
+                    "note": "原登记姓名有误，凭身份证更正",
+                }
+            ]
+        }
+    )
+
     kind: Literal["move_in"]
     member: MemberIn
     moved_on: date

@@ -50,6 +50,9 @@ class MemberInput:
     exclusion_note: str | None
     declared_birth_date: date | None = None
     declared_sex: Sex | None = None
+    name_correction: bool = False
+    """The person's recorded name is wrong and ``name`` corrects it (a member joining by a
+    change, with the ID card or household register among the change's documents)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,18 +148,30 @@ def _not_deceased(hashes: dict[str, str], history: Sequence[repo.PastMembership]
 OTHER_NAME = (
     "is not the name recorded for this ID number: a person is their ID number, so check"
     " both against the ID card; a recorded name that is wrong is corrected by a"
-    " member_change giving name, while the person is a member"
+    " member_change giving name, while the person is a member, or by name_correction on a"
+    " member joining by a change, with their ID card"
 )
+NOTHING_TO_CORRECT = (
+    "the name is the one recorded for this ID number, or the person is new: nothing to correct"
+)
+CORRECTION_ONLY_JOINING = (
+    "only for a member joining by a change (move_in's member, marriage's spouse), with"
+    " their ID card or household register in document_ids"
+)
+PROOF_OF_NAME = (DocumentType.ID_CARD, DocumentType.HOUSEHOLD_REGISTER)
 
 
 async def _store_persons(
     session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
-) -> list[uuid.UUID]:
+) -> tuple[list[uuid.UUID], set[uuid.UUID]]:
     """The person id of each member (with its pointer), creating persons not seen before.
     A person known by the ID number under another name is refused (422 at the member's
     name, which the recorded one is not told): the record is not renamed. Names are
     compared in their one spelling (``names.normalise_name``: the input is in it, a name
-    recorded before it is brought to it), so a name typed with another dot is the same."""
+    recorded before it is brought to it), so a name typed with another dot is the same.
+    A member with ``name_correction`` has the recorded name corrected instead (the person's
+    row and the current accounts they hold, as a member change does), and is refused when
+    there is nothing to correct. Returns the person ids, and those whose name was corrected."""
     at = runtime.clock.now()
     new: list[repo.NewPerson] = []
     for _, m in members:
@@ -183,14 +195,21 @@ async def _store_persons(
     # In one order, whatever the request's: two requests naming the same persons in
     # another order would each lock one and wait for the other's (a deadlock, a 500).
     stored = await repo.upsert_persons(session, sorted(new, key=lambda p: p.id_hash), at)
-    renamed = [
-        Violation(f"{pointer}/name", OTHER_NAME)
-        for (pointer, m), h in zip(members, by_hash, strict=True)
-        if not same_name(stored[h][1], m.input.name)
-    ]
-    if renamed:
-        raise rules_failed(RulesViolatedError(renamed))
-    return [stored[h][0] for h in by_hash]
+    problems: list[Violation] = []
+    corrected: dict[uuid.UUID, str] = {}
+    for (pointer, m), h in zip(members, by_hash, strict=True):
+        same = same_name(stored[h][1], m.input.name)
+        if m.input.name_correction and same:
+            problems.append(Violation(f"{pointer}/name_correction", NOTHING_TO_CORRECT))
+        elif m.input.name_correction:
+            corrected[stored[h][0]] = m.input.name
+        elif not same:
+            problems.append(Violation(f"{pointer}/name", OTHER_NAME))
+    if problems:
+        raise rules_failed(RulesViolatedError(problems))
+    for person_id, name in corrected.items():
+        await repo.set_person_name(session, person_id, name)
+    return [stored[h][0] for h in by_hash], set(corrected)
 
 
 def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.NewMembership:
@@ -278,13 +297,20 @@ async def register_household(
             today=today,
         )
         _check_holder(command)
+        raise_if_any(
+            [
+                Violation(f"/members/{i}/name_correction", CORRECTION_ONLY_JOINING)
+                for i, m in enumerate(command.members)
+                if m.name_correction
+            ]
+        )
     except RulesViolatedError as error:
         raise rules_failed(error) from None
     pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
     hashes, history = await _histories(session, runtime, pointers)
     _not_elsewhere(hashes, history)
     _not_deceased(hashes, history)
-    person_ids = await _store_persons(session, runtime, pointers)
+    person_ids, _ = await _store_persons(session, runtime, pointers)
     household_id = uuid7()
     head_index = next(
         i for i, m in enumerate(valid.members) if m.input.relationship is Relationship.HEAD
@@ -710,8 +736,23 @@ class _ChangeWork:
             problems.append(
                 Violation(date_pointer, f"is before the person left their last household ({left})")
             )
+        if member.input.name_correction and (newborn or date_pointer is None):
+            problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
         raise_if_any(problems)
-        (person_id,) = await _store_persons(self.session, self.runtime, [(pointer, member)])
+        (person_id,), corrected = await _store_persons(
+            self.session, self.runtime, [(pointer, member)]
+        )
+        if corrected:
+            # As a member_change's correction: the details say so, never the name.
+            raise_if_any(
+                []
+                if any(
+                    d.document_type in PROOF_OF_NAME and d.person_id in (None, person_id)
+                    for d in self.documents
+                )
+                else [Violation("/document_ids", "list the ID card proving the corrected name")]
+            )
+            self.details["name_corrected"] = True
         await _insert_memberships(
             self.session,
             self.runtime,
