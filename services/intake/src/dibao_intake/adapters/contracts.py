@@ -6,7 +6,7 @@ Only masked names and ID numbers, keyed hashes and tokens leave intake; see ADR 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,6 +23,7 @@ from dibao_intake.adapters.records import (
     HouseholdRecord,
     MemberRecord,
     StaffRecord,
+    StaffRelativeRecord,
 )
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration, MissingItem
 from dibao_intake.domain.codes import (
@@ -233,6 +234,39 @@ def masked_names(members: Mapping[uuid.UUID, MemberRecord]) -> dict[uuid.UUID, s
     return {person_id: mask_name(m.name) for person_id, m in members.items()}
 
 
+def staff_ref(staff: StaffRecord, hash_key_id: str) -> common.PersonRef:
+    """A staff member as events and access records name them: by keyed hash when their own
+    number is on the roster (it is optional but for the responsible caseworker), masked."""
+    return common.PersonRef(
+        keyed_hash=staff.id_hash or "",
+        hash_key_id=hash_key_id if staff.id_hash else "",
+        masked_id=staff.masked_id or "",
+        masked_name=mask_name(staff.name),
+    )
+
+
+def relative_ref(relative: StaffRelativeRecord, hash_key_id: str) -> common.PersonRef:
+    """A staff member's relative, by keyed hash, masked."""
+    return common.PersonRef(
+        keyed_hash=relative.id_hash,
+        hash_key_id=hash_key_id,
+        masked_id=relative.masked_id,
+        masked_name=mask_name(relative.name),
+    )
+
+
+def roster_refs(roster: Sequence[StaffRecord], hash_key_id: str) -> list[common.PersonRef]:
+    """Everyone a roster answer shows: each staff member, then their relatives."""
+    return [
+        ref
+        for staff in roster
+        for ref in (
+            staff_ref(staff, hash_key_id),
+            *(relative_ref(r, hash_key_id) for r in staff.relatives),
+        )
+    ]
+
+
 def staff_roster_changed(
     staff: StaffRecord,
     change: ev.StaffRosterChange.ValueType,
@@ -252,12 +286,7 @@ def staff_roster_changed(
         staff_id=str(staff.id),
         change=change,
         role=STAFF_ROLES[staff.role],
-        staff=common.PersonRef(
-            keyed_hash=staff.id_hash or "",
-            hash_key_id=hash_key_id if staff.id_hash else "",
-            masked_id=staff.masked_id or "",
-            masked_name=mask_name(staff.name),
-        ),
+        staff=staff_ref(staff, hash_key_id),
         staff_subject=staff.subject or "",
         responsible_caseworker=responsible_caseworker,
         replaced_caseworker_staff_id=str(replaced_caseworker) if replaced_caseworker else "",
@@ -265,12 +294,7 @@ def staff_roster_changed(
     if change == ev.STAFF_ROSTER_CHANGE_ADDED:
         message.relatives.extend(
             ev.StaffRosterChanged.Relative(
-                person=common.PersonRef(
-                    keyed_hash=r.id_hash,
-                    hash_key_id=hash_key_id,
-                    masked_id=r.masked_id,
-                    masked_name=mask_name(r.name),
-                ),
+                person=relative_ref(r, hash_key_id),
                 relation=r.relation,
             )
             for r in staff.relatives

@@ -28,6 +28,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao_common.crypto import mask_name
 from dibao_common.errors import ProblemError
+from dibao_intake.adapters import contracts
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.adapters.repositories import people as people_repo
 from dibao_intake.adapters.repositories import staff as staff_repo
@@ -103,22 +104,7 @@ async def _persons(
         entry = next((s for s in roster if s.id == shown.staff_id), None)
         if entry is None:
             return []
-        return [
-            common.PersonRef(
-                keyed_hash=entry.id_hash or "",
-                hash_key_id=key_id if entry.id_hash else "",
-                masked_id=entry.masked_id or "",
-                masked_name=mask_name(entry.name),
-            )
-        ] + [
-            common.PersonRef(
-                keyed_hash=r.id_hash,
-                hash_key_id=key_id,
-                masked_id=r.masked_id,
-                masked_name=mask_name(r.name),
-            )
-            for r in entry.relatives
-        ]
+        return contracts.roster_refs([entry], key_id)
     if shown.household_id is None:
         return []
     # One ref per person, who may have left and rejoined (one indexed statement).

@@ -11,9 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access
-from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
-from dibao_common.crypto import mask_name
 from dibao_common.errors import Conflict, NotFound
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import StaffRecord
@@ -180,31 +178,12 @@ async def list_staff(
     roster = await repo.list_staff(session, township_code)
     # Named by keyed hash, as every read names people ("who read this person's data?");
     # a roster row's id is not a person id.
-    key_id = runtime.pii.hash_key_id
-    persons = [
-        common.PersonRef(
-            keyed_hash=s.id_hash or "",
-            hash_key_id=key_id if s.id_hash else "",
-            masked_id=s.masked_id or "",
-            masked_name=mask_name(s.name),
-        )
-        for s in roster
-    ] + [
-        common.PersonRef(
-            keyed_hash=r.id_hash,
-            hash_key_id=key_id,
-            masked_id=r.masked_id,
-            masked_name=mask_name(r.name),
-        )
-        for s in roster
-        for r in s.relatives
-    ]
     await record_access(
         session,
         runtime,
         caller,
         target,
-        persons=persons,
+        persons=contracts.roster_refs(roster, runtime.pii.hash_key_id),
         fields=ROSTER_FIELDS,
     )
     return roster
