@@ -1447,6 +1447,46 @@ async def test_an_address_change_that_breaks_a_rule_writes_nothing(
     assert moved["household"]["region_code"] == "620123102201"
 
 
+async def test_a_move_dated_before_the_latest_recorded_move_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The record holds where the household lives now: a move dated before the latest
+    recorded one, learned of later, would pass for the current address while the later
+    move holds (a household that moved to 红柳沟村 on 20 February put back in 夏官营村 by a
+    move of 10 February). Refused at moved_on naming the later move's date, nothing
+    written; the same day is allowed."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    move = {
+        "kind": "address_change",
+        "moved_on": "2026-02-20",
+        "address": "榆中县夏官营镇红柳沟村二社8号",
+        "region_code": "620123101204",
+    }
+    await _change(intake, household, move)
+    earlier = {
+        "kind": "address_change",
+        "moved_on": "2026-02-10",
+        "address": "夏官营村四社1号",
+        "region_code": RURAL_VILLAGE,
+    }
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=earlier, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/moved_on"
+    assert "2026-02-20" in error["detail"]
+    assert await row_counts(intake_engine) == before
+    read = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    assert (read.json()["region_code"], read.json()["address"]) == (
+        "620123101204",
+        "榆中县夏官营镇红柳沟村二社8号",
+    )
+    same_day = await _change(intake, household, earlier | {"moved_on": "2026-02-20"})
+    assert same_day["household"]["region_code"] == RURAL_VILLAGE
+
+
 # --- a member's own details ----------------------------------------------------------------
 
 

@@ -501,6 +501,26 @@ def test_a_household_moves_somewhere_known_on_a_day_gone() -> None:
     }
 
 
+def test_a_move_dated_before_the_latest_recorded_one_is_refused() -> None:
+    """The record holds where the household lives since its latest recorded move: an
+    earlier move learned of later would pass for the current address. The same day is
+    allowed, and a household never moved is bound by nothing."""
+    moved = Address("620123101204", AreaType.RURAL, "红柳沟村二社8号")
+    latest = date(2026, 2, 20)
+
+    def check(on: date, latest_on: date | None) -> set[str]:
+        return pointers(
+            check_address_change(
+                HOME, moved, on, known_village=True, today=TODAY, latest_on=latest_on
+            )
+        )
+
+    assert check(date(2026, 2, 19), latest) == {"/moved_on"}
+    assert check(latest, latest) == set()
+    assert check(date(2026, 2, 21), latest) == set()
+    assert check(date(2020, 1, 1), None) == set()
+
+
 LODGER, WIDOW_HEAD, YOUNG = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 ALONE_WITH_LODGERS = HouseholdState(
     head_person_id=WIDOW_HEAD,

@@ -603,7 +603,10 @@ class AddressChangeIn(_ChangeIn):
     )
 
     kind: Literal["address_change"]
-    moved_on: date = Field(description="When the household moved: not in the future")
+    moved_on: date = Field(
+        description="When the household moved: not in the future, not before the"
+        " household's latest recorded move (the same day is allowed; ADR 0016)"
+    )
     address: Annotated[str, AfterValidator(no_id_number)] = Field(
         min_length=1, max_length=200, pattern=NOT_BLANK, json_schema_extra=NO_ID_NUMBER
     )

@@ -428,10 +428,23 @@ def check_address_change(
     *,
     known_village: bool,
     today: date,
+    latest_on: date | None = None,
 ) -> list[Violation]:
     """The whole household moved on ``moved_on``: to a village or community of the
-    division table (``known_village``), not in the future, and somewhere else."""
+    division table (``known_village``), not in the future, and somewhere else.
+
+    ``latest_on`` is when the household's latest recorded move took place: the record
+    holds where it lives since then, so a move dated before it is refused (it would pass
+    for the current address while the later move holds). The same day is allowed."""
     found = _not_after_today(moved_on, today, "/moved_on")
+    if latest_on is not None and moved_on < latest_on:
+        found.append(
+            Violation(
+                "/moved_on",
+                f"is before the household's move recorded as of {latest_on}: a household's"
+                " moves are recorded in the order they took place",
+            )
+        )
     if not known_village:
         found.append(Violation("/region_code", "not a village or community in the division table"))
     if not found and new == current:

@@ -1049,6 +1049,7 @@ async def _change_address(
             change.moved_on,
             known_village=known is not None and known.level is DivisionLevel.VILLAGE,
             today=work.today,
+            latest_on=await repo.latest_move_on(work.session, work.household_id),
         )
     )
     if township_of(new.region_code) != township_of(current.region_code) and (

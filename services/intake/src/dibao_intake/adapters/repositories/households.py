@@ -553,6 +553,17 @@ async def latest_details_change_on(
     return latest
 
 
+async def latest_move_on(session: AsyncSession, household_id: uuid.UUID) -> date | None:
+    """When the household's latest recorded address change took place (None: none)."""
+    latest: date | None = await session.scalar(
+        sa.select(sa.func.max(change_t.c.effective_on)).where(
+            change_t.c.household_id == household_id,
+            change_t.c.kind == ChangeKind.ADDRESS_CHANGE.value,
+        )
+    )
+    return latest
+
+
 async def set_address(
     session: AsyncSession,
     household_id: uuid.UUID,
