@@ -376,6 +376,39 @@ async def test_a_change_answers_the_household_and_records_that_read(
     }
 
 
+async def test_a_change_of_another_regions_household_is_refused_as_its_read_is(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The change's answer is the household's read: a clerk of another region posting a
+    change to it is answered 404 as a GET is, and the attempt is recorded DENIED as a
+    GET's is (an audit query for probes of the household finds it); nothing else is
+    written."""
+    household = await intake.register()
+    prober = f"prober-{uuid.uuid4()}"
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={"kind": "birth", "member": _newborn(intake)},
+        headers=intake.headers(regions=["620102"], subject=prober),
+    )
+    assert response.status_code == 404, response.text
+    after = await row_counts(intake_engine)
+    # The access record's outbox row, and nothing else.
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    [refusal] = await access_records(intake_stack, household.id, prober)
+    assert (refusal.outcome, refusal.record_type) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.RECORD_TYPE_HOUSEHOLD,
+    )
+    assert refusal.operation == "POST /households/{household_id}/changes"
+    assert list(refusal.persons) == list(refusal.fields) == []
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(regions=["620102"], subject=prober)
+    )
+    assert read.status_code == 404
+    assert response.json()["detail"] == read.json()["detail"]
+
+
 async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) -> None:
     # As a death, a marriage or a move is effective on its day: not on the day recorded.
     household = await intake.register(intake.plan(shape="single_parent"))

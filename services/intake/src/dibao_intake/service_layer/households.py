@@ -56,7 +56,6 @@ from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
     Runtime,
-    ensure_readable,
     ensure_writable_region,
 )
 from dibao_intake.service_layer.views import shown, view_of
@@ -819,7 +818,12 @@ async def record_change(
     before = await repo.load_aggregate(session, household_id, for_update=True)
     if before is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, before.household.region_code)
+    target = AccessTarget(
+        household_id, before.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
+    )
+    if not caller.principal.can_see(target.region_code):
+        # The answer would be the household's read: refused as that read is (recorded).
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     if before.household.status is not HouseholdStatus.ACTIVE:
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
     documents = await _change_documents(session, household_id, command.document_ids)
@@ -877,7 +881,8 @@ async def record_change(
     )
     if status is HouseholdStatus.DISSOLVED:
         await _close_applications_of_dissolved(session, runtime, caller, open_applications)
-    # The answer shows the whole household, members already there too: a read as a GET is.
+    # The answer shows the whole household, members already there too: a read as a GET is
+    # (in its region now: an address_change moves it).
     target = AccessTarget(
         household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
     )
