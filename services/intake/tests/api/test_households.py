@@ -905,6 +905,33 @@ async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
     assert again["name"] == "阿依古丽·买买提"
 
 
+async def test_a_name_padded_for_alignment_is_the_same_name(intake: IntakeClient) -> None:
+    """A two-character name padded to three with an ideographic space (王　芳, as a
+    register or spreadsheet aligns it) is the name its ID card prints: stored without
+    the space, and the same person joining as 王芳 is not refused as another name."""
+    plan = intake.plan(shape="elderly_couple")
+    payload = plan.payload()
+    payload["members"][1]["name"] = "王\u3000芳"
+    registered = await intake.http.post("/households", json=payload, headers=intake.headers())
+    assert registered.status_code == 201, registered.text
+    [(person, stored)] = [
+        (m["person_id"], m["name"])
+        for m in registered.json()["members"]
+        if m["id_number_masked"][-4:] == plan.members[1].id_number[-4:]
+    ]
+    assert stored == "王芳"
+    former = RegisteredHousehold(registered.json()["id"], plan, [], registered.json())
+    await _change(
+        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
+    )
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    member = plan.members[1].payload() | {"relationship": "other_dependant", "name": "王芳"}
+    joined = await _change(
+        intake, other, {"kind": "move_in", "moved_on": "2026-02-25", "member": member}
+    )
+    assert person in [m["person_id"] for m in joined["household"]["members"]]
+
+
 async def test_a_household_dissolved_by_a_death_closes_its_open_applications_only(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:

@@ -53,7 +53,14 @@ def test_width_white_space_and_latin_names() -> None:
     assert normalise_name("J. Smith") == "J. Smith"
     assert normalise_name("⼀丁") == "一丁"  # a Kangxi radical pasted for the character
     assert normalise_name("马建国") == "马建国"
-    assert normalise_name("马 建国") == "马 建国"  # white space inside is kept, as one space
+    # No white space between Chinese characters: a name padded for alignment is the name.
+    assert normalise_name("王\u3000芳") == normalise_name("王 芳") == "王芳"
+    assert normalise_name("马 建国") == "马建国"
+    assert same_name("王\u3000\u3000芳", "王芳")
+    assert normalise_name("\U00020000 \u4e00") == "\U00020000\u4e00"  # extension B
+    # Elsewhere white space inside is kept, as one space (words of a Latin name).
+    assert normalise_name("Ma\u3000Li") == "Ma Li"
+    assert normalise_name("马 Li") == "马 Li"
     assert not same_name("买买提·艾力", "买买提·艾木")
 
 

@@ -132,7 +132,8 @@ Name = Annotated[
         " (full-width letters and digits as ASCII), the separator of a name's parts as"
         " U+00B7 MIDDLE DOT (GB 18030 0xA1A4) however typed (U+2027, U+30FB, U+FF0E between"
         " Chinese characters, U+2022, U+22C5...) and without white space around it, white"
-        " space stripped and each run inside one space, invisible characters dropped",
+        " space stripped and each run inside one space (none between two Chinese"
+        " characters: 王\u3000芳 is 王芳), invisible characters dropped",
         examples=["马建国", "买买提·艾力"],
     ),
     AfterValidator(person_name),

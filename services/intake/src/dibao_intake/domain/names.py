@@ -55,6 +55,10 @@ _STOP_RUN = re.compile(
     rf"(?<={_NOT_ASCII})[{_WS}.{re.escape(NAME_DOT)}]*\.[{_WS}.{re.escape(NAME_DOT)}]*(?={_NOT_ASCII})"
 )
 _SPACE_RUN = re.compile(rf"[{_WS}]+")
+_HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323af"
+"""Chinese characters (CJK unified ideographs and their extensions, compatibility
+ideographs, 〇): a name written in them holds no white space (an ID card's never does)."""
+_HAN_GAP = re.compile(rf"(?<=[{_HAN}]) (?=[{_HAN}])")
 _TO_DOT = str.maketrans(dict.fromkeys(DOTS, NAME_DOT) | dict.fromkeys(INVISIBLE, None))
 
 
@@ -66,11 +70,15 @@ def normalise_name(name: str) -> str:
     """``name`` in its one spelling: NFKC (full-width letters and digits, half-width
     katakana, compatibility forms), invisible characters dropped, every separator U+00B7
     without white space around it (a run of them one), white space stripped and each
-    run inside one space. Raises ``EmptyNameError`` when nothing else is left."""
+    run inside one space, none between two Chinese characters. Raises ``EmptyNameError``
+    when nothing else is left."""
     text = unicodedata.normalize("NFKC", name).translate(_TO_DOT)
     text = _STOP_RUN.sub(NAME_DOT, text)
     text = _DOT_RUN.sub(NAME_DOT, text)
     text = _SPACE_RUN.sub(" ", text).strip(" ")
+    # A two-character name padded to three for alignment (王　芳, as many registers and
+    # spreadsheets have it) is the name the ID card prints without the space.
+    text = _HAN_GAP.sub("", text)
     if not text.strip(NAME_DOT + ". "):
         raise EmptyNameError("must hold a name, not only white space and separators")
     return text
