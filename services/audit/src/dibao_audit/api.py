@@ -113,12 +113,18 @@ class EntryOut(BaseModel):
     case_id: str | None
     region: str | None
     actor: str | None
+    regions: list[str] | None = Field(
+        description="Every region the record names besides `region`, as it lists them: a "
+        "search's access record names each region it could show rows of "
+        "(`PersonalDataAccessed.regions`). An auditor of any of them reads the entry. Null "
+        "when it names none."
+    )
     leaf_hash: str
     appended_at: datetime = Field(
         description="When the log appended the entry, as the database recorded it: not "
         "hashed; the verifier bounds it by the signed times of the checkpoints around it."
     )
-    contradicted: dict[str, str | None] = Field(
+    contradicted: dict[str, str | list[str] | None] = Field(
         default_factory=dict,
         description="Stored query columns that the entry's record contradicts (column: the "
         "stored value). The columns above are made from the record the leaf hashes; the "
@@ -176,7 +182,7 @@ class TimelineItem(BaseModel):
     application_id: str | None
     case_id: str | None
     decoded: dict[str, Any] | None
-    contradicted: dict[str, str | None] = Field(
+    contradicted: dict[str, str | list[str] | None] = Field(
         default_factory=dict,
         description="Stored query columns the entry's record contradicts (see EntryOut).",
     )
@@ -230,9 +236,13 @@ def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
     )
 
 
-def _contradicted(s: service.Served) -> dict[str, str | None]:
+def _contradicted(s: service.Served) -> dict[str, str | list[str] | None]:
     return {
-        name: value.isoformat() if isinstance(value, datetime) else value
+        name: value.isoformat()
+        if isinstance(value, datetime)
+        else list(value)
+        if isinstance(value, tuple)
+        else value
         for name, value in s.contradicted.items()
     }
 
@@ -253,6 +263,7 @@ def _entry_out(s: service.Served) -> EntryOut:
         case_id=c.case_id,
         region=c.region,
         actor=c.actor,
+        regions=None if c.regions is None else list(c.regions),
         leaf_hash=s.leaf.hex(),
         appended_at=e.appended_at,
         contradicted=_contradicted(s),
@@ -631,7 +642,7 @@ async def household_timeline(
         page = [
             s
             for s in (service.served(e, leaf, runtime.registry) for e, leaf in found[:limit])
-            if service.in_regions(s.columns.region, principal.regions)
+            if service.in_scope(s.columns.region, s.columns.regions, principal.regions)
         ]
         region = page[0].columns.region if page else None
         if not page:

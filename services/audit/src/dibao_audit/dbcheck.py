@@ -2,7 +2,8 @@
 
 An export proves the entries' records (topic, position, key, headers, payload) against a
 signed root, but ``log_entry`` also holds columns that queries filter on (``ce_id``,
-``ce_type``, ``ce_time``, household, application, case, region, actor), the projector's
+``ce_type``, ``ce_time``, household, application, case, region, actor, regions), the
+projector's
 decoded views (``entry_view``) and ``appended_at``, and no hash covers them. An SQL edit
 of an entry's region hides it from its region's auditors; the runtime role can write the
 next decoded view with any content; every proof still verifies. So this check reads every
@@ -50,7 +51,7 @@ _ROWS_SQL = """
     SELECT e.leaf_index, e.ce_id::text, e.ce_type, e.ce_time, e.topic, e.partition,
            e."offset", e.record_key, e.header_block, e.payload, e.household_id,
            e.application_id, e.case_id, e.region, e.actor, e.appended_at, n.hash,
-           v.leaf_index IS NOT NULL, v.decoded::text
+           v.leaf_index IS NOT NULL, v.decoded::text, e.regions
     FROM log_entry e
     LEFT JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
     LEFT JOIN entry_view v ON v.leaf_index = e.leaf_index
@@ -123,7 +124,17 @@ def _check_row(report: DatabaseReport, row: Any, registry: EventRegistry, bounds
         report.fail(f"entry {index} has no leaf in merkle_node", index)
     elif bytes(row[16]) != leaf:
         report.fail(f"entry {index}: content does not match its leaf hash", index)
-    stored = Columns(row[1], row[2], row[3], row[10], row[11], row[12], row[13], row[14])
+    stored = Columns(
+        row[1],
+        row[2],
+        row[3],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        None if row[19] is None else tuple(row[19]),
+    )
     _, differ = contradictions(
         stored, topic, partition, offset, key, block, payload, key_reader(registry)
     )

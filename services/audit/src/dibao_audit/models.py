@@ -42,6 +42,8 @@ class LogEntry(Base):
     case_id: Mapped[str | None] = mapped_column(sa.Text)
     region: Mapped[str | None] = mapped_column(sa.Text)
     actor: Mapped[str | None] = mapped_column(sa.Text)
+    # Every region the record names besides ``region`` (a search's access record), or NULL.
+    regions: Mapped[list[str] | None] = mapped_column(pg.ARRAY(sa.Text))
     appended_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
     )

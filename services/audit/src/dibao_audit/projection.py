@@ -56,7 +56,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class EntryRow(NamedTuple):
     """Everything stored for one entry except its index (given by the appender).
 
-    The first fourteen fields are ``log_entry``'s columns in ``repository.ROW_COLUMNS``
+    The first fifteen fields are ``log_entry``'s columns in ``repository.ROW_COLUMNS``
     order; ``leaf_hash`` goes to ``merkle_node``.
     """
 
@@ -75,6 +75,10 @@ class EntryRow(NamedTuple):
     case_id: str | None
     region: str | None
     actor: str | None
+    regions: tuple[str, ...] | None
+    """Every region the record names besides ``region`` (``PersonalDataAccessed.regions``:
+    each region a search could show rows of), distinct, in the record's order; None when it
+    names none."""
     leaf_hash: bytes
 
 
@@ -114,9 +118,16 @@ def _storable(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd")[:_KEY_CHARS]
 
 
-Keys = tuple[str | None, str | None, str | None, str | None, str | None]
-"""household, application, case, region, actor (from the payload)."""
-_NO_KEYS: Keys = (None, None, None, None, None)
+def _storable_text(value: str) -> str:
+    """:func:`_storable` of a present value (a text array's element)."""
+    if len(value) <= _KEY_CHARS and "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")[:_KEY_CHARS]
+
+
+Keys = tuple[str | None, str | None, str | None, str | None, str | None, tuple[str, ...] | None]
+"""household, application, case, region, actor, regions (from the payload)."""
+_NO_KEYS: Keys = (None, None, None, None, None, None)
 _Reader = Callable[[bytes], Keys]
 
 
@@ -131,6 +142,7 @@ def _reader_of(cls: type[Message]) -> _Reader:
 
     household, application, case = get("household_id"), get("application_id"), get("case_id")
     region, actor = get("region"), get("actor")
+    regions = _regions_reader(cls)
     parse = cls.FromString
 
     def read(payload: bytes) -> Keys:
@@ -141,9 +153,47 @@ def _reader_of(cls: type[Message]) -> _Reader:
             _nonempty(case(m)),
             _nonempty(getattr(region(m), "code", None)),
             _nonempty(getattr(actor(m), "subject", None)),
+            regions(m),
         )
 
     return read
+
+
+def _no_regions(_: Message) -> None:
+    return None
+
+
+def _regions_reader(cls: type[Message]) -> Callable[[Message], tuple[str, ...] | None]:
+    """How to read the regions a message names besides ``region``: a repeated message field
+    ``regions`` whose elements have a ``code`` (``PersonalDataAccessed``), else none."""
+    field = cls.DESCRIPTOR.fields_by_name.get("regions")
+    if (
+        field is None
+        or not _is_repeated(field)
+        or field.message_type is None
+        or "code" not in field.message_type.fields_by_name
+    ):
+        return _no_regions
+
+    def read(m: Message) -> tuple[str, ...] | None:
+        listed = getattr(m, "regions")  # noqa: B009 - a field found by its descriptor
+        if not listed:
+            return None
+        codes: dict[str, None] = {}  # distinct, in order (a loop: half the cost of genexprs)
+        for r in listed:
+            code = r.code
+            if code:
+                codes[_storable_text(code)] = None
+        return tuple(codes) or None
+
+    return read
+
+
+def _is_repeated(field: Any) -> bool:
+    is_repeated = getattr(field, "is_repeated", None)
+    if isinstance(is_repeated, bool):
+        return is_repeated
+    return bool(field.label == field.LABEL_REPEATED)
 
 
 class KeyReader:
@@ -210,6 +260,7 @@ class Columns(NamedTuple):
     case_id: str | None
     region: str | None
     actor: str | None
+    regions: tuple[str, ...] | None
 
 
 QUERY_COLUMNS: tuple[str, ...] = Columns._fields
@@ -255,7 +306,7 @@ def _columns(
         except ValueError:
             ce_id = str(position_id(topic, partition, offset))
     ce_time = _parse_time(found.get(H_TIME))
-    household, application, case, region, actor = reader.keys(
+    household, application, case, region, actor, regions = reader.keys(
         ce_type, _text(found.get(H_CONTENT_TYPE)) or CONTENT_TYPE, payload
     )
     return (
@@ -267,6 +318,7 @@ def _columns(
         _storable(case),
         _storable(region),
         _storable(_text(found.get(H_ACTOR)) or actor),
+        regions,
     )
 
 
@@ -281,7 +333,7 @@ def project_parts(
 ) -> EntryRow:
     """The row of one record given as its parts (never raises for a malformed record)."""
     pairs = sorted(headers) if headers else []
-    ce_id, ce_type, ce_time, household, application, case, region, actor = _columns(
+    ce_id, ce_type, ce_time, household, application, case, region, actor, regions = _columns(
         topic, partition, offset, pairs, payload, reader
     )
     block = sorted_header_block(pairs)
@@ -301,6 +353,7 @@ def project_parts(
         case,
         region,
         actor,
+        regions,
         leaf,
     )
 

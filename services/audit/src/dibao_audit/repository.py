@@ -145,14 +145,15 @@ ROW_COLUMNS = (
     "case_id",
     "region",
     "actor",
+    "regions",
     "leaf_index",
 )
-"""The columns a COPY of entries writes: an ``EntryRow``'s first fourteen, then the index."""
+"""The columns a COPY of entries writes: an ``EntryRow``'s first fifteen, then the index."""
 
 
 def entry_records(first_index: int, rows: Sequence[EntryRow]) -> list[tuple[Any, ...]]:
     """The COPY records (``ROW_COLUMNS``) of rows numbered from ``first_index``."""
-    return [(*row[:14], index) for index, row in enumerate(rows, first_index)]
+    return [(*row[:15], index) for index, row in enumerate(rows, first_index)]
 
 
 async def insert_entries(
@@ -292,11 +293,21 @@ class EntryFilter:
 
 
 def _in_regions(prefixes: Sequence[str]) -> sa.ColumnElement[bool]:
+    """An entry whose region, or one of its ``regions``, lies under one of ``prefixes``."""
     if not prefixes:
         return sa.false()
     # Region codes are digits: a LIKE pattern needs no escaping once that is checked.
     patterns = [f"{p}%" for p in prefixes if p.isdigit() or p == ""]
-    return LogEntry.region.like(sa.any_(sa.literal(patterns, sa.ARRAY(sa.Text))))
+    listed = sa.func.unnest(LogEntry.regions).table_valued("code").render_derived()
+    return sa.or_(
+        LogEntry.region.like(sa.any_(sa.literal(patterns, sa.ARRAY(sa.Text)))),
+        sa.and_(
+            LogEntry.regions.is_not(None),
+            sa.exists()
+            .select_from(listed)
+            .where(listed.c.code.like(sa.any_(sa.literal(patterns, sa.ARRAY(sa.Text))))),
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +325,7 @@ class StoredRecord:
     ce_type: str
     leaf: bytes
     household_id: str | None
+    regions: list[str] | None
 
 
 async def stream_records(
@@ -326,7 +338,7 @@ async def stream_records(
         rows = await driver.fetch(
             """
             SELECT e.leaf_index, e.topic, e.partition, e."offset", e.record_key, e.header_block,
-                   e.payload, e.region, e.ce_type, n.hash, e.household_id
+                   e.payload, e.region, e.ce_type, n.hash, e.household_id, e.regions
             FROM log_entry e JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
             WHERE e.leaf_index >= $1 AND e.leaf_index < $2
             ORDER BY e.leaf_index
@@ -337,7 +349,7 @@ async def stream_records(
         if not rows:
             return
         yield [
-            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
             for r in rows
         ]
         pos = rows[-1][0] + 1
@@ -345,8 +357,8 @@ async def stream_records(
 
 _CANONICAL_RANGE_SQL = r"""
     SELECT array_agg(leaf_index), array_agg(region), array_agg(canonical),
-           array_agg(household_id) FROM (
-        SELECT leaf_index, region, household_id,
+           array_agg(household_id), array_agg(regions) FROM (
+        SELECT leaf_index, region, household_id, to_json(regions)::text AS regions,
             $1::bytea
             || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')
             || int4send(partition) || int8send("offset")
@@ -375,6 +387,9 @@ class CanonicalRange:
     canonical: list[bytes]
     leaves: list[bytes]
     households: list[str | None]
+    regions_json: list[str | None]
+    """Each entry's ``regions`` as a JSON array (arrays of different lengths do not
+    aggregate into one PostgreSQL array), None when it names none."""
 
 
 async def canonical_range(session: AsyncSession, start: int, end: int) -> CanonicalRange:
@@ -387,27 +402,28 @@ async def canonical_range(session: AsyncSession, start: int, end: int) -> Canoni
     back) is left out, as a join would, and the verifier names the gap.
     """
     driver = await _driver(session)
-    indices, regions, canonical, households = await driver.fetchrow(
+    indices, regions, canonical, households, listed = await driver.fetchrow(
         _CANONICAL_RANGE_SQL, _DOMAIN_FIELD, start, end
     )
     leaf_indices, leaves = await driver.fetchrow(_LEAF_RANGE_SQL, start, end)
     if indices is None or leaf_indices is None:
-        return CanonicalRange([], [], [], [], [])
+        return CanonicalRange([], [], [], [], [], [])
     if indices != leaf_indices or indices != sorted(indices):
         hashes = dict(zip(leaf_indices, leaves, strict=True))
         kept = sorted(
             row
-            for row in zip(indices, regions, canonical, households, strict=True)
+            for row in zip(indices, regions, canonical, households, listed, strict=True)
             if row[0] in hashes
         )
         return CanonicalRange(
-            [i for i, _, _, _ in kept],
-            [r for _, r, _, _ in kept],
-            [c for _, _, c, _ in kept],
-            [hashes[i] for i, _, _, _ in kept],
-            [h for _, _, _, h in kept],
+            [i for i, _, _, _, _ in kept],
+            [r for _, r, _, _, _ in kept],
+            [c for _, _, c, _, _ in kept],
+            [hashes[i] for i, _, _, _, _ in kept],
+            [h for _, _, _, h, _ in kept],
+            [x for _, _, _, _, x in kept],
         )
-    return CanonicalRange(indices, regions, canonical, leaves, households)
+    return CanonicalRange(indices, regions, canonical, leaves, households, listed)
 
 
 EntryWithLeaf = tuple[LogEntry, bytes]

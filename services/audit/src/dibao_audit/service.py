@@ -94,6 +94,18 @@ def in_regions(region: str | None, prefixes: Collection[str]) -> bool:
     return region is not None and region.startswith(tuple(prefixes))
 
 
+def in_scope(region: str | None, regions: Sequence[str] | None, prefixes: Collection[str]) -> bool:
+    """Whether an entry lies under one of the caller's prefixes: its region or any of the
+    other regions it names (a search's access record names each region it could show rows
+    of, ``PersonalDataAccessed.regions``)."""
+    if in_regions(region, prefixes):
+        return True
+    if not regions:
+        return False
+    under = tuple(prefixes)
+    return any(r.startswith(under) for r in regions)
+
+
 def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
     """The consumed record a stored entry keeps (what its leaf hashed)."""
     return RecordedEvent(
@@ -133,6 +145,7 @@ def stored_columns(entry: LogEntry) -> Columns:
         entry.case_id,
         entry.region,
         entry.actor,
+        None if entry.regions is None else tuple(entry.regions),
     )
 
 
@@ -165,7 +178,7 @@ def served(entry: LogEntry, leaf: bytes, registry: EventRegistry) -> Served:
         key_reader(registry),
     )
     if made is None:  # a header block that is not one: nothing of it can be read
-        made = Columns(str(entry.ce_id), UNKNOWN_TYPE, None, None, None, None, None, None)
+        made = Columns(str(entry.ce_id), UNKNOWN_TYPE, None, None, None, None, None, None, None)
     elif "ce_id" not in differ:  # the log's id: the record's, or its reused_id
         made = made._replace(ce_id=str(entry.ce_id))
     if differ:
@@ -189,9 +202,9 @@ def whole_log_indices(entries: Sequence[Served], whole_log: WholeLog) -> set[int
 
 
 def visible(s: Served, prefixes: Collection[str], whole_log: WholeLog | None) -> bool:
-    """Whether a caller of ``prefixes`` may read an entry: its region (as its record says),
-    or the whole log's."""
-    if in_regions(s.columns.region, prefixes):
+    """Whether a caller of ``prefixes`` may read an entry: its region or one of its regions
+    (as its record says), or the whole log's."""
+    if in_scope(s.columns.region, s.columns.regions, prefixes):
         return True
     return whole_log is not None and s.index in whole_log_indices([s], whole_log)
 
@@ -207,7 +220,7 @@ async def find_visible(
     """Up to ``limit`` entries of ``flt`` the caller may read, in log order.
 
     The query selects by the stored columns; each entry found is then checked against its
-    record (``served``) and kept only when its record's region is the caller's, or when
+    record (``served``) and kept only when its record's regions are the caller's, or when
     ``visible`` would show it as the whole log's; the page is filled past those dropped
     (rare: a known type the log could not read, a stored column contradicted).
     """
@@ -344,7 +357,7 @@ async def export_lines(
         seen: list[tuple[str | None, str | None]] = []
         for e in records:
             view = view_of(e, registry)
-            shown = in_regions(e.region, prefixes) or (
+            shown = in_scope(e.region, e.regions, prefixes) or (
                 whole_log is not None
                 and whole_log.admits(e.household_id, e.region, e.ce_type)
                 and (view if registry is whole_log.registry else view_of(e, whole_log.registry))
@@ -400,15 +413,20 @@ async def _export_entry_lines(
             ahead = asyncio.create_task(read(bounds[n + 1])) if n + 1 < len(bounds) else None
             lines = []
             seen: list[tuple[str | None, str | None]] = []
-            for i, region, data, leaf, household in zip(
+            for i, region, data, leaf, household, listed in zip(
                 chunk.indices,
                 chunk.regions,
                 chunk.canonical,
                 chunk.leaves,
                 chunk.households,
+                chunk.regions_json,
                 strict=True,
             ):
-                if (region is not None and region.startswith(prefixes)) or i in shown:
+                if (
+                    (region is not None and region.startswith(prefixes))
+                    or i in shown
+                    or (listed is not None and in_scope(None, json.loads(listed), prefixes))
+                ):
                     lines.append(_LINE % (i, hexlify(leaf), b64(data, newline=False)))
                     if household is not None:
                         seen.append((household, region))

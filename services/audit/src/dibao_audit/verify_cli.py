@@ -16,7 +16,8 @@ verify with the key and be consistent with the export's checkpoint (from the exp
 itself, or with ``--url`` by a consistency proof the service must give).
 
 What no hash covers is checked too. The query columns (``ce_id``, ``ce_type``, ``ce_time``,
-household, application, case, region, actor) are made again from each entry's record: with
+household, application, case, region, actor, regions) are made again from each entry's
+record: with
 ``--url`` for every entry the export shows, against what ``GET /audit/entries`` serves
 (it must list exactly the entries the export shows, with the columns their records give
 and no stored column contradicted), and the decoded view of every sampled entry; with
@@ -233,6 +234,8 @@ def _served_problems(served: dict[str, Any], event: RecordedEvent, reader: KeyRe
         if name == "ce_time" and isinstance(shown, str):
             with contextlib.suppress(ValueError):
                 shown = datetime.fromisoformat(shown)
+        elif name == "regions" and isinstance(shown, list):
+            shown = tuple(shown)
         if shown == now or (name == "ce_id" and shown == reused_id(made.ce_id, content)):
             continue
         problems.append(f"served {name} {shown!r} is not its record's ({now!r})")

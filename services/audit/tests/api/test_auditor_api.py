@@ -911,3 +911,92 @@ async def test_an_exports_header_does_not_grow_with_the_logs_age(api: Api) -> No
         "/audit/export", params={"from_size": old["tree_size"] + 1}, headers=api.auditor()
     )
     assert beyond.status_code == 400
+
+
+COUNTIES = ("620102000000", "620103000000", "620104000000")
+
+
+def _search_of_two_counties(offset: int) -> RecordedEvent:
+    """An intake search by a caller of two counties, unfiltered: its access record's region
+    is the first county, its regions both (9a031b2)."""
+    message = access_pb2.PersonalDataAccessed(
+        region=types_pb2.RegionCode(code=COUNTIES[0]),
+        regions=[types_pb2.RegionCode(code=c) for c in COUNTIES[:2]],
+        actor=types_pb2.Actor(subject="clerk-of-two"),
+        service="intake",
+        record_type=access_pb2.RECORD_TYPE_LIST,
+        record_id="households?name=...",
+        operation="GET /households",
+    )
+    return recorded_event(message, offset=offset, key="", actor="clerk-of-two")
+
+
+async def _sees(api: Api, county: str, index: int) -> tuple[bool, int, bool]:
+    """Whether an auditor of ``county`` lists the entry, what reading it answers, and
+    whether their export shows it."""
+    auditor = api.auditor((county[:6],))
+    listed = (await api.client.get("/audit/entries", headers=auditor)).json()["items"]
+    status = (await api.client.get(f"/audit/entries/{index}", headers=auditor)).status_code
+    export = await api.client.get("/audit/export", headers=auditor)
+    line = json.loads(export.text.splitlines()[1 + index])
+    return index in [item["index"] for item in listed], status, "entry" in line
+
+
+async def test_a_search_is_found_by_the_auditor_of_each_region_it_names(
+    api: Api, served: str
+) -> None:
+    """A search record naming two counties is every one of their auditors' (listed, read,
+    shown in exports), not a third county's. Its stored regions are hashed by nothing: an
+    SQL edit of them is said in ``contradicted`` and reported by the CLI, and visibility
+    still follows the record."""
+    appender = api.app.state.audit.appender
+    await appender.append([_search_of_two_counties(offset=100)])
+    await appender.checkpoint_if_grown()
+    index = len(api.events)
+    first, second, third = COUNTIES
+    assert await _sees(api, first, index) == (True, 200, True)
+    assert await _sees(api, second, index) == (True, 200, True)
+    assert await _sees(api, third, index) == (False, 404, False)
+    one = await api.client.get(f"/audit/entries/{index}", headers=api.auditor(("620103",)))
+    entry = one.json()["entry"]
+    assert (entry["region"], entry["regions"], entry["contradicted"]) == (
+        first,
+        [first, second],
+        {},
+    )
+
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE log_entry SET regions = $1 WHERE leaf_index = $2", [first, third], index
+        )
+    finally:
+        await conn.close()
+    # The stored column no longer finds it for the second county; a read still shows it
+    # (the record's regions) and says what was stored; the third is found and dropped.
+    assert await _sees(api, second, index) == (False, 200, False)
+    assert (await _sees(api, third, index))[:2] == (False, 404)
+    one = await api.client.get(f"/audit/entries/{index}", headers=api.auditor(("620103",)))
+    entry = one.json()["entry"]
+    assert entry["regions"] == [first, second]
+    assert entry["contradicted"] == {"regions": [first, third]}
+
+    out = io.StringIO()
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    args = ["--database-url", api.db.url, "--vkey", vkey]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 1
+    assert report["contradicted_columns"] == {"regions": 1}
+    assert report["first_bad_index"] == index
+    assert (
+        f"entry {index}: stored regions ('{first}', '{third}') is not its record's "
+        f"(('{first}', '{second}'))" in report["problems"]
+    )
+    out = io.StringIO()
+    token = api.tokens(roles=["auditor"], regions=["620102"])
+    args = ["--url", served, "--token", token, "--vkey", vkey]
+    assert await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out) == 1
+    problems = "\n".join(json.loads(out.getvalue())["problems"])
+    assert f"entry {index}: stored regions contradicted by its record" in problems

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from dibao.access.v1 import events_pb2 as access_pb2
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import verify_cli
@@ -112,3 +113,51 @@ async def test_edited_columns_a_false_view_and_a_moved_appended_at_are_reported(
     assert "checkpoint 20" in problems
     assert "entry 25: the stored decoded view is not its payload's" in problems
     assert report["suspect_range"] is None  # the tree itself is intact
+
+
+def _search(i: int) -> RecordedEvent:
+    """A search's access record naming two counties (``PersonalDataAccessed.regions``)."""
+    message = access_pb2.PersonalDataAccessed(
+        region=types_pb2.RegionCode(code=COUNTIES[0]),
+        regions=[types_pb2.RegionCode(code=c) for c in COUNTIES],
+        operation="GET /households",
+    )
+    return recorded_event(message, offset=i, key="", actor="clerk-1")
+
+
+COUNTIES = ("620102000000", "620103000000")
+
+
+async def test_the_regions_of_entries_logged_before_the_column_are_filled_from_the_record(
+    audit_db: AuditDb,
+) -> None:
+    """Migration 0008 fills ``regions`` of the entries already logged from their payloads,
+    as the append does: the database check then finds nothing contradicted, and the log
+    is append-only again afterwards."""
+    await audit_db.appender(checkpoint_every=10).append([_withdrawn(0), _search(1), _withdrawn(2)])
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.downgrade("audit", "0007")
+    await audit_db.stack.migrate("audit")
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        rows = await conn.fetch("SELECT leaf_index, regions FROM log_entry ORDER BY leaf_index")
+        assert [(r[0], r[1]) for r in rows] == [(0, None), (1, list(COUNTIES)), (2, None)]
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("UPDATE log_entry SET regions = NULL WHERE leaf_index = 1")
+    finally:
+        await conn.close()
+    code, report = await _check(audit_db)
+    assert code == 0, report
+    assert report["columns_checked"] == 3
+
+
+async def test_an_edit_of_a_searchs_regions_is_reported(audit_db: AuditDb) -> None:
+    await audit_db.appender(checkpoint_every=10).append([_withdrawn(0), _search(1)])
+    await _as_superuser(
+        audit_db, "UPDATE log_entry SET regions = '{620102000000}' WHERE leaf_index = 1"
+    )
+    code, report = await _check(audit_db)
+    assert code == 1
+    assert report["contradicted_columns"] == {"regions": 1}
+    assert report["first_bad_index"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
+from dibao.access.v1 import events_pb2 as access_pb2
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit.consumer import recorded
@@ -94,3 +95,27 @@ def test_a_ce_id_is_kept_in_its_canonical_form() -> None:
         headers = tuple((k, spelling if k == "ce_id" else v) for k, v in event.headers)
         other = RecordedEvent(event.topic, 0, 2, event.key, headers, event.payload)
         assert project(other, REGISTRY).ce_id == ce_id.decode()  # one entry, however spelled
+
+
+def test_a_searchs_other_regions_come_from_the_payload() -> None:
+    """A search names every region it could show rows of (``PersonalDataAccessed.regions``):
+    each is a query key beside ``region``, distinct, in the record's order; a read of one
+    record, and any type without the field, names none."""
+    search = access_pb2.PersonalDataAccessed(
+        region=types_pb2.RegionCode(code="620102000000"),
+        regions=[
+            types_pb2.RegionCode(code="620102000000"),
+            types_pb2.RegionCode(code="620103000000"),
+            types_pb2.RegionCode(code=""),
+            types_pb2.RegionCode(code="620103000000"),
+        ],
+        operation="GET /households",
+    )
+    row = project(recorded_event(search, offset=1, key=""), REGISTRY)
+    assert (row.region, row.regions) == ("620102000000", ("620102000000", "620103000000"))
+    one = access_pb2.PersonalDataAccessed(
+        household_id="hh-1", region=types_pb2.RegionCode(code="620102000000")
+    )
+    assert project(recorded_event(one, offset=2, key="hh-1"), REGISTRY).regions is None
+    withdrawn = intake_pb2.ApplicationWithdrawn(household_id="hh-1")
+    assert project(recorded_event(withdrawn, offset=3, key="hh-1"), REGISTRY).regions is None
