@@ -22,6 +22,7 @@ from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
 from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
     RURAL_VILLAGE,
     IntakeClient,
@@ -870,16 +871,14 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
     assert await _refused_change(intake, intake_engine, other, correction) == ["/body/name"]
 
 
-async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
-    intake: IntakeClient, intake_engine: AsyncEngine
-) -> None:
-    """A minority citizen's name is typed with its separator in several code points
-    (U+30FB, U+FF0E, U+2027...) and padded or full-width: it is stored in one spelling
-    (U+00B7), and the same person joining under another spelling is not refused as
-    another name. A name of separators alone is refused, writing nothing."""
+async def _former_member_named(
+    intake: IntakeClient, name: str
+) -> tuple[PlannedHousehold, str, str]:
+    """An elderly couple registered with the second member typed as ``name``, who then
+    moved out (2026-02-20): the plan, that member's person id and their name as stored."""
     plan = intake.plan(shape="elderly_couple")
     payload = plan.payload()
-    payload["members"][1]["name"] = " 阿依古丽・买买提\u3000"  # U+30FB, padded
+    payload["members"][1]["name"] = name
     registered = await intake.http.post("/households", json=payload, headers=intake.headers())
     assert registered.status_code == 201, registered.text
     [(person, stored)] = [
@@ -887,11 +886,22 @@ async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
         for m in registered.json()["members"]
         if m["id_number_masked"][-4:] == plan.members[1].id_number[-4:]
     ]
-    assert stored == "阿依古丽·买买提"
     former = RegisteredHousehold(registered.json()["id"], plan, [], registered.json())
     await _change(
         intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
     )
+    return plan, person, stored
+
+
+async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A minority citizen's name is typed with its separator in several code points
+    (U+30FB, U+FF0E, U+2027...) and padded or full-width: it is stored in one spelling
+    (U+00B7), and the same person joining under another spelling is not refused as
+    another name. A name of separators alone is refused, writing nothing."""
+    plan, person, stored = await _former_member_named(intake, " 阿依古丽・买买提\u3000")
+    assert stored == "阿依古丽·买买提"  # U+30FB and the padding gone
     other = await intake.register(intake.plan(shape="elderly_alone"))
     member = plan.members[1].payload() | {"relationship": "other_dependant"}
     moving = {"kind": "move_in", "moved_on": "2026-02-25", "member": member}
@@ -909,21 +919,8 @@ async def test_a_name_padded_for_alignment_is_the_same_name(intake: IntakeClient
     """A two-character name padded to three with an ideographic space (王　芳, as a
     register or spreadsheet aligns it) is the name its ID card prints: stored without
     the space, and the same person joining as 王芳 is not refused as another name."""
-    plan = intake.plan(shape="elderly_couple")
-    payload = plan.payload()
-    payload["members"][1]["name"] = "王\u3000芳"
-    registered = await intake.http.post("/households", json=payload, headers=intake.headers())
-    assert registered.status_code == 201, registered.text
-    [(person, stored)] = [
-        (m["person_id"], m["name"])
-        for m in registered.json()["members"]
-        if m["id_number_masked"][-4:] == plan.members[1].id_number[-4:]
-    ]
+    plan, person, stored = await _former_member_named(intake, "王\u3000芳")
     assert stored == "王芳"
-    former = RegisteredHousehold(registered.json()["id"], plan, [], registered.json())
-    await _change(
-        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
-    )
     other = await intake.register(intake.plan(shape="elderly_alone"))
     member = plan.members[1].payload() | {"relationship": "other_dependant", "name": "王芳"}
     joined = await _change(
