@@ -37,6 +37,9 @@ SPELLINGS = [
     "买买提··艾力",
     "买买提…艾力",
     "\ufeff买买提\u200b·艾力",
+    "买买提。艾力",  # U+3002, what a Chinese input method types for "."
+    "买买提｡艾力",  # U+FF61, its half-width form
+    "买买提ㆍ艾力",  # U+318D Hangul araea, what a Korean input method types for the dot
 ]
 
 
@@ -64,7 +67,9 @@ def test_width_white_space_and_latin_names() -> None:
     assert not same_name("买买提·艾力", "买买提·艾木")
 
 
-@pytest.mark.parametrize("empty", ["·", " · ", "．", "…", "\u200b", "\ufeff\u3000", ". ·"])
+@pytest.mark.parametrize(
+    "empty", ["·", " · ", "．", "…", "\u200b", "\ufeff\u3000", ". ·", "。", "ㆍ"]
+)
 def test_a_name_of_separators_only_is_refused(empty: str) -> None:
     with pytest.raises(EmptyNameError):
         normalise_name(empty)

@@ -24,16 +24,19 @@ NAME_DOT = "\u00b7"
 """The separator of a name's parts: U+00B7 MIDDLE DOT (GB 18030 0xA1A4)."""
 
 DOTS = (
-    "\u00b7\u0387\u16eb\u2022\u2027\u2219\u22c5\u2981\u2e31\u30fb\ua78f\uff65"
+    "\u00b7\u0387\u119e\u16eb\u2022\u2027\u2219\u22c5\u2981\u2e31\u30fb\u318d\ua78f\uff65"
     # Each a raised or centred dot typed for the separator: middle dot, Greek ano teleia,
-    # runic single punctuation, bullet, hyphenation point, bullet operator, dot operator,
-    # Z notation spot, word separator middle dot, katakana middle dot, sinological dot,
-    # half-width katakana middle dot.
+    # Hangul jungseong araea (what NFKC makes of U+318D), runic single punctuation,
+    # bullet, hyphenation point, bullet operator, dot operator, Z notation spot, word
+    # separator middle dot, katakana middle dot, Hangul araea (what a Korean input method
+    # gives for the dot), sinological dot, half-width katakana middle dot.
 )
-FULL_STOPS = ".\u2024\u2025\u2026\ufe19\ufe30\ufe52\uff0e"
+FULL_STOPS = ".\u2024\u2025\u2026\u3002\ufe12\ufe19\ufe30\ufe52\uff0e\uff61"
 """What NFKC makes one or more full stops of (U+FF0E the full-width one, U+2026 the
-ellipsis): the separator between two characters that are not ASCII (``阿卜杜．热合曼``),
-a full stop elsewhere (``J. Smith``)."""
+ellipsis), and the ideographic full stop a Chinese input method types for "." (U+3002;
+U+FF61 and U+FE12 its half-width and vertical forms): the separator between two
+characters that are not ASCII (``阿卜杜．热合曼``, ``阿卜杜。热合曼``), a full stop
+elsewhere (``J. Smith``)."""
 INVISIBLE = "\u00ad\u200b\u2060\ufeff"
 """Soft hyphen, zero width space, word joiner, byte order mark: pasted along, never seen,
 dropped."""
@@ -59,7 +62,11 @@ _HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323af"
 """Chinese characters (CJK unified ideographs and their extensions, compatibility
 ideographs, 〇): a name written in them holds no white space (an ID card's never does)."""
 _HAN_GAP = re.compile(rf"(?<=[{_HAN}]) (?=[{_HAN}])")
-_TO_DOT = str.maketrans(dict.fromkeys(DOTS, NAME_DOT) | dict.fromkeys(INVISIBLE, None))
+_TO_DOT = str.maketrans(
+    dict.fromkeys(DOTS, NAME_DOT)
+    | dict.fromkeys(INVISIBLE, None)
+    | dict.fromkeys("\u3002\uff61", ".")  # the ideographic full stop, as "." (NFKC keeps it)
+)
 
 
 class EmptyNameError(ValueError):
