@@ -569,6 +569,43 @@ async def test_a_document_of_another_region_is_answered_like_a_missing_one(
     assert details[f"/body/document_ids/{foreign}"] == details[f"/body/document_ids/{missing}"]
 
 
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_a_submission_for_another_regions_household_is_refused_as_its_read_is(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine, keyed: bool
+) -> None:
+    """A clerk of another region submitting for a household probes its id as a GET does:
+    answered the same 404 (the same detail) and recorded DENIED as a GET is, in a
+    transaction of its own (the submission's one statement is not sent); nothing else is
+    written, with an Idempotency-Key (no stored answer) or without."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    prober = f"prober-{uuid.uuid4()}"
+    foreign = intake.headers(
+        regions=["620102"],
+        subject=prober,
+        idempotency_key=f"probe-{uuid.uuid4()}" if keyed else None,
+    )
+    before = await row_counts(intake_engine)
+    response = await intake.http.post("/applications", json=body, headers=foreign)
+    assert response.status_code == 404, response.text
+    after = await row_counts(intake_engine)
+    # The access record's outbox row, and nothing else (no application, no stored answer).
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    [refusal] = await access_records(intake_stack, household.id, prober)
+    assert (refusal.outcome, refusal.record_type, refusal.record_id) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.RECORD_TYPE_HOUSEHOLD,
+        household.id,
+    )
+    assert refusal.operation == "POST /applications"
+    assert list(refusal.persons) == list(refusal.fields) == []
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(regions=["620102"])
+    )
+    assert read.status_code == 404
+    assert response.json()["detail"] == read.json()["detail"]
+
+
 @pytest.mark.parametrize(
     "params", [{"submitted_to": "9999-12-31"}, {"submitted_from": "0001-01-01"}]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -189,6 +190,43 @@ async def test_documents_of_another_region_do_not_exist_for_the_caller(
         assert (await intake.http.get(url, headers=foreign)).status_code == 404
     upload = await intake.upload(household.id, "photo", regions=["620102"])
     assert upload.status_code == 404
+
+
+async def test_an_upload_for_another_regions_household_is_refused_as_its_read_is(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A clerk of another region uploading a document for a household probes its id as a
+    GET does: answered the same 404 (the same detail) and recorded DENIED as a GET is;
+    nothing else is written (no document row, no content's row)."""
+    household = await intake.register()
+    prober = f"prober-{uuid.uuid4()}"
+    body, content_type = multipart_upload(
+        {"household_id": household.id, "document_type": "photo"},
+        pdf_bytes(f"probe {prober}"),
+        filename="p.pdf",
+    )
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/documents",
+        content=body,
+        headers=intake.headers(regions=["620102"], subject=prober) | {"content-type": content_type},
+    )
+    assert response.status_code == 404, response.text
+    after = await row_counts(intake_engine)
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    [refusal] = await access_records(intake_stack, household.id, prober)
+    assert (refusal.outcome, refusal.record_type, refusal.record_id) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.RECORD_TYPE_HOUSEHOLD,
+        household.id,
+    )
+    assert refusal.operation == "POST /documents"
+    assert list(refusal.persons) == list(refusal.fields) == []
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(regions=["620102"])
+    )
+    assert read.status_code == 404
+    assert response.json()["detail"] == read.json()["detail"]
 
 
 async def test_a_retried_upload_stores_one_document(

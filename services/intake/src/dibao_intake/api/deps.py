@@ -147,19 +147,26 @@ async def in_transaction(
             raise
     except AccessRefused as refusal:
         # The read's transaction has rolled back; the attempt is recorded all the same.
-        try:
-            async with sessionmaker() as session, session.begin():
-                await refusal.record(session)
-        except Exception:
-            # Nothing was shown, so the refusal stands: a 500 instead would tell that the
-            # id names a record (a missing one answers the same 404 and writes nothing).
-            REFUSALS_UNRECORDED.inc()
-            _log.error(
-                "refused read not recorded",
-                operation=_operation(request),
-                exc_info=True,
-            )
+        await _record_refusal(request, sessionmaker, refusal)
         raise
+
+
+async def _record_refusal(
+    request: Request, sessionmaker: async_sessionmaker[AsyncSession], refusal: AccessRefused
+) -> None:
+    """Write ``refusal``'s access record (DENIED) in a short transaction of its own."""
+    try:
+        async with sessionmaker() as session, session.begin():
+            await refusal.record(session)
+    except Exception:
+        # Nothing was shown, so the refusal stands: a 500 instead would tell that the
+        # id names a record (a missing one answers the same 404 and writes nothing).
+        REFUSALS_UNRECORDED.inc()
+        _log.error(
+            "refused read not recorded",
+            operation=_operation(request),
+            exc_info=True,
+        )
 
 
 async def in_one_statement(
@@ -174,24 +181,35 @@ async def in_one_statement(
     assert isinstance(sessionmaker, async_sessionmaker)
     engine = sessionmaker.kw["bind"]
     assert isinstance(engine, AsyncEngine)
-    async with driver_session(engine) as session:
-        try:
-            response = await respond_in_one_statement(session, lambda: work(session), idempotency)
-        except asyncpg.CheckViolationError as error:
-            if error.constraint_name == HOUSEHOLD_CURRENT:
-                # A change (a death, a birth, a new account...) committed after the read:
-                # the application would describe the household as it was (migration
-                # 0007's trigger). Nothing was written.
+    try:
+        async with driver_session(engine) as session:
+            try:
+                response = await respond_in_one_statement(
+                    session, lambda: work(session), idempotency
+                )
+            except asyncpg.CheckViolationError as error:
+                if error.constraint_name == HOUSEHOLD_CURRENT:
+                    # A change (a death, a birth, a new account...) committed after the read:
+                    # the application would describe the household as it was (migration
+                    # 0007's trigger). Nothing was written.
+                    raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
+                if error.constraint_name != HOUSEHOLD_ACTIVE:
+                    raise
+                # A change that dissolved the household committed after the read found it
+                # active (migration 0004's trigger). Nothing was written.
+                raise Conflict(
+                    "The household is dissolved", type_slug="household-dissolved"
+                ) from error
+            except asyncpg.UniqueViolationError as error:
+                # What the read found is no longer so: another request wrote the same
+                # unique row (a household's first account, say) since. Nothing was written.
                 raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
-            if error.constraint_name != HOUSEHOLD_ACTIVE:
-                raise
-            # A change that dissolved the household committed after the read found it
-            # active (migration 0004's trigger). Nothing was written.
-            raise Conflict("The household is dissolved", type_slug="household-dissolved") from error
-        except asyncpg.UniqueViolationError as error:
-            # What the read found is no longer so: another request wrote the same
-            # unique row (a household's first account, say) since. Nothing was written.
-            raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
+    except AccessRefused as refusal:
+        # Refused before anything was held (a probe of another region's household): the
+        # request's statement is not sent, so the attempt is recorded in a short
+        # transaction of its own, after the request's connection is back in the pool.
+        await _record_refusal(request, sessionmaker, refusal)
+        raise
     body = _replayed_body(response) if replay is not None else None
     if replay is None or body is None:
         return response

@@ -58,7 +58,7 @@ from dibao_intake.service_layer.households import (
     rules_failed,
 )
 from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
-from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
 from dibao_intake.service_layer.views import (
     CASE_ROLES_LISTED,
@@ -188,7 +188,16 @@ async def submit_application(
         raise NotFound(NOT_FOUND)
     household = context.household
     region_code = household.household.region_code
-    ensure_readable(caller, region_code)
+    if not caller.principal.can_see(region_code):
+        # A probe of another region's household: refused as its read is (recorded DENIED,
+        # in a transaction of its own: nothing of the submission is written).
+        target = AccessTarget(
+            command.household_id,
+            region_code,
+            access.RECORD_TYPE_HOUSEHOLD,
+            str(command.household_id),
+        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     if household.household.status is not HouseholdStatus.ACTIVE:
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
     if context.open_application_id is not None:

@@ -29,7 +29,7 @@ from dibao_intake.service_layer.access import (
 )
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import rules_failed
-from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, ensure_readable
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
 
 log = get_logger(__name__)
@@ -134,7 +134,15 @@ async def upload_document(
     household = await household_repo.get_household(session, command.household_id)
     if household is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, household.region_code)
+    if not caller.principal.can_see(household.region_code):
+        # A probe of another region's household: refused as its read is (recorded DENIED).
+        target = AccessTarget(
+            command.household_id,
+            household.region_code,
+            access.RECORD_TYPE_HOUSEHOLD,
+            str(command.household_id),
+        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     problems: list[Violation] = []
     if not command.content:
         problems.append(Violation("/file", "the document is empty"))
