@@ -84,7 +84,9 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
     " ApplicationSubmitted with a full snapshot, then ApplicationAccepted). An incomplete one"
     " is recorded as returned with every missing item listed at once (ApplicationReturned)."
     " An applicant related to staff is flagged: the county must visit. Send an"
-    " Idempotency-Key: a retried submission creates nothing twice.",
+    " Idempotency-Key: a retried submission creates nothing twice. A household of another"
+    " region is refused as GET /households/{household_id} refuses it (404, recorded DENIED"
+    " on dibao.access.v1; nothing else written).",
     responses=problems(
         400,
         401,

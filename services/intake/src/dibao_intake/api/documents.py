@@ -149,7 +149,9 @@ async def upload_form(request: Request, runtime: RuntimeDep) -> AsyncIterator[Up
     summary="Upload a document of a household",
     description="multipart/form-data: household_id, document_type, person_id (optional) and"
     " file. Stored by its sha256 in the document store. Size and media type are limited"
-    " (settings DIBAO_INTAKE_DOCUMENT_MAX_BYTES, DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES).",
+    " (settings DIBAO_INTAKE_DOCUMENT_MAX_BYTES, DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES). A"
+    " household of another region is refused as GET /households/{household_id} refuses it"
+    " (404, recorded DENIED on dibao.access.v1; nothing else written).",
     responses=problems(400, 401, 403, 404, 409, 413, 415, 422),
     openapi_extra=_UPLOAD_BODY,
 )
