@@ -382,6 +382,45 @@ async def test_a_roster_read_names_the_people_it_shows_by_keyed_hash(
     assert relative.encode() not in found.payload
 
 
+async def test_a_deactivation_of_another_regions_staff_is_refused_and_recorded(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A policy administrator of another county taking a township's staff member off its
+    roster gets 404, as for no such member, and the attempt is recorded DENIED (as a
+    probe of another region's household is); the member stays on the roster."""
+    township = "620123107000"
+    admin = intake.headers(Role.POLICY_ADMIN, ["620123"], subject="admin-dingyuan")
+    added = await intake.http.post(
+        f"/townships/{township}/staff", json={"name": "卫东", "role": "dibao_staff"}, headers=admin
+    )
+    assert added.status_code == 201, added.text
+    staff_id = added.json()["id"]
+    prober = f"prober-{uuid.uuid4()}"
+    before = await row_counts(intake_engine)
+    refused = await intake.http.post(
+        f"/staff/{staff_id}/deactivation",
+        headers=intake.headers(Role.POLICY_ADMIN, ["620102"], subject=prober),
+    )
+    assert refused.status_code == 404, refused.text
+    after = await row_counts(intake_engine)
+    # The access record's outbox row, and nothing else.
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    [attempt] = await access_records(intake_stack, f"staff:{staff_id}", prober)
+    assert (attempt.outcome, attempt.record_type) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.RECORD_TYPE_OTHER,
+    )
+    assert list(attempt.persons) == list(attempt.fields) == []
+    missing = await intake.http.post(
+        f"/staff/{uuid.uuid4()}/deactivation",
+        headers=intake.headers(Role.POLICY_ADMIN, ["620102"], subject=prober),
+    )
+    assert (missing.status_code, missing.json()["detail"]) == (404, refused.json()["detail"])
+    roster = await intake.http.get(f"/townships/{township}/staff", headers=admin)
+    [still] = [s for s in roster.json() if s["id"] == staff_id]
+    assert still["deactivated_at"] is None
+
+
 async def test_a_deactivation_records_who_and_when_and_the_roster_keeps_the_member(
     intake: IntakeClient,
 ) -> None:

@@ -97,7 +97,8 @@ async def list_staff(
     " relatives. Their relatives' applications are no longer flagged and they are no longer"
     " the responsible caseworker. A member already off the roster keeps the first record."
     " Taking someone off is published (StaffRosterChanged) for the audit log; a second"
-    " deactivation changes nothing and publishes nothing.",
+    " deactivation changes nothing and publishes nothing. Another region's staff member is"
+    " 404, as a missing one, and the attempt is recorded (outcome DENIED).",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
 async def deactivate_staff(

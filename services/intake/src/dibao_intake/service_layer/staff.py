@@ -27,7 +27,6 @@ from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
     Runtime,
-    ensure_readable,
     ensure_writable_region,
 )
 
@@ -196,7 +195,13 @@ async def deactivate_staff(
     staff = await repo.staff_for_update(session, staff_id)
     if staff is None:
         raise NotFound(NOT_FOUND)
-    ensure_readable(caller, staff.township_code)
+    if not caller.principal.can_see(staff.township_code):
+        # Another township's staff member: 404 as for a missing one, and the attempt
+        # recorded DENIED, as a probe of another region's household is.
+        target = AccessTarget(
+            None, staff.township_code, access.RECORD_TYPE_OTHER, f"staff:{staff.id}"
+        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     now = runtime.clock.now()
     if not await repo.deactivate_staff(session, staff_id, by=caller.principal.subject, at=now):
         return  # already off the roster: nothing changed, nothing to publish
