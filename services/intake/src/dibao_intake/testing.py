@@ -289,6 +289,39 @@ async def wait_for_events(
         await asyncio.sleep(0.2)
 
 
+async def assert_probe_refused_as_read(
+    intake: IntakeClient,
+    stack: TestStack,
+    engine: AsyncEngine,
+    before: dict[str, int],
+    response: httpx.Response,
+    *,
+    household_id: str,
+    prober: str,
+    operation: str,
+) -> None:
+    """``response`` (another region's caller posting about ``household_id``) is refused
+    as the household's GET is: the same 404 and detail, recorded DENIED for the
+    household with no persons or fields, and nothing else written since ``before``."""
+    assert response.status_code == 404, response.text
+    after = await row_counts(engine)
+    # The access record's outbox row, and nothing else.
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    [refusal] = await access_records(stack, household_id, prober)
+    assert (refusal.outcome, refusal.record_type, refusal.record_id) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.RECORD_TYPE_HOUSEHOLD,
+        household_id,
+    )
+    assert refusal.operation == operation
+    assert list(refusal.persons) == list(refusal.fields) == []
+    read = await intake.http.get(
+        f"/households/{household_id}", headers=intake.headers(regions=["620102"])
+    )
+    assert read.status_code == 404
+    assert response.json()["detail"] == read.json()["detail"]
+
+
 async def access_records(
     stack: TestStack, subject: str, reader: str, *, count: int = 1, timeout_s: float = 10.0
 ) -> list[access.PersonalDataAccessed]:

@@ -24,6 +24,7 @@ from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
     access_records,
+    assert_probe_refused_as_read,
     events,
     pii_settings_for_tests,
     row_counts,
@@ -587,23 +588,17 @@ async def test_a_submission_for_another_regions_household_is_refused_as_its_read
     )
     before = await row_counts(intake_engine)
     response = await intake.http.post("/applications", json=body, headers=foreign)
-    assert response.status_code == 404, response.text
-    after = await row_counts(intake_engine)
     # The access record's outbox row, and nothing else (no application, no stored answer).
-    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
-    [refusal] = await access_records(intake_stack, household.id, prober)
-    assert (refusal.outcome, refusal.record_type, refusal.record_id) == (
-        access.ACCESS_OUTCOME_DENIED,
-        access.RECORD_TYPE_HOUSEHOLD,
-        household.id,
+    await assert_probe_refused_as_read(
+        intake,
+        intake_stack,
+        intake_engine,
+        before,
+        response,
+        household_id=household.id,
+        prober=prober,
+        operation="POST /applications",
     )
-    assert refusal.operation == "POST /applications"
-    assert list(refusal.persons) == list(refusal.fields) == []
-    read = await intake.http.get(
-        f"/households/{household.id}", headers=intake.headers(regions=["620102"])
-    )
-    assert read.status_code == 404
-    assert response.json()["detail"] == read.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,13 @@ from dibao_common.observability import REGISTRY
 from dibao_common.testing.stack import TestStack
 from dibao_intake.adapters.document_store import FilesystemDocumentStore
 from dibao_intake.synthetic import multipart_upload, pdf_bytes
-from dibao_intake.testing import IntakeClient, access_records, row_counts, wait_for_events
+from dibao_intake.testing import (
+    IntakeClient,
+    access_records,
+    assert_probe_refused_as_read,
+    row_counts,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -211,22 +217,16 @@ async def test_an_upload_for_another_regions_household_is_refused_as_its_read_is
         content=body,
         headers=intake.headers(regions=["620102"], subject=prober) | {"content-type": content_type},
     )
-    assert response.status_code == 404, response.text
-    after = await row_counts(intake_engine)
-    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
-    [refusal] = await access_records(intake_stack, household.id, prober)
-    assert (refusal.outcome, refusal.record_type, refusal.record_id) == (
-        access.ACCESS_OUTCOME_DENIED,
-        access.RECORD_TYPE_HOUSEHOLD,
-        household.id,
+    await assert_probe_refused_as_read(
+        intake,
+        intake_stack,
+        intake_engine,
+        before,
+        response,
+        household_id=household.id,
+        prober=prober,
+        operation="POST /documents",
     )
-    assert refusal.operation == "POST /documents"
-    assert list(refusal.persons) == list(refusal.fields) == []
-    read = await intake.http.get(
-        f"/households/{household.id}", headers=intake.headers(regions=["620102"])
-    )
-    assert read.status_code == 404
-    assert response.json()["detail"] == read.json()["detail"]
 
 
 async def test_a_retried_upload_stores_one_document(
