@@ -5,9 +5,12 @@ checkpoint's signature, recomputes every leaf and the root from the entries, che
 consistency proof from the earlier checkpoint the header carries (v2: the one asked for
 with ``from_size``; v1 exports carried every earlier one, and still verify) and, with a
 URL, inclusion proofs of sampled entries; it prints a JSON report with the first bad index
-and exits 1 when anything is wrong. Pin the log's key with ``--vkey`` (a C2SP vkey, from
-``GET /audit/public-key`` at a time you trust); without it the key the service publishes
-now is used, which proves the log consistent but not that the key is the right one.
+and exits 1 when anything is wrong. Every source is verified against a pinned key,
+``--vkey`` or ``--vkey-file`` (a C2SP vkey, from ``GET /audit/public-key`` at a time you
+trust). With ``--url`` only, ``--trust-published-key`` uses the key the service publishes
+now instead: that proves the log consistent with itself, not that the key is the log's
+(the service vouches for its own signatures), so it warns on stderr and the report says
+``key_pinned: false``.
 
 An export proves itself consistent, history included, but all of it is the service's
 word: with its key it can sign a log rewritten from the first entry on. Give the
@@ -28,8 +31,8 @@ sees every region finds it.
 
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
-export's header, no pinned key for a file, the service refusing or unreachable), with the
-reason on stderr.
+export's header, no pinned key, the service refusing or unreachable), with the reason on
+stderr.
 """
 
 from __future__ import annotations
@@ -104,6 +107,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
     parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
     parser.add_argument(
+        "--trust-published-key",
+        action="store_true",
+        help="with --url and no --vkey: verify against the key the service publishes now "
+        "(GET /audit/public-key). The service then vouches for its own signatures: the log "
+        "is proved consistent with itself only. Warns, and the report says key_pinned: false",
+    )
+    parser.add_argument(
         "--checkpoint",
         dest="kept",
         type=Path,
@@ -140,9 +150,22 @@ def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[Verifie
         return VerifierKey.parse(args.vkey_file.read_text()), True
     if client is None:
         raise CannotRunError("an export is verified against a pinned key: give --vkey")
+    if not args.trust_published_key:
+        raise CannotRunError(
+            "the service is verified against a pinned key: give --vkey or --vkey-file (the "
+            "vkey of GET /audit/public-key, kept from a time you trust), or "
+            "--trust-published-key to verify against the key it publishes now"
+        )
     response = client.get("/audit/public-key")
     response.raise_for_status()
-    return VerifierKey.parse(response.json()["vkey"]), False
+    key = VerifierKey.parse(response.json()["vkey"])
+    sys.stderr.write(
+        f"WARNING: NO PINNED KEY. Verifying against the key the service publishes now "
+        f"({key.vkey()}): the service vouches for its own signatures, so this proves the "
+        "log consistent with itself, not that it is the log you trust. Pin the key with "
+        "--vkey.\n"
+    )
+    return key, False
 
 
 def _kept_notes(paths: Sequence[Path]) -> list[str]:
@@ -387,6 +410,8 @@ def _check_answer(
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 otherwise."""
     kept = _kept_notes(args.kept)
+    if args.trust_published_key and args.url is None:
+        raise CannotRunError("--trust-published-key applies to --url only: give --vkey")
     if args.export is not None:
         key, pinned = _key(args, None)
         report = verify_export_file(args.export, key, workers=args.workers, kept=kept)
@@ -466,6 +491,11 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         }
     summary["key"] = key.vkey()
     summary["key_pinned"] = pinned
+    if not pinned:
+        summary["warning"] = (
+            "no pinned key: verified against the key the service publishes, which proves "
+            "the log consistent with itself only"
+        )
     out.write(json.dumps(summary, indent=2) + "\n")
     return 0 if report.ok else 1
 

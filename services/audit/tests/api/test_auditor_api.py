@@ -557,7 +557,8 @@ async def test_entries_of_the_whole_log_are_seen_by_every_auditor(api: Api, serv
     # The CLI asks the service for the proof of every entry the export shows.
     out = io.StringIO()
     token = api.tokens(roles=["auditor"], regions=["6201"])
-    args = ["--url", served, "--token", token, "--start", "30", "--inclusion-samples", "16"]
+    args = ["--url", served, "--token", token, "--vkey", key.vkey(), "--start", "30"]
+    args += ["--inclusion-samples", "16"]
     code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
     report = json.loads(out.getvalue())
     assert code == 0, report
@@ -816,6 +817,40 @@ async def test_the_cli_exits_2_when_the_service_refuses_the_export(
     argv = ["--url", served, "--token", clerk, "--vkey", vkey]
     assert await asyncio.to_thread(verify_cli.main, argv) == 2
     assert "export refused: 403" in capsys.readouterr().err
+
+
+async def test_the_cli_verifies_a_service_against_a_pinned_key_only(
+    api: Api, served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --vkey, --url used the key the service itself publishes: the thing audited
+    vouched for its own signatures. It now refuses to run (2) as an export and the database
+    do, unless --trust-published-key is given, which warns loudly and says so in the report;
+    that flag is refused with the other sources."""
+    token = api.tokens(roles=["auditor"], regions=["62", "11"])
+    assert await asyncio.to_thread(verify_cli.main, ["--url", served, "--token", token]) == 2
+    err = capsys.readouterr().err
+    assert "pinned key" in err
+    assert "--trust-published-key" in err
+
+    argv = ["--url", served, "--token", token, "--trust-published-key"]
+    assert await asyncio.to_thread(verify_cli.main, argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["key_pinned"] is False
+    assert "no pinned key" in report["warning"]
+    assert "WARNING: NO PINNED KEY" in captured.err
+
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    argv = ["--url", served, "--token", token, "--vkey", vkey]
+    assert await asyncio.to_thread(verify_cli.main, argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["key_pinned"] is True
+    assert "warning" not in json.loads(captured.out)
+    assert "WARNING" not in captured.err
+
+    argv = ["--database-url", api.db.url, "--trust-published-key"]
+    assert await asyncio.to_thread(verify_cli.main, argv) == 2
+    assert "applies to --url only" in capsys.readouterr().err
 
 
 async def test_stored_columns_a_record_contradicts_are_said_and_not_trusted(
