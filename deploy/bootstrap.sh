@@ -90,7 +90,7 @@ buf_cli() {
   ensure_ca
   if [[ ! -x $ROOT/proto-schemas/node_modules/.bin/buf ]]; then
     # npm ci checks every package against package-lock.json's integrity (sha512).
-    retry "npm ci (buf)" bash -c 'cd "$1" && npm ci --silent --no-audit --no-fund' _ "$ROOT/proto-schemas" \
+    retry "npm ci (buf)" bash -c 'cd "$1" && npm ci --loglevel=error --no-audit --no-fund' _ "$ROOT/proto-schemas" \
       || die "could not install buf from npm (proto-schemas/package-lock.json)"
   fi
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # buf for the event contracts, installed from npm (@bufbuild/buf) into
-# proto-schemas/node_modules on first use (npm ci against package-lock.json).
+# proto-schemas/node_modules on first use (deploy/bootstrap.sh buf: npm ci against
+# package-lock.json, retried with backoff like every download of the scripts).
 #
 #   bash proto-schemas/buf.sh lint                  # buf lint (STANDARD)
 #   bash proto-schemas/buf.sh breaking [GIT-REF]    # buf breaking (WIRE_JSON) against GIT-REF, default main
@@ -18,12 +19,14 @@ buf="$here/node_modules/.bin/buf"
 ensure_buf() {
   if [[ ! -x "$buf" ]]; then
     echo "buf.sh: installing buf with npm ci into $here/node_modules" >&2
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # As `make lint` installs it: Node.js and npm from Debian when missing, npm ci retried
+    # (DIBAO_RETRIES, deploy/lib.sh), a failure naming what could not be installed.
+    bash "$here/../deploy/bootstrap.sh" buf >&2
   fi
 }
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

@@ -2,13 +2,15 @@
 backoff, checked against what its registry publishes, and fails naming what could not be
 installed; nothing is taken from this machine's own setup (a temporary HOME and PATH).
 The registries are the real ones (PyPI), or a Maven repository served here from this
-machine's Maven cache, once refusing connections and once with one jar's bytes changed."""
+machine's Maven cache, once refusing connections and once with one jar's bytes changed,
+or an npm registry that refuses connections."""
 
 from __future__ import annotations
 
 import os
 import pwd
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -216,3 +218,48 @@ def test_a_kafka_jar_that_does_not_match_its_checksum_is_refused(
     assert "Checksum validation failed" in done.stderr, done.stderr[-2000:]
     assert CORRUPTED.removesuffix(".jar").rsplit("-", 1)[0] in done.stderr
     assert not (home / ".cache" / "dibao" / "kafka" / KAFKA_VERSION / "libs").exists()
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on: a connection there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_buf_from_an_npm_registry_that_refuses_is_retried_then_fails(tmp_path: Path) -> None:
+    """proto-schemas/buf.sh installs buf on first use (its own `npm ci`, which .ci/run's
+    `buf breaking` and any direct use reach) as every other download is: retried with
+    backoff, then failing naming what could not be installed. A copy of the scripts and
+    of proto-schemas without node_modules (the checkout's own is left alone), a fresh HOME
+    (no npm cache to install from), and a registry that refuses connections (npm's own
+    retries off, so each attempt is one refusal)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "deploy", repo / "deploy")
+    (repo / "proto-schemas").mkdir()
+    for name in ("buf.sh", "buf.yaml", "package.json", "package-lock.json"):
+        shutil.copy2(REPO_ROOT / "proto-schemas" / name, repo / "proto-schemas" / name)
+    env = _env(
+        tmp_path / "home",
+        DIBAO_RETRIES="2",
+        DIBAO_RETRY_WAIT="1",
+        npm_config_registry=f"http://127.0.0.1:{_refused_port()}/",
+        npm_config_fetch_retries="0",
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(repo / "proto-schemas" / "buf.sh"), "lint"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert done.returncode != 0, done.stderr
+    assert "npm ci (buf) failed (exit status" in done.stderr, done.stderr
+    assert "attempt 1 of 2): again in 1 s" in done.stderr, done.stderr
+    assert "ERROR: npm ci (buf) failed 2 times" in done.stderr, done.stderr
+    assert "could not install buf from npm (proto-schemas/package-lock.json)" in done.stderr
+    assert not (repo / "proto-schemas" / "node_modules" / ".bin" / "buf").exists()
+    assert took < 120, took
