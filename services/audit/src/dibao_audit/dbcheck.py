@@ -86,8 +86,9 @@ def asyncpg_dsn(url: str) -> str:
     return f"{scheme.split('+')[0]}{sep}{rest}"
 
 
-class _Bounds:
-    """When an entry may have been appended, from the signed times of the checkpoints."""
+class AppendedAtBounds:
+    """When an entry may have been appended, from the signed times of the checkpoints (of
+    the database here; of ``GET /audit/checkpoints`` in ``verify_cli --url``)."""
 
     def __init__(self, heads: Iterable[Checkpoint], skew_s: float) -> None:
         ordered = sorted(heads, key=lambda h: h.tree_size)
@@ -113,7 +114,9 @@ class _Bounds:
         return None
 
 
-def _check_row(report: DatabaseReport, row: Any, registry: EventRegistry, bounds: _Bounds) -> bytes:
+def _check_row(
+    report: DatabaseReport, row: Any, registry: EventRegistry, bounds: AppendedAtBounds
+) -> bytes:
     """Check one stored entry; its recomputed leaf."""
     index = int(row[0])
     topic, partition, offset = row[4], int(row[5]), int(row[6])
@@ -174,7 +177,7 @@ async def check_database(
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             heads = await _checkpoints(conn, key, report)
-            bounds = _Bounds(heads, skew_s)
+            bounds = AppendedAtBounds(heads, skew_s)
             size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
             report.log_size = int(size)
             leaves = bytearray()

@@ -22,8 +22,10 @@ What no hash covers is checked too. The query columns (``ce_id``, ``ce_type``, `
 household, application, case, region, actor, regions) are made again from each entry's
 record: with
 ``--url`` for every entry the export shows, against what ``GET /audit/entries`` serves
-(it must list exactly the entries the export shows, with the columns their records give
-and no stored column contradicted), and the decoded view of every sampled entry; with
+(it must list exactly the entries the export shows, with the columns their records give,
+no stored column contradicted, and an ``appended_at`` within the signed times of the
+checkpoints around it, as ``GET /audit/checkpoints`` lists them), and the decoded view of
+every sampled entry; with
 ``--database-url`` (an operator's, read-only) every entry's stored columns, decoded view
 and ``appended_at`` in the database, whatever its region (``dibao_audit.dbcheck``): an
 entry whose region was edited is hidden from its region's auditors, so only a check that
@@ -52,8 +54,8 @@ from typing import IO, Any
 
 import httpx
 
-from dibao_audit.checkpoint import CheckpointError, VerifierKey
-from dibao_audit.dbcheck import check_database
+from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
+from dibao_audit.dbcheck import AppendedAtBounds, check_database
 from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
@@ -102,7 +104,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=5.0,
         help="seconds an appended_at may lie outside its checkpoints' signed times "
-        "(with --database-url)",
+        "(with --database-url and --url)",
     )
     parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
     parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
@@ -306,15 +308,58 @@ def _check_inclusion(
             report.fail(f"entry {index}: the served decoded view is not its payload's", index)
 
 
+def _signed_checkpoints(
+    client: httpx.Client, key: VerifierKey, start: int, tree_size: int
+) -> tuple[list[Checkpoint], list[str]]:
+    """The checkpoints ``GET /audit/checkpoints`` lists from ``tree_size`` down to the last
+    that does not go past ``start`` (those around the entries of ``[start, tree_size)``),
+    each as its note says once verified with the key; and the problems with any listed."""
+    heads: list[Checkpoint] = []
+    problems: list[str] = []
+    cursor = base64.urlsafe_b64encode(f"i:{tree_size + 1}".encode()).decode()
+    params: dict[str, Any] = {"limit": _Listing.PAGE, "cursor": cursor}
+    while True:
+        response = client.get("/audit/checkpoints", params=params)
+        if response.status_code != 200:
+            raise CannotRunError(f"checkpoints refused: {response.status_code} {response.text}")
+        body = response.json()
+        for item in body["items"]:
+            try:
+                head = key.verify(item["signed_note"])
+            except CheckpointError as exc:
+                problems.append(f"listed checkpoint {item.get('tree_size')}: {exc}")
+                continue
+            if head.tree_size != int(item["tree_size"]):
+                problems.append(
+                    f"listed checkpoint {item['tree_size']} is signed for {head.tree_size}"
+                )
+            heads.append(head)
+            if head.tree_size <= start:
+                return heads, problems
+        if body["next_cursor"] is None:
+            return heads, problems
+        params["cursor"] = body["next_cursor"]
+
+
 class _Listing:
     """The entries ``GET /audit/entries`` serves in ``[start, end)``, read page by page beside
     the export: it must list exactly the entries the export shows, each with the columns
-    its record (the export's canonical bytes) gives and no stored column contradicted."""
+    its record (the export's canonical bytes) gives, no stored column contradicted, and an
+    ``appended_at`` within the signed times of the checkpoints around it (``bounds``, as
+    ``dbcheck`` bounds the database's)."""
 
     PAGE = 500
 
-    def __init__(self, client: httpx.Client, start: int, end: int, reader: KeyReader) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        start: int,
+        end: int,
+        reader: KeyReader,
+        bounds: AppendedAtBounds,
+    ) -> None:
         self._client, self._start, self._end, self._reader = client, start, end, reader
+        self._bounds = bounds
         self._items = self._pages()
         self._next: dict[str, Any] | None = None
         self._done = False
@@ -373,6 +418,13 @@ class _Listing:
             self.compared += 1
             for problem in _served_problems(item, event, self._reader):
                 self._problems.append((f"entry {index}: {problem}", index))
+            try:
+                appended_at = datetime.fromisoformat(str(item["appended_at"]))
+            except (KeyError, ValueError):
+                self._problems.append((f"entry {index}: no readable appended_at", index))
+                continue
+            if (bad := self._bounds.problem(index, appended_at)) is not None:
+                self._problems.append((bad, index))
 
     def finish(self, report: Report) -> None:
         """Report what the listing showed wrong (and what it listed past the export)."""
@@ -463,7 +515,13 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     sample = rng.sample(span, min(args.inclusion_samples, len(span)))
                     if header.end > header.start:
                         sample += [header.start, header.end - 1]
-                    listed = _Listing(client, header.start, header.end, key_reader(registry))
+                    heads, listed_problems = _signed_checkpoints(
+                        client, key, header.start, header.tree_size
+                    )
+                    bounds = AppendedAtBounds(heads, args.clock_skew)
+                    listed = _Listing(
+                        client, header.start, header.end, key_reader(registry), bounds
+                    )
                     report = verify_export(
                         header, listed.check(entries), key, keep=set(sample), kept=kept
                     )
@@ -484,10 +542,15 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     )
                 _check_inclusion(client, report, sorted(set(sample)), registry)
                 listed.finish(report)
+                for problem in listed_problems:
+                    report.fail(problem)
+                if header.tree_size > 0 and header.tree_size not in {h.tree_size for h in heads}:
+                    report.fail(f"checkpoint {header.tree_size} is not listed")
                 _check_kept_online(client, report)
         summary = report.summary() | {
             "inclusion_proofs_checked": len(set(sample)),
             "columns_checked": listed.compared,
+            "appended_at_checked": listed.compared,
         }
     summary["key"] = key.vkey()
     summary["key_pinned"] = pinned

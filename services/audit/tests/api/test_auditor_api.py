@@ -895,6 +895,48 @@ async def test_stored_columns_a_record_contradicts_are_said_and_not_trusted(
     assert report["columns_checked"] == 16  # Lanzhou's 1 + 15 entries, 2 left out
 
 
+async def test_the_cli_bounds_each_listed_appended_at_by_the_signed_checkpoints(
+    api: Api, served: str
+) -> None:
+    """appended_at is hashed by nothing: an SQL edit dated entry 15 before checkpoint 11
+    was signed (which does not cover it) and entry 5 a day after checkpoint 11 was (which
+    covers it). Every proof still verifies; --url bounds each listed entry's appended_at by
+    the signed times of the checkpoints around it, as --database-url does, within
+    --clock-skew."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE log_entry SET appended_at = appended_at - interval '1 day' "
+            "WHERE leaf_index = 15"
+        )
+        await conn.execute(
+            "UPDATE log_entry SET appended_at = appended_at + interval '1 day' WHERE leaf_index = 5"
+        )
+    finally:
+        await conn.close()
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["6201"])
+    out = io.StringIO()
+    args = ["--url", served, "--token", token, "--vkey", vkey]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 1, report
+    assert report["first_bad_index"] == 5
+    problems = "\n".join(report["problems"])
+    assert "entry 5: appended_at" in problems
+    assert "is after checkpoint 11 was signed, which covers it" in problems
+    assert "entry 15: appended_at" in problems
+    assert "is before checkpoint 11 was signed, which does not cover it" in problems
+    assert len(report["problems"]) == 2, problems
+    assert report["appended_at_checked"] == report["columns_checked"] > 0
+    # A slice of other entries is not concerned.
+    out = io.StringIO()
+    args += ["--start", "16", "--end", "22"]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    assert code == 0, out.getvalue()
+
+
 async def _export_header(api: Api, **params: Any) -> dict[str, Any]:
     response = await api.client.get("/audit/export", params=params, headers=api.auditor())
     assert response.status_code == 200, response.text
