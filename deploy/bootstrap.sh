@@ -34,23 +34,57 @@ ensure_python() {  # Debian 12's python3 is the 3.11 the project needs (UV_PYTHO
   command -v python3.11 >/dev/null || command -v python3 >/dev/null || apt_install python3
 }
 
+# The version of a uv binary ("uv 0.13.9 (...)" -> 0.13.9), empty when it does not run.
+uv_version() {  # uv_version <path>
+  local out
+  out=$("$1" --version 2>/dev/null) || return 0
+  out=${out#uv }; echo "${out%% *}"
+}
+
+# uv of deploy/uv-requirements.txt from PyPI, checked against PyPI's sha256 (pip
+# --require-hashes, wheels only). With no uv at all: a --user install into ~/.local/bin.
+# With a uv of another version on PATH: never touched (it is the user's, wherever it is,
+# ~/.local/bin included); the pinned one goes into UV_TOOL_DIR (lib.sh puts it first on
+# PATH), through a temporary directory so that an interrupted install leaves none.
 ensure_uv() {
-  if command -v uv >/dev/null; then return; fi
-  if [[ -x $HOME/.local/bin/uv ]]; then export PATH=$HOME/.local/bin:$PATH; return; fi
-  log "installing uv from PyPI"
+  local found version='' into=user
+  if found=$(command -v uv); then
+    version=$(uv_version "$found")
+    [[ $version == "$UV_VERSION" ]] && return 0
+    into=tool
+    log "uv ${version:-of unknown version} at $found is not the pinned $UV_VERSION (deploy/uv-requirements.txt): installing uv $UV_VERSION into $UV_TOOL_DIR for these scripts; $found is left as it is"
+  else
+    log "installing uv $UV_VERSION from PyPI"
+  fi
   ensure_python
   ensure_ca
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-  # Debian 12's own python3 is externally managed (PEP 668) and refuses plain pip installs;
-  # a --user install of one tool into ~/.local leaves the system's packages alone.
-  local pip=(python3 -m pip install --quiet --user --only-binary=:all: --require-hashes
+  local pip=(python3 -m pip install --quiet --only-binary=:all: --require-hashes
              -r "$ROOT/deploy/uv-requirements.txt")
+  # Debian 12's own python3 is externally managed (PEP 668) and refuses plain pip installs;
+  # an install of one tool for one user (--user, --target) leaves the system's packages alone.
   if python3 -m pip install --help 2>/dev/null | grep -F -- --break-system-packages >/dev/null; then
     pip+=(--break-system-packages)
   fi
-  retry "pip install uv (PyPI)" "${pip[@]}" || die "could not install uv from PyPI (deploy/uv-requirements.txt)"
-  export PATH=$HOME/.local/bin:$PATH
-  command -v uv >/dev/null || die "uv did not install into $HOME/.local/bin"
+  if [[ $into == user ]]; then
+    retry "pip install uv (PyPI)" "${pip[@]}" --user || die "could not install uv from PyPI (deploy/uv-requirements.txt)"
+    export PATH=$HOME/.local/bin:$PATH
+  else
+    local tmp
+    mkdir -p "$(dirname "$UV_TOOL_DIR")"
+    tmp=$(mktemp -d "$UV_TOOL_DIR.XXXXXX")
+    # Each attempt starts in an empty directory: pip --target keeps what an interrupted
+    # attempt left there rather than replace it.
+    # shellcheck disable=SC2016  # $0 and $@ are the inner shell's
+    if ! retry "pip install uv (PyPI)" bash -c 'rm -rf "$0"/* && "$@"' "$tmp" "${pip[@]}" --target "$tmp"; then
+      rm -rf "$tmp"; die "could not install uv from PyPI (deploy/uv-requirements.txt) into $UV_TOOL_DIR"
+    fi
+    rm -rf "$UV_TOOL_DIR"; mv "$tmp" "$UV_TOOL_DIR"
+    export PATH=$UV_TOOL_DIR/bin:$PATH
+  fi
+  found=$(command -v uv) || die "uv did not install"
+  version=$(uv_version "$found")
+  [[ $version == "$UV_VERSION" ]] || die "the uv installed at $found is ${version:-not runnable}, not the pinned $UV_VERSION"
 }
 
 python_env() {

@@ -70,14 +70,27 @@ def test_a_failing_command_is_retried_with_backoff(tmp_path: Path) -> None:
     assert "ERROR: the broken download failed 2 times (last exit status 7)" in done.stderr
 
 
-def test_a_fresh_home_gets_the_pinned_uv_from_pypi(tmp_path: Path) -> None:
-    """No uv on PATH and none in ~/.local/bin: bootstrap installs the uv of
-    deploy/uv-requirements.txt from PyPI with the sha256 PyPI publishes (pip
-    --require-hashes), into the HOME it is given."""
+def _pinned_uv() -> str:
     pinned = re.search(
         r"^uv==(\S+)", (REPO_ROOT / "deploy" / "uv-requirements.txt").read_text(), re.M
     )
     assert pinned is not None
+    return pinned[1]
+
+
+def _uv_version(uv: Path | str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [str(uv), "--version"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    words = done.stdout.split()
+    assert words[0] == "uv", done.stdout
+    return words[1]
+
+
+def test_a_fresh_home_gets_the_pinned_uv_from_pypi(tmp_path: Path) -> None:
+    """No uv on PATH and none in ~/.local/bin: bootstrap installs the uv of
+    deploy/uv-requirements.txt from PyPI with the sha256 PyPI publishes (pip
+    --require-hashes), into the HOME it is given."""
     home = tmp_path / "home"
     env = _env(home, PATH="/usr/local/bin:/usr/bin:/bin")
     done = subprocess.run(
@@ -89,11 +102,118 @@ def test_a_fresh_home_gets_the_pinned_uv_from_pypi(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    uv = home / ".local" / "bin" / "uv"
-    version = subprocess.run(
-        [str(uv), "--version"], capture_output=True, text=True, timeout=60, check=True
+    assert _uv_version(home / ".local" / "bin" / "uv") == _pinned_uv()
+
+
+OTHER_UV = "0.13.8"
+"""A real uv of another version than the pinned one, as a user may have installed."""
+
+
+@pytest.fixture(scope="module")
+def other_uv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """uv OTHER_UV from PyPI (the uv running this suite installs it into a directory)."""
+    assert _pinned_uv() != OTHER_UV
+    target = tmp_path_factory.mktemp("other-uv")
+    subprocess.run(
+        [
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--only-binary=:all:",
+            "--target",
+            str(target),
+            f"uv=={OTHER_UV}",
+        ],
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
-    assert version.stdout.split()[:2] == ["uv", pinned[1]]
+    uv = target / "bin" / "uv"
+    assert _uv_version(uv) == OTHER_UV
+    return uv
+
+
+def _users_uv(home: Path, where: str, binary: Path) -> tuple[Path, str]:
+    """A copy of <binary> installed as the user's uv: in ~/.local/bin (where pip --user
+    would write) or in a directory of its own; the PATH that finds it."""
+    bin_dir = home / ".local" / "bin" if where == "home" else home.parent / "users-tools"
+    bin_dir.mkdir(parents=True)
+    shutil.copy2(binary, bin_dir / "uv")
+    return bin_dir / "uv", f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"
+
+
+def _bootstrap_uv(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "deploy" / "bootstrap.sh"), "uv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _scripts_uv(env: dict[str, str]) -> str:
+    """The version of the uv that the scripts run (after sourcing lib.sh)."""
+    done = subprocess.run(
+        ["bash", "-c", f"source {LIB_SH}; uv --version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.split()[1]
+
+
+@pytest.mark.parametrize("where", ["home", "elsewhere"])
+def test_a_uv_of_another_version_is_left_alone_and_the_pinned_one_used(
+    tmp_path: Path, other_uv: Path, where: str
+) -> None:
+    """A uv of another version than the pinned one (in ~/.local/bin, or in a directory of
+    the user's own on PATH) is not used and not modified: bootstrap says so once, installs
+    the pinned uv from PyPI into the project's tool directory, and every script then runs
+    that one. A second bootstrap finds it and says nothing."""
+    pinned = _pinned_uv()
+    home = tmp_path / "home"
+    users, path = _users_uv(home, where, other_uv)
+    before = (users.read_bytes(), users.stat().st_mtime_ns)
+    env = _env(home, PATH=path)
+    done = _bootstrap_uv(env)
+    assert done.returncode == 0, done.stderr
+    said = f"uv {OTHER_UV} at {users} is not the pinned {pinned} (deploy/uv-requirements.txt)"
+    assert done.stderr.count(said) == 1, done.stderr
+    tool = home / ".cache" / "dibao" / "uv" / pinned / "bin" / "uv"
+    assert _uv_version(tool) == pinned
+    assert _scripts_uv(env) == pinned
+    assert (users.read_bytes(), users.stat().st_mtime_ns) == before
+    assert _uv_version(users) == OTHER_UV
+    if where == "elsewhere":
+        assert not (home / ".local" / "bin" / "uv").exists()
+
+    again = _bootstrap_uv(env)
+    assert again.returncode == 0, again.stderr
+    assert "not the pinned" not in again.stderr
+    assert "installing" not in again.stderr
+    assert _scripts_uv(env) == pinned
+
+
+def test_a_uv_of_the_pinned_version_is_used_as_it_is(tmp_path: Path) -> None:
+    """The user's uv is the pinned version: used, nothing installed."""
+    pinned = _pinned_uv()
+    running = shutil.which("uv")
+    assert running is not None
+    assert _uv_version(running) == pinned
+    home = tmp_path / "home"
+    _, path = _users_uv(home, "elsewhere", Path(running))
+    env = _env(home, PATH=path)
+    done = _bootstrap_uv(env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert not (home / ".cache" / "dibao" / "uv").exists()
+    assert not (home / ".local" / "bin" / "uv").exists()
+    assert _scripts_uv(env) == pinned
 
 
 def _maven_home() -> Path:
