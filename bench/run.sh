@@ -3,7 +3,8 @@
 # afterwards, like deploy/test.sh:
 #   DIBAO_TEST_INSTANCE=bench DIBAO_PG_PORT=<pg> DIBAO_KAFKA_PORT=<kafka> \
 #     DIBAO_SVC_PORT_BASE=<svc> bash bench/run.sh outbox [--events N --rounds R]
-# With DIBAO_TEST_PG_DSN and DIBAO_TEST_KAFKA_BOOTSTRAP already set, it uses that stack.
+# With DIBAO_TEST_PG_DSN and DIBAO_TEST_KAFKA_BOOTSTRAP already set, it uses that stack;
+# never the operator's servers of `make up` (DIBAO_PG_URL, ...: deploy/lib.sh test_servers).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,6 +17,7 @@ export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-bench}
 source "$ROOT/deploy/lib.sh"
 # The instance is this run's until it ends (deploy/lib.sh, as deploy/test.sh does).
 instance_lock "bench/run.sh"
+test_servers
 KAFKA_DIR=$STATE/kafka
 teardown() {
   local rc=$?
@@ -30,7 +32,7 @@ trap 'exit 130' INT TERM
 bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
 export DIBAO_TEST_PG_DSN
-# The broker stack.sh used: the one DIBAO_KAFKA_BOOTSTRAP names (it answered), or its own.
+# The broker stack.sh used: the one DIBAO_TEST_KAFKA_BOOTSTRAP named (it answered), or its own.
 export DIBAO_TEST_KAFKA_BOOTSTRAP=${DIBAO_KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 export DIBAO_TEST_DB_PREFIX=$DB_PREFIX
 uv run --no-sync python -m bench.run "$@" 8>&-

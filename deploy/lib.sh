@@ -87,6 +87,32 @@ server_name() {  # server_name <url>: scheme://host:port/path of a URL, credenti
   printf '%s%s%s\n' "$scheme" "${authority##*@}" "$path"
 }
 
+# The servers of a test or benchmark instance (deploy/test.sh, bench/run.sh): its own
+# PostgreSQL and Kafka. DIBAO_PG_URL and DIBAO_KAFKA_BOOTSTRAP (and the audit runtime
+# login DIBAO_AUDIT_RUNTIME_DATABASE_URL) name an operator's servers for `make up`, and the
+# suite drops and recreates databases: they are set aside, said once. Another server is
+# used for tests only when named for tests, DIBAO_TEST_PG_DSN (a postgresql:// URL) and
+# DIBAO_TEST_KAFKA_BOOTSTRAP (host:port,...), each on its own; it is checked as make up
+# checks an operator's (stack.sh, pg.sh: it answers, or the run fails naming it).
+test_servers() {
+  local pg=${DIBAO_TEST_PG_DSN:-} kafka=${DIBAO_TEST_KAFKA_BOOTSTRAP:-}
+  if [[ -n ${DIBAO_PG_URL:-} && -z $pg ]]; then
+    log "DIBAO_PG_URL ($(server_name "$DIBAO_PG_URL")) is left alone: tests use the instance's own PostgreSQL (DIBAO_TEST_PG_DSN names a server for tests)"
+  fi
+  if [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} && -z $kafka ]]; then
+    log "DIBAO_KAFKA_BOOTSTRAP ($DIBAO_KAFKA_BOOTSTRAP) is left alone: tests use the instance's own Kafka (DIBAO_TEST_KAFKA_BOOTSTRAP names a broker for tests)"
+  fi
+  unset DIBAO_PG_URL DIBAO_KAFKA_BOOTSTRAP DIBAO_AUDIT_RUNTIME_DATABASE_URL
+  if [[ -n $pg ]]; then
+    export DIBAO_PG_URL=$pg
+    log "tests use the PostgreSQL server at $(server_name "$pg") (DIBAO_TEST_PG_DSN)"
+  fi
+  if [[ -n $kafka ]]; then
+    export DIBAO_KAFKA_BOOTSTRAP=$kafka
+    log "tests use the Kafka broker at $kafka (DIBAO_TEST_KAFKA_BOOTSTRAP)"
+  fi
+}
+
 # The Kafka broker at <host>:<port> answers an ApiVersions request (v0, which every broker
 # answers, if only with an error) within PROBE_TIMEOUT seconds: a connection alone is not
 # an answer (a broker may accept and hang). On failure, prints what failed and returns 1.

@@ -2,7 +2,10 @@
 # `make test`: an isolated stack (instance `test`: its own ports and data directories),
 # the whole suite (or the pytest arguments given), then teardown. Exits non-zero on any
 # failure. DIBAO_TEST_INSTANCE=<name> with DIBAO_PG_PORT, DIBAO_KAFKA_PORT and
-# DIBAO_SVC_PORT_BASE runs a second isolated test stack beside the first.
+# DIBAO_SVC_PORT_BASE runs a second isolated test stack beside the first. The operator's
+# servers of `make up` (DIBAO_PG_URL, DIBAO_KAFKA_BOOTSTRAP) are never the suite's; other
+# servers for tests are named by DIBAO_TEST_PG_DSN and DIBAO_TEST_KAFKA_BOOTSTRAP
+# (lib.sh test_servers).
 set -euo pipefail
 export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-test}
 source "$(dirname "$0")/lib.sh"
@@ -11,6 +14,7 @@ source "$(dirname "$0")/lib.sh"
 # instance waits, then fails (before its teardown is armed), rather than share and delete
 # it. Another instance (`dev` of `make up`) has a lock of its own.
 instance_lock "test.sh"
+test_servers
 
 KAFKA_DIR=$STATE/kafka
 teardown() {
@@ -33,7 +37,7 @@ bash "$ROOT/deploy/stack.sh" up --no-services 8>&-
 log "test stack ready in $((SECONDS - t0)) s"
 
 export DIBAO_TEST_PG_DSN; DIBAO_TEST_PG_DSN=$(bash "$ROOT/deploy/pg.sh" dsn)
-# The broker stack.sh used: the one DIBAO_KAFKA_BOOTSTRAP names (it answered), or its own.
+# The broker stack.sh used: the one DIBAO_TEST_KAFKA_BOOTSTRAP named (it answered), or its own.
 export DIBAO_TEST_KAFKA_BOOTSTRAP=${DIBAO_KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 export DIBAO_TEST_KAFKA_DIR=$KAFKA_DIR
 export DIBAO_TEST_KAFKA_PORT=$KAFKA_PORT

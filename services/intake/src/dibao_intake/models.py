@@ -190,6 +190,9 @@ class Application(Base):
     accepted_on: Mapped[date | None] = mapped_column(sa.Date)
     withdrawn_at: Mapped[datetime | None] = mapped_column(_TS)
     withdrawal_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Why it was withdrawn (codes.WithdrawalCause), set exactly when it was (migration
+    # 0010); the reason above is the applicant's words, none for a dissolved household.
+    withdrawal_cause: Mapped[str | None] = mapped_column(sa.Text)
     # When assessment decided it (approved or rejected), as the timeline consumer learnt.
     decided_at: Mapped[datetime | None] = mapped_column(_TS)
     # The household's version it was made from; the database refuses the write when the
@@ -208,6 +211,13 @@ class Application(Base):
             postgresql_where=sa.text("status = 'submitted' AND decided_at IS NULL"),
         ),
         sa.CheckConstraint("requested_amount_fen >= 0", name="requested_amount_not_negative"),
+        sa.CheckConstraint(
+            "withdrawal_cause IN ('applicant_request', 'household_dissolved')",
+            name="withdrawal_cause",
+        ),
+        sa.CheckConstraint(
+            "(status = 'withdrawn') = (withdrawal_cause IS NOT NULL)", name="withdrawn_has_cause"
+        ),
         # Keyset pagination runs on id (UUIDv7, time-ordered) within a region prefix.
         sa.Index("ix_application_region_id", "region_code", "id"),
         sa.Index("ix_application_status_id", "status", "id"),

@@ -362,19 +362,31 @@ async def test_one_off_assistance_needs_an_amount_and_a_reason(intake: IntakeCli
 async def test_withdrawal_of_an_accepted_application(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:
+    """The applicant's withdrawal, by a clerk: its cause applicant_request in the answer,
+    the GET and the row, UNSPECIFIED (the applicant's) with the reason in its event."""
     household = await intake.register()
     accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    assert accepted["withdrawal_cause"] is None
     url = f"/applications/{accepted['id']}/withdrawal"
     response = await intake.http.post(
         url, json={"reason": "找到稳定工作"}, headers=intake.headers()
     )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "withdrawn"
+    assert response.json()["withdrawal_cause"] == "applicant_request"
+    read = await intake.http.get(f"/applications/{accepted['id']}", headers=intake.headers())
+    assert (read.json()["withdrawal_cause"], read.json()["withdrawal_reason"]) == (
+        "applicant_request",
+        "找到稳定工作",
+    )
     again = await intake.http.post(url, json={"reason": "again"}, headers=intake.headers())
     assert again.status_code == 409
     assert again.json()["type"].endswith("/application-not-withdrawable")
     found = await wait_for_events(intake_stack, INTAKE_TOPIC, 3, subject=accepted["id"])
     assert found[-1].ce_type == "dibao.intake.ApplicationWithdrawn.v1"
+    message = EventRegistry.default().decode(found[-1])
+    assert isinstance(message, ev.ApplicationWithdrawn)
+    assert (message.cause, message.reason) == (ev.WITHDRAWAL_CAUSE_UNSPECIFIED, "找到稳定工作")
 
 
 async def test_a_withdrawals_answer_is_recorded_as_the_read_it_is(

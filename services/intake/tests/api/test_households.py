@@ -962,7 +962,12 @@ async def test_a_household_dissolved_by_a_death_closes_its_open_applications_onl
         return found
 
     closed = await application(opened)
-    assert (closed["status"], closed["withdrawal_reason"]) == ("withdrawn", "household_dissolved")
+    # The cause in a column of its own, no words in the reason (as its event has none).
+    assert (closed["status"], closed["withdrawal_cause"], closed["withdrawal_reason"]) == (
+        "withdrawn",
+        "household_dissolved",
+        None,
+    )
     assert closed["withdrawn_at"] is not None
     assert [(e["type"].split(".")[2], e["summary"]) for e in closed["timeline"][-2:]] == [
         ("HouseholdUpdated", "Household updated: death"),
@@ -1343,7 +1348,7 @@ _ENDING = {
     "withdrawn": [
         "SELECT id FROM application WHERE id = :id FOR UPDATE",
         "UPDATE application SET status = 'withdrawn', withdrawn_at = now(),"
-        " withdrawal_reason = '撤回' WHERE id = :id",
+        " withdrawal_reason = '撤回', withdrawal_cause = 'applicant_request' WHERE id = :id",
     ],
     "decided": ["UPDATE application SET decided_at = now() WHERE id = :id"],
 }

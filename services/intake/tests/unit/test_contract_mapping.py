@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dibao.common.v1 import enums_pb2 as enums
+from dibao.intake.v1 import events_pb2 as ev
 from dibao_intake.adapters import contracts
 from dibao_intake.domain import codes
 
@@ -34,3 +35,13 @@ def test_the_mapping_is_one_to_one_onto_the_specified_constants(
     assert set(mapping) == set(codes_type)
     specified = {v.number for v in wrapper.DESCRIPTOR.values if v.number != 0}
     assert sorted(mapping.values()) == sorted(specified)
+
+
+def test_every_withdrawal_cause_is_one_of_the_contracts() -> None:
+    """The one vocabulary not named after its constants: UNSPECIFIED is the applicant's
+    withdrawal (events.proto), so every constant, 0 too, has exactly one stored cause."""
+    assert set(contracts.WITHDRAWAL_CAUSES) == set(codes.WithdrawalCause)
+    assert sorted(contracts.WITHDRAWAL_CAUSES.values()) == sorted(
+        v.number for v in ev.WithdrawalCause.DESCRIPTOR.values
+    )
+    assert contracts.WITHDRAWAL_CAUSES[codes.WithdrawalCause.APPLICANT_REQUEST] == 0

@@ -40,6 +40,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    WithdrawalCause,
 )
 
 AREA_TYPES: dict[AreaType, enums.AreaType.ValueType] = {
@@ -80,6 +81,14 @@ DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
 STAFF_ROLES: dict[StaffRole, ev.StaffRole.ValueType] = {
     c: ev.StaffRole.Value(f"STAFF_ROLE_{c.value.upper()}") for c in StaffRole
 }
+WITHDRAWAL_CAUSES: dict[WithdrawalCause, ev.WithdrawalCause.ValueType] = {
+    # UNSPECIFIED is the applicant's withdrawal (events.proto): every one published before
+    # the field was, and a consumer reading an older event takes it so.
+    WithdrawalCause.APPLICANT_REQUEST: ev.WITHDRAWAL_CAUSE_UNSPECIFIED,
+    WithdrawalCause.HOUSEHOLD_DISSOLVED: ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED,
+}
+"""A withdrawal's cause as stored, in ApplicationWithdrawn: the event is built from the
+row (``application_repo.mark_withdrawn`` returns it), so the two agree."""
 
 
 def timestamp(at: datetime) -> Timestamp:

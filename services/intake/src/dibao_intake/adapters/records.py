@@ -21,6 +21,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    WithdrawalCause,
 )
 from dibao_intake.domain.household import MemberFacts
 
@@ -174,6 +175,7 @@ class ApplicationRecord:
     accepted_on: date | None
     withdrawn_at: datetime | None
     withdrawal_reason: str | None
+    withdrawal_cause: WithdrawalCause | None
 
 
 @dataclass(frozen=True, slots=True)

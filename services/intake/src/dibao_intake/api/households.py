@@ -286,8 +286,8 @@ def change_command(
     " recorded on dibao.access.v1 as that read is; a caller of another region is refused"
     " as that read is (404, recorded DENIED). A death or move out of the last member"
     " dissolves the household and closes its applications still being decided: withdrawn,"
-    " withdrawal_reason household_dissolved, an ApplicationWithdrawn (cause household"
-    " dissolved) each, in their timelines after the change. 403 region-out-of-scope: an"
+    " withdrawal_cause household_dissolved, an ApplicationWithdrawn (cause HOUSEHOLD_"
+    "DISSOLVED) each, in their timelines after the change. 403 region-out-of-scope: an"
     " address_change to a region outside the caller's.",
     responses=problems(
         400,

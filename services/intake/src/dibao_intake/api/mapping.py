@@ -244,6 +244,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         accepted_on=r.accepted_on,
         withdrawn_at=r.withdrawn_at,
         withdrawal_reason=_case_only(r.withdrawal_reason, view),
+        withdrawal_cause=r.withdrawal_cause,
         timeline=[timeline_out(t, view) for t in d.timeline],
     )
 

@@ -38,6 +38,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    WithdrawalCause,
 )
 from dibao_intake.domain.divisions import DivisionLevel
 from dibao_intake.service_layer.views import View
@@ -458,7 +459,12 @@ class MarriageIn(_ChangeIn):
 
     kind: Literal["marriage"]
     person_id: uuid.UUID
-    married_on: date
+    married_on: date = Field(
+        description="Not in the future, both of age on the day, and on or after the end of"
+        " each one's last marriage in this household (their spouse's death or move out, or"
+        " their own; 422 here naming that day). A member married to a member still here"
+        " cannot marry (422 at person_id or spouse_person_id)"
+    )
     spouse: MemberIn | None = Field(None, description="The spouse, when joining the household")
     spouse_person_id: uuid.UUID | None = Field(
         None,
@@ -807,8 +813,15 @@ class ApplicationOut(_Out):
     accepted_on: date | None
     withdrawn_at: datetime | None
     withdrawal_reason: str | None = Field(
-        description="In the applicant's words; household_dissolved (a code) when the change"
-        " that dissolved the household closed it" + _WITHHELD
+        description="In the applicant's words (none when the household's dissolution closed"
+        " it)" + _WITHHELD
+    )
+    withdrawal_cause: WithdrawalCause | None = Field(
+        description="Why it was withdrawn, when it was: applicant_request (POST"
+        " /applications/{id}/withdrawal, by a clerk) or household_dissolved (the change that"
+        " dissolved the household closed it); what its ApplicationWithdrawn says (cause"
+        " UNSPECIFIED is the applicant's, HOUSEHOLD_DISSOLVED the other)",
+        examples=["applicant_request"],
     )
     timeline: list[TimelineEntryOut] = Field(
         description="Every service's events about the application, oldest first"

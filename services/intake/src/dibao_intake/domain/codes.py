@@ -162,6 +162,22 @@ class ApplicationStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class WithdrawalCause(StrEnum):
+    """Why an application was withdrawn (``application.withdrawal_cause``, migration 0010).
+
+    The one vocabulary not named after its protobuf constants: the contract's
+    WITHDRAWAL_CAUSE_UNSPECIFIED is the applicant's withdrawal (every ApplicationWithdrawn
+    published before the field), so APPLICANT_REQUEST maps to it
+    (``contracts.WITHDRAWAL_CAUSES``)."""
+
+    APPLICANT_REQUEST = "applicant_request"
+    """Withdrawn at the applicant's request, by a clerk (POST
+    /applications/{id}/withdrawal), with the applicant's reason in words."""
+    HOUSEHOLD_DISSOLVED = "household_dissolved"
+    """Closed by the change that dissolved the household (its last member's death or move
+    out): nobody is left to withdraw it, no household to assess, no reason in words."""
+
+
 class HouseholdStatus(StrEnum):
     ACTIVE = "active"
     DISSOLVED = "dissolved"

@@ -44,6 +44,7 @@ from dibao_intake.domain.codes import (
     ApplicationStatus,
     HouseholdStatus,
     SubmissionChannel,
+    WithdrawalCause,
 )
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
@@ -283,6 +284,7 @@ async def submit_application(
         accepted_on=today if accepted else None,
         withdrawn_at=None,
         withdrawal_reason=None,
+        withdrawal_cause=None,
     )
     ordered_documents = [documents[i] for i in command.document_ids]
     # The events first (their outbox rows go in now, or with the idempotent answer), so
@@ -515,14 +517,17 @@ async def withdraw_application(
             type_slug="application-decided",
         )
     now = runtime.clock.now()
-    await repo.mark_withdrawn(session, record.id, at=now, reason=reason)
+    cause, stored_reason = await repo.mark_withdrawn(
+        session, record.id, at=now, cause=WithdrawalCause.APPLICANT_REQUEST, reason=reason
+    )
     withdrawn = ev.ApplicationWithdrawn(
         household_id=str(record.household_id),
         region=contracts.region(record.region_code),
         occurred_at=contracts.timestamp(now),
         actor=contracts.actor(caller.principal),
         application_id=str(record.id),
-        reason=reason,
+        reason=stored_reason or "",
+        cause=contracts.WITHDRAWAL_CAUSES[cause],
     )
     await publish(
         session, runtime, caller, withdrawn, key=str(record.household_id), subject=str(record.id)

@@ -37,6 +37,7 @@ from dibao_intake.domain.codes import (
     HouseholdStatus,
     LeaveReason,
     Relationship,
+    WithdrawalCause,
 )
 from dibao_intake.domain.divisions import DivisionLevel, township_of
 from dibao_intake.domain.errors import RulesViolatedError, Violation, raise_if_any
@@ -890,10 +891,6 @@ async def record_change(
     return ChangeRecorded(change_id, kind, after)
 
 
-HOUSEHOLD_DISSOLVED = "household_dissolved"
-"""The withdrawal reason of an application closed because its household dissolved."""
-
-
 async def _close_applications_of_dissolved(
     session: AsyncSession,
     runtime: Runtime,
@@ -901,8 +898,8 @@ async def _close_applications_of_dissolved(
     open_applications: Sequence[uuid.UUID],
 ) -> None:
     """The change dissolved the household (its last member died or left): its applications
-    still being decided are closed as withdrawn (reason ``household_dissolved``), each
-    with an ApplicationWithdrawn of cause HOUSEHOLD_DISSOLVED in its timeline after the
+    still being decided are closed as withdrawn (cause ``household_dissolved``, no reason
+    in words), each with an ApplicationWithdrawn of that cause in its timeline after the
     change's own entry (ADR 0016). Nobody is left to withdraw them, and assessment would
     investigate a household that no longer exists. They were locked FOR SHARE by the read
     that found them: a withdrawal or decision in progress then was waited for and is not
@@ -914,8 +911,8 @@ async def _close_applications_of_dissolved(
     for application_id in open_applications:
         record = await application_repo.get_application(session, application_id)
         assert record is not None
-        await application_repo.mark_withdrawn(
-            session, application_id, at=at, reason=HOUSEHOLD_DISSOLVED
+        cause, reason = await application_repo.mark_withdrawn(
+            session, application_id, at=at, cause=WithdrawalCause.HOUSEHOLD_DISSOLVED, reason=None
         )
         withdrawn = ev.ApplicationWithdrawn(
             household_id=str(record.household_id),
@@ -923,7 +920,8 @@ async def _close_applications_of_dissolved(
             occurred_at=contracts.timestamp(at),
             actor=contracts.actor(caller.principal),
             application_id=str(application_id),
-            cause=ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED,
+            reason=reason or "",
+            cause=contracts.WITHDRAWAL_CAUSES[cause],
         )
         events.append(
             OutgoingEvent(withdrawn, key=str(record.household_id), subject=str(application_id))

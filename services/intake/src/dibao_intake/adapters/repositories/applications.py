@@ -27,6 +27,7 @@ from dibao_intake.domain.codes import (
     ApplicationStatus,
     AssetKind,
     SubmissionChannel,
+    WithdrawalCause,
 )
 from dibao_intake.models import (
     Application,
@@ -67,6 +68,7 @@ _COLUMNS = (
     application_t.c.accepted_on,
     application_t.c.withdrawn_at,
     application_t.c.withdrawal_reason,
+    application_t.c.withdrawal_cause,
 )
 
 
@@ -75,6 +77,7 @@ def _record(row: Sequence[Any]) -> ApplicationRecord:
     values[3] = ApplicationKind(values[3])
     values[4] = SubmissionChannel(values[4])
     values[5] = ApplicationStatus(values[5])
+    values[21] = WithdrawalCause(values[21]) if values[21] is not None else None
     return ApplicationRecord(*values)
 
 
@@ -159,13 +162,29 @@ async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -
 
 
 async def mark_withdrawn(
-    session: AsyncSession, application_id: uuid.UUID, *, at: datetime, reason: str
-) -> None:
-    await session.execute(
-        sa.update(application_t)
-        .where(application_t.c.id == application_id)
-        .values(status=ApplicationStatus.WITHDRAWN.value, withdrawn_at=at, withdrawal_reason=reason)
-    )
+    session: AsyncSession,
+    application_id: uuid.UUID,
+    *,
+    at: datetime,
+    cause: WithdrawalCause,
+    reason: str | None,
+) -> tuple[WithdrawalCause, str | None]:
+    """Close the application as withdrawn; the cause and reason as stored, which its
+    ApplicationWithdrawn is built from."""
+    row = (
+        await session.execute(
+            sa.update(application_t)
+            .where(application_t.c.id == application_id)
+            .values(
+                status=ApplicationStatus.WITHDRAWN.value,
+                withdrawn_at=at,
+                withdrawal_reason=reason,
+                withdrawal_cause=cause.value,
+            )
+            .returning(application_t.c.withdrawal_cause, application_t.c.withdrawal_reason)
+        )
+    ).one()
+    return WithdrawalCause(row[0]), row[1]
 
 
 async def mark_decided(
