@@ -625,6 +625,87 @@ async def test_a_co_resident_who_marries_the_head_becomes_the_spouse(
     ]
 
 
+async def _refused_date(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+    pointer: str,
+) -> str:
+    """The change is refused (422) at one ``pointer``, writes nothing (no change row, no
+    outbox row, nothing else), and says why (the detail)."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["pointer"] == pointer
+    assert await row_counts(engine) == before
+    detail: str = error["detail"]
+    return detail
+
+
+async def test_a_remarriage_is_dated_on_or_after_the_end_of_the_last_marriage(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's wife died on 1 Feb (recorded): a marriage of the head dated before it
+    is refused at married_on naming the day, whether the spouse joins (spouse) or is a
+    member already (spouse_person_id), and writes nothing; on the day it is recorded.
+    When the head dies and the widow heads the household, her marriage is bound so too."""
+    household = await intake.register(intake.plan(shape="elderly_couple"))
+    head, wife = household.person_ids
+    born = household.plan.members[0].birth_date
+    sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
+    await _change(
+        intake, household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-01"}
+    )
+    bride = _person(intake, date(born.year + 2, 3, 3), sex, "spouse")
+    marriage = {"kind": "marriage", "person_id": head, "married_on": "2026-01-10"}
+    detail = await _refused_date(
+        intake, intake_engine, household, marriage | {"spouse": bride}, "/body/married_on"
+    )
+    assert "2026-02-01" in detail
+    lodger = _person(intake, date(born.year + 1, 3, 3), sex, "other")
+    joined = await _change(
+        intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": lodger}
+    )
+    [partner] = [
+        m["person_id"] for m in joined["household"]["members"] if m["relationship"] == "other"
+    ]
+    in_household = marriage | {"spouse_person_id": partner}
+    detail = await _refused_date(intake, intake_engine, household, in_household, "/body/married_on")
+    assert "2026-02-01" in detail
+    married = await _change(intake, household, in_household | {"married_on": "2026-02-01"})
+    relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
+    assert (relationships[head], relationships[partner]) == ("head", "spouse")
+
+    widowed = await intake.register(intake.plan(shape="elderly_couple"))
+    husband, widow = widowed.person_ids
+    died = await _change(
+        intake,
+        widowed,
+        {
+            "kind": "death",
+            "person_id": husband,
+            "date_of_death": "2026-02-01",
+            "new_head_person_id": widow,
+        },
+    )
+    assert died["household"]["changes"][-1]["details"]["spouse_person_id"] == widow
+    groom = _person(intake, date(born.year - 1, 3, 3), widowed.plan.members[0].sex, "spouse")
+    remarriage = {"kind": "marriage", "person_id": widow, "spouse": groom}
+    detail = await _refused_date(
+        intake,
+        intake_engine,
+        widowed,
+        remarriage | {"married_on": "2026-01-20"},
+        "/body/married_on",
+    )
+    assert "2026-02-01" in detail
+    await _change(intake, widowed, remarriage | {"married_on": "2026-02-10"})
+
+
 async def _refused_change(
     intake: IntakeClient,
     engine: AsyncEngine,

@@ -11,8 +11,10 @@ from dibao_intake.domain.changes import (
     ActiveMember,
     Address,
     HouseholdState,
+    Marriages,
     MemberDetails,
     NewMemberDetails,
+    PastChange,
     changed_details,
     check_address_change,
     check_bank_account_change,
@@ -23,7 +25,9 @@ from dibao_intake.domain.changes import (
     check_member_change,
     check_move_in,
     check_move_out,
+    marriages_in_household,
     relationships_to_new_head,
+    spouse_left_behind,
 )
 from dibao_intake.domain.codes import (
     AreaType,
@@ -552,3 +556,121 @@ def test_a_co_resident_who_marries_the_head_becomes_the_spouse() -> None:
     assert married(WIDOW_HEAD, YOUNG) == (None, {"/married_on"})
     assert married(HEAD, SON, STATE) == (None, {"/person_id", "/spouse_person_id"})
     assert married(SPOUSE, HEAD, STATE) == (None, {"/person_id"})
+
+
+def _past(kind: str, on: date, **details: object) -> PastChange:
+    return PastChange(
+        kind,
+        on,
+        {k: [str(i) for i in v] if isinstance(v, list) else str(v) for k, v in details.items()},
+    )
+
+
+def test_the_record_tells_when_each_members_marriage_here_ended() -> None:
+    """A couple is the head and their spouse (registered so, or married here), or a
+    marriage's member and the spouse who joined or was a member; a death or move out of
+    either ends it on its day. The spouse a leaving member leaves behind is named by the
+    change since 1 Dec 2026; before, a member who left as the spouse was the head's then."""
+    head, wife, son, bride, groom, heir = (uuid.uuid4() for _ in range(6))
+    died, left, moved = date(2026, 2, 1), date(2026, 4, 1), date(2025, 9, 1)
+    # The head's registered wife died (recorded before the key): the head's marriage ended.
+    recorded = marriages_in_household(
+        [_past("death", died, person_id=wife)],
+        head_person_id=head,
+        left_as={(wife, died): Relationship.SPOUSE},
+    )
+    assert recorded == Marriages({}, {head: died, wife: died})
+    # The son married, his bride joined; she is married to him until she moves out.
+    married = _past("marriage", date(2025, 5, 1), person_id=son, joined_person_ids=[bride])
+    assert marriages_in_household([married], head_person_id=head, left_as={}).married_to == {
+        son: bride,
+        bride: son,
+    }
+    assert marriages_in_household(
+        [married, _past("move_out", left, person_id=bride)],
+        head_person_id=head,
+        left_as={(bride, left): Relationship.CHILD_IN_LAW},
+    ) == Marriages({}, {son: left, bride: left})
+    # A marriage to a member already (spouse_person_id), and one to a spouse elsewhere.
+    assert marriages_in_household(
+        [
+            _past("marriage", date(2025, 5, 1), person_id=head, spouse_person_id=groom),
+            _past("marriage", date(2025, 6, 1), person_id=son),
+        ],
+        head_person_id=head,
+        left_as={},
+    ).married_to == {head: groom, groom: head}
+    # The head left (their spouse named), the spouse heads: the heir's marriage ended then.
+    assert marriages_in_household(
+        [_past("death", died, person_id=head, new_head_person_id=wife, spouse_person_id=wife)],
+        head_person_id=wife,
+        left_as={(head, died): Relationship.HEAD},
+    ).ended_on == {head: died, wife: died}
+    # A spouse who left is the spouse of the head at the time, not of today's head: the
+    # old head moved out, the son heads and married; then the son's wife died.
+    assert marriages_in_household(
+        [
+            _past("move_out", moved, person_id=head, new_head_person_id=heir),
+            _past("death", died, person_id=wife),
+        ],
+        head_person_id=heir,
+        left_as={(head, moved): Relationship.HEAD, (wife, died): Relationship.SPOUSE},
+    ).ended_on == {heir: died, wife: died}
+
+
+def test_the_spouse_a_leaving_member_leaves_behind() -> None:
+    assert spouse_left_behind(STATE, HEAD) == SPOUSE
+    assert spouse_left_behind(STATE, SPOUSE) == HEAD
+    assert spouse_left_behind(STATE, SON) is None
+    assert spouse_left_behind(ALONE_WITH_LODGERS, WIDOW_HEAD) is None
+
+
+def test_a_marriage_is_dated_on_or_after_the_end_of_the_members_last_one_here() -> None:
+    """The head's wife died on 1 Jun: a marriage of the head dated before is refused at
+    married_on naming the day, whether the spouse joins or is a member already; the same
+    day or later is not. A member married to a member still here may not marry."""
+    widowed = HouseholdState(
+        head_person_id=WIDOW_HEAD,
+        members=[
+            ActiveMember(WIDOW_HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(LODGER, Relationship.OTHER_DEPENDANT, date(1966, 7, 1)),
+            ActiveMember(SON, Relationship.CHILD, date(1995, 1, 5)),
+        ],
+    )
+    ended = date(2026, 6, 1)
+    marriages = Marriages({}, {WIDOW_HEAD: ended})
+    bride = joining(Relationship.SPOUSE, date(1970, 3, 3), 22)
+
+    def outside(on: date) -> list[Violation]:
+        return check_marriage(widowed, WIDOW_HEAD, on, bride, today=TODAY, marriages=marriages)
+
+    def inside(
+        person: uuid.UUID, partner: uuid.UUID, on: date, recorded: Marriages = marriages
+    ) -> list[Violation]:
+        return check_marriage_in_household(
+            widowed, person, partner, on, today=TODAY, marriages=recorded
+        )[1]
+
+    [refused] = outside(date(2026, 5, 1))
+    assert refused.pointer == "/married_on"
+    assert "2026-06-01" in refused.detail
+    assert outside(ended) == []
+    assert outside(date(2026, 7, 1)) == []
+    assert check_marriage(widowed, WIDOW_HEAD, date(2026, 5, 1), None, today=TODAY) == []
+    assert pointers(inside(WIDOW_HEAD, LODGER, date(2026, 5, 1))) == {"/married_on"}
+    assert pointers(inside(LODGER, WIDOW_HEAD, date(2026, 5, 1))) == {"/married_on"}
+    assert inside(WIDOW_HEAD, LODGER, ended) == []
+    # The spouse's own last marriage here bounds it too.
+    lodger_widowed = Marriages({}, {LODGER: ended})
+    [refused] = inside(WIDOW_HEAD, LODGER, date(2026, 5, 1), lodger_widowed)
+    assert refused.pointer == "/married_on"
+    assert "the spouse's" in refused.detail
+    # Married to a member still here (recorded by a marriage): refused whatever the day.
+    son_married = Marriages({SON: LODGER, LODGER: SON}, {})
+    bride = joining(Relationship.CHILD_IN_LAW, date(1997, 3, 3), 22)
+    assert pointers(
+        check_marriage(widowed, SON, date(2026, 7, 1), bride, today=TODAY, marriages=son_married)
+    ) == {"/person_id"}
+    assert pointers(inside(WIDOW_HEAD, LODGER, date(2026, 7, 1), son_married)) == {
+        "/spouse_person_id"
+    }

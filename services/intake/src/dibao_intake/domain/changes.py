@@ -7,9 +7,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date
+from typing import Any
 
 from dibao_intake.domain.codes import (
     AreaType,
+    ChangeKind,
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
@@ -211,6 +213,105 @@ def check_move_in(
     return found + _not_after_today(moved_on, today, "/moved_on")
 
 
+@dataclass(frozen=True, slots=True)
+class PastChange:
+    """A change recorded before, as the household's record holds it."""
+
+    kind: str
+    effective_on: date
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Marriages:
+    """The marriages the household's record shows between its members: who is married to
+    whom now (those a marriage recorded, both still members), and when each person's last
+    marriage here ended (the day their spouse died or moved out, or they did)."""
+
+    married_to: Mapping[uuid.UUID, uuid.UUID]
+    ended_on: Mapping[uuid.UUID, date]
+
+
+NO_MARRIAGES = Marriages({}, {})
+
+
+def marriages_in_household(
+    changes: Sequence[PastChange],
+    *,
+    head_person_id: uuid.UUID,
+    left_as: Mapping[tuple[uuid.UUID, date], Relationship],
+) -> Marriages:
+    """The marriages between members that ``changes`` (in the order recorded) show.
+
+    A couple is a marriage's member and its spouse when the spouse joined or was a member
+    (a spouse living elsewhere makes none here), and the head and the member recorded as
+    their spouse. A death or move out ends the leaver's marriage here: with the spouse the
+    change names (``spouse_person_id``, recorded since 1 Dec 2026), else the one a
+    marriage recorded, else, for a member who left as the spouse (``left_as``: the
+    relationship each ended membership had, by person and day left), the head then (the
+    head before each change follows from the changes that named a new head).
+    ``head_person_id`` is the head now."""
+    heads_before: list[uuid.UUID] = []
+    head = head_person_id
+    for change in reversed(changes):
+        if change.details.get("new_head_person_id"):
+            head = uuid.UUID(str(change.details["person_id"]))
+        heads_before.append(head)
+    heads_before.reverse()
+    married_to: dict[uuid.UUID, uuid.UUID] = {}
+    ended_on: dict[uuid.UUID, date] = {}
+    for change, head_then in zip(changes, heads_before, strict=True):
+        details = change.details
+        if change.kind == ChangeKind.MARRIAGE:
+            spouse = details.get("spouse_person_id") or next(
+                iter(details.get("joined_person_ids") or ()), None
+            )
+            if spouse:
+                member, partner = uuid.UUID(str(details["person_id"])), uuid.UUID(str(spouse))
+                married_to[member], married_to[partner] = partner, member
+        elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
+            leaver = uuid.UUID(str(details["person_id"]))
+            left = married_to.pop(leaver, None)
+            if details.get("spouse_person_id"):
+                left = uuid.UUID(str(details["spouse_person_id"]))
+            elif left is None and left_as.get((leaver, change.effective_on)) is _R.SPOUSE:
+                left = head_then
+            if left is not None:
+                married_to.pop(left, None)
+                for person in (leaver, left):
+                    ended_on[person] = max(
+                        ended_on.get(person, change.effective_on), change.effective_on
+                    )
+    return Marriages(married_to, ended_on)
+
+
+def spouse_left_behind(state: HouseholdState, person_id: uuid.UUID) -> uuid.UUID | None:
+    """The spouse in the household of a member who dies or moves out: the head's spouse
+    when the head leaves, the head when their spouse does."""
+    member = state.member(person_id)
+    if person_id == state.head_person_id:
+        return next((m.person_id for m in state.members if m.relationship is _R.SPOUSE), None)
+    if member is not None and member.relationship is _R.SPOUSE:
+        return state.head_person_id
+    return None
+
+
+def _after_last_marriage(
+    marriages: Marriages, person_id: uuid.UUID, married_on: date, who: str
+) -> list[Violation]:
+    """A member marries on or after the end of their last marriage in the household."""
+    ended = marriages.ended_on.get(person_id)
+    if ended is not None and married_on < ended:
+        return [
+            Violation(
+                "/married_on",
+                f"is before the end of {who}'s last marriage in this household ({ended}):"
+                f" a marriage is dated on or after {ended}",
+            )
+        ]
+    return []
+
+
 def check_marriage(
     state: HouseholdState,
     person_id: uuid.UUID,
@@ -218,19 +319,26 @@ def check_marriage(
     spouse: ValidMember | None,
     *,
     today: date,
+    marriages: Marriages = NO_MARRIAGES,
 ) -> list[Violation]:
-    """A member married; the spouse joins the household when given."""
+    """A member married; the spouse joins the household when given. ``marriages``: the
+    household's, as recorded (a member married to another is refused, and a marriage
+    dated before the end of the member's last one here)."""
     found = _not_after_today(married_on, today, "/married_on")
     member = state.member(person_id)
     if member is None:
         return [*found, Violation("/person_id", "not an active member of this household")]
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
-    if member.relationship is Relationship.SPOUSE or (
-        person_id == state.head_person_id and state.has_spouse() and spouse is None
+    if (
+        member.relationship is Relationship.SPOUSE
+        or (person_id == state.head_person_id and state.has_spouse() and spouse is None)
+        or (person_id != state.head_person_id and person_id in marriages.married_to)
     ):
-        # Married to the head, or the head with a spouse in the household: a second
-        # marriage needs the first to end first (a death or a move out).
+        # Married to the head, the head with a spouse in the household, or a marriage
+        # recorded with a member still here: a second marriage needs the first to end first
+        # (a death or a move out).
         found.append(Violation("/person_id", "is married to a member of the household"))
+    found += _after_last_marriage(marriages, person_id, married_on, "the member")
     if spouse is None:
         return found
     found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
@@ -465,10 +573,12 @@ def check_marriage_in_household(
     married_on: date,
     *,
     today: date,
+    marriages: Marriages = NO_MARRIAGES,
 ) -> tuple[uuid.UUID | None, list[Violation]]:
     """Two members married each other; one of them is the head, the other becomes the
     head's spouse (the member returned). The other must be unrelated to the head (other,
-    other dependant), the head without a spouse, both of age on the day."""
+    other dependant) and married to no member, the head without a spouse, both of age on
+    the day and past the end of their last marriage in the household (``marriages``)."""
     found = _not_after_today(married_on, today, "/married_on")
     member = state.member(person_id)
     partner = state.member(spouse_person_id)
@@ -501,4 +611,8 @@ def check_marriage_in_household(
         )
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
     found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
+    if other.person_id in marriages.married_to:
+        found.append(Violation(pointer, "is married to a member of the household"))
+    found += _after_last_marriage(marriages, person_id, married_on, "the member")
+    found += _after_last_marriage(marriages, spouse_person_id, married_on, "the spouse")
     return (None if found else other.person_id), found

@@ -765,6 +765,19 @@ class _ChangeWork:
             self.came_from = last.household_id
         return await self.member_after(person_id)
 
+    async def marriages(self) -> rules.Marriages:
+        """The marriages between members the household's record shows (ADR 0016)."""
+        changes = await repo.load_changes(self.session, self.household_id)
+        return rules.marriages_in_household(
+            [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes],
+            head_person_id=self.state.head_person_id,
+            left_as={
+                (m.person_id, m.left_on): m.relationship
+                for m in self.before.members
+                if m.left_on is not None
+            },
+        )
+
     async def member_after(self, person_id: uuid.UUID) -> MemberRecord:
         members = await repo.load_members(self.session, self.household_id)
         return next(m for m in members if m.person_id == person_id and m.active)
@@ -792,6 +805,10 @@ class _ChangeWork:
             raise_if_any([Violation("/relationships", "only when the head leaves")])
         await repo.end_membership(self.session, leaving.membership_id, on, reason)
         self.details["person_id"] = str(person_id)
+        spouse = rules.spouse_left_behind(self.state, person_id)
+        if spouse is not None:
+            # The marriage ends here: a later one of either is dated on or after it.
+            self.details["spouse_person_id"] = str(spouse)
         if person_id == self.head_person_id:
             self.head_person_id = new_head
             if new_head is not None:
@@ -983,7 +1000,11 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             await _marriage_in_household(work, change, partner, update)
         case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
             spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
-            raise_if_any(rules.check_marriage(work.state, pid, on, spouse, today=today))
+            raise_if_any(
+                rules.check_marriage(
+                    work.state, pid, on, spouse, today=today, marriages=await work.marriages()
+                )
+            )
             work.effective_on = on
             update.marriage.person_id = str(pid)
             update.marriage.married_on.CopyFrom(contracts.local_date(on))
@@ -1086,7 +1107,12 @@ async def _marriage_in_household(
     if change.spouse is not None:
         raise_if_any([Violation("/spouse", "the spouse is spouse_person_id, a member already")])
     becomes_spouse, problems = rules.check_marriage_in_household(
-        work.state, change.person_id, partner, change.married_on, today=work.today
+        work.state,
+        change.person_id,
+        partner,
+        change.married_on,
+        today=work.today,
+        marriages=await work.marriages(),
     )
     raise_if_any(problems)
     assert becomes_spouse is not None
