@@ -5,13 +5,16 @@ ROLE ?= intake_clerk
 REGION ?= 620102
 ARGS ?=
 
-.PHONY: up down status test lint token install logs
+.PHONY: up down reset status test lint token install logs
 
 up:        ## install what is missing, start PostgreSQL, Kafka and the five services, load demo data
 	@bash deploy/stack.sh up
 
 down:      ## stop what `make up` started
 	@bash deploy/stack.sh down
+
+reset:     ## stop, then delete this checkout's databases and broker data (the next `make up` starts empty)
+	@bash deploy/stack.sh reset
 
 status:    ## what is running
 	@bash deploy/stack.sh status

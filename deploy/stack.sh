@@ -311,6 +311,20 @@ down() {
   bash "$ROOT/deploy/pg.sh" stop
 }
 
+# Stop the instance and delete its data: its cluster (or, with DIBAO_PG_URL, nothing there),
+# the broker's log directories, its logs and the demo's example application, so that the
+# next `up` starts from empty databases and loads the demo afresh. Its secrets stay (the
+# keys of the documents' store are content hashes: contents left are swept, ADR 0015).
+reset() {
+  if [[ -n ${DIBAO_PG_URL:-} ]]; then
+    die "reset deletes the instance's own PostgreSQL cluster; DIBAO_PG_URL names an operator's server: drop its databases there yourself"
+  fi
+  down
+  bash "$ROOT/deploy/pg.sh" remove
+  rm -rf "$KAFKA_DIR" "$LOGS" "$RUN" "$STATE/intake-demo-application.json"
+  log "instance '$INSTANCE' reset: its databases, broker logs and service logs are deleted"
+}
+
 status() {
   local rc=0
   bash "$ROOT/deploy/pg.sh" status || rc=1
@@ -334,7 +348,8 @@ status() {
 case "${1:-}" in
   up) shift; instance_lock "stack.sh up"; resolve_kafka; up "$@" ;;
   down) instance_lock "stack.sh down"; down ;;
+  reset) instance_lock "stack.sh reset"; reset ;;
   status) resolve_kafka --report; status ;;
   env) resolve_kafka; service_env "${2:?service}" ;;
-  *) echo "usage: $0 up [--no-services]|down|status|env <service>" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--no-services]|down|reset|status|env <service>" >&2; exit 2 ;;
 esac

@@ -105,6 +105,18 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
 
 
+async def _forget_idempotent_answers(stack: TestStack) -> None:
+    """Delete intake's stored idempotent answers, as their seven-day expiry does."""
+    admin = await asyncpg.connect(
+        stack.pg_admin_dsn.rsplit("/", 1)[0] + f"/dibao_{INSTANCE}_intake"
+    )
+    try:
+        deleted = await admin.execute("DELETE FROM idempotency_record")
+    finally:
+        await admin.close()
+    assert deleted != "DELETE 0"
+
+
 async def _audit_cannot_leave_its_role(stack: TestStack) -> None:
     """The running audit service logs in as no superuser, and its login cannot edit the log
     or turn its trigger off even after SET ROLE NONE (the append-only guarantee)."""
@@ -261,8 +273,12 @@ async def test_up_serves_every_service_and_down_stops_them(
         (state_dir / "run" / "payments.pid").unlink()
         status = _stack_sh(env, "status")
         assert f"intake: running on 127.0.0.1:{base + 1}" in status.stdout, status.stdout
+        # The demo's idempotent answers are gone (kept seven days, or sent by an earlier
+        # loader with other bodies): `up` finds the demo on file and sends nothing again.
+        await _forget_idempotent_answers(stack)
         again = _stack_sh(env, "up")
         assert again.returncode == 0, again.stdout + again.stderr
+        assert "intake demo: already loaded" in again.stdout, again.stdout
         assert "adopted" in again.stderr
         assert [_pid(state_dir, s) for s in SERVICES] == pids
         (state_dir / "run" / "intake.pid").unlink()

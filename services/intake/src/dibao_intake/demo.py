@@ -6,10 +6,13 @@ fifty synthetic households of realistic composition and income, and a dozen subm
 applications, so that their events are on Kafka. Everything goes through the public API
 with a development token, so the service validates it and publishes through its outbox.
 
-Running it again loads nothing twice: every request carries a fixed ``Idempotency-Key``
-and the data is generated from a fixed seed, so a second run gets the first run's answers
-back. It also writes ``<state>/intake-demo-application.json``, the body of one more
-complete application, for the README's "submit an application" command.
+Running it again loads nothing twice. A load that ran to its end wrote
+``<state>/intake-demo-application.json``, the body of one more complete application for
+the README's "submit an application" command: when the household it names is on file, the
+demo is there and nothing is sent (the idempotent answers the requests below would replay
+are kept only seven days, and an earlier version of this loader sent other bodies under the
+same keys). A load cut short is finished by running it again: every request carries a fixed
+``Idempotency-Key`` and the data is generated from a fixed seed, so what was done replays.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ SEED = "dibao demo district 2026"
 REFERENCE_DAY = date(2026, 11, 1)
 """Birth dates are drawn relative to this fixed day, so every run makes the same people."""
 SUBJECT = "demo-loader"
+EXAMPLE_FILE = "intake-demo-application.json"
 
 # (village or community, urban/rural, street address pattern, households)
 VILLAGES: tuple[tuple[str, AreaType, str, int], ...] = (
@@ -91,6 +95,19 @@ class DemoLoader:
         self.http = http
         self.token = token
         self.loaded = Loaded()
+
+    def on_file(self, household_id: str) -> bool:
+        """Whether the household is registered (a GET, recorded as every read is)."""
+        response = self.http.get(
+            f"/households/{household_id}", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"GET /households/{household_id}: {response.status_code} {response.text}"
+            )
+        return True
 
     def post(self, path: str, key: str, **kwargs: Any) -> dict[str, Any]:
         """POST with a fixed Idempotency-Key; the answer of an earlier run when there was one."""
@@ -198,10 +215,24 @@ def plans() -> tuple[Synthesizer, list[PlannedHousehold]]:
     return synthesizer, made
 
 
-def load(base_url: str, token: str, state: Path) -> Loaded:
+def example_household(state: Path) -> str | None:
+    """The household of the example application an earlier load wrote, if there is one."""
+    try:
+        example = json.loads((state / EXAMPLE_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    household_id = example.get("household_id") if isinstance(example, dict) else None
+    return household_id if isinstance(household_id, str) else None
+
+
+def load(base_url: str, token: str, state: Path) -> Loaded | str:
+    """Load the demo, or give the household showing it is loaded already."""
     synthesizer, households = plans()
     with httpx.Client(base_url=base_url, timeout=30.0) as http:
         loader = DemoLoader(http, token)
+        earlier = example_household(state)
+        if earlier is not None and loader.on_file(earlier):
+            return earlier
         loader.roster(households, synthesizer)
         example: dict[str, Any] | None = None
         # Applications are spread over the district: every third household applies.
@@ -218,7 +249,7 @@ def load(base_url: str, token: str, state: Path) -> Loaded:
                 )
     if example is not None:
         state.mkdir(parents=True, exist_ok=True)
-        target = state / "intake-demo-application.json"
+        target = state / EXAMPLE_FILE
         target.write_text(json.dumps(example, ensure_ascii=False, indent=2) + "\n")
     return loader.loaded
 
@@ -240,11 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         ttl_s=3600,
     )
     loaded = load(args.base_url, token, settings.state)
+    if isinstance(loaded, str):
+        sys.stdout.write(
+            f"intake demo: already loaded (household {loaded} of the example application is"
+            " on file); nothing sent. `make reset` deletes this instance's data, and the next"
+            " `make up` loads the demo afresh.\n"
+        )
+        return 0
     sys.stdout.write(
         f"intake demo: {loaded.households} households, {loaded.applications} applications"
         f" ({loaded.returned} returned for missing items); {loaded.replayed} requests were"
         " already done by an earlier run and created nothing;"
-        f" an application body to submit: {settings.state / 'intake-demo-application.json'}\n"
+        f" an application body to submit: {settings.state / EXAMPLE_FILE}\n"
     )
     return 0
 
