@@ -38,6 +38,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    UnassignedReason,
     WithdrawalCause,
 )
 from dibao_intake.domain.divisions import DivisionLevel
@@ -804,6 +805,16 @@ class ApplicationOut(_Out):
     staff_related: bool = Field(description="Related to staff: the county must visit")
     staff_relation_note: str | None = Field(description="Who the relation is with" + _WITHHELD)
     assigned_caseworker: str | None
+    unassigned_reason: UnassignedReason | None = Field(
+        description="Why an accepted application has no assigned_caseworker (the county"
+        " assigns it): caseworker_related (the household is the township's responsible"
+        " caseworker's own or holds a relative of theirs; staff_related), caseworker_not_"
+        "identified (the caseworker is on the roster without their own ID number, so that"
+        " cannot be checked: name them again with it, ADR 0009), no_caseworker (the"
+        " township has none). Null when assigned or returned, and for applications accepted"
+        " before 1 Dec 2026",
+        examples=["caseworker_not_identified"],
+    )
     missing_items: list[MissingItemOut] | None = Field(
         description="Every missing item, when returned; they may name a disability"
         " certificate or a diagnosis" + _WITHHELD
