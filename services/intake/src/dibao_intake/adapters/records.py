@@ -21,7 +21,6 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
-    UnassignedReason,
     WithdrawalCause,
 )
 from dibao_intake.domain.household import MemberFacts
@@ -177,7 +176,6 @@ class ApplicationRecord:
     withdrawn_at: datetime | None
     withdrawal_reason: str | None
     withdrawal_cause: WithdrawalCause | None
-    unassigned_reason: UnassignedReason | None
 
 
 @dataclass(frozen=True, slots=True)
