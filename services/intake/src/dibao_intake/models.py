@@ -193,6 +193,9 @@ class Application(Base):
     # Why it was withdrawn (codes.WithdrawalCause), set exactly when it was (migration
     # 0010); the reason above is the applicant's words, none for a dissolved household.
     withdrawal_cause: Mapped[str | None] = mapped_column(sa.Text)
+    # Why an accepted application has no assigned caseworker (codes.UnassignedReason,
+    # migration 0011); NULL when assigned, returned, or accepted before 0011.
+    unassigned_reason: Mapped[str | None] = mapped_column(sa.Text)
     # When assessment decided it (approved or rejected), as the timeline consumer learnt.
     decided_at: Mapped[datetime | None] = mapped_column(_TS)
     # The household's version it was made from; the database refuses the write when the
@@ -217,6 +220,15 @@ class Application(Base):
         ),
         sa.CheckConstraint(
             "(status = 'withdrawn') = (withdrawal_cause IS NOT NULL)", name="withdrawn_has_cause"
+        ),
+        sa.CheckConstraint(
+            "unassigned_reason IN"
+            " ('caseworker_related', 'caseworker_not_identified', 'no_caseworker')",
+            name="unassigned_reason",
+        ),
+        sa.CheckConstraint(
+            "unassigned_reason IS NULL OR assigned_caseworker IS NULL",
+            name="unassigned_has_no_caseworker",
         ),
         # Keyset pagination runs on id (UUIDv7, time-ordered) within a region prefix.
         sa.Index("ix_application_region_id", "region_code", "id"),

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
@@ -139,6 +140,100 @@ async def test_a_caseworker_is_never_assigned_a_case_of_their_own_household_or_f
         assert out["status"] == "submitted"
         assert out["staff_related"] is flagged
         assert out["assigned_caseworker"] == (None if flagged else "cw-gancaodian")
+        assert out["unassigned_reason"] == ("caseworker_related" if flagged else None)
+
+
+async def test_a_caseworker_whose_own_id_number_is_not_on_file_is_assigned_no_case(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
+) -> None:
+    """A responsible caseworker on file without their own ID number (named before
+    e0bcebe required it) cannot be matched to their own household, so they would be
+    assigned their own family's case unseen. No application of the township is assigned
+    to them: each is left for the county, and the answer, the GET, the ApplicationSubmitted
+    and its timeline entry say why (caseworker_not_identified). Named again with their
+    number (the new entry takes over), they are assigned again, and their own household's
+    application is flagged and left unassigned as such (caseworker_related)."""
+    township, community = "620102008000", "620102008001"  # 皋兰路街道: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
+    own = await intake.register(intake.plan(community, shape="elderly_alone"))
+    other = await intake.register(intake.plan(community, shape="elderly_alone"))
+    caseworker = own.plan.members[0]
+    added = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": caseworker.name,
+            "role": "caseworker",
+            "subject": "cw-gaolanlu",
+            "responsible_caseworker": True,
+            "id_number": caseworker.id_number,
+        },
+        headers=admin,
+    )
+    assert added.status_code == 201, added.text
+    # As an entry made before e0bcebe: no number on file.
+    async with intake_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE staff_member SET id_hash = NULL, id_number_cipher = NULL,"
+                " masked_id = NULL WHERE id = :id"
+            ),
+            {"id": added.json()["id"]},
+        )
+
+    submitted = await intake.submit(await intake.complete_application_body(own))
+    assert submitted.status_code == 201, submitted.text
+    out = submitted.json()
+    assert (out["status"], out["staff_related"], out["assigned_caseworker"]) == (
+        "submitted",
+        False,
+        None,
+    )
+    assert out["unassigned_reason"] == "caseworker_not_identified"
+    read = await intake.http.get(f"/applications/{out['id']}", headers=intake.headers())
+    assert (read.json()["assigned_caseworker"], read.json()["unassigned_reason"]) == (
+        None,
+        "caseworker_not_identified",
+    )
+    [entry] = [
+        e for e in read.json()["timeline"] if e["type"] == "dibao.intake.ApplicationSubmitted.v1"
+    ]
+    assert entry["details"]["unassigned_reason"] == "caseworker_not_identified"
+    assert "assigned_caseworker" not in entry["details"]
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=out["id"])
+    message = EventRegistry.default().decode(found[0])
+    assert isinstance(message, ev.ApplicationSubmitted)
+    assert (message.assigned_caseworker, message.unassigned_reason) == (
+        "",
+        ev.UNASSIGNED_REASON_CASEWORKER_NOT_IDENTIFIED,
+    )
+
+    # The remedy (ADR 0009): named again with the number, the new entry takes over.
+    again = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": caseworker.name,
+            "role": "caseworker",
+            "subject": "cw-gaolanlu-2",
+            "responsible_caseworker": True,
+            "id_number": caseworker.id_number,
+        },
+        headers=admin,
+    )
+    assert again.status_code == 201, again.text
+    assigned = (await intake.submit(await intake.complete_application_body(other))).json()
+    assert (assigned["assigned_caseworker"], assigned["unassigned_reason"]) == (
+        "cw-gaolanlu-2",
+        None,
+    )
+    withdrawn = await intake.http.post(
+        f"/applications/{out['id']}/withdrawal",
+        json={"reason": "重新申请"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    flagged = (await intake.submit(await intake.complete_application_body(own))).json()
+    assert (flagged["staff_related"], flagged["assigned_caseworker"]) == (True, None)
+    assert flagged["unassigned_reason"] == "caseworker_related"
 
 
 async def test_an_invalid_relative_id_is_refused(intake: IntakeClient) -> None:

@@ -25,6 +25,7 @@ MAPPINGS: list[tuple[type[StrEnum], Mapping[Any, int], Any]] = [
     (codes.ApplicationKind, contracts.APPLICATION_KINDS, enums.ApplicationKind),
     (codes.SubmissionChannel, contracts.CHANNELS, enums.SubmissionChannel),
     (codes.DocumentType, contracts.DOCUMENT_TYPES, enums.DocumentType),
+    (codes.UnassignedReason, contracts.UNASSIGNED_REASONS, ev.UnassignedReason),
 ]
 
 

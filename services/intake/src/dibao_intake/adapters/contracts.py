@@ -40,6 +40,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    UnassignedReason,
     WithdrawalCause,
 )
 
@@ -80,6 +81,9 @@ DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
 
 STAFF_ROLES: dict[StaffRole, ev.StaffRole.ValueType] = {
     c: ev.StaffRole.Value(f"STAFF_ROLE_{c.value.upper()}") for c in StaffRole
+}
+UNASSIGNED_REASONS: dict[UnassignedReason, ev.UnassignedReason.ValueType] = {
+    c: ev.UnassignedReason.Value(f"UNASSIGNED_REASON_{c.value.upper()}") for c in UnassignedReason
 }
 WITHDRAWAL_CAUSES: dict[WithdrawalCause, ev.WithdrawalCause.ValueType] = {
     # UNSPECIFIED is the applicant's withdrawal (events.proto): every one published before

@@ -21,6 +21,7 @@ from dibao_intake.domain.codes import (
     Sex,
     StaffRole,
     SubmissionChannel,
+    UnassignedReason,
     WithdrawalCause,
 )
 from dibao_intake.domain.household import MemberFacts
@@ -176,6 +177,7 @@ class ApplicationRecord:
     withdrawn_at: datetime | None
     withdrawal_reason: str | None
     withdrawal_cause: WithdrawalCause | None
+    unassigned_reason: UnassignedReason | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,6 +225,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         staff_related=r.staff_related,
         staff_relation_note=_case_only(r.staff_relation_note, view),
         assigned_caseworker=r.assigned_caseworker,
+        unassigned_reason=r.unassigned_reason,
         missing_items=_case_only(
             [
                 s.MissingItemOut(

@@ -178,6 +178,19 @@ class WithdrawalCause(StrEnum):
     out): nobody is left to withdraw it, no household to assess, no reason in words."""
 
 
+class UnassignedReason(StrEnum):
+    """Why an accepted application has no assigned caseworker: the county assigns it
+    (``application.unassigned_reason``, migration 0011; ADR 0009)."""
+
+    CASEWORKER_RELATED = "caseworker_related"
+    """The household is the responsible caseworker's own or holds a relative of theirs."""
+    CASEWORKER_NOT_IDENTIFIED = "caseworker_not_identified"
+    """The responsible caseworker is on the roster without their own ID number: whether
+    the household is theirs cannot be checked."""
+    NO_CASEWORKER = "no_caseworker"
+    """The township has no responsible caseworker on its roster."""
+
+
 class HouseholdStatus(StrEnum):
     ACTIVE = "active"
     DISSOLVED = "dissolved"

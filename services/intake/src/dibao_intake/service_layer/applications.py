@@ -44,10 +44,16 @@ from dibao_intake.domain.codes import (
     ApplicationStatus,
     HouseholdStatus,
     SubmissionChannel,
+    UnassignedReason,
     WithdrawalCause,
 )
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.domain.staff import PersonOnFile, find_staff_relations, relation_note
+from dibao_intake.domain.staff import (
+    PersonOnFile,
+    StaffRelation,
+    find_staff_relations,
+    relation_note,
+)
 from dibao_intake.service_layer.access import AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
@@ -256,11 +262,7 @@ async def submit_application(
         [PersonOnFile(m.person_id, m.id_hash, mask_name(m.name)) for m in active],
         context.roster,
     )
-    # Never the caseworker's own case: a household of which they are a member, or in which
-    # a relative of theirs is, is left unassigned (flagged, for the county to assign).
-    caseworker = context.caseworker
-    if any(r.entry.staff_id == context.caseworker_staff_id for r in relations):
-        caseworker = None
+    caseworker, unassigned = _assignment(context, relations) if accepted else (None, None)
     now = runtime.clock.now()
     record = ApplicationRecord(
         id=uuid7(),
@@ -277,7 +279,7 @@ async def submit_application(
         bank_account_id=account.id if account is not None else None,
         staff_related=bool(relations),
         staff_relation_note=relation_note(relations) or None,
-        assigned_caseworker=caseworker if accepted else None,
+        assigned_caseworker=caseworker,
         missing_items=[_missing_json(m) for m in missing],
         submitted_at=now,
         submitted_by=caller.principal.subject,
@@ -285,6 +287,7 @@ async def submit_application(
         withdrawn_at=None,
         withdrawal_reason=None,
         withdrawal_cause=None,
+        unassigned_reason=unassigned,
     )
     ordered_documents = [documents[i] for i in command.document_ids]
     # The events first (their outbox rows go in now, or with the idempotent answer), so
@@ -314,6 +317,23 @@ async def submit_application(
         bank_account=account,
         timeline=[],
     )
+
+
+def _assignment(
+    context: submission_repo.SubmissionContext, relations: Sequence[StaffRelation]
+) -> tuple[str | None, UnassignedReason | None]:
+    """Who an accepted application is assigned to: the township's responsible caseworker,
+    or nobody and why (the county assigns it, ADR 0009). Never the caseworker's own case:
+    a household of which they are a member, or in which a relative of theirs is (flagged).
+    Nor any case while their own ID number is not on file: their own household cannot be
+    found then, so none can be given to them."""
+    if context.caseworker is None:
+        return None, UnassignedReason.NO_CASEWORKER
+    if any(r.entry.staff_id == context.caseworker_staff_id for r in relations):
+        return None, UnassignedReason.CASEWORKER_RELATED
+    if not context.caseworker_identified:
+        return None, UnassignedReason.CASEWORKER_NOT_IDENTIFIED
+    return context.caseworker, None
 
 
 def _name(runtime: Runtime, code: str) -> str:
@@ -349,6 +369,11 @@ def _submitted_events(
         staff_related=record.staff_related,
         staff_relation_note=record.staff_relation_note or "",
         assigned_caseworker=record.assigned_caseworker or "",
+        unassigned_reason=(
+            contracts.UNASSIGNED_REASONS[record.unassigned_reason]
+            if record.unassigned_reason is not None
+            else ev.UNASSIGNED_REASON_UNSPECIFIED
+        ),
         statement=record.statement or "",
         individual_inclusion_person_id=(
             str(record.individual_inclusion_person_id)

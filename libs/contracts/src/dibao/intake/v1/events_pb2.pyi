@@ -27,6 +27,42 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _UnassignedReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UnassignedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UnassignedReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UNASSIGNED_REASON_UNSPECIFIED: _UnassignedReason.ValueType  # 0
+    """Assigned (assigned_caseworker set), not accepted, or published before this field."""
+    UNASSIGNED_REASON_CASEWORKER_RELATED: _UnassignedReason.ValueType  # 1
+    """The applicant's household is the caseworker's own or holds a relative of theirs
+    (staff_related): they would investigate their own family's case.
+    """
+    UNASSIGNED_REASON_CASEWORKER_NOT_IDENTIFIED: _UnassignedReason.ValueType  # 2
+    """The caseworker is on the roster without their own ID number, so whether the household
+    is theirs cannot be checked (ADR 0009).
+    """
+    UNASSIGNED_REASON_NO_CASEWORKER: _UnassignedReason.ValueType  # 3
+    """The township has no responsible caseworker on its roster."""
+
+class UnassignedReason(_UnassignedReason, metaclass=_UnassignedReasonEnumTypeWrapper):
+    """Why an accepted application was not assigned to the township's responsible caseworker."""
+
+UNASSIGNED_REASON_UNSPECIFIED: UnassignedReason.ValueType  # 0
+"""Assigned (assigned_caseworker set), not accepted, or published before this field."""
+UNASSIGNED_REASON_CASEWORKER_RELATED: UnassignedReason.ValueType  # 1
+"""The applicant's household is the caseworker's own or holds a relative of theirs
+(staff_related): they would investigate their own family's case.
+"""
+UNASSIGNED_REASON_CASEWORKER_NOT_IDENTIFIED: UnassignedReason.ValueType  # 2
+"""The caseworker is on the roster without their own ID number, so whether the household
+is theirs cannot be checked (ADR 0009).
+"""
+UNASSIGNED_REASON_NO_CASEWORKER: UnassignedReason.ValueType  # 3
+"""The township has no responsible caseworker on its roster."""
+Global___UnassignedReason: _TypeAlias = UnassignedReason  # noqa: Y015
+
 class _WithdrawalCause:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -486,6 +522,7 @@ class ApplicationSubmitted(_message.Message):
     STATEMENT_FIELD_NUMBER: _builtins.int
     INDIVIDUAL_INCLUSION_PERSON_ID_FIELD_NUMBER: _builtins.int
     REQUESTED_AMOUNT_FIELD_NUMBER: _builtins.int
+    UNASSIGNED_REASON_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     application_id: _builtins.str
     """Application id (UUIDv7)."""
@@ -503,6 +540,8 @@ class ApplicationSubmitted(_message.Message):
     """Applicant's statement of hardship."""
     individual_inclusion_person_id: _builtins.str
     """Individual inclusion (单人保): the one member applied for (dibao only), otherwise empty."""
+    unassigned_reason: Global___UnassignedReason.ValueType
+    """Why an accepted application has no assigned_caseworker (left for the county to assign)."""
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...
     @_builtins.property
@@ -555,10 +594,11 @@ class ApplicationSubmitted(_message.Message):
         statement: _builtins.str = ...,
         individual_inclusion_person_id: _builtins.str = ...,
         requested_amount: _types_pb2.Money | None = ...,
+        unassigned_reason: Global___UnassignedReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "bank_account", b"bank_account", "household", b"household", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement", "unassigned_reason", b"unassigned_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

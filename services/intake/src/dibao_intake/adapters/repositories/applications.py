@@ -27,6 +27,7 @@ from dibao_intake.domain.codes import (
     ApplicationStatus,
     AssetKind,
     SubmissionChannel,
+    UnassignedReason,
     WithdrawalCause,
 )
 from dibao_intake.models import (
@@ -69,6 +70,7 @@ _COLUMNS = (
     application_t.c.withdrawn_at,
     application_t.c.withdrawal_reason,
     application_t.c.withdrawal_cause,
+    application_t.c.unassigned_reason,
 )
 
 
@@ -78,6 +80,7 @@ def _record(row: Sequence[Any]) -> ApplicationRecord:
     values[4] = SubmissionChannel(values[4])
     values[5] = ApplicationStatus(values[5])
     values[21] = WithdrawalCause(values[21]) if values[21] is not None else None
+    values[22] = UnassignedReason(values[22]) if values[22] is not None else None
     return ApplicationRecord(*values)
 
 

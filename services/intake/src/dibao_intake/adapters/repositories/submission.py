@@ -58,6 +58,9 @@ class SubmissionContext:
     """The token subject of the township's responsible caseworker, if it has one."""
     caseworker_staff_id: uuid.UUID | None = None
     """Their roster entry: whether the applicant's household is theirs (find_staff_relations)."""
+    caseworker_identified: bool = False
+    """Whether their entry holds their own ID number: without it their own household cannot
+    be found (ADR 0009), and they are assigned nothing."""
 
 
 _READ = DriverStatement(
@@ -117,7 +120,9 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
         WHERE a.household_id = h.id AND a.kind = :kind AND a.status = 'submitted'
           AND a.decided_at IS NULL
         LIMIT 1) AS open_application_id,
-       (SELECT json_build_object('subject', s.subject, 'staff_id', s.id) FROM staff_member s
+       (SELECT json_build_object('subject', s.subject, 'staff_id', s.id,
+                                 'identified', s.id_hash IS NOT NULL)
+        FROM staff_member s
         WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
           AND s.responsible_caseworker AND s.active) AS caseworker
 FROM h, m, d, r
@@ -251,6 +256,7 @@ async def load_submission_context(
         roster=roster,
         caseworker=caseworker["subject"] if caseworker else None,
         caseworker_staff_id=uuid.UUID(caseworker["staff_id"]) if caseworker else None,
+        caseworker_identified=bool(caseworker and caseworker["identified"]),
     )
 
 
@@ -279,13 +285,14 @@ INSERT INTO application (
     id, household_id, region_code, kind, channel, status, applicant_person_id, statement,
     reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
     staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
-    submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version
+    submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version,
+    unassigned_reason
 ) VALUES (
     :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
     :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
     :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
     CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL,
-    :household_version
+    :household_version, :unassigned_reason
 )
 """
 )
@@ -357,6 +364,9 @@ async def insert_submission(
         "staff_related": record.staff_related,
         "staff_relation_note": record.staff_relation_note,
         "assigned_caseworker": record.assigned_caseworker,
+        "unassigned_reason": (
+            record.unassigned_reason.value if record.unassigned_reason is not None else None
+        ),
         "missing_items": json.dumps(record.missing_items),
         "submitted_at": record.submitted_at,
         "submitted_by": record.submitted_by,
