@@ -237,14 +237,7 @@ def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
 
 
 def _contradicted(s: service.Served) -> dict[str, str | list[str] | None]:
-    return {
-        name: value.isoformat()
-        if isinstance(value, datetime)
-        else list(value)
-        if isinstance(value, tuple)
-        else value
-        for name, value in s.contradicted.items()
-    }
+    return service.contradicted_json(s.contradicted)
 
 
 def _entry_out(s: service.Served) -> EntryOut:
@@ -697,7 +690,10 @@ async def household_timeline(
     description="First line: the header (format dibao.audit.export.v2: the checkpoint, "
     "cover hashes and, with `from_size`, that earlier checkpoint and the consistency proof "
     "from it; bounded whatever the log's age). Then one line per entry; entries the "
-    "caller may not read (other regions') carry only their leaf hash. Verify with "
+    "caller may not read (other regions', by the regions the entry's record names) carry "
+    "only their leaf hash. Each entry's stored query columns are checked against its "
+    "record: a shown entry whose stored columns the record contradicts carries "
+    "`contradicted` (column: stored value), as GET /audit/entries does. Verify with "
     "`python -m dibao_audit.verify_cli`. "
     "Entries are the events as logged, unmasked: the export is logged on dibao.access.v1, "
     "and so is each household whose entries it shows, before they are sent.",

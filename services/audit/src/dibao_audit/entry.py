@@ -35,6 +35,8 @@ class RecordedEvent:
 
 _PACK_U32 = struct.Struct(">I").pack
 _PACK_POSITION = struct.Struct(">IQ").pack
+_U32 = struct.Struct(">I")
+_IQ = struct.Struct(">IQ")
 _DOMAIN_FIELD = _PACK_U32(len(ENTRY_DOMAIN)) + ENTRY_DOMAIN
 
 
@@ -113,29 +115,30 @@ def canonical_bytes(event: RecordedEvent) -> bytes:
 
 
 def parse_header_block(block: bytes) -> tuple[tuple[str, bytes], ...]:
-    """The headers a :func:`header_block` holds, in its (sorted) order."""
-    view = memoryview(block)
-    if len(view) < 4:
-        raise MalformedEntryError("header block is truncated")
-    (count,) = struct.unpack_from(">I", view, 0)
-    pos = 4
+    """The headers a :func:`header_block` holds, in its (sorted) order.
+
+    Every read path checks stored columns against the record with it (the API, exports,
+    ``dbcheck``), so it slices the bytes directly, one precompiled unpack per length."""
+    size = len(block)
+    unpack = _U32.unpack_from
     out = []
-    for _ in range(count):
-        parts = []
-        for _ in range(2):
-            if pos + 4 > len(view):
+    try:
+        (count,) = unpack(block, 0)
+        pos = 4
+        for _ in range(count):
+            end = pos + 4 + unpack(block, pos)[0]
+            if end > size:
                 raise MalformedEntryError("header block is truncated")
-            (size,) = struct.unpack_from(">I", view, pos)
-            pos += 4
-            if pos + size > len(view):
+            name = block[pos + 4 : end].decode()
+            pos = end + 4 + unpack(block, end)[0]
+            if pos > size:
                 raise MalformedEntryError("header block is truncated")
-            parts.append(bytes(view[pos : pos + size]))
-            pos += size
-        try:
-            out.append((parts[0].decode(), parts[1]))
-        except UnicodeDecodeError as exc:
-            raise MalformedEntryError("a header name is not UTF-8") from exc
-    if pos != len(view):
+            out.append((name, block[end + 4 : pos]))
+    except struct.error as exc:
+        raise MalformedEntryError("header block is truncated") from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedEntryError("a header name is not UTF-8") from exc
+    if pos != size:
         raise MalformedEntryError("trailing bytes after the headers")
     return tuple(out)
 
@@ -177,6 +180,50 @@ def parse_canonical(data: bytes) -> RecordedEvent:
     if pos != len(view):
         raise MalformedEntryError("trailing bytes after the payload")
     return RecordedEvent(topic, partition, offset, key, headers, payload)
+
+
+CanonicalParts = tuple[str, int, int, bytes | None, bytes, bytes]
+"""A canonical entry's parts as ``log_entry`` stores them: topic, partition, offset, key,
+header block (as it is, not parsed) and payload."""
+
+
+def split_canonical(data: bytes) -> CanonicalParts:
+    """The stored parts of a canonical entry (inverse of :func:`canonical_from_parts`);
+    the header block is only walked, not decoded."""
+    size = len(data)
+    unpack_u32 = _U32.unpack_from
+    try:
+        pos = 4 + unpack_u32(data, 0)[0]
+        if data[4:pos] != ENTRY_DOMAIN:
+            raise MalformedEntryError("not a dibao.audit.entry.v1")
+        n = unpack_u32(data, pos)[0]
+        topic = data[pos + 4 : pos + 4 + n].decode()
+        pos += 4 + n
+        partition, offset = _IQ.unpack_from(data, pos)
+        pos += 12
+        flag = data[pos : pos + 1]
+        pos += 1
+        key = None
+        if flag == b"\x01":
+            n = unpack_u32(data, pos)[0]
+            key = data[pos + 4 : pos + 4 + n]
+            pos += 4 + n
+        elif flag != b"\x00":
+            raise MalformedEntryError("the key flag is neither 0 nor 1")
+        block_at = pos
+        count = unpack_u32(data, pos)[0]
+        pos += 4
+        for _ in range(2 * count):
+            pos += 4 + unpack_u32(data, pos)[0]
+        block = data[block_at:pos]
+        n = unpack_u32(data, pos)[0]
+        payload = data[pos + 4 : pos + 4 + n]
+        pos += 4 + n
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise MalformedEntryError(f"canonical entry is malformed: {exc}") from exc
+    if pos != size:
+        raise MalformedEntryError("canonical entry is truncated or has trailing bytes")
+    return topic, partition, offset, key, block, payload
 
 
 def entry_to_b64(event: RecordedEvent) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import Checkpoint, EntryView, LogEntry, MerkleNode
-from dibao_audit.projection import EntryRow
+from dibao_audit.projection import Columns, EntryRow
 from dibao_common.messaging.envelope import EventRegistry
 
 # One appender at a time across processes (pg_advisory_xact_lock key: "dibao-audit").
@@ -312,7 +312,8 @@ def _in_regions(prefixes: Sequence[str]) -> sa.ColumnElement[bool]:
 
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
-    """What an export line needs of an entry (read without the ORM, for speed)."""
+    """What an export line needs of an entry (read without the ORM, for speed): the record,
+    its leaf and its stored query columns (checked against the record)."""
 
     leaf_index: int
     topic: str
@@ -326,6 +327,25 @@ class StoredRecord:
     leaf: bytes
     household_id: str | None
     regions: list[str] | None
+    ce_id: str
+    ce_time: datetime | None
+    application_id: str | None
+    case_id: str | None
+    actor: str | None
+
+    def stored_columns(self) -> Columns:
+        """The query columns as ``log_entry`` holds them (not hashed)."""
+        return Columns(
+            self.ce_id,
+            self.ce_type,
+            self.ce_time,
+            self.household_id,
+            self.application_id,
+            self.case_id,
+            self.region,
+            self.actor,
+            None if self.regions is None else tuple(self.regions),
+        )
 
 
 async def stream_records(
@@ -338,7 +358,8 @@ async def stream_records(
         rows = await driver.fetch(
             """
             SELECT e.leaf_index, e.topic, e.partition, e."offset", e.record_key, e.header_block,
-                   e.payload, e.region, e.ce_type, n.hash, e.household_id, e.regions
+                   e.payload, e.region, e.ce_type, n.hash, e.household_id, e.regions,
+                   e.ce_id::text, e.ce_time, e.application_id, e.case_id, e.actor
             FROM log_entry e JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
             WHERE e.leaf_index >= $1 AND e.leaf_index < $2
             ORDER BY e.leaf_index
@@ -348,17 +369,16 @@ async def stream_records(
         )
         if not rows:
             return
-        yield [
-            StoredRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
-            for r in rows
-        ]
+        yield [StoredRecord(*r) for r in rows]
         pos = rows[-1][0] + 1
 
 
 _CANONICAL_RANGE_SQL = r"""
-    SELECT array_agg(leaf_index), array_agg(region), array_agg(canonical),
-           array_agg(household_id), array_agg(regions) FROM (
-        SELECT leaf_index, region, household_id, to_json(regions)::text AS regions,
+    SELECT array_agg(leaf_index), array_agg(canonical), array_agg(ce_id), array_agg(ce_type),
+           array_agg(ce_time), array_agg(household_id), array_agg(application_id),
+           array_agg(case_id), array_agg(region), array_agg(actor), array_agg(regions) FROM (
+        SELECT leaf_index, ce_id::text AS ce_id, ce_type, ce_time, household_id,
+            application_id, case_id, region, actor, to_json(regions)::text AS regions,
             $1::bytea
             || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')
             || int4send(partition) || int8send("offset")
@@ -383,13 +403,10 @@ class CanonicalRange:
     """Entries of a range as export lines need them: parallel lists, in leaf order."""
 
     indices: list[int]
-    regions: list[str | None]
     canonical: list[bytes]
     leaves: list[bytes]
-    households: list[str | None]
-    regions_json: list[str | None]
-    """Each entry's ``regions`` as a JSON array (arrays of different lengths do not
-    aggregate into one PostgreSQL array), None when it names none."""
+    stored: list[Columns]
+    """Each entry's query columns as stored (not hashed; checked against the record)."""
 
 
 async def canonical_range(session: AsyncSession, start: int, end: int) -> CanonicalRange:
@@ -402,28 +419,29 @@ async def canonical_range(session: AsyncSession, start: int, end: int) -> Canoni
     back) is left out, as a join would, and the verifier names the gap.
     """
     driver = await _driver(session)
-    indices, regions, canonical, households, listed = await driver.fetchrow(
+    indices, canonical, *columns, listed = await driver.fetchrow(
         _CANONICAL_RANGE_SQL, _DOMAIN_FIELD, start, end
     )
     leaf_indices, leaves = await driver.fetchrow(_LEAF_RANGE_SQL, start, end)
     if indices is None or leaf_indices is None:
-        return CanonicalRange([], [], [], [], [], [])
+        return CanonicalRange([], [], [], [])
+    # regions travel as JSON arrays (arrays of different lengths do not aggregate into one
+    # PostgreSQL array), None when the entry names none.
+    regions = [None if x is None else tuple(json.loads(x)) for x in listed]
+    stored = [Columns._make(row) for row in zip(*columns, regions, strict=True)]
     if indices != leaf_indices or indices != sorted(indices):
         hashes = dict(zip(leaf_indices, leaves, strict=True))
         kept = sorted(
-            row
-            for row in zip(indices, regions, canonical, households, listed, strict=True)
-            if row[0] in hashes
+            (row for row in zip(indices, canonical, stored, strict=True) if row[0] in hashes),
+            key=lambda row: row[0],
         )
         return CanonicalRange(
-            [i for i, _, _, _, _ in kept],
-            [r for _, r, _, _, _ in kept],
-            [c for _, _, c, _, _ in kept],
-            [hashes[i] for i, _, _, _, _ in kept],
-            [h for _, _, _, h, _ in kept],
-            [x for _, _, _, _, x in kept],
+            [i for i, _, _ in kept],
+            [c for _, c, _ in kept],
+            [hashes[i] for i, _, _ in kept],
+            [c for _, _, c in kept],
         )
-    return CanonicalRange(indices, regions, canonical, leaves, households, listed)
+    return CanonicalRange(indices, canonical, leaves, stored)
 
 
 EntryWithLeaf = tuple[LogEntry, bytes]

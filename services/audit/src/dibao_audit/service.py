@@ -9,13 +9,20 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao_audit import repository as repo
-from dibao_audit.entry import RecordedEvent, canonical_from_parts, parse_header_block
+from dibao_audit.entry import (
+    MalformedEntryError,
+    RecordedEvent,
+    canonical_from_parts,
+    parse_header_block,
+    split_canonical,
+)
 from dibao_audit.merkle import (
     Range,
     consistency_ranges,
@@ -30,6 +37,7 @@ from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.projection import (
     UNKNOWN_TYPE,
     Columns,
+    KeyReader,
     contradictions,
     decoded_view,
     key_reader,
@@ -106,6 +114,22 @@ def in_scope(region: str | None, regions: Sequence[str] | None, prefixes: Collec
     return any(r.startswith(under) for r in regions)
 
 
+def export_shows(made: Columns, stored: Columns, prefixes: Collection[str]) -> bool:
+    """Whether an export shows an entry to a caller of ``prefixes`` in full (besides the
+    whole log's): by the regions its record names (``made``); a record that names none
+    (its payload or headers were changed behind the log's back, so it no longer reads)
+    stays where the stored columns put it, as before they were checked, so that the
+    region's auditor sees the change (the leaf no longer matches) rather than a leaf
+    hash alone."""
+    if in_scope(made.region, made.regions, prefixes):
+        return True
+    return (
+        made.region is None
+        and not made.regions
+        and in_scope(stored.region, stored.regions, prefixes)
+    )
+
+
 def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
     """The consumed record a stored entry keeps (what its leaf hashed)."""
     return RecordedEvent(
@@ -165,9 +189,47 @@ class Served:
         return self.entry.leaf_index
 
 
+def check_columns(
+    index: int,
+    stored: Columns,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    block: bytes,
+    payload: bytes,
+    reader: KeyReader,
+) -> tuple[Columns, dict[str, Any]]:
+    """An entry's query columns made from its record, and the stored ones the record
+    contradicts (column -> stored value; logged as ``audit_stored_columns_contradicted``).
+    The made ``ce_id`` is the log's (the record's, or its ``reused_id``) unless that is
+    contradicted; a header block that is not one gives nothing but an unknown type."""
+    made, differ = contradictions(stored, topic, partition, offset, key, block, payload, reader)
+    if made is None:  # a header block that is not one: nothing of it can be read
+        made = Columns(stored.ce_id, UNKNOWN_TYPE, None, None, None, None, None, None, None)
+    elif "ce_id" not in differ:  # the log's id: the record's, or its reused_id
+        made = made._replace(ce_id=stored.ce_id)
+    if differ:
+        log.warning("audit_stored_columns_contradicted", index=index, columns=sorted(differ))
+    return made, {name: was for name, (was, _) in differ.items()}
+
+
+def contradicted_json(contradicted: dict[str, Any]) -> dict[str, str | list[str] | None]:
+    """Contradicted stored columns as JSON gives them (times ISO 8601, regions a list)."""
+    return {
+        name: value.isoformat()
+        if isinstance(value, datetime)
+        else list(value)
+        if isinstance(value, tuple | list)
+        else value
+        for name, value in contradicted.items()
+    }
+
+
 def served(entry: LogEntry, leaf: bytes, registry: EventRegistry) -> Served:
     """Check an entry's stored query columns against its record (verify on read)."""
-    made, differ = contradictions(
+    made, differ = check_columns(
+        entry.leaf_index,
         stored_columns(entry),
         entry.topic,
         entry.partition,
@@ -177,17 +239,7 @@ def served(entry: LogEntry, leaf: bytes, registry: EventRegistry) -> Served:
         bytes(entry.payload),
         key_reader(registry),
     )
-    if made is None:  # a header block that is not one: nothing of it can be read
-        made = Columns(str(entry.ce_id), UNKNOWN_TYPE, None, None, None, None, None, None, None)
-    elif "ce_id" not in differ:  # the log's id: the record's, or its reused_id
-        made = made._replace(ce_id=str(entry.ce_id))
-    if differ:
-        log.warning(
-            "audit_stored_columns_contradicted",
-            index=entry.leaf_index,
-            columns=sorted(differ),
-        )
-    return Served(entry, leaf, made, {name: was for name, (was, _) in differ.items()})
+    return Served(entry, leaf, made, differ)
 
 
 def whole_log_indices(entries: Sequence[Served], whole_log: WholeLog) -> set[int]:
@@ -244,14 +296,19 @@ def export_line(
     *,
     decoded: dict[str, Any] | None = None,
     with_decoded: bool = False,
+    ce_type: str | None = None,
+    contradicted: dict[str, Any] | None = None,
 ) -> str:
     """One export line; an entry the caller may not read is given by its leaf only.
 
     ``leaf_hash`` is the tree's own leaf (``merkle_node``), not one derived from the
     content, so content changed behind the log's back shows as a mismatch. ``entry`` is
-    the canonical bytes (base64), which a verifier hashes as they are; ``decoded`` is a
-    convenience for readers and is not verified. Hex and base64 need no JSON escaping,
-    so the common line is formatted directly (the layout the verifier's fast path reads).
+    the canonical bytes (base64), which a verifier hashes as they are; ``decoded`` (and
+    ``ce_type``, the record's) is a convenience for readers and is not verified. A shown
+    entry whose stored query columns its record contradicts says which
+    (``contradicted``: column -> stored value), as the API does. Hex and base64 need no
+    JSON escaping, so the common line is formatted directly (the layout the verifier's
+    fast path reads).
     """
     leaf = entry.leaf.hex()
     if not visible:
@@ -266,10 +323,14 @@ def export_line(
             entry.payload,
         )
     ).decode()
-    if not with_decoded:
+    if not with_decoded and not contradicted:
         return f'{{"index": {entry.leaf_index}, "leaf_hash": "{leaf}", "entry": "{body}"}}'
-    line = {"index": entry.leaf_index, "leaf_hash": leaf, "entry": body}
-    return json.dumps(line | {"ce_type": entry.ce_type, "decoded": decoded})
+    line: dict[str, Any] = {"index": entry.leaf_index, "leaf_hash": leaf, "entry": body}
+    if with_decoded:
+        line |= {"ce_type": ce_type or entry.ce_type, "decoded": decoded}
+    if contradicted:
+        line["contradicted"] = contradicted_json(contradicted)
+    return json.dumps(line)
 
 
 async def export_header(
@@ -335,19 +396,30 @@ async def export_lines(
 ) -> AsyncIterator[bytes]:
     """JSON lines (UTF-8): the header, then every entry of ``[start, end)`` (or its hash only).
 
-    An entry is shown when the caller may read it (``visible``: under ``region_prefixes``,
-    or the whole log's when ``whole_log`` is given), else given by its leaf only. Without
-    decoded views (``registry`` None), entries are read ``chunk`` at a time as the
-    canonical bytes the database assembles. Before each chunk is yielded,
-    ``households_shown`` is awaited with the households whose entries it shows in full
-    (an error there ends the export before those lines leave).
+    Every entry's stored query columns are checked against its record, as the API checks
+    what it serves (``check_columns``): an entry is shown when the caller may read it by
+    its record's columns (``visible``: under ``region_prefixes``, or the whole log's when
+    ``whole_log`` is given), else given by its leaf only; a shown entry whose stored
+    columns the record contradicts says which (``contradicted``). Without decoded views
+    (``registry`` None), entries are read ``chunk`` at a time as the canonical bytes the
+    database assembles. Before each chunk is yielded, ``households_shown`` is awaited
+    with the households (as the records name them) whose entries it shows in full (an
+    error there ends the export before those lines leave).
     """
     header = await export_header(session, start, end, covering, origin, since)
     yield json.dumps(header.to_json()).encode() + b"\n"
     prefixes = tuple(region_prefixes)
+    columns_registry = (
+        registry
+        if registry is not None
+        else whole_log.registry
+        if whole_log is not None
+        else EventRegistry.default()
+    )
+    reader = key_reader(columns_registry)
     if registry is None:
         fast = _export_entry_lines(
-            session, start, end, prefixes, chunk, whole_log, households_shown
+            session, start, end, prefixes, chunk, whole_log, households_shown, reader
         )
         async for text in fast:
             yield text
@@ -356,22 +428,64 @@ async def export_lines(
         lines = []
         seen: list[tuple[str | None, str | None]] = []
         for e in records:
+            made, differ = check_columns(
+                e.leaf_index,
+                e.stored_columns(),
+                e.topic,
+                e.partition,
+                e.offset,
+                e.record_key,
+                e.header_block,
+                e.payload,
+                reader,
+            )
             view = view_of(e, registry)
-            shown = in_scope(e.region, e.regions, prefixes) or (
+            shown = export_shows(made, e.stored_columns(), prefixes) or (
                 whole_log is not None
-                and whole_log.admits(e.household_id, e.region, e.ce_type)
+                and whole_log.admits(made.household_id, made.region, made.ce_type)
                 and (view if registry is whole_log.registry else view_of(e, whole_log.registry))
                 is not None
             )
             if shown:
-                seen.append((e.household_id, e.region))
-            lines.append(export_line(e, shown, decoded=view, with_decoded=True))
+                seen.append((made.household_id, made.region))
+            lines.append(
+                export_line(
+                    e,
+                    shown,
+                    decoded=view,
+                    with_decoded=True,
+                    ce_type=made.ce_type,
+                    contradicted=differ,
+                )
+            )
         await households_shown(_pairs(seen))
         yield ("\n".join(lines) + "\n").encode()
 
 
 _LINE = b'{"index": %d, "leaf_hash": "%s", "entry": "%s"}'
 _REDACTED = b'{"index": %d, "leaf_hash": "%s", "redacted": true}'
+
+
+def _made_columns(
+    chunk: repo.CanonicalRange, reader: KeyReader
+) -> tuple[list[Columns], dict[int, dict[str, Any]]]:
+    """Each entry's query columns made from its record (the canonical bytes), and the
+    stored ones each record contradicts (by index; most entries: none)."""
+    made: list[Columns] = []
+    differ: dict[int, dict[str, Any]] = {}
+    for i, data, stored in zip(chunk.indices, chunk.canonical, chunk.stored, strict=True):
+        try:
+            parts = split_canonical(data)
+        except MalformedEntryError:
+            parts = ("", 0, 0, None, b"\xff", b"")  # a block that is not one: nothing read
+        columns, contradicted = check_columns(i, stored, *parts, reader)
+        made.append(columns)
+        if contradicted:
+            differ[i] = contradicted
+    return made, differ
+
+
+_Chunk = tuple[repo.CanonicalRange, list[Columns], dict[int, dict[str, Any]], set[int]]
 
 
 async def _export_entry_lines(
@@ -382,54 +496,61 @@ async def _export_entry_lines(
     size: int,
     whole_log: WholeLog | None,
     households_shown: HouseholdsShown,
+    reader: KeyReader,
 ) -> AsyncIterator[bytes]:
     """The entry lines of an export without decoded views (the layout ``export_line``
     writes), from the canonical bytes the server assembles; the next chunk is read while
-    one is formatted. Entries outside ``prefixes`` that may be the whole log's (no region
-    or the log's) are read again as rows to decide (few: checkpoints, system events)."""
+    one is formatted. Visibility is decided by the columns each record gives (checked
+    against the stored ones, ``_made_columns``). Entries outside ``prefixes`` that may be
+    the whole log's (no region or the log's) are read again as rows to decide (few:
+    checkpoints, system events)."""
     b64, hexlify = binascii.b2a_base64, binascii.hexlify
     bounds = list(range(start, end, size))
 
-    async def read(lo: int) -> tuple[repo.CanonicalRange, set[int]]:
+    async def read(lo: int) -> _Chunk:
         chunk = await repo.canonical_range(session, lo, min(end, lo + size))
+        made, differ = _made_columns(chunk, reader)
         if whole_log is None:
-            return chunk, set()
+            return chunk, made, differ, set()
         maybe = [
             i
-            for i, region in zip(chunk.indices, chunk.regions, strict=True)
-            if region is None or (region == whole_log.region and not region.startswith(prefixes))
+            for i, c in zip(chunk.indices, made, strict=True)
+            if c.region is None
+            or (c.region == whole_log.region and not c.region.startswith(prefixes))
         ]
         if not maybe:
-            return chunk, set()
+            return chunk, made, differ, set()
         rows = await repo.entries_at(session, maybe)
-        return chunk, whole_log_indices(
-            [served(e, b"", whole_log.registry) for e in rows], whole_log
+        return (
+            chunk,
+            made,
+            differ,
+            whole_log_indices([served(e, b"", whole_log.registry) for e in rows], whole_log),
         )
 
-    ahead: asyncio.Task[tuple[repo.CanonicalRange, set[int]]] | None = None
+    ahead: asyncio.Task[_Chunk] | None = None
     try:
         for n, lo in enumerate(bounds):
-            chunk, shown = await ahead if ahead is not None else await read(lo)
+            chunk, made, differ, shown = await ahead if ahead is not None else await read(lo)
             ahead = asyncio.create_task(read(bounds[n + 1])) if n + 1 < len(bounds) else None
             lines = []
             seen: list[tuple[str | None, str | None]] = []
-            for i, region, data, leaf, household, listed in zip(
-                chunk.indices,
-                chunk.regions,
-                chunk.canonical,
-                chunk.leaves,
-                chunk.households,
-                chunk.regions_json,
-                strict=True,
+            for i, data, leaf, columns, stored in zip(
+                chunk.indices, chunk.canonical, chunk.leaves, made, chunk.stored, strict=True
             ):
-                if (
-                    (region is not None and region.startswith(prefixes))
-                    or i in shown
-                    or (listed is not None and in_scope(None, json.loads(listed), prefixes))
-                ):
-                    lines.append(_LINE % (i, hexlify(leaf), b64(data, newline=False)))
-                    if household is not None:
-                        seen.append((household, region))
+                if i in shown or export_shows(columns, stored, prefixes):
+                    if i in differ:
+                        line = {
+                            "index": i,
+                            "leaf_hash": leaf.hex(),
+                            "entry": b64(data, newline=False).decode(),
+                            "contradicted": contradicted_json(differ[i]),
+                        }
+                        lines.append(json.dumps(line).encode())
+                    else:
+                        lines.append(_LINE % (i, hexlify(leaf), b64(data, newline=False)))
+                    if columns.household_id is not None:
+                        seen.append((columns.household_id, columns.region))
                 else:
                     lines.append(_REDACTED % (i, hexlify(leaf)))
             if lines:

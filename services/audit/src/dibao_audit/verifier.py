@@ -209,6 +209,16 @@ def scan_line(obj: dict[str, Any]) -> Scanned:
     leaf = leaf_hash(data)
     if stored is not None and stored != leaf:
         return index, leaf, False, f"entry {index}: content does not match its leaf hash"
+    contradicted = obj.get("contradicted")
+    if contradicted:
+        names = ", ".join(sorted(contradicted)) if isinstance(contradicted, dict) else "?"
+        return (
+            index,
+            leaf,
+            False,
+            f"entry {index}: stored {names} contradicted by its record, the export says "
+            f"(stored {json.dumps(contradicted, ensure_ascii=False)})",
+        )
     return index, leaf, False, None
 
 

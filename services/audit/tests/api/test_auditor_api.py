@@ -888,11 +888,74 @@ async def test_stored_columns_a_record_contradicts_are_said_and_not_trusted(
     code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
     report = json.loads(out.getvalue())
     assert code == 1
-    assert report["first_bad_index"] == 2
+    # Entry 2 is Beijing's by its record: the export gives its leaf only, as the listing
+    # leaves it out (only --database-url, which sees every region, finds that edit).
+    assert report["first_bad_index"] == 3
     problems = "\n".join(report["problems"])
-    assert "entry 2 is shown, but not listed" in problems  # the export trusts the stored region
+    assert "entry 2" not in problems
     assert "entry 3: stored household_id contradicted by its record" in problems
+    assert "entry 3: stored household_id contradicted by its record, the export says" in problems
     assert report["columns_checked"] == 16  # Lanzhou's 1 + 15 entries, 2 left out
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+async def test_an_export_checks_the_stored_columns_against_each_record(
+    api: Api, decoded: bool, tmp_path: Path
+) -> None:
+    """An export decided what to show by the stored columns and said nothing of an edit:
+    an SQL edit moving Lanzhou's entry 5 into Beijing gave Lanzhou its leaf only (and
+    Beijing's auditor the whole entry), one moving Beijing's entry 2 into Lanzhou showed it
+    to Lanzhou, and an edited household went unsaid. Now each entry's stored columns are
+    checked against its record, as the API checks what it serves: what is shown is decided
+    by the record, a shown entry says which stored columns its record contradicts (off
+    the verifier's fast path), the access records name the record's households, and the
+    offline verifier reports every such line."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE log_entry SET region = $1 WHERE leaf_index = 5", BEIJING)
+        await conn.execute("UPDATE log_entry SET region = $1 WHERE leaf_index = 2", LANZHOU)
+        await conn.execute(
+            "UPDATE log_entry SET household_id = 'hh-z', regions = '{110101001001}', "
+            "ce_time = ce_time + interval '1 day' WHERE leaf_index = 7"
+        )
+    finally:
+        await conn.close()
+    params = {"end": "11", "tree_size": "11"} | ({"decoded": "true"} if decoded else {})
+    before = len(await api.access_events())
+    response = await api.client.get("/audit/export", params=params, headers=api.auditor())
+    assert response.status_code == 200, response.text
+    lines = {line["index"]: line for line in map(json.loads, response.text.splitlines()[1:])}
+    assert sorted(i for i, line in lines.items() if "entry" in line) == [0, 3, 5, 7, 9]
+    assert lines[2] == {"index": 2, "leaf_hash": lines[2]["leaf_hash"], "redacted": True}
+    assert lines[5]["contradicted"] == {"region": BEIJING}
+    assert set(lines[7]["contradicted"]) == {"household_id", "regions", "ce_time"}
+    assert lines[7]["contradicted"]["household_id"] == "hh-z"
+    assert lines[7]["contradicted"]["regions"] == [BEIJING]
+    assert all("contradicted" not in lines[i] for i in (0, 3, 9))
+    if decoded:
+        assert lines[5]["ce_type"] == ce_type_of(intake_pb2.ApplicationWithdrawn())
+    logged = (await api.access_events())[before:]
+    assert {(a.household_id, a.region.code) for a in logged if a.household_id} == {
+        ("hh-a", LANZHOU)
+    }
+    beijing = await api.client.get("/audit/export", params=params, headers=api.auditor(("11",)))
+    shown = [json.loads(line) for line in beijing.text.splitlines()[1:]]
+    assert [line["index"] for line in shown if "entry" in line] == [1, 2, 4, 6, 8, 10]
+    assert next(line for line in shown if line["index"] == 2)["contradicted"] == {"region": LANZHOU}
+
+    saved = tmp_path / "export.jsonl"
+    saved.write_text(response.text)
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    out = io.StringIO()
+    code = verify_cli.run(verify_cli._parse_args(["--export", str(saved), "--vkey", vkey]), out)
+    report = json.loads(out.getvalue())
+    assert code == 1, report
+    assert report["first_bad_index"] == 5
+    problems = "\n".join(report["problems"])
+    assert "entry 5: stored region contradicted by its record, the export says" in problems
+    assert "entry 7: stored ce_time, household_id, regions contradicted" in problems
+    assert len(report["problems"]) == 2, problems
 
 
 async def test_the_cli_bounds_each_listed_appended_at_by_the_signed_checkpoints(
@@ -1051,8 +1114,9 @@ async def test_a_search_is_found_by_the_auditor_of_each_region_it_names(
     finally:
         await conn.close()
     # The stored column no longer finds it for the second county; a read still shows it
-    # (the record's regions) and says what was stored; the third is found and dropped.
-    assert await _sees(api, second, index) == (False, 200, False)
+    # (the record's regions) and says what was stored, and so does an export (which
+    # checks the stored columns too); the third is found and dropped.
+    assert await _sees(api, second, index) == (False, 200, True)
     assert (await _sees(api, third, index))[:2] == (False, 404)
     one = await api.client.get(f"/audit/entries/{index}", headers=api.auditor(("620103",)))
     entry = one.json()["entry"]

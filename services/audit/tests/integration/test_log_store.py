@@ -299,7 +299,12 @@ async def test_rewriting_an_entry_and_its_leaf_is_caught_by_the_signed_checkpoin
     header, entries = read_export(b"".join(lines).decode().splitlines())
     report = verify_export(header, entries, key)
     assert not report.ok
-    assert report.first_bad_index is None  # content and leaf agree: only the roots can tell
+    # Content and leaf agree: the roots tell, and the export names the entry by the stored
+    # columns the forged record contradicts (it checks them since 1 Dec 2026).
+    assert report.first_bad_index == 23
+    assert [p for p in report.problems if p.startswith("entry")] == [
+        next(p for p in report.problems if "entry 23: stored" in p)
+    ]
     # The export names the checkpoint asked for (16), not every one: the range is from it.
     assert report.suspect_range == (16, 40)
     # The database check reads every checkpoint: it names the range between two.

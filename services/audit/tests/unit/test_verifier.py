@@ -21,8 +21,12 @@ from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
     canonical_bytes,
+    canonical_from_parts,
     entry_to_b64,
+    header_block,
     parse_canonical,
+    parse_header_block,
+    split_canonical,
 )
 from dibao_audit.merkle import (
     Frontier,
@@ -134,6 +138,39 @@ def test_a_key_flag_other_than_0_or_1_is_not_a_canonical_entry() -> None:
     for flag in (2, 0xFF):
         with pytest.raises(MalformedEntryError, match="key flag"):
             parse_canonical(keyless[:at] + bytes([flag]) + keyless[at + 1 :])
+
+
+def test_split_canonical_gives_the_stored_parts_and_reads_nothing_else() -> None:
+    """An export checks each entry's stored columns against the canonical bytes the
+    database assembles (split_canonical); every prefix, a trailing byte, a bad key flag
+    and a header name that is not UTF-8 are malformed, in split_canonical and in the
+    rewritten parse_header_block alike."""
+    headers = (("ce_type", b"x"), ("é", b"\x00" * 300), ("z", b""))
+    for key in (None, b"", b"k"):
+        for hs in ((), headers):
+            e = RecordedEvent("dibao.t.v1", 3, 2**40, key, hs, b"payload")
+            data = canonical_bytes(e)
+            parts = split_canonical(data)
+            assert parts == ("dibao.t.v1", 3, 2**40, key, header_block(hs), b"payload")
+            assert canonical_from_parts(*parts) == data
+            assert parse_header_block(parts[4]) == tuple(sorted(hs))
+            for cut in range(len(data)):
+                with pytest.raises(MalformedEntryError):
+                    split_canonical(data[:cut])
+            with pytest.raises(MalformedEntryError):
+                split_canonical(data + b"x")
+            block = header_block(hs)
+            for cut in range(len(block)):
+                with pytest.raises(MalformedEntryError):
+                    parse_header_block(block[:cut])
+            with pytest.raises(MalformedEntryError):
+                parse_header_block(block + b"x")
+    keyless = canonical_bytes(RecordedEvent("t", 1, 2, None, (), b"P"))
+    at = len(keyless) - len(b"\x00\x00\x00\x00" + b"\x00\x00\x00\x01P") - 1
+    with pytest.raises(MalformedEntryError, match="key flag"):
+        split_canonical(keyless[:at] + b"\x02" + keyless[at + 1 :])
+    with pytest.raises(MalformedEntryError, match="UTF-8"):
+        parse_header_block(b"\x00\x00\x00\x01\x00\x00\x00\x01\xff\x00\x00\x00\x00")
 
 
 def test_signed_note_round_trip_and_forgery() -> None:
