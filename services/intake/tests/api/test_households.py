@@ -625,6 +625,82 @@ async def test_a_co_resident_who_marries_the_head_becomes_the_spouse(
     ]
 
 
+async def test_two_members_other_than_the_head_marry(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
+) -> None:
+    """The head's widowed mother marries the lodger living with the household: he becomes
+    the head's step-father (parent), published as the marriage's spouse; two co-residents
+    marry and stay as recorded. Two relatives of the head, the head's spouse, or a member
+    married already are refused at the field, writing nothing."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, _kid = household.person_ids
+    head_born = household.plan.members[0].birth_date
+    mother_born = household.plan.members[2].birth_date
+    joining = {
+        "lodger": _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other"),
+        "boarder": _person(intake, date(head_born.year + 5, 3, 3), Sex.MALE, "other"),
+        "tenant": _person(intake, date(head_born.year + 6, 4, 4), Sex.FEMALE, "other_dependant"),
+        "brother": _person(intake, date(head_born.year + 2, 5, 5), Sex.MALE, "sibling"),
+    }
+    ids: dict[str, str] = {}
+    for who, member in joining.items():
+        known = set(household.person_ids) | set(ids.values())
+        joined = await _change(
+            intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
+        )
+        [ids[who]] = [
+            m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
+        ]
+    lodger, boarder, tenant, brother = ids["lodger"], ids["boarder"], ids["tenant"], ids["brother"]
+
+    def marriage(person: str, partner: str) -> dict[str, Any]:
+        return {
+            "kind": "marriage",
+            "person_id": person,
+            "married_on": "2026-02-14",
+            "spouse_person_id": partner,
+        }
+
+    # Two relatives of the head (the head's mother and brother): nothing tells them free.
+    assert await _refused_change(intake, intake_engine, household, marriage(mother, brother)) == [
+        "/body/spouse_person_id"
+    ]
+    # The head's wife is married to the head.
+    assert await _refused_change(intake, intake_engine, household, marriage(wife, brother)) == [
+        "/body/person_id"
+    ]
+    married = await _change(intake, household, marriage(mother, lodger))
+    relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
+    assert (relationships[head], relationships[mother], relationships[lodger]) == (
+        "head",
+        "parent",
+        "parent",
+    )
+    assert married["household"]["changes"][-1]["details"] == {
+        "person_id": mother,
+        "spouse_person_id": lodger,
+        "relationships": {lodger: "parent"},
+        "document_ids": [],
+    }
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=married["change_id"])
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.marriage.person_id == mother
+    assert update.marriage.spouse.person.person_id == lodger
+    assert update.marriage.spouse.relationship == enums.RELATIONSHIP_PARENT
+
+    co_residents = await _change(intake, household, marriage(boarder, tenant))
+    relationships = {
+        m["person_id"]: m["relationship"] for m in co_residents["household"]["members"]
+    }
+    assert (relationships[boarder], relationships[tenant]) == ("other", "other_dependant")
+    assert co_residents["household"]["changes"][-1]["details"]["relationships"] == {}
+    # Married to a member still here: the tenant cannot marry the brother.
+    assert await _refused_change(intake, intake_engine, household, marriage(tenant, brother)) == [
+        "/body/person_id"
+    ]
+
+
 async def _refused_date(
     intake: IntakeClient,
     engine: AsyncEngine,

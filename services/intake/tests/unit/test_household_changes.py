@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from dibao_intake.domain.changes import (
+    NO_MARRIAGES,
     ActiveMember,
     Address,
     HouseholdState,
@@ -541,16 +542,19 @@ def test_a_co_resident_who_marries_the_head_becomes_the_spouse() -> None:
     def married(
         person: uuid.UUID, partner: uuid.UUID, state: HouseholdState = ALONE_WITH_LODGERS
     ) -> tuple[uuid.UUID | None, set[str]]:
-        spouse, found = check_marriage_in_household(state, person, partner, ON, today=TODAY)
+        recorded, found = check_marriage_in_household(state, person, partner, ON, today=TODAY)
+        if recorded is None:
+            return None, pointers(found)
+        [(spouse, relationship)] = recorded.items()
+        assert relationship is Relationship.SPOUSE
         return spouse, pointers(found)
 
     # Either of the two may be named first: the one who is not the head becomes spouse.
     assert married(WIDOW_HEAD, LODGER) == (LODGER, set())
     assert married(LODGER, WIDOW_HEAD) == (LODGER, set())
-    # Not the head themself, a member of the household, one of them the head.
+    # Not the head themself, a member of the household.
     assert married(WIDOW_HEAD, WIDOW_HEAD) == (None, {"/spouse_person_id"})
     assert married(WIDOW_HEAD, uuid.uuid4()) == (None, {"/spouse_person_id"})
-    assert married(LODGER, SON) == (None, {"/spouse_person_id"})
     # The head's own child, or a member under age; the head already has a spouse.
     assert married(WIDOW_HEAD, SON) == (None, {"/spouse_person_id"})
     assert married(WIDOW_HEAD, YOUNG) == (None, {"/married_on"})
@@ -674,3 +678,66 @@ def test_a_marriage_is_dated_on_or_after_the_end_of_the_members_last_one_here() 
     assert pointers(inside(WIDOW_HEAD, LODGER, date(2026, 7, 1), son_married)) == {
         "/spouse_person_id"
     }
+
+
+def test_two_members_other_than_the_head_marry_and_one_takes_a_place_by_the_other() -> None:
+    """The head's widowed mother marries the lodger: he becomes the head's step-father
+    (parent); the son marries the other lodger: she becomes a child-in-law; two lodgers
+    marry: nothing changes. The younger lodger who marries the mother stays other (a
+    parent is older than the head), as does a lodger marrying a sibling (no code)."""
+    mother, son, sister, lodger, boarder, young = (uuid.uuid4() for _ in range(6))
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(mother, Relationship.PARENT, date(1944, 1, 5)),
+            ActiveMember(son, Relationship.CHILD, date(1995, 1, 5)),
+            ActiveMember(sister, Relationship.SIBLING, date(1972, 6, 1)),
+            ActiveMember(lodger, Relationship.OTHER, date(1942, 7, 1)),
+            ActiveMember(boarder, Relationship.OTHER_DEPENDANT, date(1997, 3, 3)),
+            ActiveMember(young, Relationship.OTHER, date(1975, 3, 3)),
+        ],
+    )
+
+    def married(
+        person: uuid.UUID, partner: uuid.UUID, on: date = ON, recorded: Marriages = NO_MARRIAGES
+    ) -> tuple[dict[uuid.UUID, Relationship] | None, set[str]]:
+        relationships, found = check_marriage_in_household(
+            state, person, partner, on, today=TODAY, marriages=recorded
+        )
+        return relationships, pointers(found)
+
+    assert married(mother, lodger) == ({lodger: Relationship.PARENT}, set())
+    assert married(lodger, mother) == ({lodger: Relationship.PARENT}, set())
+    assert married(son, boarder) == ({boarder: Relationship.CHILD_IN_LAW}, set())
+    assert married(lodger, boarder) == ({}, set())
+    assert married(mother, young) == ({}, set())
+    assert married(sister, young) == ({}, set())
+    # Two relatives of the head: refused, naming spouse_person_id.
+    assert married(son, mother) == (None, {"/spouse_person_id"})
+    assert married(sister, son) == (None, {"/spouse_person_id"})
+    # The existing refusals hold: under age on the day, a non-member, already married.
+    assert married(son, boarder, date(2014, 5, 1)) == (None, {"/married_on"})
+    assert married(mother, uuid.uuid4()) == (None, {"/spouse_person_id"})
+    assert married(uuid.uuid4(), lodger) == (None, {"/person_id"})
+    son_married = Marriages({son: boarder, boarder: son}, {})
+    assert married(son, young, recorded=son_married) == (None, {"/person_id"})
+    assert married(young, boarder, recorded=son_married) == (None, {"/spouse_person_id"})
+    assert married(lodger, young, date(2026, 5, 1), Marriages({}, {young: ON})) == (
+        None,
+        {"/married_on"},
+    )
+    # The head's spouse is married; a parent beside the other parent is taken to be too.
+    with_spouse = HouseholdState(
+        head_person_id=HEAD,
+        members=[*STATE.members, ActiveMember(lodger, Relationship.OTHER, date(1960, 1, 1))],
+    )
+    found = check_marriage_in_household(with_spouse, SPOUSE, lodger, ON, today=TODAY)
+    assert found == (None, [Violation("/person_id", "is married to the head")])
+    father = ActiveMember(uuid.uuid4(), Relationship.PARENT, date(1940, 2, 2))
+    both_parents = HouseholdState(HEAD, [*state.members, father])
+    relationships, problems = check_marriage_in_household(
+        both_parents, mother, lodger, ON, today=TODAY
+    )
+    assert relationships is None
+    assert pointers(problems) == {"/person_id"}

@@ -432,7 +432,8 @@ class DeathIn(_ChangeIn):
 
 class MarriageIn(_ChangeIn):
     """A member married: the spouse joins the household (spouse), is a member already
-    (spouse_person_id), or neither (lives elsewhere)."""
+    (spouse_person_id: the head and a co-resident, or two other members, ADR 0016), or
+    neither (lives elsewhere)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -471,8 +472,11 @@ class MarriageIn(_ChangeIn):
         None,
         description="The spouse, when a member already: the head and a co-resident member"
         " not related to them (other, other_dependant) married each other, and the member"
-        " becomes the head's spouse. The head must have no spouse, both must be of age;"
-        " not with spouse",
+        " becomes the head's spouse (the head must have no spouse); or two other members,"
+        " one at least not related to the head, who becomes what the other's spouse is to"
+        " the head (a child's: child_in_law; a parent's or grandparent's older than the head:"
+        " parent, grandparent; a parent-in-law's: parent_in_law) or stays as recorded. Both"
+        " must be of age, neither married to a member; not with spouse",
     )
 
 

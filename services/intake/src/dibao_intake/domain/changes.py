@@ -563,7 +563,29 @@ def check_address_change(
 MARRIES_THE_HEAD = frozenset({Relationship.OTHER, Relationship.OTHER_DEPENDANT})
 """Who in the household may become the head's spouse by marrying them: a member not
 related to the head (a relative is within the degrees the Civil Code forbids, art. 1048,
-or already has a place of their own)."""
+or already has a place of their own). Of two other members who marry each other, one at
+least must be such a member: two of the head's relatives or in-laws may be related to
+each other within those degrees, which relationships to the head cannot tell."""
+
+_SPOUSE_OF_MEMBER: dict[Relationship, Relationship] = {
+    Relationship.CHILD: Relationship.CHILD_IN_LAW,
+    Relationship.PARENT: Relationship.PARENT,
+    Relationship.PARENT_IN_LAW: Relationship.PARENT_IN_LAW,
+    Relationship.GRANDPARENT: Relationship.GRANDPARENT,
+}
+"""What a co-resident not related to the head becomes to the head by marrying a member of
+this relationship, as a spouse joining from outside would (``_SPOUSE_OF``): a child's
+spouse is a child-in-law, a parent's a step-parent (parent), a parent-in-law's or a
+grandparent's the like; a parent or grandparent only when older than the head (else other,
+as recorded). A sibling's, a grandchild's, a child-in-law's or another co-resident's spouse
+has no code of their own and stays as recorded (other, other dependant)."""
+
+_OLDER_THAN_HEAD = frozenset({Relationship.PARENT, Relationship.GRANDPARENT})
+"""As at a registration: a parent or grandparent is older than the head."""
+
+_ONE_COUPLE = frozenset({Relationship.PARENT, Relationship.PARENT_IN_LAW})
+"""Relationships of which two members are taken to be a couple: the head's parents (or
+parents-in-law) living with them are married to each other as far as the record tells."""
 
 
 def check_marriage_in_household(
@@ -574,11 +596,17 @@ def check_marriage_in_household(
     *,
     today: date,
     marriages: Marriages = NO_MARRIAGES,
-) -> tuple[uuid.UUID | None, list[Violation]]:
-    """Two members married each other; one of them is the head, the other becomes the
-    head's spouse (the member returned). The other must be unrelated to the head (other,
-    other dependant) and married to no member, the head without a spouse, both of age on
-    the day and past the end of their last marriage in the household (``marriages``)."""
+) -> tuple[dict[uuid.UUID, Relationship] | None, list[Violation]]:
+    """Two members married each other: the relationships to the head it records anew
+    (possibly none), or the violations.
+
+    With the head: the other becomes the head's spouse; they must be unrelated to the head
+    (other, other dependant), the head without a spouse. Neither the head: one of the two
+    at least must be unrelated to the head, and becomes to the head what the other's
+    spouse is (``_SPOUSE_OF_MEMBER``; nothing changes when that has no code, or both are
+    unrelated); neither may be the head's spouse, nor a parent (parent-in-law) beside
+    another. Either way both of age on the day, married to no member, and past the end of
+    their last marriage in the household (``marriages``)."""
     found = _not_after_today(married_on, today, "/married_on")
     member = state.member(person_id)
     partner = state.member(spouse_person_id)
@@ -590,29 +618,78 @@ def check_marriage_in_household(
         return None, found
     if person_id == spouse_person_id:
         return None, [*found, Violation("/spouse_person_id", "is the member who married")]
-    head, other = (member, partner) if person_id == state.head_person_id else (partner, member)
-    if head.person_id != state.head_person_id:
-        return None, [
-            *found,
-            Violation(
-                "/spouse_person_id",
-                "one of the two must be the head: a marriage between members records the"
-                " head's spouse",
-            ),
-        ]
-    pointer = "/spouse_person_id" if other is partner else "/person_id"
-    if other.relationship is Relationship.SPOUSE:
-        return None, [*found, Violation(pointer, "is married to the head already")]
-    if state.has_spouse():
-        found.append(Violation("/person_id", "the head already has a spouse"))
-    if other.relationship not in MARRIES_THE_HEAD:
-        found.append(
-            Violation(pointer, f"the head's {other.relationship} cannot become their spouse")
-        )
+    pointer_of = {person_id: "/person_id", spouse_person_id: "/spouse_person_id"}
+    recorded: dict[uuid.UUID, Relationship] = {}
+    if state.head_person_id in pointer_of:
+        other = partner if person_id == state.head_person_id else member
+        pointer = pointer_of[other.person_id]
+        if other.relationship is Relationship.SPOUSE:
+            return None, [*found, Violation(pointer, "is married to the head already")]
+        if state.has_spouse():
+            found.append(Violation("/person_id", "the head already has a spouse"))
+        if other.relationship not in MARRIES_THE_HEAD:
+            found.append(
+                Violation(pointer, f"the head's {other.relationship} cannot become their spouse")
+            )
+        recorded[other.person_id] = Relationship.SPOUSE
+    else:
+        found += _between_members(state, member, partner, pointer_of, recorded)
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
     found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
-    if other.person_id in marriages.married_to:
-        found.append(Violation(pointer, "is married to a member of the household"))
+    for person in (member, partner):
+        if person.person_id != state.head_person_id and person.person_id in marriages.married_to:
+            found.append(
+                Violation(pointer_of[person.person_id], "is married to a member of the household")
+            )
     found += _after_last_marriage(marriages, person_id, married_on, "the member")
     found += _after_last_marriage(marriages, spouse_person_id, married_on, "the spouse")
-    return (None if found else other.person_id), found
+    return (None if found else recorded), found
+
+
+def _between_members(
+    state: HouseholdState,
+    member: ActiveMember,
+    partner: ActiveMember,
+    pointer_of: Mapping[uuid.UUID, str],
+    recorded: dict[uuid.UUID, Relationship],
+) -> list[Violation]:
+    """Two members neither of whom is the head married each other: what the marriage
+    records of their relationships to the head (into ``recorded``), or why it cannot."""
+    found: list[Violation] = []
+    for person in (member, partner):
+        pointer = pointer_of[person.person_id]
+        if person.relationship is Relationship.SPOUSE:
+            found.append(Violation(pointer, "is married to the head"))
+        elif person.relationship in _ONE_COUPLE and any(
+            m.relationship is person.relationship and m.person_id != person.person_id
+            for m in state.members
+        ):
+            found.append(
+                Violation(
+                    pointer,
+                    f"another of the head's {person.relationship} lives in the household: the"
+                    " two are taken to be married to each other (record a death or move out"
+                    " first)",
+                )
+            )
+    if found:
+        return found
+    unrelated = [p for p in (member, partner) if p.relationship in MARRIES_THE_HEAD]
+    if not unrelated:
+        return [
+            Violation(
+                "/spouse_person_id",
+                f"the head's {member.relationship} and the head's {partner.relationship}: one"
+                " of two members marrying must be unrelated to the head (other,"
+                " other_dependant); two relatives or in-laws of the head may be related to"
+                " each other within the degrees the Civil Code forbids (art. 1048)",
+            )
+        ]
+    if len(unrelated) == 1:
+        [joining] = unrelated
+        relative = partner if joining is member else member
+        becomes = _SPOUSE_OF_MEMBER.get(relative.relationship)
+        older = joining.birth_date < state.head.birth_date
+        if becomes is not None and (becomes not in _OLDER_THAN_HEAD or older):
+            recorded[joining.person_id] = becomes
+    return []

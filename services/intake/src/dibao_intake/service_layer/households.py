@@ -1101,12 +1101,15 @@ async def _change_address(
 async def _marriage_in_household(
     work: _ChangeWork, change: Marriage, partner: uuid.UUID, update: ev.HouseholdUpdated
 ) -> None:
-    """The head and a co-resident member married each other: the member becomes the
-    head's spouse (their relationship recorded anew), published as the marriage's
-    spouse, the member as now recorded."""
+    """Two members married each other (ADR 0016): the head and a co-resident, who becomes
+    the head's spouse, or two other members, one of them unrelated to the head, who
+    becomes to the head what the other's spouse is (a child's: child-in-law; a parent's:
+    step-parent) or stays as recorded. The relationships recorded anew are the change's
+    ``relationships``; the marriage's spouse published is the member whose relationship
+    changed (else ``spouse_person_id``), as now recorded."""
     if change.spouse is not None:
         raise_if_any([Violation("/spouse", "the spouse is spouse_person_id, a member already")])
-    becomes_spouse, problems = rules.check_marriage_in_household(
+    relationships, problems = rules.check_marriage_in_household(
         work.state,
         change.person_id,
         partner,
@@ -1115,19 +1118,20 @@ async def _marriage_in_household(
         marriages=await work.marriages(),
     )
     raise_if_any(problems)
-    assert becomes_spouse is not None
-    member = work.before.member(becomes_spouse)
-    assert member is not None
-    await repo.set_relationship(work.session, member.membership_id, Relationship.SPOUSE)
+    assert relationships is not None
+    for person_id, relationship in relationships.items():
+        member = work.before.member(person_id)
+        assert member is not None
+        await repo.set_relationship(work.session, member.membership_id, relationship)
     work.effective_on = change.married_on
     work.details |= {
         "person_id": str(change.person_id),
         "spouse_person_id": str(partner),
-        "relationships": {str(becomes_spouse): Relationship.SPOUSE.value},
+        "relationships": {str(p): r.value for p, r in relationships.items()},
     }
     update.marriage.person_id = str(change.person_id)
     update.marriage.married_on.CopyFrom(contracts.local_date(change.married_on))
-    recorded = await work.member_after(becomes_spouse)
+    recorded = await work.member_after(next(iter(relationships), partner))
     update.marriage.spouse.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
 
 
