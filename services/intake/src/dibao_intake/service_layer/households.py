@@ -1106,7 +1106,7 @@ async def _marriage_in_household(
     becomes to the head what the other's spouse is (a child's: child-in-law; a parent's:
     step-parent) or stays as recorded. The relationships recorded anew are the change's
     ``relationships``; the marriage's spouse published is the member whose relationship
-    changed (else ``spouse_person_id``), as now recorded."""
+    changed (else ``spouse_person_id``), as now recorded, and its person_id the other."""
     if change.spouse is not None:
         raise_if_any([Violation("/spouse", "the spouse is spouse_person_id, a member already")])
     relationships, problems = rules.check_marriage_in_household(
@@ -1129,9 +1129,12 @@ async def _marriage_in_household(
         "spouse_person_id": str(partner),
         "relationships": {str(p): r.value for p, r in relationships.items()},
     }
-    update.marriage.person_id = str(change.person_id)
+    # The event's spouse is the member whose relationship changed; its person_id is the
+    # other of the two, whichever of them the request named first.
+    spouse = next(iter(relationships), partner)
+    update.marriage.person_id = str(partner if spouse == change.person_id else change.person_id)
     update.marriage.married_on.CopyFrom(contracts.local_date(change.married_on))
-    recorded = await work.member_after(next(iter(relationships), partner))
+    recorded = await work.member_after(spouse)
     update.marriage.spouse.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
 
 

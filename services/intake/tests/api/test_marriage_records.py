@@ -1,0 +1,118 @@
+"""Marriages between members through the API: what the record and the event say of them
+(ADR 0016)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import Sex
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, wait_for_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+REGISTRY = EventRegistry.default()
+
+
+async def _change(
+    intake: IntakeClient, household: RegisteredHousehold, body: dict[str, Any]
+) -> dict[str, Any]:
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == 201, response.text
+    out: dict[str, Any] = response.json()
+    return out
+
+
+def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> dict[str, Any]:
+    return {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(born, sex),
+        "relationship": relationship,
+        "employment_status": "unemployed",
+    }
+
+
+async def _moves_in(
+    intake: IntakeClient, household: RegisteredHousehold, member: dict[str, Any]
+) -> str:
+    """The person id of ``member``, who moves in."""
+    response = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    known = {m["person_id"] for m in response.json()["members"]}
+    joined = await _change(
+        intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
+    )
+    [person_id] = [
+        m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
+    ]
+    return str(person_id)
+
+
+async def _marriage_event(intake_stack: TestStack, change_id: str) -> ev.HouseholdUpdated:
+    found = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=change_id)
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    return update
+
+
+async def test_the_event_names_both_partners_whichever_the_request_names_first(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The lodger is named as person_id and the member they marry as spouse_person_id:
+    the event's marriage is the member's (person_id) and the lodger's (spouse, as now
+    recorded), two people, as the change's details say. It named the lodger twice."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    mother_born = household.plan.members[2].birth_date
+    lodger = await _moves_in(
+        intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
+    )
+    married = await _change(
+        intake,
+        household,
+        {
+            "kind": "marriage",
+            "person_id": lodger,
+            "married_on": "2026-02-14",
+            "spouse_person_id": mother,
+        },
+    )
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "parent"}
+    update = await _marriage_event(intake_stack, married["change_id"])
+    assert (update.marriage.person_id, update.marriage.spouse.person.person_id) == (
+        mother,
+        lodger,
+    )
+    assert update.marriage.spouse.relationship == enums.RELATIONSHIP_PARENT
+
+    # The same with the head: the lodger named first, the head as spouse_person_id.
+    single = await intake.register(intake.plan(shape="unemployed_single"))
+    [alone] = single.person_ids
+    born = single.plan.members[0].birth_date
+    sex = Sex.FEMALE if single.plan.members[0].sex is Sex.MALE else Sex.MALE
+    partner = await _moves_in(
+        intake, single, _person(intake, date(born.year + 1, 3, 3), sex, "other")
+    )
+    married = await _change(
+        intake,
+        single,
+        {
+            "kind": "marriage",
+            "person_id": partner,
+            "married_on": "2026-02-14",
+            "spouse_person_id": alone,
+        },
+    )
+    update = await _marriage_event(intake_stack, married["change_id"])
+    assert (update.marriage.person_id, update.marriage.spouse.person.person_id) == (
+        alone,
+        partner,
+    )
+    assert update.marriage.spouse.relationship == enums.RELATIONSHIP_SPOUSE
