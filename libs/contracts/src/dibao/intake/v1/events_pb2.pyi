@@ -238,7 +238,9 @@ class HouseholdUpdated(_message.Message):
     @_typing.final
     class Marriage(_message.Message):
         """A member married; the spouse is set when they join the household, or when they were a
-        member already and became the head's spouse (the member as now recorded).
+        member already (the member as now recorded): the head's new spouse, or, when two members
+        other than the head married, the one whose relationship to the head changed (else the
+        member named as spouse).
         """
 
         DESCRIPTOR: _descriptor.Descriptor
