@@ -7,13 +7,14 @@ from datetime import date
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, wait_for_events
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -116,3 +117,40 @@ async def test_the_event_names_both_partners_whichever_the_request_names_first(
         partner,
     )
     assert update.marriage.spouse.relationship == enums.RELATIONSHIP_SPOUSE
+
+
+async def test_a_widowed_parent_marries_on_or_after_the_other_parents_death(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's father and mother live with the household (taken to be married to each
+    other: neither may marry while both do). The father died on 1 Mar: the death names
+    the mother as the spouse left behind, and her marriage to the lodger dated 14 Feb,
+    while her husband lived, is refused at married_on naming 1 Mar, writing nothing; on 1
+    Mar it is recorded. It was accepted: the record showed her married to two men."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    mother_born = household.plan.members[2].birth_date
+    father = await _moves_in(
+        intake, household, _person(intake, date(mother_born.year - 3, 2, 2), Sex.MALE, "parent")
+    )
+    lodger = await _moves_in(
+        intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
+    )
+    died = await _change(
+        intake, household, {"kind": "death", "person_id": father, "date_of_death": "2026-03-01"}
+    )
+    assert died["household"]["changes"][-1]["details"]["spouse_person_id"] == mother
+    marriage = {"kind": "marriage", "person_id": mother, "spouse_person_id": lodger}
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json=marriage | {"married_on": "2026-02-14"},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/married_on"
+    assert "2026-03-01" in error["detail"]
+    assert await row_counts(intake_engine) == before
+    married = await _change(intake, household, marriage | {"married_on": "2026-03-01"})
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "parent"}

@@ -271,14 +271,19 @@ def marriages_in_household(
                 married_to[member], married_to[partner] = partner, member
         elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
             leaver = uuid.UUID(str(details["person_id"]))
-            left = married_to.pop(leaver, None)
+            # The marriage recorded here, and the spouse the change names: the same person
+            # but for a parent who married here and was later joined by another parent
+            # (the change names that one); both end.
+            recorded = married_to.pop(leaver, None)
+            left = set() if recorded is None else {recorded}
             if details.get("spouse_person_id"):
-                left = uuid.UUID(str(details["spouse_person_id"]))
-            elif left is None and left_as.get((leaver, change.effective_on)) is _R.SPOUSE:
-                left = head_then
-            if left is not None:
-                married_to.pop(left, None)
-                for person in (leaver, left):
+                left.add(uuid.UUID(str(details["spouse_person_id"])))
+            elif not left and left_as.get((leaver, change.effective_on)) is _R.SPOUSE:
+                left.add(head_then)
+            for partner in left:
+                if married_to.get(partner) == leaver:
+                    del married_to[partner]
+                for person in (leaver, partner):
                     ended_on[person] = max(
                         ended_on.get(person, change.effective_on), change.effective_on
                     )
@@ -287,12 +292,22 @@ def marriages_in_household(
 
 def spouse_left_behind(state: HouseholdState, person_id: uuid.UUID) -> uuid.UUID | None:
     """The spouse in the household of a member who dies or moves out: the head's spouse
-    when the head leaves, the head when their spouse does."""
+    when the head leaves, the head when their spouse does, and the other of the head's
+    parents (parents-in-law) when one of two leaves (``_ONE_COUPLE``: taken to be married
+    to each other)."""
     member = state.member(person_id)
     if person_id == state.head_person_id:
         return next((m.person_id for m in state.members if m.relationship is _R.SPOUSE), None)
     if member is not None and member.relationship is _R.SPOUSE:
         return state.head_person_id
+    if member is not None and member.relationship in _ONE_COUPLE:
+        others = [
+            m.person_id
+            for m in state.members
+            if m.relationship is member.relationship and m.person_id != person_id
+        ]
+        if len(others) == 1:
+            return others[0]
     return None
 
 
