@@ -21,14 +21,20 @@ import asyncpg
 import httpx
 import pytest
 
+from dibao_common.testing.local_stack import (
+    drop_instance_databases,
+    instance_env,
+    instance_state_dir,
+    process_alive,
+    stack_sh,
+    wait_healthy,
+)
 from dibao_common.testing.stack import REPO_ROOT, SERVICES, TestStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.postgres]
 
 INSTANCE = "e2e"
-STATE_DIR = Path(os.environ.get("DIBAO_TEST_STATE", REPO_ROOT / ".local" / "test")) / INSTANCE
-"""Inside the test instance's own state directory: two test instances side by side (each
-with its DIBAO_TEST_INSTANCE) would otherwise share and delete each other's pid files."""
+STATE_DIR = instance_state_dir(INSTANCE)
 
 
 PG_PASSWORD = "pg-pa55word"
@@ -41,68 +47,28 @@ def _with_password(dsn: str) -> str:
 
 
 def _env(stack: TestStack) -> dict[str, str]:
-    base = int(os.environ.get("DIBAO_TEST_SVC_PORT_BASE", "8100"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIBAO_")}
     server = stack.pg_admin_dsn.rsplit("/", 1)[0].split("@", 1)[1]
     database = f"dibao_{INSTANCE}_audit"
-    return env | {
-        "DIBAO_INSTANCE": INSTANCE,
-        "DIBAO_STATE_DIR": str(STATE_DIR),
-        # A password with a quote (legal in a URL): the service's environment is passed as
-        # written (xargs refused it, and audit then started without its keys). The test
-        # stack trusts loopback logins, so the password itself is not checked.
-        "DIBAO_AUDIT_RUNTIME_DATABASE_URL": (
-            f"postgresql+asyncpg://{database}_app:it's-secret@{server}/{database}"
-        ),
-        # With a password (the test stack trusts loopback logins and ignores it), which no
-        # message may show.
-        "DIBAO_PG_URL": _with_password(stack.pg_admin_dsn),
-        "DIBAO_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        # Unused ports (the servers are the test stack's), required by the script.
-        "DIBAO_PG_PORT": "1",
-        "DIBAO_KAFKA_PORT": "1",
-        "DIBAO_SVC_PORT_BASE": str(base),
-        # A command waiting for the instance's lock gives up soon: a lock still held by
-        # something `up` left running shows as a failure, not as a long wait.
-        "DIBAO_LOCK_WAIT": "5",
-    }
-
-
-def _stack_sh(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(REPO_ROOT / "deploy" / "stack.sh"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    return instance_env(
+        stack,
+        INSTANCE,
+        STATE_DIR,
+        {
+            # A password with a quote (legal in a URL): the service's environment is passed
+            # as written (xargs refused it, and audit then started without its keys). The
+            # test stack trusts loopback logins, so the password itself is not checked.
+            "DIBAO_AUDIT_RUNTIME_DATABASE_URL": (
+                f"postgresql+asyncpg://{database}_app:it's-secret@{server}/{database}"
+            ),
+            # With a password (the test stack trusts loopback logins and ignores it), which
+            # no message may show.
+            "DIBAO_PG_URL": _with_password(stack.pg_admin_dsn),
+        },
     )
 
 
 def _pid(state_dir: Path, service: str) -> int:
     return int((state_dir / "run" / f"{service}.pid").read_text())
-
-
-async def _wait_healthy(port: int) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        for _ in range(300):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    pytest.fail(f"nothing answers /healthz on {port}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie waiting for its reaper is gone for every purpose here.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
 
 
 async def _forget_idempotent_answers(stack: TestStack) -> None:
@@ -155,12 +121,7 @@ async def state_dir(stack: TestStack) -> AsyncIterator[Path]:
     STATE_DIR.mkdir(parents=True)
     yield STATE_DIR
     shutil.rmtree(STATE_DIR, ignore_errors=True)
-    conn = await asyncpg.connect(stack.pg_admin_dsn)
-    try:
-        for service in SERVICES:
-            await conn.execute(f'DROP DATABASE IF EXISTS "dibao_{INSTANCE}_{service}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_instance_databases(stack, INSTANCE)
 
 
 @pytest.fixture
@@ -183,7 +144,7 @@ def other_instance_payments(stack: TestStack) -> Iterator[Callable[[], tuple[int
     def start() -> tuple[int, int]:
         env = _env(stack)
         port = int(env["DIBAO_SVC_PORT_BASE"]) + 50
-        own = _stack_sh(env, "env", "payments")
+        own = stack_sh(env, "env", "payments")
         assert own.returncode == 0, own.stderr
         service_env = dict(line.split("=", 1) for line in own.stdout.splitlines() if line)
         other_state = str(STATE_DIR.parent / f"{INSTANCE}-other")
@@ -242,7 +203,7 @@ async def test_up_serves_every_service_and_down_stops_them(
     (state_dir / "run" / "publicity.pid").write_text(f"{unrelated_process}\n")
     started = time.monotonic()
     pids: list[int] = []
-    up = _stack_sh(env, "up")
+    up = stack_sh(env, "up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         server = stack.pg_admin_dsn.split("@", 1)[1]
@@ -258,41 +219,41 @@ async def test_up_serves_every_service_and_down_stops_them(
                 ready = await client.get(f"http://127.0.0.1:{base + i}/readyz")
                 assert ready.status_code == 200, ready.text
         await _audit_cannot_leave_its_role(stack)
-        status = _stack_sh(env, "status")
+        status = stack_sh(env, "status")
         assert status.returncode == 0, status.stdout
         pids = [_pid(state_dir, s) for s in SERVICES]
-        assert all(_alive(p) for p in pids)
+        assert all(process_alive(p) for p in pids)
         assert unrelated_process not in pids
 
         # Services whose pid files are gone (deleted, or never written: `up` killed
         # between a start and the write), beside another instance's payments: `up`
         # takes this instance's back, the other one is not this instance's.
         other_pid, other_port = other_instance_payments()
-        await _wait_healthy(other_port)
+        await wait_healthy(other_port)
         (state_dir / "run" / "intake.pid").unlink()
         (state_dir / "run" / "payments.pid").unlink()
-        status = _stack_sh(env, "status")
+        status = stack_sh(env, "status")
         assert f"intake: running on 127.0.0.1:{base + 1}" in status.stdout, status.stdout
         # The demo's idempotent answers are gone (kept seven days, or sent by an earlier
         # loader with other bodies): `up` finds the demo on file and sends nothing again.
         await _forget_idempotent_answers(stack)
-        again = _stack_sh(env, "up")
+        again = stack_sh(env, "up")
         assert again.returncode == 0, again.stdout + again.stderr
         assert "intake demo: already loaded" in again.stdout, again.stdout
         assert "adopted" in again.stderr
         assert [_pid(state_dir, s) for s in SERVICES] == pids
         (state_dir / "run" / "intake.pid").unlink()
     finally:
-        down = _stack_sh(env, "down")
+        down = stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
-    assert _alive(unrelated_process)
-    assert _alive(other_pid)
+    assert process_alive(unrelated_process)
+    assert process_alive(other_pid)
     # `down` waits for each process group; a short grace covers the reaper's delay.
     for _ in range(50):
-        if not any(_alive(p) for p in pids):
+        if not any(process_alive(p) for p in pids):
             break
         await asyncio.sleep(0.2)
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if process_alive(p)]
     assert not list((state_dir / "run").glob("*.pid"))
 
 
@@ -317,11 +278,11 @@ def test_a_second_command_waits_for_the_lock_then_fails(stack: TestStack, state_
                 if lock.exists() and f"pid {first.pid} " in lock.read_text():
                     break
                 time.sleep(0.1)
-            status = _stack_sh(env, "status")
+            status = stack_sh(env, "status")
             assert "intake: stopped" in status.stdout, status.stdout + status.stderr
             for command in ("down", "up"):
                 started = time.monotonic()
-                second = _stack_sh(env, command)
+                second = stack_sh(env, command)
                 took = time.monotonic() - started
                 assert first.poll() is None, "up ended before the test was done with it"
                 assert second.returncode != 0, f"{command} ran beside up: {second.stderr}"
@@ -334,7 +295,7 @@ def test_a_second_command_waits_for_the_lock_then_fails(stack: TestStack, state_
             if first.poll() is None:
                 os.killpg(first.pid, signal.SIGKILL)
                 first.communicate()
-    down = _stack_sh(env, "down")
+    down = stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
 
 
@@ -346,11 +307,11 @@ def test_a_port_taken_by_another_process_fails_up(
     env = _env(stack)
     port = int(env["DIBAO_SVC_PORT_BASE"]) + 2
     try:
-        up = _stack_sh(env, "up")
+        up = stack_sh(env, "up")
         assert up.returncode != 0
         assert f"port {port}" in up.stderr, up.stderr
         assert f"pid {port_squatter.pid} " in up.stderr, up.stderr
     finally:
-        down = _stack_sh(env, "down")
+        down = stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
     assert port_squatter.poll() is None
