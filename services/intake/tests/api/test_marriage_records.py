@@ -154,3 +154,58 @@ async def test_a_widowed_parent_marries_on_or_after_the_other_parents_death(
     assert await row_counts(intake_engine) == before
     married = await _change(intake, household, marriage | {"married_on": "2026-03-01"})
     assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "parent"}
+
+
+async def test_a_new_head_married_here_may_not_marry_again(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The grown son married the lodger living with the household (she became a
+    child-in-law); his father died and he heads the household, his wife given as other
+    against him. His marriage to her is on record while both are members: a second
+    marriage of his is refused at person_id, writing nothing. It was recorded."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, _wife, _mother, _kid = household.person_ids
+    head_born = household.plan.members[0].birth_date
+    son = await _moves_in(
+        intake,
+        household,
+        _person(intake, date(min(head_born.year + 20, 2003), 2, 2), Sex.MALE, "child"),
+    )
+    bride = await _moves_in(
+        intake, household, _person(intake, date(2004, 3, 3), Sex.FEMALE, "other")
+    )
+    married = await _change(
+        intake,
+        household,
+        {
+            "kind": "marriage",
+            "person_id": son,
+            "married_on": "2026-02-14",
+            "spouse_person_id": bride,
+        },
+    )
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {
+        bride: "child_in_law"
+    }
+    died = await _change(
+        intake,
+        household,
+        {
+            "kind": "death",
+            "person_id": head,
+            "date_of_death": "2026-03-01",
+            "new_head_person_id": son,
+            "relationships": {bride: "other"},
+        },
+    )
+    assert died["household"]["head_person_id"] == son
+    second = _person(intake, date(1998, 4, 4), Sex.FEMALE, "spouse")
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json={"kind": "marriage", "person_id": son, "married_on": "2026-03-01", "spouse": second},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/person_id"]
+    assert await row_counts(intake_engine) == before

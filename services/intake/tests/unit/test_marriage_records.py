@@ -11,6 +11,7 @@ from dibao_intake.domain.changes import (
     HouseholdState,
     Marriages,
     PastChange,
+    check_marriage,
     check_marriage_in_household,
     marriages_in_household,
     spouse_left_behind,
@@ -93,3 +94,30 @@ def test_a_leaver_married_by_a_recorded_marriage_ends_it_whoever_else_is_named()
     assert marriages.married_to == {}
     assert marriages.ended_on[LODGER] == died
     assert marriages.ended_on[FATHER] == died
+
+
+def test_a_head_married_to_a_member_here_may_not_marry_again() -> None:
+    """The son married the lodger here (she became a child-in-law); his father died and
+    the son heads the household, his wife recorded against him as the clerk gave it
+    (other). The record holds his marriage to her while both are members: he may not
+    marry again, a spouse joining, living elsewhere or a member, as any other member
+    married to one here may not (ADR 0016). The head was left out of that check."""
+    son, wife, tenant = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    state = HouseholdState(
+        head_person_id=son,
+        members=[
+            ActiveMember(son, Relationship.HEAD, date(1990, 4, 2)),
+            ActiveMember(wife, Relationship.OTHER, date(1992, 6, 1)),
+            ActiveMember(tenant, Relationship.OTHER, date(1993, 3, 3)),
+        ],
+    )
+    marriages = Marriages({son: wife, wife: son}, {})
+    on = date(2026, 7, 1)
+    found = check_marriage(state, son, on, None, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/person_id"]
+    _, found = check_marriage_in_household(state, son, tenant, on, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/person_id"]
+    _, found = check_marriage_in_household(state, tenant, son, on, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
+    # Unmarried here, he may.
+    assert check_marriage(state, son, on, None, today=TODAY) == []

@@ -311,6 +311,13 @@ def spouse_left_behind(state: HouseholdState, person_id: uuid.UUID) -> uuid.UUID
     return None
 
 
+def _head_with_spouse(state: HouseholdState, person_id: uuid.UUID) -> bool:
+    """The head with a spouse recorded, refused as that (once) rather than as married to
+    a member; a head married here to a member recorded otherwise (the heir's wife given as
+    other when the heir became head) is married to a member all the same."""
+    return person_id == state.head_person_id and state.has_spouse()
+
+
 def _after_last_marriage(
     marriages: Marriages, person_id: uuid.UUID, married_on: date, who: str
 ) -> list[Violation]:
@@ -347,7 +354,7 @@ def check_marriage(
     if (
         member.relationship is Relationship.SPOUSE
         or (person_id == state.head_person_id and state.has_spouse() and spouse is None)
-        or (person_id != state.head_person_id and person_id in marriages.married_to)
+        or (person_id in marriages.married_to and not _head_with_spouse(state, person_id))
     ):
         # Married to the head, the head with a spouse in the household, or a marriage
         # recorded with a member still here: a second marriage needs the first to end first
@@ -652,7 +659,9 @@ def check_marriage_in_household(
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
     found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
     for person in (member, partner):
-        if person.person_id != state.head_person_id and person.person_id in marriages.married_to:
+        if person.person_id in marriages.married_to and not _head_with_spouse(
+            state, person.person_id
+        ):
             found.append(
                 Violation(pointer_of[person.person_id], "is married to a member of the household")
             )
