@@ -121,3 +121,24 @@ def test_a_head_married_to_a_member_here_may_not_marry_again() -> None:
     assert [v.pointer for v in found] == ["/spouse_person_id"]
     # Unmarried here, he may.
     assert check_marriage(state, son, on, None, today=TODAY) == []
+
+
+def test_the_head_who_has_a_spouse_is_refused_at_the_heads_own_field() -> None:
+    """A lodger and the head, who has a spouse: refused at the head's field, whichever of
+    the two the request names first (it was always /person_id, the lodger's when the
+    lodger was named first)."""
+    wife = uuid.uuid4()
+    state = HouseholdState(
+        HEAD,
+        [
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(wife, Relationship.SPOUSE, date(1970, 9, 14)),
+            ActiveMember(LODGER, Relationship.OTHER, date(1969, 7, 1)),
+        ],
+    )
+    on = date(2026, 7, 1)
+    _, found = check_marriage_in_household(state, HEAD, LODGER, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/person_id"]
+    _, found = check_marriage_in_household(state, LODGER, HEAD, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
+    assert "the head already has a spouse" in found[0].detail

@@ -648,7 +648,9 @@ def check_marriage_in_household(
         if other.relationship is Relationship.SPOUSE:
             return None, [*found, Violation(pointer, "is married to the head already")]
         if state.has_spouse():
-            found.append(Violation("/person_id", "the head already has a spouse"))
+            found.append(
+                Violation(pointer_of[state.head_person_id], "the head already has a spouse")
+            )
         if other.relationship not in MARRIES_THE_HEAD:
             found.append(
                 Violation(pointer, f"the head's {other.relationship} cannot become their spouse")
