@@ -7,12 +7,14 @@ commands changing one instance do not run at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -257,45 +259,111 @@ async def test_up_serves_every_service_and_down_stops_them(
     assert not list((state_dir / "run").glob("*.pid"))
 
 
+class GatedProxy:
+    """A TCP proxy to PostgreSQL that holds every connection until ``open()``: a command
+    reaching its server through it waits there, holding whatever it took before. Bytes
+    pass unchanged once open; ``close()`` ends it and its connections."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.gate = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.gate.set()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        self.gate.wait()
+        try:
+            server = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        self.sockets.append(server)
+        threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+        self._pipe(client, server)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
 def test_a_second_command_waits_for_the_lock_then_fails(stack: TestStack, state_dir: Path) -> None:
     """`up` holds the instance's lock from start to end: a `down` or a second `up` meanwhile
     waits DIBAO_LOCK_WAIT seconds, then fails naming the lock and who holds it; `status`
-    does not wait. Once `up` has ended the lock is free."""
+    does not wait. Once `up` has ended the lock is free.
+
+    The first `up` reaches PostgreSQL through a proxy that holds its connection until the
+    checks are done, so it is still running (lock held) whatever the machine's speed; its
+    probe's timeout is raised to outlast them. The second `up` is without services: were the
+    lock not honoured, it must not leave a stack running."""
     env = _env(stack) | {"DIBAO_LOCK_WAIT": "2"}
+    host, port = stack.pg_admin_dsn.rsplit("/", 1)[0].split("@", 1)[1].rsplit(":", 1)
+    proxy = GatedProxy(host, int(port))
+    held = env | {
+        "DIBAO_PG_URL": env["DIBAO_PG_URL"].replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}"),
+        "DIBAO_PROBE_TIMEOUT": "120",
+    }
     lock = state_dir / "lock"
-    with subprocess.Popen(
-        ["bash", str(REPO_ROOT / "deploy" / "stack.sh"), "up", "--no-services"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as first:
-        try:
-            # Until `up` names itself in the lock file (scripts without a lock never do:
-            # the checks below then run beside it all the same).
-            for _ in range(100):
-                if lock.exists() and f"pid {first.pid} " in lock.read_text():
-                    break
-                time.sleep(0.1)
-            status = stack_sh(env, "status")
-            assert "intake: stopped" in status.stdout, status.stdout + status.stderr
-            for command in ("down", "up"):
-                started = time.monotonic()
-                second = stack_sh(env, command)
-                took = time.monotonic() - started
-                assert first.poll() is None, "up ended before the test was done with it"
-                assert second.returncode != 0, f"{command} ran beside up: {second.stderr}"
-                assert str(lock) in second.stderr, second.stderr
-                assert f"pid {first.pid} " in second.stderr, second.stderr
-                assert 2 <= took < 30, took
-            _, err = first.communicate(timeout=600)
-            assert first.returncode == 0, err
-        finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-                first.communicate()
-    down = stack_sh(env, "down")
+    try:
+        with subprocess.Popen(
+            ["bash", str(REPO_ROOT / "deploy" / "stack.sh"), "up", "--no-services"],
+            env=held,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as first:
+            try:
+                # Until `up` names itself in the lock file (scripts without a lock never do:
+                # the checks below then run beside it all the same).
+                for _ in range(100):
+                    if lock.exists() and f"pid {first.pid} " in lock.read_text():
+                        break
+                    time.sleep(0.1)
+                status = stack_sh(env, "status")
+                assert "intake: stopped" in status.stdout, status.stdout + status.stderr
+                for command in (("down",), ("up", "--no-services")):
+                    started = time.monotonic()
+                    second = stack_sh(env, *command)
+                    took = time.monotonic() - started
+                    assert first.poll() is None, "up ended before the test was done with it"
+                    assert second.returncode != 0, f"{command} ran beside up: {second.stderr}"
+                    assert str(lock) in second.stderr, second.stderr
+                    assert f"pid {first.pid} " in second.stderr, second.stderr
+                    assert 2 <= took < 30, took
+                proxy.open()
+                _, err = first.communicate(timeout=600)
+                assert first.returncode == 0, err
+            finally:
+                if first.poll() is None:
+                    os.killpg(first.pid, signal.SIGKILL)
+                    first.communicate()
+    finally:
+        proxy.close()
+        down = stack_sh(env, "down")
     assert down.returncode == 0, down.stderr
 
 
