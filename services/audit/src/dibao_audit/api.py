@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,7 @@ from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
-from dibao_common.errors import BadRequest, InvalidCursor, NotFound, problem_responses
+from dibao_common.errors import BadRequest, Conflict, InvalidCursor, NotFound, problem_responses
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
 from dibao_common.observability import current_correlation_id
@@ -52,6 +53,13 @@ class AuditRuntime:
     personal_data_roles: frozenset[str]
     registry: EventRegistry
     whole_log: WholeLog
+    checkpoint_interval_s: float = 60.0
+    """How often a checkpoint is signed: when an entry not yet covered will be."""
+
+
+def _seconds(interval_s: float) -> str:
+    """A whole number of seconds, at least 1 (Retry-After's form)."""
+    return str(max(1, math.ceil(interval_s)))
 
 
 def _runtime(request: Request) -> AuditRuntime:
@@ -531,8 +539,11 @@ async def list_entries(
     "An entry of another region answers 404 as an absent one; the whole log's entries "
     "are every auditor's. `decoded` is masked by role (`masked`); `payload`, `headers` "
     "and `record_key` are the event as logged, unmasked, since the leaf is their hash. "
-    "The read of a household's entry is itself logged as a read of its personal data.",
-    responses=problem_responses(401, 403, 404, 422),
+    "The read of a household's entry is itself logged as a read of its personal data. "
+    "An entry listed but not yet covered by the checkpoint asked for answers 409 "
+    "entry-not-covered (with `tree_size`, and `Retry-After` when it is the latest: the "
+    "next checkpoint covers it).",
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def entry_with_proof(
     principal: Auditor,
@@ -548,8 +559,20 @@ async def entry_with_proof(
     entry, leaf, columns = checked.entry, checked.leaf, checked.columns
     cp = await _covering(session, tree_size)
     if index >= cp.tree_size:
-        raise NotFound(
-            "The entry is not covered by that checkpoint yet", type_slug="entry-not-covered"
+        # The entry exists (not a 404): the checkpoint asked for does not cover it. The
+        # latest one will within a checkpoint interval; a named older one never will.
+        later = tree_size is None
+        raise Conflict(
+            f"Entry {index} is not covered by the checkpoint of tree size {cp.tree_size}"
+            + (
+                f"; the next checkpoint, signed within {_seconds(runtime.checkpoint_interval_s)}"
+                " s, will cover it"
+                if later
+                else "; ask without tree_size, or for a larger one"
+            ),
+            type_slug="entry-not-covered",
+            headers={"Retry-After": _seconds(runtime.checkpoint_interval_s)} if later else None,
+            tree_size=cp.tree_size,
         )
     path = await service.inclusion_proof(session, index, cp.tree_size)
     unmasked = _sees_personal_data(principal, runtime)

@@ -85,6 +85,7 @@ def create_app(
             personal_data_roles=frozenset(resolved.audit_personal_data_roles),
             registry=registry,
             whole_log=WholeLog(resolved.audit_log_region, registry),
+            checkpoint_interval_s=resolved.audit_checkpoint_interval_s,
         )
         app.state.audit_projector = projector
         app.state.audit_consumer = consumer

@@ -205,6 +205,38 @@ async def test_an_entry_comes_with_a_proof_that_verifies(api: Api) -> None:
     assert foreign.status_code == 404
 
 
+async def test_an_entry_listed_before_a_checkpoint_covers_it_is_409_not_404(api: Api) -> None:
+    """An entry appended since the latest checkpoint exists: it is listed, and asking for its
+    proof says when one will be there instead of answering that there is no such entry."""
+    appender = api.app.state.audit.appender
+    await appender.append([recorded_event(_withdrawn("hh-a", LANZHOU, 99), offset=40, key="hh-a")])
+    listed = (
+        await api.client.get(
+            "/audit/entries", params={"household_id": "hh-a"}, headers=api.auditor()
+        )
+    ).json()["items"]
+    assert listed[-1]["index"] == 32
+    pending = await api.client.get("/audit/entries/32", headers=api.auditor())
+    assert pending.status_code == 409, pending.text
+    assert pending.headers["content-type"] == "application/problem+json"
+    assert pending.headers["retry-after"] == "60"
+    body = pending.json()
+    assert body["type"].endswith("/entry-not-covered")
+    assert body["tree_size"] == 32
+    assert "within 60 s" in body["detail"]
+    # A named older checkpoint never will cover it: no Retry-After.
+    older = await api.client.get(
+        "/audit/entries/21", params={"tree_size": 11}, headers=api.auditor()
+    )
+    assert older.status_code == 409, older.text
+    assert "retry-after" not in older.headers
+    assert older.json()["tree_size"] == 11
+    # An index past the log is still no such entry.
+    absent = await api.client.get("/audit/entries/33", headers=api.auditor())
+    assert absent.status_code == 404
+    assert absent.json()["type"].endswith("/entry-not-found")
+
+
 async def test_consistency_between_checkpoints(api: Api) -> None:
     key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
     items = (await api.client.get("/audit/checkpoints", headers=api.auditor())).json()["items"]
