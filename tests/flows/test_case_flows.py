@@ -244,7 +244,7 @@ async def _operation(auditor: Auditor, index: int) -> str | None:
     """The ``operation`` of the access record logged at ``index``, as the auditor reads it
     (None while no checkpoint covers the entry: the read serves it with its proof)."""
     response = await auditor.entry(index)
-    if response.status_code == 404 and "entry-not-covered" in response.text:
+    if response.status_code == 409 and "entry-not-covered" in response.text:
         return None
     assert response.status_code == 200, response.text
     decoded = response.json()["decoded"]
