@@ -11,6 +11,7 @@ import base64
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ENTRY_DOMAIN = b"dibao.audit.entry.v1"
 
@@ -141,6 +142,94 @@ def parse_header_block(block: bytes) -> tuple[tuple[str, bytes], ...]:
     if pos != size:
         raise MalformedEntryError("trailing bytes after the headers")
     return tuple(out)
+
+
+def pick_headers(block: bytes, wanted: dict[bytes, int]) -> list[bytes | None] | None:
+    """The values of the headers ``wanted`` names (name -> slot; of a name repeated, the
+    last in the block's order, as ``dict(parse_header_block(block))`` gives), or None
+    where :func:`parse_header_block` would raise. Only the names are compared (and checked
+    to be UTF-8): no header is decoded or kept but those asked for."""
+    size = len(block)
+    unpack = _U32.unpack_from
+    out: list[bytes | None] = [None] * len(wanted)
+    try:
+        (count,) = unpack(block, 0)
+        pos = 4
+        for _ in range(count):
+            # A length past the end makes the next unpack raise (or the last one leave
+            # pos != size), so the bounds are not tested per field.
+            end = pos + 4 + unpack(block, pos)[0]
+            name = block[pos + 4 : end]
+            pos = end + 4 + unpack(block, end)[0]
+            slot = wanted.get(name)
+            if slot is not None:
+                out[slot] = block[end + 4 : pos]
+            elif not name.isascii():
+                name.decode()
+    except (struct.error, UnicodeDecodeError):
+        return None
+    if pos != size:
+        return None
+    return out
+
+
+_Layout = tuple[struct.Struct, tuple[Any, ...], struct.Struct, tuple[tuple[int, int], ...]]
+
+
+class HeaderPicker:
+    """:func:`pick_headers` of ``wanted``, remembering the layout of the blocks it read.
+
+    A layout is a block's sequence of (name, value length): the records of one producer
+    share a few (dibao's relays write the same headers, values of fixed length but the
+    actor's). A block of a remembered length is read with two precompiled unpacks rather
+    than a loop: one gives every length field and name (the skeleton), which must equal
+    the remembered block's, so the walk of :func:`pick_headers` would go the same way and
+    succeed; the other gives the values asked for. Any other block is walked, and its
+    layout remembered (at most ``limit`` lengths, then forgotten at once)."""
+
+    def __init__(self, wanted: dict[bytes, int], limit: int = 256) -> None:
+        self._wanted = wanted
+        self._limit = limit
+        self._layouts: dict[int, _Layout] = {}
+
+    def __call__(self, block: bytes) -> list[bytes | None] | None:
+        layout = self._layouts.get(len(block))
+        if layout is not None:
+            skeleton, expected, values, slots = layout
+            if skeleton.unpack_from(block) == expected:
+                got = values.unpack_from(block)
+                out: list[bytes | None] = [None] * len(self._wanted)
+                for slot, at in slots:
+                    out[slot] = got[at]
+                return out
+        found = pick_headers(block, self._wanted)
+        if found is not None:
+            if len(self._layouts) >= self._limit:
+                self._layouts.clear()
+            self._layouts[len(block)] = self._layout_of(block)
+        return found
+
+    def _layout_of(self, block: bytes) -> _Layout:
+        """The layout of a block :func:`pick_headers` read (so well formed)."""
+        unpack = _U32.unpack_from
+        (count,) = unpack(block, 0)
+        pos = 4
+        skeleton, values = [">I"], [">4x"]
+        slots: list[tuple[int, int]] = []
+        for _ in range(count):
+            n = unpack(block, pos)[0]
+            name = block[pos + 4 : pos + 4 + n]
+            size = unpack(block, pos + 4 + n)[0]
+            pos += 8 + n + size
+            skeleton.append(f"I{n}sI{size}x")
+            slot = self._wanted.get(name)
+            if slot is None:
+                values.append(f"{8 + n + size}x")
+            else:
+                values.append(f"{8 + n}x{size}s")
+                slots.append((slot, len(slots)))
+        shape = struct.Struct("".join(skeleton))
+        return shape, shape.unpack_from(block), struct.Struct("".join(values)), tuple(slots)
 
 
 class MalformedEntryError(ValueError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -376,9 +377,11 @@ async def stream_records(
 _CANONICAL_RANGE_SQL = r"""
     SELECT array_agg(leaf_index), array_agg(canonical), array_agg(ce_id), array_agg(ce_type),
            array_agg(ce_time), array_agg(household_id), array_agg(application_id),
-           array_agg(case_id), array_agg(region), array_agg(actor), array_agg(regions) FROM (
+           array_agg(case_id), array_agg(region), array_agg(actor), array_agg(regions),
+           array_agg(block_size), array_agg(payload_size) FROM (
         SELECT leaf_index, ce_id::text AS ce_id, ce_type, ce_time, household_id,
             application_id, case_id, region, actor, to_json(regions)::text AS regions,
+            octet_length(header_block) AS block_size, octet_length(payload) AS payload_size,
             $1::bytea
             || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')
             || int4send(partition) || int8send("offset")
@@ -407,6 +410,21 @@ class CanonicalRange:
     leaves: list[bytes]
     stored: list[Columns]
     """Each entry's query columns as stored (not hashed; checked against the record)."""
+    block_sizes: list[int]
+    payload_sizes: list[int]
+    """The sizes of each entry's header block and payload: the canonical bytes end with
+    ``header block, u32(payload size), payload`` (as the server assembles them), so both
+    are sliced from them without walking what comes before."""
+
+    def parts(self, at: int) -> tuple[bytes, bytes]:
+        """The header block and payload of the ``at``-th entry, sliced from its bytes."""
+        data = self.canonical[at]
+        end = len(data) - self.payload_sizes[at]
+        return data[end - 4 - self.block_sizes[at] : end - 4], data[end:]
+
+
+_columns_of_row: Callable[[tuple[Any, ...]], Columns] = partial(tuple.__new__, Columns)
+"""``Columns._make`` without its Python frame (a row per entry of every export)."""
 
 
 async def canonical_range(session: AsyncSession, start: int, end: int) -> CanonicalRange:
@@ -419,29 +437,35 @@ async def canonical_range(session: AsyncSession, start: int, end: int) -> Canoni
     back) is left out, as a join would, and the verifier names the gap.
     """
     driver = await _driver(session)
-    indices, canonical, *columns, listed = await driver.fetchrow(
+    indices, canonical, *columns, listed, block_sizes, payload_sizes = await driver.fetchrow(
         _CANONICAL_RANGE_SQL, _DOMAIN_FIELD, start, end
     )
     leaf_indices, leaves = await driver.fetchrow(_LEAF_RANGE_SQL, start, end)
     if indices is None or leaf_indices is None:
-        return CanonicalRange([], [], [], [])
+        return CanonicalRange([], [], [], [], [], [])
     # regions travel as JSON arrays (arrays of different lengths do not aggregate into one
     # PostgreSQL array), None when the entry names none.
     regions = [None if x is None else tuple(json.loads(x)) for x in listed]
-    stored = [Columns._make(row) for row in zip(*columns, regions, strict=True)]
+    stored: list[Columns] = list(map(_columns_of_row, zip(*columns, regions, strict=True)))
     if indices != leaf_indices or indices != sorted(indices):
         hashes = dict(zip(leaf_indices, leaves, strict=True))
         kept = sorted(
-            (row for row in zip(indices, canonical, stored, strict=True) if row[0] in hashes),
+            (
+                row
+                for row in zip(indices, canonical, stored, block_sizes, payload_sizes, strict=True)
+                if row[0] in hashes
+            ),
             key=lambda row: row[0],
         )
         return CanonicalRange(
-            [i for i, _, _ in kept],
-            [c for _, c, _ in kept],
-            [hashes[i] for i, _, _ in kept],
-            [c for _, _, c in kept],
+            [row[0] for row in kept],
+            [row[1] for row in kept],
+            [hashes[row[0]] for row in kept],
+            [row[2] for row in kept],
+            [row[3] for row in kept],
+            [row[4] for row in kept],
         )
-    return CanonicalRange(indices, canonical, leaves, stored)
+    return CanonicalRange(indices, canonical, leaves, stored, block_sizes, payload_sizes)
 
 
 EntryWithLeaf = tuple[LogEntry, bytes]

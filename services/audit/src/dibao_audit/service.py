@@ -38,6 +38,7 @@ from dibao_audit.projection import (
     UNKNOWN_TYPE,
     Columns,
     KeyReader,
+    columns_agree,
     contradictions,
     decoded_view,
     key_reader,
@@ -207,10 +208,11 @@ def check_columns(
     made, differ = contradictions(stored, topic, partition, offset, key, block, payload, reader)
     if made is None:  # a header block that is not one: nothing of it can be read
         made = Columns(stored.ce_id, UNKNOWN_TYPE, None, None, None, None, None, None, None)
-    elif "ce_id" not in differ:  # the log's id: the record's, or its reused_id
+    elif "ce_id" not in differ and made.ce_id != stored.ce_id:  # the log's: its reused_id
         made = made._replace(ce_id=stored.ce_id)
-    if differ:
-        log.warning("audit_stored_columns_contradicted", index=index, columns=sorted(differ))
+    if not differ:
+        return made, {}
+    log.warning("audit_stored_columns_contradicted", index=index, columns=sorted(differ))
     return made, {name: was for name, (was, _) in differ.items()}
 
 
@@ -377,7 +379,7 @@ async def _no_one(_: list[tuple[str, str]]) -> None:
 
 def _pairs(shown: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
     """The distinct (household, region) pairs of shown entries, in first-seen order."""
-    return list(dict.fromkeys((h, r) for h, r in shown if h is not None and r is not None))
+    return [(h, r) for h, r in dict.fromkeys(shown) if h is not None and r is not None]
 
 
 async def export_lines(
@@ -470,10 +472,20 @@ def _made_columns(
     chunk: repo.CanonicalRange, reader: KeyReader
 ) -> tuple[list[Columns], dict[int, dict[str, Any]]]:
     """Each entry's query columns made from its record (the canonical bytes), and the
-    stored ones each record contradicts (by index; most entries: none)."""
+    stored ones each record contradicts (by index; most entries: none).
+
+    Most records give exactly the stored columns, which ``columns_agree`` confirms from
+    the header block and payload sliced off the bytes' end (``CanonicalRange.parts``); any
+    other is checked as the API checks it (``check_columns``, on the split bytes)."""
     made: list[Columns] = []
     differ: dict[int, dict[str, Any]] = {}
-    for i, data, stored in zip(chunk.indices, chunk.canonical, chunk.stored, strict=True):
+    parts_of = chunk.parts
+    for at, (i, data, stored) in enumerate(
+        zip(chunk.indices, chunk.canonical, chunk.stored, strict=True)
+    ):
+        if columns_agree(stored, *parts_of(at), reader):
+            made.append(stored)
+            continue
         try:
             parts = split_canonical(data)
         except MalformedEntryError:
@@ -538,7 +550,12 @@ async def _export_entry_lines(
             for i, data, leaf, columns, stored in zip(
                 chunk.indices, chunk.canonical, chunk.leaves, made, chunk.stored, strict=True
             ):
-                if i in shown or export_shows(columns, stored, prefixes):
+                region = columns.region
+                if (
+                    (region is not None and region.startswith(prefixes))
+                    or i in shown
+                    or export_shows(columns, stored, prefixes)
+                ):
                     if i in differ:
                         line = {
                             "index": i,
