@@ -244,6 +244,12 @@ async def test_up_serves_every_service_and_down_stops_them(
         assert "intake demo: already loaded" in again.stdout, again.stdout
         assert "adopted" in again.stderr
         assert [_pid(state_dir, s) for s in SERVICES] == pids
+        # Without the example file (a load cut short, its answers expired) the loader
+        # cannot finish over data already on file: `up` fails, saying how to start afresh.
+        (state_dir / "intake-demo-application.json").unlink()
+        stuck = stack_sh(env, "up")
+        assert stuck.returncode != 0
+        assert "`make reset` deletes this instance's data" in stuck.stderr, stuck.stderr
         (state_dir / "run" / "intake.pid").unlink()
     finally:
         down = stack_sh(env, "down")

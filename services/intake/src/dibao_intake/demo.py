@@ -82,6 +82,10 @@ class DemoSettings(BaseSettings):
         return self.state_dir if self.state_dir is not None else Path(".local") / self.instance
 
 
+class RefusedError(RuntimeError):
+    """The service refused one of the demo's requests (a 4xx)."""
+
+
 @dataclass
 class Loaded:
     households: int = 0
@@ -114,7 +118,9 @@ class DemoLoader:
         headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": f"demo:{key}"}
         headers |= kwargs.pop("headers", {})
         response = self.http.post(path, headers=headers, **kwargs)
-        if response.status_code >= 400:
+        if 400 <= response.status_code < 500:
+            raise RefusedError(f"POST {path} ({key}): {response.status_code} {response.text}")
+        if response.status_code >= 500:
             raise RuntimeError(f"POST {path} ({key}): {response.status_code} {response.text}")
         if response.headers.get("idempotent-replayed") == "true":
             self.loaded.replayed += 1
@@ -270,7 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         audience=settings.jwt_audience,
         ttl_s=3600,
     )
-    loaded = load(args.base_url, token, settings.state)
+    try:
+        loaded = load(args.base_url, token, settings.state)
+    except RefusedError as refused:
+        # A load cut short more than seven days ago (its answers expired: the households are
+        # on file, 409), or data left by an earlier version: nothing here can finish it.
+        sys.stderr.write(
+            f"intake demo: {refused}\nThe instance holds data this load cannot complete"
+            " (an earlier load cut short more than seven days ago, or loaded by another"
+            " version). `make reset` deletes this instance's data; `make up` then loads the"
+            " demo afresh.\n"
+        )
+        return 1
     if isinstance(loaded, str):
         sys.stdout.write(
             f"intake demo: already loaded (household {loaded} of the example application is"
