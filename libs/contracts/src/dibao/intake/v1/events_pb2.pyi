@@ -249,6 +249,9 @@ class HouseholdUpdated(_message.Message):
         MARRIED_ON_FIELD_NUMBER: _builtins.int
         SPOUSE_FIELD_NUMBER: _builtins.int
         person_id: _builtins.str
+        """The other partner: a member of the household before the marriage, never the same
+        person as `spouse`.
+        """
         @_builtins.property
         def married_on(self) -> _types_pb2.LocalDate: ...
         @_builtins.property
