@@ -29,6 +29,7 @@ from dibao_audit.merkle import (
     fold_subtrees,
     hash_ranges,
     inclusion_ranges,
+    leaf_hash,
     perfect_subtrees,
     range_cover,
     subtree_hashes_needed,
@@ -115,20 +116,30 @@ def in_scope(region: str | None, regions: Sequence[str] | None, prefixes: Collec
     return any(r.startswith(under) for r in regions)
 
 
-def export_shows(made: Columns, stored: Columns, prefixes: Collection[str]) -> bool:
+def export_shows(
+    made: Columns,
+    stored: Columns,
+    prefixes: Collection[str],
+    canonical: bytes = b"",
+    leaf: bytes | None = None,
+) -> bool:
     """Whether an export shows an entry to a caller of ``prefixes`` in full (besides the
-    whole log's): by the regions its record names (``made``); a record that names none
-    (its payload or headers were changed behind the log's back, so it no longer reads)
-    stays where the stored columns put it, as before they were checked, so that the
-    region's auditor sees the change (the leaf no longer matches) rather than a leaf
-    hash alone."""
+    whole log's): by the regions its record names (``made``). A record changed behind the
+    log's back stays where the stored columns put it too, as before they were checked, so
+    that the region's auditor sees the change (the leaf no longer matches) rather than a
+    leaf hash alone: one that names no region (it no longer reads), and one that is not
+    what its leaf hashes (the tree's ``leaf`` is not that of the ``canonical`` bytes;
+    hashed only for an entry whose stored regions are the caller's and its record's are
+    not, i.e. a contradicted region), such as a payload rewritten to name another region,
+    which would otherwise be redacted for its region, with the true leaf, and verify
+    there. A stored region edited alone (the record is its leaf's) is not shown."""
     if in_scope(made.region, made.regions, prefixes):
         return True
-    return (
-        made.region is None
-        and not made.regions
-        and in_scope(stored.region, stored.regions, prefixes)
-    )
+    if not in_scope(stored.region, stored.regions, prefixes):
+        return False
+    if made.region is None and not made.regions:
+        return True
+    return leaf is not None and leaf_hash(canonical) != leaf
 
 
 def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
@@ -442,7 +453,15 @@ async def export_lines(
                 reader,
             )
             view = view_of(e, registry)
-            shown = export_shows(made, e.stored_columns(), prefixes) or (
+            shown = export_shows(
+                made,
+                e.stored_columns(),
+                prefixes,
+                canonical_from_parts(
+                    e.topic, e.partition, e.offset, e.record_key, e.header_block, e.payload
+                ),
+                e.leaf,
+            ) or (
                 whole_log is not None
                 and whole_log.admits(made.household_id, made.region, made.ce_type)
                 and (view if registry is whole_log.registry else view_of(e, whole_log.registry))
@@ -554,7 +573,7 @@ async def _export_entry_lines(
                 if (
                     (region is not None and region.startswith(prefixes))
                     or i in shown
-                    or export_shows(columns, stored, prefixes)
+                    or export_shows(columns, stored, prefixes, data, leaf)
                 ):
                     if i in differ:
                         line = {

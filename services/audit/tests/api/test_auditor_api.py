@@ -990,6 +990,41 @@ async def test_an_export_checks_the_stored_columns_against_each_record(
     assert len(report["problems"]) == 2, problems
 
 
+@pytest.mark.parametrize("decoded", [False, True])
+async def test_an_entry_whose_record_was_rewritten_to_name_another_region_stays_its_regions(
+    api: Api, decoded: bool, tmp_path: Path
+) -> None:
+    """An SQL edit rewrote the payload of Lanzhou's entry 5 to name Beijing, leaving its
+    leaf (merkle_node) and stored columns alone. Since 68241c5 the export decided what to
+    show by the rewritten record alone: Lanzhou's auditor got the line redacted, carrying
+    the tree's (true) leaf, so Lanzhou's export verified with exit 0 and the rewrite was
+    seen by Beijing only. A record that is not the one its leaf hashes is shown to the
+    region its stored columns name too, so that region's auditor sees the mismatch."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        rewritten = _withdrawn("hh-a", BEIJING, 3).SerializeToString()
+        await conn.execute("UPDATE log_entry SET payload = $1 WHERE leaf_index = 5", rewritten)
+    finally:
+        await conn.close()
+    params = {"end": "11", "tree_size": "11"} | ({"decoded": "true"} if decoded else {})
+    response = await api.client.get("/audit/export", params=params, headers=api.auditor())
+    assert response.status_code == 200, response.text
+    lines = {line["index"]: line for line in map(json.loads, response.text.splitlines()[1:])}
+    assert sorted(i for i, line in lines.items() if "entry" in line) == [0, 3, 5, 7, 9]
+    assert lines[5]["contradicted"] == {"region": LANZHOU}
+
+    saved = tmp_path / "export.jsonl"
+    saved.write_text(response.text)
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    out = io.StringIO()
+    code = verify_cli.run(verify_cli._parse_args(["--export", str(saved), "--vkey", vkey]), out)
+    report = json.loads(out.getvalue())
+    assert code == 1, report
+    assert report["first_bad_index"] == 5
+    assert "entry 5: content does not match its leaf hash" in report["problems"]
+
+
 async def test_the_cli_bounds_each_listed_appended_at_by_the_signed_checkpoints(
     api: Api, served: str
 ) -> None:
