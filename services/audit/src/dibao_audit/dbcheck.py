@@ -18,7 +18,10 @@ dibao_audit.verify_cli --database-url``):
   it was signed, not after the first that covers it was, give or take ``skew_s`` and the
   note's whole seconds);
 - a checkpoint whose signature fails, whose stored root or size is not its note's, or
-  whose root the recomputed leaves do not give (the suspect range is named).
+  whose root the recomputed leaves do not give (the suspect range is named);
+- a checkpoint the auditor kept from earlier (``kept``, ``verify_cli --checkpoint``) that
+  does not verify, is larger than the log (the database was rolled back or its tail
+  deleted: a smaller log proves itself), or whose root the entries do not give.
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -169,10 +172,18 @@ async def check_database(
     registry: EventRegistry | None = None,
     chunk: int = 5000,
     skew_s: float = 5.0,
+    kept: Sequence[str] = (),
 ) -> DatabaseReport:
-    """Check every entry of the log in the database at ``dsn`` (see the module)."""
+    """Check every entry of the log in the database at ``dsn`` (see the module); ``kept``
+    are the signed notes of checkpoints the auditor kept from earlier reads."""
     registry = registry if registry is not None else EventRegistry.default()
     report = DatabaseReport()
+    kept_heads: list[Checkpoint] = []
+    for note in kept:
+        try:
+            kept_heads.append(key.verify(note))
+        except CheckpointError as exc:
+            report.fail(f"kept checkpoint: {exc}")
     conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -196,8 +207,15 @@ async def check_database(
     report.checked = report.columns_checked
     if heads:
         report.checkpoint = heads[-1]
+    for head in kept_heads:
+        if head.tree_size > report.log_size:
+            report.fail(
+                f"the log holds {report.log_size} entries, fewer than the checkpoint you kept "
+                f"({head.tree_size}): it was rolled back or truncated"
+            )
     if not gap:
         _check_roots(report, bytes(leaves), heads)
+        _check_kept(report, bytes(leaves), kept_heads)
     return report
 
 
@@ -239,3 +257,22 @@ def _check_roots(report: DatabaseReport, leaves: bytes, heads: list[Checkpoint])
         elif report.suspect_range is None:
             report.suspect_range = (last_good, head.tree_size)
             report.fail(f"the entries do not give the root of checkpoint {head.tree_size}")
+
+
+def _check_kept(report: DatabaseReport, leaves: bytes, kept: list[Checkpoint]) -> None:
+    """Each kept checkpoint the log is large enough for: its root from the recomputed
+    leaves (one the log is too small for is reported by the caller)."""
+    levels = tree_levels(leaves)
+    for head in kept:
+        if 32 * head.tree_size > len(leaves):
+            continue
+        root = fold_subtrees(
+            [levels[lv][32 * i : 32 * i + 32] for lv, i in perfect_subtrees(0, head.tree_size)]
+        )
+        if root != head.root_hash:
+            report.fail(
+                f"the entries do not give the root of the checkpoint you kept "
+                f"({head.tree_size}): the log was rewritten since"
+            )
+        else:
+            report.kept_checked += 1

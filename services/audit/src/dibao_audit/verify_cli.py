@@ -16,7 +16,9 @@ An export proves itself consistent, history included, but all of it is the servi
 word: with its key it can sign a log rewritten from the first entry on. Give the
 checkpoints you kept from earlier reads with ``--checkpoint FILE`` (repeatable): each must
 verify with the key and be consistent with the export's checkpoint (from the export
-itself, or with ``--url`` by a consistency proof the service must give).
+itself, or with ``--url`` by a consistency proof the service must give); with
+``--database-url`` the database's entries must give its root (a log smaller than it was
+rolled back or truncated).
 
 What no hash covers is checked too. The query columns (``ce_id``, ``ce_type``, ``ce_time``,
 household, application, case, region, actor, regions) are made again from each entry's
@@ -478,7 +480,9 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         if not (args.vkey or args.vkey_file):
             raise CannotRunError("the database is checked against a pinned key: give --vkey")
         key, pinned = _key(args, None)
-        report = asyncio.run(check_database(args.database_url, key, skew_s=args.clock_skew))
+        report = asyncio.run(
+            check_database(args.database_url, key, skew_s=args.clock_skew, kept=kept)
+        )
         summary = report.summary()
     else:
         registry = EventRegistry.default()

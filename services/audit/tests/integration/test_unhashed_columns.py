@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -35,9 +36,9 @@ def _withdrawn(i: int) -> RecordedEvent:
     return recorded_event(message, offset=i, key=f"hh-{i % 3}", actor="clerk-1")
 
 
-async def _check(db: AuditDb) -> tuple[int, dict[str, Any]]:
+async def _check(db: AuditDb, *extra: str) -> tuple[int, dict[str, Any]]:
     out = io.StringIO()
-    args = verify_cli._parse_args(["--database-url", db.url, "--vkey", VKEY])
+    args = verify_cli._parse_args(["--database-url", db.url, "--vkey", VKEY, *extra])
     code = await asyncio.to_thread(verify_cli.run, args, out)
     return code, json.loads(out.getvalue())
 
@@ -161,3 +162,44 @@ async def test_an_edit_of_a_searchs_regions_is_reported(audit_db: AuditDb) -> No
     assert code == 1
     assert report["contradicted_columns"] == {"regions": 1}
     assert report["first_bad_index"] == 1
+
+
+async def test_a_checkpoint_kept_from_before_shows_a_rolled_back_database(
+    audit_db: AuditDb, tmp_path: Path
+) -> None:
+    """A database put back to an older state (a backup restored, or the tail deleted by a
+    superuser: entries from 10 on, their tree nodes and checkpoint 20) is a smaller log
+    that proves itself: only a checkpoint kept from before shows it. ``--checkpoint`` was
+    read and then ignored with ``--database-url`` (exit 0); it is checked as with an
+    export: a kept checkpoint larger than the log, or whose root the entries do not give,
+    fails; one they give is counted."""
+    await _append(audit_db, 0, 25)
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        rows = await conn.fetch("SELECT tree_size, signed_note FROM checkpoint")
+        notes = {int(r[0]): str(r[1]) for r in rows}
+    finally:
+        await conn.close()
+    (tmp_path / "cp10").write_text(notes[10])
+    (tmp_path / "cp20").write_text(notes[20])
+    code, report = await _check(audit_db, "--checkpoint", str(tmp_path / "cp10"))
+    assert code == 0, report
+    assert report["kept_checkpoints_checked"] == 1
+    await _as_superuser(
+        audit_db,
+        "DELETE FROM entry_view WHERE leaf_index >= 10",
+        "DELETE FROM log_entry WHERE leaf_index >= 10",
+        "DELETE FROM merkle_node WHERE (index + 1) * (1::bigint << level) > 10",
+        "DELETE FROM checkpoint WHERE tree_size > 10",
+    )
+    code, report = await _check(audit_db)
+    assert code == 0, report  # the smaller log proves itself
+    code, report = await _check(
+        audit_db, "--checkpoint", str(tmp_path / "cp10"), "--checkpoint", str(tmp_path / "cp20")
+    )
+    assert code == 1, report
+    assert report["kept_checkpoints_checked"] == 1
+    assert report["problems"] == [
+        "the log holds 10 entries, fewer than the checkpoint you kept (20): it was rolled "
+        "back or truncated"
+    ]
