@@ -266,16 +266,17 @@ def verify_export(
     *,
     keep: Collection[int] = (),
     kept: Sequence[str] = (),
+    listed: Sequence[Checkpoint] = (),
 ) -> Report:
     """Check signatures, recompute every leaf and the root, check the consistency chain.
 
     The recomputed leaves of the indices in ``keep`` are kept on the report (for
     inclusion proofs asked of a running service). ``kept`` are signed notes of checkpoints
     the auditor kept from earlier: each must verify and be consistent with the export's
-    (see :func:`verify_shares`).
+    (see :func:`verify_shares`); ``listed`` are the service's own checkpoints, verified.
     """
     share = _share_of(_scan_objects(entries, header.start - 1))
-    return verify_shares(header, [share], key, keep=keep, kept=kept)
+    return verify_shares(header, [share], key, keep=keep, kept=kept, listed=listed)
 
 
 def tree_levels(leaves: bytes) -> list[bytes]:
@@ -300,6 +301,7 @@ def verify_shares(
     keep: Collection[int] = (),
     build_levels: Callable[[bytes], list[bytes]] = tree_levels,
     kept: Sequence[str] = (),
+    listed: Sequence[Checkpoint] = (),
 ) -> Report:
     """The tree part of :func:`verify_export`, over lines already scanned, share by share.
 
@@ -309,6 +311,11 @@ def verify_shares(
     ``key``; one whose size the export names (its history or its own) must have the same
     root, and one within a whole export must be the root of its first leaves. The others
     (larger than the export's, or inside a slice) go to ``report.unrelated``.
+
+    ``listed`` are checkpoints the service lists (``GET /audit/checkpoints``), signature
+    verified: one of a size the export names must have its root, and within a whole
+    export each must be the root of its first leaves (two roots signed for one size are
+    two logs under one key). Those inside a slice are not checked.
     """
     report = Report()
     kept_heads: list[Checkpoint] = []
@@ -339,6 +346,12 @@ def verify_shares(
             )
         else:
             report.kept_checked += 1
+    for head in listed:
+        if head.tree_size in signed and signed[head.tree_size] != head.root_hash:
+            report.fail(
+                f"the service lists checkpoint {head.tree_size} with another root than the "
+                "export's: two logs are signed with its key"
+            )
 
     expected = header.start
     parts: list[bytes] = []
@@ -399,6 +412,17 @@ def verify_shares(
                 )
             else:
                 report.kept_checked += 1
+        for head in listed:
+            if (
+                head.tree_size not in signed
+                and 0 < head.tree_size <= cp.tree_size
+                and root_of_size(head.tree_size) != head.root_hash
+            ):
+                report.fail(
+                    f"the entries do not give the root of checkpoint {head.tree_size} the "
+                    "service lists: two logs are signed with its key, or this one was "
+                    "rewritten since"
+                )
     else:
         report.unrelated.extend(unplaced)
         leaves_list = [buffer[i : i + 32] for i in range(0, len(buffer), 32)]

@@ -527,7 +527,12 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         client, header.start, header.end, key_reader(registry), bounds
                     )
                     report = verify_export(
-                        header, listed.check(entries), key, keep=set(sample), kept=kept
+                        header,
+                        listed.check(entries),
+                        key,
+                        keep=set(sample),
+                        kept=kept,
+                        listed=heads,
                     )
             finally:
                 if save is not None:

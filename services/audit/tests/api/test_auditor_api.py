@@ -840,6 +840,48 @@ async def test_the_cli_catches_a_service_that_answers_other_than_asked(api: Api)
             assert code == 0, (extra, out.getvalue())
 
 
+def _forked(size: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A checkpoint listing whose checkpoint ``size`` is signed, by the log's key, for
+    another root (a second log, or the one before a rewrite), at its own time."""
+    signer = CheckpointSigner(TEST_SEED, TEST_ORIGIN)
+
+    def body(page: dict[str, Any]) -> dict[str, Any]:
+        for item in page.get("items", []):
+            if item["tree_size"] == size:
+                at = datetime.fromisoformat(item["signed_at"])
+                item["signed_note"] = signer.sign(size, b"\x07" * 32, at)
+        return page
+
+    return body
+
+
+async def test_the_cli_checks_the_roots_of_the_checkpoints_the_service_lists(api: Api) -> None:
+    """--url reads the service's checkpoints (GET /audit/checkpoints) to bound each
+    entry's appended_at, and checked only their signatures and sizes: a listing holding
+    checkpoint 22, or the export's own 32, signed for another root than the entries give
+    (two trees signed by one key: a fork, or the log as it was before a rewrite) verified
+    with exit 0. Each listed checkpoint of the export's size must have its root, and with
+    a whole export each listed one must be the root of its first entries."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["62", "11"])
+    for size, problem in [
+        (22, "the entries do not give the root of checkpoint 22 the service lists"),
+        (32, "the service lists checkpoint 32 with another root than the export's"),
+    ]:
+        async with _serving(_lying(api.app, "/audit/checkpoints", body=_forked(size))) as url:
+            args = ["--url", url, "--token", token, "--vkey", vkey]
+            out = io.StringIO()
+            code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+        report = json.loads(out.getvalue())
+        assert code == 1, (size, report)
+        assert any(problem in p for p in report["problems"]), (size, report["problems"])
+    async with _serving(_lying(api.app, "/audit/checkpoints", body=lambda page: page)) as url:
+        args = ["--url", url, "--token", token, "--vkey", vkey]
+        out = io.StringIO()
+        code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    assert code == 0, out.getvalue()
+
+
 async def test_the_cli_exits_2_when_the_service_refuses_the_export(
     api: Api, served: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
