@@ -155,8 +155,13 @@ def recorded_of(entry: LogEntry | StoredRecord) -> RecordedEvent:
 
 
 def view_of(entry: LogEntry | StoredRecord, registry: EventRegistry) -> dict[str, Any] | None:
-    """The decoded JSON view of a stored entry, made now."""
-    return decoded_view(recorded_of(entry), registry)
+    """The decoded JSON view of a stored entry, made now; None for one that does not read,
+    a header block that is not one included (an edit behind the log's back: it must not
+    end a decoded export for every auditor)."""
+    try:
+        return decoded_view(recorded_of(entry), registry)
+    except MalformedEntryError:
+        return None
 
 
 def decoded_views(

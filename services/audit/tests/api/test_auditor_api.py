@@ -1067,6 +1067,43 @@ async def test_an_entry_whose_record_was_rewritten_to_name_another_region_stays_
     assert "entry 5: content does not match its leaf hash" in report["problems"]
 
 
+async def test_an_export_with_decoded_views_survives_a_header_block_that_is_not_one(
+    api: Api, tmp_path: Path
+) -> None:
+    """An SQL edit made entry 5's header block bytes that are not one. The export without
+    views shows it to its region (the record names none, the stored columns put it in
+    Lanzhou) with every column contradicted; the export with decoded views (decoded=true)
+    made each view by parsing the header block, which raised, and the stream broke off
+    after its header, so one edited row denied every auditor that export. The entry's
+    view is now none (a record that does not read), as for an undecodable payload."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "UPDATE log_entry SET header_block = $1 WHERE leaf_index = 5", b"\x00\x00\x00\x09"
+        )
+    finally:
+        await conn.close()
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    for decoded in (False, True):
+        params = {"end": "11", "tree_size": "11"} | ({"decoded": "true"} if decoded else {})
+        response = await api.client.get("/audit/export", params=params, headers=api.auditor())
+        assert response.status_code == 200, response.text
+        lines = [json.loads(line) for line in response.text.splitlines()[1:]]
+        assert [line["index"] for line in lines] == list(range(11)), decoded
+        (five,) = [line for line in lines if line["index"] == 5]
+        assert "entry" in five
+        assert five["contradicted"]["region"] == LANZHOU
+        if decoded:
+            assert five["decoded"] is None
+        saved = tmp_path / "export.jsonl"
+        saved.write_text(response.text)
+        out = io.StringIO()
+        args = verify_cli._parse_args(["--export", str(saved), "--vkey", vkey])
+        assert verify_cli.run(args, out) == 1
+        assert json.loads(out.getvalue())["first_bad_index"] == 5
+
+
 async def test_the_cli_bounds_each_listed_appended_at_by_the_signed_checkpoints(
     api: Api, served: str
 ) -> None:
