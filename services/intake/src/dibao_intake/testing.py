@@ -171,6 +171,15 @@ class IntakeClient:
         documents = await self.documents_for(household)
         return application_payload(household.id, household.person_ids, household.plan, documents)
 
+    async def change(self, household: RegisteredHousehold, body: dict[str, Any]) -> dict[str, Any]:
+        """Record a change of ``household`` as its region's clerk; it must be accepted (201)."""
+        response = await self.http.post(
+            f"/households/{household.id}/changes", json=body, headers=self.headers()
+        )
+        assert response.status_code == 201, response.text
+        out: dict[str, Any] = response.json()
+        return out
+
     async def submit(
         self, body: dict[str, Any], *, idempotency_key: str | None = None
     ) -> httpx.Response:

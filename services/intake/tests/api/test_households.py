@@ -219,17 +219,6 @@ async def test_clerks_register_only_in_their_regions(intake: IntakeClient) -> No
     assert response.json()["type"].endswith("/region-out-of-scope")
 
 
-async def _change(
-    intake: IntakeClient, household: RegisteredHousehold, body: dict[str, Any]
-) -> dict[str, Any]:
-    response = await intake.http.post(
-        f"/households/{household.id}/changes", json=body, headers=intake.headers()
-    )
-    assert response.status_code == 201, response.text
-    out: dict[str, Any] = response.json()
-    return out
-
-
 async def test_an_id_number_in_a_change_note_is_refused_and_writes_nothing(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
@@ -295,12 +284,11 @@ async def test_each_change_is_one_household_updated_event(
 ) -> None:
     household = await intake.register(intake.plan(shape="single_parent"))
     kinds = []
-    born = await _change(intake, household, {"kind": "birth", "member": _newborn(intake)})
+    born = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
     assert born["kind"] == "birth"
     assert len(born["household"]["members"]) == len(household.plan.members) + 1
     kinds.append("birth")
-    account = await _change(
-        intake,
+    account = await intake.change(
         household,
         {
             "kind": "bank_account_change",
@@ -315,8 +303,7 @@ async def test_each_change_is_one_household_updated_event(
     assert account["household"]["bank_account"]["masked_number"] == "6217 **** **** 0123"
     kinds.append("bank_account_change")
     heir = born["household"]["members"][-1]["person_id"]
-    died = await _change(
-        intake,
+    died = await intake.change(
         household,
         {
             "kind": "death",
@@ -414,7 +401,7 @@ async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) ->
     # As a death, a marriage or a move is effective on its day: not on the day recorded.
     household = await intake.register(intake.plan(shape="single_parent"))
     child = _newborn(intake)
-    born = await _change(intake, household, {"kind": "birth", "member": child})
+    born = await intake.change(household, {"kind": "birth", "member": child})
     [newborn] = [m for m in born["household"]["members"] if m["name"] == child["name"]]
     [change] = born["household"]["changes"]
     assert newborn["joined_on"] == newborn["birth_date"] == "2026-01-15"
@@ -440,8 +427,8 @@ async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClien
     assert refused.status_code == 422
     assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/custody_document_id"]
     document = (await intake.upload(household.id, "custody_agreement")).json()["id"]
-    accepted = await _change(
-        intake, household, change | {"custody_document_id": document, "document_ids": [document]}
+    accepted = await intake.change(
+        household, change | {"custody_document_id": document, "document_ids": [document]}
     )
     assert accepted["household"]["bank_account"]["custody_agreement"] is True
 
@@ -473,7 +460,7 @@ async def test_a_bank_account_change_must_change_something(
         "custodian_subject": "cw-xiaguanying-01",
         "document_ids": [document],
     }
-    changed = await _change(intake, household, same | custody)
+    changed = await intake.change(household, same | custody)
     account = changed["household"]["bank_account"]
     assert (account["masked_number"], account["custody_agreement"]) == (
         household.body["bank_account"]["masked_number"],
@@ -534,8 +521,7 @@ async def test_moving_in_someone_active_elsewhere_is_a_409(
         headers=intake.headers(),
     )
     assert moved.status_code == 201, moved.text
-    joined = await _change(
-        intake,
+    joined = await intake.change(
         household,
         {
             "kind": "move_in",
@@ -564,8 +550,7 @@ async def test_a_marriage_brings_the_spouse_in(intake: IntakeClient) -> None:
         "relationship": "spouse",
         "employment_status": "flexible",
     }
-    married = await _change(
-        intake,
+    married = await intake.change(
         household,
         {
             "kind": "marriage",
@@ -589,8 +574,8 @@ async def test_a_co_resident_who_marries_the_head_becomes_the_spouse(
     born = household.plan.members[0].birth_date
     sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
     lodger = _person(intake, date(born.year + 1, 3, 3), sex, "other")
-    joined = await _change(
-        intake, household, {"kind": "move_in", "moved_on": "2026-01-10", "member": lodger}
+    joined = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-10", "member": lodger}
     )
     [partner] = [m["person_id"] for m in joined["household"]["members"] if m["person_id"] != head]
     marriage = {
@@ -605,7 +590,7 @@ async def test_a_co_resident_who_marries_the_head_becomes_the_spouse(
     assert await _refused_change(
         intake, intake_engine, household, marriage | {"spouse": lodger | {"relationship": "spouse"}}
     ) == ["/body/spouse"]
-    married = await _change(intake, household, marriage)
+    married = await intake.change(household, marriage)
     relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
     assert relationships == {head: "head", partner: "spouse"}
     assert married["household"]["changes"][-1]["details"] == {
@@ -645,8 +630,8 @@ async def test_two_members_other_than_the_head_marry(
     ids: dict[str, str] = {}
     for who, member in joining.items():
         known = set(household.person_ids) | set(ids.values())
-        joined = await _change(
-            intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
+        joined = await intake.change(
+            household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
         )
         [ids[who]] = [
             m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
@@ -669,7 +654,7 @@ async def test_two_members_other_than_the_head_marry(
     assert await _refused_change(intake, intake_engine, household, marriage(wife, brother)) == [
         "/body/person_id"
     ]
-    married = await _change(intake, household, marriage(mother, lodger))
+    married = await intake.change(household, marriage(mother, lodger))
     relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
     assert (relationships[head], relationships[mother], relationships[lodger]) == (
         "head",
@@ -689,7 +674,7 @@ async def test_two_members_other_than_the_head_marry(
     assert update.marriage.spouse.person.person_id == lodger
     assert update.marriage.spouse.relationship == enums.RELATIONSHIP_PARENT
 
-    co_residents = await _change(intake, household, marriage(boarder, tenant))
+    co_residents = await intake.change(household, marriage(boarder, tenant))
     relationships = {
         m["person_id"]: m["relationship"] for m in co_residents["household"]["members"]
     }
@@ -733,8 +718,8 @@ async def test_a_remarriage_is_dated_on_or_after_the_end_of_the_last_marriage(
     head, wife = household.person_ids
     born = household.plan.members[0].birth_date
     sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
-    await _change(
-        intake, household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-01"}
+    await intake.change(
+        household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-01"}
     )
     bride = _person(intake, date(born.year + 2, 3, 3), sex, "spouse")
     marriage = {"kind": "marriage", "person_id": head, "married_on": "2026-01-10"}
@@ -743,8 +728,8 @@ async def test_a_remarriage_is_dated_on_or_after_the_end_of_the_last_marriage(
     )
     assert "2026-02-01" in detail
     lodger = _person(intake, date(born.year + 1, 3, 3), sex, "other")
-    joined = await _change(
-        intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": lodger}
+    joined = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": lodger}
     )
     [partner] = [
         m["person_id"] for m in joined["household"]["members"] if m["relationship"] == "other"
@@ -752,14 +737,13 @@ async def test_a_remarriage_is_dated_on_or_after_the_end_of_the_last_marriage(
     in_household = marriage | {"spouse_person_id": partner}
     detail = await _refused_date(intake, intake_engine, household, in_household, "/body/married_on")
     assert "2026-02-01" in detail
-    married = await _change(intake, household, in_household | {"married_on": "2026-02-01"})
+    married = await intake.change(household, in_household | {"married_on": "2026-02-01"})
     relationships = {m["person_id"]: m["relationship"] for m in married["household"]["members"]}
     assert (relationships[head], relationships[partner]) == ("head", "spouse")
 
     widowed = await intake.register(intake.plan(shape="elderly_couple"))
     husband, widow = widowed.person_ids
-    died = await _change(
-        intake,
+    died = await intake.change(
         widowed,
         {
             "kind": "death",
@@ -779,7 +763,7 @@ async def test_a_remarriage_is_dated_on_or_after_the_end_of_the_last_marriage(
         "/body/married_on",
     )
     assert "2026-02-01" in detail
-    await _change(intake, widowed, remarriage | {"married_on": "2026-02-10"})
+    await intake.change(widowed, remarriage | {"married_on": "2026-02-10"})
 
 
 async def _refused_change(
@@ -815,8 +799,7 @@ async def test_when_the_head_dies_every_member_is_recorded_against_the_new_head(
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, mother, kid = household.person_ids
     nephew = _person(intake, date(2021, 5, 1), Sex.MALE, "grandchild")
-    joined = await _change(
-        intake,
+    joined = await intake.change(
         household,
         {
             "kind": "move_in",
@@ -837,8 +820,8 @@ async def test_when_the_head_dies_every_member_is_recorded_against_the_new_head(
     assert await _refused_change(intake, intake_engine, household, death) == [
         f"/body/relationships/{grandchild}"
     ]
-    died = await _change(
-        intake, household, death | {"relationships": {grandchild: "other_dependant"}}
+    died = await intake.change(
+        household, death | {"relationships": {grandchild: "other_dependant"}}
     )
     relationships = {
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
@@ -883,7 +866,7 @@ async def test_moves_and_deaths_before_joining_are_refused(
     newcomer = _person(intake, date(2005, 6, 1), Sex.MALE, "other_dependant")
     move_in = {"kind": "move_in", "moved_on": "2001-01-01", "member": newcomer}
     assert await _refused_change(intake, intake_engine, household, move_in) == ["/body/moved_on"]
-    moved = await _change(intake, household, move_in | {"moved_on": "2026-02-01"})
+    moved = await intake.change(household, move_in | {"moved_on": "2026-02-01"})
     [person_id] = [
         m["person_id"] for m in moved["household"]["members"] if m["joined_on"] == "2026-02-01"
     ]
@@ -892,7 +875,7 @@ async def test_moves_and_deaths_before_joining_are_refused(
     move_out = {"kind": "move_out", "person_id": person_id, "moved_on": "2026-01-15"}
     assert await _refused_change(intake, intake_engine, household, move_out) == ["/body/moved_on"]
     # A member registered with the household may have left before it was registered.
-    await _change(intake, household, death | {"date_of_death": "2026-02-20"})
+    await intake.change(household, death | {"date_of_death": "2026-02-20"})
 
 
 async def test_a_death_is_recorded_with_the_certificate_of_the_person_who_died(
@@ -907,7 +890,7 @@ async def test_a_death_is_recorded_with_the_certificate_of_the_person_who_died(
     assert await _refused_change(
         intake, intake_engine, household, death | {"document_ids": [wifes, mothers]}
     ) == ["/body/document_ids/1"]
-    died = await _change(intake, household, death | {"document_ids": [wifes]})
+    died = await intake.change(household, death | {"document_ids": [wifes]})
     found = await wait_for_events(intake_stack, "dibao.intake.v1", 2, key=household.id)
     [update] = [REGISTRY.decode(e) for e in found if e.ce_subject == died["change_id"]]
     assert isinstance(update, ev.HouseholdUpdated)
@@ -924,19 +907,17 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     assert await _refused_change(
         intake, intake_engine, household, {"kind": "birth", "member": child}
     ) == ["/body/member/id_number"]
-    await _change(
-        intake, household, {"kind": "move_out", "person_id": kid, "moved_on": "2026-02-20"}
-    )
+    await intake.change(household, {"kind": "move_out", "person_id": kid, "moved_on": "2026-02-20"})
     # Moved out, then born again; or moved back in before having moved out.
     assert await _refused_change(
         intake, intake_engine, household, {"kind": "birth", "member": child}
     ) == ["/body/member/id_number"]
     back = {"kind": "move_in", "moved_on": "2026-02-10", "member": child}
     assert await _refused_change(intake, intake_engine, household, back) == ["/body/moved_on"]
-    await _change(intake, household, back | {"moved_on": "2026-02-25"})
+    await intake.change(household, back | {"moved_on": "2026-02-25"})
     # The dead neither move in nor are registered again.
-    await _change(
-        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-21"}
+    await intake.change(
+        household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-21"}
     )
     dead = household.plan.members[2].payload() | {"relationship": "other_dependant"}
     other = await intake.register(intake.plan(shape="elderly_alone"))
@@ -954,8 +935,7 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
     # A widower's new wife left her former household on 20 February: joining his on the
     # day of a marriage in January would make her a member of two households at once.
     former = await intake.register(intake.plan(shape="elderly_couple"))
-    await _change(
-        intake,
+    await intake.change(
         former,
         {"kind": "move_out", "person_id": former.person_ids[1], "moved_on": "2026-02-20"},
     )
@@ -968,7 +948,7 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
         "spouse": former.plan.members[1].payload() | {"relationship": "spouse"},
     }
     assert await _refused_change(intake, intake_engine, widower, marriage) == ["/body/married_on"]
-    married = await _change(intake, widower, marriage | {"married_on": "2026-02-25"})
+    married = await intake.change(widower, marriage | {"married_on": "2026-02-25"})
     [wife] = [m for m in married["household"]["members"] if m["relationship"] == "spouse"]
     assert wife["person_id"] == former.person_ids[1]
     assert wife["joined_on"] == "2026-02-25"
@@ -984,9 +964,7 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
     former = await intake.register(intake.plan(shape="elderly_couple"))
     person = former.person_ids[1]
     recorded = former.plan.members[1].name
-    await _change(
-        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
-    )
+    await intake.change(former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"})
     other = await intake.register(intake.plan(shape="elderly_alone"))
     member = former.plan.members[1].payload() | {"relationship": "other_dependant"}
     mistyped = {"kind": "move_in", "moved_on": "2026-02-25", "member": member | {"name": "王秀芝"}}
@@ -1008,7 +986,7 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
         return str(found)
 
     assert await name_in(former) == recorded
-    joined = await _change(intake, other, {**mistyped, "member": member})
+    joined = await intake.change(other, {**mistyped, "member": member})
     assert person in [m["person_id"] for m in joined["household"]["members"]]
     correction = {
         "kind": "member_change",
@@ -1016,7 +994,7 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
         "effective_on": "2026-02-27",
         "name": "王秀芝",
     }
-    corrected = await _change(intake, other, correction)
+    corrected = await intake.change(other, correction)
     # A change's details hold ids, dates and flags, never a name.
     assert corrected["household"]["changes"][-1]["details"] == {
         "person_id": person,
@@ -1044,9 +1022,7 @@ async def _former_member_named(
         if m["id_number_masked"][-4:] == plan.members[1].id_number[-4:]
     ]
     former = RegisteredHousehold(registered.json()["id"], plan, [], registered.json())
-    await _change(
-        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
-    )
+    await intake.change(former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"})
     return plan, person, stored
 
 
@@ -1065,9 +1041,7 @@ async def test_a_name_typed_with_another_dot_or_width_is_the_same_name(
     assert await _refused_change(
         intake, intake_engine, other, moving | {"member": member | {"name": " ·\u200b "}}
     ) == ["/body/member/name"]
-    joined = await _change(
-        intake, other, moving | {"member": member | {"name": "阿依古丽．买买提"}}
-    )
+    joined = await intake.change(other, moving | {"member": member | {"name": "阿依古丽．买买提"}})
     [again] = [m for m in joined["household"]["members"] if m["person_id"] == person]
     assert again["name"] == "阿依古丽·买买提"
 
@@ -1080,8 +1054,8 @@ async def test_a_name_padded_for_alignment_is_the_same_name(intake: IntakeClient
     assert stored == "王芳"
     other = await intake.register(intake.plan(shape="elderly_alone"))
     member = plan.members[1].payload() | {"relationship": "other_dependant", "name": "王芳"}
-    joined = await _change(
-        intake, other, {"kind": "move_in", "moved_on": "2026-02-25", "member": member}
+    joined = await intake.change(
+        other, {"kind": "move_in", "moved_on": "2026-02-25", "member": member}
     )
     assert person in [m["person_id"] for m in joined["household"]["members"]]
 
@@ -1103,8 +1077,7 @@ async def test_a_household_dissolved_by_a_death_closes_its_open_applications_onl
     neighbour = await intake.register()
     other = await intake.submit(await intake.complete_application_body(neighbour))
     assert other.json()["status"] == "submitted", other.text
-    died = await _change(
-        intake,
+    died = await intake.change(
         alone,
         {"kind": "death", "person_id": alone.person_ids[0], "date_of_death": "2026-02-20"},
     )
@@ -1160,9 +1133,7 @@ async def test_a_former_member_joining_corrects_their_recorded_name_with_their_i
     name, at a registration: refused, nothing written."""
     former = await intake.register(intake.plan(shape="elderly_couple"))
     person = former.person_ids[1]
-    await _change(
-        intake, former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"}
-    )
+    await intake.change(former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"})
     other = await intake.register(intake.plan(shape="elderly_alone"))
     member = former.plan.members[1].payload() | {"relationship": "other_dependant"}
     correcting = {
@@ -1183,7 +1154,7 @@ async def test_a_former_member_joining_corrects_their_recorded_name_with_their_i
     assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/name_correction"]
     card = await intake.upload(other.id, "id_card")
     assert card.status_code == 201, card.text
-    joined = await _change(intake, other, correcting | {"document_ids": [card.json()["id"]]})
+    joined = await intake.change(other, correcting | {"document_ids": [card.json()["id"]]})
     [again] = [m for m in joined["household"]["members"] if m["person_id"] == person]
     assert again["name"] == "王秀芝"
     details = joined["household"]["changes"][-1]["details"]
@@ -1330,10 +1301,9 @@ async def test_a_lookup_finds_only_an_active_member_in_the_callers_regions(
     assert refused.status_code == 422
     assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/id_number"]
     # Once the child's parent has died, the parent is no household's active member.
-    born = await _change(intake, household, {"kind": "birth", "member": _newborn(intake)})
+    born = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
     heir = born["household"]["members"][-1]["person_id"]
-    await _change(
-        intake,
+    await intake.change(
         household,
         {
             "kind": "death",
@@ -1465,8 +1435,8 @@ async def test_a_change_enters_the_timeline_of_each_open_application(
     assert submitted.status_code == 201, submitted.text
     assert submitted.json()["status"] == "submitted"
     open_one = submitted.json()["id"]
-    await _change(
-        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
+    await intake.change(
+        household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
     )
 
     async def timeline(application_id: str, role: Role = Role.INTAKE_CLERK) -> list[Any]:
@@ -1573,7 +1543,7 @@ async def test_a_household_moving_within_its_township_is_recorded_published_and_
         "address": "榆中县夏官营镇红柳沟村二社8号",
         "region_code": "620123101204",
     }
-    moved = await _change(intake, household, move)
+    moved = await intake.change(household, move)
     after = moved["household"]
     assert (after["region_code"], after["area_type"], after["address"], after["version"]) == (
         "620123101204",
@@ -1615,7 +1585,7 @@ async def test_a_household_moving_within_its_township_is_recorded_published_and_
         )
     ]
     # A new address in the same village needs no region.
-    await _change(intake, household, {**move, "address": "红柳沟村三社1号", "region_code": None})
+    await intake.change(household, {**move, "address": "红柳沟村三社1号", "region_code": None})
 
 
 async def test_an_address_change_that_breaks_a_rule_writes_nothing(
@@ -1662,7 +1632,7 @@ async def test_an_address_change_that_breaks_a_rule_writes_nothing(
         headers=intake.headers(),
     )
     assert withdrawn.status_code == 201, withdrawn.text
-    moved = await _change(intake, household, elsewhere)
+    moved = await intake.change(household, elsewhere)
     assert moved["household"]["region_code"] == "620123102201"
 
 
@@ -1681,7 +1651,7 @@ async def test_a_move_dated_before_the_latest_recorded_move_is_refused(
         "address": "榆中县夏官营镇红柳沟村二社8号",
         "region_code": "620123101204",
     }
-    await _change(intake, household, move)
+    await intake.change(household, move)
     earlier = {
         "kind": "address_change",
         "moved_on": "2026-02-10",
@@ -1702,7 +1672,7 @@ async def test_a_move_dated_before_the_latest_recorded_move_is_refused(
         "620123101204",
         "榆中县夏官营镇红柳沟村二社8号",
     )
-    same_day = await _change(intake, household, earlier | {"moved_on": "2026-02-20"})
+    same_day = await intake.change(household, earlier | {"moved_on": "2026-02-20"})
     assert same_day["household"]["region_code"] == RURAL_VILLAGE
 
 
@@ -1721,8 +1691,7 @@ async def test_a_disability_grade_change_is_recorded_published_and_in_the_timeli
     submitted = await intake.submit(await intake.complete_application_body(household))
     assert submitted.status_code == 201, submitted.text
     certificate = (await intake.upload(household.id, "disability_certificate", wife)).json()["id"]
-    changed = await _change(
-        intake,
+    changed = await intake.change(
         household,
         {
             "kind": "member_change",
@@ -1782,8 +1751,7 @@ async def test_a_member_no_longer_counted_has_a_reason_until_counted_again(
 ) -> None:
     household = await intake.register(intake.plan(shape="three_generations"))
     head = household.person_ids[0]
-    jailed = await _change(
-        intake,
+    jailed = await intake.change(
         household,
         {
             "kind": "member_change",
@@ -1805,8 +1773,7 @@ async def test_a_member_no_longer_counted_has_a_reason_until_counted_again(
         "exclusion_reason": "imprisoned",
         "employment_status": "unable_to_work",
     }
-    released = await _change(
-        intake,
+    released = await intake.change(
         household,
         {"kind": "member_change", "person_id": head, "effective_on": "2026-02-27", "counted": True},
     )
@@ -1880,8 +1847,8 @@ async def test_a_member_change_that_breaks_a_rule_writes_nothing(
         "/body/document_ids/0"
     ]
     # A member who died is no longer a member whose details change.
-    await _change(
-        intake, household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
+    await intake.change(
+        household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
     )
     assert await refused({"person_id": mother, "seriously_ill": False}) == ["/body/person_id"]
 
@@ -1896,9 +1863,7 @@ async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, _mother, _kid = household.person_ids
     change = {"kind": "member_change", "person_id": wife}
-    await _change(
-        intake, household, change | {"effective_on": "2026-02-10", "disability_grade": "2"}
-    )
+    await intake.change(household, change | {"effective_on": "2026-02-10", "disability_grade": "2"})
     late = change | {"effective_on": "2026-01-05", "employment_status": "unable_to_work"}
     response = await intake.http.post(
         f"/households/{household.id}/changes", json=late, headers=intake.headers()
@@ -1908,13 +1873,12 @@ async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(
     assert error["pointer"] == "/body/effective_on"
     assert "2026-02-10" in error["detail"]
     assert await _refused_change(intake, intake_engine, household, late) == ["/body/effective_on"]
-    await _change(intake, household, change | {"effective_on": "2026-01-05", "name": "王秀芝"})
-    await _change(
-        intake,
+    await intake.change(household, change | {"effective_on": "2026-01-05", "name": "王秀芝"})
+    await intake.change(
         household,
         change | {"person_id": head, "effective_on": "2026-01-05", "seriously_ill": True},
     )
-    recorded = await _change(intake, household, late | {"effective_on": "2026-02-10"})
+    recorded = await intake.change(household, late | {"effective_on": "2026-02-10"})
     [member] = [m for m in recorded["household"]["members"] if m["person_id"] == wife]
     assert (member["disability_grade"], member["employment_status"]) == ("2", "unable_to_work")
 
@@ -1928,8 +1892,7 @@ async def test_the_limited_view_shows_whose_details_changed_not_what(
     household = await intake.register(intake.plan(shape="three_generations"))
     head = household.person_ids[0]
     certificate = (await intake.upload(household.id, "disability_certificate", head)).json()["id"]
-    await _change(
-        intake,
+    await intake.change(
         household,
         {
             "kind": "member_change",

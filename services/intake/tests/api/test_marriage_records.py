@@ -21,17 +21,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 REGISTRY = EventRegistry.default()
 
 
-async def _change(
-    intake: IntakeClient, household: RegisteredHousehold, body: dict[str, Any]
-) -> dict[str, Any]:
-    response = await intake.http.post(
-        f"/households/{household.id}/changes", json=body, headers=intake.headers()
-    )
-    assert response.status_code == 201, response.text
-    out: dict[str, Any] = response.json()
-    return out
-
-
 def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> dict[str, Any]:
     return {
         "name": "杨秀兰",
@@ -47,8 +36,8 @@ async def _moves_in(
     """The person id of ``member``, who moves in."""
     response = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
     known = {m["person_id"] for m in response.json()["members"]}
-    joined = await _change(
-        intake, household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
+    joined = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
     )
     [person_id] = [
         m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
@@ -75,8 +64,7 @@ async def test_the_event_names_both_partners_whichever_the_request_names_first(
     lodger = await _moves_in(
         intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
     )
-    married = await _change(
-        intake,
+    married = await intake.change(
         household,
         {
             "kind": "marriage",
@@ -101,8 +89,7 @@ async def test_the_event_names_both_partners_whichever_the_request_names_first(
     partner = await _moves_in(
         intake, single, _person(intake, date(born.year + 1, 3, 3), sex, "other")
     )
-    married = await _change(
-        intake,
+    married = await intake.change(
         single,
         {
             "kind": "marriage",
@@ -136,8 +123,8 @@ async def test_a_widowed_parent_marries_on_or_after_the_other_parents_death(
     lodger = await _moves_in(
         intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
     )
-    died = await _change(
-        intake, household, {"kind": "death", "person_id": father, "date_of_death": "2026-03-01"}
+    died = await intake.change(
+        household, {"kind": "death", "person_id": father, "date_of_death": "2026-03-01"}
     )
     assert died["household"]["changes"][-1]["details"]["spouse_person_id"] == mother
     marriage = {"kind": "marriage", "person_id": mother, "spouse_person_id": lodger}
@@ -152,7 +139,7 @@ async def test_a_widowed_parent_marries_on_or_after_the_other_parents_death(
     assert error["pointer"] == "/body/married_on"
     assert "2026-03-01" in error["detail"]
     assert await row_counts(intake_engine) == before
-    married = await _change(intake, household, marriage | {"married_on": "2026-03-01"})
+    married = await intake.change(household, marriage | {"married_on": "2026-03-01"})
     assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "parent"}
 
 
@@ -174,8 +161,7 @@ async def test_a_new_head_married_here_may_not_marry_again(
     bride = await _moves_in(
         intake, household, _person(intake, date(2004, 3, 3), Sex.FEMALE, "other")
     )
-    married = await _change(
-        intake,
+    married = await intake.change(
         household,
         {
             "kind": "marriage",
@@ -187,8 +173,7 @@ async def test_a_new_head_married_here_may_not_marry_again(
     assert married["household"]["changes"][-1]["details"]["relationships"] == {
         bride: "child_in_law"
     }
-    died = await _change(
-        intake,
+    died = await intake.change(
         household,
         {
             "kind": "death",
