@@ -97,7 +97,7 @@ INSERT INTO application (id, household_id, region_code, kind, channel, status,
     applicant_person_id, statement, reason, requested_amount_fen,
     individual_inclusion_person_id, bank_account_id, staff_related, staff_relation_note,
     assigned_caseworker, missing_items, submitted_at, submitted_by, accepted_on,
-    withdrawn_at, withdrawal_reason)
+    withdrawn_at, withdrawal_reason, withdrawal_cause)
 SELECT application_id, household_id, region_code, 'dibao', 'counter', status, head_id,
        '家庭收入低于当地低保标准', NULL, NULL, NULL, account_id, false, NULL,
        CASE WHEN status = 'returned' THEN NULL ELSE 'cw-' || left(region_code, 9) END,
@@ -107,7 +107,8 @@ SELECT application_id, household_id, region_code, 'dibao', 'counter', status, he
        at, @clerk,
        CASE WHEN status = 'returned' THEN NULL ELSE CAST(at AS date) END,
        CASE WHEN status = 'withdrawn' THEN at + interval '3 days' END,
-       CASE WHEN status = 'withdrawn' THEN 'moved away' END
+       CASE WHEN status = 'withdrawn' THEN 'moved away' END,
+       CASE WHEN status = 'withdrawn' THEN 'applicant_request' END
 FROM (SELECT *, CASE n % 10 WHEN 0 THEN 'returned' WHEN 1 THEN 'withdrawn'
                             ELSE 'submitted' END AS status FROM past) AS p
 """,
