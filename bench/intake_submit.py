@@ -499,7 +499,7 @@ async def _reopen(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
-            "UPDATE application SET status = 'withdrawn'"
+            "UPDATE application SET status = 'withdrawn', withdrawal_cause = 'applicant_request'"
             " WHERE status = 'submitted' AND submitted_by <> $1",
             HISTORY_CLERK,
         )
