@@ -557,7 +557,17 @@ async def entry_with_proof(
     if checked is None or not service.visible(checked, principal.regions, runtime.whole_log):
         raise NotFound("No such entry", type_slug="entry-not-found")
     entry, leaf, columns = checked.entry, checked.leaf, checked.columns
-    cp = await _covering(session, tree_size)
+    latest = await repo.latest_checkpoint(session) if tree_size is None else None
+    if tree_size is None and latest is None:
+        # A log younger than its first checkpoint: the entry exists, the first one covers it.
+        raise Conflict(
+            f"Entry {index} is covered by no checkpoint: none is signed yet; the first,"
+            f" signed within {_seconds(runtime.checkpoint_interval_s)} s, will cover it",
+            type_slug="entry-not-covered",
+            headers={"Retry-After": _seconds(runtime.checkpoint_interval_s)},
+            tree_size=0,
+        )
+    cp = latest if latest is not None else await _covering(session, tree_size)
     if index >= cp.tree_size:
         # The entry exists (not a 404): the checkpoint asked for does not cover it. The
         # latest one will within a checkpoint interval; a named older one never will.

@@ -237,6 +237,42 @@ async def test_an_entry_listed_before_a_checkpoint_covers_it_is_409_not_404(api:
     assert absent.json()["type"].endswith("/entry-not-found")
 
 
+async def test_an_entry_of_a_log_without_a_checkpoint_yet_is_409_not_404(
+    audit_db: AuditDb, token_factory: TokenFactory
+) -> None:
+    """Before the first checkpoint is signed (a new log's first minute), an entry's read
+    says so, as for one newer than the latest checkpoint; a named checkpoint that does not
+    exist is still 404."""
+    settings = AuditSettings(
+        database_url=audit_db.url,
+        audit_runtime_database_url=audit_db.runtime_url,
+        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        **common_secret_values(),
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_consume=False,
+        audit_relay=False,
+        audit_checkpoint_every=1000,
+        audit_checkpoint_interval_s=30,
+    )
+    app = create_app(settings, auth=make_auth_settings())
+    async with api_client(app) as client:
+        await app.state.audit.appender.append(
+            [recorded_event(_registered("hh-a", LANZHOU), offset=0, key="hh-a")]
+        )
+        auditor = token_factory.bearer(roles=["auditor"], regions=["6201"])
+        listed = (await client.get("/audit/entries", headers=auditor)).json()["items"]
+        assert [e["index"] for e in listed] == [0]
+        pending = await client.get("/audit/entries/0", headers=auditor)
+        assert pending.status_code == 409, pending.text
+        assert pending.headers["retry-after"] == "30"
+        assert pending.json()["type"].endswith("/entry-not-covered")
+        assert pending.json()["tree_size"] == 0
+        named = await client.get("/audit/entries/0", params={"tree_size": 1}, headers=auditor)
+        assert named.status_code == 404
+        assert named.json()["type"].endswith("/checkpoint-not-found")
+
+
 async def test_consistency_between_checkpoints(api: Api) -> None:
     key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
     items = (await api.client.get("/audit/checkpoints", headers=api.auditor())).json()["items"]
