@@ -47,7 +47,7 @@ from dibao_audit.entry import (
 )
 from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
 from dibao_audit.projection import Columns, contradictions, decoded_view, key_reader
-from dibao_audit.verifier import Report, tree_levels
+from dibao_audit.verifier import Report, tree_levels, verified_kept
 from dibao_common.messaging.envelope import EventRegistry
 
 _ROWS_SQL = """
@@ -178,12 +178,7 @@ async def check_database(
     are the signed notes of checkpoints the auditor kept from earlier reads."""
     registry = registry if registry is not None else EventRegistry.default()
     report = DatabaseReport()
-    kept_heads: list[Checkpoint] = []
-    for note in kept:
-        try:
-            kept_heads.append(key.verify(note))
-        except CheckpointError as exc:
-            report.fail(f"kept checkpoint: {exc}")
+    kept_heads = verified_kept(key, kept, report)
     conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):

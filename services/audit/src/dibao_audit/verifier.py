@@ -171,6 +171,18 @@ class Report:
         }
 
 
+def verified_kept(key: VerifierKey, kept: Sequence[str], report: Report) -> list[Checkpoint]:
+    """The checkpoints an auditor kept (signed notes) that verify with ``key``; each one
+    that does not is a failure of ``report``."""
+    heads: list[Checkpoint] = []
+    for note in kept:
+        try:
+            heads.append(key.verify(note))
+        except CheckpointError as exc:
+            report.fail(f"kept checkpoint: {exc}")
+    return heads
+
+
 def read_export(lines: Iterable[str]) -> tuple[ExportHeader, Iterator[dict[str, Any]]]:
     """Split an export into its header and its entry objects (parsed lazily)."""
     it = iter(lines)
@@ -318,12 +330,7 @@ def verify_shares(
     two logs under one key). Those inside a slice are not checked.
     """
     report = Report()
-    kept_heads: list[Checkpoint] = []
-    for note in kept:
-        try:
-            kept_heads.append(key.verify(note))
-        except CheckpointError as exc:
-            report.fail(f"kept checkpoint: {exc}")
+    kept_heads = verified_kept(key, kept, report)
     try:
         cp = key.verify(header.checkpoint)
     except CheckpointError as exc:

@@ -94,9 +94,10 @@ class Api:
             return [access_pb2.PersonalDataAccessed.FromString(bytes(r[0])) for r in rows]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Api]:
-    settings = AuditSettings(
+def _settings(audit_db: AuditDb, **overrides: Any) -> AuditSettings:
+    """The API's settings over ``audit_db``: no consumer, and no relay (the outbox keeps
+    the access events for the test to read)."""
+    return AuditSettings(
         database_url=audit_db.url,
         audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
@@ -104,10 +105,14 @@ async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[A
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
         audit_consume=False,
-        audit_relay=False,  # the outbox keeps the access events for the test to read
-        audit_checkpoint_every=10,
+        audit_relay=False,
+        **overrides,
     )
-    app = create_app(settings, auth=make_auth_settings())
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Api]:
+    app = create_app(_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
     events = [recorded_event(_registered("hh-a", LANZHOU), offset=0, key="hh-a")]
     events += [recorded_event(_registered("hh-b", BEIJING), offset=1, key="hh-b")]
     events += [
@@ -243,18 +248,7 @@ async def test_an_entry_of_a_log_without_a_checkpoint_yet_is_409_not_404(
     """Before the first checkpoint is signed (a new log's first minute), an entry's read
     says so, as for one newer than the latest checkpoint; a named checkpoint that does not
     exist is still 404."""
-    settings = AuditSettings(
-        database_url=audit_db.url,
-        audit_runtime_database_url=audit_db.runtime_url,
-        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
-        audit_consume=False,
-        audit_relay=False,
-        audit_checkpoint_every=1000,
-        audit_checkpoint_interval_s=30,
-    )
+    settings = _settings(audit_db, audit_checkpoint_every=1000, audit_checkpoint_interval_s=30)
     app = create_app(settings, auth=make_auth_settings())
     async with api_client(app) as client:
         await app.state.audit.appender.append(
