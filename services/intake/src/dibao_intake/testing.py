@@ -55,6 +55,22 @@ ISSUED_ID_NUMBERS: set[str] = set()
 never clash with another's in the session's database."""
 
 
+CLOUDEVENTS_HEADERS = frozenset(
+    {
+        "ce_specversion",
+        "ce_id",
+        "ce_type",
+        "ce_source",
+        "ce_time",
+        "ce_subject",
+        "content-type",
+        "ce_actor",
+        "ce_correlationid",
+    }
+)
+"""The Kafka headers every event intake publishes carries (the CloudEvents binary mode)."""
+
+
 def _b64_key(label: str) -> str:
     return base64.b64encode(hashlib.sha256(label.encode()).digest()).decode()
 

@@ -18,6 +18,7 @@ from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
+    CLOUDEVENTS_HEADERS,
     TEST_NOW,
     IntakeClient,
     access_records,
@@ -717,17 +718,7 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
     ]
     assert len(records) == 3
     for record in records:
-        assert {name for name, _ in record.headers} >= {
-            "ce_specversion",
-            "ce_id",
-            "ce_type",
-            "ce_source",
-            "ce_time",
-            "ce_subject",
-            "content-type",
-            "ce_actor",
-            "ce_correlationid",
-        }
+        assert {name for name, _ in record.headers} >= CLOUDEVENTS_HEADERS
 
 
 async def test_a_responsible_caseworker_needs_their_own_id_number(intake: IntakeClient) -> None:
