@@ -423,6 +423,41 @@ class HouseholdUpdated(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Divorce(_message.Message):
+        """A marriage ended by divorce (离婚); both partners may stay in the household (离婚不离家)."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PERSON_ID_FIELD_NUMBER: _builtins.int
+        DIVORCED_ON_FIELD_NUMBER: _builtins.int
+        FORMER_SPOUSE_FIELD_NUMBER: _builtins.int
+        person_id: _builtins.str
+        """The partner whose relationship to the head stays as it was (the head, the head's
+        child): the request's person_id, or its spouse_person_id when that one's stays.
+        """
+        @_builtins.property
+        def divorced_on(self) -> _types_pb2.LocalDate: ...
+        @_builtins.property
+        def former_spouse(self) -> _types_pb2_1.Member:
+            """The other partner, a member, as now recorded (the head's former spouse or a child's
+            former spouse is the head's other; the head's parents stay parents); unset when the
+            former spouse lives elsewhere.
+            """
+
+        def __init__(
+            self,
+            *,
+            person_id: _builtins.str = ...,
+            divorced_on: _types_pb2.LocalDate | None = ...,
+            former_spouse: _types_pb2_1.Member | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["divorced_on", b"divorced_on", "former_spouse", b"former_spouse"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["divorced_on", b"divorced_on", "former_spouse", b"former_spouse", "person_id", b"person_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     HOUSEHOLD_ID_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
@@ -435,6 +470,7 @@ class HouseholdUpdated(_message.Message):
     BANK_ACCOUNT_CHANGE_FIELD_NUMBER: _builtins.int
     ADDRESS_CHANGE_FIELD_NUMBER: _builtins.int
     MEMBER_CHANGE_FIELD_NUMBER: _builtins.int
+    DIVORCE_FIELD_NUMBER: _builtins.int
     HOUSEHOLD_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
@@ -466,6 +502,8 @@ class HouseholdUpdated(_message.Message):
     @_builtins.property
     def member_change(self) -> Global___HouseholdUpdated.MemberChange: ...
     @_builtins.property
+    def divorce(self) -> Global___HouseholdUpdated.Divorce: ...
+    @_builtins.property
     def household(self) -> _types_pb2_1.HouseholdSnapshot:
         """The household as it is after the change."""
 
@@ -488,15 +526,16 @@ class HouseholdUpdated(_message.Message):
         bank_account_change: Global___HouseholdUpdated.BankAccountChange | None = ...,
         address_change: Global___HouseholdUpdated.AddressChange | None = ...,
         member_change: Global___HouseholdUpdated.MemberChange | None = ...,
+        divorce: Global___HouseholdUpdated.Divorce | None = ...,
         household: _types_pb2_1.HouseholdSnapshot | None = ...,
         documents: _abc.Iterable[_types_pb2.DocumentRef] | None = ...,
         note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change", "divorce"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
