@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -16,10 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,11 +33,13 @@ from dibao_common.crypto import PiiSettings
 from dibao_common.db import make_engine
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import Envelope, EventRegistry
+from dibao_common.messaging.outbox import build_envelope
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
 from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake.domain.codes import AreaType
 from dibao_intake.main import create_app
+from dibao_intake.service_layer.timeline import entries_of
 from dibao_intake.settings import IntakeSettings
 from dibao_intake.synthetic import (
     PlannedHousehold,
@@ -215,15 +220,98 @@ def stack_from_env() -> TestStack:
     return TestStack(dsn, bootstrap, os.environ.get("DIBAO_TEST_DB_PREFIX", "dibao_test"))
 
 
-async def intake_database_of_its_own(name: str) -> TestStack:
+async def intake_database_of_its_own(name: str, revision: str = "head") -> TestStack:
     """The test stack with an intake database for one module alone (``<prefix>_<name>``),
-    recreated and migrated: for tests that rewrite or scan a whole database (a key
-    rotation, a check of the document store), which the session's shared one must not see."""
+    recreated and migrated (to ``revision``): for tests that rewrite or scan a whole
+    database (a key rotation, a check of the document store) or migrate it, which the
+    session's shared one must not see."""
     shared = stack_from_env()
     stack = TestStack(shared.pg_admin_dsn, shared.kafka_bootstrap, f"{shared.db_prefix}_{name}")
     await stack.recreate_database("intake")
-    await stack.migrate("intake")
+    await stack.migrate("intake", revision)
     return stack
+
+
+# Rows written straight into a database at an older revision (the migration tests): the
+# columns every revision since 0002 has, the others given by the caller.
+
+MIGRATION_AT = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+
+
+async def insert_household(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
+    """An active household of one person, its head: (household id, person id)."""
+    household, person = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO person (id, id_hash, hash_key_id, id_number_cipher, masked_id, name,
+               birth_date, sex, created_at)
+           VALUES ($1, $2, 'h1', '\\x00', 'm', '马建国', '1950-01-01', 'male', $3)""",
+        person,
+        f"hash-{person}",
+        MIGRATION_AT,
+    )
+    await conn.execute(
+        """INSERT INTO household (id, region_code, area_type, address, status, head_person_id,
+               version, created_at, created_by, updated_at)
+           VALUES ($1, $2, 'rural', 'a', 'active', $3, 1, $4, 'clerk-1', $4)""",
+        household,
+        RURAL_VILLAGE,
+        person,
+        MIGRATION_AT,
+    )
+    return household, person
+
+
+async def insert_application(
+    conn: asyncpg.Connection,
+    household: tuple[uuid.UUID, uuid.UUID],
+    kind: str,
+    status: str,
+    **columns: Any,
+) -> uuid.UUID:
+    """An application of ``household`` (its head the applicant), not flagged, with no
+    missing items, submitted at MIGRATION_AT; ``columns`` sets any other column."""
+    application = uuid.uuid4()
+    values: dict[str, Any] = {
+        "id": application,
+        "household_id": household[0],
+        "region_code": RURAL_VILLAGE,
+        "kind": kind,
+        "channel": "counter",
+        "status": status,
+        "applicant_person_id": household[1],
+        "staff_related": False,
+        "missing_items": "[]",
+        "submitted_at": MIGRATION_AT,
+        "submitted_by": "clerk-1",
+    } | columns
+    names = ", ".join(values)
+    places = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    await conn.execute(
+        f"INSERT INTO application ({names}) VALUES ({places})",  # noqa: S608 - our names
+        *values.values(),
+    )
+    return application
+
+
+async def insert_own_entry(conn: asyncpg.Connection, message: Message) -> dict[str, Any]:
+    """The timeline entry intake writes with one of its own events about an application,
+    built as the service builds it (``timeline.entries_of``); its details."""
+    envelope = build_envelope(message, key="h", source="dibao-intake", time=MIGRATION_AT)
+    [(application, entry)] = entries_of([(envelope, message)])
+    await conn.execute(
+        """INSERT INTO timeline_entry (ce_id, application_id, ce_type, ce_source, occurred_at,
+               actor, summary, details, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $5)""",
+        entry.ce_id,
+        application,
+        entry.ce_type,
+        entry.ce_source,
+        entry.occurred_at,
+        entry.actor,
+        entry.summary,
+        json.dumps(entry.details),
+    )
+    return entry.details
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -1,77 +1,64 @@
 """Migration 0010: a withdrawn application's cause in a column of its own, backfilled from
-what the row and its household say, and constrained to the known causes."""
+the events the application's timeline holds (not from the words of its reason), and
+constrained to the known causes."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
 
+from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import (
+    MIGRATION_AT,
+    insert_application,
+    insert_household,
+    insert_own_entry,
+    intake_database_of_its_own,
+)
 
 pytestmark = [pytest.mark.postgres]
 
-AT = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+CODE = "household_dissolved"
 
 
 @pytest.fixture
 async def at_0009(intake_stack: TestStack) -> TestStack:
     """A database of its own at revision 0009 (the session's intake database is at head)."""
-    private = TestStack(
-        intake_stack.pg_admin_dsn, intake_stack.kafka_bootstrap, f"{intake_stack.db_prefix}_m0010"
-    )
-    await private.recreate_database("intake")
-    await private.migrate("intake", "0009")
-    return private
+    return await intake_database_of_its_own("m0010", "0009")
 
 
-async def _household(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
-    household, person = uuid.uuid4(), uuid.uuid4()
-    await conn.execute(
-        """INSERT INTO person (id, id_hash, hash_key_id, id_number_cipher, masked_id, name,
-               birth_date, sex, created_at)
-           VALUES ($1, $2, 'h1', '\\x00', 'm', '马建国', $3, 'male', $4)""",
-        person,
-        f"hash-{person}",
-        date(1950, 1, 1),
-        AT,
-    )
-    await conn.execute(
-        """INSERT INTO household (id, region_code, area_type, address, status, head_person_id,
-               version, created_at, created_by, updated_at)
-           VALUES ($1, '620123101203', 'rural', 'a', 'active', $2, 1, $3, 'clerk-1', $3)""",
-        household,
-        person,
-        AT,
-    )
-    return household, person
-
-
-async def _application(
+async def _withdrawn(
     conn: asyncpg.Connection,
     household: tuple[uuid.UUID, uuid.UUID],
     kind: str,
-    status: str,
     reason: str | None,
+    cause: ev.WithdrawalCause.ValueType | None,
 ) -> uuid.UUID:
-    application = uuid.uuid4()
-    await conn.execute(
-        """INSERT INTO application (id, household_id, region_code, kind, channel, status,
-               applicant_person_id, staff_related, missing_items, submitted_at, submitted_by,
-               withdrawn_at, withdrawal_reason)
-           VALUES ($1, $2, '620123101203', $3, 'counter', $4, $5, false, '[]', $6,
-               'clerk-1', $7, $8)""",
-        application,
-        household[0],
+    """A withdrawn application; with ``cause``, the ApplicationWithdrawn in its timeline
+    (6842631 on: UNSPECIFIED for the applicant's withdrawal, HOUSEHOLD_DISSOLVED for the
+    change that dissolved its household)."""
+    application = await insert_application(
+        conn,
+        household,
         kind,
-        status,
-        household[1],
-        AT,
-        AT if status == "withdrawn" else None,
-        reason,
+        "withdrawn",
+        withdrawn_at=MIGRATION_AT,
+        withdrawal_reason=reason,
     )
+    if cause is not None:
+        await insert_own_entry(
+            conn,
+            ev.ApplicationWithdrawn(
+                household_id=str(household[0]),
+                application_id=str(application),
+                reason=(reason or "") if cause == ev.WITHDRAWAL_CAUSE_UNSPECIFIED else "",
+                cause=cause,
+            ),
+        )
     return application
 
 
@@ -86,29 +73,55 @@ async def _state(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> list[tuple[s
     return [(rows[i]["cause"], rows[i]["withdrawal_reason"]) for i in ids]
 
 
-async def test_0010_backfills_the_cause_and_constrains_it(at_0009: TestStack) -> None:
+async def test_0010_backfills_the_cause_and_constrains_it(
+    at_0009: TestStack, caplog: pytest.LogCaptureFixture
+) -> None:
     conn = await asyncpg.connect(at_0009.dsn("intake"))
     try:
-        dissolved, living = await _household(conn), await _household(conn)
+        dissolved, later, living, unexplained = [await insert_household(conn) for _ in range(4)]
+        applicant = ev.WITHDRAWAL_CAUSE_UNSPECIFIED
+        closed = ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED
         ids = [
-            # Closed by the dissolution (6842631): the code in the reason.
-            await _application(conn, dissolved, "dibao", "withdrawn", "household_dissolved"),
+            # Closed by the dissolution (6842631): the code in the reason, its event's cause.
+            await _withdrawn(conn, dissolved, "dibao", CODE, closed),
             # The applicant's, before the household dissolved.
-            await _application(conn, dissolved, "temporary", "withdrawn", "找到稳定工作"),
-            # The applicant's words happen to be the code; the household still exists.
-            await _application(conn, living, "dibao", "withdrawn", "household_dissolved"),
-            await _application(conn, living, "temporary", "submitted", None),
-            await _application(conn, living, "festival", "returned", None),
+            await _withdrawn(conn, dissolved, "temporary", "找到稳定工作", applicant),
+            # The applicant's words happen to be the code, and their household dissolved
+            # later: still theirs (their withdrawal's event has no cause).
+            await _withdrawn(conn, later, "dibao", CODE, applicant),
+            # The same words; the household still exists.
+            await _withdrawn(conn, living, "dibao", CODE, applicant),
+            await insert_application(conn, living, "temporary", "submitted"),
+            await insert_application(conn, living, "festival", "returned"),
+            # The code in a dissolved household, no withdrawal in the timeline: no fact
+            # says the dissolution closed it; the applicant's, and logged.
+            await _withdrawn(conn, unexplained, "dibao", CODE, None),
         ]
-        await conn.execute("UPDATE household SET status = 'dissolved' WHERE id = $1", dissolved[0])
+        await conn.execute(
+            "UPDATE household SET status = 'dissolved' WHERE id = ANY($1::uuid[])",
+            [dissolved[0], later[0], unexplained[0]],
+        )
 
-        await at_0009.migrate("intake", "0010")
+        with caplog.at_level(logging.INFO, logger="dibao_intake.migrations"):
+            await at_0009.migrate("intake", "0010")
         assert await _state(conn, ids) == [
-            ("household_dissolved", None),
+            (CODE, None),
             ("applicant_request", "找到稳定工作"),
-            ("applicant_request", "household_dissolved"),
+            ("applicant_request", CODE),
+            ("applicant_request", CODE),
             (None, None),
             (None, None),
+            ("applicant_request", CODE),
+        ]
+        warned = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "dibao_intake.migrations" and r.levelno == logging.WARNING
+        ]
+        assert warned == [
+            f"application {ids[6]}: withdrawn with the words household_dissolved in a"
+            " dissolved household, and its timeline holds no withdrawal; taken as the"
+            " applicant's"
         ]
         # Only the known causes, and exactly the withdrawn applications have one.
         for statement in (
@@ -120,23 +133,26 @@ async def test_0010_backfills_the_cause_and_constrains_it(at_0009: TestStack) ->
         with pytest.raises(asyncpg.CheckViolationError, match="withdrawn_has_cause"):
             await conn.execute(
                 "UPDATE application SET withdrawal_cause = 'applicant_request' WHERE id = $1",
-                ids[3],
+                ids[4],
             )
 
         # Down: the code back in the dissolved one's reason, the column gone; up again.
         await at_0009.downgrade("intake", "0009")
         assert await _state(conn, ids) == [
-            (None, "household_dissolved"),
+            (None, CODE),
             (None, "找到稳定工作"),
-            (None, "household_dissolved"),
+            (None, CODE),
+            (None, CODE),
             (None, None),
             (None, None),
+            (None, CODE),
         ]
         await at_0009.migrate("intake", "head")
-        assert (await _state(conn, ids))[:3] == [
-            ("household_dissolved", None),
+        assert (await _state(conn, ids))[:4] == [
+            (CODE, None),
             ("applicant_request", "找到稳定工作"),
-            ("applicant_request", "household_dissolved"),
+            ("applicant_request", CODE),
+            ("applicant_request", CODE),
         ]
     finally:
         await conn.close()
