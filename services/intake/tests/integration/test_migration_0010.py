@@ -1,6 +1,6 @@
-"""Migration 0010: a withdrawn application's cause in a column of its own, backfilled from
+"""Migrations 0010 and 0012: a withdrawn application's cause in a column of its own, backfilled from
 the events the application's timeline holds (not from the words of its reason), and
-constrained to the known causes."""
+constrained to the known causes; what 0010's first backfill took from applicants given back."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ async def _withdrawn(
     kind: str,
     reason: str | None,
     cause: ev.WithdrawalCause.ValueType | None,
+    **columns: object,
 ) -> uuid.UUID:
     """A withdrawn application; with ``cause``, the ApplicationWithdrawn in its timeline
     (6842631 on: UNSPECIFIED for the applicant's withdrawal, HOUSEHOLD_DISSOLVED for the
@@ -48,6 +49,7 @@ async def _withdrawn(
         "withdrawn",
         withdrawn_at=MIGRATION_AT,
         withdrawal_reason=reason,
+        **columns,
     )
     if cause is not None:
         await insert_own_entry(
@@ -154,5 +156,52 @@ async def test_0010_backfills_the_cause_and_constrains_it(
             ("applicant_request", CODE),
             ("applicant_request", CODE),
         ]
+    finally:
+        await conn.close()
+
+
+async def test_0012_gives_back_the_withdrawals_the_first_0010_took_for_dissolutions(
+    intake_stack: TestStack,
+) -> None:
+    at_0011 = await intake_database_of_its_own("m0012", "0011")
+    conn = await asyncpg.connect(at_0011.dsn("intake"))
+    try:
+        households = [await insert_household(conn) for _ in range(3)]
+        applicant = ev.WITHDRAWAL_CAUSE_UNSPECIFIED
+        dissolved = {"withdrawal_cause": CODE}
+        ids = [
+            # As 0010's first backfill left an applicant's words in a household dissolved
+            # later: the cause a dissolution, the words cleared.
+            await _withdrawn(conn, households[0], "dibao", None, applicant, **dissolved),
+            # Closed by the dissolution, with its event.
+            await _withdrawn(
+                conn,
+                households[1],
+                "dibao",
+                None,
+                ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED,
+                **dissolved,
+            ),
+            await _withdrawn(
+                conn,
+                households[2],
+                "dibao",
+                "找到稳定工作",
+                applicant,
+                withdrawal_cause="applicant_request",
+            ),
+        ]
+        await conn.execute(
+            "UPDATE household SET status = 'dissolved' WHERE id = ANY($1::uuid[])",
+            [h[0] for h in households[:2]],
+        )
+        before = await _state(conn, ids)
+        await at_0011.migrate("intake", "0012")
+        expected = [("applicant_request", CODE), (CODE, None), before[2]]
+        assert await _state(conn, ids) == expected
+        # Nothing more on a second run, nor on the way down.
+        await at_0011.downgrade("intake", "0011")
+        await at_0011.migrate("intake", "head")
+        assert await _state(conn, ids) == expected
     finally:
         await conn.close()
