@@ -21,7 +21,17 @@ dibao_audit.verify_cli --database-url``):
   whose root the recomputed leaves do not give (the suspect range is named);
 - a checkpoint the auditor kept from earlier (``kept``, ``verify_cli --checkpoint``) that
   does not verify, is larger than the log (the database was rolled back or its tail
-  deleted: a smaller log proves itself), or whose root the entries do not give.
+  deleted: a smaller log proves itself), or whose root the entries do not give;
+- a checkpoint the log announced in its own entries (each signed checkpoint's
+  ``CheckpointPublished``, on ``dibao.audit.v1``, is consumed and appended like any event)
+  that is not stored as announced: its note must verify with the key, and the stored
+  checkpoint of its size must be that note's, so checkpoints deleted from the table (the
+  later ones above all: a smaller set proves itself) are named without a kept one. What
+  this cannot show is a tail of the log deleted or rewritten from before the first
+  deleted checkpoint's announcement on (no signed root covers it any more): there only a
+  kept checkpoint, the topic or a witness tells (ADR 0006);
+- an ``appended_at`` more than ``skew_s`` before that of an entry appended earlier
+  (``AppendedAtBounds``).
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
@@ -37,7 +47,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from google.protobuf.message import DecodeError
 
+from dibao.audit.v1 import events_pb2 as audit_pb2
+from dibao_audit.appender import CHECKPOINT_TYPE
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -48,7 +61,7 @@ from dibao_audit.entry import (
 from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
 from dibao_audit.projection import Columns, contradictions, decoded_view, key_reader
 from dibao_audit.verifier import Report, tree_levels, verified_kept
-from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.messaging.envelope import EventRegistry, topic_of
 
 _ROWS_SQL = """
     SELECT e.leaf_index, e.ce_id::text, e.ce_type, e.ce_time, e.topic, e.partition,
@@ -70,6 +83,7 @@ class DatabaseReport(Report):
     columns_checked: int = 0
     views_checked: int = 0
     appended_at_checked: int = 0
+    announcements_checked: int = 0
     log_size: int = 0
     contradicted: dict[str, int] = field(default_factory=dict)
 
@@ -79,6 +93,7 @@ class DatabaseReport(Report):
             "columns_checked": self.columns_checked,
             "views_checked": self.views_checked,
             "appended_at_checked": self.appended_at_checked,
+            "checkpoint_announcements_checked": self.announcements_checked,
             "contradicted_columns": dict(sorted(self.contradicted.items())),
         }
 
@@ -91,15 +106,41 @@ def asyncpg_dsn(url: str) -> str:
 
 class AppendedAtBounds:
     """When an entry may have been appended, from the signed times of the checkpoints (of
-    the database here; of ``GET /audit/checkpoints`` in ``verify_cli --url``)."""
+    the database here; of ``GET /audit/checkpoints`` in ``verify_cli --url``), and from
+    the entries appended before it.
+
+    ``appended_at`` is the append transaction's ``now()``: its start, taken before the
+    appender's advisory lock is granted. One appender process stamps its batches in log
+    order (an asyncio lock, then the transaction), so the time never decreases along the
+    log but for the database server's clock stepping back; with several appender
+    processes, one that waited for the lock appends after entries stamped later than its
+    own start, by up to its wait. So an entry may lie up to ``skew_s`` before the latest
+    ``appended_at`` of the entries before it (``--clock-skew``, as around checkpoints),
+    not more; after a decrease that is reported, the entry's own time is the one later
+    entries are held to. :meth:`problem` is called in log order (of the entries a caller
+    sees: the bound holds against every earlier entry, so against any subset)."""
 
     def __init__(self, heads: Iterable[Checkpoint], skew_s: float) -> None:
         ordered = sorted(heads, key=lambda h: h.tree_size)
         self._sizes = [h.tree_size for h in ordered]
         self._times = [h.signed_at for h in ordered]
         self._skew = timedelta(seconds=skew_s)
+        self._latest: tuple[int, datetime] | None = None  # the latest appended_at so far
 
     def problem(self, index: int, appended_at: datetime) -> str | None:
+        latest = self._latest
+        if latest is None or appended_at > latest[1]:
+            self._latest = (index, appended_at)
+        elif appended_at < latest[1] - self._skew:
+            # Said once, naming both: which of the two was moved, the bounds below may
+            # tell. Measured from this one on, so one entry moved ahead is not blamed on
+            # every entry after it.
+            self._latest = (index, appended_at)
+            return (
+                f"entry {index}: appended_at {appended_at.isoformat()} is more than "
+                f"{self._skew.total_seconds():g} s before entry {latest[0]}'s "
+                f"({latest[1].isoformat()}), appended earlier"
+            )
         at = bisect.bisect_right(self._sizes, index)  # the first checkpoint covering it
         if at > 0 and appended_at < self._times[at - 1] - self._skew:
             return (
@@ -118,9 +159,14 @@ class AppendedAtBounds:
 
 
 def _check_row(
-    report: DatabaseReport, row: Any, registry: EventRegistry, bounds: AppendedAtBounds
+    report: DatabaseReport,
+    row: Any,
+    registry: EventRegistry,
+    bounds: AppendedAtBounds,
+    announced: list[tuple[int, bytes]],
 ) -> bytes:
-    """Check one stored entry; its recomputed leaf."""
+    """Check one stored entry; its recomputed leaf. A checkpoint announcement (by its
+    record's type) goes to ``announced`` as (index, payload)."""
     index = int(row[0])
     topic, partition, offset = row[4], int(row[5]), int(row[6])
     key = None if row[7] is None else bytes(row[7])
@@ -141,9 +187,11 @@ def _check_row(
         row[14],
         None if row[19] is None else tuple(row[19]),
     )
-    _, differ = contradictions(
+    columns, differ = contradictions(
         stored, topic, partition, offset, key, block, payload, key_reader(registry)
     )
+    if columns is not None and columns.ce_type == CHECKPOINT_TYPE and topic == _ANNOUNCED_ON:
+        announced.append((index, payload))
     report.columns_checked += 1
     for name, (was, now) in differ.items():
         report.contradicted[name] = report.contradicted.get(name, 0) + 1
@@ -187,6 +235,7 @@ async def check_database(
             size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
             report.log_size = int(size)
             leaves = bytearray()
+            announced: list[tuple[int, bytes]] = []
             expected = 0
             gap = False
             for lo in range(0, report.log_size, chunk):
@@ -196,9 +245,10 @@ async def check_database(
                         report.fail(f"expected entry {expected}, found {index}", expected)
                         gap = True
                     expected = index + 1
-                    leaves += _check_row(report, row, registry, bounds)
+                    leaves += _check_row(report, row, registry, bounds, announced)
     finally:
         await conn.close()
+    _check_announced(report, key, announced, heads)
     report.checked = report.columns_checked
     if heads:
         report.checkpoint = heads[-1]
@@ -231,6 +281,75 @@ async def _checkpoints(
             report.fail(f"checkpoint {size}: the stored size or root is not its signed note's")
         heads.append(head)
     return heads
+
+
+_ANNOUNCED_ON = topic_of(audit_pb2.CheckpointPublished())
+
+
+def _check_announced(
+    report: DatabaseReport,
+    key: VerifierKey,
+    announced: list[tuple[int, bytes]],
+    heads: list[Checkpoint],
+) -> None:
+    """The checkpoints the log announced in its own entries against the stored ones.
+
+    Each ``CheckpointPublished`` of this log (its origin the key's name; another log's on
+    the same topic is not this one's business) must carry a note that verifies with the
+    key, for the size and root it states, of a tree smaller than the entry announcing it
+    (a checkpoint is announced after it is signed), and the stored checkpoint of its size
+    must be that note's. One missing from the table was deleted; if the newest announced
+    is missing, the stored ones stop short of what the log itself says it signed."""
+    stored = {head.tree_size: head for head in heads}
+    latest = heads[-1].tree_size if heads else 0
+    missing_newer: list[tuple[int, int]] = []  # (size, index) past the latest stored
+    for index, payload in announced:
+        try:
+            message = audit_pb2.CheckpointPublished.FromString(payload)
+        except DecodeError:
+            report.fail(f"entry {index}: a CheckpointPublished that does not decode", index)
+            continue
+        if message.origin != key.name:
+            continue
+        size = message.tree_size
+        try:
+            head = key.verify(message.signed_note)
+        except CheckpointError as exc:
+            report.fail(f"entry {index} announces checkpoint {size}: {exc}", index)
+            continue
+        if head.tree_size != size or head.root_hash != message.root_hash:
+            report.fail(
+                f"entry {index} announces checkpoint {size}, but its note signs "
+                f"{head.tree_size} with another root",
+                index,
+            )
+        elif size > index:
+            report.fail(
+                f"entry {index} announces checkpoint {size}, which covers the announcement "
+                "itself: a checkpoint is announced after it is signed",
+                index,
+            )
+        elif size not in stored:
+            if size > latest:
+                missing_newer.append((size, index))
+            else:
+                report.fail(
+                    f"entry {index} announces checkpoint {size}, which is not stored: "
+                    "it was deleted"
+                )
+        elif stored[size] != head:
+            report.fail(
+                f"entry {index} announces checkpoint {size}, stored with another note", index
+            )
+        else:
+            report.announcements_checked += 1
+    if missing_newer:
+        size, index = max(missing_newer)
+        report.fail(
+            f"the latest stored checkpoint ({latest}) is older than checkpoint {size}, "
+            f"which the log announced at entry {index}: {len(missing_newer)} announced "
+            "checkpoint(s) after it were deleted"
+        )
 
 
 def _check_roots(report: DatabaseReport, leaves: bytes, heads: list[Checkpoint]) -> None:

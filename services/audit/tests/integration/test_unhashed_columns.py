@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import asyncpg
 import pytest
 
 from dibao.access.v1 import events_pb2 as access_pb2
+from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import verify_cli
+from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.projector import EntryProjector
@@ -203,3 +206,94 @@ async def test_a_checkpoint_kept_from_before_shows_a_rolled_back_database(
         "the log holds 10 entries, fewer than the checkpoint you kept (20): it was rolled "
         "back or truncated"
     ]
+
+
+async def _announce(db: AuditDb, appender: LogAppender, offset: int) -> int:
+    """Append the checkpoint announcements the log's outbox holds and it has not logged
+    yet, as the consumer would once the relay published them; the next offset."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT payload FROM outbox_message WHERE topic = 'dibao.audit.v1' ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    events = []
+    for row in rows[offset:]:
+        message = audit_pb2.CheckpointPublished.FromString(bytes(row[0]))
+        events.append(recorded_event(message, offset=offset, key=TEST_ORIGIN))
+        offset += 1
+    await appender.append(events)
+    return offset
+
+
+async def test_checkpoints_deleted_from_the_table_are_named_by_the_logs_own_announcements(
+    audit_db: AuditDb,
+) -> None:
+    """Each signed checkpoint is announced (``CheckpointPublished``) and the announcement
+    is appended to the log. A superuser deleting the later checkpoints left a smaller set
+    that proved itself (exit 0 unless the auditor kept one); the entries announcing them
+    now name them, and so do they a checkpoint deleted in the middle."""
+    appender = audit_db.appender(checkpoint_every=10)
+    for at in (0, 10):
+        await appender.append([_withdrawn(i) for i in range(at, at + 10)])
+    announced = await _announce(audit_db, appender, 0)  # entries 20, 21: checkpoints 10, 20
+    await appender.append([_withdrawn(i) for i in range(22, 32)])  # checkpoint 32
+    assert await _announce(audit_db, appender, announced) == 3  # entry 32
+    code, report = await _check(audit_db)
+    assert code == 0, report
+    assert report["checkpoint_announcements_checked"] == 3
+
+    await _as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 20")
+    code, report = await _check(audit_db)
+    assert code == 1, report
+    assert report["problems"] == [
+        "entry 21 announces checkpoint 20, which is not stored: it was deleted"
+    ]
+
+    await _as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 32")
+    code, report = await _check(audit_db)
+    assert code == 1, report
+    assert report["tree_size"] == 10
+    assert report["problems"] == [
+        "the latest stored checkpoint (10) is older than checkpoint 32, which the log "
+        "announced at entry 32: 2 announced checkpoint(s) after it were deleted"
+    ]
+
+
+async def test_an_appended_at_that_goes_back_along_the_log_is_reported(
+    audit_db: AuditDb,
+) -> None:
+    """One appender stamps its batches in log order; several may go back by a lock wait,
+    so a decrease within ``--clock-skew`` passes. Entries 10-14 moved 30 s later, all
+    still within the signed times of checkpoints 10 and 20 (20 signed 60 s later), passed
+    every check: entry 15, appended after them, is now 30 s before them. The database check
+    reads every entry; --url's listing goes through the same bounds (``AppendedAtBounds``)."""
+    shift = [timedelta(0)]
+    appender = LogAppender(
+        audit_db.sessions,
+        CheckpointSigner(TEST_SEED, TEST_ORIGIN),
+        checkpoint_every=10,
+        now=lambda: datetime.now(UTC) + shift[0],
+    )
+    await appender.append([_withdrawn(i) for i in range(10)])
+    shift[0] = timedelta(seconds=60)
+    await appender.append([_withdrawn(i) for i in range(10, 20)])
+    await _as_superuser(
+        audit_db,
+        "UPDATE log_entry SET appended_at = appended_at + interval '3 seconds' "
+        "WHERE leaf_index = 5",
+    )
+    code, report = await _check(audit_db)
+    assert code == 0, report  # 3 s back at entry 6: within the skew
+    await _as_superuser(
+        audit_db,
+        "UPDATE log_entry SET appended_at = appended_at + interval '30 seconds' "
+        "WHERE leaf_index BETWEEN 10 AND 14",
+    )
+    code, report = await _check(audit_db)
+    assert code == 1, report
+    assert report["first_bad_index"] == 15
+    (problem,) = report["problems"]
+    assert problem.startswith("entry 15: appended_at ")
+    assert "is more than 5 s before entry 10's" in problem  # 10-14: one batch, one time
