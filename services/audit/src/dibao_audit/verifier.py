@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import (
+    Frontier,
     ProofError,
     Range,
     fold_subtrees,
@@ -325,9 +326,11 @@ def verify_shares(
     (larger than the export's, or inside a slice) go to ``report.unrelated``.
 
     ``listed`` are checkpoints the service lists (``GET /audit/checkpoints``), signature
-    verified: one of a size the export names must have its root, and within a whole
-    export each must be the root of its first leaves (two roots signed for one size are
-    two logs under one key). Those inside a slice are not checked.
+    verified: one of a size the export names must have its root, and each the export's
+    leaves reach must be the root of the first ones (two roots signed for one size are two
+    logs under one key): within a whole export, and (since 1 Dec 2026) within a slice
+    those larger than its start and not past its end, from the cover's hashes left of the
+    slice and its leaves. Those a slice does not reach are not checked.
     """
     report = Report()
     kept_heads = verified_kept(key, kept, report)
@@ -425,11 +428,7 @@ def verify_shares(
                 and 0 < head.tree_size <= cp.tree_size
                 and root_of_size(head.tree_size) != head.root_hash
             ):
-                report.fail(
-                    f"the entries do not give the root of checkpoint {head.tree_size} the "
-                    "service lists: two logs are signed with its key, or this one was "
-                    "rewritten since"
-                )
+                report.fail(_not_listed_root(head.tree_size))
     else:
         report.unrelated.extend(unplaced)
         leaves_list = [buffer[i : i + 32] for i in range(0, len(buffer), 32)]
@@ -439,11 +438,53 @@ def verify_shares(
             report.fail(f"the export lacks the hash of range {exc}")
             return report
         suspect = (header.start, header.end)
+        inside = [
+            h
+            for h in listed
+            if header.start < h.tree_size <= header.end and h.tree_size not in signed
+        ]
+        _check_listed_in_slice(report, header, buffer, inside)
     if root != cp.root_hash:
         if report.suspect_range is None:
             report.suspect_range = suspect
         report.fail("the entries do not give the checkpoint's root hash")
     return report
+
+
+def _not_listed_root(size: int) -> str:
+    return (
+        f"the entries do not give the root of checkpoint {size} the service lists: two "
+        "logs are signed with its key, or this one was rewritten since"
+    )
+
+
+def _check_listed_in_slice(
+    report: Report, header: ExportHeader, leaves: bytes, inside: Sequence[Checkpoint]
+) -> None:
+    """Each checkpoint of ``inside`` (sizes in ``(start, end]``) must be the root of the
+    first leaves: the complete subtrees left of the slice are in the cover (the tree's
+    recursion tiles ``[0, start)`` with them, whatever its size), the rest are the slice's
+    leaves, pushed onto a frontier up to each size in turn (about one hash a leaf, up to
+    the largest)."""
+    if not inside:
+        return
+    cover = header.cover
+    try:
+        frontier = Frontier.restore(
+            header.start, lambda s: cover[(s[1] << s[0], (s[1] + 1) << s[0])]
+        )
+    except KeyError as exc:
+        report.fail(f"the export lacks the hash of range {exc}")
+        return
+    push = frontier.push
+    at = 0
+    for head in sorted(inside, key=lambda h: h.tree_size):
+        stop = 32 * (head.tree_size - header.start)
+        for i in range(at, stop, 32):
+            push(leaves[i : i + 32])
+        at = stop
+        if frontier.root() != head.root_hash:
+            report.fail(_not_listed_root(head.tree_size))
 
 
 _FAST_HEAD = b'{"index": '

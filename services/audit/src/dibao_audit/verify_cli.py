@@ -9,8 +9,9 @@ and exits 1 when anything is wrong. Every source is verified against a pinned ke
 ``--vkey`` or ``--vkey-file`` (a C2SP vkey, from ``GET /audit/public-key`` at a time you
 trust). With ``--url`` only, ``--trust-published-key`` uses the key the service publishes
 now instead: that proves the log consistent with itself, not that the key is the log's
-(the service vouches for its own signatures), so it warns on stderr and the report says
-``key_pinned: false``.
+(the service vouches for its own signatures), so it warns on stderr, the report says
+``key_pinned: false`` and ``ok: false`` (``self_consistent`` says whether anything was
+found wrong), and the exit code is 3, never 0.
 
 An export proves itself consistent, history included, but all of it is the service's
 word: with its key it can sign a log rewritten from the first entry on. Give the
@@ -36,7 +37,9 @@ sees every region finds it.
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
 export's header, no pinned key, the service refusing or unreachable), with the reason on
-stderr.
+stderr; 3 nothing was found wrong, but against the key the service publishes
+(``--trust-published-key``), not a pinned one: not a verification a script may take for
+success.
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ from dibao_audit.verifier import (
 )
 from dibao_common.messaging.envelope import EventRegistry
 
+UNPINNED = 3
+"""The exit code when nothing was found wrong against the key the service publishes
+(``--trust-published-key``): a script testing for 0 does not take it for success."""
+
 
 class CannotRunError(Exception):
     """The verification could not run (exit 2): nothing was found wrong, nothing checked."""
@@ -115,7 +122,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --url and no --vkey: verify against the key the service publishes now "
         "(GET /audit/public-key). The service then vouches for its own signatures: the log "
-        "is proved consistent with itself only. Warns, and the report says key_pinned: false",
+        "is proved consistent with itself only. Warns; the report says key_pinned: false "
+        "and ok: false, and the exit code is 3 (1 if a problem is found), never 0",
     )
     parser.add_argument(
         "--checkpoint",
@@ -462,7 +470,8 @@ def _check_answer(
 
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
-    """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 otherwise."""
+    """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 when a
+    problem was found, :data:`UNPINNED` (3) when none was against an unpinned key."""
     kept = _kept_notes(args.kept)
     if args.trust_published_key and args.url is None:
         raise CannotRunError("--trust-published-key applies to --url only: give --vkey")
@@ -564,12 +573,16 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     summary["key"] = key.vkey()
     summary["key_pinned"] = pinned
     if not pinned:
+        summary["ok"] = False
+        summary["self_consistent"] = report.ok
         summary["warning"] = (
             "no pinned key: verified against the key the service publishes, which proves "
             "the log consistent with itself only"
         )
     out.write(json.dumps(summary, indent=2) + "\n")
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return 0 if pinned else UNPINNED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -912,6 +912,29 @@ async def test_the_cli_checks_the_roots_of_the_checkpoints_the_service_lists(api
     assert code == 0, out.getvalue()
 
 
+async def test_the_cli_checks_the_listed_checkpoints_inside_a_slice(api: Api) -> None:
+    """With a slice (--start, --end), a listed checkpoint inside it (11 and 22 in
+    [5, 30)) was not checked: one signed for another root verified with exit 0. Its root
+    is now made from the cover's hashes left of the slice and the slice's leaves; a
+    checkpoint at the slice's end (22 with --end 22) counts as inside."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["62"])  # Beijing's entries redacted
+    for size, span in [(22, ("5", "30")), (11, ("5", "30")), (22, ("13", "22"))]:
+        extra = ["--start", span[0], "--end", span[1]]
+        for lie, expected in [(_forked(size), 1), (lambda page: page, 0)]:
+            async with _serving(_lying(api.app, "/audit/checkpoints", body=lie)) as url:
+                args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
+                out = io.StringIO()
+                code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+            report = json.loads(out.getvalue())
+            assert code == expected, (size, span, report)
+            if expected:
+                assert report["problems"] == [
+                    f"the entries do not give the root of checkpoint {size} the service "
+                    "lists: two logs are signed with its key, or this one was rewritten since"
+                ]
+
+
 async def test_the_cli_exits_2_when_the_service_refuses_the_export(
     api: Api, served: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -928,8 +951,8 @@ async def test_the_cli_verifies_a_service_against_a_pinned_key_only(
 ) -> None:
     """Without --vkey, --url used the key the service itself publishes: the thing audited
     vouched for its own signatures. It now refuses to run (2) as an export and the database
-    do, unless --trust-published-key is given, which warns loudly and says so in the report;
-    that flag is refused with the other sources."""
+    do, unless --trust-published-key is given, which warns loudly, says so in the report
+    and exits 3 (not 0) with ok false; that flag is refused with the other sources."""
     token = api.tokens(roles=["auditor"], regions=["62", "11"])
     assert await asyncio.to_thread(verify_cli.main, ["--url", served, "--token", token]) == 2
     err = capsys.readouterr().err
@@ -937,10 +960,15 @@ async def test_the_cli_verifies_a_service_against_a_pinned_key_only(
     assert "--trust-published-key" in err
 
     argv = ["--url", served, "--token", token, "--trust-published-key"]
-    assert await asyncio.to_thread(verify_cli.main, argv) == 0
+    # Nothing found wrong, against the key the thing audited publishes: exit 3, ok false
+    # (it was 0 and ok true, which a script took for a verified log).
+    assert await asyncio.to_thread(verify_cli.main, argv) == verify_cli.UNPINNED == 3
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["key_pinned"] is False
+    assert report["ok"] is False
+    assert report["self_consistent"] is True
+    assert report["problems"] == []
     assert "no pinned key" in report["warning"]
     assert "WARNING: NO PINNED KEY" in captured.err
 
@@ -949,7 +977,9 @@ async def test_the_cli_verifies_a_service_against_a_pinned_key_only(
     assert await asyncio.to_thread(verify_cli.main, argv) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["key_pinned"] is True
+    assert json.loads(captured.out)["ok"] is True
     assert "warning" not in json.loads(captured.out)
+    assert "self_consistent" not in json.loads(captured.out)
     assert "WARNING" not in captured.err
 
     argv = ["--database-url", api.db.url, "--trust-published-key"]

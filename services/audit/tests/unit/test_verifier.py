@@ -610,3 +610,22 @@ def test_a_v1_export_still_verifies(tmp_path: Path) -> None:
     path = _write(tmp_path / "v1.jsonl", header, lines)
     args = ["--export", str(path), "--vkey", log.signer.verifier.vkey()]
     assert verify_cli.run(verify_cli._parse_args(args), io.StringIO()) == 0
+
+
+def test_listed_checkpoints_inside_a_slice_must_be_the_roots_of_its_first_leaves() -> None:
+    """Every listed checkpoint whose size falls in ``(start, end]`` of a slice is made from
+    the cover and the slice's leaves, for every slice of trees up to 33 leaves: a true one
+    passes, one signed for another root fails (it passed: a slice checked none)."""
+    for size in [*range(1, 20), 31, 32, 33]:
+        log = _Log(size, size)
+        key = log.signer.verifier
+        true = [key.verify(log.signer.sign(s, honest_root(log, s), AT)) for s in range(size + 1)]
+        false = [key.verify(log.signer.sign(s, b"\x07" * 32, AT)) for s in range(size + 1)]
+        for start, end in itertools.combinations(range(size + 1), 2):
+            header, lines = _v2(log, start, end, None)
+            listed = true[start + 1 : end + 1]
+            report = verify_export(header, lines, key, listed=listed)
+            assert report.ok, (size, start, end, report.problems)
+            report = verify_export(header, lines, key, listed=[*listed[:-1], false[end]])
+            if end < size:  # at the export's own size, it is compared with the export's
+                assert report.problems == [verifier._not_listed_root(end)], (size, start, end)
