@@ -10,7 +10,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 if [[ -n ${DIBAO_TEST_PG_DSN:-} && -n ${DIBAO_TEST_KAFKA_BOOTSTRAP:-} ]]; then
-  exec env PATH="$HOME/.local/bin:$PATH" uv run --no-sync python -m bench.run "$@"
+  # The pinned uv, as every script runs it (deploy/uv-path.sh), not just any uv on PATH.
+  # shellcheck source=deploy/uv-path.sh
+  source "$ROOT/deploy/uv-path.sh"
+  exec uv run --no-sync python -m bench.run "$@"
 fi
 
 export DIBAO_INSTANCE=${DIBAO_TEST_INSTANCE:-bench}

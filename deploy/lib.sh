@@ -19,16 +19,9 @@ case "$INSTANCE" in
 esac
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
 
-# uv is the version deploy/uv-requirements.txt pins (the one uv.lock was written with): an
-# older or newer uv may resolve, lock or sync differently. A uv of another version that the
-# user installed is left as it is: bootstrap.sh installs the pinned one into UV_TOOL_DIR,
-# which then comes first on every script's PATH.
-UV_VERSION=$(sed -n 's/^uv==\([^[:space:]]*\).*/\1/p' "$ROOT/deploy/uv-requirements.txt")
-UV_TOOL_DIR=${DIBAO_CACHE_DIR:-$HOME/.cache/dibao}/uv/$UV_VERSION
-export PATH=$HOME/.local/bin:$PATH
-if [[ -x $UV_TOOL_DIR/bin/uv ]]; then PATH=$UV_TOOL_DIR/bin:$PATH; fi
-export UV_PYTHON_DOWNLOADS=never
-export UV_PROJECT_ENVIRONMENT=${UV_PROJECT_ENVIRONMENT:-$ROOT/.venv}
+# The pinned uv first on PATH (UV_VERSION, UV_TOOL_DIR), uv's settings.
+# shellcheck source=deploy/uv-path.sh
+source "$ROOT/deploy/uv-path.sh"
 
 log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "$INSTANCE" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

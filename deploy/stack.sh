@@ -311,13 +311,27 @@ down() {
   bash "$ROOT/deploy/pg.sh" stop
 }
 
-# Stop the instance and delete its data: its cluster (or, with DIBAO_PG_URL, nothing there),
-# the broker's log directories, its logs and the demo's example application, so that the
-# next `up` starts from empty databases and loads the demo afresh. Its secrets stay (the
-# keys of the documents' store are content hashes: contents left are swept, ADR 0015).
+# Stop the instance and delete its data: its cluster, the broker's log directories, its
+# logs and the demo's example application, so that the next `up` starts from empty
+# databases and loads the demo afresh. Its secrets stay (the keys of the documents' store
+# are content hashes: contents left are swept, ADR 0015). With an operator's server
+# (DIBAO_PG_URL, DIBAO_KAFKA_BOOTSTRAP) it refuses before stopping or deleting anything:
+# its data is not the instance's to delete, and a reset of half the stack is worse than
+# none (fresh databases beside a broker still holding the old events, which the next `up`
+# would consume again with the demo loaded beside them). Kafka's topics are named for the
+# system, not the instance (deploy/kafka/topics.conf): nothing on a shared broker tells
+# this instance's events from another's.
 reset() {
+  local refused=()
   if [[ -n ${DIBAO_PG_URL:-} ]]; then
-    die "reset deletes the instance's own PostgreSQL cluster; DIBAO_PG_URL names an operator's server: drop its databases there yourself"
+    refused+=("DIBAO_PG_URL names an operator's PostgreSQL server: drop its databases there yourself")
+  fi
+  if [[ -n ${DIBAO_KAFKA_BOOTSTRAP:-} ]]; then
+    refused+=("DIBAO_KAFKA_BOOTSTRAP names an operator's Kafka ($DIBAO_KAFKA_BOOTSTRAP), whose topics would keep the old events beside the fresh databases: delete the topics of deploy/kafka/topics.conf there yourself")
+  fi
+  if ((${#refused[@]})); then
+    local IFS=';'
+    die "reset deletes only the instance's own servers' data; nothing was stopped or deleted:${refused[*]/#/ }. Then reset again without them"
   fi
   down
   bash "$ROOT/deploy/pg.sh" remove

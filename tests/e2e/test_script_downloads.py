@@ -216,6 +216,37 @@ def test_a_uv_of_the_pinned_version_is_used_as_it_is(tmp_path: Path) -> None:
     assert _scripts_uv(env) == pinned
 
 
+def test_bench_on_a_running_stack_runs_the_pinned_uv(tmp_path: Path) -> None:
+    """bench/run.sh given a running stack (DIBAO_TEST_PG_DSN and DIBAO_TEST_KAFKA_BOOTSTRAP)
+    starts nothing and sources no lib.sh, but runs the uv every script runs: the pinned one
+    in the project's tool directory, though no uv is on PATH or in ~/.local/bin."""
+    pinned = _pinned_uv()
+    running = shutil.which("uv")
+    assert running is not None
+    home = tmp_path / "home"
+    tool = home / ".cache" / "dibao" / "uv" / pinned / "bin" / "uv"
+    tool.parent.mkdir(parents=True)
+    shutil.copy2(running, tool)
+    path = "/usr/local/bin:/usr/bin:/bin"
+    assert shutil.which("uv", path=path) is None
+    env = _env(
+        home,
+        PATH=path,
+        DIBAO_TEST_PG_DSN="postgresql://dibao@127.0.0.1:1/postgres",
+        DIBAO_TEST_KAFKA_BOOTSTRAP="127.0.0.1:1",
+    )
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "bench" / "run.sh"), "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout, done.stdout
+
+
 def _maven_home() -> Path:
     """The home Maven reads its cache from: Java's user.home comes from the password
     database, not from $HOME."""

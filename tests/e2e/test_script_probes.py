@@ -227,3 +227,45 @@ def test_topics_on_a_broker_that_never_answers_fail(tmp_path: Path, silent_port:
     assert done.returncode != 0
     assert bootstrap in done.stderr, done.stderr
     assert took < 90, took
+
+
+@pytest.mark.parametrize("server", ["DIBAO_KAFKA_BOOTSTRAP", "DIBAO_PG_URL"])
+def test_reset_with_an_operators_server_refuses_before_anything(
+    tmp_path: Path, server: str
+) -> None:
+    """`make reset` deletes the instance's own data only: with an operator's broker it
+    would leave the old events there beside fresh databases (the next `up` loads the demo
+    again beside them), with an operator's PostgreSQL it would leave the databases. It
+    refuses, saying what to delete there, and stops or deletes nothing (nothing is probed:
+    the server is never reached)."""
+    state, pgdata = tmp_path / "state", tmp_path / "pg"
+    value = (
+        "127.0.0.1:1"
+        if server == "DIBAO_KAFKA_BOOTSTRAP"
+        else f"postgresql://dibao:{PASSWORD}@127.0.0.1:1/postgres"
+    )
+    env = _env(state, DIBAO_PGDATA_ROOT=str(pgdata), **{server: value})
+    # What `up` left of the instance's own: its cluster, broker logs, logs, the demo's file.
+    kept = [
+        pgdata / "data" / "PG_VERSION",
+        state / "kafka" / "meta.properties",
+        state / "logs" / "intake.log",
+        state / "intake-demo-application.json",
+    ]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("kept\n")
+    done, took = _run(env, STACK_SH, "reset", timeout=60)
+    assert done.returncode != 0
+    assert "nothing was stopped or deleted" in done.stderr, done.stderr
+    said = {
+        "DIBAO_KAFKA_BOOTSTRAP": "DIBAO_KAFKA_BOOTSTRAP names an operator's Kafka (127.0.0.1:1),"
+        " whose topics would keep the old events beside the fresh databases: delete the"
+        " topics of deploy/kafka/topics.conf there yourself",
+        "DIBAO_PG_URL": "DIBAO_PG_URL names an operator's PostgreSQL server: drop its"
+        " databases there yourself",
+    }
+    assert said[server] in done.stderr, done.stderr
+    assert PASSWORD not in done.stderr
+    assert [p for p in kept if not p.exists()] == []
+    assert took < 30, took
