@@ -212,7 +212,8 @@ def change_command(
     | s.MoveOutIn
     | s.BankAccountChangeIn
     | s.MemberChangeIn
-    | s.AddressChangeIn,
+    | s.AddressChangeIn
+    | s.DivorceIn,
 ) -> service.RecordChange:
     change: service.Change
     match body:
@@ -268,6 +269,8 @@ def change_command(
                 region_code=body.region_code,
                 area_type=body.area_type,
             )
+        case s.DivorceIn():
+            change = service.Divorce(body.person_id, body.divorced_on, body.spouse_person_id)
     return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)
 
 
@@ -275,8 +278,8 @@ def change_command(
     "/households/{household_id}/changes",
     status_code=201,
     response_model=s.HouseholdChangeOut,
-    summary="Record a birth, death, marriage, move, bank account, member's details or"
-    " address change",
+    summary="Record a birth, death, marriage, divorce, move, bank account, member's details"
+    " or address change",
     description="One change per request, checked against the household as it is (a"
     " member_change: a member's own details, as a registration checks them; an"
     " address_change: the whole household's move, its region as a registration's). A"
@@ -290,7 +293,10 @@ def change_command(
     " the field): two relatives or in-laws of the head, the head's spouse, a parent (or"
     " parent-in-law) while another lives in the household, a member married to a member"
     " still here, either under age on the day, a marriage dated before the end of either"
-    " one's last marriage in the household (at married_on, naming that day). Publishes"
+    " one's last marriage in the household (at married_on, naming that day). A divorce"
+    " ends a marriage the record knows (a couple here, or a member's to a spouse living"
+    " elsewhere); both partners may stay, the head's or a child's former spouse as other."
+    " Publishes"
     " HouseholdUpdated with the kind of change and the household after it; the change"
     " enters the timeline of each of the household's applications still being decided."
     " The answer shows the household as GET /households/{household_id} does, and is"
@@ -309,7 +315,8 @@ def change_command(
         422,
         conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved (household-dissolved)."
         " An address_change to another township while an application is being decided"
-        " (open-application-in-township).",
+        " (open-application-in-township). A divorce the record shows already"
+        " (already-divorced).",
     ),
 )
 async def record_change(

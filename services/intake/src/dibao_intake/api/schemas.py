@@ -630,6 +630,53 @@ class AddressChangeIn(_ChangeIn):
     area_type: AreaType | None = Field(None, description="Urban or rural, when it changes")
 
 
+class DivorceIn(_ChangeIn):
+    """A couple the record knows divorced (离婚); both may stay in the household
+    (离婚不离家). The couple: the head and the head's spouse, two members a marriage
+    recorded here, the head's two parents (or parents-in-law), a child and a child-in-law
+    registered together (the only ones of each, the child of age then); or, without
+    spouse_person_id, a member and the spouse living elsewhere a marriage recorded. The
+    head's former spouse and a child's former spouse become the head's other, counted as
+    recorded (a member_change with a reason when the township decides they are not); a
+    step-parent stays parent (ADR 0016). Either may marry again on or after the day. 409
+    already-divorced: the record shows this divorce."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "divorce",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "spouse_person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                    "divorced_on": "2026-03-02",
+                    "document_ids": ["01a22f9c-10d4-73fd-a930-7b036a461589"],
+                    "note": "离婚后仍同住",
+                },
+                {
+                    "kind": "divorce",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "divorced_on": "2026-03-02",
+                    "note": "与外地配偶离婚",
+                },
+            ]
+        }
+    )
+
+    kind: Literal["divorce"]
+    person_id: uuid.UUID
+    divorced_on: date = Field(
+        description="The divorce certificate's or judgment's date: not in the future, not"
+        " before the marriage when recorded here, nor before either partner joined (422"
+        " here)"
+    )
+    spouse_person_id: uuid.UUID | None = Field(
+        None,
+        description="The former spouse, a member married to person_id as the record shows"
+        " (else 422 here); not given: the spouse lives elsewhere, and a marriage of"
+        " person_id to a spouse living elsewhere must be recorded (else 422 at person_id)",
+    )
+
+
 HouseholdChangeIn = Annotated[
     BirthIn
     | DeathIn
@@ -638,7 +685,8 @@ HouseholdChangeIn = Annotated[
     | MoveOutIn
     | BankAccountChangeIn
     | MemberChangeIn
-    | AddressChangeIn,
+    | AddressChangeIn
+    | DivorceIn,
     Field(discriminator="kind"),
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from typing import Any
 
@@ -46,6 +46,11 @@ class HouseholdState:
 
     head_person_id: uuid.UUID
     members: Sequence[ActiveMember]
+    registered_on: date | None = None
+    """The day the household was registered."""
+    registered_with: Sequence[ActiveMember] = ()
+    """The members registered with the household, still members or not, their
+    relationship as last recorded: who a child-in-law registered with it is married to."""
 
     def member(self, person_id: uuid.UUID) -> ActiveMember | None:
         return next((m for m in self.members if m.person_id == person_id), None)
@@ -226,10 +231,25 @@ class PastChange:
 class Marriages:
     """The marriages the household's record shows between its members: who is married to
     whom now (those a marriage recorded, both still members), and when each person's last
-    marriage here ended (the day their spouse died or moved out, or they did)."""
+    marriage here ended (the day their spouse died or moved out, or they did, or the two
+    divorced).
+
+    ``married_on``: the day each current marriage a marriage recorded was made, by each
+    partner (a divorce is dated on or after it); ``elsewhere``: the members whose
+    marriage to a spouse living elsewhere was recorded and has not ended here, by its day;
+    ``divorced``: each couple whose divorce was recorded (a member and a spouse elsewhere:
+    the member alone)."""
 
     married_to: Mapping[uuid.UUID, uuid.UUID]
     ended_on: Mapping[uuid.UUID, date]
+    married_on: Mapping[uuid.UUID, date] = field(default_factory=dict)
+    elsewhere: Mapping[uuid.UUID, date] = field(default_factory=dict)
+    divorced: frozenset[frozenset[uuid.UUID]] = frozenset()
+
+    @property
+    def known(self) -> frozenset[uuid.UUID]:
+        """Everybody the record shows married, or whose marriage here ended."""
+        return frozenset(self.married_to.keys() | self.ended_on.keys() | self.elsewhere.keys())
 
 
 NO_MARRIAGES = Marriages({}, {})
@@ -260,17 +280,39 @@ def marriages_in_household(
     heads_before.reverse()
     married_to: dict[uuid.UUID, uuid.UUID] = {}
     ended_on: dict[uuid.UUID, date] = {}
+    married_on: dict[uuid.UUID, date] = {}
+    elsewhere: dict[uuid.UUID, date] = {}
+    divorced: set[frozenset[uuid.UUID]] = set()
+
+    def end(person: uuid.UUID, on: date) -> None:
+        ended_on[person] = max(ended_on.get(person, on), on)
+        married_on.pop(person, None)
+
     for change, head_then in zip(changes, heads_before, strict=True):
         details = change.details
+        spouse = details.get("spouse_person_id")
         if change.kind == ChangeKind.MARRIAGE:
-            spouse = details.get("spouse_person_id") or next(
-                iter(details.get("joined_person_ids") or ()), None
-            )
-            if spouse:
-                member, partner = uuid.UUID(str(details["person_id"])), uuid.UUID(str(spouse))
-                married_to[member], married_to[partner] = partner, member
+            member = uuid.UUID(str(details["person_id"]))
+            spouse = spouse or next(iter(details.get("joined_person_ids") or ()), None)
+            # A marriage of a member married elsewhere tells that marriage is over.
+            elsewhere.pop(member, None)
+            if not spouse:
+                elsewhere[member] = married_on[member] = change.effective_on
+                continue
+            partner = uuid.UUID(str(spouse))
+            married_to[member], married_to[partner] = partner, member
+            married_on[member] = married_on[partner] = change.effective_on
+        elif change.kind == ChangeKind.DIVORCE:
+            member = uuid.UUID(str(details["person_id"]))
+            couple = {member} | ({uuid.UUID(str(spouse))} if spouse else set())
+            for person in couple:
+                married_to.pop(person, None)
+                elsewhere.pop(person, None)
+                end(person, change.effective_on)
+            divorced.add(frozenset(couple))
         elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
             leaver = uuid.UUID(str(details["person_id"]))
+            elsewhere.pop(leaver, None)
             # The marriage recorded here, and the spouse the change names: the same person
             # but for a parent who married here and was later joined by another parent
             # (the change names that one); both end.
@@ -284,31 +326,75 @@ def marriages_in_household(
                 if married_to.get(partner) == leaver:
                     del married_to[partner]
                 for person in (leaver, partner):
-                    ended_on[person] = max(
-                        ended_on.get(person, change.effective_on), change.effective_on
-                    )
-    return Marriages(married_to, ended_on)
+                    end(person, change.effective_on)
+    return Marriages(married_to, ended_on, married_on, elsewhere, frozenset(divorced))
 
 
-def spouse_left_behind(state: HouseholdState, person_id: uuid.UUID) -> uuid.UUID | None:
+def spouse_left_behind(
+    state: HouseholdState, person_id: uuid.UUID, marriages: Marriages = NO_MARRIAGES
+) -> uuid.UUID | None:
     """The spouse in the household of a member who dies or moves out: the head's spouse
-    when the head leaves, the head when their spouse does, and the other of the head's
-    parents (parents-in-law) when one of two leaves (``_ONE_COUPLE``: taken to be married
-    to each other)."""
+    when the head leaves, the head when their spouse does, and the partner of a couple
+    the relationships tell (``taken_couples``: the head's two parents or parents-in-law,
+    a child and a child-in-law registered together) when one of the two leaves."""
     member = state.member(person_id)
     if person_id == state.head_person_id:
         return next((m.person_id for m in state.members if m.relationship is _R.SPOUSE), None)
     if member is not None and member.relationship is _R.SPOUSE:
         return state.head_person_id
-    if member is not None and member.relationship in _ONE_COUPLE:
-        others = [
-            m.person_id
-            for m in state.members
-            if m.relationship is member.relationship and m.person_id != person_id
+    return taken_couples(state, marriages).get(person_id)
+
+
+def taken_couples(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID, uuid.UUID]:
+    """Couples no marriage recorded here, which the relationships to the head tell (ADR
+    0016), each partner to the other: the head's two parents, or two parents-in-law, when
+    exactly two live here; and a child and a child-in-law registered with the household
+    when exactly one child-in-law and one child of age on the registration day were, and
+    the record names neither in a marriage (a son and his wife registered together). A
+    couple whose divorce was recorded is none."""
+    pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
+    for relationship in _ONE_COUPLE:
+        same = [m.person_id for m in state.members if m.relationship is relationship]
+        if len(same) == 2:
+            pairs.append((same[0], same[1]))
+    registered_on = state.registered_on
+    if registered_on is not None:
+        in_law = [m for m in state.registered_with if m.relationship is _R.CHILD_IN_LAW]
+        of_age = [
+            m
+            for m in state.registered_with
+            if m.relationship is _R.CHILD
+            and age_on(m.birth_date, registered_on) >= MIN_MARRIAGE_AGE
         ]
-        if len(others) == 1:
-            return others[0]
-    return None
+        couple = [m.person_id for m in in_law + of_age]
+        if (
+            len(in_law) == len(of_age) == 1
+            and all(state.member(p) is not None for p in couple)
+            and not marriages.known.intersection(couple)
+        ):
+            pairs.append((couple[1], couple[0]))
+    couples: dict[uuid.UUID, uuid.UUID] = {}
+    for one, other in pairs:
+        if frozenset((one, other)) not in marriages.divorced:
+            couples[one], couples[other] = other, one
+    return couples
+
+
+def partner_in_household(
+    state: HouseholdState, marriages: Marriages, person_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The member the record takes ``person_id`` to be married to now: by a marriage
+    recorded here, as the head and the head's spouse, or as a couple the relationships
+    tell (``taken_couples``)."""
+    recorded = marriages.married_to.get(person_id)
+    if recorded is not None and state.member(recorded) is not None:
+        return recorded
+    member = state.member(person_id)
+    if member is None:
+        return None
+    if person_id == state.head_person_id or member.relationship is _R.SPOUSE:
+        return spouse_left_behind(state, person_id)
+    return taken_couples(state, marriages).get(person_id)
 
 
 def _head_with_spouse(state: HouseholdState, person_id: uuid.UUID) -> bool:
@@ -360,6 +446,8 @@ def check_marriage(
         # recorded with a member still here: a second marriage needs the first to end first
         # (a death or a move out).
         found.append(Violation("/person_id", "is married to a member of the household"))
+    else:
+        found += _taken_married(state, marriages, member, "/person_id")
     found += _after_last_marriage(marriages, person_id, married_on, "the member")
     if spouse is None:
         return found
@@ -657,7 +745,7 @@ def check_marriage_in_household(
             )
         recorded[other.person_id] = Relationship.SPOUSE
     else:
-        found += _between_members(state, member, partner, pointer_of, recorded)
+        found += _between_members(state, marriages, member, partner, pointer_of, recorded)
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
     found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
     for person in (member, partner):
@@ -672,8 +760,37 @@ def check_marriage_in_household(
     return (None if found else recorded), found
 
 
+def _taken_married(
+    state: HouseholdState, marriages: Marriages, person: ActiveMember, pointer: str
+) -> list[Violation]:
+    """``person`` is taken to be married to a member no marriage recorded here: another
+    of the head's parents (parents-in-law) beside them, not divorced from them, or the
+    partner of a couple registered together (``taken_couples``)."""
+    others = [
+        m
+        for m in state.members
+        if m.person_id != person.person_id
+        and frozenset((m.person_id, person.person_id)) not in marriages.divorced
+        and (
+            (person.relationship in _ONE_COUPLE and m.relationship is person.relationship)
+            or taken_couples(state, marriages).get(person.person_id) == m.person_id
+        )
+    ]
+    if not others:
+        return []
+    return [
+        Violation(
+            pointer,
+            f"the head's {others[0].relationship} lives in the household: the two are taken"
+            " to be married to each other (record a death, a move out or their divorce"
+            " first)",
+        )
+    ]
+
+
 def _between_members(
     state: HouseholdState,
+    marriages: Marriages,
     member: ActiveMember,
     partner: ActiveMember,
     pointer_of: Mapping[uuid.UUID, str],
@@ -686,18 +803,8 @@ def _between_members(
         pointer = pointer_of[person.person_id]
         if person.relationship is Relationship.SPOUSE:
             found.append(Violation(pointer, "is married to the head"))
-        elif person.relationship in _ONE_COUPLE and any(
-            m.relationship is person.relationship and m.person_id != person.person_id
-            for m in state.members
-        ):
-            found.append(
-                Violation(
-                    pointer,
-                    f"another of the head's {person.relationship} lives in the household: the"
-                    " two are taken to be married to each other (record a death or move out"
-                    " first)",
-                )
-            )
+        else:
+            found += _taken_married(state, marriages, person, pointer)
     if found:
         return found
     unrelated = [p for p in (member, partner) if p.relationship in MARRIES_THE_HEAD]
@@ -718,4 +825,107 @@ def _between_members(
         older = joining.birth_date < state.head.birth_date
         if becomes is not None and (becomes not in _OLDER_THAN_HEAD or older):
             recorded[joining.person_id] = becomes
+    return []
+
+
+FORMER_SPOUSE = Relationship.OTHER
+"""What a divorced spouse who stays is to the head: the head's former spouse and a
+child's former spouse are no relatives of the head any more (ADR 0016); counted or not
+stays as recorded."""
+
+
+def divorce_recorded(
+    state: HouseholdState,
+    marriages: Marriages,
+    person_id: uuid.UUID,
+    spouse_person_id: uuid.UUID | None,
+) -> bool:
+    """The record shows this couple's divorce already (and no marriage of the two since):
+    a second divorce of them is a conflict with the record, not a request to check."""
+    couple = frozenset({person_id} if spouse_person_id is None else {person_id, spouse_person_id})
+    if couple not in marriages.divorced:
+        return False
+    if spouse_person_id is None:
+        return person_id not in marriages.elsewhere
+    return partner_in_household(state, marriages, person_id) != spouse_person_id
+
+
+def check_divorce(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    spouse_person_id: uuid.UUID | None,
+    divorced_on: date,
+    *,
+    today: date,
+    marriages: Marriages = NO_MARRIAGES,
+) -> tuple[dict[uuid.UUID, Relationship] | None, list[Violation]]:
+    """A member divorced on ``divorced_on``: the relationships to the head it records anew
+    (possibly none), or the violations.
+
+    The couple is one the record knows (``partner_in_household``): a marriage recorded
+    here, the head and the head's spouse, the head's two parents (parents-in-law), a child
+    and a child-in-law registered together; or, without ``spouse_person_id``, the member
+    and the spouse living elsewhere a marriage recorded. Not in the future, not before the
+    marriage's day when the record has it, nor before either joined. The head's spouse
+    and a child's child-in-law become ``FORMER_SPOUSE``; anyone else's relationship (a
+    step-parent) stays."""
+    found = _not_after_today(divorced_on, today, "/divorced_on")
+    member = state.member(person_id)
+    if member is None:
+        return None, [*found, Violation("/person_id", "not an active member of this household")]
+    if spouse_person_id is None:
+        married_on = marriages.elsewhere.get(person_id)
+        if married_on is None:
+            found.append(
+                Violation(
+                    "/spouse_person_id",
+                    "the member's marriage the record shows is to a member: name them",
+                )
+                if partner_in_household(state, marriages, person_id) is not None
+                else Violation(
+                    "/person_id",
+                    "no marriage of the member is recorded here (to a member, or to a spouse"
+                    " living elsewhere)",
+                )
+            )
+            return None, found
+        found += _not_before_marriage(married_on, divorced_on)
+        return (None if found else {}), found
+    partner = state.member(spouse_person_id)
+    if partner is None or spouse_person_id == person_id:
+        detail = "not an active member of this household" if partner is None else "is the member"
+        return None, [*found, Violation("/spouse_person_id", detail)]
+    if partner_in_household(state, marriages, person_id) != spouse_person_id:
+        return None, [
+            *found,
+            Violation(
+                "/spouse_person_id",
+                "is not married to the member as the record shows (a marriage recorded here,"
+                " the head and the head's spouse, the head's two parents or parents-in-law, a"
+                " child and a child-in-law registered together)",
+            ),
+        ]
+    married_on = marriages.married_on.get(person_id)
+    if married_on is not None and marriages.married_to.get(person_id) == spouse_person_id:
+        found += _not_before_marriage(married_on, divorced_on)
+    for joined in (person_id, spouse_person_id):
+        found += _not_before_joining(state, joined, divorced_on, "/divorced_on")
+    recorded: dict[uuid.UUID, Relationship] = {}
+    for one, other in ((member, partner), (partner, member)):
+        if (one.relationship is _R.SPOUSE and other.person_id == state.head_person_id) or (
+            one.relationship is _R.CHILD_IN_LAW and other.relationship is _R.CHILD
+        ):
+            recorded[one.person_id] = FORMER_SPOUSE
+    return (None if found else recorded), found
+
+
+def _not_before_marriage(married_on: date, divorced_on: date) -> list[Violation]:
+    if divorced_on < married_on:
+        return [
+            Violation(
+                "/divorced_on",
+                f"is before the marriage recorded as of {married_on}: a divorce is dated on"
+                f" or after {married_on}",
+            )
+        ]
     return []

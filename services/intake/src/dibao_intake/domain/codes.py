@@ -207,6 +207,8 @@ class ChangeKind(StrEnum):
     """A member's own details: disability, illness, employment, school, counted or not."""
     ADDRESS_CHANGE = "address_change"
     """The whole household moved: a new address, possibly another village or community."""
+    DIVORCE = "divorce"
+    """A marriage ended by divorce: the partners may both stay (离婚不离家)."""
 
 
 class LeaveReason(StrEnum):

@@ -15,6 +15,7 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
+from dibao.intake.v1 import types_pb2 as intake
 from dibao_common.clock import china_date
 from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
 from dibao_common.messaging.outbox import OutgoingEvent
@@ -625,7 +626,27 @@ class AddressChange:
     area_type: AreaType | None = None
 
 
-Change = Birth | Death | Marriage | MoveIn | MoveOut | AccountChange | MemberChange | AddressChange
+@dataclass(frozen=True, slots=True)
+class Divorce:
+    """Two members divorced (both may stay), or a member and a spouse living elsewhere
+    (``spouse_person_id`` None)."""
+
+    person_id: uuid.UUID
+    divorced_on: date
+    spouse_person_id: uuid.UUID | None = None
+
+
+Change = (
+    Birth
+    | Death
+    | Marriage
+    | MoveIn
+    | MoveOut
+    | AccountChange
+    | MemberChange
+    | AddressChange
+    | Divorce
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,6 +672,7 @@ _KIND = {
     AccountChange: ChangeKind.BANK_ACCOUNT_CHANGE,
     MemberChange: ChangeKind.MEMBER_CHANGE,
     AddressChange: ChangeKind.ADDRESS_CHANGE,
+    Divorce: ChangeKind.DIVORCE,
 }
 
 
@@ -688,6 +710,12 @@ class _ChangeWork:
                     m.joined_on if m.joined_on != registered_on else None,
                 )
                 for m in before.active_members
+            ],
+            registered_on=registered_on,
+            registered_with=[
+                rules.ActiveMember(m.person_id, m.relationship, m.birth_date)
+                for m in before.members
+                if m.joined_on == registered_on
             ],
         )
         self.head_person_id: uuid.UUID | None = head
@@ -782,6 +810,30 @@ class _ChangeWork:
         members = await repo.load_members(self.session, self.household_id)
         return next(m for m in members if m.person_id == person_id and m.active)
 
+    async def couple_changed(
+        self,
+        person_id: uuid.UUID,
+        partner: uuid.UUID,
+        relationships: Mapping[uuid.UUID, Relationship],
+    ) -> tuple[str, intake.Member]:
+        """Record a couple's ``relationships`` to the head anew (a marriage's or a
+        divorce's between two members, into the change's details too): the event's
+        partner, the member whose relationship changed (else ``partner``) as now recorded,
+        and the other of the two by person id, whichever the request named first."""
+        for member_id, relationship in relationships.items():
+            member = self.before.member(member_id)
+            assert member is not None
+            await repo.set_relationship(self.session, member.membership_id, relationship)
+        self.details |= {
+            "person_id": str(person_id),
+            "spouse_person_id": str(partner),
+            "relationships": {str(p): r.value for p, r in relationships.items()},
+        }
+        changed = next(iter(relationships), partner)
+        recorded = await self.member_after(changed)
+        other = partner if changed == person_id else person_id
+        return str(other), contracts.member(recorded, self.runtime.pii.hash_key_id)
+
     async def leave(
         self,
         person_id: uuid.UUID,
@@ -805,7 +857,7 @@ class _ChangeWork:
             raise_if_any([Violation("/relationships", "only when the head leaves")])
         await repo.end_membership(self.session, leaving.membership_id, on, reason)
         self.details["person_id"] = str(person_id)
-        spouse = rules.spouse_left_behind(self.state, person_id)
+        spouse = rules.spouse_left_behind(self.state, person_id, await self.marriages())
         if spouse is not None:
             # The marriage ends here: a later one of either is dated on or after it.
             self.details["spouse_person_id"] = str(spouse)
@@ -1041,7 +1093,43 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             await _change_member(work, change, update)
         case AddressChange():
             await _change_address(work, change, update)
+        case Divorce():
+            await _divorce(work, change, update)
     return update
+
+
+async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdated) -> None:
+    """A couple the record knows divorced (ADR 0016): both may stay; the head's former
+    spouse and a child's former spouse become the head's other (counted as recorded).
+    The event's person_id is the partner whose relationship stays, its former_spouse the
+    other as now recorded (unset for a spouse living elsewhere). A divorce the record
+    shows already is 409 already-divorced."""
+    marriages = await work.marriages()
+    if rules.divorce_recorded(work.state, marriages, change.person_id, change.spouse_person_id):
+        raise Conflict(
+            "The record shows this couple's divorce already", type_slug="already-divorced"
+        )
+    relationships, problems = rules.check_divorce(
+        work.state,
+        change.person_id,
+        change.spouse_person_id,
+        change.divorced_on,
+        today=work.today,
+        marriages=marriages,
+    )
+    raise_if_any(problems)
+    assert relationships is not None
+    work.effective_on = change.divorced_on
+    update.divorce.divorced_on.CopyFrom(contracts.local_date(change.divorced_on))
+    if change.spouse_person_id is None:
+        work.details |= {"person_id": str(change.person_id), "relationships": {}}
+        update.divorce.person_id = str(change.person_id)
+        return
+    person_id, former = await work.couple_changed(
+        change.person_id, change.spouse_person_id, relationships
+    )
+    update.divorce.person_id = person_id
+    update.divorce.former_spouse.CopyFrom(former)
 
 
 OPEN_APPLICATION_ELSEWHERE = (
@@ -1119,23 +1207,11 @@ async def _marriage_in_household(
     )
     raise_if_any(problems)
     assert relationships is not None
-    for person_id, relationship in relationships.items():
-        member = work.before.member(person_id)
-        assert member is not None
-        await repo.set_relationship(work.session, member.membership_id, relationship)
     work.effective_on = change.married_on
-    work.details |= {
-        "person_id": str(change.person_id),
-        "spouse_person_id": str(partner),
-        "relationships": {str(p): r.value for p, r in relationships.items()},
-    }
-    # The event's spouse is the member whose relationship changed; its person_id is the
-    # other of the two, whichever of them the request named first.
-    spouse = next(iter(relationships), partner)
-    update.marriage.person_id = str(partner if spouse == change.person_id else change.person_id)
+    person_id, spouse = await work.couple_changed(change.person_id, partner, relationships)
+    update.marriage.person_id = person_id
     update.marriage.married_on.CopyFrom(contracts.local_date(change.married_on))
-    recorded = await work.member_after(spouse)
-    update.marriage.spouse.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
+    update.marriage.spouse.CopyFrom(spouse)
 
 
 _ABOUT_ONE_MEMBER = {

@@ -1,0 +1,303 @@
+"""Divorce through the API (ADR 0016): the record, the event as consumers decode it, the
+timeline, and every refusal as problem+json that writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts, wait_for_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+REGISTRY = EventRegistry.default()
+TYPE = "dibao.intake.HouseholdUpdated.v1"
+
+
+async def _event(intake_stack: TestStack, change_id: str) -> ev.HouseholdUpdated:
+    """The change's HouseholdUpdated as a consumer reads it off the topic: the CloudEvent
+    decoded with the proto (the registry by its type)."""
+    [found] = await wait_for_events(intake_stack, "dibao.intake.v1", 1, subject=change_id)
+    assert found.ce_type == TYPE
+    update = REGISTRY.decode(found)
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.WhichOneof("change") == "divorce"
+    return update
+
+
+async def _refused(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+    status: int = 422,
+) -> dict[str, Any]:
+    """The change is refused as problem+json and writes nothing; the problem."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before
+    problem: dict[str, Any] = response.json()
+    return problem
+
+
+def _pointers(problem: dict[str, Any]) -> list[str]:
+    return [e["pointer"] for e in problem.get("errors", [])]
+
+
+def _relationships(changed: dict[str, Any]) -> dict[str, str]:
+    return {m["person_id"]: m["relationship"] for m in changed["household"]["members"]}
+
+
+async def test_the_head_divorces_the_spouse_who_stays_as_other(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The head and his wife divorce and both stay (离婚不离家): she is the head's other,
+    counted as recorded; the change's details name both; HouseholdUpdated decodes with
+    the proto as a divorce (the head as person_id, the former spouse as now recorded);
+    the open application's timeline shows it by person ids. The head may marry again on
+    or after the day, not before; a second divorce of the two is 409."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, _kid = household.person_ids
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    divorce = {
+        "kind": "divorce",
+        "person_id": wife,
+        "spouse_person_id": head,
+        "divorced_on": "2026-02-20",
+        "note": "离婚后仍同住",
+    }
+    divorced = await intake.change(household, divorce)
+    assert divorced["kind"] == "divorce"
+    after = divorced["household"]
+    assert _relationships(divorced)[wife] == "other"
+    assert [m["counted"] for m in after["members"] if m["person_id"] == wife] == [True]
+    change = after["changes"][-1]
+    assert (change["kind"], change["effective_on"]) == ("divorce", "2026-02-20")
+    assert change["details"] == {
+        "person_id": wife,
+        "spouse_person_id": head,
+        "relationships": {wife: "other"},
+        "document_ids": [],
+    }
+    update = await _event(intake_stack, divorced["change_id"])
+    assert update.divorce.person_id == head
+    assert (update.divorce.divorced_on.year, update.divorce.divorced_on.month) == (2026, 2)
+    assert update.divorce.divorced_on.day == 20
+    assert update.divorce.former_spouse.person.person_id == wife
+    assert update.divorce.former_spouse.relationship == enums.RELATIONSHIP_OTHER
+    assert update.divorce.former_spouse.counted
+    assert update.note == "离婚后仍同住"
+    read = await intake.http.get(
+        f"/applications/{submitted.json()['id']}", headers=intake.headers()
+    )
+    assert [(e["summary"], e["details"]) for e in read.json()["timeline"] if e["type"] == TYPE] == [
+        (
+            "Household updated: divorce",
+            {
+                "change": "divorce",
+                "person_id": head,
+                "divorced_on": "2026-02-20",
+            },
+        )
+    ]
+
+    # Recorded already: 409, whichever the request names first.
+    for first, second in ((head, wife), (wife, head)):
+        problem = await _refused(
+            intake,
+            intake_engine,
+            household,
+            divorce | {"person_id": first, "spouse_person_id": second},
+            409,
+        )
+        assert problem["type"].endswith("/already-divorced")
+    # The head with his mother: no couple the record knows.
+    problem = await _refused(
+        intake, intake_engine, household, divorce | {"person_id": head, "spouse_person_id": mother}
+    )
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+    # He marries again: not before the divorce, on its day.
+    bride = {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(household.plan.members[1].birth_date, Sex.FEMALE),
+        "relationship": "spouse",
+        "employment_status": "unemployed",
+    }
+    marriage = {"kind": "marriage", "person_id": head, "spouse": bride}
+    problem = await _refused(
+        intake, intake_engine, household, marriage | {"married_on": "2026-02-19"}
+    )
+    assert _pointers(problem) == ["/body/married_on"]
+    assert "2026-02-20" in problem["errors"][0]["detail"]
+    await intake.change(household, marriage | {"married_on": "2026-02-20"})
+
+
+async def test_a_divorce_that_breaks_a_rule_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Each refusal is problem+json naming the field, and writes nothing: a day to come,
+    a non-member, the member twice, no spouse named for a couple here, no marriage to a
+    spouse elsewhere recorded, a missing day (schema)."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, _kid = household.person_ids
+    divorce = {"kind": "divorce", "person_id": head, "spouse_person_id": wife}
+
+    async def pointers(body: dict[str, Any]) -> list[str]:
+        return _pointers(await _refused(intake, intake_engine, household, divorce | body))
+
+    assert await pointers({"divorced_on": "2026-03-03"}) == ["/body/divorced_on"]
+    assert await pointers({"divorced_on": "2026-02-20", "spouse_person_id": str(household.id)}) == [
+        "/body/spouse_person_id"
+    ]
+    assert await pointers({"divorced_on": "2026-02-20", "spouse_person_id": head}) == [
+        "/body/spouse_person_id"
+    ]
+    assert await pointers({"divorced_on": "2026-02-20", "spouse_person_id": None}) == [
+        "/body/spouse_person_id"
+    ]
+    assert await pointers(
+        {"divorced_on": "2026-02-20", "person_id": mother, "spouse_person_id": None}
+    ) == ["/body/person_id"]
+    missing = await _refused(
+        intake, intake_engine, household, {"kind": "divorce", "person_id": head}
+    )
+    assert "/body/divorced_on" in _pointers(missing)
+
+
+async def test_a_son_and_his_wife_registered_together_are_a_couple(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """An old couple registered with their grown son and his wife: the record takes the
+    son and the child-in-law for a couple. His marriage to a bride joining is refused at
+    person_id (it was recorded: the record showed him married twice); their divorce is
+    recorded, she becomes the head's other, and the event names him and her."""
+    plan = intake.plan(shape="elderly_couple")
+    synthesizer = intake.synthesizer
+    plan.members += [
+        synthesizer.member(Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED),
+        synthesizer.member(
+            Relationship.CHILD_IN_LAW, Sex.FEMALE, (28, 38), EmploymentStatus.UNEMPLOYED
+        ),
+    ]
+    household = await intake.register(plan)
+    _head, _wife, son, daughter_in_law = household.person_ids
+    bride = {
+        "name": "杨秀兰",
+        "id_number": synthesizer.id_number(plan.members[3].birth_date, Sex.FEMALE),
+        "relationship": "child_in_law",
+        "employment_status": "unemployed",
+    }
+    problem = await _refused(
+        intake,
+        intake_engine,
+        household,
+        {"kind": "marriage", "person_id": son, "married_on": "2026-02-14", "spouse": bride},
+    )
+    assert _pointers(problem) == ["/body/person_id"]
+    divorced = await intake.change(
+        household,
+        {
+            "kind": "divorce",
+            "person_id": daughter_in_law,
+            "spouse_person_id": son,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    assert _relationships(divorced)[daughter_in_law] == "other"
+    update = await _event(intake_stack, divorced["change_id"])
+    assert update.divorce.person_id == son
+    assert update.divorce.former_spouse.person.person_id == daughter_in_law
+    assert update.divorce.former_spouse.relationship == enums.RELATIONSHIP_OTHER
+
+
+async def test_a_marriage_to_a_spouse_living_elsewhere_ends_by_a_divorce(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The head's mother married a man living elsewhere (no spouse joins); the divorce
+    names her alone, its event no former spouse, and a divorce before the marriage's day
+    is refused at divorced_on. Her remarriage to the lodger follows the divorce."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    await intake.change(
+        household, {"kind": "marriage", "person_id": mother, "married_on": "2026-01-10"}
+    )
+    divorce = {"kind": "divorce", "person_id": mother}
+    problem = await _refused(
+        intake, intake_engine, household, divorce | {"divorced_on": "2026-01-09"}
+    )
+    assert _pointers(problem) == ["/body/divorced_on"]
+    assert "2026-01-10" in problem["errors"][0]["detail"]
+    divorced = await intake.change(household, divorce | {"divorced_on": "2026-02-20"})
+    assert divorced["household"]["changes"][-1]["details"] == {
+        "person_id": mother,
+        "relationships": {},
+        "document_ids": [],
+    }
+    update = await _event(intake_stack, divorced["change_id"])
+    assert update.divorce.person_id == mother
+    assert not update.divorce.HasField("former_spouse")
+    problem = await _refused(
+        intake, intake_engine, household, divorce | {"divorced_on": "2026-02-21"}, 409
+    )
+    assert problem["type"].endswith("/already-divorced")
+
+
+async def test_a_parent_beside_the_other_parent_marries_by_neither_path(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's father and mother live with the household (taken to be married to each
+    other). The mother's marriage to a man joining from outside is refused at person_id,
+    as her marriage to a member already was (it was recorded: the two marriage paths
+    disagreed). Once the parents' divorce is recorded, she marries him."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    mother_born = household.plan.members[2].birth_date
+    father = {
+        "name": "杨建国",
+        "id_number": intake.synthesizer.id_number(
+            mother_born.replace(year=mother_born.year - 2), Sex.MALE
+        ),
+        "relationship": "parent",
+        "employment_status": "retired",
+    }
+    moved = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": father}
+    )
+    [father_id] = [
+        m["person_id"]
+        for m in moved["household"]["members"]
+        if m["person_id"] not in household.person_ids
+    ]
+    groom = father | {
+        "name": "王志强",
+        "id_number": intake.synthesizer.id_number(
+            mother_born.replace(year=mother_born.year - 1), Sex.MALE
+        ),
+    }
+    marriage = {"kind": "marriage", "person_id": mother, "married_on": "2026-02-25"}
+    problem = await _refused(intake, intake_engine, household, marriage | {"spouse": groom})
+    assert _pointers(problem) == ["/body/person_id"]
+    divorced = await intake.change(
+        household,
+        {
+            "kind": "divorce",
+            "person_id": mother,
+            "spouse_person_id": father_id,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    # Both stay the head's parents.
+    assert {_relationships(divorced)[p] for p in (mother, father_id)} == {"parent"}
+    await intake.change(household, marriage | {"spouse": groom})

@@ -1,0 +1,260 @@
+"""Divorce (ADR 0016): which couples the record knows, what a divorce records, and what
+it frees (a marriage after it), besides couples registered together other than the
+head's and the head's parents."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from dibao_intake.domain.changes import (
+    FORMER_SPOUSE,
+    ActiveMember,
+    HouseholdState,
+    Marriages,
+    PastChange,
+    check_divorce,
+    check_marriage,
+    check_marriage_in_household,
+    divorce_recorded,
+    marriages_in_household,
+    spouse_left_behind,
+)
+from dibao_intake.domain.codes import DisabilityGrade, EmploymentStatus, Relationship
+from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
+from dibao_intake.domain.resident_id import compose_resident_id
+
+TODAY = date(2026, 11, 28)
+REGISTERED = date(2025, 1, 6)
+HEAD, WIFE, FATHER, MOTHER, LODGER, SON, DAUGHTER_IN_LAW = (uuid.uuid4() for _ in range(7))
+R = Relationship
+
+
+def _state(
+    *members: ActiveMember, registered_with: tuple[ActiveMember, ...] = ()
+) -> HouseholdState:
+    return HouseholdState(HEAD, list(members), REGISTERED, registered_with)
+
+
+HEAD_M = ActiveMember(HEAD, R.HEAD, date(1968, 4, 2))
+WIFE_M = ActiveMember(WIFE, R.SPOUSE, date(1970, 9, 14))
+FATHER_M = ActiveMember(FATHER, R.PARENT, date(1940, 2, 2))
+MOTHER_M = ActiveMember(MOTHER, R.PARENT, date(1944, 1, 5))
+LODGER_M = ActiveMember(LODGER, R.OTHER, date(1942, 7, 1))
+SON_M = ActiveMember(SON, R.CHILD, date(1994, 5, 5))
+DIL_M = ActiveMember(DAUGHTER_IN_LAW, R.CHILD_IN_LAW, date(1996, 6, 6))
+
+
+def _spouse_joining(
+    born: date, relationship: Relationship, employment: EmploymentStatus
+) -> ValidMember:
+    checked, problems = validate_member(
+        MemberInput(
+            name="杨秀兰",
+            id_number=compose_resident_id("620102", born, 22),
+            relationship=relationship,
+            disability_grade=DisabilityGrade.NONE,
+            seriously_ill=False,
+            employment_status=employment,
+            student=False,
+            counted=True,
+            exclusion_reason=None,
+            exclusion_note=None,
+        ),
+        pointer="/spouse",
+        today=TODAY,
+    )
+    assert checked is not None, problems
+    return checked
+
+
+def test_the_head_and_the_heads_spouse_divorce_and_the_former_spouse_is_other() -> None:
+    """The head's wife, divorced, stays as the head's other (counted as recorded: the
+    relationship is all a divorce changes). Refused: a day in the future, a non-member,
+    the member twice, a member the head is not married to."""
+    state = _state(HEAD_M, WIFE_M, LODGER_M)
+    on = date(2026, 3, 2)
+    assert check_divorce(state, HEAD, WIFE, on, today=TODAY) == ({WIFE: FORMER_SPOUSE}, [])
+    assert FORMER_SPOUSE is R.OTHER
+    # Whichever of the two the request names first.
+    assert check_divorce(state, WIFE, HEAD, on, today=TODAY) == ({WIFE: R.OTHER}, [])
+    _, found = check_divorce(state, HEAD, WIFE, date(2026, 11, 29), today=TODAY)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    _, found = check_divorce(state, uuid.uuid4(), WIFE, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/person_id"]
+    for other in (uuid.uuid4(), HEAD, LODGER):
+        _, found = check_divorce(state, HEAD, other, on, today=TODAY)
+        assert [v.pointer for v in found] == ["/spouse_person_id"], other
+
+
+def test_a_couple_married_here_divorces_on_or_after_the_marriage() -> None:
+    """The son married the lodger's daughter here on 1 May 2025 (she became a
+    child-in-law): a divorce dated before it is refused at divorced_on naming the day;
+    on it, she is the head's other. The record then shows the marriage ended that day,
+    the couple divorced, and a second divorce of theirs is the record's already."""
+    bride = uuid.uuid4()
+    state = _state(HEAD_M, SON_M, ActiveMember(bride, R.CHILD_IN_LAW, date(1997, 1, 1)))
+    married = PastChange(
+        "marriage",
+        date(2025, 5, 1),
+        {"person_id": str(SON), "spouse_person_id": str(bride), "relationships": {}},
+    )
+    marriages = marriages_in_household([married], head_person_id=HEAD, left_as={})
+    _, found = check_divorce(state, SON, bride, date(2025, 4, 30), today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    assert "2025-05-01" in found[0].detail
+    on = date(2026, 3, 2)
+    assert check_divorce(state, bride, SON, on, today=TODAY, marriages=marriages) == (
+        {bride: R.OTHER},
+        [],
+    )
+    assert not divorce_recorded(state, marriages, SON, bride)
+    divorce = PastChange(
+        "divorce", on, {"person_id": str(SON), "spouse_person_id": str(bride), "relationships": {}}
+    )
+    after = marriages_in_household([married, divorce], head_person_id=HEAD, left_as={})
+    assert (after.married_to, after.ended_on) == ({}, {SON: on, bride: on})
+    assert after.divorced == {frozenset((SON, bride))}
+    divorced = _state(HEAD_M, SON_M, ActiveMember(bride, R.OTHER, date(1997, 1, 1)))
+    assert divorce_recorded(divorced, after, bride, SON)
+    _, found = check_divorce(divorced, SON, bride, on, today=TODAY, marriages=after)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
+
+
+def test_a_marriage_follows_the_divorce_before_it() -> None:
+    """Divorced on 2 Mar, the head may marry again (the lodger, a spouse joining) on or
+    after that day, not before: the divorce is the end of the marriage, as a death is."""
+    on = date(2026, 3, 2)
+    divorce = PastChange(
+        "divorce", on, {"person_id": str(HEAD), "spouse_person_id": str(WIFE), "relationships": {}}
+    )
+    marriages = marriages_in_household([divorce], head_person_id=HEAD, left_as={})
+    state = _state(HEAD_M, ActiveMember(WIFE, R.OTHER, WIFE_M.birth_date), LODGER_M)
+    _, found = check_marriage_in_household(
+        state, HEAD, LODGER, date(2026, 3, 1), today=TODAY, marriages=marriages
+    )
+    assert [v.pointer for v in found] == ["/married_on"]
+    assert check_marriage_in_household(
+        state, HEAD, LODGER, on, today=TODAY, marriages=marriages
+    ) == ({LODGER: R.SPOUSE}, [])
+    # The two may marry each other again too: the former wife is other now.
+    assert check_marriage_in_household(state, WIFE, HEAD, on, today=TODAY, marriages=marriages) == (
+        {WIFE: R.SPOUSE},
+        [],
+    )
+
+
+def test_a_spouse_living_elsewhere_is_divorced_without_a_partner_here() -> None:
+    """A marriage to a spouse living elsewhere (no spouse given) is ended by a divorce
+    naming the member alone, on or after the marriage; a member whose marriage the
+    record shows is to a member here must name them; a member with no marriage recorded
+    here has nothing to end."""
+    married_on = date(2025, 5, 1)
+    away = PastChange("marriage", married_on, {"person_id": str(SON)})
+    marriages = marriages_in_household([away], head_person_id=HEAD, left_as={})
+    assert marriages.elsewhere == {SON: married_on}
+    state = _state(HEAD_M, WIFE_M, SON_M)
+    assert check_divorce(state, SON, None, date(2026, 3, 2), today=TODAY, marriages=marriages) == (
+        {},
+        [],
+    )
+    _, found = check_divorce(state, SON, None, date(2025, 4, 1), today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    _, found = check_divorce(state, HEAD, None, date(2026, 3, 2), today=TODAY)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
+    _, found = check_divorce(state, SON, None, date(2026, 3, 2), today=TODAY)
+    assert [v.pointer for v in found] == ["/person_id"]
+    on = date(2026, 3, 2)
+    divorce = PastChange("divorce", on, {"person_id": str(SON), "relationships": {}})
+    after = marriages_in_household([away, divorce], head_person_id=HEAD, left_as={})
+    assert (after.elsewhere, after.ended_on) == ({}, {SON: on})
+    assert divorce_recorded(state, after, SON, None)
+    # Married again elsewhere, the son's new marriage is the one a divorce would end.
+    again = PastChange("marriage", date(2026, 6, 1), {"person_id": str(SON)})
+    remarried = marriages_in_household([away, divorce, again], head_person_id=HEAD, left_as={})
+    assert not divorce_recorded(state, remarried, SON, None)
+
+
+def test_the_heads_parents_divorce_and_each_may_marry_again() -> None:
+    """The head's father and mother, taken to be married to each other, divorce: neither
+    relationship changes (a step-parent who raised the head stays their parent), the
+    record no longer takes them for a couple, and the mother may marry the lodger; a
+    death of one of them leaves nobody behind."""
+    state = _state(HEAD_M, FATHER_M, MOTHER_M, LODGER_M)
+    on = date(2026, 3, 2)
+    assert check_divorce(state, MOTHER, FATHER, on, today=TODAY) == ({}, [])
+    _, found = check_marriage_in_household(state, MOTHER, LODGER, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/person_id"]
+    divorce = PastChange(
+        "divorce",
+        on,
+        {"person_id": str(MOTHER), "spouse_person_id": str(FATHER), "relationships": {}},
+    )
+    marriages = marriages_in_household([divorce], head_person_id=HEAD, left_as={})
+    assert check_marriage_in_household(
+        state, MOTHER, LODGER, on, today=TODAY, marriages=marriages
+    ) == ({LODGER: R.PARENT}, [])
+    assert spouse_left_behind(state, FATHER) == MOTHER
+    assert spouse_left_behind(state, FATHER, marriages) is None
+
+
+def test_a_parent_marries_a_spouse_joining_only_once_the_other_parents_marriage_ended() -> None:
+    """Both marriage paths agree: a parent beside the other parent is taken to be married
+    to them, whether the new spouse joins from outside (accepted before) or is a member
+    already (refused); after the parents' divorce both are accepted."""
+    state = _state(HEAD_M, FATHER_M, MOTHER_M, LODGER_M)
+    on = date(2026, 3, 2)
+    joining = _spouse_joining(date(1946, 3, 3), R.PARENT, EmploymentStatus.NOT_OF_WORKING_AGE)
+    found = check_marriage(state, MOTHER, on, joining, today=TODAY)
+    assert "/person_id" in [v.pointer for v in found]
+    assert "taken to be married" in next(v.detail for v in found if v.pointer == "/person_id")
+    divorced = Marriages(
+        {}, {MOTHER: on, FATHER: on}, divorced=frozenset({frozenset((MOTHER, FATHER))})
+    )
+    found = check_marriage(state, MOTHER, on, joining, today=TODAY, marriages=divorced)
+    assert "/person_id" not in [v.pointer for v in found]
+
+
+def test_a_child_and_child_in_law_registered_together_are_a_couple() -> None:
+    """A son of age and his wife registered with the household (the only child of age
+    and the only child-in-law then): the record takes them for a couple. They may
+    divorce (she becomes the head's other); neither may marry before; his death or move
+    out leaves her behind. With two children of age then, or once the record names
+    either in a marriage, nothing tells whose wife she is."""
+    minor = ActiveMember(uuid.uuid4(), R.CHILD, date(2010, 3, 3))
+    registered = (HEAD_M, SON_M, DIL_M, minor)
+    state = _state(*registered, registered_with=registered)
+    on = date(2026, 3, 2)
+    assert check_divorce(state, SON, DAUGHTER_IN_LAW, on, today=TODAY) == (
+        {DAUGHTER_IN_LAW: R.OTHER},
+        [],
+    )
+    found = check_marriage(
+        state,
+        SON,
+        on,
+        _spouse_joining(date(1998, 3, 3), R.CHILD_IN_LAW, EmploymentStatus.UNEMPLOYED),
+        today=TODAY,
+    )
+    assert [v.pointer for v in found] == ["/person_id"]
+    assert spouse_left_behind(state, SON) == DAUGHTER_IN_LAW
+    # A second son of age at registration: whose wife she is, nothing tells.
+    brother = ActiveMember(uuid.uuid4(), R.CHILD, date(1992, 2, 2))
+    two = (*registered, brother)
+    ambiguous = _state(*two, registered_with=two)
+    _, found = check_divorce(ambiguous, SON, DAUGHTER_IN_LAW, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
+    assert spouse_left_behind(ambiguous, SON) is None
+    # The brother moved out since: still two at registration, still nothing tells.
+    left = _state(HEAD_M, SON_M, DIL_M, minor, registered_with=two)
+    assert spouse_left_behind(left, SON) is None
+    # Joined by a move in, not registered with the household: no couple either.
+    moved_in = _state(*registered, registered_with=(HEAD_M, SON_M, minor))
+    assert spouse_left_behind(moved_in, SON) is None
+    # Her husband's death recorded (naming her), she is a widow, not the brother's wife.
+    died = PastChange(
+        "death", on, {"person_id": str(SON), "spouse_person_id": str(DAUGHTER_IN_LAW)}
+    )
+    widowed = marriages_in_household([died], head_person_id=HEAD, left_as={})
+    after = _state(HEAD_M, DIL_M, minor, registered_with=registered)
+    assert check_divorce(after, DAUGHTER_IN_LAW, SON, on, today=TODAY, marriages=widowed)[1]
