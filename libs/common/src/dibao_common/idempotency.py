@@ -417,10 +417,19 @@ class IdempotentRequest:
     def _stored(self, row: asyncpg.Record) -> _Stored | None:
         """The answer of a record of this key; 422 when it was another request's."""
         if not self.fingerprint.matches(row["fingerprint"]):
+            detail = f"This {IDEMPOTENCY_HEADER} was used with another request"
+            # A 422 is a ValidationProblem (OpenAPI): errors[] points at the header.
             raise UnprocessableEntity(
-                f"This {IDEMPOTENCY_HEADER} was used with another request",
+                detail,
                 type_slug="idempotency-key-reused",
                 title="Idempotency key reused",
+                errors=[
+                    {
+                        "pointer": f"/header/{IDEMPOTENCY_HEADER}",
+                        "detail": detail,
+                        "code": "idempotency_key_reused",
+                    }
+                ],
             )
         if row["state"] != "completed":
             return None

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_sessionmaker
-from dibao_common.errors import PROBLEM_MEDIA_TYPE
+from dibao_common.errors import PROBLEM_MEDIA_TYPE, ValidationProblem
 from dibao_common.idempotency import lock_id, request_digest, request_fingerprint
 from dibao_common.messaging.outbox import enqueue, held_rows
 from dibao_common.testing.auth_fixtures import TokenFactory
@@ -91,7 +91,12 @@ async def test_key_reused_with_another_body_is_422(
     other = await client.post(
         "/payments", json={"reference": "P-1", "amount_fen": 101}, headers=headers
     )
-    _problem(other, 422, "idempotency-key-reused")
+    reused = _problem(other, 422, "idempotency-key-reused")
+    # Every 422 is a ValidationProblem as the OpenAPI declares it, errors[] included.
+    ValidationProblem.model_validate(reused)
+    assert [(e["pointer"], e["code"]) for e in reused["errors"]] == [
+        ("/header/Idempotency-Key", "idempotency_key_reused")
+    ]
     # Same body, another route: another request too.
     elsewhere = await client.post(
         "/other-payments", json={"reference": "P-1", "amount_fen": 100}, headers=headers
