@@ -5,7 +5,10 @@ is its inbox, so a record seen twice is appended once), the complete subtrees th
 close, and a signed checkpoint when one is due. A record that comes with the ``ce_id`` of
 an entry but other content (topic, key, headers or payload) is not the same event sent
 again: it is appended too, under an id derived from its content (``reused_id``), and an
-``AnomalyDetected`` (rule ``event_id_reused``) names both entries. The frontier lives in
+``AnomalyDetected`` (rule ``event_id_reused``) names both entries: one about each
+application either content names (subject ``application``, its household and region, so
+that its county's auditors and its timeline see it), or, when neither names one, one about
+the event (the log's region, no household: every auditor's). The frontier lives in
 memory between batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever
 the stored size is not the one it knows, e.g. after a restart, a failed commit or another
 appender.
@@ -18,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +31,7 @@ from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
 from dibao_audit import repository as repo
 from dibao_audit.checkpoint import CheckpointSigner
-from dibao_audit.entry import RecordedEvent
+from dibao_audit.entry import MalformedEntryError, RecordedEvent, parse_header_block
 from dibao_audit.merkle import (
     Frontier,
     ProofError,
@@ -43,6 +46,7 @@ from dibao_audit.projection import (
     Content,
     EntryRow,
     KeyReader,
+    columns_of,
     project_parts,
     project_records,
     reused_id,
@@ -74,6 +78,46 @@ class AppendResult:
 
 def _content(row: EntryRow) -> Content:
     return (row.topic, row.key, row.header_block, row.payload)
+
+
+class Concerned(NamedTuple):
+    """An application a record names (its payload's ``application_id``), with the
+    household and region the same record gives it."""
+
+    application_id: str
+    household_id: str | None
+    region: str | None
+
+
+def _concerned_of_row(row: EntryRow) -> Concerned | None:
+    if row.application_id is None:
+        return None
+    return Concerned(row.application_id, row.household_id, row.region)
+
+
+def _concerned_of_content(content: Content, keys: KeyReader) -> Concerned | None:
+    """:func:`_concerned_of_row` of a logged record, read from what its leaf hashes (not
+    from its stored columns, which no hash covers)."""
+    topic, _, block, payload = content
+    try:
+        headers = parse_header_block(block)
+    except MalformedEntryError:
+        return None
+    made = columns_of(topic, 0, 0, headers, payload, keys)
+    if made.application_id is None:
+        return None
+    return Concerned(made.application_id, made.household_id, made.region)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reused:
+    """A record appended under ``reused_id``: the id it came with, the index of the first
+    entry of that id and its own, and the applications either content names."""
+
+    ce_id: str
+    first: int
+    again: int
+    concerned: tuple[Concerned, ...]
 
 
 class LogAppender:
@@ -145,8 +189,8 @@ class LogAppender:
         nodes = work.extend([row.leaf_hash for row in fresh])
         await repo.insert_entries(session, frontier.size, fresh)
         await repo.insert_nodes(session, nodes)
-        for ce_id, first, again in reused:
-            await self._report_reused_id(session, ce_id, first, again)
+        for found in reused:
+            await self._report_reused_id(session, found)
         cp = None
         if work.size - self._last_checkpoint >= self._every:
             await self._refresh_last_checkpoint(session)
@@ -157,14 +201,15 @@ class LogAppender:
 
     async def _fresh_of_repeated(
         self, session: AsyncSession, rows: Sequence[EntryRow], seen: set[str], size: int
-    ) -> tuple[list[EntryRow], list[tuple[str, int, int]]]:
+    ) -> tuple[list[EntryRow], list[_Reused]]:
         """The rows to append when some ids repeat (the log's or the batch's own): a row with
         an earlier row's id and content is that event again and skipped; one with other
         content is appended under ``reused_id``, unless that id is in the log already.
-        Also ``(ce_id, first index, its index)`` of each row so appended."""
+        Also a ``_Reused`` of each row so appended."""
         firsts: dict[str, tuple[int, Content]] = await repo.stored_contents(session, seen)
         order: list[tuple[EntryRow, str | None]] = []  # (row, its reused id if any)
         pending: dict[str, Content] = {}
+        first_rows: dict[str, EntryRow] = {}  # the batch's first row of each id
         for row in rows:
             content = _content(row)
             first = firsts.get(row.ce_id) or (
@@ -172,6 +217,7 @@ class LogAppender:
             )
             if first is None:
                 pending[row.ce_id] = content
+                first_rows[row.ce_id] = row
                 order.append((row, None))
             elif first[1] != content:
                 order.append((row, reused_id(row.ce_id, content)))
@@ -179,7 +225,7 @@ class LogAppender:
         others = [other for _, other in order if other is not None]
         _, logged = await repo.size_and_seen(session, others) if others else (0, set())
         fresh: list[EntryRow] = []
-        reused: list[tuple[str, int, int]] = []
+        reused: list[_Reused] = []
         index_of = {ce_id: index for ce_id, (index, _) in firsts.items()}
         for row, other in order:
             if other is None:
@@ -187,41 +233,71 @@ class LogAppender:
                 fresh.append(row)
             elif other not in logged:
                 logged.add(other)
-                reused.append((row.ce_id, index_of[row.ce_id], size + len(fresh)))
+                stored = firsts.get(row.ce_id)
+                named = (
+                    _concerned_of_content(stored[1], self._keys)
+                    if stored is not None
+                    else _concerned_of_row(first_rows[row.ce_id]),
+                    _concerned_of_row(row),
+                )
+                concerned = tuple(dict.fromkeys(c for c in named if c is not None))
+                reused.append(_Reused(row.ce_id, index_of[row.ce_id], size + len(fresh), concerned))
                 fresh.append(row._replace(ce_id=other))
         return fresh, reused
 
-    async def _report_reused_id(
-        self, session: AsyncSession, ce_id: str, first: int, again: int
-    ) -> None:
-        """An ``AnomalyDetected`` for the log itself: one event id, two contents."""
+    async def _report_reused_id(self, session: AsyncSession, found: _Reused) -> None:
+        """The ``AnomalyDetected`` of one event id with two contents: one about each
+        application either content names, else one about the event (the whole log's)."""
         at = self._now()
-        log.error("audit_event_id_reused", ce_id=ce_id, first_index=first, index=again)
-        anomaly_id = str(uuid7())
-        message = audit_pb2.AnomalyDetected(
-            region=types_pb2.RegionCode(code=self._region),
-            actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
-            anomaly_id=anomaly_id,
-            rule=REUSED_ID_RULE,
-            severity=audit_pb2.SEVERITY_WARNING,
-            subject=audit_pb2.Subject(kind="event", id=ce_id),
-            details=(
-                f"a record came with the event id of log entry {first} but other content; "
-                f"both are kept, the second as entry {again}"
-            ),
-            event_ids=[ce_id],
-            log_indices=[first, again],
+        ce_id, first, again = found.ce_id, found.first, found.again
+        log.error(
+            "audit_event_id_reused",
+            ce_id=ce_id,
+            first_index=first,
+            index=again,
+            applications=[c.application_id for c in found.concerned],
         )
-        message.occurred_at.FromDatetime(at)
-        await enqueue(
-            session,
-            message,
-            key=anomaly_id,
-            source="dibao/audit",
-            subject=f"event/{ce_id}",
-            actor="audit",
-            time=at,
-        )
+        about: Sequence[Concerned | None] = found.concerned or (None,)
+        for application in about:
+            anomaly_id = str(uuid7())
+            message = audit_pb2.AnomalyDetected(
+                actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+                anomaly_id=anomaly_id,
+                rule=REUSED_ID_RULE,
+                severity=audit_pb2.SEVERITY_WARNING,
+                details=(
+                    f"a record came with the event id of log entry {first} but other "
+                    f"content; both are kept, the second as entry {again}"
+                ),
+                event_ids=[ce_id],
+                log_indices=[first, again],
+            )
+            if application is None:
+                region, household = self._region, ""
+                message.subject.CopyFrom(audit_pb2.Subject(kind="event", id=ce_id))
+                subject = f"event/{ce_id}"
+            else:
+                # The record's region, so that its county's auditors read the anomaly; a
+                # record that gives none leaves it the whole log's (no household either:
+                # an entry naming a household and no region is no auditor's).
+                region = application.region or self._region
+                household = (application.household_id or "") if application.region else ""
+                message.subject.CopyFrom(
+                    audit_pb2.Subject(kind="application", id=application.application_id)
+                )
+                subject = f"application/{application.application_id}"
+            message.region.code = region
+            message.household_id = household
+            message.occurred_at.FromDatetime(at)
+            await enqueue(
+                session,
+                message,
+                key=household or anomaly_id,
+                source="dibao/audit",
+                subject=subject,
+                actor="audit",
+                time=at,
+            )
 
     async def _current(self, session: AsyncSession, size: int | None = None) -> Frontier:
         """The frontier of the stored tree (cached unless the stored size moved)."""

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from google.protobuf.message import Message
 
 from dibao.audit.v1 import events_pb2 as audit_pb2
-from dibao.common.v1 import types_pb2
+from dibao.common.v1 import enums_pb2, types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
+from dibao_audit import service
 from dibao_audit.entry import RecordedEvent, canonical_bytes
 from dibao_audit.merkle import leaf_hash
 from dibao_audit.models import LogEntry
+from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_audit.testing import AuditDb, recorded_event
+from dibao_common.messaging.envelope import EventRegistry
 
 pytestmark = [pytest.mark.postgres]
+
+ANOMALY = "dibao.audit.AnomalyDetected.v1"
 
 
 def _withdrawn(i: int, offset: int) -> RecordedEvent:
@@ -81,11 +88,144 @@ async def test_an_event_id_with_other_content_is_kept_and_reported(audit_db: Aud
     assert str(entries[5].ce_id) != str(entries[2].ce_id)
     assert dict(second.headers)["ce_id"] == str(entries[2].ce_id).encode()  # in the leaf
 
+    # Each content names another application: the anomaly concerns both, one each.
     anomalies = await _anomalies(audit_db)
-    assert [(a.rule, list(a.event_ids), list(a.log_indices)) for a in anomalies] == [
-        ("event_id_reused", [str(entries[2].ce_id)], [2, 5]),
-        ("event_id_reused", [str(entries[6].ce_id)], [6, 7]),
+    assert [
+        (a.rule, a.subject.kind, a.subject.id, list(a.event_ids), list(a.log_indices))
+        for a in anomalies
+    ] == [
+        ("event_id_reused", "application", "app-2", [str(entries[2].ce_id)], [2, 5]),
+        ("event_id_reused", "application", "app-someone-elses", [str(entries[2].ce_id)], [2, 5]),
+        ("event_id_reused", "application", "app-5", [str(entries[6].ce_id)], [6, 7]),
+        ("event_id_reused", "application", "app-someone-elses", [str(entries[6].ce_id)], [6, 7]),
     ]
-    assert anomalies[0].severity == audit_pb2.SEVERITY_WARNING
-    assert anomalies[0].region.code == "000000000000"
-    assert not anomalies[0].household_id  # the log's own: every auditor reads it
+    assert {a.severity for a in anomalies} == {audit_pb2.SEVERITY_WARNING}
+    assert {(a.household_id, a.region.code) for a in anomalies} == {("hh-1", "620102001001")}
+
+
+# One of Yuzhong County's villages, and Chengguan District beside it.
+VILLAGE, COUNTY, OTHER_COUNTY = "620123101203", "620123", "620102"
+
+
+def _submitted(application: str, household: str, region: str) -> intake_pb2.ApplicationSubmitted:
+    return intake_pb2.ApplicationSubmitted(
+        household_id=household,
+        region=types_pb2.RegionCode(code=region),
+        application_id=application,
+        kind=enums_pb2.APPLICATION_KIND_DIBAO,
+    )
+
+
+def _replayed(event: RecordedEvent, message: Message, offset: int) -> RecordedEvent:
+    """``event``'s headers (its ce_id) and key over another payload, at a later offset."""
+    return dataclasses.replace(event, offset=offset, payload=message.SerializeToString())
+
+
+async def _outbox(db: AuditDb) -> list[tuple[str, str | None, audit_pb2.AnomalyDetected]]:
+    """The anomalies the log published: (Kafka key, CloudEvents subject, message)."""
+    async with db.owner.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT key, ce_subject, payload FROM outbox_message "
+                "WHERE ce_type = 'dibao.audit.AnomalyDetected.v1' ORDER BY id"
+            )
+        )
+        return [(r[0], r[1], audit_pb2.AnomalyDetected.FromString(bytes(r[2]))) for r in rows]
+
+
+async def _visible_anomalies(db: AuditDb, prefix: str, household: str) -> list[str]:
+    """The anomalies about ``household`` an auditor of ``prefix`` reads (their subject ids),
+    once the log holds them as its consumer appends them."""
+    async with db.sessions() as session:
+        found = await service.find_visible(
+            session,
+            EntryFilter(
+                region_prefixes=(prefix,),
+                household_id=household,
+                ce_type=ANOMALY,
+                whole_log=WholeLog("000000000000", EventRegistry.default()),
+            ),
+            EventRegistry.default(),
+            after=None,
+            limit=10,
+        )
+    return [str(s.columns.ce_id) for s in found]
+
+
+async def test_an_event_id_reused_about_an_application_concerns_it_in_its_county(
+    audit_db: AuditDb,
+) -> None:
+    """A record with the ce_id of an application's ApplicationSubmitted but other content
+    (a replaying or broken producer): the anomaly names the application (subject kind
+    ``application``, which intake's timeline takes), its household (the Kafka key) and
+    the event's region, so its county's auditors read it and another county's do not.
+    Until 1 Dec 2026 it named the event only, in the log's region: no application's
+    timeline ever showed one."""
+    application, household = str(uuid.uuid4()), str(uuid.uuid4())
+    first = recorded_event(_submitted(application, household, VILLAGE), offset=0, key=household)
+    other = _submitted(application, household, VILLAGE)
+    other.kind = enums_pb2.APPLICATION_KIND_TEMPORARY
+    appender = audit_db.appender()
+    await appender.append([first])
+    result = await appender.append([_replayed(first, other, offset=1)])
+    assert result.reused_ids == 1
+
+    [(key, subject, anomaly)] = await _outbox(audit_db)  # the same application: one
+    ce_id = dict(first.headers)["ce_id"].decode()
+    assert anomaly.rule == "event_id_reused"
+    assert anomaly.severity == audit_pb2.SEVERITY_WARNING
+    assert (anomaly.subject.kind, anomaly.subject.id) == ("application", application)
+    assert (anomaly.household_id, anomaly.region.code) == (household, VILLAGE)
+    assert (list(anomaly.event_ids), list(anomaly.log_indices)) == ([ce_id], [0, 1])
+    assert (key, subject) == (household, f"application/{application}")
+
+    # Logged as audit's consumer logs it (the relay's record): the county's auditors read
+    # it by household, another county's do not (it is no longer the whole log's).
+    logged = recorded_event(anomaly, offset=0, key=household)
+    await appender.append([logged])
+    anomaly_entry = dict(logged.headers)["ce_id"].decode()
+    assert await _visible_anomalies(audit_db, COUNTY, household) == [anomaly_entry]
+    assert await _visible_anomalies(audit_db, OTHER_COUNTY, household) == []
+
+
+async def test_a_second_content_naming_another_application_concerns_both(
+    audit_db: AuditDb,
+) -> None:
+    """The second content names another application of another county: each application
+    gets its own anomaly, in its own region and household, so each county's auditors (and
+    each application's timeline) learn that an event about it was contradicted."""
+    ours, household = str(uuid.uuid4()), str(uuid.uuid4())
+    theirs, their_household = str(uuid.uuid4()), str(uuid.uuid4())
+    first = recorded_event(_submitted(ours, household, VILLAGE), offset=0, key=household)
+    second = _replayed(first, _submitted(theirs, their_household, "620102001001"), offset=1)
+    # In one batch: the first content is the batch's, not the log's yet.
+    result = await audit_db.appender().append([first, second])
+    assert (result.appended, result.reused_ids) == (2, 1)
+    found = await _outbox(audit_db)
+    assert [(k, a.subject.id, a.household_id, a.region.code) for k, _, a in found] == [
+        (household, ours, household, VILLAGE),
+        (their_household, theirs, their_household, "620102001001"),
+    ]
+    assert {tuple(a.log_indices) for _, _, a in found} == {(0, 1)}
+
+
+async def test_an_event_id_reused_about_no_application_is_the_whole_logs(
+    audit_db: AuditDb,
+) -> None:
+    """An event about no application (a household's registration) keeps the log's shape:
+    subject the event, the log's region, no household, keyed by the anomaly's id, so every
+    auditor reads it."""
+    household = str(uuid.uuid4())
+    registered = intake_pb2.HouseholdRegistered(
+        household_id=household, region=types_pb2.RegionCode(code=VILLAGE)
+    )
+    first = recorded_event(registered, offset=0, key=household)
+    registered.region.code = "620123101204"
+    appender = audit_db.appender()
+    await appender.append([first])
+    await appender.append([_replayed(first, registered, offset=1)])
+    [(key, subject, anomaly)] = await _outbox(audit_db)
+    ce_id = dict(first.headers)["ce_id"].decode()
+    assert (anomaly.subject.kind, anomaly.subject.id) == ("event", ce_id)
+    assert (anomaly.household_id, anomaly.region.code) == ("", "000000000000")
+    assert (key, subject) == (anomaly.anomaly_id, f"event/{ce_id}")

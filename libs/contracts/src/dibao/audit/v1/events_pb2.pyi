@@ -58,7 +58,9 @@ class Subject(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """Kind of record, e.g. "payment", "entitlement", "case", "household", "actor", "log"."""
+    """Kind of record, e.g. "application", "payment", "entitlement", "case", "household", "actor",
+    "log", "event" (an event id, e.g. one reused with other content).
+    """
     id: _builtins.str
     """Its id."""
     def __init__(
@@ -183,7 +185,12 @@ class AnomalyDetected(_message.Message):
     details: _builtins.str
     """Human-readable details (no ID numbers)."""
     @_builtins.property
-    def region(self) -> _types_pb2.RegionCode: ...
+    def region(self) -> _types_pb2.RegionCode:
+        """Region concerned: the household's or application's as the events showing it give it, so
+        that its auditors read the anomaly; the log's own (CheckpointPublished.region) for an
+        anomaly about the log as a whole, which every auditor reads.
+        """
+
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
