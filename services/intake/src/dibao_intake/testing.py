@@ -368,6 +368,26 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
         return counts
 
 
+async def refused_change(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+    status: int = 422,
+) -> dict[str, Any]:
+    """The change ``body`` is refused (``status``) as problem+json and writes nothing:
+    the problem."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before
+    problem: dict[str, Any] = response.json()
+    return problem
+
+
 async def events(
     stack: TestStack, topic: str, *, subject: str | None = None, key: str | None = None
 ) -> list[Envelope]:

@@ -13,7 +13,7 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts, wait_for_events
+from dibao_intake.testing import IntakeClient, refused_change, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -30,25 +30,6 @@ async def _event(intake_stack: TestStack, change_id: str) -> ev.HouseholdUpdated
     assert isinstance(update, ev.HouseholdUpdated)
     assert update.WhichOneof("change") == "divorce"
     return update
-
-
-async def _refused(
-    intake: IntakeClient,
-    engine: AsyncEngine,
-    household: RegisteredHousehold,
-    body: dict[str, Any],
-    status: int = 422,
-) -> dict[str, Any]:
-    """The change is refused as problem+json and writes nothing; the problem."""
-    before = await row_counts(engine)
-    response = await intake.http.post(
-        f"/households/{household.id}/changes", json=body, headers=intake.headers()
-    )
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert await row_counts(engine) == before
-    problem: dict[str, Any] = response.json()
-    return problem
 
 
 def _pointers(problem: dict[str, Any]) -> list[str]:
@@ -115,7 +96,7 @@ async def test_the_head_divorces_the_spouse_who_stays_as_other(
 
     # Recorded already: 409, whichever the request names first.
     for first, second in ((head, wife), (wife, head)):
-        problem = await _refused(
+        problem = await refused_change(
             intake,
             intake_engine,
             household,
@@ -124,7 +105,7 @@ async def test_the_head_divorces_the_spouse_who_stays_as_other(
         )
         assert problem["type"].endswith("/already-divorced")
     # The head with his mother: no couple the record knows.
-    problem = await _refused(
+    problem = await refused_change(
         intake, intake_engine, household, divorce | {"person_id": head, "spouse_person_id": mother}
     )
     assert _pointers(problem) == ["/body/spouse_person_id"]
@@ -136,7 +117,7 @@ async def test_the_head_divorces_the_spouse_who_stays_as_other(
         "employment_status": "unemployed",
     }
     marriage = {"kind": "marriage", "person_id": head, "spouse": bride}
-    problem = await _refused(
+    problem = await refused_change(
         intake, intake_engine, household, marriage | {"married_on": "2026-02-19"}
     )
     assert _pointers(problem) == ["/body/married_on"]
@@ -155,7 +136,7 @@ async def test_a_divorce_that_breaks_a_rule_writes_nothing(
     divorce = {"kind": "divorce", "person_id": head, "spouse_person_id": wife}
 
     async def pointers(body: dict[str, Any]) -> list[str]:
-        return _pointers(await _refused(intake, intake_engine, household, divorce | body))
+        return _pointers(await refused_change(intake, intake_engine, household, divorce | body))
 
     assert await pointers({"divorced_on": "2026-03-03"}) == ["/body/divorced_on"]
     assert await pointers({"divorced_on": "2026-02-20", "spouse_person_id": str(household.id)}) == [
@@ -170,7 +151,7 @@ async def test_a_divorce_that_breaks_a_rule_writes_nothing(
     assert await pointers(
         {"divorced_on": "2026-02-20", "person_id": mother, "spouse_person_id": None}
     ) == ["/body/person_id"]
-    missing = await _refused(
+    missing = await refused_change(
         intake, intake_engine, household, {"kind": "divorce", "person_id": head}
     )
     assert "/body/divorced_on" in _pointers(missing)
@@ -199,7 +180,7 @@ async def test_a_son_and_his_wife_registered_together_are_a_couple(
         "relationship": "child_in_law",
         "employment_status": "unemployed",
     }
-    problem = await _refused(
+    problem = await refused_change(
         intake,
         intake_engine,
         household,
@@ -234,7 +215,7 @@ async def test_a_marriage_to_a_spouse_living_elsewhere_ends_by_a_divorce(
         household, {"kind": "marriage", "person_id": mother, "married_on": "2026-01-10"}
     )
     divorce = {"kind": "divorce", "person_id": mother}
-    problem = await _refused(
+    problem = await refused_change(
         intake, intake_engine, household, divorce | {"divorced_on": "2026-01-09"}
     )
     assert _pointers(problem) == ["/body/divorced_on"]
@@ -248,7 +229,7 @@ async def test_a_marriage_to_a_spouse_living_elsewhere_ends_by_a_divorce(
     update = await _event(intake_stack, divorced["change_id"])
     assert update.divorce.person_id == mother
     assert not update.divorce.HasField("former_spouse")
-    problem = await _refused(
+    problem = await refused_change(
         intake, intake_engine, household, divorce | {"divorced_on": "2026-02-21"}, 409
     )
     assert problem["type"].endswith("/already-divorced")
@@ -287,7 +268,7 @@ async def test_a_parent_beside_the_other_parent_marries_by_neither_path(
         ),
     }
     marriage = {"kind": "marriage", "person_id": mother, "married_on": "2026-02-25"}
-    problem = await _refused(intake, intake_engine, household, marriage | {"spouse": groom})
+    problem = await refused_change(intake, intake_engine, household, marriage | {"spouse": groom})
     assert _pointers(problem) == ["/body/person_id"]
     divorced = await intake.change(
         household,

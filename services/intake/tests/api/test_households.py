@@ -28,6 +28,7 @@ from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
     access_records,
+    refused_change,
     row_counts,
     wait_for_events,
 )
@@ -774,14 +775,8 @@ async def _refused_change(
     status: int = 422,
 ) -> list[str]:
     """The change is refused with a problem, writes nothing, and says where (pointers)."""
-    before = await row_counts(engine)
-    response = await intake.http.post(
-        f"/households/{household.id}/changes", json=body, headers=intake.headers()
-    )
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert await row_counts(engine) == before
-    return [e["pointer"] for e in response.json().get("errors", [])]
+    problem = await refused_change(intake, engine, household, body, status)
+    return [e["pointer"] for e in problem.get("errors", [])]
 
 
 def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> dict[str, Any]:
