@@ -31,7 +31,10 @@ dibao_audit.verify_cli --database-url``):
   deleted checkpoint's announcement on (no signed root covers it any more): there only a
   kept checkpoint, the topic or a witness tells (ADR 0006);
 - an ``appended_at`` more than ``skew_s`` before that of an entry appended earlier
-  (``AppendedAtBounds``).
+  (``AppendedAtBounds``);
+- an entry's rows in ``entry_region_prefix`` (migration 0009: what finds a search for the
+  auditors of its other regions) that are not every level prefix of its record's
+  ``regions``, and rows naming entries beyond the log (ADR 0017).
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
@@ -60,6 +63,7 @@ from dibao_audit.entry import (
 )
 from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
 from dibao_audit.projection import Columns, contradictions, decoded_view, key_reader
+from dibao_audit.repository import level_prefixes_of
 from dibao_audit.verifier import Report, tree_levels, verified_kept
 from dibao_common.messaging.envelope import EventRegistry, topic_of
 
@@ -67,7 +71,8 @@ _ROWS_SQL = """
     SELECT e.leaf_index, e.ce_id::text, e.ce_type, e.ce_time, e.topic, e.partition,
            e."offset", e.record_key, e.header_block, e.payload, e.household_id,
            e.application_id, e.case_id, e.region, e.actor, e.appended_at, n.hash,
-           v.leaf_index IS NOT NULL, v.decoded::text, e.regions
+           v.leaf_index IS NOT NULL, v.decoded::text, e.regions,
+           ARRAY(SELECT p.prefix FROM entry_region_prefix p WHERE p.leaf_index = e.leaf_index)
     FROM log_entry e
     LEFT JOIN merkle_node n ON n.level = 0 AND n.index = e.leaf_index
     LEFT JOIN entry_view v ON v.leaf_index = e.leaf_index
@@ -117,8 +122,9 @@ class AppendedAtBounds:
     own start, by up to its wait. So an entry may lie up to ``skew_s`` before the latest
     ``appended_at`` of the entries before it (``--clock-skew``, as around checkpoints),
     not more; after a decrease that is reported, the entry's own time is the one later
-    entries are held to. :meth:`problem` is called in log order (of the entries a caller
-    sees: the bound holds against every earlier entry, so against any subset)."""
+    entries are held to, and no entry is held to a time outside its checkpoints' (that
+    one is reported as such). :meth:`problem` is called in log order (of the entries a
+    caller sees: the bound holds against every earlier entry, so against any subset)."""
 
     def __init__(self, heads: Iterable[Checkpoint], skew_s: float) -> None:
         ordered = sorted(heads, key=lambda h: h.tree_size)
@@ -128,19 +134,6 @@ class AppendedAtBounds:
         self._latest: tuple[int, datetime] | None = None  # the latest appended_at so far
 
     def problem(self, index: int, appended_at: datetime) -> str | None:
-        latest = self._latest
-        if latest is None or appended_at > latest[1]:
-            self._latest = (index, appended_at)
-        elif appended_at < latest[1] - self._skew:
-            # Said once, naming both: which of the two was moved, the bounds below may
-            # tell. Measured from this one on, so one entry moved ahead is not blamed on
-            # every entry after it.
-            self._latest = (index, appended_at)
-            return (
-                f"entry {index}: appended_at {appended_at.isoformat()} is more than "
-                f"{self._skew.total_seconds():g} s before entry {latest[0]}'s "
-                f"({latest[1].isoformat()}), appended earlier"
-            )
         at = bisect.bisect_right(self._sizes, index)  # the first checkpoint covering it
         if at > 0 and appended_at < self._times[at - 1] - self._skew:
             return (
@@ -154,6 +147,20 @@ class AppendedAtBounds:
             return (
                 f"entry {index}: appended_at {appended_at.isoformat()} is after checkpoint "
                 f"{self._sizes[at]} was signed, which covers it"
+            )
+        # Within its checkpoints' times (a time outside them is known false, and is not
+        # one later entries are held to): not far before an earlier entry's.
+        latest = self._latest
+        if latest is None or appended_at > latest[1]:
+            self._latest = (index, appended_at)
+        elif appended_at < latest[1] - self._skew:
+            # Said once, naming both; measured from this one on, so that one entry moved
+            # ahead is not blamed on every entry after it.
+            self._latest = (index, appended_at)
+            return (
+                f"entry {index}: appended_at {appended_at.isoformat()} is more than "
+                f"{self._skew.total_seconds():g} s before entry {latest[0]}'s "
+                f"({latest[1].isoformat()}), appended earlier"
             )
         return None
 
@@ -196,6 +203,13 @@ def _check_row(
     for name, (was, now) in differ.items():
         report.contradicted[name] = report.contradicted.get(name, 0) + 1
         report.fail(f"entry {index}: stored {name} {was!r} is not its record's ({now!r})", index)
+    prefixes = level_prefixes_of(None if columns is None else columns.regions)
+    if frozenset(row[20]) != prefixes:
+        report.fail(
+            f"entry {index}: stored region prefixes {sorted(row[20])} are not those of its "
+            f"record's regions ({sorted(prefixes)})",
+            index,
+        )
     if row[17]:
         report.views_checked += 1
         stored_view = None if row[18] is None else json.loads(row[18])
@@ -246,6 +260,11 @@ async def check_database(
                         gap = True
                     expected = index + 1
                     leaves += _check_row(report, row, registry, bounds, announced)
+            beyond = await conn.fetchval(
+                "SELECT count(*) FROM entry_region_prefix WHERE leaf_index >= $1", report.log_size
+            )
+            if beyond:
+                report.fail(f"{beyond} stored region prefixes name entries beyond the log")
     finally:
         await conn.close()
     _check_announced(report, key, announced, heads)
