@@ -22,7 +22,7 @@ from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
-from dibao_audit.entry import parse_header_block
+from dibao_audit.entry import MalformedEntryError, parse_header_block
 from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
@@ -165,8 +165,10 @@ class EntryWithProofOut(BaseModel):
         "personal-data role). It applies to `decoded` only: `headers`, `payload` and "
         "`record_key` are the record as logged, whatever the role."
     )
-    headers: list[list[str]] = Field(
-        description="The record's headers as logged: [name, base64 of the value] pairs."
+    headers: list[list[str]] | None = Field(
+        description="The record's headers as logged: [name, base64 of the value] pairs; "
+        "null when the stored header bytes are not a header block (an edit behind the "
+        "log's back, which `entry.contradicted` says)."
     )
     payload: str = Field(
         description="Base64 of the event's payload as logged (the protobuf bytes the leaf "
@@ -269,6 +271,13 @@ def _entry_out(s: service.Served) -> EntryOut:
         appended_at=e.appended_at,
         contradicted=_contradicted(s),
     )
+
+
+def _headers_out(block: bytes) -> list[list[str]] | None:
+    try:
+        return [[k, base64.b64encode(v).decode()] for k, v in parse_header_block(block)]
+    except MalformedEntryError:
+        return None
 
 
 def _sees_personal_data(principal: Principal, runtime: AuditRuntime) -> bool:
@@ -537,8 +546,11 @@ async def list_entries(
     summary="One entry, decoded, with its inclusion proof against a checkpoint",
     description="Against the latest checkpoint unless `tree_size` names another one. "
     "An entry of another region answers 404 as an absent one; the whole log's entries "
-    "are every auditor's. `decoded` is masked by role (`masked`); `payload`, `headers` "
-    "and `record_key` are the event as logged, unmasked, since the leaf is their hash. "
+    "are every auditor's. An entry whose record was rewritten behind the log's back (it "
+    "no longer reads, or no longer hashes to its leaf) is also its stored region's, as in "
+    "exports: served with `entry.contradicted`. `decoded` is masked by role (`masked`); "
+    "`payload`, `headers` and `record_key` are the event as logged, unmasked, since the "
+    "leaf is their hash. "
     "The read of a household's entry is itself logged as a read of its personal data. "
     "An entry listed but not yet covered by the checkpoint asked for answers 409 "
     "entry-not-covered (with `tree_size`, and `Retry-After` when it is the latest: the "
@@ -607,10 +619,7 @@ async def entry_with_proof(
         entry=_entry_out(checked),
         decoded=decoded,
         masked=not unmasked,
-        headers=[
-            [k, base64.b64encode(v).decode()]
-            for k, v in parse_header_block(bytes(entry.header_block))
-        ],
+        headers=_headers_out(bytes(entry.header_block)),
         payload=base64.b64encode(bytes(entry.payload)).decode(),
         record_key=None
         if entry.record_key is None
@@ -668,7 +677,7 @@ async def household_timeline(
         page = [
             s
             for s in (service.served(e, leaf, runtime.registry) for e, leaf in found[:limit])
-            if service.in_scope(s.columns.region, s.columns.regions, principal.regions)
+            if service.visible(s, principal.regions, None)
         ]
         region = page[0].columns.region if page else None
         if not page:

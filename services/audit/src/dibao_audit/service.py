@@ -272,10 +272,28 @@ def whole_log_indices(entries: Sequence[Served], whole_log: WholeLog) -> set[int
 
 
 def visible(s: Served, prefixes: Collection[str], whole_log: WholeLog | None) -> bool:
-    """Whether a caller of ``prefixes`` may read an entry: its region or one of its regions
-    (as its record says), or the whole log's."""
+    """Whether a caller of ``prefixes`` may read an entry: as an export shows it
+    (``export_shows``), by its region or one of its regions as its record says; an entry
+    whose record contradicts its stored region also where the stored columns put it when
+    the record no longer reads or is not what its leaf hashes (rewritten behind the log's
+    back: its region's auditors read it, ``contradicted``; a stored region edited alone
+    shows no other region's record); or the whole log's. Until 1 Dec 2026 the stored
+    columns were not consulted, so such an entry answered 404 to its own region while its
+    exports showed it."""
     if in_scope(s.columns.region, s.columns.regions, prefixes):
         return True
+    if s.contradicted:  # else the stored columns are the record's: nothing more to see
+        e = s.entry
+        canonical = canonical_from_parts(
+            e.topic,
+            e.partition,
+            e.offset,
+            None if e.record_key is None else bytes(e.record_key),
+            bytes(e.header_block),
+            bytes(e.payload),
+        )
+        if export_shows(s.columns, stored_columns(e), prefixes, canonical, s.leaf):
+            return True
     return whole_log is not None and s.index in whole_log_indices([s], whole_log)
 
 

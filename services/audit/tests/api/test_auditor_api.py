@@ -1127,6 +1127,65 @@ async def test_an_entry_whose_record_was_rewritten_to_name_another_region_stays_
     assert "entry 5: content does not match its leaf hash" in report["problems"]
 
 
+async def test_the_api_shows_an_entry_rewritten_behind_the_logs_back_to_its_own_region(
+    api: Api, served: str
+) -> None:
+    """SQL edits: Lanzhou's entry 5 got a payload naming Beijing, Lanzhou's entry 7 header
+    bytes that are not a header block, and Beijing's entry 2 (its record intact) Lanzhou's
+    stored region. Exports showed 5 and 7 to Lanzhou, contradicted, but the API decided by
+    the rewritten record alone: 404 for Lanzhou's auditor, and left out of the listing and
+    the timeline. Both are now served to Lanzhou as exports show them, saying what is
+    contradicted; entry 2, Beijing's record, stays Beijing's."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        rewritten = _withdrawn("hh-a", BEIJING, 3).SerializeToString()
+        await conn.execute("UPDATE log_entry SET payload = $1 WHERE leaf_index = 5", rewritten)
+        await conn.execute(
+            "UPDATE log_entry SET header_block = $1 WHERE leaf_index = 7", b"\x00\x00\x00\x09"
+        )
+        await conn.execute("UPDATE log_entry SET region = $1 WHERE leaf_index = 2", LANZHOU)
+    finally:
+        await conn.close()
+    lanzhou = api.auditor(("6201",))
+    one = await api.client.get("/audit/entries/5", headers=lanzhou)
+    assert one.status_code == 200, one.text
+    assert one.json()["entry"]["region"] == BEIJING  # what the record now says
+    assert one.json()["entry"]["contradicted"] == {"region": LANZHOU}
+    assert one.json()["payload"] == base64.b64encode(rewritten).decode()
+    seven = await api.client.get("/audit/entries/7", headers=lanzhou)
+    assert seven.status_code == 200, seven.text
+    assert seven.json()["headers"] is None
+    assert seven.json()["entry"]["contradicted"]["region"] == LANZHOU
+    assert (await api.client.get("/audit/entries/2", headers=lanzhou)).status_code == 404
+    listed = (await api.client.get("/audit/entries", headers=lanzhou)).json()["items"]
+    contradicted = {item["index"]: item["contradicted"] for item in listed if item["contradicted"]}
+    assert sorted(contradicted) == [5, 7]
+    assert contradicted[5] == {"region": LANZHOU}
+    assert 2 not in [item["index"] for item in listed]
+    timeline = await api.client.get("/audit/households/hh-a/timeline", headers=lanzhou)
+    items = {item["index"]: item for item in timeline.json()["items"]}
+    assert items[5]["contradicted"] == {"region": LANZHOU}
+
+    export = await api.client.get("/audit/export", params={"end": "11"}, headers=lanzhou)
+    shown = [json.loads(line) for line in export.text.splitlines()[1:]]
+    assert [line["index"] for line in shown if "entry" in line] == [
+        item["index"] for item in listed if item["index"] < 11
+    ]
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    token = api.tokens(roles=["auditor"], regions=["6201"])
+    out = io.StringIO()
+    args = ["--url", served, "--token", token, "--vkey", vkey]
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
+    report = json.loads(out.getvalue())
+    assert code == 1, report
+    assert report["first_bad_index"] == 5
+    problems = "\n".join(report["problems"])
+    assert "entry 5: content does not match its leaf hash" in problems
+    assert "entry 5: stored region contradicted by its record" in problems
+    assert "not listed" not in problems
+
+
 async def test_an_export_with_decoded_views_survives_a_header_block_that_is_not_one(
     api: Api, tmp_path: Path
 ) -> None:
