@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.assessment.v1 import events_pb2 as assessment
 from dibao.audit.v1 import events_pb2 as audit
@@ -121,6 +123,51 @@ async def test_a_decided_application_can_no_longer_be_withdrawn(
     again = await intake.submit(await intake.complete_application_body(household))
     assert again.status_code == 201, again.text
     assert again.json()["status"] == "submitted"
+
+
+async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_nothing(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A decision that reaches an application already withdrawn enters its timeline as
+    arrived after the withdrawal (summary and detail): the application stays withdrawn
+    and is not marked decided."""
+    household = await intake.register()
+    application_id = (
+        await intake.submit(await intake.complete_application_body(household))
+    ).json()["id"]
+    withdrawn = await intake.http.post(
+        f"/applications/{application_id}/withdrawal",
+        json={"reason": "找到稳定工作"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    await _publish(
+        intake_stack,
+        assessment.BenefitApproved(household_id=household.id, application_id=application_id),
+        key=household.id,
+        source="dibao/assessment",
+    )
+
+    async def decisions() -> list[dict[str, Any]]:
+        entries = await _timeline(intake, application_id)
+        return [e for e in entries if e["type"] == "dibao.assessment.BenefitApproved.v1"]
+
+    async def arrived() -> bool:
+        return bool(await decisions())
+
+    await eventually(arrived, what="the decision in the timeline")
+    [decision] = await decisions()
+    assert decision["summary"] == "Benefit approved (arrived after the withdrawal)"
+    assert decision["details"]["after_withdrawal"] is True
+    read = await intake.http.get(
+        f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
+    )
+    assert read.json()["status"] == "withdrawn"
+    async with intake_engine.connect() as conn:
+        decided_at = await conn.scalar(
+            text("SELECT decided_at FROM application WHERE id = :id"), {"id": application_id}
+        )
+    assert decided_at is None
 
 
 async def test_a_household_change_enters_no_decided_nor_returned_application(

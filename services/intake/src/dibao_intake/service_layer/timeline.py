@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -23,8 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.clock import Clock
 from dibao_common.messaging.envelope import Envelope
+from dibao_common.observability import get_logger
 from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
+
+log = get_logger(__name__)
 
 CONSUMER_NAME = "intake.timeline"
 # Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn.
@@ -357,14 +361,52 @@ def entries_of(
     return entries
 
 
+AFTER_WITHDRAWAL = "after_withdrawal"
+"""The detail that marks a decision taken on an application already withdrawn."""
+
+
+def _after_withdrawal(application_id: uuid.UUID, entry: TimelineRecord) -> TimelineRecord:
+    """A decision that reached an application already withdrawn (assessment decided before
+    it had the withdrawal, or decided regardless): entered in the timeline as what it is,
+    arrived after the withdrawal, and decides nothing here. The application stays
+    withdrawn, and is not marked decided; the mismatch is logged (WARNING) for the county,
+    which holds both the decision and the withdrawal. Intake publishes nothing of it:
+    assessment has the withdrawal on the application's own partition, after or before its
+    decision, and the decision is its to undo."""
+    log.warning(
+        "decision after the withdrawal",
+        application_id=str(application_id),
+        ce_id=str(entry.ce_id),
+        ce_type=entry.ce_type,
+    )
+    return replace(
+        entry,
+        summary=f"{entry.summary} (arrived after the withdrawal)",
+        details={**entry.details, AFTER_WITHDRAWAL: True},
+    )
+
+
 def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
     """The consumer's handler for a fetch's new events: their timeline entries, those about
     applications intake knows, written with one statement."""
 
     async def handle(session: AsyncSession, events: Sequence[tuple[Envelope, Message]]) -> None:
         entries = entries_of(events)
+        decisions = [a for a, e in entries if e.ce_type in DECIDED_TYPES]
+        withdrawn = await repo.withdrawn_before_decision(session, decisions) if decisions else set()
+        if withdrawn:
+            entries = [
+                (a, _after_withdrawal(a, e))
+                if a in withdrawn and e.ce_type in DECIDED_TYPES
+                else (a, e)
+                for a, e in entries
+            ]
         await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
-        decided = [(a, e.occurred_at) for a, e in entries if e.ce_type in DECIDED_TYPES]
+        decided = [
+            (a, e.occurred_at)
+            for a, e in entries
+            if e.ce_type in DECIDED_TYPES and a not in withdrawn
+        ]
         if decided:
             await repo.mark_decided(session, decided)
 

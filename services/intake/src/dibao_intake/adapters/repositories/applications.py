@@ -190,6 +190,24 @@ async def mark_withdrawn(
     return WithdrawalCause(row[0]), row[1]
 
 
+async def withdrawn_before_decision(
+    session: AsyncSession, application_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Of the applications decisions name, those already withdrawn; each locked (FOR NO
+    KEY UPDATE, in id order) to the end of the transaction, as the decision's UPDATE
+    would: a withdrawal in progress (FOR UPDATE, or a dissolution's FOR SHARE then
+    UPDATE) is waited for and its outcome read, and one that starts after waits for this
+    transaction and finds the decision in the timeline (409 application-decided), or, for
+    a dissolution, the application no longer open."""
+    rows = await session.execute(
+        sa.select(application_t.c.id, application_t.c.status)
+        .where(application_t.c.id.in_(sorted(set(application_ids))))
+        .order_by(application_t.c.id)
+        .with_for_update(key_share=True)
+    )
+    return {i for i, status in rows if status == ApplicationStatus.WITHDRAWN.value}
+
+
 async def mark_decided(
     session: AsyncSession, decisions: Sequence[tuple[uuid.UUID, datetime]]
 ) -> None:
