@@ -92,15 +92,7 @@ def test_a_fresh_home_gets_the_pinned_uv_from_pypi(tmp_path: Path) -> None:
     deploy/uv-requirements.txt from PyPI with the sha256 PyPI publishes (pip
     --require-hashes), into the HOME it is given."""
     home = tmp_path / "home"
-    env = _env(home, PATH="/usr/local/bin:/usr/bin:/bin")
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "deploy" / "bootstrap.sh"), "uv"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = _bootstrap_uv(_env(home, PATH="/usr/local/bin:/usr/bin:/bin"))
     assert done.returncode == 0, done.stderr
     assert _uv_version(home / ".local" / "bin" / "uv") == _pinned_uv()
 
@@ -143,15 +135,20 @@ def _users_uv(home: Path, where: str, binary: Path) -> tuple[Path, str]:
     return bin_dir / "uv", f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"
 
 
-def _bootstrap_uv(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _script(env: dict[str, str], script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bash <script> <args>`` (a path in the checkout) in ``env``, its output captured."""
     return subprocess.run(
-        ["bash", str(REPO_ROOT / "deploy" / "bootstrap.sh"), "uv"],
+        ["bash", str(REPO_ROOT / script), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
+
+
+def _bootstrap_uv(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return _script(env, "deploy/bootstrap.sh", "uv")
 
 
 def _scripts_uv(env: dict[str, str]) -> str:
@@ -235,14 +232,7 @@ def test_bench_on_a_running_stack_runs_the_pinned_uv(tmp_path: Path) -> None:
         DIBAO_TEST_PG_DSN="postgresql://dibao@127.0.0.1:1/postgres",
         DIBAO_TEST_KAFKA_BOOTSTRAP="127.0.0.1:1",
     )
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "bench" / "run.sh"), "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _script(env, "bench/run.sh", "--help")
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout, done.stdout
 
