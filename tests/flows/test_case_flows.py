@@ -6,13 +6,11 @@ PostgreSQL and Kafka) serves every test here; it is stopped, and its databases a
 directory deleted, when the module ends. Every request goes over HTTP with development
 tokens signed by the keys the stack wrote, as a district portal's or an auditor's would.
 
-Not here, for want of an honest trigger: an event audit publishes about an application
-reaching intake's timeline. Audit publishes two types on ``dibao.audit.v1``:
-``CheckpointPublished`` (about the log, never an application) and ``AnomalyDetected`` of
-rule ``event_id_reused`` only, whose subject is an event (kind ``event``), never an
-application (intake's timeline takes an anomaly whose subject is of kind
-``application``); it fires only when a record reuses a logged event's id with other
-content, which no service does and a test could only craft by hand.
+Audit's events reach an application's timeline by the one anomaly audit raises today:
+``AnomalyDetected`` of rule ``event_id_reused``, about the application when the event whose
+id was reused names one. No service reuses an id, so the test is the faulty producer: it
+puts on ``dibao.intake.v1`` a record with the id of an application's submission and other
+content, as a broken or replaying service would.
 """
 
 from __future__ import annotations
@@ -25,13 +23,18 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from dibao.common.v1 import enums_pb2, types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_common.devtoken import mint
+from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.local_stack import RunningStack, running_stack
 from dibao_common.testing.stack import REPO_ROOT, TestStack
 from dibao_intake.demo import REFERENCE_DAY
@@ -57,6 +60,8 @@ VILLAGE = "620123101203"
 WAIT_S = 90.0
 """Bound on waiting for an event to go outbox -> Kafka -> audit log (or a checkpoint)."""
 ACCESSED = "dibao.access.PersonalDataAccessed.v1"
+SUBMITTED = "dibao.intake.ApplicationSubmitted.v1"
+ANOMALY = "dibao.audit.AnomalyDetected.v1"
 
 T = TypeVar("T")
 
@@ -340,10 +345,7 @@ async def test_a_submission_is_in_the_audit_log_of_its_county_with_proofs(
     assert {await _operation(own, e["index"]) for e in reads_logged} >= reads, reads_logged
     # By application: the submission and acceptance (and the application's read).
     by_application = await own.entries(application_id=application_id)
-    assert {
-        "dibao.intake.ApplicationSubmitted.v1",
-        "dibao.intake.ApplicationAccepted.v1",
-    } <= set(_types(by_application))
+    assert {SUBMITTED, "dibao.intake.ApplicationAccepted.v1"} <= set(_types(by_application))
 
     # The county beside it sees none of it.
     assert await other.entries(household_id=household_id) == []
@@ -396,3 +398,90 @@ async def test_a_withdrawal_reaches_the_audit_log_and_the_timeline(
     assert [e["ce_id"] for e in logged] == [ce_id]
     assert logged[0]["household_id"] == household["id"]
     assert logged[0]["actor"] == portal.subject
+
+
+async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_county(
+    flows: Flows, portal: Portal, auditors: tuple[Auditor, Auditor]
+) -> None:
+    """The portal submits an application; then a faulty producer puts on
+    ``dibao.intake.v1`` a record with the ce_id of that application's ApplicationSubmitted
+    but other content (another kind). Audit logs both and raises an ``AnomalyDetected``
+    (``event_id_reused``) about the application: the application's timeline shows it (its
+    rule and severity, no words), the county's auditor finds it among the household's
+    entries with both log indices, and the auditor of the county beside it does not."""
+    own, other = auditors
+    household, application = await portal.register_and_apply("flows reused id 3")
+    household_id, application_id = household["id"], application["id"]
+    read = await portal.get(f"/applications/{application_id}")
+    [submitted] = [e for e in read["timeline"] if e["type"] == SUBMITTED]
+
+    async def submission_logged() -> list[dict[str, Any]] | None:
+        return await own.entries(application_id=application_id, ce_type=SUBMITTED) or None
+
+    [original] = await eventually(submission_logged, f"the submission of {application_id}")
+    assert original["ce_id"] == submitted["ce_id"]
+
+    forged = intake_pb2.ApplicationSubmitted(
+        household_id=household_id,
+        region=types_pb2.RegionCode(code=VILLAGE),
+        application_id=application_id,
+        kind=enums_pb2.APPLICATION_KIND_TEMPORARY,
+    )
+    envelope = Envelope(
+        ce_id=uuid.UUID(submitted["ce_id"]),
+        ce_type=ce_type_of(forged),
+        ce_source="dibao/intake",
+        ce_time=datetime.now(UTC),
+        ce_subject=application_id,
+        key=household_id,
+        payload=forged.SerializeToString(),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=flows.stack.env["DIBAO_KAFKA_BOOTSTRAP"])
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic_of(forged),
+            envelope.payload,
+            key=household_id.encode(),
+            headers=envelope.to_headers(),
+        )
+    finally:
+        await producer.stop()
+
+    async def in_timeline() -> dict[str, Any] | None:
+        timeline = (await portal.get(f"/applications/{application_id}"))["timeline"]
+        found = [e for e in timeline if e["type"] == ANOMALY]
+        return found[0] if found else None
+
+    entry = await eventually(in_timeline, f"the anomaly in the timeline of {application_id}")
+    assert entry["summary"] == "Anomaly detected: event_id_reused", entry
+    assert entry["details"] == {"rule": "event_id_reused", "severity": "SEVERITY_WARNING"}
+    assert entry["source"] == "dibao/audit"
+
+    async def anomaly_logged() -> list[dict[str, Any]] | None:
+        return await own.entries(household_id=household_id, ce_type=ANOMALY) or None
+
+    [logged] = await eventually(anomaly_logged, f"the anomaly about {application_id}")
+    assert logged["ce_id"] == entry["ce_id"]  # the very event the timeline shows
+    assert logged["region"] == VILLAGE
+
+    async def decoded() -> dict[str, Any] | None:
+        response = await own.entry(logged["index"])
+        if response.status_code == 409 and "entry-not-covered" in response.text:
+            return None
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()["decoded"]
+        return view
+
+    anomaly = await eventually(decoded, f"a checkpoint covering entry {logged['index']}")
+    assert anomaly["subject"] == {"kind": "application", "id": application_id}
+    assert anomaly["event_ids"] == [submitted["ce_id"]]
+    first, again = (int(i) for i in anomaly["log_indices"])
+    assert first == original["index"]
+    assert again > first
+
+    assert await other.entries(household_id=household_id, ce_type=ANOMALY) == []
+    # Nor among the anomalies it reads (the whole log's, its own county's).
+    assert logged["ce_id"] not in {e["ce_id"] for e in await other.entries(ce_type=ANOMALY)}
+    refused = await other.entry(logged["index"])
+    assert refused.status_code == 404, refused.text

@@ -174,8 +174,14 @@ async def search_applications(
     "/applications/{application_id}",
     response_model=s.ApplicationOut,
     summary="An application with its declarations, documents and timeline",
-    description="The timeline holds every service's events about the application (intake's"
-    " and audit's today, more as services publish). The read is recorded.",
+    description="The timeline holds intake's own events about the application, written with"
+    " each change (its submission, acceptance or return, withdrawal, and the household's"
+    " changes while it is being decided), and the events of other services that name it, as"
+    " intake's timeline consumer reads them from Kafka. Today the only such event is audit's"
+    " `AnomalyDetected` of rule `event_id_reused` about the application (a record came with"
+    " the id of an event about it but other content), shown by its rule and severity;"
+    " assessment's, publicity's and payments' events will enter it once those services"
+    " publish. The read is recorded.",
     responses=problems(401, 403, 404, 422),
 )
 async def get_application(
