@@ -38,11 +38,11 @@ async def topic(audit_db: AuditDb) -> AsyncIterator[str]:
         await delete_topics(audit_db.stack.kafka_bootstrap, [name])
 
 
-async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
-    audit_db: AuditDb, topic: str, token_factory: TokenFactory
-) -> None:
-    household = f"hh-{uuid.uuid4().hex[:8]}"
-    settings = AuditSettings(
+def _settings(audit_db: AuditDb, topic: str, also: str) -> AuditSettings:
+    """The whole service over ``audit_db``, consuming ``topic`` and ``also`` as a group of
+    its own, signing a checkpoint each half second while the log grows."""
+    pattern = "|".join(name.replace(".", "[.]") for name in (topic, also))
+    return AuditSettings(
         database_url=audit_db.url,
         audit_runtime_database_url=audit_db.runtime_url,
         kafka_bootstrap=audit_db.stack.kafka_bootstrap,
@@ -50,9 +50,16 @@ async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
         audit_consumer_group=f"audit-{topic}",
-        audit_topic_pattern=rf"^({topic.replace('.', '[.]')}|dibao[.]access[.]v1)$",
+        audit_topic_pattern=rf"^({pattern})$",
         audit_checkpoint_interval_s=0.5,
     )
+
+
+async def test_events_are_logged_checkpointed_and_reading_them_is_logged_too(
+    audit_db: AuditDb, topic: str, token_factory: TokenFactory
+) -> None:
+    household = f"hh-{uuid.uuid4().hex[:8]}"
+    settings = _settings(audit_db, topic, "dibao.access.v1")
     events = [
         recorded_event(
             intake_pb2.ApplicationWithdrawn(
@@ -120,17 +127,7 @@ async def test_an_event_id_reused_about_an_application_reaches_its_county_over_t
     county's does not."""
     application, household = str(uuid.uuid4()), str(uuid.uuid4())
     village = "620123101203"
-    settings = AuditSettings(
-        database_url=audit_db.url,
-        audit_runtime_database_url=audit_db.runtime_url,
-        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
-        audit_consumer_group=f"audit-{topic}",
-        audit_topic_pattern=rf"^({topic.replace('.', '[.]')}|dibao[.]audit[.]v1)$",
-        audit_checkpoint_interval_s=0.5,
-    )
+    settings = _settings(audit_db, topic, "dibao.audit.v1")
     submitted = intake_pb2.ApplicationSubmitted(
         household_id=household,
         region=types_pb2.RegionCode(code=village),
