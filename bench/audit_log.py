@@ -17,6 +17,18 @@
 3. Verification: the whole log exported to a file as ``GET /audit/export`` writes it, then
    the offline verifier over that file (signature, every leaf, the root, the consistency
    chain of every checkpoint).
+4. Scoped listings (``--listing-size``, 300,000): a log over 51 counties filled at
+   ``--before-revision`` (0008), migrated to head (timed: the scope indexes and the
+   backfill, migration 0009), then ``repo.find_entries`` for an empty scope, a small
+   county, a county named only by searches, a big county, its city, a village and the
+   province, first page and a page from the middle, the filter on leaf order (the old
+   path, ``by_scope=False``) and the scope indexes taking turns; both must give the same
+   entries.
+
+With ``--before-revision``, part 1 also appends with the log migrated only to that
+revision (before the scope indexes), beside head, in the same rounds; ``--search-share``
+makes that share of the appended events searches naming two counties (the records whose
+``regions`` the prefix table holds).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import random
 import statistics
@@ -36,13 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from bench.run import Report, Stack
+from dibao.access.v1.events_pb2 import RECORD_TYPE_LIST, PersonalDataAccessed
 from dibao.common.v1.types_pb2 import Actor, Money, RegionCode
-from dibao.intake.v1.events_pb2 import ApplicationSubmitted
+from dibao.intake.v1.events_pb2 import ApplicationSubmitted, ApplicationWithdrawn
 from dibao.intake.v1.types_pb2 import DeclaredIncome
 from dibao_audit import repository as repo
 from dibao_audit import service
@@ -51,6 +65,7 @@ from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.projection import EntryRow, KeyReader, project, project_records
+from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_audit.testing import AuditDb, make_audit_db, recorded_event
 from dibao_audit.verifier import verify_export_file
 from dibao_common.messaging.envelope import EventRegistry
@@ -69,7 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--log-size", type=int, default=1_000_000, help="entries for 2 and 3")
     parser.add_argument("--proofs", type=int, default=2000, help="inclusion proofs timed")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: append,proofs")
+    parser.add_argument(
+        "--skip", default="", help="comma list of parts to skip: append,proofs,listing"
+    )
+    parser.add_argument("--listing-size", type=int, default=300_000, help="entries for 4")
+    parser.add_argument("--listing-reps", type=int, default=9, help="timings per query")
+    parser.add_argument(
+        "--before-revision",
+        default="",
+        help="also append at this revision (0008: before the scope indexes) in part 1",
+    )
+    parser.add_argument("--search-share", type=float, default=0.0, help="searches in part 1")
 
 
 def _message(household: str, n: int) -> ApplicationSubmitted:
@@ -94,10 +119,30 @@ def _message(household: str, n: int) -> ApplicationSubmitted:
     return message
 
 
-def _events(count: int, households: Sequence[str]) -> list[RecordedEvent]:
+def _search(n: int, first: str, second: str) -> PersonalDataAccessed:
+    """A search's access record by a caller of two counties (its ``regions`` both)."""
+    message = PersonalDataAccessed(
+        region=RegionCode(code=first),
+        regions=[RegionCode(code=first), RegionCode(code=second)],
+        actor=Actor(subject=f"clerk-{n % 50}", roles=["intake_clerk"]),
+        service="intake",
+        record_type=RECORD_TYPE_LIST,
+        record_id=f"households?page={n}",
+        operation="GET /households",
+    )
+    message.occurred_at.FromSeconds(1_767_225_600 + n)
+    return message
+
+
+def _events(
+    count: int, households: Sequence[str], search_share: float = 0.0
+) -> list[RecordedEvent]:
+    every = round(1 / search_share) if search_share > 0 else 0
     return [
         recorded_event(
-            _message(households[n % len(households)], n),
+            _search(n, f"6201{n % 10:02d}000000", f"6201{(n + 3) % 10:02d}000000")
+            if every and n % every == every - 1
+            else _message(households[n % len(households)], n),
             offset=n,
             key=households[n % len(households)],
             partition=n % 6,
@@ -236,6 +281,7 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
     await create_topic(stack.kafka_bootstrap, topic, partitions=args.partitions)
     plain: list[Consumed] = []
     audit: list[Consumed] = []
+    before: list[Consumed] = []
 
     def row(r: int, what: str, c: Consumed) -> None:
         cpu = f"CPU/entry: consumer {c.client_us:.0f} µs, PostgreSQL {c.server_us:.0f} µs"
@@ -245,7 +291,9 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
         households = [str(uuid7()) for _ in range(HOUSEHOLDS)]
         # Not kept: the consumer's process then holds what a service's would (the garbage
         # collector walks every live object, and 100,000 events are over a million).
-        await _produce(stack.kafka_bootstrap, topic, _events(args.events, households))
+        events = _events(args.events, households, args.search_share)
+        await _produce(stack.kafka_bootstrap, topic, events)
+        del events
         for r in range(args.rounds):
             plain_db = await make_audit_db(stack, f"bp{r}")
             try:
@@ -258,17 +306,23 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
                 row(r, "plain rows", plain[-1])
             finally:
                 await _drop(plain_db)
-            audit_db = await make_audit_db(stack, f"ba{r}")
-            try:
-                appender = LogAppender(
-                    audit_db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000
+            revisions = [("head", audit, "audit log")]
+            if args.before_revision:
+                revisions.append(
+                    (args.before_revision, before, f"audit log at {args.before_revision}")
                 )
-                audit.append(
-                    await _timed_consume(audit_db, appender, topic, args.events, args.batch)
-                )
-                row(r, "audit log", audit[-1])
-            finally:
-                await _drop(audit_db)
+            for revision, runs, what in revisions if r % 2 == 0 else revisions[::-1]:
+                audit_db = await make_audit_db(stack, f"ba{r}", revision)
+                try:
+                    appender = LogAppender(
+                        audit_db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000
+                    )
+                    runs.append(
+                        await _timed_consume(audit_db, appender, topic, args.events, args.batch)
+                    )
+                    row(r, what, runs[-1])
+                finally:
+                    await _drop(audit_db)
     finally:
         await delete_topics(stack.kafka_bootstrap, [topic])
     plain_rate = statistics.median(c.rate for c in plain)
@@ -276,7 +330,11 @@ async def _appends(stack: TestStack, args: argparse.Namespace, report: Report) -
     report.figures["append_per_s_audit"] = round(audit_rate)
     report.figures["append_per_s_plain"] = round(plain_rate)
     report.figures["append_ratio"] = round(audit_rate / plain_rate, 3)
-    for name, runs in (("plain", plain), ("audit", audit)):
+    if before:
+        report.figures["append_per_s_before"] = round(statistics.median(c.rate for c in before))
+    for name, runs in (("plain", plain), ("audit", audit), ("before", before)):
+        if not runs:
+            continue
         report.figures[f"append_cpu_us_{name}_consumer"] = round(
             statistics.median(c.client_us for c in runs), 1
         )
@@ -437,7 +495,7 @@ async def _verify(db: AuditDb, appender: LogAppender, size: int, report: Report)
 
 
 async def run(bench_stack: Stack, args: argparse.Namespace) -> Report:
-    """All three parts; ``--skip append`` or ``--skip proofs`` leaves one out."""
+    """All four parts; ``--skip append,proofs,listing`` leaves some out."""
     stack = TestStack(bench_stack.pg_admin_dsn, bench_stack.kafka_bootstrap, bench_stack.db_prefix)
     skip = set(filter(None, args.skip.split(",")))
     report = Report(
@@ -455,5 +513,147 @@ async def run(bench_stack: Stack, args: argparse.Namespace) -> Report:
             await _verify(db, appender, args.log_size, report)
         finally:
             await _drop(db)
+    if "listing" not in skip:
+        await _listings(stack, args, report)
     report.settings["load_average"] = os.getloadavg()
     return report
+
+
+LOG_REGION = "000000000000"
+BIG, SMALL, SEARCHED, EMPTY = "620100", "620148", "620149", "620150"
+
+
+def _county_event(n: int) -> RecordedEvent:
+    """Entry ``n`` of the listing's log: 51 counties of city 6201 (each with 20 villages in
+    4 townships); 3 in 10 entries are the big county's (620100), one in 2,000 the small
+    one's (620148), one in 10 a search naming two counties (the second of every tenth
+    search is 620149, named by nothing else); 620150 has none."""
+    if n % 10 == 9:
+        first = f"6201{1 + n % 47:02d}000000"
+        second = SEARCHED + "000000" if n % 100 == 99 else f"6201{1 + (n // 10) % 47:02d}000000"
+        message: Any = _search(n, first, second)
+        key = first
+    else:
+        if n % 2000 == 1000:
+            county = SMALL
+        elif n % 10 < 3:
+            county = BIG
+        else:
+            county = f"6201{1 + (n * 7919) % 47:02d}"
+        village = f"{county}{1 + n % 4:03d}{1 + n % 5:03d}"
+        key = f"hh-{village}-{n % 97}"
+        message = ApplicationWithdrawn(
+            household_id=key, region=RegionCode(code=village), application_id=f"app-{n}"
+        )
+        message.occurred_at.FromSeconds(1_767_225_600 + n)
+    return recorded_event(message, offset=n, key=key, partition=n % 6, actor=f"clerk-{n % 50}")
+
+
+async def _fill_counties(db: AuditDb, size: int) -> float:
+    """Append the listing's log directly (5,000 a batch); its rate."""
+    appender = LogAppender(db.sessions, CheckpointSigner(SEED, ORIGIN), checkpoint_every=1000)
+    t0 = time.perf_counter()
+    for lo in range(0, size, 5000):
+        await appender.append_rows(
+            appender.project([_county_event(n) for n in range(lo, min(size, lo + 5000))])
+        )
+    return size / (time.perf_counter() - t0)
+
+
+async def _listing_ms(
+    db: AuditDb, flt: EntryFilter, after: int | None, by_scope: bool
+) -> tuple[float, list[int], tuple[str, Any]]:
+    """One listing page's query (101 rows, as the API asks for a page of 100), in its own
+    transaction: milliseconds, the indices found and the statement sent (with its
+    parameters)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    engine = db.runtime.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        t0 = time.perf_counter()
+        async with db.sessions() as session, session.begin():
+            rows = await repo.find_entries(session, flt, after=after, limit=101, by_scope=by_scope)
+        ms = (time.perf_counter() - t0) * 1000
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return ms, [e.leaf_index for e, _ in rows], next(s for s in sent if "log_entry" in s[0])
+
+
+async def _server_ms(db: AuditDb, statement: tuple[str, Any]) -> float:
+    """The statement's planning and execution time in the server (EXPLAIN ANALYZE)."""
+    async with db.runtime.connect() as conn:
+        raw = await conn.get_raw_connection()
+        plan = await raw.driver_connection.fetchval(  # type: ignore[union-attr]
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement[0], *statement[1]
+        )
+    top = (json.loads(plan) if isinstance(plan, str) else plan)[0]
+    return float(top["Planning Time"]) + float(top["Execution Time"])
+
+
+async def _listings(stack: TestStack, args: argparse.Namespace, report: Report) -> None:
+    size = args.listing_size
+    db = await make_audit_db(stack, "bq", args.before_revision or "0008")
+    try:
+        rate = await _fill_counties(db, size)
+        report.rows.append(
+            ["listing log, filled at 0008", f"{size:,} entries", f"{rate:,.0f}/s", ""]
+        )
+        await db.owner.dispose()
+        await db.runtime.dispose()
+        t0 = time.perf_counter()
+        await db.stack.migrate("audit")
+        migrate_s = time.perf_counter() - t0
+        report.rows.append(
+            [
+                "migration to head (0009)",
+                f"{size:,} entries",
+                f"{migrate_s:.1f} s",
+                "indexes + backfill",
+            ]
+        )
+        report.figures["listing_migration_s"] = round(migrate_s, 1)
+        async with db.owner.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("VACUUM ANALYZE")
+        whole_log = WholeLog(LOG_REGION, EventRegistry.default())
+        scopes = [
+            ("empty county", (EMPTY,)),
+            ("small county", (SMALL,)),
+            ("county named only by searches", (SEARCHED,)),
+            ("big county", (BIG,)),
+            ("a village of the big county", (f"{BIG}001001",)),
+            ("the city", ("6201",)),
+            ("the province", ("62",)),
+        ]
+        for name, prefixes in scopes:
+            flt = EntryFilter(region_prefixes=prefixes, whole_log=whole_log)
+            for page, after in (("first page", None), ("from the middle", size // 2)):
+                times: dict[bool, list[float]] = {False: [], True: []}
+                server: dict[bool, list[float]] = {False: [], True: []}
+                found: dict[bool, list[int]] = {}
+                for _ in range(args.listing_reps):
+                    for by_scope in (False, True):
+                        ms, indices, sent = await _listing_ms(db, flt, after, by_scope)
+                        times[by_scope].append(ms)
+                        server[by_scope].append(await _server_ms(db, sent))
+                        found[by_scope] = indices
+                assert found[True] == found[False], (name, page)
+                cells = []
+                key = f"listing_ms_{prefixes[0]}_{'first' if after is None else 'middle'}"
+                for by_scope, what in ((False, "old"), (True, "new")):
+                    wall, db_ms = (
+                        statistics.median(times[by_scope]),
+                        statistics.median(server[by_scope]),
+                    )
+                    cells.append(f"{what} {wall:.2f} ms, server {db_ms:.2f} ms")
+                    report.figures[f"{key}_{what}"] = round(wall, 2)
+                    report.figures[f"{key}_{what}_server"] = round(db_ms, 2)
+                report.rows.append(
+                    [f"listing, {name} ({prefixes[0]})", f"{page}, {len(found[True])} rows", *cells]
+                )
+    finally:
+        await _drop(db)

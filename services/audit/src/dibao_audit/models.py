@@ -16,6 +16,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dibao_common.db import service_metadata
 
+REGION_LEVELS = (2, 4, 6, 9, 12)
+"""The digits of a division code down to each level a token's prefix may name: province,
+city, county, township, village (``dibao_common.auth``)."""
+
 
 class Base(DeclarativeBase):
     metadata = service_metadata()
@@ -65,7 +69,30 @@ class LogEntry(Base):
         sa.Index("ix_log_entry_type", "ce_type", "leaf_index"),
         sa.Index("ix_log_entry_actor", "actor", "leaf_index"),
         sa.Index("ix_log_entry_time", "ce_time", "leaf_index"),
+        # A caller's scope in leaf order (migration 0009, ADR 0017): one per division level.
+        *(
+            sa.Index(f"ix_log_entry_region_{n}", sa.text(f"left(region, {n})"), "leaf_index")
+            for n in REGION_LEVELS
+        ),
+        sa.Index(
+            "ix_log_entry_no_region",
+            "leaf_index",
+            postgresql_where=sa.text("region IS NULL AND household_id IS NULL"),
+        ),
     )
+
+
+class EntryRegionPrefix(Base):
+    """Every division-level prefix of each code of an entry's ``regions`` (a search's other
+    regions), written by a trigger from the stored column (migration 0009); not hashed, made
+    again from the record by the database check."""
+
+    __tablename__ = "entry_region_prefix"
+
+    prefix: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+
+    __table_args__ = (sa.Index("ix_entry_region_prefix_entry", "leaf_index"),)
 
 
 class EntryView(Base):

@@ -15,7 +15,14 @@ from sqlalchemy.orm import aliased
 
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
-from dibao_audit.models import Checkpoint, EntryView, LogEntry, MerkleNode
+from dibao_audit.models import (
+    REGION_LEVELS,
+    Checkpoint,
+    EntryRegionPrefix,
+    EntryView,
+    LogEntry,
+    MerkleNode,
+)
 from dibao_audit.projection import Columns, EntryRow
 from dibao_common.messaging.envelope import EventRegistry
 
@@ -267,11 +274,25 @@ class WholeLog:
         )
 
     def condition(self) -> sa.ColumnElement[bool]:
-        return sa.and_(
+        return sa.or_(*self.branches())
+
+    def branches(self) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+        """``condition`` as two parts an index gives in leaf order: the log's region (the
+        village level's ``left(region, 12)``, which equals a code of at most 12 characters
+        only when the region is that code) and no region (``ix_log_entry_no_region``)."""
+        # A longer one (the setting says 12 digits) no index holds: still exact.
+        own = _left(12) == self.region if len(self.region) <= 12 else LogEntry.region == self.region
+        rest = sa.and_(
             LogEntry.household_id.is_(None),
-            sa.or_(LogEntry.region.is_(None), LogEntry.region == self.region),
             LogEntry.ce_type == sa.any_(sa.literal(sorted(self.types), sa.ARRAY(sa.Text))),
         )
+        return sa.and_(own, rest), sa.and_(LogEntry.region.is_(None), rest)
+
+
+def _left(n: int) -> sa.ColumnElement[str]:
+    """``left(region, n)`` as the scope indexes hold it (the length a literal, so the
+    planner matches the index expression)."""
+    return sa.func.left(LogEntry.region, sa.literal_column(str(n)), type_=sa.Text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,30 +505,118 @@ def _pairs(rows: sa.Result[LogEntry, bytes]) -> list[EntryWithLeaf]:
     return [(e, bytes(h)) for e, h in rows]
 
 
-async def find_entries(
-    session: AsyncSession, flt: EntryFilter, *, after: int | None, limit: int
-) -> list[EntryWithLeaf]:
-    """Entries matching ``flt`` in log order, after the cursor ``after`` (a leaf index)."""
-    scope = _in_regions(flt.region_prefixes)
-    if flt.whole_log is not None and flt.household_id is None:  # whole-log entries name none
-        scope = sa.or_(scope, flt.whole_log.condition())
-    query = _with_leaf().where(scope)
-    for column, value in (
-        (LogEntry.household_id, flt.household_id),
-        (LogEntry.application_id, flt.application_id),
-        (LogEntry.case_id, flt.case_id),
-        (LogEntry.ce_type, flt.ce_type),
-        (LogEntry.actor, flt.actor),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+def _filters(flt: EntryFilter) -> list[sa.ColumnElement[bool]]:
+    """The conditions of ``flt`` besides its scope."""
+    out: list[sa.ColumnElement[bool]] = [
+        column == value
+        for column, value in (
+            (LogEntry.household_id, flt.household_id),
+            (LogEntry.application_id, flt.application_id),
+            (LogEntry.case_id, flt.case_id),
+            (LogEntry.ce_type, flt.ce_type),
+            (LogEntry.actor, flt.actor),
+        )
+        if value is not None
+    ]
     if flt.time_from is not None:
-        query = query.where(LogEntry.ce_time >= flt.time_from)
+        out.append(LogEntry.ce_time >= flt.time_from)
     if flt.time_to is not None:
-        query = query.where(LogEntry.ce_time < flt.time_to)
+        out.append(LogEntry.ce_time < flt.time_to)
+    return out
+
+
+def level_prefixes(prefixes: Collection[str]) -> tuple[str, ...] | None:
+    """The caller's prefixes as the scope indexes take them (migration 0009): digits down
+    to a division level, none under another (its entries are that one's), shortest first;
+    None when one is not such a prefix (then the scope is a filter on leaf order)."""
+    out: list[str] = []
+    for p in sorted(set(prefixes), key=len):
+        if not (p.isdigit() and p.isascii() and len(p) in REGION_LEVELS):
+            return None
+        if not p.startswith(tuple(out)):
+            out.append(p)
+    return tuple(out)
+
+
+def level_prefixes_of(codes: Collection[str] | None) -> frozenset[str]:
+    """Every division-level prefix of each code: what ``entry_region_prefix`` holds for an
+    entry's ``regions`` (migration 0009's trigger, in Python for the database check)."""
+    if not codes:
+        return frozenset()
+    return frozenset(c[:n] for c in codes for n in REGION_LEVELS if len(c) >= n)
+
+
+def _scope_candidates(
+    flt: EntryFilter, prefixes: Sequence[str], *, after: int | None, limit: int
+) -> sa.Subquery:
+    """The leaf indices of the first ``limit`` entries after ``after`` in ``flt``'s scope,
+    each part of the scope an index range scan in leaf order stopped at ``limit`` rows
+    (ADR 0017): per prefix, entries whose region lies under it (``left(region, n)``) and
+    those of a search naming it among its other regions (``entry_region_prefix``); the
+    whole log's (its region, no region). So the cost is that of the rows returned times
+    the parts, whatever the log's size, an empty scope included."""
+    filters = _filters(flt)
     if after is not None:
-        query = query.where(LogEntry.leaf_index > after)
-    rows = await session.execute(query.order_by(LogEntry.leaf_index).limit(limit))
+        filters.append(LogEntry.leaf_index > after)
+    index = LogEntry.leaf_index
+
+    def part(condition: sa.ColumnElement[bool]) -> sa.Select[int]:
+        return sa.select(index).where(condition, *filters).order_by(index).limit(limit)
+
+    parts = [part(_left(len(p)) == p) for p in prefixes]
+    side = EntryRegionPrefix.leaf_index
+    for p in prefixes:
+        query = sa.select(side).where(EntryRegionPrefix.prefix == p)
+        if after is not None:
+            query = query.where(side > after)
+        if len(filters) > (after is not None):  # other filters: read them off the entry
+            query = query.join(LogEntry, index == side).where(*filters)
+        parts.append(query.order_by(side).limit(limit))
+    if flt.whole_log is not None and flt.household_id is None:  # whole-log entries name none
+        parts += [part(b) for b in flt.whole_log.branches()]
+    found = sa.union_all(*parts).subquery("found")
+    return (
+        sa.select(found.c[0].label("leaf_index"))
+        .distinct()
+        .order_by(found.c[0])
+        .limit(limit)
+        .subquery("scoped")
+    )
+
+
+async def find_entries(
+    session: AsyncSession,
+    flt: EntryFilter,
+    *,
+    after: int | None,
+    limit: int,
+    by_scope: bool = True,
+) -> list[EntryWithLeaf]:
+    """Entries matching ``flt`` in log order, after the cursor ``after`` (a leaf index).
+
+    Without a household, application or case (each its own index, a few entries), the
+    scope's indexes find them (``_scope_candidates``); else, or for a prefix that is not
+    a division level's, or with ``by_scope`` False (the only way before migration 0009,
+    kept as the benchmark's baseline), the scope is a filter on leaf order."""
+    prefixes = level_prefixes(flt.region_prefixes)
+    if (
+        by_scope
+        and prefixes is not None
+        and flt.household_id is None
+        and flt.application_id is None
+        and flt.case_id is None
+    ):
+        scoped = _scope_candidates(flt, prefixes, after=after, limit=limit)
+        query = _with_leaf().join(scoped, scoped.c.leaf_index == LogEntry.leaf_index)
+    else:
+        scope = _in_regions(flt.region_prefixes)
+        if flt.whole_log is not None and flt.household_id is None:
+            scope = sa.or_(scope, flt.whole_log.condition())
+        query = _with_leaf().where(scope, *_filters(flt))
+        if after is not None:
+            query = query.where(LogEntry.leaf_index > after)
+        query = query.limit(limit)
+    rows = await session.execute(query.order_by(LogEntry.leaf_index))
     return _pairs(rows)
 
 

@@ -60,10 +60,11 @@ class AuditDb:
         )
 
 
-async def make_audit_db(stack: TestStack, name: str) -> AuditDb:
+async def make_audit_db(stack: TestStack, name: str, revision: str = "head") -> AuditDb:
+    """A fresh audit database migrated to ``revision``."""
     private = TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_{name}")
     await private.recreate_database("audit")
-    await private.migrate("audit")
+    await private.migrate("audit", revision)
     url = private.database_url("audit")
     role = runtime_role(url)
     runtime_url = make_url(url).set(username=role, password=None).render_as_string()

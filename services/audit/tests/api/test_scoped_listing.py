@@ -1,0 +1,324 @@
+"""A scoped listing reads the entries it returns, not the log (migration 0009, ADR 0017).
+
+Against the real database: ``GET /audit/entries`` gives each scope exactly its entries,
+page by page (every level a token may name, a search's other regions, the whole log's,
+an empty scope), the same as the old filter on leaf order; after the migration's backfill
+too; a scope reads about as many rows as it returns; and the table of a search's region
+prefixes is append-only, written only by the log, and checked against the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from httpx import AsyncClient
+
+from dibao.access.v1 import events_pb2 as access_pb2
+from dibao.audit.v1 import events_pb2 as audit_pb2
+from dibao.common.v1 import enums_pb2, types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import repository as repo
+from dibao_audit import verify_cli
+from dibao_audit.dbcheck import asyncpg_dsn
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.main import create_app
+from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
+from dibao_common.testing.service_env import common_secret_values
+from dibao_common.testing.stack import api_client
+
+pytestmark = [pytest.mark.postgres]
+
+# Villages of two townships of Chengguan (620102), one of Qilihe (620103); Anning (620104)
+# is named only by searches; 620105 by nothing.
+VILLAGES = ("620102001001", "620102001002", "620102002001", "620103001001", "110101001001")
+SEARCHED = "620104000000"
+LOG_REGION = "000000000000"
+
+
+def _withdrawn(n: int) -> RecordedEvent:
+    village = VILLAGES[n % 7 % len(VILLAGES)]  # uneven: some villages busier
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id=f"hh-{village}",
+        region=types_pb2.RegionCode(code=village),
+        application_id=f"app-{n}",
+    )
+    return recorded_event(message, offset=n, key=f"hh-{village}", actor=f"clerk-{n % 3}")
+
+
+def _search(n: int) -> RecordedEvent:
+    """A search by a caller of two counties: its region the first, its regions both."""
+    message = access_pb2.PersonalDataAccessed(
+        region=types_pb2.RegionCode(code="620103000000"),
+        regions=[types_pb2.RegionCode(code=c) for c in ("620103000000", SEARCHED)],
+        actor=types_pb2.Actor(subject="clerk-of-two"),
+        service="intake",
+        record_type=access_pb2.RECORD_TYPE_LIST,
+        record_id=f"households?page={n}",
+        operation="GET /households",
+    )
+    return recorded_event(message, offset=n, key="", actor="clerk-of-two")
+
+
+def _announced(n: int) -> RecordedEvent:
+    message = audit_pb2.CheckpointPublished(
+        origin=TEST_ORIGIN,
+        region=types_pb2.RegionCode(code=LOG_REGION),
+        actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+        tree_size=n,
+        root_hash=b"\x01" * 32,
+    )
+    return recorded_event(message, offset=n, key=TEST_ORIGIN, partition=1)
+
+
+def _events(lo: int, hi: int) -> list[RecordedEvent]:
+    """Entries ``lo ..``: withdrawals, every 9th a search, every 25th a checkpoint's."""
+    return [
+        _search(n) if n % 9 == 4 else _announced(n) if n % 25 == 24 else _withdrawn(n)
+        for n in range(lo, hi)
+    ]
+
+
+def _expected(events: list[RecordedEvent], prefixes: tuple[str, ...]) -> list[int]:
+    """Which entries a caller of ``prefixes`` reads, from the records (in Python)."""
+    out = []
+    for index, event in enumerate(events):
+        if event.topic == "dibao.audit.v1":
+            out.append(index)
+            continue
+        if event.topic == "dibao.access.v1":
+            codes = ["620103000000", SEARCHED]
+        else:
+            codes = [VILLAGES[index % 7 % len(VILLAGES)]]
+        if any(c.startswith(prefixes) for c in codes):
+            out.append(index)
+    return out
+
+
+SCOPES: tuple[tuple[str, ...], ...] = (
+    ("62",),
+    ("6201",),
+    ("620102",),
+    ("620102001",),
+    ("620102001002",),
+    ("620103",),
+    (SEARCHED[:6],),
+    ("620105",),
+    ("11", "620104"),
+    ("6201", "620102", "620102001001"),
+)
+
+
+def _settings(db: AuditDb) -> AuditSettings:
+    return AuditSettings(
+        database_url=db.url,
+        audit_runtime_database_url=db.runtime_url,
+        kafka_bootstrap=db.stack.kafka_bootstrap,
+        **common_secret_values(),
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_log_region=LOG_REGION,
+        audit_consume=False,
+        audit_relay=False,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(audit_db: AuditDb) -> AsyncIterator[AsyncClient]:
+    app = create_app(_settings(audit_db), auth=make_auth_settings())
+    async with api_client(app) as client:
+        yield client
+
+
+async def _listed(
+    client: AsyncClient, tokens: TokenFactory, prefixes: tuple[str, ...], limit: int = 7
+) -> list[int]:
+    """Every entry a caller of ``prefixes`` lists, page by page."""
+    headers = tokens.bearer(roles=["auditor"], regions=list(prefixes))
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        response = await client.get("/audit/entries", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen += [item["index"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+async def _append(db: AuditDb, events: list[RecordedEvent], first: int) -> None:
+    appender = db.appender(checkpoint_every=50)
+    for lo in range(0, len(events), 40):
+        await appender.append(events[lo : lo + 40])
+    async with db.sessions() as session:
+        assert await repo.tree_size(session) == first + len(events)
+
+
+async def _old_path(db: AuditDb, prefixes: tuple[str, ...]) -> list[int]:
+    """The same scope as a filter on leaf order (the only way before migration 0009)."""
+    flt = repo.EntryFilter(region_prefixes=prefixes)
+    async with db.sessions() as session:
+        rows = await repo.find_entries(session, flt, after=None, limit=10_000, by_scope=False)
+    return [e.leaf_index for e, _ in rows]
+
+
+async def test_each_scope_lists_exactly_its_entries_page_by_page(
+    audit_db: AuditDb, client: AsyncClient, token_factory: TokenFactory
+) -> None:
+    events = _events(0, 300)
+    await _append(audit_db, events, 0)
+    for prefixes in SCOPES:
+        expected = _expected(events, prefixes)
+        assert await _listed(client, token_factory, prefixes) == expected, prefixes
+        # The whole log's entries aside, the old filter finds the same.
+        whole = set(_expected(events, ("999999",)))
+        old = [i for i in await _old_path(audit_db, prefixes) if i not in whole]
+        assert old == [i for i in expected if i not in whole], prefixes
+    assert await _listed(client, token_factory, ("620105",)) == _expected(events, ("999999",))
+    assert await _listed(client, token_factory, ("620104",), limit=1) == _expected(
+        events, ("620104",)
+    )
+
+
+def _rows_in(plan: dict[str, Any]) -> int:
+    """Rows a plan's scans of the log's tables read: returned or filtered out."""
+    own = 0
+    if plan.get("Relation Name") in ("log_entry", "entry_region_prefix", "merkle_node"):
+        loops = plan.get("Actual Loops", 1)
+        read = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        own = loops * (read + plan.get("Rows Removed by Index Recheck", 0))
+    return own + sum(_rows_in(child) for child in plan.get("Plans", []))
+
+
+async def _rows_read(db: AuditDb, prefixes: tuple[str, ...], after: int | None) -> int:
+    """Rows of the log's tables the listing's query reads for a page of 11 (its own
+    statement, as ``repo.find_entries`` sent it, run again under EXPLAIN ANALYZE)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    engine = db.runtime.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with db.sessions() as session:
+            flt = repo.EntryFilter(region_prefixes=prefixes)
+            assert len(await repo.find_entries(session, flt, after=after, limit=11)) <= 11
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = [s for s in sent if "log_entry" in s[0]]
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        explained = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
+    finally:
+        await conn.close()
+    return _rows_in(json.loads(explained)[0]["Plan"])
+
+
+async def test_a_scope_reads_what_it_returns_not_the_log(
+    audit_db: AuditDb, token_factory: TokenFactory
+) -> None:
+    """2,000 entries of one village, then a few of others: an empty scope, a quiet
+    county, a village and a county named only by a search read a few dozen rows for a
+    page of 11, first page or later, where the filter on leaf order walked the log."""
+    busy = [_withdrawn(n * 7) for n in range(2000)]  # all of VILLAGES[0]
+    quiet = [_withdrawn(3), _search(4), _withdrawn(5)]  # 620103, the search, 11...
+    await _append(audit_db, busy + quiet, 0)
+    async with audit_db.owner.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE")
+    for prefixes in (("620105",), ("620103",), ("620104",), ("110101001001",), ("37",)):
+        for after in (None, 100, 1999):
+            read = await _rows_read(audit_db, prefixes, after)
+            assert read <= 60, (prefixes, after, read)
+    assert await _rows_read(audit_db, ("620102001001",), 1000) <= 60  # the busy village
+
+
+async def test_the_backfill_gives_entries_logged_before_it_their_scope(
+    audit_db: AuditDb, token_factory: TokenFactory
+) -> None:
+    """Entries logged at 0008 (searches among them) are listed by every scope after the
+    migration, as are those appended after it; the table is append-only and the runtime
+    role may only read it."""
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.downgrade("audit", "0008")
+    before = _events(0, 120)
+    await _append(audit_db, before, 0)
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.migrate("audit")
+    after = _events(120, 200)
+    await _append(audit_db, after, 120)
+    app = create_app(_settings(audit_db), auth=make_auth_settings())
+    async with api_client(app) as client:
+        for prefixes in SCOPES:
+            listed = await _listed(client, token_factory, prefixes, limit=13)
+            assert listed == _expected(before + after, prefixes), prefixes
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT prefix, count(*) FROM entry_region_prefix GROUP BY prefix ORDER BY prefix"
+        )
+        searches = sum(1 for e in before + after if e.topic == "dibao.access.v1")
+        both = {"62", "6201"}  # both codes' province and city: once per search
+        levels = (*both, "620103", "620104", "620103000", "620104000", *("620103000000",))
+        assert {r[0]: r[1] for r in rows} == dict.fromkeys((*levels, SEARCHED), searches)
+        for statement in (
+            "UPDATE entry_region_prefix SET prefix = '11'",
+            "DELETE FROM entry_region_prefix",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+    runtime = await asyncpg.connect(asyncpg_dsn(audit_db.runtime_url))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute("INSERT INTO entry_region_prefix VALUES ('11', 0)")
+    finally:
+        await runtime.close()
+
+
+async def test_a_tampered_prefix_table_is_caught(
+    audit_db: AuditDb, client: AsyncClient, token_factory: TokenFactory
+) -> None:
+    """A search's prefix rows deleted by a superuser hide it from the second county's
+    listing: the database check names the entry. A row added for another county lists
+    nothing there (each entry is checked against its record)."""
+    events = _events(0, 30)
+    await _append(audit_db, events, 0)
+    search = 4
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "DELETE FROM entry_region_prefix WHERE leaf_index = $1 AND prefix LIKE '620104%'",
+            search,
+        )
+        await conn.execute("INSERT INTO entry_region_prefix VALUES ('620105', $1)", search)
+    finally:
+        await conn.close()
+    assert search not in await _listed(client, token_factory, ("620104",))
+    assert await _listed(client, token_factory, ("620105",)) == _expected(events, ("999999",))
+
+    vkey = (await client.get("/audit/public-key")).json()["vkey"]
+    out = io.StringIO()
+    args = verify_cli._parse_args(["--database-url", audit_db.url, "--vkey", vkey])
+    assert await asyncio.to_thread(verify_cli.run, args, out) == 1
+    report = json.loads(out.getvalue())
+    assert report["first_bad_index"] == search
+    assert any(
+        p.startswith(f"entry {search}: stored region prefixes") for p in report["problems"]
+    ), report["problems"]
