@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -40,6 +41,22 @@ TreeSize = Annotated[int | None, Query(ge=0, le=BIGINT_MAX)]
 NO_NUL = r"^[^\x00]*$"
 """Text compared with PostgreSQL text, which holds no NUL: one is the caller's error."""
 Filter = Annotated[str | None, Query(pattern=NO_NUL)]
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    """A time bound as the OpenAPI declares it (format date-time, RFC 3339): with its offset.
+    Pydantic alone would also read a number as Unix seconds, a date as its midnight and a
+    time without offset as no instant at all."""
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        return value
+    raise ValueError("expected an RFC 3339 date-time with its offset, e.g. 2026-11-01T08:00:00Z")
+
+
+TimeBound = Annotated[datetime, BeforeValidator(_rfc3339)] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,8 +532,8 @@ async def list_entries(
     case_id: Filter = None,
     ce_type: Filter = None,
     actor: Filter = None,
-    time_from: datetime | None = None,
-    time_to: datetime | None = None,
+    time_from: TimeBound = None,
+    time_to: TimeBound = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> EntryPage:
