@@ -90,6 +90,7 @@ async def test_the_head_divorces_the_spouse_who_stays_as_other(
                 "change": "divorce",
                 "person_id": head,
                 "divorced_on": "2026-02-20",
+                "former_spouse_person_id": wife,
             },
         )
     ]
@@ -282,3 +283,48 @@ async def test_a_parent_beside_the_other_parent_marries_by_neither_path(
     # Both stay the head's parents.
     assert {_relationships(divorced)[p] for p in (mother, father_id)} == {"parent"}
     await intake.change(household, marriage | {"spouse": groom})
+
+
+async def test_a_death_is_not_dated_before_a_marriage_or_divorce_recorded(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head married on 14 Feb (his bride joined); his death dated 10 Feb is refused at
+    date_of_death, writing nothing (it was recorded: he married four days after he
+    died). The divorce of 20 Feb recorded, the former wife's death dated 19 Feb is refused
+    too (a divorce is not dated after a death); dated 20 Feb, it is recorded."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    [head] = household.person_ids
+    born = household.plan.members[0].birth_date
+    sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
+    bride = {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(born.replace(year=born.year + 1), sex),
+        "relationship": "spouse",
+        "employment_status": "unemployed",
+    }
+    married = await intake.change(
+        household,
+        {"kind": "marriage", "person_id": head, "married_on": "2026-02-14", "spouse": bride},
+    )
+    [wife] = [m["person_id"] for m in married["household"]["members"] if m["person_id"] != head]
+    death = {"kind": "death", "person_id": head, "new_head_person_id": wife}
+    problem = await refused_change(
+        intake, intake_engine, household, death | {"date_of_death": "2026-02-10"}
+    )
+    assert _pointers(problem) == ["/body/date_of_death"]
+    assert "2026-02-14" in problem["errors"][0]["detail"]
+    await intake.change(
+        household,
+        {
+            "kind": "divorce",
+            "person_id": head,
+            "spouse_person_id": wife,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    death = {"kind": "death", "person_id": wife}
+    problem = await refused_change(
+        intake, intake_engine, household, death | {"date_of_death": "2026-02-19"}
+    )
+    assert _pointers(problem) == ["/body/date_of_death"]
+    await intake.change(household, death | {"date_of_death": "2026-02-20"})

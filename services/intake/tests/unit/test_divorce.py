@@ -13,6 +13,7 @@ from dibao_intake.domain.changes import (
     HouseholdState,
     Marriages,
     PastChange,
+    check_death,
     check_divorce,
     check_marriage,
     check_marriage_in_household,
@@ -258,3 +259,25 @@ def test_a_child_and_child_in_law_registered_together_are_a_couple() -> None:
     widowed = marriages_in_household([died], head_person_id=HEAD, left_as={})
     after = _state(HEAD_M, DIL_M, minor, registered_with=registered)
     assert check_divorce(after, DAUGHTER_IN_LAW, SON, on, today=TODAY, marriages=widowed)[1]
+
+
+def test_a_death_is_not_dated_before_the_record_shows_the_member_alive() -> None:
+    """A divorce recorded on 2 Mar, the former wife's death dated 1 Mar is refused at
+    date_of_death naming the day (a divorce is not dated after a death, whichever is
+    recorded first); on 2 Mar it is recorded. So with a marriage: the son's, to a spouse
+    living elsewhere, on 1 May 2025, and his death dated before it."""
+    on = date(2026, 3, 2)
+    divorce = PastChange(
+        "divorce", on, {"person_id": str(HEAD), "spouse_person_id": str(WIFE), "relationships": {}}
+    )
+    married = PastChange("marriage", date(2025, 5, 1), {"person_id": str(SON)})
+    marriages = marriages_in_household([married, divorce], head_person_id=HEAD, left_as={})
+    state = _state(HEAD_M, ActiveMember(WIFE, R.OTHER, WIFE_M.birth_date), SON_M)
+    found = check_death(state, WIFE, date(2026, 3, 1), None, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/date_of_death"]
+    assert "2026-03-02" in found[0].detail
+    assert check_death(state, WIFE, on, None, today=TODAY, marriages=marriages) == []
+    found = check_death(state, SON, date(2025, 4, 30), None, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == ["/date_of_death"]
+    # Without the record's marriages, nothing bounds it (as before).
+    assert check_death(state, SON, date(2025, 4, 30), None, today=TODAY) == []

@@ -479,6 +479,38 @@ def test_a_household_move_reads_as_where_from_and_where_to_by_division_code() ->
     )
 
 
+def test_a_divorce_reads_as_both_partners_by_person_id_and_its_date() -> None:
+    """A divorce in the timeline: the partner whose relationship stays and the former
+    spouse by person id, the day; not the former spouse's record (a masked name, a
+    masked ID number, counted or not). A spouse living elsewhere is named by nobody."""
+    person, former = str(uuid.uuid4()), str(uuid.uuid4())
+    divorced = _household_updated(
+        divorce=intake.HouseholdUpdated.Divorce(
+            person_id=person,
+            divorced_on=common.LocalDate(year=2026, month=3, day=2),
+            former_spouse=intake_types.Member(
+                person=common.PersonRef(person_id=former, masked_name="杨*兰", masked_id="6201"),
+                relationship=enums.RELATIONSHIP_OTHER,
+                counted=True,
+            ),
+        )
+    )
+    assert _describe(divorced) == (
+        "Household updated: divorce",
+        {
+            "change": "divorce",
+            "person_id": person,
+            "divorced_on": "2026-03-02",
+            "former_spouse_person_id": former,
+        },
+    )
+    divorced.divorce.ClearField("former_spouse")
+    assert _describe(divorced) == (
+        "Household updated: divorce",
+        {"change": "divorce", "person_id": person, "divorced_on": "2026-03-02"},
+    )
+
+
 def test_a_household_change_enters_each_open_application_s_timeline() -> None:
     """An event about the household and no application enters the timelines of the
     household's open applications, one entry each; an event naming its application enters

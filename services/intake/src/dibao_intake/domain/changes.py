@@ -174,7 +174,11 @@ def check_death(
     new_head_person_id: uuid.UUID | None,
     *,
     today: date,
+    marriages: Marriages | None = None,
 ) -> list[Violation]:
+    """A member died. Not before they were born or joined, nor before the day the record
+    shows them married, divorced or widowed here (``marriages``): a divorce is not dated
+    after a partner's death, whichever of the two is recorded first."""
     found = _leaving(state, person_id, new_head_person_id)
     found += _not_after_today(died_on, today, "/date_of_death")
     member = state.member(person_id)
@@ -182,6 +186,19 @@ def check_death(
         found.append(Violation("/date_of_death", "is before the member's birth date"))
     else:
         found += _not_before_joining(state, person_id, died_on, "/date_of_death")
+    married = marriages or NO_MARRIAGES
+    alive_on = max(
+        (d for d in (married.married_on.get(person_id), married.ended_on.get(person_id)) if d),
+        default=None,
+    )
+    if alive_on is not None and died_on < alive_on:
+        found.append(
+            Violation(
+                "/date_of_death",
+                f"is before {alive_on}, when the record shows the member married, divorced"
+                " or widowed here: a death is dated on or after it",
+            )
+        )
     return found
 
 

@@ -1030,7 +1030,9 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 if d.document_type is DocumentType.DEATH_CERTIFICATE
             ]
             raise_if_any(
-                rules.check_death(work.state, pid, died_on, heir, today=today)
+                rules.check_death(
+                    work.state, pid, died_on, heir, today=today, marriages=await work.marriages()
+                )
                 + [
                     # Another member's certificate is no evidence of this death.
                     Violation(f"/document_ids/{i}", "the death certificate of another member")

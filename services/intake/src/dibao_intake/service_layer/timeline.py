@@ -187,6 +187,11 @@ def _described_household_change(message: Message) -> tuple[str, dict[str, Any]]:
         # The member as now recorded is health, disability, employment, exclusion: whose
         # details changed is named by the person id alone.
         details["person_id"] = message.member_change.member.person.person_id
+    if isinstance(message, ev.HouseholdUpdated) and change == "divorce":
+        # Both partners by person id: the former spouse's record is the household's.
+        former = message.divorce.former_spouse.person.person_id
+        if former:
+            details["former_spouse_person_id"] = former
     if isinstance(message, ev.HouseholdUpdated) and change == "address_change":
         # Where from and where to, by division code; the address itself is the household's.
         details["previous_region"] = message.address_change.previous_region.code
