@@ -32,7 +32,10 @@ every sampled entry; with
 ``--database-url`` (an operator's, read-only) every entry's stored columns, decoded view
 and ``appended_at`` in the database, whatever its region (``dibao_audit.dbcheck``): an
 entry whose region was edited is hidden from its region's auditors, so only a check that
-sees every region finds it.
+sees every region finds it. It also holds the stored checkpoints to the ones the log
+announced in its own entries (``CheckpointPublished``), so checkpoints deleted from the
+table are named without a kept one. In both, ``appended_at`` may not go back along the
+log by more than ``--clock-skew``.
 
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
@@ -106,14 +109,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument(
         "--database-url",
         help="the audit database (read-only): check every entry's stored columns, decoded "
-        "view, appended_at and leaf, and every checkpoint (needs --vkey)",
+        "view, appended_at and leaf, and every checkpoint, against the ones the log "
+        "announced in its own entries too (needs --vkey)",
     )
     parser.add_argument(
         "--clock-skew",
         type=float,
         default=5.0,
-        help="seconds an appended_at may lie outside its checkpoints' signed times "
-        "(with --database-url and --url)",
+        help="seconds an appended_at may lie outside its checkpoints' signed times, or "
+        "before an earlier entry's (with --database-url and --url)",
     )
     parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
     parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
