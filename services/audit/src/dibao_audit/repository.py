@@ -602,6 +602,7 @@ async def find_entries(
     if (
         by_scope
         and prefixes is not None
+        and (prefixes or flt.whole_log is not None)  # else nothing: the filter says so
         and flt.household_id is None
         and flt.application_id is None
         and flt.case_id is None

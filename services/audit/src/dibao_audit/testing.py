@@ -5,6 +5,7 @@ Used by ``services/audit/tests`` and ``bench/audit_*.py``; never by the running 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import os
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -23,8 +25,10 @@ from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.db import make_runtime_engine, runtime_role
 from dibao_audit.entry import RecordedEvent
+from dibao_audit.settings import AuditSettings
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
+from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack
 
 TEST_SEED = hashlib.sha256(b"dibao audit test signing key").digest()
@@ -76,6 +80,22 @@ async def make_audit_db(stack: TestStack, name: str, revision: str = "head") -> 
         runtime=make_runtime_engine(runtime_url, role, pool_size=8),
         role=role,
         runtime_url=runtime_url,
+    )
+
+
+def api_settings(db: AuditDb, **overrides: Any) -> AuditSettings:
+    """The service's settings over ``db`` for API tests: the test key and origin, no
+    consumer, and no relay (the outbox keeps the access events for the test to read)."""
+    return AuditSettings(
+        database_url=db.url,
+        audit_runtime_database_url=db.runtime_url,
+        kafka_bootstrap=db.stack.kafka_bootstrap,
+        **common_secret_values(),
+        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_consume=False,
+        audit_relay=False,
+        **overrides,
     )
 
 

@@ -10,7 +10,6 @@ prefixes is append-only, written only by the log, and checked against the record
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 from collections.abc import AsyncIterator
@@ -31,10 +30,8 @@ from dibao_audit import verify_cli
 from dibao_audit.dbcheck import asyncpg_dsn
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
-from dibao_audit.settings import AuditSettings
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import TEST_ORIGIN, AuditDb, api_settings, recorded_event
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
-from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
@@ -119,23 +116,9 @@ SCOPES: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _settings(db: AuditDb) -> AuditSettings:
-    return AuditSettings(
-        database_url=db.url,
-        audit_runtime_database_url=db.runtime_url,
-        kafka_bootstrap=db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
-        audit_log_region=LOG_REGION,
-        audit_consume=False,
-        audit_relay=False,
-    )
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(audit_db: AuditDb) -> AsyncIterator[AsyncClient]:
-    app = create_app(_settings(audit_db), auth=make_auth_settings())
+    app = create_app(api_settings(audit_db), auth=make_auth_settings())
     async with api_client(app) as client:
         yield client
 
@@ -187,6 +170,7 @@ async def test_each_scope_lists_exactly_its_entries_page_by_page(
         old = [i for i in await _old_path(audit_db, prefixes) if i not in whole]
         assert old == [i for i in expected if i not in whole], prefixes
     assert await _listed(client, token_factory, ("620105",)) == _expected(events, ("999999",))
+    assert await _listed(client, token_factory, ()) == _expected(events, ())  # the whole log's
     assert await _listed(client, token_factory, ("620104",), limit=1) == _expected(
         events, ("620104",)
     )
@@ -261,7 +245,7 @@ async def test_the_backfill_gives_entries_logged_before_it_their_scope(
     await audit_db.stack.migrate("audit")
     after = _events(120, 200)
     await _append(audit_db, after, 120)
-    app = create_app(_settings(audit_db), auth=make_auth_settings())
+    app = create_app(api_settings(audit_db), auth=make_auth_settings())
     async with api_client(app) as client:
         for prefixes in SCOPES:
             listed = await _listed(client, token_factory, prefixes, limit=13)
@@ -312,6 +296,7 @@ async def test_a_tampered_prefix_table_is_caught(
         await conn.close()
     assert search not in await _listed(client, token_factory, ("620104",))
     assert await _listed(client, token_factory, ("620105",)) == _expected(events, ("999999",))
+    assert await _listed(client, token_factory, ()) == _expected(events, ())  # the whole log's
 
     vkey = (await client.get("/audit/public-key")).json()["vkey"]
     out = io.StringIO()
