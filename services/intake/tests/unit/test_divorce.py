@@ -281,3 +281,34 @@ def test_a_death_is_not_dated_before_the_record_shows_the_member_alive() -> None
     assert [v.pointer for v in found] == ["/date_of_death"]
     # Without the record's marriages, nothing bounds it (as before).
     assert check_death(state, SON, date(2025, 4, 30), None, today=TODAY) == []
+
+
+def test_a_parent_married_here_to_another_is_nobodys_taken_spouse() -> None:
+    """The head's parents divorced; the mother married the lodger here (a step-parent,
+    parent). The father, beside two parents, is taken to be married to neither: the
+    mother is his former wife, the step-father the mother's husband by the record; he
+    may marry. A father beside a step-parent no marriage ties was refused, and still is."""
+    on, later = date(2026, 3, 2), date(2026, 5, 1)
+    changes = [
+        PastChange(
+            "divorce",
+            on,
+            {"person_id": str(MOTHER), "spouse_person_id": str(FATHER), "relationships": {}},
+        ),
+        PastChange(
+            "marriage",
+            later,
+            {
+                "person_id": str(MOTHER),
+                "spouse_person_id": str(LODGER),
+                "relationships": {str(LODGER): "parent"},
+            },
+        ),
+    ]
+    marriages = marriages_in_household(changes, head_person_id=HEAD, left_as={})
+    state = _state(HEAD_M, FATHER_M, MOTHER_M, ActiveMember(LODGER, R.PARENT, date(1942, 7, 1)))
+    joining = _spouse_joining(date(1946, 3, 3), R.PARENT, EmploymentStatus.NOT_OF_WORKING_AGE)
+    assert check_marriage(state, FATHER, later, joining, today=TODAY, marriages=marriages) == []
+    assert spouse_left_behind(state, FATHER, marriages) is None
+    found = check_marriage(state, FATHER, later, joining, today=TODAY)
+    assert [v.pointer for v in found] == ["/person_id"]

@@ -392,9 +392,17 @@ def taken_couples(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID
             pairs.append((couple[1], couple[0]))
     couples: dict[uuid.UUID, uuid.UUID] = {}
     for one, other in pairs:
-        if frozenset((one, other)) not in marriages.divorced:
+        if frozenset((one, other)) not in marriages.divorced and not (
+            _married_elsewhere_here(marriages, one, other)
+            or _married_elsewhere_here(marriages, other, one)
+        ):
             couples[one], couples[other] = other, one
     return couples
+
+
+def _married_elsewhere_here(marriages: Marriages, person: uuid.UUID, other: uuid.UUID) -> bool:
+    """A marriage recorded here ties ``person`` to someone other than ``other``."""
+    return marriages.married_to.get(person, other) != other
 
 
 def partner_in_household(
@@ -781,13 +789,15 @@ def _taken_married(
     state: HouseholdState, marriages: Marriages, person: ActiveMember, pointer: str
 ) -> list[Violation]:
     """``person`` is taken to be married to a member no marriage recorded here: another
-    of the head's parents (parents-in-law) beside them, not divorced from them, or the
-    partner of a couple registered together (``taken_couples``)."""
+    of the head's parents (parents-in-law) beside them, neither divorced from them nor
+    married here to somebody else, or the partner of a couple registered together
+    (``taken_couples``)."""
     others = [
         m
         for m in state.members
         if m.person_id != person.person_id
         and frozenset((m.person_id, person.person_id)) not in marriages.divorced
+        and not _married_elsewhere_here(marriages, m.person_id, person.person_id)
         and (
             (person.relationship in _ONE_COUPLE and m.relationship is person.relationship)
             or taken_couples(state, marriages).get(person.person_id) == m.person_id
