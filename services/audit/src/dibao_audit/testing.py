@@ -5,18 +5,21 @@ Used by ``services/audit/tests`` and ``bench/audit_*.py``; never by the running 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvicorn
 from google.protobuf.message import Message
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +31,7 @@ from dibao_audit.entry import RecordedEvent
 from dibao_audit.settings import AuditSettings
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
+from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack
 
@@ -97,6 +101,26 @@ def api_settings(db: AuditDb, **overrides: Any) -> AuditSettings:
         audit_relay=False,
         **overrides,
     )
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` on a real loopback port (its lifespan left to the caller), for clients of
+    their own such as ``verify_cli --url``: its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await eventually(started, timeout_s=10, what="uvicorn")
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def stack_from_env() -> TestStack:
