@@ -14,6 +14,7 @@ the published OpenAPI a fixed number of generated requests, valid (positive) and
   without its token too (``ignored_auth``);
 - every 4xx is RFC 9457 ``application/problem+json`` with ``type``, ``title`` and
   ``status`` (:func:`problem_json`);
+- a method a path does not declare is 405 problem+json with ``Allow``;
 - the caller's own ``after`` (e.g. that a refused request wrote nothing).
 
 Hypothesis runs derandomized (the same examples every run, no example database), without
@@ -24,6 +25,7 @@ finding is collected (one per operation, check and status) rather than the first
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 import warnings
@@ -262,7 +264,35 @@ def fuzz(
             except hypothesis.errors.Unsatisfiable:
                 # Nothing of the operation can be invalid (no parameters, no body).
                 findings.unsatisfiable.append(label)
+    _undeclared_methods(schema, base_url, session, headers_for, findings)
     return findings
+
+
+def _undeclared_methods(
+    schema: schemathesis.BaseSchema,
+    base_url: str,
+    session: requests.Session,
+    headers_for: Callable[[str, str], Mapping[str, str]],
+    findings: Findings,
+) -> None:
+    """Each path once with a method it does not declare: 405 problem+json with ``Allow``
+    (schemathesis checks this only in its coverage phase, which this run leaves out)."""
+    for path, item in schema.raw_schema["paths"].items():
+        declared = {m.upper() for m in item}
+        method = next(m for m in ("DELETE", "PUT", "PATCH", "POST") if m not in declared)
+        url = base_url + re.sub(r"\{[^}]+\}", "0", path)
+        response = session.request(method, url, headers=dict(headers_for("get", path)))
+        findings.examples += 1
+        wrong = []
+        if response.status_code != 405:
+            wrong.append(f"status {response.status_code}")
+        if not set(response.headers.get("allow", "").replace(" ", "").split(",")) >= declared:
+            wrong.append(f"Allow {response.headers.get('allow')!r}")
+        if response.headers.get("content-type", "").split(";")[0] != PROBLEM_JSON:
+            wrong.append(f"content type {response.headers.get('content-type')!r}")
+        if wrong:
+            key = (f"{method} {path}", "undeclared method", response.status_code)
+            findings.failures[key] = f"{', '.join(wrong)}: {response.text[:300]}"
 
 
 def _bound(
