@@ -11,7 +11,6 @@ Derandomized and bounded: the same requests every run.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -28,11 +27,9 @@ from schemathesis.core.parameters import ParameterLocation
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit.main import create_app
-from dibao_audit.settings import AuditSettings
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import AuditDb, api_settings, recorded_event
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.fuzz import AnyCase, Served, fuzz, served, timed
-from dibao_common.testing.service_env import common_secret_values
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,17 +60,7 @@ class Fuzzed:
 @pytest_asyncio.fixture(loop_scope="session")
 async def fuzzed(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Fuzzed]:
     """The app on a real uvicorn over ``audit_db``, holding the entries and checkpoints."""
-    settings = AuditSettings(
-        database_url=audit_db.url,
-        audit_runtime_database_url=audit_db.runtime_url,
-        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
-        audit_consume=False,
-        audit_relay=False,
-        audit_checkpoint_every=8,
-    )
+    settings = api_settings(audit_db, audit_checkpoint_every=8)
     auditor = token_factory.bearer(roles=["auditor"], regions=["62", "11"], subject="fuzz")
     events = [
         recorded_event(_withdrawn(i), offset=i, key=f"k{i % 2}", actor=f"clerk-{i % 3}")
