@@ -328,3 +328,43 @@ async def test_a_death_is_not_dated_before_a_marriage_or_divorce_recorded(
     )
     assert _pointers(problem) == ["/body/date_of_death"]
     await intake.change(household, death | {"date_of_death": "2026-02-20"})
+
+
+async def test_a_spouse_elsewhere_who_moved_in_is_divorced_by_name(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head married a woman living elsewhere (no spouse joined), and she moved in
+    later as the head's spouse. The record now shows his marriage to a member here: a
+    divorce naming him alone is refused at spouse_person_id, writing nothing (it was
+    recorded, she stayed his spouse, and a second divorce of the two was recorded too:
+    one marriage divorced twice). Named, the divorce is recorded once, and ends the
+    marriage for both forms of the request."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    [head] = household.person_ids
+    born = household.plan.members[0].birth_date
+    sex = Sex.FEMALE if household.plan.members[0].sex is Sex.MALE else Sex.MALE
+    await intake.change(
+        household, {"kind": "marriage", "person_id": head, "married_on": "2026-01-10"}
+    )
+    wife = {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(born.replace(year=born.year + 1), sex),
+        "relationship": "spouse",
+        "employment_status": "unemployed",
+    }
+    moved = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-02-01", "member": wife}
+    )
+    [wife_id] = [m["person_id"] for m in moved["household"]["members"] if m["person_id"] != head]
+    divorce = {"kind": "divorce", "person_id": head, "divorced_on": "2026-02-20"}
+    problem = await refused_change(intake, intake_engine, household, divorce)
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+    divorced = await intake.change(household, divorce | {"spouse_person_id": wife_id})
+    assert _relationships(divorced)[wife_id] == "other"
+    problem = await refused_change(
+        intake, intake_engine, household, divorce | {"spouse_person_id": wife_id}, 409
+    )
+    assert problem["type"].endswith("/already-divorced")
+    # His marriage is over: no marriage of his is left for a divorce naming him alone.
+    problem = await refused_change(intake, intake_engine, household, divorce)
+    assert _pointers(problem) == ["/body/person_id"]

@@ -902,14 +902,20 @@ def check_divorce(
         return None, [*found, Violation("/person_id", "not an active member of this household")]
     if spouse_person_id is None:
         married_on = marriages.elsewhere.get(person_id)
-        if married_on is None:
+        # A partner here comes first: a spouse living elsewhere who moved in since (as
+        # the head's spouse) is the member the marriage is to, and a divorce naming the
+        # member alone would leave them married by the record.
+        if partner_in_household(state, marriages, person_id) is not None:
             found.append(
                 Violation(
                     "/spouse_person_id",
                     "the member's marriage the record shows is to a member: name them",
                 )
-                if partner_in_household(state, marriages, person_id) is not None
-                else Violation(
+            )
+            return None, found
+        if married_on is None:
+            found.append(
+                Violation(
                     "/person_id",
                     "no marriage of the member is recorded here (to a member, or to a spouse"
                     " living elsewhere)",
