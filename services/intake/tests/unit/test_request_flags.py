@@ -1,4 +1,5 @@
-"""Flags in requests: a value of another JSON type is refused, as the schema says."""
+"""Flags, integers and dates in requests: a value of another JSON type or format is
+refused, as the schema says."""
 
 from __future__ import annotations
 
@@ -76,3 +77,34 @@ def test_an_integral_number_is_an_integer(model: type[BaseModel], field: str) ->
         else:
             failed = False
         assert failed is not accepted, (model, field, value)
+
+
+def _dates() -> list[tuple[type[BaseModel], str]]:
+    dates = [
+        (model, name)
+        for model in _request_models()
+        for name, prop in model.model_json_schema(mode="validation")["properties"].items()
+        if "date" in {prop.get("format"), *(p.get("format") for p in prop.get("anyOf", []))}
+    ]
+    assert len(dates) >= 8  # birth_date, date_of_death, married_on, moved_on (3), ...
+    return dates
+
+
+@pytest.mark.parametrize(("model", "field"), _dates(), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("value", [0, 1772409600, "0", "1772409600", "2026-03-02T00:00:00Z"])
+def test_a_date_of_another_type_or_format_is_refused(
+    model: type[BaseModel], field: str, value: Any
+) -> None:
+    """Dates were read as pydantic reads them: 0 or "1772409600" as Unix seconds (1970-01-01,
+    2026-03-02), a date-time at midnight as its day, where the schema says format date;
+    the fuzzing of the API (test_fuzz.py) sends such values."""
+    assert _errors_at(model, field, value)
+    assert not _errors_at(model, field, "2026-03-02")  # as the schema writes a date
+
+
+def _errors_at(model: type[BaseModel], field: str, value: Any) -> list[Any]:
+    try:
+        model.model_validate({field: value})
+    except ValidationError as error:
+        return [e for e in error.errors() if e["loc"] == (field,)]
+    return []

@@ -6,6 +6,7 @@ field is always present in a response and required in the published schema.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -64,6 +65,21 @@ def json_integer(value: Any) -> Any:
 
 
 Integer = Annotated[int, BeforeValidator(json_integer)]
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def json_date(value: Any) -> Any:
+    """A date as the schema says one (format date: "2026-03-02"): pydantic would also
+    take 0 or "86400" as Unix seconds (1970-01-01, 1970-01-02) and a date-time at
+    midnight as its day."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _FULL_DATE.fullmatch(value):
+        return value
+    raise ValueError("must be a date as YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(json_date)]
 Fen = Annotated[Integer, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
 NO_NUL = r"^[^\x00]*$"
 """Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
@@ -225,7 +241,7 @@ class MemberIn(_In):
         None, description="Why the member is not counted (required when counted is false)"
     )
     exclusion_note: Note | None = None
-    birth_date: date | None = Field(None, description="Optional cross-check of the ID number")
+    birth_date: Day | None = Field(None, description="Optional cross-check of the ID number")
     sex: Sex | None = Field(None, description="Optional cross-check of the ID number")
     name_correction: StrictBool = Field(
         False,
@@ -425,7 +441,7 @@ class BirthIn(_ChangeIn):
 class DeathIn(_ChangeIn):
     kind: Literal["death"]
     person_id: uuid.UUID
-    date_of_death: date
+    date_of_death: Day
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head died")
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
 
@@ -461,7 +477,7 @@ class MarriageIn(_ChangeIn):
 
     kind: Literal["marriage"]
     person_id: uuid.UUID
-    married_on: date = Field(
+    married_on: Day = Field(
         description="Not in the future, both of age on the day, and on or after the end of"
         " each one's last marriage in this household (their spouse's death or move out, or"
         " their own; 422 here naming that day). A member married to a member still here"
@@ -506,13 +522,13 @@ class MoveInIn(_ChangeIn):
 
     kind: Literal["move_in"]
     member: MemberIn
-    moved_on: date
+    moved_on: Day
 
 
 class MoveOutIn(_ChangeIn):
     kind: Literal["move_out"]
     person_id: uuid.UUID
-    moved_on: date
+    moved_on: Day
     new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head left")
     to_region_code: RegionCode | None = None
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
@@ -565,7 +581,7 @@ class MemberChangeIn(_ChangeIn):
 
     kind: Literal["member_change"]
     person_id: uuid.UUID
-    effective_on: date = Field(
+    effective_on: Day = Field(
         description="When it changed (the certificate's or diagnosis' date, the first day of"
         " the job...): not in the future, not before the member joined, not before the"
         " member's latest recorded change of details (ADR 0016; a name correction alone is"
@@ -615,7 +631,7 @@ class AddressChangeIn(_ChangeIn):
     )
 
     kind: Literal["address_change"]
-    moved_on: date = Field(
+    moved_on: Day = Field(
         description="When the household moved: not in the future, not before the"
         " household's latest recorded move (the same day is allowed; ADR 0016)"
     )
@@ -664,7 +680,7 @@ class DivorceIn(_ChangeIn):
 
     kind: Literal["divorce"]
     person_id: uuid.UUID
-    divorced_on: date = Field(
+    divorced_on: Day = Field(
         description="The divorce certificate's or judgment's date: not in the future, not"
         " before the marriage when recorded here, nor before either partner joined (422"
         " here)"
