@@ -17,6 +17,11 @@ the published OpenAPI a fixed number of generated requests, valid (positive) and
 - a method a path does not declare is 405 problem+json with ``Allow``;
 - the caller's own ``after`` (e.g. that a refused request wrote nothing).
 
+Not checked: ``positive_data_acceptance`` (that data valid by the schema is accepted):
+the services refuse such data by their rules (an ID number's checksum, a date before a
+birth, an id that names nothing: 422, 404, 409), as declared. No stateful run either:
+the OpenAPI declares no links.
+
 Hypothesis runs derandomized (the same examples every run, no example database), without
 shrinking, so a run's cost is bounded by ``examples`` per operation and mode. Every
 finding is collected (one per operation, check and status) rather than the first only.
