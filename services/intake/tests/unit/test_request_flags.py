@@ -21,13 +21,19 @@ def _request_models() -> list[type[BaseModel]]:
     return [m for m in found if m.model_fields]
 
 
-def _flags() -> list[tuple[type[BaseModel], str]]:
-    flags = [
+def _fields(key: str, value: str) -> list[tuple[type[BaseModel], str]]:
+    """Each request model's fields whose published schema has ``key`` ``value`` (one of an
+    ``anyOf``'s, for an optional field)."""
+    return [
         (model, name)
         for model in _request_models()
         for name, prop in model.model_json_schema(mode="validation")["properties"].items()
-        if prop.get("type") == "boolean"
+        if value in {prop.get(key), *(p.get(key) for p in prop.get("anyOf", []))}
     ]
+
+
+def _flags() -> list[tuple[type[BaseModel], str]]:
+    flags = _fields("type", "boolean")
     assert len(flags) >= 5  # the member's three, custody_agreement, responsible_caseworker
     return flags
 
@@ -44,12 +50,7 @@ def test_a_flag_of_another_type_is_refused(model: type[BaseModel], field: str, v
 
 
 def _integers() -> list[tuple[type[BaseModel], str]]:
-    integers = [
-        (model, name)
-        for model in _request_models()
-        for name, prop in model.model_json_schema(mode="validation")["properties"].items()
-        if "integer" in {prop.get("type"), *(p.get("type") for p in prop.get("anyOf", []))}
-    ]
+    integers = _fields("type", "integer")
     assert len(integers) >= 9  # five incomes, the period, value, quantity, area, ...
     return integers
 
@@ -80,12 +81,7 @@ def test_an_integral_number_is_an_integer(model: type[BaseModel], field: str) ->
 
 
 def _dates() -> list[tuple[type[BaseModel], str]]:
-    dates = [
-        (model, name)
-        for model in _request_models()
-        for name, prop in model.model_json_schema(mode="validation")["properties"].items()
-        if "date" in {prop.get("format"), *(p.get("format") for p in prop.get("anyOf", []))}
-    ]
+    dates = _fields("format", "date")
     assert len(dates) >= 8  # birth_date, date_of_death, married_on, moved_on (3), ...
     return dates
 
