@@ -368,3 +368,47 @@ async def test_a_spouse_elsewhere_who_moved_in_is_divorced_by_name(
     # His marriage is over: no marriage of his is left for a divorce naming him alone.
     problem = await refused_change(intake, intake_engine, household, divorce)
     assert _pointers(problem) == ["/body/person_id"]
+
+
+async def test_a_daughter_and_a_daughter_in_law_registered_together_are_no_couple(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An old couple registered with their grown daughter and their late son's widow (the
+    only child of age and the only child-in-law, both women): the record took the two
+    women for a couple, which no marriage in China can be (Civil Code art. 1049, a man and
+    a woman), so the daughter's marriage to a groom joining was refused at person_id and
+    the two women's "divorce" was recorded. Now their divorce is refused at
+    spouse_person_id, writing nothing, and the daughter marries."""
+    plan = intake.plan(shape="elderly_couple")
+    synthesizer = intake.synthesizer
+    plan.members += [
+        synthesizer.member(Relationship.CHILD, Sex.FEMALE, (30, 40), EmploymentStatus.UNEMPLOYED),
+        synthesizer.member(
+            Relationship.CHILD_IN_LAW, Sex.FEMALE, (30, 40), EmploymentStatus.UNEMPLOYED
+        ),
+    ]
+    household = await intake.register(plan)
+    _head, _wife, daughter, widow = household.person_ids
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {
+            "kind": "divorce",
+            "person_id": widow,
+            "spouse_person_id": daughter,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+    groom = {
+        "name": "王志强",
+        "id_number": synthesizer.id_number(plan.members[2].birth_date, Sex.MALE),
+        "relationship": "child_in_law",
+        "employment_status": "unemployed",
+    }
+    married = await intake.change(
+        household,
+        {"kind": "marriage", "person_id": daughter, "married_on": "2026-02-14", "spouse": groom},
+    )
+    assert married["household"]["changes"][-1]["kind"] == "marriage"

@@ -650,7 +650,8 @@ class DivorceIn(_ChangeIn):
     """A couple the record knows divorced (离婚); both may stay in the household
     (离婚不离家). The couple: the head and the head's spouse, two members a marriage
     recorded here, the head's two parents (or parents-in-law), a child and a child-in-law
-    registered together (the only ones of each, the child of age then); or, without
+    registered together (the only ones of each, the child of age then, a man and a
+    woman); or, without
     spouse_person_id, a member and the spouse living elsewhere a marriage recorded. The
     head's former spouse and a child's former spouse become the head's other, counted as
     recorded (a member_change with a reason when the township decides they are not); a

@@ -16,6 +16,7 @@ from dibao_intake.domain.codes import (
     EmploymentStatus,
     ExclusionReason,
     Relationship,
+    Sex,
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
@@ -38,6 +39,10 @@ class ActiveMember:
     birth_date: date
     joined_on: date | None = None
     """When the membership began; a member cannot leave before it."""
+    sex: Sex | None = None
+    """As the ID number tells; None when not known. Two members of one sex are no couple
+    the relationships tell (a marriage is between a man and a woman, Civil Code art.
+    1049)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +373,8 @@ def taken_couples(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID
     exactly two live here; and a child and a child-in-law registered with the household
     when exactly one child-in-law and one child of age on the registration day were, and
     the record names neither in a marriage (a son and his wife registered together). A
-    couple whose divorce was recorded is none."""
+    couple whose divorce was recorded is none, nor are two of one sex (a daughter and her
+    late brother's widow)."""
     pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
     for relationship in _ONE_COUPLE:
         same = [m.person_id for m in state.members if m.relationship is relationship]
@@ -391,13 +397,20 @@ def taken_couples(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID
         ):
             pairs.append((couple[1], couple[0]))
     couples: dict[uuid.UUID, uuid.UUID] = {}
+    sex_of = {m.person_id: m.sex for m in state.members}
     for one, other in pairs:
+        if _same_sex(sex_of[one], sex_of[other]):
+            continue  # a daughter and a widowed daughter-in-law, two mothers: no couple
         if frozenset((one, other)) not in marriages.divorced and not (
             _married_elsewhere_here(marriages, one, other)
             or _married_elsewhere_here(marriages, other, one)
         ):
             couples[one], couples[other] = other, one
     return couples
+
+
+def _same_sex(one: Sex | None, other: Sex | None) -> bool:
+    return one is not None and one is other
 
 
 def _married_elsewhere_here(marriages: Marriages, person: uuid.UUID, other: uuid.UUID) -> bool:

@@ -708,12 +708,13 @@ class _ChangeWork:
                     m.relationship,
                     m.birth_date,
                     m.joined_on if m.joined_on != registered_on else None,
+                    m.sex,
                 )
                 for m in before.active_members
             ],
             registered_on=registered_on,
             registered_with=[
-                rules.ActiveMember(m.person_id, m.relationship, m.birth_date)
+                rules.ActiveMember(m.person_id, m.relationship, m.birth_date, sex=m.sex)
                 for m in before.members
                 if m.joined_on == registered_on
             ],
