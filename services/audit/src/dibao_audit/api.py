@@ -22,7 +22,7 @@ from dibao.common.v1 import enums_pb2, types_pb2
 from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import LogAppender
-from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.checkpoint import CheckpointSigner, VerifierKey, handover_of
 from dibao_audit.entry import MalformedEntryError, parse_header_block
 from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
@@ -102,12 +102,38 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 # --- schemas ---------------------------------------------------------------------------------
 
 
+class LogKeyOut(BaseModel):
+    vkey: str
+    key_id: str
+    from_tree_size: int = Field(
+        description="The smallest tree it signs: 0 for the log's first key, else the size of "
+        "the hand-over that introduced it"
+    )
+    to_tree_size: int | None = Field(
+        description="The hand-over to the next key, the largest tree it signs; null while it "
+        "is the log's key"
+    )
+
+
+class HandoverOut(BaseModel):
+    tree_size: int
+    from_vkey: str
+    to_vkey: str
+    signed_note: str = Field(description="Signed by both keys; its body names both")
+
+
 class PublicKeyOut(BaseModel):
     algorithm: str
     origin: str
     key_id: str
     vkey: str
     public_key: str
+    keys: list[LogKeyOut] = Field(
+        description="Every key the log has signed with, oldest first (the last is this one)"
+    )
+    handovers: list[HandoverOut] = Field(
+        description="The checkpoints that moved the log from one key to the next (ADR 0018)"
+    )
 
 
 class CheckpointOut(BaseModel):
@@ -465,14 +491,58 @@ class ExportAccess:
     "/public-key",
     summary="The checkpoint verifier key (C2SP vkey) and the raw Ed25519 public key",
 )
-async def public_key(runtime: Runtime) -> PublicKeyOut:
+async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
+    """The key that signed the latest checkpoint (the configured one before any); the keys
+    before it and the hand-overs between them are read from the signed checkpoints."""
+    handovers: list[HandoverOut] = []
+    keys: list[LogKeyOut] = []
+    for cp in await repo.handovers(session):
+        found = handover_of(cp.signed_note)
+        assert found is not None  # the query selects the notes that name one
+        if not keys:
+            keys.append(
+                LogKeyOut(
+                    vkey=found.old.vkey(),
+                    key_id=found.old.key_id,
+                    from_tree_size=0,
+                    to_tree_size=None,
+                )
+            )
+        keys[-1].to_tree_size = cp.tree_size
+        keys.append(
+            LogKeyOut(
+                vkey=found.new.vkey(),
+                key_id=found.new.key_id,
+                from_tree_size=cp.tree_size,
+                to_tree_size=None,
+            )
+        )
+        handovers.append(
+            HandoverOut(
+                tree_size=cp.tree_size,
+                from_vkey=found.old.vkey(),
+                to_vkey=found.new.vkey(),
+                signed_note=cp.signed_note,
+            )
+        )
     key = runtime.signer.verifier
+    latest = await repo.latest_checkpoint(session)
+    if keys and latest is not None and keys[-1].key_id == latest.key_id:
+        key = VerifierKey.parse(keys[-1].vkey)
+    elif latest is not None:
+        key = next((k for k in runtime.signer.keys if k.key_id == latest.key_id), key)
+    if not keys or keys[-1].key_id != key.key_id:
+        keys.append(
+            LogKeyOut(vkey=key.vkey(), key_id=key.key_id, from_tree_size=0, to_tree_size=None)
+        )
     return PublicKeyOut(
         algorithm="Ed25519",
         origin=key.name,
         key_id=key.key_id,
         vkey=key.vkey(),
         public_key=base64.b64encode(key.public_raw).decode(),
+        keys=keys,
+        handovers=handovers,
     )
 
 

@@ -30,7 +30,7 @@ from uuid_utils.compat import uuid7
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
 from dibao_audit import repository as repo
-from dibao_audit.checkpoint import CheckpointSigner
+from dibao_audit.checkpoint import CheckpointError, CheckpointSigner
 from dibao_audit.entry import MalformedEntryError, RecordedEvent, parse_header_block
 from dibao_audit.merkle import (
     Frontier,
@@ -369,8 +369,9 @@ class LogAppender:
 
     async def _checkpoint(self, session: AsyncSession, frontier: Frontier) -> int | None:
         """Sign the tree of ``frontier`` (its size), or None, logged, when the stored tree
-        does not extend the last checkpoint: the entries are still appended, no fork is
-        signed."""
+        does not extend the last checkpoint (no fork is signed), or when the last one is
+        signed by a key the signer neither holds nor hands over from (no key is introduced
+        without a hand-over, docs/adr/0018): the entries are still appended."""
         if not await self._consistent_with_last(session, frontier):
             # Restored from the stored nodes at the next batch: once the tree is repaired
             # (``repair_tree``) the log signs again without a restart.
@@ -378,7 +379,14 @@ class LogAppender:
             return None
         at = self._now()
         root = frontier.root()
-        note = self._signer.sign(frontier.size, root, at)
+        latest = await repo.latest_checkpoint(session)
+        try:
+            note, key_id = self._signer.sign_after(
+                latest.key_id if latest is not None else None, frontier.size, root, at
+            )
+        except CheckpointError as exc:  # a key no hand-over introduced: sign nothing
+            log.error("audit_checkpoint_refused", reason=str(exc), tree_size=frontier.size)
+            return None
         checkpoint_id: uuid.UUID = uuid7()
         previous = self._last_checkpoint or None
         await repo.add_checkpoint(
@@ -388,7 +396,7 @@ class LogAppender:
                 checkpoint_id=checkpoint_id,
                 root_hash=root,
                 signed_note=note,
-                key_id=self._signer.verifier.key_id,
+                key_id=key_id,
                 signed_at=at.replace(microsecond=0),
                 previous_tree_size=previous,
             ),
@@ -401,7 +409,7 @@ class LogAppender:
             tree_size=frontier.size,
             root_hash=root,
             signed_note=note,
-            key_id=self._signer.verifier.key_id,
+            key_id=key_id,
             previous_tree_size=previous or 0,
         )
         message.occurred_at.FromDatetime(at)

@@ -54,7 +54,7 @@ from google.protobuf.message import DecodeError
 
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao_audit.appender import CHECKPOINT_TYPE
-from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
+from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust
 from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
@@ -64,7 +64,7 @@ from dibao_audit.entry import (
 from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
 from dibao_audit.projection import Columns, contradictions, decoded_view, key_reader
 from dibao_audit.repository import level_prefixes_of
-from dibao_audit.verifier import Report, tree_levels, verified_kept
+from dibao_audit.verifier import Keys, Report, tree_levels, verified_kept
 from dibao_common.messaging.envelope import EventRegistry, topic_of
 
 _ROWS_SQL = """
@@ -229,7 +229,7 @@ def _check_row(
 
 async def check_database(
     dsn: str,
-    key: VerifierKey,
+    key: Keys,
     *,
     registry: EventRegistry | None = None,
     chunk: int = 5000,
@@ -237,14 +237,15 @@ async def check_database(
     kept: Sequence[str] = (),
 ) -> DatabaseReport:
     """Check every entry of the log in the database at ``dsn`` (see the module); ``kept``
-    are the signed notes of checkpoints the auditor kept from earlier reads."""
+    are the signed notes of checkpoints the auditor kept from earlier reads. ``key`` is the
+    key (or keys) pinned: the stored hand-overs are followed from it (docs/adr/0018)."""
     registry = registry if registry is not None else EventRegistry.default()
-    report = DatabaseReport()
-    kept_heads = verified_kept(key, kept, report)
+    trust = KeyTrust.of(key)
+    report = DatabaseReport(trust=trust)
     conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            heads = await _checkpoints(conn, key, report)
+            heads = await _checkpoints(conn, trust, report)
             bounds = AppendedAtBounds(heads, skew_s)
             size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
             report.log_size = int(size)
@@ -267,7 +268,8 @@ async def check_database(
                 report.fail(f"{beyond} stored region prefixes name entries beyond the log")
     finally:
         await conn.close()
-    _check_announced(report, key, announced, heads)
+    kept_heads = verified_kept(trust, kept, report)
+    _check_announced(report, trust, announced, heads)
     report.checked = report.columns_checked
     if heads:
         report.checkpoint = heads[-1]
@@ -284,15 +286,19 @@ async def check_database(
 
 
 async def _checkpoints(
-    conn: asyncpg.Connection, key: VerifierKey, report: DatabaseReport
+    conn: asyncpg.Connection, trust: KeyTrust, report: DatabaseReport
 ) -> list[Checkpoint]:
-    """The stored checkpoints whose notes verify, oldest first; their columns checked."""
+    """The stored checkpoints whose notes verify, oldest first (the hand-overs among them
+    followed first); their columns checked."""
     heads = []
-    for size, root, note in await conn.fetch(
+    rows = await conn.fetch(
         "SELECT tree_size, root_hash, signed_note FROM checkpoint ORDER BY tree_size"
-    ):
+    )
+    for problem in trust.follow(row[2] for row in rows):
+        report.fail(problem)
+    for size, root, note in rows:
         try:
-            head = key.verify(note)
+            head = trust.verify(note)
         except CheckpointError as exc:
             report.fail(f"checkpoint {size}: {exc}")
             continue
@@ -307,7 +313,7 @@ _ANNOUNCED_ON = topic_of(audit_pb2.CheckpointPublished())
 
 def _check_announced(
     report: DatabaseReport,
-    key: VerifierKey,
+    trust: KeyTrust,
     announced: list[tuple[int, bytes]],
     heads: list[Checkpoint],
 ) -> None:
@@ -328,11 +334,11 @@ def _check_announced(
         except DecodeError:
             report.fail(f"entry {index}: a CheckpointPublished that does not decode", index)
             continue
-        if message.origin != key.name:
+        if message.origin not in trust.names:
             continue
         size = message.tree_size
         try:
-            head = key.verify(message.signed_note)
+            head = trust.verify(message.signed_note)
         except CheckpointError as exc:
             report.fail(f"entry {index} announces checkpoint {size}: {exc}", index)
             continue

@@ -55,7 +55,11 @@ def create_app(
         resolved.audit_runtime_database_url or resolved.database_url, role, pool_size=20
     )
     sessions = make_sessionmaker(engine)
-    signer = CheckpointSigner(resolved.signing_seed(), resolved.audit_log_origin)
+    signer = CheckpointSigner(
+        resolved.signing_seed(),
+        resolved.audit_log_origin,
+        next_seed=resolved.next_signing_seed(),
+    )
     registry = EventRegistry.default()
     appender = LogAppender(
         sessions,

@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import asyncpg
 
-from dibao_audit.checkpoint import CheckpointError, VerifierKey
+from dibao_audit.checkpoint import CheckpointError, KeyTrust, VerifierKey
 from dibao_audit.dbcheck import asyncpg_dsn
 from dibao_audit.entry import canonical_from_parts
 from dibao_audit.merkle import fold_subtrees, leaf_hash, perfect_subtrees
@@ -120,12 +120,14 @@ def _root(levels: list[bytes], size: int) -> bytes:
 async def _check_roots(
     conn: asyncpg.Connection, key: VerifierKey, levels: list[bytes], report: RepairReport
 ) -> None:
-    """Every stored checkpoint must verify and be the rebuilt tree's root at its size."""
-    for size, note in await conn.fetch(
-        "SELECT tree_size, signed_note FROM checkpoint ORDER BY tree_size"
-    ):
+    """Every stored checkpoint must verify (by the pinned key, or one a stored hand-over
+    introduced from it, docs/adr/0018) and be the rebuilt tree's root at its size."""
+    rows = await conn.fetch("SELECT tree_size, signed_note FROM checkpoint ORDER BY tree_size")
+    trust = KeyTrust.of(key)
+    report.refused.extend(trust.follow(row[1] for row in rows))
+    for size, note in rows:
         try:
-            head = key.verify(note)
+            head = trust.verify(note)
         except CheckpointError as exc:
             report.refused.append(f"checkpoint {size} does not verify: {exc}")
             continue

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from dibao_audit.checkpoint import HANDOVER_LINE
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import (
@@ -209,6 +210,20 @@ async def checkpoints(
 async def checkpoints_up_to(session: AsyncSession, size: int) -> list[Checkpoint]:
     """Every checkpoint with ``tree_size <= size``, oldest first."""
     query = sa.select(Checkpoint).where(Checkpoint.tree_size <= size).order_by(Checkpoint.tree_size)
+    return list(await session.scalars(query))
+
+
+async def handovers(session: AsyncSession, up_to: int | None = None) -> list[Checkpoint]:
+    """The checkpoints that hand the log over to a new key (their note names both keys,
+    docs/adr/0018), oldest first; those with ``tree_size <= up_to`` when given. One rotation
+    makes one; the table is read whole (one row per checkpoint, no index on the note)."""
+    query = (
+        sa.select(Checkpoint)
+        .where(Checkpoint.signed_note.contains(HANDOVER_LINE))
+        .order_by(Checkpoint.tree_size)
+    )
+    if up_to is not None:
+        query = query.where(Checkpoint.tree_size <= up_to)
     return list(await session.scalars(query))
 
 

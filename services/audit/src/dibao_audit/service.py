@@ -379,9 +379,16 @@ async def export_header(
 ) -> ExportHeader:
     """The first line of an export: the checkpoint, the cover hashes and, when ``since``
     (an earlier checkpoint the auditor names) is given, it and the consistency proof from
-    it to ``covering``. Bounded: one note and O(log n) hashes, whatever the log's age."""
+    it to ``covering``; and the log's key hand-overs up to ``covering``, each with the
+    consistency proof from it (docs/adr/0018). Bounded: one note and O(log n) hashes,
+    whatever the log's age, and as many more as the log's key was rotated."""
     cover_ranges = range_cover(start, end, covering.tree_size)
     cover = dict(zip(cover_ranges, await _range_hashes(session, cover_ranges), strict=True))
+    size = covering.tree_size
+    handovers = [
+        (h.tree_size, h.signed_note, await consistency_proof(session, h.tree_size, size))
+        for h in await repo.handovers(session, size)
+    ]
     history, consistency = [], {}
     if since is not None and since.tree_size < covering.tree_size:
         history = [since.signed_note]
@@ -399,6 +406,7 @@ async def export_header(
         cover=cover,
         history=history,
         consistency=consistency,
+        handovers=handovers,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from dibao_common.settings import CommonSettings, Secret
 
@@ -14,6 +14,13 @@ class AuditSettings(CommonSettings):
     service_name: str = "audit"
     audit_signing_key: Secret = Field(
         description="Base64 of the 32-byte Ed25519 seed that signs checkpoints"
+    )
+    audit_next_signing_key: Secret | None = Field(
+        default=None,
+        description="Base64 of the 32-byte Ed25519 seed the log hands over to (docs/adr/0018):"
+        " the next checkpoint is signed by both keys and names both, every later one by this"
+        " key alone; once that hand-over is signed, make it DIBAO_AUDIT_SIGNING_KEY and unset"
+        " this",
     )
     audit_log_origin: str = Field(
         default="dibao.audit/local",
@@ -48,16 +55,23 @@ class AuditSettings(CommonSettings):
     audit_consume: bool = Field(default=True, description="Run the log consumer in the app")
     audit_relay: bool = Field(default=True, description="Run the outbox relay in the app")
 
-    @field_validator("audit_signing_key")
+    @field_validator("audit_signing_key", "audit_next_signing_key")
     @classmethod
-    def _is_seed(cls, value: Secret) -> Secret:
+    def _is_seed(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:
+        if value is None:
+            return None
+        name = f"DIBAO_{str(info.field_name).upper()}"
         try:
             raw = base64.b64decode(value.get_secret_value(), validate=True)
         except binascii.Error as exc:
-            raise ValueError("DIBAO_AUDIT_SIGNING_KEY is not base64") from exc
+            raise ValueError(f"{name} is not base64") from exc
         if len(raw) != 32:
-            raise ValueError("DIBAO_AUDIT_SIGNING_KEY must decode to a 32-byte Ed25519 seed")
+            raise ValueError(f"{name} must decode to a 32-byte Ed25519 seed")
         return value
 
     def signing_seed(self) -> bytes:
         return base64.b64decode(self.audit_signing_key.get_secret_value())
+
+    def next_signing_seed(self) -> bytes | None:
+        key = self.audit_next_signing_key
+        return None if key is None else base64.b64decode(key.get_secret_value())

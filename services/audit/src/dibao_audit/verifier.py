@@ -1,7 +1,9 @@
 """Offline verification of an audit-log export against its signed checkpoint.
 
-Pure: it needs the export lines and the log's verifier key (``VerifierKey``), nothing of
-the service. ``dibao_audit.verify_cli`` wraps it for files and for a running service.
+Pure: it needs the export lines and the verifier keys the auditor pinned (``VerifierKey``,
+or several), nothing of the service. A checkpoint signed by a key the auditor did not pin
+is accepted only when a hand-over the export carries introduces that key (``KeyTrust``,
+docs/adr/0018). ``dibao_audit.verify_cli`` wraps it for files and for a running service.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
+from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import (
     Frontier,
@@ -31,6 +33,9 @@ from dibao_audit.merkle import (
     root_from_range,
     verify_consistency,
 )
+
+Keys = KeyTrust | VerifierKey | Sequence[VerifierKey]
+"""The keys an auditor pinned (one or several), or a :class:`KeyTrust` already built."""
 
 EXPORT_FORMAT = "dibao.audit.export.v2"
 """What the service writes: the covering checkpoint, the cover, and at most one earlier
@@ -59,6 +64,10 @@ class ExportHeader:
     consistency: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
     """Consistency proofs between consecutive checkpoints of ``history`` + the covering one."""
     format: str = EXPORT_FORMAT
+    handovers: list[tuple[int, str, list[bytes]]] = field(default_factory=list)
+    """The log's key hand-overs up to ``tree_size`` (docs/adr/0018), oldest first: each
+    one's size, signed note and consistency proof to ``tree_size``. In v2 only, written
+    when there is one (``handovers``); a verifier that predates them ignores the field."""
 
     def to_json(self) -> dict[str, Any]:
         head = {
@@ -88,6 +97,11 @@ class ExportHeader:
                 "checkpoint": self.history[0],
                 "proof": [p.hex() for p in proof],
             }
+        if self.handovers:
+            head["handovers"] = [
+                {"tree_size": size, "checkpoint": note, "proof": [p.hex() for p in proof]}
+                for size, note, proof in self.handovers
+            ]
         return head | {"from": start}
 
     @classmethod
@@ -110,7 +124,12 @@ class ExportHeader:
                 (int(a), int(b)): [bytes.fromhex(p) for p in proof]
                 for a, b, proof in obj.get("consistency", [])
             }
+            handovers = []
         else:
+            handovers = [
+                (int(h["tree_size"]), str(h["checkpoint"]), [bytes.fromhex(p) for p in h["proof"]])
+                for h in obj.get("handovers", [])
+            ]
             start = obj["from"]
             history, consistency = [], {}
             if start is not None:
@@ -128,6 +147,7 @@ class ExportHeader:
             history=history,
             consistency=consistency,
             format=str(obj["format"]),
+            handovers=handovers,
         )
 
 
@@ -148,6 +168,8 @@ class Report:
     """Kept checkpoints, signature verified, that the export alone cannot relate to its own
     (larger than it, or inside a slice and not in its history): the caller must prove them
     consistent (a consistency proof from the service) or fail."""
+    trust: KeyTrust | None = field(default=None, repr=False)
+    """The keys pinned, used and handed over to (``keys`` in the summary)."""
 
     @property
     def ok(self) -> bool:
@@ -169,16 +191,17 @@ class Report:
             "suspect_range": list(self.suspect_range) if self.suspect_range else None,
             "kept_checkpoints_checked": self.kept_checked,
             "problems": self.problems[:20],
-        }
+        } | ({"keys": self.trust.summary()} if self.trust is not None else {})
 
 
-def verified_kept(key: VerifierKey, kept: Sequence[str], report: Report) -> list[Checkpoint]:
-    """The checkpoints an auditor kept (signed notes) that verify with ``key``; each one
-    that does not is a failure of ``report``."""
+def verified_kept(key: Keys, kept: Sequence[str], report: Report) -> list[Checkpoint]:
+    """The checkpoints an auditor kept (signed notes) that verify with ``key`` (a key
+    trusted at their size); each one that does not is a failure of ``report``."""
+    trust = KeyTrust.of(key)
     heads: list[Checkpoint] = []
     for note in kept:
         try:
-            heads.append(key.verify(note))
+            heads.append(trust.verify(note))
         except CheckpointError as exc:
             report.fail(f"kept checkpoint: {exc}")
     return heads
@@ -275,7 +298,7 @@ def _share_of(items: Iterable[Scanned]) -> Share:
 def verify_export(
     header: ExportHeader,
     entries: Iterable[dict[str, Any]],
-    key: VerifierKey,
+    key: Keys,
     *,
     keep: Collection[int] = (),
     kept: Sequence[str] = (),
@@ -309,7 +332,7 @@ def tree_levels(leaves: bytes) -> list[bytes]:
 def verify_shares(
     header: ExportHeader,
     shares: Iterable[Share],
-    key: VerifierKey,
+    key: Keys,
     *,
     keep: Collection[int] = (),
     build_levels: Callable[[bytes], list[bytes]] = tree_levels,
@@ -331,11 +354,19 @@ def verify_shares(
     logs under one key): within a whole export, and (since 1 Dec 2026) within a slice
     those larger than its start and not past its end, from the cover's hashes left of the
     slice and its leaves. Those a slice does not reach are not checked.
+
+    Every signature is checked against the keys ``key`` pinned and those the export's
+    hand-overs introduce from them (:class:`KeyTrust`); each hand-over must be consistent
+    with the export's checkpoint (its proof), and within a whole export the root of the
+    first leaves.
     """
-    report = Report()
-    kept_heads = verified_kept(key, kept, report)
+    trust = KeyTrust.of(key)
+    report = Report(trust=trust)
+    for refused in trust.follow(note for _, note, _ in header.handovers):
+        report.fail(refused)
+    kept_heads = verified_kept(trust, kept, report)
     try:
-        cp = key.verify(header.checkpoint)
+        cp = trust.verify(header.checkpoint)
     except CheckpointError as exc:
         report.fail(f"covering checkpoint: {exc}")
         return report
@@ -343,7 +374,8 @@ def verify_shares(
     if cp.tree_size != header.tree_size or not 0 <= header.start <= header.end <= cp.tree_size:
         report.fail("the export's range does not fit its checkpoint")
         return report
-    history = _verify_history(header, key, cp, report)
+    history = _verify_history(header, trust, cp, report)
+    history += _verify_handovers(header, trust, cp, report)
     signed = {h.tree_size: h.root_hash for h in history} | {cp.tree_size: cp.root_hash}
     unplaced: list[Checkpoint] = []
     for head in kept_heads:
@@ -672,7 +704,7 @@ def _joined(shares: list[Share]) -> Share:
 
 
 def verify_export_file(
-    path: Path, key: VerifierKey, *, workers: int | None = None, kept: Sequence[str] = ()
+    path: Path, key: Keys, *, workers: int | None = None, kept: Sequence[str] = ()
 ) -> Report:
     """Verify an export file, scanning its lines in parallel processes (one per CPU)."""
     with path.open("rb") as fh:
@@ -715,13 +747,39 @@ def _levels_in(pool: ProcessPoolExecutor, leaves: bytes) -> list[bytes]:
     return levels + tree_levels(levels[_BLOCK_LEVEL])[1:]
 
 
+def _verify_handovers(
+    header: ExportHeader, trust: KeyTrust, covering: Checkpoint, report: Report
+) -> list[Checkpoint]:
+    """The export's hand-over checkpoints that verify (their keys already followed), each
+    proved consistent with ``covering``: trust moves only along the one log."""
+    verified: list[Checkpoint] = []
+    for size, note, proof in header.handovers:
+        try:
+            head = trust.verify(note)
+        except CheckpointError as exc:
+            report.fail(f"hand-over checkpoint {size}: {exc}")
+            continue
+        if head.tree_size != size or size > covering.tree_size:
+            report.fail(f"hand-over checkpoint {size} is signed for {head.tree_size}")
+            continue
+        try:
+            verify_consistency(size, covering.tree_size, head.root_hash, covering.root_hash, proof)
+        except ProofError as exc:
+            report.fail(
+                f"the hand-over at {size} and checkpoint {covering.tree_size} disagree: {exc}"
+            )
+            continue
+        verified.append(head)
+    return verified
+
+
 def _verify_history(
-    header: ExportHeader, key: VerifierKey, covering: Checkpoint, report: Report
+    header: ExportHeader, trust: KeyTrust, covering: Checkpoint, report: Report
 ) -> list[Checkpoint]:
     verified: list[Checkpoint] = []
     for note in header.history:
         try:
-            verified.append(key.verify(note))
+            verified.append(trust.verify(note))
         except CheckpointError as exc:
             report.fail(f"historical checkpoint: {exc}")
     chain = [*verified, covering]

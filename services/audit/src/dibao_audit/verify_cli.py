@@ -13,6 +13,15 @@ now instead: that proves the log consistent with itself, not that the key is the
 ``key_pinned: false`` and ``ok: false`` (``self_consistent`` says whether anything was
 found wrong), and the exit code is 3, never 0.
 
+Several keys may be pinned (``--vkey`` repeated). The log's key is rotated by a hand-over
+checkpoint that names the old and the new key and is signed by both (docs/adr/0018): the
+verifier follows it from a pinned key, in every mode (the export's header carries the
+log's hand-overs, each with its consistency proof; the database holds them), so a
+checkpoint signed by a key not pinned passes only once a hand-over signed by a trusted
+key introduced it, and one signed by a key that handed over before its size fails. The
+report's ``keys`` names the keys pinned, those that signed what was accepted and the
+hand-overs followed.
+
 An export proves itself consistent, history included, but all of it is the service's
 word: with its key it can sign a log rewritten from the first entry on. Give the
 checkpoints you kept from earlier reads with ``--checkpoint FILE`` (repeatable): each must
@@ -62,7 +71,7 @@ from typing import IO, Any
 
 import httpx
 
-from dibao_audit.checkpoint import Checkpoint, CheckpointError, VerifierKey
+from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
 from dibao_audit.dbcheck import AppendedAtBounds, check_database
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -119,8 +128,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds an appended_at may lie outside its checkpoints' signed times, or "
         "before an earlier entry's (with --database-url and --url)",
     )
-    parser.add_argument("--vkey", help="the log's verifier key (C2SP vkey)")
-    parser.add_argument("--vkey-file", type=Path, help="a file holding the verifier key")
+    parser.add_argument(
+        "--vkey",
+        action="append",
+        default=[],
+        help="the log's verifier key (C2SP vkey), pinned; repeatable. A checkpoint signed by "
+        "another key passes only when a hand-over signed by a pinned key (or one a "
+        "hand-over already introduced) and by that key names it (docs/adr/0018)",
+    )
+    parser.add_argument(
+        "--vkey-file", type=Path, help="a file holding the verifier key(s), one a line"
+    )
     parser.add_argument(
         "--trust-published-key",
         action="store_true",
@@ -159,11 +177,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[VerifierKey, bool]:
-    if args.vkey:
-        return VerifierKey.parse(args.vkey), True
-    if args.vkey_file:
-        return VerifierKey.parse(args.vkey_file.read_text()), True
+def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[KeyTrust, bool]:
+    if args.vkey or args.vkey_file:
+        lines = args.vkey_file.read_text().split() if args.vkey_file else []
+        return KeyTrust([VerifierKey.parse(v) for v in [*args.vkey, *lines]]), True
     if client is None:
         raise CannotRunError("an export is verified against a pinned key: give --vkey")
     if not args.trust_published_key:
@@ -181,7 +198,7 @@ def _key(args: argparse.Namespace, client: httpx.Client | None) -> tuple[Verifie
         "log consistent with itself, not that it is the log you trust. Pin the key with "
         "--vkey.\n"
     )
-    return key, False
+    return KeyTrust([key]), False
 
 
 def _kept_notes(paths: Sequence[Path]) -> list[str]:
@@ -323,7 +340,7 @@ def _check_inclusion(
 
 
 def _signed_checkpoints(
-    client: httpx.Client, key: VerifierKey, start: int, tree_size: int
+    client: httpx.Client, key: KeyTrust, start: int, tree_size: int
 ) -> tuple[list[Checkpoint], list[str]]:
     """The checkpoints ``GET /audit/checkpoints`` lists from ``tree_size`` down to the last
     that does not go past ``start`` (those around the entries of ``[start, tree_size)``),
@@ -525,6 +542,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         )
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
+                    # The hand-overs first: the listed checkpoints may be the new key's.
+                    refused = key.follow(note for _, note, _ in header.handovers)
                     # Unpredictable: a service that knew which entries are checked online
                     # could show the others otherwise.
                     rng = random.SystemRandom()
@@ -547,6 +566,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         kept=kept,
                         listed=heads,
                     )
+                    for problem in refused:  # followed before verify_export
+                        report.fail(problem)
             finally:
                 if save is not None:
                     save.close()
@@ -574,7 +595,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             "columns_checked": listed.compared,
             "appended_at_checked": listed.compared,
         }
-    summary["key"] = key.vkey()
+    summary["key"] = key.pinned[0].vkey()
     summary["key_pinned"] = pinned
     if not pinned:
         summary["ok"] = False

@@ -1,0 +1,245 @@
+"""Rotating the log's signing key, on the real database and broker (docs/adr/0018).
+
+The service hands over from its key to the next in one checkpoint signed by both, while it
+consumes; an auditor who pinned only the old key verifies the whole log in every mode
+(``verify_cli --database-url``, ``--url``, ``--export``; ``repair_tree`` too) and is told
+where trust moved. A
+key that appears without a hand-over, a hand-over co-signed by a key nobody trusts, and
+the old key signing after its hand-over fail in every mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import repair_tree, verify_cli
+from dibao_audit.appender import LogAppender
+from dibao_audit.checkpoint import CheckpointSigner, handover_of
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.main import create_app
+from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import (
+    TEST_ORIGIN,
+    TEST_SEED,
+    AuditDb,
+    api_settings,
+    recorded_event,
+    serving,
+)
+from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
+from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
+from dibao_common.testing.service_env import common_secret_values
+from dibao_common.testing.stack import api_client
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+OLD = TEST_SEED
+NEW = hashlib.sha256(b"dibao audit test next signing key").digest()
+MALLORY = hashlib.sha256(b"a key nobody trusts").digest()
+VILLAGE = "620102001001"
+
+
+def _vkey(seed: bytes) -> str:
+    return CheckpointSigner(seed, TEST_ORIGIN).verifier.vkey()
+
+
+def _withdrawn(n: int) -> RecordedEvent:
+    message = intake_pb2.ApplicationWithdrawn(
+        household_id="hh-r", region=types_pb2.RegionCode(code=VILLAGE), application_id=f"app-{n}"
+    )
+    return recorded_event(message, offset=n, key="hh-r")
+
+
+async def _verify(*args: str) -> tuple[int, dict[str, Any]]:
+    out = io.StringIO()
+    code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(list(args)), out)
+    return code, json.loads(out.getvalue())
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topic(audit_db: AuditDb) -> AsyncIterator[str]:
+    name = f"dibao.rotation{uuid.uuid4().hex[:8]}.v1"
+    await create_topic(audit_db.stack.kafka_bootstrap, name, partitions=1)
+    try:
+        yield name
+    finally:
+        await delete_topics(audit_db.stack.kafka_bootstrap, [name])
+
+
+def _consuming(
+    audit_db: AuditDb, topic: str, seed: bytes, next_seed: bytes | None, *, consume: bool = True
+) -> AuditSettings:
+    """The whole service consuming ``topic`` alone, a checkpoint each 0.3 s while it grows."""
+    return AuditSettings(
+        database_url=audit_db.url,
+        audit_runtime_database_url=audit_db.runtime_url,
+        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
+        **common_secret_values(),
+        audit_signing_key=base64.b64encode(seed).decode(),
+        audit_next_signing_key=None if next_seed is None else base64.b64encode(next_seed).decode(),
+        audit_log_origin=TEST_ORIGIN,
+        audit_consumer_group=f"audit-{topic}",
+        audit_topic_pattern=rf"^{topic.replace('.', '[.]')}$",
+        audit_checkpoint_interval_s=0.3,
+        audit_consume=consume,
+    )
+
+
+async def test_a_rotation_during_appends_is_followed_from_the_old_key_in_every_mode(
+    audit_db: AuditDb, topic: str, token_factory: TokenFactory, tmp_path: Path
+) -> None:
+    """Three deployments in turn, each consuming 20 more events: the old key; the old key
+    with the next (the first checkpoint is the hand-over, the later ones the new key's);
+    the new key alone. Pinned to the old key only, every mode passes and names the
+    hand-over; the new key alone, pinned, follows it back; the service publishes both."""
+    auditor = token_factory.bearer(roles=["auditor"], regions=["6201"])
+    events = [_withdrawn(i) for i in range(60)]
+    producer = AIOKafkaProducer(bootstrap_servers=audit_db.stack.kafka_bootstrap)
+    await producer.start()
+    signed: list[tuple[int, str]] = []
+    try:
+        for seed, next_seed, hi in ((OLD, None, 20), (OLD, NEW, 40), (NEW, None, 60)):
+            for e in events[hi - 20 : hi]:
+                await producer.send_and_wait(topic, e.payload, key=e.key, headers=list(e.headers))
+            app = create_app(
+                _consuming(audit_db, topic, seed, next_seed), auth=make_auth_settings()
+            )
+            async with api_client(app) as client:
+
+                async def covered(hi: int = hi) -> bool:
+                    latest = await client.get("/audit/checkpoints/latest", headers=auditor)
+                    return latest.status_code == 200 and latest.json()["tree_size"] >= hi
+
+                await eventually(covered, timeout_s=60, what=f"a checkpoint of {hi} entries")
+                page = await client.get(
+                    "/audit/checkpoints", params={"limit": 100}, headers=auditor
+                )
+                signed = [(c["tree_size"], c["signed_note"]) for c in page.json()["items"]]
+    finally:
+        await producer.stop()
+
+    handovers = [(size, note) for size, note in signed if handover_of(note) is not None]
+    assert len(handovers) == 1, signed
+    ((at, note),) = handovers
+    assert 20 < at <= 40
+    assert all(
+        len(n.partition("\n\n")[2].splitlines()) == (2 if size == at else 1) for size, n in signed
+    )
+
+    app = create_app(
+        _consuming(audit_db, topic, NEW, None, consume=False), auth=make_auth_settings()
+    )
+    async with api_client(app) as client:
+        published = (await client.get("/audit/public-key")).json()
+        assert published["vkey"] == _vkey(NEW)
+        assert [(k["vkey"], k["from_tree_size"], k["to_tree_size"]) for k in published["keys"]] == [
+            (_vkey(OLD), 0, at),
+            (_vkey(NEW), at, None),
+        ]
+        assert published["handovers"] == [
+            {"tree_size": at, "from_vkey": _vkey(OLD), "to_vkey": _vkey(NEW), "signed_note": note}
+        ]
+        async with serving(app) as url:
+            token = token_factory(roles=["auditor"], regions=["6201"])
+            saved = tmp_path / "export.jsonl"
+            runs = {
+                "database": await _verify("--database-url", audit_db.url, "--vkey", _vkey(OLD)),
+                "url": await _verify(
+                    "--url", url, "--token", token, "--vkey", _vkey(OLD), "--save", str(saved)
+                ),
+                "export": await _verify("--export", str(saved), "--vkey", _vkey(OLD)),
+                "url, new key pinned": await _verify(
+                    "--url", url, "--token", token, "--vkey", _vkey(NEW)
+                ),
+            }
+    for mode, (code, report) in runs.items():
+        assert code == 0, (mode, report)
+        assert report["tree_size"] == 60, mode
+        moved = report["keys"]["handovers"]
+        assert [(h["tree_size"], h["from"], h["to"]) for h in moved] == [
+            (at, _vkey(OLD), _vkey(NEW))
+        ]
+        assert set(report["keys"]["used"]) == {_vkey(OLD), _vkey(NEW)}, mode
+    assert runs["url, new key pinned"][1]["keys"]["handovers"][0]["followed"] == "backward"
+    # The tree repair checks the stored checkpoints the same way (dry run: it only reads).
+    out = io.StringIO()
+    args = repair_tree._parse_args(
+        ["--database-url", audit_db.url, "--vkey", _vkey(OLD), "--dry-run"]
+    )
+    assert await asyncio.to_thread(repair_tree.run, args, out) == 0, out.getvalue()
+    assert json.loads(out.getvalue())["checkpoints_checked"] == len(signed)
+    assert runs["url"][1]["keys"]["handovers"][0]["followed"] == "forward"
+
+
+class _Forger(CheckpointSigner):
+    """Signs as if the log's last checkpoint were by none of its keys when it holds not
+    that one: its own key, or a hand-over from its own key to its next."""
+
+    def sign_after(
+        self, last_key_id: str | None, tree_size: int, root_hash: bytes, signed_at: datetime
+    ) -> tuple[str, str]:
+        held = {k.key_id for k in self.keys}
+        return super().sign_after(
+            last_key_id if last_key_id in held else None, tree_size, root_hash, signed_at
+        )
+
+
+FORGERIES = {
+    "a new key without a hand-over": (_Forger(NEW, TEST_ORIGIN), "trusted at size 40"),
+    "a hand-over co-signed by a key nobody trusts": (
+        _Forger(MALLORY, TEST_ORIGIN, next_seed=NEW),
+        "signed by no key trusted there",
+    ),
+    "the old key after its hand-over": (_Forger(OLD, TEST_ORIGIN), "handed over at 30"),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_a_forged_rotation_fails_in_every_mode(
+    audit_db: AuditDb, token_factory: TokenFactory, tmp_path: Path, forgery: str
+) -> None:
+    """20 entries checkpointed by the old key (checkpoints 10 and 20); then 20 more signed
+    by the forger (30, 40): each mode, pinned to the old key, exits 1 naming it. For the
+    old key after its hand-over, the log first hands over honestly at 30."""
+    forger, named = FORGERIES[forgery]
+    events = [_withdrawn(i) for i in range(40)]
+    app = create_app(api_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
+    async with api_client(app):
+        await app.state.audit.appender.append(events[:20])
+        if forgery == "the old key after its hand-over":
+            rotating = CheckpointSigner(OLD, TEST_ORIGIN, next_seed=NEW)
+            await LogAppender(audit_db.sessions, rotating, checkpoint_every=10).append(
+                events[20:30]
+            )
+            await LogAppender(audit_db.sessions, forger, checkpoint_every=10).append(events[30:])
+            named = "handed over at 30"
+        else:
+            await LogAppender(audit_db.sessions, forger, checkpoint_every=10).append(events[20:])
+        async with serving(app) as url:
+            token = token_factory(roles=["auditor"], regions=["6201"])
+            saved = tmp_path / "export.jsonl"
+            runs = {
+                "database": await _verify("--database-url", audit_db.url, "--vkey", _vkey(OLD)),
+                "url": await _verify(
+                    "--url", url, "--token", token, "--vkey", _vkey(OLD), "--save", str(saved)
+                ),
+                "export": await _verify("--export", str(saved), "--vkey", _vkey(OLD)),
+            }
+    for mode, (code, report) in runs.items():
+        assert code == 1, (mode, report)
+        assert any(named in p for p in report["problems"]), (mode, report["problems"])
