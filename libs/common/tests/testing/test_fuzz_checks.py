@@ -41,6 +41,11 @@ def test_a_problem_passes_and_a_success_is_not_judged() -> None:
         (404, {k: v for k, v in PROBLEM.items() if k != "title"}, "application/problem+json"),
         (422, PROBLEM, "application/problem+json"),  # another status than the answer's
         (500, ["not", "an", "object"], "application/problem+json"),
+        (
+            500,
+            PROBLEM | {"status": 500, "detail": 'Traceback (most recent call last):\n  File "x"'},
+            "application/problem+json",
+        ),
     ],
 )
 def test_an_error_that_is_not_a_problem_fails(status: int, body: Any, content_type: str) -> None:

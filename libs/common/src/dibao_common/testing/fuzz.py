@@ -115,9 +115,10 @@ def served(make_app: Callable[[], FastAPI], *, timeout_s: float = 30.0) -> Itera
 
 def problem_json(ctx: CheckContext, response: schemathesis.Response, case: AnyCase) -> bool | None:
     """Every 4xx and 5xx is RFC 9457 problem+json with ``type``, ``title`` and ``status``
-    (the status the response has)."""
+    (the status the response has), and tells no stack trace."""
     if response.status_code < 400:
         return None
+    assert "Traceback (most recent call last)" not in response.text, "a stack trace answered"
     media_type = response.headers.get("content-type", [""])[0].split(";")[0].strip()
     assert media_type == PROBLEM_JSON, f"{response.status_code} answered as {media_type!r}"
     body = response.json()
