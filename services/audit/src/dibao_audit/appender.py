@@ -8,7 +8,15 @@ again: it is appended too, under an id derived from its content (``reused_id``),
 ``AnomalyDetected`` (rule ``event_id_reused``) names both entries: one about each
 application either content names (subject ``application``, its household and region, so
 that its county's auditors and its timeline see it), or, when neither names one, one about
-the event (the log's region, no household: every auditor's). The frontier lives in
+the event (the log's region, no household: every auditor's). An ``ApplicationAccepted``
+whose application's ``ApplicationSubmitted`` is not before it in the log on the same topic
+and key raises an ``AnomalyDetected`` (rule ``accepted_without_submission``) about that
+application: intake publishes the two in one transaction, in that order, with the
+household as key, so a log that has the acceptance has the submission first unless one of
+them was lost, forged or never published (a withdrawal is not checked: it comes in a
+later transaction, perhaps after the topic gained partitions, which moves a key, and the
+log may then take it first; a returned application has no submission). The frontier
+lives in
 memory between batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever
 the stored size is not the one it knows, e.g. after a restart, a failed commit or another
 appender.
@@ -23,12 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit.checkpoint import CheckpointError, CheckpointSigner
 from dibao_audit.entry import MalformedEntryError, RecordedEvent, parse_header_block
@@ -58,6 +68,9 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_TYPE = ce_type_of(audit_pb2.CheckpointPublished)
 REUSED_ID_RULE = "event_id_reused"
+UNSUBMITTED_RULE = "accepted_without_submission"
+_ACCEPTED = ce_type_of(intake_pb2.ApplicationAccepted)
+_SUBMITTED = ce_type_of(intake_pb2.ApplicationSubmitted)
 Now = Callable[[], datetime]
 
 
@@ -118,6 +131,48 @@ class _Reused:
     first: int
     again: int
     concerned: tuple[Concerned, ...]
+
+
+_SUBMISSIONS = sa.text(
+    "SELECT application_id, topic, record_key, ce_type FROM log_entry"
+    " WHERE application_id = ANY(CAST(:ids AS text[]))"
+)
+_Place = tuple[str | None, str, bytes | None]
+"""An application id, topic and record key."""
+
+
+async def _accepted_unsubmitted(
+    session: AsyncSession, size: int, fresh: Sequence[EntryRow]
+) -> list[tuple[int, EntryRow]]:
+    """The acceptances among ``fresh`` (to be entries ``size``, ``size + 1``, ...) whose
+    application's submission is neither in the log nor earlier in ``fresh`` on the same
+    topic and key. One indexed query, and only for a batch holding an acceptance."""
+    accepted = [
+        (size + i, row)
+        for i, row in enumerate(fresh)
+        if row.ce_type == _ACCEPTED and row.application_id is not None
+    ]
+    if not accepted:
+        return []
+    # By the application index alone (an application has a few entries): a condition on
+    # the type too may have the planner walk every submission by the type's index. An
+    # array parameter, not an IN list: one prepared statement whatever the batch holds.
+    # Measured 1 Dec 2026 (40,000 entries, analyzed): 250 acceptances 1.2-1.4 ms a batch
+    # (index scan 0.5 ms) in an append of 30 ms; an expanding IN with the type took 200 ms.
+    found = await session.execute(
+        _SUBMISSIONS, {"ids": list({row.application_id for _, row in accepted})}
+    )
+    logged: set[_Place] = {(r[0], r[1], r[2]) for r in found if r[3] == _SUBMITTED}
+    first_in_batch: dict[_Place, int] = {}
+    for i, row in enumerate(fresh):
+        if row.ce_type == _SUBMITTED:
+            first_in_batch.setdefault((row.application_id, row.topic, row.key), size + i)
+    out = []
+    for index, row in accepted:
+        place = (row.application_id, row.topic, row.key)
+        if place not in logged and first_in_batch.get(place, index) >= index:
+            out.append((index, row))
+    return out
 
 
 class LogAppender:
@@ -185,12 +240,17 @@ class LogAppender:
             fresh, reused = await self._fresh_of_repeated(session, rows, seen, frontier.size)
         else:  # the common case: every id new
             fresh, reused = list(rows), []
+        unsubmitted = await _accepted_unsubmitted(session, frontier.size, fresh)
         work = frontier.copy()
         nodes = work.extend([row.leaf_hash for row in fresh])
         await repo.insert_entries(session, frontier.size, fresh)
         await repo.insert_nodes(session, nodes)
         for found in reused:
             await self._report_reused_id(session, found)
+        if unsubmitted:
+            sent_as = {found.again: found.ce_id for found in reused}
+            for index, row in unsubmitted:
+                await self._report_unsubmitted(session, index, row, sent_as.get(index))
         cp = None
         if work.size - self._last_checkpoint >= self._every:
             await self._refresh_last_checkpoint(session)
@@ -257,47 +317,85 @@ class LogAppender:
             index=again,
             applications=[c.application_id for c in found.concerned],
         )
+        details = (
+            f"a record came with the event id of log entry {first} but other content; "
+            f"both are kept, the second as entry {again}"
+        )
         about: Sequence[Concerned | None] = found.concerned or (None,)
         for application in about:
-            anomaly_id = str(uuid7())
-            message = audit_pb2.AnomalyDetected(
-                actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
-                anomaly_id=anomaly_id,
-                rule=REUSED_ID_RULE,
-                severity=audit_pb2.SEVERITY_WARNING,
-                details=(
-                    f"a record came with the event id of log entry {first} but other "
-                    f"content; both are kept, the second as entry {again}"
-                ),
-                event_ids=[ce_id],
-                log_indices=[first, again],
+            await self._publish_anomaly(
+                session, REUSED_ID_RULE, application, ce_id, details, [first, again], at
             )
-            if application is None:
-                region, household = self._region, ""
-                message.subject.CopyFrom(audit_pb2.Subject(kind="event", id=ce_id))
-                subject = f"event/{ce_id}"
-            else:
-                # The record's region, so that its county's auditors read the anomaly; a
-                # record that gives none leaves it the whole log's (no household either:
-                # an entry naming a household and no region is no auditor's).
-                region = application.region or self._region
-                household = (application.household_id or "") if application.region else ""
-                message.subject.CopyFrom(
-                    audit_pb2.Subject(kind="application", id=application.application_id)
-                )
-                subject = f"application/{application.application_id}"
-            message.region.code = region
-            message.household_id = household
-            message.occurred_at.FromDatetime(at)
-            await enqueue(
-                session,
-                message,
-                key=household or anomaly_id,
-                source="dibao/audit",
-                subject=subject,
-                actor="audit",
-                time=at,
+
+    async def _report_unsubmitted(
+        self, session: AsyncSession, index: int, row: EntryRow, sent_as: str | None
+    ) -> None:
+        """The ``AnomalyDetected`` of an acceptance logged without its submission before it
+        (``sent_as``: the ``ce_id`` it came with, when the log keeps it under another)."""
+        ce_id = sent_as or row.ce_id
+        log.error(
+            "audit_accepted_without_submission",
+            ce_id=ce_id,
+            index=index,
+            application_id=row.application_id,
+        )
+        details = (
+            f"log entry {index} accepts an application whose submission is not before it "
+            "in the log on the same topic and key"
+        )
+        await self._publish_anomaly(
+            session, UNSUBMITTED_RULE, _concerned_of_row(row), ce_id, details, [index], self._now()
+        )
+
+    async def _publish_anomaly(
+        self,
+        session: AsyncSession,
+        rule: str,
+        application: Concerned | None,
+        ce_id: str,
+        details: str,
+        log_indices: list[int],
+        at: datetime,
+    ) -> None:
+        """One ``AnomalyDetected`` (warning) through the outbox: about ``application`` (its
+        household the key, its region), or, when None, about the event ``ce_id`` (the log's
+        region, no household, keyed by the anomaly's id: every auditor reads it)."""
+        anomaly_id = str(uuid7())
+        message = audit_pb2.AnomalyDetected(
+            actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
+            anomaly_id=anomaly_id,
+            rule=rule,
+            severity=audit_pb2.SEVERITY_WARNING,
+            details=details,
+            event_ids=[ce_id],
+            log_indices=log_indices,
+        )
+        if application is None:
+            region, household = self._region, ""
+            message.subject.CopyFrom(audit_pb2.Subject(kind="event", id=ce_id))
+            subject = f"event/{ce_id}"
+        else:
+            # The record's region, so that its county's auditors read the anomaly; a record
+            # that gives none leaves it the whole log's (no household either: an entry
+            # naming a household and no region is no auditor's).
+            region = application.region or self._region
+            household = (application.household_id or "") if application.region else ""
+            message.subject.CopyFrom(
+                audit_pb2.Subject(kind="application", id=application.application_id)
             )
+            subject = f"application/{application.application_id}"
+        message.region.code = region
+        message.household_id = household
+        message.occurred_at.FromDatetime(at)
+        await enqueue(
+            session,
+            message,
+            key=household or anomaly_id,
+            source="dibao/audit",
+            subject=subject,
+            actor="audit",
+            time=at,
+        )
 
     async def _current(self, session: AsyncSession, size: int | None = None) -> Frontier:
         """The frontier of the stored tree (cached unless the stored size moved)."""

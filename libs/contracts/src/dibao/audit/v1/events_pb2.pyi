@@ -180,7 +180,11 @@ class AnomalyDetected(_message.Message):
     anomaly_id: _builtins.str
     """Anomaly id (UUIDv7)."""
     rule: _builtins.str
-    """Stable rule id, e.g. "payment_without_approval", "payment_to_suspended", "amount_mismatch"."""
+    """Stable rule id: today "event_id_reused" (a record came with a logged event's id and other
+    content) and "accepted_without_submission" (an ApplicationAccepted logged without its
+    ApplicationSubmitted before it on the same topic and key); later e.g.
+    "payment_without_approval", "payment_to_suspended", "amount_mismatch".
+    """
     severity: Global___Severity.ValueType
     details: _builtins.str
     """Human-readable details (no ID numbers)."""
