@@ -71,6 +71,26 @@ async def _verify(*args: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out.getvalue())
 
 
+def _token(token_factory: TokenFactory) -> str:
+    return token_factory(roles=["auditor"], regions=["6201"])
+
+
+async def _every_mode(
+    audit_db: AuditDb, url: str, token_factory: TokenFactory, tmp_path: Path
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """``verify_cli`` pinned to the old key only: the database, the service at ``url``
+    (its export saved), and that saved export offline."""
+    saved = tmp_path / "export.jsonl"
+    old = _vkey(OLD)
+    return {
+        "database": await _verify("--database-url", audit_db.url, "--vkey", old),
+        "url": await _verify(
+            "--url", url, "--token", _token(token_factory), "--vkey", old, "--save", str(saved)
+        ),
+        "export": await _verify("--export", str(saved), "--vkey", old),
+    }
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def topic(audit_db: AuditDb) -> AsyncIterator[str]:
     name = f"dibao.rotation{uuid.uuid4().hex[:8]}.v1"
@@ -155,18 +175,10 @@ async def test_a_rotation_during_appends_is_followed_from_the_old_key_in_every_m
             {"tree_size": at, "from_vkey": _vkey(OLD), "to_vkey": _vkey(NEW), "signed_note": note}
         ]
         async with serving(app) as url:
-            token = token_factory(roles=["auditor"], regions=["6201"])
-            saved = tmp_path / "export.jsonl"
-            runs = {
-                "database": await _verify("--database-url", audit_db.url, "--vkey", _vkey(OLD)),
-                "url": await _verify(
-                    "--url", url, "--token", token, "--vkey", _vkey(OLD), "--save", str(saved)
-                ),
-                "export": await _verify("--export", str(saved), "--vkey", _vkey(OLD)),
-                "url, new key pinned": await _verify(
-                    "--url", url, "--token", token, "--vkey", _vkey(NEW)
-                ),
-            }
+            runs = await _every_mode(audit_db, url, token_factory, tmp_path)
+            runs["url, new key pinned"] = await _verify(
+                "--url", url, "--token", _token(token_factory), "--vkey", _vkey(NEW)
+            )
     for mode, (code, report) in runs.items():
         assert code == 0, (mode, report)
         assert report["tree_size"] == 60, mode
@@ -231,15 +243,7 @@ async def test_a_forged_rotation_fails_in_every_mode(
         else:
             await LogAppender(audit_db.sessions, forger, checkpoint_every=10).append(events[20:])
         async with serving(app) as url:
-            token = token_factory(roles=["auditor"], regions=["6201"])
-            saved = tmp_path / "export.jsonl"
-            runs = {
-                "database": await _verify("--database-url", audit_db.url, "--vkey", _vkey(OLD)),
-                "url": await _verify(
-                    "--url", url, "--token", token, "--vkey", _vkey(OLD), "--save", str(saved)
-                ),
-                "export": await _verify("--export", str(saved), "--vkey", _vkey(OLD)),
-            }
+            runs = await _every_mode(audit_db, url, token_factory, tmp_path)
     for mode, (code, report) in runs.items():
         assert code == 1, (mode, report)
         assert any(named in p for p in report["problems"]), (mode, report["problems"])
