@@ -194,3 +194,41 @@ async def test_a_new_head_married_here_may_not_marry_again(
     assert response.status_code == 422, response.text
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/person_id"]
     assert await row_counts(intake_engine) == before
+
+
+async def test_a_marriage_is_between_a_man_and_a_woman(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head marries a spouse joining whose ID number tells the head's own sex: refused
+    at the spouse's id_number (a wrong number, or a wrong member), and so is his marriage
+    to a co-resident of his sex (at spouse_person_id); both write nothing (both were
+    recorded, and the record then took the two for a couple a divorce could end). A bride
+    of the other sex marries him."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    [head] = household.person_ids
+    born = household.plan.members[0].birth_date
+    own = household.plan.members[0].sex
+    other = Sex.FEMALE if own is Sex.MALE else Sex.MALE
+    lodger = await _moves_in(
+        intake, household, _person(intake, date(born.year + 1, 3, 3), own, "other")
+    )
+    marriage = {"kind": "marriage", "person_id": head, "married_on": "2026-02-14"}
+    for body, pointer in (
+        (
+            {"spouse": _person(intake, date(born.year + 1, 5, 5), own, "spouse")},
+            "/body/spouse/id_number",
+        ),
+        ({"spouse_person_id": lodger}, "/body/spouse_person_id"),
+    ):
+        before = await row_counts(intake_engine)
+        response = await intake.http.post(
+            f"/households/{household.id}/changes",
+            json=marriage | body,
+            headers=intake.headers(),
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["pointer"] for e in response.json()["errors"]] == [pointer]
+        assert await row_counts(intake_engine) == before
+    bride = _person(intake, date(born.year + 1, 5, 5), other, "spouse")
+    await intake.change(household, marriage | {"spouse": bride})

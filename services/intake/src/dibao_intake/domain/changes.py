@@ -490,6 +490,7 @@ def check_marriage(
     if spouse is None:
         return found
     found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
+    found += _man_and_woman(member.sex, spouse.sex, "/spouse/id_number")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
     allowed = _SPOUSE_OF.get(member.relationship, _NO_IN_LAW_CODE)
     if spouse.input.relationship not in allowed:
@@ -517,6 +518,20 @@ _SPOUSE_OF: dict[Relationship, frozenset[Relationship]] = {
 head's spouse, a child's child-in-law, a parent's step-parent (a parent, or other when
 younger than the head); a sibling's, a grandchild's or a child-in-law's spouse has no code
 of their own and is other."""
+
+
+def _man_and_woman(one: Sex | None, other: Sex | None, pointer: str) -> list[Violation]:
+    """A marriage is between a man and a woman (Civil Code arts. 1046, 1049): two of one
+    sex, as their ID numbers tell, is a wrong number or a wrong member."""
+    if _same_sex(one, other):
+        return [
+            Violation(
+                pointer,
+                f"the spouse is {other} as the member is, by the ID numbers: a marriage is"
+                " between a man and a woman",
+            )
+        ]
+    return []
 
 
 def _marriageable(birth_date: date, married_on: date, pointer: str, who: str) -> list[Violation]:
@@ -767,6 +782,7 @@ def check_marriage_in_household(
     if person_id == spouse_person_id:
         return None, [*found, Violation("/spouse_person_id", "is the member who married")]
     pointer_of = {person_id: "/person_id", spouse_person_id: "/spouse_person_id"}
+    found += _man_and_woman(member.sex, partner.sex, "/spouse_person_id")
     recorded: dict[uuid.UUID, Relationship] = {}
     if state.head_person_id in pointer_of:
         other = partner if person_id == state.head_person_id else member
