@@ -10,7 +10,6 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-import uvicorn
 from fastapi import FastAPI
 from httpx import AsyncClient
 
@@ -35,14 +33,18 @@ from dibao_audit.checkpoint import CheckpointSigner, VerifierKey
 from dibao_audit.entry import RecordedEvent, canonical_bytes, entry_to_b64, parse_canonical
 from dibao_audit.main import create_app
 from dibao_audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from dibao_audit.settings import AuditSettings
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import (
+    TEST_ORIGIN,
+    TEST_SEED,
+    AuditDb,
+    api_settings,
+    recorded_event,
+    serving,
+)
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.auth import Principal, Role
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
-from dibao_common.testing.kafka_fixtures import eventually
-from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres]
@@ -94,25 +96,9 @@ class Api:
             return [access_pb2.PersonalDataAccessed.FromString(bytes(r[0])) for r in rows]
 
 
-def _settings(audit_db: AuditDb, **overrides: Any) -> AuditSettings:
-    """The API's settings over ``audit_db``: no consumer, and no relay (the outbox keeps
-    the access events for the test to read)."""
-    return AuditSettings(
-        database_url=audit_db.url,
-        audit_runtime_database_url=audit_db.runtime_url,
-        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
-        audit_consume=False,
-        audit_relay=False,
-        **overrides,
-    )
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def api(audit_db: AuditDb, token_factory: TokenFactory) -> AsyncIterator[Api]:
-    app = create_app(_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
+    app = create_app(api_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
     events = [recorded_event(_registered("hh-a", LANZHOU), offset=0, key="hh-a")]
     events += [recorded_event(_registered("hh-b", BEIJING), offset=1, key="hh-b")]
     events += [
@@ -248,7 +234,7 @@ async def test_an_entry_of_a_log_without_a_checkpoint_yet_is_409_not_404(
     """Before the first checkpoint is signed (a new log's first minute), an entry's read
     says so, as for one newer than the latest checkpoint; a named checkpoint that does not
     exist is still 404."""
-    settings = _settings(audit_db, audit_checkpoint_every=1000, audit_checkpoint_interval_s=30)
+    settings = api_settings(audit_db, audit_checkpoint_every=1000, audit_checkpoint_interval_s=30)
     app = create_app(settings, auth=make_auth_settings())
     async with api_client(app) as client:
         await app.state.audit.appender.append(
@@ -443,21 +429,8 @@ async def test_an_exports_households_are_recorded_before_their_lines_leave(
 @pytest_asyncio.fixture(loop_scope="session")
 async def served(api: Api) -> AsyncIterator[str]:
     """The same app on a real loopback port, for the CLI's own HTTP client."""
-    server = uvicorn.Server(
-        uvicorn.Config(api.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return bool(server.started)
-
-    await eventually(started, timeout_s=10, what="uvicorn")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(api.app) as url:
+        yield url
 
 
 async def test_the_verifier_cli_checks_a_running_service_and_a_saved_export(
@@ -800,24 +773,6 @@ def _lying(
     return asgi
 
 
-@asynccontextmanager
-async def _serving(app: Any) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return bool(server.started)
-
-    await eventually(started, timeout_s=10, what="uvicorn")
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 def _other_payload(body: dict[str, Any]) -> dict[str, Any]:
     return body | {"payload": base64.b64encode(b"a payment never approved").decode()}
 
@@ -855,14 +810,14 @@ async def test_the_cli_catches_a_service_that_answers_other_than_asked(api: Api)
         ),
     ]
     for name, app, extra, problem in lies:
-        async with _serving(app) as url:
+        async with serving(app) as url:
             args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
             out = io.StringIO()
             code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
         report = json.loads(out.getvalue())
         assert code == 1, (name, report)
         assert any(problem in p for p in report["problems"]), (name, report["problems"])
-    async with _serving(api.app) as url:  # the service as it is
+    async with serving(api.app) as url:  # the service as it is
         for extra in ([], ["--tree-size", "11"], ["--start", "3", "--end", "9"]):
             args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
             out = io.StringIO()
@@ -898,14 +853,14 @@ async def test_the_cli_checks_the_roots_of_the_checkpoints_the_service_lists(api
         (22, "the entries do not give the root of checkpoint 22 the service lists"),
         (32, "the service lists checkpoint 32 with another root than the export's"),
     ]:
-        async with _serving(_lying(api.app, "/audit/checkpoints", body=_forked(size))) as url:
+        async with serving(_lying(api.app, "/audit/checkpoints", body=_forked(size))) as url:
             args = ["--url", url, "--token", token, "--vkey", vkey]
             out = io.StringIO()
             code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
         report = json.loads(out.getvalue())
         assert code == 1, (size, report)
         assert any(problem in p for p in report["problems"]), (size, report["problems"])
-    async with _serving(_lying(api.app, "/audit/checkpoints", body=lambda page: page)) as url:
+    async with serving(_lying(api.app, "/audit/checkpoints", body=lambda page: page)) as url:
         args = ["--url", url, "--token", token, "--vkey", vkey]
         out = io.StringIO()
         code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
@@ -922,7 +877,7 @@ async def test_the_cli_checks_the_listed_checkpoints_inside_a_slice(api: Api) ->
     for size, span in [(22, ("5", "30")), (11, ("5", "30")), (22, ("13", "22"))]:
         extra = ["--start", span[0], "--end", span[1]]
         for lie, expected in [(_forked(size), 1), (lambda page: page, 0)]:
-            async with _serving(_lying(api.app, "/audit/checkpoints", body=lie)) as url:
+            async with serving(_lying(api.app, "/audit/checkpoints", body=lie)) as url:
                 args = ["--url", url, "--token", token, "--vkey", vkey, *extra]
                 out = io.StringIO()
                 code = await asyncio.to_thread(verify_cli.run, verify_cli._parse_args(args), out)
