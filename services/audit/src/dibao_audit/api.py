@@ -490,6 +490,10 @@ class ExportAccess:
 @router.get(
     "/public-key",
     summary="The checkpoint verifier key (C2SP vkey) and the raw Ed25519 public key",
+    description="The key that signed the latest checkpoint (the configured key before any),"
+    " every key the log has signed with (`keys`, with the tree sizes each signs) and the"
+    " hand-over checkpoints between them (`handovers`, each signed by both keys): an auditor"
+    " who pinned an earlier key follows them to this one (ADR 0018).",
 )
 async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     """The key that signed the latest checkpoint (the configured one before any); the keys
