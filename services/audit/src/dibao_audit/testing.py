@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 import uvicorn
 from google.protobuf.message import Message
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.db import make_runtime_engine, runtime_role
@@ -87,9 +89,25 @@ async def make_audit_db(stack: TestStack, name: str, revision: str = "head") -> 
     )
 
 
+async def published_anomalies(
+    db: AuditDb,
+) -> list[tuple[str, str | None, audit_pb2.AnomalyDetected]]:
+    """The anomalies the log has put in its outbox, oldest first: (Kafka key, CloudEvents
+    subject, message)."""
+    async with db.owner.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT key, ce_subject, payload FROM outbox_message "
+                "WHERE ce_type = 'dibao.audit.AnomalyDetected.v1' ORDER BY id"
+            )
+        )
+        return [(r[0], r[1], audit_pb2.AnomalyDetected.FromString(bytes(r[2]))) for r in rows]
+
+
 def api_settings(db: AuditDb, **overrides: Any) -> AuditSettings:
     """The service's settings over ``db`` for API tests: the test key and origin, no
-    consumer, and no relay (the outbox keeps the access events for the test to read)."""
+    consumer, and no relay (the outbox keeps the access events for the test to read),
+    unless ``overrides`` say otherwise."""
     return AuditSettings(
         database_url=db.url,
         audit_runtime_database_url=db.runtime_url,
@@ -97,9 +115,7 @@ def api_settings(db: AuditDb, **overrides: Any) -> AuditSettings:
         **common_secret_values(),
         audit_signing_key=base64.b64encode(TEST_SEED).decode(),
         audit_log_origin=TEST_ORIGIN,
-        audit_consume=False,
-        audit_relay=False,
-        **overrides,
+        **({"audit_consume": False, "audit_relay": False} | overrides),
     )
 
 

@@ -7,13 +7,12 @@ import dataclasses
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.testing import AuditDb, recorded_event
+from dibao_audit.testing import AuditDb, published_anomalies, recorded_event
 
 pytestmark = [pytest.mark.postgres]
 
@@ -41,18 +40,6 @@ def _ce_id(event: RecordedEvent) -> str:
     return dict(event.headers)["ce_id"].decode()
 
 
-async def _anomalies(db: AuditDb) -> list[tuple[str, str | None, audit_pb2.AnomalyDetected]]:
-    """The anomalies the log published: (Kafka key, CloudEvents subject, message)."""
-    async with db.owner.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT key, ce_subject, payload FROM outbox_message "
-                "WHERE ce_type = 'dibao.audit.AnomalyDetected.v1' ORDER BY id"
-            )
-        )
-        return [(r[0], r[1], audit_pb2.AnomalyDetected.FromString(bytes(r[2]))) for r in rows]
-
-
 async def test_an_acceptance_after_its_submission_is_no_anomaly(audit_db: AuditDb) -> None:
     """Submissions and acceptances as intake publishes them, in one batch or two, an
     acceptance delivered again: nothing to report."""
@@ -63,7 +50,7 @@ async def test_an_acceptance_after_its_submission_is_no_anomaly(audit_db: AuditD
     await appender.append([accepted])
     await appender.append(list(_pair(household, offset=2)))
     await appender.append([dataclasses.replace(accepted, offset=9)])
-    assert await _anomalies(audit_db) == []
+    assert await published_anomalies(audit_db) == []
 
 
 async def test_an_acceptance_without_its_submission_is_reported_about_its_application(
@@ -84,7 +71,7 @@ async def test_an_acceptance_without_its_submission_is_reported_about_its_applic
     await appender.append([keyed_submitted, keyed_accepted])  # entries 3, 4
     await appender.append([dataclasses.replace(alone, offset=9)])  # sent again: nothing
 
-    found = await _anomalies(audit_db)
+    found = await published_anomalies(audit_db)
     assert [(list(a.event_ids), list(a.log_indices)) for _, _, a in found] == [
         ([_ce_id(alone)], [0]),
         ([_ce_id(late_accepted)], [1]),

@@ -18,7 +18,7 @@ from dibao_audit.entry import RecordedEvent, canonical_bytes
 from dibao_audit.merkle import leaf_hash
 from dibao_audit.models import LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
-from dibao_audit.testing import AuditDb, recorded_event
+from dibao_audit.testing import AuditDb, published_anomalies, recorded_event
 from dibao_common.messaging.envelope import EventRegistry
 
 pytestmark = [pytest.mark.postgres]
@@ -40,17 +40,6 @@ def _other_content(event: RecordedEvent, offset: int) -> RecordedEvent:
     message = intake_pb2.ApplicationWithdrawn.FromString(event.payload)
     message.application_id = "app-someone-elses"
     return dataclasses.replace(event, offset=offset, payload=message.SerializeToString())
-
-
-async def _anomalies(db: AuditDb) -> list[audit_pb2.AnomalyDetected]:
-    async with db.owner.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT payload FROM outbox_message "
-                "WHERE ce_type = 'dibao.audit.AnomalyDetected.v1' ORDER BY id"
-            )
-        )
-        return [audit_pb2.AnomalyDetected.FromString(bytes(r[0])) for r in rows]
 
 
 async def test_an_event_id_with_other_content_is_kept_and_reported(audit_db: AuditDb) -> None:
@@ -89,7 +78,7 @@ async def test_an_event_id_with_other_content_is_kept_and_reported(audit_db: Aud
     assert dict(second.headers)["ce_id"] == str(entries[2].ce_id).encode()  # in the leaf
 
     # Each content names another application: the anomaly concerns both, one each.
-    anomalies = await _anomalies(audit_db)
+    anomalies = [a for _, _, a in await published_anomalies(audit_db)]
     assert [
         (a.rule, a.subject.kind, a.subject.id, list(a.event_ids), list(a.log_indices))
         for a in anomalies
@@ -119,18 +108,6 @@ def _submitted(application: str, household: str, region: str) -> intake_pb2.Appl
 def _replayed(event: RecordedEvent, message: Message, offset: int) -> RecordedEvent:
     """``event``'s headers (its ce_id) and key over another payload, at a later offset."""
     return dataclasses.replace(event, offset=offset, payload=message.SerializeToString())
-
-
-async def _outbox(db: AuditDb) -> list[tuple[str, str | None, audit_pb2.AnomalyDetected]]:
-    """The anomalies the log published: (Kafka key, CloudEvents subject, message)."""
-    async with db.owner.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT key, ce_subject, payload FROM outbox_message "
-                "WHERE ce_type = 'dibao.audit.AnomalyDetected.v1' ORDER BY id"
-            )
-        )
-        return [(r[0], r[1], audit_pb2.AnomalyDetected.FromString(bytes(r[2]))) for r in rows]
 
 
 async def _visible_anomalies(db: AuditDb, prefix: str, household: str) -> list[str]:
@@ -170,7 +147,7 @@ async def test_an_event_id_reused_about_an_application_concerns_it_in_its_county
     result = await appender.append([_replayed(first, other, offset=1)])
     assert result.reused_ids == 1
 
-    [(key, subject, anomaly)] = await _outbox(audit_db)  # the same application: one
+    [(key, subject, anomaly)] = await published_anomalies(audit_db)  # the same application: one
     ce_id = dict(first.headers)["ce_id"].decode()
     assert anomaly.rule == "event_id_reused"
     assert anomaly.severity == audit_pb2.SEVERITY_WARNING
@@ -201,7 +178,7 @@ async def test_a_second_content_naming_another_application_concerns_both(
     # In one batch: the first content is the batch's, not the log's yet.
     result = await audit_db.appender().append([first, second])
     assert (result.appended, result.reused_ids) == (2, 1)
-    found = await _outbox(audit_db)
+    found = await published_anomalies(audit_db)
     assert [(k, a.subject.id, a.household_id, a.region.code) for k, _, a in found] == [
         (household, ours, household, VILLAGE),
         (their_household, theirs, their_household, "620102001001"),
@@ -224,7 +201,7 @@ async def test_an_event_id_reused_about_no_application_is_the_whole_logs(
     appender = audit_db.appender()
     await appender.append([first])
     await appender.append([_replayed(first, registered, offset=1)])
-    [(key, subject, anomaly)] = await _outbox(audit_db)
+    [(key, subject, anomaly)] = await published_anomalies(audit_db)
     ce_id = dict(first.headers)["ce_id"].decode()
     assert (anomaly.subject.kind, anomaly.subject.id) == ("event", ce_id)
     assert (anomaly.household_id, anomaly.region.code) == ("", "000000000000")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,10 +15,9 @@ from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit.checkpoint import VerifierKey
 from dibao_audit.main import create_app
 from dibao_audit.settings import AuditSettings
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import AuditDb, api_settings, recorded_event
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.kafka_fixtures import create_topic, delete_topics, eventually
-from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -42,13 +40,10 @@ def _settings(audit_db: AuditDb, topic: str, also: str) -> AuditSettings:
     """The whole service over ``audit_db``, consuming ``topic`` and ``also`` as a group of
     its own, signing a checkpoint each half second while the log grows."""
     pattern = "|".join(name.replace(".", "[.]") for name in (topic, also))
-    return AuditSettings(
-        database_url=audit_db.url,
-        audit_runtime_database_url=audit_db.runtime_url,
-        kafka_bootstrap=audit_db.stack.kafka_bootstrap,
-        **common_secret_values(),
-        audit_signing_key=base64.b64encode(TEST_SEED).decode(),
-        audit_log_origin=TEST_ORIGIN,
+    return api_settings(
+        audit_db,
+        audit_consume=True,
+        audit_relay=True,
         audit_consumer_group=f"audit-{topic}",
         audit_topic_pattern=rf"^({pattern})$",
         audit_checkpoint_interval_s=0.5,
