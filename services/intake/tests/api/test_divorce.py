@@ -412,3 +412,35 @@ async def test_a_daughter_and_a_daughter_in_law_registered_together_are_no_coupl
         {"kind": "marriage", "person_id": daughter, "married_on": "2026-02-14", "spouse": groom},
     )
     assert married["household"]["changes"][-1]["kind"] == "marriage"
+
+
+async def test_a_widow_who_died_first_is_recorded_on_her_day(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An old couple living with their son: the husband's death on 10 Feb is recorded
+    first, then the office learns that his wife died before him, on 5 Feb. Her death is
+    recorded on its day: being widowed by the record (the day his death ended their
+    marriage here) is no act of hers and does not show her alive (it was refused at
+    date_of_death, naming 10 Feb: the clerk could only record a date of death five days
+    late). A divorce or a marriage of hers still bounds it."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    household = await intake.register(plan)
+    head, wife, son = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "death",
+            "person_id": head,
+            "date_of_death": "2026-02-10",
+            "new_head_person_id": son,
+        },
+    )
+    died = await intake.change(
+        household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-05"}
+    )
+    assert died["household"]["changes"][-1]["effective_on"] == "2026-02-05"

@@ -594,7 +594,11 @@ def test_the_record_tells_when_each_members_marriage_here_ended() -> None:
         [married, _past("move_out", left, person_id=bride)],
         head_person_id=head,
         left_as={(bride, left): Relationship.CHILD_IN_LAW},
-    ) == Marriages({}, {son: left, bride: left})
+    ) == Marriages(
+        {},
+        {son: left, bride: left},
+        acted_on=dict.fromkeys((son, bride), married.effective_on),
+    )
     # A marriage to a member already (spouse_person_id), and one to a spouse elsewhere.
     assert marriages_in_household(
         [

@@ -182,8 +182,10 @@ def check_death(
     marriages: Marriages | None = None,
 ) -> list[Violation]:
     """A member died. Not before they were born or joined, nor before the day the record
-    shows them married, divorced or widowed here (``marriages``): a divorce is not dated
-    after a partner's death, whichever of the two is recorded first."""
+    shows them marry or divorce here (``marriages.acted_on``): a divorce is not dated
+    after a partner's death, whichever of the two is recorded first. Being widowed (or
+    left by a spouse who moved out) is no such day: an old couple's deaths are often
+    recorded in the other order than they happened."""
     found = _leaving(state, person_id, new_head_person_id)
     found += _not_after_today(died_on, today, "/date_of_death")
     member = state.member(person_id)
@@ -191,17 +193,13 @@ def check_death(
         found.append(Violation("/date_of_death", "is before the member's birth date"))
     else:
         found += _not_before_joining(state, person_id, died_on, "/date_of_death")
-    married = marriages or NO_MARRIAGES
-    alive_on = max(
-        (d for d in (married.married_on.get(person_id), married.ended_on.get(person_id)) if d),
-        default=None,
-    )
+    alive_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
     if alive_on is not None and died_on < alive_on:
         found.append(
             Violation(
                 "/date_of_death",
-                f"is before {alive_on}, when the record shows the member married, divorced"
-                " or widowed here: a death is dated on or after it",
+                f"is before {alive_on}, when the record shows the member marry or divorce"
+                " here: a death is dated on or after it",
             )
         )
     return found
@@ -260,13 +258,16 @@ class Marriages:
     partner (a divorce is dated on or after it); ``elsewhere``: the members whose
     marriage to a spouse living elsewhere was recorded and has not ended here, by its day;
     ``divorced``: each couple whose divorce was recorded (a member and a spouse elsewhere:
-    the member alone)."""
+    the member alone); ``acted_on``: the day of each person's last marriage or divorce
+    recorded here, acts of their own that show them alive then (being widowed, or left
+    by a spouse who moved out, is none)."""
 
     married_to: Mapping[uuid.UUID, uuid.UUID]
     ended_on: Mapping[uuid.UUID, date]
     married_on: Mapping[uuid.UUID, date] = field(default_factory=dict)
     elsewhere: Mapping[uuid.UUID, date] = field(default_factory=dict)
     divorced: frozenset[frozenset[uuid.UUID]] = frozenset()
+    acted_on: Mapping[uuid.UUID, date] = field(default_factory=dict)
 
     @property
     def known(self) -> frozenset[uuid.UUID]:
@@ -305,10 +306,14 @@ def marriages_in_household(
     married_on: dict[uuid.UUID, date] = {}
     elsewhere: dict[uuid.UUID, date] = {}
     divorced: set[frozenset[uuid.UUID]] = set()
+    acted_on: dict[uuid.UUID, date] = {}
 
     def end(person: uuid.UUID, on: date) -> None:
         ended_on[person] = max(ended_on.get(person, on), on)
         married_on.pop(person, None)
+
+    def act(person: uuid.UUID, on: date) -> None:
+        acted_on[person] = max(acted_on.get(person, on), on)
 
     for change, head_then in zip(changes, heads_before, strict=True):
         details = change.details
@@ -318,10 +323,12 @@ def marriages_in_household(
             spouse = spouse or next(iter(details.get("joined_person_ids") or ()), None)
             # A marriage of a member married elsewhere tells that marriage is over.
             elsewhere.pop(member, None)
+            act(member, change.effective_on)
             if not spouse:
                 elsewhere[member] = married_on[member] = change.effective_on
                 continue
             partner = uuid.UUID(str(spouse))
+            act(partner, change.effective_on)
             married_to[member], married_to[partner] = partner, member
             married_on[member] = married_on[partner] = change.effective_on
         elif change.kind == ChangeKind.DIVORCE:
@@ -331,6 +338,7 @@ def marriages_in_household(
                 married_to.pop(person, None)
                 elsewhere.pop(person, None)
                 end(person, change.effective_on)
+                act(person, change.effective_on)
             divorced.add(frozenset(couple))
         elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
             leaver = uuid.UUID(str(details["person_id"]))
@@ -349,7 +357,7 @@ def marriages_in_household(
                     del married_to[partner]
                 for person in (leaver, partner):
                     end(person, change.effective_on)
-    return Marriages(married_to, ended_on, married_on, elsewhere, frozenset(divorced))
+    return Marriages(married_to, ended_on, married_on, elsewhere, frozenset(divorced), acted_on)
 
 
 def spouse_left_behind(
