@@ -444,3 +444,60 @@ async def test_a_widow_who_died_first_is_recorded_on_her_day(
         household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-05"}
     )
     assert died["household"]["changes"][-1]["effective_on"] == "2026-02-05"
+
+
+async def test_a_marriage_here_does_not_end_before_its_day(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head married on 14 Feb (his bride joined); his move out is recorded after it,
+    dated 10 Feb. The marriage here ends on its own day at the earliest, not on the 10th:
+    the bride's marriage to the lodger dated 12 Feb is refused at married_on naming
+    14 Feb, writing nothing (it was recorded: two marriages of hers, the later one first).
+    On 14 Feb it is recorded."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    [head] = household.person_ids
+    born = household.plan.members[0].birth_date
+    own = household.plan.members[0].sex
+    other = Sex.FEMALE if own is Sex.MALE else Sex.MALE
+
+    def person(sex: Sex, relationship: str, month: int) -> dict[str, Any]:
+        return {
+            "name": "杨秀兰" if sex is Sex.FEMALE else "王志强",
+            "id_number": intake.synthesizer.id_number(
+                born.replace(year=born.year + 1, month=month), sex
+            ),
+            "relationship": relationship,
+            "employment_status": "unemployed",
+        }
+
+    await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": person(own, "other", 3)}
+    )
+    married = await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "person_id": head,
+            "married_on": "2026-02-14",
+            "spouse": person(other, "spouse", 5),
+        },
+    )
+    members = {m["relationship"]: m["person_id"] for m in married["household"]["members"]}
+    bride, lodger = members["spouse"], members["other"]
+    await intake.change(
+        household,
+        {
+            "kind": "move_out",
+            "person_id": head,
+            "moved_on": "2026-02-10",
+            "new_head_person_id": bride,
+            "relationships": {lodger: "other"},
+        },
+    )
+    marriage = {"kind": "marriage", "person_id": bride, "spouse_person_id": lodger}
+    problem = await refused_change(
+        intake, intake_engine, household, marriage | {"married_on": "2026-02-12"}
+    )
+    assert _pointers(problem) == ["/body/married_on"]
+    assert "2026-02-14" in problem["errors"][0]["detail"]
+    await intake.change(household, marriage | {"married_on": "2026-02-14"})

@@ -292,7 +292,8 @@ def marriages_in_household(
     change names (``spouse_person_id``, recorded since 1 Dec 2026), else the one a
     marriage recorded, else, for a member who left as the spouse (``left_as``: the
     relationship each ended membership had, by person and day left), the head then (the
-    head before each change follows from the changes that named a new head).
+    head before each change follows from the changes that named a new head); a marriage
+    ends on its own day at the earliest (a move out dated before it, recorded after it).
     ``head_person_id`` is the head now."""
     heads_before: list[uuid.UUID] = []
     head = head_person_id
@@ -309,8 +310,11 @@ def marriages_in_household(
     acted_on: dict[uuid.UUID, date] = {}
 
     def end(person: uuid.UUID, on: date) -> None:
+        # Not before the marriage's own day: a move out recorded after a marriage and
+        # dated before it ended nothing earlier (the partner's next marriage would have
+        # preceded this one).
+        on = max(on, married_on.pop(person, on))
         ended_on[person] = max(ended_on.get(person, on), on)
-        married_on.pop(person, None)
 
     def act(person: uuid.UUID, on: date) -> None:
         acted_on[person] = max(acted_on.get(person, on), on)
