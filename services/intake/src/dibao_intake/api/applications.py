@@ -177,9 +177,11 @@ async def search_applications(
     description="The timeline holds intake's own events about the application, written with"
     " each change (its submission, acceptance or return, withdrawal, and the household's"
     " changes while it is being decided), and the events of other services that name it, as"
-    " intake's timeline consumer reads them from Kafka. Today the only such event is audit's"
-    " `AnomalyDetected` of rule `event_id_reused` about the application (a record came with"
-    " the id of an event about it but other content), shown by its rule and severity;"
+    " intake's timeline consumer reads them from Kafka. Today those are audit's"
+    " `AnomalyDetected` about the application, shown by rule and severity: `event_id_reused`"
+    " (a record came with the id of an event about it but other content) and"
+    " `accepted_without_submission` (its acceptance was logged without its submission"
+    " before it);"
     " assessment's, publicity's and payments' events will enter it once those services"
     " publish. The read is recorded.",
     responses=problems(401, 403, 404, 422),
