@@ -501,3 +501,56 @@ async def test_a_marriage_here_does_not_end_before_its_day(
     assert _pointers(problem) == ["/body/married_on"]
     assert "2026-02-14" in problem["errors"][0]["detail"]
     await intake.change(household, marriage | {"married_on": "2026-02-14"})
+
+
+async def test_two_parents_of_one_sex_are_not_taken_to_be_married(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's mother lives with the household, and so, since January, does another of
+    the head's parents of her sex (the late father's second wife). The two are no couple:
+    the mother's marriage to a groom joining is recorded (it was refused at person_id,
+    the two taken to be married to each other), and a divorce of the two is refused at
+    spouse_person_id."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    mother_plan = household.plan.members[2]
+    other = Sex.FEMALE if mother_plan.sex is Sex.MALE else Sex.MALE
+    second = {
+        "name": "杨秀兰" if mother_plan.sex is Sex.FEMALE else "王志强",
+        "id_number": intake.synthesizer.id_number(
+            mother_plan.birth_date.replace(year=mother_plan.birth_date.year + 2),
+            mother_plan.sex,
+        ),
+        "relationship": "parent",
+        "employment_status": "retired",
+    }
+    moved = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": second}
+    )
+    [second_id] = [
+        m["person_id"]
+        for m in moved["household"]["members"]
+        if m["person_id"] not in household.person_ids
+    ]
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {
+            "kind": "divorce",
+            "person_id": mother,
+            "spouse_person_id": second_id,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+    groom = second | {
+        "name": "王志强" if other is Sex.MALE else "杨秀兰",
+        "id_number": intake.synthesizer.id_number(
+            mother_plan.birth_date.replace(year=mother_plan.birth_date.year - 1), other
+        ),
+    }
+    await intake.change(
+        household,
+        {"kind": "marriage", "person_id": mother, "married_on": "2026-02-25", "spouse": groom},
+    )

@@ -830,8 +830,8 @@ def _taken_married(
     state: HouseholdState, marriages: Marriages, person: ActiveMember, pointer: str
 ) -> list[Violation]:
     """``person`` is taken to be married to a member no marriage recorded here: another
-    of the head's parents (parents-in-law) beside them, neither divorced from them nor
-    married here to somebody else, or the partner of a couple registered together
+    of the head's parents (parents-in-law) beside them, of the other sex, neither divorced
+    from them nor married here to somebody else, or the partner of a couple registered together
     (``taken_couples``)."""
     others = [
         m
@@ -840,7 +840,11 @@ def _taken_married(
         and frozenset((m.person_id, person.person_id)) not in marriages.divorced
         and not _married_elsewhere_here(marriages, m.person_id, person.person_id)
         and (
-            (person.relationship in _ONE_COUPLE and m.relationship is person.relationship)
+            (
+                person.relationship in _ONE_COUPLE
+                and m.relationship is person.relationship
+                and not _same_sex(m.sex, person.sex)
+            )
             or taken_couples(state, marriages).get(person.person_id) == m.person_id
         )
     ]
