@@ -368,6 +368,24 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
         return counts
 
 
+async def moves_in(
+    intake: IntakeClient,
+    household: RegisteredHousehold,
+    member: dict[str, Any],
+    moved_on: str = "2026-01-05",
+) -> str:
+    """The person id of ``member``, who moves in on ``moved_on``."""
+    response = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    known = {m["person_id"] for m in response.json()["members"]}
+    joined = await intake.change(
+        household, {"kind": "move_in", "moved_on": moved_on, "member": member}
+    )
+    [person_id] = [
+        m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
+    ]
+    return str(person_id)
+
+
 async def refused_change(
     intake: IntakeClient,
     engine: AsyncEngine,

@@ -13,7 +13,13 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
-from dibao_intake.testing import IntakeClient, refused_change, wait_for_events
+from dibao_intake.testing import (
+    IntakeClient,
+    RegisteredHousehold,
+    moves_in,
+    refused_change,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -38,6 +44,36 @@ def _pointers(problem: dict[str, Any]) -> list[str]:
 
 def _relationships(changed: dict[str, Any]) -> dict[str, str]:
     return {m["person_id"]: m["relationship"] for m in changed["household"]["members"]}
+
+
+async def _old_couple_with(intake: IntakeClient, child: Sex, in_law: Sex) -> RegisteredHousehold:
+    """An old couple registered with a grown child and a child-in-law of these sexes (the
+    only ones of each)."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members += [
+        intake.synthesizer.member(Relationship.CHILD, child, (30, 40), EmploymentStatus.UNEMPLOYED),
+        intake.synthesizer.member(
+            Relationship.CHILD_IN_LAW, in_law, (28, 38), EmploymentStatus.UNEMPLOYED
+        ),
+    ]
+    return await intake.register(plan)
+
+
+async def _dated_on_or_after(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+    field: str,
+    before: str,
+    on: str,
+) -> None:
+    """``body`` dated ``before`` (its ``field``) is refused at that field naming ``on``,
+    writing nothing; dated ``on``, it is recorded."""
+    problem = await refused_change(intake, engine, household, body | {field: before})
+    assert _pointers(problem) == [f"/body/{field}"]
+    assert on in problem["errors"][0]["detail"]
+    await intake.change(household, body | {field: on})
 
 
 async def test_the_head_divorces_the_spouse_who_stays_as_other(
@@ -118,12 +154,9 @@ async def test_the_head_divorces_the_spouse_who_stays_as_other(
         "employment_status": "unemployed",
     }
     marriage = {"kind": "marriage", "person_id": head, "spouse": bride}
-    problem = await refused_change(
-        intake, intake_engine, household, marriage | {"married_on": "2026-02-19"}
+    await _dated_on_or_after(
+        intake, intake_engine, household, marriage, "married_on", "2026-02-19", "2026-02-20"
     )
-    assert _pointers(problem) == ["/body/married_on"]
-    assert "2026-02-20" in problem["errors"][0]["detail"]
-    await intake.change(household, marriage | {"married_on": "2026-02-20"})
 
 
 async def test_a_divorce_that_breaks_a_rule_writes_nothing(
@@ -165,15 +198,8 @@ async def test_a_son_and_his_wife_registered_together_are_a_couple(
     son and the child-in-law for a couple. His marriage to a bride joining is refused at
     person_id (it was recorded: the record showed him married twice); their divorce is
     recorded, she becomes the head's other, and the event names him and her."""
-    plan = intake.plan(shape="elderly_couple")
-    synthesizer = intake.synthesizer
-    plan.members += [
-        synthesizer.member(Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED),
-        synthesizer.member(
-            Relationship.CHILD_IN_LAW, Sex.FEMALE, (28, 38), EmploymentStatus.UNEMPLOYED
-        ),
-    ]
-    household = await intake.register(plan)
+    household = await _old_couple_with(intake, Sex.MALE, Sex.FEMALE)
+    plan, synthesizer = household.plan, intake.synthesizer
     _head, _wife, son, daughter_in_law = household.person_ids
     bride = {
         "name": "杨秀兰",
@@ -254,14 +280,7 @@ async def test_a_parent_beside_the_other_parent_marries_by_neither_path(
         "relationship": "parent",
         "employment_status": "retired",
     }
-    moved = await intake.change(
-        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": father}
-    )
-    [father_id] = [
-        m["person_id"]
-        for m in moved["household"]["members"]
-        if m["person_id"] not in household.person_ids
-    ]
+    father_id = await moves_in(intake, household, father)
     groom = father | {
         "name": "王志强",
         "id_number": intake.synthesizer.id_number(
@@ -352,10 +371,7 @@ async def test_a_spouse_elsewhere_who_moved_in_is_divorced_by_name(
         "relationship": "spouse",
         "employment_status": "unemployed",
     }
-    moved = await intake.change(
-        household, {"kind": "move_in", "moved_on": "2026-02-01", "member": wife}
-    )
-    [wife_id] = [m["person_id"] for m in moved["household"]["members"] if m["person_id"] != head]
+    wife_id = await moves_in(intake, household, wife, "2026-02-01")
     divorce = {"kind": "divorce", "person_id": head, "divorced_on": "2026-02-20"}
     problem = await refused_change(intake, intake_engine, household, divorce)
     assert _pointers(problem) == ["/body/spouse_person_id"]
@@ -379,15 +395,8 @@ async def test_a_daughter_and_a_daughter_in_law_registered_together_are_no_coupl
     a woman), so the daughter's marriage to a groom joining was refused at person_id and
     the two women's "divorce" was recorded. Now their divorce is refused at
     spouse_person_id, writing nothing, and the daughter marries."""
-    plan = intake.plan(shape="elderly_couple")
-    synthesizer = intake.synthesizer
-    plan.members += [
-        synthesizer.member(Relationship.CHILD, Sex.FEMALE, (30, 40), EmploymentStatus.UNEMPLOYED),
-        synthesizer.member(
-            Relationship.CHILD_IN_LAW, Sex.FEMALE, (30, 40), EmploymentStatus.UNEMPLOYED
-        ),
-    ]
-    household = await intake.register(plan)
+    household = await _old_couple_with(intake, Sex.FEMALE, Sex.FEMALE)
+    plan, synthesizer = household.plan, intake.synthesizer
     _head, _wife, daughter, widow = household.person_ids
     problem = await refused_change(
         intake,
@@ -495,12 +504,9 @@ async def test_a_marriage_here_does_not_end_before_its_day(
         },
     )
     marriage = {"kind": "marriage", "person_id": bride, "spouse_person_id": lodger}
-    problem = await refused_change(
-        intake, intake_engine, household, marriage | {"married_on": "2026-02-12"}
+    await _dated_on_or_after(
+        intake, intake_engine, household, marriage, "married_on", "2026-02-12", "2026-02-14"
     )
-    assert _pointers(problem) == ["/body/married_on"]
-    assert "2026-02-14" in problem["errors"][0]["detail"]
-    await intake.change(household, marriage | {"married_on": "2026-02-14"})
 
 
 async def test_two_parents_of_one_sex_are_not_taken_to_be_married(
@@ -524,14 +530,7 @@ async def test_two_parents_of_one_sex_are_not_taken_to_be_married(
         "relationship": "parent",
         "employment_status": "retired",
     }
-    moved = await intake.change(
-        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": second}
-    )
-    [second_id] = [
-        m["person_id"]
-        for m in moved["household"]["members"]
-        if m["person_id"] not in household.person_ids
-    ]
+    second_id = await moves_in(intake, household, second)
     problem = await refused_change(
         intake,
         intake_engine,

@@ -14,7 +14,12 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts, wait_for_events
+from dibao_intake.testing import (
+    IntakeClient,
+    moves_in,
+    row_counts,
+    wait_for_events,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -28,21 +33,6 @@ def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> di
         "relationship": relationship,
         "employment_status": "unemployed",
     }
-
-
-async def _moves_in(
-    intake: IntakeClient, household: RegisteredHousehold, member: dict[str, Any]
-) -> str:
-    """The person id of ``member``, who moves in."""
-    response = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
-    known = {m["person_id"] for m in response.json()["members"]}
-    joined = await intake.change(
-        household, {"kind": "move_in", "moved_on": "2026-01-05", "member": member}
-    )
-    [person_id] = [
-        m["person_id"] for m in joined["household"]["members"] if m["person_id"] not in known
-    ]
-    return str(person_id)
 
 
 async def _marriage_event(intake_stack: TestStack, change_id: str) -> ev.HouseholdUpdated:
@@ -61,7 +51,7 @@ async def test_the_event_names_both_partners_whichever_the_request_names_first(
     household = await intake.register(intake.plan(shape="three_generations"))
     _head, _wife, mother, _kid = household.person_ids
     mother_born = household.plan.members[2].birth_date
-    lodger = await _moves_in(
+    lodger = await moves_in(
         intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
     )
     married = await intake.change(
@@ -86,7 +76,7 @@ async def test_the_event_names_both_partners_whichever_the_request_names_first(
     [alone] = single.person_ids
     born = single.plan.members[0].birth_date
     sex = Sex.FEMALE if single.plan.members[0].sex is Sex.MALE else Sex.MALE
-    partner = await _moves_in(
+    partner = await moves_in(
         intake, single, _person(intake, date(born.year + 1, 3, 3), sex, "other")
     )
     married = await intake.change(
@@ -117,10 +107,10 @@ async def test_a_widowed_parent_marries_on_or_after_the_other_parents_death(
     household = await intake.register(intake.plan(shape="three_generations"))
     _head, _wife, mother, _kid = household.person_ids
     mother_born = household.plan.members[2].birth_date
-    father = await _moves_in(
+    father = await moves_in(
         intake, household, _person(intake, date(mother_born.year - 3, 2, 2), Sex.MALE, "parent")
     )
-    lodger = await _moves_in(
+    lodger = await moves_in(
         intake, household, _person(intake, date(mother_born.year - 2, 3, 3), Sex.MALE, "other")
     )
     died = await intake.change(
@@ -153,12 +143,12 @@ async def test_a_new_head_married_here_may_not_marry_again(
     household = await intake.register(intake.plan(shape="three_generations"))
     head, _wife, _mother, _kid = household.person_ids
     head_born = household.plan.members[0].birth_date
-    son = await _moves_in(
+    son = await moves_in(
         intake,
         household,
         _person(intake, date(min(head_born.year + 20, 2003), 2, 2), Sex.MALE, "child"),
     )
-    bride = await _moves_in(
+    bride = await moves_in(
         intake, household, _person(intake, date(2004, 3, 3), Sex.FEMALE, "other")
     )
     married = await intake.change(
@@ -209,7 +199,7 @@ async def test_a_marriage_is_between_a_man_and_a_woman(
     born = household.plan.members[0].birth_date
     own = household.plan.members[0].sex
     other = Sex.FEMALE if own is Sex.MALE else Sex.MALE
-    lodger = await _moves_in(
+    lodger = await moves_in(
         intake, household, _person(intake, date(born.year + 1, 3, 3), own, "other")
     )
     marriage = {"kind": "marriage", "person_id": head, "married_on": "2026-02-14"}
