@@ -34,7 +34,7 @@ dibao_audit.verify_cli --database-url``):
   (``AppendedAtBounds``);
 - an entry's rows in ``entry_region_prefix`` (migration 0009: what finds a search for the
   auditors of its other regions) that are not every level prefix of its record's
-  ``regions``, and rows naming entries beyond the log (ADR 0017).
+  ``regions``, and rows naming no entry of the log (before it or beyond; ADR 0017).
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
@@ -261,11 +261,13 @@ async def check_database(
                         gap = True
                     expected = index + 1
                     leaves += _check_row(report, row, registry, bounds, announced)
-            beyond = await conn.fetchval(
-                "SELECT count(*) FROM entry_region_prefix WHERE leaf_index >= $1", report.log_size
+            # Before the log or beyond it: a candidate of no entry (ADR 0017).
+            stray = await conn.fetchval(
+                "SELECT count(*) FROM entry_region_prefix WHERE leaf_index < 0 OR leaf_index >= $1",
+                report.log_size,
             )
-            if beyond:
-                report.fail(f"{beyond} stored region prefixes name entries beyond the log")
+            if stray:
+                report.fail(f"{stray} stored region prefixes name no entry of the log")
     finally:
         await conn.close()
     kept_heads = verified_kept(trust, kept, report)

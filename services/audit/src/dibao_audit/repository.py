@@ -622,18 +622,46 @@ async def find_entries(
         and flt.application_id is None
         and flt.case_id is None
     ):
-        scoped = _scope_candidates(flt, prefixes, after=after, limit=limit)
-        query = _with_leaf().join(scoped, scoped.c.leaf_index == LogEntry.leaf_index)
-    else:
-        scope = _in_regions(flt.region_prefixes)
-        if flt.whole_log is not None and flt.household_id is None:
-            scope = sa.or_(scope, flt.whole_log.condition())
-        query = _with_leaf().where(scope, *_filters(flt))
-        if after is not None:
-            query = query.where(LogEntry.leaf_index > after)
-        query = query.limit(limit)
-    rows = await session.execute(query.order_by(LogEntry.leaf_index))
+        return await _find_scoped(session, flt, prefixes, after=after, limit=limit)
+    scope = _in_regions(flt.region_prefixes)
+    if flt.whole_log is not None and flt.household_id is None:
+        scope = sa.or_(scope, flt.whole_log.condition())
+    query = _with_leaf().where(scope, *_filters(flt))
+    if after is not None:
+        query = query.where(LogEntry.leaf_index > after)
+    rows = await session.execute(query.limit(limit).order_by(LogEntry.leaf_index))
     return _pairs(rows)
+
+
+async def _find_scoped(
+    session: AsyncSession,
+    flt: EntryFilter,
+    prefixes: Sequence[str],
+    *,
+    after: int | None,
+    limit: int,
+) -> list[EntryWithLeaf]:
+    """``find_entries`` through the scope's indexes: a page of candidates, each joined to
+    its entry and leaf. A candidate naming none (a prefix row no entry has, an entry whose
+    leaf was deleted: both only by a superuser, and named by the database check) is
+    skipped and the page filled past it, as the filter on leaf order skips it; a short
+    page would end the caller's listing there (``service.find_visible``)."""
+    out: list[EntryWithLeaf] = []
+    while True:
+        want = limit - len(out)
+        scoped = _scope_candidates(flt, prefixes, after=after, limit=want)
+        query = (
+            sa.select(scoped.c.leaf_index, LogEntry, _LEAF.hash)
+            .select_from(scoped)
+            .outerjoin(LogEntry, LogEntry.leaf_index == scoped.c.leaf_index)
+            .outerjoin(_LEAF, sa.and_(_LEAF.level == 0, _LEAF.index == scoped.c.leaf_index))
+            .order_by(scoped.c.leaf_index)
+        )
+        rows = (await session.execute(query)).all()
+        out += [(e, bytes(h)) for _, e, h in rows if e is not None and h is not None]
+        if len(rows) < want or len(out) >= limit:
+            return out
+        after = int(rows[-1][0])
 
 
 async def entry_at(session: AsyncSession, index: int) -> EntryWithLeaf | None:

@@ -319,3 +319,42 @@ async def test_a_tampered_prefix_table_is_caught(
         args = verify_cli._parse_args(["--url", url, "--token", token, "--vkey", vkey])
         assert await asyncio.to_thread(verify_cli.run, args, out) == 1
     assert f"entry {search} is shown, but not listed" in json.loads(out.getvalue())["problems"]
+
+
+async def test_candidates_naming_no_entry_end_no_listing(
+    audit_db: AuditDb, client: AsyncClient, token_factory: TokenFactory
+) -> None:
+    """A candidate of the scope's indexes that names no entry of the log with its leaf (a
+    superuser's prefix rows for indices before the log, an entry whose leaf was deleted)
+    is skipped, as the filter on leaf order skipped it: the page is filled past it, not
+    cut short (a short page ended the listing, so rows at -1 .. -3 hid every search from
+    the county named only by searches, first page on). The database check names such rows
+    (those before the log were not counted), and the entry without its leaf."""
+    events = _events(0, 60)
+    await _append(audit_db, events, 0)
+    hidden = _expected(events, ("620103",))[2]  # a withdrawal of Qilihe's, not a search
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "INSERT INTO entry_region_prefix SELECT '620104', -i FROM generate_series(1, 3) i"
+        )
+        await conn.execute("DELETE FROM merkle_node WHERE level = 0 AND index = $1", hidden)
+    finally:
+        await conn.close()
+    for limit in (1, 3, 7):
+        assert await _listed(client, token_factory, ("620104",), limit) == _expected(
+            events, ("620104",)
+        ), limit
+        assert await _listed(client, token_factory, ("620103",), limit) == [
+            i for i in _expected(events, ("620103",)) if i != hidden
+        ], limit
+    assert hidden not in await _old_path(audit_db, ("620103",))  # it skipped it too
+
+    vkey = (await client.get("/audit/public-key")).json()["vkey"]
+    out = io.StringIO()
+    args = verify_cli._parse_args(["--database-url", audit_db.url, "--vkey", vkey])
+    assert await asyncio.to_thread(verify_cli.run, args, out) == 1
+    problems = json.loads(out.getvalue())["problems"]
+    assert f"entry {hidden} has no leaf in merkle_node" in problems, problems
+    assert "3 stored region prefixes name no entry of the log" in problems, problems
