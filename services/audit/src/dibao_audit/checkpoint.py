@@ -183,6 +183,8 @@ class _Trusted:
     """The smallest tree size it signs for (0 for a pinned key)."""
     until: int | None = None
     """The hand-over to another key: it signs no tree larger than this."""
+    to: VerifierKey | None = None
+    """The key it handed over to (at ``until``)."""
 
 
 @dataclass(slots=True)
@@ -196,21 +198,24 @@ class KeyTrust:
     alone from there: a later checkpoint signed by A only fails). If only B is (pinned),
     A is trusted for the trees up to ``h``, back along the log. A checkpoint is accepted
     only with a valid signature by a key trusted at its size.
+
+    Keys are told apart by their public key, never by their 4-byte key id alone: a key
+    with a trusted key's id takes about 2^32 tries to make, and is not that key.
     """
 
     pinned: Sequence[VerifierKey]
-    _keys: dict[str, _Trusted] = field(default_factory=dict)
+    _keys: dict[VerifierKey, _Trusted] = field(default_factory=dict)
     _followed: set[str] = field(default_factory=set)
     handovers: list[dict[str, object]] = field(default_factory=list)
     """The hand-overs followed, oldest first: size, the key trust moved from and to."""
     used: dict[str, VerifierKey] = field(default_factory=dict)
-    """The keys whose signatures accepted a checkpoint, by key id."""
+    """The keys whose signatures accepted a checkpoint, by vkey."""
 
     def __post_init__(self) -> None:
         if not self.pinned:
             raise CheckpointError("no pinned key")
         for key in self.pinned:
-            self._keys[key.key_id] = _Trusted(key, 0)
+            self._keys[key] = _Trusted(key, 0)
 
     @classmethod
     def of(cls, keys: KeyTrust | VerifierKey | Sequence[VerifierKey]) -> KeyTrust:
@@ -251,8 +256,8 @@ class KeyTrust:
             moved = False
             for item in list(pending):
                 handover, note = item
-                at = {k.key_id for k in self._at(handover.tree_size)}
-                if handover.old.key_id not in at and handover.new.key_id not in at:
+                at = set(self._at(handover.tree_size))
+                if handover.old not in at and handover.new not in at:
                     continue
                 pending.remove(item)
                 moved = True
@@ -266,7 +271,7 @@ class KeyTrust:
                         f"{handover.new.key_id} is not signed by both keys: {exc}"
                     )
                     continue
-                conflict = self._move(handover, forward=handover.old.key_id in at)
+                conflict = self._move(handover, forward=handover.old in at)
                 if conflict is not None:
                     problems.append(conflict)
         for handover, note in pending:
@@ -280,26 +285,28 @@ class KeyTrust:
 
     def _move(self, handover: Handover, *, forward: bool) -> str | None:
         """Trust moved by a hand-over signed by both keys; a problem instead when its old
-        key already handed over at another size (a key hands over once: two hand-overs
-        from one key are two logs, one of them by someone else holding it)."""
+        key already handed over, at another size or to another key (a key hands over
+        once: two hand-overs from one key are two logs, one of them by someone else
+        holding it)."""
         h = handover.tree_size
-        old = self._keys.get(handover.old.key_id)
-        if old is not None and old.until is not None and old.until != h:
+        old = self._keys.get(handover.old)
+        if old is not None and old.until is not None and (old.until, old.to) != (h, handover.new):
+            to = "" if old.to is None else f" to {old.to.key_id}"
             return (
                 f"hand-over at {h} from {handover.old.key_id} to {handover.new.key_id}: that "
-                f"key already handed over at {old.until}; two hand-overs from one key are "
-                "two logs (the key was abused)"
+                f"key already handed over at {old.until}{to}; two hand-overs from one key "
+                "are two logs (the key was abused)"
             )
-        new = self._keys.get(handover.new.key_id)
+        new = self._keys.get(handover.new)
         if forward:
             assert old is not None
-            old.until = h
+            old.until, old.to = h, handover.new
             if new is None:
-                self._keys[handover.new.key_id] = _Trusted(handover.new, h)
+                self._keys[handover.new] = _Trusted(handover.new, h)
             else:
                 new.since = min(new.since, h)
         elif old is None:
-            self._keys[handover.old.key_id] = _Trusted(handover.old, 0, h)
+            self._keys[handover.old] = _Trusted(handover.old, 0, h, handover.new)
         self.handovers.append(
             {
                 "tree_size": h,
@@ -321,7 +328,7 @@ class KeyTrust:
             except CheckpointError as exc:
                 errors.append(str(exc))
                 continue
-            self.used.setdefault(key.key_id, key)
+            self.used.setdefault(key.vkey(), key)
             return checkpoint
         sigs = note.partition("\n\n")[2].splitlines()
         retired = [

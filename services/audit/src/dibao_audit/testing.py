@@ -39,6 +39,10 @@ from dibao_common.testing.stack import TestStack
 
 TEST_SEED = hashlib.sha256(b"dibao audit test signing key").digest()
 TEST_ORIGIN = "dibao.audit/test"
+KEY_ID_TWINS = tuple(hashlib.sha256(b"key id collision %d" % n).digest() for n in (21410, 122703))
+"""Two Ed25519 seeds whose keys, named ``TEST_ORIGIN``, have one C2SP key id (981f6a57):
+found by a birthday search of 122,704 seeds (7 s). The key id is 4 bytes of a hash, so a
+key of the same id as a given one takes about 2^32 tries: anyone can make one."""
 _numbers = itertools.count(1)
 
 

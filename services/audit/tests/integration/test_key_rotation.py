@@ -34,6 +34,7 @@ from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
 from dibao_audit.settings import AuditSettings
 from dibao_audit.testing import (
+    KEY_ID_TWINS,
     TEST_ORIGIN,
     TEST_SEED,
     AuditDb,
@@ -76,12 +77,12 @@ def _token(token_factory: TokenFactory) -> str:
 
 
 async def _every_mode(
-    audit_db: AuditDb, url: str, token_factory: TokenFactory, tmp_path: Path
+    audit_db: AuditDb, url: str, token_factory: TokenFactory, tmp_path: Path, pinned: bytes = OLD
 ) -> dict[str, tuple[int, dict[str, Any]]]:
-    """``verify_cli`` pinned to the old key only: the database, the service at ``url``
-    (its export saved), and that saved export offline."""
+    """``verify_cli`` pinned to the old key only (``pinned``): the database, the service at
+    ``url`` (its export saved), and that saved export offline."""
     saved = tmp_path / "export.jsonl"
-    old = _vkey(OLD)
+    old = _vkey(pinned)
     return {
         "database": await _verify("--database-url", audit_db.url, "--vkey", old),
         "url": await _verify(
@@ -247,3 +248,28 @@ async def test_a_forged_rotation_fails_in_every_mode(
     for mode, (code, report) in runs.items():
         assert code == 1, (mode, report)
         assert any(named in p for p in report["problems"]), (mode, report["problems"])
+
+
+async def test_a_hand_over_from_a_key_sharing_the_logs_key_id_fails_in_every_mode(
+    audit_db: AuditDb, token_factory: TokenFactory, tmp_path: Path
+) -> None:
+    """The log signs with one of ``KEY_ID_TWINS`` (checkpoints 10 and 20); someone with SQL
+    access and the other twin (no stolen seed: a key of a given 4-byte id takes about 2^32
+    tries) stores a hand-over from that twin to their own key at 30, and 40 by their key.
+    Pinned to the log's key, every mode exits 1: the twin is not the log's key."""
+    log, twin = KEY_ID_TWINS
+    events = [_withdrawn(i) for i in range(40)]
+    app = create_app(api_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
+    async with api_client(app):
+        honest = CheckpointSigner(log, TEST_ORIGIN)
+        await LogAppender(audit_db.sessions, honest, checkpoint_every=10).append(events[:20])
+        forger = CheckpointSigner(twin, TEST_ORIGIN, next_seed=MALLORY)
+        await LogAppender(audit_db.sessions, forger, checkpoint_every=10).append(events[20:])
+        async with serving(app) as url:
+            runs = await _every_mode(audit_db, url, token_factory, tmp_path, pinned=log)
+    for mode, (code, report) in runs.items():
+        assert code == 1, (mode, report)
+        assert any("signed by no key trusted there" in p for p in report["problems"]), (
+            mode,
+            report["problems"],
+        )

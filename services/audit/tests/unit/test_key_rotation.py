@@ -31,6 +31,7 @@ from dibao_audit.merkle import (
     range_cover,
 )
 from dibao_audit.settings import AuditSettings
+from dibao_audit.testing import KEY_ID_TWINS
 from dibao_audit.verifier import ExportHeader, verify_export
 from dibao_common.testing.service_env import common_secret_values
 
@@ -278,3 +279,52 @@ def test_the_next_key_is_a_secret_seed_like_the_current_one() -> None:
     ):
         with pytest.raises(ValidationError, match=named):
             AuditSettings.model_validate(base | {"audit_next_signing_key": bad})
+
+
+def test_a_key_that_shares_a_trusted_keys_id_is_not_that_key() -> None:
+    """A C2SP key id is 4 bytes of a hash: a key with the pinned key's id is found in about
+    2^32 tries. A hand-over from such a twin to the forger's key (both signatures valid)
+    moves no trust; nor does one to a twin of a pinned new key, followed back."""
+    log, twin = KEY_ID_TWINS
+    assert _key(log).key_id == _key(twin).key_id
+    assert _key(log) != _key(twin)
+    honest = CheckpointSigner(log, ORIGIN).sign(5, b"\x05" * 32, AT)
+    forged, _ = CheckpointSigner(twin, ORIGIN, next_seed=MALLORY).sign_after(
+        None, 8, b"\x08" * 32, AT
+    )
+    theirs = CheckpointSigner(MALLORY, ORIGIN).sign(9, b"\x09" * 32, AT)
+    trust = KeyTrust.of(_key(log))
+    (problem,) = trust.follow([honest, forged])
+    assert "signed by no key trusted there" in problem
+    with pytest.raises(CheckpointError, match="trusted at size 9"):
+        trust.verify(theirs)
+    assert trust.handovers == []
+
+    back, _ = CheckpointSigner(MALLORY, ORIGIN, next_seed=twin).sign_after(
+        None, 8, b"\x08" * 32, AT
+    )
+    before = CheckpointSigner(MALLORY, ORIGIN).sign(7, b"\x07" * 32, AT)
+    pinned_new = KeyTrust.of(_key(log))
+    (problem,) = pinned_new.follow([back])
+    assert "signed by no key trusted there" in problem
+    with pytest.raises(CheckpointError, match="trusted at size 7"):
+        pinned_new.verify(before)
+
+
+def test_a_second_hand_over_from_one_key_at_the_same_size_is_a_fork() -> None:
+    """The old key, stolen after its hand-over at 8, signs another at 8 (the real root) to
+    the thief's key. Pinned to either key, it is a second hand-over from the old one: a
+    problem, and the thief's key signs nothing accepted."""
+    real = _rotated((5, 8), {8: NEW})
+    stolen, _ = CheckpointSigner(OLD, ORIGIN, next_seed=MALLORY).sign_after(
+        None, 8, b"\x08" * 32, AT
+    )
+    theirs = CheckpointSigner(MALLORY, ORIGIN).sign(9, b"\x09" * 32, AT)
+    for pinned in (OLD, NEW):
+        for order in ([real[5], real[8], stolen], [real[5], stolen, real[8]]):
+            trust = KeyTrust.of(_key(pinned))
+            (problem,) = trust.follow(order)
+            assert "already handed over at 8" in problem, (pinned, problem)
+            if order[1] == real[8] or pinned == NEW:  # else the thief's came first: theirs
+                with pytest.raises(CheckpointError, match="trusted at size 9"):
+                    trust.verify(theirs)
