@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -32,6 +34,7 @@ from dibao_audit.dbcheck import asyncpg_dsn
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
 from dibao_audit.testing import TEST_ORIGIN, AuditDb, api_settings, recorded_event, serving
+from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.stack import api_client
 
@@ -42,19 +45,20 @@ pytestmark = [pytest.mark.postgres]
 VILLAGES = ("620102001001", "620102001002", "620102002001", "620103001001", "110101001001")
 SEARCHED = "620104000000"
 LOG_REGION = "000000000000"
+BASE_TIME = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _withdrawn(n: int) -> RecordedEvent:
+def _withdrawn(n: int, at: datetime | None = None) -> RecordedEvent:
     village = VILLAGES[n % 7 % len(VILLAGES)]  # uneven: some villages busier
     message = intake_pb2.ApplicationWithdrawn(
         household_id=f"hh-{village}",
         region=types_pb2.RegionCode(code=village),
         application_id=f"app-{n}",
     )
-    return recorded_event(message, offset=n, key=f"hh-{village}", actor=f"clerk-{n % 3}")
+    return recorded_event(message, offset=n, key=f"hh-{village}", actor=f"clerk-{n % 3}", at=at)
 
 
-def _search(n: int) -> RecordedEvent:
+def _search(n: int, at: datetime | None = None) -> RecordedEvent:
     """A search by a caller of two counties: its region the first, its regions both."""
     message = access_pb2.PersonalDataAccessed(
         region=types_pb2.RegionCode(code="620103000000"),
@@ -65,10 +69,10 @@ def _search(n: int) -> RecordedEvent:
         record_id=f"households?page={n}",
         operation="GET /households",
     )
-    return recorded_event(message, offset=n, key="", actor="clerk-of-two")
+    return recorded_event(message, offset=n, key="", actor="clerk-of-two", at=at)
 
 
-def _announced(n: int) -> RecordedEvent:
+def _announced(n: int, at: datetime | None = None) -> RecordedEvent:
     message = audit_pb2.CheckpointPublished(
         origin=TEST_ORIGIN,
         region=types_pb2.RegionCode(code=LOG_REGION),
@@ -76,15 +80,18 @@ def _announced(n: int) -> RecordedEvent:
         tree_size=n,
         root_hash=b"\x01" * 32,
     )
-    return recorded_event(message, offset=n, key=TEST_ORIGIN, partition=1)
+    return recorded_event(message, offset=n, key=TEST_ORIGIN, partition=1, at=at)
 
 
-def _events(lo: int, hi: int) -> list[RecordedEvent]:
-    """Entries ``lo ..``: withdrawals, every 9th a search, every 25th a checkpoint's."""
-    return [
-        _search(n) if n % 9 == 4 else _announced(n) if n % 25 == 24 else _withdrawn(n)
-        for n in range(lo, hi)
-    ]
+def _events(lo: int, hi: int, *, timed: bool = False) -> list[RecordedEvent]:
+    """Entries ``lo ..``: withdrawals, every 9th a search, every 25th a checkpoint's;
+    ``timed``: each at its own minute, out of order (``n * 7 % 40`` after 1 Nov 2026)."""
+    out = []
+    for n in range(lo, hi):
+        at = BASE_TIME + timedelta(minutes=n * 7 % 40) if timed else None
+        make = _search if n % 9 == 4 else _announced if n % 25 == 24 else _withdrawn
+        out.append(make(n, at))
+    return out
 
 
 def _expected(events: list[RecordedEvent], prefixes: tuple[str, ...]) -> list[int]:
@@ -358,3 +365,64 @@ async def test_candidates_naming_no_entry_end_no_listing(
     problems = json.loads(out.getvalue())["problems"]
     assert f"entry {hidden} has no leaf in merkle_node" in problems, problems
     assert "3 stored region prefixes name no entry of the log" in problems, problems
+
+
+async def test_every_scope_and_filter_finds_what_the_filter_on_leaf_order_found(
+    audit_db: AuditDb,
+) -> None:
+    """The scope's indexes and the old filter on leaf order (``by_scope=False``) find the
+    same entries for every scope (each level, several and overlapping prefixes, none),
+    with and without the whole log's, combined with type, actor and time filters, from
+    every cursor, at every page size, and page by page."""
+    events = _events(0, 150, timed=True)
+    await _append(audit_db, events, 0)
+    whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
+    types = [
+        ce_type_of(m)
+        for m in (
+            intake_pb2.ApplicationWithdrawn,
+            access_pb2.PersonalDataAccessed,
+            audit_pb2.CheckpointPublished,
+        )
+    ]
+    window = {
+        "time_from": BASE_TIME + timedelta(minutes=9),
+        "time_to": BASE_TIME + timedelta(minutes=30),
+    }
+    filters: list[dict[str, Any]] = [
+        {},
+        *({"ce_type": t} for t in types),
+        {"actor": "clerk-1"},
+        {"actor": "clerk-of-two"},
+        window,
+        {"ce_type": types[0], "actor": "clerk-2", **window},
+        {"ce_type": types[1], "time_from": window["time_from"]},
+    ]
+    scopes = (*SCOPES, (), ("620104", "6201"), ("620103000000", "620104"))
+
+    async with audit_db.sessions() as session:
+
+        async def found(
+            flt: repo.EntryFilter, after: int | None, limit: int, by_scope: bool
+        ) -> list[int]:
+            rows = await repo.find_entries(
+                session, flt, after=after, limit=limit, by_scope=by_scope
+            )
+            return [e.leaf_index for e, _ in rows]
+
+        for prefixes, kw, whole_log in itertools.product(scopes, filters, (None, whole)):
+            flt = repo.EntryFilter(region_prefixes=prefixes, whole_log=whole_log, **kw)
+            every = await found(flt, None, 1000, False)
+            for after, limit in itertools.product((None, 4, 37, 149), (1, 6)):
+                old = await found(flt, after, limit, False)
+                new = await found(flt, after, limit, True)
+                assert new == old, (prefixes, kw, whole_log, after, limit)
+            paged: list[int] = []
+            cursor = None
+            while True:
+                page = await found(flt, cursor, 9, True)
+                paged += page
+                if len(page) < 9:
+                    break
+                cursor = page[-1]
+            assert paged == every, (prefixes, kw, whole_log)
