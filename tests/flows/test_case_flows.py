@@ -456,7 +456,7 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
     # anomalies about the household are keyed by it, so any earlier one would be first).
     [entry] = await eventually(in_timeline, f"the anomaly in the timeline of {application_id}")
     assert entry["summary"] == "Anomaly detected: event_id_reused", entry
-    assert entry["details"] == {"rule": "event_id_reused", "severity": "SEVERITY_WARNING"}
+    assert entry["details"] == {"rule": "event_id_reused", "severity": "warning"}
     assert entry["source"] == "dibao/audit"
 
     async def anomaly_logged() -> list[dict[str, Any]] | None:

@@ -90,7 +90,7 @@ async def test_the_timeline_gathers_intake_assessment_and_audit_events(
     assert entries[0]["summary"] == "Application submitted"
     assert entries[0]["actor"] == "test-clerk"
     assert entries[2]["details"]["case_id"] == "case-1"
-    assert entries[3]["details"] == {"rule": "deadline_overrun", "severity": "SEVERITY_WARNING"}
+    assert entries[3]["details"] == {"rule": "deadline_overrun", "severity": "warning"}
 
 
 async def test_a_decided_application_can_no_longer_be_withdrawn(

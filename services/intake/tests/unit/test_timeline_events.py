@@ -221,7 +221,7 @@ ON = common.LocalDate(year=2026, month=3, day=2)
                 subject=audit.Subject(kind="application", id=str(APPLICATION)),
                 details=WORDS,
             ),
-            {"rule": "deadline_overrun", "severity": "SEVERITY_WARNING"},
+            {"rule": "deadline_overrun", "severity": "warning"},
         ),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, Message) else "",

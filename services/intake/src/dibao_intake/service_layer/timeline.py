@@ -251,15 +251,22 @@ def _described_from_dict(message: Message) -> tuple[str, dict[str, Any]]:
         items = data.get("missing_items", [])
         missing = {"missing_items": [i.get("description", "") for i in items]}
         return f"Application returned: {len(items)} item(s) missing", missing
-    if name == "AnomalyDetected":
-        # The rule is a stable code; the details are words (left out, as free text is).
-        coded: dict[str, Any] = {k: _short(data[k]) for k in ("rule", "severity") if k in data}
-        return f"Anomaly detected: {data.get('rule', '')}", coded
     enums = {
         f.name: _enum_prefix(f.enum_type.name)
         for f in message.DESCRIPTOR.fields
         if f.enum_type is not None
     }
+    if name == "AnomalyDetected":
+        # The rule is a stable code; the details are words (left out, as free text is).
+        # The severity reads as every other enum here does (``warning``).
+        coded: dict[str, Any] = {
+            k: data[k].removeprefix(enums[k]).lower()
+            if k in enums and isinstance(data[k], str)
+            else _short(data[k])
+            for k in ("rule", "severity")
+            if k in data
+        }
+        return f"Anomaly detected: {data.get('rule', '')}", coded
     # By the field's type, not the dict's keys: a Money of 0 fen converts to {}, as an
     # empty date does (it read as "0001-01-01").
     kinds = {
