@@ -222,3 +222,27 @@ async def test_a_marriage_is_between_a_man_and_a_woman(
         assert await row_counts(intake_engine) == before
     bride = _person(intake, date(born.year + 1, 5, 5), other, "spouse")
     await intake.change(household, marriage | {"spouse": bride})
+
+
+async def test_the_heads_spouse_moving_in_is_of_the_other_sex(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A member moving in as the head's spouse whose ID number tells the head's own sex is
+    refused at the member's relationship, writing nothing, as a marriage to them is (it
+    was recorded, and the record took the two for a couple a divorce could end); of the
+    other sex, they move in."""
+    household = await intake.register(intake.plan(shape="unemployed_single"))
+    born = household.plan.members[0].birth_date
+    own = household.plan.members[0].sex
+    other = Sex.FEMALE if own is Sex.MALE else Sex.MALE
+    move_in = {"kind": "move_in", "moved_on": "2026-01-05"}
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes",
+        json=move_in | {"member": _person(intake, date(born.year + 1, 5, 5), own, "spouse")},
+        headers=intake.headers(),
+    )
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/member/relationship"]
+    assert await row_counts(intake_engine) == before
+    await moves_in(intake, household, _person(intake, date(born.year + 1, 5, 5), other, "spouse"))

@@ -233,6 +233,8 @@ def check_move_in(
     found = check_joining_member(member, head_birth_date=state.head.birth_date, pointer="/member")
     if member.input.relationship is Relationship.SPOUSE and state.has_spouse():
         found.append(Violation("/member/relationship", "the head already has a spouse"))
+    elif member.input.relationship is Relationship.SPOUSE:
+        found += _man_and_woman(state.head.sex, member.sex, "/member/relationship", "the head")
     if moved_on < member.birth_date:
         found.append(Violation("/moved_on", "is before the member's birth date"))
     return found + _not_after_today(moved_on, today, "/moved_on")
@@ -532,14 +534,16 @@ younger than the head); a sibling's, a grandchild's or a child-in-law's spouse h
 of their own and is other."""
 
 
-def _man_and_woman(one: Sex | None, other: Sex | None, pointer: str) -> list[Violation]:
+def _man_and_woman(
+    one: Sex | None, other: Sex | None, pointer: str, who: str = "the member"
+) -> list[Violation]:
     """A marriage is between a man and a woman (Civil Code arts. 1046, 1049): two of one
     sex, as their ID numbers tell, is a wrong number or a wrong member."""
     if _same_sex(one, other):
         return [
             Violation(
                 pointer,
-                f"the spouse is {other} as the member is, by the ID numbers: a marriage is"
+                f"the spouse is {other} as {who} is, by the ID numbers: a marriage is"
                 " between a man and a woman",
             )
         ]
