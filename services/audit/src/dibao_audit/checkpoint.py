@@ -391,6 +391,33 @@ class CheckpointSigner:
         body = _body(self.origin, tree_size, root_hash, signed_at)
         return body + "\n" + _signature(self._private, self.verifier, body)
 
+    def key_after(self, note: str, tree_size: int, root_hash: bytes) -> str:
+        """The id of the key the log signs with after the stored checkpoint ``note`` (of
+        ``tree_size`` and ``root_hash`` as its row says), read from its signatures, not
+        from the ``key_id`` column (no hash covers it: an SQL edit would have the signer
+        skip the hand-over or make a second one): the new key of a hand-over one of the
+        keys it holds signed, else the one of them that signed it. CheckpointError when
+        none of them signs it or it is not the row's checkpoint."""
+        for key in self.keys:
+            try:
+                signed = key.verify(note)
+            except CheckpointError:
+                continue
+            if (signed.tree_size, signed.root_hash) != (tree_size, root_hash):
+                raise CheckpointError(
+                    f"the log's last checkpoint ({tree_size}) holds the note of another "
+                    f"({signed.tree_size}, or another root)"
+                )
+            handover = handover_of(note)
+            return key.key_id if handover is None else handover.new.key_id
+        raise CheckpointError(
+            f"the log's last checkpoint ({tree_size}) is signed by none of the keys "
+            f"{', '.join(k.key_id for k in self.keys)} (DIBAO_AUDIT_SIGNING_KEY, "
+            "DIBAO_AUDIT_NEXT_SIGNING_KEY): a new key is introduced by a hand-over, with the "
+            "old key as DIBAO_AUDIT_SIGNING_KEY and the new one as "
+            "DIBAO_AUDIT_NEXT_SIGNING_KEY (docs/adr/0018)"
+        )
+
     def signing_key(self, last_key_id: str | None) -> VerifierKey:
         """The key the log signs with after a checkpoint signed by ``last_key_id`` (None:
         no checkpoint yet); CheckpointError when it holds neither that key nor the next."""

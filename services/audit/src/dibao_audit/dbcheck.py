@@ -245,7 +245,7 @@ async def check_database(
     conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            heads = await _checkpoints(conn, trust, report)
+            heads = await _checkpoints(conn, trust, report, kept)
             bounds = AppendedAtBounds(heads, skew_s)
             size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
             report.log_size = int(size)
@@ -288,15 +288,16 @@ async def check_database(
 
 
 async def _checkpoints(
-    conn: asyncpg.Connection, trust: KeyTrust, report: DatabaseReport
+    conn: asyncpg.Connection, trust: KeyTrust, report: DatabaseReport, kept: Sequence[str]
 ) -> list[Checkpoint]:
     """The stored checkpoints whose notes verify, oldest first (the hand-overs among them
-    followed first); their columns checked."""
+    and among the ``kept`` notes followed first: a kept one retires its old key where the
+    table lost it); their columns checked."""
     heads = []
     rows = await conn.fetch(
         "SELECT tree_size, root_hash, signed_note FROM checkpoint ORDER BY tree_size"
     )
-    for problem in trust.follow(row[2] for row in rows):
+    for problem in trust.follow([*(row[2] for row in rows), *kept]):
         report.fail(problem)
     for size, root, note in rows:
         try:

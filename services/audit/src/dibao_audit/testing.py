@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -196,3 +197,15 @@ def recorded_event(
         headers=tuple(envelope.to_headers()),
         payload=envelope.payload,
     )
+
+
+async def as_superuser(db: AuditDb, *statements: str) -> None:
+    """Edits only a superuser gets past the log's triggers with (replica mode): the DBA an
+    attack test plays."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

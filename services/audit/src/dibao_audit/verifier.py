@@ -207,6 +207,14 @@ def verified_kept(key: Keys, kept: Sequence[str], report: Report) -> list[Checkp
     return heads
 
 
+def handover_notes(header: ExportHeader, kept: Sequence[str]) -> list[str]:
+    """The notes whose hand-overs a verifier follows: the export's, and those among the
+    checkpoints the auditor kept. A kept hand-over retires its old key where the log
+    shown omits it (whoever holds the old seed after its hand-over cannot show a log
+    without it that goes on under the old key)."""
+    return [*(note for _, note, _ in header.handovers), *kept]
+
+
 def read_export(lines: Iterable[str]) -> tuple[ExportHeader, Iterator[dict[str, Any]]]:
     """Split an export into its header and its entry objects (parsed lazily)."""
     it = iter(lines)
@@ -356,13 +364,13 @@ def verify_shares(
     slice and its leaves. Those a slice does not reach are not checked.
 
     Every signature is checked against the keys ``key`` pinned and those the export's
-    hand-overs introduce from them (:class:`KeyTrust`); each hand-over must be consistent
-    with the export's checkpoint (its proof), and within a whole export the root of the
-    first leaves.
+    hand-overs (and any among ``kept``) introduce from them (:class:`KeyTrust`); each
+    hand-over the export carries must be consistent with the export's checkpoint (its
+    proof), and within a whole export the root of the first leaves.
     """
     trust = KeyTrust.of(key)
     report = Report(trust=trust)
-    for refused in trust.follow(note for _, note, _ in header.handovers):
+    for refused in trust.follow(handover_notes(header, kept)):
         report.fail(refused)
     kept_heads = verified_kept(trust, kept, report)
     try:

@@ -93,6 +93,7 @@ from dibao_audit.service import mask_personal
 from dibao_audit.verifier import (
     ExportHeader,
     Report,
+    handover_notes,
     read_export,
     verify_export,
     verify_export_file,
@@ -155,7 +156,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         metavar="FILE",
         help="a checkpoint you kept: its signed note, or the JSON of GET "
-        "/audit/checkpoints/latest; the log must be consistent with it (repeatable)",
+        "/audit/checkpoints/latest; the log must be consistent with it (repeatable). A kept "
+        "hand-over is followed like the log's: its old key signs nothing past it",
     )
     parser.add_argument("--token", help="bearer token of an auditor (with --url)")
     parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
@@ -543,7 +545,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
                     # The hand-overs first: the listed checkpoints may be the new key's.
-                    refused = key.follow(note for _, note, _ in header.handovers)
+                    refused = key.follow(handover_notes(header, kept))
                     # Unpredictable: a service that knew which entries are checked online
                     # could show the others otherwise.
                     rng = random.SystemRandom()

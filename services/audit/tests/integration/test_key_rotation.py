@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
@@ -29,7 +30,7 @@ from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repair_tree, verify_cli
 from dibao_audit.appender import LogAppender
-from dibao_audit.checkpoint import CheckpointSigner, handover_of
+from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, handover_of
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
 from dibao_audit.settings import AuditSettings
@@ -39,6 +40,7 @@ from dibao_audit.testing import (
     TEST_SEED,
     AuditDb,
     api_settings,
+    as_superuser,
     recorded_event,
     serving,
 )
@@ -77,18 +79,31 @@ def _token(token_factory: TokenFactory) -> str:
 
 
 async def _every_mode(
-    audit_db: AuditDb, url: str, token_factory: TokenFactory, tmp_path: Path, pinned: bytes = OLD
+    audit_db: AuditDb,
+    url: str,
+    token_factory: TokenFactory,
+    tmp_path: Path,
+    pinned: bytes = OLD,
+    *extra: str,
 ) -> dict[str, tuple[int, dict[str, Any]]]:
-    """``verify_cli`` pinned to the old key only (``pinned``): the database, the service at
-    ``url`` (its export saved), and that saved export offline."""
+    """``verify_cli`` pinned to the old key only (``pinned``), with ``extra`` arguments: the
+    database, the service at ``url`` (its export saved), and that saved export offline."""
     saved = tmp_path / "export.jsonl"
     old = _vkey(pinned)
     return {
-        "database": await _verify("--database-url", audit_db.url, "--vkey", old),
+        "database": await _verify("--database-url", audit_db.url, "--vkey", old, *extra),
         "url": await _verify(
-            "--url", url, "--token", _token(token_factory), "--vkey", old, "--save", str(saved)
+            "--url",
+            url,
+            "--token",
+            _token(token_factory),
+            "--vkey",
+            old,
+            "--save",
+            str(saved),
+            *extra,
         ),
-        "export": await _verify("--export", str(saved), "--vkey", old),
+        "export": await _verify("--export", str(saved), "--vkey", old, *extra),
     }
 
 
@@ -203,6 +218,12 @@ class _Forger(CheckpointSigner):
     """Signs as if the log's last checkpoint were by none of its keys when it holds not
     that one: its own key, or a hand-over from its own key to its next."""
 
+    def key_after(self, note: str, tree_size: int, root_hash: bytes) -> str:
+        try:
+            return super().key_after(note, tree_size, root_hash)
+        except CheckpointError:
+            return "none of its keys"
+
     def sign_after(
         self, last_key_id: str | None, tree_size: int, root_hash: bytes, signed_at: datetime
     ) -> tuple[str, str]:
@@ -263,13 +284,54 @@ async def test_a_hand_over_from_a_key_sharing_the_logs_key_id_fails_in_every_mod
     async with api_client(app):
         honest = CheckpointSigner(log, TEST_ORIGIN)
         await LogAppender(audit_db.sessions, honest, checkpoint_every=10).append(events[:20])
-        forger = CheckpointSigner(twin, TEST_ORIGIN, next_seed=MALLORY)
+        forger = _Forger(twin, TEST_ORIGIN, next_seed=MALLORY)
         await LogAppender(audit_db.sessions, forger, checkpoint_every=10).append(events[20:])
         async with serving(app) as url:
-            runs = await _every_mode(audit_db, url, token_factory, tmp_path, pinned=log)
+            runs = await _every_mode(audit_db, url, token_factory, tmp_path, log)
     for mode, (code, report) in runs.items():
         assert code == 1, (mode, report)
         assert any("signed by no key trusted there" in p for p in report["problems"]), (
+            mode,
+            report["problems"],
+        )
+
+
+async def test_a_kept_hand_over_retires_the_old_key_where_the_log_shown_omits_it(
+    audit_db: AuditDb, token_factory: TokenFactory, tmp_path: Path
+) -> None:
+    """The log hands over from the old key to the new at 20; the auditor keeps that
+    hand-over (``--checkpoint``). Whoever holds the old seed afterwards and runs the
+    database deletes the hand-over and signs 30 with the old key: the log shown has no
+    hand-over, only the old key's signatures, and its first 20 entries are the real ones.
+    Every mode, pinned to the old key with the kept hand-over, exits 1: the old key
+    handed over at 20."""
+    events = [_withdrawn(i) for i in range(30)]
+    app = create_app(api_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
+    async with api_client(app):
+        await LogAppender(
+            audit_db.sessions, CheckpointSigner(OLD, TEST_ORIGIN), checkpoint_every=10
+        ).append(events[:10])
+        rotating = CheckpointSigner(OLD, TEST_ORIGIN, next_seed=NEW)
+        await LogAppender(audit_db.sessions, rotating, checkpoint_every=10).append(events[10:20])
+        conn = await asyncpg.connect(audit_db.dsn)
+        try:
+            note = await conn.fetchval("SELECT signed_note FROM checkpoint WHERE tree_size = 20")
+        finally:
+            await conn.close()
+        assert handover_of(note) is not None
+        kept = tmp_path / "handover.note"
+        kept.write_text(note)
+        await as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size >= 20")
+        await LogAppender(
+            audit_db.sessions, CheckpointSigner(OLD, TEST_ORIGIN), checkpoint_every=10
+        ).append(events[20:])
+        async with serving(app) as url:
+            runs = await _every_mode(
+                audit_db, url, token_factory, tmp_path, OLD, "--checkpoint", str(kept)
+            )
+    for mode, (code, report) in runs.items():
+        assert code == 1, (mode, report)
+        assert any("handed over at 20" in p for p in report["problems"]), (
             mode,
             report["problems"],
         )

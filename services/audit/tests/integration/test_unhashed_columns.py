@@ -22,7 +22,7 @@ from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.projector import EntryProjector
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, as_superuser, recorded_event
 
 pytestmark = [pytest.mark.postgres]
 
@@ -44,17 +44,6 @@ async def _check(db: AuditDb, *extra: str) -> tuple[int, dict[str, Any]]:
     args = verify_cli._parse_args(["--database-url", db.url, "--vkey", VKEY, *extra])
     code = await asyncio.to_thread(verify_cli.run, args, out)
     return code, json.loads(out.getvalue())
-
-
-async def _as_superuser(db: AuditDb, *statements: str) -> None:
-    """Edits only a superuser gets past the triggers with (replica mode)."""
-    conn = await asyncpg.connect(db.dsn)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def _append(db: AuditDb, lo: int, hi: int) -> None:
@@ -85,7 +74,7 @@ async def test_edited_columns_a_false_view_and_a_moved_appended_at_are_reported(
     await _append(audit_db, 0, 25)
     assert await EntryProjector(audit_db.sessions).catch_up() == 25
     await _append(audit_db, 25, 27)
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "UPDATE log_entry SET region = '110101001001' WHERE leaf_index = 4",
         "UPDATE log_entry SET household_id = 'hh-other', actor = NULL WHERE leaf_index = 7",
@@ -158,7 +147,7 @@ async def test_the_regions_of_entries_logged_before_the_column_are_filled_from_t
 
 async def test_an_edit_of_a_searchs_regions_is_reported(audit_db: AuditDb) -> None:
     await audit_db.appender(checkpoint_every=10).append([_withdrawn(0), _search(1)])
-    await _as_superuser(
+    await as_superuser(
         audit_db, "UPDATE log_entry SET regions = '{620102000000}' WHERE leaf_index = 1"
     )
     code, report = await _check(audit_db)
@@ -188,7 +177,7 @@ async def test_a_checkpoint_kept_from_before_shows_a_rolled_back_database(
     code, report = await _check(audit_db, "--checkpoint", str(tmp_path / "cp10"))
     assert code == 0, report
     assert report["kept_checkpoints_checked"] == 1
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "DELETE FROM entry_view WHERE leaf_index >= 10",
         "DELETE FROM log_entry WHERE leaf_index >= 10",
@@ -244,14 +233,14 @@ async def test_checkpoints_deleted_from_the_table_are_named_by_the_logs_own_anno
     assert code == 0, report
     assert report["checkpoint_announcements_checked"] == 3
 
-    await _as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 20")
+    await as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 20")
     code, report = await _check(audit_db)
     assert code == 1, report
     assert report["problems"] == [
         "entry 21 announces checkpoint 20, which is not stored: it was deleted"
     ]
 
-    await _as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 32")
+    await as_superuser(audit_db, "DELETE FROM checkpoint WHERE tree_size = 32")
     code, report = await _check(audit_db)
     assert code == 1, report
     assert report["tree_size"] == 10
@@ -279,14 +268,14 @@ async def test_an_appended_at_that_goes_back_along_the_log_is_reported(
     await appender.append([_withdrawn(i) for i in range(10)])
     shift[0] = timedelta(seconds=60)
     await appender.append([_withdrawn(i) for i in range(10, 20)])
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "UPDATE log_entry SET appended_at = appended_at + interval '3 seconds' "
         "WHERE leaf_index = 5",
     )
     code, report = await _check(audit_db)
     assert code == 0, report  # 3 s back at entry 6: within the skew
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "UPDATE log_entry SET appended_at = appended_at + interval '30 seconds' "
         "WHERE leaf_index BETWEEN 10 AND 14",

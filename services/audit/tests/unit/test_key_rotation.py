@@ -328,3 +328,24 @@ def test_a_second_hand_over_from_one_key_at_the_same_size_is_a_fork() -> None:
             if order[1] == real[8] or pinned == NEW:  # else the thief's came first: theirs
                 with pytest.raises(CheckpointError, match="trusted at size 9"):
                     trust.verify(theirs)
+
+
+def test_the_key_after_a_checkpoint_is_read_from_its_signatures() -> None:
+    """The signer decides from the stored note, not from a column: after a hand-over the
+    next key (and the old key alone is refused, as an old replica must be); after a note
+    by none of its keys, or a row holding another checkpoint's note, it signs nothing."""
+    old, new = _key(OLD), _key(NEW)
+    root = b"\x03" * 32
+    rotating = CheckpointSigner(OLD, ORIGIN, next_seed=NEW)
+    plain = CheckpointSigner(OLD, ORIGIN).sign(3, root, AT)
+    handover, _ = rotating.sign_after(None, 3, root, AT)
+    assert rotating.key_after(plain, 3, root) == old.key_id
+    assert rotating.key_after(handover, 3, root) == new.key_id
+    assert CheckpointSigner(NEW, ORIGIN).key_after(handover, 3, root) == new.key_id
+    replica = CheckpointSigner(OLD, ORIGIN)
+    with pytest.raises(CheckpointError, match="hand-over"):
+        replica.signing_key(replica.key_after(handover, 3, root))
+    with pytest.raises(CheckpointError, match="signed by none of the keys"):
+        CheckpointSigner(MALLORY, ORIGIN).key_after(plain, 3, root)
+    with pytest.raises(CheckpointError, match="the note of another"):
+        rotating.key_after(plain, 4, root)
