@@ -23,8 +23,10 @@ The trigger is committed first, so that every entry appended from then on writes
 prefixes; then entries logged before it are filled in bounded batches of leaf indices,
 each statement committed on its own (an autocommit block: no transaction over the whole
 log, appends go on meanwhile), and the indexes are built ``CONCURRENTLY`` (appends are
-not blocked; on a log of hundreds of millions of entries this takes longer than
-``DIBAO_MIGRATE_TIMEOUT``'s default: run it with a larger one). A run stopped half way is
+not blocked; each build waits, without a lock timeout, for the transactions older than
+it, such as a database check or an export in progress; on a log of hundreds of millions
+of entries this takes longer than ``DIBAO_MIGRATE_TIMEOUT``'s default: run it with a
+larger one). A run stopped half way is
 run again: what exists is kept (an index a failed build left invalid is dropped and built
 again), rows already written are skipped (``ON CONFLICT DO NOTHING``).
 
@@ -117,6 +119,12 @@ def upgrade() -> None:
             )
             for lo in range(0, size, BATCH):
                 connection.exec_driver_sql(fill.format(lo=lo, hi=lo + BATCH))
+            # A concurrent build waits for every transaction older than its snapshots (a
+            # database check or an export reads the log for minutes in one): under the
+            # lock timeout that wait failed the migration. Its SHARE UPDATE EXCLUSIVE lock
+            # holds up no append and no read, so it waits (DIBAO_MIGRATE_TIMEOUT bounds
+            # the run).
+            connection.exec_driver_sql("SET lock_timeout = 0")
             for name, definition in INDEXES.items():
                 invalid = connection.execute(
                     sa.text(

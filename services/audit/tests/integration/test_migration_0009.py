@@ -1,0 +1,108 @@
+"""Migration 0009 on a live log: it waits for a long reader, and the log goes on meanwhile.
+
+A database check (``verify_cli --database-url``: one repeatable-read transaction over the
+whole log) or an export reads for minutes on a large log. The migration's trigger was
+set up with ``DROP TRIGGER`` (an ACCESS EXCLUSIVE lock on ``log_entry``, queued behind the
+reader: every append and read stalled behind it for the 5 s lock timeout, and then the
+migration failed), and ``CREATE INDEX CONCURRENTLY`` waits for every transaction older
+than its snapshot, which the same lock timeout turned into a failure. Against the real
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from dibao.access.v1 import events_pb2 as access_pb2
+from dibao.common.v1 import types_pb2
+from dibao.intake.v1 import events_pb2 as intake_pb2
+from dibao_audit import repository as repo
+from dibao_audit.entry import RecordedEvent
+from dibao_audit.testing import AuditDb, recorded_event
+
+pytestmark = [pytest.mark.postgres]
+
+VILLAGE, SEARCHED = "620102001001", "620104000000"
+
+
+def _events(lo: int, hi: int) -> list[RecordedEvent]:
+    """Withdrawals in Chengguan, every third a search naming Anning too."""
+    out = []
+    for n in range(lo, hi):
+        if n % 3 == 0:
+            search = access_pb2.PersonalDataAccessed(
+                region=types_pb2.RegionCode(code=VILLAGE),
+                regions=[types_pb2.RegionCode(code=c) for c in (VILLAGE, SEARCHED)],
+                actor=types_pb2.Actor(subject="clerk-of-two"),
+                service="intake",
+                record_type=access_pb2.RECORD_TYPE_LIST,
+                record_id=f"households?page={n}",
+                operation="GET /households",
+            )
+            out.append(recorded_event(search, offset=n, key=""))
+        else:
+            withdrawn = intake_pb2.ApplicationWithdrawn(
+                household_id="hh-1",
+                region=types_pb2.RegionCode(code=VILLAGE),
+                application_id=f"app-{n}",
+            )
+            out.append(recorded_event(withdrawn, offset=n, key="hh-1"))
+    return out
+
+
+async def test_the_migration_waits_for_a_long_reader_while_the_log_goes_on(
+    audit_db: AuditDb,
+) -> None:
+    """A reader's repeatable-read transaction open for 8 s (a database check, an export):
+    the migration waits for it (it failed at 5 s, 'canceling statement due to lock
+    timeout'), entries are appended meanwhile (not held up behind the migration's locks),
+    and then every index is valid and every search, whenever appended, has its prefixes."""
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.downgrade("audit", "0008")
+    appender = audit_db.appender()
+    await appender.append(_events(0, 30))
+    reader = await asyncpg.connect(audit_db.dsn)
+    try:
+        transaction = reader.transaction(isolation="repeatable_read", readonly=True)
+        await transaction.start()
+        assert await reader.fetchval("SELECT count(*) FROM log_entry") == 30
+        migration = asyncio.create_task(audit_db.stack.migrate("audit"))
+        appended = 30
+        for _ in range(8):  # the log goes on: each append within a second
+            await asyncio.sleep(1)
+            assert not migration.done() or migration.exception() is None, str(migration.exception())
+            await asyncio.wait_for(appender.append(_events(appended, appended + 3)), 1.5)
+            appended += 3
+        assert not migration.done(), "the migration did not wait for the reader"
+        await transaction.commit()
+    finally:
+        await reader.close()
+    await asyncio.wait_for(migration, 60)
+    await appender.append(_events(appended, appended + 3))
+    appended += 3
+
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        indexes = await conn.fetch(
+            "SELECT c.relname, i.indisvalid FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname LIKE 'ix_log_entry_region_%' OR c.relname = 'ix_log_entry_no_region'"
+        )
+        names = [f"ix_log_entry_region_{n}" for n in (2, 4, 6, 9, 12)]
+        assert {(r[0], r[1]) for r in indexes} == {
+            (name, True) for name in (*names, "ix_log_entry_no_region")
+        }
+        searched = await conn.fetch(
+            "SELECT leaf_index FROM entry_region_prefix WHERE prefix = $1 ORDER BY 1", SEARCHED
+        )
+    finally:
+        await conn.close()
+    assert [r[0] for r in searched] == list(range(0, appended, 3))
+    async with audit_db.sessions() as session:
+        flt = repo.EntryFilter(region_prefixes=("620104",))
+        found = await repo.find_entries(session, flt, after=None, limit=1000)
+    assert [e.leaf_index for e, _ in found] == list(range(0, appended, 3))
