@@ -246,3 +246,23 @@ async def test_the_heads_spouse_moving_in_is_of_the_other_sex(
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/member/relationship"]
     assert await row_counts(intake_engine) == before
     await moves_in(intake, household, _person(intake, date(born.year + 1, 5, 5), other, "spouse"))
+
+
+async def test_a_household_registers_a_spouse_of_the_other_sex(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A registration whose head's spouse has the head's own sex by the ID numbers is
+    refused at that member's relationship and registers nothing (it was registered, the
+    two a couple for every marriage rule and a divorce)."""
+    plan = intake.plan(shape="elderly_couple")
+    head, spouse = plan.members[0], plan.members[1]
+    spouse.id_number = intake.synthesizer.id_number(spouse.birth_date, head.sex)
+    spouse.sex = head.sex
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=plan.payload(), headers=intake.headers(regions=[plan.region_code])
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/members/1/relationship"]
+    assert await row_counts(intake_engine) == before

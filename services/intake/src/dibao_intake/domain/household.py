@@ -235,6 +235,15 @@ def _age_order_violations(members: Sequence[ValidMember]) -> list[Violation]:
             found.append(
                 Violation(f"/members/{index}/relationship", f"a {relation} is older than the head")
             )
+        if relation is Relationship.SPOUSE and member.sex is head.sex:
+            # A marriage is between a man and a woman (Civil Code arts. 1046, 1049; ADR 0016).
+            found.append(
+                Violation(
+                    f"/members/{index}/relationship",
+                    f"the spouse is {member.sex} as the head is, by the ID numbers: a marriage"
+                    " is between a man and a woman",
+                )
+            )
     return found
 
 
