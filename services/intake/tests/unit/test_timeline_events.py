@@ -41,6 +41,10 @@ def test_events_name_their_application_by_field_or_audit_subject() -> None:
     )
     assert application_of(assessment.CaseOpened(application_id=str(APPLICATION))) == APPLICATION
     anomaly = audit.AnomalyDetected(subject=audit.Subject(kind="application", id=str(APPLICATION)))
+    assert application_of(anomaly) == APPLICATION  # published before 1 Dec 2026: subject alone
+    anomaly.application_id = str(APPLICATION)  # since: both (the log's column reads the field)
+    assert application_of(anomaly) == APPLICATION
+    anomaly.ClearField("subject")
     assert application_of(anomaly) == APPLICATION
     assert (
         application_of(audit.AnomalyDetected(subject=audit.Subject(kind="payment", id="p1")))

@@ -87,8 +87,10 @@ def application_of(message: Message) -> uuid.UUID | None:
     raw = ""
     if "application_id" in fields:
         raw = getattr(message, "application_id")  # noqa: B009 - read by descriptor
-    elif "subject" in fields:
-        subject = getattr(message, "subject")  # noqa: B009 - audit's AnomalyDetected
+    if not raw and "subject" in fields:
+        # audit's AnomalyDetected: its subject names the application (and, since 1 Dec
+        # 2026, application_id too; one published before has the subject alone).
+        subject = getattr(message, "subject")  # noqa: B009
         if getattr(subject, "kind", "") == "application":
             raw = subject.id
     try:

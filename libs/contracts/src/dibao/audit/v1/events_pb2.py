@@ -26,7 +26,7 @@ from dibao.common.v1 import types_pb2 as dibao_dot_common_dot_v1_dot_types__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ibao/audit/v1/events.proto\x12\x0e\x64ibao.audit.v1\x1a\x1b\x64ibao/common/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x07Subject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\xa8\x02\n\x13\x43heckpointPublished\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x16.dibao.common.v1.Actor\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\x11\n\ttree_size\x18\x06 \x01(\x03\x12\x11\n\troot_hash\x18\x07 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x08 \x01(\t\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x1a\n\x12previous_tree_size\x18\n \x01(\x03\"\xd5\x03\n\x0f\x41nomalyDetected\x12\x14\n\x0chousehold_id\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x16.dibao.common.v1.Actor\x12\x12\n\nanomaly_id\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12*\n\x08severity\x18\x07 \x01(\x0e\x32\x18.dibao.audit.v1.Severity\x12(\n\x07subject\x18\x08 \x01(\x0b\x32\x17.dibao.audit.v1.Subject\x12\x0f\n\x07\x64\x65tails\x18\t \x01(\t\x12\x43\n\nattributes\x18\n \x03(\x0b\x32/.dibao.audit.v1.AnomalyDetected.AttributesEntry\x12\x11\n\tevent_ids\x18\x0b \x03(\t\x12\x13\n\x0blog_indices\x18\x0c \x03(\x03\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ibao/audit/v1/events.proto\x12\x0e\x64ibao.audit.v1\x1a\x1b\x64ibao/common/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x07Subject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\xa8\x02\n\x13\x43heckpointPublished\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x16.dibao.common.v1.Actor\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\x11\n\ttree_size\x18\x06 \x01(\x03\x12\x11\n\troot_hash\x18\x07 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x08 \x01(\t\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x1a\n\x12previous_tree_size\x18\n \x01(\x03\"\xed\x03\n\x0f\x41nomalyDetected\x12\x14\n\x0chousehold_id\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x16.dibao.common.v1.Actor\x12\x12\n\nanomaly_id\x18\x05 \x01(\t\x12\x0c\n\x04rule\x18\x06 \x01(\t\x12*\n\x08severity\x18\x07 \x01(\x0e\x32\x18.dibao.audit.v1.Severity\x12(\n\x07subject\x18\x08 \x01(\x0b\x32\x17.dibao.audit.v1.Subject\x12\x0f\n\x07\x64\x65tails\x18\t \x01(\t\x12\x43\n\nattributes\x18\n \x03(\x0b\x32/.dibao.audit.v1.AnomalyDetected.AttributesEntry\x12\x11\n\tevent_ids\x18\x0b \x03(\t\x12\x13\n\x0blog_indices\x18\x0c \x03(\x03\x12\x16\n\x0e\x61pplication_id\x18\r \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_SEVERITY']._serialized_start=917
-  _globals['_SEVERITY']._serialized_end=1017
+  _globals['_SEVERITY']._serialized_start=941
+  _globals['_SEVERITY']._serialized_end=1041
   _globals['_SUBJECT']._serialized_start=109
   _globals['_SUBJECT']._serialized_end=144
   _globals['_CHECKPOINTPUBLISHED']._serialized_start=147
   _globals['_CHECKPOINTPUBLISHED']._serialized_end=443
   _globals['_ANOMALYDETECTED']._serialized_start=446
-  _globals['_ANOMALYDETECTED']._serialized_end=915
-  _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._serialized_start=866
-  _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._serialized_end=915
+  _globals['_ANOMALYDETECTED']._serialized_end=939
+  _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._serialized_start=890
+  _globals['_ANOMALYDETECTED_ATTRIBUTESENTRY']._serialized_end=939
 # @@protoc_insertion_point(module_scope)

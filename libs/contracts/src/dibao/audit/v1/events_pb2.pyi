@@ -175,6 +175,7 @@ class AnomalyDetected(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     EVENT_IDS_FIELD_NUMBER: _builtins.int
     LOG_INDICES_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     """Household concerned, if any."""
     anomaly_id: _builtins.str
@@ -188,6 +189,11 @@ class AnomalyDetected(_message.Message):
     severity: Global___Severity.ValueType
     details: _builtins.str
     """Human-readable details (no ID numbers)."""
+    application_id: _builtins.str
+    """Application concerned, if any: subject.id when subject.kind is "application" (the log's
+    application_id column, so its auditors find the anomaly by application). Empty in
+    anomalies published before 1 Dec 2026, whose subject alone names it.
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode:
         """Region concerned: the household's or application's as the events showing it give it, so
@@ -230,10 +236,11 @@ class AnomalyDetected(_message.Message):
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         event_ids: _abc.Iterable[_builtins.str] | None = ...,
         log_indices: _abc.Iterable[_builtins.int] | None = ...,
+        application_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at", "region", b"region", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "anomaly_id", b"anomaly_id", "attributes", b"attributes", "details", b"details", "event_ids", b"event_ids", "household_id", b"household_id", "log_indices", b"log_indices", "occurred_at", b"occurred_at", "region", b"region", "rule", b"rule", "severity", b"severity", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "anomaly_id", b"anomaly_id", "application_id", b"application_id", "attributes", b"attributes", "details", b"details", "event_ids", b"event_ids", "household_id", b"household_id", "log_indices", b"log_indices", "occurred_at", b"occurred_at", "region", b"region", "rule", b"rule", "severity", b"severity", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
