@@ -129,8 +129,8 @@ async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_no
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:
     """A decision that reaches an application already withdrawn enters its timeline as
-    arrived after the withdrawal (summary and detail): the application stays withdrawn
-    and is not marked decided."""
+    arrived after the withdrawal (summary and detail, and the limited view's summary):
+    the application stays withdrawn and is not marked decided."""
     household = await intake.register()
     application_id = (
         await intake.submit(await intake.complete_application_body(household))
@@ -163,6 +163,18 @@ async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_no
         f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
     )
     assert read.json()["status"] == "withdrawn"
+    # The limited view (a finance officer's) names the event alone, no details: it still
+    # says the decision came after the withdrawal (it read "Benefit approved" on a
+    # withdrawn application, the one reader who pays).
+    limited = await intake.http.get(
+        f"/applications/{application_id}", headers=intake.headers(Role.FINANCE_OFFICER, ["62"])
+    )
+    assert limited.json()["view"] == "limited"
+    assert [
+        (e["summary"], e["details"])
+        for e in limited.json()["timeline"]
+        if e["type"] == "dibao.assessment.BenefitApproved.v1"
+    ] == [("Benefit approved (arrived after the withdrawal)", None)]
     async with intake_engine.connect() as conn:
         decided_at = await conn.scalar(
             text("SELECT decided_at FROM application WHERE id = :id"), {"id": application_id}

@@ -20,7 +20,7 @@ from dibao_intake.api import schemas as s
 from dibao_intake.domain.codes import ApplicationKind, ChangeKind, DocumentType
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
-from dibao_intake.service_layer.timeline import event_words
+from dibao_intake.service_layer.timeline import AFTER_WITHDRAWAL, event_words
 from dibao_intake.service_layer.views import View
 
 T = TypeVar("T")
@@ -153,6 +153,14 @@ def document_out(d: DocumentRecord) -> s.DocumentOut:
     )
 
 
+def _limited_summary(t: TimelineRecord) -> str:
+    """The event in words, and that a decision came after the withdrawal (a finance
+    officer reading "Benefit approved" on a withdrawn application would take it for one
+    to pay)."""
+    words = event_words(t.ce_type)
+    return f"{words} (arrived after the withdrawal)" if t.details.get(AFTER_WITHDRAWAL) else words
+
+
 def timeline_out(t: TimelineRecord, view: View) -> s.TimelineEntryOut:
     # The limited view tells what happened, when and by whom: no figures, no missing
     # items, no anomaly rule (a summary may name the last two).
@@ -162,7 +170,7 @@ def timeline_out(t: TimelineRecord, view: View) -> s.TimelineEntryOut:
         source=t.ce_source,
         occurred_at=t.occurred_at,
         actor=t.actor,
-        summary=t.summary if view is View.CASE else event_words(t.ce_type),
+        summary=t.summary if view is View.CASE else _limited_summary(t),
         details=_case_only(t.details, view),
     )
 
