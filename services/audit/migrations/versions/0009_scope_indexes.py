@@ -28,7 +28,9 @@ it, such as a database check or an export in progress; on a log of hundreds of m
 of entries this takes longer than ``DIBAO_MIGRATE_TIMEOUT``'s default: run it with a
 larger one). A run stopped half way is
 run again: what exists is kept (an index a failed build left invalid is dropped and built
-again), rows already written are skipped (``ON CONFLICT DO NOTHING``).
+again), rows already written are skipped (``ON CONFLICT DO NOTHING``). The downgrade
+drops the indexes ``CONCURRENTLY`` too (waiting for readers, not holding up appends),
+then the trigger and the table.
 
 Revision ID: 0009
 Revises: 0008
@@ -143,8 +145,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in INDEXES:
-        op.execute(f"DROP INDEX IF EXISTS {name}")
+    # Concurrently, as they were built: a plain DROP INDEX takes ACCESS EXCLUSIVE on
+    # log_entry, queued behind any reader (a database check, an export), and every append
+    # and read queued behind it until the lock timeout failed the downgrade.
+    with op.get_context().autocommit_block():
+        connection = op.get_bind()
+        connection.exec_driver_sql("SET lock_timeout = 0")
+        try:
+            for name in INDEXES:
+                connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        finally:
+            connection.exec_driver_sql("RESET lock_timeout")
     op.execute("DROP TRIGGER IF EXISTS log_entry_region_prefixes ON log_entry")
     op.execute("DROP FUNCTION IF EXISTS audit_entry_region_prefixes()")
     op.execute("DROP TABLE IF EXISTS entry_region_prefix")

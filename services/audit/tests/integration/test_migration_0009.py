@@ -1,12 +1,14 @@
-"""Migration 0009 on a live log: it waits for a long reader, and the log goes on meanwhile.
+"""Migration 0009 on a live log, up and down: it waits for a long reader, and the log goes
+on meanwhile.
 
 A database check (``verify_cli --database-url``: one repeatable-read transaction over the
 whole log) or an export reads for minutes on a large log. The migration's trigger was
 set up with ``DROP TRIGGER`` (an ACCESS EXCLUSIVE lock on ``log_entry``, queued behind the
 reader: every append and read stalled behind it for the 5 s lock timeout, and then the
 migration failed), and ``CREATE INDEX CONCURRENTLY`` waits for every transaction older
-than its snapshot, which the same lock timeout turned into a failure. Against the real
-database.
+than its snapshot, which the same lock timeout turned into a failure. The downgrade's
+plain ``DROP INDEX`` queued ACCESS EXCLUSIVE behind the reader likewise: appends stalled,
+then it failed. Against the real database.
 """
 
 from __future__ import annotations
@@ -102,6 +104,51 @@ async def test_the_migration_waits_for_a_long_reader_while_the_log_goes_on(
     finally:
         await conn.close()
     assert [r[0] for r in searched] == list(range(0, appended, 3))
+    async with audit_db.sessions() as session:
+        flt = repo.EntryFilter(region_prefixes=("620104",))
+        found = await repo.find_entries(session, flt, after=None, limit=1000)
+    assert [e.leaf_index for e, _ in found] == list(range(0, appended, 3))
+
+
+async def test_the_downgrade_waits_for_a_long_reader_while_the_log_goes_on(
+    audit_db: AuditDb,
+) -> None:
+    """Down to 0008 with a reader's transaction open for 8 s: the indexes are dropped
+    without holding up appends and after the reader ends, then the trigger and the table;
+    entries appended meanwhile are kept, and up again every search has its prefixes."""
+    appender = audit_db.appender()
+    await appender.append(_events(0, 30))
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    reader = await asyncpg.connect(audit_db.dsn)
+    try:
+        transaction = reader.transaction(isolation="repeatable_read", readonly=True)
+        await transaction.start()
+        assert await reader.fetchval("SELECT count(*) FROM log_entry") == 30
+        downgrade = asyncio.create_task(audit_db.stack.downgrade("audit", "0008"))
+        appended = 30
+        for _ in range(8):
+            await asyncio.sleep(1)
+            assert not downgrade.done() or downgrade.exception() is None, str(downgrade.exception())
+            await asyncio.wait_for(appender.append(_events(appended, appended + 3)), 1.5)
+            appended += 3
+        await transaction.commit()
+    finally:
+        await reader.close()
+    await asyncio.wait_for(downgrade, 60)
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'ix_log_entry_region_%'"
+            " OR relname IN ('ix_log_entry_no_region', 'entry_region_prefix')"
+        )
+        assert left == 0
+        assert await conn.fetchval("SELECT count(*) FROM log_entry") == appended
+    finally:
+        await conn.close()
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.migrate("audit")
     async with audit_db.sessions() as session:
         flt = repo.EntryFilter(region_prefixes=("620104",))
         found = await repo.find_entries(session, flt, after=None, limit=1000)
