@@ -153,3 +153,44 @@ async def test_the_downgrade_waits_for_a_long_reader_while_the_log_goes_on(
         flt = repo.EntryFilter(region_prefixes=("620104",))
         found = await repo.find_entries(session, flt, after=None, limit=1000)
     assert [e.leaf_index for e, _ in found] == list(range(0, appended, 3))
+
+
+async def test_a_run_stopped_half_way_is_run_again(audit_db: AuditDb) -> None:
+    """As a run killed half way leaves it (the trigger and part of the backfill committed,
+    an index's build failed: invalid, alembic still at 0008), with entries appended since:
+    run again, every search has its prefixes and the failed index is built again as it should be."""
+    appender = audit_db.appender()
+    await appender.append(_events(0, 30))
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DELETE FROM entry_region_prefix WHERE leaf_index >= 12")
+        await conn.execute("DROP INDEX ix_log_entry_region_6")
+        with pytest.raises(asyncpg.UniqueViolationError):  # a build that failed: invalid
+            await conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY ix_log_entry_region_6 ON log_entry"
+                " (left(region, 6))"
+            )
+        await conn.execute("UPDATE alembic_version SET version_num = '0008'")
+    finally:
+        await conn.close()
+    await appender.append(_events(30, 45))  # the trigger writes these
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.migrate("audit")
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        assert await conn.fetchval(
+            "SELECT i.indisvalid AND NOT i.indisunique FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'ix_log_entry_region_6'"
+        )
+        definition = await conn.fetchval(
+            "SELECT pg_get_indexdef('ix_log_entry_region_6'::regclass)"
+        )
+    finally:
+        await conn.close()
+    assert definition.endswith('("left"(region, 6), leaf_index)'), definition
+    async with audit_db.sessions() as session:
+        flt = repo.EntryFilter(region_prefixes=("620104",))
+        found = await repo.find_entries(session, flt, after=None, limit=1000)
+    assert [e.leaf_index for e, _ in found] == list(range(0, 45, 3))
