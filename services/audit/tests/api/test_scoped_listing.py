@@ -33,7 +33,14 @@ from dibao_audit import verify_cli
 from dibao_audit.dbcheck import asyncpg_dsn
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
-from dibao_audit.testing import TEST_ORIGIN, AuditDb, api_settings, recorded_event, serving
+from dibao_audit.testing import (
+    TEST_ORIGIN,
+    AuditDb,
+    api_settings,
+    as_superuser,
+    recorded_event,
+    serving,
+)
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.testing.auth_fixtures import TokenFactory, make_auth_settings
 from dibao_common.testing.stack import api_client
@@ -340,15 +347,11 @@ async def test_candidates_naming_no_entry_end_no_listing(
     events = _events(0, 60)
     await _append(audit_db, events, 0)
     hidden = _expected(events, ("620103",))[2]  # a withdrawal of Qilihe's, not a search
-    conn = await asyncpg.connect(audit_db.dsn)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute(
-            "INSERT INTO entry_region_prefix SELECT '620104', -i FROM generate_series(1, 3) i"
-        )
-        await conn.execute("DELETE FROM merkle_node WHERE level = 0 AND index = $1", hidden)
-    finally:
-        await conn.close()
+    await as_superuser(
+        audit_db,
+        "INSERT INTO entry_region_prefix SELECT '620104', -i FROM generate_series(1, 3) i",
+        f"DELETE FROM merkle_node WHERE level = 0 AND index = {hidden}",  # noqa: S608 - an int
+    )
     for limit in (1, 3, 7):
         assert await _listed(client, token_factory, ("620104",), limit) == _expected(
             events, ("620104",)

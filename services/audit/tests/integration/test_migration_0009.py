@@ -23,7 +23,7 @@ from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.testing import AuditDb, recorded_event
+from dibao_audit.testing import AuditDb, as_superuser, recorded_event
 
 pytestmark = [pytest.mark.postgres]
 
@@ -161,11 +161,13 @@ async def test_a_run_stopped_half_way_is_run_again(audit_db: AuditDb) -> None:
     run again, every search has its prefixes and the failed index is built again as it should be."""
     appender = audit_db.appender()
     await appender.append(_events(0, 30))
+    await as_superuser(
+        audit_db,
+        "DELETE FROM entry_region_prefix WHERE leaf_index >= 12",
+        "DROP INDEX ix_log_entry_region_6",
+    )
     conn = await asyncpg.connect(audit_db.dsn)
     try:
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute("DELETE FROM entry_region_prefix WHERE leaf_index >= 12")
-        await conn.execute("DROP INDEX ix_log_entry_region_6")
         with pytest.raises(asyncpg.UniqueViolationError):  # a build that failed: invalid
             await conn.execute(
                 "CREATE UNIQUE INDEX CONCURRENTLY ix_log_entry_region_6 ON log_entry"
