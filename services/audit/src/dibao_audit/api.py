@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import re
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,12 @@ from dibao.common.v1 import enums_pb2, types_pb2
 from dibao_audit import repository as repo
 from dibao_audit import service
 from dibao_audit.appender import LogAppender
-from dibao_audit.checkpoint import CheckpointSigner, VerifierKey, handover_of
+from dibao_audit.checkpoint import (
+    CheckpointError,
+    CheckpointSigner,
+    KeyTrust,
+    handover_of,
+)
 from dibao_audit.entry import MalformedEntryError, parse_header_block
 from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
@@ -497,12 +503,26 @@ class ExportAccess:
 )
 async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     """The key that signed the latest checkpoint (the configured one before any); the keys
-    before it and the hand-overs between them are read from the signed checkpoints."""
+    before it and the hand-overs between them are read from the signed checkpoints.
+
+    Only what the service's own keys vouch for is published: the hand-overs followed from
+    them (each signed by both its keys, :class:`KeyTrust`), and as the current key the one
+    the latest checkpoint's signatures say, trusted so. A row someone wrote into the table
+    (a hand-over to their key, its ``key_id`` theirs) publishes nothing."""
+    signer = runtime.signer
+    stored = await repo.handovers(session)
+    trust = KeyTrust(list(signer.keys))
+    trust.follow(cp.signed_note for cp in stored)
+    followed = {(h["tree_size"], h["from"], h["to"]) for h in trust.handovers}
     handovers: list[HandoverOut] = []
     keys: list[LogKeyOut] = []
-    for cp in await repo.handovers(session):
-        found = handover_of(cp.signed_note)
-        assert found is not None  # the query selects the notes that name one
+    for cp in stored:
+        try:
+            found = handover_of(cp.signed_note)
+        except CheckpointError:
+            continue
+        if found is None or (cp.tree_size, found.old.vkey(), found.new.vkey()) not in followed:
+            continue
         if not keys:
             keys.append(
                 LogKeyOut(
@@ -529,12 +549,13 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
                 signed_note=cp.signed_note,
             )
         )
-    key = runtime.signer.verifier
+    key = signer.verifier
     latest = await repo.latest_checkpoint(session)
-    if keys and latest is not None and keys[-1].key_id == latest.key_id:
-        key = VerifierKey.parse(keys[-1].vkey)
-    elif latest is not None:
-        key = next((k for k in runtime.signer.keys if k.key_id == latest.key_id), key)
+    if latest is not None:
+        with contextlib.suppress(CheckpointError):  # not the log's: the configured key
+            head, after = trust.verify_by(latest.signed_note)
+            if (head.tree_size, head.root_hash) == (latest.tree_size, bytes(latest.root_hash)):
+                key = after
     if not keys or keys[-1].key_id != key.key_id:
         keys.append(
             LogKeyOut(vkey=key.vkey(), key_id=key.key_id, from_tree_size=0, to_tree_size=None)

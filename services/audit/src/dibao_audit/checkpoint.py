@@ -319,6 +319,11 @@ class KeyTrust:
 
     def verify(self, note: str) -> Checkpoint:
         """The checkpoint of a note with a valid signature by a key trusted at its size."""
+        return self.verify_by(note)[0]
+
+    def verify_by(self, note: str) -> tuple[Checkpoint, VerifierKey]:
+        """:meth:`verify`, and the key the log signs with from that checkpoint on: the new
+        key of a hand-over, else the trusted key whose signature it carries."""
         size = _claimed_size(note)
         keys = self._at(size)
         errors = []
@@ -329,7 +334,8 @@ class KeyTrust:
                 errors.append(str(exc))
                 continue
             self.used.setdefault(key.vkey(), key)
-            return checkpoint
+            handover = handover_of(note)
+            return checkpoint, key if handover is None else handover.new
         sigs = note.partition("\n\n")[2].splitlines()
         retired = [
             f"{t.key.key_id}, which handed over at {t.until}"

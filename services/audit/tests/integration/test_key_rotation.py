@@ -17,7 +17,7 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +335,37 @@ async def test_a_kept_hand_over_retires_the_old_key_where_the_log_shown_omits_it
             mode,
             report["problems"],
         )
+
+
+async def test_the_published_key_is_the_logs_whatever_the_checkpoint_table_says(
+    audit_db: AuditDb,
+) -> None:
+    """The log signs 10 with its key. Someone with SQL access stores a checkpoint 20 that
+    names a hand-over from the log's key to theirs, signed by their key alone, its key_id
+    theirs. ``GET /audit/public-key`` (what an auditor pins, fetched at a time they trust)
+    still publishes the log's key, and neither that hand-over nor their key."""
+    app = create_app(api_settings(audit_db, audit_checkpoint_every=10), auth=make_auth_settings())
+    async with api_client(app) as client:
+        await app.state.audit.appender.append([_withdrawn(i) for i in range(10)])
+        forged, key_id = _Forger(OLD, TEST_ORIGIN, next_seed=MALLORY).sign_after(
+            None, 20, b"\x14" * 32, datetime(2026, 12, 1, tzinfo=UTC)
+        )
+        body, _, signatures = forged.partition("\n\n")
+        theirs = body + "\n\n" + signatures.splitlines()[1] + "\n"
+        conn = await asyncpg.connect(audit_db.dsn)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute(
+                "INSERT INTO checkpoint (tree_size, checkpoint_id, root_hash, signed_note, "
+                "key_id, signed_at, previous_tree_size) VALUES (20, $1, $2, $3, $4, now(), 10)",
+                uuid.uuid4(),
+                b"\x14" * 32,
+                theirs,
+                key_id,
+            )
+        finally:
+            await conn.close()
+        published = (await client.get("/audit/public-key")).json()
+    assert published["vkey"] == _vkey(OLD)
+    assert published["handovers"] == []
+    assert [k["vkey"] for k in published["keys"]] == [_vkey(OLD)]
