@@ -481,6 +481,11 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
     assert first == original["index"]
     assert again > first
 
+    # By the application too (its application_id: an anomaly lacked one until 1 Dec 2026).
+    by_application = await own.entries(application_id=application_id, ce_type=ANOMALY)
+    assert [e["ce_id"] for e in by_application] == [logged["ce_id"]]
+    assert await other.entries(application_id=application_id, ce_type=ANOMALY) == []
+
     assert await other.entries(household_id=household_id, ce_type=ANOMALY) == []
     # Nor among the anomalies it reads (the whole log's, its own county's).
     assert logged["ce_id"] not in {e["ce_id"] for e in await other.entries(ce_type=ANOMALY)}

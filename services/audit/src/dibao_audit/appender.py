@@ -383,6 +383,8 @@ class LogAppender:
             message.subject.CopyFrom(
                 audit_pb2.Subject(kind="application", id=application.application_id)
             )
+            # Also top level: the log's application_id column, which auditors search by.
+            message.application_id = application.application_id
             subject = f"application/{application.application_id}"
         message.region.code = region
         message.household_id = household

@@ -110,15 +110,18 @@ def _replayed(event: RecordedEvent, message: Message, offset: int) -> RecordedEv
     return dataclasses.replace(event, offset=offset, payload=message.SerializeToString())
 
 
-async def _visible_anomalies(db: AuditDb, prefix: str, household: str) -> list[str]:
-    """The anomalies about ``household`` an auditor of ``prefix`` reads (their subject ids),
-    once the log holds them as its consumer appends them."""
+async def _visible_anomalies(
+    db: AuditDb, prefix: str, household: str | None = None, application: str | None = None
+) -> list[str]:
+    """The anomalies about ``household`` or ``application`` an auditor of ``prefix`` reads
+    (their ce_ids), once the log holds them as its consumer appends them."""
     async with db.sessions() as session:
         found = await service.find_visible(
             session,
             EntryFilter(
                 region_prefixes=(prefix,),
                 household_id=household,
+                application_id=application,
                 ce_type=ANOMALY,
                 whole_log=WholeLog("000000000000", EventRegistry.default()),
             ),
@@ -152,6 +155,7 @@ async def test_an_event_id_reused_about_an_application_concerns_it_in_its_county
     assert anomaly.rule == "event_id_reused"
     assert anomaly.severity == audit_pb2.SEVERITY_WARNING
     assert (anomaly.subject.kind, anomaly.subject.id) == ("application", application)
+    assert anomaly.application_id == application
     assert (anomaly.household_id, anomaly.region.code) == (household, VILLAGE)
     assert (list(anomaly.event_ids), list(anomaly.log_indices)) == ([ce_id], [0, 1])
     assert (key, subject) == (household, f"application/{application}")
@@ -163,6 +167,9 @@ async def test_an_event_id_reused_about_an_application_concerns_it_in_its_county
     anomaly_entry = dict(logged.headers)["ce_id"].decode()
     assert await _visible_anomalies(audit_db, COUNTY, household) == [anomaly_entry]
     assert await _visible_anomalies(audit_db, OTHER_COUNTY, household) == []
+    # And by the application (the log's application_id column: it found nothing before).
+    assert await _visible_anomalies(audit_db, COUNTY, application=application) == [anomaly_entry]
+    assert await _visible_anomalies(audit_db, OTHER_COUNTY, application=application) == []
 
 
 async def test_a_second_content_naming_another_application_concerns_both(
@@ -183,6 +190,7 @@ async def test_a_second_content_naming_another_application_concerns_both(
         (household, ours, household, VILLAGE),
         (their_household, theirs, their_household, "620102001001"),
     ]
+    assert [a.application_id for _, _, a in found] == [ours, theirs]
     assert {tuple(a.log_indices) for _, _, a in found} == {(0, 1)}
 
 
@@ -203,6 +211,10 @@ async def test_an_event_id_reused_about_no_application_is_the_whole_logs(
     await appender.append([_replayed(first, registered, offset=1)])
     [(key, subject, anomaly)] = await published_anomalies(audit_db)
     ce_id = dict(first.headers)["ce_id"].decode()
-    assert (anomaly.subject.kind, anomaly.subject.id) == ("event", ce_id)
+    assert (anomaly.subject.kind, anomaly.subject.id, anomaly.application_id) == (
+        "event",
+        ce_id,
+        "",
+    )
     assert (anomaly.household_id, anomaly.region.code) == ("", "000000000000")
     assert (key, subject) == (anomaly.anomaly_id, f"event/{ce_id}")
