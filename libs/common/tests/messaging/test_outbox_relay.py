@@ -49,6 +49,21 @@ class CrashAfterAck(OutboxRelay):
             raise SimulatedCrash
 
 
+class StallsAfterClaiming(OutboxRelay):
+    """A relay that stalls for good once it has claimed ``rows`` rows, so that a test which
+    stops it at some random point still finds work left for the relays after it."""
+
+    def __init__(self, *args: Any, rows: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = rows
+        self.claimed_rows = 0
+
+    async def _after_claim(self, rows: Sequence[asyncpg.Record]) -> None:
+        self.claimed_rows += len(rows)
+        if self.claimed_rows >= self.limit:
+            await asyncio.Event().wait()  # until cancelled
+
+
 class SlowAfterClaim(OutboxRelay):
     """A relay that stalls (a GC pause, a slow network) holding the rows it claimed."""
 
@@ -159,8 +174,14 @@ async def test_killed_relays_lose_nothing_and_keep_each_keys_order(
 ) -> None:
     committed = await commit_events(kafka_topic, events=1000, keys=20)
 
-    # 1. A relay cancelled wherever it happens to be (sending, awaiting acks, marking).
-    first = OutboxRelay(engine, stack.kafka_bootstrap, name="test-kill", batch_size=50)
+    # 1. A relay cancelled wherever it happens to be (sending, awaiting acks, marking),
+    # once it has published 200 events and before it has claimed 500: unbounded, a fast
+    # machine's relay published all 1000 between two looks at the outbox, and the crashing
+    # relay below then waited for a second batch for ever (CI, 1 Dec 2026: the suite hung
+    # here until its 90 minutes ran out).
+    first = StallsAfterClaiming(
+        engine, stack.kafka_bootstrap, name="test-kill", batch_size=50, rows=500
+    )
     task = asyncio.create_task(first.run_forever())
 
     async def some_published() -> bool:
@@ -177,7 +198,7 @@ async def test_killed_relays_lose_nothing_and_keep_each_keys_order(
         engine, stack.kafka_bootstrap, name="test-kill", batch_size=50, crash_on_batch=2
     )
     with pytest.raises(SimulatedCrash):
-        await crashing.run_forever()
+        await asyncio.wait_for(crashing.run_forever(), 60)
     assert crashing.acked_but_unmarked > 0
     left = await pending()
     assert 0 < left < 800
