@@ -481,9 +481,14 @@ class LogAppender:
         root = frontier.root()
         latest = await repo.latest_checkpoint(session)
         try:
-            note, key_id = self._signer.sign_after(
-                latest.key_id if latest is not None else None, frontier.size, root, at
+            last = (
+                None
+                if latest is None
+                else self._signer.key_after(
+                    latest.signed_note, latest.tree_size, bytes(latest.root_hash)
+                )
             )
+            note, key_id = self._signer.sign_after(last, frontier.size, root, at)
         except CheckpointError as exc:  # a key no hand-over introduced: sign nothing
             log.error("audit_checkpoint_refused", reason=str(exc), tree_size=frontier.size)
             return None

@@ -17,8 +17,9 @@ dibao_audit.verify_cli --database-url``):
   cannot be made again, only bounded: not before the last checkpoint that does not cover
   it was signed, not after the first that covers it was, give or take ``skew_s`` and the
   note's whole seconds);
-- a checkpoint whose signature fails, whose stored root or size is not its note's, or
-  whose root the recomputed leaves do not give (the suspect range is named);
+- a checkpoint whose signature fails, whose stored root, size or key id is not its
+  note's (a hand-over's is its new key's), or whose root the recomputed leaves do not
+  give (the suspect range is named);
 - a checkpoint the auditor kept from earlier (``kept``, ``verify_cli --checkpoint``) that
   does not verify, is larger than the log (the database was rolled back or its tail
   deleted: a smaller log proves itself), or whose root the entries do not give;
@@ -295,18 +296,22 @@ async def _checkpoints(
     table lost it); their columns checked."""
     heads = []
     rows = await conn.fetch(
-        "SELECT tree_size, root_hash, signed_note FROM checkpoint ORDER BY tree_size"
+        "SELECT tree_size, root_hash, signed_note, key_id FROM checkpoint ORDER BY tree_size"
     )
     for problem in trust.follow([*(row[2] for row in rows), *kept]):
         report.fail(problem)
-    for size, root, note in rows:
+    for size, root, note, key_id in rows:
         try:
-            head = trust.verify(note)
+            head, key = trust.verify_by(note)
         except CheckpointError as exc:
             report.fail(f"checkpoint {size}: {exc}")
             continue
         if head.tree_size != size or head.root_hash != bytes(root):
             report.fail(f"checkpoint {size}: the stored size or root is not its signed note's")
+        if key_id != key.key_id:
+            report.fail(
+                f"checkpoint {size}: stored key_id {key_id} is not its note's ({key.key_id})"
+            )
         heads.append(head)
     return heads
 

@@ -296,6 +296,56 @@ async def test_a_hand_over_from_a_key_sharing_the_logs_key_id_fails_in_every_mod
         )
 
 
+EDITED_KEY_ID = {
+    # Before the rotation: the old key's checkpoint 10 said to be the new key's, so that the
+    # signer would skip the hand-over (every later checkpoint by a key no auditor follows).
+    "skipped": (10, NEW),
+    # After it: the hand-over 20 said to be the old key's, so that it would hand over again.
+    "repeated": (20, OLD),
+}
+
+
+@pytest.mark.parametrize("rotation", EDITED_KEY_ID)
+async def test_the_signer_reads_the_last_key_from_its_signatures_not_the_key_id_column(
+    audit_db: AuditDb, rotation: str
+) -> None:
+    """The old key signs 10; the old key with the next signs 20 (the hand-over) and 30.
+    A superuser edits the key_id column of one checkpoint (no hash covers it) between the
+    appends: the signer still hands over exactly once, and the log verifies from the old
+    key but for the edit, which the database check names."""
+    at, liar = EDITED_KEY_ID[rotation]
+    events = [_withdrawn(i) for i in range(30)]
+    rotating = LogAppender(
+        audit_db.sessions, CheckpointSigner(OLD, TEST_ORIGIN, next_seed=NEW), checkpoint_every=10
+    )
+    await LogAppender(
+        audit_db.sessions, CheckpointSigner(OLD, TEST_ORIGIN), checkpoint_every=10
+    ).append(events[:10])
+    if rotation == "repeated":
+        await rotating.append(events[10:20])
+    lie = CheckpointSigner(liar, TEST_ORIGIN).verifier.key_id
+    edit = f"UPDATE checkpoint SET key_id = '{lie}' WHERE tree_size = {at}"  # noqa: S608 - hex, int
+    await as_superuser(audit_db, edit)
+    for lo in range(10 if rotation == "skipped" else 20, 30, 10):
+        await rotating.append(events[lo : lo + 10])
+
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        notes = [
+            r[0] for r in await conn.fetch("SELECT signed_note FROM checkpoint ORDER BY tree_size")
+        ]
+    finally:
+        await conn.close()
+    assert [handover_of(n) is not None for n in notes] == [False, True, False]
+    code, report = await _verify("--database-url", audit_db.url, "--vkey", _vkey(OLD))
+    signer = CheckpointSigner(OLD if at == 10 else NEW, TEST_ORIGIN).verifier.key_id
+    assert report["problems"] == [
+        f"checkpoint {at}: stored key_id {lie} is not its note's ({signer})"
+    ], report["problems"]
+    assert code == 1
+    assert [h["tree_size"] for h in report["keys"]["handovers"]] == [20]
+
+
 async def test_a_kept_hand_over_retires_the_old_key_where_the_log_shown_omits_it(
     audit_db: AuditDb, token_factory: TokenFactory, tmp_path: Path
 ) -> None:

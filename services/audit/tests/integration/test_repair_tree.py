@@ -16,7 +16,7 @@ from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repair_tree
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.entry import RecordedEvent
-from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, recorded_event
+from dibao_audit.testing import TEST_ORIGIN, TEST_SEED, AuditDb, as_superuser, recorded_event
 
 pytestmark = [pytest.mark.postgres]
 
@@ -39,16 +39,6 @@ async def _repair(db: AuditDb, *extra: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out.getvalue())
 
 
-async def _as_superuser(db: AuditDb, *statements: str) -> None:
-    conn = await asyncpg.connect(db.dsn)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def _nodes(db: AuditDb) -> list[tuple[int, int, bytes]]:
     conn = await asyncpg.connect(db.dsn)
     try:
@@ -66,7 +56,7 @@ async def test_a_damaged_tree_is_rebuilt_and_the_log_signs_again(audit_db: Audit
     events = [_withdrawn(i) for i in range(70)]
     await audit_db.appender(checkpoint_every=40).append(events[:40])
     intact = await _nodes(audit_db)
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "UPDATE merkle_node SET hash = sha256(hash) WHERE level = 3 AND index = 4",
         "DELETE FROM merkle_node WHERE level = 1 AND index = 3",
@@ -109,7 +99,7 @@ async def test_nothing_is_written_when_the_entries_do_not_give_the_signed_root(
     damage is not the tree's. The repair says which checkpoint disagrees, exits 1 and
     writes nothing."""
     await audit_db.appender(checkpoint_every=16).append([_withdrawn(i) for i in range(20)])
-    await _as_superuser(
+    await as_superuser(
         audit_db,
         "UPDATE merkle_node SET hash = sha256(hash) WHERE level = 4 AND index = 0",
         "UPDATE log_entry SET payload = payload || '\\x00'::bytea WHERE leaf_index = 3",
@@ -126,7 +116,7 @@ async def test_an_entry_missing_or_a_node_ahead(audit_db: AuditDb) -> None:
     """A node ahead of the log (it blocked the next append's COPY) is deleted; a missing
     entry cannot be rebuilt from, and nothing is written."""
     await audit_db.appender(checkpoint_every=8).append([_withdrawn(i) for i in range(8)])
-    await _as_superuser(
+    await as_superuser(
         audit_db, "INSERT INTO merkle_node (level, index, hash) VALUES (0, 9, sha256('x'))"
     )
     code, report = await _repair(audit_db)
@@ -134,7 +124,7 @@ async def test_an_entry_missing_or_a_node_ahead(audit_db: AuditDb) -> None:
     assert report["deleted"] == [[0, 9]]
     assert report["written"] is True
     assert (await audit_db.appender().append([_withdrawn(8)])).tree_size == 9
-    await _as_superuser(audit_db, "DELETE FROM log_entry WHERE leaf_index = 2")
+    await as_superuser(audit_db, "DELETE FROM log_entry WHERE leaf_index = 2")
     before = await _nodes(audit_db)
     code, report = await _repair(audit_db)
     assert code == 1
