@@ -195,25 +195,10 @@ async def test_a_son_and_his_wife_registered_together_are_a_couple(
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:
     """An old couple registered with their grown son and his wife: the record takes the
-    son and the child-in-law for a couple. His marriage to a bride joining is refused at
-    person_id (it was recorded: the record showed him married twice); their divorce is
-    recorded, she becomes the head's other, and the event names him and her."""
+    son and the child-in-law for a couple they may divorce. Their divorce is recorded,
+    she becomes the head's other, and the event names him and her."""
     household = await _old_couple_with(intake, Sex.MALE, Sex.FEMALE)
-    plan, synthesizer = household.plan, intake.synthesizer
     _head, _wife, son, daughter_in_law = household.person_ids
-    bride = {
-        "name": "杨秀兰",
-        "id_number": synthesizer.id_number(plan.members[3].birth_date, Sex.FEMALE),
-        "relationship": "child_in_law",
-        "employment_status": "unemployed",
-    }
-    problem = await refused_change(
-        intake,
-        intake_engine,
-        household,
-        {"kind": "marriage", "person_id": son, "married_on": "2026-02-14", "spouse": bride},
-    )
-    assert _pointers(problem) == ["/body/person_id"]
     divorced = await intake.change(
         household,
         {
@@ -228,6 +213,51 @@ async def test_a_son_and_his_wife_registered_together_are_a_couple(
     assert update.divorce.person_id == son
     assert update.divorce.former_spouse.person.person_id == daughter_in_law
     assert update.divorce.former_spouse.relationship == enums.RELATIONSHIP_OTHER
+
+
+async def test_a_registered_child_in_law_is_no_bar_to_the_childs_marriage(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An old couple registered with their unmarried son and their late son's widow (the
+    only child of age and the only child-in-law, so the record could take the two for a
+    couple). His marriage to a bride joining was refused at person_id ('taken to be
+    married'), and nothing let the clerk record it; it is recorded now, and the widow is
+    no party to his marriage: their divorce is refused at spouse_person_id. In another
+    such household his death names no spouse left behind (a guess is published as
+    nothing)."""
+    household = await _old_couple_with(intake, Sex.MALE, Sex.FEMALE)
+    plan, synthesizer = household.plan, intake.synthesizer
+    _head, _wife, son, widow = household.person_ids
+    bride = {
+        "name": "杨秀兰",
+        "id_number": synthesizer.id_number(plan.members[3].birth_date, Sex.FEMALE),
+        "relationship": "child_in_law",
+        "employment_status": "unemployed",
+    }
+    married = await intake.change(
+        household,
+        {"kind": "marriage", "person_id": son, "married_on": "2026-02-14", "spouse": bride},
+    )
+    assert married["household"]["changes"][-1]["kind"] == "marriage"
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {
+            "kind": "divorce",
+            "person_id": widow,
+            "spouse_person_id": son,
+            "divorced_on": "2026-02-20",
+        },
+    )
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+
+    other = await _old_couple_with(intake, Sex.MALE, Sex.FEMALE)
+    _head, _wife, son, _widow = other.person_ids
+    died = await intake.change(
+        other, {"kind": "death", "person_id": son, "date_of_death": "2026-02-10"}
+    )
+    assert "spouse_person_id" not in died["household"]["changes"][-1]["details"]
 
 
 async def test_a_marriage_to_a_spouse_living_elsewhere_ends_by_a_divorce(

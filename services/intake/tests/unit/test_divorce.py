@@ -216,12 +216,15 @@ def test_a_parent_marries_a_spouse_joining_only_once_the_other_parents_marriage_
     assert "/person_id" not in [v.pointer for v in found]
 
 
-def test_a_child_and_child_in_law_registered_together_are_a_couple() -> None:
+def test_a_child_and_child_in_law_registered_together_may_divorce_and_nothing_more() -> None:
     """A son of age and his wife registered with the household (the only child of age
-    and the only child-in-law then): the record takes them for a couple. They may
-    divorce (she becomes the head's other); neither may marry before; his death or move
-    out leaves her behind. With two children of age then, or once the record names
-    either in a marriage, nothing tells whose wife she is."""
+    and the only child-in-law then): the record takes them for a couple they may divorce
+    (she becomes the head's other). That is a guess, and it may be wrong (a widowed
+    daughter-in-law and her late husband's unmarried brother), so it does nothing else:
+    his marriage is accepted (it was refused, taken to be married to her, with no way for
+    the clerk to record it) and his death or move out names no spouse left behind. With
+    two children of age then, or once the record names either in a marriage, nothing
+    tells whose wife she is."""
     minor = ActiveMember(uuid.uuid4(), R.CHILD, date(2010, 3, 3))
     registered = (HEAD_M, SON_M, DIL_M, minor)
     state = _state(*registered, registered_with=registered)
@@ -237,21 +240,28 @@ def test_a_child_and_child_in_law_registered_together_are_a_couple() -> None:
         _spouse_joining(date(1998, 3, 3), R.CHILD_IN_LAW, EmploymentStatus.UNEMPLOYED),
         today=TODAY,
     )
-    assert [v.pointer for v in found] == ["/person_id"]
-    assert spouse_left_behind(state, SON) == DAUGHTER_IN_LAW
+    assert found == []
+    assert spouse_left_behind(state, SON) is None
+    assert spouse_left_behind(state, DAUGHTER_IN_LAW) is None
+    # Once his marriage is recorded, the record names whose husband he is: not hers.
+    wed = PastChange("marriage", on, {"person_id": str(SON)})
+    married = marriages_in_household([wed], head_person_id=HEAD, left_as={})
+    _, found = check_divorce(state, SON, DAUGHTER_IN_LAW, on, today=TODAY, marriages=married)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
     # A second son of age at registration: whose wife she is, nothing tells.
     brother = ActiveMember(uuid.uuid4(), R.CHILD, date(1992, 2, 2))
     two = (*registered, brother)
     ambiguous = _state(*two, registered_with=two)
     _, found = check_divorce(ambiguous, SON, DAUGHTER_IN_LAW, on, today=TODAY)
     assert [v.pointer for v in found] == ["/spouse_person_id"]
-    assert spouse_left_behind(ambiguous, SON) is None
     # The brother moved out since: still two at registration, still nothing tells.
     left = _state(HEAD_M, SON_M, DIL_M, minor, registered_with=two)
-    assert spouse_left_behind(left, SON) is None
+    _, found = check_divorce(left, SON, DAUGHTER_IN_LAW, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
     # Joined by a move in, not registered with the household: no couple either.
     moved_in = _state(*registered, registered_with=(HEAD_M, SON_M, minor))
-    assert spouse_left_behind(moved_in, SON) is None
+    _, found = check_divorce(moved_in, SON, DAUGHTER_IN_LAW, on, today=TODAY)
+    assert [v.pointer for v in found] == ["/spouse_person_id"]
     # Her husband's death recorded (naming her), she is a widow, not the brother's wife.
     died = PastChange(
         "death", on, {"person_id": str(SON), "spouse_person_id": str(DAUGHTER_IN_LAW)}

@@ -371,8 +371,10 @@ def spouse_left_behind(
 ) -> uuid.UUID | None:
     """The spouse in the household of a member who dies or moves out: the head's spouse
     when the head leaves, the head when their spouse does, and the partner of a couple
-    the relationships tell (``taken_couples``: the head's two parents or parents-in-law,
-    a child and a child-in-law registered together) when one of the two leaves."""
+    the relationships tell (``taken_couples``: the head's two parents or parents-in-law)
+    when one of the two leaves. A child and a child-in-law registered together are not
+    named: that they are a couple is a guess (ADR 0016), which permits their divorce and
+    is published as nothing."""
     member = state.member(person_id)
     if person_id == state.head_person_id:
         return next((m.person_id for m in state.members if m.relationship is _R.SPOUSE), None)
@@ -381,21 +383,25 @@ def spouse_left_behind(
     return taken_couples(state, marriages).get(person_id)
 
 
-def taken_couples(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID, uuid.UUID]:
+def taken_couples(
+    state: HouseholdState, marriages: Marriages, *, registered: bool = False
+) -> dict[uuid.UUID, uuid.UUID]:
     """Couples no marriage recorded here, which the relationships to the head tell (ADR
     0016), each partner to the other: the head's two parents, or two parents-in-law, when
-    exactly two live here; and a child and a child-in-law registered with the household
-    when exactly one child-in-law and one child of age on the registration day were, and
-    the record names neither in a marriage (a son and his wife registered together). A
-    couple whose divorce was recorded is none, nor are two of one sex (a daughter and her
-    late brother's widow)."""
+    exactly two live here; and, with ``registered`` (a divorce's check alone), a child and
+    a child-in-law registered with the household when exactly one child-in-law and one
+    child of age on the registration day were, and the record names neither in a marriage
+    (a son and his wife registered together; or a widowed daughter-in-law and her late
+    husband's unmarried brother, whom the guess would take for her husband: so it refuses
+    no marriage and names no spouse left behind). A couple whose divorce was recorded is
+    none, nor are two of one sex (a daughter and her late brother's widow)."""
     pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
     for relationship in _ONE_COUPLE:
         same = [m.person_id for m in state.members if m.relationship is relationship]
         if len(same) == 2:
             pairs.append((same[0], same[1]))
     registered_on = state.registered_on
-    if registered_on is not None:
+    if registered and registered_on is not None:
         in_law = [m for m in state.registered_with if m.relationship is _R.CHILD_IN_LAW]
         of_age = [
             m
@@ -435,9 +441,10 @@ def _married_elsewhere_here(marriages: Marriages, person: uuid.UUID, other: uuid
 def partner_in_household(
     state: HouseholdState, marriages: Marriages, person_id: uuid.UUID
 ) -> uuid.UUID | None:
-    """The member the record takes ``person_id`` to be married to now: by a marriage
-    recorded here, as the head and the head's spouse, or as a couple the relationships
-    tell (``taken_couples``)."""
+    """The member the record takes ``person_id`` to be married to now, for a divorce: by a
+    marriage recorded here, as the head and the head's spouse, or as a couple the
+    relationships tell (``taken_couples``, a child and a child-in-law registered together
+    included: the one rule that guess serves)."""
     recorded = marriages.married_to.get(person_id)
     if recorded is not None and state.member(recorded) is not None:
         return recorded
@@ -446,7 +453,7 @@ def partner_in_household(
         return None
     if person_id == state.head_person_id or member.relationship is _R.SPOUSE:
         return spouse_left_behind(state, person_id)
-    return taken_couples(state, marriages).get(person_id)
+    return taken_couples(state, marriages, registered=True).get(person_id)
 
 
 def _head_with_spouse(state: HouseholdState, person_id: uuid.UUID) -> bool:
@@ -835,8 +842,8 @@ def _taken_married(
 ) -> list[Violation]:
     """``person`` is taken to be married to a member no marriage recorded here: another
     of the head's parents (parents-in-law) beside them, of the other sex, neither divorced
-    from them nor married here to somebody else, or the partner of a couple registered together
-    (``taken_couples``)."""
+    from them nor married here to somebody else (``taken_couples``; not a child-in-law
+    registered with a child, a guess that refuses no marriage)."""
     others = [
         m
         for m in state.members
