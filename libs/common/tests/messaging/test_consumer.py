@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from google.protobuf.message import Message
 from prometheus_client import REGISTRY
 from sqlalchemy import text
@@ -495,3 +496,48 @@ async def test_headers_without_a_value_neither_stop_the_partition_nor_go_unnotic
     assert [_header(r, "dlq_offset") for r in dead] == ["0"]
     assert (_header(dead[0], "dlq_error") or "").startswith("InvalidEnvelopeError: header ce_id")
     assert effects.calls == Counter({extra.ce_id: 1, good.ce_id: 1})
+
+
+async def test_runners_of_one_group_id_share_the_topic_and_another_group_reads_it_all(
+    stack: TestStack,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    kafka_topics: TopicFactory,
+    producer: AIOKafkaProducer,
+) -> None:
+    """``group_id`` is the Kafka group, the name the inbox's: two runners of other names
+    given one group id are that one group and share the topic's events between them (each
+    applies its share under its own name), and a runner of the default group (its name)
+    reads every event. A second deployment on one broker (a test run's stacks) is kept
+    apart so: in the group of the first, each got a share of the other's events."""
+    topic = await kafka_topics(partitions=3)
+    dlq = await kafka_topics(partitions=1)
+    group = f"test-group-{uuid.uuid4().hex[:8]}"
+    one, one_effects = _runner(stack, engine, sessionmaker, topic, dlq, "grp-a", group_id=group)
+    two, two_effects = _runner(stack, engine, sessionmaker, topic, dlq, "grp-b", group_id=group)
+    alone, alone_effects = _runner(stack, engine, sessionmaker, topic, dlq, "grp-c")
+    assert (one.group_id, alone.group_id) == (group, alone.name)
+    sent = [accepted(f"h-{n % 10}", n) for n in range(30)]
+    for runner in (one, two, alone):
+        await runner.start()
+    try:
+        for envelope in sent:
+            await send(producer, topic, envelope)
+        everything = {e.ce_id for e in sent}
+
+        async def all_read() -> bool:
+            shared = set(await one_effects.applied()) | set(await two_effects.applied())
+            return shared == everything and set(await alone_effects.applied()) == everything
+
+        await eventually(all_read, timeout_s=60, what="the group and the lone runner")
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+        await admin.start()
+        try:
+            groups = {entry[0] for entry in await admin.list_consumer_groups()}
+        finally:
+            await admin.close()
+    finally:
+        for runner in (one, two, alone):
+            await runner.stop()
+    assert {group, alone.name} <= groups
+    assert not {one.name, two.name} & groups

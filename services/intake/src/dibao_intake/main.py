@@ -86,6 +86,7 @@ def create_app(
             dlq_topic=DLQ_TOPIC,
             consumer_overrides=resolved.timeline_consumer_overrides(),
             batch_handler=timeline_batch_handler(clock),
+            group_id=resolved.intake_timeline_group,
         )
         if resolved.intake_timeline_enabled
         else None

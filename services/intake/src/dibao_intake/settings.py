@@ -75,6 +75,12 @@ class IntakeSettings(CommonSettings, AuthSettings):
         default=True, description="Consume events about applications for their timelines"
     )
     intake_timeline_topics: Annotated[tuple[str, ...], NoDecode] = Field(default=_TIMELINE_TOPICS)
+    intake_timeline_group: str = Field(
+        default="intake.timeline",
+        min_length=1,
+        description="The timeline consumer's Kafka consumer group (every intake process of "
+        "one deployment in it); another deployment on the same broker needs its own",
+    )
     intake_timeline_fetch_wait_ms: int = Field(
         default=100,
         ge=0,

@@ -42,6 +42,7 @@ async def run(settings: IntakeSettings) -> None:
         dlq_topic=DLQ_TOPIC,
         consumer_overrides=settings.timeline_consumer_overrides(),
         batch_handler=timeline_batch_handler(clock),
+        group_id=settings.intake_timeline_group,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -132,12 +132,18 @@ class ConsumerRunner:
         dlq_size_refresh_s: float = 30.0,
         consumer_overrides: Mapping[str, Any] | None = None,
         batch_handler: BatchHandler | None = None,
+        group_id: str | None = None,
     ) -> None:
+        """``group_id``: the Kafka consumer group, ``name`` unless given; ``name`` stays the
+        inbox's, the dead letters' and the metrics' (two deployments sharing one broker,
+        such as a test run's stacks, each need a group of their own: in one group they
+        split the partitions and each applied the other's share to its own database)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.name = name
+        self.group_id = group_id or name
         self._topics = list(topics)
         self._handler = handler
         self._batch_handler = batch_handler
@@ -199,7 +205,7 @@ class ConsumerRunner:
     async def _session(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
-            group_id=self.name,
+            group_id=self.group_id,
             client_id=f"consumer-{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

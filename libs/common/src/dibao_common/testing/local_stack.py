@@ -65,6 +65,13 @@ def instance_env(
             # A command waiting for the instance's lock gives up soon: a lock still held
             # by something `up` left running shows as a failure, not as a long wait.
             "DIBAO_LOCK_WAIT": "5",
+            # Consumer groups of the instance's own: the broker is the test run's, where the
+            # session-wide test apps consume too. In the same group as theirs, the
+            # instance's consumers had a share of the partitions only, and an event on the
+            # others' share went to the test app's database (in a full run, a flow waited
+            # 90 s for an anomaly in a timeline; the instance alone never did).
+            "DIBAO_INTAKE_TIMELINE_GROUP": f"{instance}.intake.timeline",
+            "DIBAO_AUDIT_CONSUMER_GROUP": f"{instance}.dibao-audit",
         }
         | dict(extra or {})
     )
