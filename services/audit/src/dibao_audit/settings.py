@@ -55,6 +55,14 @@ class AuditSettings(CommonSettings):
     audit_consume: bool = Field(default=True, description="Run the log consumer in the app")
     audit_relay: bool = Field(default=True, description="Run the outbox relay in the app")
 
+    @field_validator("audit_next_signing_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty next key is none: a deployment that passes the variable through
+        always (docker-compose.yml: ``${DIBAO_AUDIT_NEXT_SIGNING_KEY:-}``) hands over only
+        when it is given."""
+        return None if value == "" else value
+
     @field_validator("audit_signing_key", "audit_next_signing_key")
     @classmethod
     def _is_seed(cls, value: Secret | None, info: ValidationInfo) -> Secret | None:

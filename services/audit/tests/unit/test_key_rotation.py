@@ -267,6 +267,11 @@ def test_the_next_key_is_a_secret_seed_like_the_current_one() -> None:
     }
     settings = AuditSettings.model_validate(base)
     assert settings.next_signing_seed() is None
+    # Passed through empty (docker-compose.yml when it is not set): no hand-over.
+    empty = AuditSettings.model_validate(base | {"audit_next_signing_key": ""})
+    assert empty.next_signing_seed() is None
+    with pytest.raises(ValidationError, match="not a placeholder"):
+        AuditSettings.model_validate(base | {"audit_signing_key": ""})
     rotating = AuditSettings.model_validate(
         base | {"audit_next_signing_key": base64.b64encode(NEW).decode()}
     )
