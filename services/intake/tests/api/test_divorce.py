@@ -485,6 +485,81 @@ async def test_a_widow_who_died_first_is_recorded_on_her_day(
     assert died["household"]["changes"][-1]["effective_on"] == "2026-02-05"
 
 
+async def test_a_widow_named_head_did_not_die_before_that_day(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An old couple living with their son: the husband's death on 10 Feb is recorded,
+    his widow named head. Her death dated 5 Feb is refused at date_of_death naming 10 Feb,
+    writing nothing: named head on the 10th, she was alive then (it was recorded, and the
+    record said a dead woman became head). Being widowed alone binds nothing (the test
+    above, the son named head); dated 10 Feb, her death is recorded."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    household = await intake.register(plan)
+    head, wife, son = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "death",
+            "person_id": head,
+            "date_of_death": "2026-02-10",
+            "new_head_person_id": wife,
+        },
+    )
+    death = {"kind": "death", "person_id": wife, "new_head_person_id": son}
+    await _dated_on_or_after(
+        intake, intake_engine, household, death, "date_of_death", "2026-02-05", "2026-02-10"
+    )
+
+
+async def test_a_son_named_head_by_a_move_out_leaves_on_or_after_that_day(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The father moves out on 1 Mar and names the son head. The son's move out dated
+    28 Feb is refused at moved_on naming 1 Mar, and so is his death dated 28 Feb (at
+    date_of_death), writing nothing: the record would name as head on 1 Mar a son who had
+    left, or died, the day before (both were recorded). His move out on 1 Mar is
+    recorded."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    household = await intake.register(plan)
+    head, mother, son = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "move_out",
+            "person_id": head,
+            "moved_on": "2026-03-01",
+            "new_head_person_id": son,
+        },
+    )
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {
+            "kind": "death",
+            "person_id": son,
+            "date_of_death": "2026-02-28",
+            "new_head_person_id": mother,
+        },
+    )
+    assert _pointers(problem) == ["/body/date_of_death"]
+    assert "2026-03-01" in problem["errors"][0]["detail"]
+    move_out = {"kind": "move_out", "person_id": son, "new_head_person_id": mother}
+    await _dated_on_or_after(
+        intake, intake_engine, household, move_out, "moved_on", "2026-02-28", "2026-03-01"
+    )
+
+
 async def test_a_marriage_here_does_not_end_before_its_day(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
