@@ -26,7 +26,6 @@ from dibao_intake.domain.changes import (
     check_member_change,
     check_move_in,
     check_move_out,
-    heads_named,
     marriages_in_household,
     relationships_to_new_head,
     spouse_left_behind,
@@ -625,61 +624,6 @@ def test_the_record_tells_when_each_members_marriage_here_ended() -> None:
         head_person_id=heir,
         left_as={(head, moved): Relationship.HEAD, (wife, died): Relationship.SPOUSE},
     ).ended_on == {heir: died, wife: died}
-
-
-def test_a_member_named_head_neither_dies_nor_moves_out_before_that_day() -> None:
-    """The head died on 10 Feb and the widow was named head; then the son, named head when
-    she moved out on 1 Mar. Named head, each was alive and a member that day: a death or a
-    move out dated before it is refused, naming the day (the widow's death dated 5 Feb was
-    recorded: the record said a dead woman became head on the 10th); the same day is
-    allowed. The latest day counts for one named twice, and a marriage is no bound of a
-    move out (as before)."""
-    old_head, widow, son = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    died, left = date(2026, 2, 10), date(2026, 3, 1)
-    changes = [
-        _past("death", died, person_id=old_head, new_head_person_id=widow),
-        _past("marriage", date(2026, 2, 20), person_id=son),
-        _past("move_out", left, person_id=widow, new_head_person_id=son),
-    ]
-    named = heads_named(changes)
-    assert named == {widow: died, son: left}
-    assert heads_named([*changes, _past("move_in", date(2026, 4, 1))]) == named
-    again = _past("move_out", date(2026, 1, 5), person_id=old_head, new_head_person_id=widow)
-    assert heads_named([*changes, again])[widow] == died
-    assert heads_named([again, *changes])[widow] == died
-    state = HouseholdState(
-        head_person_id=widow,
-        members=[
-            ActiveMember(widow, Relationship.HEAD, date(1950, 3, 3)),
-            ActiveMember(son, Relationship.CHILD, date(1980, 5, 5)),
-        ],
-    )
-    since = named[widow]
-    found = check_death(state, widow, date(2026, 2, 5), son, today=TODAY, head_since=since)
-    assert pointers(found) == {"/date_of_death"}
-    assert "2026-02-10" in found[0].detail
-    assert "become head" in found[0].detail
-    assert check_death(state, widow, died, son, today=TODAY, head_since=since) == []
-    found = check_move_out(state, widow, date(2026, 2, 9), son, today=TODAY, head_since=since)
-    assert pointers(found) == {"/moved_on"}
-    assert "2026-02-10" in found[0].detail
-    assert check_move_out(state, widow, died, son, today=TODAY, head_since=since) == []
-    # Never named head: nothing bounds it (the head registered so, or any other member).
-    assert check_death(state, widow, date(2026, 2, 5), son, today=TODAY) == []
-    # Of a marriage and becoming head, the later day is named, once.
-    marriages = marriages_in_household(changes, head_person_id=son, left_as={})
-    state = HouseholdState(
-        head_person_id=son, members=[ActiveMember(son, Relationship.HEAD, date(1980, 5, 5))]
-    )
-    found = check_death(
-        state, son, date(2026, 2, 1), None, today=TODAY, marriages=marriages, head_since=left
-    )
-    assert [(v.pointer, "2026-03-01" in v.detail) for v in found] == [("/date_of_death", True)]
-    found = check_death(
-        state, son, date(2026, 2, 15), None, today=TODAY, marriages=marriages, head_since=None
-    )
-    assert ["2026-02-20" in v.detail for v in found] == [True]
-    assert check_move_out(state, son, date(2026, 2, 1), None, today=TODAY) == []
 
 
 def test_the_spouse_a_leaving_member_leaves_behind() -> None:

@@ -180,15 +180,12 @@ def check_death(
     *,
     today: date,
     marriages: Marriages | None = None,
-    head_since: date | None = None,
 ) -> list[Violation]:
     """A member died. Not before they were born or joined, nor before the day the record
     shows them marry or divorce here (``marriages.acted_on``): a divorce is not dated
-    after a partner's death, whichever of the two is recorded first. Nor before the day
-    the record shows them become head (``head_since``, ``heads_named``): named head when
-    the head before them died or moved out, they were alive then. Being widowed (or left
-    by a spouse who moved out) is no such day: an old couple's deaths are often recorded
-    in the other order than they happened. The same day is allowed."""
+    after a partner's death, whichever of the two is recorded first. Being widowed (or
+    left by a spouse who moved out) is no such day: an old couple's deaths are often
+    recorded in the other order than they happened."""
     found = _leaving(state, person_id, new_head_person_id)
     found += _not_after_today(died_on, today, "/date_of_death")
     member = state.member(person_id)
@@ -196,21 +193,13 @@ def check_death(
         found.append(Violation("/date_of_death", "is before the member's birth date"))
     else:
         found += _not_before_joining(state, person_id, died_on, "/date_of_death")
-    acts = [
-        (day, act)
-        for day, act in (
-            ((marriages or NO_MARRIAGES).acted_on.get(person_id), "marry or divorce here"),
-            (head_since, "become head of the household"),
-        )
-        if day is not None and died_on < day
-    ]
-    if acts:
-        alive_on, act = max(acts)
+    alive_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
+    if alive_on is not None and died_on < alive_on:
         found.append(
             Violation(
                 "/date_of_death",
-                f"is before {alive_on}, when the record shows the member {act}: a death is"
-                " dated on or after it",
+                f"is before {alive_on}, when the record shows the member marry or divorce"
+                " here: a death is dated on or after it",
             )
         )
     return found
@@ -223,28 +212,12 @@ def check_move_out(
     new_head_person_id: uuid.UUID | None,
     *,
     today: date,
-    head_since: date | None = None,
 ) -> list[Violation]:
-    """A member moved out. Not in the future, nor before they joined, nor before the day
-    the record shows them become head (``head_since``, ``heads_named``): the head is a
-    member, so a move out dated before it would have the record name as head on that day
-    somebody who had left. A marriage or divorce recorded here is no such bound (it tells
-    the member alive, not living here: a marriage ends at the move out, on its own day at
-    the earliest, ``marriages_in_household``). The same day is allowed."""
-    found = (
+    return (
         _leaving(state, person_id, new_head_person_id)
         + _not_after_today(moved_on, today, "/moved_on")
         + _not_before_joining(state, person_id, moved_on, "/moved_on")
     )
-    if head_since is not None and moved_on < head_since:
-        found.append(
-            Violation(
-                "/moved_on",
-                f"is before {head_since}, when the record shows the member become head of the"
-                " household: a move out is dated on or after it",
-            )
-        )
-    return found
 
 
 def check_birth(state: HouseholdState, child: ValidMember) -> list[Violation]:
@@ -391,24 +364,6 @@ def marriages_in_household(
                 for person in (leaver, partner):
                     end(person, change.effective_on)
     return Marriages(married_to, ended_on, married_on, elsewhere, frozenset(divorced), acted_on)
-
-
-def heads_named(changes: Sequence[PastChange]) -> dict[uuid.UUID, date]:
-    """The day ``changes`` show each person become head: the day of the death or move
-    out of the head before them that named them (``new_head_person_id``), the latest for
-    one named more than once. Named head, they were alive and a member then, so their own
-    death or move out is not dated before it (``check_death``, ``check_move_out``). The
-    head a household was registered with is named by no change: a registration dates what
-    the office learned, not when it began (as for members' joining)."""
-    named: dict[uuid.UUID, date] = {}
-    for change in changes:
-        if change.kind not in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
-            continue
-        heir = change.details.get("new_head_person_id")
-        if heir:
-            person = uuid.UUID(str(heir))
-            named[person] = max(named.get(person, change.effective_on), change.effective_on)
-    return named
 
 
 def spouse_left_behind(

@@ -726,7 +726,6 @@ class _ChangeWork:
         a bank account change."""
         self.came_from: uuid.UUID | None = None
         """The household a member who joined moved out of last, when intake has it."""
-        self._past: list[rules.PastChange] | None = None
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -795,22 +794,11 @@ class _ChangeWork:
             self.came_from = last.household_id
         return await self.member_after(person_id)
 
-    async def past_changes(self) -> list[rules.PastChange]:
-        """The household's changes recorded before this one, in the order recorded (read
-        once: the household is locked, and this change is stored after its checks)."""
-        if self._past is None:
-            changes = await repo.load_changes(self.session, self.household_id)
-            self._past = [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes]
-        return self._past
-
-    async def head_since(self, person_id: uuid.UUID) -> date | None:
-        """The day the record shows ``person_id`` become head, if it does (ADR 0016)."""
-        return rules.heads_named(await self.past_changes()).get(person_id)
-
     async def marriages(self) -> rules.Marriages:
         """The marriages between members the household's record shows (ADR 0016)."""
+        changes = await repo.load_changes(self.session, self.household_id)
         return rules.marriages_in_household(
-            await self.past_changes(),
+            [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes],
             head_person_id=self.state.head_person_id,
             left_as={
                 (m.person_id, m.left_on): m.relationship
@@ -1044,13 +1032,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             ]
             raise_if_any(
                 rules.check_death(
-                    work.state,
-                    pid,
-                    died_on,
-                    heir,
-                    today=today,
-                    marriages=await work.marriages(),
-                    head_since=await work.head_since(pid),
+                    work.state, pid, died_on, heir, today=today, marriages=await work.marriages()
                 )
                 + [
                     # Another member's certificate is no evidence of this death.
@@ -1097,9 +1079,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             if work.came_from is not None:
                 update.move_in.from_household_id = str(work.came_from)
         case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
-            problems = rules.check_move_out(
-                work.state, pid, on, heir, today=today, head_since=await work.head_since(pid)
-            )
+            problems = rules.check_move_out(work.state, pid, on, heir, today=today)
             if to is not None and to not in work.runtime.divisions:
                 problems.append(Violation("/to_region_code", "not in the division table"))
             raise_if_any(problems)
