@@ -43,6 +43,10 @@ class CrashAfterAck(OutboxRelay):
         self.acked_but_unmarked = 0
 
     async def _before_mark(self, ids: list[int]) -> None:
+        if not ids:
+            # A batch of rows all held back (an earlier row of each key still locked by a
+            # relay killed a moment before) acknowledged nothing: not one to die after.
+            return
         self.batches += 1
         if self.batches == self.crash_on_batch:
             self.acked_but_unmarked = len(ids)
@@ -50,18 +54,23 @@ class CrashAfterAck(OutboxRelay):
 
 
 class StallsAfterClaiming(OutboxRelay):
-    """A relay that stalls for good once it has claimed ``rows`` rows, so that a test which
-    stops it at some random point still finds work left for the relays after it."""
+    """A relay that stalls once it has claimed ``rows`` rows (``stalled`` is set), holding
+    the batch it claimed last, until ``go_on`` is set (for good if it never is): a test
+    that stops it at some random point still finds work left for the relays after it, and
+    one that acts while it is under way is sure to act before the relay is done."""
 
     def __init__(self, *args: Any, rows: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limit = rows
         self.claimed_rows = 0
+        self.stalled = asyncio.Event()
+        self.go_on = asyncio.Event()
 
     async def _after_claim(self, rows: Sequence[asyncpg.Record]) -> None:
         self.claimed_rows += len(rows)
-        if self.claimed_rows >= self.limit:
-            await asyncio.Event().wait()  # until cancelled
+        if self.claimed_rows >= self.limit and not self.go_on.is_set():
+            self.stalled.set()
+            await self.go_on.wait()  # or until cancelled
 
 
 class SlowAfterClaim(OutboxRelay):
@@ -235,32 +244,49 @@ async def test_a_relay_process_killed_with_sigkill_loses_nothing(
     pending: Pending,
 ) -> None:
     committed = await commit_events(kafka_topic, events=1000, keys=20)
-    url = engine.url.render_as_string(hide_password=False)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dibao_common.messaging.relay",
-        "--database-url",
-        url,
-        "--bootstrap",
-        stack.kafka_bootstrap,
-        "--batch-size",
-        "7",
-        "--name",
-        "test-sigkill",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    # The test holds the last 500 rows, as another relay would (the process's claims skip
+    # them), so that work is left when the process is killed: unheld, a fast machine's
+    # relay could publish all 1000 between two looks at the outbox (here 700 go in about
+    # 0.5 s), and the test then failed on a process that had finished.
+    held = await engine.connect()
     try:
+        await held.begin()
+        # (FOR UPDATE beside OFFSET would lock the rows skipped too.)
+        locked = await held.execute(
+            text(
+                "SELECT id FROM outbox_message WHERE id IN"
+                " (SELECT id FROM outbox_message ORDER BY id OFFSET 500) FOR UPDATE"
+            )
+        )
+        assert len(locked.all()) == 500
+        url = engine.url.render_as_string(hide_password=False)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dibao_common.messaging.relay",
+            "--database-url",
+            url,
+            "--bootstrap",
+            stack.kafka_bootstrap,
+            "--batch-size",
+            "7",
+            "--name",
+            "test-sigkill",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
 
-        async def under_way() -> bool:
-            return await pending() <= 700
+            async def under_way() -> bool:
+                return await pending() <= 700
 
-        await eventually(under_way, timeout_s=60, what="the relay process to publish")
+            await eventually(under_way, timeout_s=60, what="the relay process to publish")
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            assert await asyncio.wait_for(process.wait(), 30) == -signal.SIGKILL
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        assert await process.wait() == -signal.SIGKILL
-    assert await pending() > 0, "the process finished before it was killed"
+        await held.close()  # rolls back: the held rows are free
+    assert await pending() >= 500, "the process published rows the test held"
 
     relay = OutboxRelay(engine, stack.kafka_bootstrap, name="test-sigkill-after")
     try:
@@ -493,21 +519,26 @@ async def test_a_row_committed_late_below_the_claimed_ones_is_published(
     )
     try:
         await commit_events(kafka_topic, events=2000, keys=40, per_transaction=200)
-        relay = OutboxRelay(engine, stack.kafka_bootstrap, name="test-late", batch_size=50)
+        # The late row commits while the relay is under way, stalled after claiming 500
+        # rows: once it had published 500 as before, a fast machine's relay could publish
+        # the other 1500 before the commit, and the late row was then found by a claim
+        # from the beginning, not below the claimed ones (the test passed, proving less).
+        relay = StallsAfterClaiming(
+            engine, stack.kafka_bootstrap, name="test-late", batch_size=50, rows=500
+        )
         await relay.start()
         try:
-
-            async def under_way() -> bool:
-                return await pending() <= 1500
-
-            await eventually(under_way, what="the relay to publish")
+            await asyncio.wait_for(relay.stalled.wait(), 30)
+            assert await pending() >= 1500
             await late_session.commit()
+            relay.go_on.set()
 
             async def drained() -> bool:
                 return await pending() == 0
 
             await eventually(drained, what="the late row to be published")
         finally:
+            relay.go_on.set()
             await relay.stop()
     finally:
         await late_session.close()
