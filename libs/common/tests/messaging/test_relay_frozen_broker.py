@@ -18,11 +18,12 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_common.messaging.relay import OutboxRelay
+from dibao_common.messaging.relay import BrokerUnavailableError, OutboxRelay
 from dibao_common.testing.kafka_fixtures import create_topic, eventually, own_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
@@ -48,6 +49,21 @@ async def own_topic(frozen_broker: tuple[Path, str]) -> str:
     return name
 
 
+class TimedOutBatches(OutboxRelay):
+    """A relay that tells when a batch's acknowledgements did not come in time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timed_out = asyncio.Event()
+
+    async def _close_batch(self, batch: Any) -> Any:
+        try:
+            return await super()._close_batch(batch)
+        except BrokerUnavailableError:
+            self.timed_out.set()
+            raise
+
+
 def _broker_pid(directory: Path) -> int:
     return int((directory / "node-1" / "kafka.pid").read_text().strip())
 
@@ -60,7 +76,7 @@ async def test_a_relay_stopped_while_the_broker_is_frozen_publishes_everything_w
     pending: Pending,
 ) -> None:
     directory, bootstrap = frozen_broker
-    relay = OutboxRelay(
+    relay = TimedOutBatches(
         engine,
         bootstrap,
         name="test-frozen",
@@ -82,7 +98,9 @@ async def test_a_relay_stopped_while_the_broker_is_frozen_publishes_everything_w
     try:
         await commit_events(own_topic, events=50, keys=5)
         # Sent, never acknowledged: the batch times out and its records stay in flight.
-        await asyncio.sleep(4.0)
+        # (A fixed 4 s wait for this was no proof on a slow machine: a relay stopped
+        # before it had sent the batch passes the rest of the test too.)
+        await asyncio.wait_for(relay.timed_out.wait(), 30)
         assert await pending() == 50
         await relay.stop(timeout_s=3.0)
     finally:
