@@ -96,12 +96,17 @@ async def test_a_driver_statement_runs_in_the_session_transaction(
     assert await _committed(stack, ce_id) == 0
 
 
-async def _backend_of(engine: AsyncEngine) -> int:
+async def _connection_of(engine: AsyncEngine) -> tuple[int, asyncpg.Connection]:
+    """The backend and the driver's connection a session of ``engine`` is handed."""
     async with make_sessionmaker(engine)() as session:
         driver = await driver_connection(session)
         pid = int(await driver.fetchval("SELECT pg_backend_pid()"))
         await session.rollback()
-    return pid
+    return pid, driver
+
+
+async def _backend_of(engine: AsyncEngine) -> int:
+    return (await _connection_of(engine))[0]
 
 
 @pytest.mark.parametrize("pre_ping", [False, True], ids=["no-ping", "ping"])
@@ -111,20 +116,21 @@ async def test_a_connection_the_server_closed_is_not_handed_out_again(
     # One pooled connection, its backend terminated as a restart or failover would.
     engine = make_engine(stack.database_url("intake"), pool_size=1, pre_ping=pre_ping)
     try:
-        first = await _backend_of(engine)
+        first, pooled = await _connection_of(engine)
         admin = await asyncpg.connect(stack.dsn("intake"))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
-            # Terminating only signals the backend: wait until it has gone, and the
-            # pooled connection's socket has seen it close.
-            for _ in range(100):
-                gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
-                if await admin.fetchval(gone, first):
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.1)
         finally:
             await admin.close()
+        # Terminating only signals the backend: wait until the pooled connection's socket
+        # has seen it close. A fixed 0.1 s after the backend had left pg_stat_activity
+        # was a guess: on a loaded machine the socket may not have seen it yet, and the
+        # connection handed out (alive as far as the client knew) failed the test.
+        for _ in range(200):
+            if pooled.is_closed():
+                break
+            await asyncio.sleep(0.05)
+        assert pooled.is_closed(), "the pooled connection never saw its backend go"
         # The statements that bypass SQLAlchemy get a live connection, not the dead one.
         for _ in range(3):
             assert await _backend_of(engine) != first
