@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from aiokafka.record.util import calc_crc32c
+from structlog.testing import capture_logs
 
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
@@ -213,8 +213,22 @@ async def test_a_record_the_client_cannot_read_does_not_end_the_consumer(
             return len(await _stored_ids(audit_db)) >= 20
 
         await eventually(logged, timeout_s=60, what="20 entries")
-        await _produce_unreadable(bootstrap, topic, partition=0)
-        await asyncio.sleep(3)  # several fetches and retries
+        # Until the record has failed the consumer twice: the fixed 3 s this waited was
+        # no proof on a slow machine, where a consumer that had not fetched the record yet
+        # passed too.
+        with capture_logs() as logs:
+            await _produce_unreadable(bootstrap, topic, partition=0)
+
+            async def retried() -> bool:
+                failures = [
+                    entry
+                    for entry in logs
+                    if entry["event"] == "audit_consumer_failed"
+                    and "UnicodeDecodeError" in entry["error"]
+                ]
+                return len(failures) >= 2
+
+            await eventually(retried, timeout_s=60, what="two failed reads of the record")
         assert consumer.task is not None
         assert not consumer.task.done(), consumer.task.exception()
     finally:
