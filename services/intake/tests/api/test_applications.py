@@ -683,9 +683,12 @@ async def _submitted_during_a_change(
         await conn.execute(text(change), {"id": household.id})
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
         submission = asyncio.create_task(intake.submit(body, idempotency_key=key))
-        for _ in range(200):
-            if submission.done() or await _waiting_on_a_lock(intake_engine):
-                break
+        # Until it waits on the held row (at most 30 s, else a failure): 200 looks (5 to
+        # 10 s) could run out unnoticed on a slow machine, the commit below then coming
+        # first and the test no longer about the race it is for.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not submission.done() and not await _waiting_on_a_lock(intake_engine):
+            assert asyncio.get_running_loop().time() < deadline, "it never waited on the lock"
             await asyncio.sleep(0.02)
         assert not submission.done(), submission.result().text
         await conn.commit()

@@ -1500,9 +1500,12 @@ async def test_an_application_withdrawn_or_decided_during_a_change_gets_no_entry
                 f"/households/{household.id}/changes", json=death, headers=intake.headers()
             )
         )
-        for _ in range(200):
-            if change.done() or await _waiting_on_a_lock(intake_engine):
-                break
+        # Until it waits on the held row (at most 30 s, else a failure): 200 looks (5 to
+        # 10 s) could run out unnoticed on a slow machine, the commit below then coming
+        # first and the test no longer about the race it is for.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not change.done() and not await _waiting_on_a_lock(intake_engine):
+            assert asyncio.get_running_loop().time() < deadline, "it never waited on the lock"
             await asyncio.sleep(0.02)
         assert not change.done(), change.result().text
         await conn.commit()
