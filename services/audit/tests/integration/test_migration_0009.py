@@ -55,6 +55,28 @@ def _events(lo: int, hi: int) -> list[RecordedEvent]:
     return out
 
 
+async def _until_it_waits_for_the_reader(dsn: str, task: asyncio.Task[None], what: str) -> None:
+    """Until a backend of the database waits on a lock (``task``'s, for the reader: nothing
+    else runs), at most 60 s. The appends after it are then sure to be made while it waits:
+    on a slow machine alembic (its own event loop in a thread) could spend much of the 8 s
+    starting, and the appends then proved less."""
+    watcher = await asyncpg.connect(dsn)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        while not await watcher.fetchval(waiting):
+            if task.done():
+                raise AssertionError(f"the {what} ended before it waited: {task.exception()!r}")
+            assert loop.time() < deadline, f"the {what} never waited for the reader"
+            await asyncio.sleep(0.1)
+    finally:
+        await watcher.close()
+
+
 async def test_the_migration_waits_for_a_long_reader_while_the_log_goes_on(
     audit_db: AuditDb,
 ) -> None:
@@ -73,6 +95,7 @@ async def test_the_migration_waits_for_a_long_reader_while_the_log_goes_on(
         await transaction.start()
         assert await reader.fetchval("SELECT count(*) FROM log_entry") == 30
         migration = asyncio.create_task(audit_db.stack.migrate("audit"))
+        await _until_it_waits_for_the_reader(audit_db.dsn, migration, "migration")
         appended = 30
         for _ in range(8):  # the log goes on: each append within a second
             await asyncio.sleep(1)
@@ -126,6 +149,7 @@ async def test_the_downgrade_waits_for_a_long_reader_while_the_log_goes_on(
         await transaction.start()
         assert await reader.fetchval("SELECT count(*) FROM log_entry") == 30
         downgrade = asyncio.create_task(audit_db.stack.downgrade("audit", "0008"))
+        await _until_it_waits_for_the_reader(audit_db.dsn, downgrade, "downgrade")
         appended = 30
         for _ in range(8):
             await asyncio.sleep(1)
