@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +20,8 @@ from dibao_common.messaging.outbox import build_envelope
 from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import IntakeClient, wait_for_events
+
+APPROVED = "dibao.assessment.BenefitApproved.v1"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -141,6 +144,8 @@ async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_no
         headers=intake.headers(),
     )
     assert withdrawn.status_code == 201, withdrawn.text
+    counted = ("dibao_intake_decisions_after_withdrawal_total", {"ce_type": APPROVED})
+    before = REGISTRY.get_sample_value(*counted) or 0
     await _publish(
         intake_stack,
         assessment.BenefitApproved(household_id=household.id, application_id=application_id),
@@ -159,6 +164,8 @@ async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_no
     [decision] = await decisions()
     assert decision["summary"] == "Benefit approved (arrived after the withdrawal)"
     assert decision["details"]["after_withdrawal"] is True
+    # Counted for the operators (the consumer runs in this test's app, in this process).
+    assert REGISTRY.get_sample_value(*counted) == before + 1
     read = await intake.http.get(
         f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
     )

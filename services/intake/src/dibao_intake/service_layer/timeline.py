@@ -19,6 +19,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao.intake.v1 import events_pb2 as ev
@@ -29,6 +30,15 @@ from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
 
 log = get_logger(__name__)
+
+DECISIONS_AFTER_WITHDRAWAL = Counter(
+    "dibao_intake_decisions_after_withdrawal_total",
+    "Decisions that reached an application already withdrawn (entered in its timeline as"
+    " such, deciding nothing): the county holds a decision on a withdrawn case and should"
+    " look. Counted as the timeline consumer applies them (a fetch redone after a failure"
+    " may count one again)",
+    ["ce_type"],
+)
 
 CONSUMER_NAME = "intake.timeline"
 # Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn.
@@ -393,6 +403,7 @@ def _after_withdrawal(application_id: uuid.UUID, entry: TimelineRecord) -> Timel
         ce_id=str(entry.ce_id),
         ce_type=entry.ce_type,
     )
+    DECISIONS_AFTER_WITHDRAWAL.labels(ce_type=entry.ce_type).inc()
     return replace(
         entry,
         summary=f"{entry.summary} (arrived after the withdrawal)",
