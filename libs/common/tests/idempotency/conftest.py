@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -36,8 +36,14 @@ def app(
     clock: FrozenClock,
     auth_settings: AuthSettings,
     bank_settings: BankSettings,
-) -> FastAPI:
-    return http_app(stack, clock, auth=auth_settings, bank=bank_settings)
+) -> Iterator[FastAPI]:
+    """The app; a gate a test left closed (it failed before opening it) is opened after
+    it, so that its held requests end, and with them their transactions, before the
+    engine's teardown drops the effects table (which would wait on their locks for ever)."""
+    app = http_app(stack, clock, auth=auth_settings, bank=bank_settings)
+    yield app
+    if app.state.gate is not None:
+        app.state.gate.set()
 
 
 @pytest.fixture

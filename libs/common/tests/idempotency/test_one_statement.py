@@ -16,6 +16,7 @@ from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.db import make_sessionmaker
 from dibao_common.idempotency import FingerprintKeys, IdempotencyConfig, IdempotentRequest
 from dibao_common.messaging.dlq import read_topic
+from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.service_env import fingerprint_key_for_tests
 from dibao_common.testing.stack import TestStack
 
@@ -118,13 +119,14 @@ async def test_concurrent_duplicates_both_run_and_one_write_stands(
         asyncio.create_task(client.post(URL, json=body, headers={"Idempotency-Key": key}))
         for _ in range(2)
     ]
-    for _ in range(500):
-        if app.state.inside == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert app.state.inside == 2, "both duplicates are inside the work at once"
+
+    async def both_inside() -> bool:
+        return bool(app.state.inside == 2)
+
+    # Bounded at 30 s (it was 5: two requests through a loaded machine's pool).
+    await eventually(both_inside, timeout_s=30, what="both duplicates inside the work at once")
     app.state.gate.set()
-    first, second = await asyncio.gather(*requests)
+    first, second = await asyncio.wait_for(asyncio.gather(*requests), 30)
     assert (first.status_code, second.status_code) == (201, 201)
     assert first.content == second.content
     replayed = sorted(str(r.headers.get("idempotent-replayed")) for r in (first, second))
