@@ -260,6 +260,34 @@ async def test_a_registered_child_in_law_is_no_bar_to_the_childs_marriage(
     assert "spouse_person_id" not in died["household"]["changes"][-1]["details"]
 
 
+async def test_a_divorce_is_recorded_with_the_couples_certificate(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A divorce certificate (离婚证, or the judgment) is a document type of its own: one
+    naming a member outside the couple is refused at its document_ids index, writing
+    nothing; the couple's is recorded and the event's divorce names it (one naming nobody
+    only when no partner's is given)."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, _kid = household.person_ids
+    mothers = (await intake.upload(household.id, "divorce_certificate", mother)).json()["id"]
+    wifes = (await intake.upload(household.id, "divorce_certificate", wife)).json()["id"]
+    unnamed = (await intake.upload(household.id, "divorce_certificate")).json()["id"]
+    divorce = {
+        "kind": "divorce",
+        "person_id": head,
+        "spouse_person_id": wife,
+        "divorced_on": "2026-02-20",
+    }
+    problem = await refused_change(
+        intake, intake_engine, household, divorce | {"document_ids": [wifes, mothers]}
+    )
+    assert _pointers(problem) == ["/body/document_ids/1"]
+    divorced = await intake.change(household, divorce | {"document_ids": [unnamed, wifes]})
+    update = await _event(intake_stack, divorced["change_id"])
+    assert update.divorce.divorce_certificate.document_id == wifes
+    assert divorced["household"]["changes"][-1]["details"]["document_ids"] == [unnamed, wifes]
+
+
 async def test_a_marriage_to_a_spouse_living_elsewhere_ends_by_a_divorce(
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:

@@ -113,6 +113,7 @@ class DocumentType(StrEnum):
     CUSTODY_AGREEMENT = "custody_agreement"
     DEATH_CERTIFICATE = "death_certificate"
     MARRIAGE_CERTIFICATE = "marriage_certificate"
+    DIVORCE_CERTIFICATE = "divorce_certificate"
     BIRTH_CERTIFICATE = "birth_certificate"
     INVESTIGATION_FORM = "investigation_form"
     EVALUATION_MINUTES = "evaluation_minutes"
@@ -141,9 +142,10 @@ _SHOWING_NUMBERS = frozenset(
         DocumentType.CUSTODY_AGREEMENT,
         # The disability certificate's number is the holder's ID number and two digits.
         DocumentType.DISABILITY_CERTIFICATE,
-        # The deceased's, the spouses', the parents' ID numbers.
+        # The deceased's, the spouses' (married or divorced), the parents' ID numbers.
         DocumentType.DEATH_CERTIFICATE,
         DocumentType.MARRIAGE_CERTIFICATE,
+        DocumentType.DIVORCE_CERTIFICATE,
         DocumentType.BIRTH_CERTIFICATE,
         # The signed home-visit form carries the ID numbers disclosed for it (ADR 0007).
         DocumentType.INVESTIGATION_FORM,

@@ -1120,10 +1120,30 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
         today=work.today,
         marriages=marriages,
     )
-    raise_if_any(problems)
+    partners = {change.person_id, change.spouse_person_id} - {None}
+    certificates = [
+        (i, d)
+        for i, d in enumerate(work.documents)
+        if d.document_type is DocumentType.DIVORCE_CERTIFICATE
+    ]
+    raise_if_any(
+        problems
+        + [
+            # A certificate naming a member outside the couple is no evidence of theirs.
+            Violation(f"/document_ids/{i}", "the divorce certificate of another member")
+            for i, d in certificates
+            if d.person_id is not None and d.person_id not in partners
+        ]
+    )
     assert relationships is not None
     work.effective_on = change.divorced_on
     update.divorce.divorced_on.CopyFrom(contracts.local_date(change.divorced_on))
+    # The one naming a partner first: one naming nobody is theirs by being listed.
+    certificate = min(
+        (d for _, d in certificates), key=lambda d: d.person_id not in partners, default=None
+    )
+    if certificate is not None:
+        update.divorce.divorce_certificate.CopyFrom(contracts.document_ref(certificate))
     if change.spouse_person_id is None:
         work.details |= {"person_id": str(change.person_id), "relationships": {}}
         update.divorce.person_id = str(change.person_id)

@@ -452,6 +452,8 @@ class _DocumentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Document
     """Minutes of the democratic evaluation meeting."""
     DOCUMENT_TYPE_PHOTO: _DocumentType.ValueType  # 17
     DOCUMENT_TYPE_OTHER: _DocumentType.ValueType  # 18
+    DOCUMENT_TYPE_DIVORCE_CERTIFICATE: _DocumentType.ValueType  # 19
+    """Divorce certificate (离婚证) or the court's divorce judgment or mediation statement."""
 
 class DocumentType(_DocumentType, metaclass=_DocumentTypeEnumTypeWrapper):
     """Type of a document kept with an application or case."""
@@ -480,6 +482,8 @@ DOCUMENT_TYPE_EVALUATION_MINUTES: DocumentType.ValueType  # 16
 """Minutes of the democratic evaluation meeting."""
 DOCUMENT_TYPE_PHOTO: DocumentType.ValueType  # 17
 DOCUMENT_TYPE_OTHER: DocumentType.ValueType  # 18
+DOCUMENT_TYPE_DIVORCE_CERTIFICATE: DocumentType.ValueType  # 19
+"""Divorce certificate (离婚证) or the court's divorce judgment or mediation statement."""
 Global___DocumentType: _TypeAlias = DocumentType  # noqa: Y015
 
 class _SubmissionChannel:

@@ -432,6 +432,7 @@ class HouseholdUpdated(_message.Message):
         PERSON_ID_FIELD_NUMBER: _builtins.int
         DIVORCED_ON_FIELD_NUMBER: _builtins.int
         FORMER_SPOUSE_FIELD_NUMBER: _builtins.int
+        DIVORCE_CERTIFICATE_FIELD_NUMBER: _builtins.int
         person_id: _builtins.str
         """The partner whose relationship to the head stays as it was (the head, the head's
         child): the request's person_id, or its spouse_person_id when that one's stays.
@@ -445,16 +446,23 @@ class HouseholdUpdated(_message.Message):
             former spouse lives elsewhere.
             """
 
+        @_builtins.property
+        def divorce_certificate(self) -> _types_pb2.DocumentRef:
+            """The divorce certificate (or judgment) among the change's documents, when one was
+            given: the first naming either partner, else the first naming nobody.
+            """
+
         def __init__(
             self,
             *,
             person_id: _builtins.str = ...,
             divorced_on: _types_pb2.LocalDate | None = ...,
             former_spouse: _types_pb2_1.Member | None = ...,
+            divorce_certificate: _types_pb2.DocumentRef | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _typing.Literal["divorced_on", b"divorced_on", "former_spouse", b"former_spouse"]  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["divorce_certificate", b"divorce_certificate", "divorced_on", b"divorced_on", "former_spouse", b"former_spouse"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["divorced_on", b"divorced_on", "former_spouse", b"former_spouse", "person_id", b"person_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["divorce_certificate", b"divorce_certificate", "divorced_on", b"divorced_on", "former_spouse", b"former_spouse", "person_id", b"person_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
