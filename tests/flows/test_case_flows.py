@@ -57,6 +57,8 @@ OTHER_COUNTY = "620102"
 """Chengguan District beside it: its auditor must not see Yuzhong's households."""
 VILLAGE = "620123101203"
 """夏官营村 of 夏官营镇, whose township has a responsible caseworker on the demo roster."""
+OTHER_VILLAGE = "620102001001"
+"""A village code of Chengguan District (OTHER_COUNTY): where a forged record may claim to be."""
 WAIT_S = 90.0
 """Bound on waiting for an event to go outbox -> Kafka -> audit log (or a checkpoint)."""
 ACCESSED = "dibao.access.PersonalDataAccessed.v1"
@@ -405,10 +407,13 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
 ) -> None:
     """The portal submits an application; then a faulty producer puts on
     ``dibao.intake.v1`` a record with the ce_id of that application's ApplicationSubmitted
-    but other content (another kind). Audit logs both and raises an ``AnomalyDetected``
-    (``event_id_reused``) about the application: the application's timeline shows it (its
-    rule and severity, no words), the county's auditor finds it among the household's
-    entries with both log indices, and the auditor of the county beside it does not."""
+    but other content (another kind, and a village of the county beside it). Audit logs
+    both and raises an ``AnomalyDetected`` (``event_id_reused``) about the application, in
+    the logged submission's region: the application's timeline shows it once (its rule and
+    severity, no words), the county's auditor finds it among the household's entries with
+    both log indices, and the auditor of the county beside it does not; that auditor, who
+    reads the forged entry, gets one about the event, naming no application. Until 2 Dec
+    2026 the forged region gave a second anomaly about the application, there."""
     own, other = auditors
     household, application = await portal.register_and_apply("flows reused id 3")
     household_id, application_id = household["id"], application["id"]
@@ -423,7 +428,7 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
 
     forged = intake_pb2.ApplicationSubmitted(
         household_id=household_id,
-        region=types_pb2.RegionCode(code=VILLAGE),
+        region=types_pb2.RegionCode(code=OTHER_VILLAGE),
         application_id=application_id,
         kind=enums_pb2.APPLICATION_KIND_TEMPORARY,
     )
@@ -451,6 +456,15 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
     async def in_timeline() -> list[dict[str, Any]] | None:
         timeline = (await portal.get(f"/applications/{application_id}"))["timeline"]
         return [e for e in timeline if e["type"] == ANOMALY] or None
+
+    # The forged entry's county reads an anomaly about the event (the household's key
+    # too: published after the application's, in the same transaction).
+    async def theirs_logged() -> list[dict[str, Any]] | None:
+        return await other.entries(household_id=household_id, ce_type=ANOMALY) or None
+
+    [theirs] = await eventually(theirs_logged, "the anomaly in the forged entry's county")
+    assert theirs["region"] == OTHER_VILLAGE
+    assert theirs["application_id"] is None
 
     # The one anomaly: the submission and acceptance themselves raised none (audit's
     # anomalies about the household are keyed by it, so any earlier one would be first).
@@ -486,7 +500,12 @@ async def test_an_event_id_reused_about_an_application_reaches_its_timeline_and_
     assert [e["ce_id"] for e in by_application] == [logged["ce_id"]]
     assert await other.entries(application_id=application_id, ce_type=ANOMALY) == []
 
-    assert await other.entries(household_id=household_id, ce_type=ANOMALY) == []
+    assert [
+        e["ce_id"] for e in await other.entries(household_id=household_id, ce_type=ANOMALY)
+    ] == [theirs["ce_id"]]
+    # What it reads of the household: the forged entry, the one its anomaly names.
+    [forged_entry] = await other.entries(household_id=household_id, ce_type=SUBMITTED)
+    assert forged_entry["index"] == again
     # Nor among the anomalies it reads (the whole log's, its own county's).
     assert logged["ce_id"] not in {e["ce_id"] for e in await other.entries(ce_type=ANOMALY)}
     refused = await other.entry(logged["index"])

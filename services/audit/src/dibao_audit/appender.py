@@ -5,10 +5,16 @@ is its inbox, so a record seen twice is appended once), the complete subtrees th
 close, and a signed checkpoint when one is due. A record that comes with the ``ce_id`` of
 an entry but other content (topic, key, headers or payload) is not the same event sent
 again: it is appended too, under an id derived from its content (``reused_id``), and an
-``AnomalyDetected`` (rule ``event_id_reused``) names both entries: one about each
-application either content names (subject ``application``, its household and region, so
-that its county's auditors and its timeline see it), or, when neither names one, one about
-the event (the log's region, no household: every auditor's). An ``ApplicationAccepted``
+``AnomalyDetected`` (rule ``event_id_reused``) names both entries. It is about what the
+first entry of the id (the one logged first, the trusted one) names: its application, with
+that entry's household and region, so that the application's county and its timeline see
+it, or, when it names none, the event (the log's region, no household: every auditor's).
+The second content, which anyone writing to the topic can forge, decides no reader of that
+anomaly; when it names another application, that one gets an anomaly of its own (in the
+second content's household and region, all the log knows of it there); when it names the
+same application (or none) in another region, that region's auditors, who read the second
+entry, get one about the event there, which names no application, so an application's
+timeline shows one anomaly per record. An ``ApplicationAccepted``
 whose application's ``ApplicationSubmitted`` is not before it in the log on the same topic
 and key raises an ``AnomalyDetected`` (rule ``accepted_without_submission``) about that
 application: intake publishes the two in one transaction, in that order, with the
@@ -94,38 +100,55 @@ def _content(row: EntryRow) -> Content:
 
 
 class Concerned(NamedTuple):
-    """An application a record names (its payload's ``application_id``), with the
-    household and region the same record gives it."""
+    """What an anomaly is about and who reads it: the application a record names (its
+    payload's ``application_id``; None: the anomaly is about the event), with the household
+    and region the same record gives (no region: the whole log's)."""
 
-    application_id: str
+    application_id: str | None
     household_id: str | None
     region: str | None
 
 
-def _concerned_of_row(row: EntryRow) -> Concerned | None:
-    if row.application_id is None:
-        return None
+_WHOLE_LOG = Concerned(None, None, None)
+
+
+def _concerned_of_row(row: EntryRow) -> Concerned:
     return Concerned(row.application_id, row.household_id, row.region)
 
 
-def _concerned_of_content(content: Content, keys: KeyReader) -> Concerned | None:
+def _concerned_of_content(content: Content, keys: KeyReader) -> Concerned:
     """:func:`_concerned_of_row` of a logged record, read from what its leaf hashes (not
     from its stored columns, which no hash covers)."""
     topic, _, block, payload = content
     try:
         headers = parse_header_block(block)
     except MalformedEntryError:
-        return None
+        return _WHOLE_LOG
     made = columns_of(topic, 0, 0, headers, payload, keys)
-    if made.application_id is None:
-        return None
     return Concerned(made.application_id, made.household_id, made.region)
+
+
+def _about_reuse(first: Concerned, again: Concerned) -> tuple[Concerned, ...]:
+    """The anomalies of one id reused: ``first`` what the id's first entry names (logged
+    first: trusted), ``again`` what the record that reused it names (anyone writing to the
+    topic may have forged it). The first is about ``first``'s application, its household and
+    region, or the event (the whole log's) when it names none; the record's county or
+    household never replaces it. A second one when the record names another application
+    (about that one, in the record's household and region) or the same (or none) in
+    another region than the first anomaly's (about the event there: the auditors who read
+    the record learn it is contradicted, and no application's timeline has it twice)."""
+    about = first if first.application_id is not None else _WHOLE_LOG
+    if again.application_id is not None and again.application_id != about.application_id:
+        return (about, again)
+    if again.region and about.region and again.region != about.region:
+        return (about, Concerned(None, again.household_id, again.region))
+    return (about,)
 
 
 @dataclass(frozen=True, slots=True)
 class _Reused:
     """A record appended under ``reused_id``: the id it came with, the index of the first
-    entry of that id and its own, and the applications either content names."""
+    entry of that id and its own, and what each of its anomalies is about."""
 
     ce_id: str
     first: int
@@ -294,20 +317,20 @@ class LogAppender:
             elif other not in logged:
                 logged.add(other)
                 stored = firsts.get(row.ce_id)
-                named = (
+                original = (  # the log's entry of the id, or the batch's row before this one
                     _concerned_of_content(stored[1], self._keys)
                     if stored is not None
-                    else _concerned_of_row(first_rows[row.ce_id]),
-                    _concerned_of_row(row),
+                    else _concerned_of_row(first_rows[row.ce_id])
                 )
-                concerned = tuple(dict.fromkeys(c for c in named if c is not None))
+                concerned = _about_reuse(original, _concerned_of_row(row))
                 reused.append(_Reused(row.ce_id, index_of[row.ce_id], size + len(fresh), concerned))
                 fresh.append(row._replace(ce_id=other))
         return fresh, reused
 
     async def _report_reused_id(self, session: AsyncSession, found: _Reused) -> None:
-        """The ``AnomalyDetected`` of one event id with two contents: one about each
-        application either content names, else one about the event (the whole log's)."""
+        """The ``AnomalyDetected`` of one event id with two contents: about what the first
+        entry names, and, when the second names another application or region, about that
+        too (:func:`_about_reuse`)."""
         at = self._now()
         ce_id, first, again = found.ce_id, found.first, found.again
         log.error(
@@ -315,16 +338,16 @@ class LogAppender:
             ce_id=ce_id,
             first_index=first,
             index=again,
-            applications=[c.application_id for c in found.concerned],
+            applications=[c.application_id for c in found.concerned if c.application_id],
+            regions=[c.region for c in found.concerned],
         )
         details = (
             f"a record came with the event id of log entry {first} but other content; "
             f"both are kept, the second as entry {again}"
         )
-        about: Sequence[Concerned | None] = found.concerned or (None,)
-        for application in about:
+        for about in found.concerned:
             await self._publish_anomaly(
-                session, REUSED_ID_RULE, application, ce_id, details, [first, again], at
+                session, REUSED_ID_RULE, about, ce_id, details, [first, again], at
             )
 
     async def _report_unsubmitted(
@@ -351,15 +374,16 @@ class LogAppender:
         self,
         session: AsyncSession,
         rule: str,
-        application: Concerned | None,
+        about: Concerned,
         ce_id: str,
         details: str,
         log_indices: list[int],
         at: datetime,
     ) -> None:
-        """One ``AnomalyDetected`` (warning) through the outbox: about ``application`` (its
-        household the key, its region), or, when None, about the event ``ce_id`` (the log's
-        region, no household, keyed by the anomaly's id: every auditor reads it)."""
+        """One ``AnomalyDetected`` (warning) through the outbox: about ``about``'s
+        application, or, when it names none, about the event ``ce_id``; in ``about``'s
+        region with its household as the key, or, when it gives no region, the log's region
+        and no household, keyed by the anomaly's id (every auditor reads it)."""
         anomaly_id = str(uuid7())
         message = audit_pb2.AnomalyDetected(
             actor=types_pb2.Actor(subject="audit", kind=enums_pb2.ACTOR_KIND_SYSTEM),
@@ -370,22 +394,19 @@ class LogAppender:
             event_ids=[ce_id],
             log_indices=log_indices,
         )
-        if application is None:
-            region, household = self._region, ""
+        # The record's region, so that its county's auditors read the anomaly; a record
+        # that gives none leaves it the whole log's (no household either: an entry naming a
+        # household and no region is no auditor's).
+        region = about.region or self._region
+        household = (about.household_id or "") if about.region else ""
+        if about.application_id is None:
             message.subject.CopyFrom(audit_pb2.Subject(kind="event", id=ce_id))
             subject = f"event/{ce_id}"
         else:
-            # The record's region, so that its county's auditors read the anomaly; a record
-            # that gives none leaves it the whole log's (no household either: an entry
-            # naming a household and no region is no auditor's).
-            region = application.region or self._region
-            household = (application.household_id or "") if application.region else ""
-            message.subject.CopyFrom(
-                audit_pb2.Subject(kind="application", id=application.application_id)
-            )
+            message.subject.CopyFrom(audit_pb2.Subject(kind="application", id=about.application_id))
             # Also top level: the log's application_id column, which auditors search by.
-            message.application_id = application.application_id
-            subject = f"application/{application.application_id}"
+            message.application_id = about.application_id
+            subject = f"application/{about.application_id}"
         message.region.code = region
         message.household_id = household
         message.occurred_at.FromDatetime(at)

@@ -19,7 +19,7 @@ from dibao_audit.merkle import leaf_hash
 from dibao_audit.models import LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_audit.testing import AuditDb, published_anomalies, recorded_event
-from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 
 pytestmark = [pytest.mark.postgres]
 
@@ -218,3 +218,131 @@ async def test_an_event_id_reused_about_no_application_is_the_whole_logs(
     )
     assert (anomaly.household_id, anomaly.region.code) == ("", "000000000000")
     assert (key, subject) == (anomaly.anomaly_id, f"event/{ce_id}")
+
+
+def _naming(anomalies: list[audit_pb2.AnomalyDetected], application: str) -> int:
+    """How many of ``anomalies`` name ``application`` as intake's timeline reads them
+    (``application_id``, or the subject of kind ``application``): each one is an entry in
+    its timeline."""
+    return sum(
+        (a.application_id or (a.subject.id if a.subject.kind == "application" else ""))
+        == application
+        for a in anomalies
+    )
+
+
+# Chengguan District's village: another county than VILLAGE's.
+OTHER_VILLAGE = "620102001001"
+
+
+@pytest.mark.parametrize(
+    ("forged_household", "forged_region"),
+    [("another", VILLAGE), ("same", ""), ("another", "")],
+    ids=["another-household", "no-region", "another-household-no-region"],
+)
+async def test_a_forged_record_about_the_same_application_decides_no_reader(
+    audit_db: AuditDb, forged_household: str, forged_region: str
+) -> None:
+    """A record reusing the id of an application's submission names the same application
+    with another household (and key) or no region. The anomaly is the logged entry's:
+    its household the key, its region, one of it. Until 2 Dec 2026 each content gave an
+    anomaly about the application (the forged one's household, or the whole log's when it
+    gave no region): two entries in the application's timeline for one record."""
+    application, household = str(uuid.uuid4()), str(uuid.uuid4())
+    other = household if forged_household == "same" else str(uuid.uuid4())
+    first = recorded_event(_submitted(application, household, VILLAGE), offset=0, key=household)
+    forged = _submitted(application, other, forged_region)
+    forged.kind = enums_pb2.APPLICATION_KIND_TEMPORARY
+    appender = audit_db.appender()
+    await appender.append([first])
+    replay = dataclasses.replace(_replayed(first, forged, offset=1), key=other.encode())
+    assert (await appender.append([replay])).reused_ids == 1
+
+    found = await published_anomalies(audit_db)
+    assert [(k, s, a.application_id, a.household_id, a.region.code) for k, s, a in found] == [
+        (household, f"application/{application}", application, household, VILLAGE)
+    ]
+    assert _naming([a for _, _, a in found], application) == 1
+
+
+async def test_a_forged_region_does_not_take_the_anomaly_from_the_applications_county(
+    audit_db: AuditDb,
+) -> None:
+    """A record reusing the id of a Yuzhong application's submission names the same
+    application in a Chengguan village, with another household as key. Yuzhong's auditors
+    read the anomaly about the application (the logged entry's household and region, found
+    by application); Chengguan's, who read the forged entry, read one about the event in
+    their region (the forged household), which names no application: the application's
+    timeline has one anomaly, and Chengguan finds none by the application. Until 2 Dec 2026
+    the forged content gave a second anomaly about the application, in Chengguan: its
+    auditors found it by the application, and its timeline had two."""
+    application, household = str(uuid.uuid4()), str(uuid.uuid4())
+    forged_household = str(uuid.uuid4())
+    first = recorded_event(_submitted(application, household, VILLAGE), offset=0, key=household)
+    forged = _submitted(application, forged_household, OTHER_VILLAGE)
+    replay = dataclasses.replace(_replayed(first, forged, offset=1), key=forged_household.encode())
+    appender = audit_db.appender()
+    await appender.append([first])
+    assert (await appender.append([replay])).reused_ids == 1
+
+    ce_id = dict(first.headers)["ce_id"].decode()
+    [(key, subject, ours), (their_key, their_subject, theirs)] = await published_anomalies(audit_db)
+    assert (key, subject) == (household, f"application/{application}")
+    assert (ours.application_id, ours.household_id, ours.region.code) == (
+        application,
+        household,
+        VILLAGE,
+    )
+    assert (their_key, their_subject) == (forged_household, f"event/{ce_id}")
+    assert (theirs.subject.kind, theirs.subject.id, theirs.application_id) == ("event", ce_id, "")
+    assert (theirs.household_id, theirs.region.code) == (forged_household, OTHER_VILLAGE)
+    for anomaly in (ours, theirs):
+        assert (list(anomaly.event_ids), list(anomaly.log_indices)) == ([ce_id], [0, 1])
+    assert _naming([ours, theirs], application) == 1
+
+    logged = [
+        recorded_event(ours, offset=0, key=household),
+        recorded_event(theirs, offset=1, key=forged_household),
+    ]
+    await appender.append(logged)
+    our_entry, their_entry = (dict(e.headers)["ce_id"].decode() for e in logged)
+    assert await _visible_anomalies(audit_db, COUNTY, application=application) == [our_entry]
+    assert await _visible_anomalies(audit_db, COUNTY, household) == [our_entry]
+    assert await _visible_anomalies(audit_db, COUNTY, forged_household) == []
+    assert await _visible_anomalies(audit_db, OTHER_COUNTY, application=application) == []
+    assert await _visible_anomalies(audit_db, OTHER_COUNTY, household) == []
+    assert await _visible_anomalies(audit_db, OTHER_COUNTY, forged_household) == [their_entry]
+
+
+async def test_an_event_about_no_application_reused_by_one_naming_an_application(
+    audit_db: AuditDb,
+) -> None:
+    """The logged entry is a household's registration; the record reusing its id names an
+    application. The anomaly about the event is the whole log's (every auditor, the
+    registration's county among them, reads it), and the application named gets one of
+    its own. Until 2 Dec 2026 only the forged content's application had one, in the region
+    the forged content gave."""
+    household, application = str(uuid.uuid4()), str(uuid.uuid4())
+    registered = intake_pb2.HouseholdRegistered(
+        household_id=household, region=types_pb2.RegionCode(code=VILLAGE)
+    )
+    first = recorded_event(registered, offset=0, key=household)
+    submitted = _submitted(application, household, OTHER_VILLAGE)
+    forged = dataclasses.replace(
+        _replayed(first, submitted, offset=1),  # its ce_id, the submission's type
+        headers=tuple(
+            (name, ce_type_of(submitted).encode() if name == "ce_type" else value)
+            for name, value in first.headers
+        ),
+    )
+    appender = audit_db.appender()
+    await appender.append([first])
+    await appender.append([forged])
+    ce_id = dict(first.headers)["ce_id"].decode()
+    found = await published_anomalies(audit_db)
+    assert [
+        (s, a.subject.kind, a.application_id, a.household_id, a.region.code) for _, s, a in found
+    ] == [
+        (f"event/{ce_id}", "event", "", "", "000000000000"),
+        (f"application/{application}", "application", application, household, OTHER_VILLAGE),
+    ]
