@@ -260,6 +260,41 @@ async def test_a_registered_child_in_law_is_no_bar_to_the_childs_marriage(
     assert "spouse_person_id" not in died["household"]["changes"][-1]["details"]
 
 
+async def test_a_child_in_law_corrected_to_grandchild_is_no_longer_the_childs_wife(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An old couple registered with their grown son and a granddaughter recorded as
+    their child-in-law: the record took the two for a couple (the only child of age, the
+    only child-in-law). Her relationship corrected to grandchild (ADR 0016), the
+    registration is read as corrected: their divorce is refused at spouse_person_id,
+    writing nothing. The correction was refused before (no such field, 422)."""
+    household = await _old_couple_with(intake, Sex.MALE, Sex.FEMALE)
+    _head, _wife, son, granddaughter = household.person_ids
+    corrected = await intake.change(
+        household,
+        {
+            "kind": "member_change",
+            "person_id": granddaughter,
+            "effective_on": "2026-02-27",
+            "relationship": "grandchild",
+            "note": "登记时误录为儿媳，系孙女",
+        },
+    )
+    assert _relationships(corrected)[granddaughter] == "grandchild"
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {
+            "kind": "divorce",
+            "person_id": son,
+            "spouse_person_id": granddaughter,
+            "divorced_on": "2026-02-28",
+        },
+    )
+    assert _pointers(problem) == ["/body/spouse_person_id"]
+
+
 async def test_a_divorce_is_recorded_with_the_couples_certificate(
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:

@@ -20,7 +20,7 @@ from dibao_common.auth import Role
 from dibao_common.crypto import mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
-from dibao_intake.domain.codes import Sex
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.resident_id import compose_resident_id
 from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
@@ -1849,6 +1849,107 @@ async def test_a_member_change_that_breaks_a_rule_writes_nothing(
         household, {"kind": "death", "person_id": mother, "date_of_death": "2026-02-20"}
     )
     assert await refused({"person_id": mother, "seriously_ill": False}) == ["/body/person_id"]
+
+
+async def test_a_relationship_recorded_wrongly_is_corrected(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A granddaughter registered as the head's child-in-law (a data-entry error): a
+    member_change giving relationship records her as a grandchild, with the note saying
+    why; the change's details give the code (no detail changed), and HouseholdUpdated's
+    member and snapshot show her as now recorded. The field did not exist (422)."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD_IN_LAW, Sex.FEMALE, (18, 25), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    household = await intake.register(plan)
+    granddaughter = household.person_ids[2]
+    note = "登记时与户主关系录入有误：系孙女，非儿媳（见户口簿）"
+    corrected = await intake.change(
+        household,
+        {
+            "kind": "member_change",
+            "person_id": granddaughter,
+            "effective_on": "2026-02-27",
+            "relationship": "grandchild",
+            "note": note,
+        },
+    )
+    members = {m["person_id"]: m for m in corrected["household"]["members"]}
+    assert members[granddaughter]["relationship"] == "grandchild"
+    [change] = corrected["household"]["changes"]
+    assert (change["kind"], change["note"]) == ("member_change", note)
+    assert change["details"] == {
+        "person_id": granddaughter,
+        "changed": {},
+        "relationships": {granddaughter: "grandchild"},
+        "document_ids": [],
+    }
+    found = await wait_for_events(
+        intake_stack, "dibao.intake.v1", 1, subject=corrected["change_id"]
+    )
+    [update] = [REGISTRY.decode(e) for e in found]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert update.WhichOneof("change") == "member_change"
+    member = update.member_change.member
+    assert member.person.person_id == granddaughter
+    assert member.relationship == enums.RELATIONSHIP_GRANDCHILD
+    [in_snapshot] = [m for m in update.household.members if m.person.person_id == granddaughter]
+    assert in_snapshot == member
+    assert update.note == note
+
+
+async def test_a_relationship_correction_that_breaks_a_rule_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Refused at relationship, writing nothing, what a registration refuses of the
+    member (the head, the head's own, as recorded, a second spouse of the head, one of
+    the head's sex, a child not younger or a parent not older than the head) and what the
+    record's marriages refuse (the head's spouse married here to another member); at note,
+    a correction that does not say why."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(
+        intake.synthesizer.member(Relationship.OTHER, Sex.MALE, (62, 68), EmploymentStatus.RETIRED)
+    )
+    household = await intake.register(plan)
+    head, wife, mother, kid, lodger = household.person_ids
+    change = {"kind": "member_change", "effective_on": "2026-02-27", "note": "录入有误"}
+
+    async def refused(person_id: str, relationship: str, **body: Any) -> list[str]:
+        correction = change | {"person_id": person_id, "relationship": relationship} | body
+        problem = await refused_change(intake, intake_engine, household, correction)
+        # Refused by a rule, not as a field the schema does not know.
+        assert all(e.get("code") != "extra_forbidden" for e in problem["errors"]), problem
+        return [e["pointer"] for e in problem["errors"]]
+
+    at_relationship = ["/body/relationship"]
+    assert await refused(wife, "head") == at_relationship
+    assert await refused(head, "child") == at_relationship
+    assert await refused(kid, "child") == at_relationship
+    assert await refused(mother, "spouse") == at_relationship
+    assert await refused(kid, "parent") == at_relationship
+    assert await refused(mother, "grandchild") == at_relationship
+    assert await refused(kid, "cousin") == at_relationship
+    assert await refused(kid, "grandchild", note=None) == ["/body/note"]
+    # The wife dies: the lodger is a man as the head is.
+    await intake.change(
+        household, {"kind": "death", "person_id": wife, "date_of_death": "2026-02-10"}
+    )
+    assert await refused(lodger, "spouse") == at_relationship
+    # The mother marries the lodger: she is no head's wife by a correction.
+    married = await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "person_id": mother,
+            "spouse_person_id": lodger,
+            "married_on": "2026-02-14",
+        },
+    )
+    assert married["household"]["changes"][-1]["kind"] == "marriage"
+    assert await refused(mother, "spouse") == at_relationship
 
 
 async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(

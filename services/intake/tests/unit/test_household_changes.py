@@ -36,6 +36,7 @@ from dibao_intake.domain.codes import (
     EmploymentStatus,
     ExclusionReason,
     Relationship,
+    Sex,
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
@@ -421,6 +422,134 @@ def test_a_member_change_must_change_something() -> None:
     # One detail the same, another changed: a change.
     school = NewMemberDetails(disability_grade=DisabilityGrade.NONE, student=True)
     assert member_change(school)[1] == []
+
+
+MAN, IN_LAW, TENANT, MOTHER, FATHER = (uuid.uuid4() for _ in range(5))
+CORRECTING = HouseholdState(
+    head_person_id=MAN,
+    members=[
+        ActiveMember(MAN, Relationship.HEAD, date(1960, 4, 2), sex=Sex.MALE),
+        ActiveMember(IN_LAW, Relationship.CHILD_IN_LAW, date(1990, 6, 6), sex=Sex.FEMALE),
+        ActiveMember(TENANT, Relationship.OTHER, date(1963, 7, 1), sex=Sex.FEMALE),
+        ActiveMember(MOTHER, Relationship.PARENT, date(1938, 1, 5), sex=Sex.FEMALE),
+        ActiveMember(FATHER, Relationship.PARENT, date(1936, 2, 2), sex=Sex.MALE),
+    ],
+)
+"""A widower head, a child-in-law, a tenant (other), his two parents (taken to be a couple)."""
+WHY = "登记时与户主关系录入有误"
+
+
+def correction(
+    person_id: uuid.UUID,
+    relationship: Relationship,
+    *,
+    state: HouseholdState = CORRECTING,
+    note: str | None = WHY,
+    marriages: Marriages = NO_MARRIAGES,
+    latest_on: date | None = None,
+) -> tuple[MemberDetails | None, list[Violation]]:
+    return check_member_change(
+        state,
+        person_id,
+        RECORDED,
+        NewMemberDetails(),
+        ON,
+        today=TODAY,
+        latest_on=latest_on,
+        relationship=relationship,
+        note=note,
+        marriages=marriages,
+    )
+
+
+def test_a_relationship_recorded_wrongly_is_corrected_with_a_note_saying_why() -> None:
+    """A grandchild recorded as a child-in-law: corrected, the details as recorded (no
+    change of details, so bound by no later one), and only with a note."""
+    assert correction(IN_LAW, Relationship.GRANDCHILD) == (RECORDED, [])
+    later = date(2026, 11, 20)
+    assert correction(IN_LAW, Relationship.GRANDCHILD, latest_on=later) == (RECORDED, [])
+    for note in (None, ""):
+        assert pointers(correction(IN_LAW, Relationship.GRANDCHILD, note=note)[1]) == {"/note"}
+    # With a change of details besides, the details change too.
+    after, found = check_member_change(
+        CORRECTING,
+        IN_LAW,
+        RECORDED,
+        NewMemberDetails(student=True),
+        ON,
+        today=TODAY,
+        relationship=Relationship.GRANDCHILD,
+        note=WHY,
+    )
+    assert found == []
+    assert after is not None
+    assert after.student
+
+
+def test_a_relationship_correction_is_refused_what_a_registration_refuses() -> None:
+    """Not the head (nor the head's own relationship), not what is recorded, not a second
+    spouse of the head nor one of the head's sex, a parent or grandparent older than the
+    head and a child or grandchild younger: the registration's rules, at /relationship."""
+    refused = [
+        (TENANT, Relationship.HEAD),
+        (MAN, Relationship.CHILD),
+        (IN_LAW, Relationship.CHILD_IN_LAW),
+        (TENANT, Relationship.PARENT),  # born after the head
+        (TENANT, Relationship.GRANDPARENT),
+        (MOTHER, Relationship.CHILD),  # born before the head
+        (MOTHER, Relationship.GRANDCHILD),
+        (FATHER, Relationship.SPOUSE),  # a man, as the head is
+    ]
+    for person_id, relationship in refused:
+        after, found = correction(person_id, relationship)
+        assert (after, pointers(found)) == (None, {"/relationship"}), (person_id, relationship)
+    # The tenant, a woman, may be corrected to the head's spouse; with a spouse recorded
+    # beside her, not.
+    assert correction(TENANT, Relationship.SPOUSE)[1] == []
+    wife = ActiveMember(uuid.uuid4(), Relationship.SPOUSE, date(1962, 1, 1), sex=Sex.FEMALE)
+    married = HouseholdState(MAN, [*CORRECTING.members, wife])
+    _, found = correction(TENANT, Relationship.SPOUSE, state=married)
+    assert [v.detail for v in found] == ["the head already has a spouse"]
+
+
+def test_a_relationship_correction_keeps_the_records_marriages() -> None:
+    """A marriage recorded here binds: the tenant married to the in-law cannot be
+    corrected to the head's spouse, nor anybody while the head is married to a member
+    recorded otherwise; that member may be corrected to the spouse (what the marriage
+    says), and to nothing else (a divorce ends it). A divorce of the head and a member
+    recorded: no correction makes them married again. Couples read from relationships
+    (the head's two parents) are no bar: a parent corrected to other is no parent."""
+    wed = PastChange(
+        "marriage",
+        date(2026, 2, 14),
+        {"person_id": str(TENANT), "spouse_person_id": str(IN_LAW)},
+    )
+    lodger_married = marriages_in_household([wed], head_person_id=MAN, left_as={})
+    _, found = correction(TENANT, Relationship.SPOUSE, marriages=lodger_married)
+    assert pointers(found) == {"/relationship"}
+    assert "married to another member" in found[0].detail
+    head_wed = PastChange(
+        "marriage", date(2026, 2, 14), {"person_id": str(MAN), "spouse_person_id": str(IN_LAW)}
+    )
+    head_married = marriages_in_household([head_wed], head_person_id=MAN, left_as={})
+    _, found = correction(TENANT, Relationship.SPOUSE, marriages=head_married)
+    assert [v.detail for v in found] == [
+        "the record shows the head married to another member by a marriage recorded here"
+    ]
+    assert correction(IN_LAW, Relationship.SPOUSE, marriages=head_married)[1] == []
+    _, found = correction(IN_LAW, Relationship.GRANDCHILD, marriages=head_married)
+    assert pointers(found) == {"/relationship"}
+    assert "a divorce ends it" in found[0].detail
+    divorced = PastChange(
+        "divorce",
+        date(2026, 3, 1),
+        {"person_id": str(MAN), "spouse_person_id": str(IN_LAW), "relationships": {}},
+    )
+    apart = marriages_in_household([head_wed, divorced], head_person_id=MAN, left_as={})
+    _, found = correction(IN_LAW, Relationship.SPOUSE, marriages=apart)
+    assert pointers(found) == {"/relationship"}
+    assert "divorced" in found[0].detail
+    assert correction(MOTHER, Relationship.OTHER)[1] == []
 
 
 def test_a_member_not_counted_has_a_reason_and_a_counted_one_none() -> None:

@@ -261,6 +261,7 @@ def change_command(
                     exclusion_reason=body.exclusion_reason,
                     exclusion_note=body.exclusion_note,
                 ),
+                body.relationship,
             )
         case s.AddressChangeIn():
             change = service.AddressChange(
@@ -281,7 +282,9 @@ def change_command(
     summary="Record a birth, death, marriage, divorce, move, bank account, member's details"
     " or address change",
     description="One change per request, checked against the household as it is (a"
-    " member_change: a member's own details, as a registration checks them; an"
+    " member_change: a member's own details, as a registration checks them, or a correction"
+    " of their name or of their relationship to the head, refused at relationship as a"
+    " registration or the record's marriages would refuse it, with a note saying why; an"
     " address_change: the whole household's move, its region as a registration's). A"
     " marriage names a spouse who is a member already by spouse_person_id: the head and a"
     " member unrelated to them (other, other_dependant), who becomes the head's spouse; or"

@@ -553,9 +553,9 @@ class BankAccountChangeIn(_ChangeIn):
 class MemberChangeIn(_ChangeIn):
     """A member's own details changed (a disability certificate issued or its grade
     changed, an illness diagnosed or cured, a job found or lost, school finished, counted
-    or no longer), or their name was recorded wrongly: only the details given change
-    (null is as not given), and at least one must. A member counted again has no
-    exclusion reason nor note left; a note goes with its reason."""
+    or no longer), or their name or relationship to the head was recorded wrongly: only
+    the details given change (null is as not given), and at least one must. A member
+    counted again has no exclusion reason nor note left; a note goes with its reason."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -574,6 +574,13 @@ class MemberChangeIn(_ChangeIn):
                     "effective_on": "2026-02-27",
                     "name": "王秀芝",
                     "note": "户口簿姓名录入有误",
+                },
+                {
+                    "kind": "member_change",
+                    "person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                    "effective_on": "2026-02-27",
+                    "relationship": "grandchild",
+                    "note": "登记时与户主关系录入有误：系孙女，非儿媳（见户口簿）",
                 },
             ]
         }
@@ -594,6 +601,22 @@ class MemberChangeIn(_ChangeIn):
         " (their former households and the accounts they hold too); the change's details"
         " say name_corrected, not the name. A registration, birth, move in or marriage"
         " giving another name for a known ID number is refused instead",
+    )
+    relationship: Relationship | None = Field(
+        None,
+        description="A correction of the member's relationship to the head, recorded wrongly"
+        " (a data-entry error): recorded anew from now on, and the couples the record takes"
+        " follow it (ADR 0016); the note must say why (422 at note), the change's details"
+        " give the code in relationships, and HouseholdUpdated.member_change's member has"
+        " it. Refused (422 at relationship, nothing written) as a registration would refuse"
+        " it: head, or the head's own (the head changes only with a death or a move out"
+        " naming the new head), what is recorded already, spouse while the head has a"
+        " spouse, spouse of the head's sex by the ID numbers, a child or grandchild not"
+        " younger than the head, a parent or grandparent not older; and as the record's"
+        " marriages would: spouse while the member or the head is married to another"
+        " member by a marriage recorded here, or after their divorce recorded, and anything"
+        " but spouse for a member married to the head by a marriage recorded here (a"
+        " divorce ends it). Bound by no earlier change of details, and bounds none",
     )
     disability_grade: DisabilityGrade | None = None
     seriously_ill: StrictBool | None = None

@@ -21,6 +21,7 @@ from dibao_intake.domain.codes import (
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
     ValidMember,
+    age_order_violations,
     check_joining_member,
     employment_violations,
     exclusion_violations,
@@ -661,6 +662,9 @@ def check_member_change(
     *,
     today: date,
     latest_on: date | None = None,
+    relationship: Relationship | None = None,
+    note: str | None = None,
+    marriages: Marriages = NO_MARRIAGES,
 ) -> tuple[MemberDetails | None, list[Violation]]:
     """A member's own details changed on ``effective_on`` (a disability certificate, an
     illness, a job, school, counted or not): the details after the change, or the
@@ -672,7 +676,12 @@ def check_member_change(
     ``latest_on`` is when the member's latest recorded change of details took effect: the
     record holds the member's details as of then, so a change of details dated before it
     is refused (it would pass for the current details while a later one holds). A name
-    correction alone is dated by nothing and bound by nothing."""
+    correction alone is dated by nothing and bound by nothing.
+
+    ``relationship`` corrects the member's relationship to the head, recorded wrongly
+    (``check_relationship_correction``, with the household's ``marriages``); a ``note``
+    must say why. Like a name correction it is no change of details: it is bound by no
+    earlier change and bounds none."""
     found = _not_after_today(effective_on, today, "/effective_on")
     member = state.member(person_id)
     if member is None or current is None:
@@ -698,7 +707,11 @@ def check_member_change(
     if after.counted and new.exclusion_note is not None:
         found.append(Violation("/exclusion_note", "only for a member not counted"))
     found += exclusion_violations(after.counted, after.exclusion_reason, after.exclusion_note, "")
-    if not found and after == current:
+    if relationship is not None:
+        found += check_relationship_correction(state, person_id, relationship, marriages)
+        if not note:
+            found.append(Violation("/note", "say why the relationship recorded was wrong"))
+    if not found and after == current and relationship is None:
         given = [f.name for f in fields(NewMemberDetails) if getattr(new, f.name) is not None]
         found += [Violation(f"/{name}", "is what is recorded already") for name in given] or [
             Violation("", "give at least one of the member's details that changed")
@@ -1018,3 +1031,69 @@ def _not_before_marriage(married_on: date, divorced_on: date) -> list[Violation]
             )
         ]
     return []
+
+
+def check_relationship_correction(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    relationship: Relationship,
+    marriages: Marriages = NO_MARRIAGES,
+) -> list[Violation]:
+    """A member's relationship to the head was recorded wrongly (a data-entry error): is
+    ``relationship`` one the record can hold for them (ADR 0016)? What a registration
+    refuses of that member: the head (who changes only with a death or move out naming
+    the new head), a second spouse of the head, a spouse of the head's sex by the ID
+    numbers, a child or grandchild not younger than the head, a parent or grandparent not
+    older. And what the record's marriages refuse: the head's spouse while the head or the
+    member is married to another member by a marriage recorded here, or after the record
+    shows the two divorced (a marriage records a new one); a member married to the head
+    by a marriage recorded here corrected to anything but the spouse (a divorce ends
+    that). Couples the relationships tell (the head's two parents, a child and a
+    child-in-law registered together) are no bar: they are read from the relationship
+    being corrected, and follow the correction."""
+    pointer = "/relationship"
+    member = state.member(person_id)
+    if member is None:
+        return []  # refused at /person_id
+    if person_id == state.head_person_id or relationship is _R.HEAD:
+        return [
+            Violation(
+                pointer,
+                "the head changes only with a death or a move out naming the new head",
+            )
+        ]
+    if relationship is member.relationship:
+        return [Violation(pointer, "is what is recorded already")]
+    head = state.head_person_id
+    married_to_head = marriages.married_to.get(person_id) == head
+    if married_to_head and relationship is not _R.SPOUSE:
+        return [
+            Violation(
+                pointer,
+                "the record shows the member married to the head by a marriage recorded"
+                " here: a divorce ends it",
+            )
+        ]
+    found = age_order_violations(relationship, member.birth_date, state.head.birth_date, pointer)
+    if relationship is not _R.SPOUSE:
+        return found
+    if state.has_spouse():
+        found.append(Violation(pointer, "the head already has a spouse"))
+    found += _man_and_woman(state.head.sex, member.sex, pointer, "the head")
+    for person, other, who in ((person_id, head, "the member"), (head, person_id, "the head")):
+        partner = marriages.married_to.get(person)
+        if partner not in (None, other) and state.member(partner) is not None:
+            found.append(
+                Violation(
+                    pointer,
+                    f"the record shows {who} married to another member by a marriage recorded here",
+                )
+            )
+    if frozenset((person_id, head)) in marriages.divorced and not married_to_head:
+        found.append(
+            Violation(
+                pointer,
+                "the record shows the member and the head divorced: a marriage records a new one",
+            )
+        )
+    return found

@@ -225,16 +225,9 @@ def _age_order_violations(members: Sequence[ValidMember]) -> list[Violation]:
     found: list[Violation] = []
     for index, member in enumerate(members):
         relation = member.input.relationship
-        if relation in _YOUNGER_THAN_HEAD and member.birth_date <= head.birth_date:
-            found.append(
-                Violation(
-                    f"/members/{index}/relationship", f"a {relation} is younger than the head"
-                )
-            )
-        if relation in _OLDER_THAN_HEAD and member.birth_date >= head.birth_date:
-            found.append(
-                Violation(f"/members/{index}/relationship", f"a {relation} is older than the head")
-            )
+        found += age_order_violations(
+            relation, member.birth_date, head.birth_date, f"/members/{index}/relationship"
+        )
         if relation is Relationship.SPOUSE and member.sex is head.sex:
             # A marriage is between a man and a woman (Civil Code arts. 1046, 1049; ADR 0016).
             found.append(
@@ -254,10 +247,20 @@ def check_joining_member(
     relation = member.input.relationship
     if relation is Relationship.HEAD:
         return [Violation(f"{pointer}/relationship", "the household already has a head")]
-    if relation in _YOUNGER_THAN_HEAD and member.birth_date <= head_birth_date:
-        return [Violation(f"{pointer}/relationship", f"a {relation} is younger than the head")]
-    if relation in _OLDER_THAN_HEAD and member.birth_date >= head_birth_date:
-        return [Violation(f"{pointer}/relationship", f"a {relation} is older than the head")]
+    return age_order_violations(
+        relation, member.birth_date, head_birth_date, f"{pointer}/relationship"
+    )
+
+
+def age_order_violations(
+    relation: Relationship, birth_date: date, head_birth_date: date, pointer: str
+) -> list[Violation]:
+    """A child or grandchild is younger than the head, a parent or grandparent older: at
+    a registration, a member joining, and a relationship corrected (ADR 0016)."""
+    if relation in _YOUNGER_THAN_HEAD and birth_date <= head_birth_date:
+        return [Violation(pointer, f"a {relation} is younger than the head")]
+    if relation in _OLDER_THAN_HEAD and birth_date >= head_birth_date:
+        return [Violation(pointer, f"a {relation} is older than the head")]
     return []
 
 

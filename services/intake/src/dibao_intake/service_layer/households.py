@@ -608,11 +608,13 @@ class AccountChange:
 
 @dataclass(frozen=True, slots=True)
 class MemberChange:
-    """A member's own details changed: only those given in ``new``."""
+    """A member's own details changed: only those given in ``new``; ``relationship``
+    corrects their relationship to the head, recorded wrongly (ADR 0016)."""
 
     person_id: uuid.UUID
     effective_on: date
     new: rules.NewMemberDetails
+    relationship: Relationship | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -726,6 +728,8 @@ class _ChangeWork:
         a bank account change."""
         self.came_from: uuid.UUID | None = None
         """The household a member who joined moved out of last, when intake has it."""
+        self.note: str | None = None
+        """The change's note, in words."""
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -899,6 +903,7 @@ async def record_change(
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
     documents = await _change_documents(session, household_id, command.document_ids)
     work = _ChangeWork(session, runtime, caller, before, documents)
+    work.note = command.note
     kind = _KIND[type(command.change)]
     try:
         update = await _apply(work, command.change)
@@ -1271,6 +1276,9 @@ async def _change_member(
         change.effective_on,
         today=work.today,
         latest_on=await repo.latest_details_change_on(work.session, work.household_id, pid),
+        relationship=change.relationship,
+        note=work.note,
+        marriages=await work.marriages() if change.relationship is not None else rules.NO_MARRIAGES,
     )
     raise_if_any(
         problems
@@ -1286,6 +1294,11 @@ async def _change_member(
     await repo.set_member_details(work.session, current.membership_id, after)
     if after.name != current.name:
         await repo.set_person_name(work.session, pid, after.name)
+    if change.relationship is not None:
+        # A correction: the relationship from now on, and so the couples the record
+        # takes (taken_couples reads the relationships as recorded, the registered
+        # members' too: the registration is read as corrected).
+        await repo.set_relationship(work.session, current.membership_id, change.relationship)
     work.effective_on = change.effective_on
     # Which details changed is for the case roles only (health, disability, employment,
     # exclusion): the limited view shows the person id alone (api/mapping.py). A change's
@@ -1295,6 +1308,9 @@ async def _change_member(
     work.details |= {"person_id": str(pid), "changed": changed}
     if changed.pop("name", None) is not None:
         work.details["name_corrected"] = True
+    if change.relationship is not None:
+        # As a marriage or a divorce records what it changes (a code, no words).
+        work.details["relationships"] = {str(pid): change.relationship.value}
     recorded = await work.member_after(pid)
     update.member_change.member.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
     update.member_change.effective_on.CopyFrom(contracts.local_date(change.effective_on))
