@@ -10,22 +10,21 @@ first entry of the id (the one logged first, the trusted one) names: its applica
 that entry's household and region, so that the application's county and its timeline see
 it, or, when it names none, the event (the log's region, no household: every auditor's).
 The second content, which anyone writing to the topic can forge, decides no reader of that
-anomaly; when it names another application, that one gets an anomaly of its own (in the
-second content's household and region, all the log knows of it there); when it names the
-same application (or none) in another region, that region's auditors, who read the second
-entry, get one about the event there, which names no application, so an application's
-timeline shows one anomaly per record. An ``ApplicationAccepted``
-whose application's ``ApplicationSubmitted`` is not before it in the log on the same topic
-and key raises an ``AnomalyDetected`` (rule ``accepted_without_submission``) about that
-application: intake publishes the two in one transaction, in that order, with the
-household as key, so a log that has the acceptance has the submission first unless one of
-them was lost, forged or never published (a withdrawal is not checked: it comes in a
-later transaction, perhaps after the topic gained partitions, which moves a key, and the
-log may then take it first; a returned application has no submission). The frontier
-lives in
-memory between batches and is rebuilt from ``merkle_node`` (O(log n) lookups) whenever
-the stored size is not the one it knows, e.g. after a restart, a failed commit or another
-appender.
+anomaly; when it names another application, that one gets an anomaly of its own, in the
+household and region of that application's earliest entry in the log (the second
+content's only when the log has none); when it gives a region none of those anomalies is
+in, that region's auditors, who read the second entry, get one about the event there,
+which names no application, so an application's timeline shows one anomaly per record.
+An ``ApplicationAccepted`` whose application's ``ApplicationSubmitted`` is not before it
+in the log on the same topic and key raises an ``AnomalyDetected`` (rule
+``accepted_without_submission``) about that application: intake publishes the two in one
+transaction, in that order, with the household as key, so a log that has the acceptance
+has the submission first unless one of them was lost, forged or never published (a
+withdrawal is not checked: it comes in a later transaction, perhaps after the topic
+gained partitions, which moves a key, and the log may then take it first; a returned
+application has no submission). The frontier lives in memory between batches and is
+rebuilt from ``merkle_node`` (O(log n) lookups) whenever the stored size is not the one it
+knows, e.g. after a restart, a failed commit or another appender.
 """
 
 from __future__ import annotations
@@ -128,21 +127,27 @@ def _concerned_of_content(content: Content, keys: KeyReader) -> Concerned:
     return Concerned(made.application_id, made.household_id, made.region)
 
 
-def _about_reuse(first: Concerned, again: Concerned) -> tuple[Concerned, ...]:
+def _about_reuse(
+    first: Concerned, again: Concerned, named: Concerned | None = None
+) -> tuple[Concerned, ...]:
     """The anomalies of one id reused: ``first`` what the id's first entry names (logged
     first: trusted), ``again`` what the record that reused it names (anyone writing to the
-    topic may have forged it). The first is about ``first``'s application, its household and
-    region, or the event (the whole log's) when it names none; the record's county or
-    household never replaces it. A second one when the record names another application
-    (about that one, in the record's household and region) or the same (or none) in
-    another region than the first anomaly's (about the event there: the auditors who read
-    the record learn it is contradicted, and no application's timeline has it twice)."""
+    topic may have forged it), ``named`` what the earliest entry about the other
+    application ``again`` names gives it (None: the log has none). The first is about
+    ``first``'s application, its household and region, or the event (the whole log's) when
+    it names none; the record's county or household never replaces it. A second one when
+    the record names another application: about that one, in the household and region of
+    its own earliest entry, or, when the log has none, the record's (all the log knows of
+    it). And one about the event in the record's region when it gives one that none of
+    those anomalies is in (and none is the whole log's): the auditors who read the record
+    learn it is contradicted, and no application's timeline has it twice."""
     about = first if first.application_id is not None else _WHOLE_LOG
+    out = [about]
     if again.application_id is not None and again.application_id != about.application_id:
-        return (about, again)
-    if again.region and about.region and again.region != about.region:
-        return (about, Concerned(None, again.household_id, again.region))
-    return (about,)
+        out.append(named if named is not None else again)
+    if again.region and all(c.region and c.region != again.region for c in out):
+        out.append(Concerned(None, again.household_id, again.region))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,10 +327,41 @@ class LogAppender:
                     if stored is not None
                     else _concerned_of_row(first_rows[row.ce_id])
                 )
-                concerned = _about_reuse(original, _concerned_of_row(row))
+                again = _concerned_of_row(row)
+                named = None
+                if again.application_id not in (None, original.application_id):
+                    named = await self._first_of_application(session, again, fresh)
+                concerned = _about_reuse(original, again, named)
                 reused.append(_Reused(row.ce_id, index_of[row.ce_id], size + len(fresh), concerned))
                 fresh.append(row._replace(ce_id=other))
         return fresh, reused
+
+    async def _first_of_application(
+        self, session: AsyncSession, again: Concerned, earlier: Sequence[EntryRow]
+    ) -> Concerned | None:
+        """What the earliest entry about ``again``'s application names (read from what its
+        leaf hashes), the log's or else one of ``earlier`` (the batch's rows before the
+        record), or None when there is none (its anomaly then takes the record's household
+        and region): one indexed lookup, made only when a reused id names another
+        application than its first entry."""
+        application = again.application_id
+        assert application is not None
+        stored = await repo.first_entry_of_application(session, application)
+        if stored is not None:
+            place = _concerned_of_content(stored[1], self._keys)
+        else:
+            row = next((r for r in earlier if r.application_id == application), None)
+            if row is None:
+                log.warning(
+                    "audit_reused_id_application_not_logged",
+                    application_id=application,
+                    region=again.region,
+                    reason="its anomaly takes the record's household and region",
+                )
+                return None
+            place = _concerned_of_row(row)
+        # Found by the stored column, which no hash covers: its content must name it too.
+        return place if place.application_id == application else None
 
     async def _report_reused_id(self, session: AsyncSession, found: _Reused) -> None:
         """The ``AnomalyDetected`` of one event id with two contents: about what the first

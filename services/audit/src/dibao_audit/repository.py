@@ -139,6 +139,27 @@ async def stored_contents(
     }
 
 
+async def first_entry_of_application(
+    session: AsyncSession, application_id: str
+) -> tuple[int, tuple[str, bytes | None, bytes, bytes]] | None:
+    """The index and content (topic, record key, header block, payload) of the earliest
+    entry the log holds about an application (by its ``application_id`` column), or None.
+    One lookup on ``ix_log_entry_application`` (application, leaf index): read only when a
+    reused id names another application than its first entry (rare)."""
+    driver = await _driver(session)
+    row = await driver.fetchrow(
+        """
+        SELECT leaf_index, topic, record_key, header_block, payload FROM log_entry
+        WHERE application_id = $1 ORDER BY leaf_index LIMIT 1
+        """,
+        application_id,
+    )
+    if row is None:
+        return None
+    key = None if row[2] is None else bytes(row[2])
+    return int(row[0]), (row[1], key, bytes(row[3]), bytes(row[4]))
+
+
 ROW_COLUMNS = (
     "ce_id",
     "ce_type",

@@ -346,3 +346,78 @@ async def test_an_event_about_no_application_reused_by_one_naming_an_application
         (f"event/{ce_id}", "event", "", "", "000000000000"),
         (f"application/{application}", "application", application, household, OTHER_VILLAGE),
     ]
+
+
+@pytest.mark.parametrize(
+    ("logged", "x_region", "forged_region"),
+    [
+        ("before", VILLAGE, OTHER_VILLAGE),
+        ("in-batch", VILLAGE, OTHER_VILLAGE),
+        ("before", VILLAGE, VILLAGE),
+        ("before", OTHER_VILLAGE, VILLAGE),
+    ],
+    ids=["forged-county", "forged-county-same-batch", "forged-household", "own-county-elsewhere"],
+)
+async def test_another_application_named_by_a_forged_record_is_read_where_it_is_logged(
+    audit_db: AuditDb, logged: str, x_region: str, forged_region: str
+) -> None:
+    """A record reusing the id of application A's submission (Yuzhong) names another
+    application X, which the log holds (its own submission, logged before or earlier in
+    the same batch), with another household as key and a region of its choosing. X's
+    anomaly is in X's household and region as its earliest entry gives them; the record's
+    region, when no anomaly is in it, gets one about the event only. Until 2 Dec 2026
+    (helper-76) X's anomaly took the forged household and region: a forged record pointed
+    it at whichever county it named, and X's own county found none by X."""
+    app_a, household_a = str(uuid.uuid4()), str(uuid.uuid4())
+    app_x, household_x = str(uuid.uuid4()), str(uuid.uuid4())
+    forged_household = str(uuid.uuid4())
+    first = recorded_event(_submitted(app_a, household_a, VILLAGE), offset=0, key=household_a)
+    x_submitted = recorded_event(
+        _submitted(app_x, household_x, x_region), offset=1, key=household_x
+    )
+    forged = _submitted(app_x, forged_household, forged_region)
+    replay = dataclasses.replace(_replayed(first, forged, offset=2), key=forged_household.encode())
+    appender = audit_db.appender()
+    if logged == "before":
+        await appender.append([first, x_submitted])
+        assert (await appender.append([replay])).reused_ids == 1
+    else:
+        await appender.append([first])
+        assert (await appender.append([x_submitted, replay])).reused_ids == 1
+
+    ce_id = dict(first.headers)["ce_id"].decode()
+    expected = [
+        (household_a, f"application/{app_a}", app_a, household_a, VILLAGE),
+        (household_x, f"application/{app_x}", app_x, household_x, x_region),
+    ]
+    if forged_region not in (VILLAGE, x_region):
+        expected.append((forged_household, f"event/{ce_id}", "", forged_household, forged_region))
+    found = await published_anomalies(audit_db)
+    assert [
+        (k, s, a.application_id, a.household_id, a.region.code) for k, s, a in found
+    ] == expected
+    for _, _, anomaly in found:
+        assert (list(anomaly.event_ids), list(anomaly.log_indices)) == ([ce_id], [0, 2])
+    assert _naming([a for _, _, a in found], app_x) == 1
+
+
+async def test_another_application_the_log_does_not_hold_is_read_where_the_record_puts_it(
+    audit_db: AuditDb,
+) -> None:
+    """The record reusing A's id names an application X the log holds nothing about: X's
+    anomaly takes the record's household and region (all the log knows of X), and the
+    record's region, which that anomaly is in, gets no anomaly about the event besides."""
+    app_a, household_a = str(uuid.uuid4()), str(uuid.uuid4())
+    app_x, forged_household = str(uuid.uuid4()), str(uuid.uuid4())
+    first = recorded_event(_submitted(app_a, household_a, VILLAGE), offset=0, key=household_a)
+    forged = _submitted(app_x, forged_household, OTHER_VILLAGE)
+    replay = dataclasses.replace(_replayed(first, forged, offset=1), key=forged_household.encode())
+    appender = audit_db.appender()
+    await appender.append([first])
+    assert (await appender.append([replay])).reused_ids == 1
+
+    found = await published_anomalies(audit_db)
+    assert [(k, s, a.application_id, a.household_id, a.region.code) for k, s, a in found] == [
+        (household_a, f"application/{app_a}", app_a, household_a, VILLAGE),
+        (forged_household, f"application/{app_x}", app_x, forged_household, OTHER_VILLAGE),
+    ]
