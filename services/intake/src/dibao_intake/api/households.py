@@ -213,7 +213,8 @@ def change_command(
     | s.BankAccountChangeIn
     | s.MemberChangeIn
     | s.AddressChangeIn
-    | s.DivorceIn,
+    | s.DivorceIn
+    | s.SpouseDeathIn,
 ) -> service.RecordChange:
     change: service.Change
     match body:
@@ -272,6 +273,8 @@ def change_command(
             )
         case s.DivorceIn():
             change = service.Divorce(body.person_id, body.divorced_on, body.spouse_person_id)
+        case s.SpouseDeathIn():
+            change = service.SpouseDeath(body.person_id, body.date_of_death)
     return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)
 
 
@@ -303,8 +306,12 @@ def change_command(
     " spouse_person_id; a move_in as the head's spouse likewise, at member/relationship)."
     " A divorce ends a marriage the record knows (a couple here, or a"
     " member's to a spouse living elsewhere); both partners may stay, the head's or a"
-    " child's former spouse as other. A death is not dated before the member's last"
-    " marriage or divorce recorded here (at date_of_death). Publishes"
+    " child's former spouse as other. A spouse_death ends a member's marriage to a spouse"
+    " living elsewhere on the spouse's date of death, as such a divorce does (422 at"
+    " person_id: no such marriage recorded, or the record shows one to a member here, whose"
+    " death is recorded instead; at date_of_death: before the marriage's day or the member's"
+    " joining; at document_ids/<i>: a member's death certificate). A death is not dated"
+    " before the member's last marriage or divorce recorded here (at date_of_death). Publishes"
     " HouseholdUpdated with the kind of change and the household after it; the change"
     " enters the timeline of each of the household's applications still being decided."
     " The answer shows the household as GET /households/{household_id} does, and is"
@@ -324,7 +331,8 @@ def change_command(
         conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved (household-dissolved)."
         " An address_change to another township while an application is being decided"
         " (open-application-in-township). A divorce the record shows already"
-        " (already-divorced).",
+        " (already-divorced). A spouse_death of a marriage to a spouse living elsewhere the"
+        " record shows ended already, divorced or widowed (marriage-ended).",
     ),
 )
 async def record_change(

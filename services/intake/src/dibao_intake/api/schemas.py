@@ -717,6 +717,39 @@ class DivorceIn(_ChangeIn):
     )
 
 
+class SpouseDeathIn(_ChangeIn):
+    """A member's spouse living elsewhere died (丧偶): the spouse is no member (a marriage
+    recorded without the spouse joining), so a death cannot name them. The member's
+    marriage ends on that day, as a divorce naming the member alone ends it: a later
+    marriage is dated on or after it, and the record shows the member widowed (ADR 0016).
+    A spouse who is a member: record their death instead. 409 marriage-ended: the record
+    shows that marriage ended already (divorced or widowed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "spouse_death",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "date_of_death": "2026-03-02",
+                    "document_ids": ["01a22f9c-10d4-73fd-a930-7b036a461589"],
+                    "note": "外地配偶病故",
+                }
+            ]
+        }
+    )
+
+    kind: Literal["spouse_death"]
+    person_id: uuid.UUID = Field(
+        description="The member left widowed: a marriage of theirs to a spouse living"
+        " elsewhere must be recorded, and not one to a member here (else 422 here)"
+    )
+    date_of_death: Day = Field(
+        description="The spouse's date of death: not in the future, not before the marriage"
+        " recorded here, nor before the member joined (422 here)"
+    )
+
+
 HouseholdChangeIn = Annotated[
     BirthIn
     | DeathIn
@@ -726,7 +759,8 @@ HouseholdChangeIn = Annotated[
     | BankAccountChangeIn
     | MemberChangeIn
     | AddressChangeIn
-    | DivorceIn,
+    | DivorceIn
+    | SpouseDeathIn,
     Field(discriminator="kind"),
 ]
 

@@ -263,7 +263,9 @@ class Marriages:
     ``divorced``: each couple whose divorce was recorded (a member and a spouse elsewhere:
     the member alone); ``acted_on``: the day of each person's last marriage or divorce
     recorded here, acts of their own that show them alive then (being widowed, or left
-    by a spouse who moved out, is none)."""
+    by a spouse who moved out, is none); ``ended_elsewhere``: the members whose last
+    marriage recorded is one to a spouse living elsewhere that ended here (a divorce
+    naming the member alone, or that spouse's death)."""
 
     married_to: Mapping[uuid.UUID, uuid.UUID]
     ended_on: Mapping[uuid.UUID, date]
@@ -271,6 +273,7 @@ class Marriages:
     elsewhere: Mapping[uuid.UUID, date] = field(default_factory=dict)
     divorced: frozenset[frozenset[uuid.UUID]] = frozenset()
     acted_on: Mapping[uuid.UUID, date] = field(default_factory=dict)
+    ended_elsewhere: frozenset[uuid.UUID] = frozenset()
 
     @property
     def known(self) -> frozenset[uuid.UUID]:
@@ -297,7 +300,9 @@ def marriages_in_household(
     relationship each ended membership had, by person and day left), the head then (the
     head before each change follows from the changes that named a new head); a marriage
     ends on its own day at the earliest (a move out dated before it, recorded after it).
-    ``head_person_id`` is the head now."""
+    A ``spouse_death`` ends the member's marriage to a spouse living elsewhere on its day
+    (not before the marriage's), as a divorce naming the member alone does; being widowed
+    is no act of the member's (``acted_on``). ``head_person_id`` is the head now."""
     heads_before: list[uuid.UUID] = []
     head = head_person_id
     for change in reversed(changes):
@@ -311,6 +316,7 @@ def marriages_in_household(
     elsewhere: dict[uuid.UUID, date] = {}
     divorced: set[frozenset[uuid.UUID]] = set()
     acted_on: dict[uuid.UUID, date] = {}
+    ended_elsewhere: set[uuid.UUID] = set()
 
     def end(person: uuid.UUID, on: date) -> None:
         # Not before the marriage's own day: a move out recorded after a marriage and
@@ -330,11 +336,13 @@ def marriages_in_household(
             spouse = spouse or next(iter(details.get("joined_person_ids") or ()), None)
             # A marriage of a member married elsewhere tells that marriage is over.
             elsewhere.pop(member, None)
+            ended_elsewhere.discard(member)
             act(member, change.effective_on)
             if not spouse:
                 elsewhere[member] = married_on[member] = change.effective_on
                 continue
             partner = uuid.UUID(str(spouse))
+            ended_elsewhere.discard(partner)
             act(partner, change.effective_on)
             married_to[member], married_to[partner] = partner, member
             married_on[member] = married_on[partner] = change.effective_on
@@ -347,6 +355,13 @@ def marriages_in_household(
                 end(person, change.effective_on)
                 act(person, change.effective_on)
             divorced.add(frozenset(couple))
+            if not spouse:
+                ended_elsewhere.add(member)
+        elif change.kind == ChangeKind.SPOUSE_DEATH:
+            member = uuid.UUID(str(details["person_id"]))
+            elsewhere.pop(member, None)
+            end(member, change.effective_on)
+            ended_elsewhere.add(member)
         elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
             leaver = uuid.UUID(str(details["person_id"]))
             elsewhere.pop(leaver, None)
@@ -364,7 +379,15 @@ def marriages_in_household(
                     del married_to[partner]
                 for person in (leaver, partner):
                     end(person, change.effective_on)
-    return Marriages(married_to, ended_on, married_on, elsewhere, frozenset(divorced), acted_on)
+    return Marriages(
+        married_to,
+        ended_on,
+        married_on,
+        elsewhere,
+        frozenset(divorced),
+        acted_on,
+        frozenset(ended_elsewhere),
+    )
 
 
 def spouse_left_behind(
@@ -1019,6 +1042,66 @@ def check_divorce(
         ):
             recorded[one.person_id] = FORMER_SPOUSE
     return (None if found else recorded), found
+
+
+def spouse_death_recorded(
+    state: HouseholdState, marriages: Marriages, person_id: uuid.UUID
+) -> bool:
+    """The record shows the member's marriage to a spouse living elsewhere ended already
+    (divorced or widowed) and no marriage of the member since: a spouse's death of it is a
+    conflict with the record, not a request to check."""
+    return (
+        state.member(person_id) is not None
+        and person_id in marriages.ended_elsewhere
+        and person_id not in marriages.elsewhere
+        and partner_in_household(state, marriages, person_id) is None
+    )
+
+
+def check_spouse_death(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    died_on: date,
+    *,
+    today: date,
+    marriages: Marriages = NO_MARRIAGES,
+) -> list[Violation]:
+    """A member's spouse living elsewhere died on ``died_on`` (ADR 0016): the member's
+    marriage recorded without the spouse joining ends on that day, as a divorce naming the
+    member alone would end it. Refused: a non-member; a member whose marriage the record
+    shows is to a member here (that member's death is recorded instead), or with no marriage
+    to a spouse living elsewhere recorded; a day in the future, before the marriage's day or
+    before the member joined."""
+    found = _not_after_today(died_on, today, "/date_of_death")
+    if state.member(person_id) is None:
+        return [*found, Violation("/person_id", "not an active member of this household")]
+    if partner_in_household(state, marriages, person_id) is not None:
+        return [
+            *found,
+            Violation(
+                "/person_id",
+                "the member's marriage the record shows is to a member of the household:"
+                " record that member's death instead",
+            ),
+        ]
+    married_on = marriages.elsewhere.get(person_id)
+    if married_on is None:
+        return [
+            *found,
+            Violation(
+                "/person_id",
+                "no marriage of the member to a spouse living elsewhere is recorded here",
+            ),
+        ]
+    if died_on < married_on:
+        found.append(
+            Violation(
+                "/date_of_death",
+                f"is before the marriage recorded as of {married_on}: a spouse's death is"
+                f" dated on or after {married_on}",
+            )
+        )
+    return found + _not_before_joining(state, person_id, died_on, "/date_of_death")
 
 
 def _not_before_marriage(married_on: date, divorced_on: date) -> list[Violation]:

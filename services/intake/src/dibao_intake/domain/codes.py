@@ -211,6 +211,8 @@ class ChangeKind(StrEnum):
     """The whole household moved: a new address, possibly another village or community."""
     DIVORCE = "divorce"
     """A marriage ended by divorce: the partners may both stay (离婚不离家)."""
+    SPOUSE_DEATH = "spouse_death"
+    """The death of a member's spouse living elsewhere (no member): the marriage ends."""
 
 
 class LeaveReason(StrEnum):

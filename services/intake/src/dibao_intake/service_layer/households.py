@@ -638,6 +638,15 @@ class Divorce:
     spouse_person_id: uuid.UUID | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SpouseDeath:
+    """A member's spouse living elsewhere died: the member's marriage recorded without the
+    spouse joining ends (the member stays)."""
+
+    person_id: uuid.UUID
+    date_of_death: date
+
+
 Change = (
     Birth
     | Death
@@ -648,6 +657,7 @@ Change = (
     | MemberChange
     | AddressChange
     | Divorce
+    | SpouseDeath
 )
 
 
@@ -675,6 +685,7 @@ _KIND = {
     MemberChange: ChangeKind.MEMBER_CHANGE,
     AddressChange: ChangeKind.ADDRESS_CHANGE,
     Divorce: ChangeKind.DIVORCE,
+    SpouseDeath: ChangeKind.SPOUSE_DEATH,
 }
 
 
@@ -1103,7 +1114,49 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             await _change_address(work, change, update)
         case Divorce():
             await _divorce(work, change, update)
+        case SpouseDeath():
+            await _spouse_death(work, change, update)
     return update
+
+
+async def _spouse_death(
+    work: _ChangeWork, change: SpouseDeath, update: ev.HouseholdUpdated
+) -> None:
+    """A member's spouse living elsewhere died (ADR 0016): the marriage recorded without
+    the spouse joining ends on that day; the member stays, nothing else changes. A death
+    certificate naming a member is no evidence of it (the spouse is none). The record
+    showing that marriage ended already (divorced or widowed) is 409 marriage-ended."""
+    marriages = await work.marriages()
+    if rules.spouse_death_recorded(work.state, marriages, change.person_id):
+        raise Conflict(
+            "The record shows the member's marriage to a spouse living elsewhere ended already",
+            type_slug="marriage-ended",
+        )
+    certificates = [
+        (i, d)
+        for i, d in enumerate(work.documents)
+        if d.document_type is DocumentType.DEATH_CERTIFICATE
+    ]
+    raise_if_any(
+        rules.check_spouse_death(
+            work.state,
+            change.person_id,
+            change.date_of_death,
+            today=work.today,
+            marriages=marriages,
+        )
+        + [
+            Violation(f"/document_ids/{i}", "the death certificate of a member")
+            for i, d in certificates
+            if d.person_id is not None
+        ]
+    )
+    work.effective_on = change.date_of_death
+    work.details["person_id"] = str(change.person_id)
+    update.spouse_death.person_id = str(change.person_id)
+    update.spouse_death.date_of_death.CopyFrom(contracts.local_date(change.date_of_death))
+    if certificates:
+        update.spouse_death.death_certificate.CopyFrom(contracts.document_ref(certificates[0][1]))
 
 
 async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdated) -> None:

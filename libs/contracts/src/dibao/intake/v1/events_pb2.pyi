@@ -466,6 +466,42 @@ class HouseholdUpdated(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SpouseDeath(_message.Message):
+        """A member's spouse living elsewhere died (not a member: a marriage recorded without the
+        spouse joining); the member's marriage ends on that day and the member stays.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PERSON_ID_FIELD_NUMBER: _builtins.int
+        DATE_OF_DEATH_FIELD_NUMBER: _builtins.int
+        DEATH_CERTIFICATE_FIELD_NUMBER: _builtins.int
+        person_id: _builtins.str
+        """The member left widowed."""
+        @_builtins.property
+        def date_of_death(self) -> _types_pb2.LocalDate:
+            """The spouse's date of death."""
+
+        @_builtins.property
+        def death_certificate(self) -> _types_pb2.DocumentRef:
+            """The spouse's death certificate among the change's documents, when one was given (the
+            first; one naming a member is refused).
+            """
+
+        def __init__(
+            self,
+            *,
+            person_id: _builtins.str = ...,
+            date_of_death: _types_pb2.LocalDate | None = ...,
+            death_certificate: _types_pb2.DocumentRef | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["date_of_death", b"date_of_death", "death_certificate", b"death_certificate"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_death", b"date_of_death", "death_certificate", b"death_certificate", "person_id", b"person_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     HOUSEHOLD_ID_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
@@ -479,6 +515,7 @@ class HouseholdUpdated(_message.Message):
     ADDRESS_CHANGE_FIELD_NUMBER: _builtins.int
     MEMBER_CHANGE_FIELD_NUMBER: _builtins.int
     DIVORCE_FIELD_NUMBER: _builtins.int
+    SPOUSE_DEATH_FIELD_NUMBER: _builtins.int
     HOUSEHOLD_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
@@ -512,6 +549,8 @@ class HouseholdUpdated(_message.Message):
     @_builtins.property
     def divorce(self) -> Global___HouseholdUpdated.Divorce: ...
     @_builtins.property
+    def spouse_death(self) -> Global___HouseholdUpdated.SpouseDeath: ...
+    @_builtins.property
     def household(self) -> _types_pb2_1.HouseholdSnapshot:
         """The household as it is after the change."""
 
@@ -535,15 +574,16 @@ class HouseholdUpdated(_message.Message):
         address_change: Global___HouseholdUpdated.AddressChange | None = ...,
         member_change: Global___HouseholdUpdated.MemberChange | None = ...,
         divorce: Global___HouseholdUpdated.Divorce | None = ...,
+        spouse_death: Global___HouseholdUpdated.SpouseDeath | None = ...,
         household: _types_pb2_1.HouseholdSnapshot | None = ...,
         documents: _abc.Iterable[_types_pb2.DocumentRef] | None = ...,
         note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change", "divorce"]  # noqa: Y015
+    _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change", "divorce", "spouse_death"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_change) -> _WhichOneofReturnType_change | None: ...
 
