@@ -809,6 +809,22 @@ class _ChangeWork:
             self.came_from = last.household_id
         return await self.member_after(person_id)
 
+    def certificate(
+        self, document_type: DocumentType, of: set[uuid.UUID], refused: str
+    ) -> tuple[DocumentRecord | None, list[Violation]]:
+        """The change's certificate of ``document_type`` for the event, and the violations
+        of those of that type naming a member outside ``of`` (``refused``: no evidence of
+        this change). The one naming a member of ``of`` first: one naming nobody is theirs
+        by being listed."""
+        listed = [(i, d) for i, d in enumerate(self.documents) if d.document_type is document_type]
+        problems = [
+            Violation(f"/document_ids/{i}", refused)
+            for i, d in listed
+            if d.person_id is not None and d.person_id not in of
+        ]
+        named = min((d for _, d in listed), key=lambda d: d.person_id not in of, default=None)
+        return named, problems
+
     async def marriages(self) -> rules.Marriages:
         """The marriages between members the household's record shows (ADR 0016)."""
         changes = await repo.load_changes(self.session, self.household_id)
@@ -1041,30 +1057,19 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             work.effective_on = child.birth_date
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
         case Death(person_id=pid, date_of_death=died_on, new_head_person_id=heir):
-            certificates = [
-                (i, d)
-                for i, d in enumerate(work.documents)
-                if d.document_type is DocumentType.DEATH_CERTIFICATE
-            ]
+            certificate, refused_certificates = work.certificate(
+                DocumentType.DEATH_CERTIFICATE, {pid}, "the death certificate of another member"
+            )
             raise_if_any(
                 rules.check_death(
                     work.state, pid, died_on, heir, today=today, marriages=await work.marriages()
                 )
-                + [
-                    # Another member's certificate is no evidence of this death.
-                    Violation(f"/document_ids/{i}", "the death certificate of another member")
-                    for i, d in certificates
-                    if d.person_id not in (None, pid)
-                ]
+                + refused_certificates
             )
             await work.leave(pid, died_on, LeaveReason.DEATH, heir, change.relationships)
             work.effective_on = died_on
             update.death.person_id = str(pid)
             update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
-            # The one naming the person first: one naming nobody is theirs by being listed.
-            certificate = min(
-                (d for _, d in certificates), key=lambda d: d.person_id != pid, default=None
-            )
             if certificate is not None:
                 update.death.death_certificate.CopyFrom(contracts.document_ref(certificate))
         case Marriage(spouse_person_id=partner) if partner is not None:
@@ -1132,11 +1137,10 @@ async def _spouse_death(
             "The record shows the member's marriage to a spouse living elsewhere ended already",
             type_slug="marriage-ended",
         )
-    certificates = [
-        (i, d)
-        for i, d in enumerate(work.documents)
-        if d.document_type is DocumentType.DEATH_CERTIFICATE
-    ]
+    # The spouse is no member: a certificate naming one is of another death.
+    certificate, refused_certificates = work.certificate(
+        DocumentType.DEATH_CERTIFICATE, set(), "the death certificate of a member"
+    )
     raise_if_any(
         rules.check_spouse_death(
             work.state,
@@ -1145,18 +1149,14 @@ async def _spouse_death(
             today=work.today,
             marriages=marriages,
         )
-        + [
-            Violation(f"/document_ids/{i}", "the death certificate of a member")
-            for i, d in certificates
-            if d.person_id is not None
-        ]
+        + refused_certificates
     )
     work.effective_on = change.date_of_death
     work.details["person_id"] = str(change.person_id)
     update.spouse_death.person_id = str(change.person_id)
     update.spouse_death.date_of_death.CopyFrom(contracts.local_date(change.date_of_death))
-    if certificates:
-        update.spouse_death.death_certificate.CopyFrom(contracts.document_ref(certificates[0][1]))
+    if certificate is not None:
+        update.spouse_death.death_certificate.CopyFrom(contracts.document_ref(certificate))
 
 
 async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdated) -> None:
@@ -1178,28 +1178,16 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
         today=work.today,
         marriages=marriages,
     )
-    partners = {change.person_id, change.spouse_person_id} - {None}
-    certificates = [
-        (i, d)
-        for i, d in enumerate(work.documents)
-        if d.document_type is DocumentType.DIVORCE_CERTIFICATE
-    ]
-    raise_if_any(
-        problems
-        + [
-            # A certificate naming a member outside the couple is no evidence of theirs.
-            Violation(f"/document_ids/{i}", "the divorce certificate of another member")
-            for i, d in certificates
-            if d.person_id is not None and d.person_id not in partners
-        ]
+    partners = {change.person_id}
+    if change.spouse_person_id is not None:
+        partners.add(change.spouse_person_id)
+    certificate, refused_certificates = work.certificate(
+        DocumentType.DIVORCE_CERTIFICATE, partners, "the divorce certificate of another member"
     )
+    raise_if_any(problems + refused_certificates)
     assert relationships is not None
     work.effective_on = change.divorced_on
     update.divorce.divorced_on.CopyFrom(contracts.local_date(change.divorced_on))
-    # The one naming a partner first: one naming nobody is theirs by being listed.
-    certificate = min(
-        (d for _, d in certificates), key=lambda d: d.person_id not in partners, default=None
-    )
     if certificate is not None:
         update.divorce.divorce_certificate.CopyFrom(contracts.document_ref(certificate))
     if change.spouse_person_id is None:
