@@ -402,8 +402,9 @@ async def test_a_death_is_not_dated_before_a_marriage_or_divorce_recorded(
 ) -> None:
     """The head married on 14 Feb (his bride joined); his death dated 10 Feb is refused at
     date_of_death, writing nothing (it was recorded: he married four days after he
-    died). The divorce of 20 Feb recorded, the former wife's death dated 19 Feb is refused
-    too (a divorce is not dated after a death); dated 20 Feb, it is recorded."""
+    died), and at new_head_person_id (she was not in the household on the 10th). The
+    divorce of 20 Feb recorded, the former wife's death dated 19 Feb is refused too (a
+    divorce is not dated after a death); dated 20 Feb, it is recorded."""
     household = await intake.register(intake.plan(shape="unemployed_single"))
     [head] = household.person_ids
     born = household.plan.members[0].birth_date
@@ -423,8 +424,9 @@ async def test_a_death_is_not_dated_before_a_marriage_or_divorce_recorded(
     problem = await refused_change(
         intake, intake_engine, household, death | {"date_of_death": "2026-02-10"}
     )
-    assert _pointers(problem) == ["/body/date_of_death"]
-    assert "2026-02-14" in problem["errors"][0]["detail"]
+    # She joined on the 14th too: nobody was in the household on the 10th to head it.
+    assert _pointers(problem) == ["/body/new_head_person_id", "/body/date_of_death"]
+    assert "2026-02-14" in problem["errors"][1]["detail"]
     await intake.change(
         household,
         {
@@ -552,10 +554,11 @@ async def test_a_marriage_here_does_not_end_before_its_day(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
     """The head married on 14 Feb (his bride joined); his move out is recorded after it,
-    dated 10 Feb. The marriage here ends on its own day at the earliest, not on the 10th:
-    the bride's marriage to the lodger dated 12 Feb is refused at married_on naming
-    14 Feb, writing nothing (it was recorded: two marriages of hers, the later one first).
-    On 14 Feb it is recorded."""
+    dated 10 Feb, the lodger (there since January) named head: the bride, who joined
+    after the 10th, cannot be. The marriage here ends on its own day at the earliest,
+    not on the 10th: the bride's marriage to the lodger dated 12 Feb is refused at
+    married_on naming 14 Feb, writing nothing (it was recorded: two marriages of hers,
+    the later one first). On 14 Feb it is recorded."""
     household = await intake.register(intake.plan(shape="unemployed_single"))
     [head] = household.person_ids
     born = household.plan.members[0].birth_date
@@ -592,8 +595,8 @@ async def test_a_marriage_here_does_not_end_before_its_day(
             "kind": "move_out",
             "person_id": head,
             "moved_on": "2026-02-10",
-            "new_head_person_id": bride,
-            "relationships": {lodger: "other"},
+            "new_head_person_id": lodger,
+            "relationships": {bride: "other"},
         },
     )
     marriage = {"kind": "marriage", "person_id": bride, "spouse_person_id": lodger}

@@ -28,6 +28,7 @@ from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
     access_records,
+    moves_in,
     refused_change,
     row_counts,
     wait_for_events,
@@ -871,6 +872,72 @@ async def test_moves_and_deaths_before_joining_are_refused(
     assert await _refused_change(intake, intake_engine, household, move_out) == ["/body/moved_on"]
     # A member registered with the household may have left before it was registered.
     await intake.change(household, death | {"date_of_death": "2026-02-20"})
+
+
+async def test_a_new_head_who_joined_after_the_head_left_is_refused_and_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A lodger moved in on 1 Feb; the head's death or move out dated 15 Jan naming the
+    lodger new head is refused at new_head_person_id naming the day the lodger joined:
+    nothing written (no change, no HouseholdUpdated in the outbox), the household as it
+    was. The wife, registered with it, may be named. A head living alone until the lodger
+    came has nobody to name on 15 Jan: the refusal says every member who stays joined
+    after that day."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, kid = household.person_ids
+    lodger = await moves_in(
+        intake, household, _person(intake, date(1980, 3, 3), Sex.MALE, "other"), "2026-02-01"
+    )
+    read = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    # Every relationship to the lodger given: the day is the only thing wrong.
+    to_lodger = {wife: "other", mother: "other", kid: "other"}
+    for body in (
+        {"kind": "death", "date_of_death": "2026-01-15"},
+        {"kind": "move_out", "moved_on": "2026-01-15"},
+    ):
+        problem = await refused_change(
+            intake,
+            intake_engine,
+            household,
+            body | {"person_id": head, "new_head_person_id": lodger, "relationships": to_lodger},
+        )
+        [error] = problem["errors"]
+        assert error["pointer"] == "/body/new_head_person_id"
+        assert "joined the household on 2026-02-01, after 2026-01-15" in error["detail"]
+    unchanged = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
+    assert unchanged.json() == read.json()
+    died = await intake.change(
+        household,
+        {
+            "kind": "death",
+            "person_id": head,
+            "date_of_death": "2026-01-15",
+            "new_head_person_id": wife,
+            "relationships": {lodger: "other"},
+        },
+    )
+    assert died["household"]["head_person_id"] == wife
+
+    alone = await intake.register(intake.plan(shape="elderly_alone"))
+    [widower] = alone.person_ids
+    carer = await moves_in(
+        intake, alone, _person(intake, date(1975, 5, 5), Sex.FEMALE, "other"), "2026-02-01"
+    )
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        alone,
+        {
+            "kind": "death",
+            "person_id": widower,
+            "date_of_death": "2026-01-15",
+            "new_head_person_id": carer,
+        },
+    )
+    [error] = problem["errors"]
+    assert error["pointer"] == "/body/new_head_person_id"
+    assert "every member who stays joined the household after 2026-01-15" in error["detail"]
+    assert "2026-02-01" in error["detail"]
 
 
 async def test_a_death_is_recorded_with_the_certificate_of_the_person_who_died(

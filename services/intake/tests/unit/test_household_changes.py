@@ -263,6 +263,60 @@ def test_nobody_leaves_before_joining_or_moves_in_before_birth() -> None:
     assert pointers(check_move_in(state, late, date(2019, 1, 1), today=TODAY)) == {"/moved_on"}
 
 
+def test_the_new_head_was_in_the_household_on_the_day_the_head_left() -> None:
+    """A member the record shows joining after the head's death or move out was not in
+    the household then and cannot have headed it from that day (ADR 0016): refused at
+    new_head_person_id naming the day they joined. Joining on the day itself is in time;
+    a member registered with the household carries no day and always was."""
+    newcomer = uuid.uuid4()
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            *STATE.members,
+            ActiveMember(
+                newcomer, Relationship.OTHER, date(1990, 3, 3), joined_on=date(2026, 6, 1)
+            ),
+        ],
+    )
+    died = check_death(state, HEAD, date(2026, 5, 20), newcomer, today=TODAY)
+    assert pointers(died) == {"/new_head_person_id"}
+    assert "joined the household on 2026-06-01, after 2026-05-20" in died[0].detail
+    moved = check_move_out(state, HEAD, date(2026, 5, 20), newcomer, today=TODAY)
+    assert pointers(moved) == {"/new_head_person_id"}
+    assert "2026-06-01" in moved[0].detail
+    assert check_death(state, HEAD, date(2026, 6, 1), newcomer, today=TODAY) == []
+    assert check_move_out(state, HEAD, date(2026, 5, 20), SPOUSE, today=TODAY) == []
+
+
+def test_nobody_heads_a_household_every_remaining_member_joined_after_the_head_left() -> None:
+    """The head registered alone; a lodger and a nephew moved in later. The head's death
+    dated before both joined finds nobody in the household then to head it: whoever is
+    named (or nobody), the refusal says that every member who stays joined after the day
+    (the first of them when), not to name somebody else."""
+    lodger, nephew = uuid.uuid4(), uuid.uuid4()
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1950, 4, 2)),
+            ActiveMember(lodger, Relationship.OTHER, date(1980, 1, 1), joined_on=date(2026, 7, 1)),
+            ActiveMember(nephew, Relationship.OTHER, date(1985, 1, 1), joined_on=date(2026, 6, 1)),
+        ],
+    )
+    for heir in (lodger, nephew, None):
+        for found in (
+            check_death(state, HEAD, date(2026, 5, 20), heir, today=TODAY),
+            check_move_out(state, HEAD, date(2026, 5, 20), heir, today=TODAY),
+        ):
+            [violation] = found
+            assert violation.pointer == "/new_head_person_id"
+            assert "every member who stays joined the household after 2026-05-20" in (
+                violation.detail
+            )
+            assert "2026-06-01" in violation.detail
+            assert "cannot be recorded with that day" in violation.detail
+    assert check_death(state, HEAD, date(2026, 6, 1), nephew, today=TODAY) == []
+
+
 # --- the head leaves: everyone's relationship to the new head -------------------------------
 
 GRANDMA, GRANDSON, DAUGHTER_IN_LAW = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

@@ -75,18 +75,51 @@ def _not_after_today(day: date, today: date, pointer: str) -> list[Violation]:
     return [Violation(pointer, "cannot be in the future")] if day > today else []
 
 
+def _joined_after(member: ActiveMember, day: date) -> bool:
+    """The record shows ``member`` joining after ``day``: not in the household then. A
+    member registered with it carries no day (``joined_on`` None) and was."""
+    return member.joined_on is not None and member.joined_on > day
+
+
 def _leaving(
-    state: HouseholdState, person_id: uuid.UUID, new_head_person_id: uuid.UUID | None
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    new_head_person_id: uuid.UUID | None,
+    on: date,
 ) -> list[Violation]:
-    """Rules shared by a death and a move out: who leaves, and who is head afterwards."""
+    """Rules shared by a death and a move out on ``on``: who leaves, and who is head
+    afterwards. The new head heads the household from ``on``: a member the record shows
+    joining after it (a later move in, birth or marriage) was not in it then (ADR 0016).
+    When every member who stays joined after ``on``, nobody can be named: the message
+    says so rather than asking for another name."""
     if state.member(person_id) is None:
         return [Violation("/person_id", "not an active member of this household")]
     remaining = [m for m in state.members if m.person_id != person_id]
     if person_id == state.head_person_id and remaining:
+        if all(_joined_after(m, on) for m in remaining):
+            first = min(m.joined_on for m in remaining if m.joined_on is not None)
+            return [
+                Violation(
+                    "/new_head_person_id",
+                    f"every member who stays joined the household after {on} (the first on"
+                    f" {first}): by the record nobody else was in it on {on} to head it,"
+                    " and the change cannot be recorded with that day; check it against"
+                    " the joinings recorded",
+                )
+            ]
         if new_head_person_id is None:
             return [Violation("/new_head_person_id", "the head leaves: name the new head")]
-        if not any(m.person_id == new_head_person_id for m in remaining):
+        heir = next((m for m in remaining if m.person_id == new_head_person_id), None)
+        if heir is None:
             return [Violation("/new_head_person_id", "must be another active member")]
+        if _joined_after(heir, on):
+            return [
+                Violation(
+                    "/new_head_person_id",
+                    f"joined the household on {heir.joined_on}, after {on}: name a member"
+                    " who was in it then",
+                )
+            ]
     elif new_head_person_id is not None and new_head_person_id != state.head_person_id:
         return [Violation("/new_head_person_id", "only when the head leaves")]
     return []
@@ -187,7 +220,7 @@ def check_death(
     after a partner's death, whichever of the two is recorded first. Being widowed (or
     left by a spouse who moved out) is no such day: an old couple's deaths are often
     recorded in the other order than they happened."""
-    found = _leaving(state, person_id, new_head_person_id)
+    found = _leaving(state, person_id, new_head_person_id, died_on)
     found += _not_after_today(died_on, today, "/date_of_death")
     member = state.member(person_id)
     if member is not None and died_on < member.birth_date:
@@ -215,7 +248,7 @@ def check_move_out(
     today: date,
 ) -> list[Violation]:
     return (
-        _leaving(state, person_id, new_head_person_id)
+        _leaving(state, person_id, new_head_person_id, moved_on)
         + _not_after_today(moved_on, today, "/moved_on")
         + _not_before_joining(state, person_id, moved_on, "/moved_on")
     )
