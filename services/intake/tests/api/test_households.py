@@ -2019,6 +2019,72 @@ async def test_a_relationship_correction_that_breaks_a_rule_writes_nothing(
     assert await refused(mother, "spouse") == at_relationship
 
 
+async def test_a_relationship_correction_to_the_spouse_of_one_married_elsewhere_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A lodger married a man living elsewhere, and so did the head a woman: the lodger
+    corrected to the head's spouse is refused at relationship, writing nothing, naming
+    whose marriage (the member's, the head's), its day and what ends it (a divorce, or
+    spouse_death); the record showed her with two husbands. Her husband's death recorded,
+    the head's marriage alone refuses it. A woman who moved in after the head's marriage
+    may be the wife who lived elsewhere: corrected to the spouse, she is recorded so."""
+    plan = intake.plan(shape="unemployed_single")
+    head_sex = plan.members[0].sex
+    other_sex = Sex.FEMALE if head_sex is Sex.MALE else Sex.MALE
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.OTHER, other_sex, (30, 45), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    household = await intake.register(plan)
+    head, lodger = household.person_ids
+    correction = {
+        "kind": "member_change",
+        "person_id": lodger,
+        "effective_on": "2026-02-27",
+        "relationship": "spouse",
+        "note": "录入有误",
+    }
+
+    async def refusals() -> list[str]:
+        problem = await refused_change(intake, intake_engine, household, correction)
+        assert {e["pointer"] for e in problem["errors"]} == {"/body/relationship"}, problem
+        return [e["detail"] for e in problem["errors"]]
+
+    await intake.change(
+        household, {"kind": "marriage", "person_id": lodger, "married_on": "2026-01-10"}
+    )
+    [refusal] = await refusals()
+    assert "the member married to a spouse living elsewhere" in refusal
+    assert "2026-01-10" in refusal
+    assert "a divorce" in refusal
+    assert "spouse_death" in refusal
+    await intake.change(
+        household, {"kind": "marriage", "person_id": head, "married_on": "2026-01-12"}
+    )
+    member, of_head = await refusals()
+    assert "the member" in member
+    assert "the head married to a spouse living elsewhere" in of_head
+    assert "2026-01-12" in of_head
+    await intake.change(
+        household, {"kind": "spouse_death", "person_id": lodger, "date_of_death": "2026-02-01"}
+    )
+    [refusal] = await refusals()
+    assert "the head married to a spouse living elsewhere" in refusal
+    wife = _person(intake, date(1975, 5, 5), other_sex, "other")
+    joined = await intake.change(
+        household, {"kind": "move_in", "moved_on": "2026-02-03", "member": wife}
+    )
+    [wife_id] = [
+        m["person_id"]
+        for m in joined["household"]["members"]
+        if m["person_id"] not in (head, lodger)
+    ]
+    corrected = await intake.change(household, correction | {"person_id": wife_id})
+    members = {m["person_id"]: m["relationship"] for m in corrected["household"]["members"]}
+    assert members[wife_id] == "spouse"
+
+
 async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

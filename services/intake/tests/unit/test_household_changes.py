@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 
 from dibao_intake.domain.changes import (
@@ -604,6 +605,57 @@ def test_a_relationship_correction_keeps_the_records_marriages() -> None:
     assert pointers(found) == {"/relationship"}
     assert "divorced" in found[0].detail
     assert correction(MOTHER, Relationship.OTHER)[1] == []
+
+
+def test_a_relationship_correction_to_the_spouse_of_one_married_elsewhere_is_refused() -> None:
+    """A marriage recorded without the spouse joining, not ended (no divorce naming the
+    one married alone, no spouse_death): the member is no head's spouse by a correction
+    (two spouses by the record), nor anybody while the head is so married, naming whose
+    marriage, its day and what ends it. Once ended, the correction is made. A member who
+    joined on or after the head's marriage's day may be the wife who lived elsewhere and
+    moved in since (as a move in as the spouse is read); one registered with the
+    household or here before that day is not."""
+    tenant_wed = PastChange("marriage", date(2026, 1, 10), {"person_id": str(TENANT)})
+    tenant_married = marriages_in_household([tenant_wed], head_person_id=MAN, left_as={})
+    after, found = correction(TENANT, Relationship.SPOUSE, marriages=tenant_married)
+    assert (after, pointers(found)) == (None, {"/relationship"})
+    [refusal] = found
+    assert "the member married to a spouse living elsewhere" in refusal.detail
+    assert "2026-01-10" in refusal.detail
+    assert "a divorce" in refusal.detail
+    assert "spouse_death" in refusal.detail
+    for kind in ("divorce", "spouse_death"):
+        end = PastChange(kind, date(2026, 2, 1), {"person_id": str(TENANT)})
+        ended = marriages_in_household([tenant_wed, end], head_person_id=MAN, left_as={})
+        assert correction(TENANT, Relationship.SPOUSE, marriages=ended)[1] == [], kind
+    head_wed = PastChange("marriage", date(2026, 1, 12), {"person_id": str(MAN)})
+    head_married = marriages_in_household([head_wed], head_person_id=MAN, left_as={})
+    _, found = correction(TENANT, Relationship.SPOUSE, marriages=head_married)
+    [refusal] = found
+    assert refusal.pointer == "/relationship"
+    assert "the head married to a spouse living elsewhere" in refusal.detail
+    assert "2026-01-12" in refusal.detail
+    assert "spouse_death" in refusal.detail
+    both = marriages_in_household([tenant_wed, head_wed], head_person_id=MAN, left_as={})
+    _, found = correction(TENANT, Relationship.SPOUSE, marriages=both)
+    assert len(found) == 2
+    assert {v.pointer for v in found} == {"/relationship"}
+    # Corrected to something else, no marriage elsewhere bars it.
+    assert correction(TENANT, Relationship.OTHER_DEPENDANT, marriages=both)[1] == []
+    wife = ActiveMember(
+        uuid.uuid4(), Relationship.OTHER, date(1962, 3, 3), date(2026, 1, 12), Sex.FEMALE
+    )
+    for joined_on, refused in (
+        (date(2026, 1, 12), False),
+        (date(2026, 2, 1), False),
+        (date(2026, 1, 11), True),
+    ):
+        moved_in = replace(wife, joined_on=joined_on)
+        state = HouseholdState(MAN, [*CORRECTING.members, moved_in])
+        _, found = correction(
+            moved_in.person_id, Relationship.SPOUSE, state=state, marriages=head_married
+        )
+        assert bool(found) is refused, joined_on
 
 
 def test_a_member_not_counted_has_a_reason_and_a_counted_one_none() -> None:

@@ -614,9 +614,12 @@ class MemberChangeIn(_ChangeIn):
         " spouse, spouse of the head's sex by the ID numbers, a child or grandchild not"
         " younger than the head, a parent or grandparent not older; and as the record's"
         " marriages would: spouse while the member or the head is married to another"
-        " member by a marriage recorded here, or after their divorce recorded, and anything"
-        " but spouse for a member married to the head by a marriage recorded here (a"
-        " divorce ends it). Bound by no earlier change of details, and bounds none",
+        " member by a marriage recorded here, or to a spouse living elsewhere by a marriage"
+        " recorded without the spouse joining and not ended (naming whose and its day: a"
+        " divorce or kind spouse_death ends it; the head's bars no member who joined on or"
+        " after its day, who may be that spouse moved in), or after their divorce recorded,"
+        " and anything but spouse for a member married to the head by a marriage recorded"
+        " here (a divorce ends it). Bound by no earlier change of details, and bounds none",
     )
     disability_grade: DisabilityGrade | None = None
     seriously_ill: StrictBool | None = None

@@ -1161,8 +1161,9 @@ def check_relationship_correction(
     the new head), a second spouse of the head, a spouse of the head's sex by the ID
     numbers, a child or grandchild not younger than the head, a parent or grandparent not
     older. And what the record's marriages refuse: the head's spouse while the head or the
-    member is married to another member by a marriage recorded here, or after the record
-    shows the two divorced (a marriage records a new one); a member married to the head
+    member is married to another member by a marriage recorded here, or to a spouse living
+    elsewhere (``_married_elsewhere``), or after the record shows the two divorced (a
+    marriage records a new one); a member married to the head
     by a marriage recorded here corrected to anything but the spouse (a divorce ends
     that). Couples the relationships tell (the head's two parents, a child and a
     child-in-law registered together) are no bar: they are read from the relationship
@@ -1205,11 +1206,46 @@ def check_relationship_correction(
                     f"the record shows {who} married to another member by a marriage recorded here",
                 )
             )
+    found += _married_elsewhere(state, marriages, member, pointer)
     if frozenset((person_id, head)) in marriages.divorced and not married_to_head:
         found.append(
             Violation(
                 pointer,
                 "the record shows the member and the head divorced: a marriage records a new one",
+            )
+        )
+    return found
+
+
+def _married_elsewhere(
+    state: HouseholdState, marriages: Marriages, member: ActiveMember, pointer: str
+) -> list[Violation]:
+    """``member`` corrected to the head's spouse while the record shows the member or the
+    head married to a spouse living elsewhere (``marriages.elsewhere``: a marriage recorded
+    without the spouse joining, ended by no divorce naming the one married alone nor by
+    that spouse's death): the record would show a person with two spouses. The member's
+    spouse elsewhere is not the head, who lives here. The head's may be the member: a
+    spouse living elsewhere who moved in since is read as the one the marriage is to (as
+    one who moves in as ``spouse`` is: a divorce names them), so a member who joined by a
+    change dated on or after the marriage's day is not refused. One registered with the
+    household was a member when the marriage was recorded (after the registration), and
+    one who joined before its day lived here then: neither is that spouse."""
+    found: list[Violation] = []
+    head = state.head_person_id
+    for person, who in ((member.person_id, "the member"), (head, "the head")):
+        married_on = marriages.elsewhere.get(person)
+        if married_on is None:
+            continue
+        if person == head and member.joined_on is not None and member.joined_on >= married_on:
+            continue  # the head's spouse living elsewhere, moved in since
+        found.append(
+            Violation(
+                pointer,
+                f"the record shows {who} married to a spouse living elsewhere (a marriage"
+                f" recorded as of {married_on}), not divorced or widowed"
+                + ("" if person != head else ", and the member lived here before it")
+                + ": record that marriage's end first (a divorce, or that spouse's death:"
+                " kind spouse_death)",
             )
         )
     return found
