@@ -289,11 +289,12 @@ def test_the_new_head_was_in_the_household_on_the_day_the_head_left() -> None:
     assert check_move_out(state, HEAD, date(2026, 5, 20), SPOUSE, today=TODAY) == []
 
 
-def test_nobody_heads_a_household_every_remaining_member_joined_after_the_head_left() -> None:
+def test_when_every_remaining_member_joined_after_the_head_left_any_of_them_is_named() -> None:
     """The head registered alone; a lodger and a nephew moved in later. The head's death
-    dated before both joined finds nobody in the household then to head it: whoever is
-    named (or nobody), the refusal says that every member who stays joined after the day
-    (the first of them when), not to name somebody else."""
+    (or move out) dated before both joined finds nobody the record shows in the household
+    then: the day, which stops or changes the allowance, is recorded as it is, and either
+    may be named head (the naming is forced, as in ADR 0016's reverted rule); a new head
+    must still be named."""
     lodger, nephew = uuid.uuid4(), uuid.uuid4()
     state = HouseholdState(
         head_person_id=HEAD,
@@ -303,18 +304,15 @@ def test_nobody_heads_a_household_every_remaining_member_joined_after_the_head_l
             ActiveMember(nephew, Relationship.OTHER, date(1985, 1, 1), joined_on=date(2026, 6, 1)),
         ],
     )
-    for heir in (lodger, nephew, None):
-        for found in (
-            check_death(state, HEAD, date(2026, 5, 20), heir, today=TODAY),
-            check_move_out(state, HEAD, date(2026, 5, 20), heir, today=TODAY),
-        ):
-            [violation] = found
-            assert violation.pointer == "/new_head_person_id"
-            assert "every member who stays joined the household after 2026-05-20" in (
-                violation.detail
-            )
-            assert "2026-06-01" in violation.detail
-            assert "cannot be recorded with that day" in violation.detail
+    for check in (check_death, check_move_out):
+        for heir in (lodger, nephew):
+            assert check(state, HEAD, date(2026, 5, 20), heir, today=TODAY) == []
+        [violation] = check(state, HEAD, date(2026, 5, 20), None, today=TODAY)
+        assert violation.pointer == "/new_head_person_id"
+        assert violation.detail == "the head leaves: name the new head"
+    # Once the nephew is there (6 Jun), the lodger (1 Jul) is not named in his stead.
+    [violation] = check_death(state, HEAD, date(2026, 6, 10), lodger, today=TODAY)
+    assert "joined the household on 2026-07-01, after 2026-06-10" in violation.detail
     assert check_death(state, HEAD, date(2026, 6, 1), nephew, today=TODAY) == []
 
 

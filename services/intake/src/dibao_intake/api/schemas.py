@@ -442,7 +442,12 @@ class DeathIn(_ChangeIn):
     kind: Literal["death"]
     person_id: uuid.UUID
     date_of_death: Day
-    new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head died")
+    new_head_person_id: uuid.UUID | None = Field(
+        None,
+        description="Required if the head died: another active member, in the household on"
+        " date_of_death (one the record shows joining later is refused while one who was there"
+        " can be named)",
+    )
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
 
 
@@ -529,7 +534,12 @@ class MoveOutIn(_ChangeIn):
     kind: Literal["move_out"]
     person_id: uuid.UUID
     moved_on: Day
-    new_head_person_id: uuid.UUID | None = Field(None, description="Required if the head left")
+    new_head_person_id: uuid.UUID | None = Field(
+        None,
+        description="Required if the head left: another active member, in the household on"
+        " moved_on (one the record shows joining later is refused while one who was there"
+        " can be named)",
+    )
     to_region_code: RegionCode | None = None
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
 

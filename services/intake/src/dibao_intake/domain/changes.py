@@ -89,30 +89,22 @@ def _leaving(
 ) -> list[Violation]:
     """Rules shared by a death and a move out on ``on``: who leaves, and who is head
     afterwards. The new head heads the household from ``on``: a member the record shows
-    joining after it (a later move in, birth or marriage) was not in it then (ADR 0016).
-    When every member who stays joined after ``on``, nobody can be named: the message
-    says so rather than asking for another name."""
+    joining after it (a later move in, birth or marriage) was not in it then, and is
+    refused while one who was can be named (ADR 0016). When every member who stays
+    joined after ``on``, the record shows nobody there to head it; the day of a death or
+    move out is what stops or changes the allowance, so it is recorded as it is and any
+    of them may be named (the naming is forced, as ADR 0016's reverted rule says)."""
     if state.member(person_id) is None:
         return [Violation("/person_id", "not an active member of this household")]
     remaining = [m for m in state.members if m.person_id != person_id]
     if person_id == state.head_person_id and remaining:
-        if all(_joined_after(m, on) for m in remaining):
-            first = min(m.joined_on for m in remaining if m.joined_on is not None)
-            return [
-                Violation(
-                    "/new_head_person_id",
-                    f"every member who stays joined the household after {on} (the first on"
-                    f" {first}): by the record nobody else was in it on {on} to head it,"
-                    " and the change cannot be recorded with that day; check it against"
-                    " the joinings recorded",
-                )
-            ]
         if new_head_person_id is None:
             return [Violation("/new_head_person_id", "the head leaves: name the new head")]
         heir = next((m for m in remaining if m.person_id == new_head_person_id), None)
         if heir is None:
             return [Violation("/new_head_person_id", "must be another active member")]
-        if _joined_after(heir, on):
+        there = [m for m in remaining if not _joined_after(m, on)]
+        if there and _joined_after(heir, on):
             return [
                 Violation(
                     "/new_head_person_id",
