@@ -649,3 +649,56 @@ async def test_two_parents_of_one_sex_are_not_taken_to_be_married(
         household,
         {"kind": "marriage", "person_id": mother, "married_on": "2026-02-25", "spouse": groom},
     )
+
+
+async def test_a_marriage_here_ends_the_spouses_marriage_elsewhere(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's mother married a man living elsewhere on 10 Jan; on 1 Feb she married a
+    lodger here (a step-parent of the head since), the marriage naming him and her as the
+    spouse (spouse_person_id), which tells her January marriage over (ADR 0016). He died
+    on the 10th: the record shows her widowed, married elsewhere no more. A divorce naming
+    her alone, and a spouse_death, are refused at person_id (no marriage of hers left to
+    end), writing nothing: both were recorded (201), of the January marriage that showed
+    again once he died."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    _head, _wife, mother, _kid = household.person_ids
+    mother_born = household.plan.members[2].birth_date
+    await intake.change(
+        household, {"kind": "marriage", "person_id": mother, "married_on": "2026-01-10"}
+    )
+    lodger = {
+        "name": "王志强",
+        "id_number": intake.synthesizer.id_number(
+            mother_born.replace(year=mother_born.year - 1), Sex.MALE
+        ),
+        "relationship": "other",
+        "employment_status": "retired",
+    }
+    lodger_id = await moves_in(intake, household, lodger, "2026-01-15")
+    await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "person_id": lodger_id,
+            "spouse_person_id": mother,
+            "married_on": "2026-02-01",
+        },
+    )
+    await intake.change(
+        household, {"kind": "death", "person_id": lodger_id, "date_of_death": "2026-02-10"}
+    )
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {"kind": "divorce", "person_id": mother, "divorced_on": "2026-02-20"},
+    )
+    assert _pointers(problem) == ["/body/person_id"]
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        household,
+        {"kind": "spouse_death", "person_id": mother, "date_of_death": "2026-02-20"},
+    )
+    assert _pointers(problem) == ["/body/person_id"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+import pytest
+
 from dibao_intake.domain.changes import (
     FORMER_SPOUSE,
     ActiveMember,
@@ -17,11 +19,13 @@ from dibao_intake.domain.changes import (
     check_divorce,
     check_marriage,
     check_marriage_in_household,
+    check_relationship_correction,
+    check_spouse_death,
     divorce_recorded,
     marriages_in_household,
     spouse_left_behind,
 )
-from dibao_intake.domain.codes import DisabilityGrade, EmploymentStatus, Relationship
+from dibao_intake.domain.codes import ChangeKind, DisabilityGrade, EmploymentStatus, Relationship
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
 from dibao_intake.domain.resident_id import compose_resident_id
 
@@ -322,3 +326,41 @@ def test_a_parent_married_here_to_another_is_nobodys_taken_spouse() -> None:
     assert spouse_left_behind(state, FATHER, marriages) is None
     found = check_marriage(state, FATHER, later, joining, today=TODAY)
     assert [v.pointer for v in found] == ["/person_id"]
+
+
+@pytest.mark.parametrize("leaving", [ChangeKind.DEATH, ChangeKind.MOVE_OUT])
+def test_a_marriage_here_ends_the_spouses_marriage_elsewhere_too(leaving: ChangeKind) -> None:
+    """A woman lodging with the head married a man living elsewhere in March 2025, then,
+    in May, the old lodger here, the marriage naming him (person_id) and her as the spouse
+    (spouse_person_id). The later marriage tells her earlier one over (ADR 0016), as it
+    does for the member named by person_id: it is no longer in ``elsewhere``. When he
+    dies or moves out she is widowed (or left) by the record, not married elsewhere again:
+    a divorce naming her alone and a spouse_death find no marriage of hers to end, and her
+    correction to the head's spouse is not refused as married elsewhere (all three were
+    read from her March marriage, which showed again)."""
+    her = uuid.uuid4()
+    her_m = ActiveMember(her, R.OTHER, date(1971, 8, 8))
+    away = PastChange("marriage", date(2025, 3, 1), {"person_id": str(her)})
+    here_on = date(2025, 5, 1)
+    here = PastChange(
+        "marriage",
+        here_on,
+        {"person_id": str(LODGER), "spouse_person_id": str(her), "relationships": {}},
+    )
+    married = marriages_in_household([away, here], head_person_id=HEAD, left_as={})
+    assert married.elsewhere == {}
+    assert married.married_to == {LODGER: her, her: LODGER}
+    left_on = date(2026, 2, 1)
+    left = PastChange(leaving.value, left_on, {"person_id": str(LODGER)})
+    after = marriages_in_household([away, here, left], head_person_id=HEAD, left_as={})
+    assert (after.elsewhere, after.married_to) == ({}, {})
+    assert after.ended_on == {LODGER: left_on, her: left_on}
+    assert after.ended_elsewhere == frozenset()
+    assert after.acted_on == {LODGER: here_on, her: here_on}
+    state = _state(HEAD_M, her_m)
+    on = date(2026, 3, 2)
+    _, found = check_divorce(state, her, None, on, today=TODAY, marriages=after)
+    assert [v.pointer for v in found] == ["/person_id"]
+    found = check_spouse_death(state, her, on, today=TODAY, marriages=after)
+    assert [v.pointer for v in found] == ["/person_id"]
+    assert check_relationship_correction(state, her, R.SPOUSE, after) == []

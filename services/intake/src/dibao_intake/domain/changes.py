@@ -327,7 +327,9 @@ def marriages_in_household(
     ends on its own day at the earliest (a move out dated before it, recorded after it).
     A ``spouse_death`` ends the member's marriage to a spouse living elsewhere on its day
     (not before the marriage's), as a divorce naming the member alone does; being widowed
-    is no act of the member's (``acted_on``). ``head_person_id`` is the head now."""
+    is no act of the member's (``acted_on``). A later marriage ends the earlier marriage
+    elsewhere of either partner it names (``person_id`` or ``spouse_person_id``: ADR
+    0016 reads it as telling that one over). ``head_person_id`` is the head now."""
     heads_before: list[uuid.UUID] = []
     head = head_person_id
     for change in reversed(changes):
@@ -367,6 +369,9 @@ def marriages_in_household(
                 elsewhere[member] = married_on[member] = change.effective_on
                 continue
             partner = uuid.UUID(str(spouse))
+            # Whichever of the two the change names first: the spouse's marriage
+            # elsewhere is over too (it showed again once this one ended here).
+            elsewhere.pop(partner, None)
             ended_elsewhere.discard(partner)
             act(partner, change.effective_on)
             married_to[member], married_to[partner] = partner, member
