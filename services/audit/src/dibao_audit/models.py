@@ -6,6 +6,7 @@ trigger refuses UPDATE, DELETE and TRUNCATE for everyone (migration 0002).
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dibao_audit.checkpoint import HANDOVER_LINE
 from dibao_common.db import service_metadata
 
 REGION_LEVELS = (2, 4, 6, 9, 12)
@@ -126,6 +128,23 @@ class MerkleNode(Base):
     )
 
 
+def _contains_pattern(text: str) -> str:
+    """A LIKE pattern of the strings containing ``text``, as a PostgreSQL escape-string
+    constant (its wildcards and backslashes escaped; a newline written ``\\n``)."""
+    pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+    escaped = pattern.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"E'{escaped}'"
+
+
+HANDOVER_NOTE = f"signed_note LIKE {_contains_pattern(HANDOVER_LINE)}"
+"""The condition of a hand-over's checkpoint on its note (``HANDOVER_LINE`` in it), a
+constant in the SQL text: the predicate of ``ix_checkpoint_handover`` (migration 0010).
+``repository.handovers`` sends this very text: the planner uses a partial index for a
+query whose condition implies its predicate, and a pattern sent as a bind parameter does
+so only in a plan made for the parameter's value, not in the generic plan PostgreSQL may
+keep for a prepared statement (asyncpg prepares every statement)."""
+
+
 class Checkpoint(Base):
     """A signed tree head; the history is kept."""
 
@@ -138,3 +157,9 @@ class Checkpoint(Base):
     key_id: Mapped[str] = mapped_column(sa.Text)
     signed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     previous_tree_size: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        # The hand-overs (docs/adr/0018), a few rows whatever the table's size (migration
+        # 0010): computed by PostgreSQL from the signed note itself, nothing else to trust.
+        sa.Index("ix_checkpoint_handover", "tree_size", postgresql_where=sa.text(HANDOVER_NOTE)),
+    )

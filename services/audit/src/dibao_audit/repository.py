@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from dibao_audit.checkpoint import HANDOVER_LINE
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
 from dibao_audit.models import (
+    HANDOVER_NOTE,
     REGION_LEVELS,
     Checkpoint,
     EntryRegionPrefix,
@@ -236,13 +236,19 @@ async def checkpoints_up_to(session: AsyncSession, size: int) -> list[Checkpoint
 
 async def handovers(session: AsyncSession, up_to: int | None = None) -> list[Checkpoint]:
     """The checkpoints that hand the log over to a new key (their note names both keys,
-    docs/adr/0018), oldest first; those with ``tree_size <= up_to`` when given. One rotation
-    makes one; the table is read whole (one row per checkpoint, no index on the note)."""
-    query = (
-        sa.select(Checkpoint)
-        .where(Checkpoint.signed_note.contains(HANDOVER_LINE))
-        .order_by(Checkpoint.tree_size)
-    )
+    docs/adr/0018), oldest first; those with ``tree_size <= up_to`` when given.
+
+    Every export's header asks (``service.export_header``), and a province's log holds
+    hundreds of thousands of checkpoints (one per 1,000 entries), which each export read:
+    now read through ``ix_checkpoint_handover`` (migration 0010), the partial index of the
+    checkpoints whose note holds the hand-over line, a few rows (one per rotation).
+    PostgreSQL computes its predicate from the signed note itself, so no column a hash
+    does not cover decides which rows are hand-overs; without the index the same rows are
+    found by reading the table. The condition is the index's predicate as a constant in
+    the SQL text (``models.HANDOVER_NOTE``), so that every plan of the statement uses it:
+    ``signed_note.contains(HANDOVER_LINE)`` sent the line as a bind parameter, which
+    matches a partial index in a plan for its value but not in a generic plan."""
+    query = sa.select(Checkpoint).where(sa.text(HANDOVER_NOTE)).order_by(Checkpoint.tree_size)
     if up_to is not None:
         query = query.where(Checkpoint.tree_size <= up_to)
     return list(await session.scalars(query))

@@ -5,7 +5,8 @@ consumes; an auditor who pinned only the old key verifies the whole log in every
 (``verify_cli --database-url``, ``--url``, ``--export``; ``repair_tree`` too) and is told
 where trust moved. A
 key that appears without a hand-over, a hand-over co-signed by a key nobody trusts, and
-the old key signing after its hand-over fail in every mode.
+the old key signing after its hand-over fail in every mode. The hand-overs an export
+names are read through their index (migration 0010), not every checkpoint.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
 from dibao.common.v1 import types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repair_tree, verify_cli
+from dibao_audit import repository as repo
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointError, CheckpointSigner, handover_of
 from dibao_audit.entry import RecordedEvent
@@ -419,3 +422,150 @@ async def test_the_published_key_is_the_logs_whatever_the_checkpoint_table_says(
     assert published["vkey"] == _vkey(OLD)
     assert published["handovers"] == []
     assert [k["vkey"] for k in published["keys"]] == [_vkey(OLD)]
+
+
+THIRD = hashlib.sha256(b"dibao audit test third signing key").digest()
+EVERY = 1000
+"""A province's log checkpoints every 1,000 entries."""
+
+
+def _province_checkpoints(count: int, handovers: dict[int, tuple[bytes, bytes]]) -> list[Any]:
+    """``count`` checkpoints every ``EVERY`` entries as the log signs them, handing over at
+    the sizes of ``handovers`` (from one key to the next) and signed by the key of the last
+    hand-over between them: COPY records of the ``checkpoint`` table."""
+    key = OLD
+    records: list[Any] = []
+    previous: int | None = None
+    for n in range(1, count + 1):
+        size = n * EVERY
+        root = hashlib.sha256(size.to_bytes(8, "big")).digest()
+        at = datetime.fromtimestamp(1_790_000_000 + n * 60, UTC)
+        if size in handovers:
+            old, new = handovers[size]
+            signer = CheckpointSigner(old, TEST_ORIGIN, next_seed=new)
+            note, key_id = signer.sign_after(signer.verifier.key_id, size, root, at)
+            key = new
+        else:
+            signer = CheckpointSigner(key, TEST_ORIGIN)
+            note, key_id = signer.sign(size, root, at), signer.verifier.key_id
+        records.append((size, uuid.uuid4(), root, note, key_id, at, previous))
+        previous = size
+    return records
+
+
+Scans = list[tuple[str, str | None, int]]
+
+
+def _checkpoint_scans(plan: dict[str, Any]) -> Scans:
+    """Each scan of ``checkpoint`` in a plan: its kind, its index and the rows it read."""
+    own: Scans = []
+    if plan.get("Relation Name") == "checkpoint":
+        read = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+        own.append((plan["Node Type"], plan.get("Index Name"), plan.get("Actual Loops", 1) * read))
+    return own + [s for child in plan.get("Plans", []) for s in _checkpoint_scans(child)]
+
+
+async def _handovers_and_plans(
+    audit_db: AuditDb, up_to: int | None
+) -> tuple[list[int], Scans, Scans]:
+    """``repository.handovers``' tree sizes, and the scans of ``checkpoint`` of its own
+    statement (as it sent it) run again under EXPLAIN ANALYZE: planned for its parameters'
+    values (a custom plan: PostgreSQL folds them into the query first), and for any
+    values (the generic plan PostgreSQL may keep for a prepared statement after five
+    runs, and asyncpg prepares and keeps every statement of a connection)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    engine = audit_db.runtime.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with audit_db.sessions() as session:
+            found = [cp.tree_size for cp in await repo.handovers(session, up_to)]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = [s for s in sent if "FROM checkpoint" in s[0]]
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        custom = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
+        values = [await conn.fetchval("SELECT quote_literal($1::text)", str(p)) for p in parameters]
+        await conn.execute("PREPARE handovers AS " + statement)
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        execute = "EXECUTE handovers" + (f"({', '.join(values)})" if values else "")
+        generic = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + execute)
+    finally:
+        await conn.close()
+    custom_scans, generic_scans = (
+        _checkpoint_scans(json.loads(p)[0]["Plan"]) for p in (custom, generic)
+    )
+    return found, custom_scans, generic_scans
+
+
+async def test_the_hand_overs_are_read_through_their_index_not_every_checkpoint(
+    audit_db: AuditDb,
+) -> None:
+    """A province's checkpoint table: 20,000 checkpoints (20 million entries, one each
+    1,000), the old key handing over to the next at 6,000,000 and that one to a third at
+    15,000,000. Every export asks for the hand-overs up to its checkpoint
+    (``repository.handovers``): its statement reads the two through
+    ``ix_checkpoint_handover`` (migration 0010), where it read every checkpoint in range
+    (no index held the note's hand-over line), and does so in a generic plan too: the
+    query's LIKE pattern a bind parameter, the planner matched it to the partial index
+    only in a plan for its value. Without the index (down to 0009) the same rows are
+    found by reading every checkpoint in range; up again, through the index.
+
+    The notes are the keys' own, but of a tree the test does not store (20 million
+    entries): the rows are copied past the trigger that takes only the log's next
+    checkpoint (replica mode), then ANALYZEd; the planner's choice depends on the table's
+    size and statistics, not on the roots."""
+    first, second = 6_000_000, 15_000_000
+    records = _province_checkpoints(20_000, {first: (OLD, NEW), second: (NEW, THIRD)})
+    assert [r[0] for r in records if handover_of(r[3]) is not None] == [first, second]
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.copy_records_to_table(
+            "checkpoint",
+            records=records,
+            columns=(
+                "tree_size",
+                "checkpoint_id",
+                "root_hash",
+                "signed_note",
+                "key_id",
+                "signed_at",
+                "previous_tree_size",
+            ),
+        )
+        await conn.execute("ANALYZE checkpoint")
+    finally:
+        await conn.close()
+    expected = {
+        None: [first, second],
+        20_000_000: [first, second],
+        second: [first, second],
+        second - 1: [first],
+        first: [first],
+        first - 1: [],
+    }
+    for up_to, sizes in expected.items():
+        found, custom, generic = await _handovers_and_plans(audit_db, up_to)
+        assert found == sizes, up_to
+        through_index = [("Index Scan", "ix_checkpoint_handover", len(sizes))]
+        assert custom == through_index, (up_to, custom)
+        assert generic == through_index, (up_to, generic)
+
+    await audit_db.owner.dispose()
+    await audit_db.runtime.dispose()
+    await audit_db.stack.downgrade("audit", "0009")
+    for up_to, sizes in expected.items():
+        found, custom, _ = await _handovers_and_plans(audit_db, up_to)
+        assert found == sizes, up_to
+        everyone = min(up_to or 20_000_000, 20_000_000) // EVERY  # each checkpoint in range
+        assert sum(read for _, _, read in custom) >= everyone, (up_to, custom)
+    await audit_db.runtime.dispose()
+    await audit_db.stack.migrate("audit")
+    found, custom, generic = await _handovers_and_plans(audit_db, second - 1)
+    assert found == [first]
+    assert custom == generic == [("Index Scan", "ix_checkpoint_handover", 1)]
