@@ -1,20 +1,27 @@
-"""DDL for the kit's HTTP tables every service carries, called from its ``0001`` migration.
+"""The kit's HTTP tables every service carries: one definition for the DDL and the metadata.
 
 ``idempotency_record`` keeps each ``Idempotency-Key`` claim and the response it produced;
 ``webhook_message`` keeps the ids of accepted signed bank requests, so a replay is refused.
+Each service's ``0001`` migration calls :func:`create_http_tables`; the kit's queries are
+plain SQL, and :data:`idempotency_record` / :data:`webhook_message` describe the same
+tables so a service's schema test compares what the migrations built with them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from dibao_common.db.engine import service_metadata
 
-def create_http_tables() -> None:
-    """The idempotency records and the accepted webhook ids."""
-    op.create_table(
-        "idempotency_record",
+IDEMPOTENCY = "idempotency_record"
+WEBHOOK = "webhook_message"
+
+
+def _idempotency_parts() -> list[Any]:
+    return [
         # Keys are the client's own; the scope keeps two callers' keys apart.
         sa.Column("scope", sa.Text, primary_key=True),
         sa.Column("key", sa.Text, primary_key=True),
@@ -32,19 +39,40 @@ def create_http_tables() -> None:
             " AND response_headers IS NOT NULL AND response_body IS NOT NULL)",
             name="completed_has_response",
         ),
-    )
-    op.create_index("ix_idempotency_record_completed_at", "idempotency_record", ["completed_at"])
-    op.create_table(
-        "webhook_message",
+    ]
+
+
+def _webhook_parts() -> list[Any]:
+    return [
         sa.Column("webhook_id", sa.Text, primary_key=True),
         sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    )
-    op.create_index("ix_webhook_message_signed_at", "webhook_message", ["signed_at"])
+    ]
+
+
+metadata = service_metadata()
+idempotency_record = sa.Table(IDEMPOTENCY, metadata, *_idempotency_parts())
+webhook_message = sa.Table(WEBHOOK, metadata, *_webhook_parts())
+# Housekeeping purges completed answers and old webhook ids by these times.
+sa.Index("ix_idempotency_record_completed_at", idempotency_record.c.completed_at)
+sa.Index("ix_webhook_message_signed_at", webhook_message.c.signed_at)
+
+
+def create_http_tables() -> None:
+    """The idempotency records and the accepted webhook ids."""
+    from alembic import op  # only migrations need Alembic, not the running services
+
+    op.create_table(IDEMPOTENCY, *_idempotency_parts())
+    op.create_index("ix_idempotency_record_completed_at", IDEMPOTENCY, ["completed_at"])
+    op.create_table(WEBHOOK, *_webhook_parts())
+    op.create_index("ix_webhook_message_signed_at", WEBHOOK, ["signed_at"])
 
 
 def drop_http_tables() -> None:
-    op.drop_index("ix_webhook_message_signed_at", table_name="webhook_message")
-    op.drop_table("webhook_message")
-    op.drop_index("ix_idempotency_record_completed_at", table_name="idempotency_record")
-    op.drop_table("idempotency_record")
+    """Undo :func:`create_http_tables`."""
+    from alembic import op
+
+    op.drop_index("ix_webhook_message_signed_at", table_name=WEBHOOK)
+    op.drop_table(WEBHOOK)
+    op.drop_index("ix_idempotency_record_completed_at", table_name=IDEMPOTENCY)
+    op.drop_table(IDEMPOTENCY)

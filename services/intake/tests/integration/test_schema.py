@@ -1,4 +1,8 @@
-"""The migrations build exactly the tables the models describe, and run down and up."""
+"""The migrations run down and up, and the database itself keeps what the models say.
+
+That they build exactly the tables the models describe, the kit's tables included, is
+``tests/infra/test_schema_drift.py`` (every service alike).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +12,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_common.db import make_engine
 from dibao_common.testing.stack import TestStack
-from dibao_intake.models import Base, Household, HouseholdMember, Person, table_of
+from dibao_intake.models import Household, HouseholdMember, Person, table_of
 
 pytestmark = [pytest.mark.postgres]
-
-KIT_TABLES = {"outbox_message", "inbox_message", "idempotency_record", "webhook_message"}
-
-
-def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
-    found = compare_metadata(context, Base.metadata)
-    return [d for d in found if not _is_kit(d)]
-
-
-def _is_kit(difference: Any) -> bool:
-    item = difference[1] if isinstance(difference, tuple) else None
-    table = getattr(item, "table", item)
-    return getattr(table, "name", None) in KIT_TABLES
-
-
-async def test_the_models_match_the_migrated_schema(intake_engine: AsyncEngine) -> None:
-    async with intake_engine.connect() as conn:
-        assert await conn.run_sync(_differences) == []
 
 
 async def test_the_chain_runs_down_and_up(intake_stack: TestStack) -> None:

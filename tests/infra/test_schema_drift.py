@@ -1,0 +1,148 @@
+"""Every service's migrations build exactly the schema its code describes.
+
+What the code describes is the service's own models and the kit's tables its migrations
+create (the outbox and inbox of ``dibao_common.messaging.schema``, the idempotency records
+and webhook ids of ``dibao_common.http_schema``): those are in the comparison too, so a
+kit table that drifts from the kit's description of it (a later migration of one service
+altering or dropping it) fails here like a model does.
+
+A fresh database is migrated to head and compared twice with that metadata:
+
+- by Alembic's ``compare_metadata`` (tables, columns and their types and nullability,
+  indexes and unique constraints by their columns, foreign keys);
+- by PostgreSQL's catalog against a second fresh database the metadata itself built
+  (``create_all``): every column's type, nullability, default and identity, every
+  constraint's and index's definition as PostgreSQL prints it. ``compare_metadata`` does
+  not look at a partial index's predicate, an index expression, a check constraint or a
+  server default; PostgreSQL normalises both sides the same way, so no text is compared
+  as written.
+
+Triggers (constraint triggers too), functions, views, roles and grants are the migrations'
+alone (the models do not describe them) and are not compared.
+
+Not caught here: a change to a kit table's definition in place. The ``0001`` migrations
+build the kit's tables from the kit's current definitions, so a fresh database always has
+the new table while databases migrated before it keep the old one; such a change needs a
+migration in every service that carries the table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, MetaData
+
+from dibao_common.db import make_engine, service_metadata
+from dibao_common.http_schema import idempotency_record, webhook_message
+from dibao_common.messaging.schema import INBOX, inbox_message, outbox_message
+from dibao_common.testing.stack import SERVICES, TestStack
+
+pytestmark = pytest.mark.postgres
+
+KIT_TABLES = (outbox_message, inbox_message, idempotency_record, webhook_message)
+"""What every service's ``0001`` migration creates."""
+
+KIT_TABLES_DROPPED = {"audit": {INBOX}}
+"""Kit tables a service's later migrations drop: the audit log's own unique ``ce_id`` is
+its inbox (ADR 0011, audit migration 0006)."""
+
+
+def schema_of(service: str) -> MetaData:
+    """The service's models and the kit tables its migrations leave, in one metadata."""
+    models: MetaData = importlib.import_module(f"dibao_{service}.models").Base.metadata
+    dropped = KIT_TABLES_DROPPED.get(service, set())
+    schema = service_metadata()
+    for table in (*models.tables.values(), *KIT_TABLES):
+        if table.name not in dropped:
+            table.to_metadata(schema)
+    return schema
+
+
+def _fresh(stack: TestStack, kind: str) -> TestStack:
+    """Databases of their own for this test, apart from the session's migrated ones."""
+    return TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_{kind}")
+
+
+async def _drop(stack: TestStack, service: str) -> None:
+    """The database, and the role the audit migrations make for it (``<database>_app``,
+    cluster-wide: it would outlive the database on a test server that is kept)."""
+    name = stack.database_name(service)
+    conn = await asyncpg.connect(stack.pg_admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'DROP ROLE IF EXISTS "{name}_app"')
+    finally:
+        await conn.close()
+
+
+def _differences(connection: Connection, schema: MetaData) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, schema))
+
+
+# Every relation of the public schema but Alembic's own, described by PostgreSQL.
+_CATALOG = """
+WITH rel AS (
+  SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version'
+)
+SELECT 'column ' || rel.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+       || CASE a.attidentity WHEN 'a' THEN ' IDENTITY ALWAYS' WHEN 'd' THEN ' IDENTITY' ELSE '' END
+       || CASE WHEN a.attgenerated <> '' THEN ' GENERATED' ELSE '' END
+FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+UNION ALL
+SELECT 'constraint ' || rel.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid)
+FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid AND con.contype <> 't'
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+FROM rel JOIN pg_index i ON i.indrelid = rel.oid
+"""
+
+
+async def _catalog(stack: TestStack, service: str) -> set[str]:
+    conn = await asyncpg.connect(stack.dsn(service))
+    try:
+        return {row[0] for row in await conn.fetch(_CATALOG)}
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_the_migrations_build_what_the_models_and_kit_describe(
+    stack: TestStack, service: str
+) -> None:
+    schema = schema_of(service)
+    migrated, built = _fresh(stack, "drift_migrated"), _fresh(stack, "drift_built")
+    await migrated.recreate_database(service)
+    await built.recreate_database(service)
+    try:
+        await migrated.migrate(service, "head")
+        engine = make_engine(built.database_url(service), pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(schema.create_all)
+        finally:
+            await engine.dispose()
+        engine = make_engine(migrated.database_url(service), pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                assert await conn.run_sync(_differences, schema) == []
+        finally:
+            await engine.dispose()
+        from_migrations = await _catalog(migrated, service)
+        from_metadata = await _catalog(built, service)
+        assert {
+            "only the migrations have": sorted(from_migrations - from_metadata),
+            "only the models and kit describe": sorted(from_metadata - from_migrations),
+        } == {"only the migrations have": [], "only the models and kit describe": []}
+    finally:
+        await _drop(migrated, service)
+        await _drop(built, service)
