@@ -2,9 +2,11 @@
 
 What the code describes is the service's own models and the kit's tables its migrations
 create (the outbox and inbox of ``dibao_common.messaging.schema``, the idempotency records
-and webhook ids of ``dibao_common.http_schema``): those are in the comparison too, so a
-kit table that drifts from the kit's description of it (a later migration of one service
-altering or dropping it) fails here like a model does.
+and webhook ids of ``dibao_common.http_schema``): ``dibao_<service>.models.migrated_schema``
+(``dibao_common.db.schema``), the metadata the service's ``migrations/env.py`` gives
+Alembic as its target. The kit tables are in the comparison too, so a kit table that drifts
+from the kit's description of it (a later migration of one service altering or dropping
+it) fails here like a model does.
 
 A fresh database is migrated to head and compared twice with that metadata:
 
@@ -17,6 +19,11 @@ A fresh database is migrated to head and compared twice with that metadata:
   server default; PostgreSQL normalises both sides the same way, so no text is compared
   as written.
 
+Alembic's autogenerate, run as ``alembic revision --autogenerate`` runs it (``alembic
+check``: the service's own ``env.py``), proposes nothing on a database at head; and the
+target ``env.py`` hands Alembic is ``migrated_schema``'s, table for table and index for
+index as PostgreSQL's DDL prints them.
+
 Triggers (constraint triggers too), functions, views, roles and grants are the migrations'
 alone (the models do not describe them) and are not compared.
 
@@ -28,39 +35,61 @@ migration in every service that carries the table.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import io
 from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.runtime.environment import EnvironmentContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
 
-from dibao_common.db import make_engine, service_metadata
-from dibao_common.http_schema import idempotency_record, webhook_message
-from dibao_common.messaging.schema import INBOX, inbox_message, outbox_message
+from dibao_common.db import make_engine
 from dibao_common.testing.stack import SERVICES, TestStack
 
 pytestmark = pytest.mark.postgres
 
-KIT_TABLES = (outbox_message, inbox_message, idempotency_record, webhook_message)
-"""What every service's ``0001`` migration creates."""
-
-KIT_TABLES_DROPPED = {"audit": {INBOX}}
-"""Kit tables a service's later migrations drop: the audit log's own unique ``ce_id`` is
-its inbox (ADR 0011, audit migration 0006)."""
-
 
 def schema_of(service: str) -> MetaData:
-    """The service's models and the kit tables its migrations leave, in one metadata."""
-    models: MetaData = importlib.import_module(f"dibao_{service}.models").Base.metadata
-    dropped = KIT_TABLES_DROPPED.get(service, set())
-    schema = service_metadata()
-    for table in (*models.tables.values(), *KIT_TABLES):
-        if table.name not in dropped:
-            table.to_metadata(schema)
+    """What the service's code says its migrations build: its models and the kit tables
+    its migrations leave, in one metadata (``migrated_schema``, also Alembic's target)."""
+    schema: MetaData = importlib.import_module(f"dibao_{service}.models").migrated_schema()
     return schema
+
+
+def env_target(stack: TestStack, service: str) -> MetaData:
+    """The ``target_metadata`` the service's ``migrations/env.py`` configures Alembic with,
+    read by running that ``env.py`` as Alembic does, offline (no database) and with no
+    migration to run."""
+    config = stack.alembic_config(service)
+    script = ScriptDirectory.from_config(config)
+    with EnvironmentContext(
+        config, script, fn=lambda _rev, _context: [], as_sql=True, output_buffer=io.StringIO()
+    ) as env:
+        script.run_env()
+        target: MetaData = env.get_context().opts["target_metadata"]
+    return target
+
+
+def _ddl(schema: MetaData) -> list[str]:
+    """Every table and index of ``schema`` as PostgreSQL's DDL for it (constraints, their
+    names, defaults, partial predicates and expressions included)."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
+    ddl = []
+    for table in sorted(schema.tables.values(), key=lambda t: t.name):
+        ddl.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        ddl.extend(
+            str(CreateIndex(index).compile(dialect=dialect)).strip()
+            for index in sorted(table.indexes, key=lambda i: i.name or "")
+        )
+    return ddl
 
 
 def _fresh(stack: TestStack, kind: str) -> TestStack:
@@ -146,3 +175,25 @@ async def test_the_migrations_build_what_the_models_and_kit_describe(
     finally:
         await _drop(migrated, service)
         await _drop(built, service)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_autogenerate_proposes_nothing_on_a_migrated_database(
+    stack: TestStack, service: str
+) -> None:
+    """``alembic check``: what ``alembic revision --autogenerate`` would write, through the
+    service's own ``env.py`` and its ``target_metadata``, is empty at head. A target that
+    left out a kit table would propose dropping it."""
+    migrated = _fresh(stack, "drift_autogenerate")
+    await migrated.recreate_database(service)
+    try:
+        await migrated.migrate(service, "head")
+        await asyncio.to_thread(command.check, migrated.alembic_config(service))
+    finally:
+        await _drop(migrated, service)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_env_py_gives_alembic_the_schema_compared_here(stack: TestStack, service: str) -> None:
+    """What the tests above compare is what ``alembic revision --autogenerate`` compares."""
+    assert _ddl(env_target(stack, service)) == _ddl(schema_of(service))

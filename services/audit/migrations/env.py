@@ -1,6 +1,6 @@
 """Alembic environment of the audit service."""
 
-from dibao_audit.models import Base
+from dibao_audit.models import migrated_schema
 from dibao_common.db.alembic_env import run_migrations
 
-run_migrations(Base.metadata)
+run_migrations(migrated_schema())

@@ -1,6 +1,6 @@
 """Alembic environment of the intake service."""
 
 from dibao_common.db.alembic_env import run_migrations
-from dibao_intake.models import Base
+from dibao_intake.models import migrated_schema
 
-run_migrations(Base.metadata)
+run_migrations(migrated_schema())

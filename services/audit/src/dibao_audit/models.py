@@ -17,6 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dibao_audit.checkpoint import HANDOVER_LINE
 from dibao_common.db import service_metadata
+from dibao_common.db.schema import service_schema
+from dibao_common.messaging.schema import INBOX
 
 REGION_LEVELS = (2, 4, 6, 9, 12)
 """The digits of a division code down to each level a token's prefix may name: province,
@@ -25,6 +27,14 @@ city, county, township, village (``dibao_common.auth``)."""
 
 class Base(DeclarativeBase):
     metadata = service_metadata()
+
+
+def migrated_schema() -> sa.MetaData:
+    """What this service's migrations build, as one metadata: these models and the kit's
+    tables but its inbox, which migration 0006 drops (the log's own unique ``ce_id`` is its
+    inbox, ADR 0011). Alembic's ``target_metadata`` (``migrations/env.py``) and the schema
+    test's reference (``dibao_common.db.schema``)."""
+    return service_schema(Base.metadata, dropped={INBOX})
 
 
 class LogEntry(Base):

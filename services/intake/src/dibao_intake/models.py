@@ -17,10 +17,18 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dibao_common.db import service_metadata
+from dibao_common.db.schema import service_schema
 
 
 class Base(DeclarativeBase):
     metadata = service_metadata()
+
+
+def migrated_schema() -> sa.MetaData:
+    """What this service's migrations build, as one metadata: these models and the kit's
+    tables. Alembic's ``target_metadata`` (``migrations/env.py``) and the schema test's
+    reference (``dibao_common.db.schema``)."""
+    return service_schema(Base.metadata)
 
 
 _UUID = pg.UUID(as_uuid=True)
