@@ -4,7 +4,9 @@
 ``webhook_message`` keeps the ids of accepted signed bank requests, so a replay is refused.
 Each service's ``0001`` migration calls :func:`create_http_tables`; the kit's queries are
 plain SQL, and :data:`idempotency_record` / :data:`webhook_message` describe the same
-tables so a service's schema test compares what the migrations built with them.
+tables: part of every service's schema (``dibao_common.db.schema.service_schema``), which
+is Alembic's ``target_metadata`` and what the schema drift test compares the migrations
+with.
 """
 
 from __future__ import annotations
