@@ -23,6 +23,9 @@ def _do_run(connection: Connection, target_metadata: MetaData) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        # A changed server default is a schema change too: autogenerate and `alembic
+        # check` see it (tests/infra/test_schema_drift.py runs the check).
+        compare_server_default=True,
         transaction_per_migration=True,
     )
     with context.begin_transaction():
