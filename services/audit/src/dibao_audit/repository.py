@@ -567,6 +567,37 @@ def _filters(flt: EntryFilter) -> list[sa.ColumnElement[bool]]:
     return out
 
 
+def _time_floor(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
+    """With ``time_from``, the first leaf that can match: ``min(leaf_index)`` of the
+    entries with ``ce_time >= time_from``, NULL when there are none (docs/adr/0017, 2 Dec
+    2026). Every entry the time filter admits lies at or after it by definition, whatever
+    the clocks (``ce_time`` need not grow with the leaf index), so a walk in leaf order
+    starts there instead of at the log's first entry: "since Monday" reads Monday's
+    entries of the scope, not its whole history (``ce_time`` is in no scope index, so
+    each entry skipped cost a heap fetch). A NULL bound admits nothing: each index scan
+    of the walk ends at once.
+
+    It is a materialized CTE read by a scalar subquery per part, so the bound is
+    computed once per statement (each reference an InitPlan reading its one row; a
+    subquery written out per part would be one InitPlan, one computation, each). It is
+    answered by an index-only range scan of ``ix_log_entry_time`` (ce_time, leaf_index)
+    over the entries since ``time_from``: the ``+ 0`` keeps the planner from taking
+    ``min`` as the first row of the primary key that passes the filter (its estimate
+    assumes matching rows spread evenly over the log, where recent ones are all at its
+    end: that walk reads the whole history). Its cost grows with the entries since
+    ``time_from`` (the whole log's, every page): small for "since Monday", most of the
+    log for a ``time_from`` years back."""
+    if flt.time_from is None:
+        return None
+    floor = (
+        sa.select(sa.func.min(LogEntry.leaf_index + sa.literal_column("0")).label("leaf_index"))
+        .where(LogEntry.ce_time >= flt.time_from)
+        .cte("time_floor")
+        .prefix_with("MATERIALIZED")
+    )
+    return sa.select(floor.c.leaf_index).scalar_subquery()
+
+
 def level_prefixes(prefixes: Collection[str]) -> tuple[str, ...] | None:
     """The caller's prefixes as the scope indexes take them (migration 0009): digits down
     to a division level, none under another (its entries are that one's), shortest first;
@@ -601,6 +632,9 @@ def _scope_candidates(
     if after is not None:
         filters.append(LogEntry.leaf_index > after)
     index = LogEntry.leaf_index
+    floor = _time_floor(flt)
+    if floor is not None:
+        filters.append(index >= floor)
 
     def part(condition: sa.ColumnElement[bool]) -> sa.Select[int]:
         return sa.select(index).where(condition, *filters).order_by(index).limit(limit)
@@ -611,7 +645,10 @@ def _scope_candidates(
         query = sa.select(side).where(EntryRegionPrefix.prefix == p)
         if after is not None:
             query = query.where(side > after)
-        if len(filters) > (after is not None):  # other filters: read them off the entry
+        if floor is not None:  # the key's range, not a filter on the entry joined
+            query = query.where(side >= floor)
+        bounds = (after is not None) + (floor is not None)
+        if len(filters) > bounds:  # other filters: read them off the entry
             query = query.join(LogEntry, index == side).where(*filters)
         parts.append(query.order_by(side).limit(limit))
     if flt.whole_log is not None and flt.household_id is None:  # whole-log entries name none
@@ -656,6 +693,9 @@ async def find_entries(
     query = _with_leaf().where(scope, *_filters(flt))
     if after is not None:
         query = query.where(LogEntry.leaf_index > after)
+    floor = _time_floor(flt)
+    if floor is not None:
+        query = query.where(LogEntry.leaf_index >= floor)
     rows = await session.execute(query.limit(limit).order_by(LogEntry.leaf_index))
     return _pairs(rows)
 

@@ -195,18 +195,23 @@ async def test_each_scope_lists_exactly_its_entries_page_by_page(
     )
 
 
-def _rows_in(plan: dict[str, Any]) -> int:
+def _rows_in(
+    plan: dict[str, Any],
+    tables: tuple[str, ...] = ("log_entry", "entry_region_prefix", "merkle_node"),
+) -> int:
     """Rows a plan's scans of the log's tables read: returned or filtered out."""
     own = 0
-    if plan.get("Relation Name") in ("log_entry", "entry_region_prefix", "merkle_node"):
+    if plan.get("Relation Name") in tables:
         loops = plan.get("Actual Loops", 1)
         read = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
         own = loops * (read + plan.get("Rows Removed by Index Recheck", 0))
-    return own + sum(_rows_in(child) for child in plan.get("Plans", []))
+    return own + sum(_rows_in(child, tables) for child in plan.get("Plans", []))
 
 
-async def _rows_read(db: AuditDb, prefixes: tuple[str, ...], after: int | None) -> int:
-    """Rows of the log's tables the listing's query reads for a page of 11 (its own
+async def _plan(
+    db: AuditDb, flt: repo.EntryFilter, after: int | None, *, by_scope: bool = True
+) -> dict[str, Any]:
+    """The plan, with what it did, of the listing's query for a page of 11 (its own
     statement, as ``repo.find_entries`` sent it, run again under EXPLAIN ANALYZE)."""
     sent: list[tuple[str, Any]] = []
 
@@ -217,8 +222,8 @@ async def _rows_read(db: AuditDb, prefixes: tuple[str, ...], after: int | None) 
     sa.event.listen(engine, "before_cursor_execute", capture)
     try:
         async with db.sessions() as session:
-            flt = repo.EntryFilter(region_prefixes=prefixes)
-            assert len(await repo.find_entries(session, flt, after=after, limit=11)) <= 11
+            found = await repo.find_entries(session, flt, after=after, limit=11, by_scope=by_scope)
+            assert len(found) <= 11
     finally:
         sa.event.remove(engine, "before_cursor_execute", capture)
     [(statement, parameters)] = [s for s in sent if "log_entry" in s[0]]
@@ -227,7 +232,13 @@ async def _rows_read(db: AuditDb, prefixes: tuple[str, ...], after: int | None) 
         explained = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters)
     finally:
         await conn.close()
-    return _rows_in(json.loads(explained)[0]["Plan"])
+    plan: dict[str, Any] = json.loads(explained)[0]["Plan"]
+    return plan
+
+
+async def _rows_read(db: AuditDb, prefixes: tuple[str, ...], after: int | None) -> int:
+    """Rows of the log's tables the listing's query reads for a page of 11."""
+    return _rows_in(await _plan(db, repo.EntryFilter(region_prefixes=prefixes), after))
 
 
 async def test_a_scope_reads_what_it_returns_not_the_log(
@@ -429,3 +440,123 @@ async def test_every_scope_and_filter_finds_what_the_filter_on_leaf_order_found(
                     break
                 cursor = page[-1]
             assert paged == every, (prefixes, kw, whole_log)
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plan's nodes, itself first."""
+    return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
+
+
+def _time_of(event: RecordedEvent) -> datetime:
+    return datetime.fromisoformat(dict(event.headers)["ce_time"].decode())
+
+
+async def test_a_time_filter_finds_what_it_found_from_the_log_start(audit_db: AuditDb) -> None:
+    """The walk starts at the first leaf at or after ``time_from`` (docs/adr/0017, 2 Dec
+    2026): over a log whose times are not in leaf order (each entry at ``n * 7 % 40``
+    minutes, so late events are logged after later ones), every scope, scoped and
+    unscoped, with and without ``time_to`` and the whole log's, from several cursors,
+    lists exactly the entries of its scope in the window after the cursor (in Python,
+    from the records), a ``time_from`` after every entry none."""
+    events = _events(0, 150, timed=True)
+    await _append(audit_db, events, 0)
+    whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
+    times = [_time_of(e) for e in events]
+    assert times != sorted(times)
+    starts = [BASE_TIME + timedelta(minutes=m) for m in (-1, 0, 9, 23, 39, 40)]
+    scopes = (*SCOPES, (), ("620104", "6201"))
+    async with audit_db.sessions() as session:
+        for prefixes, start, end, by_scope, after in itertools.product(
+            scopes,
+            starts,
+            (None, BASE_TIME + timedelta(minutes=30)),
+            (True, False),
+            (None, 12, 131),
+        ):
+            flt = repo.EntryFilter(
+                region_prefixes=prefixes, time_from=start, time_to=end, whole_log=whole
+            )
+            rows = await repo.find_entries(session, flt, after=after, limit=1000, by_scope=by_scope)
+            expected = [
+                i
+                for i in _expected(events, prefixes)
+                if times[i] >= start
+                and (end is None or times[i] < end)
+                and (after is None or i > after)
+            ]
+            assert [e.leaf_index for e, _ in rows] == expected, (prefixes, start, end, after)
+            paged: list[int] = []
+            cursor = after
+            while True:
+                page = await repo.find_entries(
+                    session, flt, after=cursor, limit=4, by_scope=by_scope
+                )
+                paged += [e.leaf_index for e, _ in page]
+                if len(page) < 4:
+                    break
+                cursor = page[-1][0].leaf_index
+            assert paged == expected, (prefixes, start, end, after, by_scope)
+        for start in starts:
+            flt = repo.EntryFilter(
+                region_prefixes=("620102",), household_id=f"hh-{VILLAGES[0]}", time_from=start
+            )
+            rows = await repo.find_entries(session, flt, after=None, limit=1000)
+            expected = [
+                i
+                for i in _expected(events, (VILLAGES[0],))
+                if events[i].topic != "dibao.audit.v1" and times[i] >= start
+            ]
+            assert [e.leaf_index for e, _ in rows] == expected, start
+
+
+async def test_a_time_filter_reads_from_the_first_leaf_since_then(audit_db: AuditDb) -> None:
+    """4,000 old entries of one village, then recent ones: 400 of Beijing's, a few of the
+    village (one logged late, with an old time) and of others. "Since yesterday" reads the
+    index of times since then once (an index-only scan of ``ix_log_entry_time``, one
+    InitPlan) and walks the log from the first leaf since then, scoped and unscoped, first
+    page or later: before, the village's index scan read its whole history to test each
+    entry's time (the planner expects matches spread over the log, not all at its end)."""
+    old = BASE_TIME - timedelta(days=30)
+    recent = BASE_TIME + timedelta(days=1)
+    history = [_withdrawn(n * 7, old + timedelta(seconds=n)) for n in range(4000)]
+    late = [_withdrawn(n * 7 + 4, recent + timedelta(seconds=n)) for n in range(4000, 4400)]
+    late += [_withdrawn(30_807, recent), _withdrawn(30_814, old), _search(4, recent)]
+    late += [_withdrawn(n * 7, recent + timedelta(seconds=n)) for n in range(4410, 4419)]
+    late += [_withdrawn(3, recent), _announced(24, recent)]
+    assert {VILLAGES[e.offset % 7 % 5] for e in history} == {VILLAGES[0]}
+    assert {VILLAGES[e.offset % 7 % 5] for e in late[:400]} == {VILLAGES[4]}
+    await _append(audit_db, history + late, 0)
+    # As autovacuum leaves an append-only table: its pages all-visible (an index-only
+    # scan reads no heap), its statistics current.
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE log_entry")
+    finally:
+        await conn.close()
+    since_then = len(late) - 1  # all but the late one
+    whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
+    since = recent - timedelta(hours=1)
+    for prefixes, after, by_scope, whole_log in itertools.product(
+        (("620102001001",), ("6201",), ("620104",), ("620105",)),
+        (None, 1000),
+        (True, False),
+        (None, whole),
+    ):
+        flt = repo.EntryFilter(region_prefixes=prefixes, time_from=since, whole_log=whole_log)
+        plan = await _plan(audit_db, flt, after, by_scope=by_scope)
+        floors = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_floor"]
+        assert [(n["Actual Loops"], n["Node Type"]) for n in floors] == [(1, "Aggregate")]
+        [scan] = floors[0]["Plans"]
+        assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "ix_log_entry_time")
+        assert scan["Actual Rows"] == since_then
+        # The walk: rows of the entries and the prefix table read (a plan of a log this
+        # small may hash all of merkle_node's leaves to join a page: not a walk).
+        walk = ("log_entry", "entry_region_prefix")
+        walked = _rows_in(plan, walk) - _rows_in(floors[0], walk)
+        # Before: 3,000-4,000 and more (the village's history); now each part reads at
+        # most the entries since then (a plan this small may test each of them).
+        assert walked <= 3 * since_then, (prefixes, after, by_scope, whole_log, walked)
+    # Nothing since: no walk of the log at all.
+    flt = repo.EntryFilter(region_prefixes=("62",), time_from=recent + timedelta(days=1))
+    for by_scope in (True, False):
+        assert _rows_in(await _plan(audit_db, flt, None, by_scope=by_scope), ("log_entry",)) == 0
