@@ -567,6 +567,10 @@ def _filters(flt: EntryFilter) -> list[sa.ColumnElement[bool]]:
     return out
 
 
+TIME_FLOOR_SCAN = 100_000
+"""At most this many index entries are read to find a time filter's first leaf."""
+
+
 def _time_floor(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
     """With ``time_from``, the first leaf that can match: ``min(leaf_index)`` of the
     entries with ``ce_time >= time_from``, NULL when there are none (docs/adr/0017, 2 Dec
@@ -577,21 +581,34 @@ def _time_floor(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
     each entry skipped cost a heap fetch). A NULL bound admits nothing: each index scan
     of the walk ends at once.
 
-    It is a materialized CTE read by a scalar subquery per part, so the bound is
-    computed once per statement (each reference an InitPlan reading its one row; a
-    subquery written out per part would be one InitPlan, one computation, each). It is
-    answered by an index-only range scan of ``ix_log_entry_time`` (ce_time, leaf_index)
-    over the entries since ``time_from``: the ``+ 0`` keeps the planner from taking
-    ``min`` as the first row of the primary key that passes the filter (its estimate
-    assumes matching rows spread evenly over the log, where recent ones are all at its
-    end: that walk reads the whole history). Its cost grows with the entries since
-    ``time_from`` (the whole log's, every page): small for "since Monday", most of the
-    log for a ``time_from`` years back."""
+    The minimum is exact only over every entry since ``time_from``, so its cost grows
+    with them (the whole log's, not the scope's). They are read in time order through
+    ``ix_log_entry_time`` (ce_time, leaf_index), index-only, at most
+    ``TIME_FLOOR_SCAN`` + 1 of them: when there are more (a ``time_from`` months or years
+    back), the bound is 0, no bound, and the walk is what it was without one (most of the
+    log then matches the time filter, so the scope's walk finds its page soon). Both
+    are exact; the cap keeps a first page from reading most of the log's index.
+
+    Materialized CTEs read by a scalar subquery per part: the bound is computed once per
+    statement (each reference an InitPlan reading its one row)."""
     if flt.time_from is None:
         return None
-    floor = (
-        sa.select(sa.func.min(LogEntry.leaf_index + sa.literal_column("0")).label("leaf_index"))
+    since = (
+        sa.select(LogEntry.leaf_index)
         .where(LogEntry.ce_time >= flt.time_from)
+        .order_by(LogEntry.ce_time)
+        .limit(TIME_FLOOR_SCAN + 1)
+        .cte("time_since")
+        .prefix_with("MATERIALIZED")
+    )
+    floor = (
+        sa.select(
+            sa.case(
+                (sa.func.count() > TIME_FLOOR_SCAN, sa.literal(0, sa.BigInteger)),
+                else_=sa.func.min(since.c.leaf_index),
+            ).label("leaf_index")
+        )
+        .select_from(since)
         .cte("time_floor")
         .prefix_with("MATERIALIZED")
     )

@@ -451,13 +451,19 @@ def _time_of(event: RecordedEvent) -> datetime:
     return datetime.fromisoformat(dict(event.headers)["ce_time"].decode())
 
 
-async def test_a_time_filter_finds_what_it_found_from_the_log_start(audit_db: AuditDb) -> None:
+@pytest.mark.parametrize("cap", [repo.TIME_FLOOR_SCAN, 10, 0])
+async def test_a_time_filter_finds_what_it_found_from_the_log_start(
+    audit_db: AuditDb, cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The walk starts at the first leaf at or after ``time_from`` (docs/adr/0017, 2 Dec
     2026): over a log whose times are not in leaf order (each entry at ``n * 7 % 40``
     minutes, so late events are logged after later ones), every scope, scoped and
     unscoped, with and without ``time_to`` and the whole log's, from several cursors,
     lists exactly the entries of its scope in the window after the cursor (in Python,
-    from the records), a ``time_from`` after every entry none."""
+    from the records), a ``time_from`` after every entry none. Also when more entries
+    are since ``time_from`` than the bound's scan reads (``cap``: then there is no
+    bound), or any at all (0)."""
+    monkeypatch.setattr(repo, "TIME_FLOOR_SCAN", cap)
     events = _events(0, 150, timed=True)
     await _append(audit_db, events, 0)
     whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
@@ -546,16 +552,32 @@ async def test_a_time_filter_reads_from_the_first_leaf_since_then(audit_db: Audi
         plan = await _plan(audit_db, flt, after, by_scope=by_scope)
         floors = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_floor"]
         assert [(n["Actual Loops"], n["Node Type"]) for n in floors] == [(1, "Aggregate")]
-        [scan] = floors[0]["Plans"]
+        [since_scan] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_since"]
+        assert since_scan["Actual Loops"] == 1
+        [scan] = [n for n in _nodes(since_scan) if n.get("Index Name")]
         assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "ix_log_entry_time")
         assert scan["Actual Rows"] == since_then
         # The walk: rows of the entries and the prefix table read (a plan of a log this
         # small may hash all of merkle_node's leaves to join a page: not a walk).
         walk = ("log_entry", "entry_region_prefix")
-        walked = _rows_in(plan, walk) - _rows_in(floors[0], walk)
+        walked = _rows_in(plan, walk) - _rows_in(since_scan, walk)
         # Before: 3,000-4,000 and more (the village's history); now each part reads at
         # most the entries since then (a plan this small may test each of them).
         assert walked <= 3 * since_then, (prefixes, after, by_scope, whole_log, walked)
+    # More entries since then than the bound's scan may read: it stops after the cap and
+    # sets no bound; the listing is the same.
+    flt = repo.EntryFilter(region_prefixes=("620102001001",), time_from=since)
+    async with audit_db.sessions() as session:
+        bounded = await repo.find_entries(session, flt, after=None, limit=50)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(repo, "TIME_FLOOR_SCAN", 100)
+            capped = await repo.find_entries(session, flt, after=None, limit=50)
+            plan = await _plan(audit_db, flt, None)
+    assert [e.leaf_index for e, _ in capped] == [e.leaf_index for e, _ in bounded]
+    assert bounded
+    [since_scan] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_since"]
+    [scan] = [n for n in _nodes(since_scan) if n.get("Index Name")]
+    assert scan["Actual Rows"] == 101
     # Nothing since: no walk of the log at all.
     flt = repo.EntryFilter(region_prefixes=("62",), time_from=recent + timedelta(days=1))
     for by_scope in (True, False):
