@@ -28,8 +28,6 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,7 +40,7 @@ from dibao.intake.v1.types_pb2 import DeclaredIncome
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.outbox import OutgoingEvent, build_envelope, enqueue_many
 from dibao_common.messaging.relay import OutboxRelay, producer_config
-from dibao_common.messaging.schema import create_messaging_tables
+from dibao_common.messaging.schema import inbox_message, metadata, outbox_message
 
 HOUSEHOLDS = 10_000
 
@@ -102,8 +100,7 @@ async def _delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def _create_tables(connection: Connection) -> None:
-    with Operations.context(MigrationContext.configure(connection)):
-        create_messaging_tables()
+    metadata.create_all(connection, tables=[outbox_message, inbox_message])
 
 
 async def _scratch_database(stack: Stack) -> str:

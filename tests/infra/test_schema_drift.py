@@ -27,10 +27,10 @@ index as PostgreSQL's DDL prints them.
 Triggers (constraint triggers too), functions, views, roles and grants are the migrations'
 alone (the models do not describe them) and are not compared.
 
-Not caught here: a change to a kit table's definition in place. The ``0001`` migrations
-build the kit's tables from the kit's current definitions, so a fresh database always has
-the new table while databases migrated before it keep the old one; such a change needs a
-migration in every service that carries the table.
+A change to a kit table's definition in place is caught too: the migrations build the
+kit's tables from frozen steps (``dibao_common.kit_migrations.v0001``, ...), not from the
+kit's current definitions, so an edited definition without a new step and a migration in
+every service carrying the table leaves the migrated database behind the metadata.
 """
 
 from __future__ import annotations

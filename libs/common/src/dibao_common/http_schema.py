@@ -1,12 +1,14 @@
-"""The kit's HTTP tables every service carries: one definition for the DDL and the metadata.
+"""The kit's HTTP tables every service carries, as they are now.
 
 ``idempotency_record`` keeps each ``Idempotency-Key`` claim and the response it produced;
 ``webhook_message`` keeps the ids of accepted signed bank requests, so a replay is refused.
-Each service's ``0001`` migration calls :func:`create_http_tables`; the kit's queries are
-plain SQL, and :data:`idempotency_record` / :data:`webhook_message` describe the same
-tables: part of every service's schema (``dibao_common.db.schema.service_schema``), which
-is Alembic's ``target_metadata`` and what the schema drift test compares the migrations
-with.
+The kit's queries are plain SQL, and :data:`idempotency_record` / :data:`webhook_message`
+describe the same tables: part of every service's schema
+(``dibao_common.db.schema.service_schema``), which is Alembic's ``target_metadata`` and
+what the schema drift test compares the migrations with. The migrations do not build the
+tables from here: they call the frozen steps of ``dibao_common.kit_migrations`` (``v0001``
+created both). A change here is a new step there and a migration in every service calling
+it; on its own it fails the drift test.
 """
 
 from __future__ import annotations
@@ -58,23 +60,3 @@ webhook_message = sa.Table(WEBHOOK, metadata, *_webhook_parts())
 # Housekeeping purges completed answers and old webhook ids by these times.
 sa.Index("ix_idempotency_record_completed_at", idempotency_record.c.completed_at)
 sa.Index("ix_webhook_message_signed_at", webhook_message.c.signed_at)
-
-
-def create_http_tables() -> None:
-    """The idempotency records and the accepted webhook ids."""
-    from alembic import op  # only migrations need Alembic, not the running services
-
-    op.create_table(IDEMPOTENCY, *_idempotency_parts())
-    op.create_index("ix_idempotency_record_completed_at", IDEMPOTENCY, ["completed_at"])
-    op.create_table(WEBHOOK, *_webhook_parts())
-    op.create_index("ix_webhook_message_signed_at", WEBHOOK, ["signed_at"])
-
-
-def drop_http_tables() -> None:
-    """Undo :func:`create_http_tables`."""
-    from alembic import op
-
-    op.drop_index("ix_webhook_message_signed_at", table_name=WEBHOOK)
-    op.drop_table(WEBHOOK)
-    op.drop_index("ix_idempotency_record_completed_at", table_name=IDEMPOTENCY)
-    op.drop_table(IDEMPOTENCY)

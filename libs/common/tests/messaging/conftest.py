@@ -1,4 +1,5 @@
-"""A scratch database with the kit's outbox and inbox, made by the migrations' own DDL."""
+"""A scratch database with the kit's outbox and inbox as the kit describes them now (what
+its code queries; tests/infra/test_schema_drift.py holds the migrations to the same)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 import pytest_asyncio
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dibao.intake.v1.events_pb2 import ApplicationAccepted
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue_many
-from dibao_common.messaging.schema import create_messaging_tables
+from dibao_common.messaging.schema import inbox_message, metadata, outbox_message
 from dibao_common.testing.stack import TestStack
 
 # What the test handlers change: a running total per key and the log of applied events.
@@ -32,8 +31,7 @@ CREATE TABLE test_applied (
 
 
 def _create_tables(connection: Connection) -> None:
-    with Operations.context(MigrationContext.configure(connection)):
-        create_messaging_tables()
+    metadata.create_all(connection, tables=[outbox_message, inbox_message])
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

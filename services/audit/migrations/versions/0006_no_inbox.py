@@ -6,6 +6,10 @@ found by its ``ce_id`` under the appender's lock), so the table stayed empty and
 An empty table the runtime role may insert into is one more place a reader of the schema
 has to rule out, so it goes.
 
+The inbox it drops and brings back is the one ``0001`` made
+(``dibao_common.kit_migrations.v0001``), not the kit's current definition: the table
+this migration once dropped cannot change.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-30
@@ -15,7 +19,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from dibao_common.messaging.schema import INBOX, create_inbox_table
+from dibao_common.kit_migrations import v0001
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -24,11 +28,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.drop_table(INBOX)
+    v0001.drop_inbox()
 
 
 def downgrade() -> None:
-    create_inbox_table()
+    # As 0001 created it (the kit's frozen first step): no later kit step reached this
+    # table before it was dropped here.
+    v0001.create_inbox()
     # As migration 0002 granted it.
     op.execute(
         """

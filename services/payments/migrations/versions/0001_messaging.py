@@ -3,12 +3,14 @@
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
+
+The DDL is the kit's frozen first step (``dibao_common.kit_migrations.v0001``), not the
+kit's current definitions: this migration must keep doing what it did.
 """
 
 from collections.abc import Sequence
 
-from dibao_common.http_schema import create_http_tables, drop_http_tables
-from dibao_common.messaging.schema import create_messaging_tables, drop_messaging_tables
+from dibao_common.kit_migrations import v0001
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -17,10 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    create_messaging_tables()
-    create_http_tables()
+    v0001.upgrade()
 
 
 def downgrade() -> None:
-    drop_http_tables()
-    drop_messaging_tables()
+    v0001.downgrade()

@@ -1,7 +1,11 @@
-"""Outbox and inbox tables every service carries: one definition for the DDL and the queries.
+"""Outbox and inbox tables every service carries, as they are now: what the kit queries.
 
-Each service's ``0001`` migration calls :func:`create_messaging_tables`; the kit's outbox,
-relay and inbox code query the same :data:`outbox_message` / :data:`inbox_message` tables.
+The kit's outbox, relay and inbox code query :data:`outbox_message` /
+:data:`inbox_message`; ``dibao_common.db.schema.service_schema`` puts them in every
+service's Alembic target, which ``tests/infra/test_schema_drift.py`` compares a migrated
+database with. The migrations do not build the tables from here: they call the frozen
+steps of ``dibao_common.kit_migrations`` (``v0001`` created both). A change here is a new
+step there and a migration in every service calling it; on its own it fails the drift test.
 """
 
 from __future__ import annotations
@@ -72,33 +76,3 @@ sa.Index(
     outbox_message.c.id,
     postgresql_where=_PENDING,
 )
-
-
-def create_messaging_tables() -> None:
-    """The transactional outbox (events waiting for the relay) and the consumer inbox."""
-    from alembic import op  # only migrations need Alembic, not the running services
-
-    op.create_table(OUTBOX, *_outbox_columns())
-    op.create_index("ix_outbox_message_pending", OUTBOX, ["id"], postgresql_where=_PENDING)
-    op.create_index(
-        "ix_outbox_message_pending_key", OUTBOX, ["key", "id"], postgresql_where=_PENDING
-    )
-    create_inbox_table()
-
-
-def create_inbox_table() -> None:
-    """The consumer inbox alone (a service whose consumer keeps its own record of what it
-    applied drops it, and a downgrade brings it back)."""
-    from alembic import op
-
-    op.create_table(INBOX, *_inbox_columns())
-
-
-def drop_messaging_tables() -> None:
-    """Undo :func:`create_messaging_tables`."""
-    from alembic import op
-
-    op.drop_table(INBOX)
-    op.drop_index("ix_outbox_message_pending_key", table_name=OUTBOX)
-    op.drop_index("ix_outbox_message_pending", table_name=OUTBOX)
-    op.drop_table(OUTBOX)
