@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from dibao_common.testing.catalog import catalog_query, schema_catalog
 from dibao_common.testing.stack import REPO_ROOT, SERVICES, TestStack
 
 CURRENT_DEFINITIONS = (
@@ -65,58 +65,23 @@ def test_the_frozen_steps_use_nothing_of_the_kit() -> None:
         assert {n for n in _imports(path) if n.startswith("dibao")} == set(), path.name
 
 
-# The relations of the public schema but Alembic's own, described by PostgreSQL, with
-# each column's position and the grants to the runtime role (0006's downgrade grants).
-_CATALOG = """
-WITH rel AS (
-  SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version'
-)
-SELECT 'column ' || rel.relname || '.' || a.attname || ' #' || a.attnum || ' '
-       || format_type(a.atttypid, a.atttypmod)
-       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
-       || CASE a.attidentity WHEN 'a' THEN ' IDENTITY ALWAYS' WHEN 'd' THEN ' IDENTITY' ELSE '' END
-FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-UNION ALL
-SELECT 'constraint ' || rel.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid)
-FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid
-UNION ALL
-SELECT 'index ' || pg_get_indexdef(i.indexrelid)
-FROM rel JOIN pg_index i ON i.indrelid = rel.oid
-UNION ALL
-SELECT 'grant ' || table_name || ' ' || privilege_type
-FROM information_schema.role_table_grants
-WHERE table_schema = 'public' AND grantee = current_database() || '_app'
-"""
-
-
-async def _catalog(stack: TestStack, service: str) -> set[str]:
-    conn = await asyncpg.connect(stack.dsn(service))
-    try:
-        return {row[0] for row in await conn.fetch(_CATALOG)}
-    finally:
-        await conn.close()
+# With each column's position and the grants to the runtime role (0006's downgrade grants).
+_CATALOG = catalog_query(positions=True, grants=True)
 
 
 @pytest.mark.postgres
 async def test_audit_0006_downgrade_brings_back_the_inbox_0005_had(stack: TestStack) -> None:
     fresh = TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_kit_0006")
     await fresh.recreate_database("audit")
-    name = fresh.database_name("audit")
     try:
         await fresh.migrate("audit", "0005")
-        at_0005 = await _catalog(fresh, "audit")
+        at_0005 = await schema_catalog(fresh.dsn("audit"), _CATALOG)
         assert any(line.startswith("column inbox_message.") for line in at_0005)
         await fresh.migrate("audit", "0006")
-        assert not any("inbox_message" in line for line in await _catalog(fresh, "audit"))
+        assert not any(
+            "inbox_message" in line for line in await schema_catalog(fresh.dsn("audit"), _CATALOG)
+        )
         await fresh.downgrade("audit", "0005")
-        assert await _catalog(fresh, "audit") == at_0005
+        assert await schema_catalog(fresh.dsn("audit"), _CATALOG) == at_0005
     finally:
-        conn = await asyncpg.connect(stack.pg_admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'DROP ROLE IF EXISTS "{name}_app"')
-        finally:
-            await conn.close()
+        await fresh.drop_database("audit")

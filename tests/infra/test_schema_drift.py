@@ -40,7 +40,6 @@ import importlib
 import io
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -52,6 +51,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from dibao_common.db import make_engine
+from dibao_common.testing.catalog import catalog_query, schema_catalog
 from dibao_common.testing.stack import SERVICES, TestStack
 
 pytestmark = pytest.mark.postgres
@@ -97,51 +97,13 @@ def _fresh(stack: TestStack, kind: str) -> TestStack:
     return TestStack(stack.pg_admin_dsn, stack.kafka_bootstrap, f"{stack.db_prefix}_{kind}")
 
 
-async def _drop(stack: TestStack, service: str) -> None:
-    """The database, and the role the audit migrations make for it (``<database>_app``,
-    cluster-wide: it would outlive the database on a test server that is kept)."""
-    name = stack.database_name(service)
-    conn = await asyncpg.connect(stack.pg_admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'DROP ROLE IF EXISTS "{name}_app"')
-    finally:
-        await conn.close()
-
-
 def _differences(connection: Connection, schema: MetaData) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, schema))
 
 
-# Every relation of the public schema but Alembic's own, described by PostgreSQL.
-_CATALOG = """
-WITH rel AS (
-  SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version'
-)
-SELECT 'column ' || rel.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
-       || CASE a.attidentity WHEN 'a' THEN ' IDENTITY ALWAYS' WHEN 'd' THEN ' IDENTITY' ELSE '' END
-       || CASE WHEN a.attgenerated <> '' THEN ' GENERATED' ELSE '' END
-FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-UNION ALL
-SELECT 'constraint ' || rel.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid)
-FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid AND con.contype <> 't'
-UNION ALL
-SELECT 'index ' || pg_get_indexdef(i.indexrelid)
-FROM rel JOIN pg_index i ON i.indrelid = rel.oid
-"""
-
-
-async def _catalog(stack: TestStack, service: str) -> set[str]:
-    conn = await asyncpg.connect(stack.dsn(service))
-    try:
-        return {row[0] for row in await conn.fetch(_CATALOG)}
-    finally:
-        await conn.close()
+# Constraint triggers are the migrations' alone (no model describes them).
+_CATALOG = catalog_query(trigger_constraints=False)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -166,15 +128,15 @@ async def test_the_migrations_build_what_the_models_and_kit_describe(
                 assert await conn.run_sync(_differences, schema) == []
         finally:
             await engine.dispose()
-        from_migrations = await _catalog(migrated, service)
-        from_metadata = await _catalog(built, service)
+        from_migrations = await schema_catalog(migrated.dsn(service), _CATALOG)
+        from_metadata = await schema_catalog(built.dsn(service), _CATALOG)
         assert {
             "only the migrations have": sorted(from_migrations - from_metadata),
             "only the models and kit describe": sorted(from_metadata - from_migrations),
         } == {"only the migrations have": [], "only the models and kit describe": []}
     finally:
-        await _drop(migrated, service)
-        await _drop(built, service)
+        await migrated.drop_database(service)
+        await built.drop_database(service)
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -190,7 +152,7 @@ async def test_autogenerate_proposes_nothing_on_a_migrated_database(
         await migrated.migrate(service, "head")
         await asyncio.to_thread(command.check, migrated.alembic_config(service))
     finally:
-        await _drop(migrated, service)
+        await migrated.drop_database(service)
 
 
 @pytest.mark.parametrize("service", SERVICES)

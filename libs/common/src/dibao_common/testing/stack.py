@@ -55,6 +55,17 @@ class TestStack:
         finally:
             await conn.close()
 
+    async def drop_database(self, service: str) -> None:
+        """The service's database and the runtime role audit's migrations make for it
+        (``<database>_app``: cluster-wide, it would outlive the database on a kept server)."""
+        name = self.database_name(service)
+        conn = await asyncpg.connect(self.pg_admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'DROP ROLE IF EXISTS "{name}_app"')
+        finally:
+            await conn.close()
+
     async def migrate(self, service: str, revision: str = "head") -> None:
         # Alembic's env runs its own event loop, so it gets a thread of its own.
         await asyncio.to_thread(command.upgrade, self.alembic_config(service), revision)
