@@ -11,8 +11,8 @@ import hashlib
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +66,22 @@ class AuditDb:
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return make_sessionmaker(self.runtime)
+
+    @contextmanager
+    def statements_sent(self) -> Iterator[list[tuple[str, Any]]]:
+        """Each statement the runtime engine sends while the block runs, with its
+        parameters, as the driver gets them: to run one again under EXPLAIN."""
+        sent: list[tuple[str, Any]] = []
+
+        def capture(*args: Any) -> None:
+            sent.append((args[2], args[3]))
+
+        engine = self.runtime.sync_engine
+        sa.event.listen(engine, "before_cursor_execute", capture)
+        try:
+            yield sent
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", capture)
 
     def appender(self, *, checkpoint_every: int = 1000) -> LogAppender:
         return LogAppender(

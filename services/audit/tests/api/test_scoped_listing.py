@@ -20,7 +20,6 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient
 
@@ -213,19 +212,10 @@ async def _plan(
 ) -> dict[str, Any]:
     """The plan, with what it did, of the listing's query for a page of 11 (its own
     statement, as ``repo.find_entries`` sent it, run again under EXPLAIN ANALYZE)."""
-    sent: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        sent.append((args[2], args[3]))
-
-    engine = db.runtime.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with db.statements_sent() as sent:
         async with db.sessions() as session:
             found = await repo.find_entries(session, flt, after=after, limit=11, by_scope=by_scope)
             assert len(found) <= 11
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
     [(statement, parameters)] = [s for s in sent if "log_entry" in s[0]]
     conn = await asyncpg.connect(db.dsn)
     try:

@@ -25,7 +25,6 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
 from dibao.common.v1 import types_pb2
@@ -473,18 +472,9 @@ async def _handovers_and_plans(
     values (a custom plan: PostgreSQL folds them into the query first), and for any
     values (the generic plan PostgreSQL may keep for a prepared statement after five
     runs, and asyncpg prepares and keeps every statement of a connection)."""
-    sent: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        sent.append((args[2], args[3]))
-
-    engine = audit_db.runtime.sync_engine
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with audit_db.statements_sent() as sent:
         async with audit_db.sessions() as session:
             found = [cp.tree_size for cp in await repo.handovers(session, up_to)]
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
     [(statement, parameters)] = [s for s in sent if "FROM checkpoint" in s[0]]
     conn = await asyncpg.connect(audit_db.dsn)
     try:
