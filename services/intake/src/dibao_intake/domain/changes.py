@@ -103,8 +103,7 @@ def _leaving(
         heir = next((m for m in remaining if m.person_id == new_head_person_id), None)
         if heir is None:
             return [Violation("/new_head_person_id", "must be another active member")]
-        there = [m for m in remaining if not _joined_after(m, on)]
-        if there and _joined_after(heir, on):
+        if _joined_after(heir, on) and not all(_joined_after(m, on) for m in remaining):
             return [
                 Violation(
                     "/new_head_person_id",
