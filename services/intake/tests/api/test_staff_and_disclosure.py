@@ -435,6 +435,29 @@ async def test_a_relation_with_an_id_number_in_it_is_refused(
     assert await row_counts(intake_engine) == before
 
 
+async def test_a_staff_subject_with_an_id_number_in_it_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A staff member's token subject is published as typed (StaffRosterChanged's
+    staff_subject, an application's assigned caseworker in ApplicationSubmitted): an ID
+    number typed into it (a subject made of the staff member's own number) would reach
+    Kafka and the audit log raw, as the custodian's subject of an account change would,
+    which has refused one since bd3bbc1 (ADR 0005, 0007)."""
+    number = "62012319790512003X"
+    before = await row_counts(intake_engine)
+    for subject in (number, f"cw-{number.lower()}", "cw-６２０１２３１９７９０５１２００３Ｘ"):
+        response = await intake.http.post(
+            f"/townships/{TOWNSHIP}/staff",
+            json={"name": "李明", "role": "caseworker", "subject": subject},
+            headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
+        )
+        assert response.status_code == 422, (subject, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/body/subject"]
+        assert number not in response.text.upper()
+    assert await row_counts(intake_engine) == before
+
+
 async def test_a_roster_read_names_the_people_it_shows_by_keyed_hash(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:

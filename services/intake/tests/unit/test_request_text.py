@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from dibao_common.crypto import carries_id_number
 from dibao_intake.api import schemas
-from dibao_intake.api.schemas import ApplicationIn, HouseholdIn, RelativeIn, WithdrawalIn
+from dibao_intake.api.schemas import ApplicationIn, HouseholdIn, RelativeIn, StaffIn, WithdrawalIn
 from dibao_intake.domain.codes import ApplicationKind
 
 # Every character up to U+3000 (the ideographic space), and a few past it.
@@ -42,6 +42,7 @@ CHECKED: list[tuple[type[BaseModel], str]] = [
     (ApplicationIn, "statement"),
     (HouseholdIn, "address"),
     (RelativeIn, "relation"),
+    (StaffIn, "subject"),
 ]
 
 

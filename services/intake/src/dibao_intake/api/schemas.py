@@ -1037,8 +1037,9 @@ class StaffIn(_In):
     name: Name
     role: StaffRole
     id_number: IdNumber | None = None
-    subject: str | None = Field(
-        None, max_length=100, pattern=NO_NUL, description="Token subject (caseworkers)"
+    subject: Subject | None = Field(
+        None,
+        description="Token subject (caseworkers), published as typed: no ID number in it",
     )
     responsible_caseworker: StrictBool = Field(
         False, description="Cases of the township are assigned to this caseworker"
