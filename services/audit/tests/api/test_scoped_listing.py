@@ -432,6 +432,95 @@ async def test_every_scope_and_filter_finds_what_the_filter_on_leaf_order_found(
             assert paged == every, (prefixes, kw, whole_log)
 
 
+def _returned(n: int) -> RecordedEvent:
+    """An application of the first village returned: in these logs a rare type."""
+    village = VILLAGES[0]
+    message = intake_pb2.ApplicationReturned(
+        household_id=f"hh-{village}",
+        region=types_pb2.RegionCode(code=village),
+        application_id=f"app-{n}",
+    )
+    return recorded_event(message, offset=n, key=f"hh-{village}", actor="clerk-0")
+
+
+async def _rows_read_all(db: AuditDb, flt: repo.EntryFilter, after: int | None) -> int:
+    """Rows of the log's tables read by every statement a listing's page of 11 sends
+    (each run again under EXPLAIN ANALYZE)."""
+    with db.statements_sent() as sent:
+        async with db.sessions() as session:
+            await repo.find_entries(session, flt, after=after, limit=11)
+    statements = [s for s in sent if "log_entry" in s[0]]
+    assert statements
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        total = 0
+        for statement, parameters in statements:
+            explained = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *parameters
+            )
+            total += _rows_in(
+                json.loads(explained)[0]["Plan"], ("log_entry", "entry_region_prefix")
+            )
+    finally:
+        await conn.close()
+    return total
+
+
+async def test_a_rare_type_or_actor_reads_its_own_entries_not_the_scope(
+    audit_db: AuditDb,
+) -> None:
+    """4,000 withdrawals of one village by three clerks, and among them six returned
+    applications and six withdrawals by a fourth clerk: listing the returned ones, or the
+    fourth clerk's, in the village's county or in the province reads about those entries,
+    first page or later, not the village's 4,000. Each part of the scope is its own
+    statement, so the planner walks the type's or actor's index (``ix_log_entry_type``,
+    ``ix_log_entry_actor``: equality, then leaf order) and tests each entry against the
+    part's region, rather than the region's index testing each entry's type. (Checked in
+    the sixteenth session: the closing note of the fifteenth had suspected the opposite.)"""
+    busy = [_withdrawn(n * 7) for n in range(4000)]  # all of VILLAGES[0], clerks 0-2
+    for k, at in enumerate((200, 900, 1700, 2500, 3300, 3990)):
+        busy[at] = _returned(at * 7)
+        busy[at + 3] = recorded_event(
+            intake_pb2.ApplicationWithdrawn(
+                household_id=f"hh-{VILLAGES[0]}",
+                region=types_pb2.RegionCode(code=VILLAGES[0]),
+                application_id=f"app-late-{k}",
+            ),
+            offset=(at + 3) * 7,
+            key=f"hh-{VILLAGES[0]}",
+            actor="clerk-rare",
+        )
+    await _append(audit_db, busy, 0)
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE log_entry")
+    finally:
+        await conn.close()
+    expected = {
+        "ce_type": [200, 900, 1700, 2500, 3300, 3990],
+        "actor": [203, 903, 1703, 2503, 3303, 3993],
+    }
+    rare: tuple[dict[str, str], ...] = (
+        {"ce_type": ce_type_of(intake_pb2.ApplicationReturned)},
+        {"actor": "clerk-rare"},
+    )
+    for kw, prefixes, after in itertools.product(rare, (("620102",), ("62",)), (None, 1000)):
+        flt = repo.EntryFilter(region_prefixes=prefixes, **kw)  # type: ignore[arg-type]
+        [name] = kw
+        async with audit_db.sessions() as session:
+            found = await repo.find_entries(session, flt, after=after, limit=11)
+        assert [e.leaf_index for e, _ in found] == [
+            i for i in expected[name] if after is None or i > after
+        ]
+        read = await _rows_read_all(audit_db, flt, after)
+        assert read <= 30, (kw, prefixes, after, read)
+    # The measure tells the two walks apart: without the type's index, the region's walk
+    # reads the village's entries to find the six.
+    await as_superuser(audit_db, "DROP INDEX ix_log_entry_type")
+    flt = repo.EntryFilter(region_prefixes=("620102",), **rare[0])  # type: ignore[arg-type]
+    assert await _rows_read_all(audit_db, flt, None) >= 3990
+
+
 def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """A plan's nodes, itself first."""
     return [plan, *(n for child in plan.get("Plans", []) for n in _nodes(child))]
