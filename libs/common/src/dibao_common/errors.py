@@ -14,6 +14,7 @@ stable ``type`` URI. No stack trace and no request input ever reaches the client
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -305,23 +306,62 @@ def _location_in(body: Any, loc: Sequence[int | str]) -> list[int | str]:
     return kept
 
 
-def _message(error: Any) -> str:
+_PATTERN_MEANINGS: dict[str, str] = {}
+
+
+def explain_pattern(pattern: str, meaning: str) -> str:
+    """Say what a string ``pattern`` of a request's schema asks, in words: a value that
+    does not match it is told ``meaning`` (e.g. "must not be blank") where pydantic would
+    print the regular expression, which tells a clerk nothing. Returns ``pattern``."""
+    _PATTERN_MEANINGS[pattern] = meaning
+    return pattern
+
+
+_OBJECT_EXPECTED = frozenset({"model_attributes_type", "model_type", "dict_type"})
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}"
+)
+
+
+def _json_media_type(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _message(error: Any, content_type: str | None = None) -> str:
     ctx = error.get("ctx") or {}
-    if error.get("type") == "union_tag_invalid" and "expected_tags" in ctx:
+    kind = error.get("type")
+    if kind == "union_tag_invalid" and "expected_tags" in ctx:
         # pydantic's own message quotes the tag sent.
         return (
             f"Input tag found using {ctx.get('discriminator', 'the discriminator')} does"
             f" not match any of the expected tags: {ctx['expected_tags']}"
         )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_MEANINGS:
+        return _PATTERN_MEANINGS[ctx["pattern"]]
+    if (
+        kind in _OBJECT_EXPECTED
+        and tuple(error.get("loc", ())) == ("body",)
+        and not _json_media_type(content_type)
+    ):
+        # A JSON body sent without its media type (curl -d sends a form's) is read as
+        # bytes, and pydantic says only that it is no object.
+        media_type = (content_type or "").split(";", 1)[0].strip()
+        sent = f" (it came as {media_type})" if _MEDIA_TYPE.fullmatch(media_type) else ""
+        return f"The body is read as JSON only with Content-Type: application/json{sent}"
     return str(error.get("msg", "invalid"))
 
 
-def _validation_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, str]]:
+def _validation_errors(
+    errors: Sequence[Any], body: Any = None, content_type: str | None = None
+) -> list[dict[str, str]]:
     # Only the location, message and kind: the offending input may be personal data.
     return [
         {
             "pointer": _unechoed(json_pointer(_location_in(body, e.get("loc", ())))),
-            "detail": _unechoed(_message(e)),
+            "detail": _unechoed(_message(e, content_type)),
             "code": str(e.get("type", "invalid")),
         }
         for e in errors
@@ -409,7 +449,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         "The request is not valid",
         f"{len(errors)} invalid part(s) of the request",
         instance=request.url.path,
-        errors=_validation_errors(errors, exc.body),
+        errors=_validation_errors(errors, exc.body, request.headers.get("content-type")),
     )
 
 

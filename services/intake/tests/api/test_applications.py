@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -107,6 +108,29 @@ async def test_an_incomplete_application_is_returned_with_every_missing_item_at_
     returned = EventRegistry.default().decode(found[0])
     assert isinstance(returned, ev.ApplicationReturned)
     assert len(returned.missing_items) == len(missing)
+
+
+async def test_the_submissions_answer_has_the_timeline_a_read_of_it_has(
+    intake: IntakeClient,
+) -> None:
+    """The 201 of a submission is the application as its read shows it: its timeline,
+    written with it, was answered as empty (the withdrawal's answer carried its own)."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    returned = await intake.submit(
+        body | {"document_ids": [], "incomes": []}, idempotency_key=str(uuid.uuid4())
+    )
+    accepted = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    for response, types in (
+        (accepted, [SUBMITTED, "dibao.intake.ApplicationAccepted.v1"]),
+        (returned, ["dibao.intake.ApplicationReturned.v1"]),
+    ):
+        assert response.status_code == 201, response.text
+        out = response.json()
+        assert [e["type"] for e in out["timeline"]] == types
+        read = await intake.http.get(f"/applications/{out['id']}", headers=intake.headers())
+        assert read.status_code == 200, read.text
+        assert out == read.json()
 
 
 async def test_a_retried_submission_creates_nothing_twice(
@@ -621,6 +645,105 @@ async def test_search_dates_at_the_ends_of_the_calendar_are_no_error(
     )
     assert page.status_code == 200, page.text
     assert [item["id"] for item in page.json()["items"]] == [accepted["id"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("submitted_from", "86400"),  # Unix seconds: 1970-01-02
+        ("submitted_to", "0"),
+        ("submitted_to", "2026-03-02T00:00:00"),  # a date-time at midnight: its day
+        ("submitted_from", "20260302"),  # a clerk's compact date
+    ],
+)
+async def test_a_search_date_is_a_date_as_yyyy_mm_dd(
+    intake: IntakeClient, name: str, value: str
+) -> None:
+    """The bounds are dates (format date) as the bodies' are: pydantic took a number as
+    Unix seconds and a date-time at midnight as its day, so 86400 searched from 1970, and
+    20260302 was told "Datetimes provided to dates should have zero time"."""
+    household = await intake.register()
+    await intake.submit(await intake.complete_application_body(household))
+    page = await intake.http.get(
+        "/applications",
+        params={name: value, "household_id": household.id},
+        headers=intake.headers(Role.AUDITOR, ["62"]),
+    )
+    assert page.status_code == 422, page.text
+    assert page.json()["errors"] == [
+        {
+            "pointer": f"/query/{name}",
+            "detail": "Value error, must be a date as YYYY-MM-DD",
+            "code": "value_error",
+        }
+    ]
+
+
+async def test_a_json_body_sent_as_a_form_is_told_its_content_type(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """curl -d sends its body as application/x-www-form-urlencoded: the JSON in it was
+    refused as "Input should be a valid dictionary or object to extract fields from",
+    which does not say what to change."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    before = await row_counts(intake_engine)
+    for content_type in ("application/x-www-form-urlencoded", "text/plain; charset=utf-8", None):
+        headers = intake.headers(idempotency_key=str(uuid.uuid4()))
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        response = await intake.http.post(
+            "/applications", content=json.dumps(body).encode(), headers=headers
+        )
+        assert response.status_code == 422, response.text
+        [error] = response.json()["errors"]
+        assert error["pointer"] == "/body"
+        media_type = (content_type or "").split(";")[0]
+        sent = f" (it came as {media_type})" if content_type else ""
+        assert error["detail"] == (
+            f"The body is read as JSON only with Content-Type: application/json{sent}"
+        )
+    assert await row_counts(intake_engine) == before
+    # A JSON body that is no object is told so, as before.
+    listed = await intake.http.post("/applications", json=[body], headers=intake.headers())
+    assert listed.status_code == 422
+    assert "Content-Type" not in listed.json()["errors"][0]["detail"]
+
+
+async def test_a_blank_text_is_told_it_is_blank_not_a_pattern(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A text that must not be blank (a withdrawal's reason, an address, a name) sent as
+    white space was told "String should match pattern '^[^\\x00]*[^\\x00\\t-\\r ...'"."""
+    household = await intake.register()
+    accepted = (await intake.submit(await intake.complete_application_body(household))).json()
+    before = await row_counts(intake_engine)
+    withdrawn = await intake.http.post(
+        f"/applications/{accepted['id']}/withdrawal",
+        json={"reason": " \u3000 "},
+        headers=intake.headers(idempotency_key=str(uuid.uuid4())),
+    )
+    assert withdrawn.status_code == 422, withdrawn.text
+    assert withdrawn.json()["errors"] == [
+        {
+            "pointer": "/body/reason",
+            "detail": "must not be blank: something besides white space (and no NUL character)",
+            "code": "string_pattern_mismatch",
+        }
+    ]
+    payload = intake.plan().payload()
+    payload["address"] = "\t "
+    payload["members"][0]["name"] = "·\u3000."
+    payload["members"][0]["id_number"] = "62010219700315123"
+    registered = await intake.http.post("/households", json=payload, headers=intake.headers())
+    assert registered.status_code == 422, registered.text
+    assert {e["pointer"]: e["detail"] for e in registered.json()["errors"]} == {
+        "/body/address": "must not be blank: something besides white space (and no NUL character)",
+        "/body/members/0/name": "must hold a name: something besides white space, dots and"
+        " invisible characters (and no NUL character)",
+        "/body/members/0/id_number": "must be 18 characters: 17 digits, then a digit or X",
+    }
+    assert await row_counts(intake_engine) == before
 
 
 async def test_a_dissolved_household_cannot_apply(

@@ -492,6 +492,28 @@ async def test_an_account_is_held_by_a_member_or_by_someone_named_not_both(
     ]
 
 
+async def test_an_account_naming_no_holder_is_told_which_fields_name_one(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A new account with no holder was refused at holder_name with "name the holder when
+    not a household member": a clerk whose holder is the head, a member, was not told of
+    holder_person_id (a registration's account defaults to the head)."""
+    household = await intake.register()
+    change = {
+        "kind": "bank_account_change",
+        "account": {
+            "account_number": "6217001234567890123",
+            "bank_code": "403",
+            "bank_name": "中国邮政储蓄银行",
+        },
+    }
+    problem = await refused_change(intake, intake_engine, household, change)
+    [error] = problem["errors"]
+    assert error["pointer"] == "/body/account/holder_person_id"
+    assert "holder_person_id for a member of the household" in error["detail"]
+    assert "holder_name for anyone else" in error["detail"]
+
+
 async def test_moving_in_someone_active_elsewhere_is_a_409(
     intake: IntakeClient, intake_stack: TestStack
 ) -> None:

@@ -237,3 +237,48 @@ def test_only_a_response_that_says_its_view_has_fields_of_the_limited_view(
     assert [(name, field) for name, field in sorted(described) if name not in viewed] == []
     holder = schemas["BankAccountDisclosureOut"]["properties"]["holder_name"]
     assert "in full" in holder["description"].lower()
+
+
+_PYDANTIC_ONLY = {"ge", "gt", "le", "lt"}
+"""pydantic's names of numeric bounds: no JSON Schema keyword, so a client generator, a
+form builder or a fuzzer reads a schema holding them as unbounded."""
+
+
+def _schemas_in(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema object under ``node`` (a ``properties`` map's keys are names, not
+    keywords), with where it is."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                for name, part in value.items():
+                    yield from _schemas_in(part, f"{where}/{name}")
+            elif key not in ("examples", "example", "default", "enum", "const"):
+                yield from _schemas_in(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _schemas_in(value, f"{where}/{i}")
+
+
+def test_numeric_bounds_are_json_schema_keywords(intake_app: FastAPI) -> None:
+    """An amount's bounds were published as ``ge``/``le`` (pydantic's names) where a
+    constraint sat on a type with a validator before it: an income, an asset's value, the
+    amount a one-off application asks for read as any integer, a negative one included,
+    which the service refuses (422)."""
+    spec = intake_app.openapi()
+    wrong = [
+        f"{where}: {sorted(_PYDANTIC_ONLY & set(schema))}"
+        for where, schema in _schemas_in(spec, "#")
+        if _PYDANTIC_ONLY & set(schema)
+    ]
+    assert wrong == [], "\n".join(wrong)
+    schemas = spec["components"]["schemas"]
+    wage = schemas["IncomeIn"]["properties"]["wage_fen"]
+    assert (wage["minimum"], wage["maximum"]) == (0, 10**12)
+    assert wage["description"] == "Amount in fen (0.01 yuan)"
+    area = schemas["AssetIn"]["properties"]["floor_area_m2"]["anyOf"][0]
+    assert (area["minimum"], area["maximum"]) == (1, 100_000)
+    asked = schemas["ApplicationIn"]["properties"]["requested_amount_fen"]["anyOf"][0]
+    assert asked["minimum"] == 0
+    holder = schemas["RegistrationBankAccountIn"]["properties"]["holder_member_index"]
+    assert holder["anyOf"][0]["minimum"] == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -139,8 +138,10 @@ async def search_applications(
     status: ApplicationStatus | None = None,
     kind: ApplicationKind | None = None,
     household_id: uuid.UUID | None = None,
-    submitted_from: Annotated[date | None, Query(description="First day (China time)")] = None,
-    submitted_to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    submitted_from: Annotated[
+        s.Day | None, Query(description="First day (China time), as YYYY-MM-DD")
+    ] = None,
+    submitted_to: Annotated[s.Day | None, Query(description="Last day, inclusive")] = None,
     cursor: Cursor = None,
     limit: PageSize = 50,
 ) -> Response:

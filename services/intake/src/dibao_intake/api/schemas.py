@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number, normalise_id_number
+from dibao_common.errors import explain_pattern
 from dibao_intake.domain import names
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -65,6 +66,10 @@ def json_integer(value: Any) -> Any:
 
 
 Integer = Annotated[int, BeforeValidator(json_integer)]
+"""An integer as JSON Schema has one. A bounded one puts its bounds on the ``int``, before
+the validator (``Fen``, ``FloorArea``, ``MemberIndex``): bounds given on ``Integer`` itself,
+in a union or by a second ``Annotated``, are enforced but published as ``ge``/``le``, no
+JSON Schema keyword, so a client reads the field as unbounded."""
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -80,13 +85,22 @@ def json_date(value: Any) -> Any:
 
 
 Day = Annotated[date, BeforeValidator(json_date)]
-Fen = Annotated[Integer, Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)")]
-NO_NUL = r"^[^\x00]*$"
+Fen = Annotated[
+    int,
+    Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)"),
+    BeforeValidator(json_integer),
+]
+FloorArea = Annotated[int, Field(ge=1, le=100_000), BeforeValidator(json_integer)]
+MemberIndex = Annotated[int, Field(ge=0), BeforeValidator(json_integer)]
+NO_NUL = explain_pattern(r"^[^\x00]*$", "must not contain a NUL character")
 """Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
 _SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex engine's
 ``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
-NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+NOT_BLANK = explain_pattern(
+    rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$",
+    "must not be blank: something besides white space (and no NUL character)",
+)
 """Text that must not be empty once stripped: something besides whitespace, and no NUL."""
 
 
@@ -101,7 +115,10 @@ def id_number_spelling(value: str) -> str:
 IdNumber = Annotated[
     str,
     Field(
-        pattern=rf"^[{_SPACE}]*[0-9]{{17}}[0-9Xx][{_SPACE}]*$",
+        pattern=explain_pattern(
+            rf"^[{_SPACE}]*[0-9]{{17}}[0-9Xx][{_SPACE}]*$",
+            "must be 18 characters: 17 digits, then a digit or X",
+        ),
         description="18-character resident ID number (GB 11643); the check digit is verified."
         " White space around it is removed and a lower-case x upper-cased: the same number",
         examples=["620102197003151230"],
@@ -124,10 +141,12 @@ def no_id_number(text: str) -> str:
 NO_ID_NUMBER: dict[str, Any] = {"not": {"type": "string", "pattern": ID_NUMBER_LIKE.pattern}}
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
 checks, with its own message)."""
-NAME_PATTERN = (
+NAME_PATTERN = explain_pattern(
     rf"^[^\x00]*[^\x00{_SPACE}"
     + "".join(f"\\u{ord(c):04x}" for c in names.SEPARATORS)
-    + r"][^\x00]*$"
+    + r"][^\x00]*$",
+    "must hold a name: something besides white space, dots and invisible characters"
+    " (and no NUL character)",
 )
 """A name holds something besides white space, separators (dots, full stops) and
 invisible characters: what ``names.normalise_name`` refuses, as the schema says it."""
@@ -273,8 +292,8 @@ class RegistrationBankAccountIn(_In):
     account_number: str = Field(pattern=r"^[0-9]{12,19}$")
     bank_code: str = Field(pattern=r"^[0-9]{3,12}$")
     bank_name: BankName
-    holder_member_index: Integer | None = Field(
-        None, ge=0, description="Index in members of the holder (default: the head)"
+    holder_member_index: MemberIndex | None = Field(
+        None, description="Index in members of the holder (default: the head)"
     )
 
 
@@ -820,7 +839,7 @@ class AssetIn(_In):
     kind: AssetKind
     value_fen: Fen
     quantity: Integer = Field(1, ge=1, le=1000)
-    floor_area_m2: Integer | None = Field(None, ge=1, le=100_000)
+    floor_area_m2: FloorArea | None = None
     description: Note | None = None
 
 

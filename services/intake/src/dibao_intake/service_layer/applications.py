@@ -315,7 +315,8 @@ async def submit_application(
         assets=list(command.assets),
         documents=ordered_documents,
         bank_account=account,
-        timeline=[],
+        # Its entries as a read shows them, written with it (intake's own events come first).
+        timeline=[entry for about, entry in timeline if about == record.id],
     )
 
 

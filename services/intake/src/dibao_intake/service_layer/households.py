@@ -1463,7 +1463,11 @@ def _account_holder(
         return holder
     if not account.holder_name:
         problems.append(
-            Violation(f"{pointer}/holder_name", "name the holder when not a household member")
+            Violation(
+                f"{pointer}/holder_person_id",
+                "name the account's holder: holder_person_id for a member of the household,"
+                " or holder_name for anyone else (a custodian)",
+            )
         )
     return None
 
