@@ -53,9 +53,15 @@ def make_engine(
     a backend forked, authenticated and introspected, and every statement prepared again
     on it, just when the machine has least time for it (ADR 0014). ``server_settings``
     add to the session settings every connection starts with.
+
+    A failed statement's parameters stay out of its exception's text (``hide_parameters``),
+    and of ``echo``'s lines: SQLAlchemy would write them there, and an unexpected error is
+    logged with its exception, so names, addresses and free text in clear would reach the
+    log store (ADR 0005; the log's mask catches ID numbers only).
     """
     engine = create_async_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=pre_ping,
