@@ -127,10 +127,15 @@ IdNumber = Annotated[
 ]
 
 
+CARD_NUMBER_LIKE = re.compile(r"\d{16}")
+"""A run of 16 digits or more: a bank card number (16 to 19 digits), which an ID number's
+pattern (18 characters) misses at 16 and 17 digits. Full-width digits are digits too."""
+
+
 def no_id_number(text: str) -> str:
     """Free text is stored and published as typed: a resident ID or card number in it
     would escape the encryption and masking of the fields made for them (ADR 0005)."""
-    if carries_id_number(text):
+    if carries_id_number(text) or CARD_NUMBER_LIKE.search(text):
         raise ValueError(
             "must not contain a resident ID or bank card number: record a person as a"
             " member and an account as bank_account"
@@ -138,7 +143,12 @@ def no_id_number(text: str) -> str:
     return text
 
 
-NO_ID_NUMBER: dict[str, Any] = {"not": {"type": "string", "pattern": ID_NUMBER_LIKE.pattern}}
+NO_ID_NUMBER: dict[str, Any] = {
+    "not": {
+        "type": "string",
+        "pattern": f"{ID_NUMBER_LIKE.pattern}|{CARD_NUMBER_LIKE.pattern}",
+    }
+}
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
 checks, with its own message)."""
 NAME_PATTERN = explain_pattern(
