@@ -3,6 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 ROLE ?= intake_clerk
 REGION ?= 620102
+SUBJECT ?= dev-user
 ARGS ?=
 
 .PHONY: up down reset status test lint token install logs
@@ -25,8 +26,8 @@ test:      ## the whole suite against an isolated stack (ARGS=... passes pytest 
 lint:      ## ruff, mypy --strict, shellcheck, buf lint, generated code up to date
 	@bash deploy/lint.sh
 
-token:     ## a development bearer token: make token ROLE=intake_clerk REGION=620102
-	@bash deploy/token.sh "$(ROLE)" "$(REGION)"
+token:     ## a development bearer token: make token ROLE=intake_clerk REGION=620102 [SUBJECT=dev-user]
+	@bash deploy/token.sh "$(ROLE)" "$(REGION)" "$(SUBJECT)"
 
 install:   ## only install tools and packages
 	@bash deploy/bootstrap.sh all

@@ -71,6 +71,12 @@ class Role(StrEnum):
 _REGION = re.compile(r"[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{3}(?:[0-9]{3})?)?)?)?")
 
 
+def is_region_prefix(region: str) -> bool:
+    """Whether ``region`` is what a token's ``regions`` may hold: a division code down to
+    one of its levels (2, 4, 6, 9 or 12 digits)."""
+    return _REGION.fullmatch(region) is not None
+
+
 def algorithm_of(key: Any) -> str:
     """The one JWS algorithm a public key may verify: EdDSA, RS256 or ES256.
 

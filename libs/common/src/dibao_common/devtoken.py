@@ -13,6 +13,8 @@ from pathlib import Path
 
 import jwt
 
+from dibao_common.auth import Role, is_region_prefix
+
 
 def mint(
     signing_key_pem: bytes,
@@ -53,12 +55,28 @@ def main() -> None:
     parser.add_argument("--region", action="append", required=True)
     parser.add_argument("--subject", default="dev-user")
     args = parser.parse_args()
+    roles = [r for role in args.role for r in role.split(",")]
+    regions = [r for region in args.region for r in region.split(",")]
+    # A token the services would refuse (401) or that grants nothing (403) is refused here,
+    # saying why, rather than printed.
+    known = [r.value for r in Role]
+    for role in roles:
+        if role not in known:
+            parser.error(f"unknown role {role!r}: one of {', '.join(known)}")
+    for region in regions:
+        if not is_region_prefix(region):
+            parser.error(
+                f"region {region!r} is no division code down to a level: 2 (province),"
+                " 4 (city), 6 (county), 9 (township) or 12 (village) digits, e.g. 620123"
+            )
+    if not args.subject.strip():
+        parser.error("the subject is empty")
     env = _read_env(args.env)
     token = mint(
         args.key.read_bytes(),
         subject=args.subject,
-        roles=[r for role in args.role for r in role.split(",")],
-        regions=[r for region in args.region for r in region.split(",")],
+        roles=roles,
+        regions=regions,
         issuer=env["DIBAO_JWT_ISSUER"],
         audience=env["DIBAO_JWT_AUDIENCE"],
     )

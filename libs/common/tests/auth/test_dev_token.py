@@ -48,3 +48,51 @@ async def test_make_token_is_accepted_by_the_instance_settings(stack: TestStack)
         headers = {"Authorization": f"Bearer {token}"}
         assert (await client.get("/households/h-lanzhou", headers=headers)).status_code == 200
         assert (await client.get("/households/h-tianshui", headers=headers)).status_code == 404
+
+
+async def _make_token(*variables: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *("make", "--no-print-directory", "token", *variables),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_make_token_names_the_subject_it_is_given(stack: TestStack) -> None:
+    """Every token was dev-user's: a clerk and the caseworker the roster names (its
+    subject) could not be told apart in the timeline and the audit log."""
+    settings = AuthSettings(_env_file=_instance_state() / "secrets.env")
+    code, stdout, stderr = await _make_token(
+        "ROLE=investigator", "REGION=620123101", "SUBJECT=cw-620123101000"
+    )
+    assert code == 0, stderr
+    principal = await TokenVerifier(settings).verify(stdout.strip().splitlines()[-1])
+    assert (principal.subject, principal.regions) == ("cw-620123101000", ("620123101",))
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        (("ROLE=clerk", "REGION=620123"), "unknown role 'clerk': one of intake_clerk,"),
+        (
+            ("ROLE=intake_clerk", "REGION=62012"),
+            "region '62012' is no division code down to a level",
+        ),
+        (("ROLE=intake_clerk", "REGION=620123,6201231"), "region '6201231'"),
+    ],
+)
+async def test_make_token_refuses_a_token_the_services_would(
+    stack: TestStack, variables: tuple[str, ...], said: str
+) -> None:
+    """A token with an unknown role (403 on every call: it grants nothing) or a region
+    between levels (401 'regions must be a list of division-code prefixes') was printed
+    as any other; the first call with it failed without saying what to change."""
+    assert (_instance_state() / "secrets.env").is_file()
+    code, stdout, stderr = await _make_token(*variables)
+    assert code != 0
+    assert said in stderr, stderr
+    assert "eyJ" not in stdout
