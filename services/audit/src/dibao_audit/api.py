@@ -196,11 +196,30 @@ class EntryPage(BaseModel):
 
 
 class InclusionProofOut(BaseModel):
-    index: int
-    tree_size: int
-    leaf_hash: str
-    path: list[str]
-    checkpoint: str
+    """An RFC 9162 inclusion proof of one entry in the tree the checkpoint signs. To
+    verify it (docs/adr/0006): make the entry's canonical bytes from the answer's
+    ``entry`` (topic, partition, offset), ``record_key``, ``headers`` and ``payload``:
+    ``field("dibao.audit.entry.v1") field(topic) u32(partition) u64(offset)``, then
+    ``u8(0)`` without a key or ``u8(1) field(key)``, ``u32(header count)`` and each header
+    ``field(name) field(value)`` sorted by (name, value) bytes, then ``field(payload)``
+    (``field(x)``: a big-endian u32 length, then the bytes; integers big-endian); the leaf
+    hash is SHA-256(0x00 ‖ those bytes) and equals ``leaf_hash``; fold ``path`` into it as
+    RFC 9162 section 2.1.3.2 says (node hash SHA-256(0x01 ‖ left ‖ right)); the root must
+    be the checkpoint's third line (base64), and the checkpoint's signature verify with a
+    key of ``GET /audit/public-key`` (a C2SP signed note: on the line "— <origin> <base64>"
+    the key id's 4 bytes, then the Ed25519 signature of the text up to and including the
+    newline before the blank line; the vkey is origin+key id+base64 of 0x01 and the key)."""
+
+    index: int = Field(description="The entry's leaf index")
+    tree_size: int = Field(description="The size of the tree the proof is against")
+    leaf_hash: str = Field(description="Hex SHA-256(0x00 ‖ the entry's canonical bytes)")
+    path: list[str] = Field(
+        description="Hex node hashes from the leaf's sibling up (RFC 9162 PATH(m, D[n]))"
+    )
+    checkpoint: str = Field(
+        description="The signed checkpoint of tree_size (C2SP signed note: origin, tree size,"
+        " base64 root hash, extension lines; a blank line; signature lines)"
+    )
 
 
 class EntryWithProofOut(BaseModel):
@@ -228,9 +247,13 @@ class EntryWithProofOut(BaseModel):
 
 
 class ConsistencyProofOut(BaseModel):
+    """An RFC 9162 consistency proof: the tree of ``to_size`` extends the tree of
+    ``from_size``, verified against the roots of both sizes' signed checkpoints as RFC 9162
+    section 2.1.4.2 says."""
+
     from_size: int
     to_size: int
-    path: list[str]
+    path: list[str] = Field(description="Hex node hashes (RFC 9162 SUBPROOF)")
 
 
 class TimelineItem(BaseModel):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import io
 import json
 import re
+import struct
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 from httpx import AsyncClient
 
@@ -194,6 +197,70 @@ async def test_an_entry_comes_with_a_proof_that_verifies(api: Api) -> None:
     )
     foreign = await api.client.get("/audit/entries/1", headers=api.auditor())
     assert foreign.status_code == 404
+
+
+def _field(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _root_by_rfc9162(index: int, size: int, leaf: bytes, path: list[bytes]) -> bytes:
+    """RFC 9162 section 2.1.3.2, as written there (not the service's merkle module)."""
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        assert sn != 0
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0
+    return r
+
+
+async def test_an_auditor_verifies_an_entry_from_what_the_openapi_says(api: Api) -> None:
+    """The published schema said nothing of how a proof is checked (the proof's fields had
+    no description): an auditor had to read ADR 0006. It says it now, and following it with
+    the answer alone, hashlib and an Ed25519 library, the entry verifies."""
+    proof_schema = api.app.openapi()["components"]["schemas"]["InclusionProofOut"]
+    said = proof_schema["description"]
+    for step in ("dibao.audit.entry.v1", "SHA-256(0x00", "2.1.3.2", "/audit/public-key"):
+        assert step in said, step
+    assert all(p.get("description") for p in proof_schema["properties"].values())
+
+    body = (await api.client.get("/audit/entries/0", headers=api.auditor())).json()
+    entry, proof = body["entry"], body["proof"]
+    headers = sorted((n.encode(), base64.b64decode(v)) for n, v in body["headers"])
+    key = body["record_key"]
+    canonical = b"".join(
+        [
+            _field(b"dibao.audit.entry.v1"),
+            _field(entry["topic"].encode()),
+            struct.pack(">IQ", entry["partition"], entry["offset"]),
+            b"\x00" if key is None else b"\x01" + _field(base64.b64decode(key)),
+            struct.pack(">I", len(headers)),
+            *(_field(n) + _field(v) for n, v in headers),
+            _field(base64.b64decode(body["payload"])),
+        ]
+    )
+    leaf = hashlib.sha256(b"\x00" + canonical).digest()
+    assert leaf.hex() == proof["leaf_hash"] == entry["leaf_hash"]
+    root = _root_by_rfc9162(
+        proof["index"], proof["tree_size"], leaf, [bytes.fromhex(p) for p in proof["path"]]
+    )
+    text, signatures = proof["checkpoint"].split("\n\n", 1)
+    assert base64.b64decode(text.split("\n")[2]) == root
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    name, key_id, encoded = vkey.split("+", 2)
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded)[1:])
+    [signature] = [
+        base64.b64decode(line.split(" ", 2)[2])
+        for line in signatures.strip().split("\n")
+        if line.split(" ", 2)[1] == name
+    ]
+    assert signature[:4].hex() == key_id
+    public.verify(signature[4:], (text + "\n").encode())
 
 
 async def test_an_entry_listed_before_a_checkpoint_covers_it_is_409_not_404(api: Api) -> None:
