@@ -282,3 +282,32 @@ def test_numeric_bounds_are_json_schema_keywords(intake_app: FastAPI) -> None:
     assert asked["minimum"] == 0
     holder = schemas["RegistrationBankAccountIn"]["properties"]["holder_member_index"]
     assert holder["anyOf"][0]["minimum"] == 0
+
+
+def _people_in(node: Any, where: str) -> Iterator[tuple[str, str, str, bool]]:
+    """(id_number, name, where, name_correction) of every person an example names."""
+    if isinstance(node, dict):
+        if isinstance(node.get("id_number"), str) and isinstance(node.get("name"), str):
+            yield node["id_number"], node["name"], where, bool(node.get("name_correction"))
+        for key, value in node.items():
+            yield from _people_in(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _people_in(value, f"{where}/{i}")
+
+
+def test_one_id_number_is_one_person_across_the_examples(intake_app: FastAPI) -> None:
+    """A person is their ID number: the marriage example's bride had the registration
+    example's wife's number under another name, so a portal trying both examples got a
+    422 (a known number with another name) or 409 (active in another household). Only a
+    name correction gives a known number another name."""
+    schemas = intake_app.openapi()["components"]["schemas"]
+    names: dict[str, set[str]] = {}
+    for name, schema in schemas.items():
+        for i, example in enumerate(schema.get("examples", [])):
+            for number, person, where, correction in _people_in(example, f"{name}/{i}"):
+                if not correction:
+                    names.setdefault(number, set()).add(f"{person} ({where})")
+    assert len(names) >= 5
+    twice = {n: sorted(p) for n, p in names.items() if len({x.split(" (")[0] for x in p}) > 1}
+    assert twice == {}

@@ -494,7 +494,7 @@ class MarriageIn(_ChangeIn):
                     "married_on": "2026-02-14",
                     "spouse": {
                         "name": "杨秀兰",
-                        "id_number": "620123197009140227",
+                        "id_number": "620123197506184829",
                         "relationship": "spouse",
                         "employment_status": "flexible",
                     },
