@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -145,6 +146,19 @@ async def search_applications(
     cursor: Cursor = None,
     limit: PageSize = 50,
 ) -> Response:
+    if submitted_from is not None and submitted_to is not None and submitted_to < submitted_from:
+        # Bounds given the wrong way round find nothing: an empty page would read as "no
+        # applications in those days".
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "submitted_to"),
+                    "msg": f"is before submitted_from ({submitted_from.isoformat()}): the"
+                    " last day of the search comes after its first",
+                    "type": "value_error",
+                }
+            ]
+        )
     query = service.SearchApplications(
         region_prefix=region,
         status=status,
