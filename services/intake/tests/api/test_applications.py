@@ -497,12 +497,15 @@ async def test_reads_are_recorded_on_the_access_topic(
     reader = intake.headers(Role.INVESTIGATOR, ["620123"], subject="investigator-7")
     response = await intake.http.get(f"/applications/{accepted['id']}", headers=reader)
     assert response.status_code == 200
-    found = await wait_for_events(intake_stack, "dibao.access.v1", 1, subject=accepted["id"])
-    assert len(found) == 1
-    record = EventRegistry.default().decode(found[0])
-    assert record.actor.subject == "investigator-7"  # type: ignore[attr-defined]
-    assert record.operation == "GET /applications/{application_id}"  # type: ignore[attr-defined]
-    assert found[0].key == household.id
+    # The submission's answer and the read: one record each.
+    found = await wait_for_events(intake_stack, "dibao.access.v1", 2, subject=accepted["id"])
+    assert len(found) == 2
+    records = [EventRegistry.default().decode(e) for e in found]
+    assert [(r.actor.subject, r.operation) for r in records] == [  # type: ignore[attr-defined]
+        ("test-clerk", "POST /applications"),
+        ("investigator-7", "GET /applications/{application_id}"),
+    ]
+    assert {e.key for e in found} == {household.id}
     assert len(await events(intake_stack, "dibao.access.v1", subject=household.id)) == 0
 
 
@@ -905,3 +908,41 @@ async def test_a_submission_refused_for_a_concurrent_change_may_be_sent_again_wi
             {"id": again.json()["id"]},
         )
     assert made_from == 2
+
+
+async def test_a_submissions_answer_is_recorded_as_a_read_of_the_application(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The answer to a submission shows the application whole, as a withdrawal's and a
+    read's do: the applicant's name, the account's holder and custody (the household's
+    current account when none is given), the documents' descriptions, none of which the
+    request sent. It left no record on dibao.access.v1, where the withdrawal's answer and
+    the same answer replayed each leave one (ADR 0005: every read of personal data is
+    recorded). Accepted or returned, it is now recorded as the read of the application
+    it is: every member named by keyed hash, the fields by view."""
+    household = await intake.register(intake.plan(RURAL_VILLAGE))
+    body = await intake.complete_application_body(household)
+    hasher = PersonHasher.from_settings(pii_settings_for_tests())
+    members = sorted(hasher.hash_id_number(m.id_number) for m in household.plan.members)
+    clerk = f"clerk-{uuid.uuid4()}"
+    for sent, status in (
+        (body | {"document_ids": [], "incomes": []}, "returned"),
+        (body, "submitted"),
+    ):
+        response = await intake.http.post(
+            "/applications", json=sent, headers=intake.headers(subject=clerk)
+        )
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert answer["status"] == status
+        assert answer["applicant_name"] in {m.name for m in household.plan.members}
+        [record] = await access_records(intake_stack, answer["id"], clerk)
+        assert record.action == access.ACCESS_ACTION_VIEW
+        assert record.outcome == access.ACCESS_OUTCOME_GRANTED
+        assert record.record_type == access.RECORD_TYPE_APPLICATION
+        assert record.household_id == household.id
+        assert record.operation == "POST /applications"
+        assert record.correlation_id
+        assert sorted(p.keyed_hash for p in record.persons) == members
+        assert "applicant_name" in record.fields
+        assert "bank_account_masked" in record.fields

@@ -66,7 +66,8 @@ async def _replayed_and_refused(
 ) -> tuple[dict[str, Any], access.PersonalDataAccessed, access.PersonalDataAccessed]:
     """Send once, then the same key and body again: the replay is recorded; then again
     with a token of the same subject no longer covering the region: refused, recorded.
-    ``earlier``: the records the first answer leaves (a change's answer is a read)."""
+    ``earlier``: the records the first answer leaves (a change's or a submission's answer
+    is a read)."""
     key = str(uuid.uuid4())
     first = await send(intake.headers(role, [home], subject=subject, idempotency_key=key))
     assert first.status_code == 201, first.text
@@ -187,6 +188,7 @@ async def test_a_replayed_submission_is_recorded_and_rechecks_the_region(
         send,
         subject=f"clerk-{uuid.uuid4()}",
         refused_status=404,
+        earlier=1,
     )
     assert granted.record_type == access.RECORD_TYPE_APPLICATION
     assert granted.household_id == household.id

@@ -86,7 +86,8 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
     " An applicant related to staff is flagged: the county must visit. Send an"
     " Idempotency-Key: a retried submission creates nothing twice. A household of another"
     " region is refused as GET /households/{household_id} refuses it (404, recorded DENIED"
-    " on dibao.access.v1; nothing else written).",
+    " on dibao.access.v1; nothing else written). The answer shows the application whole"
+    " and is recorded on dibao.access.v1 as GET /applications/{application_id} is.",
     responses=problems(
         400,
         401,

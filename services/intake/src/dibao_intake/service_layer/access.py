@@ -22,6 +22,7 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao_common.errors import ProblemError
+from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.service_layer.events import publish
 from dibao_intake.service_layer.runtime import SERVICE, Caller, Runtime
@@ -107,8 +108,7 @@ def refused(
     return AccessRefused(problem, record)
 
 
-async def record_access(
-    session: AsyncSession,
+def access_event(
     runtime: Runtime,
     caller: Caller,
     target: AccessTarget,
@@ -116,7 +116,9 @@ async def record_access(
     persons: Sequence[common.PersonRef],
     fields: Sequence[str],
     outcome: Outcome = access.ACCESS_OUTCOME_GRANTED,
-) -> None:
+) -> OutgoingEvent:
+    """The access record of a read, for the outbox (``record_access`` enqueues it; a
+    request that holds its writes for one statement adds it to its own events)."""
     household_id = target.household_id
     access_id = uuid7()
     message = access.PersonalDataAccessed(
@@ -140,4 +142,18 @@ async def record_access(
     )
     # A read not tied to one household (a search) is keyed by its own id.
     key = str(household_id) if household_id else str(access_id)
-    await publish(session, runtime, caller, message, key=key, subject=target.record_id)
+    return OutgoingEvent(message, key=key, subject=target.record_id)
+
+
+async def record_access(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    target: AccessTarget,
+    *,
+    persons: Sequence[common.PersonRef],
+    fields: Sequence[str],
+    outcome: Outcome = access.ACCESS_OUTCOME_GRANTED,
+) -> None:
+    event = access_event(runtime, caller, target, persons=persons, fields=fields, outcome=outcome)
+    await publish(session, runtime, caller, event.message, key=event.key, subject=event.subject)

@@ -54,7 +54,7 @@ from dibao_intake.domain.staff import (
     find_staff_relations,
     relation_note,
 )
-from dibao_intake.service_layer.access import AccessTarget, record_access, refused
+from dibao_intake.service_layer.access import AccessTarget, access_event, record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.households import (
     ACCOUNT_FIELDS,
@@ -296,6 +296,24 @@ async def submit_application(
         _submitted_events(runtime, caller, household, record, command, account, ordered_documents)
         if accepted
         else [_returned_event(runtime, caller, record, missing)]
+    )
+    # The answer shows the application whole, as its read does (the applicant's name, the
+    # account's holder and custody, the documents): recorded as that read is, in the same
+    # statement as the events (ADR 0005).
+    outgoing.append(
+        access_event(
+            runtime,
+            caller,
+            AccessTarget(
+                record.household_id, region_code, access.RECORD_TYPE_APPLICATION, str(record.id)
+            ),
+            persons=[
+                # One ref per person, who may have left and rejoined.
+                contracts.person_ref(m, runtime.pii.hash_key_id)
+                for m in {m.person_id: m for m in household.members}.values()
+            ],
+            fields=application_fields(view_of(caller.principal), with_account=account is not None),
+        )
     )
     timeline = await publish_many(session, runtime, caller, outgoing, write_timeline=False)
     await submission_repo.insert_submission(
