@@ -376,6 +376,17 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI's answer to a JSON body in another encoding (a portal sending GBK) is
+        # "There was an error parsing the body", typed bad-request: it is a malformed body.
+        return problem_response(
+            400,
+            "malformed-body",
+            "Malformed request body",
+            "The request body is not valid JSON: JSON is sent in UTF-8 (RFC 8259 section"
+            f" 8.1), and byte {exc.__cause__.start} is not UTF-8",
+            instance=request.url.path,
+        )
     detail: str | None = str(exc.detail) if exc.detail else None
     if detail == _title_of(status):
         detail = None
