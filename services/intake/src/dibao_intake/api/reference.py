@@ -35,7 +35,16 @@ router = APIRouter()
     responses=problems(401, 403, 404, 422),
 )
 async def get_division(
-    code: Annotated[str, Path(pattern=r"^[0-9]{12}$", examples=["620123000000"])],
+    code: Annotated[
+        str,
+        Path(
+            pattern=r"^[0-9]{12}$",
+            examples=["620123000000"],
+            description="The full 12-digit code: a province's, city's, county's or township's"
+            " padded with zeros (county 620123 is 620123000000), where a token's regions and"
+            " a search's region are prefixes (620123)",
+        ),
+    ],
     caller: Reader,
     runtime: RuntimeDep,
 ) -> Response:
