@@ -25,6 +25,7 @@ from dibao_intake.domain.resident_id import compose_resident_id
 from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
     RURAL_VILLAGE,
+    URBAN_VILLAGE,
     IntakeClient,
     RegisteredHousehold,
     access_records,
@@ -1006,6 +1007,37 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     payload = _with_member_id(intake.plan(shape="elderly_alone").payload(), 0, dead["id_number"])
     problem = await _refused(intake, intake_engine, payload, 422)
     assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/id_number"]
+
+
+async def test_a_join_dated_before_leaving_another_region_does_not_say_when(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A move_in dated before the person left their last household is refused at
+    moved_on, naming the day they left: of a household in another county too, which told
+    a clerk who holds nothing but an ID number when its holder left a household they may
+    not read (nothing recorded, as a refused request writes nothing). The day is named
+    to a clerk whose regions hold that household, and not to others."""
+    household = await intake.register(intake.plan(RURAL_VILLAGE, shape="three_generations"))
+    kid = household.person_ids[3]
+    member = household.plan.members[3].payload() | {"relationship": "other_dependant"}
+    await intake.change(household, {"kind": "move_out", "person_id": kid, "moved_on": "2026-02-20"})
+    elsewhere = await intake.register(intake.plan(URBAN_VILLAGE, shape="elderly_alone"))
+    body = {"kind": "move_in", "moved_on": "2026-02-10", "member": member}
+    details: dict[str, str] = {}
+    for regions in (["620102"], ["62"]):
+        before = await row_counts(intake_engine)
+        response = await intake.http.post(
+            f"/households/{elsewhere.id}/changes",
+            json=body,
+            headers=intake.headers(regions=regions),
+        )
+        assert response.status_code == 422, response.text
+        assert await row_counts(intake_engine) == before
+        [error] = response.json()["errors"]
+        assert error["pointer"] == "/body/moved_on"
+        details[regions[0]] = error["detail"]
+    assert "2026-02-20" not in details["620102"]
+    assert "2026-02-20" in details["62"]
 
 
 async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(

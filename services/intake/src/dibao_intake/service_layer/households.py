@@ -776,9 +776,13 @@ class _ChangeWork:
         ended = [(h.left_on, h) for h in history if h.left_on is not None]
         left, last = max(ended, key=lambda e: e[0], default=(None, None))
         if date_pointer is not None and left is not None and joined_on < left:
-            # Else the person would have been a member of two households at once.
+            # Else the person would have been a member of two households at once. The day
+            # is named to a caller who may read that household only: to another it would
+            # tell, for an ID number alone, when its holder left a household elsewhere.
+            assert last is not None
+            day = f" ({left})" if self.caller.principal.can_see(last.region_code) else ""
             problems.append(
-                Violation(date_pointer, f"is before the person left their last household ({left})")
+                Violation(date_pointer, f"is before the person left their last household{day}")
             )
         if member.input.name_correction and (newborn or date_pointer is None):
             problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
