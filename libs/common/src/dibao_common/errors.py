@@ -454,6 +454,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         return problem_response(
             400, "malformed-body", "Malformed request body", detail, instance=request.url.path
         )
+    errors = [_tag_missing(request, e) if _is_tag_missing(e) else e for e in errors]
     return problem_response(
         422,
         "validation-failed",
@@ -462,6 +463,36 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         instance=request.url.path,
         errors=_validation_errors(errors, exc.body, request.headers.get("content-type")),
     )
+
+
+def _is_tag_missing(error: Any) -> bool:
+    return error.get("type") == "union_tag_not_found" and tuple(error.get("loc", ())) == ("body",)
+
+
+def _tag_missing(request: Request, error: Any) -> dict[str, Any]:
+    """A body of several forms (a change's ``kind``) sent without the member that names
+    its form: pydantic says "Unable to extract tag using discriminator 'kind'" at the
+    body. It is that member that is missing, and the operation's schema lists its values."""
+    name = str((error.get("ctx") or {}).get("discriminator", "")).strip("'\"")
+    if not name:
+        return dict(error)
+    tags: list[str] = []
+    route = request.scope.get("route")
+    openapi = getattr(request.app, "openapi", None)
+    path = getattr(route, "path_format", None)
+    if callable(openapi) and isinstance(path, str):
+        operation = openapi().get("paths", {}).get(path, {}).get(request.method.lower(), {})
+        content = operation.get("requestBody", {}).get("content", {})
+        schema = content.get("application/json", {}).get("schema", {})
+        discriminator = schema.get("discriminator") or {}
+        if discriminator.get("propertyName") == name:
+            tags = list(discriminator.get("mapping") or {})
+    choices = f": one of {', '.join(repr(t) for t in tags)}" if tags else ""
+    return {
+        **error,
+        "loc": ("body", name),
+        "msg": f"Field required{choices} (it names which form of the body this is)",
+    }
 
 
 def _internal_error(path: str | None) -> Response:
