@@ -345,9 +345,15 @@ async def test_a_submission_is_in_the_audit_log_of_its_county_with_proofs(
     assert not [e for e in logged if e["contradicted"]], logged
     reads_logged = [e for e in logged if e["ce_type"] == ACCESSED and e["actor"] == portal.subject]
     assert {await _operation(own, e["index"]) for e in reads_logged} >= reads, reads_logged
-    # By application: the submission and acceptance (and the application's read).
+    # By application: the submission and acceptance, and who read the application (its
+    # access records name it), not the household's read.
     by_application = await own.entries(application_id=application_id)
     assert {SUBMITTED, "dibao.intake.ApplicationAccepted.v1"} <= set(_types(by_application))
+    read_by = {
+        await _operation(own, e["index"]) for e in by_application if e["ce_type"] == ACCESSED
+    }
+    assert "GET /applications/{application_id}" in read_by, by_application
+    assert "GET /households/{household_id}" not in read_by, by_application
 
     # The county beside it sees none of it.
     assert await other.entries(household_id=household_id) == []

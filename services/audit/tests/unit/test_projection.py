@@ -142,6 +142,29 @@ def test_a_searchs_other_regions_come_from_the_payload() -> None:
     assert project(recorded_event(withdrawn, offset=3, key="hh-1"), REGISTRY).regions is None
 
 
+def test_a_read_of_an_application_is_keyed_by_it() -> None:
+    """An access record naming the application read (``PersonalDataAccessed.application_id``,
+    since 2 Dec 2026) is found by an audit query for that application; one of a household,
+    and one logged before the field, by its household only."""
+    read = access_pb2.PersonalDataAccessed(
+        household_id="hh-1",
+        region=types_pb2.RegionCode(code="620102001001"),
+        record_type=access_pb2.RECORD_TYPE_APPLICATION,
+        record_id="app-1",
+        application_id="app-1",
+    )
+    row = project(recorded_event(read, offset=1, key="hh-1"), REGISTRY)
+    assert (row.household_id, row.application_id) == ("hh-1", "app-1")
+    before = access_pb2.PersonalDataAccessed(
+        household_id="hh-1",
+        region=types_pb2.RegionCode(code="620102001001"),
+        record_type=access_pb2.RECORD_TYPE_APPLICATION,
+        record_id="app-1",
+    )
+    row = project(recorded_event(before, offset=2, key="hh-1"), REGISTRY)
+    assert (row.household_id, row.application_id) == ("hh-1", None)
+
+
 def _stored(row: EntryRow) -> Columns:
     return Columns(
         row.ce_id,

@@ -334,6 +334,11 @@ async def test_a_refused_read_is_recorded_all_the_same(
         [record] = await access_records(intake_stack, subject, prober)
         assert record.outcome == access.ACCESS_OUTCOME_DENIED, url
         assert (record.record_type, record.record_id) == (record_type, subject)
+        # Keyed by the application when it is one (an audit query by application finds
+        # the attempt), by nothing else.
+        assert record.application_id == (
+            subject if record_type == access.RECORD_TYPE_APPLICATION else ""
+        ), url
         assert (record.household_id, record.region.code) == (
             household.id,
             household.plan.region_code,

@@ -434,6 +434,7 @@ async def test_a_withdrawals_answer_is_recorded_as_the_read_it_is(
         access.ACCESS_OUTCOME_GRANTED,
     )
     assert record.record_type == access.RECORD_TYPE_APPLICATION
+    assert record.application_id == accepted["id"]
     assert sorted(p.person_id for p in record.persons) == sorted(household.person_ids)
     assert {"incomes", "assets", "statement_and_notes", "timeline_details"} <= set(record.fields)
     assert record.operation == "POST /applications/{application_id}/withdrawal"
@@ -940,6 +941,7 @@ async def test_a_submissions_answer_is_recorded_as_a_read_of_the_application(
         assert record.action == access.ACCESS_ACTION_VIEW
         assert record.outcome == access.ACCESS_OUTCOME_GRANTED
         assert record.record_type == access.RECORD_TYPE_APPLICATION
+        assert record.application_id == answer["id"]
         assert record.household_id == household.id
         assert record.operation == "POST /applications"
         assert record.correlation_id

@@ -9,6 +9,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from dibao.access.v1 import events_pb2 as access
 from dibao.assessment.v1 import events_pb2 as assessment
 from dibao.assessment.v1 import types_pb2 as assessment_types
 from dibao.audit.v1 import events_pb2 as audit
@@ -532,3 +533,22 @@ def test_a_household_change_enters_each_open_application_s_timeline() -> None:
     ]
     assert entries[0][1] is entries[1][1]
     assert [a for a, _ in timeline.entries_of(events)] == [APPLICATION]
+
+
+def test_an_access_record_enters_no_timeline() -> None:
+    """A read of an application names it (``PersonalDataAccessed.application_id``, for the
+    audit log's query by application) and of a household names the household, but a read
+    is no step of the case: no entry, in the application's timeline or an open one's."""
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    reads = [
+        access.PersonalDataAccessed(
+            household_id="h",
+            record_type=access.RECORD_TYPE_APPLICATION,
+            record_id=str(APPLICATION),
+            application_id=str(APPLICATION),
+        ),
+        access.PersonalDataAccessed(household_id="h", record_type=access.RECORD_TYPE_HOUSEHOLD),
+    ]
+    assert application_of(reads[0]) == APPLICATION
+    events = [(build_envelope(m, key="h", source="test", time=at), m) for m in reads]
+    assert timeline.entries_of(events, open_applications=[uuid.uuid4()]) == []

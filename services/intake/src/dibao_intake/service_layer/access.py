@@ -139,6 +139,11 @@ def access_event(
         correlation_id=caller.correlation_id or "",
         operation=caller.operation,
         regions=[contracts.region(code) for code in target.regions],
+        # The audit log keys an entry by the application it names: a read of one is
+        # found by an audit query for that application.
+        application_id=(
+            target.record_id if target.record_type == access.RECORD_TYPE_APPLICATION else ""
+        ),
     )
     # A read not tied to one household (a search) is keyed by its own id.
     key = str(household_id) if household_id else str(access_id)

@@ -91,6 +91,12 @@ _HIDDEN: dict[str, frozenset[str]] = {}
 _MAX_TEXT = 200
 
 
+NOT_IN_TIMELINE = frozenset({"dibao.access.v1.PersonalDataAccessed"})
+"""Event types no timeline shows: an access record names the application read (so an
+audit query by application finds who read it), but a read is no step of the case, and a
+timeline of every GET would bury the steps."""
+
+
 def application_of(message: Message) -> uuid.UUID | None:
     """The application an event is about, if any."""
     fields = message.DESCRIPTOR.fields_by_name
@@ -370,12 +376,15 @@ def entries_of(
     *,
     open_applications: Sequence[uuid.UUID] = (),
 ) -> list[tuple[uuid.UUID, TimelineRecord]]:
-    """The timeline entries of those events that are about an application; with
+    """The timeline entries of those events that are about an application (an access
+    record never: ``NOT_IN_TIMELINE``); with
     ``open_applications`` (the household's applications not yet decided), an event about
     the household and no application enters each of their timelines (a member's death
     while the case is being investigated, a new account before the first payment)."""
     entries: list[tuple[uuid.UUID, TimelineRecord]] = []
     for envelope, message in events:
+        if message.DESCRIPTOR.full_name in NOT_IN_TIMELINE:
+            continue
         application_id = application_of(message)
         if application_id is not None:
             entries.append((application_id, _record(envelope, message)))

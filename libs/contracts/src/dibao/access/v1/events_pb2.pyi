@@ -188,6 +188,7 @@ class PersonalDataAccessed(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
     REGIONS_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     """Household whose data was read (empty for a read not tied to one household)."""
     access_id: _builtins.str
@@ -206,6 +207,11 @@ class PersonalDataAccessed(_message.Message):
     """Correlation id of the request that read it."""
     operation: _builtins.str
     """Route or operation, e.g. "GET /households/{id}"."""
+    application_id: _builtins.str
+    """The application the record read is, when record_type is RECORD_TYPE_APPLICATION (its
+    record_id), so that an audit query by application finds who read it. Empty for any
+    other record, and in records before 2 Dec 2026.
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode:
         """Region of the household (or of the list read)."""
@@ -252,10 +258,11 @@ class PersonalDataAccessed(_message.Message):
         correlation_id: _builtins.str = ...,
         operation: _builtins.str = ...,
         regions: _abc.Iterable[_types_pb2.RegionCode] | None = ...,
+        application_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "action", b"action", "actor", b"actor", "correlation_id", b"correlation_id", "fields", b"fields", "household_id", b"household_id", "occurred_at", b"occurred_at", "operation", b"operation", "outcome", b"outcome", "persons", b"persons", "purpose", b"purpose", "purpose_note", b"purpose_note", "record_id", b"record_id", "record_type", b"record_type", "region", b"region", "regions", b"regions", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "action", b"action", "actor", b"actor", "application_id", b"application_id", "correlation_id", b"correlation_id", "fields", b"fields", "household_id", b"household_id", "occurred_at", b"occurred_at", "operation", b"operation", "outcome", b"outcome", "persons", b"persons", "purpose", b"purpose", "purpose_note", b"purpose_note", "record_id", b"record_id", "record_type", b"record_type", "region", b"region", "regions", b"regions", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
