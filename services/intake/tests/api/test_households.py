@@ -17,7 +17,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
-from dibao_common.crypto import mask_name
+from dibao_common.crypto import PersonHasher, mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
@@ -30,6 +30,7 @@ from dibao_intake.testing import (
     RegisteredHousehold,
     access_records,
     moves_in,
+    pii_settings_for_tests,
     refused_change,
     row_counts,
     wait_for_events,
@@ -196,20 +197,49 @@ async def test_flags_and_indexes_of_another_type_are_refused(
 
 
 async def test_a_person_in_another_household_is_a_409_with_a_masked_reference(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:
+    """The 409 names the other household by a masked reference only; and it tells the
+    caller that the person is an active member of a household of that county, which a
+    lookup by ID number records: so is the 409 (action search, the person by keyed hash,
+    the other household named), else a clerk could learn it of any ID number unrecorded
+    by registering (or moving in) a household with it. Nothing else is written."""
     first = await intake.register()
     plan = intake.plan("620102001002")
-    payload = _with_member_id(plan.payload(), 0, first.plan.members[0].id_number.lower())
+    number = first.plan.members[0].id_number
+    payload = _with_member_id(plan.payload(), 0, number.lower())
     # The head alone: with another head's ID number (and so birth date), the planned
     # parents or children could break the age rules first (a 422, not the 409).
     payload["members"] = payload["members"][:1]
-    problem = await _refused(intake, intake_engine, payload, 409)
+    prober = f"clerk-{uuid.uuid4()}"
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=payload, headers=intake.headers(subject=prober)
+    )
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
     assert problem["type"] == "https://dibao.gov.cn/problems/person-in-household"
     [conflict] = problem["conflicts"]
     assert conflict["pointer"] == "/body/members/0"
     assert conflict["household_ref"] == f"620123-****-{uuid.UUID(first.id).hex[-4:]}"
     assert first.id not in str(problem)
+    # Nothing but the answer's access record.
+    assert await row_counts(intake_engine) == before | {
+        "outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1
+    }
+    [record] = await access_records(intake_stack, first.id, prober)
+    assert (record.action, record.outcome) == (
+        access.ACCESS_ACTION_SEARCH,
+        access.ACCESS_OUTCOME_GRANTED,
+    )
+    assert record.record_type == access.RECORD_TYPE_HOUSEHOLD
+    assert record.household_id == first.id
+    assert record.region.code == first.plan.region_code
+    hasher = PersonHasher.from_settings(pii_settings_for_tests())
+    assert [p.keyed_hash for p in record.persons] == [hasher.hash_id_number(number)]
+    assert list(record.fields) == ["household_ref"]
+    assert record.operation == "POST /households"
 
 
 async def test_clerks_register_only_in_their_regions(intake: IntakeClient) -> None:

@@ -51,7 +51,7 @@ from dibao_intake.domain.household import (
 )
 from dibao_intake.domain.names import same_name
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
-from dibao_intake.service_layer.access import AccessTarget, record_access, refused
+from dibao_intake.service_layer.access import AccessRefused, AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
 from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
 from dibao_intake.service_layer.runtime import (
@@ -117,22 +117,49 @@ async def _histories(
 
 
 def _not_elsewhere(
+    runtime: Runtime,
+    caller: Caller,
     hashes: dict[str, str],
     history: Sequence[repo.PastMembership],
     *,
     allowed_household: uuid.UUID | None = None,
 ) -> None:
-    """409 naming the other household only by a masked reference."""
+    """409 naming the other household only by a masked reference. The answer tells the
+    caller that the person is an active member of a household of that county, as a lookup
+    by ID number does: recorded as that lookup is (action search, the person by keyed
+    hash, the household named), once the request's transaction has rolled back."""
+    found = [f for f in history if f.active and f.household_id != allowed_household]
     conflicts = [
         {
             "pointer": "/body" + hashes[f.id_hash],
             "household_ref": masked_household_ref(f.household_id, f.region_code),
         }
-        for f in history
-        if f.active and f.household_id != allowed_household
+        for f in found
     ]
-    if conflicts:
-        raise _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+    if not conflicts:
+        return
+
+    async def record(session: AsyncSession) -> None:
+        for f in found:
+            await record_access(
+                session,
+                runtime,
+                caller,
+                AccessTarget(
+                    f.household_id,
+                    f.region_code,
+                    access.RECORD_TYPE_HOUSEHOLD,
+                    str(f.household_id),
+                    action=access.ACCESS_ACTION_SEARCH,
+                ),
+                persons=[
+                    common.PersonRef(keyed_hash=f.id_hash, hash_key_id=runtime.pii.hash_key_id)
+                ],
+                fields=("household_ref",),
+            )
+
+    problem = _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+    raise AccessRefused(problem, record)
 
 
 def _not_deceased(hashes: dict[str, str], history: Sequence[repo.PastMembership]) -> None:
@@ -233,6 +260,7 @@ def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.N
 async def _insert_memberships(
     session: AsyncSession,
     runtime: Runtime,
+    caller: Caller,
     household_id: uuid.UUID,
     members: Sequence[repo.NewMembership],
     named: Sequence[tuple[str, ValidMember]],
@@ -249,7 +277,7 @@ async def _insert_memberships(
         # Lost a race with a concurrent registration of the same person. The insert
         # waited for the winner to commit, so a new read finds its household.
         hashes, history = await _histories(session, runtime, named)
-        _not_elsewhere(hashes, history, allowed_household=household_id)
+        _not_elsewhere(runtime, caller, hashes, history, allowed_household=household_id)
         raise _person_in_household([]) from None
 
 
@@ -309,7 +337,7 @@ async def register_household(
         raise rules_failed(error) from None
     pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
     hashes, history = await _histories(session, runtime, pointers)
-    _not_elsewhere(hashes, history)
+    _not_elsewhere(runtime, caller, hashes, history)
     _not_deceased(hashes, history)
     person_ids, _ = await _store_persons(session, runtime, pointers)
     household_id = uuid7()
@@ -329,6 +357,7 @@ async def register_household(
     await _insert_memberships(
         session,
         runtime,
+        caller,
         household_id,
         [_membership(pid, m, today) for pid, m in zip(person_ids, valid.members, strict=True)],
         pointers,
@@ -765,7 +794,7 @@ class _ChangeWork:
             raise_if_any(
                 [Violation(f"{pointer}/id_number", "already an active member of this household")]
             )
-        _not_elsewhere(hashes, history)
+        _not_elsewhere(self.runtime, self.caller, hashes, history)
         problems: list[Violation] = []
         if any(h.left_reason is LeaveReason.DEATH for h in history):
             problems.append(Violation(f"{pointer}/id_number", "the person is recorded as deceased"))
@@ -804,6 +833,7 @@ class _ChangeWork:
         await _insert_memberships(
             self.session,
             self.runtime,
+            self.caller,
             self.household_id,
             [_membership(person_id, member, joined_on)],
             [(pointer, member)],
