@@ -61,3 +61,33 @@ async def test_a_search_over_several_regions_names_each_of_them(
         ("households?region_prefix=6201", "620100000000", ["620102000000", "620123000000"]),
         ("households?region_prefix=620123101", "620123101000", ["620123101000"]),
     ]
+
+
+async def test_a_region_between_division_levels_is_refused_and_not_recorded(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A search's region is a prefix down to a division level, as a token's regions are:
+    62012 or 62012310 would be recorded as a search of no division (620120000000). 422 in
+    words, and no access record (nothing was searched); a level's prefix is searched."""
+    reader = "searcher-between-levels"
+    headers = intake.headers(Role.INTAKE_CLERK, ["620123"], subject=reader)
+    for url in ("/households?region=62012", "/applications?region=62012310"):
+        response = await intake.http.get(url, headers=headers)
+        assert response.status_code == 422, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "2 digits (province), 4 (city), 6 (county)" in response.text, response.text
+    response = await intake.http.get("/households?region=620123101", headers=headers)
+    assert response.status_code == 200, response.text
+    [record] = await _searches_by(intake_stack, reader, 1)
+    assert record.record_id == "households?region_prefix=620123101"
+    # A refused search's record would have been committed before that one, so published
+    # by the time it is (the relay claims in outbox order and awaits each batch's acks).
+    await asyncio.sleep(1.0)
+    decoded = [
+        EventRegistry.default().decode(e) for e in await events(intake_stack, "dibao.access.v1")
+    ]
+    assert [
+        r.record_id
+        for r in decoded
+        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+    ] == ["households?region_prefix=620123101"]

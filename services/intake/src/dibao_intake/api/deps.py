@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.db import driver_session
-from dibao_common.errors import Conflict, problem_responses
+from dibao_common.errors import Conflict, explain_pattern, problem_responses
 from dibao_common.idempotency import (
     REPLAYED_HEADER,
     IdempotentRequest,
@@ -88,9 +88,19 @@ CaseReader = Annotated[Caller, Depends(caller_with(*CASE_ROLES_LISTED))]
 Idempotency = Annotated[IdempotentRequest | None, Depends(optional_idempotent_request)]
 
 # A list's query parameters (applications, households).
+# A division level's prefix, as a token's regions are (dibao_common.auth): a prefix between
+# levels (62012) would be recorded as a search of no division (620120000000).
+REGION_LEVEL_PREFIX = explain_pattern(
+    r"^(?:[0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$",
+    "must be a division code's prefix down to a level: 2 digits (province), 4 (city),"
+    " 6 (county), 9 (township) or 12 (village)",
+)
 RegionPrefix = Annotated[
     str | None,
-    Query(pattern=r"^[0-9]{2,12}$", description="Division-code prefix, e.g. 620123101"),
+    Query(
+        pattern=REGION_LEVEL_PREFIX,
+        description="Division-code prefix of a level (2, 4, 6, 9 or 12 digits), e.g. 620123101",
+    ),
 ]
 Cursor = Annotated[str | None, Query(max_length=64)]
 PageSize = Annotated[int, Query(ge=1, le=200)]
