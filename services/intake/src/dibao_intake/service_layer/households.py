@@ -17,7 +17,7 @@ from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao.intake.v1 import types_pb2 as intake
 from dibao_common.clock import china_date
-from dibao_common.errors import Conflict, NotFound, UnprocessableEntity
+from dibao_common.errors import Conflict, NotFound, ProblemError, UnprocessableEntity
 from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -116,28 +116,18 @@ async def _histories(
     return hashes, await repo.find_memberships(session, list(hashes))
 
 
-def _not_elsewhere(
+def _told(
     runtime: Runtime,
     caller: Caller,
-    hashes: dict[str, str],
-    history: Sequence[repo.PastMembership],
-    *,
-    allowed_household: uuid.UUID | None = None,
-) -> None:
-    """409 naming the other household only by a masked reference. The answer tells the
-    caller that the person is an active member of a household of that county, as a lookup
-    by ID number does: recorded as that lookup is (action search, the person by keyed
-    hash, the household named), once the request's transaction has rolled back."""
-    found = [f for f in history if f.active and f.household_id != allowed_household]
-    conflicts = [
-        {
-            "pointer": "/body" + hashes[f.id_hash],
-            "household_ref": masked_household_ref(f.household_id, f.region_code),
-        }
-        for f in found
-    ]
-    if not conflicts:
-        return
+    problem: ProblemError,
+    found: Sequence[repo.PastMembership],
+    field: str,
+) -> AccessRefused:
+    """``problem``, which tells the caller something of the persons' memberships in
+    ``found`` (``field``: that one is active there, that one died there), recorded as a
+    lookup by ID number is (action search, the person by keyed hash, each household
+    named), once the request's transaction has rolled back: else a registration or a
+    change would be an unrecorded way to learn it of any ID number."""
 
     async def record(session: AsyncSession) -> None:
         for f in found:
@@ -155,22 +145,52 @@ def _not_elsewhere(
                 persons=[
                     common.PersonRef(keyed_hash=f.id_hash, hash_key_id=runtime.pii.hash_key_id)
                 ],
-                fields=("household_ref",),
+                fields=(field,),
             )
 
-    problem = _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
-    raise AccessRefused(problem, record)
+    return AccessRefused(problem, record)
 
 
-def _not_deceased(hashes: dict[str, str], history: Sequence[repo.PastMembership]) -> None:
-    """422 for a person whose membership somewhere ended with their death."""
-    dead = sorted({hashes[f.id_hash] for f in history if f.left_reason is LeaveReason.DEATH})
-    if dead:
-        raise rules_failed(
-            RulesViolatedError(
-                [Violation(f"{p}/id_number", "the person is recorded as deceased") for p in dead]
-            )
+def _not_elsewhere(
+    runtime: Runtime,
+    caller: Caller,
+    hashes: dict[str, str],
+    history: Sequence[repo.PastMembership],
+    *,
+    allowed_household: uuid.UUID | None = None,
+) -> None:
+    """409 naming the other household only by a masked reference; recorded (``_told``)."""
+    found = [f for f in history if f.active and f.household_id != allowed_household]
+    conflicts = [
+        {
+            "pointer": "/body" + hashes[f.id_hash],
+            "household_ref": masked_household_ref(f.household_id, f.region_code),
+        }
+        for f in found
+    ]
+    if conflicts:
+        problem = _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+        raise _told(runtime, caller, problem, found, "household_ref")
+
+
+DECEASED = "the person is recorded as deceased"
+
+
+def _not_deceased(
+    runtime: Runtime,
+    caller: Caller,
+    hashes: dict[str, str],
+    history: Sequence[repo.PastMembership],
+) -> None:
+    """422 for a person whose membership somewhere ended with their death; recorded
+    (``_told``)."""
+    deaths = [f for f in history if f.left_reason is LeaveReason.DEATH]
+    if deaths:
+        dead = sorted({hashes[f.id_hash] for f in deaths})
+        problem = rules_failed(
+            RulesViolatedError([Violation(f"{p}/id_number", DECEASED) for p in dead])
         )
+        raise _told(runtime, caller, problem, deaths, "deceased")
 
 
 OTHER_NAME = (
@@ -338,7 +358,7 @@ async def register_household(
     pointers = [(f"/members/{i}", m) for i, m in enumerate(valid.members)]
     hashes, history = await _histories(session, runtime, pointers)
     _not_elsewhere(runtime, caller, hashes, history)
-    _not_deceased(hashes, history)
+    _not_deceased(runtime, caller, hashes, history)
     person_ids, _ = await _store_persons(session, runtime, pointers)
     household_id = uuid7()
     head_index = next(
@@ -796,8 +816,9 @@ class _ChangeWork:
             )
         _not_elsewhere(self.runtime, self.caller, hashes, history)
         problems: list[Violation] = []
-        if any(h.left_reason is LeaveReason.DEATH for h in history):
-            problems.append(Violation(f"{pointer}/id_number", "the person is recorded as deceased"))
+        deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
+        if deaths:
+            problems.append(Violation(f"{pointer}/id_number", DECEASED))
         elif newborn and history:
             problems.append(
                 Violation(f"{pointer}/id_number", "the person is already registered: not a birth")
@@ -815,6 +836,10 @@ class _ChangeWork:
             )
         if member.input.name_correction and (newborn or date_pointer is None):
             problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
+        if deaths:
+            # The answer tells of a death recorded elsewhere: recorded (_told).
+            problem = rules_failed(RulesViolatedError(problems))
+            raise _told(self.runtime, self.caller, problem, deaths, "deceased")
         raise_if_any(problems)
         (person_id,), corrected = await _store_persons(
             self.session, self.runtime, [(pointer, member)]
