@@ -141,7 +141,10 @@ class InvalidCursor(BadRequest):
     default_slug = "invalid-cursor"
 
     def __init__(self) -> None:
-        super().__init__("The cursor is not one this service gave")
+        super().__init__(
+            "The cursor is not one this service gave: send the next_cursor of the previous"
+            " page as it was given, or leave cursor out for the first page"
+        )
 
 
 class Unauthorized(_StatusProblem):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import difflib
 import math
 import re
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,7 +48,6 @@ Index = Annotated[int, Path(ge=0, le=BIGINT_MAX)]
 TreeSize = Annotated[int | None, Query(ge=0, le=BIGINT_MAX)]
 NO_NUL = r"^[^\x00]*$"
 """Text compared with PostgreSQL text, which holds no NUL: one is the caller's error."""
-Filter = Annotated[str | None, Query(pattern=NO_NUL)]
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -63,6 +64,65 @@ def _rfc3339(value: object) -> object:
 
 
 TimeBound = Annotated[datetime, BeforeValidator(_rfc3339)] | None
+
+# What each query parameter of a listing means, in the OpenAPI document: an auditor (or a
+# client's engineer) reads there which time a bound compares, whether it is inclusive and
+# what a type is spelt like, rather than guessing from an empty page.
+HouseholdFilter = Annotated[
+    str | None,
+    Query(
+        pattern=NO_NUL,
+        description="Entries about this household (its id as intake gives it); with another "
+        "region's household, none",
+    ),
+]
+ApplicationFilter = Annotated[
+    str | None,
+    Query(
+        pattern=NO_NUL,
+        description="Entries about this application: its events, anomalies about it and the "
+        "access records of its reads (`PersonalDataAccessed.application_id`, logged since "
+        "2 Dec 2026)",
+    ),
+]
+CaseFilter = Annotated[str | None, Query(pattern=NO_NUL, description="Entries about this case")]
+TypeFilter = Annotated[
+    str | None,
+    Query(
+        pattern=NO_NUL,
+        description="The event type in full, as `ce_type` shows it, e.g. "
+        "`dibao.intake.ApplicationSubmitted.v1` or `dibao.access.PersonalDataAccessed.v1`; "
+        "a type the log does not know is refused (422, naming the types it may mean)",
+    ),
+]
+ActorFilter = Annotated[
+    str | None,
+    Query(
+        pattern=NO_NUL,
+        description="Who acted: the subject of the token of the request that caused the "
+        "event (`actor` in the entries)",
+    ),
+]
+TimeFrom = Annotated[
+    TimeBound,
+    Query(
+        description="Entries whose event time (`ce_time`, not `appended_at`) is at or after "
+        "this instant; RFC 3339 with its offset, e.g. `2026-11-01T08:00:00+08:00`"
+    ),
+]
+TimeTo = Annotated[
+    TimeBound,
+    Query(
+        description="Entries whose event time (`ce_time`) is before this instant (exclusive); "
+        "after `time_from` when both are given (else 422)"
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        description="The `next_cursor` of the previous page, as given; omit it for the first page"
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +366,51 @@ def _time(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
+def _check_listing(
+    registry: EventRegistry,
+    ce_type: str | None,
+    time_from: datetime | None,
+    time_to: datetime | None,
+) -> None:
+    """A listing's filters that can find nothing are the caller's error, said where it is
+    (422), not an empty page that reads as "nothing happened": bounds the wrong way round
+    (intake's searches refuse them too), or a type the log does not know (an entry of
+    such a type has no keys and is no auditor's, ADR 0006; 2 Dec 2026)."""
+    errors: list[dict[str, Any]] = []
+    if ce_type is not None and ce_type not in registry:
+        known = registry.types()
+        short = {t.split(".")[-2].lower(): t for t in known if t.count(".") >= 2}
+        wanted = ce_type.lower()
+        near = [t for t in known if wanted and wanted in t.lower()]
+        near += [
+            short[m] for m in difflib.get_close_matches(wanted.split(".")[-1], list(short), n=3)
+        ]
+        near = list(dict.fromkeys(near))[:5]
+        hint = (
+            f"; did you mean {', '.join(near)}?"
+            if near
+            else "; types are spelt in full, e.g. dibao.intake.ApplicationSubmitted.v1"
+        )
+        errors.append(
+            {
+                "loc": ("query", "ce_type"),
+                "msg": f"is no event type the log knows{hint}",
+                "type": "value_error",
+            }
+        )
+    if time_from is not None and time_to is not None and time_to <= time_from:
+        errors.append(
+            {
+                "loc": ("query", "time_to"),
+                "msg": f"is not after time_from ({time_from.isoformat()}): the range is "
+                "[time_from, time_to), time_to exclusive",
+                "type": "value_error",
+            }
+        )
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
     return CheckpointOut(
         checkpoint_id=str(cp.checkpoint_id),
@@ -356,7 +461,11 @@ def _sees_personal_data(principal: Principal, runtime: AuditRuntime) -> bool:
     return any(str(r) in runtime.personal_data_roles for r in principal.roles)
 
 
-async def _covering(session: AsyncSession, tree_size: int | None) -> Checkpoint:
+async def _covering(
+    session: AsyncSession, tree_size: int | None, name: str = "tree_size"
+) -> Checkpoint:
+    """The checkpoint of ``tree_size`` (the latest when None); 404 naming the parameter
+    ``name`` that asked for it and where the signed sizes are listed."""
     cp = (
         await repo.latest_checkpoint(session)
         if tree_size is None
@@ -364,7 +473,10 @@ async def _covering(session: AsyncSession, tree_size: int | None) -> Checkpoint:
     )
     if cp is None:
         raise NotFound(
-            "No checkpoint of that size" if tree_size is not None else "No checkpoint yet",
+            f"No checkpoint of size {tree_size} ({name}): checkpoints are signed at some "
+            "sizes only, GET /audit/checkpoints lists them"
+            if tree_size is not None
+            else "No checkpoint yet",
             type_slug="checkpoint-not-found",
         )
     return cp
@@ -389,9 +501,11 @@ def _access_message(
     granted: bool,
     operation: str,
     correlation_id: str | None,
+    application_id: str = "",
 ) -> access_pb2.PersonalDataAccessed:
     message = access_pb2.PersonalDataAccessed(
         household_id=household_id,
+        application_id=application_id,
         region=types_pb2.RegionCode(code=region),
         actor=types_pb2.Actor(
             subject=principal.subject,
@@ -427,8 +541,10 @@ async def record_access(
     action: int,
     granted: bool,
     operation: str,
+    application_id: str = "",
 ) -> None:
-    """Log a read of personal data (``dibao.access.v1``) in the request's transaction."""
+    """Log a read of personal data (``dibao.access.v1``) in the request's transaction;
+    ``application_id`` names the application the data read is about, if one."""
     at = runtime.clock.now()
     message = _access_message(
         runtime,
@@ -443,6 +559,7 @@ async def record_access(
         granted=granted,
         operation=operation,
         correlation_id=current_correlation_id(),
+        application_id=application_id,
     )
     await enqueue(
         session,
@@ -611,7 +728,7 @@ async def latest_checkpoint(_: Auditor, session: Session) -> CheckpointOut:
 async def list_checkpoints(
     _: Auditor,
     session: Session,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> CheckpointPage:
     found = await repo.checkpoints(session, before_size=_after(cursor), limit=limit + 1)
@@ -645,16 +762,20 @@ async def list_entries(
     principal: Auditor,
     runtime: Runtime,
     session: Session,
-    household_id: Filter = None,
-    application_id: Filter = None,
-    case_id: Filter = None,
-    ce_type: Filter = None,
-    actor: Filter = None,
-    time_from: TimeBound = None,
-    time_to: TimeBound = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    household_id: HouseholdFilter = None,
+    application_id: ApplicationFilter = None,
+    case_id: CaseFilter = None,
+    ce_type: TypeFilter = None,
+    actor: ActorFilter = None,
+    time_from: TimeFrom = None,
+    time_to: TimeTo = None,
+    cursor: Cursor = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Entries per page, at most {MAX_PAGE}")
+    ] = 100,
 ) -> EntryPage:
+    time_from, time_to = _time(time_from, "time_from"), _time(time_to, "time_to")
+    _check_listing(runtime.registry, ce_type, time_from, time_to)
     flt = EntryFilter(
         region_prefixes=principal.regions,
         household_id=household_id,
@@ -662,8 +783,8 @@ async def list_entries(
         case_id=case_id,
         ce_type=ce_type,
         actor=actor,
-        time_from=_time(time_from, "time_from"),
-        time_to=_time(time_to, "time_to"),
+        time_from=time_from,
+        time_to=time_to,
         whole_log=runtime.whole_log,
     )
     found = await service.find_visible(
@@ -749,6 +870,10 @@ async def entry_with_proof(
             action=access_pb2.ACCESS_ACTION_VIEW,
             granted=True,
             operation="GET /audit/entries/{index}",
+            # An application's entry (its submission: the whole snapshot) read here is a
+            # read of that application: found by GET /audit/entries?application_id= as
+            # intake's reads of it are (2 Dec 2026).
+            application_id=columns.application_id or "",
         )
     return EntryWithProofOut(
         entry=_entry_out(checked),
@@ -799,7 +924,7 @@ async def household_timeline(
     principal: Auditor,
     runtime: Runtime,
     household_id: Annotated[str, Path(pattern=NO_NUL)],
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> TimelineOut:
     unmasked = _sees_personal_data(principal, runtime)
@@ -914,7 +1039,7 @@ async def export(
                     f"Need from_size <= {cp.tree_size} (the checkpoint's size)",
                     type_slug="bad-tree-sizes",
                 )
-            since = await _covering(session, from_size)
+            since = await _covering(session, from_size, "from_size")
         record_id = f"audit-export/{start}-{stop}@{cp.tree_size}"
         await record_access(
             session,

@@ -69,6 +69,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import asyncpg
 import httpx
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
@@ -512,9 +513,14 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         if not (args.vkey or args.vkey_file):
             raise CannotRunError("the database is checked against a pinned key: give --vkey")
         key, pinned = _key(args, None)
-        report = asyncio.run(
-            check_database(args.database_url, key, skew_s=args.clock_skew, kept=kept)
-        )
+        try:
+            report = asyncio.run(
+                check_database(args.database_url, key, skew_s=args.clock_skew, kept=kept)
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # A login refused, a database missing, a database that is not the log's: the
+            # check did not run, which is no problem found in the log (exit 2, not 1).
+            raise CannotRunError(_database_failure(args.database_url, exc)) from exc
         summary = report.summary()
     else:
         registry = EventRegistry.default()
@@ -610,6 +616,22 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     if not report.ok:
         return 1
     return 0 if pinned else UNPINNED
+
+
+def _database_failure(url: str, exc: Exception) -> str:
+    """Why ``--database-url`` could not be read, naming the server and database (never a
+    password) and what to give instead."""
+    scheme, _, rest = url.partition("://")
+    login, at, place = rest.rpartition("@")
+    where = f"{scheme}://{login.split(':')[0]}@{place}" if at else url
+    hint = ""
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        hint = " (is it the audit log's database? its tables are missing)"
+    elif isinstance(
+        exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        hint = " (give a login of that server that may read the audit database)"
+    return f"the database {where} could not be read: {type(exc).__name__}: {exc}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

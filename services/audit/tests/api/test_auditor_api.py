@@ -163,6 +163,8 @@ async def test_entries_by_household_are_region_scoped_and_paginated(api: Api) ->
     bad = await api.client.get("/audit/entries", params={"cursor": "nope"}, headers=api.auditor())
     assert bad.status_code == 400
     assert bad.json()["type"].endswith("/invalid-cursor")  # intake's answer too
+    # Saying what to send instead (helper h3: "not one this service gave" said no more).
+    assert "next_cursor of the previous page" in bad.json()["detail"]
 
 
 async def test_an_entry_comes_with_a_proof_that_verifies(api: Api) -> None:
@@ -411,6 +413,25 @@ async def test_an_entry_read_is_recorded_as_showing_the_event_as_logged(api: Api
     schema = api.app.openapi()["components"]["schemas"]["EntryWithProofOut"]["properties"]
     assert "decoded" in schema["masked"]["description"]
     assert "as logged" in schema["payload"]["description"]
+
+
+async def test_an_entry_read_names_the_application_the_entry_is_about(api: Api) -> None:
+    """An auditor reading an application's entry (its submission holds the whole snapshot)
+    reads that application, but the access record named only the household: GET
+    /audit/entries?application_id= (who read this application, ADR 0006) found intake's
+    reads and not the audit's own (helper h3's walk-through). An entry about no
+    application still names none."""
+    before = len(await api.access_events())
+    withdrawn = await api.client.get("/audit/entries/3", headers=api.auditor())
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json()["entry"]["application_id"] == "app-hh-a-1"
+    registered = await api.client.get("/audit/entries/0", headers=api.auditor())
+    assert registered.status_code == 200, registered.text
+    logged = (await api.access_events())[before:]
+    assert [(a.record_id, a.application_id, a.household_id) for a in logged] == [
+        ("audit-entry/3", "app-hh-a-1", "hh-a"),
+        ("audit-entry/0", "", "hh-a"),
+    ]
 
 
 async def test_an_export_is_recorded_for_every_household_it_shows(api: Api) -> None:
@@ -699,6 +720,93 @@ async def test_numbers_and_times_beyond_the_databases_range_are_bad_input(api: A
     assert len(await api.access_events()) == before
 
 
+async def test_a_listing_that_can_find_nothing_is_refused_saying_why(api: Api) -> None:
+    """Time bounds the wrong way round, and a type the log does not know (an auditor typing
+    the short name), answered 200 with an empty page, which reads as "nothing happened"
+    (helper h3's walk-through). Now 422 at the parameter, saying what to send; nothing is
+    recorded. Bounds the right way round and a type in full still list."""
+    submitted = "2026-11-01T08:00:00+08:00"
+    asks: list[tuple[dict[str, str], str, str]] = [
+        (
+            {"time_from": submitted, "time_to": "2026-10-31T08:00:00+08:00"},
+            "/query/time_to",
+            "is not after time_from",
+        ),
+        (
+            {"time_from": submitted, "time_to": "2026-11-01T00:00:00Z"},
+            "/query/time_to",
+            "time_to exclusive",
+        ),
+        (
+            {"ce_type": "ApplicationWithdrawn"},
+            "/query/ce_type",
+            "dibao.intake.ApplicationWithdrawn.v1",
+        ),
+        (
+            {"ce_type": "dibao.intake.ApplicationWithdrawn"},
+            "/query/ce_type",
+            "dibao.intake.ApplicationWithdrawn.v1",
+        ),
+        ({"ce_type": "NoSuchType"}, "/query/ce_type", "is no event type the log knows"),
+    ]
+    before = len(await api.access_events())
+    for params, pointer, said in asks:
+        response = await api.client.get("/audit/entries", params=params, headers=api.auditor())
+        assert response.status_code == 422, (params, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["pointer"] == pointer, (params, error)
+        assert said in error["detail"], (params, error)
+    assert len(await api.access_events()) == before
+    fine = await api.client.get(
+        "/audit/entries",
+        params={
+            "ce_type": "dibao.intake.ApplicationWithdrawn.v1",
+            "time_from": "2000-01-01T00:00:00Z",
+            "time_to": "2100-01-01T00:00:00Z",
+            "household_id": "hh-a",
+        },
+        headers=api.auditor(),
+    )
+    assert fine.status_code == 200, fine.text
+    assert len(fine.json()["items"]) == 15
+
+
+async def test_the_listings_parameters_say_what_they_compare(api: Api) -> None:
+    """The OpenAPI document described none of GET /audit/entries' parameters: which time a
+    bound compares (ce_time or appended_at), whether it is inclusive, how a type is
+    spelt, what a cursor is."""
+    paths = api.app.openapi()["paths"]
+    said = {
+        p["name"]: p.get("description", "") for p in paths["/audit/entries"]["get"]["parameters"]
+    }
+    assert all(said.values()), [name for name, text in said.items() if not text]
+    assert "ce_time" in said["time_from"]
+    assert "at or after" in said["time_from"]
+    assert "exclusive" in said["time_to"]
+    assert "dibao.intake.ApplicationSubmitted.v1" in said["ce_type"]
+    assert "next_cursor" in said["cursor"]
+    for path in ("/audit/checkpoints", "/audit/households/{household_id}/timeline"):
+        [cursor] = [p for p in paths[path]["get"]["parameters"] if p["name"] == "cursor"]
+        assert "next_cursor" in cursor.get("description", ""), path
+
+
+async def test_a_checkpoint_not_signed_is_named_by_the_parameter_that_asked(api: Api) -> None:
+    """An export's from_size, or a tree_size, naming no signed checkpoint answered "No
+    checkpoint of that size": with both given, which one, and which sizes there are?"""
+    for path, params, name in (
+        ("/audit/export", {"from_size": "7"}, "from_size"),
+        ("/audit/export", {"tree_size": "7"}, "tree_size"),
+        ("/audit/checkpoints/7", {}, "tree_size"),
+        ("/audit/entries/0", {"tree_size": "7"}, "tree_size"),
+    ):
+        response = await api.client.get(path, params=params, headers=api.auditor())
+        assert response.status_code == 404, (path, params, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith(f"No checkpoint of size 7 ({name})"), (path, params, detail)
+        assert "GET /audit/checkpoints lists them" in detail
+
+
 async def test_text_postgresql_cannot_hold_is_bad_input(api: Api) -> None:
     """A NUL in a filter or a household id is a declared 422, not a 500 from the database
     (PostgreSQL text holds no NUL), and is not logged as a read."""
@@ -966,6 +1074,33 @@ async def test_the_cli_exits_2_when_the_service_refuses_the_export(
     argv = ["--url", served, "--token", clerk, "--vkey", vkey]
     assert await asyncio.to_thread(verify_cli.main, argv) == 2
     assert "export refused: 403" in capsys.readouterr().err
+
+
+async def test_the_cli_exits_2_naming_why_when_the_database_cannot_be_read(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--database-url with a login the server refuses, or a database that is not the log's,
+    is a check that could not run (2, the reason on stderr), not a problem found in the log
+    (1): it ended in an asyncpg traceback and exit 1 (helper h3's walk-through: the
+    server's superuser tried as ``postgres``)."""
+    vkey = (await api.client.get("/audit/public-key")).json()["vkey"]
+    scheme, _, rest = api.db.url.partition("://")
+    login, _, place = rest.rpartition("@")
+    server, _, _database = place.partition("/")
+    nobody = f"{scheme}://no_such_role_h3:secret-h3@{place}"
+    not_the_log = f"{scheme}://{login}@{server}/postgres"
+    for url, said in (
+        (nobody, "InvalidAuthorizationSpecificationError"),
+        (not_the_log, "its tables are missing"),
+    ):
+        argv = ["--database-url", url, "--vkey", vkey]
+        assert await asyncio.to_thread(verify_cli.main, argv) == 2, url
+        captured = capsys.readouterr()
+        assert captured.out == "", url
+        assert captured.err.startswith("verification could not run: the database "), captured.err
+        assert said in captured.err, captured.err
+        assert "secret-h3" not in captured.err
+        assert "Traceback" not in captured.err
 
 
 async def test_the_cli_verifies_a_service_against_a_pinned_key_only(

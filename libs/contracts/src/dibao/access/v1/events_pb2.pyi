@@ -209,8 +209,9 @@ class PersonalDataAccessed(_message.Message):
     """Route or operation, e.g. "GET /households/{id}"."""
     application_id: _builtins.str
     """The application the record read is, when record_type is RECORD_TYPE_APPLICATION (its
-    record_id), so that an audit query by application finds who read it. Empty for any
-    other record, and in records before 2 Dec 2026.
+    record_id), so that an audit query by application finds who read it; also the
+    application an audit log entry read (RECORD_TYPE_OTHER, audit-entry/<index>) is about.
+    Empty for any other record, and in records before 2 Dec 2026.
     """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode:
