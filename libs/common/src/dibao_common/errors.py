@@ -219,12 +219,24 @@ class ValidationProblem(Problem):
     errors: list[FieldError]
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for a route: each status as ``application/problem+json``."""
+def problem_responses(
+    *statuses: int,
+    models: Mapping[int, type[Problem]] | None = None,
+    headers: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status as ``application/problem+json``.
+    ``models`` gives a status a problem of its own shape (a subclass of ``Problem`` naming
+    its extension members, e.g. a 409's ``tree_size``), ``headers`` the response headers
+    a status carries (e.g. ``Retry-After``)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        model = ValidationProblem if status == 422 else Problem
+    chosen = dict(models or {})
+    for status in dict.fromkeys([*statuses, *chosen]):
+        model = chosen.get(status) or (ValidationProblem if status == 422 else Problem)
+        if model not in (Problem, ValidationProblem):
+            _PROBLEM_REFS.add(_REF + model.__name__)
         out[status] = {"model": model, "description": _title_of(status)}
+        if headers is not None and status in headers:
+            out[status]["headers"] = dict(headers[status])
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
@@ -36,7 +36,14 @@ from dibao_audit.models import Checkpoint
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
-from dibao_common.errors import BadRequest, Conflict, InvalidCursor, NotFound, problem_responses
+from dibao_common.errors import (
+    BadRequest,
+    Conflict,
+    InvalidCursor,
+    NotFound,
+    Problem,
+    problem_responses,
+)
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
 from dibao_common.observability import current_correlation_id
@@ -166,6 +173,28 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 # --- schemas ---------------------------------------------------------------------------------
+
+
+class EntryNotCovered(Problem):
+    """409 ``entry-not-covered``: the entry exists but the checkpoint asked for (the latest
+    when no ``tree_size`` was given) does not cover it."""
+
+    model_config = ConfigDict(extra="allow", title="EntryNotCovered")
+
+    tree_size: int = Field(
+        description="The size of the checkpoint asked for (0: none is signed yet); the entry's "
+        "index is not below it. Without `tree_size` in the request, ask again after "
+        "`Retry-After` seconds; with it, ask without it or for a larger one"
+    )
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until the next checkpoint, which covers the entry (only when "
+        "the request named no `tree_size`)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 class LogKeyOut(BaseModel):
@@ -811,7 +840,9 @@ async def list_entries(
     "An entry listed but not yet covered by the checkpoint asked for answers 409 "
     "entry-not-covered (with `tree_size`, and `Retry-After` when it is the latest: the "
     "next checkpoint covers it).",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401, 403, 404, 422, models={409: EntryNotCovered}, headers={409: RETRY_AFTER}
+    ),
 )
 async def entry_with_proof(
     principal: Auditor,

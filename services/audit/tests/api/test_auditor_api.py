@@ -297,6 +297,34 @@ async def test_an_entry_listed_before_a_checkpoint_covers_it_is_409_not_404(api:
     assert absent.json()["type"].endswith("/entry-not-found")
 
 
+async def test_the_409_of_an_entry_not_covered_is_declared_as_it_is_answered(api: Api) -> None:
+    """The 409 entry-not-covered carries `tree_size` and, for the latest checkpoint,
+    `Retry-After`, but the OpenAPI document declared a bare Problem and no header, so a
+    client generated from it (a bank's integration) dropped both (helper h3's walk-through).
+    """
+    spec = api.app.openapi()
+    responses = spec["paths"]["/audit/entries/{index}"]["get"]["responses"]
+    declared = responses["409"]
+    assert list(declared["content"]) == ["application/problem+json"]
+    ref = declared["content"]["application/problem+json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert "tree_size" in schema["required"], schema
+    assert {"type", "title", "status", "detail", "instance"} <= set(schema["properties"])
+    assert declared["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    # The other problems stay the plain shape.
+    assert responses["404"]["content"]["application/problem+json"]["schema"]["$ref"].endswith(
+        "/Problem"
+    )
+    appender = api.app.state.audit.appender
+    await appender.append([recorded_event(_withdrawn("hh-a", LANZHOU, 98), offset=40, key="hh-a")])
+    pending = await api.client.get("/audit/entries/32", headers=api.auditor())
+    assert pending.status_code == 409, pending.text
+    body = pending.json()
+    assert set(body) <= set(schema["properties"]), body
+    assert set(schema["required"]) <= set(body), body
+    assert int(pending.headers["retry-after"]) >= 1
+
+
 async def test_an_entry_of_a_log_without_a_checkpoint_yet_is_409_not_404(
     audit_db: AuditDb, token_factory: TokenFactory
 ) -> None:
