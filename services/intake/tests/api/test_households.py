@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -833,6 +834,54 @@ async def _refused_change(
     return [e["pointer"] for e in problem.get("errors", [])]
 
 
+async def _told_of(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    stack: TestStack,
+    url: str,
+    body: dict[str, Any],
+    id_number: str,
+    told: dict[str, list[str]],
+    *,
+    regions: Sequence[str] = ("62",),
+) -> list[dict[str, Any]]:
+    """``body`` posted to ``url`` by a clerk of ``regions`` is refused (422) with an answer
+    that tells something of ``id_number``'s holder (that the number is on file, whether
+    the name is the recorded one, when they left ...): recorded as a lookup by ID number
+    is, one record per household told of (``told``: its id and the fields), action
+    search, granted, the person by keyed hash; nothing else written. The errors."""
+    prober = f"clerk-{uuid.uuid4()}"
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        url, json=body, headers=intake.headers(regions=regions, subject=prober)
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before | {
+        "outbox_message_ids_issued": before["outbox_message_ids_issued"] + len(told)
+    }
+    hashed = PersonHasher.from_settings(pii_settings_for_tests()).hash_id_number(id_number)
+    for household_id, fields in told.items():
+        [record] = await access_records(stack, household_id, prober)
+        assert (
+            record.action,
+            record.outcome,
+            record.record_type,
+            record.household_id,
+            list(record.fields),
+            [p.keyed_hash for p in record.persons],
+        ) == (
+            access.ACCESS_ACTION_SEARCH,
+            access.ACCESS_OUTCOME_GRANTED,
+            access.RECORD_TYPE_HOUSEHOLD,
+            household_id,
+            fields,
+            [hashed],
+        )
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    return errors
+
+
 def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> dict[str, Any]:
     return {
         "name": "杨秀兰",
@@ -1013,17 +1062,25 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
     household = await intake.register(intake.plan(shape="three_generations"))
     _head, _wife, mother, kid = household.person_ids
     child = household.plan.members[3].payload()
+    changes = f"/households/{household.id}/changes"
+
+    async def told(body: dict[str, Any], fields: list[str]) -> list[str]:
+        # Each answer tells, for an ID number alone, that it is on file (a member here,
+        # registered, when they left): recorded as a lookup is, nothing else written.
+        errors = await _told_of(
+            intake, intake_engine, intake_stack, changes, body, child["id_number"],
+            {household.id: fields},
+        )  # fmt: skip
+        return [e["pointer"] for e in errors]
+
     # Born again into the household they are in: not "another household".
-    assert await _refused_change(
-        intake, intake_engine, household, {"kind": "birth", "member": child}
-    ) == ["/body/member/id_number"]
+    birth = {"kind": "birth", "member": child}
+    assert await told(birth, ["member"]) == ["/body/member/id_number"]
     await intake.change(household, {"kind": "move_out", "person_id": kid, "moved_on": "2026-02-20"})
     # Moved out, then born again; or moved back in before having moved out.
-    assert await _refused_change(
-        intake, intake_engine, household, {"kind": "birth", "member": child}
-    ) == ["/body/member/id_number"]
+    assert await told(birth, ["registered"]) == ["/body/member/id_number"]
     back = {"kind": "move_in", "moved_on": "2026-02-10", "member": child}
-    assert await _refused_change(intake, intake_engine, household, back) == ["/body/moved_on"]
+    assert await told(back, ["left_on"]) == ["/body/moved_on"]
     await intake.change(household, back | {"moved_on": "2026-02-25"})
     # The dead neither move in nor are registered again.
     await intake.change(
@@ -1069,13 +1126,15 @@ async def test_a_person_joins_once_alive_and_after_leaving_elsewhere(
 
 
 async def test_a_join_dated_before_leaving_another_region_does_not_say_when(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:
     """A move_in dated before the person left their last household is refused at
     moved_on, naming the day they left: of a household in another county too, which told
     a clerk who holds nothing but an ID number when its holder left a household they may
     not read (nothing recorded, as a refused request writes nothing). The day is named
-    to a clerk whose regions hold that household, and not to others."""
+    to a clerk whose regions hold that household, and not to others; and the answer,
+    which tells either that the holder left a household after that day, is recorded as
+    a lookup of the person (field left_on), nothing else written."""
     household = await intake.register(intake.plan(RURAL_VILLAGE, shape="three_generations"))
     kid = household.person_ids[3]
     member = household.plan.members[3].payload() | {"relationship": "other_dependant"}
@@ -1084,15 +1143,16 @@ async def test_a_join_dated_before_leaving_another_region_does_not_say_when(
     body = {"kind": "move_in", "moved_on": "2026-02-10", "member": member}
     details: dict[str, str] = {}
     for regions in (["620102"], ["62"]):
-        before = await row_counts(intake_engine)
-        response = await intake.http.post(
+        [error] = await _told_of(
+            intake,
+            intake_engine,
+            intake_stack,
             f"/households/{elsewhere.id}/changes",
-            json=body,
-            headers=intake.headers(regions=regions),
+            body,
+            member["id_number"],
+            {household.id: ["left_on"]},
+            regions=regions,
         )
-        assert response.status_code == 422, response.text
-        assert await row_counts(intake_engine) == before
-        [error] = response.json()["errors"]
         assert error["pointer"] == "/body/moved_on"
         details[regions[0]] = error["detail"]
     assert "2026-02-20" not in details["620102"]
@@ -1100,7 +1160,7 @@ async def test_a_join_dated_before_leaving_another_region_does_not_say_when(
 
 
 async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:
     # A widower's new wife left her former household on 20 February: joining his on the
     # day of a marriage in January would make her a member of two households at once.
@@ -1117,7 +1177,16 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
         "married_on": "2026-01-10",
         "spouse": former.plan.members[1].payload() | {"relationship": "spouse"},
     }
-    assert await _refused_change(intake, intake_engine, widower, marriage) == ["/body/married_on"]
+    [error] = await _told_of(
+        intake,
+        intake_engine,
+        intake_stack,
+        f"/households/{widower.id}/changes",
+        marriage,
+        former.plan.members[1].id_number,
+        {former.id: ["left_on"]},
+    )
+    assert error["pointer"] == "/body/married_on"
     married = await intake.change(widower, marriage | {"married_on": "2026-02-25"})
     [wife] = [m for m in married["household"]["members"] if m["relationship"] == "spouse"]
     assert wife["person_id"] == former.person_ids[1]
@@ -1125,12 +1194,14 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
 
 
 async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_corrected(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:
     """A person is their ID number: a move in or a registration giving a known number with
     another name (a typing error) is refused at the name, without telling the recorded
-    one, and renames nobody. A recorded name that is wrong is corrected by a member change
-    of a current member: the person's, so their former household shows it too."""
+    one, and renames nobody. The refusal tells, for an ID number alone, that it is on file
+    under another name: recorded as a lookup is (field name, the person's household
+    named), nothing else written. A recorded name that is wrong is corrected by a member
+    change of a current member: the person's, so their former household shows it too."""
     former = await intake.register(intake.plan(shape="elderly_couple"))
     person = former.person_ids[1]
     recorded = former.plan.members[1].name
@@ -1143,12 +1214,19 @@ async def test_a_known_id_number_under_another_name_is_refused_and_a_name_is_cor
     )
     assert response.status_code == 422, response.text
     assert recorded not in response.text
-    assert await _refused_change(intake, intake_engine, other, mistyped) == ["/body/member/name"]
-    payload = _with_member_id(
-        intake.plan(shape="elderly_alone").payload(), 0, former.plan.members[1].id_number
-    )
-    problem = await _refused(intake, intake_engine, payload, 422)
-    assert [e["pointer"] for e in problem["errors"]] == ["/body/members/0/name"]
+    number = former.plan.members[1].id_number
+    for url, body, pointer in (
+        (f"/households/{other.id}/changes", mistyped, "/body/member/name"),
+        (
+            "/households",
+            _with_member_id(intake.plan(shape="elderly_alone").payload(), 0, number),
+            "/body/members/0/name",
+        ),
+    ):
+        errors = await _told_of(
+            intake, intake_engine, intake_stack, url, body, number, {former.id: ["name"]}
+        )
+        assert [e["pointer"] for e in errors] == [pointer]
 
     async def name_in(household: RegisteredHousehold) -> str:
         read = await intake.http.get(f"/households/{household.id}", headers=intake.headers())
@@ -1311,11 +1389,23 @@ async def test_a_former_member_joining_corrects_their_recorded_name_with_their_i
         "moved_on": "2026-02-25",
         "member": member | {"name": "王秀芝", "name_correction": True},
     }
-    assert await _refused_change(intake, intake_engine, other, correcting) == ["/body/document_ids"]
+    # Either refusal tells whether the name is the one recorded for a number on file:
+    # recorded as a lookup is (field name), nothing else written.
     as_recorded = correcting | {"member": member | {"name_correction": True}}
-    assert await _refused_change(intake, intake_engine, other, as_recorded) == [
-        "/body/member/name_correction"
-    ]
+    for body, pointer in (
+        (correcting, "/body/document_ids"),
+        (as_recorded, "/body/member/name_correction"),
+    ):
+        errors = await _told_of(
+            intake,
+            intake_engine,
+            intake_stack,
+            f"/households/{other.id}/changes",
+            body,
+            member["id_number"],
+            {former.id: ["name"]},
+        )
+        assert [e["pointer"] for e in errors] == [pointer]
     payload = _with_member_id(
         intake.plan(shape="elderly_alone").payload(), 0, former.plan.members[1].id_number
     )

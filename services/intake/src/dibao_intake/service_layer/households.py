@@ -120,17 +120,24 @@ def _told(
     runtime: Runtime,
     caller: Caller,
     problem: ProblemError,
-    found: Sequence[repo.PastMembership],
-    field: str,
+    told: Sequence[tuple[repo.PastMembership, str]],
 ) -> AccessRefused:
     """``problem``, which tells the caller something of the persons' memberships in
-    ``found`` (``field``: that one is active there, that one died there), recorded as a
-    lookup by ID number is (action search, the person by keyed hash, each household
-    named), once the request's transaction has rolled back: else a registration or a
-    change would be an unrecorded way to learn it of any ID number."""
+    ``told`` (each with the field naming what: that one is active there, that one died
+    there, that the person is on file ...), recorded as a lookup by ID number is (action
+    search, the person by keyed hash, each household named once with its fields), once
+    the request's transaction has rolled back: else a registration or a change would be
+    an unrecorded way to learn it of any ID number."""
+    fields: dict[tuple[str, uuid.UUID], list[str]] = {}
+    where: dict[tuple[str, uuid.UUID], repo.PastMembership] = {}
+    for f, what in told:
+        key = (f.id_hash, f.household_id)
+        where.setdefault(key, f)
+        if what not in fields.setdefault(key, []):
+            fields[key].append(what)
 
     async def record(session: AsyncSession) -> None:
-        for f in found:
+        for key, f in where.items():
             await record_access(
                 session,
                 runtime,
@@ -145,7 +152,7 @@ def _told(
                 persons=[
                     common.PersonRef(keyed_hash=f.id_hash, hash_key_id=runtime.pii.hash_key_id)
                 ],
-                fields=(field,),
+                fields=tuple(fields[key]),
             )
 
     return AccessRefused(problem, record)
@@ -170,10 +177,11 @@ def _not_elsewhere(
     ]
     if conflicts:
         problem = _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
-        raise _told(runtime, caller, problem, found, "household_ref")
+        raise _told(runtime, caller, problem, [(f, "household_ref") for f in found])
 
 
 DECEASED = "the person is recorded as deceased"
+NOT_A_BIRTH = "the person is already registered: not a birth"
 
 
 def _not_deceased(
@@ -190,7 +198,7 @@ def _not_deceased(
         problem = rules_failed(
             RulesViolatedError([Violation(f"{p}/id_number", DECEASED) for p in dead])
         )
-        raise _told(runtime, caller, problem, deaths, "deceased")
+        raise _told(runtime, caller, problem, [(f, "deceased") for f in deaths])
 
 
 OTHER_NAME = (
@@ -210,7 +218,10 @@ PROOF_OF_NAME = (DocumentType.ID_CARD, DocumentType.HOUSEHOLD_REGISTER)
 
 
 async def _store_persons(
-    session: AsyncSession, runtime: Runtime, members: Sequence[tuple[str, ValidMember]]
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    members: Sequence[tuple[str, ValidMember]],
 ) -> tuple[list[uuid.UUID], set[uuid.UUID]]:
     """The person id of each member (with its pointer), creating persons not seen before.
     A person known by the ID number under another name is refused (422 at the member's
@@ -219,7 +230,10 @@ async def _store_persons(
     recorded before it is brought to it), so a name typed with another dot is the same.
     A member with ``name_correction`` has the recorded name corrected instead (the person's
     row and the current accounts they hold, as a member change does), and is refused when
-    there is nothing to correct. Returns the person ids, and those whose name was corrected."""
+    there is nothing to correct. Either refusal of a person on file tells the caller, for
+    an ID number alone, that it is on file and whether the name given is the one recorded:
+    recorded as that lookup (``_told``, field ``name``, each household the person was a
+    member of named). Returns the person ids, and those whose name was corrected."""
     at = runtime.clock.now()
     new: list[repo.NewPerson] = []
     for _, m in members:
@@ -245,16 +259,29 @@ async def _store_persons(
     stored = await repo.upsert_persons(session, sorted(new, key=lambda p: p.id_hash), at)
     problems: list[Violation] = []
     corrected: dict[uuid.UUID, str] = {}
-    for (pointer, m), h in zip(members, by_hash, strict=True):
+    on_file: list[str] = []  # persons on file (not inserted now) a refusal tells of
+    for (pointer, m), p in zip(members, new, strict=True):
+        h = p.id_hash
         same = same_name(stored[h][1], m.input.name)
         if m.input.name_correction and same:
             problems.append(Violation(f"{pointer}/name_correction", NOTHING_TO_CORRECT))
         elif m.input.name_correction:
             corrected[stored[h][0]] = m.input.name
+            continue
         elif not same:
             problems.append(Violation(f"{pointer}/name", OTHER_NAME))
+        else:
+            continue
+        if stored[h][0] != p.id:
+            on_file.append(h)
     if problems:
-        raise rules_failed(RulesViolatedError(problems))
+        problem = rules_failed(RulesViolatedError(problems))
+        # Read now, not before the upsert: it waited for any concurrent insert of the
+        # same persons, whose memberships this statement sees.
+        told = [(f, "name") for f in await repo.find_memberships(session, on_file)]
+        if told:
+            raise _told(runtime, caller, problem, told)
+        raise problem
     for person_id, name in corrected.items():
         await repo.set_person_name(session, person_id, name)
     return [stored[h][0] for h in by_hash], set(corrected)
@@ -359,7 +386,7 @@ async def register_household(
     hashes, history = await _histories(session, runtime, pointers)
     _not_elsewhere(runtime, caller, hashes, history)
     _not_deceased(runtime, caller, hashes, history)
-    person_ids, _ = await _store_persons(session, runtime, pointers)
+    person_ids, _ = await _store_persons(session, runtime, caller, pointers)
     household_id = uuid7()
     head_index = next(
         i for i, m in enumerate(valid.members) if m.input.relationship is Relationship.HEAD
@@ -810,19 +837,31 @@ class _ChangeWork:
         already registered for a ``newborn``, or (with ``date_pointer``, the request's date
         that ``joined_on`` is) joining before they left their last household."""
         hashes, history = await _histories(self.session, self.runtime, [(pointer, member)])
-        if any(h.active and h.household_id == self.household_id for h in history):
-            raise_if_any(
-                [Violation(f"{pointer}/id_number", "already an active member of this household")]
+        here = [h for h in history if h.active and h.household_id == self.household_id]
+        if here:
+            # Tells that the ID number is an active member's here: recorded (_told).
+            problem = rules_failed(
+                RulesViolatedError(
+                    [
+                        Violation(
+                            f"{pointer}/id_number", "already an active member of this household"
+                        )
+                    ]
+                )
             )
+            raise _told(self.runtime, self.caller, problem, [(h, "member") for h in here])
         _not_elsewhere(self.runtime, self.caller, hashes, history)
         problems: list[Violation] = []
+        # What each refusal tells of the person's memberships (for an ID number alone:
+        # that it is on file, where they died, when they left), recorded (_told).
+        told: list[tuple[repo.PastMembership, str]] = []
         deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
         if deaths:
             problems.append(Violation(f"{pointer}/id_number", DECEASED))
+            told += [(h, "deceased") for h in deaths]
         elif newborn and history:
-            problems.append(
-                Violation(f"{pointer}/id_number", "the person is already registered: not a birth")
-            )
+            problems.append(Violation(f"{pointer}/id_number", NOT_A_BIRTH))
+            told += [(h, "registered") for h in history]
         ended = [(h.left_on, h) for h in history if h.left_on is not None]
         left, last = max(ended, key=lambda e: e[0], default=(None, None))
         if date_pointer is not None and left is not None and joined_on < left:
@@ -834,26 +873,30 @@ class _ChangeWork:
             problems.append(
                 Violation(date_pointer, f"is before the person left their last household{day}")
             )
+            told.append((last, "left_on"))
         if member.input.name_correction and (newborn or date_pointer is None):
             problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
-        if deaths:
-            # The answer tells of a death recorded elsewhere: recorded (_told).
+        if told:
             problem = rules_failed(RulesViolatedError(problems))
-            raise _told(self.runtime, self.caller, problem, deaths, "deceased")
+            raise _told(self.runtime, self.caller, problem, told)
         raise_if_any(problems)
         (person_id,), corrected = await _store_persons(
-            self.session, self.runtime, [(pointer, member)]
+            self.session, self.runtime, self.caller, [(pointer, member)]
         )
         if corrected:
             # As a member_change's correction: the details say so, never the name.
-            raise_if_any(
-                []
-                if any(
-                    d.document_type in PROOF_OF_NAME and d.person_id in (None, person_id)
-                    for d in self.documents
+            if not any(
+                d.document_type in PROOF_OF_NAME and d.person_id in (None, person_id)
+                for d in self.documents
+            ):
+                # Asking for the card tells that the number is on file under another
+                # name (a new person's correction is NOTHING_TO_CORRECT): recorded.
+                problem = rules_failed(
+                    RulesViolatedError(
+                        [Violation("/document_ids", "list the ID card proving the corrected name")]
+                    )
                 )
-                else [Violation("/document_ids", "list the ID card proving the corrected name")]
-            )
+                raise _told(self.runtime, self.caller, problem, [(h, "name") for h in history])
             self.details["name_corrected"] = True
         await _insert_memberships(
             self.session,
