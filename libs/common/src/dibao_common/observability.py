@@ -3,7 +3,8 @@ metrics, and W3C trace context through HTTP requests and Kafka headers.
 
 A request's (or a consumed event's) trace context and correlation id live in context
 variables; every log line written while they are set carries them. Anything that looks
-like a resident ID number is masked before a log line is written, whatever field it is in.
+like a resident ID number, or a bank card number (a run of 16 to 19 digits), is masked
+before a log line is written, whatever field it is in.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
-from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_numbers_in
+from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number, mask_id_numbers_in
 
 # --------------------------------------------------------------------------- trace context
 
@@ -81,9 +82,10 @@ def new_trace_id() -> str:
 
 
 def new_span_id() -> str:
+    # As a trace id: one of 16 decimal digits (1 in ~1,850) would be masked as a card number.
     while True:
         candidate = os.urandom(8).hex()
-        if candidate != _ZERO_SPAN:
+        if candidate != _ZERO_SPAN and not carries_card_number(candidate):
             return candidate
 
 
@@ -135,12 +137,60 @@ def current_correlation_id() -> str | None:
     return _correlation.get()
 
 
+_DIGIT_RUN = re.compile(r"(?<!\d)\d{16,19}(?!\d)")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_ID = 32
+"""A digit run inside a run of this many hex characters or more is part of a digest, a
+trace id or a UUID's hex (a sha256 in hex holds 16 digits in a row one time in ~40)."""
+_CHECK_X = frozenset("XxＸｘ")
+
+
+def _card_runs(text: str) -> list[tuple[int, int]]:
+    """Spans of the runs of 16 to 19 digits in ``text`` that may be bank card numbers: not
+    17 digits and an X (an ID number's, ``crypto.ID_NUMBER_LIKE``), not inside a run of
+    32 hex characters or more (a digest, an id)."""
+    spans = []
+    for m in _DIGIT_RUN.finditer(text):
+        start, end = m.span()
+        if end - start == 17 and text[end : end + 1] in _CHECK_X:
+            continue
+        low, high = start, end
+        while low > 0 and text[low - 1] in _HEX:
+            low -= 1
+        while high < len(text) and text[high] in _HEX:
+            high += 1
+        if high - low < _HEX_ID:
+            spans.append((start, end))
+    return spans
+
+
+def carries_card_number(text: str) -> bool:
+    """Whether ``text`` holds a run of 16 to 19 digits that may be a bank card number (as
+    the log mask judges it: not in a long hex run)."""
+    return bool(_card_runs(text))
+
+
+def mask_card_and_id_numbers_in(text: str) -> str:
+    """``text`` with every run that may be a bank card number (16 to 19 digits) masked as
+    :func:`crypto.mask_id_number` masks a number (the first six and last four kept), then
+    every run that may be an ID number (``crypto.mask_id_numbers_in``)."""
+    spans = _card_runs(text)
+    if spans:
+        parts, at = [], 0
+        for start, end in spans:
+            parts += [text[at:start], mask_id_number(text[start:end])]
+            at = end
+        text = "".join([*parts, text[at:]])
+    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else text
+
+
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 
 
 def valid_correlation_id(value: str | bytes | None) -> str | None:
     """``value`` if it is an acceptable correlation id (1-128 plain characters, nothing
-    like an ID number: it goes into every event the request writes), else None."""
+    like an ID number or a bank card number: it goes into every event the request
+    writes), else None."""
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -149,7 +199,7 @@ def valid_correlation_id(value: str | bytes | None) -> str | None:
         except UnicodeDecodeError:
             return None
     value = value.strip()
-    if ID_NUMBER_LIKE.search(value):
+    if ID_NUMBER_LIKE.search(value) or carries_card_number(value):
         return None
     return value if _CORRELATION_ID.match(value) else None
 
@@ -214,7 +264,7 @@ _MAX_DEPTH = 16
 
 def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return mask_id_numbers_in(value) if ID_NUMBER_LIKE.search(value) else value
+        return mask_card_and_id_numbers_in(value)
     if isinstance(value, _Plain):
         return value
     # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
@@ -225,19 +275,22 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
             return [_mask_value(v, depth + 1) for v in value]
     # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
     text = str(value)
-    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else value
+    masked = mask_card_and_id_numbers_in(text)
+    return masked if masked != text else value
 
 
 def _mask_key(key: Any) -> Any:
     # Keys stay hashable: a key is judged by its text, as a value past the depth limit.
     text = key if isinstance(key, str) else str(key)
-    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else key
+    masked = mask_card_and_id_numbers_in(text)
+    return masked if masked != text else key
 
 
 def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: masks every run of characters that looks like an 18-digit
-    resident ID number (``crypto.ID_NUMBER_LIKE``), in any field and any mapping's keys,
-    at any depth."""
+    resident ID number (``crypto.ID_NUMBER_LIKE``) or a bank card number (16 to 19 digits,
+    not inside a hex run of 32 or more: ``mask_card_and_id_numbers_in``), in any field and
+    any mapping's keys, at any depth."""
     return {_mask_key(k): _mask_value(v) for k, v in event_dict.items()}
 
 

@@ -120,6 +120,71 @@ def test_deep_or_cyclic_values_are_still_masked() -> None:
     assert MASKED in repr(masked)
 
 
+# Bank card numbers have 16 to 19 digits: masked as an ID number is (first six, last four).
+CARDS = {
+    "6222021234567890": "622202******7890",
+    "62220212345678901": "622202*******8901",
+    "622202123456789012": "622202********9012",
+    "6222021234567890123": "622202*********0123",
+}
+
+
+def test_bank_card_numbers_of_16_to_19_digits_never_reach_the_output(log_lines: LogLines) -> None:
+    """ID_NUMBER_LIKE catches 18 characters: a 16- or 17-digit card number went out in
+    clear, and a 19-digit one with its last five digits."""
+    log = get_logger("dibao.test")
+    for card, masked in CARDS.items():
+        log.info(
+            f"paid to {card}",
+            account={"number": card, "others": [(card,)]},
+            as_int=int(card),
+            inside_text=f"卡号{card}，户名王芳",
+            keyed={card: 1},
+        )
+        logging.getLogger("asyncpg").error("duplicate key (account_number)=(%s)", card)
+        try:
+            raise ValueError(f"unknown card {card}")
+        except ValueError:
+            log.exception("payment.rejected")
+        first, foreign, failed = log_lines()[-3:]
+        assert first["event"] == f"paid to {masked}"
+        assert first["account"] == {"number": masked, "others": [[masked]]}
+        assert first["as_int"] == masked
+        assert first["inside_text"] == f"卡号{masked}，户名王芳"
+        assert first["keyed"] == {masked: 1}
+        assert foreign["event"] == f"duplicate key (account_number)=({masked})"
+        assert "ValueError: unknown card " + masked in failed["exception"]
+        for line in (first, foreign, failed):
+            assert card not in repr(line)
+            assert card[-5:] not in repr(line), line
+    full_width = {"event": "x", "typed": "卡号６２２２０２１２３４５６７８９０。"}
+    assert mask_id_numbers(None, "info", full_width)["typed"] == "卡号622202******7890。"
+
+
+def test_what_is_not_a_card_number_is_left_as_it_is() -> None:
+    """What our logs hold legitimately: offsets, indexes, sizes and millisecond times (15
+    digits or fewer), UUIDs, and hex digests or ids (a sha256 holds 16 digits in a row
+    one time in ~40: inside a hex run of 32 or more they are not a card). An ID number
+    ending in X is masked as one (four characters kept), not as a 17-digit card."""
+    digest = "ab1234567890123456cd" + "e" * 44
+    starts_with_digits = "62220212345678901" + "f" * 47
+    event = {
+        "event": "audit_checkpoint_signed",
+        "offset": 123456789012345,
+        "tree_size": 2**40,
+        "at_ms": 1764633600000,
+        "took_ms": 12.5,
+        "short_run": "order 622202123456789",
+        "sha256": digest,
+        "root": starts_with_digits,
+        "trace_id": "1234567890123456abcdefabcdefabcd",
+        "household_id": uuid.UUID("01234567-8901-7234-9678-901234567890"),
+        "id_number": RAW,
+    }
+    masked = mask_id_numbers(None, "info", event)
+    assert masked == event | {"id_number": MASKED}
+
+
 def test_later_configuration_changes_only_the_level(log_lines: LogLines) -> None:
     log = get_logger("dibao.test")
     log.debug("shown")

@@ -69,6 +69,7 @@ def test_new_ids_are_well_formed_and_never_look_like_id_numbers() -> None:
         ctx = new_trace()
         assert re.fullmatch(r"[0-9a-f]{32}", ctx.trace_id)
         assert re.fullmatch(r"[0-9a-f]{16}", ctx.span_id)
+        assert not re.fullmatch(r"\d{16}", ctx.span_id)  # masked in logs as a card number
         assert not re.search(r"\d{17}[\dXx]", ctx.trace_id)
         assert parse_traceparent(ctx.to_traceparent()) == ctx
         seen.add(ctx.trace_id)
@@ -138,6 +139,13 @@ def test_extract_tolerates_missing_and_bad_headers() -> None:
         ("applicant-62010219800101123X", False),
         ("620102198001011234", False),
         ("6201021980", True),
+        # Nor a bank card number (16 to 19 digits), which no ID-like run catches under 18.
+        ("6222021234567890", False),
+        ("card-62220212345678901", False),
+        ("pay:6222021234567890123/1", False),
+        ("order-622202123456789", True),
+        # A trace id or a digest's hex with 16 digits in a row is not a card number.
+        ("1234567890123456abcdefabcdefabcd", True),
     ],
 )
 def test_correlation_ids(value: str, accepted: bool) -> None:
