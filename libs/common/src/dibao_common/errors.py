@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dibao_common.crypto import mask_id_numbers_in
+from dibao_common.observability import mask_card_and_id_numbers_in
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://dibao.gov.cn/problems/"
@@ -245,8 +245,9 @@ def problem_responses(
 
 def _unechoed(text: str) -> str:
     # What the client sent may be named (the path, a member name of a mapping keyed by ID
-    # number, a validator's message naming the value it refuses), an ID number never.
-    return mask_id_numbers_in(text)
+    # number, a validator's message naming the value it refuses), an ID number or a bank
+    # card number never (masked as the logs mask them).
+    return mask_card_and_id_numbers_in(text)
 
 
 def _problem_body(

@@ -227,6 +227,23 @@ async def test_id_numbers_in_messages_and_member_names_are_masked(client: AsyncC
     assert body["errors"][1]["detail"] == "Value error, 620102********123X has a wrong check digit"
 
 
+async def test_card_numbers_in_messages_member_names_and_paths_are_masked(
+    client: AsyncClient,
+) -> None:
+    """A bank card number (16 to 19 digits) is echoed no more than an ID number is: in a
+    mapping's member name, a validator's message, a path."""
+    card = "6222021234567890123"
+    response = await client.post(
+        "/declarations", json={"incomes_fen": {card: "a lot"}, "guardian_id_number": card}
+    )
+    body = _problem(response, 422, "validation-failed")
+    assert card not in response.text
+    assert card[:6] in body["errors"][0]["pointer"]
+    response = await client.get(f"/households/{card[:16]}x")
+    assert card[:16] not in response.text
+    assert response.json()["instance"].startswith("/households/622202")
+
+
 @pytest.mark.parametrize("path", [f"/households/{ID_NUMBER}", f"/persons/{ID_NUMBER}/identity"])
 async def test_a_path_holding_an_id_number_is_not_echoed(client: AsyncClient, path: str) -> None:
     # A 422 (the path parameter is no integer) and a 404 (no such route): both name the
