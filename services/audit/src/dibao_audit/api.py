@@ -928,6 +928,12 @@ async def entry_with_proof(
 @router.get(
     "/proofs/consistency",
     summary="Consistency proof between two tree sizes (RFC 9162 section 2.1.4)",
+    description="The hashes that prove the log of to_size extends the log of from_size"
+    " (nothing changed or removed, only appended). Verify them against the root hashes of"
+    " two signed checkpoints of those sizes (GET /audit/checkpoints), as RFC 9162"
+    " section 2.1.4.2 says. Any sizes up to the log's are answered, but only a size a"
+    " checkpoint signs has a root an auditor can trust: a proof to another size shows"
+    " nothing until compared with a root obtained elsewhere.",
     responses=problem_responses(400, 401, 403, 422),
 )
 async def consistency(
