@@ -339,8 +339,13 @@ _MEDIA_TYPE = re.compile(
 )
 
 
+def _media_type_of(content_type: str | None) -> str:
+    """A Content-Type's media type, without its parameters."""
+    return (content_type or "").split(";", 1)[0].strip()
+
+
 def _json_media_type(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type_of(content_type).lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
@@ -364,7 +369,7 @@ def _message(error: Any, content_type: str | None = None) -> str:
     ):
         # A JSON body sent without its media type (curl -d sends a form's) is read as
         # bytes, and pydantic says only that it is no object.
-        media_type = (content_type or "").split(";", 1)[0].strip()
+        media_type = _media_type_of(content_type)
         sent = f" (it came as {media_type})" if _MEDIA_TYPE.fullmatch(media_type) else ""
         return f"The body is read as JSON only with Content-Type: application/json{sent}"
     return str(error.get("msg", "invalid"))

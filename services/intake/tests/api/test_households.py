@@ -37,6 +37,13 @@ from dibao_intake.testing import (
     wait_for_events,
 )
 
+# A Postal Savings Bank card: the account of most changes here.
+POSTAL_CARD = {
+    "account_number": "6217001234567890123",
+    "bank_code": "403",
+    "bank_name": "中国邮政储蓄银行",
+}
+
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 REGISTRY = EventRegistry.default()
@@ -279,9 +286,7 @@ async def test_no_id_number_in_a_name_or_a_custodian_of_a_change(
     custody = {
         "kind": "bank_account_change",
         "account": {
-            "account_number": "6217001234567890123",
-            "bank_code": "403",
-            "bank_name": "中国邮政储蓄银行",
+            **POSTAL_CARD,
             "holder_person_id": household.person_ids[0],
         },
         "custody_agreement": True,
@@ -327,9 +332,7 @@ async def test_each_change_is_one_household_updated_event(
         {
             "kind": "bank_account_change",
             "account": {
-                "account_number": "6217001234567890123",
-                "bank_code": "403",
-                "bank_name": "中国邮政储蓄银行",
+                **POSTAL_CARD,
                 "holder_person_id": household.person_ids[0],
             },
         },
@@ -512,9 +515,7 @@ async def test_an_account_is_held_by_a_member_or_by_someone_named_not_both(
     change = {
         "kind": "bank_account_change",
         "account": {
-            "account_number": "6217001234567890123",
-            "bank_code": "403",
-            "bank_name": "中国邮政储蓄银行",
+            **POSTAL_CARD,
             "holder_person_id": household.person_ids[0],
             "holder_name": "村委会代管",
         },
@@ -534,9 +535,7 @@ async def test_an_account_naming_no_holder_is_told_which_fields_name_one(
     change = {
         "kind": "bank_account_change",
         "account": {
-            "account_number": "6217001234567890123",
-            "bank_code": "403",
-            "bank_name": "中国邮政储蓄银行",
+            **POSTAL_CARD,
         },
     }
     problem = await refused_change(intake, intake_engine, household, change)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -297,24 +297,15 @@ async def submit_application(
         if accepted
         else [_returned_event(runtime, caller, record, missing)]
     )
+    # One entry per person, who may have left and rejoined.
+    members = {m.person_id: m for m in household.members}
     # The answer shows the application whole, as its read does (the applicant's name, the
     # account's holder and custody, the documents): recorded as that read is, in the same
     # statement as the events (ADR 0005).
-    outgoing.append(
-        access_event(
-            runtime,
-            caller,
-            AccessTarget(
-                record.household_id, region_code, access.RECORD_TYPE_APPLICATION, str(record.id)
-            ),
-            persons=[
-                # One ref per person, who may have left and rejoined.
-                contracts.person_ref(m, runtime.pii.hash_key_id)
-                for m in {m.person_id: m for m in household.members}.values()
-            ],
-            fields=application_fields(view_of(caller.principal), with_account=account is not None),
-        )
+    target = AccessTarget(
+        record.household_id, region_code, access.RECORD_TYPE_APPLICATION, str(record.id)
     )
+    outgoing.append(_shown(runtime, caller, target, members, with_account=account is not None))
     timeline = await publish_many(session, runtime, caller, outgoing, write_timeline=False)
     await submission_repo.insert_submission(
         session,
@@ -328,7 +319,7 @@ async def submit_application(
     )
     return ApplicationDetail(
         record=record,
-        members={m.person_id: m for m in household.members},
+        members=members,
         incomes=list(command.incomes),
         assets=list(command.assets),
         documents=ordered_documents,
@@ -491,15 +482,29 @@ async def _record_shown(
     detail: ApplicationDetail,
 ) -> None:
     """The access record of an answer showing the application whole (a read, a withdrawal)."""
-    await record_access(
-        session,
+    event = _shown(
+        runtime, caller, target, detail.members, with_account=detail.bank_account is not None
+    )
+    await publish(session, runtime, caller, event.message, key=event.key, subject=event.subject)
+
+
+def _shown(
+    runtime: Runtime,
+    caller: Caller,
+    target: AccessTarget,
+    members: Mapping[uuid.UUID, MemberRecord],
+    *,
+    with_account: bool,
+) -> OutgoingEvent:
+    """The access record of an answer showing the application whole: every member of the
+    household, the fields of the caller's view (a submission's answer, a read, a
+    withdrawal)."""
+    return access_event(
         runtime,
         caller,
         target,
-        persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in detail.members.values()],
-        fields=application_fields(
-            view_of(caller.principal), with_account=detail.bank_account is not None
-        ),
+        persons=[contracts.person_ref(m, runtime.pii.hash_key_id) for m in members.values()],
+        fields=application_fields(view_of(caller.principal), with_account=with_account),
     )
 
 
