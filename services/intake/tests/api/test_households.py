@@ -434,6 +434,80 @@ async def test_a_change_of_another_regions_household_is_refused_as_its_read_is(
     assert response.json()["detail"] == read.json()["detail"]
 
 
+async def test_another_regions_clerk_is_refused_without_waiting_on_the_households_lock(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The region is checked before the household is locked: while a change of the
+    household is in progress (its row held FOR UPDATE), a clerk of another region is
+    answered 404 at once, recorded DENIED, neither waiting on the lock nor holding it."""
+    household = await intake.register()
+    prober = f"prober-{uuid.uuid4()}"
+    async with intake_engine.connect() as conn:
+        await conn.execute(
+            text("SELECT id FROM household WHERE id = :id FOR UPDATE"), {"id": household.id}
+        )
+        change = asyncio.create_task(
+            intake.http.post(
+                f"/households/{household.id}/changes",
+                json={"kind": "birth", "member": _newborn(intake)},
+                headers=intake.headers(regions=["620102"], subject=prober),
+            )
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        while not change.done():
+            assert not await _waiting_on_a_lock(intake_engine), "it waits on the lock"
+            assert asyncio.get_running_loop().time() < deadline, "no answer in 30 s"
+            await asyncio.sleep(0.02)
+        await conn.rollback()
+    response = await change
+    assert response.status_code == 404, response.text
+    [refusal] = await access_records(intake_stack, household.id, prober)
+    assert (refusal.outcome, refusal.operation) == (
+        access.ACCESS_OUTCOME_DENIED,
+        "POST /households/{household_id}/changes",
+    )
+
+
+async def test_a_change_waiting_on_a_move_out_of_the_clerks_region_is_refused(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A clerk's change waits on a change in progress that moves the household to
+    another county; once that commits, the household is no longer the clerk's: 404,
+    recorded DENIED in the household's new region, and nothing changed."""
+    household = await intake.register()
+    clerk = f"clerk-{uuid.uuid4()}"
+    async with intake_engine.connect() as conn:
+        await conn.execute(
+            text("SELECT id FROM household WHERE id = :id FOR UPDATE"), {"id": household.id}
+        )
+        await conn.execute(
+            text("UPDATE household SET region_code = :region WHERE id = :id"),
+            {"id": household.id, "region": URBAN_VILLAGE},
+        )
+        change = asyncio.create_task(
+            intake.http.post(
+                f"/households/{household.id}/changes",
+                json={"kind": "birth", "member": _newborn(intake)},
+                headers=intake.headers(regions=[RURAL_VILLAGE[:6]], subject=clerk),
+            )
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        while not change.done() and not await _waiting_on_a_lock(intake_engine):
+            assert asyncio.get_running_loop().time() < deadline, "it never waited on the lock"
+            await asyncio.sleep(0.02)
+        assert not change.done(), change.result().text
+        await conn.commit()
+    response = await change
+    assert response.status_code == 404, response.text
+    [refusal] = await access_records(intake_stack, household.id, clerk)
+    assert refusal.outcome == access.ACCESS_OUTCOME_DENIED
+    assert refusal.region.code == URBAN_VILLAGE
+    read = await intake.http.get(
+        f"/households/{household.id}", headers=intake.headers(regions=[URBAN_VILLAGE[:6]])
+    )
+    assert read.json()["version"] == household.body["version"]
+
+
 async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) -> None:
     # As a death, a marriage or a move is effective on its day: not on the day recorded.
     household = await intake.register(intake.plan(shape="single_parent"))

@@ -24,6 +24,7 @@ from dibao_intake.adapters.records import (
     BankAccountRecord,
     DocumentRecord,
     HouseholdAggregate,
+    HouseholdRecord,
     HouseholdSummary,
     MemberRecord,
 )
@@ -1011,6 +1012,20 @@ class _ChangeWork:
                 self.details["relationships"] = changed
 
 
+def _scoped(
+    runtime: Runtime, caller: Caller, household_id: uuid.UUID, household: HouseholdRecord | None
+) -> None:
+    """A change's household, missing or out of the caller's regions, answered 404."""
+    if household is None:
+        raise NotFound(NOT_FOUND)
+    if not caller.principal.can_see(household.region_code):
+        # The answer would be the household's read: refused as that read is (recorded).
+        target = AccessTarget(
+            household_id, household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
+        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+
+
 async def record_change(
     session: AsyncSession,
     runtime: Runtime,
@@ -1019,15 +1034,14 @@ async def record_change(
     command: RecordChange,
 ) -> ChangeRecorded:
     """Apply one change to a household and publish HouseholdUpdated with its kind."""
+    # The region is checked before the household is locked, so that a caller who may not
+    # touch it never holds (or waits on) its lock; and again once locked, as a change
+    # committed meanwhile may have moved it (an address_change) out of the caller's regions.
+    _scoped(runtime, caller, household_id, await repo.get_household(session, household_id))
     before = await repo.load_aggregate(session, household_id, for_update=True)
     if before is None:
         raise NotFound(NOT_FOUND)
-    target = AccessTarget(
-        household_id, before.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
-    )
-    if not caller.principal.can_see(target.region_code):
-        # The answer would be the household's read: refused as that read is (recorded).
-        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    _scoped(runtime, caller, household_id, before.household)
     if before.household.status is not HouseholdStatus.ACTIVE:
         raise Conflict("The household is dissolved", type_slug="household-dissolved")
     documents = await _change_documents(session, household_id, command.document_ids)
