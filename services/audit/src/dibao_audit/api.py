@@ -8,6 +8,7 @@ import contextlib
 import difflib
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,6 +133,21 @@ Cursor = Annotated[
 ]
 
 
+@dataclass(slots=True)
+class CheckpointSchedule:
+    """The checkpoint ticker's next tick (``time.monotonic()``), which it sets before each
+    sleep (``main._checkpoint_ticker``), so that an answer waiting for a checkpoint says how
+    long (``Retry-After``) rather than the whole interval."""
+
+    next_at: float | None = None
+
+    def ticks_in(self, interval_s: float) -> None:
+        self.next_at = time.monotonic() + interval_s
+
+    def remaining_s(self) -> float:
+        return 0.0 if self.next_at is None else max(0.0, self.next_at - time.monotonic())
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRuntime:
     """What the routes need, built once at the wiring point (``main.create_app``)."""
@@ -145,6 +161,16 @@ class AuditRuntime:
     whole_log: WholeLog
     checkpoint_interval_s: float = 60.0
     """How often a checkpoint is signed: when an entry not yet covered will be."""
+    schedule: CheckpointSchedule | None = None
+    """When this process's checkpoint ticker ticks next (None: no ticker runs here)."""
+
+    def next_checkpoint_s(self) -> float:
+        """Seconds until a checkpoint covers what the log holds now, at most: the time left
+        until this process's ticker's next tick, else (no ticker here: another process
+        signs) the interval. A checkpoint may come sooner (every N entries)."""
+        if self.schedule is None or self.schedule.next_at is None:
+            return self.checkpoint_interval_s
+        return self.schedule.remaining_s()
 
 
 def _seconds(interval_s: float) -> str:
@@ -192,6 +218,47 @@ RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds until the next checkpoint, which covers the entry (only when "
         "the request named no `tree_size`)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+class CheckpointNotFound(Problem):
+    """404 ``checkpoint-not-found``: no checkpoint of the size asked for, or (the latest
+    asked for) none signed yet, which ``log_size`` and ``Retry-After`` then say."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="CheckpointNotFound",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://dibao.gov.cn/problems/checkpoint-not-found",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "No checkpoint yet: the log holds 3 entries and its first "
+                    "checkpoint, which will cover them, is signed within 42 s",
+                    "instance": "/audit/checkpoints/latest",
+                    "log_size": 3,
+                }
+            ]
+        },
+    )
+
+    log_size: int | None = Field(
+        default=None,
+        description="Present when the latest checkpoint was asked for and none is signed "
+        "yet: the entries the log holds. 0: the log is empty (nothing to sign; the first "
+        "checkpoint follows the first entry). Otherwise the first checkpoint, covering "
+        "them, is signed within the `Retry-After` seconds.",
+    )
+
+
+NO_CHECKPOINT_YET = {
+    "Retry-After": {
+        "description": "Only when no checkpoint is signed yet and the log holds entries: "
+        "seconds until the first checkpoint, which covers them, is signed (at most the "
+        "checkpoint interval)",
         "schema": {"type": "integer", "minimum": 1},
     }
 }
@@ -491,24 +558,48 @@ def _sees_personal_data(principal: Principal, runtime: AuditRuntime) -> bool:
 
 
 async def _covering(
-    session: AsyncSession, tree_size: int | None, name: str = "tree_size"
+    session: AsyncSession, runtime: AuditRuntime, tree_size: int | None, name: str = "tree_size"
 ) -> Checkpoint:
     """The checkpoint of ``tree_size`` (the latest when None); 404 naming the parameter
-    ``name`` that asked for it and where the signed sizes are listed."""
-    cp = (
-        await repo.latest_checkpoint(session)
-        if tree_size is None
-        else await repo.checkpoint_at(session, tree_size)
-    )
+    ``name`` that asked for it and where the signed sizes are listed, or (the latest) that
+    none is signed yet, with how many entries wait for it and, when some do, how long
+    (``Retry-After``)."""
+    if tree_size is None:
+        return await _latest(session, runtime)
+    cp = await repo.checkpoint_at(session, tree_size)
     if cp is None:
         raise NotFound(
             f"No checkpoint of size {tree_size} ({name}): checkpoints are signed at some "
-            "sizes only, GET /audit/checkpoints lists them"
-            if tree_size is not None
-            else "No checkpoint yet",
+            "sizes only, GET /audit/checkpoints lists them",
             type_slug="checkpoint-not-found",
         )
     return cp
+
+
+async def _latest(session: AsyncSession, runtime: AuditRuntime) -> Checkpoint:
+    """The latest checkpoint. A log without one yet says why (2 Dec 2026): until then the
+    answer was a bare "No checkpoint yet", and a client could not tell an empty log from
+    one whose first checkpoint is seconds away."""
+    cp = await repo.latest_checkpoint(session)
+    if cp is not None:
+        return cp
+    size = await repo.tree_size(session)
+    if size == 0:
+        raise NotFound(
+            "No checkpoint yet: the log is empty, so there is nothing to sign; the first "
+            "checkpoint is signed within "
+            f"{_seconds(runtime.checkpoint_interval_s)} s of the first entry",
+            type_slug="checkpoint-not-found",
+            log_size=0,
+        )
+    wait = _seconds(runtime.next_checkpoint_s())
+    raise NotFound(
+        f"No checkpoint yet: the log holds {size} {'entry' if size == 1 else 'entries'} and "
+        f"its first checkpoint, which will cover them, is signed within {wait} s",
+        type_slug="checkpoint-not-found",
+        headers={"Retry-After": wait},
+        log_size=size,
+    )
 
 
 RAW_EVENT_FIELDS = ["event_payload", "event_headers", "personal_data"]
@@ -743,10 +834,15 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
 @router.get(
     "/checkpoints/latest",
     summary="The latest signed checkpoint",
-    responses=problem_responses(401, 403, 404),
+    description="404 `checkpoint-not-found` while none is signed: `log_size` says how many "
+    "entries the log holds (0: it is empty) and, when it holds some, `Retry-After` how many "
+    "seconds until the first checkpoint covers them.",
+    responses=problem_responses(
+        401, 403, models={404: CheckpointNotFound}, headers={404: NO_CHECKPOINT_YET}
+    ),
 )
-async def latest_checkpoint(_: Auditor, session: Session) -> CheckpointOut:
-    return _checkpoint_out(await _covering(session, None))
+async def latest_checkpoint(_: Auditor, session: Session, runtime: Runtime) -> CheckpointOut:
+    return _checkpoint_out(await _latest(session, runtime))
 
 
 @router.get(
@@ -775,9 +871,12 @@ async def list_checkpoints(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def checkpoint_of_size(
-    _: Auditor, session: Session, tree_size: Annotated[int, Path(ge=0, le=BIGINT_MAX)]
+    _: Auditor,
+    session: Session,
+    runtime: Runtime,
+    tree_size: Annotated[int, Path(ge=0, le=BIGINT_MAX)],
 ) -> CheckpointOut:
-    return _checkpoint_out(await _covering(session, tree_size))
+    return _checkpoint_out(await _covering(session, runtime, tree_size))
 
 
 @router.get(
@@ -857,16 +956,17 @@ async def entry_with_proof(
         raise NotFound("No such entry", type_slug="entry-not-found")
     entry, leaf, columns = checked.entry, checked.leaf, checked.columns
     latest = await repo.latest_checkpoint(session) if tree_size is None else None
+    wait = _seconds(runtime.next_checkpoint_s())
     if tree_size is None and latest is None:
         # A log younger than its first checkpoint: the entry exists, the first one covers it.
         raise Conflict(
             f"Entry {index} is covered by no checkpoint: none is signed yet; the first,"
-            f" signed within {_seconds(runtime.checkpoint_interval_s)} s, will cover it",
+            f" signed within {wait} s, will cover it",
             type_slug="entry-not-covered",
-            headers={"Retry-After": _seconds(runtime.checkpoint_interval_s)},
+            headers={"Retry-After": wait},
             tree_size=0,
         )
-    cp = latest if latest is not None else await _covering(session, tree_size)
+    cp = latest if latest is not None else await _covering(session, runtime, tree_size)
     if index >= cp.tree_size:
         # The entry exists (not a 404): the checkpoint asked for does not cover it. The
         # latest one will within a checkpoint interval; a named older one never will.
@@ -874,13 +974,12 @@ async def entry_with_proof(
         raise Conflict(
             f"Entry {index} is not covered by the checkpoint of tree size {cp.tree_size}"
             + (
-                f"; the next checkpoint, signed within {_seconds(runtime.checkpoint_interval_s)}"
-                " s, will cover it"
+                f"; the next checkpoint, signed within {wait} s, will cover it"
                 if later
                 else "; ask without tree_size, or for a larger one"
             ),
             type_slug="entry-not-covered",
-            headers={"Retry-After": _seconds(runtime.checkpoint_interval_s)} if later else None,
+            headers={"Retry-After": wait} if later else None,
             tree_size=cp.tree_size,
         )
     path = await service.inclusion_proof(session, index, cp.tree_size)
@@ -1035,11 +1134,20 @@ async def household_timeline(
     "`contradicted` (column: stored value), as GET /audit/entries does. Verify with "
     "`python -m dibao_audit.verify_cli`. "
     "Entries are the events as logged, unmasked: the export is logged on dibao.access.v1, "
-    "and so is each household whose entries it shows, before they are sent.",
+    "and so is each household whose entries it shows, before they are sent. Without "
+    "`tree_size`, a log with no checkpoint yet answers 404 with `log_size` and, when it "
+    "holds entries, `Retry-After` (as GET /audit/checkpoints/latest).",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/x-ndjson": {}}, "description": "The export"},
-        **problem_responses(400, 401, 403, 404, 422),
+        **problem_responses(
+            400,
+            401,
+            403,
+            422,
+            models={404: CheckpointNotFound},
+            headers={404: NO_CHECKPOINT_YET},
+        ),
     },
 )
 async def export(
@@ -1062,7 +1170,7 @@ async def export(
     ] = None,
 ) -> StreamingResponse:
     async with runtime.sessions() as session, session.begin():
-        cp = await _covering(session, tree_size)
+        cp = await _covering(session, runtime, tree_size)
         stop = cp.tree_size if end is None else end
         if not start <= stop <= cp.tree_size:
             raise BadRequest(
@@ -1076,7 +1184,7 @@ async def export(
                     f"Need from_size <= {cp.tree_size} (the checkpoint's size)",
                     type_slug="bad-tree-sizes",
                 )
-            since = await _covering(session, from_size, "from_size")
+            since = await _covering(session, runtime, from_size, "from_size")
         record_id = f"audit-export/{start}-{stop}@{cp.tree_size}"
         await record_access(
             session,

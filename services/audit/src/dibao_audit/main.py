@@ -8,7 +8,7 @@ import contextlib
 import structlog
 from fastapi import FastAPI
 
-from dibao_audit.api import AuditRuntime, router
+from dibao_audit.api import AuditRuntime, CheckpointSchedule, router
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
@@ -26,9 +26,13 @@ from dibao_common.messaging.relay import OutboxRelay
 log = structlog.get_logger(__name__)
 
 
-async def _checkpoint_ticker(appender: LogAppender, interval_s: float) -> None:
-    """A checkpoint at least every ``interval_s`` while the log grows."""
+async def _checkpoint_ticker(
+    appender: LogAppender, interval_s: float, schedule: CheckpointSchedule
+) -> None:
+    """A checkpoint at least every ``interval_s`` while the log grows; ``schedule`` says
+    when the next tick is (the API's ``Retry-After`` while one is awaited)."""
     while True:
+        schedule.ticks_in(interval_s)
         await asyncio.sleep(interval_s)
         try:
             size = await appender.checkpoint_if_grown()
@@ -79,6 +83,7 @@ def create_app(
     relay = OutboxRelay(engine, resolved.kafka_bootstrap, name="audit")
     projector = EntryProjector(sessions, registry)
     tasks: list[asyncio.Task[None]] = []
+    schedule = CheckpointSchedule()
 
     async def startup(app: FastAPI) -> None:
         app.state.audit = AuditRuntime(
@@ -90,6 +95,7 @@ def create_app(
             registry=registry,
             whole_log=WholeLog(resolved.audit_log_region, registry),
             checkpoint_interval_s=resolved.audit_checkpoint_interval_s,
+            schedule=schedule,
         )
         app.state.audit_projector = projector
         app.state.audit_consumer = consumer
@@ -99,7 +105,7 @@ def create_app(
             await consumer.start()
             tasks.append(
                 asyncio.create_task(
-                    _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s)
+                    _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s, schedule)
                 )
             )
             tasks.append(asyncio.create_task(projector.run_forever()))

@@ -350,6 +350,61 @@ async def test_an_entry_of_a_log_without_a_checkpoint_yet_is_409_not_404(
         assert named.json()["type"].endswith("/checkpoint-not-found")
 
 
+async def test_a_log_without_a_checkpoint_yet_says_whether_it_is_empty_and_when(
+    audit_db: AuditDb, token_factory: TokenFactory
+) -> None:
+    """GET /audit/checkpoints/latest and an export answered a bare "No checkpoint yet":
+    an empty log and one whose first checkpoint is seconds away read the same, and a
+    client had no hint of when to ask again. Now an empty log says so (log_size 0, no
+    Retry-After: nothing is waiting), and a log holding entries says how many and, in
+    Retry-After, the seconds left until the ticker's next tick (the interval when no
+    ticker runs in this process); the OpenAPI document declares both."""
+    settings = api_settings(audit_db, audit_checkpoint_every=1000, audit_checkpoint_interval_s=30)
+    app = create_app(settings, auth=make_auth_settings())
+    async with api_client(app) as client:
+        auditor = token_factory.bearer(roles=["auditor"], regions=["6201"])
+        for path in ("/audit/checkpoints/latest", "/audit/export"):
+            empty = await client.get(path, headers=auditor)
+            assert empty.status_code == 404, (path, empty.text)
+            assert empty.headers["content-type"] == "application/problem+json"
+            body = empty.json()
+            assert body["type"].endswith("/checkpoint-not-found"), body
+            assert body["log_size"] == 0, body
+            assert "the log is empty" in body["detail"], body
+            assert "retry-after" not in empty.headers, path
+        await app.state.audit.appender.append(
+            [
+                recorded_event(_registered("hh-a", LANZHOU), offset=0, key="hh-a"),
+                recorded_event(_registered("hh-b", LANZHOU), offset=1, key="hh-b"),
+            ]
+        )
+        for path in ("/audit/checkpoints/latest", "/audit/export"):
+            waiting = await client.get(path, headers=auditor)
+            assert waiting.status_code == 404, (path, waiting.text)
+            body = waiting.json()
+            assert body["log_size"] == 2, body
+            assert waiting.headers["retry-after"] == "30", path
+            assert "holds 2 entries" in body["detail"], body
+            assert "within 30 s" in body["detail"], body
+        # A ticker running here: the time left until its tick, not the whole interval.
+        app.state.audit.schedule.ticks_in(12.0)
+        soon = await client.get("/audit/checkpoints/latest", headers=auditor)
+        assert 1 <= int(soon.headers["retry-after"]) <= 12, soon.headers
+        assert f"within {soon.headers['retry-after']} s" in soon.json()["detail"]
+        # A named size that was never signed is still just that.
+        named = await client.get("/audit/export", params={"tree_size": 1}, headers=auditor)
+        assert named.status_code == 404
+        assert "log_size" not in named.json()
+        assert "retry-after" not in named.headers
+        spec = app.openapi()
+        for path in ("/audit/checkpoints/latest", "/audit/export"):
+            declared = spec["paths"][path]["get"]["responses"]["404"]
+            ref = declared["content"]["application/problem+json"]["schema"]["$ref"]
+            schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+            assert "log_size" in schema["properties"], (path, schema)
+            assert declared["headers"]["Retry-After"]["schema"]["type"] == "integer", path
+
+
 async def test_consistency_between_checkpoints(api: Api) -> None:
     key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
     items = (await api.client.get("/audit/checkpoints", headers=api.auditor())).json()["items"]
