@@ -238,7 +238,9 @@ def carries_id_number(text: str) -> bool:
 
 def mask_id_numbers_in(text: str) -> str:
     """``text`` with every run that may be an ID (or card) number masked, as
-    :func:`mask_id_number` masks one: for logs and for what a service echoes back."""
+    :func:`mask_id_number` masks one, wherever it stands. Logs and problem details use
+    ``observability.mask_card_and_id_numbers_in``, which masks card numbers of 16 and 17
+    digits too and leaves a run inside a hex digest or id, or a float's fraction, alone."""
     return ID_NUMBER_LIKE.sub(lambda m: mask_id_number(m.group()), text)
 
 

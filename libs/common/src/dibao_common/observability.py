@@ -4,7 +4,8 @@ metrics, and W3C trace context through HTTP requests and Kafka headers.
 A request's (or a consumed event's) trace context and correlation id live in context
 variables; every log line written while they are set carries them. Anything that looks
 like a resident ID number, or a bank card number (a run of 16 to 19 digits), is masked
-before a log line is written, whatever field it is in.
+before a log line is written, whatever field it is in (not inside a hex digest or id, nor
+in what a float prints after its point).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
-from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number, mask_id_numbers_in
+from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
 
 # --------------------------------------------------------------------------- trace context
 
@@ -73,8 +74,9 @@ class TraceContext:
 
 
 def new_trace_id() -> str:
-    # Generated ids are re-drawn when they contain 18 decimal digits in a row: such an id
-    # would be masked in the logs like an ID number and lose its use for correlation.
+    # Generated ids are re-drawn when they contain 18 decimal digits in a row. The log mask
+    # leaves such a run alone among hex letters (since 2 Dec 2026), but one of 32 digits
+    # would be masked, and an id like an ID number is refused as a correlation id.
     while True:
         candidate = os.urandom(16).hex()
         if candidate != _ZERO_TRACE and not ID_NUMBER_LIKE.search(candidate):
@@ -139,49 +141,108 @@ def current_correlation_id() -> str | None:
 
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{16,19}(?!\d)")
 _HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_LETTERS = frozenset("abcdefABCDEF")
 _HEX_ID = 32
-"""A digit run inside a run of this many hex characters or more is part of a digest, a
-trace id or a UUID's hex (a sha256 in hex holds 16 digits in a row one time in ~40)."""
+"""A digit run inside a run of this many hex characters or more (a letter among them) is
+part of a digest, a trace id or a UUID's hex: a sha256 in hex holds 16 digits in a row one
+time in ~40, 18 one time in ~100."""
 _CHECK_X = frozenset("XxＸｘ")
+_ASCII_DIGITS = frozenset("0123456789")
+_FLOAT_DIGITS = 17
+"""The most significant digits Python prints of a float (``repr``, ``str``, JSON)."""
+
+
+def _in_hex_id(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` (ASCII hex) lies inside a run of 32 hex characters or
+    more that holds a letter: a digest, a trace id, a UUID's hex. A run of digits alone,
+    however long, is not one (two ID numbers written together are 36 digits)."""
+    if not all(c in _HEX for c in text[start:end]):
+        return False
+    low, high = start, end
+    while low > 0 and text[low - 1] in _HEX:
+        low -= 1
+    while high < len(text) and text[high] in _HEX:
+        high += 1
+    return high - low >= _HEX_ID and not _HEX_LETTERS.isdisjoint(text[low:high])
+
+
+def _in_float(text: str, start: int, end: int) -> bool:
+    """Whether the digit run around ``text[start:end]`` is what a float prints after its
+    point: ASCII digits after one digit and a point (``0.30000000000000004``,
+    ``1.2345678901234567e-05``), no more than 17 significant digits in all. A card number
+    after a full stop (``card no.6222021234567890123``, a list's ``1.6222021234567890123``)
+    is none: no digit before the point, or more digits than a float has."""
+    low, high = start, end
+    while low > 0 and text[low - 1] in _ASCII_DIGITS:
+        low -= 1
+    while high < len(text) and text[high] in _ASCII_DIGITS:
+        high += 1
+    if not all(c in _ASCII_DIGITS for c in text[start:end]) or low < 2 or text[low - 1] != ".":
+        return False
+    whole = text[low - 2]
+    if whole not in _ASCII_DIGITS or (low > 2 and text[low - 3] in _ASCII_DIGITS):
+        return False
+    fraction = text[low:high]
+    if whole != "0":
+        return len(fraction) < _FLOAT_DIGITS
+    # 0.000123...: repr prints up to three zeros after the point before the digits.
+    significant = fraction.lstrip("0")
+    return len(fraction) - len(significant) <= 3 and len(significant) <= _FLOAT_DIGITS
 
 
 def _card_runs(text: str) -> list[tuple[int, int]]:
     """Spans of the runs of 16 to 19 digits in ``text`` that may be bank card numbers: not
     17 digits and an X (an ID number's, ``crypto.ID_NUMBER_LIKE``), not inside a run of
-    32 hex characters or more (a digest, an id)."""
+    32 hex characters or more (a digest, an id), not a float's fraction."""
     spans = []
     for m in _DIGIT_RUN.finditer(text):
         start, end = m.span()
         if end - start == 17 and text[end : end + 1] in _CHECK_X:
             continue
-        low, high = start, end
-        while low > 0 and text[low - 1] in _HEX:
-            low -= 1
-        while high < len(text) and text[high] in _HEX:
-            high += 1
-        if high - low < _HEX_ID:
+        if not _in_hex_id(text, start, end) and not _in_float(text, start, end):
             spans.append((start, end))
     return spans
 
 
+def _id_runs(text: str) -> list[tuple[int, int]]:
+    """Spans of what may be resident ID numbers (``crypto.ID_NUMBER_LIKE``): 18 digits not
+    inside a hex digest or id nor a float's fraction, or 17 digits and an X anywhere."""
+    spans = []
+    for m in ID_NUMBER_LIKE.finditer(text):
+        start, end = m.span()
+        if text[end - 1] in _CHECK_X or not (
+            _in_hex_id(text, start, end) or _in_float(text, start, end)
+        ):
+            spans.append((start, end))
+    return spans
+
+
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    parts, at = [], 0
+    for start, end in spans:
+        parts += [text[at:start], mask_id_number(text[start:end])]
+        at = end
+    return "".join([*parts, text[at:]])
+
+
 def carries_card_number(text: str) -> bool:
     """Whether ``text`` holds a run of 16 to 19 digits that may be a bank card number (as
-    the log mask judges it: not in a long hex run)."""
+    the log mask judges it: not in a long hex run, not a float's fraction)."""
     return bool(_card_runs(text))
 
 
 def mask_card_and_id_numbers_in(text: str) -> str:
     """``text`` with every run that may be a bank card number (16 to 19 digits) masked as
     :func:`crypto.mask_id_number` masks a number (the first six and last four kept), then
-    every run that may be an ID number (``crypto.mask_id_numbers_in``)."""
+    every run that may be an ID number (``crypto.ID_NUMBER_LIKE``). Neither inside a hex
+    digest or id (32 hex characters or more, a letter among them) nor in what a float
+    prints after its point (a digit, a point, no more than 17 significant digits)."""
     spans = _card_runs(text)
     if spans:
-        parts, at = [], 0
-        for start, end in spans:
-            parts += [text[at:start], mask_id_number(text[start:end])]
-            at = end
-        text = "".join([*parts, text[at:]])
-    return mask_id_numbers_in(text) if ID_NUMBER_LIKE.search(text) else text
+        text = _masked(text, spans)
+    if ID_NUMBER_LIKE.search(text) is None:
+        return text
+    return _masked(text, _id_runs(text))
 
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
@@ -288,9 +349,9 @@ def _mask_key(key: Any) -> Any:
 
 def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: masks every run of characters that looks like an 18-digit
-    resident ID number (``crypto.ID_NUMBER_LIKE``) or a bank card number (16 to 19 digits,
-    not inside a hex run of 32 or more: ``mask_card_and_id_numbers_in``), in any field and
-    any mapping's keys, at any depth."""
+    resident ID number (``crypto.ID_NUMBER_LIKE``) or a bank card number (16 to 19 digits),
+    neither inside a hex digest or id nor a float's fraction (``mask_card_and_id_numbers_in``),
+    in any field and any mapping's keys, at any depth."""
     return {_mask_key(k): _mask_value(v) for k, v in event_dict.items()}
 
 

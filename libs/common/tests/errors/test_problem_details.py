@@ -244,6 +244,23 @@ async def test_card_numbers_in_messages_member_names_and_paths_are_masked(
     assert response.json()["instance"].startswith("/households/622202")
 
 
+async def test_a_digest_in_a_path_is_echoed_as_sent_and_an_id_number_beside_it_is_not(
+    client: AsyncClient,
+) -> None:
+    """A sha256 holding 18 digits in a row (one in ~100) was echoed with them masked, as
+    an ID number: the instance named a document that does not exist. An ID number after
+    it is masked still."""
+    digest = ("abcdef0123" + "620102198001011234" + "abcdef" * 7)[:64]
+    for path in (f"/households/{digest}", f"/documents/{digest}/content"):
+        response = await client.get(path)
+        assert response.status_code in (404, 422)
+        assert response.json()["instance"] == path
+    response = await client.get(f"/documents/{digest}/{ID_NUMBER}")
+    assert response.json()["instance"] == f"/documents/{digest}/620102********123X"
+    response = await client.get(f"/documents/sha256=620102198001011234,{digest}")
+    assert response.json()["instance"] == f"/documents/sha256=620102********1234,{digest}"
+
+
 @pytest.mark.parametrize("path", [f"/households/{ID_NUMBER}", f"/persons/{ID_NUMBER}/identity"])
 async def test_a_path_holding_an_id_number_is_not_echoed(client: AsyncClient, path: str) -> None:
     # A 422 (the path parameter is no integer) and a 404 (no such route): both name the

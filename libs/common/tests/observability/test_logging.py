@@ -194,3 +194,91 @@ def test_later_configuration_changes_only_the_level(log_lines: LogLines) -> None
     log.warning("shown too")
     configure_logging("DEBUG")
     assert [line["event"] for line in log_lines()] == ["shown", "shown too"]
+
+
+def _sha256_with_digits(digits: str, at: int = 10) -> str:
+    """A sha256 in hex (64 characters, letters around) holding ``digits`` at ``at``."""
+    filler = "abcdef" * 11
+    return (filler[:at] + digits + filler)[:64]
+
+
+def test_an_id_number_like_run_inside_a_hex_digest_or_id_is_left_as_it_is() -> None:
+    """The ID rule masked 18 digits in a row wherever they stood: inside a sha256 (one
+    logged digest in ~100, e.g. document_store's sha256=), a trace id or a UUID's hex, as
+    the card rule already did not. A run of digits with no hex letter around it is no
+    digest: two ID numbers written together are masked both."""
+    digest = _sha256_with_digits("620102198001011234")
+    nineteen = _sha256_with_digits("6201021980010112345", at=0)
+    trace_id = "abc620102198001011234def0123abcd"
+    uuid_hex = uuid.UUID("620102198001011234abcdef01234567").hex
+    event = {
+        "event": f"document.stored sha256={digest}",
+        "sha256": digest,
+        "root": nineteen,
+        "trace_id": trace_id,
+        "household_id": uuid_hex,
+        "upper": digest.upper(),
+    }
+    assert mask_id_numbers(None, "info", event) == event
+    two = "620102198001011234" + "62010219800101123X"
+    masked = mask_id_numbers(None, "info", {"event": two, "digits": "1" * 40})
+    assert masked == {"event": "620102********1234620102********123X", "digits": masked["digits"]}
+    assert not ID_LIKE.search(masked["digits"])
+
+
+def test_an_id_number_outside_a_digest_is_masked_wherever_it_stands() -> None:
+    """Next to letters, an equals sign, a comma, an X; near a digest but not in it."""
+    digest = _sha256_with_digits("1234")
+    texts = {
+        "id=620102198001011234,": "id=620102********1234,",
+        "id=62010219800101123X,": "id=620102********123X,",
+        "abc620102198001011234def": "abc620102********1234def",
+        "cafe62010219800101123Xcafe": "cafe620102********123Xcafe",
+        f"{digest} 620102198001011234": f"{digest} 620102********1234",
+        f"{digest}:620102198001011234": f"{digest}:620102********1234",
+        # 17 digits and an X are no hex: masked even where hex letters surround them.
+        "abcdefabcdefabcd62010219800101123Xabcdefabcdef": (
+            "abcdefabcdefabcd620102********123Xabcdefabcdef"
+        ),
+        # Full-width digits are in no digest.
+        "abcdefabcdefabcdef６２０１０２１９８００１０１１２３４abcdef": (
+            "abcdefabcdefabcdef620102********1234abcdef"
+        ),
+        "abcdefabcdefabcdef６２２２０２１２３４５６７８９０abcdef": (
+            "abcdefabcdefabcdef622202******7890abcdef"
+        ),
+    }
+    for text, expected in texts.items():
+        assert mask_id_numbers(None, "info", {"event": text})["event"] == expected, text
+
+
+def test_what_a_float_prints_after_its_point_is_no_card_number() -> None:
+    """16 or 17 digits after a point are what a float prints (17 significant digits at
+    most), not a card; a card number after a full stop, after a list's "1." or with more
+    digits than a float has is masked still."""
+    floats = [
+        str(0.1 + 0.2),  # 0.30000000000000004
+        str(1 / 3),  # 0.3333333333333333
+        repr(2 / 3 * 1e-4),  # 6.666666666666667e-05
+        "-1.2345678901234567",
+        str(0.00012345678901234567),  # 0.00012345678901234567: 20 digits after the point
+        "ratio=0.12345678901234567,",
+    ]
+    for text in floats:
+        event = {"event": f"score {text}"}
+        assert mask_id_numbers(None, "info", event) == event, text
+    cards = {
+        "card no.6222021234567890123": "card no.622202*********0123",
+        "卡号.6222021234567890": "卡号.622202******7890",
+        "1.6222021234567890123": "1.622202*********0123",
+        "12.6222021234567890": "12.622202******7890",
+        "0.6222021234567890123": "0.622202*********0123",
+        "1.620102198001011234": "1.620102********1234",
+        "0.620102198001011234": "0.620102********1234",
+        "1.62010219800101123X": "1.620102********123X",
+        # Four zeros after the point: a float prints e-05 there. 22 digits: the first 18 go.
+        "0.0000620102198001011234": "0.000062********01011234",
+        "1.６２２２０２１２３４５６７８９０": "1.622202******7890",
+    }
+    for text, expected in cards.items():
+        assert mask_id_numbers(None, "info", {"event": text})["event"] == expected, text
