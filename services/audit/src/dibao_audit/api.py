@@ -43,6 +43,7 @@ from dibao_common.errors import (
     InvalidCursor,
     NotFound,
     Problem,
+    explain_pattern,
     problem_responses,
 )
 from dibao_common.messaging.envelope import EventRegistry
@@ -76,28 +77,50 @@ TimeBound = Annotated[datetime, BeforeValidator(_rfc3339)] | None
 # What each query parameter of a listing means, in the OpenAPI document: an auditor (or a
 # client's engineer) reads there which time a bound compares, whether it is inclusive and
 # what a type is spelt like, rather than guessing from an empty page.
+FILTER_TEXT = explain_pattern(
+    r"^[^\x00]+$",
+    "must not be empty (an empty value matches no entry: leave the parameter out not to "
+    "filter by it) and cannot hold a NUL character",
+)
+"""A text filter (2 Dec 2026): not empty, no NUL. Until then ``household_id=`` (a form's
+cleared field, a script's unset variable) answered an empty page, as if the household had
+no entries; an empty value is refused rather than read as absent, which would widen a
+household's listing to the caller's whole region without a word."""
+_ANY_STRING = (
+    " Any non-empty string is accepted, not only the form the producers use: the log keeps "
+    "what each record says, and a faulty or forged record naming it otherwise is found by "
+    "that string (what no record names finds an empty page)."
+)
 HouseholdFilter = Annotated[
     str | None,
     Query(
-        pattern=NO_NUL,
-        description="Entries about this household (its id as intake gives it); with another "
-        "region's household, none",
+        pattern=FILTER_TEXT,
+        description="Entries about this household, by the id the records give (intake's "
+        "households are UUIDs, e.g. `0193a5b2-7c41-7e8a-9f10-2b3c4d5e6f70`); with another "
+        "region's household, none." + _ANY_STRING,
     ),
 ]
 ApplicationFilter = Annotated[
     str | None,
     Query(
-        pattern=NO_NUL,
-        description="Entries about this application: its events, anomalies about it and the "
-        "access records of its reads (`PersonalDataAccessed.application_id`, logged since "
-        "2 Dec 2026)",
+        pattern=FILTER_TEXT,
+        description="Entries about this application (intake's ids are UUIDs): its events, "
+        "anomalies about it and the access records of its reads "
+        "(`PersonalDataAccessed.application_id`, logged since 2 Dec 2026)." + _ANY_STRING,
     ),
 ]
-CaseFilter = Annotated[str | None, Query(pattern=NO_NUL, description="Entries about this case")]
+CaseFilter = Annotated[
+    str | None,
+    Query(
+        pattern=FILTER_TEXT,
+        description="Entries about this case (`case_id` of assessment's, publicity's and "
+        "payments' events)." + _ANY_STRING,
+    ),
+]
 TypeFilter = Annotated[
     str | None,
     Query(
-        pattern=NO_NUL,
+        pattern=FILTER_TEXT,
         description="The event type in full, as `ce_type` shows it, e.g. "
         "`dibao.intake.ApplicationSubmitted.v1` or `dibao.access.PersonalDataAccessed.v1`; "
         "a type the log does not know is refused (422, naming the types it may mean)",
@@ -106,9 +129,10 @@ TypeFilter = Annotated[
 ActorFilter = Annotated[
     str | None,
     Query(
-        pattern=NO_NUL,
-        description="Who acted: the subject of the token of the request that caused the "
-        "event (`actor` in the entries)",
+        pattern=FILTER_TEXT,
+        description="Who acted: the subject (`sub`) of the token of the request that caused "
+        "the event (`actor` in the entries), e.g. `clerk-620102-07`; subjects have no fixed "
+        "form, so any non-empty string is accepted.",
     ),
 ]
 TimeFrom = Annotated[

@@ -922,6 +922,38 @@ async def test_text_postgresql_cannot_hold_is_bad_input(api: Api) -> None:
         assert not re.fullmatch(text["pattern"], "a\x00b"), where
 
 
+async def test_an_empty_filter_is_refused_and_any_other_string_is_a_search(api: Api) -> None:
+    """`household_id=` or `actor=` (a cleared form field, a script's unset variable) gave
+    an empty 200, as if the household had no entries. An empty value is now a 422 saying
+    so (read as absent it would widen a household's listing to the whole region). A value
+    of another form than the producers' (`notauuid`) stays a search, answered 200: the log
+    keeps what records say, and a faulty or forged record naming a household so must be
+    found; the parameter's description says why."""
+    names = ("household_id", "application_id", "case_id", "ce_type", "actor")
+    before = len(await api.access_events())
+    for name in names:
+        response = await api.client.get("/audit/entries", params={name: ""}, headers=api.auditor())
+        assert response.status_code == 422, (name, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["pointer"] == f"/query/{name}", error
+        assert error["detail"].startswith("must not be empty"), error
+        assert "leave the parameter out" in error["detail"], error
+    assert len(await api.access_events()) == before
+    other = await api.client.get(
+        "/audit/entries", params={"household_id": "notauuid"}, headers=api.auditor()
+    )
+    assert other.status_code == 200, other.text
+    assert other.json()["items"] == []
+    said = {
+        p["name"]: p["description"]
+        for p in api.app.openapi()["paths"]["/audit/entries"]["get"]["parameters"]
+    }
+    for name in ("household_id", "application_id", "case_id", "actor"):
+        assert "any non-empty string is accepted" in said[name].lower(), (name, said[name])
+    assert "UUID" in said["household_id"]
+
+
 async def test_a_households_event_without_its_household_is_not_the_whole_logs(
     api: Api,
 ) -> None:
