@@ -328,6 +328,19 @@ class StaffMember(Base):
             unique=True,
             postgresql_where=sa.text("responsible_caseworker AND active"),
         ),
+        # One person, one township (migration 0013): by login and by ID number.
+        sa.Index(
+            "uq_staff_member_caseworker_subject",
+            "subject",
+            unique=True,
+            postgresql_where=sa.text("responsible_caseworker AND active"),
+        ),
+        sa.Index(
+            "uq_staff_member_caseworker_id_hash",
+            "id_hash",
+            unique=True,
+            postgresql_where=sa.text("responsible_caseworker AND active"),
+        ),
         sa.CheckConstraint(
             "NOT responsible_caseworker OR (role = 'caseworker' AND subject IS NOT NULL)",
             name="caseworker_has_subject",

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
@@ -782,3 +783,91 @@ async def test_a_responsible_caseworker_needs_their_own_id_number(intake: Intake
         headers=admin,
     )
     assert listed.status_code == 201, listed.text
+
+
+async def test_one_person_is_the_responsible_caseworker_of_one_township(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A responsible caseworker is a township's own staff (one person, one township): the
+    same person named for a second township, by token subject or by ID number, is a 409
+    that writes nothing, naming the other township to an administrator who sees it. Once
+    off the first township's roster they may be named for the second."""
+    first, second = "620102015000", "620102016000"  # 东岗街道, 团结新村街道: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
+    person = intake.plan("620102015001", shape="elderly_alone").members[0]
+    subject = f"cw-donggang-{uuid.uuid4()}"
+    caseworker = {
+        "name": "周敏",
+        "role": "caseworker",
+        "subject": subject,
+        "responsible_caseworker": True,
+        "id_number": person.id_number,
+    }
+    named = await intake.http.post(f"/townships/{first}/staff", json=caseworker, headers=admin)
+    assert named.status_code == 201, named.text
+    before = await row_counts(intake_engine)
+    other_number = intake.plan("620102016001", shape="elderly_alone").members[0].id_number
+    for body, headers, shown in (
+        (caseworker, admin, True),
+        (caseworker | {"subject": f"cw-tuanjie-{uuid.uuid4()}"}, admin, True),
+        (caseworker | {"id_number": other_number}, admin, True),
+        # An administrator of the second township's district only is not told the first's.
+        (caseworker, intake.headers(Role.POLICY_ADMIN, [second[:9]]), False),
+    ):
+        refused = await intake.http.post(f"/townships/{second}/staff", json=body, headers=headers)
+        assert refused.status_code == 409, refused.text
+        problem = refused.json()
+        assert problem["type"].endswith("/caseworker-of-another-township")
+        assert (first in problem["detail"]) is shown
+        assert person.id_number not in refused.text
+    assert await row_counts(intake_engine) == before
+    # Named again in their own township, the new entry takes over: no conflict there.
+    again = await intake.http.post(f"/townships/{first}/staff", json=caseworker, headers=admin)
+    assert again.status_code == 201, again.text
+    gone = await intake.http.post(f"/staff/{again.json()['id']}/deactivation", headers=admin)
+    assert gone.status_code == 204
+    moved = await intake.http.post(f"/townships/{second}/staff", json=caseworker, headers=admin)
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["responsible_caseworker"] is True
+
+
+@pytest.mark.parametrize("same", ["subject", "id_hash"])
+async def test_the_database_refuses_a_caseworker_of_two_townships(
+    intake: IntakeClient, intake_engine: AsyncEngine, same: str
+) -> None:
+    """Two namings at the same time, in two townships, each pass the service's check: the
+    database's unique indexes (migration 0013) refuse the second, by subject or ID hash."""
+    first = "620102017000"  # 东岗西路街道: this test's own
+    named = await intake.http.post(
+        f"/townships/{first}/staff",
+        json={
+            "name": "吴刚",
+            "role": "caseworker",
+            "subject": f"cw-dgxl-{uuid.uuid4()}",
+            "responsible_caseworker": True,
+            "id_number": intake.plan("620102017001", shape="elderly_alone").members[0].id_number,
+        },
+        headers=intake.headers(Role.POLICY_ADMIN, ["620102"]),
+    )
+    assert named.status_code == 201, named.text
+    copy = (
+        "INSERT INTO staff_member (id, township_code, name, role, subject,"
+        " responsible_caseworker, id_hash, active, created_at, created_by)"
+        " SELECT :id, :township, name, role,"
+        " CASE WHEN :same = 'subject' THEN subject ELSE :other END, true,"
+        " CASE WHEN :same = 'id_hash' THEN id_hash ELSE :other END, true, created_at,"
+        " created_by FROM staff_member WHERE id = :named"
+    )
+    with pytest.raises(IntegrityError, match=f"uq_staff_member_caseworker_{same}"):
+        async with intake_engine.begin() as conn:
+            await conn.execute(
+                text(copy),
+                {
+                    "id": uuid.uuid4(),
+                    "named": named.json()["id"],
+                    "same": same,
+                    # 铁路东村街道, 铁路西村街道: each case's own second township
+                    "township": {"subject": "620102018000", "id_hash": "620102019000"}[same],
+                    "other": str(uuid.uuid4()),
+                },
+            )

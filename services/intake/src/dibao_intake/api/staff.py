@@ -41,7 +41,9 @@ TownshipCode = Annotated[
     " or a listed relative) are flagged for a county visit. A responsible caseworker gets the"
     " township's accepted applications, except those of their own household or a relative's"
     " (left unassigned, for the county), so their own id_number is required (422 without);"
-    " naming one replaces the previous one. The change"
+    " naming one replaces the previous one. One person (by subject or ID number) is the"
+    " responsible caseworker of one township: naming the responsible caseworker of another"
+    " township is a 409 caseworker-of-another-township problem (nothing written). The change"
     " is published (StaffRosterChanged, people by keyed hash) for the audit log.",
     responses=problems(400, 401, 403, 404, 409, 422),
 )

@@ -55,6 +55,26 @@ def _require_township(runtime: Runtime, township_code: str) -> None:
         raise NotFound("No such township in the division table") from None
 
 
+def _caseworker_elsewhere(township_code: str | None) -> Conflict:
+    where = f" ({township_code})" if township_code else ""
+    return Conflict(
+        f"This person (by token subject or ID number) is already the responsible caseworker"
+        f" of another township{where}: one person, one township. Name someone else there,"
+        " or take them off its roster, first",
+        type_slug="caseworker-of-another-township",
+    )
+
+
+async def _not_responsible_elsewhere(
+    session: AsyncSession, caller: Caller, township_code: str, subject: str, id_hash: str | None
+) -> None:
+    """A responsible caseworker answers for one township (ADR 0009, 2 Dec 2026)."""
+    elsewhere = await repo.responsible_elsewhere(session, township_code, subject, id_hash)
+    if elsewhere is not None:
+        # The other township is named only to an administrator whose regions hold it.
+        raise _caseworker_elsewhere(elsewhere if caller.principal.can_see(elsewhere) else None)
+
+
 async def add_staff(
     session: AsyncSession,
     runtime: Runtime,
@@ -115,6 +135,11 @@ async def add_staff(
                 masked_id=protected.masked,
             )
         )
+    if command.responsible_caseworker:
+        assert command.subject is not None
+        await _not_responsible_elsewhere(
+            session, caller, township_code, command.subject, own.id_hash if own else None
+        )
     now = runtime.clock.now()
     try:
         replaced = await repo.insert_staff(
@@ -134,7 +159,10 @@ async def add_staff(
             created_by=caller.principal.subject,
             at=now,
         )
-    except IntegrityError:
+    except IntegrityError as exc:
+        if any(index in str(exc.orig) for index in repo.CASEWORKER_ELSEWHERE_INDEXES):
+            # Named at the same time in another township: the other insert committed first.
+            raise _caseworker_elsewhere(None) from None
         raise Conflict(
             "Another responsible caseworker was named at the same time; try again",
             type_slug="caseworker-conflict",

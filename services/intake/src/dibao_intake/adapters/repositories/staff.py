@@ -42,6 +42,35 @@ class NewStaff:
     relatives: Sequence[NewRelative]
 
 
+CASEWORKER_ELSEWHERE_INDEXES = (
+    "uq_staff_member_caseworker_subject",
+    "uq_staff_member_caseworker_id_hash",
+)
+"""The indexes that keep one person the responsible caseworker of one township."""
+
+
+async def responsible_elsewhere(
+    session: AsyncSession, township_code: str, subject: str, id_hash: str | None
+) -> str | None:
+    """The other township whose active responsible caseworker is this person (by token
+    subject or ID number), if any."""
+    same_person = staff_t.c.subject == subject
+    if id_hash is not None:
+        same_person = sa.or_(same_person, staff_t.c.id_hash == id_hash)
+    found: str | None = await session.scalar(
+        sa.select(staff_t.c.township_code)
+        .where(
+            staff_t.c.responsible_caseworker,
+            staff_t.c.active,
+            staff_t.c.township_code != township_code,
+            same_person,
+        )
+        .order_by(staff_t.c.township_code)
+        .limit(1)
+    )
+    return found
+
+
 async def insert_staff(
     session: AsyncSession, staff: NewStaff, *, created_by: str, at: datetime
 ) -> uuid.UUID | None:
