@@ -94,6 +94,62 @@ def test_text_with_a_card_number_of_16_or_17_digits_is_refused() -> None:
     assert WithdrawalIn(reason="电话 13800138000，村代码 620123101203").reason
 
 
+# Card and ID numbers as they are printed and copied: in groups, parted by spaces or dashes.
+IN_GROUPS = [
+    "6222 0212 3456 7890 123",
+    "6222-0212-3456-7890",
+    "卡号：6222 0212 3456 7890，开户行农行",
+    "6222\u30000212\u30003456\u30007890",
+    "6222 - 0212 - 3456 - 7890 - 123",
+    "6222－0212－3456－7890",
+    "６２２２ ０２１２ ３４５６ ７８９０",
+    "620102 19800101 1234",
+    "620102-19800101-123X",
+    "身份证 620102 1980 0101 123x 已核",
+    "6201021980 0101123X",
+    "62010219800101 1234",
+    "6201 0219 8001 0112 34",
+    "６２０１０２ １９８００１０１ １２３Ｘ",
+]
+# What free text holds, with its numbers in groups too.
+ORDINARY = [
+    "电话 138 0013 8000",
+    "电话 138-0013-8000，139 0013 9000",
+    "+86 138 0013 8000",
+    "电话 13800138000 13900139000",
+    "0931-8888888 13800138000",
+    "0931-88888888 0931-87654321",
+    "730030 0931-88888888",
+    "邮编 730030 13800138000",
+    "3 people, 2 rooms",
+    "一家 3 口 2 间房",
+    "住院 2026-03-15 2026-04-15",
+    "2026-03-01 至 2026-03-31",
+    "20260301-20260331",
+    "月收入 1,234.56 元，2025 年 12 月 1200 元",
+    "村代码 620123101203",
+    "区划 6201 2310 1203",
+    "城关区 5-3-201 室",
+    "幸福路 12 号 3 栋 2 单元 1201",
+]
+
+
+def test_card_and_id_numbers_in_groups_are_refused_and_other_numbers_are_not() -> None:
+    """A card number in spaced or dashed groups (``6222 0212 3456 7890 123``) or an ID
+    number so written (``620102 19800101 1234``) went through: the check saw runs of
+    digits alone. Phone numbers, dates, amounts, division codes and house numbers in groups
+    are text as before. The published schema says the same."""
+    assert [t for t in IN_GROUPS if not _refused(t)] == []
+    assert [t for t in ORDINARY if _refused(t)] == []
+    for text in IN_GROUPS:
+        with pytest.raises(ValidationError, match="bank card number"):
+            WithdrawalIn(reason=f"打到 {text} 上")
+    refused = WithdrawalIn.model_json_schema()["properties"]["reason"]["not"]["pattern"]
+    assert [bool(re.search(refused, t)) for t in IN_GROUPS + ORDINARY] == (
+        [True] * len(IN_GROUPS) + [False] * len(ORDINARY)
+    )
+
+
 def test_text_is_checked_as_sent_then_stripped() -> None:
     """maxLength and patterns apply to the text as sent, as the published schema says: a
     text over its limit only by its padding was accepted (it was stripped first). What is

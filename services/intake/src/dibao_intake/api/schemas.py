@@ -131,11 +131,30 @@ CARD_NUMBER_LIKE = re.compile(r"\d{16}")
 """A run of 16 digits or more: a bank card number (16 to 19 digits), which an ID number's
 pattern (18 characters) misses at 16 and 17 digits. Full-width digits are digits too."""
 
+_GROUP_SEPARATOR = r"[ \u00a0\u3000\-\u2010-\u2013\uff0d]{1,3}"
+"""Between the groups of a number written in groups: spaces (no-break, ideographic), a
+hyphen or dash (full-width too), up to three of them (``6222 - 0212``)."""
+_ID_YEAR = r"(?:[1１][89８９]|[2２][0０])\d{2}"
+_ID_MONTH_DAY = r"[01０１]\d[0-3０-３]\d"
+NUMBER_IN_GROUPS = re.compile(
+    rf"(?<!\d)\d{{4}}(?:{_GROUP_SEPARATOR}\d{{4}}){{3}}"
+    rf"|(?<!\d)\d{{6}}(?:{_GROUP_SEPARATOR})?{_ID_YEAR}(?:{_GROUP_SEPARATOR})?{_ID_MONTH_DAY}"
+    rf"(?:{_GROUP_SEPARATOR})?\d{{3}}[\dXxＸｘ]"
+)
+"""A card or ID number written in groups, as one is printed and copied: four groups of
+four digits or more (``6222 0212 3456 7890 123``, ``6222-0212-3456-7890``, an ID number
+``6201 0219 8001 0112 34``), or an ID number's 18 characters parted where its fields part
+(region, year, month and day, the rest: ``620102 19800101 1234``; the year and the date
+as an ID number's are, so that a postal code and a telephone number, ``730030
+0931-88888888``, are none). Not the groups of a phone number (``138 0013 8000``,
+``0931-8888888``), a date, a house number or a division code: groups of other lengths, or
+too few (ADR 0005)."""
+
 
 def no_id_number(text: str) -> str:
     """Free text is stored and published as typed: a resident ID or card number in it
     would escape the encryption and masking of the fields made for them (ADR 0005)."""
-    if carries_id_number(text) or CARD_NUMBER_LIKE.search(text):
+    if carries_id_number(text) or CARD_NUMBER_LIKE.search(text) or NUMBER_IN_GROUPS.search(text):
         raise ValueError(
             "must not contain a resident ID or bank card number: record a person as a"
             " member and an account as bank_account"
@@ -146,7 +165,9 @@ def no_id_number(text: str) -> str:
 NO_ID_NUMBER: dict[str, Any] = {
     "not": {
         "type": "string",
-        "pattern": f"{ID_NUMBER_LIKE.pattern}|{CARD_NUMBER_LIKE.pattern}",
+        "pattern": "|".join(
+            p.pattern for p in (ID_NUMBER_LIKE, CARD_NUMBER_LIKE, NUMBER_IN_GROUPS)
+        ),
     }
 }
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
