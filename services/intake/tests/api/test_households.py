@@ -1691,7 +1691,15 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
     # An auditor of the county sees the same; another region sees none of them.
     auditor = await pages(Role.AUDITOR, ["620123"], "village-auditor")
     assert [i["id"] for i in auditor] == ids
-    assert await pages(Role.VILLAGE_COMMITTEE, ["620102"], "village-foreigner") == []
+    # Another region's committee is told the village is outside its regions (403), not
+    # shown an empty page as if the village had no households.
+    foreign = await intake.http.get(
+        "/households",
+        params={"region": village},
+        headers=intake.headers(Role.VILLAGE_COMMITTEE, ["620102"], subject="village-foreigner"),
+    )
+    assert foreign.status_code == 403, foreign.text
+    assert foreign.json()["type"].endswith("/region-out-of-scope")
     for role in (Role.PUBLICITY_OFFICER, Role.FINANCE_OFFICER, Role.POLICY_ADMIN):
         refused = await intake.http.get(
             "/households", params={"region": village}, headers=intake.headers(role, ["620123"])

@@ -102,6 +102,21 @@ def test_the_download_says_who_reads_numbers_and_why(intake_app: FastAPI) -> Non
     assert "document-content-unavailable" in operation["responses"]["500"]["description"]
 
 
+def test_a_lists_cursor_and_region_say_what_they_continue_and_refuse(
+    intake_app: FastAPI,
+) -> None:
+    """A cursor continues only the query that gave it (another list's or another search's
+    is 400 invalid-cursor); a region outside the caller's is a 403 of its own."""
+    paths = intake_app.openapi()["paths"]
+    for path in ("/households", "/applications"):
+        operation = paths[path]["get"]
+        cursor = next(p for p in operation["parameters"] if p["name"] == "cursor")
+        assert "continues only the query that gave it" in cursor["description"], path
+        assert "invalid-cursor" in cursor["description"], path
+        assert "region-out-of-scope" in operation["responses"]["403"]["description"], path
+        assert "region-out-of-scope" in operation["description"], path
+
+
 def _free_text(
     schema: dict[str, Any], spec: dict[str, Any], where: str, pattern: str | None = None
 ) -> Iterator[tuple[str, str | None]]:

@@ -91,3 +91,70 @@ async def test_a_region_between_division_levels_is_refused_and_not_recorded(
         for r in decoded
         if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
     ] == ["households?region_prefix=620123101"]
+
+
+async def test_a_search_of_a_region_outside_the_callers_is_refused_and_recorded(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A region filter outside every one of the caller's regions answered 200 with an
+    empty page, read as "no households there" while a read of a record there is refused.
+    403 region-out-of-scope, saying so; recorded as a refused read is (outcome DENIED, the
+    search and its region named, no person, no field): an auditor of that county finds the
+    probe. The refusal comes before the cursor is looked at, as a role's does. A filter
+    that overlaps one of the caller's regions is searched within it."""
+    await intake.register(intake.plan("620123101203"))
+    reader = "searcher-outside-regions"
+    headers = intake.headers(Role.INTAKE_CLERK, ["620102", "620103"], subject=reader)
+    for url in (
+        "/households?region=620123",
+        "/applications?region=620123101&status=submitted",
+        "/applications?region=63&cursor=!!",
+    ):
+        response = await intake.http.get(url, headers=headers)
+        assert response.status_code == 403, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["type"].endswith("/region-out-of-scope"), problem
+        assert "outside your regions (620102, 620103)" in problem["detail"], problem
+        assert "items" not in problem
+    for url in ("/households?region=62", "/applications?region=620102001"):
+        response = await intake.http.get(url, headers=headers)
+        assert response.status_code == 200, (url, response.text)
+    records = await _searches_by(intake_stack, reader, 5)
+    assert sorted(
+        (r.record_id, r.outcome, r.region.code, [c.code for c in r.regions]) for r in records
+    ) == [
+        (
+            "applications?region_prefix=620102001",
+            access.ACCESS_OUTCOME_GRANTED,
+            "620102001000",
+            ["620102001000"],
+        ),
+        (
+            "applications?region_prefix=620123101&status=submitted",
+            access.ACCESS_OUTCOME_DENIED,
+            "620123101000",
+            ["620123101000"],
+        ),
+        (
+            "applications?region_prefix=63&cursor=!!",
+            access.ACCESS_OUTCOME_DENIED,
+            "630000000000",
+            ["630000000000"],
+        ),
+        (
+            "households?region_prefix=62",
+            access.ACCESS_OUTCOME_GRANTED,
+            "620000000000",
+            ["620102000000", "620103000000"],
+        ),
+        (
+            "households?region_prefix=620123",
+            access.ACCESS_OUTCOME_DENIED,
+            "620123000000",
+            ["620123000000"],
+        ),
+    ]
+    for r in records:
+        if r.outcome == access.ACCESS_OUTCOME_DENIED:
+            assert list(r.persons) == list(r.fields) == [], r

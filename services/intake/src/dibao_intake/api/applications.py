@@ -13,6 +13,7 @@ from starlette.responses import Response
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
+    SEARCH_FORBIDDEN,
     Clerk,
     Cursor,
     Idempotency,
@@ -129,8 +130,11 @@ async def submit_application(
     description="Newest first, within the caller's regions, cursor-paginated. The search is"
     " recorded on dibao.access.v1. In the limited view (publicity and finance officers,"
     " policy administrators) a one-off kind is null, and searching by one is 403"
-    " missing-role (recorded as refused): medical assistance tells of an illness.",
-    responses=problems(400, 401, 403, 422),
+    " missing-role (recorded as refused): medical assistance tells of an illness. A region"
+    " outside every one of the caller's regions is 403 region-out-of-scope, recorded as a"
+    " refused search (outcome DENIED, in that region), as a read of another region's record"
+    " is.",
+    responses=problems(400, 401, 403, 422, forbidden=SEARCH_FORBIDDEN),
 )
 async def search_applications(
     request: Request,

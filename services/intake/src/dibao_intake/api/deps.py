@@ -102,7 +102,16 @@ RegionPrefix = Annotated[
         description="Division-code prefix of a level (2, 4, 6, 9 or 12 digits), e.g. 620123101",
     ),
 ]
-Cursor = Annotated[str | None, Query(max_length=64)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="The next_cursor of the previous page, as it was given; leave it out for"
+        " the first page. It continues only the query that gave it: the same list with the"
+        " same filters (limit may change). A cursor of another list or of a search with other"
+        " filters is 400 invalid-cursor: start that query again without cursor.",
+    ),
+]
 PageSize = Annotated[int, Query(ge=1, le=200)]
 
 Work = Callable[[AsyncSession], Awaitable[Response]]
@@ -261,11 +270,21 @@ PERSON_IN_HOUSEHOLD = (
 )
 
 
-def problems(*statuses: int, conflict: str | None = None) -> dict[int | str, dict[str, Any]]:
+SEARCH_FORBIDDEN = (
+    "The token lacks a role the search needs (missing-role), or the region searched lies"
+    " outside every one of its regions (region-out-of-scope, recorded as a refused search)"
+)
+
+
+def problems(
+    *statuses: int, conflict: str | None = None, forbidden: str | None = None
+) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses of a route, each described."""
     declared = problem_responses(*statuses, 500)
     for status, response in declared.items():
         response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
     if conflict is not None and 409 in declared:
         declared[409]["description"] = conflict
+    if forbidden is not None and 403 in declared:
+        declared[403]["description"] = forbidden
     return declared

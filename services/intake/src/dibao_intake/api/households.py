@@ -12,6 +12,7 @@ from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
     PERSON_IN_HOUSEHOLD,
+    SEARCH_FORBIDDEN,
     CaseReader,
     Clerk,
     Cursor,
@@ -119,8 +120,11 @@ async def register_household(
     " head's masked name and its size. For the roles that work or audit cases: every"
     " registered household is listed, those that never applied or receive nothing too,"
     " which is more than the public lists show (only recipients), so the other roles get"
-    " 403. The page is recorded on dibao.access.v1 (action search, each head named).",
-    responses=problems(400, 401, 403, 422),
+    " 403. The page is recorded on dibao.access.v1 (action search, each head named). A"
+    " region outside every one of the caller's regions is 403 region-out-of-scope, recorded"
+    " as a refused search (outcome DENIED, in that region), as a read of another region's"
+    " record is.",
+    responses=problems(400, 401, 403, 422, forbidden=SEARCH_FORBIDDEN),
 )
 async def list_households(
     request: Request,

@@ -64,7 +64,13 @@ from dibao_intake.service_layer.households import (
     new_bank_account,
     rules_failed,
 )
-from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
+from dibao_intake.service_layer.pages import (
+    Page,
+    Window,
+    ensure_searchable,
+    list_target,
+    listed_person,
+)
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 from dibao_intake.service_layer.timeline import DECIDED_TYPES
 from dibao_intake.service_layer.views import (
@@ -623,7 +629,8 @@ async def search_applications(
         # The page would say which households asked for this kind, medical assistance too.
         refusal = missing_role(CASE_ROLES_LISTED, "Searching by a one-off kind is casework")
         raise refused(refusal, runtime, caller, target)
-    window = Window.of(query.cursor, query.limit, runtime.page_size_max)
+    ensure_searchable(runtime, caller, query, target)
+    window = Window.of("applications", query, runtime.page_size_max)
     rows = await repo.search_applications(
         session,
         caller.principal,

@@ -54,7 +54,13 @@ from dibao_intake.domain.names import same_name
 from dibao_intake.domain.resident_id import InvalidResidentIdError, parse_resident_id
 from dibao_intake.service_layer.access import AccessRefused, AccessTarget, record_access, refused
 from dibao_intake.service_layer.events import publish, publish_many
-from dibao_intake.service_layer.pages import Page, Window, list_target, listed_person
+from dibao_intake.service_layer.pages import (
+    Page,
+    Window,
+    ensure_searchable,
+    list_target,
+    listed_person,
+)
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
@@ -503,7 +509,9 @@ async def search_households(
     """A village's (or any region's) households, newest first, keyset-paginated, with the
     head's masked name and the number of active members, for the case roles within their
     regions. The page is recorded as one search naming each head."""
-    window = Window.of(query.cursor, query.limit, runtime.page_size_max)
+    target = list_target("households", query, caller.principal)
+    ensure_searchable(runtime, caller, query, target)
+    window = Window.of("households", query, runtime.page_size_max)
     rows = await repo.search_households(
         session,
         caller.principal,
@@ -517,7 +525,7 @@ async def search_households(
         session,
         runtime,
         caller,
-        list_target("households", query, caller.principal),
+        target,
         persons=[
             listed_person(
                 h.head_person_id,
