@@ -255,8 +255,10 @@ async def test_a_digest_in_a_path_is_echoed_as_sent_and_an_id_number_beside_it_i
         response = await client.get(path)
         assert response.status_code in (404, 422)
         assert response.json()["instance"] == path
+    assert response.json()["detail"] == f"Nothing is found at {path}"
     response = await client.get(f"/documents/{digest}/{ID_NUMBER}")
     assert response.json()["instance"] == f"/documents/{digest}/620102********123X"
+    assert response.json()["detail"].endswith(f"{digest}/620102********123X")
     response = await client.get(f"/documents/sha256=620102198001011234,{digest}")
     assert response.json()["instance"] == f"/documents/sha256=620102********1234,{digest}"
 
