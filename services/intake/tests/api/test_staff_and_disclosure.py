@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +23,7 @@ from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     CLOUDEVENTS_HEADERS,
     TEST_NOW,
+    URBAN_VILLAGE,
     IntakeClient,
     access_records,
     events,
@@ -871,3 +874,81 @@ async def test_the_database_refuses_a_caseworker_of_two_townships(
                     "other": str(uuid.uuid4()),
                 },
             )
+
+
+async def test_a_former_households_region_sees_the_number_masked_only(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The full ID number is disclosed to the region of the person's current household,
+    or of the household of an open application of theirs named by application_id; once
+    they moved to another county, the region they left is refused (403, recorded DENIED)
+    and reads them masked, as a region that never held them is refused 404. Closed, the
+    application no longer discloses."""
+    former = await intake.register(intake.plan(shape="elderly_couple"))
+    person = former.person_ids[1]
+    number = former.plan.members[1].id_number
+    submitted = await intake.submit(await intake.complete_application_body(former))
+    assert submitted.status_code == 201, submitted.text
+    application = submitted.json()["id"]
+    await intake.change(former, {"kind": "move_out", "person_id": person, "moved_on": "2026-02-20"})
+    current = await intake.register(intake.plan(URBAN_VILLAGE, shape="elderly_alone"))
+    member = former.plan.members[1].payload() | {"relationship": "other_dependant"}
+    await intake.change(current, {"kind": "move_in", "moved_on": "2026-02-25", "member": member})
+
+    def asked(
+        regions: list[str], subject: str, application_id: str | None = None
+    ) -> Awaitable[httpx.Response]:
+        params = {"purpose": "investigation"}
+        if application_id is not None:
+            params["application_id"] = application_id
+        return intake.http.get(
+            f"/persons/{person}/identity",
+            params=params,
+            headers=intake.headers(Role.INVESTIGATOR, regions, subject=subject),
+        )
+
+    left = f"investigator-left-{uuid.uuid4()}"
+    refused = await asked(["620123"], left)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"].endswith("/identity-of-a-former-member")
+    assert number not in refused.text
+    [record] = await access_records(intake_stack, person, left)
+    assert (record.outcome, record.action, record.record_type) == (
+        access.ACCESS_OUTCOME_DENIED,
+        access.ACCESS_ACTION_DECRYPT,
+        access.RECORD_TYPE_MEMBER,
+    )
+    assert (record.household_id, record.region.code) == (former.id, former.plan.region_code)
+    assert list(record.persons) == list(record.fields) == []
+    # The region they left reads them in its household, masked.
+    read = await intake.http.get(
+        f"/households/{former.id}", headers=intake.headers(Role.INVESTIGATOR, ["620123"])
+    )
+    [shown] = [m for m in read.json()["members"] if m["person_id"] == person]
+    assert (shown["active"], shown["id_number_masked"]) == (
+        False,
+        number[:6] + "********" + number[-4:],
+    )
+    never = await asked(["620104"], f"investigator-never-{uuid.uuid4()}")
+    assert never.status_code == 404, never.text
+
+    # The current household's region has it; the former's, while its open application
+    # (in which they were a member) is worked on and named.
+    for regions, application_id in ((["620102"], None), (["620123"], application)):
+        revealed = await asked(regions, f"investigator-{uuid.uuid4()}", application_id)
+        assert revealed.status_code == 200, revealed.text
+        assert revealed.json()["id_number"] == number
+    # Another household's application discloses nothing of them.
+    other = await intake.register(intake.plan(shape="elderly_alone"))
+    elsewhere = await intake.submit(await intake.complete_application_body(other))
+    assert elsewhere.status_code == 201, elsewhere.text
+    unrelated = await asked(["620123"], left, elsewhere.json()["id"])
+    assert unrelated.status_code == 403, unrelated.text
+    withdrawn = await intake.http.post(
+        f"/applications/{application}/withdrawal",
+        json={"reason": "迁出"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    closed = await asked(["620123"], left, application)
+    assert closed.status_code == 403, closed.text

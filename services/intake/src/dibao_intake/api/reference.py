@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -72,7 +72,13 @@ async def get_division(
     response_model=s.IdentityOut,
     summary="A person's name and full ID number, for a named purpose",
     description="For registry cross-checks and home-visit forms. The decryption is recorded on"
-    " dibao.access.v1 with the purpose.",
+    " dibao.access.v1 with the purpose. Disclosed within the caller's regions to the region of"
+    " the person's current household (their active one; the last they left when none is),"
+    " or of the household of an open application (application_id: submitted, neither"
+    " withdrawn, returned nor decided; household active) they are or were a member of. A"
+    " region the person has left sees the number masked (the household's read) and is"
+    " answered 403 identity-of-a-former-member; a region that never held them, 404. Both"
+    " refusals are recorded (outcome DENIED).",
     responses=problems(401, 403, 404, 422),
 )
 async def reveal_identity(
@@ -82,6 +88,13 @@ async def reveal_identity(
     caller: IdentityReader,
     runtime: RuntimeDep,
     purpose_note: NoteQuery = "",
+    application_id: Annotated[
+        uuid.UUID | None,
+        Query(
+            description="An open application being worked on whose household holds or held"
+            " the person: its region may have the number too"
+        ),
+    ] = None,
 ) -> Response:
     # A note's absence is checked by the service once the caller may have the number.
     recorded = purpose_value(purpose)
@@ -95,6 +108,7 @@ async def reveal_identity(
                 person_id,
                 purpose=recorded,
                 purpose_note=purpose_note,
+                application_id=application_id,
             )
         except PurposeNoteRequiredError as error:
             raise note_missing(error) from None

@@ -16,7 +16,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import types_pb2 as common
 from dibao_common.auth import Role
 from dibao_common.crypto import mask_id_number, mask_name
-from dibao_common.errors import NotFound
+from dibao_common.errors import Forbidden, NotFound
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import BankAccountRecord
 from dibao_intake.adapters.repositories import households as repo
@@ -31,6 +31,15 @@ from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime
 
 IDENTITY_ROLES = (Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR)
 """The roles that may have a person's full ID number disclosed, within their regions."""
+
+
+def _not_current() -> Forbidden:
+    return Forbidden(
+        "The full ID number is disclosed to the region of the person's current household,"
+        " or of the household of an open application of theirs named by application_id; a"
+        " former household's region sees it masked",
+        type_slug="identity-of-a-former-member",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +57,33 @@ async def reveal_identity(
     *,
     purpose: Purpose,
     purpose_note: str,
+    application_id: uuid.UUID | None = None,
 ) -> Identity:
+    """The person's full ID number, to a caller whose regions hold the person's current
+    household (their active one; the last they left when none is), or the household of
+    ``application_id`` while that application is open and the household active, the person
+    one of its members, past or present (ADR 0005, 2 Dec 2026). A former household's
+    region sees the number masked only (the household's read): refused 403; a caller
+    whose regions never held the person, 404. Refusals are recorded DENIED."""
     found = await repo.person_identity(session, person_id)
     if found is None:
         raise NotFound(NOT_FOUND)
     name, cipher, households = found
     if not households:
         raise NotFound(NOT_FOUND)
-    visible = [h for h in households if caller.principal.can_see(h[1])]
-    household_id, region_code = (visible or households)[0]
+    current = households[0]
+    disclosing = [(current.household_id, current.region_code)]
+    if application_id is not None:
+        named = await repo.open_application_household(session, application_id, person_id)
+        if named is not None:
+            disclosing.append(named)
+    allowed = [h for h in disclosing if caller.principal.can_see(h[1])]
+    former = [
+        (h.household_id, h.region_code)
+        for h in households
+        if caller.principal.can_see(h.region_code)
+    ]
+    household_id, region_code = (allowed or former or disclosing)[0]
     target = AccessTarget(
         household_id,
         region_code,
@@ -66,8 +93,11 @@ async def reveal_identity(
         purpose=purpose,
         purpose_note=purpose_note,
     )
-    if not visible:
+    if not allowed and not former:
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    if not allowed:
+        # A region the person has left: it reads the household with the number masked.
+        raise refused(_not_current(), runtime, caller, target)
     require_note(target)  # once the caller may have it: another region's is refused first
     number = runtime.pii.reveal_id_number(cipher, table="person", row_id=person_id)
     await record_access(

@@ -626,10 +626,20 @@ async def insert_change(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A household a person belongs or belonged to."""
+
+    household_id: uuid.UUID
+    region_code: str
+    active: bool
+
+
 async def person_identity(
     session: AsyncSession, person_id: uuid.UUID
-) -> tuple[str, bytes, list[tuple[uuid.UUID, str]]] | None:
-    """A person's name, ID ciphertext and every household (id, region) they belonged to."""
+) -> tuple[str, bytes, list[Membership]] | None:
+    """A person's name, ID ciphertext and every household they belonged to: the active
+    membership first, then the others from the latest left."""
     row = (
         await session.execute(
             sa.select(person_t.c.name, person_t.c.id_number_cipher).where(
@@ -640,9 +650,39 @@ async def person_identity(
     if row is None:
         return None
     households = await session.execute(
-        sa.select(household_t.c.id, household_t.c.region_code)
+        sa.select(household_t.c.id, household_t.c.region_code, member_t.c.active)
         .join(member_t, member_t.c.household_id == household_t.c.id)
         .where(member_t.c.person_id == person_id)
-        .order_by(member_t.c.active.desc())
+        .order_by(
+            member_t.c.active.desc(),
+            member_t.c.left_on.desc().nulls_last(),
+            member_t.c.joined_on.desc(),
+            member_t.c.id.desc(),
+        )
     )
-    return row[0], row[1], [(h[0], h[1]) for h in households]
+    return row[0], row[1], [Membership(h[0], h[1], h[2]) for h in households]
+
+
+_OPEN_APPLICATION_OF = sa.text(
+    """
+SELECT h.id, h.region_code FROM application AS a JOIN household AS h ON h.id = a.household_id
+WHERE a.id = :application_id AND a.status = 'submitted' AND a.decided_at IS NULL
+  AND h.status = 'active'
+  AND EXISTS (SELECT 1 FROM household_member AS m
+              WHERE m.household_id = h.id AND m.person_id = :person_id)
+"""
+)
+
+
+async def open_application_household(
+    session: AsyncSession, application_id: uuid.UUID, person_id: uuid.UUID
+) -> tuple[uuid.UUID, str] | None:
+    """The household (id, region) of ``application_id`` while the application is open
+    (submitted, not withdrawn, returned or decided) and the household active, if
+    ``person_id`` is or was one of its members."""
+    row = (
+        await session.execute(
+            _OPEN_APPLICATION_OF, {"application_id": application_id, "person_id": person_id}
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
