@@ -123,6 +123,11 @@ async def test_a_cursor_continues_only_the_list_and_filters_that_gave_it(
     records = await _settled_records(intake_stack, reader, 6)
     assert len(records) == 6, [r.record_id for r in records]
     assert {r.outcome for r in records} == {access.ACCESS_OUTCOME_GRANTED}
+    # A continued page's record names its cursor, as it did.
+    assert sorted(r.record_id for r in records if "cursor=" in r.record_id) == sorted(
+        [f"applications?region_prefix={VILLAGE}&status=submitted&cursor={cursor}"] * 3
+        + [f"households?region_prefix={VILLAGE}&cursor={households_cursor}"]
+    )
 
 
 def _b64(raw: bytes) -> str:

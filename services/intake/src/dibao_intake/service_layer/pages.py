@@ -169,21 +169,32 @@ def _code(prefix: str) -> str:
     return prefix.ljust(12, "0")[:12] if prefix else "0" * 12
 
 
+def _continues(cursor: str, query: bytes) -> bool:
+    try:
+        decode_cursor(cursor, query)
+    except InvalidCursor:
+        return False
+    return True
+
+
 def list_target(name: str, criteria: Any, principal: Principal) -> AccessTarget:
     """What a list's access record is of: ``<name>?<criteria given>`` (the page size left
-    out), in the region asked for, or the caller's first, as a 12-digit code; and every
-    region whose rows it could show (a caller of several regions searching without a
-    filter searched them all: an audit query for any of them must find the search)."""
+    out, the cursor too unless this query gave it), in the region asked for, or the
+    caller's first, as a 12-digit code; and every region whose rows it could show (a
+    caller of several regions searching without a filter searched them all: an audit
+    query for any of them must find the search)."""
     scope = criteria.region_prefix or (principal.regions[0] if principal.regions else "")
     searched = searched_regions(criteria.region_prefix, principal.regions)
+    given = {k: v for k, v in asdict(criteria).items() if v is not None and k != "limit"}
+    if "cursor" in given and not _continues(given["cursor"], query_of(name, criteria)):
+        # A refusal (a region, a role) is recorded before the cursor is checked: what came
+        # in its place (an ID number, a NUL the audit log's JSON cannot hold) stays out.
+        del given["cursor"]
     return AccessTarget(
         None,
         _code(scope),
         access.RECORD_TYPE_LIST,
-        f"{name}?"
-        + "&".join(
-            f"{k}={v}" for k, v in asdict(criteria).items() if v is not None and k != "limit"
-        ),
+        f"{name}?" + "&".join(f"{k}={v}" for k, v in given.items()),
         action=access.ACCESS_ACTION_SEARCH,
         regions=tuple(dict.fromkeys(_code(r) for r in searched)),
     )
