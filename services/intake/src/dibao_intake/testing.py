@@ -368,6 +368,18 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
         return counts
 
 
+async def waiting_on_a_lock(engine: AsyncEngine) -> bool:
+    """Whether a session of the test database waits on a lock (a row held by the test)."""
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting or 0) > 0
+
+
 async def moves_in(
     intake: IntakeClient,
     household: RegisteredHousehold,

@@ -30,6 +30,7 @@ from dibao_intake.testing import (
     pii_settings_for_tests,
     row_counts,
     wait_for_events,
+    waiting_on_a_lock,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -542,6 +543,41 @@ async def test_a_deactivation_of_another_regions_staff_is_refused_and_recorded(
     roster = await intake.http.get(f"/townships/{township}/staff", headers=admin)
     [still] = [s for s in roster.json() if s["id"] == staff_id]
     assert still["deactivated_at"] is None
+
+
+async def test_another_regions_deactivation_does_not_wait_on_the_entrys_lock(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The township is checked before the roster entry is locked: while the entry is held
+    (a deactivation in progress), another county's administrator is answered 404 at
+    once, recorded DENIED, neither waiting on the lock nor holding it."""
+    added = await intake.http.post(
+        "/townships/620102020000/staff",  # 渭源路街道: this test's own
+        json={"name": "马强", "role": "dibao_staff"},
+        headers=intake.headers(Role.POLICY_ADMIN, ["620102"]),
+    )
+    assert added.status_code == 201, added.text
+    staff_id = added.json()["id"]
+    prober = f"prober-{uuid.uuid4()}"
+    async with intake_engine.connect() as conn:
+        await conn.execute(
+            text("SELECT id FROM staff_member WHERE id = :id FOR UPDATE"), {"id": staff_id}
+        )
+        refused = asyncio.create_task(
+            intake.http.post(
+                f"/staff/{staff_id}/deactivation",
+                headers=intake.headers(Role.POLICY_ADMIN, ["620123"], subject=prober),
+            )
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        while not refused.done():
+            assert not await waiting_on_a_lock(intake_engine), "it waits on the lock"
+            assert asyncio.get_running_loop().time() < deadline, "no answer in 30 s"
+            await asyncio.sleep(0.02)
+        await conn.rollback()
+    assert (await refused).status_code == 404
+    [attempt] = await access_records(intake_stack, f"staff:{staff_id}", prober)
+    assert attempt.outcome == access.ACCESS_OUTCOME_DENIED
 
 
 async def test_a_deactivation_records_who_and_when_and_the_roster_keeps_the_member(

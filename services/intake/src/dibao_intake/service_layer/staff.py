@@ -220,7 +220,9 @@ async def deactivate_staff(
     session: AsyncSession, runtime: Runtime, caller: Caller, staff_id: uuid.UUID
 ) -> None:
     """Take someone off the roster; a roster change event when they were on it."""
-    staff = await repo.staff_for_update(session, staff_id)
+    # The township is checked before the entry is locked (it never changes): another
+    # region's administrator neither holds nor waits on the lock of an entry not theirs.
+    staff = await repo.get_staff(session, staff_id)
     if staff is None:
         raise NotFound(NOT_FOUND)
     if not caller.principal.can_see(staff.township_code):
@@ -230,6 +232,8 @@ async def deactivate_staff(
             None, staff.township_code, access.RECORD_TYPE_OTHER, f"staff:{staff.id}"
         )
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    staff = await repo.get_staff(session, staff_id, for_update=True)
+    assert staff is not None  # roster entries are never deleted
     now = runtime.clock.now()
     if not await repo.deactivate_staff(session, staff_id, by=caller.principal.subject, at=now):
         return  # already off the roster: nothing changed, nothing to publish

@@ -185,13 +185,15 @@ async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRec
     ]
 
 
-async def staff_for_update(session: AsyncSession, staff_id: uuid.UUID) -> StaffRecord | None:
-    """A roster entry (without its relatives), locked until the transaction ends."""
-    row = (
-        await session.execute(
-            sa.select(*_STAFF_COLUMNS).where(staff_t.c.id == staff_id).with_for_update()
-        )
-    ).one_or_none()
+async def get_staff(
+    session: AsyncSession, staff_id: uuid.UUID, *, for_update: bool = False
+) -> StaffRecord | None:
+    """A roster entry (without its relatives); ``for_update``: locked until the
+    transaction ends."""
+    statement = sa.select(*_STAFF_COLUMNS).where(staff_t.c.id == staff_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).one_or_none()
     if row is None:
         return None
     return StaffRecord(
