@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from dibao.access.v1 import events_pb2 as access_pb2
 from dibao.common.v1 import enums_pb2, types_pb2
+from dibao_audit import examples, service
 from dibao_audit import repository as repo
-from dibao_audit import service
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import (
     CheckpointError,
@@ -53,8 +54,24 @@ from dibao_common.observability import current_correlation_id
 MAX_PAGE = 500
 BIGINT_MAX = 2**63 - 1
 """Indices and tree sizes are PostgreSQL bigints: a larger number is the caller's error."""
-Index = Annotated[int, Path(ge=0, le=BIGINT_MAX)]
-TreeSize = Annotated[int | None, Query(ge=0, le=BIGINT_MAX)]
+ProofTreeSize = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=BIGINT_MAX,
+        description="The size of a signed checkpoint to prove the entry against (one the "
+        "caller kept); the latest by default",
+    ),
+]
+ExportTreeSize = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=BIGINT_MAX,
+        description="The size of the signed checkpoint that covers the export (its `tree_size`"
+        " in the header); the latest by default",
+    ),
+]
 NO_NUL = r"^[^\x00]*$"
 """Text compared with PostgreSQL text, which holds no NUL: one is the caller's error."""
 _RFC3339 = re.compile(
@@ -222,6 +239,37 @@ Session = Annotated[AsyncSession, Depends(_session)]
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
+def _ok(example: Any, media_type: str = "application/json") -> dict[int | str, dict[str, Any]]:
+    """A 200 with an example (``dibao_audit.examples``: a real log's answers, verifiable);
+    :func:`document_examples` puts it in the document whole."""
+    return {200: {"content": {media_type: {"example": example}}}}
+
+
+def document_examples(app: FastAPI) -> None:
+    """Each of this router's 200 examples in the OpenAPI document as given: FastAPI writes the
+    document without its null members (``exclude_none``), examples included, so an entry's
+    ``"application_id": null`` vanished and the example lacked members its schema requires."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        for route in router.routes:  # this router's: the app holds it as one included
+            if not isinstance(route, APIRoute):
+                continue
+            content = route.responses.get(200, {}).get("content", {})
+            for method in route.methods or ():
+                operation = schema["paths"][route.path_format].get(method.lower())
+                if operation is None:
+                    continue
+                for media_type, given in content.items():
+                    if "example" in given:
+                        answer = operation["responses"]["200"]["content"][media_type]
+                        answer["example"] = given["example"]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- schemas ---------------------------------------------------------------------------------
 
 
@@ -229,7 +277,23 @@ class EntryNotCovered(Problem):
     """409 ``entry-not-covered``: the entry exists but the checkpoint asked for (the latest
     when no ``tree_size`` was given) does not cover it."""
 
-    model_config = ConfigDict(extra="allow", title="EntryNotCovered")
+    model_config = ConfigDict(
+        extra="allow",
+        title="EntryNotCovered",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://dibao.gov.cn/problems/entry-not-covered",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "Entry 4 is not covered by the checkpoint of tree size 4; the "
+                    "next checkpoint, signed within 37 s, will cover it",
+                    "instance": "/audit/entries/4",
+                    "tree_size": 4,
+                }
+            ]
+        },
+    )
 
     tree_size: int = Field(
         description="The size of the checkpoint asked for (0: none is signed yet); the entry's "
@@ -784,6 +848,7 @@ class ExportAccess:
     " every key the log has signed with (`keys`, with the tree sizes each signs) and the"
     " hand-over checkpoints between them (`handovers`, each signed by both keys): an auditor"
     " who pinned an earlier key follows them to this one (ADR 0018).",
+    responses=_ok(examples.PUBLIC_KEY),
 )
 async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     """The key that signed the latest checkpoint (the configured one before any); the keys
@@ -861,9 +926,12 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     description="404 `checkpoint-not-found` while none is signed: `log_size` says how many "
     "entries the log holds (0: it is empty) and, when it holds some, `Retry-After` how many "
     "seconds until the first checkpoint covers them.",
-    responses=problem_responses(
-        401, 403, models={404: CheckpointNotFound}, headers={404: NO_CHECKPOINT_YET}
-    ),
+    responses={
+        **_ok(examples.CHECKPOINT),
+        **problem_responses(
+            401, 403, models={404: CheckpointNotFound}, headers={404: NO_CHECKPOINT_YET}
+        ),
+    },
 )
 async def latest_checkpoint(_: Auditor, session: Session, runtime: Runtime) -> CheckpointOut:
     return _checkpoint_out(await _latest(session, runtime))
@@ -872,13 +940,15 @@ async def latest_checkpoint(_: Auditor, session: Session, runtime: Runtime) -> C
 @router.get(
     "/checkpoints",
     summary="Past checkpoints, newest first",
-    responses=problem_responses(400, 401, 403, 422),
+    responses={**_ok(examples.CHECKPOINT_PAGE), **problem_responses(400, 401, 403, 422)},
 )
 async def list_checkpoints(
     _: Auditor,
     session: Session,
     cursor: Cursor = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Checkpoints per page, at most {MAX_PAGE}")
+    ] = 100,
 ) -> CheckpointPage:
     found = await repo.checkpoints(session, before_size=_after(cursor), limit=limit + 1)
     page = found[:limit]
@@ -892,13 +962,21 @@ async def list_checkpoints(
 @router.get(
     "/checkpoints/{tree_size}",
     summary="The checkpoint of one tree size",
-    responses=problem_responses(401, 403, 404, 422),
+    responses={**_ok(examples.CHECKPOINT), **problem_responses(401, 403, 404, 422)},
 )
 async def checkpoint_of_size(
     _: Auditor,
     session: Session,
     runtime: Runtime,
-    tree_size: Annotated[int, Path(ge=0, le=BIGINT_MAX)],
+    tree_size: Annotated[
+        int,
+        Path(
+            ge=0,
+            le=BIGINT_MAX,
+            description="A signed tree size, as `tree_size` of GET /audit/checkpoints "
+            "(checkpoints are signed at some sizes only: another is 404)",
+        ),
+    ],
 ) -> CheckpointOut:
     return _checkpoint_out(await _covering(session, runtime, tree_size))
 
@@ -908,7 +986,7 @@ async def checkpoint_of_size(
     summary="Entries by household, application, case, event type, actor and time range",
     description="The caller's regions' entries and those of the whole log (no household; no "
     "region or the log's own, e.g. checkpoint announcements); other regions' are left out.",
-    responses=problem_responses(400, 401, 403, 422),
+    responses={**_ok(examples.ENTRY_PAGE), **problem_responses(400, 401, 403, 422)},
 )
 async def list_entries(
     principal: Auditor,
@@ -963,16 +1041,21 @@ async def list_entries(
     "An entry listed but not yet covered by the checkpoint asked for answers 409 "
     "entry-not-covered (with `tree_size`, and `Retry-After` when it is the latest: the "
     "next checkpoint covers it).",
-    responses=problem_responses(
-        401, 403, 404, 422, models={409: EntryNotCovered}, headers={409: RETRY_AFTER}
-    ),
+    responses={
+        **_ok(examples.ENTRY_WITH_PROOF),
+        **problem_responses(
+            401, 403, 404, 422, models={409: EntryNotCovered}, headers={409: RETRY_AFTER}
+        ),
+    },
 )
 async def entry_with_proof(
     principal: Auditor,
     runtime: Runtime,
     session: Session,
-    index: Index,
-    tree_size: TreeSize = None,
+    index: Annotated[
+        int, Path(ge=0, le=BIGINT_MAX, description="The entry's leaf index (`index` in listings)")
+    ],
+    tree_size: ProofTreeSize = None,
 ) -> EntryWithProofOut:
     found = await repo.entry_at(session, index)
     checked = None if found is None else service.served(*found, runtime.registry)
@@ -1057,13 +1140,27 @@ async def entry_with_proof(
     " section 2.1.4.2 says. Any sizes up to the log's are answered, but only a size a"
     " checkpoint signs has a root an auditor can trust: a proof to another size shows"
     " nothing until compared with a root obtained elsewhere.",
-    responses=problem_responses(400, 401, 403, 422),
+    responses={**_ok(examples.CONSISTENCY), **problem_responses(400, 401, 403, 422)},
 )
 async def consistency(
     _: Auditor,
     session: Session,
-    from_size: Annotated[int, Query(ge=0)],
-    to_size: Annotated[int, Query(ge=0)],
+    from_size: Annotated[
+        int,
+        Query(
+            ge=0,
+            description="The earlier tree size: a checkpoint the caller kept (its "
+            "`tree_size`); at most `to_size`",
+        ),
+    ],
+    to_size: Annotated[
+        int,
+        Query(
+            ge=0,
+            description="The later tree size, at most the log's: usually the latest "
+            "checkpoint's `tree_size`",
+        ),
+    ],
 ) -> ConsistencyProofOut:
     size = await repo.tree_size(session)
     if not from_size <= to_size <= size:
@@ -1078,14 +1175,23 @@ async def consistency(
     "/households/{household_id}/timeline",
     summary="A household's events in log order, decoded; personal data masked by role",
     description="Every read, and every refused read, is itself logged on dibao.access.v1.",
-    responses=problem_responses(400, 401, 403, 404, 422),
+    responses={**_ok(examples.TIMELINE), **problem_responses(400, 401, 403, 404, 422)},
 )
 async def household_timeline(
     principal: Auditor,
     runtime: Runtime,
-    household_id: Annotated[str, Path(pattern=NO_NUL)],
+    household_id: Annotated[
+        str,
+        Path(
+            pattern=NO_NUL,
+            description="The household, by the id its records give (intake's are UUIDs); "
+            "another region's household, or one no record names, is 404",
+        ),
+    ],
     cursor: Cursor = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Entries per page, at most {MAX_PAGE}")
+    ] = 100,
 ) -> TimelineOut:
     unmasked = _sees_personal_data(principal, runtime)
     after = _after(cursor)
@@ -1149,9 +1255,12 @@ async def household_timeline(
 @router.get(
     "/export",
     summary="JSON lines of [start, end) with the covering checkpoint, for offline verification",
-    description="First line: the header (format dibao.audit.export.v2: the checkpoint, "
-    "cover hashes and, with `from_size`, that earlier checkpoint and the consistency proof "
-    "from it; bounded whatever the log's age). Then one line per entry; entries the "
+    description="First line: the header (format dibao.audit.export.v3: the checkpoint "
+    "(`tree_size`, `checkpoint`), cover hashes and, with `from_size`, that earlier "
+    "checkpoint as `from_size`, `from_checkpoint` and `consistency_proof` (the `path` GET "
+    "/audit/proofs/consistency gives from `from_size` to `tree_size`), all three null "
+    "without it; bounded whatever the log's age. v2, until 2 Dec 2026, carried them as "
+    "one member `from`). Then one line per entry; entries the "
     "caller may not read (other regions', by the regions the entry's record names) carry "
     "only their leaf hash. Each entry's stored query columns are checked against its "
     "record: a shown entry whose stored columns the record contradicts carries "
@@ -1163,7 +1272,10 @@ async def household_timeline(
     "holds entries, `Retry-After` (as GET /audit/checkpoints/latest).",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/x-ndjson": {}}, "description": "The export"},
+        200: {
+            "content": {"application/x-ndjson": {"example": examples.EXPORT}},
+            "description": "The export: JSON lines, the header first",
+        },
         **problem_responses(
             400,
             401,
@@ -1177,9 +1289,18 @@ async def household_timeline(
 async def export(
     principal: Auditor,
     runtime: Runtime,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0)] = None,
-    tree_size: TreeSize = None,
+    start: Annotated[
+        int, Query(ge=0, description="The first entry's index (inclusive); 0 by default")
+    ] = 0,
+    end: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="The index after the last entry (exclusive), at most the "
+            "checkpoint's size; that size by default",
+        ),
+    ] = None,
+    tree_size: ExportTreeSize = None,
     decoded: Annotated[
         bool, Query(description="Add each entry's decoded view (not verified; larger)")
     ] = False,
@@ -1188,8 +1309,9 @@ async def export(
         Query(
             ge=0,
             le=BIGINT_MAX,
-            description="A checkpoint the auditor kept: the header carries it and the "
-            "consistency proof from it to the export's checkpoint",
+            description="The size of a checkpoint the auditor kept: the header carries "
+            "it (`from_size`, `from_checkpoint`) and the consistency proof from it to the "
+            "export's checkpoint (`consistency_proof`)",
         ),
     ] = None,
 ) -> StreamingResponse:

@@ -8,7 +8,7 @@ import contextlib
 import structlog
 from fastapi import FastAPI
 
-from dibao_audit.api import AuditRuntime, CheckpointSchedule, router
+from dibao_audit.api import AuditRuntime, CheckpointSchedule, document_examples, router
 from dibao_audit.appender import LogAppender
 from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.consumer import LogConsumer
@@ -119,7 +119,7 @@ def create_app(
         await relay.stop()
         await engine.dispose()
 
-    return build_app(
+    app = build_app(
         resolved,
         title="dibao audit",
         description=(
@@ -132,3 +132,5 @@ def create_app(
         auth=auth_settings,
         clock=the_clock,
     )
+    document_examples(app)
+    return app

@@ -37,10 +37,15 @@ from dibao_audit.merkle import (
 Keys = KeyTrust | VerifierKey | Sequence[VerifierKey]
 """The keys an auditor pinned (one or several), or a :class:`KeyTrust` already built."""
 
-EXPORT_FORMAT = "dibao.audit.export.v2"
+EXPORT_FORMAT = "dibao.audit.export.v3"
 """What the service writes: the covering checkpoint, the cover, and at most one earlier
 checkpoint (the one the auditor names, ``from_size``) with the consistency proof from it:
-a header of bounded size, whatever the log's age."""
+a header of bounded size, whatever the log's age. The earlier checkpoint is named as the
+request and ``GET /audit/proofs/consistency`` name it: ``from_size``, ``from_checkpoint``
+and ``consistency_proof`` (all null when none was asked for)."""
+EXPORT_FORMAT_V2 = "dibao.audit.export.v2"
+"""1-2 Dec 2026: v3's content, the earlier checkpoint as one member ``from`` (``tree_size``,
+``checkpoint``, ``proof``; null when none was asked for). Still read and verified."""
 EXPORT_FORMAT_V1 = "dibao.audit.export.v1"
 """Until 1 Dec 2026: every earlier checkpoint and a consistency proof per consecutive pair
 (a header that grew with the log's age). Still read and verified."""
@@ -88,28 +93,33 @@ class ExportHeader:
                 ],
             }
         if len(self.history) > 1 or len(self.consistency) != len(self.history):
-            raise ValueError(f"a {EXPORT_FORMAT} header names at most one earlier checkpoint")
-        start = None
+            raise ValueError(f"a {self.format} header names at most one earlier checkpoint")
+        earlier: tuple[int, str, list[str]] | None = None
         if self.history:
             (((size, _), proof),) = self.consistency.items()
-            start = {
-                "tree_size": size,
-                "checkpoint": self.history[0],
-                "proof": [p.hex() for p in proof],
-            }
+            earlier = (size, self.history[0], [p.hex() for p in proof])
         if self.handovers:
             head["handovers"] = [
                 {"tree_size": size, "checkpoint": note, "proof": [p.hex() for p in proof]}
                 for size, note, proof in self.handovers
             ]
-        return head | {"from": start}
+        if self.format == EXPORT_FORMAT_V2:
+            start = None
+            if earlier is not None:
+                start = {"tree_size": earlier[0], "checkpoint": earlier[1], "proof": earlier[2]}
+            return head | {"from": start}
+        return head | {
+            "from_size": None if earlier is None else earlier[0],
+            "from_checkpoint": None if earlier is None else earlier[1],
+            "consistency_proof": None if earlier is None else earlier[2],
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ExportHeader:
-        """The header of a parsed first line (v2, or v1 as older services wrote it);
-        ValueError for anything else."""
-        if not isinstance(obj, dict) or obj.get("format") not in (EXPORT_FORMAT, EXPORT_FORMAT_V1):
-            raise ValueError(f"not a {EXPORT_FORMAT} (or v1) export")
+        """The header of a parsed first line (v3, or v2 or v1 as older services wrote
+        them); ValueError for anything else."""
+        if not isinstance(obj, dict) or obj.get("format") not in _READ:
+            raise ValueError(f"not a {EXPORT_FORMAT} (or v2, v1) export")
         try:
             return cls._from_json(obj)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -130,13 +140,25 @@ class ExportHeader:
                 (int(h["tree_size"]), str(h["checkpoint"]), [bytes.fromhex(p) for p in h["proof"]])
                 for h in obj.get("handovers", [])
             ]
-            start = obj["from"]
+            if obj["format"] == EXPORT_FORMAT_V2:
+                start = obj["from"]
+                earlier = None if start is None else (start["tree_size"], start["checkpoint"])
+                proof = None if start is None else start["proof"]
+            else:
+                # Each member must be there: a header without them is damaged, not one
+                # without an earlier checkpoint (which says null in all three).
+                size, note = obj["from_size"], obj["from_checkpoint"]
+                proof = obj["consistency_proof"]
+                given = [v is not None for v in (size, note, proof)]
+                if any(given) and not all(given):
+                    raise ValueError(
+                        "from_size, from_checkpoint and consistency_proof are all given or all null"
+                    )
+                earlier = None if size is None else (size, note)
             history, consistency = [], {}
-            if start is not None:
-                history = [str(start["checkpoint"])]
-                consistency = {
-                    (int(start["tree_size"]), tree_size): [bytes.fromhex(p) for p in start["proof"]]
-                }
+            if earlier is not None and proof is not None:
+                history = [str(earlier[1])]
+                consistency = {(int(earlier[0]), tree_size): [bytes.fromhex(p) for p in proof]}
         return cls(
             origin=str(obj["origin"]),
             start=int(obj["start"]),
@@ -149,6 +171,9 @@ class ExportHeader:
             format=str(obj["format"]),
             handovers=handovers,
         )
+
+
+_READ = (EXPORT_FORMAT, EXPORT_FORMAT_V2, EXPORT_FORMAT_V1)
 
 
 @dataclass(slots=True)

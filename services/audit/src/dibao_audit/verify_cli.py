@@ -2,8 +2,10 @@
 
 Given an export file (``GET /audit/export``) or the service's URL, it checks the covering
 checkpoint's signature, recomputes every leaf and the root from the entries, checks the
-consistency proof from the earlier checkpoint the header carries (v2: the one asked for
-with ``from_size``; v1 exports carried every earlier one, and still verify) and, with a
+consistency proof from the earlier checkpoint the header carries (v3: the one asked for
+with ``from_size``, as ``from_size``, ``from_checkpoint`` and ``consistency_proof``; v2
+exports carried it as ``from``, v1 exports every earlier one, and both still verify) and,
+with a
 URL, inclusion proofs of sampled entries; it prints a JSON report with the first bad index
 and exits 1 when anything is wrong. Every source is verified against a pinned key,
 ``--vkey`` or ``--vkey-file`` (a C2SP vkey, from ``GET /audit/public-key`` at a time you

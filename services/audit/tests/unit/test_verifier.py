@@ -40,6 +40,7 @@ from dibao_audit.merkle import (
 from dibao_audit.verifier import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_V1,
+    EXPORT_FORMAT_V2,
     ExportHeader,
     verify_export,
     verify_export_file,
@@ -552,8 +553,11 @@ def test_stated_leaves_shifted_between_two_lines_are_reported_by_blocks_too(
     assert reference.first_bad_index == 20
 
 
-def _v2(log: _Log, start: int, end: int, since: int | None) -> tuple[ExportHeader, list[Any]]:
-    """A v2 export of ``log``: its latest checkpoint and, from ``since``, one proof."""
+def _v2(
+    log: _Log, start: int, end: int, since: int | None, form: str = EXPORT_FORMAT_V2
+) -> tuple[ExportHeader, list[Any]]:
+    """A v2 (or, ``form``, v3) export of ``log``: its latest checkpoint and, from
+    ``since``, one proof; read back from its JSON."""
     v1, lines = log.export(start, end)
     size = v1.tree_size
     history, consistency = [], {}
@@ -562,7 +566,7 @@ def _v2(log: _Log, start: int, end: int, since: int | None) -> tuple[ExportHeade
         consistency = {
             (since, size): hash_ranges(consistency_ranges(since, size), log.nodes.__getitem__)
         }
-    header = dataclasses.replace(v1, history=history, consistency=consistency, format=EXPORT_FORMAT)
+    header = dataclasses.replace(v1, history=history, consistency=consistency, format=form)
     return ExportHeader.from_json(json.loads(json.dumps(header.to_json()))), lines
 
 
@@ -600,6 +604,47 @@ def test_a_v2_header_carries_one_earlier_checkpoint_and_its_proof(tmp_path: Path
     assert verify_export(plain, lines, key).ok
     with pytest.raises(ValueError, match="at most one"):
         dataclasses.replace(plain, history=[log.notes[16], log.notes[32]]).to_json()
+
+
+def test_a_v3_header_names_the_earlier_checkpoint_as_the_request_does(tmp_path: Path) -> None:
+    """v2 called the checkpoint asked for with `from_size` `from` (`tree_size`,
+    `checkpoint`, `proof`) while the request and GET /audit/proofs/consistency say
+    `from_size`. v3 (what the service writes since 2 Dec 2026) names it `from_size`,
+    `from_checkpoint`, `consistency_proof`, all null when none was asked for; a v2 export
+    still verifies, and a v3 header lacking one of them is refused as damaged, never read
+    as one without an earlier checkpoint (which would skip the check silently)."""
+    log = _Log(100, 16)
+    key = log.signer.verifier
+    header, lines = _v2(log, 17, 100, 32, EXPORT_FORMAT)
+    text = header.to_json()
+    assert text["format"] == EXPORT_FORMAT == "dibao.audit.export.v3"
+    assert "from" not in text
+    assert text["from_size"] == 32
+    assert text["from_checkpoint"] == log.notes[32]
+    assert text["consistency_proof"] == [p.hex() for p in header.consistency[(32, 100)]]
+    report = verify_export(header, lines, key, kept=[log.notes[32]])
+    assert report.ok, report.problems
+    assert report.kept_checked == 1
+    kept_file = tmp_path / "kept.txt"
+    kept_file.write_text(log.notes[32], encoding="utf-8")
+    for form in (EXPORT_FORMAT, EXPORT_FORMAT_V2):
+        header, lines = _v2(log, 17, 100, 32, form)
+        path = _write(tmp_path / f"{form}.jsonl", header, lines)
+        args = ["--export", str(path), "--vkey", key.vkey(), "--checkpoint", str(kept_file)]
+        assert verify_cli.run(verify_cli._parse_args(args), io.StringIO()) == 0, form
+    plain, _ = _v2(log, 0, 100, None, EXPORT_FORMAT)
+    nulls = plain.to_json()
+    assert (nulls["from_size"], nulls["from_checkpoint"], nulls["consistency_proof"]) == (
+        None,
+        None,
+        None,
+    )
+    for member in ("from_size", "from_checkpoint", "consistency_proof"):
+        damaged = {k: v for k, v in text.items() if k != member}
+        with pytest.raises(ValueError, match="damaged"):
+            ExportHeader.from_json(damaged)
+        with pytest.raises(ValueError, match="damaged"):
+            ExportHeader.from_json(text | {member: None})
 
 
 def test_a_v1_export_still_verifies(tmp_path: Path) -> None:
