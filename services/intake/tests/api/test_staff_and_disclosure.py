@@ -970,10 +970,27 @@ async def test_a_former_households_region_sees_the_number_masked_only(
 
     # The current household's region has it; the former's, while its open application
     # (in which they were a member) is worked on and named.
-    for regions, application_id in ((["620102"], None), (["620123"], application)):
-        revealed = await asked(regions, f"investigator-{uuid.uuid4()}", application_id)
+    # The disclosure's record names the household it was made for and, when an application
+    # justified it, that application (an audit query for the case finds it).
+    for regions, application_id, household in (
+        (["620102"], None, current.id),
+        (["620123"], application, former.id),
+    ):
+        subject = f"investigator-{uuid.uuid4()}"
+        revealed = await asked(regions, subject, application_id)
         assert revealed.status_code == 200, revealed.text
         assert revealed.json()["id_number"] == number
+        [record] = await access_records(intake_stack, person, subject)
+        assert (record.outcome, record.household_id, record.application_id) == (
+            access.ACCESS_OUTCOME_GRANTED,
+            household,
+            application_id or "",
+        )
+    # Named by the current household's region, the application justified nothing: unnamed.
+    subject = f"investigator-{uuid.uuid4()}"
+    assert (await asked(["620102"], subject, application)).status_code == 200
+    [record] = await access_records(intake_stack, person, subject)
+    assert (record.household_id, record.application_id) == (current.id, "")
     # Another household's application discloses nothing of them.
     other = await intake.register(intake.plan(shape="elderly_alone"))
     elsewhere = await intake.submit(await intake.complete_application_body(other))

@@ -64,6 +64,9 @@ class AccessTarget:
     purpose_note: str = ""
     regions: tuple[str, ...] = ()
     """Every region a search could show rows of (12-digit codes); empty for one record."""
+    application_id: uuid.UUID | None = None
+    """The application a read of another record was made for, when the service checked it
+    (a disclosure justified by an open application): the audit log finds the read by it."""
 
 
 NOTE_REQUIRED: frozenset[Purpose] = frozenset({access.PURPOSE_OTHER, access.PURPOSE_SUPPORT})
@@ -142,7 +145,9 @@ def access_event(
         # The audit log keys an entry by the application it names: a read of one is
         # found by an audit query for that application.
         application_id=(
-            target.record_id if target.record_type == access.RECORD_TYPE_APPLICATION else ""
+            target.record_id
+            if target.record_type == access.RECORD_TYPE_APPLICATION
+            else str(target.application_id or "")
         ),
     )
     # A read not tied to one household (a search) is keyed by its own id.

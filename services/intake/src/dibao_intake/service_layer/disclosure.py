@@ -73,6 +73,7 @@ async def reveal_identity(
         raise NotFound(NOT_FOUND)
     current = households[0]
     disclosing = [(current.household_id, current.region_code)]
+    named = None
     if application_id is not None:
         named = await repo.open_application_household(session, application_id, person_id)
         if named is not None:
@@ -84,6 +85,12 @@ async def reveal_identity(
         if caller.principal.can_see(h.region_code)
     ]
     household_id, region_code = (allowed or former or disclosing)[0]
+    # Disclosed for the open application named (the current household's region would have
+    # come first): its record names the application, so that the audit log finds the
+    # disclosure among the case's reads. An application that justified nothing is not named.
+    for_application = (
+        application_id if named is not None and (household_id, region_code) == named else None
+    )
     target = AccessTarget(
         household_id,
         region_code,
@@ -92,6 +99,7 @@ async def reveal_identity(
         action=access.ACCESS_ACTION_DECRYPT,
         purpose=purpose,
         purpose_note=purpose_note,
+        application_id=for_application,
     )
     if not allowed and not former:
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
