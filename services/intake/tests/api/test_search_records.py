@@ -167,3 +167,32 @@ async def test_a_search_of_a_region_outside_the_callers_is_refused_and_recorded(
     for r in records:
         if r.outcome == access.ACCESS_OUTCOME_DENIED:
             assert list(r.persons) == list(r.fields) == [], r
+
+
+async def test_a_caller_without_regions_is_refused_a_search_as_one_outside_them(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A token that carries no regions passes authentication (a role that needs none
+    may hold it); searching households or applications without a region answered 200
+    with an empty page, read as "none there", while a search with a region was refused
+    403. Both are now the same 403 region-out-of-scope, recorded as refused (outcome
+    DENIED, no person, no field)."""
+    await intake.register(intake.plan("620123101203"))
+    reader = "searcher-without-regions"
+    headers = intake.headers(Role.INTAKE_CLERK, [], subject=reader)
+    for url in ("/households", "/applications?status=submitted", "/households?region=620123"):
+        response = await intake.http.get(url, headers=headers)
+        assert response.status_code == 403, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["type"].endswith("/region-out-of-scope"), problem
+        assert "no regions" in problem["detail"], problem
+        assert "items" not in problem
+    records = await _searches_by(intake_stack, reader, 3)
+    assert sorted((r.record_id, r.outcome) for r in records) == [
+        ("applications?status=submitted", access.ACCESS_OUTCOME_DENIED),
+        ("households?", access.ACCESS_OUTCOME_DENIED),
+        ("households?region_prefix=620123", access.ACCESS_OUTCOME_DENIED),
+    ]
+    for r in records:
+        assert list(r.persons) == list(r.fields) == [], r

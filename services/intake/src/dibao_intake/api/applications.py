@@ -133,7 +133,7 @@ async def submit_application(
     " missing-role (recorded as refused): medical assistance tells of an illness. A region"
     " outside every one of the caller's regions is 403 region-out-of-scope, recorded as a"
     " refused search (outcome DENIED, in that region), as a read of another region's record"
-    " is.",
+    " is; so is any search by a token that carries no regions.",
     responses=problems(400, 401, 403, 422, forbidden=SEARCH_FORBIDDEN),
 )
 async def search_applications(

@@ -272,7 +272,8 @@ PERSON_IN_HOUSEHOLD = (
 
 SEARCH_FORBIDDEN = (
     "The token lacks a role the search needs (missing-role), or the region searched lies"
-    " outside every one of its regions (region-out-of-scope, recorded as a refused search)"
+    " outside every one of its regions, or it carries none (region-out-of-scope, recorded as"
+    " a refused search)"
 )
 
 

@@ -123,7 +123,7 @@ async def register_household(
     " 403. The page is recorded on dibao.access.v1 (action search, each head named). A"
     " region outside every one of the caller's regions is 403 region-out-of-scope, recorded"
     " as a refused search (outcome DENIED, in that region), as a read of another region's"
-    " record is.",
+    " record is; so is any search by a token that carries no regions.",
     responses=problems(400, 401, 403, 422, forbidden=SEARCH_FORBIDDEN),
 )
 async def list_households(

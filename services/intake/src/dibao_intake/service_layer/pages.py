@@ -205,13 +205,23 @@ def ensure_searchable(
 ) -> None:
     """403 ``region-out-of-scope`` for a search whose region lies outside every one of the
     caller's regions (it could show nothing), recorded as refused (outcome DENIED) as a
-    read of another region's record is; one that overlaps a region is searched there."""
+    read of another region's record is; one that overlaps a region is searched there. A
+    caller whose token carries no regions is refused any search alike, with a region or
+    without: it could show nothing, and an empty page would read as "none there"."""
     prefix: str | None = criteria.region_prefix
     regions = caller.principal.regions
+    if not regions:
+        problem = Forbidden(
+            "Your token carries no regions: a search shows only records within the caller's"
+            " regions, so it could show nothing. Ask your administrator for a token naming"
+            " the regions you work in.",
+            type_slug="region-out-of-scope",
+        )
+        raise refused(problem, runtime, caller, target)
     if not prefix or any(r.startswith(prefix) or prefix.startswith(r) for r in regions):
         return
     problem = Forbidden(
-        f"Region {prefix} is outside your regions ({', '.join(regions) or 'none'}): a search"
+        f"Region {prefix} is outside your regions ({', '.join(regions)}): a search"
         " shows only records within them. Search within one of them, or without region for"
         " all of them.",
         type_slug="region-out-of-scope",
