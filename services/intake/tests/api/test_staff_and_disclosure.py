@@ -9,17 +9,21 @@ from datetime import datetime
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
-from dibao_common.auth import Role
+from dibao_common.auth import Principal, Role
 from dibao_common.crypto import PersonHasher, mask_name
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import StaffRole
+from dibao_intake.service_layer import staff
+from dibao_intake.service_layer.runtime import Caller, Runtime
 from dibao_intake.testing import (
     CLOUDEVENTS_HEADERS,
     TEST_NOW,
@@ -1005,3 +1009,87 @@ async def test_a_former_households_region_sees_the_number_masked_only(
     assert withdrawn.status_code == 201, withdrawn.text
     closed = await asked(["620123"], left, application)
     assert closed.status_code == 403, closed.text
+
+
+async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
+    intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
+) -> None:
+    """add_staff answered every IntegrityError 409 caseworker-conflict "try again": a
+    CHECK or another unique violation would send the clerk retrying what can never pass.
+    Now only the township's caseworker index is that 409 (two namings in one township at
+    the same time, shown first), the other townships' indexes are caseworker-of-another-
+    township, and any other violation is raised (a 500, logged without the statement's
+    parameters). No constraint the API can reach is violated by a valid request today,
+    so a CHECK is added to staff_relative inside the test's own transaction (PostgreSQL
+    DDL is transactional) and rolled back with it: a real violation by the database."""
+    township = "620102012000"  # 草场街街道: this test's own
+    admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
+    async with intake_engine.connect() as holder:
+        await holder.begin()
+        # Another responsible caseworker of the township, inserted and not yet committed.
+        await holder.execute(
+            text(
+                "INSERT INTO staff_member (id, township_code, name, role, subject,"
+                " responsible_caseworker, id_hash, active, created_at, created_by)"
+                " VALUES (:id, :township, '李明', 'caseworker', :subject, true, :hash, true,"
+                " now(), 'test')"
+            ),
+            {
+                "id": uuid.uuid4(),
+                "township": township,
+                "subject": f"cw-ccj-{uuid.uuid4()}",
+                "hash": str(uuid.uuid4()),
+            },
+        )
+        naming = asyncio.create_task(
+            intake.http.post(
+                f"/townships/{township}/staff",
+                json={
+                    "name": "吴刚",
+                    "role": "caseworker",
+                    "subject": f"cw-ccj-{uuid.uuid4()}",
+                    "responsible_caseworker": True,
+                    "id_number": intake.plan("620102012001", shape="elderly_alone")
+                    .members[0]
+                    .id_number,
+                },
+                headers=admin,
+            )
+        )
+        for _ in range(100):
+            if await waiting_on_a_lock(intake_engine):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the naming never waited on the uncommitted caseworker")
+        await holder.commit()
+    lost = await naming
+    assert lost.status_code == 409, lost.text
+    assert lost.json()["type"].endswith("/caseworker-conflict"), lost.text
+
+    runtime = intake_app.state.runtime
+    assert isinstance(runtime, Runtime)
+    caller = Caller(Principal("admin-ccj", frozenset({Role.POLICY_ADMIN}), ("620102",)))
+    relative = intake.plan("620102012001", shape="elderly_alone").members[0]
+    command = staff.AddStaff(
+        name="赵敏",
+        role=StaffRole.DIBAO_STAFF,
+        id_number=None,
+        subject=None,
+        responsible_caseworker=False,
+        relatives=[
+            staff.RelativeInput(name=relative.name, id_number=relative.id_number, relation="x")
+        ],
+    )
+    async with intake_engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(
+            text(
+                "ALTER TABLE staff_relative"
+                " ADD CONSTRAINT test_relation_named CHECK (relation <> 'x')"
+            )
+        )
+        session = AsyncSession(bind=conn)
+        with pytest.raises(IntegrityError, match="test_relation_named"):
+            await staff.add_staff(session, runtime, caller, township, command)
+        await conn.rollback()

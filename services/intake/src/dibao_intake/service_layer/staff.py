@@ -55,6 +55,13 @@ def _require_township(runtime: Runtime, township_code: str) -> None:
         raise NotFound("No such township in the division table") from None
 
 
+def _constraint_of(exc: IntegrityError) -> str | None:
+    """The name of the constraint or index the database says was violated (asyncpg's
+    error, the driver's exception's cause), if it names one."""
+    name = getattr(exc.orig.__cause__ if exc.orig is not None else None, "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
 def _caseworker_elsewhere(township_code: str | None) -> Conflict:
     where = f" ({township_code})" if township_code else ""
     return Conflict(
@@ -160,13 +167,19 @@ async def add_staff(
             at=now,
         )
     except IntegrityError as exc:
-        if any(index in str(exc.orig) for index in repo.CASEWORKER_ELSEWHERE_INDEXES):
+        violated = _constraint_of(exc)
+        if violated in repo.CASEWORKER_ELSEWHERE_INDEXES:
             # Named at the same time in another township: the other insert committed first.
             raise _caseworker_elsewhere(None) from None
-        raise Conflict(
-            "Another responsible caseworker was named at the same time; try again",
-            type_slug="caseworker-conflict",
-        ) from None
+        if violated == repo.CASEWORKER_INDEX:
+            # Another responsible caseworker of this township committed first.
+            raise Conflict(
+                "Another responsible caseworker was named at the same time; try again",
+                type_slug="caseworker-conflict",
+            ) from None
+        # Any other constraint is no conflict the caller can resolve by trying again: a
+        # 500 (logged without the statement's parameters) rather than a wrong 409.
+        raise
     found = next(s for s in await repo.list_staff(session, township_code) if s.id == staff_id)
     # Who put whom on the roster, for the audit log (ADR 0005: people by keyed hash).
     await publish(

@@ -42,6 +42,9 @@ class NewStaff:
     relatives: Sequence[NewRelative]
 
 
+CASEWORKER_INDEX = "uq_staff_member_responsible_caseworker"
+"""The index that keeps one active responsible caseworker per township."""
+
 CASEWORKER_ELSEWHERE_INDEXES = (
     "uq_staff_member_caseworker_subject",
     "uq_staff_member_caseworker_id_hash",
