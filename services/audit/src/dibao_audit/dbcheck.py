@@ -35,7 +35,12 @@ dibao_audit.verify_cli --database-url``):
   (``AppendedAtBounds``);
 - an entry's rows in ``entry_region_prefix`` (migration 0009: what finds a search for the
   auditors of its other regions) that are not every level prefix of its record's
-  ``regions``, and rows naming no entry of the log (before it or beyond; ADR 0017).
+  ``regions``, and rows naming no entry of the log (before it or beyond; ADR 0017);
+- a B-tree index of the log's tables that amcheck finds corrupt or missing a row of its
+  table (``bt_index_check`` with ``heapallindexed``, in the check's snapshot: a listing
+  through such an index silently misses entries; migration 0012, ADR 0006). When amcheck
+  is not installed, or the login may not execute it, the report says so
+  (``index_check``) and nothing else changes.
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
@@ -92,6 +97,11 @@ class DatabaseReport(Report):
     announcements_checked: int = 0
     log_size: int = 0
     contradicted: dict[str, int] = field(default_factory=dict)
+    indexes_checked: list[str] = field(default_factory=list)
+    index_check: str = "not run"
+    """How the indexes were checked, or why they could not be."""
+    indexes_not_checked: dict[str, str] = field(default_factory=dict)
+    """Indexes of the log's tables amcheck was not run on, with the reason."""
 
     def summary(self) -> dict[str, Any]:
         return Report.summary(self) | {
@@ -101,6 +111,9 @@ class DatabaseReport(Report):
             "appended_at_checked": self.appended_at_checked,
             "checkpoint_announcements_checked": self.announcements_checked,
             "contradicted_columns": dict(sorted(self.contradicted.items())),
+            "index_check": self.index_check,
+            "indexes_checked": len(self.indexes_checked),
+            "indexes_not_checked": dict(sorted(self.indexes_not_checked.items())),
         }
 
 
@@ -269,6 +282,7 @@ async def check_database(
             )
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
+            await check_indexes(conn, report)
     finally:
         await conn.close()
     kept_heads = verified_kept(trust, kept, report)
@@ -286,6 +300,79 @@ async def check_database(
         _check_roots(report, bytes(leaves), heads)
         _check_kept(report, bytes(leaves), kept_heads)
     return report
+
+
+LOG_TABLES = ("log_entry", "merkle_node", "checkpoint", "entry_region_prefix", "entry_view")
+"""The tables of the log whose indexes the check verifies (every listing, lookup, proof
+and export reads through them)."""
+
+_INDEXES_SQL = """
+    SELECT c.oid::regclass::text, t.relname, a.amname, i.indisvalid AND i.indisready
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_am a ON a.oid = c.relam
+    WHERE t.oid IN (SELECT to_regclass(quote_ident(name)) FROM unnest($1::text[]) AS name)
+    ORDER BY t.relname, c.relname
+"""
+
+_AMCHECK_SQL = """
+    SELECT p.oid::regprocedure::text, has_function_privilege(p.oid, 'EXECUTE')
+    FROM pg_extension x
+    JOIN pg_proc p ON p.pronamespace = x.extnamespace
+    WHERE x.extname = 'amcheck' AND p.proname = 'bt_index_check'
+      AND p.proargtypes = '2205 16'::oidvector
+"""
+"""amcheck's ``bt_index_check(regclass, boolean)`` wherever the extension was created,
+and whether this login may execute it."""
+
+
+async def check_indexes(conn: asyncpg.Connection, report: DatabaseReport) -> None:
+    """amcheck's ``bt_index_check(index, heapallindexed => true)`` on every valid B-tree
+    index of :data:`LOG_TABLES`, in the caller's transaction (its snapshot: every row it
+    sees must be in each index). A corruption amcheck finds (SQLSTATE class XX) is a
+    failure; an index it cannot check (not a B-tree, an invalid one a failed concurrent
+    build left, which no query uses, or another error) is named in
+    ``indexes_not_checked``. Without the extension or the right to execute it, the check
+    does not run and ``index_check`` says why.
+
+    Not ``bt_index_parent_check``: it holds a SHARE lock on the table until the check's
+    transaction ends, which would hold up every append for the rest of the check.
+    ``bt_index_check`` takes ACCESS SHARE, as any read does."""
+    found = await conn.fetchrow(_AMCHECK_SQL)
+    if found is None:
+        report.index_check = (
+            "unavailable: the amcheck extension is not created in this database (migration "
+            "0012 creates it where the server has it and the login may; a superuser may "
+            "CREATE EXTENSION amcheck): the indexes were not checked"
+        )
+        return
+    function, allowed = found
+    if not allowed:
+        report.index_check = (
+            f"unavailable: this login may not execute {function} (GRANT EXECUTE ON "
+            "FUNCTION to it, or run the check as a superuser): the indexes were not checked"
+        )
+        return
+    report.index_check = "bt_index_check, heapallindexed"
+    for index, table, method, usable in await conn.fetch(_INDEXES_SQL, list(LOG_TABLES)):
+        if method != "btree":
+            report.indexes_not_checked[index] = f"a {method} index: amcheck checks B-trees"
+            continue
+        if not usable:
+            report.indexes_not_checked[index] = "invalid (no query uses it)"
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: an error ends only this one
+                await conn.execute(f"SELECT {function.split('(')[0]}($1::regclass, true)", index)
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate.startswith("XX"):
+                report.fail(f"index {index} of {table} is corrupt: {exc}")
+                report.indexes_checked.append(index)
+            else:
+                report.indexes_not_checked[index] = f"{type(exc).__name__}: {exc}"
+            continue
+        report.indexes_checked.append(index)
 
 
 async def _checkpoints(

@@ -45,8 +45,10 @@ and ``appended_at`` in the database, whatever its region (``dibao_audit.dbcheck`
 entry whose region was edited is hidden from its region's auditors, so only a check that
 sees every region finds it. It also holds the stored checkpoints to the ones the log
 announced in its own entries (``CheckpointPublished``), so checkpoints deleted from the
-table are named without a kept one. In both, ``appended_at`` may not go back along the
-log by more than ``--clock-skew``.
+table are named without a kept one, and runs amcheck on every B-tree index of the log's
+tables (an index missing entries hides them from listings; ``index_check`` in the report
+says when amcheck is not created or the login may not execute it). In both,
+``appended_at`` may not go back along the log by more than ``--clock-skew``.
 
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
