@@ -469,13 +469,36 @@ async def current_principal(
     if not isinstance(verifier, TokenVerifier):
         raise RuntimeError("no token verifier: build the app with auth settings")
     if credentials is None:
-        raise Unauthorized("A bearer token is required", type_slug="missing-token")
+        raise missing_token()
     principal = await verifier.verify(credentials.credentials)
     request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def missing_token() -> Unauthorized:
+    """401 ``missing-token``: a request without ``Authorization: Bearer``."""
+    return Unauthorized("A bearer token is required", type_slug="missing-token")
+
+
+def missing_role(wanted: Sequence[Role]) -> Forbidden:
+    """403 ``missing-role``: the token holds none of ``wanted``."""
+    return Forbidden(
+        "This action needs one of the roles: " + ", ".join(r.value for r in wanted),
+        type_slug="missing-role",
+        required_roles=[r.value for r in wanted],
+    )
+
+
+_ROLES_REQUIRED: dict[Callable[..., Any], tuple[Role, ...]] = {}
+
+
+def roles_required_by(dependency: Callable[..., Any]) -> tuple[Role, ...] | None:
+    """The roles a dependency made by :func:`require_roles` asks for (None for another),
+    for the OpenAPI document's example of its 403."""
+    return _ROLES_REQUIRED.get(dependency)
 
 
 def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
@@ -486,11 +509,8 @@ def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if not any(principal.has(r) for r in wanted):
-            raise Forbidden(
-                "This action needs one of the roles: " + ", ".join(r.value for r in wanted),
-                type_slug="missing-role",
-                required_roles=[r.value for r in wanted],
-            )
+            raise missing_role(wanted)
         return principal
 
+    _ROLES_REQUIRED[dependency] = tuple(wanted)
     return dependency

@@ -13,6 +13,7 @@ stable ``type`` URI. No stack trace and no request input ever reaches the client
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -223,21 +225,44 @@ def problem_responses(
     *statuses: int,
     models: Mapping[int, type[Problem]] | None = None,
     headers: Mapping[int, Mapping[str, Any]] | None = None,
+    examples: Mapping[int, ProblemError | Sequence[ProblemError]] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for a route: each status as ``application/problem+json``.
     ``models`` gives a status a problem of its own shape (a subclass of ``Problem`` naming
     its extension members, e.g. a 409's ``tree_size``), ``headers`` the response headers
-    a status carries (e.g. ``Retry-After``)."""
+    a status carries (e.g. ``Retry-After``), ``examples`` the problems the route raises
+    with that status (rendered by their own ``body``; the document gives each the
+    operation's path as ``instance``). A status without examples gets the kit's
+    (``dibao_common.problem_examples``)."""
     out: dict[int | str, dict[str, Any]] = {}
     chosen = dict(models or {})
-    for status in dict.fromkeys([*statuses, *chosen]):
+    given = dict(examples or {})
+    for status in dict.fromkeys([*statuses, *chosen, *given]):
         model = chosen.get(status) or (ValidationProblem if status == 422 else Problem)
         if model not in (Problem, ValidationProblem):
             _PROBLEM_REFS.add(_REF + model.__name__)
         out[status] = {"model": model, "description": _title_of(status)}
         if headers is not None and status in headers:
             out[status]["headers"] = dict(headers[status])
+        if status in given:
+            problems = given[status]
+            listed = [problems] if isinstance(problems, ProblemError) else list(problems)
+            out[status]["content"] = {PROBLEM_MEDIA_TYPE: {"examples": problem_examples(listed)}}
     return out
+
+
+def problem_examples(problems: Iterable[ProblemError]) -> dict[str, dict[str, Any]]:
+    """An OpenAPI ``examples`` map of ``problems``, each named by its type slug (and
+    summarised by it), its value the body the service sends, without ``instance``."""
+    named: dict[str, dict[str, Any]] = {}
+    for problem in problems:
+        name = problem.type_slug
+        for n in range(2, 100):
+            if name not in named:
+                break
+            name = f"{problem.type_slug}-{n}"
+        named[name] = {"summary": problem.type_slug, "value": jsonable_encoder(problem.body())}
+    return named
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -466,23 +491,35 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     errors = list(exc.errors())
     malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if malformed is not None:
-        reason = (malformed.get("ctx") or {}).get("error")
-        loc = malformed.get("loc", ())
-        position = loc[-1] if len(loc) > 1 else None
-        detail = "The request body is not valid JSON"
-        if reason:
-            detail += f": {reason}" + (f" at position {position}" if position is not None else "")
-        return problem_response(
-            400, "malformed-body", "Malformed request body", detail, instance=request.url.path
-        )
+        return _malformed_body(malformed).response(instance=request.url.path)
     errors = [_tag_missing(request, e) if _is_tag_missing(e) else e for e in errors]
-    return problem_response(
+    return _validation_failed(errors, exc.body, request.headers.get("content-type")).response(
+        instance=request.url.path
+    )
+
+
+def _malformed_body(error: Mapping[str, Any]) -> ProblemError:
+    """400 ``malformed-body`` of a ``json_invalid`` error (FastAPI's for a body that is
+    no JSON): the parser's reason and position, never the bytes."""
+    reason = (error.get("ctx") or {}).get("error")
+    loc = error.get("loc", ())
+    position = loc[-1] if len(loc) > 1 else None
+    detail = "The request body is not valid JSON"
+    if reason:
+        detail += f": {reason}" + (f" at position {position}" if position is not None else "")
+    return ProblemError(400, "malformed-body", "Malformed request body", detail)
+
+
+def _validation_failed(
+    errors: Sequence[Any], body: Any = None, content_type: str | None = None
+) -> ProblemError:
+    """422 ``validation-failed``: ``errors[]`` points at each invalid part."""
+    return ProblemError(
         422,
         "validation-failed",
         "The request is not valid",
         f"{len(errors)} invalid part(s) of the request",
-        instance=request.url.path,
-        errors=_validation_errors(errors, exc.body, request.headers.get("content-type")),
+        errors=_validation_errors(errors, body, content_type),
     )
 
 
@@ -494,20 +531,26 @@ def _tag_missing(request: Request, error: Any) -> dict[str, Any]:
     """A body of several forms (a change's ``kind``) sent without the member that names
     its form: pydantic says "Unable to extract tag using discriminator 'kind'" at the
     body. It is that member that is missing, and the operation's schema lists its values."""
+    route = request.scope.get("route")
+    openapi = getattr(request.app, "openapi", None)
+    path = getattr(route, "path_format", None)
+    operation: Mapping[str, Any] = {}
+    if callable(openapi) and isinstance(path, str):
+        operation = openapi().get("paths", {}).get(path, {}).get(request.method.lower(), {})
+    return _tag_missing_in(operation, error)
+
+
+def _tag_missing_in(operation: Mapping[str, Any], error: Any) -> dict[str, Any]:
+    """:func:`_tag_missing` of the OpenAPI ``operation`` the request is."""
     name = str((error.get("ctx") or {}).get("discriminator", "")).strip("'\"")
     if not name:
         return dict(error)
     tags: list[str] = []
-    route = request.scope.get("route")
-    openapi = getattr(request.app, "openapi", None)
-    path = getattr(route, "path_format", None)
-    if callable(openapi) and isinstance(path, str):
-        operation = openapi().get("paths", {}).get(path, {}).get(request.method.lower(), {})
-        content = operation.get("requestBody", {}).get("content", {})
-        schema = content.get("application/json", {}).get("schema", {})
-        discriminator = schema.get("discriminator") or {}
-        if discriminator.get("propertyName") == name:
-            tags = list(discriminator.get("mapping") or {})
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    discriminator = schema.get("discriminator") or {}
+    if discriminator.get("propertyName") == name:
+        tags = list(discriminator.get("mapping") or {})
     choices = f": one of {', '.join(repr(t) for t in tags)}" if tags else ""
     return {
         **error,
@@ -516,14 +559,16 @@ def _tag_missing(request: Request, error: Any) -> dict[str, Any]:
     }
 
 
+INTERNAL_ERROR = ProblemError(
+    500,
+    "internal-error",
+    "Internal error",
+    "The server could not complete the request; it has been logged.",
+)
+
+
 def _internal_error(path: str | None) -> Response:
-    return problem_response(
-        500,
-        "internal-error",
-        "Internal error",
-        "The server could not complete the request; it has been logged.",
-        instance=path,
-    )
+    return INTERNAL_ERROR.response(instance=path)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
@@ -659,18 +704,48 @@ _PROBLEM_REFS = {_REF + "Problem", _REF + "ValidationProblem"}
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Problem responses are ``application/problem+json``, and default 422s use our shape."""
+    """Problem responses are ``application/problem+json``, default 422s use our shape, and
+    every problem response has examples: the route's own (``problem_responses(examples=)``),
+    else its model's, else the kit's for the status (``dibao_common.problem_examples``)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
+        # Imported here: it builds on auth and idempotency, which import this module.
+        from dibao_common import problem_examples as kit_examples
+
         schema = generate()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for path_item in schema.get("paths", {}).values():
-            for operation in path_item.values():
-                if isinstance(operation, dict):
-                    _fix_responses(operation.get("responses", {}), components)
+        added = dict(getattr(app.state, _ADDED_EXAMPLES, {}))
+        routes = {
+            (method.lower(), route.path_format): route
+            for route in iter_route_contexts(app.routes)  # an included router's too
+            if isinstance(route.original_route, APIRoute)
+            for method in route.methods or ()
+        }
+        for path, path_item in schema.get("paths", {}).items():
+            for method, operation in path_item.items():
+                if not isinstance(operation, dict):
+                    continue
+                responses = operation.get("responses", {})
+                _fix_responses(responses, components)
+                route = routes.get((method, path))
+                for status, response in responses.items():
+                    content = response.get("content", {}).get(PROBLEM_MEDIA_TYPE)
+                    if content is None:
+                        continue
+                    _examples_of(int(status), content, route, components)
+                    if "example" not in content:
+                        problems = [
+                            *added.pop((method.upper(), path, int(status)), ()),
+                            *kit_examples.defaults_for(int(status), operation, route, app),
+                        ]
+                        _add_examples(content, problems, int(status))
+                    _give_instance(content, kit_examples.example_path(path, operation))
+        if added:
+            # A service's example of an operation or a status it does not declare.
+            raise ValueError(f"problem examples of no declared response: {sorted(added)}")
         for unused in ("HTTPValidationError", "ValidationError"):
             if unused in components and not _referenced(schema, _REF + unused):
                 del components[unused]
@@ -678,6 +753,85 @@ def _document_problems(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_ADDED_EXAMPLES = "dibao_problem_examples"  # on app.state: add_problem_examples's
+
+
+def add_problem_examples(
+    app: FastAPI, examples: Mapping[tuple[str, str, int], Sequence[ProblemError]]
+) -> None:
+    """Examples of the problems a service's operations send, keyed by (method, path as
+    the document writes it, status): shown before the kit's own examples of that status
+    (``dibao_common.problem_examples``), which stay for the other problem types. For a
+    service whose routes declare their statuses alone (their problems made in its service
+    layer); a key no operation declares fails the document."""
+    table: dict[tuple[str, str, int], list[ProblemError]] = getattr(app.state, _ADDED_EXAMPLES, {})
+    for (method, path, status), problems in examples.items():
+        table.setdefault((method.upper(), path, status), []).extend(problems)
+    setattr(app.state, _ADDED_EXAMPLES, table)
+    app.openapi_schema = None
+
+
+def _add_examples(content: dict[str, Any], problems: Sequence[ProblemError], status: int) -> None:
+    """``problems`` after the examples already there, but none of a type these show; the
+    status's bare problem when there is none at all."""
+    named: dict[str, Any] = content.setdefault("examples", {})
+    shown = {e.get("value", {}).get("type") for e in named.values() if isinstance(e, dict)}
+    fresh = [p for p in problems if problem_type(p.type_slug) not in shown]
+    if not named and not fresh:
+        fresh = [ProblemError(status, _slug_of(status), _title_of(status))]
+    for name, example in problem_examples(fresh).items():
+        while name in named:
+            name += "-"
+        named[name] = example
+
+
+def _examples_of(
+    status: int, content: dict[str, Any], route: RouteContext | None, components: dict[str, Any]
+) -> None:
+    """The route's examples of ``status`` as given (FastAPI writes the document without
+    null members, examples included), else its model's (``json_schema_extra``)."""
+    declared = route.responses.get(status, {}) if route is not None else {}
+    given = declared.get("content", {}).get(PROBLEM_MEDIA_TYPE, {})
+    for key in ("example", "examples"):
+        if key in given:
+            content[key] = copy.deepcopy(given[key])
+    if {"example", "examples"} & set(content):
+        return
+    ref = content.get("schema", {}).get("$ref", "")
+    model_examples = components.get(ref.removeprefix(_REF), {}).get("examples")
+    if ref not in (_REF + "Problem", _REF + "ValidationProblem") and model_examples:
+        # The model's example may show another operation's path: that one is left out
+        # (the document gives the operation's).
+        template = route.path_format if route is not None else None
+        path = compile_path(template)[0] if template else None
+        content["examples"] = {
+            f"{ref.removeprefix(_REF)}-{n}" if n else ref.removeprefix(_REF): {
+                "value": {
+                    k: v
+                    for k, v in example.items()
+                    if k != "instance" or (path is not None and path.fullmatch(str(v)))
+                }
+            }
+            for n, example in enumerate(model_examples)
+        }
+
+
+def _give_instance(content: dict[str, Any], path: str) -> None:
+    """Each example's ``instance``: the operation's path (with example parameters) where
+    the example names none, in the order the kit writes a problem's members."""
+    values = [content["example"]] if "example" in content else []
+    named = content.get("examples", {})
+    values += [e["value"] for e in named.values() if isinstance(e, dict) and "value" in e]
+    for value in values:
+        if not isinstance(value, dict) or "instance" in value:
+            continue
+        ordered = {k: value.pop(k) for k in ("type", "title", "status", "detail") if k in value}
+        ordered["instance"] = _unechoed(path)
+        ordered |= value
+        value.clear()
+        value.update(ordered)
 
 
 def _fix_responses(responses: dict[str, Any], components: dict[str, Any]) -> None:
@@ -690,8 +844,13 @@ def _fix_responses(responses: dict[str, Any], components: dict[str, Any]) -> Non
             ref = _REF + "ValidationProblem"
             response["description"] = _title_of(int(status))
         if ref in _PROBLEM_REFS:
-            del content["application/json"]
-            content[PROBLEM_MEDIA_TYPE] = {"schema": {"$ref": ref}}
+            # An example given with the response moves with it.
+            moved = content.pop("application/json")
+            target = content.setdefault(PROBLEM_MEDIA_TYPE, {})
+            target["schema"] = {"$ref": ref}
+            for key in ("example", "examples"):
+                if key in moved:
+                    target.setdefault(key, moved[key])
             _ensure_components(components)
 
 

@@ -273,6 +273,45 @@ def _in_flight() -> Conflict:
     )
 
 
+def in_flight() -> Conflict:
+    """409 ``idempotency-key-in-flight``: the key's first request is still being worked."""
+    return _in_flight()
+
+
+def key_reused() -> UnprocessableEntity:
+    """422 ``idempotency-key-reused``: the key was used with another request."""
+    detail = f"This {IDEMPOTENCY_HEADER} was used with another request"
+    # A 422 is a ValidationProblem (OpenAPI): errors[] points at the header.
+    return UnprocessableEntity(
+        detail,
+        type_slug="idempotency-key-reused",
+        title="Idempotency key reused",
+        errors=[
+            {
+                "pointer": f"/header/{IDEMPOTENCY_HEADER}",
+                "detail": detail,
+                "code": "idempotency_key_reused",
+            }
+        ],
+    )
+
+
+def key_invalid() -> BadRequest:
+    """400 ``idempotency-key-invalid``: the header is no key."""
+    return BadRequest(
+        f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
+        type_slug="idempotency-key-invalid",
+    )
+
+
+def key_missing() -> BadRequest:
+    """400 ``idempotency-key-missing``: a route that needs a key got none."""
+    return BadRequest(
+        f"This request needs an {IDEMPOTENCY_HEADER} header",
+        type_slug="idempotency-key-missing",
+    )
+
+
 class IdempotentRequest:
     """One request carrying an ``Idempotency-Key``; ``respond`` runs it at most once."""
 
@@ -417,20 +456,7 @@ class IdempotentRequest:
     def _stored(self, row: asyncpg.Record) -> _Stored | None:
         """The answer of a record of this key; 422 when it was another request's."""
         if not self.fingerprint.matches(row["fingerprint"]):
-            detail = f"This {IDEMPOTENCY_HEADER} was used with another request"
-            # A 422 is a ValidationProblem (OpenAPI): errors[] points at the header.
-            raise UnprocessableEntity(
-                detail,
-                type_slug="idempotency-key-reused",
-                title="Idempotency key reused",
-                errors=[
-                    {
-                        "pointer": f"/header/{IDEMPOTENCY_HEADER}",
-                        "detail": detail,
-                        "code": "idempotency_key_reused",
-                    }
-                ],
-            )
+            raise key_reused()
         if row["state"] != "completed":
             return None
         return _Stored(
@@ -538,10 +564,7 @@ async def _idempotent_request(request: Request, key: str | None) -> IdempotentRe
     if key is None:
         return None
     if not _KEY.match(key):
-        raise BadRequest(
-            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
-            type_slug="idempotency-key-invalid",
-        )
+        raise key_invalid()
     config = _config_of(request)
     body = await _fingerprint_body(request)
     return IdempotentRequest(
@@ -567,10 +590,7 @@ async def idempotent_request(
     """Dependency for routes that require an ``Idempotency-Key`` (400 when it is missing)."""
     found = await _idempotent_request(request, key)
     if found is None:
-        raise BadRequest(
-            f"This request needs an {IDEMPOTENCY_HEADER} header",
-            type_slug="idempotency-key-missing",
-        )
+        raise key_missing()
     return found
 
 

@@ -22,6 +22,7 @@ from dibao_common.errors import (
     problem_responses,
 )
 from dibao_common.settings import CommonSettings
+from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
 from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import api_client
 
@@ -82,7 +83,22 @@ async def change(body: Change) -> dict[str, str]:
     return {"kind": body.kind}
 
 
-@router.post("/households", status_code=201, responses=problem_responses(409, 422))
+@router.post(
+    "/households",
+    status_code=201,
+    responses=problem_responses(
+        400,
+        409,
+        422,
+        examples={
+            409: Conflict(
+                "A person is already an active member of another household",
+                type_slug="person-in-household",
+                household_ref=None,  # a null member, which FastAPI's document would drop
+            )
+        },
+    ),
+)
 async def register(body: HouseholdIn) -> dict[str, int]:
     return {"members": len(body.members)}
 
@@ -415,19 +431,69 @@ async def test_unexpected_exception_is_a_bare_500_problem_and_is_logged(
 async def test_openapi_declares_problems_as_problem_json(client: AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     post = spec["paths"]["/households"]["post"]["responses"]
-    assert post["409"]["content"] == {
-        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+    assert list(post["409"]["content"]) == [PROBLEM_MEDIA_TYPE]
+    assert post["409"]["content"][PROBLEM_MEDIA_TYPE]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
     }
-    assert post["422"]["content"] == {
-        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    assert list(post["422"]["content"]) == [PROBLEM_MEDIA_TYPE]
+    assert post["422"]["content"][PROBLEM_MEDIA_TYPE]["schema"] == {
+        "$ref": "#/components/schemas/ValidationProblem"
     }
     # A route that declares nothing still documents its 422 in our shape, not FastAPI's.
     search = spec["paths"]["/search"]["get"]["responses"]
-    assert search["422"]["content"] == {
-        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    assert list(search["422"]["content"]) == [PROBLEM_MEDIA_TYPE]
+    assert search["422"]["content"][PROBLEM_MEDIA_TYPE]["schema"] == {
+        "$ref": "#/components/schemas/ValidationProblem"
     }
     schemas = spec["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     assert {"Problem", "ValidationProblem", "FieldError"} <= set(schemas)
     errors = schemas["ValidationProblem"]["properties"]["errors"]
     assert errors["items"] == {"$ref": "#/components/schemas/FieldError"}
+
+
+def _examples(spec: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    content = spec["paths"][path][method]["responses"][status]["content"][PROBLEM_MEDIA_TYPE]
+    return {name: example["value"] for name, example in content["examples"].items()}
+
+
+async def test_every_problem_response_has_examples_its_schema_takes(client: AsyncClient) -> None:
+    """2 Dec 2026: moving a problem response to problem+json dropped its examples, and
+    the kit gave none: a client's engineer saw no sample body of any error."""
+    spec = (await client.get("/openapi.json")).json()
+    assert problem_examples_wrong(spec) == []
+    assert len(list(problem_examples(spec))) >= 5
+    # A route's own example, whole (its null member kept), with the operation's path.
+    [conflict] = _examples(spec, "/households", "post", "409").values()
+    assert conflict == {
+        "type": "https://dibao.gov.cn/problems/person-in-household",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "A person is already an active member of another household",
+        "instance": "/households",
+        "household_ref": None,
+    }
+    # A path parameter has an example value in the instance.
+    [missing] = _examples(spec, "/households/{household_id}", "get", "404").values()
+    assert missing["instance"] == "/households/1"
+
+
+async def test_the_kits_examples_are_what_it_answers(client: AsyncClient) -> None:
+    """The 422 and 400 examples are made by the code that answers: the same request
+    gets the example's body."""
+    spec = (await client.get("/openapi.json")).json()
+    invalid = _examples(spec, "/households", "post", "422")["validation-failed"]
+    assert [e["pointer"] for e in invalid["errors"]] == ["/body/region_code", "/body/members"]
+    response = await client.post("/households", json={})
+    assert _problem(response, 422, "validation-failed") == invalid
+    malformed = _examples(spec, "/households", "post", "400")["malformed-body"]
+    response = await client.post(
+        "/households",
+        content=b'{"region_code": "620102001001" "members": []}',
+        headers={"content-type": "application/json"},
+    )
+    assert _problem(response, 400, "malformed-body") == malformed
+    search = _examples(spec, "/search", "get", "422")["validation-failed"]
+    assert search["errors"][0]["pointer"] == "/query/limit"
+    response = await client.get("/search", params={"limit": "x"})
+    assert response.json()["errors"] == search["errors"]

@@ -23,6 +23,7 @@ from dibao_audit.testing import TEST_SEED
 from dibao_audit.verifier import read_export, verify_export
 from dibao_common.errors import PROBLEM_TYPE_BASE
 from dibao_common.testing.auth_fixtures import make_auth_settings
+from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
 from dibao_common.testing.service_env import common_secret_values
 
 
@@ -147,3 +148,24 @@ def test_the_examples_are_a_log_that_verifies() -> None:
     report = verify_export(header, lines, key, kept=[examples.CHECKPOINT_2["signed_note"]])
     assert report.ok, report.problems
     assert (report.checked, report.redacted) == (1, 1)
+
+
+def test_every_error_response_shows_examples_its_schema_takes(spec: dict[str, Any]) -> None:
+    """2 Dec 2026: the problem responses had no example (the kit dropped them moving each
+    to problem+json). Each declared 4xx/5xx now shows examples its schema takes; a status
+    with a problem model of its own shows that problem's, on the operation's own path."""
+    assert problem_examples_wrong(spec) == []
+    shown = {(name, status): example for name, status, example, _ in problem_examples(spec)}
+    for name, op in _operations(spec):
+        for status in op["responses"]:
+            if status.startswith(("4", "5")):
+                assert (name, status) in shown, (name, status)
+    covered = shown[("GET /audit/entries/{index}", "409")]
+    assert covered["type"] == PROBLEM_TYPE_BASE + "entry-not-covered"
+    assert covered["instance"] == "/audit/entries/4"
+    waiting = shown[("GET /audit/export", "404")]
+    assert (waiting["type"], waiting["instance"]) == (
+        PROBLEM_TYPE_BASE + "checkpoint-not-found",
+        "/audit/export",
+    )
+    assert "log_size" in waiting

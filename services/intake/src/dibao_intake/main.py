@@ -18,6 +18,7 @@ from dibao_common.messaging.relay import OutboxRelay
 from dibao_intake.adapters.document_store import DocumentStore, FilesystemDocumentStore
 from dibao_intake.adapters.pii import PersonalData
 from dibao_intake.api import applications, documents, households, reference, staff
+from dibao_intake.api.problem_examples import document_problem_examples
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.runtime import Runtime
 from dibao_intake.service_layer.timeline import (
@@ -107,7 +108,7 @@ def create_app(
             await relay.stop()
         await engine.dispose()
 
-    return build_app(
+    app = build_app(
         resolved,
         title="dibao intake",
         description="Households, members, applications and documents, for district portals."
@@ -130,3 +131,5 @@ def create_app(
             resolved.max_request_body_bytes, resolved.intake_document_max_bytes + 64 * 1024
         ),
     )
+    document_problem_examples(app)
+    return app

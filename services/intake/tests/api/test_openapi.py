@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
+
 pytestmark = [pytest.mark.postgres]
 
 OPERATIONS_EXPECTED = {
@@ -326,3 +328,43 @@ def test_one_id_number_is_one_person_across_the_examples(intake_app: FastAPI) ->
     assert len(names) >= 5
     twice = {n: sorted(p) for n, p in names.items() if len({x.split(" (")[0] for x in p}) > 1}
     assert twice == {}
+
+
+def test_every_error_response_shows_examples_its_schema_takes(intake_app: FastAPI) -> None:
+    """Issue 4 (2 Dec 2026): no error response had an example, though the 422's errors[]
+    and a 409's conflicts[] are what a portal must read. Each declared 4xx/5xx now shows
+    the problems the operation sends, each valid against the response's schema; intake's
+    own problems where it has them, made by the service layer that raises them."""
+    spec = intake_app.openapi()
+    assert problem_examples_wrong(spec) == []
+    shown: dict[tuple[str, str], set[str]] = {}
+    for operation, status, example, _ in problem_examples(spec):
+        shown.setdefault((operation, status), set()).add(example["type"].rsplit("/", 1)[-1])
+    for (method, path), _ in _operations(spec).items():
+        for status in ("401", "403", "422", "500"):
+            assert shown[(f"{method.upper()} {path}", status)], (method, path, status)
+    expected = {
+        ("POST /households", "409"): {"person-in-household", "idempotency-key-in-flight"},
+        ("POST /households", "403"): {"region-out-of-scope", "missing-role"},
+        ("POST /households", "400"): {"malformed-body", "idempotency-key-invalid"},
+        ("POST /households", "422"): {"validation-failed", "idempotency-key-reused"},
+        ("GET /households", "403"): {"region-out-of-scope", "missing-role"},
+        ("GET /applications", "400"): {"invalid-cursor"},
+        ("GET /persons/{person_id}/identity", "403"): {
+            "identity-of-a-former-member",
+            "missing-role",
+        },
+        ("POST /townships/{township_code}/staff", "409"): {
+            "caseworker-of-another-township",
+            "idempotency-key-in-flight",
+        },
+        ("POST /documents", "413"): {"document-too-large"},
+        ("GET /households/{household_id}", "401"): {"missing-token", "invalid-token"},
+    }
+    for key, slugs in expected.items():
+        assert slugs <= shown[key], (key, shown[key])
+    responses = spec["paths"]["/households"]["post"]["responses"]
+    examples = responses["409"]["content"]["application/problem+json"]["examples"]
+    [conflict] = examples["person-in-household"]["value"]["conflicts"]
+    assert conflict["pointer"] == "/body/members/1"
+    assert re.fullmatch(r"[0-9]{6}-\*{4}-[0-9a-f]{4}", conflict["household_ref"])

@@ -1,0 +1,105 @@
+"""Examples of intake's own problems in its OpenAPI document (the kit adds its own: a
+missing token or role, a malformed body, an invalid field, an Idempotency-Key in flight...).
+
+Each is made by the function of the service layer that raises it, not typed here, so that
+the example is the body a portal gets: a 409 person-in-household with its ``conflicts``,
+a 403 region-out-of-scope (of a write, and of a search, made by the search's own check),
+identity-of-a-former-member, caseworker-of-another-township, a broken rule's 422, the
+upload's 413 and 415, and the 404 every read answers for a record missing or in another
+region. ``tests/api/test_openapi.py`` checks each against its response's schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+from fastapi import FastAPI
+
+from dibao_common.auth import Principal, Role
+from dibao_common.errors import NotFound, ProblemError, add_problem_examples
+from dibao_intake.domain.errors import RulesViolatedError, Violation
+from dibao_intake.domain.household import masked_household_ref
+from dibao_intake.service_layer import disclosure, documents, households, pages, staff
+from dibao_intake.service_layer.access import AccessRefused
+from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, region_out_of_scope
+
+LANZHOU = "620102001001"
+OTHER_HOUSEHOLD = uuid.UUID("0193a5b3-0d22-7b10-8c44-5e6f708192a3")
+TOWNSHIP = "620123101000"
+MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
+
+
+def _search_refused() -> ProblemError:
+    """What GET /households answers a clerk of Lanzhou's Chengguan district searching
+    Beijing: the search's own check (which records the refusal only when awaited)."""
+    principal = Principal("clerk-620102-07", frozenset({Role.INTAKE_CLERK}), ("620102",))
+    criteria = households.SearchHouseholds(region_prefix="110101")
+    target = pages.list_target("households", criteria, principal)
+    try:
+        # The runtime is used only by the refusal's record, which is not awaited here.
+        pages.ensure_searchable(cast(Runtime, None), Caller(principal), criteria, target)
+    except AccessRefused as refusal:
+        return refusal
+    raise AssertionError("a search outside the caller's regions was not refused")
+
+
+def _person_in_household() -> ProblemError:
+    return households._person_in_household(
+        [
+            {
+                "pointer": "/body/members/1",
+                "household_ref": masked_household_ref(OTHER_HOUSEHOLD, "620123101201"),
+            }
+        ]
+    )
+
+
+def _rule_broken() -> ProblemError:
+    return households.rules_failed(
+        RulesViolatedError(
+            # domain.household's composition rule, for a second member declared head.
+            [Violation("/members/1/relationship", "the household already has a head")]
+        )
+    )
+
+
+def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
+    """(method, path, status) -> intake's problems, for ``add_problem_examples``."""
+    not_found = NotFound(NOT_FOUND)
+    out_of_region = region_out_of_scope(LANZHOU[:9] + "000")
+    table: dict[tuple[str, str, int], list[ProblemError]] = {
+        ("POST", "/households", 409): [_person_in_household()],
+        ("POST", "/households", 403): [out_of_region],
+        ("POST", "/households", 422): [_rule_broken()],
+        ("GET", "/households", 403): [_search_refused()],
+        ("GET", "/applications", 403): [_search_refused()],
+        ("POST", "/households/{household_id}/changes", 409): [_person_in_household()],
+        ("POST", "/households/{household_id}/changes", 403): [out_of_region],
+        ("GET", "/persons/{person_id}/identity", 403): [disclosure._not_current()],
+        ("POST", "/townships/{township_code}/staff", 409): [staff._caseworker_elsewhere(TOWNSHIP)],
+        ("POST", "/townships/{township_code}/staff", 403): [region_out_of_scope(TOWNSHIP)],
+        ("POST", "/documents", 413): [documents.too_large(10 * 1024 * 1024)],
+        (
+            "POST",
+            "/documents",
+            415,
+        ): [documents.unsupported_media_type("application/msword", MEDIA_TYPES)],
+    }
+    for path in (
+        "/households/{household_id}",
+        "/households/{household_id}/changes",
+        "/applications/{application_id}",
+        "/applications/{application_id}/withdrawal",
+        "/documents/{document_id}",
+        "/documents/{document_id}/content",
+        "/persons/{person_id}/identity",
+        "/bank-accounts/{token_id}",
+    ):
+        method = "POST" if path.endswith(("/changes", "/withdrawal")) else "GET"
+        table.setdefault((method, path, 404), []).append(not_found)
+    return table
+
+
+def document_problem_examples(app: FastAPI) -> None:
+    add_problem_examples(app, examples())
