@@ -702,3 +702,58 @@ async def test_a_marriage_here_ends_the_spouses_marriage_elsewhere(
         {"kind": "spouse_death", "person_id": mother, "date_of_death": "2026-02-20"},
     )
     assert _pointers(problem) == ["/body/person_id"]
+
+
+async def test_the_heads_divorce_gives_the_in_laws_relationship_after_it(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """The head's former wife's mother, living with them, stayed the head's parent_in_law
+    after the divorce. The divorce now needs her relationship after it (422 at
+    relationships/<her id> without it, or with a code that is neither hers nor other /
+    other_dependant; the head's own mother is no kin through the marriage), nothing
+    written; given, it is recorded, in the change's details beside the former wife's,
+    and in the event's household."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.PARENT_IN_LAW, Sex.FEMALE, (66, 75), EmploymentStatus.RETIRED
+        )
+    )
+    household = await intake.register(plan)
+    head, wife, mother, kid, in_law = household.person_ids
+    divorce = {
+        "kind": "divorce",
+        "person_id": head,
+        "spouse_person_id": wife,
+        "divorced_on": "2026-02-20",
+    }
+    problem = await refused_change(intake, intake_engine, household, divorce)
+    assert _pointers(problem) == [f"/body/relationships/{in_law}"]
+    assert "parent_in_law" in problem["errors"][0]["detail"]
+    for wrong, pointer in (
+        ({in_law: "parent"}, in_law),
+        ({in_law: "other", mother: "other"}, mother),
+    ):
+        problem = await refused_change(
+            intake, intake_engine, household, divorce | {"relationships": wrong}
+        )
+        assert _pointers(problem) == [f"/body/relationships/{pointer}"], wrong
+    divorced = await intake.change(
+        household, divorce | {"relationships": {in_law: "other_dependant", kid: "child"}}
+    )
+    relationships = _relationships(divorced)
+    assert (relationships[wife], relationships[in_law], relationships[kid]) == (
+        "other",
+        "other_dependant",
+        "child",
+    )
+    assert relationships[mother] == "parent"
+    assert divorced["household"]["changes"][-1]["details"]["relationships"] == {
+        wife: "other",
+        in_law: "other_dependant",
+    }
+    update = await _event(intake_stack, divorced["change_id"])
+    assert update.divorce.former_spouse.person.person_id == wife
+    assert {m.person.person_id: m.relationship for m in update.household.members}[in_law] == (
+        enums.RELATIONSHIP_OTHER_DEPENDANT
+    )

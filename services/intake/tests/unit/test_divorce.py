@@ -364,3 +364,81 @@ def test_a_marriage_here_ends_the_spouses_marriage_elsewhere_too(leaving: Change
     found = check_spouse_death(state, her, on, today=TODAY, marriages=after)
     assert [v.pointer for v in found] == ["/person_id"]
     assert check_relationship_correction(state, her, R.SPOUSE, after) == []
+
+
+MIL = uuid.uuid4()
+MIL_M = ActiveMember(MIL, R.PARENT_IN_LAW, date(1946, 3, 3))
+GRANDCHILD = uuid.uuid4()
+GRANDCHILD_M = ActiveMember(GRANDCHILD, R.GRANDCHILD, date(2018, 8, 8))
+
+
+def test_the_heads_divorce_names_the_in_laws_relationship_anew() -> None:
+    """The head's mother-in-law kept parent_in_law after the head's divorce, though the
+    former wife's parents are his in-laws no more (and an earlier, late wife's parents
+    still are: the record cannot tell whose she is). The head's divorce, from a spouse
+    here or elsewhere, now needs each parent-in-law's relationship after it (at
+    /relationships/<id>): other or other_dependant, or parent_in_law kept. A child or
+    grandchild of the head may be given too (a step-child); nobody else, nor the couple,
+    nor another code."""
+    on = date(2026, 3, 2)
+    state = _state(HEAD_M, WIFE_M, MIL_M, SON_M, LODGER_M)
+    mil = f"/relationships/{MIL}"
+    _, found = check_divorce(state, HEAD, WIFE, on, today=TODAY)
+    assert [v.pointer for v in found] == [mil]
+    assert "parent_in_law" in found[0].detail
+    assert check_divorce(state, HEAD, WIFE, on, today=TODAY, given={MIL: R.OTHER}) == (
+        {WIFE: FORMER_SPOUSE, MIL: R.OTHER},
+        [],
+    )
+    assert check_divorce(state, WIFE, HEAD, on, today=TODAY, given={MIL: R.PARENT_IN_LAW}) == (
+        {WIFE: FORMER_SPOUSE},
+        [],
+    )
+    # The son as the former wife's child whom the head no longer raises.
+    given = {MIL: R.OTHER_DEPENDANT, SON: R.OTHER}
+    assert check_divorce(state, HEAD, WIFE, on, today=TODAY, given=given) == (
+        {WIFE: FORMER_SPOUSE, MIL: R.OTHER_DEPENDANT, SON: R.OTHER},
+        [],
+    )
+    stranger = uuid.uuid4()
+    for wrong, pointer in (
+        ({MIL: R.PARENT}, mil),
+        ({MIL: R.OTHER, LODGER: R.OTHER_DEPENDANT}, f"/relationships/{LODGER}"),
+        ({MIL: R.OTHER, WIFE: R.OTHER_DEPENDANT}, f"/relationships/{WIFE}"),
+        ({MIL: R.OTHER, stranger: R.OTHER}, f"/relationships/{stranger}"),
+        ({MIL: R.OTHER, SON: R.SIBLING}, f"/relationships/{SON}"),
+    ):
+        relationships, found = check_divorce(state, HEAD, WIFE, on, today=TODAY, given=wrong)
+        assert relationships is None
+        assert [v.pointer for v in found] == [pointer], wrong
+    # A spouse living elsewhere: her mother lives with the head all the same.
+    away = PastChange("marriage", date(2020, 5, 1), {"person_id": str(HEAD)})
+    marriages = marriages_in_household([away], head_person_id=HEAD, left_as={})
+    alone = _state(HEAD_M, MIL_M)
+    _, found = check_divorce(alone, HEAD, None, on, today=TODAY, marriages=marriages)
+    assert [v.pointer for v in found] == [mil]
+    assert check_divorce(
+        alone, HEAD, None, on, today=TODAY, marriages=marriages, given={MIL: R.OTHER}
+    ) == ({MIL: R.OTHER}, [])
+
+
+def test_a_childs_divorce_may_name_a_grandchild_and_no_in_law() -> None:
+    """The son and his registered wife divorce: the head's parent-in-law is no kin of
+    theirs (not required, not accepted); a grandchild may be given (her child from an
+    earlier marriage); the head's parents' divorce names nobody else."""
+    on = date(2026, 3, 2)
+    state = _state(
+        HEAD_M, WIFE_M, MIL_M, SON_M, DIL_M, GRANDCHILD_M, registered_with=(HEAD_M, SON_M, DIL_M)
+    )
+    assert check_divorce(state, SON, DAUGHTER_IN_LAW, on, today=TODAY) == (
+        {DAUGHTER_IN_LAW: FORMER_SPOUSE},
+        [],
+    )
+    assert check_divorce(
+        state, SON, DAUGHTER_IN_LAW, on, today=TODAY, given={GRANDCHILD: R.OTHER_DEPENDANT}
+    ) == ({DAUGHTER_IN_LAW: FORMER_SPOUSE, GRANDCHILD: R.OTHER_DEPENDANT}, [])
+    _, found = check_divorce(state, SON, DAUGHTER_IN_LAW, on, today=TODAY, given={MIL: R.OTHER})
+    assert [v.pointer for v in found] == [f"/relationships/{MIL}"]
+    parents = _state(HEAD_M, FATHER_M, MOTHER_M, GRANDCHILD_M)
+    _, found = check_divorce(parents, FATHER, MOTHER, on, today=TODAY, given={GRANDCHILD: R.OTHER})
+    assert [v.pointer for v in found] == [f"/relationships/{GRANDCHILD}"]

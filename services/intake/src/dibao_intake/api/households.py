@@ -276,7 +276,9 @@ def change_command(
                 area_type=body.area_type,
             )
         case s.DivorceIn():
-            change = service.Divorce(body.person_id, body.divorced_on, body.spouse_person_id)
+            change = service.Divorce(
+                body.person_id, body.divorced_on, body.spouse_person_id, body.relationships
+            )
         case s.SpouseDeathIn():
             change = service.SpouseDeath(body.person_id, body.date_of_death)
     return service.RecordChange(change=change, note=body.note, document_ids=body.document_ids)

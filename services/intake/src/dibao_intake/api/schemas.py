@@ -778,6 +778,17 @@ class DivorceIn(_ChangeIn):
         " (else 422 here); not given: the spouse lives elsewhere, and a marriage of"
         " person_id to a spouse living elsewhere must be recorded (else 422 at person_id)",
     )
+    relationships: dict[uuid.UUID, Relationship] = Field(
+        default_factory=dict,
+        max_length=30,
+        description="The head's kin through the marriage, by person id: their relationship"
+        " to the head after the divorce, other or other_dependant (or the code recorded,"
+        " kept). Required when the head divorces for each member recorded as the head's"
+        " parent_in_law (the former spouse's parents are in-laws no more; an earlier"
+        " spouse's parents still are: 422 at relationships/<person id> when one is left"
+        " out); the head's child or grandchild may be given (a step-child of the former"
+        " spouse), and a grandchild when a child of the head divorces. Anyone else: 422.",
+    )
 
 
 class SpouseDeathIn(_ChangeIn):

@@ -1006,9 +1006,10 @@ def check_divorce(
     *,
     today: date,
     marriages: Marriages = NO_MARRIAGES,
+    given: Mapping[uuid.UUID, Relationship] | None = None,
 ) -> tuple[dict[uuid.UUID, Relationship] | None, list[Violation]]:
     """A member divorced on ``divorced_on``: the relationships to the head it records anew
-    (possibly none), or the violations.
+    (possibly none; the couple's first), or the violations.
 
     The couple is one the record knows (``partner_in_household``): a marriage recorded
     here, the head and the head's spouse, the head's two parents (parents-in-law), a child
@@ -1016,7 +1017,10 @@ def check_divorce(
     and the spouse living elsewhere a marriage recorded. Not in the future, not before the
     marriage's day when the record has it, nor before either joined. The head's spouse
     and a child's child-in-law become ``FORMER_SPOUSE``; anyone else's relationship (a
-    step-parent) stays."""
+    step-parent) stays, but for the kin through the marriage ``given`` names
+    (``_kin_through_the_marriage``: the head's parents-in-law must be named when the head
+    divorces)."""
+    given = given or {}
     found = _not_after_today(divorced_on, today, "/divorced_on")
     member = state.member(person_id)
     if member is None:
@@ -1044,7 +1048,9 @@ def check_divorce(
             )
             return None, found
         found += _not_before_marriage(married_on, divorced_on)
-        return (None if found else {}), found
+        kin, refused = _kin_through_the_marriage(state, (member,), given)
+        found += refused
+        return (None if found else kin), found
     partner = state.member(spouse_person_id)
     if partner is None or spouse_person_id == person_id:
         detail = "not an active member of this household" if partner is None else "is the member"
@@ -1070,7 +1076,83 @@ def check_divorce(
             one.relationship is _R.CHILD_IN_LAW and other.relationship is _R.CHILD
         ):
             recorded[one.person_id] = FORMER_SPOUSE
-    return (None if found else recorded), found
+    kin, refused = _kin_through_the_marriage(state, (member, partner), given)
+    found += refused
+    return (None if found else recorded | kin), found
+
+
+NO_LONGER_KIN = frozenset({Relationship.OTHER, Relationship.OTHER_DEPENDANT})
+"""What a member related to the head through a marriage that ended may become."""
+
+
+def _kin_through_the_marriage(
+    state: HouseholdState,
+    couple: Sequence[ActiveMember],
+    given: Mapping[uuid.UUID, Relationship],
+) -> tuple[dict[uuid.UUID, Relationship], list[Violation]]:
+    """The relationships to the head ``given`` records anew for members related to the
+    head through the marriage a divorce ends (pointer ``/relationships/<person id>``), or
+    the violations (ADR 0016, 2 Dec 2026).
+
+    When the head divorces (a spouse here or elsewhere), every member recorded as the
+    head's ``parent_in_law`` must be given: the former spouse's parents are no longer the
+    head's in-laws (the affinity ends with the divorce), an earlier spouse's parents still
+    are, and only the clerk knows whose they are. The head's ``child`` and ``grandchild``
+    may be given (a step-child of the former spouse, whom the record cannot tell from the
+    head's own); so may a ``grandchild`` when a child of the head divorces. Each becomes
+    ``other`` or ``other_dependant``, or keeps the code recorded; nobody else's
+    relationship runs through the marriage."""
+    ids = {m.person_id for m in couple}
+    codes = {m.relationship for m in couple}
+    may: frozenset[Relationship] = frozenset()
+    required: frozenset[Relationship] = frozenset()
+    if state.head_person_id in ids:
+        may = frozenset({_R.PARENT_IN_LAW, _R.CHILD, _R.GRANDCHILD})
+        required = frozenset({_R.PARENT_IN_LAW})
+    elif _R.CHILD in codes and codes <= {_R.CHILD, _R.CHILD_IN_LAW}:
+        may = frozenset({_R.GRANDCHILD})
+    found: list[Violation] = []
+    recorded: dict[uuid.UUID, Relationship] = {}
+    for person_id, relationship in given.items():
+        pointer = f"/relationships/{person_id}"
+        member = state.member(person_id)
+        if member is None:
+            found.append(Violation(pointer, "not an active member of this household"))
+        elif person_id in ids:
+            found.append(
+                Violation(pointer, "is one of the couple: the divorce records their relationship")
+            )
+        elif member.relationship not in may:
+            found.append(
+                Violation(
+                    pointer,
+                    f"the member is recorded as the head's {member.relationship.value}, not"
+                    " related to the head through this marriage: the divorce changes no"
+                    " relationship of theirs (a member_change corrects one recorded wrongly)",
+                )
+            )
+        elif relationship is not member.relationship and relationship not in NO_LONGER_KIN:
+            found.append(
+                Violation(
+                    pointer,
+                    f"the member's relationship to the head after the divorce is their"
+                    f" {member.relationship.value} as recorded, other or other_dependant",
+                )
+            )
+        elif relationship is not member.relationship:
+            recorded[person_id] = relationship
+    for m in state.members:
+        if m.relationship in required and m.person_id not in given and m.person_id not in ids:
+            found.append(
+                Violation(
+                    f"/relationships/{m.person_id}",
+                    f"the member is recorded as the head's {m.relationship.value}: give their"
+                    " relationship to the head after the divorce (other or other_dependant"
+                    " for the former spouse's parents, whose in-law tie the divorce ends;"
+                    f" {m.relationship.value} for the parents of an earlier spouse)",
+                )
+            )
+    return recorded, found
 
 
 def spouse_death_recorded(

@@ -721,6 +721,8 @@ class Divorce:
     person_id: uuid.UUID
     divorced_on: date
     spouse_person_id: uuid.UUID | None = None
+    relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
+    """Kin of the head through the marriage, by person id: their relationship after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1301,6 +1303,7 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
         change.divorced_on,
         today=work.today,
         marriages=marriages,
+        given=change.relationships,
     )
     partners = {change.person_id}
     if change.spouse_person_id is not None:
@@ -1314,13 +1317,21 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
     update.divorce.divorced_on.CopyFrom(contracts.local_date(change.divorced_on))
     if certificate is not None:
         update.divorce.divorce_certificate.CopyFrom(contracts.document_ref(certificate))
+    # The head's kin through the marriage (parents-in-law, a step-child) as the request
+    # gives them: recorded anew, and in the change's details beside the couple's.
+    kin = {p: r for p, r in relationships.items() if p not in partners}
+    for member_id, relationship in kin.items():
+        member = work.before.member(member_id)
+        assert member is not None
+        await repo.set_relationship(work.session, member.membership_id, relationship)
+    recorded_kin = {str(p): r.value for p, r in kin.items()}
     if change.spouse_person_id is None:
-        work.details |= {"person_id": str(change.person_id), "relationships": {}}
+        work.details |= {"person_id": str(change.person_id), "relationships": recorded_kin}
         update.divorce.person_id = str(change.person_id)
         return
-    person_id, former = await work.couple_changed(
-        change.person_id, change.spouse_person_id, relationships
-    )
+    couple = {p: r for p, r in relationships.items() if p in partners}
+    person_id, former = await work.couple_changed(change.person_id, change.spouse_person_id, couple)
+    work.details["relationships"] |= recorded_kin
     update.divorce.person_id = person_id
     update.divorce.former_spouse.CopyFrom(former)
 
