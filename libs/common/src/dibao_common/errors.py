@@ -252,8 +252,9 @@ def problem_responses(
 
 
 def problem_examples(problems: Iterable[ProblemError]) -> dict[str, dict[str, Any]]:
-    """An OpenAPI ``examples`` map of ``problems``, each named by its type slug (and
-    summarised by it), its value the body the service sends, without ``instance``."""
+    """An OpenAPI ``examples`` map of ``problems``, each named by its type slug (``-2``...
+    after the first of a slug), summarised by its detail (or title), its value the body
+    the service sends, without ``instance``."""
     named: dict[str, dict[str, Any]] = {}
     for problem in problems:
         name = problem.type_slug
@@ -261,7 +262,10 @@ def problem_examples(problems: Iterable[ProblemError]) -> dict[str, dict[str, An
             if name not in named:
                 break
             name = f"{problem.type_slug}-{n}"
-        named[name] = {"summary": problem.type_slug, "value": jsonable_encoder(problem.body())}
+        summary = problem.detail or problem.title
+        if len(summary) > 100:
+            summary = summary[:99].rstrip() + "…"
+        named[name] = {"summary": summary, "value": jsonable_encoder(problem.body())}
     return named
 
 

@@ -352,6 +352,54 @@ NO_CHECKPOINT_YET = {
 }
 
 
+# --- problems (raised by the routes; their OpenAPI examples are made by the same) ----------
+
+
+def _entry_not_found() -> NotFound:
+    return NotFound("No such entry", type_slug="entry-not-found")
+
+
+def _household_not_found() -> NotFound:
+    return NotFound("No such household in the log", type_slug="household-not-found")
+
+
+def _not_covered(
+    index: int, tree_size: int, wait: str, *, later: bool, none_signed: bool = False
+) -> Conflict:
+    """409 ``entry-not-covered``: no checkpoint is signed yet (``none_signed``), or the one
+    of ``tree_size`` does not cover entry ``index``; ``later``: the latest was asked for,
+    and the next checkpoint, within ``wait`` seconds, covers it (a named one never will)."""
+    if none_signed:
+        return Conflict(
+            f"Entry {index} is covered by no checkpoint: none is signed yet; the first,"
+            f" signed within {wait} s, will cover it",
+            type_slug="entry-not-covered",
+            headers={"Retry-After": wait},
+            tree_size=0,
+        )
+    return Conflict(
+        f"Entry {index} is not covered by the checkpoint of tree size {tree_size}"
+        + (
+            f"; the next checkpoint, signed within {wait} s, will cover it"
+            if later
+            else "; ask without tree_size, or for a larger one"
+        ),
+        type_slug="entry-not-covered",
+        headers={"Retry-After": wait} if later else None,
+        tree_size=tree_size,
+    )
+
+
+def _bad_tree_sizes(detail: str) -> BadRequest:
+    return BadRequest(detail, type_slug="bad-tree-sizes")
+
+
+def _bad_range(tree_size: int) -> BadRequest:
+    return BadRequest(
+        f"Need start <= end <= {tree_size} (the checkpoint's size)", type_slug="bad-range"
+    )
+
+
 class LogKeyOut(BaseModel):
     vkey: str
     key_id: str
@@ -546,8 +594,12 @@ def _after(cursor: str | None) -> int | None:
 def _time(value: datetime | None, name: str) -> datetime | None:
     """A time bound as given, refused when it has no UTC instant (year 1 or 9999 offsets)."""
     if value is not None and not has_utc_instant(value):
-        raise BadRequest(f"{name} is out of range", type_slug="bad-time")
+        raise _bad_time(name)
     return value
+
+
+def _bad_time(name: str) -> BadRequest:
+    return BadRequest(f"{name} is out of range", type_slug="bad-time")
 
 
 def _check_listing(
@@ -656,12 +708,16 @@ async def _covering(
         return await _latest(session, runtime)
     cp = await repo.checkpoint_at(session, tree_size)
     if cp is None:
-        raise NotFound(
-            f"No checkpoint of size {tree_size} ({name}): checkpoints are signed at some "
-            "sizes only, GET /audit/checkpoints lists them",
-            type_slug="checkpoint-not-found",
-        )
+        raise _no_checkpoint_of(tree_size, name)
     return cp
+
+
+def _no_checkpoint_of(tree_size: int, name: str) -> NotFound:
+    return NotFound(
+        f"No checkpoint of size {tree_size} ({name}): checkpoints are signed at some "
+        "sizes only, GET /audit/checkpoints lists them",
+        type_slug="checkpoint-not-found",
+    )
 
 
 async def _latest(session: AsyncSession, runtime: AuditRuntime) -> Checkpoint:
@@ -673,15 +729,21 @@ async def _latest(session: AsyncSession, runtime: AuditRuntime) -> Checkpoint:
         return cp
     size = await repo.tree_size(session)
     if size == 0:
-        raise NotFound(
+        raise _no_checkpoint_yet(0, _seconds(runtime.checkpoint_interval_s))
+    raise _no_checkpoint_yet(size, _seconds(runtime.next_checkpoint_s()))
+
+
+def _no_checkpoint_yet(size: int, wait: str) -> NotFound:
+    """404 while no checkpoint is signed: of an empty log (``wait``: the checkpoint
+    interval), or of one holding ``size`` entries (``wait``: until the first checkpoint)."""
+    if size == 0:
+        return NotFound(
             "No checkpoint yet: the log is empty, so there is nothing to sign; the first "
-            "checkpoint is signed within "
-            f"{_seconds(runtime.checkpoint_interval_s)} s of the first entry",
+            f"checkpoint is signed within {wait} s of the first entry",
             type_slug="checkpoint-not-found",
             log_size=0,
         )
-    wait = _seconds(runtime.next_checkpoint_s())
-    raise NotFound(
+    return NotFound(
         f"No checkpoint yet: the log holds {size} {'entry' if size == 1 else 'entries'} and "
         f"its first checkpoint, which will cover them, is signed within {wait} s",
         type_slug="checkpoint-not-found",
@@ -929,7 +991,11 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     responses={
         **_ok(examples.CHECKPOINT),
         **problem_responses(
-            401, 403, models={404: CheckpointNotFound}, headers={404: NO_CHECKPOINT_YET}
+            401,
+            403,
+            models={404: CheckpointNotFound},
+            headers={404: NO_CHECKPOINT_YET},
+            examples={404: [_no_checkpoint_yet(3, "42"), _no_checkpoint_yet(0, "60")]},
         ),
     },
 )
@@ -962,7 +1028,10 @@ async def list_checkpoints(
 @router.get(
     "/checkpoints/{tree_size}",
     summary="The checkpoint of one tree size",
-    responses={**_ok(examples.CHECKPOINT), **problem_responses(401, 403, 404, 422)},
+    responses={
+        **_ok(examples.CHECKPOINT),
+        **problem_responses(401, 403, 404, 422, examples={404: _no_checkpoint_of(3, "tree_size")}),
+    },
 )
 async def checkpoint_of_size(
     _: Auditor,
@@ -986,7 +1055,10 @@ async def checkpoint_of_size(
     summary="Entries by household, application, case, event type, actor and time range",
     description="The caller's regions' entries and those of the whole log (no household; no "
     "region or the log's own, e.g. checkpoint announcements); other regions' are left out.",
-    responses={**_ok(examples.ENTRY_PAGE), **problem_responses(400, 401, 403, 422)},
+    responses={
+        **_ok(examples.ENTRY_PAGE),
+        **problem_responses(400, 401, 403, 422, examples={400: _bad_time("time_from")}),
+    },
 )
 async def list_entries(
     principal: Auditor,
@@ -1044,7 +1116,20 @@ async def list_entries(
     responses={
         **_ok(examples.ENTRY_WITH_PROOF),
         **problem_responses(
-            401, 403, 404, 422, models={409: EntryNotCovered}, headers={409: RETRY_AFTER}
+            401,
+            403,
+            404,
+            422,
+            models={409: EntryNotCovered},
+            headers={409: RETRY_AFTER},
+            examples={
+                404: [_entry_not_found(), _no_checkpoint_of(3, "tree_size")],
+                409: [
+                    _not_covered(1, 1, "37", later=True),
+                    _not_covered(1, 0, "37", later=True, none_signed=True),
+                    _not_covered(1, 1, "37", later=False),
+                ],
+            },
         ),
     },
 )
@@ -1060,35 +1145,18 @@ async def entry_with_proof(
     found = await repo.entry_at(session, index)
     checked = None if found is None else service.served(*found, runtime.registry)
     if checked is None or not service.visible(checked, principal.regions, runtime.whole_log):
-        raise NotFound("No such entry", type_slug="entry-not-found")
+        raise _entry_not_found()
     entry, leaf, columns = checked.entry, checked.leaf, checked.columns
     latest = await repo.latest_checkpoint(session) if tree_size is None else None
     wait = _seconds(runtime.next_checkpoint_s())
     if tree_size is None and latest is None:
         # A log younger than its first checkpoint: the entry exists, the first one covers it.
-        raise Conflict(
-            f"Entry {index} is covered by no checkpoint: none is signed yet; the first,"
-            f" signed within {wait} s, will cover it",
-            type_slug="entry-not-covered",
-            headers={"Retry-After": wait},
-            tree_size=0,
-        )
+        raise _not_covered(index, 0, wait, later=True, none_signed=True)
     cp = latest if latest is not None else await _covering(session, runtime, tree_size)
     if index >= cp.tree_size:
         # The entry exists (not a 404): the checkpoint asked for does not cover it. The
         # latest one will within a checkpoint interval; a named older one never will.
-        later = tree_size is None
-        raise Conflict(
-            f"Entry {index} is not covered by the checkpoint of tree size {cp.tree_size}"
-            + (
-                f"; the next checkpoint, signed within {wait} s, will cover it"
-                if later
-                else "; ask without tree_size, or for a larger one"
-            ),
-            type_slug="entry-not-covered",
-            headers={"Retry-After": wait} if later else None,
-            tree_size=cp.tree_size,
-        )
+        raise _not_covered(index, cp.tree_size, wait, later=tree_size is None)
     path = await service.inclusion_proof(session, index, cp.tree_size)
     unmasked = _sees_personal_data(principal, runtime)
     view = service.view_of(entry, runtime.registry)
@@ -1140,7 +1208,16 @@ async def entry_with_proof(
     " section 2.1.4.2 says. Any sizes up to the log's are answered, but only a size a"
     " checkpoint signs has a root an auditor can trust: a proof to another size shows"
     " nothing until compared with a root obtained elsewhere.",
-    responses={**_ok(examples.CONSISTENCY), **problem_responses(400, 401, 403, 422)},
+    responses={
+        **_ok(examples.CONSISTENCY),
+        **problem_responses(
+            400,
+            401,
+            403,
+            422,
+            examples={400: _bad_tree_sizes("Need from_size <= to_size <= 4 (the log's size)")},
+        ),
+    },
 )
 async def consistency(
     _: Auditor,
@@ -1164,9 +1241,7 @@ async def consistency(
 ) -> ConsistencyProofOut:
     size = await repo.tree_size(session)
     if not from_size <= to_size <= size:
-        raise BadRequest(
-            f"Need from_size <= to_size <= {size} (the log's size)", type_slug="bad-tree-sizes"
-        )
+        raise _bad_tree_sizes(f"Need from_size <= to_size <= {size} (the log's size)")
     path = await service.consistency_proof(session, from_size, to_size)
     return ConsistencyProofOut(from_size=from_size, to_size=to_size, path=[p.hex() for p in path])
 
@@ -1175,7 +1250,10 @@ async def consistency(
     "/households/{household_id}/timeline",
     summary="A household's events in log order, decoded; personal data masked by role",
     description="Every read, and every refused read, is itself logged on dibao.access.v1.",
-    responses={**_ok(examples.TIMELINE), **problem_responses(400, 401, 403, 404, 422)},
+    responses={
+        **_ok(examples.TIMELINE),
+        **problem_responses(400, 401, 403, 404, 422, examples={404: _household_not_found()}),
+    },
 )
 async def household_timeline(
     principal: Auditor,
@@ -1229,7 +1307,7 @@ async def household_timeline(
                 operation="GET /audit/households/{household_id}/timeline",
             )
     if not page:
-        raise NotFound("No such household in the log", type_slug="household-not-found")
+        raise _household_not_found()
     views = service.decoded_views([s.entry for s in page], runtime.registry)
     mask: Callable[[Any], Any] = (lambda v: v) if unmasked else service.mask_personal
     return TimelineOut(
@@ -1283,6 +1361,17 @@ async def household_timeline(
             422,
             models={404: CheckpointNotFound},
             headers={404: NO_CHECKPOINT_YET},
+            examples={
+                400: [
+                    _bad_range(4),
+                    _bad_tree_sizes("Need from_size <= 4 (the checkpoint's size)"),
+                ],
+                404: [
+                    _no_checkpoint_yet(3, "42"),
+                    _no_checkpoint_of(3, "tree_size"),
+                    _no_checkpoint_of(3, "from_size"),
+                ],
+            },
         ),
     },
 )
@@ -1319,17 +1408,11 @@ async def export(
         cp = await _covering(session, runtime, tree_size)
         stop = cp.tree_size if end is None else end
         if not start <= stop <= cp.tree_size:
-            raise BadRequest(
-                f"Need start <= end <= {cp.tree_size} (the checkpoint's size)",
-                type_slug="bad-range",
-            )
+            raise _bad_range(cp.tree_size)
         since = None
         if from_size is not None:
             if from_size > cp.tree_size:
-                raise BadRequest(
-                    f"Need from_size <= {cp.tree_size} (the checkpoint's size)",
-                    type_slug="bad-tree-sizes",
-                )
+                raise _bad_tree_sizes(f"Need from_size <= {cp.tree_size} (the checkpoint's size)")
             since = await _covering(session, runtime, from_size, "from_size")
         record_id = f"audit-export/{start}-{stop}@{cp.tree_size}"
         await record_access(
