@@ -18,6 +18,7 @@ from dibao_common.errors import (
     PROBLEM_MEDIA_TYPE,
     Conflict,
     NotFound,
+    add_problem_examples,
     json_pointer,
     problem_responses,
 )
@@ -497,3 +498,22 @@ async def test_the_kits_examples_are_what_it_answers(client: AsyncClient) -> Non
     assert search["errors"][0]["pointer"] == "/query/limit"
     response = await client.get("/search", params={"limit": "x"})
     assert response.json()["errors"] == search["errors"]
+
+
+def test_a_services_examples_come_first_and_must_name_a_declared_response() -> None:
+    """``add_problem_examples``: a service's problems of an operation are shown before the
+    kit's; one keyed to a response no operation declares fails the document, so a
+    renamed route cannot leave its examples behind unseen."""
+    app = _app()
+    reused = Conflict("The number is already in use", type_slug="number-in-use")
+    add_problem_examples(app, {("POST", "/households", 409): [reused]})
+    spec = app.openapi()
+    assert list(_examples(spec, "/households", "post", "409")) == [
+        "person-in-household",
+        "number-in-use",
+    ]
+    assert problem_examples_wrong(spec) == []
+    stale = _app()
+    add_problem_examples(stale, {("POST", "/households", 404): [NotFound("gone")]})
+    with pytest.raises(ValueError, match="no declared response"):
+        stale.openapi()

@@ -359,6 +359,10 @@ def test_every_error_response_shows_examples_its_schema_takes(intake_app: FastAP
             "idempotency-key-in-flight",
         },
         ("POST /documents", "413"): {"document-too-large"},
+        ("GET /documents/{document_id}/content", "500"): {
+            "document-content-unavailable",
+            "internal-error",
+        },
         ("GET /households/{household_id}", "401"): {"missing-token", "invalid-token"},
     }
     for key, slugs in expected.items():

@@ -18,14 +18,17 @@ from fastapi import FastAPI
 
 from dibao_common.auth import Principal, Role
 from dibao_common.errors import NotFound, ProblemError, add_problem_examples
+from dibao_intake.domain.codes import DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.household import masked_household_ref
 from dibao_intake.service_layer import disclosure, documents, households, pages, staff
 from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, region_out_of_scope
+from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
 
 LANZHOU = "620102001001"
 OTHER_HOUSEHOLD = uuid.UUID("0193a5b3-0d22-7b10-8c44-5e6f708192a3")
+DOCUMENT = uuid.UUID("0193a5b5-2f10-7a4c-9d3e-7f8091a2b3c4")
 TOWNSHIP = "620123101000"
 MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
 
@@ -67,13 +70,23 @@ def _rule_broken() -> ProblemError:
 def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     """(method, path, status) -> intake's problems, for ``add_problem_examples``."""
     not_found = NotFound(NOT_FOUND)
+    # The refusals of service_layer.documents.read_document and .search_applications.
+    no_case_role = missing_role(documents.CONTENT_ROLES, "Documents are part of a case")
+    numbers = missing_role(
+        documents.CONTENT_WITH_NUMBERS_ROLES,
+        f"This document ({DocumentType.ID_CARD.value}) shows ID or account numbers",
+    )
+    one_off = missing_role(CASE_ROLES_LISTED, "Searching by a one-off kind is casework")
     out_of_region = region_out_of_scope(LANZHOU[:9] + "000")
     table: dict[tuple[str, str, int], list[ProblemError]] = {
         ("POST", "/households", 409): [_person_in_household()],
         ("POST", "/households", 403): [out_of_region],
         ("POST", "/households", 422): [_rule_broken()],
         ("GET", "/households", 403): [_search_refused()],
-        ("GET", "/applications", 403): [_search_refused()],
+        ("GET", "/applications", 403): [_search_refused(), one_off],
+        ("GET", "/documents/{document_id}", 403): [no_case_role],
+        ("GET", "/documents/{document_id}/content", 403): [no_case_role, numbers],
+        ("GET", "/documents/{document_id}/content", 500): [documents.content_unavailable(DOCUMENT)],
         ("POST", "/households/{household_id}/changes", 409): [_person_in_household()],
         ("POST", "/households/{household_id}/changes", 403): [out_of_region],
         ("GET", "/persons/{person_id}/identity", 403): [disclosure._not_current()],
