@@ -17,6 +17,7 @@ from dibao_intake.domain.codes import Sex
 from dibao_intake.testing import (
     IntakeClient,
     moves_in,
+    refused_change,
     row_counts,
     wait_for_events,
 )
@@ -266,3 +267,60 @@ async def test_a_household_registers_a_spouse_of_the_other_sex(
     assert response.headers["content-type"] == "application/problem+json"
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/members/1/relationship"]
     assert await row_counts(intake_engine) == before
+
+
+async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A registered couple, or a spouse moving in, has no marriage day recorded (none is
+    asked: a de facto marriage before 1994 has none), and nothing bound it: a spouse of
+    16 was registered, and the couple's divorce could be dated before either was born.
+    Now a spouse under 18 on the registration day (422 at the spouse's relationship,
+    nothing registered) or the move's day is refused, and a divorce before both were 18,
+    naming the day. Dated then, it is recorded."""
+    plan = intake.plan(shape="elderly_couple")
+    payload = plan.payload()
+    young = _person(intake, date(2010, 5, 5), Sex.FEMALE, "spouse")
+    payload["members"][1] = young | {"employment_status": "not_of_working_age", "student": True}
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=payload, headers=intake.headers(regions=[plan.region_code])
+    )
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/members/1/relationship"]
+    assert "under 18" in response.text
+    assert await row_counts(intake_engine) == before
+
+    household = await intake.register(intake.plan(shape="elderly_couple"))
+    head, wife = household.person_ids
+    # Born on 29 February, one is 18 on 1 March.
+    born = [m.birth_date for m in household.plan.members]
+    of_age = max(
+        date(b.year + 18, *((3, 1) if (b.month, b.day) == (2, 29) else (b.month, b.day)))
+        for b in born
+    )
+    divorce = {"kind": "divorce", "person_id": head, "spouse_person_id": wife}
+    problem = await refused_change(
+        intake, intake_engine, household, divorce | {"divorced_on": "1950-01-01"}
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/divorced_on"]
+    assert of_age.isoformat() in problem["errors"][0]["detail"]
+    await intake.change(household, divorce | {"divorced_on": of_age.isoformat()})
+
+    widower = await intake.register(intake.plan(shape="elderly_couple"))
+    gone = widower.person_ids[1]
+    await intake.change(
+        widower, {"kind": "death", "person_id": gone, "date_of_death": "2025-06-01"}
+    )
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        widower,
+        {
+            "kind": "move_in",
+            "moved_on": "2026-02-01",
+            "member": _person(intake, date(2008, 6, 1), Sex.FEMALE, "spouse"),
+        },
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/member/relationship"]
+    assert "the spouse is under 18 on 2026-02-01" in problem["errors"][0]["detail"]

@@ -442,3 +442,22 @@ def test_a_childs_divorce_may_name_a_grandchild_and_no_in_law() -> None:
     parents = _state(HEAD_M, FATHER_M, MOTHER_M, GRANDCHILD_M)
     _, found = check_divorce(parents, FATHER, MOTHER, on, today=TODAY, given={GRANDCHILD: R.OTHER})
     assert [v.pointer for v in found] == [f"/relationships/{GRANDCHILD}"]
+
+
+def test_a_couple_with_no_marriage_day_divorces_once_both_were_of_age() -> None:
+    """The head and his registered wife have no marriage day recorded, and the divorce
+    was bound by nothing: a day typed 1986 for 2006 passed, and ended the marriage,
+    by the record, before the wife was 18 (and before she could marry again). Now it is
+    refused at divorced_on, naming the day both were 18; on that day it is recorded."""
+    state = _state(HEAD_M, WIFE_M)
+    # The wife, born 14 September 1970, was 18 on 14 September 1988.
+    _, found = check_divorce(state, HEAD, WIFE, date(1986, 5, 1), today=TODAY)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    assert "1988-09-14" in found[0].detail
+    assert check_divorce(state, WIFE, HEAD, date(1988, 9, 14), today=TODAY) == (
+        {WIFE: FORMER_SPOUSE},
+        [],
+    )
+    leap = ActiveMember(WIFE, R.SPOUSE, date(1972, 2, 29))
+    _, found = check_divorce(_state(HEAD_M, leap), HEAD, WIFE, date(1990, 2, 28), today=TODAY)
+    assert "1990-03-01" in found[0].detail

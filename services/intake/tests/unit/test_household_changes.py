@@ -978,3 +978,25 @@ def test_two_members_other_than_the_head_marry_and_one_takes_a_place_by_the_othe
     )
     assert relationships is None
     assert pointers(problems) == {"/person_id"}
+
+
+def test_a_spouse_moving_in_is_of_marriageable_age_on_the_day() -> None:
+    """A member moving in as the head's spouse carries no marriage day, so nothing bound
+    their age: one under 18 on the day of the move (or a head who was) is refused at the
+    relationship; 18 that day is of age."""
+    widower = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(SON, Relationship.CHILD, date(1995, 1, 5)),
+        ],
+    )
+    young = joining(Relationship.SPOUSE, date(2008, 3, 1), 12)
+    found = check_move_in(widower, young, date(2026, 2, 28), today=TODAY)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/member/relationship", "the spouse is under 18 on 2026-02-28")
+    ]
+    assert check_move_in(widower, young, date(2026, 3, 1), today=TODAY) == []
+    boy = HouseholdState(HEAD, [ActiveMember(HEAD, Relationship.HEAD, date(2009, 5, 5))])
+    found = check_move_in(boy, young, date(2026, 3, 1), today=TODAY)
+    assert [v.detail.split(":")[0] for v in found] == ["the head is under 18 on 2026-03-01"]

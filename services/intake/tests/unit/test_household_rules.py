@@ -170,3 +170,26 @@ def test_a_township_is_not_a_place_of_registration() -> None:
 def test_the_masked_reference_shows_only_the_county_and_four_hex_digits() -> None:
     household_id = uuid.UUID("01938f1e-0000-7000-8000-00000000a7f2")
     assert masked_household_ref(household_id, "620102001001") == "620102-****-a7f2"
+
+
+def test_the_heads_spouse_and_the_head_are_of_marriageable_age_at_registration() -> None:
+    """No marriage day is recorded for a registered couple (a de facto marriage before
+    1994 has none), but nobody under 18 is married in China: a registered spouse of 16,
+    or a head of 17 registered with a spouse, is a wrong ID number or relationship (422
+    at the spouse's relationship). 18 on the day is of age; a head of 17 without a
+    spouse is registered."""
+    members = family()
+    members[1] = member(Relationship.SPOUSE, date(2010, 6, 1), 22)
+    assert violations_of(members) == {
+        "/members/1/relationship": "the spouse is under 18 on 2026-11-28: nobody younger is"
+        " married in China (Civil Code art. 1047); check the ID numbers and the relationship"
+    }
+    young_head = [
+        member(Relationship.HEAD, date(2009, 1, 2), 11),
+        member(Relationship.SPOUSE, date(1990, 1, 1), 22),
+    ]
+    assert list(violations_of(young_head)) == ["/members/1/relationship"]
+    assert "the head is under 18" in violations_of(young_head)["/members/1/relationship"]
+    members[1] = member(Relationship.SPOUSE, date(2008, 11, 28), 22)
+    validate_household(VILLAGE, AreaType.RURAL, members, divisions=DIVISIONS, today=TODAY)
+    validate_household(VILLAGE, AreaType.RURAL, young_head[:1], divisions=DIVISIONS, today=TODAY)

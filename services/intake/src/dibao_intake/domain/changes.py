@@ -20,17 +20,15 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
+    MIN_MARRIAGE_AGE,
     ValidMember,
     age_order_violations,
     check_joining_member,
     employment_violations,
     exclusion_violations,
+    marriage_age_violations,
 )
 from dibao_intake.domain.resident_id import age_on
-
-MIN_MARRIAGE_AGE = 18
-"""Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
-women; autonomous areas lower it by at most two years)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +258,13 @@ def check_move_in(
         found.append(Violation("/member/relationship", "the head already has a spouse"))
     elif member.input.relationship is Relationship.SPOUSE:
         found += _man_and_woman(state.head.sex, member.sex, "/member/relationship", "the head")
+        found += marriage_age_violations(
+            Relationship.SPOUSE,
+            member.birth_date,
+            state.head.birth_date,
+            moved_on,
+            "/member/relationship",
+        )
     if moved_on < member.birth_date:
         found.append(Violation("/moved_on", "is before the member's birth date"))
     return found + _not_after_today(moved_on, today, "/moved_on")
@@ -1070,6 +1075,7 @@ def check_divorce(
         found += _not_before_marriage(married_on, divorced_on)
     for joined in (person_id, spouse_person_id):
         found += _not_before_joining(state, joined, divorced_on, "/divorced_on")
+    found += _not_before_of_age(member, partner, divorced_on)
     recorded: dict[uuid.UUID, Relationship] = {}
     for one, other in ((member, partner), (partner, member)):
         if (one.relationship is _R.SPOUSE and other.person_id == state.head_person_id) or (
@@ -1213,6 +1219,34 @@ def check_spouse_death(
             )
         )
     return found + _not_before_joining(state, person_id, died_on, "/date_of_death")
+
+
+def _turns(birth_date: date, years: int) -> date:
+    """The day someone born on ``birth_date`` is ``years`` old (1 March for 29 February)."""
+    try:
+        return birth_date.replace(year=birth_date.year + years)
+    except ValueError:
+        return date(birth_date.year + years, 3, 1)
+
+
+def _not_before_of_age(
+    one: ActiveMember, other: ActiveMember, divorced_on: date
+) -> list[Violation]:
+    """A couple with no marriage day recorded (registered together, a spouse who moved in)
+    is bound by no marriage; but they married once both were 18, and a divorce is not
+    dated before (ADR 0016, 2 Dec 2026)."""
+    of_age = max(
+        _turns(one.birth_date, MIN_MARRIAGE_AGE), _turns(other.birth_date, MIN_MARRIAGE_AGE)
+    )
+    if divorced_on < of_age:
+        return [
+            Violation(
+                "/divorced_on",
+                f"is before both partners were {MIN_MARRIAGE_AGE} ({of_age}), the earliest"
+                f" they could have married: a divorce is dated on or after {of_age}",
+            )
+        ]
+    return []
 
 
 def _not_before_marriage(married_on: date, divorced_on: date) -> list[Violation]:

@@ -27,6 +27,10 @@ from dibao_intake.domain.resident_id import (
 MIN_EMPLOYMENT_AGE = 16
 """Labour Law art. 15: nobody under 16 may be employed."""
 
+MIN_MARRIAGE_AGE = 18
+"""Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
+women; autonomous areas lower it by at most two years)."""
+
 _WORKING = frozenset(
     {EmploymentStatus.EMPLOYED, EmploymentStatus.SELF_EMPLOYED, EmploymentStatus.FLEXIBLE}
 )
@@ -198,7 +202,7 @@ def validate_household(
         valid.append(checked)
     violations.extend(_composition_violations(members))
     if not violations:
-        violations.extend(_age_order_violations(valid))
+        violations.extend(_age_order_violations(valid, today))
     raise_if_any(violations)
     return ValidHousehold(region_code=region_code, area_type=area_type, members=tuple(valid))
 
@@ -220,13 +224,15 @@ def _composition_violations(members: Sequence[MemberInput]) -> list[Violation]:
     return found
 
 
-def _age_order_violations(members: Sequence[ValidMember]) -> list[Violation]:
+def _age_order_violations(members: Sequence[ValidMember], today: date) -> list[Violation]:
     head = next(m for m in members if m.input.relationship is Relationship.HEAD)
     found: list[Violation] = []
     for index, member in enumerate(members):
         relation = member.input.relationship
-        found += age_order_violations(
-            relation, member.birth_date, head.birth_date, f"/members/{index}/relationship"
+        pointer = f"/members/{index}/relationship"
+        found += age_order_violations(relation, member.birth_date, head.birth_date, pointer)
+        found += marriage_age_violations(
+            relation, member.birth_date, head.birth_date, today, pointer
         )
         if relation is Relationship.SPOUSE and member.sex is head.sex:
             # A marriage is between a man and a woman (Civil Code arts. 1046, 1049; ADR 0016).
@@ -262,6 +268,25 @@ def age_order_violations(
     if relation in _OLDER_THAN_HEAD and birth_date >= head_birth_date:
         return [Violation(pointer, f"a {relation} is older than the head")]
     return []
+
+
+def marriage_age_violations(
+    relation: Relationship, birth_date: date, head_birth_date: date, on: date, pointer: str
+) -> list[Violation]:
+    """The head's spouse, registered or joining on ``on``, and the head are both of
+    marriageable age that day (ADR 0016, 2 Dec 2026): no marriage day is recorded for
+    them, but none can be before both were 18."""
+    if relation is not Relationship.SPOUSE:
+        return []
+    return [
+        Violation(
+            pointer,
+            f"{who} is under {MIN_MARRIAGE_AGE} on {on}: nobody younger is married in China"
+            " (Civil Code art. 1047); check the ID numbers and the relationship",
+        )
+        for who, born in (("the spouse", birth_date), ("the head", head_birth_date))
+        if age_on(born, on) < MIN_MARRIAGE_AGE
+    ]
 
 
 def masked_household_ref(household_id: uuid.UUID, region_code: str) -> str:
