@@ -741,7 +741,9 @@ class DivorceIn(_ChangeIn):
     spouse_person_id, a member and the spouse living elsewhere a marriage recorded. The
     head's former spouse and a child's former spouse become the head's other, counted as
     recorded (a member_change with a reason when the township decides they are not); a
-    step-parent stays parent (ADR 0016). Either may marry again on or after the day. 409
+    step-parent stays parent (ADR 0016). The head's divorce gives each of the head's
+    parents-in-law's relationship after it in relationships (422 without). Not dated
+    before both were 18. Either may marry again on or after the day. 409
     already-divorced: the record shows this divorce."""
 
     model_config = ConfigDict(
