@@ -36,6 +36,9 @@ dibao_audit.verify_cli --database-url``):
 - an entry's rows in ``entry_region_prefix`` (migration 0009: what finds a search for the
   auditors of its other regions) that are not every level prefix of its record's
   ``regions``, and rows naming no entry of the log (before it or beyond; ADR 0017);
+- a row of ``entry_time_day`` (migration 0013: where a listing with ``time_from`` starts)
+  that is not a day of the stored ``ce_time``s with its entries' first leaf, or a day
+  missing (ADR 0011);
 - a B-tree index of the log's tables that amcheck finds corrupt or missing a row of its
   table (``bt_index_check`` with ``heapallindexed``, in the check's snapshot: a listing
   through such an index silently misses entries; migration 0012, ADR 0006). When amcheck
@@ -52,7 +55,7 @@ import bisect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -265,6 +268,7 @@ async def check_database(
             report.log_size = int(size)
             leaves = bytearray()
             announced: list[tuple[int, bytes]] = []
+            days: dict[date, int] = {}  # each UTC day of ce_time: its entries' first leaf
             expected = 0
             gap = False
             for lo in range(0, report.log_size, chunk):
@@ -275,6 +279,8 @@ async def check_database(
                         gap = True
                     expected = index + 1
                     leaves += _check_row(report, row, registry, bounds, announced)
+                    if row[3] is not None:  # in leaf order: the first is the day's least
+                        days.setdefault(row[3].astimezone(UTC).date(), index)
             # Before the log or beyond it: a candidate of no entry (ADR 0017).
             stray = await conn.fetchval(
                 "SELECT count(*) FROM entry_region_prefix WHERE leaf_index < 0 OR leaf_index >= $1",
@@ -282,6 +288,7 @@ async def check_database(
             )
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
+            await _check_days(conn, report, days)
             await check_indexes(conn, report)
     finally:
         await conn.close()
@@ -302,7 +309,41 @@ async def check_database(
     return report
 
 
-LOG_TABLES = ("log_entry", "merkle_node", "checkpoint", "entry_region_prefix", "entry_view")
+async def _check_days(
+    conn: asyncpg.Connection, report: DatabaseReport, days: dict[date, int]
+) -> None:
+    """``entry_time_day`` (migration 0013: where a listing with ``time_from`` starts its
+    walk) against the days and first leaves of the stored ``ce_time``s: a day's first leaf
+    stored too late hides the entries before it from every time window from that day on
+    (too early, or a day of no entry, only makes such a listing read more)."""
+    stored = {
+        row[0]: int(row[1])
+        for row in await conn.fetch("SELECT day, first_leaf FROM entry_time_day ORDER BY day")
+    }
+    for day in sorted(days.keys() | stored.keys()):
+        was, now = stored.get(day), days.get(day)
+        if was == now:
+            continue
+        if was is None:
+            report.fail(f"day {day}: its entries' first leaf {now} is not in entry_time_day", now)
+        elif now is None:
+            report.fail(f"day {day}: entry_time_day names leaf {was}, but no entry is of that day")
+        else:
+            report.fail(
+                f"day {day}: entry_time_day names leaf {was} as its first, its entries' "
+                f"first is {now}",
+                now,
+            )
+
+
+LOG_TABLES = (
+    "log_entry",
+    "merkle_node",
+    "checkpoint",
+    "entry_region_prefix",
+    "entry_view",
+    "entry_time_day",
+)
 """The tables of the log whose indexes the check verifies (every listing, lookup, proof
 and export reads through them)."""
 

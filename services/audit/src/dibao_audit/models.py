@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -105,6 +105,17 @@ class EntryRegionPrefix(Base):
     leaf_index: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
 
     __table_args__ = (sa.Index("ix_entry_region_prefix_entry", "leaf_index"),)
+
+
+class EntryTimeDay(Base):
+    """For each UTC day of ``ce_time``, the smallest leaf of the entries of that day: where a
+    walk with ``time_from`` may start (``repository._time_floor``). Written by a trigger
+    from the stored column (migration 0013); not hashed, made again by the database check."""
+
+    __tablename__ = "entry_time_day"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    first_leaf: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class EntryView(Base):

@@ -20,6 +20,7 @@ from dibao_audit.models import (
     REGION_LEVELS,
     Checkpoint,
     EntryRegionPrefix,
+    EntryTimeDay,
     EntryView,
     LogEntry,
     MerkleNode,
@@ -567,48 +568,33 @@ def _filters(flt: EntryFilter) -> list[sa.ColumnElement[bool]]:
     return out
 
 
-TIME_FLOOR_SCAN = 100_000
-"""At most this many index entries are read to find a time filter's first leaf."""
-
-
 def _time_floor(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
-    """With ``time_from``, the first leaf that can match: ``min(leaf_index)`` of the
-    entries with ``ce_time >= time_from``, NULL when there are none (docs/adr/0017, 2 Dec
-    2026). Every entry the time filter admits lies at or after it by definition, whatever
-    the clocks (``ce_time`` need not grow with the leaf index), so a walk in leaf order
-    starts there instead of at the log's first entry: "since Monday" reads Monday's
-    entries of the scope, not its whole history (``ce_time`` is in no scope index, so
-    each entry skipped cost a heap fetch). A NULL bound admits nothing: each index scan
-    of the walk ends at once.
+    """With ``time_from``, a lower bound of the first leaf that can match: the smallest
+    ``first_leaf`` in ``entry_time_day`` of the UTC days on or after ``time_from``'s,
+    NULL when there are none (ADR 0011, 2 Dec 2026). Every entry the time filter admits
+    has its day there and a leaf at or after that day's first, whatever the clocks
+    (``ce_time`` need not grow with the leaf index), so a walk in leaf order starts there
+    instead of at the log's first entry: "since Monday" reads the scope's entries logged
+    since Monday's first (``ce_time`` is in no scope index, so each entry skipped cost a
+    heap fetch). A NULL bound admits nothing: each index scan of the walk ends at once.
 
-    The minimum is exact only over every entry since ``time_from``, so its cost grows
-    with them (the whole log's, not the scope's). They are read in time order through
-    ``ix_log_entry_time`` (ce_time, leaf_index), index-only, at most
-    ``TIME_FLOOR_SCAN`` + 1 of them: when there are more (a ``time_from`` months or years
-    back), the bound is 0, no bound, and the walk is what it was without one (most of the
-    log then matches the time filter, so the scope's walk finds its page soon). Both
-    are exact; the cap keeps a first page from reading most of the log's index.
+    It reads one row per day since ``time_from``, whatever the number of entries (before,
+    the minimum over every entry since ``time_from`` through ``ix_log_entry_time``: the
+    whole log's entries since then, and no bound past 100,000 of them, ADR 0017). The
+    bound is exact up to the entries of ``time_from``'s own day logged before its first
+    match.
 
-    Materialized CTEs read by a scalar subquery per part: the bound is computed once per
-    statement (each reference an InitPlan reading its one row)."""
+    A materialized CTE read by a scalar subquery per part: computed once per statement
+    (each reference an InitPlan reading its one row)."""
     if flt.time_from is None:
         return None
-    since = (
-        sa.select(LogEntry.leaf_index)
-        .where(LogEntry.ce_time >= flt.time_from)
-        .order_by(LogEntry.ce_time)
-        .limit(TIME_FLOOR_SCAN + 1)
-        .cte("time_since")
-        .prefix_with("MATERIALIZED")
+    since = sa.cast(
+        sa.func.timezone("UTC", sa.cast(sa.literal(flt.time_from), sa.DateTime(timezone=True))),
+        sa.Date,
     )
     floor = (
-        sa.select(
-            sa.case(
-                (sa.func.count() > TIME_FLOOR_SCAN, sa.literal(0, sa.BigInteger)),
-                else_=sa.func.min(since.c.leaf_index),
-            ).label("leaf_index")
-        )
-        .select_from(since)
+        sa.select(sa.func.min(EntryTimeDay.first_leaf).label("leaf_index"))
+        .where(EntryTimeDay.day >= since)
         .cte("time_floor")
         .prefix_with("MATERIALIZED")
     )

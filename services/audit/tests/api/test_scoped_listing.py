@@ -29,11 +29,13 @@ from dibao.common.v1 import enums_pb2, types_pb2
 from dibao.intake.v1 import events_pb2 as intake_pb2
 from dibao_audit import repository as repo
 from dibao_audit import verify_cli
+from dibao_audit.checkpoint import CheckpointSigner
 from dibao_audit.dbcheck import asyncpg_dsn
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.main import create_app
 from dibao_audit.testing import (
     TEST_ORIGIN,
+    TEST_SEED,
     AuditDb,
     api_settings,
     as_superuser,
@@ -91,10 +93,11 @@ def _announced(n: int, at: datetime | None = None) -> RecordedEvent:
 
 def _events(lo: int, hi: int, *, timed: bool = False) -> list[RecordedEvent]:
     """Entries ``lo ..``: withdrawals, every 9th a search, every 25th a checkpoint's;
-    ``timed``: each at its own minute, out of order (``n * 7 % 40`` after 1 Nov 2026)."""
+    ``timed``: each at its own hour, out of order (``n * 7 % 40`` after 1 Nov 2026: two
+    days)."""
     out = []
     for n in range(lo, hi):
-        at = BASE_TIME + timedelta(minutes=n * 7 % 40) if timed else None
+        at = BASE_TIME + timedelta(hours=n * 7 % 40) if timed else None
         make = _search if n % 9 == 4 else _announced if n % 25 == 24 else _withdrawn
         out.append(make(n, at))
     return out
@@ -530,31 +533,26 @@ def _time_of(event: RecordedEvent) -> datetime:
     return datetime.fromisoformat(dict(event.headers)["ce_time"].decode())
 
 
-@pytest.mark.parametrize("cap", [repo.TIME_FLOOR_SCAN, 10, 0])
-async def test_a_time_filter_finds_what_it_found_from_the_log_start(
-    audit_db: AuditDb, cap: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The walk starts at the first leaf at or after ``time_from`` (docs/adr/0017, 2 Dec
-    2026): over a log whose times are not in leaf order (each entry at ``n * 7 % 40``
-    minutes, so late events are logged after later ones), every scope, scoped and
-    unscoped, with and without ``time_to`` and the whole log's, from several cursors,
-    lists exactly the entries of its scope in the window after the cursor (in Python,
-    from the records), a ``time_from`` after every entry none. Also when more entries
-    are since ``time_from`` than the bound's scan reads (``cap``: then there is no
-    bound), or any at all (0)."""
-    monkeypatch.setattr(repo, "TIME_FLOOR_SCAN", cap)
+async def test_a_time_filter_finds_what_it_found_from_the_log_start(audit_db: AuditDb) -> None:
+    """The walk starts at the first leaf of ``time_from``'s day (``entry_time_day``, ADR
+    0011, 2 Dec 2026): over a log whose times are not in leaf order (each entry at
+    ``n * 7 % 40`` hours, over two days, so late events are logged after later ones),
+    every scope, scoped and unscoped, with and without ``time_to`` and the whole log's,
+    from several cursors, lists exactly the entries of its scope in the window after the
+    cursor (in Python, from the records), a ``time_from`` after every entry none; a
+    ``time_from`` in either day, at midnight, and the hour before."""
     events = _events(0, 150, timed=True)
     await _append(audit_db, events, 0)
     whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
     times = [_time_of(e) for e in events]
     assert times != sorted(times)
-    starts = [BASE_TIME + timedelta(minutes=m) for m in (-1, 0, 9, 23, 39, 40)]
+    starts = [BASE_TIME + timedelta(hours=h) for h in (-1, 0, 9, 23, 24, 25, 39, 40)]
     scopes = (*SCOPES, (), ("620104", "6201"))
     async with audit_db.sessions() as session:
         for prefixes, start, end, by_scope, after in itertools.product(
             scopes,
             starts,
-            (None, BASE_TIME + timedelta(minutes=30)),
+            (None, BASE_TIME + timedelta(hours=30)),
             (True, False),
             (None, 12, 131),
         ):
@@ -594,13 +592,43 @@ async def test_a_time_filter_finds_what_it_found_from_the_log_start(
             assert [e.leaf_index for e, _ in rows] == expected, start
 
 
+async def _db_check(db: AuditDb) -> tuple[int, dict[str, Any]]:
+    """``verify_cli --database-url`` over ``db``: its exit code and report."""
+    out = io.StringIO()
+    vkey = CheckpointSigner(TEST_SEED, TEST_ORIGIN).verifier.vkey()
+    args = verify_cli._parse_args(["--database-url", db.url, "--vkey", vkey])
+    code = await asyncio.to_thread(verify_cli.run, args, out)
+    return code, json.loads(out.getvalue())
+
+
+async def _vacuumed(db: AuditDb) -> None:
+    """As autovacuum leaves an append-only table: its pages all-visible (an index-only
+    scan reads no heap), its statistics current."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE log_entry")
+        await conn.execute("VACUUM ANALYZE entry_time_day")
+    finally:
+        await conn.close()
+
+
+def _floor_of(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan's one computation of the time bound: one aggregate over ``entry_time_day``,
+    run once, reading no row of the log."""
+    [floor] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_floor"]
+    assert (floor["Actual Loops"], floor["Node Type"]) == (1, "Aggregate")
+    assert {n.get("Relation Name") for n in _nodes(floor)} <= {None, "entry_time_day"}
+    assert _rows_in(floor, ("log_entry", "entry_region_prefix")) == 0
+    return floor
+
+
 async def test_a_time_filter_reads_from_the_first_leaf_since_then(audit_db: AuditDb) -> None:
     """4,000 old entries of one village, then recent ones: 400 of Beijing's, a few of the
     village (one logged late, with an old time) and of others. "Since yesterday" reads the
-    index of times since then once (an index-only scan of ``ix_log_entry_time``, one
-    InitPlan) and walks the log from the first leaf since then, scoped and unscoped, first
-    page or later: before, the village's index scan read its whole history to test each
-    entry's time (the planner expects matches spread over the log, not all at its end)."""
+    first leaves of the days since then (``entry_time_day``, one InitPlan) and walks the
+    log from the first leaf since then, scoped and unscoped, first page or later: before
+    the bound, the village's index scan read its whole history to test each entry's time
+    (the planner expects matches spread over the log, not all at its end)."""
     old = BASE_TIME - timedelta(days=30)
     recent = BASE_TIME + timedelta(days=1)
     history = [_withdrawn(n * 7, old + timedelta(seconds=n)) for n in range(4000)]
@@ -611,13 +639,7 @@ async def test_a_time_filter_reads_from_the_first_leaf_since_then(audit_db: Audi
     assert {VILLAGES[e.offset % 7 % 5] for e in history} == {VILLAGES[0]}
     assert {VILLAGES[e.offset % 7 % 5] for e in late[:400]} == {VILLAGES[4]}
     await _append(audit_db, history + late, 0)
-    # As autovacuum leaves an append-only table: its pages all-visible (an index-only
-    # scan reads no heap), its statistics current.
-    conn = await asyncpg.connect(audit_db.dsn)
-    try:
-        await conn.execute("VACUUM ANALYZE log_entry")
-    finally:
-        await conn.close()
+    await _vacuumed(audit_db)
     since_then = len(late) - 1  # all but the late one
     whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
     since = recent - timedelta(hours=1)
@@ -629,35 +651,103 @@ async def test_a_time_filter_reads_from_the_first_leaf_since_then(audit_db: Audi
     ):
         flt = repo.EntryFilter(region_prefixes=prefixes, time_from=since, whole_log=whole_log)
         plan = await _plan(audit_db, flt, after, by_scope=by_scope)
-        floors = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_floor"]
-        assert [(n["Actual Loops"], n["Node Type"]) for n in floors] == [(1, "Aggregate")]
-        [since_scan] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_since"]
-        assert since_scan["Actual Loops"] == 1
-        [scan] = [n for n in _nodes(since_scan) if n.get("Index Name")]
-        assert (scan["Node Type"], scan["Index Name"]) == ("Index Only Scan", "ix_log_entry_time")
-        assert scan["Actual Rows"] == since_then
+        _floor_of(plan)
         # The walk: rows of the entries and the prefix table read (a plan of a log this
         # small may hash all of merkle_node's leaves to join a page: not a walk).
-        walk = ("log_entry", "entry_region_prefix")
-        walked = _rows_in(plan, walk) - _rows_in(since_scan, walk)
+        walked = _rows_in(plan, ("log_entry", "entry_region_prefix"))
         # Before: 3,000-4,000 and more (the village's history); now each part reads at
         # most the entries since then (a plan this small may test each of them).
         assert walked <= 3 * since_then, (prefixes, after, by_scope, whole_log, walked)
-    # More entries since then than the bound's scan may read: it stops after the cap and
-    # sets no bound; the listing is the same.
-    flt = repo.EntryFilter(region_prefixes=("620102001001",), time_from=since)
-    async with audit_db.sessions() as session:
-        bounded = await repo.find_entries(session, flt, after=None, limit=50)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(repo, "TIME_FLOOR_SCAN", 100)
-            capped = await repo.find_entries(session, flt, after=None, limit=50)
-            plan = await _plan(audit_db, flt, None)
-    assert [e.leaf_index for e, _ in capped] == [e.leaf_index for e, _ in bounded]
-    assert bounded
-    [since_scan] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_since"]
-    [scan] = [n for n in _nodes(since_scan) if n.get("Index Name")]
-    assert scan["Actual Rows"] == 101
     # Nothing since: no walk of the log at all.
     flt = repo.EntryFilter(region_prefixes=("62",), time_from=recent + timedelta(days=1))
     for by_scope in (True, False):
         assert _rows_in(await _plan(audit_db, flt, None, by_scope=by_scope), ("log_entry",)) == 0
+
+
+async def test_a_wide_window_of_a_sparse_scope_reads_the_scopes_entries_not_the_logs(
+    audit_db: AuditDb,
+) -> None:
+    """A village's auditor asks for a window in which the whole log has many entries and
+    the village few (a month of a province): 2,000 old entries (100 of the village), then
+    1,500 of Beijing's and 6 of the village over the next three days. Before (ADR 0017), the
+    bound was the least leaf of every entry since ``time_from``, read through
+    ``ix_log_entry_time``: 1,500 and more index entries per page (the whole log's since
+    then; past 100,000, no bound, and the walk read the village's whole history). Now the
+    bound reads the days' first leaves, and the statement reads no more rows of the log
+    than the village's entries since ``time_from``'s day, for every page; the pages are
+    the village's entries in the window (from the records)."""
+    old = BASE_TIME - timedelta(days=30)
+    history = [  # one in 20 the village's, the others of three other villages
+        _withdrawn(n * 7 + (0 if n % 20 == 0 else 1 + n % 3), old + timedelta(seconds=n))
+        for n in range(2000)
+    ]
+    busy = [
+        _withdrawn(n * 7 + 4, BASE_TIME + timedelta(minutes=3 * (n - 2000)))
+        for n in range(2000, 3500)
+    ]
+    mine = [
+        _withdrawn(n * 7, BASE_TIME + timedelta(hours=12 * (n - 3500))) for n in range(3500, 3506)
+    ]
+    log = history + busy[:500] + mine[:3] + busy[500:] + mine[3:]
+    assert {VILLAGES[e.offset % 7 % 5] for e in mine} == {VILLAGES[0]}
+    assert sum(e.offset % 7 == 0 for e in history) == 100
+    assert {VILLAGES[e.offset % 7 % 5] for e in busy} == {VILLAGES[4]}
+    await _append(audit_db, log, 0)
+    await _vacuumed(audit_db)
+    times = [_time_of(e) for e in log]
+    village = (VILLAGES[0],)
+    for hours, count in ((0, 6), (25, 3)):
+        since = BASE_TIME + timedelta(hours=hours)
+        expected = [i for i, e in enumerate(log) if e.offset % 7 == 0 and times[i] >= since]
+        assert len(expected) == count
+        flt = repo.EntryFilter(region_prefixes=village, time_from=since)
+        for after in (None, expected[0], expected[2]):
+            plan = await _plan(audit_db, flt, after)
+            _floor_of(plan)
+            read = _rows_in(plan, ("log_entry", "entry_region_prefix"))
+            assert read <= 3 * 6, (hours, after, read)
+        async with audit_db.sessions() as session:
+            rows = await repo.find_entries(session, flt, after=None, limit=100)
+            paged = await repo.find_entries(session, flt, after=expected[1], limit=2)
+        assert [e.leaf_index for e, _ in rows] == expected
+        assert [e.leaf_index for e, _ in paged] == expected[2:4]
+
+
+async def test_a_tampered_day_table_is_caught(audit_db: AuditDb) -> None:
+    """``entry_time_day`` is written by the log from the stored times (a runtime login may
+    not write it) and checked by the database check: a day's first leaf moved later (which
+    hides its earlier entries from every window from that day on), a day removed and one
+    added are each named."""
+    events = [_withdrawn(n, BASE_TIME + timedelta(hours=n * 7 % 40)) for n in range(60)]
+    await _append(audit_db, events, 0)
+    days = sorted({_time_of(e).date() for e in events})
+    assert [str(d) for d in days] == ["2026-11-01", "2026-11-02"]
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        stored = await conn.fetch("SELECT day, first_leaf FROM entry_time_day ORDER BY day")
+        assert [(r[0], r[1]) for r in stored] == [
+            (d, min(i for i, e in enumerate(events) if _time_of(e).date() == d)) for d in days
+        ]
+    finally:
+        await conn.close()
+    runtime = await asyncpg.connect(asyncpg_dsn(audit_db.runtime_url))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute("UPDATE entry_time_day SET first_leaf = first_leaf + 1")
+    finally:
+        await runtime.close()
+    code, report = await _db_check(audit_db)
+    assert code == 0, report
+    await as_superuser(
+        audit_db,
+        "UPDATE entry_time_day SET first_leaf = 5 WHERE day = '2026-11-01'",
+        "DELETE FROM entry_time_day WHERE day = '2026-11-02'",
+        "INSERT INTO entry_time_day VALUES ('2026-12-25', 0)",
+    )
+    code, report = await _db_check(audit_db)
+    assert code == 1, report
+    assert report["problems"] == [
+        f"day {days[0]}: entry_time_day names leaf 5 as its first, its entries' first is 0",
+        f"day {days[1]}: its entries' first leaf {stored[1][1]} is not in entry_time_day",
+        "day 2026-12-25: entry_time_day names leaf 0, but no entry is of that day",
+    ]

@@ -127,8 +127,8 @@ async def test_without_amcheck_or_the_right_to_run_it_the_report_says_so(
     audit_db: AuditDb,
 ) -> None:
     """The runtime role may read the log but not execute amcheck; without the extension
-    (the downgrade to 0011 drops it) nobody can: the rest of the check runs, and the
-    report says the indexes were not checked and why. Migrated again, it runs."""
+    nobody can: the rest of the check runs, and the report says the indexes were not
+    checked and why. Down to 0011 and up again (the migration creates it), it runs."""
     await _append(audit_db, 0, 12)
     code, report = await _check(audit_db.runtime_url)
     assert code == 0, report
@@ -137,16 +137,25 @@ async def test_without_amcheck_or_the_right_to_run_it_the_report_says_so(
     assert report["indexes_checked"] == 0
     assert report["columns_checked"] == 12
 
+    # Down to 0011 the migration drops the extension; up again it creates it.
     await audit_db.stack.downgrade("audit", "0011")
+    amcheck = "SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'"
+    conn = await asyncpg.connect(audit_db.dsn)
+    try:
+        assert await conn.fetchval(amcheck) == 0
+        await audit_db.stack.migrate("audit", "head")
+        assert await conn.fetchval(amcheck) == 1
+    finally:
+        await conn.close()
+    code, report = await _check(audit_db.url)
+    assert code == 0, report
+    assert report["index_check"] == "bt_index_check, heapallindexed"
+    assert report["indexes_checked"] == len(await _btree_indexes(audit_db))
+
+    await as_superuser(audit_db, "DROP EXTENSION amcheck")
     code, report = await _check(audit_db.url)
     assert code == 0, report
     assert report["index_check"].startswith(
         "unavailable: the amcheck extension is not created in this database"
     )
     assert report["indexes_checked"] == 0
-
-    await audit_db.stack.migrate("audit", "head")
-    code, report = await _check(audit_db.url)
-    assert code == 0, report
-    assert report["index_check"] == "bt_index_check, heapallindexed"
-    assert report["indexes_checked"] == len(await _btree_indexes(audit_db))
