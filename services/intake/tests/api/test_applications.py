@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import traceback
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
@@ -948,3 +950,96 @@ async def test_a_submissions_answer_is_recorded_as_a_read_of_the_application(
         assert sorted(p.keyed_hash for p in record.persons) == members
         assert "applicant_name" in record.fields
         assert "bank_account_masked" in record.fields
+
+
+_TWIN = (
+    "INSERT INTO application (id, household_id, region_code, kind, channel, status,"
+    " applicant_person_id, staff_related, missing_items, submitted_at, submitted_by,"
+    " household_version)"
+    " SELECT :twin, id, region_code, 'dibao', 'counter', 'submitted', head_person_id, false,"
+    " '[]', now(), 'twin', version FROM household WHERE id = :id"
+)
+
+
+async def test_a_submission_that_loses_to_its_twin_names_the_twins_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Two submissions of a household and kind at once both pass the read's check, and
+    the second write fails on the one-open-application index (migration 0003). That was
+    a 409 concurrent-change "send it again", whose retry then met application-open: the
+    lost race now answers what the read answers once the twin is there, application-open
+    naming the twin's application. The twin is written in a transaction of the test's
+    own, committed once the submission's write waits on it; nothing of the submission is
+    written."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    twin = uuid.uuid4()
+    before = await row_counts(intake_engine)
+    async with intake_engine.connect() as conn:
+        await conn.execute(text(_TWIN), {"twin": twin, "id": household.id})
+        submission = asyncio.create_task(intake.submit(body, idempotency_key=str(uuid.uuid4())))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not submission.done() and not await _waiting_on_a_lock(intake_engine):
+            assert asyncio.get_running_loop().time() < deadline, "it never waited on the twin"
+            await asyncio.sleep(0.02)
+        assert not submission.done(), submission.result().text
+        await conn.commit()
+    response = await submission
+    assert response.status_code == 409, response.text
+    assert response.json()["type"].endswith("/application-open"), response.text
+    assert response.json()["application_id"] == str(twin)
+    after = await row_counts(intake_engine)
+    after.pop("outbox_message_ids_issued")
+    before.pop("outbox_message_ids_issued")
+    assert after == before | {"application": before["application"] + 1}
+
+
+async def test_a_violation_that_is_no_race_is_no_conflict(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """in_one_statement answered every unique violation of the submission's statement 409
+    concurrent-change "send it again": one no race explains (a bug, a constraint added
+    since) had the clerk retry what can never pass. Only the indexes a request that wrote
+    the same row since can violate (one open application of a kind, a household's current
+    account) are a 409 now; any other is a 500, logged by table and constraint without
+    the driver's DETAIL (the row's values). No unique constraint the submission can reach
+    is violated by a valid request today, so one is added: a partial unique index on
+    this test's household alone, committed (the service's connections must see it) and
+    dropped after."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    first = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert first.status_code == 201, first.text
+    withdrawn = await intake.http.post(
+        f"/applications/{first.json()['id']}/withdrawal",
+        json={"reason": "重新申请"},
+        headers=intake.headers(),
+    )
+    assert withdrawn.status_code == 201, withdrawn.text
+    index = f"test_one_application_{uuid.UUID(household.id).hex}"
+    async with intake_engine.begin() as conn:
+        await conn.execute(
+            text(
+                f"CREATE UNIQUE INDEX {index} ON application (household_id)"
+                f" WHERE household_id = '{household.id}'"
+            )
+        )
+    try:
+        for key in (str(uuid.uuid4()), None):
+            before = await row_counts(intake_engine)
+            with capture_logs() as logs:
+                response = await intake.submit(body, idempotency_key=key)
+            assert response.status_code == 500, response.text
+            assert response.json()["type"].endswith("/internal-error")
+            after = await row_counts(intake_engine)
+            after.pop("outbox_message_ids_issued")
+            before.pop("outbox_message_ids_issued")
+            assert after == before
+            [logged] = [e for e in logs if e["event"] == "unhandled exception"]
+            text_logged = "".join(traceback.format_exception(*logged["exc_info"]))
+            assert f"constraint {index}" in text_logged
+            assert "DETAIL" not in text_logged
+            assert household.id not in text_logged
+    finally:
+        async with intake_engine.begin() as conn:
+            await conn.execute(text(f"DROP INDEX {index}"))

@@ -12,17 +12,22 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dibao.access.v1 import events_pb2 as access
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
-from dibao_common.auth import Role
+from dibao_common.auth import Principal, Role
 from dibao_common.crypto import PersonHasher, mask_name
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
+from dibao_intake.api import schemas as s
+from dibao_intake.api.households import member_input
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.service_layer import households as households_service
+from dibao_intake.service_layer.runtime import Caller, Runtime
 from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
     RURAL_VILLAGE,
@@ -2447,3 +2452,36 @@ async def test_the_limited_view_shows_whose_details_changed_not_what(
     for role in (Role.INTAKE_CLERK, Role.VILLAGE_COMMITTEE, Role.AUDITOR):
         change = await change_as(role)
         assert (change["details"], change["note"]) == (whole, "年审"), role
+
+
+async def test_only_the_active_membership_index_answers_person_in_household(
+    intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
+) -> None:
+    """_insert_memberships read a violation as a lost race (409 person-in-household) when
+    the error's text held the active-membership index's name: a constraint named after it
+    (uq_household_member_active_person_..., say a later migration's) or a failing row
+    quoting it was a 409 "already in a household" that no household explains. It reads the
+    name the database gives now (runtime.constraint_of, as add_staff does): any other is
+    raised. A CHECK so named is added inside the test's transaction (PostgreSQL DDL is
+    transactional) and rolled back with it: a real violation by the database."""
+    runtime = intake_app.state.runtime
+    assert isinstance(runtime, Runtime)
+    plan = intake.plan()
+    payload = s.HouseholdIn.model_validate({**plan.payload(), "bank_account": None})
+    command = households_service.RegisterHousehold(
+        region_code=payload.region_code,
+        area_type=payload.area_type,
+        address=payload.address,
+        members=[member_input(m) for m in payload.members],
+    )
+    caller = Caller(Principal("clerk-shadow", frozenset({Role.INTAKE_CLERK}), (plan.region_code,)))
+    named = "uq_household_member_active_person_shadow"
+    async with intake_engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(
+            text(f"ALTER TABLE household_member ADD CONSTRAINT {named} CHECK (false) NOT VALID")
+        )
+        session = AsyncSession(bind=conn)
+        with pytest.raises(IntegrityError, match=named):
+            await households_service.register_household(session, runtime, caller, command)
+        await conn.rollback()

@@ -372,3 +372,52 @@ def test_every_error_response_shows_examples_its_schema_takes(intake_app: FastAP
     [conflict] = examples["person-in-household"]["value"]["conflicts"]
     assert conflict["pointer"] == "/body/members/1"
     assert re.fullmatch(r"[0-9]{6}-\*{4}-[0-9a-f]{4}", conflict["household_ref"])
+
+
+IN_FLIGHT = "idempotency-key-in-flight"
+"""The kit's 409 (dibao_common.idempotency), of every keyed write."""
+CONFLICTS = {
+    "POST /households": {"person-in-household"},
+    "POST /households/{household_id}/changes": {
+        "person-in-household",
+        "household-dissolved",
+        "open-application-in-township",
+        "already-divorced",
+        "marriage-ended",
+    },
+    "POST /applications": {"application-open", "household-dissolved", "concurrent-change"},
+    "POST /applications/{application_id}/withdrawal": {
+        "application-not-withdrawable",
+        "application-decided",
+    },
+    "POST /townships/{township_code}/staff": {
+        "caseworker-of-another-township",
+        "caseworker-conflict",
+    },
+    "POST /staff/{staff_id}/deactivation": set(),
+    "POST /documents": set(),
+}
+"""The 409s each operation answers besides the kit's (grep ``Conflict(`` in the service
+layer and api/deps.py's in_one_statement)."""
+
+
+def test_each_409_shows_every_conflict_its_operation_answers(intake_app: FastAPI) -> None:
+    """The 409s the service layer raised inline (application-open, household-dissolved,
+    concurrent-change, application-not-withdrawable, application-decided, open-application-
+    in-township, already-divorced, marriage-ended, caseworker-conflict) had no example: the
+    operations that answer them showed only the kit's idempotency-key-in-flight. Each is now
+    made by the factory its raise site calls, shown on each operation that answers it, and
+    named in the response's description; a type the description names has an example."""
+    spec = intake_app.openapi()
+    shown: dict[str, set[str]] = {}
+    for operation, status, example, _ in problem_examples(spec):
+        if status == "409":
+            shown.setdefault(operation, set()).add(example["type"].rsplit("/", 1)[-1])
+    assert set(shown) == set(CONFLICTS)
+    every = set().union(*CONFLICTS.values())
+    for name, expected in CONFLICTS.items():
+        assert shown[name] == expected | {IN_FLIGHT}, name
+        method, path = name.split(" ", 1)
+        description = spec["paths"][path][method.lower()]["responses"]["409"]["description"]
+        named = {s for s in every if re.search(rf"(?<![\w-]){s}(?![\w-])", description)}
+        assert named == expected, (name, description)

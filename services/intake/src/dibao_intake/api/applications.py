@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_common.errors import ProblemError
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -97,8 +98,10 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         409,
         422,
         conflict="The household already has an open application of this kind (type"
-        " application-open, with its application_id), is dissolved, or another request"
-        " changed it while this one was checked (concurrent-change: send it again)",
+        " application-open, with its application_id; also when a submission of the same"
+        " household and kind committed first), is dissolved (household-dissolved), or"
+        " another request changed it while this one was checked (concurrent-change: send"
+        " it again). Or the Idempotency-Key is in flight.",
     ),
 )
 async def submit_application(
@@ -118,8 +121,11 @@ async def submit_application(
             {"Location": f"/applications/{detail.record.id}"},
         )
 
+    async def race(session: AsyncSession, constraint: str | None) -> ProblemError | None:
+        return await service.submission_race(session, command, constraint)
+
     return await in_one_statement(
-        request, work, idempotency, replay(runtime, caller, replays.application)
+        request, work, idempotency, replay(runtime, caller, replays.application), race
     )
 
 
@@ -229,7 +235,9 @@ async def get_application(
         404,
         409,
         422,
-        conflict="Returned, already withdrawn or decided; or the Idempotency-Key is in flight",
+        conflict="Returned or already withdrawn (application-not-withdrawable), or decided"
+        " by assessment (application-decided: the county reviews it); or the"
+        " Idempotency-Key is in flight",
     ),
 )
 async def withdraw_application(

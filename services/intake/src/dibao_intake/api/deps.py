@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.db import driver_session
-from dibao_common.errors import Conflict, explain_pattern, problem_responses
+from dibao_common.errors import ProblemError, explain_pattern, problem_responses
 from dibao_common.idempotency import (
     REPLAYED_HEADER,
     IdempotentRequest,
@@ -28,7 +28,9 @@ from dibao_common.idempotency import (
 from dibao_common.observability import current_correlation_id, current_traceparent
 from dibao_intake.api.replays import Replay
 from dibao_intake.service_layer.access import AccessRefused
+from dibao_intake.service_layer.applications import concurrent_change
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
+from dibao_intake.service_layer.households import household_dissolved
 from dibao_intake.service_layer.runtime import Caller, Runtime
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED
 
@@ -121,10 +123,22 @@ HOUSEHOLD_ACTIVE = "application_household_active"
 HOUSEHOLD_CURRENT = "application_household_current"
 """The database's check that the household has not changed since the submission read it
 (migration 0007)."""
-CONCURRENT_CHANGE = (
-    "Another request changed the household while this one was being checked;"
-    " nothing was recorded, send it again"
-)
+Race = Callable[[AsyncSession, str | None], Awaitable[ProblemError | None]]
+"""What a unique violation of a one-statement write means, by the constraint's name: the
+problem of a race lost to a request that wrote the same unique row since the read, or
+None when the violation is no race."""
+
+
+class ConstraintViolatedError(RuntimeError):
+    """A write broke a constraint that no race explains (a bug, or a constraint added
+    since): a 500. Named by table and constraint only: the driver's error quotes the row's
+    values (DETAIL), which may be personal data, and it is not chained."""
+
+    def __init__(self, error: asyncpg.IntegrityConstraintViolationError) -> None:
+        super().__init__(
+            f"{type(error).__name__} on table {error.table_name},"
+            f" constraint {error.constraint_name}"
+        )
 
 
 def _replayed_body(response: Response) -> bytes | None:
@@ -189,13 +203,22 @@ async def _record_refusal(
 
 
 async def in_one_statement(
-    request: Request, work: Work, idempotency: Idempotency = None, replay: Replay | None = None
+    request: Request,
+    work: Work,
+    idempotency: Idempotency = None,
+    replay: Replay | None = None,
+    race: Race | None = None,
 ) -> Response:
     """Run ``work`` outside a transaction, its writes held and sent at the end as one
     statement, with the idempotent answer when there is a key (ADR 0013): two round
     trips for a keyed submission instead of six. ``work`` must write only through
     ``dibao_common.db.held.write`` and the outbox, and read nothing it wrote. A stored
-    answer sent again is checked and recorded by ``replay`` (as in ``in_transaction``)."""
+    answer sent again is checked and recorded by ``replay`` (as in ``in_transaction``).
+
+    A unique violation is the problem ``race`` gives for its constraint (read on the
+    request's connection once the statement failed: the row it lost to is committed);
+    one it does not explain, or any other constraint violated, is a 500
+    (``ConstraintViolatedError``), not a 409 whose retry can never pass."""
     sessionmaker = request.app.state.sessionmaker
     assert isinstance(sessionmaker, async_sessionmaker)
     engine = sessionmaker.kw["bind"]
@@ -211,18 +234,22 @@ async def in_one_statement(
                     # A change (a death, a birth, a new account...) committed after the read:
                     # the application would describe the household as it was (migration
                     # 0007's trigger). Nothing was written.
-                    raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
+                    raise concurrent_change() from error
                 if error.constraint_name != HOUSEHOLD_ACTIVE:
-                    raise
+                    raise ConstraintViolatedError(error) from None
                 # A change that dissolved the household committed after the read found it
                 # active (migration 0004's trigger). Nothing was written.
-                raise Conflict(
-                    "The household is dissolved", type_slug="household-dissolved"
-                ) from error
+                raise household_dissolved() from error
             except asyncpg.UniqueViolationError as error:
-                # What the read found is no longer so: another request wrote the same
-                # unique row (a household's first account, say) since. Nothing was written.
-                raise Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change") from error
+                # What the read found is no longer so when another request wrote the same
+                # unique row since (an open application of the kind, a household's first
+                # account): the race's problem. Nothing was written.
+                lost = None if race is None else await race(session, error.constraint_name)
+                if lost is None:
+                    raise ConstraintViolatedError(error) from None
+                raise lost from error
+            except asyncpg.IntegrityConstraintViolationError as error:
+                raise ConstraintViolatedError(error) from None
     except AccessRefused as refusal:
         # Refused before anything was held (a probe of another region's household): the
         # request's statement is not sent, so the attempt is recorded in a short

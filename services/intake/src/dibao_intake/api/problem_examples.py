@@ -3,10 +3,15 @@ missing token or role, a malformed body, an invalid field, an Idempotency-Key in
 
 Each is made by the function of the service layer that raises it, not typed here, so that
 the example is the body a portal gets: a 409 person-in-household with its ``conflicts``,
-a 403 region-out-of-scope (of a write, and of a search, made by the search's own check),
-identity-of-a-former-member, caseworker-of-another-township, a broken rule's 422, the
-upload's 413 and 415, and the 404 every read answers for a record missing or in another
-region. ``tests/api/test_openapi.py`` checks each against its response's schema.
+each 409 the service layer raises (application-open with its application_id,
+household-dissolved, concurrent-change, application-not-withdrawable, application-decided,
+open-application-in-township, already-divorced, marriage-ended, caseworker-conflict,
+caseworker-of-another-township) on the operations that answer it, a 403
+region-out-of-scope (of a write, and of a search, made by the search's own check),
+identity-of-a-former-member, a broken rule's 422, the upload's 413 and 415, and the 404
+every read answers for a record missing or in another region.
+``tests/api/test_openapi.py`` checks each against its response's schema, and that each
+operation shows the 409s it names.
 """
 
 from __future__ import annotations
@@ -18,10 +23,17 @@ from fastapi import FastAPI
 
 from dibao_common.auth import Principal, Role
 from dibao_common.errors import NotFound, ProblemError, add_problem_examples
-from dibao_intake.domain.codes import DocumentType
+from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus, DocumentType
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.household import masked_household_ref
-from dibao_intake.service_layer import disclosure, documents, households, pages, staff
+from dibao_intake.service_layer import (
+    applications,
+    disclosure,
+    documents,
+    households,
+    pages,
+    staff,
+)
 from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, region_out_of_scope
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
@@ -29,6 +41,7 @@ from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
 LANZHOU = "620102001001"
 OTHER_HOUSEHOLD = uuid.UUID("0193a5b3-0d22-7b10-8c44-5e6f708192a3")
 DOCUMENT = uuid.UUID("0193a5b5-2f10-7a4c-9d3e-7f8091a2b3c4")
+APPLICATION = uuid.UUID("0193a5b6-3a21-7b5d-8e4f-8091a2b3c4d5")
 TOWNSHIP = "620123101000"
 MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
 
@@ -87,10 +100,28 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
         ("GET", "/documents/{document_id}", 403): [no_case_role],
         ("GET", "/documents/{document_id}/content", 403): [no_case_role, numbers],
         ("GET", "/documents/{document_id}/content", 500): [documents.content_unavailable(DOCUMENT)],
-        ("POST", "/households/{household_id}/changes", 409): [_person_in_household()],
+        ("POST", "/households/{household_id}/changes", 409): [
+            _person_in_household(),
+            households.household_dissolved(),
+            households.open_application_in_township(),
+            households.already_divorced(),
+            households.marriage_ended(),
+        ],
+        ("POST", "/applications", 409): [
+            applications.application_open(ApplicationKind.DIBAO, APPLICATION),
+            households.household_dissolved(),
+            applications.concurrent_change(),
+        ],
+        ("POST", "/applications/{application_id}/withdrawal", 409): [
+            applications.not_withdrawable(ApplicationStatus.RETURNED),
+            applications.application_decided(),
+        ],
         ("POST", "/households/{household_id}/changes", 403): [out_of_region],
         ("GET", "/persons/{person_id}/identity", 403): [disclosure._not_current()],
-        ("POST", "/townships/{township_code}/staff", 409): [staff._caseworker_elsewhere(TOWNSHIP)],
+        ("POST", "/townships/{township_code}/staff", 409): [
+            staff._caseworker_elsewhere(TOWNSHIP),
+            staff._caseworker_conflict(),
+        ],
         ("POST", "/townships/{township_code}/staff", 403): [region_out_of_scope(TOWNSHIP)],
         ("POST", "/documents", 413): [documents.too_large(10 * 1024 * 1024)],
         (

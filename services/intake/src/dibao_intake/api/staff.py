@@ -45,7 +45,18 @@ TownshipCode = Annotated[
     " responsible caseworker of one township: naming the responsible caseworker of another"
     " township is a 409 caseworker-of-another-township problem (nothing written). The change"
     " is published (StaffRosterChanged, people by keyed hash) for the audit log.",
-    responses=problems(400, 401, 403, 404, 409, 422),
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        422,
+        conflict="The person is the responsible caseworker of another township"
+        " (caseworker-of-another-township); another responsible caseworker of this township"
+        " was named at the same time (caseworker-conflict: try again); or the"
+        " Idempotency-Key is in flight",
+    ),
 )
 async def add_staff(
     request: Request,

@@ -60,6 +60,7 @@ from dibao_intake.service_layer.households import (
     ACCOUNT_FIELDS,
     BankAccountInput,
     account_holder,
+    household_dissolved,
     is_recorded_account,
     new_bank_account,
     rules_failed,
@@ -184,6 +185,46 @@ async def _account_for(
     return account
 
 
+def application_open(kind: ApplicationKind, application_id: uuid.UUID) -> Conflict:
+    """The household has an application of this kind not yet decided: ``application_id``."""
+    return Conflict(
+        f"The household already has an open {kind.value} application",
+        type_slug="application-open",
+        application_id=str(application_id),
+    )
+
+
+CONCURRENT_CHANGE = (
+    "Another request changed the household while this one was being checked;"
+    " nothing was recorded, send it again"
+)
+
+
+def concurrent_change() -> Conflict:
+    """What the submission read is no longer so: a change of the household (its version,
+    migration 0007) or a row of its own (its first account) committed since."""
+    return Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change")
+
+
+async def submission_race(
+    session: AsyncSession, command: SubmitApplication, constraint: str | None
+) -> Conflict | None:
+    """What the violation of unique ``constraint`` by the submission's one statement means,
+    or None when it is no race (a bug, or a constraint added since): another request wrote
+    the same unique row after the submission's read, and committed (the statement waited
+    for it). Its twin's open application of the kind is the read's answer, application-open
+    naming it (concurrent-change if it is no longer open); a first account of the household
+    written since is concurrent-change: sent again, the submission reads it."""
+    if constraint == submission_repo.ONE_OPEN_APPLICATION_INDEX:
+        winner = await submission_repo.open_application_id(
+            session, command.household_id, command.kind
+        )
+        return concurrent_change() if winner is None else application_open(command.kind, winner)
+    if constraint == household_repo.CURRENT_ACCOUNT_INDEX:
+        return concurrent_change()
+    return None
+
+
 async def submit_application(
     session: AsyncSession, runtime: Runtime, caller: Caller, command: SubmitApplication
 ) -> ApplicationDetail:
@@ -212,13 +253,9 @@ async def submit_application(
         )
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     if household.household.status is not HouseholdStatus.ACTIVE:
-        raise Conflict("The household is dissolved", type_slug="household-dissolved")
+        raise household_dissolved()
     if context.open_application_id is not None:
-        raise Conflict(
-            f"The household already has an open {command.kind.value} application",
-            type_slug="application-open",
-            application_id=str(context.open_application_id),
-        )
+        raise application_open(command.kind, context.open_application_id)
     today = runtime.clock.today()
     active = household.active_members
     # A document of a household outside the caller's regions is one they cannot see: it
@@ -542,6 +579,22 @@ async def _detail(session: AsyncSession, record: ApplicationRecord) -> Applicati
     )
 
 
+def not_withdrawable(status: ApplicationStatus) -> Conflict:
+    """Only an accepted application (submitted) is withdrawn: not a returned or withdrawn one."""
+    return Conflict(
+        f"An application that is {status.value} cannot be withdrawn",
+        type_slug="application-not-withdrawable",
+    )
+
+
+def application_decided() -> Conflict:
+    """An application assessment has decided is reviewed by the county, not withdrawn."""
+    return Conflict(
+        "The application has been decided; ask the county to review it instead",
+        type_slug="application-decided",
+    )
+
+
 async def withdraw_application(
     session: AsyncSession,
     runtime: Runtime,
@@ -561,16 +614,10 @@ async def withdraw_application(
     if not caller.principal.can_see(record.region_code):
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     if record.status is not ApplicationStatus.SUBMITTED:
-        raise Conflict(
-            f"An application that is {record.status.value} cannot be withdrawn",
-            type_slug="application-not-withdrawable",
-        )
+        raise not_withdrawable(record.status)
     timeline = await repo.load_timeline(session, record.id)
     if any(entry.ce_type in DECIDED_TYPES for entry in timeline):
-        raise Conflict(
-            "The application has been decided; ask the county to review it instead",
-            type_slug="application-decided",
-        )
+        raise application_decided()
     now = runtime.clock.now()
     cause, stored_reason = await repo.mark_withdrawn(
         session, record.id, at=now, cause=WithdrawalCause.APPLICANT_REQUEST, reason=reason

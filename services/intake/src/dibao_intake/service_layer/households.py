@@ -65,6 +65,7 @@ from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
     Runtime,
+    constraint_of,
     ensure_writable_region,
 )
 from dibao_intake.service_layer.views import shown, view_of
@@ -113,6 +114,25 @@ def _person_in_household(conflicts: list[dict[str, str]]) -> Conflict:
         title="Person already in a household",
         conflicts=conflicts,
     )
+
+
+def household_dissolved() -> Conflict:
+    """A change or a submission for a household no longer active (the last member died or
+    moved out): nothing can be recorded for it."""
+    return Conflict("The household is dissolved", type_slug="household-dissolved")
+
+
+def marriage_ended() -> Conflict:
+    """A spouse_death of a marriage the record shows ended already (divorced or widowed)."""
+    return Conflict(
+        "The record shows the member's marriage to a spouse living elsewhere ended already",
+        type_slug="marriage-ended",
+    )
+
+
+def already_divorced() -> Conflict:
+    """A divorce the record shows already."""
+    return Conflict("The record shows this couple's divorce already", type_slug="already-divorced")
 
 
 async def _histories(
@@ -326,7 +346,7 @@ async def _insert_memberships(
         async with session.begin_nested():
             await repo.insert_memberships(session, household_id, members)
     except IntegrityError as exc:
-        if ACTIVE_MEMBERSHIP_INDEX not in str(exc.orig):
+        if constraint_of(exc) != ACTIVE_MEMBERSHIP_INDEX:
             raise
         # Lost a race with a concurrent registration of the same person. The insert
         # waited for the winner to commit, so a new read finds its household.
@@ -1053,7 +1073,7 @@ async def record_change(
         raise NotFound(NOT_FOUND)
     _scoped(runtime, caller, household_id, before.household)
     if before.household.status is not HouseholdStatus.ACTIVE:
-        raise Conflict("The household is dissolved", type_slug="household-dissolved")
+        raise household_dissolved()
     documents = await _change_documents(session, household_id, command.document_ids)
     work = _ChangeWork(session, runtime, caller, before, documents)
     work.note = command.note
@@ -1259,10 +1279,7 @@ async def _spouse_death(
     showing that marriage ended already (divorced or widowed) is 409 marriage-ended."""
     marriages = await work.marriages()
     if rules.spouse_death_recorded(work.state, marriages, change.person_id):
-        raise Conflict(
-            "The record shows the member's marriage to a spouse living elsewhere ended already",
-            type_slug="marriage-ended",
-        )
+        raise marriage_ended()
     # The spouse is no member: a certificate naming one is of another death.
     certificate, refused_certificates = work.certificate(
         DocumentType.DEATH_CERTIFICATE, set(), "the death certificate of a member"
@@ -1293,9 +1310,7 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
     shows already is 409 already-divorced."""
     marriages = await work.marriages()
     if rules.divorce_recorded(work.state, marriages, change.person_id, change.spouse_person_id):
-        raise Conflict(
-            "The record shows this couple's divorce already", type_slug="already-divorced"
-        )
+        raise already_divorced()
     relationships, problems = rules.check_divorce(
         work.state,
         change.person_id,
@@ -1342,6 +1357,11 @@ OPEN_APPLICATION_ELSEWHERE = (
 )
 
 
+def open_application_in_township() -> Conflict:
+    """An address_change to another township while an application is being decided."""
+    return Conflict(OPEN_APPLICATION_ELSEWHERE, type_slug="open-application-in-township")
+
+
 async def _change_address(
     work: _ChangeWork, change: AddressChange, update: ev.HouseholdUpdated
 ) -> None:
@@ -1371,7 +1391,7 @@ async def _change_address(
     if township_of(new.region_code) != township_of(current.region_code) and (
         await application_repo.open_application_ids(work.session, work.household_id)
     ):
-        raise Conflict(OPEN_APPLICATION_ELSEWHERE, type_slug="open-application-in-township")
+        raise open_application_in_township()
     await repo.set_address(
         work.session,
         work.household_id,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
+
 from dibao_common.auth import Principal
 from dibao_common.clock import Clock
 from dibao_common.errors import Forbidden, NotFound
@@ -59,3 +61,11 @@ def ensure_writable_region(caller: Caller, region_code: str) -> None:
     """A clerk registers households only within their own regions."""
     if not caller.principal.can_see(region_code):
         raise region_out_of_scope(region_code)
+
+
+def constraint_of(exc: IntegrityError) -> str | None:
+    """The name of the constraint or index the database says was violated (asyncpg's
+    error, the driver's exception's cause), if it names one: not a substring of the
+    message, whose DETAIL quotes the row's values."""
+    name = getattr(exc.orig.__cause__ if exc.orig is not None else None, "constraint_name", None)
+    return name if isinstance(name, str) else None

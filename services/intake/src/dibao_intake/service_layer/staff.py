@@ -27,6 +27,7 @@ from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
     Runtime,
+    constraint_of,
     ensure_writable_region,
 )
 
@@ -55,13 +56,6 @@ def _require_township(runtime: Runtime, township_code: str) -> None:
         raise NotFound("No such township in the division table") from None
 
 
-def _constraint_of(exc: IntegrityError) -> str | None:
-    """The name of the constraint or index the database says was violated (asyncpg's
-    error, the driver's exception's cause), if it names one."""
-    name = getattr(exc.orig.__cause__ if exc.orig is not None else None, "constraint_name", None)
-    return name if isinstance(name, str) else None
-
-
 def _caseworker_elsewhere(township_code: str | None) -> Conflict:
     where = f" ({township_code})" if township_code else ""
     return Conflict(
@@ -69,6 +63,14 @@ def _caseworker_elsewhere(township_code: str | None) -> Conflict:
         f" of another township{where}: one person, one township. Name someone else there,"
         " or take them off its roster, first",
         type_slug="caseworker-of-another-township",
+    )
+
+
+def _caseworker_conflict() -> Conflict:
+    """Another responsible caseworker of this township was named, and committed, first."""
+    return Conflict(
+        "Another responsible caseworker was named at the same time; try again",
+        type_slug="caseworker-conflict",
     )
 
 
@@ -167,16 +169,13 @@ async def add_staff(
             at=now,
         )
     except IntegrityError as exc:
-        violated = _constraint_of(exc)
+        violated = constraint_of(exc)
         if violated in repo.CASEWORKER_ELSEWHERE_INDEXES:
             # Named at the same time in another township: the other insert committed first.
             raise _caseworker_elsewhere(None) from None
         if violated == repo.CASEWORKER_INDEX:
             # Another responsible caseworker of this township committed first.
-            raise Conflict(
-                "Another responsible caseworker was named at the same time; try again",
-                type_slug="caseworker-conflict",
-            ) from None
+            raise _caseworker_conflict() from None
         # Any other constraint is no conflict the caller can resolve by trying again: a
         # 500 (logged without the statement's parameters) rather than a wrong 409.
         raise

@@ -445,6 +445,9 @@ async def load_aggregate(
     return HouseholdAggregate(household, tuple(members), account, tuple(changes))
 
 
+CURRENT_ACCOUNT_INDEX = "uq_bank_account_current"
+"""The index that keeps one current account per household (migration 0002)."""
+
 _INSERT_ACCOUNT = DriverStatement(
     """
 INSERT INTO bank_account (id, household_id, number_cipher, number_hash, masked_number,

@@ -260,6 +260,26 @@ async def load_submission_context(
     )
 
 
+ONE_OPEN_APPLICATION_INDEX = "uq_application_open_kind"
+"""The index that keeps one open (submitted, undecided) application per household and kind
+(migration 0003): the write of a submission whose twin committed first fails on it."""
+
+_OPEN_APPLICATION = DriverStatement(
+    "SELECT id FROM application WHERE household_id = :household_id AND kind = :kind"
+    " AND status = 'submitted' AND decided_at IS NULL LIMIT 1"
+)
+
+
+async def open_application_id(
+    session: AsyncSession, household_id: uuid.UUID, kind: ApplicationKind
+) -> uuid.UUID | None:
+    """The household's open application of ``kind``, as the submission's read finds it."""
+    row = await _OPEN_APPLICATION.fetchrow(
+        await driver_connection(session), {"household_id": household_id, "kind": kind.value}
+    )
+    return None if row is None else uuid.UUID(str(row["id"]))
+
+
 # The application with its declarations, documents and timeline entries: five INSERTs
 # sent as one statement (``dibao_common.db.held.write``), or held for the request's last.
 _REGIONS = DriverStatement(
