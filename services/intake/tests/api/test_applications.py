@@ -994,18 +994,20 @@ async def test_a_submission_that_loses_to_its_twin_names_the_twins_application(
     assert after == before | {"application": before["application"] + 1}
 
 
+@pytest.mark.parametrize("constraint", ["unique", "check"])
 async def test_a_violation_that_is_no_race_is_no_conflict(
-    intake: IntakeClient, intake_engine: AsyncEngine
+    intake: IntakeClient, intake_engine: AsyncEngine, constraint: str
 ) -> None:
     """in_one_statement answered every unique violation of the submission's statement 409
     concurrent-change "send it again": one no race explains (a bug, a constraint added
     since) had the clerk retry what can never pass. Only the indexes a request that wrote
     the same row since can violate (one open application of a kind, a household's current
     account) are a 409 now; any other is a 500, logged by table and constraint without
-    the driver's DETAIL (the row's values). No unique constraint the submission can reach
-    is violated by a valid request today, so one is added: a partial unique index on
-    this test's household alone, committed (the service's connections must see it) and
-    dropped after."""
+    the driver's DETAIL (the row's values: a CHECK's quotes the whole application, the
+    applicant's statement among them), as is a CHECK other than the household triggers'.
+    No constraint the submission can reach is violated by a valid request today, so one
+    is added: a partial unique index, or a CHECK, refusing this test's household alone,
+    committed (the service's connections must see it) and dropped after."""
     household = await intake.register()
     body = await intake.complete_application_body(household)
     first = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
@@ -1016,14 +1018,21 @@ async def test_a_violation_that_is_no_race_is_no_conflict(
         headers=intake.headers(),
     )
     assert withdrawn.status_code == 201, withdrawn.text
-    index = f"test_one_application_{uuid.UUID(household.id).hex}"
+    name = f"test_no_race_{uuid.UUID(household.id).hex}"
+    add, drop = {
+        "unique": (
+            f"CREATE UNIQUE INDEX {name} ON application (household_id)"
+            f" WHERE household_id = '{household.id}'",
+            f"DROP INDEX {name}",
+        ),
+        "check": (
+            f"ALTER TABLE application ADD CONSTRAINT {name}"
+            f" CHECK (household_id <> '{household.id}') NOT VALID",
+            f"ALTER TABLE application DROP CONSTRAINT {name}",
+        ),
+    }[constraint]
     async with intake_engine.begin() as conn:
-        await conn.execute(
-            text(
-                f"CREATE UNIQUE INDEX {index} ON application (household_id)"
-                f" WHERE household_id = '{household.id}'"
-            )
-        )
+        await conn.execute(text(add))
     try:
         for key in (str(uuid.uuid4()), None):
             before = await row_counts(intake_engine)
@@ -1037,9 +1046,9 @@ async def test_a_violation_that_is_no_race_is_no_conflict(
             assert after == before
             [logged] = [e for e in logs if e["event"] == "unhandled exception"]
             text_logged = "".join(traceback.format_exception(*logged["exc_info"]))
-            assert f"constraint {index}" in text_logged
+            assert f"table application, constraint {name}" in text_logged
             assert "DETAIL" not in text_logged
             assert household.id not in text_logged
     finally:
         async with intake_engine.begin() as conn:
-            await conn.execute(text(f"DROP INDEX {index}"))
+            await conn.execute(text(drop))
