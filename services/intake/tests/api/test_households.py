@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dibao.access.v1 import events_pb2 as access
@@ -27,7 +26,7 @@ from dibao_intake.api.households import member_input
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.resident_id import compose_resident_id
 from dibao_intake.service_layer import households as households_service
-from dibao_intake.service_layer.runtime import Caller, Runtime
+from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
 from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
     RURAL_VILLAGE,
@@ -2482,6 +2481,6 @@ async def test_only_the_active_membership_index_answers_person_in_household(
             text(f"ALTER TABLE household_member ADD CONSTRAINT {named} CHECK (false) NOT VALID")
         )
         session = AsyncSession(bind=conn)
-        with pytest.raises(IntegrityError, match=named):
+        with pytest.raises(ConstraintViolatedError, match=f"constraint {named}$"):
             await households_service.register_household(session, runtime, caller, command)
         await conn.rollback()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime
@@ -23,7 +24,7 @@ from dibao_common.messaging.envelope import Envelope, EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import StaffRole
 from dibao_intake.service_layer import staff
-from dibao_intake.service_layer.runtime import Caller, Runtime
+from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
 from dibao_intake.testing import (
     CLOUDEVENTS_HEADERS,
     TEST_NOW,
@@ -1018,10 +1019,12 @@ async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
     CHECK or another unique violation would send the clerk retrying what can never pass.
     Now only the township's caseworker index is that 409 (two namings in one township at
     the same time, shown first), the other townships' indexes are caseworker-of-another-
-    township, and any other violation is raised (a 500, logged without the statement's
-    parameters). No constraint the API can reach is violated by a valid request today,
-    so a CHECK is added to staff_relative inside the test's own transaction (PostgreSQL
-    DDL is transactional) and rolled back with it: a real violation by the database."""
+    township, and any other violation is a 500, logged by table and constraint alone
+    (runtime.ConstraintViolatedError: the driver's DETAIL quoted the failing row, the
+    relative's name in it, into the log). No constraint the API can reach is violated by
+    a valid request today, so a CHECK is added to staff_relative inside the test's own
+    transaction (PostgreSQL DDL is transactional) and rolled back with it: a real
+    violation by the database."""
     township = "620102012000"  # 草场街街道: this test's own
     admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
     async with intake_engine.connect() as holder:
@@ -1090,6 +1093,12 @@ async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
             )
         )
         session = AsyncSession(bind=conn)
-        with pytest.raises(IntegrityError, match="test_relation_named"):
+        with pytest.raises(ConstraintViolatedError) as raised:
             await staff.add_staff(session, runtime, caller, township, command)
         await conn.rollback()
+    # Logged by table and constraint, without the row the database quotes (DETAIL): the
+    # relative's name and masked number stay out of the 500's log.
+    logged = "".join(traceback.format_exception(raised.value))
+    assert "table staff_relative, constraint test_relation_named" in logged
+    assert relative.name not in logged
+    assert "DETAIL" not in logged

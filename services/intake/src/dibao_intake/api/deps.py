@@ -31,7 +31,7 @@ from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.applications import concurrent_change
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import household_dissolved
-from dibao_intake.service_layer.runtime import Caller, Runtime
+from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED
 
 _log = structlog.get_logger("dibao_intake.api")
@@ -127,18 +127,6 @@ Race = Callable[[AsyncSession, str | None], Awaitable[ProblemError | None]]
 """What a unique violation of a one-statement write means, by the constraint's name: the
 problem of a race lost to a request that wrote the same unique row since the read, or
 None when the violation is no race."""
-
-
-class ConstraintViolatedError(RuntimeError):
-    """A write broke a constraint that no race explains (a bug, or a constraint added
-    since): a 500. Named by table and constraint only: the driver's error quotes the row's
-    values (DETAIL), which may be personal data, and it is not chained."""
-
-    def __init__(self, error: asyncpg.IntegrityConstraintViolationError) -> None:
-        super().__init__(
-            f"{type(error).__name__} on table {error.table_name},"
-            f" constraint {error.constraint_name}"
-        )
 
 
 def _replayed_body(response: Response) -> bytes | None:

@@ -64,6 +64,7 @@ from dibao_intake.service_layer.pages import (
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
+    ConstraintViolatedError,
     Runtime,
     constraint_of,
     ensure_writable_region,
@@ -347,7 +348,8 @@ async def _insert_memberships(
             await repo.insert_memberships(session, household_id, members)
     except IntegrityError as exc:
         if constraint_of(exc) != ACTIVE_MEMBERSHIP_INDEX:
-            raise
+            # No race: a 500, logged without the row's values (an exclusion note).
+            raise ConstraintViolatedError(exc) from None
         # Lost a race with a concurrent registration of the same person. The insert
         # waited for the winner to commit, so a new read finds its household.
         hashes, history = await _histories(session, runtime, named)

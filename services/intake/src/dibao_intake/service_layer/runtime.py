@@ -63,9 +63,31 @@ def ensure_writable_region(caller: Caller, region_code: str) -> None:
         raise region_out_of_scope(region_code)
 
 
+def _driver_error(exc: BaseException) -> BaseException | None:
+    """asyncpg's error under SQLAlchemy's (the driver's exception's cause), or ``exc``."""
+    if isinstance(exc, IntegrityError):
+        return exc.orig.__cause__ if exc.orig is not None else None
+    return exc
+
+
 def constraint_of(exc: IntegrityError) -> str | None:
     """The name of the constraint or index the database says was violated (asyncpg's
     error, the driver's exception's cause), if it names one: not a substring of the
     message, whose DETAIL quotes the row's values."""
-    name = getattr(exc.orig.__cause__ if exc.orig is not None else None, "constraint_name", None)
+    name = getattr(_driver_error(exc), "constraint_name", None)
     return name if isinstance(name, str) else None
+
+
+class ConstraintViolatedError(RuntimeError):
+    """A write broke a constraint that no race explains (a bug, or a constraint added
+    since): a 500, not a 409 whose retry can never pass. Named by table and constraint
+    only, and raised ``from None``: the driver's error quotes the row's values in its
+    DETAIL (a relative's name, a note, an applicant's statement), which the log of a 500
+    must not hold."""
+
+    def __init__(self, error: BaseException) -> None:
+        driver = _driver_error(error)
+        super().__init__(
+            f"{type(driver).__name__} on table {getattr(driver, 'table_name', None)},"
+            f" constraint {getattr(driver, 'constraint_name', None)}"
+        )

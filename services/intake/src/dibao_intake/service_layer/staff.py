@@ -26,6 +26,7 @@ from dibao_intake.service_layer.households import rules_failed
 from dibao_intake.service_layer.runtime import (
     NOT_FOUND,
     Caller,
+    ConstraintViolatedError,
     Runtime,
     constraint_of,
     ensure_writable_region,
@@ -177,8 +178,9 @@ async def add_staff(
             # Another responsible caseworker of this township committed first.
             raise _caseworker_conflict() from None
         # Any other constraint is no conflict the caller can resolve by trying again: a
-        # 500 (logged without the statement's parameters) rather than a wrong 409.
-        raise
+        # 500 (logged by table and constraint, without the row's values) rather than a
+        # wrong 409.
+        raise ConstraintViolatedError(exc) from None
     found = next(s for s in await repo.list_staff(session, township_code) if s.id == staff_id)
     # Who put whom on the roster, for the audit log (ADR 0005: people by keyed hash).
     await publish(
