@@ -2368,6 +2368,56 @@ async def test_a_relationship_correction_to_the_spouse_of_one_married_elsewhere_
     assert members[wife_id] == "spouse"
 
 
+async def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the_start(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A correction says the relationship was wrong from the start, so the member is read
+    as registered, or moved in, as the head's spouse: both 18 on that day, as a
+    registration or a move in as the spouse refuses (ADR 0016). A lodger of 17 registered
+    today, and one of 19 today who moved in at 17, corrected to the head's spouse: 422 at
+    relationship naming the day, nothing written (both were recorded, 201, before). One
+    18 the day she moved in is corrected."""
+    plan = intake.plan(shape="unemployed_single")
+    other_sex = Sex.FEMALE if plan.members[0].sex is Sex.MALE else Sex.MALE
+    lodger = intake.synthesizer.member(
+        Relationship.OTHER, other_sex, (17, 17), EmploymentStatus.UNEMPLOYED
+    )
+    lodger.birth_date = date(2008, 3, 3)  # 18 the day after the registration (2 March)
+    lodger.id_number = intake.synthesizer.id_number(lodger.birth_date, other_sex)
+    plan.members.append(lodger)
+    household = await intake.register(plan)
+    _head, registered = household.person_ids
+    correction = {
+        "kind": "member_change",
+        "effective_on": "2026-03-02",
+        "relationship": "spouse",
+        "note": "登记时与户主关系录入有误：系户主之妻",
+    }
+
+    async def refusal(person_id: str) -> str:
+        problem = await refused_change(
+            intake, intake_engine, household, correction | {"person_id": person_id}
+        )
+        [error] = problem["errors"]
+        assert error["pointer"] == "/body/relationship", problem
+        return str(error["detail"])
+
+    detail = await refusal(registered)
+    assert detail.startswith("the member is under 18 on 2026-03-02, when the household"), detail
+    assert "kind marriage" in detail
+    young = await moves_in(
+        intake, household, _person(intake, date(2007, 2, 1), other_sex, "other"), "2025-01-05"
+    )
+    detail = await refusal(young)
+    assert detail.startswith("the member is under 18 on 2025-01-05, when the member joined")
+    of_age = await moves_in(
+        intake, household, _person(intake, date(2006, 12, 1), other_sex, "other"), "2025-01-05"
+    )
+    corrected = await intake.change(household, correction | {"person_id": of_age})
+    members = {m["person_id"]: m["relationship"] for m in corrected["household"]["members"]}
+    assert members[of_age] == "spouse"
+
+
 async def test_a_member_change_dated_before_a_later_recorded_one_is_refused(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

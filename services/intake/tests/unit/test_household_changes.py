@@ -656,6 +656,76 @@ def test_a_relationship_correction_to_the_spouse_of_one_married_elsewhere_is_ref
         assert bool(found) is refused, joined_on
 
 
+def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the_start() -> None:
+    """A correction says the code was wrong from the start, so the member was the head's
+    spouse from the day it was first recorded: the registration day for a member
+    registered with the household, the day they joined by a change, the day the head
+    joined when later. Both were 18 that day (as a registration or a move in as the
+    spouse would have checked); 18 by the correction's day is not enough: if the two
+    married since, a marriage records it on its day. A marriage of the two recorded here
+    was checked on its day; the head's marriage to a spouse living elsewhere, which a
+    member who moved in since is read as, binds on its own day. With no day in the
+    record, the correction's."""
+    head = ActiveMember(MAN, Relationship.HEAD, date(1990, 4, 2), sex=Sex.MALE)
+    girl = ActiveMember(uuid.uuid4(), Relationship.OTHER, date(2006, 3, 2), sex=Sex.FEMALE)
+    # Registered on the day before her 18th birthday: no wife of the head's then.
+    registered = HouseholdState(MAN, [head, girl], registered_on=date(2024, 3, 1))
+    after, found = correction(girl.person_id, Relationship.SPOUSE, state=registered)
+    assert (after, pointers(found)) == (None, {"/relationship"})
+    [refusal] = found
+    assert refusal.detail.startswith("the member is under 18 on 2024-03-01, when the household")
+    assert "record the marriage on its day (kind marriage, spouse_person_id)" in refusal.detail
+    a_day_later = replace(registered, registered_on=date(2024, 3, 2))
+    assert correction(girl.person_id, Relationship.SPOUSE, state=a_day_later) == (RECORDED, [])
+    # Joined by a move in: that day, not the registration's.
+    for joined_on, refused in ((date(2024, 3, 1), True), (date(2024, 3, 2), False)):
+        moved_in = replace(girl, joined_on=joined_on)
+        state = HouseholdState(MAN, [head, moved_in], registered_on=date(2020, 1, 1))
+        _, found = correction(moved_in.person_id, Relationship.SPOUSE, state=state)
+        assert bool(found) is refused, joined_on
+        assert all("when the member joined" in v.detail for v in found)
+    # The head under 18 on the day; a head who joined after the member, on his day.
+    boy = replace(head, birth_date=date(2006, 3, 2))
+    woman = replace(girl, birth_date=date(1990, 1, 1))
+    state = HouseholdState(MAN, [boy, woman], registered_on=date(2024, 3, 1))
+    _, found = correction(woman.person_id, Relationship.SPOUSE, state=state)
+    assert [v.detail.split(",")[0] for v in found] == ["the head is under 18 on 2024-03-01"]
+    late_head = replace(boy, joined_on=date(2024, 3, 2))
+    state = HouseholdState(MAN, [late_head, woman], registered_on=date(2024, 3, 1))
+    assert correction(woman.person_id, Relationship.SPOUSE, state=state)[1] == []
+    # A marriage of the two recorded here (the heir's wife recorded other): checked then.
+    child_bride = replace(girl, birth_date=date(2008, 1, 1), joined_on=date(2020, 1, 1))
+    wed = PastChange(
+        "marriage",
+        date(2026, 2, 14),
+        {"person_id": str(MAN), "spouse_person_id": str(child_bride.person_id)},
+    )
+    wedded = marriages_in_household([wed], head_person_id=MAN, left_as={})
+    state = HouseholdState(MAN, [head, child_bride], registered_on=date(2019, 1, 1))
+    assert correction(
+        child_bride.person_id, Relationship.SPOUSE, state=state, marriages=wedded
+    ) == (RECORDED, [])
+    # The head's marriage elsewhere on 12 January: a wife who moved in since was 18 then.
+    head_wed = PastChange("marriage", date(2026, 1, 12), {"person_id": str(MAN)})
+    head_married = marriages_in_household([head_wed], head_person_id=MAN, left_as={})
+    for born, refused in ((date(2008, 1, 13), True), (date(2008, 1, 12), False)):
+        wife = replace(girl, birth_date=born, joined_on=date(2026, 2, 1))
+        state = HouseholdState(MAN, [head, wife], registered_on=date(2024, 3, 1))
+        _, found = correction(
+            wife.person_id, Relationship.SPOUSE, state=state, marriages=head_married
+        )
+        assert [v.detail.split(",")[0] for v in found] == (
+            ["the member is under 18 on 2026-01-12"] if refused else []
+        ), born
+    # No day in the record: the correction's (ON, 2 November 2026).
+    for born, refused in ((date(2008, 11, 3), True), (date(2008, 11, 2), False)):
+        unknown = HouseholdState(MAN, [head, replace(girl, birth_date=born)])
+        _, found = correction(girl.person_id, Relationship.SPOUSE, state=unknown)
+        assert [v.detail.split(",")[0] for v in found] == (
+            ["the member is under 18 on 2026-11-02"] if refused else []
+        ), born
+
+
 def test_a_member_not_counted_has_a_reason_and_a_counted_one_none() -> None:
     assert pointers(member_change(NewMemberDetails(counted=False))[1]) == {"/exclusion_reason"}
     imprisoned = NewMemberDetails(counted=False, exclusion_reason=ExclusionReason.IMPRISONED)

@@ -765,7 +765,9 @@ def check_member_change(
         found.append(Violation("/exclusion_note", "only for a member not counted"))
     found += exclusion_violations(after.counted, after.exclusion_reason, after.exclusion_note, "")
     if relationship is not None:
-        found += check_relationship_correction(state, person_id, relationship, marriages)
+        found += check_relationship_correction(
+            state, person_id, relationship, marriages, on=effective_on
+        )
         if not note:
             found.append(Violation("/note", "say why the relationship recorded was wrong"))
     if not found and after == current and relationship is None:
@@ -1266,12 +1268,16 @@ def check_relationship_correction(
     person_id: uuid.UUID,
     relationship: Relationship,
     marriages: Marriages = NO_MARRIAGES,
+    *,
+    on: date | None = None,
 ) -> list[Violation]:
     """A member's relationship to the head was recorded wrongly (a data-entry error): is
     ``relationship`` one the record can hold for them (ADR 0016)? What a registration
     refuses of that member: the head (who changes only with a death or move out naming
     the new head), a second spouse of the head, a spouse of the head's sex by the ID
-    numbers, a child or grandchild not younger than the head, a parent or grandparent not
+    numbers, a spouse or head under 18 on the day the code was first recorded
+    (``_spouse_of_age``; ``on``, the correction's day, when the record has none), a
+    child or grandchild not younger than the head, a parent or grandparent not
     older. And what the record's marriages refuse: the head's spouse while the head or the
     member is married to another member by a marriage recorded here, or to a spouse living
     elsewhere (``_married_elsewhere``), or after the record shows the two divorced (a
@@ -1319,6 +1325,8 @@ def check_relationship_correction(
                 )
             )
     found += _married_elsewhere(state, marriages, member, pointer)
+    if not married_to_head:
+        found += _spouse_of_age(state, marriages, member, on, pointer)
     if frozenset((person_id, head)) in marriages.divorced and not married_to_head:
         found.append(
             Violation(
@@ -1327,6 +1335,60 @@ def check_relationship_correction(
             )
         )
     return found
+
+
+def _spouse_of_age(
+    state: HouseholdState,
+    marriages: Marriages,
+    member: ActiveMember,
+    on: date | None,
+    pointer: str,
+) -> list[Violation]:
+    """``member`` corrected to the head's spouse, with no marriage of the two recorded
+    here (whose day a marriage checked): both were 18 on the day the record must then
+    take them for married (ADR 0016, 3 Dec 2026). A correction says the code was wrong
+    from the start, not that the two married since (a marriage records that, on its day),
+    so the registration, move in, birth or marriage that brought the member in is read as
+    bringing in the head's spouse, and the registration's and the move in's rule holds on
+    its day: the member's, the registration day for a member registered with the household,
+    or the day the head joined when that is later (a head registered with it always was
+    there). Where the record holds the day of the marriage itself, that day: the head's
+    marriage to a spouse living elsewhere, which a member who moved in since is read as
+    (``_married_elsewhere``). ``on`` (the correction's day) when the record has no day."""
+    head = state.head
+    elsewhere_on = marriages.elsewhere.get(head.person_id)
+    day: date | None
+    if (
+        elsewhere_on is not None
+        and member.joined_on is not None
+        and member.joined_on >= elsewhere_on
+    ):
+        day = elsewhere_on
+        since = (
+            "the day of the head's marriage recorded to a spouse living elsewhere, which the"
+            " correction reads as the member's"
+        )
+    elif member.joined_on is not None:
+        day, since = member.joined_on, "when the member joined the household"
+    else:
+        day, since = state.registered_on, "when the household was registered with the member"
+    if head.joined_on is not None and (day is None or head.joined_on > day):
+        day, since = head.joined_on, "when the head joined the household"
+    if day is None:
+        day, since = on, "the correction's day"
+    if day is None:
+        return []
+    return [
+        Violation(
+            pointer,
+            f"{who} is under {MIN_MARRIAGE_AGE} on {day}, {since}: nobody younger is married"
+            " in China (Civil Code art. 1047), and a correction records the member as the"
+            " head's spouse from then; if the two married later, record the marriage on its"
+            " day (kind marriage, spouse_person_id)",
+        )
+        for who, born in (("the member", member.birth_date), ("the head", head.birth_date))
+        if age_on(born, day) < MIN_MARRIAGE_AGE
+    ]
 
 
 def _married_elsewhere(
