@@ -96,6 +96,7 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         403,
         404,
         409,
+        413,
         422,
         conflict="The household already has an open application of this kind (type"
         " application-open, with its application_id; also when a submission of the same"
@@ -234,6 +235,7 @@ async def get_application(
         403,
         404,
         409,
+        413,
         422,
         conflict="Returned or already withdrawn (application-not-withdrawable), or decided"
         " by assessment (application-decided: the county reviews it); or the"

@@ -274,7 +274,8 @@ _DESCRIPTIONS = {
     403: "The token lacks the role, or the region is outside its regions",
     404: "No such record, or not in the caller's regions (the same answer)",
     409: "A request with this Idempotency-Key is still in flight",
-    413: "The document is larger than allowed",
+    413: "The request body is larger than the service accepts (content-too-large),"
+    " answered before the token is checked",
     415: "The document's media type is not accepted",
     422: "Invalid fields or broken rules; errors[] lists each with a JSON pointer",
     500: "An unexpected error, logged with the correlation id; nothing was committed",
@@ -293,9 +294,13 @@ SEARCH_FORBIDDEN = (
 
 
 def problems(
-    *statuses: int, conflict: str | None = None, forbidden: str | None = None
+    *statuses: int,
+    conflict: str | None = None,
+    forbidden: str | None = None,
+    too_large: str | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """The problem+json responses of a route, each described."""
+    """The problem+json responses of a route, each described. A route that takes a body
+    declares 413: the kit's body limit answers it on every such route."""
     declared = problem_responses(*statuses, 500)
     for status, response in declared.items():
         response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
@@ -303,4 +308,6 @@ def problems(
         declared[409]["description"] = conflict
     if forbidden is not None and 403 in declared:
         declared[403]["description"] = forbidden
+    if too_large is not None and 413 in declared:
+        declared[413]["description"] = too_large
     return declared

@@ -152,7 +152,17 @@ async def upload_form(request: Request, runtime: RuntimeDep) -> AsyncIterator[Up
     " (settings DIBAO_INTAKE_DOCUMENT_MAX_BYTES, DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES). A"
     " household of another region is refused as GET /households/{household_id} refuses it"
     " (404, recorded DENIED on dibao.access.v1; nothing else written).",
-    responses=problems(400, 401, 403, 404, 409, 413, 415, 422),
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        too_large="The document is larger than allowed (document-too-large)",
+    ),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(

@@ -72,7 +72,7 @@ def bank_account_input(a: s.BankAccountIn) -> service.BankAccountInput:
     description="Validates every ID number (check digit, birth date and sex cross-checked), the"
     " region against the division table and the composition, then refuses a person already"
     " active in another household. Publishes HouseholdRegistered.",
-    responses=problems(400, 401, 403, 409, 422, conflict=PERSON_IN_HOUSEHOLD),
+    responses=problems(400, 401, 403, 409, 413, 422, conflict=PERSON_IN_HOUSEHOLD),
 )
 async def register_household(
     request: Request,
@@ -165,7 +165,7 @@ async def list_households(
     " search, the person named), a refused one too (outcome DENIED). The household itself"
     " is read with GET /households/{household_id}. A read: an Idempotency-Key is ignored,"
     " each lookup is checked and recorded afresh.",
-    responses=problems(400, 401, 403, 404, 422),
+    responses=problems(400, 401, 403, 404, 413, 422),
 )
 async def look_up_household(
     request: Request,
@@ -333,6 +333,7 @@ def change_command(
         403,
         404,
         409,
+        413,
         422,
         conflict=PERSON_IN_HOUSEHOLD + " The household is dissolved (household-dissolved)."
         " An address_change to another township while an application is being decided"

@@ -51,6 +51,7 @@ TownshipCode = Annotated[
         403,
         404,
         409,
+        413,
         422,
         conflict="The person is the responsible caseworker of another township"
         " (caseworker-of-another-township); another responsible caseworker of this township"
@@ -112,7 +113,7 @@ async def list_staff(
     " Taking someone off is published (StaffRosterChanged) for the audit log; a second"
     " deactivation changes nothing and publishes nothing. Another region's staff member is"
     " 404, as a missing one, and the attempt is recorded (outcome DENIED).",
-    responses=problems(400, 401, 403, 404, 409, 422),
+    responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
 async def deactivate_staff(
     request: Request,
