@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dibao_common.clock import Clock, SystemClock
 from dibao_common.devtoken import mint
 from dibao_intake.domain.codes import AreaType, Sex
 from dibao_intake.synthetic import (
@@ -41,7 +42,10 @@ from dibao_intake.synthetic import (
 
 SEED = "dibao demo district 2026"
 REFERENCE_DAY = date(2026, 11, 1)
-"""Birth dates are drawn relative to this fixed day, so every run makes the same people."""
+"""Birth dates are drawn relative to this fixed day, so every run makes the same people.
+The documents handed in are those the service asks for on the day of the load (its
+completeness rules judge ages on its own day: a child who has turned 16 since shows an ID
+card), so that the applications load as complete whenever ``make up`` runs."""
 SUBJECT = "demo-loader"
 EXAMPLE_FILE = "intake-demo-application.json"
 
@@ -95,9 +99,11 @@ class Loaded:
 
 
 class DemoLoader:
-    def __init__(self, http: httpx.Client, token: str) -> None:
+    def __init__(self, http: httpx.Client, token: str, today: date) -> None:
         self.http = http
         self.token = token
+        self.today = today
+        """The service's day (China's), on which it judges an application complete."""
         self.loaded = Loaded()
 
     def on_file(self, household_id: str) -> bool:
@@ -170,7 +176,7 @@ class DemoLoader:
         self, index: int, household_id: str, person_ids: list[str], plan: PlannedHousehold
     ) -> list[str]:
         ids = []
-        for number, (kind, member) in enumerate(required_documents(plan, REFERENCE_DAY)):
+        for number, (kind, member) in enumerate(required_documents(plan, self.today)):
             person = person_ids[member] if member is not None else None
             data = {"household_id": household_id, "document_type": kind}
             if person is not None:
@@ -231,11 +237,13 @@ def example_household(state: Path) -> str | None:
     return household_id if isinstance(household_id, str) else None
 
 
-def load(base_url: str, token: str, state: Path) -> Loaded | str:
-    """Load the demo, or give the household showing it is loaded already."""
+def load(base_url: str, token: str, state: Path, *, clock: Clock | None = None) -> Loaded | str:
+    """Load the demo, or give the household showing it is loaded already. ``clock``: the
+    service's (the machine's unless given)."""
     synthesizer, households = plans()
+    today = (clock or SystemClock()).today()
     with httpx.Client(base_url=base_url, timeout=30.0) as http:
-        loader = DemoLoader(http, token)
+        loader = DemoLoader(http, token, today)
         earlier = example_household(state)
         if earlier is not None and loader.on_file(earlier):
             return earlier

@@ -1,0 +1,74 @@
+"""The demo district (``make up``'s loader) loads as the README says on any day it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from dibao_common.auth import Role
+from dibao_common.clock import FrozenClock
+from dibao_common.db import make_engine
+from dibao_common.testing.auth_fixtures import TokenFactory
+from dibao_common.testing.fuzz import served
+from dibao_intake import demo
+from dibao_intake.domain.resident_id import age_on
+from dibao_intake.main import create_app
+from dibao_intake.testing import intake_database_of_its_own, intake_settings_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+LATER = datetime(2027, 6, 1, 2, 0, tzinfo=UTC)
+"""A `make up` seven months after the demo's reference day (10:00 in China)."""
+
+
+def _grown_up_since_the_reference_day(day: date) -> int:
+    """Members of the demo's households who were under 16 on its reference day and are 16
+    or older on ``day`` (their application then needs their ID card)."""
+    _, plans = demo.plans()
+    return sum(
+        1
+        for plan in plans
+        for m in plan.members
+        if age_on(m.birth_date, demo.REFERENCE_DAY) < 16 <= age_on(m.birth_date, day)
+    )
+
+
+async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
+    tmp_path: Path,
+) -> None:
+    """Issue 4 review (3 Dec 2026): the loader handed in the documents the service asked
+    for on the demo's fixed reference day (1 Nov 2026), while the service judges ages on
+    its own day: from 29 April 2027 a child of a demo applicant is 16, the service asks
+    for the child's ID card, and `make up` loaded 11 accepted and 3 returned applications
+    instead of the README's 12 and 2 (more every year). The loader now hands in what the
+    service asks for on the day it runs."""
+    assert _grown_up_since_the_reference_day(LATER.date()) >= 1
+    stack = await intake_database_of_its_own("demo")
+    clock = FrozenClock(LATER)
+    settings = intake_settings_for(stack, tmp_path / "documents")
+    token = TokenFactory().with_clock(clock.now)(
+        roles=[Role.INTAKE_CLERK.value, Role.POLICY_ADMIN.value],
+        regions=["620102", "620123"],
+        subject=demo.SUBJECT,
+    )
+    with served(lambda: create_app(settings, clock=clock)) as app:
+        loaded = await asyncio.to_thread(
+            demo.load, app.base_url, token, tmp_path / "state", clock=clock
+        )
+    assert isinstance(loaded, demo.Loaded), loaded
+    assert (loaded.households, loaded.applications, loaded.returned) == (51, 14, 2)
+    engine = make_engine(stack.database_url("intake"), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT status, count(*) FROM application GROUP BY status")
+            )
+            statuses = {str(status): int(count) for status, count in rows.all()}
+    finally:
+        await engine.dispose()
+    assert statuses == {"submitted": 12, "returned": 2}
+    assert (tmp_path / "state" / demo.EXAMPLE_FILE).is_file()
