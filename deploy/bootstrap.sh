@@ -108,6 +108,8 @@ postgres_server() {
   fi
   command -v psql >/dev/null || apt_install postgresql-client
   command -v curl >/dev/null || apt_install curl
+  # The README's commands read the answers with jq; plain Debian 12 lacks it.
+  command -v jq >/dev/null || apt_install jq
 }
 
 kafka_jars() {
