@@ -254,34 +254,129 @@ async def test_the_recorded_account_named_with_another_bank_or_holder_is_refused
     assert again.json()["bank_account"]["token_id"] == first.json()["bank_account"]["token_id"]
 
 
-async def _two_at_once(
-    intake: IntakeClient, engine: AsyncEngine, body: dict[str, Any]
-) -> dict[str, int]:
-    """Send ``body`` twice at once, each with its own key: one is accepted, the other is a
-    409 problem (its twin's open application, or a write made since its read), never a
-    500. The row counts from before."""
-    before = await row_counts(engine)
-    answers = await asyncio.gather(
-        *(intake.submit(body, idempotency_key=str(uuid.uuid4())) for _ in range(2))
-    )
+async def _blocked_by(engine: AsyncEngine, holder_pid: int) -> int:
+    """How many sessions wait on a lock the session ``holder_pid`` holds."""
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database()"
+                " AND CAST(:holder AS integer) = ANY(pg_blocking_pids(pid))"
+            ),
+            {"holder": holder_pid},
+        )
+        return int(waiting or 0)
+
+
+async def _both_read_before_either_writes(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household_id: str,
+    body: dict[str, Any],
+    other: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Send ``body`` and ``other`` (by default ``body`` again), each with its own key, so
+    that both submissions read the household before either writes: the test holds the
+    household's row FOR UPDATE, which each submission's read does not wait for and its one
+    write statement does (migration 0007's trigger on the application takes FOR KEY SHARE
+    of it), until both wait on it; then lets go. Which of the two then writes first is the
+    scheduler's; one is accepted (201), the other a 409 (never a 500): the accepted
+    answer, the refused problem and the body refused."""
+    loop = asyncio.get_running_loop()
+    async with engine.connect() as holder:
+        await holder.execute(
+            text("SELECT 1 FROM household WHERE id = CAST(:id AS uuid) FOR UPDATE"),
+            {"id": household_id},
+        )
+        holder_pid = int(await holder.scalar(text("SELECT pg_backend_pid()")) or 0)
+        bodies = [body, body if other is None else other]
+        sends = [
+            asyncio.create_task(intake.submit(sent, idempotency_key=str(uuid.uuid4())))
+            for sent in bodies
+        ]
+        deadline = loop.time() + 10
+        while await _blocked_by(engine, holder_pid) < 2:
+            # Neither may answer before the other has read: each must wait for the row.
+            done = [t.result().text for t in sends if t.done()]
+            assert not done, done
+            assert loop.time() < deadline, "the two writes never both waited on the household"
+            await asyncio.sleep(0.05)
+        await holder.rollback()
+    answers = await asyncio.gather(*sends)
     assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
-    [refused] = [a.json() for a in answers if a.status_code == 409]
-    assert refused["type"].rsplit("/", 1)[1] in {"application-open", "concurrent-change"}
-    return before
+    [accepted] = [a.json() for a in answers if a.status_code == 201]
+    [(refused, lost)] = [
+        (a.json(), b) for a, b in zip(answers, bodies, strict=True) if a.status_code == 409
+    ]
+    return accepted, refused, lost
+
+
+def _type_of(problem: dict[str, Any]) -> str:
+    return str(problem["type"]).rsplit("/", 1)[1]
 
 
 async def test_two_clerks_at_once_make_one_application_and_a_409(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
-    """Two submissions with different keys for a household without an account, both
-    naming its first account: one stands; the other is a 409 problem (its twin's open
-    application, or the account written since its read), never a 500."""
+    """Two submissions of one kind with different keys for a household without an
+    account, both naming its first account, both reading the household with no account
+    and no open application (held so, deterministically): one stands; the other's
+    statement meets its twin's application on the one-open-application index (its
+    application is written before its account: the trigger that waits for the household
+    is the application's), so it is told of that application: 409 application-open
+    naming it, not concurrent-change (which a resend would only turn into this). Sent
+    again after the first committed, its read finds the open application: the same
+    answer. Never a 500, never a second account."""
     household = await intake.register(with_account=False)
     body = await _naming_its_first_account(intake, household)
-    before = await _two_at_once(intake, intake_engine, body)
+    before = await row_counts(intake_engine)
+    accepted, refused, _ = await _both_read_before_either_writes(
+        intake, intake_engine, household.id, body
+    )
+    assert (_type_of(refused), refused["application_id"]) == ("application-open", accepted["id"])
     after = await row_counts(intake_engine)
     assert after["application"] == before["application"] + 1
     assert after["bank_account"] == before["bank_account"] + 1
+    again = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert again.status_code == 409, again.text
+    assert (_type_of(again.json()), again.json()["application_id"]) == (
+        "application-open",
+        accepted["id"],
+    )
+    assert await row_counts(intake_engine) == after
+
+
+async def test_two_kinds_at_once_naming_the_first_account_make_one_account_and_a_409(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A dibao and a festival application, different keys, for a household without an
+    account, both naming its first account, both reading the household with no account
+    (held so, deterministically): the two applications do not meet (one open application
+    per kind), the two accounts do (one current account per household). One stands; the
+    other's account meets its twin's committed one and no application of its kind is
+    there: 409 concurrent-change, nothing of it written. Sent again, it reads the account
+    now recorded (the one it names) and is accepted."""
+    household = await intake.register(with_account=False)
+    body = await _naming_its_first_account(intake, household)
+    festival = body | {
+        "kind": "festival",
+        "incomes": [],
+        "requested_amount_fen": 50000,
+        "reason": "春节慰问",
+    }
+    before = await row_counts(intake_engine)
+    accepted, refused, lost = await _both_read_before_either_writes(
+        intake, intake_engine, household.id, body, festival
+    )
+    assert _type_of(refused) == "concurrent-change", refused
+    assert "application_id" not in refused
+    assert accepted["kind"] != lost["kind"]
+    after = await row_counts(intake_engine)
+    assert after["application"] == before["application"] + 1
+    assert after["bank_account"] == before["bank_account"] + 1
+    again = await intake.submit(lost, idempotency_key=str(uuid.uuid4()))
+    assert again.status_code == 201, again.text
+    assert again.json()["bank_account"]["token_id"] == accepted["bank_account"]["token_id"]
 
 
 async def test_negative_income_is_refused_and_writes_nothing(
@@ -574,13 +669,28 @@ async def test_two_clerks_at_once_for_a_household_with_an_account_make_one_appli
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:
     """The open-application rule holds under concurrency too: two submissions of the same
-    kind sent at once (different keys, a household that already has its account) leave one
-    application and one ApplicationSubmitted; the other is a 409 problem."""
+    kind (different keys, a household that already has its account), both reading the
+    household before either writes (held so, deterministically), leave one application;
+    the other's write meets its twin's on the one-open-application index and is told of
+    it: 409 application-open naming the accepted application (not concurrent-change: the
+    household it read is still so). Sent after the first committed, the read finds it:
+    the same answer."""
     household = await intake.register()
     body = await intake.complete_application_body(household)
-    before = await _two_at_once(intake, intake_engine, body)
+    before = await row_counts(intake_engine)
+    accepted, refused, _ = await _both_read_before_either_writes(
+        intake, intake_engine, household.id, body
+    )
+    assert (_type_of(refused), refused["application_id"]) == ("application-open", accepted["id"])
     after = await row_counts(intake_engine)
     assert after["application"] == before["application"] + 1
+    again = await intake.submit(body, idempotency_key=str(uuid.uuid4()))
+    assert again.status_code == 409, again.text
+    assert (_type_of(again.json()), again.json()["application_id"]) == (
+        "application-open",
+        accepted["id"],
+    )
+    assert await row_counts(intake_engine) == after
 
 
 async def test_a_document_of_another_region_is_answered_like_a_missing_one(
