@@ -32,6 +32,8 @@ import structlog
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao_common.logged_errors import describe_exception
+
 _log = structlog.get_logger("dibao_common.housekeeping")
 
 BATCH_SIZE = 5000
@@ -147,7 +149,7 @@ async def run_housekeeping(
         except Exception as exc:
             _log.warning(
                 "housekeeping failed, retrying next interval",
-                error=repr(exc),
+                error=describe_exception(exc),
                 retry_in_s=interval_s,
             )
             continue

@@ -5,7 +5,9 @@ A request's (or a consumed event's) trace context and correlation id live in con
 variables; every log line written while they are set carries them. Anything that looks
 like a resident ID number, or a bank card number (a run of 16 to 19 digits), is masked
 before a log line is written, whatever field it is in (not inside a hex digest or id, nor
-in what a float prints after its point).
+in what a float prints after its point). A logged exception, and every exception chained
+to it, is written without the DETAIL of a database error and the values it quotes
+(``logged_errors``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
 from dibao_common.crypto import ID_NUMBER_LIKE, mask_id_number
+from dibao_common.logged_errors import (
+    describe_exception,
+    format_exception,
+    print_exception_safely,
+    withhold_database_detail,
+)
 
 # --------------------------------------------------------------------------- trace context
 
@@ -325,18 +333,21 @@ _MAX_DEPTH = 16
 
 def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return mask_card_and_id_numbers_in(value)
+        return mask_card_and_id_numbers_in(withhold_database_detail(value))
     if isinstance(value, _Plain):
         return value
+    if isinstance(value, BaseException):
+        # An exception given as a field's value: its text as a logged traceback shows it.
+        return mask_card_and_id_numbers_in(describe_exception(value))
     # Past the depth limit (or in a cycle) a value is judged by its text, like any object.
     if depth < _MAX_DEPTH:
         if isinstance(value, Mapping):
             return {_mask_key(k): _mask_value(v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [_mask_value(v, depth + 1) for v in value]
-    # ints, UUIDs, exceptions, custom objects: judged by how they would be rendered.
+    # ints, UUIDs, custom objects: judged by how they would be rendered.
     text = str(value)
-    masked = mask_card_and_id_numbers_in(text)
+    masked = mask_card_and_id_numbers_in(withhold_database_detail(text))
     return masked if masked != text else value
 
 
@@ -351,7 +362,9 @@ def mask_id_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDi
     """structlog processor: masks every run of characters that looks like an 18-digit
     resident ID number (``crypto.ID_NUMBER_LIKE``) or a bank card number (16 to 19 digits),
     neither inside a hex digest or id nor a float's fraction (``mask_card_and_id_numbers_in``),
-    in any field and any mapping's keys, at any depth."""
+    in any field and any mapping's keys, at any depth. A string loses a database error's
+    DETAIL (``logged_errors.withhold_database_detail``) and an exception given as a value
+    is written as ``logged_errors.describe_exception`` renders it."""
     return {_mask_key(k): _mask_value(v) for k, v in event_dict.items()}
 
 
@@ -366,6 +379,10 @@ def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: Event
         event_dict.setdefault("correlation_id", correlation)
     return event_dict
 
+
+_format_exc_info = structlog.processors.ExceptionRenderer(format_exception)
+"""structlog's ``format_exc_info`` with ``logged_errors.format_exception``: every exception
+of the chain without a database error's DETAIL or the values it quotes."""
 
 _SHARED_PROCESSORS: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -415,7 +432,8 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             add_service,
-            structlog.processors.format_exc_info,
+            # Tracebacks without the values a database error quotes (logged_errors).
+            _format_exc_info,
             # Last before rendering, so exception texts are masked too.
             mask_id_numbers,
             structlog.processors.JSONRenderer(default=_json_default),
@@ -436,6 +454,9 @@ def configure_logging(
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+    # An exception nothing caught is printed to stderr (the service's log) by Python
+    # itself: as a logged one, without the values a database error quotes.
+    sys.excepthook = print_exception_safely
 
     structlog.configure(
         processors=[

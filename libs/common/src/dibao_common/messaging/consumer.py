@@ -38,12 +38,13 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging import metrics
 from dibao_common.messaging.dlq import dead_letter_headers, topic_size
 from dibao_common.messaging.envelope import Envelope, EventRegistry, PoisonEventError
 from dibao_common.messaging.inbox import record_many, record_once
 from dibao_common.messaging.relay import Backoff, producer_config
-from dibao_common.observability import extract_trace, use_trace
+from dibao_common.observability import extract_trace, mask_card_and_id_numbers_in, use_trace
 
 log = structlog.get_logger(__name__)
 
@@ -195,7 +196,7 @@ class ConsumerRunner:
                 log.warning(
                     "consumer session failed, restarting",
                     consumer=self.name,
-                    error=repr(exc),
+                    error=describe_exception(exc),
                     retry_in_s=delay,
                 )
                 await self._pause(delay)
@@ -341,7 +342,7 @@ class ConsumerRunner:
                     "batch handler failed, the run is redone one event at a time",
                     consumer=self.name,
                     events=len(decoded),
-                    error=repr(exc),
+                    error=describe_exception(exc),
                 )
                 metrics.CONSUMER_EVENTS.labels(self.name, "batch_redone").inc(len(decoded))
                 return _Together(committed=0, stop=len(decoded) - 1, attempted=False)
@@ -376,7 +377,7 @@ class ConsumerRunner:
                         log.warning(
                             "database unavailable, event retried",
                             consumer=self.name,
-                            error=repr(exc),
+                            error=describe_exception(exc),
                             retry_in_s=delay,
                         )
                     elif attempt >= self._max_attempts:
@@ -388,7 +389,7 @@ class ConsumerRunner:
                             "handler failed, event retried",
                             consumer=self.name,
                             attempt=attempt,
-                            error=repr(exc),
+                            error=describe_exception(exc),
                             retry_in_s=delay,
                         )
                     await self._pause(delay)
@@ -419,12 +420,15 @@ class ConsumerRunner:
         return first
 
     async def _dead_letter(self, record: Any, error: BaseException, *, attempts: int) -> bool:
+        # What failed, as a log shows it (no DETAIL of a database error, nor the values
+        # it quotes; numbers masked): the header is read wherever the topic is.
+        described = mask_card_and_id_numbers_in(describe_exception(error))
         headers = dead_letter_headers(
             list(record.headers or ()),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            error=f"{type(error).__name__}: {error}",
+            error=described,
             consumer=self.name,
             attempts=attempts,
         )
@@ -460,7 +464,7 @@ class ConsumerRunner:
                 partition=record.partition,
                 offset=record.offset,
                 attempts=attempts,
-                error=f"{type(error).__name__}: {error}",
+                error=described,
             )
             self._next_dlq_size = 0.0
             return True

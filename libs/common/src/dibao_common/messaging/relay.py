@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging import metrics
 from dibao_common.messaging.schema import outbox_message as t
 
@@ -291,7 +292,7 @@ class OutboxRelay:
                     log.warning(
                         "outbox relay batch failed, retrying",
                         relay=self.name,
-                        error=repr(exc),
+                        error=describe_exception(exc),
                         retry_in_s=delay,
                     )
                     await self._pause(delay)
