@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -204,7 +205,8 @@ async def test_an_error_given_as_a_value_or_its_text_is_logged_without_its_detai
 ) -> None:
     """A worker loop's ``error=exc`` or ``error=str(exc)`` (the audit consumer's) holds
     the DETAIL too: the exception is written as a traceback shows it, a text loses
-    everything from its DETAIL line on."""
+    everything from its DETAIL line on. Another library's logger (uvicorn's, asyncio's)
+    logging one with ``exc_info`` goes through the same renderer."""
     engine = make_engine(residents_url, pool_size=1)
     caught: list[BaseException] = []
     try:
@@ -221,8 +223,14 @@ async def test_an_error_given_as_a_value_or_its_text_is_logged_without_its_detai
     log = get_logger("dibao.test.worker")
     log.warning("handler failed", error=driver_error, cause=wrapped)
     log.warning("handler failed", error=str(driver_error), errors=[repr(str(driver_error))])
-    as_value, as_text = log_lines()
-    assert _unseen([as_value, as_text]) == []
+    # As uvicorn logs an exception the app let through: a foreign record with exc_info.
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=wrapped)
+    as_value, as_text, foreign = log_lines()
+    assert _unseen([as_value, as_text, foreign]) == []
+    assert foreign["logger"] == "uvicorn.error"
+    assert "sqlalchemy.exc.IntegrityError: " in foreign["exception"]
+    assert "asyncpg.exceptions.UniqueViolationError: " in foreign["exception"]
+    assert "SQLSTATE 23505, table public.resident" in foreign["exception"]
     assert as_value["error"].startswith(
         'CheckViolationError: new row for relation "resident" violates check constraint'
     )
