@@ -379,6 +379,67 @@ def test_every_error_response_shows_examples_its_schema_takes(intake_app: FastAP
     assert re.fullmatch(r"[0-9]{6}-\*{4}-[0-9a-f]{4}", conflict["household_ref"])
 
 
+def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI) -> None:
+    """A registration, a move in as the head's spouse and a relationship corrected to
+    the spouse are refused (422 at the relationship) when the spouse or the head is under
+    18 on the day (ADR 0016), a rule no schema shows: no description said so, and a portal
+    learnt it from a refusal. Now the registration (operation and request body), MoveInIn
+    and MemberChangeIn.relationship say it with its day and pointer, the changes'
+    operation points to them, and the 422 examples show the refusals as sent. The
+    registration's body names its other rules the schema cannot show too."""
+    spec = intake_app.openapi()
+    schemas = spec["components"]["schemas"]
+    paths = spec["paths"]
+    register = paths["/households"]["post"]
+    changes = paths["/households/{household_id}/changes"]["post"]
+    correction = schemas["MemberChangeIn"]["properties"]["relationship"]["description"]
+    told = {
+        "POST /households": (register["description"], "the registration day"),
+        "HouseholdIn": (schemas["HouseholdIn"]["description"], "the registration day"),
+        "MoveInIn": (schemas["MoveInIn"]["description"], "under 18 on moved_on"),
+        "MemberChangeIn.relationship": (correction, "the registration day"),
+        "POST /households/{household_id}/changes": (changes["description"], "on moved_on"),
+    }
+    for where, (text, day) in told.items():
+        flat = " ".join(text.split())
+        for words in ("18", "Civil Code art. 1047", day):
+            assert words in flat, (where, words)
+    assert "members/<i>/relationship" in register["description"]
+    assert "member/relationship" in schemas["MoveInIn"]["description"]
+    assert "not effective_on" in correction
+    assert "kind marriage with spouse_person_id" in correction
+    body_rules = " ".join(schemas["HouseholdIn"]["description"].split())
+    for rule in (
+        "check digit",
+        "the same person twice",
+        "a second head or a second spouse",
+        "the head's sex",
+        "a child or grandchild not younger than the head",
+        "under 16 employed",
+        "without exclusion_reason",
+        "provincial_other without exclusion_note",
+        "name_correction",
+        "division table",
+        "holder_member_index",
+        "another name",
+        "deceased",
+    ):
+        assert rule in body_rules, rule
+    shown: dict[str, list[str]] = {}
+    for operation, status, example, _ in problem_examples(spec):
+        for error in example.get("errors", []) if status == "422" else []:
+            if "under 18" in error["detail"]:
+                shown.setdefault(operation, []).append(error["detail"].split(":")[0])
+    assert shown == {
+        "POST /households": ["the spouse is under 18 on 2026-03-02"],
+        "POST /households/{household_id}/changes": [
+            "the spouse is under 18 on 2026-03-02",
+            "the member is under 18 on 2026-03-02, when the household was registered with the"
+            " member",
+        ],
+    }, shown
+
+
 IN_FLIGHT = "idempotency-key-in-flight"
 """The kit's 409 (dibao_common.idempotency), of every keyed write."""
 CONFLICTS = {

@@ -71,7 +71,13 @@ def bank_account_input(a: s.BankAccountIn) -> service.BankAccountInput:
     summary="Register a household with its members",
     description="Validates every ID number (check digit, birth date and sex cross-checked), the"
     " region against the division table and the composition, then refuses a person already"
-    " active in another household. Publishes HouseholdRegistered.",
+    " active in another household. Publishes HouseholdRegistered. The 422 rules the schema"
+    " cannot show are listed in the request body's description (HouseholdIn): among them,"
+    " one head and at most one spouse, a child or grandchild younger than the head and a"
+    " parent or grandparent older, and the head's spouse of the other sex and, with the"
+    " head, 18 or older on the registration day (nobody younger is married in China, Civil"
+    " Code art. 1047; no marriage date is asked), each refused at"
+    " members/<i>/relationship.",
     responses=problems(400, 401, 403, 409, 413, 422, conflict=PERSON_IN_HOUSEHOLD),
 )
 async def register_household(
@@ -310,6 +316,14 @@ def change_command(
     " dated before the end of either one's last marriage in the household (at married_on,"
     " naming that day), two of one sex by their ID numbers (at spouse/id_number or"
     " spouse_person_id; a move_in as the head's spouse likewise, at member/relationship)."
+    " Nobody under 18 is married in China (Civil Code art. 1047), and no marriage date is"
+    " asked where the spouse joins without a marriage: a move_in as the head's spouse is"
+    " refused when the spouse or the head is under 18 on moved_on (at member/relationship;"
+    " the rest of a move_in's rules: MoveInIn's description), and a member_change"
+    " correcting a relationship to spouse when either was under 18 on the day the code was"
+    " first recorded, not effective_on (the member's joining, the registration day for a"
+    " member registered with the household, the head's joining when later; at"
+    " relationship, naming the day: MemberChangeIn.relationship)."
     " A divorce ends a marriage the record knows (a couple here, or a"
     " member's to a spouse living elsewhere); both partners may stay, the head's or a"
     " child's former spouse as other. A spouse_death ends a member's marriage to a spouse"

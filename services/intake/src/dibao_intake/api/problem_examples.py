@@ -8,7 +8,9 @@ household-dissolved, concurrent-change, application-not-withdrawable, applicatio
 open-application-in-township, already-divorced, marriage-ended, caseworker-conflict,
 caseworker-of-another-township) on the operations that answer it, a 403
 region-out-of-scope (of a write, and of a search, made by the search's own check),
-identity-of-a-former-member, a broken rule's 422, the upload's 413 and 415, and the 404
+identity-of-a-former-member, a broken rule's 422 (among them the marriageable-age rule
+of a registration, a move in and a relationship correction, which no schema shows), the
+upload's 413 and 415, and the 404
 every read answers for a record missing or in another region.
 ``tests/api/test_openapi.py`` checks each against its response's schema, and that each
 operation shows the 409s it names.
@@ -17,15 +19,22 @@ operation shows the 409s it names.
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import cast
 
 from fastapi import FastAPI
 
 from dibao_common.auth import Principal, Role
 from dibao_common.errors import NotFound, ProblemError, add_problem_examples
-from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus, DocumentType
+from dibao_intake.domain.changes import ActiveMember, HouseholdState, check_relationship_correction
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ApplicationStatus,
+    DocumentType,
+    Relationship,
+)
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.domain.household import masked_household_ref
+from dibao_intake.domain.household import marriage_age_violations, masked_household_ref
 from dibao_intake.service_layer import (
     applications,
     disclosure,
@@ -80,6 +89,41 @@ def _rule_broken() -> ProblemError:
     )
 
 
+REGISTERED_ON = date(2026, 3, 2)
+HEAD_BORN, YOUNG_BORN = date(1968, 4, 2), date(2008, 3, 3)
+"""A head of 57 and a partner of 17 on 2 March 2026 (18 the next day)."""
+
+
+def _spouse_under_age(pointer: str) -> ProblemError:
+    """domain.household's marriageable-age rule as a registration (``/members/<i>``) and
+    a move in as the head's spouse (``/member``) apply it on their day (ADR 0016)."""
+    return households.rules_failed(
+        RulesViolatedError(
+            marriage_age_violations(
+                Relationship.SPOUSE, YOUNG_BORN, HEAD_BORN, REGISTERED_ON, pointer
+            )
+        )
+    )
+
+
+def _corrected_spouse_under_age() -> ProblemError:
+    """A lodger registered at 17 corrected to the head's spouse: refused on the
+    registration day, not the correction's (domain.changes, ADR 0016, 3 Dec 2026)."""
+    head, lodger = uuid.UUID(int=1), uuid.UUID(int=2)
+    state = HouseholdState(
+        head,
+        [
+            ActiveMember(head, Relationship.HEAD, HEAD_BORN),
+            ActiveMember(lodger, Relationship.OTHER, YOUNG_BORN),
+        ],
+        registered_on=REGISTERED_ON,
+    )
+    violations = check_relationship_correction(
+        state, lodger, Relationship.SPOUSE, on=date(2026, 11, 2)
+    )
+    return households.rules_failed(RulesViolatedError(violations))
+
+
 def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     """(method, path, status) -> intake's problems, for ``add_problem_examples``."""
     not_found = NotFound(NOT_FOUND)
@@ -94,7 +138,14 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     table: dict[tuple[str, str, int], list[ProblemError]] = {
         ("POST", "/households", 409): [_person_in_household()],
         ("POST", "/households", 403): [out_of_region],
-        ("POST", "/households", 422): [_rule_broken()],
+        ("POST", "/households", 422): [
+            _rule_broken(),
+            _spouse_under_age("/members/1/relationship"),
+        ],
+        ("POST", "/households/{household_id}/changes", 422): [
+            _spouse_under_age("/member/relationship"),
+            _corrected_spouse_under_age(),
+        ],
         ("GET", "/households", 403): [_search_refused()],
         ("GET", "/applications", 403): [_search_refused(), one_off],
         ("GET", "/documents/{document_id}", 403): [no_case_role],

@@ -363,7 +363,25 @@ _HOUSEHOLD_EXAMPLE: dict[str, Any] = {
 
 
 class HouseholdIn(_In):
-    """A household to register: region, urban or rural, address and every member."""
+    """A household to register: region, urban or rural, address and every member.
+
+    Refused (422, errors[] naming each field, nothing registered) beyond what this schema
+    shows: an ID number with a wrong check digit or an impossible or future birth date, or
+    disagreeing with the member's birth_date or sex when given (at members/<i>/id_number,
+    birth_date, sex); the same person twice (at the later one's id_number); no head (at
+    members), a second head or a second spouse (at members/<i>/relationship); the head's
+    spouse of the head's sex by the ID numbers, or under 18 on the registration day, or a
+    head under 18 that day when a spouse is registered: nobody younger is married in China
+    (Civil Code art. 1047; no marriage date is asked, the ID numbers bound it) (at
+    members/<i>/relationship); a child or grandchild not younger than the head, a parent
+    or grandparent not older (there too); a member under 16 employed, self_employed or
+    flexible (employment_status); a member not counted without exclusion_reason, a counted
+    one with one, provincial_other without exclusion_note; name_correction (only for a
+    member joining by a change); region_code not a village or community of the division
+    table; bank_account.holder_member_index not one of members; a known ID number given
+    another name (at name: the recorded one is not told) or of a person recorded as
+    deceased (at id_number). A member active in another household is 409
+    person-in-household."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [_HOUSEHOLD_EXAMPLE]})
 
@@ -553,7 +571,22 @@ class MarriageIn(_ChangeIn):
 
 class MoveInIn(_ChangeIn):
     """A person moved into the household. A former member recorded under a wrong name
-    joins under the right one with name_correction, their ID card in document_ids."""
+    joins under the right one with name_correction, their ID card in document_ids.
+
+    Refused (422, nothing written) beyond what this schema shows: the member as a
+    registration checks them (ID number and its cross-checks, employment by age, counted
+    and exclusion; at member/...); at member/relationship: head, spouse while the head has
+    one, spouse of the head's sex by the ID numbers, spouse when the spouse or the head is
+    under 18 on moved_on (nobody younger is married in China, Civil Code art. 1047; no
+    marriage date is asked, the ID numbers bound it), a child or grandchild not younger
+    than the head, a parent or grandparent not older; at moved_on: in the future, before
+    the member's birth, or before the person left their last household; at
+    member/id_number: already a member here, or recorded as deceased; at member/name: a
+    known ID number under another name (the recorded one is not told), unless
+    name_correction with the person's ID card or household register in document_ids (else
+    at document_ids); name_correction for a new person or the name recorded (at
+    member/name_correction). A person active in another household is 409
+    person-in-household."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -679,7 +712,16 @@ class MemberChangeIn(_ChangeIn):
         " divorce or kind spouse_death ends it; the head's bars no member who joined on or"
         " after its day, who may be that spouse moved in), or after their divorce recorded,"
         " and anything but spouse for a member married to the head by a marriage recorded"
-        " here (a divorce ends it). Bound by no earlier change of details, and bounds none",
+        " here (a divorce ends it). And spouse when the member or the head was under 18 on"
+        " the day the code was first recorded, nobody younger being married in China (Civil"
+        " Code art. 1047): a correction says the code was wrong from the start, so the day is"
+        " the one the member joined by a change, the registration day for a member"
+        " registered with the household, or the day the head joined when later (for a member"
+        " who moved in on or after the head's marriage to a spouse living elsewhere, that"
+        " marriage's day; none when a marriage of the two is recorded here), not"
+        " effective_on; the detail names the day. Two who married after it are recorded by"
+        " kind marriage with spouse_person_id, on its day. Bound by no earlier change of"
+        " details, and bounds none",
     )
     disability_grade: DisabilityGrade | None = None
     seriously_ill: StrictBool | None = None
