@@ -208,6 +208,19 @@ async def test_flags_and_indexes_of_another_type_are_refused(
         assert [e["pointer"] for e in problem["errors"]] == ["/body" + pointer]
 
 
+async def test_an_account_holder_who_is_no_member_is_refused_where_the_body_names_it(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    # The pointer is the request's own field: a portal highlights it (it was
+    # /body/bank_account_holder_index, a field no request has).
+    payload = intake.plan().payload()
+    assert payload["bank_account"] is not None
+    payload["bank_account"]["holder_member_index"] = len(payload["members"])
+    problem = await _refused(intake, intake_engine, payload, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/bank_account/holder_member_index"]
+    assert f"members has {len(payload['members'])}" in problem["errors"][0]["detail"]
+
+
 async def test_a_person_in_another_household_is_a_409_with_a_masked_reference(
     intake: IntakeClient, intake_engine: AsyncEngine, intake_stack: TestStack
 ) -> None:

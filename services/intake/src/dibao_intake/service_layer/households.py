@@ -468,14 +468,20 @@ async def register_household(
     return aggregate
 
 
+HOLDER_POINTER = "/bank_account/holder_member_index"
+"""Where the request names the account's holder (``RegistrationBankAccountIn``)."""
+
+
 def _check_holder(command: RegisterHousehold) -> None:
     index = command.bank_account_holder_index
     if index is None:
         return
     if command.bank_account is None:
-        raise RulesViolatedError([Violation("/bank_account_holder_index", "no bank account given")])
+        raise RulesViolatedError([Violation(HOLDER_POINTER, "no bank account given")])
     if not 0 <= index < len(command.members):
-        raise RulesViolatedError([Violation("/bank_account_holder_index", "no such member")])
+        raise RulesViolatedError(
+            [Violation(HOLDER_POINTER, f"no such member: members has {len(command.members)}")]
+        )
 
 
 HOUSEHOLD_FIELDS = (
