@@ -36,9 +36,9 @@ dibao_audit.verify_cli --database-url``):
 - an entry's rows in ``entry_region_prefix`` (migration 0009: what finds a search for the
   auditors of its other regions) that are not every level prefix of its record's
   ``regions``, and rows naming no entry of the log (before it or beyond; ADR 0017);
-- a row of ``entry_time_day`` (migration 0013: where a listing with ``time_from`` starts)
-  that is not a day of the stored ``ce_time``s with its entries' first leaf, or a day
-  missing (ADR 0011);
+- a row of ``entry_time_day`` (migration 0013: where a listing with ``time_from`` starts;
+  0014: where one with ``time_to`` ends) that is not a day of the stored ``ce_time``s
+  with its entries' first and last leaf, or a day missing (ADR 0011);
 - a B-tree index of the log's tables that amcheck finds corrupt or missing a row of its
   table (``bt_index_check`` with ``heapallindexed``, in the check's snapshot: a listing
   through such an index silently misses entries; migration 0012, ADR 0006). When amcheck
@@ -47,6 +47,14 @@ dibao_audit.verify_cli --database-url``):
 
 Entries appended after the latest checkpoint are checked like the others but are under
 no signed root yet.
+
+The check reads the schema's revision first (``alembic_version``). Below
+:data:`MIN_SCHEMA` it does not run (``SchemaTooOldError``: its queries read what those
+migrations add); from there up to :data:`SCHEMA` it checks what the schema has and names
+each check left out, and the migration that brings it, in ``not_checked``: an operator
+mid-upgrade (a database at 0012 while 0013's fill runs: its table is there, half
+filled, and the version is 0012 until the fill ends) gets the log checked and no false
+alarm. A revision newer than this check knows is checked as :data:`SCHEMA` and said so.
 """
 
 from __future__ import annotations
@@ -90,6 +98,59 @@ _ROWS_SQL = """
 """
 
 
+MIN_SCHEMA = 9
+"""The oldest revision this check reads (``log_entry.regions``, 0008; ``entry_region_prefix``,
+0009)."""
+SCHEMA = 14
+"""The revision whose every table this check reads (``entry_time_day.last_leaf``, 0014)."""
+
+
+class SchemaTooOldError(Exception):
+    """The database's schema is older than :data:`MIN_SCHEMA`: the check cannot run."""
+
+
+_BY_TABLES = """
+    SELECT to_regclass('entry_region_prefix') IS NOT NULL,
+           to_regclass('entry_time_day') IS NOT NULL,
+           EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('entry_time_day')
+                   AND attname = 'last_leaf' AND NOT attisdropped)
+"""
+
+
+async def schema_revision(conn: asyncpg.Connection) -> tuple[int, str, str | None]:
+    """The audit schema's revision: its number, as the report states it, and a note when
+    it could only be judged by the tables (``alembic_version`` the login may not read:
+    the runtime role's). A database without ``alembic_version`` is not a migrated log."""
+    readable = await conn.fetchval(
+        "SELECT has_table_privilege(to_regclass('alembic_version'), 'SELECT')"
+    )
+    if readable is None:
+        raise SchemaTooOldError(
+            "the database has no alembic_version: its migrations have not run (or it is not "
+            "the audit log's database); run the audit service's migrations first"
+        )
+    if not readable:
+        found = await conn.fetchrow(_BY_TABLES)
+        assert found is not None  # one row, always
+        prefixes, days, last = found
+        number = 14 if last else 13 if days else 9 if prefixes else 8
+        return (
+            number,
+            f"{number:04d} (judged by its tables)",
+            "this login may not read alembic_version, so the schema was judged by its tables: "
+            "a migration still filling one (0013, 0014) would show as problems of that table "
+            "(check with the owner's login, or GRANT SELECT ON alembic_version to this one)",
+        )
+    rows = await conn.fetch("SELECT version_num FROM alembic_version")
+    if len(rows) != 1 or not str(rows[0][0]).isdigit():
+        raise SchemaTooOldError(
+            f"the database's alembic_version holds {[str(r[0]) for r in rows]}, not one of "
+            f"the audit service's revisions (0001 ... {SCHEMA:04d}): is it the audit log's "
+            "database? its migrations may not have run"
+        )
+    return int(rows[0][0]), str(rows[0][0]), None
+
+
 @dataclass(slots=True)
 class DatabaseReport(Report):
     """A :class:`Report` with what the database check also counted."""
@@ -105,9 +166,16 @@ class DatabaseReport(Report):
     """How the indexes were checked, or why they could not be."""
     indexes_not_checked: dict[str, str] = field(default_factory=dict)
     """Indexes of the log's tables amcheck was not run on, with the reason."""
+    schema: str = ""
+    """The schema's revision as the database states it."""
+    not_checked: dict[str, str] = field(default_factory=dict)
+    """What the schema lacks and this check therefore left out, with the migration that
+    brings it (an operator mid-upgrade)."""
 
     def summary(self) -> dict[str, Any]:
         return Report.summary(self) | {
+            "schema": self.schema,
+            "not_checked": dict(sorted(self.not_checked.items())),
             "log_size": self.log_size,
             "columns_checked": self.columns_checked,
             "views_checked": self.views_checked,
@@ -262,13 +330,29 @@ async def check_database(
     conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            schema, report.schema, judged = await schema_revision(conn)
+            if judged is not None:
+                report.not_checked["schema"] = judged
+            if schema < MIN_SCHEMA:
+                raise SchemaTooOldError(
+                    f"the audit database's schema is at {report.schema}; this check needs "
+                    f"at least {MIN_SCHEMA:04d} (and checks all of it at {SCHEMA:04d}): run "
+                    "the audit service's migrations first (as the database owner, "
+                    "DIBAO_DATABASE_URL)"
+                )
+            if schema > SCHEMA:
+                report.not_checked["schema"] = (
+                    f"the schema is at {report.schema}, newer than this check knows "
+                    f"({SCHEMA:04d}): what later migrations added is not checked (a newer "
+                    "verify_cli checks it)"
+                )
             heads = await _checkpoints(conn, trust, report, kept)
             bounds = AppendedAtBounds(heads, skew_s)
             size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_entry")
             report.log_size = int(size)
             leaves = bytearray()
             announced: list[tuple[int, bytes]] = []
-            days: dict[date, int] = {}  # each UTC day of ce_time: its entries' first leaf
+            days: dict[date, list[int]] = {}  # each UTC day of ce_time: first, last leaf
             expected = 0
             gap = False
             for lo in range(0, report.log_size, chunk):
@@ -279,8 +363,9 @@ async def check_database(
                         gap = True
                     expected = index + 1
                     leaves += _check_row(report, row, registry, bounds, announced)
-                    if row[3] is not None:  # in leaf order: the first is the day's least
-                        days.setdefault(row[3].astimezone(UTC).date(), index)
+                    if row[3] is not None:  # in leaf order: the first least, the last most
+                        ends = days.setdefault(row[3].astimezone(UTC).date(), [index, index])
+                        ends[1] = index
             # Before the log or beyond it: a candidate of no entry (ADR 0017).
             stray = await conn.fetchval(
                 "SELECT count(*) FROM entry_region_prefix WHERE leaf_index < 0 OR leaf_index >= $1",
@@ -288,7 +373,7 @@ async def check_database(
             )
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
-            await _check_days(conn, report, days)
+            await _check_days(conn, report, days, schema)
             await check_indexes(conn, report)
     finally:
         await conn.close()
@@ -310,30 +395,67 @@ async def check_database(
 
 
 async def _check_days(
-    conn: asyncpg.Connection, report: DatabaseReport, days: dict[date, int]
+    conn: asyncpg.Connection,
+    report: DatabaseReport,
+    days: dict[date, list[int]],
+    schema: int,
 ) -> None:
     """``entry_time_day`` (migration 0013: where a listing with ``time_from`` starts its
-    walk) against the days and first leaves of the stored ``ce_time``s: a day's first leaf
-    stored too late hides the entries before it from every time window from that day on
-    (too early, or a day of no entry, only makes such a listing read more)."""
+    walk; 0014: where one with ``time_to`` ends it) against the days and first and last
+    leaves of the stored ``ce_time``s: a day's first leaf stored too late, or its last too
+    early, hides the entries beyond it from every time window from (up to) that day
+    (too wide a range, or a day of no entry, only makes such a listing read more; a last
+    leaf missing, no upper bound). Left out (``not_checked``) below the migration that
+    adds it."""
+    if schema < 13:
+        report.not_checked["entry_time_day"] = (
+            f"the schema is at {report.schema}: migration 0013 adds the table of each day's "
+            "first leaf (0014 its last); run the migrations to have it checked"
+        )
+        return
+    with_last = schema >= 14
+    if not with_last:
+        report.not_checked["entry_time_day.last_leaf"] = (
+            f"the schema is at {report.schema}: migration 0014 adds each day's last leaf; "
+            "run the migrations to have it checked (the first leaves were)"
+        )
+    query = (
+        "SELECT day, first_leaf, last_leaf FROM entry_time_day ORDER BY day"
+        if with_last
+        else "SELECT day, first_leaf, NULL FROM entry_time_day ORDER BY day"
+    )
     stored = {
-        row[0]: int(row[1])
-        for row in await conn.fetch("SELECT day, first_leaf FROM entry_time_day ORDER BY day")
+        row[0]: (int(row[1]), None if row[2] is None else int(row[2]))
+        for row in await conn.fetch(query)
     }
     for day in sorted(days.keys() | stored.keys()):
         was, now = stored.get(day), days.get(day)
-        if was == now:
-            continue
-        if was is None:
-            report.fail(f"day {day}: its entries' first leaf {now} is not in entry_time_day", now)
-        elif now is None:
-            report.fail(f"day {day}: entry_time_day names leaf {was}, but no entry is of that day")
-        else:
+        if was is None and now is not None:
             report.fail(
-                f"day {day}: entry_time_day names leaf {was} as its first, its entries' "
-                f"first is {now}",
-                now,
+                f"day {day}: its entries' first leaf {now[0]} is not in entry_time_day", now[0]
             )
+        elif now is None and was is not None:
+            report.fail(
+                f"day {day}: entry_time_day names leaf {was[0]}, but no entry is of that day"
+            )
+        elif was is not None and now is not None:
+            if was[0] != now[0]:
+                report.fail(
+                    f"day {day}: entry_time_day names leaf {was[0]} as its first, its "
+                    f"entries' first is {now[0]}",
+                    now[0],
+                )
+            if with_last and was[1] is None:
+                report.fail(
+                    f"day {day}: entry_time_day has no last leaf, its entries' last is "
+                    f"{now[1]} (a window up to that day is read to the log's end)"
+                )
+            elif with_last and was[1] != now[1]:
+                report.fail(
+                    f"day {day}: entry_time_day names leaf {was[1]} as its last, its "
+                    f"entries' last is {now[1]}",
+                    now[1],
+                )
 
 
 LOG_TABLES = (

@@ -108,14 +108,18 @@ class EntryRegionPrefix(Base):
 
 
 class EntryTimeDay(Base):
-    """For each UTC day of ``ce_time``, the smallest leaf of the entries of that day: where a
-    walk with ``time_from`` may start (``repository._time_floor``). Written by a trigger
-    from the stored column (migration 0013); not hashed, made again by the database check."""
+    """For each UTC day of ``ce_time``, the smallest and the largest leaf of the entries of
+    that day: where a walk with ``time_from`` may start (``repository._time_floor``) and
+    where one with ``time_to`` may end (``repository._time_ceiling``). Written by a trigger
+    from the stored column (migrations 0013 and 0014); not hashed, made again by the
+    database check. ``last_leaf`` NULL: not known yet (a day logged before 0014, until its
+    fill gives it), so no upper bound."""
 
     __tablename__ = "entry_time_day"
 
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
     first_leaf: Mapped[int] = mapped_column(sa.BigInteger)
+    last_leaf: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
 
 
 class EntryView(Base):

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import Subtree
@@ -601,6 +601,68 @@ def _time_floor(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
     return sa.select(floor.c.leaf_index).scalar_subquery()
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+def _time_ceiling(flt: EntryFilter) -> sa.ScalarSelect[Any] | None:
+    """With ``time_to``, an upper bound of the last leaf that can match: the largest
+    ``last_leaf`` in ``entry_time_day`` of the UTC days up to the last instant before
+    ``time_to`` (its own day; the day before when it is midnight), -1 when there are none
+    (nothing matches), and no bound (``BIGINT_MAX``) while one of those days has no last
+    leaf yet (logged before migration 0014 and not filled yet) (ADR 0011, 3 Dec 2026).
+
+    Exact whatever the clocks: an entry with ``ce_time < time_to`` is of one of those
+    days, and its leaf is at most that day's last. An entry logged late with an old time
+    raises its old day's last leaf, and the bound of every window ending on or after
+    that day with it (the walk then reads as far as that entry: more rows, none missed);
+    an entry with a time ahead of later leaves' is of a later day, which no window
+    ending before it counts. So a walk in leaf order (``time_to`` a month long past) ends
+    at the window's last leaf instead of reading the scope's entries to the end of the
+    log to find it has no more. One row a day up to ``time_to``, as the floor reads one a
+    day since ``time_from``.
+
+    A materialized CTE read by a scalar subquery per part, as ``_time_floor``."""
+    if flt.time_to is None:
+        return None
+    last_instant = sa.cast(sa.literal(flt.time_to), sa.DateTime(timezone=True)) - sa.text(
+        "interval '1 microsecond'"
+    )
+    until = sa.cast(sa.func.timezone("UTC", last_instant), sa.Date)
+    last = EntryTimeDay.last_leaf
+    ceiling = (
+        sa.select(
+            sa.case(
+                (sa.func.count() > sa.func.count(last), sa.literal(BIGINT_MAX, sa.BigInteger)),
+                else_=sa.func.coalesce(sa.func.max(last), -1),
+            ).label("leaf_index")
+        )
+        .where(EntryTimeDay.day <= until)
+        .cte("time_ceiling")
+        .prefix_with("MATERIALIZED")
+    )
+    return sa.select(ceiling.c.leaf_index).scalar_subquery()
+
+
+LeafBounds = Callable[[InstrumentedAttribute[int]], list[sa.ColumnElement[bool]]]
+
+
+def _leaf_bounds(flt: EntryFilter) -> LeafBounds:
+    """The time window's bounds from ``entry_time_day`` on a leaf index column: at or
+    after ``_time_floor``, at or before ``_time_ceiling`` (each when asked), the two CTEs
+    made once for every part of a statement."""
+    floor, ceiling = _time_floor(flt), _time_ceiling(flt)
+
+    def on(column: InstrumentedAttribute[int]) -> list[sa.ColumnElement[bool]]:
+        out: list[sa.ColumnElement[bool]] = []
+        if floor is not None:
+            out.append(column >= floor)
+        if ceiling is not None:
+            out.append(column <= ceiling)
+        return out
+
+    return on
+
+
 def level_prefixes(prefixes: Collection[str]) -> tuple[str, ...] | None:
     """The caller's prefixes as the scope indexes take them (migration 0009): digits down
     to a division level, none under another (its entries are that one's), shortest first;
@@ -635,9 +697,9 @@ def _scope_candidates(
     if after is not None:
         filters.append(LogEntry.leaf_index > after)
     index = LogEntry.leaf_index
-    floor = _time_floor(flt)
-    if floor is not None:
-        filters.append(index >= floor)
+    leaf_bounds = _leaf_bounds(flt)
+    bounds = leaf_bounds(index)
+    filters += bounds
 
     def part(condition: sa.ColumnElement[bool]) -> sa.Select[int]:
         return sa.select(index).where(condition, *filters).order_by(index).limit(limit)
@@ -648,10 +710,9 @@ def _scope_candidates(
         query = sa.select(side).where(EntryRegionPrefix.prefix == p)
         if after is not None:
             query = query.where(side > after)
-        if floor is not None:  # the key's range, not a filter on the entry joined
-            query = query.where(side >= floor)
-        bounds = (after is not None) + (floor is not None)
-        if len(filters) > bounds:  # other filters: read them off the entry
+        # The key's range, not a filter on the entry joined.
+        query = query.where(*leaf_bounds(side))
+        if len(filters) > (after is not None) + len(bounds):  # others: off the entry
             query = query.join(LogEntry, index == side).where(*filters)
         parts.append(query.order_by(side).limit(limit))
     if flt.whole_log is not None and flt.household_id is None:  # whole-log entries name none
@@ -696,9 +757,7 @@ async def find_entries(
     query = _with_leaf().where(scope, *_filters(flt))
     if after is not None:
         query = query.where(LogEntry.leaf_index > after)
-    floor = _time_floor(flt)
-    if floor is not None:
-        query = query.where(LogEntry.leaf_index >= floor)
+    query = query.where(*_leaf_bounds(flt)(LogEntry.leaf_index))
     rows = await session.execute(query.limit(limit).order_by(LogEntry.leaf_index))
     return _pairs(rows)
 

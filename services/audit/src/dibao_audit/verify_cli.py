@@ -47,7 +47,11 @@ sees every region finds it. It also holds the stored checkpoints to the ones the
 announced in its own entries (``CheckpointPublished``), so checkpoints deleted from the
 table are named without a kept one, and runs amcheck on every B-tree index of the log's
 tables (an index missing entries hides them from listings; ``index_check`` in the report
-says when amcheck is not created or the login may not execute it). In both,
+says when amcheck is not created or the login may not execute it). A database whose
+migrations are not all run (an upgrade under way) is checked as far as its schema goes:
+the report's ``schema`` is its revision and ``not_checked`` names each check left out and
+the migration that brings it; below 0009 the check does not run (exit 2, naming the
+revision and saying to run the migrations). In both,
 ``appended_at`` may not go back along the log by more than ``--clock-skew``.
 
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
@@ -77,7 +81,7 @@ import asyncpg
 import httpx
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
-from dibao_audit.dbcheck import AppendedAtBounds, check_database
+from dibao_audit.dbcheck import AppendedAtBounds, SchemaTooOldError, check_database
 from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
@@ -525,6 +529,10 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             # A login refused, a database missing, a database that is not the log's: the
             # check did not run, which is no problem found in the log (exit 2, not 1).
             raise CannotRunError(_database_failure(args.database_url, exc)) from exc
+        except SchemaTooOldError as exc:
+            # Migrations not run yet (an upgrade under way): say which, not a missing table.
+            where = _where(args.database_url)
+            raise CannotRunError(f"the database {where} cannot be checked: {exc}") from exc
         summary = report.summary()
     else:
         registry = EventRegistry.default()
@@ -622,12 +630,17 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     return 0 if pinned else UNPINNED
 
 
+def _where(url: str) -> str:
+    """A database URL without its password."""
+    scheme, _, rest = url.partition("://")
+    login, at, place = rest.rpartition("@")
+    return f"{scheme}://{login.split(':')[0]}@{place}" if at else url
+
+
 def _database_failure(url: str, exc: Exception) -> str:
     """Why ``--database-url`` could not be read, naming the server and database (never a
     password) and what to give instead."""
-    scheme, _, rest = url.partition("://")
-    login, at, place = rest.rpartition("@")
-    where = f"{scheme}://{login.split(':')[0]}@{place}" if at else url
+    where = _where(url)
     hint = ""
     if isinstance(exc, asyncpg.UndefinedTableError):
         hint = " (is it the audit log's database? its tables are missing)"

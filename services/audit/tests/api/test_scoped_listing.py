@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient
 
@@ -612,10 +613,10 @@ async def _vacuumed(db: AuditDb) -> None:
         await conn.close()
 
 
-def _floor_of(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan's one computation of the time bound: one aggregate over ``entry_time_day``,
-    run once, reading no row of the log."""
-    [floor] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE time_floor"]
+def _floor_of(plan: dict[str, Any], name: str = "time_floor") -> dict[str, Any]:
+    """The plan's one computation of a time bound (``time_floor``, ``time_ceiling``): one
+    aggregate over ``entry_time_day``, run once, reading no row of the log."""
+    [floor] = [n for n in _nodes(plan) if n.get("Subplan Name") == f"CTE {name}"]
     assert (floor["Actual Loops"], floor["Node Type"]) == (1, "Aggregate")
     assert {n.get("Relation Name") for n in _nodes(floor)} <= {None, "entry_time_day"}
     assert _rows_in(floor, ("log_entry", "entry_region_prefix")) == 0
@@ -713,41 +714,204 @@ async def test_a_wide_window_of_a_sparse_scope_reads_the_scopes_entries_not_the_
         assert [e.leaf_index for e, _ in paged] == expected[2:4]
 
 
+async def test_a_window_long_past_reads_up_to_its_last_day_not_to_the_logs_end(
+    audit_db: AuditDb,
+) -> None:
+    """A village's auditor asks for a window long past (``time_to`` a month back, with or
+    without ``time_from``): 200 entries of one day a month ago (100 of the village), then
+    1,500 of the village and 500 of Beijing's over the next four days. Before (ADR 0011,
+    2 Dec 2026) nothing bounded the walk from above: the page after the window's last
+    match (every listing ends with a short page) read the village's entries to the end of
+    the log, 1,500 more. Now the last leaf of the days up to ``time_to``'s
+    (``entry_time_day.last_leaf``, migration 0014; a ``time_to`` at midnight counts the
+    day before only) ends each part's scan: every page reads at most that day's entries
+    and the page's; the pages are the village's entries in the window (from the
+    records)."""
+    old = BASE_TIME - timedelta(days=30)  # 2 Oct, 00:00-00:33
+    history = [  # every other one the village's, the others of three other villages
+        _withdrawn(n * 7 + (0 if n % 2 == 0 else 1 + n % 3), old + timedelta(seconds=10 * n))
+        for n in range(200)
+    ]
+    later = [  # three in four the village's, the others Beijing's: 1 Nov to 5 Nov
+        _withdrawn(n * 7 + (0 if n % 4 else 4), BASE_TIME + timedelta(minutes=3 * (n - 200)))
+        for n in range(200, 2200)
+    ]
+    log = history + later
+    assert sum(e.offset % 7 == 0 for e in history) == 100
+    assert sum(e.offset % 7 == 0 for e in later) == 1500
+    assert {VILLAGES[e.offset % 7 % 5] for e in later} == {VILLAGES[0], VILLAGES[4]}
+    await _append(audit_db, log, 0)
+    await _vacuumed(audit_db)
+    times = [_time_of(e) for e in log]
+    village = (VILLAGES[0],)
+    windows = (
+        (None, old + timedelta(seconds=1000), 50),
+        (old + timedelta(seconds=500), old + timedelta(seconds=1000), 25),
+        (None, old + timedelta(days=1), 100),  # the next midnight: that day only
+        (old - timedelta(days=3), BASE_TIME, 100),  # 1 Nov's midnight: none of 1 Nov's
+    )
+    for since, until, count in windows:
+        expected = [
+            i
+            for i, e in enumerate(log)
+            if e.offset % 7 == 0 and (since is None or times[i] >= since) and times[i] < until
+        ]
+        assert len(expected) == count
+        flt = repo.EntryFilter(region_prefixes=village, time_from=since, time_to=until)
+        for after in (None, expected[10], expected[-1]):
+            plan = await _plan(audit_db, flt, after)
+            _floor_of(plan, "time_ceiling")
+            read = _rows_in(plan, ("log_entry", "entry_region_prefix"))
+            # Before: 1,500 and more on the last page (the village's later entries).
+            assert read <= 200 + 11, (since, until, after, read)
+        async with audit_db.sessions() as session:
+            paged: list[int] = []
+            cursor = None
+            while True:
+                page = await repo.find_entries(session, flt, after=cursor, limit=11)
+                paged += [e.leaf_index for e, _ in page]
+                if len(page) < 11:
+                    break
+                cursor = page[-1][0].leaf_index
+        assert paged == expected, (since, until)
+
+
+def _timed(n: int, at: datetime) -> RecordedEvent:
+    """Entry ``n`` of ``_events``'s kinds (a withdrawal, every 9th a search, every 25th a
+    checkpoint's), at ``at``."""
+    make = _search if n % 9 == 4 else _announced if n % 25 == 24 else _withdrawn
+    return make(n, at)
+
+
+async def test_a_window_ending_on_any_day_lists_exactly_its_entries(audit_db: AuditDb) -> None:
+    """The walk ends at the last leaf of the days up to ``time_to``'s (``entry_time_day``,
+    ADR 0011, 3 Dec 2026), exact whatever the clocks. Over three days out of leaf order
+    (entry ``n`` at ``n * 11 % 72`` hours), with the first entry logged with a fourth
+    day's time (ahead of every later leaf's) and the last one logged late with the first
+    day's (it raises that day's last leaf to the log's end): every scope, scoped and
+    unscoped, with the whole log's, with and without ``time_from``, from several cursors,
+    whole and page by page, lists exactly the entries of its scope in the window (from the
+    records), ``time_to`` at each midnight, a microsecond either side, within a day, before
+    every entry and after. The bound is the largest leaf of the entries of the days up to
+    the last instant before ``time_to`` (-1 when none), and no bound while one of those
+    days has no last leaf (a day logged before migration 0014 and not filled yet)."""
+    events = [_timed(n, BASE_TIME + timedelta(hours=n * 11 % 72)) for n in range(150)]
+    events[0] = _timed(0, BASE_TIME + timedelta(days=3, hours=5))
+    events.append(_timed(150, BASE_TIME + timedelta(minutes=30)))
+    await _append(audit_db, events, 0)
+    whole = repo.WholeLog(LOG_REGION, EventRegistry.default())
+    times = [_time_of(e) for e in events]
+    micro = timedelta(microseconds=1)
+    ends = [
+        BASE_TIME + timedelta(days=d) + eps for d in (1, 2, 3) for eps in (-micro, 0 * micro, micro)
+    ]
+    ends += [BASE_TIME, BASE_TIME + timedelta(hours=37), BASE_TIME + timedelta(days=6)]
+    scopes = (("62",), ("620102001002",), ("620104",), ("620105",), (), ("620104", "6201"))
+
+    async def ceiling(session: Any, end: datetime) -> int:
+        flt = repo.EntryFilter(region_prefixes=(), time_to=end)
+        bound = repo._time_ceiling(flt)
+        assert bound is not None
+        return int(await session.scalar(sa.select(bound)))
+
+    async with audit_db.sessions() as session:
+        for end in ends:
+            last_day = (end - micro).astimezone(UTC).date()
+            upto = [i for i, t in enumerate(times) if t.astimezone(UTC).date() <= last_day]
+            assert await ceiling(session, end) == max(upto, default=-1), end
+        for prefixes, start, end, by_scope, after in itertools.product(
+            scopes,
+            (None, BASE_TIME + timedelta(hours=29)),
+            ends,
+            (True, False),
+            (None, 40),
+        ):
+            flt = repo.EntryFilter(
+                region_prefixes=prefixes, time_from=start, time_to=end, whole_log=whole
+            )
+            expected = [
+                i
+                for i in _expected(events, prefixes)
+                if (start is None or times[i] >= start)
+                and times[i] < end
+                and (after is None or i > after)
+            ]
+            rows = await repo.find_entries(session, flt, after=after, limit=1000, by_scope=by_scope)
+            assert [e.leaf_index for e, _ in rows] == expected, (prefixes, start, end, after)
+            paged: list[int] = []
+            cursor = after
+            while True:
+                page = await repo.find_entries(
+                    session, flt, after=cursor, limit=7, by_scope=by_scope
+                )
+                paged += [e.leaf_index for e, _ in page]
+                if len(page) < 7:
+                    break
+                cursor = page[-1][0].leaf_index
+            assert paged == expected, (prefixes, start, end, after, by_scope)
+    # A day without its last leaf: no upper bound from the days up to it, still exact.
+    await as_superuser(
+        audit_db, "UPDATE entry_time_day SET last_leaf = NULL WHERE day = '2026-11-02'"
+    )
+    async with audit_db.sessions() as session:
+        assert await ceiling(session, BASE_TIME + timedelta(hours=30)) == repo.BIGINT_MAX
+        assert await ceiling(session, BASE_TIME + timedelta(hours=20)) == 150  # 1 Nov only
+        end = BASE_TIME + timedelta(hours=30)
+        flt = repo.EntryFilter(region_prefixes=("62",), time_to=end, whole_log=whole)
+        rows = await repo.find_entries(session, flt, after=None, limit=1000)
+        assert [e.leaf_index for e, _ in rows] == [
+            i for i in _expected(events, ("62",)) if times[i] < end
+        ]
+
+
 async def test_a_tampered_day_table_is_caught(audit_db: AuditDb) -> None:
     """``entry_time_day`` is written by the log from the stored times (a runtime login may
     not write it) and checked by the database check: a day's first leaf moved later (which
-    hides its earlier entries from every window from that day on), a day removed and one
-    added are each named."""
-    events = [_withdrawn(n, BASE_TIME + timedelta(hours=n * 7 % 40)) for n in range(60)]
+    hides its earlier entries from every window from that day on), its last leaf moved
+    earlier (which hides its later entries from every window up to that day), a last leaf
+    removed, a day removed and one added are each named."""
+    events = [_withdrawn(n, BASE_TIME + timedelta(hours=n * 7 % 60)) for n in range(60)]
     await _append(audit_db, events, 0)
     days = sorted({_time_of(e).date() for e in events})
-    assert [str(d) for d in days] == ["2026-11-01", "2026-11-02"]
+    assert [str(d) for d in days] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    of_day = [[i for i, e in enumerate(events) if _time_of(e).date() == d] for d in days]
     conn = await asyncpg.connect(audit_db.dsn)
     try:
-        stored = await conn.fetch("SELECT day, first_leaf FROM entry_time_day ORDER BY day")
-        assert [(r[0], r[1]) for r in stored] == [
-            (d, min(i for i, e in enumerate(events) if _time_of(e).date() == d)) for d in days
+        stored = await conn.fetch(
+            "SELECT day, first_leaf, last_leaf FROM entry_time_day ORDER BY day"
+        )
+        assert [tuple(r) for r in stored] == [
+            (d, min(leaves), max(leaves)) for d, leaves in zip(days, of_day, strict=True)
         ]
     finally:
         await conn.close()
     runtime = await asyncpg.connect(asyncpg_dsn(audit_db.runtime_url))
     try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await runtime.execute("UPDATE entry_time_day SET first_leaf = first_leaf + 1")
+        for column in ("first_leaf", "last_leaf"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await runtime.execute(f"UPDATE entry_time_day SET {column} = 0")  # noqa: S608
     finally:
         await runtime.close()
     code, report = await _db_check(audit_db)
     assert code == 0, report
+    assert (report["schema"], report["not_checked"]) == ("0014", {})
+    last = max(of_day[0])
     await as_superuser(
         audit_db,
-        "UPDATE entry_time_day SET first_leaf = 5 WHERE day = '2026-11-01'",
+        f"UPDATE entry_time_day SET first_leaf = 5, last_leaf = {last - 1} "  # noqa: S608
+        "WHERE day = '2026-11-01'",
         "DELETE FROM entry_time_day WHERE day = '2026-11-02'",
-        "INSERT INTO entry_time_day VALUES ('2026-12-25', 0)",
+        "UPDATE entry_time_day SET last_leaf = NULL WHERE day = '2026-11-03'",
+        "INSERT INTO entry_time_day VALUES ('2026-12-25', 0, 0)",
     )
     code, report = await _db_check(audit_db)
     assert code == 1, report
     assert report["problems"] == [
         f"day {days[0]}: entry_time_day names leaf 5 as its first, its entries' first is 0",
-        f"day {days[1]}: its entries' first leaf {stored[1][1]} is not in entry_time_day",
+        f"day {days[0]}: entry_time_day names leaf {last - 1} as its last, its entries' "
+        f"last is {last}",
+        f"day {days[1]}: its entries' first leaf {min(of_day[1])} is not in entry_time_day",
+        f"day {days[2]}: entry_time_day has no last leaf, its entries' last is "
+        f"{max(of_day[2])} (a window up to that day is read to the log's end)",
         "day 2026-12-25: entry_time_day names leaf 0, but no entry is of that day",
     ]
