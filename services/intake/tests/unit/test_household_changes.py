@@ -41,7 +41,7 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
-from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.domain.resident_id import age_on, compose_resident_id
 
 TODAY = date(2026, 11, 28)
 HEAD, SPOUSE, SON = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -62,7 +62,12 @@ def joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
         relationship=relationship,
         disability_grade=DisabilityGrade.NONE,
         seriously_ill=False,
-        employment_status=EmploymentStatus.NOT_OF_WORKING_AGE,
+        # A status that fits the age (ADR 0021): adults joining here are out of work.
+        employment_status=(
+            EmploymentStatus.NOT_OF_WORKING_AGE
+            if age_on(born, TODAY) < 16
+            else EmploymentStatus.UNEMPLOYED
+        ),
         student=False,
         counted=True,
         exclusion_reason=None,
@@ -781,7 +786,7 @@ def test_a_member_takes_a_job_only_of_working_age_on_the_day() -> None:
         "/employment_status"
     }
     assert member_change(job, person_id=TEEN, on=date(2026, 3, 1), state=state)[1] == []
-    # Not working is for any age.
+    # Under 16, not of working age (a full-time student at any age: ADR 0021).
     idle = NewMemberDetails(employment_status=EmploymentStatus.NOT_OF_WORKING_AGE, student=True)
     assert member_change(idle, person_id=TEEN, on=date(2026, 2, 28), state=state)[1] == []
 

@@ -24,11 +24,11 @@ from dibao_intake.domain.household import (
     ValidMember,
     age_order_violations,
     check_joining_member,
-    employment_violations,
     exclusion_violations,
     marriage_age_violations,
 )
 from dibao_intake.domain.resident_id import age_on
+from dibao_intake.domain.working_age import employment_violations
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,8 +759,7 @@ def check_member_change(
             )
         )
     after = _details_after(current, new)
-    if new.employment_status is not None:
-        found += employment_violations(new.employment_status, member.birth_date, effective_on, "")
+    found += _employment_after(member, current, new, after, effective_on)
     if after.counted and new.exclusion_note is not None:
         found.append(Violation("/exclusion_note", "only for a member not counted"))
     found += exclusion_violations(after.counted, after.exclusion_reason, after.exclusion_note, "")
@@ -776,6 +775,40 @@ def check_member_change(
             Violation("", "give at least one of the member's details that changed")
         ]
     return (None if found else after), found
+
+
+def _employment_violations_of(
+    member: ActiveMember, details: MemberDetails, on: date
+) -> list[Violation]:
+    return employment_violations(
+        details.employment_status,
+        member.birth_date,
+        member.sex,
+        on,
+        "",
+        disability_grade=details.disability_grade,
+        seriously_ill=details.seriously_ill,
+        student=details.student,
+    )
+
+
+def _employment_after(
+    member: ActiveMember,
+    current: MemberDetails,
+    new: NewMemberDetails,
+    after: MemberDetails,
+    on: date,
+) -> list[Violation]:
+    """The employment status after a change fits the member's age on its day (ADR 0021):
+    checked when the change gives it, or when it gives a detail the status leans on (a
+    disability, an illness, full-time study) and so breaks a status that held before. A
+    status recorded before the rule does not hold up a change of anything else."""
+    if new.employment_status is not None:
+        return _employment_violations_of(member, after, on)
+    leaned_on = (new.disability_grade, new.seriously_ill, new.student)
+    if all(given is None for given in leaned_on) or _employment_violations_of(member, current, on):
+        return []
+    return _employment_violations_of(member, after, on)
 
 
 @dataclass(frozen=True, slots=True)

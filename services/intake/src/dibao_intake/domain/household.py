@@ -23,17 +23,12 @@ from dibao_intake.domain.resident_id import (
     age_on,
     parse_resident_id,
 )
-
-MIN_EMPLOYMENT_AGE = 16
-"""Labour Law art. 15: nobody under 16 may be employed."""
+from dibao_intake.domain.working_age import employment_violations
 
 MIN_MARRIAGE_AGE = 18
 """Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
 women; autonomous areas lower it by at most two years)."""
 
-_WORKING = frozenset(
-    {EmploymentStatus.EMPLOYED, EmploymentStatus.SELF_EMPLOYED, EmploymentStatus.FLEXIBLE}
-)
 _YOUNGER_THAN_HEAD = frozenset({Relationship.CHILD, Relationship.GRANDCHILD})
 _OLDER_THAN_HEAD = frozenset({Relationship.PARENT, Relationship.GRANDPARENT})
 
@@ -109,7 +104,16 @@ def validate_member(
                 Violation(f"{pointer}/sex", "does not match the sex in the ID number")
             )
         violations.extend(
-            employment_violations(member.employment_status, rid.birth_date, today, pointer)
+            employment_violations(
+                member.employment_status,
+                rid.birth_date,
+                rid.sex,
+                today,
+                pointer,
+                disability_grade=member.disability_grade,
+                seriously_ill=member.seriously_ill,
+                student=member.student,
+            )
         )
     violations.extend(
         exclusion_violations(
@@ -120,20 +124,6 @@ def validate_member(
         return None, violations
     assert rid is not None
     return ValidMember(member, rid), []
-
-
-def employment_violations(
-    status: EmploymentStatus, birth_date: date, on: date, pointer: str
-) -> list[Violation]:
-    """A member working on ``on`` is of working age then."""
-    if status in _WORKING and age_on(birth_date, on) < MIN_EMPLOYMENT_AGE:
-        return [
-            Violation(
-                f"{pointer}/employment_status",
-                f"a member under {MIN_EMPLOYMENT_AGE} cannot be employed",
-            )
-        ]
-    return []
 
 
 def exclusion_violations(
