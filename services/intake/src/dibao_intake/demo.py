@@ -1,9 +1,10 @@
 """Loads the demo district into a running intake service: ``python -m dibao_intake.demo``.
 
 Chengguan District of Lanzhou (620102, the seed's district, urban communities) and Yuzhong
-County beside it (620123, villages): township rosters with responsible caseworkers, about
-fifty synthetic households of realistic composition and income, and a dozen submitted
-applications, so that their events are on Kafka. Everything goes through the public API
+County beside it (620123, villages): each township's roster (its responsible caseworker,
+civil-affairs worker and official in charge, and its villages' committee members), about
+fifty synthetic households of a caseload's composition and realistic income, and a dozen
+submitted applications, so that their events are on Kafka. Everything goes through the public API
 with a development token, so the service validates it and publishes through its outbox.
 
 Running it again loads nothing twice. A load that ran to its end wrote
@@ -61,6 +62,16 @@ VILLAGES: tuple[tuple[str, AreaType, str, int], ...] = (
     ("620123104201", AreaType.RURAL, "榆中县和平镇和平村{u}社{n}号", 5),
     ("620123100201", AreaType.RURAL, "榆中县城关镇兴隆山村{u}社{n}号", 4),
 )
+TOWNSHIP_STAFF: tuple[tuple[str, int, bool], ...] = (
+    ("caseworker", 1, True),
+    ("dibao_staff", 1, False),
+    ("township_official", 1, False),
+)
+"""(role, how many, responsible caseworker) on each township's roster."""
+COMMITTEE_MEMBERS = 2
+"""Village committee members on the roster for each village or community: its director
+and the member in charge of civil affairs."""
+RELATED_VILLAGE = "620123101203"
 APPLICATIONS = 12
 RETURNED = 2
 STATEMENTS = (
@@ -134,37 +145,50 @@ class DemoLoader:
         return body
 
     def roster(self, plans: list[PlannedHousehold], synthesizer: Synthesizer) -> None:
-        """A responsible caseworker and a village committee member for each township."""
-        townships = sorted({village[:9] + "000" for village, *_ in VILLAGES})
-        for number, township in enumerate(townships):
-            sex = Sex.FEMALE if number % 2 else Sex.MALE
-            self.post(
-                f"/townships/{township}/staff",
-                f"staff-caseworker-{township}",
-                json={
-                    "name": synthesizer.name(sex),
-                    "role": "caseworker",
-                    "id_number": synthesizer.id_number(date(1980, 1, 1 + number), sex, "620123"),
-                    "subject": f"cw-{township}",
-                    "responsible_caseworker": True,
-                },
-            )
-        # A village committee member of 夏官营镇 whose sister lives in a demo household:
+        """Each township's roster (ADR 0021): its responsible caseworker, a civil-affairs
+        office worker and the official in charge (the seed's town reviews what its village
+        committees report, through its civil-affairs office), and the committee members of
+        each of its villages and communities who do the dibao work (the seed's village
+        committees collect the applications, verify and post the lists)."""
+        for township in sorted({village[:9] + "000" for village, *_ in VILLAGES}):
+            for role, count, responsible in TOWNSHIP_STAFF:
+                for n in range(count):
+                    body = self._staff(synthesizer, township, role)
+                    if responsible:
+                        body |= {"subject": f"cw-{township}", "responsible_caseworker": True}
+                    self.post(
+                        f"/townships/{township}/staff", f"staff-{role}-{township}-{n}", json=body
+                    )
+        # A committee member of 夏官营村 is a sibling of the head of a demo household there:
         # that household's application is flagged for a county visit.
-        sister = plans[next(i for i, p in enumerate(plans) if p.region_code == "620123101203")]
-        relative = sister.members[0]
-        self.post(
-            "/townships/620123101000/staff",
-            "staff-committee-620123101000",
-            json={
-                "name": synthesizer.name(Sex.MALE),
-                "role": "village_committee",
-                "id_number": synthesizer.id_number(date(1969, 8, 3), Sex.MALE, "620123"),
-                "relatives": [
-                    {"name": relative.name, "id_number": relative.id_number, "relation": "sibling"}
-                ],
-            },
-        )
+        sibling = plans[next(i for i, p in enumerate(plans) if p.region_code == RELATED_VILLAGE)]
+        relative = sibling.members[0]
+        for village, *_ in VILLAGES:
+            township = village[:9] + "000"
+            for n in range(COMMITTEE_MEMBERS):
+                body = self._staff(synthesizer, township, "village_committee")
+                if village == RELATED_VILLAGE and n == 0:
+                    body["relatives"] = [
+                        {
+                            "name": relative.name,
+                            "id_number": relative.id_number,
+                            "relation": "sibling",
+                        }
+                    ]
+                self.post(
+                    f"/townships/{township}/staff", f"staff-committee-{village}-{n}", json=body
+                )
+
+    @staticmethod
+    def _staff(synthesizer: Synthesizer, township: str, role: str) -> dict[str, Any]:
+        """A staff member of ``role``, a person of the township's county aged 28 to 58."""
+        sex = synthesizer.rng.choice((Sex.MALE, Sex.FEMALE))
+        born = synthesizer.birth_date(28, 58)
+        return {
+            "name": synthesizer.name(sex),
+            "role": role,
+            "id_number": synthesizer.id_number(born, sex, township[:6]),
+        }
 
     def household(self, index: int, plan: PlannedHousehold) -> tuple[str, list[str]]:
         body = self.post("/households", f"household-{index}", json=plan.payload())

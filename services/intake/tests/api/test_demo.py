@@ -68,7 +68,30 @@ async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
                 text("SELECT status, count(*) FROM application GROUP BY status")
             )
             statuses = {str(status): int(count) for status, count in rows.all()}
+            rows = await conn.execute(
+                text(
+                    "SELECT role, count(*), count(DISTINCT township_code),"
+                    " count(*) FILTER (WHERE responsible_caseworker)"
+                    " FROM staff_member WHERE active GROUP BY role"
+                )
+            )
+            roster = {str(role): tuple(map(int, counts)) for role, *counts in rows.all()}
+            flagged = await conn.scalar(
+                text("SELECT count(*) FROM application WHERE staff_related")
+            )
     finally:
         await engine.dispose()
     assert statuses == {"submitted": 12, "returned": 2}
+    # Review of 3 Dec 2026 (ADR 0021): the roster had one caseworker per township and one
+    # village committee member in the whole demo. Each of the six townships has its
+    # responsible caseworker, a civil-affairs worker and the official in charge; each of
+    # the nine villages and communities two committee members (on its township's roster),
+    # one of them a sibling of an applicant, whose application is flagged.
+    assert roster == {
+        "caseworker": (6, 6, 6),
+        "dibao_staff": (6, 6, 0),
+        "township_official": (6, 6, 0),
+        "village_committee": (18, 6, 0),
+    }
+    assert flagged == 1
     assert (tmp_path / "state" / demo.EXAMPLE_FILE).is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import date
 
 import pytest
@@ -14,13 +15,45 @@ from dibao_intake.domain.application import (
     IncomeDeclaration,
     missing_items,
 )
-from dibao_intake.domain.codes import ApplicationKind, AreaType, DocumentType, Sex
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    AreaType,
+    DocumentType,
+    EmploymentStatus,
+    Sex,
+)
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.domain.household import MemberFacts, MemberInput, validate_household
-from dibao_intake.synthetic import SHAPES, Synthesizer, pdf_bytes, required_documents
+from dibao_intake.domain.resident_id import age_on
+from dibao_intake.synthetic import (
+    SHAPE_WEIGHTS,
+    SHAPES,
+    PlannedHousehold,
+    Synthesizer,
+    pdf_bytes,
+    required_documents,
+)
 
 TODAY = date(2026, 3, 2)
 DIVISIONS = DivisionTable.load()
+
+
+def _inputs(plan: PlannedHousehold) -> list[MemberInput]:
+    return [
+        MemberInput(
+            name=m.name,
+            id_number=m.id_number,
+            relationship=m.relationship,
+            disability_grade=m.disability_grade,
+            seriously_ill=m.seriously_ill,
+            employment_status=m.employment_status,
+            student=m.student,
+            counted=m.counted,
+            exclusion_reason=m.exclusion_reason,
+            exclusion_note=None,
+        )
+        for m in plan.members
+    ]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -28,23 +61,8 @@ def test_every_shape_is_a_valid_household_and_its_documents_make_it_complete(sha
     synthesizer = Synthesizer(shape, TODAY)
     for _ in range(20):
         plan = synthesizer.household("620123101203", AreaType.RURAL, "x", shape)
-        members = [
-            MemberInput(
-                name=m.name,
-                id_number=m.id_number,
-                relationship=m.relationship,
-                disability_grade=m.disability_grade,
-                seriously_ill=m.seriously_ill,
-                employment_status=m.employment_status,
-                student=m.student,
-                counted=m.counted,
-                exclusion_reason=m.exclusion_reason,
-                exclusion_note=None,
-            )
-            for m in plan.members
-        ]
         valid = validate_household(
-            plan.region_code, plan.area_type, members, divisions=DIVISIONS, today=TODAY
+            plan.region_code, plan.area_type, _inputs(plan), divisions=DIVISIONS, today=TODAY
         )
         ids = [uuid.uuid4() for _ in plan.members]
         household = uuid.uuid4()
@@ -115,3 +133,50 @@ def test_synthesizers_sharing_what_they_issued_never_draw_one_person_twice() -> 
     assert len(set(drawn)) == 400
     assert issued == set(drawn)
     assert Synthesizer(9, TODAY).id_number(born, Sex.MALE, "620102") == drawn[0]
+
+
+@pytest.mark.parametrize("area", list(AreaType))
+def test_households_are_drawn_like_a_dibao_caseload(area: AreaType) -> None:
+    """Review of 3 Dec 2026: the eight types were drawn evenly, so one household in eight
+    had a member in prison. Drawn by SHAPE_WEIGHTS (ADR 0021): mostly the elderly, the
+    seriously ill, the disabled and single parents; prison in a few percent."""
+    synthesizer = Synthesizer(f"caseload {area}", TODAY)
+    drawn = Counter(synthesizer.household("620123101203", area, "x").shape for _ in range(4000))
+    shares = {shape: count / 4000 for shape, count in drawn.items()}
+    for shape, percent in SHAPE_WEIGHTS[area].items():
+        assert abs(shares.get(shape, 0.0) - percent / 100) < 0.025, (shape, shares)
+    assert shares["member_imprisoned"] < 0.05
+    cared_for = ("elderly_alone", "elderly_couple", "seriously_ill_head", "disabled_spouse")
+    assert sum(shares[s] for s in (*cared_for, "single_parent")) > 0.75
+
+
+def test_the_heads_mother_keeps_her_own_surname() -> None:
+    """She was given the head's surname; a Chinese woman keeps her own (drawn like a
+    spouse's, so now and then the same by chance)."""
+    synthesizer = Synthesizer("mothers", TODAY)
+    same = 0
+    for _ in range(200):
+        head, _wife, mother, _kid = synthesizer.household(
+            "620123101203", AreaType.RURAL, "x", "three_generations"
+        ).members
+        same += mother.name[0] == head.name[0]
+    assert same < 40
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_statuses_fit_the_ages_years_on_and_the_elderly_never_retired(shape: str) -> None:
+    """ADR 0021: every status fits its member's age on the day drawn and six years on (the
+    children are students by then); the elderly of a dibao household draw the residents'
+    pension, never retired from a job (a farmer does not retire): not_of_working_age."""
+    synthesizer = Synthesizer(f"ages {shape}", TODAY)
+    for area in AreaType:
+        for _ in range(20):
+            plan = synthesizer.household("620123101203", area, "x", shape)
+            for day in (TODAY, TODAY.replace(year=TODAY.year + 6)):
+                validate_household(
+                    plan.region_code, area, _inputs(plan), divisions=DIVISIONS, today=day
+                )
+            for m in plan.members:
+                assert m.employment_status is not EmploymentStatus.RETIRED
+                if age_on(m.birth_date, TODAY) >= 65:
+                    assert m.employment_status is EmploymentStatus.NOT_OF_WORKING_AGE
