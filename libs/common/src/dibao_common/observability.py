@@ -405,6 +405,21 @@ _configured = False
 _handler: logging.Handler | None = None
 
 
+def route_uvicorn_logs() -> None:
+    """uvicorn's loggers through the kit's handler: its own handlers (which
+    ``uvicorn.Config`` installs, its ``LOGGING_CONFIG``) would print plain text, a
+    traceback with the values a database error quotes among it; its access log repeats
+    ours and goes. :func:`configure_logging` does this; so must code that builds a
+    ``uvicorn.Config`` after it ran (a test serving an app already built), as
+    ``uvicorn --factory`` builds its config before the factory configures the kit."""
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+
+
 def configure_logging(
     level: str = "INFO",
     *,
@@ -447,13 +462,7 @@ def configure_logging(
     root.addHandler(handler)
     _handler = handler
     root.setLevel(level)
-    # uvicorn's own handlers would print plain text; its access log repeats ours.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
-    access = logging.getLogger("uvicorn.access")
-    access.handlers.clear()
-    access.propagate = False
+    route_uvicorn_logs()
     # An exception nothing caught is printed to stderr (the service's log) by Python
     # itself: as a logged one, without the values a database error quotes.
     sys.excepthook = print_exception_safely

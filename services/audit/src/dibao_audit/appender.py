@@ -66,6 +66,7 @@ from dibao_audit.projection import (
     project_records,
     reused_id,
 )
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.envelope import EventRegistry, ce_type_of
 from dibao_common.messaging.outbox import enqueue
 
@@ -519,7 +520,7 @@ class LogAppender:
                 reason="the stored tree does not extend the last checkpoint",
                 last_checkpoint=old,
                 tree_size=frontier.size,
-                error=str(exc),
+                error=describe_exception(exc),
             )
             return False
         return True
@@ -547,7 +548,9 @@ class LogAppender:
             )
             note, key_id = self._signer.sign_after(last, frontier.size, root, at)
         except CheckpointError as exc:  # a key no hand-over introduced: sign nothing
-            log.error("audit_checkpoint_refused", reason=str(exc), tree_size=frontier.size)
+            log.error(
+                "audit_checkpoint_refused", reason=describe_exception(exc), tree_size=frontier.size
+            )
             return None
         checkpoint_id: uuid.UUID = uuid7()
         previous = self._last_checkpoint or None

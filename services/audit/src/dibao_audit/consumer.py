@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from dibao_audit.appender import AppendResult
 from dibao_audit.entry import RecordedEvent
 from dibao_audit.projection import EntryRow
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.relay import Backoff
 
 log = structlog.get_logger(__name__)
@@ -136,10 +137,12 @@ class LogConsumer:
                 return
             except KafkaError as exc:
                 delay = backoff.next()
-                log.warning("audit_consumer_broker_error", error=str(exc), retry_in_s=delay)
+                log.warning(
+                    "audit_consumer_broker_error", error=describe_exception(exc), retry_in_s=delay
+                )
             except Exception as exc:
                 delay = backoff.next()
-                log.error("audit_consumer_failed", error=repr(exc), retry_in_s=delay)
+                log.error("audit_consumer_failed", error=describe_exception(exc), retry_in_s=delay)
             await asyncio.sleep(delay)
 
     async def _run(self) -> None:
@@ -226,7 +229,7 @@ class LogConsumer:
                 await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
             # Another member now owns the partition and will redeliver; the log's ce_id skips it.
-            log.info("audit_offset_commit_skipped", error=str(exc))
+            log.info("audit_offset_commit_skipped", error=describe_exception(exc))
 
     async def _append(self, rows: Sequence[EntryRow]) -> AppendResult | None:
         backoff = Backoff(0.1, 10.0)
@@ -236,7 +239,7 @@ class LogConsumer:
             except Exception as exc:
                 # The log must not skip anything: wait for the database and try again.
                 delay = backoff.next()
-                log.error("audit_append_failed", error=repr(exc), retry_in_s=delay)
+                log.error("audit_append_failed", error=describe_exception(exc), retry_in_s=delay)
                 if self._stopping.is_set():
                     return None
                 await asyncio.sleep(delay)

@@ -20,6 +20,7 @@ from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_sessionmaker
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.relay import OutboxRelay
 
@@ -37,7 +38,7 @@ async def _checkpoint_ticker(
         try:
             size = await appender.checkpoint_if_grown()
         except Exception as exc:  # the next tick tries again
-            log.error("audit_checkpoint_failed", error=repr(exc))
+            log.error("audit_checkpoint_failed", error=describe_exception(exc))
         else:
             if size is not None:
                 log.info("audit_checkpoint_signed", tree_size=size)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dibao_audit import repository as repo
 from dibao_audit.service import view_of
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.envelope import EventRegistry
 
 log = structlog.get_logger(__name__)
@@ -57,7 +58,7 @@ class EntryProjector:
             try:
                 made = await self.catch_up()
             except Exception as exc:  # the next poll tries again
-                log.error("audit_projection_failed", error=repr(exc))
+                log.error("audit_projection_failed", error=describe_exception(exc))
                 made = 0
             if not made:
                 await asyncio.sleep(self._poll_interval_s)

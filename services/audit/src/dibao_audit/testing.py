@@ -34,6 +34,7 @@ from dibao_audit.entry import RecordedEvent
 from dibao_audit.settings import AuditSettings
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.envelope import Envelope, ce_type_of, topic_of
+from dibao_common.observability import route_uvicorn_logs
 from dibao_common.testing.kafka_fixtures import eventually
 from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack
@@ -143,10 +144,17 @@ def api_settings(db: AuditDb, **overrides: Any) -> AuditSettings:
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """``app`` on a real loopback port (its lifespan left to the caller), for clients of
-    their own such as ``verify_cli --url``: its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
+    their own such as ``verify_cli --url``: its base URL.
+
+    Logging is left as ``uvicorn --factory`` leaves it: uvicorn's config installs its own
+    plain-text handlers, then the app's factory configures the kit's, which take uvicorn's
+    loggers over. Here the app is built first, so the config's handlers are taken over
+    after it (``route_uvicorn_logs``): else an error uvicorn logs (an exception out of the
+    app) is printed as plain text, the values a database error quotes in it, and so is
+    every such line of the tests that run after in the same process."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    route_uvicorn_logs()
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
 
     async def started() -> bool:

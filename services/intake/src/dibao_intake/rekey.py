@@ -39,6 +39,7 @@ from dibao_common.crypto import (
     key_id_of,
 )
 from dibao_common.db import make_engine
+from dibao_common.logged_errors import describe_exception
 from dibao_common.observability import get_logger
 from dibao_intake.adapters.pii import account_context, id_number_context
 from dibao_intake.jobs import batch_size, run_job
@@ -349,7 +350,7 @@ async def run(
             ring=set(settings.pii.key_ring()),
         )
     except RekeyError as exc:
-        log.error("re-encryption stopped", reason=str(exc))
+        log.error("re-encryption stopped", reason=describe_exception(exc))
         err.write(f"re-encryption stopped: {exc}\n")
         return 1
     finally:

@@ -236,7 +236,11 @@ class ConsumerRunner:
                 try:
                     await client.stop()
                 except Exception as exc:
-                    log.warning("kafka client did not close", consumer=self.name, error=repr(exc))
+                    log.warning(
+                        "kafka client did not close",
+                        consumer=self.name,
+                        error=describe_exception(exc),
+                    )
 
     async def _partition(
         self, consumer: Any, listener: _Revocations, tp: TopicPartition, records: Sequence[Any]
@@ -272,7 +276,11 @@ class ConsumerRunner:
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member: it resumes from the last committed
             # offset, and the inbox turns what we already applied into no-ops.
-            log.info("offset commit refused after a rebalance", consumer=self.name, error=repr(exc))
+            log.info(
+                "offset commit refused after a rebalance",
+                consumer=self.name,
+                error=describe_exception(exc),
+            )
             return
         highwater = consumer.highwater(tp)
         if highwater is not None:
@@ -450,7 +458,7 @@ class ConsumerRunner:
                     "dead-letter topic unavailable",
                     consumer=self.name,
                     dlq=self._dlq_topic,
-                    error=repr(exc),
+                    error=describe_exception(exc),
                     retry_in_s=delay,
                 )
                 await self._pause(delay)
@@ -477,7 +485,11 @@ class ConsumerRunner:
         try:
             size = await topic_size(sizer, self._dlq_topic)
         except (KafkaError, LookupError) as exc:
-            log.warning("dead-letter topic size unknown", dlq=self._dlq_topic, error=repr(exc))
+            log.warning(
+                "dead-letter topic size unknown",
+                dlq=self._dlq_topic,
+                error=describe_exception(exc),
+            )
             return
         metrics.DLQ_SIZE.labels(self._dlq_topic).set(size)
 

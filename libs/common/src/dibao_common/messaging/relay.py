@@ -690,7 +690,11 @@ class OutboxRelay:
             try:
                 await asyncio.wait_for(producer.stop(), self._ack_timeout_s)
             except Exception as exc:
-                log.warning("outbox relay producer did not close", relay=self.name, error=repr(exc))
+                log.warning(
+                    "outbox relay producer did not close",
+                    relay=self.name,
+                    error=describe_exception(exc),
+                )
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

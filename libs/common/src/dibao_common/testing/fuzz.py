@@ -53,6 +53,8 @@ from schemathesis.core.result import Err
 from schemathesis.openapi.checks import JsonSchemaError, UndefinedStatusCode
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from dibao_common.observability import route_uvicorn_logs
+
 T = TypeVar("T")
 AnyCase = Case[Any]
 """A generated request of any operation."""
@@ -83,6 +85,10 @@ def served(make_app: Callable[[], FastAPI], *, timeout_s: float = 30.0) -> Itera
     async def main() -> None:
         app = make_app()
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        # uvicorn's config installs its plain-text handlers; the app, built first, has
+        # configured the kit's, which take uvicorn's loggers over again (as they do after
+        # the config under ``uvicorn --factory``).
+        route_uvicorn_logs()
         server = uvicorn.Server(config)
         holder["server"] = server
         task = asyncio.create_task(server.serve())
