@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import traceback
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.auth import Role
 from dibao_common.crypto import PersonHasher, mask_id_number, mask_name
+from dibao_common.logged_errors import WITHHELD, format_exception
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
@@ -1155,9 +1155,14 @@ async def test_a_violation_that_is_no_race_is_no_conflict(
             before.pop("outbox_message_ids_issued")
             assert after == before
             [logged] = [e for e in logs if e["event"] == "unhandled exception"]
-            text_logged = "".join(traceback.format_exception(*logged["exc_info"]))
+            # As the kit's log renders the traceback: the driver's error it is raised from
+            # named (SQLSTATE, frames), its DETAIL withheld (ADR 0005, 3 Dec 2026).
+            text_logged = format_exception(logged["exc_info"])
             assert f"table application, constraint {name}" in text_logged
-            assert "DETAIL" not in text_logged
+            assert "The above exception was the direct cause" in text_logged
+            assert ("SQLSTATE 23505" if constraint == "unique" else "SQLSTATE 23514") in text_logged
+            assert f"DETAIL {WITHHELD}" in text_logged
+            assert "DETAIL:" not in text_logged
             assert household.id not in text_logged
     finally:
         async with intake_engine.begin() as conn:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import traceback
+import io
+import json
+import logging
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -1012,6 +1015,31 @@ async def test_a_former_households_region_sees_the_number_masked_only(
     assert closed.status_code == 403, closed.text
 
 
+def _logged_as_a_500(error: BaseException) -> str:
+    """The traceback of ``error`` as the service's log writes a 500's
+    (``UnexpectedErrorMiddleware``: ``exc_info``, the kit's handler and formatter)."""
+    root = logging.getLogger()
+    [formatter] = [
+        h.formatter
+        for h in root.handlers
+        if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    try:
+        structlog.get_logger("dibao_common.errors").error(
+            "unhandled exception", exc_info=(type(error), error, error.__traceback__)
+        )
+    finally:
+        root.removeHandler(handler)
+    [line] = stream.getvalue().splitlines()
+    logged = json.loads(line)["exception"]
+    assert isinstance(logged, str)
+    return logged
+
+
 async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
     intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:
@@ -1096,9 +1124,14 @@ async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
         with pytest.raises(ConstraintViolatedError) as raised:
             await staff.add_staff(session, runtime, caller, township, command)
         await conn.rollback()
-    # Logged by table and constraint, without the row the database quotes (DETAIL): the
-    # relative's name and masked number stay out of the 500's log.
-    logged = "".join(traceback.format_exception(raised.value))
+    # Logged as a 500 is: by table and constraint, and the driver's error it is raised
+    # from (type, SQLSTATE, frames), without the row the database quotes (DETAIL): the
+    # relative's name and masked number stay out of the 500's log. The log, not the
+    # exception's own traceback, which holds the chained error's DETAIL.
+    logged = _logged_as_a_500(raised.value)
     assert "table staff_relative, constraint test_relation_named" in logged
+    assert "The above exception was the direct cause of the following exception" in logged
+    assert "SQLSTATE 23514" in logged
     assert relative.name not in logged
-    assert "DETAIL" not in logged
+    assert mask_name(relative.name) not in logged
+    assert "Failing row contains" not in logged

@@ -224,7 +224,7 @@ async def in_one_statement(
                     # 0007's trigger). Nothing was written.
                     raise concurrent_change() from error
                 if error.constraint_name != HOUSEHOLD_ACTIVE:
-                    raise ConstraintViolatedError(error) from None
+                    raise ConstraintViolatedError(error) from error
                 # A change that dissolved the household committed after the read found it
                 # active (migration 0004's trigger). Nothing was written.
                 raise household_dissolved() from error
@@ -234,10 +234,10 @@ async def in_one_statement(
                 # account): the race's problem. Nothing was written.
                 lost = None if race is None else await race(session, error.constraint_name)
                 if lost is None:
-                    raise ConstraintViolatedError(error) from None
+                    raise ConstraintViolatedError(error) from error
                 raise lost from error
             except asyncpg.IntegrityConstraintViolationError as error:
-                raise ConstraintViolatedError(error) from None
+                raise ConstraintViolatedError(error) from error
     except AccessRefused as refusal:
         # Refused before anything was held (a probe of another region's household): the
         # request's statement is not sent, so the attempt is recorded in a short

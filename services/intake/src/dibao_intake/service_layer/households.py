@@ -349,7 +349,7 @@ async def _insert_memberships(
     except IntegrityError as exc:
         if constraint_of(exc) != ACTIVE_MEMBERSHIP_INDEX:
             # No race: a 500, logged without the row's values (an exclusion note).
-            raise ConstraintViolatedError(exc) from None
+            raise ConstraintViolatedError(exc) from exc
         # Lost a race with a concurrent registration of the same person. The insert
         # waited for the winner to commit, so a new read finds its household.
         hashes, history = await _histories(session, runtime, named)

@@ -80,10 +80,12 @@ def constraint_of(exc: IntegrityError) -> str | None:
 
 class ConstraintViolatedError(RuntimeError):
     """A write broke a constraint that no race explains (a bug, or a constraint added
-    since): a 500, not a 409 whose retry can never pass. Named by table and constraint
-    only, and raised ``from None``: the driver's error quotes the row's values in its
-    DETAIL (a relative's name, a note, an applicant's statement), which the log of a 500
-    must not hold."""
+    since): a 500, not a 409 whose retry can never pass. Its text names the table and
+    constraint only. It is raised from the driver's error, whose DETAIL quotes the row's
+    values (a relative's name, a note, an applicant's statement): the 500's log shows that
+    error's type, SQLSTATE, constraint and frames for the operator, and the kit's logging
+    (``dibao_common.logged_errors``) withholds its DETAIL and any value it quotes (ADR 0005,
+    3 Dec 2026). Raised ``from None`` before the kit cleaned chained errors."""
 
     def __init__(self, error: BaseException) -> None:
         driver = _driver_error(error)
