@@ -107,6 +107,7 @@ from dibao_audit.verifier import (
     verify_export,
     verify_export_file,
 )
+from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.envelope import EventRegistry
 
 UNPINNED = 3
@@ -648,7 +649,8 @@ def _database_failure(url: str, exc: Exception) -> str:
         exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
     ):
         hint = " (give a login of that server that may read the audit database)"
-    return f"the database {where} could not be read: {type(exc).__name__}: {exc}{hint}"
+    # describe_exception: the server's DETAIL (which may quote a row) is withheld (ADR 0005).
+    return f"the database {where} could not be read: {describe_exception(exc)}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1206,7 +1206,7 @@ async def test_the_cli_exits_2_naming_why_when_the_database_cannot_be_read(
     not_the_log = f"{scheme}://{login}@{server}/postgres"
     for url, said in (
         (nobody, "InvalidAuthorizationSpecificationError"),
-        (not_the_log, "its tables are missing"),
+        (not_the_log, "it is not the audit log's database"),
     ):
         argv = ["--database-url", url, "--vkey", vkey]
         assert await asyncio.to_thread(verify_cli.main, argv) == 2, url
