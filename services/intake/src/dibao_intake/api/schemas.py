@@ -374,8 +374,12 @@ class HouseholdIn(_In):
     head under 18 that day when a spouse is registered: nobody younger is married in China
     (Civil Code art. 1047; no marriage date is asked, the ID numbers bound it) (at
     members/<i>/relationship); a child or grandchild not younger than the head, a parent
-    or grandparent not older (there too); a member under 16 employed, self_employed or
-    flexible (employment_status); a member not counted without exclusion_reason, a counted
+    or grandparent not older (there too); an employment_status the member's age that day
+    rules out (ADR 0021): a member under 16 employed, self_employed, flexible, unemployed
+    or retired, retired under 45 (a woman) or 50 (a man) with no disability or serious
+    illness recorded, not_of_working_age from 16 until the statutory retirement age for
+    the sex and birth month unless a student (at members/<i>/employment_status); a
+    member not counted without exclusion_reason, a counted
     one with one, provincial_other without exclusion_note; name_correction (only for a
     member joining by a change); region_code not a village or community of the division
     table; bank_account.holder_member_index not one of members; a known ID number given
