@@ -1,31 +1,45 @@
-"""Who may do what where: every role reads within its regions; only clerks write; a
-document that shows ID or account numbers is downloaded only by those who may see them."""
+"""Who may do what where: every role reads within its regions; only clerks write a case,
+within theirs, and policy administrators the rosters; a document that shows ID or account
+numbers is downloaded only by those who may see them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import httpx
 import pytest
+import pytest_asyncio
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
+from dibao_common.clock import FrozenClock
 from dibao_common.crypto import mask_name
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.auth_fixtures import TokenFactory
 from dibao_common.testing.stack import TestStack
-from dibao_intake.synthetic import application_payload
+from dibao_intake.synthetic import Synthesizer, application_payload, pdf_bytes
 from dibao_intake.testing import (
+    ISSUED_ID_NUMBERS,
+    RURAL_VILLAGE,
     IntakeClient,
     RegisteredHousehold,
     access_records,
     events,
+    row_counts,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 OWN = ["620123101"]  # 夏官营镇: the households' township
 FOREIGN = ["620102"]  # 城关区
+ACCESS_TOPIC = "dibao.access.v1"
 
 
 @pytest.fixture
@@ -37,25 +51,6 @@ async def case(intake: IntakeClient) -> tuple[RegisteredHousehold, str]:
     return household, str(response.json()["id"])
 
 
-@pytest.mark.parametrize("role", list(Role))
-async def test_every_role_reads_within_its_regions_only(
-    intake: IntakeClient, case: tuple[RegisteredHousehold, str], role: Role
-) -> None:
-    household, application_id = case
-    for url in (f"/households/{household.id}", f"/applications/{application_id}"):
-        own = await intake.http.get(url, headers=intake.headers(role, OWN))
-        assert own.status_code == 200, (role, url, own.text)
-        foreign = await intake.http.get(url, headers=intake.headers(role, FOREIGN))
-        assert foreign.status_code == 404, (role, url)
-        missing = await intake.http.get(
-            url.rsplit("/", 1)[0] + f"/{uuid.uuid4()}", headers=intake.headers(role, OWN)
-        )
-        assert missing.json()["detail"] == foreign.json()["detail"]  # indistinguishable
-    listing = await intake.http.get("/applications", headers=intake.headers(role, FOREIGN))
-    assert listing.status_code == 200
-    assert application_id not in {item["id"] for item in listing.json()["items"]}
-
-
 CASE_ROLES = {
     Role.INTAKE_CLERK,
     Role.INVESTIGATOR,
@@ -64,6 +59,365 @@ CASE_ROLES = {
     Role.COUNTY_APPROVER,
     Role.AUDITOR,
 }
+"""The roles that work or audit cases (service_layer.views): they alone list households
+and look them up."""
+
+IDENTITY_ROLES = {Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVER, Role.AUDITOR}
+"""The roles a full ID number is disclosed to (GET /persons/{id}/identity)."""
+ACCOUNT_ROLES = {Role.FINANCE_OFFICER, Role.AUDITOR}
+"""The roles an account number is disclosed to (GET /bank-accounts/{token_id})."""
+
+# The matrix's regions (ADR 0004: a token's regions are division prefixes, one level each;
+# a record is seen when its code starts with one of them). Its own villages, under no other
+# test's: two of one township, and one of another township of the same county.
+VILLAGE_A = "620123103212"  # 金崖镇大涝池村
+VILLAGE_B = "620123103213"  # 金崖镇大耳朵村: A's sibling
+TOWNSHIP_AB = "620123103"  # 金崖镇
+VILLAGE_C = "620123104203"  # 和平镇沈家河村: another township of the county (榆中县)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A household of the matrix with its accepted application."""
+
+    household_id: str
+    application_id: str
+    head_person_id: str
+    head_id_number: str
+    region_code: str
+    account_token_id: str
+    document_id: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A token's regions, and which of the cases (A, B, C) they hold."""
+
+    regions: tuple[str, ...]
+    sees: frozenset[str]
+
+
+SCOPES = {
+    "village A": Scope((VILLAGE_A,), frozenset("A")),
+    "village B": Scope((VILLAGE_B,), frozenset("B")),
+    "township of A and B": Scope((TOWNSHIP_AB,), frozenset("AB")),
+    "township of C": Scope(("620123104",), frozenset("C")),
+    "county": Scope(("620123",), frozenset("ABC")),
+    "city": Scope(("6201",), frozenset("ABC")),
+    "province": Scope(("62",), frozenset("ABC")),
+    "another county": Scope(("620102",), frozenset()),
+    "another county and village B": Scope(("620102", VILLAGE_B), frozenset("B")),
+}
+LISTED_REGIONS = {"A": VILLAGE_A, "B": VILLAGE_B, "A and B": TOWNSHIP_AB}
+"""The region filters each cell lists households and applications by."""
+LISTED_RECORDS: dict[str, Callable[[Case], str]] = {
+    "households": lambda case: case.household_id,
+    "applications": lambda case: case.application_id,
+}
+"""The lists filtered by region, and what of a case each shows."""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def matrix_cases(
+    intake_http: httpx.AsyncClient, intake_clock: FrozenClock
+) -> dict[str, Case]:
+    """Households A, B and C, each with an application, registered once for the matrix."""
+    client = IntakeClient(
+        intake_http,
+        TokenFactory().with_clock(intake_clock.now),
+        Synthesizer(f"{__name__}-{uuid.uuid4()}", intake_clock.today(), used=ISSUED_ID_NUMBERS),
+    )
+    cases = {}
+    for label, village in (("A", VILLAGE_A), ("B", VILLAGE_B), ("C", VILLAGE_C)):
+        household = await client.register(client.plan(village))
+        submitted = await client.submit(await client.complete_application_body(household))
+        assert submitted.status_code == 201, submitted.text
+        photo = await client.upload(household.id, "photo")
+        assert photo.status_code == 201, photo.text
+        cases[label] = Case(
+            household.id,
+            str(submitted.json()["id"]),
+            household.person_ids[0],
+            household.plan.members[0].id_number,
+            village,
+            household.body["bank_account"]["token_id"],
+            photo.json()["id"],
+        )
+    return cases
+
+
+Recorded = tuple[str, str, str, str]
+"""An access record as the matrix expects it: outcome, action, record type (their names, as
+a failure shows them), record id."""
+
+
+async def _records_of(
+    stack: TestStack, engine: AsyncEngine, reader: str
+) -> list[access.PersonalDataAccessed]:
+    """Every access record ``reader``'s requests left, exactly: each was committed to the
+    outbox with (or, refused, right after) its request, so once the relay has published every
+    access row written so far, the topic holds them all and nothing of theirs is to come."""
+    async with engine.connect() as conn:
+        mark = await conn.scalar(
+            text("SELECT coalesce(max(id), 0) FROM outbox_message WHERE topic = :t"),
+            {"t": ACCESS_TOPIC},
+        )
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with engine.connect() as conn:
+            pending = await conn.scalar(
+                text("SELECT count(*) FROM outbox_message WHERE topic = :t AND id <= :m"),
+                {"t": ACCESS_TOPIC, "m": mark},
+            )
+        if pending == 0:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"{pending} access rows unpublished"
+        await asyncio.sleep(0.1)
+    decoded = [EventRegistry.default().decode(e) for e in await events(stack, ACCESS_TOPIC)]
+    return [
+        r
+        for r in decoded
+        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == reader
+    ]
+
+
+def _described(
+    outcome: access.AccessOutcome.ValueType,
+    action: access.AccessAction.ValueType,
+    record_type: access.RecordType.ValueType,
+    record_id: str,
+) -> Recorded:
+    return (
+        access.AccessOutcome.Name(outcome),
+        access.AccessAction.Name(action),
+        access.RecordType.Name(record_type),
+        record_id,
+    )
+
+
+def _expected(
+    granted: bool,
+    action: access.AccessAction.ValueType,
+    record_type: access.RecordType.ValueType,
+    record_id: str,
+) -> Recorded:
+    outcome = access.ACCESS_OUTCOME_GRANTED if granted else access.ACCESS_OUTCOME_DENIED
+    return _described(outcome, action, record_type, record_id)
+
+
+@pytest.mark.parametrize("scope_name", list(SCOPES))
+@pytest.mark.parametrize("role", list(Role))
+async def test_every_role_reads_within_its_regions_only(
+    intake: IntakeClient,
+    intake_stack: TestStack,
+    intake_engine: AsyncEngine,
+    matrix_cases: dict[str, Case],
+    role: Role,
+    scope_name: str,
+) -> None:
+    """One cell of the role x region matrix. A record is read (200) when it lies in one of
+    the token's regions, and answers the 404 of a record that does not exist otherwise: a
+    village's token does not read its sibling village's household, its township's reads
+    both, the county's and above all three. The same for a lookup by ID number and for the
+    lists filtered by region (a filter within or holding a region is searched there, one
+    outside them all is 403 region-out-of-scope). Households are listed and looked up by
+    the roles that work or audit cases only (403 missing-role, before any record is looked
+    up). Every read granted leaves exactly one access record naming the reader and the
+    record, every refusal of an existing record one DENIED naming nobody's data, and
+    nothing else is recorded (not the 403s of a role, not the records that do not exist)."""
+    scope = SCOPES[scope_name]
+    reader = f"matrix-{role.value}-{uuid.uuid4()}"
+    headers = intake.headers(role, scope.regions, subject=reader)
+    case_role = role in CASE_ROLES
+    expected: list[Recorded] = []
+    view, search = access.ACCESS_ACTION_VIEW, access.ACCESS_ACTION_SEARCH
+    granted_heads: dict[str, set[str]] = {}  # a list's record id -> heads it must name
+
+    def refused_as_missing(answer: httpx.Response, missing: httpx.Response, what: str) -> None:
+        assert answer.status_code == missing.status_code == 404, (what, answer.text)
+        assert answer.json()["detail"] == missing.json()["detail"], what  # indistinguishable
+
+    def refused_for_role(answer: httpx.Response, what: str) -> None:
+        assert answer.status_code == 403, (what, answer.text)
+        assert answer.json()["type"].endswith("/missing-role"), what
+        assert set(answer.json()["required_roles"]) == {r.value for r in CASE_ROLES}, what
+
+    missing_household = await intake.http.get(f"/households/{uuid.uuid4()}", headers=headers)
+    missing_application = await intake.http.get(f"/applications/{uuid.uuid4()}", headers=headers)
+    nobody = await intake.http.post(
+        "/households/lookup",
+        json={"id_number": intake.plan(VILLAGE_A).members[0].id_number},
+        headers=headers,
+    )
+    if case_role:
+        assert nobody.status_code == 404, nobody.text
+    else:
+        refused_for_role(nobody, "lookup of nobody")
+    for label, case in matrix_cases.items():
+        seen = label in scope.sees
+        household = await intake.http.get(f"/households/{case.household_id}", headers=headers)
+        application = await intake.http.get(f"/applications/{case.application_id}", headers=headers)
+        found = await intake.http.post(
+            "/households/lookup", json={"id_number": case.head_id_number}, headers=headers
+        )
+        listed = await intake.http.get(
+            "/applications", params={"household_id": case.household_id}, headers=headers
+        )
+        document = await intake.http.get(f"/documents/{case.document_id}", headers=headers)
+        audit = {"purpose": "audit"}
+        identity = await intake.http.get(
+            f"/persons/{case.head_person_id}/identity", params=audit, headers=headers
+        )
+        account = await intake.http.get(
+            f"/bank-accounts/{case.account_token_id}", params=audit, headers=headers
+        )
+        if seen:
+            assert household.status_code == application.status_code == 200, (label, household.text)
+            assert household.json()["id"] == case.household_id
+            assert application.json()["household_id"] == case.household_id
+        else:
+            refused_as_missing(household, missing_household, f"household {label}")
+            refused_as_missing(application, missing_application, f"application {label}")
+        expected += [
+            _expected(seen, view, access.RECORD_TYPE_HOUSEHOLD, case.household_id),
+            _expected(seen, view, access.RECORD_TYPE_APPLICATION, case.application_id),
+        ]
+        if not case_role:
+            refused_for_role(found, f"lookup {label}")
+        elif seen:
+            assert found.status_code == 200, (label, found.text)
+            assert (found.json()["household_id"], found.json()["person_id"]) == (
+                case.household_id,
+                case.head_person_id,
+            )
+            expected.append(
+                _expected(True, search, access.RECORD_TYPE_HOUSEHOLD, case.household_id)
+            )
+        else:
+            refused_as_missing(found, nobody, f"lookup {label}")
+            expected.append(
+                _expected(False, search, access.RECORD_TYPE_HOUSEHOLD, case.household_id)
+            )
+        # A document's description is the case roles': another's is refused for their
+        # role where the document is in their regions, recorded as a refusal either way.
+        if not seen:
+            refused_as_missing(document, missing_household, f"document {label}")
+        elif case_role:
+            assert document.status_code == 200, (label, document.text)
+        else:
+            refused_for_role(document, f"document {label}")
+        expected.append(
+            _expected(seen and case_role, view, access.RECORD_TYPE_DOCUMENT, case.document_id)
+        )
+        # The numbers are disclosed to the roles named, for a purpose, within their regions;
+        # the other roles are refused before any record is looked up (nothing recorded).
+        decrypt = access.ACCESS_ACTION_DECRYPT
+        for answer, readers, record_type, record_id in (
+            (identity, IDENTITY_ROLES, access.RECORD_TYPE_MEMBER, case.head_person_id),
+            (account, ACCOUNT_ROLES, access.RECORD_TYPE_BANK_ACCOUNT, case.account_token_id),
+        ):
+            what = f"{record_type} of {label}"
+            if role not in readers:
+                assert answer.status_code == 403, (what, answer.text)
+                assert answer.json()["type"].endswith("/missing-role"), what
+                assert set(answer.json()["required_roles"]) == {r.value for r in readers}, what
+                continue
+            if seen:
+                assert answer.status_code == 200, (what, answer.text)
+            else:
+                refused_as_missing(answer, missing_household, what)
+            expected.append(_expected(seen, decrypt, record_type, record_id))
+        # A search by household: the caller's regions filter it, so one outside them shows
+        # an empty page, a search that showed nothing (recorded as one).
+        assert listed.status_code == 200, (label, listed.text)
+        shown = [i["id"] for i in listed.json()["items"]]
+        assert shown == ([case.application_id] if seen else []), label
+        list_id = f"applications?household_id={case.household_id}"
+        expected.append(_expected(True, search, access.RECORD_TYPE_LIST, list_id))
+        granted_heads[list_id] = {case.head_person_id} if seen else set()
+    for labels, region in LISTED_REGIONS.items():
+        # Within the filter and the token's regions alike: a village's token filtering by
+        # its township is shown its own village's, never its sibling's.
+        under = {
+            label
+            for label, case in matrix_cases.items()
+            if case.region_code.startswith(region) and label in scope.sees
+        }
+        overlaps = any(r.startswith(region) or region.startswith(r) for r in scope.regions)
+        for name, record_of in LISTED_RECORDS.items():
+            answer = await intake.http.get(
+                f"/{name}", params={"region": region, "limit": 200}, headers=headers
+            )
+            list_id = f"{name}?region_prefix={region}"
+            if name == "households" and not case_role:
+                refused_for_role(answer, f"{name} of {labels}")
+                continue
+            if not overlaps:
+                assert answer.status_code == 403, (name, labels, answer.text)
+                assert answer.json()["type"].endswith("/region-out-of-scope")
+                expected.append(_expected(False, search, access.RECORD_TYPE_LIST, list_id))
+                continue
+            assert answer.status_code == 200, (name, labels, answer.text)
+            ours = {label: record_of(case) for label, case in matrix_cases.items()}
+            shown_ids = {item["id"] for item in answer.json()["items"]}
+            assert {label for label, i in ours.items() if i in shown_ids} == under, (
+                name,
+                labels,
+            )
+            assert answer.json()["next_cursor"] is None, (name, labels)  # nothing beyond
+            expected.append(_expected(True, search, access.RECORD_TYPE_LIST, list_id))
+            granted_heads[list_id] = {matrix_cases[label].head_person_id for label in under}
+
+    # Without a filter: every one of the token's regions, nothing beyond them.
+    everything = await intake.http.get("/applications", params={"limit": 200}, headers=headers)
+    assert everything.status_code == 200, everything.text
+    shown_ids = {item["id"] for item in everything.json()["items"]}
+    shown_labels = {label for label, c in matrix_cases.items() if c.application_id in shown_ids}
+    assert shown_labels <= scope.sees
+    expected.append(_expected(True, search, access.RECORD_TYPE_LIST, "applications?"))
+    granted_heads["applications?"] = {matrix_cases[label].head_person_id for label in shown_labels}
+
+    records = await _records_of(intake_stack, intake_engine, reader)
+    assert sorted(
+        _described(r.outcome, r.action, r.record_type, r.record_id) for r in records
+    ) == sorted(expected)
+    heads = {c.head_person_id for c in matrix_cases.values()}
+    for record in records:
+        named = {p.person_id for p in record.persons}
+        if record.outcome == access.ACCESS_OUTCOME_DENIED:
+            # Refused: the record is named, nobody's data (none was shown).
+            assert named == set(), record.record_id
+            assert list(record.fields) == [], record.record_id
+        elif record.record_type == access.RECORD_TYPE_LIST:
+            assert named & heads == granted_heads[record.record_id], record.record_id
+        else:
+            assert record.fields, record.record_id
+        if record.record_type == access.RECORD_TYPE_LIST:
+            continue
+        # One record's access names its household and region, granted or refused.
+        [case] = [
+            c
+            for c in matrix_cases.values()
+            if record.record_id
+            in (
+                c.household_id,
+                c.application_id,
+                c.head_person_id,
+                c.account_token_id,
+                c.document_id,
+            )
+        ]
+        assert (record.household_id, record.region.code) == (
+            case.household_id,
+            case.region_code,
+        ), record.record_id
+        if (
+            record.outcome == access.ACCESS_OUTCOME_GRANTED
+            and record.record_type != access.RECORD_TYPE_DOCUMENT  # a photo: of no one
+        ):
+            assert case.head_person_id in named, record.record_id
+
+
 STATEMENT = "丈夫打零工收入不稳定，妻子二级残疾需长期照料。"
 INCOME_NOTE = "在兰州建筑工地打零工，每月约二十天"
 ASSET_NOTE = "农村信用社活期存款"
@@ -235,62 +589,220 @@ async def test_documents_with_numbers_are_downloaded_by_named_roles_for_a_purpos
         assert elsewhere.status_code == 404, (role, elsewhere.text)
 
 
-@pytest.mark.parametrize("role", [r for r in Role if r is not Role.INTAKE_CLERK])
-async def test_only_intake_clerks_write(
-    intake: IntakeClient, case: tuple[RegisteredHousehold, str], role: Role
+WRITERS: dict[str, frozenset[Role]] = {
+    "POST /documents": frozenset({Role.INTAKE_CLERK}),
+    "POST /households": frozenset({Role.INTAKE_CLERK}),
+    "POST /households/{household_id}/changes": frozenset({Role.INTAKE_CLERK}),
+    "POST /applications/{application_id}/withdrawal": frozenset({Role.INTAKE_CLERK}),
+    "POST /applications": frozenset({Role.INTAKE_CLERK}),
+    "POST /townships/{township_code}/staff": frozenset({Role.POLICY_ADMIN}),
+    "POST /staff/{staff_id}/deactivation": frozenset({Role.POLICY_ADMIN}),
+}
+"""Every operation that writes, and the roles that may: the clerks take in households,
+their changes, applications and documents; policy administrators keep the staff rosters."""
+READS_BY_POST = frozenset({"POST /households/lookup"})
+"""Reads sent as a POST (the ID number travels in the body): in the read matrix."""
+ROSTER_TOWNSHIP = "620102021000"  # 盐场路街道: no other test's roster
+
+
+def _write_operations(intake_app: FastAPI) -> set[str]:
+    """Every operation of the app's OpenAPI that is no GET: the document lists the routes
+    of the included routers, which FastAPI 0.165's app.routes no longer shows."""
+    return {
+        f"{method.upper()} {path}"
+        for path, item in intake_app.openapi()["paths"].items()
+        for method in item
+        if method in {"post", "put", "patch", "delete"}
+    }
+
+
+def test_every_write_operation_is_in_the_matrix(intake_app: FastAPI) -> None:
+    """A write route added to the app without a row in WRITERS (and so a request in
+    test_only_their_writers_write) fails here."""
+    operations = _write_operations(intake_app)
+    assert operations >= READS_BY_POST
+    assert operations - READS_BY_POST == set(WRITERS)
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_only_their_writers_write(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_app: FastAPI, role: Role
 ) -> None:
-    household, application_id = case
-    headers = intake.headers(role, OWN)
-    attempts = [
-        await intake.http.post("/households", json=intake.plan().payload(), headers=headers),
-        await intake.http.post(
+    """Each write operation of the OpenAPI, sent by ``role`` with a token for the whole
+    province and a body its writers get accepted: a role that may not write it gets 403
+    missing-role naming the roles that may, as problem+json, and nothing is written (no
+    row, no event, no access record: the token check comes before any record is looked
+    up); its writers get it done."""
+    household = await intake.register(intake.plan(RURAL_VILLAGE, shape="elderly_couple"))
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+    next_body = await intake.complete_application_body(household)
+    admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
+    staff = await intake.http.post(
+        f"/townships/{ROSTER_TOWNSHIP}/staff",
+        json={"name": "卫东", "role": "dibao_staff"},
+        headers=admin,
+    )
+    assert staff.status_code == 201, staff.text
+    headers = intake.headers(role, ["62"], subject=f"writer-{role.value}-{uuid.uuid4()}")
+    upload = {"household_id": household.id, "document_type": "photo"}
+    # In this order, so that each is accepted when its writers send it: the withdrawal
+    # frees the household for the next application, whose body the death would outdate.
+    requests: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
+        "POST /documents": lambda: intake.http.post(
+            "/documents",
+            data=upload,
+            files={"file": ("photo.pdf", pdf_bytes(f"photo {uuid.uuid4()}"), "application/pdf")},
+            headers=headers,
+        ),
+        "POST /households": lambda: intake.http.post(
+            "/households", json=intake.plan().payload(), headers=headers
+        ),
+        "POST /applications/{application_id}/withdrawal": lambda: intake.http.post(
+            f"/applications/{application_id}/withdrawal",
+            json={"reason": "重新申请"},
+            headers=headers,
+        ),
+        "POST /applications": lambda: intake.http.post(
+            "/applications", json=next_body, headers=headers
+        ),
+        "POST /households/{household_id}/changes": lambda: intake.http.post(
             f"/households/{household.id}/changes",
             json={
                 "kind": "death",
-                "person_id": household.person_ids[-1],
-                "date_of_death": "2026-01-01",
+                "person_id": household.person_ids[1],
+                "date_of_death": "2026-02-01",
             },
             headers=headers,
         ),
-        await intake.http.post(
-            "/applications",
-            json={"household_id": household.id, "applicant_person_id": household.person_ids[0]},
+        "POST /townships/{township_code}/staff": lambda: intake.http.post(
+            f"/townships/{ROSTER_TOWNSHIP}/staff",
+            json={"name": "李明", "role": "dibao_staff"},
             headers=headers,
         ),
-        await intake.http.post(
-            f"/applications/{application_id}/withdrawal", json={"reason": "x"}, headers=headers
+        "POST /staff/{staff_id}/deactivation": lambda: intake.http.post(
+            f"/staff/{staff.json()['id']}/deactivation", headers=headers
+        ),
+    }
+    assert set(requests) == _write_operations(intake_app) - READS_BY_POST
+    for operation, send in requests.items():
+        writers = WRITERS[operation]
+        before = await row_counts(intake_engine)
+        answer = await send()
+        if role in writers:
+            assert answer.status_code in (201, 204), (operation, answer.text)
+            continue
+        assert answer.status_code == 403, (operation, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["type"].endswith("/missing-role"), operation
+        assert set(answer.json()["required_roles"]) == {r.value for r in writers}, operation
+        assert await row_counts(intake_engine) == before, operation
+
+
+SendAs = Callable[[dict[str, str]], Awaitable[httpx.Response]]
+"""A request, sent with the headers given."""
+
+
+@pytest.mark.parametrize(
+    "regions",
+    [FOREIGN, ["620123101202"], ["620123101202", "620123102"]],
+    ids=["another county", "the sibling village", "the sibling village and another township"],
+)
+async def test_a_clerk_of_another_region_cannot_touch_the_household(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine, regions: list[str]
+) -> None:
+    """A clerk writes within their regions only: one of the sibling village under the same
+    township (太平堡村 beside 夏官营村) is as far from the household as one of another
+    county. Each write about the household (a change, an application, a withdrawal, a
+    document), with a body its own clerk gets accepted, answers the 404 of a household
+    that does not exist and writes nothing but the attempt's DENIED access record, naming
+    the record and nobody's data; registering a household in its village is 403
+    region-out-of-scope and writes nothing at all. Its own village's clerk then writes
+    each of them."""
+    household = await intake.register(intake.plan(RURAL_VILLAGE, shape="elderly_couple"))
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+    body = await intake.complete_application_body(household)
+    missing = await intake.http.get(
+        f"/households/{uuid.uuid4()}", headers=intake.headers(regions=regions)
+    )
+    probes: list[tuple[str, str, access.RecordType.ValueType, SendAs]] = [
+        (
+            "POST /documents",
+            household.id,
+            access.RECORD_TYPE_HOUSEHOLD,
+            lambda headers: intake.http.post(
+                "/documents",
+                data={"household_id": household.id, "document_type": "photo"},
+                files={"file": ("photo.pdf", pdf_bytes("photo"), "application/pdf")},
+                headers=headers,
+            ),
+        ),
+        (
+            "POST /applications/{application_id}/withdrawal",
+            application_id,
+            access.RECORD_TYPE_APPLICATION,
+            lambda headers: intake.http.post(
+                f"/applications/{application_id}/withdrawal",
+                json={"reason": "重新申请"},
+                headers=headers,
+            ),
+        ),
+        (
+            "POST /applications",
+            household.id,
+            access.RECORD_TYPE_HOUSEHOLD,
+            lambda headers: intake.http.post("/applications", json=body, headers=headers),
+        ),
+        (
+            "POST /households/{household_id}/changes",
+            household.id,
+            access.RECORD_TYPE_HOUSEHOLD,
+            lambda headers: intake.http.post(
+                f"/households/{household.id}/changes",
+                json={
+                    "kind": "death",
+                    "person_id": household.person_ids[1],
+                    "date_of_death": "2026-02-01",
+                },
+                headers=headers,
+            ),
         ),
     ]
-    for response in attempts:
-        assert response.status_code == 403, (role, response.text)
-        assert response.json()["type"].endswith("/missing-role")
-
-
-async def test_a_clerk_of_another_region_cannot_touch_the_household(
-    intake: IntakeClient, case: tuple[RegisteredHousehold, str]
-) -> None:
-    household, application_id = case
-    headers = intake.headers(Role.INTAKE_CLERK, FOREIGN)
-    change = await intake.http.post(
-        f"/households/{household.id}/changes",
-        json={
-            "kind": "death",
-            "person_id": household.person_ids[-1],
-            "date_of_death": "2026-01-01",
-        },
-        headers=headers,
+    for operation, subject, record_type, send in probes:
+        prober = f"clerk-elsewhere-{uuid.uuid4()}"
+        before = await row_counts(intake_engine)
+        refused = await send(intake.headers(Role.INTAKE_CLERK, regions, subject=prober))
+        assert refused.status_code == 404, (operation, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == missing.json()["detail"], operation
+        # The access record's outbox row, and nothing else.
+        assert await row_counts(intake_engine) == before | {
+            "outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1
+        }, operation
+        [record] = await access_records(intake_stack, subject, prober)
+        assert (record.outcome, record.record_type, record.record_id) == (
+            access.ACCESS_OUTCOME_DENIED,
+            record_type,
+            subject,
+        ), operation
+        assert record.operation == operation
+        assert list(record.persons) == list(record.fields) == [], operation
+    before = await row_counts(intake_engine)
+    registration = await intake.http.post(
+        "/households",
+        json=intake.plan(RURAL_VILLAGE).payload(),
+        headers=intake.headers(Role.INTAKE_CLERK, regions),
     )
-    assert change.status_code == 404
-    submit = await intake.http.post(
-        "/applications",
-        json={"household_id": household.id, "applicant_person_id": household.person_ids[0]},
-        headers=headers,
-    )
-    assert submit.status_code == 404
-    withdraw = await intake.http.post(
-        f"/applications/{application_id}/withdrawal", json={"reason": "x"}, headers=headers
-    )
-    assert withdraw.status_code == 404
+    assert registration.status_code == 403, registration.text
+    assert registration.json()["type"].endswith("/region-out-of-scope")
+    assert await row_counts(intake_engine) == before
+    own = intake.headers(Role.INTAKE_CLERK, [RURAL_VILLAGE])
+    for operation, _, _, send in probes:
+        done = await send(own)
+        assert done.status_code == 201, (operation, done.text)
 
 
 async def test_no_token_is_a_401_problem(intake: IntakeClient) -> None:
