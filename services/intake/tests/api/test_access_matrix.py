@@ -67,12 +67,16 @@ IDENTITY_ROLES = {Role.INVESTIGATOR, Role.TOWNSHIP_REVIEWER, Role.COUNTY_APPROVE
 ACCOUNT_ROLES = {Role.FINANCE_OFFICER, Role.AUDITOR}
 """The roles an account number is disclosed to (GET /bank-accounts/{token_id})."""
 
+ROSTER_ROLES = {Role.POLICY_ADMIN, Role.COUNTY_APPROVER, Role.TOWNSHIP_REVIEWER, Role.AUDITOR}
+"""The roles that read a township's staff roster (GET /townships/{code}/staff)."""
+
 # The matrix's regions (ADR 0004: a token's regions are division prefixes, one level each;
 # a record is seen when its code starts with one of them). Its own villages, under no other
 # test's: two of one township, and one of another township of the same county.
 VILLAGE_A = "620123103212"  # 金崖镇大涝池村
 VILLAGE_B = "620123103213"  # 金崖镇大耳朵村: A's sibling
 TOWNSHIP_AB = "620123103"  # 金崖镇
+ROSTERED_TOWNSHIP = TOWNSHIP_AB + "000"
 VILLAGE_C = "620123104203"  # 和平镇沈家河村: another township of the county (榆中县)
 
 
@@ -218,13 +222,16 @@ async def test_every_role_reads_within_its_regions_only(
     """One cell of the role x region matrix. A record is read (200) when it lies in one of
     the token's regions, and answers the 404 of a record that does not exist otherwise: a
     village's token does not read its sibling village's household, its township's reads
-    both, the county's and above all three. The same for a lookup by ID number and for the
-    lists filtered by region (a filter within or holding a region is searched there, one
-    outside them all is 403 region-out-of-scope). Households are listed and looked up by
-    the roles that work or audit cases only (403 missing-role, before any record is looked
-    up). Every read granted leaves exactly one access record naming the reader and the
-    record, every refusal of an existing record one DENIED naming nobody's data, and
-    nothing else is recorded (not the 403s of a role, not the records that do not exist)."""
+    both, the county's and above all three. The same for a lookup by ID number, a
+    document, the disclosure of an ID or account number, the township's roster, and the
+    lists (a region filter within or holding a region is searched there, one outside them
+    all is 403 region-out-of-scope). Households are listed and looked up, and documents
+    read, by the roles that work or audit cases; numbers are disclosed and rosters read by
+    the roles named for them; other roles get 403 missing-role (a document's, in its
+    region, recorded as refused; the others before any record is looked up). Every read
+    granted leaves exactly one access record naming the reader and the record, every
+    refusal of an existing record one DENIED naming nobody's data, and nothing else is
+    recorded (not a role's 403 before the lookup, not a record that does not exist)."""
     scope = SCOPES[scope_name]
     reader = f"matrix-{role.value}-{uuid.uuid4()}"
     headers = intake.headers(role, scope.regions, subject=reader)
@@ -368,6 +375,21 @@ async def test_every_role_reads_within_its_regions_only(
             expected.append(_expected(True, search, access.RECORD_TYPE_LIST, list_id))
             granted_heads[list_id] = {matrix_cases[label].head_person_id for label in under}
 
+    # The roster of A's and B's township, for the roles that keep or check rosters: its
+    # region is the township's, so a village's token (A's or B's) does not read it.
+    roster = await intake.http.get(f"/townships/{ROSTERED_TOWNSHIP}/staff", headers=headers)
+    roster_seen = {"A", "B"} <= scope.sees
+    if role not in ROSTER_ROLES:
+        assert roster.status_code == 403, roster.text
+        assert roster.json()["type"].endswith("/missing-role")
+        assert set(roster.json()["required_roles"]) == {r.value for r in ROSTER_ROLES}
+    else:
+        if roster_seen:
+            assert roster.status_code == 200, roster.text
+        else:
+            refused_as_missing(roster, missing_household, "roster")
+        roster_id = f"staff-roster:{ROSTERED_TOWNSHIP}"
+        expected.append(_expected(roster_seen, view, access.RECORD_TYPE_OTHER, roster_id))
     # Without a filter: every one of the token's regions, nothing beyond them.
     everything = await intake.http.get("/applications", params={"limit": 200}, headers=headers)
     assert everything.status_code == 200, everything.text
@@ -393,6 +415,9 @@ async def test_every_role_reads_within_its_regions_only(
         else:
             assert record.fields, record.record_id
         if record.record_type == access.RECORD_TYPE_LIST:
+            continue
+        if record.record_type == access.RECORD_TYPE_OTHER:  # the roster: no household's
+            assert (record.household_id, record.region.code) == ("", ROSTERED_TOWNSHIP)
             continue
         # One record's access names its household and region, granted or refused.
         [case] = [
