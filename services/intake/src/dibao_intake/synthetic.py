@@ -383,8 +383,12 @@ class Synthesizer:
 
     def _unemployed_single(self, place: str, area: AreaType) -> list[PlannedMember]:
         sex = self.rng.choice((Sex.MALE, Sex.FEMALE))
+        # Out of work from 40 (the "4050" hard to place), of working age still six years on:
+        # unemployed ends with the statutory retirement age, 55 at the least for a woman
+        # (a cadre's) and 60 for a man (ADR 0021).
+        ages = (40, 53) if sex is Sex.MALE else (40, 48)
         head = self.member(
-            Relationship.HEAD, sex, (40, 58), EmploymentStatus.UNEMPLOYED, place_code=place
+            Relationship.HEAD, sex, ages, EmploymentStatus.UNEMPLOYED, place_code=place
         )
         head.wage_fen = self.rng.randrange(0, 30) * 1000
         return [head]

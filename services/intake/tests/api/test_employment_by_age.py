@@ -138,3 +138,42 @@ async def test_a_member_change_to_a_status_the_age_rules_out_writes_nothing(
     assert (await intake.change(family, leaves | {"employment_status": "unemployed"}))[
         "kind"
     ] == "member_change"
+
+
+async def test_unemployed_past_the_statutory_retirement_age_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Issue of 3 Dec 2026: an 80-year-old was registered unemployed (201). Registered
+    unemployment is for people of working age: 422 at the member's employment_status, at a
+    registration and at a member change, nothing written; not of working age is taken."""
+    plan = intake.plan(shape="elderly_alone")
+    elder = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (80, 80), EmploymentStatus.UNEMPLOYED
+    )
+    plan.members = [elder]
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=plan.payload(), headers=intake.headers(regions=[plan.region_code])
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert _pointers(problem) == ["/body/members/0/employment_status"]
+    assert problem["errors"][0]["detail"].startswith(
+        "the member is past the statutory retirement age on 2026-03-02: at most 60 for a man"
+    )
+    assert elder.id_number not in response.text
+    assert elder.name not in response.text
+    assert str(elder.birth_date.year) not in response.text
+    assert await row_counts(intake_engine) == before
+    elder.employment_status = EmploymentStatus.NOT_OF_WORKING_AGE
+    household = await intake.register(plan)
+    change = {
+        "kind": "member_change",
+        "person_id": household.person_ids[0],
+        "effective_on": "2026-02-02",
+        "employment_status": "unemployed",
+    }
+    problem = await refused_change(intake, intake_engine, household, change)
+    assert _pointers(problem) == ["/body/employment_status"], problem
+    assert "past the statutory retirement age on 2026-02-02" in problem["errors"][0]["detail"]

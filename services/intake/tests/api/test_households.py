@@ -25,6 +25,7 @@ from dibao_intake.api import schemas as s
 from dibao_intake.api.households import member_input
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.domain.working_age import working_age_ends_at_the_latest
 from dibao_intake.service_layer import households as households_service
 from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
 from dibao_intake.synthetic import PlannedHousehold
@@ -236,6 +237,9 @@ async def test_a_person_in_another_household_is_a_409_with_a_masked_reference(
     # The head alone: with another head's ID number (and so birth date), the planned
     # parents or children could break the age rules first (a 422, not the 409).
     payload["members"] = payload["members"][:1]
+    # And with that head's status: the planned one may not fit its age (ADR 0021).
+    payload["members"][0]["employment_status"] = first.plan.members[0].employment_status.value
+    payload["members"][0]["student"] = first.plan.members[0].student
     prober = f"clerk-{uuid.uuid4()}"
     before = await row_counts(intake_engine)
     response = await intake.http.post(
@@ -977,7 +981,12 @@ def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> di
         "name": "杨秀兰",
         "id_number": intake.synthesizer.id_number(born, sex),
         "relationship": relationship,
-        "employment_status": "unemployed",
+        # Of working age, out of work; past it (ADR 0021, 3 Dec 2026), not of working age.
+        "employment_status": (
+            "unemployed"
+            if intake.synthesizer.today < working_age_ends_at_the_latest(born, sex)
+            else "not_of_working_age"
+        ),
     }
 
 

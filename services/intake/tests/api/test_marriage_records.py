@@ -14,6 +14,7 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
+from dibao_intake.domain.working_age import working_age_ends_at_the_latest
 from dibao_intake.testing import (
     IntakeClient,
     moves_in,
@@ -32,7 +33,12 @@ def _person(intake: IntakeClient, born: date, sex: Sex, relationship: str) -> di
         "name": "杨秀兰",
         "id_number": intake.synthesizer.id_number(born, sex),
         "relationship": relationship,
-        "employment_status": "unemployed",
+        # Of working age, out of work; past it (ADR 0021, 3 Dec 2026), not of working age.
+        "employment_status": (
+            "unemployed"
+            if intake.synthesizer.today < working_age_ends_at_the_latest(born, sex)
+            else "not_of_working_age"
+        ),
     }
 
 

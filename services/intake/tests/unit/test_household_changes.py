@@ -42,6 +42,7 @@ from dibao_intake.domain.codes import (
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
 from dibao_intake.domain.resident_id import age_on, compose_resident_id
+from dibao_intake.domain.working_age import working_age_ends_at_the_latest
 
 TODAY = date(2026, 11, 28)
 HEAD, SPOUSE, SON = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -56,17 +57,19 @@ STATE = HouseholdState(
 
 
 def joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
+    sex = Sex.MALE if seq % 2 else Sex.FEMALE  # the ID number's sequence: odd for a man
     raw = MemberInput(
         name="杨小梅",
         id_number=compose_resident_id("620123", born, seq),
         relationship=relationship,
         disability_grade=DisabilityGrade.NONE,
         seriously_ill=False,
-        # A status that fits the age (ADR 0021): adults joining here are out of work.
+        # A status that fits the age (ADR 0021): adults of working age joining here are
+        # out of work; the elderly are not of working age.
         employment_status=(
-            EmploymentStatus.NOT_OF_WORKING_AGE
-            if age_on(born, TODAY) < 16
-            else EmploymentStatus.UNEMPLOYED
+            EmploymentStatus.UNEMPLOYED
+            if age_on(born, TODAY) >= 16 and working_age_ends_at_the_latest(born, sex) > TODAY
+            else EmploymentStatus.NOT_OF_WORKING_AGE
         ),
         student=False,
         counted=True,

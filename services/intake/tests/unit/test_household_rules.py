@@ -54,7 +54,14 @@ def member(
 def family() -> list[MemberInput]:
     return [
         member(Relationship.HEAD, date(1968, 4, 2), 11),
-        member(Relationship.SPOUSE, date(1970, 9, 14), 22),
+        # Past 55 years 3 months (a woman cadre's statutory age) she is no longer
+        # unemployed (ADR 0021); she works.
+        member(
+            Relationship.SPOUSE,
+            date(1970, 9, 14),
+            22,
+            employment_status=EmploymentStatus.FLEXIBLE,
+        ),
         member(
             Relationship.CHILD,
             date(2012, 1, 5),
@@ -131,7 +138,9 @@ def test_one_head_and_at_most_one_spouse() -> None:
 
 def test_children_are_younger_and_parents_older_than_the_head() -> None:
     members = family()
-    members[2] = member(Relationship.CHILD, date(1960, 1, 1), 33)
+    members[2] = member(
+        Relationship.CHILD, date(1960, 1, 1), 33, employment_status=EmploymentStatus.FLEXIBLE
+    )
     members[3] = member(Relationship.PARENT, date(1990, 1, 1), 44)
     assert violations_of(members) == {
         "/members/2/relationship": "a child is younger than the head",

@@ -29,8 +29,10 @@ from dibao_intake.domain.household import MemberInput, validate_household
 from dibao_intake.domain.resident_id import compose_resident_id
 from dibao_intake.domain.working_age import (
     employment_violations,
+    highest_statutory_retirement_age_months,
     statutory_retirement_age_months,
     working_age_ends,
+    working_age_ends_at_the_latest,
 )
 
 S = EmploymentStatus
@@ -163,8 +165,93 @@ def test_working_or_unemployed_from_16(status: EmploymentStatus) -> None:
     born = date(2010, 5, 20)
     assert refused(status, born, Sex.FEMALE, birthday(born, 16) - DAY)
     assert not refused(status, born, Sex.FEMALE, birthday(born, 16))
-    # Working past the retirement age is lawful (re-employed, a flexible job).
-    assert not refused(status, date(1950, 1, 1), Sex.MALE, date(2026, 3, 2))
+    # Working past the retirement age is lawful (re-employed, a flexible job); being
+    # unemployed is not (registered unemployment is for those of working age).
+    assert refused(status, date(1950, 1, 1), Sex.MALE, date(2026, 3, 2)) is (status is S.UNEMPLOYED)
+
+
+@pytest.mark.parametrize(
+    ("born", "sex", "months"),
+    [
+        # A man's only statutory age; a woman cadre's, 55 raised to 58 by one month for
+        # every four months of birth from January 1970 (NPCSC, 13 Sept 2024).
+        (date(1964, 12, 31), Sex.MALE, 60 * 12),
+        (date(1966, 3, 15), Sex.MALE, 60 * 12 + 4),
+        (date(1976, 9, 1), Sex.MALE, 63 * 12),
+        (date(1969, 12, 31), Sex.FEMALE, 55 * 12),
+        (date(1970, 1, 1), Sex.FEMALE, 55 * 12 + 1),
+        (date(1970, 4, 30), Sex.FEMALE, 55 * 12 + 1),
+        (date(1970, 5, 1), Sex.FEMALE, 55 * 12 + 2),
+        (date(1981, 8, 31), Sex.FEMALE, 58 * 12 - 1),
+        (date(1981, 9, 1), Sex.FEMALE, 58 * 12),
+        (date(1995, 6, 1), Sex.FEMALE, 58 * 12),
+        # A sex not known: a man's, the higher.
+        (date(1970, 9, 14), None, 60 * 12 + 18),
+    ],
+)
+def test_the_highest_statutory_retirement_age_is_a_mans_or_a_woman_cadres(
+    born: date, sex: Sex | None, months: int
+) -> None:
+    assert highest_statutory_retirement_age_months(born, sex) == months
+
+
+def test_unemployed_until_the_highest_statutory_retirement_age() -> None:
+    """Issue of 3 Dec 2026: an 80-year-old was recorded unemployed. Registered unemployment
+    (就业促进法; 就业服务与就业管理规定) is for people of working age: unemployed holds the
+    day before the highest statutory retirement age that can apply to the member (a man's;
+    a woman cadre's, since the record does not know her post), not on that day."""
+    assert refused(S.UNEMPLOYED, date(1946, 1, 1), Sex.MALE, date(2026, 3, 2))
+    # A man born in 1964: 60.
+    man = date(1964, 6, 10)
+    assert not refused(S.UNEMPLOYED, man, Sex.MALE, date(2024, 6, 9))
+    assert refused(S.UNEMPLOYED, man, Sex.MALE, date(2024, 6, 10))
+    # Born in March 1966: 60 years 4 months, on 15 July 2026.
+    raised = date(1966, 3, 15)
+    assert not refused(S.UNEMPLOYED, raised, Sex.MALE, date(2026, 7, 14))
+    assert refused(S.UNEMPLOYED, raised, Sex.MALE, date(2026, 7, 15))
+    # A woman born in September 1970: past a worker's 50, of working age as a cadre up to
+    # 55 years 3 months, on 14 December 2025.
+    woman = date(1970, 9, 14)
+    assert working_age_ends_at_the_latest(woman, Sex.FEMALE) == date(2025, 12, 14)
+    assert not refused(S.UNEMPLOYED, woman, Sex.FEMALE, date(2020, 9, 14))
+    assert not refused(S.UNEMPLOYED, woman, Sex.FEMALE, date(2025, 12, 13))
+    assert refused(S.UNEMPLOYED, woman, Sex.FEMALE, date(2025, 12, 14))
+    # A sex not known: a man's bound, the higher (61 years 6 months).
+    assert working_age_ends_at_the_latest(woman, None) == date(2032, 3, 14)
+    assert not refused(S.UNEMPLOYED, woman, None, date(2032, 3, 13))
+    assert refused(S.UNEMPLOYED, woman, None, date(2032, 3, 14))
+    # Born 31 January 1970: 55 years 1 month, a day February lacks: its last.
+    last = date(1970, 1, 31)
+    assert working_age_ends_at_the_latest(last, Sex.FEMALE) == date(2025, 2, 28)
+    assert not refused(S.UNEMPLOYED, last, Sex.FEMALE, date(2025, 2, 27))
+    assert refused(S.UNEMPLOYED, last, Sex.FEMALE, date(2025, 2, 28))
+    # Past it, the statuses that hold: not of working age, or retired.
+    assert not refused(S.NOT_OF_WORKING_AGE, woman, Sex.FEMALE, date(2025, 12, 14))
+    assert not refused(S.RETIRED, woman, Sex.FEMALE, date(2025, 12, 14))
+
+
+def test_the_unemployment_refusal_names_the_day_and_the_bound_not_the_birth_date() -> None:
+    born = date(1946, 5, 17)
+    found = employment_violations(
+        S.UNEMPLOYED,
+        born,
+        Sex.FEMALE,
+        date(2026, 3, 2),
+        "/members/2",
+        disability_grade=DisabilityGrade.NONE,
+        seriously_ill=False,
+        student=False,
+    )
+    assert [(v.pointer, v.detail) for v in found] == [
+        (
+            "/members/2/employment_status",
+            "the member is past the statutory retirement age on 2026-03-02: at most 55 for a"
+            " woman born in that month, so not unemployed (registered unemployment is for"
+            " those of working age, 就业促进法; ADR 0021): give the status that holds,"
+            " not_of_working_age or retired",
+        )
+    ]
+    assert "1946" not in found[0].detail
 
 
 def test_unable_to_work_fits_any_age() -> None:
@@ -261,3 +348,23 @@ def test_a_member_change_refuses_a_status_the_age_rules_out_on_its_day() -> None
     assert list(_change(NewMemberDetails(seriously_ill=False), date(2026, 1, 5), ill_retiree)) == [
         "/employment_status"
     ]
+
+
+def test_a_member_change_to_unemployed_is_refused_from_the_statutory_retirement_age() -> None:
+    """On the change's day: a man born in November 1965 reaches 60 years 3 months on 20
+    February 2026; unemployed the day before, not on it."""
+    elder = uuid.uuid4()
+    born = date(1965, 11, 20)
+    state = HouseholdState(elder, [ActiveMember(elder, Relationship.HEAD, born, sex=Sex.MALE)])
+    assert working_age_ends_at_the_latest(born, Sex.MALE) == date(2026, 2, 20)
+    current = dataclasses.replace(STUDENT, employment_status=S.FLEXIBLE, student=False)
+    lost_job = NewMemberDetails(employment_status=S.UNEMPLOYED)
+
+    def found(on: date) -> list[str]:
+        _, violations = check_member_change(
+            state, elder, current, lost_job, on, today=date(2026, 3, 2)
+        )
+        return [v.pointer for v in violations]
+
+    assert found(date(2026, 2, 19)) == []
+    assert found(date(2026, 2, 20)) == ["/employment_status"]

@@ -378,7 +378,9 @@ class HouseholdIn(_In):
     rules out (ADR 0021): a member under 16 employed, self_employed, flexible, unemployed
     or retired, retired under 45 (a woman) or 50 (a man) with no disability or serious
     illness recorded, not_of_working_age from 16 until the statutory retirement age for
-    the sex and birth month unless a student (at members/<i>/employment_status); a
+    the sex and birth month unless a student, unemployed from the highest statutory
+    retirement age that can apply (a man's 60 to 63, a woman cadre's 55 to 58, by birth
+    month) (at members/<i>/employment_status); a
     member not counted without exclusion_reason, a counted
     one with one, provincial_other without exclusion_note; name_correction (only for a
     member joining by a change); region_code not a village or community of the division

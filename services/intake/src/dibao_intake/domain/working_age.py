@@ -45,6 +45,16 @@ _LOWEST_STATUTORY = {
     Sex.FEMALE: _Raise(50, (1975, 1), 2, 60),
 }
 
+_HIGHEST_STATUTORY = {
+    # Men 60 -> 63, as above: a man's only statutory age.
+    Sex.MALE: _LOWEST_STATUTORY[Sex.MALE],
+    # Women cadres 55 -> 58: one month for every four months of birth from January 1970
+    # (the record does not know a woman's post; a worker's is lower for every birth month).
+    Sex.FEMALE: _Raise(55, (1970, 1), 4, 36),
+}
+"""The highest statutory retirement age that can apply to a member of each sex: working
+age ends by then whatever the post, and with it registered unemployment (ADR 0021)."""
+
 EARLIEST_RETIREMENT_AGE = {Sex.MALE: 50, Sex.FEMALE: 45}
 """The youngest a member can have retired without a disability or serious illness recorded:
 国发〔1978〕104号 (workers' and cadres' rules alike) lets a man retire from 50 and a woman
@@ -66,20 +76,36 @@ def _add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def statutory_retirement_age_months(birth_date: date, sex: Sex) -> int:
-    """The lowest statutory retirement age, in months, of a person of ``sex`` born then:
-    a man's (60 raised to 63) or a woman worker's (50 raised to 55), by birth month."""
-    rule = _LOWEST_STATUTORY[sex]
+def _raised_months(rule: _Raise, birth_date: date) -> int:
     first_year, first_month = rule.first_born
     after = (birth_date.year - first_year) * 12 + birth_date.month - first_month
     delay = 0 if after < 0 else min(rule.cap_months, after // rule.every_months + 1)
     return rule.years * 12 + delay
 
 
+def statutory_retirement_age_months(birth_date: date, sex: Sex) -> int:
+    """The lowest statutory retirement age, in months, of a person of ``sex`` born then:
+    a man's (60 raised to 63) or a woman worker's (50 raised to 55), by birth month."""
+    return _raised_months(_LOWEST_STATUTORY[sex], birth_date)
+
+
+def highest_statutory_retirement_age_months(birth_date: date, sex: Sex | None) -> int:
+    """The highest statutory retirement age, in months, that can apply to a person of
+    ``sex`` born then: a man's (60 raised to 63) or a woman cadre's (55 raised to 58), by
+    birth month; a sex not known, a man's (the higher)."""
+    return _raised_months(_HIGHEST_STATUTORY[sex or Sex.MALE], birth_date)
+
+
 def working_age_ends(birth_date: date, sex: Sex) -> date:
     """The day a member reaches the lowest statutory retirement age for their sex and
     birth month (the birthday that many years and months on)."""
     return _add_months(birth_date, statutory_retirement_age_months(birth_date, sex))
+
+
+def working_age_ends_at_the_latest(birth_date: date, sex: Sex | None) -> date:
+    """The day a member reaches the highest statutory retirement age that can apply to
+    them (the birthday that many years and months on): nobody is of working age from then."""
+    return _add_months(birth_date, highest_statutory_retirement_age_months(birth_date, sex))
 
 
 def _in_years(months: int) -> str:
@@ -100,17 +126,37 @@ def employment_violations(
 ) -> list[Violation]:
     """A member's employment status on ``on`` fits their age then (ADR 0021):
 
-    - working (employed, self-employed, flexible) or unemployed: 16 or older;
+    - working (employed, self-employed, flexible): 16 or older;
+    - unemployed: 16 or older, and before the highest statutory retirement age that can
+      apply to the member (a man's; a woman cadre's, the higher of a woman's; a man's for a
+      sex not known): registered unemployment is for people of working age;
     - retired: 45 or older for a woman, 50 for a man, or 16 with a disability or a serious
       illness recorded (a retirement for a work injury, or in the forces for a disability
       or an illness, has no lower age);
     - not of working age: under 16, from the lowest statutory retirement age for the
       member's sex and birth month, or a full-time student (``student``) of any age.
 
-    A sex not known (None) is read as a woman's, whose bounds are the lower."""
-    sex = sex or Sex.FEMALE
+    A sex not known (None) is read as a woman's for the lower bounds, whose are the lower,
+    and as a man's for unemployment's upper bound, whose is the higher."""
     age = age_on(birth_date, on)
     where = f"{pointer}/employment_status"
+    if (
+        status is EmploymentStatus.UNEMPLOYED
+        and age >= MIN_WORKING_AGE
+        and on >= working_age_ends_at_the_latest(birth_date, sex)
+    ):
+        latest = _in_years(highest_statutory_retirement_age_months(birth_date, sex))
+        born_so = {Sex.MALE: "a man", Sex.FEMALE: "a woman", None: "anyone"}[sex]
+        return [
+            Violation(
+                where,
+                f"the member is past the statutory retirement age on {on}: at most {latest}"
+                f" for {born_so} born in that month, so not unemployed (registered"
+                " unemployment is for those of working age, 就业促进法; ADR 0021): give"
+                " the status that holds, not_of_working_age or retired",
+            )
+        ]
+    sex = sex or Sex.FEMALE
     if status in _WORKING and age < MIN_WORKING_AGE:
         return [Violation(where, f"a member under {MIN_WORKING_AGE} cannot be employed")]
     if status is EmploymentStatus.UNEMPLOYED and age < MIN_WORKING_AGE:
