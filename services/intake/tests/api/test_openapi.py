@@ -425,6 +425,36 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
         "deceased",
     ):
         assert rule in body_rules, rule
+    # A member_change's own refusals (domain.changes.check_member_change, the employment
+    # rule of ADR 0021, the relationship correction's rules): its description named none.
+    change_rules = " ".join(schemas["MemberChangeIn"]["description"].split())
+    for rule in (
+        "not an active member of the household (at person_id)",
+        "effective_on in the future",
+        "before the member joined",
+        "latest recorded change of details",
+        "employment_status the member's age on effective_on rules out (ADR 0021",
+        "under 16 employed",
+        "retired under 45",
+        "not_of_working_age from 16",
+        "unemployed from the highest statutory retirement age",
+        "breaks a status that held",
+        "at employment_status",
+        "without exclusion_reason",
+        "provincial_other without exclusion_note",
+        "head or the head's own",
+        "of the head's sex",
+        "a child or grandchild not younger than the head",
+        "under 18 on the day the code was first recorded, not effective_on",
+        "Civil Code art. 1047",
+        "MemberChangeIn.relationship",
+        "note saying why (at note)",
+        "what is recorded already (at that field)",
+        "another member's disability certificate",
+        "at document_ids/<i>",
+        "nothing written",
+    ):
+        assert rule in change_rules, rule
     shown: dict[str, list[str]] = {}
     for operation, status, example, _ in problem_examples(spec):
         for error in example.get("errors", []) if status == "422" else []:

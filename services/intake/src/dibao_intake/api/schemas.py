@@ -654,7 +654,36 @@ class MemberChangeIn(_ChangeIn):
     changed, an illness diagnosed or cured, a job found or lost, school finished, counted
     or no longer), or their name or relationship to the head was recorded wrongly: only
     the details given change (null is as not given), and at least one must. A member
-    counted again has no exclusion reason nor note left; a note goes with its reason."""
+    counted again has no exclusion reason nor note left; a note goes with its reason.
+
+    Refused (422, errors[] naming each field, nothing written) beyond what this schema
+    shows: a person_id not an active member of the household (at person_id); an
+    effective_on in the future, before the member's birth date, before the member joined
+    the household, or, when details other than the name are given, before the member's
+    latest recorded change of details (at effective_on); an employment_status the
+    member's age on effective_on rules out (ADR 0021, as a registration checks it: a
+    member under 16 employed, self_employed, flexible, unemployed or retired, retired
+    under 45 (a woman) or 50 (a man) with no disability or serious illness recorded,
+    not_of_working_age from 16 until the statutory retirement age for the sex and birth
+    month unless a student, unemployed from the highest statutory retirement age that can
+    apply), checked when the change gives the status, or gives disability_grade,
+    seriously_ill or student and so breaks a status that held (a student leaving school
+    at 16 or more is given the status that holds then) (at employment_status); a member
+    not counted without exclusion_reason, a counted one with one, provincial_other
+    without exclusion_note (at exclusion_reason, exclusion_note), an exclusion_note for
+    a member counted (at exclusion_note); a relationship correction the registration or
+    the record's marriages would refuse (at relationship: head or the head's own, what is
+    recorded already, spouse while the head has one or of the head's sex, a child or
+    grandchild not younger than the head, a parent or grandparent not older; spouse while
+    the member or the head is married to another member or to a spouse living elsewhere
+    by a marriage recorded and not ended, or after their divorce recorded; anything but
+    spouse for a member married to the head by a marriage recorded here; and spouse when
+    either was under 18 on the day the code was first recorded, not effective_on, nobody
+    younger being married in China, Civil Code art. 1047: MemberChangeIn.relationship),
+    or without a note saying why (at note); a change that changes nothing: each detail
+    given is what is recorded already (at that field), or none is given (at the body); a
+    document not of this household, or another member's disability certificate, medical
+    record or proof of studies (at document_ids/<i>)."""
 
     model_config = ConfigDict(
         json_schema_extra={
