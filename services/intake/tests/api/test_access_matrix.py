@@ -225,7 +225,9 @@ async def test_every_role_reads_within_its_regions_only(
     both, the county's and above all three. The same for a lookup by ID number, a
     document, the disclosure of an ID or account number, the township's roster, and the
     lists (a region filter within or holding a region is searched there, one outside them
-    all is 403 region-out-of-scope). Households are listed and looked up, and documents
+    all is 403 region-out-of-scope; a household filter is checked as a read of the
+    household, one outside them the 404 of one that does not exist, recorded DENIED naming
+    it). Households are listed and looked up, and documents
     read, by the roles that work or audit cases; numbers are disclosed and rosters read by
     the roles named for them; other roles get 403 missing-role (a document's, in its
     region, recorded as refused; the others before any record is looked up). Every read
@@ -251,6 +253,9 @@ async def test_every_role_reads_within_its_regions_only(
 
     missing_household = await intake.http.get(f"/households/{uuid.uuid4()}", headers=headers)
     missing_application = await intake.http.get(f"/applications/{uuid.uuid4()}", headers=headers)
+    missing_listed = await intake.http.get(
+        "/applications", params={"household_id": str(uuid.uuid4())}, headers=headers
+    )
     nobody = await intake.http.post(
         "/households/lookup",
         json={"id_number": intake.plan(VILLAGE_A).members[0].id_number},
@@ -334,14 +339,18 @@ async def test_every_role_reads_within_its_regions_only(
             else:
                 refused_as_missing(answer, missing_household, what)
             expected.append(_expected(seen, decrypt, record_type, record_id))
-        # A search by household: the caller's regions filter it, so one outside them shows
-        # an empty page, a search that showed nothing (recorded as one).
-        assert listed.status_code == 200, (label, listed.text)
-        shown = [i["id"] for i in listed.json()["items"]]
-        assert shown == ([case.application_id] if seen else []), label
+        # A search by household names one record: one outside the caller's regions is
+        # refused as a read of it is (the 404 of a household that does not exist), recorded
+        # DENIED naming it (ADR 0017, 3 Dec 2026); it was a 200 with an empty page,
+        # recorded as a granted search naming no household.
         list_id = f"applications?household_id={case.household_id}"
-        expected.append(_expected(True, search, access.RECORD_TYPE_LIST, list_id))
-        granted_heads[list_id] = {case.head_person_id} if seen else set()
+        if seen:
+            assert listed.status_code == 200, (label, listed.text)
+            assert [i["id"] for i in listed.json()["items"]] == [case.application_id], label
+            granted_heads[list_id] = {case.head_person_id}
+        else:
+            refused_as_missing(listed, missing_listed, f"applications of household {label}")
+        expected.append(_expected(seen, search, access.RECORD_TYPE_LIST, list_id))
     for labels, region in LISTED_REGIONS.items():
         # Within the filter and the token's regions alike: a village's token filtering by
         # its township is shown its own village's, never its sibling's.
@@ -415,6 +424,22 @@ async def test_every_role_reads_within_its_regions_only(
         else:
             assert record.fields, record.record_id
         if record.record_type == access.RECORD_TYPE_LIST:
+            # A search by household names it, granted or refused; refused, in its region.
+            by_household = [
+                c
+                for c in matrix_cases.values()
+                if record.record_id == f"applications?household_id={c.household_id}"
+            ]
+            if by_household:
+                [case] = by_household
+                assert record.household_id == case.household_id, record.record_id
+                if record.outcome == access.ACCESS_OUTCOME_DENIED:
+                    assert (record.region.code, list(record.regions)) == (
+                        case.region_code,
+                        [],
+                    ), record.record_id
+            else:
+                assert record.household_id == "", record.record_id
             continue
         if record.record_type == access.RECORD_TYPE_OTHER:  # the roster: no household's
             assert (record.household_id, record.region.code) == ("", ROSTERED_TOWNSHIP)

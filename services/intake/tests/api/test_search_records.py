@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
+from fastapi import FastAPI
 
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
 from dibao_common.testing.stack import TestStack
+from dibao_intake.service_layer.runtime import NOT_FOUND
 from dibao_intake.testing import IntakeClient, events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -196,3 +200,106 @@ async def test_a_caller_without_regions_is_refused_a_search_as_one_outside_them(
     ]
     for r in records:
         assert list(r.persons) == list(r.fields) == [], r
+
+
+async def test_a_search_by_a_household_outside_the_callers_is_refused_as_a_read_of_it(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """GET /applications?household_id= of another region's household answered 200 with an
+    empty page, recorded as a granted search in the caller's region naming no household:
+    the auditor of that household's county could not find the probe, whereas GET
+    /households/{id} answers it 404, recorded DENIED naming the household. The filter
+    names one record, so it is now checked as that read is: the same 404 as a household
+    that does not exist (the answer tells nothing), recorded as a refused search (DENIED)
+    naming the household, in its region, no person, no field, and nothing else recorded
+    for it; refused before the cursor is read. A household that does not exist leaves no
+    record. One within the caller's regions is searched, and its record names it."""
+    household = await intake.register(intake.plan("620123101203"))
+    accepted = await intake.submit(await intake.complete_application_body(household))
+    assert accepted.status_code == 201, accepted.text
+    prober = "searcher-of-a-foreign-household"
+    headers = intake.headers(Role.INTAKE_CLERK, ["620102"], subject=prober)
+    nobody = str(uuid.uuid4())
+    missing = await intake.http.get(f"/households/{nobody}", headers=headers)
+    assert missing.status_code == 404, missing.text
+    urls = (
+        f"/applications?household_id={household.id}",
+        f"/applications?household_id={household.id}&status=submitted&cursor=620102197003151230",
+        f"/applications?household_id={nobody}",
+    )
+    for url in urls:
+        response = await intake.http.get(url, headers=headers)
+        assert response.status_code == 404, (url, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert {k: problem.get(k) for k in ("status", "type", "title", "detail")} == {
+            k: missing.json().get(k) for k in ("status", "type", "title", "detail")
+        }, url
+        assert "items" not in problem
+    owner = "searcher-of-an-own-household"
+    page = await intake.http.get(
+        urls[0], headers=intake.headers(Role.INTAKE_CLERK, ["620123"], subject=owner)
+    )
+    assert page.status_code == 200, page.text
+    assert [i["id"] for i in page.json()["items"]] == [accepted.json()["id"]]
+    [granted] = await _searches_by(intake_stack, owner, 1)
+    assert (granted.outcome, granted.household_id, granted.record_id) == (
+        access.ACCESS_OUTCOME_GRANTED,
+        household.id,
+        f"applications?household_id={household.id}",
+    )
+    # The prober's records were committed before the owner's search, so published by the
+    # time it is (the relay claims in outbox order and awaits each batch's acks): the two
+    # refusals, and nothing else (the household that does not exist left none).
+    decoded = [
+        EventRegistry.default().decode(e) for e in await events(intake_stack, "dibao.access.v1")
+    ]
+    records = [
+        r
+        for r in decoded
+        if isinstance(r, access.PersonalDataAccessed) and r.actor.subject == prober
+    ]
+    denied = (access.ACCESS_OUTCOME_DENIED, access.ACCESS_ACTION_SEARCH, household.id)
+    assert sorted(
+        (
+            r.record_id,
+            (r.outcome, r.action, r.household_id),
+            r.region.code,
+            [c.code for c in r.regions],
+            list(r.persons),
+            list(r.fields),
+        )
+        for r in records
+    ) == [
+        (f"applications?household_id={household.id}", denied, "620123101203", [], [], []),
+        (
+            f"applications?status=submitted&household_id={household.id}",
+            denied,
+            "620123101203",
+            [],
+            [],
+            [],
+        ),
+    ]
+
+
+def test_a_search_by_household_declares_the_404_of_a_read_of_it(intake_app: FastAPI) -> None:
+    """The operation says what a household_id of another region answers and how it is
+    recorded, and declares that 404 with the body the service sends (ADR 0020)."""
+    spec = intake_app.openapi()
+    operation = spec["paths"]["/applications"]["get"]
+    described = " ".join(operation["description"].split())
+    assert "answer the same 404" in described
+    assert "recorded as a refused search (outcome DENIED) naming that household" in described
+    household_id = next(p for p in operation["parameters"] if p["name"] == "household_id")
+    assert "404" in household_id["description"]
+    assert "not in the caller's regions" in operation["responses"]["404"]["description"]
+    shown = [
+        example
+        for name, status, example, _ in problem_examples(spec)
+        if (name, status) == ("GET /applications", "404")
+    ]
+    assert [(e["type"].rsplit("/", 1)[-1], e["detail"]) for e in shown] == [
+        ("not-found", NOT_FOUND)
+    ]
+    assert problem_examples_wrong(spec) == []

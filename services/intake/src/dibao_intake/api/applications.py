@@ -140,8 +140,23 @@ async def submit_application(
     " missing-role (recorded as refused): medical assistance tells of an illness. A region"
     " outside every one of the caller's regions is 403 region-out-of-scope, recorded as a"
     " refused search (outcome DENIED, in that region), as a read of another region's record"
-    " is; so is any search by a token that carries no regions.",
-    responses=problems(400, 401, 403, 422, forbidden=SEARCH_FORBIDDEN),
+    " is; so is any search by a token that carries no regions. A household_id names one"
+    " record and is checked as GET /households/{household_id} reads it: a household that"
+    " does not exist and one outside the caller's regions answer the same 404 (the"
+    " answer tells nothing of it); the latter is recorded as a refused search (outcome"
+    " DENIED) naming that household, in its region, with no person and no field, and"
+    " nothing else. A household within them is searched, and the search's record names"
+    " it.",
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        422,
+        forbidden=SEARCH_FORBIDDEN,
+        not_found="No household has this household_id, or it is not in the caller's"
+        " regions (the same answer; the latter recorded as a refused search)",
+    ),
 )
 async def search_applications(
     request: Request,
@@ -150,7 +165,14 @@ async def search_applications(
     region: RegionPrefix = None,
     status: ApplicationStatus | None = None,
     kind: ApplicationKind | None = None,
-    household_id: uuid.UUID | None = None,
+    household_id: Annotated[
+        uuid.UUID | None,
+        Query(
+            description="One household's applications. A household that does not exist, or"
+            " lies outside your regions, is 404 (the same answer, as GET"
+            " /households/{household_id} gives)"
+        ),
+    ] = None,
     submitted_from: Annotated[
         s.Day | None, Query(description="First day (China time), as YYYY-MM-DD")
     ] = None,

@@ -298,6 +298,7 @@ def problems(
     conflict: str | None = None,
     forbidden: str | None = None,
     too_large: str | None = None,
+    not_found: str | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses of a route, each described. A route that takes a body
     declares 413: the kit's body limit answers it on every such route."""
@@ -310,4 +311,6 @@ def problems(
         declared[403]["description"] = forbidden
     if too_large is not None and 413 in declared:
         declared[413]["description"] = too_large
+    if not_found is not None and 404 in declared:
+        declared[404]["description"] = not_found
     return declared

@@ -184,6 +184,7 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     for path in (
         "/households/{household_id}",
         "/households/{household_id}/changes",
+        "/applications",
         "/applications/{application_id}",
         "/applications/{application_id}/withdrawal",
         "/documents/{document_id}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -666,10 +666,43 @@ def _china_midnight(day: date | None) -> datetime | None:
     return moment if has_utc_instant(moment) else None
 
 
+async def _searched_household(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    household_id: uuid.UUID,
+    target: AccessTarget,
+) -> AccessTarget:
+    """The search's target naming the household its filter names, when the caller may
+    read that household. The filter names one record, so it is checked as a read of that
+    record is (GET /households/{household_id}): a household that does not exist answers
+    404 and leaves no record; one outside the caller's regions answers the same 404 and is
+    recorded as refused (outcome DENIED) in the household's region, naming it and nobody's
+    data, so that its county's auditor finds the probe (ADR 0017, 3 Dec 2026). An empty
+    page would tell nothing either, but recorded as a granted search in the caller's
+    region, naming no household, the probe was found by nobody who audits that household."""
+    household = await household_repo.get_household(session, household_id)
+    if household is None:
+        raise NotFound(NOT_FOUND)
+    if not caller.principal.can_see(household.region_code):
+        probe = replace(
+            target,
+            household_id=household_id,
+            region_code=household.region_code,
+            regions=(),
+        )
+        raise refused(NotFound(NOT_FOUND), runtime, caller, probe)
+    # Granted: the search stays recorded where it searched, and names the household whose
+    # applications alone it could show, as a read of that household would.
+    return replace(target, household_id=household_id)
+
+
 async def search_applications(
     session: AsyncSession, runtime: Runtime, caller: Caller, query: SearchApplications
 ) -> Page[ApplicationSummary]:
-    """Newest first, keyset-paginated; the search is recorded as one access."""
+    """Newest first, keyset-paginated; the search is recorded as one access. A household
+    filter naming a household the caller may not read answers as one that does not exist
+    (404), its refusal recorded (``_searched_household``)."""
     target = list_target("applications", query, caller.principal)
     view = view_of(caller.principal)
     if view is View.LIMITED and query.kind is not None and query.kind.one_off:
@@ -677,6 +710,8 @@ async def search_applications(
         refusal = missing_role(CASE_ROLES_LISTED, "Searching by a one-off kind is casework")
         raise refused(refusal, runtime, caller, target)
     ensure_searchable(runtime, caller, query, target)
+    if query.household_id is not None:
+        target = await _searched_household(session, runtime, caller, query.household_id, target)
     window = Window.of("applications", query, runtime.page_size_max)
     rows = await repo.search_applications(
         session,
