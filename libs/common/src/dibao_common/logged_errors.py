@@ -169,13 +169,40 @@ def _text(exc: BaseException, seen: frozenset[int]) -> str:
         if raw and raw in text:
             text = text.replace(raw, _text(related, seen))
         elif isinstance(related, asyncpg.PostgresError | asyncpg.InterfaceError):
-            # A wrapper made of the driver's message alone (SQLAlchemy's asyncpg adapter).
+            # A wrapper made of the driver's message alone (SQLAlchemy's asyncpg adapter):
+            # the message as the driver's own text is rebuilt, DETAIL withheld and the
+            # error named (SQLSTATE, table, constraint), as the wrapped text would be.
             message = _message_of(related)
             if message and message in text:
-                text = text.replace(message, _safe_message(related))
+                text = text.replace(message, _asyncpg_text(related), 1)
     if isinstance(exc, StatementError):
+        text = _driver_named(exc, text)
         text = _without_parameters(exc, text)
     return withhold_database_detail(text)
+
+
+def _driver_error(exc: StatementError) -> asyncpg.PostgresError | asyncpg.InterfaceError | None:
+    """The asyncpg error a SQLAlchemy error wraps: its ``orig``, or what the asyncpg
+    adapter's ``orig`` was raised from."""
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        if isinstance(candidate, asyncpg.PostgresError | asyncpg.InterfaceError):
+            return candidate
+    return None
+
+
+def _driver_named(exc: StatementError, text: str) -> str:
+    """SQLAlchemy's ``(sqlalchemy.dialects.postgresql.asyncpg.Error) `` before the
+    message, its adapter's class (``Error`` for a data exception, whatever the server
+    said), replaced by the driver's exception class, the one to look up:
+    ``(asyncpg.exceptions.UniqueViolationError) ``."""
+    orig = getattr(exc, "orig", None)
+    driver = _driver_error(exc)
+    if orig is None or driver is None or orig is driver:
+        return text
+    adapter = f"({type(orig).__module__}.{type(orig).__name__}) "
+    named = f"({type(driver).__module__}.{type(driver).__name__}) "
+    return text.replace(adapter, named, 1)
 
 
 def exception_text(exc: BaseException) -> str:

@@ -27,11 +27,12 @@ import pytest
 import pytest_asyncio
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dibao_common.app import build_app
 from dibao_common.db import DriverStatement, driver_connection, make_engine
+from dibao_common.logged_errors import WITHHELD, describe_exception
 from dibao_common.observability import get_logger
 from dibao_common.settings import CommonSettings
 from dibao_common.testing.service_env import common_secret_values
@@ -276,3 +277,51 @@ def test_an_uncaught_database_error_is_printed_without_its_detail(
     assert NAME not in done.stderr, done.stderr
     assert "asyncpg.exceptions.UniqueViolationError: duplicate key value" in done.stderr
     assert "constraint resident_name_key" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("what", "described"),
+    [
+        (
+            "unique",
+            "IntegrityError: (asyncpg.exceptions.UniqueViolationError) duplicate key value"
+            ' violates unique constraint "resident_name_key"\n'
+            "DETAIL {withheld}\n"
+            "SQLSTATE 23505, table public.resident, constraint resident_name_key\n"
+            "[SQL: INSERT INTO resident (name, note) VALUES ($1, $2)]\n",
+        ),
+        (
+            "check",
+            "IntegrityError: (asyncpg.exceptions.CheckViolationError) new row for relation"
+            ' "resident" violates check constraint "resident_note_short"\n'
+            "DETAIL {withheld}\n"
+            "SQLSTATE 23514, table public.resident, constraint resident_note_short\n"
+            "[SQL: INSERT INTO resident (name, note) VALUES ($1, $2)]\n",
+        ),
+        (
+            "data",
+            "DBAPIError: (asyncpg.exceptions.InvalidTextRepresentationError) invalid input"
+            " syntax for type integer: {withheld}\n"
+            "SQLSTATE 22P02\n"
+            "[SQL: SELECT CAST(CAST($1 AS text) AS integer)]\n",
+        ),
+    ],
+)
+async def test_a_wrapped_database_error_is_described_by_the_drivers_class_and_sqlstate(
+    residents_url: str, what: str, described: str
+) -> None:
+    """SQLAlchemy names its asyncpg adapter's class ('(sqlalchemy.dialects.postgresql.
+    asyncpg.UniqueViolationError)', '(...asyncpg.Error)' for any data exception) and its
+    adapter's text is the message alone: the description named neither the driver's
+    error nor the SQLSTATE of a unique or CHECK violation. Now the driver's class, and the
+    SQLSTATE, table and constraint as the driver's own error is described; DETAIL still
+    withheld."""
+    engine = make_engine(residents_url, pool_size=1)
+    try:
+        with pytest.raises(DBAPIError) as caught:
+            await _write(engine, what, "sqlalchemy")
+    finally:
+        await engine.dispose()
+    text = describe_exception(caught.value)
+    assert text.startswith(described.format(withheld=WITHHELD)), text
+    assert [value for value in VALUES if value in text] == []
