@@ -1,0 +1,523 @@
+"""Intake's event path when its servers fail: the broker stopped, PostgreSQL restarted,
+poison on the timeline's topics.
+
+Everything here is real and the test's own: a Kafka broker started by ``kafka.sh`` in a
+directory of the test's (``own_broker``), a PostgreSQL cluster started by ``pg.sh`` as an
+instance of the test's (``own_postgres``), so that stopping them disturbs no other test,
+and an intake app built by ``create_app`` on both, with its relay and timeline consumer
+running in process as in a service. The guide's bar: nothing is lost, nothing applied
+twice, a key's events reach ``dibao.intake.v1`` in the outbox's order, and a request the
+database cannot serve answers a problem and writes nothing half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao.assessment.v1 import events_pb2 as assessment
+from dibao_common.auth import Role
+from dibao_common.clock import FrozenClock
+from dibao_common.db import make_engine
+from dibao_common.messaging.dlq import H_CONSUMER, H_ERROR, StoredRecord, read_topic
+from dibao_common.messaging.envelope import Envelope
+from dibao_common.messaging.outbox import build_envelope
+from dibao_common.testing.auth_fixtures import TokenFactory
+from dibao_common.testing.kafka_fixtures import eventually, kafka_sh, own_broker
+from dibao_common.testing.stack import REPO_ROOT, TestStack, api_client
+from dibao_intake.main import create_app
+from dibao_intake.service_layer.timeline import CONSUMER_NAME, DLQ_TOPIC
+from dibao_intake.synthetic import Synthesizer
+from dibao_intake.testing import ISSUED_ID_NUMBERS, TEST_NOW, IntakeClient, intake_settings_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
+
+PG_SH = REPO_ROOT / "deploy" / "pg.sh"
+INTAKE_TOPIC = "dibao.intake.v1"
+ASSESSMENT_TOPIC = "dibao.assessment.v1"
+PROBLEM = "application/problem+json"
+POSTAL_CARD = {
+    "account_number": "6217001234567890123",
+    "bank_code": "403",
+    "bank_name": "中国邮政储蓄银行",
+}
+
+
+# -- servers of the test's own ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own, driven by ``deploy/pg.sh``."""
+
+    env: dict[str, str]
+    admin_dsn: str
+
+    def pg_sh(self, command: str) -> str:
+        done = subprocess.run(
+            ["bash", str(PG_SH), command],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        return done.stdout.strip()
+
+
+def _pg_sh_env(state: Path, port: int) -> dict[str, str]:
+    # An instance of its own (its state directory, lock and port); never an operator's
+    # server, nor the suite's cluster.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DIBAO_PG_URL", "DIBAO_PGDATA_ROOT", "DIBAO_LOCKED_STATE", "DIBAO_STATE_DIR")
+    }
+    instance = os.environ.get("DIBAO_INSTANCE", "test")
+    return env | {
+        "DIBAO_INSTANCE": f"{instance}-chaos-pg",
+        "DIBAO_STATE_DIR": str(state),
+        "DIBAO_PG_PORT": str(port),
+        "DIBAO_KAFKA_PORT": "0",  # pg.sh needs them set for an instance of another name
+        "DIBAO_SVC_PORT_BASE": "0",
+    }
+
+
+@contextmanager
+def own_postgres(state: Path, *, port_offset: int) -> Iterator[OwnPostgres]:
+    """A cluster of the test's own on the suite's PostgreSQL port plus ``port_offset``
+    (instances' ports differ by less than that), removed at the end."""
+    suite = urlsplit(os.environ["DIBAO_TEST_PG_DSN"]).port or 54330
+    env = _pg_sh_env(state, suite + port_offset)
+    server = OwnPostgres(env, "")
+    try:
+        server.pg_sh("start")
+        yield OwnPostgres(env, server.pg_sh("dsn"))
+    finally:
+        server.pg_sh("remove")
+
+
+@pytest.fixture(scope="module")
+def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    directory = tmp_path_factory.mktemp("kafka-intake-chaos")
+    # Offsets 10,000-10,020 and their controllers (+50) are the other own brokers'.
+    with own_broker(directory, port_offset=10_030) as bootstrap:
+        kafka_sh("topics", "--bootstrap", bootstrap)
+        yield directory, bootstrap
+
+
+@pytest.fixture(scope="module")
+def chaos_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnPostgres]:
+    with own_postgres(tmp_path_factory.mktemp("pg-intake-chaos"), port_offset=1_000) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chaos_stack(chaos_postgres: OwnPostgres, chaos_broker: tuple[Path, str]) -> TestStack:
+    """Intake's database on the own cluster, migrated to head, and the own broker."""
+    stack = TestStack(chaos_postgres.admin_dsn, chaos_broker[1], "dibao_chaos")
+    await stack.recreate_database("intake")
+    await stack.migrate("intake")
+    return stack
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos_engine(chaos_stack: TestStack) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(chaos_stack.database_url("intake"), pool_size=2)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def intake_on(
+    stack: TestStack, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[IntakeClient]:
+    """An intake app on ``stack`` with its relay and timeline consumer running (the timeline
+    consumer in a group of the test's own), and a clerk's client of it."""
+    clock = FrozenClock(TEST_NOW)
+    settings = intake_settings_for(
+        stack,
+        tmp_path / "documents",
+        intake_timeline_group=f"intake.timeline.chaos-{uuid.uuid4().hex[:8]}",
+        intake_timeline_fetch_wait_ms=0,
+        **overrides,
+    )
+    app = create_app(settings, clock=clock)
+    async with api_client(app) as http:
+        synthesizer = Synthesizer(f"chaos-{uuid.uuid4()}", clock.today(), used=ISSUED_ID_NUMBERS)
+        yield IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
+
+
+async def _pending(engine: AsyncEngine) -> list[tuple[int, str, str, uuid.UUID]]:
+    """The outbox's pending rows in id order: (id, topic, key, ce_id)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT id, topic, key, ce_id FROM outbox_message"
+                " WHERE published_at IS NULL ORDER BY id"
+            )
+        )
+        return [(r.id, r.topic, r.key, r.ce_id) for r in rows]
+
+
+async def _drained(engine: AsyncEngine, *, timeout_s: float, what: str) -> None:
+    async def empty() -> bool:
+        try:
+            return not await _pending(engine)
+        except Exception:  # the server may still be coming back
+            return False
+
+    await eventually(empty, timeout_s=timeout_s, what=what)
+
+
+def _first_copies_by_key(records: list[StoredRecord]) -> tuple[dict[str, list[str]], Counter[str]]:
+    """Per key, the ce_ids in log order, first copies only; and how often each ce_id is there."""
+    copies: Counter[str] = Counter()
+    order: dict[str, list[str]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        envelope = Envelope.from_record(record)
+        ce_id = str(envelope.ce_id)
+        copies[ce_id] += 1
+        if copies[ce_id] == 1:
+            order[envelope.key].append(ce_id)
+    return dict(order), copies
+
+
+# -- the broker stopped while submissions are accepted -----------------------------------------
+
+
+async def test_submissions_while_the_broker_is_stopped_are_accepted_and_published_once_in_order(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    directory, bootstrap = chaos_broker
+    async with intake_on(chaos_stack, tmp_path) as intake:
+        households = [await intake.register() for _ in range(4)]
+        bodies = [await intake.complete_application_body(h) for h in households]
+        await _drained(chaos_engine, timeout_s=30, what="the relay to publish the registrations")
+
+        await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
+        try:
+            statuses = []
+            for household, body in zip(households, bodies, strict=True):
+                statuses.append((await intake.submit(body)).status_code)
+                # And a change of the household after it: its key's third event.
+                change = await intake.http.post(
+                    f"/households/{household.id}/changes",
+                    json={
+                        "kind": "bank_account_change",
+                        "account": POSTAL_CARD | {"holder_person_id": household.person_ids[0]},
+                    },
+                    headers=intake.headers(),
+                )
+                statuses.append(change.status_code)
+            # Nothing reached the broker: the outbox holds every event, in commit order.
+            held = await _pending(chaos_engine)
+        finally:
+            await asyncio.to_thread(kafka_sh, "start-node", "--dir", str(directory), "--node", "1")
+        assert statuses == [201] * len(statuses)
+        await _drained(
+            chaos_engine, timeout_s=90, what="the relay to publish after the broker's return"
+        )
+
+    intake_events = [(key, str(ce_id)) for _, topic, key, ce_id in held if topic == INTAKE_TOPIC]
+    assert len(intake_events) >= 3 * len(households)
+    expected: dict[str, list[str]] = defaultdict(list)
+    for key, ce_id in intake_events:
+        expected[key].append(ce_id)
+    order, copies = _first_copies_by_key(await read_topic(bootstrap, INTAKE_TOPIC))
+    held_ids = {ce_id for _, ce_id in intake_events}
+    assert {ce_id: copies[ce_id] for ce_id in held_ids} == dict.fromkeys(held_ids, 1)
+    for key, ce_ids in expected.items():
+        assert [c for c in order[key] if c in held_ids] == ce_ids, key
+
+
+# -- PostgreSQL restarted under load -----------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    at: float
+    status: int
+    content_type: str
+    household_id: str | None
+
+
+async def _registrations(intake: IntakeClient, answers: list[Answer], stop: asyncio.Event) -> None:
+    """Register households until ``stop``; every answer recorded (a hang fails the test)."""
+    while not stop.is_set():
+        plan = intake.plan()
+        try:
+            response = await asyncio.wait_for(
+                intake.http.post(
+                    "/households",
+                    json=plan.payload(),
+                    headers=intake.headers(regions=[plan.region_code]),
+                ),
+                60,
+            )
+        except TimeoutError:
+            raise AssertionError("a registration did not answer within 60 s") from None
+        household_id = response.json().get("id") if response.status_code == 201 else None
+        answers.append(
+            Answer(
+                time.monotonic(),
+                response.status_code,
+                response.headers.get("content-type", ""),
+                household_id,
+            )
+        )
+        if response.status_code != 201:
+            await asyncio.sleep(0.05)
+
+
+async def _publish(
+    bootstrap: str,
+    topic: str,
+    message: Message,
+    *,
+    key: str,
+    payload: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Envelope:
+    """Another service's event on ``topic`` (its payload or headers replaced, if given)."""
+    envelope = build_envelope(message, key=key, source="dibao/assessment", actor="someone-else")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            envelope.payload if payload is None else payload,
+            key=key.encode(),
+            headers=envelope.to_headers() if headers is None else headers,
+        )
+    finally:
+        await producer.stop()
+    return envelope
+
+
+async def _timeline_types(intake: IntakeClient, application_id: str) -> list[str]:
+    response = await intake.http.get(
+        f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
+    )
+    assert response.status_code == 200, response.text
+    return [e["type"] for e in response.json()["timeline"]]
+
+
+async def test_postgres_restarted_under_load_costs_some_requests_a_problem_and_loses_nothing(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_postgres: OwnPostgres,
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    _, bootstrap = chaos_broker
+    async with intake_on(
+        chaos_stack, tmp_path, intake_timeline_topics=(ASSESSMENT_TOPIC,)
+    ) as intake:
+        household = await intake.register()
+        submitted = await intake.submit(await intake.complete_application_body(household))
+        assert submitted.status_code == 201, submitted.text
+        application_id = submitted.json()["id"]
+
+        answers: list[Answer] = []
+        stop = asyncio.Event()
+        load = [asyncio.create_task(_registrations(intake, answers, stop)) for _ in range(4)]
+        try:
+            await asyncio.sleep(1.0)
+            down_at = time.monotonic()
+            await asyncio.to_thread(chaos_postgres.pg_sh, "stop")
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(chaos_postgres.pg_sh, "start")
+            up_at = time.monotonic()
+            await asyncio.sleep(4.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+
+        # Every request was answered: a registration, or a problem while the server was
+        # away; and once it was back, registrations again, with the same app.
+        refused = [a for a in answers if a.status != 201]
+        assert refused, "no request met the restart: the test proved nothing"
+        assert {(a.status, a.content_type) for a in refused} <= {
+            (503, PROBLEM),
+            (500, PROBLEM),
+        }, Counter((a.status, a.content_type) for a in refused)
+        assert all(down_at - 1 <= a.at for a in refused)
+        late = [a for a in answers if a.at > up_at + 2.0]
+        assert late
+        assert all(a.status == 201 for a in late), [a.status for a in late]
+        for _ in range(3):
+            assert (
+                await intake.http.post(
+                    "/households", json=intake.plan().payload(), headers=intake.headers()
+                )
+            ).status_code == 201
+
+        # Nothing half-written: each household the database has is whole (members) and was
+        # published by the relay, which carried on without a restart.
+        await _drained(chaos_engine, timeout_s=60, what="the relay to publish after the restart")
+        async with chaos_engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT h.id, count(m.*) AS members FROM household h"
+                    " LEFT JOIN household_member m ON m.household_id = h.id GROUP BY h.id"
+                )
+            )
+            stored = {str(r.id): int(r.members) for r in rows}
+        accepted = {a.household_id for a in answers if a.household_id is not None}
+        assert accepted <= set(stored)
+        assert all(members > 0 for members in stored.values())
+        published = {
+            Envelope.from_record(r).key
+            for r in await read_topic(bootstrap, INTAKE_TOPIC)
+            if Envelope.from_record(r).ce_type == "dibao.intake.HouseholdRegistered.v1"
+        }
+        assert set(stored) <= published
+
+        # The timeline consumer carried on too: another service's event about the
+        # application is entered.
+        await _publish(
+            bootstrap,
+            ASSESSMENT_TOPIC,
+            assessment.CaseOpened(
+                household_id=household.id, application_id=application_id, case_id="case-after"
+            ),
+            key=household.id,
+        )
+
+        async def entered() -> bool:
+            return "dibao.assessment.CaseOpened.v1" in await _timeline_types(intake, application_id)
+
+        await eventually(entered, timeout_s=30, what="the timeline consumer to enter the event")
+
+
+# -- poison on the timeline's topics -----------------------------------------------------------
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in metrics.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        if "{" in series:
+            metric, raw = series[:-1].split("{", 1)
+            found = ",".join(sorted(raw.split(","))) if raw else ""
+        else:
+            metric, found = series, ""
+        if metric == name and found == wanted:
+            return float(value)
+    return 0.0
+
+
+async def test_the_timeline_consumer_parks_poison_skips_unknown_applications_and_goes_on(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    _, bootstrap = chaos_broker
+    async with intake_on(
+        chaos_stack,
+        tmp_path,
+        intake_timeline_topics=(ASSESSMENT_TOPIC,),
+        # The DLQ's size is read every 30 s by default: at once here.
+    ) as intake:
+        household = await intake.register()
+        submitted = await intake.submit(await intake.complete_application_body(household))
+        assert submitted.status_code == 201, submitted.text
+        application_id = submitted.json()["id"]
+        before = (await intake.http.get("/metrics")).text
+
+        def case(case_id: str, application: str = application_id) -> Message:
+            return assessment.CaseOpened(
+                household_id=household.id, application_id=application, case_id=case_id
+            )
+
+        # Bytes that are no protobuf; a type nobody knows; a valid event about an
+        # application intake never had; then a good one, all on the household's key.
+        garbage = await _publish(
+            bootstrap, ASSESSMENT_TOPIC, case("garbage"), key=household.id, payload=b"\xff" * 11
+        )
+        unknown_type = build_envelope(case("unknown"), key=household.id, source="dibao/assessment")
+        await _publish(
+            bootstrap,
+            ASSESSMENT_TOPIC,
+            case("unknown"),
+            key=household.id,
+            headers=[
+                (n, b"dibao.assessment.SomethingNew.v1" if n == "ce_type" else v)
+                for n, v in unknown_type.to_headers()
+            ],
+        )
+        stranger = await _publish(
+            bootstrap, ASSESSMENT_TOPIC, case("stranger", str(uuid.uuid4())), key=household.id
+        )
+        good = await _publish(bootstrap, ASSESSMENT_TOPIC, case("good"), key=household.id)
+
+        async def good_entered() -> bool:
+            return "dibao.assessment.CaseOpened.v1" in await _timeline_types(intake, application_id)
+
+        await eventually(good_entered, timeout_s=30, what="the good event after the poison")
+        parked = [
+            r
+            for r in await read_topic(bootstrap, DLQ_TOPIC)
+            if r.header(H_CONSUMER) == CONSUMER_NAME
+        ]
+        after = (await intake.http.get("/metrics")).text
+
+    # The two that can never be applied are parked at once, the partition went on.
+    assert [(r.header(H_ERROR) or "").split(":")[0] for r in parked] == [
+        "UndecodablePayload",
+        "UnknownEventType",
+    ]
+    assert parked[0].value == b"\xff" * 11
+    assert parked[0].ce_id == str(garbage.ce_id)
+    # The stranger is consumed (its inbox row) and enters no timeline: intake publishes an
+    # application before anyone else can know it, so it is nobody's here.
+    async with chaos_engine.connect() as conn:
+        claimed = {
+            r.ce_id
+            for r in await conn.execute(
+                text("SELECT ce_id FROM inbox_message WHERE consumer = :c"), {"c": CONSUMER_NAME}
+            )
+        }
+        entries = {
+            r.ce_id
+            for r in await conn.execute(
+                text("SELECT ce_id FROM timeline_entry WHERE ce_id = ANY(:ids)"),
+                {"ids": [stranger.ce_id, good.ce_id]},
+            )
+        }
+    assert {stranger.ce_id, good.ce_id} <= claimed
+    assert entries == {good.ce_id}
+
+    # And /metrics says so.
+    def grew(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    assert grew("dibao_consumer_events_total", consumer=CONSUMER_NAME, outcome="dead_lettered") == 2
+    assert grew("dibao_consumer_events_total", consumer=CONSUMER_NAME, outcome="processed") == 2
