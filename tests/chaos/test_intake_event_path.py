@@ -521,3 +521,11 @@ async def test_the_timeline_consumer_parks_poison_skips_unknown_applications_and
 
     assert grew("dibao_consumer_events_total", consumer=CONSUMER_NAME, outcome="dead_lettered") == 2
     assert grew("dibao_consumer_events_total", consumer=CONSUMER_NAME, outcome="processed") == 2
+    # Skipped, not silently: counted by type, for an operator to alert on.
+    assert (
+        grew(
+            "dibao_intake_timeline_unknown_applications_total",
+            ce_type="dibao.assessment.CaseOpened.v1",
+        )
+        == 1
+    )

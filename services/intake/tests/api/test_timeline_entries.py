@@ -1,4 +1,5 @@
-"""Timeline entries written a fetch at a time: known applications only, each event once."""
+"""Timeline entries written a fetch at a time: known applications only (the others
+counted), each event once."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.message import Message
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from dibao.assessment.v1 import events_pb2 as assessment
+from dibao_common.clock import FrozenClock
+from dibao_common.messaging.envelope import Envelope
+from dibao_common.messaging.outbox import build_envelope
 from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
+from dibao_intake.service_layer.timeline import timeline_batch_handler
 from dibao_intake.testing import IntakeClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -55,3 +63,45 @@ async def test_entries_of_a_fetch_are_written_with_one_statement(
         )
         found = sorted((r.summary, r.details["case_id"]) for r in rows)
     assert found == [("case-1", "case-1"), ("case-2", "case-2")]
+
+
+async def test_an_event_about_an_unknown_application_is_counted_not_silently_skipped(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household = await intake.register()
+    response = await intake.submit(await intake.complete_application_body(household))
+    known = response.json()["id"]
+    stranger = str(uuid.uuid4())
+
+    def opened(application_id: str, case_id: str) -> tuple[Envelope, Message]:
+        message = assessment.CaseOpened(
+            household_id=household.id, application_id=application_id, case_id=case_id
+        )
+        envelope = build_envelope(message, key=household.id, source="dibao/assessment")
+        return envelope, message
+
+    def unknown() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "dibao_intake_timeline_unknown_applications_total",
+                {"ce_type": "dibao.assessment.CaseOpened.v1"},
+            )
+            or 0.0
+        )
+
+    before = unknown()
+    handle = timeline_batch_handler(FrozenClock(AT))
+    events = [opened(known, "case-known"), opened(stranger, "case-stranger")]
+    async with AsyncSession(intake_engine) as session, session.begin():
+        await handle(session, events)
+    assert unknown() == before + 1
+    # Seen again (its entry there now, nothing unknown): nothing more to count.
+    async with AsyncSession(intake_engine) as session, session.begin():
+        await handle(session, events[:1])
+    assert unknown() == before + 1
+    async with intake_engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT application_id FROM timeline_entry WHERE ce_id = ANY(:ids)"),
+            {"ids": [e.ce_id for e, _ in events]},
+        )
+        assert [str(r.application_id) for r in rows] == [known]

@@ -40,6 +40,15 @@ DECISIONS_AFTER_WITHDRAWAL = Counter(
     ["ce_type"],
 )
 
+UNKNOWN_APPLICATIONS = Counter(
+    "dibao_intake_timeline_unknown_applications_total",
+    "Events of other services about an application this intake does not have: consumed,"
+    " entered in no timeline, logged (WARNING, event and application ids). Intake publishes"
+    " an application before anyone else can know it, so each one is an incident: an event"
+    " with a wrong id, from another deployment, or a database restored from an older backup",
+    ["ce_type"],
+)
+
 CONSUMER_NAME = "intake.timeline"
 # Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn.
 DECIDED_TYPES = frozenset(
@@ -435,7 +444,11 @@ def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
                 else (a, e)
                 for a, e in entries
             ]
-        await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
+        written = await repo.add_timeline_entries_if_known(session, entries, at=clock.now())
+        if written < len(entries):
+            # Skipped: an entry already there (the event's own, ADR 0012), or an application
+            # this intake does not have, which must not pass unnoticed. Only then the look.
+            await _note_unknown_applications(session, entries)
         decided = [
             (a, e.occurred_at)
             for a, e in entries
@@ -445,6 +458,24 @@ def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
             await repo.mark_decided(session, decided)
 
     return handle
+
+
+async def _note_unknown_applications(
+    session: AsyncSession, entries: Sequence[tuple[uuid.UUID, TimelineRecord]]
+) -> None:
+    """Log and count the entries about applications this database does not have."""
+    known = await repo.existing_applications(session, [a for a, _ in entries])
+    for application_id, entry in entries:
+        if application_id in known:
+            continue
+        log.warning(
+            "event about an unknown application",
+            application_id=str(application_id),
+            ce_id=str(entry.ce_id),
+            ce_type=entry.ce_type,
+            ce_source=entry.ce_source,
+        )
+        UNKNOWN_APPLICATIONS.labels(ce_type=entry.ce_type).inc()
 
 
 def timeline_handler(clock: Clock) -> TimelineHandler:

@@ -208,6 +208,18 @@ async def withdrawn_before_decision(
     return {i for i, status in rows if status == ApplicationStatus.WITHDRAWN.value}
 
 
+async def existing_applications(
+    session: AsyncSession, application_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Of ``application_ids``, those this database has."""
+    if not application_ids:
+        return set()
+    rows = await session.execute(
+        sa.select(application_t.c.id).where(application_t.c.id.in_(sorted(set(application_ids))))
+    )
+    return {row.id for row in rows}
+
+
 async def mark_decided(
     session: AsyncSession, decisions: Sequence[tuple[uuid.UUID, datetime]]
 ) -> None:
