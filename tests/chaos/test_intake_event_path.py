@@ -529,3 +529,87 @@ async def test_the_timeline_consumer_parks_poison_skips_unknown_applications_and
         )
         == 1
     )
+
+
+async def test_events_arriving_while_postgres_restarts_are_each_entered_once_and_none_parked(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_postgres: OwnPostgres,
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    _, bootstrap = chaos_broker
+    async with intake_on(
+        chaos_stack, tmp_path, intake_timeline_topics=(ASSESSMENT_TOPIC,)
+    ) as intake:
+        household = await intake.register()
+        submitted = await intake.submit(await intake.complete_application_body(household))
+        assert submitted.status_code == 201, submitted.text
+        application_id = submitted.json()["id"]
+        parked_before = len(await read_topic(bootstrap, DLQ_TOPIC))
+        before = (await intake.http.get("/metrics")).text
+
+        # Another service publishes about the application before, through and after the
+        # restart: the consumer meets the server going away in the middle of its work.
+        sent: list[uuid.UUID] = []
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+        await producer.start()
+
+        async def publish(count: int, pause_s: float = 0.02) -> None:
+            for _ in range(count):
+                message = assessment.CaseOpened(
+                    household_id=household.id,
+                    application_id=application_id,
+                    case_id=f"case-{len(sent)}",
+                )
+                envelope = build_envelope(message, key=household.id, source="dibao/assessment")
+                await producer.send_and_wait(
+                    ASSESSMENT_TOPIC,
+                    envelope.payload,
+                    key=household.id.encode(),
+                    headers=envelope.to_headers(),
+                )
+                sent.append(envelope.ce_id)
+                await asyncio.sleep(pause_s)
+
+        try:
+            await publish(20)
+            stopping = asyncio.create_task(asyncio.to_thread(chaos_postgres.pg_sh, "stop"))
+            await publish(20)
+            await stopping
+            # Down for 10 s: longer than a handler's five attempts take (0.5 + 1 + 2 + 4 s),
+            # so an outage taken for the event's fault would park it.
+            await publish(40, pause_s=0.25)
+            await asyncio.to_thread(chaos_postgres.pg_sh, "start")
+            await publish(20)
+        finally:
+            await producer.stop()
+
+        async def all_entered() -> bool:
+            try:
+                async with chaos_engine.connect() as conn:
+                    found = await conn.scalar(
+                        text("SELECT count(*) FROM timeline_entry WHERE ce_id = ANY(:ids)"),
+                        {"ids": sent},
+                    )
+            except Exception:  # the test's own engine meets the restart too
+                return False
+            return int(found or 0) == len(sent)
+
+        await eventually(all_entered, timeout_s=60, what="every event to be entered")
+        after = (await intake.http.get("/metrics")).text
+
+    # Each entered once (the key is (ce_id, application_id)), none parked as if it were
+    # the event's fault, and the consumer counted each as processed once.
+    assert len(await read_topic(bootstrap, DLQ_TOPIC)) == parked_before
+    labels = {"consumer": CONSUMER_NAME, "outcome": "processed"}
+    grown = _sample(after, "dibao_consumer_events_total", **labels) - _sample(
+        before, "dibao_consumer_events_total", **labels
+    )
+    assert grown == len(sent)
+    async with chaos_engine.connect() as conn:
+        claimed = await conn.scalar(
+            text("SELECT count(*) FROM inbox_message WHERE consumer = :c AND ce_id = ANY(:ids)"),
+            {"c": CONSUMER_NAME, "ids": sent},
+        )
+    assert claimed == len(sent)
