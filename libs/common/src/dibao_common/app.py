@@ -22,6 +22,7 @@ from dibao_common.heap import settle_heap
 from dibao_common.housekeeping import Housekeeping, start_housekeeping, stop_housekeeping
 from dibao_common.idempotency import install_idempotency
 from dibao_common.observability import configure_logging, install_observability
+from dibao_common.security_headers import SecurityHeadersMiddleware
 from dibao_common.settings import CommonSettings
 
 Hook = Callable[[FastAPI], Awaitable[None]]
@@ -92,6 +93,9 @@ def build_app(
     # JSON logs with trace/correlation ids, request metrics and /metrics.
     configure_logging(settings.log_level, service_name=settings.service_name)
     install_observability(app)
+    # Outermost: every answer, a problem of the body limit or the last-resort 500 too, is
+    # sent with them (no-store: a shared proxy must not keep a household).
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,85 @@
+"""The security review of 3 Dec 2026 (helper hK), by experiment on the served intake:
+what a browser, a shared proxy or a crafted token may do with its answers."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from dibao_intake.testing import IntakeClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+def _not_kept_nor_sniffed(response: httpx.Response) -> None:
+    headers = response.headers
+    assert "no-store" in headers["cache-control"], headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert "access-control-allow-origin" not in headers
+
+
+async def test_answers_with_personal_data_are_not_kept_by_a_shared_cache(
+    intake: IntakeClient,
+) -> None:
+    """A household (names, masked ID numbers, address), its registration, its keyed
+    replay, its list, a refusal, and a document's content: each says no-store and nosniff.
+    Before 3 Dec 2026 only the document download did; a proxy between a township office
+    and the bureau could keep a household's answer and give it to the next caller."""
+    key = str(uuid.uuid4())
+    plan = intake.plan()
+    registered = await intake.http.post(
+        "/households", json=plan.payload(), headers=intake.headers(idempotency_key=key)
+    )
+    assert registered.status_code == 201, registered.text
+    replayed = await intake.http.post(
+        "/households", json=plan.payload(), headers=intake.headers(idempotency_key=key)
+    )
+    assert replayed.headers.get("idempotent-replayed") == "true", replayed.text
+    household_id = registered.json()["id"]
+    read = await intake.http.get(f"/households/{household_id}", headers=intake.headers())
+    listed = await intake.http.get(
+        f"/households?region={plan.region_code}", headers=intake.headers()
+    )
+    foreign = await intake.http.get(
+        f"/households/{household_id}", headers=intake.headers(regions=["620102"])
+    )
+    assert (read.status_code, listed.status_code, foreign.status_code) == (200, 200, 404)
+    for response in (registered, replayed, read, listed, foreign):
+        _not_kept_nor_sniffed(response)
+    person = registered.json()["members"][0]["person_id"]
+    upload = await intake.upload(household_id, "id_card", person)
+    assert upload.status_code == 201, upload.text
+    _not_kept_nor_sniffed(upload)
+    content = await intake.http.get(
+        f"/documents/{upload.json()['id']}/content?purpose=case_processing",
+        headers=intake.headers(),
+    )
+    assert content.status_code == 200, content.text
+    _not_kept_nor_sniffed(content)
+    assert content.headers["cache-control"] == "private, no-store"
+    assert content.headers["content-disposition"].startswith("attachment;")
+
+
+async def test_a_pdf_header_on_an_html_body_is_served_as_a_download_only(
+    intake: IntakeClient,
+) -> None:
+    """Content that begins as a PDF may hold HTML after its header: it is served with the
+    type it was uploaded with, as an attachment, never sniffed (a browser runs none of it)."""
+    household = await intake.register()
+    body = b"%PDF-1.4\n<html><script>alert(document.cookie)</script></html>"
+    upload = await intake.upload(
+        household.id, "income_proof", household.person_ids[0], content=body
+    )
+    assert upload.status_code == 201, upload.text
+    content = await intake.http.get(
+        f"/documents/{upload.json()['id']}/content", headers=intake.headers()
+    )
+    assert content.status_code == 200, content.text
+    assert content.headers["content-type"] == "application/pdf"
+    assert content.headers["content-disposition"] == (
+        f'attachment; filename="{upload.json()["id"]}"'
+    )
+    _not_kept_nor_sniffed(content)
