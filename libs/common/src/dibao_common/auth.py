@@ -22,6 +22,7 @@ import base64
 import binascii
 import math
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,10 +72,23 @@ class Role(StrEnum):
 _REGION = re.compile(r"[0-9]{2}(?:[0-9]{2}(?:[0-9]{2}(?:[0-9]{3}(?:[0-9]{3})?)?)?)?")
 
 
-def is_region_prefix(region: str) -> bool:
+_LEVELS = ((0, 2), (2, 4), (4, 6), (6, 9), (9, 12))
+"""Where each level's own part of a division code lies."""
+
+
+def is_region_prefix(region: object) -> bool:
     """Whether ``region`` is what a token's ``regions`` may hold: a division code down to
-    one of its levels (2, 4, 6, 9 or 12 digits)."""
-    return _REGION.fullmatch(region) is not None
+    one of its levels (2, 4, 6, 9 or 12 digits), each level's part naming a division.
+
+    A part of zeros names none: it is a higher level's code padded (GB/T 2260 and the
+    statistical codes write a county as 620123000000, a township as 620123101000). Taken
+    as a prefix, a township's padded code would pass for a village and match the
+    township's own records (its staff roster) and none of its villages'; a county's
+    (620123000) would match nothing: what the issuer meant is not known, so either is an
+    invalid token rather than a silent guess (since 3 Dec 2026)."""
+    if not isinstance(region, str) or _REGION.fullmatch(region) is None:
+        return False
+    return all(region[start:end].strip("0") for start, end in _LEVELS if end <= len(region))
 
 
 def algorithm_of(key: Any) -> str:
@@ -419,17 +433,34 @@ class TokenVerifier:
             raise _invalid("not yet valid")
 
 
+SUBJECT_MAX_LENGTH = 255
+"""OpenID Connect's bound on ``sub`` (Core 1.0, section 2)."""
+
+
+def is_subject(subject: str) -> bool:
+    """Whether ``subject`` may name who acts: at most :data:`SUBJECT_MAX_LENGTH`
+    characters, none a control character (NUL among them) or a lone surrogate.
+
+    The subject is written as it is into the records a caller makes (``created_by``,
+    ``uploaded_by``...), the events and the logs: PostgreSQL's text holds no NUL, nor
+    UTF-8 a surrogate, so such a subject made a request that writes fail with a 500 (since
+    3 Dec 2026 an invalid token), and a 100 KB one was stored in each row it wrote."""
+    return len(subject) <= SUBJECT_MAX_LENGTH and not any(
+        unicodedata.category(c) in ("Cc", "Cs") for c in subject
+    )
+
+
 def _principal_of(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
     roles = claims.get("roles", [])
     regions = claims.get("regions", [])
     if not isinstance(subject, str) or not subject.strip():
         raise _invalid("empty subject")
+    if not is_subject(subject):
+        raise _invalid(f"subject longer than {SUBJECT_MAX_LENGTH} characters or not printable")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _invalid("roles must be a list of strings")
-    if not isinstance(regions, list) or not all(
-        isinstance(r, str) and _REGION.fullmatch(r) for r in regions
-    ):
+    if not isinstance(regions, list) or not all(is_region_prefix(r) for r in regions):
         raise _invalid("regions must be a list of division-code prefixes")
     known = {r.value for r in Role}
     unknown = [r for r in roles if r not in known]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jwt
 
-from dibao_common.auth import Role, is_region_prefix
+from dibao_common.auth import SUBJECT_MAX_LENGTH, Role, is_region_prefix, is_subject
 
 
 def mint(
@@ -67,10 +67,15 @@ def main() -> None:
         if not is_region_prefix(region):
             parser.error(
                 f"region {region!r} is no division code down to a level: 2 (province),"
-                " 4 (city), 6 (county), 9 (township) or 12 (village) digits, e.g. 620123"
+                " 4 (city), 6 (county), 9 (township) or 12 (village) digits, e.g. 620123,"
+                " no level's part all zeros (a township is 620123101, not 620123101000)"
             )
     if not args.subject.strip():
         parser.error("the subject is empty")
+    if not is_subject(args.subject):
+        parser.error(
+            f"the subject has more than {SUBJECT_MAX_LENGTH} characters or a control character"
+        )
     env = _read_env(args.env)
     token = mint(
         args.key.read_bytes(),

@@ -83,6 +83,7 @@ async def test_make_token_names_the_subject_it_is_given(stack: TestStack) -> Non
             "region '62012' is no division code down to a level",
         ),
         (("ROLE=intake_clerk", "REGION=620123,6201231"), "region '6201231'"),
+        (("ROLE=intake_clerk", "REGION=620123101000"), "no level's part all zeros"),
     ],
 )
 async def test_make_token_refuses_a_token_the_services_would(

@@ -185,6 +185,57 @@ async def test_malformed_principal_claims(
     assert body["detail"].endswith(reason)
 
 
+@pytest.mark.parametrize(
+    "region",
+    [
+        "620123101000",  # a township (夏官营镇) padded to 12 digits, taken for a village
+        "620123000000",  # a county padded
+        "620123000",  # a county padded to a township's length
+        "620100",  # Lanzhou city's own code, taken for a county
+        "6200",  # the province padded to a city's length
+        "00",
+        "620102001000",
+    ],
+)
+async def test_a_level_of_zeros_is_no_division(
+    client: AsyncClient, tokens: TokenFactory, region: str
+) -> None:
+    """A division code whose part at a level is all zeros names no division of that level:
+    it is a higher level's code padded. Until 3 Dec 2026 the kit took 620123101000 as a
+    village: it then matched the township's own records (its staff roster, GET
+    /townships/620123101000/staff answered 200) and none of its villages'."""
+    token = tokens(roles=["intake_clerk"], regions=["620102", region])
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("regions must be a list of division-code prefixes")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["clerk\x007", "clerk\n7", "clerk\ud8007", "c" * 256],
+    ids=["nul", "newline", "lone-surrogate", "256-characters"],
+)
+async def test_a_subject_no_record_can_hold_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, subject: str
+) -> None:
+    """The subject is written as it is into what a caller creates (created_by...): a NUL
+    (PostgreSQL text holds none) or a lone surrogate (UTF-8 has none) made every write a
+    500, a 100 KB subject was stored in each row. Since 3 Dec 2026 an invalid token."""
+    token = tokens(roles=["intake_clerk"], regions=["620102"], subject=subject)
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("subject longer than 255 characters or not printable")
+    assert subject not in body["detail"]
+
+
+async def test_a_subject_of_255_characters_in_any_script_is_taken(
+    client: AsyncClient, tokens: TokenFactory
+) -> None:
+    for subject in ("c" * 255, "张晓明-620123", "clerk 7"):
+        token = tokens(roles=["intake_clerk"], regions=["620102"], subject=subject)
+        response = await client.get("/whoami", headers=_bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json()["subject"] == subject
+
+
 async def test_every_level_of_division_code_is_a_region(
     client: AsyncClient, tokens: TokenFactory
 ) -> None:

@@ -7,8 +7,9 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_intake.testing import IntakeClient
+from dibao_intake.testing import IntakeClient, row_counts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -83,3 +84,35 @@ async def test_a_pdf_header_on_an_html_body_is_served_as_a_download_only(
         f'attachment; filename="{upload.json()["id"]}"'
     )
     _not_kept_nor_sniffed(content)
+
+
+async def test_a_token_whose_subject_no_row_can_hold_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A subject with a NUL made the registration's INSERT fail in PostgreSQL (text holds
+    no NUL): a 500 'internal-error'. Since 3 Dec 2026 the token is refused (401) before
+    anything runs, and nothing is written."""
+    before = await row_counts(intake_engine)
+    for subject in ("clerk\x00-7", "c" * 100_000):
+        headers = intake.tokens.bearer(roles=["intake_clerk"], regions=["62"], subject=subject)
+        response = await intake.http.post(
+            "/households", json=intake.plan().payload(), headers=headers
+        )
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "https://dibao.gov.cn/problems/invalid-token"
+    assert await row_counts(intake_engine) == before
+
+
+async def test_a_townships_padded_code_in_a_token_reads_no_roster(intake: IntakeClient) -> None:
+    """620123101000 is the township 夏官营镇 padded to 12 digits, no village: as a token's
+    region it read the township's staff roster (200) as the township's own token does,
+    while every village's token gets 404. Since 3 Dec 2026 it is an invalid token."""
+    headers = intake.tokens.bearer(roles=["township_reviewer"], regions=["620123101000"])
+    response = await intake.http.get("/townships/620123101000/staff", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"].endswith("regions must be a list of division-code prefixes")
+    township = intake.tokens.bearer(roles=["township_reviewer"], regions=["620123101"])
+    assert (
+        await intake.http.get("/townships/620123101000/staff", headers=township)
+    ).status_code == 200
