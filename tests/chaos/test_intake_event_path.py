@@ -220,8 +220,11 @@ async def test_submissions_while_the_broker_is_stopped_are_accepted_and_publishe
         await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
         try:
             statuses = []
+            applications = []
             for household, body in zip(households, bodies, strict=True):
-                statuses.append((await intake.submit(body)).status_code)
+                submitted = await intake.submit(body)
+                statuses.append(submitted.status_code)
+                applications.append(submitted.json().get("id"))
                 # And a change of the household after it: its key's third event.
                 change = await intake.http.post(
                     f"/households/{household.id}/changes",
@@ -240,6 +243,21 @@ async def test_submissions_while_the_broker_is_stopped_are_accepted_and_publishe
         await _drained(
             chaos_engine, timeout_s=90, what="the relay to publish after the broker's return"
         )
+        # The timeline consumer is back in its group too: another service's event is entered.
+        await _publish(
+            bootstrap,
+            ASSESSMENT_TOPIC,
+            assessment.CaseOpened(
+                household_id=households[0].id, application_id=applications[0], case_id="back"
+            ),
+            key=households[0].id,
+        )
+
+        async def entered() -> bool:
+            types = await _timeline_types(intake, applications[0])
+            return "dibao.assessment.CaseOpened.v1" in types
+
+        await eventually(entered, timeout_s=60, what="the timeline consumer to rejoin")
 
     intake_events = [(key, str(ce_id)) for _, topic, key, ce_id in held if topic == INTAKE_TOPIC]
     assert len(intake_events) >= 3 * len(households)
