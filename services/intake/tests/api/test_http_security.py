@@ -116,3 +116,27 @@ async def test_a_townships_padded_code_in_a_token_reads_no_roster(intake: Intake
     assert (
         await intake.http.get("/townships/620123101000/staff", headers=township)
     ).status_code == 200
+
+
+async def test_a_refused_media_type_is_not_echoed_when_it_may_be_an_id_number(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The part's Content-Type is the caller's text: '620102198001011230/x' was quoted in
+    the 415's detail as sent, an ID number echoed in a problem (ADR 0004: never). A media
+    type that is one, with no such run, is still named."""
+    household = await intake.register()
+    before = await row_counts(intake_engine)
+    number = "620102198001011230"
+    for sent in (f"{number}/x", f"application/{number}", f"application/x-{number}0"):
+        response = await intake.upload(
+            household.id, "income_proof", content=b"%PDF-1.4 x", media_type=sent
+        )
+        assert response.status_code == 415, response.text
+        assert number not in response.text
+        assert response.json()["detail"].startswith("the file's media type is not accepted")
+    gif = await intake.upload(
+        household.id, "income_proof", content=b"GIF89a", media_type="image/gif"
+    )
+    assert gif.status_code == 415
+    assert gif.json()["detail"].startswith("image/gif is not accepted; send one of")
+    assert await row_counts(intake_engine) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from uuid_utils.compat import uuid7
 from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.errors import NotFound, ProblemError
-from dibao_common.observability import counter, get_logger
+from dibao_common.observability import counter, get_logger, mask_card_and_id_numbers_in
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.document_store import ContentUnavailableError
 from dibao_intake.adapters.records import DocumentRecord
@@ -76,6 +77,22 @@ def too_large(limit: int) -> ProblemError:
     )
 
 
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
+"""A media type as RFC 6838 names one (lower-cased, without parameters), of a length a
+problem may quote."""
+
+
+def _quoted_type(media_type: str) -> str:
+    """How a refusal names the type sent: as sent when it is a media type that holds no run
+    the logs would mask (an ID or card number), else not at all. The part's Content-Type is
+    the caller's text: a problem never echoes what may be an ID number (ADR 0004)."""
+    if not media_type:
+        return "no type"
+    if _MEDIA_TYPE.fullmatch(media_type) and mask_card_and_id_numbers_in(media_type) == media_type:
+        return media_type
+    return "the file's media type"
+
+
 def unsupported_media_type(
     media_type: str, allowed: frozenset[str], detail: str | None = None
 ) -> ProblemError:
@@ -84,7 +101,7 @@ def unsupported_media_type(
         "unsupported-media-type",
         "Unsupported media type",
         detail
-        or f"{media_type or 'no type'} is not accepted; send one of {', '.join(sorted(allowed))}",
+        or f"{_quoted_type(media_type)} is not accepted; send one of {', '.join(sorted(allowed))}",
         accepted=sorted(allowed),
     )
 
