@@ -631,3 +631,65 @@ async def test_events_arriving_while_postgres_restarts_are_each_entered_once_and
             {"c": CONSUMER_NAME, "ids": sent},
         )
     assert claimed == len(sent)
+
+
+async def test_submissions_retried_with_their_key_through_a_postgres_restart_apply_once(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_postgres: OwnPostgres,
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    _, bootstrap = chaos_broker
+    async with intake_on(chaos_stack, tmp_path) as intake:
+        households = [await intake.register() for _ in range(12)]
+        bodies = [await intake.complete_application_body(h) for h in households]
+        keys = [str(uuid.uuid4()) for _ in households]
+        answers: dict[int, list[int]] = defaultdict(list)
+        accepted: dict[int, str] = {}
+
+        async def submit_until_accepted(i: int) -> None:
+            # Spread over the restart; a client that got no answer it can trust sends the
+            # same request with the same Idempotency-Key again.
+            await asyncio.sleep(0.25 * i)
+            for _ in range(200):
+                response = await asyncio.wait_for(
+                    intake.submit(bodies[i], idempotency_key=keys[i]), 60
+                )
+                answers[i].append(response.status_code)
+                if response.status_code == 201:
+                    accepted[i] = response.json()["id"]
+                    return
+                assert response.headers["content-type"] == PROBLEM, response.text
+                await asyncio.sleep(0.3)
+            raise AssertionError(f"submission {i} never accepted: {answers[i]}")
+
+        clients = [asyncio.create_task(submit_until_accepted(i)) for i in range(len(bodies))]
+        await asyncio.sleep(0.6)
+        await asyncio.to_thread(chaos_postgres.pg_sh, "stop")
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(chaos_postgres.pg_sh, "start")
+        await asyncio.gather(*clients)
+        await _drained(chaos_engine, timeout_s=60, what="the relay to publish the submissions")
+
+    # Some met the restart; every one ends accepted, with one application per household,
+    # the one its answer names, and one ApplicationSubmitted on the topic.
+    assert any(len(a) > 1 for a in answers.values()), answers
+    assert {s for a in answers.values() for s in a} <= {201, 500, 503}, answers
+    async with chaos_engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT household_id, id FROM application WHERE household_id = ANY(:ids)"),
+            {"ids": [uuid.UUID(h.id) for h in households]},
+        )
+        stored = defaultdict(list)
+        for row in rows:
+            stored[str(row.household_id)].append(str(row.id))
+    assert {h.id: stored[h.id] for h in households} == {
+        h.id: [accepted[i]] for i, h in enumerate(households)
+    }
+    submitted = Counter(
+        Envelope.from_record(r).key
+        for r in await read_topic(bootstrap, INTAKE_TOPIC)
+        if Envelope.from_record(r).ce_type == "dibao.intake.ApplicationSubmitted.v1"
+    )
+    assert {h.id: submitted[h.id] for h in households} == {h.id: 1 for h in households}
