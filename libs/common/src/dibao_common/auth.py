@@ -315,6 +315,13 @@ def _usable(jwk: jwt.PyJWK) -> bool:
 
 _VERIFIED_TOKENS = 4096
 
+MAX_TOKEN_LENGTH = 16 * 1024
+"""The longest bearer token verified, in characters: a staff member's claims take a few
+hundred bytes, a province's regions listed county by county a few KiB. Longer is an
+invalid token before anything of it is decoded (since 3 Dec 2026): uvicorn takes header
+lines of megabytes, and each was base64-decoded and parsed, a signed one kept among the
+verified tokens (4096 of them)."""
+
 
 class TokenVerifier:
     """Verifies bearer tokens against ``AuthSettings``; one per application."""
@@ -351,6 +358,8 @@ class TokenVerifier:
         still published. An Ed25519 verification and the JSON parsing cost more than the
         rest of the authentication together.
         """
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _invalid(f"token longer than {MAX_TOKEN_LENGTH} characters")
         known = self._verified.get(token)
         if known is not None:
             claims, header, verified_with, principal = known

@@ -236,6 +236,27 @@ async def test_a_subject_of_255_characters_in_any_script_is_taken(
         assert response.json()["subject"] == subject
 
 
+async def test_a_token_past_16_kib_is_refused_before_it_is_decoded(
+    client: AsyncClient, tokens: TokenFactory
+) -> None:
+    """uvicorn takes an Authorization header of megabytes: a validly signed token of 2 MB
+    was decoded, verified and kept among the verified tokens (200). Since 3 Dec 2026
+    anything past 16 KiB is an invalid token; a token just under it is taken."""
+    signed = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims={"pad": "x" * 20_000})
+    for token in (signed, "a" * 8_000_000):
+        body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+        assert body["detail"].endswith("token longer than 16384 characters")
+    bare = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims={"pad": ""})
+    fits = tokens(
+        roles=["intake_clerk"],
+        regions=["620102"],
+        extra_claims={"pad": "x" * ((16 * 1024 - len(bare)) * 3 // 4)},
+    )
+    assert len(fits) <= 16 * 1024
+    response = await client.get("/whoami", headers=_bearer(fits))
+    assert response.status_code == 200, response.text
+
+
 async def test_every_level_of_division_code_is_a_region(
     client: AsyncClient, tokens: TokenFactory
 ) -> None:
