@@ -693,3 +693,64 @@ async def test_submissions_retried_with_their_key_through_a_postgres_restart_app
         if Envelope.from_record(r).ce_type == "dibao.intake.ApplicationSubmitted.v1"
     )
     assert {h.id: submitted[h.id] for h in households} == {h.id: 1 for h in households}
+
+
+async def test_an_idle_timeline_consumer_applies_the_first_event_after_a_restart_at_once(
+    chaos_stack: TestStack,
+    chaos_broker: tuple[Path, str],
+    chaos_postgres: OwnPostgres,
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+) -> None:
+    # The app's pool (no ping on checkout, ADR 0009) still holds the connections the
+    # server closed while the consumer waited, and nothing else of the app (the relay is
+    # off, the test reads with its own engine) uses one first: the consumer's first
+    # transaction after the restart meets one. That is the database's failure, never an
+    # attempt of the event's (five restarts in a row would otherwise park a good event).
+    _, bootstrap = chaos_broker
+    async with intake_on(
+        chaos_stack,
+        tmp_path,
+        intake_timeline_topics=(ASSESSMENT_TOPIC,),
+        intake_relay_enabled=False,
+    ) as intake:
+        household = await intake.register()
+        submitted = await intake.submit(await intake.complete_application_body(household))
+        assert submitted.status_code == 201, submitted.text
+        application_id = submitted.json()["id"]
+        sent: list[Envelope] = []
+
+        async def entered() -> bool:
+            try:
+                async with chaos_engine.connect() as conn:
+                    found = await conn.scalar(
+                        text("SELECT count(*) FROM timeline_entry WHERE ce_id = ANY(:ids)"),
+                        {"ids": [e.ce_id for e in sent]},
+                    )
+            except Exception:  # the test's own engine meets the restart too
+                return False
+            return int(found or 0) == len(sent)
+
+        for case_id in ("before", "during"):
+            message = assessment.CaseOpened(
+                household_id=household.id, application_id=application_id, case_id=case_id
+            )
+            sent.append(await _publish(bootstrap, ASSESSMENT_TOPIC, message, key=household.id))
+            await eventually(entered, timeout_s=30, what=f"the event {case_id}")
+        before = (await intake.http.get("/metrics")).text
+        await asyncio.to_thread(chaos_postgres.pg_sh, "stop")
+        await asyncio.to_thread(chaos_postgres.pg_sh, "start")
+        message = assessment.CaseOpened(
+            household_id=household.id, application_id=application_id, case_id="after"
+        )
+        sent.append(await _publish(bootstrap, ASSESSMENT_TOPIC, message, key=household.id))
+        await eventually(entered, timeout_s=30, what="the event after the restart")
+        after = (await intake.http.get("/metrics")).text
+
+    def grew(outcome: str) -> float:
+        labels = {"consumer": CONSUMER_NAME, "outcome": outcome}
+        return _sample(after, "dibao_consumer_events_total", **labels) - _sample(
+            before, "dibao_consumer_events_total", **labels
+        )
+
+    assert (grew("processed"), grew("retried"), grew("dead_lettered")) == (1, 0, 0)
