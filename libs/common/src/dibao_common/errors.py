@@ -437,6 +437,17 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
             f" 8.1), and byte {exc.__cause__.start} is not UTF-8",
             instance=request.url.path,
         )
+    if status == 400 and isinstance(exc.__cause__, RecursionError):
+        # JSON nested deeper than Python's parser recurses (an attack or a broken client):
+        # FastAPI's generic bad-request, where any other invalid JSON is a malformed body.
+        return problem_response(
+            400,
+            "malformed-body",
+            "Malformed request body",
+            "The request body is not valid JSON this service reads: its arrays and objects"
+            " are nested too deeply",
+            instance=request.url.path,
+        )
     detail: str | None = str(exc.detail) if exc.detail else None
     if detail == _title_of(status):
         detail = None

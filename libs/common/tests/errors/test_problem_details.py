@@ -326,6 +326,24 @@ async def test_unreadable_bodies_are_400_never_500(client: AsyncClient, content:
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000],
+    ids=["arrays", "objects"],
+)
+async def test_json_nested_too_deeply_is_a_malformed_body(
+    client: AsyncClient, content: bytes
+) -> None:
+    """Found in the security review of 3 Dec 2026: JSON nested past the parser's recursion
+    was 400 bad-request 'There was an error parsing the body', where any other invalid
+    JSON is malformed-body saying what is wrong."""
+    response = await client.post(
+        "/households", content=content, headers={"content-type": "application/json"}
+    )
+    body = _problem(response, 400, "malformed-body")
+    assert body["detail"].endswith("are nested too deeply")
+
+
 async def test_a_body_past_the_limit_is_a_413_problem_before_it_is_parsed(
     client: AsyncClient,
 ) -> None:
