@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import math
 import re
 import unicodedata
@@ -401,6 +402,8 @@ class TokenVerifier:
             raise _invalid(f"missing claim {exc.claim}") from exc
         except jwt.PyJWTError as exc:
             raise _invalid("malformed token") from exc
+        if _has_duplicate_members(token):
+            raise _invalid("a claim or header parameter given twice")
         self._check_times(claims)
         principal = _principal_of(claims)
         self._verified[token] = (claims, header, key, principal)
@@ -440,6 +443,34 @@ class TokenVerifier:
             raise _invalid("issued in the future")
         if "nbf" in times and times["nbf"] > now + leeway:
             raise _invalid("not yet valid")
+
+
+class _DuplicateMemberError(ValueError):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _DuplicateMemberError
+    return members
+
+
+def _has_duplicate_members(token: str) -> bool:
+    """Whether the token's header or claims name a member twice (``{"roles": [...],
+    "roles": [...]}``). Python's JSON keeps the last, another parser on the way (a
+    gateway, a log pipeline, the portal) may keep the first and see other roles, regions
+    or algorithm than we do: refused (RFC 7519 section 4 allows it; since 3 Dec 2026).
+    Checked once the signature is verified, so only a token the issuer signed costs it."""
+    for segment in token.split(".")[:2]:
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+            json.loads(raw, object_pairs_hook=_unique_members)
+        except _DuplicateMemberError:
+            return True
+        except ValueError:
+            continue  # PyJWT has read it: not reached for a token it took
+    return False
 
 
 SUBJECT_MAX_LENGTH = 255

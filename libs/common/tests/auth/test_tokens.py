@@ -257,6 +257,40 @@ async def test_a_token_past_16_kib_is_refused_before_it_is_decoded(
     assert response.status_code == 200, response.text
 
 
+def _signed_with_raw_json(header: bytes, payload: bytes) -> str:
+    signing_input = f"{_b64url(header)}.{_b64url(payload)}"
+    signature = TEST_SIGNING_KEY.sign(signing_input.encode())
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+async def test_a_claim_or_header_parameter_given_twice_is_refused(
+    client: AsyncClient, tokens: TokenFactory
+) -> None:
+    """A signed token whose JSON names 'roles' (or 'regions', or the header's 'alg')
+    twice: Python's JSON kept the last ('policy_admin' over 'auditor', 200) where another
+    parser on the way may keep the first. Since 3 Dec 2026 an invalid token."""
+    claims = jwt.decode(
+        tokens(roles=["auditor"], regions=["620102"]), options={"verify_signature": False}
+    )
+    body = json.dumps(claims)[:-1]
+    header = b'{"alg":"EdDSA","typ":"JWT"}'
+    doubled = {
+        "roles": (header, (body + ', "roles": ["policy_admin"]}').encode()),
+        "regions": (header, (body + ', "regions": ["62"]}').encode()),
+        "alg": (b'{"alg":"none","alg":"EdDSA","typ":"JWT"}', (body + "}").encode()),
+    }
+    for name, (head, payload) in doubled.items():
+        token = _signed_with_raw_json(head, payload)
+        response = await client.get("/whoami", headers=_bearer(token))
+        problem = _unauthorized(response, "invalid-token")
+        assert problem["detail"].endswith("a claim or header parameter given twice"), name
+    # The same JSON without the repetition is taken.
+    single = _signed_with_raw_json(header, (body + "}").encode())
+    response = await client.get("/whoami", headers=_bearer(single))
+    assert response.status_code == 200, response.text
+    assert response.json()["roles"] == ["auditor"]
+
+
 async def test_every_level_of_division_code_is_a_region(
     client: AsyncClient, tokens: TokenFactory
 ) -> None:
