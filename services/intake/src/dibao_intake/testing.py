@@ -326,9 +326,10 @@ async def intake_stack() -> TestStack:
     return found
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def intake_engine(intake_stack: TestStack) -> AsyncIterator[AsyncEngine]:
-    """An engine on the intake test database, for checking what was (not) written."""
+    """An engine on the intake test database, for checking what was (not) written;
+    disposed when intake's tests end (``intake_app``)."""
     engine = make_engine(intake_stack.database_url("intake"), pool_size=4)
     yield engine
     await engine.dispose()
@@ -512,18 +513,29 @@ def intake_clock() -> FrozenClock:
     return FrozenClock(TEST_NOW)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def intake_app(
     intake_stack: TestStack, intake_clock: FrozenClock, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[FastAPI]:
-    """One intake app for the session: real database, relay and timeline consumer on Kafka."""
+    """One intake app for intake's tests: real database, relay and timeline consumer on
+    Kafka.
+
+    Package-scoped (``services/intake/tests`` is a package for this): it stops, relay and
+    consumer awaited, when the last of intake's tests ends. Session-scoped, it ran on
+    through the rest of the session: its relay retried 'database ... does not exist'
+    while ``tests/infra`` dropped, recreated and downgraded intake's database (the kit's
+    ``stack`` fixture, test_migrations), and its consumer stayed in group
+    ``intake.timeline`` beside the services of ``tests/flows``. The kit's plugin fails a
+    test that finds a relay or consumer of a fixture it cannot see
+    (``dibao_common.testing.background_check``)."""
     settings = intake_settings_for(intake_stack, tmp_path_factory.mktemp("intake-documents"))
     app = create_app(settings, clock=intake_clock)
     yield app
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def intake_http(intake_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app's lifespan (relay and timeline consumer) runs while this client is open."""
     async with api_client(intake_app) as http:
         yield http
 

@@ -24,6 +24,7 @@ pytest_plugins = [
     "dibao_common.testing.auth_fixtures",
     "dibao_common.testing.db_fixtures",
     "dibao_common.testing.clock_fixtures",
+    "dibao_common.testing.background_check",
 ]
 
 
