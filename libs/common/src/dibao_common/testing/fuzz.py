@@ -78,7 +78,9 @@ class Served:
 @contextmanager
 def served(make_app: Callable[[], FastAPI], *, timeout_s: float = 30.0) -> Iterator[Served]:
     """``make_app()`` served by uvicorn on a free port of 127.0.0.1, lifespan running,
-    in a thread with its own event loop; stopped (lifespan ended) on exit."""
+    in a thread with its own event loop; stopped (lifespan ended) on exit. An app still
+    running ``timeout_s`` after it was asked to stop (its relay or consumer not
+    stopping) is an error, not a thread left running beside the next tests."""
     ready: Future[Served] = Future()
     holder: dict[str, uvicorn.Server] = {}
 
@@ -117,6 +119,8 @@ def served(make_app: Callable[[], FastAPI], *, timeout_s: float = 30.0) -> Itera
         if "server" in holder:
             holder["server"].should_exit = True
         thread.join(timeout_s)
+        if thread.is_alive():
+            raise RuntimeError(f"the served app had not stopped {timeout_s} s after its exit")
 
 
 def problem_json(ctx: CheckContext, response: schemathesis.Response, case: AnyCase) -> bool | None:
