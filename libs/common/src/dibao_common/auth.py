@@ -3,8 +3,10 @@
 Tokens are JWTs signed by the identity provider with an asymmetric key (EdDSA/Ed25519,
 RS256 or ES256), verified against a configured public key or a JWKS URL. Claims:
 ``sub``, ``roles``, ``regions`` (division-code prefixes), ``iss``, ``aud``, ``exp``,
-``iat``, ``nbf``, ``jti``. A principal sees only records under its region prefixes; a
-record of another region answers 404, exactly as one that does not exist.
+``iat``, ``nbf``, ``jti``; the header's ``typ`` is ``at+jwt`` (RFC 9068) and ``exp`` is
+at most ``jwt_max_lifetime_s`` after ``iat``. A principal sees only records under its
+region prefixes; a record of another region answers 404, exactly as one that does not
+exist.
 
     @router.get("/households/{household_id}", responses=problem_responses(401, 403, 404))
     async def get_household(
@@ -138,6 +140,13 @@ class AuthSettings(BaseSettings):
     jwt_issuer: str = Field(description="Expected `iss`")
     jwt_audience: str = Field(description="Expected `aud`")
     jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed")
+    jwt_max_lifetime_s: int = Field(
+        default=12 * 3600,
+        ge=60,
+        le=24 * 3600,
+        description="The longest lifetime (`exp` - `iat`) a token may have: a staff member's"
+        " working day with overtime; a token issued for longer is refused (ADR 0004)",
+    )
     jwt_jwks_cache_s: int = Field(default=300, ge=1, description="How long fetched keys are kept")
     jwt_jwks_min_refresh_s: int = Field(
         default=30,
@@ -316,6 +325,22 @@ def _usable(jwk: jwt.PyJWK) -> bool:
 
 _VERIFIED_TOKENS = 4096
 
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+"""The ``typ`` header a bearer token must carry: an OAuth 2.0 access token in JWT form
+(RFC 9068 section 2.1; ``application/at+jwt`` is the same media type written in full).
+Explicit typing (RFC 8725 section 3.11) keeps another JWT the issuer signs for the same
+audience (an ID token, a logout token) from passing for an access token (since 3 Dec 2026)."""
+
+
+def is_access_token_type(typ: object) -> bool:
+    """Whether a JOSE header's ``typ`` names an access token: ``at+jwt`` or
+    ``application/at+jwt``, in any case (a media type's name is case-insensitive, RFC 7515
+    section 4.1.9). An absent ``typ`` is not one."""
+    if not isinstance(typ, str):
+        return False
+    return typ.lower().removeprefix("application/") == ACCESS_TOKEN_TYPE
+
+
 MAX_TOKEN_LENGTH = 16 * 1024
 """The longest bearer token verified, in characters: a staff member's claims take a few
 hundred bytes, a province's regions listed county by county a few KiB. Longer is an
@@ -404,7 +429,13 @@ class TokenVerifier:
             raise _invalid("malformed token") from exc
         if _has_duplicate_members(token):
             raise _invalid("a claim or header parameter given twice")
-        self._check_times(claims)
+        if not is_access_token_type(header.get("typ")):
+            raise _invalid(f"token type (typ) is not {ACCESS_TOKEN_TYPE}")
+        times = self._check_times(claims)
+        if times["exp"] - times["iat"] > self._settings.jwt_max_lifetime_s:
+            raise _invalid(
+                f"lifetime (exp - iat) longer than {self._settings.jwt_max_lifetime_s} seconds"
+            )
         principal = _principal_of(claims)
         self._verified[token] = (claims, header, key, principal)
         if len(self._verified) > _VERIFIED_TOKENS:
@@ -419,7 +450,8 @@ class TokenVerifier:
         jwk = await self._jwks.key(kid if isinstance(kid, str) else None)
         return jwk.key, jwk.algorithm_name
 
-    def _check_times(self, claims: Mapping[str, Any]) -> None:
+    def _check_times(self, claims: Mapping[str, Any]) -> dict[str, float]:
+        """``exp``, ``iat`` and ``nbf`` (when given) as numbers, checked against the clock."""
         now = self._now().timestamp()
         leeway = self._leeway.total_seconds()
         times: dict[str, float] = {}
@@ -443,6 +475,7 @@ class TokenVerifier:
             raise _invalid("issued in the future")
         if "nbf" in times and times["nbf"] > now + leeway:
             raise _invalid("not yet valid")
+        return times
 
 
 class _DuplicateMemberError(ValueError):

@@ -1,7 +1,8 @@
 """Mints a development bearer token for a local instance (``make token``).
 
 Claims: ``sub``, ``roles``, ``regions`` (division-code prefixes), ``iss``, ``aud``,
-``iat``, ``exp``, ``jti``. Signed with the instance's Ed25519 development key (EdDSA).
+``iat``, ``exp``, ``jti``, with the header's ``typ`` ``at+jwt`` (RFC 9068), for at most
+the services' longest lifetime. Signed with the instance's Ed25519 development key (EdDSA).
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from pathlib import Path
 
 import jwt
 
-from dibao_common.auth import SUBJECT_MAX_LENGTH, Role, is_region_prefix, is_subject
+from dibao_common.auth import (
+    ACCESS_TOKEN_TYPE,
+    SUBJECT_MAX_LENGTH,
+    AuthSettings,
+    Role,
+    is_region_prefix,
+    is_subject,
+)
+
+MAX_LIFETIME_S: int = AuthSettings.model_fields["jwt_max_lifetime_s"].default
+"""The services' default longest token lifetime (``DIBAO_JWT_MAX_LIFETIME_S``)."""
 
 
 def mint(
@@ -27,6 +38,10 @@ def mint(
     ttl_s: int = 8 * 3600,
     now: float | None = None,
 ) -> str:
+    """A token the services take: an access token (``typ`` ``at+jwt``) living ``ttl_s``
+    seconds, at most :data:`MAX_LIFETIME_S` (a longer one they would refuse)."""
+    if not 0 < ttl_s <= MAX_LIFETIME_S:
+        raise ValueError(f"a token lives 1 to {MAX_LIFETIME_S} seconds, not {ttl_s}")
     issued = int(now if now is not None else time.time())
     claims = {
         "sub": subject,
@@ -39,7 +54,9 @@ def mint(
         "exp": issued + ttl_s,
         "jti": str(uuid.uuid4()),
     }
-    return jwt.encode(claims, signing_key_pem, algorithm="EdDSA")
+    return jwt.encode(
+        claims, signing_key_pem, algorithm="EdDSA", headers={"typ": ACCESS_TOKEN_TYPE}
+    )
 
 
 def _read_env(path: Path) -> dict[str, str]:

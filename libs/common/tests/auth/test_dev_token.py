@@ -6,9 +6,18 @@ import asyncio
 import os
 from pathlib import Path
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from dibao_common.auth import AuthSettings, Role, TokenVerifier
+from dibao_common.devtoken import mint
+from dibao_common.testing.auth_fixtures import (
+    TEST_JWT_AUDIENCE,
+    TEST_JWT_ISSUER,
+    TEST_SIGNING_KEY,
+    make_auth_settings,
+)
 from dibao_common.testing.stack import REPO_ROOT, TestStack, api_client
 
 from .conftest import auth_app
@@ -97,3 +106,32 @@ async def test_make_token_refuses_a_token_the_services_would(
     assert code != 0
     assert said in stderr, stderr
     assert "eyJ" not in stdout
+
+
+def _mint(ttl_s: int) -> str:
+    pem = TEST_SIGNING_KEY.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return mint(
+        pem,
+        subject="dev-user",
+        roles=["auditor"],
+        regions=["62"],
+        issuer=TEST_JWT_ISSUER,
+        audience=TEST_JWT_AUDIENCE,
+        ttl_s=ttl_s,
+    )
+
+
+async def test_a_minted_token_is_an_access_token_of_a_lifetime_the_services_take() -> None:
+    """Since 3 Dec 2026 the services require typ at+jwt and at most 12 hours between iat
+    and exp: what make token, the demo and the flow tests mint says so (it said typ JWT)."""
+    token = _mint(12 * 3600)
+    assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
+    principal = await TokenVerifier(make_auth_settings()).verify(token)
+    assert principal.roles == {Role.AUDITOR}
+    for ttl_s in (12 * 3600 + 1, 0):
+        with pytest.raises(ValueError, match="a token lives 1 to 43200 seconds"):
+            _mint(ttl_s)

@@ -35,6 +35,20 @@ def test_settings_read_the_documented_environment(monkeypatch: pytest.MonkeyPatc
     assert BankSettings().webhook_key() == b"k" * 32
 
 
+def test_the_longest_token_lifetime_is_12_hours_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert make_auth_settings().jwt_max_lifetime_s == 12 * 3600
+    monkeypatch.setenv("DIBAO_JWT_MAX_LIFETIME_S", "3600")
+    assert AuthSettings(**auth_settings_values()).jwt_max_lifetime_s == 3600
+
+
+@pytest.mark.parametrize("seconds", [0, 59, 24 * 3600 + 1])
+def test_a_token_lifetime_beyond_a_day_or_under_a_minute_is_refused(seconds: int) -> None:
+    with pytest.raises(ValidationError, match="jwt_max_lifetime_s"):
+        make_auth_settings(jwt_max_lifetime_s=seconds)
+
+
 def test_exactly_one_key_source() -> None:
     values = auth_settings_values()
     with pytest.raises(ValidationError, match="exactly one"):

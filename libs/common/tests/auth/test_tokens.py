@@ -156,7 +156,7 @@ async def test_unsigned_and_symmetric_tokens_are_refused(
 async def test_required_claims(client: AsyncClient, tokens: TokenFactory, claim: str) -> None:
     claims = jwt.decode(tokens(roles=["intake_clerk"]), options={"verify_signature": False})
     del claims[claim]
-    token = jwt.encode(claims, TEST_SIGNING_KEY, algorithm="EdDSA")
+    token = jwt.encode(claims, TEST_SIGNING_KEY, algorithm="EdDSA", headers={"typ": "at+jwt"})
     body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
     assert body["detail"].endswith(f"missing claim {claim}")
 
@@ -273,11 +273,11 @@ async def test_a_claim_or_header_parameter_given_twice_is_refused(
         tokens(roles=["auditor"], regions=["620102"]), options={"verify_signature": False}
     )
     body = json.dumps(claims)[:-1]
-    header = b'{"alg":"EdDSA","typ":"JWT"}'
+    header = b'{"alg":"EdDSA","typ":"at+jwt"}'
     doubled = {
         "roles": (header, (body + ', "roles": ["policy_admin"]}').encode()),
         "regions": (header, (body + ', "regions": ["62"]}').encode()),
-        "alg": (b'{"alg":"none","alg":"EdDSA","typ":"JWT"}', (body + "}").encode()),
+        "alg": (b'{"alg":"none","alg":"EdDSA","typ":"at+jwt"}', (body + "}").encode()),
     }
     for name, (head, payload) in doubled.items():
         token = _signed_with_raw_json(head, payload)
@@ -289,6 +289,95 @@ async def test_a_claim_or_header_parameter_given_twice_is_refused(
     response = await client.get("/whoami", headers=_bearer(single))
     assert response.status_code == 200, response.text
     assert response.json()["roles"] == ["auditor"]
+
+
+@pytest.mark.parametrize(
+    "typ", [None, "JWT", "jwt", "application/jwt", "JOSE", "id_token+jwt", "at+jwt+x", "", 1]
+)
+async def test_a_token_not_typed_as_an_access_token_is_refused(
+    client: AsyncClient, tokens: TokenFactory, typ: Any
+) -> None:
+    """RFC 8725 section 3.11, RFC 9068 section 4: another JWT the issuer signs for the same
+    audience (an ID token, typ JWT or none) must not pass for an access token. Until
+    3 Dec 2026 the header's typ was not read: each of these was taken (200)."""
+    claims = jwt.decode(
+        tokens(roles=["intake_clerk"], regions=["620102"]), options={"verify_signature": False}
+    )
+    header = b'{"alg":"EdDSA"' + (b"" if typ is None else b',"typ":' + json.dumps(typ).encode())
+    token = _signed_with_raw_json(header + b"}", json.dumps(claims).encode())
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("token type (typ) is not at+jwt")
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+JWT"])
+async def test_an_access_token_type_is_taken_in_either_spelling(
+    client: AsyncClient, tokens: TokenFactory, typ: str
+) -> None:
+    """A media type's name is case-insensitive and "application/" may be left out (RFC
+    7515 section 4.1.9, RFC 9068 section 2.1)."""
+    token = tokens(roles=["intake_clerk"], regions=["620102"], typ=typ)
+    assert jwt.get_unverified_header(token)["typ"] == typ
+    response = await client.get("/whoami", headers=_bearer(token))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "issued_ago", "taken"),
+    [
+        (timedelta(hours=12), timedelta(0), True),
+        (timedelta(hours=12, seconds=1), timedelta(0), False),
+        (timedelta(days=365), timedelta(0), False),
+        # Issued 20 hours ago, valid for one hour more: 21 hours in all.
+        (timedelta(hours=21), timedelta(hours=20), False),
+        (timedelta(hours=12), timedelta(hours=11), True),
+    ],
+)
+async def test_a_token_living_longer_than_the_maximum_is_refused(
+    client: AsyncClient,
+    tokens: TokenFactory,
+    frozen: FrozenClock,
+    lifetime: timedelta,
+    issued_ago: timedelta,
+    taken: bool,
+) -> None:
+    """A stolen token works until it expires and nothing revokes it: since 3 Dec 2026 one
+    whose exp lies more than DIBAO_JWT_MAX_LIFETIME_S (12 h) after its iat is refused,
+    a year's token as well (taken until then: 200)."""
+    token = tokens(
+        roles=["intake_clerk"],
+        regions=["620102"],
+        issued_at=frozen.now() - issued_ago,
+        expires_in=lifetime,
+    )
+    response = await client.get("/whoami", headers=_bearer(token))
+    if taken:
+        assert response.status_code == 200, response.text
+        return
+    body = _unauthorized(response, "invalid-token")
+    assert body["detail"].endswith("lifetime (exp - iat) longer than 43200 seconds")
+
+
+async def test_the_maximum_lifetime_is_a_setting(
+    auth_settings: AuthSettings, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    settings = auth_settings.model_copy(update={"jwt_max_lifetime_s": 3600})
+    verifier = TokenVerifier(settings, now=frozen.now)
+    principal = await verifier.verify(tokens(roles=["auditor"], expires_in=3600))
+    assert principal.roles == frozenset({Role.AUDITOR})
+    with pytest.raises(Unauthorized) as refused:
+        await verifier.verify(tokens(roles=["auditor"], expires_in=3601))
+    assert str(refused.value.detail).endswith("lifetime (exp - iat) longer than 3600 seconds")
+
+
+async def test_a_token_issued_beyond_the_leeway_in_the_future_is_refused(
+    client: AsyncClient, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    """iat is the start of the lifetime measured: one in the future would stretch it."""
+    within = tokens(roles=["auditor"], issued_at=frozen.now() + timedelta(seconds=30))
+    assert (await client.get("/whoami", headers=_bearer(within))).status_code == 200
+    beyond = tokens(roles=["auditor"], issued_at=frozen.now() + timedelta(seconds=31))
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(beyond)), "invalid-token")
+    assert body["detail"].endswith("issued in the future")
 
 
 async def test_every_level_of_division_code_is_a_region(
@@ -354,7 +443,7 @@ async def test_verifier_raises_unauthorized_directly(
 def _signed_raw(claims_json: str) -> str:
     """A token signed by the test key whose payload is exactly ``claims_json``: Python's
     JSON reads ``NaN`` and ``Infinity``, and numbers too large for a float."""
-    signing_input = _b64url(b'{"alg":"EdDSA","typ":"JWT"}') + "." + _b64url(claims_json.encode())
+    signing_input = _b64url(b'{"alg":"EdDSA","typ":"at+jwt"}') + "." + _b64url(claims_json.encode())
     return f"{signing_input}.{_b64url(TEST_SIGNING_KEY.sign(signing_input.encode()))}"
 
 

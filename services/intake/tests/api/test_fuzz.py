@@ -108,7 +108,7 @@ def test_generated_requests_get_declared_answers(
 
     def headers_for(method: str, path: str) -> Mapping[str, str]:
         return fuzzed.tokens.bearer(
-            roles=[_role(method, path)], regions=["62"], subject="fuzz", expires_in=3600 * 24
+            roles=[_role(method, path)], regions=["62"], subject="fuzz", expires_in=3600 * 12
         )
 
     def prepare(case: AnyCase) -> None:

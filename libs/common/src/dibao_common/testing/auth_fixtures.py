@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dibao_common.auth import AuthSettings
+from dibao_common.auth import ACCESS_TOKEN_TYPE, AuthSettings
 from dibao_common.bank import BankSettings, decode_secret, webhook_headers
 
 TEST_JWT_ISSUER = "https://test.dibao.local"
@@ -116,9 +116,12 @@ class TokenFactory:
         key: Any = None,
         algorithm: str | None = None,
         kid: str | None = None,
+        typ: str | None = ACCESS_TOKEN_TYPE,
         extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed token; a negative ``expires_in`` gives an expired one."""
+        """A signed token; a negative ``expires_in`` gives an expired one. Its header's
+        ``typ`` is ``at+jwt``, as the services require, unless ``typ`` says otherwise
+        (None: no ``typ``)."""
         issued = issued_at or self.now()
         lifetime = (
             expires_in if isinstance(expires_in, timedelta) else timedelta(seconds=expires_in)
@@ -139,7 +142,7 @@ class TokenFactory:
             claims,
             key if key is not None else self.key,
             algorithm=algorithm or self.algorithm,
-            headers={"kid": kid} if kid is not None else None,
+            headers={"typ": typ} | ({"kid": kid} if kid is not None else {}),
         )
 
     def bearer(self, **claims: Any) -> dict[str, str]:
