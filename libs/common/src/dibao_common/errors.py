@@ -32,6 +32,8 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dibao_common.db.outage import is_database_outage
+from dibao_common.logged_errors import describe_exception
 from dibao_common.observability import mask_card_and_id_numbers_in
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -221,6 +223,15 @@ class ValidationProblem(Problem):
     errors: list[FieldError]
 
 
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+"""The OpenAPI ``headers`` of a 503: when the client may try again."""
+
+
 def problem_responses(
     *statuses: int,
     models: Mapping[int, type[Problem]] | None = None,
@@ -233,7 +244,8 @@ def problem_responses(
     a status carries (e.g. ``Retry-After``), ``examples`` the problems the route raises
     with that status (rendered by their own ``body``; the document gives each the
     operation's path as ``instance``). A status without examples gets the kit's
-    (``dibao_common.problem_examples``)."""
+    (``dibao_common.problem_examples``). A 503 carries ``Retry-After`` unless ``headers``
+    say otherwise: every 503 the kit sends does (:func:`database_unavailable`)."""
     out: dict[int | str, dict[str, Any]] = {}
     chosen = dict(models or {})
     given = dict(examples or {})
@@ -244,6 +256,8 @@ def problem_responses(
         out[status] = {"model": model, "description": _title_of(status)}
         if headers is not None and status in headers:
             out[status]["headers"] = dict(headers[status])
+        elif status == HTTPStatus.SERVICE_UNAVAILABLE:
+            out[status]["headers"] = dict(RETRY_AFTER_HEADER)
         if status in given:
             problems = given[status]
             listed = [problems] if isinstance(problems, ProblemError) else list(problems)
@@ -582,19 +596,52 @@ INTERNAL_ERROR = ProblemError(
 )
 
 
+RETRY_AFTER_OUTAGE_S = 5
+"""``Retry-After`` of a 503 ``database-unavailable``: a PostgreSQL restart keeps the
+server away a second or two, a failover a few; a retry sooner would mostly meet the
+same outage, one much later keeps a clerk at the counter waiting for nothing."""
+
+
+def database_unavailable() -> ServiceUnavailable:
+    """503 ``database-unavailable``: the database could not be reached (refused, cut,
+    shutting down, starting up, no pooled connection free in time:
+    :func:`dibao_common.db.is_database_outage`). The request's transaction never
+    committed, so the client may send it again, with the same ``Idempotency-Key``."""
+    return ServiceUnavailable(
+        "The database cannot be reached right now; nothing was changed. Send the request"
+        " again after Retry-After seconds (with the same Idempotency-Key, if it had one)",
+        type_slug="database-unavailable",
+        title="Database unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_OUTAGE_S)},
+    )
+
+
 def _internal_error(path: str | None) -> Response:
     return INTERNAL_ERROR.response(instance=path)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    # Reached only for errors outside the inner guard (e.g. in an outer middleware).
+def _unexpected_error(method: str | None, path: str | None, exc: Exception) -> Response:
+    """The answer to an exception no handler took, logged: an outage of the database as
+    a 503 with one warning line (what failed, no traceback: the outage is the server's,
+    not the code's, and hundreds of tracebacks a second would hide it), anything else as
+    a 500 with its traceback."""
+    if is_database_outage(exc):
+        _log.warning(
+            "database unavailable", method=method, path=path, error=describe_exception(exc)
+        )
+        return database_unavailable().response(instance=path)
     _log.error(
         "unhandled exception",
-        method=request.method,
-        path=request.url.path,
+        method=method,
+        path=path,
         exc_info=(type(exc), exc, exc.__traceback__),
     )
-    return _internal_error(request.url.path)
+    return _internal_error(path)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Reached only for errors outside the inner guard (e.g. in an outer middleware).
+    return _unexpected_error(request.method, request.url.path, exc)
 
 
 class _TrackingSend:
@@ -614,7 +661,9 @@ class _TrackingSend:
 
 
 class UnexpectedErrorMiddleware:
-    """Turns an exception that no handler took into a 500 problem, logged, not re-raised.
+    """Turns an exception that no handler took into a 500 problem, logged, not re-raised;
+    an outage of the database into a 503 ``database-unavailable`` with ``Retry-After``,
+    logged as one warning line (:func:`database_unavailable`).
 
     Starlette's own last-resort handler re-raises after answering, which makes the ASGI
     server print a second traceback and in-process test clients raise instead of seeing
@@ -632,15 +681,16 @@ class UnexpectedErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            _log.error(
-                "unhandled exception",
-                method=scope.get("method"),
-                path=scope.get("path"),
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
             if tracking_send.started:
+                _log.error(
+                    "unhandled exception",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
                 raise
-            await _internal_error(scope.get("path"))(scope, receive, send)
+            response = _unexpected_error(scope.get("method"), scope.get("path"), exc)
+            await response(scope, receive, send)
 
 
 class _BodyTooLarge(StarletteHTTPException):

@@ -9,7 +9,8 @@ a paged one; a 401 ``missing-token`` and ``invalid-token``; a 403 ``missing-role
 the roles the route's ``require_roles`` asks for; a 409 ``idempotency-key-in-flight``; a
 413 with the app's body limit; a 422 ``validation-failed`` whose ``errors`` are what
 pydantic says of a wrong value of the operation's own body or parameter (through the
-kit's ``errors[]`` rendering) and ``idempotency-key-reused``; the 500. Any other status
+kit's ``errors[]`` rendering) and ``idempotency-key-reused``; the 500; a 503
+``database-unavailable`` (an operation declares 503 when it reaches the database). Any other status
 is shown as the kit renders it bare. Each example's ``instance`` is the operation's path
 with example values of its parameters (:func:`example_path`).
 """
@@ -41,6 +42,7 @@ from dibao_common.errors import (
     _tag_missing_in,
     _title_of,
     _validation_failed,
+    database_unavailable,
 )
 
 Route = RouteContext | None
@@ -202,6 +204,10 @@ def _internal(_o: dict[str, Any], _r: Route, _a: FastAPI) -> list[ProblemError]:
     return [INTERNAL_ERROR]
 
 
+def _unavailable(_o: dict[str, Any], _r: Route, _a: FastAPI) -> list[ProblemError]:
+    return [database_unavailable()]
+
+
 _DEFAULTS: dict[
     int, Callable[[dict[str, Any], RouteContext | None, FastAPI], list[ProblemError]]
 ] = {
@@ -212,4 +218,5 @@ _DEFAULTS: dict[
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: _too_large,
     HTTPStatus.UNPROCESSABLE_ENTITY: _invalid,
     HTTPStatus.INTERNAL_SERVER_ERROR: _internal,
+    HTTPStatus.SERVICE_UNAVAILABLE: _unavailable,
 }

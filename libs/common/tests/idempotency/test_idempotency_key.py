@@ -210,7 +210,9 @@ async def test_a_holder_whose_connection_dies_frees_the_key_at_once(
     assert second.status_code == 201, second.text
     gate.set()
     late = await asyncio.wait_for(stuck, 10)
-    assert late.status_code == 500
+    # Its connection gone, the first request is told to retry (503 with Retry-After).
+    _problem(late, 503, "database-unavailable")
+    assert late.headers["retry-after"] == "5"
     assert await count(engine, EFFECTS) == 1
     replay = await client.post("/payments", json=body, headers=headers)
     assert replay.content == second.content

@@ -10,12 +10,14 @@ from dibao_common.db.engine import (
     refuse_closed_connections,
     service_metadata,
 )
+from dibao_common.db.outage import is_database_outage
 
 __all__ = [
     "NAMING_CONVENTION",
     "DriverStatement",
     "driver_connection",
     "driver_session",
+    "is_database_outage",
     "make_engine",
     "make_sessionmaker",
     "refuse_closed_connections",

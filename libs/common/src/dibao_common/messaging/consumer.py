@@ -30,14 +30,13 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from google.protobuf.message import Message
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dibao_common.db.outage import is_database_outage
 from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging import metrics
 from dibao_common.messaging.dlq import dead_letter_headers, topic_size
@@ -55,28 +54,10 @@ BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awai
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
-    """A lost or refused database connection: retried without limit, never dead-lettered."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(
-            current,
-            OSError
-            | asyncpg.PostgresConnectionError
-            | asyncpg.ConnectionDoesNotExistError
-            | asyncpg.CannotConnectNowError
-            | asyncpg.TooManyConnectionsError,
-        ):
-            return True
-        # The driver refusing a connection it knows is closed (asyncpg raises its generic
-        # InterfaceError for that, and for misuse, which is not an outage).
-        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    """A lost or refused database connection: retried without limit, never dead-lettered.
+    The kit's one classifier (:func:`dibao_common.db.is_database_outage`), the one that
+    makes a request's answer 503."""
+    return is_database_outage(exc)
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]

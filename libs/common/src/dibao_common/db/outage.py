@@ -1,0 +1,113 @@
+"""Whether an error means the database is out of reach, not that the work was wrong.
+
+One classifier for every place that must tell them apart: the HTTP layer answers an
+outage 503 ``database-unavailable`` with ``Retry-After`` (``dibao_common.errors``), the
+consumer retries it without limit instead of dead-lettering the event
+(``dibao_common.messaging.consumer``). A bug, a broken constraint, a statement timeout or
+any other error the server answers about the statement itself is not an outage.
+
+An outage is, anywhere in the error's chain (``__cause__``, ``__context__`` unless
+suppressed, SQLAlchemy's ``orig``; every error of an exception group):
+
+- a socket that could not connect or was cut: ``ConnectionError`` (refused, reset,
+  aborted, broken pipe), ``TimeoutError`` (asyncpg's connect timeout), a name that does
+  not resolve, an ``OSError`` of a network errno, or asyncio's "Multiple exceptions"
+  of a connect that every address of the host refused. Not any ``OSError``: a file the
+  service reads is no database;
+- asyncpg's connection errors: ``PostgresConnectionError`` (SQLSTATE class 08,
+  ``ConnectionDoesNotExistError`` and ``ConnectionFailureError`` among them), and the
+  driver refusing a connection it knows is closed (its ``InterfaceError`` "connection
+  is closed"; other ``InterfaceError``\\s are misuse);
+- the server going away or not yet back: SQLSTATE 57P01 admin shutdown, 57P02 crash
+  shutdown, 57P03 cannot connect now (starting up, shutting down, in recovery), and 53300
+  too many connections;
+- SQLAlchemy saying so: a ``DBAPIError`` whose connection was invalidated (its
+  disconnect detection), a ``DisconnectionError``, and its pool's ``TimeoutError``: no
+  connection became free in the pool's timeout, which under a fixed pool (ADR 0014) is
+  what connections hung on an unreachable server cause. A client retrying later is
+  right then too.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
+OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""SQLSTATEs outside class 08 that mean the server is going, starting or full."""
+
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.ENOTCONN,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ENETRESET,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.EADDRNOTAVAIL,
+    }
+)
+
+
+def _network_error(exc: OSError) -> bool:
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | socket.herror):
+        return True
+    if exc.errno in _NETWORK_ERRNOS:
+        return True
+    # asyncio's connect when every address of the host failed (their errnos in the text).
+    return exc.errno is None and str(exc).startswith("Multiple exceptions: ")
+
+
+def _is_outage_itself(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, OSError):
+        return _network_error(exc)
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError,
+    ):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and isinstance(sqlstate, str):
+        return sqlstate.startswith("08") or sqlstate in OUTAGE_SQLSTATES
+    # The driver refusing a connection it knows is closed (asyncpg raises its generic
+    # InterfaceError for that, and for misuse, which is not an outage).
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) means the database cannot be reached now."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            # A task group's: an outage only if every one of its errors is.
+            return all(is_database_outage(e) for e in current.exceptions)
+        if _is_outage_itself(current):
+            return True
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            pending.append(current.__context__)
+    return False
