@@ -1684,7 +1684,7 @@ async def test_households_are_listed_by_region_a_page_at_a_time(
     public lists show, so publicity and finance officers and policy admins get 403."""
     village = "620123102202"  # 高崖镇关门口村: this test's village
     registered = [await intake.register(intake.plan(village)) for _ in range(3)]
-    reader = "village-lister"
+    reader = f"village-lister-{uuid.uuid4()}"  # its records alone, run after run
 
     async def pages(role: Role, regions: list[str], subject: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

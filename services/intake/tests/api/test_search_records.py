@@ -73,7 +73,7 @@ async def test_a_region_between_division_levels_is_refused_and_not_recorded(
     """A search's region is a prefix down to a division level, as a token's regions are:
     62012 or 62012310 would be recorded as a search of no division (620120000000). 422 in
     words, and no access record (nothing was searched); a level's prefix is searched."""
-    reader = "searcher-between-levels"
+    reader = f"searcher-between-levels-{uuid.uuid4()}"  # its records alone, run after run
     headers = intake.headers(Role.INTAKE_CLERK, ["620123"], subject=reader)
     for url in ("/households?region=62012", "/applications?region=62012310"):
         response = await intake.http.get(url, headers=headers)
@@ -217,7 +217,7 @@ async def test_a_search_by_a_household_outside_the_callers_is_refused_as_a_read_
     household = await intake.register(intake.plan("620123101203"))
     accepted = await intake.submit(await intake.complete_application_body(household))
     assert accepted.status_code == 201, accepted.text
-    prober = "searcher-of-a-foreign-household"
+    prober = f"searcher-of-a-foreign-household-{uuid.uuid4()}"  # its records alone
     headers = intake.headers(Role.INTAKE_CLERK, ["620102"], subject=prober)
     nobody = str(uuid.uuid4())
     missing = await intake.http.get(f"/households/{nobody}", headers=headers)
@@ -236,7 +236,7 @@ async def test_a_search_by_a_household_outside_the_callers_is_refused_as_a_read_
             k: missing.json().get(k) for k in ("status", "type", "title", "detail")
         }, url
         assert "items" not in problem
-    owner = "searcher-of-an-own-household"
+    owner = f"searcher-of-an-own-household-{uuid.uuid4()}"
     page = await intake.http.get(
         urls[0], headers=intake.headers(Role.INTAKE_CLERK, ["620123"], subject=owner)
     )
