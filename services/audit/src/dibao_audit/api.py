@@ -910,7 +910,7 @@ class ExportAccess:
     " every key the log has signed with (`keys`, with the tree sizes each signs) and the"
     " hand-over checkpoints between them (`handovers`, each signed by both keys): an auditor"
     " who pinned an earlier key follows them to this one (ADR 0018).",
-    responses=_ok(examples.PUBLIC_KEY),
+    responses={**_ok(examples.PUBLIC_KEY), **problem_responses(503)},
 )
 async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     """The key that signed the latest checkpoint (the configured one before any); the keys
@@ -993,6 +993,7 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
         **problem_responses(
             401,
             403,
+            503,
             models={404: CheckpointNotFound},
             headers={404: NO_CHECKPOINT_YET},
             examples={404: [_no_checkpoint_yet(3, "42"), _no_checkpoint_yet(0, "60")]},
@@ -1006,7 +1007,7 @@ async def latest_checkpoint(_: Auditor, session: Session, runtime: Runtime) -> C
 @router.get(
     "/checkpoints",
     summary="Past checkpoints, newest first",
-    responses={**_ok(examples.CHECKPOINT_PAGE), **problem_responses(400, 401, 403, 422)},
+    responses={**_ok(examples.CHECKPOINT_PAGE), **problem_responses(400, 401, 403, 422, 503)},
 )
 async def list_checkpoints(
     _: Auditor,
@@ -1030,7 +1031,9 @@ async def list_checkpoints(
     summary="The checkpoint of one tree size",
     responses={
         **_ok(examples.CHECKPOINT),
-        **problem_responses(401, 403, 404, 422, examples={404: _no_checkpoint_of(3, "tree_size")}),
+        **problem_responses(
+            401, 403, 404, 422, 503, examples={404: _no_checkpoint_of(3, "tree_size")}
+        ),
     },
 )
 async def checkpoint_of_size(
@@ -1057,7 +1060,7 @@ async def checkpoint_of_size(
     "region or the log's own, e.g. checkpoint announcements); other regions' are left out.",
     responses={
         **_ok(examples.ENTRY_PAGE),
-        **problem_responses(400, 401, 403, 422, examples={400: _bad_time("time_from")}),
+        **problem_responses(400, 401, 403, 422, 503, examples={400: _bad_time("time_from")}),
     },
 )
 async def list_entries(
@@ -1120,6 +1123,7 @@ async def list_entries(
             403,
             404,
             422,
+            503,
             models={409: EntryNotCovered},
             headers={409: RETRY_AFTER},
             examples={
@@ -1215,6 +1219,7 @@ async def entry_with_proof(
             401,
             403,
             422,
+            503,
             examples={400: _bad_tree_sizes("Need from_size <= to_size <= 4 (the log's size)")},
         ),
     },
@@ -1252,7 +1257,7 @@ async def consistency(
     description="Every read, and every refused read, is itself logged on dibao.access.v1.",
     responses={
         **_ok(examples.TIMELINE),
-        **problem_responses(400, 401, 403, 404, 422, examples={404: _household_not_found()}),
+        **problem_responses(400, 401, 403, 404, 422, 503, examples={404: _household_not_found()}),
     },
 )
 async def household_timeline(
@@ -1359,6 +1364,7 @@ async def household_timeline(
             401,
             403,
             422,
+            503,
             models={404: CheckpointNotFound},
             headers={404: NO_CHECKPOINT_YET},
             examples={

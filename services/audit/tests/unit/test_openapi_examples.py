@@ -58,6 +58,21 @@ def test_every_parameter_is_described(spec: dict[str, Any]) -> None:
     assert undescribed == []
 
 
+def test_every_operation_reaching_the_log_declares_its_503(spec: dict[str, Any]) -> None:
+    """Every audit operation reads the database: a client is told it may retry an outage
+    (ADR 0022), 503 database-unavailable with Retry-After, shown by the kit's problem."""
+    for path, item in spec["paths"].items():
+        if not path.startswith("/audit/"):
+            continue
+        for method, operation in item.items():
+            unavailable = operation["responses"]["503"]
+            assert "Retry-After" in unavailable["headers"], (method, path)
+            examples = unavailable["content"]["application/problem+json"]["examples"]
+            assert {e["value"]["type"] for e in examples.values()} == {
+                PROBLEM_TYPE_BASE + "database-unavailable"
+            }, (method, path)
+
+
 def test_every_answer_has_an_example(spec: dict[str, Any]) -> None:
     missing = [
         (name, media_type)

@@ -72,6 +72,26 @@ def test_every_operation_declares_its_problems(intake_app: FastAPI) -> None:
                 assert list(response["content"]) == ["application/problem+json"], (path, status)
 
 
+IN_MEMORY = {("get", "/divisions/{code}")}
+"""Operations that never reach the database (the division table is loaded at start)."""
+
+
+def test_every_operation_reaching_the_database_declares_its_503(intake_app: FastAPI) -> None:
+    """A client is told it may retry an outage (ADR 0022): 503 database-unavailable,
+    with Retry-After, shown by the kit's own problem."""
+    for (method, path), operation in _operations(intake_app.openapi()).items():
+        responses = operation["responses"]
+        if (method, path) in IN_MEMORY:
+            assert "503" not in responses, (method, path)
+            continue
+        unavailable = responses["503"]
+        assert "Retry-After" in unavailable["headers"], (method, path)
+        examples = unavailable["content"]["application/problem+json"]["examples"]
+        assert {e["value"]["type"] for e in examples.values()} == {
+            "https://dibao.gov.cn/problems/database-unavailable"
+        }, (method, path)
+
+
 def test_request_bodies_carry_examples(intake_app: FastAPI) -> None:
     schemas = intake_app.openapi()["components"]["schemas"]
     for name in (

@@ -279,6 +279,9 @@ _DESCRIPTIONS = {
     415: "The document's media type is not accepted",
     422: "Invalid fields or broken rules; errors[] lists each with a JSON pointer",
     500: "An unexpected error, logged with the correlation id; nothing was committed",
+    503: "The database cannot be reached right now (database-unavailable); nothing was"
+    " committed: send the request again after Retry-After seconds, with the same"
+    " Idempotency-Key if it had one",
 }
 PERSON_IN_HOUSEHOLD = (
     "A member is already active in another household; conflicts[] names it only by a masked"
@@ -299,10 +302,12 @@ def problems(
     forbidden: str | None = None,
     too_large: str | None = None,
     not_found: str | None = None,
+    database: bool = True,
 ) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses of a route, each described. A route that takes a body
-    declares 413: the kit's body limit answers it on every such route."""
-    declared = problem_responses(*statuses, 500)
+    declares 413: the kit's body limit answers it on every such route. A route that
+    reaches the database (``database``, all but a few) declares the kit's 503."""
+    declared = problem_responses(*statuses, 500, *([503] if database else []))
     for status, response in declared.items():
         response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
     if conflict is not None and 409 in declared:

@@ -32,7 +32,7 @@ router = APIRouter()
     tags=["divisions"],
     response_model=s.DivisionOut,
     summary="A division of the table and its children",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(401, 403, 404, 422, database=False),  # the table is in memory
 )
 async def get_division(
     code: Annotated[
