@@ -31,7 +31,13 @@ from dibao_intake.service_layer.access import AccessRefused
 from dibao_intake.service_layer.applications import concurrent_change
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import household_dissolved
-from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
+from dibao_intake.service_layer.runtime import (
+    Caller,
+    ConstraintViolatedError,
+    Runtime,
+    regions_unknown,
+    unknown_token_regions,
+)
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED
 
 _log = structlog.get_logger("dibao_intake.api")
@@ -39,6 +45,12 @@ REFUSALS_UNRECORDED = Counter(
     "dibao_access_refusals_unrecorded_total",
     "Refused reads whose DENIED access record could not be written (answered all the same;"
     " an operator should look: the audit trail misses them)",
+)
+TOKEN_REGIONS_UNKNOWN = Counter(
+    "dibao_intake_token_regions_unknown_total",
+    "Requests refused because their token names a region no division of the table has"
+    " (403 token-region-unknown): a misissued token, or a division table behind the"
+    " identity provider's",
 )
 
 
@@ -54,12 +66,32 @@ def _operation(request: Request) -> str:
     return f"{request.method} {path}"
 
 
+CALLER_DEPENDENCIES: set[Callable[..., Any]] = set()
+"""Every dependency :func:`caller_with` made: the operations that answer 403
+token-region-unknown (api.problem_examples)."""
+
+
 def caller_with(*roles: Role) -> Callable[..., Any]:
-    """A dependency giving the caller when they hold one of ``roles`` (403 otherwise)."""
+    """A dependency giving the caller when they hold one of ``roles`` (403 otherwise), and
+    every region of their token names a division of the table: a region unknown here is
+    403 ``token-region-unknown`` (ADR 0004, 3 Dec 2026), not a caller who silently sees
+    nothing there while the token is misissued."""
 
     async def dependency(
-        request: Request, principal: Annotated[Principal, Depends(require_roles(*roles))]
+        request: Request,
+        principal: Annotated[Principal, Depends(require_roles(*roles))],
+        runtime: Annotated[Runtime, Depends(get_runtime)],
     ) -> Caller:
+        unknown = regions_unknown(runtime.divisions, principal)
+        if unknown:
+            TOKEN_REGIONS_UNKNOWN.inc()
+            _log.warning(
+                "token names unknown regions",
+                regions=unknown,
+                token_id=principal.token_id,
+                operation=_operation(request),
+            )
+            raise unknown_token_regions(unknown)
         return Caller(
             principal=principal,
             correlation_id=current_correlation_id(),
@@ -67,6 +99,7 @@ def caller_with(*roles: Role) -> Callable[..., Any]:
             operation=_operation(request),
         )
 
+    CALLER_DEPENDENCIES.add(dependency)
     return dependency
 
 
@@ -271,7 +304,8 @@ def json_response(
 _DESCRIPTIONS = {
     400: "Malformed JSON, a bad Idempotency-Key or a bad cursor (problem+json)",
     401: "No valid bearer token",
-    403: "The token lacks the role, or the region is outside its regions",
+    403: "The token lacks the role, or the region is outside its regions, or the token names"
+    " a region that is no division of the table (token-region-unknown)",
     404: "No such record, or not in the caller's regions (the same answer)",
     409: "A request with this Idempotency-Key is still in flight",
     413: "The request body is larger than the service accepts (content-too-large),"
@@ -292,7 +326,8 @@ PERSON_IN_HOUSEHOLD = (
 SEARCH_FORBIDDEN = (
     "The token lacks a role the search needs (missing-role), or the region searched lies"
     " outside every one of its regions, or it carries none (region-out-of-scope, recorded as"
-    " a refused search)"
+    " a refused search), or the token names a region that is no division of the table"
+    " (token-region-unknown)"
 )
 
 

@@ -7,7 +7,8 @@ each 409 the service layer raises (application-open with its application_id,
 household-dissolved, concurrent-change, application-not-withdrawable, application-decided,
 open-application-in-township, already-divorced, marriage-ended, caseworker-conflict,
 caseworker-of-another-township) on the operations that answer it, a 403
-region-out-of-scope (of a write, and of a search, made by the search's own check),
+region-out-of-scope (of a write, and of a search, made by the search's own check), the
+403 token-region-unknown of every operation whose caller is built by ``caller_with``,
 identity-of-a-former-member, a broken rule's 422 (among them the marriageable-age rule
 of a registration, a move in and a relationship correction, which no schema shows), the
 upload's 413 and 415, and the 404
@@ -19,13 +20,17 @@ operation shows the 409s it names.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import date
-from typing import cast
+from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from dibao_common.auth import Principal, Role
 from dibao_common.errors import NotFound, ProblemError, add_problem_examples
+from dibao_intake.api.deps import CALLER_DEPENDENCIES
 from dibao_intake.domain.changes import ActiveMember, HouseholdState, check_relationship_correction
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -33,6 +38,7 @@ from dibao_intake.domain.codes import (
     DocumentType,
     Relationship,
 )
+from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.domain.errors import RulesViolatedError, Violation
 from dibao_intake.domain.household import marriage_age_violations, masked_household_ref
 from dibao_intake.service_layer import (
@@ -44,7 +50,14 @@ from dibao_intake.service_layer import (
     staff,
 )
 from dibao_intake.service_layer.access import AccessRefused
-from dibao_intake.service_layer.runtime import NOT_FOUND, Caller, Runtime, region_out_of_scope
+from dibao_intake.service_layer.runtime import (
+    NOT_FOUND,
+    Caller,
+    Runtime,
+    region_out_of_scope,
+    regions_unknown,
+    unknown_token_regions,
+)
 from dibao_intake.service_layer.views import CASE_ROLES_LISTED, missing_role
 
 LANZHOU = "620102001001"
@@ -197,5 +210,33 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     return table
 
 
+def _callers(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call in CALLER_DEPENDENCIES:
+            yield dependency.call
+        yield from _callers(dependency)
+
+
+def token_region_examples(app: FastAPI) -> dict[tuple[str, str, int], list[ProblemError]]:
+    """The 403 token-region-unknown of every operation whose caller ``caller_with`` builds
+    (api.deps): the refusal of a token naming a Lanzhou district and a county code that
+    names no division of the table."""
+    refusal = unknown_token_regions(
+        regions_unknown(
+            DivisionTable.load(),
+            Principal("clerk-620102-07", frozenset({Role.INTAKE_CLERK}), ("620102", "620199")),
+        )
+    )
+    table: dict[tuple[str, str, int], list[ProblemError]] = {}
+    for route in iter_route_contexts(app.routes):  # an included router's too
+        if not isinstance(route.original_route, APIRoute) or route.path_format is None:
+            continue
+        if next(_callers(route.dependant), None) is not None:
+            for method in sorted(route.methods or ()):
+                table[(method, route.path_format, 403)] = [refusal]
+    return table
+
+
 def document_problem_examples(app: FastAPI) -> None:
     add_problem_examples(app, examples())
+    add_problem_examples(app, token_region_examples(app))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +56,26 @@ def region_out_of_scope(region_code: str) -> Forbidden:
     return Forbidden(
         f"Region {region_code} is outside your regions", type_slug="region-out-of-scope"
     )
+
+
+def unknown_token_regions(regions: Sequence[str]) -> Forbidden:
+    """403 ``token-region-unknown``: the token names a region no division of the table
+    has (ADR 0004, 3 Dec 2026). A division code is no personal data: it is named, so that
+    the portal's operator can correct what the identity provider issued."""
+    return Forbidden(
+        "Your token names regions that are no division known here: "
+        + ", ".join(regions)
+        + ". The identity provider must issue the token again with known division codes",
+        type_slug="token-region-unknown",
+        unknown_regions=list(regions),
+    )
+
+
+def regions_unknown(divisions: DivisionTable, principal: Principal) -> list[str]:
+    """The principal's region prefixes that name no division of ``divisions``: a prefix
+    is a level's code (62, 6201, 620102, 620102001, 620102001001), the division's code
+    its 12 digits padded with zeros."""
+    return [r for r in principal.regions if r.ljust(12, "0") not in divisions]
 
 
 def ensure_writable_region(caller: Caller, region_code: str) -> None:
