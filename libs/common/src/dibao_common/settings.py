@@ -80,6 +80,15 @@ class CommonSettings(BaseSettings):
         description="Largest request body accepted (bytes); a larger one is a 413 before any"
         " of it is parsed (an app with an upload route may raise it for that app)",
     )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a service's outbox relay and consumers have, together, to stop"
+        " at shutdown, whether or not the broker answers (an orchestrator kills a process"
+        " that takes longer: Kubernetes after 30 s by default). A relay batch not"
+        " acknowledged by then is abandoned: its rows stay in the outbox and are published"
+        " again (ADR 0003)",
+    )
     housekeeping_interval_s: float = Field(
         default=600.0,
         ge=0,

@@ -6,6 +6,8 @@ timeline consumer; everything else receives them.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -72,7 +74,12 @@ def create_app(
     sessionmaker = make_sessionmaker(engine)
     runtime = build_runtime(resolved, clock=clock, store=store)
     relay = (
-        OutboxRelay(engine, resolved.kafka_bootstrap, name="intake")
+        OutboxRelay(
+            engine,
+            resolved.kafka_bootstrap,
+            name="intake",
+            stop_timeout_s=resolved.shutdown_timeout_s,
+        )
         if resolved.intake_relay_enabled
         else None
     )
@@ -102,10 +109,13 @@ def create_app(
             await consumer.start()
 
     async def stop(app: FastAPI) -> None:
+        # Side by side, each within the shutdown timeout: the whole stop is bounded by it.
+        stopping = []
         if consumer is not None:
-            await consumer.stop()
+            stopping.append(consumer.stop(resolved.shutdown_timeout_s))
         if relay is not None:
-            await relay.stop()
+            stopping.append(relay.stop(resolved.shutdown_timeout_s))
+        await asyncio.gather(*stopping)
         await engine.dispose()
 
     app = build_app(

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -42,7 +43,7 @@ from dibao_common.messaging import metrics
 from dibao_common.messaging.dlq import dead_letter_headers, topic_size
 from dibao_common.messaging.envelope import Envelope, EventRegistry, PoisonEventError
 from dibao_common.messaging.inbox import record_many, record_once
-from dibao_common.messaging.relay import Backoff, producer_config
+from dibao_common.messaging.relay import Backoff, abort_producer, producer_config
 from dibao_common.observability import extract_trace, mask_card_and_id_numbers_in, use_trace
 
 log = structlog.get_logger(__name__)
@@ -53,11 +54,37 @@ BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Message]]], Awai
 """Applies a run's new events at once (in their order), as :data:`Handler` does one."""
 
 
+_ABORT_GRACE_S = 1.0
+"""Seconds a consumer being stopped has, once its time is up, to end its cancelled session."""
+
+
 def is_infrastructure_error(exc: BaseException) -> bool:
     """A lost or refused database connection: retried without limit, never dead-lettered.
     The kit's one classifier (:func:`dibao_common.db.is_database_outage`), the one that
-    makes a request's answer 503."""
-    return is_database_outage(exc)
+    makes a request's answer 503; and a connection whose protocol a cancelled operation
+    left midway (:func:`_left_midway`)."""
+    return is_database_outage(exc) or _left_midway(exc)
+
+
+def _left_midway(exc: BaseException) -> bool:
+    """asyncpg's ``InternalClientError`` anywhere in the chain: "cannot switch to state
+    ...; another operation (...) is in progress", "protocol is in the failed state", "not
+    connected". It is the connection's state, not the event's: an operation cancelled
+    midway (a fast shutdown, a timeout) left the protocol in it, and whatever uses the
+    connection next fails. Counted as a failed attempt, it could dead-letter a good event.
+    asyncpg's ``InterfaceError`` "another operation is in progress", two users of one
+    connection at once, stays a bug of the code."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, asyncpg.InternalClientError):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -155,14 +182,23 @@ class ConsumerRunner:
         self._task = asyncio.create_task(self.run_forever(), name=f"consumer-{self.name}")
 
     async def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish the event in hand, commit its offset, leave the group."""
+        """Finish the event in hand, commit its offset, leave the group: within
+        ``timeout_s`` seconds in all, however the broker fares. Past that the session is
+        cancelled (an event in hand is rolled back and delivered again, its inbox row
+        absorbing a copy; its Kafka clients are closed without waiting, the dead-letter
+        producer aborted so that nothing it held goes out later)."""
         self._stopping.set()
         task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout_s)
-            except TimeoutError:
-                log.warning("consumer did not stop in time, cancelled", consumer=self.name)
+        if task is None:
+            return
+        grace = min(_ABORT_GRACE_S, timeout_s / 2)
+        done, _ = await asyncio.wait({task}, timeout=timeout_s - grace)
+        if not done:
+            log.warning("consumer did not stop in time, cancelled", consumer=self.name)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                log.warning("consumer task still ending after stop", consumer=self.name)
 
     async def run_forever(self) -> None:
         """Consume until stopped; a broken broker session is rebuilt after a backoff."""
@@ -213,10 +249,16 @@ class ConsumerRunner:
                 await self._refresh_dlq_size(sizer)
         finally:
             self._producer = None
-            for client in (consumer, sizer, producer):
-                try:
-                    await client.stop()
-                except Exception as exc:
+            # Side by side, as tasks: a stop cancelled because the broker does not answer
+            # leaves them closing, and aborts the producer (nothing of it goes out later).
+            closing = [asyncio.ensure_future(c.stop()) for c in (consumer, sizer, producer)]
+            try:
+                await asyncio.wait(closing)
+            except BaseException:
+                abort_producer(producer)
+                raise
+            for done in closing:
+                if (exc := done.exception()) is not None:
                     log.warning(
                         "kafka client did not close",
                         consumer=self.name,
@@ -472,7 +514,7 @@ class ConsumerRunner:
                 error=describe_exception(exc),
             )
             return
-        metrics.DLQ_SIZE.labels(self._dlq_topic).set(size)
+        metrics.DLQ_SIZE.labels(self.name, self._dlq_topic).set(size)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

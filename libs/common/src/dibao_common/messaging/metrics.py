@@ -53,6 +53,9 @@ CONSUMER_LAG = Gauge(
 )
 DLQ_SIZE = Gauge(
     "dibao_dlq_size",
-    "Records in a dead-letter topic (its end offsets minus its start offsets)",
-    ["topic"],
+    "Records in a dead-letter topic (its end offsets minus its start offsets), as the"
+    " consumer that dead-letters there last measured it",
+    # By consumer too: consumers of one process sharing a topic label would overwrite each
+    # other's figure, the last to refresh (or the last still able to) winning.
+    ["consumer", "topic"],
 )

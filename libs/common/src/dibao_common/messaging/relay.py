@@ -32,7 +32,8 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.conn import CloseReason
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import bindparam, delete, func, select
@@ -86,6 +87,9 @@ ORDER BY id
 _BEGIN = "BEGIN; SET LOCAL synchronous_commit = off"
 _RECORD_ERROR = "UPDATE outbox_message SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
 _PARTITION_CACHE_SIZE = 100_000
+# Seconds a relay being stopped has to end its cleanup once its time is up (roll back,
+# hand back its connections, abort the producer): none of it waits for the broker.
+_ABORT_GRACE_S = 1.0
 # ``json.loads`` checks its argument and skips whitespace around the value: twice the
 # time of the decoder itself on the headers PostgreSQL writes out.
 _decode_json = json.JSONDecoder().raw_decode
@@ -234,9 +238,12 @@ class OutboxRelay:
         backlog_refresh_s: float = 5.0,
         retention_s: float | None = 7 * 24 * 3600.0,
         producer_overrides: Mapping[str, Any] | None = None,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if stop_timeout_s <= 0:
+            raise ValueError("stop_timeout_s must be positive")
         self.name = name
         self._engine = engine
         self._bootstrap = bootstrap
@@ -255,6 +262,8 @@ class OutboxRelay:
         self._links: list[_Link] = []
         self._in_flight: _Sent = []
         self._stopping = asyncio.Event()
+        self._stop_timeout_s = stop_timeout_s
+        self._stop_deadline: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_housekeeping = 0.0
         self._next_purge = 0.0
@@ -266,17 +275,45 @@ class OutboxRelay:
         if self._task is not None and not self._task.done():
             return
         self._stopping.clear()
+        self._stop_deadline = None
         self._task = asyncio.create_task(self.run_forever(), name=f"outbox-relay-{self.name}")
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish the current batch, close the producer and end the background task."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """End the background task and close the producer within ``timeout_s`` seconds
+        in all (``stop_timeout_s`` unless given), however the broker fares.
+
+        The batch in hand finishes if it can in that time; otherwise it is abandoned: its
+        transaction is rolled back (its rows stay pending, the next relay publishes them
+        again, consumers absorb a copy the broker may have had; ADR 0003), and the
+        producer is aborted, its unacknowledged records failed and its sender cancelled,
+        so that it cannot deliver them later beside the relay that sends them again.
+        """
+        budget = self._stop_timeout_s if timeout_s is None else timeout_s
+        # The last moments of the budget are for the cleanup of an abandoned batch.
+        grace = min(_ABORT_GRACE_S, budget / 2)
+        deadline = time.monotonic() + budget - grace
+        self._stop_deadline = deadline
         self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout_s)
-            except TimeoutError:
-                log.warning("outbox relay did not stop in time, cancelled", relay=self.name)
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                log.warning(
+                    "outbox relay did not stop in time, its batch abandoned",
+                    relay=self.name,
+                    stop_timeout_s=budget,
+                )
+                task.cancel()
+                # Its cleanup rolls the batch back and aborts the producer at once.
+                done, _ = await asyncio.wait({task}, timeout=grace)
+                if not done:
+                    log.warning("outbox relay task still ending after stop", relay=self.name)
+            if done and not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning(
+                    "outbox relay ended with an error",
+                    relay=self.name,
+                    error=describe_exception(exc),
+                )
         await self._close_producer()
 
     async def run_forever(self) -> None:
@@ -685,16 +722,34 @@ class OutboxRelay:
         return self._producer
 
     async def _close_producer(self) -> None:
+        """Close the producer: flush it until the stop's deadline (``ack_timeout_s`` when
+        not stopping), then abort it (:func:`abort_producer`): never a producer left
+        running on its own."""
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.stop(), self._ack_timeout_s)
-            except Exception as exc:
-                log.warning(
-                    "outbox relay producer did not close",
-                    relay=self.name,
-                    error=describe_exception(exc),
-                )
+        if producer is None:
+            return
+        deadline = self._stop_deadline
+        timeout = self._ack_timeout_s if deadline is None else deadline - time.monotonic()
+        closing = asyncio.ensure_future(producer.stop())
+        try:
+            done, _ = await asyncio.wait({closing}, timeout=max(0.0, timeout))
+            if not done:
+                log.warning("outbox relay producer did not flush in time, aborted", relay=self.name)
+                abort_producer(producer)
+                done, _ = await asyncio.wait({closing}, timeout=_ABORT_GRACE_S)
+        except BaseException:
+            # Cancelled while closing: abort it all the same.
+            abort_producer(producer)
+            raise
+        if not done:
+            log.warning("outbox relay producer did not close", relay=self.name)
+            return
+        if (exc := closing.exception()) is not None:
+            log.warning(
+                "outbox relay producer did not close",
+                relay=self.name,
+                error=describe_exception(exc),
+            )
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -751,6 +806,30 @@ class OutboxRelay:
             total += deleted
             if deleted < chunk:
                 return total
+
+
+def abort_producer(producer: Any) -> None:
+    """Make a producer that could not flush give up, at once and for good.
+
+    An idempotent aiokafka producer retries a record until the broker takes it, and its
+    ``stop()`` waits for that; cancelling the wait leaves its sender running, which
+    delivers the records when the broker is back, beside the next relay's copies of the
+    same rows. So: fail every record it still holds (its flush ends), cancel its sender
+    (it drains nothing more) and close its connections (a request on the wire fails
+    instead of awaiting its answer). aiokafka has no public abort; these are its
+    internals as of 0.14 (a test stops a relay with the broker down and checks that
+    nothing comes later).
+    """
+    producer._closed = True
+    producer._message_accumulator.fail_all(
+        KafkaConnectionError("the relay stopped before the broker acknowledged")
+    )
+    sender = producer._sender
+    task = sender.sender_task if sender is not None else None
+    if task is not None and not task.done():
+        task.cancel()
+    for conn in list(producer.client._conns.values()):
+        conn.close(reason=CloseReason.SHUTDOWN)
 
 
 async def _partitions(producer: Any, topic: str) -> list[int] | Exception:
