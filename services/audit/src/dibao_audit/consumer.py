@@ -13,7 +13,6 @@ dead-letter path: the log records every record it sees, decodable or not (see
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +43,8 @@ class Sink(Protocol):
 
 
 _PROJECT_CHUNK = 250
+_ABORT_GRACE_S = 1.0
+"""Seconds a consumer being stopped has, once its time is up, to end its cancelled task."""
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -107,11 +108,26 @@ class LogConsumer:
             self._task = asyncio.create_task(self.run_forever(), name=f"audit-log-{self._group}")
 
     async def stop(self, timeout_s: float = 30.0) -> None:
+        """Append and acknowledge the batch in hand, close the client: within
+        ``timeout_s`` seconds in all, however the broker fares. Past that the task is
+        cancelled (a batch not committed is rolled back and delivered again, the log's
+        ``ce_id`` absorbing a copy) and given a last moment to close its client; a client
+        still closing then is left to it, never waited for (an orchestrator kills a
+        process that takes longer to stop, ADR 0003)."""
         self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, timeout_s)
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        grace = min(_ABORT_GRACE_S, timeout_s / 2)
+        done, _ = await asyncio.wait({task}, timeout=timeout_s - grace)
+        if not done:
+            log.warning("audit_consumer_stop_timed_out", group=self._group, timeout_s=timeout_s)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=grace)
+            if not done:
+                log.warning("audit_consumer_still_ending_after_stop", group=self._group)
+        if done and not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("audit_consumer_ended_with_an_error", error=describe_exception(exc))
 
     @property
     def appender(self) -> Sink:
@@ -180,7 +196,12 @@ class LogConsumer:
                     done, pending = pending, None
                     await self._acknowledge(consumer, listener, *done)
         finally:
-            await consumer.stop()
+            # As a task: a stop cancelled because the broker does not answer leaves the
+            # client closing on its own rather than half closed.
+            closing = asyncio.ensure_future(consumer.stop())
+            await asyncio.wait({closing})
+            if (exc := closing.exception()) is not None:
+                log.warning("audit_consumer_client_not_closed", error=describe_exception(exc))
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[_Offsets, list[EntryRow]]:
         """The next batch's rows, and the offsets that acknowledge it.

@@ -81,7 +81,12 @@ def create_app(
         pattern=resolved.audit_topic_pattern,
         batch_max=resolved.audit_batch_max,
     )
-    relay = OutboxRelay(engine, resolved.kafka_bootstrap, name="audit")
+    relay = OutboxRelay(
+        engine,
+        resolved.kafka_bootstrap,
+        name="audit",
+        stop_timeout_s=resolved.shutdown_timeout_s,
+    )
     projector = EntryProjector(sessions, registry)
     tasks: list[asyncio.Task[None]] = []
     schedule = CheckpointSchedule()
@@ -116,8 +121,11 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await consumer.stop()
-        await relay.stop()
+        # Side by side, each within the shutdown timeout: the whole stop is bounded by it,
+        # broker or not (ADR 0003).
+        await asyncio.gather(
+            consumer.stop(resolved.shutdown_timeout_s), relay.stop(resolved.shutdown_timeout_s)
+        )
         await engine.dispose()
 
     app = build_app(
