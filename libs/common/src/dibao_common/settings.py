@@ -50,6 +50,29 @@ def _fingerprint_keys(value: SecretStr) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+_SHUTDOWN_TIMEOUT_DESCRIPTION = (
+    "Seconds a service's outbox relay and consumers have, together, to stop"
+    " at shutdown, whether or not the broker answers (an orchestrator kills a process"
+    " that takes longer: Kubernetes after 30 s by default). A relay batch not"
+    " acknowledged by then is abandoned: its rows stay in the outbox and are published"
+    " again (ADR 0003)"
+)
+
+
+class RelayProcessSettings(BaseSettings):
+    """What a relay run as its own process (``python -m dibao_common.messaging.relay``)
+    reads from the environment besides its arguments: the shutdown timeout the services
+    read, ``DIBAO_SHUTDOWN_TIMEOUT_S``, so that one setting bounds the stop of every
+    process of a deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore", frozen=True)
+
+    shutdown_timeout_s: float = Field(
+        default=DEFAULT_SHUTDOWN_TIMEOUT_S, gt=0, description=_SHUTDOWN_TIMEOUT_DESCRIPTION
+    )
+
+
 class CommonSettings(BaseSettings):
     """What every dibao process needs: its name, its database, the broker and the key of
     its Idempotency-Key fingerprints."""
@@ -81,13 +104,7 @@ class CommonSettings(BaseSettings):
         " of it is parsed (an app with an upload route may raise it for that app)",
     )
     shutdown_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="Seconds a service's outbox relay and consumers have, together, to stop"
-        " at shutdown, whether or not the broker answers (an orchestrator kills a process"
-        " that takes longer: Kubernetes after 30 s by default). A relay batch not"
-        " acknowledged by then is abandoned: its rows stay in the outbox and are published"
-        " again (ADR 0003)",
+        default=DEFAULT_SHUTDOWN_TIMEOUT_S, gt=0, description=_SHUTDOWN_TIMEOUT_DESCRIPTION
     )
     housekeeping_interval_s: float = Field(
         default=600.0,

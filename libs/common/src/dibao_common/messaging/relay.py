@@ -44,6 +44,7 @@ from sqlalchemy.types import BigInteger
 from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging import metrics
 from dibao_common.messaging.schema import outbox_message as t
+from dibao_common.settings import RelayProcessSettings
 
 log = structlog.get_logger(__name__)
 
@@ -267,6 +268,11 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._next_housekeeping = 0.0
         self._next_purge = 0.0
+
+    @property
+    def stop_timeout_s(self) -> float:
+        """Seconds :meth:`stop` takes at most when not given its own bound."""
+        return self._stop_timeout_s
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -920,7 +926,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _main(args: argparse.Namespace) -> None:
+def _relay_process(
+    args: argparse.Namespace, settings: RelayProcessSettings, engine: AsyncEngine
+) -> OutboxRelay:
+    """The relay of ``python -m dibao_common.messaging.relay``: its arguments, and its
+    stop bounded by ``DIBAO_SHUTDOWN_TIMEOUT_S`` as a service's is."""
+    return OutboxRelay(
+        engine,
+        args.bootstrap,
+        name=args.name,
+        batch_size=args.batch_size,
+        poll_interval_s=args.poll_interval,
+        stop_timeout_s=settings.shutdown_timeout_s,
+    )
+
+
+async def _main(args: argparse.Namespace, settings: RelayProcessSettings) -> None:
     from dibao_common.db import make_engine
     from dibao_common.heap import settle_heap
 
@@ -929,13 +950,7 @@ async def _main(args: argparse.Namespace) -> None:
     # refresh or the purge. A fixed pool (ADR 0014): with fewer, the housekeeping would
     # wait for a batch to finish.
     engine = make_engine(args.database_url, pool_size=4)
-    relay = OutboxRelay(
-        engine,
-        args.bootstrap,
-        name=args.name,
-        batch_size=args.batch_size,
-        poll_interval_s=args.poll_interval,
-    )
+    relay = _relay_process(args, settings, engine)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -954,7 +969,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m dibao_common.messaging.relay``."""
     from dibao_common import loop as event_loop
 
-    event_loop.run(_main(_parse_args(argv)))
+    args = _parse_args(argv)
+    # Read before the loop starts: a bad DIBAO_SHUTDOWN_TIMEOUT_S stops the process here.
+    event_loop.run(_main(args, RelayProcessSettings()))
 
 
 if __name__ == "__main__":
