@@ -45,7 +45,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import ColumnElement, false, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from dibao_common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from dibao_common.errors import (
+    RETRY_AFTER_OUTAGE_S,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 
 _log = structlog.get_logger("dibao_common.auth")
 
@@ -242,6 +248,21 @@ def _invalid(description: str) -> Unauthorized:
     )
 
 
+def authentication_unavailable() -> ServiceUnavailable:
+    """503 ``authentication-unavailable``: the token issuer's keys (``jwks_url``) could not
+    be fetched and none are known yet, so no token can be checked. Not a 401: the caller
+    did nothing wrong (ADR 0004); it may send the request again after ``Retry-After``, the
+    same 5 s as ``database-unavailable`` (ADR 0022). Every operation taking a token can
+    answer it, and declares it (ADR 0020)."""
+    return ServiceUnavailable(
+        "The token issuer's keys cannot be fetched right now; nothing was done. Send the"
+        " request again after Retry-After seconds",
+        type_slug="authentication-unavailable",
+        title="Authentication unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_OUTAGE_S)},
+    )
+
+
 class JwksCache:
     """The issuer's signing keys, fetched with httpx and kept for ``ttl``.
 
@@ -302,11 +323,7 @@ class JwksCache:
             except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 _log.warning("jwks fetch failed", url=self._url, error=type(exc).__name__)
                 if not self._keys:
-                    raise ServiceUnavailable(
-                        "The token issuer's keys cannot be fetched right now",
-                        type_slug="authentication-unavailable",
-                        headers={"Retry-After": "5"},
-                    ) from exc
+                    raise authentication_unavailable() from exc
                 # Keep the old keys, and do not retry before min_refresh.
                 self._fetched_at = started
                 return

@@ -10,7 +10,8 @@ the roles the route's ``require_roles`` asks for; a 409 ``idempotency-key-in-fli
 413 with the app's body limit; a 422 ``validation-failed`` whose ``errors`` are what
 pydantic says of a wrong value of the operation's own body or parameter (through the
 kit's ``errors[]`` rendering) and ``idempotency-key-reused``; the 500; a 503
-``database-unavailable`` (an operation declares 503 when it reaches the database). Any other status
+``database-unavailable`` (an operation declares 503 when it reaches the database) and,
+when it takes a token, ``authentication-unavailable``. Any other status
 is shown as the kit renders it bare. Each example's ``instance`` is the operation's path
 with example values of its parameters (:func:`example_path`).
 """
@@ -32,6 +33,7 @@ from fastapi.routing import RouteContext
 from dibao_common import auth, idempotency
 from dibao_common.errors import (
     INTERNAL_ERROR,
+    PROBLEM_MEDIA_TYPE,
     BodyLimitMiddleware,
     InvalidCursor,
     ProblemError,
@@ -204,8 +206,17 @@ def _internal(_o: dict[str, Any], _r: Route, _a: FastAPI) -> list[ProblemError]:
     return [INTERNAL_ERROR]
 
 
-def _unavailable(_o: dict[str, Any], _r: Route, _a: FastAPI) -> list[ProblemError]:
-    return [database_unavailable()]
+def _unavailable(operation: dict[str, Any], _r: Route, _a: FastAPI) -> list[ProblemError]:
+    """An operation declares 503 when it reaches the database (ADR 0022), unless it gives
+    its 503's examples itself (one that reaches no database: its own are the 503s it
+    sends); one that takes a token (it declares 401) also answers 503 when the issuer's
+    keys cannot be fetched (ADR 0004)."""
+    responses = operation.get("responses", {})
+    own = responses.get("503", {}).get("content", {}).get(PROBLEM_MEDIA_TYPE, {})
+    found: list[ProblemError] = [] if own.get("examples") else [database_unavailable()]
+    if "401" in responses:
+        found.append(auth.authentication_unavailable())
+    return found
 
 
 _DEFAULTS: dict[

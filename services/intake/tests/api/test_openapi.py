@@ -82,14 +82,38 @@ def test_every_operation_reaching_the_database_declares_its_503(intake_app: Fast
     for (method, path), operation in _operations(intake_app.openapi()).items():
         responses = operation["responses"]
         if (method, path) in IN_MEMORY:
-            assert "503" not in responses, (method, path)
+            assert "database-unavailable" not in str(responses.get("503")), (method, path)
             continue
         unavailable = responses["503"]
         assert "Retry-After" in unavailable["headers"], (method, path)
         examples = unavailable["content"]["application/problem+json"]["examples"]
-        assert {e["value"]["type"] for e in examples.values()} == {
-            "https://dibao.gov.cn/problems/database-unavailable"
+        assert "https://dibao.gov.cn/problems/database-unavailable" in {
+            e["value"]["type"] for e in examples.values()
         }, (method, path)
+
+
+def test_every_operation_taking_a_token_declares_authentication_unavailable(
+    intake_app: FastAPI,
+) -> None:
+    """The issuer's keys out of reach, no token can be checked: 503
+    authentication-unavailable with Retry-After (ADR 0004, 0022), shown by the kit's own
+    problem; the in-memory route, which reaches no database, declares only that one."""
+    checked = 0
+    for (method, path), operation in _operations(intake_app.openapi()).items():
+        responses = operation["responses"]
+        if "401" not in responses:
+            continue
+        checked += 1
+        unavailable = responses["503"]
+        assert "Retry-After" in unavailable["headers"], (method, path)
+        examples = unavailable["content"]["application/problem+json"]["examples"]
+        types = {e["value"]["type"] for e in examples.values()}
+        expected = {"https://dibao.gov.cn/problems/authentication-unavailable"}
+        if (method, path) not in IN_MEMORY:
+            expected.add("https://dibao.gov.cn/problems/database-unavailable")
+        assert types == expected, (method, path)
+        assert "authentication-unavailable" in unavailable["description"], (method, path)
+    assert checked > 10
 
 
 def test_request_bodies_carry_examples(intake_app: FastAPI) -> None:

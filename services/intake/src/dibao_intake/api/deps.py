@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.responses import Response
 
-from dibao_common.auth import Principal, Role, require_roles
+from dibao_common.auth import Principal, Role, authentication_unavailable, require_roles
 from dibao_common.db import driver_session
 from dibao_common.errors import ProblemError, explain_pattern, problem_responses
 from dibao_common.idempotency import (
@@ -317,6 +317,10 @@ _DESCRIPTIONS = {
     " committed: send the request again after Retry-After seconds, with the same"
     " Idempotency-Key if it had one",
 }
+_ISSUER_KEYS_UNREACHABLE = (
+    "the token issuer's keys cannot be fetched (authentication-unavailable): send the"
+    " request again after Retry-After seconds"
+)
 PERSON_IN_HOUSEHOLD = (
     "A member is already active in another household; conflicts[] names it only by a masked"
     " reference (type person-in-household). Or the Idempotency-Key is in flight."
@@ -341,10 +345,25 @@ def problems(
 ) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses of a route, each described. A route that takes a body
     declares 413: the kit's body limit answers it on every such route. A route that
-    reaches the database (``database``, all but a few) declares the kit's 503."""
-    declared = problem_responses(*statuses, 500, *([503] if database else []))
+    reaches the database (``database``, all but a few) declares the kit's 503, and so
+    does one taking a token (it declares 401): 503 authentication-unavailable when the
+    issuer's keys cannot be fetched."""
+    token = 401 in statuses
+    declared = problem_responses(
+        *statuses,
+        500,
+        *([503] if database or token else []),
+        # Not the database's: only the token's 503 (the kit's examples give both).
+        examples=None if database else {503: authentication_unavailable()},
+    )
     for status, response in declared.items():
         response["description"] = _DESCRIPTIONS.get(int(status), response["description"])
+    if token and database:
+        declared[503]["description"] = f"{_DESCRIPTIONS[503]}. Or {_ISSUER_KEYS_UNREACHABLE}"
+    elif token:
+        declared[503]["description"] = (
+            _ISSUER_KEYS_UNREACHABLE[0].upper() + _ISSUER_KEYS_UNREACHABLE[1:]
+        )
     if conflict is not None and 409 in declared:
         declared[409]["description"] = conflict
     if forbidden is not None and 403 in declared:
