@@ -45,7 +45,13 @@ from dibao_common.testing.stack import REPO_ROOT, TestStack, api_client
 from dibao_intake.main import create_app
 from dibao_intake.service_layer.timeline import CONSUMER_NAME, DLQ_TOPIC
 from dibao_intake.synthetic import Synthesizer
-from dibao_intake.testing import ISSUED_ID_NUMBERS, TEST_NOW, IntakeClient, intake_settings_for
+from dibao_intake.testing import (
+    ISSUED_ID_NUMBERS,
+    TEST_NOW,
+    IntakeClient,
+    RegisteredHousehold,
+    intake_settings_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 
@@ -339,6 +345,15 @@ async def _publish(
     return envelope
 
 
+async def _an_accepted_application(intake: IntakeClient) -> tuple[RegisteredHousehold, str]:
+    """A household registered and its complete application submitted, with the id."""
+    household = await intake.register()
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    application_id: str = submitted.json()["id"]
+    return household, application_id
+
+
 async def _timeline_types(intake: IntakeClient, application_id: str) -> list[str]:
     response = await intake.http.get(
         f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
@@ -358,10 +373,7 @@ async def test_postgres_restarted_under_load_costs_some_requests_a_problem_and_l
     async with intake_on(
         chaos_stack, tmp_path, intake_timeline_topics=(ASSESSMENT_TOPIC,)
     ) as intake:
-        household = await intake.register()
-        submitted = await intake.submit(await intake.complete_application_body(household))
-        assert submitted.status_code == 201, submitted.text
-        application_id = submitted.json()["id"]
+        household, application_id = await _an_accepted_application(intake)
 
         answers: list[Answer] = []
         stop = asyncio.Event()
@@ -471,10 +483,7 @@ async def test_the_timeline_consumer_parks_poison_skips_unknown_applications_and
         intake_timeline_topics=(ASSESSMENT_TOPIC,),
         # The DLQ's size is read every 30 s by default: at once here.
     ) as intake:
-        household = await intake.register()
-        submitted = await intake.submit(await intake.complete_application_body(household))
-        assert submitted.status_code == 201, submitted.text
-        application_id = submitted.json()["id"]
+        household, application_id = await _an_accepted_application(intake)
         before = (await intake.http.get("/metrics")).text
 
         def case(case_id: str, application: str = application_id) -> Message:
@@ -567,10 +576,7 @@ async def test_events_arriving_while_postgres_restarts_are_each_entered_once_and
     async with intake_on(
         chaos_stack, tmp_path, intake_timeline_topics=(ASSESSMENT_TOPIC,)
     ) as intake:
-        household = await intake.register()
-        submitted = await intake.submit(await intake.complete_application_body(household))
-        assert submitted.status_code == 201, submitted.text
-        application_id = submitted.json()["id"]
+        household, application_id = await _an_accepted_application(intake)
         parked_before = len(await read_topic(bootstrap, DLQ_TOPIC))
         before = (await intake.http.get("/metrics")).text
 
@@ -721,10 +727,7 @@ async def test_an_idle_timeline_consumer_applies_the_first_event_after_a_restart
         intake_timeline_topics=(ASSESSMENT_TOPIC,),
         intake_relay_enabled=False,
     ) as intake:
-        household = await intake.register()
-        submitted = await intake.submit(await intake.complete_application_body(household))
-        assert submitted.status_code == 201, submitted.text
-        application_id = submitted.json()["id"]
+        household, application_id = await _an_accepted_application(intake)
         sent: list[Envelope] = []
 
         async def entered() -> bool:
