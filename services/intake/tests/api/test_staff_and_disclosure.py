@@ -66,7 +66,7 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
     household = await intake.register(intake.plan(VILLAGE, shape="elderly_couple"))
     wife = household.plan.members[1]
     caseworkers = intake.plan(VILLAGE, shape="elderly_couple").members
-    await _add_staff(
+    first = await _add_staff(
         intake,
         {
             "name": "李明",
@@ -76,7 +76,7 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
             "id_number": caseworkers[0].id_number,
         },
     )
-    await _add_staff(
+    committee = await _add_staff(
         intake,
         {
             "name": "赵志强",
@@ -106,11 +106,13 @@ async def test_relatives_of_staff_are_flagged_and_the_caseworker_is_assigned(
         f"/townships/{TOWNSHIP}/staff", headers=intake.headers(Role.COUNTY_APPROVER, ["620123"])
     )
     assert roster.status_code == 200
-    by_subject = {s["subject"]: s for s in roster.json()}
-    assert by_subject["cw-gaoya-2"]["responsible_caseworker"] is True
-    assert by_subject["cw-gaoya-1"]["responsible_caseworker"] is False
-    relatives = [r for s in roster.json() for r in s["relatives"]]
-    assert relatives[0]["masked_id"] == wife.id_number[:6] + "********" + wife.id_number[-4:]
+    # By the entries this test added (the township's roster keeps those of earlier runs,
+    # deactivated or replaced, under the same subjects).
+    by_id = {s["id"]: s for s in roster.json()}
+    assert by_id[successor["id"]]["responsible_caseworker"] is True
+    assert by_id[first["id"]]["responsible_caseworker"] is False
+    [relative] = by_id[committee["id"]]["relatives"]
+    assert relative["masked_id"] == wife.id_number[:6] + "********" + wife.id_number[-4:]
     deactivated = await intake.http.post(
         f"/staff/{successor['id']}/deactivation",
         headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
@@ -492,22 +494,33 @@ async def test_a_roster_read_names_the_people_it_shows_by_keyed_hash(
         headers=intake.headers(Role.POLICY_ADMIN, ["620123"]),
     )
     assert added.status_code == 201, added.text
+    reader = f"auditor-{uuid.uuid4()}"  # this run's read (the roster's earlier reads are not)
     roster = await intake.http.get(
-        f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
+        f"/townships/{township}/staff",
+        headers=intake.headers(Role.AUDITOR, ["620123"], subject=reader),
     )
     assert roster.status_code == 200
-    [found] = await wait_for_events(
-        intake_stack, "dibao.access.v1", 1, subject=f"staff-roster:{township}"
-    )
-    record = EventRegistry.default().decode(found)
-    assert isinstance(record, access.PersonalDataAccessed)
+    [record] = await access_records(intake_stack, f"staff-roster:{township}", reader)
+    [found] = [
+        e
+        for e in await events(intake_stack, "dibao.access.v1", subject=f"staff-roster:{township}")
+        if EventRegistry.default().decode(e) == record
+    ]
     hasher = PersonHasher.from_settings(pii_settings_for_tests())
-    assert sorted((p.keyed_hash, p.masked_name) for p in record.persons) == sorted(
-        [
-            (hasher.hash_id_number(own), mask_name("周涛")),
-            (hasher.hash_id_number(relative), mask_name("吴芳")),
-        ]
-    )
+    # Everyone the roster shows, and no one else: the entry this test added, and any an
+    # earlier run of it left on the township's roster.
+    shown = [
+        (person["masked_id"] or "", mask_name(person["name"]))
+        for entry in roster.json()
+        for person in (entry, *entry["relatives"])
+    ]
+    assert sorted((p.masked_id, p.masked_name) for p in record.persons) == sorted(shown)
+    named = {(p.keyed_hash, p.masked_name) for p in record.persons}
+    assert {
+        (hasher.hash_id_number(own), mask_name("周涛")),
+        (hasher.hash_id_number(relative), mask_name("吴芳")),
+    } <= named
+    assert len(named) == len(shown)
     assert {p.hash_key_id for p in record.persons} == {hasher.key_id}
     assert {p.person_id for p in record.persons} == {""}
     assert own.encode() not in found.payload
@@ -625,8 +638,8 @@ async def test_a_deactivation_records_who_and_when_and_the_roster_keeps_the_memb
         f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
     )
     assert roster.status_code == 200
-    by_name = {s["name"]: s for s in roster.json()}
-    former, current = by_name["郑强"], by_name["冯敏"]
+    by_id = {s["id"]: s for s in roster.json()}  # the entries this run added
+    former, current = by_id[added[0]["id"]], by_id[added[1]["id"]]
     assert former["active"] is False
     assert former["deactivated_by"] == "admin-dingyuan"
     assert datetime.fromisoformat(former["deactivated_at"]) == TEST_NOW
@@ -643,7 +656,7 @@ async def test_a_refused_roster_read_is_recorded_all_the_same(
 ) -> None:
     """Another region's roster answers 404, and the attempt leaves an access record with
     outcome DENIED naming the roster and no one on it, as a household's does."""
-    prober = "roster-prober-620102"
+    prober = f"roster-prober-620102-{uuid.uuid4()}"  # this run's attempt, not an earlier run's
     answer = await intake.http.get(
         f"/townships/{TOWNSHIP}/staff",
         headers=intake.headers(Role.AUDITOR, ["620102"], subject=prober),
@@ -682,6 +695,9 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
     never by ID number. A refused change and a second deactivation publish nothing."""
     township = "620123108000"  # 连搭镇: this test's own
     admin = intake.headers(Role.POLICY_ADMIN, ["620123"], subject="admin-lianda")
+    # What the township's key held before (an earlier run's changes, each awaited there):
+    # this run's are the ones after them.
+    earlier = len(await events(intake_stack, INTAKE_TOPIC, key=township))
     plan = intake.plan("620123107201", shape="elderly_couple")
     own, relative = plan.members[0].id_number, plan.members[1].id_number
     # Refused: an invalid relative's number (422), another county's admin (403).
@@ -741,7 +757,7 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
         f"/townships/{township}/staff", json={"name": "陈刚", "role": "dibao_staff"}, headers=admin
     )
     assert last.status_code == 201, last.text
-    *found, after = await _roster_events(intake_stack, township, 4)
+    *found, after = (await _roster_events(intake_stack, township, earlier + 4))[earlier:]
     assert [e.ce_type for e in (*found, after)] == [ROSTER_CHANGED] * 4
     assert [e.ce_subject for e in (*found, after)] == [
         first_id,
@@ -796,7 +812,7 @@ async def test_every_roster_change_is_published_once_for_the_audit_log(
         r
         for r in await read_topic(intake_stack.kafka_bootstrap, INTAKE_TOPIC)
         if r.key == township.encode()
-    ]
+    ][earlier:]
     assert len(records) == 4
     for record in records:
         assert {name for name, _ in record.headers} >= CLOUDEVENTS_HEADERS
@@ -808,6 +824,10 @@ async def test_a_responsible_caseworker_needs_their_own_id_number(intake: Intake
     and writes nothing; anyone else may still be listed without it."""
     township = "620123100000"  # 城关镇: this test's own
     admin = intake.headers(Role.POLICY_ADMIN, ["620123"])
+    auditor = intake.headers(Role.AUDITOR, ["620123"])
+    # The roster as found (an earlier run's entry stays on it): the refusal adds nothing.
+    before = await intake.http.get(f"/townships/{township}/staff", headers=auditor)
+    assert before.status_code == 200, before.text
     refused = await intake.http.post(
         f"/townships/{township}/staff",
         json={
@@ -820,16 +840,16 @@ async def test_a_responsible_caseworker_needs_their_own_id_number(intake: Intake
     )
     assert refused.status_code == 422, refused.text
     assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/id_number"]
-    roster = await intake.http.get(
-        f"/townships/{township}/staff", headers=intake.headers(Role.AUDITOR, ["620123"])
-    )
-    assert roster.json() == []
+    roster = await intake.http.get(f"/townships/{township}/staff", headers=auditor)
+    assert roster.json() == before.json()
     listed = await intake.http.post(
         f"/townships/{township}/staff",
         json={"name": "钱军", "role": "caseworker", "subject": "cw-chengguan-1"},
         headers=admin,
     )
     assert listed.status_code == 201, listed.text
+    after = await intake.http.get(f"/townships/{township}/staff", headers=auditor)
+    assert sorted(after.json(), key=str) == sorted([*before.json(), listed.json()], key=str)
 
 
 async def test_one_person_is_the_responsible_caseworker_of_one_township(
@@ -1057,7 +1077,15 @@ async def test_only_the_caseworker_indexes_answer_a_caseworker_conflict(
     admin = intake.headers(Role.POLICY_ADMIN, ["620102"])
     async with intake_engine.connect() as holder:
         await holder.begin()
-        # Another responsible caseworker of the township, inserted and not yet committed.
+        # Another responsible caseworker of the township, inserted and not yet committed,
+        # taking over, as a naming does, from the one an earlier run of this test left.
+        await holder.execute(
+            text(
+                "UPDATE staff_member SET responsible_caseworker = false"
+                " WHERE township_code = :township AND responsible_caseworker AND active"
+            ),
+            {"township": township},
+        )
         await holder.execute(
             text(
                 "INSERT INTO staff_member (id, township_code, name, role, subject,"
