@@ -43,6 +43,7 @@ from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
     HouseholdStatus,
+    LeaveReason,
     SubmissionChannel,
     UnassignedReason,
     WithdrawalCause,
@@ -146,6 +147,31 @@ def _repoint(violation: Violation, on_file: list[int]) -> Violation:
     return Violation(f"{prefix}{on_file[index]}", violation.detail)
 
 
+def _holder_still_a_member(household: HouseholdAggregate, account: BankAccountRecord) -> None:
+    """Refuse the recorded account when its holder, recorded as a member, has since died
+    or moved out: the allowance would go into a dead person's account (which the bank
+    freezes), or one the record says a member holds when none does. Naming that account in
+    the application is refused alike (its holder is no active member); a
+    bank_account_change records who holds the card now (a member, or someone outside the
+    household by name). A holder recorded by name only (a custodian) is not a member."""
+    if account.holder_person_id is None:
+        return
+    memberships = [m for m in household.members if m.person_id == account.holder_person_id]
+    if not memberships or any(m.active for m in memberships):
+        return
+    left = max(memberships, key=lambda m: m.left_on or date.min)
+    how = "died" if left.left_reason is LeaveReason.DEATH else "moved out"
+    raise RulesViolatedError(
+        [
+            Violation(
+                "/bank_account",
+                f"the household's account is held by a member who {how} on {left.left_on}:"
+                " record a bank_account_change first, naming who holds the card now",
+            )
+        ]
+    )
+
+
 async def _account_for(
     session: AsyncSession,
     runtime: Runtime,
@@ -155,6 +181,8 @@ async def _account_for(
     """The account payments would go to: the one given (stored when new) or the current one."""
     current = household.bank_account
     if given is None:
+        if current is not None:
+            _holder_still_a_member(household, current)
         return current
     holder = account_holder(household, given, "/bank_account")
     if current is not None:
