@@ -12,8 +12,11 @@ suppressed, SQLAlchemy's ``orig``; every error of an exception group):
 - a socket that could not connect or was cut: ``ConnectionError`` (refused, reset,
   aborted, broken pipe), ``TimeoutError`` (asyncpg's connect timeout), a name that does
   not resolve, an ``OSError`` of a network errno, or asyncio's "Multiple exceptions"
-  of a connect that every address of the host refused. Not any ``OSError``: a file the
-  service reads is no database;
+  of a connect that every address of the host refused; and a Unix socket that is not
+  there (``host=/var/run/postgresql``: a stopped server removes its socket file), the
+  ``FileNotFoundError`` a connect to it raises, told by the loop's
+  ``create_unix_connection`` it came from. Not any ``OSError``: a file the service reads
+  is no database;
 - asyncpg's connection errors: ``PostgresConnectionError`` (SQLSTATE class 08,
   ``ConnectionDoesNotExistError`` and ``ConnectionFailureError`` among them), and the
   driver refusing a connection it knows is closed (its ``InterfaceError`` "connection
@@ -66,13 +69,30 @@ def _network_error(exc: OSError) -> bool:
     return exc.errno is None and str(exc).startswith("Multiple exceptions: ")
 
 
+def _unix_socket_missing(exc: OSError) -> bool:
+    """ENOENT raised by a connect to a Unix socket: the server's socket file is gone (the
+    server stopped, or not yet started; a wrong directory looks the same, as a wrong port
+    does over TCP). A socket file left by a crashed server refuses instead
+    (``ConnectionRefusedError``). The error carries no file name, so where it was raised
+    tells it from a file the service reads: the event loop's ``create_unix_connection``
+    (asyncio's and uvloop's alike name their frame so) is on its traceback."""
+    if exc.errno != errno.ENOENT:
+        return False
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name == "create_unix_connection":
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def _is_outage_itself(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa_exc.DisconnectionError | sa_exc.TimeoutError):
         return True
     if isinstance(exc, OSError):
-        return _network_error(exc)
+        return _network_error(exc) or _unix_socket_missing(exc)
     if isinstance(
         exc,
         asyncpg.PostgresConnectionError
