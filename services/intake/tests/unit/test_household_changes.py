@@ -339,7 +339,7 @@ FAMILY = HouseholdState(
 
 
 def test_the_widow_as_head_keeps_the_children_and_takes_the_parents_as_in_laws() -> None:
-    rebased, found = relationships_to_new_head(FAMILY, HEAD, SPOUSE, {})
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SPOUSE, {}, on=TODAY)
     assert found == []
     assert rebased == {
         SPOUSE: Relationship.HEAD,
@@ -351,14 +351,14 @@ def test_the_widow_as_head_keeps_the_children_and_takes_the_parents_as_in_laws()
 
 
 def test_a_son_as_head_asks_for_what_the_old_relationships_do_not_tell() -> None:
-    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, {})
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, {}, on=TODAY)
     # The old head's grandson may be the son's child or a nephew; the daughter-in-law
     # his wife or his brother's.
     assert pointers(found) == {f"/relationships/{GRANDSON}", f"/relationships/{DAUGHTER_IN_LAW}"}
     assert rebased[SPOUSE] is Relationship.PARENT
     assert rebased[GRANDMA] is Relationship.GRANDPARENT
     given = {GRANDSON: Relationship.CHILD, DAUGHTER_IN_LAW: Relationship.SPOUSE}
-    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, given)
+    rebased, found = relationships_to_new_head(FAMILY, HEAD, SON, given, on=TODAY)
     assert found == []
     assert rebased[GRANDSON] is Relationship.CHILD
     assert rebased[DAUGHTER_IN_LAW] is Relationship.SPOUSE
@@ -371,8 +371,30 @@ def test_given_relationships_must_name_staying_members_and_leave_one_spouse() ->
         GRANDSON: Relationship.SPOUSE,
         DAUGHTER_IN_LAW: Relationship.SPOUSE,
     }
-    _, found = relationships_to_new_head(FAMILY, HEAD, SON, given)
-    assert pointers(found) == {f"/relationships/{HEAD}", f"/relationships/{SON}", "/relationships"}
+    _, found = relationships_to_new_head(FAMILY, HEAD, SON, given, on=TODAY)
+    # The grandson, a child, is no spouse at all (under 18), besides being a second one.
+    assert pointers(found) == {
+        f"/relationships/{HEAD}",
+        f"/relationships/{SON}",
+        f"/relationships/{GRANDSON}",
+        "/relationships",
+    }
+
+
+def test_given_relationships_to_the_new_head_are_held_to_a_registrations_rules() -> None:
+    """A code given for the new head is refused where a registration would refuse it
+    (ADR 0016, 3 Dec 2026): the grandson of 6 as the son's spouse or parent, the
+    grandmother as his child; the daughter-in-law as his wife is sound."""
+    for given, why in (
+        ({GRANDSON: Relationship.SPOUSE}, "under 18"),
+        ({GRANDSON: Relationship.PARENT}, "older than the head"),
+        ({GRANDMA: Relationship.CHILD}, "younger than the head"),
+    ):
+        _, found = relationships_to_new_head(
+            FAMILY, HEAD, SON, {DAUGHTER_IN_LAW: Relationship.SPOUSE} | given, on=TODAY
+        )
+        [(person_id, _)] = given.items()
+        assert [v.pointer for v in found if why in v.detail] == [f"/relationships/{person_id}"]
 
 
 TEEN = uuid.uuid4()

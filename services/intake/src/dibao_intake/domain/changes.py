@@ -157,15 +157,35 @@ and then the member's. What is missing cannot be told from the two alone (the ol
 head's grandchild may be the heir's child or a nephew) and must be given."""
 
 
+def _to_new_head_violations(
+    member: ActiveMember, relationship: Relationship, heir: ActiveMember, on: date, pointer: str
+) -> list[Violation]:
+    """What a registration refuses of ``member`` recorded as ``relationship`` to ``heir``,
+    the head from ``on``."""
+    found = age_order_violations(relationship, member.birth_date, heir.birth_date, pointer)
+    if relationship is Relationship.SPOUSE:
+        found += _man_and_woman(heir.sex, member.sex, pointer, "the new head")
+        found += marriage_age_violations(
+            relationship, member.birth_date, heir.birth_date, on, pointer
+        )
+    return found
+
+
 def relationships_to_new_head(
     state: HouseholdState,
     leaving: uuid.UUID,
     heir: uuid.UUID,
     given: Mapping[uuid.UUID, Relationship],
+    *,
+    on: date,
 ) -> tuple[dict[uuid.UUID, Relationship], list[Violation]]:
     """Each remaining member's relationship to ``heir``, who becomes head as the head
-    ``leaving`` goes: as ``given`` (pointer ``/relationships/<person id>``), else derived
-    from the relationships to the old head; a violation for each that is neither."""
+    ``leaving`` goes on ``on``: as ``given`` (pointer ``/relationships/<person id>``),
+    else derived from the relationships to the old head; a violation for each that is
+    neither. A code given is held to the rules a registration, a member joining and a
+    relationship correction apply (ADR 0016, 3 Dec 2026): a child or grandchild younger
+    than the new head, a parent or grandparent older, a spouse of the other sex, both 18
+    or more on ``on``."""
     heir_member = state.member(heir)
     assert heir_member is not None
     seen_from_heir = _SEEN_FROM_HEIR.get(heir_member.relationship, {})
@@ -173,10 +193,13 @@ def relationships_to_new_head(
     found: list[Violation] = []
     for person_id, relationship in given.items():
         pointer = f"/relationships/{person_id}"
-        if not any(m.person_id == person_id for m in others):
+        member = next((m for m in others if m.person_id == person_id), None)
+        if member is None:
             found.append(Violation(pointer, "not a member who stays under the new head"))
         elif relationship is Relationship.HEAD:
             found.append(Violation(pointer, "the new head is new_head_person_id"))
+        else:
+            found += _to_new_head_violations(member, relationship, heir_member, on, pointer)
     rebased: dict[uuid.UUID, Relationship] = {heir: Relationship.HEAD}
     for m in others:
         to_heir = given.get(m.person_id) or seen_from_heir.get(m.relationship)

@@ -1023,7 +1023,7 @@ class _ChangeWork:
         rebased: dict[uuid.UUID, Relationship] = {}
         if person_id == self.head_person_id and new_head is not None:
             rebased, problems = rules.relationships_to_new_head(
-                self.state, person_id, new_head, relationships
+                self.state, person_id, new_head, relationships, on=on
             )
             raise_if_any(problems)
         elif relationships:
