@@ -397,6 +397,38 @@ def test_given_relationships_to_the_new_head_are_held_to_a_registrations_rules()
         assert [v.pointer for v in found if why in v.detail] == [f"/relationships/{person_id}"]
 
 
+def test_two_parents_of_one_sex_are_not_taken_for_the_new_heads_spouse() -> None:
+    """The head dies and his mother heads the household; his father would be derived as
+    her spouse, but another mother of the head (his late father's second wife) was too,
+    though two women are no couple (ADR 0016, 3 Dec 2026): her relationship is asked."""
+    mother, stepmother, father = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    head = ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2), sex=Sex.MALE)
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            head,
+            ActiveMember(mother, Relationship.PARENT, date(1944, 1, 1), sex=Sex.FEMALE),
+            ActiveMember(stepmother, Relationship.PARENT, date(1950, 1, 1), sex=Sex.FEMALE),
+        ],
+    )
+    rebased, found = relationships_to_new_head(state, HEAD, mother, {}, on=TODAY)
+    assert pointers(found) == {f"/relationships/{stepmother}"}
+    given = {stepmother: Relationship.OTHER}
+    rebased, found = relationships_to_new_head(state, HEAD, mother, given, on=TODAY)
+    assert (found, rebased[stepmother]) == ([], Relationship.OTHER)
+    # A father and a mother are still taken for a couple: he is derived her spouse.
+    with_father = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            head,
+            ActiveMember(mother, Relationship.PARENT, date(1944, 1, 1), sex=Sex.FEMALE),
+            ActiveMember(father, Relationship.PARENT, date(1942, 1, 1), sex=Sex.MALE),
+        ],
+    )
+    rebased, found = relationships_to_new_head(with_father, HEAD, mother, {}, on=TODAY)
+    assert (found, rebased[father]) == ([], Relationship.SPOUSE)
+
+
 TEEN = uuid.uuid4()
 """Born 2010-03-01 (16 on 2026-03-01), moved in on 2026-06-01."""
 WITH_TEEN = HouseholdState(

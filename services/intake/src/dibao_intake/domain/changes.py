@@ -202,7 +202,12 @@ def relationships_to_new_head(
             found += _to_new_head_violations(member, relationship, heir_member, on, pointer)
     rebased: dict[uuid.UUID, Relationship] = {heir: Relationship.HEAD}
     for m in others:
-        to_heir = given.get(m.person_id) or seen_from_heir.get(m.relationship)
+        derived = seen_from_heir.get(m.relationship)
+        if derived is Relationship.SPOUSE and _same_sex(heir_member.sex, m.sex):
+            # The old head's two parents of one sex are no couple (a marriage is between
+            # a man and a woman): what the one is to the other is not told, but asked.
+            derived = None
+        to_heir = given.get(m.person_id) or derived
         if to_heir is None:
             found.append(
                 Violation(
