@@ -741,11 +741,11 @@ class OutboxRelay:
             done, _ = await asyncio.wait({closing}, timeout=max(0.0, timeout))
             if not done:
                 log.warning("outbox relay producer did not flush in time, aborted", relay=self.name)
-                abort_producer(producer)
+                self._abort(producer)
                 done, _ = await asyncio.wait({closing}, timeout=_ABORT_GRACE_S)
         except BaseException:
             # Cancelled while closing: abort it all the same.
-            abort_producer(producer)
+            self._abort(producer)
             raise
         if not done:
             log.warning("outbox relay producer did not close", relay=self.name)
@@ -756,6 +756,20 @@ class OutboxRelay:
                 relay=self.name,
                 error=describe_exception(exc),
             )
+
+    def _abort(self, producer: Any) -> None:
+        """:func:`abort_producer`, and the relay's own futures of what it failed let go.
+
+        ``send_batch`` hands the relay a shield of the producer's batch future, which
+        fails a moment after the batch does. The batches it abandoned (rolled back, their
+        rows pending) are in ``_in_flight``, and nothing awaits them once the relay has
+        stopped: their errors are retrieved as they come, or asyncio reports each one it
+        collects as "Future exception was never retrieved". A relay started again still
+        settles them (:meth:`_settle_in_flight`): failed, their rows are sent again.
+        """
+        abort_producer(producer)
+        for future in _futures(self._in_flight):
+            future.add_done_callback(_retrieve_exception)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -814,6 +828,11 @@ class OutboxRelay:
                 return total
 
 
+ABORT_PRODUCER_AIOKAFKA = "0.14."
+"""The aiokafka release whose internals :func:`abort_producer` reaches (a test fails on
+another one, so that they are checked again before it is taken)."""
+
+
 def abort_producer(producer: Any) -> None:
     """Make a producer that could not flush give up, at once and for good.
 
@@ -822,20 +841,38 @@ def abort_producer(producer: Any) -> None:
     delivers the records when the broker is back, beside the next relay's copies of the
     same rows. So: fail every record it still holds (its flush ends), cancel its sender
     (it drains nothing more) and close its connections (a request on the wire fails
-    instead of awaiting its answer). aiokafka has no public abort; these are its
-    internals as of 0.14 (a test stops a relay with the broker down and checks that
-    nothing comes later).
+    instead of awaiting its answer). The futures it failed are retrieved at once: nobody
+    awaits them any more (the sender is cancelled, the caller abandons what it sent; the
+    relay lets go of its own shields of them, :meth:`OutboxRelay._abort`), and asyncio
+    reports each failed future it collects unretrieved as "Future exception was never
+    retrieved", an ERROR with a traceback at every stop during an outage.
+
+    aiokafka has no public abort; these are its internals as of 0.14
+    (:data:`ABORT_PRODUCER_AIOKAFKA`; ``test_relay_abort.py`` pins them on a real
+    producer, stops a relay with the broker down and checks that nothing comes later and
+    nothing is reported).
     """
     producer._closed = True
-    producer._message_accumulator.fail_all(
-        KafkaConnectionError("the relay stopped before the broker acknowledged")
-    )
+    accumulator = producer._message_accumulator
+    batches = [batch for queue in accumulator._batches.values() for batch in queue]
+    batches += list(accumulator._pending_batches)
+    accumulator.fail_all(KafkaConnectionError("the relay stopped before the broker acknowledged"))
+    for batch in batches:
+        # The batch's own, its drain waiter and its records' (``send``'s) futures.
+        for future in (batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)):
+            _retrieve_exception(future)
     sender = producer._sender
     task = sender.sender_task if sender is not None else None
     if task is not None and not task.done():
         task.cancel()
     for conn in list(producer.client._conns.values()):
         conn.close(reason=CloseReason.SHUTDOWN)
+
+
+def _retrieve_exception(future: asyncio.Future[Any]) -> None:
+    """Mark a failed future's error seen (nobody is left to await it)."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 async def _partitions(producer: Any, topic: str) -> list[int] | Exception:
