@@ -21,6 +21,16 @@ suppressed, SQLAlchemy's ``orig``; every error of an exception group):
   ``ConnectionDoesNotExistError`` and ``ConnectionFailureError`` among them), and the
   driver refusing a connection it knows is closed (its ``InterfaceError`` "connection
   is closed"; other ``InterfaceError``\\s are misuse);
+- asyncpg refusing a statement on a connection the server ended while it sat idle
+  (``InternalClientError`` "cannot switch to state N; another operation (2) is in
+  progress"). A shutdown, a restart or ``pg_terminate_backend`` ends an idle backend
+  with a FATAL message (57P01) and then closes its socket; asyncpg cannot process a
+  message outside an operation of its own and leaves the protocol in its
+  error-consuming state (2), and only when it reads the socket's end, a turn or more of
+  the event loop later, does ``is_closed()`` say so. A statement begun in between (the
+  connection passed the pool's checkout check) is refused so, and asyncpg aborts the
+  connection. Two tasks using one connection at once is refused earlier, by an
+  ``InterfaceError`` "another operation is in progress", and stays a bug;
 - the server going away or not yet back: SQLSTATE 57P01 admin shutdown, 57P02 crash
   shutdown, 57P03 cannot connect now (starting up, shutting down, in recovery), and 53300
   too many connections;
@@ -41,6 +51,10 @@ from sqlalchemy import exc as sa_exc
 
 OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 """SQLSTATEs outside class 08 that mean the server is going, starting or full."""
+
+_ENDED_WHILE_IDLE = "another operation (2) is in progress"
+"""asyncpg's refusal of an operation while its protocol is in state 2 (error-consuming)
+with no operation of its own: the state an unsolicited server message leaves it in."""
 
 _NETWORK_ERRNOS = frozenset(
     {
@@ -106,7 +120,11 @@ def _is_outage_itself(exc: BaseException) -> bool:
         return sqlstate.startswith("08") or sqlstate in OUTAGE_SQLSTATES
     # The driver refusing a connection it knows is closed (asyncpg raises its generic
     # InterfaceError for that, and for misuse, which is not an outage).
-    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)
+    # The driver refusing a statement on a connection the server ended while it was idle:
+    # the server's FATAL read, its close not yet (see the module's docstring).
+    return isinstance(exc, asyncpg.InternalClientError) and _ENDED_WHILE_IDLE in str(exc)
 
 
 def is_database_outage(exc: BaseException) -> bool:
