@@ -151,8 +151,26 @@ class Document(Base):
     media_type: Mapped[str] = mapped_column(sa.Text)
     uploaded_by: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(_TS)
+    # Set by migration 0014 alone, on a document handed in again before uploads answered
+    # the one on file (docs/adr/0015, 3 Dec 2026): the earliest of those rows. Such rows
+    # stay (applications and events name them); uploads never write it.
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("document.id"))
 
-    __table_args__ = (sa.CheckConstraint("size_bytes > 0", name="not_empty"),)
+    __table_args__ = (
+        sa.CheckConstraint("size_bytes > 0", name="not_empty"),
+        # One document per content, type and member (or none) of a household: the same
+        # handed in again answers the one on file (an upload's ON CONFLICT, migration 0014).
+        sa.Index(
+            "uq_document_handed_in",
+            "household_id",
+            "person_id",
+            "document_type",
+            "sha256",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+            postgresql_where=sa.text("duplicate_of IS NULL"),
+        ),
+    )
 
 
 class HouseholdChange(Base):

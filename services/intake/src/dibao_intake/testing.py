@@ -166,6 +166,7 @@ class IntakeClient:
         media_type: str = "application/pdf",
         regions: Sequence[str] = ("62",),
         idempotency_key: str | None = None,
+        subject: str = "test-clerk",
     ) -> httpx.Response:
         data = {"household_id": household_id, "document_type": document_type}
         if person_id is not None:
@@ -175,7 +176,7 @@ class IntakeClient:
             "/documents",
             data=data,
             files={"file": (f"{document_type}.pdf", body, media_type)},
-            headers=self.headers(regions=regions, idempotency_key=idempotency_key),
+            headers=self.headers(regions=regions, subject=subject, idempotency_key=idempotency_key),
         )
 
     async def documents_for(self, household: RegisteredHousehold) -> list[str]:

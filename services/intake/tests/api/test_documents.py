@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
@@ -27,6 +28,7 @@ from dibao_intake.testing import (
     assert_probe_refused_as_read,
     row_counts,
     wait_for_events,
+    waiting_on_a_lock,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -252,6 +254,115 @@ async def test_a_retried_upload_stores_one_document(
     }
 
 
+async def test_the_same_document_handed_in_again_is_the_one_on_file(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A clerk's second click on "upload", or a portal retrying after a timeout without an
+    Idempotency-Key, sent the same file again and made a second document: the applicant's
+    ID card twice in the case. The same content of the same type about the same member (or
+    about none) of the same household is now the document on file: 200 with its
+    description (who handed it in, and when), Content-Location, and nothing written but
+    the access record of that read, as GET /documents/{id} records it. With a new
+    Idempotency-Key it is the same 200, replayed as such. The same file as another type, or
+    about another member, is a document of its own (one scan may hold several)."""
+    household = await intake.register(intake.plan(shape="elderly_couple"))
+    head, spouse = household.person_ids[:2]
+    card = pdf_bytes(f"ID card {uuid.uuid4()}")
+    first = await intake.upload(household.id, "id_card", head, content=card)
+    assert first.status_code == 201, first.text
+    document = first.json()
+    assert first.headers["location"] == f"/documents/{document['id']}"
+
+    clerk = f"clerk-{uuid.uuid4()}"  # another clerk clicks again
+    before = await row_counts(intake_engine)
+    again = await intake.upload(household.id, "id_card", head, content=card, subject=clerk)
+    assert again.status_code == 200, again.text
+    assert again.json() == document  # uploaded_by and created_at: the first hand-in's
+    assert again.headers["content-location"] == f"/documents/{document['id']}"
+    assert "location" not in again.headers
+    # No document, only the outbox row of the read's access record.
+    assert await row_counts(intake_engine) == before | {
+        "outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1
+    }
+    [record] = await access_records(intake_stack, document["id"], clerk)
+    assert (record.outcome, record.action, record.record_type, record.purpose) == (
+        access.ACCESS_OUTCOME_GRANTED,
+        access.ACCESS_ACTION_VIEW,
+        access.RECORD_TYPE_DOCUMENT,
+        access.PURPOSE_CASE_PROCESSING,
+    )
+    assert [p.person_id for p in record.persons] == [head]
+    assert list(record.fields) == ["document:id_card"]
+
+    # A new Idempotency-Key: the same answer, stored and replayed as 200.
+    key = f"again-{uuid.uuid4()}"
+    keyed = await intake.upload(household.id, "id_card", head, content=card, idempotency_key=key)
+    assert (keyed.status_code, keyed.json()) == (200, document)
+    replayed = await intake.upload(household.id, "id_card", head, content=card, idempotency_key=key)
+    assert (replayed.status_code, replayed.json()) == (200, document)
+    assert replayed.headers["idempotent-replayed"] == "true"
+
+    # About none of the members (the household's register): the same, again.
+    register = pdf_bytes(f"household register {uuid.uuid4()}")
+    whole = await intake.upload(household.id, "household_register", content=register)
+    assert whole.status_code == 201, whole.text
+    twice = await intake.upload(household.id, "household_register", content=register)
+    assert (twice.status_code, twice.json()) == (200, whole.json())
+
+    # The same bytes about another member, or as another type: documents of their own.
+    before = await row_counts(intake_engine)
+    spouses = await intake.upload(household.id, "id_card", spouse, content=card)
+    as_form = await intake.upload(household.id, "application_form", content=card)
+    about_head = await intake.upload(household.id, "income_proof", head, content=card)
+    for answer in (spouses, as_form, about_head):
+        assert answer.status_code == 201, answer.text
+    ids = {document["id"], spouses.json()["id"], as_form.json()["id"], about_head.json()["id"]}
+    assert len(ids) == 4
+    assert (await row_counts(intake_engine))["document"] == before["document"] + 3
+    # Another household handing in the same file has its own document.
+    other = await intake.register()
+    theirs = await intake.upload(other.id, "household_register", content=register)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != whole.json()["id"]
+
+
+async def test_an_upload_racing_a_writer_without_the_content_lock_answers_its_document(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Uploads of the same content take turns on its lock (docs/adr/0015), but a writer
+    that does not take it (an older intake during a rolling deploy) may be inserting the
+    same document as an upload runs. The database decides, not a read before the write:
+    the upload's insert waits for that row, then answers it (200), where a read-then-write
+    would have found nothing, then failed on the unique index."""
+    household = await intake.register()
+    content = pdf_bytes(f"racing an older writer {uuid.uuid4()}")
+    digest = hashlib.sha256(content).hexdigest()
+    theirs = uuid.uuid4()
+    async with intake_engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(
+            text(
+                "INSERT INTO document (id, household_id, person_id, document_type, sha256,"
+                " size_bytes, media_type, uploaded_by, created_at)"
+                " VALUES (:id, :household, NULL, 'photo', :sha256, :size, 'application/pdf',"
+                " 'older-intake', now())"
+            ),
+            {"id": theirs, "household": household.id, "sha256": digest, "size": len(content)},
+        )
+        upload = asyncio.create_task(intake.upload(household.id, "photo", content=content))
+        for _ in range(200):
+            if await waiting_on_a_lock(intake_engine):
+                break
+            assert not upload.done(), upload.result().text
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the upload never waited on the uncommitted document")
+        await holder.commit()
+    answer = await upload
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["id"], answer.json()["uploaded_by"]) == (str(theirs), "older-intake")
+
+
 async def test_a_form_without_its_fields_is_a_422(intake: IntakeClient) -> None:
     response = await intake.http.post(
         "/documents",
@@ -378,18 +489,31 @@ async def test_a_household_documents_reads_name_every_member(
 
 
 async def test_the_same_content_uploaded_at_once_is_stored_once_and_read_by_each(
-    intake: IntakeClient, intake_app: FastAPI
+    intake: IntakeClient, intake_app: FastAPI, intake_engine: AsyncEngine
 ) -> None:
+    """Four uploads of one document at once (a portal retrying while the first is still
+    in flight) end in one document: one answered 201, the others 200 with it, never a
+    unique violation's 409 or 500. The same content as another type is another document."""
     household = await intake.register()
     content = pdf_bytes(f"uploaded four times at once {household.id}")
     responses = await asyncio.gather(
-        *(intake.upload(household.id, "photo", content=content) for _ in range(4))
+        *(intake.upload(household.id, "photo", content=content) for _ in range(4)),
+        intake.upload(household.id, "other", content=content),
     )
-    assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+    *photos, form = responses
+    assert sorted(r.status_code for r in photos) == [200, 200, 200, 201], [r.text for r in photos]
+    assert form.status_code == 201, form.text
     documents = [r.json() for r in responses]
     digest = hashlib.sha256(content).hexdigest()
     assert {d["sha256"] for d in documents} == {digest}
-    assert len({d["id"] for d in documents}) == 4  # four hand-ins, one content
+    assert len({d["id"] for d in documents[:4]}) == 1  # four hand-ins, one document
+    assert form.json()["id"] != documents[0]["id"]
+    async with intake_engine.connect() as conn:
+        rows = await conn.scalar(
+            text("SELECT count(*) FROM document WHERE household_id = :h AND sha256 = :s"),
+            {"h": household.id, "s": digest},
+        )
+    assert rows == 2
     store = intake_app.state.runtime.store
     assert isinstance(store, FilesystemDocumentStore)
     names = await asyncio.to_thread(os.listdir, store.root / digest[:2])
@@ -497,25 +621,29 @@ async def test_uploading_the_same_content_again_repairs_a_damaged_file(
     before = _repaired()
     with capture_logs() as logs:
         again = await intake.upload(household.id, "photo", content=content)
-    assert again.status_code == 201, again.text
+    # The document on file (the same document handed in again), its content put back.
+    assert again.status_code == 200, again.text
+    assert again.json() == first
     assert await asyncio.to_thread(path.read_bytes) == content
     [repaired] = [e for e in logs if e["event"] == "document content repaired"]
     assert repaired["sha256"] == first["sha256"]
     # Counted on /metrics, where an operator sees the store being mended (once: another
     # upload of the now sound content is no repair).
     assert _repaired() - before == 1
-    assert (await intake.upload(household.id, "photo", content=content)).status_code == 201
+    assert (await intake.upload(household.id, "photo", content=content)).status_code == 200
     assert _repaired() - before == 1
     metrics = (await intake.http.get("/metrics")).text
     assert f"dibao_document_content_repaired_total {_repaired()}" in metrics.splitlines()
     names = await asyncio.to_thread(os.listdir, path.parent)
     assert not [n for n in names if n.startswith(".upload-")]
     reader = intake.headers(Role.INVESTIGATOR, ["620123"])
-    for document in (first, again.json()):  # the earlier document reads again too
+    # Every document naming the content reads again: this one and another type's.
+    other = (await intake.upload(household.id, "other", content=content)).json()
+    for document in (first, other):
         download = await intake.http.get(f"/documents/{document['id']}/content", headers=reader)
         assert download.status_code == 200, download.text
         assert download.content == content
     # A file gone is put back the same way.
     await asyncio.to_thread(path.unlink)
-    assert (await intake.upload(household.id, "photo", content=content)).status_code == 201
+    assert (await intake.upload(household.id, "photo", content=content)).status_code == 200
     assert await asyncio.to_thread(path.read_bytes) == content

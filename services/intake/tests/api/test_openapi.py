@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dibao_common.auth import Role
 from dibao_common.errors import BodyLimitMiddleware
 from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
+from dibao_intake.api.schemas import DocumentOut
 from dibao_intake.testing import IntakeClient, row_counts
 
 pytestmark = [pytest.mark.postgres]
@@ -135,6 +136,24 @@ def test_output_schemas_have_no_defaults(intake_app: FastAPI) -> None:
     for name, schema in schemas.items():
         if name.endswith("Out"):
             assert set(schema.get("required", [])) == set(schema["properties"]), name
+
+
+def test_an_upload_declares_the_document_on_file(intake_app: FastAPI) -> None:
+    """The same document handed in again answers the one on file (docs/adr/0015): 200
+    beside 201, each with its header and an example the answer's own mapping made."""
+    operation = intake_app.openapi()["paths"]["/documents"]["post"]
+    responses = operation["responses"]
+    for status, header in (("201", "Location"), ("200", "Content-Location")):
+        response = responses[status]
+        assert header in response["headers"], status
+        body = response["content"]["application/json"]
+        assert body["schema"] == {"$ref": "#/components/schemas/DocumentOut"}, status
+        example = DocumentOut.model_validate(body["example"])
+        assert example.household_id == uuid.UUID(
+            operation["requestBody"]["content"]["multipart/form-data"]["example"]["household_id"]
+        )
+    assert "answers the document on file" in operation["description"]
+    assert "Already on file" in responses["200"]["description"]
 
 
 def test_the_download_says_who_reads_numbers_and_why(intake_app: FastAPI) -> None:

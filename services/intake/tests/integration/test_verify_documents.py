@@ -108,15 +108,16 @@ async def stored(
     verify_engine: AsyncEngine, settings: IntakeSettings, intake_clock: FrozenClock
 ) -> Stored:
     """An emptied database and store, then five documents of four contents (one handed
-    in twice) uploaded through the API."""
+    in as two documents: a photo and another type) uploaded through the API."""
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with verify_engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     documents: dict[str, str] = {}
     async with _service(settings, intake_clock) as (intake, household_id):
         contents = [pdf_bytes(f"scan {n} {uuid.uuid4()}") for n in range(4)]
-        for content in [*contents, contents[1]]:
-            response = await intake.upload(household_id, "photo", content=content)
+        kinds = ["photo"] * len(contents) + ["other"]
+        for kind, content in zip(kinds, [*contents, contents[1]], strict=True):
+            response = await intake.upload(household_id, kind, content=content)
             assert response.status_code == 201, response.text
             documents[response.json()["id"]] = response.json()["sha256"]
     store = FilesystemDocumentStore(settings.intake_document_dir)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +17,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -142,6 +145,47 @@ async def upload_form(request: Request, runtime: RuntimeDep) -> AsyncIterator[Up
         await form.close()
 
 
+def _example_answer() -> dict[str, Any]:
+    """The answer to the request body's example, made by the mapping that answers it."""
+    content = b"%PDF-1.7 (a scan of the applicant's ID card)"
+    record = DocumentRecord(
+        id=uuid.UUID("0193a4f2-7c1e-7002-8000-3f9c0000d001"),
+        household_id=uuid.UUID("0193a4f2-7c1e-7000-8000-3f9c0000a7f2"),
+        person_id=uuid.UUID("0193a4f2-7c1e-7001-8000-3f9c0000b001"),
+        document_type=DocumentType.ID_CARD,
+        sha256=hashlib.sha256(content).hexdigest(),
+        size_bytes=len(content),
+        media_type="application/pdf",
+        uploaded_by="clerk-620123101",
+        created_at=datetime(2026, 12, 3, 9, 30, tzinfo=UTC),
+    )
+    answer: dict[str, Any] = document_out(record).model_dump(mode="json")
+    return answer
+
+
+def _answers() -> dict[int | str, dict[str, Any]]:
+    example = {"application/json": {"example": _example_answer()}}
+    where = {"schema": {"type": "string"}, "example": "/documents/{document_id}"}
+    return {
+        201: {
+            "description": "Recorded: the household had no such document on file",
+            "headers": {"Location": {"description": "The document", **where}},
+            "content": example,
+        },
+        200: {
+            "model": s.DocumentOut,
+            "description": "Already on file: the household has this content as this"
+            " document_type about this member (or, without person_id, about none). The"
+            " document on file is answered (its id, who handed it in and when), nothing is"
+            " written but the access record of that read, as GET /documents/{document_id}"
+            " records one. A second click, or a retry without an Idempotency-Key, gets"
+            " this.",
+            "headers": {"Content-Location": {"description": "The document", **where}},
+            "content": example,
+        },
+    }
+
+
 @router.post(
     "/documents",
     status_code=201,
@@ -151,8 +195,16 @@ async def upload_form(request: Request, runtime: RuntimeDep) -> AsyncIterator[Up
     " file. Stored by its sha256 in the document store. Size and media type are limited"
     " (settings DIBAO_INTAKE_DOCUMENT_MAX_BYTES, DIBAO_INTAKE_DOCUMENT_MEDIA_TYPES). A"
     " household of another region is refused as GET /households/{household_id} refuses it"
-    " (404, recorded DENIED on dibao.access.v1; nothing else written).",
-    responses=problems(
+    " (404, recorded DENIED on dibao.access.v1; nothing else written).\n\n"
+    "One document per content, type and member: the same file handed in again for the"
+    " same household, as the same document_type about the same person_id (or again"
+    " without one), answers the document on file, 200 instead of 201, and writes no"
+    " second document; two such uploads at once end in one document, the other answered"
+    " 200. The same file as another document_type, or about another member, is a document"
+    " of its own (201): one scan may hold several documents. A retry with the same"
+    " Idempotency-Key replays the first answer, 201 or 200.",
+    responses=_answers()
+    | problems(
         400,
         401,
         403,
@@ -181,8 +233,11 @@ async def upload_document(
     )
 
     async def work(session: AsyncSession) -> Response:
-        record = await service.upload_document(session, runtime, caller, command)
-        return json_response(document_out(record), 201, {"Location": f"/documents/{record.id}"})
+        uploaded = await service.upload_document(session, runtime, caller, command)
+        where = f"/documents/{uploaded.document.id}"
+        if uploaded.created:
+            return json_response(document_out(uploaded.document), 201, {"Location": where})
+        return json_response(document_out(uploaded.document), 200, {"Content-Location": where})
 
     return await in_transaction(
         request, work, idempotency, replay(runtime, caller, replays.document)

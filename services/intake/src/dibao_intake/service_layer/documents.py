@@ -133,10 +133,25 @@ class UploadDocument:
     person_id: uuid.UUID | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """What an upload answers: the document, and whether this upload recorded it (else the
+    household had it on file: the same content, type and member)."""
+
+    document: DocumentRecord
+    created: bool
+
+
 async def upload_document(
     session: AsyncSession, runtime: Runtime, caller: Caller, command: UploadDocument
-) -> DocumentRecord:
-    """Store the content under its sha256 and record the document for the household."""
+) -> Uploaded:
+    """Store the content under its sha256 and record the document for the household.
+
+    The same document handed in again (the same content of the same type, about the same
+    member or about none, for the same household) is the one on file: no row is written,
+    and the answer shows it as ``GET /documents/{id}`` would, recorded as that read is
+    (docs/adr/0015, 3 Dec 2026). Its content is put all the same, so that a stored copy
+    gone or damaged is repaired by the hand-in."""
     if len(command.content) > runtime.document_max_bytes:
         raise too_large(runtime.document_max_bytes)
     media_type = command.media_type.split(";")[0].strip().lower()
@@ -188,8 +203,19 @@ async def upload_document(
         uploaded_by=caller.principal.subject,
         created_at=runtime.clock.now(),
     )
-    await repo.insert_document(session, record)
-    return record
+    on_file, created = await repo.insert_document(session, record)
+    if not created:
+        # The answer shows the document on file (its id, who handed it in and when): a
+        # read of its description, recorded as GET /documents/{id} records one.
+        target = AccessTarget(
+            on_file.household_id,
+            household.region_code,
+            access.RECORD_TYPE_DOCUMENT,
+            str(on_file.id),
+            action=access.ACCESS_ACTION_VIEW,
+        )
+        await _record_read(session, runtime, caller, on_file, target, with_content=False)
+    return Uploaded(on_file, created)
 
 
 CONTENT_WITH_NUMBERS_ROLES = (*IDENTITY_ROLES, Role.INTAKE_CLERK)
@@ -283,8 +309,23 @@ async def read_document(
             raise refused(content_unavailable(record.id), runtime, caller, target) from None
     # Even without the content, a document's type says something personal (a disability
     # certificate, a diagnosis): both reads are recorded.
-    # A document about one member shows that member's data; one about the household (its
-    # register, the application form) shows every member's, as a read of the household.
+    await _record_read(session, runtime, caller, record, target, with_content=with_content)
+    return record, content
+
+
+async def _record_read(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    record: DocumentRecord,
+    target: AccessTarget,
+    *,
+    with_content: bool,
+) -> None:
+    """The access record of a document's read: its people and what was shown.
+
+    A document about one member shows that member's data; one about the household (its
+    register, the application form) shows every member's, as a read of the household."""
     members = await household_repo.load_members(session, record.household_id)
     persons = list(
         {
@@ -301,4 +342,3 @@ async def read_document(
         persons=persons,
         fields=(f"document:{record.document_type.value}",) + (("content",) if with_content else ()),
     )
-    return record, content

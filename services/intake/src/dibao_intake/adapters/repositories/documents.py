@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dibao_intake.adapters.records import DocumentRecord
@@ -84,9 +85,32 @@ def _record(row: Sequence[Any]) -> DocumentRecord:
     )
 
 
-async def insert_document(session: AsyncSession, document: DocumentRecord) -> None:
-    await session.execute(
-        sa.insert(document_t).values(
+HANDED_IN_INDEX = "uq_document_handed_in"
+"""One document per content, type and member (or none) of a household (migration 0014)."""
+
+_HANDED_IN = (
+    document_t.c.household_id,
+    document_t.c.person_id,
+    document_t.c.document_type,
+    document_t.c.sha256,
+)
+_CURRENT = document_t.c.duplicate_of.is_(None)
+
+
+async def insert_document(
+    session: AsyncSession, document: DocumentRecord
+) -> tuple[DocumentRecord, bool]:
+    """Record ``document``, unless the household has it on file already (the same content
+    of the same type about the same member, or about none): then the one on file. Whether
+    it was inserted comes with it.
+
+    ``ON CONFLICT DO NOTHING`` on ``uq_document_handed_in``: an upload of the same document
+    committed first (or in flight: the insert waits for it) makes this one write nothing,
+    never a unique violation. The row on file is then read by a statement of its own, whose
+    snapshot (READ COMMITTED) sees that upload's commit."""
+    inserted = await session.scalar(
+        pg_insert(document_t)
+        .values(
             id=document.id,
             household_id=document.household_id,
             person_id=document.person_id,
@@ -97,7 +121,23 @@ async def insert_document(session: AsyncSession, document: DocumentRecord) -> No
             uploaded_by=document.uploaded_by,
             created_at=document.created_at,
         )
+        .on_conflict_do_nothing(index_elements=list(_HANDED_IN), index_where=_CURRENT)
+        .returning(document_t.c.id)
     )
+    if inserted is not None:
+        return document, True
+    row = (
+        await session.execute(
+            sa.select(*_COLUMNS).where(
+                document_t.c.household_id == document.household_id,
+                document_t.c.person_id.is_not_distinct_from(document.person_id),
+                document_t.c.document_type == document.document_type.value,
+                document_t.c.sha256 == document.sha256,
+                _CURRENT,
+            )
+        )
+    ).one()
+    return _record(row), False
 
 
 async def get_document(session: AsyncSession, document_id: uuid.UUID) -> DocumentRecord | None:
