@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
+from dibao_intake.synthetic import PlannedMember
 from dibao_intake.testing import IntakeClient, refused_change
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -47,3 +49,113 @@ async def test_relationships_to_the_new_head_keep_the_age_order_sex_and_marriage
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
     }
     assert relationships == {wife: "head", mother: "other", kid: "child"}
+
+
+def _lodger(
+    intake: IntakeClient,
+    sex: Sex,
+    ages: tuple[int, int],
+    status: EmploymentStatus = EmploymentStatus.RETIRED,
+) -> PlannedMember:
+    return intake.synthesizer.member(Relationship.OTHER, sex, ages, status)
+
+
+async def test_a_member_married_to_another_member_is_not_the_new_heads_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's widowed mother married the lodger living with them (a marriage recorded
+    here: he became the head's step-father). The head dies and his wife heads the
+    household: the lodger given as the widow's spouse was recorded (201), though the
+    record shows him married to the mother, who stays, which a relationship correction
+    to the spouse refuses (ADR 0016). Now refused alike, 422 at the lodger's
+    ``/relationships/<person id>``, nothing written; the widow's in-law as he is now
+    derived, the death is recorded."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(_lodger(intake, Sex.MALE, (72, 80)))
+    household = await intake.register(plan)
+    head, wife, mother, kid, lodger = household.person_ids
+    married = await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "person_id": mother,
+            "spouse_person_id": lodger,
+            "married_on": "2026-02-14",
+        },
+    )
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "parent"}
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": wife,
+    }
+    problem = await refused_change(
+        intake, intake_engine, household, death | {"relationships": {lodger: "spouse"}}
+    )
+    [error] = problem["errors"]
+    assert error["pointer"] == f"/body/relationships/{lodger}", problem
+    assert "the member married to another member" in error["detail"], problem
+    died = await intake.change(household, death)
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {
+        wife: "head",
+        mother: "parent_in_law",
+        lodger: "parent_in_law",
+        kid: "child",
+    }
+
+
+async def test_the_new_head_married_to_a_member_takes_no_other_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's widowed mother married a lodger younger than the head (a marriage
+    recorded here; he stays the head's other, a step-father is older). The head dies
+    and his mother heads the household; the clerk gives the relationships the record
+    cannot derive: a second lodger given as her spouse, her husband as other, was
+    recorded (201), the record showing her married to the one and the spouse of the
+    other. Refused as a relationship correction to the spouse refuses it: 422 at the
+    second lodger's pointer, nothing written."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(_lodger(intake, Sex.MALE, (30, 34), EmploymentStatus.UNEMPLOYED))
+    plan.members.append(_lodger(intake, Sex.MALE, (60, 64)))
+    household = await intake.register(plan)
+    head, wife, mother, kid, husband, other_lodger = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "person_id": mother,
+            "spouse_person_id": husband,
+            "married_on": "2026-02-14",
+        },
+    )
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": mother,
+    }
+    wrong = {husband: "other", other_lodger: "spouse"}
+    problem = await refused_change(
+        intake, intake_engine, household, death | {"relationships": wrong}
+    )
+    pointers = {e["pointer"]: e["detail"] for e in problem["errors"]}
+    assert f"/body/relationships/{other_lodger}" in pointers, problem
+    assert (
+        "the new head married to another member" in pointers[f"/body/relationships/{other_lodger}"]
+    ), problem
+    given = {husband: "spouse", other_lodger: "other"}
+    died = await intake.change(household, death | {"relationships": given})
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {
+        mother: "head",
+        wife: "child_in_law",
+        kid: "grandchild",
+        husband: "spouse",
+        other_lodger: "other",
+    }

@@ -429,6 +429,42 @@ def test_two_parents_of_one_sex_are_not_taken_for_the_new_heads_spouse() -> None
     assert (found, rebased[father]) == ([], Relationship.SPOUSE)
 
 
+def test_a_member_married_to_another_member_is_no_spouse_of_the_new_head() -> None:
+    """What a relationship correction to the spouse refuses of the record's marriages, the
+    relationships given to a new head refuse alike (ADR 0016, 3 Dec 2026): a lodger the
+    record shows married to the grandmother, given as the widow's spouse; a lodger given
+    as the son's spouse while the record shows the son married to his wife. The widow's
+    own marriage, to the head who dies, ends with the death and bars nothing."""
+    lodger = uuid.uuid4()
+    state = replace(
+        FAMILY,
+        members=[*FAMILY.members, ActiveMember(lodger, Relationship.OTHER, date(1960, 1, 1))],
+    )
+    to_grandma = Marriages({GRANDMA: lodger, lodger: GRANDMA, HEAD: SPOUSE, SPOUSE: HEAD}, {})
+    given = {lodger: Relationship.SPOUSE}
+    _, found = relationships_to_new_head(state, HEAD, SPOUSE, given, on=TODAY, marriages=to_grandma)
+    assert [(v.pointer, v.detail) for v in found] == [
+        (
+            f"/relationships/{lodger}",
+            "the record shows the member married to another member by a marriage recorded here",
+        )
+    ]
+    to_son = Marriages({SON: DAUGHTER_IN_LAW, DAUGHTER_IN_LAW: SON, HEAD: SPOUSE, SPOUSE: HEAD}, {})
+    given = {GRANDSON: Relationship.CHILD, DAUGHTER_IN_LAW: Relationship.OTHER} | given
+    _, found = relationships_to_new_head(state, HEAD, SON, given, on=TODAY, marriages=to_son)
+    assert [(v.pointer, v.detail) for v in found] == [
+        (
+            f"/relationships/{lodger}",
+            "the record shows the new head married to another member by a marriage recorded here",
+        )
+    ]
+    # Unmarried by the record, the lodger may be given as the widow's spouse.
+    _, found = relationships_to_new_head(
+        state, HEAD, SPOUSE, {lodger: Relationship.SPOUSE}, on=TODAY, marriages=to_son
+    )
+    assert found == []
+
+
 TEEN = uuid.uuid4()
 """Born 2010-03-01 (16 on 2026-03-01), moved in on 2026-06-01."""
 WITH_TEEN = HouseholdState(

@@ -158,15 +158,32 @@ head's grandchild may be the heir's child or a nephew) and must be given."""
 
 
 def _to_new_head_violations(
-    member: ActiveMember, relationship: Relationship, heir: ActiveMember, on: date, pointer: str
+    state: HouseholdState,
+    marriages: Marriages,
+    leaving: uuid.UUID,
+    member: ActiveMember,
+    relationship: Relationship,
+    heir: ActiveMember,
+    on: date,
+    pointer: str,
 ) -> list[Violation]:
     """What a registration refuses of ``member`` recorded as ``relationship`` to ``heir``,
-    the head from ``on``."""
+    the head from ``on``, and what the record's ``marriages`` refuse of a relationship
+    correction to the spouse (the head ``leaving`` ends their own marriage)."""
     found = age_order_violations(relationship, member.birth_date, heir.birth_date, pointer)
     if relationship is Relationship.SPOUSE:
         found += _man_and_woman(heir.sex, member.sex, pointer, "the new head")
         found += marriage_age_violations(
             relationship, member.birth_date, heir.birth_date, on, pointer
+        )
+        found += _married_to_another_member(
+            state,
+            marriages,
+            member.person_id,
+            heir.person_id,
+            pointer,
+            head_is="the new head",
+            leaving=leaving,
         )
     return found
 
@@ -178,6 +195,7 @@ def relationships_to_new_head(
     given: Mapping[uuid.UUID, Relationship],
     *,
     on: date,
+    marriages: Marriages | None = None,
 ) -> tuple[dict[uuid.UUID, Relationship], list[Violation]]:
     """Each remaining member's relationship to ``heir``, who becomes head as the head
     ``leaving`` goes on ``on``: as ``given`` (pointer ``/relationships/<person id>``),
@@ -185,7 +203,9 @@ def relationships_to_new_head(
     neither. A code given is held to the rules a registration, a member joining and a
     relationship correction apply (ADR 0016, 3 Dec 2026): a child or grandchild younger
     than the new head, a parent or grandparent older, a spouse of the other sex, both 18
-    or more on ``on``."""
+    or more on ``on``; and a spouse neither of whom the household's ``marriages`` show
+    married to another member who stays."""
+    marriages = marriages or NO_MARRIAGES
     heir_member = state.member(heir)
     assert heir_member is not None
     seen_from_heir = _SEEN_FROM_HEIR.get(heir_member.relationship, {})
@@ -199,7 +219,9 @@ def relationships_to_new_head(
         elif relationship is Relationship.HEAD:
             found.append(Violation(pointer, "the new head is new_head_person_id"))
         else:
-            found += _to_new_head_violations(member, relationship, heir_member, on, pointer)
+            found += _to_new_head_violations(
+                state, marriages, leaving, member, relationship, heir_member, on, pointer
+            )
     rebased: dict[uuid.UUID, Relationship] = {heir: Relationship.HEAD}
     for m in others:
         derived = seen_from_heir.get(m.relationship)
@@ -1376,15 +1398,7 @@ def check_relationship_correction(
     if state.has_spouse():
         found.append(Violation(pointer, "the head already has a spouse"))
     found += _man_and_woman(state.head.sex, member.sex, pointer, "the head")
-    for person, other, who in ((person_id, head, "the member"), (head, person_id, "the head")):
-        partner = marriages.married_to.get(person)
-        if partner not in (None, other) and state.member(partner) is not None:
-            found.append(
-                Violation(
-                    pointer,
-                    f"the record shows {who} married to another member by a marriage recorded here",
-                )
-            )
+    found += _married_to_another_member(state, marriages, person_id, head, pointer)
     found += _married_elsewhere(state, marriages, member, pointer)
     if not married_to_head:
         found += _spouse_of_age(state, marriages, member, on, pointer)
@@ -1395,6 +1409,34 @@ def check_relationship_correction(
                 "the record shows the member and the head divorced: a marriage records a new one",
             )
         )
+    return found
+
+
+def _married_to_another_member(
+    state: HouseholdState,
+    marriages: Marriages,
+    person_id: uuid.UUID,
+    head: uuid.UUID,
+    pointer: str,
+    *,
+    head_is: str = "the head",
+    leaving: uuid.UUID | None = None,
+) -> list[Violation]:
+    """``person_id`` recorded as ``head``'s spouse while the record shows either of the two
+    married to another member still here by a marriage recorded here: the record would
+    show a person with two spouses (a relationship correction, and the relationships given
+    to a new head, ADR 0016). ``leaving``: the member who leaves by the change, whose
+    marriage ends with it."""
+    found: list[Violation] = []
+    for person, other, who in ((person_id, head, "the member"), (head, person_id, head_is)):
+        partner = marriages.married_to.get(person)
+        if partner is not None and partner not in (other, leaving) and state.member(partner):
+            found.append(
+                Violation(
+                    pointer,
+                    f"the record shows {who} married to another member by a marriage recorded here",
+                )
+            )
     return found
 
 

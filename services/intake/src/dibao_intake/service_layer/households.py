@@ -1023,7 +1023,12 @@ class _ChangeWork:
         rebased: dict[uuid.UUID, Relationship] = {}
         if person_id == self.head_person_id and new_head is not None:
             rebased, problems = rules.relationships_to_new_head(
-                self.state, person_id, new_head, relationships, on=on
+                self.state,
+                person_id,
+                new_head,
+                relationships,
+                on=on,
+                marriages=await self.marriages(),
             )
             raise_if_any(problems)
         elif relationships:
