@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.synthetic import PlannedMember
-from dibao_intake.testing import IntakeClient, refused_change
+from dibao_intake.testing import IntakeClient, moves_in, refused_change
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -158,4 +160,71 @@ async def test_the_new_head_married_to_a_member_takes_no_other_spouse(
         kid: "grandchild",
         husband: "spouse",
         other_lodger: "other",
+    }
+
+
+async def test_a_marriage_elsewhere_bars_the_new_heads_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A lodger married a woman living elsewhere (a marriage recorded here without the
+    spouse joining); the head dies and his wife heads the household. The lodger given as
+    her spouse was recorded (201), the record showing him with two wives; so was he as
+    the head's mother's spouse, her own marriage elsewhere recorded, when she was named
+    head. A relationship correction to the spouse refuses both (ADR 0016, helper-78); the
+    new head's relationships now too, 422 at the lodger's pointer, naming whose marriage,
+    nothing written. A man who moved in after the mother's marriage is read as her
+    husband who lived elsewhere, and is recorded as her spouse."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(_lodger(intake, Sex.MALE, (62, 68)))
+    household = await intake.register(plan)
+    head, wife, mother, kid, lodger = household.person_ids
+    await intake.change(
+        household, {"kind": "marriage", "person_id": lodger, "married_on": "2026-01-10"}
+    )
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": wife,
+        "relationships": {lodger: "spouse"},
+    }
+
+    async def refusal() -> str:
+        problem = await refused_change(intake, intake_engine, household, death)
+        [error] = problem["errors"]
+        assert error["pointer"] == f"/body/relationships/{lodger}", problem
+        return str(error["detail"])
+
+    assert "the member married to a spouse living elsewhere" in await refusal()
+    await intake.change(
+        household, {"kind": "spouse_death", "person_id": lodger, "date_of_death": "2026-01-20"}
+    )
+    await intake.change(
+        household, {"kind": "marriage", "person_id": mother, "married_on": "2026-01-25"}
+    )
+    death["new_head_person_id"] = mother
+    assert "the new head married to a spouse living elsewhere" in await refusal()
+    husband = await moves_in(
+        intake,
+        household,
+        {
+            "name": "杨建国",
+            "id_number": intake.synthesizer.id_number(date(1950, 3, 3), Sex.MALE),
+            "relationship": "other",
+            "employment_status": "not_of_working_age",
+        },
+        "2026-02-01",
+    )
+    died = await intake.change(
+        household, death | {"relationships": {lodger: "other", husband: "spouse"}}
+    )
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {
+        mother: "head",
+        wife: "child_in_law",
+        kid: "grandchild",
+        lodger: "other",
+        husband: "spouse",
     }

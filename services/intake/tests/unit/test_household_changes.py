@@ -465,6 +465,54 @@ def test_a_member_married_to_another_member_is_no_spouse_of_the_new_head() -> No
     assert found == []
 
 
+def test_a_member_married_elsewhere_is_no_spouse_of_the_new_head() -> None:
+    """A marriage to a spouse living elsewhere bars the new head's spouse as it bars a
+    correction to the spouse (ADR 0016, 3 Dec 2026): the lodger's own, and the new head's
+    unless the member moved in on or after its day (read as that spouse moving in)."""
+    lodger, newcomer = uuid.uuid4(), uuid.uuid4()
+    state = replace(
+        FAMILY,
+        members=[
+            *FAMILY.members,
+            ActiveMember(lodger, Relationship.OTHER, date(1960, 1, 1)),
+            ActiveMember(
+                newcomer, Relationship.OTHER, date(1962, 1, 1), joined_on=date(2026, 6, 1)
+            ),
+        ],
+    )
+    lodger_married = Marriages({}, {}, elsewhere={lodger: date(2026, 5, 1)})
+    [violation] = relationships_to_new_head(
+        state,
+        HEAD,
+        SPOUSE,
+        {lodger: Relationship.SPOUSE, newcomer: Relationship.OTHER},
+        on=TODAY,
+        marriages=lodger_married,
+    )[1]
+    assert violation.pointer == f"/relationships/{lodger}"
+    assert "the member married to a spouse living elsewhere" in violation.detail
+    widow_married = Marriages({}, {}, elsewhere={SPOUSE: date(2026, 5, 1)})
+    [violation] = relationships_to_new_head(
+        state,
+        HEAD,
+        SPOUSE,
+        {lodger: Relationship.SPOUSE, newcomer: Relationship.OTHER},
+        on=TODAY,
+        marriages=widow_married,
+    )[1]
+    assert violation.pointer == f"/relationships/{lodger}"
+    assert "the new head married to a spouse living elsewhere" in violation.detail
+    rebased, found = relationships_to_new_head(
+        state,
+        HEAD,
+        SPOUSE,
+        {newcomer: Relationship.SPOUSE, lodger: Relationship.OTHER},
+        on=TODAY,
+        marriages=widow_married,
+    )
+    assert (found, rebased[newcomer]) == ([], Relationship.SPOUSE)
+
+
 TEEN = uuid.uuid4()
 """Born 2010-03-01 (16 on 2026-03-01), moved in on 2026-06-01."""
 WITH_TEEN = HouseholdState(

@@ -185,6 +185,9 @@ def _to_new_head_violations(
             head_is="the new head",
             leaving=leaving,
         )
+        found += _married_elsewhere(
+            state, marriages, member, pointer, head=heir.person_id, head_is="the new head"
+        )
     return found
 
 
@@ -204,7 +207,8 @@ def relationships_to_new_head(
     relationship correction apply (ADR 0016, 3 Dec 2026): a child or grandchild younger
     than the new head, a parent or grandparent older, a spouse of the other sex, both 18
     or more on ``on``; and a spouse neither of whom the household's ``marriages`` show
-    married to another member who stays."""
+    married to another member who stays, nor to a spouse living elsewhere (but the new
+    head's, who moved in on or after that marriage's day)."""
     marriages = marriages or NO_MARRIAGES
     heir_member = state.member(heir)
     assert heir_member is not None
@@ -1495,7 +1499,13 @@ def _spouse_of_age(
 
 
 def _married_elsewhere(
-    state: HouseholdState, marriages: Marriages, member: ActiveMember, pointer: str
+    state: HouseholdState,
+    marriages: Marriages,
+    member: ActiveMember,
+    pointer: str,
+    *,
+    head: uuid.UUID | None = None,
+    head_is: str = "the head",
 ) -> list[Violation]:
     """``member`` corrected to the head's spouse while the record shows the member or the
     head married to a spouse living elsewhere (``marriages.elsewhere``: a marriage recorded
@@ -1506,10 +1516,11 @@ def _married_elsewhere(
     one who moves in as ``spouse`` is: a divorce names them), so a member who joined by a
     change dated on or after the marriage's day is not refused. One registered with the
     household was a member when the marriage was recorded (after the registration), and
-    one who joined before its day lived here then: neither is that spouse."""
+    one who joined before its day lived here then: neither is that spouse. ``head``: the
+    one whose spouse the member is to be (a new head, ``head_is``), else the head."""
     found: list[Violation] = []
-    head = state.head_person_id
-    for person, who in ((member.person_id, "the member"), (head, "the head")):
+    head = state.head_person_id if head is None else head
+    for person, who in ((member.person_id, "the member"), (head, head_is)):
         married_on = marriages.elsewhere.get(person)
         if married_on is None:
             continue
