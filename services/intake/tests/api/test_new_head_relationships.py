@@ -228,3 +228,44 @@ async def test_a_marriage_elsewhere_bars_the_new_heads_spouse(
         lodger: "other",
         husband: "spouse",
     }
+
+
+async def test_a_divorced_member_is_not_the_new_heads_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's son married the lodger living with them (a marriage recorded here: she
+    became the head's child-in-law), and they divorced (she stays, as the head's other).
+    The head dies and the son heads the household: his former wife given as his spouse
+    was recorded (201), the record showing the two divorced and married again by nothing.
+    A relationship correction to the spouse refuses that ("a marriage records a new
+    one"); the new head's relationships now too: 422 at her pointer, nothing written.
+    Their marriage recorded anew, she is his spouse."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, son, lodger = household.person_ids
+    couple = {"person_id": son, "spouse_person_id": lodger}
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-01-10"} | couple)
+    await intake.change(household, {"kind": "divorce", "divorced_on": "2026-02-01"} | couple)
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": son,
+        "relationships": {lodger: "spouse"},
+    }
+    problem = await refused_change(intake, intake_engine, household, death)
+    [error] = problem["errors"]
+    assert error["pointer"] == f"/body/relationships/{lodger}", problem
+    assert "the member and the new head divorced" in error["detail"], problem
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-02-10"} | couple)
+    died = await intake.change(household, death)
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {son: "head", lodger: "spouse"}

@@ -188,6 +188,7 @@ def _to_new_head_violations(
         found += _married_elsewhere(
             state, marriages, member, pointer, head=heir.person_id, head_is="the new head"
         )
+        found += _divorced(marriages, member.person_id, heir.person_id, pointer, "the new head")
     return found
 
 
@@ -208,7 +209,7 @@ def relationships_to_new_head(
     than the new head, a parent or grandparent older, a spouse of the other sex, both 18
     or more on ``on``; and a spouse neither of whom the household's ``marriages`` show
     married to another member who stays, nor to a spouse living elsewhere (but the new
-    head's, who moved in on or after that marriage's day)."""
+    head's, who moved in on or after that marriage's day), nor divorced from each other."""
     marriages = marriages or NO_MARRIAGES
     heir_member = state.member(heir)
     assert heir_member is not None
@@ -1406,14 +1407,31 @@ def check_relationship_correction(
     found += _married_elsewhere(state, marriages, member, pointer)
     if not married_to_head:
         found += _spouse_of_age(state, marriages, member, on, pointer)
-    if frozenset((person_id, head)) in marriages.divorced and not married_to_head:
-        found.append(
+    found += _divorced(marriages, person_id, head, pointer)
+    return found
+
+
+def _divorced(
+    marriages: Marriages,
+    person_id: uuid.UUID,
+    head: uuid.UUID,
+    pointer: str,
+    head_is: str = "the head",
+) -> list[Violation]:
+    """``person_id`` recorded as ``head``'s spouse after the record shows the two divorced
+    and not married again here: a marriage records a new one, on its day (a relationship
+    correction, and the relationships given to a new head, ADR 0016)."""
+    if (
+        frozenset((person_id, head)) in marriages.divorced
+        and marriages.married_to.get(person_id) != head
+    ):
+        return [
             Violation(
                 pointer,
-                "the record shows the member and the head divorced: a marriage records a new one",
+                f"the record shows the member and {head_is} divorced: a marriage records a new one",
             )
-        )
-    return found
+        ]
+    return []
 
 
 def _married_to_another_member(
