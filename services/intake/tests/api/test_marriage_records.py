@@ -144,9 +144,11 @@ async def test_a_new_head_married_here_may_not_marry_again(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
     """The grown son married the lodger living with the household (she became a
-    child-in-law); his father died and he heads the household, his wife given as other
-    against him. His marriage to her is on record while both are members: a second
-    marriage of his is refused at person_id, writing nothing. It was recorded."""
+    child-in-law); his father died and he heads the household, his wife given as his
+    spouse. His marriage to her is on record while both are members: a second marriage
+    of his is refused, writing nothing. It was recorded. (Until 3 Dec 2026 the wife was
+    given as other here, which is now refused, ADR 0016: a member the record shows
+    married to the new head is their spouse.)"""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, _wife, _mother, _kid = household.person_ids
     head_born = household.plan.members[0].birth_date
@@ -177,7 +179,7 @@ async def test_a_new_head_married_here_may_not_marry_again(
             "person_id": head,
             "date_of_death": "2026-03-01",
             "new_head_person_id": son,
-            "relationships": {bride: "other"},
+            "relationships": {bride: "spouse"},
         },
     )
     assert died["household"]["head_person_id"] == son
@@ -189,7 +191,7 @@ async def test_a_new_head_married_here_may_not_marry_again(
         headers=intake.headers(),
     )
     assert response.status_code == 422, response.text
-    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/person_id"]
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/spouse"]
     assert await row_counts(intake_engine) == before
 
 

@@ -269,3 +269,50 @@ async def test_a_divorced_member_is_not_the_new_heads_spouse(
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
     }
     assert relationships == {son: "head", lodger: "spouse"}
+
+
+async def test_a_member_married_to_the_new_head_is_their_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's son married the lodger living with them (a marriage recorded here: she
+    became the head's child-in-law). The head dies and the son heads the household: his
+    wife given as his other was recorded (201), the record showing the two married and
+    the head without a spouse. A relationship correction refuses anything but the spouse
+    for a member the record shows married to the head (a divorce ends that); the new
+    head's relationships now too: 422 at her pointer, nothing written."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, son, wife = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "married_on": "2026-01-10",
+            "person_id": son,
+            "spouse_person_id": wife,
+        },
+    )
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": son,
+    }
+    for code in ("other", "other_dependant"):
+        problem = await refused_change(
+            intake, intake_engine, household, death | {"relationships": {wife: code}}
+        )
+        [error] = problem["errors"]
+        assert error["pointer"] == f"/body/relationships/{wife}", problem
+        assert "married to the new head" in error["detail"], problem
+    died = await intake.change(household, death | {"relationships": {wife: "spouse"}})
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {son: "head", wife: "spouse"}

@@ -456,7 +456,13 @@ def test_a_member_married_to_another_member_is_no_spouse_of_the_new_head() -> No
         (
             f"/relationships/{lodger}",
             "the record shows the new head married to another member by a marriage recorded here",
-        )
+        ),
+        # And his wife, whom the record shows married to him, is no other (same day, later).
+        (
+            f"/relationships/{DAUGHTER_IN_LAW}",
+            "the record shows the member married to the new head by a marriage recorded"
+            " here: the new head's spouse (a divorce ends a marriage)",
+        ),
     ]
     # Unmarried by the record, the lodger may be given as the widow's spouse.
     _, found = relationships_to_new_head(

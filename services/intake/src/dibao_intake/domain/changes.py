@@ -209,7 +209,8 @@ def relationships_to_new_head(
     than the new head, a parent or grandparent older, a spouse of the other sex, both 18
     or more on ``on``; and a spouse neither of whom the household's ``marriages`` show
     married to another member who stays, nor to a spouse living elsewhere (but the new
-    head's, who moved in on or after that marriage's day), nor divorced from each other."""
+    head's, who moved in on or after that marriage's day), nor divorced from each other;
+    a member the record shows married to the new head is their spouse."""
     marriages = marriages or NO_MARRIAGES
     heir_member = state.member(heir)
     assert heir_member is not None
@@ -245,6 +246,17 @@ def relationships_to_new_head(
             )
         else:
             rebased[m.person_id] = to_heir
+    for m in others:
+        to_heir = rebased.get(m.person_id)
+        if marriages.married_to.get(m.person_id) == heir and to_heir not in (None, _R.SPOUSE):
+            # As a relationship correction refuses it: the record shows the two married.
+            found.append(
+                Violation(
+                    f"/relationships/{m.person_id}",
+                    "the record shows the member married to the new head by a marriage"
+                    " recorded here: the new head's spouse (a divorce ends a marriage)",
+                )
+            )
     if sum(r is Relationship.SPOUSE for r in rebased.values()) > 1:
         found.append(Violation("/relationships", "the new head would have two spouses"))
     return rebased, found
