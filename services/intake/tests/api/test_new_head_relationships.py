@@ -316,3 +316,51 @@ async def test_a_member_married_to_the_new_head_is_their_spouse(
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
     }
     assert relationships == {son: "head", wife: "spouse"}
+
+
+async def test_the_head_s_divorced_parents_are_not_derived_a_couple(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's parents divorced (recorded; both stay, his parents). The head dies and
+    his mother heads the household: his father was derived as her spouse (201), the
+    record showing the two divorced and married again by nothing, which a relationship
+    correction to the spouse refuses. He is now not derived but asked (422 at his
+    pointer, nothing written, saying why), and recorded as given."""
+    plan = intake.plan(shape="three_generations")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.PARENT, Sex.MALE, (72, 80), EmploymentStatus.NOT_OF_WORKING_AGE
+        )
+    )
+    household = await intake.register(plan)
+    head, wife, mother, kid, father = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "divorce",
+            "person_id": mother,
+            "spouse_person_id": father,
+            "divorced_on": "2026-01-10",
+        },
+    )
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-02-20",
+        "new_head_person_id": mother,
+    }
+    problem = await refused_change(intake, intake_engine, household, death)
+    [error] = problem["errors"]
+    assert error["pointer"] == f"/body/relationships/{father}", problem
+    assert "the member and the new head divorced" in error["detail"], problem
+    assert error["detail"].endswith("give their relationship to the new head"), problem
+    died = await intake.change(household, death | {"relationships": {father: "other"}})
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {
+        mother: "head",
+        wife: "child_in_law",
+        kid: "grandchild",
+        father: "other",
+    }

@@ -519,6 +519,45 @@ def test_a_member_married_elsewhere_is_no_spouse_of_the_new_head() -> None:
     assert (found, rebased[newcomer]) == ([], Relationship.SPOUSE)
 
 
+def test_a_parent_the_record_shows_divorced_or_remarried_is_not_derived_a_spouse() -> None:
+    """The head's mother named head takes his father as her spouse, unless the record's
+    marriages refuse it as they refuse a correction to the spouse (ADR 0016, 3 Dec 2026):
+    the two divorced, or he is married here to his second wife (who, of the mother's sex,
+    is asked too). Either is asked, saying why; given, they are recorded."""
+    mother, father, stepmother = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    head = ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2), sex=Sex.MALE)
+    parents = [
+        head,
+        ActiveMember(mother, Relationship.PARENT, date(1944, 1, 1), sex=Sex.FEMALE),
+        ActiveMember(father, Relationship.PARENT, date(1942, 1, 1), sex=Sex.MALE),
+    ]
+    state = HouseholdState(head_person_id=HEAD, members=parents)
+    divorced = Marriages({}, {}, divorced=frozenset({frozenset({mother, father})}))
+    _, found = relationships_to_new_head(state, HEAD, mother, {}, on=TODAY, marriages=divorced)
+    [violation] = found
+    assert violation.pointer == f"/relationships/{father}"
+    assert "the member and the new head divorced" in violation.detail
+    rebased, found = relationships_to_new_head(
+        state, HEAD, mother, {father: Relationship.OTHER}, on=TODAY, marriages=divorced
+    )
+    assert (found, rebased[father]) == ([], Relationship.OTHER)
+    with_second_wife = replace(
+        state,
+        members=[
+            *parents,
+            ActiveMember(stepmother, Relationship.PARENT, date(1950, 1, 1), sex=Sex.FEMALE),
+        ],
+    )
+    remarried = replace(divorced, married_to={father: stepmother, stepmother: father})
+    _, found = relationships_to_new_head(
+        with_second_wife, HEAD, mother, {}, on=TODAY, marriages=remarried
+    )
+    assert pointers(found) == {f"/relationships/{father}", f"/relationships/{stepmother}"}
+    # Neither divorced nor married to another, the father is her spouse as before.
+    rebased, found = relationships_to_new_head(state, HEAD, mother, {}, on=TODAY)
+    assert (found, rebased[father]) == ([], Relationship.SPOUSE)
+
+
 TEEN = uuid.uuid4()
 """Born 2010-03-01 (16 on 2026-03-01), moved in on 2026-06-01."""
 WITH_TEEN = HouseholdState(

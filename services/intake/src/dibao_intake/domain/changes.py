@@ -176,7 +176,23 @@ def _to_new_head_violations(
         found += marriage_age_violations(
             relationship, member.birth_date, heir.birth_date, on, pointer
         )
-        found += _married_to_another_member(
+        found += _new_heads_spouse_by_the_record(state, marriages, leaving, member, heir, pointer)
+    return found
+
+
+def _new_heads_spouse_by_the_record(
+    state: HouseholdState,
+    marriages: Marriages,
+    leaving: uuid.UUID,
+    member: ActiveMember,
+    heir: ActiveMember,
+    pointer: str,
+) -> list[Violation]:
+    """What the record's ``marriages`` refuse of ``member`` as the spouse of ``heir``, the
+    new head, as they refuse a relationship correction to the spouse: either married to
+    another member who stays or to a spouse living elsewhere, or the two divorced."""
+    return (
+        _married_to_another_member(
             state,
             marriages,
             member.person_id,
@@ -185,11 +201,11 @@ def _to_new_head_violations(
             head_is="the new head",
             leaving=leaving,
         )
-        found += _married_elsewhere(
+        + _married_elsewhere(
             state, marriages, member, pointer, head=heir.person_id, head_is="the new head"
         )
-        found += _divorced(marriages, member.person_id, heir.person_id, pointer, "the new head")
-    return found
+        + _divorced(marriages, member.person_id, heir.person_id, pointer, "the new head")
+    )
 
 
 def relationships_to_new_head(
@@ -231,16 +247,26 @@ def relationships_to_new_head(
     rebased: dict[uuid.UUID, Relationship] = {heir: Relationship.HEAD}
     for m in others:
         derived = seen_from_heir.get(m.relationship)
+        pointer = f"/relationships/{m.person_id}"
+        why = ""
         if derived is Relationship.SPOUSE and _same_sex(heir_member.sex, m.sex):
             # The old head's two parents of one sex are no couple (a marriage is between
             # a man and a woman): what the one is to the other is not told, but asked.
             derived = None
+        elif derived is Relationship.SPOUSE:
+            # Nor are two parents the record shows divorced, or one of them married to
+            # somebody else: asked, as a relationship correction to the spouse is refused.
+            refused = _new_heads_spouse_by_the_record(
+                state, marriages, leaving, m, heir_member, pointer
+            )
+            if refused:
+                derived, why = None, f", taken for the new head's spouse, but {refused[0].detail}"
         to_heir = given.get(m.person_id) or derived
         if to_heir is None:
             found.append(
                 Violation(
-                    f"/relationships/{m.person_id}",
-                    f"the member was the old head's {m.relationship.value}: give their"
+                    pointer,
+                    f"the member was the old head's {m.relationship.value}{why}: give their"
                     " relationship to the new head",
                 )
             )
