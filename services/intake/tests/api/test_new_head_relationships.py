@@ -364,3 +364,39 @@ async def test_the_head_s_divorced_parents_are_not_derived_a_couple(
         kid: "grandchild",
         father: "other",
     }
+
+
+async def test_a_former_spouse_moves_back_in_by_a_marriage(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head married the lodger living with him (recorded here), they divorced, and
+    she moved out. Moving back in as his spouse was recorded (201), the record showing
+    the two divorced and married again by nothing, which a relationship correction to the
+    spouse refuses ("a marriage records a new one", ADR 0016). Now refused alike: 422 at
+    the member's relationship, nothing written; their marriage recorded with her joining
+    brings her in as the head's spouse."""
+    plan = intake.plan(shape="unemployed_single")
+    other_sex = Sex.FEMALE if plan.members[0].sex is Sex.MALE else Sex.MALE
+    plan.members.append(_lodger(intake, other_sex, (35, 45), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, lodger = household.person_ids
+    couple = {"person_id": head, "spouse_person_id": lodger}
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-01-10"} | couple)
+    await intake.change(household, {"kind": "divorce", "divorced_on": "2026-01-20"} | couple)
+    await intake.change(
+        household, {"kind": "move_out", "person_id": lodger, "moved_on": "2026-01-25"}
+    )
+    her = plan.payload()["members"][1] | {"relationship": "spouse"}
+    move_in = {"kind": "move_in", "moved_on": "2026-02-10", "member": her}
+    problem = await refused_change(intake, intake_engine, household, move_in)
+    [error] = problem["errors"]
+    assert error["pointer"] == "/body/member/relationship", problem
+    assert "the member and the head divorced" in error["detail"], problem
+    married = await intake.change(
+        household,
+        {"kind": "marriage", "person_id": head, "married_on": "2026-02-10", "spouse": her},
+    )
+    relationships = {
+        m["person_id"]: m["relationship"] for m in married["household"]["members"] if m["active"]
+    }
+    assert relationships == {head: "head", lodger: "spouse"}

@@ -363,6 +363,23 @@ def check_move_in(
     return found + _not_after_today(moved_on, today, "/moved_on")
 
 
+def check_spouse_moving_in(
+    state: HouseholdState, marriages: Marriages, person_id: uuid.UUID
+) -> list[Violation]:
+    """``person_id`` moves in as the head's spouse (known once the ID number is): not one
+    the record shows divorced from the head and not married to them again here, as a
+    relationship correction to the spouse is refused (ADR 0016, 3 Dec 2026). Their
+    marriage since is recorded as a marriage, the spouse joining, on its day."""
+    return _divorced(
+        marriages,
+        person_id,
+        state.head_person_id,
+        "/member/relationship",
+        then="their marriage since is recorded as one (kind marriage, the spouse joining),"
+        " on its day",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PastChange:
     """A change recorded before, as the household's record holds it."""
@@ -1455,6 +1472,8 @@ def _divorced(
     head: uuid.UUID,
     pointer: str,
     head_is: str = "the head",
+    *,
+    then: str = "a marriage records a new one",
 ) -> list[Violation]:
     """``person_id`` recorded as ``head``'s spouse after the record shows the two divorced
     and not married again here: a marriage records a new one, on its day (a relationship
@@ -1466,7 +1485,7 @@ def _divorced(
         return [
             Violation(
                 pointer,
-                f"the record shows the member and {head_is} divorced: a marriage records a new one",
+                f"the record shows the member and {head_is} divorced: {then}",
             )
         ]
     return []
