@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
@@ -400,3 +401,63 @@ async def test_a_former_spouse_moves_back_in_by_a_marriage(
         m["person_id"]: m["relationship"] for m in married["household"]["members"] if m["active"]
     }
     assert relationships == {head: "head", lodger: "spouse"}
+
+
+async def test_a_spouse_moving_in_while_the_head_is_married_to_a_member_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A record made before 3 Dec 2026: the son married the lodger here, became head, and
+    she was given as his other (now refused, above; set here as such a record holds it).
+    The head has no spouse by the relationships, and a woman moving in as his spouse was
+    recorded (201): the record showed him with two wives, which a relationship correction
+    to the spouse refuses. Now 422 at the member's relationship, nothing written, pointing
+    at the correction of the wife's relationship, after which the move in is the head
+    already having a spouse."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, son, wife = household.person_ids
+    await intake.change(
+        household,
+        {
+            "kind": "marriage",
+            "married_on": "2026-01-10",
+            "person_id": son,
+            "spouse_person_id": wife,
+        },
+    )
+    await intake.change(
+        household,
+        {
+            "kind": "death",
+            "person_id": head,
+            "date_of_death": "2026-02-20",
+            "new_head_person_id": son,
+            "relationships": {wife: "spouse"},
+        },
+    )
+    async with intake_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE household_member SET relationship = 'other'"
+                " WHERE household_id = :household AND person_id = :wife AND active"
+            ),
+            {"household": household.id, "wife": wife},
+        )
+    second = {
+        "name": "杨秀兰",
+        "id_number": intake.synthesizer.id_number(date(1999, 5, 5), Sex.FEMALE),
+        "relationship": "spouse",
+        "employment_status": "unemployed",
+    }
+    move_in = {"kind": "move_in", "moved_on": "2026-02-25", "member": second}
+    problem = await refused_change(intake, intake_engine, household, move_in)
+    [error] = problem["errors"]
+    assert error["pointer"] == "/body/member/relationship", problem
+    assert "the head married to another member" in error["detail"], problem
+    assert "member_change" in error["detail"], problem

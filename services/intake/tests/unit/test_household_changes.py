@@ -1241,6 +1241,31 @@ def test_two_members_other_than_the_head_marry_and_one_takes_a_place_by_the_othe
     assert pointers(problems) == {"/person_id"}
 
 
+def test_a_spouse_moving_in_while_the_head_is_married_to_a_member_is_refused() -> None:
+    """A head the record shows married here to a member recorded otherwise (the heir's
+    wife given as other when he became head, a record made before 3 Dec 2026) has no
+    spouse by the relationships, and a spouse moving in was taken: the record showed two
+    wives. A relationship correction to the spouse refuses it, and so does a move in
+    (ADR 0016, 3 Dec 2026), pointing at the member_change that corrects the wife."""
+    wife = uuid.uuid4()
+    state = HouseholdState(
+        head_person_id=HEAD,
+        members=[
+            ActiveMember(HEAD, Relationship.HEAD, date(1968, 4, 2)),
+            ActiveMember(wife, Relationship.OTHER, date(1970, 9, 14)),
+        ],
+    )
+    married = Marriages({HEAD: wife, wife: HEAD}, {})
+    newcomer = joining(Relationship.SPOUSE, date(1972, 3, 1), 12)
+    [violation] = check_move_in(state, newcomer, date(2026, 3, 1), today=TODAY, marriages=married)
+    assert violation.pointer == "/member/relationship"
+    assert violation.detail.startswith(
+        "the record shows the head married to another member by a marriage recorded here"
+    )
+    assert "other" in violation.detail
+    assert check_move_in(state, newcomer, date(2026, 3, 1), today=TODAY) == []
+
+
 def test_a_spouse_moving_in_is_of_marriageable_age_on_the_day() -> None:
     """A member moving in as the head's spouse carries no marriage day, so nothing bound
     their age: one under 18 on the day of the move (or a head who was) is refused at the

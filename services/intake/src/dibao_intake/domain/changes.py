@@ -344,11 +344,31 @@ def check_birth(state: HouseholdState, child: ValidMember) -> list[Violation]:
 
 
 def check_move_in(
-    state: HouseholdState, member: ValidMember, moved_on: date, *, today: date
+    state: HouseholdState,
+    member: ValidMember,
+    moved_on: date,
+    *,
+    today: date,
+    marriages: Marriages | None = None,
 ) -> list[Violation]:
+    """A member moves in on ``moved_on``. As the head's spouse: the head has none, by the
+    relationships nor by the household's ``marriages`` (a head married here to a member
+    recorded otherwise, as a relationship correction to the spouse refuses it, ADR 0016),
+    of the other sex, both 18 that day."""
     found = check_joining_member(member, head_birth_date=state.head.birth_date, pointer="/member")
+    married_to = (marriages or NO_MARRIAGES).married_to.get(state.head_person_id)
+    partner = None if married_to is None else state.member(married_to)
     if member.input.relationship is Relationship.SPOUSE and state.has_spouse():
         found.append(Violation("/member/relationship", "the head already has a spouse"))
+    elif member.input.relationship is Relationship.SPOUSE and partner is not None:
+        found.append(
+            Violation(
+                "/member/relationship",
+                "the record shows the head married to another member by a marriage recorded"
+                f" here (recorded as the head's {partner.relationship.value}: a member_change"
+                " corrects that to spouse)",
+            )
+        )
     elif member.input.relationship is Relationship.SPOUSE:
         found += _man_and_woman(state.head.sex, member.sex, "/member/relationship", "the head")
         found += marriage_age_violations(

@@ -1251,15 +1251,15 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 )
         case MoveIn(member=raw, moved_on=on):
             newcomer = work.valid_member(raw, "/member")
-            raise_if_any(rules.check_move_in(work.state, newcomer, on, today=today))
+            as_spouse = newcomer.input.relationship is Relationship.SPOUSE
+            marriages = await work.marriages() if as_spouse else rules.NO_MARRIAGES
+            raise_if_any(
+                rules.check_move_in(work.state, newcomer, on, today=today, marriages=marriages)
+            )
             added = await work.join(newcomer, "/member", on, date_pointer="/moved_on")
-            if newcomer.input.relationship is Relationship.SPOUSE:
+            if as_spouse:
                 # Who moves in is known once joined: the transaction writes nothing if refused.
-                raise_if_any(
-                    rules.check_spouse_moving_in(
-                        work.state, await work.marriages(), added.person_id
-                    )
-                )
+                raise_if_any(rules.check_spouse_moving_in(work.state, marriages, added.person_id))
             work.effective_on = on
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
