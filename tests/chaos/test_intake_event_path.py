@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -194,10 +195,35 @@ async def _caught_up(
         await admin.close()
 
 
+class ChaosIntake(IntakeClient):
+    """A clerk's client of the test's app, which can wait for its timeline consumer."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: TokenFactory,
+        synthesizer: Synthesizer,
+        *,
+        bootstrap: str,
+        group: str,
+        topics: Sequence[str],
+    ) -> None:
+        super().__init__(http, tokens, synthesizer)
+        self._consumer = (bootstrap, group, tuple(topics))
+
+    async def consumer_caught_up(self) -> None:
+        """Until the timeline consumer has handled every event now on its topics. It
+        counts an event (``dibao_consumer_events_total``) before it commits the event's
+        offset, and the test sees an entry once its transaction commits, a few turns of
+        the loop before that count: /metrics is read after this, not after the entry."""
+        bootstrap, group, topics = self._consumer
+        await _caught_up(bootstrap, group, topics)
+
+
 @asynccontextmanager
 async def intake_on(
     stack: TestStack, tmp_path: Path, **overrides: Any
-) -> AsyncIterator[IntakeClient]:
+) -> AsyncIterator[ChaosIntake]:
     """An intake app on ``stack`` with its relay and timeline consumer running (the timeline
     consumer in a group of the test's own), and a clerk's client of it.
 
@@ -217,10 +243,18 @@ async def intake_on(
     )
     app = create_app(settings, clock=clock)
     async with api_client(app) as http:
-        if settings.intake_timeline_enabled:
-            await _caught_up(stack.kafka_bootstrap, group, settings.intake_timeline_topics)
         synthesizer = Synthesizer(f"chaos-{uuid.uuid4()}", clock.today(), used=ISSUED_ID_NUMBERS)
-        yield IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
+        intake = ChaosIntake(
+            http,
+            TokenFactory().with_clock(clock.now),
+            synthesizer,
+            bootstrap=stack.kafka_bootstrap,
+            group=group,
+            topics=settings.intake_timeline_topics,
+        )
+        if settings.intake_timeline_enabled:
+            await intake.consumer_caught_up()
+        yield intake
 
 
 async def _pending(engine: AsyncEngine) -> list[tuple[int, str, str, uuid.UUID]]:
@@ -567,6 +601,7 @@ async def test_the_timeline_consumer_parks_poison_skips_unknown_applications_and
             return "dibao.assessment.CaseOpened.v1" in await _timeline_types(intake, application_id)
 
         await eventually(good_entered, timeout_s=30, what="the good event after the poison")
+        await intake.consumer_caught_up()
         parked = [
             r
             for r in await read_topic(bootstrap, DLQ_TOPIC)
@@ -679,6 +714,7 @@ async def test_events_arriving_while_postgres_restarts_are_each_entered_once_and
             return int(found or 0) == len(sent)
 
         await eventually(all_entered, timeout_s=60, what="every event to be entered")
+        await intake.consumer_caught_up()
         after = (await intake.http.get("/metrics")).text
 
     # Each entered once (the key is (ce_id, application_id)), none parked as if it were
@@ -798,6 +834,7 @@ async def test_an_idle_timeline_consumer_applies_the_first_event_after_a_restart
             )
             sent.append(await _publish(bootstrap, ASSESSMENT_TOPIC, message, key=household.id))
             await eventually(entered, timeout_s=30, what=f"the event {case_id}")
+        await intake.consumer_caught_up()
         before = (await intake.http.get("/metrics")).text
         await asyncio.to_thread(chaos_postgres.pg_sh, "stop")
         await asyncio.to_thread(chaos_postgres.pg_sh, "start")
@@ -806,6 +843,7 @@ async def test_an_idle_timeline_consumer_applies_the_first_event_after_a_restart
         )
         sent.append(await _publish(bootstrap, ASSESSMENT_TOPIC, message, key=household.id))
         await eventually(entered, timeout_s=30, what="the event after the restart")
+        await intake.consumer_caught_up()
         after = (await intake.http.get("/metrics")).text
 
     def grew(outcome: str) -> float:
