@@ -93,6 +93,7 @@ class MemberRecord:
             seriously_ill=self.seriously_ill,
             student=self.student,
             employment_status=self.employment_status,
+            exclusion_reason=self.exclusion_reason,
         )
 
 

@@ -17,6 +17,7 @@ from dibao_intake.domain.codes import (
     AssetKind,
     DisabilityGrade,
     DocumentType,
+    ExclusionReason,
 )
 from dibao_intake.domain.errors import Violation, raise_if_any
 from dibao_intake.domain.household import MemberFacts
@@ -116,6 +117,17 @@ class CompletenessPolicy:
         }
     )
     income_proof_for_wages: bool = True
+    living_apart: frozenset[ExclusionReason] = frozenset(
+        {
+            ExclusionReason.IMPRISONED,
+            ExclusionReason.COMPULSORY_REHABILITATION,
+            ExclusionReason.DECLARED_MISSING,
+            ExclusionReason.RELIGIOUS_LIVING_APART,
+            ExclusionReason.MILITARY_SERVICE,
+        }
+    )
+    """Exclusion reasons that mean the member does not live with the household: such a
+    member is no co-resident and does not apply for it (a provincial reason may not)."""
     kind_documents: Mapping[ApplicationKind, frozenset[DocumentType]] = field(
         default_factory=_kind_documents_default
     )
@@ -134,6 +146,14 @@ def check_application(
     applicant = by_id.get(draft.applicant_person_id)
     if applicant is None:
         found.append(Violation("/applicant_person_id", "not an active member of the household"))
+    elif applicant.exclusion_reason in policy.living_apart:
+        # domain.md: an application is made by a co-resident member.
+        found.append(
+            Violation(
+                "/applicant_person_id",
+                f"not a co-resident member: not counted, {applicant.exclusion_reason}",
+            )
+        )
     elif age_on(applicant.birth_date, today) < policy.applicant_min_age:
         found.append(
             Violation(

@@ -82,6 +82,8 @@ class MemberFacts:
     seriously_ill: bool
     student: bool
     employment_status: EmploymentStatus
+    exclusion_reason: ExclusionReason | None = None
+    """Why a member is not counted (None when counted): some reasons mean living apart."""
 
 
 def validate_member(

@@ -1,0 +1,55 @@
+"""A submission held to the allowance's rules, as a township clerk would try it: who may
+apply and be applied for, what a declaration must say, which field carries what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_intake.domain.codes import ExclusionReason
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+async def _refused(
+    intake: IntakeClient, engine: AsyncEngine, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``body`` is refused, 422 problem+json, writing nothing: its errors."""
+    before = await row_counts(engine)
+    response = await intake.submit(body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == before
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    return errors
+
+
+async def _imprisoned_husband(intake: IntakeClient) -> tuple[RegisteredHousehold, str]:
+    """A wife, her imprisoned husband (not counted, reason imprisoned) and their child."""
+    household = await intake.register(intake.plan(shape="member_imprisoned"))
+    husband = household.plan.members[1]
+    assert husband.exclusion_reason is ExclusionReason.IMPRISONED
+    return household, household.person_ids[1]
+
+
+async def test_a_member_in_prison_does_not_apply_for_the_household(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """An application is made by a co-resident member (domain.md, Procedure): a member not
+    counted because they are in prison is not living there and signs nothing at the
+    township. The wife applies; her husband cannot (before: accepted, 201)."""
+    household, husband = await _imprisoned_husband(intake)
+    body = await intake.complete_application_body(household)
+    errors = await _refused(intake, intake_engine, body | {"applicant_person_id": husband})
+    assert [(e["pointer"], e["detail"]) for e in errors] == [
+        (
+            "/body/applicant_person_id",
+            "not a co-resident member: not counted, imprisoned",
+        )
+    ]
+    accepted = await intake.submit(body)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["status"] == "submitted", accepted.json()["missing_items"]

@@ -1,0 +1,107 @@
+"""Who applies, who is applied for, and what a declaration must say (domain.application)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import date
+
+import pytest
+
+from dibao_intake.domain.application import (
+    ApplicationDraft,
+    CompletenessPolicy,
+    check_application,
+)
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    DisabilityGrade,
+    EmploymentStatus,
+    ExclusionReason,
+    Relationship,
+)
+from dibao_intake.domain.errors import RulesViolatedError
+from dibao_intake.domain.household import MemberFacts
+
+TODAY = date(2026, 11, 28)
+POLICY = CompletenessPolicy()
+HOUSEHOLD = uuid.uuid4()
+WIFE, HUSBAND = uuid.uuid4(), uuid.uuid4()
+
+
+def _members(**husband: object) -> list[MemberFacts]:
+    wife = MemberFacts(
+        person_id=WIFE,
+        relationship=Relationship.HEAD,
+        birth_date=date(1984, 2, 2),
+        counted=True,
+        disability_grade=DisabilityGrade.NONE,
+        seriously_ill=False,
+        student=False,
+        employment_status=EmploymentStatus.FLEXIBLE,
+    )
+    other = dataclasses.replace(
+        wife,
+        person_id=HUSBAND,
+        relationship=Relationship.SPOUSE,
+        birth_date=date(1982, 7, 7),
+        employment_status=EmploymentStatus.UNABLE_TO_WORK,
+    )
+    return [wife, dataclasses.replace(other, **husband)]  # type: ignore[arg-type]
+
+
+def _draft(**changes: object) -> ApplicationDraft:
+    draft = ApplicationDraft(
+        household_id=HOUSEHOLD,
+        kind=ApplicationKind.DIBAO,
+        applicant_person_id=WIFE,
+        incomes=[],
+        assets=[],
+        documents=[],
+        has_bank_account=True,
+        requested_amount_fen=None,
+        reason=None,
+        individual_inclusion_person_id=None,
+    )
+    return dataclasses.replace(draft, **changes)  # type: ignore[arg-type]
+
+
+def _violations(
+    draft: ApplicationDraft, members: list[MemberFacts], policy: CompletenessPolicy = POLICY
+) -> list[tuple[str, str]]:
+    try:
+        check_application(draft, members, today=TODAY, policy=policy)
+    except RulesViolatedError as error:
+        return [(v.pointer, v.detail) for v in error.violations]
+    return []
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        ExclusionReason.IMPRISONED,
+        ExclusionReason.COMPULSORY_REHABILITATION,
+        ExclusionReason.DECLARED_MISSING,
+        ExclusionReason.RELIGIOUS_LIVING_APART,
+        ExclusionReason.MILITARY_SERVICE,
+    ],
+)
+def test_a_member_living_apart_does_not_apply(reason: ExclusionReason) -> None:
+    members = _members(counted=False, exclusion_reason=reason)
+    assert _violations(_draft(applicant_person_id=HUSBAND), members) == [
+        ("/applicant_person_id", f"not a co-resident member: not counted, {reason.value}")
+    ]
+    # His wife, who lives there, applies for the household.
+    assert _violations(_draft(), members) == []
+
+
+def test_a_member_excluded_by_a_provincial_rule_may_apply_unless_the_province_says_so() -> None:
+    """A provincial reason does not say the member lives apart: the province decides."""
+    members = _members(counted=False, exclusion_reason=ExclusionReason.PROVINCIAL_OTHER)
+    assert _violations(_draft(applicant_person_id=HUSBAND), members) == []
+    stricter = dataclasses.replace(
+        POLICY, living_apart=POLICY.living_apart | {ExclusionReason.PROVINCIAL_OTHER}
+    )
+    assert _violations(_draft(applicant_person_id=HUSBAND), members, stricter) == [
+        ("/applicant_person_id", "not a co-resident member: not counted, provincial_other")
+    ]
