@@ -5,6 +5,7 @@ proto (each HouseholdUpdated says what changed)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -14,12 +15,20 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from google.protobuf.message import Message
+from sqlalchemy import text
 
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.auth import Role
 from dibao_common.clock import FrozenClock
+from dibao_common.db import make_engine
 from dibao_common.messaging.dlq import read_topic
 from dibao_common.messaging.envelope import Envelope, EventRegistry, ce_type_of
 from dibao_common.testing.auth_fixtures import TokenFactory
+from dibao_common.testing.fuzz import served
 from dibao_common.testing.stack import TestStack, api_client
+from dibao_intake import demo
+from dibao_intake.adapters import contracts
 from dibao_intake.domain.codes import Sex
 from dibao_intake.main import create_app
 from dibao_intake.synthetic import Synthesizer
@@ -29,6 +38,8 @@ from dibao_intake.testing import (
     TEST_NOW,
     IntakeClient,
     RegisteredHousehold,
+    events,
+    intake_database_of_its_own,
     intake_settings_for,
     wait_for_events,
 )
@@ -37,6 +48,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 TOPIC = "dibao.intake.v1"
 REGISTRY = EventRegistry.default()
+DEMO_DAY = datetime(2026, 11, 2, 2, 0, 0, 123456, tzinfo=UTC)
+"""The demo test's clock: an instant no other test's events carry."""
 
 
 class TickingClock(FrozenClock):
@@ -162,3 +175,146 @@ async def test_an_events_time_is_the_time_its_payload_says(
     assert [e.ce_time for e, _ in decoded] == [_when(m) for _, m in decoded]
     submitted, accepted = decoded[2], decoded[3]
     assert submitted[0].ce_time == accepted[0].ce_time
+
+
+async def test_the_submitted_snapshot_carries_what_assessment_computes_from(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """ApplicationSubmitted as assessment reads it (ADR 0007): the area type and region of
+    the standard, each member's facts for the rules (counted or why not), every category
+    of every declared income in fen, the assets, the account by token, the documents by
+    reference; the accepted date follows in ApplicationAccepted."""
+    household = await intake.register(intake.plan(shape="member_imprisoned"))
+    body = await intake.complete_application_body(household)
+    body["assets"] = [
+        {"kind": "deposit", "value_fen": 1_234_500, "description": "活期存款"},
+        {"kind": "housing", "value_fen": 0, "quantity": 1, "floor_area_m2": 60},
+    ]
+    response = await intake.submit(body)
+    assert response.json()["status"] == "submitted", response.text
+    found = await wait_for_events(intake_stack, TOPIC, 3, key=household.id)
+    decoded = [REGISTRY.decode(e) for e in found]
+    [submitted] = [m for m in decoded if isinstance(m, ev.ApplicationSubmitted)]
+    [accepted] = [m for m in decoded if isinstance(m, ev.ApplicationAccepted)]
+    [registered] = [m for m in decoded if isinstance(m, ev.HouseholdRegistered)]
+    snapshot = submitted.household
+    assert snapshot.region.code == household.plan.region_code
+    assert snapshot.area_type == contracts.AREA_TYPES[household.plan.area_type]
+    assert snapshot.version == registered.household.version == 1
+    assert snapshot.head_person_id == household.person_ids[0]
+    by_id = {m.person.person_id: m for m in snapshot.members}
+    assert set(by_id) == set(household.person_ids)
+    for person_id, planned in zip(household.person_ids, household.plan.members, strict=True):
+        sent = by_id[person_id]
+        assert sent.person.keyed_hash
+        assert sent.person.hash_key_id
+        assert sent.person.masked_id != planned.id_number
+        assert contracts.local_date(planned.birth_date) == sent.birth_date
+        assert sent.sex == contracts.SEXES[planned.sex]
+        assert sent.relationship == contracts.RELATIONSHIPS[planned.relationship]
+        assert sent.employment_status == contracts.EMPLOYMENT_STATUSES[planned.employment_status]
+        assert sent.disability_grade == contracts.DISABILITY_GRADES[planned.disability_grade]
+        assert (sent.seriously_ill, sent.student, sent.counted) == (
+            planned.seriously_ill,
+            planned.student,
+            planned.counted,
+        )
+        if planned.exclusion_reason is None:
+            assert sent.exclusion_reason == enums.EXCLUSION_REASON_UNSPECIFIED
+        else:
+            assert sent.exclusion_reason == contracts.EXCLUSION_REASONS[planned.exclusion_reason]
+    assert any(not m.counted for m in snapshot.members)
+    declared = {
+        (i["person_id"], category): i.get(f"{category}_fen", 0)
+        for i in body["incomes"]
+        for category in ("wage", "operating", "property", "transfer", "other")
+    }
+    assert {
+        (
+            i.person_id,
+            enums.IncomeCategory.Name(i.category).removeprefix("INCOME_CATEGORY_").lower(),
+        ): (i.monthly_amount.fen)
+        for i in submitted.incomes
+    } == declared
+    assert len(submitted.incomes) == len(declared)
+    assert {i.period_months for i in submitted.incomes} == {6}
+    assert [(a.kind, a.value.fen, a.quantity, a.floor_area_m2) for a in submitted.assets] == [
+        (enums.ASSET_KIND_DEPOSIT, 1_234_500, 1, 0),
+        (enums.ASSET_KIND_HOUSING, 0, 1, 60),
+    ]
+    assert submitted.bank_account.token_id
+    assert submitted.bank_account.masked_number.endswith(household.plan.account_number[-4:])
+    assert household.plan.account_number not in submitted.SerializeToString().decode(
+        errors="replace"
+    )
+    assert sorted(d.document_id for d in submitted.documents) == sorted(body["document_ids"])
+    assert all(len(d.sha256) == 64 for d in submitted.documents)
+    assert submitted.application_id == accepted.application_id == response.json()["id"]
+    assert accepted.accepted_on == contracts.local_date(date(2026, 3, 2))
+
+
+async def test_every_event_the_demo_loader_produces_decodes_as_a_consumer_reads_it(
+    tmp_path: Path,
+) -> None:
+    """``make up``'s loader, run on a database of its own: each event it causes on
+    dibao.intake.v1 carries the headers, decodes to the type its ce_type names, is keyed
+    by its household (a roster change by its township, its region) and carries no
+    member's ID number or full name."""
+    stack = await intake_database_of_its_own("demo_events")
+    clock = FrozenClock(DEMO_DAY)
+    settings = intake_settings_for(stack, tmp_path / "documents")
+    token = TokenFactory().with_clock(clock.now)(
+        roles=[Role.INTAKE_CLERK.value, Role.POLICY_ADMIN.value],
+        regions=["620102", "620123"],
+        subject=demo.SUBJECT,
+    )
+    with served(lambda: create_app(settings, clock=clock)) as app:
+        loaded = await asyncio.to_thread(
+            demo.load, app.base_url, token, tmp_path / "state", clock=clock
+        )
+    assert isinstance(loaded, demo.Loaded), loaded
+    engine = make_engine(stack.database_url("intake"), pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            households = {str(h) for h in (await conn.scalars(text("SELECT id FROM household")))}
+            townships = {
+                str(t)
+                for t in await conn.scalars(text("SELECT DISTINCT township_code FROM staff_member"))
+            }
+            outbox_left = await conn.scalar(text("SELECT count(*) FROM outbox_message"))
+    finally:
+        await engine.dispose()
+    assert len(households) == loaded.households
+    assert outbox_left == 0  # the relay had published everything when the app stopped
+    found = [
+        e
+        for e in await events(stack, TOPIC)
+        if e.key in households | townships and e.ce_time == DEMO_DAY
+    ]
+    _, plans = demo.plans()
+    secrets = [s.encode() for p in plans for m in p.members for s in (m.id_number, m.name)]
+    counts: dict[str, int] = {}
+    for envelope in found:
+        message = REGISTRY.decode(envelope)
+        counts[type(message).__name__] = counts.get(type(message).__name__, 0) + 1
+        assert envelope.ce_type == ce_type_of(message)
+        assert (envelope.ce_source, envelope.content_type) == (
+            "dibao/intake",
+            "application/protobuf",
+        )
+        assert envelope.ce_subject
+        assert envelope.actor == demo.SUBJECT
+        assert _when(message) == envelope.ce_time
+        if isinstance(message, ev.StaffRosterChanged):
+            assert envelope.key == message.region.code[:9] + "000"
+            assert envelope.key in townships
+        else:
+            assert envelope.key == getattr(message, "household_id")  # noqa: B009
+        assert not [s for s in secrets if s in envelope.payload]
+    assert counts == {
+        "HouseholdRegistered": loaded.households,
+        "ApplicationSubmitted": loaded.applications - loaded.returned,
+        "ApplicationAccepted": loaded.applications - loaded.returned,
+        "ApplicationReturned": loaded.returned,
+        "StaffRosterChanged": 36,
+    }
