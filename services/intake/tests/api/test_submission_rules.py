@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao_intake.domain.codes import ExclusionReason
+from dibao_intake.domain.codes import DisabilityGrade, ExclusionReason
 from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -53,3 +53,25 @@ async def test_a_member_in_prison_does_not_apply_for_the_household(
     accepted = await intake.submit(body)
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["status"] == "submitted", accepted.json()["missing_items"]
+
+
+async def test_a_member_not_counted_is_not_applied_for_alone(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Individual inclusion (单人保) covers a severely disabled or seriously ill member of
+    the household alone; a member the household does not count (here in prison, with a
+    grade 1 disability) is no member the allowance covers (before: accepted, 201)."""
+    plan = intake.plan(shape="member_imprisoned")
+    plan.members[1].disability_grade = DisabilityGrade.GRADE_1
+    household = await intake.register(plan)
+    husband = household.person_ids[1]
+    body = await intake.complete_application_body(household)
+    errors = await _refused(
+        intake, intake_engine, body | {"individual_inclusion_person_id": husband}
+    )
+    assert [(e["pointer"], e["detail"]) for e in errors] == [
+        (
+            "/body/individual_inclusion_person_id",
+            "individual inclusion is for a counted member: not counted, imprisoned",
+        )
+    ]

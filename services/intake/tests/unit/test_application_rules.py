@@ -105,3 +105,20 @@ def test_a_member_excluded_by_a_provincial_rule_may_apply_unless_the_province_sa
     assert _violations(_draft(applicant_person_id=HUSBAND), members, stricter) == [
         ("/applicant_person_id", "not a co-resident member: not counted, provincial_other")
     ]
+
+
+def test_a_member_not_counted_is_not_applied_for_alone() -> None:
+    members = _members(
+        counted=False,
+        exclusion_reason=ExclusionReason.DECLARED_MISSING,
+        disability_grade=DisabilityGrade.GRADE_1,
+    )
+    assert _violations(_draft(individual_inclusion_person_id=HUSBAND), members) == [
+        (
+            "/individual_inclusion_person_id",
+            "individual inclusion is for a counted member: not counted, declared_missing",
+        )
+    ]
+    # Counted, the same member is applied for alone.
+    counted = _members(disability_grade=DisabilityGrade.GRADE_1)
+    assert _violations(_draft(individual_inclusion_person_id=HUSBAND), counted) == []

@@ -203,6 +203,16 @@ def _individual_inclusion_violations(
         return [
             Violation("/individual_inclusion_person_id", "not an active member of the household")
         ]
+    if not member.counted:
+        # The allowance covers counted members (domain.md, the benefit): one the household
+        # does not count is covered neither with it nor alone.
+        return [
+            Violation(
+                "/individual_inclusion_person_id",
+                f"individual inclusion is for a counted member: not counted,"
+                f" {member.exclusion_reason or 'no reason recorded'}",
+            )
+        ]
     if member.disability_grade not in _SEVERE and not member.seriously_ill:
         return [
             Violation(
