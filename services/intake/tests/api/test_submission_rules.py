@@ -75,3 +75,24 @@ async def test_a_member_not_counted_is_not_applied_for_alone(
             "individual inclusion is for a counted member: not counted, imprisoned",
         )
     ]
+
+
+async def test_a_dibao_application_gives_no_reason_of_a_one_off_request(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """``reason`` is a one-off request's; a dibao application's account of hardship is its
+    statement, which ApplicationSubmitted carries. A reason given with a dibao application
+    was stored and shown by intake but published to nobody: assessment never read it
+    (before: accepted, 201)."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    errors = await _refused(intake, intake_engine, body | {"reason": "丈夫因病失去劳动能力"})
+    assert [(e["pointer"], e["detail"]) for e in errors] == [
+        (
+            "/body/reason",
+            "only for one-off kinds: a dibao application's account of hardship is its statement",
+        )
+    ]
+    accepted = await intake.submit(body | {"statement": "丈夫因病失去劳动能力"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["statement"] == "丈夫因病失去劳动能力"

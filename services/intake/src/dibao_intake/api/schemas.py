@@ -998,7 +998,11 @@ class ApplicationIn(_In):
         None, description="Account for payments; default: the household's current one"
     )
     statement: Statement | None = Field(None, description="Statement of hardship")
-    reason: Note | None = Field(None, description="Reason for a one-off request")
+    reason: Note | None = Field(
+        None,
+        description="Reason for a one-off request (one-off kinds only: a dibao application's"
+        " account of hardship is its statement)",
+    )
     requested_amount_fen: Fen | None = Field(None, description="Amount asked (one-off kinds)")
     individual_inclusion_person_id: uuid.UUID | None = Field(
         None, description="Individual inclusion (单人保): the member applied for"

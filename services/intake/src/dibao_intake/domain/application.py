@@ -189,6 +189,14 @@ def check_application(
             found.append(
                 Violation("/requested_amount_fen", "dibao amounts are computed, not requested")
             )
+        if draft.reason is not None:
+            found.append(
+                Violation(
+                    "/reason",
+                    "only for one-off kinds: a dibao application's account of hardship is"
+                    " its statement",
+                )
+            )
         found.extend(_individual_inclusion_violations(draft, by_id))
     raise_if_any(found)
 
