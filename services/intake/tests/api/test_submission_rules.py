@@ -96,3 +96,33 @@ async def test_a_dibao_application_gives_no_reason_of_a_one_off_request(
     accepted = await intake.submit(body | {"statement": "丈夫因病失去劳动能力"})
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["statement"] == "丈夫因病失去劳动能力"
+
+
+async def test_a_home_declared_without_its_floor_area_is_returned_for_it(
+    intake: IntakeClient,
+) -> None:
+    """A second home beyond the area limit disqualifies (domain.md, assets): a home
+    declared without its floor area cannot be judged, so the application is returned
+    listing it, with whatever else is missing (before: accepted, 201 submitted)."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body["assets"] = [
+        {"kind": "deposit", "value_fen": 120000},
+        {"kind": "housing", "value_fen": 18000000, "floor_area_m2": 64},
+        {"kind": "housing", "value_fen": 9000000, "description": "县城商品房"},
+    ]
+    returned = await intake.submit(body)
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["status"] == "returned"
+    assert returned.json()["missing_items"] == [
+        {
+            "description": "the floor area of the declared housing",
+            "document_type": None,
+            "person_id": None,
+            "field": "assets[2].floor_area_m2",
+        }
+    ]
+    body["assets"][2]["floor_area_m2"] = 89
+    accepted = await intake.submit(body)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["status"] == "submitted", accepted.json()["missing_items"]

@@ -10,11 +10,15 @@ import pytest
 
 from dibao_intake.domain.application import (
     ApplicationDraft,
+    AssetDeclaration,
     CompletenessPolicy,
+    MissingItem,
     check_application,
+    missing_items,
 )
 from dibao_intake.domain.codes import (
     ApplicationKind,
+    AssetKind,
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
@@ -122,3 +126,21 @@ def test_a_member_not_counted_is_not_applied_for_alone() -> None:
     # Counted, the same member is applied for alone.
     counted = _members(disability_grade=DisabilityGrade.GRADE_1)
     assert _violations(_draft(individual_inclusion_person_id=HUSBAND), counted) == []
+
+
+def test_a_home_without_its_floor_area_is_a_missing_item() -> None:
+    def home(area: int | None, owner: uuid.UUID | None = None) -> AssetDeclaration:
+        return AssetDeclaration(owner, AssetKind.HOUSING, 9_000_000, 1, area, None)
+
+    draft = _draft(assets=[home(64), home(None, HUSBAND)])
+    missing = missing_items(draft, _members(), today=TODAY, policy=POLICY)
+    assert missing[0] == MissingItem(
+        "the floor area of the declared housing",
+        person_id=HUSBAND,
+        field="assets[1].floor_area_m2",
+    )
+    complete = _draft(assets=[home(64), home(89, HUSBAND)])
+    assert all(
+        item.field is None or not item.field.startswith("assets")
+        for item in missing_items(complete, _members(), today=TODAY, policy=POLICY)
+    )

@@ -254,6 +254,16 @@ def missing_items(
             items.append(MissingItem("the amount asked for", field="requested_amount_fen"))
         if not (draft.reason and draft.reason.strip()):
             items.append(MissingItem("the reason for the request", field="reason"))
+    for i, asset in enumerate(draft.assets):
+        # A second home beyond the area limit disqualifies (domain.md): judged by its area.
+        if asset.kind is AssetKind.HOUSING and asset.floor_area_m2 is None:
+            items.append(
+                MissingItem(
+                    "the floor area of the declared housing",
+                    person_id=asset.person_id,
+                    field=f"assets[{i}].floor_area_m2",
+                )
+            )
     need_document(DocumentType.APPLICATION_FORM, None, "the signed application form")
     need_document(DocumentType.HOUSEHOLD_REGISTER, None, "the household register (户口簿)")
     if draft.kind in policy.verification_authorisation_for:
