@@ -6,6 +6,7 @@ proto (each HouseholdUpdated says what changed)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +49,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 TOPIC = "dibao.intake.v1"
 REGISTRY = EventRegistry.default()
+RFC3339_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 DEMO_DAY = datetime(2026, 11, 2, 2, 0, 0, 123456, tzinfo=UTC)
 """The demo test's clock: an instant no other test's events carry."""
 
@@ -148,8 +150,11 @@ async def test_every_event_about_a_household_has_its_key_headers_and_type(
         for r in await read_topic(intake_stack.kafka_bootstrap, TOPIC)
         if r.key == household.id.encode()
     }
+    # One partition, so one consumer reads them in the order they happened.
+    assert len({r.partition for r in records.values()}) == 1
     for envelope, message in decoded:
         record = records[str(envelope.ce_id)]
+        assert RFC3339_MICROS.fullmatch(record.header("ce_time") or "")
         assert {name for name, _ in record.headers} >= CLOUDEVENTS_HEADERS
         assert record.header("ce_specversion") == "1.0"
         assert record.header("content-type") == "application/protobuf"
@@ -318,3 +323,38 @@ async def test_every_event_the_demo_loader_produces_decodes_as_a_consumer_reads_
         "ApplicationReturned": loaded.returned,
         "StaffRosterChanged": 36,
     }
+
+
+async def test_a_dissolution_and_the_withdrawal_it_causes_are_in_order_on_one_key(
+    ticking: IntakeClient, intake_stack: TestStack
+) -> None:
+    """The death of a household's last member: HouseholdUpdated (dissolved, no members)
+    then ApplicationWithdrawn (cause household_dissolved), on the household's key, in
+    that order, each with ce_time its own occurred_at, the withdrawal not before the
+    change."""
+    household = await ticking.register(ticking.plan(shape="unemployed_single"))
+    accepted = await ticking.submit(await ticking.complete_application_body(household))
+    assert accepted.json()["status"] == "submitted", accepted.text
+    await ticking.change(
+        household,
+        {"kind": "death", "person_id": household.person_ids[0], "date_of_death": "2026-02-20"},
+    )
+    found = await wait_for_events(intake_stack, TOPIC, 5, key=household.id)
+    decoded = [(e, REGISTRY.decode(e)) for e in found]
+    assert [type(m).__name__ for _, m in decoded] == [
+        "HouseholdRegistered",
+        "ApplicationSubmitted",
+        "ApplicationAccepted",
+        "HouseholdUpdated",
+        "ApplicationWithdrawn",
+    ]
+    (_, update), (_, withdrawn) = decoded[3], decoded[4]
+    assert isinstance(update, ev.HouseholdUpdated)
+    assert isinstance(withdrawn, ev.ApplicationWithdrawn)
+    assert update.WhichOneof("change") == "death"
+    assert (update.household.dissolved, list(update.household.members)) == (True, [])
+    assert update.household.head_person_id == ""
+    assert withdrawn.cause == ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED
+    assert withdrawn.application_id == accepted.json()["id"]
+    assert [e.ce_time for e, _ in decoded] == [_when(m) for _, m in decoded]
+    assert _when(update) <= _when(withdrawn)
