@@ -8,8 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dibao.common.v1 import enums_pb2 as enums
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import DisabilityGrade, ExclusionReason
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts, wait_for_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -126,3 +130,90 @@ async def test_a_home_declared_without_its_floor_area_is_returned_for_it(
     accepted = await intake.submit(body)
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["status"] == "submitted", accepted.json()["missing_items"]
+
+
+def _category(value: int) -> str:
+    return enums.IncomeCategory.Name(value).removeprefix("INCOME_CATEGORY_").lower()
+
+
+async def test_the_snapshot_the_answer_and_the_read_say_the_same_in_any_order_given(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """A clerk enters the members' incomes and the documents in no particular order (the
+    child's first, the form last). ApplicationSubmitted, decoded with the proto schema,
+    says field by field what GET /applications/{id} says was stored, and the submission's
+    201 is that read (before: the 201 listed incomes and documents in the order given, the
+    read by id)."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    body = await intake.complete_application_body(household)
+    body["incomes"] = list(reversed(body["incomes"]))
+    body["incomes"][0] |= {"property_fen": 1500, "other_fen": 7, "note": "房租"}
+    body["document_ids"] = list(reversed(body["document_ids"]))
+    body["assets"] = [
+        {"kind": "vehicle", "value_fen": 2_000_000, "person_id": household.person_ids[0]},
+        {"kind": "housing", "value_fen": 5_000_000, "floor_area_m2": 60, "quantity": 1},
+    ]
+    response = await intake.submit(body | {"statement": "生活困难"})
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["status"] == "submitted", answer["missing_items"]
+    read = await intake.http.get(f"/applications/{answer['id']}", headers=intake.headers())
+    assert read.status_code == 200, read.text
+    stored = read.json()
+    assert answer == stored
+
+    [envelope, _] = await wait_for_events(intake_stack, "dibao.intake.v1", 2, subject=answer["id"])
+    sent = EventRegistry.default().decode(envelope)
+    assert isinstance(sent, ev.ApplicationSubmitted)
+    assert (sent.application_id, sent.household_id, sent.region.code) == (
+        stored["id"],
+        stored["household_id"],
+        stored["region_code"],
+    )
+    assert sent.applicant_person_id == stored["applicant_person_id"]
+    assert sent.statement == stored["statement"]
+    assert sent.staff_related == stored["staff_related"]
+    assert sent.assigned_caseworker == (stored["assigned_caseworker"] or "")
+    assert sent.individual_inclusion_person_id == ""
+    assert not sent.HasField("requested_amount")
+    assert {
+        (i.person_id, _category(i.category), i.monthly_amount.fen, i.period_months, i.description)
+        for i in sent.incomes
+    } == {
+        (i["person_id"], category, i[f"{category}_fen"], i["period_months"], i["note"] or "")
+        for i in stored["incomes"]
+        for category in ("wage", "operating", "property", "transfer", "other")
+    }
+    assert len(sent.incomes) == 5 * len(stored["incomes"])
+    assert [
+        (a.person_id, a.kind, a.value.fen, a.quantity, a.floor_area_m2, a.description)
+        for a in sent.assets
+    ] == [
+        (
+            a["person_id"] or "",
+            enums.AssetKind.Value(f"ASSET_KIND_{a['kind'].upper()}"),
+            a["value_fen"],
+            a["quantity"],
+            a["floor_area_m2"] or 0,
+            a["description"] or "",
+        )
+        for a in stored["assets"]
+    ]
+    assert sorted(
+        (d.document_id, d.sha256, d.size_bytes, d.media_type, d.person_id) for d in sent.documents
+    ) == sorted(
+        (d["id"], d["sha256"], d["size_bytes"], d["media_type"], d["person_id"] or "")
+        for d in stored["documents"]
+    )
+    account = stored["bank_account"]
+    assert (
+        sent.bank_account.token_id,
+        sent.bank_account.masked_number,
+        sent.bank_account.bank_code,
+        sent.bank_account.holder_person_id,
+    ) == (
+        account["token_id"],
+        account["masked_number"],
+        account["bank_code"],
+        account["holder_person_id"] or "",
+    )

@@ -391,9 +391,11 @@ async def submit_application(
     return ApplicationDetail(
         record=record,
         members=members,
-        incomes=list(command.incomes),
+        # In the order its read lists them (by person, by document id: _detail), whatever
+        # order the clerk gave them in: the answer is the application as its read shows it.
+        incomes=sorted(command.incomes, key=lambda i: i.person_id),
         assets=list(command.assets),
-        documents=ordered_documents,
+        documents=sorted(ordered_documents, key=lambda d: d.id),
         bank_account=account,
         # Its entries as a read shows them, written with it (intake's own events come first).
         timeline=[entry for about, entry in timeline if about == record.id],
