@@ -132,7 +132,7 @@ async def test_a_home_declared_without_its_floor_area_is_returned_for_it(
     assert accepted.json()["status"] == "submitted", accepted.json()["missing_items"]
 
 
-def _category(value: int) -> str:
+def _category(value: enums.IncomeCategory.ValueType) -> str:
     return enums.IncomeCategory.Name(value).removeprefix("INCOME_CATEGORY_").lower()
 
 
