@@ -62,6 +62,9 @@ UNAVAILABLE = "https://dibao.gov.cn/problems/database-unavailable"
 
 LogLines = Callable[[], list[dict[str, Any]]]
 
+TERMINATE = b"X\x00\x00\x00\x04"
+"""The protocol's Terminate message: a client closing its connection."""
+
 
 class LingeringRelay:
     """A TCP relay to the server that passes every byte both ways and, when the server
@@ -74,6 +77,10 @@ class LingeringRelay:
         self._let_go = asyncio.Event()
         self.server_ended = asyncio.Event()
         """Set when a server's side has ended and all it sent was passed on."""
+        self.sent_after_end: list[bytes] = []
+        """What clients sent after their server's side ended, other than a Terminate
+        (their side is then closed at once): a statement from a driver that had not read
+        the server's last message first."""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -108,10 +115,19 @@ class LingeringRelay:
             self._tasks.discard(task)
             return
 
+        ended = asyncio.Event()
+        cut = asyncio.Event()
+
         async def upstream() -> None:
-            # What the client sends once the server has gone is dropped.
             with contextlib.suppress(ConnectionError):
                 while data := await client_r.read(65536):
+                    if ended.is_set():
+                        # Nobody would answer: the client's side goes too, no hang. A
+                        # Terminate is the driver closing (as it aborts the connection).
+                        if data != TERMINATE:
+                            self.sent_after_end.append(data[:32])
+                        cut.set()
+                        return
                     server_w.write(data)
                     await server_w.drain()
 
@@ -120,8 +136,15 @@ class LingeringRelay:
             while data := await server_r.read(65536):
                 client_w.write(data)
                 await client_w.drain()
+            ended.set()
             self.server_ended.set()
-            await self._let_go.wait()
+            waits = [asyncio.create_task(e.wait()) for e in (self._let_go, cut)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
         except (asyncio.CancelledError, ConnectionError):
             pass  # cut by close(), or by the client: the relay's end either way
         finally:
@@ -247,9 +270,10 @@ async def _end_backends(admin: AsyncEngine, application_name: str) -> int:
 async def _server_message_read(relay: LingeringRelay) -> None:
     """The server's last message passed on and read by the driver; its end held back."""
     await asyncio.wait_for(relay.server_ended.wait(), 10)
-    # The bytes are in the client's socket: the driver reads them on a next turn of the
-    # loop (a later one would send the statement to a closed server, which answers
-    # nothing and proves nothing: the test would then fail on its wait, never pass).
+    # The bytes are in the client's socket (loopback delivers them as they are sent): the
+    # driver reads them on the loop's next turn. (Had it not, its statement would reach
+    # the relay after the server's end: kept in ``sent_after_end``, which fails the test,
+    # never passes it.)
     for _ in range(20):
         await asyncio.sleep(0)
     await asyncio.sleep(0.05)
@@ -283,6 +307,8 @@ async def test_a_request_on_a_connection_the_server_ended_while_idle_answers_503
 
             response = await asyncio.wait_for(client.post(f"/{path}/b-during"), 10)
             lines = log_lines()
+            # The driver refused the statement itself: nothing went out after the end.
+            assert lingering.sent_after_end == []
             assert response.status_code == 503, response.text
             assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
             assert response.headers["retry-after"] == str(RETRY_AFTER_OUTAGE_S)
@@ -324,6 +350,7 @@ async def test_the_drivers_refusal_on_a_connection_the_server_ended_is_an_outage
         assert not conn.is_closed()  # the pool's checkout cannot tell
         with pytest.raises(asyncpg.InternalClientError) as raised:
             await conn.fetchval("SELECT 1")
+        assert lingering.sent_after_end == []
     finally:
         lingering.let_go()
         await conn.close(timeout=5)
