@@ -1935,6 +1935,8 @@ async def test_a_household_moving_within_its_township_is_recorded_published_and_
     assert update.WhichOneof("change") == "address_change"
     assert update.address_change.previous_region.code == RURAL_VILLAGE
     assert update.address_change.area_type == enums.AREA_TYPE_RURAL
+    moved_on = update.address_change.moved_on  # from when the new region's standard applies
+    assert (moved_on.year, moved_on.month, moved_on.day) == (2026, 2, 15)
     assert (update.region.code, update.household.region.code) == ("620123101204",) * 2
     assert "红柳沟村二社".encode() not in found[0].payload  # the address is not published
     read = await intake.http.get(
@@ -1951,6 +1953,7 @@ async def test_a_household_moving_within_its_township_is_recorded_published_and_
                 "change": "address_change",
                 "previous_region": RURAL_VILLAGE,
                 "region": "620123101204",
+                "moved_on": "2026-02-15",
             },
         )
     ]

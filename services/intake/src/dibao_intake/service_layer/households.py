@@ -1422,6 +1422,7 @@ async def _change_address(
     work.effective_on = change.moved_on
     update.address_change.previous_region.CopyFrom(contracts.region(current.region_code))
     update.address_change.area_type = contracts.AREA_TYPES[new.area_type]
+    update.address_change.moved_on.CopyFrom(contracts.local_date(change.moved_on))
     # Codes only: the address is the household's record (a change's details hold no words).
     work.details |= {
         "region_code": new.region_code,

@@ -376,18 +376,26 @@ class HouseholdUpdated(_message.Message):
 
         PREVIOUS_REGION_FIELD_NUMBER: _builtins.int
         AREA_TYPE_FIELD_NUMBER: _builtins.int
+        MOVED_ON_FIELD_NUMBER: _builtins.int
         area_type: _enums_pb2.AreaType.ValueType
         @_builtins.property
         def previous_region(self) -> _types_pb2.RegionCode: ...
+        @_builtins.property
+        def moved_on(self) -> _types_pb2.LocalDate:
+            """The day the household moved (the new region's standard applies from it). Unset in
+            events before 3 Dec 2026.
+            """
+
         def __init__(
             self,
             *,
             previous_region: _types_pb2.RegionCode | None = ...,
             area_type: _enums_pb2.AreaType.ValueType = ...,
+            moved_on: _types_pb2.LocalDate | None = ...,
         ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _typing.Literal["previous_region", b"previous_region"]  # noqa: Y015
+        _HasFieldArgType: _TypeAlias = _typing.Literal["moved_on", b"moved_on", "previous_region", b"previous_region"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["area_type", b"area_type", "previous_region", b"previous_region"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["area_type", b"area_type", "moved_on", b"moved_on", "previous_region", b"previous_region"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
