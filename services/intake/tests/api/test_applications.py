@@ -458,7 +458,12 @@ async def test_an_unknown_household_is_404(intake: IntakeClient) -> None:
     assert response.status_code == 404
 
 
-async def test_one_off_assistance_needs_an_amount_and_a_reason(intake: IntakeClient) -> None:
+async def test_one_off_assistance_needs_an_amount_and_a_reason(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """Returned without its amount and reason; accepted with both, and ApplicationSubmitted
+    carries both, so assessment sees why it is asked for (the reason was not published
+    before 3 Dec 2026)."""
     household = await intake.register()
     body = await intake.complete_application_body(household)
     body.update(kind="festival", incomes=[])
@@ -469,6 +474,10 @@ async def test_one_off_assistance_needs_an_amount_and_a_reason(intake: IntakeCli
     accepted = (await intake.submit(body)).json()
     assert accepted["status"] == "submitted", accepted["missing_items"]
     assert accepted["requested_amount_fen"] == 50000
+    found = await wait_for_events(intake_stack, INTAKE_TOPIC, 2, subject=accepted["id"])
+    message = EventRegistry.default().decode(found[0])
+    assert isinstance(message, ev.ApplicationSubmitted)
+    assert (message.requested_amount.fen, message.reason) == (50000, "春节慰问")
 
 
 async def test_withdrawal_of_an_accepted_application(

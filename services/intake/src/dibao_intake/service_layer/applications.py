@@ -458,6 +458,7 @@ def _submitted_events(
             else ev.UNASSIGNED_REASON_UNSPECIFIED
         ),
         statement=record.statement or "",
+        reason=record.reason or "",
         individual_inclusion_person_id=(
             str(record.individual_inclusion_person_id)
             if record.individual_inclusion_person_id

@@ -623,6 +623,7 @@ class ApplicationSubmitted(_message.Message):
     INDIVIDUAL_INCLUSION_PERSON_ID_FIELD_NUMBER: _builtins.int
     REQUESTED_AMOUNT_FIELD_NUMBER: _builtins.int
     UNASSIGNED_REASON_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     application_id: _builtins.str
     """Application id (UUIDv7)."""
@@ -642,6 +643,10 @@ class ApplicationSubmitted(_message.Message):
     """Individual inclusion (单人保): the one member applied for (dibao only), otherwise empty."""
     unassigned_reason: Global___UnassignedReason.ValueType
     """Why an accepted application has no assigned_caseworker (left for the county to assign)."""
+    reason: _builtins.str
+    """Why a one-off kind is asked for, as the clerk recorded it (empty for dibao, whose
+    hardship is the statement). Empty in events before 3 Dec 2026.
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...
     @_builtins.property
@@ -695,10 +700,11 @@ class ApplicationSubmitted(_message.Message):
         individual_inclusion_person_id: _builtins.str = ...,
         requested_amount: _types_pb2.Money | None = ...,
         unassigned_reason: Global___UnassignedReason.ValueType = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "bank_account", b"bank_account", "household", b"household", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement", "unassigned_reason", b"unassigned_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "reason", b"reason", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement", "unassigned_reason", b"unassigned_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
