@@ -19,7 +19,13 @@ VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
 # migration removes them: fields or event types added to the contracts after migration
 # 0006, whose entries the code has always written without them. Each as
 # "ce_type.field", with the commit that added it.
-NEVER_IN_OLD_ENTRIES: frozenset[str] = frozenset()
+NEVER_IN_OLD_ENTRIES: frozenset[str] = frozenset(
+    {
+        # ApplicationSubmitted's one-off reason, a field new in 3a6f2d8 (3 Dec 2026): no
+        # event before it carried one, so no stored entry ever showed it.
+        "dibao.intake.ApplicationSubmitted.v1.reason",
+    }
+)
 
 
 def _migration(filename: str) -> ModuleType:
