@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.synthetic import PlannedMember
-from dibao_intake.testing import IntakeClient, moves_in, refused_change
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, moves_in, refused_change
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -61,6 +61,25 @@ def _lodger(
     status: EmploymentStatus = EmploymentStatus.RETIRED,
 ) -> PlannedMember:
     return intake.synthesizer.member(Relationship.OTHER, sex, ages, status)
+
+
+async def _the_son_married_to_the_lodger(
+    intake: IntakeClient,
+) -> tuple[RegisteredHousehold, str, str, str]:
+    """A head, their son (20-24) and a woman lodging with them (20-24), the son and the
+    lodger married here on 10 Jan 2026: (household, head, son, the son's wife)."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, son, wife = household.person_ids
+    couple = {"person_id": son, "spouse_person_id": wife}
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-01-10"} | couple)
+    return household, head, son, wife
 
 
 async def test_a_member_married_to_another_member_is_not_the_new_heads_spouse(
@@ -241,17 +260,8 @@ async def test_a_divorced_member_is_not_the_new_heads_spouse(
     A relationship correction to the spouse refuses that ("a marriage records a new
     one"); the new head's relationships now too: 422 at her pointer, nothing written.
     Their marriage recorded anew, she is his spouse."""
-    plan = intake.plan(shape="unemployed_single")
-    plan.members.append(
-        intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
-        )
-    )
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
-    household = await intake.register(plan)
-    head, son, lodger = household.person_ids
+    household, head, son, lodger = await _the_son_married_to_the_lodger(intake)
     couple = {"person_id": son, "spouse_person_id": lodger}
-    await intake.change(household, {"kind": "marriage", "married_on": "2026-01-10"} | couple)
     await intake.change(household, {"kind": "divorce", "divorced_on": "2026-02-01"} | couple)
     death = {
         "kind": "death",
@@ -281,24 +291,7 @@ async def test_a_member_married_to_the_new_head_is_their_spouse(
     the head without a spouse. A relationship correction refuses anything but the spouse
     for a member the record shows married to the head (a divorce ends that); the new
     head's relationships now too: 422 at her pointer, nothing written."""
-    plan = intake.plan(shape="unemployed_single")
-    plan.members.append(
-        intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
-        )
-    )
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
-    household = await intake.register(plan)
-    head, son, wife = household.person_ids
-    await intake.change(
-        household,
-        {
-            "kind": "marriage",
-            "married_on": "2026-01-10",
-            "person_id": son,
-            "spouse_person_id": wife,
-        },
-    )
+    household, head, son, wife = await _the_son_married_to_the_lodger(intake)
     death = {
         "kind": "death",
         "person_id": head,
@@ -413,24 +406,7 @@ async def test_a_spouse_moving_in_while_the_head_is_married_to_a_member_writes_n
     to the spouse refuses. Now 422 at the member's relationship, nothing written, pointing
     at the correction of the wife's relationship, after which the move in is the head
     already having a spouse."""
-    plan = intake.plan(shape="unemployed_single")
-    plan.members.append(
-        intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
-        )
-    )
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
-    household = await intake.register(plan)
-    head, son, wife = household.person_ids
-    await intake.change(
-        household,
-        {
-            "kind": "marriage",
-            "married_on": "2026-01-10",
-            "person_id": son,
-            "spouse_person_id": wife,
-        },
-    )
+    household, head, son, wife = await _the_son_married_to_the_lodger(intake)
     await intake.change(
         household,
         {
