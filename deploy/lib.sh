@@ -11,7 +11,7 @@ SERVICES=(intake assessment publicity payments audit)
 
 case "$INSTANCE" in
   dev)  PG_PORT=${DIBAO_PG_PORT:-54320}; KAFKA_PORT=${DIBAO_KAFKA_PORT:-9092}; SVC_PORT_BASE=${DIBAO_SVC_PORT_BASE:-8000}; DB_PREFIX=dibao ;;
-  test) PG_PORT=${DIBAO_PG_PORT:-54330}; KAFKA_PORT=${DIBAO_KAFKA_PORT:-9192}; SVC_PORT_BASE=${DIBAO_SVC_PORT_BASE:-8100}; DB_PREFIX=dibao_test ;;
+  test) PG_PORT=${DIBAO_PG_PORT:-15430}; KAFKA_PORT=${DIBAO_KAFKA_PORT:-9192}; SVC_PORT_BASE=${DIBAO_SVC_PORT_BASE:-8100}; DB_PREFIX=dibao_test ;;
   *)    PG_PORT=${DIBAO_PG_PORT:?set DIBAO_PG_PORT for instance $INSTANCE}
         KAFKA_PORT=${DIBAO_KAFKA_PORT:?set DIBAO_KAFKA_PORT for instance $INSTANCE}
         SVC_PORT_BASE=${DIBAO_SVC_PORT_BASE:?set DIBAO_SVC_PORT_BASE for instance $INSTANCE}
@@ -104,6 +104,24 @@ test_servers() {
     export DIBAO_KAFKA_BOOTSTRAP=$kafka
     log "tests use the Kafka broker at $kafka (DIBAO_TEST_KAFKA_BOOTSTRAP)"
   fi
+}
+
+# The ports a test run listens on that lie in the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range), one per line: any outgoing connection may hold one, and a
+# server then cannot start on it (ADR 0001). The instance's own servers and those the
+# tests start at fixed offsets from them: PostgreSQL +1,000 (tests/chaos), +1,100 (the kit's
+# socket test), +10,020 (tests/e2e/test_script_test_servers.py, as for Kafka and the
+# services); Kafka's own brokers +10,000 to +10,050 and their controllers 50 above
+# (kafka_fixtures.own_broker); the services 1 to 5 and 50 above their base.
+ephemeral_test_ports() {
+  local low high port range=/proc/sys/net/ipv4/ip_local_port_range
+  [[ -r $range ]] || return 0
+  read -r low high <"$range"
+  for port in "$PG_PORT" $((PG_PORT + 1000)) $((PG_PORT + 1100)) $((PG_PORT + 10020)) \
+    "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" $((KAFKA_PORT + 10000)) $((KAFKA_PORT + 10100)) \
+    $((SVC_PORT_BASE + 1)) $((SVC_PORT_BASE + 50)) $((SVC_PORT_BASE + 10025)); do
+    if ((port >= low && port <= high)); then echo "$port"; fi
+  done
 }
 
 # The Kafka broker at <host>:<port> answers an ApiVersions request (v0, which every broker

@@ -15,6 +15,10 @@ source "$(dirname "$0")/lib.sh"
 # it. Another instance (`dev` of `make up`) has a lock of its own.
 instance_lock "test.sh"
 test_servers
+in_range=$(ephemeral_test_ports | paste -sd, -)
+if [[ -n $in_range ]]; then
+  log "WARNING: ports $in_range lie in the kernel's ephemeral range ($(tr -s '\t ' - </proc/sys/net/ipv4/ip_local_port_range)): an outgoing connection may hold one and a server fail to start on it (ADR 0001)"
+fi
 
 KAFKA_DIR=$STATE/kafka
 teardown() {

@@ -114,7 +114,7 @@ def _pg_sh_env(state: Path, port: int) -> dict[str, str]:
 def own_postgres(state: Path, *, port_offset: int) -> Iterator[OwnPostgres]:
     """A cluster of the test's own on the suite's PostgreSQL port plus ``port_offset``
     (instances' ports differ by less than that), removed at the end."""
-    suite = urlsplit(os.environ["DIBAO_TEST_PG_DSN"]).port or 54330
+    suite = urlsplit(os.environ["DIBAO_TEST_PG_DSN"]).port or 15430
     env = _pg_sh_env(state, suite + port_offset)
     server = OwnPostgres(env, "")
     try:

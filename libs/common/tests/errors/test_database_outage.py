@@ -409,7 +409,7 @@ async def socket_postgres(
     """A cluster of the test's own with a database of the entries' and inbox's tables;
     running at the end of each test (a test that stops it starts it again)."""
     state = tmp_path_factory.mktemp("pg-socket")
-    suite = urlsplit(os.environ["DIBAO_TEST_PG_DSN"]).port or 54330
+    suite = urlsplit(os.environ["DIBAO_TEST_PG_DSN"]).port or 15430
     port = suite + SOCKET_PORT_OFFSET
     # An instance of its own (state, lock, port): never an operator's server nor the suite's.
     dropped = ("DIBAO_PG_URL", "DIBAO_PGDATA_ROOT", "DIBAO_LOCKED_STATE", "DIBAO_STATE_DIR")
