@@ -10,6 +10,28 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+MINIMUM_SERVER_VERSION = (15,)
+"""The oldest PostgreSQL the schemas are written for: unique constraints with NULLS NOT
+DISTINCT (intake's migration 0014) came with 15, Debian 12's release; compose runs 16."""
+
+
+class UnsupportedServerError(RuntimeError):
+    """The database server is older than MINIMUM_SERVER_VERSION."""
+
+
+def check_server_version(version: tuple[int | str, ...] | None) -> None:
+    """Refuse, before any migration runs, a server too old for one of them: otherwise an
+    upgrade stops midway at the first statement the server cannot parse, with a syntax
+    error that names no version."""
+    numbers = tuple(part for part in version or () if isinstance(part, int))
+    if not numbers or numbers >= MINIMUM_SERVER_VERSION:
+        return
+    found = ".".join(map(str, numbers))
+    needed = ".".join(map(str, MINIMUM_SERVER_VERSION))
+    raise UnsupportedServerError(
+        f"dibao's migrations need PostgreSQL {needed} or later; the server is {found}"
+    )
+
 
 class MigrationSettings(BaseSettings):
     """Only the database URL: migrations need nothing else."""
@@ -19,6 +41,7 @@ class MigrationSettings(BaseSettings):
 
 
 def _do_run(connection: Connection, target_metadata: MetaData) -> None:
+    check_server_version(connection.dialect.server_version_info)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
