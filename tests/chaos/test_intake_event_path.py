@@ -13,6 +13,7 @@ database cannot serve answers a problem and writes nothing half.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.assessment.v1 import events_pb2 as assessment
@@ -863,3 +864,192 @@ async def test_an_idle_timeline_consumer_applies_the_first_event_after_a_restart
         )
 
     assert (grew("processed"), grew("retried"), grew("dead_lettered")) == (1, 0, 0)
+
+
+# -- PostgreSQL restarted between a submission's read and its write, or during the write -------
+
+ONE_STATEMENT_MARKER = b"INSERT INTO idempotency_record AS r"
+"""In the Parse message of a keyed submission's one statement (ADR 0013): the answer's
+INSERT is its body (a household's registration stores its answer so too: armed only
+around the submission)."""
+
+
+class StatementRelay:
+    """A TCP relay to the server that passes every byte both ways until, armed, it sees a
+    client send the statement containing ``ONE_STATEMENT_MARKER``. Then, on that
+    connection only:
+
+    - ``withheld``: the statement is not passed on; the server never sees it (the
+      request is between its read and its write when the server goes);
+    - ``unanswered``: the statement is passed on, and its execution too, but nothing the
+      server answers from then on reaches the client: it may have committed, the client
+      cannot know (the response was lost with the server).
+
+    When the server's side of that connection ends, the client's side is closed."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.mode: str | None = None
+        self.caught = asyncio.Event()
+        """Set when the marked statement was withheld, or its execution passed on."""
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def arm(self, mode: str) -> None:
+        assert mode in ("withheld", "unanswered")
+        self.mode = mode
+        self.caught.clear()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            server_r, server_w = await asyncio.open_connection(*self._target)
+        except OSError:
+            client_w.close()
+            self._tasks.discard(task)
+            return
+        stage = "passing"  # -> "parsed" (unanswered) -> "silent"; or "withheld"
+
+        async def upstream() -> None:
+            nonlocal stage
+            statement = b""
+            with contextlib.suppress(ConnectionError):
+                while data := await client_r.read(65536):
+                    if stage == "withheld":
+                        continue
+                    if stage == "passing" and self.mode and ONE_STATEMENT_MARKER in data:
+                        mode, self.mode = self.mode, None
+                        if mode == "withheld":
+                            stage = "withheld"
+                            self.caught.set()
+                            continue
+                        # Its Parse: 'P', length, the statement's name, the SQL.
+                        assert data[:1] == b"P", data[:1]
+                        statement = data[5 : data.index(b"\0", 5) + 1]
+                        stage = "parsed"
+                    elif stage == "parsed" and data[:1] == b"B" and statement in data[:300]:
+                        # Its execution (Bind names the statement): passed on, and nothing
+                        # the server answers from now on reaches the client.
+                        stage = "silent"
+                        server_w.write(data)
+                        await server_w.drain()
+                        self.caught.set()
+                        continue
+                    server_w.write(data)
+                    await server_w.drain()
+
+        pumping = asyncio.create_task(upstream())
+        try:
+            while data := await server_r.read(65536):
+                if stage != "silent":
+                    client_w.write(data)
+                    await client_w.drain()
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            pumping.cancel()
+            await asyncio.gather(pumping, return_exceptions=True)
+            for writer in (client_w, server_w):
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+            self._tasks.discard(task)
+
+
+@pytest.mark.parametrize("lost", ["withheld", "unanswered"])
+async def test_a_submission_the_restart_cut_before_or_during_its_write_is_retried_once(
+    chaos_stack: TestStack,
+    chaos_postgres: OwnPostgres,
+    chaos_engine: AsyncEngine,
+    tmp_path: Path,
+    lost: str,
+) -> None:
+    """ADR 0022: a restart before the write leaves nothing, and the retry with the same
+    Idempotency-Key creates the application; a restart once the write committed but before
+    its answer reached the service (the one ambiguous case) is answered 503 too, and the
+    retry gets the stored answer, the same application, never a second one nor a 500."""
+    url = make_url(chaos_stack.database_url("intake"))
+    relay = StatementRelay(url.host or "127.0.0.1", url.port or 5432)
+    port = await relay.start()
+    through = url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    try:
+        async with intake_on(
+            chaos_stack,
+            tmp_path,
+            database_url=through,
+            intake_timeline_enabled=False,
+            intake_relay_enabled=False,  # the outbox keeps what the submissions wrote
+        ) as intake:
+            household = await intake.register()
+            body = await intake.complete_application_body(household)
+            key = str(uuid.uuid4())
+
+            relay.arm(lost)
+            first = asyncio.create_task(intake.submit(body, idempotency_key=key))
+            await asyncio.wait_for(relay.caught.wait(), 30)
+            if lost == "unanswered":
+                # The write committed; its answer is still to come when the server goes.
+                async def committed() -> bool:
+                    return bool(await _applications_of(chaos_engine, household.id))
+
+                await eventually(committed, timeout_s=10, what="the write to commit")
+            await asyncio.to_thread(chaos_postgres.pg_sh, "stop")
+            try:
+                response = await asyncio.wait_for(first, 30)
+            finally:
+                await asyncio.to_thread(chaos_postgres.pg_sh, "start")
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["type"] == "https://dibao.gov.cn/problems/database-unavailable"
+            assert response.headers["retry-after"] == "5"
+
+            retried = await intake.submit(body, idempotency_key=key)
+            assert retried.status_code == 201, retried.text
+            replayed = retried.headers.get("idempotent-replayed")
+            assert replayed == ("true" if lost == "unanswered" else None), retried.headers
+            again = await intake.submit(body, idempotency_key=key)
+            assert again.status_code == 201, again.text
+            assert again.headers.get("idempotent-replayed") == "true"
+            assert again.json()["id"] == retried.json()["id"]
+            assert await _applications_of(chaos_engine, household.id) == [retried.json()["id"]]
+            # And its events once: the write that committed, or the retry's.
+            async with chaos_engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT ce_type FROM outbox_message"
+                        " WHERE key = :k AND ce_type LIKE 'dibao.intake.Application%'"
+                    ),
+                    {"k": household.id},
+                )
+                events = Counter(row.ce_type for row in rows)
+            assert events == {
+                "dibao.intake.ApplicationSubmitted.v1": 1,
+                "dibao.intake.ApplicationAccepted.v1": 1,
+            }, events
+    finally:
+        await relay.close()
+
+
+async def _applications_of(engine: AsyncEngine, household_id: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id FROM application WHERE household_id = :h"),
+            {"h": uuid.UUID(household_id)},
+        )
+        return [str(row.id) for row in rows]
