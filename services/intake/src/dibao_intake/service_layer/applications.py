@@ -42,6 +42,7 @@ from dibao_intake.domain.application import (
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
+    ExclusionReason,
     HouseholdStatus,
     LeaveReason,
     SubmissionChannel,
@@ -63,6 +64,7 @@ from dibao_intake.service_layer.households import (
     account_holder,
     household_dissolved,
     is_recorded_account,
+    living_apart_holder,
     new_bank_account,
     rules_failed,
 )
@@ -147,17 +149,35 @@ def _repoint(violation: Violation, on_file: list[int]) -> Violation:
     return Violation(f"{prefix}{on_file[index]}", violation.detail)
 
 
-def _holder_still_a_member(household: HouseholdAggregate, account: BankAccountRecord) -> None:
+def _holder_still_a_member(
+    household: HouseholdAggregate,
+    account: BankAccountRecord,
+    living_apart: frozenset[ExclusionReason],
+) -> None:
     """Refuse the recorded account when its holder, recorded as a member, has since died
     or moved out: the allowance would go into a dead person's account (which the bank
     freezes), or one the record says a member holds when none does. Naming that account in
     the application is refused alike (its holder is no active member); a
     bank_account_change records who holds the card now (a member, or someone outside the
-    household by name). A holder recorded by name only (a custodian) is not a member."""
+    household by name). A holder recorded by name only (a custodian) is not a member.
+    So too a holder who is a member living apart (not counted for a reason of
+    ``living_apart``: imprisoned, missing, ...): nobody at home can use the card (ADR 0016,
+    3 Dec 2026)."""
     if account.holder_person_id is None:
         return
     memberships = [m for m in household.members if m.person_id == account.holder_person_id]
-    if not memberships or any(m.active for m in memberships):
+    active = next((m for m in memberships if m.active), None)
+    if active is not None and active.exclusion_reason in living_apart:
+        raise RulesViolatedError(
+            [
+                Violation(
+                    "/bank_account",
+                    f"the household's account is {living_apart_holder(active.exclusion_reason)}:"
+                    " record a bank_account_change first",
+                )
+            ]
+        )
+    if not memberships or active is not None:
         return
     left = max(memberships, key=lambda m: m.left_on or date.min)
     how = "died" if left.left_reason is LeaveReason.DEATH else "moved out"
@@ -182,9 +202,9 @@ async def _account_for(
     current = household.bank_account
     if given is None:
         if current is not None:
-            _holder_still_a_member(household, current)
+            _holder_still_a_member(household, current, runtime.policy.living_apart)
         return current
-    holder = account_holder(household, given, "/bank_account")
+    holder = account_holder(household, given, "/bank_account", runtime.policy.living_apart)
     if current is not None:
         if is_recorded_account(runtime, current, given, holder):
             return current

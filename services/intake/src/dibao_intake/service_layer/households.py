@@ -36,6 +36,7 @@ from dibao_intake.domain.codes import (
     AreaType,
     ChangeKind,
     DocumentType,
+    ExclusionReason,
     HouseholdStatus,
     LeaveReason,
     Relationship,
@@ -1541,7 +1542,9 @@ async def _change_account(
         custody_document_id=change.custody_document_id,
         custodian_subject=change.custodian_subject,
     )
-    holder = _account_holder(work.before, change.account, "/account", problems)
+    holder = _account_holder(
+        work.before, change.account, "/account", problems, work.runtime.policy.living_apart
+    )
     if change.custody_document_id is not None:
         custody = next((d for d in work.documents if d.id == change.custody_document_id), None)
         if custody is None or custody.document_type is not DocumentType.CUSTODY_AGREEMENT:
@@ -1618,18 +1621,36 @@ def _same_account(
     ) == (change.custody_agreement, change.custody_document_id, change.custodian_subject)
 
 
+def living_apart_holder(reason: ExclusionReason | None) -> str:
+    """Why the card of a member living apart is not paid into (ADR 0016, 3 Dec 2026)."""
+    return (
+        f"held by a member living apart (not counted, {reason}): nobody at home can use the"
+        " card; name the member at home who holds the household's card, or a custodian by"
+        " holder_name"
+    )
+
+
 def _account_holder(
     household: HouseholdAggregate,
     account: BankAccountInput,
     pointer: str,
     problems: list[Violation],
+    living_apart: frozenset[ExclusionReason] = frozenset(),
 ) -> MemberRecord | None:
-    """The member holding the account, or None for a named non-member (custodian)."""
+    """The member holding the account, or None for a named non-member (custodian). A
+    member not counted for a reason in ``living_apart`` (imprisoned, missing, ...) does not
+    hold the household's card, custody agreement or not (ADR 0016, 3 Dec 2026)."""
     if account.holder_person_id is not None:
         holder = household.member(account.holder_person_id)
         if holder is None or not holder.active:
             problems.append(
                 Violation(f"{pointer}/holder_person_id", "not an active member of the household")
+            )
+        elif holder.exclusion_reason in living_apart:
+            problems.append(
+                Violation(
+                    f"{pointer}/holder_person_id", living_apart_holder(holder.exclusion_reason)
+                )
             )
         if account.holder_name is not None:
             # The member's own name is recorded: another given here would be dropped.
@@ -1649,10 +1670,13 @@ def _account_holder(
 
 
 def account_holder(
-    household: HouseholdAggregate, account: BankAccountInput, pointer: str
+    household: HouseholdAggregate,
+    account: BankAccountInput,
+    pointer: str,
+    living_apart: frozenset[ExclusionReason] = frozenset(),
 ) -> MemberRecord | None:
     """As ``_account_holder``, raising ``RulesViolatedError`` on a problem."""
     problems: list[Violation] = []
-    holder = _account_holder(household, account, pointer, problems)
+    holder = _account_holder(household, account, pointer, problems, living_apart)
     raise_if_any(problems)
     return holder
