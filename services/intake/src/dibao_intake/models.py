@@ -241,7 +241,7 @@ class Application(Base):
         ),
         sa.CheckConstraint("requested_amount_fen >= 0", name="requested_amount_not_negative"),
         sa.CheckConstraint(
-            "withdrawal_cause IN ('applicant_request', 'household_dissolved')",
+            "withdrawal_cause IN ('applicant_request', 'household_dissolved', 'applicant_left')",
             name="withdrawal_cause",
         ),
         sa.CheckConstraint(

@@ -13,6 +13,7 @@ from dibao_intake.domain.application import (
     AssetDeclaration,
     CompletenessPolicy,
     MissingItem,
+    applicant_after_leaving,
     check_application,
     missing_items,
 )
@@ -144,3 +145,86 @@ def test_a_home_without_its_floor_area_is_a_missing_item() -> None:
         item.field is None or not item.field.startswith("assets")
         for item in missing_items(complete, _members(), today=TODAY, policy=POLICY)
     )
+
+
+# --- who applies once the applicant dies or moves out (ADR 0016, 3 Dec 2026) ---------------
+
+HEAD, SON, GRANDCHILD = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+
+def _staying(**son: object) -> list[MemberFacts]:
+    """Who stays after the applicant (the head's wife) left: the head, a grown son and a
+    grandchild of 10."""
+    head = dataclasses.replace(_members()[0], person_id=HEAD, birth_date=date(1960, 3, 3))
+    grown = dataclasses.replace(
+        head, person_id=SON, relationship=Relationship.CHILD, birth_date=date(1990, 5, 5)
+    )
+    child = dataclasses.replace(
+        head,
+        person_id=GRANDCHILD,
+        relationship=Relationship.GRANDCHILD,
+        birth_date=date(2016, 6, 6),
+        employment_status=EmploymentStatus.NOT_OF_WORKING_AGE,
+    )
+    return [head, dataclasses.replace(grown, **son), child]  # type: ignore[arg-type]
+
+
+def _after(
+    staying: list[MemberFacts],
+    *,
+    head: uuid.UUID | None = HEAD,
+    named: uuid.UUID | None = None,
+    applicants: tuple[uuid.UUID, ...] = (WIFE,),
+) -> tuple[uuid.UUID | None, list[tuple[str, str]]]:
+    successor, problems = applicant_after_leaving(
+        WIFE, applicants, staying, head, named, today=TODAY, policy=POLICY
+    )
+    return successor, [(v.pointer, v.detail) for v in problems]
+
+
+def test_the_head_takes_over_the_application_of_the_applicant_who_left() -> None:
+    """The applicant died or moved out: the head after the change applies, unless named."""
+    assert _after(_staying()) == (HEAD, [])
+    assert _after(_staying(), named=SON) == (SON, [])
+
+
+def test_the_member_who_takes_over_is_held_to_an_applicant_s_rules() -> None:
+    """Named: a member who stays, 18 or older, living at home (as at submission)."""
+    [(pointer, detail)] = _after(_staying(), named=GRANDCHILD)[1]
+    assert (pointer, detail) == ("/new_applicant_person_id", "the applicant must be 18 or older")
+    imprisoned = _staying(counted=False, exclusion_reason=ExclusionReason.IMPRISONED)
+    [(pointer, detail)] = _after(imprisoned, named=SON)[1]
+    assert "not a co-resident member" in detail
+    [(pointer, detail)] = _after(_staying(), named=WIFE)[1]
+    assert "who stays" in detail
+
+
+def test_a_member_is_named_when_the_head_cannot_take_over() -> None:
+    """The head after the change is the grandchild of 10 (or nobody named): the grown son
+    may apply, so he is to be named; the change is refused until he is."""
+    successor, problems = _after(_staying(), head=GRANDCHILD)
+    assert successor is None
+    [(pointer, detail)] = problems
+    assert pointer == "/new_applicant_person_id"
+    assert "name the member who applies" in detail
+    assert _after(_staying(), head=GRANDCHILD, named=SON) == (SON, [])
+
+
+def test_with_nobody_able_to_apply_the_applications_close() -> None:
+    """Only the grandchild stays, or the son is in prison: nobody may apply (None, no
+    violation): the change closes the applications, it is not refused."""
+    child_only = [m for m in _staying() if m.person_id == GRANDCHILD]
+    assert _after(child_only, head=GRANDCHILD) == (None, [])
+    away = _staying(counted=False, exclusion_reason=ExclusionReason.MILITARY_SERVICE)
+    assert _after([m for m in away if m.person_id != HEAD], head=GRANDCHILD) == (None, [])
+
+
+def test_nobody_takes_over_what_the_leaver_did_not_apply_for() -> None:
+    """A member who applied for nothing open leaves: no successor, and naming one is an
+    error; nor when the household is dissolved (its dissolution closes them)."""
+    assert _after(_staying(), applicants=(HEAD,)) == (None, [])
+    assert _after(_staying(), applicants=())[0] is None
+    [(pointer, _)] = _after(_staying(), applicants=(HEAD,), named=SON)[1]
+    assert pointer == "/new_applicant_person_id"
+    assert _after([], head=None) == (None, [])
+    assert _after([], head=None, named=SON)[1]

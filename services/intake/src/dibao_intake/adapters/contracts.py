@@ -90,6 +90,7 @@ WITHDRAWAL_CAUSES: dict[WithdrawalCause, ev.WithdrawalCause.ValueType] = {
     # the field was, and a consumer reading an older event takes it so.
     WithdrawalCause.APPLICANT_REQUEST: ev.WITHDRAWAL_CAUSE_UNSPECIFIED,
     WithdrawalCause.HOUSEHOLD_DISSOLVED: ev.WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED,
+    WithdrawalCause.APPLICANT_LEFT: ev.WITHDRAWAL_CAUSE_APPLICANT_LEFT,
 }
 """A withdrawal's cause as stored, in ApplicationWithdrawn: the event is built from the
 row (``application_repo.mark_withdrawn`` returns it), so the two agree."""

@@ -232,7 +232,11 @@ def change_command(
             change = service.Birth(member=member_input(body.member))
         case s.DeathIn():
             change = service.Death(
-                body.person_id, body.date_of_death, body.new_head_person_id, body.relationships
+                body.person_id,
+                body.date_of_death,
+                body.new_head_person_id,
+                body.relationships,
+                body.new_applicant_person_id,
             )
         case s.MarriageIn():
             change = service.Marriage(
@@ -250,6 +254,7 @@ def change_command(
                 body.new_head_person_id,
                 body.to_region_code,
                 body.relationships,
+                body.new_applicant_person_id,
             )
         case s.BankAccountChangeIn():
             change = service.AccountChange(
@@ -339,7 +344,12 @@ def change_command(
     " as that read is (404, recorded DENIED). A death or move out of the last member"
     " dissolves the household and closes its applications still being decided: withdrawn,"
     " withdrawal_cause household_dissolved, an ApplicationWithdrawn (cause HOUSEHOLD_"
-    "DISSOLVED) each, in their timelines after the change. 403 region-out-of-scope: an"
+    "DISSOLVED) each, in their timelines after the change. A death or move out of the"
+    " applicant of an open application hands it to new_applicant_person_id, else to the"
+    " head after the change when they may apply (422 at new_applicant_person_id when they"
+    " may not and another member may); with nobody who stays able to apply it is closed"
+    " (withdrawal_cause applicant_left, ApplicationWithdrawn cause APPLICANT_LEFT; ADR 0016)."
+    " HouseholdUpdated.applicants_replaced names each one handed over. 403 region-out-of-scope: an"
     " address_change to a region outside the caller's.",
     responses=problems(
         400,

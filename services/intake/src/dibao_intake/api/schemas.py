@@ -523,6 +523,15 @@ class DeathIn(_ChangeIn):
         " can be named)",
     )
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
+    new_applicant_person_id: uuid.UUID | None = Field(
+        None,
+        description="When the member leaving applied for an open application (submitted, not"
+        " yet decided): the member who applies for it now, an active member who stays, 18 or"
+        " older, living at home (not counted for a reason of living apart refuses them)."
+        " Unless given, the head after the change takes it over when they may; when they may"
+        " not and another member may, one must be named (422). When nobody who stays may"
+        " apply, the change closes it (withdrawn, withdrawal_cause applicant_left; ADR 0016)",
+    )
 
 
 class MarriageIn(_ChangeIn):
@@ -631,6 +640,15 @@ class MoveOutIn(_ChangeIn):
     )
     to_region_code: RegionCode | None = None
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
+    new_applicant_person_id: uuid.UUID | None = Field(
+        None,
+        description="When the member leaving applied for an open application (submitted, not"
+        " yet decided): the member who applies for it now, an active member who stays, 18 or"
+        " older, living at home (not counted for a reason of living apart refuses them)."
+        " Unless given, the head after the change takes it over when they may; when they may"
+        " not and another member may, one must be named (422). When nobody who stays may"
+        " apply, the change closes it (withdrawn, withdrawal_cause applicant_left; ADR 0016)",
+    )
 
 
 class BankAccountChangeIn(_ChangeIn):
@@ -1113,8 +1131,10 @@ class ApplicationOut(_Out):
     withdrawal_cause: WithdrawalCause | None = Field(
         description="Why it was withdrawn, when it was: applicant_request (POST"
         " /applications/{id}/withdrawal, by a clerk) or household_dissolved (the change that"
-        " dissolved the household closed it); what its ApplicationWithdrawn says (cause"
-        " UNSPECIFIED is the applicant's, HOUSEHOLD_DISSOLVED the other)",
+        " dissolved the household closed it) or applicant_left (its applicant died or moved"
+        " out and nobody who stays may apply: that change closed it); what its"
+        " ApplicationWithdrawn says (cause UNSPECIFIED is the applicant's, HOUSEHOLD_DISSOLVED"
+        " and APPLICANT_LEFT the others)",
         examples=["applicant_request"],
     )
     timeline: list[TimelineEntryOut] = Field(

@@ -133,6 +133,77 @@ class CompletenessPolicy:
     )
 
 
+def applicant_violations(
+    member: MemberFacts, pointer: str, *, today: date, policy: CompletenessPolicy
+) -> list[Violation]:
+    """Why an active member may not apply for the household (none: they may): an
+    application is made by a co-resident member (domain.md) of ``applicant_min_age``. The
+    same rules hold for the applicant at submission and for the member who takes an open
+    application over when its applicant dies or moves out (ADR 0016, 3 Dec 2026)."""
+    if member.exclusion_reason in policy.living_apart:
+        # domain.md: an application is made by a co-resident member.
+        return [
+            Violation(pointer, f"not a co-resident member: not counted, {member.exclusion_reason}")
+        ]
+    if age_on(member.birth_date, today) < policy.applicant_min_age:
+        return [Violation(pointer, f"the applicant must be {policy.applicant_min_age} or older")]
+    return []
+
+
+def applicant_after_leaving(
+    leaver: uuid.UUID,
+    open_applicants: Sequence[uuid.UUID],
+    staying: Sequence[MemberFacts],
+    head_after: uuid.UUID | None,
+    named: uuid.UUID | None,
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+    pointer: str = "/new_applicant_person_id",
+) -> tuple[uuid.UUID | None, list[Violation]]:
+    """Who applies for the household's open applications (``open_applicants``: their
+    applicants) that ``leaver``, dying or moving out, applied for (ADR 0016, 3 Dec 2026):
+    the member ``named``, held to an applicant's rules; else the head after the change
+    (the new head, or the head who stays) when they may apply; else, when a member who
+    stays may apply, one must be named (422); else nobody (None, no violation): the
+    applications are closed, withdrawn as ``applicant_left``. ``staying``: the active
+    members after the change (none: the household is dissolved, and that closes them)."""
+    if leaver not in open_applicants or not staying:
+        if named is not None:
+            return None, [
+                Violation(
+                    pointer,
+                    "only when the member leaving applied for an open application of a"
+                    " household that stays",
+                )
+            ]
+        return None, []
+    by_id = {m.person_id: m for m in staying}
+    if named is not None:
+        member = by_id.get(named)
+        if member is None:
+            return None, [Violation(pointer, "not an active member who stays in the household")]
+        problems = applicant_violations(member, pointer, today=today, policy=policy)
+        return (None, problems) if problems else (named, [])
+    may = [
+        m.person_id
+        for m in staying
+        if not applicant_violations(m, pointer, today=today, policy=policy)
+    ]
+    if head_after in may:
+        return head_after, []
+    if may:
+        return None, [
+            Violation(
+                pointer,
+                "the member leaving applied for the household's open application, and the"
+                " head cannot take it over: name the member who applies for it now (a"
+                f" co-resident member of {policy.applicant_min_age} or older)",
+            )
+        ]
+    return None, []
+
+
 def check_application(
     draft: ApplicationDraft,
     members: Sequence[MemberFacts],
@@ -146,20 +217,8 @@ def check_application(
     applicant = by_id.get(draft.applicant_person_id)
     if applicant is None:
         found.append(Violation("/applicant_person_id", "not an active member of the household"))
-    elif applicant.exclusion_reason in policy.living_apart:
-        # domain.md: an application is made by a co-resident member.
-        found.append(
-            Violation(
-                "/applicant_person_id",
-                f"not a co-resident member: not counted, {applicant.exclusion_reason}",
-            )
-        )
-    elif age_on(applicant.birth_date, today) < policy.applicant_min_age:
-        found.append(
-            Violation(
-                "/applicant_person_id", f"the applicant must be {policy.applicant_min_age} or older"
-            )
-        )
+    else:
+        found += applicant_violations(applicant, "/applicant_person_id", today=today, policy=policy)
     seen: set[uuid.UUID] = set()
     for i, income in enumerate(draft.incomes):
         if income.person_id not in by_id:

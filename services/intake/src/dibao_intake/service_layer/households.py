@@ -32,6 +32,7 @@ from dibao_intake.adapters.repositories import applications as application_repo
 from dibao_intake.adapters.repositories import documents as document_repo
 from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.domain import changes as rules
+from dibao_intake.domain.application import applicant_after_leaving
 from dibao_intake.domain.codes import (
     AreaType,
     ChangeKind,
@@ -684,6 +685,9 @@ class Death:
     new_head_person_id: uuid.UUID | None = None
     relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
     """When the head dies: members' relationships to the new head, where not derived."""
+    new_applicant_person_id: uuid.UUID | None = None
+    """When the member who died applied for an open application: who applies for it now
+    (else the head after the change, when they may; ADR 0016, 3 Dec 2026)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +714,9 @@ class MoveOut:
     to_region_code: str | None = None
     relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
     """When the head leaves: members' relationships to the new head, where not derived."""
+    new_applicant_person_id: uuid.UUID | None = None
+    """When the member who left applied for an open application: who applies for it now
+    (else the head after the change, when they may; ADR 0016, 3 Dec 2026)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -857,6 +864,14 @@ class _ChangeWork:
         """The household a member who joined moved out of last, when intake has it."""
         self.note: str | None = None
         """The change's note, in words."""
+        self.open_applicants: list[tuple[uuid.UUID, uuid.UUID]] = []
+        """The household's open applications with their applicants, read (locked FOR
+        SHARE) by a death or a move out."""
+        self.successor: uuid.UUID | None = None
+        """Who applies for the leaver's open applications from now on (None: nobody)."""
+        self.left_without_applicant: list[uuid.UUID] = []
+        """The leaver's open applications that nobody who stays may take over: closed
+        (withdrawn, ``applicant_left``) after the change's event."""
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -1008,6 +1023,51 @@ class _ChangeWork:
         other = partner if changed == person_id else person_id
         return str(other), contracts.member(recorded, self.runtime.pii.hash_key_id)
 
+    async def applicant_after(
+        self, leaver: uuid.UUID, new_head: uuid.UUID | None, named: uuid.UUID | None
+    ) -> list[Violation]:
+        """Who applies for the open applications ``leaver`` applied for, once they die or
+        move out (ADR 0016, 3 Dec 2026): ``named``, else the head after the change when
+        they may apply; the violations (a member who may not apply named, or none named
+        while the head may not and another member may)."""
+        self.open_applicants = await application_repo.open_applicants(
+            self.session, self.household_id
+        )
+        head = self.state.head_person_id
+        self.successor, problems = applicant_after_leaving(
+            leaver,
+            [applicant for _, applicant in self.open_applicants],
+            [m.facts() for m in self.before.active_members if m.person_id != leaver],
+            new_head if leaver == head else head,
+            named,
+            today=self.today,
+            policy=self.runtime.policy,
+        )
+        return problems
+
+    async def hand_over(self, leaver: uuid.UUID, update: ev.HouseholdUpdated) -> None:
+        """Once ``leaver`` left: their open applications are the successor's (stored, in
+        the change's details and its event), or, with nobody to take them over in a
+        household that stays, closed after the event (``left_without_applicant``)."""
+        theirs = [a for a, applicant in self.open_applicants if applicant == leaver]
+        if not theirs or self.head_person_id is None:
+            return  # none, or the household is dissolved: that closes them all
+        if self.successor is None:
+            self.left_without_applicant = theirs
+            self.details["applications_closed"] = [str(a) for a in theirs]
+            return
+        await application_repo.set_applicant(self.session, theirs, self.successor)
+        self.details["new_applicant_person_id"] = str(self.successor)
+        self.details["applications_taken_over"] = [str(a) for a in theirs]
+        update.applicants_replaced.extend(
+            ev.HouseholdUpdated.ApplicantReplaced(
+                application_id=str(a),
+                previous_applicant_person_id=str(leaver),
+                applicant_person_id=str(self.successor),
+            )
+            for a in theirs
+        )
+
     async def leave(
         self,
         person_id: uuid.UUID,
@@ -1143,7 +1203,13 @@ async def record_change(
         open_applications=open_applications,
     )
     if status is HouseholdStatus.DISSOLVED:
-        await _close_applications_of_dissolved(session, runtime, caller, open_applications)
+        await _close_applications(
+            session, runtime, caller, open_applications, WithdrawalCause.HOUSEHOLD_DISSOLVED
+        )
+    elif work.left_without_applicant:
+        await _close_applications(
+            session, runtime, caller, work.left_without_applicant, WithdrawalCause.APPLICANT_LEFT
+        )
     # The answer shows the whole household, members already there too: a read as a GET is
     # (in its region now: an address_change moves it).
     target = AccessTarget(
@@ -1153,11 +1219,12 @@ async def record_change(
     return ChangeRecorded(change_id, kind, after)
 
 
-async def _close_applications_of_dissolved(
+async def _close_applications(
     session: AsyncSession,
     runtime: Runtime,
     caller: Caller,
     open_applications: Sequence[uuid.UUID],
+    cause: WithdrawalCause,
 ) -> None:
     """The change dissolved the household (its last member died or left): its applications
     still being decided are closed as withdrawn (cause ``household_dissolved``, no reason
@@ -1165,7 +1232,9 @@ async def _close_applications_of_dissolved(
     change's own entry (ADR 0016). Nobody is left to withdraw them, and assessment would
     investigate a household that no longer exists. They were locked FOR SHARE by the read
     that found them: a withdrawal or decision in progress then was waited for and is not
-    among them; one starting now waits for this transaction and finds them closed."""
+    among them; one starting now waits for this transaction and finds them closed. So too,
+    cause ``applicant_left``, the open applications of an applicant who died or moved out
+    when nobody who stays may apply in their place (ADR 0016, 3 Dec 2026)."""
     if not open_applications:
         return
     at = runtime.clock.now()
@@ -1173,8 +1242,8 @@ async def _close_applications_of_dissolved(
     for application_id in open_applications:
         record = await application_repo.get_application(session, application_id)
         assert record is not None
-        cause, reason = await application_repo.mark_withdrawn(
-            session, application_id, at=at, cause=WithdrawalCause.HOUSEHOLD_DISSOLVED, reason=None
+        stored, reason = await application_repo.mark_withdrawn(
+            session, application_id, at=at, cause=cause, reason=None
         )
         withdrawn = ev.ApplicationWithdrawn(
             household_id=str(record.household_id),
@@ -1183,7 +1252,7 @@ async def _close_applications_of_dissolved(
             actor=contracts.actor(caller.principal),
             application_id=str(application_id),
             reason=reason or "",
-            cause=contracts.WITHDRAWAL_CAUSES[cause],
+            cause=contracts.WITHDRAWAL_CAUSES[stored],
         )
         events.append(
             OutgoingEvent(withdrawn, key=str(record.household_id), subject=str(application_id))
@@ -1225,8 +1294,10 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                     work.state, pid, died_on, heir, today=today, marriages=await work.marriages()
                 )
                 + refused_certificates
+                + await work.applicant_after(pid, heir, change.new_applicant_person_id)
             )
             await work.leave(pid, died_on, LeaveReason.DEATH, heir, change.relationships)
+            await work.hand_over(pid, update)
             work.effective_on = died_on
             update.death.person_id = str(pid)
             update.death.date_of_death.CopyFrom(contracts.local_date(died_on))
@@ -1270,8 +1341,10 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             problems = rules.check_move_out(work.state, pid, on, heir, today=today)
             if to is not None and to not in work.runtime.divisions:
                 problems.append(Violation("/to_region_code", "not in the division table"))
+            problems += await work.applicant_after(pid, heir, change.new_applicant_person_id)
             raise_if_any(problems)
             await work.leave(pid, on, LeaveReason.MOVE_OUT, heir, change.relationships)
+            await work.hand_over(pid, update)
             work.effective_on = on
             update.move_out.person_id = str(pid)
             update.move_out.moved_on.CopyFrom(contracts.local_date(on))

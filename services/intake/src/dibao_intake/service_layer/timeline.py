@@ -399,8 +399,37 @@ def entries_of(
             entries.append((application_id, _record(envelope, message)))
         elif open_applications:
             record = _record(envelope, message)
-            entries += [(a, record) for a in open_applications]
+            replaced = _applicants_replaced(message)
+            entries += [
+                (a, _with_applicant(record, replaced[a]) if a in replaced else record)
+                for a in open_applications
+            ]
     return entries
+
+
+def _applicants_replaced(
+    message: Message,
+) -> dict[uuid.UUID, ev.HouseholdUpdated.ApplicantReplaced]:
+    """The open applications a household change handed to another applicant (ADR 0016)."""
+    if not isinstance(message, ev.HouseholdUpdated):
+        return {}
+    return {uuid.UUID(r.application_id): r for r in message.applicants_replaced}
+
+
+def _with_applicant(
+    entry: TimelineRecord, replaced: ev.HouseholdUpdated.ApplicantReplaced
+) -> TimelineRecord:
+    """The change's entry in the timeline of an application it handed over: who applied
+    until the change and who applies now, by person id (the household's other open
+    applications' entries do not say it: their applicant is unchanged)."""
+    return replace(
+        entry,
+        details={
+            **entry.details,
+            "previous_applicant_person_id": replaced.previous_applicant_person_id,
+            "applicant_person_id": replaced.applicant_person_id,
+        },
+    )
 
 
 AFTER_WITHDRAWAL = "after_withdrawal"

@@ -77,6 +77,11 @@ class _WithdrawalCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Withd
     """The household was dissolved by a change (the death or move out of its last member):
     nobody is left to withdraw it, and no household to assess.
     """
+    WITHDRAWAL_CAUSE_APPLICANT_LEFT: _WithdrawalCause.ValueType  # 2
+    """Its applicant died or moved out and no member who stays may apply in their place
+    (none of 18 or more living at home): closed by that change, in its transaction, after
+    its HouseholdUpdated (ADR 0016, 3 Dec 2026). The household applies anew when it can.
+    """
 
 class WithdrawalCause(_WithdrawalCause, metaclass=_WithdrawalCauseEnumTypeWrapper):
     """Why an application was withdrawn."""
@@ -88,6 +93,11 @@ published before this field).
 WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED: WithdrawalCause.ValueType  # 1
 """The household was dissolved by a change (the death or move out of its last member):
 nobody is left to withdraw it, and no household to assess.
+"""
+WITHDRAWAL_CAUSE_APPLICANT_LEFT: WithdrawalCause.ValueType  # 2
+"""Its applicant died or moved out and no member who stays may apply in their place
+(none of 18 or more living at home): closed by that change, in its transaction, after
+its HouseholdUpdated (ADR 0016, 3 Dec 2026). The household applies anew when it can.
 """
 Global___WithdrawalCause: _TypeAlias = WithdrawalCause  # noqa: Y015
 
@@ -510,6 +520,35 @@ class HouseholdUpdated(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ApplicantReplaced(_message.Message):
+        """An open application's applicant replaced by the change (a death or a move out): the
+        one who left, and the member who applies for it now.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        APPLICATION_ID_FIELD_NUMBER: _builtins.int
+        PREVIOUS_APPLICANT_PERSON_ID_FIELD_NUMBER: _builtins.int
+        APPLICANT_PERSON_ID_FIELD_NUMBER: _builtins.int
+        application_id: _builtins.str
+        previous_applicant_person_id: _builtins.str
+        """The applicant until the change (the member who died or moved out)."""
+        applicant_person_id: _builtins.str
+        """The member who applies from now on: an active member of 18 or more living at home."""
+        def __init__(
+            self,
+            *,
+            application_id: _builtins.str = ...,
+            previous_applicant_person_id: _builtins.str = ...,
+            applicant_person_id: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "previous_applicant_person_id", b"previous_applicant_person_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     HOUSEHOLD_ID_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
@@ -527,6 +566,7 @@ class HouseholdUpdated(_message.Message):
     HOUSEHOLD_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    APPLICANTS_REPLACED_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     note: _builtins.str
     """Free-text note from the clerk."""
@@ -566,6 +606,16 @@ class HouseholdUpdated(_message.Message):
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.DocumentRef]:
         """Supporting documents for the change."""
 
+    @_builtins.property
+    def applicants_replaced(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseholdUpdated.ApplicantReplaced]:
+        """The open applications (submitted, not yet decided) whose applicant this change removed
+        (a death or a move out) and which a member who stays applies for from now on: the one
+        the change named, else the head after it (ADR 0016, 3 Dec 2026). An open application
+        of that applicant that nobody who stays may take over is closed instead, by an
+        ApplicationWithdrawn of cause APPLICANT_LEFT after this event. Empty in events before
+        3 Dec 2026 and for every other change.
+        """
+
     def __init__(
         self,
         *,
@@ -586,10 +636,11 @@ class HouseholdUpdated(_message.Message):
         household: _types_pb2_1.HouseholdSnapshot | None = ...,
         documents: _abc.Iterable[_types_pb2.DocumentRef] | None = ...,
         note: _builtins.str = ...,
+        applicants_replaced: _abc.Iterable[Global___HouseholdUpdated.ApplicantReplaced] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "applicants_replaced", b"applicants_replaced", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change", "divorce", "spouse_death"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
@@ -821,7 +872,8 @@ class ApplicationWithdrawn(_message.Message):
     """Why the application was closed: unspecified for an applicant's withdrawal; the
     household dissolved (its last member died or left) for one intake closed with the
     change that dissolved it, in the same transaction (ADR 0016; the actor is the clerk
-    who recorded the change).
+    who recorded the change); the applicant left (died or moved out) with nobody who stays
+    able to apply, closed alike by that change.
     """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...

@@ -164,6 +164,36 @@ async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -
     return list(rows.scalars())
 
 
+async def open_applicants(
+    session: AsyncSession, household_id: uuid.UUID
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The household's applications not yet decided, as ``open_application_ids`` finds and
+    locks them, each with its applicant: whom a death or a move out may leave without one
+    (ADR 0016, 3 Dec 2026)."""
+    rows = await session.execute(
+        sa.select(application_t.c.id, application_t.c.applicant_person_id)
+        .where(
+            application_t.c.household_id == household_id,
+            application_t.c.status == ApplicationStatus.SUBMITTED.value,
+            application_t.c.decided_at.is_(None),
+        )
+        .order_by(application_t.c.id)
+        .with_for_update(read=True)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def set_applicant(
+    session: AsyncSession, application_ids: Sequence[uuid.UUID], applicant_person_id: uuid.UUID
+) -> None:
+    """The member who applies for open applications from now on (their applicant left)."""
+    await session.execute(
+        sa.update(application_t)
+        .where(application_t.c.id.in_(application_ids))
+        .values(applicant_person_id=applicant_person_id)
+    )
+
+
 async def mark_withdrawn(
     session: AsyncSession,
     application_id: uuid.UUID,
