@@ -264,7 +264,8 @@ class Application(Base):
 
 
 class ApplicationIncome(Base):
-    """A member's declared average net monthly income, by category, in fen."""
+    """A member's declared average monthly income, by category, in fen, net of taxes and
+    social-insurance contributions (receipts not counted and deductions: the two below)."""
 
     __tablename__ = "application_income"
 
@@ -287,6 +288,73 @@ class ApplicationIncome(Base):
             name="amounts_not_negative",
         ),
         sa.CheckConstraint("period_months BETWEEN 1 AND 12", name="period_months"),
+    )
+
+
+NOT_COUNTED_KINDS = (
+    "social_assistance",
+    "state_award_or_scholarship",
+    "residents_basic_pension",
+    "childcare_subsidy",
+    "special_care_pension",
+    "family_planning_reward",
+    "locally_excluded",
+)
+DEDUCTION_KINDS = (
+    "taxes_and_social_insurance",
+    "disability_costs",
+    "serious_illness_costs",
+    "employment_costs",
+)
+MONTHLY_ITEM_MAX_FEN = 10_000_000
+
+
+def _kinds(kinds: tuple[str, ...]) -> str:
+    return "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")"
+
+
+class ApplicationIncomeNotCounted(Base):
+    """A receipt a member declared that is not counted as income (migration 0015): one
+    of each kind a member, beside the member's declaration."""
+
+    __tablename__ = "application_income_not_counted"
+
+    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    monthly_fen: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["application_id", "person_id"],
+            ["application_income.application_id", "application_income.person_id"],
+            ondelete="RESTRICT",
+            name="fk_application_income_not_counted_declaration",
+        ),
+        sa.CheckConstraint(_kinds(NOT_COUNTED_KINDS), name="kind"),
+        sa.CheckConstraint(f"monthly_fen BETWEEN 1 AND {MONTHLY_ITEM_MAX_FEN}", name="monthly_fen"),
+    )
+
+
+class ApplicationIncomeDeduction(Base):
+    """A deduction a member declared (migration 0015): one of each kind a member."""
+
+    __tablename__ = "application_income_deduction"
+
+    application_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(_UUID, primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    monthly_fen: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["application_id", "person_id"],
+            ["application_income.application_id", "application_income.person_id"],
+            ondelete="RESTRICT",
+            name="fk_application_income_deduction_declaration",
+        ),
+        sa.CheckConstraint(_kinds(DEDUCTION_KINDS), name="kind"),
+        sa.CheckConstraint(f"monthly_fen BETWEEN 1 AND {MONTHLY_ITEM_MAX_FEN}", name="monthly_fen"),
     )
 
 

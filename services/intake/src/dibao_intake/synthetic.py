@@ -124,6 +124,10 @@ class PlannedMember:
     wage_fen: int = 0
     operating_fen: int = 0
     transfer_fen: int = 0
+    not_counted: dict[str, int] = field(default_factory=dict)
+    """Receipts not counted as income, by kind, in fen a month (a basic pension...)."""
+    deductions: dict[str, int] = field(default_factory=dict)
+    """Deductions, by kind, in fen a month (the extra costs of an illness...)."""
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -229,7 +233,9 @@ class Synthesizer:
         if shape is None:
             weights = SHAPE_WEIGHTS[area_type]
             shape = self.rng.choices(tuple(weights), weights=tuple(weights.values()))[0]
-        members = getattr(self, f"_{shape}")(region_code[:6], area_type)
+        members = self._receipts_and_deductions(
+            getattr(self, f"_{shape}")(region_code[:6], area_type)
+        )
         bank_code, bank_name = self.rng.choice(BANKS)
         return PlannedHousehold(
             region_code=region_code,
@@ -249,6 +255,58 @@ class Synthesizer:
     # from a job (a retiree's pension would be above the standard; a farmer does not
     # retire) and draw the residents' basic pension, so they are not of working age; a
     # full-time student of 16 or more is not_of_working_age with student set.
+
+    @staticmethod
+    def _fen(member: PlannedMember, what: str, low_yuan: int, high_yuan: int) -> int:
+        """A whole number of yuan in [low, high], in fen, drawn from the member's ID number:
+        the same person declares the same, and the seeded draws of every other household
+        stay as they were (receipts and deductions were added after the demo's people)."""
+        digest = hashlib.sha256(f"{what} {member.id_number}".encode()).digest()
+        return (low_yuan + int.from_bytes(digest[:4], "big") % (high_yuan - low_yuan + 1)) * 100
+
+    def _receipts_and_deductions(self, members: list[PlannedMember]) -> list[PlannedMember]:
+        """What a dibao household of these members declares beside its counted income
+        (domain.md): an elderly member's residents' basic pension (150 to 200 yuan a month
+        in Gansu), a childcare subsidy of 300 yuan a month for each child under 3, paid to
+        the mother (or the head); the extra costs of a severe disability or a serious
+        illness; a working member's costs of working, and a self-employed member's own
+        residents' pension and medical insurance contributions."""
+        under_three = [m for m in members if _age(m.birth_date, self.today) < 3]
+        for m in members:
+            if not m.counted:
+                continue
+            if _age(m.birth_date, self.today) >= 60:
+                m.not_counted["residents_basic_pension"] = self._fen(m, "pension", 150, 200)
+            if m.disability_grade in (DisabilityGrade.GRADE_1, DisabilityGrade.GRADE_2):
+                m.deductions["disability_costs"] = self._fen(m, "disability", 200, 400)
+            if m.seriously_ill:
+                m.deductions["serious_illness_costs"] = self._fen(m, "illness", 300, 800)
+            if m.wage_fen and m.employment_status is EmploymentStatus.FLEXIBLE:
+                m.deductions["employment_costs"] = m.wage_fen // 1000 * 100
+            if m.operating_fen and m.employment_status is EmploymentStatus.SELF_EMPLOYED:
+                m.deductions["taxes_and_social_insurance"] = self._fen(m, "insurance", 40, 70)
+        if under_three:
+            parent = next((m for m in members if m.relationship is Relationship.SPOUSE), members[0])
+            parent.not_counted["childcare_subsidy"] = 30_000 * len(under_three)
+        return members
+
+    def _baby(self, mother: PlannedMember, surname: str, place: str) -> list[PlannedMember]:
+        """A mother under 40 has a child under 3 too (the childcare subsidy's); none
+        otherwise. Drawn apart, from the mother's number, so that every other draw stays
+        as it was before babies were added (the demo's people are the same)."""
+        if _age(mother.birth_date, self.today) >= 40:
+            return []
+        apart = Synthesizer(f"baby {mother.id_number}", self.today, used=self._used)
+        return [
+            apart.member(
+                Relationship.CHILD,
+                apart.rng.choice((Sex.MALE, Sex.FEMALE)),
+                (0, 1),
+                EmploymentStatus.NOT_OF_WORKING_AGE,
+                surname=surname,
+                place_code=place,
+            )
+        ]
 
     def _pension(self, area: AreaType) -> int:
         # Residents' basic pension is not counted; what remains is support from children.
@@ -312,7 +370,7 @@ class Synthesizer:
             )
             for _ in range(self.rng.randrange(1, 3))
         ]
-        return [head, *kids]
+        return [head, *kids, *(self._baby(head, surname, place) if sex is Sex.FEMALE else [])]
 
     def _disabled_spouse(self, place: str, area: AreaType) -> list[PlannedMember]:
         surname = self.rng.choice(SURNAMES)
@@ -379,7 +437,7 @@ class Synthesizer:
             place_code=place,
             student=True,
         )
-        return [head, wife, mother, kid]
+        return [head, wife, mother, kid, *self._baby(wife, surname, place)]
 
     def _unemployed_single(self, place: str, area: AreaType) -> list[PlannedMember]:
         sex = self.rng.choice((Sex.MALE, Sex.FEMALE))
@@ -454,6 +512,16 @@ def application_payload(
             "operating_fen": m.operating_fen,
             "transfer_fen": m.transfer_fen,
             "period_months": 6,
+            **(
+                {"not_counted": [{"kind": k, "monthly_fen": v} for k, v in m.not_counted.items()]}
+                if m.not_counted
+                else {}
+            ),
+            **(
+                {"deductions": [{"kind": k, "monthly_fen": v} for k, v in m.deductions.items()]}
+                if m.deductions
+                else {}
+            ),
         }
         for pid, m in zip(person_ids, plan.members, strict=True)
         if m.counted
@@ -493,7 +561,8 @@ def required_documents(
         adult = age >= adult_age
         if m.counted and adult:
             needed.append(("id_card", index))
-            if m.wage_fen > 0:
+            # A wage's proof; an employed member paid none shows proof of that instead.
+            if m.wage_fen > 0 or m.employment_status is EmploymentStatus.EMPLOYED:
                 needed.append(("income_proof", index))
         if m.disability_grade is not DisabilityGrade.NONE:
             needed.append(("disability_certificate", index))
@@ -502,6 +571,10 @@ def required_documents(
         if m.student and adult:
             needed.append(("student_proof", index))
     return needed
+
+
+def _age(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def pdf_bytes(title: str) -> bytes:

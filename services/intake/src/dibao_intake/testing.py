@@ -345,6 +345,8 @@ COUNTED_TABLES = (
     "document",
     "application",
     "application_income",
+    "application_income_not_counted",
+    "application_income_deduction",
     "application_asset",
     "application_document",
     "staff_member",

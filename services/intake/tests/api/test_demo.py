@@ -79,6 +79,15 @@ async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
             flagged = await conn.scalar(
                 text("SELECT count(*) FROM application WHERE staff_related")
             )
+            rows = await conn.execute(
+                text(
+                    "SELECT kind, count(*), min(monthly_fen), max(monthly_fen)"
+                    " FROM application_income_not_counted GROUP BY kind"
+                    " UNION ALL SELECT kind, count(*), min(monthly_fen), max(monthly_fen)"
+                    " FROM application_income_deduction GROUP BY kind"
+                )
+            )
+            declared = {str(kind): tuple(map(int, figures)) for kind, *figures in rows.all()}
     finally:
         await engine.dispose()
     assert statuses == {"submitted": 12, "returned": 2}
@@ -94,4 +103,12 @@ async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
         "village_committee": (18, 6, 0),
     }
     assert flagged == 1
+    # ADR 0007 (3 Dec 2026): the elderly declare their residents' basic pension (150 to 200
+    # yuan a month), a single mother the childcare subsidy of her child under 3 (300 yuan),
+    # and the ill, the severely disabled and the working what domain.md lets them deduct.
+    pensions, lowest, highest = declared.pop("residents_basic_pension")
+    assert pensions >= 10
+    assert 15_000 <= lowest <= highest <= 20_000
+    assert declared.pop("childcare_subsidy") == (1, 30_000, 30_000)
+    assert {"serious_illness_costs", "disability_costs", "employment_costs"} <= set(declared)
     assert (tmp_path / "state" / demo.EXAMPLE_FILE).is_file()

@@ -176,15 +176,40 @@ async def test_the_snapshot_the_answer_and_the_read_say_the_same_in_any_order_gi
     assert sent.assigned_caseworker == (stored["assigned_caseworker"] or "")
     assert sent.individual_inclusion_person_id == ""
     assert not sent.HasField("requested_amount")
+    # The member's note once, in their income_declaration, not in each of five entries
+    # (ADR 0007, 3 Dec 2026), with what they declared beside the amounts.
     assert {
         (i.person_id, _category(i.category), i.monthly_amount.fen, i.period_months, i.description)
         for i in sent.incomes
     } == {
-        (i["person_id"], category, i[f"{category}_fen"], i["period_months"], i["note"] or "")
+        (i["person_id"], category, i[f"{category}_fen"], i["period_months"], "")
         for i in stored["incomes"]
         for category in ("wage", "operating", "property", "transfer", "other")
     }
     assert len(sent.incomes) == 5 * len(stored["incomes"])
+    declarations = {
+        m.person.person_id: m.income_declaration
+        for m in sent.household.members
+        if m.HasField("income_declaration")
+    }
+    assert {
+        person_id: (
+            d.period_months,
+            d.note,
+            [(enums.NotCountedKind.Name(r.kind), r.monthly_amount.fen) for r in d.not_counted],
+            [(enums.DeductionKind.Name(x.kind), x.monthly_amount.fen) for x in d.deductions],
+        )
+        for person_id, d in declarations.items()
+    } == {
+        i["person_id"]: (
+            i["period_months"],
+            i["note"] or "",
+            [(f"NOT_COUNTED_KIND_{r['kind'].upper()}", r["monthly_fen"]) for r in i["not_counted"]],
+            [(f"DEDUCTION_KIND_{x['kind'].upper()}", x["monthly_fen"]) for x in i["deductions"]],
+        )
+        for i in stored["incomes"]
+    }
+    assert any(d.note == "房租" for d in declarations.values())
     assert [
         (a.person_id, a.kind, a.value.fen, a.quantity, a.floor_area_m2, a.description)
         for a in sent.assets

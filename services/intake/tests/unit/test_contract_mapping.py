@@ -21,6 +21,8 @@ MAPPINGS: list[tuple[type[StrEnum], Mapping[Any, int], Any]] = [
     (codes.EmploymentStatus, contracts.EMPLOYMENT_STATUSES, enums.EmploymentStatus),
     (codes.ExclusionReason, contracts.EXCLUSION_REASONS, enums.ExclusionReason),
     (codes.IncomeCategory, contracts.INCOME_CATEGORIES, enums.IncomeCategory),
+    (codes.NotCountedKind, contracts.NOT_COUNTED_KINDS, enums.NotCountedKind),
+    (codes.DeductionKind, contracts.DEDUCTION_KINDS, enums.DeductionKind),
     (codes.AssetKind, contracts.ASSET_KINDS, enums.AssetKind),
     (codes.ApplicationKind, contracts.APPLICATION_KINDS, enums.ApplicationKind),
     (codes.SubmissionChannel, contracts.CHANNELS, enums.SubmissionChannel),

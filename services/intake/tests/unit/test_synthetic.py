@@ -156,7 +156,7 @@ def test_the_heads_mother_keeps_her_own_surname() -> None:
     synthesizer = Synthesizer("mothers", TODAY)
     same = 0
     for _ in range(200):
-        head, _wife, mother, _kid = synthesizer.household(
+        head, _wife, mother, *_children = synthesizer.household(
             "620123101203", AreaType.RURAL, "x", "three_generations"
         ).members
         same += mother.name[0] == head.name[0]

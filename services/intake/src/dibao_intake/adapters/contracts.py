@@ -30,12 +30,14 @@ from dibao_intake.domain.codes import (
     ApplicationKind,
     AreaType,
     AssetKind,
+    DeductionKind,
     DisabilityGrade,
     DocumentType,
     EmploymentStatus,
     ExclusionReason,
     HouseholdStatus,
     IncomeCategory,
+    NotCountedKind,
     Relationship,
     Sex,
     StaffRole,
@@ -63,6 +65,12 @@ EXCLUSION_REASONS: dict[ExclusionReason, enums.ExclusionReason.ValueType] = {
 }
 INCOME_CATEGORIES: dict[IncomeCategory, enums.IncomeCategory.ValueType] = {
     c: enums.IncomeCategory.Value(f"INCOME_CATEGORY_{c.value.upper()}") for c in IncomeCategory
+}
+NOT_COUNTED_KINDS: dict[NotCountedKind, enums.NotCountedKind.ValueType] = {
+    c: enums.NotCountedKind.Value(f"NOT_COUNTED_KIND_{c.value.upper()}") for c in NotCountedKind
+}
+DEDUCTION_KINDS: dict[DeductionKind, enums.DeductionKind.ValueType] = {
+    c: enums.DeductionKind.Value(f"DEDUCTION_KIND_{c.value.upper()}") for c in DeductionKind
 }
 ASSET_KINDS: dict[AssetKind, enums.AssetKind.ValueType] = {
     c: enums.AssetKind.Value(f"ASSET_KIND_{c.value.upper()}") for c in AssetKind
@@ -157,9 +165,48 @@ def member(record: MemberRecord, hash_key_id: str) -> intake.Member:
 
 
 def household_snapshot(
+    household: HouseholdRecord,
+    members: Iterable[MemberRecord],
+    hash_key_id: str,
+    *,
+    declarations: Iterable[IncomeDeclaration] = (),
+) -> intake.HouseholdSnapshot:
+    """The household as it is now: its active members only. With ``declarations`` (an
+    application's, for ApplicationSubmitted), each member who declared carries what they
+    declared besides the counted amounts (``income_declaration``)."""
+    snapshot = _household_snapshot(household, members, hash_key_id)
+    declared = {str(d.person_id): d for d in declarations}
+    for sent in snapshot.members:
+        found = declared.get(sent.person.person_id)
+        if found is not None:
+            sent.income_declaration.CopyFrom(income_declaration(found))
+    return snapshot
+
+
+def income_declaration(declared: IncomeDeclaration) -> intake.IncomeDeclaration:
+    """A member's declaration besides the counted amounts: the period, the note once, the
+    receipts not counted and the deductions."""
+    return intake.IncomeDeclaration(
+        period_months=declared.period_months,
+        note=declared.note or "",
+        not_counted=[
+            intake.NotCountedReceipt(
+                kind=NOT_COUNTED_KINDS[r.kind], monthly_amount=money(r.monthly_fen)
+            )
+            for r in declared.not_counted
+        ],
+        deductions=[
+            intake.IncomeDeduction(
+                kind=DEDUCTION_KINDS[d.kind], monthly_amount=money(d.monthly_fen)
+            )
+            for d in declared.deductions
+        ],
+    )
+
+
+def _household_snapshot(
     household: HouseholdRecord, members: Iterable[MemberRecord], hash_key_id: str
 ) -> intake.HouseholdSnapshot:
-    """The household as it is now: its active members only."""
     return intake.HouseholdSnapshot(
         household_id=str(household.id),
         region=region(household.region_code),
@@ -205,14 +252,15 @@ _CATEGORY_FIELDS = (
 
 
 def declared_incomes(declarations: Iterable[IncomeDeclaration]) -> list[intake.DeclaredIncome]:
-    """Every category of every declaring member, zeros included: a declared zero is a fact."""
+    """Every category of every declaring member, zeros included: a declared zero is a fact.
+    No description: the member's note goes once, in their ``income_declaration`` of the
+    snapshot (3 Dec 2026; before, it was copied into each of the five entries)."""
     return [
         intake.DeclaredIncome(
             person_id=str(d.person_id),
             category=INCOME_CATEGORIES[category],
             monthly_amount=money(getattr(d, field)),
             period_months=d.period_months,
-            description=d.note or "",
         )
         for d in declarations
         for category, field in _CATEGORY_FIELDS

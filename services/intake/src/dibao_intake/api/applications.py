@@ -30,7 +30,12 @@ from dibao_intake.api.deps import (
 from dibao_intake.api.households import bank_account_input
 from dibao_intake.api.mapping import application_out, summary_out
 from dibao_intake.api.replays import replay
-from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
+from dibao_intake.domain.application import (
+    AssetDeclaration,
+    Deduction,
+    IncomeDeclaration,
+    NotCountedReceipt,
+)
 from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus
 from dibao_intake.service_layer import applications as service
 from dibao_intake.service_layer.views import view_of
@@ -54,6 +59,8 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
                 other_fen=i.other_fen,
                 period_months=i.period_months,
                 note=i.note,
+                not_counted=tuple(NotCountedReceipt(r.kind, r.monthly_fen) for r in i.not_counted),
+                deductions=tuple(Deduction(d.kind, d.monthly_fen) for d in i.deductions),
             )
             for i in body.incomes
         ],

@@ -209,8 +209,16 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
                     total_fen=i.total_fen,
                     period_months=i.period_months,
                     note=i.note,
+                    not_counted=[
+                        s.NotCountedOut(kind=r.kind, monthly_fen=r.monthly_fen)
+                        for r in i.not_counted
+                    ],
+                    deductions=[
+                        s.DeductionOut(kind=x.kind, monthly_fen=x.monthly_fen) for x in i.deductions
+                    ],
                 )
-                for i in d.incomes
+                # A submission's answer lists them as its read does (in_order).
+                for i in (income.in_order() for income in d.incomes)
             ],
             view,
         ),

@@ -10,7 +10,8 @@ caseworker-of-another-township) on the operations that answer it, a 403
 region-out-of-scope (of a write, and of a search, made by the search's own check), the
 403 token-region-unknown of every operation whose caller is built by ``caller_with``,
 identity-of-a-former-member, a broken rule's 422 (among them the marriageable-age rule
-of a registration, a move in and a relationship correction, which no schema shows), the
+of a registration, a move in and a relationship correction, which no schema shows, and a
+submission's income declaration contradicting the member's record), the
 upload's 413 and 415, and the 404
 every read answers for a record missing or in another region.
 ``tests/api/test_openapi.py`` checks each against its response's schema, and that each
@@ -31,16 +32,31 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from dibao_common.auth import Principal, Role
 from dibao_common.errors import NotFound, ProblemError, add_problem_examples
 from dibao_intake.api.deps import CALLER_DEPENDENCIES
+from dibao_intake.domain.application import (
+    CompletenessPolicy,
+    Deduction,
+    IncomeDeclaration,
+    NotCountedReceipt,
+    declaration_violations,
+)
 from dibao_intake.domain.changes import ActiveMember, HouseholdState, check_relationship_correction
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
+    DeductionKind,
+    DisabilityGrade,
     DocumentType,
+    EmploymentStatus,
+    NotCountedKind,
     Relationship,
 )
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.domain.errors import RulesViolatedError, Violation
-from dibao_intake.domain.household import marriage_age_violations, masked_household_ref
+from dibao_intake.domain.household import (
+    MemberFacts,
+    marriage_age_violations,
+    masked_household_ref,
+)
 from dibao_intake.service_layer import (
     applications,
     disclosure,
@@ -137,6 +153,37 @@ def _corrected_spouse_under_age() -> ProblemError:
     return households.rules_failed(RulesViolatedError(violations))
 
 
+def _declaration_contradicted() -> ProblemError:
+    """domain.application's declaration rules (ADR 0007, 3 Dec 2026), as a submission
+    applies them: a man of 45 in flexible work, no disability grade, declaring the costs of
+    a disability and a basic pension."""
+    member = MemberFacts(
+        person_id=uuid.UUID(int=1),
+        relationship=Relationship.HEAD,
+        birth_date=HEAD_BORN.replace(year=1981),
+        counted=True,
+        disability_grade=DisabilityGrade.NONE,
+        seriously_ill=False,
+        student=False,
+        employment_status=EmploymentStatus.FLEXIBLE,
+    )
+    declared = IncomeDeclaration(
+        member.person_id,
+        95_000,
+        0,
+        0,
+        0,
+        0,
+        6,
+        not_counted=(NotCountedReceipt(NotCountedKind.RESIDENTS_BASIC_PENSION, 18_000),),
+        deductions=(Deduction(DeductionKind.DISABILITY_COSTS, 15_000),),
+    )
+    violations = declaration_violations(
+        declared, member, "/incomes/0", today=REGISTERED_ON, policy=CompletenessPolicy()
+    )
+    return households.rules_failed(RulesViolatedError(violations))
+
+
 def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     """(method, path, status) -> intake's problems, for ``add_problem_examples``."""
     not_found = NotFound(NOT_FOUND)
@@ -171,6 +218,7 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
             households.already_divorced(),
             households.marriage_ended(),
         ],
+        ("POST", "/applications", 422): [_declaration_contradicted()],
         ("POST", "/applications", 409): [
             applications.application_open(ApplicationKind.DIBAO, APPLICATION),
             households.household_dissolved(),

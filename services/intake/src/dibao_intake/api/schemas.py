@@ -30,12 +30,14 @@ from dibao_intake.domain.codes import (
     AreaType,
     AssetKind,
     ChangeKind,
+    DeductionKind,
     DisabilityGrade,
     DocumentType,
     EmploymentStatus,
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    NotCountedKind,
     Relationship,
     Sex,
     StaffRole,
@@ -85,6 +87,9 @@ def json_date(value: Any) -> Any:
 
 
 Day = Annotated[date, BeforeValidator(json_date)]
+MONTHLY_ITEM_MAX_FEN = 10_000_000
+"""A receipt or a deduction above 100,000 yuan a month is a typing error, not a declaration
+of a household applying for a minimum living allowance."""
 Fen = Annotated[
     int,
     Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)"),
@@ -960,8 +965,46 @@ class DocumentOut(_Out):
 # --- applications --------------------------------------------------------------------------
 
 
+MonthlyFen = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MONTHLY_ITEM_MAX_FEN,
+        description="Average monthly amount over the declared period, in fen (0.01 yuan):"
+        " more than zero (an item of nothing is left out), at most 100,000 yuan",
+    ),
+    BeforeValidator(json_integer),
+]
+
+
+class NotCountedIn(_In):
+    """A receipt that is not counted as income (domain.md), at most one of each kind a
+    member: social_assistance (government social-assistance payments), state_award_or_
+    scholarship, residents_basic_pension (from 60), childcare_subsidy (for a child under 3
+    of the household; paid to a member of 16 or more, at most 300 yuan a month per such
+    child), special_care_pension (优待抚恤金), family_planning_reward (计划生育奖励与扶助金),
+    locally_excluded (an item the city excludes: say which in the note)."""
+
+    kind: NotCountedKind
+    monthly_fen: MonthlyFen
+
+
+class DeductionIn(_In):
+    """A deduction from the member's income (domain.md), at most one of each kind a member.
+    taxes_and_social_insurance: what was withheld or paid, already taken off the net
+    amounts (gross = net + it). disability_costs (a member with a disability grade),
+    serious_illness_costs (a member recorded seriously ill) and employment_costs (a member
+    employed, self-employed or in flexible work; at most their wage and operating income):
+    claims not taken off the amounts, which assessment deducts as local policy allows."""
+
+    kind: DeductionKind
+    monthly_fen: MonthlyFen
+
+
 class IncomeIn(_In):
-    """A member's average net monthly income over the period, by category, in fen."""
+    """A member's average monthly income over the period, by category, in fen, net of
+    taxes and social-insurance contributions (as the member receives it); with the
+    receipts that are not counted and the deductions, declared beside it."""
 
     person_id: uuid.UUID
     wage_fen: Fen = 0
@@ -970,7 +1013,19 @@ class IncomeIn(_In):
     transfer_fen: Fen = 0
     other_fen: Fen = 0
     period_months: Integer = Field(6, ge=1, le=12)
-    note: Note | None = None
+    note: Note | None = Field(
+        None, description="The member's income in words, once (the source of each amount)"
+    )
+    not_counted: list[NotCountedIn] = Field(
+        default_factory=list,
+        max_length=len(NotCountedKind),
+        description="Receipts not counted as income (none when not given)",
+    )
+    deductions: list[DeductionIn] = Field(
+        default_factory=list,
+        max_length=len(DeductionKind),
+        description="Deductions from the member's income (none when not given)",
+    )
 
 
 class AssetIn(_In):
@@ -991,8 +1046,21 @@ _APPLICATION_EXAMPLE: dict[str, Any] = {
             "person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b001",
             "wage_fen": 95000,
             "period_months": 6,
+            "note": "在小区做保洁，按月发工资",
+            "deductions": [
+                {"kind": "taxes_and_social_insurance", "monthly_fen": 10500},
+                {"kind": "employment_costs", "monthly_fen": 8000},
+            ],
         },
-        {"person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b002", "transfer_fen": 20000},
+        {
+            "person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b002",
+            "transfer_fen": 20000,
+            "not_counted": [
+                {"kind": "residents_basic_pension", "monthly_fen": 18000},
+                {"kind": "social_assistance", "monthly_fen": 5000},
+            ],
+            "deductions": [{"kind": "disability_costs", "monthly_fen": 15000}],
+        },
     ],
     "assets": [{"kind": "deposit", "value_fen": 300000, "description": "活期存款"}],
     "document_ids": ["0193a4f2-8000-7000-8000-00000000d001"],
@@ -1027,6 +1095,16 @@ class ApplicationIn(_In):
     )
 
 
+class NotCountedOut(_Out):
+    kind: NotCountedKind
+    monthly_fen: int
+
+
+class DeductionOut(_Out):
+    kind: DeductionKind
+    monthly_fen: int
+
+
 class IncomeOut(_Out):
     person_id: uuid.UUID
     wage_fen: int
@@ -1034,9 +1112,20 @@ class IncomeOut(_Out):
     property_fen: int
     transfer_fen: int
     other_fen: int
-    total_fen: int
+    total_fen: int = Field(
+        description="The five counted categories' sum, net of taxes and social-insurance"
+        " contributions; before the deductions claimed (employment, disability, illness"
+        " costs), which assessment applies"
+    )
     period_months: int
     note: str | None = Field(description="In words")
+    not_counted: list[NotCountedOut] = Field(
+        description="Receipts not counted as income (empty for applications before 3 Dec"
+        " 2026, which could not declare them)"
+    )
+    deductions: list[DeductionOut] = Field(
+        description="Deductions declared (empty for applications before 3 Dec 2026)"
+    )
 
 
 class AssetOut(_Out):

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from dibao_intake.domain.codes import (
     ApplicationKind,
     AssetKind,
+    DeductionKind,
     DisabilityGrade,
     DocumentType,
+    EmploymentStatus,
     ExclusionReason,
+    NotCountedKind,
 )
 from dibao_intake.domain.errors import Violation, raise_if_any
 from dibao_intake.domain.household import MemberFacts
@@ -27,8 +30,36 @@ _SEVERE = frozenset({DisabilityGrade.GRADE_1, DisabilityGrade.GRADE_2})
 
 
 @dataclass(frozen=True, slots=True)
+class NotCountedReceipt:
+    """A receipt that is not counted as income (domain.md): its average monthly fen."""
+
+    kind: NotCountedKind
+    monthly_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deduction:
+    """A deduction from a member's income (domain.md): its average monthly fen. The counted
+    categories are net of taxes and social-insurance contributions, so that kind records
+    what was taken off them; the other kinds are claims not taken off (``DeductionKind``)."""
+
+    kind: DeductionKind
+    monthly_fen: int
+
+
+_NOT_COUNTED = {k: i for i, k in enumerate(NotCountedKind)}
+_DEDUCTIONS = {k: i for i, k in enumerate(DeductionKind)}
+WORKING = frozenset(
+    {EmploymentStatus.EMPLOYED, EmploymentStatus.SELF_EMPLOYED, EmploymentStatus.FLEXIBLE}
+)
+"""The employment statuses of a member who works: the ones with costs of working."""
+
+
+@dataclass(frozen=True, slots=True)
 class IncomeDeclaration:
-    """A member's average net monthly income by category, in fen."""
+    """A member's average monthly income by category, in fen, net of taxes and
+    social-insurance contributions; with the receipts not counted and the deductions
+    declared beside it (3 Dec 2026), at most one of each kind."""
 
     person_id: uuid.UUID
     wage_fen: int
@@ -38,6 +69,17 @@ class IncomeDeclaration:
     other_fen: int
     period_months: int
     note: str | None = None
+    not_counted: tuple[NotCountedReceipt, ...] = ()
+    deductions: tuple[Deduction, ...] = ()
+
+    def in_order(self) -> IncomeDeclaration:
+        """The declaration with its receipts and deductions in their vocabularies' order, as
+        a read shows them whatever order the clerk gave (checks point into the request's)."""
+        return replace(
+            self,
+            not_counted=tuple(sorted(self.not_counted, key=lambda r: _NOT_COUNTED[r.kind])),
+            deductions=tuple(sorted(self.deductions, key=lambda d: _DEDUCTIONS[d.kind])),
+        )
 
     @property
     def total_fen(self) -> int:
@@ -117,6 +159,16 @@ class CompletenessPolicy:
         }
     )
     income_proof_for_wages: bool = True
+    no_pay_proof_for_employed: bool = True
+    """An employed member (employment status ``employed``: someone pays them) declaring no
+    wage shows proof of it (an employer's statement, an unpaid-leave certificate): concealed
+    income is the main complaint (domain.md), and a wage of zero is the easiest to conceal."""
+    basic_pension_age: int = 60
+    """The age from which the residents' basic pension is paid."""
+    childcare_subsidy_age: int = 3
+    """The childcare subsidy is paid for a child younger than this."""
+    childcare_subsidy_monthly_fen: int = 30_000
+    """The childcare subsidy per child and month (3,600 yuan a year, domain.md)."""
     living_apart: frozenset[ExclusionReason] = frozenset(
         {
             ExclusionReason.IMPRISONED,
@@ -227,7 +279,12 @@ def check_application(
             )
         elif income.person_id in seen:
             found.append(Violation(f"/incomes/{i}/person_id", "one declaration per member"))
+        else:
+            found += declaration_violations(
+                income, by_id[income.person_id], f"/incomes/{i}", today=today, policy=policy
+            )
         seen.add(income.person_id)
+    found += childcare_violations(draft.incomes, members, today=today, policy=policy)
     for i, asset in enumerate(draft.assets):
         if asset.person_id is not None and asset.person_id not in by_id:
             found.append(
@@ -258,6 +315,138 @@ def check_application(
             )
         found.extend(_individual_inclusion_violations(draft, by_id))
     raise_if_any(found)
+
+
+def months_before(day: date, months: int) -> date:
+    """The day ``months`` calendar months before ``day`` (the 28th at the latest)."""
+    years, month = divmod(day.month - 1 - months, 12)
+    return date(day.year + years, month + 1, min(day.day, 28))
+
+
+def declaration_violations(
+    income: IncomeDeclaration,
+    member: MemberFacts,
+    pointer: str,
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+) -> list[Violation]:
+    """What a member's receipts not counted and deductions contradict in the member's
+    recorded facts (domain.md, "Income and assets"): one of each kind; the residents' basic
+    pension from its age; the extra costs of a disability for a member with a grade, of a
+    serious illness for one recorded ill; costs of working for a member who works, at most
+    the wage and operating income they were spent to earn. Taxes and social-insurance
+    contributions are not bounded by the net amounts (a flexible worker pays their own
+    pension contributions out of little), nor the costs of a disability or an illness by
+    the member's own income (the household bears them)."""
+    found: list[Violation] = []
+    kinds: set[str] = set()
+    for j, receipt in enumerate(income.not_counted):
+        at = f"{pointer}/not_counted/{j}"
+        if receipt.kind in kinds:
+            found.append(Violation(f"{at}/kind", "declared twice: one amount of each kind"))
+        kinds.add(receipt.kind)
+        if receipt.kind is NotCountedKind.RESIDENTS_BASIC_PENSION and (
+            age_on(member.birth_date, today) < policy.basic_pension_age
+        ):
+            found.append(
+                Violation(
+                    f"{at}/kind",
+                    f"the residents' basic pension is paid from {policy.basic_pension_age}:"
+                    " the member is younger",
+                )
+            )
+        if receipt.kind is NotCountedKind.CHILDCARE_SUBSIDY and (
+            age_on(member.birth_date, today) < policy.adult_age
+        ):
+            found.append(
+                Violation(
+                    f"{at}/kind",
+                    "the childcare subsidy is paid to a child's parent or guardian, not to a"
+                    f" member under {policy.adult_age}",
+                )
+            )
+    kinds = set()
+    for j, deduction in enumerate(income.deductions):
+        at = f"{pointer}/deductions/{j}"
+        if deduction.kind in kinds:
+            found.append(Violation(f"{at}/kind", "declared twice: one amount of each kind"))
+        kinds.add(deduction.kind)
+        if (
+            deduction.kind is DeductionKind.DISABILITY_COSTS
+            and member.disability_grade is DisabilityGrade.NONE
+        ):
+            found.append(
+                Violation(f"{at}/kind", "costs of a disability: the member has no disability grade")
+            )
+        elif deduction.kind is DeductionKind.SERIOUS_ILLNESS_COSTS and not member.seriously_ill:
+            found.append(
+                Violation(
+                    f"{at}/kind", "costs of a serious illness: the member is not recorded as ill"
+                )
+            )
+        elif deduction.kind is DeductionKind.EMPLOYMENT_COSTS:
+            if member.employment_status not in WORKING:
+                found.append(
+                    Violation(
+                        f"{at}/kind",
+                        f"costs of working: the member does not work ({member.employment_status})",
+                    )
+                )
+            elif deduction.monthly_fen > income.wage_fen + income.operating_fen:
+                found.append(
+                    Violation(
+                        f"{at}/monthly_fen",
+                        "costs of working exceed the member's wage and operating income",
+                    )
+                )
+    return found
+
+
+def childcare_violations(
+    incomes: Sequence[IncomeDeclaration],
+    members: Sequence[MemberFacts],
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+) -> list[Violation]:
+    """The childcare subsidy is paid for a child under 3 (domain.md: 3,600 yuan a year per
+    child): the household declaring it has a member under 3 on the first day of the
+    declared period, and declares at most the subsidy of its children under 3 each month.
+    Which member is a child's parent or guardian the record does not tell (a grandparent
+    may be the guardian of a grandchild whose parents work away), so the household is
+    judged, and only a member under 16 is refused as the one paid (above)."""
+    paid = [
+        (f"/incomes/{i}/not_counted/{j}", r)
+        for i, income in enumerate(incomes)
+        for j, r in enumerate(income.not_counted)
+        if r.kind is NotCountedKind.CHILDCARE_SUBSIDY
+    ]
+    if not paid:
+        return []
+    period = max(income.period_months for income in incomes)
+    start = months_before(today, period)
+    children = sum(1 for m in members if age_on(m.birth_date, start) < policy.childcare_subsidy_age)
+    pointer = paid[0][0]
+    if children == 0:
+        return [
+            Violation(
+                f"{pointer}/kind",
+                f"a childcare subsidy, but no member of the household was under"
+                f" {policy.childcare_subsidy_age} in the declared period",
+            )
+        ]
+    allowed = children * policy.childcare_subsidy_monthly_fen
+    if sum(r.monthly_fen for _, r in paid) > allowed:
+        return [
+            Violation(
+                f"{pointer}/monthly_fen",
+                f"childcare subsidies above {allowed} fen a month: the household has"
+                f" {children} child(ren) under {policy.childcare_subsidy_age}, each"
+                f" {policy.childcare_subsidy_monthly_fen} fen a month",
+            )
+        ]
+    return []
 
 
 def _individual_inclusion_violations(
@@ -348,6 +537,17 @@ def missing_items(
             elif policy.income_proof_for_wages and income.wage_fen > 0:
                 need_document(
                     DocumentType.INCOME_PROOF, member.person_id, "proof of the member's wages"
+                )
+            elif (
+                policy.no_pay_proof_for_employed
+                and income.wage_fen == 0
+                and member.employment_status is EmploymentStatus.EMPLOYED
+            ):
+                need_document(
+                    DocumentType.INCOME_PROOF,
+                    member.person_id,
+                    "proof that the member's employer pays no wage (an employer's statement"
+                    " or an unpaid-leave certificate)",
                 )
         if member.disability_grade is not DisabilityGrade.NONE:
             need_document(

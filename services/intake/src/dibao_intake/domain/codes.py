@@ -69,6 +69,41 @@ class IncomeCategory(StrEnum):
     OTHER = "other"
 
 
+class NotCountedKind(StrEnum):
+    """A receipt that is not income for dibao (domain.md, "Income and assets"; the national
+    list of the 2021 审核确认办法, art. 12): declared beside the counted categories so that
+    verification, which finds them in the registries, does not take them for concealed
+    income, and assessment does not count them."""
+
+    SOCIAL_ASSISTANCE = "social_assistance"
+    """Government social-assistance payments in money or kind (政府发放的各类社会救助款物)."""
+    STATE_AWARD_OR_SCHOLARSHIP = "state_award_or_scholarship"
+    """State awards, scholarships, rewards for brave deeds (奖学金、见义勇为等奖励性补助)."""
+    RESIDENTS_BASIC_PENSION = "residents_basic_pension"
+    """The base pension of the residents' basic pension insurance (城乡居民基础养老金), from 60."""
+    CHILDCARE_SUBSIDY = "childcare_subsidy"
+    """The national childcare subsidy for a child under 3 (育儿补贴, 3,600 yuan a year)."""
+    SPECIAL_CARE_PENSION = "special_care_pension"
+    """Preferential-treatment and special-care pensions (优待抚恤金): national, not local."""
+    FAMILY_PLANNING_REWARD = "family_planning_reward"
+    """Family-planning rewards and assistance (计划生育奖励与扶助金): national, not local."""
+    LOCALLY_EXCLUDED = "locally_excluded"
+    """An item the city's (or province's) rules exclude; the member's note says which."""
+
+
+class DeductionKind(StrEnum):
+    """A deduction from a member's income (domain.md). The counted categories stay net of
+    taxes and social-insurance contributions, as they always were: that deduction records
+    what was already taken off (gross = net + it, as the tax and social-insurance
+    registries record it). The other three are claims not taken off the amounts, which
+    assessment deducts as local policy allows."""
+
+    TAXES_AND_SOCIAL_INSURANCE = "taxes_and_social_insurance"
+    DISABILITY_COSTS = "disability_costs"
+    SERIOUS_ILLNESS_COSTS = "serious_illness_costs"
+    EMPLOYMENT_COSTS = "employment_costs"
+
+
 class AssetKind(StrEnum):
     DEPOSIT = "deposit"
     SECURITIES = "securities"

@@ -464,7 +464,10 @@ def _submitted_events(
         channel=contracts.CHANNELS[record.channel],
         applicant_person_id=str(record.applicant_person_id),
         household=contracts.household_snapshot(
-            household.household, household.members, runtime.pii.hash_key_id
+            household.household,
+            household.members,
+            runtime.pii.hash_key_id,
+            declarations=command.incomes,
         ),
         incomes=contracts.declared_incomes(command.incomes),
         assets=contracts.declared_assets(command.assets),

@@ -244,6 +244,91 @@ INCOME_CATEGORY_TRANSFER: IncomeCategory.ValueType  # 4
 INCOME_CATEGORY_OTHER: IncomeCategory.ValueType  # 5
 Global___IncomeCategory: _TypeAlias = IncomeCategory  # noqa: Y015
 
+class _NotCountedKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotCountedKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotCountedKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOT_COUNTED_KIND_UNSPECIFIED: _NotCountedKind.ValueType  # 0
+    NOT_COUNTED_KIND_SOCIAL_ASSISTANCE: _NotCountedKind.ValueType  # 1
+    """Government social-assistance payments in money or kind."""
+    NOT_COUNTED_KIND_STATE_AWARD_OR_SCHOLARSHIP: _NotCountedKind.ValueType  # 2
+    """State awards, scholarships, rewards for brave deeds."""
+    NOT_COUNTED_KIND_RESIDENTS_BASIC_PENSION: _NotCountedKind.ValueType  # 3
+    """The base pension of the residents' basic pension insurance (paid from 60)."""
+    NOT_COUNTED_KIND_CHILDCARE_SUBSIDY: _NotCountedKind.ValueType  # 4
+    """The national childcare subsidy for a child under 3 (3,600 yuan a year per child)."""
+    NOT_COUNTED_KIND_SPECIAL_CARE_PENSION: _NotCountedKind.ValueType  # 5
+    """Preferential-treatment and special-care pensions."""
+    NOT_COUNTED_KIND_FAMILY_PLANNING_REWARD: _NotCountedKind.ValueType  # 6
+    """Family-planning rewards and assistance."""
+    NOT_COUNTED_KIND_LOCALLY_EXCLUDED: _NotCountedKind.ValueType  # 7
+    """An item the city's or province's rules exclude (the member's note says which)."""
+
+class NotCountedKind(_NotCountedKind, metaclass=_NotCountedKindEnumTypeWrapper):
+    """A receipt a member declares that is not counted as income (domain.md; the national list of
+    the 2021 dibao verification measures, art. 12, and the 2025 childcare subsidy). Declared so
+    that verification, which finds these in the registries, does not take them for concealed
+    income, and so that assessment leaves them out.
+    """
+
+NOT_COUNTED_KIND_UNSPECIFIED: NotCountedKind.ValueType  # 0
+NOT_COUNTED_KIND_SOCIAL_ASSISTANCE: NotCountedKind.ValueType  # 1
+"""Government social-assistance payments in money or kind."""
+NOT_COUNTED_KIND_STATE_AWARD_OR_SCHOLARSHIP: NotCountedKind.ValueType  # 2
+"""State awards, scholarships, rewards for brave deeds."""
+NOT_COUNTED_KIND_RESIDENTS_BASIC_PENSION: NotCountedKind.ValueType  # 3
+"""The base pension of the residents' basic pension insurance (paid from 60)."""
+NOT_COUNTED_KIND_CHILDCARE_SUBSIDY: NotCountedKind.ValueType  # 4
+"""The national childcare subsidy for a child under 3 (3,600 yuan a year per child)."""
+NOT_COUNTED_KIND_SPECIAL_CARE_PENSION: NotCountedKind.ValueType  # 5
+"""Preferential-treatment and special-care pensions."""
+NOT_COUNTED_KIND_FAMILY_PLANNING_REWARD: NotCountedKind.ValueType  # 6
+"""Family-planning rewards and assistance."""
+NOT_COUNTED_KIND_LOCALLY_EXCLUDED: NotCountedKind.ValueType  # 7
+"""An item the city's or province's rules exclude (the member's note says which)."""
+Global___NotCountedKind: _TypeAlias = NotCountedKind  # noqa: Y015
+
+class _DeductionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeductionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeductionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUCTION_KIND_UNSPECIFIED: _DeductionKind.ValueType  # 0
+    DEDUCTION_KIND_TAXES_AND_SOCIAL_INSURANCE: _DeductionKind.ValueType  # 1
+    """Income tax and the member's own social-insurance contributions, withheld or paid."""
+    DEDUCTION_KIND_DISABILITY_COSTS: _DeductionKind.ValueType  # 2
+    """Extra costs of a disability (a member with a disability grade)."""
+    DEDUCTION_KIND_SERIOUS_ILLNESS_COSTS: _DeductionKind.ValueType  # 3
+    """Extra costs of a serious illness (a member recorded seriously ill)."""
+    DEDUCTION_KIND_EMPLOYMENT_COSTS: _DeductionKind.ValueType  # 4
+    """Costs of working (a member employed, self-employed or in flexible work), at most their
+    wage and operating income.
+    """
+
+class DeductionKind(_DeductionKind, metaclass=_DeductionKindEnumTypeWrapper):
+    """A deduction from a member's income (domain.md). The counted categories (DeclaredIncome)
+    are net of taxes and social-insurance contributions: TAXES_AND_SOCIAL_INSURANCE is what was
+    already taken off (gross = net + it, as the tax and social-insurance registries record it)
+    and is never deducted again. The other kinds are claims not taken off the amounts, which
+    assessment deducts as local policy allows.
+    """
+
+DEDUCTION_KIND_UNSPECIFIED: DeductionKind.ValueType  # 0
+DEDUCTION_KIND_TAXES_AND_SOCIAL_INSURANCE: DeductionKind.ValueType  # 1
+"""Income tax and the member's own social-insurance contributions, withheld or paid."""
+DEDUCTION_KIND_DISABILITY_COSTS: DeductionKind.ValueType  # 2
+"""Extra costs of a disability (a member with a disability grade)."""
+DEDUCTION_KIND_SERIOUS_ILLNESS_COSTS: DeductionKind.ValueType  # 3
+"""Extra costs of a serious illness (a member recorded seriously ill)."""
+DEDUCTION_KIND_EMPLOYMENT_COSTS: DeductionKind.ValueType  # 4
+"""Costs of working (a member employed, self-employed or in flexible work), at most their
+wage and operating income.
+"""
+Global___DeductionKind: _TypeAlias = DeductionKind  # noqa: Y015
+
 class _AssetKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015

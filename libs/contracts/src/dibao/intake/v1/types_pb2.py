@@ -26,7 +26,7 @@ from dibao.common.v1 import enums_pb2 as dibao_dot_common_dot_v1_dot_enums__pb2
 from dibao.common.v1 import types_pb2 as dibao_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ibao/intake/v1/types.proto\x12\x0f\x64ibao.intake.v1\x1a\x1b\x64ibao/common/v1/enums.proto\x1a\x1b\x64ibao/common/v1/types.proto\"\xc3\x03\n\x06Member\x12*\n\x06person\x18\x01 \x01(\x0b\x32\x1a.dibao.common.v1.PersonRef\x12.\n\nbirth_date\x18\x02 \x01(\x0b\x32\x1a.dibao.common.v1.LocalDate\x12!\n\x03sex\x18\x03 \x01(\x0e\x32\x14.dibao.common.v1.Sex\x12\x33\n\x0crelationship\x18\x04 \x01(\x0e\x32\x1d.dibao.common.v1.Relationship\x12:\n\x10\x64isability_grade\x18\x05 \x01(\x0e\x32 .dibao.common.v1.DisabilityGrade\x12\x15\n\rseriously_ill\x18\x06 \x01(\x08\x12<\n\x11\x65mployment_status\x18\x07 \x01(\x0e\x32!.dibao.common.v1.EmploymentStatus\x12\x0f\n\x07student\x18\x08 \x01(\x08\x12\x0f\n\x07\x63ounted\x18\t \x01(\x08\x12:\n\x10\x65xclusion_reason\x18\n \x01(\x0e\x32 .dibao.common.v1.ExclusionReason\x12\x16\n\x0e\x65xclusion_note\x18\x0b \x01(\t\"\xea\x01\n\x11HouseholdSnapshot\x12\x14\n\x0chousehold_id\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12,\n\tarea_type\x18\x03 \x01(\x0e\x32\x19.dibao.common.v1.AreaType\x12\x16\n\x0ehead_person_id\x18\x04 \x01(\t\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.dibao.intake.v1.Member\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x11\n\tdissolved\x18\x07 \x01(\x08\"\xc3\x01\n\x0e\x44\x65\x63laredIncome\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.dibao.common.v1.IncomeCategory\x12.\n\x0emonthly_amount\x18\x03 \x01(\x0b\x32\x16.dibao.common.v1.Money\x12\x15\n\rperiod_months\x18\x04 \x01(\x05\x12\x0f\n\x07in_kind\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xb1\x01\n\rDeclaredAsset\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.dibao.common.v1.AssetKind\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.dibao.common.v1.Money\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x15\n\rfloor_area_m2\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"z\n\x0bMissingItem\x12\x34\n\rdocument_type\x18\x01 \x01(\x0e\x32\x1d.dibao.common.v1.DocumentType\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ibao/intake/v1/types.proto\x12\x0f\x64ibao.intake.v1\x1a\x1b\x64ibao/common/v1/enums.proto\x1a\x1b\x64ibao/common/v1/types.proto\"\x83\x04\n\x06Member\x12*\n\x06person\x18\x01 \x01(\x0b\x32\x1a.dibao.common.v1.PersonRef\x12.\n\nbirth_date\x18\x02 \x01(\x0b\x32\x1a.dibao.common.v1.LocalDate\x12!\n\x03sex\x18\x03 \x01(\x0e\x32\x14.dibao.common.v1.Sex\x12\x33\n\x0crelationship\x18\x04 \x01(\x0e\x32\x1d.dibao.common.v1.Relationship\x12:\n\x10\x64isability_grade\x18\x05 \x01(\x0e\x32 .dibao.common.v1.DisabilityGrade\x12\x15\n\rseriously_ill\x18\x06 \x01(\x08\x12<\n\x11\x65mployment_status\x18\x07 \x01(\x0e\x32!.dibao.common.v1.EmploymentStatus\x12\x0f\n\x07student\x18\x08 \x01(\x08\x12\x0f\n\x07\x63ounted\x18\t \x01(\x08\x12:\n\x10\x65xclusion_reason\x18\n \x01(\x0e\x32 .dibao.common.v1.ExclusionReason\x12\x16\n\x0e\x65xclusion_note\x18\x0b \x01(\t\x12>\n\x12income_declaration\x18\x0c \x01(\x0b\x32\".dibao.intake.v1.IncomeDeclaration\"\xa7\x01\n\x11IncomeDeclaration\x12\x15\n\rperiod_months\x18\x01 \x01(\x05\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x37\n\x0bnot_counted\x18\x03 \x03(\x0b\x32\".dibao.intake.v1.NotCountedReceipt\x12\x34\n\ndeductions\x18\x04 \x03(\x0b\x32 .dibao.intake.v1.IncomeDeduction\"r\n\x11NotCountedReceipt\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.dibao.common.v1.NotCountedKind\x12.\n\x0emonthly_amount\x18\x02 \x01(\x0b\x32\x16.dibao.common.v1.Money\"o\n\x0fIncomeDeduction\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.dibao.common.v1.DeductionKind\x12.\n\x0emonthly_amount\x18\x02 \x01(\x0b\x32\x16.dibao.common.v1.Money\"\xea\x01\n\x11HouseholdSnapshot\x12\x14\n\x0chousehold_id\x18\x01 \x01(\t\x12+\n\x06region\x18\x02 \x01(\x0b\x32\x1b.dibao.common.v1.RegionCode\x12,\n\tarea_type\x18\x03 \x01(\x0e\x32\x19.dibao.common.v1.AreaType\x12\x16\n\x0ehead_person_id\x18\x04 \x01(\t\x12(\n\x07members\x18\x05 \x03(\x0b\x32\x17.dibao.intake.v1.Member\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x11\n\tdissolved\x18\x07 \x01(\x08\"\xc3\x01\n\x0e\x44\x65\x63laredIncome\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x31\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x1f.dibao.common.v1.IncomeCategory\x12.\n\x0emonthly_amount\x18\x03 \x01(\x0b\x32\x16.dibao.common.v1.Money\x12\x15\n\rperiod_months\x18\x04 \x01(\x05\x12\x0f\n\x07in_kind\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\xb1\x01\n\rDeclaredAsset\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.dibao.common.v1.AssetKind\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.dibao.common.v1.Money\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x15\n\rfloor_area_m2\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"z\n\x0bMissingItem\x12\x34\n\rdocument_type\x18\x01 \x01(\x0e\x32\x1d.dibao.common.v1.DocumentType\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dibao.intake.v1.types_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEMBER']._serialized_start=107
-  _globals['_MEMBER']._serialized_end=558
-  _globals['_HOUSEHOLDSNAPSHOT']._serialized_start=561
-  _globals['_HOUSEHOLDSNAPSHOT']._serialized_end=795
-  _globals['_DECLAREDINCOME']._serialized_start=798
-  _globals['_DECLAREDINCOME']._serialized_end=993
-  _globals['_DECLAREDASSET']._serialized_start=996
-  _globals['_DECLAREDASSET']._serialized_end=1173
-  _globals['_MISSINGITEM']._serialized_start=1175
-  _globals['_MISSINGITEM']._serialized_end=1297
+  _globals['_MEMBER']._serialized_end=622
+  _globals['_INCOMEDECLARATION']._serialized_start=625
+  _globals['_INCOMEDECLARATION']._serialized_end=792
+  _globals['_NOTCOUNTEDRECEIPT']._serialized_start=794
+  _globals['_NOTCOUNTEDRECEIPT']._serialized_end=908
+  _globals['_INCOMEDEDUCTION']._serialized_start=910
+  _globals['_INCOMEDEDUCTION']._serialized_end=1021
+  _globals['_HOUSEHOLDSNAPSHOT']._serialized_start=1024
+  _globals['_HOUSEHOLDSNAPSHOT']._serialized_end=1258
+  _globals['_DECLAREDINCOME']._serialized_start=1261
+  _globals['_DECLAREDINCOME']._serialized_end=1456
+  _globals['_DECLAREDASSET']._serialized_start=1459
+  _globals['_DECLAREDASSET']._serialized_end=1636
+  _globals['_MISSINGITEM']._serialized_start=1638
+  _globals['_MISSINGITEM']._serialized_end=1760
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,7 @@ class Member(_message.Message):
     COUNTED_FIELD_NUMBER: _builtins.int
     EXCLUSION_REASON_FIELD_NUMBER: _builtins.int
     EXCLUSION_NOTE_FIELD_NUMBER: _builtins.int
+    INCOME_DECLARATION_FIELD_NUMBER: _builtins.int
     sex: _enums_pb2.Sex.ValueType
     relationship: _enums_pb2.Relationship.ValueType
     """Relationship to the head of household."""
@@ -60,6 +61,13 @@ class Member(_message.Message):
     def birth_date(self) -> _types_pb2.LocalDate:
         """Birth date (also encoded in the ID number)."""
 
+    @_builtins.property
+    def income_declaration(self) -> Global___IncomeDeclaration:
+        """The member's income declaration on the application, beside their DeclaredIncome
+        entries: set in ApplicationSubmitted's household for each member who declared, absent
+        for one who did not and in HouseholdRegistered and HouseholdUpdated. Since 3 Dec 2026.
+        """
+
     def __init__(
         self,
         *,
@@ -74,14 +82,111 @@ class Member(_message.Message):
         counted: _builtins.bool = ...,
         exclusion_reason: _enums_pb2.ExclusionReason.ValueType = ...,
         exclusion_note: _builtins.str = ...,
+        income_declaration: Global___IncomeDeclaration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "person", b"person"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "income_declaration", b"income_declaration", "person", b"person"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "counted", b"counted", "disability_grade", b"disability_grade", "employment_status", b"employment_status", "exclusion_note", b"exclusion_note", "exclusion_reason", b"exclusion_reason", "person", b"person", "relationship", b"relationship", "seriously_ill", b"seriously_ill", "sex", b"sex", "student", b"student"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "counted", b"counted", "disability_grade", b"disability_grade", "employment_status", b"employment_status", "exclusion_note", b"exclusion_note", "exclusion_reason", b"exclusion_reason", "income_declaration", b"income_declaration", "person", b"person", "relationship", b"relationship", "seriously_ill", b"seriously_ill", "sex", b"sex", "student", b"student"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
+
+@_typing.final
+class IncomeDeclaration(_message.Message):
+    """What one member declared on an application besides the amounts of the counted categories
+    (which are DeclaredIncome's, one entry per category).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_MONTHS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    NOT_COUNTED_FIELD_NUMBER: _builtins.int
+    DEDUCTIONS_FIELD_NUMBER: _builtins.int
+    period_months: _builtins.int
+    """Number of months the averages cover, as in the member's DeclaredIncome entries."""
+    note: _builtins.str
+    """The member's note on their income, in words, once (no ID numbers). Before 3 Dec 2026 it
+    was copied into the description of each of the member's DeclaredIncome entries.
+    """
+    @_builtins.property
+    def not_counted(self) -> _containers.RepeatedCompositeFieldContainer[Global___NotCountedReceipt]:
+        """Receipts that are not counted as income, at most one of each kind."""
+
+    @_builtins.property
+    def deductions(self) -> _containers.RepeatedCompositeFieldContainer[Global___IncomeDeduction]:
+        """Deductions, at most one of each kind."""
+
+    def __init__(
+        self,
+        *,
+        period_months: _builtins.int = ...,
+        note: _builtins.str = ...,
+        not_counted: _abc.Iterable[Global___NotCountedReceipt] | None = ...,
+        deductions: _abc.Iterable[Global___IncomeDeduction] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deductions", b"deductions", "not_counted", b"not_counted", "note", b"note", "period_months", b"period_months"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncomeDeclaration: _TypeAlias = IncomeDeclaration  # noqa: Y015
+
+@_typing.final
+class NotCountedReceipt(_message.Message):
+    """A receipt that is not counted as income: its kind and average monthly amount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MONTHLY_AMOUNT_FIELD_NUMBER: _builtins.int
+    kind: _enums_pb2.NotCountedKind.ValueType
+    @_builtins.property
+    def monthly_amount(self) -> _types_pb2.Money:
+        """Average monthly amount over the declared period, in fen (more than zero)."""
+
+    def __init__(
+        self,
+        *,
+        kind: _enums_pb2.NotCountedKind.ValueType = ...,
+        monthly_amount: _types_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["monthly_amount", b"monthly_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "monthly_amount", b"monthly_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotCountedReceipt: _TypeAlias = NotCountedReceipt  # noqa: Y015
+
+@_typing.final
+class IncomeDeduction(_message.Message):
+    """A deduction from a member's income: its kind and average monthly amount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MONTHLY_AMOUNT_FIELD_NUMBER: _builtins.int
+    kind: _enums_pb2.DeductionKind.ValueType
+    @_builtins.property
+    def monthly_amount(self) -> _types_pb2.Money:
+        """Average monthly amount over the declared period, in fen (more than zero)."""
+
+    def __init__(
+        self,
+        *,
+        kind: _enums_pb2.DeductionKind.ValueType = ...,
+        monthly_amount: _types_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["monthly_amount", b"monthly_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "monthly_amount", b"monthly_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncomeDeduction: _TypeAlias = IncomeDeduction  # noqa: Y015
 
 @_typing.final
 class HouseholdSnapshot(_message.Message):
@@ -157,10 +262,15 @@ class DeclaredIncome(_message.Message):
     in_kind: _builtins.bool
     """Whether the income is in kind (valued in fen)."""
     description: _builtins.str
-    """Short description of the source, e.g. "part-time work at a restaurant"."""
+    """Short description of the source, e.g. "part-time work at a restaurant". Empty since
+    3 Dec 2026: the member's note is Member.income_declaration.note, once (before, the one
+    note was copied into each of the member's five entries).
+    """
     @_builtins.property
     def monthly_amount(self) -> _types_pb2.Money:
-        """Average net monthly amount over the declared period, in fen."""
+        """Average monthly amount over the declared period, in fen, net of taxes and social-insurance
+        contributions (what was taken off: Member.income_declaration's deductions).
+        """
 
     def __init__(
         self,

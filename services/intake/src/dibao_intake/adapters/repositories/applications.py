@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +21,18 @@ from dibao_intake.adapters.records import (
     TimelineRecord,
 )
 from dibao_intake.adapters.repositories.lists import newest_first
-from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
+from dibao_intake.domain.application import (
+    AssetDeclaration,
+    Deduction,
+    IncomeDeclaration,
+    NotCountedReceipt,
+)
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
     AssetKind,
+    DeductionKind,
+    NotCountedKind,
     SubmissionChannel,
     UnassignedReason,
     WithdrawalCause,
@@ -35,6 +42,8 @@ from dibao_intake.models import (
     ApplicationAsset,
     ApplicationDocument,
     ApplicationIncome,
+    ApplicationIncomeDeduction,
+    ApplicationIncomeNotCounted,
     Person,
     TimelineEntry,
     table_of,
@@ -42,6 +51,8 @@ from dibao_intake.models import (
 
 application_t = table_of(Application)
 income_t = table_of(ApplicationIncome)
+not_counted_t = table_of(ApplicationIncomeNotCounted)
+deduction_t = table_of(ApplicationIncomeDeduction)
 asset_t = table_of(ApplicationAsset)
 app_document_t = table_of(ApplicationDocument)
 timeline_t = table_of(TimelineEntry)
@@ -117,7 +128,32 @@ async def load_incomes(session: AsyncSession, application_id: uuid.UUID) -> list
         .where(income_t.c.application_id == application_id)
         .order_by(income_t.c.person_id)
     )
-    return [IncomeDeclaration(*r) for r in rows]
+    declared = [IncomeDeclaration(*r) for r in rows]
+    if not declared:
+        return declared
+    # Receipts not counted and deductions (migration 0015), in their vocabularies' order.
+    receipts: dict[uuid.UUID, list[NotCountedReceipt]] = {}
+    for person_id, kind, fen in await session.execute(
+        sa.select(
+            not_counted_t.c.person_id, not_counted_t.c.kind, not_counted_t.c.monthly_fen
+        ).where(not_counted_t.c.application_id == application_id)
+    ):
+        receipts.setdefault(person_id, []).append(NotCountedReceipt(NotCountedKind(kind), fen))
+    deductions: dict[uuid.UUID, list[Deduction]] = {}
+    for person_id, kind, fen in await session.execute(
+        sa.select(deduction_t.c.person_id, deduction_t.c.kind, deduction_t.c.monthly_fen).where(
+            deduction_t.c.application_id == application_id
+        )
+    ):
+        deductions.setdefault(person_id, []).append(Deduction(DeductionKind(kind), fen))
+    return [
+        replace(
+            d,
+            not_counted=tuple(receipts.get(d.person_id, ())),
+            deductions=tuple(deductions.get(d.person_id, ())),
+        ).in_order()
+        for d in declared
+    ]
 
 
 async def load_assets(session: AsyncSession, application_id: uuid.UUID) -> list[AssetDeclaration]:

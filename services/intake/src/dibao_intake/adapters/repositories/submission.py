@@ -330,6 +330,24 @@ SELECT :id, * FROM unnest(
 )
 """
 )
+_NOT_COUNTED = DriverStatement(
+    """
+INSERT INTO application_income_not_counted (application_id, person_id, kind, monthly_fen)
+SELECT :id, * FROM unnest(
+    CAST(:not_counted_person AS uuid[]), CAST(:not_counted_kind AS text[]),
+    CAST(:not_counted_fen AS bigint[])
+)
+"""
+)
+_DEDUCTIONS = DriverStatement(
+    """
+INSERT INTO application_income_deduction (application_id, person_id, kind, monthly_fen)
+SELECT :id, * FROM unnest(
+    CAST(:deduction_person AS uuid[]), CAST(:deduction_kind AS text[]),
+    CAST(:deduction_fen AS bigint[])
+)
+"""
+)
 _ASSETS = DriverStatement(
     """
 INSERT INTO application_asset (
@@ -399,6 +417,12 @@ async def insert_submission(
         "income_other": [i.other_fen for i in incomes],
         "income_period": [i.period_months for i in incomes],
         "income_note": [i.note for i in incomes],
+        "not_counted_person": [i.person_id for i in incomes for _ in i.not_counted],
+        "not_counted_kind": [r.kind.value for i in incomes for r in i.not_counted],
+        "not_counted_fen": [r.monthly_fen for i in incomes for r in i.not_counted],
+        "deduction_person": [i.person_id for i in incomes for _ in i.deductions],
+        "deduction_kind": [d.kind.value for i in incomes for d in i.deductions],
+        "deduction_fen": [d.monthly_fen for i in incomes for d in i.deductions],
         "asset_id": [asset_id for asset_id, _ in assets],
         "asset_person": [a.person_id for _, a in assets],
         "asset_kind": [a.kind.value for _, a in assets],
@@ -411,6 +435,8 @@ async def insert_submission(
     present = (
         (_APPLICATION, True),
         (_INCOMES, bool(incomes)),
+        (_NOT_COUNTED, any(i.not_counted for i in incomes)),
+        (_DEDUCTIONS, any(i.deductions for i in incomes)),
         (_ASSETS, bool(assets)),
         (_DOCUMENTS, bool(document_ids)),
     )
