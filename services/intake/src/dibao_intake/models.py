@@ -227,9 +227,18 @@ class Application(Base):
     # The household's version it was made from; the database refuses the write when the
     # household changed since (migration 0007). NULL for applications written before.
     household_version: Mapped[int | None] = mapped_column(sa.Integer)
+    # The returned application of the household this one completes, sent again by the
+    # clerk (migration 0017); one completion per returned application (the index below).
+    completes_application_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("application.id"))
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('submitted', 'returned', 'withdrawn')", name="status"),
+        sa.Index(
+            "uq_application_completes",
+            "completes_application_id",
+            unique=True,
+            postgresql_where=sa.text("completes_application_id IS NOT NULL"),
+        ),
         # One open (submitted, undecided) application per household and kind: two
         # submissions at once both pass the read's check; the second write fails here.
         sa.Index(

@@ -260,6 +260,7 @@ SHOWN_TEXT = {
     "assessment_id",
     "assigned_caseworker",
     "case_id",
+    "completes_application_id",
     "entitlement_id",
     "event_ids",
     "grant_id",

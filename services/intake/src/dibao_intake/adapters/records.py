@@ -179,6 +179,8 @@ class ApplicationRecord:
     withdrawal_reason: str | None
     withdrawal_cause: WithdrawalCause | None
     unassigned_reason: UnassignedReason | None
+    completes_application_id: uuid.UUID | None = None
+    """The returned application of the household this one completes (migration 0017)."""
 
 
 @dataclass(frozen=True, slots=True)

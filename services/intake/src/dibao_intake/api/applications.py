@@ -81,6 +81,7 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         reason=body.reason,
         requested_amount_fen=body.requested_amount_fen,
         individual_inclusion_person_id=body.individual_inclusion_person_id,
+        completes_application_id=body.completes_application_id,
     )
 
 

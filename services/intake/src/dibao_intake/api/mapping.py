@@ -262,6 +262,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         withdrawn_at=r.withdrawn_at,
         withdrawal_reason=_case_only(r.withdrawal_reason, view),
         withdrawal_cause=r.withdrawal_cause,
+        completes_application_id=r.completes_application_id,
         timeline=[timeline_out(t, view) for t in d.timeline],
     )
 

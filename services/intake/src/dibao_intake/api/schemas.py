@@ -1093,6 +1093,14 @@ class ApplicationIn(_In):
     individual_inclusion_person_id: uuid.UUID | None = Field(
         None, description="Individual inclusion (单人保): the member applied for"
     )
+    completes_application_id: uuid.UUID | None = Field(
+        None,
+        description="The household's returned application this one completes, sent again"
+        " with what it lacked (ADR 0009): of the same household, returned, and completed by"
+        " no other application (else 422 at completes_application_id, nothing written)."
+        " Shown in both applications' timelines and published in ApplicationSubmitted"
+        " (ApplicationReturned when returned again)",
+    )
 
 
 class NotCountedOut(_Out):
@@ -1225,6 +1233,10 @@ class ApplicationOut(_Out):
         " ApplicationWithdrawn says (cause UNSPECIFIED is the applicant's, HOUSEHOLD_DISSOLVED"
         " and APPLICANT_LEFT the others)",
         examples=["applicant_request"],
+    )
+    completes_application_id: uuid.UUID | None = Field(
+        description="The household's returned application this one completes (ADR 0009);"
+        " null for a first application and for applications submitted before 3 Dec 2026",
     )
     timeline: list[TimelineEntryOut] = Field(
         description="Every service's events about the application, oldest first"

@@ -101,6 +101,8 @@ class SubmitApplication:
     reason: str | None
     requested_amount_fen: int | None
     individual_inclusion_person_id: uuid.UUID | None
+    completes_application_id: uuid.UUID | None = None
+    """The household's returned application this one completes (ADR 0009, 3 Dec 2026)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +270,35 @@ async def submission_race(
             session, command.household_id, command.kind
         )
         return concurrent_change() if winner is None else application_open(command.kind, winner)
-    if constraint == household_repo.CURRENT_ACCOUNT_INDEX:
+    if constraint in (household_repo.CURRENT_ACCOUNT_INDEX, submission_repo.COMPLETES_INDEX):
+        # Another application completing the same returned one committed since the read:
+        # sent again, the read names it (422 at /completes_application_id).
         return concurrent_change()
     return None
+
+
+def _completion_problems(
+    context: submission_repo.SubmissionContext, completes: uuid.UUID | None
+) -> list[Violation]:
+    """The returned application a submission completes (ADR 0009, 3 Dec 2026): of the same
+    household (another household's answers as one that does not exist), returned, and
+    completed by no other application."""
+    if completes is None:
+        return []
+    pointer = "/completes_application_id"
+    found = context.completes
+    if found is None or found.household_id != context.household.household.id:
+        return [Violation(pointer, "no application of this household")]
+    if found.status is not ApplicationStatus.RETURNED:
+        return [
+            Violation(
+                pointer,
+                f"is {found.status.value}: only a returned application is completed by a new one",
+            )
+        ]
+    if found.completed_by is not None:
+        return [Violation(pointer, f"is completed already, by application {found.completed_by}")]
+    return []
 
 
 async def submit_application(
@@ -285,6 +313,7 @@ async def submit_application(
         kind=command.kind,
         township_name=lambda code: _name(runtime, code),
         mask_name=mask_name,
+        completes=command.completes_application_id,
     )
     if context is None:
         raise NotFound(NOT_FOUND)
@@ -318,6 +347,7 @@ async def submit_application(
             if caller.principal.can_see(regions.get(d.household_id, region_code))
         }
     problems = _document_problems(command.document_ids, documents)
+    problems += _completion_problems(context, command.completes_application_id)
     try:
         account = await _account_for(session, runtime, household, command.bank_account)
     except RulesViolatedError as error:
@@ -379,6 +409,7 @@ async def submit_application(
         withdrawal_reason=None,
         withdrawal_cause=None,
         unassigned_reason=unassigned,
+        completes_application_id=command.completes_application_id,
     )
     ordered_documents = [documents[i] for i in command.document_ids]
     # The events first (their outbox rows go in now, or with the idempotent answer), so
@@ -487,6 +518,9 @@ def _submitted_events(
             if record.individual_inclusion_person_id
             else ""
         ),
+        completes_application_id=(
+            str(record.completes_application_id) if record.completes_application_id else ""
+        ),
     )
     ref = contracts.bank_account_ref(account)
     if ref is not None:
@@ -517,6 +551,9 @@ def _returned_event(
         actor=contracts.actor(caller.principal),
         application_id=str(record.id),
         missing_items=[contracts.missing_item(m) for m in missing],
+        completes_application_id=(
+            str(record.completes_application_id) if record.completes_application_id else ""
+        ),
     )
     return OutgoingEvent(returned, key=str(record.household_id), subject=str(record.id))
 

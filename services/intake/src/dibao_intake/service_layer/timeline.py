@@ -396,7 +396,16 @@ def entries_of(
             continue
         application_id = application_of(message)
         if application_id is not None:
-            entries.append((application_id, _record(envelope, message)))
+            record = _record(envelope, message)
+            completed = _completes(message)
+            if completed is not None:
+                # The new application's entry says which it completes; the returned one's
+                # timeline says by which it was completed (ADR 0009, 3 Dec 2026).
+                record = replace(
+                    record, details={**record.details, "completes_application_id": str(completed)}
+                )
+                entries.append((completed, _completed_by(record, application_id)))
+            entries.append((application_id, record))
         elif open_applications:
             record = _record(envelope, message)
             replaced = _applicants_replaced(message)
@@ -405,6 +414,28 @@ def entries_of(
                 for a in open_applications
             ]
     return entries
+
+
+def _completes(message: Message) -> uuid.UUID | None:
+    """The returned application a submission's event says it completes, if any."""
+    if not isinstance(message, ev.ApplicationSubmitted | ev.ApplicationReturned):
+        return None
+    raw = message.completes_application_id
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _completed_by(entry: TimelineRecord, application_id: uuid.UUID) -> TimelineRecord:
+    """The entry of a returned application completed by ``application_id``, sent again:
+    accepted (ApplicationSubmitted) or returned again."""
+    outcome = "returned" if entry.ce_type.endswith(".ApplicationReturned.v1") else "submitted"
+    return replace(
+        entry,
+        summary="Completed by an application sent again",
+        details={"completed_by_application_id": str(application_id), "outcome": outcome},
+    )
 
 
 def _applicants_replaced(

@@ -675,6 +675,7 @@ class ApplicationSubmitted(_message.Message):
     REQUESTED_AMOUNT_FIELD_NUMBER: _builtins.int
     UNASSIGNED_REASON_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    COMPLETES_APPLICATION_ID_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     application_id: _builtins.str
     """Application id (UUIDv7)."""
@@ -697,6 +698,11 @@ class ApplicationSubmitted(_message.Message):
     reason: _builtins.str
     """Why a one-off kind is asked for, as the clerk recorded it (empty for dibao, whose
     hardship is the statement). Empty in events before 3 Dec 2026.
+    """
+    completes_application_id: _builtins.str
+    """The returned application of the same household this one completes, sent again by the
+    clerk with what it lacked (ADR 0009, 3 Dec 2026); empty for a first application and in
+    events before that day.
     """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...
@@ -752,10 +758,11 @@ class ApplicationSubmitted(_message.Message):
         requested_amount: _types_pb2.Money | None = ...,
         unassigned_reason: Global___UnassignedReason.ValueType = ...,
         reason: _builtins.str = ...,
+        completes_application_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "bank_account", b"bank_account", "household", b"household", "occurred_at", b"occurred_at", "region", b"region", "requested_amount", b"requested_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "reason", b"reason", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement", "unassigned_reason", b"unassigned_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "applicant_person_id", b"applicant_person_id", "application_id", b"application_id", "assets", b"assets", "assigned_caseworker", b"assigned_caseworker", "bank_account", b"bank_account", "channel", b"channel", "completes_application_id", b"completes_application_id", "documents", b"documents", "household", b"household", "household_id", b"household_id", "incomes", b"incomes", "individual_inclusion_person_id", b"individual_inclusion_person_id", "kind", b"kind", "occurred_at", b"occurred_at", "reason", b"reason", "region", b"region", "requested_amount", b"requested_amount", "staff_related", b"staff_related", "staff_relation_note", b"staff_relation_note", "statement", b"statement", "unassigned_reason", b"unassigned_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -816,8 +823,13 @@ class ApplicationReturned(_message.Message):
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
     MISSING_ITEMS_FIELD_NUMBER: _builtins.int
     NOTICE_FIELD_NUMBER: _builtins.int
+    COMPLETES_APPLICATION_ID_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     application_id: _builtins.str
+    completes_application_id: _builtins.str
+    """The returned application of the same household this one was sent to complete (itself
+    returned again); empty otherwise and in events before 3 Dec 2026.
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode: ...
     @_builtins.property
@@ -842,10 +854,11 @@ class ApplicationReturned(_message.Message):
         application_id: _builtins.str = ...,
         missing_items: _abc.Iterable[_types_pb2_1.MissingItem] | None = ...,
         notice: _types_pb2.DocumentRef | None = ...,
+        completes_application_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "notice", b"notice", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "application_id", b"application_id", "household_id", b"household_id", "missing_items", b"missing_items", "notice", b"notice", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "application_id", b"application_id", "completes_application_id", b"completes_application_id", "household_id", b"household_id", "missing_items", b"missing_items", "notice", b"notice", "occurred_at", b"occurred_at", "region", b"region"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

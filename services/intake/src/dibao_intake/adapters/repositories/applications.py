@@ -82,6 +82,7 @@ _COLUMNS = (
     application_t.c.withdrawal_reason,
     application_t.c.withdrawal_cause,
     application_t.c.unassigned_reason,
+    application_t.c.completes_application_id,
 )
 
 

@@ -34,6 +34,7 @@ from dibao_intake.adapters.repositories.applications import own_timeline_write
 from dibao_intake.domain.application import AssetDeclaration, IncomeDeclaration
 from dibao_intake.domain.codes import (
     ApplicationKind,
+    ApplicationStatus,
     AreaType,
     DisabilityGrade,
     DocumentType,
@@ -61,6 +62,19 @@ class SubmissionContext:
     caseworker_identified: bool = False
     """Whether their entry holds their own ID number: without it their own household cannot
     be found (ADR 0009), and they are assigned nothing."""
+    completes: CompletedApplication | None = None
+    """The application the submission names as the returned one it completes, when it
+    exists (of whatever household: the caller checks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedApplication:
+    """What a submission checks of the returned application it completes (ADR 0009)."""
+
+    household_id: uuid.UUID
+    status: ApplicationStatus
+    completed_by: uuid.UUID | None
+    """Another application that completes it already."""
 
 
 _READ = DriverStatement(
@@ -124,7 +138,12 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
                                  'identified', s.id_hash IS NOT NULL)
         FROM staff_member s
         WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
-          AND s.responsible_caseworker AND s.active) AS caseworker
+          AND s.responsible_caseworker AND s.active) AS caseworker,
+       (SELECT json_build_object(
+            'household_id', c.household_id, 'status', c.status,
+            'completed_by', (SELECT x.id FROM application x
+                             WHERE x.completes_application_id = c.id LIMIT 1))
+        FROM application c WHERE c.id = CAST(:completes AS uuid)) AS completes
 FROM h, m, d, r
 """
 )
@@ -211,6 +230,7 @@ async def load_submission_context(
     kind: ApplicationKind,
     township_name: Callable[[str], str],
     mask_name: Callable[[str], str],
+    completes: uuid.UUID | None = None,
 ) -> SubmissionContext | None:
     """All a submission reads, in one round trip; None when the household does not exist."""
     row = await _READ.fetchrow(
@@ -219,6 +239,7 @@ async def load_submission_context(
             "household_id": household_id,
             "document_ids": list(document_ids),
             "kind": kind.value,
+            "completes": completes,
         },
     )
     if row is None:
@@ -257,8 +278,22 @@ async def load_submission_context(
         caseworker=caseworker["subject"] if caseworker else None,
         caseworker_staff_id=uuid.UUID(caseworker["staff_id"]) if caseworker else None,
         caseworker_identified=bool(caseworker and caseworker["identified"]),
+        completes=_completed(_json(row["completes"])),
     )
 
+
+def _completed(c: dict[str, Any] | None) -> CompletedApplication | None:
+    if c is None:
+        return None
+    return CompletedApplication(
+        household_id=uuid.UUID(c["household_id"]),
+        status=ApplicationStatus(c["status"]),
+        completed_by=_uuid(c["completed_by"]),
+    )
+
+
+COMPLETES_INDEX = "uq_application_completes"
+"""The index that keeps one application completing a returned one (migration 0017)."""
 
 ONE_OPEN_APPLICATION_INDEX = "uq_application_open_kind"
 """The index that keeps one open (submitted, undecided) application per household and kind
@@ -306,13 +341,13 @@ INSERT INTO application (
     reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
     staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
     submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version,
-    unassigned_reason
+    unassigned_reason, completes_application_id
 ) VALUES (
     :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
     :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
     :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
     CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL,
-    :household_version, :unassigned_reason
+    :household_version, :unassigned_reason, :completes_application_id
 )
 """
 )
@@ -406,6 +441,7 @@ async def insert_submission(
             record.unassigned_reason.value if record.unassigned_reason is not None else None
         ),
         "missing_items": json.dumps(record.missing_items),
+        "completes_application_id": record.completes_application_id,
         "submitted_at": record.submitted_at,
         "submitted_by": record.submitted_by,
         "accepted_on": record.accepted_on,

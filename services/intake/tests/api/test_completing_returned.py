@@ -1,0 +1,99 @@
+"""An application sent again names the returned application it completes (ADR 0009,
+3 Dec 2026): stored, shown in both timelines, published in ApplicationSubmitted."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao.intake.v1 import events_pb2 as ev
+from dibao_common.messaging.envelope import EventRegistry
+from dibao_common.testing.stack import TestStack
+from dibao_intake.testing import IntakeClient, row_counts, wait_for_events
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+REGISTRY = EventRegistry.default()
+
+
+async def _read(intake: IntakeClient, application_id: str) -> dict[str, Any]:
+    response = await intake.http.get(f"/applications/{application_id}", headers=intake.headers())
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def _submitted(intake: IntakeClient, body: dict[str, Any], status: str) -> str:
+    response = await intake.submit(body)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == status, response.text
+    return str(response.json()["id"])
+
+
+async def test_the_application_sent_again_names_the_returned_one_it_completes(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """Returned for its documents, the application is sent again complete, naming the
+    returned one: the new one shows it (GET, its ApplicationSubmitted entry), the returned
+    one's timeline says by which application it was completed, and ApplicationSubmitted
+    decoded from the broker carries it (field 22)."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    returned = await _submitted(intake, body | {"document_ids": []}, "returned")
+    again = await _submitted(intake, body | {"completes_application_id": returned}, "submitted")
+    read = await _read(intake, again)
+    assert read["completes_application_id"] == returned
+    [submitted] = [
+        e for e in read["timeline"] if e["type"] == "dibao.intake.ApplicationSubmitted.v1"
+    ]
+    assert submitted["details"]["completes_application_id"] == returned
+    first = await _read(intake, returned)
+    assert first["completes_application_id"] is None
+    assert first["status"] == "returned"
+    assert (first["timeline"][-1]["summary"], first["timeline"][-1]["details"]) == (
+        "Completed by an application sent again",
+        {"completed_by_application_id": again, "outcome": "submitted"},
+    )
+    published = await wait_for_events(intake_stack, "dibao.intake.v1", 2, subject=again)
+    [message] = [
+        m for m in (REGISTRY.decode(e) for e in published) if isinstance(m, ev.ApplicationSubmitted)
+    ]
+    assert message.completes_application_id == returned
+
+
+async def test_only_a_returned_application_of_the_household_not_completed_yet_is_named(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Naming one completed already, one withdrawn (never returned), another household's
+    returned one, or none that exists: 422 at completes_application_id, nothing written."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    returned = await _submitted(intake, body | {"document_ids": []}, "returned")
+    again = await _submitted(intake, body | {"completes_application_id": returned}, "submitted")
+    withdrawal = await intake.http.post(
+        f"/applications/{again}/withdrawal", json={"reason": "搬走了"}, headers=intake.headers()
+    )
+    assert withdrawal.status_code == 201, withdrawal.text
+    neighbour = await intake.register()
+    theirs = await _submitted(
+        intake,
+        (await intake.complete_application_body(neighbour)) | {"document_ids": []},
+        "returned",
+    )
+    for named, says in (
+        (returned, "completed already"),
+        (again, "is withdrawn"),
+        (theirs, "no application of this household"),
+        (str(uuid.uuid4()), "no application of this household"),
+    ):
+        before = await row_counts(intake_engine)
+        response = await intake.submit(body | {"completes_application_id": named})
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["pointer"] == "/body/completes_application_id"
+        assert says in error["detail"]
+        assert await row_counts(intake_engine) == before
