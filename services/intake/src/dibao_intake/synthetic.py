@@ -176,13 +176,23 @@ class PlannedHousehold:
 class Synthesizer:
     """A deterministic source of synthetic people (same seed, same households)."""
 
-    def __init__(self, seed: int | str, today: date, *, used: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int | str,
+        today: date,
+        *,
+        used: set[str] | None = None,
+        babies: bool = True,
+    ) -> None:
         """``used``: ID numbers already handed out, shared by synthesizers whose people
         go into one database (tests seeded apart would otherwise, now and then, draw the
-        same person twice and see a 409); it is extended with this one's."""
+        same person twice and see a 409); it is extended with this one's. ``babies``: a
+        mother under 40 has a child under 3 (the demo's households); without, each shape
+        has its fixed members (a test's household, whose members it names by position)."""
         self.rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
         self.today = today
         self._used: set[str] = used if used is not None else set()
+        self.babies = babies
 
     def id_number(self, birth_date: date, sex: Sex, place_code: str | None = None) -> str:
         place = place_code or self.rng.choice(PLACE_CODES)
@@ -294,7 +304,7 @@ class Synthesizer:
         """A mother under 40 has a child under 3 too (the childcare subsidy's); none
         otherwise. Drawn apart, from the mother's number, so that every other draw stays
         as it was before babies were added (the demo's people are the same)."""
-        if _age(mother.birth_date, self.today) >= 40:
+        if not self.babies or _age(mother.birth_date, self.today) >= 40:
             return []
         apart = Synthesizer(f"baby {mother.id_number}", self.today, used=self._used)
         return [
