@@ -13,6 +13,7 @@ from dibao_intake.domain.application import (
     AssetDeclaration,
     CompletenessPolicy,
     MissingItem,
+    applicant_after_change,
     applicant_after_leaving,
     check_application,
     missing_items,
@@ -228,3 +229,81 @@ def test_nobody_takes_over_what_the_leaver_did_not_apply_for() -> None:
     assert pointer == "/new_applicant_person_id"
     assert _after([], head=None) == (None, [])
     assert _after([], head=None, named=SON)[1]
+
+
+# --- who applies once a member change leaves the applicant unable to (ADR 0016, 3 Dec 2026)
+
+IMPRISONED: dict[str, object] = {"counted": False, "exclusion_reason": ExclusionReason.IMPRISONED}
+
+
+def _changed(
+    details: dict[str, object],
+    *,
+    applicant: uuid.UUID = SON,
+    named: uuid.UUID | None = None,
+    applicants: tuple[uuid.UUID, ...] = (SON,),
+) -> tuple[bool, uuid.UUID | None, list[tuple[str, str]]]:
+    """The ``applicant`` (the son, unless said) changed as ``details`` say, in a
+    household of the head, the grown son and a grandchild of 10."""
+    members = _staying()
+    [changed] = [
+        dataclasses.replace(m, **details)  # type: ignore[arg-type]
+        for m in members
+        if m.person_id == applicant
+    ]
+    replaced, successor, problems = applicant_after_change(
+        changed,
+        applicants,
+        [m for m in members if m.person_id != applicant],
+        HEAD,
+        named,
+        today=TODAY,
+        policy=POLICY,
+    )
+    return replaced, successor, [(v.pointer, v.detail) for v in problems]
+
+
+def test_an_applicant_recorded_living_apart_hands_the_application_to_the_head() -> None:
+    """The son who applied is recorded in prison (any reason of living apart): the head
+    applies from now on unless another member is named; the named one is held to an
+    applicant's rules, the son himself is no other member."""
+    for reason in POLICY.living_apart:
+        assert _changed({"counted": False, "exclusion_reason": reason}) == (True, HEAD, [])
+    assert _changed(IMPRISONED, named=HEAD) == (True, HEAD, [])
+    [(pointer, detail)] = _changed(IMPRISONED, named=GRANDCHILD)[2]
+    assert (pointer, detail) == ("/new_applicant_person_id", "the applicant must be 18 or older")
+    [(_, detail)] = _changed(IMPRISONED, named=SON)[2]
+    assert detail == "not another active member of the household"
+
+
+def test_the_head_recorded_living_apart_names_who_applies_or_closes() -> None:
+    """The head applied and is recorded living apart: he cannot take over from himself,
+    so the son (who may) is to be named; with the son away too, nobody may: closed."""
+    replaced, successor, problems = _changed(IMPRISONED, applicant=HEAD, applicants=(HEAD,))
+    assert (replaced, successor) == (True, None)
+    [(pointer, detail)] = problems
+    assert pointer == "/new_applicant_person_id"
+    assert "may no longer apply" in detail
+    assert "name the member who applies" in detail
+    assert _changed(IMPRISONED, applicant=HEAD, applicants=(HEAD,), named=SON) == (True, SON, [])
+    members = _staying(counted=False, exclusion_reason=ExclusionReason.MILITARY_SERVICE)
+    head = dataclasses.replace(members[0], **IMPRISONED)  # type: ignore[arg-type]
+    assert applicant_after_change(
+        head, (HEAD,), members[1:], HEAD, None, today=TODAY, policy=POLICY
+    ) == (True, None, [])
+
+
+def test_a_change_that_leaves_the_applicant_able_hands_nothing_over() -> None:
+    """A disability grade, a reason not of living apart (a provincial one), a member who
+    applied for nothing open: nothing changes hands, and naming a successor is an
+    error."""
+    assert _changed({"disability_grade": DisabilityGrade.GRADE_2}) == (False, None, [])
+    provincial: dict[str, object] = {
+        "counted": False,
+        "exclusion_reason": ExclusionReason.PROVINCIAL_OTHER,
+    }
+    assert _changed(provincial) == (False, None, [])
+    assert _changed(IMPRISONED, applicants=(HEAD,)) == (False, None, [])
+    for details, applicants in (({}, (SON,)), (IMPRISONED, (HEAD,))):
+        replaced, successor, [(pointer, _)] = _changed(details, applicants=applicants, named=HEAD)
+        assert (replaced, successor, pointer) == (False, None, "/new_applicant_person_id")

@@ -278,6 +278,7 @@ def change_command(
                     exclusion_note=body.exclusion_note,
                 ),
                 body.relationship,
+                body.new_applicant_person_id,
             )
         case s.AddressChangeIn():
             change = service.AddressChange(
@@ -349,6 +350,9 @@ def change_command(
     " head after the change when they may apply (422 at new_applicant_person_id when they"
     " may not and another member may); with nobody who stays able to apply it is closed"
     " (withdrawal_cause applicant_left, ApplicationWithdrawn cause APPLICANT_LEFT; ADR 0016)."
+    " So too a member_change after which its member, the applicant of an open application,"
+    " may no longer apply (not counted for a reason of living apart: imprisoned, compulsory"
+    " rehabilitation, declared missing, religious living apart, military service)."
     " HouseholdUpdated.applicants_replaced names each one handed over. 403 region-out-of-scope: an"
     " address_change to a region outside the caller's.",
     responses=problems(

@@ -792,6 +792,18 @@ class MemberChangeIn(_ChangeIn):
         None, description="Why the member is not counted (required when counted becomes false)"
     )
     exclusion_note: Note | None = None
+    new_applicant_person_id: uuid.UUID | None = Field(
+        None,
+        description="When the member applied for an open application (submitted, not yet"
+        " decided) and this change leaves them unable to apply (not counted for a reason of"
+        " living apart: imprisoned, compulsory_rehabilitation, declared_missing,"
+        " religious_living_apart, military_service): the member who applies for it now,"
+        " another active member, 18 or older, living at home. Unless given, the head takes it"
+        " over when they may; when they may not and another member may, one must be named"
+        " (422). When no other member may apply, the change closes it (withdrawn,"
+        " withdrawal_cause applicant_left). Naming one for a change that leaves the member"
+        " able to apply, or applying for nothing open, is refused (422; ADR 0016)",
+    )
 
 
 class AddressChangeIn(_ChangeIn):
@@ -1229,7 +1241,8 @@ class ApplicationOut(_Out):
         description="Why it was withdrawn, when it was: applicant_request (POST"
         " /applications/{id}/withdrawal, by a clerk) or household_dissolved (the change that"
         " dissolved the household closed it) or applicant_left (its applicant died or moved"
-        " out and nobody who stays may apply: that change closed it); what its"
+        " out, or a member_change left them unable to apply, and nobody else may apply: that"
+        " change closed it); what its"
         " ApplicationWithdrawn says (cause UNSPECIFIED is the applicant's, HOUSEHOLD_DISSOLVED"
         " and APPLICANT_LEFT the others)",
         examples=["applicant_request"],

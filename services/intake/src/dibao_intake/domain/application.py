@@ -230,11 +230,91 @@ def applicant_after_leaving(
                 )
             ]
         return None, []
+    return _successor(
+        staying,
+        head_after,
+        named,
+        today=today,
+        policy=policy,
+        pointer=pointer,
+        not_staying="not an active member who stays in the household",
+        head_cannot="the member leaving applied for the household's open application, and the"
+        " head cannot take it over",
+    )
+
+
+NOT_UNABLE_TO_APPLY = (
+    "only when the member changed applied for an open application and this change leaves"
+    " them unable to apply"
+)
+"""A member change naming who applies now while its member applies for nothing open, or
+may still apply after it."""
+
+
+def applicant_after_change(
+    changed: MemberFacts,
+    open_applicants: Sequence[uuid.UUID],
+    others: Sequence[MemberFacts],
+    head: uuid.UUID,
+    named: uuid.UUID | None,
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+    pointer: str = "/new_applicant_person_id",
+) -> tuple[bool, uuid.UUID | None, list[Violation]]:
+    """The successor rule of ``applicant_after_leaving`` for a member who stays: a
+    ``member_change`` after which ``changed`` (the member as the change leaves them)
+    applies for one of the household's open applications (``open_applicants``: their
+    applicants) and may no longer apply (``applicant_violations``: not counted for a
+    reason of living apart, the one check a change of details can break; ADR 0016, 3 Dec
+    2026). Whether their open applications change hands, who applies for them from now on
+    (``named``, else the ``head`` when they may apply, else None: closed, withdrawn as
+    ``applicant_left``, when no other member may apply), and the violations (a member who
+    may not apply named; none named while the head may not and another member may; one
+    named while the change leaves the applicant able to apply, or applying for nothing
+    open). ``others``: the household's other active members."""
+    if changed.person_id not in open_applicants or not applicant_violations(
+        changed, pointer, today=today, policy=policy
+    ):
+        if named is not None:
+            return (
+                False,
+                None,
+                [Violation(pointer, NOT_UNABLE_TO_APPLY)],
+            )
+        return False, None, []
+    successor, problems = _successor(
+        others,
+        head if head != changed.person_id else None,
+        named,
+        today=today,
+        policy=policy,
+        pointer=pointer,
+        not_staying="not another active member of the household",
+        head_cannot="the member who applied for the household's open application may no longer"
+        " apply, and the head cannot take it over",
+    )
+    return True, successor, problems
+
+
+def _successor(
+    staying: Sequence[MemberFacts],
+    head_after: uuid.UUID | None,
+    named: uuid.UUID | None,
+    *,
+    today: date,
+    policy: CompletenessPolicy,
+    pointer: str,
+    not_staying: str,
+    head_cannot: str,
+) -> tuple[uuid.UUID | None, list[Violation]]:
+    """Among ``staying``: ``named`` when they may apply, else the head after the change
+    when they may, else (None) a violation when another may, none when nobody may."""
     by_id = {m.person_id: m for m in staying}
     if named is not None:
         member = by_id.get(named)
         if member is None:
-            return None, [Violation(pointer, "not an active member who stays in the household")]
+            return None, [Violation(pointer, not_staying)]
         problems = applicant_violations(member, pointer, today=today, policy=policy)
         return (None, problems) if problems else (named, [])
     may = [
@@ -248,9 +328,8 @@ def applicant_after_leaving(
         return None, [
             Violation(
                 pointer,
-                "the member leaving applied for the household's open application, and the"
-                " head cannot take it over: name the member who applies for it now (a"
-                f" co-resident member of {policy.applicant_min_age} or older)",
+                f"{head_cannot}: name the member who applies for it now (a co-resident member"
+                f" of {policy.applicant_min_age} or older)",
             )
         ]
     return None, []

@@ -802,7 +802,7 @@ class NewMemberDetails:
     exclusion_note: str | None = None
 
 
-def _details_after(current: MemberDetails, new: NewMemberDetails) -> MemberDetails:
+def details_after(current: MemberDetails, new: NewMemberDetails) -> MemberDetails:
     """The details once ``new`` is recorded. A member counted again has no exclusion
     reason nor note left; a note goes with its reason (kept while the reason stays, gone
     with it unless given anew)."""
@@ -888,7 +888,7 @@ def check_member_change(
                 " a member's details are recorded in the order they changed",
             )
         )
-    after = _details_after(current, new)
+    after = details_after(current, new)
     found += _employment_after(member, current, new, after, effective_on)
     if after.counted and new.exclusion_note is not None:
         found.append(Violation("/exclusion_note", "only for a member not counted"))

@@ -214,9 +214,10 @@ class WithdrawalCause(StrEnum):
     """Closed by the change that dissolved the household (its last member's death or move
     out): nobody is left to withdraw it, no household to assess, no reason in words."""
     APPLICANT_LEFT = "applicant_left"
-    """Closed by the death or move out of its applicant when no member who stays may apply
-    in their place (none of 18 or more living at home: ADR 0016, 3 Dec 2026, migration
-    0016); no reason in words. The household stays and applies anew when it can."""
+    """Closed by the death or move out of its applicant, or a member change leaving them
+    unable to apply (living apart), when no other member who stays may apply in their
+    place (none of 18 or more living at home: ADR 0016, 3 Dec 2026, migration 0016); no
+    reason in words. The household stays and applies anew when it can."""
 
 
 class UnassignedReason(StrEnum):

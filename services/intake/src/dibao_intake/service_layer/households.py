@@ -32,7 +32,11 @@ from dibao_intake.adapters.repositories import applications as application_repo
 from dibao_intake.adapters.repositories import documents as document_repo
 from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.domain import changes as rules
-from dibao_intake.domain.application import applicant_after_leaving
+from dibao_intake.domain.application import (
+    NOT_UNABLE_TO_APPLY,
+    applicant_after_change,
+    applicant_after_leaving,
+)
 from dibao_intake.domain.codes import (
     AreaType,
     ChangeKind,
@@ -46,6 +50,7 @@ from dibao_intake.domain.codes import (
 from dibao_intake.domain.divisions import DivisionLevel, township_of
 from dibao_intake.domain.errors import RulesViolatedError, Violation, raise_if_any
 from dibao_intake.domain.household import (
+    MemberFacts,
     MemberInput,
     ValidMember,
     masked_household_ref,
@@ -736,6 +741,10 @@ class MemberChange:
     effective_on: date
     new: rules.NewMemberDetails
     relationship: Relationship | None = None
+    new_applicant_person_id: uuid.UUID | None = None
+    """When the change leaves a member who applied for an open application unable to apply
+    (not counted for a reason of living apart): who applies for it now (else the head,
+    when they may; ADR 0016, 3 Dec 2026)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -866,7 +875,7 @@ class _ChangeWork:
         """The change's note, in words."""
         self.open_applicants: list[tuple[uuid.UUID, uuid.UUID]] = []
         """The household's open applications with their applicants, read (locked FOR
-        SHARE) by a death or a move out."""
+        SHARE) by a death, a move out or a member change."""
         self.successor: uuid.UUID | None = None
         """Who applies for the leaver's open applications from now on (None: nobody)."""
         self.left_without_applicant: list[uuid.UUID] = []
@@ -1045,10 +1054,31 @@ class _ChangeWork:
         )
         return problems
 
+    async def applicant_after_change(
+        self, changed: MemberFacts, named: uuid.UUID | None
+    ) -> tuple[bool, list[Violation]]:
+        """Whether a member change leaves ``changed`` (the member as the change leaves
+        them), who applied for an open application, unable to apply, and so who applies
+        for it now, as ``applicant_after`` (ADR 0016, 3 Dec 2026); the violations."""
+        self.open_applicants = await application_repo.open_applicants(
+            self.session, self.household_id
+        )
+        replaced, self.successor, problems = applicant_after_change(
+            changed,
+            [applicant for _, applicant in self.open_applicants],
+            [m.facts() for m in self.before.active_members if m.person_id != changed.person_id],
+            self.state.head_person_id,
+            named,
+            today=self.today,
+            policy=self.runtime.policy,
+        )
+        return replaced, problems
+
     async def hand_over(self, leaver: uuid.UUID, update: ev.HouseholdUpdated) -> None:
-        """Once ``leaver`` left: their open applications are the successor's (stored, in
-        the change's details and its event), or, with nobody to take them over in a
-        household that stays, closed after the event (``left_without_applicant``)."""
+        """Once ``leaver`` left, or may no longer apply (a member change): their open
+        applications are the successor's (stored, in the change's details and its event),
+        or, with nobody to take them over in a household that stays, closed after the event
+        (``left_without_applicant``)."""
         theirs = [a for a, applicant in self.open_applicants if applicant == leaver]
         if not theirs or self.head_person_id is None:
             return  # none, or the household is dissolved: that closes them all
@@ -1541,6 +1571,21 @@ _ABOUT_ONE_MEMBER = {
 """Documents that are evidence of one member's own details, by what another member's is."""
 
 
+def _facts_after(m: MemberRecord, details: rules.MemberDetails) -> MemberFacts:
+    """The member's facts once ``details`` are recorded (a member change)."""
+    return MemberFacts(
+        person_id=m.person_id,
+        relationship=m.relationship,
+        birth_date=m.birth_date,
+        counted=details.counted,
+        disability_grade=details.disability_grade,
+        seriously_ill=details.seriously_ill,
+        student=details.student,
+        employment_status=details.employment_status,
+        exclusion_reason=details.exclusion_reason,
+    )
+
+
 def _details_of(m: MemberRecord) -> rules.MemberDetails:
     return rules.MemberDetails(
         name=m.name,
@@ -1559,6 +1604,21 @@ async def _change_member(
 ) -> None:
     pid = change.person_id
     current = next((m for m in work.before.active_members if m.person_id == pid), None)
+    # Who applies once the change leaves the applicant unable to (ADR 0016, 3 Dec 2026):
+    # judged on the details the change gives, so that its errors come with the others.
+    replaced, successor_problems = (
+        await work.applicant_after_change(
+            _facts_after(current, rules.details_after(_details_of(current), change.new)),
+            change.new_applicant_person_id,
+        )
+        if current is not None
+        else (
+            False,
+            [Violation("/new_applicant_person_id", NOT_UNABLE_TO_APPLY)]
+            if change.new_applicant_person_id is not None
+            else [],
+        )
+    )
     after, problems = rules.check_member_change(
         work.state,
         pid,
@@ -1579,6 +1639,7 @@ async def _change_member(
             for i, d in enumerate(work.documents)
             if d.document_type in _ABOUT_ONE_MEMBER and d.person_id not in (None, pid)
         ]
+        + successor_problems
     )
     assert current is not None
     assert after is not None
@@ -1602,6 +1663,8 @@ async def _change_member(
     if change.relationship is not None:
         # As a marriage or a divorce records what it changes (a code, no words).
         work.details["relationships"] = {str(pid): change.relationship.value}
+    if replaced:
+        await work.hand_over(pid, update)
     recorded = await work.member_after(pid)
     update.member_change.member.CopyFrom(contracts.member(recorded, work.runtime.pii.hash_key_id))
     update.member_change.effective_on.CopyFrom(contracts.local_date(change.effective_on))
