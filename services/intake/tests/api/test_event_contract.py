@@ -358,3 +358,28 @@ async def test_a_dissolution_and_the_withdrawal_it_causes_are_in_order_on_one_ke
     assert withdrawn.application_id == accepted.json()["id"]
     assert [e.ce_time for e, _ in decoded] == [_when(m) for _, m in decoded]
     assert _when(update) <= _when(withdrawn)
+
+
+async def test_a_household_update_names_its_change_in_its_body(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """HouseholdUpdated's ce_subject is the change's id, the one POST /households/{id}/
+    changes answers; ADR 0002 makes ce_subject optional, so the body names the change too
+    (change_id, field 24): a consumer reading the body alone finds the change it is."""
+    household = await intake.register(intake.plan(shape="single_parent"))
+    birth = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
+    grade = await intake.change(
+        household,
+        {
+            "kind": "member_change",
+            "person_id": household.person_ids[0],
+            "effective_on": "2026-02-27",
+            "disability_grade": "3",
+        },
+    )
+    found = await wait_for_events(intake_stack, TOPIC, 3, key=household.id)
+    updates = [(e, REGISTRY.decode(e)) for e in found[1:]]
+    assert birth["change_id"] != grade["change_id"]
+    for (envelope, message), answered in zip(updates, (birth, grade), strict=True):
+        assert isinstance(message, ev.HouseholdUpdated)
+        assert message.change_id == envelope.ce_subject == answered["change_id"]

@@ -1208,6 +1208,8 @@ async def record_change(
     after = await repo.load_aggregate(session, household_id, with_changes=True)
     assert after is not None
     update.household_id = str(household_id)
+    # The body names the change too: ce_subject is optional (ADR 0002, 3 Dec 2026).
+    update.change_id = str(change_id)
     update.region.CopyFrom(contracts.region(after.household.region_code))
     update.occurred_at.CopyFrom(contracts.timestamp(at))
     update.actor.CopyFrom(contracts.actor(caller.principal))

@@ -78,8 +78,9 @@ class _WithdrawalCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Withd
     nobody is left to withdraw it, and no household to assess.
     """
     WITHDRAWAL_CAUSE_APPLICANT_LEFT: _WithdrawalCause.ValueType  # 2
-    """Its applicant died or moved out and no member who stays may apply in their place
-    (none of 18 or more living at home): closed by that change, in its transaction, after
+    """Its applicant died or moved out (or, since 3 Dec 2026, a member change left them unable
+    to apply: living apart) and no other member may apply in their place (none of 18 or
+    more living at home): closed by that change, in its transaction, after
     its HouseholdUpdated (ADR 0016, 3 Dec 2026). The household applies anew when it can.
     """
 
@@ -95,8 +96,9 @@ WITHDRAWAL_CAUSE_HOUSEHOLD_DISSOLVED: WithdrawalCause.ValueType  # 1
 nobody is left to withdraw it, and no household to assess.
 """
 WITHDRAWAL_CAUSE_APPLICANT_LEFT: WithdrawalCause.ValueType  # 2
-"""Its applicant died or moved out and no member who stays may apply in their place
-(none of 18 or more living at home): closed by that change, in its transaction, after
+"""Its applicant died or moved out (or, since 3 Dec 2026, a member change left them unable
+to apply: living apart) and no other member may apply in their place (none of 18 or
+more living at home): closed by that change, in its transaction, after
 its HouseholdUpdated (ADR 0016, 3 Dec 2026). The household applies anew when it can.
 """
 Global___WithdrawalCause: _TypeAlias = WithdrawalCause  # noqa: Y015
@@ -522,8 +524,9 @@ class HouseholdUpdated(_message.Message):
 
     @_typing.final
     class ApplicantReplaced(_message.Message):
-        """An open application's applicant replaced by the change (a death or a move out): the
-        one who left, and the member who applies for it now.
+        """An open application's applicant replaced by the change (a death or a move out; since 3
+        Dec 2026 also a member change after which they may not apply): the one who left or may
+        no longer apply, and the member who applies for it now.
         """
 
         DESCRIPTOR: _descriptor.Descriptor
@@ -533,7 +536,7 @@ class HouseholdUpdated(_message.Message):
         APPLICANT_PERSON_ID_FIELD_NUMBER: _builtins.int
         application_id: _builtins.str
         previous_applicant_person_id: _builtins.str
-        """The applicant until the change (the member who died or moved out)."""
+        """The applicant until the change (the member who died or moved out, or the member changed)."""
         applicant_person_id: _builtins.str
         """The member who applies from now on: an active member of 18 or more living at home."""
         def __init__(
@@ -567,9 +570,15 @@ class HouseholdUpdated(_message.Message):
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     APPLICANTS_REPLACED_FIELD_NUMBER: _builtins.int
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
     household_id: _builtins.str
     note: _builtins.str
     """Free-text note from the clerk."""
+    change_id: _builtins.str
+    """The change's id (UUIDv7): the id POST /households/{id}/changes answers for it, and the
+    event's ce_subject; what a consumer reading the body alone names the change by (ADR
+    0002 makes ce_subject optional). Empty in events before 3 Dec 2026.
+    """
     @_builtins.property
     def region(self) -> _types_pb2.RegionCode:
         """Region of the household after the change."""
@@ -609,10 +618,11 @@ class HouseholdUpdated(_message.Message):
     @_builtins.property
     def applicants_replaced(self) -> _containers.RepeatedCompositeFieldContainer[Global___HouseholdUpdated.ApplicantReplaced]:
         """The open applications (submitted, not yet decided) whose applicant this change removed
-        (a death or a move out) and which a member who stays applies for from now on: the one
-        the change named, else the head after it (ADR 0016, 3 Dec 2026). An open application
-        of that applicant that nobody who stays may take over is closed instead, by an
-        ApplicationWithdrawn of cause APPLICANT_LEFT after this event. Empty in events before
+        (a death or a move out, or a member change after which they may not apply: not counted
+        for a reason of living apart) and which a member who stays applies for from now on: the
+        one the change named, else the head after it (ADR 0016, 3 Dec 2026). An open
+        application of that applicant that nobody who stays may take over is closed instead, by
+        an ApplicationWithdrawn of cause APPLICANT_LEFT after this event. Empty in events before
         3 Dec 2026 and for every other change.
         """
 
@@ -637,10 +647,11 @@ class HouseholdUpdated(_message.Message):
         documents: _abc.Iterable[_types_pb2.DocumentRef] | None = ...,
         note: _builtins.str = ...,
         applicants_replaced: _abc.Iterable[Global___HouseholdUpdated.ApplicantReplaced] | None = ...,
+        change_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "household", b"household", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "applicants_replaced", b"applicants_replaced", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "address_change", b"address_change", "applicants_replaced", b"applicants_replaced", "bank_account_change", b"bank_account_change", "birth", b"birth", "change", b"change", "change_id", b"change_id", "death", b"death", "divorce", b"divorce", "documents", b"documents", "household", b"household", "household_id", b"household_id", "marriage", b"marriage", "member_change", b"member_change", "move_in", b"move_in", "move_out", b"move_out", "note", b"note", "occurred_at", b"occurred_at", "region", b"region", "spouse_death", b"spouse_death"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["birth", "death", "marriage", "move_in", "move_out", "bank_account_change", "address_change", "member_change", "divorce", "spouse_death"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
