@@ -222,8 +222,14 @@ class Application(Base):
     # Why an accepted application has no assigned caseworker (codes.UnassignedReason,
     # migration 0011); NULL when assigned, returned, or accepted before 0011.
     unassigned_reason: Mapped[str | None] = mapped_column(sa.Text)
-    # When assessment decided it (approved or rejected), as the timeline consumer learnt.
+    # When assessment decided it (approved or rejected), as the timeline consumer learnt:
+    # the decision's occurred_at.
     decided_at: Mapped[datetime | None] = mapped_column(_TS)
+    # What it decided (codes.DecisionOutcome, from the event's type) and the amount it
+    # granted, in fen (monthly for approved, once for one-off; none for a refusal), set
+    # with decided_at (migration 0018, ADR 0023).
+    decision: Mapped[str | None] = mapped_column(sa.Text)
+    decided_amount_fen: Mapped[int | None] = mapped_column(sa.BigInteger)
     # The household's version it was made from; the database refuses the write when the
     # household changed since (migration 0007). NULL for applications written before.
     household_version: Mapped[int | None] = mapped_column(sa.Integer)
@@ -249,6 +255,17 @@ class Application(Base):
             postgresql_where=sa.text("status = 'submitted' AND decided_at IS NULL"),
         ),
         sa.CheckConstraint("requested_amount_fen >= 0", name="requested_amount_not_negative"),
+        sa.CheckConstraint(
+            "decision IN ('approved', 'rejected', 'one_off_approved')", name="decision"
+        ),
+        sa.CheckConstraint(
+            "(decision IS NULL) = (decided_at IS NULL)", name="decided_has_decision"
+        ),
+        sa.CheckConstraint(
+            "decided_amount_fen IS NULL"
+            " OR (decided_amount_fen >= 0 AND decision IN ('approved', 'one_off_approved'))",
+            name="decided_amount_of_a_grant",
+        ),
         sa.CheckConstraint(
             "withdrawal_cause IN ('applicant_request', 'household_dissolved', 'applicant_left')",
             name="withdrawal_cause",

@@ -1844,7 +1844,7 @@ _ENDING = {
         "UPDATE application SET status = 'withdrawn', withdrawn_at = now(),"
         " withdrawal_reason = '撤回', withdrawal_cause = 'applicant_request' WHERE id = :id",
     ],
-    "decided": ["UPDATE application SET decided_at = now() WHERE id = :id"],
+    "decided": ["UPDATE application SET decided_at = now(), decision = 'rejected' WHERE id = :id"],
 }
 """What a withdrawal (withdraw_application) and a decision (the timeline consumer's
 mark_decided) do to the application row."""

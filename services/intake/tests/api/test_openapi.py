@@ -187,6 +187,33 @@ def test_a_lists_cursor_and_region_say_what_they_continue_and_refuse(
         assert "region-out-of-scope" in operation["description"], path
 
 
+def test_a_decision_is_published_with_examples_and_the_list_filters_by_state(
+    intake_app: FastAPI,
+) -> None:
+    """The read and each list item carry the decision (ADR 0023), its schema with
+    examples holding every field (a grant's, each outcome's amount told); GET
+    /applications takes state, open or decided, and says status stays submitted once
+    decided."""
+    spec = intake_app.openapi()
+    schemas = spec["components"]["schemas"]
+    decision = schemas["DecisionOut"]
+    assert [e["outcome"] for e in decision["examples"]] == ["approved", "one_off_approved"]
+    assert "Null when rejected" in decision["properties"]["amount_fen"]["description"]
+    for example in decision["examples"]:
+        assert set(example) == set(decision["required"]) == set(decision["properties"])
+    assert "limited view" in decision["properties"]["amount_fen"]["description"]
+    for name in ("ApplicationOut", "ApplicationSummaryOut"):
+        field = schemas[name]["properties"]["decision"]
+        assert {"$ref": "#/components/schemas/DecisionOut"} in field["anyOf"], name
+        assert "decision" in schemas[name]["required"], name
+    parameters = {p["name"]: p for p in spec["paths"]["/applications"]["get"]["parameters"]}
+    state = parameters["state"]["schema"]["anyOf"][0]
+    assert state["$ref"].endswith("/ApplicationState")
+    assert schemas["ApplicationState"]["enum"] == ["open", "decided"]
+    assert "422" in parameters["state"]["description"]
+    assert "stays submitted" in parameters["status"]["description"]
+
+
 def _free_text(
     schema: dict[str, Any], spec: dict[str, Any], where: str, pattern: str | None = None
 ) -> Iterator[tuple[str, str | None]]:

@@ -170,6 +170,15 @@ async def test_a_decision_after_the_withdrawal_is_entered_as_such_and_decides_no
         f"/applications/{application_id}", headers=intake.headers(Role.AUDITOR, ["62"])
     )
     assert read.json()["status"] == "withdrawn"
+    # Nor does it show as the application's decision (ADR 0023), nor list as decided.
+    assert read.json()["decision"] is None
+    listed = await intake.http.get(
+        "/applications",
+        params={"household_id": household.id, "state": "decided"},
+        headers=intake.headers(Role.AUDITOR, ["62"]),
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []
     # The limited view (a finance officer's) names the event alone, no details: it still
     # says the decision came after the withdrawal (it read "Benefit approved" on a
     # withdrawn application, the one reader who pays).

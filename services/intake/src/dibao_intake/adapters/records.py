@@ -11,6 +11,7 @@ from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
     AreaType,
+    DecisionOutcome,
     DisabilityGrade,
     DocumentType,
     EmploymentStatus,
@@ -181,6 +182,12 @@ class ApplicationRecord:
     unassigned_reason: UnassignedReason | None
     completes_application_id: uuid.UUID | None = None
     """The returned application of the household this one completes (migration 0017)."""
+    decided_at: datetime | None = None
+    """When assessment decided it (the decision's occurred_at), as the consumer learnt."""
+    decision: DecisionOutcome | None = None
+    """What it decided (migration 0018), set with ``decided_at``."""
+    decided_amount_fen: int | None = None
+    """The amount granted: monthly when approved, once when one-off approved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +208,9 @@ class ApplicationSummary:
     # masked number, by which every read names people.
     applicant_id_hash: str
     applicant_masked_id: str
+    decided_at: datetime | None = None
+    decision: DecisionOutcome | None = None
+    decided_amount_fen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from dibao_intake.domain.application import (
     IncomeDeclaration,
     NotCountedReceipt,
 )
-from dibao_intake.domain.codes import ApplicationKind, ApplicationStatus
+from dibao_intake.domain.codes import ApplicationKind, ApplicationState, ApplicationStatus
 from dibao_intake.service_layer import applications as service
 from dibao_intake.service_layer.views import view_of
 
@@ -141,7 +141,7 @@ async def submit_application(
 @router.get(
     "/applications",
     response_model=s.ApplicationPageOut,
-    summary="Search applications by region, status, kind and date",
+    summary="Search applications by region, status, state, kind and date",
     description="Newest first, within the caller's regions, cursor-paginated. The search is"
     " recorded on dibao.access.v1. In the limited view (publicity and finance officers,"
     " policy administrators) a one-off kind is null, and searching by one is 403"
@@ -154,7 +154,10 @@ async def submit_application(
     " answer tells nothing of it); the latter is recorded as a refused search (outcome"
     " DENIED) naming that household, in its region, with no person and no field, and"
     " nothing else. A household within them is searched, and the search's record names"
-    " it.",
+    " it. Each item shows its decision once assessment has made it (outcome, when, the"
+    " amount granted), and state=open lists the cases not yet decided, state=decided the"
+    " decided ones (ADR 0023); state with a status other than submitted is 422, as it"
+    " would find nothing.",
     responses=problems(
         400,
         401,
@@ -171,7 +174,23 @@ async def search_applications(
     caller: Reader,
     runtime: RuntimeDep,
     region: RegionPrefix = None,
-    status: ApplicationStatus | None = None,
+    status: Annotated[
+        ApplicationStatus | None,
+        Query(
+            description="Intake's own status: submitted (accepted, with assessment, decided"
+            " or not: see state), returned (incomplete) or withdrawn. A decided application"
+            " stays submitted, as before 3 Dec 2026"
+        ),
+    ] = None,
+    state: Annotated[
+        ApplicationState | None,
+        Query(
+            description="open: submitted and not yet decided (the cases being worked on, one"
+            " per household and kind); decided: assessment has decided it (its decision"
+            " says how). Both are submitted applications: with status returned or withdrawn"
+            " it is 422. Not given: every application, as before"
+        ),
+    ] = None,
     kind: ApplicationKind | None = None,
     household_id: Annotated[
         uuid.UUID | None,
@@ -201,9 +220,23 @@ async def search_applications(
                 }
             ]
         )
+    if state is not None and status not in (None, ApplicationStatus.SUBMITTED):
+        # Open and decided applications are submitted ones: an empty page would read as
+        # "none open here".
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "state"),
+                    "msg": f"{state.value} applications are submitted ones, never"
+                    f" {status.value}: give state without status, or with status submitted",
+                    "type": "value_error",
+                }
+            ]
+        )
     query = service.SearchApplications(
         region_prefix=region,
         status=status,
+        state=state,
         kind=kind,
         household_id=household_id,
         submitted_from=submitted_from,
@@ -240,7 +273,9 @@ async def search_applications(
     " `accepted_without_submission` (its acceptance was logged without its submission"
     " before it);"
     " assessment's, publicity's and payments' events will enter it once those services"
-    " publish. The read is recorded.",
+    " publish. A decision of assessment's (BenefitApproved, ApplicationRejected,"
+    " OneOffAssistanceApproved) also shows as the application's decision: outcome, when,"
+    " and the amount granted (ADR 0023). The read is recorded.",
     responses=problems(401, 403, 404, 422),
 )
 async def get_application(

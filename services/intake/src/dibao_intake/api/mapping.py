@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from dibao_common.crypto import mask_name
@@ -17,7 +18,7 @@ from dibao_intake.adapters.records import (
     TimelineRecord,
 )
 from dibao_intake.api import schemas as s
-from dibao_intake.domain.codes import ApplicationKind, ChangeKind, DocumentType
+from dibao_intake.domain.codes import ApplicationKind, ChangeKind, DecisionOutcome, DocumentType
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
 from dibao_intake.service_layer.timeline import AFTER_WITHDRAWAL, event_words
@@ -263,8 +264,20 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
         withdrawal_reason=_case_only(r.withdrawal_reason, view),
         withdrawal_cause=r.withdrawal_cause,
         completes_application_id=r.completes_application_id,
+        decision=decision_out(r.decision, r.decided_at, r.decided_amount_fen, view),
         timeline=[timeline_out(t, view) for t in d.timeline],
     )
+
+
+def decision_out(
+    outcome: DecisionOutcome | None, at: datetime | None, amount_fen: int | None, view: View
+) -> s.DecisionOut | None:
+    """The decision, once made; in the limited view a one-off grant's amount is withheld
+    (the public list shows a dibao allowance's; ADR 0005, 0023)."""
+    if outcome is None or at is None:
+        return None
+    shown = view is View.CASE or outcome is DecisionOutcome.APPROVED
+    return s.DecisionOut(outcome=outcome, decided_at=at, amount_fen=amount_fen if shown else None)
 
 
 def summary_out(a: ApplicationSummary, view: View) -> s.ApplicationSummaryOut:
@@ -278,6 +291,7 @@ def summary_out(a: ApplicationSummary, view: View) -> s.ApplicationSummaryOut:
         staff_related=a.staff_related,
         assigned_caseworker=a.assigned_caseworker,
         submitted_at=a.submitted_at,
+        decision=decision_out(a.decision, a.decided_at, a.decided_amount_fen, view),
     )
 
 

@@ -30,6 +30,7 @@ from dibao_intake.domain.codes import (
     AreaType,
     AssetKind,
     ChangeKind,
+    DecisionOutcome,
     DeductionKind,
     DisabilityGrade,
     DocumentType,
@@ -1184,6 +1185,54 @@ _KIND_LIMITED = (
 )
 
 
+class DecisionOut(_Out):
+    """What assessment decided, as intake learnt it from the decision's event (ADR 0023)."""
+
+    # No example of a refusal: the published document drops a null (FastAPI writes it
+    # with exclude_none), and an example without amount_fen would not be what is sent.
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"outcome": "approved", "decided_at": "2026-03-20T07:30:00Z", "amount_fen": 52000},
+                {
+                    "outcome": "one_off_approved",
+                    "decided_at": "2026-03-20T07:30:00Z",
+                    "amount_fen": 150000,
+                },
+            ]
+        },
+    )
+
+    outcome: DecisionOutcome = Field(
+        description="The decision's event: approved (BenefitApproved: the monthly"
+        " allowance), rejected (ApplicationRejected: refused, the written reasons are"
+        " assessment's), one_off_approved (OneOffAssistanceApproved: a one-off payment)",
+        examples=["approved"],
+    )
+    decided_at: datetime = Field(
+        description="When it was decided: the decision event's occurred_at",
+        examples=["2026-03-20T07:30:00Z"],
+    )
+    amount_fen: int | None = Field(
+        description="The amount granted, in fen, as the event gives it: monthly,"
+        " supplements included, when approved (the final public list shows it); once, when"
+        " one_off_approved. Null when rejected, and when the event named none. In the limited"
+        " view null for one_off_approved (the amount tells the kind, as the amount asked for"
+        " would)",
+        examples=[52000],
+    )
+
+
+_DECISION = (
+    "What assessment decided, once it has (the timeline shows its event too): intake's"
+    " status stays submitted, and a decided application is no longer open (no withdrawal;"
+    " the household may apply for its kind again). Null while undecided, and for returned"
+    " and withdrawn applications (a decision arriving after the withdrawal decides nothing"
+    " here; its timeline entry says so)"
+)
+
+
 class ApplicationOut(_Out):
     view: View = Field(description=VIEW_DESCRIPTION)
     id: uuid.UUID
@@ -1251,6 +1300,7 @@ class ApplicationOut(_Out):
         description="The household's returned application this one completes (ADR 0009);"
         " null for a first application and for applications submitted before 3 Dec 2026",
     )
+    decision: DecisionOut | None = Field(description=_DECISION)
     timeline: list[TimelineEntryOut] = Field(
         description="Every service's events about the application, oldest first"
     )
@@ -1266,6 +1316,7 @@ class ApplicationSummaryOut(_Out):
     staff_related: bool
     assigned_caseworker: str | None
     submitted_at: datetime
+    decision: DecisionOut | None = Field(description=_DECISION)
 
 
 class ApplicationPageOut(_Out):

@@ -199,6 +199,29 @@ class ApplicationStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class DecisionOutcome(StrEnum):
+    """What assessment decided of an accepted application, as intake learns it from the
+    decision's event (``application.decision``, migration 0018; ADR 0023)."""
+
+    APPROVED = "approved"
+    """``BenefitApproved``: the monthly allowance, from its first payable month."""
+    REJECTED = "rejected"
+    """``ApplicationRejected``: refused, with written reasons (assessment's to show)."""
+    ONE_OFF_APPROVED = "one_off_approved"
+    """``OneOffAssistanceApproved``: a one-off payment (temporary, medical, ...)."""
+
+
+class ApplicationState(StrEnum):
+    """A search's filter on where a submitted application stands (ADR 0023): beside
+    ``status``, which stays intake's own (submitted, returned, withdrawn)."""
+
+    OPEN = "open"
+    """Submitted and not yet decided: the cases being worked on (one per household and
+    kind, ``uq_application_open_kind``)."""
+    DECIDED = "decided"
+    """Decided by assessment: approved, rejected or one-off approved."""
+
+
 class WithdrawalCause(StrEnum):
     """Why an application was withdrawn (``application.withdrawal_cause``, migration 0010).
 

@@ -41,6 +41,7 @@ from dibao_intake.domain.application import (
 )
 from dibao_intake.domain.codes import (
     ApplicationKind,
+    ApplicationState,
     ApplicationStatus,
     ExclusionReason,
     HouseholdStatus,
@@ -570,7 +571,12 @@ APPLICATION_FIELDS = (
     "staff_relation",
     "missing_items",
     "timeline_details",
+    "decision",
 )
+DECISION_IF_DIBAO = "decision_amount_if_dibao"
+"""How an access record names an application's decision in the limited view: its outcome
+and date, and the amount only of a dibao approval (the public list's; a one-off grant's
+amount would tell its kind, as the amount asked for would). ADR 0023."""
 # What the limited view shows instead (views.py): masked names, the flag only, the kind
 # only when it is dibao; no words, incomes, assets, amount asked for, documents, missing
 # items, timeline details or the member applied for alone.
@@ -588,6 +594,7 @@ _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "custody": None,
     "missing_items": None,
     "timeline_details": None,
+    "decision": DECISION_IF_DIBAO,
 }
 
 
@@ -744,6 +751,10 @@ class SearchApplications:
     submitted_from: date | None = None
     submitted_to: date | None = None
     """Inclusive, on the China calendar."""
+    state: ApplicationState | None = None
+    """Open (submitted, undecided) or decided (ADR 0023); None: either, and every status.
+    Left out of a cursor's digest when None, as every criterion not given is, so a cursor
+    of a search made before it existed continues that search."""
     cursor: str | None = None
     limit: int = 50
 
@@ -819,6 +830,7 @@ async def search_applications(
                 if query.submitted_to and query.submitted_to < date.max
                 else None
             ),
+            state=query.state,
         ),
         after_id=window.after,
         limit=window.read,
@@ -844,8 +856,8 @@ async def search_applications(
             }.values()
         ),
         fields=shown(
-            ("applicant_name_masked", "region", "status", "kind", "staff_related"),
-            {"kind": KIND_IF_DIBAO},
+            ("applicant_name_masked", "region", "status", "kind", "staff_related", "decision"),
+            {"kind": KIND_IF_DIBAO, "decision": DECISION_IF_DIBAO},
             view,
         ),
     )

@@ -28,6 +28,7 @@ from dibao_common.messaging.envelope import Envelope
 from dibao_common.observability import get_logger
 from dibao_intake.adapters.records import TimelineRecord
 from dibao_intake.adapters.repositories import applications as repo
+from dibao_intake.domain.decisions import OUTCOMES, decision_of
 
 log = get_logger(__name__)
 
@@ -50,14 +51,9 @@ UNKNOWN_APPLICATIONS = Counter(
 )
 
 CONSUMER_NAME = "intake.timeline"
-# Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn.
-DECIDED_TYPES = frozenset(
-    {
-        "dibao.assessment.BenefitApproved.v1",
-        "dibao.assessment.ApplicationRejected.v1",
-        "dibao.assessment.OneOffAssistanceApproved.v1",
-    }
-)
+# Decisions taken elsewhere: the application is no longer open, nor can it be withdrawn;
+# each type's outcome is kept with it (domain.decisions, ADR 0023).
+DECIDED_TYPES = frozenset(OUTCOMES)
 # Where the timeline consumer puts events it cannot apply (intake's dead letters).
 DLQ_TOPIC = "dibao.intake.dlq"
 
@@ -510,9 +506,9 @@ def timeline_batch_handler(clock: Clock) -> TimelineBatchHandler:
             # this intake does not have, which must not pass unnoticed. Only then the look.
             await _note_unknown_applications(session, entries)
         decided = [
-            (a, e.occurred_at)
+            (a, e.occurred_at, decision)
             for a, e in entries
-            if e.ce_type in DECIDED_TYPES and a not in withdrawn
+            if a not in withdrawn and (decision := decision_of(e.ce_type, e.details)) is not None
         ]
         if decided:
             await repo.mark_decided(session, decided)

@@ -29,14 +29,17 @@ from dibao_intake.domain.application import (
 )
 from dibao_intake.domain.codes import (
     ApplicationKind,
+    ApplicationState,
     ApplicationStatus,
     AssetKind,
+    DecisionOutcome,
     DeductionKind,
     NotCountedKind,
     SubmissionChannel,
     UnassignedReason,
     WithdrawalCause,
 )
+from dibao_intake.domain.decisions import Decision
 from dibao_intake.models import (
     Application,
     ApplicationAsset,
@@ -83,6 +86,9 @@ _COLUMNS = (
     application_t.c.withdrawal_cause,
     application_t.c.unassigned_reason,
     application_t.c.completes_application_id,
+    application_t.c.decided_at,
+    application_t.c.decision,
+    application_t.c.decided_amount_fen,
 )
 
 
@@ -93,6 +99,7 @@ def _record(row: Sequence[Any]) -> ApplicationRecord:
     values[5] = ApplicationStatus(values[5])
     values[21] = WithdrawalCause(values[21]) if values[21] is not None else None
     values[22] = UnassignedReason(values[22]) if values[22] is not None else None
+    values[25] = DecisionOutcome(values[25]) if values[25] is not None else None
     return ApplicationRecord(*values)
 
 
@@ -288,15 +295,20 @@ async def existing_applications(
 
 
 async def mark_decided(
-    session: AsyncSession, decisions: Sequence[tuple[uuid.UUID, datetime]]
+    session: AsyncSession, decisions: Sequence[tuple[uuid.UUID, datetime, Decision]]
 ) -> None:
-    """Note when assessment decided these applications (the first decision counts): a
-    decided application is no longer open, and its household may apply again."""
-    for application_id, at in decisions:
+    """Note when and how assessment decided these applications (the first decision
+    counts): a decided application is no longer open, and its household may apply again;
+    a read and a search show its outcome (ADR 0023)."""
+    for application_id, at, decision in decisions:
         await session.execute(
             sa.update(application_t)
             .where(application_t.c.id == application_id, application_t.c.decided_at.is_(None))
-            .values(decided_at=at)
+            .values(
+                decided_at=at,
+                decision=decision.outcome.value,
+                decided_amount_fen=decision.amount_fen,
+            )
         )
 
 
@@ -308,6 +320,7 @@ class ApplicationFilter:
     household_id: uuid.UUID | None = None
     submitted_from: datetime | None = None
     submitted_before: datetime | None = None
+    state: ApplicationState | None = None
 
 
 async def search_applications(
@@ -332,6 +345,9 @@ async def search_applications(
         application_t.c.submitted_at,
         person_t.c.id_hash,
         person_t.c.masked_id,
+        application_t.c.decided_at,
+        application_t.c.decision,
+        application_t.c.decided_amount_fen,
     ).join(person_t, person_t.c.id == application_t.c.applicant_person_id)
     statement = newest_first(
         statement,
@@ -351,6 +367,14 @@ async def search_applications(
         statement = statement.where(application_t.c.submitted_at >= criteria.submitted_from)
     if criteria.submitted_before is not None:
         statement = statement.where(application_t.c.submitted_at < criteria.submitted_before)
+    if criteria.state is ApplicationState.OPEN:
+        # The open-application index's own predicate (uq_application_open_kind).
+        statement = statement.where(
+            application_t.c.status == ApplicationStatus.SUBMITTED.value,
+            application_t.c.decided_at.is_(None),
+        )
+    elif criteria.state is ApplicationState.DECIDED:
+        statement = statement.where(application_t.c.decided_at.is_not(None))
     rows = await session.execute(statement)
     return [
         ApplicationSummary(
@@ -366,6 +390,9 @@ async def search_applications(
             submitted_at=r[9],
             applicant_id_hash=r[10],
             applicant_masked_id=r[11],
+            decided_at=r[12],
+            decision=DecisionOutcome(r[13]) if r[13] is not None else None,
+            decided_amount_fen=r[14],
         )
         for r in rows
     ]
