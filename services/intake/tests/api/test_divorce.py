@@ -558,7 +558,14 @@ async def test_a_marriage_here_does_not_end_before_its_day(
     after the 10th, cannot be. The marriage here ends on its own day at the earliest,
     not on the 10th: the bride's marriage to the lodger dated 12 Feb is refused at
     married_on naming 14 Feb, writing nothing (it was recorded: two marriages of hers,
-    the later one first). On 14 Feb it is recorded."""
+    the later one first). On 14 Feb it is recorded.
+
+    Since 3 Dec 2026 (ADR 0016, helper hAC) that move out is itself refused (422 at
+    moved_on, naming the head's marriage here on the 14th): a move out is not dated before
+    the member's own marriage here. The head moves out on the 14th instead, which ends
+    the marriage that day; a record made before (the move out on the 10th) is read as
+    ending it on the 14th too (unit
+    ``test_a_move_out_recorded_before_this_rule_ends_no_marriage_before_its_day``)."""
     household = await intake.register(intake.plan(shape="unemployed_single"))
     [head] = household.person_ids
     born = household.plan.members[0].birth_date
@@ -589,20 +596,27 @@ async def test_a_marriage_here_does_not_end_before_its_day(
     )
     members = {m["relationship"]: m["person_id"] for m in married["household"]["members"]}
     bride, lodger = members["spouse"], members["other"]
-    await intake.change(
-        household,
-        {
-            "kind": "move_out",
-            "person_id": head,
-            "moved_on": "2026-02-10",
-            "new_head_person_id": lodger,
-            "relationships": {bride: "other"},
-        },
-    )
+    move_out = {
+        "kind": "move_out",
+        "person_id": head,
+        "moved_on": "2026-02-10",
+        "new_head_person_id": lodger,
+        "relationships": {bride: "other"},
+    }
+    problem = await refused_change(intake, intake_engine, household, move_out)
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/moved_on"], problem
+    assert "2026-02-14" in problem["errors"][0]["detail"], problem
+    await intake.change(household, move_out | {"moved_on": "2026-02-14"})
     marriage = {"kind": "marriage", "person_id": bride, "spouse_person_id": lodger}
-    await _dated_on_or_after(
-        intake, intake_engine, household, marriage, "married_on", "2026-02-12", "2026-02-14"
+    # Refused twice at married_on, both naming the 14th: the end of her marriage to the
+    # head, and (since 3 Dec 2026) the day she joined, a marriage of two members being
+    # dated on or after it.
+    problem = await refused_change(
+        intake, intake_engine, household, marriage | {"married_on": "2026-02-12"}
     )
+    assert set(_pointers(problem)) == {"/body/married_on"}, problem
+    assert all("2026-02-14" in e["detail"] for e in problem["errors"]), problem
+    await intake.change(household, marriage | {"married_on": "2026-02-14"})
 
 
 async def test_two_parents_of_one_sex_are_not_taken_to_be_married(

@@ -437,3 +437,42 @@ async def test_a_spouse_moving_in_while_the_head_is_married_to_a_member_writes_n
     assert error["pointer"] == "/body/member/relationship", problem
     assert "the head married to another member" in error["detail"], problem
     assert "member_change" in error["detail"], problem
+
+
+async def test_derived_relationships_to_the_new_head_keep_a_registrations_age_order(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head (65-70) lives with his second wife (30-32), his son (40-42) and a
+    grandchild (33-35). He dies: with the son as head, the young widow was derived the
+    son's parent though younger than him; with the widow as head, the son and the
+    grandchild were derived her child and grandchild though older than her (201 both),
+    which a registration refuses. Now such a code is not derived but asked, 422 at the
+    member's ``/relationships/<person id>``, nothing written, and recorded as given."""
+    plan = intake.plan(shape="unemployed_single")
+    synth = intake.synthesizer
+    plan.members[0] = synth.member(Relationship.HEAD, Sex.MALE, (65, 70), EmploymentStatus.RETIRED)
+    plan.members += [
+        synth.member(Relationship.SPOUSE, Sex.FEMALE, (30, 32), EmploymentStatus.UNEMPLOYED),
+        synth.member(Relationship.CHILD, Sex.MALE, (40, 42), EmploymentStatus.UNEMPLOYED),
+        synth.member(Relationship.GRANDCHILD, Sex.MALE, (33, 35), EmploymentStatus.UNEMPLOYED),
+    ]
+    household = await intake.register(plan)
+    head, widow, son, grandchild = household.person_ids
+    death = {"kind": "death", "person_id": head, "date_of_death": "2026-02-20"}
+    son_heads = death | {"new_head_person_id": son, "relationships": {grandchild: "child"}}
+    problem = await refused_change(intake, intake_engine, household, son_heads)
+    [error] = problem["errors"]
+    assert error["pointer"] == f"/body/relationships/{widow}", problem
+    assert "the new head's parent" in error["detail"], problem
+    widow_heads = death | {"new_head_person_id": widow}
+    problem = await refused_change(intake, intake_engine, household, widow_heads)
+    assert {e["pointer"] for e in problem["errors"]} == {
+        f"/body/relationships/{son}",
+        f"/body/relationships/{grandchild}",
+    }, problem
+    given = {son: "other", grandchild: "other_dependant"}
+    died = await intake.change(household, widow_heads | {"relationships": given})
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {widow: "head"} | given

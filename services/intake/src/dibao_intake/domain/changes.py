@@ -261,6 +261,17 @@ def relationships_to_new_head(
             )
             if refused:
                 derived, why = None, f", taken for the new head's spouse, but {refused[0].detail}"
+        elif derived is not None:
+            # A registration's age order (ADR 0016, 3 Dec 2026): the old head's young second
+            # wife is no parent of his older son, nor the old head's grandchild older than
+            # his widow her grandchild. Asked, as a code the record cannot tell is.
+            refused = age_order_violations(derived, m.birth_date, heir_member.birth_date, pointer)
+            if refused:
+                why = (
+                    f", which would make them the new head's {derived.value}, but"
+                    f" {refused[0].detail} (the new head)"
+                )
+                derived = None
         to_heir = given.get(m.person_id) or derived
         if to_heir is None:
             found.append(
@@ -296,12 +307,16 @@ def check_death(
     *,
     today: date,
     marriages: Marriages | None = None,
+    details_on: date | None = None,
 ) -> list[Violation]:
     """A member died. Not before they were born or joined, nor before the day the record
     shows them marry or divorce here (``marriages.acted_on``): a divorce is not dated
-    after a partner's death, whichever of the two is recorded first. Being widowed (or
-    left by a spouse who moved out) is no such day: an old couple's deaths are often
-    recorded in the other order than they happened."""
+    after a partner's death, whichever of the two is recorded first; nor before their
+    latest change of details recorded (``details_on``, ``details_changed_on``: a
+    certificate, a job, school, counted or not, ADR 0016, 3 Dec 2026). Being widowed (or
+    left by a spouse who moved out), named head, or declared missing is no such day: none
+    is the member's own act, and an old couple's deaths are often recorded in the other
+    order than they happened."""
     found = _leaving(state, person_id, new_head_person_id, died_on)
     found += _not_after_today(died_on, today, "/date_of_death")
     member = state.member(person_id)
@@ -318,7 +333,16 @@ def check_death(
                 " here: a death is dated on or after it",
             )
         )
+    elif details_on is not None and died_on < details_on:
+        found.append(Violation("/date_of_death", _after_details(details_on, "a death")))
     return found
+
+
+def _after_details(details_on: date, what: str) -> str:
+    return (
+        f"is before {details_on}, when the record shows the member's details change here"
+        f" (a member_change): {what} is dated on or after it"
+    )
 
 
 def check_move_out(
@@ -328,12 +352,67 @@ def check_move_out(
     new_head_person_id: uuid.UUID | None,
     *,
     today: date,
+    marriages: Marriages | None = None,
+    details_on: date | None = None,
 ) -> list[Violation]:
-    return (
-        _leaving(state, person_id, new_head_person_id, moved_on)
-        + _not_after_today(moved_on, today, "/moved_on")
-        + _not_before_joining(state, person_id, moved_on, "/moved_on")
-    )
+    """A member moved out on ``moved_on``: not before they were born or joined, nor before
+    the day the record shows them marry or divorce here (``marriages.acted_on``: both
+    partners of a marriage or divorce recorded here are members that day) or their latest
+    change of details recorded (``details_on``), as for a death (ADR 0016, 3 Dec 2026)."""
+    found = _leaving(state, person_id, new_head_person_id, moved_on)
+    found += _not_after_today(moved_on, today, "/moved_on")
+    member = state.member(person_id)
+    if member is not None and moved_on < member.birth_date:
+        found.append(Violation("/moved_on", "is before the member's birth date"))
+    else:
+        found += _not_before_joining(state, person_id, moved_on, "/moved_on")
+    acted_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
+    if acted_on is not None and moved_on < acted_on:
+        found.append(
+            Violation(
+                "/moved_on",
+                f"is before {acted_on}, when the record shows the member marry or divorce"
+                " here: a move out is dated on or after it",
+            )
+        )
+    elif details_on is not None and moved_on < details_on:
+        found.append(Violation("/moved_on", _after_details(details_on, "a move out")))
+    return found
+
+
+SHOWS_NOTHING_OF_THE_MEMBER = frozenset({ExclusionReason.DECLARED_MISSING.value})
+"""An exclusion recorded by a member change that is no act of the member's: a court's
+declaration that their whereabouts are unknown (宣告失踪), often followed by the finding of
+a death before it. It bounds no death nor move out."""
+
+_EXCLUSION_DETAILS = frozenset({"counted", "exclusion_reason", "exclusion_note"})
+
+
+def details_changed_on(changes: Sequence[PastChange], person_id: uuid.UUID) -> date | None:
+    """The day of the latest change of ``person_id``'s own details the record holds (a
+    ``member_change`` whose ``changed`` is not empty: a disability certificate, an
+    illness, a job, school, counted or not), which shows the member alive and a member
+    that day (ADR 0016, 3 Dec 2026). Not a name or relationship correction alone (dated
+    by nothing, or by the day the error was found: ``changed`` is empty), not a
+    declaration of missing (``SHOWS_NOTHING_OF_THE_MEMBER``), nor a change dated by the
+    day it was entered (a bank account change)."""
+    latest: date | None = None
+    for change in changes:
+        if change.kind != ChangeKind.MEMBER_CHANGE:
+            continue
+        if str(change.details.get("person_id")) != str(person_id):
+            continue
+        changed = change.details.get("changed") or {}
+        if not changed:
+            continue
+        if (
+            changed.get("exclusion_reason") in SHOWS_NOTHING_OF_THE_MEMBER
+            and set(changed) <= _EXCLUSION_DETAILS
+        ):
+            continue
+        if latest is None or change.effective_on > latest:
+            latest = change.effective_on
+    return latest
 
 
 def check_birth(state: HouseholdState, child: ValidMember) -> list[Violation]:
@@ -697,7 +776,19 @@ def check_marriage(
         found += _taken_married(state, marriages, member, "/person_id")
     found += _after_last_marriage(marriages, person_id, married_on, "the member")
     if spouse is None:
+        # A marriage to a spouse living elsewhere may precede the member's joining: it
+        # records a marriage the member brought with them (ended later by a divorce or a
+        # spouse_death, each dated after the joining).
         return found
+    if member.joined_on is not None and married_on < member.joined_on:
+        # The spouse joins on the day: the member's household, which they were not in yet.
+        found.append(
+            Violation(
+                "/married_on",
+                f"is before the member joined the household ({member.joined_on}): the spouse"
+                " joins the member's household on the marriage's day",
+            )
+        )
     found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
     found += _man_and_woman(member.sex, spouse.sex, "/spouse/id_number")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
@@ -1060,6 +1151,17 @@ def check_marriage_in_household(
         found += _between_members(state, marriages, member, partner, pointer_of, recorded)
     found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
     found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
+    joined = max((p.joined_on for p in (member, partner) if p.joined_on is not None), default=None)
+    if joined is not None and married_on < joined:
+        # Two co-residents married: both were members that day (a divorce of two members
+        # is not dated before either joined, alike).
+        found.append(
+            Violation(
+                "/married_on",
+                f"is before {joined}, when the record shows the second of the two join the"
+                " household: a marriage of two members is dated on or after it",
+            )
+        )
     for person in (member, partner):
         if person.person_id in marriages.married_to and not _head_with_spouse(
             state, person.person_id

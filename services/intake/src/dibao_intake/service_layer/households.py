@@ -1004,6 +1004,14 @@ class _ChangeWork:
             },
         )
 
+    async def details_changed_on(self, person_id: uuid.UUID) -> date | None:
+        """The day of the member's latest change of details the record holds (ADR 0016,
+        3 Dec 2026): a death or a move out is not dated before it."""
+        changes = await repo.load_changes(self.session, self.household_id)
+        return rules.details_changed_on(
+            [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes], person_id
+        )
+
     async def member_after(self, person_id: uuid.UUID) -> MemberRecord:
         members = await repo.load_members(self.session, self.household_id)
         return next(m for m in members if m.person_id == person_id and m.active)
@@ -1323,7 +1331,13 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             )
             raise_if_any(
                 rules.check_death(
-                    work.state, pid, died_on, heir, today=today, marriages=await work.marriages()
+                    work.state,
+                    pid,
+                    died_on,
+                    heir,
+                    today=today,
+                    marriages=await work.marriages(),
+                    details_on=await work.details_changed_on(pid),
                 )
                 + refused_certificates
                 + await work.applicant_after(pid, heir, change.new_applicant_person_id)
@@ -1370,7 +1384,15 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             if work.came_from is not None:
                 update.move_in.from_household_id = str(work.came_from)
         case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
-            problems = rules.check_move_out(work.state, pid, on, heir, today=today)
+            problems = rules.check_move_out(
+                work.state,
+                pid,
+                on,
+                heir,
+                today=today,
+                marriages=await work.marriages(),
+                details_on=await work.details_changed_on(pid),
+            )
             if to is not None and to not in work.runtime.divisions:
                 problems.append(Violation("/to_region_code", "not in the division table"))
             problems += await work.applicant_after(pid, heir, change.new_applicant_person_id)

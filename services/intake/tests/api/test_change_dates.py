@@ -1,0 +1,151 @@
+"""A change's day against the member's recorded history (ADR 0016, 3 Dec 2026): a death
+or a move out not before the member's own acts recorded here, a marriage of members not
+before they joined."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
+from dibao_intake.testing import IntakeClient, RegisteredHousehold, moves_in, refused_change
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+
+def _pointers(problem: dict[str, Any]) -> dict[str, str]:
+    return {e["pointer"]: e["detail"] for e in problem["errors"]}
+
+
+def _person(
+    intake: IntakeClient, relationship: Relationship, sex: Sex, ages: tuple[int, int]
+) -> dict[str, Any]:
+    return intake.synthesizer.member(relationship, sex, ages, EmploymentStatus.UNEMPLOYED).payload()
+
+
+async def _a_man_living_alone(intake: IntakeClient) -> RegisteredHousehold:
+    plan = intake.plan(shape="unemployed_single")
+    plan.members[0] = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (30, 35), EmploymentStatus.UNEMPLOYED
+    )
+    return await intake.register(plan)
+
+
+async def test_a_death_or_move_out_before_the_members_change_of_details_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head's mother's disability certificate was recorded as of 20 February; her
+    death dated the 10th was recorded (201), the record then showing a dead woman's grade
+    changed. So was the wife's move out dated before her own change of details. Now both
+    are refused at the date, with the change's other errors at once, nothing written; on
+    or after the day they are recorded. A declaration of missing (no act of hers) dated
+    after the death does not bound it."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head, wife, mother, kid = household.person_ids
+    for person, grade in ((mother, "2"), (wife, "3")):
+        await intake.change(
+            household,
+            {
+                "kind": "member_change",
+                "person_id": person,
+                "effective_on": "2026-02-20",
+                "disability_grade": grade,
+            },
+        )
+    death = {"kind": "death", "person_id": mother, "date_of_death": "2026-02-10"}
+    problem = await refused_change(
+        intake, intake_engine, household, death | {"new_head_person_id": wife}
+    )
+    pointers = _pointers(problem)
+    assert set(pointers) == {"/body/date_of_death", "/body/new_head_person_id"}, problem
+    assert "2026-02-20" in pointers["/body/date_of_death"], problem
+    move_out = {"kind": "move_out", "person_id": wife, "moved_on": "2026-02-10"}
+    problem = await refused_change(
+        intake, intake_engine, household, move_out | {"to_region_code": "999999999999"}
+    )
+    assert set(_pointers(problem)) == {"/body/moved_on", "/body/to_region_code"}, problem
+    assert "member_change" in _pointers(problem)["/body/moved_on"], problem
+    await intake.change(household, move_out | {"moved_on": "2026-02-20"})
+    # Declared missing on the 25th; found to have died on the 22nd: recorded.
+    await intake.change(
+        household,
+        {
+            "kind": "member_change",
+            "person_id": mother,
+            "effective_on": "2026-02-25",
+            "counted": False,
+            "exclusion_reason": "declared_missing",
+        },
+    )
+    died = await intake.change(household, death | {"date_of_death": "2026-02-22"})
+    assert died["household"]["changes"][-1]["effective_on"] == "2026-02-22"
+    assert {m["person_id"] for m in died["household"]["members"] if m["active"]} == {
+        head,
+        kid,
+    }
+
+
+async def test_a_move_out_before_the_members_marriage_or_divorce_here_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The head married the woman lodging with him on 14 February (recorded); her move
+    out dated the 10th was recorded (201): the record showed a marriage of two members, one
+    of whom had left. Now refused, as a death is, and so is one dated before their divorce
+    on the 25th; on the divorce's day it is recorded."""
+    household = await _a_man_living_alone(intake)
+    [head] = household.person_ids
+    lodger = await moves_in(
+        intake, household, _person(intake, Relationship.OTHER, Sex.FEMALE, (28, 32)), "2026-01-05"
+    )
+    couple = {"person_id": head, "spouse_person_id": lodger}
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-02-14"} | couple)
+    move_out = {"kind": "move_out", "person_id": lodger, "moved_on": "2026-02-10"}
+    problem = await refused_change(intake, intake_engine, household, move_out)
+    assert list(_pointers(problem)) == ["/body/moved_on"], problem
+    assert "2026-02-14" in _pointers(problem)["/body/moved_on"], problem
+    await intake.change(household, {"kind": "divorce", "divorced_on": "2026-02-25"} | couple)
+    problem = await refused_change(
+        intake, intake_engine, household, move_out | {"moved_on": "2026-02-20"}
+    )
+    assert "2026-02-25" in _pointers(problem)["/body/moved_on"], problem
+    await intake.change(household, move_out | {"moved_on": "2026-02-25"})
+
+
+async def test_a_marriage_before_the_member_joined_writes_nothing(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A woman moved in with the head on 1 February; their marriage dated 20 January was
+    recorded (201), the record showing her marry a member of the household and move in as
+    a lodger after. So was a marriage dated before the member moved in with a spouse
+    joining, who then joined a household before the member they married into it. Both
+    refused at ``/married_on`` with the change's other errors, nothing written; on the
+    day of joining they are recorded."""
+    household = await _a_man_living_alone(intake)
+    [head] = household.person_ids
+    lodger = await moves_in(
+        intake, household, _person(intake, Relationship.OTHER, Sex.FEMALE, (28, 32)), "2026-02-01"
+    )
+    lodger_man = await moves_in(
+        intake, household, _person(intake, Relationship.OTHER, Sex.MALE, (28, 32)), "2026-02-01"
+    )
+    marriage = {
+        "kind": "marriage",
+        "person_id": head,
+        "spouse_person_id": lodger,
+        "married_on": "2026-01-20",
+    }
+    problem = await refused_change(intake, intake_engine, household, marriage)
+    assert list(_pointers(problem)) == ["/body/married_on"], problem
+    assert "2026-02-01" in _pointers(problem)["/body/married_on"], problem
+    groom = {
+        "kind": "marriage",
+        "person_id": lodger_man,
+        "married_on": "2026-01-20",
+        "spouse": _person(intake, Relationship.OTHER, Sex.MALE, (28, 32)),
+    }
+    problem = await refused_change(intake, intake_engine, household, groom)
+    assert set(_pointers(problem)) == {"/body/married_on", "/body/spouse/id_number"}, problem
+    married = await intake.change(household, marriage | {"married_on": "2026-02-01"})
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "spouse"}
