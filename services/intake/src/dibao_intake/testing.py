@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao.access.v1 import events_pb2 as access
+from dibao.intake.v1 import events_pb2 as intake_events
 from dibao_common.auth import Role
 from dibao_common.clock import FrozenClock
 from dibao_common.crypto import PiiSettings
@@ -210,6 +211,22 @@ class IntakeClient:
             json=body,
             headers=self.headers(idempotency_key=idempotency_key),
         )
+
+    async def open_application(self, household: RegisteredHousehold, applicant: str) -> str:
+        """Submit ``household``'s complete application with ``applicant`` applying; it must
+        be accepted (201, status submitted). Its id."""
+        body = await self.complete_application_body(household)
+        response = await self.submit(body | {"applicant_person_id": applicant})
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "submitted", response.json()["missing_items"]
+        return str(response.json()["id"])
+
+    async def read_application(self, application_id: str) -> dict[str, Any]:
+        """GET /applications/{id} as the region's clerk; it must answer 200."""
+        response = await self.http.get(f"/applications/{application_id}", headers=self.headers())
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
 
 
 def stack_from_env() -> TestStack:
@@ -454,6 +471,17 @@ async def wait_for_events(
         if len(found) >= count or loop.time() > deadline:
             return found
         await asyncio.sleep(0.2)
+
+
+async def household_updated(
+    stack: TestStack, change: dict[str, Any]
+) -> intake_events.HouseholdUpdated:
+    """The one HouseholdUpdated a change (its 201 body) published, decoded from the broker."""
+    subject = change["change_id"]
+    [published] = await wait_for_events(stack, "dibao.intake.v1", 1, subject=subject)
+    message = EventRegistry.default().decode(published)
+    assert isinstance(message, intake_events.HouseholdUpdated)
+    return message
 
 
 async def assert_probe_refused_as_read(

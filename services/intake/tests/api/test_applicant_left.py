@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,7 +11,7 @@ from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     IntakeClient,
-    RegisteredHousehold,
+    household_updated,
     refused_change,
     wait_for_events,
 )
@@ -21,30 +19,6 @@ from dibao_intake.testing import (
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 REGISTRY = EventRegistry.default()
-
-
-async def _open_application(
-    intake: IntakeClient, household: RegisteredHousehold, applicant: str
-) -> str:
-    body = await intake.complete_application_body(household)
-    response = await intake.submit(body | {"applicant_person_id": applicant})
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "submitted", response.json()["missing_items"]
-    return str(response.json()["id"])
-
-
-async def _read(intake: IntakeClient, application_id: str) -> dict[str, Any]:
-    response = await intake.http.get(f"/applications/{application_id}", headers=intake.headers())
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-async def _household_updated(stack: TestStack, change: dict[str, Any]) -> ev.HouseholdUpdated:
-    [published] = await wait_for_events(stack, "dibao.intake.v1", 1, subject=change["change_id"])
-    message = REGISTRY.decode(published)
-    assert isinstance(message, ev.HouseholdUpdated)
-    return message
 
 
 async def test_the_head_s_death_hands_his_application_to_the_new_head(
@@ -56,7 +30,7 @@ async def test_the_head_s_death_hands_his_application_to_the_new_head(
     published in HouseholdUpdated.applicants_replaced, decoded from the broker."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, _mother, _kid = household.person_ids[:4]
-    application_id = await _open_application(intake, household, head)
+    application_id = await intake.open_application(household, head)
     died = await intake.change(
         household,
         {
@@ -66,7 +40,7 @@ async def test_the_head_s_death_hands_his_application_to_the_new_head(
             "new_head_person_id": wife,
         },
     )
-    read = await _read(intake, application_id)
+    read = await intake.read_application(application_id)
     assert read["applicant_person_id"] == wife
     entry = read["timeline"][-1]
     assert entry["summary"] == "Household updated: death"
@@ -77,7 +51,7 @@ async def test_the_head_s_death_hands_his_application_to_the_new_head(
         head,
         wife,
     )
-    message = await _household_updated(intake_stack, died)
+    message = await household_updated(intake_stack, died)
     assert [
         (r.application_id, r.previous_applicant_person_id, r.applicant_person_id)
         for r in message.applicants_replaced
@@ -92,7 +66,7 @@ async def test_the_member_named_takes_over_and_must_be_able_to_apply(
     nothing written; the head named (or by default) takes over."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, _mother, kid = household.person_ids[:4]
-    application_id = await _open_application(intake, household, wife)
+    application_id = await intake.open_application(household, wife)
     problem = await refused_change(
         intake,
         intake_engine,
@@ -106,12 +80,12 @@ async def test_the_member_named_takes_over_and_must_be_able_to_apply(
     )
     pointers = {e["pointer"] for e in problem["errors"]}
     assert pointers == {"/body/new_applicant_person_id", "/body/moved_on"}, problem
-    assert (await _read(intake, application_id))["applicant_person_id"] == wife
+    assert (await intake.read_application(application_id))["applicant_person_id"] == wife
     moved = await intake.change(
         household, {"kind": "move_out", "person_id": wife, "moved_on": "2026-02-20"}
     )
-    assert (await _read(intake, application_id))["applicant_person_id"] == head
-    message = await _household_updated(intake_stack, moved)
+    assert (await intake.read_application(application_id))["applicant_person_id"] == head
+    message = await household_updated(intake_stack, moved)
     [replaced] = message.applicants_replaced
     assert (replaced.previous_applicant_person_id, replaced.applicant_person_id) == (wife, head)
 
@@ -124,7 +98,7 @@ async def test_a_member_is_named_when_the_new_head_cannot_apply(
     naming the grandmother records it."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, _wife, mother, kid = household.person_ids[:4]
-    application_id = await _open_application(intake, household, head)
+    application_id = await intake.open_application(household, head)
     death = {"kind": "death", "person_id": head, "date_of_death": "2026-02-20"}
     problem = await refused_change(
         intake,
@@ -141,7 +115,7 @@ async def test_a_member_is_named_when_the_new_head_cannot_apply(
             "new_applicant_person_id": mother,
         },
     )
-    assert (await _read(intake, application_id))["applicant_person_id"] == mother
+    assert (await intake.read_application(application_id))["applicant_person_id"] == mother
 
 
 async def test_with_nobody_able_to_apply_the_open_application_closes(
@@ -154,7 +128,7 @@ async def test_with_nobody_able_to_apply_the_open_application_closes(
     the broker."""
     household = await intake.register(intake.plan(shape="member_imprisoned"))
     mother, father, _kid = household.person_ids[:3]
-    application_id = await _open_application(intake, household, mother)
+    application_id = await intake.open_application(household, mother)
     await intake.change(
         household,
         {
@@ -164,7 +138,7 @@ async def test_with_nobody_able_to_apply_the_open_application_closes(
             "new_head_person_id": father,
         },
     )
-    closed = await _read(intake, application_id)
+    closed = await intake.read_application(application_id)
     assert (closed["status"], closed["withdrawal_cause"], closed["applicant_person_id"]) == (
         "withdrawn",
         "applicant_left",
@@ -188,7 +162,7 @@ async def test_naming_a_successor_for_nothing_is_refused(
     (422, nothing written), not silently dropped."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, _mother, _kid = household.person_ids[:4]
-    await _open_application(intake, household, head)
+    await intake.open_application(household, head)
     problem = await refused_change(
         intake,
         intake_engine,

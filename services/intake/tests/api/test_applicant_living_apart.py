@@ -17,7 +17,7 @@ from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     IntakeClient,
-    RegisteredHousehold,
+    household_updated,
     refused_change,
     wait_for_events,
 )
@@ -25,30 +25,6 @@ from dibao_intake.testing import (
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 REGISTRY = EventRegistry.default()
-
-
-async def _open_application(
-    intake: IntakeClient, household: RegisteredHousehold, applicant: str
-) -> str:
-    body = await intake.complete_application_body(household)
-    response = await intake.submit(body | {"applicant_person_id": applicant})
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "submitted", response.json()["missing_items"]
-    return str(response.json()["id"])
-
-
-async def _read(intake: IntakeClient, application_id: str) -> dict[str, Any]:
-    response = await intake.http.get(f"/applications/{application_id}", headers=intake.headers())
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-async def _household_updated(stack: TestStack, change: dict[str, Any]) -> ev.HouseholdUpdated:
-    [published] = await wait_for_events(stack, "dibao.intake.v1", 1, subject=change["change_id"])
-    message = REGISTRY.decode(published)
-    assert isinstance(message, ev.HouseholdUpdated)
-    return message
 
 
 def _living_apart(person_id: str, reason: str, **more: Any) -> dict[str, Any]:
@@ -72,13 +48,13 @@ async def test_the_head_imprisoned_during_the_investigation_names_who_applies_no
     carries it, decoded from the broker."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife, _mother, _kid = household.person_ids[:4]
-    application_id = await _open_application(intake, household, head)
+    application_id = await intake.open_application(household, head)
     imprisoned = _living_apart(head, "imprisoned")
     problem = await refused_change(intake, intake_engine, household, imprisoned)
     assert [e["pointer"] for e in problem["errors"]] == ["/body/new_applicant_person_id"], problem
-    assert (await _read(intake, application_id))["applicant_person_id"] == head
+    assert (await intake.read_application(application_id))["applicant_person_id"] == head
     changed = await intake.change(household, imprisoned | {"new_applicant_person_id": wife})
-    read = await _read(intake, application_id)
+    read = await intake.read_application(application_id)
     assert (read["status"], read["applicant_person_id"]) == ("submitted", wife)
     entry = read["timeline"][-1]
     assert entry["summary"] == "Household updated: member change"
@@ -91,7 +67,7 @@ async def test_the_head_imprisoned_during_the_investigation_names_who_applies_no
         wife,
         [application_id],
     )
-    message = await _household_updated(intake_stack, changed)
+    message = await household_updated(intake_stack, changed)
     assert message.WhichOneof("change") == "member_change"
     assert [
         (r.application_id, r.previous_applicant_person_id, r.applicant_person_id)
@@ -106,10 +82,10 @@ async def test_by_default_the_head_takes_over_from_an_applicant_living_apart(
     takes the application over, published as for a death or a move out."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife = household.person_ids[:2]
-    application_id = await _open_application(intake, household, wife)
+    application_id = await intake.open_application(household, wife)
     changed = await intake.change(household, _living_apart(wife, "declared_missing"))
-    assert (await _read(intake, application_id))["applicant_person_id"] == head
-    message = await _household_updated(intake_stack, changed)
+    assert (await intake.read_application(application_id))["applicant_person_id"] == head
+    message = await household_updated(intake_stack, changed)
     [replaced] = message.applicants_replaced
     assert (replaced.previous_applicant_person_id, replaced.applicant_person_id) == (wife, head)
 
@@ -122,7 +98,7 @@ async def test_the_member_named_must_be_able_to_apply_and_is_refused_with_the_ot
     written, the wife still the applicant; the grandmother named records it."""
     household = await intake.register(intake.plan(shape="three_generations"))
     _head, wife, mother, kid = household.person_ids[:4]
-    application_id = await _open_application(intake, household, wife)
+    application_id = await intake.open_application(household, wife)
     rehab = _living_apart(wife, "compulsory_rehabilitation")
     problem = await refused_change(
         intake,
@@ -132,9 +108,9 @@ async def test_the_member_named_must_be_able_to_apply_and_is_refused_with_the_ot
     )
     pointers = {e["pointer"] for e in problem["errors"]}
     assert pointers == {"/body/new_applicant_person_id", "/body/effective_on"}, problem
-    assert (await _read(intake, application_id))["applicant_person_id"] == wife
+    assert (await intake.read_application(application_id))["applicant_person_id"] == wife
     await intake.change(household, rehab | {"new_applicant_person_id": mother})
-    assert (await _read(intake, application_id))["applicant_person_id"] == mother
+    assert (await intake.read_application(application_id))["applicant_person_id"] == mother
 
 
 async def test_a_change_that_leaves_the_applicant_able_to_apply_names_nobody(
@@ -146,7 +122,7 @@ async def test_a_change_that_leaves_the_applicant_able_to_apply_names_nobody(
     and publishes no applicants_replaced."""
     household = await intake.register(intake.plan(shape="three_generations"))
     head, wife = household.person_ids[:2]
-    application_id = await _open_application(intake, household, head)
+    application_id = await intake.open_application(household, head)
     grade = {
         "kind": "member_change",
         "person_id": head,
@@ -160,8 +136,8 @@ async def test_a_change_that_leaves_the_applicant_able_to_apply_names_nobody(
         problem = await refused_change(intake, intake_engine, household, body)
         assert [e["pointer"] for e in problem["errors"]] == ["/body/new_applicant_person_id"]
     changed = await intake.change(household, grade)
-    assert (await _read(intake, application_id))["applicant_person_id"] == head
-    assert list((await _household_updated(intake_stack, changed)).applicants_replaced) == []
+    assert (await intake.read_application(application_id))["applicant_person_id"] == head
+    assert list((await household_updated(intake_stack, changed)).applicants_replaced) == []
 
 
 async def test_with_nobody_able_to_apply_an_applicant_living_apart_closes_it(
@@ -174,10 +150,10 @@ async def test_with_nobody_able_to_apply_an_applicant_living_apart_closes_it(
     on the broker."""
     household = await intake.register(intake.plan(shape="member_imprisoned"))
     mother = household.person_ids[0]
-    application_id = await _open_application(intake, household, mother)
+    application_id = await intake.open_application(household, mother)
     changed = await intake.change(household, _living_apart(mother, "religious_living_apart"))
     assert changed["household"]["changes"][-1]["details"]["applications_closed"] == [application_id]
-    closed = await _read(intake, application_id)
+    closed = await intake.read_application(application_id)
     assert (closed["status"], closed["withdrawal_cause"], closed["applicant_person_id"]) == (
         "withdrawn",
         "applicant_left",
@@ -192,4 +168,4 @@ async def test_with_nobody_able_to_apply_an_applicant_living_apart_closes_it(
     message = REGISTRY.decode(published[-1])
     assert isinstance(message, ev.ApplicationWithdrawn)
     assert message.cause == ev.WITHDRAWAL_CAUSE_APPLICANT_LEFT
-    assert list((await _household_updated(intake_stack, changed)).applicants_replaced) == []
+    assert list((await household_updated(intake_stack, changed)).applicants_replaced) == []

@@ -19,13 +19,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 REGISTRY = EventRegistry.default()
 
 
-async def _read(intake: IntakeClient, application_id: str) -> dict[str, Any]:
-    response = await intake.http.get(f"/applications/{application_id}", headers=intake.headers())
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
 async def _submitted(intake: IntakeClient, body: dict[str, Any], status: str) -> str:
     response = await intake.submit(body)
     assert response.status_code == 201, response.text
@@ -44,13 +37,13 @@ async def test_the_application_sent_again_names_the_returned_one_it_completes(
     body = await intake.complete_application_body(household)
     returned = await _submitted(intake, body | {"document_ids": []}, "returned")
     again = await _submitted(intake, body | {"completes_application_id": returned}, "submitted")
-    read = await _read(intake, again)
+    read = await intake.read_application(again)
     assert read["completes_application_id"] == returned
     [submitted] = [
         e for e in read["timeline"] if e["type"] == "dibao.intake.ApplicationSubmitted.v1"
     ]
     assert submitted["details"]["completes_application_id"] == returned
-    first = await _read(intake, returned)
+    first = await intake.read_application(returned)
     assert first["completes_application_id"] is None
     assert first["status"] == "returned"
     assert (first["timeline"][-1]["summary"], first["timeline"][-1]["details"]) == (
