@@ -518,6 +518,17 @@ class BirthIn(_ChangeIn):
     member: MemberIn
 
 
+_NEW_APPLICANT_OF_LEAVER = (
+    "When the member leaving applied for an open application (submitted, not yet decided):"
+    " the member who applies for it now, an active member who stays, 18 or older, living at"
+    " home (not counted for a reason of living apart refuses them). Unless given, the head"
+    " after the change takes it over when they may; when they may not and another member may,"
+    " one must be named (422). When nobody who stays may apply, the change closes it"
+    " (withdrawn, withdrawal_cause applicant_left; ADR 0016)"
+)
+"""The successor's field of a death and of a move out (ADR 0016, 3 Dec 2026)."""
+
+
 class DeathIn(_ChangeIn):
     kind: Literal["death"]
     person_id: uuid.UUID
@@ -529,15 +540,7 @@ class DeathIn(_ChangeIn):
         " can be named)",
     )
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
-    new_applicant_person_id: uuid.UUID | None = Field(
-        None,
-        description="When the member leaving applied for an open application (submitted, not"
-        " yet decided): the member who applies for it now, an active member who stays, 18 or"
-        " older, living at home (not counted for a reason of living apart refuses them)."
-        " Unless given, the head after the change takes it over when they may; when they may"
-        " not and another member may, one must be named (422). When nobody who stays may"
-        " apply, the change closes it (withdrawn, withdrawal_cause applicant_left; ADR 0016)",
-    )
+    new_applicant_person_id: uuid.UUID | None = Field(None, description=_NEW_APPLICANT_OF_LEAVER)
 
 
 class MarriageIn(_ChangeIn):
@@ -646,15 +649,7 @@ class MoveOutIn(_ChangeIn):
     )
     to_region_code: RegionCode | None = None
     relationships: RelationshipsToNewHead = Field(default_factory=dict)
-    new_applicant_person_id: uuid.UUID | None = Field(
-        None,
-        description="When the member leaving applied for an open application (submitted, not"
-        " yet decided): the member who applies for it now, an active member who stays, 18 or"
-        " older, living at home (not counted for a reason of living apart refuses them)."
-        " Unless given, the head after the change takes it over when they may; when they may"
-        " not and another member may, one must be named (422). When nobody who stays may"
-        " apply, the change closes it (withdrawn, withdrawal_cause applicant_left; ADR 0016)",
-    )
+    new_applicant_person_id: uuid.UUID | None = Field(None, description=_NEW_APPLICANT_OF_LEAVER)
 
 
 class BankAccountChangeIn(_ChangeIn):
