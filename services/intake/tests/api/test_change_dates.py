@@ -4,6 +4,7 @@ before they joined."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -149,3 +150,53 @@ async def test_a_marriage_before_the_member_joined_writes_nothing(
     assert set(_pointers(problem)) == {"/body/married_on", "/body/spouse/id_number"}, problem
     married = await intake.change(household, marriage | {"married_on": "2026-02-01"})
     assert married["household"]["changes"][-1]["details"]["relationships"] == {lodger: "spouse"}
+
+
+def _born(intake: IntakeClient, sex: Sex, born: date, relationship: str) -> dict[str, Any]:
+    return {
+        "name": intake.synthesizer.name(sex),
+        "id_number": intake.synthesizer.id_number(born, sex),
+        "relationship": relationship,
+        "employment_status": "unemployed",
+    }
+
+
+async def test_a_man_under_20_is_married_by_no_change(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Nobody may marry in China under the Civil Code's age (art. 1047: a man at 22, a
+    woman at 20), which autonomous areas lower by two years at most: a man of 19 marries
+    nowhere. His marriage (a bride of 18 joining) and a woman of 18 moving in as his
+    spouse were recorded (201 both: the floor was 18 for both sexes). Now refused, 422 at
+    ``/married_on`` (with the change's other errors) and ``/member/relationship``, nothing
+    written; a man of 21 marrying a woman of 18 is recorded."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members[0] = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (19, 19), EmploymentStatus.UNEMPLOYED
+    )
+    household = await intake.register(plan)
+    [groom] = household.person_ids
+    bride = _born(intake, Sex.FEMALE, date(2007, 6, 1), "child_in_law")
+    marriage = {"kind": "marriage", "person_id": groom, "married_on": "2026-02-14"}
+    problem = await refused_change(intake, intake_engine, household, marriage | {"spouse": bride})
+    pointers = _pointers(problem)
+    assert set(pointers) == {"/body/married_on", "/body/spouse/relationship"}, problem
+    assert "the member was under 20 then" in pointers["/body/married_on"], problem
+    move_in = {
+        "kind": "move_in",
+        "moved_on": "2026-02-14",
+        "member": bride | {"relationship": "spouse"},
+    }
+    problem = await refused_change(intake, intake_engine, household, move_in)
+    assert list(_pointers(problem)) == ["/body/member/relationship"], problem
+    assert "the head is under 20 on 2026-02-14" in problem["errors"][0]["detail"], problem
+    plan = intake.plan(shape="unemployed_single")
+    plan.members[0] = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (21, 25), EmploymentStatus.UNEMPLOYED
+    )
+    older = await intake.register(plan)
+    spouse = bride | {"relationship": "spouse", "id_number": bride["id_number"]}
+    married = await intake.change(
+        older, marriage | {"person_id": older.person_ids[0], "spouse": spouse}
+    )
+    assert married["household"]["changes"][-1]["kind"] == "marriage"

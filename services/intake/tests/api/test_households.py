@@ -2401,9 +2401,13 @@ async def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_fr
     registration or a move in as the spouse refuses (ADR 0016). A lodger of 17 registered
     today, and one of 19 today who moved in at 17, corrected to the head's spouse: 422 at
     relationship naming the day, nothing written (both were recorded, 201, before). One
-    18 the day she moved in is corrected."""
+    18 the day she moved in is corrected. The head is a man, the lodgers women: since 3
+    Dec 2026 a man is of marriageable age at 20 (``test_change_dates.py``)."""
     plan = intake.plan(shape="unemployed_single")
-    other_sex = Sex.FEMALE if plan.members[0].sex is Sex.MALE else Sex.MALE
+    plan.members[0] = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (30, 50), EmploymentStatus.UNEMPLOYED
+    )
+    other_sex = Sex.FEMALE
     lodger = intake.synthesizer.member(
         Relationship.OTHER, other_sex, (17, 17), EmploymentStatus.UNEMPLOYED
     )

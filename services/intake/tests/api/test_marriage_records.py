@@ -301,11 +301,18 @@ async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
 
     household = await intake.register(intake.plan(shape="elderly_couple"))
     head, wife = household.person_ids
-    # Born on 29 February, one is 18 on 1 March.
-    born = [m.birth_date for m in household.plan.members]
+    # Born on 29 February, one is of age on 1 March. Since 3 Dec 2026 a man (the head of
+    # an elderly couple) is of marriageable age at 20, a woman at 18 (ADR 0016).
     of_age = max(
-        date(b.year + 18, *((3, 1) if (b.month, b.day) == (2, 29) else (b.month, b.day)))
-        for b in born
+        date(
+            m.birth_date.year + (20 if m.sex is Sex.MALE else 18),
+            *(
+                (3, 1)
+                if (m.birth_date.month, m.birth_date.day) == (2, 29)
+                else (m.birth_date.month, m.birth_date.day)
+            ),
+        )
+        for m in household.plan.members
     )
     divorce = {"kind": "divorce", "person_id": head, "spouse_person_id": wife}
     problem = await refused_change(

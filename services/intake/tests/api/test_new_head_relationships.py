@@ -34,7 +34,8 @@ async def test_relationships_to_the_new_head_keep_the_age_order_sex_and_marriage
         "new_head_person_id": wife,
     }
     for given, why in (
-        ({kid: "spouse"}, "under 18"),
+        # Under 18 or, for a boy, 20 (ADR 0016, 3 Dec 2026): either way, too young.
+        ({kid: "spouse"}, "nobody younger is married"),
         ({mother: "child"}, "younger than the head"),
         ({kid: "parent"}, "older than the head"),
         ({mother: "spouse"}, "a marriage is between a man and a woman"),
@@ -66,12 +67,13 @@ def _lodger(
 async def _the_son_married_to_the_lodger(
     intake: IntakeClient,
 ) -> tuple[RegisteredHousehold, str, str, str]:
-    """A head, their son (20-24) and a woman lodging with them (20-24), the son and the
-    lodger married here on 10 Jan 2026: (household, head, son, the son's wife)."""
+    """A head, their son (21-24: a man marries from 20, ADR 0016) and a woman lodging with
+    them (20-24), the son and the lodger married here on 10 Jan 2026: (household, head,
+    son, the son's wife)."""
     plan = intake.plan(shape="unemployed_single")
     plan.members.append(
         intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (20, 24), EmploymentStatus.UNEMPLOYED
+            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
         )
     )
     plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))

@@ -486,7 +486,10 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
     told = {
         "POST /households": (register["description"], "the registration day"),
         "HouseholdIn": (schemas["HouseholdIn"]["description"], "the registration day"),
-        "MoveInIn": (schemas["MoveInIn"]["description"], "under 18 on moved_on"),
+        "MoveInIn": (
+            schemas["MoveInIn"]["description"],
+            "under 18 (a woman) or 20 (a man) on moved_on",
+        ),
         "MemberChangeIn.relationship": (correction, "the registration day"),
         "POST /households/{household_id}/changes": (changes["description"], "on moved_on"),
     }
@@ -535,7 +538,7 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
         "head or the head's own",
         "of the head's sex",
         "a child or grandchild not younger than the head",
-        "under 18 on the day the code was first recorded, not effective_on",
+        "under 18 (a woman) or 20 (a man) on the day the code was first recorded, not effective_on",
         "Civil Code art. 1047",
         "MemberChangeIn.relationship",
         "note saying why (at note)",

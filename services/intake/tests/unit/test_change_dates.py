@@ -14,6 +14,7 @@ from dibao_intake.domain.changes import (
     check_death,
     check_marriage,
     check_marriage_in_household,
+    check_move_in,
     check_move_out,
     details_changed_on,
     marriages_in_household,
@@ -26,7 +27,12 @@ from dibao_intake.domain.codes import (
     Sex,
 )
 from dibao_intake.domain.errors import Violation
-from dibao_intake.domain.household import MemberInput, validate_member
+from dibao_intake.domain.household import (
+    MemberInput,
+    ValidMember,
+    marriage_age,
+    validate_member,
+)
 from dibao_intake.domain.resident_id import compose_resident_id
 
 TODAY = date(2026, 3, 2)
@@ -233,3 +239,57 @@ def test_a_move_out_recorded_before_this_rule_ends_no_marriage_before_its_day() 
     marriages = marriages_in_household(changes, head_person_id=SON, left_as={})
     assert marriages.ended_on == {HEAD: date(2026, 2, 14), bride: date(2026, 2, 14)}
     assert marriages.married_to == {}
+
+
+def _joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
+    """A person joining, a man for an odd ``seq`` (the ID number's sequence)."""
+    valid, problems = validate_member(
+        MemberInput(
+            name="杨小梅",
+            id_number=compose_resident_id("620123", born, seq),
+            relationship=relationship,
+            disability_grade=DisabilityGrade.NONE,
+            seriously_ill=False,
+            employment_status=EmploymentStatus.UNEMPLOYED,
+            student=False,
+            counted=True,
+            exclusion_reason=None,
+            exclusion_note=None,
+        ),
+        pointer="/spouse",
+        today=TODAY,
+    )
+    assert valid is not None, problems
+    return valid
+
+
+def test_a_man_marries_from_20_and_a_woman_from_18() -> None:
+    """The lowest marriageable ages anywhere in China (art. 1047's 22 and 20, lowered by
+    two in autonomous areas): a man of 19 is refused as the one who marries, as the head
+    a spouse moves in with, as a partner of a marriage between members and as a spouse
+    joining; a woman of 18 and a man of 20 are of age (a registration:
+    test_household_rules)."""
+    assert (marriage_age(Sex.MALE), marriage_age(Sex.FEMALE), marriage_age(None)) == (20, 18, 18)
+    on = date(2026, 2, 14)
+    young_man = ActiveMember(HEAD, Relationship.HEAD, date(2006, 6, 1), sex=Sex.MALE)
+    state = HouseholdState(head_person_id=HEAD, members=[young_man])
+    bride = _joining(Relationship.SPOUSE, date(2007, 6, 1), 12)  # a woman of 18
+    found = check_marriage(state, HEAD, on, bride, today=TODAY)
+    assert [v.detail.split(":")[0] for v in found] == ["the member was under 20 then"]
+    found = check_move_in(state, bride, on, today=TODAY)
+    assert [v.detail.split(":")[0] for v in found] == ["the head is under 20 on 2026-02-14"]
+    man = ActiveMember(HEAD, Relationship.HEAD, date(2006, 2, 14), sex=Sex.MALE)  # 20 that day
+    of_age = HouseholdState(head_person_id=HEAD, members=[man])
+    assert check_marriage(of_age, HEAD, on, bride, today=TODAY) == []
+    assert check_move_in(of_age, bride, on, today=TODAY) == []
+    lodger = ActiveMember(LODGER, Relationship.OTHER, date(2007, 6, 1), sex=Sex.FEMALE)
+    both = HouseholdState(head_person_id=HEAD, members=[young_man, lodger])
+    _, found = check_marriage_in_household(both, HEAD, LODGER, on, today=TODAY)
+    assert [v.detail.split(":")[0] for v in found] == ["the member was under 20 then"]
+    # A man of 19 marrying a woman: the spouse's own age counts for her sex alone.
+    groom = _joining(Relationship.SPOUSE, date(2006, 6, 1), 11)
+    woman = ActiveMember(HEAD, Relationship.HEAD, date(2000, 1, 1), sex=Sex.FEMALE)
+    found = check_marriage(
+        HouseholdState(head_person_id=HEAD, members=[woman]), HEAD, on, groom, today=TODAY
+    )
+    assert [v.detail.split(":")[0] for v in found] == ["the spouse was under 20 then"]

@@ -875,12 +875,13 @@ def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the
         _, found = correction(moved_in.person_id, Relationship.SPOUSE, state=state)
         assert bool(found) is refused, joined_on
         assert all("when the member joined" in v.detail for v in found)
-    # The head under 18 on the day; a head who joined after the member, on his day.
-    boy = replace(head, birth_date=date(2006, 3, 2))
+    # The head, a man, under 20 on the day (3 Dec 2026: a man's lowest marriageable age);
+    # a head who joined after the member, on his day.
+    boy = replace(head, birth_date=date(2004, 3, 2))
     woman = replace(girl, birth_date=date(1990, 1, 1))
     state = HouseholdState(MAN, [boy, woman], registered_on=date(2024, 3, 1))
     _, found = correction(woman.person_id, Relationship.SPOUSE, state=state)
-    assert [v.detail.split(",")[0] for v in found] == ["the head is under 18 on 2024-03-01"]
+    assert [v.detail.split(",")[0] for v in found] == ["the head is under 20 on 2024-03-01"]
     late_head = replace(boy, joined_on=date(2024, 3, 2))
     state = HouseholdState(MAN, [late_head, woman], registered_on=date(2024, 3, 1))
     assert correction(woman.person_id, Relationship.SPOUSE, state=state)[1] == []

@@ -376,13 +376,13 @@ class HouseholdIn(_In):
     disagreeing with the member's birth_date or sex when given (at members/<i>/id_number,
     birth_date, sex); the same person twice (at the later one's id_number); no head (at
     members), a second head or a second spouse (at members/<i>/relationship); the head's
-    spouse of the head's sex by the ID numbers, or under 18 on the registration day, or a
-    head under 18 that day when a spouse is registered: nobody younger is married in China
-    (Civil Code art. 1047; no marriage date is asked, the ID numbers bound it) (at
-    members/<i>/relationship); a child or grandchild not younger than the head, a parent
-    or grandparent not older (there too); an employment_status the member's age that day
-    rules out (ADR 0021): a member under 16 employed, self_employed, flexible, unemployed
-    or retired, retired under 45 (a woman) or 50 (a man) with no disability or serious
+    spouse of the head's sex by the ID numbers, or under 18 (a woman) or 20 (a man) on the
+    registration day, or a head under that age that day when a spouse is registered: nobody
+    younger is married in China (Civil Code art. 1047; no marriage date is asked, the ID
+    numbers bound it) (at members/<i>/relationship); a child or grandchild not younger
+    than the head, a parent or grandparent not older (there too); an employment_status the member's
+    age that day rules out (ADR 0021): a member under 16 employed, self_employed, flexible,
+    unemployed or retired, retired under 45 (a woman) or 50 (a man) with no disability or serious
     illness recorded, not_of_working_age from 16 until the statutory retirement age for
     the sex and birth month unless a student, unemployed from the highest statutory
     retirement age that can apply (a man's 60 to 63, a woman cadre's 55 to 58, by birth
@@ -601,10 +601,10 @@ class MoveInIn(_ChangeIn):
     registration checks them (ID number and its cross-checks, employment by age, counted
     and exclusion; at member/...); at member/relationship: head, spouse while the head has
     one, spouse of the head's sex by the ID numbers, spouse when the spouse or the head is
-    under 18 on moved_on (nobody younger is married in China, Civil Code art. 1047; no
-    marriage date is asked, the ID numbers bound it), a child or grandchild not younger
-    than the head, a parent or grandparent not older; at moved_on: in the future, before
-    the member's birth, or before the person left their last household; at
+    under 18 (a woman) or 20 (a man) on moved_on (nobody younger is married in China, Civil
+    Code art. 1047; no marriage date is asked, the ID numbers bound it), a child or
+    grandchild not younger than the head, a parent or grandparent not older; at moved_on: in the
+    future, before the member's birth, or before the person left their last household; at
     member/id_number: already a member here, or recorded as deceased; at member/name: a
     known ID number under another name (the recorded one is not told), unless
     name_correction with the person's ID card or household register in document_ids (else
@@ -697,7 +697,8 @@ class MemberChangeIn(_ChangeIn):
     the member or the head is married to another member or to a spouse living elsewhere
     by a marriage recorded and not ended, or after their divorce recorded; anything but
     spouse for a member married to the head by a marriage recorded here; and spouse when
-    either was under 18 on the day the code was first recorded, not effective_on, nobody
+    either was under 18 (a woman) or 20 (a man) on the day the code was first recorded, not
+    effective_on, nobody
     younger being married in China, Civil Code art. 1047: MemberChangeIn.relationship),
     or without a note saying why (at note); a change that changes nothing: each detail
     given is what is recorded already (at that field), or none is given (at the body); a
@@ -766,13 +767,13 @@ class MemberChangeIn(_ChangeIn):
         " divorce or kind spouse_death ends it; the head's bars no member who joined on or"
         " after its day, who may be that spouse moved in), or after their divorce recorded,"
         " and anything but spouse for a member married to the head by a marriage recorded"
-        " here (a divorce ends it). And spouse when the member or the head was under 18 on"
-        " the day the code was first recorded, nobody younger being married in China (Civil"
-        " Code art. 1047): a correction says the code was wrong from the start, so the day is"
-        " the one the member joined by a change, the registration day for a member"
-        " registered with the household, or the day the head joined when later (for a member"
-        " who moved in on or after the head's marriage to a spouse living elsewhere, that"
-        " marriage's day; none when a marriage of the two is recorded here), not"
+        " here (a divorce ends it). And spouse when the member or the head was under 18 (a"
+        " woman) or 20 (a man) on the day the code was first recorded, nobody younger being"
+        " married in China (Civil Code art. 1047): a correction says the code was wrong from"
+        " the start, so the day is the one the member joined by a change, the registration"
+        " day for a member registered with the household, or the day the head joined when"
+        " later (for a member who moved in on or after the head's marriage to a spouse living"
+        " elsewhere, that marriage's day; none when a marriage of the two is recorded here), not"
         " effective_on; the detail names the day. Two who married after it are recorded by"
         " kind marriage with spouse_person_id, on its day. Bound by no earlier change of"
         " details, and bounds none",

@@ -20,11 +20,12 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
-    MIN_MARRIAGE_AGE,
+    NOBODY_YOUNGER,
     ValidMember,
     age_order_violations,
     check_joining_member,
     exclusion_violations,
+    marriage_age,
     marriage_age_violations,
 )
 from dibao_intake.domain.resident_id import age_on
@@ -174,7 +175,13 @@ def _to_new_head_violations(
     if relationship is Relationship.SPOUSE:
         found += _man_and_woman(heir.sex, member.sex, pointer, "the new head")
         found += marriage_age_violations(
-            relationship, member.birth_date, heir.birth_date, on, pointer
+            relationship,
+            member.birth_date,
+            heir.birth_date,
+            on,
+            pointer,
+            sex=member.sex,
+            head_sex=heir.sex,
         )
         found += _new_heads_spouse_by_the_record(state, marriages, leaving, member, heir, pointer)
     return found
@@ -456,6 +463,8 @@ def check_move_in(
             state.head.birth_date,
             moved_on,
             "/member/relationship",
+            sex=member.sex,
+            head_sex=state.head.sex,
         )
     if moved_on < member.birth_date:
         found.append(Violation("/moved_on", "is before the member's birth date"))
@@ -674,7 +683,7 @@ def taken_couples(
             m
             for m in state.registered_with
             if m.relationship is _R.CHILD
-            and age_on(m.birth_date, registered_on) >= MIN_MARRIAGE_AGE
+            and age_on(m.birth_date, registered_on) >= marriage_age(m.sex)
         ]
         couple = [m.person_id for m in in_law + of_age]
         if (
@@ -762,7 +771,7 @@ def check_marriage(
     member = state.member(person_id)
     if member is None:
         return [*found, Violation("/person_id", "not an active member of this household")]
-    found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
+    found += _marriageable(member.birth_date, married_on, "/married_on", "the member", member.sex)
     if (
         member.relationship is Relationship.SPOUSE
         or (person_id == state.head_person_id and state.has_spouse() and spouse is None)
@@ -789,7 +798,7 @@ def check_marriage(
                 " joins the member's household on the marriage's day",
             )
         )
-    found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse")
+    found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse", spouse.sex)
     found += _man_and_woman(member.sex, spouse.sex, "/spouse/id_number")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
     allowed = _SPOUSE_OF.get(member.relationship, _NO_IN_LAW_CODE)
@@ -836,11 +845,15 @@ def _man_and_woman(
     return []
 
 
-def _marriageable(birth_date: date, married_on: date, pointer: str, who: str) -> list[Violation]:
+def _marriageable(
+    birth_date: date, married_on: date, pointer: str, who: str, sex: Sex | None
+) -> list[Violation]:
+    """``who`` was of marriageable age on ``married_on`` (``marriage_age``: 20 for a man,
+    18 for a woman, the lowest anywhere in China; ADR 0016, 3 Dec 2026)."""
     if married_on < birth_date:
         return [Violation(pointer, f"is before {who}'s birth date")]
-    if age_on(birth_date, married_on) < MIN_MARRIAGE_AGE:
-        return [Violation(pointer, f"{who} was under {MIN_MARRIAGE_AGE} then")]
+    if age_on(birth_date, married_on) < marriage_age(sex):
+        return [Violation(pointer, f"{who} was under {marriage_age(sex)} then: {NOBODY_YOUNGER}")]
     return []
 
 
@@ -1149,8 +1162,8 @@ def check_marriage_in_household(
         recorded[other.person_id] = Relationship.SPOUSE
     else:
         found += _between_members(state, marriages, member, partner, pointer_of, recorded)
-    found += _marriageable(member.birth_date, married_on, "/married_on", "the member")
-    found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse")
+    found += _marriageable(member.birth_date, married_on, "/married_on", "the member", member.sex)
+    found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse", partner.sex)
     joined = max((p.joined_on for p in (member, partner) if p.joined_on is not None), default=None)
     if joined is not None and married_on < joined:
         # Two co-residents married: both were members that day (a divorce of two members
@@ -1503,13 +1516,14 @@ def _not_before_of_age(
     is bound by no marriage; but they married once both were 18, and a divorce is not
     dated before (ADR 0016, 2 Dec 2026)."""
     of_age = max(
-        _turns(one.birth_date, MIN_MARRIAGE_AGE), _turns(other.birth_date, MIN_MARRIAGE_AGE)
+        _turns(one.birth_date, marriage_age(one.sex)),
+        _turns(other.birth_date, marriage_age(other.sex)),
     )
     if divorced_on < of_age:
         return [
             Violation(
                 "/divorced_on",
-                f"is before both partners were {MIN_MARRIAGE_AGE} ({of_age}), the earliest"
+                f"is before both partners were of marriageable age ({of_age}), the earliest"
                 f" they could have married: a divorce is dated on or after {of_age}",
             )
         ]
@@ -1685,13 +1699,16 @@ def _spouse_of_age(
     return [
         Violation(
             pointer,
-            f"{who} is under {MIN_MARRIAGE_AGE} on {day}, {since}: nobody younger is married"
+            f"{who} is under {marriage_age(sex)} on {day}, {since}: nobody younger is married"
             " in China (Civil Code art. 1047), and a correction records the member as the"
             " head's spouse from then; if the two married later, record the marriage on its"
             " day (kind marriage, spouse_person_id)",
         )
-        for who, born in (("the member", member.birth_date), ("the head", head.birth_date))
-        if age_on(born, day) < MIN_MARRIAGE_AGE
+        for who, born, sex in (
+            ("the member", member.birth_date, member.sex),
+            ("the head", head.birth_date, head.sex),
+        )
+        if age_on(born, day) < marriage_age(sex)
     ]
 
 

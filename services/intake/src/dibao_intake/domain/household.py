@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -27,7 +27,22 @@ from dibao_intake.domain.working_age import employment_violations
 
 MIN_MARRIAGE_AGE = 18
 """Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
-women; autonomous areas lower it by at most two years)."""
+women; autonomous areas lower it by at most two years): the lowest for a woman, and for a
+person whose sex is not known."""
+
+MARRIAGE_AGE_OF: Mapping[Sex, int] = {Sex.MALE: 20, Sex.FEMALE: MIN_MARRIAGE_AGE}
+"""The lowest age at which a man or a woman may marry anywhere in China (ADR 0016, 3 Dec
+2026): art. 1047's 22 and 20, lowered by two in the autonomous areas whose adaptations do
+so (20 and 18). The marriage registry applies the exact age where the marriage is
+registered (which the household's region does not tell: a spouse's own registration, a
+minority citizen's adaptation); the record refuses what no registry could have
+registered, a wrong ID number or a wrong member."""
+
+
+def marriage_age(sex: Sex | None) -> int:
+    """The lowest marriageable age of a person of ``sex`` (``MIN_MARRIAGE_AGE`` unknown)."""
+    return MIN_MARRIAGE_AGE if sex is None else MARRIAGE_AGE_OF[sex]
+
 
 _YOUNGER_THAN_HEAD = frozenset({Relationship.CHILD, Relationship.GRANDCHILD})
 _OLDER_THAN_HEAD = frozenset({Relationship.PARENT, Relationship.GRANDPARENT})
@@ -224,7 +239,13 @@ def _age_order_violations(members: Sequence[ValidMember], today: date) -> list[V
         pointer = f"/members/{index}/relationship"
         found += age_order_violations(relation, member.birth_date, head.birth_date, pointer)
         found += marriage_age_violations(
-            relation, member.birth_date, head.birth_date, today, pointer
+            relation,
+            member.birth_date,
+            head.birth_date,
+            today,
+            pointer,
+            sex=member.sex,
+            head_sex=head.sex,
         )
         if relation is Relationship.SPOUSE and member.sex is head.sex:
             # A marriage is between a man and a woman (Civil Code arts. 1046, 1049; ADR 0016).
@@ -263,22 +284,35 @@ def age_order_violations(
 
 
 def marriage_age_violations(
-    relation: Relationship, birth_date: date, head_birth_date: date, on: date, pointer: str
+    relation: Relationship,
+    birth_date: date,
+    head_birth_date: date,
+    on: date,
+    pointer: str,
+    *,
+    sex: Sex | None = None,
+    head_sex: Sex | None = None,
 ) -> list[Violation]:
     """The head's spouse, registered or joining on ``on``, and the head are both of
     marriageable age that day (ADR 0016, 2 Dec 2026): no marriage day is recorded for
-    them, but none can be before both were 18."""
+    them, but none can be before both were of age (``marriage_age``: 20 for a man, 18 for a
+    woman, 3 Dec 2026)."""
     if relation is not Relationship.SPOUSE:
         return []
     return [
-        Violation(
-            pointer,
-            f"{who} is under {MIN_MARRIAGE_AGE} on {on}: nobody younger is married in China"
-            " (Civil Code art. 1047); check the ID numbers and the relationship",
+        Violation(pointer, f"{who} is under {marriage_age(of)} on {on}: {NOBODY_YOUNGER}")
+        for who, born, of in (
+            ("the spouse", birth_date, sex),
+            ("the head", head_birth_date, head_sex),
         )
-        for who, born in (("the spouse", birth_date), ("the head", head_birth_date))
-        if age_on(born, on) < MIN_MARRIAGE_AGE
+        if age_on(born, on) < marriage_age(of)
     ]
+
+
+NOBODY_YOUNGER = (
+    "nobody younger is married in China (Civil Code art. 1047); check the ID numbers and the"
+    " relationship"
+)
 
 
 def masked_household_ref(household_id: uuid.UUID, region_code: str) -> str:
