@@ -1263,7 +1263,18 @@ async def test_a_spouse_joins_by_marriage_only_after_leaving_elsewhere(
 ) -> None:
     # A widower's new wife left her former household on 20 February: joining his on the
     # day of a marriage in January would make her a member of two households at once.
+    # She divorced there first: else the registry shows her married to her former
+    # household's head, and no marriage of hers elsewhere is recorded (ADR 0016, 3 Dec 2026).
     former = await intake.register(intake.plan(shape="elderly_couple"))
+    await intake.change(
+        former,
+        {
+            "kind": "divorce",
+            "person_id": former.person_ids[0],
+            "spouse_person_id": former.person_ids[1],
+            "divorced_on": "2025-12-01",
+        },
+    )
     await intake.change(
         former,
         {"kind": "move_out", "person_id": former.person_ids[1], "moved_on": "2026-02-20"},

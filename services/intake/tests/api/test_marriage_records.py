@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -14,9 +15,12 @@ from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.domain.codes import Sex
+from dibao_intake.domain.resident_id import age_on
 from dibao_intake.domain.working_age import working_age_ends_at_the_latest
+from dibao_intake.synthetic import PlannedHousehold
 from dibao_intake.testing import (
     IntakeClient,
+    RegisteredHousehold,
     moves_in,
     refused_change,
     row_counts,
@@ -339,3 +343,180 @@ async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
     )
     assert [e["pointer"] for e in problem["errors"]] == ["/body/member/relationship"]
     assert "the spouse is under 18 on 2026-02-01" in problem["errors"][0]["detail"]
+
+
+def _single_plan(intake: IntakeClient, sex: Sex) -> PlannedHousehold:
+    """A household of one, its head of ``sex`` and of marriageable age."""
+    while True:
+        plan = intake.plan(shape="unemployed_single")
+        head = plan.members[0]
+        if head.sex is sex and age_on(head.birth_date, intake.synthesizer.today) >= 22:
+            return plan
+
+
+async def _single_of(intake: IntakeClient, sex: Sex) -> RegisteredHousehold:
+    return await intake.register(_single_plan(intake, sex))
+
+
+async def _married_then_moved_out(
+    intake: IntakeClient,
+) -> tuple[RegisteredHousehold, str, dict[str, Any]]:
+    """Household B: its head married the lodger who moved in, and she moved out since (no
+    divorce, no death recorded): B, her person id, and her as a request gives her."""
+    b = await _single_of(intake, Sex.MALE)
+    her = _person(intake, date(1992, 5, 5), Sex.FEMALE, "other")
+    wife = await moves_in(intake, b, her, "2025-06-01")
+    await intake.change(
+        b,
+        {
+            "kind": "marriage",
+            "person_id": b.person_ids[0],
+            "spouse_person_id": wife,
+            "married_on": "2025-07-01",
+        },
+    )
+    await intake.change(b, {"kind": "move_out", "person_id": wife, "moved_on": "2025-12-01"})
+    return b, wife, her
+
+
+def _married_elsewhere(problem: dict[str, Any], pointer: str, b: RegisteredHousehold) -> None:
+    """The refusal at ``pointer`` names B by its masked reference, nothing else of it."""
+    [error] = [e for e in problem["errors"] if e["pointer"] == pointer]
+    assert "married to a person recorded in another household" in error["detail"]
+    assert f"-****-{uuid.UUID(b.id).hex[-4:]}" in error["detail"]
+    assert b.id not in error["detail"]
+    assert "杨" not in error["detail"]
+
+
+def _one_access_record(before: dict[str, int]) -> dict[str, int]:
+    """The counts after a refusal that tells of another household: its access record's
+    outbox row (recorded as a lookup of the person is), and nothing else."""
+    return before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+
+
+async def _refused_and_recorded(
+    intake: IntakeClient, engine: AsyncEngine, household: RegisteredHousehold, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The change is refused (422 problem+json), writing nothing but the access record."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(engine) == _one_access_record(before)
+    problem: dict[str, Any] = response.json()
+    return problem
+
+
+async def test_a_person_married_in_another_household_marries_by_no_path_until_it_ends(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """She married B's head and moved out of B, the marriage ended by nothing recorded.
+    In A she is refused as the head's spouse by every path (a move in, a marriage whose
+    spouse joins, a registration, a marriage of two members with its other error at once,
+    a relationship correction), 422 at the field naming B by its masked reference, nothing
+    written; moved in as other, a divorce naming her alone ends it, and she marries. Each
+    was recorded before (201): the registry held her married to two men."""
+    b, _, her = await _married_then_moved_out(intake)
+    a = await _single_of(intake, Sex.MALE)
+    spouse = her | {"relationship": "spouse"}
+    problem = await _refused_and_recorded(
+        intake, intake_engine, a, {"kind": "move_in", "moved_on": "2026-01-05", "member": spouse}
+    )
+    _married_elsewhere(problem, "/body/member/relationship", b)
+    problem = await _refused_and_recorded(
+        intake,
+        intake_engine,
+        a,
+        {
+            "kind": "marriage",
+            "person_id": a.person_ids[0],
+            "married_on": "2026-02-01",
+            "spouse": spouse,
+        },
+    )
+    _married_elsewhere(problem, "/body/spouse/id_number", b)
+    plan = _single_plan(intake, Sex.MALE)
+    payload = plan.payload()
+    payload["members"].append(spouse)
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=payload, headers=intake.headers(regions=[plan.region_code])
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await row_counts(intake_engine) == _one_access_record(before)
+    _married_elsewhere(response.json(), "/body/members/1/relationship", b)
+
+    wife = await moves_in(intake, a, her, "2026-01-05")
+    problem = await _refused_and_recorded(
+        intake,
+        intake_engine,
+        a,
+        {
+            "kind": "marriage",
+            "person_id": a.person_ids[0],
+            "spouse_person_id": wife,
+            "married_on": "2026-12-01",
+        },
+    )
+    assert {e["pointer"] for e in problem["errors"]} == {
+        "/body/married_on",
+        "/body/spouse_person_id",
+    }
+    _married_elsewhere(problem, "/body/spouse_person_id", b)
+    problem = await _refused_and_recorded(
+        intake,
+        intake_engine,
+        a,
+        {
+            "kind": "member_change",
+            "person_id": wife,
+            "effective_on": "2026-02-01",
+            "relationship": "spouse",
+            "note": "household register seen",
+        },
+    )
+    _married_elsewhere(problem, "/body/relationship", b)
+
+    await intake.change(a, {"kind": "divorce", "person_id": wife, "divorced_on": "2026-01-20"})
+    married = await intake.change(
+        a,
+        {
+            "kind": "marriage",
+            "person_id": a.person_ids[0],
+            "spouse_person_id": wife,
+            "married_on": "2026-02-01",
+        },
+    )
+    assert married["household"]["changes"][-1]["details"]["relationships"] == {wife: "spouse"}
+
+
+async def test_a_partner_who_died_or_is_the_one_married_frees_the_one_who_moved_out(
+    intake: IntakeClient,
+) -> None:
+    """B's head, whom she married and left, died since: she moves into A as its head's
+    spouse. And he who moved out of B too, heading A, is the one she is married to: she
+    moves in as his spouse. Neither is a second marriage."""
+    b, _, her = await _married_then_moved_out(intake)
+    await intake.change(
+        b, {"kind": "death", "person_id": b.person_ids[0], "date_of_death": "2026-01-02"}
+    )
+    a = await _single_of(intake, Sex.MALE)
+    await moves_in(intake, a, her | {"relationship": "spouse"}, "2026-02-01")
+
+    b, _, her = await _married_then_moved_out(intake)
+    husband = b.plan.payload()["members"][0]
+    await intake.change(
+        b, {"kind": "move_out", "person_id": b.person_ids[0], "moved_on": "2026-01-02"}
+    )
+    plan = intake.plan(shape="unemployed_single")
+    payload = plan.payload()
+    payload["members"] = [husband]
+    response = await intake.http.post(
+        "/households", json=payload, headers=intake.headers(regions=[plan.region_code])
+    )
+    assert response.status_code == 201, response.text
+    a = RegisteredHousehold(response.json()["id"], plan, [], response.json())
+    await moves_in(intake, a, her | {"relationship": "spouse"}, "2026-02-01")

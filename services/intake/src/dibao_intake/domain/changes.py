@@ -1751,3 +1751,87 @@ def _married_elsewhere(
             )
         )
     return found
+
+
+# --- a marriage carried from another household (ADR 0016, 3 Dec 2026, helper hAE) ---------
+
+
+def marriage_taken_along(
+    changes: Sequence[PastChange],
+    *,
+    person_id: uuid.UUID,
+    left_on: date,
+) -> uuid.UUID | None:
+    """The member of a household that ``person_id`` was married to when they moved out of
+    it on ``left_on``, by that household's record (``changes``, in the order recorded),
+    when nothing recorded there since ends the marriage: None otherwise.
+
+    The partner is the spouse the move out named (``spouse_person_id``: the head's spouse
+    when the head left, the head when the spouse did, a parent's partner), else the member
+    a marriage recorded here tied them to. The move out ends the couple's life in that
+    household, which that household's rules take as the end of the marriage there (a
+    marriage there is dated after it), not the marriage: only a divorce or a death does.
+    After it that household can still record the partner's death, or a later marriage of
+    the partner (whose certificate is the marriage registry's word that the partner was
+    free: the marriage is over), and nothing else of the couple. A marriage to a spouse
+    living elsewhere names nobody the registry knows and is none here."""
+    index = next(
+        (
+            i
+            for i in range(len(changes) - 1, -1, -1)
+            if changes[i].kind == ChangeKind.MOVE_OUT
+            and str(changes[i].details.get("person_id")) == str(person_id)
+            and changes[i].effective_on == left_on
+        ),
+        None,
+    )
+    if index is None:
+        return None
+    move = changes[index]
+    named = move.details.get("spouse_person_id")
+    if named:
+        partner = uuid.UUID(str(named))
+    else:
+        # Without left_as the heads before each change are not read: any id serves.
+        before = marriages_in_household(changes[:index], head_person_id=person_id, left_as={})
+        recorded = before.married_to.get(person_id)
+        if recorded is None:
+            return None
+        partner = recorded
+    for change in changes[index + 1 :]:
+        names = {
+            str(change.details.get("person_id")),
+            str(change.details.get("spouse_person_id")),
+        }
+        if change.kind == ChangeKind.MARRIAGE and str(partner) in names:
+            return None
+        if change.kind == ChangeKind.DEATH and str(change.details.get("person_id")) == str(partner):
+            return None
+    return partner
+
+
+def carried_marriage_dealt_with(marriages: Marriages, person_id: uuid.UUID) -> bool:
+    """Whether the household a person joined since has recorded what follows a marriage
+    they brought with them: a divorce naming them, a spouse's death, or a marriage of
+    theirs (one recorded before this rule, read as telling the earlier one over, ADR 0016,
+    2 Dec 2026): any act or end of their marriage here."""
+    return person_id in marriages.acted_on or person_id in marriages.ended_on
+
+
+def married_in_another_household(pointer: str, who: str, ref: str, *, joining: bool) -> Violation:
+    """The refusal of a marriage of ``who`` while the registry shows them married to a
+    person recorded in another household (``ref``, masked): which ends are recorded, and
+    where. Nothing of that household but the masked reference is told."""
+    then = (
+        " move them in first (not as a spouse), then record the divorce naming them alone"
+        " (kind divorce) or their spouse's death (kind spouse_death), then the marriage"
+        if joining
+        else " record the divorce naming them alone (kind divorce) or their spouse's death"
+        " (kind spouse_death) first"
+    )
+    return Violation(
+        pointer,
+        f"the registry shows {who} married to a person recorded in another household ({ref}),"
+        " and no divorce or death of either since: one person has one spouse (Civil Code art."
+        f" 1042); a move out ends neither marriage;{then}",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -215,6 +215,82 @@ def _not_elsewhere(
         raise _told(runtime, caller, problem, [(f, "household_ref") for f in found])
 
 
+@dataclass(frozen=True, slots=True)
+class CarriedMarriage:
+    """A marriage a person brought from the household they last moved out of: to a member
+    recorded there (``partner_hash``, the keyed hash of their ID number), ended by nothing
+    the registry holds (ADR 0016, 3 Dec 2026, helper hAE)."""
+
+    where: repo.PastMembership
+    partner_hash: str
+
+
+async def carried_marriage(
+    session: AsyncSession, id_hash: str, *, here: uuid.UUID | None = None
+) -> CarriedMarriage | None:
+    """The marriage the person of ``id_hash`` brought from the household they last moved
+    out of (other than ``here``), by that household's record (``rules.marriage_taken_along``),
+    unless the registry holds the partner's death anywhere. Found by the keyed hash's
+    memberships (the person's index), then that one household's members and changes, and
+    the partner's memberships by their hash: a few indexed reads, no scan."""
+    history = await repo.find_memberships(session, [id_hash])
+    ended = [h for h in history if h.left_on is not None]
+    if not ended or any(h.active and h.household_id != here for h in history):
+        return None  # an active member elsewhere is answered 409 (person-in-household)
+    last = max(ended, key=lambda h: h.left_on or date.min)
+    if last.left_reason is not LeaveReason.MOVE_OUT or last.household_id == here:
+        return None
+    members = await repo.load_members(session, last.household_id)
+    me = next((m for m in members if m.id_hash == id_hash and m.left_on == last.left_on), None)
+    if me is None or last.left_on is None:
+        return None
+    changes = await repo.load_changes(session, last.household_id)
+    partner_id = rules.marriage_taken_along(
+        [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes],
+        person_id=me.person_id,
+        left_on=last.left_on,
+    )
+    partner = next((m for m in members if m.person_id == partner_id), None)
+    if partner is None:
+        return None
+    if any(
+        h.left_reason is LeaveReason.DEATH
+        for h in await repo.find_memberships(session, [partner.id_hash])
+    ):
+        return None
+    return CarriedMarriage(last, partner.id_hash)
+
+
+def married_elsewhere(
+    carried: CarriedMarriage | None, pointer: str, who: str, *, joining: bool, to_hash: str | None
+) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]]]:
+    """The refusal of a marriage of ``who`` to the person of ``to_hash`` (None: nobody the
+    registry knows) while ``carried`` ties them to somebody else, and what it tells of the
+    other household (recorded as a lookup, ``_told``): its masked reference alone."""
+    if carried is None or carried.partner_hash == to_hash:
+        return [], []
+    ref = masked_household_ref(carried.where.household_id, carried.where.region_code)
+    return (
+        [rules.married_in_another_household(pointer, who, ref, joining=joining)],
+        [(carried.where, "married")],
+    )
+
+
+def _raise_told(
+    runtime: Runtime,
+    caller: Caller,
+    problems: Sequence[Violation],
+    told: Sequence[tuple[repo.PastMembership, str]],
+) -> None:
+    """422 with every violation; recorded as a lookup when one tells of another household."""
+    if not problems:
+        return
+    problem = rules_failed(RulesViolatedError(list(problems)))
+    if told:
+        raise _told(runtime, caller, problem, told)
+    raise problem
+
+
 DECEASED = "the person is recorded as deceased"
 NOT_A_BIRTH = "the person is already registered: not a birth"
 
@@ -422,6 +498,7 @@ async def register_household(
     hashes, history = await _histories(session, runtime, pointers)
     _not_elsewhere(runtime, caller, hashes, history)
     _not_deceased(runtime, caller, hashes, history)
+    await _couple_not_married_elsewhere(session, runtime, caller, pointers)
     person_ids, _ = await _store_persons(session, runtime, caller, pointers)
     household_id = uuid7()
     head_index = next(
@@ -473,6 +550,37 @@ async def register_household(
         session, runtime, caller, message, key=str(household_id), subject=str(household_id)
     )
     return aggregate
+
+
+async def _couple_not_married_elsewhere(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    members: Sequence[tuple[str, ValidMember]],
+) -> None:
+    """A registration naming the head's spouse: neither is married by a marriage brought
+    from the household they last moved out of to somebody else (ADR 0016, 3 Dec 2026):
+    422 at each one's relationship, the other household told by its masked reference."""
+    couple = [
+        (pointer, runtime.pii.hash_id_number(m.resident_id.number), m.input.relationship)
+        for pointer, m in members
+        if m.input.relationship in (Relationship.HEAD, Relationship.SPOUSE)
+    ]
+    if len(couple) != 2:
+        return
+    problems: list[Violation] = []
+    told: list[tuple[repo.PastMembership, str]] = []
+    for (pointer, own, relationship), (_, other, _) in zip(couple, couple[::-1], strict=True):
+        found, what = married_elsewhere(
+            await carried_marriage(session, own),
+            f"{pointer}/relationship",
+            f"the {relationship.value}",
+            joining=True,
+            to_hash=other,
+        )
+        problems += found
+        told += what
+    _raise_told(runtime, caller, problems, told)
 
 
 HOLDER_POINTER = "/bank_account/holder_member_index"
@@ -1004,6 +1112,39 @@ class _ChangeWork:
             },
         )
 
+    async def married_elsewhere(
+        self, person_id: uuid.UUID, pointer: str, who: str, to_hash: str | None
+    ) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]]]:
+        """The refusal of a marriage of the member ``person_id`` to the person of
+        ``to_hash`` while they are married by a marriage brought from the household they
+        last moved out of that nothing recorded here since has dealt with (ADR 0016, 3 Dec
+        2026, helper hAE)."""
+        carried = await self.carried(person_id)
+        return married_elsewhere(carried, pointer, who, joining=False, to_hash=to_hash)
+
+    async def carried(self, person_id: uuid.UUID) -> CarriedMarriage | None:
+        """The member's marriage brought from another household, not dealt with here."""
+        member = self.before.member(person_id)
+        if member is None or not member.active:
+            return None
+        if rules.carried_marriage_dealt_with(await self.marriages(), person_id):
+            return None
+        return await carried_marriage(self.session, member.id_hash, here=self.household_id)
+
+    def id_hash(self, person_id: uuid.UUID | None) -> str | None:
+        member = self.before.member(person_id) if person_id is not None else None
+        return member.id_hash if member is not None else None
+
+    async def with_carried(self, person_id: uuid.UUID) -> rules.Marriages:
+        """The household's marriages, with the member's marriage brought from another
+        household taken as one to a spouse living elsewhere (ADR 0016, 3 Dec 2026): a
+        divorce naming them alone, or that spouse's death, ends it here. Its day is not
+        known here (no bound)."""
+        marriages = await self.marriages()
+        if person_id in marriages.elsewhere or await self.carried(person_id) is None:
+            return marriages
+        return replace(marriages, elsewhere={**marriages.elsewhere, person_id: date.min})
+
     async def details_changed_on(self, person_id: uuid.UUID) -> date | None:
         """The day of the member's latest change of details the record holds (ADR 0016,
         3 Dec 2026): a death or a move out is not dated before it."""
@@ -1353,11 +1494,27 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             await _marriage_in_household(work, change, partner, update)
         case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
             spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
-            raise_if_any(
-                rules.check_marriage(
-                    work.state, pid, on, spouse, today=today, marriages=await work.marriages()
-                )
+            problems = rules.check_marriage(
+                work.state, pid, on, spouse, today=today, marriages=await work.marriages()
             )
+            told: list[tuple[repo.PastMembership, str]] = []
+            if spouse is not None:
+                # Either may be married by a marriage brought from another household
+                # (ADR 0016, 3 Dec 2026); a spouse living elsewhere names nobody to check.
+                spouse_hash = work.runtime.pii.hash_id_number(spouse.resident_id.number)
+                found, told = await work.married_elsewhere(
+                    pid, "/person_id", "the member", spouse_hash
+                )
+                joining, told_joining = married_elsewhere(
+                    await carried_marriage(work.session, spouse_hash, here=work.household_id),
+                    "/spouse/id_number",
+                    "the spouse",
+                    joining=True,
+                    to_hash=work.id_hash(pid),
+                )
+                problems += found + joining
+                told += told_joining
+            _raise_told(work.runtime, work.caller, problems, told)
             work.effective_on = on
             update.marriage.person_id = str(pid)
             update.marriage.married_on.CopyFrom(contracts.local_date(on))
@@ -1371,9 +1528,28 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             newcomer = work.valid_member(raw, "/member")
             as_spouse = newcomer.input.relationship is Relationship.SPOUSE
             marriages = await work.marriages() if as_spouse else rules.NO_MARRIAGES
-            raise_if_any(
-                rules.check_move_in(work.state, newcomer, on, today=today, marriages=marriages)
+            problems = rules.check_move_in(
+                work.state, newcomer, on, today=today, marriages=marriages
             )
+            told = []
+            if as_spouse:
+                # Neither the newcomer nor the head married by a marriage brought from
+                # another household to somebody else (ADR 0016, 3 Dec 2026).
+                newcomer_hash = work.runtime.pii.hash_id_number(newcomer.resident_id.number)
+                head = work.state.head_person_id
+                found, told = await work.married_elsewhere(
+                    head, "/member/relationship", "the head", newcomer_hash
+                )
+                joining, told_joining = married_elsewhere(
+                    await carried_marriage(work.session, newcomer_hash, here=work.household_id),
+                    "/member/relationship",
+                    "the member",
+                    joining=True,
+                    to_hash=work.id_hash(head),
+                )
+                problems += joining + found
+                told += told_joining
+            _raise_told(work.runtime, work.caller, problems, told)
             added = await work.join(newcomer, "/member", on, date_pointer="/moved_on")
             if as_spouse:
                 # Who moves in is known once joined: the transaction writes nothing if refused.
@@ -1425,7 +1601,7 @@ async def _spouse_death(
     the spouse joining ends on that day; the member stays, nothing else changes. A death
     certificate naming a member is no evidence of it (the spouse is none). The record
     showing that marriage ended already (divorced or widowed) is 409 marriage-ended."""
-    marriages = await work.marriages()
+    marriages = await work.with_carried(change.person_id)
     if rules.spouse_death_recorded(work.state, marriages, change.person_id):
         raise marriage_ended()
     # The spouse is no member: a certificate naming one is of another death.
@@ -1456,7 +1632,11 @@ async def _divorce(work: _ChangeWork, change: Divorce, update: ev.HouseholdUpdat
     The event's person_id is the partner whose relationship stays, its former_spouse the
     other as now recorded (unset for a spouse living elsewhere). A divorce the record
     shows already is 409 already-divorced."""
-    marriages = await work.marriages()
+    marriages = (
+        await work.with_carried(change.person_id)
+        if change.spouse_person_id is None
+        else await work.marriages()
+    )
     if rules.divorce_recorded(work.state, marriages, change.person_id, change.spouse_person_id):
         raise already_divorced()
     relationships, problems = rules.check_divorce(
@@ -1578,7 +1758,14 @@ async def _marriage_in_household(
         today=work.today,
         marriages=await work.marriages(),
     )
-    raise_if_any(problems)
+    # Either married by a marriage brought from another household (ADR 0016, 3 Dec 2026).
+    found, told = await work.married_elsewhere(
+        change.person_id, "/person_id", "the member", work.id_hash(partner)
+    )
+    found_partner, told_partner = await work.married_elsewhere(
+        partner, "/spouse_person_id", "the spouse", work.id_hash(change.person_id)
+    )
+    _raise_told(work.runtime, work.caller, problems + found + found_partner, told + told_partner)
     assert relationships is not None
     work.effective_on = change.married_on
     person_id, spouse = await work.couple_changed(change.person_id, partner, relationships)
@@ -1655,7 +1842,22 @@ async def _change_member(
         note=work.note,
         marriages=await work.marriages() if change.relationship is not None else rules.NO_MARRIAGES,
     )
-    raise_if_any(
+    told: list[tuple[repo.PastMembership, str]] = []
+    if change.relationship is Relationship.SPOUSE and current is not None:
+        # Neither married by a marriage brought from another household to somebody else
+        # (ADR 0016, 3 Dec 2026).
+        head = work.state.head_person_id
+        found, told = await work.married_elsewhere(
+            pid, "/relationship", "the member", work.id_hash(head)
+        )
+        found_head, told_head = await work.married_elsewhere(
+            head, "/relationship", "the head", work.id_hash(pid)
+        )
+        problems += found + found_head
+        told += told_head
+    _raise_told(
+        work.runtime,
+        work.caller,
         problems
         + [
             # Another member's certificate or diagnosis is no evidence of this member's.
@@ -1663,7 +1865,8 @@ async def _change_member(
             for i, d in enumerate(work.documents)
             if d.document_type in _ABOUT_ONE_MEMBER and d.person_id not in (None, pid)
         ]
-        + successor_problems
+        + successor_problems,
+        told,
     )
     assert current is not None
     assert after is not None
