@@ -611,11 +611,18 @@ async def test_a_marriage_here_does_not_end_before_its_day(
     # Refused twice at married_on, both naming the 14th: the end of her marriage to the
     # head, and (since 3 Dec 2026) the day she joined, a marriage of two members being
     # dated on or after it.
+    # Since 3 Dec 2026 (helper hAG) also at person_id: the head's move out ended their
+    # life here, not her marriage to him, which a divorce naming her alone ends first.
     problem = await refused_change(
         intake, intake_engine, household, marriage | {"married_on": "2026-02-12"}
     )
-    assert set(_pointers(problem)) == {"/body/married_on"}, problem
-    assert all("2026-02-14" in e["detail"] for e in problem["errors"]), problem
+    assert set(_pointers(problem)) == {"/body/married_on", "/body/person_id"}, problem
+    assert all(
+        "2026-02-14" in e["detail"] for e in problem["errors"] if e["pointer"] == "/body/married_on"
+    ), problem
+    await intake.change(
+        household, {"kind": "divorce", "person_id": bride, "divorced_on": "2026-02-14"}
+    )
     await intake.change(household, marriage | {"married_on": "2026-02-14"})
 
 

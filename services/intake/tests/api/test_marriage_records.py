@@ -14,7 +14,7 @@ from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
-from dibao_intake.domain.codes import Sex
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.resident_id import age_on
 from dibao_intake.domain.working_age import working_age_ends_at_the_latest
 from dibao_intake.synthetic import PlannedHousehold
@@ -520,3 +520,96 @@ async def test_a_partner_who_died_or_is_the_one_married_frees_the_one_who_moved_
     assert response.status_code == 201, response.text
     a = RegisteredHousehold(response.json()["id"], plan, [], response.json())
     await moves_in(intake, a, her | {"relationship": "spouse"}, "2026-02-01")
+
+
+async def test_the_one_left_behind_marries_again_only_once_divorced_or_widowed(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """B's head married the lodger, who moved out (no divorce, no death recorded). B read
+    the move out as the end of his marriage: a bride joining by marriage, a spouse moving
+    in, a marriage to a spouse living elsewhere were recorded (201), and a divorce naming
+    him alone refused (422, no marriage to end). A move out ends the couple's life in the
+    household, not the marriage (ADR 0016, 3 Dec 2026, helper hAG): each marriage is
+    refused, 422 at the field with the change's other errors at once, nothing written;
+    the divorce naming him alone is recorded, and then he marries. A spouse_death for the
+    spouse who moved out frees him alike."""
+    b, _, _ = await _married_then_moved_out(intake)
+    head = b.person_ids[0]
+    bride = _person(intake, date(1994, 4, 4), Sex.FEMALE, "spouse")
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        b,
+        {"kind": "marriage", "person_id": head, "married_on": "2027-01-01", "spouse": bride},
+    )
+    assert {e["pointer"] for e in problem["errors"]} == {"/body/married_on", "/body/person_id"}
+    [error] = [e for e in problem["errors"] if e["pointer"] == "/body/person_id"]
+    assert "moved out of the household on 2025-12-01" in error["detail"]
+    assert "杨" not in error["detail"]
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        b,
+        {"kind": "marriage", "person_id": head, "married_on": "2026-02-01"},
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/person_id"]
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        b,
+        {"kind": "move_in", "moved_on": "2026-02-01", "member": bride},
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/member/relationship"]
+
+    divorced = await intake.change(
+        b, {"kind": "divorce", "person_id": head, "divorced_on": "2026-01-20"}
+    )
+    assert divorced["household"]["changes"][-1]["kind"] == "divorce"
+    married = await intake.change(
+        b, {"kind": "marriage", "person_id": head, "married_on": "2026-02-01", "spouse": bride}
+    )
+    assert married["household"]["changes"][-1]["details"]["joined_person_ids"]
+
+    b, _, _ = await _married_then_moved_out(intake)
+    head = b.person_ids[0]
+    await intake.change(
+        b, {"kind": "spouse_death", "person_id": head, "date_of_death": "2026-01-20"}
+    )
+    await moves_in(intake, b, _person(intake, date(1993, 3, 3), Sex.FEMALE, "spouse"), "2026-02-01")
+
+
+async def test_a_marriage_taken_along_bars_the_new_heads_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """She married B's head and moved out of B (no divorce, no death), then into A as a
+    lodger. A's head dies and his son heads A: she given as the son's spouse was recorded
+    (201), the registry holding her married to two men. Now refused as every other path
+    is (ADR 0016, 3 Dec 2026, helper hAG): 422 at her ``/relationships/<person id>``, B
+    named by its masked reference alone, nothing written but the access record; once her
+    divorce naming her alone is recorded in A, she is the new head's spouse."""
+    b, _, her = await _married_then_moved_out(intake)
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    a = await intake.register(plan)
+    head, son = a.person_ids
+    lodger = await moves_in(intake, a, her, "2026-01-05")
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-03-01",
+        "new_head_person_id": son,
+        "relationships": {lodger: "spouse"},
+    }
+    problem = await _refused_and_recorded(intake, intake_engine, a, death)
+    assert [e["pointer"] for e in problem["errors"]] == [f"/body/relationships/{lodger}"]
+    _married_elsewhere(problem, f"/body/relationships/{lodger}", b)
+    await intake.change(a, {"kind": "divorce", "person_id": lodger, "divorced_on": "2026-02-01"})
+    died = await intake.change(a, death)
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {son: "head", lodger: "spouse"}

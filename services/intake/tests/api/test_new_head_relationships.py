@@ -478,3 +478,48 @@ async def test_derived_relationships_to_the_new_head_keep_a_registrations_age_or
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
     }
     assert relationships == {widow: "head"} | given
+
+
+async def test_a_member_left_by_a_spouse_who_moved_out_is_no_new_heads_spouse(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The son married the lodger here, and she moved out (no divorce, no death recorded).
+    The head dies and the son heads the household: a second lodger given as his spouse was
+    recorded (201), the son married to two women by the registry. A move out ends the
+    couple's life here, not the marriage (ADR 0016, 3 Dec 2026, helper hAG): refused, 422
+    at her ``/relationships/<person id>``, nothing written; once the son's divorce naming
+    him alone is recorded, she is given as his spouse."""
+    plan = intake.plan(shape="unemployed_single")
+    plan.members.append(
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
+        )
+    )
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    household = await intake.register(plan)
+    head, son, wife, lodger = household.person_ids
+    couple = {"person_id": son, "spouse_person_id": wife}
+    await intake.change(household, {"kind": "marriage", "married_on": "2026-01-10"} | couple)
+    await intake.change(
+        household, {"kind": "move_out", "person_id": wife, "moved_on": "2026-02-01"}
+    )
+    death = {
+        "kind": "death",
+        "person_id": head,
+        "date_of_death": "2026-03-01",
+        "new_head_person_id": son,
+        "relationships": {lodger: "spouse"},
+    }
+    problem = await refused_change(intake, intake_engine, household, death)
+    [error] = problem["errors"]
+    assert error["pointer"] == f"/body/relationships/{lodger}", problem
+    assert "moved out of the household on 2026-02-01" in error["detail"], problem
+    await intake.change(
+        household, {"kind": "divorce", "person_id": son, "divorced_on": "2026-02-20"}
+    )
+    died = await intake.change(household, death)
+    relationships = {
+        m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
+    }
+    assert relationships == {son: "head", lodger: "spouse"}

@@ -13,6 +13,7 @@ from dibao_intake.domain.changes import (
     FORMER_SPOUSE,
     ActiveMember,
     HouseholdState,
+    LeftBy,
     Marriages,
     PastChange,
     check_death,
@@ -337,7 +338,10 @@ def test_a_marriage_here_ends_the_spouses_marriage_elsewhere_too(leaving: Change
     dies or moves out she is widowed (or left) by the record, not married elsewhere again:
     a divorce naming her alone and a spouse_death find no marriage of hers to end, and her
     correction to the head's spouse is not refused as married elsewhere (all three were
-    read from her March marriage, which showed again)."""
+    read from her March marriage, which showed again). Since 3 Dec 2026 (helper hAG) a
+    move out ends the couple's life here, not the marriage: left by him, she is married to
+    him (``left_by``), which a divorce naming her alone or his death (spouse_death) ends,
+    and which refuses her correction to the head's spouse."""
     her = uuid.uuid4()
     her_m = ActiveMember(her, R.OTHER, date(1971, 8, 8))
     away = PastChange("marriage", date(2025, 3, 1), {"person_id": str(her)})
@@ -360,10 +364,18 @@ def test_a_marriage_here_ends_the_spouses_marriage_elsewhere_too(leaving: Change
     state = _state(HEAD_M, her_m)
     on = date(2026, 3, 2)
     _, found = check_divorce(state, her, None, on, today=TODAY, marriages=after)
-    assert [v.pointer for v in found] == ["/person_id"]
-    found = check_spouse_death(state, her, on, today=TODAY, marriages=after)
-    assert [v.pointer for v in found] == ["/person_id"]
-    assert check_relationship_correction(state, her, R.SPOUSE, after) == []
+    found_death = check_spouse_death(state, her, on, today=TODAY, marriages=after)
+    corrected = check_relationship_correction(state, her, R.SPOUSE, after)
+    if leaving is ChangeKind.DEATH:
+        assert after.left_by == {}
+        assert [v.pointer for v in found] == ["/person_id"]
+        assert [v.pointer for v in found_death] == ["/person_id"]
+        assert corrected == []
+    else:
+        assert after.left_by == {her: LeftBy(LODGER, here_on, left_on)}
+        assert (found, found_death) == ([], [])
+        assert [v.pointer for v in corrected] == ["/relationship"]
+        assert "moved out of the household on 2026-02-01" in corrected[0].detail
 
 
 MIL = uuid.uuid4()

@@ -13,6 +13,7 @@ from dibao_intake.domain.changes import (
     ActiveMember,
     Address,
     HouseholdState,
+    LeftBy,
     Marriages,
     MemberDetails,
     NewMemberDetails,
@@ -1093,6 +1094,8 @@ def test_the_record_tells_when_each_members_marriage_here_ended() -> None:
         {},
         {son: left, bride: left},
         acted_on=dict.fromkeys((son, bride), married.effective_on),
+        # Her move out ends the couple's life here, not the marriage (3 Dec 2026).
+        left_by={son: LeftBy(bride, married.effective_on, left)},
     )
     # A marriage to a member already (spouse_person_id), and one to a spouse elsewhere.
     assert marriages_in_household(

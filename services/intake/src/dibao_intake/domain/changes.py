@@ -212,6 +212,8 @@ def _new_heads_spouse_by_the_record(
             state, marriages, member, pointer, head=heir.person_id, head_is="the new head"
         )
         + _divorced(marriages, member.person_id, heir.person_id, pointer, "the new head")
+        + left_behind(marriages, member.person_id, pointer, "the member", to=heir.person_id)
+        + left_behind(marriages, heir.person_id, pointer, "the new head", to=member.person_id)
     )
 
 
@@ -498,6 +500,19 @@ class PastChange:
 
 
 @dataclass(frozen=True, slots=True)
+class LeftBy:
+    """A member's marriage to a spouse who moved out of the household (ADR 0016, 3 Dec
+    2026, helper hAG): the move out ended the couple's life here, not the marriage, which
+    now is one to a spouse living elsewhere whom the registry knows (``partner``, by person
+    id). ``married_on``: the marriage's day when a marriage recorded here has it;
+    ``left_on``: the move out's day."""
+
+    partner: uuid.UUID
+    married_on: date | None
+    left_on: date
+
+
+@dataclass(frozen=True, slots=True)
 class Marriages:
     """The marriages the household's record shows between its members: who is married to
     whom now (those a marriage recorded, both still members), and when each person's last
@@ -512,7 +527,8 @@ class Marriages:
     recorded here, acts of their own that show them alive then (being widowed, or left
     by a spouse who moved out, is none); ``ended_elsewhere``: the members whose last
     marriage recorded is one to a spouse living elsewhere that ended here (a divorce
-    naming the member alone, or that spouse's death)."""
+    naming the member alone, or that spouse's death); ``left_by``: the members whose
+    spouse moved out, the marriage ended since by nothing recorded here (``LeftBy``)."""
 
     married_to: Mapping[uuid.UUID, uuid.UUID]
     ended_on: Mapping[uuid.UUID, date]
@@ -521,6 +537,7 @@ class Marriages:
     divorced: frozenset[frozenset[uuid.UUID]] = frozenset()
     acted_on: Mapping[uuid.UUID, date] = field(default_factory=dict)
     ended_elsewhere: frozenset[uuid.UUID] = frozenset()
+    left_by: Mapping[uuid.UUID, LeftBy] = field(default_factory=dict)
 
     @property
     def known(self) -> frozenset[uuid.UUID]:
@@ -551,7 +568,13 @@ def marriages_in_household(
     (not before the marriage's), as a divorce naming the member alone does; being widowed
     is no act of the member's (``acted_on``). A later marriage ends the earlier marriage
     elsewhere of either partner it names (``person_id`` or ``spouse_person_id``: ADR
-    0016 reads it as telling that one over). ``head_person_id`` is the head now."""
+    0016 reads it as telling that one over). A move out leaves the spouse who stays
+    married to the one who left (``left_by``, ADR 0016, 3 Dec 2026, helper hAG): a
+    divorce naming them (alone), a ``spouse_death``, a later marriage of theirs recorded
+    here (the registry's word that they were free: read so for records made before this
+    day, which refused none) or their own death or move out ends that here; the registry
+    may end it elsewhere (the partner's death, or a later act of theirs). ``head_person_id``
+    is the head now."""
     heads_before: list[uuid.UUID] = []
     head = head_person_id
     for change in reversed(changes):
@@ -566,6 +589,7 @@ def marriages_in_household(
     divorced: set[frozenset[uuid.UUID]] = set()
     acted_on: dict[uuid.UUID, date] = {}
     ended_elsewhere: set[uuid.UUID] = set()
+    left_by: dict[uuid.UUID, LeftBy] = {}
 
     def end(person: uuid.UUID, on: date) -> None:
         # Not before the marriage's own day: a move out recorded after a marriage and
@@ -585,6 +609,7 @@ def marriages_in_household(
             spouse = spouse or next(iter(details.get("joined_person_ids") or ()), None)
             # A marriage of a member married elsewhere tells that marriage is over.
             elsewhere.pop(member, None)
+            left_by.pop(member, None)
             ended_elsewhere.discard(member)
             act(member, change.effective_on)
             if not spouse:
@@ -594,6 +619,7 @@ def marriages_in_household(
             # Whichever of the two the change names first: the spouse's marriage
             # elsewhere is over too (it showed again once this one ended here).
             elsewhere.pop(partner, None)
+            left_by.pop(partner, None)
             ended_elsewhere.discard(partner)
             act(partner, change.effective_on)
             married_to[member], married_to[partner] = partner, member
@@ -604,6 +630,7 @@ def marriages_in_household(
             for person in couple:
                 married_to.pop(person, None)
                 elsewhere.pop(person, None)
+                left_by.pop(person, None)
                 end(person, change.effective_on)
                 act(person, change.effective_on)
             divorced.add(frozenset(couple))
@@ -612,11 +639,13 @@ def marriages_in_household(
         elif change.kind == ChangeKind.SPOUSE_DEATH:
             member = uuid.UUID(str(details["person_id"]))
             elsewhere.pop(member, None)
+            left_by.pop(member, None)
             end(member, change.effective_on)
             ended_elsewhere.add(member)
         elif change.kind in (ChangeKind.DEATH, ChangeKind.MOVE_OUT):
             leaver = uuid.UUID(str(details["person_id"]))
             elsewhere.pop(leaver, None)
+            left_by.pop(leaver, None)
             # The marriage recorded here, and the spouse the change names: the same person
             # but for a parent who married here and was later joined by another parent
             # (the change names that one); both end.
@@ -629,6 +658,15 @@ def marriages_in_household(
             for partner in left:
                 if married_to.get(partner) == leaver:
                     del married_to[partner]
+                if change.kind == ChangeKind.MOVE_OUT and partner != leaver:
+                    # The couple's life here ends, not the marriage (ADR 0016, 3 Dec 2026).
+                    left_by[partner] = LeftBy(
+                        leaver,
+                        married_on.get(partner),
+                        max(change.effective_on, married_on.get(partner, date.min)),
+                    )
+                else:
+                    left_by.pop(partner, None)
                 for person in (leaver, partner):
                     end(person, change.effective_on)
     return Marriages(
@@ -639,6 +677,7 @@ def marriages_in_household(
         frozenset(divorced),
         acted_on,
         frozenset(ended_elsewhere),
+        left_by,
     )
 
 
@@ -755,6 +794,66 @@ def _after_last_marriage(
     return []
 
 
+def still_left_behind(state: HouseholdState, marriages: Marriages) -> dict[uuid.UUID, LeftBy]:
+    """``marriages.left_by`` without the members the household's relationships show
+    married here since (ADR 0016, 3 Dec 2026, helper hAG): a head with a spouse, or a
+    member recorded as the head's spouse, the head not the one who moved out. Recorded
+    before this day (a spouse moving in was not refused then), that is read as telling the
+    earlier marriage over, as a later marriage recorded here is."""
+    found: dict[uuid.UUID, LeftBy] = {}
+    for person, left in marriages.left_by.items():
+        member = state.member(person)
+        if member is None:
+            continue
+        if person == state.head_person_id and state.has_spouse():
+            continue
+        if member.relationship is _R.SPOUSE and state.head_person_id != left.partner:
+            continue
+        found[person] = left
+    return found
+
+
+def left_behind(
+    marriages: Marriages,
+    person_id: uuid.UUID,
+    pointer: str,
+    who: str,
+    *,
+    to: uuid.UUID | None = None,
+) -> list[Violation]:
+    """A marriage of ``person_id`` (to ``to``, None: nobody the record names) while the
+    record shows them married to a spouse who moved out of the household (``left_by``),
+    ended by no divorce nor death since (ADR 0016, 3 Dec 2026, helper hAG): a move out ends
+    the couple's life here, not the marriage (Civil Code art. 1042). The same couple
+    meeting again (``to`` the one who moved out) is no second marriage."""
+    left = marriages.left_by.get(person_id)
+    if left is None or (to is not None and to == left.partner):
+        return []
+    return [
+        Violation(
+            pointer,
+            f"the record shows {who} married to a spouse who moved out of the household on"
+            f" {left.left_on}, and no divorce or death since: one person has one spouse"
+            " (Civil Code art. 1042); a move out ends the couple's life here, not the"
+            f" marriage; record the divorce naming {who} alone (kind divorce) or that"
+            " spouse's death (kind spouse_death) first",
+        )
+    ]
+
+
+def _left_spouse_married_on(marriages: Marriages, person_id: uuid.UUID) -> date | None:
+    """The day of the member's marriage to a spouse living elsewhere that a divorce naming
+    them alone, or a ``spouse_death``, ends: one recorded without the spouse joining, or
+    one to a spouse who moved out since (``date.min`` when the record has no day)."""
+    married_on = marriages.elsewhere.get(person_id)
+    if married_on is not None:
+        return married_on
+    left = marriages.left_by.get(person_id)
+    if left is None:
+        return None
+    return left.married_on or date.min
+
+
 def check_marriage(
     state: HouseholdState,
     person_id: uuid.UUID,
@@ -783,6 +882,7 @@ def check_marriage(
         found.append(Violation("/person_id", "is married to a member of the household"))
     else:
         found += _taken_married(state, marriages, member, "/person_id")
+    found += left_behind(marriages, person_id, "/person_id", "the member")
     found += _after_last_marriage(marriages, person_id, married_on, "the member")
     if spouse is None:
         # A marriage to a spouse living elsewhere may precede the member's joining: it
@@ -1182,6 +1282,11 @@ def check_marriage_in_household(
             found.append(
                 Violation(pointer_of[person.person_id], "is married to a member of the household")
             )
+    for one, two, who in (
+        (person_id, spouse_person_id, "the member"),
+        (spouse_person_id, person_id, "the spouse"),
+    ):
+        found += left_behind(marriages, one, pointer_of[one], who, to=two)
     found += _after_last_marriage(marriages, person_id, married_on, "the member")
     found += _after_last_marriage(marriages, spouse_person_id, married_on, "the spouse")
     return (None if found else recorded), found
@@ -1279,7 +1384,7 @@ def divorce_recorded(
     if couple not in marriages.divorced:
         return False
     if spouse_person_id is None:
-        return person_id not in marriages.elsewhere
+        return person_id not in marriages.elsewhere and person_id not in marriages.left_by
     return partner_in_household(state, marriages, person_id) != spouse_person_id
 
 
@@ -1311,7 +1416,8 @@ def check_divorce(
     if member is None:
         return None, [*found, Violation("/person_id", "not an active member of this household")]
     if spouse_person_id is None:
-        married_on = marriages.elsewhere.get(person_id)
+        # To a spouse living elsewhere: recorded so, or one who moved out since.
+        married_on = _left_spouse_married_on(marriages, person_id)
         # A partner here comes first: a spouse living elsewhere who moved in since (as
         # the head's spouse) is the member the marriage is to, and a divorce naming the
         # member alone would leave them married by the record.
@@ -1451,6 +1557,7 @@ def spouse_death_recorded(
         state.member(person_id) is not None
         and person_id in marriages.ended_elsewhere
         and person_id not in marriages.elsewhere
+        and person_id not in marriages.left_by
         and partner_in_household(state, marriages, person_id) is None
     )
 
@@ -1481,7 +1588,7 @@ def check_spouse_death(
                 " record that member's death instead",
             ),
         ]
-    married_on = marriages.elsewhere.get(person_id)
+    married_on = _left_spouse_married_on(marriages, person_id)
     if married_on is None:
         return [
             *found,
@@ -1596,6 +1703,8 @@ def check_relationship_correction(
     found += _man_and_woman(state.head.sex, member.sex, pointer, "the head")
     found += _married_to_another_member(state, marriages, person_id, head, pointer)
     found += _married_elsewhere(state, marriages, member, pointer)
+    found += left_behind(marriages, person_id, pointer, "the member", to=head)
+    found += left_behind(marriages, head, pointer, "the head", to=person_id)
     if not married_to_head:
         found += _spouse_of_age(state, marriages, member, on, pointer)
     found += _divorced(marriages, person_id, head, pointer)
@@ -1773,8 +1882,11 @@ def marriage_taken_along(
     marriage there is dated after it), not the marriage: only a divorce or a death does.
     After it that household can still record the partner's death, or a later marriage of
     the partner (whose certificate is the marriage registry's word that the partner was
-    free: the marriage is over), and nothing else of the couple. A marriage to a spouse
-    living elsewhere names nobody the registry knows and is none here."""
+    free: the marriage is over), and nothing else of the couple; since 3 Dec 2026 (helper
+    hAG) also the partner's divorce naming them alone, or a ``spouse_death`` of theirs.
+    A person left behind by a spouse who moved out before them takes that marriage along
+    (``Marriages.left_by``). A marriage to a spouse living elsewhere names nobody the
+    registry knows and is none here."""
     index = next(
         (
             i
@@ -1795,9 +1907,14 @@ def marriage_taken_along(
         # Without left_as the heads before each change are not read: any id serves.
         before = marriages_in_household(changes[:index], head_person_id=person_id, left_as={})
         recorded = before.married_to.get(person_id)
-        if recorded is None:
+        left = before.left_by.get(person_id)
+        if recorded is not None:
+            partner = recorded
+        elif left is not None:
+            # The spouse who moved out before them (ADR 0016, 3 Dec 2026, helper hAG).
+            partner = left.partner
+        else:
             return None
-        partner = recorded
     for change in changes[index + 1 :]:
         names = {
             str(change.details.get("person_id")),
@@ -1806,6 +1923,14 @@ def marriage_taken_along(
         if change.kind == ChangeKind.MARRIAGE and str(partner) in names:
             return None
         if change.kind == ChangeKind.DEATH and str(change.details.get("person_id")) == str(partner):
+            return None
+        if (
+            change.kind in (ChangeKind.DIVORCE, ChangeKind.SPOUSE_DEATH)
+            and str(change.details.get("person_id")) == str(partner)
+            and not change.details.get("spouse_person_id")
+        ):
+            # The partner left behind divorced them, naming themself alone, or recorded
+            # their death (ADR 0016, 3 Dec 2026, helper hAG): the marriage is over.
             return None
     return partner
 

@@ -253,12 +253,63 @@ async def carried_marriage(
     partner = next((m for m in members if m.person_id == partner_id), None)
     if partner is None:
         return None
-    if any(
+    if not partner.active and partner.left_reason is LeaveReason.MOVE_OUT:
+        # The partner moved out of it before them (ADR 0016, 3 Dec 2026, helper hAG): what
+        # the registry holds of them since may end the marriage.
+        if await partner_free(
+            session,
+            partner.id_hash,
+            partner.person_id,
+            left=last.household_id,
+            on=partner.left_on or date.min,
+        ):
+            return None
+    elif any(
         h.left_reason is LeaveReason.DEATH
         for h in await repo.find_memberships(session, [partner.id_hash])
     ):
         return None
     return CarriedMarriage(last, partner.id_hash)
+
+
+async def partner_free(
+    session: AsyncSession,
+    id_hash: str,
+    person_id: uuid.UUID,
+    *,
+    left: uuid.UUID,
+    on: date,
+) -> bool:
+    """Whether the registry holds an end of the marriage of the person of ``id_hash``
+    (``person_id``) who moved out of household ``left`` on ``on``, their spouse staying
+    there or moving on (ADR 0016, 3 Dec 2026, helper hAG): their death in any household,
+    or, in a household they joined since, a divorce naming them alone, a ``spouse_death``,
+    a marriage of theirs (``carried_marriage_dealt_with``) or their membership there as a
+    spouse (recorded before this day, when nothing refused it: read as telling the marriage
+    over). Found by the keyed hash's memberships, then the changes and members of each
+    household they were in since: a few indexed reads, only for such a marriage."""
+    history = await repo.find_memberships(session, [id_hash])
+    if any(h.left_reason is LeaveReason.DEATH for h in history):
+        return True
+    since = [
+        h.household_id
+        for h in history
+        if h.household_id != left and (h.left_on is None or h.left_on >= on)
+    ]
+    for household_id in dict.fromkeys(since):
+        changes = await repo.load_changes(session, household_id)
+        # Without left_as the heads before each change are not read: any id serves.
+        there = rules.marriages_in_household(
+            [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes],
+            head_person_id=person_id,
+            left_as={},
+        )
+        if rules.carried_marriage_dealt_with(there, person_id):
+            return True
+        members = await repo.load_members(session, household_id)
+        if any(m.id_hash == id_hash and m.relationship is Relationship.SPOUSE for m in members):
+            return True
+    return False
 
 
 def married_elsewhere(
@@ -1100,9 +1151,11 @@ class _ChangeWork:
         return named, problems
 
     async def marriages(self) -> rules.Marriages:
-        """The marriages between members the household's record shows (ADR 0016)."""
+        """The marriages between members the household's record shows (ADR 0016), a
+        member's marriage to a spouse who moved out ended also by what the registry holds
+        of that spouse since (``_left_partner_free``)."""
         changes = await repo.load_changes(self.session, self.household_id)
-        return rules.marriages_in_household(
+        marriages = rules.marriages_in_household(
             [rules.PastChange(c.kind, c.effective_on, c.details) for c in changes],
             head_person_id=self.state.head_person_id,
             left_as={
@@ -1110,6 +1163,23 @@ class _ChangeWork:
                 for m in self.before.members
                 if m.left_on is not None
             },
+        )
+        if not marriages.left_by:
+            return marriages
+        left_by = rules.still_left_behind(self.state, marriages)
+        for person, left in list(left_by.items()):
+            if await self._left_partner_free(left):
+                del left_by[person]
+        return replace(marriages, left_by=left_by)
+
+    async def _left_partner_free(self, left: rules.LeftBy) -> bool:
+        """Whether the registry holds an end of the marriage of a member to ``left``'s
+        spouse who moved out (``partner_free``)."""
+        partner = self.before.member(left.partner)
+        if partner is None:
+            return False
+        return await partner_free(
+            self.session, partner.id_hash, left.partner, left=self.household_id, on=left.left_on
         )
 
     async def married_elsewhere(
@@ -1270,7 +1340,22 @@ class _ChangeWork:
                 on=on,
                 marriages=await self.marriages(),
             )
-            raise_if_any(problems)
+            # Neither the new head nor their spouse married by a marriage brought from
+            # another household to somebody else (ADR 0016, 3 Dec 2026, helper hAG).
+            told: list[tuple[repo.PastMembership, str]] = []
+            for member_id, relationship in rebased.items():
+                if relationship is not Relationship.SPOUSE:
+                    continue
+                pointer = f"/relationships/{member_id}"
+                found, what = await self.married_elsewhere(
+                    member_id, pointer, "the member", self.id_hash(new_head)
+                )
+                found_heir, what_heir = await self.married_elsewhere(
+                    new_head, pointer, "the new head", self.id_hash(member_id)
+                )
+                problems += found + found_heir
+                told += what + what_heir
+            _raise_told(self.runtime, self.caller, problems, told)
         elif relationships:
             raise_if_any([Violation("/relationships", "only when the head leaves")])
         await repo.end_membership(self.session, leaving.membership_id, on, reason)
@@ -1549,6 +1634,17 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 )
                 problems += joining + found
                 told += told_joining
+                # Nor the head married to a spouse who moved out, but for that spouse moving
+                # back in (ADR 0016, 3 Dec 2026, helper hAG).
+                left = marriages.left_by.get(head)
+                same = left is not None and work.id_hash(left.partner) == newcomer_hash
+                problems += rules.left_behind(
+                    marriages,
+                    head,
+                    "/member/relationship",
+                    "the head",
+                    to=left.partner if left is not None and same else None,
+                )
             _raise_told(work.runtime, work.caller, problems, told)
             added = await work.join(newcomer, "/member", on, date_pointer="/moved_on")
             if as_spouse:
