@@ -67,6 +67,12 @@ class IntakeSettings(CommonSettings, AuthSettings):
         )
     )
     intake_income_proof_for_wages: bool = True
+    intake_no_pay_proof_for_employed: bool = Field(
+        default=True,
+        description="An employed member declaring a wage of zero shows a proof of it (an "
+        "employer's statement, an unpaid-leave certificate), else the application is returned "
+        "for it (CompletenessPolicy.no_pay_proof_for_employed, ADR 0007); off: not asked",
+    )
     intake_page_size_max: int = Field(default=200, ge=1, le=1000)
     intake_relay_enabled: bool = Field(
         default=True, description="Publish the outbox from this process (off: run the relay alone)"
@@ -122,4 +128,5 @@ class IntakeSettings(CommonSettings, AuthSettings):
             applicant_min_age=self.intake_applicant_min_age,
             verification_authorisation_for=frozenset(self.intake_verification_authorisation_for),
             income_proof_for_wages=self.intake_income_proof_for_wages,
+            no_pay_proof_for_employed=self.intake_no_pay_proof_for_employed,
         )

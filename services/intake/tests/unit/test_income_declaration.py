@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from dibao.common.v1 import enums_pb2 as enums
+from dibao_common.testing.auth_fixtures import auth_settings_values
+from dibao_common.testing.service_env import common_secret_values
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import HouseholdRecord, MemberRecord
 from dibao_intake.domain.application import (
@@ -38,6 +40,8 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import RulesViolatedError
 from dibao_intake.domain.household import MemberFacts
+from dibao_intake.settings import IntakeSettings
+from dibao_intake.testing import pii_settings_for_tests
 
 TODAY = date(2026, 12, 3)
 POLICY = CompletenessPolicy()
@@ -318,6 +322,40 @@ def test_the_policy_may_ask_no_proof_of_no_pay() -> None:
     no_proofs = CompletenessPolicy(income_proof_for_wages=False)
     wage = dataclasses.replace(application, incomes=[declared(HEAD, wage=100_000)])
     assert missing_items(wage, [HEAD_FACTS], today=TODAY, policy=no_proofs) == []
+
+
+@pytest.mark.parametrize(("setting", "asked"), [(None, True), ("true", True), ("false", False)])
+def test_a_setting_turns_the_proof_of_no_pay_off(
+    monkeypatch: pytest.MonkeyPatch, setting: str | None, asked: bool
+) -> None:
+    """DIBAO_INTAKE_NO_PAY_PROOF_FOR_EMPLOYED reaches the policy as
+    DIBAO_INTAKE_INCOME_PROOF_FOR_WAGES does (default on); off, an employed member declaring
+    no wage is asked for no proof, while a wage still asks for its own."""
+    if setting is None:
+        monkeypatch.delenv("DIBAO_INTAKE_NO_PAY_PROOF_FOR_EMPLOYED", raising=False)
+    else:
+        monkeypatch.setenv("DIBAO_INTAKE_NO_PAY_PROOF_FOR_EMPLOYED", setting)
+    settings = IntakeSettings(
+        database_url="postgresql+asyncpg://x/y",
+        kafka_bootstrap="k:1",
+        pii=pii_settings_for_tests(),
+        **auth_settings_values(),
+        **common_secret_values(),
+    )
+    policy = settings.completeness_policy()
+    application = dataclasses.replace(draft(declared(HEAD)), documents=DOCUMENTS)
+    found = [
+        f"{m.document_type}: {m.description}"
+        for m in missing_items(application, [HEAD_FACTS], today=TODAY, policy=policy)
+    ]
+    no_pay = (
+        "income_proof: proof that the member's employer pays no wage (an employer's statement"
+        " or an unpaid-leave certificate)"
+    )
+    assert found == ([no_pay] if asked else [])
+    wage = dataclasses.replace(application, incomes=[declared(HEAD, wage=100_000)])
+    asked_of_wage = missing_items(wage, [HEAD_FACTS], today=TODAY, policy=policy)
+    assert [m.description for m in asked_of_wage] == ["proof of the member's wages"]
 
 
 def _record(person: uuid.UUID, name: str) -> MemberRecord:
