@@ -30,6 +30,7 @@ import contextlib
 import io
 import json
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -39,7 +40,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from starlette.responses import Response
 
 from dibao_common import observability
@@ -47,7 +48,9 @@ from dibao_common.app import build_app
 from dibao_common.db import (
     DriverStatement,
     driver_connection,
+    driver_session,
     is_database_outage,
+    is_lost_connection,
     make_engine,
     make_sessionmaker,
 )
@@ -79,6 +82,8 @@ class LingeringRelay:
         self._let_go = asyncio.Event()
         self.server_ended = asyncio.Event()
         """Set when a server's side has ended and all it sent was passed on."""
+        self.ends = 0
+        """How many servers' sides have ended so far (each one's last message passed on)."""
         self.sent_after_end: list[bytes] = []
         """What clients sent after their server's side ended, other than a Terminate
         (their side is then closed at once): a statement from a driver that had not read
@@ -139,6 +144,7 @@ class LingeringRelay:
                 client_w.write(data)
                 await client_w.drain()
             ended.set()
+            self.ends += 1
             self.server_ended.set()
             waits = [asyncio.create_task(e.wait()) for e in (self._let_go, cut)]
             try:
@@ -222,6 +228,22 @@ async def insert_on_the_driver(
     session: AsyncSession = Depends(_session, scope="function"),  # noqa: B008
 ) -> Response:
     """A row written straight on asyncpg, as the services' hot statements are."""
+    await _INSERT.execute(await driver_connection(session), {"key": key})
+    return JSONResponse({"key": key}, status_code=201)
+
+
+async def _driver_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with driver_session(request.app.state.engine) as session:
+        yield session
+
+
+@router.post("/one-statement/{key}", status_code=201, responses=problem_responses(503))
+async def insert_outside_a_transaction(
+    key: str,
+    session: AsyncSession = Depends(_driver_session, scope="function"),  # noqa: B008
+) -> Response:
+    """A row written straight on asyncpg outside any transaction, as a submission's one
+    statement is (``driver_session``, ADR 0013)."""
     await _INSERT.execute(await driver_connection(session), {"key": key})
     return JSONResponse({"key": key}, status_code=201)
 
@@ -382,6 +404,89 @@ async def test_a_burst_after_the_server_ended_every_idle_pooled_connection_is_se
         await engine.dispose()
 
 
+@pytest.mark.parametrize("path", ["driver", "one-statement", "sqlalchemy"])
+async def test_a_burst_before_the_ends_of_every_ended_pooled_connection_arrive_meets_one_503(
+    stack: TestStack,
+    admin: AsyncEngine,
+    relay: tuple[LingeringRelay, sa.URL],
+    log_lines: LogLines,
+    path: str,
+) -> None:
+    """A restart as a loaded client sees it: the server ends every idle backend of the
+    pool, each one's FATAL is read, the socket ends are not yet (the relay holds them
+    back), and a burst of twice the pool's size arrives. The first request's statement is
+    refused by the driver (503); that lost connection says the server went away, so the
+    pool's other connections, all older than the failure, are recycled at their next
+    checkout instead of each failing a request of its own: one 503 on every path, as
+    SQLAlchemy's own disconnect handling gives (its pool's invalidation on a disconnect).
+    Before 3 Dec 2026 a statement sent straight to asyncpg, in a transaction (``driver``)
+    or outside one (``one-statement``, the submission's path), left the pool as it was:
+    one 503 per pooled connection, 4 of the 8."""
+    lingering, url = relay
+    application_name = f"kit-idle-end-{uuid.uuid4().hex[:8]}"
+    pool_size = 4
+    engine = make_engine(
+        url.render_as_string(hide_password=False),
+        pool_size=pool_size,
+        pre_ping=False,  # as intake's pool: the checkout's check alone (ADR 0009)
+        application_name=application_name,
+    )
+    opened = _opened(engine)
+    app = _app(stack, engine)
+    try:
+        async with api_client(app) as client:
+            filled = await asyncio.gather(
+                *(client.post(f"/{path}/a-fill-{n}") for n in range(pool_size))
+            )
+            assert [r.status_code for r in filled] == [201] * pool_size
+            assert len(opened) == pool_size
+            assert await _end_backends(admin, application_name) == pool_size
+            for _ in range(200):
+                if lingering.ends == pool_size:
+                    break
+                await asyncio.sleep(0.05)
+            assert lingering.ends == pool_size
+            await _server_message_read(lingering)
+
+            # Every pooled connection has read its FATAL and still looks open.
+            assert [c.is_closed() for c in opened] == [False] * pool_size
+
+            burst = await asyncio.wait_for(
+                asyncio.gather(*(client.post(f"/{path}/b-{n}") for n in range(2 * pool_size))),
+                30,
+            )
+            statuses = [r.status_code for r in burst]
+            lines = log_lines()
+            assert lingering.sent_after_end == []
+            assert statuses.count(503) == 1, statuses
+            assert statuses.count(201) == 2 * pool_size - 1, [
+                r.text for r in burst if r.status_code not in (201, 503)
+            ]
+            (refused,) = [r for r in burst if r.status_code == 503]
+            assert refused.json()["type"] == UNAVAILABLE
+            assert refused.headers["retry-after"] == str(RETRY_AFTER_OUTAGE_S)
+            warnings = [line for line in lines if line["level"] not in ("debug", "info")]
+            assert [w["event"] for w in warnings] == ["database unavailable"], warnings
+            # Each ended connection replaced once: four new backends, no more.
+            assert len(opened) == 2 * pool_size
+            served = [f"b-{n}" for n, r in enumerate(burst) if r.status_code == 201]
+            assert await _keys(admin) == sorted([f"a-fill-{n}" for n in range(pool_size)] + served)
+    finally:
+        lingering.let_go()  # a connection still held closes at once
+        await engine.dispose()
+
+
+def _opened(engine: AsyncEngine) -> list[asyncpg.Connection]:
+    """The driver connections ``engine``'s pool opens from now on, in order."""
+    opened: list[asyncpg.Connection] = []
+
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        opened.append(dbapi_connection.driver_connection)
+
+    sa.event.listen(engine.sync_engine.pool, "connect", connect)
+    return opened
+
+
 async def test_the_drivers_refusal_on_a_connection_the_server_ended_is_an_outage(
     stack: TestStack, admin: AsyncEngine, relay: tuple[LingeringRelay, sa.URL]
 ) -> None:
@@ -415,6 +520,7 @@ async def test_the_drivers_refusal_on_a_connection_the_server_ended_is_an_outage
     for candidate in (error, wrapped):
         assert is_database_outage(candidate), repr(candidate)
         assert is_infrastructure_error(candidate), repr(candidate)
+        assert is_lost_connection(candidate), repr(candidate)
     # Only state 2 is the server's FATAL read: a protocol an operation cancelled midway
     # left in another state (here 11, a Parse never answered) is not taken for an
     # outage by this rule. (The consumer retries every InternalClientError by a rule of
@@ -423,3 +529,79 @@ async def test_the_drivers_refusal_on_a_connection_the_server_ended_is_an_outage
         "cannot switch to state 12; another operation (11) is in progress"
     )
     assert not is_database_outage(midway)
+    assert not is_lost_connection(midway)
+
+
+async def test_a_lost_connection_is_one_the_server_ended_not_a_connect_refused(
+    stack: TestStack, admin: AsyncEngine
+) -> None:
+    """The pool is recycled after an outage of an established connection (its statement
+    met the server's end), never after a connect that failed (nothing was pooled from
+    that server since), nor after what SQLAlchemy met itself (it has invalidated its pool
+    already). Each lost connection is an outage (503); the connect's outages are not lost
+    connections. Real errors where the test can make them, the driver's by SQLSTATE
+    otherwise."""
+    dsn = sa.make_url(stack.database_url("intake")).set(drivername="postgresql")
+    real: list[tuple[BaseException, bool]] = []
+    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    try:
+        # Its own backend ended under its statement, as a shutdown ends each (57P01):
+        # asyncpg reads the FATAL and the end together.
+        await conn.fetchval("SELECT pg_terminate_backend(pg_backend_pid())")
+    except asyncpg.ConnectionDoesNotExistError as error:
+        real.append((error, True))
+    finally:
+        await conn.close(timeout=5)
+    try:
+        await conn.fetchval("SELECT 1")
+    except asyncpg.InterfaceError as error:
+        real.append((error, True))  # "connection is closed"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = int(probe.getsockname()[1])
+    try:
+        await asyncpg.connect(dsn.set(port=closed_port).render_as_string(hide_password=False))
+    except OSError as error:
+        real.append((error, False))  # refused: a connect's
+    engine = create_async_engine(
+        stack.database_url("intake"), pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
+    try:
+        async with engine.connect():
+            with pytest.raises(sa.exc.TimeoutError) as timed_out:
+                async with engine.connect():
+                    pass
+        real.append((timed_out.value, False))  # the pool's timeout: no connection lost
+    finally:
+        await engine.dispose()
+    assert [type(e).__name__ for e, _ in real] == [
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "ConnectionRefusedError",
+        "TimeoutError",
+    ]
+    invalidated = sa.exc.DBAPIError("SELECT 1", None, ConnectionResetError(), False, True)
+    assert invalidated.connection_invalidated
+    made: list[tuple[BaseException, bool]] = [
+        (asyncpg.AdminShutdownError("terminating connection"), True),
+        (asyncpg.ConnectionFailureError("connection failure"), True),
+        (asyncpg.CrashShutdownError("terminating connection"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (BrokenPipeError(32, "Broken pipe"), True),
+        (asyncpg.CannotConnectNowError("the database system is starting up"), False),
+        (asyncpg.TooManyConnectionsError("too many clients"), False),
+        (asyncpg.ClientCannotConnectError("cannot connect"), False),  # 08001
+        (asyncpg.ProtocolViolationError("protocol violation"), False),  # 08P01
+        (TimeoutError(), False),  # a connect's timeout (asyncpg's) or a statement's
+        (socket.gaierror(-2, "Name or service not known"), False),
+        (sa.exc.DisconnectionError("the server closed this connection"), False),
+        (invalidated, False),  # SQLAlchemy's own: its pool is invalidated already
+        (ExceptionGroup("tasks", [ConnectionResetError(), BrokenPipeError()]), True),
+        (ExceptionGroup("tasks", [ConnectionResetError(), ConnectionRefusedError()]), False),
+    ]
+    for met, lost in [*real, *made]:
+        wrapped = RuntimeError("handler failed")
+        wrapped.__cause__ = met
+        for candidate in (met, wrapped):
+            assert is_lost_connection(candidate) is lost, repr(candidate)
+            assert is_database_outage(candidate), repr(candidate)  # all of them

@@ -3,6 +3,7 @@
 from dibao_common.db.engine import (
     NAMING_CONVENTION,
     DriverStatement,
+    connection_lost,
     driver_connection,
     driver_session,
     make_engine,
@@ -10,14 +11,16 @@ from dibao_common.db.engine import (
     refuse_closed_connections,
     service_metadata,
 )
-from dibao_common.db.outage import is_database_outage
+from dibao_common.db.outage import is_database_outage, is_lost_connection
 
 __all__ = [
     "NAMING_CONVENTION",
     "DriverStatement",
+    "connection_lost",
     "driver_connection",
     "driver_session",
     "is_database_outage",
+    "is_lost_connection",
     "make_engine",
     "make_sessionmaker",
     "refuse_closed_connections",

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import MetaData, event, exc
+from sqlalchemy import Engine, MetaData, event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
+
+from dibao_common.db.outage import is_lost_connection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -87,6 +91,9 @@ def refuse_closed_connections(engine: AsyncEngine) -> None:
     dead connection would go back to the pool and fail every request or event that drew
     it; refused at checkout, it is replaced (SQLAlchemy's pessimistic disconnect
     handling).
+
+    And keep the pool's connections at hand for :func:`connection_lost`, which recycles
+    them all when a statement on the direct path lost its connection.
     """
 
     def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -94,7 +101,46 @@ def refuse_closed_connections(engine: AsyncEngine) -> None:
         if isinstance(driver, asyncpg.Connection) and driver.is_closed():
             raise exc.DisconnectionError("the server closed this connection")
 
+    pooled = _POOLED.setdefault(engine.sync_engine, weakref.WeakSet())
+
+    def connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        pooled.add(record)
+
     event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "connect", connect)
+
+
+_POOLED: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[ConnectionPoolEntry]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each engine's pool entries (:func:`refuse_closed_connections`), for
+:func:`connection_lost`: SQLAlchemy's pool does not list them."""
+
+
+def connection_lost(
+    engine: Engine, connection: PoolProxiedConnection, error: BaseException
+) -> None:
+    """``connection``, of ``engine``'s pool, was lost under a statement sent straight to
+    the driver (:func:`is_lost_connection`): it is recycled at its next checkout, and so
+    is every other connection of the pool opened before now, for the same restart,
+    failover or shutdown most likely ended them too. One request meets the loss, not one
+    per pooled connection.
+
+    That is what SQLAlchemy does when a statement of its own meets a disconnect
+    (``Connection._handle_dbapi_exception``: the pool's ``_invalidate`` dates the
+    invalidation, and each connection opened before it is recycled at its checkout), done
+    through its public interface: each entry of the pool invalidated softly
+    (``ConnectionPoolEntry.invalidate(soft=True)``: recycled at its next checkout, the
+    one in use when it is returned and drawn again). ``Pool._invalidate`` is private, and
+    the public way to reach it, ``InvalidatePoolError`` from a checkout, dates it only at
+    the next checkout, after closing that checkout's connection: an await, during which
+    the burst's next requests are handed the other ended connections (2 of 8 refused
+    instead of 1, ``test_connection_ended_while_idle.py``). Here nothing awaits: no other
+    request is handed a connection in between (ADR 0022, 3 Dec 2026)."""
+    if connection.is_valid:
+        connection.invalidate(error, soft=True)
+    for record in list(_POOLED.get(engine, ())):
+        record.invalidate(error, soft=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -119,6 +165,10 @@ async def driver_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     raw = await engine.raw_connection()
     try:
         yield AsyncSession(info={_PINNED: raw.driver_connection})
+    except BaseException as error:
+        if is_lost_connection(error):
+            connection_lost(engine.sync_engine, raw, error)
+        raise
     finally:
         # Back to the pool: its reset on return may await the driver, in a greenlet.
         await greenlet_spawn(raw.close)
@@ -145,7 +195,14 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         start = getattr(adapter, "_start_transaction", None)
         if start is None:
             raise RuntimeError("SQLAlchemy's asyncpg adapter lacks _start_transaction")
-        await start()
+        try:
+            await start()
+        except Exception as error:
+            # The first statement a checked-out connection sends here (a restart ended it
+            # while it sat in the pool): the pool's other connections are recycled too.
+            if is_lost_connection(error):
+                connection_lost(connection.sync_engine, raw, error)
+            raise
         autocommit = getattr(adapter, "isolation_level", None) == "autocommit"
         if not driver.is_in_transaction() and not autocommit:
             raise RuntimeError("the session's transaction did not begin")

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -125,6 +126,73 @@ def _is_outage_itself(exc: BaseException) -> bool:
     # The driver refusing a statement on a connection the server ended while it was idle:
     # the server's FATAL read, its close not yet (see the module's docstring).
     return isinstance(exc, asyncpg.InternalClientError) and _ENDED_WHILE_IDLE in str(exc)
+
+
+LOST_SQLSTATES = frozenset({"08000", "08003", "08006", "08007", "57P01", "57P02"})
+"""SQLSTATEs of an established connection ended by the server or the network: a
+connection exception, connection does not exist, connection failure, transaction
+resolution unknown (lost during its COMMIT), admin shutdown, crash shutdown. Not the
+refusals of a connect (08001, 08004, 57P03 cannot connect now, 53300 too many
+connections), nor 08P01 (a protocol violation: this connection's fault, not the
+server's going)."""
+
+
+def _is_lost_itself(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return True  # a socket cut while in use (refused, timed out: a connect's)
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOTCONN, errno.ENETRESET)
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.ConnectionFailureError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and isinstance(sqlstate, str):
+        return sqlstate in LOST_SQLSTATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)
+    return isinstance(exc, asyncpg.InternalClientError) and _ENDED_WHILE_IDLE in str(exc)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: ``orig``, ``__cause__``, unsuppressed ``__context__``."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            pending.append(current.__context__)
+
+
+def is_lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says that an established connection was ended
+    under its statement by the server or the network: a restart, a failover, a
+    terminated backend, a cut socket. Then the pool's other connections, opened before,
+    are likely ended too (``dibao_common.db.engine``: the direct path recycles them, as
+    SQLAlchemy's disconnect handling does). Each such error is an outage
+    (:func:`is_database_outage`); the outages of a connect are not lost connections: a
+    refused or timed-out connect, a name or Unix socket not found, 57P03 cannot connect
+    now, 53300 too many connections, the pool's timeout, a connection the pool's checkout
+    refused (``DisconnectionError``). Nor is an error SQLAlchemy itself has met as a
+    disconnect (a ``DBAPIError`` whose connection it invalidated): its pool is
+    invalidated already. An exception group is one when each of its errors is."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_lost_connection(e) for e in exc.exceptions)
+    found = False
+    for current in _chain(exc):
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return False
+        if isinstance(current, BaseExceptionGroup):
+            return all(is_lost_connection(e) for e in current.exceptions)
+        found = found or _is_lost_itself(current)
+    return found
 
 
 def is_database_outage(exc: BaseException) -> bool:
