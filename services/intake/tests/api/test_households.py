@@ -6,7 +6,7 @@ import asyncio
 import copy
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from dibao_common.testing.stack import TestStack
 from dibao_intake.api import schemas as s
 from dibao_intake.api.households import member_input
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
-from dibao_intake.domain.resident_id import compose_resident_id
+from dibao_intake.domain.resident_id import age_on, compose_resident_id
 from dibao_intake.domain.working_age import working_age_ends_at_the_latest
 from dibao_intake.service_layer import households as households_service
 from dibao_intake.service_layer.runtime import Caller, ConstraintViolatedError, Runtime
@@ -538,6 +538,50 @@ async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) ->
     [change] = born["household"]["changes"]
     assert newborn["joined_on"] == newborn["birth_date"] == "2026-01-15"
     assert change["effective_on"] == "2026-01-15"
+
+
+async def test_a_birth_registers_a_child_under_18_however_late(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A "newborn" of 35 or more (younger than the head) was recorded as born into the
+    household (201), joining it decades back. A birth registers a minor (ADR 0016, 3 Dec 2026,
+    helper hAH): from 18 it is refused, 422 at the member's ID number, with the change's
+    other errors at once, nothing written; a child of 17 registered late is recorded, on
+    the day of birth."""
+    household = await intake.register(intake.plan(shape="three_generations"))
+    head_born = household.plan.members[0].birth_date
+    today = intake.synthesizer.today
+    old = date(head_born.year + 2, 1, 10)  # the head of 38 to 50 is older
+    adult = {
+        "name": "马大宝",
+        "id_number": intake.synthesizer.id_number(old, Sex.MALE),
+        "relationship": "child",
+        "employment_status": "unemployed",
+    }
+    problem = await refused_change(
+        intake, intake_engine, household, {"kind": "birth", "member": adult}
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/member/id_number"]
+    assert f"a person of {age_on(old, today)} on {today}" in problem["errors"][0]["detail"]
+    assert "马" not in problem["errors"][0]["detail"]
+    sibling = adult | {"relationship": "sibling"}
+    problem = await refused_change(
+        intake, intake_engine, household, {"kind": "birth", "member": sibling}
+    )
+    assert {e["pointer"] for e in problem["errors"]} == {
+        "/body/member/id_number",
+        "/body/member/relationship",
+    }
+    seventeen = date(today.year - 18, today.month, today.day) + timedelta(days=1)
+    late = {
+        "name": "马小宝",
+        "id_number": intake.synthesizer.id_number(seventeen, Sex.FEMALE),
+        "relationship": "grandchild",
+        "employment_status": "unemployed",
+    }
+    born = await intake.change(household, {"kind": "birth", "member": late})
+    [child] = [m for m in born["household"]["members"] if m["name"] == "马小宝"]
+    assert child["joined_on"] == child["birth_date"] == seventeen.isoformat()
 
 
 async def test_a_custody_agreement_needs_its_signed_document(intake: IntakeClient) -> None:

@@ -127,10 +127,23 @@ def test_a_new_head_is_named_only_when_the_head_leaves() -> None:
 
 
 def test_a_newborn_is_a_child_or_grandchild() -> None:
-    assert check_birth(STATE, joining(Relationship.GRANDCHILD, date(2026, 9, 1), 12)) == []
-    assert pointers(check_birth(STATE, joining(Relationship.SIBLING, date(2026, 9, 1), 12))) == {
-        "/member/relationship"
-    }
+    grandchild = joining(Relationship.GRANDCHILD, date(2026, 9, 1), 12)
+    assert check_birth(STATE, grandchild, today=TODAY) == []
+    sibling = joining(Relationship.SIBLING, date(2026, 9, 1), 12)
+    assert pointers(check_birth(STATE, sibling, today=TODAY)) == {"/member/relationship"}
+
+
+def test_a_birth_registers_a_child_under_18_however_late() -> None:
+    """A child left without hukou is registered years late, by a birth dated on the day of
+    birth; from 18 a person never registered is no birth (ADR 0016, 3 Dec 2026)."""
+    late = joining(Relationship.CHILD, date(2008, 11, 29), 12)  # 17 on TODAY, 18 tomorrow
+    assert check_birth(STATE, late, today=TODAY) == []
+    of_age = joining(Relationship.CHILD, date(2008, 11, 28), 12)  # 18 on TODAY
+    [refused] = check_birth(STATE, of_age, today=TODAY)
+    assert refused.pointer == "/member/id_number"
+    assert "a person of 18 on 2026-11-28" in refused.detail
+    forty_five = joining(Relationship.CHILD, date(1981, 6, 1), 11)
+    assert pointers(check_birth(STATE, forty_five, today=TODAY)) == {"/member/id_number"}
 
 
 def test_moving_in_cannot_add_a_second_head_or_spouse() -> None:

@@ -424,10 +424,31 @@ def details_changed_on(changes: Sequence[PastChange], person_id: uuid.UUID) -> d
     return latest
 
 
-def check_birth(state: HouseholdState, child: ValidMember) -> list[Violation]:
+BIRTH_REGISTERED_UNDER = 18
+"""A birth registers a minor: the child is under 18 (the age of majority, Civil Code art.
+17) on the day it is recorded (ADR 0016, 3 Dec 2026, helper hAH)."""
+
+
+def check_birth(state: HouseholdState, child: ValidMember, *, today: date) -> list[Violation]:
+    """A child or grandchild of the head is born into the household: younger than the head,
+    and under 18 on ``today``, the day it is recorded. A birth registered late (a child
+    left without hukou, registered years after) is lawful and dated on the day of birth,
+    the member joining then; an adult never registered joins by a ``move_in`` on the day
+    they join, not by a birth that would date their membership decades back (ADR 0016,
+    3 Dec 2026, helper hAH)."""
     found = check_joining_member(child, head_birth_date=state.head.birth_date, pointer="/member")
     if child.input.relationship not in (Relationship.CHILD, Relationship.GRANDCHILD):
         found.append(Violation("/member/relationship", "a newborn is a child or grandchild"))
+    age = age_on(child.birth_date, today)
+    if age >= BIRTH_REGISTERED_UNDER:
+        found.append(
+            Violation(
+                "/member/id_number",
+                f"the ID number gives a person of {age} on {today}: a birth registers a child"
+                f" under {BIRTH_REGISTERED_UNDER}, however late; an adult never registered"
+                " joins by a move_in on the day they join",
+            )
+        )
     return found
 
 

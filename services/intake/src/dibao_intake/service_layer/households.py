@@ -1547,7 +1547,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
     match change:
         case Birth(member=raw):
             child = work.valid_member(raw, "/member")
-            raise_if_any(rules.check_birth(work.state, child))
+            raise_if_any(rules.check_birth(work.state, child, today=today))
             added = await work.join(child, "/member", child.birth_date, newborn=True)
             work.effective_on = child.birth_date
             update.birth.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
