@@ -613,3 +613,52 @@ async def test_a_marriage_taken_along_bars_the_new_heads_spouse(
         m["person_id"]: m["relationship"] for m in died["household"]["members"] if m["active"]
     }
     assert relationships == {son: "head", lodger: "spouse"}
+
+
+def _held_alive(problem: dict[str, Any], other: RegisteredHousehold) -> None:
+    """The refusal at /person_id says the registry holds the spouse alive in ``other``,
+    named by its masked reference alone."""
+    [error] = [e for e in problem["errors"] if e["pointer"] == "/body/person_id"]
+    assert "the registry holds the spouse alive" in error["detail"]
+    assert f"-****-{uuid.UUID(other.id).hex[-4:]}" in error["detail"]
+    assert other.id not in error["detail"]
+    assert "杨" not in error["detail"]
+
+
+async def test_a_spouse_the_registry_holds_alive_is_not_recorded_dead(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """She married B's head and moved out of B into A (as other), no divorce, no death.
+    A spouse_death was accepted (201), in B saying she died or in A saying he did, while
+    each is an active member of a household here, no death recorded anywhere: a living person's
+    death recorded, a marriage ended falsely. Now 422 at /person_id with the change's
+    other errors at once, the other household named by its masked reference alone,
+    nothing written but the access record (ADR 0016, 3 Dec 2026, helper hAH). Once he has
+    left the registry (moved out of B, a household nowhere), he may have died anywhere:
+    her spouse_death is recorded in A."""
+    b, _, her = await _married_then_moved_out(intake)
+    a = await _single_of(intake, Sex.MALE)
+    wife = await moves_in(intake, a, her, "2026-01-05")
+    head = b.person_ids[0]
+    problem = await _refused_and_recorded(
+        intake,
+        intake_engine,
+        b,
+        {"kind": "spouse_death", "person_id": head, "date_of_death": "2027-01-20"},
+    )
+    assert {e["pointer"] for e in problem["errors"]} == {"/body/person_id", "/body/date_of_death"}
+    _held_alive(problem, a)
+    problem = await _refused_and_recorded(
+        intake,
+        intake_engine,
+        a,
+        {"kind": "spouse_death", "person_id": wife, "date_of_death": "2026-01-20"},
+    )
+    assert [e["pointer"] for e in problem["errors"]] == ["/body/person_id"]
+    _held_alive(problem, b)
+
+    await intake.change(b, {"kind": "move_out", "person_id": head, "moved_on": "2026-02-01"})
+    widowed = await intake.change(
+        a, {"kind": "spouse_death", "person_id": wife, "date_of_death": "2026-02-10"}
+    )
+    assert widowed["household"]["changes"][-1]["kind"] == "spouse_death"

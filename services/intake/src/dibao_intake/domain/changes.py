@@ -1629,6 +1629,25 @@ def check_spouse_death(
     return found + _not_before_joining(state, person_id, died_on, "/date_of_death")
 
 
+def spouse_alive(ref: str | None) -> Violation:
+    """The refusal of a ``spouse_death`` of a spouse the registry holds alive: an active
+    member of another household (``ref``, its masked reference) or of this one (None), no
+    death of theirs recorded anywhere (ADR 0016, 3 Dec 2026, helper hAH). Recording a
+    living person's death would end a marriage falsely; their death, when it came, is
+    recorded in the household they are a member of (kind death), which ends it."""
+    where = (
+        "of this household: record their death (kind death)"
+        if ref is None
+        else f"of another household ({ref}): their death is recorded there (kind death)"
+    )
+    return Violation(
+        "/person_id",
+        "the registry holds the spouse alive, an active member"
+        f" {where}, which ends the marriage; a divorce naming the member alone (kind"
+        " divorce) ends it otherwise",
+    )
+
+
 def _turns(birth_date: date, years: int) -> date:
     """The day someone born on ``birth_date`` is ``years`` old (1 March for 29 February)."""
     try:

@@ -312,6 +312,28 @@ async def partner_free(
     return False
 
 
+async def alive_in_registry(
+    session: AsyncSession, id_hash: str, *, here: uuid.UUID
+) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]]]:
+    """The refusal of a ``spouse_death`` of the person of ``id_hash`` while the registry
+    holds them alive: an active member of a household, here or elsewhere, and no death of
+    theirs recorded anywhere (ADR 0016, 3 Dec 2026, helper hAH). One who left the registry
+    (moved out of every household) may have died anywhere: not refused. Another household
+    is named by its masked reference alone, and what the refusal tells of it is recorded
+    as a lookup (``_told``, field ``alive``). Found by the keyed hash's memberships."""
+    history = await repo.find_memberships(session, [id_hash])
+    if any(h.left_reason is LeaveReason.DEATH for h in history):
+        return [], []
+    active = [h for h in history if h.active]
+    problems = [
+        rules.spouse_alive(
+            None if h.household_id == here else masked_household_ref(h.household_id, h.region_code)
+        )
+        for h in active
+    ]
+    return problems, [(h, "alive") for h in active if h.household_id != here]
+
+
 def married_elsewhere(
     carried: CarriedMarriage | None, pointer: str, who: str, *, joining: bool, to_hash: str | None
 ) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]]]:
@@ -1210,10 +1232,25 @@ class _ChangeWork:
         household taken as one to a spouse living elsewhere (ADR 0016, 3 Dec 2026): a
         divorce naming them alone, or that spouse's death, ends it here. Its day is not
         known here (no bound)."""
+        marriages, _ = await self.spouse_elsewhere(person_id)
+        return marriages
+
+    async def spouse_elsewhere(self, person_id: uuid.UUID) -> tuple[rules.Marriages, str | None]:
+        """``with_carried``'s marriages, and the keyed hash of the spouse living elsewhere
+        whom a divorce naming the member alone or a ``spouse_death`` ends the marriage to,
+        when the registry knows them (ADR 0016, 3 Dec 2026, helper hAH): the partner of a
+        marriage brought from another household, else the spouse who moved out of this
+        one (``left_by``, as ``rules._left_spouse_married_on`` reads it); None for a
+        marriage recorded here to a spouse nobody names."""
         marriages = await self.marriages()
-        if person_id in marriages.elsewhere or await self.carried(person_id) is None:
-            return marriages
-        return replace(marriages, elsewhere={**marriages.elsewhere, person_id: date.min})
+        if person_id in marriages.elsewhere:
+            return marriages, None
+        carried = await self.carried(person_id)
+        if carried is not None:
+            elsewhere = {**marriages.elsewhere, person_id: date.min}
+            return replace(marriages, elsewhere=elsewhere), carried.partner_hash
+        left = marriages.left_by.get(person_id)
+        return marriages, None if left is None else self.id_hash(left.partner)
 
     async def details_changed_on(self, person_id: uuid.UUID) -> date | None:
         """The day of the member's latest change of details the record holds (ADR 0016,
@@ -1696,24 +1733,29 @@ async def _spouse_death(
     """A member's spouse living elsewhere died (ADR 0016): the marriage recorded without
     the spouse joining ends on that day; the member stays, nothing else changes. A death
     certificate naming a member is no evidence of it (the spouse is none). The record
-    showing that marriage ended already (divorced or widowed) is 409 marriage-ended."""
-    marriages = await work.with_carried(change.person_id)
+    showing that marriage ended already (divorced or widowed) is 409 marriage-ended. A
+    spouse the registry holds alive (an active member of a household, no death recorded
+    anywhere) is refused (ADR 0016, 3 Dec 2026, helper hAH)."""
+    marriages, spouse_hash = await work.spouse_elsewhere(change.person_id)
     if rules.spouse_death_recorded(work.state, marriages, change.person_id):
         raise marriage_ended()
     # The spouse is no member: a certificate naming one is of another death.
     certificate, refused_certificates = work.certificate(
         DocumentType.DEATH_CERTIFICATE, set(), "the death certificate of a member"
     )
-    raise_if_any(
-        rules.check_spouse_death(
-            work.state,
-            change.person_id,
-            change.date_of_death,
-            today=work.today,
-            marriages=marriages,
-        )
-        + refused_certificates
+    problems = rules.check_spouse_death(
+        work.state,
+        change.person_id,
+        change.date_of_death,
+        today=work.today,
+        marriages=marriages,
     )
+    alive, told = (
+        await alive_in_registry(work.session, spouse_hash, here=work.household_id)
+        if spouse_hash is not None
+        else ([], [])
+    )
+    _raise_told(work.runtime, work.caller, problems + alive + refused_certificates, told)
     work.effective_on = change.date_of_death
     work.details["person_id"] = str(change.person_id)
     update.spouse_death.person_id = str(change.person_id)
