@@ -318,10 +318,13 @@ def test_the_policy_may_ask_no_proof_of_no_pay() -> None:
     application = dataclasses.replace(draft(declared(HEAD)), documents=DOCUMENTS)
     lenient = CompletenessPolicy(no_pay_proof_for_employed=False)
     assert missing_items(application, [HEAD_FACTS], today=TODAY, policy=lenient) == []
-    # Wage proofs switched off: a wage asks for no proof, and no proof of no pay either.
+    # Wage proofs switched off: a wage asks for no proof; the proof of no pay is a rule of
+    # its own, still asked of an employed member declaring no wage.
     no_proofs = CompletenessPolicy(income_proof_for_wages=False)
     wage = dataclasses.replace(application, incomes=[declared(HEAD, wage=100_000)])
     assert missing_items(wage, [HEAD_FACTS], today=TODAY, policy=no_proofs) == []
+    [asked] = missing_items(application, [HEAD_FACTS], today=TODAY, policy=no_proofs)
+    assert asked.description.startswith("proof that the member's employer pays no wage")
 
 
 @pytest.mark.parametrize(("setting", "asked"), [(None, True), ("true", True), ("false", False)])

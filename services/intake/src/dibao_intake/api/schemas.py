@@ -515,7 +515,10 @@ class _ChangeIn(_In):
 
 class BirthIn(_ChangeIn):
     kind: Literal["birth"]
-    member: MemberIn
+    member: MemberIn = Field(
+        description="The child, under 18 on the day recorded: born then, or registered late"
+        " (a child without hukou); an adult never registered joins by a move_in (ADR 0016)"
+    )
 
 
 _NEW_APPLICANT_OF_LEAVER = (

@@ -856,8 +856,9 @@ def left_behind(
             f"the record shows {who} married to a spouse who moved out of the household on"
             f" {left.left_on}, and no divorce or death since: one person has one spouse"
             " (Civil Code art. 1042); a move out ends the couple's life here, not the"
-            f" marriage; record the divorce naming {who} alone (kind divorce) or that"
-            " spouse's death (kind spouse_death) first",
+            f" marriage; record the divorce naming {who} alone (kind divorce) or, if that"
+            " spouse has died, the death (kind spouse_death; where the registry holds the"
+            " spouse alive in another household, their death is recorded there) first",
         )
     ]
 
@@ -1989,10 +1990,12 @@ def married_in_another_household(pointer: str, who: str, ref: str, *, joining: b
     where. Nothing of that household but the masked reference is told."""
     then = (
         " move them in first (not as a spouse), then record the divorce naming them alone"
-        " (kind divorce) or their spouse's death (kind spouse_death), then the marriage"
+        " (kind divorce) or, if their spouse has died, the death (kind spouse_death, or in"
+        " the household the registry holds the spouse in), then the marriage"
         if joining
-        else " record the divorce naming them alone (kind divorce) or their spouse's death"
-        " (kind spouse_death) first"
+        else " record the divorce naming them alone (kind divorce) or, if their spouse has"
+        " died, the death (kind spouse_death, or in the household the registry holds the"
+        " spouse in) first"
     )
     return Violation(
         pointer,
