@@ -197,23 +197,10 @@ def is_lost_connection(exc: BaseException) -> bool:
 
 def is_database_outage(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps) means the database cannot be reached now."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, BaseExceptionGroup):
             # A task group's: an outage only if every one of its errors is.
             return all(is_database_outage(e) for e in current.exceptions)
         if _is_outage_itself(current):
             return True
-        orig = getattr(current, "orig", None)
-        if isinstance(orig, BaseException):
-            pending.append(orig)
-        if current.__cause__ is not None:
-            pending.append(current.__cause__)
-        elif current.__context__ is not None and not current.__suppress_context__:
-            pending.append(current.__context__)
     return False
