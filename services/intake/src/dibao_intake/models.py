@@ -289,6 +289,13 @@ class Application(Base):
     )
 
 
+IN_KIND_WITHIN_AMOUNTS = " AND ".join(
+    f"{c}_in_kind_fen BETWEEN 0 AND {c}_fen"
+    for c in ("wage", "operating", "property", "transfer", "other")
+)
+"""Each part received in kind is within its category's amount (migration 0019)."""
+
+
 class ApplicationIncome(Base):
     """A member's declared average monthly income, by category, in fen, net of taxes and
     social-insurance contributions (receipts not counted and deductions: the two below)."""
@@ -306,6 +313,12 @@ class ApplicationIncome(Base):
     other_fen: Mapped[int] = mapped_column(sa.BigInteger)
     period_months: Mapped[int] = mapped_column(sa.SmallInteger)
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # The part of each amount received in kind, within it (migration 0019).
+    wage_in_kind_fen: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    operating_in_kind_fen: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    property_in_kind_fen: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    transfer_in_kind_fen: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    other_in_kind_fen: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -314,6 +327,7 @@ class ApplicationIncome(Base):
             name="amounts_not_negative",
         ),
         sa.CheckConstraint("period_months BETWEEN 1 AND 12", name="period_months"),
+        sa.CheckConstraint(IN_KIND_WITHIN_AMOUNTS, name="in_kind_within_amounts"),
     )
 
 

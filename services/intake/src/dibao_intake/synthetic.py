@@ -128,6 +128,9 @@ class PlannedMember:
     """Receipts not counted as income, by kind, in fen a month (a basic pension...)."""
     deductions: dict[str, int] = field(default_factory=dict)
     """Deductions, by kind, in fen a month (the extra costs of an illness...)."""
+    in_kind: dict[str, int] = field(default_factory=dict)
+    """The part of a category's amount received in kind, by the category's field
+    (``operating_fen``...), in fen a month: a farming family's own produce eaten."""
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -246,6 +249,8 @@ class Synthesizer:
         members = self._receipts_and_deductions(
             getattr(self, f"_{shape}")(region_code[:6], area_type)
         )
+        if area_type is AreaType.RURAL:
+            self._produce_eaten(members)
         bank_code, bank_name = self.rng.choice(BANKS)
         return PlannedHousehold(
             region_code=region_code,
@@ -299,6 +304,34 @@ class Synthesizer:
             parent = next((m for m in members if m.relationship is Relationship.SPOUSE), members[0])
             parent.not_counted["childcare_subsidy"] = 30_000 * len(under_three)
         return members
+
+    def _produce_eaten(self, members: list[PlannedMember]) -> None:
+        """What a rural family receives in kind (实物收入), valued at local prices, drawn
+        from the ID number as the receipts are, so that the seeded draws stay as they were
+        (ADR 0007, 3 Dec 2026). A self-employed member's operating income is farming: three
+        families in four eat part of their harvest (the grain, potatoes and vegetables, the
+        pig they keep), 30 to 70 per cent of it; the fourth sells all of it. Three elderly
+        members in four get part of their children's support as flour, oil and vegetables,
+        20 to 50 per cent of it."""
+        for m in members:
+            if m.operating_fen and m.employment_status is EmploymentStatus.SELF_EMPLOYED:
+                part = self._part(m, "produce eaten", m.operating_fen, 30, 70)
+                if part:
+                    m.in_kind["operating_fen"] = part
+            if m.transfer_fen and _age(m.birth_date, self.today) >= 60:
+                part = self._part(m, "support in kind", m.transfer_fen, 20, 50)
+                if part:
+                    m.in_kind["transfer_fen"] = part
+
+    @staticmethod
+    def _part(member: PlannedMember, what: str, amount: int, low: int, high: int) -> int:
+        """Nothing for one member in four, else ``low`` to ``high`` per cent of ``amount``
+        in whole yuan, from the member's ID number."""
+        digest = hashlib.sha256(f"{what} {member.id_number}".encode()).digest()
+        if digest[0] % 4 == 0:
+            return 0
+        share = low + int.from_bytes(digest[1:5], "big") % (high - low + 1)
+        return amount * share // 100 // 100 * 100
 
     def _baby(self, mother: PlannedMember, surname: str, place: str) -> list[PlannedMember]:
         """A mother under 40 has a child under 3 too (the childcare subsidy's); none
@@ -532,6 +565,7 @@ def application_payload(
                 if m.deductions
                 else {}
             ),
+            **({"in_kind": dict(m.in_kind)} if m.in_kind else {}),
         }
         for pid, m in zip(person_ids, plan.members, strict=True)
         if m.counted

@@ -88,6 +88,19 @@ async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
                 )
             )
             declared = {str(kind): tuple(map(int, figures)) for kind, *figures in rows.all()}
+            rows = await conn.execute(
+                text(
+                    "SELECT h.area_type, i.transfer_fen, i.transfer_in_kind_fen,"
+                    " i.operating_fen, i.operating_in_kind_fen,"
+                    " i.wage_in_kind_fen + i.property_in_kind_fen + i.other_in_kind_fen"
+                    " FROM application_income i JOIN application a ON a.id = i.application_id"
+                    " JOIN household h ON h.id = a.household_id"
+                )
+            )
+            in_kind = [
+                (str(area), int(t), int(tk), int(o), int(ok), int(x))
+                for area, t, tk, o, ok, x in rows.all()
+            ]
     finally:
         await engine.dispose()
     assert statuses == {"submitted": 12, "returned": 2}
@@ -111,4 +124,14 @@ async def test_the_demo_loads_twelve_accepted_and_two_returned_on_a_later_day(
     assert 15_000 <= lowest <= highest <= 20_000
     assert declared.pop("childcare_subsidy") == (1, 30_000, 30_000)
     assert {"serious_illness_costs", "disability_costs", "employment_costs"} <= set(declared)
+    # ADR 0007 (3 Dec 2026): some rural elderly get part of their children's support in
+    # kind (flour, oil, vegetables: 20 to 50 per cent of it; a farming family's own produce
+    # eaten is the unit tests', none applies in the demo); the towns' is all cash.
+    support = [(whole, part) for area, whole, part, *_ in in_kind if area == "rural" and whole]
+    assert 0 < len([p for _, p in support if p]) < len(support), in_kind
+    assert all(0.19 * whole <= part <= 0.5 * whole for whole, part in support if part)
+    assert {(area, t, o, x) for area, _, t, _, o, x in in_kind if area == "urban"} == {
+        ("urban", 0, 0, 0)
+    }
+    assert all(o <= whole for *_, whole, o, _ in in_kind)
     assert (tmp_path / "state" / demo.EXAMPLE_FILE).is_file()

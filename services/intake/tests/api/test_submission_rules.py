@@ -147,7 +147,12 @@ async def test_the_snapshot_the_answer_and_the_read_say_the_same_in_any_order_gi
     household = await intake.register(intake.plan(shape="three_generations"))
     body = await intake.complete_application_body(household)
     body["incomes"] = list(reversed(body["incomes"]))
-    body["incomes"][0] |= {"property_fen": 1500, "other_fen": 7, "note": "房租"}
+    body["incomes"][0] |= {
+        "property_fen": 1500,
+        "other_fen": 7,
+        "note": "房租",
+        "in_kind": {"property_fen": 1000},  # the rent of a field, part of it paid in grain
+    }
     body["document_ids"] = list(reversed(body["document_ids"]))
     body["assets"] = [
         {"kind": "vehicle", "value_fen": 2_000_000, "person_id": household.person_ids[0]},
@@ -178,15 +183,46 @@ async def test_the_snapshot_the_answer_and_the_read_say_the_same_in_any_order_gi
     assert not sent.HasField("requested_amount")
     # The member's note once, in their income_declaration, not in each of five entries
     # (ADR 0007, 3 Dec 2026), with what they declared beside the amounts.
-    assert {
-        (i.person_id, _category(i.category), i.monthly_amount.fen, i.period_months, i.description)
+    # A category's part received in kind is an entry of its own, in_kind set, after the
+    # cash entry of the rest (ADR 0007, 3 Dec 2026; the order: the unit tests').
+    categories = ("wage", "operating", "property", "transfer", "other")
+    assert sorted(
+        (
+            i.person_id,
+            _category(i.category),
+            i.monthly_amount.fen,
+            i.in_kind,
+            i.period_months,
+            i.description,
+        )
         for i in sent.incomes
-    } == {
-        (i["person_id"], category, i[f"{category}_fen"], i["period_months"], "")
+    ) == sorted(
+        entry
         for i in stored["incomes"]
-        for category in ("wage", "operating", "property", "transfer", "other")
-    }
-    assert len(sent.incomes) == 5 * len(stored["incomes"])
+        for category in categories
+        for entry in (
+            (
+                i["person_id"],
+                category,
+                i[f"{category}_fen"] - i["in_kind"][f"{category}_fen"],
+                False,
+                i["period_months"],
+                "",
+            ),
+            (
+                i["person_id"],
+                category,
+                i["in_kind"][f"{category}_fen"],
+                True,
+                i["period_months"],
+                "",
+            ),
+        )
+        if not entry[3] or entry[2]
+    )
+    in_kind = sum(1 for i in stored["incomes"] for c in categories if i["in_kind"][f"{c}_fen"])
+    assert in_kind >= 1
+    assert len(sent.incomes) == 5 * len(stored["incomes"]) + in_kind
     declarations = {
         m.person.person_id: m.income_declaration
         for m in sent.household.members

@@ -242,29 +242,38 @@ def document_ref(document: DocumentRecord) -> common.DocumentRef:
     )
 
 
-_CATEGORY_FIELDS = (
-    (IncomeCategory.WAGE, "wage_fen"),
-    (IncomeCategory.OPERATING, "operating_fen"),
-    (IncomeCategory.PROPERTY, "property_fen"),
-    (IncomeCategory.TRANSFER, "transfer_fen"),
-    (IncomeCategory.OTHER, "other_fen"),
-)
-
-
 def declared_incomes(declarations: Iterable[IncomeDeclaration]) -> list[intake.DeclaredIncome]:
     """Every category of every declaring member, zeros included: a declared zero is a fact.
     No description: the member's note goes once, in their ``income_declaration`` of the
-    snapshot (3 Dec 2026; before, it was copied into each of the five entries)."""
-    return [
-        intake.DeclaredIncome(
-            person_id=str(d.person_id),
-            category=INCOME_CATEGORIES[category],
-            monthly_amount=money(getattr(d, field)),
-            period_months=d.period_months,
-        )
-        for d in declarations
-        for category, field in _CATEGORY_FIELDS
-    ]
+    snapshot (3 Dec 2026; before, it was copied into each of the five entries).
+
+    A category with a part received in kind (3 Dec 2026) is two entries: its cash (the
+    amount less that part, zero when all of it is in kind) and, after it, the part in kind
+    (``in_kind`` true). The entries of a category still add up to its declared amount; the
+    cash ones are what verification compares with the bank and tax registries (ADR 0007)."""
+    out: list[intake.DeclaredIncome] = []
+    for d in declarations:
+        for category in IncomeCategory:
+            amount, in_kind = d.amount(category), d.in_kind.of(category)
+            out.append(
+                intake.DeclaredIncome(
+                    person_id=str(d.person_id),
+                    category=INCOME_CATEGORIES[category],
+                    monthly_amount=money(amount - in_kind),
+                    period_months=d.period_months,
+                )
+            )
+            if in_kind:
+                out.append(
+                    intake.DeclaredIncome(
+                        person_id=str(d.person_id),
+                        category=INCOME_CATEGORIES[category],
+                        monthly_amount=money(in_kind),
+                        period_months=d.period_months,
+                        in_kind=True,
+                    )
+                )
+    return out
 
 
 def declared_assets(declarations: Iterable[AssetDeclaration]) -> list[intake.DeclaredAsset]:

@@ -34,6 +34,7 @@ from dibao_intake.domain.application import (
     AssetDeclaration,
     Deduction,
     IncomeDeclaration,
+    InKind,
     NotCountedReceipt,
 )
 from dibao_intake.domain.codes import ApplicationKind, ApplicationState, ApplicationStatus
@@ -61,6 +62,13 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
                 note=i.note,
                 not_counted=tuple(NotCountedReceipt(r.kind, r.monthly_fen) for r in i.not_counted),
                 deductions=tuple(Deduction(d.kind, d.monthly_fen) for d in i.deductions),
+                in_kind=InKind(
+                    wage_fen=i.in_kind.wage_fen,
+                    operating_fen=i.in_kind.operating_fen,
+                    property_fen=i.in_kind.property_fen,
+                    transfer_fen=i.in_kind.transfer_fen,
+                    other_fen=i.in_kind.other_fen,
+                ),
             )
             for i in body.incomes
         ],

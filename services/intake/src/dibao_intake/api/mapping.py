@@ -217,6 +217,13 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
                     deductions=[
                         s.DeductionOut(kind=x.kind, monthly_fen=x.monthly_fen) for x in i.deductions
                     ],
+                    in_kind=s.InKindOut(
+                        wage_fen=i.in_kind.wage_fen,
+                        operating_fen=i.in_kind.operating_fen,
+                        property_fen=i.in_kind.property_fen,
+                        transfer_fen=i.in_kind.transfer_fen,
+                        other_fen=i.in_kind.other_fen,
+                    ),
                 )
                 # A submission's answer lists them as its read does (in_order).
                 for i in (income.in_order() for income in d.incomes)

@@ -36,8 +36,10 @@ from dibao_intake.domain.application import (
     CompletenessPolicy,
     Deduction,
     IncomeDeclaration,
+    InKind,
     NotCountedReceipt,
     declaration_violations,
+    in_kind_violations,
 )
 from dibao_intake.domain.changes import ActiveMember, HouseholdState, check_relationship_correction
 from dibao_intake.domain.codes import (
@@ -156,7 +158,8 @@ def _corrected_spouse_under_age() -> ProblemError:
 def _declaration_contradicted() -> ProblemError:
     """domain.application's declaration rules (ADR 0007, 3 Dec 2026), as a submission
     applies them: a man of 45 in flexible work, no disability grade, declaring the costs of
-    a disability and a basic pension."""
+    a disability and a basic pension, more of his wage in kind than the wage, and an
+    operating income in kind with none declared."""
     member = MemberFacts(
         person_id=uuid.UUID(int=1),
         relationship=Relationship.HEAD,
@@ -177,10 +180,11 @@ def _declaration_contradicted() -> ProblemError:
         6,
         not_counted=(NotCountedReceipt(NotCountedKind.RESIDENTS_BASIC_PENSION, 18_000),),
         deductions=(Deduction(DeductionKind.DISABILITY_COSTS, 15_000),),
+        in_kind=InKind(wage_fen=100_000, operating_fen=20_000),
     )
     violations = declaration_violations(
         declared, member, "/incomes/0", today=REGISTERED_ON, policy=CompletenessPolicy()
-    )
+    ) + in_kind_violations(declared, "/incomes/0")
     return households.rules_failed(RulesViolatedError(violations))
 
 

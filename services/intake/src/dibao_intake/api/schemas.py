@@ -1013,6 +1013,23 @@ class DeductionIn(_In):
     monthly_fen: MonthlyFen
 
 
+class InKindIn(_In):
+    """The part of each category's amount the member received in kind (实物收入), valued in
+    fen a month: a rural household's own grain, vegetables and livestock consumed
+    (operating), wages paid in goods (wage), rent paid in grain (property), support from
+    relatives in goods (transfer). Each part is within its category's amount (0 to it;
+    none of a category declared zero); the rest of the amount is cash. A category left out
+    is all cash."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"operating_fen": 40000}]})
+
+    wage_fen: Fen = 0
+    operating_fen: Fen = 0
+    property_fen: Fen = 0
+    transfer_fen: Fen = 0
+    other_fen: Fen = 0
+
+
 class IncomeIn(_In):
     """A member's average monthly income over the period, by category, in fen, net of
     taxes and social-insurance contributions (as the member receives it); with the
@@ -1037,6 +1054,12 @@ class IncomeIn(_In):
         default_factory=list,
         max_length=len(DeductionKind),
         description="Deductions from the member's income (none when not given)",
+    )
+    in_kind: InKindIn = Field(
+        default_factory=InKindIn,
+        description="The part of each category's amount received in kind, within it (all"
+        ' cash when not given); e.g. {"operating_fen": 40000}: 400 yuan of the operating'
+        " income is the family's own grain and vegetables eaten (ADR 0007, 3 Dec 2026)",
     )
 
 
@@ -1072,6 +1095,12 @@ _APPLICATION_EXAMPLE: dict[str, Any] = {
                 {"kind": "social_assistance", "monthly_fen": 5000},
             ],
             "deductions": [{"kind": "disability_costs", "monthly_fen": 15000}],
+        },
+        {
+            "person_id": "0193a4f2-7c1e-7001-8000-3f9c0000b003",
+            "operating_fen": 60000,
+            "note": "种两亩玉米和土豆，自家吃掉约四百元，余粮卖了",
+            "in_kind": {"operating_fen": 40000},
         },
     ],
     "assets": [{"kind": "deposit", "value_fen": 300000, "description": "活期存款"}],
@@ -1125,6 +1154,32 @@ class DeductionOut(_Out):
     monthly_fen: int
 
 
+class InKindOut(_Out):
+    """The part of each category's amount received in kind, in fen a month; the rest is
+    cash. All zeros: all cash, or an application from before 3 Dec 2026, which could not
+    say."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "wage_fen": 0,
+                    "operating_fen": 40000,
+                    "property_fen": 0,
+                    "transfer_fen": 0,
+                    "other_fen": 0,
+                }
+            ]
+        }
+    )
+
+    wage_fen: int
+    operating_fen: int
+    property_fen: int
+    transfer_fen: int
+    other_fen: int
+
+
 class IncomeOut(_Out):
     person_id: uuid.UUID
     wage_fen: int
@@ -1145,6 +1200,10 @@ class IncomeOut(_Out):
     )
     deductions: list[DeductionOut] = Field(
         description="Deductions declared (empty for applications before 3 Dec 2026)"
+    )
+    in_kind: InKindOut = Field(
+        description="The part of each category's amount received in kind (counted in the"
+        " amount and in total_fen); the rest is cash"
     )
 
 

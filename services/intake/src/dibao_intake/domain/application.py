@@ -20,6 +20,7 @@ from dibao_intake.domain.codes import (
     DocumentType,
     EmploymentStatus,
     ExclusionReason,
+    IncomeCategory,
     NotCountedKind,
 )
 from dibao_intake.domain.errors import Violation, raise_if_any
@@ -56,6 +57,30 @@ WORKING = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class InKind:
+    """The part of each category's monthly amount a member received in kind (实物收入: own
+    grain, vegetables and livestock consumed, wages paid in goods), valued in fen; the
+    rest of the amount is cash (ADR 0007, 3 Dec 2026). All zeros: all of it cash, or an
+    application from before, which could not say."""
+
+    wage_fen: int = 0
+    operating_fen: int = 0
+    property_fen: int = 0
+    transfer_fen: int = 0
+    other_fen: int = 0
+
+    def of(self, category: IncomeCategory) -> int:
+        return int(getattr(self, f"{category.value}_fen"))
+
+    @property
+    def total_fen(self) -> int:
+        return sum(self.of(c) for c in IncomeCategory)
+
+
+CASH_ONLY = InKind()
+
+
+@dataclass(frozen=True, slots=True)
 class IncomeDeclaration:
     """A member's average monthly income by category, in fen, net of taxes and
     social-insurance contributions; with the receipts not counted and the deductions
@@ -71,6 +96,12 @@ class IncomeDeclaration:
     note: str | None = None
     not_counted: tuple[NotCountedReceipt, ...] = ()
     deductions: tuple[Deduction, ...] = ()
+    in_kind: InKind = CASH_ONLY
+    """The part of each category's amount received in kind (3 Dec 2026), within it."""
+
+    def amount(self, category: IncomeCategory) -> int:
+        """The category's declared monthly amount, cash and in kind together."""
+        return int(getattr(self, f"{category.value}_fen"))
 
     def in_order(self) -> IncomeDeclaration:
         """The declaration with its receipts and deductions in their vocabularies' order, as
@@ -362,6 +393,7 @@ def check_application(
             found += declaration_violations(
                 income, by_id[income.person_id], f"/incomes/{i}", today=today, policy=policy
             )
+        found += in_kind_violations(income, f"/incomes/{i}")
         seen.add(income.person_id)
     found += childcare_violations(draft.incomes, members, today=today, policy=policy)
     for i, asset in enumerate(draft.assets):
@@ -479,6 +511,36 @@ def declaration_violations(
                         "costs of working exceed the member's wage and operating income",
                     )
                 )
+    return found
+
+
+def in_kind_violations(income: IncomeDeclaration, pointer: str) -> list[Violation]:
+    """The part of a category received in kind is a part of that category's declared
+    amount (ADR 0007, 3 Dec 2026): not negative, not above the amount, and so none of a
+    category declared zero. What is left is the cash verification compares with the bank
+    and tax registries; an in-kind part above the amount would make that cash negative."""
+    found: list[Violation] = []
+    for category in IncomeCategory:
+        part, declared = income.in_kind.of(category), income.amount(category)
+        at = f"{pointer}/in_kind/{category.value}_fen"
+        if part < 0:
+            found.append(Violation(at, "a part received in kind is not negative"))
+        elif part > 0 and declared == 0:
+            found.append(
+                Violation(
+                    at,
+                    f"received in kind, but no {category.value} income is declared"
+                    f" ({category.value}_fen is 0)",
+                )
+            )
+        elif part > declared:
+            found.append(
+                Violation(
+                    at,
+                    f"the part received in kind exceeds the {category.value} income declared"
+                    f" ({declared} fen a month)",
+                )
+            )
     return found
 
 

@@ -25,6 +25,7 @@ from dibao_intake.domain.application import (
     AssetDeclaration,
     Deduction,
     IncomeDeclaration,
+    InKind,
     NotCountedReceipt,
 )
 from dibao_intake.domain.codes import (
@@ -132,11 +133,17 @@ async def load_incomes(session: AsyncSession, application_id: uuid.UUID) -> list
             income_t.c.other_fen,
             income_t.c.period_months,
             income_t.c.note,
+            income_t.c.wage_in_kind_fen,
+            income_t.c.operating_in_kind_fen,
+            income_t.c.property_in_kind_fen,
+            income_t.c.transfer_in_kind_fen,
+            income_t.c.other_in_kind_fen,
         )
         .where(income_t.c.application_id == application_id)
         .order_by(income_t.c.person_id)
     )
-    declared = [IncomeDeclaration(*r) for r in rows]
+    # The part of each category received in kind (migration 0019) beside the amounts.
+    declared = [IncomeDeclaration(*r[:8], in_kind=InKind(*r[8:])) for r in rows]
     if not declared:
         return declared
     # Receipts not counted and deductions (migration 0015), in their vocabularies' order.

@@ -355,13 +355,17 @@ _INCOMES = DriverStatement(
     """
 INSERT INTO application_income (
     application_id, person_id, wage_fen, operating_fen, property_fen, transfer_fen,
-    other_fen, period_months, note
+    other_fen, period_months, note, wage_in_kind_fen, operating_in_kind_fen,
+    property_in_kind_fen, transfer_in_kind_fen, other_in_kind_fen
 )
 SELECT :id, * FROM unnest(
     CAST(:income_person AS uuid[]), CAST(:income_wage AS bigint[]),
     CAST(:income_operating AS bigint[]), CAST(:income_property AS bigint[]),
     CAST(:income_transfer AS bigint[]), CAST(:income_other AS bigint[]),
-    CAST(:income_period AS smallint[]), CAST(:income_note AS text[])
+    CAST(:income_period AS smallint[]), CAST(:income_note AS text[]),
+    CAST(:in_kind_wage AS bigint[]), CAST(:in_kind_operating AS bigint[]),
+    CAST(:in_kind_property AS bigint[]), CAST(:in_kind_transfer AS bigint[]),
+    CAST(:in_kind_other AS bigint[])
 )
 """
 )
@@ -453,6 +457,11 @@ async def insert_submission(
         "income_other": [i.other_fen for i in incomes],
         "income_period": [i.period_months for i in incomes],
         "income_note": [i.note for i in incomes],
+        "in_kind_wage": [i.in_kind.wage_fen for i in incomes],
+        "in_kind_operating": [i.in_kind.operating_fen for i in incomes],
+        "in_kind_property": [i.in_kind.property_fen for i in incomes],
+        "in_kind_transfer": [i.in_kind.transfer_fen for i in incomes],
+        "in_kind_other": [i.in_kind.other_fen for i in incomes],
         "not_counted_person": [i.person_id for i in incomes for _ in i.not_counted],
         "not_counted_kind": [r.kind.value for i in incomes for r in i.not_counted],
         "not_counted_fen": [r.monthly_fen for i in incomes for r in i.not_counted],
