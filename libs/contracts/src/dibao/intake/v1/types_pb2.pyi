@@ -95,7 +95,7 @@ Global___Member: _TypeAlias = Member  # noqa: Y015
 @_typing.final
 class IncomeDeclaration(_message.Message):
     """What one member declared on an application besides the amounts of the counted categories
-    (which are DeclaredIncome's, one entry per category).
+    (which are DeclaredIncome's: one entry per category, two when part of it came in kind).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -244,7 +244,7 @@ Global___HouseholdSnapshot: _TypeAlias = HouseholdSnapshot  # noqa: Y015
 
 @_typing.final
 class DeclaredIncome(_message.Message):
-    """Income declared by the applicant for one member and one category."""
+    """Income declared by the applicant for one member and one category, in cash or in kind."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
