@@ -186,16 +186,21 @@ class Synthesizer:
         *,
         used: set[str] | None = None,
         babies: bool = True,
+        in_kind: bool = True,
     ) -> None:
         """``used``: ID numbers already handed out, shared by synthesizers whose people
         go into one database (tests seeded apart would otherwise, now and then, draw the
         same person twice and see a 409); it is extended with this one's. ``babies``: a
         mother under 40 has a child under 3 (the demo's households); without, each shape
-        has its fixed members (a test's household, whose members it names by position)."""
+        has its fixed members (a test's household, whose members it names by position).
+        ``in_kind``: a rural family declares part of its income received in kind (the
+        demo's); without, every amount is cash, each category one DeclaredIncome entry (a
+        test's, which counts them)."""
         self.rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not secrets
         self.today = today
         self._used: set[str] = used if used is not None else set()
         self.babies = babies
+        self.in_kind = in_kind
 
     def id_number(self, birth_date: date, sex: Sex, place_code: str | None = None) -> str:
         place = place_code or self.rng.choice(PLACE_CODES)
@@ -249,7 +254,7 @@ class Synthesizer:
         members = self._receipts_and_deductions(
             getattr(self, f"_{shape}")(region_code[:6], area_type)
         )
-        if area_type is AreaType.RURAL:
+        if area_type is AreaType.RURAL and self.in_kind:
             self._produce_eaten(members)
         bank_code, bank_name = self.rng.choice(BANKS)
         return PlannedHousehold(

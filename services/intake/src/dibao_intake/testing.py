@@ -577,12 +577,14 @@ def intake(
 ) -> IntakeClient:
     """A client with tokens valid at the frozen time and a synthesizer seeded per test (a
     new seed each run): its households have their shape's members and no more (no baby of
-    a young mother's, which only some draws would give), as tests unpack them by position."""
+    a young mother's, which only some draws would give), as tests unpack them by position,
+    and declare no income in kind (which some draws would split into a second entry)."""
     tokens = TokenFactory().with_clock(intake_clock.now)
     synthesizer = Synthesizer(
         f"{request.node.nodeid}-{uuid.uuid4()}",
         intake_clock.today(),
         used=ISSUED_ID_NUMBERS,
         babies=False,
+        in_kind=False,
     )
     return IntakeClient(intake_http, tokens, synthesizer)

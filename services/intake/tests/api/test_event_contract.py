@@ -71,7 +71,11 @@ async def ticking(
     app = create_app(intake_settings_for(intake_stack, tmp_path / "documents"), clock=clock)
     async with api_client(app) as http:
         synthesizer = Synthesizer(
-            f"{request.node.nodeid}-{uuid.uuid4()}", clock.today(), used=ISSUED_ID_NUMBERS
+            f"{request.node.nodeid}-{uuid.uuid4()}",
+            clock.today(),
+            used=ISSUED_ID_NUMBERS,
+            babies=False,
+            in_kind=False,
         )
         yield IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
 

@@ -202,3 +202,20 @@ def test_without_babies_a_shape_has_its_fixed_members(shape: str) -> None:
     fixed = {"three_generations": {4}, "single_parent": {2, 3}}[shape]
     assert sizes[False] == fixed
     assert sizes[True] > fixed
+
+
+def test_without_in_kind_every_amount_is_cash() -> None:
+    """A test counts a declaration's DeclaredIncome entries (five per member); a rural
+    family's income in kind (three in four draw some) would add one per category."""
+    parts = {
+        in_kind: sum(
+            len(m.in_kind)
+            for seed in range(40)
+            for m in Synthesizer(f"kind {seed}", TODAY, in_kind=in_kind)
+            .household("620123101203", AreaType.RURAL, "x", "three_generations")
+            .members
+        )
+        for in_kind in (True, False)
+    }
+    assert parts[False] == 0
+    assert parts[True] > 0
