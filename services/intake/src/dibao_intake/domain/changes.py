@@ -326,24 +326,52 @@ def check_death(
     left by a spouse who moved out), named head, or declared missing is no such day: none
     is the member's own act, and an old couple's deaths are often recorded in the other
     order than they happened."""
-    found = _leaving(state, person_id, new_head_person_id, died_on)
-    found += _not_after_today(died_on, today, "/date_of_death")
+    return _leaves_on(
+        state,
+        person_id,
+        new_head_person_id,
+        died_on,
+        ("/date_of_death", "a death"),
+        today=today,
+        marriages=marriages,
+        details_on=details_on,
+    )
+
+
+def _leaves_on(
+    state: HouseholdState,
+    person_id: uuid.UUID,
+    new_head_person_id: uuid.UUID | None,
+    on: date,
+    field: tuple[str, str],
+    *,
+    today: date,
+    marriages: Marriages | None,
+    details_on: date | None,
+) -> list[Violation]:
+    """A member leaves the household on ``on`` (a death, a move out: ``field`` is its
+    pointer and its name): not after today, nor before they were born or joined, nor
+    before the day the record shows them marry or divorce here (``marriages.acted_on``)
+    or their latest change of details recorded (``details_on``; ADR 0016, 3 Dec 2026)."""
+    pointer, what = field
+    found = _leaving(state, person_id, new_head_person_id, on)
+    found += _not_after_today(on, today, pointer)
     member = state.member(person_id)
-    if member is not None and died_on < member.birth_date:
-        found.append(Violation("/date_of_death", "is before the member's birth date"))
+    if member is not None and on < member.birth_date:
+        found.append(Violation(pointer, "is before the member's birth date"))
     else:
-        found += _not_before_joining(state, person_id, died_on, "/date_of_death")
-    alive_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
-    if alive_on is not None and died_on < alive_on:
+        found += _not_before_joining(state, person_id, on, pointer)
+    acted_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
+    if acted_on is not None and on < acted_on:
         found.append(
             Violation(
-                "/date_of_death",
-                f"is before {alive_on}, when the record shows the member marry or divorce"
-                " here: a death is dated on or after it",
+                pointer,
+                f"is before {acted_on}, when the record shows the member marry or divorce"
+                f" here: {what} is dated on or after it",
             )
         )
-    elif details_on is not None and died_on < details_on:
-        found.append(Violation("/date_of_death", _after_details(details_on, "a death")))
+    elif details_on is not None and on < details_on:
+        found.append(Violation(pointer, _after_details(details_on, what)))
     return found
 
 
@@ -368,25 +396,16 @@ def check_move_out(
     the day the record shows them marry or divorce here (``marriages.acted_on``: both
     partners of a marriage or divorce recorded here are members that day) or their latest
     change of details recorded (``details_on``), as for a death (ADR 0016, 3 Dec 2026)."""
-    found = _leaving(state, person_id, new_head_person_id, moved_on)
-    found += _not_after_today(moved_on, today, "/moved_on")
-    member = state.member(person_id)
-    if member is not None and moved_on < member.birth_date:
-        found.append(Violation("/moved_on", "is before the member's birth date"))
-    else:
-        found += _not_before_joining(state, person_id, moved_on, "/moved_on")
-    acted_on = (marriages or NO_MARRIAGES).acted_on.get(person_id)
-    if acted_on is not None and moved_on < acted_on:
-        found.append(
-            Violation(
-                "/moved_on",
-                f"is before {acted_on}, when the record shows the member marry or divorce"
-                " here: a move out is dated on or after it",
-            )
-        )
-    elif details_on is not None and moved_on < details_on:
-        found.append(Violation("/moved_on", _after_details(details_on, "a move out")))
-    return found
+    return _leaves_on(
+        state,
+        person_id,
+        new_head_person_id,
+        moved_on,
+        ("/moved_on", "a move out"),
+        today=today,
+        marriages=marriages,
+        details_on=details_on,
+    )
 
 
 SHOWS_NOTHING_OF_THE_MEMBER = frozenset({ExclusionReason.DECLARED_MISSING.value})
