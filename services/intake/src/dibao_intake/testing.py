@@ -484,6 +484,27 @@ async def household_updated(
     return message
 
 
+async def assert_closed_as_applicant_left(
+    intake: IntakeClient, stack: TestStack, application_id: str, applicant: str, change: str
+) -> None:
+    """The application was closed by ``change`` (its timeline summary) because nobody who
+    stays may apply: withdrawn, withdrawal_cause applicant_left, ``applicant`` still named,
+    the change's entry then the withdrawal's in its timeline, ApplicationWithdrawn of cause
+    APPLICANT_LEFT last on the broker (ADR 0016)."""
+    closed = await intake.read_application(application_id)
+    assert (closed["status"], closed["withdrawal_cause"], closed["applicant_person_id"]) == (
+        "withdrawn",
+        "applicant_left",
+        applicant,
+    )
+    assert [e["summary"] for e in closed["timeline"][-2:]] == [change, "Application withdrawn"]
+    assert closed["timeline"][-1]["details"] == {"cause": "applicant_left"}
+    published = await wait_for_events(stack, "dibao.intake.v1", 3, subject=application_id)
+    message = EventRegistry.default().decode(published[-1])
+    assert isinstance(message, intake_events.ApplicationWithdrawn)
+    assert message.cause == intake_events.WITHDRAWAL_CAUSE_APPLICANT_LEFT
+
+
 async def assert_probe_refused_as_read(
     intake: IntakeClient,
     stack: TestStack,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     IntakeClient,
+    assert_closed_as_applicant_left,
     household_updated,
     refused_change,
-    wait_for_events,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -138,21 +137,9 @@ async def test_with_nobody_able_to_apply_the_open_application_closes(
             "new_head_person_id": father,
         },
     )
-    closed = await intake.read_application(application_id)
-    assert (closed["status"], closed["withdrawal_cause"], closed["applicant_person_id"]) == (
-        "withdrawn",
-        "applicant_left",
-        mother,
+    await assert_closed_as_applicant_left(
+        intake, intake_stack, application_id, mother, "Household updated: move out"
     )
-    assert [e["summary"] for e in closed["timeline"][-2:]] == [
-        "Household updated: move out",
-        "Application withdrawn",
-    ]
-    assert closed["timeline"][-1]["details"] == {"cause": "applicant_left"}
-    published = await wait_for_events(intake_stack, "dibao.intake.v1", 3, subject=application_id)
-    message = REGISTRY.decode(published[-1])
-    assert isinstance(message, ev.ApplicationWithdrawn)
-    assert message.cause == ev.WITHDRAWAL_CAUSE_APPLICANT_LEFT
 
 
 async def test_naming_a_successor_for_nothing_is_refused(

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.testing import (
     IntakeClient,
+    assert_closed_as_applicant_left,
     household_updated,
     refused_change,
-    wait_for_events,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -153,19 +152,7 @@ async def test_with_nobody_able_to_apply_an_applicant_living_apart_closes_it(
     application_id = await intake.open_application(household, mother)
     changed = await intake.change(household, _living_apart(mother, "religious_living_apart"))
     assert changed["household"]["changes"][-1]["details"]["applications_closed"] == [application_id]
-    closed = await intake.read_application(application_id)
-    assert (closed["status"], closed["withdrawal_cause"], closed["applicant_person_id"]) == (
-        "withdrawn",
-        "applicant_left",
-        mother,
+    await assert_closed_as_applicant_left(
+        intake, intake_stack, application_id, mother, "Household updated: member change"
     )
-    assert [e["summary"] for e in closed["timeline"][-2:]] == [
-        "Household updated: member change",
-        "Application withdrawn",
-    ]
-    assert closed["timeline"][-1]["details"] == {"cause": "applicant_left"}
-    published = await wait_for_events(intake_stack, "dibao.intake.v1", 3, subject=application_id)
-    message = REGISTRY.decode(published[-1])
-    assert isinstance(message, ev.ApplicationWithdrawn)
-    assert message.cause == ev.WITHDRAWAL_CAUSE_APPLICANT_LEFT
     assert list((await household_updated(intake_stack, changed)).applicants_replaced) == []
