@@ -36,15 +36,27 @@ async def test_healthz_and_readyz(
         assert (await client.get("/metrics")).status_code == 200
 
 
+# The work a service runs in its own process beside its requests, switched off: it shares the
+# request pool, so a test holding every pooled connection would wait for the one an appender
+# or relay held that moment (30 s, the pool's timeout; a CI run failed so for audit, catching
+# up on the shared broker's events), or starve it while it waits for a second.
+_BACKGROUND_OFF: dict[str, dict[str, str]] = {
+    "audit": {"DIBAO_AUDIT_CONSUME": "false", "DIBAO_AUDIT_RELAY": "false"},
+    "intake": {"DIBAO_INTAKE_RELAY_ENABLED": "false", "DIBAO_INTAKE_TIMELINE_ENABLED": "false"},
+}
+
+
 @pytest.mark.parametrize("service", SERVICES)
 async def test_readyz_answers_while_every_pooled_connection_is_busy(
     monkeypatch: pytest.MonkeyPatch, stack: TestStack, service: str
 ) -> None:
     # A backlog holds all of the request pool's connections (a fixed pool, ADR 0014):
     # readiness has its own, so the database still reports ready, and within the timeout.
-    app = _app(monkeypatch, stack, service, DIBAO_READINESS_TIMEOUT_S="2.0")
+    quiet = _BACKGROUND_OFF.get(service, {})
+    app = _app(monkeypatch, stack, service, DIBAO_READINESS_TIMEOUT_S="2.0", **quiet)
     async with api_client(app) as client, AsyncExitStack() as held:
         engine: AsyncEngine = app.state.engine
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         for _ in range(engine.pool.size()):  # type: ignore[attr-defined]
             await held.enter_async_context(engine.connect())
         ready = await client.get("/readyz")
