@@ -573,6 +573,7 @@ CONFLICTS = {
         "open-application-in-township",
         "already-divorced",
         "marriage-ended",
+        "concurrent-change",
     },
     "POST /applications": {"application-open", "household-dissolved", "concurrent-change"},
     "POST /applications/{application_id}/withdrawal": {

@@ -246,7 +246,14 @@ def change_command(
                 body.spouse_person_id,
             )
         case s.MoveInIn():
-            change = service.MoveIn(member=member_input(body.member), moved_on=body.moved_on)
+            change = service.MoveIn(
+                member=member_input(body.member),
+                moved_on=body.moved_on,
+                leaves_household_id=body.leaves_household_id,
+                new_head_person_id=body.new_head_person_id,
+                relationships=body.relationships,
+                new_applicant_person_id=body.new_applicant_person_id,
+            )
         case s.MoveOutIn():
             change = service.MoveOut(
                 body.person_id,
@@ -354,8 +361,15 @@ def change_command(
     " So too a member_change after which its member, the applicant of an open application,"
     " may no longer apply (not counted for a reason of living apart: imprisoned, compulsory"
     " rehabilitation, declared missing, religious living apart, military service)."
-    " HouseholdUpdated.applicants_replaced names each one handed over. 403 region-out-of-scope: an"
-    " address_change to a region outside the caller's.",
+    " HouseholdUpdated.applicants_replaced names each one handed over. A move_in naming"
+    " the household the person leaves (leaves_household_id, the one they are an active member"
+    " of) records that household's move_out too, in the same transaction, dated moved_on,"
+    " with every rule of a move_out (new_head_person_id, relationships and"
+    " new_applicant_person_id of the body are the household left's): two HouseholdUpdated,"
+    " its move_out with to_household_id, then this move_in with from_household_id; both"
+    " households' versions go up. 403 region-out-of-scope: an address_change to a region"
+    " outside the caller's, or a household left outside them (named by its masked"
+    " reference alone).",
     responses=problems(
         400,
         401,
@@ -368,7 +382,9 @@ def change_command(
         " An address_change to another township while an application is being decided"
         " (open-application-in-township). A divorce the record shows already"
         " (already-divorced). A spouse_death of a marriage to a spouse living elsewhere the"
-        " record shows ended already, divorced or widowed (marriage-ended).",
+        " record shows ended already, divorced or widowed (marriage-ended). A move_in naming"
+        " the household left (leaves_household_id) whose person no longer is its member once"
+        " it is locked, a change of it committed meanwhile (concurrent-change).",
     ),
 )
 async def record_change(

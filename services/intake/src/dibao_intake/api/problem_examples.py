@@ -4,7 +4,8 @@ missing token or role, a malformed body, an invalid field, an Idempotency-Key in
 Each is made by the function of the service layer that raises it, not typed here, so that
 the example is the body a portal gets: a 409 person-in-household with its ``conflicts``,
 each 409 the service layer raises (application-open with its application_id,
-household-dissolved, concurrent-change, application-not-withdrawable, application-decided,
+household-dissolved, concurrent-change (of a submission, and of a move in whose household
+left changed meanwhile), application-not-withdrawable, application-decided,
 open-application-in-township, already-divorced, marriage-ended, caseworker-conflict,
 caseworker-of-another-township) on the operations that answer it, a 403
 region-out-of-scope (of a write, and of a search, made by the search's own check), the
@@ -41,7 +42,13 @@ from dibao_intake.domain.application import (
     declaration_violations,
     in_kind_violations,
 )
-from dibao_intake.domain.changes import ActiveMember, HouseholdState, check_relationship_correction
+from dibao_intake.domain.changes import (
+    ActiveMember,
+    HouseholdState,
+    check_move_out,
+    check_relationship_correction,
+    of_the_household_left,
+)
 from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationStatus,
@@ -109,6 +116,36 @@ def _person_in_household() -> ProblemError:
             }
         ]
     )
+
+
+def _moving_in_from_elsewhere() -> ProblemError:
+    """A move in of a person active in another household, without leaves_household_id:
+    the 409 says how to record both in one change (ADR 0016, 3 Dec 2026)."""
+    return households._person_in_household(
+        [
+            {
+                "pointer": "/body/member",
+                "household_ref": masked_household_ref(OTHER_HOUSEHOLD, "620123101201"),
+            }
+        ],
+        moving_in=True,
+    )
+
+
+def _head_leaves_without_heir() -> ProblemError:
+    """A move in naming the household left, of the person who heads it, naming no new head
+    for it: domain.changes' move out rule, as the transfer reports it (ADR 0016, 3 Dec 2026)."""
+    head, wife = uuid.UUID(int=1), uuid.UUID(int=2)
+    state = HouseholdState(
+        head,
+        [
+            ActiveMember(head, Relationship.HEAD, HEAD_BORN),
+            ActiveMember(wife, Relationship.SPOUSE, HEAD_BORN),
+        ],
+        registered_on=REGISTERED_ON,
+    )
+    violations = check_move_out(state, head, REGISTERED_ON, None, today=REGISTERED_ON)
+    return households.rules_failed(RulesViolatedError(of_the_household_left(violations)))
 
 
 def _rule_broken() -> ProblemError:
@@ -209,6 +246,7 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
         ("POST", "/households/{household_id}/changes", 422): [
             _spouse_under_age("/member/relationship"),
             _corrected_spouse_under_age(),
+            _head_leaves_without_heir(),
         ],
         ("GET", "/households", 403): [_search_refused()],
         ("GET", "/applications", 403): [_search_refused(), one_off],
@@ -216,7 +254,8 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
         ("GET", "/documents/{document_id}/content", 403): [no_case_role, numbers],
         ("GET", "/documents/{document_id}/content", 500): [documents.content_unavailable(DOCUMENT)],
         ("POST", "/households/{household_id}/changes", 409): [
-            _person_in_household(),
+            _moving_in_from_elsewhere(),
+            households.household_left_changed(),
             households.household_dissolved(),
             households.open_application_in_township(),
             households.already_divorced(),
@@ -232,7 +271,12 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
             applications.not_withdrawable(ApplicationStatus.RETURNED),
             applications.application_decided(),
         ],
-        ("POST", "/households/{household_id}/changes", 403): [out_of_region],
+        ("POST", "/households/{household_id}/changes", 403): [
+            out_of_region,
+            households.household_left_out_of_scope(
+                masked_household_ref(OTHER_HOUSEHOLD, "620123101201")
+            ),
+        ],
         ("GET", "/persons/{person_id}/identity", 403): [disclosure._not_current()],
         ("POST", "/townships/{township_code}/staff", 409): [
             staff._caseworker_elsewhere(TOWNSHIP),

@@ -613,7 +613,10 @@ class MoveInIn(_ChangeIn):
     name_correction with the person's ID card or household register in document_ids (else
     at document_ids); name_correction for a new person or the name recorded (at
     member/name_correction). A person active in another household is 409
-    person-in-household."""
+    person-in-household, unless leaves_household_id names that household: then its move
+    out is recorded in the same change (ADR 0016, 3 Dec 2026), with every rule a move_out
+    of it applies (at moved_on, new_head_person_id, relationships, new_applicant_person_id,
+    each detail ending "(the household left)")."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -630,7 +633,20 @@ class MoveInIn(_ChangeIn):
                     },
                     "document_ids": ["01a22f9c-10d4-73fd-a930-7b036a461589"],
                     "note": "原登记姓名有误，凭身份证更正",
-                }
+                },
+                {
+                    "kind": "move_in",
+                    "moved_on": "2026-02-25",
+                    "member": {
+                        "name": "李淑珍",
+                        "id_number": "620123194803120027",
+                        "relationship": "parent",
+                        "employment_status": "retired",
+                    },
+                    "leaves_household_id": "0193a5b3-0d22-7b10-8c44-5e6f708192a3",
+                    "new_head_person_id": "01a22f99-41d4-73be-9784-45c266209619",
+                    "note": "随子女生活",
+                },
             ]
         }
     )
@@ -638,6 +654,31 @@ class MoveInIn(_ChangeIn):
     kind: Literal["move_in"]
     member: MemberIn
     moved_on: Day
+    leaves_household_id: uuid.UUID | None = Field(
+        None,
+        description="The household the person is an active member of and leaves on moved_on"
+        " (a daughter marrying into another household, a parent moving to a son's): its"
+        " move_out is recorded in the same change, as a move_out of it would be, dated"
+        " moved_on, and published as its own HouseholdUpdated (move_out.to_household_id this"
+        " household; this move_in's from_household_id that one). Any other household, this"
+        " one or none is 422 here, nothing written; one outside the caller's regions is 403"
+        " region-out-of-scope, naming it by its masked reference alone (ADR 0016)",
+    )
+    new_head_person_id: uuid.UUID | None = Field(
+        None,
+        description="With leaves_household_id, when the person heads the household left: its"
+        " new head, another active member there on moved_on (as a move_out's)",
+    )
+    relationships: RelationshipsToNewHead = Field(
+        default_factory=dict,
+        description="With leaves_household_id, when the person heads the household left:"
+        " each member staying there, by person id, to its new head, where not derived (as a"
+        " move_out's)",
+    )
+    new_applicant_person_id: uuid.UUID | None = Field(
+        None,
+        description="With leaves_household_id, for the household left. " + _NEW_APPLICANT_OF_LEAVER,
+    )
 
 
 class MoveOutIn(_ChangeIn):

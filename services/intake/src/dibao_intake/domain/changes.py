@@ -471,6 +471,39 @@ def check_birth(state: HouseholdState, child: ValidMember, *, today: date) -> li
     return found
 
 
+ONLY_WITH_LEAVES = (
+    "only with leaves_household_id: the move out of the household left, when the person"
+    " heads it or applied for its open application"
+)
+
+
+def move_out_fields_alone(
+    leaves_household_id: uuid.UUID | None,
+    *,
+    new_head_person_id: uuid.UUID | None,
+    relationships: Mapping[uuid.UUID, Relationship],
+    new_applicant_person_id: uuid.UUID | None,
+) -> list[Violation]:
+    """A move in's fields of the move out of the household left, given without naming that
+    household (``leaves_household_id``): refused at each, rather than dropped (ADR 0016,
+    3 Dec 2026, helper hAL)."""
+    if leaves_household_id is not None:
+        return []
+    given = {
+        "/new_head_person_id": new_head_person_id is not None,
+        "/relationships": bool(relationships),
+        "/new_applicant_person_id": new_applicant_person_id is not None,
+    }
+    return [Violation(pointer, ONLY_WITH_LEAVES) for pointer, on in given.items() if on]
+
+
+def of_the_household_left(violations: Sequence[Violation]) -> list[Violation]:
+    """The violations of the move out a move in records in the household left, as the move
+    in's answer shows them: at the same pointers (the move in's body names the move out's
+    fields alike), each saying which household it is of (ADR 0016, 3 Dec 2026)."""
+    return [Violation(v.pointer, f"{v.detail} (the household left)") for v in violations]
+
+
 def check_move_in(
     state: HouseholdState,
     member: ValidMember,

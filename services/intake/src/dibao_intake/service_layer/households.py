@@ -17,7 +17,7 @@ from dibao.common.v1 import types_pb2 as common
 from dibao.intake.v1 import events_pb2 as ev
 from dibao.intake.v1 import types_pb2 as intake
 from dibao_common.clock import china_date
-from dibao_common.errors import Conflict, NotFound, ProblemError, UnprocessableEntity
+from dibao_common.errors import Conflict, Forbidden, NotFound, ProblemError, UnprocessableEntity
 from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
@@ -115,9 +115,17 @@ def rules_failed(error: RulesViolatedError) -> UnprocessableEntity:
     )
 
 
-def _person_in_household(conflicts: list[dict[str, str]]) -> Conflict:
+LEAVES_HOUSEHOLD_HINT = (
+    ": a move_in naming that household by leaves_household_id (POST /households/lookup"
+    " finds it) records the move out there in the same change"
+)
+"""What the 409 of a move in adds (ADR 0016, 3 Dec 2026, helper hAL)."""
+
+
+def _person_in_household(conflicts: list[dict[str, str]], *, moving_in: bool = False) -> Conflict:
     return Conflict(
-        "A person is already an active member of another household",
+        "A person is already an active member of another household"
+        + (LEAVES_HOUSEHOLD_HINT if moving_in else ""),
         type_slug="person-in-household",
         title="Person already in a household",
         conflicts=conflicts,
@@ -200,8 +208,10 @@ def _not_elsewhere(
     history: Sequence[repo.PastMembership],
     *,
     allowed_household: uuid.UUID | None = None,
+    moving_in: bool = False,
 ) -> None:
-    """409 naming the other household only by a masked reference; recorded (``_told``)."""
+    """409 naming the other household only by a masked reference; recorded (``_told``).
+    A move in's (``moving_in``) says how to record the move out there in the same change."""
     found = [f for f in history if f.active and f.household_id != allowed_household]
     conflicts = [
         {
@@ -211,7 +221,9 @@ def _not_elsewhere(
         for f in found
     ]
     if conflicts:
-        problem = _person_in_household(sorted(conflicts, key=lambda c: c["pointer"]))
+        problem = _person_in_household(
+            sorted(conflicts, key=lambda c: c["pointer"]), moving_in=moving_in
+        )
         raise _told(runtime, caller, problem, [(f, "household_ref") for f in found])
 
 
@@ -890,6 +902,13 @@ class Marriage:
 class MoveIn:
     member: MemberInput
     moved_on: date
+    leaves_household_id: uuid.UUID | None = None
+    """The household the person is an active member of and leaves on ``moved_on``: its
+    move out is recorded in the same transaction (ADR 0016, 3 Dec 2026, helper hAL). The
+    three fields below are that move out's, for the household left."""
+    new_head_person_id: uuid.UUID | None = None
+    relationships: Mapping[uuid.UUID, Relationship] = field(default_factory=dict)
+    new_applicant_person_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1062,6 +1081,9 @@ class _ChangeWork:
         self.left_without_applicant: list[uuid.UUID] = []
         """The leaver's open applications that nobody who stays may take over: closed
         (withdrawn, ``applicant_left``) after the change's event."""
+        self.transfer: _Transfer | None = None
+        """A move in's move out of the household the person leaves, in the same
+        transaction (ADR 0016, 3 Dec 2026, helper hAL)."""
 
     def valid_member(self, member: MemberInput, pointer: str) -> ValidMember:
         checked, problems = validate_member(member, pointer=pointer, today=self.today)
@@ -1095,7 +1117,9 @@ class _ChangeWork:
                 )
             )
             raise _told(self.runtime, self.caller, problem, [(h, "member") for h in here])
-        _not_elsewhere(self.runtime, self.caller, hashes, history)
+        _not_elsewhere(
+            self.runtime, self.caller, hashes, history, moving_in=date_pointer == "/moved_on"
+        )
         problems: list[Violation] = []
         # What each refusal tells of the person's memberships (for an ID number alone:
         # that it is on file, where they died, when they left), recorded (_told).
@@ -1438,11 +1462,30 @@ async def record_change(
     household_id: uuid.UUID,
     command: RecordChange,
 ) -> ChangeRecorded:
-    """Apply one change to a household and publish HouseholdUpdated with its kind."""
+    """Apply one change to a household and publish HouseholdUpdated with its kind (a move
+    in naming the household left records that move out too: ``_transfer``)."""
     # The region is checked before the household is locked, so that a caller who may not
     # touch it never holds (or waits on) its lock; and again once locked, as a change
     # committed meanwhile may have moved it (an address_change) out of the caller's regions.
     _scoped(runtime, caller, household_id, await repo.get_household(session, household_id))
+    change = command.change
+    left: uuid.UUID | None = None
+    if isinstance(change, MoveIn):
+        alone = rules.move_out_fields_alone(
+            change.leaves_household_id,
+            new_head_person_id=change.new_head_person_id,
+            relationships=change.relationships,
+            new_applicant_person_id=change.new_applicant_person_id,
+        )
+        if alone:
+            raise rules_failed(RulesViolatedError(alone))
+        if change.leaves_household_id is not None:
+            left = await _household_left(session, runtime, caller, household_id, change)
+            # Both households locked in one order, whatever the request's: a transfer
+            # from B to A beside one from A to B would each hold one and wait for the
+            # other's (a deadlock, a 500).
+            for locked in sorted((household_id, left)):
+                await repo.get_household(session, locked, for_update=True)
     before = await repo.load_aggregate(session, household_id, for_update=True)
     if before is None:
         raise NotFound(NOT_FOUND)
@@ -1452,11 +1495,40 @@ async def record_change(
     documents = await _change_documents(session, household_id, command.document_ids)
     work = _ChangeWork(session, runtime, caller, before, documents)
     work.note = command.note
-    kind = _KIND[type(command.change)]
+    if isinstance(change, MoveIn) and left is not None:
+        work.transfer = await _transfer(work, change, left)
+    kind = _KIND[type(change)]
     try:
-        update = await _apply(work, command.change)
+        update = await _apply(work, change)
     except RulesViolatedError as error:
         raise rules_failed(error) from None
+    if work.transfer is not None:
+        # The move out first: its event, its timeline entries and the applications it
+        # closes precede the move in's, as two requests would have recorded them.
+        await _finish(work.transfer.work, work.transfer.update, ChangeKind.MOVE_OUT, command, [])
+    change_id, after = await _finish(work, update, kind, command, documents)
+    # The answer shows the whole household, members already there too: a read as a GET is
+    # (in its region now: an address_change moves it).
+    target = AccessTarget(
+        household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
+    )
+    await _record_shown(session, runtime, caller, target, after)
+    return ChangeRecorded(change_id, kind, after)
+
+
+async def _finish(
+    work: _ChangeWork,
+    update: ev.HouseholdUpdated,
+    kind: ChangeKind,
+    command: RecordChange,
+    documents: Sequence[DocumentRecord],
+) -> tuple[uuid.UUID, HouseholdAggregate]:
+    """Store the change ``work`` applied (the household's version, head and status, the
+    change's row), publish ``update`` with the household after it, and close the
+    applications it leaves without a household or an applicant: the change's id and the
+    household after it."""
+    session, runtime, caller = work.session, work.runtime, work.caller
+    household_id = work.household_id
     at = runtime.clock.now()
     status = (
         HouseholdStatus.ACTIVE if work.head_person_id is not None else HouseholdStatus.DISSOLVED
@@ -1471,7 +1543,7 @@ async def record_change(
         household_id=household_id,
         kind=kind.value,
         effective_on=work.effective_on,
-        details=work.details | {"document_ids": [str(d) for d in command.document_ids]},
+        details=work.details | {"document_ids": [str(d.id) for d in documents]},
         note=command.note,
         recorded_by=caller.principal.subject,
         at=at,
@@ -1513,13 +1585,130 @@ async def record_change(
         await _close_applications(
             session, runtime, caller, work.left_without_applicant, WithdrawalCause.APPLICANT_LEFT
         )
-    # The answer shows the whole household, members already there too: a read as a GET is
-    # (in its region now: an address_change moves it).
-    target = AccessTarget(
-        household_id, after.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(household_id)
+    return change_id, after
+
+
+NOT_THE_HOUSEHOLD_LEFT = (
+    "is not the household the person is an active member of: name that one, or record the"
+    " move in without it"
+)
+THE_HOUSEHOLD_MOVED_INTO = "is this household, the one moved into: name the household left"
+
+
+def household_left_out_of_scope(ref: str) -> Forbidden:
+    """403 region-out-of-scope of a move in naming a household left in a region outside
+    the caller's, named by its masked reference alone (ADR 0016, 3 Dec 2026, helper hAL)."""
+    return Forbidden(
+        f"The household the person leaves, {ref}, is outside your regions: its township"
+        " records the move out",
+        type_slug="region-out-of-scope",
     )
-    await _record_shown(session, runtime, caller, target, after)
-    return ChangeRecorded(change_id, kind, after)
+
+
+def household_left_changed() -> Conflict:
+    """409 concurrent-change: the person was an active member of the household named by
+    ``leaves_household_id`` when read, and no longer is once it is locked (a change of it
+    committed meanwhile)."""
+    return Conflict(
+        "Another request changed the household the person leaves while this one was being"
+        " checked; nothing was recorded, send it again",
+        type_slug="concurrent-change",
+    )
+
+
+async def _household_left(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    household_id: uuid.UUID,
+    change: MoveIn,
+) -> uuid.UUID:
+    """The household a move in names by ``leaves_household_id``, checked before any lock
+    (ADR 0016, 3 Dec 2026, helper hAL): the household the person is an active member of,
+    else 422 at ``/leaves_household_id`` (what it tells of the person's household recorded
+    as a lookup, ``_told``); within the caller's regions, else 403 region-out-of-scope
+    naming it by its masked reference alone, recorded DENIED as a refused read of it."""
+    checked, problems = validate_member(
+        change.member, pointer="/member", today=runtime.clock.today()
+    )
+    if problems or checked is None:
+        raise rules_failed(RulesViolatedError(problems))
+    leaves = change.leaves_household_id
+    if leaves == household_id:
+        raise rules_failed(
+            RulesViolatedError([Violation("/leaves_household_id", THE_HOUSEHOLD_MOVED_INTO)])
+        )
+    id_hash = runtime.pii.hash_id_number(checked.resident_id.number)
+    active = [h for h in await repo.find_memberships(session, [id_hash]) if h.active]
+    found = next((h for h in active if h.household_id == leaves), None)
+    if found is None:
+        problem = rules_failed(
+            RulesViolatedError([Violation("/leaves_household_id", NOT_THE_HOUSEHOLD_LEFT)])
+        )
+        if active:
+            raise _told(runtime, caller, problem, [(h, "active") for h in active])
+        raise problem
+    if not caller.principal.can_see(found.region_code):
+        ref = masked_household_ref(found.household_id, found.region_code)
+        target = AccessTarget(
+            found.household_id, found.region_code, access.RECORD_TYPE_HOUSEHOLD, str(leaves)
+        )
+        raise refused(household_left_out_of_scope(ref), runtime, caller, target)
+    return found.household_id
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """A move in naming the household the person leaves (ADR 0016, 3 Dec 2026, helper
+    hAL): that household's change, a move out to the household moved into, recorded in
+    the same transaction with every rule a move out applies."""
+
+    work: _ChangeWork
+    move_out: MoveOut
+    to_household_id: uuid.UUID
+    update: ev.HouseholdUpdated = field(default_factory=ev.HouseholdUpdated)
+
+    async def problems(self) -> list[Violation]:
+        """The move out's violations, at the move in's own pointers (``moved_on``,
+        ``new_head_person_id``, ``relationships``, ``new_applicant_person_id``), each
+        saying it is of the household left."""
+        return rules.of_the_household_left(await _move_out_problems(self.work, self.move_out))
+
+    async def leave(self) -> None:
+        """End the membership there, as a move out does, before the move in adds one here
+        (one active membership a person: the unique index)."""
+        await _move_out(self.work, self.move_out, self.update, to_household=self.to_household_id)
+
+
+async def _transfer(work: _ChangeWork, change: MoveIn, left: uuid.UUID) -> _Transfer:
+    """The move out of household ``left`` that the move in ``change`` into ``work``'s
+    household records too, on its day, checked once both are locked: the person still an
+    active member there (else 409 concurrent-change), the household still in the caller's
+    regions (else as ``_household_left``)."""
+    session, runtime, caller = work.session, work.runtime, work.caller
+    there = await repo.load_aggregate(session, left, for_update=True)
+    assert there is not None, "a household is never deleted"
+    if not caller.principal.can_see(there.household.region_code):
+        target = AccessTarget(
+            left, there.household.region_code, access.RECORD_TYPE_HOUSEHOLD, str(left)
+        )
+        ref = masked_household_ref(left, there.household.region_code)
+        raise refused(household_left_out_of_scope(ref), runtime, caller, target)
+    id_hash = runtime.pii.hash_id_number(change.member.id_number)
+    leaver = next((m for m in there.active_members if m.id_hash == id_hash), None)
+    if leaver is None or there.household.status is not HouseholdStatus.ACTIVE:
+        raise household_left_changed()
+    work_there = _ChangeWork(session, runtime, caller, there, [])
+    work_there.note = work.note
+    move_out = MoveOut(
+        leaver.person_id,
+        change.moved_on,
+        change.new_head_person_id,
+        work.before.household.region_code,
+        change.relationships,
+        change.new_applicant_person_id,
+    )
+    return _Transfer(work_there, move_out, work.household_id)
 
 
 async def _close_applications(
@@ -1653,6 +1842,11 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             problems = rules.check_move_in(
                 work.state, newcomer, on, today=today, marriages=marriages
             )
+            if work.transfer is not None:
+                # The household left first, its errors with this one's: once the person
+                # has left it, the checks below read the marriage they take along.
+                raise_if_any(problems + await work.transfer.problems())
+                await work.transfer.leave()
             told = []
             if as_spouse:
                 # Neither the newcomer nor the head married by a marriage brought from
@@ -1690,30 +1884,14 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             work.effective_on = on
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
+            if work.transfer is not None:
+                work.came_from = work.transfer.work.household_id
+                work.details["from_household_id"] = str(work.came_from)
             if work.came_from is not None:
                 update.move_in.from_household_id = str(work.came_from)
-        case MoveOut(person_id=pid, moved_on=on, new_head_person_id=heir, to_region_code=to):
-            problems = rules.check_move_out(
-                work.state,
-                pid,
-                on,
-                heir,
-                today=today,
-                marriages=await work.marriages(),
-                details_on=await work.details_changed_on(pid),
-            )
-            if to is not None and to not in work.runtime.divisions:
-                problems.append(Violation("/to_region_code", "not in the division table"))
-            problems += await work.applicant_after(pid, heir, change.new_applicant_person_id)
-            raise_if_any(problems)
-            await work.leave(pid, on, LeaveReason.MOVE_OUT, heir, change.relationships)
-            await work.hand_over(pid, update)
-            work.effective_on = on
-            update.move_out.person_id = str(pid)
-            update.move_out.moved_on.CopyFrom(contracts.local_date(on))
-            if to is not None:
-                update.move_out.to_region.CopyFrom(contracts.region(to))
-                work.details["to_region_code"] = to
+        case MoveOut():
+            raise_if_any(await _move_out_problems(work, change))
+            await _move_out(work, change, update)
         case AccountChange():
             await _change_account(work, change, update)
         case MemberChange():
@@ -1725,6 +1903,50 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
         case SpouseDeath():
             await _spouse_death(work, change, update)
     return update
+
+
+async def _move_out_problems(work: _ChangeWork, change: MoveOut) -> list[Violation]:
+    """A move out's violations: its day and the head it leaves (``rules.check_move_out``),
+    its region, and who applies for the leaver's open applications."""
+    pid = change.person_id
+    problems = rules.check_move_out(
+        work.state,
+        pid,
+        change.moved_on,
+        change.new_head_person_id,
+        today=work.today,
+        marriages=await work.marriages(),
+        details_on=await work.details_changed_on(pid),
+    )
+    to = change.to_region_code
+    if to is not None and to not in work.runtime.divisions:
+        problems.append(Violation("/to_region_code", "not in the division table"))
+    return problems + await work.applicant_after(
+        pid, change.new_head_person_id, change.new_applicant_person_id
+    )
+
+
+async def _move_out(
+    work: _ChangeWork,
+    change: MoveOut,
+    update: ev.HouseholdUpdated,
+    *,
+    to_household: uuid.UUID | None = None,
+) -> None:
+    """Record a move out checked by ``_move_out_problems``; ``to_household``: the household
+    the person joins in the same transaction (a move in naming this one as left)."""
+    pid, on, to = change.person_id, change.moved_on, change.to_region_code
+    await work.leave(pid, on, LeaveReason.MOVE_OUT, change.new_head_person_id, change.relationships)
+    await work.hand_over(pid, update)
+    work.effective_on = on
+    update.move_out.person_id = str(pid)
+    update.move_out.moved_on.CopyFrom(contracts.local_date(on))
+    if to is not None:
+        update.move_out.to_region.CopyFrom(contracts.region(to))
+        work.details["to_region_code"] = to
+    if to_household is not None:
+        update.move_out.to_household_id = str(to_household)
+        work.details["to_household_id"] = str(to_household)
 
 
 async def _spouse_death(
