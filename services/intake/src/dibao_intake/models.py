@@ -236,9 +236,16 @@ class Application(Base):
     # The returned application of the household this one completes, sent again by the
     # clerk (migration 0017); one completion per returned application (the index below).
     completes_application_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("application.id"))
+    # The notice given to the applicant of a returned application (一次性告知书), a document
+    # of the household of type return_notice written with it (migration 0020, ADR 0009);
+    # NULL for an accepted application and for one returned before 0020.
+    notice_document_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("document.id"))
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('submitted', 'returned', 'withdrawn')", name="status"),
+        sa.CheckConstraint(
+            "notice_document_id IS NULL OR status = 'returned'", name="notice_of_a_return"
+        ),
         sa.Index(
             "uq_application_completes",
             "completes_application_id",

@@ -24,6 +24,7 @@ from dibao_intake.domain.codes import (
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
+    MissingItemCode,
     Relationship,
 )
 from dibao_intake.domain.errors import RulesViolatedError
@@ -138,6 +139,7 @@ def test_a_home_without_its_floor_area_is_a_missing_item() -> None:
     missing = missing_items(draft, _members(), today=TODAY, policy=POLICY)
     assert missing[0] == MissingItem(
         "the floor area of the declared housing",
+        code=MissingItemCode.HOUSING_FLOOR_AREA,
         person_id=HUSBAND,
         field="assets[1].floor_area_m2",
     )

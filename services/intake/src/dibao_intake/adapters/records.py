@@ -188,6 +188,8 @@ class ApplicationRecord:
     """What it decided (migration 0018), set with ``decided_at``."""
     decided_amount_fen: int | None = None
     """The amount granted: monthly when approved, once when one-off approved."""
+    notice_document_id: uuid.UUID | None = None
+    """The notice given to the applicant of a returned application (migration 0020)."""
 
 
 @dataclass(frozen=True, slots=True)

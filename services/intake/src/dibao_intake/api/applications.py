@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from typing import Annotated
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from dibao_common.errors import ProblemError
+from dibao_common.observability import get_logger
+from dibao_intake.adapters.records import ApplicationRecord, DocumentRecord, MemberRecord
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -31,17 +36,216 @@ from dibao_intake.api.households import bank_account_input
 from dibao_intake.api.mapping import application_out, summary_out
 from dibao_intake.api.replays import replay
 from dibao_intake.domain.application import (
+    ApplicationDraft,
     AssetDeclaration,
+    CompletenessPolicy,
     Deduction,
+    DocumentOnFile,
     IncomeDeclaration,
     InKind,
+    MissingItem,
     NotCountedReceipt,
+    missing_items,
 )
-from dibao_intake.domain.codes import ApplicationKind, ApplicationState, ApplicationStatus
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ApplicationState,
+    ApplicationStatus,
+    DisabilityGrade,
+    DocumentType,
+    EmploymentStatus,
+    Relationship,
+    Sex,
+    SubmissionChannel,
+)
+from dibao_intake.domain.divisions import DivisionTable
+from dibao_intake.domain.return_notice import (
+    NOTICE_MEDIA_TYPE,
+    NoticeItem,
+    ReturnNotice,
+    render,
+)
 from dibao_intake.service_layer import applications as service
-from dibao_intake.service_layer.views import view_of
+from dibao_intake.service_layer.runtime import Runtime
+from dibao_intake.service_layer.views import View, view_of
 
 router = APIRouter(tags=["applications"])
+log = get_logger(__name__)
+
+
+_EXAMPLE_HOUSEHOLD = uuid.UUID("0193a4f2-7c1e-7000-8000-3f9c0000a7f2")
+_EXAMPLE_REGION = "620123101203"
+_DIVISIONS = DivisionTable.load()
+"""The packaged divisions, for the examples (a province's extra files name its own)."""
+_EXAMPLE_MEMBERS = (
+    # (person id, name, birth date, relationship, disability, employment, student): the
+    # household of HouseholdIn's example, as ApplicationIn's example names its people.
+    (1, "马建国", date(1968, 4, 2), Relationship.HEAD, DisabilityGrade.NONE, "flexible", False),
+    (2, "王秀兰", date(1970, 9, 14), Relationship.SPOUSE, DisabilityGrade.GRADE_2, "unable", False),
+    (3, "马小军", date(2012, 1, 5), Relationship.CHILD, DisabilityGrade.NONE, "young", True),
+)
+_EMPLOYMENT = {
+    "flexible": EmploymentStatus.FLEXIBLE,
+    "unable": EmploymentStatus.UNABLE_TO_WORK,
+    "young": EmploymentStatus.NOT_OF_WORKING_AGE,
+}
+
+
+def _example_person(n: int) -> uuid.UUID:
+    return uuid.UUID(f"0193a4f2-7c1e-7001-8000-3f9c0000b00{n}")
+
+
+def _example_case() -> tuple[dict[uuid.UUID, MemberRecord], ApplicationDraft, list[MissingItem]]:
+    """ApplicationIn's example household sent with the application form, the authorisation
+    and the applicant's ID card only: its members, the draft and the domain's missing items."""
+    day = date(2026, 12, 3)
+    applicant = _example_person(1)
+    members = {
+        _example_person(n): MemberRecord(
+            membership_id=uuid.UUID(f"0193a4f2-7c1e-7004-8000-3f9c0000c00{n}"),
+            person_id=_example_person(n),
+            name=name,
+            masked_id="620123********0000",
+            id_hash="",
+            birth_date=born,
+            sex=Sex.FEMALE if relationship is Relationship.SPOUSE else Sex.MALE,
+            relationship=relationship,
+            disability_grade=grade,
+            seriously_ill=False,
+            employment_status=_EMPLOYMENT[work],
+            student=student,
+            counted=True,
+            exclusion_reason=None,
+            exclusion_note=None,
+            active=True,
+            joined_on=date(2020, 1, 1),
+            left_on=None,
+            left_reason=None,
+        )
+        for n, name, born, relationship, grade, work, student in _EXAMPLE_MEMBERS
+    }
+    handed_in = [
+        (DocumentType.APPLICATION_FORM, None),
+        (DocumentType.VERIFICATION_AUTHORISATION, None),
+        (DocumentType.ID_CARD, applicant),
+    ]
+    draft = ApplicationDraft(
+        household_id=_EXAMPLE_HOUSEHOLD,
+        kind=ApplicationKind.DIBAO,
+        applicant_person_id=applicant,
+        incomes=[IncomeDeclaration(_example_person(n), 0, 0, 0, 0, 0, 6) for n in (1, 2)],
+        assets=[],
+        documents=[
+            DocumentOnFile(uuid.UUID(int=i + 1), kind, _EXAMPLE_HOUSEHOLD, person)
+            for i, (kind, person) in enumerate(handed_in)
+        ],
+        has_bank_account=True,
+        requested_amount_fen=None,
+        reason=None,
+        individual_inclusion_person_id=None,
+    )
+    missing = missing_items(
+        draft, [m.facts() for m in members.values()], today=day, policy=CompletenessPolicy()
+    )
+    return members, draft, missing
+
+
+def returned_example() -> dict[str, Any]:
+    """A returned application as POST /applications answers it, made by the code that
+    answers (ADR 0020): the domain's missing items of :func:`_example_case`, its notice
+    rendered by the notice's own renderer."""
+    at = datetime(2026, 12, 3, 2, 15, tzinfo=UTC)
+    members, draft, missing = _example_case()
+    applicant = draft.applicant_person_id
+    content = example_notice_content()
+    document = DocumentRecord(
+        id=uuid.UUID("0193a4f2-7c1e-7002-8000-3f9c0000d0e1"),
+        household_id=_EXAMPLE_HOUSEHOLD,
+        person_id=None,
+        document_type=DocumentType.RETURN_NOTICE,
+        sha256=hashlib.sha256(content).hexdigest(),
+        size_bytes=len(content),
+        media_type=NOTICE_MEDIA_TYPE,
+        uploaded_by="clerk-620123101",
+        created_at=at,
+    )
+    record = ApplicationRecord(
+        id=EXAMPLE_APPLICATION,
+        household_id=_EXAMPLE_HOUSEHOLD,
+        region_code=_EXAMPLE_REGION,
+        kind=ApplicationKind.DIBAO,
+        channel=SubmissionChannel.COUNTER,
+        status=ApplicationStatus.RETURNED,
+        applicant_person_id=applicant,
+        statement=None,
+        reason=None,
+        requested_amount_fen=None,
+        individual_inclusion_person_id=None,
+        bank_account_id=None,
+        staff_related=False,
+        staff_relation_note=None,
+        assigned_caseworker=None,
+        missing_items=[service.missing_json(m) for m in missing],
+        submitted_at=at,
+        submitted_by="clerk-620123101",
+        accepted_on=None,
+        withdrawn_at=None,
+        withdrawal_reason=None,
+        withdrawal_cause=None,
+        unassigned_reason=None,
+        notice_document_id=document.id,
+    )
+    detail = service.ApplicationDetail(
+        record=record,
+        members=members,
+        incomes=list(draft.incomes),
+        assets=[],
+        documents=[],
+        bank_account=None,
+        timeline=[],
+        notice=document,
+    )
+    answer: dict[str, Any] = application_out(detail, _DIVISIONS, View.CASE).model_dump(mode="json")
+    return answer
+
+
+EXAMPLE_APPLICATION = uuid.UUID("0193a4f2-7c1e-7003-8000-3f9c0000e001")
+
+
+def example_notice_content() -> bytes:
+    """The notice of the returned example, rendered (the download's example shows it)."""
+    members, _, missing = _example_case()
+    return render(_example_notice(members, missing))
+
+
+def _example_notice(
+    members: Mapping[uuid.UUID, MemberRecord], missing: Sequence[MissingItem]
+) -> ReturnNotice:
+    return ReturnNotice(
+        application_id=EXAMPLE_APPLICATION,
+        kind=ApplicationKind.DIBAO,
+        issuer=service.notice_issuer(_DIVISIONS, _EXAMPLE_REGION),
+        returned_on=date(2026, 12, 3),
+        applicant_name=members[_example_person(1)].name,
+        items=[
+            NoticeItem(
+                item.code,
+                item.document_type,
+                members[item.person_id].name if item.person_id else None,
+            )
+            for item in missing
+        ],
+    )
+
+
+_SUBMITTED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Recorded: accepted (status submitted) or returned with every missing"
+        " item and the notice given to the applicant (notice, a return_notice document:"
+        " ADR 0009), as the example",
+        "content": {"application/json": {"example": returned_example()}},
+    }
+}
 
 
 def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
@@ -106,7 +310,8 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
     " region is refused as GET /households/{household_id} refuses it (404, recorded DENIED"
     " on dibao.access.v1; nothing else written). The answer shows the application whole"
     " and is recorded on dibao.access.v1 as GET /applications/{application_id} is.",
-    responses=problems(
+    responses=_SUBMITTED
+    | problems(
         400,
         401,
         403,
@@ -129,21 +334,46 @@ async def submit_application(
     idempotency: Idempotency,
 ) -> Response:
     command = submit_command(body)
+    # What this run made: its answer, and a returned application's notice (its content put
+    # in the store before the statement is sent).
+    made: list[tuple[Response, DocumentRecord | None]] = []
 
     async def work(session: AsyncSession) -> Response:
         detail = await service.submit_application(session, runtime, caller, command)
-        return json_response(
+        response = json_response(
             application_out(detail, runtime.divisions, view_of(caller.principal)),
             201,
             {"Location": f"/applications/{detail.record.id}"},
         )
+        made.append((response, detail.notice))
+        return response
 
     async def race(session: AsyncSession, constraint: str | None) -> ProblemError | None:
         return await service.submission_race(session, command, constraint)
 
-    return await in_one_statement(
-        request, work, idempotency, replay(runtime, caller, replays.application), race
-    )
+    answer: Response | None = None
+    try:
+        answer = await in_one_statement(
+            request, work, idempotency, replay(runtime, caller, replays.application), race
+        )
+        return answer
+    finally:
+        # A notice whose statement was not written (a retry answered with the stored
+        # answer, a race, a failure) leaves no content behind (ADR 0009, 3 Dec 2026).
+        for response, notice in made:
+            if notice is not None and response is not answer:
+                await _discard(request, runtime, notice)
+
+
+async def _discard(request: Request, runtime: Runtime, notice: DocumentRecord) -> None:
+    """Remove an unwritten notice's content; on failure it stays an orphan, which
+    ``verify_documents --sweep`` removes (nothing names it)."""
+    sessionmaker = request.app.state.sessionmaker
+    try:
+        async with sessionmaker() as session:
+            await service.discard_unwritten_notice(session, runtime, notice)
+    except Exception:  # the request's own outcome stands
+        log.warning("unwritten return notice left for the sweep", sha256=notice.sha256)
 
 
 @router.get(

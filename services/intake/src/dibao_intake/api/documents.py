@@ -20,6 +20,7 @@ from starlette.responses import Response
 from dibao_intake.adapters.records import DocumentRecord
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
+from dibao_intake.api.applications import example_notice_content
 from dibao_intake.api.deps import (
     Clerk,
     Idempotency,
@@ -33,16 +34,34 @@ from dibao_intake.api.mapping import document_out
 from dibao_intake.api.purposes import NoteQuery, Purpose, note_missing, purpose_value
 from dibao_intake.api.replays import replay
 from dibao_intake.domain.codes import DocumentType
+from dibao_intake.domain.return_notice import NOTICE_MEDIA_TYPE
 from dibao_intake.service_layer import documents as service
 from dibao_intake.service_layer.access import PurposeNoteRequiredError
 
 router = APIRouter(tags=["documents"])
 
+NOTICE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+"""A return notice's Content-Security-Policy: its inline CSS, nothing else."""
+
+
+def _notice_example() -> str:
+    """The notice of POST /applications' returned example, as the renderer writes it."""
+    return example_notice_content().decode("utf-8")
+
+
 _CHUNK = 256 * 1024
 _CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The content, with the media type it was uploaded with",
-        "content": {"application/pdf": {}, "image/jpeg": {}, "image/png": {}, "image/tiff": {}},
+        "description": "The content, with the media type it was uploaded with; a return"
+        " notice (document_type return_notice, written by intake when it returns an"
+        " application: ADR 0009) is a printable UTF-8 HTML page",
+        "content": {
+            "application/pdf": {},
+            "image/jpeg": {},
+            "image/png": {},
+            "image/tiff": {},
+            "text/html": {"example": _notice_example()},
+        },
     }
 }
 
@@ -360,15 +379,18 @@ async def download_document(
         # The content is the uploader's: checked only to begin as its type does (a PDF's
         # header may sit anywhere in its first KiB), so a browser must neither sniff it
         # as something else (HTML) nor render it in the API's origin.
-        return Response(
-            content,
-            media_type=record.media_type,
-            headers={
-                "ETag": f'"{record.sha256}"',
-                "Cache-Control": "private, no-store",
-                "X-Content-Type-Options": "nosniff",
-                "Content-Disposition": f'attachment; filename="{record.id}"',
-            },
-        )
+        headers = {
+            "ETag": f'"{record.sha256}"',
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'attachment; filename="{record.id}"',
+        }
+        if record.media_type == NOTICE_MEDIA_TYPE:
+            # Intake's own page (a return notice): saved as a page the browser opens and
+            # prints, and should one render it in the API's origin, nothing in it runs
+            # and nothing is fetched (its CSS is inside it).
+            headers["Content-Disposition"] = f'attachment; filename="{record.id}.html"'
+            headers["Content-Security-Policy"] = NOTICE_POLICY
+        return Response(content, media_type=record.media_type, headers=headers)
 
     return await in_transaction(request, work)

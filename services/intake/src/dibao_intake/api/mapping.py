@@ -245,6 +245,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
             view,
         ),
         documents=_case_only([document_out(doc) for doc in d.documents], view),
+        notice=_case_only(document_out(d.notice), view) if d.notice is not None else None,
         bank_account=bank_account_out(d.bank_account, view),
         staff_related=r.staff_related,
         staff_relation_note=_case_only(r.staff_relation_note, view),

@@ -1377,6 +1377,14 @@ class ApplicationOut(_Out):
         description="Every missing item, when returned; they may name a disability"
         " certificate or a diagnosis" + _WITHHELD
     )
+    notice: DocumentOut | None = Field(
+        description="The notice given to the applicant of a returned application"
+        " (一次性告知书, document_type return_notice): the township's name, the date, the"
+        " application's id, the applicant's name and every missing item in Chinese, with"
+        " how to complete them; a printable HTML page (text/html), read with GET"
+        " /documents/{id}/content as other documents are (recorded). Null for an accepted"
+        " application and for one returned before 3 Dec 2026 (ADR 0009)" + _WITHHELD
+    )
     submitted_at: datetime
     submitted_by: str
     accepted_on: date | None

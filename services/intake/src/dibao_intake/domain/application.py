@@ -21,6 +21,7 @@ from dibao_intake.domain.codes import (
     EmploymentStatus,
     ExclusionReason,
     IncomeCategory,
+    MissingItemCode,
     NotCountedKind,
 )
 from dibao_intake.domain.errors import Violation, raise_if_any
@@ -159,9 +160,11 @@ class ApplicationDraft:
 
 @dataclass(frozen=True, slots=True)
 class MissingItem:
-    """One thing the applicant must still bring; ``field`` names a missing declaration."""
+    """One thing the applicant must still bring; ``field`` names a missing declaration.
+    ``code`` says which item it is, as the return notice words it (ADR 0009, 3 Dec 2026)."""
 
     description: str
+    code: MissingItemCode = field(kw_only=True)
     document_type: DocumentType | None = None
     person_id: uuid.UUID | None = None
     field: str | None = None
@@ -633,30 +636,58 @@ def missing_items(
     declared = {i.person_id: i for i in draft.incomes}
     items: list[MissingItem] = []
 
-    def need_document(kind: DocumentType, person: uuid.UUID | None, what: str) -> None:
+    def need_document(
+        code: MissingItemCode, kind: DocumentType, person: uuid.UUID | None, what: str
+    ) -> None:
         present = (kind, person) in docs if person is not None else kind in doc_types
         if not present:
-            items.append(MissingItem(description=what, document_type=kind, person_id=person))
+            items.append(
+                MissingItem(description=what, code=code, document_type=kind, person_id=person)
+            )
 
     if draft.kind.one_off:
         if draft.requested_amount_fen is None or draft.requested_amount_fen <= 0:
-            items.append(MissingItem("the amount asked for", field="requested_amount_fen"))
+            items.append(
+                MissingItem(
+                    "the amount asked for",
+                    code=MissingItemCode.REQUESTED_AMOUNT,
+                    field="requested_amount_fen",
+                )
+            )
         if not (draft.reason and draft.reason.strip()):
-            items.append(MissingItem("the reason for the request", field="reason"))
+            items.append(
+                MissingItem(
+                    "the reason for the request",
+                    code=MissingItemCode.REQUEST_REASON,
+                    field="reason",
+                )
+            )
     for i, asset in enumerate(draft.assets):
         # A second home beyond the area limit disqualifies (domain.md): judged by its area.
         if asset.kind is AssetKind.HOUSING and asset.floor_area_m2 is None:
             items.append(
                 MissingItem(
                     "the floor area of the declared housing",
+                    code=MissingItemCode.HOUSING_FLOOR_AREA,
                     person_id=asset.person_id,
                     field=f"assets[{i}].floor_area_m2",
                 )
             )
-    need_document(DocumentType.APPLICATION_FORM, None, "the signed application form")
-    need_document(DocumentType.HOUSEHOLD_REGISTER, None, "the household register (户口簿)")
+    need_document(
+        MissingItemCode.APPLICATION_FORM,
+        DocumentType.APPLICATION_FORM,
+        None,
+        "the signed application form",
+    )
+    need_document(
+        MissingItemCode.HOUSEHOLD_REGISTER,
+        DocumentType.HOUSEHOLD_REGISTER,
+        None,
+        "the household register (户口簿)",
+    )
     if draft.kind in policy.verification_authorisation_for:
         need_document(
+            MissingItemCode.VERIFICATION_AUTHORISATION,
             DocumentType.VERIFICATION_AUTHORISATION,
             None,
             "the signed authorisation to check the family's economic circumstances",
@@ -664,20 +695,29 @@ def missing_items(
     for member in members:
         adult = age_on(member.birth_date, today) >= policy.adult_age
         if member.counted and adult:
-            need_document(DocumentType.ID_CARD, member.person_id, "a copy of the member's ID card")
+            need_document(
+                MissingItemCode.ID_CARD,
+                DocumentType.ID_CARD,
+                member.person_id,
+                "a copy of the member's ID card",
+            )
         if draft.kind is ApplicationKind.DIBAO and member.counted and adult:
             income = declared.get(member.person_id)
             if income is None:
                 items.append(
                     MissingItem(
                         "the member's monthly income declaration (zero if none)",
+                        code=MissingItemCode.INCOME_DECLARATION,
                         person_id=member.person_id,
                         field="incomes",
                     )
                 )
             elif policy.income_proof_for_wages and income.wage_fen > 0:
                 need_document(
-                    DocumentType.INCOME_PROOF, member.person_id, "proof of the member's wages"
+                    MissingItemCode.WAGE_PROOF,
+                    DocumentType.INCOME_PROOF,
+                    member.person_id,
+                    "proof of the member's wages",
                 )
             elif (
                 policy.no_pay_proof_for_employed
@@ -685,6 +725,7 @@ def missing_items(
                 and member.employment_status is EmploymentStatus.EMPLOYED
             ):
                 need_document(
+                    MissingItemCode.NO_PAY_PROOF,
                     DocumentType.INCOME_PROOF,
                     member.person_id,
                     "proof that the member's employer pays no wage (an employer's statement"
@@ -692,18 +733,40 @@ def missing_items(
                 )
         if member.disability_grade is not DisabilityGrade.NONE:
             need_document(
-                DocumentType.DISABILITY_CERTIFICATE, member.person_id, "the disability certificate"
+                MissingItemCode.DISABILITY_CERTIFICATE,
+                DocumentType.DISABILITY_CERTIFICATE,
+                member.person_id,
+                "the disability certificate",
             )
         if member.seriously_ill and draft.kind is ApplicationKind.DIBAO:
             need_document(
-                DocumentType.MEDICAL_RECORD, member.person_id, "the diagnosis of the illness"
+                MissingItemCode.DIAGNOSIS,
+                DocumentType.MEDICAL_RECORD,
+                member.person_id,
+                "the diagnosis of the illness",
             )
         if member.student and adult:
-            need_document(DocumentType.STUDENT_PROOF, member.person_id, "proof of full-time study")
+            need_document(
+                MissingItemCode.STUDENT_PROOF,
+                DocumentType.STUDENT_PROOF,
+                member.person_id,
+                "proof of full-time study",
+            )
     for kind in sorted(policy.kind_documents.get(draft.kind, frozenset())):
         # A member-level item of the same type already asks for it.
         if not any(item.document_type is kind for item in items):
-            need_document(kind, None, f"a {kind.replace('_', ' ')} for this kind of assistance")
+            need_document(
+                MissingItemCode.KIND_DOCUMENT,
+                kind,
+                None,
+                f"a {kind.replace('_', ' ')} for this kind of assistance",
+            )
     if not draft.has_bank_account:
-        items.append(MissingItem("a bank account for payments", field="bank_account"))
+        items.append(
+            MissingItem(
+                "a bank account for payments",
+                code=MissingItemCode.BANK_ACCOUNT,
+                field="bank_account",
+            )
+        )
     return items

@@ -154,6 +154,10 @@ class DocumentType(StrEnum):
     EVALUATION_MINUTES = "evaluation_minutes"
     PHOTO = "photo"
     OTHER = "other"
+    RETURN_NOTICE = "return_notice"
+    """The notice given to the applicant of a returned application (一次性告知书), listing
+    every missing item: written by intake when it returns the application (ADR 0009,
+    3 Dec 2026), never uploaded."""
 
     @property
     def shows_numbers(self) -> bool:
@@ -189,6 +193,30 @@ _SHOWING_NUMBERS = frozenset(
         DocumentType.MEDICAL_RECORD,
     }
 )
+
+
+class MissingItemCode(StrEnum):
+    """What a missing item of a returned application is (``domain.application.
+    missing_items``): the return notice words each in Chinese (``domain.return_notice``).
+    Not stored nor published: the item's document type and field stay what clients read."""
+
+    REQUESTED_AMOUNT = "requested_amount"
+    REQUEST_REASON = "request_reason"
+    HOUSING_FLOOR_AREA = "housing_floor_area"
+    APPLICATION_FORM = "application_form"
+    HOUSEHOLD_REGISTER = "household_register"
+    VERIFICATION_AUTHORISATION = "verification_authorisation"
+    ID_CARD = "id_card"
+    INCOME_DECLARATION = "income_declaration"
+    WAGE_PROOF = "wage_proof"
+    NO_PAY_PROOF = "no_pay_proof"
+    DISABILITY_CERTIFICATE = "disability_certificate"
+    DIAGNOSIS = "diagnosis"
+    STUDENT_PROOF = "student_proof"
+    KIND_DOCUMENT = "kind_document"
+    """A document a kind of assistance asks for (``CompletenessPolicy.kind_documents``):
+    worded by its document type."""
+    BANK_ACCOUNT = "bank_account"
 
 
 class ApplicationStatus(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from dibao_common.clock import CHINA_TZ, has_utc_instant
 from dibao_common.crypto import mask_name
 from dibao_common.errors import Conflict, NotFound
 from dibao_common.messaging.outbox import OutgoingEvent
+from dibao_common.observability import get_logger
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
     ApplicationRecord,
@@ -43,6 +45,7 @@ from dibao_intake.domain.codes import (
     ApplicationKind,
     ApplicationState,
     ApplicationStatus,
+    DocumentType,
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
@@ -50,7 +53,15 @@ from dibao_intake.domain.codes import (
     UnassignedReason,
     WithdrawalCause,
 )
+from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.domain.errors import RulesViolatedError, Violation
+from dibao_intake.domain.return_notice import (
+    NOTICE_MEDIA_TYPE,
+    NoticeItem,
+    ReturnNotice,
+    issuer_name,
+    render,
+)
 from dibao_intake.domain.staff import (
     PersonOnFile,
     StaffRelation,
@@ -87,6 +98,8 @@ from dibao_intake.service_layer.views import (
     view_of,
 )
 
+log = get_logger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitApplication:
@@ -115,6 +128,8 @@ class ApplicationDetail:
     documents: list[DocumentRecord]
     bank_account: BankAccountRecord | None
     timeline: list[TimelineRecord]
+    notice: DocumentRecord | None = None
+    """The notice given to the applicant of a returned application (ADR 0009, 3 Dec 2026)."""
 
     @property
     def applicant_name(self) -> str:
@@ -122,7 +137,7 @@ class ApplicationDetail:
         return applicant.name if applicant is not None else ""
 
 
-def _missing_json(item: MissingItem) -> dict[str, str | None]:
+def missing_json(item: MissingItem) -> dict[str, str | None]:
     return {
         "description": item.description,
         "document_type": item.document_type.value if item.document_type else None,
@@ -386,8 +401,18 @@ async def submit_application(
     )
     caseworker, unassigned = _assignment(context, relations) if accepted else (None, None)
     now = runtime.clock.now()
+    application_id = uuid7()
+    # A returned application's notice: its content is in the store before the statement
+    # that records it is sent (a committed row always has its content).
+    notice = (
+        None
+        if accepted
+        else await _store_notice(
+            runtime, caller, household, application_id, command, missing, today=today, at=now
+        )
+    )
     record = ApplicationRecord(
-        id=uuid7(),
+        id=application_id,
         household_id=household.household.id,
         region_code=region_code,
         kind=command.kind,
@@ -402,7 +427,7 @@ async def submit_application(
         staff_related=bool(relations),
         staff_relation_note=relation_note(relations) or None,
         assigned_caseworker=caseworker,
-        missing_items=[_missing_json(m) for m in missing],
+        missing_items=[missing_json(m) for m in missing],
         submitted_at=now,
         submitted_by=caller.principal.subject,
         accepted_on=today if accepted else None,
@@ -411,6 +436,7 @@ async def submit_application(
         withdrawal_cause=None,
         unassigned_reason=unassigned,
         completes_application_id=command.completes_application_id,
+        notice_document_id=notice.id if notice is not None else None,
     )
     ordered_documents = [documents[i] for i in command.document_ids]
     # The events first (their outbox rows go in now, or with the idempotent answer), so
@@ -418,7 +444,7 @@ async def submit_application(
     outgoing = (
         _submitted_events(runtime, caller, household, record, command, account, ordered_documents)
         if accepted
-        else [_returned_event(runtime, caller, record, missing)]
+        else [_returned_event(runtime, caller, record, missing, notice)]
     )
     # One entry per person, who may have left and rejoined.
     members = {m.person_id: m for m in household.members}
@@ -439,6 +465,7 @@ async def submit_application(
         timeline,
         recorded_at=now,
         household_version=household.household.version,
+        notice=notice,
     )
     return ApplicationDetail(
         record=record,
@@ -451,7 +478,93 @@ async def submit_application(
         bank_account=account,
         # Its entries as a read shows them, written with it (intake's own events come first).
         timeline=[entry for about, entry in timeline if about == record.id],
+        notice=notice,
     )
+
+
+def notice_issuer(divisions: DivisionTable, region_code: str) -> str:
+    """The accepting township of a household in ``region_code``, as its notice is signed
+    (the county's and the township's names: 榆中县夏官营镇人民政府)."""
+    county = divisions.get(region_code[:6] + "000000")
+    township = divisions.get(region_code[:9] + "000")
+    if township is None:
+        return region_code[:9]
+    return issuer_name(county.name if county is not None else "", township.name)
+
+
+async def _store_notice(
+    runtime: Runtime,
+    caller: Caller,
+    household: HouseholdAggregate,
+    application_id: uuid.UUID,
+    command: SubmitApplication,
+    missing: Sequence[MissingItem],
+    *,
+    today: date,
+    at: datetime,
+) -> DocumentRecord:
+    """Render the notice of a returned application, put its content in the store and
+    return the document that records it (written with the application, ADR 0009).
+
+    Its bytes name the application's new id, so they are new content: no row names them
+    and no other upload puts them, and the race that an upload's content lock closes
+    (a put keeping an orphan's file that the sweep then deletes, ADR 0015) cannot happen;
+    the sweep's minimum age keeps it while the statement is in flight. A run whose
+    statement is not written (a replay, a race) has its content removed again
+    (``discard_unwritten_notice``)."""
+    names = {m.person_id: m.name for m in household.members}
+    content = render(
+        ReturnNotice(
+            application_id=application_id,
+            kind=command.kind,
+            issuer=notice_issuer(runtime.divisions, household.household.region_code),
+            returned_on=today,
+            applicant_name=names.get(command.applicant_person_id, ""),
+            items=[
+                NoticeItem(
+                    code=item.code,
+                    document_type=item.document_type,
+                    member_name=names.get(item.person_id) if item.person_id else None,
+                )
+                for item in missing
+            ],
+        )
+    )
+    sha256 = hashlib.sha256(content).hexdigest()
+    await runtime.store.put(sha256, content)
+    return DocumentRecord(
+        id=uuid7(),
+        household_id=household.household.id,
+        # About the household: it names the applicant and the members its items concern,
+        # so its reads are recorded as naming every member, as a household's register is.
+        person_id=None,
+        document_type=DocumentType.RETURN_NOTICE,
+        sha256=sha256,
+        size_bytes=len(content),
+        media_type=NOTICE_MEDIA_TYPE,
+        uploaded_by=caller.principal.subject,
+        created_at=at,
+    )
+
+
+async def discard_unwritten_notice(
+    session: AsyncSession, runtime: Runtime, notice: DocumentRecord
+) -> bool:
+    """Remove the content of a notice whose submission was not written (its statement
+    failed, or the Idempotency-Key's stored answer was sent instead): a retry must not
+    leave a second notice in the store. Only when no row names the content, under the
+    content's lock as the sweep deletes (ADR 0015), and never when an upload holds it.
+    Whether it was removed."""
+    async with session.begin():
+        conn = await session.connection()
+        if not await document_repo.try_lock_content(conn, notice.sha256):
+            return False
+        if await document_repo.content_named(conn, notice.sha256):
+            return False
+        removed = await runtime.store.delete(notice.sha256)
+    if removed:
+        log.info("unwritten return notice removed", sha256=notice.sha256)
+    return removed
 
 
 def _assignment(
@@ -543,7 +656,11 @@ def _submitted_events(
 
 
 def _returned_event(
-    runtime: Runtime, caller: Caller, record: ApplicationRecord, missing: list[MissingItem]
+    runtime: Runtime,
+    caller: Caller,
+    record: ApplicationRecord,
+    missing: list[MissingItem],
+    notice: DocumentRecord | None,
 ) -> OutgoingEvent:
     returned = ev.ApplicationReturned(
         household_id=str(record.household_id),
@@ -556,6 +673,8 @@ def _returned_event(
             str(record.completes_application_id) if record.completes_application_id else ""
         ),
     )
+    if notice is not None:
+        returned.notice.CopyFrom(contracts.document_ref(notice))
     return OutgoingEvent(returned, key=str(record.household_id), subject=str(record.id))
 
 
@@ -570,6 +689,7 @@ APPLICATION_FIELDS = (
     "individual_inclusion",
     "staff_relation",
     "missing_items",
+    "notice",
     "timeline_details",
     "decision",
 )
@@ -593,6 +713,7 @@ _LIMITED_APPLICATION_FIELDS: dict[str, str | None] = {
     "account_holder_name": None,
     "custody": None,
     "missing_items": None,
+    "notice": None,
     "timeline_details": None,
     "decision": DECISION_IF_DIBAO,
 }
@@ -661,7 +782,10 @@ def application_fields(view: View, *, with_account: bool) -> tuple[str, ...]:
 async def _detail(session: AsyncSession, record: ApplicationRecord) -> ApplicationDetail:
     members = await household_repo.load_members(session, record.household_id)
     document_ids = await repo.load_document_ids(session, record.id)
-    documents = await document_repo.get_documents(session, document_ids)
+    notice_id = record.notice_document_id
+    documents = await document_repo.get_documents(
+        session, document_ids + ([notice_id] if notice_id is not None else [])
+    )
     account = None
     if record.bank_account_id is not None:
         found = await household_repo.get_bank_account(session, record.bank_account_id)
@@ -674,6 +798,7 @@ async def _detail(session: AsyncSession, record: ApplicationRecord) -> Applicati
         documents=[documents[d] for d in document_ids],
         bank_account=account,
         timeline=await repo.load_timeline(session, record.id),
+        notice=documents[notice_id] if notice_id is not None else None,
     )
 
 

@@ -176,6 +176,16 @@ async def upload_document(
         )
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     problems: list[Violation] = []
+    if command.document_type is DocumentType.RETURN_NOTICE:
+        # Intake writes a returned application's notice itself (ADR 0009, 3 Dec 2026): an
+        # upload of that type would pass a file for what the applicant was told.
+        problems.append(
+            Violation(
+                "/document_type",
+                "return_notice is written by intake when it returns an application, not"
+                " uploaded",
+            )
+        )
     if not command.content:
         problems.append(Violation("/file", "the document is empty"))
     if command.person_id is not None:

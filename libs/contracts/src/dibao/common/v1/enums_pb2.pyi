@@ -539,6 +539,10 @@ class _DocumentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Document
     DOCUMENT_TYPE_OTHER: _DocumentType.ValueType  # 18
     DOCUMENT_TYPE_DIVORCE_CERTIFICATE: _DocumentType.ValueType  # 19
     """Divorce certificate (离婚证) or the court's divorce judgment or mediation statement."""
+    DOCUMENT_TYPE_RETURN_NOTICE: _DocumentType.ValueType  # 20
+    """The notice intake gives the applicant of a returned application (一次性告知书), listing
+    every missing item; written by intake when it returns the application, never uploaded.
+    """
 
 class DocumentType(_DocumentType, metaclass=_DocumentTypeEnumTypeWrapper):
     """Type of a document kept with an application or case."""
@@ -569,6 +573,10 @@ DOCUMENT_TYPE_PHOTO: DocumentType.ValueType  # 17
 DOCUMENT_TYPE_OTHER: DocumentType.ValueType  # 18
 DOCUMENT_TYPE_DIVORCE_CERTIFICATE: DocumentType.ValueType  # 19
 """Divorce certificate (离婚证) or the court's divorce judgment or mediation statement."""
+DOCUMENT_TYPE_RETURN_NOTICE: DocumentType.ValueType  # 20
+"""The notice intake gives the applicant of a returned application (一次性告知书), listing
+every missing item; written by intake when it returns the application, never uploaded.
+"""
 Global___DocumentType: _TypeAlias = DocumentType  # noqa: Y015
 
 class _SubmissionChannel:

@@ -90,6 +90,7 @@ _COLUMNS = (
     application_t.c.decided_at,
     application_t.c.decision,
     application_t.c.decided_amount_fen,
+    application_t.c.notice_document_id,
 )
 
 

@@ -341,13 +341,24 @@ INSERT INTO application (
     reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
     staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
     submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version,
-    unassigned_reason, completes_application_id
+    unassigned_reason, completes_application_id, notice_document_id
 ) VALUES (
     :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
     :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
     :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
     CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL,
-    :household_version, :unassigned_reason, :completes_application_id
+    :household_version, :unassigned_reason, :completes_application_id, :notice_id
+)
+"""
+)
+_NOTICE = DriverStatement(
+    """
+INSERT INTO document (
+    id, household_id, person_id, document_type, sha256, size_bytes, media_type, uploaded_by,
+    created_at
+) VALUES (
+    :notice_id, :household_id, NULL, :notice_type, :notice_sha256, :notice_size,
+    :notice_media_type, :submitted_by, :submitted_at
 )
 """
 )
@@ -418,9 +429,12 @@ async def insert_submission(
     *,
     recorded_at: datetime,
     household_version: int,
+    notice: DocumentRecord | None = None,
 ) -> None:
     """The application with its declarations, documents and the timeline entries of the
     events announcing it: one statement, or held for the request's last (ADR 0013).
+    A returned application's ``notice`` (its content already in the store) goes in with
+    it, named by the application (ADR 0009, 3 Dec 2026).
 
     ``household_version`` is the household's version the application was made from: the
     write fails (``application_household_current``) when a change committed since."""
@@ -446,6 +460,11 @@ async def insert_submission(
         ),
         "missing_items": json.dumps(record.missing_items),
         "completes_application_id": record.completes_application_id,
+        "notice_id": notice.id if notice is not None else None,
+        "notice_type": notice.document_type.value if notice is not None else None,
+        "notice_sha256": notice.sha256 if notice is not None else None,
+        "notice_size": notice.size_bytes if notice is not None else None,
+        "notice_media_type": notice.media_type if notice is not None else None,
         "submitted_at": record.submitted_at,
         "submitted_by": record.submitted_by,
         "accepted_on": record.accepted_on,
@@ -478,6 +497,7 @@ async def insert_submission(
         "document_ids": list(document_ids),
     }
     present = (
+        (_NOTICE, notice is not None),
         (_APPLICATION, True),
         (_INCOMES, bool(incomes)),
         (_NOT_COUNTED, any(i.not_counted for i in incomes)),
