@@ -20,7 +20,8 @@ name matching no member, or a null member id, would tell it), the member applied
 compulsory rehabilitation), which of a member's own details a member change changed and to
 what (its details show the person id alone), the documents (their types tell health), the
 items a returned application lacks (they name documents too: "the disability certificate",
-"the diagnosis of the illness"), the details of the timeline's entries (declared and
+"the diagnosis of the illness") and the notice to its applicant listing them, the details
+of the timeline's entries (declared and
 assessed incomes, the member applied for alone, the missing items again), and every text
 written in words about the household: the applicant's statement and reasons, exclusion and
 change notes, the staff relation note. An application's kind is shown when it is dibao and
