@@ -182,8 +182,7 @@ async def upload_document(
         problems.append(
             Violation(
                 "/document_type",
-                "return_notice is written by intake when it returns an application, not"
-                " uploaded",
+                "return_notice is written by intake when it returns an application, not uploaded",
             )
         )
     if not command.content:
