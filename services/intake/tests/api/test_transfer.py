@@ -5,6 +5,7 @@ move_out of it applies, and publishes both HouseholdUpdated events."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -278,3 +279,104 @@ async def test_without_the_household_left_a_person_active_elsewhere_is_a_409_tha
     after = await row_counts(intake_engine)
     assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
     assert (await _read(intake, left))["version"] == left.body["version"]
+
+
+async def _refused_telling(
+    intake: IntakeClient,
+    engine: AsyncEngine,
+    household: RegisteredHousehold,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """The change ``body`` is refused (422), writing nothing but the access record of what
+    the refusal tells of another household (one outbox row): the problem."""
+    before = await row_counts(engine)
+    response = await intake.http.post(
+        f"/households/{household.id}/changes", json=body, headers=intake.headers()
+    )
+    assert response.status_code == 422, response.text
+    after = await row_counts(engine)
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    problem: dict[str, Any] = response.json()
+    return problem
+
+
+async def test_a_bride_whose_husband_stays_joins_no_head_as_his_spouse_as_after_two_changes(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Marriages across households as a move_out then a move_in read them: a bride who
+    joined a widower's household by marriage, her husband staying, moving into another
+    widower's household as his spouse is refused at member/relationship (the marriage she
+    takes along), the same answer as a move_out of her household then that move_in, and
+    nothing is written in either household but the record of what the refusal tells of
+    hers; as a lodger she moves. (The first version of the transfer checked this before
+    the move out's change was stored, which the marriage taken along is read from: 201.)"""
+
+    def widower() -> Any:
+        plan = intake.plan(shape="elderly_couple")
+        plan.members = plan.members[:1]
+        return plan
+
+    async def married() -> tuple[RegisteredHousehold, dict[str, Any], RegisteredHousehold]:
+        left = await intake.register(widower())
+        bride = intake.plan(shape="elderly_couple").members[1].payload()
+        await intake.change(
+            left,
+            {
+                "kind": "marriage",
+                "person_id": left.person_ids[0],
+                "married_on": "2026-01-10",
+                "spouse": bride | {"relationship": "spouse"},
+            },
+        )
+        return left, bride, await intake.register(widower())
+
+    left, bride, joined = await married()
+    body = {
+        "kind": "move_in",
+        "moved_on": MOVED_ON,
+        "member": bride | {"relationship": "spouse"},
+        "leaves_household_id": left.id,
+    }
+    version = (await _read(intake, left))["version"]
+    refused = await _refused_telling(intake, intake_engine, joined, body)
+    assert (await _read(intake, left))["version"] == version
+    # The same in two requests.
+    left_2, bride_2, joined_2 = await married()
+    [wife_2] = [
+        m["person_id"]
+        for m in (await _read(intake, left_2))["members"]
+        if m["relationship"] == "spouse"
+    ]
+    await intake.change(left_2, {"kind": "move_out", "person_id": wife_2, "moved_on": MOVED_ON})
+    two_steps = await _refused_telling(
+        intake,
+        intake_engine,
+        joined_2,
+        {"kind": "move_in", "moved_on": MOVED_ON, "member": bride_2 | {"relationship": "spouse"}},
+    )
+    pointers = [e["pointer"] for e in refused["errors"]]
+    assert pointers == [e["pointer"] for e in two_steps["errors"]]
+    assert pointers == ["/body/member/relationship"]
+    moved = await intake.change(joined, body | {"member": bride | {"relationship": "other"}})
+    assert len(moved["household"]["members"]) == 2
+
+
+async def test_two_opposite_transfers_at_once_do_not_deadlock(intake: IntakeClient) -> None:
+    """A member of A moving to B while a member of B moves to A, at the same time: both
+    households are locked in one order whatever the request's, so both are recorded (no
+    deadlock, no 500), each household's version up by two."""
+    first = await intake.register(intake.plan(shape="elderly_couple"))
+    second = await intake.register(intake.plan(shape="elderly_couple"))
+    responses = await asyncio.gather(
+        *(
+            intake.http.post(
+                f"/households/{to.id}/changes",
+                json=_transfer(source, 1),
+                headers=intake.headers(),
+            )
+            for source, to in ((first, second), (second, first))
+        )
+    )
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    for household in (first, second):
+        assert (await _read(intake, household))["version"] == household.body["version"] + 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -1503,10 +1503,11 @@ async def record_change(
     except RulesViolatedError as error:
         raise rules_failed(error) from None
     if work.transfer is not None:
-        # The move out first: its event, its timeline entries and the applications it
-        # closes precede the move in's, as two requests would have recorded them.
-        await _finish(work.transfer.work, work.transfer.update, ChangeKind.MOVE_OUT, command, [])
-    change_id, after = await _finish(work, update, kind, command, documents)
+        # The move out's event first, as two requests would have published them; only
+        # now, once nothing is refused (an outbox row, even rolled back, takes an id).
+        await work.transfer.announce()
+    stored = await _finish(work, update, kind, command.note, documents)
+    change_id, after = stored.change_id, stored.after
     # The answer shows the whole household, members already there too: a read as a GET is
     # (in its region now: an address_change moves it).
     target = AccessTarget(
@@ -1516,25 +1517,38 @@ async def record_change(
     return ChangeRecorded(change_id, kind, after)
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A change stored: its id, when, and the household after it."""
+
+    change_id: uuid.UUID
+    at: datetime
+    after: HouseholdAggregate
+
+
 async def _finish(
     work: _ChangeWork,
     update: ev.HouseholdUpdated,
     kind: ChangeKind,
-    command: RecordChange,
+    note: str | None,
     documents: Sequence[DocumentRecord],
-) -> tuple[uuid.UUID, HouseholdAggregate]:
-    """Store the change ``work`` applied (the household's version, head and status, the
-    change's row), publish ``update`` with the household after it, and close the
-    applications it leaves without a household or an applicant: the change's id and the
-    household after it."""
+) -> _Stored:
+    """Store the change ``work`` applied and publish it (``_store``, ``_announce``)."""
+    stored = await _store(work, kind, note, documents)
+    await _announce(work, update, stored, note, documents)
+    return stored
+
+
+async def _store(
+    work: _ChangeWork, kind: ChangeKind, note: str | None, documents: Sequence[DocumentRecord]
+) -> _Stored:
+    """Store the change ``work`` applied: the household's version, head and status, and
+    the change's row."""
     session, runtime, caller = work.session, work.runtime, work.caller
     household_id = work.household_id
     at = runtime.clock.now()
-    status = (
-        HouseholdStatus.ACTIVE if work.head_person_id is not None else HouseholdStatus.DISSOLVED
-    )
     await repo.touch_household(
-        session, household_id, at=at, head_person_id=work.head_person_id, status=status
+        session, household_id, at=at, head_person_id=work.head_person_id, status=_status(work)
     )
     change_id = uuid7()
     await repo.insert_change(
@@ -1544,24 +1558,44 @@ async def _finish(
         kind=kind.value,
         effective_on=work.effective_on,
         details=work.details | {"document_ids": [str(d.id) for d in documents]},
-        note=command.note,
+        note=note,
         recorded_by=caller.principal.subject,
         at=at,
     )
     after = await repo.load_aggregate(session, household_id, with_changes=True)
     assert after is not None
+    return _Stored(change_id, at, after)
+
+
+def _status(work: _ChangeWork) -> HouseholdStatus:
+    """Active while the household has a head; dissolved once its last member left."""
+    return HouseholdStatus.ACTIVE if work.head_person_id is not None else HouseholdStatus.DISSOLVED
+
+
+async def _announce(
+    work: _ChangeWork,
+    update: ev.HouseholdUpdated,
+    stored: _Stored,
+    note: str | None,
+    documents: Sequence[DocumentRecord],
+) -> None:
+    """Publish ``update`` with the household after the change, into the timelines of its
+    open applications, and close the applications it leaves without a household or an
+    applicant."""
+    session, runtime, caller = work.session, work.runtime, work.caller
+    household_id, after = work.household_id, stored.after
     update.household_id = str(household_id)
     # The body names the change too: ce_subject is optional (ADR 0002, 3 Dec 2026).
-    update.change_id = str(change_id)
+    update.change_id = str(stored.change_id)
     update.region.CopyFrom(contracts.region(after.household.region_code))
-    update.occurred_at.CopyFrom(contracts.timestamp(at))
+    update.occurred_at.CopyFrom(contracts.timestamp(stored.at))
     update.actor.CopyFrom(contracts.actor(caller.principal))
     update.household.CopyFrom(
         contracts.household_snapshot(after.household, after.members, runtime.pii.hash_key_id)
     )
     update.documents.extend(contracts.document_ref(d) for d in documents)
-    if command.note:
-        update.note = command.note
+    if note:
+        update.note = note
     # The change enters the timelines of the household's undecided applications: the
     # household locked FOR UPDATE, a submission racing it fails (migration 0007) or
     # committed before and is found here; the applications are locked FOR SHARE, so one
@@ -1574,10 +1608,10 @@ async def _finish(
         caller,
         update,
         key=str(household_id),
-        subject=str(change_id),
+        subject=str(stored.change_id),
         open_applications=open_applications,
     )
-    if status is HouseholdStatus.DISSOLVED:
+    if _status(work) is HouseholdStatus.DISSOLVED:
         await _close_applications(
             session, runtime, caller, open_applications, WithdrawalCause.HOUSEHOLD_DISSOLVED
         )
@@ -1585,7 +1619,6 @@ async def _finish(
         await _close_applications(
             session, runtime, caller, work.left_without_applicant, WithdrawalCause.APPLICANT_LEFT
         )
-    return change_id, after
 
 
 NOT_THE_HOUSEHOLD_LEFT = (
@@ -1667,6 +1700,7 @@ class _Transfer:
     move_out: MoveOut
     to_household_id: uuid.UUID
     update: ev.HouseholdUpdated = field(default_factory=ev.HouseholdUpdated)
+    stored: _Stored | None = None
 
     async def problems(self) -> list[Violation]:
         """The move out's violations, at the move in's own pointers (``moved_on``,
@@ -1675,9 +1709,19 @@ class _Transfer:
         return rules.of_the_household_left(await _move_out_problems(self.work, self.move_out))
 
     async def leave(self) -> None:
-        """End the membership there, as a move out does, before the move in adds one here
-        (one active membership a person: the unique index)."""
+        """Record the move out there as a move out is (the membership ended, the head
+        and the applicant handed over, the household's version, the change's row), before
+        the move in adds the person here: one active membership a person (the unique
+        index), and the checks of a marriage taken along read that household's record, its
+        move out's row included. Its event, timeline entries and the applications it
+        closes follow once the move in passed every check (``announce``)."""
         await _move_out(self.work, self.move_out, self.update, to_household=self.to_household_id)
+        self.stored = await _store(self.work, ChangeKind.MOVE_OUT, self.work.note, [])
+
+    async def announce(self) -> None:
+        """Publish the move out stored by ``leave`` (``_announce``)."""
+        assert self.stored is not None, "announced once left"
+        await _announce(self.work, self.update, self.stored, self.work.note, [])
 
 
 async def _transfer(work: _ChangeWork, change: MoveIn, left: uuid.UUID) -> _Transfer:
