@@ -90,3 +90,37 @@ async def test_only_a_returned_application_of_the_household_not_completed_yet_is
         assert error["pointer"] == "/body/completes_application_id"
         assert says in error["detail"]
         assert await row_counts(intake_engine) == before
+
+
+async def test_a_returned_application_is_completed_by_one_of_its_own_kind(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A returned dibao application named as completed by a heating (one-off) application
+    was taken: the heating application was stored and published as the dibao application
+    sent again, and the dibao one counted as completed, so the dibao application itself
+    could no longer be sent again naming it. Now 422 at completes_application_id naming
+    both kinds, nothing written; the dibao application completes it as before."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    returned = await _submitted(intake, body | {"document_ids": []}, "returned")
+    before = await row_counts(intake_engine)
+    response = await intake.submit(
+        body
+        | {
+            "kind": "heating",
+            "requested_amount_fen": 50000,
+            "reason": "冬季取暖困难",
+            "completes_application_id": returned,
+        }
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "https://dibao.gov.cn/problems/validation-failed"
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/completes_application_id"
+    assert error["detail"] == (
+        "is a dibao application: only an application of its kind completes it (this one is heating)"
+    )
+    assert await row_counts(intake_engine) == before
+    again = await _submitted(intake, body | {"completes_application_id": returned}, "submitted")
+    assert (await intake.read_application(again))["completes_application_id"] == returned

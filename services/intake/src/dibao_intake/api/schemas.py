@@ -1178,8 +1178,9 @@ class ApplicationIn(_In):
     completes_application_id: uuid.UUID | None = Field(
         None,
         description="The household's returned application this one completes, sent again"
-        " with what it lacked (ADR 0009): of the same household, returned, and completed by"
-        " no other application (else 422 at completes_application_id, nothing written)."
+        " with what it lacked (ADR 0009): of the same household, returned, of this"
+        " application's kind, and completed by no other application (else 422 at"
+        " completes_application_id, nothing written)."
         " Shown in both applications' timelines and published in ApplicationSubmitted"
         " (ApplicationReturned when returned again)",
     )

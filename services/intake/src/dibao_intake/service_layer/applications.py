@@ -294,10 +294,13 @@ async def submission_race(
 
 
 def _completion_problems(
-    context: submission_repo.SubmissionContext, completes: uuid.UUID | None
+    context: submission_repo.SubmissionContext,
+    completes: uuid.UUID | None,
+    kind: ApplicationKind,
 ) -> list[Violation]:
     """The returned application a submission completes (ADR 0009, 3 Dec 2026): of the same
-    household (another household's answers as one that does not exist), returned, and
+    household (another household's answers as one that does not exist), returned, of the
+    submission's kind (a heating application is no dibao application sent again), and
     completed by no other application."""
     if completes is None:
         return []
@@ -310,6 +313,14 @@ def _completion_problems(
             Violation(
                 pointer,
                 f"is {found.status.value}: only a returned application is completed by a new one",
+            )
+        ]
+    if found.kind is not kind:
+        return [
+            Violation(
+                pointer,
+                f"is a {found.kind.value} application: only an application of its kind"
+                f" completes it (this one is {kind.value})",
             )
         ]
     if found.completed_by is not None:
@@ -363,7 +374,7 @@ async def submit_application(
             if caller.principal.can_see(regions.get(d.household_id, region_code))
         }
     problems = _document_problems(command.document_ids, documents)
-    problems += _completion_problems(context, command.completes_application_id)
+    problems += _completion_problems(context, command.completes_application_id, command.kind)
     try:
         account = await _account_for(session, runtime, household, command.bank_account)
     except RulesViolatedError as error:

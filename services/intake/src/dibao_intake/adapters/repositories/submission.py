@@ -75,6 +75,8 @@ class CompletedApplication:
     status: ApplicationStatus
     completed_by: uuid.UUID | None
     """Another application that completes it already."""
+    kind: ApplicationKind
+    """Its kind: only an application of the same kind completes it."""
 
 
 _READ = DriverStatement(
@@ -140,7 +142,7 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
         WHERE s.township_code = substr(h.region_code, 1, 9) || '000'
           AND s.responsible_caseworker AND s.active) AS caseworker,
        (SELECT json_build_object(
-            'household_id', c.household_id, 'status', c.status,
+            'household_id', c.household_id, 'status', c.status, 'kind', c.kind,
             'completed_by', (SELECT x.id FROM application x
                              WHERE x.completes_application_id = c.id LIMIT 1))
         FROM application c WHERE c.id = CAST(:completes AS uuid)) AS completes
@@ -289,6 +291,7 @@ def _completed(c: dict[str, Any] | None) -> CompletedApplication | None:
         household_id=uuid.UUID(c["household_id"]),
         status=ApplicationStatus(c["status"]),
         completed_by=_uuid(c["completed_by"]),
+        kind=ApplicationKind(c["kind"]),
     )
 
 
