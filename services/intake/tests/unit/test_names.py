@@ -17,7 +17,13 @@ from dibao_intake.api.schemas import (
     StaffIn,
 )
 from dibao_intake.domain import names
-from dibao_intake.domain.names import NAME_DOT, EmptyNameError, normalise_name, same_name
+from dibao_intake.domain.names import (
+    NAME_DOT,
+    ControlCharacterError,
+    EmptyNameError,
+    normalise_name,
+    same_name,
+)
 
 UYGHUR = "买买提" + NAME_DOT + "艾力"
 
@@ -40,6 +46,8 @@ SPELLINGS = [
     "买买提。艾力",  # U+3002, what a Chinese input method types for "."
     "买买提｡艾力",  # U+FF61, its half-width form
     "买买提ㆍ艾力",  # U+318D Hangul araea, what a Korean input method types for the dot
+    "\u200e买买提\u200d·\u202e艾力\u2069",  # direction marks, a joiner, an override pasted
+    "买买提\u2063·艾力\U000e0041",  # an invisible separator, a tag
 ]
 
 
@@ -68,7 +76,11 @@ def test_width_white_space_and_latin_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "empty", ["·", " · ", "．", "…", "\u200b", "\ufeff\u3000", ". ·", "。", "ㆍ"]
+    "empty",
+    [
+        *("·", " · ", "．", "…", "\u200b", "\ufeff\u3000", ". ·", "。", "ㆍ"),
+        *("\u200d", "\u200e\u202e", "\u3164", "\uffa0 ", "\u2066\u2069", "\U000e0001"),
+    ],
 )
 def test_a_name_of_separators_only_is_refused(empty: str) -> None:
     with pytest.raises(EmptyNameError):
@@ -78,10 +90,24 @@ def test_a_name_of_separators_only_is_refused(empty: str) -> None:
         RelativeIn(name=empty, id_number="620123197203080221", relation="spouse")
 
 
+@pytest.mark.parametrize("name", ["王\x07芳", "\x1b[31m王芳", "王芳\x9b", "王\x00芳", "\x7f"])
+def test_a_name_with_a_control_character_is_refused(name: str) -> None:
+    with pytest.raises(ControlCharacterError):
+        normalise_name(name)
+    assert not re.search(NAME_PATTERN, name)
+    with pytest.raises(ValidationError, match="string_pattern_mismatch"):
+        RelativeIn(name=name, id_number="620123197203080221", relation="spouse")
+
+
+def test_a_name_recorded_with_a_control_character_is_the_name_without_it() -> None:
+    """Recorded before control characters were refused, the name is still the person's."""
+    assert same_name("王\x07芳\u200d", "王芳")
+
+
 def _accepted(name: str) -> bool:
     try:
         normalise_name(name)
-    except EmptyNameError:
+    except (EmptyNameError, ControlCharacterError):
         return False
     return True
 

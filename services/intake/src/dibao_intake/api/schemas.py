@@ -178,15 +178,35 @@ NO_ID_NUMBER: dict[str, Any] = {
 }
 """``no_id_number`` as the published schema says it (``json_schema_extra``: the validator
 checks, with its own message)."""
+
+
+def _class_of(characters: str) -> str:
+    """The inside of a character class matching ``characters``, in ranges: BMP code points
+    escaped (``\\u200b-\\u200f``), others written as themselves (``\\u`` takes four hex
+    digits in every engine; ``\\U`` and ``\\u{...}`` are not in all of them)."""
+    points = sorted({ord(c) for c in characters})
+    ranges: list[list[int]] = []
+    for point in points:
+        if ranges and point == ranges[-1][1] + 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+
+    def one(point: int) -> str:
+        return f"\\u{point:04x}" if point <= 0xFFFF else chr(point)
+
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
+
+
+_CONTROLS = _class_of(names.CONTROLS)
 NAME_PATTERN = explain_pattern(
-    rf"^[^\x00]*[^\x00{_SPACE}"
-    + "".join(f"\\u{ord(c):04x}" for c in names.SEPARATORS)
-    + r"][^\x00]*$",
-    "must hold a name: something besides white space, dots and invisible characters"
-    " (and no NUL character)",
+    f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACE}{_class_of(names.SEPARATORS)}][^{_CONTROLS}]*$",
+    "must hold a name: something besides white space, dots and invisible characters, and"
+    " no control character",
 )
 """A name holds something besides white space, separators (dots, full stops) and
-invisible characters: what ``names.normalise_name`` refuses, as the schema says it."""
+invisible characters (format characters, Hangul fillers), and no control character that
+is no white space: what ``names.normalise_name`` refuses, as the schema says it."""
 
 
 def person_name(value: str) -> str:

@@ -37,9 +37,21 @@ ellipsis), and the ideographic full stop a Chinese input method types for "." (U
 U+FF61 and U+FE12 its half-width and vertical forms): the separator between two
 characters that are not ASCII (``阿卜杜．热合曼``, ``阿卜杜。热合曼``), a full stop
 elsewhere (``J. Smith``)."""
-INVISIBLE = "\u00ad\u200b\u2060\ufeff"
-"""Soft hyphen, zero width space, word joiner, byte order mark: pasted along, never seen,
-dropped."""
+FORMAT_CHARACTERS = "".join(chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf")
+"""Unicode's format characters (general category Cf): the soft hyphen, zero-width space,
+joiner and non-joiner, word joiner, byte order mark, the direction marks, embeddings,
+overrides and isolates (U+200E, U+202A-U+202E, U+2066-U+2069), invisible operators, tags.
+Pasted along from a chat message, a web page or a spreadsheet, never seen; a direction
+override shows the rest of the name reversed."""
+HANGUL_FILLERS = "\u115f\u1160\u3164\uffa0"
+"""Letters that show as nothing (Default_Ignorable_Code_Point): a name of them is blank."""
+INVISIBLE = FORMAT_CHARACTERS + HANGUL_FILLERS
+"""Pasted along, never seen, dropped (3 Dec 2026: every format character and the Hangul
+fillers; before, the soft hyphen, zero width space, word joiner and byte order mark only)."""
+CONTROLS = "".join(map(chr, [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0x85)]))
+CONTROLS += "".join(map(chr, range(0x86, 0xA0)))
+"""The control characters (C0, DEL, C1) that are no white space: no name holds one (a
+terminal's escape sequence, a NUL, a bell); refused, not dropped (ControlCharacterError)."""
 WHITE_SPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680"
     + "".join(map(chr, range(0x2000, 0x200B)))
@@ -58,6 +70,7 @@ _STOP_RUN = re.compile(
     rf"(?<={_NOT_ASCII})[{_WS}.{re.escape(NAME_DOT)}]*\.[{_WS}.{re.escape(NAME_DOT)}]*(?={_NOT_ASCII})"
 )
 _SPACE_RUN = re.compile(rf"[{_WS}]+")
+_CONTROL = re.compile(f"[{re.escape(CONTROLS)}]")
 _HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323af"
 """Chinese characters (CJK unified ideographs and their extensions, compatibility
 ideographs, 〇): a name written in them holds no white space (an ID card's never does)."""
@@ -73,12 +86,23 @@ class EmptyNameError(ValueError):
     """Nothing is left of the name but white space and separators."""
 
 
+class ControlCharacterError(ValueError):
+    """The name holds a control character (C0, DEL, C1) that is no white space."""
+
+
 def normalise_name(name: str) -> str:
     """``name`` in its one spelling: NFKC (full-width letters and digits, half-width
     katakana, compatibility forms), invisible characters dropped, every separator U+00B7
     without white space around it (a run of them one), white space stripped and each
-    run inside one space, none between two Chinese characters. Raises ``EmptyNameError``
-    when nothing else is left."""
+    run inside one space, none between two Chinese characters. Raises
+    ``ControlCharacterError`` when it holds a control character, ``EmptyNameError`` when
+    nothing else is left."""
+    if _CONTROL.search(name):
+        raise ControlCharacterError("must not contain a control character")
+    return _spelling(name)
+
+
+def _spelling(name: str) -> str:
     text = unicodedata.normalize("NFKC", name).translate(_TO_DOT)
     text = _STOP_RUN.sub(NAME_DOT, text)
     text = _DOT_RUN.sub(NAME_DOT, text)
@@ -95,6 +119,7 @@ def same_name(recorded: str, given: str) -> bool:
     """Whether ``given`` (in its one spelling) is the ``recorded`` name, a name recorded
     before names were normalised included."""
     try:
-        return normalise_name(recorded) == given
+        # A name recorded before control characters were refused is compared without them.
+        return _spelling(_CONTROL.sub("", recorded)) == given
     except EmptyNameError:
         return False
