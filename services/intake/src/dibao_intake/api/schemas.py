@@ -157,10 +157,18 @@ as an ID number's are, so that a postal code and a telephone number, ``730030
 too few (ADR 0005)."""
 
 
+_WITHOUT_INVISIBLE = str.maketrans(dict.fromkeys(names.INVISIBLE, None))
+"""Drops what shows as nothing (``names.INVISIBLE``: format characters, Hangul fillers)."""
+
+
 def no_id_number(text: str) -> str:
     """Free text is stored and published as typed: a resident ID or card number in it
-    would escape the encryption and masking of the fields made for them (ADR 0005)."""
-    if carries_id_number(text) or CARD_NUMBER_LIKE.search(text) or NUMBER_IN_GROUPS.search(text):
+    would escape the encryption and masking of the fields made for them (ADR 0005). It is
+    looked for in the text as it shows, without invisible characters: a number with a zero
+    width space or a soft hyphen inside is that number on every screen (ADR 0005, 3 Dec
+    2026)."""
+    shown = text.translate(_WITHOUT_INVISIBLE)
+    if carries_id_number(shown) or CARD_NUMBER_LIKE.search(shown) or NUMBER_IN_GROUPS.search(shown):
         raise ValueError(
             "must not contain a resident ID or bank card number: record a person as a"
             " member and an account as bank_account"
