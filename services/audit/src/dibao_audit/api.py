@@ -49,7 +49,7 @@ from dibao_common.errors import (
 )
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
-from dibao_common.observability import current_correlation_id
+from dibao_common.observability import counter, current_correlation_id, get_logger
 
 MAX_PAGE = 500
 BIGINT_MAX = 2**63 - 1
@@ -189,6 +189,30 @@ class CheckpointSchedule:
         return 0.0 if self.next_at is None else max(0.0, self.next_at - time.monotonic())
 
 
+KNOWN_REGIONS_KEPT = 10_000
+"""How many region prefixes a process remembers the log to name (a bound on what tokens
+can make it hold); past that each is asked of the database again."""
+
+
+@dataclass(slots=True)
+class KnownRegions:
+    """The region prefixes the log names, as found (ADR 0004, 3 Dec 2026). The log is
+    append-only: a prefix it names once it names for ever, so a prefix found is remembered;
+    one not found is asked again at the next request (an entry may have come since)."""
+
+    known: set[str] = field(default_factory=set)
+
+    async def unknown(self, session: AsyncSession, prefixes: tuple[str, ...]) -> list[str]:
+        """Those of ``prefixes`` under which the log holds no entry, in their order."""
+        asked = [p for p in prefixes if p not in self.known]
+        if not asked:
+            return []
+        found = await repo.region_prefixes_named(session, asked)
+        if len(self.known) + len(found) <= KNOWN_REGIONS_KEPT:
+            self.known.update(found)
+        return [p for p in asked if p not in found]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRuntime:
     """What the routes need, built once at the wiring point (``main.create_app``)."""
@@ -204,6 +228,8 @@ class AuditRuntime:
     """How often a checkpoint is signed: when an entry not yet covered will be."""
     schedule: CheckpointSchedule | None = None
     """When this process's checkpoint ticker ticks next (None: no ticker runs here)."""
+    known_regions: KnownRegions = field(default_factory=KnownRegions)
+    """The token regions found named by the log (:func:`_regions_without_entries`)."""
 
     def next_checkpoint_s(self) -> float:
         """Seconds until a checkpoint covers what the log holds now, at most: the time left
@@ -226,6 +252,34 @@ def _runtime(request: Request) -> AuditRuntime:
 
 Runtime = Annotated[AuditRuntime, Depends(_runtime)]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
+
+_log = get_logger(__name__)
+
+TOKEN_REGIONS_WITHOUT_ENTRIES = counter(
+    "dibao_audit_token_regions_without_entries_total",
+    "Listings whose token names a region under which the log holds no entry (said in the"
+    " answer's regions_without_entries; ADR 0004): a mistyped code, or a division where"
+    " nothing has been recorded yet",
+)
+
+
+async def _regions_without_entries(
+    request: Request, principal: Principal, runtime: AuditRuntime, session: AsyncSession
+) -> list[str]:
+    """The token's regions under which the log holds no entry (ADR 0004, 3 Dec 2026):
+    said in the listing's answer, logged with the token's ``jti`` and counted, not
+    refused. Audit has no division table, so it cannot tell a mistyped code from a
+    division where nothing has been recorded yet; it tells what it knows."""
+    unknown = await runtime.known_regions.unknown(session, principal.regions)
+    if unknown:
+        TOKEN_REGIONS_WITHOUT_ENTRIES.inc()
+        _log.warning(
+            "audit_token_regions_without_entries",
+            regions=unknown,
+            token_id=principal.token_id,
+            operation=f"{request.method} {request.url.path}",
+        )
+    return unknown
 
 
 async def _session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
@@ -485,6 +539,14 @@ class EntryOut(BaseModel):
 class EntryPage(BaseModel):
     items: list[EntryOut]
     next_cursor: str | None
+    regions_without_entries: list[str] = Field(
+        default_factory=list,
+        description="The caller's token regions under which the log holds no entry at all"
+        " (no entry's region, nor a search's other regions, lies under them): a mistyped"
+        " code, or a division where nothing has been recorded yet. Audit has no division"
+        " table to tell which (ADR 0004, 3 Dec 2026); an empty page of such a region is not"
+        " a quiet one. Empty when every region is named by the log",
+    )
 
 
 class InclusionProofOut(BaseModel):
@@ -1064,6 +1126,7 @@ async def checkpoint_of_size(
     },
 )
 async def list_entries(
+    request: Request,
     principal: Auditor,
     runtime: Runtime,
     session: Session,
@@ -1099,6 +1162,9 @@ async def list_entries(
     return EntryPage(
         items=[_entry_out(s) for s in page],
         next_cursor=_cursor(page[-1].index) if len(found) > limit else None,
+        regions_without_entries=await _regions_without_entries(
+            request, principal, runtime, session
+        ),
     )
 
 

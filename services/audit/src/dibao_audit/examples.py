@@ -171,6 +171,7 @@ ENTRY_WITH_PROOF: dict[str, Any] = {
 ENTRY_PAGE: dict[str, Any] = {
     "items": [_entry(0), _entry(2)],
     "next_cursor": base64.urlsafe_b64encode(b"i:2").decode(),
+    "regions_without_entries": [],
 }
 CHECKPOINT_PAGE: dict[str, Any] = {"items": [CHECKPOINT, CHECKPOINT_2], "next_cursor": None}
 CONSISTENCY: dict[str, Any] = {

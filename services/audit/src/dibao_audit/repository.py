@@ -863,3 +863,25 @@ async def views_of(
         )
     )
     return {int(i): d for i, d in rows}
+
+
+async def region_prefixes_named(session: AsyncSession, prefixes: Sequence[str]) -> frozenset[str]:
+    """The ``prefixes`` (each a whole division level's) under which the log holds an entry:
+    the entry's region (``left(region, n)``, the scope indexes) or one of a search's other
+    regions (``entry_region_prefix``). What the log itself knows of regions: audit has no
+    division table (ADR 0004, 3 Dec 2026)."""
+    parts: list[sa.Select[str]] = []
+    for p in dict.fromkeys(prefixes):
+        literal = sa.literal(p, type_=sa.Text)
+        parts.append(
+            sa.select(literal).where(sa.exists().where(_left(len(p)) == p).correlate(None))
+        )
+        parts.append(
+            sa.select(literal).where(
+                sa.exists().where(EntryRegionPrefix.prefix == p).correlate(None)
+            )
+        )
+    if not parts:
+        return frozenset()
+    found = await session.scalars(sa.union(*parts))
+    return frozenset(found)
