@@ -91,9 +91,14 @@ def pii_settings_for_tests() -> PiiSettings:
 
 
 def intake_settings_for(stack: TestStack, document_dir: Path, **overrides: Any) -> IntakeSettings:
+    """Intake's settings over ``stack``'s intake database. The timeline consumer's group is
+    that database's (``timeline_group_for``): apps on one database share it, as one
+    deployment's processes do; an app on a database of its own is another deployment on
+    the same broker, which needs a group of its own (``intake_timeline_group``)."""
     values: dict[str, Any] = {
         "database_url": stack.database_url("intake"),
         "kafka_bootstrap": stack.kafka_bootstrap,
+        "intake_timeline_group": timeline_group_for(stack),
         "environment": "test",
         "log_level": "WARNING",
         "pii": pii_settings_for_tests(),
@@ -102,6 +107,19 @@ def intake_settings_for(stack: TestStack, document_dir: Path, **overrides: Any) 
         **common_secret_values(),
     }
     return IntakeSettings(**(values | overrides))
+
+
+def timeline_group_for(stack: TestStack) -> str:
+    """The timeline consumer group of the apps on ``stack``'s intake database.
+
+    In ``intake.timeline``, the group of the package's app (``intake_app``), an app on a
+    database of its own (the demo's, the fuzz run's) joined that app's group: the group
+    rebalanced as it joined and left (in ``test_timeline_groups``, 3 Dec 2026, the joining
+    app's consumer had no partition after 60 s), and the other app then held a share of the
+    partitions: an event about an application of the shared database on its share was
+    skipped there as unknown, its offset committed, and never reached the shared
+    database's timeline (``test_timeline_groups``)."""
+    return f"intake.timeline.{stack.database_name('intake')}"
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """``python -m dibao_intake.worker``, the timeline consumer as a process of its own.
 
 The worker runs as a real subprocess on the test stack's database and broker. It joins
-consumer group ``intake.timeline`` (``CONSUMER_NAME``, fixed in code, also its inbox
-name), the group the test app's in-process timeline consumer is already in, and that
-app is session-wide with its consumer running. Had the worker subscribed to the same
+the timeline consumer group of that database (``timeline_group_for``; its inbox name is
+``CONSUMER_NAME``), the group the test app's in-process timeline consumer is already in,
+and that app is package-wide with its consumer running. Had the worker subscribed to the same
 topics, the two would split the partitions between them and either could write a given
 entry. So the worker here consumes only a fresh topic of its own
 (``DIBAO_INTAKE_TIMELINE_TOPICS``), one no other consumer reads: the group's assignment
@@ -69,6 +69,7 @@ def _worker_env(stack: TestStack, documents: Path, topic: str) -> dict[str, str]
         ),
         "DIBAO_INTAKE_DOCUMENT_DIR": str(settings.intake_document_dir),
         "DIBAO_INTAKE_TIMELINE_TOPICS": topic,
+        "DIBAO_INTAKE_TIMELINE_GROUP": settings.intake_timeline_group,
     }
     env |= {f"DIBAO_{k.upper()}": str(v) for k, v in auth_settings_values().items()}
     return env
