@@ -17,8 +17,9 @@ import os
 import re
 import sys
 import time
+import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -233,6 +234,75 @@ def _masked(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join([*parts, text[at:]])
 
 
+def _ranges_of(points: Iterable[int]) -> str:
+    """The inside of a character class matching ``points``, in ranges."""
+    ordered = sorted(set(points))
+    ranges: list[list[int]] = []
+    for point in ordered:
+        if ranges and point == ranges[-1][1] + 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
+_DEFAULT_IGNORABLE = [
+    *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFEFF, 0xFFA0),
+    *range(0x180B, 0x1810),
+    *range(0x200B, 0x2010),
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2070),
+    *range(0xFE00, 0xFE10),
+    *range(0xFFF0, 0xFFF9),
+    *range(0x1BCA0, 0x1BCA4),
+    *range(0x1D173, 0x1D17B),
+    *range(0xE0000, 0xE1000),
+]
+"""Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): what a renderer
+shows as nothing, the Hangul fillers and variation selectors among it."""
+_UNPRINTED_CONTROLS = [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0x85)]
+_UNPRINTED_CONTROLS += range(0x86, 0xA0)
+"""The control characters (C0, DEL, C1) that are no white space."""
+_NOT_SHOWN = re.compile(
+    "["
+    + _ranges_of(
+        [
+            *(c for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"),
+            *_DEFAULT_IGNORABLE,
+            *_UNPRINTED_CONTROLS,
+        ]
+    )
+    + "]"
+)
+"""What shows as nothing between two digits: every format character (general category
+Cf: the soft hyphen, zero width space, joiners, word joiner, byte order mark, direction
+marks, embeddings, overrides and isolates, tags), every default-ignorable code point
+(Hangul fillers, variation selectors) and the control characters that are no white space.
+A number with one of them inside shows as the number (ADR 0005, 3 Dec 2026)."""
+
+
+def _mask_as_shown(text: str, runs: Callable[[str], list[tuple[int, int]]]) -> str:
+    """``text`` with each of ``runs`` masked as it shows: the runs are looked for in the
+    text without the characters ``_NOT_SHOWN`` matches, and each is replaced whole, those
+    characters inside it too, by its mask; every other character stays as it was."""
+    if _NOT_SHOWN.search(text) is None:
+        spans = runs(text)
+        return _masked(text, spans) if spans else text
+    kept = [i for i, c in enumerate(text) if _NOT_SHOWN.match(c) is None]
+    shown = "".join(text[i] for i in kept)
+    spans = runs(shown)
+    if not spans:
+        return text
+    parts, at = [], 0
+    for start, end in spans:
+        parts += [text[at : kept[start]], mask_id_number(shown[start:end])]
+        at = kept[end - 1] + 1
+    return "".join([*parts, text[at:]])
+
+
 def carries_card_number(text: str) -> bool:
     """Whether ``text`` holds a run of 16 to 19 digits that may be a bank card number (as
     the log mask judges it: not in a long hex run, not a float's fraction)."""
@@ -244,13 +314,12 @@ def mask_card_and_id_numbers_in(text: str) -> str:
     :func:`crypto.mask_id_number` masks a number (the first six and last four kept), then
     every run that may be an ID number (``crypto.ID_NUMBER_LIKE``). Neither inside a hex
     digest or id (32 hex characters or more, a letter among them) nor in what a float
-    prints after its point (a digit, a point, no more than 17 significant digits)."""
-    spans = _card_runs(text)
-    if spans:
-        text = _masked(text, spans)
-    if ID_NUMBER_LIKE.search(text) is None:
-        return text
-    return _masked(text, _id_runs(text))
+    prints after its point (a digit, a point, no more than 17 significant digits). Each
+    is looked for as the text shows, without what shows as nothing (``_NOT_SHOWN``: a zero
+    width space, a soft hyphen, a direction mark...): a number with such characters inside
+    is masked whole, them with it (3 Dec 2026)."""
+    text = _mask_as_shown(text, _card_runs)
+    return _mask_as_shown(text, _id_runs)
 
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")

@@ -290,6 +290,31 @@ async def test_a_path_holding_an_id_number_is_not_echoed(client: AsyncClient, pa
     assert response.json()["instance"] == path.replace(ID_NUMBER, "620102********123X")
 
 
+async def test_a_number_with_invisible_characters_inside_is_not_echoed(
+    client: AsyncClient,
+) -> None:
+    """An ID or card number with a zero width space or a soft hyphen between its fields
+    shows as the number: it was echoed in clear in a validator's message, a mapping's
+    member name and the instance (ADR 0005, 3 Dec 2026). Masked as the number alone is."""
+    hidden_id = "620102\u200b19800101\u00ad123X"
+    hidden_card = "6222\u20600212\u20603456\u20607890\u2060123"
+    response = await client.post(
+        "/declarations",
+        json={"incomes_fen": {hidden_card: "a lot"}, "guardian_id_number": hidden_id},
+    )
+    body = _problem(response, 422, "validation-failed")
+    assert [e["pointer"] for e in body["errors"]] == [
+        "/body/incomes_fen/622202*********0123",
+        "/body/guardian_id_number",
+    ]
+    assert body["errors"][1]["detail"] == "Value error, 620102********123X has a wrong check digit"
+    response = await client.get("/households/6201\u200d0219\u200d8001\u200d0112\u200d34")
+    assert response.json()["instance"] == "/households/620102********1234"
+    for digits in ("0212", "19800101", "80010112"):
+        assert digits not in response.text
+        assert digits not in str(body)
+
+
 async def test_query_and_path_errors_have_pointers_too(client: AsyncClient) -> None:
     body = _problem(await client.get("/search", params={"limit": "0"}), 422, "validation-failed")
     assert [e["pointer"] for e in body["errors"]] == ["/query/limit"]

@@ -282,3 +282,49 @@ def test_what_a_float_prints_after_its_point_is_no_card_number() -> None:
     }
     for text, expected in cards.items():
         assert mask_id_numbers(None, "info", {"event": text})["event"] == expected, text
+
+
+# Characters that show as nothing, as they come pasted inside a number (ADR 0005, 3 Dec
+# 2026): zero width space, soft hyphen, word joiner, byte order mark, zero width joiner,
+# left-to-right and right-to-left marks, an isolate, a Hangul filler, a tag.
+HIDDEN = ["\u200b", "\u00ad", "\u2060", "\ufeff", "\u200d", "\u200e", "\u200f", "\u2066", "\u3164"]
+
+
+def test_a_number_with_invisible_characters_inside_is_masked() -> None:
+    """An ID or card number with a zero width space or a soft hyphen between its fields
+    shows as that number on every screen and in a log reader, and went out in clear: the
+    mask looked for digits in a row. It is masked as the number alone is, the characters
+    inside it dropped with its digits; the text around it stays as it was."""
+    for mark in HIDDEN:
+        id_number = mark.join(["620102", "19800101", "123X"])
+        card = mark.join(["6222", "0212", "3456", "7890", "123"])
+        event = {
+            "event": f"{mark}身份证{id_number}，卡号{card}。{mark}",
+            "nested": {"card": card, "tag": f"6201021980\U000e0041{mark}0101123X"},
+        }
+        masked = mask_id_numbers(None, "info", event)
+        assert masked["event"] == f"{mark}身份证{MASKED}，卡号622202*********0123。{mark}", mark
+        assert masked["nested"] == {
+            "card": "622202*********0123",
+            "tag": MASKED,
+        }, mark
+        shown = repr(masked).translate(dict.fromkeys(map(ord, HIDDEN), None))
+        assert not ID_LIKE.search(shown), mark
+        assert not re.search(r"\d{16}", shown), mark
+
+
+def test_invisible_characters_beside_shorter_numbers_change_nothing() -> None:
+    """Invisible characters between numbers that are none together (a phone number, a
+    date, a digest's digits) are left where they are, as they were."""
+    digest = _sha256_with_digits("62010219\u200b8001011234")
+    texts = [
+        "电话\u200b13800138000\u200b",
+        "2026\u00ad03\u00ad01",
+        "\ufeff{}",
+        digest,
+        "0.3000000\u200b0000000004",
+        "6201\u200b0219\n8001\u200b0112\t34",
+    ]
+    for text in texts:
+        event = {"event": text}
+        assert mask_id_numbers(None, "info", event) == event, text
