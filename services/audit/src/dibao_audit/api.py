@@ -1320,7 +1320,10 @@ async def consistency(
 @router.get(
     "/households/{household_id}/timeline",
     summary="A household's events in log order, decoded; personal data masked by role",
-    description="Every read, and every refused read, is itself logged on dibao.access.v1.",
+    description="Every read, and every refused read, is itself logged on dibao.access.v1. "
+    "A cursor after the last entry of a household the caller may read answers 200 with an "
+    "empty page (`items` empty, `next_cursor` null), recorded as a granted read; 404 is "
+    "another region's household or one no record names, whatever the cursor.",
     responses={
         **_ok(examples.TIMELINE),
         **problem_responses(400, 401, 403, 404, 422, 503, examples={404: _household_not_found()}),
@@ -1355,7 +1358,18 @@ async def household_timeline(
             if service.visible(s, principal.regions, None)
         ]
         region = page[0].columns.region if page else None
-        if not page:
+        granted = bool(page)
+        if not page and after is not None:
+            # A cursor past the household's last entry (a client asking what was logged
+            # since): the caller may read it when an entry of it before the cursor is
+            # theirs, and then it is an empty page of a granted read, not a refusal
+            # (3 Dec 2026: it answered 404 and was recorded DENIED).
+            earlier = await service.find_visible(
+                session, flt, runtime.registry, after=None, limit=1
+            )
+            if earlier:
+                region, granted = earlier[0].columns.region, True
+        if not granted:
             anywhere = EntryFilter(region_prefixes=("",), household_id=household_id)
             other = await repo.find_entries(session, anywhere, after=None, limit=1)
             region = (
@@ -1372,12 +1386,13 @@ async def household_timeline(
                 region=region,
                 record_type=access_pb2.RECORD_TYPE_HOUSEHOLD,
                 record_id=household_id,
-                fields=["timeline"] + (["personal_data"] if unmasked else []),
+                # An empty page shows no entry, so nothing personal, whatever the role.
+                fields=["timeline"] + (["personal_data"] if unmasked and page else []),
                 action=access_pb2.ACCESS_ACTION_VIEW,
-                granted=bool(page),
+                granted=granted,
                 operation="GET /audit/households/{household_id}/timeline",
             )
-    if not page:
+    if not granted:
         raise _household_not_found()
     views = service.decoded_views([s.entry for s in page], runtime.registry)
     mask: Callable[[Any], Any] = (lambda v: v) if unmasked else service.mask_personal

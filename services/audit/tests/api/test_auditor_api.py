@@ -455,6 +455,49 @@ async def test_a_timeline_is_masked_by_role_and_every_read_is_logged(api: Api) -
     assert logged[0].purpose == access_pb2.PURPOSE_AUDIT
 
 
+async def test_a_timeline_page_past_the_last_entry_is_an_empty_page_of_a_granted_read(
+    api: Api,
+) -> None:
+    """A cursor after a household's last entry (a client asking what was logged since the
+    page it read) of a household the caller may read answered 404 and was recorded as a
+    refused read, as if the caller had probed another county's household. It is a 200
+    with an empty page, recorded as granted in the household's region; another region's
+    household past the same cursor stays 404 recorded DENIED, and a household no record
+    names stays 404 recording nothing."""
+    whole = await api.client.get(
+        "/audit/households/hh-a/timeline", params={"limit": 500}, headers=api.auditor()
+    )
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["next_cursor"] is None
+    last = whole.json()["items"][-1]["index"]
+    past = base64.urlsafe_b64encode(f"i:{last}".encode()).decode()
+    before = len(await api.access_events())
+    for headers in (api.auditor(), api.auditor(("6201",), "county_approver")):
+        empty = await api.client.get(
+            "/audit/households/hh-a/timeline", params={"cursor": past}, headers=headers
+        )
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["items"] == []
+        assert empty.json()["next_cursor"] is None
+        assert empty.json()["household_id"] == "hh-a"
+    refused = await api.client.get(
+        "/audit/households/hh-b/timeline", params={"cursor": past}, headers=api.auditor()
+    )
+    assert refused.status_code == 404
+    missing = await api.client.get(
+        "/audit/households/nobody/timeline", params={"cursor": past}, headers=api.auditor()
+    )
+    assert missing.status_code == 404
+    logged = (await api.access_events())[before:]
+    assert [(a.household_id, a.outcome, a.region.code) for a in logged] == [
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED, LANZHOU),
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED, LANZHOU),
+        ("hh-b", access_pb2.ACCESS_OUTCOME_DENIED, BEIJING),
+    ]
+    # An empty page shows no entry: its record names the timeline read, nothing personal.
+    assert [list(a.fields) for a in logged[:2]] == [["timeline"], ["timeline"]]
+
+
 async def test_an_export_verifies_offline_and_hides_other_regions(api: Api) -> None:
     key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
     response = await api.client.get("/audit/export", headers=api.auditor())
