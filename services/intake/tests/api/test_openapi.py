@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dibao_common.auth import Role
 from dibao_common.errors import BodyLimitMiddleware
 from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
-from dibao_intake.api.schemas import DocumentOut
+from dibao_intake.api.schemas import NAME_PATTERN, DocumentOut
 from dibao_intake.testing import IntakeClient, row_counts
 
 pytestmark = [pytest.mark.postgres]
@@ -269,6 +269,40 @@ def test_no_text_a_request_needs_admits_only_spaces(intake_app: FastAPI) -> None
     needed = [(where, pattern) for where, pattern in found if where.endswith("(not blank)")]
     assert len(needed) > 10
     admitting = [w for w, p in needed if not p or re.search(p, " \t\u3000\n")]
+    assert admitting == [], "\n".join(admitting)
+
+
+def test_no_free_text_a_request_may_carry_admits_a_control_or_an_override(
+    intake_app: FastAPI,
+) -> None:
+    """Every free text of a request body or parameter (what takes words; names drop such
+    characters by their own rule) says in its pattern what the service refuses (ADR 0005,
+    3 Dec 2026): a control character but a tab or a line break, a direction embedding,
+    override or isolate. A purpose_note (recorded on the access record) took them."""
+    spec = intake_app.openapi()
+    found: list[tuple[str, str | None]] = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            where = f"{method} {path}"
+            for parameter in operation.get("parameters", []):
+                found += _free_text(parameter["schema"], spec, f"{where} {parameter['name']}")
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                found += _free_text(content["schema"], spec, f"{where} body")
+    words = [
+        (where, pattern)
+        for where, pattern in found
+        if pattern != NAME_PATTERN
+        and (not pattern or re.search(pattern, "低保 3 口"))
+        and not where.endswith(" cursor")
+    ]
+    assert any(where.endswith(" purpose_note") for where, _ in words)
+    assert len(words) > 20
+    admitting = [
+        f"{where} {text!r}"
+        for where, pattern in words
+        for text in ("低保\u202e保低", "低保\u2067", "\x1b[31m低保", "低保\x0c", "低保\x9b")
+        if not pattern or re.search(pattern, text)
+    ]
     assert admitting == [], "\n".join(admitting)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 import pytest
@@ -182,3 +183,55 @@ def test_what_is_stripped_is_what_the_patterns_call_white_space() -> None:
     assert sorted(schemas.WHITE_SPACE) == [
         c for c in CHARACTERS if re.fullmatch(f"[{schemas._SPACE}]", c)
     ]
+
+
+def _in_models() -> list[type[BaseModel]]:
+    """Every request body's model (the subclasses of ``schemas._In``, at any depth)."""
+    found: list[type[BaseModel]] = []
+    todo: list[type[BaseModel]] = [schemas._In]
+    while todo:
+        model = todo.pop()
+        found.append(model)
+        todo += model.__subclasses__()
+    return found
+
+
+def _free_text_patterns() -> dict[str, str | None]:
+    """``Model.field`` -> the pattern of each string field of a request body that takes
+    words (admits "低保 3 口" by its pattern, or has none); names excepted, which drop
+    format characters and refuse control characters by their own rule (ADR 0016)."""
+    found: dict[str, str | None] = {}
+    for model in _in_models():
+        for field, schema in model.model_json_schema().get("properties", {}).items():
+            for string in schema.get("anyOf", [schema]):
+                if string.get("type") != "string" or {"enum", "const", "format"} & set(string):
+                    continue
+                pattern = string.get("pattern")
+                if pattern == schemas.NAME_PATTERN:
+                    continue
+                if pattern is None or re.search(pattern, "低保 3 口"):
+                    found[f"{model.__name__}.{field}"] = pattern
+    return found
+
+
+def test_every_free_text_field_refuses_controls_and_direction_overrides() -> None:
+    """Free text took a right-to-left override (a clerk read another text than the one
+    stored), an escape sequence, a bell, a form feed, a C1 control (ADR 0005, 3 Dec 2026).
+    Every free-text field of every request body says one rule in its pattern: a tab and a
+    line break are text, the direction marks too (right-to-left scripts use them)."""
+    found = _free_text_patterns()
+    assert {"HouseholdIn.address", "ApplicationIn.statement", "WithdrawalIn.reason"} <= set(found)
+    assert {"BankAccountIn.bank_name", "StaffIn.subject", "RelativeIn.relation"} <= set(found)
+    assert len(found) > 12
+    ruled = {schemas.PLAIN_TEXT, schemas.NOT_BLANK}
+    assert {where: p for where, p in found.items() if p not in ruled} == {}
+    controls = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cc"}
+    overrides = {chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+    assert set(schemas.NOT_IN_TEXT) == controls - set("\t\n\r") | overrides
+    for character in schemas.NOT_IN_TEXT:
+        for pattern in ruled:
+            assert not re.search(pattern, f"低保{character}低保"), hex(ord(character))
+        with pytest.raises(ValidationError, match="string_pattern_mismatch"):
+            WithdrawalIn(reason=f"找到工作{character}撤回")
+    for character in "\t\n\r\u200e\u200f\u061c":
+        assert WithdrawalIn(reason=f"找到工作{character}撤回").reason == f"找到工作{character}撤回"

@@ -53,7 +53,7 @@ NoteQuery = Annotated[
     str,
     Query(
         max_length=200,
-        pattern=s.NO_NUL,
+        pattern=s.PLAIN_TEXT,
         json_schema_extra=s.NO_ID_NUMBER,
         description="Detail of the purpose (required for other and support)",
     ),

@@ -98,16 +98,56 @@ Fen = Annotated[
 ]
 FloorArea = Annotated[int, Field(ge=1, le=100_000), BeforeValidator(json_integer)]
 MemberIndex = Annotated[int, Field(ge=0), BeforeValidator(json_integer)]
-NO_NUL = explain_pattern(r"^[^\x00]*$", "must not contain a NUL character")
-"""Free text is stored as PostgreSQL text, which holds no NUL: one is the caller's error."""
+
+
+def _class_of(characters: str) -> str:
+    """The inside of a character class matching ``characters``, in ranges: BMP code points
+    escaped (``\\u200b-\\u200f``), others written as themselves (``\\u`` takes four hex
+    digits in every engine; ``\\U`` and ``\\u{...}`` are not in all of them)."""
+    points = sorted({ord(c) for c in characters})
+    ranges: list[list[int]] = []
+    for point in points:
+        if ranges and point == ranges[-1][1] + 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+
+    def one(point: int) -> str:
+        return f"\\u{point:04x}" if point <= 0xFFFF else chr(point)
+
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
+
+
+TEXT_CONTROLS = "".join(map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)]))
+TEXT_CONTROLS += "".join(map(chr, range(0x7F, 0xA0)))
+"""The control characters (general category Cc) but the tab, the line feed and the
+carriage return: a NUL (PostgreSQL text holds none), a terminal's escape sequence, a bell,
+a form feed (a printer's new page), a vertical tab, C1 controls and NEL."""
+DIRECTION_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""The direction embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a
+right-to-left override shows the text after it reversed, so a clerk reads another text
+than the one stored ("Trojan Source"). The marks (U+200E, U+200F, U+061C) reorder nothing
+but neutral characters next to them, and right-to-left scripts (Uyghur) use them: kept."""
+NOT_IN_TEXT = TEXT_CONTROLS + DIRECTION_CONTROLS
+"""What no free text of a request holds (ADR 0005, 3 Dec 2026): refused (422 at the
+field), not dropped, one rule for every free-text field (names drop the direction
+controls with every format character and refuse the control characters, ADR 0016)."""
+_NOT_IN_TEXT = _class_of(NOT_IN_TEXT)
+_TEXT_RULE = (
+    "no control character (but a tab or a line break) nor direction embedding, override"
+    " or isolate (U+202A-U+202E, U+2066-U+2069)"
+)
+PLAIN_TEXT = explain_pattern(f"^[^{_NOT_IN_TEXT}]*$", f"must hold {_TEXT_RULE}")
+"""Free text: stored as PostgreSQL text (no NUL), shown and printed as it is stored."""
 _SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex engine's
 ``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
 NOT_BLANK = explain_pattern(
-    rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$",
-    "must not be blank: something besides white space (and no NUL character)",
+    f"^[^{_NOT_IN_TEXT}]*[^{_NOT_IN_TEXT}{_SPACE}][^{_NOT_IN_TEXT}]*$",
+    f"must not be blank: something besides white space, and {_TEXT_RULE}",
 )
-"""Text that must not be empty once stripped: something besides whitespace, and no NUL."""
+"""Free text that must not be empty once stripped: something besides white space, and
+nothing ``PLAIN_TEXT`` refuses."""
 
 
 def id_number_spelling(value: str) -> str:
@@ -188,24 +228,6 @@ NO_ID_NUMBER: dict[str, Any] = {
 checks, with its own message)."""
 
 
-def _class_of(characters: str) -> str:
-    """The inside of a character class matching ``characters``, in ranges: BMP code points
-    escaped (``\\u200b-\\u200f``), others written as themselves (``\\u`` takes four hex
-    digits in every engine; ``\\U`` and ``\\u{...}`` are not in all of them)."""
-    points = sorted({ord(c) for c in characters})
-    ranges: list[list[int]] = []
-    for point in points:
-        if ranges and point == ranges[-1][1] + 1:
-            ranges[-1][1] = point
-        else:
-            ranges.append([point, point])
-
-    def one(point: int) -> str:
-        return f"\\u{point:04x}" if point <= 0xFFFF else chr(point)
-
-    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
-
-
 _CONTROLS = _class_of(names.CONTROLS)
 NAME_PATTERN = explain_pattern(
     f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACE}{_class_of(names.SEPARATORS)}][^{_CONTROLS}]*$",
@@ -251,7 +273,7 @@ BankName = Annotated[
 """A bank's name, as typed (stripped)."""
 Subject = Annotated[
     str,
-    Field(max_length=100, pattern=NO_NUL, json_schema_extra=NO_ID_NUMBER),
+    Field(max_length=100, pattern=PLAIN_TEXT, json_schema_extra=NO_ID_NUMBER),
     AfterValidator(no_id_number),
 ]
 """A staff member's token subject, as typed (published as it is)."""
@@ -262,7 +284,7 @@ Note = Annotated[
 ]
 Statement = Annotated[
     str,
-    Field(max_length=2000, pattern=NO_NUL, json_schema_extra=NO_ID_NUMBER),
+    Field(max_length=2000, pattern=PLAIN_TEXT, json_schema_extra=NO_ID_NUMBER),
     AfterValidator(no_id_number),
 ]
 
