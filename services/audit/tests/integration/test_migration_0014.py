@@ -63,9 +63,9 @@ async def _days(db: AuditDb) -> tuple[dict[date, tuple[int, int]], dict[date, tu
     return {r[0]: (r[1], r[2]) for r in made}, {r[0]: tuple(r[1:]) for r in stored}
 
 
-async def _until_it_waits(dsn: str, task: asyncio.Task[None]) -> None:
-    """Until a backend of the database waits on a lock (the migration's: nothing else
-    runs), at most 60 s."""
+async def _until_it_waits(dsn: str, task: asyncio.Task[None], what: str = "migration") -> None:
+    """Until a backend of the database waits on a lock (``task``'s: nothing else runs),
+    at most 60 s."""
     watcher = await asyncpg.connect(dsn)
     try:
         loop = asyncio.get_running_loop()
@@ -76,8 +76,8 @@ async def _until_it_waits(dsn: str, task: asyncio.Task[None]) -> None:
         )
         while not await watcher.fetchval(waiting):
             if task.done():
-                raise AssertionError(f"the migration ended before it waited: {task.exception()!r}")
-            assert loop.time() < deadline, "the migration never waited"
+                raise AssertionError(f"the {what} ended before it waited: {task.exception()!r}")
+            assert loop.time() < deadline, f"the {what} never waited"
             await asyncio.sleep(0.05)
     finally:
         await watcher.close()
@@ -164,8 +164,11 @@ async def test_appends_cannot_commit_out_of_leaf_order(audit_db: AuditDb) -> Non
                     await repo.insert_entries(second, 10, rows[:10])
 
             waiting = asyncio.create_task(same_leaves())
-            await asyncio.sleep(1)
-            assert not waiting.done()  # behind the first's uncommitted leaves
+            # Behind the first's uncommitted leaves: it waits on their lock (seen, not
+            # supposed after a second, which on a loaded machine could pass before the
+            # second had even sent its insert), and goes on waiting.
+            await _until_it_waits(audit_db.dsn, waiting, "append of the same leaves")
+            assert not waiting.done()
         with pytest.raises(
             asyncpg.UniqueViolationError, match=r"duplicate key .* \"pk_log_entry\""
         ):
