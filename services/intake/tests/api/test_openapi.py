@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dibao_common.auth import Role
 from dibao_common.errors import BodyLimitMiddleware
 from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
-from dibao_intake.api.schemas import NAME_PATTERN, DocumentOut
+from dibao_intake.api.schemas import NAME_PATTERN, ONE_OFF_MAX_FEN, DocumentOut
 from dibao_intake.testing import IntakeClient, row_counts
 
 pytestmark = [pytest.mark.postgres]
@@ -425,7 +425,7 @@ def test_numeric_bounds_are_json_schema_keywords(intake_app: FastAPI) -> None:
     area = schemas["AssetIn"]["properties"]["floor_area_m2"]["anyOf"][0]
     assert (area["minimum"], area["maximum"]) == (1, 100_000)
     asked = schemas["ApplicationIn"]["properties"]["requested_amount_fen"]["anyOf"][0]
-    assert asked["minimum"] == 0
+    assert (asked["minimum"], asked["maximum"]) == (0, ONE_OFF_MAX_FEN)
     holder = schemas["RegistrationBankAccountIn"]["properties"]["holder_member_index"]
     assert holder["anyOf"][0]["minimum"] == 0
 

@@ -96,6 +96,23 @@ Fen = Annotated[
     Field(ge=0, le=10**12, description="Amount in fen (0.01 yuan)"),
     BeforeValidator(json_integer),
 ]
+ONE_OFF_MAX_FEN = 100_000_000
+"""A one-off amount asked for above 1,000,000 yuan is a typing error, not a request (ADR
+0007, 3 Dec 2026): medical assistance, the largest kind, is capped by local rules at a
+few hundred thousand yuan a person a year at most; temporary assistance is a few months
+of the local standard, education aid, heating and festival subsidies hundreds to a few
+thousand yuan. One cap for every kind: the amounts of each are local policy, which
+assessment applies; this only refuses what no kind reaches."""
+OneOffFen = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=ONE_OFF_MAX_FEN,
+        description="Amount in fen (0.01 yuan), at most 1,000,000 yuan: more is a typing"
+        " error (no one-off assistance reaches it)",
+    ),
+    BeforeValidator(json_integer),
+]
 FloorArea = Annotated[int, Field(ge=1, le=100_000), BeforeValidator(json_integer)]
 MemberIndex = Annotated[int, Field(ge=0), BeforeValidator(json_integer)]
 
@@ -1221,7 +1238,9 @@ class ApplicationIn(_In):
         description="Reason for a one-off request (one-off kinds only: a dibao application's"
         " account of hardship is its statement)",
     )
-    requested_amount_fen: Fen | None = Field(None, description="Amount asked (one-off kinds)")
+    requested_amount_fen: OneOffFen | None = Field(
+        None, description="Amount asked (one-off kinds), at most 1,000,000 yuan"
+    )
     individual_inclusion_person_id: uuid.UUID | None = Field(
         None, description="Individual inclusion (单人保): the member applied for"
     )
