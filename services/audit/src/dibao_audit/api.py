@@ -834,11 +834,13 @@ def _access_message(
     operation: str,
     correlation_id: str | None,
     application_id: str = "",
+    regions: list[str] | None = None,
 ) -> access_pb2.PersonalDataAccessed:
     message = access_pb2.PersonalDataAccessed(
         household_id=household_id,
         application_id=application_id,
         region=types_pb2.RegionCode(code=region),
+        regions=[types_pb2.RegionCode(code=code) for code in regions or ()],
         actor=types_pb2.Actor(
             subject=principal.subject,
             roles=sorted(str(r) for r in principal.roles),
@@ -874,9 +876,11 @@ async def record_access(
     granted: bool,
     operation: str,
     application_id: str = "",
+    regions: list[str] | None = None,
 ) -> None:
     """Log a read of personal data (``dibao.access.v1``) in the request's transaction;
-    ``application_id`` names the application the data read is about, if one."""
+    ``application_id`` names the application the data read is about, if one; ``regions``
+    every region a read of many records covers (``PersonalDataAccessed.regions``)."""
     at = runtime.clock.now()
     message = _access_message(
         runtime,
@@ -892,6 +896,7 @@ async def record_access(
         operation=operation,
         correlation_id=current_correlation_id(),
         application_id=application_id,
+        regions=regions,
     )
     await enqueue(
         session,
@@ -1507,7 +1512,8 @@ async def export(
             runtime,
             principal,
             household_id="",
-            region=_common_region(principal),
+            region=_region_codes(principal)[0],
+            regions=_region_codes(principal),
             record_type=access_pb2.RECORD_TYPE_LIST,
             record_id=record_id,
             fields=["events"],
@@ -1547,7 +1553,11 @@ async def export(
     )
 
 
-def _common_region(principal: Principal) -> str:
-    """The widest region the principal covers, padded to 12 digits (for the access record)."""
-    prefix = min(principal.regions, key=len) if principal.regions else ""
-    return (prefix + "0" * 12)[:12]
+def _region_codes(principal: Principal) -> list[str]:
+    """Each of the principal's regions as a 12-digit code, in the token's order: what an
+    export covers, for its access record (``region`` the first, ``regions`` all, as an
+    intake search over several regions names them), so that the auditor of each finds it.
+    Until 3 Dec 2026 the record named the widest alone (ties to the first): an export by
+    an auditor of 62 and 11 was Gansu's only. ``000000000000`` for a token of none."""
+    codes = [(prefix + "0" * 12)[:12] for prefix in principal.regions]
+    return list(dict.fromkeys(codes)) or ["0" * 12]

@@ -596,6 +596,43 @@ async def test_an_export_is_recorded_for_every_household_it_shows(api: Api) -> N
             assert record.correlation_id == logged[0].correlation_id
 
 
+async def test_an_exports_own_record_is_found_by_the_auditor_of_each_region_it_covers(
+    api: Api,
+) -> None:
+    """The export's own access record named one region, the widest of the token's (ties
+    to the first): an auditor of 62 and 11 exported both provinces' entries and the
+    record was Gansu's only, so Beijing's auditor never found it. It names each region
+    of the token (`regions`, 12-digit codes, `region` the first of them), as an intake
+    search over several regions does, and once logged it is listed by the auditor of
+    each region and of no other."""
+    before = len(await api.access_events())
+    response = await api.client.get("/audit/export", headers=api.auditor(("62", "11")))
+    assert response.status_code == 200, response.text
+    own = [a for a in (await api.access_events())[before:] if not a.household_id]
+    assert len(own) == 1
+    record = own[0]
+    assert record.record_type == access_pb2.RECORD_TYPE_LIST
+    assert record.region.code == "620000000000"
+    assert [r.code for r in record.regions] == ["620000000000", "110000000000"]
+
+    access_type = ce_type_of(record)
+    appender = api.app.state.audit.appender
+    await appender.append([recorded_event(record, offset=500, key="", actor="test-user")])
+    for region, sees in (("11", True), ("62", True), ("44", False)):
+        listed = await api.client.get(
+            "/audit/entries", params={"ce_type": access_type}, headers=api.auditor((region,))
+        )
+        assert listed.status_code == 200, listed.text
+        assert len(listed.json()["items"]) == (1 if sees else 0), (region, listed.json())
+    # A token of one region is recorded under it alone, as before (no `regions` to add).
+    before = len(await api.access_events())
+    await api.client.get("/audit/export", headers=api.auditor(("6201",)))
+    own = [a for a in (await api.access_events())[before:] if not a.household_id]
+    assert [(a.region.code, [r.code for r in a.regions]) for a in own] == [
+        ("620100000000", ["620100000000"])
+    ]
+
+
 @pytest.mark.parametrize("decoded", [False, True])
 async def test_an_exports_households_are_recorded_before_their_lines_leave(
     api: Api, decoded: bool
