@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +22,7 @@ from dibao_common.heap import settle_heap
 from dibao_common.housekeeping import Housekeeping, start_housekeeping, stop_housekeeping
 from dibao_common.idempotency import install_idempotency
 from dibao_common.observability import configure_logging, install_observability
+from dibao_common.query_params import one_value_each
 from dibao_common.security_headers import SecurityHeadersMiddleware
 from dibao_common.settings import CommonSettings
 
@@ -84,7 +85,14 @@ def build_app(
             if engine is None:
                 await db_engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="1", lifespan=lifespan)
+    # Every route refuses a query parameter of one value given twice (query_params).
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1",
+        lifespan=lifespan,
+        dependencies=[Depends(one_value_each)],
+    )
     # Before observability, so that its middleware sees (and logs) the 500 problem response.
     install_problem_handlers(app)
     body_limit = settings.max_request_body_bytes if max_body_size is None else max_body_size
