@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -22,10 +23,12 @@ from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.adapters.document_store import FilesystemDocumentStore
+from dibao_intake.domain.codes import Sex
 from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
     access_records,
+    refused_change,
     row_counts,
     wait_for_events,
 )
@@ -192,3 +195,50 @@ async def test_a_return_notice_is_not_uploaded(
     assert response.headers["content-type"] == "application/problem+json"
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/document_type"]
     assert await row_counts(intake_engine) == before
+
+
+async def test_a_return_notice_is_no_document_of_a_later_application(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The notice is a document of the household, but intake wrote it: listed among a later
+    application's documents it would stand for one the household handed in (ADR 0009,
+    3 Dec 2026). Refused at its pointer, nothing written."""
+    household, returned, _ = await _returned(intake)
+    body = await intake.complete_application_body(household)
+    body |= {"completes_application_id": returned["id"]}
+    listed = {**body, "document_ids": [*body["document_ids"], returned["notice"]["id"]]}
+    before = await row_counts(intake_engine)
+    response = await intake.submit(listed)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["pointer"] == f"/body/document_ids/{len(body['document_ids'])}"
+    assert "return_notice" in error["detail"]
+    assert await row_counts(intake_engine) == before
+    # The same application without it is accepted.
+    accepted = await intake.submit(body)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["status"] == "submitted"
+
+
+async def test_a_return_notice_is_no_document_of_a_household_change(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    household, returned, _ = await _returned(intake)
+    certificate = (await intake.upload(household.id, "birth_certificate")).json()["id"]
+    birth = {
+        "kind": "birth",
+        "member": {
+            "name": "马小宝",
+            "id_number": intake.synthesizer.id_number(date(2026, 1, 15), Sex.FEMALE),
+            "relationship": "child",
+            "employment_status": "not_of_working_age",
+        },
+        "document_ids": [certificate, returned["notice"]["id"]],
+    }
+    problem = await refused_change(intake, intake_engine, household, birth)
+    [error] = problem["errors"]
+    assert error["pointer"] == "/body/document_ids/1"
+    assert "return_notice" in error["detail"]
+    # With its certificate alone the birth is recorded.
+    await intake.change(household, birth | {"document_ids": [certificate]})

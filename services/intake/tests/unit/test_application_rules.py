@@ -9,9 +9,11 @@ from datetime import date
 import pytest
 
 from dibao_intake.domain.application import (
+    WRITTEN_BY_INTAKE,
     ApplicationDraft,
     AssetDeclaration,
     CompletenessPolicy,
+    DocumentOnFile,
     MissingItem,
     applicant_after_change,
     applicant_after_leaving,
@@ -22,6 +24,7 @@ from dibao_intake.domain.codes import (
     ApplicationKind,
     AssetKind,
     DisabilityGrade,
+    DocumentType,
     EmploymentStatus,
     ExclusionReason,
     MissingItemCode,
@@ -129,6 +132,19 @@ def test_a_member_not_counted_is_not_applied_for_alone() -> None:
     # Counted, the same member is applied for alone.
     counted = _members(disability_grade=DisabilityGrade.GRADE_1)
     assert _violations(_draft(individual_inclusion_person_id=HUSBAND), counted) == []
+
+
+def test_a_return_notice_is_no_document_the_household_hands_in() -> None:
+    """Intake wrote it (ADR 0009, 3 Dec 2026): listed, it is refused at its pointer; another
+    household's is refused as that household's."""
+    form = DocumentOnFile(uuid.uuid4(), DocumentType.APPLICATION_FORM, HOUSEHOLD, None)
+    notice = DocumentOnFile(uuid.uuid4(), DocumentType.RETURN_NOTICE, HOUSEHOLD, None)
+    foreign = dataclasses.replace(notice, household_id=uuid.uuid4())
+    assert _violations(_draft(documents=[form, notice, foreign]), _members()) == [
+        ("/document_ids/1", WRITTEN_BY_INTAKE),
+        ("/document_ids/2", "belongs to another household"),
+    ]
+    assert _violations(_draft(documents=[form]), _members()) == []
 
 
 def test_a_home_without_its_floor_area_is_a_missing_item() -> None:

@@ -576,7 +576,10 @@ RelationshipsToNewHead = Annotated[
 class _ChangeIn(_In):
     note: Note | None = None
     document_ids: list[uuid.UUID] = Field(
-        default_factory=list, max_length=20, description="Supporting documents (uploaded first)"
+        default_factory=list,
+        max_length=20,
+        description="Supporting documents (uploaded first); a return_notice, which intake"
+        " writes, is refused (422 at its index)",
     )
 
 
@@ -1228,7 +1231,12 @@ class ApplicationIn(_In):
     applicant_person_id: uuid.UUID = Field(description="The co-resident member applying")
     incomes: list[IncomeIn] = Field(default_factory=list, max_length=30)
     assets: list[AssetIn] = Field(default_factory=list, max_length=100)
-    document_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100)
+    document_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The documents handed in (uploaded first); a return_notice, which intake"
+        " writes, is refused (422 at its index)",
+    )
     bank_account: BankAccountIn | None = Field(
         None, description="Account for payments; default: the household's current one"
     )

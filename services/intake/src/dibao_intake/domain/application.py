@@ -144,6 +144,14 @@ class DocumentOnFile:
     person_id: uuid.UUID | None
 
 
+WRITTEN_BY_INTAKE = (
+    "is the notice intake gave the applicant of a returned application (return_notice),"
+    " not a document the household handed in"
+)
+"""A return notice listed as one of an application's or a change's documents (ADR 0009,
+3 Dec 2026): intake wrote it, so it proves nothing the household brought."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApplicationDraft:
     household_id: uuid.UUID
@@ -409,6 +417,8 @@ def check_application(
     for i, document in enumerate(draft.documents):
         if document.household_id != draft.household_id:
             found.append(Violation(f"/document_ids/{i}", "belongs to another household"))
+        elif document.document_type is DocumentType.RETURN_NOTICE:
+            found.append(Violation(f"/document_ids/{i}", WRITTEN_BY_INTAKE))
     if draft.kind.one_off:
         if draft.individual_inclusion_person_id is not None:
             found.append(

@@ -34,6 +34,7 @@ from dibao_intake.adapters.repositories import households as repo
 from dibao_intake.domain import changes as rules
 from dibao_intake.domain.application import (
     NOT_UNABLE_TO_APPLY,
+    WRITTEN_BY_INTAKE,
     applicant_after_change,
     applicant_after_leaving,
 )
@@ -1800,11 +1801,14 @@ async def _change_documents(
     session: AsyncSession, household_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> list[DocumentRecord]:
     found = await document_repo.get_documents(session, list(ids))
-    problems = [
-        Violation(f"/document_ids/{i}", "no such document of this household")
-        for i, d in enumerate(ids)
-        if d not in found or found[d].household_id != household_id
-    ]
+    problems: list[Violation] = []
+    for i, d in enumerate(ids):
+        document = found.get(d)
+        if document is None or document.household_id != household_id:
+            problems.append(Violation(f"/document_ids/{i}", "no such document of this household"))
+        elif document.document_type is DocumentType.RETURN_NOTICE:
+            # Intake wrote it: no evidence of the change (ADR 0009, 3 Dec 2026).
+            problems.append(Violation(f"/document_ids/{i}", WRITTEN_BY_INTAKE))
     if problems:
         raise rules_failed(RulesViolatedError(problems))
     return [found[d] for d in ids]
