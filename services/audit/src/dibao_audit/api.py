@@ -9,7 +9,7 @@ import difflib
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -34,7 +34,7 @@ from dibao_audit.checkpoint import (
     handover_of,
 )
 from dibao_audit.entry import MalformedEntryError, parse_header_block
-from dibao_audit.models import Checkpoint
+from dibao_audit.models import Checkpoint, LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
@@ -230,6 +230,8 @@ class AuditRuntime:
     """When this process's checkpoint ticker ticks next (None: no ticker runs here)."""
     known_regions: KnownRegions = field(default_factory=KnownRegions)
     """The token regions found named by the log (:func:`_regions_without_entries`)."""
+    page_scan: int = service.PAGE_SCAN
+    """Entries a page of the listing or a timeline examines at most (``find_visible``)."""
 
     def next_checkpoint_s(self) -> float:
         """Seconds until a checkpoint covers what the log holds now, at most: the time left
@@ -1124,7 +1126,10 @@ async def checkpoint_of_size(
     "/entries",
     summary="Entries by household, application, case, event type, actor and time range",
     description="The caller's regions' entries and those of the whole log (no household; no "
-    "region or the log's own, e.g. checkpoint announcements); other regions' are left out.",
+    "region or the log's own, e.g. checkpoint announcements); other regions' are left out. "
+    "Pages are filled past entries the caller may not read, examining at most "
+    f"{service.PAGE_SCAN:,} entries a page: a page stopped there may be short or empty, "
+    "its `next_cursor` going on from the last entry examined.",
     responses={
         **_ok(examples.ENTRY_PAGE),
         **problem_responses(400, 401, 403, 422, 503, examples={400: _bad_time("time_from")}),
@@ -1160,13 +1165,12 @@ async def list_entries(
         time_to=time_to,
         whole_log=runtime.whole_log,
     )
-    found = await service.find_visible(
-        session, flt, runtime.registry, after=_after(cursor), limit=limit + 1
+    page = await service.find_visible(
+        session, flt, runtime.registry, after=_after(cursor), limit=limit, scan=runtime.page_scan
     )
-    page = found[:limit]
     return EntryPage(
-        items=[_entry_out(s) for s in page],
-        next_cursor=_cursor(page[-1].index) if len(found) > limit else None,
+        items=[_entry_out(s) for s in page.items],
+        next_cursor=None if page.next_after is None else _cursor(page.next_after),
         regions_without_entries=await _regions_without_entries(
             request, principal, runtime, session
         ),
@@ -1322,13 +1326,25 @@ async def consistency(
     return ConsistencyProofOut(from_size=from_size, to_size=to_size, path=[p.hex() for p in path])
 
 
+def _stored_region_in(entry: LogEntry, prefixes: Sequence[str]) -> str | None:
+    """The region an entry's stored columns give within ``prefixes`` (the scoped query
+    found it by them): its region, else the first of its ``regions`` there."""
+    stored = service.stored_columns(entry)
+    codes = [stored.region, *(stored.regions or ())]
+    return next((c for c in codes if c and service.in_regions(c, prefixes)), stored.region)
+
+
 @router.get(
     "/households/{household_id}/timeline",
     summary="A household's events in log order, decoded; personal data masked by role",
     description="Every read, and every refused read, is itself logged on dibao.access.v1. "
     "A cursor after the last entry of a household the caller may read answers 200 with an "
     "empty page (`items` empty, `next_cursor` null), recorded as a granted read; 404 is "
-    "another region's household or one no record names, whatever the cursor.",
+    "another region's household or one no record names, whatever the cursor. Pages are "
+    f"filled past entries the caller may not read, examining at most {service.PAGE_SCAN:,} "
+    "entries a page: "
+    "a page stopped there may be short or empty, its `next_cursor` going on from the last "
+    "entry examined.",
     responses={
         **_ok(examples.TIMELINE),
         **problem_responses(400, 401, 403, 404, 422, 503, examples={404: _household_not_found()}),
@@ -1353,27 +1369,32 @@ async def household_timeline(
     unmasked = _sees_personal_data(principal, runtime)
     after = _after(cursor)
     async with runtime.sessions() as session, session.begin():
-        # Scoped query first; the unscoped one only tells a refused read from a missing one.
-        # Each entry found is kept only when its record's region is the caller's.
+        # Scoped query first, filled past the entries the caller may not see as the
+        # listing's (until 3 Dec 2026 those were dropped from the first `limit` found: a
+        # short page, and 404 recorded DENIED when the first page held only such entries);
+        # the unscoped one only tells a refused read from a missing one.
         flt = EntryFilter(region_prefixes=principal.regions, household_id=household_id)
-        found = await repo.find_entries(session, flt, after=after, limit=limit + 1)
-        page = [
-            s
-            for s in (service.served(e, leaf, runtime.registry) for e, leaf in found[:limit])
-            if service.visible(s, principal.regions, None)
-        ]
+        found = await service.find_visible(
+            session, flt, runtime.registry, after=after, limit=limit, scan=runtime.page_scan
+        )
+        page = found.items
         region = page[0].columns.region if page else None
         granted = bool(page)
-        if not page and after is not None:
+        if not page and found.stopped_at is not None:
+            # The scan bound stopped an empty page within the caller's scope: the entries
+            # it examined are stored in the caller's regions, none readable; the read goes
+            # on from the cursor, nothing shown (recorded in the region they are stored in).
+            region, granted = _stored_region_in(found.stopped_at, principal.regions), True
+        if not granted and after is not None:
             # A cursor past the household's last entry (a client asking what was logged
             # since): the caller may read it when an entry of it before the cursor is
             # theirs, and then it is an empty page of a granted read, not a refusal
             # (3 Dec 2026: it answered 404 and was recorded DENIED).
             earlier = await service.find_visible(
-                session, flt, runtime.registry, after=None, limit=1
+                session, flt, runtime.registry, after=None, limit=1, scan=runtime.page_scan
             )
-            if earlier:
-                region, granted = earlier[0].columns.region, True
+            if earlier.items:
+                region, granted = earlier.items[0].columns.region, True
         if not granted:
             anywhere = EntryFilter(region_prefixes=("",), household_id=household_id)
             other = await repo.find_entries(session, anywhere, after=None, limit=1)
@@ -1417,7 +1438,7 @@ async def household_timeline(
             )
             for s in page
         ],
-        next_cursor=_cursor(found[limit - 1][0].leaf_index) if len(found) > limit else None,
+        next_cursor=None if found.next_after is None else _cursor(found.next_after),
     )
 
 

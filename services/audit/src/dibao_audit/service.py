@@ -297,6 +297,24 @@ def visible(s: Served, prefixes: Collection[str], whole_log: WholeLog | None) ->
     return whole_log is not None and s.index in whole_log_indices([s], whole_log)
 
 
+PAGE_SCAN = 5_000
+"""Entries a page examines at most (``find_visible``): ten of the largest pages (the API's
+``MAX_PAGE``, 500), so a run of entries the caller may not see costs a bounded read."""
+
+
+@dataclass(frozen=True, slots=True)
+class VisiblePage:
+    """A page of entries the caller may read (``find_visible``)."""
+
+    items: list[Served]
+    next_after: int | None
+    """Where the next page starts (its cursor's leaf index): the last item when a visible
+    entry follows it; the last entry examined when the scan bound stopped the page, which
+    may then be short or empty; None when nothing of the filter follows."""
+    stopped_at: LogEntry | None = None
+    """The last entry examined when the scan bound stopped the page, else None."""
+
+
 async def find_visible(
     session: AsyncSession,
     flt: EntryFilter,
@@ -304,26 +322,39 @@ async def find_visible(
     *,
     after: int | None,
     limit: int,
-) -> list[Served]:
-    """Up to ``limit`` entries of ``flt`` the caller may read, in log order.
+    scan: int = PAGE_SCAN,
+) -> VisiblePage:
+    """Up to ``limit`` entries of ``flt`` the caller may read, in log order, after
+    ``after``; the listing and the household timeline page with it.
 
     The query selects by the stored columns; each entry found is then checked against its
     record (``served``) and kept only when its record's regions are the caller's, or when
     ``visible`` would show it as the whole log's; the page is filled past those dropped
-    (rare: a known type the log could not read, a stored column contradicted).
+    (rare: a known type the log could not read, a stored column contradicted), up to
+    ``limit`` + 1 visible entries (the one more says a next page exists), examining at
+    most ``scan`` entries (at least ``limit`` + 1): past that the page stops where it is,
+    short or empty, and its cursor is the last entry examined, so the next page goes on
+    from there and no entry is skipped or shown twice.
     """
+    scan = max(scan, limit + 1)
     out: list[Served] = []
+    scanned = 0
     while True:
-        want = limit - len(out)
+        want = min(limit + 1 - len(out), scan - scanned)
         found = await repo.find_entries(session, flt, after=after, limit=want)
+        scanned += len(found)
         out += [
             s
             for s in (served(e, leaf, registry) for e, leaf in found)
             if visible(s, flt.region_prefixes, flt.whole_log)
         ]
-        if len(found) < want or len(out) >= limit:
-            return out
+        if len(out) > limit:
+            return VisiblePage(out[:limit], out[limit - 1].index)
+        if len(found) < want:
+            return VisiblePage(out, None)
         after = found[-1][0].leaf_index
+        if scanned >= scan:
+            return VisiblePage(out, after, found[-1][0])
 
 
 def export_line(

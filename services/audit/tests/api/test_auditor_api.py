@@ -498,6 +498,84 @@ async def test_a_timeline_page_past_the_last_entry_is_an_empty_page_of_a_granted
     assert [list(a.fields) for a in logged[:2]] == [["timeline"], ["timeline"]]
 
 
+async def _stored_as_hh_as(api: Api) -> list[int]:
+    """SQL edits of the stored columns alone: hh-a's registration (entry 0) stored under
+    another household, and Beijing's entries 1, 2, 4 and 6 (hh-b's records, intact) stored
+    as hh-a's in Lanzhou. Lanzhou's query for hh-a then finds 1, 2, 3, 4, 5, 6, 7, 9, ...
+    of which it may read only hh-a's own withdrawals: the indices returned."""
+    conn = await asyncpg.connect(api.db.dsn)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("UPDATE log_entry SET household_id = 'hh-z' WHERE leaf_index = 0")
+        await conn.execute(
+            "UPDATE log_entry SET household_id = 'hh-a', region = $1"
+            " WHERE leaf_index = ANY($2::bigint[])",
+            LANZHOU,
+            [1, 2, 4, 6],
+        )
+    finally:
+        await conn.close()
+    return list(range(3, 32, 2))
+
+
+async def _pages(api: Api, url: str, params: dict[str, Any]) -> list[list[int]]:
+    """Every page of ``url`` as Lanzhou's auditor reads it, cursor after cursor (each 200)."""
+    pages: list[list[int]] = []
+    cursor = None
+    while len(pages) < 100:
+        asked = params | ({"cursor": cursor} if cursor else {})
+        response = await api.client.get(url, params=asked, headers=api.auditor())
+        assert response.status_code == 200, (len(pages), response.text)
+        pages.append([item["index"] for item in response.json()["items"]])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return pages
+    raise AssertionError("more than 100 pages")
+
+
+async def test_a_timeline_page_is_filled_past_the_entries_the_caller_may_not_see(
+    api: Api,
+) -> None:
+    """The timeline kept, of the first `limit` entries its query found, those the caller
+    may read, and filled nothing back: a short page, and when the first page held only
+    entries the caller may not see (here stored columns edited to put Beijing's records in
+    Lanzhou's hh-a), 404 recorded as a DENIED read of Beijing although hh-a's own entries
+    follow. It now fills its pages as the listing does: full pages of what Lanzhou may
+    read, every entry once, each read recorded GRANTED in Lanzhou."""
+    readable = await _stored_as_hh_as(api)
+    before = len(await api.access_events())
+    timeline = await _pages(api, "/audit/households/hh-a/timeline", {"limit": 2})
+    assert timeline == [readable[i : i + 2] for i in range(0, len(readable), 2)]
+    listed = await _pages(api, "/audit/entries", {"household_id": "hh-a", "limit": 2})
+    assert listed == timeline
+    logged = (await api.access_events())[before:]
+    assert [(a.household_id, a.outcome, a.region.code) for a in logged] == [
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED, LANZHOU)
+    ] * len(timeline)
+
+
+async def test_a_page_examines_a_bounded_number_of_entries_and_its_cursor_goes_on(
+    api: Api,
+) -> None:
+    """Filling a page is bounded (``page_scan`` entries examined, at least `limit` + 1;
+    5,000 unless the runtime says less, as here: 2). A page the bound stops is short or
+    empty and its cursor is the last entry examined, so the next page goes on from there:
+    the timeline and the listing of hh-a give every entry Lanzhou may read once, in order,
+    after an empty first page (Beijing's 1 and 2 examined); the timeline's empty page is a
+    granted read of nothing, not a 404, since the read goes on."""
+    api.app.state.audit = dataclasses.replace(api.app.state.audit, page_scan=2)
+    readable = await _stored_as_hh_as(api)
+    before = len(await api.access_events())
+    timeline = await _pages(api, "/audit/households/hh-a/timeline", {"limit": 1})
+    assert timeline == [[], *([i] for i in readable)]
+    assert await _pages(api, "/audit/entries", {"household_id": "hh-a", "limit": 1}) == timeline
+    logged = (await api.access_events())[before:]
+    assert [(a.household_id, a.outcome, a.region.code) for a in logged] == [
+        ("hh-a", access_pb2.ACCESS_OUTCOME_GRANTED, LANZHOU)
+    ] * len(timeline)
+    assert list(logged[0].fields) == ["timeline"]  # the empty page showed nothing
+
+
 async def test_an_export_verifies_offline_and_hides_other_regions(api: Api) -> None:
     key = VerifierKey.parse((await api.client.get("/audit/public-key")).json()["vkey"])
     response = await api.client.get("/audit/export", headers=api.auditor())

@@ -129,7 +129,7 @@ async def _visible_anomalies(
             after=None,
             limit=10,
         )
-    return [str(s.columns.ce_id) for s in found]
+    return [str(s.columns.ce_id) for s in found.items]
 
 
 async def test_an_event_id_reused_about_an_application_concerns_it_in_its_county(
