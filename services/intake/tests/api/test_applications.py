@@ -112,6 +112,62 @@ async def test_an_incomplete_application_is_returned_with_every_missing_item_at_
     assert len(returned.missing_items) == len(missing)
 
 
+MISSING_ITEM_SHAPES = {
+    "application_form": ("application_form", None),
+    "household_register": ("household_register", None),
+    "verification_authorisation": ("verification_authorisation", None),
+    "id_card": ("id_card", None),
+    "income_declaration": (None, "incomes"),
+    "disability_certificate": ("disability_certificate", None),
+    "diagnosis": ("medical_record", None),
+    "student_proof": ("student_proof", None),
+}
+"""The code of each item a dibao application without documents or declarations lacks, with
+the document type or field the item names."""
+
+
+async def test_a_missing_item_says_its_code_and_one_stored_without_it_answers_null(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """Each missing item names which it is by code (ADR 0009, 3 Dec 2026), for a portal to
+    show its own label rather than parse the English description: in the answer, the
+    stored row and the read. A row stored before the code was answers null, the rest of the
+    item as stored."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    response = await intake.submit(body | {"document_ids": [], "incomes": []})
+    assert response.status_code == 201, response.text
+    out = response.json()
+    missing = out["missing_items"]
+    assert [m["code"] for m in missing][:3] == [
+        "application_form",
+        "household_register",
+        "verification_authorisation",
+    ]
+    for item in missing:
+        assert MISSING_ITEM_SHAPES[item["code"]] == (item["document_type"], item["field"]), item
+    assert {m["code"] for m in missing} >= {"id_card", "income_declaration"}
+    assert (await intake.read_application(out["id"]))["missing_items"] == missing
+    async with intake_engine.begin() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT missing_items FROM application WHERE id = :id"), {"id": out["id"]}
+            )
+        ).scalar_one()
+        assert [i["code"] for i in stored] == [m["code"] for m in missing]
+        # As an application returned before 3 Dec 2026 was stored.
+        await conn.execute(
+            text(
+                "UPDATE application SET missing_items = (SELECT jsonb_agg(i - 'code' ORDER BY n)"
+                " FROM jsonb_array_elements(missing_items) WITH ORDINALITY AS e(i, n))"
+                " WHERE id = :id"
+            ),
+            {"id": out["id"]},
+        )
+    before = await intake.read_application(out["id"])
+    assert before["missing_items"] == [m | {"code": None} for m in missing]
+
+
 async def test_the_submissions_answer_has_the_timeline_a_read_of_it_has(
     intake: IntakeClient,
 ) -> None:

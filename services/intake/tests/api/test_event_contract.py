@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
+from dibao.intake.v1 import types_pb2 as intake_types
 from dibao_common.auth import Role
 from dibao_common.clock import FrozenClock
 from dibao_common.db import make_engine
@@ -170,6 +171,27 @@ async def test_every_event_about_a_household_has_its_key_headers_and_type(
         for member in household.plan.members:
             assert member.id_number.encode() not in envelope.payload
             assert member.name.encode() not in envelope.payload
+
+
+async def test_a_returned_applications_items_are_published_with_their_codes(
+    intake: IntakeClient, intake_stack: TestStack
+) -> None:
+    """ApplicationReturned's MissingItem says which item it is (code, ADR 0009, 3 Dec
+    2026), the code the API answers: a consumer words it in its own labels, and tells two
+    items of one document type apart."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    answer = (await intake.submit(body | {"document_ids": [], "incomes": []})).json()
+    assert answer["status"] == "returned"
+    [envelope] = await wait_for_events(intake_stack, TOPIC, 1, subject=answer["id"])
+    message = REGISTRY.decode(envelope)
+    assert isinstance(message, ev.ApplicationReturned)
+    assert [intake_types.MissingItemCode.Name(i.code) for i in message.missing_items] == [
+        f"MISSING_ITEM_CODE_{m['code'].upper()}" for m in answer["missing_items"]
+    ]
+    assert [i.description for i in message.missing_items] == [
+        m["description"] for m in answer["missing_items"]
+    ]
 
 
 async def test_an_events_time_is_the_time_its_payload_says(

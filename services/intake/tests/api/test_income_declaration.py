@@ -282,6 +282,7 @@ async def test_an_employed_member_declaring_no_wage_is_asked_for_a_proof_of_no_p
         {
             "description": "proof that the member's employer pays no wage (an employer's"
             " statement or an unpaid-leave certificate)",
+            "code": "no_pay_proof",
             "document_type": "income_proof",
             "person_id": household.person_ids[0],
             "field": None,

@@ -15,6 +15,7 @@ from dibao_common.auth import Role
 from dibao_common.errors import BodyLimitMiddleware
 from dibao_common.testing.openapi import problem_examples, problem_examples_wrong
 from dibao_intake.api.schemas import NAME_PATTERN, ONE_OFF_MAX_FEN, DocumentOut
+from dibao_intake.domain.codes import MissingItemCode
 from dibao_intake.testing import IntakeClient, row_counts
 
 pytestmark = [pytest.mark.postgres]
@@ -212,6 +213,30 @@ def test_a_decision_is_published_with_examples_and_the_list_filters_by_state(
     assert schemas["ApplicationState"]["enum"] == ["open", "decided"]
     assert "422" in parameters["state"]["description"]
     assert "stays submitted" in parameters["status"]["description"]
+
+
+def test_a_missing_item_says_its_code_with_the_vocabulary_and_examples(
+    intake_app: FastAPI,
+) -> None:
+    """A missing item's code (ADR 0009, 3 Dec 2026) is in the document as its enum, with
+    examples, and the returned application's example carries one per item."""
+    spec = intake_app.openapi()
+    schemas = spec["components"]["schemas"]
+    item = schemas["MissingItemOut"]
+    code = item["properties"]["code"]
+    assert "code" in item["required"]
+    assert {"$ref": "#/components/schemas/MissingItemCode"} in code["anyOf"]
+    assert schemas["MissingItemCode"]["enum"] == [c.value for c in MissingItemCode]
+    assert set(code["examples"]) <= set(schemas["MissingItemCode"]["enum"])
+    assert code["examples"]
+    assert "before 3 Dec 2026" in code["description"]
+    created = spec["paths"]["/applications"]["post"]["responses"]["201"]
+    example = created["content"]["application/json"]["example"]
+    assert [m["code"] for m in example["missing_items"]] == [
+        "household_register",
+        "id_card",
+        "disability_certificate",
+    ]
 
 
 def _free_text(

@@ -121,6 +121,7 @@ async def test_a_home_declared_without_its_floor_area_is_returned_for_it(
     assert returned.json()["missing_items"] == [
         {
             "description": "the floor area of the declared housing",
+            "code": "housing_floor_area",
             "document_type": None,
             "person_id": None,
             "field": "assets[2].floor_area_m2",

@@ -10,6 +10,7 @@ import pytest
 
 from dibao.common.v1 import enums_pb2 as enums
 from dibao.intake.v1 import events_pb2 as ev
+from dibao.intake.v1 import types_pb2 as intake
 from dibao_intake.adapters import contracts
 from dibao_intake.domain import codes
 
@@ -28,6 +29,7 @@ MAPPINGS: list[tuple[type[StrEnum], Mapping[Any, int], Any]] = [
     (codes.SubmissionChannel, contracts.CHANNELS, enums.SubmissionChannel),
     (codes.DocumentType, contracts.DOCUMENT_TYPES, enums.DocumentType),
     (codes.UnassignedReason, contracts.UNASSIGNED_REASONS, ev.UnassignedReason),
+    (codes.MissingItemCode, contracts.MISSING_ITEM_CODES, intake.MissingItemCode),
 ]
 
 

@@ -37,6 +37,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     IncomeCategory,
+    MissingItemCode,
     NotCountedKind,
     Relationship,
     Sex,
@@ -84,6 +85,9 @@ CHANNELS: dict[SubmissionChannel, enums.SubmissionChannel.ValueType] = {
 }
 DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
     c: enums.DocumentType.Value(f"DOCUMENT_TYPE_{c.value.upper()}") for c in DocumentType
+}
+MISSING_ITEM_CODES: dict[MissingItemCode, intake.MissingItemCode.ValueType] = {
+    c: intake.MissingItemCode.Value(f"MISSING_ITEM_CODE_{c.value.upper()}") for c in MissingItemCode
 }
 
 
@@ -291,7 +295,7 @@ def declared_assets(declarations: Iterable[AssetDeclaration]) -> list[intake.Dec
 
 
 def missing_item(item: MissingItem) -> intake.MissingItem:
-    out = intake.MissingItem(description=item.description)
+    out = intake.MissingItem(description=item.description, code=MISSING_ITEM_CODES[item.code])
     if item.document_type is not None:
         out.document_type = DOCUMENT_TYPES[item.document_type]
     if item.person_id is not None:

@@ -18,7 +18,13 @@ from dibao_intake.adapters.records import (
     TimelineRecord,
 )
 from dibao_intake.api import schemas as s
-from dibao_intake.domain.codes import ApplicationKind, ChangeKind, DecisionOutcome, DocumentType
+from dibao_intake.domain.codes import (
+    ApplicationKind,
+    ChangeKind,
+    DecisionOutcome,
+    DocumentType,
+    MissingItemCode,
+)
 from dibao_intake.domain.divisions import DivisionTable
 from dibao_intake.service_layer.applications import ApplicationDetail
 from dibao_intake.service_layer.timeline import AFTER_WITHDRAWAL, event_words
@@ -255,6 +261,7 @@ def application_out(d: ApplicationDetail, divisions: DivisionTable, view: View) 
             [
                 s.MissingItemOut(
                     description=str(m["description"]),
+                    code=MissingItemCode(m["code"]) if m.get("code") else None,
                     document_type=(
                         DocumentType(m["document_type"]) if m.get("document_type") else None
                     ),

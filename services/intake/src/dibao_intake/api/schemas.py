@@ -38,6 +38,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MissingItemCode,
     NotCountedKind,
     Relationship,
     Sex,
@@ -1336,7 +1337,19 @@ class AssetOut(_Out):
 
 
 class MissingItemOut(_Out):
-    description: str = Field(examples=["a copy of the member's ID card"])
+    description: str = Field(
+        examples=["a copy of the member's ID card"],
+        description="What the applicant must bring, in English words that may be reworded:"
+        " a client shows its own label by code",
+    )
+    code: MissingItemCode | None = Field(
+        description="Which item it is, one of a fixed vocabulary, for a client to word in"
+        " its own labels (the return notice words it in Chinese): two items of one"
+        " document_type differ by it (wage_proof and no_pay_proof are both an"
+        " income_proof; kind_document is named by its document_type). Null for an"
+        " application returned before 3 Dec 2026 (ADR 0009)",
+        examples=["id_card", "no_pay_proof"],
+    )
     document_type: DocumentType | None
     person_id: uuid.UUID | None
     field: str | None

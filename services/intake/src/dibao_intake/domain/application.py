@@ -169,7 +169,8 @@ class ApplicationDraft:
 @dataclass(frozen=True, slots=True)
 class MissingItem:
     """One thing the applicant must still bring; ``field`` names a missing declaration.
-    ``code`` says which item it is, as the return notice words it (ADR 0009, 3 Dec 2026)."""
+    ``code`` says which item it is, as the return notice and the API's clients word it (ADR
+    0009, 3 Dec 2026)."""
 
     description: str
     code: MissingItemCode = field(kw_only=True)

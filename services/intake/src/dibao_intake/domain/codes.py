@@ -198,7 +198,8 @@ _SHOWING_NUMBERS = frozenset(
 class MissingItemCode(StrEnum):
     """What a missing item of a returned application is (``domain.application.
     missing_items``): the return notice words each in Chinese (``domain.return_notice``).
-    Not stored nor published: the item's document type and field stay what clients read."""
+    Stored with the item, answered as its ``code`` and published in ``MissingItem.code``
+    since 3 Dec 2026 (ADR 0009): clients word it in their own labels."""
 
     REQUESTED_AMOUNT = "requested_amount"
     REQUEST_REASON = "request_reason"

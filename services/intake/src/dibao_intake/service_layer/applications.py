@@ -138,8 +138,11 @@ class ApplicationDetail:
 
 
 def missing_json(item: MissingItem) -> dict[str, str | None]:
+    """The item as the application's ``missing_items`` stores it; ``code`` since 3 Dec
+    2026 (ADR 0009): a row stored before has none, and answers null."""
     return {
         "description": item.description,
+        "code": item.code.value,
         "document_type": item.document_type.value if item.document_type else None,
         "person_id": str(item.person_id) if item.person_id else None,
         "field": item.field,

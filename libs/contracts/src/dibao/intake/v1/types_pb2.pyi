@@ -9,6 +9,7 @@ from dibao.common.v1 import types_pb2 as _types_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,82 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _MissingItemCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MissingItemCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MissingItemCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MISSING_ITEM_CODE_UNSPECIFIED: _MissingItemCode.ValueType  # 0
+    """Published before the code was."""
+    MISSING_ITEM_CODE_REQUESTED_AMOUNT: _MissingItemCode.ValueType  # 1
+    """A one-off kind's amount asked for (field requested_amount_fen)."""
+    MISSING_ITEM_CODE_REQUEST_REASON: _MissingItemCode.ValueType  # 2
+    """A one-off kind's reason for the request (field reason)."""
+    MISSING_ITEM_CODE_HOUSING_FLOOR_AREA: _MissingItemCode.ValueType  # 3
+    """The floor area of a declared home (field assets[i].floor_area_m2)."""
+    MISSING_ITEM_CODE_APPLICATION_FORM: _MissingItemCode.ValueType  # 4
+    """The signed application form."""
+    MISSING_ITEM_CODE_HOUSEHOLD_REGISTER: _MissingItemCode.ValueType  # 5
+    """The household register (户口簿)."""
+    MISSING_ITEM_CODE_VERIFICATION_AUTHORISATION: _MissingItemCode.ValueType  # 6
+    """The signed authorisation to check the family's economic circumstances."""
+    MISSING_ITEM_CODE_ID_CARD: _MissingItemCode.ValueType  # 7
+    """A copy of a member's ID card."""
+    MISSING_ITEM_CODE_INCOME_DECLARATION: _MissingItemCode.ValueType  # 8
+    """A member's monthly income declaration (field incomes)."""
+    MISSING_ITEM_CODE_WAGE_PROOF: _MissingItemCode.ValueType  # 9
+    """Proof of a member's wages (an income_proof)."""
+    MISSING_ITEM_CODE_NO_PAY_PROOF: _MissingItemCode.ValueType  # 10
+    """Proof that an employed member's employer pays no wage (an income_proof)."""
+    MISSING_ITEM_CODE_DISABILITY_CERTIFICATE: _MissingItemCode.ValueType  # 11
+    """A member's disability certificate."""
+    MISSING_ITEM_CODE_DIAGNOSIS: _MissingItemCode.ValueType  # 12
+    """The diagnosis of a member's serious illness (a medical_record)."""
+    MISSING_ITEM_CODE_STUDENT_PROOF: _MissingItemCode.ValueType  # 13
+    """Proof of a member's full-time study."""
+    MISSING_ITEM_CODE_KIND_DOCUMENT: _MissingItemCode.ValueType  # 14
+    """A document the kind of assistance asks for, named by the item's document_type."""
+    MISSING_ITEM_CODE_BANK_ACCOUNT: _MissingItemCode.ValueType  # 15
+    """A bank account for payments (field bank_account)."""
+
+class MissingItemCode(_MissingItemCode, metaclass=_MissingItemCodeEnumTypeWrapper):
+    """What a missing item of a returned application is (ADR 0009, 3 Dec 2026)."""
+
+MISSING_ITEM_CODE_UNSPECIFIED: MissingItemCode.ValueType  # 0
+"""Published before the code was."""
+MISSING_ITEM_CODE_REQUESTED_AMOUNT: MissingItemCode.ValueType  # 1
+"""A one-off kind's amount asked for (field requested_amount_fen)."""
+MISSING_ITEM_CODE_REQUEST_REASON: MissingItemCode.ValueType  # 2
+"""A one-off kind's reason for the request (field reason)."""
+MISSING_ITEM_CODE_HOUSING_FLOOR_AREA: MissingItemCode.ValueType  # 3
+"""The floor area of a declared home (field assets[i].floor_area_m2)."""
+MISSING_ITEM_CODE_APPLICATION_FORM: MissingItemCode.ValueType  # 4
+"""The signed application form."""
+MISSING_ITEM_CODE_HOUSEHOLD_REGISTER: MissingItemCode.ValueType  # 5
+"""The household register (户口簿)."""
+MISSING_ITEM_CODE_VERIFICATION_AUTHORISATION: MissingItemCode.ValueType  # 6
+"""The signed authorisation to check the family's economic circumstances."""
+MISSING_ITEM_CODE_ID_CARD: MissingItemCode.ValueType  # 7
+"""A copy of a member's ID card."""
+MISSING_ITEM_CODE_INCOME_DECLARATION: MissingItemCode.ValueType  # 8
+"""A member's monthly income declaration (field incomes)."""
+MISSING_ITEM_CODE_WAGE_PROOF: MissingItemCode.ValueType  # 9
+"""Proof of a member's wages (an income_proof)."""
+MISSING_ITEM_CODE_NO_PAY_PROOF: MissingItemCode.ValueType  # 10
+"""Proof that an employed member's employer pays no wage (an income_proof)."""
+MISSING_ITEM_CODE_DISABILITY_CERTIFICATE: MissingItemCode.ValueType  # 11
+"""A member's disability certificate."""
+MISSING_ITEM_CODE_DIAGNOSIS: MissingItemCode.ValueType  # 12
+"""The diagnosis of a member's serious illness (a medical_record)."""
+MISSING_ITEM_CODE_STUDENT_PROOF: MissingItemCode.ValueType  # 13
+"""Proof of a member's full-time study."""
+MISSING_ITEM_CODE_KIND_DOCUMENT: MissingItemCode.ValueType  # 14
+"""A document the kind of assistance asks for, named by the item's document_type."""
+MISSING_ITEM_CODE_BANK_ACCOUNT: MissingItemCode.ValueType  # 15
+"""A bank account for payments (field bank_account)."""
+Global___MissingItemCode: _TypeAlias = MissingItemCode  # noqa: Y015
 
 @_typing.final
 class Member(_message.Message):
@@ -343,6 +420,7 @@ class MissingItem(_message.Message):
     PERSON_ID_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
     document_type: _enums_pb2.DocumentType.ValueType
     """The document that is missing, if the item is a document."""
     person_id: _builtins.str
@@ -351,6 +429,11 @@ class MissingItem(_message.Message):
     """Name of the missing or invalid field, if the item is a field, e.g. "members[2].birth_date"."""
     description: _builtins.str
     """What the applicant must provide, in plain words."""
+    code: Global___MissingItemCode.ValueType
+    """Which item it is, for a reader to word it in its own labels (the return notice's
+    Chinese, a portal's); two items of one document type differ by it (wage_proof and
+    no_pay_proof are both an income_proof). Unspecified in events before 3 Dec 2026.
+    """
     def __init__(
         self,
         *,
@@ -358,10 +441,11 @@ class MissingItem(_message.Message):
         person_id: _builtins.str = ...,
         field: _builtins.str = ...,
         description: _builtins.str = ...,
+        code: Global___MissingItemCode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "document_type", b"document_type", "field", b"field", "person_id", b"person_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "document_type", b"document_type", "field", b"field", "person_id", b"person_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
