@@ -16,6 +16,7 @@ from dibao.access.v1 import events_pb2 as access
 from dibao.intake.v1 import events_pb2 as ev
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
+from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
 from dibao_intake.domain.household import masked_household_ref
 from dibao_intake.testing import (
     RURAL_VILLAGE,
@@ -380,3 +381,86 @@ async def test_two_opposite_transfers_at_once_do_not_deadlock(intake: IntakeClie
     assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
     for household in (first, second):
         assert (await _read(intake, household))["version"] == household.body["version"] + 2
+
+
+async def _registered_couples(intake: IntakeClient) -> RegisteredHousehold:
+    """An old couple (head, spouse) registered with their son and his wife (child,
+    child_in_law): two couples of one registration, no marriage change recorded."""
+    plan = intake.plan(shape="elderly_couple")
+    plan.members += [
+        intake.synthesizer.member(
+            Relationship.CHILD, Sex.MALE, (30, 40), EmploymentStatus.UNEMPLOYED
+        ),
+        intake.synthesizer.member(
+            Relationship.CHILD_IN_LAW, Sex.FEMALE, (28, 38), EmploymentStatus.UNEMPLOYED
+        ),
+    ]
+    return await intake.register(plan)
+
+
+async def _a_widower(intake: IntakeClient) -> RegisteredHousehold:
+    plan = intake.plan(shape="elderly_couple")
+    plan.members = plan.members[:1]
+    return await intake.register(plan)
+
+
+@pytest.mark.parametrize(
+    ("wife", "answer"),
+    [
+        # The head's wife, registered as his spouse: the record's marriage, which she takes
+        # along (marriage_taken_along), her husband staying.
+        (1, (422, ["/body/member/relationship"])),
+        # The son's wife, registered as a child-in-law: a guess of the registration's
+        # shape, which permits a divorce and refuses no marriage (ADR 0016, 2 Dec 2026).
+        (3, (201, [])),
+    ],
+    ids=["head_and_spouse", "child_and_child_in_law"],
+)
+async def test_a_wife_registered_with_her_husband_joins_a_head_as_his_spouse_as_after_two_changes(
+    intake: IntakeClient, intake_engine: AsyncEngine, wife: int, answer: tuple[int, list[str]]
+) -> None:
+    """A wife registered with her husband in one registration (no marriage change
+    recorded), her husband staying, moves into a widower's household as his spouse: the
+    transfer answers as a move_out of her household then that move_in do. Refused for
+    the head's spouse (nothing written in either household but the record of what the
+    refusal tells), accepted for the son's wife registered as a child-in-law; never a way
+    around the two requests' rule, nor a rule of its own."""
+
+    async def answered(
+        household: RegisteredHousehold, body: dict[str, Any]
+    ) -> tuple[int, list[str]]:
+        response = await intake.http.post(
+            f"/households/{household.id}/changes", json=body, headers=intake.headers()
+        )
+        return response.status_code, [e["pointer"] for e in response.json().get("errors", [])]
+
+    # In two requests.
+    left, joined = await _registered_couples(intake), await _a_widower(intake)
+    moved_out = {"kind": "move_out", "person_id": left.person_ids[wife], "moved_on": MOVED_ON}
+    await intake.change(left, moved_out)
+    spouse = left.plan.members[wife].payload() | {"relationship": "spouse"}
+    two_steps = await answered(joined, {"kind": "move_in", "moved_on": MOVED_ON, "member": spouse})
+    # In one.
+    left, joined = await _registered_couples(intake), await _a_widower(intake)
+    spouse = left.plan.members[wife].payload() | {"relationship": "spouse"}
+    body = {
+        "kind": "move_in",
+        "moved_on": MOVED_ON,
+        "member": spouse,
+        "leaves_household_id": left.id,
+    }
+    before = await row_counts(intake_engine)
+    transfer = await answered(joined, body)
+    after = await row_counts(intake_engine)
+    assert transfer == two_steps == answer
+    there, here = await _read(intake, left), await _read(intake, joined)
+    if transfer[0] == 422:
+        # Only the record of what the refusal tells of her household.
+        issued = before["outbox_message_ids_issued"] + 1
+        assert after == before | {"outbox_message_ids_issued": issued}
+        assert (there["version"], here["version"]) == (left.body["version"], joined.body["version"])
+    else:
+        [gone] = [m for m in there["members"] if m["person_id"] == left.person_ids[wife]]
+        assert (gone["active"], there["changes"][-1]["kind"]) == (False, "move_out")
+        [newcomer] = [m for m in here["members"] if m["person_id"] == left.person_ids[wife]]
+        assert newcomer["relationship"] == "spouse"
