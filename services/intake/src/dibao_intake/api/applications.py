@@ -27,9 +27,11 @@ from dibao_intake.api.deps import (
     Reader,
     RegionPrefix,
     RuntimeDep,
+    created,
     in_one_statement,
     in_transaction,
     json_response,
+    location_header,
     problems,
 )
 from dibao_intake.api.households import bank_account_input
@@ -238,12 +240,17 @@ def _example_notice(
     )
 
 
+_APPLICATION_URL = "/applications/0193a1b2-8d4e-7f5a-9b6c-7d8e9f0a1b2c"
+
 _SUBMITTED: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "Recorded: accepted (status submitted) or returned with every missing"
         " item and the notice given to the applicant (notice, a return_notice document:"
         " ADR 0009), as the example",
         "content": {"application/json": {"example": returned_example()}},
+        "headers": location_header(
+            "The application: GET /applications/{application_id}", _APPLICATION_URL
+        ),
     }
 }
 
@@ -531,8 +538,15 @@ async def get_application(
     status_code=201,
     response_model=s.ApplicationOut,
     summary="Withdraw an accepted application not yet decided",
-    description="Publishes ApplicationWithdrawn.",
-    responses=problems(
+    description="Publishes ApplicationWithdrawn. Answers the application withdrawn; Location"
+    " is its URL (GET /applications/{application_id} shows the withdrawal: status, reason"
+    " and cause, the timeline's entry).",
+    responses=created(
+        "Withdrawn: the application as it now is",
+        "The application, whose GET shows the withdrawal",
+        _APPLICATION_URL,
+    )
+    | problems(
         400,
         401,
         403,
@@ -558,7 +572,9 @@ async def withdraw_application(
             session, runtime, caller, application_id, body.reason
         )
         return json_response(
-            application_out(detail, runtime.divisions, view_of(caller.principal)), 201
+            application_out(detail, runtime.divisions, view_of(caller.principal)),
+            201,
+            {"Location": f"/applications/{application_id}"},
         )
 
     return await in_transaction(

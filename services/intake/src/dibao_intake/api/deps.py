@@ -335,6 +335,18 @@ SEARCH_FORBIDDEN = (
 )
 
 
+def location_header(where: str, example: str) -> dict[str, Any]:
+    """A 201's Location, declared: the URL a GET reads what the request created at (its
+    own, or the record's that shows it: ``where`` says which). A keyed request's replay
+    answers the same Location (the kit stores it with the answer, ADR 0010)."""
+    return {"Location": {"description": where, "schema": {"type": "string"}, "example": example}}
+
+
+def created(description: str, where: str, example: str) -> dict[int | str, dict[str, Any]]:
+    """A route's 201, described, with its Location (``location_header``)."""
+    return {201: {"description": description, "headers": location_header(where, example)}}
+
+
 def problems(
     *statuses: int,
     conflict: str | None = None,

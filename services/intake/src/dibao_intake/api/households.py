@@ -21,6 +21,7 @@ from dibao_intake.api.deps import (
     Reader,
     RegionPrefix,
     RuntimeDep,
+    created,
     in_transaction,
     json_response,
     problems,
@@ -78,7 +79,12 @@ def bank_account_input(a: s.BankAccountIn) -> service.BankAccountInput:
     " head, 18 or older on the registration day (nobody younger is married in China, Civil"
     " Code art. 1047; no marriage date is asked), each refused at"
     " members/<i>/relationship.",
-    responses=problems(400, 401, 403, 409, 413, 422, conflict=PERSON_IN_HOUSEHOLD),
+    responses=created(
+        "Registered",
+        "The household: GET /households/{household_id}",
+        "/households/0193a1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b",
+    )
+    | problems(400, 401, 403, 409, 413, 422, conflict=PERSON_IN_HOUSEHOLD),
 )
 async def register_household(
     request: Request,
@@ -369,8 +375,14 @@ def change_command(
     " its move_out with to_household_id, then this move_in with from_household_id; both"
     " households' versions go up. 403 region-out-of-scope: an address_change to a region"
     " outside the caller's, or a household left outside them (named by its masked"
-    " reference alone).",
-    responses=problems(
+    " reference alone). Location is the household's URL: no route reads one change alone,"
+    " GET /households/{household_id} shows it among changes (its id is change_id).",
+    responses=created(
+        "Recorded: the change and the household after it",
+        "The household, whose GET shows the change among its changes (id: change_id)",
+        "/households/0193a1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b",
+    )
+    | problems(
         400,
         401,
         403,
@@ -408,6 +420,8 @@ async def record_change(
                 ),
             ),
             201,
+            # No route reads one change: the household's GET shows it (changes, by id).
+            {"Location": f"/households/{household_id}"},
         )
 
     return await in_transaction(

@@ -16,6 +16,7 @@ from dibao_intake.api.deps import (
     PolicyAdmin,
     RosterReader,
     RuntimeDep,
+    created,
     in_transaction,
     json_response,
     problems,
@@ -44,8 +45,15 @@ TownshipCode = Annotated[
     " naming one replaces the previous one. One person (by subject or ID number) is the"
     " responsible caseworker of one township: naming the responsible caseworker of another"
     " township is a 409 caseworker-of-another-township problem (nothing written). The change"
-    " is published (StaffRosterChanged, people by keyed hash) for the audit log.",
-    responses=problems(
+    " is published (StaffRosterChanged, people by keyed hash) for the audit log. Location is"
+    " the township's roster: no route reads one staff member alone, GET"
+    " /townships/{township_code}/staff shows them (by id).",
+    responses=created(
+        "Added to the roster",
+        "The township's roster, whose GET shows the staff member (by id)",
+        "/townships/620123101000/staff",
+    )
+    | problems(
         400,
         401,
         403,
@@ -78,7 +86,10 @@ async def add_staff(
 
     async def work(session: AsyncSession) -> Response:
         record = await service.add_staff(session, runtime, caller, township_code, command)
-        return json_response(staff_out(record), 201)
+        # No route reads one staff member: the roster's GET shows them (by id).
+        return json_response(
+            staff_out(record), 201, {"Location": f"/townships/{township_code}/staff"}
+        )
 
     return await in_transaction(
         request, work, idempotency, replay(runtime, caller, replays.staff_added)

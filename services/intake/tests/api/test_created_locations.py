@@ -1,0 +1,126 @@
+"""Every 201 names where a GET reads what it created (Location), declared in the OpenAPI,
+and a keyed request's replay answers the same Location (ADR 0010).
+
+Until 3 Dec 2026 a household's change, an application's withdrawal and a roster entry
+answered 201 without Location, unlike a registration, a submission and an upload. No route
+reads a change, a withdrawal or a staff member alone: their Location is the record whose
+GET shows them (ADR 0016, 3 Dec 2026)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from dibao_common.auth import Role
+from dibao_intake.domain.codes import Sex
+from dibao_intake.testing import IntakeClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+
+VILLAGE = "620123101203"
+TOWNSHIP = "620123104000"
+
+Send = Callable[[dict[str, str]], Awaitable[httpx.Response]]
+
+
+async def _created_and_replayed(
+    intake: IntakeClient, send: Send, role: Role, region: str
+) -> tuple[httpx.Response, dict[str, str]]:
+    """Send once with a key: 201 with a Location; again with the key: the same answer and
+    the same Location, replayed. The first answer and the headers of a GET of it."""
+    headers = intake.headers(role, [region], idempotency_key=str(uuid.uuid4()))
+    first = await send(headers)
+    assert first.status_code == 201, first.text
+    assert "location" in first.headers, dict(first.headers)
+    again = await send(headers)
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+    assert again.headers["location"] == first.headers["location"]
+    return first, intake.headers(role, [region])
+
+
+async def test_a_change_answers_the_households_url(intake: IntakeClient) -> None:
+    household = await intake.register(intake.plan(VILLAGE, shape="single_parent"))
+    born = date(2026, 1, 15)
+    change = {
+        "kind": "birth",
+        "member": {
+            "name": "马小宝",
+            "id_number": intake.synthesizer.id_number(born, Sex.FEMALE),
+            "relationship": "child",
+            "employment_status": "not_of_working_age",
+        },
+    }
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        return await intake.http.post(
+            f"/households/{household.id}/changes", json=change, headers=headers
+        )
+
+    first, reader = await _created_and_replayed(intake, send, Role.INTAKE_CLERK, VILLAGE)
+    assert first.headers["location"] == f"/households/{household.id}"
+    shown = await intake.http.get(first.headers["location"], headers=reader)
+    assert shown.status_code == 200, shown.text
+    change_id = first.json()["change_id"]
+    assert [c["kind"] for c in shown.json()["changes"] if c["id"] == change_id] == ["birth"]
+
+
+async def test_a_withdrawal_answers_the_applications_url(intake: IntakeClient) -> None:
+    household = await intake.register(intake.plan(VILLAGE, shape="elderly_alone"))
+    submitted = await intake.submit(await intake.complete_application_body(household))
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        return await intake.http.post(
+            f"/applications/{application_id}/withdrawal",
+            json={"reason": "家中情况好转"},
+            headers=headers,
+        )
+
+    first, reader = await _created_and_replayed(intake, send, Role.INTAKE_CLERK, VILLAGE)
+    assert first.headers["location"] == f"/applications/{application_id}"
+    shown = await intake.http.get(first.headers["location"], headers=reader)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["status"] == "withdrawn"
+
+
+async def test_a_roster_entry_answers_the_rosters_url(intake: IntakeClient) -> None:
+    staff = {"name": "何小军", "role": "dibao_staff"}
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        return await intake.http.post(f"/townships/{TOWNSHIP}/staff", json=staff, headers=headers)
+
+    first, reader = await _created_and_replayed(intake, send, Role.POLICY_ADMIN, "620123")
+    assert first.headers["location"] == f"/townships/{TOWNSHIP}/staff"
+    shown = await intake.http.get(first.headers["location"], headers=reader)
+    assert shown.status_code == 200, shown.text
+    assert first.json()["id"] in [s["id"] for s in shown.json()]
+
+
+def test_every_201_declares_its_location(intake_app: FastAPI) -> None:
+    """Each operation answering 201 declares the Location header it sends."""
+    paths = intake_app.openapi()["paths"]
+    created = {
+        f"{method.upper()} {path}": operation["responses"]["201"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "201" in operation.get("responses", {})
+    }
+    assert sorted(created) == [
+        "POST /applications",
+        "POST /applications/{application_id}/withdrawal",
+        "POST /documents",
+        "POST /households",
+        "POST /households/{household_id}/changes",
+        "POST /townships/{township_code}/staff",
+    ]
+    for name, response in created.items():
+        assert "Location" in response.get("headers", {}), name
+        assert response["headers"]["Location"]["example"].startswith("/"), name
