@@ -50,6 +50,7 @@ from dibao_common.errors import (
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import OutgoingEvent, enqueue, enqueue_many
 from dibao_common.observability import counter, current_correlation_id, get_logger
+from dibao_common.text import NOT_IN_TEXT_CLASS, PLAIN_TEXT, TEXT_RULE
 
 MAX_PAGE = 500
 BIGINT_MAX = 2**63 - 1
@@ -72,8 +73,6 @@ ExportTreeSize = Annotated[
         " in the header); the latest by default",
     ),
 ]
-NO_NUL = r"^[^\x00]*$"
-"""Text compared with PostgreSQL text, which holds no NUL: one is the caller's error."""
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -95,16 +94,20 @@ TimeBound = Annotated[datetime, BeforeValidator(_rfc3339)] | None
 # client's engineer) reads there which time a bound compares, whether it is inclusive and
 # what a type is spelt like, rather than guessing from an empty page.
 FILTER_TEXT = explain_pattern(
-    r"^[^\x00]+$",
+    f"^[^{NOT_IN_TEXT_CLASS}]+$",
     "must not be empty (an empty value matches no entry: leave the parameter out not to "
-    "filter by it) and cannot hold a NUL character",
+    f"filter by it), and must hold {TEXT_RULE}",
 )
-"""A text filter (2 Dec 2026): not empty, no NUL. Until then ``household_id=`` (a form's
-cleared field, a script's unset variable) answered an empty page, as if the household had
-no entries; an empty value is refused rather than read as absent, which would widen a
-household's listing to the caller's whole region without a word."""
+"""A text filter (2 Dec 2026): not empty. Until then ``household_id=`` (a form's cleared
+field, a script's unset variable) answered an empty page, as if the household had no
+entries; an empty value is refused rather than read as absent, which would widen a
+household's listing to the caller's whole region without a word. And the kit's one rule
+for text (``dibao_common.text``, ADR 0005, 3 Dec 2026; a NUL only until then): no control
+character but a tab or a line break, no direction embedding, override or isolate, which
+the access record of the read would keep and show otherwise than it was sent."""
 _ANY_STRING = (
-    " Any non-empty string is accepted, not only the form the producers use: the log keeps "
+    " Any non-empty string is accepted (but a control character other than a tab or a line"
+    " break, or a direction override), not only the form the producers use: the log keeps "
     "what each record says, and a faulty or forged record naming it otherwise is found by "
     "that string (what no record names finds an empty page)."
 )
@@ -149,7 +152,8 @@ ActorFilter = Annotated[
         pattern=FILTER_TEXT,
         description="Who acted: the subject (`sub`) of the token of the request that caused "
         "the event (`actor` in the entries), e.g. `clerk-620102-07`; subjects have no fixed "
-        "form, so any non-empty string is accepted.",
+        "form, so any non-empty string is accepted (but a control character other than a tab "
+        "or a line break, or a direction override).",
     ),
 ]
 TimeFrom = Annotated[
@@ -1356,7 +1360,7 @@ async def household_timeline(
     household_id: Annotated[
         str,
         Path(
-            pattern=NO_NUL,
+            pattern=PLAIN_TEXT,
             description="The household, by the id its records give (intake's are UUIDs); "
             "another region's household, or one no record names, is 404",
         ),

@@ -23,6 +23,9 @@ from pydantic import (
 
 from dibao_common.crypto import ID_NUMBER_LIKE, carries_id_number, normalise_id_number
 from dibao_common.errors import explain_pattern
+from dibao_common.text import NOT_IN_TEXT as NOT_IN_TEXT
+from dibao_common.text import NOT_IN_TEXT_CLASS, TEXT_RULE, class_of
+from dibao_common.text import PLAIN_TEXT as PLAIN_TEXT
 from dibao_intake.domain import names
 from dibao_intake.domain.codes import (
     ApplicationKind,
@@ -118,51 +121,14 @@ FloorArea = Annotated[int, Field(ge=1, le=100_000), BeforeValidator(json_integer
 MemberIndex = Annotated[int, Field(ge=0), BeforeValidator(json_integer)]
 
 
-def _class_of(characters: str) -> str:
-    """The inside of a character class matching ``characters``, in ranges: BMP code points
-    escaped (``\\u200b-\\u200f``), others written as themselves (``\\u`` takes four hex
-    digits in every engine; ``\\U`` and ``\\u{...}`` are not in all of them)."""
-    points = sorted({ord(c) for c in characters})
-    ranges: list[list[int]] = []
-    for point in points:
-        if ranges and point == ranges[-1][1] + 1:
-            ranges[-1][1] = point
-        else:
-            ranges.append([point, point])
-
-    def one(point: int) -> str:
-        return f"\\u{point:04x}" if point <= 0xFFFF else chr(point)
-
-    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
-
-
-TEXT_CONTROLS = "".join(map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)]))
-TEXT_CONTROLS += "".join(map(chr, range(0x7F, 0xA0)))
-"""The control characters (general category Cc) but the tab, the line feed and the
-carriage return: a NUL (PostgreSQL text holds none), a terminal's escape sequence, a bell,
-a form feed (a printer's new page), a vertical tab, C1 controls and NEL."""
-DIRECTION_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-"""The direction embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a
-right-to-left override shows the text after it reversed, so a clerk reads another text
-than the one stored ("Trojan Source"). The marks (U+200E, U+200F, U+061C) reorder nothing
-but neutral characters next to them, and right-to-left scripts (Uyghur) use them: kept."""
-NOT_IN_TEXT = TEXT_CONTROLS + DIRECTION_CONTROLS
-"""What no free text of a request holds (ADR 0005, 3 Dec 2026): refused (422 at the
-field), not dropped, one rule for every free-text field (names drop the direction
-controls with every format character and refuse the control characters, ADR 0016)."""
-_NOT_IN_TEXT = _class_of(NOT_IN_TEXT)
-_TEXT_RULE = (
-    "no control character (but a tab or a line break) nor direction embedding, override"
-    " or isolate (U+202A-U+202E, U+2066-U+2069)"
-)
-PLAIN_TEXT = explain_pattern(f"^[^{_NOT_IN_TEXT}]*$", f"must hold {_TEXT_RULE}")
-"""Free text: stored as PostgreSQL text (no NUL), shown and printed as it is stored."""
+# Free text (PLAIN_TEXT, NOT_BLANK) follows the kit's one rule, NOT_IN_TEXT
+# (dibao_common.text, ADR 0005, 3 Dec 2026), which audit's text filters follow too.
 _SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 r"""What inputs are stripped of (Unicode White_Space), spelled out: each regex engine's
 ``\s`` is another set (Python's adds U+001C-U+001F, ECMAScript's U+FEFF, not U+0085)."""
 NOT_BLANK = explain_pattern(
-    f"^[^{_NOT_IN_TEXT}]*[^{_NOT_IN_TEXT}{_SPACE}][^{_NOT_IN_TEXT}]*$",
-    f"must not be blank: something besides white space, and {_TEXT_RULE}",
+    f"^[^{NOT_IN_TEXT_CLASS}]*[^{NOT_IN_TEXT_CLASS}{_SPACE}][^{NOT_IN_TEXT_CLASS}]*$",
+    f"must not be blank: something besides white space, and {TEXT_RULE}",
 )
 """Free text that must not be empty once stripped: something besides white space, and
 nothing ``PLAIN_TEXT`` refuses."""
@@ -246,9 +212,9 @@ NO_ID_NUMBER: dict[str, Any] = {
 checks, with its own message)."""
 
 
-_CONTROLS = _class_of(names.CONTROLS)
+_CONTROLS = class_of(names.CONTROLS)
 NAME_PATTERN = explain_pattern(
-    f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACE}{_class_of(names.SEPARATORS)}][^{_CONTROLS}]*$",
+    f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACE}{class_of(names.SEPARATORS)}][^{_CONTROLS}]*$",
     "must hold a name: something besides white space, dots and invisible characters, and"
     " no control character",
 )
