@@ -76,7 +76,16 @@ from dibao_common.messaging.outbox import (
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Headers a replay gives back; the rest (dates, trace ids) belong to each answer.
-STORED_HEADERS = ("content-type", "location", "etag", "link", "content-language")
+# Content-Location too (3 Dec 2026): a 200 naming the record it answers (intake's document
+# on file) was replayed without it.
+STORED_HEADERS = (
+    "content-type",
+    "location",
+    "content-location",
+    "etag",
+    "link",
+    "content-language",
+)
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 FORM_MEDIA_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})

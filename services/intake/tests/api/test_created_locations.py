@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from dibao_common.auth import Role
 from dibao_intake.domain.codes import Sex
+from dibao_intake.synthetic import pdf_bytes
 from dibao_intake.testing import IntakeClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -124,3 +125,35 @@ def test_every_201_declares_its_location(intake_app: FastAPI) -> None:
     for name, response in created.items():
         assert "Location" in response.get("headers", {}), name
         assert response["headers"]["Location"]["example"].startswith("/"), name
+
+
+async def test_a_document_on_file_answers_its_url_again_when_replayed(
+    intake: IntakeClient,
+) -> None:
+    """The same content handed in again answers the document on file, 200 with its URL as
+    Content-Location (docs/adr/0015); a keyed retry of that answer replayed it without the
+    header, since the kit kept only Location among the URLs of an answer. Now both."""
+    household = await intake.register(intake.plan(VILLAGE, shape="elderly_couple"))
+    content = pdf_bytes(f"disability certificate {uuid.uuid4()}")
+    form = {
+        "household_id": household.id,
+        "document_type": "disability_certificate",
+        "person_id": household.person_ids[1],
+    }
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        files = {"file": ("certificate.pdf", content, "application/pdf")}
+        return await intake.http.post("/documents", data=form, files=files, headers=headers)
+
+    first, _ = await _created_and_replayed(intake, send, Role.INTAKE_CLERK, VILLAGE)
+    where = first.headers["location"]
+    assert where == f"/documents/{first.json()['id']}"
+    headers = intake.headers(Role.INTAKE_CLERK, [VILLAGE], idempotency_key=str(uuid.uuid4()))
+    on_file = await send(headers)
+    assert on_file.status_code == 200, on_file.text
+    assert on_file.headers["content-location"] == where
+    again = await send(headers)
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == on_file.content
+    assert again.headers.get("content-location") == where
