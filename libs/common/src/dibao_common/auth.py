@@ -52,6 +52,7 @@ from dibao_common.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
+from dibao_common.text import DIRECTION_CONTROLS
 
 _log = structlog.get_logger("dibao_common.auth")
 
@@ -524,20 +525,31 @@ def _has_duplicate_members(token: str) -> bool:
 
 
 SUBJECT_MAX_LENGTH = 255
-"""OpenID Connect's bound on ``sub`` (Core 1.0, section 2)."""
+"""OpenID Connect's bound on ``sub`` (Core 1.0, section 2), and on every other claim the
+kit records or logs as the actor's (a role, the ``jti``)."""
+_DIRECTION_CONTROLS = frozenset(DIRECTION_CONTROLS)
+
+
+def is_claim_identifier(value: str) -> bool:
+    """Whether ``value`` may stand in a record as who acted (a subject, a role, a token
+    id): at most :data:`SUBJECT_MAX_LENGTH` characters, none a control character (NUL, a
+    tab and a line break among them), a lone surrogate, or a direction embedding, override
+    or isolate (U+202A-U+202E, U+2066-U+2069, ``dibao_common.text``).
+
+    These claims are written as they are into the records a caller makes, the events, the
+    access records and the logs: PostgreSQL's text holds no NUL, nor UTF-8 a surrogate (a
+    500 on every write); a right-to-left override shows the rest of the subject reversed,
+    so an auditor reads another actor than the one stored; a 100 KB one filled each row
+    (each an invalid token since 3 Dec 2026). The direction marks (U+200E, U+200F,
+    U+061C) are taken, as in free text: right-to-left scripts carry them."""
+    return len(value) <= SUBJECT_MAX_LENGTH and not any(
+        unicodedata.category(c) in ("Cc", "Cs") or c in _DIRECTION_CONTROLS for c in value
+    )
 
 
 def is_subject(subject: str) -> bool:
-    """Whether ``subject`` may name who acts: at most :data:`SUBJECT_MAX_LENGTH`
-    characters, none a control character (NUL among them) or a lone surrogate.
-
-    The subject is written as it is into the records a caller makes (``created_by``,
-    ``uploaded_by``...), the events and the logs: PostgreSQL's text holds no NUL, nor
-    UTF-8 a surrogate, so such a subject made a request that writes fail with a 500 (since
-    3 Dec 2026 an invalid token), and a 100 KB one was stored in each row it wrote."""
-    return len(subject) <= SUBJECT_MAX_LENGTH and not any(
-        unicodedata.category(c) in ("Cc", "Cs") for c in subject
-    )
+    """Whether ``subject`` may name who acts (:func:`is_claim_identifier`)."""
+    return is_claim_identifier(subject)
 
 
 def _principal_of(claims: Mapping[str, Any]) -> Principal:
@@ -550,6 +562,9 @@ def _principal_of(claims: Mapping[str, Any]) -> Principal:
         raise _invalid(f"subject longer than {SUBJECT_MAX_LENGTH} characters or not printable")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise _invalid("roles must be a list of strings")
+    if not all(is_claim_identifier(r) for r in roles):
+        # Unknown roles grant nothing but are logged as they came (below).
+        raise _invalid(f"a role longer than {SUBJECT_MAX_LENGTH} characters or not printable")
     if not isinstance(regions, list) or not all(is_region_prefix(r) for r in regions):
         raise _invalid("regions must be a list of division-code prefixes")
     known = {r.value for r in Role}
@@ -558,6 +573,9 @@ def _principal_of(claims: Mapping[str, Any]) -> Principal:
         # Roles this version does not know grant nothing; tokens may carry other systems' roles.
         _log.info("token carries unknown roles", subject=subject, roles=unknown)
     jti = claims.get("jti")
+    if isinstance(jti, str) and not is_claim_identifier(jti):
+        # Logged with what the token did (a region the service does not know...).
+        raise _invalid(f"jti longer than {SUBJECT_MAX_LENGTH} characters or not printable")
     return Principal(
         subject=subject,
         roles=frozenset(Role(r) for r in roles if r in known),

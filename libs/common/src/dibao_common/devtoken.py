@@ -91,7 +91,8 @@ def main() -> None:
         parser.error("the subject is empty")
     if not is_subject(args.subject):
         parser.error(
-            f"the subject has more than {SUBJECT_MAX_LENGTH} characters or a control character"
+            f"the subject has more than {SUBJECT_MAX_LENGTH} characters, a control character"
+            " or a direction embedding, override or isolate"
         )
     env = _read_env(args.env)
     token = mint(

@@ -93,6 +93,11 @@ async def test_make_token_names_the_subject_it_is_given(stack: TestStack) -> Non
         ),
         (("ROLE=intake_clerk", "REGION=620123,6201231"), "region '6201231'"),
         (("ROLE=intake_clerk", "REGION=620123101000"), "no level's part all zeros"),
+        # 401 since 3 Dec 2026 (a subject shown reversed after the override in every record).
+        (
+            ("ROLE=intake_clerk", "REGION=620123", "SUBJECT=clerk\u202e7"),
+            "a direction embedding, override or isolate",
+        ),
     ],
 )
 async def test_make_token_refuses_a_token_the_services_would(

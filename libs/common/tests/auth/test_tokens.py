@@ -236,6 +236,112 @@ async def test_a_subject_of_255_characters_in_any_script_is_taken(
         assert response.json()["subject"] == subject
 
 
+# Claims written as the actor on every record, access record and event a request makes,
+# or logged with it (ADR 0004, 3 Dec 2026): a direction override shows the rest reversed
+# to whoever reads the record ("clerk\u202e7" reads as another subject), a control
+# character breaks a terminal or a log line, a long one fills each row it is written to.
+REFUSED_CHARACTERS = {
+    "override": "\u202e",
+    "embedding": "\u202a",
+    "isolate": "\u2067",
+    "pop-isolate": "\u2069",
+    "escape": "\x1b",
+    "tab": "\t",
+    "c1": "\x9b",
+}
+
+
+@pytest.mark.parametrize("character", REFUSED_CHARACTERS.values(), ids=REFUSED_CHARACTERS.keys())
+async def test_a_subject_with_a_direction_override_or_a_control_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, character: str
+) -> None:
+    """The subject is the actor of every record: "clerk\u202e7" was taken (200) and
+    written so into created_by, the events and the access records (control characters
+    were refused already; direction embeddings, overrides and isolates were not)."""
+    subject = f"clerk{character}620123"
+    token = tokens(roles=["intake_clerk"], regions=["620102"], subject=subject)
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("subject longer than 255 characters or not printable")
+    assert character not in json.dumps(body, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "role",
+    [f"auditor{c}" for c in REFUSED_CHARACTERS.values()] + ["x" * 256, "role\ud800"],
+    ids=[*REFUSED_CHARACTERS.keys(), "256-characters", "lone-surrogate"],
+)
+async def test_a_role_no_record_can_hold_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, role: str
+) -> None:
+    """A role this version does not know grants nothing, and is logged with the subject
+    ("token carries unknown roles"): "auditor\u202e" or a role of 256 characters and
+    more was taken (200), granted nothing, and written into the log as it came. Now the
+    token is invalid, whatever other roles it holds."""
+    token = tokens(roles=["intake_clerk", role], regions=["620102"])
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("a role longer than 255 characters or not printable")
+    assert role not in json.dumps(body, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "jti",
+    [f"{c}jti-1" for c in REFUSED_CHARACTERS.values()] + ["j" * 256, "jti\x00", "jti\n"],
+    ids=[*REFUSED_CHARACTERS.keys(), "256-characters", "nul", "newline"],
+)
+async def test_a_token_id_no_record_can_hold_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, jti: str
+) -> None:
+    """The token's id (jti) is logged with what the token did (intake's and audit's
+    warnings about its regions): any string was taken (200), a NUL, an escape sequence,
+    an override or 100 KB of it."""
+    token = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims={"jti": jti})
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("jti longer than 255 characters or not printable")
+    assert jti not in json.dumps(body, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "region",
+    [f"620102{c}" for c in REFUSED_CHARACTERS.values()] + ["6" * 300, "\u2067620102"],
+    ids=[*REFUSED_CHARACTERS.keys(), "300-digits", "leading-isolate"],
+)
+async def test_a_region_with_a_control_or_an_override_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, region: str
+) -> None:
+    """Regions are recorded as the actor's region prefixes: they are division codes, digits
+    only, 2 to 12 of them (so these were refused before 3 Dec 2026 too)."""
+    token = tokens(roles=["intake_clerk"], regions=["620102", region])
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("regions must be a list of division-code prefixes")
+
+
+async def test_identifiers_of_255_characters_in_any_script_are_taken(
+    client: AsyncClient, auth_settings: AuthSettings, tokens: TokenFactory, frozen: FrozenClock
+) -> None:
+    """What an identity provider issues stays taken: a role of another system (granting
+    nothing) and a jti of up to 255 characters, a subject in a right-to-left script with
+    its direction marks (U+200F, U+061C reorder only what is beside them). A claim the kit
+    reads nothing of (``name``, ``email``) is not judged: nothing records it."""
+    for role, jti, subject in (
+        ("realm-management:view-users", "j" * 255, "\u0626\u0627\u0628\u200f-7"),
+        ("r" * 255, "0193a5b2-7c41-7e8a-9f10-2b3c4d5e6f70", "clerk\u061c7"),
+    ):
+        token = tokens(
+            roles=["auditor", role],
+            regions=["620102"],
+            subject=subject,
+            extra_claims={"jti": jti, "name": "\u202e张三\x1b"},
+        )
+        response = await client.get("/whoami", headers=_bearer(token))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"subject": subject, "roles": ["auditor"], "regions": ["620102"]}
+    verifier = TokenVerifier(auth_settings, now=frozen.now)
+    principal = await verifier.verify(
+        tokens(roles=["auditor"], regions=["62"], extra_claims={"jti": "j" * 255})
+    )
+    assert principal.token_id == "j" * 255
+
+
 async def test_a_token_past_16_kib_is_refused_before_it_is_decoded(
     client: AsyncClient, tokens: TokenFactory
 ) -> None:
