@@ -46,3 +46,43 @@ async def test_a_one_off_amount_up_to_the_cap_is_taken(intake: IntakeClient) -> 
     response = await intake.submit(body)
     assert response.status_code == 201, response.text
     assert response.json()["requested_amount_fen"] == ONE_OFF_MAX_FEN
+
+
+@pytest.mark.parametrize("kind", ["temporary", "medical", "festival"])
+async def test_a_one_off_asking_nothing_is_refused(
+    intake: IntakeClient, intake_engine: AsyncEngine, kind: str
+) -> None:
+    """A one-off application asking 0 fen was taken (201), stored and published as
+    returned for "the amount asked for", a notice sent to the applicant for what the clerk
+    mistyped. A one-off assistance asking nothing is a typing error: 422 at the amount,
+    code greater_than_equal, nothing written (ADR 0007, 3 Dec 2026)."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    body |= {"kind": kind, "requested_amount_fen": 0, "reason": "一次性救助"}
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/requested_amount_fen"
+    assert error["code"] == "greater_than_equal"
+    assert await row_counts(intake_engine) == before
+    # One fen is an amount: the application is taken as asked.
+    taken = await intake.submit(body | {"requested_amount_fen": 1})
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["requested_amount_fen"] == 1
+
+
+async def test_a_dibao_application_with_an_amount_of_0_is_refused_at_the_amount(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """A dibao application has no amount asked (it is computed): 0 is refused at the
+    field as any amount is (was: 'dibao amounts are computed, not requested')."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    before = await row_counts(intake_engine)
+    response = await intake.submit(body | {"requested_amount_fen": 0})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["pointer"] == "/body/requested_amount_fen"
+    assert await row_counts(intake_engine) == before

@@ -450,7 +450,7 @@ def test_numeric_bounds_are_json_schema_keywords(intake_app: FastAPI) -> None:
     area = schemas["AssetIn"]["properties"]["floor_area_m2"]["anyOf"][0]
     assert (area["minimum"], area["maximum"]) == (1, 100_000)
     asked = schemas["ApplicationIn"]["properties"]["requested_amount_fen"]["anyOf"][0]
-    assert (asked["minimum"], asked["maximum"]) == (0, ONE_OFF_MAX_FEN)
+    assert (asked["minimum"], asked["maximum"]) == (1, ONE_OFF_MAX_FEN)
     holder = schemas["RegistrationBankAccountIn"]["properties"]["holder_member_index"]
     assert holder["anyOf"][0]["minimum"] == 0
 

@@ -106,14 +106,16 @@ ONE_OFF_MAX_FEN = 100_000_000
 few hundred thousand yuan a person a year at most; temporary assistance is a few months
 of the local standard, education aid, heating and festival subsidies hundreds to a few
 thousand yuan. One cap for every kind: the amounts of each are local policy, which
-assessment applies; this only refuses what no kind reaches."""
+assessment applies; this only refuses what no kind reaches. And at least 1 fen (3 Dec
+2026): a one-off assistance asking nothing is a typing error too, not an amount missing
+(an application without one is returned for it)."""
 OneOffFen = Annotated[
     int,
     Field(
-        ge=0,
+        ge=1,
         le=ONE_OFF_MAX_FEN,
-        description="Amount in fen (0.01 yuan), at most 1,000,000 yuan: more is a typing"
-        " error (no one-off assistance reaches it)",
+        description="Amount in fen (0.01 yuan), at least 1 fen and at most 1,000,000 yuan:"
+        " nothing, or more, is a typing error (no one-off assistance reaches it)",
     ),
     BeforeValidator(json_integer),
 ]
@@ -1214,7 +1216,9 @@ class ApplicationIn(_In):
         " account of hardship is its statement)",
     )
     requested_amount_fen: OneOffFen | None = Field(
-        None, description="Amount asked (one-off kinds), at most 1,000,000 yuan"
+        None,
+        description="Amount asked (one-off kinds), 1 fen to 1,000,000 yuan; leave it out"
+        " when the applicant has not said (the application is returned for it)",
     )
     individual_inclusion_person_id: uuid.UUID | None = Field(
         None, description="Individual inclusion (单人保): the member applied for"
