@@ -8,6 +8,10 @@ idempotent aiokafka producer retries until the broker takes its records, so one 
 running in the process would deliver them when the broker is back, beside the next
 relay's copies.
 
+The stop comes once the relay holds every row the submissions wrote (handed to its
+producer, unacknowledged; ``watch_relay``), not after a guessed pause: with the broker
+down the relay may take more than 30 s to hand a row over (see ``_scenario``).
+
 Real servers: a Kafka broker of the test's own (``kafka.sh``, stopped and started here) and
 the suite's PostgreSQL, with intake's database of this test's own.
 """
@@ -33,6 +37,7 @@ from dibao_common.messaging.envelope import Envelope
 from dibao_common.messaging.relay import OutboxRelay
 from dibao_common.testing.auth_fixtures import TokenFactory
 from dibao_common.testing.kafka_fixtures import eventually, kafka_sh, own_broker
+from dibao_common.testing.relay_watch import watch_relay
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake.main import create_app
 from dibao_intake.synthetic import Synthesizer
@@ -45,6 +50,9 @@ SHUTDOWN_TIMEOUT_S = 6.0
 # A producer left running reconnects within a second of the broker's return (100 ms
 # retry backoff); this is many times that.
 ZOMBIE_WINDOW_S = 8.0
+# For the relay to hold the submissions' rows once let claim them: it polls every 0.1 s,
+# and hands them over without asking the broker anything (it knows their topics).
+HOLD_DEADLINE_S = 60.0
 
 
 async def test_intake_stops_in_time_with_the_broker_down_and_its_events_go_out_once(
@@ -69,13 +77,15 @@ async def test_intake_stops_in_time_with_the_broker_down_and_its_events_go_out_o
             await own.drop_database("intake")
 
 
-async def _pending_ce_ids(engine: AsyncEngine) -> list[tuple[str, str]]:
-    """The outbox's pending rows in id order: (topic, ce_id)."""
+async def _pending(engine: AsyncEngine) -> list[tuple[int, str, str]]:
+    """The outbox's pending rows in id order: (id, topic, ce_id)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT topic, ce_id FROM outbox_message WHERE published_at IS NULL ORDER BY id")
+            text(
+                "SELECT id, topic, ce_id FROM outbox_message WHERE published_at IS NULL ORDER BY id"
+            )
         )
-        return [(row.topic, str(row.ce_id)) for row in rows]
+        return [(int(row.id), row.topic, str(row.ce_id)) for row in rows]
 
 
 async def _copies(bootstrap: str, topics: set[str]) -> Counter[str]:
@@ -101,41 +111,60 @@ async def _scenario(
     app = create_app(settings, clock=clock)
 
     async def drained() -> bool:
-        return not await _pending_ce_ids(engine)
+        return not await _pending(engine)
 
     broker_stopped = False
     try:
-        async with api_client(app) as http:
-            synthesizer = Synthesizer(
-                f"shutdown-{uuid.uuid4()}", clock.today(), used=ISSUED_ID_NUMBERS
-            )
-            intake = IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
-            households = [await intake.register() for _ in range(3)]
-            bodies = [await intake.complete_application_body(h) for h in households]
-            await eventually(drained, timeout_s=30, what="the registrations to be published")
+        with watch_relay("intake") as watch:
+            async with api_client(app) as http:
+                synthesizer = Synthesizer(
+                    f"shutdown-{uuid.uuid4()}", clock.today(), used=ISSUED_ID_NUMBERS
+                )
+                intake = IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
+                households = [await intake.register() for _ in range(3)]
+                bodies = [await intake.complete_application_body(h) for h in households]
+                # A read of personal data, recorded on dibao.access.v1 as the submissions'
+                # reads are: the relay's producer learns that topic's partitions while the
+                # broker is there. Knowing only dibao.intake.v1 (registrations record no
+                # read), the relay held none of the submissions' rows 1.5 s after them:
+                # asked for dibao.access.v1's partitions with the broker down, the producer
+                # polls for them for request_timeout_ms (30 s) before the relay hands the
+                # batch over, and the topic's rows then fail (UnknownTopicOrPartition).
+                read = await http.get(f"/households/{households[0].id}", headers=intake.headers())
+                assert read.status_code == 200, read.text
+                await eventually(
+                    drained, timeout_s=30, what="the registrations and the read to be published"
+                )
 
-            await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
-            broker_stopped = True
-            for body in bodies:
-                submitted = await intake.submit(body)
-                assert submitted.status_code == 201, submitted.text
-            held = await _pending_ce_ids(engine)
-            # ApplicationSubmitted and ApplicationAccepted of each, and records of reads.
-            assert sum(topic == INTAKE_TOPIC for topic, _ in held) >= 2 * len(bodies)
-            # The relay has claimed them and handed them to its producer, which waits for
-            # a broker that is not there.
-            await asyncio.sleep(1.5)
-            stopping_at = time.monotonic()
-        stopped_in = time.monotonic() - stopping_at
+                await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
+                broker_stopped = True
+                # Claimed together: a relay that has handed a batch over waits for its
+                # acknowledgements (30 s) before it claims again, and its rows stay in the
+                # producer until they expire; left to its polls, it split the submissions
+                # across claims in one run of three, the last one's rows not held in 60 s.
+                async with watch.claims_held(timeout_s=30):
+                    for body in bodies:
+                        submitted = await intake.submit(body)
+                        assert submitted.status_code == 201, submitted.text
+                    held = await _pending(engine)
+                # ApplicationSubmitted and ApplicationAccepted of each, and records of reads.
+                assert sum(topic == INTAKE_TOPIC for _, topic, _ in held) >= 2 * len(bodies)
+                # The relay claims them and hands them to its producer, which waits for a
+                # broker that is not there.
+                waited = await watch.until_holding(
+                    [row_id for row_id, _, _ in held], timeout_s=HOLD_DEADLINE_S
+                )
+                stopping_at = time.monotonic()
+            stopped_in = time.monotonic() - stopping_at
 
         # Nothing of the stopped app may publish from here on.
         await asyncio.to_thread(kafka_sh, "start-node", "--dir", str(directory), "--node", "1")
         broker_stopped = False
         await asyncio.sleep(ZOMBIE_WINDOW_S)
-        topics = {topic for topic, _ in held}
+        topics = {topic for _, topic, _ in held}
         early = await _copies(bootstrap, topics)
-        published_by_the_old_app = {ce_id: early[ce_id] for _, ce_id in held if early[ce_id]}
-        still_pending = await _pending_ce_ids(engine)
+        published_by_the_old_app = {ce_id: early[ce_id] for _, _, ce_id in held if early[ce_id]}
+        still_pending = await _pending(engine)
 
         # A new relay publishes what the old one abandoned.
         relay = OutboxRelay(engine, bootstrap, name="intake-after")
@@ -153,6 +182,12 @@ async def _scenario(
         round(stopped_in, 1) <= SHUTDOWN_TIMEOUT_S + 1.0,
         published_by_the_old_app,
         still_pending,
-        {ce_id: copies[ce_id] for _, ce_id in held},
-    ) == (True, {}, held, {ce_id: 1 for _, ce_id in held}), f"stopped in {stopped_in:.1f} s"
-    logging.getLogger(__name__).warning("intake stopped in %.1f s with the broker down", stopped_in)
+        {ce_id: copies[ce_id] for _, _, ce_id in held},
+    ) == (True, {}, held, {ce_id: 1 for _, _, ce_id in held}), f"stopped in {stopped_in:.1f} s"
+    logging.getLogger(__name__).warning(
+        "intake stopped in %.1f s with the broker down, its relay holding all %d rows"
+        " %.2f s after it was let claim them",
+        stopped_in,
+        len(held),
+        waited,
+    )

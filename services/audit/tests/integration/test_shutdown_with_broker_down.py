@@ -2,6 +2,9 @@
 ends within ``shutdown_timeout_s`` (ADR 0003), as intake's does
 (``tests/chaos/test_shutdown_with_broker_down.py``).
 
+The stop comes once the relay holds the rows (handed to its producer, unacknowledged;
+``watch_relay``), not after a guessed pause.
+
 Real servers: a Kafka broker of the test's own (``kafka.sh``, stopped and started here) and
 the suite's PostgreSQL, with an audit database of this test's own.
 """
@@ -22,15 +25,20 @@ from dibao_audit.main import create_app
 from dibao_audit.testing import api_settings, make_audit_db
 from dibao_common.testing.auth_fixtures import make_auth_settings
 from dibao_common.testing.kafka_fixtures import eventually, kafka_sh, own_broker
+from dibao_common.testing.relay_watch import watch_relay
 from dibao_common.testing.stack import TestStack, api_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 
 SHUTDOWN_TIMEOUT_S = 4.0
+# For the relay to hold the rows: it polls every 0.1 s, and hands them over without asking
+# the broker anything (it published on their topic before the broker stopped).
+HOLD_DEADLINE_S = 60.0
 TOPIC = "dibao.audit.v1"
 _INSERT = """
 INSERT INTO outbox_message (ce_id, ce_type, ce_source, ce_time, topic, key, payload)
 VALUES (:ce_id, 'dibao.test.Held.v1', 'dibao.test', now(), :topic, :key, '\\x00'::bytea)
+RETURNING id
 """
 
 
@@ -66,35 +74,44 @@ async def test_audit_stops_within_the_shutdown_timeout_with_the_broker_down(
         async def drained() -> bool:
             return await pending() == 0
 
-        async def hold(n: int) -> None:
+        async def hold(n: int) -> list[int]:
+            """Commit ``n`` rows in one transaction (claimed together); their ids."""
             async with db.owner.begin() as conn:
-                for i in range(n):
-                    await conn.execute(
-                        text(_INSERT), {"ce_id": uuid.uuid4(), "topic": TOPIC, "key": f"k{i}"}
+                return [
+                    int(
+                        (
+                            await conn.execute(
+                                text(_INSERT),
+                                {"ce_id": uuid.uuid4(), "topic": TOPIC, "key": f"k{i}"},
+                            )
+                        ).scalar_one()
                     )
+                    for i in range(n)
+                ]
 
         broker_stopped = False
         try:
-            async with api_client(app):
-                # The relay's producer knows the topic and the consumer has joined.
-                await hold(1)
-                await eventually(drained, timeout_s=30, what="the first row to be published")
-                consumer = app.state.audit_consumer
+            with watch_relay("audit") as watch:
+                async with api_client(app):
+                    # The relay's producer knows the topic and the consumer has joined.
+                    await hold(1)
+                    await eventually(drained, timeout_s=30, what="the first row to be published")
+                    consumer = app.state.audit_consumer
 
-                async def appended() -> bool:
-                    return bool(consumer.appended)
+                    async def appended() -> bool:
+                        return bool(consumer.appended)
 
-                await eventually(appended, timeout_s=30, what="the consumer to append it")
+                    await eventually(appended, timeout_s=30, what="the consumer to append it")
 
-                await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
-                broker_stopped = True
-                await hold(3)
-                # The relay has claimed them and handed them to its producer, which waits
-                # for a broker that is not there.
-                await asyncio.sleep(1.5)
-                assert await pending() == 3
-                stopping_at = time.monotonic()
-            stopped_in = time.monotonic() - stopping_at
+                    await asyncio.to_thread(kafka_sh, "stop", "--dir", str(directory))
+                    broker_stopped = True
+                    held = await hold(3)
+                    # The relay claims them and hands them to its producer, which waits for
+                    # a broker that is not there.
+                    waited = await watch.until_holding(held, timeout_s=HOLD_DEADLINE_S)
+                    assert await pending() == 3
+                    stopping_at = time.monotonic()
+                stopped_in = time.monotonic() - stopping_at
             # The abandoned rows stay in the outbox for the next relay.
             left = await pending()
         finally:
@@ -108,4 +125,9 @@ async def test_audit_stops_within_the_shutdown_timeout_with_the_broker_down(
     assert (round(stopped_in, 1) <= SHUTDOWN_TIMEOUT_S + 1.0, left) == (True, 3), (
         f"stopped in {stopped_in:.1f} s"
     )
-    logging.getLogger(__name__).warning("audit stopped in %.1f s with the broker down", stopped_in)
+    logging.getLogger(__name__).warning(
+        "audit stopped in %.1f s with the broker down, its relay holding the 3 rows %.2f s"
+        " after they were committed",
+        stopped_in,
+        waited,
+    )
