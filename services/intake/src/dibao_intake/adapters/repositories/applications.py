@@ -203,25 +203,15 @@ async def open_application_ids(session: AsyncSession, household_id: uuid.UUID) -
     a withdrawal (FOR UPDATE) or a decision (its UPDATE) in progress is waited for, and
     the row read again once it commits (no longer open, it is not returned); one that
     starts after waits for this transaction, whose entries then precede it."""
-    rows = await session.execute(
-        sa.select(application_t.c.id)
-        .where(
-            application_t.c.household_id == household_id,
-            application_t.c.status == ApplicationStatus.SUBMITTED.value,
-            application_t.c.decided_at.is_(None),
-        )
-        .order_by(application_t.c.id)
-        .with_for_update(read=True)
-    )
-    return list(rows.scalars())
+    return [application_id for application_id, _ in await open_applicants(session, household_id)]
 
 
 async def open_applicants(
     session: AsyncSession, household_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """The household's applications not yet decided, as ``open_application_ids`` finds and
-    locks them, each with its applicant: whom a death or a move out may leave without one
-    (ADR 0016, 3 Dec 2026)."""
+    """The household's applications not yet decided, found and locked as
+    ``open_application_ids`` says, each with its applicant: whom a death or a move out may
+    leave without one (ADR 0016, 3 Dec 2026)."""
     rows = await session.execute(
         sa.select(application_t.c.id, application_t.c.applicant_person_id)
         .where(
