@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from dibao_common.messaging.outbox import build_envelope
 from dibao_common.testing.auth_fixtures import TokenFactory, auth_settings_values
 from dibao_common.testing.service_env import common_secret_values
 from dibao_common.testing.stack import TestStack, api_client
-from dibao_intake.domain.codes import AreaType
+from dibao_intake.domain.codes import AreaType, Sex
 from dibao_intake.main import create_app
 from dibao_intake.service_layer.timeline import entries_of
 from dibao_intake.settings import IntakeSettings
@@ -211,6 +211,16 @@ class IntakeClient:
     async def complete_application_body(self, household: RegisteredHousehold) -> dict[str, Any]:
         documents = await self.documents_for(household)
         return application_payload(household.id, household.person_ids, household.plan, documents)
+
+    def newborn(self) -> dict[str, Any]:
+        """A girl born 15 Jan 2026, the head's child, as a birth's ``member`` names her (her
+        ID number drawn anew at each call)."""
+        return {
+            "name": "马小宝",
+            "id_number": self.synthesizer.id_number(date(2026, 1, 15), Sex.FEMALE),
+            "relationship": "child",
+            "employment_status": "not_of_working_age",
+        }
 
     async def change(self, household: RegisteredHousehold, body: dict[str, Any]) -> dict[str, Any]:
         """Record a change of ``household`` as its region's clerk; it must be accepted (201)."""

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from dibao_common.auth import Role
-from dibao_intake.domain.codes import Sex
 from dibao_intake.synthetic import pdf_bytes
 from dibao_intake.testing import IntakeClient
 
@@ -48,16 +46,7 @@ async def _created_and_replayed(
 
 async def test_a_change_answers_the_households_url(intake: IntakeClient) -> None:
     household = await intake.register(intake.plan(VILLAGE, shape="single_parent"))
-    born = date(2026, 1, 15)
-    change = {
-        "kind": "birth",
-        "member": {
-            "name": "马小宝",
-            "id_number": intake.synthesizer.id_number(born, Sex.FEMALE),
-            "relationship": "child",
-            "employment_status": "not_of_working_age",
-        },
-    }
+    change = {"kind": "birth", "member": intake.newborn()}
 
     async def send(headers: dict[str, str]) -> httpx.Response:
         return await intake.http.post(

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -31,7 +30,6 @@ from dibao_common.testing.fuzz import served
 from dibao_common.testing.stack import TestStack, api_client
 from dibao_intake import demo
 from dibao_intake.adapters import contracts
-from dibao_intake.domain.codes import Sex
 from dibao_intake.main import create_app
 from dibao_intake.synthetic import Synthesizer
 from dibao_intake.testing import (
@@ -81,15 +79,6 @@ async def ticking(
         yield IntakeClient(http, TokenFactory().with_clock(clock.now), synthesizer)
 
 
-def _newborn(intake: IntakeClient) -> dict[str, Any]:
-    return {
-        "name": "马小宝",
-        "id_number": intake.synthesizer.id_number(date(2026, 1, 15), Sex.FEMALE),
-        "relationship": "child",
-        "employment_status": "not_of_working_age",
-    }
-
-
 def _when(message: Message) -> datetime:
     stamp = getattr(message, "occurred_at")  # noqa: B009 - every intake event has it
     at: datetime = stamp.ToDatetime(tzinfo=UTC)
@@ -104,7 +93,7 @@ async def _a_household_through_its_life(intake: IntakeClient) -> RegisteredHouse
     assert returned.json()["status"] == "returned", returned.text
     accepted = await intake.submit(body)
     assert accepted.json()["status"] == "submitted", accepted.text
-    await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
+    await intake.change(household, {"kind": "birth", "member": intake.newborn()})
     await intake.change(
         household,
         {
@@ -393,7 +382,7 @@ async def test_a_household_update_names_its_change_in_its_body(
     changes answers; ADR 0002 makes ce_subject optional, so the body names the change too
     (change_id, field 24): a consumer reading the body alone finds the change it is."""
     household = await intake.register(intake.plan(shape="single_parent"))
-    birth = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
+    birth = await intake.change(household, {"kind": "birth", "member": intake.newborn()})
     grade = await intake.change(
         household,
         {

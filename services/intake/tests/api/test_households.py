@@ -286,7 +286,7 @@ async def test_an_id_number_in_a_change_note_is_refused_and_writes_nothing(
 ) -> None:
     household = await intake.register()
     mother = household.plan.members[0].id_number
-    birth = {"kind": "birth", "member": _newborn(intake), "note": f"母亲身份证 {mother}"}
+    birth = {"kind": "birth", "member": intake.newborn(), "note": f"母亲身份证 {mother}"}
     before = await row_counts(intake_engine)
     response = await intake.http.post(
         f"/households/{household.id}/changes", json=birth, headers=intake.headers()
@@ -325,18 +325,8 @@ async def test_no_id_number_in_a_name_or_a_custodian_of_a_change(
     assert await _refused_change(intake, intake_engine, household, card) == [
         "/body/account/bank_name"
     ]
-    birth = {"kind": "birth", "member": _newborn(intake) | {"name": f"马{head_number}"}}
+    birth = {"kind": "birth", "member": intake.newborn() | {"name": f"马{head_number}"}}
     assert await _refused_change(intake, intake_engine, household, birth) == ["/body/member/name"]
-
-
-def _newborn(intake: IntakeClient) -> dict[str, Any]:
-    born = date(2026, 1, 15)
-    return {
-        "name": "马小宝",
-        "id_number": intake.synthesizer.id_number(born, Sex.FEMALE),
-        "relationship": "child",
-        "employment_status": "not_of_working_age",
-    }
 
 
 async def test_each_change_is_one_household_updated_event(
@@ -344,7 +334,7 @@ async def test_each_change_is_one_household_updated_event(
 ) -> None:
     household = await intake.register(intake.plan(shape="single_parent"))
     kinds = []
-    born = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
+    born = await intake.change(household, {"kind": "birth", "member": intake.newborn()})
     assert born["kind"] == "birth"
     assert len(born["household"]["members"]) == len(household.plan.members) + 1
     kinds.append("birth")
@@ -403,7 +393,7 @@ async def test_a_change_answers_the_household_and_records_that_read(
     household = await intake.register()
     changed = await intake.http.post(
         f"/households/{household.id}/changes",
-        json={"kind": "birth", "member": _newborn(intake)},
+        json={"kind": "birth", "member": intake.newborn()},
         headers=intake.headers(subject="clerk-changing"),
     )
     assert changed.status_code == 201, changed.text
@@ -434,7 +424,7 @@ async def test_a_change_of_another_regions_household_is_refused_as_its_read_is(
     before = await row_counts(intake_engine)
     response = await intake.http.post(
         f"/households/{household.id}/changes",
-        json={"kind": "birth", "member": _newborn(intake)},
+        json={"kind": "birth", "member": intake.newborn()},
         headers=intake.headers(regions=["620102"], subject=prober),
     )
     assert response.status_code == 404, response.text
@@ -470,7 +460,7 @@ async def test_another_regions_clerk_is_refused_without_waiting_on_the_household
         change = asyncio.create_task(
             intake.http.post(
                 f"/households/{household.id}/changes",
-                json={"kind": "birth", "member": _newborn(intake)},
+                json={"kind": "birth", "member": intake.newborn()},
                 headers=intake.headers(regions=["620102"], subject=prober),
             )
         )
@@ -508,7 +498,7 @@ async def test_a_change_waiting_on_a_move_out_of_the_clerks_region_is_refused(
         change = asyncio.create_task(
             intake.http.post(
                 f"/households/{household.id}/changes",
-                json={"kind": "birth", "member": _newborn(intake)},
+                json={"kind": "birth", "member": intake.newborn()},
                 headers=intake.headers(regions=[RURAL_VILLAGE[:6]], subject=clerk),
             )
         )
@@ -532,7 +522,7 @@ async def test_a_change_waiting_on_a_move_out_of_the_clerks_region_is_refused(
 async def test_a_birth_is_effective_on_the_day_of_birth(intake: IntakeClient) -> None:
     # As a death, a marriage or a move is effective on its day: not on the day recorded.
     household = await intake.register(intake.plan(shape="single_parent"))
-    child = _newborn(intake)
+    child = intake.newborn()
     born = await intake.change(household, {"kind": "birth", "member": child})
     [newborn] = [m for m in born["household"]["members"] if m["name"] == child["name"]]
     [change] = born["household"]["changes"]
@@ -1716,7 +1706,7 @@ async def test_a_lookup_finds_only_an_active_member_in_the_callers_regions(
     assert refused.status_code == 422
     assert [e["pointer"] for e in refused.json()["errors"]] == ["/body/id_number"]
     # Once the child's parent has died, the parent is no household's active member.
-    born = await intake.change(household, {"kind": "birth", "member": _newborn(intake)})
+    born = await intake.change(household, {"kind": "birth", "member": intake.newborn()})
     heir = born["household"]["members"][-1]["person_id"]
     await intake.change(
         household,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from dibao.access.v1 import events_pb2 as access
 from dibao_common.auth import Role
 from dibao_common.crypto import PersonHasher
 from dibao_common.testing.stack import TestStack
-from dibao_intake.domain.codes import Sex
 from dibao_intake.synthetic import pdf_bytes
 from dibao_intake.testing import (
     IntakeClient,
@@ -142,16 +140,7 @@ async def test_a_replayed_change_is_recorded_and_rechecks_the_region(
     intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
 ) -> None:
     household = await intake.register(intake.plan(VILLAGE, shape="single_parent"))
-    born = date(2026, 1, 15)
-    change = {
-        "kind": "birth",
-        "member": {
-            "name": "马小宝",
-            "id_number": intake.synthesizer.id_number(born, Sex.FEMALE),
-            "relationship": "child",
-            "employment_status": "not_of_working_age",
-        },
-    }
+    change = {"kind": "birth", "member": intake.newborn()}
 
     async def send(headers: dict[str, str]) -> httpx.Response:
         return await intake.http.post(

@@ -8,7 +8,6 @@ import hashlib
 import os
 import re
 import uuid
-from datetime import date
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from dibao_common.auth import Role
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.testing.stack import TestStack
 from dibao_intake.adapters.document_store import FilesystemDocumentStore
-from dibao_intake.domain.codes import Sex
 from dibao_intake.testing import (
     IntakeClient,
     RegisteredHousehold,
@@ -228,12 +226,7 @@ async def test_a_return_notice_is_no_document_of_a_household_change(
     certificate = (await intake.upload(household.id, "birth_certificate")).json()["id"]
     birth = {
         "kind": "birth",
-        "member": {
-            "name": "马小宝",
-            "id_number": intake.synthesizer.id_number(date(2026, 1, 15), Sex.FEMALE),
-            "relationship": "child",
-            "employment_status": "not_of_working_age",
-        },
+        "member": intake.newborn(),
         "document_ids": [certificate, returned["notice"]["id"]],
     }
     problem = await refused_change(intake, intake_engine, household, birth)
