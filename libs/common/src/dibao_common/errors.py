@@ -289,8 +289,12 @@ def problem_examples(problems: Iterable[ProblemError]) -> dict[str, dict[str, An
 def _unechoed(text: str) -> str:
     # What the client sent may be named (the path, a member name of a mapping keyed by ID
     # number, a validator's message naming the value it refuses), an ID number or a bank
-    # card number never (masked as the logs mask them).
-    return mask_card_and_id_numbers_in(text)
+    # card number never (masked as the logs mask them, before what hides inside it is
+    # escaped), a control character or a direction override never as itself (escaped,
+    # text.echoable, 3 Dec 2026). Imported here: text builds on this module.
+    from dibao_common.text import echoable
+
+    return echoable(mask_card_and_id_numbers_in(text))
 
 
 def _problem_body(

@@ -12,6 +12,8 @@ the same characters, line breaks too.
 
 from __future__ import annotations
 
+import re
+
 from dibao_common.errors import explain_pattern
 
 
@@ -58,3 +60,21 @@ TEXT_RULE = (
 """The rule in words, as a refused value is told it (``must hold ...``)."""
 PLAIN_TEXT = explain_pattern(f"^[^{NOT_IN_TEXT_CLASS}]*$", f"must hold {TEXT_RULE}")
 """Free text: stored as PostgreSQL text (no NUL), shown and printed as it is stored."""
+
+
+_NOT_ECHOED = re.compile(f"[\\t\\n\\r{NOT_IN_TEXT_CLASS}]")
+
+
+def echoable(text: str) -> str:
+    """``text`` as a service may show back what a request sent (a problem's ``instance``,
+    a path in its ``detail``, a member name in a pointer: ``dibao_common.errors``): each
+    character no text holds (:data:`NOT_IN_TEXT`), the tab and the line breaks (no more
+    than a token's identifiers hold, ``dibao_common.auth``) written as a URI writes it,
+    its UTF-8 bytes percent-encoded (U+202E as ``%E2%80%AE``, a bell as ``%07``); the
+    rest as it is. A right-to-left override sent in a path came back as itself, and
+    reversed the rest of the problem where a client shows it (3 Dec 2026)."""
+    return _NOT_ECHOED.sub(_percent_encoded, text)
+
+
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group().encode())

@@ -315,6 +315,38 @@ async def test_a_number_with_invisible_characters_inside_is_not_echoed(
         assert digits not in str(body)
 
 
+async def test_a_control_character_or_direction_override_sent_is_echoed_escaped(
+    client: AsyncClient,
+) -> None:
+    """A path holding a right-to-left override (U+202E) or a control character (a bell,
+    an escape sequence), or a body's member name holding one, was named in the problem as
+    itself: the client showed the rest of the problem reversed, a terminal ran the escape.
+    Each is echoed percent-encoded, as a URI writes it (3 Dec 2026)."""
+    shown: list[str] = []
+    # As a client sends them: percent-encoded (the server decodes the path).
+    response = await client.get("/households/%E2%80%AE42%07x")  # a 422 of its route
+    body = _problem(response, 422, "validation-failed")
+    assert body["instance"] == "/households/%E2%80%AE42%07x"
+    shown.append(response.text)
+    response = await client.get("/no/such/%E2%80%AEevil%1B[31m")  # a 404 of no route
+    body = _problem(response, 404, "not-found")
+    assert body["instance"] == "/no/such/%E2%80%AEevil%1B[31m"
+    assert body["detail"] == "Nothing is found at /no/such/%E2%80%AEevil%1B[31m"
+    shown.append(response.text)
+    response = await client.post(
+        "/declarations",
+        json={"incomes_fen": {"\u202eabc\u2066\t\n\u0085": "a lot"}},
+    )
+    body = _problem(response, 422, "validation-failed")
+    assert [e["pointer"] for e in body["errors"]] == [
+        "/body/incomes_fen/%E2%80%AEabc%E2%81%A6%09%0A%C2%85"
+    ]
+    shown.append(response.text)
+    for text in shown:
+        for character in ("\u202e", "\u2066", "\u0007", "\u001b", "\t", "\n", "\u0085"):
+            assert character not in text
+
+
 async def test_query_and_path_errors_have_pointers_too(client: AsyncClient) -> None:
     body = _problem(await client.get("/search", params={"limit": "0"}), 422, "validation-failed")
     assert [e["pointer"] for e in body["errors"]] == ["/query/limit"]
