@@ -258,6 +258,71 @@ async def test_a_replayed_transfer_records_nothing_twice(
     assert (await _read(intake, joined))["version"] == joined.body["version"] + 1
 
 
+async def test_a_replayed_transfer_rechecks_the_household_lefts_region(
+    intake: IntakeClient, intake_stack: TestStack, intake_engine: AsyncEngine
+) -> None:
+    """A transfer replayed with its Idempotency-Key is checked against the caller's regions
+    as they now stand for both households, as the first request was: a clerk whose token
+    still covers the household joined (Yuzhong) but no longer the household left (Lanzhou)
+    is answered 403 region-out-of-scope naming the household left by its masked reference
+    alone, recorded DENIED (action REPLAY) as a refused read of it, nothing else written;
+    with both regions the replay answers the stored answer (ADR 0016, 3 Dec 2026, helper
+    hAX)."""
+    left = await intake.register(intake.plan(URBAN_VILLAGE, shape="elderly_couple"))
+    joined = await intake.register(intake.plan(RURAL_VILLAGE))
+    clerk = f"clerk-{uuid.uuid4()}"
+    key = str(uuid.uuid4())
+    both = [URBAN_VILLAGE[:6], RURAL_VILLAGE[:6]]
+
+    async def send(regions: list[str]) -> Any:
+        return await intake.http.post(
+            f"/households/{joined.id}/changes",
+            json=_transfer(left, 1),
+            headers=intake.headers(regions=regions, subject=clerk, idempotency_key=key),
+        )
+
+    first = await send(both)
+    assert first.status_code == 201, first.text
+    before = await row_counts(intake_engine)
+    lost = await send([RURAL_VILLAGE[:6]])
+    assert lost.status_code == 403, lost.text
+    assert "idempotent-replayed" not in lost.headers
+    problem = lost.json()
+    assert problem["type"].endswith("/region-out-of-scope")
+    assert masked_household_ref(uuid.UUID(left.id), URBAN_VILLAGE) in problem["detail"]
+    assert left.id not in lost.text
+    after = await row_counts(intake_engine)
+    # Nothing but the refusal's access record.
+    assert after == before | {"outbox_message_ids_issued": before["outbox_message_ids_issued"] + 1}
+    records = await access_records(intake_stack, left.id, clerk)
+    [refusal] = [r for r in records if r.outcome == access.ACCESS_OUTCOME_DENIED]
+    assert (refusal.action, refusal.record_type, refusal.region.code) == (
+        access.ACCESS_ACTION_REPLAY,
+        access.RECORD_TYPE_HOUSEHOLD,
+        URBAN_VILLAGE,
+    )
+    assert list(refusal.persons) == []
+    again = await send(both)
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+    # A plain move in (no household left) is replayed on the joined household's region alone.
+    plain_key = str(uuid.uuid4())
+    lodger = {
+        "kind": "move_in",
+        "moved_on": MOVED_ON,
+        "member": intake.plan(shape="elderly_alone").members[0].payload()
+        | {"relationship": "other"},
+    }
+    for regions in (both, [RURAL_VILLAGE[:6]]):
+        plain = await intake.http.post(
+            f"/households/{joined.id}/changes",
+            json=lodger,
+            headers=intake.headers(regions=regions, subject=clerk, idempotency_key=plain_key),
+        )
+        assert plain.status_code == 201, plain.text
+
+
 async def test_without_the_household_left_a_person_active_elsewhere_is_a_409_that_names_it(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:

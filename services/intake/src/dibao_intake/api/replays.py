@@ -36,7 +36,11 @@ def replay(runtime: Runtime, caller: Caller, shown_of: Callable[[bytes], ShownAg
     return check
 
 
-def _household(answer: dict[str, Any], refusal: ProblemError | None = None) -> ShownAgain:
+def _household(
+    answer: dict[str, Any],
+    refusal: ProblemError | None = None,
+    household_left_id: uuid.UUID | None = None,
+) -> ShownAgain:
     # The routes that answer a household are the clerk's, a case role: the case view.
     household_id = uuid.UUID(answer["id"])
     region_code = answer["region_code"]
@@ -48,6 +52,7 @@ def _household(answer: dict[str, Any], refusal: ProblemError | None = None) -> S
         refusal=refusal if refusal is not None else region_out_of_scope(region_code),
         household_id=household_id,
         person_ids={uuid.UUID(m["person_id"]) for m in answer["members"]},
+        household_left_id=household_left_id,
     )
 
 
@@ -58,8 +63,15 @@ def registered(body: bytes) -> ShownAgain:
 
 
 def changed(body: bytes) -> ShownAgain:
-    """POST /households/{id}/changes: the household after the change (404 out of scope)."""
-    return _household(json.loads(body)["household"], NotFound(NOT_FOUND))
+    """POST /households/{id}/changes: the household after the change (404 out of scope);
+    a move in that named the household left (its details' ``from_household_id``, set only
+    then) re-checks that household's region too (403, as the first request)."""
+    answer = json.loads(body)
+    household = answer["household"]
+    change_id = answer["change_id"]
+    recorded = next((c for c in household["changes"] if c["id"] == change_id), None)
+    left = None if recorded is None else recorded["details"].get("from_household_id")
+    return _household(household, NotFound(NOT_FOUND), None if left is None else uuid.UUID(left))
 
 
 def application(body: bytes) -> ShownAgain:

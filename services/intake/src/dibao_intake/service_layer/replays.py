@@ -14,6 +14,12 @@ What the answer shows is read from the stored answer itself (its region, record 
 people it names), so the record is of the answer sent; the people are named by keyed hash
 from one indexed read of the household's members (or the township's roster), as any read
 names them. Nothing else is read or run again.
+
+A move in that named the household left (``leaves_household_id``, ADR 0016) changed that
+household too, which the answer does not show: its replay checks the caller against that
+household's region as well, as the first request did (403 region-out-of-scope naming it by
+its masked reference alone, recorded DENIED as a refused read of it; ADR 0016, 3 Dec 2026,
+helper hAX).
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from dibao_intake.adapters import contracts
 from dibao_intake.adapters.repositories import households as household_repo
 from dibao_intake.adapters.repositories import people as people_repo
 from dibao_intake.adapters.repositories import staff as staff_repo
+from dibao_intake.domain.household import masked_household_ref
 from dibao_intake.service_layer.access import (
     AccessTarget,
     RecordType,
     record_access,
     refused,
 )
+from dibao_intake.service_layer.households import household_left_out_of_scope
 from dibao_intake.service_layer.runtime import Caller, Runtime
 
 
@@ -59,6 +67,9 @@ class ShownAgain:
     household_id: uuid.UUID | None = None
     person_ids: Collection[uuid.UUID] | None = None
     staff_id: uuid.UUID | None = None
+    household_left_id: uuid.UUID | None = None
+    """The household a move in named as left (``from_household_id`` in its details): the
+    change was recorded there too, so its region is checked as the first request's was."""
 
 
 async def record_replay(
@@ -85,6 +96,8 @@ async def record_replay(
     )
     if not caller.principal.can_see(region_code):
         raise refused(shown.refusal, runtime, caller, target)
+    if shown.household_left_id is not None:
+        await _household_left_in_scope(session, runtime, caller, shown.household_left_id)
     await record_access(
         session,
         runtime,
@@ -93,6 +106,29 @@ async def record_replay(
         persons=await _persons(session, runtime, shown, target),
         fields=shown.fields,
     )
+
+
+async def _household_left_in_scope(
+    session: AsyncSession, runtime: Runtime, caller: Caller, household_id: uuid.UUID
+) -> None:
+    """The household a transfer's move in left, within the caller's regions as they now
+    stand and where it now is (an address_change may have moved it), else the first
+    request's refusal: 403 naming it by its masked reference, recorded DENIED as a refused
+    read of it (``households._household_left``)."""
+    left = await household_repo.get_household(session, household_id)
+    # Households are never deleted: the household a stored answer names is found.
+    assert left is not None
+    if caller.principal.can_see(left.region_code):
+        return
+    target = AccessTarget(
+        household_id,
+        left.region_code,
+        access.RECORD_TYPE_HOUSEHOLD,
+        str(household_id),
+        action=access.ACCESS_ACTION_REPLAY,
+    )
+    ref = masked_household_ref(household_id, left.region_code)
+    raise refused(household_left_out_of_scope(ref), runtime, caller, target)
 
 
 async def _persons(
