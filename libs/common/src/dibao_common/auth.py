@@ -427,12 +427,14 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
-                # Times are checked below against the injected clock.
+                # Times are checked below against the injected clock; the jti by the
+                # kit's own rule (_principal_of), not PyJWT's "malformed token".
                 options={
                     "require": ["sub", "iss", "aud", "exp", "iat"],
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
+                    "verify_jti": False,
                 },
             )
         except jwt.InvalidAudienceError as exc:
@@ -573,14 +575,18 @@ def _principal_of(claims: Mapping[str, Any]) -> Principal:
         # Roles this version does not know grant nothing; tokens may carry other systems' roles.
         _log.info("token carries unknown roles", subject=subject, roles=unknown)
     jti = claims.get("jti")
-    if isinstance(jti, str) and not is_claim_identifier(jti):
+    if "jti" in claims and not isinstance(jti, str):
+        # RFC 7519 4.1.7: a string. A number, a list, an object or null is no token id
+        # to keep or log: refused as a subject or a role that is no string is (3 Dec 2026).
+        raise _invalid("jti is not a string")
+    if jti is not None and not is_claim_identifier(jti):
         # Logged with what the token did (a region the service does not know...).
         raise _invalid(f"jti longer than {SUBJECT_MAX_LENGTH} characters or not printable")
     return Principal(
         subject=subject,
         roles=frozenset(Role(r) for r in roles if r in known),
         regions=tuple(dict.fromkeys(regions)),
-        token_id=jti if isinstance(jti, str) else None,
+        token_id=jti,
     )
 
 

@@ -301,6 +301,23 @@ async def test_a_token_id_no_record_can_hold_is_an_invalid_token(
 
 
 @pytest.mark.parametrize(
+    "jti",
+    [7, 1.5, True, None, ["jti-1"], {"id": "jti-1"}],
+    ids=["number", "float", "boolean", "null", "list", "object"],
+)
+async def test_a_token_id_that_is_no_string_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, jti: object
+) -> None:
+    """A jti present but no string (RFC 7519 4.1.7: a string) is an invalid token, the
+    detail naming the claim, as a role that is no string is (ADR 0004, 3 Dec 2026). The
+    kit's own check passed it over (the principal's token_id None): only PyJWT's
+    default verify_jti refused it, as a "malformed token" naming nothing."""
+    token = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims={"jti": jti})
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("jti is not a string")
+
+
+@pytest.mark.parametrize(
     "region",
     [f"620102{c}" for c in REFUSED_CHARACTERS.values()] + ["6" * 300, "\u2067620102"],
     ids=[*REFUSED_CHARACTERS.keys(), "300-digits", "leading-isolate"],
