@@ -3,11 +3,13 @@ and a keyed request's replay answers the same Location (ADR 0010).
 
 Until 3 Dec 2026 a household's change, an application's withdrawal and a roster entry
 answered 201 without Location, unlike a registration, a submission and an upload. No route
-reads a change, a withdrawal or a staff member alone: their Location is the record whose
-GET shows them (ADR 0016, 3 Dec 2026)."""
+reads a withdrawal alone: its Location is the application whose GET shows it. A change and
+a roster entry are read alone since (GET /households/{id}/changes/{change_id}, GET
+/townships/{code}/staff/{staff_id}), their Location (ADR 0010, 3 Dec 2026)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -44,7 +46,7 @@ async def _created_and_replayed(
     return first, intake.headers(role, [region])
 
 
-async def test_a_change_answers_the_households_url(intake: IntakeClient) -> None:
+async def test_a_change_answers_its_own_url(intake: IntakeClient) -> None:
     household = await intake.register(intake.plan(VILLAGE, shape="single_parent"))
     change = {"kind": "birth", "member": intake.newborn()}
 
@@ -54,11 +56,13 @@ async def test_a_change_answers_the_households_url(intake: IntakeClient) -> None
         )
 
     first, reader = await _created_and_replayed(intake, send, Role.INTAKE_CLERK, VILLAGE)
-    assert first.headers["location"] == f"/households/{household.id}"
+    change_id = first.json()["change_id"]
+    assert first.headers["location"] == f"/households/{household.id}/changes/{change_id}"
     shown = await intake.http.get(first.headers["location"], headers=reader)
     assert shown.status_code == 200, shown.text
-    change_id = first.json()["change_id"]
-    assert [c["kind"] for c in shown.json()["changes"] if c["id"] == change_id] == ["birth"]
+    assert (shown.json()["id"], shown.json()["kind"]) == (change_id, "birth")
+    [entry] = [c for c in first.json()["household"]["changes"] if c["id"] == change_id]
+    assert shown.json() == entry | {"view": "case"}
 
 
 async def test_a_withdrawal_answers_the_applications_url(intake: IntakeClient) -> None:
@@ -81,17 +85,17 @@ async def test_a_withdrawal_answers_the_applications_url(intake: IntakeClient) -
     assert shown.json()["status"] == "withdrawn"
 
 
-async def test_a_roster_entry_answers_the_rosters_url(intake: IntakeClient) -> None:
+async def test_a_roster_entry_answers_its_own_url(intake: IntakeClient) -> None:
     staff = {"name": "何小军", "role": "dibao_staff"}
 
     async def send(headers: dict[str, str]) -> httpx.Response:
         return await intake.http.post(f"/townships/{TOWNSHIP}/staff", json=staff, headers=headers)
 
     first, reader = await _created_and_replayed(intake, send, Role.POLICY_ADMIN, "620123")
-    assert first.headers["location"] == f"/townships/{TOWNSHIP}/staff"
+    assert first.headers["location"] == f"/townships/{TOWNSHIP}/staff/{first.json()['id']}"
     shown = await intake.http.get(first.headers["location"], headers=reader)
     assert shown.status_code == 200, shown.text
-    assert first.json()["id"] in [s["id"] for s in shown.json()]
+    assert shown.json() == first.json()
 
 
 def test_every_201_declares_its_location(intake_app: FastAPI) -> None:
@@ -114,6 +118,20 @@ def test_every_201_declares_its_location(intake_app: FastAPI) -> None:
     for name, response in created.items():
         assert "Location" in response.get("headers", {}), name
         assert response["headers"]["Location"]["example"].startswith("/"), name
+    # Each example is a URL of the GET that reads what was created.
+    reads = {
+        "POST /applications": "/applications/{application_id}",
+        "POST /applications/{application_id}/withdrawal": "/applications/{application_id}",
+        "POST /documents": "/documents/{document_id}",
+        "POST /households": "/households/{household_id}",
+        "POST /households/{household_id}/changes": "/households/{household_id}/changes/{change_id}",
+        "POST /townships/{township_code}/staff": "/townships/{township_code}/staff/{staff_id}",
+    }
+    for name, path in reads.items():
+        assert "get" in paths[path], path
+        example = created[name]["headers"]["Location"]["example"]
+        pattern = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(path))
+        assert re.fullmatch(pattern, example), (name, example)
 
 
 async def test_a_document_on_file_answers_its_url_again_when_replayed(

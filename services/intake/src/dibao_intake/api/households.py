@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_intake.adapters.records import ChangeRecord
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -26,13 +29,13 @@ from dibao_intake.api.deps import (
     json_response,
     problems,
 )
-from dibao_intake.api.mapping import household_out, household_summary_out
+from dibao_intake.api.mapping import change_read_out, household_out, household_summary_out
 from dibao_intake.api.replays import replay
 from dibao_intake.domain.changes import NewMemberDetails
-from dibao_intake.domain.codes import HouseholdStatus
+from dibao_intake.domain.codes import ChangeKind, HouseholdStatus
 from dibao_intake.domain.household import MemberInput
 from dibao_intake.service_layer import households as service
-from dibao_intake.service_layer.views import view_of
+from dibao_intake.service_layer.views import View, view_of
 
 router = APIRouter(tags=["households"])
 
@@ -220,6 +223,61 @@ async def get_household(
     return await in_transaction(request, work)
 
 
+def _answered(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """A read's 200, with its example."""
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+def _change_example() -> dict[str, Any]:
+    """The answer to a clerk's read of a recorded birth, made by the mapping that answers
+    it (ADR 0020)."""
+    record = ChangeRecord(
+        id=uuid.UUID("0193a4f2-7c1e-7003-8000-3f9c0000c001"),
+        kind=ChangeKind.BIRTH.value,
+        effective_on=date(2026, 11, 20),
+        details={
+            "joined_person_ids": ["0193a4f2-7c1e-7004-8000-3f9c0000b004"],
+            "document_ids": ["0193a4f2-7c1e-7005-8000-3f9c0000d005"],
+        },
+        note="出生医学证明已核验",
+        recorded_by="clerk-620123101",
+        recorded_at=datetime(2026, 12, 3, 10, 15, tzinfo=UTC),
+    )
+    answer: dict[str, Any] = change_read_out(record, View.CASE).model_dump(mode="json")
+    return answer
+
+
+@router.get(
+    "/households/{household_id}/changes/{change_id}",
+    response_model=s.ChangeReadOut,
+    summary="One change of a household",
+    description="The change as GET /households/{household_id} shows it among its changes"
+    " (kind, day, details by id, date, code and flag, never a name nor an address; its"
+    " note), with the view it is shown in: the limited view leaves out the note, a custody"
+    " agreement and the documents, and of a member_change shows whose details changed"
+    " only. Every role reads it within its regions, as the household's read. The read is"
+    " recorded on dibao.access.v1 (record change:<change_id> of the household, naming the"
+    " members the change names by person id). A change of another household, or none, is"
+    " 404; so is a household outside the caller's regions, that refusal recorded (outcome"
+    " DENIED). The Location of POST /households/{household_id}/changes.",
+    responses=_answered(_change_example()) | problems(401, 403, 404, 422),
+)
+async def get_change(
+    request: Request,
+    household_id: uuid.UUID,
+    change_id: uuid.UUID,
+    caller: Reader,
+    runtime: RuntimeDep,
+) -> Response:
+    view = view_of(caller.principal)
+
+    async def work(session: AsyncSession) -> Response:
+        change = await service.read_change(session, runtime, caller, household_id, change_id)
+        return json_response(change_read_out(change, view))
+
+    return await in_transaction(request, work)
+
+
 def change_command(
     body: s.BirthIn
     | s.DeathIn
@@ -375,12 +433,14 @@ def change_command(
     " its move_out with to_household_id, then this move_in with from_household_id; both"
     " households' versions go up. 403 region-out-of-scope: an address_change to a region"
     " outside the caller's, or a household left outside them (named by its masked"
-    " reference alone). Location is the household's URL: no route reads one change alone,"
-    " GET /households/{household_id} shows it among changes (its id is change_id).",
+    " reference alone). Location is the change's URL, GET"
+    " /households/{household_id}/changes/{change_id}; GET /households/{household_id}"
+    " shows it among changes too (its id is change_id).",
     responses=created(
         "Recorded: the change and the household after it",
-        "The household, whose GET shows the change among its changes (id: change_id)",
-        "/households/0193a1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b",
+        "The change: GET /households/{household_id}/changes/{change_id}",
+        "/households/0193a1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b/changes/"
+        "0193a4f2-7c1e-7003-8000-3f9c0000c001",
     )
     | problems(
         400,
@@ -420,8 +480,7 @@ async def record_change(
                 ),
             ),
             201,
-            # No route reads one change: the household's GET shows it (changes, by id).
-            {"Location": f"/households/{household_id}"},
+            {"Location": f"/households/{household_id}/changes/{done.change_id}"},
         )
 
     return await in_transaction(

@@ -112,6 +112,11 @@ def change_out(c: ChangeRecord, view: View) -> s.ChangeOut:
     )
 
 
+def change_read_out(c: ChangeRecord, view: View) -> s.ChangeReadOut:
+    """One change as the household's read shows it among its changes, and its view."""
+    return s.ChangeReadOut(**change_out(c, view).model_dump(), view=view)
+
+
 def household_out(h: HouseholdAggregate, divisions: DivisionTable, view: View) -> s.HouseholdOut:
     r = h.household
     return s.HouseholdOut(

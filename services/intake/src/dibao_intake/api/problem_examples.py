@@ -293,6 +293,8 @@ def examples() -> dict[tuple[str, str, int], list[ProblemError]]:
     for path in (
         "/households/{household_id}",
         "/households/{household_id}/changes",
+        "/households/{household_id}/changes/{change_id}",
+        "/townships/{township_code}/staff/{staff_id}",
         "/applications",
         "/applications/{application_id}",
         "/applications/{application_id}/withdrawal",

@@ -518,6 +518,14 @@ class HouseholdOut(_Out):
     updated_at: datetime
 
 
+class ChangeReadOut(ChangeOut):
+    """One change of a household (GET /households/{household_id}/changes/{change_id}): the
+    entry GET /households/{household_id} shows among its changes, with the view it is
+    shown in."""
+
+    view: View = Field(description=VIEW_DESCRIPTION)
+
+
 class PersonInHouseholdConflict(_Out):
     """One member who is already active in another household."""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from dibao_intake.adapters.records import StaffRecord, StaffRelativeRecord
 from dibao_intake.api import replays
 from dibao_intake.api import schemas as s
 from dibao_intake.api.deps import (
@@ -23,9 +25,13 @@ from dibao_intake.api.deps import (
 )
 from dibao_intake.api.mapping import staff_out
 from dibao_intake.api.replays import replay
+from dibao_intake.domain.codes import StaffRole
 from dibao_intake.service_layer import staff as service
 
 router = APIRouter(tags=["staff roster"])
+
+EXAMPLE_STAFF_ID = uuid.UUID("0193a4f2-7c1e-7006-8000-3f9c0000e001")
+"""The roster entry of the examples (a 201's Location, the entry's read)."""
 
 TownshipCode = Annotated[
     str,
@@ -46,12 +52,12 @@ TownshipCode = Annotated[
     " responsible caseworker of one township: naming the responsible caseworker of another"
     " township is a 409 caseworker-of-another-township problem (nothing written). The change"
     " is published (StaffRosterChanged, people by keyed hash) for the audit log. Location is"
-    " the township's roster: no route reads one staff member alone, GET"
-    " /townships/{township_code}/staff shows them (by id).",
+    " the entry's URL, GET /townships/{township_code}/staff/{staff_id}; the roster's GET"
+    " /townships/{township_code}/staff shows it too (by id).",
     responses=created(
         "Added to the roster",
-        "The township's roster, whose GET shows the staff member (by id)",
-        "/townships/620123101000/staff",
+        "The roster entry: GET /townships/{township_code}/staff/{staff_id}",
+        f"/townships/620123101000/staff/{EXAMPLE_STAFF_ID}",
     )
     | problems(
         400,
@@ -86,9 +92,10 @@ async def add_staff(
 
     async def work(session: AsyncSession) -> Response:
         record = await service.add_staff(session, runtime, caller, township_code, command)
-        # No route reads one staff member: the roster's GET shows them (by id).
         return json_response(
-            staff_out(record), 201, {"Location": f"/townships/{township_code}/staff"}
+            staff_out(record),
+            201,
+            {"Location": f"/townships/{township_code}/staff/{record.id}"},
         )
 
     return await in_transaction(
@@ -109,6 +116,70 @@ async def list_staff(
         roster = await service.list_staff(session, runtime, caller, township_code)
         body = b"[" + b",".join(staff_out(r).model_dump_json().encode() for r in roster) + b"]"
         return Response(body, media_type="application/json")
+
+    return await in_transaction(request, work)
+
+
+def _answered(example: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """A read's 200, with its example."""
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+def _staff_example() -> dict[str, Any]:
+    """A roster entry as a township reviewer reads it, made by the mapping that answers it
+    (ADR 0020): a caseworker with one relative listed, numbers masked."""
+    record = StaffRecord(
+        id=EXAMPLE_STAFF_ID,
+        township_code="620123101000",
+        name="王建国",
+        role=StaffRole.CASEWORKER,
+        subject="caseworker-620123101",
+        responsible_caseworker=True,
+        masked_id="620123********0011",
+        active=True,
+        created_at=datetime(2026, 12, 1, 8, 30, tzinfo=UTC),
+        relatives=(
+            StaffRelativeRecord(
+                id=uuid.UUID("0193a4f2-7c1e-7007-8000-3f9c0000e002"),
+                relation="spouse",
+                name="李秀英",
+                masked_id="620123********0024",
+                id_hash="",
+            ),
+        ),
+        id_hash=None,
+        deactivated_at=None,
+        deactivated_by=None,
+    )
+    answer: dict[str, Any] = staff_out(record).model_dump(mode="json")
+    return answer
+
+
+@router.get(
+    "/townships/{township_code}/staff/{staff_id}",
+    response_model=s.StaffOut,
+    summary="One entry of a township's roster (ID numbers masked; the read is recorded)",
+    description="The staff member as the roster's GET /townships/{township_code}/staff"
+    " shows them: role, token subject, whether the responsible caseworker, active or when"
+    " and by whom taken off, and their relatives, every ID number masked. For the roles"
+    " that read the roster (policy administrator, county approver, township reviewer,"
+    " auditor), within their regions. The read is recorded on dibao.access.v1 (record"
+    " staff:<staff_id>, naming the member and their relatives by keyed hash), as the"
+    " roster's read is. An entry of another township's roster, or none, is 404; so is a"
+    " township outside the caller's regions, that refusal recorded (outcome DENIED). The"
+    " Location of POST /townships/{township_code}/staff.",
+    responses=_answered(_staff_example()) | problems(401, 403, 404, 422),
+)
+async def get_staff(
+    request: Request,
+    township_code: TownshipCode,
+    staff_id: uuid.UUID,
+    caller: RosterReader,
+    runtime: RuntimeDep,
+) -> Response:
+    async def work(session: AsyncSession) -> Response:
+        entry = await service.read_staff(session, runtime, caller, township_code, staff_id)
+        return json_response(staff_out(entry))
 
     return await in_transaction(request, work)
 

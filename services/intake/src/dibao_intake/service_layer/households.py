@@ -22,6 +22,7 @@ from dibao_common.messaging.outbox import OutgoingEvent
 from dibao_intake.adapters import contracts
 from dibao_intake.adapters.records import (
     BankAccountRecord,
+    ChangeRecord,
     DocumentRecord,
     HouseholdAggregate,
     HouseholdRecord,
@@ -845,6 +846,63 @@ async def read_household(
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
     await _record_shown(session, runtime, caller, target, aggregate)
     return aggregate
+
+
+CHANGE_FIELDS = ("change", "notes")
+"""What a read of one change shows: its kind, day and details (ids, dates, codes and
+flags, never a name), and its note in words."""
+_LIMITED_CHANGE_FIELDS: dict[str, str | None] = {"change": "change_limited", "notes": None}
+"""The limited view's (api.mapping.change_out): no note, no custody agreement nor
+documents, of a member change whose details alone."""
+
+
+def _ids_in(value: Any) -> set[str]:
+    """Every string of a change's details, and every key: the person ids it names
+    (person_id, spouse_person_id, joined_person_ids, relationships by person id...)."""
+    match value:
+        case str():
+            return {value}
+        case dict():
+            return {str(k) for k in value} | {i for v in value.values() for i in _ids_in(v)}
+        case list():
+            return {i for v in value for i in _ids_in(v)}
+    return set()
+
+
+async def read_change(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    household_id: uuid.UUID,
+    change_id: uuid.UUID,
+) -> ChangeRecord:
+    """One change of a household, as the household's read shows it among its changes.
+
+    A change of another household, or none, is 404 and leaves no record; a household
+    outside the caller's regions is 404 recorded DENIED, as the household's read is. The
+    read is recorded naming the members the change names by person id (a member who left
+    since, too), with the change's fields as the caller's view shows them."""
+    household = await repo.get_household(session, household_id)
+    change = await repo.get_change(session, household_id, change_id) if household else None
+    if household is None or change is None:
+        raise NotFound(NOT_FOUND)
+    target = AccessTarget(
+        household_id, household.region_code, access.RECORD_TYPE_HOUSEHOLD, f"change:{change_id}"
+    )
+    if not caller.principal.can_see(target.region_code):
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    named = _ids_in(change.details)
+    # One entry a person, who may have left and rejoined.
+    members = {m.person_id: m for m in await repo.load_members(session, household_id)}
+    await record_access(
+        session,
+        runtime,
+        caller,
+        target,
+        persons=person_refs(runtime, [m for p, m in members.items() if str(p) in named]),
+        fields=shown(CHANGE_FIELDS, _LIMITED_CHANGE_FIELDS, view_of(caller.principal)),
+    )
+    return change
 
 
 async def _record_shown(

@@ -230,6 +230,37 @@ async def list_staff(
     return roster
 
 
+async def read_staff(
+    session: AsyncSession,
+    runtime: Runtime,
+    caller: Caller,
+    township_code: str,
+    staff_id: uuid.UUID,
+) -> StaffRecord:
+    """One entry of a township's roster, as the roster shows it (ID numbers masked); the
+    read is recorded as the roster's is, naming that entry and its relatives. An entry of
+    another township's roster, or none, is 404 and leaves no record (nothing of it exists
+    here); a township outside the caller's regions is 404 recorded DENIED, as the
+    roster's read is."""
+    _require_township(runtime, township_code)
+    found = await repo.list_staff(session, township_code, staff_id=staff_id)
+    if not found:
+        raise NotFound(NOT_FOUND)
+    [entry] = found
+    target = AccessTarget(None, township_code, access.RECORD_TYPE_OTHER, f"staff:{entry.id}")
+    if not caller.principal.can_see(township_code):
+        raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    await record_access(
+        session,
+        runtime,
+        caller,
+        target,
+        persons=contracts.roster_refs([entry], runtime.pii.hash_key_id),
+        fields=ROSTER_FIELDS,
+    )
+    return entry
+
+
 async def deactivate_staff(
     session: AsyncSession, runtime: Runtime, caller: Caller, staff_id: uuid.UUID
 ) -> None:

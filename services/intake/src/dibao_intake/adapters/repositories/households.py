@@ -412,21 +412,38 @@ async def get_bank_account(
     return (_account(row[:-1]), row[-1]) if row is not None else None
 
 
+_CHANGE_COLUMNS = (
+    change_t.c.id,
+    change_t.c.kind,
+    change_t.c.effective_on,
+    change_t.c.details,
+    change_t.c.note,
+    change_t.c.recorded_by,
+    change_t.c.recorded_at,
+)
+
+
 async def load_changes(session: AsyncSession, household_id: uuid.UUID) -> list[ChangeRecord]:
     rows = await session.execute(
-        sa.select(
-            change_t.c.id,
-            change_t.c.kind,
-            change_t.c.effective_on,
-            change_t.c.details,
-            change_t.c.note,
-            change_t.c.recorded_by,
-            change_t.c.recorded_at,
-        )
+        sa.select(*_CHANGE_COLUMNS)
         .where(change_t.c.household_id == household_id)
         .order_by(change_t.c.recorded_at, change_t.c.id)
     )
     return [ChangeRecord(*r) for r in rows]
+
+
+async def get_change(
+    session: AsyncSession, household_id: uuid.UUID, change_id: uuid.UUID
+) -> ChangeRecord | None:
+    """One change of the household (None: no such change, or another household's)."""
+    row = (
+        await session.execute(
+            sa.select(*_CHANGE_COLUMNS).where(
+                change_t.c.id == change_id, change_t.c.household_id == household_id
+            )
+        )
+    ).first()
+    return ChangeRecord(*row) if row is not None else None
 
 
 async def load_aggregate(

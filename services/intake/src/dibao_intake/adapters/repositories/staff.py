@@ -144,11 +144,18 @@ _STAFF_COLUMNS = (
 )
 
 
-async def list_staff(session: AsyncSession, township_code: str) -> list[StaffRecord]:
+async def list_staff(
+    session: AsyncSession, township_code: str, *, staff_id: uuid.UUID | None = None
+) -> list[StaffRecord]:
+    """The township's roster with each entry's relatives; with ``staff_id``, that entry
+    alone (none when it is on another township's roster)."""
+    where = [staff_t.c.township_code == township_code]
+    if staff_id is not None:
+        where.append(staff_t.c.id == staff_id)
     staff_rows = (
         await session.execute(
             sa.select(*_STAFF_COLUMNS)
-            .where(staff_t.c.township_code == township_code)
+            .where(*where)
             .order_by(staff_t.c.active.desc(), staff_t.c.created_at, staff_t.c.id)
         )
     ).all()
