@@ -213,8 +213,9 @@ async def test_one_person_moved_into_two_households_at_once_joins_one(
     read no membership of theirs anywhere (held so: the test's transaction inserts the
     person first, which both wait for, and rolls back). One is recorded (201); the other's
     membership meets the winner's on the one-active-household index and is 409
-    person-in-household (its conflict at /body/member), nothing of it written. The person is active in one household. (Without the index both were
-    recorded: one person active in two households.)"""
+    person-in-household (its conflict at /body/member), nothing of it written. The person
+    is active in one household. (Without the index both were recorded: one person active
+    in two households.)"""
     first = await intake.register()
     second = await intake.register()
     member = intake.plan(shape="elderly_alone").members[0].payload() | {"relationship": "other"}
@@ -304,3 +305,72 @@ async def test_one_idempotency_key_sent_at_once_with_two_bodies_makes_one_applic
     assert again.status_code == 422, again.text
     assert _type_of(again) == "idempotency-key-reused"
     assert (await row_counts(intake_engine))["application"] == after["application"]
+
+
+async def test_a_person_who_dies_while_a_registration_names_them_is_not_registered(
+    intake: IntakeClient, intake_app: Any, intake_engine: AsyncEngine
+) -> None:
+    """A registration reads its persons' memberships (none active, none ended by death)
+    and only then locks and stores them: a person on no register who, meanwhile, moves
+    into another household and dies there (both changes committed while the registration
+    waits, held at its other member's person row) was registered alive, an active member
+    of a new household though recorded deceased. Now the memberships, once inserted, are
+    read again: 422 at the member's id_number (deceased), as a registration sent after
+    the death is, nothing written. (Failed before: 201, the dead person active in the new
+    household.)"""
+    plan = intake.plan(shape="elderly_couple")
+    payload = plan.payload()
+    pii = intake_app.state.runtime.pii
+    hashes = [pii.hash_id_number(m["id_number"]) for m in payload["members"]]
+    # The registration stores its persons in hash order: held at the first, it has not
+    # touched the second, who dies meanwhile.
+    held, dies = (0, 1) if hashes[0] < hashes[1] else (1, 0)
+    host = await intake.register()
+    loop = asyncio.get_running_loop()
+    async with intake_engine.connect() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO person (id, id_hash, hash_key_id, id_number_cipher, masked_id,"
+                " name, birth_date, sex, created_at) VALUES (:id, :hash, 'k1', '\\x00',"
+                " 'masked', 'name', '1950-01-01', 'male', now())"
+            ),
+            {"id": uuid.uuid4(), "hash": hashes[held]},
+        )
+        registration = asyncio.ensure_future(
+            intake.http.post("/households", json=payload, headers=intake.headers())
+        )
+        deadline = loop.time() + WAIT_S
+        while await _waiting(intake_engine) < 1:
+            assert not registration.done(), registration.result().text
+            assert loop.time() < deadline, "the registration never waited on the held person"
+            await asyncio.sleep(0.02)
+        member = payload["members"][dies] | {"relationship": "other"}
+        moved = await intake.change(
+            host, {"kind": "move_in", "moved_on": "2026-02-20", "member": member}
+        )
+        [person_id] = [
+            m["person_id"]
+            for m in moved["household"]["members"]
+            if m["active"] and m["person_id"] not in host.person_ids
+        ]
+        await intake.change(
+            host, {"kind": "death", "person_id": person_id, "date_of_death": "2026-02-25"}
+        )
+        before = await row_counts(intake_engine)
+        await conn.rollback()
+    response = await registration
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == [
+        f"/body/members/{dies}/id_number"
+    ], response.text
+    after = await row_counts(intake_engine)
+    # Nothing written but the record of what the refusal told (one access event).
+    assert after.pop("outbox_message_ids_issued") > before.pop("outbox_message_ids_issued")
+    assert after == before
+    active = await _scalar(
+        intake_engine,
+        "SELECT count(*) FROM household_member hm JOIN person p ON p.id = hm.person_id"
+        " WHERE p.id_hash = :hash AND hm.active",
+        hash=hashes[dies],
+    )
+    assert active == 0

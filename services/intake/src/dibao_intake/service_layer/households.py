@@ -511,7 +511,8 @@ async def _insert_memberships(
     named: Sequence[tuple[str, ValidMember]],
 ) -> None:
     """Insert the memberships; 409 naming the other household when a concurrent request
-    made one of these persons active elsewhere first (``named``: each with its pointer)."""
+    made one of these persons active elsewhere first (``named``: each with its pointer);
+    422 deceased, as the read before would have answered, when one died meanwhile."""
     try:
         # A savepoint, so that the request's transaction can still read after losing.
         async with session.begin_nested():
@@ -525,6 +526,14 @@ async def _insert_memberships(
         hashes, history = await _histories(session, runtime, named)
         _not_elsewhere(runtime, caller, hashes, history, allowed_household=household_id)
         raise _person_in_household([]) from None
+    # The caller's check that nobody here is recorded deceased read the memberships before
+    # the persons were locked and these rows written: a person on no register could since
+    # have joined another household and died there (both committed), and the index, which
+    # sees only active memberships, lets the insert pass. Read again now: a death that
+    # committed before the insert is seen; a later one cannot happen elsewhere (an active
+    # membership elsewhere would have failed the insert). Helper hAY, 3 Dec 2026.
+    hashes, history = await _histories(session, runtime, named)
+    _not_deceased(runtime, caller, hashes, history)
 
 
 def new_bank_account(
