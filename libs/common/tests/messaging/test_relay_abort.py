@@ -108,7 +108,7 @@ class HandsOver(OutboxRelay):
         super().__init__(*args, **kwargs)
         self.handed_over = asyncio.Event()
 
-    async def _send(self, batch: Any, blocked: set[str]) -> None:
+    async def _send(self, batch: Any, blocked: set[tuple[str, str]]) -> None:
         await super()._send(batch, blocked)
         if batch.sent:
             self.handed_over.set()

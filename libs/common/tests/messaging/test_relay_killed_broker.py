@@ -60,7 +60,7 @@ class KillsTheBrokerMidBatch(OutboxRelay):
         self.sent_batches = 0
         self.killed = asyncio.Event()
 
-    async def _send(self, batch: Any, blocked: set[str]) -> None:
+    async def _send(self, batch: Any, blocked: set[tuple[str, str]]) -> None:
         await super()._send(batch, blocked)
         self.sent_batches += 1
         if self.sent_batches == self.kill_on and batch.sent:

@@ -118,6 +118,10 @@ class BrokerUnavailableError(Exception):
     """Records sent by the relay were not acknowledged in time."""
 
 
+class TopicMetadataUnavailableError(Exception):
+    """The broker did not tell a topic's partitions in time (down, or no such topic)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     """What one relay batch did."""
@@ -127,6 +131,9 @@ class BatchResult:
     failed: int
     deferred: int
     """Rows left for the relay that holds an earlier row of their key."""
+    held: int = 0
+    """Rows left pending because their topic's partitions are not known yet (its lookup
+    is under way, or failed: then the row's ``last_error`` says so)."""
 
 
 class Backoff:
@@ -184,6 +191,13 @@ class _ProducerBatch:
 
 # A sent row and the producer batch it went out in (the batch's future is its ack).
 _Sent = list[tuple[asyncpg.Record, _ProducerBatch]]
+# What the relay keeps in order: a key's rows on one topic (Kafka orders nothing across
+# topics, so a topic held back holds back no other topic's rows of the key).
+_Stream = tuple[str, str]
+
+
+def _stream(row: asyncpg.Record) -> _Stream:
+    return row[_TOPIC], row[_KEY]
 
 
 @dataclass(slots=True)
@@ -199,6 +213,12 @@ class _Batch:
     started: float
     sent: _Sent = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
+    """Rows the producer or the broker refused: failures, which the relay backs off on."""
+    lookup_errors: dict[int, str] = field(default_factory=dict)
+    """Rows whose topic's metadata could not be had: recorded, but no failure of the
+    relay's (other topics go on); the topic is looked up again for the next batch."""
+    held: int = 0
+    """Rows not sent because their topic's partitions are not known (yet)."""
 
     @property
     def newest(self) -> int:
@@ -207,12 +227,12 @@ class _Batch:
     def sent_ids(self) -> list[int]:
         return [row[_ID] for row, _ in self.sent]
 
-    def unsent_keys(self) -> set[str]:
-        """Keys of which a claimed row was not sent: their later rows must wait."""
+    def unsent_streams(self) -> set[_Stream]:
+        """Topics and keys of which a claimed row was not sent: their later rows must wait."""
         if len(self.sent) == len(self.claimed):
             return set()
         sent = {row[_ID] for row, _ in self.sent}
-        return {row[_KEY] for row in self.claimed if row[_ID] not in sent}
+        return {_stream(row) for row in self.claimed if row[_ID] not in sent}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +240,7 @@ class _Outcome:
     published: int
     failed: int
     drained: bool
+    held: int = 0
 
 
 class OutboxRelay:
@@ -240,11 +261,14 @@ class OutboxRelay:
         retention_s: float | None = 7 * 24 * 3600.0,
         producer_overrides: Mapping[str, Any] | None = None,
         stop_timeout_s: float = 10.0,
+        metadata_timeout_s: float = 5.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if stop_timeout_s <= 0:
             raise ValueError("stop_timeout_s must be positive")
+        if metadata_timeout_s <= 0:
+            raise ValueError("metadata_timeout_s must be positive")
         self.name = name
         self._engine = engine
         self._bootstrap = bootstrap
@@ -259,6 +283,11 @@ class OutboxRelay:
         )
         self._max_request_size: int = self._producer_config.get("max_request_size", 1048576)
         self._producer: Any = None
+        # Topics of every row claimed so far, and the lookups of the partitions of those
+        # the producer has no metadata for, run beside the batches (never awaited by one).
+        self._metadata_timeout_s = metadata_timeout_s
+        self._topics: set[str] = set()
+        self._lookups: dict[str, asyncio.Task[list[int] | Exception]] = {}
         self._key_hashes: dict[str, int] = {}
         self._links: list[_Link] = []
         self._in_flight: _Sent = []
@@ -344,6 +373,10 @@ class OutboxRelay:
                     await self._pause(self._backoff.next())
                     continue
                 self._backoff.reset()
+                if outcome.held and not outcome.published:
+                    # All that is left waits for a topic's partitions: wait for the lookup.
+                    await self._pause_for_lookups()
+                    continue
                 # The backlog is drained, or other relays hold what is left of it.
                 await self._pause(self._poll_interval_s)
         finally:
@@ -398,11 +431,11 @@ class OutboxRelay:
         await self._settle_in_flight()
         current: _Batch | None = None
         claiming: asyncio.Task[_Batch | None] | None = None
-        closing: asyncio.Task[tuple[BatchResult, set[str]]] | None = None
-        refused: set[str] = set()  # keys whose rows failed: nothing more of them now
-        unsent: set[str] = set()  # keys the previous batch did not send all of
+        closing: asyncio.Task[tuple[BatchResult, set[_Stream]]] | None = None
+        refused: set[_Stream] = set()  # topics and keys whose rows failed: no more now
+        unsent: set[_Stream] = set()  # those the previous batch did not send all of
         sent_before: list[int] = []
-        published = failed = 0
+        published = failed = held = 0
         # Rows a batch claimed but did not send stay pending, and the next claim, made
         # while that batch still holds them, skips them: finding nothing after such a
         # batch is not a drained outbox.
@@ -417,10 +450,11 @@ class OutboxRelay:
                 await self._send(current, refused | unsent)
                 if closing is not None:
                     task, closing = closing, None
-                    result, failed_keys = await task
+                    result, failed_streams = await task
                     published += result.published
                     failed += result.failed
-                    refused |= failed_keys
+                    held += result.held
+                    refused |= failed_streams
                     await self._housekeeping()
                 if failed or not current.sent:
                     if claiming is not None:
@@ -431,9 +465,12 @@ class OutboxRelay:
                     batch, current = current, None
                     result, _ = await self._close_batch(batch)
                     return _Outcome(
-                        published + result.published, failed + result.failed, drained=False
+                        published + result.published,
+                        failed + result.failed,
+                        drained=False,
+                        held=held + result.held,
                     )
-                unsent = current.unsent_keys()
+                unsent = current.unsent_streams()
                 left_behind = left_behind or bool(unsent)
                 sent_before = current.sent_ids()
                 closing = asyncio.create_task(self._close_batch(current))
@@ -446,8 +483,9 @@ class OutboxRelay:
                 result, _ = await task
                 published += result.published
                 failed += result.failed
+                held += result.held
                 await self._housekeeping()
-            return _Outcome(published, failed, drained=not left_behind)
+            return _Outcome(published, failed, drained=not left_behind, held=held)
         except BaseException as exc:
             # Failed or killed: a batch being closed may finish (not when killed); what is
             # still open is rolled back, and its records, already with the producer, are
@@ -504,10 +542,10 @@ class OutboxRelay:
             raise
         return _Batch(link, claimed, rows, contiguous, started)
 
-    async def _close_batch(self, batch: _Batch) -> tuple[BatchResult, set[str]]:
+    async def _close_batch(self, batch: _Batch) -> tuple[BatchResult, set[_Stream]]:
         """Await the batch's acknowledgements, delete what was acknowledged, commit.
 
-        Also returns the keys that failed, whose next rows must wait.
+        Also returns the topics and keys that failed, whose next rows must wait.
         """
         link = batch.link
         try:
@@ -522,7 +560,7 @@ class OutboxRelay:
             published, failed = _acknowledged_prefixes(batch.sent)
             batch.errors.update(failed)
             await self._before_mark(published)
-            for row_id, error in batch.errors.items():
+            for row_id, error in itertools.chain(batch.errors.items(), batch.lookup_errors.items()):
                 await link.driver.execute(_RECORD_ERROR, row_id, error[:2000])
             # One round trip: the ids are integers of our own rows, written as a literal.
             ids = ",".join(map(str, published))
@@ -535,16 +573,17 @@ class OutboxRelay:
             await link.discard()
             raise
         self._checkin(link)
-        self._observe(published, batch, batch.errors)
-        if batch.errors:
+        errors = {**batch.errors, **batch.lookup_errors}
+        self._observe(published, batch, errors)
+        if errors:
             log.warning(
                 "outbox rows failed to publish",
                 relay=self.name,
-                failed=len(batch.errors),
-                first_error=next(iter(batch.errors.values())),
+                failed=len(errors),
+                first_error=next(iter(errors.values())),
             )
-        failed_keys = (
-            {row[_KEY] for row in batch.claimed if row[_ID] in batch.errors}
+        failed_streams = (
+            {_stream(row) for row in batch.claimed if row[_ID] in batch.errors}
             if batch.errors
             else set()
         )
@@ -553,8 +592,9 @@ class OutboxRelay:
             len(published),
             len(batch.errors),
             len(batch.claimed) - len(batch.rows),
+            batch.held,
         )
-        return result, failed_keys
+        return result, failed_streams
 
     async def _abandon(self, batch: _Batch) -> None:
         self._in_flight.extend(batch.sent)
@@ -592,13 +632,15 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await link.conn.close()
 
-    async def _send(self, batch: _Batch, blocked: set[str]) -> None:
+    async def _send(self, batch: _Batch, blocked: set[_Stream]) -> None:
         """Hand the batch's rows to the producer, one producer batch per partition, in id
-        order, except the keys in ``blocked``; no waiting for acknowledgements.
+        order, except the topics and keys in ``blocked``; no waiting for acknowledgements.
 
         One ``send_batch`` per partition instead of one ``send`` per record: no future,
         partitioner call or metadata wait per record. Keys are placed as Kafka's default
-        partitioner places them (murmur2), so every producer of a key agrees.
+        partitioner places them (murmur2), so every producer of a key agrees. A topic whose
+        partitions the producer does not know is looked up beside the batches
+        (:meth:`_partitions_of`): its rows are held back, the other topics' rows go out.
         """
         producer = await self._ensure_producer()
         sent = batch.sent
@@ -620,15 +662,23 @@ class OutboxRelay:
                     turn = 0
                     await asyncio.sleep(0)
                 key: str = row[_KEY]
-                if key in stopped:
-                    continue
                 topic: str = row[_TOPIC]
+                stream = (topic, key)
+                if stream in stopped:
+                    continue
                 known = partitions.get(topic)
                 if known is None:
-                    known = partitions[topic] = await _partitions(producer, topic)
+                    found = self._partitions_of(producer, topic)
+                    # Not known: its rows wait (a lookup runs), its other rows after it too.
+                    known = partitions[topic] = found if found is not None else []
+                if not known:
+                    stopped.add(stream)
+                    batch.held += 1
+                    continue
                 if isinstance(known, Exception):
-                    stopped.add(key)
-                    errors[row[_ID]] = repr(known)
+                    stopped.add(stream)
+                    batch.held += 1
+                    batch.lookup_errors[row[_ID]] = repr(known)
                     continue
                 key_bytes = key.encode()
                 payload: bytes = row[_PAYLOAD]
@@ -640,9 +690,9 @@ class OutboxRelay:
                         key_bytes, payload, headers
                     )
                     if size > max_size:
-                        # Refused before it was queued: nothing of this key after it may
-                        # go out in this batch.
-                        stopped.add(key)
+                        # Refused before it was queued: nothing of this key on this topic
+                        # after it may go out in this batch.
+                        stopped.add(stream)
                         errors[row[_ID]] = repr(
                             MessageSizeTooLargeError(
                                 f"The message is {size} bytes when serialized, more than "
@@ -673,6 +723,60 @@ class OutboxRelay:
                 if pending.future is None:
                     errors[row[_ID]] = repr(exc)
             sent[:] = [(row, pending) for row, pending in sent if pending.future is not None]
+
+    def _partitions_of(self, producer: Any, topic: str) -> list[int] | Exception | None:
+        """The topic's partitions sorted by id (as the default partitioner indexes them),
+        from the producer's metadata, without waiting: ``None`` while a lookup runs.
+
+        aiokafka's ``send_batch`` and ``partitions_for`` wait for a topic's metadata up to
+        the request timeout (30 s) when it has none, and while the broker is down or the
+        topic does not exist it has none: one unknown topic held every batch, every row
+        of every topic, that long. So a topic the producer does not know is looked up in
+        a task of its own, bounded by ``metadata_timeout_s``, and its rows wait for the
+        next batch that finds it known. A lookup that failed is returned once (its rows
+        record the error) and the next batch starts another.
+        """
+        self._topics.add(topic)
+        found = producer.client.cluster.partitions_for_topic(topic)
+        if found:
+            return sorted(found)
+        lookup = self._lookups.get(topic)
+        if lookup is not None:
+            if not lookup.done():
+                return None
+            del self._lookups[topic]
+            return lookup.result()
+        # The producer's metadata requests name every topic the relay has sent to, not
+        # only this one: aiokafka keeps the topics of its last metadata answer and
+        # forgets the others.
+        producer.client.set_topics(self._topics)
+        self._lookups[topic] = asyncio.create_task(
+            _look_up(producer, topic, self._metadata_timeout_s),
+            name=f"outbox-relay-{self.name}-metadata",
+        )
+        return None
+
+    async def _pause_for_lookups(self) -> None:
+        """Wait until a topic's lookup ends (at most ``metadata_timeout_s``) or the relay
+        stops; the poll interval when none is under way."""
+        running = {lookup for lookup in self._lookups.values() if not lookup.done()}
+        if not running:
+            await self._pause(self._poll_interval_s)
+            return
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                {*running, stopping},
+                timeout=self._metadata_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+
+    def _cancel_lookups(self) -> None:
+        lookups, self._lookups = self._lookups, {}
+        for lookup in lookups.values():
+            lookup.cancel()
 
     async def _after_claim(self, rows: Sequence[asyncpg.Record]) -> None:
         """Rows claimed, nothing sent yet (a seam for tests of slow or dying relays)."""
@@ -732,6 +836,8 @@ class OutboxRelay:
         not stopping), then abort it (:func:`abort_producer`): never a producer left
         running on its own."""
         producer, self._producer = self._producer, None
+        # Lookups ask this producer: a new one starts its own.
+        self._cancel_lookups()
         if producer is None:
             return
         deadline = self._stop_deadline
@@ -875,10 +981,15 @@ def _retrieve_exception(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def _partitions(producer: Any, topic: str) -> list[int] | Exception:
-    """The topic's partitions sorted by id (as the default partitioner indexes them)."""
+async def _look_up(producer: Any, topic: str, timeout_s: float) -> list[int] | Exception:
+    """The topic's partitions sorted by id, asked of the broker for at most ``timeout_s``
+    seconds; the error instead of raising it (nobody may be left to retrieve it)."""
     try:
-        return sorted(await producer.partitions_for(topic))
+        return sorted(await asyncio.wait_for(producer.partitions_for(topic), timeout_s))
+    except TimeoutError:
+        return TopicMetadataUnavailableError(
+            f"no partitions of topic {topic} from the broker in {timeout_s} s"
+        )
     except Exception as exc:
         return exc
 
@@ -923,7 +1034,7 @@ async def _own_key_prefixes(
 
 
 def _acknowledged_prefixes(sent: _Sent) -> tuple[list[int], dict[int, str]]:
-    """Acknowledged rows up to each key's first failure, and the failures."""
+    """Acknowledged rows up to each topic and key's first failure, and the failures."""
     failures = {
         id(batch): exc
         for batch in {id(batch): batch for _, batch in sent}.values()
@@ -933,14 +1044,14 @@ def _acknowledged_prefixes(sent: _Sent) -> tuple[list[int], dict[int, str]]:
         return [row[_ID] for row, _ in sent], {}
     published: list[int] = []
     errors: dict[int, str] = {}
-    failed_keys: set[str] = set()
+    failed_streams: set[_Stream] = set()
     for row, batch in sent:
-        key = row[_KEY]
-        if key in failed_keys:
+        stream = _stream(row)
+        if stream in failed_streams:
             continue
         exc = failures.get(id(batch))
         if exc is not None:
-            failed_keys.add(key)
+            failed_streams.add(stream)
             errors[row[_ID]] = repr(exc)
             continue
         published.append(row[_ID])

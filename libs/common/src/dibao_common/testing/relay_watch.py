@@ -107,7 +107,7 @@ def watch_relay(name: str) -> Iterator[RelayWatch]:
     watch = RelayWatch(name)
     send, claim = OutboxRelay._send, OutboxRelay._claim
 
-    async def _send(self: OutboxRelay, batch: Any, blocked: set[str]) -> None:
+    async def _send(self: OutboxRelay, batch: Any, blocked: set[tuple[str, str]]) -> None:
         await send(self, batch, blocked)
         if self.name == name:
             watch.record(batch)
