@@ -280,3 +280,47 @@ async def test_intakes_own_events_are_in_the_timeline_when_the_request_returns(
 
     published = await wait_for_events(intake_stack, "dibao.intake.v1", 3, subject=application_id)
     assert [str(e.ce_id) for e in published] == [e["ce_id"] for e in entries]
+
+
+async def test_a_returned_applications_entry_gives_each_missing_items_code(
+    intake: IntakeClient, intake_engine: AsyncEngine
+) -> None:
+    """The ApplicationReturned entry listed the missing items' descriptions alone, though
+    the answer and the event name each by code (febdd74): a portal reading the timeline had
+    to parse English to word them. The entry keeps the descriptions and gives the codes
+    beside them, in the same order, as the answer's missing_items have them; stored so in
+    the timeline's row, and withheld with every detail in the limited view."""
+    household = await intake.register()
+    body = await intake.complete_application_body(household)
+    answer = await intake.submit(body | {"document_ids": [], "incomes": []})
+    assert answer.status_code == 201, answer.text
+    returned = answer.json()
+    assert returned["status"] == "returned"
+    missing = returned["missing_items"]
+    assert len(missing) >= 5
+    [entry] = await _timeline(intake, returned["id"])
+    assert entry["type"] == "dibao.intake.ApplicationReturned.v1"
+    assert entry["summary"] == f"Application returned: {len(missing)} item(s) missing"
+    assert entry["details"] == {
+        "missing_items": [m["description"] for m in missing],
+        "missing_item_codes": [m["code"] for m in missing],
+    }
+    assert entry["details"]["missing_item_codes"][:3] == [
+        "application_form",
+        "household_register",
+        "verification_authorisation",
+    ]
+    async with intake_engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT details FROM timeline_entry WHERE application_id = :id"),
+                {"id": returned["id"]},
+            )
+        ).scalar_one()
+    assert stored == entry["details"]
+    limited = await intake.http.get(
+        f"/applications/{returned['id']}",
+        headers=intake.headers(Role.PUBLICITY_OFFICER, [household.plan.region_code]),
+    )
+    assert limited.status_code == 200, limited.text
+    assert [e["details"] for e in limited.json()["timeline"]] == [None]

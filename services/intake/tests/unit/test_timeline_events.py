@@ -23,6 +23,7 @@ from dibao.publicity.v1 import events_pb2 as publicity
 from dibao.publicity.v1 import types_pb2 as publicity_types
 from dibao_common.messaging.envelope import EventRegistry
 from dibao_common.messaging.outbox import build_envelope
+from dibao_intake.domain.codes import MissingItemCode
 from dibao_intake.service_layer import timeline
 from dibao_intake.service_layer.timeline import application_of, describe, hidden_fields
 
@@ -63,11 +64,16 @@ def test_summaries_are_plain_words_and_details_stay_small_and_impersonal() -> No
     assert details == {}  # the reason in words is on the application, not in its timeline
     returned = intake.ApplicationReturned(
         application_id=str(APPLICATION),
-        missing_items=[intake_types.MissingItem(description="the household register")],
+        missing_items=[
+            intake_types.MissingItem(
+                description="the household register",
+                code=intake_types.MISSING_ITEM_CODE_HOUSEHOLD_REGISTER,
+            )
+        ],
     )
     assert _describe(returned) == (
         "Application returned: 1 item(s) missing",
-        {"missing_items": ["the household register"]},
+        {"missing_items": ["the household register"], "missing_item_codes": ["household_register"]},
     )
     submitted = intake.ApplicationSubmitted(
         application_id=str(APPLICATION), statement="private story", staff_relation_note="x is y"
@@ -120,7 +126,49 @@ def test_a_full_submission_shows_only_its_plain_fields() -> None:
         actor=common.Actor(subject="clerk"),
         missing_items=[intake_types.MissingItem(description=d) for d in ("a", "b")],
     )
-    assert _describe(returned)[1] == {"missing_items": ["a", "b"]}
+    # Published before 3 Dec 2026: no code (UNSPECIFIED), null beside each description.
+    assert _describe(returned)[1] == {
+        "missing_items": ["a", "b"],
+        "missing_item_codes": [None, None],
+    }
+
+
+def test_a_returned_entry_gives_each_missing_items_code_beside_its_description() -> None:
+    """The entry listed descriptions alone (English words), though the event names each
+    item by code since 3 Dec 2026 (febdd74): a portal could not word them in its own
+    labels. Each code is now beside its description, in the same order; a code this
+    intake does not know reads as its number, as the JSON mapping writes it."""
+    codes = [
+        intake_types.MISSING_ITEM_CODE_WAGE_PROOF,
+        intake_types.MISSING_ITEM_CODE_UNSPECIFIED,
+        intake_types.MISSING_ITEM_CODE_NO_PAY_PROOF,
+        intake_types.MissingItemCode.ValueType(999),  # a code of a later contract
+    ]
+    returned = intake.ApplicationReturned(
+        application_id=str(APPLICATION),
+        missing_items=[
+            intake_types.MissingItem(
+                description=f"item {n}", document_type=enums.DOCUMENT_TYPE_INCOME_PROOF, code=c
+            )
+            for n, c in enumerate(codes)
+        ],
+    )
+    summary, details = _describe(returned)
+    assert summary == "Application returned: 4 item(s) missing"
+    assert details == {
+        "missing_items": ["item 0", "item 1", "item 2", "item 3"],
+        "missing_item_codes": ["wage_proof", None, "no_pay_proof", 999],
+    }
+    # Every code the contract has reads as the API's word for it (MissingItemCode).
+    for value in intake_types.MissingItemCode.values():
+        item = intake_types.MissingItem(description="x", code=value)
+        read = _describe(intake.ApplicationReturned(missing_items=[item]))[1]
+        assert isinstance(read["missing_item_codes"], list)
+        [code] = read["missing_item_codes"]
+        if value == intake_types.MISSING_ITEM_CODE_UNSPECIFIED:
+            assert code is None
+        else:
+            assert MissingItemCode(code).value == code
 
 
 def test_months_read_as_months() -> None:

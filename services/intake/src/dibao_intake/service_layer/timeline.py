@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dibao.intake.v1 import events_pb2 as ev
+from dibao.intake.v1 import types_pb2 as intake
 from dibao_common.clock import Clock
 from dibao_common.messaging.envelope import Envelope
 from dibao_common.observability import get_logger
@@ -268,12 +269,17 @@ def _plan(message: Message) -> dict[str, str] | None:
 def _described_from_dict(message: Message) -> tuple[str, dict[str, Any]]:
     """``describe`` from an event's JSON mapping: the path for the types ``_plan`` does not
     read directly."""
+    if isinstance(message, ev.ApplicationReturned):
+        items = message.missing_items
+        missing = {
+            # The descriptions as before; the codes beside them, one an item in the same
+            # order, for a reader to word them in its own labels (ADR 0009, 3 Dec 2026).
+            "missing_items": [i.description for i in items],
+            "missing_item_codes": [_missing_item_code(i.code) for i in items],
+        }
+        return f"Application returned: {len(items)} item(s) missing", missing
     name = message.DESCRIPTOR.name
     data = MessageToDict(_without_skipped(message), preserving_proto_field_name=True)
-    if name == "ApplicationReturned":
-        items = data.get("missing_items", [])
-        missing = {"missing_items": [i.get("description", "") for i in items]}
-        return f"Application returned: {len(items)} item(s) missing", missing
     enums = {
         f.name: _enum_prefix(f.enum_type.name)
         for f in message.DESCRIPTOR.fields
@@ -342,6 +348,19 @@ def _without_skipped(message: Message) -> Message:
 def _enum_prefix(enum_name: str) -> str:
     """``ApplicationKind`` -> ``APPLICATION_KIND_``, the prefix of its constants."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
+
+
+_MISSING_ITEM_PREFIX = _enum_prefix("MissingItemCode")
+
+
+def _missing_item_code(code: int) -> str | int | None:
+    """A missing item's code as the API answers it (``id_card``); None for an event
+    published before the code was (UNSPECIFIED); a number this intake does not know as the
+    number, as the JSON mapping writes it."""
+    if code == intake.MISSING_ITEM_CODE_UNSPECIFIED:
+        return None
+    known = intake.MissingItemCode.DESCRIPTOR.values_by_number.get(code)
+    return code if known is None else known.name.removeprefix(_MISSING_ITEM_PREFIX).lower()
 
 
 def _occurred_at(envelope: Envelope, message: Message) -> Any:
