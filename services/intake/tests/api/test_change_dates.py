@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dibao_intake.domain.codes import EmploymentStatus, Relationship, Sex
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, moves_in, refused_change
+from dibao_intake.testing import (
+    IntakeClient,
+    RegisteredHousehold,
+    moves_in,
+    refused_change,
+    row_counts,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -161,42 +167,77 @@ def _born(intake: IntakeClient, sex: Sex, born: date, relationship: str) -> dict
     }
 
 
-async def test_a_man_under_20_is_married_by_no_change(
+async def test_a_man_under_22_or_a_woman_under_20_is_married_by_no_change(
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
-    """Nobody may marry in China under the Civil Code's age (art. 1047: a man at 22, a
-    woman at 20), which autonomous areas lower by two years at most: a man of 19 marries
-    nowhere. His marriage (a bride of 18 joining) and a woman of 18 moving in as his
-    spouse were recorded (201 both: the floor was 18 for both sexes). Now refused, 422 at
-    ``/married_on`` (with the change's other errors) and ``/member/relationship``, nothing
-    written; a man of 21 marrying a woman of 18 is recorded."""
+    """The legal marriage age is 22 for a man and 20 for a woman (Civil Code art. 1047;
+    ADR 0016, 3 Dec 2026, helper hAX). A man of 21 marrying (a bride of 20 joining), a
+    woman of 20 moving in as his spouse, a bride of 19 joining a man of age, and a lodger
+    of 19 marrying the head were recorded (201 each: the floor was 20 and 18). Now each is
+    refused, 422 naming the member by their pointer (person_id, spouse/id_number,
+    spouse_person_id; member/relationship for the move in), never by name or ID number,
+    nothing written; a bride on her 20th birthday is of age and recorded."""
+    on = "2026-02-14"
+    bride = _born(intake, Sex.FEMALE, date(2006, 2, 14), "spouse")  # 20 that day
+    # Registered as a couple, the man of 21 as head: refused at the spouse's relationship.
+    couple = intake.plan(shape="unemployed_single")
+    couple.members[0] = intake.synthesizer.member(
+        Relationship.HEAD, Sex.MALE, (21, 21), EmploymentStatus.UNEMPLOYED
+    )
+    payload = couple.payload()
+    payload["members"].append(bride)
+    before = await row_counts(intake_engine)
+    response = await intake.http.post(
+        "/households", json=payload, headers=intake.headers(regions=[couple.region_code])
+    )
+    assert response.status_code == 422, response.text
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/body/members/1/relationship"]
+    assert "the head is under 22 on 2026-03-02" in response.text
+    assert await row_counts(intake_engine) == before
     plan = intake.plan(shape="unemployed_single")
     plan.members[0] = intake.synthesizer.member(
-        Relationship.HEAD, Sex.MALE, (19, 19), EmploymentStatus.UNEMPLOYED
+        Relationship.HEAD, Sex.MALE, (21, 21), EmploymentStatus.UNEMPLOYED
     )
     household = await intake.register(plan)
     [groom] = household.person_ids
-    bride = _born(intake, Sex.FEMALE, date(2007, 6, 1), "child_in_law")
-    marriage = {"kind": "marriage", "person_id": groom, "married_on": "2026-02-14"}
+    marriage = {"kind": "marriage", "person_id": groom, "married_on": on}
     problem = await refused_change(intake, intake_engine, household, marriage | {"spouse": bride})
     pointers = _pointers(problem)
-    assert set(pointers) == {"/body/married_on", "/body/spouse/relationship"}, problem
-    assert "the member was under 20 then" in pointers["/body/married_on"], problem
-    move_in = {
-        "kind": "move_in",
-        "moved_on": "2026-02-14",
-        "member": bride | {"relationship": "spouse"},
-    }
+    assert list(pointers) == ["/body/person_id"], problem
+    assert pointers["/body/person_id"].startswith(
+        "the member is under 22 on 2026-02-14, the marriage's day: nobody younger may marry"
+    ), problem
+    move_in = {"kind": "move_in", "moved_on": on, "member": bride}
     problem = await refused_change(intake, intake_engine, household, move_in)
     assert list(_pointers(problem)) == ["/body/member/relationship"], problem
-    assert "the head is under 20 on 2026-02-14" in problem["errors"][0]["detail"], problem
+    assert "the head is under 22 on 2026-02-14" in problem["errors"][0]["detail"], problem
     plan = intake.plan(shape="unemployed_single")
     plan.members[0] = intake.synthesizer.member(
-        Relationship.HEAD, Sex.MALE, (21, 25), EmploymentStatus.UNEMPLOYED
+        Relationship.HEAD, Sex.MALE, (23, 26), EmploymentStatus.UNEMPLOYED
     )
     older = await intake.register(plan)
-    spouse = bride | {"relationship": "spouse", "id_number": bride["id_number"]}
-    married = await intake.change(
-        older, marriage | {"person_id": older.person_ids[0], "spouse": spouse}
+    [man] = older.person_ids
+    young = _born(intake, Sex.FEMALE, date(2006, 2, 15), "spouse")  # 20 the day after
+    problem = await refused_change(
+        intake, intake_engine, older, marriage | {"person_id": man, "spouse": young}
     )
+    pointers = _pointers(problem)
+    assert list(pointers) == ["/body/spouse/id_number"], problem
+    assert pointers["/body/spouse/id_number"].startswith(
+        "the spouse is under 20 on 2026-02-14, the marriage's day"
+    ), problem
+    # The refusals name nobody: neither the names nor the ID numbers typed.
+    for person in (bride, young):
+        assert person["name"] not in str(problem)
+        assert person["id_number"] not in str(problem)
+    lodger = await moves_in(intake, older, young | {"relationship": "other"}, "2026-02-01")
+    problem = await refused_change(
+        intake,
+        intake_engine,
+        older,
+        {"kind": "marriage", "person_id": man, "spouse_person_id": lodger, "married_on": on},
+    )
+    assert list(_pointers(problem)) == ["/body/spouse_person_id"], problem
+    assert "the spouse is under 20 on 2026-02-14" in problem["errors"][0]["detail"], problem
+    married = await intake.change(older, marriage | {"person_id": man, "spouse": bride})
     assert married["household"]["changes"][-1]["kind"] == "marriage"

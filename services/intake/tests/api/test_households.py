@@ -1077,10 +1077,11 @@ async def test_marriages_in_an_impossible_order_are_refused(
     assert await _refused_change(
         intake, intake_engine, household, marriage | {"spouse": husband}
     ) == ["/body/spouse/relationship"]
-    # A child of school age, or a marriage before the member was born.
+    # A child of school age (at the member's own pointer, ADR 0016, 3 Dec 2026, helper
+    # hAX), or a marriage before the member was born.
     assert await _refused_change(
         intake, intake_engine, household, marriage | {"person_id": kid}
-    ) == ["/body/married_on"]
+    ) == ["/body/person_id"]
     assert await _refused_change(
         intake, intake_engine, household, marriage | {"person_id": kid, "married_on": "1990-05-01"}
     ) == ["/body/married_on"]
@@ -2443,21 +2444,22 @@ async def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_fr
     intake: IntakeClient, intake_engine: AsyncEngine
 ) -> None:
     """A correction says the relationship was wrong from the start, so the member is read
-    as registered, or moved in, as the head's spouse: both 18 on that day, as a
-    registration or a move in as the spouse refuses (ADR 0016). A lodger of 17 registered
-    today, and one of 19 today who moved in at 17, corrected to the head's spouse: 422 at
-    relationship naming the day, nothing written (both were recorded, 201, before). One
-    18 the day she moved in is corrected. The head is a man, the lodgers women: since 3
-    Dec 2026 a man is of marriageable age at 20 (``test_change_dates.py``)."""
+    as registered, or moved in, as the head's spouse: both of marriageable age on that day,
+    as a registration or a move in as the spouse refuses (ADR 0016). A lodger of 19
+    registered today, and one of 21 today who moved in at 19, corrected to the head's
+    spouse: 422 at relationship naming the day, nothing written (both were recorded, 201,
+    before hB). One 20 the day she moved in is corrected. The head is a man, the lodgers
+    women: since 3 Dec 2026 (helper hAX) a woman marries at 20, a man at 22
+    (``test_change_dates.py``)."""
     plan = intake.plan(shape="unemployed_single")
     plan.members[0] = intake.synthesizer.member(
         Relationship.HEAD, Sex.MALE, (30, 50), EmploymentStatus.UNEMPLOYED
     )
     other_sex = Sex.FEMALE
     lodger = intake.synthesizer.member(
-        Relationship.OTHER, other_sex, (17, 17), EmploymentStatus.UNEMPLOYED
+        Relationship.OTHER, other_sex, (19, 19), EmploymentStatus.UNEMPLOYED
     )
-    lodger.birth_date = date(2008, 3, 3)  # 18 the day after the registration (2 March)
+    lodger.birth_date = date(2006, 3, 3)  # 20 the day after the registration (2 March)
     lodger.id_number = intake.synthesizer.id_number(lodger.birth_date, other_sex)
     plan.members.append(lodger)
     household = await intake.register(plan)
@@ -2478,15 +2480,15 @@ async def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_fr
         return str(error["detail"])
 
     detail = await refusal(registered)
-    assert detail.startswith("the member is under 18 on 2026-03-02, when the household"), detail
+    assert detail.startswith("the member is under 20 on 2026-03-02, when the household"), detail
     assert "kind marriage" in detail
     young = await moves_in(
-        intake, household, _person(intake, date(2007, 2, 1), other_sex, "other"), "2025-01-05"
+        intake, household, _person(intake, date(2005, 2, 1), other_sex, "other"), "2025-01-05"
     )
     detail = await refusal(young)
-    assert detail.startswith("the member is under 18 on 2025-01-05, when the member joined")
+    assert detail.startswith("the member is under 20 on 2025-01-05, when the member joined")
     of_age = await moves_in(
-        intake, household, _person(intake, date(2006, 12, 1), other_sex, "other"), "2025-01-05"
+        intake, household, _person(intake, date(2004, 12, 1), other_sex, "other"), "2025-01-05"
     )
     corrected = await intake.change(household, correction | {"person_id": of_age})
     members = {m["person_id"]: m["relationship"] for m in corrected["household"]["members"]}

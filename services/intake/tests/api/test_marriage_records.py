@@ -287,9 +287,9 @@ async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
     """A registered couple, or a spouse moving in, has no marriage day recorded (none is
     asked: a de facto marriage before 1994 has none), and nothing bound it: a spouse of
     16 was registered, and the couple's divorce could be dated before either was born.
-    Now a spouse under 18 on the registration day (422 at the spouse's relationship,
-    nothing registered) or the move's day is refused, and a divorce before both were 18,
-    naming the day. Dated then, it is recorded."""
+    Now a spouse under the marriage age on the registration day (422 at the spouse's
+    relationship, nothing registered) or the move's day is refused, and a divorce before
+    both were of age, naming the day. Dated then, it is recorded."""
     plan = intake.plan(shape="elderly_couple")
     payload = plan.payload()
     young = _person(intake, date(2010, 5, 5), Sex.FEMALE, "spouse")
@@ -300,13 +300,17 @@ async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
     )
     assert response.status_code == 422, response.text
     assert [e["pointer"] for e in response.json()["errors"]] == ["/body/members/1/relationship"]
-    assert "under 18" in response.text
+    assert "the spouse is under 20" in response.text
     assert await row_counts(intake_engine) == before
 
     household = await intake.register(intake.plan(shape="elderly_couple"))
     head, wife = household.person_ids
-    # Born on 29 February, one is of age on 1 March. Since 3 Dec 2026 a man (the head of
-    # an elderly couple) is of marriageable age at 20, a woman at 18 (ADR 0016).
+    # Born on 29 February, one is of age on 1 March. An elderly couple (the head born by
+    # 1958, the wife by 1961) could marry before 1981, at the Marriage Law of 1950's ages:
+    # a man at 20, a woman at 18 (ADR 0016, 3 Dec 2026, helper hAX).
+    assert all(
+        m.birth_date.year <= (1960 if m.sex is Sex.MALE else 1962) for m in household.plan.members
+    )
     of_age = max(
         date(
             m.birth_date.year + (20 if m.sex is Sex.MALE else 18),
@@ -342,7 +346,7 @@ async def test_a_couple_with_no_marriage_day_is_bound_by_marriageable_age(
         },
     )
     assert [e["pointer"] for e in problem["errors"]] == ["/body/member/relationship"]
-    assert "the spouse is under 18 on 2026-02-01" in problem["errors"][0]["detail"]
+    assert "the spouse is under 20 on 2026-02-01" in problem["errors"][0]["detail"]
 
 
 def _single_plan(intake: IntakeClient, sex: Sex) -> PlannedHousehold:
@@ -591,7 +595,7 @@ async def test_a_marriage_taken_along_bars_the_new_heads_spouse(
     plan = intake.plan(shape="unemployed_single")
     plan.members.append(
         intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
+            Relationship.CHILD, Sex.MALE, (23, 26), EmploymentStatus.UNEMPLOYED
         )
     )
     a = await intake.register(plan)

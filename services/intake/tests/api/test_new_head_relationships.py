@@ -67,16 +67,17 @@ def _lodger(
 async def _the_son_married_to_the_lodger(
     intake: IntakeClient,
 ) -> tuple[RegisteredHousehold, str, str, str]:
-    """A head, their son (21-24: a man marries from 20, ADR 0016) and a woman lodging with
-    them (20-24), the son and the lodger married here on 10 Jan 2026: (household, head,
-    son, the son's wife)."""
+    """A head, their son (23-26: a man marries from 22, a woman from 20, ADR 0016, 3 Dec
+    2026, helper hAX; of age on the marriage's day, weeks before the registration) and a
+    woman lodging with them (21-24), the son and the lodger married here on 10 Jan 2026:
+    (household, head, son, the son's wife)."""
     plan = intake.plan(shape="unemployed_single")
     plan.members.append(
         intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
+            Relationship.CHILD, Sex.MALE, (23, 26), EmploymentStatus.UNEMPLOYED
         )
     )
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    plan.members.append(_lodger(intake, Sex.FEMALE, (21, 24), EmploymentStatus.UNEMPLOYED))
     household = await intake.register(plan)
     head, son, wife = household.person_ids
     couple = {"person_id": son, "spouse_person_id": wife}
@@ -492,11 +493,11 @@ async def test_a_member_left_by_a_spouse_who_moved_out_is_no_new_heads_spouse(
     plan = intake.plan(shape="unemployed_single")
     plan.members.append(
         intake.synthesizer.member(
-            Relationship.CHILD, Sex.MALE, (21, 24), EmploymentStatus.UNEMPLOYED
+            Relationship.CHILD, Sex.MALE, (23, 26), EmploymentStatus.UNEMPLOYED
         )
     )
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
-    plan.members.append(_lodger(intake, Sex.FEMALE, (20, 24), EmploymentStatus.UNEMPLOYED))
+    plan.members.append(_lodger(intake, Sex.FEMALE, (21, 24), EmploymentStatus.UNEMPLOYED))
+    plan.members.append(_lodger(intake, Sex.FEMALE, (21, 24), EmploymentStatus.UNEMPLOYED))
     household = await intake.register(plan)
     head, son, wife, lodger = household.person_ids
     couple = {"person_id": son, "spouse_person_id": wife}

@@ -533,7 +533,8 @@ def test_every_error_response_shows_examples_its_schema_takes(intake_app: FastAP
 def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI) -> None:
     """A registration, a move in as the head's spouse and a relationship corrected to
     the spouse are refused (422 at the relationship) when the spouse or the head is under
-    18 on the day (ADR 0016), a rule no schema shows: no description said so, and a portal
+    the legal marriage age on the day (ADR 0016; 22 for a man, 20 for a woman since 3 Dec
+    2026, helper hAX), a rule no schema shows: no description said so, and a portal
     learnt it from a refusal. Now the registration (operation and request body), MoveInIn
     and MemberChangeIn.relationship say it with its day and pointer, the changes'
     operation points to them, and the 422 examples show the refusals as sent. The
@@ -549,14 +550,14 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
         "HouseholdIn": (schemas["HouseholdIn"]["description"], "the registration day"),
         "MoveInIn": (
             schemas["MoveInIn"]["description"],
-            "under 18 (a woman) or 20 (a man) on moved_on",
+            "under 20 (a woman) or 22 (a man) on moved_on",
         ),
         "MemberChangeIn.relationship": (correction, "the registration day"),
         "POST /households/{household_id}/changes": (changes["description"], "on moved_on"),
     }
     for where, (text, day) in told.items():
         flat = " ".join(text.split())
-        for words in ("18", "Civil Code art. 1047", day):
+        for words in ("22", "Civil Code art. 1047", day):
             assert words in flat, (where, words)
     assert "members/<i>/relationship" in register["description"]
     assert "member/relationship" in schemas["MoveInIn"]["description"]
@@ -599,7 +600,7 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
         "head or the head's own",
         "of the head's sex",
         "a child or grandchild not younger than the head",
-        "under 18 (a woman) or 20 (a man) on the day the code was first recorded, not effective_on",
+        "under 20 (a woman) or 22 (a man) on the day the code was first recorded, not effective_on",
         "Civil Code art. 1047",
         "MemberChangeIn.relationship",
         "note saying why (at note)",
@@ -612,13 +613,13 @@ def test_the_marriageable_age_rule_is_told_where_it_refuses(intake_app: FastAPI)
     shown: dict[str, list[str]] = {}
     for operation, status, example, _ in problem_examples(spec):
         for error in example.get("errors", []) if status == "422" else []:
-            if "under 18" in error["detail"]:
+            if "under 20" in error["detail"]:
                 shown.setdefault(operation, []).append(error["detail"].split(":")[0])
     assert shown == {
-        "POST /households": ["the spouse is under 18 on 2026-03-02"],
+        "POST /households": ["the spouse is under 20 on 2026-03-02"],
         "POST /households/{household_id}/changes": [
-            "the spouse is under 18 on 2026-03-02",
-            "the member is under 18 on 2026-03-02, when the household was registered with the"
+            "the spouse is under 20 on 2026-03-02",
+            "the member is under 20 on 2026-03-02, when the household was registered with the"
             " member",
         ],
     }, shown

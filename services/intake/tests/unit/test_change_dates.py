@@ -241,7 +241,12 @@ def test_a_move_out_recorded_before_this_rule_ends_no_marriage_before_its_day() 
     assert marriages.married_to == {}
 
 
-def _joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
+def _joining(
+    relationship: Relationship,
+    born: date,
+    seq: int,
+    employment: EmploymentStatus = EmploymentStatus.UNEMPLOYED,
+) -> ValidMember:
     """A person joining, a man for an odd ``seq`` (the ID number's sequence)."""
     valid, problems = validate_member(
         MemberInput(
@@ -250,7 +255,7 @@ def _joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
             relationship=relationship,
             disability_grade=DisabilityGrade.NONE,
             seriously_ill=False,
-            employment_status=EmploymentStatus.UNEMPLOYED,
+            employment_status=employment,
             student=False,
             counted=True,
             exclusion_reason=None,
@@ -263,33 +268,79 @@ def _joining(relationship: Relationship, born: date, seq: int) -> ValidMember:
     return valid
 
 
-def test_a_man_marries_from_20_and_a_woman_from_18() -> None:
-    """The lowest marriageable ages anywhere in China (art. 1047's 22 and 20, lowered by
-    two in autonomous areas): a man of 19 is refused as the one who marries, as the head
-    a spouse moves in with, as a partner of a marriage between members and as a spouse
-    joining; a woman of 18 and a man of 20 are of age (a registration:
-    test_household_rules)."""
-    assert (marriage_age(Sex.MALE), marriage_age(Sex.FEMALE), marriage_age(None)) == (20, 18, 18)
+def test_a_man_marries_from_22_and_a_woman_from_20() -> None:
+    """The legal marriage ages (Civil Code art. 1047; ADR 0016, 3 Dec 2026, helper hAX):
+    a man of 21 is refused as the one who marries (at his person id), as the head a spouse
+    moves in with, as a partner of a marriage between members, and as a spouse joining (at
+    his ID number); a woman of 19 likewise; a man on his 22nd birthday and a woman on her
+    20th are of age. Before 1981 the Marriage Law of 1950's 20 and 18 held."""
+    assert [marriage_age(sex, date(2026, 1, 1)) for sex in (Sex.MALE, Sex.FEMALE, None)] == [
+        22,
+        20,
+        20,
+    ]
+    assert [marriage_age(sex, date(1980, 12, 31)) for sex in (Sex.MALE, Sex.FEMALE)] == [20, 18]
+    assert [marriage_age(sex, date(1981, 1, 1)) for sex in (Sex.MALE, Sex.FEMALE)] == [22, 20]
     on = date(2026, 2, 14)
-    young_man = ActiveMember(HEAD, Relationship.HEAD, date(2006, 6, 1), sex=Sex.MALE)
+    young_man = ActiveMember(HEAD, Relationship.HEAD, date(2004, 6, 1), sex=Sex.MALE)
     state = HouseholdState(head_person_id=HEAD, members=[young_man])
-    bride = _joining(Relationship.SPOUSE, date(2007, 6, 1), 12)  # a woman of 18
+    bride = _joining(Relationship.SPOUSE, date(2006, 2, 14), 12)  # a woman of 20 that day
     found = check_marriage(state, HEAD, on, bride, today=TODAY)
-    assert [v.detail.split(":")[0] for v in found] == ["the member was under 20 then"]
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/person_id", "the member is under 22 on 2026-02-14, the marriage's day")
+    ]
     found = check_move_in(state, bride, on, today=TODAY)
-    assert [v.detail.split(":")[0] for v in found] == ["the head is under 20 on 2026-02-14"]
-    man = ActiveMember(HEAD, Relationship.HEAD, date(2006, 2, 14), sex=Sex.MALE)  # 20 that day
+    assert [v.detail.split(":")[0] for v in found] == ["the head is under 22 on 2026-02-14"]
+    man = ActiveMember(HEAD, Relationship.HEAD, date(2004, 2, 14), sex=Sex.MALE)  # 22 that day
     of_age = HouseholdState(head_person_id=HEAD, members=[man])
     assert check_marriage(of_age, HEAD, on, bride, today=TODAY) == []
     assert check_move_in(of_age, bride, on, today=TODAY) == []
-    lodger = ActiveMember(LODGER, Relationship.OTHER, date(2007, 6, 1), sex=Sex.FEMALE)
+    girl = _joining(Relationship.SPOUSE, date(2006, 2, 15), 12)  # 20 the day after
+    found = check_marriage(of_age, HEAD, on, girl, today=TODAY)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/spouse/id_number", "the spouse is under 20 on 2026-02-14, the marriage's day")
+    ]
+    found = check_move_in(of_age, girl, on, today=TODAY)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/member/relationship", "the spouse is under 20 on 2026-02-14")
+    ]
+    lodger = ActiveMember(LODGER, Relationship.OTHER, date(2006, 2, 15), sex=Sex.FEMALE)
     both = HouseholdState(head_person_id=HEAD, members=[young_man, lodger])
     _, found = check_marriage_in_household(both, HEAD, LODGER, on, today=TODAY)
-    assert [v.detail.split(":")[0] for v in found] == ["the member was under 20 then"]
-    # A man of 19 marrying a woman: the spouse's own age counts for her sex alone.
-    groom = _joining(Relationship.SPOUSE, date(2006, 6, 1), 11)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/person_id", "the member is under 22 on 2026-02-14, the marriage's day"),
+        ("/spouse_person_id", "the spouse is under 20 on 2026-02-14, the marriage's day"),
+    ]
+    # A man of 21 marrying a woman: the spouse's own age counts for his sex.
+    groom = _joining(Relationship.SPOUSE, date(2004, 6, 1), 11)
     woman = ActiveMember(HEAD, Relationship.HEAD, date(2000, 1, 1), sex=Sex.FEMALE)
     found = check_marriage(
         HouseholdState(head_person_id=HEAD, members=[woman]), HEAD, on, groom, today=TODAY
     )
-    assert [v.detail.split(":")[0] for v in found] == ["the spouse was under 20 then"]
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/spouse/id_number", "the spouse is under 22 on 2026-02-14, the marriage's day")
+    ]
+    # No detail names the person: their name is not in the state, their ID number not told.
+    assert all(groom.resident_id.number not in v.detail for v in found)
+
+
+def test_a_marriage_before_1981_is_held_to_the_ages_of_then() -> None:
+    """A marriage dated in 1980 (recorded now, as a widow's first marriage learned late)
+    is of age at the Marriage Law of 1950's 20 and 18; from 1 January 1981 at 22 and 20.
+    A spouse moving in, or a couple registered, with no marriage day is of age when they
+    could have married by the day: a man who was 20 in 1980 could, though 21 in 1981."""
+    husband = ActiveMember(HEAD, Relationship.HEAD, date(1960, 6, 1), sex=Sex.MALE)
+    state = HouseholdState(head_person_id=HEAD, members=[husband])
+    bride = _joining(Relationship.SPOUSE, date(1962, 6, 1), 12, EmploymentStatus.RETIRED)
+    assert check_marriage(state, HEAD, date(1980, 7, 1), bride, today=TODAY) == []
+    found = check_marriage(state, HEAD, date(1981, 7, 1), bride, today=TODAY)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        ("/person_id", "the member is under 22 on 1981-07-01, the marriage's day"),
+        ("/spouse/id_number", "the spouse is under 20 on 1981-07-01, the marriage's day"),
+    ]
+    # Moved in as the spouse on 1 July 1981: both could have married in 1980.
+    assert check_move_in(state, bride, date(1981, 7, 1), today=TODAY) == []
+    late = _joining(Relationship.SPOUSE, date(1963, 6, 1), 12, EmploymentStatus.RETIRED)
+    # 18 only in 1981, when the age was 20 already.
+    found = check_move_in(state, late, date(1981, 7, 1), today=TODAY)
+    assert [v.detail.split(":")[0] for v in found] == ["the spouse is under 20 on 1981-07-01"]

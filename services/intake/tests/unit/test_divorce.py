@@ -26,7 +26,13 @@ from dibao_intake.domain.changes import (
     marriages_in_household,
     spouse_left_behind,
 )
-from dibao_intake.domain.codes import ChangeKind, DisabilityGrade, EmploymentStatus, Relationship
+from dibao_intake.domain.codes import (
+    ChangeKind,
+    DisabilityGrade,
+    EmploymentStatus,
+    Relationship,
+    Sex,
+)
 from dibao_intake.domain.household import MemberInput, ValidMember, validate_member
 from dibao_intake.domain.resident_id import compose_resident_id
 
@@ -459,17 +465,39 @@ def test_a_childs_divorce_may_name_a_grandchild_and_no_in_law() -> None:
 def test_a_couple_with_no_marriage_day_divorces_once_both_were_of_age() -> None:
     """The head and his registered wife have no marriage day recorded, and the divorce
     was bound by nothing: a day typed 1986 for 2006 passed, and ended the marriage,
-    by the record, before the wife was 18 (and before she could marry again). Now it is
-    refused at divorced_on, naming the day both were 18; on that day it is recorded."""
+    by the record, before the wife could marry (and before she could marry again). Now it
+    is refused at divorced_on, naming the first day both were of the legal age of the day
+    (20 for a woman, and for a person of unknown sex, since 1981: ADR 0016, 3 Dec 2026,
+    helper hAX); on that day it is recorded."""
     state = _state(HEAD_M, WIFE_M)
-    # The wife, born 14 September 1970, was 18 on 14 September 1988.
+    # The wife, born 14 September 1970, was 20 on 14 September 1990.
     _, found = check_divorce(state, HEAD, WIFE, date(1986, 5, 1), today=TODAY)
     assert [v.pointer for v in found] == ["/divorced_on"]
-    assert "1988-09-14" in found[0].detail
-    assert check_divorce(state, WIFE, HEAD, date(1988, 9, 14), today=TODAY) == (
+    assert "1990-09-14" in found[0].detail
+    _, found = check_divorce(state, HEAD, WIFE, date(1990, 9, 13), today=TODAY)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    assert check_divorce(state, WIFE, HEAD, date(1990, 9, 14), today=TODAY) == (
         {WIFE: FORMER_SPOUSE},
         [],
     )
-    leap = ActiveMember(WIFE, R.SPOUSE, date(1972, 2, 29))
-    _, found = check_divorce(_state(HEAD_M, leap), HEAD, WIFE, date(1990, 2, 28), today=TODAY)
-    assert "1990-03-01" in found[0].detail
+    # A man born on 29 February is 22 on 1 March of a year that has none.
+    leap = ActiveMember(HEAD, R.HEAD, date(1972, 2, 29), sex=Sex.MALE)
+    _, found = check_divorce(_state(leap, WIFE_M), HEAD, WIFE, date(1994, 2, 28), today=TODAY)
+    assert "(1994-03-01)" in found[0].detail
+
+
+def test_a_couple_who_could_marry_before_1981_was_of_age_at_the_ages_of_then() -> None:
+    """Before 1 January 1981 the Marriage Law of 1950 married a man at 20 and a woman at
+    18: a couple of those ages could have married in 1979, and their divorce in 1980 is
+    recorded; a woman who turned 18 only in 1981 could not marry until 20 (ADR 0016, 3 Dec
+    2026, helper hAX)."""
+    husband = ActiveMember(HEAD, R.HEAD, date(1958, 3, 1), sex=Sex.MALE)
+    wife = ActiveMember(WIFE, R.SPOUSE, date(1961, 5, 1), sex=Sex.FEMALE)
+    state = _state(husband, wife)
+    assert check_divorce(state, HEAD, WIFE, date(1980, 1, 1), today=TODAY)[1] == []
+    _, found = check_divorce(state, HEAD, WIFE, date(1979, 4, 30), today=TODAY)
+    assert [v.pointer for v in found] == ["/divorced_on"]
+    assert "(1979-05-01)" in found[0].detail
+    late = ActiveMember(WIFE, R.SPOUSE, date(1963, 3, 1), sex=Sex.FEMALE)
+    _, found = check_divorce(_state(husband, late), HEAD, WIFE, date(1982, 1, 1), today=TODAY)
+    assert "(1983-03-01)" in found[0].detail

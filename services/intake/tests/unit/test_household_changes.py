@@ -209,8 +209,9 @@ def test_a_custody_agreement_needs_its_document_and_custodian() -> None:
 
 def test_a_marriage_needs_both_of_age_and_nobody_already_married() -> None:
     groom = joining(Relationship.CHILD_IN_LAW, date(2010, 3, 3), 23)
+    # The groom's age is his ID number's: refused at it, never by his name.
     assert pointers(check_marriage(STATE, SON, date(2026, 5, 1), groom, today=TODAY)) == {
-        "/married_on"
+        "/spouse/id_number"
     }
     assert pointers(check_marriage(STATE, SON, date(1994, 5, 1), None, today=TODAY)) == {
         "/married_on"
@@ -400,7 +401,7 @@ def test_given_relationships_to_the_new_head_are_held_to_a_registrations_rules()
     (ADR 0016, 3 Dec 2026): the grandson of 6 as the son's spouse or parent, the
     grandmother as his child; the daughter-in-law as his wife is sound."""
     for given, why in (
-        ({GRANDSON: Relationship.SPOUSE}, "under 18"),
+        ({GRANDSON: Relationship.SPOUSE}, "nobody younger is married"),
         ({GRANDSON: Relationship.PARENT}, "older than the head"),
         ({GRANDMA: Relationship.CHILD}, "younger than the head"),
     ):
@@ -865,20 +866,21 @@ def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the
     """A correction says the code was wrong from the start, so the member was the head's
     spouse from the day it was first recorded: the registration day for a member
     registered with the household, the day they joined by a change, the day the head
-    joined when later. Both were 18 that day (as a registration or a move in as the
-    spouse would have checked); 18 by the correction's day is not enough: if the two
+    joined when later. Both were of marriageable age that day, 20 for a woman and 22 for
+    a man (as a registration or a move in as the spouse would have checked; ADR 0016, 3
+    Dec 2026, helper hAX); of age by the correction's day is not enough: if the two
     married since, a marriage records it on its day. A marriage of the two recorded here
     was checked on its day; the head's marriage to a spouse living elsewhere, which a
     member who moved in since is read as, binds on its own day. With no day in the
     record, the correction's."""
     head = ActiveMember(MAN, Relationship.HEAD, date(1990, 4, 2), sex=Sex.MALE)
-    girl = ActiveMember(uuid.uuid4(), Relationship.OTHER, date(2006, 3, 2), sex=Sex.FEMALE)
-    # Registered on the day before her 18th birthday: no wife of the head's then.
+    girl = ActiveMember(uuid.uuid4(), Relationship.OTHER, date(2004, 3, 2), sex=Sex.FEMALE)
+    # Registered on the day before her 20th birthday: no wife of the head's then.
     registered = HouseholdState(MAN, [head, girl], registered_on=date(2024, 3, 1))
     after, found = correction(girl.person_id, Relationship.SPOUSE, state=registered)
     assert (after, pointers(found)) == (None, {"/relationship"})
     [refusal] = found
-    assert refusal.detail.startswith("the member is under 18 on 2024-03-01, when the household")
+    assert refusal.detail.startswith("the member is under 20 on 2024-03-01, when the household")
     assert "record the marriage on its day (kind marriage, spouse_person_id)" in refusal.detail
     a_day_later = replace(registered, registered_on=date(2024, 3, 2))
     assert correction(girl.person_id, Relationship.SPOUSE, state=a_day_later) == (RECORDED, [])
@@ -889,13 +891,13 @@ def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the
         _, found = correction(moved_in.person_id, Relationship.SPOUSE, state=state)
         assert bool(found) is refused, joined_on
         assert all("when the member joined" in v.detail for v in found)
-    # The head, a man, under 20 on the day (3 Dec 2026: a man's lowest marriageable age);
+    # The head, a man, under 22 on the day (3 Dec 2026, helper hAX: a man's marriage age);
     # a head who joined after the member, on his day.
-    boy = replace(head, birth_date=date(2004, 3, 2))
+    boy = replace(head, birth_date=date(2002, 3, 2))
     woman = replace(girl, birth_date=date(1990, 1, 1))
     state = HouseholdState(MAN, [boy, woman], registered_on=date(2024, 3, 1))
     _, found = correction(woman.person_id, Relationship.SPOUSE, state=state)
-    assert [v.detail.split(",")[0] for v in found] == ["the head is under 20 on 2024-03-01"]
+    assert [v.detail.split(",")[0] for v in found] == ["the head is under 22 on 2024-03-01"]
     late_head = replace(boy, joined_on=date(2024, 3, 2))
     state = HouseholdState(MAN, [late_head, woman], registered_on=date(2024, 3, 1))
     assert correction(woman.person_id, Relationship.SPOUSE, state=state)[1] == []
@@ -911,24 +913,24 @@ def test_a_relationship_correction_to_the_spouse_is_of_marriageable_age_from_the
     assert correction(
         child_bride.person_id, Relationship.SPOUSE, state=state, marriages=wedded
     ) == (RECORDED, [])
-    # The head's marriage elsewhere on 12 January: a wife who moved in since was 18 then.
+    # The head's marriage elsewhere on 12 January: a wife who moved in since was 20 then.
     head_wed = PastChange("marriage", date(2026, 1, 12), {"person_id": str(MAN)})
     head_married = marriages_in_household([head_wed], head_person_id=MAN, left_as={})
-    for born, refused in ((date(2008, 1, 13), True), (date(2008, 1, 12), False)):
+    for born, refused in ((date(2006, 1, 13), True), (date(2006, 1, 12), False)):
         wife = replace(girl, birth_date=born, joined_on=date(2026, 2, 1))
         state = HouseholdState(MAN, [head, wife], registered_on=date(2024, 3, 1))
         _, found = correction(
             wife.person_id, Relationship.SPOUSE, state=state, marriages=head_married
         )
         assert [v.detail.split(",")[0] for v in found] == (
-            ["the member is under 18 on 2026-01-12"] if refused else []
+            ["the member is under 20 on 2026-01-12"] if refused else []
         ), born
     # No day in the record: the correction's (ON, 2 November 2026).
-    for born, refused in ((date(2008, 11, 3), True), (date(2008, 11, 2), False)):
+    for born, refused in ((date(2006, 11, 3), True), (date(2006, 11, 2), False)):
         unknown = HouseholdState(MAN, [head, replace(girl, birth_date=born)])
         _, found = correction(girl.person_id, Relationship.SPOUSE, state=unknown)
         assert [v.detail.split(",")[0] for v in found] == (
-            ["the member is under 18 on 2026-11-02"] if refused else []
+            ["the member is under 20 on 2026-11-02"] if refused else []
         ), born
 
 
@@ -1066,7 +1068,8 @@ def test_a_co_resident_who_marries_the_head_becomes_the_spouse() -> None:
     assert married(WIDOW_HEAD, uuid.uuid4()) == (None, {"/spouse_person_id"})
     # The head's own child, or a member under age; the head already has a spouse.
     assert married(WIDOW_HEAD, SON) == (None, {"/spouse_person_id"})
-    assert married(WIDOW_HEAD, YOUNG) == (None, {"/married_on"})
+    # Under age: refused at the member's own pointer (3 Dec 2026, helper hAX).
+    assert married(WIDOW_HEAD, YOUNG) == (None, {"/spouse_person_id"})
     assert married(HEAD, SON, STATE) == (None, {"/person_id", "/spouse_person_id"})
     assert married(SPOUSE, HEAD, STATE) == (None, {"/person_id"})
 
@@ -1232,7 +1235,8 @@ def test_two_members_other_than_the_head_marry_and_one_takes_a_place_by_the_othe
     assert married(son, mother) == (None, {"/spouse_person_id"})
     assert married(sister, son) == (None, {"/spouse_person_id"})
     # The existing refusals hold: under age on the day, a non-member, already married.
-    assert married(son, boarder, date(2014, 5, 1)) == (None, {"/married_on"})
+    # (each under age refused at their own pointer: 3 Dec 2026, helper hAX)
+    assert married(son, boarder, date(2014, 5, 1)) == (None, {"/person_id", "/spouse_person_id"})
     assert married(mother, uuid.uuid4()) == (None, {"/spouse_person_id"})
     assert married(uuid.uuid4(), lodger) == (None, {"/person_id"})
     son_married = Marriages({son: boarder, boarder: son}, {})
@@ -1285,8 +1289,9 @@ def test_a_spouse_moving_in_while_the_head_is_married_to_a_member_is_refused() -
 
 def test_a_spouse_moving_in_is_of_marriageable_age_on_the_day() -> None:
     """A member moving in as the head's spouse carries no marriage day, so nothing bound
-    their age: one under 18 on the day of the move (or a head who was) is refused at the
-    relationship; 18 that day is of age."""
+    their age: one under 20 (a woman, or a person of unknown sex) or 22 (a man) on the
+    day of the move (or a head who was) is refused at the relationship; of age that day,
+    the birthday itself, is of age (3 Dec 2026, helper hAX: the law since 1981)."""
     widower = HouseholdState(
         head_person_id=HEAD,
         members=[
@@ -1294,12 +1299,12 @@ def test_a_spouse_moving_in_is_of_marriageable_age_on_the_day() -> None:
             ActiveMember(SON, Relationship.CHILD, date(1995, 1, 5)),
         ],
     )
-    young = joining(Relationship.SPOUSE, date(2008, 3, 1), 12)
+    young = joining(Relationship.SPOUSE, date(2006, 3, 1), 12)
     found = check_move_in(widower, young, date(2026, 2, 28), today=TODAY)
     assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
-        ("/member/relationship", "the spouse is under 18 on 2026-02-28")
+        ("/member/relationship", "the spouse is under 20 on 2026-02-28")
     ]
     assert check_move_in(widower, young, date(2026, 3, 1), today=TODAY) == []
     boy = HouseholdState(HEAD, [ActiveMember(HEAD, Relationship.HEAD, date(2009, 5, 5))])
     found = check_move_in(boy, young, date(2026, 3, 1), today=TODAY)
-    assert [v.detail.split(":")[0] for v in found] == ["the head is under 18 on 2026-03-01"]
+    assert [v.detail.split(":")[0] for v in found] == ["the head is under 20 on 2026-03-01"]

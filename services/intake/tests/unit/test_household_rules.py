@@ -183,23 +183,28 @@ def test_the_masked_reference_shows_only_the_county_and_four_hex_digits() -> Non
 
 def test_the_heads_spouse_and_the_head_are_of_marriageable_age_at_registration() -> None:
     """No marriage day is recorded for a registered couple (a de facto marriage before
-    1994 has none), but nobody under 18 is married in China: a registered spouse of 16,
-    or a head of 17 registered with a spouse, is a wrong ID number or relationship (422
-    at the spouse's relationship). 18 on the day is of age; a head of 17 without a
-    spouse is registered."""
+    1994 has none), but nobody under the legal marriage age is married in China (22 for a
+    man, 20 for a woman, Civil Code art. 1047; ADR 0016, 3 Dec 2026, helper hAX): a
+    registered spouse of 16 or 19, or a head of 17 registered with a spouse, is a wrong ID
+    number or relationship (422 at the spouse's relationship). 20 on the day (the
+    birthday itself) is of age for a woman; a head of 17 without a spouse is registered."""
     members = family()
     members[1] = member(Relationship.SPOUSE, date(2010, 6, 1), 22)
     assert violations_of(members) == {
-        "/members/1/relationship": "the spouse is under 18 on 2026-11-28: nobody younger is"
-        " married in China (Civil Code art. 1047); check the ID numbers and the relationship"
+        "/members/1/relationship": "the spouse is under 20 on 2026-11-28: nobody younger is"
+        " married in China (Civil Code art. 1047: 22 for a man, 20 for a woman; 20 and 18 for"
+        " a marriage before 1981); check the ID numbers and the relationship"
     }
     young_head = [
         member(Relationship.HEAD, date(2009, 1, 2), 11),
         member(Relationship.SPOUSE, date(1990, 1, 1), 22),
     ]
     assert list(violations_of(young_head)) == ["/members/1/relationship"]
-    # A man (the ID number's odd sequence): under 20, the lowest a man marries at.
-    assert "the head is under 20" in violations_of(young_head)["/members/1/relationship"]
-    members[1] = member(Relationship.SPOUSE, date(2008, 11, 28), 22)
+    # A man (the ID number's odd sequence): under 22, a man's marriage age.
+    assert "the head is under 22" in violations_of(young_head)["/members/1/relationship"]
+    # A woman of 19 (20 tomorrow) is refused; on her 20th birthday she is of age.
+    members[1] = member(Relationship.SPOUSE, date(2006, 11, 29), 22)
+    assert list(violations_of(members)) == ["/members/1/relationship"]
+    members[1] = member(Relationship.SPOUSE, date(2006, 11, 28), 22)
     validate_household(VILLAGE, AreaType.RURAL, members, divisions=DIVISIONS, today=TODAY)
     validate_household(VILLAGE, AreaType.RURAL, young_head[:1], divisions=DIVISIONS, today=TODAY)

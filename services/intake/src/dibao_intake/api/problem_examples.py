@@ -158,8 +158,9 @@ def _rule_broken() -> ProblemError:
 
 
 REGISTERED_ON = date(2026, 3, 2)
-HEAD_BORN, YOUNG_BORN = date(1968, 4, 2), date(2008, 3, 3)
-"""A head of 57 and a partner of 17 on 2 March 2026 (18 the next day)."""
+HEAD_BORN, YOUNG_BORN = date(1968, 4, 2), date(2006, 3, 3)
+"""A head of 57 and a partner of 19 on 2 March 2026 (20, a woman's marriage age, the next
+day)."""
 
 
 def _spouse_under_age(pointer: str) -> ProblemError:
@@ -175,7 +176,7 @@ def _spouse_under_age(pointer: str) -> ProblemError:
 
 
 def _corrected_spouse_under_age() -> ProblemError:
-    """A lodger registered at 17 corrected to the head's spouse: refused on the
+    """A lodger registered at 19 corrected to the head's spouse: refused on the
     registration day, not the correction's (domain.changes, ADR 0016, 3 Dec 2026)."""
     head, lodger = uuid.UUID(int=1), uuid.UUID(int=2)
     state = HouseholdState(

@@ -412,10 +412,11 @@ class HouseholdIn(_In):
     disagreeing with the member's birth_date or sex when given (at members/<i>/id_number,
     birth_date, sex); the same person twice (at the later one's id_number); no head (at
     members), a second head or a second spouse (at members/<i>/relationship); the head's
-    spouse of the head's sex by the ID numbers, or under 18 (a woman) or 20 (a man) on the
+    spouse of the head's sex by the ID numbers, or under 20 (a woman) or 22 (a man) on the
     registration day, or a head under that age that day when a spouse is registered: nobody
-    younger is married in China (Civil Code art. 1047; no marriage date is asked, the ID
-    numbers bound it) (at members/<i>/relationship); a child or grandchild not younger
+    younger is married in China (Civil Code art. 1047; 18 and 20 for one who could marry
+    before 1981; no marriage date is asked, the ID numbers bound it) (at
+    members/<i>/relationship); a child or grandchild not younger
     than the head, a parent or grandparent not older (there too); an employment_status the member's
     age that day rules out (ADR 0021): a member under 16 employed, self_employed, flexible,
     unemployed or retired, retired under 45 (a woman) or 50 (a man) with no disability or serious
@@ -651,8 +652,9 @@ class MoveInIn(_ChangeIn):
     registration checks them (ID number and its cross-checks, employment by age, counted
     and exclusion; at member/...); at member/relationship: head, spouse while the head has
     one, spouse of the head's sex by the ID numbers, spouse when the spouse or the head is
-    under 18 (a woman) or 20 (a man) on moved_on (nobody younger is married in China, Civil
-    Code art. 1047; no marriage date is asked, the ID numbers bound it), a child or
+    under 20 (a woman) or 22 (a man) on moved_on (nobody younger is married in China, Civil
+    Code art. 1047; 18 and 20 for one who could marry before 1981; no marriage date is
+    asked, the ID numbers bound it), a child or
     grandchild not younger than the head, a parent or grandparent not older; at moved_on: in the
     future, before the member's birth, or before the person left their last household; at
     member/id_number: already a member here, or recorded as deceased; at member/name: a
@@ -788,7 +790,7 @@ class MemberChangeIn(_ChangeIn):
     the member or the head is married to another member or to a spouse living elsewhere
     by a marriage recorded and not ended, or after their divorce recorded; anything but
     spouse for a member married to the head by a marriage recorded here; and spouse when
-    either was under 18 (a woman) or 20 (a man) on the day the code was first recorded, not
+    either was under 20 (a woman) or 22 (a man) on the day the code was first recorded, not
     effective_on, nobody
     younger being married in China, Civil Code art. 1047: MemberChangeIn.relationship),
     or without a note saying why (at note); a change that changes nothing: each detail
@@ -858,8 +860,8 @@ class MemberChangeIn(_ChangeIn):
         " divorce or kind spouse_death ends it; the head's bars no member who joined on or"
         " after its day, who may be that spouse moved in), or after their divorce recorded,"
         " and anything but spouse for a member married to the head by a marriage recorded"
-        " here (a divorce ends it). And spouse when the member or the head was under 18 (a"
-        " woman) or 20 (a man) on the day the code was first recorded, nobody younger being"
+        " here (a divorce ends it). And spouse when the member or the head was under 20 (a"
+        " woman) or 22 (a man) on the day the code was first recorded, nobody younger being"
         " married in China (Civil Code art. 1047): a correction says the code was wrong from"
         " the start, so the day is the one the member joined by a change, the registration"
         " day for a member registered with the household, or the day the head joined when"

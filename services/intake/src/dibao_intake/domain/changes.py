@@ -20,13 +20,15 @@ from dibao_intake.domain.codes import (
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
-    NOBODY_YOUNGER,
     ValidMember,
     age_order_violations,
     check_joining_member,
     exclusion_violations,
+    first_marriageable_day,
     marriage_age,
     marriage_age_violations,
+    married_by,
+    of_marriageable_age,
 )
 from dibao_intake.domain.resident_id import age_on
 from dibao_intake.domain.working_age import employment_violations
@@ -794,8 +796,7 @@ def taken_couples(
         of_age = [
             m
             for m in state.registered_with
-            if m.relationship is _R.CHILD
-            and age_on(m.birth_date, registered_on) >= marriage_age(m.sex)
+            if m.relationship is _R.CHILD and married_by(m.birth_date, m.sex, registered_on)
         ]
         couple = [m.person_id for m in in_law + of_age]
         if (
@@ -944,7 +945,7 @@ def check_marriage(
     member = state.member(person_id)
     if member is None:
         return [*found, Violation("/person_id", "not an active member of this household")]
-    found += _marriageable(member.birth_date, married_on, "/married_on", "the member", member.sex)
+    found += _marriageable(member.birth_date, married_on, "/person_id", "the member", member.sex)
     if (
         member.relationship is Relationship.SPOUSE
         or (person_id == state.head_person_id and state.has_spouse() and spouse is None)
@@ -972,7 +973,9 @@ def check_marriage(
                 " joins the member's household on the marriage's day",
             )
         )
-    found += _marriageable(spouse.birth_date, married_on, "/married_on", "the spouse", spouse.sex)
+    found += _marriageable(
+        spouse.birth_date, married_on, "/spouse/id_number", "the spouse", spouse.sex
+    )
     found += _man_and_woman(member.sex, spouse.sex, "/spouse/id_number")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
     allowed = _SPOUSE_OF.get(member.relationship, _NO_IN_LAW_CODE)
@@ -1022,13 +1025,29 @@ def _man_and_woman(
 def _marriageable(
     birth_date: date, married_on: date, pointer: str, who: str, sex: Sex | None
 ) -> list[Violation]:
-    """``who`` was of marriageable age on ``married_on`` (``marriage_age``: 20 for a man,
-    18 for a woman, the lowest anywhere in China; ADR 0016, 3 Dec 2026)."""
+    """``who`` was of the legal marriage age on ``married_on``, by the law of that day
+    (``marriage_age``: 22 for a man and 20 for a woman since 1981, 20 and 18 before; the
+    birthday itself is of age): else 422 at ``pointer``, the member's own (their person id,
+    or the ID number of a spouse joining, which gives the birth date and sex), never their
+    name (ADR 0016, 3 Dec 2026, helper hAX). A day before the birth is the day's error."""
     if married_on < birth_date:
-        return [Violation(pointer, f"is before {who}'s birth date")]
-    if age_on(birth_date, married_on) < marriage_age(sex):
-        return [Violation(pointer, f"{who} was under {marriage_age(sex)} then: {NOBODY_YOUNGER}")]
+        return [Violation("/married_on", f"is before {who}'s birth date")]
+    if not of_marriageable_age(birth_date, sex, married_on):
+        return [
+            Violation(
+                pointer,
+                f"{who} is under {marriage_age(sex, married_on)} on {married_on}, the"
+                f" marriage's day: {MARRIES_NOBODY_YOUNGER}",
+            )
+        ]
     return []
+
+
+MARRIES_NOBODY_YOUNGER = (
+    "nobody younger may marry (Civil Code art. 1047: 22 for a man, 20 for a woman; 20 and 18"
+    " for a marriage before 1981, by the Marriage Law of 1950); check the ID number and"
+    " married_on"
+)
 
 
 def check_bank_account_change(
@@ -1336,8 +1355,10 @@ def check_marriage_in_household(
         recorded[other.person_id] = Relationship.SPOUSE
     else:
         found += _between_members(state, marriages, member, partner, pointer_of, recorded)
-    found += _marriageable(member.birth_date, married_on, "/married_on", "the member", member.sex)
-    found += _marriageable(partner.birth_date, married_on, "/married_on", "the spouse", partner.sex)
+    found += _marriageable(member.birth_date, married_on, "/person_id", "the member", member.sex)
+    found += _marriageable(
+        partner.birth_date, married_on, "/spouse_person_id", "the spouse", partner.sex
+    )
     joined = max((p.joined_on for p in (member, partner) if p.joined_on is not None), default=None)
     if joined is not None and married_on < joined:
         # Two co-residents married: both were members that day (a divorce of two members
@@ -1701,24 +1722,14 @@ def spouse_alive(ref: str | None) -> Violation:
     )
 
 
-def _turns(birth_date: date, years: int) -> date:
-    """The day someone born on ``birth_date`` is ``years`` old (1 March for 29 February)."""
-    try:
-        return birth_date.replace(year=birth_date.year + years)
-    except ValueError:
-        return date(birth_date.year + years, 3, 1)
-
-
 def _not_before_of_age(
     one: ActiveMember, other: ActiveMember, divorced_on: date
 ) -> list[Violation]:
     """A couple with no marriage day recorded (registered together, a spouse who moved in)
-    is bound by no marriage; but they married once both were 18, and a divorce is not
-    dated before (ADR 0016, 2 Dec 2026)."""
-    of_age = max(
-        _turns(one.birth_date, marriage_age(one.sex)),
-        _turns(other.birth_date, marriage_age(other.sex)),
-    )
+    is bound by no marriage; but they married once both were of the legal age of the day
+    (``first_marriageable_day``: 22 and 20 since 1981, 20 and 18 before; ADR 0016, 3 Dec
+    2026, helper hAX), and a divorce is not dated before (ADR 0016, 2 Dec 2026)."""
+    of_age = first_marriageable_day((one.birth_date, one.sex), (other.birth_date, other.sex))
     if divorced_on < of_age:
         return [
             Violation(
@@ -1865,8 +1876,9 @@ def _spouse_of_age(
     pointer: str,
 ) -> list[Violation]:
     """``member`` corrected to the head's spouse, with no marriage of the two recorded
-    here (whose day a marriage checked): both were 18 on the day the record must then
-    take them for married (ADR 0016, 3 Dec 2026). A correction says the code was wrong
+    here (whose day a marriage checked): both were of marriageable age on the day the
+    record must then take them for married (ADR 0016, 3 Dec 2026; ``married_by``, 22 and
+    20, 3 Dec 2026, helper hAX). A correction says the code was wrong
     from the start, not that the two married since (a marriage records that, on its day),
     so the registration, move in, birth or marriage that brought the member in is read as
     bringing in the head's spouse, and the registration's and the move in's rule holds on
@@ -1898,11 +1910,16 @@ def _spouse_of_age(
         day, since = on, "the correction's day"
     if day is None:
         return []
+    # On the marriage's own day, the law of that day; on a day the record takes them
+    # married by, of age by then (one who married before 1981 at that law's age was):
+    # ADR 0016, 3 Dec 2026, helper hAX.
+    of_age = of_marriageable_age if day == elsewhere_on else married_by
     return [
         Violation(
             pointer,
-            f"{who} is under {marriage_age(sex)} on {day}, {since}: nobody younger is married"
-            " in China (Civil Code art. 1047), and a correction records the member as the"
+            f"{who} is under {marriage_age(sex, day)} on {day}, {since}: nobody younger is"
+            " married in China (Civil Code art. 1047: 22 for a man, 20 for a woman; 20 and 18"
+            " before 1981), and a correction records the member as the"
             " head's spouse from then; if the two married later, record the marriage on its"
             " day (kind marriage, spouse_person_id)",
         )
@@ -1910,7 +1927,7 @@ def _spouse_of_age(
             ("the member", member.birth_date, member.sex),
             ("the head", head.birth_date, head.sex),
         )
-        if age_on(born, day) < marriage_age(sex)
+        if not of_age(born, sex, day)
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,23 +26,62 @@ from dibao_intake.domain.resident_id import (
 )
 from dibao_intake.domain.working_age import employment_violations
 
-MIN_MARRIAGE_AGE = 18
-"""Nobody younger may marry anywhere in China (Civil Code art. 1047: 22 for men, 20 for
-women; autonomous areas lower it by at most two years): the lowest for a woman, and for a
-person whose sex is not known."""
+MARRIAGE_LAWS: tuple[tuple[date, Mapping[Sex, int]], ...] = (
+    (date.min, {Sex.MALE: 20, Sex.FEMALE: 18}),
+    (date(1981, 1, 1), {Sex.MALE: 22, Sex.FEMALE: 20}),
+)
+"""The legal marriage age of a man and of a woman, by the day the marriage is contracted,
+each from the day its law took effect (ADR 0016, 3 Dec 2026, helper hAX): the Marriage
+Law of 1950 (art. 4: 20 and 18), held also for a marriage dated before it took effect on
+1 May 1950; the Marriage Law of 1980 from 1 January 1981 (art. 6: 22 and 20), kept by the
+Civil Code (art. 1047). A marriage is judged by the law of its day: a couple who married
+at 20 and 18 in 1975 married lawfully, and so did a de facto marriage before 1 February
+1994 whose partners were of that day's age (事实婚姻)."""
 
-MARRIAGE_AGE_OF: Mapping[Sex, int] = {Sex.MALE: 20, Sex.FEMALE: MIN_MARRIAGE_AGE}
-"""The lowest age at which a man or a woman may marry anywhere in China (ADR 0016, 3 Dec
-2026): art. 1047's 22 and 20, lowered by two in the autonomous areas whose adaptations do
-so (20 and 18). The marriage registry applies the exact age where the marriage is
-registered (which the household's region does not tell: a spouse's own registration, a
-minority citizen's adaptation); the record refuses what no registry could have
-registered, a wrong ID number or a wrong member."""
+
+def marriage_age(sex: Sex | None, on: date) -> int:
+    """The legal marriage age of a person of ``sex`` on ``on`` (``MARRIAGE_LAWS``): 22 for
+    a man and 20 for a woman since 1981, 20 and 18 before; a woman's when the sex is not
+    known (unit tests only)."""
+    ages = next(ages for since, ages in reversed(MARRIAGE_LAWS) if on >= since)
+    return ages[Sex.FEMALE if sex is None else sex]
 
 
-def marriage_age(sex: Sex | None) -> int:
-    """The lowest marriageable age of a person of ``sex`` (``MIN_MARRIAGE_AGE`` unknown)."""
-    return MIN_MARRIAGE_AGE if sex is None else MARRIAGE_AGE_OF[sex]
+def of_marriageable_age(birth_date: date, sex: Sex | None, on: date) -> bool:
+    """``on`` is a day someone born on ``birth_date`` may marry: of the age the law of
+    that day sets (the birthday itself counts: ``age_on``)."""
+    return age_on(birth_date, on) >= marriage_age(sex, on)
+
+
+def first_marriageable_day(*people: tuple[date, Sex | None]) -> date:
+    """The first day on which every one of ``people`` (birth date, sex) was of marriageable
+    age by the law of that day: the earliest a couple with no marriage day recorded can
+    have married. The age rose on 1 January 1981, so a man who turned 20 in 1980 could
+    marry then, and not again until 22 (29 February counts as 1 March)."""
+    laws = [*MARRIAGE_LAWS, (date.max, {})]
+    for (since, ages), (until, _) in itertools.pairwise(laws):
+        day = max(
+            since,
+            *(birthday(born, ages[Sex.FEMALE if sex is None else sex]) for born, sex in people),
+        )
+        if day < until:
+            return day
+    raise AssertionError("the last law has no end")
+
+
+def married_by(birth_date: date, sex: Sex | None, on: date) -> bool:
+    """Someone born on ``birth_date`` may have married by ``on`` (a couple whose marriage
+    has no day in the record: registered together, a spouse who moved in)."""
+    return first_marriageable_day((birth_date, sex)) <= on
+
+
+def birthday(birth_date: date, years: int) -> date:
+    """The day someone born on ``birth_date`` is ``years`` old (1 March for 29 February,
+    as ``age_on`` counts it)."""
+    try:
+        return birth_date.replace(year=birth_date.year + years)
+    except ValueError:
+        return date(birth_date.year + years, 3, 1)
 
 
 _YOUNGER_THAN_HEAD = frozenset({Relationship.CHILD, Relationship.GRANDCHILD})
@@ -295,23 +335,24 @@ def marriage_age_violations(
 ) -> list[Violation]:
     """The head's spouse, registered or joining on ``on``, and the head are both of
     marriageable age that day (ADR 0016, 2 Dec 2026): no marriage day is recorded for
-    them, but none can be before both were of age (``marriage_age``: 20 for a man, 18 for a
-    woman, 3 Dec 2026)."""
+    them, but none can be before both were of age (``married_by``: 22 for a man and 20 for
+    a woman, the law since 1981, 3 Dec 2026, helper hAX; one who married earlier at the
+    ages of the law then, 20 and 18, was of age)."""
     if relation is not Relationship.SPOUSE:
         return []
     return [
-        Violation(pointer, f"{who} is under {marriage_age(of)} on {on}: {NOBODY_YOUNGER}")
+        Violation(pointer, f"{who} is under {marriage_age(of, on)} on {on}: {NOBODY_YOUNGER}")
         for who, born, of in (
             ("the spouse", birth_date, sex),
             ("the head", head_birth_date, head_sex),
         )
-        if age_on(born, on) < marriage_age(of)
+        if not married_by(born, of, on)
     ]
 
 
 NOBODY_YOUNGER = (
-    "nobody younger is married in China (Civil Code art. 1047); check the ID numbers and the"
-    " relationship"
+    "nobody younger is married in China (Civil Code art. 1047: 22 for a man, 20 for a woman;"
+    " 20 and 18 for a marriage before 1981); check the ID numbers and the relationship"
 )
 
 
