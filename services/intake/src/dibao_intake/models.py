@@ -233,6 +233,10 @@ class Application(Base):
     # The household's version it was made from; the database refuses the write when the
     # household changed since (migration 0007). NULL for applications written before.
     household_version: Mapped[int | None] = mapped_column(sa.Integer)
+    # The staff roster's version its read saw (staff_roster_version); the database refuses
+    # the write when the roster changed since (migration 0021, ADR 0009). NULL for
+    # applications written before.
+    roster_version: Mapped[int | None] = mapped_column(sa.BigInteger)
     # The returned application of the household this one completes, sent again by the
     # clerk (migration 0017); one completion per returned application (the index below).
     completes_application_id: Mapped[uuid.UUID | None] = mapped_column(_UUID, _fk("application.id"))
@@ -483,6 +487,19 @@ class StaffMember(Base):
         ),
         sa.CheckConstraint("NOT active OR deactivated_at IS NULL", name="active_not_deactivated"),
     )
+
+
+class StaffRosterVersion(Base):
+    """One row: moved by one by every change of what a submission reads of the roster
+    (``staff_member``, ``staff_relative``; their trigger ``staff_roster_changed``), and
+    compared by the submission's write with the version its read saw (migration 0021)."""
+
+    __tablename__ = "staff_roster_version"
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (sa.CheckConstraint("id = 1", name="one_row"),)
 
 
 class StaffRelative(Base):

@@ -14,6 +14,10 @@ What each relies on (each test fails without it, helper hAY, 3 Dec 2026):
   ``uq_household_member_active_person``;
 - one Idempotency-Key with two bodies: the key's primary key in ``idempotency_record``
   (the one-statement path, ADR 0013).
+- a submission and a roster change (helper hBA, 3 Dec 2026): the roster's version, read
+  by the submission and compared by its write (migration 0021), and the roster's
+  advisory lock, shared by that write and exclusive for a roster change from before it
+  reads its clock (ADR 0009).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,7 +34,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dibao_intake.testing import IntakeClient, RegisteredHousehold, row_counts
+from dibao_common.auth import Role
+from dibao_common.clock import FrozenClock
+from dibao_intake.testing import TEST_NOW, IntakeClient, RegisteredHousehold, row_counts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -374,3 +381,220 @@ async def test_a_person_who_dies_while_a_registration_names_them_is_not_register
         hash=hashes[dies],
     )
     assert active == 0
+
+
+# --- a submission and a roster change ------------------------------------------------------
+
+ADMIN_REGIONS = ["620102"]
+
+
+async def _until_waiting(
+    engine: AsyncEngine, count: int, pending: Sequence[asyncio.Future[httpx.Response]]
+) -> None:
+    """Until ``count`` sessions wait on a lock; none of ``pending`` may answer meanwhile
+    (an answer would be a request that went through what it should have waited for)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while await _waiting(engine) < count:
+        done = [t.result().text for t in pending if t.done()]
+        assert not done, f"answered instead of waiting: {done}"
+        assert loop.time() < deadline, f"fewer than {count} requests ever waited"
+        await asyncio.sleep(0.02)
+
+
+async def _name_caseworker(
+    intake: IntakeClient, township: str, community: str, **extra: Any
+) -> dict[str, Any]:
+    """Name a responsible caseworker of ``township`` (a subject of their own); the entry."""
+    response = await intake.http.post(
+        f"/townships/{township}/staff",
+        json={
+            "name": "周建华",
+            "role": "caseworker",
+            "subject": f"cw-{uuid.uuid4()}",
+            "responsible_caseworker": True,
+            "id_number": intake.plan(community, shape="elderly_alone").members[0].id_number,
+        }
+        | extra,
+        headers=intake.headers(Role.POLICY_ADMIN, ADMIN_REGIONS),
+    )
+    assert response.status_code == 201, response.text
+    entry: dict[str, Any] = response.json()
+    return entry
+
+
+async def _applications_of(engine: AsyncEngine, household: RegisteredHousehold) -> int:
+    return int(
+        await _scalar(
+            engine,
+            "SELECT count(*) FROM application WHERE household_id = CAST(:id AS uuid)",
+            id=household.id,
+        )
+    )
+
+
+@pytest.mark.parametrize("change", ["caseworker_deactivated", "relative_added"])
+async def test_a_roster_change_committed_between_a_submissions_read_and_write_is_seen(
+    intake: IntakeClient, intake_engine: AsyncEngine, change: str
+) -> None:
+    """A submission reads the roster (the township's responsible caseworker, the staff
+    relatives among the household's members), then writes the application. A roster
+    change committed in between (held so: the write waits on the household the test
+    holds, the read before it does not) was not seen: the application was accepted
+    assigned to the caseworker just taken off the roster, or not flagged though a
+    member's relative had just been put on it. Now the write compares the roster's
+    version with the one its read saw: 409 concurrent-change, nothing written; sent
+    again, the submission reads the roster as it now is (nobody assigned; flagged and
+    left for the county). (Failed before: 201, assigned to the deactivated caseworker;
+    201, staff_related false.)"""
+    township, community = "620102004000", "620102004001"  # 临夏路街道: these tests' own
+    admin = intake.headers(Role.POLICY_ADMIN, ADMIN_REGIONS)
+    caseworker = await _name_caseworker(intake, township, community)
+    household = await intake.register(intake.plan(community, shape="elderly_couple"))
+    wife = household.plan.members[1]
+    body = await intake.complete_application_body(household)
+    async with _held(
+        intake_engine,
+        "SELECT id FROM household WHERE id = CAST(:id AS uuid) FOR UPDATE",
+        {"id": household.id},
+    ):
+        submission = asyncio.ensure_future(intake.submit(body))
+        await _until_waiting(intake_engine, 1, [submission])
+        if change == "caseworker_deactivated":
+            changed = await intake.http.post(
+                f"/staff/{caseworker['id']}/deactivation", headers=admin
+            )
+            assert changed.status_code == 204, changed.text
+        else:
+            changed = await intake.http.post(
+                f"/townships/{township}/staff",
+                json={
+                    "name": "马德胜",
+                    "role": "village_committee",
+                    "relatives": [
+                        {"name": wife.name, "id_number": wife.id_number, "relation": "brother"}
+                    ],
+                },
+                headers=admin,
+            )
+            assert changed.status_code == 201, changed.text
+    answer = await submission
+    assert answer.status_code == 409, answer.text
+    assert _type_of(answer) == "concurrent-change", answer.text
+    assert await _applications_of(intake_engine, household) == 0
+    again = await intake.submit(body)
+    assert again.status_code == 201, again.text
+    out = again.json()
+    assert out["status"] == "submitted"
+    if change == "caseworker_deactivated":
+        assert (out["assigned_caseworker"], out["unassigned_reason"]) == (None, "no_caseworker")
+        assert out["staff_related"] is False
+    else:
+        # Flagged for the county's visit; the caseworker is no relative, and keeps it.
+        assert out["staff_related"] is True
+        assert out["assigned_caseworker"] == caseworker["subject"]
+
+
+async def test_a_submission_made_while_a_caseworker_is_being_replaced_waits_for_it(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_clock: FrozenClock
+) -> None:
+    """A new responsible caseworker named (the naming's time taken, the old caseworker
+    about to be replaced: held so, at the old caseworker's row) while a submission of the
+    township is made a minute later: the submission read the old caseworker, and its write
+    went through while the naming was in progress, so the application was accepted at a
+    time after the new caseworker's entry, yet assigned to the one it replaced. Now the
+    naming holds the roster (its advisory lock, exclusive) from before it reads its clock,
+    the submission's write waits for it (shared), then finds the roster's version moved:
+    409 concurrent-change, nothing written; sent again, it is assigned to the new
+    caseworker. (Failed before: the submission answered 201 while the naming waited,
+    assigned to the replaced caseworker, submitted_at a minute after the new entry's
+    created_at.)"""
+    township, community = "620102006000", "620102006001"  # 五泉街道: this test's own
+    old = await _name_caseworker(intake, township, community)
+    household = await intake.register(intake.plan(community, shape="elderly_alone"))
+    body = await intake.complete_application_body(household)
+    try:
+        async with _held(
+            intake_engine,
+            "SELECT id FROM staff_member WHERE id = CAST(:id AS uuid) FOR UPDATE",
+            {"id": old["id"]},
+        ):
+            naming = asyncio.ensure_future(
+                intake.http.post(
+                    f"/townships/{township}/staff",
+                    json={
+                        "name": "韩雪梅",
+                        "role": "caseworker",
+                        "subject": f"cw-{uuid.uuid4()}",
+                        "responsible_caseworker": True,
+                        "id_number": intake.plan(community, shape="elderly_alone")
+                        .members[0]
+                        .id_number,
+                    },
+                    headers=intake.headers(Role.POLICY_ADMIN, ADMIN_REGIONS),
+                )
+            )
+            await _until_waiting(intake_engine, 1, [naming])
+            intake_clock.advance(timedelta(minutes=1))
+            submission = asyncio.ensure_future(intake.submit(body))
+            await _until_waiting(intake_engine, 2, [naming, submission])
+        named, answer = await naming, await submission
+    finally:
+        intake_clock.set(TEST_NOW)
+    assert named.status_code == 201, named.text
+    new = named.json()
+    assert answer.status_code == 409, answer.text
+    assert _type_of(answer) == "concurrent-change", answer.text
+    assert await _applications_of(intake_engine, household) == 0
+    again = await intake.submit(body)
+    assert again.status_code == 201, again.text
+    out = again.json()
+    assert out["assigned_caseworker"] == new["subject"] != old["subject"]
+    assert datetime.fromisoformat(out["submitted_at"]) >= datetime.fromisoformat(new["created_at"])
+
+
+async def test_a_roster_change_waits_for_a_submission_being_written(
+    intake: IntakeClient, intake_engine: AsyncEngine, intake_clock: FrozenClock
+) -> None:
+    """The other order: a submission's write in progress (held so: at the end of its
+    statement, on a document it names, which the test holds) when the township's
+    caseworker is taken off the roster a minute later. The deactivation waits for the
+    write (the roster's lock, which the write holds shared), so the application is
+    committed, assigned to the caseworker responsible when it was made, before the
+    deactivation, whose time is after it. (Failed before: the deactivation answered 204
+    while the application, assigned to the deactivated caseworker, was still to commit.)"""
+    township, community = "620102007000", "620102007001"  # 白银路街道: this test's own
+    caseworker = await _name_caseworker(intake, township, community)
+    household = await intake.register(intake.plan(community, shape="elderly_alone"))
+    body = await intake.complete_application_body(household)
+    try:
+        async with _held(
+            intake_engine,
+            "SELECT id FROM document WHERE id = CAST(:id AS uuid) FOR UPDATE",
+            {"id": body["document_ids"][0]},
+        ):
+            submission = asyncio.ensure_future(intake.submit(body))
+            await _until_waiting(intake_engine, 1, [submission])
+            intake_clock.advance(timedelta(minutes=1))
+            deactivation = asyncio.ensure_future(
+                intake.http.post(
+                    f"/staff/{caseworker['id']}/deactivation",
+                    headers=intake.headers(Role.POLICY_ADMIN, ADMIN_REGIONS),
+                )
+            )
+            await _until_waiting(intake_engine, 2, [submission, deactivation])
+        answer, deactivated = await submission, await deactivation
+    finally:
+        intake_clock.set(TEST_NOW)
+    assert answer.status_code == 201, answer.text
+    assert deactivated.status_code == 204, deactivated.text
+    out = answer.json()
+    assert out["assigned_caseworker"] == caseworker["subject"]
+    roster = await intake.http.get(
+        f"/townships/{township}/staff", headers=intake.headers(Role.POLICY_ADMIN, ADMIN_REGIONS)
+    )
+    [entry] = [e for e in roster.json() if e["id"] == caseworker["id"]]
+    assert entry["active"] is False
+    assert datetime.fromisoformat(entry["deactivated_at"]) > datetime.fromisoformat(
+        out["submitted_at"]
+    )

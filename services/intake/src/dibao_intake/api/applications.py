@@ -329,8 +329,8 @@ def submit_command(body: s.ApplicationIn) -> service.SubmitApplication:
         conflict="The household already has an open application of this kind (type"
         " application-open, with its application_id; also when a submission of the same"
         " household and kind committed first), is dissolved (household-dissolved), or"
-        " another request changed it while this one was checked (concurrent-change: send"
-        " it again). Or the Idempotency-Key is in flight.",
+        " another request changed it, or the staff roster, while this one was checked"
+        " (concurrent-change: send it again). Or the Idempotency-Key is in flight.",
     ),
 )
 async def submit_application(

@@ -28,7 +28,7 @@ from dibao_common.idempotency import (
 from dibao_common.observability import current_correlation_id, current_traceparent
 from dibao_intake.api.replays import Replay
 from dibao_intake.service_layer.access import AccessRefused
-from dibao_intake.service_layer.applications import concurrent_change
+from dibao_intake.service_layer.applications import concurrent_change, roster_changed
 from dibao_intake.service_layer.disclosure import IDENTITY_ROLES
 from dibao_intake.service_layer.households import household_dissolved
 from dibao_intake.service_layer.runtime import (
@@ -156,6 +156,9 @@ HOUSEHOLD_ACTIVE = "application_household_active"
 HOUSEHOLD_CURRENT = "application_household_current"
 """The database's check that the household has not changed since the submission read it
 (migration 0007)."""
+ROSTER_CURRENT = "application_roster_current"
+"""The database's check that the staff roster has not changed since the submission read
+it (migration 0021, ADR 0009)."""
 Race = Callable[[AsyncSession, str | None], Awaitable[ProblemError | None]]
 """What a unique violation of a one-statement write means, by the constraint's name: the
 problem of a race lost to a request that wrote the same unique row since the read, or
@@ -256,6 +259,11 @@ async def in_one_statement(
                     # the application would describe the household as it was (migration
                     # 0007's trigger). Nothing was written.
                     raise concurrent_change() from error
+                if error.constraint_name == ROSTER_CURRENT:
+                    # A roster change (the caseworker taken off or replaced, a relative of
+                    # staff put on) committed after the read: the assignment and the flag
+                    # would be the old roster's (migration 0021's trigger). Nothing written.
+                    raise roster_changed() from error
                 if error.constraint_name != HOUSEHOLD_ACTIVE:
                     raise ConstraintViolatedError(error) from error
                 # A change that dissolved the household committed after the read found it

@@ -275,6 +275,19 @@ def concurrent_change() -> Conflict:
     return Conflict(CONCURRENT_CHANGE, type_slug="concurrent-change")
 
 
+ROSTER_CHANGED = (
+    "The staff roster (a caseworker or a relative of staff) changed while this request was"
+    " being checked; nothing was recorded, send it again"
+)
+
+
+def roster_changed() -> Conflict:
+    """What the submission read of the staff roster is no longer so: a roster change
+    committed after its read (the roster's version, migration 0021; ADR 0009): the
+    assignment and the staff flag would be the old roster's."""
+    return Conflict(ROSTER_CHANGED, type_slug="concurrent-change")
+
+
 async def submission_race(
     session: AsyncSession, command: SubmitApplication, constraint: str | None
 ) -> Conflict | None:
@@ -479,6 +492,7 @@ async def submit_application(
         timeline,
         recorded_at=now,
         household_version=household.household.version,
+        roster_version=context.roster_version,
         notice=notice,
     )
     return ApplicationDetail(

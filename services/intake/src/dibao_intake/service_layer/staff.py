@@ -145,6 +145,9 @@ async def add_staff(
                 masked_id=protected.masked,
             )
         )
+    # From here to the commit no submission is written (ADR 0009, 3 Dec 2026): those in
+    # flight are waited for, those to come wait, and are refused for the version moved.
+    await repo.lock_roster(session)
     if command.responsible_caseworker:
         assert command.subject is not None
         await _not_responsible_elsewhere(
@@ -277,6 +280,8 @@ async def deactivate_staff(
             None, staff.township_code, access.RECORD_TYPE_OTHER, f"staff:{staff.id}"
         )
         raise refused(NotFound(NOT_FOUND), runtime, caller, target)
+    # Before the clock is read: see add_staff (ADR 0009, 3 Dec 2026).
+    await repo.lock_roster(session)
     staff = await repo.get_staff(session, staff_id, for_update=True)
     assert staff is not None  # roster entries are never deleted
     now = runtime.clock.now()

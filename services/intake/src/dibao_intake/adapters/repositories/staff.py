@@ -52,6 +52,28 @@ CASEWORKER_ELSEWHERE_INDEXES = (
 """The indexes that keep one person the responsible caseworker of one township."""
 
 
+ROSTER_LOCK = (0x726F7374, 0)
+"""The staff roster's advisory lock (``b"rost"``, key 0; the two-key form, apart from the
+one-key locks of idempotency keys and the content locks of ``b"docs"``): a submission's
+write takes it shared (migration 0021's trigger ``application_roster_current``, which
+names the same numbers), a roster change exclusive (``lock_roster``)."""
+
+_LOCK_ROSTER = sa.text(
+    "SELECT pg_advisory_xact_lock(CAST(:lock_class AS integer), CAST(:lock_key AS integer))"
+)
+
+
+async def lock_roster(session: AsyncSession) -> None:
+    """Hold the roster's lock, exclusive, until the transaction ends (ADR 0009, 3 Dec
+    2026). A roster change takes it before it reads the clock: it waits for submissions
+    being written (they hold it shared), and those that come to their write after it wait
+    for its commit, then find the roster's version moved and are refused (409). So no
+    application is accepted from a roster that a change committed before it, nor with a
+    time after the change's while still made from the roster before it."""
+    lock_class, lock_key = ROSTER_LOCK
+    await session.execute(_LOCK_ROSTER, {"lock_class": lock_class, "lock_key": lock_key})
+
+
 async def responsible_elsewhere(
     session: AsyncSession, township_code: str, subject: str, id_hash: str | None
 ) -> str | None:

@@ -2,10 +2,10 @@
 
 Everything a submission needs to know (the household, its members and current account,
 the documents named, an open application of the same kind, roster entries matching a
-member, the township's caseworker) comes back from one round trip, and the application
-with its incomes, assets and documents goes in with one. The benchmark in
-``bench/intake_submit.py`` shows why: on a busy machine each round trip costs more than
-all the Python around it.
+member, the township's caseworker, the roster's version) comes back from one round trip,
+and the application with its incomes, assets and documents goes in with one. The
+benchmark in ``bench/intake_submit.py`` shows why: on a busy machine each round trip
+costs more than all the Python around it.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class SubmissionContext:
     completes: CompletedApplication | None = None
     """The application the submission names as the returned one it completes, when it
     exists (of whatever household: the caller checks)."""
+    roster_version: int | None = None
+    """The staff roster's version, in the snapshot the roster entries and the caseworker
+    were read in: the write is refused when the roster changed since (migration 0021)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,8 @@ SELECT row_to_json(h) AS household, m.members, (SELECT account FROM b) AS accoun
             'household_id', c.household_id, 'status', c.status, 'kind', c.kind,
             'completed_by', (SELECT x.id FROM application x
                              WHERE x.completes_application_id = c.id LIMIT 1))
-        FROM application c WHERE c.id = CAST(:completes AS uuid)) AS completes
+        FROM application c WHERE c.id = CAST(:completes AS uuid)) AS completes,
+       (SELECT v.version FROM staff_roster_version v) AS roster_version
 FROM h, m, d, r
 """
 )
@@ -281,6 +285,7 @@ async def load_submission_context(
         caseworker_staff_id=uuid.UUID(caseworker["staff_id"]) if caseworker else None,
         caseworker_identified=bool(caseworker and caseworker["identified"]),
         completes=_completed(_json(row["completes"])),
+        roster_version=row["roster_version"],
     )
 
 
@@ -344,13 +349,14 @@ INSERT INTO application (
     reason, requested_amount_fen, individual_inclusion_person_id, bank_account_id,
     staff_related, staff_relation_note, assigned_caseworker, missing_items, submitted_at,
     submitted_by, accepted_on, withdrawn_at, withdrawal_reason, household_version,
-    unassigned_reason, completes_application_id, notice_document_id
+    unassigned_reason, completes_application_id, notice_document_id, roster_version
 ) VALUES (
     :id, :household_id, :region_code, :kind, :channel, :status, :applicant_person_id,
     :statement, :reason, :requested_amount_fen, :individual_inclusion_person_id,
     :bank_account_id, :staff_related, :staff_relation_note, :assigned_caseworker,
     CAST(:missing_items AS jsonb), :submitted_at, :submitted_by, :accepted_on, NULL, NULL,
-    :household_version, :unassigned_reason, :completes_application_id, :notice_id
+    :household_version, :unassigned_reason, :completes_application_id, :notice_id,
+    :roster_version
 )
 """
 )
@@ -432,6 +438,7 @@ async def insert_submission(
     *,
     recorded_at: datetime,
     household_version: int,
+    roster_version: int | None = None,
     notice: DocumentRecord | None = None,
 ) -> None:
     """The application with its declarations, documents and the timeline entries of the
@@ -440,10 +447,14 @@ async def insert_submission(
     it, named by the application (ADR 0009, 3 Dec 2026).
 
     ``household_version`` is the household's version the application was made from: the
-    write fails (``application_household_current``) when a change committed since."""
+    write fails (``application_household_current``) when a change committed since.
+    ``roster_version`` is the staff roster's version its roster entries and caseworker were
+    read at: the write waits for a roster change in progress and fails
+    (``application_roster_current``) when one committed since (migration 0021)."""
     params = {
         "id": record.id,
         "household_version": household_version,
+        "roster_version": roster_version,
         "household_id": record.household_id,
         "region_code": record.region_code,
         "kind": record.kind.value,
