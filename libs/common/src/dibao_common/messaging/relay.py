@@ -642,7 +642,7 @@ class OutboxRelay:
         partitions the producer does not know is looked up beside the batches
         (:meth:`_partitions_of`): its rows are held back, the other topics' rows go out.
         """
-        producer = await self._ensure_producer()
+        producer = await self._ensure_producer({row[_TOPIC] for row in batch.rows})
         sent = batch.sent
         errors = batch.errors
         stopped = set(blocked)
@@ -820,7 +820,12 @@ class OutboxRelay:
 
     # -- producer and housekeeping -------------------------------------------------------
 
-    async def _ensure_producer(self) -> Any:
+    async def _ensure_producer(self, topics: set[str]) -> Any:
+        """The relay's producer, started with the metadata of ``topics`` (those of the
+        batch in hand) and of every topic the relay sent to before, if the broker gives
+        them within ``metadata_timeout_s``: one metadata request, the broker having just
+        answered. (aiokafka starts knowing no topic: each would otherwise wait for a
+        lookup, :meth:`_partitions_of`, and the first batch send nothing.)"""
         if self._producer is None:
             producer = AIOKafkaProducer(**self._producer_config)
             try:
@@ -829,6 +834,11 @@ class OutboxRelay:
                 await producer.stop()
                 raise
             self._producer = producer
+            self._topics |= topics
+            if self._topics:
+                learnt = producer.client.set_topics(self._topics)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(learnt, self._metadata_timeout_s)
         return self._producer
 
     async def _close_producer(self) -> None:
