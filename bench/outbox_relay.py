@@ -198,12 +198,15 @@ async def _fill_outbox(engine: AsyncEngine, topic: str, events: int, households:
         await autocommit.execute(text("VACUUM ANALYZE outbox_message"))
 
 
-async def _relay(engine: AsyncEngine, bootstrap: str, batch_size: int, events: int) -> float:
+async def _relay(
+    engine: AsyncEngine, bootstrap: str, topic: str, batch_size: int, events: int
+) -> float:
     """Seconds for the relay to publish and mark a committed backlog of ``events`` rows."""
     relay = OutboxRelay(engine, bootstrap, name="bench", batch_size=batch_size)
     try:
         await relay.refresh_backlog()
-        await relay._ensure_producer()  # connected before the clock starts, as the raw one
+        # Connected, the topic's metadata known, before the clock starts, as the raw ones.
+        await relay._ensure_producer({topic})
         started = time.perf_counter()
         published = await relay.drain(timeout_s=3600)
         elapsed = time.perf_counter() - started
@@ -259,7 +262,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> Report:
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE outbox_message"))
         await _fill_outbox(engine, topic, args.events, households)
-        seconds = await _relay(engine, stack.kafka_bootstrap, args.batch_size, args.events)
+        seconds = await _relay(engine, stack.kafka_bootstrap, topic, args.batch_size, args.events)
         on_wire = await _topic_size(stack.kafka_bootstrap, topic)
         if on_wire != args.events:
             raise RuntimeError(f"relay topic holds {on_wire} records, not {args.events}")
