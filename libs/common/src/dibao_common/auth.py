@@ -427,13 +427,15 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
-                # Times are checked below against the injected clock; the jti by the
-                # kit's own rule (_principal_of), not PyJWT's "malformed token".
+                # Times are checked below against the injected clock; the sub and the jti
+                # by the kit's own rules (_principal_of), not PyJWT's "malformed token"
+                # (nor its "missing claim sub" for a sub that is there, null).
                 options={
-                    "require": ["sub", "iss", "aud", "exp", "iat"],
+                    "require": ["iss", "aud", "exp", "iat"],
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
+                    "verify_sub": False,
                     "verify_jti": False,
                 },
             )
@@ -555,10 +557,16 @@ def is_subject(subject: str) -> bool:
 
 
 def _principal_of(claims: Mapping[str, Any]) -> Principal:
-    subject = claims.get("sub")
+    if "sub" not in claims:
+        raise _invalid("missing claim sub")
+    subject = claims["sub"]
     roles = claims.get("roles", [])
     regions = claims.get("regions", [])
-    if not isinstance(subject, str) or not subject.strip():
+    if not isinstance(subject, str):
+        # RFC 7519 4.1.2: a string. A number, a list, an object or null names nobody:
+        # refused by this rule, as a jti that is no string is (3 Dec 2026, helper hBD).
+        raise _invalid("sub is not a string")
+    if not subject.strip():
         raise _invalid("empty subject")
     if not is_subject(subject):
         raise _invalid(f"subject longer than {SUBJECT_MAX_LENGTH} characters or not printable")

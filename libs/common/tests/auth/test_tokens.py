@@ -318,6 +318,24 @@ async def test_a_token_id_that_is_no_string_is_an_invalid_token(
 
 
 @pytest.mark.parametrize(
+    "sub",
+    [7, 1.5, True, None, ["test-user"], {"id": "test-user"}],
+    ids=["number", "float", "boolean", "null", "list", "object"],
+)
+async def test_a_subject_that_is_no_string_is_an_invalid_token(
+    client: AsyncClient, tokens: TokenFactory, sub: object
+) -> None:
+    """A sub present but no string (RFC 7519 4.1.2: a StringOrURI) is an invalid token by
+    the kit's own rule, the detail naming the claim, as a jti that is no string is (ADR
+    0004, 3 Dec 2026, helper hBD). Before, only PyJWT refused it: its default verify_sub
+    as "malformed token" (a number, a list...), its "require" as "missing claim sub" (a
+    null, which is there); and the kit's own check would have said "empty subject"."""
+    token = tokens(roles=["intake_clerk"], regions=["620102"], extra_claims={"sub": sub})
+    body = _unauthorized(await client.get("/whoami", headers=_bearer(token)), "invalid-token")
+    assert body["detail"].endswith("sub is not a string")
+
+
+@pytest.mark.parametrize(
     "region",
     [f"620102{c}" for c in REFUSED_CHARACTERS.values()] + ["6" * 300, "\u2067620102"],
     ids=[*REFUSED_CHARACTERS.keys(), "300-digits", "leading-isolate"],
