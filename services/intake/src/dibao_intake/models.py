@@ -93,6 +93,9 @@ class HouseholdMember(Base):
     joined_on: Mapped[date] = mapped_column(sa.Date)
     left_on: Mapped[date | None] = mapped_column(sa.Date)
     left_reason: Mapped[str | None] = mapped_column(sa.Text)
+    marriage_age_basis: Mapped[str | None] = mapped_column(sa.Text)
+    """The head's spouse registered or moved in: the legal marriage age the clerk said
+    their marriage was lawful under (migration 0022, ADR 0016, 3 Dec 2026, helper hBB)."""
 
     __table_args__ = (
         # One active household per person: the database, not a hope, enforces it.
@@ -104,6 +107,10 @@ class HouseholdMember(Base):
         ),
         sa.CheckConstraint("active = (left_on IS NULL)", name="active_until_left"),
         sa.CheckConstraint("counted = (exclusion_reason IS NULL)", name="excluded_has_reason"),
+        sa.CheckConstraint(
+            "marriage_age_basis IN ('civil_code', 'autonomous_adaptation')",
+            name="marriage_age_basis",
+        ),
     )
 
 

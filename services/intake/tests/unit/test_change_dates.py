@@ -12,6 +12,7 @@ from dibao_intake.domain.changes import (
     HouseholdState,
     PastChange,
     check_death,
+    check_divorce,
     check_marriage,
     check_marriage_in_household,
     check_move_in,
@@ -23,6 +24,7 @@ from dibao_intake.domain.changes import (
 from dibao_intake.domain.codes import (
     DisabilityGrade,
     EmploymentStatus,
+    MarriageAgeBasis,
     Relationship,
     Sex,
 )
@@ -30,6 +32,7 @@ from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
     MemberInput,
     ValidMember,
+    first_marriageable_day,
     marriage_age,
     validate_member,
 )
@@ -246,6 +249,8 @@ def _joining(
     born: date,
     seq: int,
     employment: EmploymentStatus = EmploymentStatus.UNEMPLOYED,
+    *,
+    basis: MarriageAgeBasis | None = None,
 ) -> ValidMember:
     """A person joining, a man for an odd ``seq`` (the ID number's sequence)."""
     valid, problems = validate_member(
@@ -260,6 +265,7 @@ def _joining(
             counted=True,
             exclusion_reason=None,
             exclusion_note=None,
+            marriage_age_basis=basis,
         ),
         pointer="/spouse",
         today=TODAY,
@@ -344,3 +350,100 @@ def test_a_marriage_before_1981_is_held_to_the_ages_of_then() -> None:
     # 18 only in 1981, when the age was 20 already.
     found = check_move_in(state, late, date(1981, 7, 1), today=TODAY)
     assert [v.detail.split(":")[0] for v in found] == ["the spouse is under 20 on 1981-07-01"]
+
+
+ADAPTED = MarriageAgeBasis.AUTONOMOUS_ADAPTATION
+
+
+def test_an_autonomous_adaptation_lowers_the_ages_to_20_and_18_and_never_below() -> None:
+    """A marriage the clerk says was lawful under an autonomous area's adapted ages (ADR
+    0016, 3 Dec 2026, helper hBB) is held to 20 and 18, on any day; the Civil Code's 22
+    and 20 stay the default, and civil_code said is the default. A man of 21 marrying a
+    woman of 19 is recorded with it; a man of 19 and a woman of 17 are refused with it,
+    the detail naming the adapted age."""
+    on = date(2026, 2, 14)
+    assert [marriage_age(sex, on, ADAPTED) for sex in (Sex.MALE, Sex.FEMALE)] == [20, 18]
+    assert [marriage_age(sex, date(1975, 1, 1), ADAPTED) for sex in (Sex.MALE, Sex.FEMALE)] == [
+        20,
+        18,
+    ]
+    civil = MarriageAgeBasis.CIVIL_CODE
+    assert [marriage_age(sex, on, civil) for sex in (Sex.MALE, Sex.FEMALE)] == [22, 20]
+    groom = ActiveMember(HEAD, Relationship.HEAD, date(2004, 6, 1), sex=Sex.MALE)  # 21
+    state = HouseholdState(head_person_id=HEAD, members=[groom])
+    bride = _joining(Relationship.SPOUSE, date(2007, 2, 14), 12)  # 19 that day
+    assert pointers(check_marriage(state, HEAD, on, bride, today=TODAY)) == [
+        "/person_id",
+        "/spouse/id_number",
+    ]
+    assert pointers(check_marriage(state, HEAD, on, bride, today=TODAY, basis=civil)) == [
+        "/person_id",
+        "/spouse/id_number",
+    ]
+    assert check_marriage(state, HEAD, on, bride, today=TODAY, basis=ADAPTED) == []
+    boy = ActiveMember(HEAD, Relationship.HEAD, date(2006, 6, 1), sex=Sex.MALE)  # 19
+    young = HouseholdState(head_person_id=HEAD, members=[boy])
+    found = check_marriage(young, HEAD, on, bride, today=TODAY, basis=ADAPTED)
+    assert [(v.pointer, v.detail.split(":")[0]) for v in found] == [
+        (
+            "/person_id",
+            "the member is under 20 on 2026-02-14, the marriage's day, even by an autonomous"
+            " area's adapted ages (marriage_age_basis autonomous_adaptation",
+        )
+    ]
+    girl = _joining(Relationship.SPOUSE, date(2008, 2, 15), 12)  # 17 that day
+    found = check_marriage(state, HEAD, on, girl, today=TODAY, basis=ADAPTED)
+    assert [(v.pointer, v.detail.split(",")[0]) for v in found] == [
+        ("/spouse/id_number", "the spouse is under 18 on 2026-02-14")
+    ]
+    # Members marrying each other, and a spouse moving in (the basis is the newcomer's).
+    lodger = ActiveMember(LODGER, Relationship.OTHER, date(2007, 2, 14), sex=Sex.FEMALE)
+    both = HouseholdState(head_person_id=HEAD, members=[groom, lodger])
+    assert check_marriage_in_household(both, HEAD, LODGER, on, today=TODAY, basis=ADAPTED)[1] == []
+    assert pointers(check_marriage_in_household(both, HEAD, LODGER, on, today=TODAY)[1]) == [
+        "/person_id",
+        "/spouse_person_id",
+    ]
+    said = _joining(Relationship.SPOUSE, date(2007, 2, 14), 12, basis=ADAPTED)
+    assert check_move_in(state, said, on, today=TODAY) == []
+    assert pointers(check_move_in(young, said, on, today=TODAY)) == ["/member/relationship"]
+
+
+def test_the_basis_is_the_head_spouses_alone_and_binds_their_divorce() -> None:
+    """Only the head's spouse carries a marriage_age_basis (422 at the member's own field
+    for anyone else, ADR 0016, 3 Dec 2026, helper hBB); a registered couple whose spouse
+    carries the adaptation could marry at 20 and 18, so their divorce is recorded on a
+    day the man is 21, which the Civil Code's ages refuse."""
+    _, problems = validate_member(
+        MemberInput(
+            name="杨小梅",
+            id_number=compose_resident_id("620123", date(2007, 2, 14), 12),
+            relationship=Relationship.OTHER,
+            disability_grade=DisabilityGrade.NONE,
+            seriously_ill=False,
+            employment_status=EmploymentStatus.UNEMPLOYED,
+            student=False,
+            counted=True,
+            exclusion_reason=None,
+            exclusion_note=None,
+            marriage_age_basis=ADAPTED,
+        ),
+        pointer="/member",
+        today=TODAY,
+    )
+    assert pointers(problems) == ["/member/marriage_age_basis"]
+    husband = ActiveMember(HEAD, Relationship.HEAD, date(2004, 6, 1), sex=Sex.MALE)
+    wife = ActiveMember(WIFE, Relationship.SPOUSE, date(2007, 2, 14), sex=Sex.FEMALE)
+    said = ActiveMember(
+        WIFE, Relationship.SPOUSE, date(2007, 2, 14), sex=Sex.FEMALE, marriage_age_basis=ADAPTED
+    )
+    _, found = check_divorce(
+        HouseholdState(head_person_id=HEAD, members=[husband, wife]), HEAD, WIFE, TODAY, today=TODAY
+    )
+    assert pointers(found) == ["/divorced_on"]
+    assert "(2027-02-14)" in found[0].detail
+    adapted_couple = HouseholdState(head_person_id=HEAD, members=[husband, said])
+    assert check_divorce(adapted_couple, HEAD, WIFE, TODAY, today=TODAY)[1] == []
+    assert first_marriageable_day(
+        (husband.birth_date, husband.sex), (said.birth_date, said.sex), basis=ADAPTED
+    ) == date(2025, 2, 14)

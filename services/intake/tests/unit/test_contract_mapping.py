@@ -30,6 +30,7 @@ MAPPINGS: list[tuple[type[StrEnum], Mapping[Any, int], Any]] = [
     (codes.DocumentType, contracts.DOCUMENT_TYPES, enums.DocumentType),
     (codes.UnassignedReason, contracts.UNASSIGNED_REASONS, ev.UnassignedReason),
     (codes.MissingItemCode, contracts.MISSING_ITEM_CODES, intake.MissingItemCode),
+    (codes.MarriageAgeBasis, contracts.MARRIAGE_AGE_BASES, intake.MarriageAgeBasis),
 ]
 
 

@@ -193,7 +193,9 @@ def test_the_heads_spouse_and_the_head_are_of_marriageable_age_at_registration()
     assert violations_of(members) == {
         "/members/1/relationship": "the spouse is under 20 on 2026-11-28: nobody younger is"
         " married in China (Civil Code art. 1047: 22 for a man, 20 for a woman; 20 and 18 for"
-        " a marriage before 1981); check the ID numbers and the relationship"
+        " a marriage before 1981, or lawful under an autonomous area's adapted ages, which"
+        " marriage_age_basis autonomous_adaptation says); check the ID numbers and the"
+        " relationship"
     }
     young_head = [
         member(Relationship.HEAD, date(2009, 1, 2), 11),

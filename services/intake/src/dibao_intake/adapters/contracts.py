@@ -37,6 +37,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     IncomeCategory,
+    MarriageAgeBasis,
     MissingItemCode,
     NotCountedKind,
     Relationship,
@@ -88,6 +89,10 @@ DOCUMENT_TYPES: dict[DocumentType, enums.DocumentType.ValueType] = {
 }
 MISSING_ITEM_CODES: dict[MissingItemCode, intake.MissingItemCode.ValueType] = {
     c: intake.MissingItemCode.Value(f"MISSING_ITEM_CODE_{c.value.upper()}") for c in MissingItemCode
+}
+MARRIAGE_AGE_BASES: dict[MarriageAgeBasis, intake.MarriageAgeBasis.ValueType] = {
+    c: intake.MarriageAgeBasis.Value(f"MARRIAGE_AGE_BASIS_{c.value.upper()}")
+    for c in MarriageAgeBasis
 }
 
 
@@ -165,6 +170,8 @@ def member(record: MemberRecord, hash_key_id: str) -> intake.Member:
         out.exclusion_reason = EXCLUSION_REASONS[record.exclusion_reason]
     if record.exclusion_note:
         out.exclusion_note = record.exclusion_note
+    if record.marriage_age_basis is not None:
+        out.marriage_age_basis = MARRIAGE_AGE_BASES[record.marriage_age_basis]
     return out
 
 

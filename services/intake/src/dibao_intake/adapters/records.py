@@ -18,6 +18,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MarriageAgeBasis,
     Relationship,
     Sex,
     StaffRole,
@@ -83,6 +84,9 @@ class MemberRecord:
     joined_on: date
     left_on: date | None
     left_reason: LeaveReason | None
+    marriage_age_basis: MarriageAgeBasis | None = None
+    """The head's spouse registered or moved in: the legal marriage age the clerk said
+    their marriage to the head was lawful under (ADR 0016, 3 Dec 2026, helper hBB)."""
 
     def facts(self) -> MemberFacts:
         return MemberFacts(

@@ -55,6 +55,7 @@ def member_input(m: s.MemberIn) -> MemberInput:
         declared_birth_date=m.birth_date,
         declared_sex=m.sex,
         name_correction=m.name_correction,
+        marriage_age_basis=m.marriage_age_basis,
     )
 
 
@@ -309,6 +310,7 @@ def change_command(
                 body.married_on,
                 member_input(body.spouse) if body.spouse else None,
                 body.spouse_person_id,
+                body.marriage_age_basis,
             )
         case s.MoveInIn():
             change = service.MoveIn(

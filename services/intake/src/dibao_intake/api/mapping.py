@@ -61,6 +61,7 @@ def member_out(m: MemberRecord, view: View) -> s.MemberOut:
         joined_on=m.joined_on,
         left_on=m.left_on,
         left_reason=m.left_reason,
+        marriage_age_basis=_case_only(m.marriage_age_basis, view),
     )
 
 
@@ -80,10 +81,12 @@ def bank_account_out(a: BankAccountRecord | None, view: View) -> s.BankAccountOu
     )
 
 
-_CASE_ONLY_DETAILS = frozenset({"custody_agreement", "document_ids"})
+_CASE_ONLY_DETAILS = frozenset({"custody_agreement", "document_ids", "marriage_age_basis"})
 """A change's details the limited view leaves out: that staff hold a member's card tells
 that the member cannot manage it, and so would the custody agreement's id among the
-change's documents, which are the case roles' anyway (views.py)."""
+change's documents, which are the case roles' anyway (views.py); that a marriage was
+lawful under an autonomous area's adapted ages hints at the couple's ethnicity (ADR 0016,
+3 Dec 2026, helper hBB)."""
 
 
 _LIMITED_DETAILS_OF_KIND = {ChangeKind.MEMBER_CHANGE: frozenset({"person_id"})}

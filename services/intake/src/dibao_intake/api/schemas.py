@@ -41,6 +41,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MarriageAgeBasis,
     MissingItemCode,
     NotCountedKind,
     Relationship,
@@ -318,6 +319,21 @@ _WITHHELD = " (null in the limited view)"
 # --- households ---------------------------------------------------------------------------
 
 
+MARRIAGE_AGE_BASIS_DESCRIPTION = (
+    "The legal marriage age under which the marriage was lawful, as the marriage certificate"
+    " shows (ADR 0016, 3 Dec 2026, helper hBB). Not given (or civil_code): the Civil Code's,"
+    " art. 1047, 22 for a man and 20 for a woman (20 and 18 for a marriage before 1981),"
+    " which the record holds everyone to by default: a younger spouse is most often a"
+    " mistyped ID number. autonomous_adaptation: lawful under an autonomous area's adapted"
+    " provisions (变通规定: Xinjiang, Tibet, Inner Mongolia, Ningxia and some autonomous"
+    " prefectures lower the ages to 20 and 18, often for the minority nationalities there):"
+    " 20 for a man and 18 for a woman, never lower (a man of 19 is refused whatever is"
+    " said). The record holds neither where the marriage was registered nor ethnicity: the"
+    " clerk says it. Any other value is 422. Only the case roles read it back (it hints at"
+    " ethnicity)."
+)
+
+
 class MemberIn(_In):
     """A household member as declared; birth date and sex, if given, must match the ID."""
 
@@ -344,6 +360,17 @@ class MemberIn(_In):
         " person's ID card or household register in the change's document_ids; 422 when the"
         " name is the one recorded or the person is new (nothing to correct). Without it, a"
         " known ID number under another name is refused",
+    )
+    marriage_age_basis: MarriageAgeBasis | None = Field(
+        None,
+        description=MARRIAGE_AGE_BASIS_DESCRIPTION
+        + " Here: only for the head's spouse registered with the household or moving in as"
+        " the head's spouse (relationship spouse), for the couple's marriage, which has no"
+        " day in the record: both must have been of that age by the registration day or"
+        " moved_on. Stored with the membership, shown as the member's marriage_age_basis,"
+        " published as the member's. For any other member 422 here, and on a marriage's"
+        " spouse too (the marriage says it, as its own marriage_age_basis)",
+        examples=["autonomous_adaptation"],
     )
 
 
@@ -465,6 +492,12 @@ class MemberOut(_Out):
     joined_on: date
     left_on: date | None
     left_reason: LeaveReason | None
+    marriage_age_basis: MarriageAgeBasis | None = Field(
+        description="For the head's spouse registered with the household or moved in as the"
+        " head's spouse: the legal marriage age the clerk said their marriage was lawful"
+        " under (MemberIn.marriage_age_basis); null when nothing was said (the Civil"
+        " Code's) and for every other member" + _WITHHELD,
+    )
 
 
 class BankAccountOut(_Out):
@@ -619,6 +652,19 @@ class MarriageIn(_ChangeIn):
                     "married_on": "2026-02-14",
                     "spouse_person_id": "01a22f99-41d4-73be-9784-45c266209619",
                 },
+                {
+                    "kind": "marriage",
+                    "person_id": "01a22f99-44a7-7311-a94d-13dcb93d3c3e",
+                    "married_on": "2026-02-14",
+                    "spouse": {
+                        "name": "阿依古丽",
+                        "id_number": "650102200702140020",
+                        "relationship": "spouse",
+                        "employment_status": "flexible",
+                    },
+                    "marriage_age_basis": "autonomous_adaptation",
+                    "note": "在自治区依变通规定登记结婚，凭结婚证",
+                },
             ]
         }
     )
@@ -641,6 +687,15 @@ class MarriageIn(_ChangeIn):
         " the head (a child's: child_in_law; a parent's or grandparent's older than the head:"
         " parent, grandparent; a parent-in-law's: parent_in_law) or stays as recorded. Both"
         " must be of age, neither married to a member; not with spouse",
+    )
+    marriage_age_basis: MarriageAgeBasis | None = Field(
+        None,
+        description=MARRIAGE_AGE_BASIS_DESCRIPTION
+        + " Here: both partners (the member, and the spouse joining or already a member)"
+        " must be of that age on married_on, else 422 at person_id, spouse/id_number or"
+        " spouse_person_id. Stored in the change's details and published in"
+        " HouseholdUpdated.marriage.marriage_age_basis",
+        examples=["autonomous_adaptation"],
     )
 
 

@@ -15,12 +15,14 @@ from dibao_intake.domain.codes import (
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
+    MarriageAgeBasis,
     Relationship,
     Sex,
 )
 from dibao_intake.domain.errors import Violation
 from dibao_intake.domain.household import (
     ValidMember,
+    adapted,
     age_order_violations,
     check_joining_member,
     exclusion_violations,
@@ -45,6 +47,10 @@ class ActiveMember:
     """As the ID number tells; None when not known. Two members of one sex are no couple
     the relationships tell (a marriage is between a man and a woman, Civil Code art.
     1049)."""
+    marriage_age_basis: MarriageAgeBasis | None = None
+    """For a spouse registered with the head or moved in as the head's spouse: the legal
+    marriage age the clerk said their marriage was lawful under (ADR 0016, 3 Dec 2026,
+    helper hBB); None: not said, the Civil Code's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,6 +548,7 @@ def check_move_in(
             "/member/relationship",
             sex=member.sex,
             head_sex=state.head.sex,
+            basis=member.input.marriage_age_basis,
         )
     if moved_on < member.birth_date:
         found.append(Violation("/moved_on", "is before the member's birth date"))
@@ -937,15 +944,19 @@ def check_marriage(
     *,
     today: date,
     marriages: Marriages = NO_MARRIAGES,
+    basis: MarriageAgeBasis | None = None,
 ) -> list[Violation]:
     """A member married; the spouse joins the household when given. ``marriages``: the
     household's, as recorded (a member married to another is refused, and a marriage
-    dated before the end of the member's last one here)."""
+    dated before the end of the member's last one here). ``basis``: the legal marriage
+    age the clerk says the marriage was lawful under (ADR 0016, 3 Dec 2026, helper hBB)."""
     found = _not_after_today(married_on, today, "/married_on")
     member = state.member(person_id)
     if member is None:
         return [*found, Violation("/person_id", "not an active member of this household")]
-    found += _marriageable(member.birth_date, married_on, "/person_id", "the member", member.sex)
+    found += _marriageable(
+        member.birth_date, married_on, "/person_id", "the member", member.sex, basis
+    )
     if (
         member.relationship is Relationship.SPOUSE
         or (person_id == state.head_person_id and state.has_spouse() and spouse is None)
@@ -974,7 +985,7 @@ def check_marriage(
             )
         )
     found += _marriageable(
-        spouse.birth_date, married_on, "/spouse/id_number", "the spouse", spouse.sex
+        spouse.birth_date, married_on, "/spouse/id_number", "the spouse", spouse.sex, basis
     )
     found += _man_and_woman(member.sex, spouse.sex, "/spouse/id_number")
     found += check_joining_member(spouse, head_birth_date=state.head.birth_date, pointer="/spouse")
@@ -1023,21 +1034,27 @@ def _man_and_woman(
 
 
 def _marriageable(
-    birth_date: date, married_on: date, pointer: str, who: str, sex: Sex | None
+    birth_date: date,
+    married_on: date,
+    pointer: str,
+    who: str,
+    sex: Sex | None,
+    basis: MarriageAgeBasis | None = None,
 ) -> list[Violation]:
     """``who`` was of the legal marriage age on ``married_on``, by the law of that day
     (``marriage_age``: 22 for a man and 20 for a woman since 1981, 20 and 18 before; the
     birthday itself is of age): else 422 at ``pointer``, the member's own (their person id,
     or the ID number of a spouse joining, which gives the birth date and sex), never their
-    name (ADR 0016, 3 Dec 2026, helper hAX). A day before the birth is the day's error."""
+    name (ADR 0016, 3 Dec 2026, helper hAX). A day before the birth is the day's error.
+    ``basis`` autonomous_adaptation: 20 and 18, never lower (helper hBB)."""
     if married_on < birth_date:
         return [Violation("/married_on", f"is before {who}'s birth date")]
-    if not of_marriageable_age(birth_date, sex, married_on):
+    if not of_marriageable_age(birth_date, sex, married_on, basis):
         return [
             Violation(
                 pointer,
-                f"{who} is under {marriage_age(sex, married_on)} on {married_on}, the"
-                f" marriage's day: {MARRIES_NOBODY_YOUNGER}",
+                f"{who} is under {marriage_age(sex, married_on, basis)} on {married_on}, the"
+                f" marriage's day{adapted(basis)}: {MARRIES_NOBODY_YOUNGER}",
             )
         ]
     return []
@@ -1045,8 +1062,14 @@ def _marriageable(
 
 MARRIES_NOBODY_YOUNGER = (
     "nobody younger may marry (Civil Code art. 1047: 22 for a man, 20 for a woman; 20 and 18"
-    " for a marriage before 1981, by the Marriage Law of 1950); check the ID number and"
-    " married_on"
+    " for a marriage before 1981, by the Marriage Law of 1950, or one lawful under an"
+    " autonomous area's adapted ages, which marriage_age_basis autonomous_adaptation says);"
+    " check the ID number and married_on"
+)
+
+BASIS_ON_THE_MARRIAGE = (
+    "a marriage says the legal marriage age it was lawful under once, as the marriage's own"
+    " marriage_age_basis, not its spouse's"
 )
 
 
@@ -1314,6 +1337,7 @@ def check_marriage_in_household(
     *,
     today: date,
     marriages: Marriages = NO_MARRIAGES,
+    basis: MarriageAgeBasis | None = None,
 ) -> tuple[dict[uuid.UUID, Relationship] | None, list[Violation]]:
     """Two members married each other: the relationships to the head it records anew
     (possibly none), or the violations.
@@ -1355,9 +1379,11 @@ def check_marriage_in_household(
         recorded[other.person_id] = Relationship.SPOUSE
     else:
         found += _between_members(state, marriages, member, partner, pointer_of, recorded)
-    found += _marriageable(member.birth_date, married_on, "/person_id", "the member", member.sex)
     found += _marriageable(
-        partner.birth_date, married_on, "/spouse_person_id", "the spouse", partner.sex
+        member.birth_date, married_on, "/person_id", "the member", member.sex, basis
+    )
+    found += _marriageable(
+        partner.birth_date, married_on, "/spouse_person_id", "the spouse", partner.sex, basis
     )
     joined = max((p.joined_on for p in (member, partner) if p.joined_on is not None), default=None)
     if joined is not None and married_on < joined:
@@ -1728,8 +1754,13 @@ def _not_before_of_age(
     """A couple with no marriage day recorded (registered together, a spouse who moved in)
     is bound by no marriage; but they married once both were of the legal age of the day
     (``first_marriageable_day``: 22 and 20 since 1981, 20 and 18 before; ADR 0016, 3 Dec
-    2026, helper hAX), and a divorce is not dated before (ADR 0016, 2 Dec 2026)."""
-    of_age = first_marriageable_day((one.birth_date, one.sex), (other.birth_date, other.sex))
+    2026, helper hAX), and a divorce is not dated before (ADR 0016, 2 Dec 2026). A couple
+    recorded as married under an autonomous area's adapted ages (the spouse's
+    ``marriage_age_basis``) could marry at 20 and 18 (helper hBB)."""
+    basis = one.marriage_age_basis or other.marriage_age_basis
+    of_age = first_marriageable_day(
+        (one.birth_date, one.sex), (other.birth_date, other.sex), basis=basis
+    )
     if divorced_on < of_age:
         return [
             Violation(

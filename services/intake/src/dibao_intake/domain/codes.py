@@ -307,6 +307,18 @@ class ChangeKind(StrEnum):
     """The death of a member's spouse living elsewhere (no member): the marriage ends."""
 
 
+class MarriageAgeBasis(StrEnum):
+    """Which legal marriage age a marriage was recorded under, as the clerk said (ADR 0016,
+    3 Dec 2026, helper hBB). Not saying it is the Civil Code's."""
+
+    CIVIL_CODE = "civil_code"
+    """Civil Code art. 1047: 22 for a man, 20 for a woman (20 and 18 before 1981)."""
+    AUTONOMOUS_ADAPTATION = "autonomous_adaptation"
+    """An autonomous area's adapted provisions (变通规定, e.g. in Xinjiang, Tibet, Inner
+    Mongolia, Ningxia and some autonomous prefectures) under which the marriage was lawful:
+    20 for a man, 18 for a woman, never lower."""
+
+
 class LeaveReason(StrEnum):
     """Why a member is no longer an active member of a household."""
 

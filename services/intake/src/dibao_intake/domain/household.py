@@ -13,6 +13,7 @@ from dibao_intake.domain.codes import (
     DisabilityGrade,
     EmploymentStatus,
     ExclusionReason,
+    MarriageAgeBasis,
     Relationship,
     Sex,
 )
@@ -39,26 +40,53 @@ at 20 and 18 in 1975 married lawfully, and so did a de facto marriage before 1 F
 1994 whose partners were of that day's age (事实婚姻)."""
 
 
-def marriage_age(sex: Sex | None, on: date) -> int:
+ADAPTED_MARRIAGE_AGES: Mapping[Sex, int] = {Sex.MALE: 20, Sex.FEMALE: 18}
+"""The lowest legal marriage age of a man and of a woman under an autonomous area's adapted
+provisions of art. 1047 (变通规定: Xinjiang, Tibet, Inner Mongolia, Ningxia and several
+autonomous prefectures lower it to 20 and 18, often for minority citizens only), applied
+only to a marriage the clerk records as lawful under one (``MarriageAgeBasis
+.AUTONOMOUS_ADAPTATION``), never lower (ADR 0016, 3 Dec 2026, helper hBB). The record
+holds neither where the marriage was registered nor the couple's ethnicity: the clerk
+says it, from the marriage certificate."""
+
+
+def _laws(basis: MarriageAgeBasis | None) -> tuple[tuple[date, Mapping[Sex, int]], ...]:
+    """``MARRIAGE_LAWS``, each law's ages lowered to ``ADAPTED_MARRIAGE_AGES`` for a
+    marriage lawful under an autonomous area's adaptation (none is lowered further)."""
+    if basis is not MarriageAgeBasis.AUTONOMOUS_ADAPTATION:
+        return MARRIAGE_LAWS
+    return tuple(
+        (since, {sex: min(age, ADAPTED_MARRIAGE_AGES[sex]) for sex, age in ages.items()})
+        for since, ages in MARRIAGE_LAWS
+    )
+
+
+def marriage_age(sex: Sex | None, on: date, basis: MarriageAgeBasis | None = None) -> int:
     """The legal marriage age of a person of ``sex`` on ``on`` (``MARRIAGE_LAWS``): 22 for
-    a man and 20 for a woman since 1981, 20 and 18 before; a woman's when the sex is not
-    known (unit tests only)."""
-    ages = next(ages for since, ages in reversed(MARRIAGE_LAWS) if on >= since)
+    a man and 20 for a woman since 1981, 20 and 18 before, and 20 and 18 on any day under
+    an autonomous area's adaptation (``basis``); a woman's when the sex is not known (unit
+    tests only)."""
+    ages = next(ages for since, ages in reversed(_laws(basis)) if on >= since)
     return ages[Sex.FEMALE if sex is None else sex]
 
 
-def of_marriageable_age(birth_date: date, sex: Sex | None, on: date) -> bool:
+def of_marriageable_age(
+    birth_date: date, sex: Sex | None, on: date, basis: MarriageAgeBasis | None = None
+) -> bool:
     """``on`` is a day someone born on ``birth_date`` may marry: of the age the law of
-    that day sets (the birthday itself counts: ``age_on``)."""
-    return age_on(birth_date, on) >= marriage_age(sex, on)
+    that day sets (the birthday itself counts: ``age_on``), adapted by ``basis``."""
+    return age_on(birth_date, on) >= marriage_age(sex, on, basis)
 
 
-def first_marriageable_day(*people: tuple[date, Sex | None]) -> date:
+def first_marriageable_day(
+    *people: tuple[date, Sex | None], basis: MarriageAgeBasis | None = None
+) -> date:
     """The first day on which every one of ``people`` (birth date, sex) was of marriageable
     age by the law of that day: the earliest a couple with no marriage day recorded can
     have married. The age rose on 1 January 1981, so a man who turned 20 in 1980 could
-    marry then, and not again until 22 (29 February counts as 1 March)."""
-    laws = [*MARRIAGE_LAWS, (date.max, {})]
+    marry then, and not again until 22 (29 February counts as 1 March); under an
+    autonomous area's adaptation (``basis``) 20 and 18 throughout."""
+    laws = [*_laws(basis), (date.max, {})]
     for (since, ages), (until, _) in itertools.pairwise(laws):
         day = max(
             since,
@@ -69,10 +97,23 @@ def first_marriageable_day(*people: tuple[date, Sex | None]) -> date:
     raise AssertionError("the last law has no end")
 
 
-def married_by(birth_date: date, sex: Sex | None, on: date) -> bool:
+def married_by(
+    birth_date: date, sex: Sex | None, on: date, basis: MarriageAgeBasis | None = None
+) -> bool:
     """Someone born on ``birth_date`` may have married by ``on`` (a couple whose marriage
     has no day in the record: registered together, a spouse who moved in)."""
-    return first_marriageable_day((birth_date, sex)) <= on
+    return first_marriageable_day((birth_date, sex), basis=basis) <= on
+
+
+def adapted(basis: MarriageAgeBasis | None) -> str:
+    """What a refusal adds when the clerk said the marriage was lawful under an autonomous
+    area's adaptation: that the lower ages were applied, and that none is lower."""
+    if basis is not MarriageAgeBasis.AUTONOMOUS_ADAPTATION:
+        return ""
+    return (
+        ", even by an autonomous area's adapted ages (marriage_age_basis autonomous_adaptation:"
+        " 20 for a man, 18 for a woman, never lower)"
+    )
 
 
 def birthday(birth_date: date, years: int) -> date:
@@ -107,6 +148,10 @@ class MemberInput:
     name_correction: bool = False
     """The person's recorded name is wrong and ``name`` corrects it (a member joining by a
     change, with the ID card or household register among the change's documents)."""
+    marriage_age_basis: MarriageAgeBasis | None = None
+    """The head's spouse registered or moving in: the couple's marriage was lawful under
+    an autonomous area's adapted ages (or the Civil Code's, said explicitly); None: not
+    said, the Civil Code's (ADR 0016, 3 Dec 2026, helper hBB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +222,18 @@ def validate_member(
             member.counted, member.exclusion_reason, member.exclusion_note, pointer
         )
     )
+    if member.marriage_age_basis is not None and member.relationship is not Relationship.SPOUSE:
+        violations.append(Violation(f"{pointer}/marriage_age_basis", BASIS_ONLY_FOR_SPOUSE))
     if violations:
         return None, violations
     assert rid is not None
     return ValidMember(member, rid), []
+
+
+BASIS_ONLY_FOR_SPOUSE = (
+    "only for the head's spouse (relationship spouse), whose marriage to the head it says"
+    " was lawful under that basis; a marriage recorded as a change says it on the marriage"
+)
 
 
 def exclusion_violations(
@@ -286,6 +339,7 @@ def _age_order_violations(members: Sequence[ValidMember], today: date) -> list[V
             pointer,
             sex=member.sex,
             head_sex=head.sex,
+            basis=member.input.marriage_age_basis,
         )
         if relation is Relationship.SPOUSE and member.sex is head.sex:
             # A marriage is between a man and a woman (Civil Code arts. 1046, 1049; ADR 0016).
@@ -332,27 +386,35 @@ def marriage_age_violations(
     *,
     sex: Sex | None = None,
     head_sex: Sex | None = None,
+    basis: MarriageAgeBasis | None = None,
 ) -> list[Violation]:
     """The head's spouse, registered or joining on ``on``, and the head are both of
     marriageable age that day (ADR 0016, 2 Dec 2026): no marriage day is recorded for
     them, but none can be before both were of age (``married_by``: 22 for a man and 20 for
     a woman, the law since 1981, 3 Dec 2026, helper hAX; one who married earlier at the
-    ages of the law then, 20 and 18, was of age)."""
+    ages of the law then, 20 and 18, was of age; 20 and 18 for a couple the clerk says
+    married under an autonomous area's adaptation, ``basis``, helper hBB)."""
     if relation is not Relationship.SPOUSE:
         return []
     return [
-        Violation(pointer, f"{who} is under {marriage_age(of, on)} on {on}: {NOBODY_YOUNGER}")
+        Violation(
+            pointer,
+            f"{who} is under {marriage_age(of, on, basis)} on {on}{adapted(basis)}:"
+            f" {NOBODY_YOUNGER}",
+        )
         for who, born, of in (
             ("the spouse", birth_date, sex),
             ("the head", head_birth_date, head_sex),
         )
-        if not married_by(born, of, on)
+        if not married_by(born, of, on, basis)
     ]
 
 
 NOBODY_YOUNGER = (
     "nobody younger is married in China (Civil Code art. 1047: 22 for a man, 20 for a woman;"
-    " 20 and 18 for a marriage before 1981); check the ID numbers and the relationship"
+    " 20 and 18 for a marriage before 1981, or lawful under an autonomous area's adapted"
+    " ages, which marriage_age_basis autonomous_adaptation says); check the ID numbers and"
+    " the relationship"
 )
 
 

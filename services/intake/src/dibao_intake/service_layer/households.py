@@ -46,6 +46,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MarriageAgeBasis,
     Relationship,
     WithdrawalCause,
 )
@@ -499,6 +500,7 @@ def _membership(person_id: uuid.UUID, m: ValidMember, joined_on: date) -> repo.N
         exclusion_reason=i.exclusion_reason,
         exclusion_note=i.exclusion_note,
         joined_on=joined_on,
+        marriage_age_basis=i.marriage_age_basis,
     )
 
 
@@ -509,10 +511,12 @@ async def _insert_memberships(
     household_id: uuid.UUID,
     members: Sequence[repo.NewMembership],
     named: Sequence[tuple[str, ValidMember]],
-) -> None:
+) -> list[repo.PastMembership]:
     """Insert the memberships; 409 naming the other household when a concurrent request
     made one of these persons active elsewhere first (``named``: each with its pointer);
-    422 deceased, as the read before would have answered, when one died meanwhile."""
+    422 deceased, as the read before would have answered, when one died meanwhile.
+    Returns the persons' memberships as read once inserted (these among them), for a
+    join's other checks of that read (``_joining_problems``)."""
     try:
         # A savepoint, so that the request's transaction can still read after losing.
         async with session.begin_nested():
@@ -534,6 +538,47 @@ async def _insert_memberships(
     # membership elsewhere would have failed the insert). Helper hAY, 3 Dec 2026.
     hashes, history = await _histories(session, runtime, named)
     _not_deceased(runtime, caller, hashes, history)
+    return history
+
+
+def _joining_problems(
+    caller: Caller,
+    pointer: str,
+    history: Sequence[repo.PastMembership],
+    joined_on: date,
+    *,
+    newborn: bool,
+    date_pointer: str | None,
+) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]], repo.PastMembership | None]:
+    """A join's refusals by the person's memberships ``history`` (the member at
+    ``pointer``): recorded deceased; already registered, for a ``newborn``; joining (on
+    ``joined_on``, the request's ``date_pointer``) before they left their last household.
+    With what each tells of the memberships (recorded, ``_told``), and the membership
+    they left last."""
+    problems: list[Violation] = []
+    # What each refusal tells of the person's memberships (for an ID number alone:
+    # that it is on file, where they died, when they left), recorded (_told).
+    told: list[tuple[repo.PastMembership, str]] = []
+    deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
+    if deaths:
+        problems.append(Violation(f"{pointer}/id_number", DECEASED))
+        told += [(h, "deceased") for h in deaths]
+    elif newborn and history:
+        problems.append(Violation(f"{pointer}/id_number", NOT_A_BIRTH))
+        told += [(h, "registered") for h in history]
+    ended = [(h.left_on, h) for h in history if h.left_on is not None]
+    left, last = max(ended, key=lambda e: e[0], default=(None, None))
+    if date_pointer is not None and left is not None and joined_on < left:
+        # Else the person would have been a member of two households at once. The day
+        # is named to a caller who may read that household only: to another it would
+        # tell, for an ID number alone, when its holder left a household elsewhere.
+        assert last is not None
+        day = f" ({left})" if caller.principal.can_see(last.region_code) else ""
+        problems.append(
+            Violation(date_pointer, f"is before the person left their last household{day}")
+        )
+        told.append((last, "left_on"))
+    return problems, told, last
 
 
 def new_bank_account(
@@ -964,6 +1009,9 @@ class Marriage:
     """The spouse joining the household."""
     spouse_person_id: uuid.UUID | None = None
     """The spouse already a member (the head and a co-resident marry each other)."""
+    marriage_age_basis: MarriageAgeBasis | None = None
+    """The legal marriage age the clerk says the marriage was lawful under (an autonomous
+    area's adaptation: 20 and 18; ADR 0016, 3 Dec 2026, helper hBB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1122,6 +1170,7 @@ class _ChangeWork:
                     m.birth_date,
                     m.joined_on if m.joined_on != registered_on else None,
                     m.sex,
+                    m.marriage_age_basis,
                 )
                 for m in before.active_members
             ],
@@ -1188,29 +1237,9 @@ class _ChangeWork:
         _not_elsewhere(
             self.runtime, self.caller, hashes, history, moving_in=date_pointer == "/moved_on"
         )
-        problems: list[Violation] = []
-        # What each refusal tells of the person's memberships (for an ID number alone:
-        # that it is on file, where they died, when they left), recorded (_told).
-        told: list[tuple[repo.PastMembership, str]] = []
-        deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
-        if deaths:
-            problems.append(Violation(f"{pointer}/id_number", DECEASED))
-            told += [(h, "deceased") for h in deaths]
-        elif newborn and history:
-            problems.append(Violation(f"{pointer}/id_number", NOT_A_BIRTH))
-            told += [(h, "registered") for h in history]
-        ended = [(h.left_on, h) for h in history if h.left_on is not None]
-        left, last = max(ended, key=lambda e: e[0], default=(None, None))
-        if date_pointer is not None and left is not None and joined_on < left:
-            # Else the person would have been a member of two households at once. The day
-            # is named to a caller who may read that household only: to another it would
-            # tell, for an ID number alone, when its holder left a household elsewhere.
-            assert last is not None
-            day = f" ({left})" if self.caller.principal.can_see(last.region_code) else ""
-            problems.append(
-                Violation(date_pointer, f"is before the person left their last household{day}")
-            )
-            told.append((last, "left_on"))
+        problems, told, last = _joining_problems(
+            self.caller, pointer, history, joined_on, newborn=newborn, date_pointer=date_pointer
+        )
         if member.input.name_correction and (newborn or date_pointer is None):
             problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
         if told:
@@ -1235,7 +1264,7 @@ class _ChangeWork:
                 )
                 raise _told(self.runtime, self.caller, problem, [(h, "name") for h in history])
             self.details["name_corrected"] = True
-        await _insert_memberships(
+        again = await _insert_memberships(
             self.session,
             self.runtime,
             self.caller,
@@ -1243,6 +1272,23 @@ class _ChangeWork:
             [_membership(person_id, member, joined_on)],
             [(pointer, member)],
         )
+        # The checks above read the memberships before the person was locked and this one
+        # written: meanwhile the person may have joined another household and left it
+        # (both committed; the index sees no active membership), which the registry now
+        # holds before this join (not a birth; joined before leaving it). The read made
+        # once inserted (for a death) is checked alike, this membership left out; its last
+        # household is the one they came from. (ADR 0016, 3 Dec 2026, helper hBD.)
+        problems, told, last = _joining_problems(
+            self.caller,
+            pointer,
+            [h for h in again if not (h.active and h.household_id == self.household_id)],
+            joined_on,
+            newborn=newborn,
+            date_pointer=date_pointer,
+        )
+        if problems:
+            problem = rules_failed(RulesViolatedError(problems))
+            raise _told(self.runtime, self.caller, problem, told)
         self.details.setdefault("joined_person_ids", []).append(str(person_id))
         if last is not None and last.left_reason is LeaveReason.MOVE_OUT:
             self.came_from = last.household_id
@@ -1919,9 +1965,17 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
         case Marriage(spouse_person_id=partner) if partner is not None:
             await _marriage_in_household(work, change, partner, update)
         case Marriage(person_id=pid, married_on=on, spouse=raw_spouse):
+            if raw_spouse is not None and raw_spouse.marriage_age_basis is not None:
+                raise_if_any([Violation("/spouse/marriage_age_basis", rules.BASIS_ON_THE_MARRIAGE)])
             spouse = work.valid_member(raw_spouse, "/spouse") if raw_spouse else None
             problems = rules.check_marriage(
-                work.state, pid, on, spouse, today=today, marriages=await work.marriages()
+                work.state,
+                pid,
+                on,
+                spouse,
+                today=today,
+                marriages=await work.marriages(),
+                basis=change.marriage_age_basis,
             )
             told: list[tuple[repo.PastMembership, str]] = []
             if spouse is not None:
@@ -1945,6 +1999,7 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
             update.marriage.person_id = str(pid)
             update.marriage.married_on.CopyFrom(contracts.local_date(on))
             work.details["person_id"] = str(pid)
+            _said_basis(work, update.marriage, change.marriage_age_basis)
             if spouse is not None:
                 added = await work.join(spouse, "/spouse", on, date_pointer="/married_on")
                 update.marriage.spouse.CopyFrom(
@@ -1997,6 +2052,10 @@ async def _apply(work: _ChangeWork, change: Change) -> ev.HouseholdUpdated:
                 # Who moves in is known once joined: the transaction writes nothing if refused.
                 raise_if_any(rules.check_spouse_moving_in(work.state, marriages, added.person_id))
             work.effective_on = on
+            if raw.marriage_age_basis is not None:
+                # As said for the spouse moving in; the membership and the event's member
+                # carry it too (ADR 0016, 3 Dec 2026, helper hBB).
+                work.details["marriage_age_basis"] = raw.marriage_age_basis.value
             update.move_in.member.CopyFrom(contracts.member(added, work.runtime.pii.hash_key_id))
             update.move_in.moved_on.CopyFrom(contracts.local_date(on))
             if work.transfer is not None:
@@ -2232,6 +2291,7 @@ async def _marriage_in_household(
         change.married_on,
         today=work.today,
         marriages=await work.marriages(),
+        basis=change.marriage_age_basis,
     )
     # Either married by a marriage brought from another household (ADR 0016, 3 Dec 2026).
     found, told = await work.married_elsewhere(
@@ -2247,6 +2307,17 @@ async def _marriage_in_household(
     update.marriage.person_id = person_id
     update.marriage.married_on.CopyFrom(contracts.local_date(change.married_on))
     update.marriage.spouse.CopyFrom(spouse)
+    _said_basis(work, update.marriage, change.marriage_age_basis)
+
+
+def _said_basis(
+    work: _ChangeWork, marriage: ev.HouseholdUpdated.Marriage, basis: MarriageAgeBasis | None
+) -> None:
+    """What the clerk said of the marriage's legal age, into the change's details and its
+    event, when said (ADR 0016, 3 Dec 2026, helper hBB)."""
+    if basis is not None:
+        work.details["marriage_age_basis"] = basis.value
+        marriage.marriage_age_basis = contracts.MARRIAGE_AGE_BASES[basis]
 
 
 _ABOUT_ONE_MEMBER = {

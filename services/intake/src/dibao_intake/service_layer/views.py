@@ -17,8 +17,10 @@ a member's bank card under a custody agreement, and who (the holder cannot manag
 holds the bank account at all (a holder outside the household is a custodian, and a masked
 name matching no member, or a null member id, would tell it), the member applied for alone
 (单人保 is for the severely disabled or ill), why a member is not counted (imprisonment,
-compulsory rehabilitation), which of a member's own details a member change changed and to
-what (its details show the person id alone), the documents (their types tell health), the
+compulsory rehabilitation), that a marriage was recorded as lawful under an autonomous
+area's adapted marriage ages (marriage_age_basis: it hints at ethnicity), which of a
+member's own details a member change changed and to what (its details show the person id
+alone), the documents (their types tell health), the
 items a returned application lacks (they name documents too: "the disability certificate",
 "the diagnosis of the illness") and the notice to its applicant listing them, the details
 of the timeline's entries (declared and

@@ -260,9 +260,15 @@ class HouseholdUpdated(_message.Message):
         PERSON_ID_FIELD_NUMBER: _builtins.int
         MARRIED_ON_FIELD_NUMBER: _builtins.int
         SPOUSE_FIELD_NUMBER: _builtins.int
+        MARRIAGE_AGE_BASIS_FIELD_NUMBER: _builtins.int
         person_id: _builtins.str
         """The other partner: a member of the household before the marriage, never the same
         person as `spouse`.
+        """
+        marriage_age_basis: _types_pb2_1.MarriageAgeBasis.ValueType
+        """The legal marriage age the clerk said the marriage was lawful under (both partners
+        were of it on married_on); unspecified when nothing was said: the Civil Code's.
+        Since 3 Dec 2026.
         """
         @_builtins.property
         def married_on(self) -> _types_pb2.LocalDate: ...
@@ -274,10 +280,11 @@ class HouseholdUpdated(_message.Message):
             person_id: _builtins.str = ...,
             married_on: _types_pb2.LocalDate | None = ...,
             spouse: _types_pb2_1.Member | None = ...,
+            marriage_age_basis: _types_pb2_1.MarriageAgeBasis.ValueType = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["married_on", b"married_on", "spouse", b"spouse"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["married_on", b"married_on", "person_id", b"person_id", "spouse", b"spouse"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["marriage_age_basis", b"marriage_age_basis", "married_on", b"married_on", "person_id", b"person_id", "spouse", b"spouse"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

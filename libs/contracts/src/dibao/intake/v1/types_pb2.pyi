@@ -21,6 +21,40 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _MarriageAgeBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MarriageAgeBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MarriageAgeBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MARRIAGE_AGE_BASIS_UNSPECIFIED: _MarriageAgeBasis.ValueType  # 0
+    """Nothing was said: the Civil Code's ages (art. 1047: 22 for a man, 20 for a woman; 20
+    and 18 for a marriage before 1981).
+    """
+    MARRIAGE_AGE_BASIS_CIVIL_CODE: _MarriageAgeBasis.ValueType  # 1
+    """The Civil Code's ages, said explicitly."""
+    MARRIAGE_AGE_BASIS_AUTONOMOUS_ADAPTATION: _MarriageAgeBasis.ValueType  # 2
+    """Lawful under an autonomous area's adapted provisions (变通规定): 20 for a man, 18 for a
+    woman, never lower. The record holds neither where the marriage was registered nor
+    the couple's ethnicity: the clerk says it, from the marriage certificate.
+    """
+
+class MarriageAgeBasis(_MarriageAgeBasis, metaclass=_MarriageAgeBasisEnumTypeWrapper):
+    """Which legal marriage age a marriage was recorded under, as the clerk said."""
+
+MARRIAGE_AGE_BASIS_UNSPECIFIED: MarriageAgeBasis.ValueType  # 0
+"""Nothing was said: the Civil Code's ages (art. 1047: 22 for a man, 20 for a woman; 20
+and 18 for a marriage before 1981).
+"""
+MARRIAGE_AGE_BASIS_CIVIL_CODE: MarriageAgeBasis.ValueType  # 1
+"""The Civil Code's ages, said explicitly."""
+MARRIAGE_AGE_BASIS_AUTONOMOUS_ADAPTATION: MarriageAgeBasis.ValueType  # 2
+"""Lawful under an autonomous area's adapted provisions (变通规定): 20 for a man, 18 for a
+woman, never lower. The record holds neither where the marriage was registered nor
+the couple's ethnicity: the clerk says it, from the marriage certificate.
+"""
+Global___MarriageAgeBasis: _TypeAlias = MarriageAgeBasis  # noqa: Y015
+
 class _MissingItemCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -115,6 +149,7 @@ class Member(_message.Message):
     EXCLUSION_REASON_FIELD_NUMBER: _builtins.int
     EXCLUSION_NOTE_FIELD_NUMBER: _builtins.int
     INCOME_DECLARATION_FIELD_NUMBER: _builtins.int
+    MARRIAGE_AGE_BASIS_FIELD_NUMBER: _builtins.int
     sex: _enums_pb2.Sex.ValueType
     relationship: _enums_pb2.Relationship.ValueType
     """Relationship to the head of household."""
@@ -130,6 +165,12 @@ class Member(_message.Message):
     """Why the member is not counted (only when counted is false)."""
     exclusion_note: _builtins.str
     """Free-text detail for the exclusion (no ID numbers)."""
+    marriage_age_basis: Global___MarriageAgeBasis.ValueType
+    """For the head's spouse registered with the household or moved in as the head's spouse:
+    the legal marriage age the clerk said their marriage to the head was lawful under;
+    unspecified when nothing was said (the Civil Code's) and for every other member. Since
+    3 Dec 2026.
+    """
     @_builtins.property
     def person(self) -> _types_pb2.PersonRef:
         """Who the member is (keyed hash and masked display only)."""
@@ -160,10 +201,11 @@ class Member(_message.Message):
         exclusion_reason: _enums_pb2.ExclusionReason.ValueType = ...,
         exclusion_note: _builtins.str = ...,
         income_declaration: Global___IncomeDeclaration | None = ...,
+        marriage_age_basis: Global___MarriageAgeBasis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "income_declaration", b"income_declaration", "person", b"person"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "counted", b"counted", "disability_grade", b"disability_grade", "employment_status", b"employment_status", "exclusion_note", b"exclusion_note", "exclusion_reason", b"exclusion_reason", "income_declaration", b"income_declaration", "person", b"person", "relationship", b"relationship", "seriously_ill", b"seriously_ill", "sex", b"sex", "student", b"student"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "counted", b"counted", "disability_grade", b"disability_grade", "employment_status", b"employment_status", "exclusion_note", b"exclusion_note", "exclusion_reason", b"exclusion_reason", "income_declaration", b"income_declaration", "marriage_age_basis", b"marriage_age_basis", "person", b"person", "relationship", b"relationship", "seriously_ill", b"seriously_ill", "sex", b"sex", "student", b"student"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,6 +34,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MarriageAgeBasis,
     Relationship,
     Sex,
 )
@@ -78,6 +79,7 @@ class NewMembership:
     exclusion_reason: ExclusionReason | None
     exclusion_note: str | None
     joined_on: date
+    marriage_age_basis: MarriageAgeBasis | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +269,7 @@ async def insert_memberships(
             "joined_on": m.joined_on,
             "left_on": None,
             "left_reason": None,
+            "marriage_age_basis": m.marriage_age_basis.value if m.marriage_age_basis else None,
         }
         for m in members
     ]
@@ -305,6 +308,7 @@ _MEMBER_COLUMNS = (
     member_t.c.joined_on,
     member_t.c.left_on,
     member_t.c.left_reason,
+    member_t.c.marriage_age_basis,
 )
 _ACCOUNT_COLUMNS = (
     account_t.c.id,
@@ -357,6 +361,7 @@ def _member(row: Sequence[Any]) -> MemberRecord:
         joined_on=row[16],
         left_on=row[17],
         left_reason=LeaveReason(row[18]) if row[18] else None,
+        marriage_age_basis=MarriageAgeBasis(row[19]) if row[19] else None,
     )
 
 

@@ -42,6 +42,7 @@ from dibao_intake.domain.codes import (
     ExclusionReason,
     HouseholdStatus,
     LeaveReason,
+    MarriageAgeBasis,
     Relationship,
     Sex,
     StaffRole,
@@ -96,7 +97,8 @@ WITH h AS (
         'seriously_ill', hm.seriously_ill, 'employment_status', hm.employment_status,
         'student', hm.student, 'counted', hm.counted, 'exclusion_reason', hm.exclusion_reason,
         'exclusion_note', hm.exclusion_note, 'active', hm.active, 'joined_on', hm.joined_on,
-        'left_on', hm.left_on, 'left_reason', hm.left_reason
+        'left_on', hm.left_on, 'left_reason', hm.left_reason,
+        'marriage_age_basis', hm.marriage_age_basis
     ) ORDER BY hm.active DESC, hm.joined_on, hm.id), '[]') AS members
     FROM household_member hm JOIN person p ON p.id = hm.person_id
     WHERE hm.household_id = :household_id
@@ -188,6 +190,9 @@ def _member(m: dict[str, Any]) -> MemberRecord:
         joined_on=date.fromisoformat(m["joined_on"]),
         left_on=_day(m["left_on"]),
         left_reason=LeaveReason(m["left_reason"]) if m["left_reason"] else None,
+        marriage_age_basis=(
+            MarriageAgeBasis(m["marriage_age_basis"]) if m["marriage_age_basis"] else None
+        ),
     )
 
 
