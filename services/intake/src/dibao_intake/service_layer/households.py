@@ -511,10 +511,12 @@ async def _insert_memberships(
     household_id: uuid.UUID,
     members: Sequence[repo.NewMembership],
     named: Sequence[tuple[str, ValidMember]],
-) -> None:
+) -> list[repo.PastMembership]:
     """Insert the memberships; 409 naming the other household when a concurrent request
     made one of these persons active elsewhere first (``named``: each with its pointer);
-    422 deceased, as the read before would have answered, when one died meanwhile."""
+    422 deceased, as the read before would have answered, when one died meanwhile.
+    Returns the persons' memberships as read once inserted (these among them), for a
+    join's other checks of that read (``_joining_problems``)."""
     try:
         # A savepoint, so that the request's transaction can still read after losing.
         async with session.begin_nested():
@@ -536,6 +538,47 @@ async def _insert_memberships(
     # membership elsewhere would have failed the insert). Helper hAY, 3 Dec 2026.
     hashes, history = await _histories(session, runtime, named)
     _not_deceased(runtime, caller, hashes, history)
+    return history
+
+
+def _joining_problems(
+    caller: Caller,
+    pointer: str,
+    history: Sequence[repo.PastMembership],
+    joined_on: date,
+    *,
+    newborn: bool,
+    date_pointer: str | None,
+) -> tuple[list[Violation], list[tuple[repo.PastMembership, str]], repo.PastMembership | None]:
+    """A join's refusals by the person's memberships ``history`` (the member at
+    ``pointer``): recorded deceased; already registered, for a ``newborn``; joining (on
+    ``joined_on``, the request's ``date_pointer``) before they left their last household.
+    With what each tells of the memberships (recorded, ``_told``), and the membership
+    they left last."""
+    problems: list[Violation] = []
+    # What each refusal tells of the person's memberships (for an ID number alone:
+    # that it is on file, where they died, when they left), recorded (_told).
+    told: list[tuple[repo.PastMembership, str]] = []
+    deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
+    if deaths:
+        problems.append(Violation(f"{pointer}/id_number", DECEASED))
+        told += [(h, "deceased") for h in deaths]
+    elif newborn and history:
+        problems.append(Violation(f"{pointer}/id_number", NOT_A_BIRTH))
+        told += [(h, "registered") for h in history]
+    ended = [(h.left_on, h) for h in history if h.left_on is not None]
+    left, last = max(ended, key=lambda e: e[0], default=(None, None))
+    if date_pointer is not None and left is not None and joined_on < left:
+        # Else the person would have been a member of two households at once. The day
+        # is named to a caller who may read that household only: to another it would
+        # tell, for an ID number alone, when its holder left a household elsewhere.
+        assert last is not None
+        day = f" ({left})" if caller.principal.can_see(last.region_code) else ""
+        problems.append(
+            Violation(date_pointer, f"is before the person left their last household{day}")
+        )
+        told.append((last, "left_on"))
+    return problems, told, last
 
 
 def new_bank_account(
@@ -1194,29 +1237,9 @@ class _ChangeWork:
         _not_elsewhere(
             self.runtime, self.caller, hashes, history, moving_in=date_pointer == "/moved_on"
         )
-        problems: list[Violation] = []
-        # What each refusal tells of the person's memberships (for an ID number alone:
-        # that it is on file, where they died, when they left), recorded (_told).
-        told: list[tuple[repo.PastMembership, str]] = []
-        deaths = [h for h in history if h.left_reason is LeaveReason.DEATH]
-        if deaths:
-            problems.append(Violation(f"{pointer}/id_number", DECEASED))
-            told += [(h, "deceased") for h in deaths]
-        elif newborn and history:
-            problems.append(Violation(f"{pointer}/id_number", NOT_A_BIRTH))
-            told += [(h, "registered") for h in history]
-        ended = [(h.left_on, h) for h in history if h.left_on is not None]
-        left, last = max(ended, key=lambda e: e[0], default=(None, None))
-        if date_pointer is not None and left is not None and joined_on < left:
-            # Else the person would have been a member of two households at once. The day
-            # is named to a caller who may read that household only: to another it would
-            # tell, for an ID number alone, when its holder left a household elsewhere.
-            assert last is not None
-            day = f" ({left})" if self.caller.principal.can_see(last.region_code) else ""
-            problems.append(
-                Violation(date_pointer, f"is before the person left their last household{day}")
-            )
-            told.append((last, "left_on"))
+        problems, told, last = _joining_problems(
+            self.caller, pointer, history, joined_on, newborn=newborn, date_pointer=date_pointer
+        )
         if member.input.name_correction and (newborn or date_pointer is None):
             problems.append(Violation(f"{pointer}/name_correction", CORRECTION_ONLY_JOINING))
         if told:
@@ -1241,7 +1264,7 @@ class _ChangeWork:
                 )
                 raise _told(self.runtime, self.caller, problem, [(h, "name") for h in history])
             self.details["name_corrected"] = True
-        await _insert_memberships(
+        again = await _insert_memberships(
             self.session,
             self.runtime,
             self.caller,
@@ -1249,6 +1272,23 @@ class _ChangeWork:
             [_membership(person_id, member, joined_on)],
             [(pointer, member)],
         )
+        # The checks above read the memberships before the person was locked and this one
+        # written: meanwhile the person may have joined another household and left it
+        # (both committed; the index sees no active membership), which the registry now
+        # holds before this join (not a birth; joined before leaving it). The read made
+        # once inserted (for a death) is checked alike, this membership left out; its last
+        # household is the one they came from. (ADR 0016, 3 Dec 2026, helper hBD.)
+        problems, told, last = _joining_problems(
+            self.caller,
+            pointer,
+            [h for h in again if not (h.active and h.household_id == self.household_id)],
+            joined_on,
+            newborn=newborn,
+            date_pointer=date_pointer,
+        )
+        if problems:
+            problem = rules_failed(RulesViolatedError(problems))
+            raise _told(self.runtime, self.caller, problem, told)
         self.details.setdefault("joined_person_ids", []).append(str(person_id))
         if last is not None and last.left_reason is LeaveReason.MOVE_OUT:
             self.came_from = last.household_id
