@@ -33,8 +33,9 @@ from dibao_audit.checkpoint import (
     KeyTrust,
     handover_of,
 )
+from dibao_audit.cosignature import with_cosignatures
 from dibao_audit.entry import MalformedEntryError, parse_header_block
-from dibao_audit.models import Checkpoint, LogEntry
+from dibao_audit.models import Checkpoint, CheckpointCosignature, LogEntry
 from dibao_audit.repository import EntryFilter, WholeLog
 from dibao_common.auth import Principal, Role, require_roles
 from dibao_common.clock import Clock, has_utc_instant
@@ -494,6 +495,12 @@ class PublicKeyOut(BaseModel):
     )
 
 
+class CosignatureOut(BaseModel):
+    witness: str = Field(description="The witness's vkey (C2SP cosignature/v1, key type 0x04)")
+    signature_line: str = Field(description="Its signature line, as in `cosigned_note`")
+    cosigned_at: datetime = Field(description="The time the cosignature carries")
+
+
 class CheckpointOut(BaseModel):
     checkpoint_id: str
     tree_size: int
@@ -502,6 +509,15 @@ class CheckpointOut(BaseModel):
     key_id: str
     signed_at: datetime
     previous_tree_size: int | None
+    cosigned_note: str = Field(
+        description="`signed_note` with the witnesses' cosignature lines appended (a signed "
+        "note carries any number of signatures; a verifier ignores those of keys it does not "
+        "know): what an auditor requiring k of n witnesses keeps (docs/adr/0024)"
+    )
+    cosignatures: list[CosignatureOut] = Field(
+        description="The witnesses' cosignatures the log holds, by witness vkey; none when no "
+        "witness is configured or none answered yet"
+    )
 
 
 class CheckpointPage(BaseModel):
@@ -715,7 +731,9 @@ def _check_listing(
         raise RequestValidationError(errors)
 
 
-def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
+def _checkpoint_out(
+    cp: Checkpoint, cosigned: Sequence[CheckpointCosignature] = ()
+) -> CheckpointOut:
     return CheckpointOut(
         checkpoint_id=str(cp.checkpoint_id),
         tree_size=cp.tree_size,
@@ -724,7 +742,19 @@ def _checkpoint_out(cp: Checkpoint) -> CheckpointOut:
         key_id=cp.key_id,
         signed_at=cp.signed_at,
         previous_tree_size=cp.previous_tree_size,
+        cosigned_note=with_cosignatures(cp.signed_note, [c.signature_line for c in cosigned]),
+        cosignatures=[
+            CosignatureOut(
+                witness=c.witness, signature_line=c.signature_line, cosigned_at=c.cosigned_at
+            )
+            for c in cosigned
+        ],
     )
+
+
+async def _checkpoints_out(session: AsyncSession, cps: Sequence[Checkpoint]) -> list[CheckpointOut]:
+    cosigned = await repo.cosignatures_of(session, [cp.tree_size for cp in cps])
+    return [_checkpoint_out(cp, cosigned.get(cp.tree_size, [])) for cp in cps]
 
 
 def _contradicted(s: service.Served) -> dict[str, str | list[str] | None]:
@@ -1074,7 +1104,7 @@ async def public_key(session: Session, runtime: Runtime) -> PublicKeyOut:
     },
 )
 async def latest_checkpoint(_: Auditor, session: Session, runtime: Runtime) -> CheckpointOut:
-    return _checkpoint_out(await _latest(session, runtime))
+    return (await _checkpoints_out(session, [await _latest(session, runtime)]))[0]
 
 
 @router.get(
@@ -1094,7 +1124,7 @@ async def list_checkpoints(
     page = found[:limit]
     more = len(found) > limit
     return CheckpointPage(
-        items=[_checkpoint_out(c) for c in page],
+        items=await _checkpoints_out(session, page),
         next_cursor=_cursor(page[-1].tree_size) if more else None,
     )
 
@@ -1123,7 +1153,7 @@ async def checkpoint_of_size(
         ),
     ],
 ) -> CheckpointOut:
-    return _checkpoint_out(await _covering(session, runtime, tree_size))
+    return (await _checkpoints_out(session, [await _covering(session, runtime, tree_size)]))[0]
 
 
 @router.get(

@@ -72,6 +72,7 @@ from google.protobuf.message import DecodeError
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao_audit.appender import CHECKPOINT_TYPE
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust
+from dibao_audit.cosignature import with_cosignatures
 from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
@@ -101,8 +102,8 @@ _ROWS_SQL = """
 MIN_SCHEMA = 9
 """The oldest revision this check reads (``log_entry.regions``, 0008; ``entry_region_prefix``,
 0009)."""
-SCHEMA = 14
-"""The revision whose every table this check reads (``entry_time_day.last_leaf``, 0014)."""
+SCHEMA = 15
+"""The revision whose every table this check reads (``checkpoint_cosignature``, 0015)."""
 
 
 class SchemaTooOldError(Exception):
@@ -113,7 +114,8 @@ _BY_TABLES = """
     SELECT to_regclass('entry_region_prefix') IS NOT NULL,
            to_regclass('entry_time_day') IS NOT NULL,
            EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('entry_time_day')
-                   AND attname = 'last_leaf' AND NOT attisdropped)
+                   AND attname = 'last_leaf' AND NOT attisdropped),
+           to_regclass('checkpoint_cosignature') IS NOT NULL
 """
 
 
@@ -132,8 +134,8 @@ async def schema_revision(conn: asyncpg.Connection) -> tuple[int, str, str | Non
     if not readable:
         found = await conn.fetchrow(_BY_TABLES)
         assert found is not None  # one row, always
-        prefixes, days, last = found
-        number = 14 if last else 13 if days else 9 if prefixes else 8
+        prefixes, days, last, cosigned = found
+        number = 15 if cosigned else 14 if last else 13 if days else 9 if prefixes else 8
         return (
             number,
             f"{number:04d} (judged by its tables)",
@@ -165,6 +167,9 @@ class DatabaseReport(Report):
     index_check: str = "not run"
     """How the indexes were checked, or why they could not be."""
     indexes_not_checked: dict[str, str] = field(default_factory=dict)
+    latest_note: str | None = None
+    """The latest stored checkpoint's signed note with the cosignature lines the log holds
+    for it appended (docs/adr/0024): what ``--witness-vkey`` holds to its quorum."""
     """Indexes of the log's tables amcheck was not run on, with the reason."""
     schema: str = ""
     """The schema's revision as the database states it."""
@@ -374,6 +379,7 @@ async def check_database(
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
             await _check_days(conn, report, days, schema)
+            report.latest_note = await _latest_cosigned(conn, report, schema)
             await check_indexes(conn, report)
     finally:
         await conn.close()
@@ -392,6 +398,29 @@ async def check_database(
         _check_roots(report, bytes(leaves), heads)
         _check_kept(report, bytes(leaves), kept_heads)
     return report
+
+
+async def _latest_cosigned(
+    conn: asyncpg.Connection, report: DatabaseReport, schema: int
+) -> str | None:
+    """The latest checkpoint's note with the witnesses' lines the log holds appended."""
+    if schema < 15:
+        report.not_checked["checkpoint_cosignature"] = (
+            f"the schema is at {report.schema}: migration 0015 adds the witnesses' "
+            "cosignatures; run the migrations to have them read"
+        )
+    row = await conn.fetchrow(
+        "SELECT tree_size, signed_note FROM checkpoint ORDER BY tree_size DESC LIMIT 1"
+    )
+    if row is None:
+        return None
+    if schema < 15:
+        return str(row[1])
+    lines = await conn.fetch(
+        "SELECT signature_line FROM checkpoint_cosignature WHERE tree_size = $1 ORDER BY witness",
+        row[0],
+    )
+    return with_cosignatures(str(row[1]), [str(r[0]) for r in lines])
 
 
 async def _check_days(

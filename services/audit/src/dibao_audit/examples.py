@@ -118,6 +118,8 @@ def _checkpoint(size: int, signed_at: datetime, previous: int | None) -> dict[st
         "key_id": _SIGNER.verifier.key_id,
         "signed_at": signed_at.isoformat().replace("+00:00", "Z"),
         "previous_tree_size": previous,
+        "cosigned_note": _SIGNER.sign(size, root, signed_at),
+        "cosignatures": [],
     }
 
 

@@ -16,19 +16,23 @@ from dibao_audit.db import make_runtime_engine, runtime_role
 from dibao_audit.projector import EntryProjector
 from dibao_audit.repository import WholeLog
 from dibao_audit.settings import AuditSettings
+from dibao_audit.witnessing import WitnessSubmitter
 from dibao_common.app import build_app
 from dibao_common.auth import AuthSettings
 from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_sessionmaker
 from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging.envelope import EventRegistry
-from dibao_common.messaging.relay import OutboxRelay
+from dibao_common.messaging.relay import OutboxRelay, relay_options
 
 log = structlog.get_logger(__name__)
 
 
 async def _checkpoint_ticker(
-    appender: LogAppender, interval_s: float, schedule: CheckpointSchedule
+    appender: LogAppender,
+    interval_s: float,
+    schedule: CheckpointSchedule,
+    witnessing: WitnessSubmitter | None = None,
 ) -> None:
     """A checkpoint at least every ``interval_s`` while the log grows; ``schedule`` says
     when the next tick is (the API's ``Retry-After`` while one is awaited)."""
@@ -42,6 +46,8 @@ async def _checkpoint_ticker(
         else:
             if size is not None:
                 log.info("audit_checkpoint_signed", tree_size=size)
+                if witnessing is not None:
+                    witnessing.wake()
 
 
 def create_app(
@@ -85,9 +91,15 @@ def create_app(
         engine,
         resolved.kafka_bootstrap,
         name="audit",
-        stop_timeout_s=resolved.shutdown_timeout_s,
+        **relay_options(resolved),
     )
     projector = EntryProjector(sessions, registry)
+    witnesses = resolved.witnesses()
+    witnessing = (
+        WitnessSubmitter(sessions, witnesses, retry_s=resolved.audit_witness_retry_s)
+        if witnesses
+        else None
+    )
     tasks: list[asyncio.Task[None]] = []
     schedule = CheckpointSchedule()
 
@@ -111,10 +123,15 @@ def create_app(
             await consumer.start()
             tasks.append(
                 asyncio.create_task(
-                    _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s, schedule)
+                    _checkpoint_ticker(
+                        appender, resolved.audit_checkpoint_interval_s, schedule, witnessing
+                    )
                 )
             )
             tasks.append(asyncio.create_task(projector.run_forever()))
+            if witnessing is not None:
+                # The process that signs submits: every few seconds, and after each tick.
+                tasks.append(asyncio.create_task(witnessing.run_forever()))
 
     async def shutdown(app: FastAPI) -> None:
         for task in tasks:

@@ -188,3 +188,24 @@ class Checkpoint(Base):
         # 0010): computed by PostgreSQL from the signed note itself, nothing else to trust.
         sa.Index("ix_checkpoint_handover", "tree_size", postgresql_where=sa.text(HANDOVER_NOTE)),
     )
+
+
+class CheckpointCosignature(Base):
+    """A witness's cosignature of a checkpoint (docs/adr/0024, migration 0015): the signature
+    line it answered, verified by whoever reads it against the witness's key."""
+
+    __tablename__ = "checkpoint_cosignature"
+
+    tree_size: Mapped[int] = mapped_column(
+        sa.BigInteger,
+        sa.ForeignKey("checkpoint.tree_size", name="checkpoint_cosignature_checkpoint"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    witness: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    """The witness's vkey (C2SP, key type 0x04)."""
+    signature_line: Mapped[str] = mapped_column(sa.Text)
+    cosigned_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )

@@ -19,6 +19,7 @@ from dibao_audit.models import (
     HANDOVER_NOTE,
     REGION_LEVELS,
     Checkpoint,
+    CheckpointCosignature,
     EntryRegionPrefix,
     EntryTimeDay,
     EntryView,
@@ -253,6 +254,23 @@ async def handovers(session: AsyncSession, up_to: int | None = None) -> list[Che
     if up_to is not None:
         query = query.where(Checkpoint.tree_size <= up_to)
     return list(await session.scalars(query))
+
+
+async def cosignatures_of(
+    session: AsyncSession, sizes: Sequence[int]
+) -> dict[int, list[CheckpointCosignature]]:
+    """The stored cosignatures of the checkpoints of ``sizes``, by size, by witness."""
+    if not sizes:
+        return {}
+    rows = await session.scalars(
+        sa.select(CheckpointCosignature)
+        .where(CheckpointCosignature.tree_size.in_(sizes))
+        .order_by(CheckpointCosignature.tree_size, CheckpointCosignature.witness)
+    )
+    out: dict[int, list[CheckpointCosignature]] = {}
+    for row in rows:
+        out.setdefault(row.tree_size, []).append(row)
+    return out
 
 
 async def add_checkpoint(session: AsyncSession, checkpoint: Checkpoint) -> None:

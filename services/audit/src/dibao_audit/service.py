@@ -438,6 +438,9 @@ async def export_header(
         history=history,
         consistency=consistency,
         handovers=handovers,
+        cosignatures=[
+            c.signature_line for c in (await repo.cosignatures_of(session, [size])).get(size, [])
+        ],
     )
 
 

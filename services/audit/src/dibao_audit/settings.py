@@ -7,7 +7,26 @@ import binascii
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from dibao_audit.cosignature import CosignatureError, WitnessKey
 from dibao_common.settings import CommonSettings, Secret
+
+
+def parse_witnesses(value: str) -> list[tuple[str, WitnessKey]]:
+    """``DIBAO_AUDIT_WITNESSES``: the (URL, key) of each witness; ValueError naming the
+    pair that is not ``<http(s) url> <vkey>`` (no URL echoed: it may hold a password)."""
+    out: list[tuple[str, WitnessKey]] = []
+    for n, pair in enumerate(p for p in value.split(",") if p.strip()):
+        parts = pair.split()
+        if len(parts) != 2 or not parts[0].startswith(("http://", "https://")):
+            raise ValueError(f"DIBAO_AUDIT_WITNESSES: witness {n + 1} is not '<url> <vkey>'")
+        try:
+            key = WitnessKey.parse(parts[1])
+        except CosignatureError as exc:
+            raise ValueError(f"DIBAO_AUDIT_WITNESSES: witness {n + 1}: {exc}") from exc
+        if any(k == key for _, k in out):
+            raise ValueError(f"DIBAO_AUDIT_WITNESSES: witness {n + 1} is given twice")
+        out.append((parts[0].rstrip("/"), key))
+    return out
 
 
 class AuditSettings(CommonSettings):
@@ -52,6 +71,16 @@ class AuditSettings(CommonSettings):
         default=("county_approver",),
         description="Roles that see a household timeline's personal data unmasked",
     )
+    audit_witnesses: str = Field(
+        default="",
+        description="Witnesses that cosign each checkpoint (docs/adr/0024): comma-separated"
+        " `<url> <witness vkey>` pairs, the URL the witness's add-checkpoint is under"
+        " (its submission prefix) and its C2SP cosignature/v1 vkey (which names it). Empty:"
+        " no witness, checkpoints are signed by the log alone",
+    )
+    audit_witness_retry_s: float = Field(
+        default=10.0, gt=0, description="Seconds between attempts to get a cosignature"
+    )
     audit_consume: bool = Field(default=True, description="Run the log consumer in the app")
     audit_relay: bool = Field(default=True, description="Run the outbox relay in the app")
 
@@ -62,6 +91,15 @@ class AuditSettings(CommonSettings):
         always (docker-compose.yml: ``${DIBAO_AUDIT_NEXT_SIGNING_KEY:-}``) hands over only
         when it is given."""
         return None if value == "" else value
+
+    @field_validator("audit_witnesses")
+    @classmethod
+    def _are_witnesses(cls, value: str) -> str:
+        parse_witnesses(value)
+        return value
+
+    def witnesses(self) -> list[tuple[str, WitnessKey]]:
+        return parse_witnesses(self.audit_witnesses)
 
     @field_validator("audit_signing_key", "audit_next_signing_key")
     @classmethod

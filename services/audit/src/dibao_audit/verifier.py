@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
+from dibao_audit.cosignature import WitnessKey, check_quorum, with_cosignatures
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import (
     Frontier,
@@ -73,6 +74,14 @@ class ExportHeader:
     """The log's key hand-overs up to ``tree_size`` (docs/adr/0018), oldest first: each
     one's size, signed note and consistency proof to ``tree_size``. In v2 only, written
     when there is one (``handovers``); a verifier that predates them ignores the field."""
+    cosignatures: list[str] = field(default_factory=list)
+    """The witnesses' cosignature lines of ``checkpoint`` the log holds (docs/adr/0024),
+    written when there are some (v2, v3): appended to ``checkpoint`` they make the cosigned
+    note. A verifier that predates them ignores the field."""
+
+    @property
+    def cosigned_checkpoint(self) -> str:
+        return with_cosignatures(self.checkpoint, self.cosignatures)
 
     def to_json(self) -> dict[str, Any]:
         head = {
@@ -98,6 +107,8 @@ class ExportHeader:
         if self.history:
             (((size, _), proof),) = self.consistency.items()
             earlier = (size, self.history[0], [p.hex() for p in proof])
+        if self.cosignatures:
+            head["cosignatures"] = list(self.cosignatures)
         if self.handovers:
             head["handovers"] = [
                 {"tree_size": size, "checkpoint": note, "proof": [p.hex() for p in proof]}
@@ -170,6 +181,7 @@ class ExportHeader:
             consistency=consistency,
             format=str(obj["format"]),
             handovers=handovers,
+            cosignatures=[str(c) for c in obj.get("cosignatures", [])],
         )
 
 
@@ -217,6 +229,33 @@ class Report:
             "kept_checkpoints_checked": self.kept_checked,
             "problems": self.problems[:20],
         } | ({"keys": self.trust.summary()} if self.trust is not None else {})
+
+
+def check_witnesses(
+    report: Report, note: str | None, witnesses: Sequence[WitnessKey], quorum: int | None
+) -> dict[str, Any]:
+    """Hold the checkpoint ``note`` (its cosignature lines appended) to k (``quorum``; all
+    when None) of the ``witnesses`` (docs/adr/0024): a report failure when fewer of them
+    cosigned it, or when a trusted witness's line does not verify. The quorum's summary."""
+    required = len(witnesses) if quorum is None else quorum
+    if note is None:
+        report.fail("no checkpoint to hold to the witnesses' quorum")
+        return {"required": required, "met": False}
+    result = check_quorum(note, witnesses, required)
+    for problem in result.problems:
+        report.fail(f"checkpoint {_claimed(note)}: {problem}")
+    if not result.met:
+        report.fail(
+            f"checkpoint {_claimed(note)} is cosigned by {len(result.cosigned)} of the "
+            f"witnesses given, fewer than the {required} required (missing: "
+            f"{', '.join(k.name for k in result.missing)})"
+        )
+    return result.summary()
+
+
+def _claimed(note: str) -> str:
+    lines = note.split("\n", 2)
+    return lines[1] if len(lines) > 1 else "?"
 
 
 def verified_kept(key: Keys, kept: Sequence[str], report: Report) -> list[Checkpoint]:

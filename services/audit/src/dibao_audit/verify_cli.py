@@ -81,6 +81,7 @@ import asyncpg
 import httpx
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
+from dibao_audit.cosignature import CosignatureError, WitnessKey
 from dibao_audit.dbcheck import AppendedAtBounds, SchemaTooOldError, check_database
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -102,6 +103,7 @@ from dibao_audit.service import mask_personal
 from dibao_audit.verifier import (
     ExportHeader,
     Report,
+    check_witnesses,
     handover_notes,
     read_export,
     verify_export,
@@ -168,6 +170,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a checkpoint you kept: its signed note, or the JSON of GET "
         "/audit/checkpoints/latest; the log must be consistent with it (repeatable). A kept "
         "hand-over is followed like the log's: its old key signs nothing past it",
+    )
+    parser.add_argument(
+        "--witness-vkey",
+        action="append",
+        default=[],
+        help="a witness's key (C2SP cosignature/v1 vkey), repeatable: the checkpoint verified "
+        "against (the export's, or with --database-url the latest stored) must carry "
+        "cosignatures of --witness-quorum of them (docs/adr/0024)",
+    )
+    parser.add_argument(
+        "--witness-quorum",
+        type=int,
+        help="how many of the --witness-vkey witnesses must have cosigned (default: all)",
     )
     parser.add_argument("--token", help="bearer token of an auditor (with --url)")
     parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
@@ -502,15 +517,32 @@ def _check_answer(
         )
 
 
+def _witnesses(args: argparse.Namespace) -> list[WitnessKey]:
+    try:
+        keys = [WitnessKey.parse(v) for v in args.witness_vkey]
+    except CosignatureError as exc:
+        raise CannotRunError(f"--witness-vkey: {exc}") from exc
+    if args.witness_quorum is not None and not 1 <= args.witness_quorum <= len(keys):
+        raise CannotRunError(
+            f"--witness-quorum is 1 to the number of --witness-vkey given ({len(keys)})"
+        )
+    return keys
+
+
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     """Verify as asked; the JSON report goes to ``out``. 0 when all is well, 1 when a
     problem was found, :data:`UNPINNED` (3) when none was against an unpinned key."""
     kept = _kept_notes(args.kept)
+    witnesses = _witnesses(args)
+    witnessed: str | None = None  # the cosigned note held to the quorum
     if args.trust_published_key and args.url is None:
         raise CannotRunError("--trust-published-key applies to --url only: give --vkey")
     if args.export is not None:
         key, pinned = _key(args, None)
         report = verify_export_file(args.export, key, workers=args.workers, kept=kept)
+        if witnesses:
+            with args.export.open(encoding="utf-8") as lines:
+                witnessed = read_export(lines)[0].cosigned_checkpoint
         for head in report.unrelated:
             report.fail(
                 f"the checkpoint you kept ({head.tree_size}) cannot be checked against this "
@@ -534,6 +566,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             # Migrations not run yet (an upgrade under way): say which, not a missing table.
             where = _where(args.database_url)
             raise CannotRunError(f"the database {where} cannot be checked: {exc}") from exc
+        witnessed = report.latest_note
         summary = report.summary()
     else:
         registry = EventRegistry.default()
@@ -563,6 +596,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         )
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
+                    witnessed = header.cosigned_checkpoint
                     # The hand-overs first: the listed checkpoints may be the new key's.
                     refused = key.follow(handover_notes(header, kept))
                     # Unpredictable: a service that knew which entries are checked online
@@ -616,6 +650,10 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             "columns_checked": listed.compared,
             "appended_at_checked": listed.compared,
         }
+    if witnesses:
+        summary["witnesses"] = check_witnesses(report, witnessed, witnesses, args.witness_quorum)
+        summary["ok"] = report.ok
+        summary["problems"] = report.problems[:20]
     summary["key"] = key.pinned[0].vkey()
     summary["key_pinned"] = pinned
     if not pinned:

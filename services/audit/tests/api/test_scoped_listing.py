@@ -894,7 +894,7 @@ async def test_a_tampered_day_table_is_caught(audit_db: AuditDb) -> None:
         await runtime.close()
     code, report = await _db_check(audit_db)
     assert code == 0, report
-    assert (report["schema"], report["not_checked"]) == ("0014", {})
+    assert (report["schema"], report["not_checked"]) == ("0015", {})
     last = max(of_day[0])
     await as_superuser(
         audit_db,
