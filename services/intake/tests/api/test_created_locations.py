@@ -85,17 +85,30 @@ async def test_a_withdrawal_answers_the_applications_url(intake: IntakeClient) -
     assert shown.json()["status"] == "withdrawn"
 
 
-async def test_a_roster_entry_answers_its_own_url(intake: IntakeClient) -> None:
+async def test_a_roster_entry_answers_its_own_url(
+    intake: IntakeClient, intake_app: FastAPI
+) -> None:
+    """The entry's URL, as Location and, since its body is what a GET of it answers, as
+    Content-Location (RFC 9110 8.7: the answer is that resource's representation), both
+    replayed with the answer and declared in the OpenAPI (3 Dec 2026, helper hBD)."""
     staff = {"name": "何小军", "role": "dibao_staff"}
+    replayed: list[httpx.Response] = []
 
     async def send(headers: dict[str, str]) -> httpx.Response:
-        return await intake.http.post(f"/townships/{TOWNSHIP}/staff", json=staff, headers=headers)
+        answer = await intake.http.post(f"/townships/{TOWNSHIP}/staff", json=staff, headers=headers)
+        replayed.append(answer)
+        return answer
 
     first, reader = await _created_and_replayed(intake, send, Role.POLICY_ADMIN, "620123")
-    assert first.headers["location"] == f"/townships/{TOWNSHIP}/staff/{first.json()['id']}"
+    where = f"/townships/{TOWNSHIP}/staff/{first.json()['id']}"
+    assert first.headers["location"] == where
+    assert [a.headers.get("content-location") for a in replayed] == [where, where]
     shown = await intake.http.get(first.headers["location"], headers=reader)
     assert shown.status_code == 200, shown.text
     assert shown.json() == first.json()
+    declared = intake_app.openapi()["paths"]["/townships/{township_code}/staff"]["post"]
+    headers = declared["responses"]["201"]["headers"]
+    assert headers["Content-Location"]["example"] == headers["Location"]["example"]
 
 
 def test_every_201_declares_its_location(intake_app: FastAPI) -> None:

@@ -33,6 +33,17 @@ router = APIRouter(tags=["staff roster"])
 EXAMPLE_STAFF_ID = uuid.UUID("0193a4f2-7c1e-7006-8000-3f9c0000e001")
 """The roster entry of the examples (a 201's Location, the entry's read)."""
 
+
+def _added(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """The 201's Content-Location declared beside its Location: the same URL, the body
+    being that entry's representation."""
+    headers = responses[201]["headers"]
+    headers["Content-Location"] = headers["Location"] | {
+        "description": "The roster entry the body represents (as Location)"
+    }
+    return responses
+
+
 TownshipCode = Annotated[
     str,
     Path(pattern=r"^[0-9]{9}000$", description="12-digit township code", examples=["620123101000"]),
@@ -52,12 +63,15 @@ TownshipCode = Annotated[
     " responsible caseworker of one township: naming the responsible caseworker of another"
     " township is a 409 caseworker-of-another-township problem (nothing written). The change"
     " is published (StaffRosterChanged, people by keyed hash) for the audit log. Location is"
-    " the entry's URL, GET /townships/{township_code}/staff/{staff_id}; the roster's GET"
+    " the entry's URL, GET /townships/{township_code}/staff/{staff_id}, and so is"
+    " Content-Location: the answer is what that GET answers. The roster's GET"
     " /townships/{township_code}/staff shows it too (by id).",
-    responses=created(
-        "Added to the roster",
-        "The roster entry: GET /townships/{township_code}/staff/{staff_id}",
-        f"/townships/620123101000/staff/{EXAMPLE_STAFF_ID}",
+    responses=_added(
+        created(
+            "Added to the roster",
+            "The roster entry: GET /townships/{township_code}/staff/{staff_id}",
+            f"/townships/620123101000/staff/{EXAMPLE_STAFF_ID}",
+        )
     )
     | problems(
         400,
@@ -92,11 +106,10 @@ async def add_staff(
 
     async def work(session: AsyncSession) -> Response:
         record = await service.add_staff(session, runtime, caller, township_code, command)
-        return json_response(
-            staff_out(record),
-            201,
-            {"Location": f"/townships/{township_code}/staff/{record.id}"},
-        )
+        where = f"/townships/{township_code}/staff/{record.id}"
+        # The body is the entry as its GET answers it: Content-Location says so (RFC 9110
+        # 8.7), kept with a keyed answer and replayed (88c26c9).
+        return json_response(staff_out(record), 201, {"Location": where, "Content-Location": where})
 
     return await in_transaction(
         request, work, idempotency, replay(runtime, caller, replays.staff_added)

@@ -136,11 +136,9 @@ async def _persons(
 ) -> list[common.PersonRef]:
     key_id = runtime.pii.hash_key_id
     if shown.staff_id is not None:
-        roster = await staff_repo.list_staff(session, target.region_code)
-        entry = next((s for s in roster if s.id == shown.staff_id), None)
-        if entry is None:
-            return []
-        return contracts.roster_refs([entry], key_id)
+        # The entry alone (none when it is not on this township's roster).
+        entry = await staff_repo.list_staff(session, target.region_code, staff_id=shown.staff_id)
+        return contracts.roster_refs(entry, key_id)
     if shown.household_id is None:
         return []
     # One ref per person, who may have left and rejoined (one indexed statement).

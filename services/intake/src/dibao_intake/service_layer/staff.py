@@ -184,7 +184,7 @@ async def add_staff(
         # 500 (logged by table and constraint, without the row's values) rather than a
         # wrong 409.
         raise ConstraintViolatedError(exc) from exc
-    found = next(s for s in await repo.list_staff(session, township_code) if s.id == staff_id)
+    [found] = await repo.list_staff(session, township_code, staff_id=staff_id)
     # Who put whom on the roster, for the audit log (ADR 0005: people by keyed hash).
     await publish(
         session,
