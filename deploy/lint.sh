@@ -4,7 +4,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 bash deploy/bootstrap.sh python
-phase "ruff"; uv run --no-sync ruff check . && uv run --no-sync ruff format --check .
+# Two commands, not `a && b`: under set -e a failing command before && does not stop the script.
+phase "ruff"; uv run --no-sync ruff check .
+uv run --no-sync ruff format --check .
 phase "mypy"; uv run --no-sync mypy libs/common/src services tests bench
 # Every shell script of the repository (warnings and errors; -x follows lib.sh where it can).
 phase "shellcheck"; bash deploy/bootstrap.sh shellcheck
