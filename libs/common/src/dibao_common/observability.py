@@ -473,6 +473,64 @@ def _json_default(value: object) -> str:
 _configured = False
 _handler: logging.Handler | None = None
 
+TOPIC_NOT_FOUND = "Topic %s not found in cluster metadata"
+"""aiokafka's record (logger ``aiokafka.cluster``, ERROR) for each metadata answer that
+lacks a topic its client asks for: every ~100 ms while a topic is looked up."""
+
+
+class TopicNotFoundFilter(logging.Filter):
+    """aiokafka's "Topic ... not found in cluster metadata", once per topic per
+    ``window_s`` (60 s), as a WARNING, the next one saying how many were left out.
+
+    While the relay (or a producer) looks up a topic that does not exist, aiokafka asks
+    the broker again every ``retry_backoff_ms`` (100 ms) and logs each answer as an ERROR:
+    ten a second for as long as the topic is missing, which an operator's alerting would
+    page on. The condition is the operator's to fix (topics are not created on first use),
+    but the relay goes on with the other topics and says what it holds back itself (its
+    warning "outbox rows failed to publish" with the count, the rows' ``last_error``, the
+    errors metric): the first record per topic in a window says which topic, at WARNING.
+    """
+
+    def __init__(
+        self, window_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._shown: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != TOPIC_NOT_FOUND or not isinstance(record.args, tuple):
+            return True
+        topic = str(record.args[0]) if record.args else ""
+        now = self._clock()
+        shown = self._shown.get(topic)
+        if shown is not None and now - shown < self._window_s:
+            self._left_out[topic] = self._left_out.get(topic, 0) + 1
+            return False
+        if len(self._shown) >= 10_000:
+            # Topic names are few; a bound all the same on what a filter keeps.
+            self._shown.clear()
+            self._left_out.clear()
+        self._shown[topic] = now
+        left_out = self._left_out.pop(topic, 0)
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        if left_out:
+            record.msg = (
+                f"{TOPIC_NOT_FOUND} (%d more times since the last record of it, not logged)"
+            )
+            record.args = (*record.args, left_out)
+        return True
+
+
+_topic_not_found = TopicNotFoundFilter()
+
+
+def quiet_repeated_kafka_errors() -> None:
+    """Install :class:`TopicNotFoundFilter` on aiokafka's cluster logger (once)."""
+    logging.getLogger("aiokafka.cluster").addFilter(_topic_not_found)
+
 
 def route_uvicorn_logs() -> None:
     """uvicorn's loggers through the kit's handler: its own handlers (which
@@ -532,6 +590,7 @@ def configure_logging(
     _handler = handler
     root.setLevel(level)
     route_uvicorn_logs()
+    quiet_repeated_kafka_errors()
     # An exception nothing caught is printed to stderr (the service's log) by Python
     # itself: as a logged one, without the values a database error quotes.
     sys.excepthook = print_exception_safely

@@ -59,17 +59,40 @@ _SHUTDOWN_TIMEOUT_DESCRIPTION = (
     " again (ADR 0003)"
 )
 
+DEFAULT_RELAY_METADATA_TIMEOUT_S = 5.0
+_RELAY_METADATA_TIMEOUT_DESCRIPTION = (
+    "Seconds the outbox relay waits for the partitions of a topic its producer has no"
+    " metadata for (one lookup, beside the batches: the topic's rows wait, the others go"
+    " out; a failed lookup is recorded on the rows and tried again). Below the producer's"
+    " 30 s request timeout (ADR 0003)"
+)
+DEFAULT_RELAY_BACKOFF_MAX_S = 30.0
+_RELAY_BACKOFF_MAX_DESCRIPTION = (
+    "The longest pause of the outbox relay after failures (0.2 s, doubling up to this);"
+    " while it pauses it asks the broker once a second and resumes as soon as a broker"
+    " that did not answer answers again (ADR 0003)"
+)
+
 
 class RelayProcessSettings(BaseSettings):
     """What a relay run as its own process (``python -m dibao_common.messaging.relay``)
     reads from the environment besides its arguments: the shutdown timeout the services
     read, ``DIBAO_SHUTDOWN_TIMEOUT_S``, so that one setting bounds the stop of every
-    process of a deployment."""
+    process of a deployment, and the relay settings the services read,
+    ``DIBAO_RELAY_METADATA_TIMEOUT_S`` and ``DIBAO_RELAY_BACKOFF_MAX_S``."""
 
     model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore", frozen=True)
 
     shutdown_timeout_s: float = Field(
         default=DEFAULT_SHUTDOWN_TIMEOUT_S, gt=0, description=_SHUTDOWN_TIMEOUT_DESCRIPTION
+    )
+    relay_metadata_timeout_s: float = Field(
+        default=DEFAULT_RELAY_METADATA_TIMEOUT_S,
+        gt=0,
+        description=_RELAY_METADATA_TIMEOUT_DESCRIPTION,
+    )
+    relay_backoff_max_s: float = Field(
+        default=DEFAULT_RELAY_BACKOFF_MAX_S, ge=0.2, description=_RELAY_BACKOFF_MAX_DESCRIPTION
     )
 
 
@@ -105,6 +128,14 @@ class CommonSettings(BaseSettings):
     )
     shutdown_timeout_s: float = Field(
         default=DEFAULT_SHUTDOWN_TIMEOUT_S, gt=0, description=_SHUTDOWN_TIMEOUT_DESCRIPTION
+    )
+    relay_metadata_timeout_s: float = Field(
+        default=DEFAULT_RELAY_METADATA_TIMEOUT_S,
+        gt=0,
+        description=_RELAY_METADATA_TIMEOUT_DESCRIPTION,
+    )
+    relay_backoff_max_s: float = Field(
+        default=DEFAULT_RELAY_BACKOFF_MAX_S, ge=0.2, description=_RELAY_BACKOFF_MAX_DESCRIPTION
     )
     housekeeping_interval_s: float = Field(
         default=600.0,

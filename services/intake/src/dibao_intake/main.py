@@ -16,7 +16,7 @@ from dibao_common.clock import Clock, SystemClock
 from dibao_common.db import make_engine, make_sessionmaker
 from dibao_common.messaging.consumer import ConsumerRunner
 from dibao_common.messaging.envelope import EventRegistry
-from dibao_common.messaging.relay import OutboxRelay
+from dibao_common.messaging.relay import OutboxRelay, relay_options
 from dibao_intake.adapters.document_store import DocumentStore, FilesystemDocumentStore
 from dibao_intake.adapters.pii import PersonalData
 from dibao_intake.api import applications, documents, households, reference, staff
@@ -78,7 +78,7 @@ def create_app(
             engine,
             resolved.kafka_bootstrap,
             name="intake",
-            stop_timeout_s=resolved.shutdown_timeout_s,
+            **relay_options(resolved),
         )
         if resolved.intake_relay_enabled
         else None

@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 import structlog
@@ -41,10 +41,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger
 
+from dibao_common.health import kafka_probe
 from dibao_common.logged_errors import describe_exception
 from dibao_common.messaging import metrics
 from dibao_common.messaging.schema import outbox_message as t
-from dibao_common.settings import RelayProcessSettings
+from dibao_common.settings import CommonSettings, RelayProcessSettings
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +113,26 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+class RelayOptions(TypedDict):
+    """What a process's settings say of its relay (:func:`relay_options`)."""
+
+    stop_timeout_s: float
+    metadata_timeout_s: float
+    backoff_max_s: float
+
+
+def relay_options(settings: CommonSettings | RelayProcessSettings) -> RelayOptions:
+    """The relay's arguments a service or a relay of its own reads from its settings:
+    ``DIBAO_SHUTDOWN_TIMEOUT_S``, ``DIBAO_RELAY_METADATA_TIMEOUT_S`` and
+    ``DIBAO_RELAY_BACKOFF_MAX_S`` (``OutboxRelay(engine, bootstrap, name=...,
+    **relay_options(settings))``)."""
+    return RelayOptions(
+        stop_timeout_s=settings.shutdown_timeout_s,
+        metadata_timeout_s=settings.relay_metadata_timeout_s,
+        backoff_max_s=settings.relay_backoff_max_s,
+    )
 
 
 class BrokerUnavailableError(Exception):
@@ -262,6 +283,7 @@ class OutboxRelay:
         producer_overrides: Mapping[str, Any] | None = None,
         stop_timeout_s: float = 10.0,
         metadata_timeout_s: float = 5.0,
+        probe_interval_s: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -269,6 +291,10 @@ class OutboxRelay:
             raise ValueError("stop_timeout_s must be positive")
         if metadata_timeout_s <= 0:
             raise ValueError("metadata_timeout_s must be positive")
+        if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s, both positive")
+        if probe_interval_s <= 0:
+            raise ValueError("probe_interval_s must be positive")
         self.name = name
         self._engine = engine
         self._bootstrap = bootstrap
@@ -276,6 +302,11 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._ack_timeout_s = ack_timeout_s
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
+        self._backoff_max_s = backoff_max_s
+        # While backing off, the broker is asked this often whether it answers (a
+        # bootstrap: a connection and a metadata request, at most this long).
+        self._probe_interval_s = probe_interval_s
+        self._probe = kafka_probe(bootstrap)
         self._backlog_refresh_s = backlog_refresh_s
         self._retention_s = retention_s
         self._producer_config = producer_config(
@@ -302,6 +333,16 @@ class OutboxRelay:
     def stop_timeout_s(self) -> float:
         """Seconds :meth:`stop` takes at most when not given its own bound."""
         return self._stop_timeout_s
+
+    @property
+    def metadata_timeout_s(self) -> float:
+        """Seconds a lookup of a topic's partitions takes at most."""
+        return self._metadata_timeout_s
+
+    @property
+    def backoff_max_s(self) -> float:
+        """The longest pause after failures (cut short when the broker answers again)."""
+        return self._backoff_max_s
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -367,10 +408,10 @@ class OutboxRelay:
                         error=describe_exception(exc),
                         retry_in_s=delay,
                     )
-                    await self._pause(delay)
+                    await self._back_off(delay)
                     continue
                 if outcome.failed:
-                    await self._pause(self._backoff.next())
+                    await self._back_off(self._backoff.next())
                     continue
                 self._backoff.reset()
                 if outcome.held and not outcome.published:
@@ -891,6 +932,54 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    async def _back_off(self, seconds: float) -> None:
+        """Pause ``seconds`` after a failure, or less if the broker, found not answering
+        meanwhile, answers again.
+
+        The backoff doubles up to ``backoff_max_s`` (30 s): after a long outage the rows
+        would wait up to that long once the broker is back, every service's events and
+        the audit log of them lagging behind. So a pause longer than ``probe_interval_s``
+        asks the broker (a bootstrap: one connection and one metadata request, at most
+        ``probe_interval_s``) at once and then every ``probe_interval_s`` until it answers:
+        an answer after a failed probe ends the pause, the broker being back; an answer
+        at the first probe leaves the pause as it was (the broker answered all along: the
+        failure was elsewhere, the database, or records the broker refused), and nothing
+        more is asked. A broker that is down is so asked once a probe interval, an
+        answering one once a pause.
+        """
+        if seconds <= self._probe_interval_s:
+            await self._pause(seconds)
+            return
+        started = time.monotonic()
+        deadline = started + seconds
+        unanswered = False
+        while not self._stopping.is_set():
+            asked = time.monotonic()
+            if await self._broker_answers():
+                if unanswered:
+                    log.info(
+                        "broker answers again, outbox relay resumes",
+                        relay=self.name,
+                        paused_s=round(time.monotonic() - started, 3),
+                        backoff_s=seconds,
+                    )
+                    return
+                break
+            unanswered = True
+            next_probe = min(asked + self._probe_interval_s, deadline)
+            await self._pause(max(0.0, next_probe - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return
+        await self._pause(max(0.0, deadline - time.monotonic()))
+
+    async def _broker_answers(self) -> bool:
+        """Whether the broker answers a bootstrap within ``probe_interval_s``."""
+        try:
+            await asyncio.wait_for(self._probe(), self._probe_interval_s)
+        except Exception:
+            return False
+        return True
+
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_housekeeping:
@@ -1087,15 +1176,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _relay_process(
     args: argparse.Namespace, settings: RelayProcessSettings, engine: AsyncEngine
 ) -> OutboxRelay:
-    """The relay of ``python -m dibao_common.messaging.relay``: its arguments, and its
-    stop bounded by ``DIBAO_SHUTDOWN_TIMEOUT_S`` as a service's is."""
+    """The relay of ``python -m dibao_common.messaging.relay``: its arguments, and the
+    relay settings a service's relay reads (:func:`relay_options`): its stop bounded by
+    ``DIBAO_SHUTDOWN_TIMEOUT_S``, its topic lookups and its backoff."""
     return OutboxRelay(
         engine,
         args.bootstrap,
         name=args.name,
         batch_size=args.batch_size,
         poll_interval_s=args.poll_interval,
-        stop_timeout_s=settings.shutdown_timeout_s,
+        **relay_options(settings),
     )
 
 
@@ -1126,8 +1216,12 @@ async def _main(args: argparse.Namespace, settings: RelayProcessSettings) -> Non
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m dibao_common.messaging.relay``."""
     from dibao_common import loop as event_loop
+    from dibao_common.observability import quiet_repeated_kafka_errors
 
     args = _parse_args(argv)
+    # aiokafka's "Topic ... not found" once a minute per topic, as the services' logs have
+    # it (observability.TopicNotFoundFilter): the process's stderr, ten a second otherwise.
+    quiet_repeated_kafka_errors()
     # Read before the loop starts: a bad DIBAO_SHUTDOWN_TIMEOUT_S stops the process here.
     event_loop.run(_main(args, RelayProcessSettings()))
 

@@ -1,0 +1,117 @@
+"""The broker down long enough for the relay's backoff to reach its cap, then back.
+
+The broker is one of the test's own (``kafka.sh start --dir``). While it is down every
+round of the relay fails (its producer cannot start, or its records are not acknowledged)
+and the relay waits longer after each, up to ``backoff_max_s`` (30 s). The broker comes
+back just as the relay begins a pause of that length; what is measured is how long the
+rows committed meanwhile then take to be published: every service's events, and the audit
+log of them, lag by that much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dibao_common.messaging.dlq import read_topic
+from dibao_common.messaging.relay import Backoff, OutboxRelay
+from dibao_common.testing.kafka_fixtures import (
+    applied_order,
+    create_topic,
+    eventually,
+    kafka_sh,
+    own_broker,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
+
+CommitEvents = Callable[..., Awaitable[dict[str, list[str]]]]
+Pending = Callable[[], Awaitable[int]]
+
+# The production cap (OutboxRelay's default, DIBAO_RELAY_BACKOFF_MAX_S); the first delay
+# is 1 s instead of 0.2 s so that the cap is reached after five failures, not eight.
+CAP_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def returning_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    directory = tmp_path_factory.mktemp("kafka-returning")
+    # Offsets 10,000-10,002, 10,010-10,040 (every 5) and theirs +50 are other tests'
+    # brokers.
+    with own_broker(directory, port_offset=10_045) as bootstrap:
+        yield directory, bootstrap
+
+
+class WatchedBackoff(Backoff):
+    """The relay's own backoff, telling when it hands out its cap."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        super().__init__(initial, maximum)
+        self.maximum = maximum
+        self.delays: list[float] = []
+        self.capped = asyncio.Event()
+
+    def next(self) -> float:
+        delay = super().next()
+        self.delays.append(delay)
+        if delay >= self.maximum:
+            self.capped.set()
+        return delay
+
+
+# Before the relay probed the broker while backing off, the rows waited out the pause:
+# 16.5 s (producer cannot start) and 14.4 s (acks time out) after ``start-node`` returned,
+# the rest of the 30 s pause once the broker had started (which took the rest); 0.87 s
+# and 0.49 s since.
+@pytest.mark.parametrize("failing", ["producer-cannot-start", "acks-time-out"])
+async def test_rows_are_published_soon_after_a_long_outage_ends(
+    failing: str,
+    engine: AsyncEngine,
+    returning_broker: tuple[Path, str],
+    commit_events: CommitEvents,
+    pending: Pending,
+) -> None:
+    directory, bootstrap = returning_broker
+    topic = f"test.returning.{uuid.uuid4().hex[:10]}"
+    await create_topic(bootstrap, topic, partitions=3)
+    options: dict[str, Any] = {"backoff_initial_s": 1.0, "backoff_max_s": CAP_S}
+    if failing == "acks-time-out":
+        # Production's 30 s would take minutes of outage to reach the cap.
+        options |= {"ack_timeout_s": 2.0, "producer_overrides": {"request_timeout_ms": 2_000}}
+    relay = OutboxRelay(engine, bootstrap, name="test-returning", batch_size=100, **options)
+    backoff = relay._backoff = WatchedBackoff(1.0, CAP_S)
+
+    async def drained() -> bool:
+        return await pending() == 0
+
+    try:
+        first: dict[str, list[str]] = {}
+        if failing == "acks-time-out":
+            # A producer that has published, then the broker goes.
+            await relay.start()
+            first = await commit_events(topic, events=20, keys=5)
+            await eventually(drained, what="the relay to publish before the outage")
+        await asyncio.to_thread(kafka_sh, "kill-node", "--dir", str(directory), "--node", "1")
+        second = await commit_events(topic, events=200, keys=5)
+        if failing == "producer-cannot-start":
+            await relay.start()
+        await asyncio.wait_for(backoff.capped.wait(), 180)
+        await asyncio.to_thread(kafka_sh, "start-node", "--dir", str(directory), "--node", "1")
+        back = time.monotonic()
+        await eventually(drained, timeout_s=60, what="the rows after the broker's return")
+        took = time.monotonic() - back
+        records = await read_topic(bootstrap, topic)
+    finally:
+        await relay.stop()
+
+    assert applied_order(records) == {
+        key: first.get(key, []) + ids for key, ids in second.items()
+    }, "each event once, in its key's order"
+    assert took < 5.0, f"{failing}: {took:.1f} s after the broker's return"
