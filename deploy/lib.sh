@@ -26,8 +26,12 @@ source "$ROOT/deploy/uv-path.sh"
 log() { printf '[%s %s] %s\n' "$(date +%H:%M:%S)" "$INSTANCE" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-service_port() {  # service_port <name>
+# The instance's audit witness (stack.sh) listens 15 above the base: 8015 for `dev`.
+WITNESS_PORT_OFFSET=15
+
+service_port() {  # service_port <name>: one of SERVICES, or `witness`
   local i
+  if [[ $1 == witness ]]; then echo $((SVC_PORT_BASE + WITNESS_PORT_OFFSET)); return; fi
   for i in "${!SERVICES[@]}"; do
     if [[ ${SERVICES[$i]} == "$1" ]]; then echo $((SVC_PORT_BASE + i + 1)); return; fi
   done

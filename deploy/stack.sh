@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local stack of one instance (default `dev`): PostgreSQL, Kafka, migrations and the
-# five services, started in the background and stopped by the pids it recorded.
+# The local stack of one instance (default `dev`): PostgreSQL, Kafka, migrations, the
+# five services and a witness of the audit log (docs/adr/0024), started in the background
+# and stopped by the pids it recorded.
 #   stack.sh up [--no-services] | down | status | env
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -8,6 +9,12 @@ source "$(dirname "$0")/lib.sh"
 RUN=$STATE/run
 LOGS=$STATE/logs
 KAFKA_DIR=$STATE/kafka
+# The witness's own configuration (its seed, name, the log key it pins; python -m
+# dibao_audit.devwitness), kept by reset like secrets.env and given to no service: a
+# witness whose seed the log's processes hold proves nothing. Its state (the checkpoint it
+# cosigned last, the evidence of a fork) is under WITNESS_DIR, deleted by reset with the log.
+WITNESS_ENV=$STATE/witness.env
+WITNESS_DIR=$STATE/witness
 mkdir -p "$RUN" "$LOGS"
 
 # The broker, decided once a command (resolve_kafka): DIBAO_KAFKA_BOOTSTRAP when it is
@@ -48,6 +55,12 @@ service_env() {  # service_env <name>
       "${DIBAO_AUDIT_RUNTIME_DATABASE_URL:-postgresql+asyncpg://${db}_app@$server/$db}"
   fi
   printf 'DIBAO_KAFKA_BOOTSTRAP=%s\n' "$KAFKA_BOOTSTRAP"
+  if [[ $1 == audit && -f $WITNESS_ENV ]]; then
+    # The log submits its checkpoints to the instance's witness; DIBAO_AUDIT_WITNESSES in
+    # the environment replaces it (empty: no witness).
+    printf 'DIBAO_AUDIT_WITNESSES=%s\n' \
+      "${DIBAO_AUDIT_WITNESSES-$(sed -n 's/^DIBAO_AUDIT_WITNESSES=//p' "$WITNESS_ENV")}"
+  fi
   if [[ -f $STATE/secrets.env ]]; then cat "$STATE/secrets.env"; fi
 }
 
@@ -61,14 +74,27 @@ with_service_env() {  # with_service_env <name> <command>...
   exec env "${envs[@]}" "$@"
 }
 
-# A service process is this instance's by its command line (<service>'s uvicorn) and by
+# The witness's environment: its own file and state path, nothing of the services' (env -i:
+# not even what `make up` was run with, which may hold the log's seed).
+with_witness_env() {  # with_witness_env <command>...
+  local line envs=()
+  while IFS= read -r line; do
+    [[ -z $line || $line == DIBAO_AUDIT_WITNESSES=* ]] || envs+=("$line")
+  done <"$WITNESS_ENV"
+  exec env -i "PATH=$PATH" "HOME=$HOME" "LANG=${LANG:-C.UTF-8}" "${envs[@]}" \
+    "DIBAO_WITNESS_STATE=$WITNESS_DIR/state.json" "$@"
+}
+
+# A service process is this instance's by its command line (<service>'s uvicorn, or the
+# witness's python -m dibao_audit.witness) and by
 # DIBAO_STACK_STATE, the state directory of the instance that started it (start_services).
 # Not by the port: one started with another DIBAO_SVC_PORT_BASE is still this instance's,
 # and `down` must stop it. The process may end between reads: say nothing then
 # (redirections apply left to right, so the error output goes first).
-is_uvicorn_of() {  # is_uvicorn_of <pid> <name>
+is_uvicorn_of() {  # is_uvicorn_of <pid> <name>: <name> a service or `witness`
   local args
   mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
+  if [[ $2 == witness ]]; then [[ " ${args[*]} " == *"/python -m dibao_audit.witness "* ]]; return; fi
   [[ " ${args[*]} " == *"/uvicorn --factory dibao_$2.main:create_app "* ]]
 }
 stack_state_of() {  # stack_state_of <pid>: its DIBAO_STACK_STATE (none: empty)
@@ -162,7 +188,7 @@ claim_port() {  # claim_port <name> [<own pid>]
 # file or not, on the port this command would give it).
 check_service_ports() {
   local svc pid port own
-  for svc in "${SERVICES[@]}"; do
+  for svc in "${SERVICES[@]}" witness; do
     pid=$(own_service_pid "$svc" || true)
     claim_port "$svc" "$pid"
     [[ -n $pid ]] || continue
@@ -228,6 +254,41 @@ start_services() {
   log "services answer /healthz on $(service_port intake)-$(service_port audit)"
 }
 
+# The instance's witness of the audit log (docs/adr/0024): its configuration made once (a
+# seed of its own, the log's key pinned, audit's DIBAO_AUDIT_WITNESSES), then started
+# before the services, so that the log's first checkpoint finds it; adopted like a service.
+configure_witness() {
+  (cd "$ROOT" && uv run --no-sync python -m dibao_audit.devwitness "$STATE/secrets.env" \
+    "$WITNESS_ENV" --url "http://127.0.0.1:$(service_port witness)" \
+    --name "witness.dibao.local/$INSTANCE") || die "the witness's configuration failed"
+  mkdir -p "$WITNESS_DIR"
+}
+
+start_witness() {
+  local port pid
+  port=$(service_port witness)
+  if pid=$(own_service_pid witness); then
+    if service_running witness; then log "witness already running on $port (pid $pid)"
+    else
+      echo "$pid" >"$RUN/witness.pid"
+      log "witness: adopted pid $pid, the instance's witness left running on $port without its pid file"
+    fi
+  else
+    claim_port witness
+    (cd "$ROOT" && with_witness_env env "DIBAO_STACK_STATE=$STATE" setsid nohup \
+      "$UV_PROJECT_ENVIRONMENT/bin/python" -m dibao_audit.witness --host 127.0.0.1 \
+      --port "$port" >>"$LOGS/witness.log" 2>&1 </dev/null) 8>&- &
+    echo $! >"$RUN/witness.pid"
+  fi
+  local deadline=$((SECONDS + 30))
+  until curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+    pid_alive "$RUN/witness.pid" || { tail -n 40 "$LOGS/witness.log" >&2; die "the witness exited"; }
+    ((SECONDS < deadline)) || { tail -n 40 "$LOGS/witness.log" >&2; die "the witness did not answer /healthz"; }
+    sleep 0.3
+  done
+  log "witness answers /healthz on $port (state in $WITNESS_DIR)"
+}
+
 # setsid made a service a process-group leader: stop the group.
 stop_process() {  # stop_process <pid>
   kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
@@ -235,9 +296,9 @@ stop_process() {  # stop_process <pid>
   kill -KILL -- "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null || true
 }
 
-stop_services() {
+stop_services() {  # the services, then the witness
   local svc pid orphans
-  for svc in "${SERVICES[@]}"; do
+  for svc in "${SERVICES[@]}" witness; do
     if service_running "$svc"; then
       pid=$(<"$RUN/$svc.pid")
       stop_process "$pid"
@@ -284,6 +345,7 @@ up() {
   bash "$ROOT/deploy/kafka/kafka.sh" topics --bootstrap "$KAFKA_BOOTSTRAP"
   phase "secrets"; (cd "$ROOT" && uv run --no-sync python -m dibao_common.devsecrets "$STATE/secrets.env")
   if ((with_services)); then
+    phase "witness"; configure_witness; start_witness
     phase "migrations"; migrate
     phase "services"; start_services
     phase "demo data"; load_demo
@@ -295,6 +357,7 @@ up() {
 
 dibao is running (instance $INSTANCE):
 $(for s in "${SERVICES[@]}"; do printf '  %-11s http://127.0.0.1:%s  (OpenAPI: /docs)\n' "$s" "$(service_port "$s")"; done)
+  witness     http://127.0.0.1:$(service_port witness)  (cosigns audit's checkpoints; state in $WITNESS_DIR)
   postgres    $(server_name "$PG_DSN")
   kafka       $KAFKA_BOOTSTRAP
   logs        $LOGS
@@ -312,8 +375,9 @@ down() {
 }
 
 # Stop the instance and delete its data: its cluster, the broker's log directories, its
-# logs and the demo's example application, so that the next `up` starts from empty
-# databases and loads the demo afresh. Its secrets stay (the keys of the documents' store
+# logs, the demo's example application and the witness's state (what it cosigned of the
+# log deleted with it), so that the next `up` starts from empty databases and loads the
+# demo afresh. Its secrets stay, the witness's key too (the keys of the documents' store
 # are content hashes: contents left are swept, ADR 0015). With an operator's server
 # (DIBAO_PG_URL, DIBAO_KAFKA_BOOTSTRAP) it refuses before stopping or deleting anything:
 # its data is not the instance's to delete, and a reset of half the stack is worse than
@@ -335,8 +399,8 @@ reset() {
   fi
   down
   bash "$ROOT/deploy/pg.sh" remove
-  rm -rf "$KAFKA_DIR" "$LOGS" "$RUN" "$STATE/intake-demo-application.json"
-  log "instance '$INSTANCE' reset: its databases, broker logs and service logs are deleted"
+  rm -rf "$KAFKA_DIR" "$LOGS" "$RUN" "$WITNESS_DIR" "$STATE/intake-demo-application.json"
+  log "instance '$INSTANCE' reset: its databases, broker logs, service logs and the witness's state are deleted"
 }
 
 status() {
@@ -348,7 +412,7 @@ status() {
   elif [[ -d $KAFKA_DIR ]]; then bash "$ROOT/deploy/kafka/kafka.sh" status --dir "$KAFKA_DIR" || rc=1
   else echo "kafka: stopped"; rc=1; fi
   local svc pid note
-  for svc in "${SERVICES[@]}"; do
+  for svc in "${SERVICES[@]}" witness; do
     if pid=$(own_service_pid "$svc"); then
       note=
       service_running "$svc" || note=", no pid file: make up adopts it, make down stops it"

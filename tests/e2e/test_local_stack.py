@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,11 +24,13 @@ import asyncpg
 import httpx
 import pytest
 
+from dibao_audit.cosignature import WitnessKey, with_cosignatures
 from dibao_common.testing.local_stack import (
     drop_instance_databases,
     instance_env,
     instance_state_dir,
     process_alive,
+    read_env_file,
     stack_sh,
     wait_healthy,
 )
@@ -192,13 +195,54 @@ def port_squatter(stack: TestStack) -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(v.split("=", 1) for v in raw.split("\0") if "=" in v)
+
+
+async def _checkpoints_cosigned_by_the_witness(stack: TestStack, state_dir: Path) -> None:
+    """The instance's witness runs with a key of its own (not in any service's
+    environment, nor the log's seed in its), and the log's checkpoints of the demo come
+    out cosigned by it: rows of checkpoint_cosignature naming its key, which verify over
+    the checkpoint, and the witness's state file holding the latest it cosigned."""
+    witness_env = read_env_file(state_dir / "witness.env")
+    vkey = witness_env["DIBAO_AUDIT_WITNESSES"].split()[1]
+    key = WitnessKey.parse(vkey)
+    witness_pid, audit_pid = _pid(state_dir, "witness"), _pid(state_dir, "audit")
+    assert "DIBAO_WITNESS_SIGNING_KEY" not in _environ(audit_pid)
+    assert _environ(audit_pid)["DIBAO_AUDIT_WITNESSES"] == witness_env["DIBAO_AUDIT_WITNESSES"]
+    assert not [k for k in _environ(witness_pid) if k.startswith("DIBAO_AUDIT_")]
+    database = f"dibao_{INSTANCE}_audit"
+    admin = await asyncpg.connect(stack.pg_admin_dsn.rsplit("/", 1)[0] + f"/{database}")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            rows = await admin.fetch(
+                """SELECT c.tree_size, c.signed_note, s.witness, s.signature_line
+                   FROM checkpoint_cosignature s JOIN checkpoint c USING (tree_size)
+                   ORDER BY c.tree_size DESC"""
+            )
+            if rows or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    assert rows, "no checkpoint of the demo was cosigned by the instance's witness"
+    assert {r["witness"] for r in rows} == {vkey}
+    for r in rows:
+        assert key.verify(with_cosignatures(r["signed_note"], [r["signature_line"]]))
+    held = json.loads((state_dir / "witness" / "state.json").read_text())["logs"]
+    assert [h["size"] for h in held.values()] == [rows[0]["tree_size"]]
+
+
 async def test_up_serves_every_service_and_down_stops_them(
     stack: TestStack,
     state_dir: Path,
     unrelated_process: int,
     other_instance_payments: Callable[[], tuple[int, int]],
 ) -> None:
-    env = _env(stack)
+    # A checkpoint each second, for the witness to cosign within the test.
+    env = _env(stack) | {"DIBAO_AUDIT_CHECKPOINT_INTERVAL_S": "1"}
     # A pid file left behind (a crash, a reboot) naming a pid now used by another process:
     # `up` must start the service all the same, and `down` must not stop that process.
     (state_dir / "run").mkdir()
@@ -220,10 +264,14 @@ async def test_up_serves_every_service_and_down_stops_them(
                 assert health.json()["service"] == service
                 ready = await client.get(f"http://127.0.0.1:{base + i}/readyz")
                 assert ready.status_code == 200, ready.text
+            witness = await client.get(f"http://127.0.0.1:{base + 15}/healthz")
+            assert witness.status_code == 200
         await _audit_cannot_leave_its_role(stack)
         status = stack_sh(env, "status")
         assert status.returncode == 0, status.stdout
-        pids = [_pid(state_dir, s) for s in SERVICES]
+        assert f"witness: running on 127.0.0.1:{base + 15}" in status.stdout, status.stdout
+        await _checkpoints_cosigned_by_the_witness(stack, state_dir)
+        pids = [_pid(state_dir, s) for s in (*SERVICES, "witness")]
         assert all(process_alive(p) for p in pids)
         assert unrelated_process not in pids
 
@@ -234,6 +282,7 @@ async def test_up_serves_every_service_and_down_stops_them(
         await wait_healthy(other_port)
         (state_dir / "run" / "intake.pid").unlink()
         (state_dir / "run" / "payments.pid").unlink()
+        (state_dir / "run" / "witness.pid").unlink()
         status = stack_sh(env, "status")
         assert f"intake: running on 127.0.0.1:{base + 1}" in status.stdout, status.stdout
         # The demo's idempotent answers are gone (kept seven days, or sent by an earlier
@@ -243,7 +292,7 @@ async def test_up_serves_every_service_and_down_stops_them(
         assert again.returncode == 0, again.stdout + again.stderr
         assert "intake demo: already loaded" in again.stdout, again.stdout
         assert "adopted" in again.stderr
-        assert [_pid(state_dir, s) for s in SERVICES] == pids
+        assert [_pid(state_dir, s) for s in (*SERVICES, "witness")] == pids
         # Without the example file (a load cut short, its answers expired) the loader
         # cannot finish over data already on file: `up` fails, saying how to start afresh.
         (state_dir / "intake-demo-application.json").unlink()

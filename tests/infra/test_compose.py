@@ -123,3 +123,49 @@ def test_the_audit_service_logs_in_as_its_runtime_role_not_the_owner() -> None:
     assert login != env["DIBAO_DATABASE_URL"].split("//", 1)[1].split(":", 1)[0]
     init = (REPO_ROOT / "deploy" / "docker" / "postgres-init.sql").read_text()
     assert f"CREATE ROLE {login} LOGIN PASSWORD" in init
+
+
+def test_the_witness_runs_from_the_audit_image_with_its_own_key_and_state() -> None:
+    """The witness (docs/adr/0024) is the audit image running ``dibao_audit.witness`` on
+    the port it publishes, with only the variables the witness reads, none of the log's
+    secrets, its state on a volume of its own that the image's user owns; every value it
+    and audit's DIBAO_AUDIT_WITNESSES take from .env is one ``dibao_audit.devwitness``
+    writes there, told the witness's URL in the compose network."""
+    import tempfile
+
+    from dibao_audit import devwitness, witness
+    from dibao_common import devsecrets
+
+    services = _compose()["services"]
+    svc = services["witness"]
+    assert svc["build"] == services["audit"]["build"]
+    assert svc["command"][:3] == ["python", "-m", "dibao_audit.witness"]
+    port = svc["command"][svc["command"].index("--port") + 1]
+    assert f"{port}:{port}" in svc["ports"]
+    assert f"localhost:{port}/healthz" in svc["healthcheck"]["test"][-1]
+    env = svc["environment"]
+    source = Path(witness.__file__).read_text()
+    assert all(var.startswith("DIBAO_WITNESS_") and f'"{var}"' in source for var in env), env
+    volume, mounted = svc["volumes"][0].split(":", 1)
+    assert volume in _compose()["volumes"]
+    assert Path(env["DIBAO_WITNESS_STATE"]).parent == Path(mounted)
+    dockerfile = (REPO_ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert f"install -d -o dibao {mounted}" in dockerfile
+    # The command the compose file names writes every variable it takes from .env.
+    message = re.search(r":\?run (python -m dibao_audit.devwitness .*) first\}", str(env))
+    assert message is not None
+    url = message[1].split("--url ", 1)[1]
+    assert url == f"http://witness:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        dot_env = Path(tmp) / ".env"
+        devsecrets.create(dot_env)
+        devwitness.create(dot_env, dot_env, url=url, name="witness.test/compose", environ={})
+        written = devwitness.read_env(dot_env)
+    taken = {
+        m[1]
+        for value in [*env.values(), services["audit"]["environment"]["DIBAO_AUDIT_WITNESSES"]]
+        for m in re.finditer(r"\$\{(\w+)", str(value))
+    }
+    assert taken == {*(v for v in env if v != "DIBAO_WITNESS_STATE"), "DIBAO_AUDIT_WITNESSES"}
+    assert taken <= set(written), taken - set(written)
+    assert written["DIBAO_AUDIT_WITNESSES"].startswith(f"{url} ")
