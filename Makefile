@@ -8,7 +8,7 @@ ARGS ?=
 
 .PHONY: up down reset status test lint token install logs
 
-up:        ## install what is missing, start PostgreSQL, Kafka and the five services, load demo data
+up:        ## install what is missing, start PostgreSQL, Kafka, the five services and an audit witness, load demo data
 	@bash deploy/stack.sh up
 
 down:      ## stop what `make up` started
