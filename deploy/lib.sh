@@ -116,14 +116,16 @@ test_servers() {
 # tests start at fixed offsets from them: PostgreSQL +1,000 (tests/chaos), +1,100 (the kit's
 # socket test), +10,020 (tests/e2e/test_script_test_servers.py, as for Kafka and the
 # services); Kafka's own brokers +10,000 to +10,050 and their controllers 50 above
-# (kafka_fixtures.own_broker); the services 1 to 5 and 50 above their base.
+# (kafka_fixtures.own_broker); the services 1 to 5 and 50 above their base, and the audit
+# witness an instance started with its services runs 15 above it (stack.sh).
 ephemeral_test_ports() {
   local low high port range=/proc/sys/net/ipv4/ip_local_port_range
   [[ -r $range ]] || return 0
   read -r low high <"$range"
   for port in "$PG_PORT" $((PG_PORT + 1000)) $((PG_PORT + 1100)) $((PG_PORT + 10020)) \
     "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" $((KAFKA_PORT + 10000)) $((KAFKA_PORT + 10100)) \
-    $((SVC_PORT_BASE + 1)) $((SVC_PORT_BASE + 50)) $((SVC_PORT_BASE + 10025)); do
+    $((SVC_PORT_BASE + 1)) $((SVC_PORT_BASE + WITNESS_PORT_OFFSET)) $((SVC_PORT_BASE + 50)) \
+    $((SVC_PORT_BASE + 10025)); do
     if ((port >= low && port <= high)); then echo "$port"; fi
   done
 }

@@ -49,6 +49,7 @@ def test_the_test_instance_listens_below_the_default_ephemeral_range() -> None:
         kafka + 1,  # its controller
         *(kafka + offset for offset in (10_000, 10_020, 10_040, 10_050, 10_090)),  # own brokers
         *(services + n for n in range(1, 6)),
+        services + 15,  # the audit witness of an instance started with its services
         services + 50,  # tests/e2e/test_local_stack.py's other instance
         services + 10_020 + 5,
     ]
@@ -71,3 +72,22 @@ def test_ports_of_an_instance_inside_the_machines_range_are_named() -> None:
     assert str(inside) in named
     assert str(below) not in named
     assert all(low <= int(port) <= high for port in named)
+
+
+def test_the_witness_port_inside_the_range_is_named() -> None:
+    """An instance started with its services runs the audit witness 15 above the service
+    base (deploy/stack.sh): a base just below the range puts it inside, and it is named."""
+    range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not range_file.is_file():
+        pytest.skip("no ip_local_port_range on this system")
+    low, _ = map(int, range_file.read_text().split())
+    below = max(low - 20_000, 1_024)
+    named = _lib(
+        "ports-probe",
+        "ephemeral_test_ports",
+        DIBAO_PG_PORT=below,
+        DIBAO_KAFKA_PORT=below + 100,
+        DIBAO_SVC_PORT_BASE=low - 10,
+    ).split()
+    assert str(low + 5) in named, named
+    assert str(low - 9) not in named  # the first service's, below the range
