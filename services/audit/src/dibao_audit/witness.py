@@ -185,6 +185,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _log_error(event: str, **fields: object) -> None:
+    """One JSON line on stderr, as the services log (the process configures no logging)."""
+    sys.stderr.write(json.dumps({"event": event, "level": "error", **fields}) + "\n")
+    sys.stderr.flush()
+
+
 def _problem(status: int, slug: str, title: str, detail: str) -> Response:
     return problem_response(status, slug, title, detail, instance="/add-checkpoint")
 
@@ -252,17 +258,30 @@ class Witness:
                     return _problem(
                         422, "inconsistent", "Unprocessable Entity", f"A bad proof from 0: {exc}"
                     )
+                seen_at = datetime.fromtimestamp(self._clock(), UTC).isoformat()
+                kind = "another root for a size cosigned" if same_size else "inconsistent"
                 self.state.record_evidence(
                     {
-                        "seen_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+                        "seen_at": seen_at,
                         "origin": origin,
-                        "kind": "another root for a size cosigned" if same_size else "inconsistent",
+                        "kind": kind,
                         "cosigned": known.note,
                         "submitted": sub.note,
                         "old_size": sub.old_size,
                         "proof": [base64.b64encode(p).decode() for p in sub.proof],
                         "error": str(exc),
                     }
+                )
+                # And one line in its log, where its operator's alerts look (the file
+                # holds the notes): a checkpoint carries no personal data.
+                _log_error(
+                    "witness_evidence_recorded",
+                    origin=origin,
+                    kind=kind,
+                    cosigned_size=known.size,
+                    submitted_size=size,
+                    evidence_file=str(self.state.evidence_path),
+                    timestamp=seen_at,
                 )
                 if same_size:
                     return _problem(

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -100,10 +101,13 @@ async def test_a_wrong_old_size_learns_the_size_it_holds(tmp_path: Path) -> None
         assert WitnessState(tmp_path / "state.json").read()[ORIGIN].size == 8
 
 
-async def test_a_fork_is_refused_and_recorded(tmp_path: Path) -> None:
+async def test_a_fork_is_refused_and_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The log's tail rewritten after size 10 (a superuser's edit, or a thief's fork): the
     witness holding 20 cosigns neither the other root at 20 nor a later tree of the other
-    history, and keeps both notes as evidence."""
+    history, keeps both notes as evidence, and logs each (one JSON line, where its
+    operator's alerts look)."""
     async with witness_client(tmp_path) as (client, _):
         assert (await client.post("/add-checkpoint", content=request(0, 20))).status_code == 200
         same_size = await client.post("/add-checkpoint", content=request(20, 20, OTHER))
@@ -115,6 +119,13 @@ async def test_a_fork_is_refused_and_recorded(tmp_path: Path) -> None:
         assert [e["kind"] for e in evidence] == ["another root for a size cosigned", "inconsistent"]
         assert all(e["cosigned"] == note(20) for e in evidence)
         assert [e["submitted"] for e in evidence] == [note(20, OTHER), note(30, OTHER)]
+        logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(e["event"], e["level"], e["kind"]) for e in logged] == [
+            ("witness_evidence_recorded", "error", "another root for a size cosigned"),
+            ("witness_evidence_recorded", "error", "inconsistent"),
+        ]
+        assert [(e["cosigned_size"], e["submitted_size"]) for e in logged] == [(20, 20), (20, 30)]
+        assert {e["evidence_file"] for e in logged} == {str(tmp_path / "state.json.evidence.jsonl")}
         held = WitnessState(tmp_path / "state.json").read()[ORIGIN]
         assert held.root == root_of(LEAVES[:20])
         # the true history still goes on
