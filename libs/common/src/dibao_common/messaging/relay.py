@@ -32,7 +32,7 @@ from typing import Any, TypedDict
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.conn import CloseReason
+from aiokafka.conn import CloseReason, collect_hosts
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -939,13 +939,13 @@ class OutboxRelay:
         The backoff doubles up to ``backoff_max_s`` (30 s): after a long outage the rows
         would wait up to that long once the broker is back, every service's events and
         the audit log of them lagging behind. So a pause longer than ``probe_interval_s``
-        asks the broker (a bootstrap: one connection and one metadata request, at most
-        ``probe_interval_s``) at once and then every ``probe_interval_s`` until it answers:
-        an answer after a failed probe ends the pause, the broker being back; an answer
-        at the first probe leaves the pause as it was (the broker answered all along: the
-        failure was elsewhere, the database, or records the broker refused), and nothing
-        more is asked. A broker that is down is so asked once a probe interval, an
-        answering one once a pause.
+        asks the broker (a connection, then a bootstrap: one metadata request, at most
+        ``probe_interval_s`` in all; :meth:`_broker_answers`) at once and then every
+        ``probe_interval_s`` until it answers: an answer after a failed probe ends the
+        pause, the broker being back; an answer at the first probe leaves the pause as
+        it was (the broker answered all along: the failure was elsewhere, the database,
+        or records the broker refused), and nothing more is asked. A broker that is down
+        is so asked once a probe interval, an answering one once a pause.
         """
         if seconds <= self._probe_interval_s:
             await self._pause(seconds)
@@ -973,9 +973,16 @@ class OutboxRelay:
         await self._pause(max(0.0, deadline - time.monotonic()))
 
     async def _broker_answers(self) -> bool:
-        """Whether the broker answers a bootstrap within ``probe_interval_s``."""
+        """Whether the broker answers a bootstrap within ``probe_interval_s``.
+
+        Only once a bootstrap server accepts a connection: aiokafka's bootstrap logs each
+        refused one as an ERROR, which once a second would be the log spam of an outage.
+        """
         try:
-            await asyncio.wait_for(self._probe(), self._probe_interval_s)
+            async with asyncio.timeout(self._probe_interval_s):
+                if not await _listening(self._bootstrap):
+                    return False
+                await self._probe()
         except Exception:
             return False
         return True
@@ -1078,6 +1085,20 @@ def _retrieve_exception(future: asyncio.Future[Any]) -> None:
     """Mark a failed future's error seen (nobody is left to await it)."""
     if future.done() and not future.cancelled():
         future.exception()
+
+
+async def _listening(bootstrap: str) -> bool:
+    """Whether one of the bootstrap servers accepts a connection (closed at once)."""
+    for host, port, _family in collect_hosts(bootstrap, randomize=False):
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 async def _look_up(producer: Any, topic: str, timeout_s: float) -> list[int] | Exception:
