@@ -216,8 +216,14 @@ class LogAppender:
         checkpoint_every: int = 1000,
         region: str = "000000000000",
         now: Now = _utc_now,
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_checkpoint`` is called with the size of each checkpoint this appender
+        signs, once its transaction committed, whether the entry count
+        (``checkpoint_every``) or the ticker (:meth:`checkpoint_if_grown`) signed it: the
+        witness submitter's wake-up (docs/adr/0024). It must not block or raise."""
         self._sessionmaker = sessionmaker
+        self._on_checkpoint = on_checkpoint
         self._signer = signer
         self._registry = registry if registry is not None else EventRegistry.default()
         self._keys = KeyReader(self._registry)
@@ -257,7 +263,13 @@ class LogAppender:
             self._frontier = work
             if cp is not None:
                 self._last_checkpoint = cp
+                self._signed(cp)
             return result
+
+    def _signed(self, size: int) -> None:
+        """Tell ``on_checkpoint`` of a checkpoint committed."""
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(size)
 
     async def _append_in(
         self, session: AsyncSession, rows: Sequence[EntryRow]
@@ -495,6 +507,7 @@ class LogAppender:
                 size = await self._checkpoint(session, frontier)
             if size is not None:
                 self._last_checkpoint = size
+                self._signed(size)
             return size
 
     async def _consistent_with_last(self, session: AsyncSession, frontier: Frontier) -> bool:

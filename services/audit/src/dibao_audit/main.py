@@ -29,13 +29,12 @@ log = structlog.get_logger(__name__)
 
 
 async def _checkpoint_ticker(
-    appender: LogAppender,
-    interval_s: float,
-    schedule: CheckpointSchedule,
-    witnessing: WitnessSubmitter | None = None,
+    appender: LogAppender, interval_s: float, schedule: CheckpointSchedule
 ) -> None:
     """A checkpoint at least every ``interval_s`` while the log grows; ``schedule`` says
-    when the next tick is (the API's ``Retry-After`` while one is awaited)."""
+    when the next tick is (the API's ``Retry-After`` while one is awaited). The witness
+    submitter is woken by the appender itself (``on_checkpoint``), for these checkpoints
+    and for those the entry count signs."""
     while True:
         schedule.ticks_in(interval_s)
         await asyncio.sleep(interval_s)
@@ -46,8 +45,6 @@ async def _checkpoint_ticker(
         else:
             if size is not None:
                 log.info("audit_checkpoint_signed", tree_size=size)
-                if witnessing is not None:
-                    witnessing.wake()
 
 
 def create_app(
@@ -72,6 +69,12 @@ def create_app(
         next_seed=resolved.next_signing_seed(),
     )
     registry = EventRegistry.default()
+    witnesses = resolved.witnesses()
+    witnessing = (
+        WitnessSubmitter(sessions, witnesses, retry_s=resolved.audit_witness_retry_s)
+        if witnesses
+        else None
+    )
     appender = LogAppender(
         sessions,
         signer,
@@ -79,6 +82,8 @@ def create_app(
         checkpoint_every=resolved.audit_checkpoint_every,
         region=resolved.audit_log_region,
         now=the_clock.now,
+        # Every checkpoint signed, by the ticker or by the entry count, is submitted at once.
+        on_checkpoint=None if witnessing is None else witnessing.wake,
     )
     consumer = LogConsumer(
         appender,
@@ -94,12 +99,6 @@ def create_app(
         **relay_options(resolved),
     )
     projector = EntryProjector(sessions, registry)
-    witnesses = resolved.witnesses()
-    witnessing = (
-        WitnessSubmitter(sessions, witnesses, retry_s=resolved.audit_witness_retry_s)
-        if witnesses
-        else None
-    )
     tasks: list[asyncio.Task[None]] = []
     schedule = CheckpointSchedule()
 
@@ -123,14 +122,13 @@ def create_app(
             await consumer.start()
             tasks.append(
                 asyncio.create_task(
-                    _checkpoint_ticker(
-                        appender, resolved.audit_checkpoint_interval_s, schedule, witnessing
-                    )
+                    _checkpoint_ticker(appender, resolved.audit_checkpoint_interval_s, schedule)
                 )
             )
             tasks.append(asyncio.create_task(projector.run_forever()))
             if witnessing is not None:
-                # The process that signs submits: every few seconds, and after each tick.
+                # The process that signs submits: every few seconds, and after each
+                # checkpoint it signs (the appender wakes it).
                 tasks.append(asyncio.create_task(witnessing.run_forever()))
 
     async def shutdown(app: FastAPI) -> None:

@@ -2,8 +2,9 @@
 keep their cosignatures (docs/adr/0024).
 
 Off the request path: a task of the process that signs (``main``), woken after each
-checkpoint and every ``DIBAO_AUDIT_WITNESS_RETRY_S`` seconds, takes the latest checkpoint
-and, for each witness that has not cosigned it yet, sends C2SP tlog-witness's
+checkpoint it signs (the appender's ``on_checkpoint``: the ticker's and those of the
+entry count) and every ``DIBAO_AUDIT_WITNESS_RETRY_S`` seconds, takes the latest
+checkpoint and, for each witness that has not cosigned it yet, sends C2SP tlog-witness's
 add-checkpoint: the size the witness is known to hold (0 until learned), the consistency
 proof from it (read from the stored tree), a blank line and the signed note. A 409 with
 ``text/x.tlog.size`` teaches the size it holds, and the request is sent again from there.
@@ -65,8 +66,9 @@ class WitnessSubmitter:
         self._known: dict[WitnessKey, int] = {}
         self._wake = asyncio.Event()
 
-    def wake(self) -> None:
-        """A checkpoint was signed: submit it now rather than at the next round."""
+    def wake(self, tree_size: int | None = None) -> None:
+        """A checkpoint (of ``tree_size``) was signed: submit it now rather than at the
+        next round (``LogAppender``'s ``on_checkpoint``)."""
         self._wake.set()
 
     async def run_forever(self) -> None:

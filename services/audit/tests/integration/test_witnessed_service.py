@@ -226,3 +226,61 @@ async def test_the_running_service_gets_its_checkpoints_cosigned_by_its_witness(
     code, report, err = one_key_quorum_2
     assert (code, report) == (2, {}), err
     assert "--witness-quorum is 1 to the number of --witness-vkey given (1)" in err
+
+
+async def test_a_checkpoint_the_entry_count_signs_is_cosigned_at_once(
+    audit_db: AuditDb,
+    topic: str,
+    witness: tuple[str, WitnessKey, Path],
+    token_factory: TokenFactory,
+) -> None:
+    """A checkpoint signed because of the entry count (``audit_checkpoint_every``), not by
+    the ticker, wakes the submitter too: with the ticker's interval and the submitter's
+    retry both ten minutes, only that wake-up gets it cosigned within the test. (Before,
+    the appender told nobody, and it waited for the next retry round.)"""
+    url, key, state = witness
+    pattern = topic.replace(".", "[.]")
+    settings = api_settings(
+        audit_db,
+        audit_consume=True,
+        audit_relay=True,
+        audit_consumer_group=f"audit-{topic}",
+        audit_topic_pattern=rf"^{pattern}$",
+        audit_checkpoint_every=10,
+        audit_checkpoint_interval_s=600,  # the ticker signs nothing within the test
+        audit_witnesses=f"{url} {key.vkey()}",
+        audit_witness_retry_s=600,  # no retry round within the test either
+    )
+    household = f"hh-{uuid.uuid4().hex[:8]}"
+    token = token_factory(roles=["auditor"], regions=["6201"])
+    app = create_app(settings, auth=make_auth_settings())
+    async with api_client(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        # Started first: the submitter's first round (at start) finds no checkpoint.
+        producer = AIOKafkaProducer(bootstrap_servers=audit_db.stack.kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(12):
+                e = recorded_event(
+                    intake_pb2.ApplicationWithdrawn(
+                        household_id=household,
+                        region=types_pb2.RegionCode(code="620102001001"),
+                        application_id=f"app-{i}",
+                    ),
+                    offset=i,
+                    key=household,
+                )
+                await producer.send_and_wait(topic, e.payload, key=e.key, headers=list(e.headers))
+        finally:
+            await producer.stop()
+
+        async def cosigned() -> bool:
+            latest = await client.get("/audit/checkpoints/latest")
+            return latest.status_code == 200 and bool(latest.json()["cosignatures"])
+
+        await eventually(cosigned, timeout_s=60, what="the count's checkpoint cosigned")
+        latest = (await client.get("/audit/checkpoints/latest")).json()
+    assert latest["tree_size"] >= 10
+    assert [c["witness"] for c in latest["cosignatures"]] == [key.vkey()]
+    assert key.verify(latest["cosigned_note"]).line == latest["cosignatures"][0]["signature_line"]
+    assert json.loads(state.read_text())["logs"][TEST_ORIGIN]["size"] == latest["tree_size"]
