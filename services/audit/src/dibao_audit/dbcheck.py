@@ -72,7 +72,7 @@ from google.protobuf.message import DecodeError
 from dibao.audit.v1 import events_pb2 as audit_pb2
 from dibao_audit.appender import CHECKPOINT_TYPE
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust
-from dibao_audit.cosignature import with_cosignatures
+from dibao_audit.cosignature import WitnessKey, check_quorum, with_cosignatures
 from dibao_audit.entry import (
     MalformedEntryError,
     RecordedEvent,
@@ -167,10 +167,12 @@ class DatabaseReport(Report):
     index_check: str = "not run"
     """How the indexes were checked, or why they could not be."""
     indexes_not_checked: dict[str, str] = field(default_factory=dict)
-    latest_note: str | None = None
-    """The latest stored checkpoint's signed note with the cosignature lines the log holds
-    for it appended (docs/adr/0024): what ``--witness-vkey`` holds to its quorum."""
     """Indexes of the log's tables amcheck was not run on, with the reason."""
+    cosigned_notes: list[str] = field(default_factory=list)
+    """With ``witnesses`` given: the stored checkpoints' signed notes with the cosignature
+    lines the log holds for each appended (docs/adr/0024), newest first, down to the first
+    whose lines meet the quorum (all of them when none does): what ``verify_cli`` holds to
+    the witnesses' quorum (``check_witnessed``)."""
     schema: str = ""
     """The schema's revision as the database states it."""
     not_checked: dict[str, str] = field(default_factory=dict)
@@ -325,10 +327,14 @@ async def check_database(
     chunk: int = 5000,
     skew_s: float = 5.0,
     kept: Sequence[str] = (),
+    witnesses: Sequence[WitnessKey] = (),
+    quorum: int | None = None,
 ) -> DatabaseReport:
     """Check every entry of the log in the database at ``dsn`` (see the module); ``kept``
     are the signed notes of checkpoints the auditor kept from earlier reads. ``key`` is the
-    key (or keys) pinned: the stored hand-overs are followed from it (docs/adr/0018)."""
+    key (or keys) pinned: the stored hand-overs are followed from it (docs/adr/0018).
+    With ``witnesses`` (and ``quorum``, all of them when None), the cosigned notes to hold
+    to their quorum are read too (``cosigned_notes``)."""
     registry = registry if registry is not None else EventRegistry.default()
     trust = KeyTrust.of(key)
     report = DatabaseReport(trust=trust)
@@ -379,7 +385,11 @@ async def check_database(
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
             await _check_days(conn, report, days, schema)
-            report.latest_note = await _latest_cosigned(conn, report, schema)
+            if witnesses:
+                required = len(witnesses) if quorum is None else quorum
+                report.cosigned_notes = await _cosigned_from_latest(
+                    conn, report, schema, witnesses, required
+                )
             await check_indexes(conn, report)
     finally:
         await conn.close()
@@ -400,27 +410,38 @@ async def check_database(
     return report
 
 
-async def _latest_cosigned(
-    conn: asyncpg.Connection, report: DatabaseReport, schema: int
-) -> str | None:
-    """The latest checkpoint's note with the witnesses' lines the log holds appended."""
+async def _cosigned_from_latest(
+    conn: asyncpg.Connection,
+    report: DatabaseReport,
+    schema: int,
+    witnesses: Sequence[WitnessKey],
+    required: int,
+) -> list[str]:
+    """The stored checkpoints' notes with the witnesses' lines the log holds appended,
+    newest first, down to the first whose lines meet ``required`` of ``witnesses`` (read
+    with a cursor: a log witnessed lately reads a few rows, whatever its age)."""
     if schema < 15:
         report.not_checked["checkpoint_cosignature"] = (
             f"the schema is at {report.schema}: migration 0015 adds the witnesses' "
             "cosignatures; run the migrations to have them read"
         )
-    row = await conn.fetchrow(
-        "SELECT tree_size, signed_note FROM checkpoint ORDER BY tree_size DESC LIMIT 1"
+        row = await conn.fetchrow(
+            "SELECT signed_note FROM checkpoint ORDER BY tree_size DESC LIMIT 1"
+        )
+        return [] if row is None else [str(row[0])]
+    notes: list[str] = []
+    query = (
+        "SELECT c.signed_note, coalesce(array_agg(s.signature_line ORDER BY s.witness) "
+        "FILTER (WHERE s.signature_line IS NOT NULL), '{}') "
+        "FROM checkpoint c LEFT JOIN checkpoint_cosignature s ON s.tree_size = c.tree_size "
+        "GROUP BY c.tree_size ORDER BY c.tree_size DESC"
     )
-    if row is None:
-        return None
-    if schema < 15:
-        return str(row[1])
-    lines = await conn.fetch(
-        "SELECT signature_line FROM checkpoint_cosignature WHERE tree_size = $1 ORDER BY witness",
-        row[0],
-    )
-    return with_cosignatures(str(row[1]), [str(r[0]) for r in lines])
+    async for row in conn.cursor(query, prefetch=100):
+        note = with_cosignatures(str(row[0]), [str(line) for line in row[1]])
+        notes.append(note)
+        if check_quorum(note, witnesses, required).met:
+            break
+    return notes
 
 
 async def _check_days(

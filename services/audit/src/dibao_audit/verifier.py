@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
-from dibao_audit.cosignature import WitnessKey, check_quorum, with_cosignatures
+from dibao_audit.cosignature import Quorum, WitnessKey, check_quorum, with_cosignatures
 from dibao_audit.entry import ENTRY_DOMAIN
 from dibao_audit.merkle import (
     Frontier,
@@ -231,31 +231,130 @@ class Report:
         } | ({"keys": self.trust.summary()} if self.trust is not None else {})
 
 
-def check_witnesses(
-    report: Report, note: str | None, witnesses: Sequence[WitnessKey], quorum: int | None
+DEFAULT_WITNESS_MAX_LAG_S = 3600.0
+"""The default bound on the unwitnessed tail's time (``--witness-max-lag-s``): an hour
+of the log's own times between the newest checkpoint meeting the witnesses' quorum and
+the checkpoint verified against (docs/adr/0024, 3 Dec 2026)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessBound:
+    """How far the checkpoint verified against may lie past the newest one the witnesses'
+    quorum cosigned: at most ``max_entries`` entries (None: any number) and ``max_s``
+    seconds of the two checkpoints' signed times (None: any time). Both 0: the checkpoint
+    verified against must be cosigned itself."""
+
+    max_entries: int | None = None
+    max_s: float | None = DEFAULT_WITNESS_MAX_LAG_S
+
+
+def check_witnessed(
+    report: Report,
+    latest: Checkpoint | None,
+    candidates: Sequence[str],
+    witnesses: Sequence[WitnessKey],
+    quorum: int | None,
+    bound: WitnessBound | None = None,
 ) -> dict[str, Any]:
-    """Hold the checkpoint ``note`` (its cosignature lines appended) to k (``quorum``; all
-    when None) of the ``witnesses`` (docs/adr/0024): a report failure when fewer of them
-    cosigned it, or when a trusted witness's line does not verify. The quorum's summary."""
+    """Hold the log to k (``quorum``; all when None) of the ``witnesses`` (docs/adr/0024):
+    find the newest checkpoint up to ``latest`` (the one verified against) whose
+    cosignatures meet the quorum, and require the tail from it to ``latest`` to be within
+    ``bound``. The quorum's summary, with ``witnessed_size`` and the tail.
+
+    ``candidates`` are cosigned notes (a checkpoint's note with the witnesses' lines the
+    log holds appended), each already proved by the caller to be of the log verified
+    (consistent with ``latest``: its root recomputed from the entries, or a consistency
+    proof checked); a note that does not verify with the report's keys, or is larger than
+    ``latest``, is not counted. They are examined newest first down to the first that
+    meets the quorum; a trusted witness's line that does not verify on any examined one is
+    a problem (a forged cosignature fails the verification, whatever an older one shows).
+    """
     required = len(witnesses) if quorum is None else quorum
-    if note is None:
+    limits = bound if bound is not None else WitnessBound()
+    out: dict[str, Any] = {
+        "required": required,
+        "met": False,
+        "witnessed_size": None,
+        "tree_size": None if latest is None else latest.tree_size,
+        "max_lag_entries": limits.max_entries,
+        "max_lag_s": limits.max_s,
+    }
+    if latest is None:
         report.fail("no checkpoint to hold to the witnesses' quorum")
-        return {"required": required, "met": False}
-    result = check_quorum(note, witnesses, required)
-    for problem in result.problems:
-        report.fail(f"checkpoint {_claimed(note)}: {problem}")
-    if not result.met:
+        return out | {"cosigned_by": [], "missing": [k.vkey() for k in witnesses]}
+    trust = report.trust
+    heads: dict[int, tuple[Checkpoint, str]] = {}
+    for note in candidates:
+        try:
+            head = trust.verify(note) if trust is not None else None
+        except CheckpointError:
+            continue  # the verification itself names a checkpoint that does not verify
+        if head is None or head.tree_size > latest.tree_size:
+            continue
+        if head.tree_size in heads:  # the same checkpoint again (kept, listed): its lines too
+            note = _merged(heads[head.tree_size][1], note)
+        heads[head.tree_size] = (head, note)
+    first: Quorum | None = None
+    found: tuple[Checkpoint, Quorum] | None = None
+    for size in sorted(heads, reverse=True):
+        head, note = heads[size]
+        result = check_quorum(note, witnesses, required)
+        for problem in result.problems:
+            report.fail(f"checkpoint {size}: {problem}")
+        if first is None and size == latest.tree_size:
+            first = result
+        if result.met:
+            found = (head, result)
+            break
+    if found is None:
+        shown = first if first is not None else Quorum(required, [], [], list(witnesses))
         report.fail(
-            f"checkpoint {_claimed(note)} is cosigned by {len(result.cosigned)} of the "
+            f"checkpoint {latest.tree_size} is cosigned by {len(shown.cosigned)} of the "
             f"witnesses given, fewer than the {required} required (missing: "
-            f"{', '.join(k.name for k in result.missing)})"
+            f"{', '.join(k.name for k in shown.missing)}), and no earlier checkpoint of the "
+            "log verified is"
         )
-    return result.summary()
+        return out | shown.summary() | {"met": False, "tail": "nothing of the log is witnessed"}
+    head, result = found
+    lag = latest.tree_size - head.tree_size
+    lag_s = (latest.signed_at - head.signed_at).total_seconds()
+    if lag == 0:
+        tail = f"witnessed at its full size {latest.tree_size}"
+    else:
+        tail = (
+            f"witnessed up to size {head.tree_size} of {latest.tree_size}; the "
+            f"{head.tree_size}..{latest.tree_size} tail ({lag} entries, {lag_s:g} s of the "
+            "log's times) is signed by the log's key alone"
+        )
+    over = []
+    if limits.max_entries is not None and lag > limits.max_entries:
+        over.append(f"{lag} entries, more than the {limits.max_entries} allowed")
+    if limits.max_s is not None and lag_s > limits.max_s:
+        over.append(f"{lag_s:g} s, more than the {limits.max_s:g} s allowed")
+    if over:
+        report.fail(f"{tail}: the unwitnessed tail is {' and '.join(over)}")
+    return (
+        out
+        | result.summary()
+        | {
+            "met": not over,
+            "witnessed_size": head.tree_size,
+            "unwitnessed_entries": lag,
+            "unwitnessed_s": lag_s,
+            "tail": tail,
+        }
+    )
 
 
-def _claimed(note: str) -> str:
-    lines = note.split("\n", 2)
-    return lines[1] if len(lines) > 1 else "?"
+def _merged(note: str, other: str) -> str:
+    """``note`` with the signature lines of ``other`` it lacks, when both are of one body
+    (else ``note``: another body of the same size is a fork, which the verification names)."""
+    body, _, lines = note.partition("\n\n")
+    other_body, _, other_lines = other.partition("\n\n")
+    if body != other_body:
+        return note
+    have = lines.splitlines()
+    return with_cosignatures(note, [line for line in other_lines.splitlines() if line not in have])
 
 
 def verified_kept(key: Keys, kept: Sequence[str], report: Report) -> list[Checkpoint]:

@@ -54,6 +54,16 @@ the migration that brings it; below 0009 the check does not run (exit 2, naming 
 revision and saying to run the migrations). In both,
 ``appended_at`` may not go back along the log by more than ``--clock-skew``.
 
+With ``--witness-vkey`` (repeatable) and ``--witness-quorum k`` the log is held to its
+witnesses (docs/adr/0024): the newest checkpoint, up to the one verified against, that k of
+them cosigned is the witnessed one (proved consistent with it: its root from the entries,
+or the service's consistency proof; with ``--export``, the export's own checkpoint or one
+kept with ``--checkpoint``), and the tail after it, signed by the log's key alone, may be
+at most ``--witness-max-lag`` entries (no bound by default) and ``--witness-max-lag-s``
+seconds of the log's times (3600 by default); the report's ``witnesses`` says how far the
+witnessed part reaches. A witness's line that does not verify on any checkpoint examined
+is a problem.
+
 Exit codes: 0 all is well; 1 a problem was found (the JSON report names it); 2 the
 verification could not run (a file that cannot be read, a first line that is not an
 export's header, no pinned key, the service refusing or unreachable), with the reason on
@@ -81,7 +91,7 @@ import asyncpg
 import httpx
 
 from dibao_audit.checkpoint import Checkpoint, CheckpointError, KeyTrust, VerifierKey
-from dibao_audit.cosignature import CosignatureError, WitnessKey
+from dibao_audit.cosignature import CosignatureError, WitnessKey, check_quorum
 from dibao_audit.dbcheck import AppendedAtBounds, SchemaTooOldError, check_database
 from dibao_audit.entry import (
     MalformedEntryError,
@@ -101,9 +111,11 @@ from dibao_audit.projection import (
 )
 from dibao_audit.service import mask_personal
 from dibao_audit.verifier import (
+    DEFAULT_WITNESS_MAX_LAG_S,
     ExportHeader,
     Report,
-    check_witnesses,
+    WitnessBound,
+    check_witnessed,
     handover_notes,
     read_export,
     verify_export,
@@ -175,14 +187,32 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--witness-vkey",
         action="append",
         default=[],
-        help="a witness's key (C2SP cosignature/v1 vkey), repeatable: the checkpoint verified "
-        "against (the export's, or with --database-url the latest stored) must carry "
-        "cosignatures of --witness-quorum of them (docs/adr/0024)",
+        help="a witness's key (C2SP cosignature/v1 vkey), repeatable: the newest checkpoint "
+        "up to the one verified against (the export's, or with --database-url the latest "
+        "stored) that carries cosignatures of --witness-quorum of them is the witnessed one, "
+        "and the tail after it must be within --witness-max-lag(-s) (docs/adr/0024)",
     )
     parser.add_argument(
         "--witness-quorum",
         type=int,
         help="how many of the --witness-vkey witnesses must have cosigned (default: all)",
+    )
+    parser.add_argument(
+        "--witness-max-lag",
+        type=int,
+        metavar="ENTRIES",
+        help="entries the checkpoint verified against may lie past the witnessed one "
+        "(default: no bound by entries; 0 with --witness-max-lag-s 0: it must be cosigned "
+        "itself)",
+    )
+    parser.add_argument(
+        "--witness-max-lag-s",
+        type=float,
+        default=DEFAULT_WITNESS_MAX_LAG_S,
+        metavar="SECONDS",
+        help="seconds between the witnessed checkpoint's signed time and that of the one "
+        f"verified against, at most (default {DEFAULT_WITNESS_MAX_LAG_S:g}; both are the "
+        "log's times)",
     )
     parser.add_argument("--token", help="bearer token of an auditor (with --url)")
     parser.add_argument("--start", type=int, default=0, help="first index (with --url)")
@@ -240,6 +270,86 @@ def _kept_notes(paths: Sequence[Path]) -> list[str]:
             text = note
         notes.append(text)
     return notes
+
+
+def _kept_cosigned(paths: Sequence[Path]) -> list[str]:
+    """The notes in the ``--checkpoint`` files with the cosignature lines they carry (a
+    note file as it is; of a JSON checkpoint its ``cosigned_note``, else its
+    ``signed_note``): candidates of the witnessed checkpoint (docs/adr/0024)."""
+    notes = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("{"):
+            body = json.loads(text)
+            note = body.get("cosigned_note") or body.get("signed_note")
+            if not isinstance(note, str):
+                raise ValueError(f"{path}: a JSON checkpoint has a signed_note")
+            text = note
+        notes.append(text)
+    return notes
+
+
+def _witnessed_online(
+    client: httpx.Client,
+    report: Report,
+    witnesses: Sequence[WitnessKey],
+    quorum: int | None,
+) -> list[str]:
+    """The cosigned notes ``GET /audit/checkpoints`` lists below the export's checkpoint,
+    newest first, down to the first whose lines meet the quorum; that one proved
+    consistent with the export's checkpoint by the service's consistency proof (the
+    others only count against the quorum by a line that does not verify). Empty when the
+    proof does not verify (a problem of ``report``)."""
+    cp = report.checkpoint
+    assert cp is not None
+    required = len(witnesses) if quorum is None else quorum
+    cursor = base64.urlsafe_b64encode(f"i:{cp.tree_size}".encode()).decode()
+    params: dict[str, Any] = {"limit": _Listing.PAGE, "cursor": cursor}
+    notes: list[str] = []
+    while True:
+        response = client.get("/audit/checkpoints", params=params)
+        if response.status_code != 200:
+            raise CannotRunError(f"checkpoints refused: {response.status_code} {response.text}")
+        body = response.json()
+        for item in body["items"]:
+            note = str(item.get("cosigned_note") or item["signed_note"])
+            notes.append(note)
+            if not check_quorum(note, witnesses, required).met:
+                continue
+            try:
+                head = report.trust.verify(note) if report.trust is not None else None
+            except CheckpointError:
+                continue  # not the log's: it counts for nothing
+            if head is None or head.tree_size >= cp.tree_size:
+                continue
+            proof = client.get(
+                "/audit/proofs/consistency",
+                params={"from_size": head.tree_size, "to_size": cp.tree_size},
+            )
+            if proof.status_code != 200:
+                report.fail(
+                    f"no consistency proof from the witnessed checkpoint {head.tree_size} to "
+                    f"{cp.tree_size}: the service answered {proof.status_code}"
+                )
+                return []
+            try:
+                verify_consistency(
+                    head.tree_size,
+                    cp.tree_size,
+                    head.root_hash,
+                    cp.root_hash,
+                    [bytes.fromhex(p) for p in proof.json()["path"]],
+                )
+            except (ProofError, ValueError, KeyError, TypeError) as exc:
+                report.fail(
+                    f"the witnessed checkpoint {head.tree_size} is not consistent with "
+                    f"{cp.tree_size}: {exc}"
+                )
+                return []
+            return notes
+        if body["next_cursor"] is None:
+            return notes
+        params["cursor"] = body["next_cursor"]
 
 
 def _check_kept_online(client: httpx.Client, report: Report) -> None:
@@ -526,6 +636,10 @@ def _witnesses(args: argparse.Namespace) -> list[WitnessKey]:
         raise CannotRunError(
             f"--witness-quorum is 1 to the number of --witness-vkey given ({len(keys)})"
         )
+    if args.witness_max_lag is not None and args.witness_max_lag < 0:
+        raise CannotRunError("--witness-max-lag is a number of entries, 0 or more")
+    if not args.witness_max_lag_s >= 0:  # NaN too
+        raise CannotRunError("--witness-max-lag-s is a number of seconds, 0 or more")
     return keys
 
 
@@ -534,7 +648,10 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     problem was found, :data:`UNPINNED` (3) when none was against an unpinned key."""
     kept = _kept_notes(args.kept)
     witnesses = _witnesses(args)
-    witnessed: str | None = None  # the cosigned note held to the quorum
+    # The cosigned notes of the log verified held to the quorum (docs/adr/0024).
+    witnessed: list[str] = []
+    quorum = len(witnesses) if args.witness_quorum is None else args.witness_quorum
+    bound = WitnessBound(args.witness_max_lag, args.witness_max_lag_s)
     if args.trust_published_key and args.url is None:
         raise CannotRunError("--trust-published-key applies to --url only: give --vkey")
     if args.export is not None:
@@ -542,7 +659,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         report = verify_export_file(args.export, key, workers=args.workers, kept=kept)
         if witnesses:
             with args.export.open(encoding="utf-8") as lines:
-                witnessed = read_export(lines)[0].cosigned_checkpoint
+                witnessed = [read_export(lines)[0].cosigned_checkpoint]
         for head in report.unrelated:
             report.fail(
                 f"the checkpoint you kept ({head.tree_size}) cannot be checked against this "
@@ -556,7 +673,14 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         key, pinned = _key(args, None)
         try:
             report = asyncio.run(
-                check_database(args.database_url, key, skew_s=args.clock_skew, kept=kept)
+                check_database(
+                    args.database_url,
+                    key,
+                    skew_s=args.clock_skew,
+                    kept=kept,
+                    witnesses=witnesses,
+                    quorum=args.witness_quorum,
+                )
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # A login refused, a database missing, a database that is not the log's: the
@@ -566,7 +690,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             # Migrations not run yet (an upgrade under way): say which, not a missing table.
             where = _where(args.database_url)
             raise CannotRunError(f"the database {where} cannot be checked: {exc}") from exc
-        witnessed = report.latest_note
+        witnessed = list(report.cosigned_notes)
         summary = report.summary()
     else:
         registry = EventRegistry.default()
@@ -596,7 +720,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                         )
                     lines = _lines(response, save)
                     header, entries = read_export(lines)
-                    witnessed = header.cosigned_checkpoint
+                    witnessed = [header.cosigned_checkpoint]
                     # The hand-overs first: the listed checkpoints may be the new key's.
                     refused = key.follow(handover_notes(header, kept))
                     # Unpredictable: a service that knew which entries are checked online
@@ -645,13 +769,22 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
                 if header.tree_size > 0 and header.tree_size not in {h.tree_size for h in heads}:
                     report.fail(f"checkpoint {header.tree_size} is not listed")
                 _check_kept_online(client, report)
+                if witnesses and not check_quorum(witnessed[0], witnesses, quorum).met:
+                    witnessed += _witnessed_online(client, report, witnesses, quorum)
         summary = report.summary() | {
             "inclusion_proofs_checked": len(set(sample)),
             "columns_checked": listed.compared,
             "appended_at_checked": listed.compared,
         }
     if witnesses:
-        summary["witnesses"] = check_witnesses(report, witnessed, witnesses, args.witness_quorum)
+        summary["witnesses"] = check_witnessed(
+            report,
+            report.checkpoint,
+            [*witnessed, *_kept_cosigned(args.kept)],
+            witnesses,
+            quorum,
+            bound,
+        )
         summary["ok"] = report.ok
         summary["problems"] = report.problems[:20]
     summary["key"] = key.pinned[0].vkey()
