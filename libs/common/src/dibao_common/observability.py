@@ -19,7 +19,7 @@ import sys
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -477,8 +477,58 @@ TOPIC_NOT_FOUND = "Topic %s not found in cluster metadata"
 """aiokafka's record (logger ``aiokafka.cluster``, ERROR) for each metadata answer that
 lacks a topic its client asks for: every ~100 ms while a topic is looked up."""
 
+_LEFT_OUT = " (%d more times since the last record of it, not logged)"
 
-class TopicNotFoundFilter(logging.Filter):
+
+class _OncePerWindow(logging.Filter):
+    """Records of one kind (:meth:`key`; ``None``: not one of them, passed as it is) once
+    per ``window_s`` each, as WARNINGs, the next one passed saying how many were left out.
+    One instance may sit on several loggers: its windows are shared."""
+
+    def __init__(
+        self, window_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._shown: dict[Hashable, float] = {}
+        self._left_out: dict[Hashable, int] = {}
+
+    def key(self, record: logging.LogRecord) -> Hashable | None:
+        raise NotImplementedError
+
+    def forget(self) -> None:
+        """Every window closed, no count kept (a test's fresh start)."""
+        self._shown.clear()
+        self._left_out.clear()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.args, tuple):
+            return True
+        key = self.key(record)
+        if key is None:
+            return True
+        now = self._clock()
+        shown = self._shown.get(key)
+        if shown is not None and now - shown < self._window_s:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return False
+        if len(self._shown) >= 10_000:
+            # Topics and nodes are few; a bound all the same on what a filter keeps.
+            self._shown.clear()
+            self._left_out.clear()
+        self._shown[key] = now
+        left_out = self._left_out.pop(key, 0)
+        if record.levelno > logging.WARNING:
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+        if left_out:
+            record.msg = f"{record.msg}{_LEFT_OUT}"
+            record.args = (*record.args, left_out)
+        return True
+
+
+class TopicNotFoundFilter(_OncePerWindow):
     """aiokafka's "Topic ... not found in cluster metadata", once per topic per
     ``window_s`` (60 s), as a WARNING, the next one saying how many were left out.
 
@@ -491,45 +541,82 @@ class TopicNotFoundFilter(logging.Filter):
     errors metric): the first record per topic in a window says which topic, at WARNING.
     """
 
-    def __init__(
-        self, window_s: float = 60.0, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__()
-        self._window_s = window_s
-        self._clock = clock
-        self._shown: dict[str, float] = {}
-        self._left_out: dict[str, int] = {}
+    def key(self, record: logging.LogRecord) -> Hashable | None:
+        args = record.args
+        if record.msg != TOPIC_NOT_FOUND or not isinstance(args, tuple):
+            return None
+        return str(args[0]) if args else ""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != TOPIC_NOT_FOUND or not isinstance(record.args, tuple):
-            return True
-        topic = str(record.args[0]) if record.args else ""
-        now = self._clock()
-        shown = self._shown.get(topic)
-        if shown is not None and now - shown < self._window_s:
-            self._left_out[topic] = self._left_out.get(topic, 0) + 1
-            return False
-        if len(self._shown) >= 10_000:
-            # Topic names are few; a bound all the same on what a filter keeps.
-            self._shown.clear()
-            self._left_out.clear()
-        self._shown[topic] = now
-        left_out = self._left_out.pop(topic, 0)
-        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
-        if left_out:
-            record.msg = (
-                f"{TOPIC_NOT_FOUND} (%d more times since the last record of it, not logged)"
-            )
-            record.args = (*record.args, left_out)
-        return True
+
+KAFKA_CONNECTION_MESSAGES: Mapping[str, tuple[int, ...]] = {
+    # logger "aiokafka" (its client): connections and metadata
+    'Unable connect to "%s:%s": %s': (0, 1),
+    'Unable to request metadata from "%s:%s": %s': (0, 1),
+    "Unable connect to node with id %s: %s": (0,),
+    "Unable to request metadata from node with id %s: %r": (0,),
+    "Unable to update metadata from %s": (),
+    # "aiokafka.producer.sender"
+    "Got error produce response: %s": (),
+    "Cannot send %r to %s: %r": (1,),
+    # "aiokafka.consumer.fetcher"
+    "Failed fetch messages from %s: %s": (0,),
+    "Failed fetch offsets from %s: %s": (0,),
+    # "aiokafka.consumer.group_coordinator"
+    "Group Coordinator Request failed: %s": (),
+    "Error sending %s to node %s [%s] -- marking coordinator dead": (1,),
+    "Heartbeat send request failed: %s. Will retry.": (),
+    "Heartbeat session expired - marking coordinator dead": (),
+}
+"""aiokafka's records (0.14) of a broker it cannot reach, each with the positions of its
+arguments that name the node or server (none: the message alone is the kind)."""
+
+KAFKA_CONNECTION_LOGGERS = (
+    "aiokafka",
+    "aiokafka.producer.sender",
+    "aiokafka.consumer.fetcher",
+    "aiokafka.consumer.group_coordinator",
+)
+"""The loggers of :data:`KAFKA_CONNECTION_MESSAGES` (aiokafka's client logs as
+``aiokafka``)."""
+
+
+class KafkaConnectionErrorFilter(_OncePerWindow):
+    """aiokafka's records of a broker it cannot reach (:data:`KAFKA_CONNECTION_MESSAGES`),
+    once per message, node and kind of error per ``window_s`` (60 s), as WARNINGs, the
+    next one saying how many were left out.
+
+    While the broker is down, every aiokafka client of a process (the relay's producer, a
+    consumer's consumer, its dead-letter producer and its size reader) logs an ERROR for
+    each connection it fails to open, each metadata update it fails to make, each fetch
+    and each produce request it cannot send: a hundred lines a second with a relay and a
+    consumer (``test_kafka_outage_logs.py``), each one a page for an operator's alerting,
+    and the service's own lines lost among them. The service says what the outage does to
+    it itself (the relay's "outbox relay batch failed, retrying", the consumer's "consumer
+    session failed, restarting", ``/readyz``, the lag and backlog metrics): of aiokafka's
+    the first per node (or per message) in a window says which broker and what failed.
+    The error's class is part of the kind: another failure of the same node still shows.
+    """
+
+    def key(self, record: logging.LogRecord) -> Hashable | None:
+        named = KAFKA_CONNECTION_MESSAGES.get(record.msg) if isinstance(record.msg, str) else None
+        args = record.args
+        if named is None or not isinstance(args, tuple):
+            return None
+        error = args[-1] if args else None
+        kind = type(error).__name__ if isinstance(error, BaseException) else None
+        return (record.msg, *(str(args[i]) for i in named if i < len(args)), kind)
 
 
 _topic_not_found = TopicNotFoundFilter()
+_kafka_connection_errors = KafkaConnectionErrorFilter()
 
 
 def quiet_repeated_kafka_errors() -> None:
-    """Install :class:`TopicNotFoundFilter` on aiokafka's cluster logger (once)."""
+    """Install :class:`TopicNotFoundFilter` on aiokafka's cluster logger and
+    :class:`KafkaConnectionErrorFilter` on the loggers of its connection messages (once)."""
     logging.getLogger("aiokafka.cluster").addFilter(_topic_not_found)
+    for name in KAFKA_CONNECTION_LOGGERS:
+        logging.getLogger(name).addFilter(_kafka_connection_errors)
 
 
 def route_uvicorn_logs() -> None:
