@@ -79,9 +79,15 @@ class RelayProcessSettings(BaseSettings):
     reads from the environment besides its arguments: the shutdown timeout the services
     read, ``DIBAO_SHUTDOWN_TIMEOUT_S``, so that one setting bounds the stop of every
     process of a deployment, and the relay settings the services read,
-    ``DIBAO_RELAY_METADATA_TIMEOUT_S`` and ``DIBAO_RELAY_BACKOFF_MAX_S``."""
+    ``DIBAO_RELAY_METADATA_TIMEOUT_S`` and ``DIBAO_RELAY_BACKOFF_MAX_S``; and how it logs,
+    as the services do (JSON lines on stdout, ``observability.configure_logging``):
+    ``DIBAO_LOG_LEVEL``, and ``DIBAO_SERVICE_NAME``, whose relay it is (its lines'
+    ``service`` is ``<name>-relay``, ``relay`` without one)."""
 
     model_config = SettingsConfigDict(env_prefix="DIBAO_", extra="ignore", frozen=True)
+
+    service_name: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     shutdown_timeout_s: float = Field(
         default=DEFAULT_SHUTDOWN_TIMEOUT_S, gt=0, description=_SHUTDOWN_TIMEOUT_DESCRIPTION

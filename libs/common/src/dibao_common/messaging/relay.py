@@ -47,7 +47,9 @@ from dibao_common.messaging import metrics
 from dibao_common.messaging.schema import outbox_message as t
 from dibao_common.settings import CommonSettings, RelayProcessSettings
 
-log = structlog.get_logger(__name__)
+# Named, not ``__name__``: run as ``python -m`` this module is ``__main__``, and its lines
+# would say so instead of naming the relay.
+log = structlog.get_logger("dibao_common.messaging.relay")
 
 _PENDING = t.c.published_at.is_(None)
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
@@ -1237,14 +1239,17 @@ async def _main(args: argparse.Namespace, settings: RelayProcessSettings) -> Non
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m dibao_common.messaging.relay``."""
     from dibao_common import loop as event_loop
-    from dibao_common.observability import quiet_repeated_kafka_errors
+    from dibao_common.observability import configure_logging
 
     args = _parse_args(argv)
-    # aiokafka's "Topic ... not found" once a minute per topic, as the services' logs have
-    # it (observability.TopicNotFoundFilter): the process's stderr, ten a second otherwise.
-    quiet_repeated_kafka_errors()
     # Read before the loop starts: a bad DIBAO_SHUTDOWN_TIMEOUT_S stops the process here.
-    event_loop.run(_main(args, RelayProcessSettings()))
+    settings = RelayProcessSettings()
+    # JSON lines on stdout as every service writes them, aiokafka's among them (which
+    # went to stderr as plain text, its connection errors a hundred a second in an
+    # outage): the kit's pipeline quiets them (observability.quiet_repeated_kafka_errors).
+    service = f"{settings.service_name}-relay" if settings.service_name else "relay"
+    configure_logging(settings.log_level, service_name=service)
+    event_loop.run(_main(args, settings))
 
 
 if __name__ == "__main__":
