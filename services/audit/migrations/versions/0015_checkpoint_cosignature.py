@@ -15,7 +15,6 @@ Create Date: 2026-12-03
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
@@ -24,38 +23,39 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Re-runnable, as 0009-0014 are: a run stopped half way, or a database whose alembic
+# version was set back (test_migration_0009), runs it again over what it made.
+_SETUP = [
+    """
+    CREATE TABLE IF NOT EXISTS checkpoint_cosignature (
+        tree_size bigint NOT NULL,
+        witness text NOT NULL,
+        signature_line text NOT NULL,
+        cosigned_at timestamp with time zone NOT NULL,
+        received_at timestamp with time zone NOT NULL DEFAULT now(),
+        CONSTRAINT pk_checkpoint_cosignature PRIMARY KEY (tree_size, witness),
+        CONSTRAINT checkpoint_cosignature_checkpoint FOREIGN KEY (tree_size)
+            REFERENCES checkpoint (tree_size)
+    )
+    """,
+    "DROP TRIGGER IF EXISTS checkpoint_cosignature_append_only ON checkpoint_cosignature",
+    "CREATE TRIGGER checkpoint_cosignature_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
+    "ON checkpoint_cosignature FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()",
+    """
+    DO $$
+    DECLARE
+      app text := current_database() || '_app';
+    BEGIN
+      EXECUTE format('REVOKE ALL ON checkpoint_cosignature FROM %I', app);
+      EXECUTE format('GRANT SELECT, INSERT ON checkpoint_cosignature TO %I', app);
+    END $$
+    """,
+]
+
+
 def upgrade() -> None:
-    op.create_table(
-        "checkpoint_cosignature",
-        sa.Column(
-            "tree_size",
-            sa.BigInteger,
-            sa.ForeignKey("checkpoint.tree_size", name="checkpoint_cosignature_checkpoint"),
-            primary_key=True,
-            autoincrement=False,
-        ),
-        sa.Column("witness", sa.Text, primary_key=True),
-        sa.Column("signature_line", sa.Text, nullable=False),
-        sa.Column("cosigned_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    )
-    op.execute(
-        "CREATE TRIGGER checkpoint_cosignature_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
-        "ON checkpoint_cosignature FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
-    )
-    op.execute(
-        """
-        DO $$
-        DECLARE
-          app text := current_database() || '_app';
-        BEGIN
-          EXECUTE format('REVOKE ALL ON checkpoint_cosignature FROM %I', app);
-          EXECUTE format('GRANT SELECT, INSERT ON checkpoint_cosignature TO %I', app);
-        END $$
-        """
-    )
+    for sql in _SETUP:
+        op.execute(sql)
 
 
 def downgrade() -> None:

@@ -385,6 +385,9 @@ async def check_database(
             if stray:
                 report.fail(f"{stray} stored region prefixes name no entry of the log")
             await _check_days(conn, report, days, schema)
+            if schema < 15:
+                # Said with or without witnesses asked for: the table is not there to read.
+                _cosignatures_not_checked(report)
             if witnesses:
                 required = len(witnesses) if quorum is None else quorum
                 report.cosigned_notes = await _cosigned_from_latest(
@@ -410,6 +413,13 @@ async def check_database(
     return report
 
 
+def _cosignatures_not_checked(report: DatabaseReport) -> None:
+    report.not_checked["checkpoint_cosignature"] = (
+        f"the schema is at {report.schema}: migration 0015 adds the witnesses' "
+        "cosignatures; run the migrations to have them read"
+    )
+
+
 async def _cosigned_from_latest(
     conn: asyncpg.Connection,
     report: DatabaseReport,
@@ -421,10 +431,7 @@ async def _cosigned_from_latest(
     newest first, down to the first whose lines meet ``required`` of ``witnesses`` (read
     with a cursor: a log witnessed lately reads a few rows, whatever its age)."""
     if schema < 15:
-        report.not_checked["checkpoint_cosignature"] = (
-            f"the schema is at {report.schema}: migration 0015 adds the witnesses' "
-            "cosignatures; run the migrations to have them read"
-        )
+        _cosignatures_not_checked(report)
         row = await conn.fetchrow(
             "SELECT signed_note FROM checkpoint ORDER BY tree_size DESC LIMIT 1"
         )

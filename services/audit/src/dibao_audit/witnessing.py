@@ -162,7 +162,9 @@ class WitnessSubmitter:
             try:
                 found = key.verify(with_cosignatures(cp.signed_note, answer.text.splitlines()))
             except CosignatureError as exc:
-                log.error("audit_witness_bad_cosignature", witness=key.name, error=str(exc))
+                log.error(
+                    "audit_witness_bad_cosignature", witness=key.name, error=describe_exception(exc)
+                )
                 return None
             self._known[key] = cp.tree_size
             return found.line, datetime.fromtimestamp(found.timestamp, UTC)
