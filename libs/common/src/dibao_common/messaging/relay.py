@@ -99,6 +99,14 @@ _ABORT_GRACE_S = 1.0
 _decode_json = json.JSONDecoder().raw_decode
 
 
+_RESUMES = {
+    "broker": "broker answers again, outbox relay resumes",
+    "database": "database answers again, outbox relay resumes",
+}
+"""The relay's line when a pause ends early, by what answered again
+(:meth:`OutboxRelay._back_off`)."""
+
+
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """Settings of the relay's producer (the benchmark's baseline uses the same ones).
 
@@ -305,10 +313,15 @@ class OutboxRelay:
         self._ack_timeout_s = ack_timeout_s
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._backoff_max_s = backoff_max_s
-        # While backing off, the broker is asked this often whether it answers (a
-        # bootstrap: a connection and a metadata request, at most this long).
+        # While backing off, the broker and the database are asked this often whether they
+        # answer (a bootstrap: a connection and a metadata request; SELECT 1 on a
+        # connection of the probe's; each at most this long).
         self._probe_interval_s = probe_interval_s
         self._probe = kafka_probe(bootstrap)
+        # The database is asked as the engine connects (host, port, login, database, the
+        # URL's query such as a socket directory or ssl), on a connection of the probe's.
+        _cargs, connect_args = engine.dialect.create_connect_args(engine.url)
+        self._database_connect_args: dict[str, Any] = dict(connect_args)
         self._backlog_refresh_s = backlog_refresh_s
         self._retention_s = retention_s
         self._producer_config = producer_config(
@@ -343,7 +356,8 @@ class OutboxRelay:
 
     @property
     def backoff_max_s(self) -> float:
-        """The longest pause after failures (cut short when the broker answers again)."""
+        """The longest pause after failures (cut short when the broker or the database
+        answers again)."""
         return self._backoff_max_s
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -935,39 +949,45 @@ class OutboxRelay:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _back_off(self, seconds: float) -> None:
-        """Pause ``seconds`` after a failure, or less if the broker, found not answering
-        meanwhile, answers again.
+        """Pause ``seconds`` after a failure, or less if the broker or the database, found
+        not answering meanwhile, answers again.
 
         The backoff doubles up to ``backoff_max_s`` (30 s): after a long outage the rows
-        would wait up to that long once the broker is back, every service's events and
-        the audit log of them lagging behind. So a pause longer than ``probe_interval_s``
-        asks the broker (a connection, then a bootstrap: one metadata request, at most
-        ``probe_interval_s`` in all; :meth:`_broker_answers`) at once and then every
-        ``probe_interval_s`` until it answers: an answer after a failed probe ends the
-        pause, the broker being back; an answer at the first probe leaves the pause as
-        it was (the broker answered all along: the failure was elsewhere, the database,
-        or records the broker refused), and nothing more is asked. A broker that is down
-        is so asked once a probe interval, an answering one once a pause.
+        would wait up to that long once the broker or the database is back, every
+        service's events and the audit log of them lagging behind. So a pause longer than
+        ``probe_interval_s`` asks both at once (the broker: a connection, then a
+        bootstrap, :meth:`_broker_answers`; the database: ``SELECT 1`` on a connection of
+        its own, :meth:`_database_answers`; each at most ``probe_interval_s``), and then,
+        every ``probe_interval_s``, the one or ones that did not answer, until they do:
+        then the pause ends. Both answering at the first probe leaves the pause as it was
+        (the failure was elsewhere: records the broker refused, a statement that
+        failed), and nothing more is asked. A server that is down is so asked once a
+        probe interval per relay; one that answers, once a pause.
         """
         if seconds <= self._probe_interval_s:
             await self._pause(seconds)
             return
         started = time.monotonic()
         deadline = started + seconds
-        unanswered = False
+        probes = {"database": self._database_answers, "broker": self._broker_answers}
+        unanswered: set[str] | None = None
         while not self._stopping.is_set():
             asked = time.monotonic()
-            if await self._broker_answers():
-                if unanswered:
+            names = sorted(probes) if unanswered is None else sorted(unanswered)
+            answers = await asyncio.gather(*(probes[name]() for name in names))
+            silent = {name for name, answered in zip(names, answers, strict=True) if not answered}
+            if unanswered is None and not silent:
+                break
+            if unanswered is not None and not silent:
+                for name in sorted(unanswered):
                     log.info(
-                        "broker answers again, outbox relay resumes",
+                        _RESUMES[name],
                         relay=self.name,
                         paused_s=round(time.monotonic() - started, 3),
                         backoff_s=seconds,
                     )
-                    return
-                break
-            unanswered = True
+                return
+            unanswered = silent
             next_probe = min(asked + self._probe_interval_s, deadline)
             await self._pause(max(0.0, next_probe - time.monotonic()))
             if time.monotonic() >= deadline:
@@ -985,6 +1005,26 @@ class OutboxRelay:
                 if not await _listening(self._bootstrap):
                     return False
                 await self._probe()
+        except Exception:
+            return False
+        return True
+
+    async def _database_answers(self) -> bool:
+        """Whether the database answers ``SELECT 1`` within ``probe_interval_s``, on a
+        connection opened for it and closed at once: not one of the pool's, which may all
+        be ended by the outage (or busy, when the relay shares a service's engine)."""
+        try:
+            async with asyncio.timeout(self._probe_interval_s):
+                connection = await asyncpg.connect(
+                    **self._database_connect_args,
+                    server_settings={"application_name": f"dibao-relay-probe-{self.name}"},
+                )
+                try:
+                    await connection.fetchval("SELECT 1")
+                    await connection.close()
+                finally:
+                    if not connection.is_closed():
+                        connection.terminate()
         except Exception:
             return False
         return True
