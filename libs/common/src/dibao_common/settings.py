@@ -69,8 +69,8 @@ _RELAY_METADATA_TIMEOUT_DESCRIPTION = (
 DEFAULT_RELAY_BACKOFF_MAX_S = 30.0
 _RELAY_BACKOFF_MAX_DESCRIPTION = (
     "The longest pause of the outbox relay after failures (0.2 s, doubling up to this);"
-    " while it pauses it asks the broker once a second and resumes as soon as a broker"
-    " that did not answer answers again (ADR 0003)"
+    " while it pauses it asks the broker and the database, then once a second the one that"
+    " did not answer, and resumes as soon as it answers again (ADR 0003)"
 )
 
 
