@@ -1,8 +1,8 @@
 """The database away long enough for the relay's backoff to reach its cap, then back.
 
 The relay reaches the suite's PostgreSQL through a TCP proxy of the test's own, which is
-taken down (it stops listening and cuts every connection through it, as a stopped server
-or a lost network does) and brought up again on the same port. While it is down every
+taken down (it cuts every connection through it and every new one, as a server stopping
+or a lost network does) and brought up again. While it is down every
 round of the relay fails at its first statement, and the relay waits longer after each,
 up to ``backoff_max_s``. The database comes back just as the relay begins a pause of that
 length; what is measured is how long the rows committed meanwhile (straight to the
@@ -39,28 +39,46 @@ CAP_S = 10.0
 
 
 class Proxy:
-    """A TCP proxy to PostgreSQL that can be taken down: :meth:`down` stops listening and
-    cuts every connection through it; :meth:`up` listens again on the same port."""
+    """A TCP proxy to PostgreSQL that can be taken down: :meth:`down` cuts every connection
+    through it and cuts each new one as soon as it is accepted (a connect then fails as a
+    reset, an outage to the kit's classifier); :meth:`up` passes them on again. It listens
+    all along on the one port the system gave it: closing the socket and listening again
+    on that port could find it taken meanwhile by another process's outgoing connection."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
+        self._open = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.refused = asyncio.Event()
+        """Set on each connection cut as soon as it is accepted (while down)."""
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._open = True
 
     async def up(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._open = True
 
     async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._open = False
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
+    async def close(self) -> None:
+        await self.down()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if not self._open:
+            client_w.transport.abort()
+            self.refused.set()
+            return
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
@@ -82,11 +100,11 @@ class Proxy:
 async def proxy(engine: AsyncEngine) -> AsyncIterator[Proxy]:
     url = engine.url
     gate = Proxy(url.host or "127.0.0.1", url.port or 5432)
-    await gate.up()
+    await gate.start()
     try:
         yield gate
     finally:
-        await gate.down()
+        await gate.close()
 
 
 class WatchedBackoff(Backoff):
@@ -140,6 +158,12 @@ async def test_rows_are_published_soon_after_a_long_database_outage_ends(
         await proxy.down()
         second = await commit_events(topic, events=200, keys=5)
         await asyncio.wait_for(backoff.capped.wait(), 120)
+        # Back once the relay has found it away as its pause of the cap began (its probe
+        # refused; a relay that does not probe asks nothing for the cap's 10 s: then back
+        # after 2 s), not before: a connection accepted just before up() is passed on.
+        proxy.refused.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proxy.refused.wait(), 2.0)
         await proxy.up()
         back = time.monotonic()
         await eventually(drained, timeout_s=60, what="the rows after the database's return")
